@@ -1,0 +1,42 @@
+# A thin wrapper over CMake, in the shape Neovim uses. `make run` and `make test` are all a
+# fresh Debian machine needs: both install what is missing first.
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc)
+HOST       ?= 127.0.0.1
+PORT       ?= 8215
+
+# Debian packages: build and run time, then test-only.
+DEB_PACKAGES := build-essential cmake pkg-config liblua5.4-dev libuv1-dev libcjson-dev \
+  node-llhttp lua-socket lua-sec libopenblas-dev libpcre2-dev libutf8proc-dev
+DEB_TEST_PACKAGES := clang libclang-rt-14-dev
+
+.PHONY: all deps build test asan run clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh $(DEB_PACKAGES) $(DEB_TEST_PACKAGES)
+	@command -v npm >/dev/null || scripts/install-deps.sh nodejs npm
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: deps build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+$(ASAN_BUILD)/CMakeCache.txt:
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DFB_SANITIZE=ON
+
+asan: deps $(ASAN_BUILD)/CMakeCache.txt
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
+
+run: deps build
+	$(BUILD)/fastbrain serve --host $(HOST) --port $(PORT)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,40 @@
+/* error.c: error codes to text and the fb_err helpers. */
+#include "error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+const char *fb_strerror(int code) {
+  switch (code) {
+#define FB_ERR_TEXT(name, value, text) \
+  case (value):                        \
+    return (text);
+    FB_ERRNO_MAP(FB_ERR_TEXT)
+#undef FB_ERR_TEXT
+  }
+  return "unknown error";
+}
+
+int fb_err_set(fb_err *err, int code, const char *fmt, ...) {
+  if (err) {
+    va_list ap;
+    va_start(ap, fmt);
+    err->code = code;
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+  }
+  return code;
+}
+
+int fb_err_prefix(fb_err *err, const char *fmt, ...) {
+  if (!err) return FB_EINVALID;
+  char head[256], old[sizeof err->msg];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(head, sizeof head, fmt, ap);
+  va_end(ap);
+  memcpy(old, err->msg, sizeof old);
+  snprintf(err->msg, sizeof err->msg, "%s: %s", head, old);
+  return err->code;
+}
