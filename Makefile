@@ -11,7 +11,7 @@ DEB_PACKAGES := build-essential cmake pkg-config liblua5.4-dev libuv1-dev libcjs
   node-llhttp lua-socket lua-sec libopenblas-dev libpcre2-dev libutf8proc-dev
 DEB_TEST_PACKAGES := clang libclang-rt-14-dev
 
-.PHONY: all deps build test asan run clean
+.PHONY: all deps build test asan fuzz run clean
 
 all: build
 
@@ -34,6 +34,19 @@ $(ASAN_BUILD)/CMakeCache.txt:
 asan: deps $(ASAN_BUILD)/CMakeCache.txt
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
+
+# Every libFuzzer target, FUZZ_SECONDS each, from its seed corpus (bounded; not part of CI).
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DFB_FUZZ=ON -DFB_SANITIZE=ON
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	@for f in $(FUZZ_BUILD)/fuzz_*; do \
+	  name=$${f##*/fuzz_}; mkdir -p $(FUZZ_BUILD)/corpus-$$name; \
+	  echo "== fuzz $$name for $(FUZZ_SECONDS)s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(FUZZ_BUILD)/crash-$$name- \
+	    $(FUZZ_BUILD)/corpus-$$name tests/fuzz/corpus/$$name || exit 1; \
+	done
 
 run: deps build
 	$(BUILD)/fastbrain serve --host $(HOST) --port $(PORT)
