@@ -29,12 +29,16 @@ int fb_err_set(fb_err *err, int code, const char *fmt, ...) {
 
 int fb_err_prefix(fb_err *err, const char *fmt, ...) {
   if (!err) return FB_EINVALID;
-  char head[256], old[sizeof err->msg];
+  char head[256];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(head, sizeof head, fmt, ap);
   va_end(ap);
-  memcpy(old, err->msg, sizeof old);
-  snprintf(err->msg, sizeof err->msg, "%s: %s", head, old);
+  size_t cap = sizeof err->msg - 1, hl = strlen(head), keep = strlen(err->msg);
+  if (hl + 2 + keep > cap) keep = cap - hl - 2;  /* head < 256, so this stays positive */
+  memmove(err->msg + hl + 2, err->msg, keep);
+  memcpy(err->msg, head, hl);
+  memcpy(err->msg + hl, ": ", 2);
+  err->msg[hl + 2 + keep] = '\0';
   return err->code;
 }

@@ -1,0 +1,27 @@
+/* l_core.c: module `fastbrain.core`, the small C functions behind the `fastbrain` table:
+ * a monotonic clock, signal handlers, the version and the bundle root. */
+#include <lauxlib.h>
+#include <uv.h>
+
+#include "modules.h"
+#include "signals.h"
+#include "vm.h"
+
+static int core_now(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)uv_hrtime() / 1e6);  /* ms, monotonic, sub-ms precision */
+  return 1;
+}
+
+int luaopen_fastbrain_core(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+      {"now", core_now},
+      {"on_signal", fb_signals_lua_on_signal},
+      {NULL, NULL},
+  };
+  luaL_newlib(L, funcs);
+  lua_pushstring(L, FB_VERSION);
+  lua_setfield(L, -2, "version");
+  lua_pushstring(L, fb_vm_root(L));
+  lua_setfield(L, -2, "root");
+  return 1;
+}

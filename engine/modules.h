@@ -1,0 +1,13 @@
+/* modules.h: the C halves of the `fastbrain` Lua modules, one luaopen per binding file.
+ * vm.c lists them in package.preload; lua/fastbrain/init.lua loads them on first use. */
+#ifndef FB_MODULES_H
+#define FB_MODULES_H
+
+#include <lua.h>
+
+int luaopen_fastbrain_core(lua_State *L);   /* l_core.c: now, on_signal, version, root */
+int luaopen_fastbrain_json(lua_State *L);   /* l_json.c */
+int luaopen_fastbrain_timer(lua_State *L);  /* l_timer.c */
+int luaopen_fastbrain_log(lua_State *L);    /* l_log.c */
+
+#endif

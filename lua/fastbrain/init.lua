@@ -1,0 +1,49 @@
+-- fastbrain: the module scripts get from `require "fastbrain"`.
+-- Submodules (json, timer, log, and those added later) load on first use: `fb.json` is
+-- `require "fastbrain.json"`. Coroutine helpers (spawn, sleep) live here because every
+-- asynchronous part of the engine resumes coroutines the same way.
+local core = require "fastbrain.core"
+
+local M = {
+  version = core.version,
+  root = core.root,      -- the folder holding lua/, scripts/, web/, share/
+  now = core.now,        -- monotonic clock in milliseconds
+  on_signal = core.on_signal,
+}
+
+-- Resume `co` with the given values; an error inside it is logged with its traceback and the
+-- coroutine is closed (its pending `<close>` variables run). Returns true while it is alive.
+function M.resume(co, ...)
+  local ok, err = coroutine.resume(co, ...)
+  if not ok then
+    M.log.error("coroutine: %s", debug.traceback(co, tostring(err)))
+    coroutine.close(co)
+    return false
+  end
+  return coroutine.status(co) ~= "dead"
+end
+
+-- Run fn(...) in a new coroutine now; it may yield on asynchronous work (sleep, requests).
+function M.spawn(fn, ...)
+  if type(fn) ~= "function" then error("fastbrain.spawn: function expected", 2) end
+  local co = coroutine.create(fn)
+  M.resume(co, ...)
+  return co
+end
+
+-- Suspend the running coroutine for ms milliseconds, letting the loop serve others.
+function M.sleep(ms)
+  local co, main = coroutine.running()
+  if main then error("fastbrain.sleep: call it inside a coroutine (see fastbrain.spawn)", 2) end
+  M.timer.after(ms, function() M.resume(co) end)
+  coroutine.yield()
+end
+
+return setmetatable(M, {
+  __index = function(t, name)
+    local ok, mod = pcall(require, "fastbrain." .. name)
+    if not ok then return nil end
+    rawset(t, name, mod)
+    return mod
+  end,
+})
