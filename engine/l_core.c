@@ -1,5 +1,5 @@
 /* l_core.c: module `fastbrain.core`, the small C functions behind the `fastbrain` table:
- * a monotonic clock, signal handlers, the version and the bundle root. */
+ * a monotonic clock, signal handlers, exit, the version and the bundle root. */
 #include <lauxlib.h>
 #include <uv.h>
 
@@ -12,10 +12,20 @@ static int core_now(lua_State *L) {
   return 1;
 }
 
+/* exit([code]): end the process with code (default 0) once the running callback returns,
+ * after closing every handle and running pending __close/__gc, as a signal would. */
+static int core_exit(lua_State *L) {
+  lua_Integer code = luaL_optinteger(L, 1, 0);
+  luaL_argcheck(L, code >= 0 && code <= 255, 1, "exit code must be 0..255");
+  fb_vm_request_exit(L, (int)code);
+  return 0;
+}
+
 int luaopen_fastbrain_core(lua_State *L) {
   static const luaL_Reg funcs[] = {
       {"now", core_now},
       {"on_signal", fb_signals_lua_on_signal},
+      {"exit", core_exit},
       {NULL, NULL},
   };
   luaL_newlib(L, funcs);

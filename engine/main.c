@@ -19,6 +19,10 @@ typedef struct command {
   const char *summary;
 } command;
 
+/* The whole command line, for the script's `arg` table. */
+static int full_argc, command_index;
+static char **full_argv;
+
 static int cmd_run(int argc, char **argv);
 static int cmd_version(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
@@ -115,7 +119,7 @@ static int run_script(int argc, char **argv, int script) {
   if (rc != 0) {
     fprintf(stderr, "fastbrain: signals: %s\n", uv_strerror(rc));
   } else {
-    set_arg_table(L, argc, argv, script);
+    set_arg_table(L, full_argc, full_argv, command_index + script);
     status = fb_vm_run_file(L, argv[script], argc - script - 1, argv + script + 1);
     if (status == 0 && fb_vm_exit_code(L) < 0) uv_run(&loop, UV_RUN_DEFAULT);
     if (status == 0 && fb_vm_exit_code(L) >= 0) status = fb_vm_exit_code(L);
@@ -159,7 +163,11 @@ static int cmd_version(int argc, char **argv) {
 }
 
 static int cmd_help(int argc, char **argv) {
-  if (argc > 1 && !wants_help(argv[1])) {
+  if (argc > 1 && wants_help(argv[1])) {
+    print_command_help(find_command("help"), stdout);
+    return 0;
+  }
+  if (argc > 1) {
     const command *c = find_command(argv[1]);
     if (!c) return usage_error(NULL, "unknown command '%s'", argv[1]);
     print_command_help(c, stdout);
@@ -189,5 +197,6 @@ int main(int argc, char **argv) {
   if (i >= argc) return usage_error(NULL, "%s", "no command given");
   const command *c = find_command(argv[i]);
   if (!c) return usage_error(NULL, "unknown command '%s'", argv[i]);
+  full_argc = argc, full_argv = argv, command_index = i;
   return c->run(argc - i, argv + i);
 }

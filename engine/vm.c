@@ -99,8 +99,23 @@ lua_State *fb_vm_new(uv_loop_t *loop, const char *root) {
   return L;
 }
 
+/* Let the Lua side finish what it started (close its suspended coroutines, so their <close>
+ * variables run) before the state goes: package.loaded.fastbrain.shutdown(), if loaded. */
+static void lua_shutdown(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, "fastbrain");
+  lua_remove(L, -2);
+  if (lua_istable(L, -1) && lua_getfield(L, -1, "shutdown") == LUA_TFUNCTION) {
+    lua_remove(L, -2);
+    fb_vm_pcall(L, 0, 0, "shutdown");
+    return;
+  }
+  lua_settop(L, 0);
+}
+
 void fb_vm_close(lua_State *L) {
   vm_ctx *ctx = ctx_of(L);
+  lua_shutdown(L);
   lua_close(L);                     /* __close and __gc close their uv handles */
   uv_run(ctx->loop, UV_RUN_NOWAIT); /* ... whose close callbacks free them */
   free(ctx);

@@ -8,7 +8,8 @@ local M = {
   version = core.version,
   root = core.root,      -- the folder holding lua/, scripts/, web/, share/
   now = core.now,        -- monotonic clock in milliseconds
-  on_signal = core.on_signal,
+  on_signal = core.on_signal,  -- on_signal("int"|"term", fn): replaces the default exit
+  exit = core.exit,            -- exit(code): stop the loop, clean up, exit with code
 }
 
 -- Resume `co` with the given values; an error inside it is logged with its traceback and the
@@ -23,12 +24,24 @@ function M.resume(co, ...)
   return coroutine.status(co) ~= "dead"
 end
 
+-- Coroutines started by spawn that may still be suspended, closed at shutdown.
+local spawned = setmetatable({}, {__mode = "k"})
+
 -- Run fn(...) in a new coroutine now; it may yield on asynchronous work (sleep, requests).
 function M.spawn(fn, ...)
   if type(fn) ~= "function" then error("fastbrain.spawn: function expected", 2) end
   local co = coroutine.create(fn)
+  spawned[co] = true
   M.resume(co, ...)
   return co
+end
+
+-- Called by the engine when the process ends (a signal, fastbrain.exit): closes every
+-- suspended coroutine that spawn started, so their pending <close> variables run.
+function M.shutdown()
+  for co in pairs(spawned) do
+    if coroutine.status(co) == "suspended" then coroutine.close(co) end
+  end
 end
 
 -- Suspend the running coroutine for ms milliseconds, letting the loop serve others.
