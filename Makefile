@@ -33,7 +33,7 @@ $(ASAN_BUILD)/CMakeCache.txt:
 
 asan: deps $(ASAN_BUILD)/CMakeCache.txt
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
-	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ctest --output-on-failure -j $(JOBS)
 
 # Every libFuzzer target, FUZZ_SECONDS each, from its seed corpus (bounded; not part of CI).
 FUZZ_BUILD   ?= build-fuzz

@@ -256,18 +256,19 @@ static int encode_table(encoder *e, int idx) {
       if (lua_tointeger(L, -1) > max_int) max_int = lua_tointeger(L, -1);
     } else others++;
   }
-  e->open_tables[e->depth++] = self;
-  int rc;
+  int is_array;
   if (marked) {
-    if (strings || others) rc = fail(e, "array (json.array) has non-integer keys");
-    else rc = encode_array(e, idx, max_int);
+    if (strings || others) return fail(e, "array (json.array) has non-integer keys");
+    is_array = 1;
   } else if (count > 0 && strings == 0 && others == 0 && max_int == count) {
-    rc = encode_array(e, idx, count);
+    is_array = 1;
   } else if (strings == count) {
-    rc = encode_object(e, idx, count);
+    is_array = 0;
   } else {
-    rc = fail(e, "table mixes keys: an object needs string keys, an array keys 1..n");
+    return fail(e, "table mixes keys: an object needs string keys, an array keys 1..n");
   }
+  e->open_tables[e->depth++] = self;
+  int rc = is_array ? encode_array(e, idx, max_int) : encode_object(e, idx, count);
   e->depth--;
   return rc;
 }

@@ -21,7 +21,12 @@ typedef struct ltimer {
 
 typedef struct { ltimer *t; } timer_box;  /* the userdata: t is NULL once closed */
 
-static void free_timer(uv_handle_t *h) { free(h->data); }
+static long live_timers;  /* allocated and not yet freed by their close callback */
+
+static void free_timer(uv_handle_t *h) {
+  free(h->data);
+  live_timers--;
+}
 
 static ltimer *check_timer(lua_State *L, int idx) {
   timer_box *box = luaL_checkudata(L, idx, TIMER_MT);
@@ -58,6 +63,7 @@ static int start(lua_State *L, int repeat) {
   luaL_setmetatable(L, TIMER_MT);
   ltimer *t = malloc(sizeof *t);
   if (!t) return luaL_error(L, "timer: out of memory");
+  live_timers++;
   uv_timer_init(fb_vm_loop(L), &t->handle);
   t->handle.data = t;
   box->t = t;
@@ -104,12 +110,18 @@ static int timer_tostring(lua_State *L) {
   return 1;
 }
 
+/* live() -> the number of timers whose memory is not yet freed (for leak tests). */
+static int timer_live(lua_State *L) {
+  lua_pushinteger(L, live_timers);
+  return 1;
+}
+
 int luaopen_fastbrain_timer(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"stop", timer_stop}, {"active", timer_active}, {NULL, NULL}};
   static const luaL_Reg meta[] = {
       {"__gc", timer_gc}, {"__close", timer_stop}, {"__tostring", timer_tostring}, {NULL, NULL}};
-  static const luaL_Reg funcs[] = {{"after", timer_after}, {"every", timer_every}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"after", timer_after}, {"every", timer_every}, {"live", timer_live}, {NULL, NULL}};
   luaL_newmetatable(L, TIMER_MT);
   luaL_setfuncs(L, meta, 0);
   luaL_newlib(L, methods);
