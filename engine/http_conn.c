@@ -1,0 +1,953 @@
+/* http_conn.c: the server and its connections: listen/accept, llhttp parsing under the
+ * limits table, timeouts, keep-alive and pipelining (one request in flight per connection,
+ * answered in order), the response writer with its queue cap, lingering close, shutdown.
+ * Static files, SSE framing and the Host/Origin/token checks live in their own files. */
+#include "http_impl.h"
+
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#define READ_CHUNK 16384
+#define MAX_BUFFERED 65536   /* pipelined input held while a request is in flight */
+#define LINGER_MS 2000       /* after a final response, wait this long for the peer's FIN */
+
+const char *const fb_http_limit_names[] = {
+#define FB_HTTP_LIMIT_NAME(name, def) #name,
+    FB_HTTP_LIMITS(FB_HTTP_LIMIT_NAME)
+#undef FB_HTTP_LIMIT_NAME
+    NULL};
+
+void fb_http_limits_default(fb_http_limits *l) {
+#define FB_HTTP_LIMIT_DEF(name, def) l->name = (def);
+  FB_HTTP_LIMITS(FB_HTTP_LIMIT_DEF)
+#undef FB_HTTP_LIMIT_DEF
+}
+
+int fb_http_limits_set(fb_http_limits *l, const char *name, double value, fb_err *err) {
+  if (!(value >= 1 && value <= 1e15))
+    return fb_err_set(err, FB_EINVALID, "http limit '%s': %g is not a positive number", name,
+                      value);
+#define FB_HTTP_LIMIT_SET(n, def)                 \
+  if (strcmp(name, #n) == 0) {                    \
+    l->n = (uint64_t)value;                       \
+    return 0;                                     \
+  }
+  FB_HTTP_LIMITS(FB_HTTP_LIMIT_SET)
+#undef FB_HTTP_LIMIT_SET
+  return fb_err_set(err, FB_EINVALID, "unknown http limit '%s'", name);
+}
+
+/* Room for len more bytes and a NUL. */
+static int buf_reserve(buf *b, size_t len) {
+  if (b->len + len + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + len + 1) cap *= 2;
+    char *p = realloc(b->data, cap);
+    if (!p) return FB_ENOMEM;
+    b->data = p;
+    b->cap = cap;
+  }
+  return 0;
+}
+
+int fb_http_buf_add(buf *b, const void *data, size_t len) {
+  if (buf_reserve(b, len)) return FB_ENOMEM;
+  if (len) memcpy(b->data + b->len, data, len);
+  b->len += len;
+  return 0;
+}
+
+static int buf_printf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int buf_printf(buf *b, const char *fmt, ...) {
+  char tmp[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+  va_end(ap);
+  if (n < 0 || (size_t)n >= sizeof tmp) return FB_EINVALID;
+  return fb_http_buf_add(b, tmp, (size_t)n);
+}
+
+/* ---- status line and headers ---- */
+
+static const char *status_text(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 417: return "Expectation Failed";
+    case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+  }
+  return "Unknown";
+}
+
+static int has_crlf(const char *s) { return s && strpbrk(s, "\r\n") != NULL; }
+
+/* content_length >= 0: fixed; -1: streamed (chunked on 1.1, close-delimited on 1.0);
+ * -2: no body headers at all (304, 204). */
+int fb_http_head(fb_http_conn *c, buf *out, int status, const fb_http_header *headers,
+                 int nheaders, int64_t content_length) {
+  if (status < 100 || status > 999) return FB_EINVALID;
+  if (c->srv->closing) c->keep_alive = 0;
+  c->chunked_out = 0;
+  if (content_length == -1) {
+    if (c->req.http_minor >= 1) c->chunked_out = 1;
+    else c->keep_alive = 0;
+  }
+  time_t now = time(NULL);
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  char date[64];
+  strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  out->len = 0;
+  int rc = buf_printf(out, "HTTP/1.1 %d %s\r\nDate: %s\r\nX-Content-Type-Options: nosniff\r\n",
+                      status, status_text(status), date);
+  int html = 0;
+  for (int i = 0; i < nheaders && rc == 0; i++) {
+    const fb_http_header *h = &headers[i];
+    if (!h->name || !h->value || !*h->name || has_crlf(h->name) || has_crlf(h->value) ||
+        strchr(h->name, ':'))
+      return FB_EINVALID;
+    if (strcasecmp(h->name, "content-type") == 0 && strncasecmp(h->value, "text/html", 9) == 0)
+      html = 1;
+    if ((rc = fb_http_buf_add(out, h->name, strlen(h->name))) == 0 &&
+        (rc = fb_http_buf_add(out, ": ", 2)) == 0 &&
+        (rc = fb_http_buf_add(out, h->value, strlen(h->value))) == 0)
+      rc = fb_http_buf_add(out, "\r\n", 2);
+  }
+  if (rc == 0 && html)
+    rc = buf_printf(out, "Content-Security-Policy: default-src 'self'; img-src 'self' data:; "
+                         "object-src 'none'; frame-ancestors 'none'; base-uri 'self'\r\n");
+  if (rc == 0 && content_length >= 0)
+    rc = buf_printf(out, "Content-Length: %lld\r\n", (long long)content_length);
+  if (rc == 0 && c->chunked_out) rc = buf_printf(out, "Transfer-Encoding: chunked\r\n");
+  if (rc == 0 && !c->keep_alive) rc = buf_printf(out, "Connection: close\r\n");
+  else if (rc == 0 && c->req.http_minor == 0) rc = buf_printf(out, "Connection: keep-alive\r\n");
+  if (rc == 0) rc = fb_http_buf_add(out, "\r\n", 2);
+  return rc;
+}
+
+/* ---- writing ---- */
+
+typedef struct wreq {
+  uv_write_t w;
+  fb_http_conn *c;
+  size_t len;
+  char data[];
+} wreq;
+
+static void on_write(uv_write_t *w, int status) {
+  wreq *r = (wreq *)w;
+  fb_http_conn *c = r->c;
+  c->queued -= r->len;
+  free(r);
+  if (c->closing) return;
+  if (status < 0) {
+    fb_http_conn_close(c);
+    return;
+  }
+  if (c->file_fd >= 0) fb_http_static_pump(c);
+}
+
+int fb_http_conn_write(fb_http_conn *c, const uv_buf_t *bufs, unsigned nbufs) {
+  if (c->closing) return FB_EIO;
+  size_t total = 0, skip = 0;
+  for (unsigned i = 0; i < nbufs; i++) total += bufs[i].len;
+  if (total == 0) return 0;
+  if (c->queued == 0) {
+    int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
+    if (n == (int)total) return 0;
+    if (n < 0 && n != UV_EAGAIN) {
+      fb_http_conn_close(c);
+      return FB_EIO;
+    }
+    if (n > 0) skip = (size_t)n;
+  }
+  wreq *r = malloc(sizeof *r + total - skip);
+  if (!r) {
+    fb_http_conn_close(c);
+    return FB_ENOMEM;
+  }
+  size_t off = 0;
+  for (unsigned i = 0; i < nbufs; i++) {
+    size_t len = bufs[i].len;
+    const char *p = bufs[i].base;
+    if (skip >= len) {
+      skip -= len;
+      continue;
+    }
+    p += skip;
+    len -= skip;
+    skip = 0;
+    memcpy(r->data + off, p, len);
+    off += len;
+  }
+  r->c = c;
+  r->len = off;
+  uv_buf_t b = uv_buf_init(r->data, (unsigned)off);
+  int rc = uv_write(&r->w, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+  if (rc < 0) {
+    free(r);
+    fb_http_conn_close(c);
+    return FB_EIO;
+  }
+  c->queued += off;
+  return 0;
+}
+
+/* ---- connection lifetime ---- */
+
+static void timer_fired(uv_timer_t *t);
+static void process_input(fb_http_conn *c);
+static void maybe_finish_server(fb_http_server *srv);
+static void read_start(fb_http_conn *c);
+
+void fb_http_conn_timer(fb_http_conn *c, uint64_t ms, uint64_t repeat) {
+  if (!c->closing) uv_timer_start(&c->timer, timer_fired, ms, repeat);
+}
+
+static void free_conn(fb_http_conn *c) {
+  free(c->in.data);
+  free(c->head.data);
+  free(c->body.data);
+  free(c->out.data);
+  free(c->hoff);
+  free(c->headers);
+  free(c);
+}
+
+static void on_conn_handle_closed(uv_handle_t *h) {
+  fb_http_conn *c = h->data;
+  if (--c->handles_open == 0) free_conn(c);
+}
+
+void fb_http_conn_close(fb_http_conn *c) {
+  if (c->closing) return;
+  c->closing = 1;
+  if (c->file_fd >= 0) {
+    close(c->file_fd);
+    c->file_fd = -1;
+  }
+  fb_http_close_fn fn = c->on_close;
+  c->on_close = NULL;
+  if (fn) fn(c->on_close_ud, &c->req);
+  c->req.conn = NULL;
+  fb_http_server *srv = c->srv;
+  if (c->prev) c->prev->next = c->next;
+  else srv->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  srv->nconns--;
+  uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
+  uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+  maybe_finish_server(srv);
+}
+
+static void on_shutdown(uv_shutdown_t *s, int status) {
+  fb_http_conn *c = s->data;
+  free(s);
+  if (c->closing) return;
+  if (status < 0) fb_http_conn_close(c);
+}
+
+/* The last response is queued: send FIN after it and drain input until the peer closes, so
+ * unread request bytes do not turn our close into a reset that eats the response. */
+static void start_linger(fb_http_conn *c) {
+  c->state = CONN_LINGER;
+  uv_shutdown_t *s = malloc(sizeof *s);
+  if (!s) {
+    fb_http_conn_close(c);
+    return;
+  }
+  s->data = c;
+  if (uv_shutdown(s, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
+    free(s);
+    fb_http_conn_close(c);
+    return;
+  }
+  read_start(c);  /* reading may have been paused for back-pressure: see the peer's close */
+  fb_http_conn_timer(c, LINGER_MS, 0);
+}
+
+static void reset_request(fb_http_conn *c) {
+  c->head.len = 0;
+  c->body.len = 0;
+  c->nfields = 0;
+  c->in_value = 0;
+  c->url_len = c->header_bytes = 0;
+  c->err_status = 0;
+  c->err_msg = NULL;
+  c->is_head = 0;
+  c->sse = 0;
+  c->on_close = NULL;
+  memset(&c->req, 0, sizeof c->req);
+  c->req.http_minor = 1;
+  c->req.remote_addr = c->remote;
+  c->req.method = c->req.target = c->req.path = c->req.query = c->req.body = "";
+}
+
+static int json_escape(buf *b, const char *s) {
+  int rc = 0;
+  for (; *s && rc == 0; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\') rc = buf_printf(b, "\\%c", ch);
+    else if (ch < 0x20) rc = buf_printf(b, "\\u%04x", ch);
+    else rc = fb_http_buf_add(b, s, 1);
+  }
+  return rc;
+}
+
+static int respond_error_reason(fb_http_conn *c, int status, const char *msg) {
+  c->req.conn = c;
+  c->state = CONN_HANDLER;
+  return fb_http_respond_error(&c->req, status, msg);
+}
+
+/* A framing or limit error: answer it and close (the rest of the input cannot be trusted). */
+static void fail_request(fb_http_conn *c, int status, const char *msg) {
+  c->keep_alive = 0;
+  c->on_close = NULL;
+  respond_error_reason(c, status, msg);
+}
+
+static void timer_fired(uv_timer_t *t) {
+  fb_http_conn *c = t->data;
+  switch (c->state) {
+    case CONN_HEADERS:
+    case CONN_BODY:
+      fail_request(c, 408, "request timeout");
+      break;
+    case CONN_STREAM:
+      if (c->sse) fb_http_sse_heartbeat(c);
+      else fb_http_conn_close(c);  /* a file stream that stopped moving */
+      break;
+    case CONN_HANDLER:
+      break;
+    case CONN_IDLE:
+    case CONN_LINGER:
+      fb_http_conn_close(c);
+      break;
+  }
+}
+
+/* ---- reading and parsing ---- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out) {
+  (void)suggested;
+  fb_http_conn *c = h->data;
+  if (c->state == CONN_LINGER) {  /* drained input is thrown away */
+    static char sink[READ_CHUNK];
+    *out = uv_buf_init(sink, sizeof sink);
+    return;
+  }
+  if (c->in_off) {
+    memmove(c->in.data, c->in.data + c->in_off, c->in.len - c->in_off);
+    c->in.len -= c->in_off;
+    c->in_off = 0;
+  }
+  if (c->in.cap - c->in.len < READ_CHUNK + 1) {
+    size_t need = c->in.len + READ_CHUNK + 1;
+    char *p = realloc(c->in.data, need);
+    if (!p) {
+      *out = uv_buf_init(NULL, 0);  /* libuv reports UV_ENOBUFS */
+      return;
+    }
+    c->in.data = p;
+    c->in.cap = need;
+  }
+  *out = uv_buf_init(c->in.data + c->in.len, READ_CHUNK);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
+  (void)b;
+  fb_http_conn *c = s->data;
+  if (c->closing) return;
+  if (nread < 0) {
+    fb_http_conn_close(c);
+    return;
+  }
+  if (c->state == CONN_LINGER || nread == 0) return;
+  c->in.len += (size_t)nread;
+  process_input(c);
+}
+
+static void read_start(fb_http_conn *c) {
+  if (c->reading || c->closing) return;
+  c->reading = 1;
+  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+static int user_error(fb_http_conn *c, int status, const char *msg) {
+  c->err_status = status;
+  c->err_msg = msg;
+  return HPE_USER;
+}
+
+static fb_http_conn *conn_of(llhttp_t *p) { return p->data; }
+
+static int on_message_begin(llhttp_t *p) {
+  fb_http_conn *c = conn_of(p);
+  c->state = CONN_HEADERS;
+  fb_http_conn_timer(c, c->srv->cfg.limits.header_timeout_ms, 0);
+  return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len) {
+  fb_http_conn *c = conn_of(p);
+  c->url_len += len;
+  if (c->url_len + strlen(llhttp_method_name(p->method)) + 10 >
+      c->srv->cfg.limits.max_request_line)
+    return user_error(c, 414, "request line too long");
+  return fb_http_buf_add(&c->head, at, len) ? user_error(c, 500, "out of memory") : 0;
+}
+
+static int on_url_complete(llhttp_t *p) {
+  fb_http_conn *c = conn_of(p);
+  return fb_http_buf_add(&c->head, "", 1) ? user_error(c, 500, "out of memory") : 0;
+}
+
+static int header_bytes(fb_http_conn *c, size_t len) {
+  c->header_bytes += len;
+  if (c->header_bytes > c->srv->cfg.limits.max_header_bytes)
+    return user_error(c, 431, "request headers too large");
+  return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len) {
+  fb_http_conn *c = conn_of(p);
+  if (c->in_value || c->nfields == 0 || c->head.data[c->head.len - 1] == '\0') {
+    if (c->in_value && fb_http_buf_add(&c->head, "", 1)) return user_error(c, 500, "out of memory");
+    c->in_value = 0;
+    if ((uint64_t)c->nfields >= c->srv->cfg.limits.max_header_fields)
+      return user_error(c, 431, "too many request headers");
+    if (c->nfields == c->hcap) {
+      int cap = c->hcap ? c->hcap * 2 : 16;
+      size_t *h = realloc(c->hoff, (size_t)cap * sizeof *h);
+      if (!h) return user_error(c, 500, "out of memory");
+      c->hoff = h;
+      c->hcap = cap;
+    }
+    c->hoff[c->nfields++] = c->head.len;
+    if (header_bytes(c, 4)) return HPE_USER;  /* ": " and CRLF */
+  }
+  if (header_bytes(c, len)) return HPE_USER;
+  size_t start = c->head.len;
+  if (fb_http_buf_add(&c->head, at, len)) return user_error(c, 500, "out of memory");
+  for (size_t i = start; i < c->head.len; i++)
+    if (c->head.data[i] >= 'A' && c->head.data[i] <= 'Z') c->head.data[i] += 32;
+  return 0;
+}
+
+static int on_header_field_complete(llhttp_t *p) {
+  fb_http_conn *c = conn_of(p);
+  c->in_value = 1;
+  c->value_parts = 0;
+  return fb_http_buf_add(&c->head, "", 1) ? user_error(c, 500, "out of memory") : 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len) {
+  fb_http_conn *c = conn_of(p);
+  if (header_bytes(c, len)) return HPE_USER;
+  /* llhttp passes obs-fold through as a second value span; a value may legitimately come
+   * in several spans only where one read ends and the next begins */
+  if (c->value_parts++ && !(c->value_at_end && at == c->exec_start))
+    return user_error(c, 400, "obsolete line folding");
+  c->value_at_end = at + len == c->exec_end;
+  return fb_http_buf_add(&c->head, at, len) ? user_error(c, 500, "out of memory") : 0;
+}
+
+static int count_header(const fb_http_req *r, const char *lname) {
+  int n = 0;
+  for (int i = 0; i < r->nheaders; i++) n += strcmp(r->headers[i].name, lname) == 0;
+  return n;
+}
+
+static int method_supported(const char *m) {
+  static const char *const ok[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"};
+  for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)
+    if (strcmp(m, ok[i]) == 0) return 1;
+  return 0;
+}
+
+/* Turn the header arena into the request view: pointers are stable from here on. */
+static int build_request(fb_http_conn *c, llhttp_t *p) {
+  if (c->in_value && fb_http_buf_add(&c->head, "", 1)) return FB_ENOMEM;
+  c->in_value = 0;
+  /* path copy after the headers, so target keeps its query */
+  size_t target_len = strlen(c->head.data);
+  const char *q = memchr(c->head.data, '?', target_len);
+  size_t path_len = q ? (size_t)(q - c->head.data) : target_len;
+  size_t query_off = q ? path_len + 1 : target_len;
+  size_t path_off = c->head.len;
+  if (buf_reserve(&c->head, path_len + 1)) return FB_ENOMEM;
+  memcpy(c->head.data + path_off, c->head.data, path_len);
+  c->head.data[path_off + path_len] = '\0';
+  c->head.len += path_len + 1;
+  if (c->nfields > 0) {
+    fb_http_header *h = realloc(c->headers, (size_t)c->nfields * sizeof *h);
+    if (!h) return FB_ENOMEM;
+    c->headers = h;
+  }
+  for (int i = 0; i < c->nfields; i++) {
+    char *name = c->head.data + c->hoff[i];
+    char *value = name + strlen(name) + 1;
+    size_t vl = strlen(value);
+    while (vl && (value[vl - 1] == ' ' || value[vl - 1] == '\t')) value[--vl] = '\0';
+    c->headers[i].name = name;
+    c->headers[i].value = value;
+  }
+  fb_http_req *r = &c->req;
+  r->conn = c;
+  r->method = llhttp_method_name(p->method);
+  r->target = c->head.data;
+  r->path = c->head.data + path_off;
+  r->query = c->head.data + query_off;
+  r->headers = c->headers;
+  r->nheaders = c->nfields;
+  r->http_minor = p->http_minor;
+  c->is_head = p->method == HTTP_HEAD;
+  return 0;
+}
+
+static int on_headers_complete(llhttp_t *p) {
+  fb_http_conn *c = conn_of(p);
+  fb_http_server *srv = c->srv;
+  if (c->head.len == 0) return user_error(c, 400, "bad request line");
+  if (build_request(c, p)) return user_error(c, 500, "out of memory");
+  fb_http_req *r = &c->req;
+  if (p->http_major != 1) return user_error(c, 505, "http version not supported");
+  if (!method_supported(r->method)) return user_error(c, 501, "method not implemented");
+  if (r->target[0] != '/' && !(p->method == HTTP_OPTIONS && strcmp(r->target, "*") == 0))
+    return user_error(c, 400, "bad request target");
+  int hosts = count_header(r, "host");
+  if (hosts > 1 || (hosts == 0 && p->http_minor == 1)) return user_error(c, 400, "bad host header");
+  int te = count_header(r, "transfer-encoding");
+  if (te) {
+    if (p->flags & F_CONTENT_LENGTH)
+      return user_error(c, 400, "content-length with transfer-encoding");
+    if (te > 1 || strcasecmp(fb_http_req_header(r, "transfer-encoding"), "chunked") != 0)
+      return user_error(c, 501, "transfer-encoding not implemented");
+  }
+  c->max_body = srv->cfg.limits.max_body;
+  if (srv->cfg.on_headers && srv->cfg.on_headers(srv->cfg.ud, r, &c->max_body))
+    return user_error(c, 400, "bad request");
+  int has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length);
+  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->max_body)
+    return user_error(c, 413, "request body too large");
+  const char *msg = NULL;
+  int st = fb_http_guard_request(srv, r, &msg);
+  if (st) return user_error(c, st, msg);
+  const char *expect = fb_http_req_header(r, "expect");
+  if (expect) {
+    if (strcasecmp(expect, "100-continue") != 0) return user_error(c, 417, "expectation failed");
+    if (has_body && p->http_minor == 1) {
+      static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+      uv_buf_t b = uv_buf_init((char *)cont, sizeof cont - 1);
+      if (fb_http_conn_write(c, &b, 1)) return user_error(c, 500, "write failed");
+    }
+  }
+  if (has_body) {
+    c->state = CONN_BODY;
+    fb_http_conn_timer(c, srv->cfg.limits.body_timeout_ms, 0);
+  }
+  return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len) {
+  fb_http_conn *c = conn_of(p);
+  if (c->body.len + len > c->max_body) return user_error(c, 413, "request body too large");
+  if (fb_http_buf_add(&c->body, at, len)) return user_error(c, 500, "out of memory");
+  fb_http_conn_timer(c, c->srv->cfg.limits.body_timeout_ms, 0);
+  return 0;
+}
+
+static int on_message_complete(llhttp_t *p) {
+  fb_http_conn *c = conn_of(p);
+  if (fb_http_buf_add(&c->body, "", 0)) return user_error(c, 500, "out of memory");
+  if (c->body.data) c->body.data[c->body.len] = '\0';
+  c->req.body = c->body.data ? c->body.data : "";
+  c->req.body_len = c->body.len;
+  c->keep_alive = llhttp_should_keep_alive(p) && !p->upgrade && !c->srv->closing;
+  c->state = CONN_HANDLER;
+  uv_timer_stop(&c->timer);
+  return HPE_PAUSED;
+}
+
+static void dispatch(fb_http_conn *c) {
+  fb_http_req *r = &c->req;
+  if (fb_http_static_try(c)) return;
+  const char *msg = NULL;
+  int st = fb_http_guard_token(c->srv, r, &msg);
+  if (st) {
+    fb_http_respond_error(r, st, msg);
+    return;
+  }
+  c->srv->cfg.on_request(c->srv->cfg.ud, r);
+}
+
+static void parse_failed(fb_http_conn *c, llhttp_errno_t e) {
+  int status = 400;
+  const char *msg = "bad request";
+  if (c->err_status) {  /* one of our callbacks refused (llhttp may report it as HPE_CB_*) */
+    status = c->err_status;
+    msg = c->err_msg;
+  } else if (e == HPE_INVALID_TRANSFER_ENCODING) {
+    status = 501;
+    msg = "transfer-encoding not implemented";
+  } else if (e == HPE_UNEXPECTED_CONTENT_LENGTH) {
+    msg = "conflicting content-length";
+  } else if (e == HPE_INVALID_CONTENT_LENGTH) {
+    msg = "invalid content-length";
+  } else if (e == HPE_INVALID_CHUNK_SIZE) {
+    msg = "invalid chunk size";
+  }
+  fail_request(c, status, msg);
+}
+
+static void process_input(fb_http_conn *c) {
+  if (c->processing) return;
+  c->processing = 1;
+  while (!c->closing && c->state <= CONN_BODY && c->in_off < c->in.len) {
+    const char *p = c->in.data + c->in_off;
+    size_t n = c->in.len - c->in_off;
+    c->exec_start = p;
+    c->exec_end = p + n;
+    llhttp_errno_t e = llhttp_execute(&c->parser, p, n);
+    if (e == HPE_OK) {
+      c->in_off = c->in.len;
+    } else if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
+      c->in_off += (size_t)(llhttp_get_error_pos(&c->parser) - p);
+      if (e == HPE_PAUSED_UPGRADE) c->keep_alive = 0;
+      dispatch(c);
+    } else {
+      parse_failed(c, e);
+    }
+  }
+  if (!c->closing) {
+    if (c->in_off == c->in.len) c->in_off = c->in.len = 0;
+    if (c->state > CONN_BODY && c->state != CONN_LINGER &&
+        c->in.len - c->in_off >= MAX_BUFFERED && c->reading) {
+      uv_read_stop((uv_stream_t *)&c->tcp);
+      c->reading = 0;
+    }
+  }
+  c->processing = 0;
+}
+
+/* The response to the current request is fully queued. */
+void fb_http_finish(fb_http_conn *c) {
+  c->on_close = NULL;
+  c->sse = 0;
+  if (c->closing) return;
+  if (!c->keep_alive || c->srv->closing) {
+    start_linger(c);
+    return;
+  }
+  reset_request(c);
+  llhttp_resume(&c->parser);
+  c->state = CONN_IDLE;
+  fb_http_conn_timer(c, c->srv->cfg.limits.idle_timeout_ms, 0);
+  read_start(c);
+  process_input(c);
+}
+
+/* ---- responses ---- */
+
+static fb_http_conn *live(fb_http_req *r, conn_state want) {
+  fb_http_conn *c = r ? r->conn : NULL;
+  if (!c || c->closing || c->state != want || &c->req != r) return NULL;
+  return c;
+}
+
+const char *fb_http_req_header(const fb_http_req *r, const char *lname) {
+  for (int i = 0; i < r->nheaders; i++)
+    if (strcmp(r->headers[i].name, lname) == 0) return r->headers[i].value;
+  return NULL;
+}
+
+void fb_http_req_on_close(fb_http_req *r, fb_http_close_fn fn, void *ud) {
+  fb_http_conn *c = r ? r->conn : NULL;
+  if (!c || c->closing) return;
+  c->on_close = fn;
+  c->on_close_ud = ud;
+}
+
+int fb_http_respond(fb_http_req *r, int status, const fb_http_header *headers, int nheaders,
+                    const void *body, size_t len) {
+  fb_http_conn *c = live(r, CONN_HANDLER);
+  if (!c) return FB_EINVALID;
+  int bodyless = status == 204 || status == 304 || status < 200;
+  int rc = fb_http_head(c, &c->out, status, headers, nheaders, bodyless ? -2 : (int64_t)len);
+  if (rc) return rc;
+  uv_buf_t b[2] = {uv_buf_init(c->out.data, (unsigned)c->out.len),
+                   uv_buf_init((char *)body, (unsigned)len)};
+  rc = fb_http_conn_write(c, b, (c->is_head || bodyless || !len) ? 1 : 2);
+  if (rc == 0) fb_http_finish(c);
+  return rc;
+}
+
+int fb_http_respond_error(fb_http_req *r, int status, const char *msg) {
+  fb_http_conn *c = live(r, CONN_HANDLER);
+  if (!c) return FB_EINVALID;
+  buf body = {0};
+  int rc = fb_http_buf_add(&body, "{\"error\":\"", 10);
+  if (rc == 0) rc = json_escape(&body, msg ? msg : "error");
+  if (rc == 0) rc = fb_http_buf_add(&body, "\"}", 2);
+  static const fb_http_header json[] = {{"Content-Type", "application/json"}};
+  if (rc == 0) rc = fb_http_respond(r, status, json, 1, body.data, body.len);
+  free(body.data);
+  return rc;
+}
+
+int fb_http_stream_begin(fb_http_req *r, int status, const fb_http_header *headers,
+                         int nheaders) {
+  fb_http_conn *c = live(r, CONN_HANDLER);
+  if (!c) return FB_EINVALID;
+  int rc = fb_http_head(c, &c->out, status, headers, nheaders, -1);
+  if (rc) return rc;
+  uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+  if ((rc = fb_http_conn_write(c, &b, 1))) return rc;
+  c->state = CONN_STREAM;
+  return 0;
+}
+
+int fb_http_stream_write(fb_http_req *r, const void *data, size_t len) {
+  fb_http_conn *c = live(r, CONN_STREAM);
+  if (!c) return FB_EINVALID;
+  if (c->is_head || len == 0) return 0;
+  if (c->queued + len > c->srv->cfg.limits.max_write_queue) {
+    fb_warn("http: %s: client is not reading, dropped (%zu bytes queued)", c->remote, c->queued);
+    fb_http_conn_close(c);
+    return FB_ELIMIT;
+  }
+  char size[24];
+  int n = snprintf(size, sizeof size, "%zx\r\n", len);
+  uv_buf_t b[3] = {uv_buf_init(size, (unsigned)n), uv_buf_init((char *)data, (unsigned)len),
+                   uv_buf_init("\r\n", 2)};
+  return c->chunked_out ? fb_http_conn_write(c, b, 3) : fb_http_conn_write(c, b + 1, 1);
+}
+
+int fb_http_stream_end(fb_http_req *r) {
+  fb_http_conn *c = live(r, CONN_STREAM);
+  if (!c) return FB_EINVALID;
+  if (c->chunked_out && !c->is_head) {
+    uv_buf_t b = uv_buf_init("0\r\n\r\n", 5);
+    int rc = fb_http_conn_write(c, &b, 1);
+    if (rc) return rc;
+  }
+  fb_http_finish(c);
+  return 0;
+}
+
+/* ---- the server ---- */
+
+static const llhttp_settings_t parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_url_complete = on_url_complete,
+    .on_header_field = on_header_field,
+    .on_header_field_complete = on_header_field_complete,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+static void on_connection(uv_stream_t *ls, int status) {
+  fb_http_server *srv = ls->data;
+  if (status < 0 || srv->closing) return;
+  fb_http_conn *c = calloc(1, sizeof *c);
+  if (!c) return;
+  c->srv = srv;
+  c->file_fd = -1;
+  uv_tcp_init(srv->loop, &c->tcp);
+  uv_timer_init(srv->loop, &c->timer);
+  c->tcp.data = c->timer.data = c;
+  c->handles_open = 2;
+  int over = (uint64_t)srv->nconns >= srv->cfg.limits.max_connections;
+  c->next = srv->conns;
+  if (srv->conns) srv->conns->prev = c;
+  srv->conns = c;
+  srv->nconns++;
+  if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0) {
+    fb_http_conn_close(c);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  struct sockaddr_storage sa;
+  int salen = sizeof sa;
+  strcpy(c->remote, "?");
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &salen) == 0)
+    uv_ip_name((struct sockaddr *)&sa, c->remote, sizeof c->remote);
+  llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
+  c->parser.data = c;
+  reset_request(c);
+  read_start(c);
+  if (over) {
+    fail_request(c, 503, "too many connections");
+    return;
+  }
+  c->state = CONN_IDLE;
+  fb_http_conn_timer(c, srv->cfg.limits.header_timeout_ms, 0);
+}
+
+static char *dup_str(const char *s) {
+  if (!s) return NULL;
+  size_t n = strlen(s) + 1;
+  char *d = malloc(n);
+  if (d) memcpy(d, s, n);
+  return d;
+}
+
+static void free_server(fb_http_server *srv) {
+  for (int i = 0; i < srv->nmounts; i++) {
+    free(srv->mounts[i].prefix);
+    free(srv->mounts[i].root);
+  }
+  free(srv->mounts);
+  for (char **h = srv->allowed_hosts; h && *h; h++) free(*h);
+  free(srv->allowed_hosts);
+  free(srv->host);
+  free(srv->token);
+  free(srv);
+}
+
+static void on_server_handle_closed(uv_handle_t *h) {
+  fb_http_server *srv = h->data;
+  if (--srv->handles_open > 0) return;
+  void (*done)(void *) = srv->done;
+  void *ud = srv->done_ud;
+  free_server(srv);
+  if (done) done(ud);
+}
+
+fb_http_server *fb_http_server_new(uv_loop_t *loop, const fb_http_config *cfg, fb_err *err) {
+  if (!cfg->on_request) {
+    fb_err_set(err, FB_EINVALID, "http: no request handler");
+    return NULL;
+  }
+  fb_http_server *srv = calloc(1, sizeof *srv);
+  if (!srv) {
+    fb_err_set(err, FB_ENOMEM, "http: out of memory");
+    return NULL;
+  }
+  srv->loop = loop;
+  srv->cfg = *cfg;
+  srv->host = dup_str(cfg->host && *cfg->host ? cfg->host : "127.0.0.1");
+  srv->token = cfg->token && *cfg->token ? dup_str(cfg->token) : NULL;
+  int nallowed = 0;
+  while (cfg->allowed_hosts && cfg->allowed_hosts[nallowed]) nallowed++;
+  srv->allowed_hosts = calloc((size_t)nallowed + 1, sizeof *srv->allowed_hosts);
+  int oom = !srv->host || (cfg->token && *cfg->token && !srv->token) || !srv->allowed_hosts;
+  for (int i = 0; i < nallowed && !oom; i++)
+    oom = !(srv->allowed_hosts[i] = dup_str(cfg->allowed_hosts[i]));
+  if (oom) {
+    free_server(srv);
+    fb_err_set(err, FB_ENOMEM, "http: out of memory");
+    return NULL;
+  }
+  srv->cfg.host = srv->host;
+  srv->cfg.token = srv->token;
+  srv->cfg.allowed_hosts = (const char *const *)srv->allowed_hosts;
+  srv->loopback = fb_http_is_loopback_host(srv->host);
+  if (!srv->loopback && !srv->token) {
+    fb_err_set(err, FB_EINVALID,
+               "http: refusing to listen on %s without a token (--token or FASTBRAIN_TOKEN)",
+               srv->host);
+    free_server(srv);
+    return NULL;
+  }
+  struct sockaddr_storage sa;
+  const char *bind_host = strcmp(srv->host, "localhost") == 0 ? "127.0.0.1" : srv->host;
+  int rc = strchr(bind_host, ':') ? uv_ip6_addr(bind_host, cfg->port, (struct sockaddr_in6 *)&sa)
+                                  : uv_ip4_addr(bind_host, cfg->port, (struct sockaddr_in *)&sa);
+  if (rc < 0 || cfg->port < 0 || cfg->port > 65535) {
+    fb_err_set(err, FB_EINVALID, "http: bad address %s port %d", srv->host, cfg->port);
+    free_server(srv);
+    return NULL;
+  }
+  uv_tcp_init(loop, &srv->listener);
+  uv_timer_init(loop, &srv->grace);
+  srv->listener.data = srv->grace.data = srv;
+  srv->handles_open = 2;
+  if ((rc = uv_tcp_bind(&srv->listener, (struct sockaddr *)&sa, 0)) < 0 ||
+      (rc = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection)) < 0) {
+    fb_err_set(err, FB_EIO, "http: cannot listen on %s port %d: %s", srv->host, cfg->port,
+               uv_strerror(rc));
+    srv->closing = 1;
+    uv_close((uv_handle_t *)&srv->listener, on_server_handle_closed);
+    uv_close((uv_handle_t *)&srv->grace, on_server_handle_closed);
+    return NULL;
+  }
+  int salen = sizeof sa;
+  uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&sa, &salen);
+  srv->port = ntohs(sa.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&sa)->sin6_port
+                                             : ((struct sockaddr_in *)&sa)->sin_port);
+  return srv;
+}
+
+int fb_http_server_port(const fb_http_server *srv) { return srv->port; }
+int fb_http_server_connections(const fb_http_server *srv) { return srv->nconns; }
+
+static void maybe_finish_server(fb_http_server *srv) {
+  if (!srv->closing || srv->nconns > 0 || uv_is_closing((uv_handle_t *)&srv->grace)) return;
+  uv_close((uv_handle_t *)&srv->grace, on_server_handle_closed);
+}
+
+static void on_grace(uv_timer_t *t) {
+  fb_http_server *srv = t->data;
+  while (srv->conns) fb_http_conn_close(srv->conns);
+}
+
+void fb_http_server_close(fb_http_server *srv, uint64_t grace_ms, void (*done)(void *ud),
+                          void *ud) {
+  if (srv->closing) return;
+  srv->closing = 1;
+  srv->done = done;
+  srv->done_ud = ud;
+  uv_close((uv_handle_t *)&srv->listener, on_server_handle_closed);
+  fb_http_conn *next;
+  for (fb_http_conn *c = srv->conns; c; c = next) {
+    next = c->next;
+    if (grace_ms == 0 || c->state == CONN_IDLE) {
+      fb_http_conn_close(c);
+    } else if (c->state == CONN_STREAM && c->sse) {
+      fb_http_close_fn fn = c->on_close;
+      c->on_close = NULL;
+      if (fn) fn(c->on_close_ud, &c->req);
+      if (fb_http_sse_send(&c->req, "close", "shutdown", 8, NULL) == 0)
+        fb_http_stream_end(&c->req);
+    }
+  }
+  if (srv->nconns > 0) uv_timer_start(&srv->grace, on_grace, grace_ms, 0);
+  maybe_finish_server(srv);
+}

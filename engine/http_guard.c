@@ -1,0 +1,98 @@
+/* http_guard.c: the request checks that need no I/O: Host against loopback names and the
+ * configured ones (DNS rebinding), Content-Type and Origin for mutating methods (CSRF), and
+ * the bearer token in constant time. It decides statuses; it does not write responses. */
+#include "http_impl.h"
+
+#include <arpa/inet.h>
+#include <string.h>
+#include <strings.h>
+
+int fb_http_is_loopback_host(const char *host) {
+  if (strcasecmp(host, "localhost") == 0) return 1;
+  struct in_addr a4;
+  struct in6_addr a6;
+  if (inet_pton(AF_INET, host, &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+  if (inet_pton(AF_INET6, host, &a6) == 1) return memcmp(&a6, &in6addr_loopback, sizeof a6) == 0;
+  return 0;
+}
+
+/* The host name of a Host header value without its port: "[::1]:80" -> "::1". */
+static int host_name(const char *value, char *out, size_t outsz) {
+  const char *start = value, *end;
+  if (*value == '[') {
+    start = value + 1;
+    end = strchr(start, ']');
+    if (!end || (end[1] && end[1] != ':')) return -1;
+  } else {
+    end = strchr(value, ':');
+    if (!end) end = value + strlen(value);
+    else if (strchr(end + 1, ':')) return -1;
+  }
+  size_t n = (size_t)(end - start);
+  if (n == 0 || n >= outsz) return -1;
+  memcpy(out, start, n);
+  out[n] = '\0';
+  return 0;
+}
+
+static int host_allowed(const fb_http_server *srv, const char *value) {
+  char name[256];
+  if (host_name(value, name, sizeof name)) return 0;
+  if (fb_http_is_loopback_host(name)) return 1;
+  if (strcmp(srv->host, "0.0.0.0") != 0 && strcmp(srv->host, "::") != 0 &&
+      strcasecmp(name, srv->host) == 0)
+    return 1;
+  for (char **h = srv->allowed_hosts; h && *h; h++)
+    if (strcasecmp(name, *h) == 0) return 1;
+  return 0;
+}
+
+/* "application/json; charset=utf-8" -> matches "application/json". */
+static int media_type_is(const char *value, const char *want) {
+  size_t n = strlen(want);
+  if (strncasecmp(value, want, n) != 0) return 0;
+  return value[n] == '\0' || value[n] == ';' || value[n] == ' ';
+}
+
+int fb_http_guard_request(const fb_http_server *srv, const fb_http_req *req, const char **msg) {
+  const char *host = fb_http_req_header(req, "host");
+  if (host && !host_allowed(srv, host)) {
+    *msg = "host not allowed";
+    return 403;
+  }
+  const char *m = req->method;
+  if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || strcmp(m, "OPTIONS") == 0) return 0;
+  const char *ct = fb_http_req_header(req, "content-type");
+  if (!ct || !(media_type_is(ct, "application/json") || media_type_is(ct, "application/x-ndjson"))) {
+    *msg = "content-type must be application/json";
+    return 403;
+  }
+  const char *origin = fb_http_req_header(req, "origin");
+  if (origin) {
+    size_t hl = host ? strlen(host) : 0;
+    if (!host || strncasecmp(origin, "http://", 7) != 0 || strlen(origin) != 7 + hl ||
+        strcasecmp(origin + 7, host) != 0) {
+      *msg = "origin not allowed";
+      return 403;
+    }
+  }
+  return 0;
+}
+
+int fb_http_guard_token(const fb_http_server *srv, const fb_http_req *req, const char **msg) {
+  if (!srv->token) return 0;
+  const char *auth = fb_http_req_header(req, "authorization");
+  unsigned diff = 1;
+  if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
+    const char *got = auth + 7;
+    size_t gl = strlen(got), tl = strlen(srv->token);
+    diff = gl != tl;
+    for (size_t i = 0; i < tl; i++)  /* time depends on the token's length only */
+      diff |= (unsigned char)srv->token[i] ^ (unsigned char)(i < gl ? got[i] : 0);
+  }
+  if (diff) {
+    *msg = "missing or bad token";
+    return 401;
+  }
+  return 0;
+}

@@ -1,0 +1,119 @@
+/* http_impl.h: the private structures shared by the files of the HTTP server (http_conn.c,
+ * http_static.c, http_sse.c, http_guard.c). Not part of the public surface: include http.h. */
+#ifndef FB_HTTP_IMPL_H
+#define FB_HTTP_IMPL_H
+
+#include <llhttp.h>
+
+#include "http.h"
+
+typedef enum {
+  CONN_IDLE,     /* waiting for the first byte of a request */
+  CONN_HEADERS,  /* inside a request line / headers */
+  CONN_BODY,     /* reading a body */
+  CONN_HANDLER,  /* request handed out, no response yet */
+  CONN_STREAM,   /* streamed response in progress (chunked or SSE or a file) */
+  CONN_LINGER,   /* final response sent, draining input until the peer closes */
+} conn_state;
+
+typedef struct static_mount {
+  char *prefix;     /* "/" or "/x" (no trailing slash except the root) */
+  char *root;       /* realpath of the directory */
+  size_t prefix_len, root_len;
+} static_mount;
+
+struct fb_http_server {
+  uv_loop_t *loop;
+  uv_tcp_t listener;
+  uv_timer_t grace;
+  fb_http_config cfg;          /* strings below are owned copies */
+  char *host, *token;
+  char **allowed_hosts;        /* NULL-terminated */
+  int loopback;                /* bound to a loopback address */
+  int port;
+  static_mount *mounts;
+  int nmounts;
+  fb_http_conn *conns;         /* every open connection, doubly linked */
+  int nconns;
+  int closing;                 /* 1 after fb_http_server_close */
+  int handles_open;            /* listener + grace timer still open */
+  void (*done)(void *ud);
+  void *done_ud;
+  llhttp_settings_t settings;
+};
+
+typedef struct buf {
+  char *data;
+  size_t len, cap;
+} buf;
+
+struct fb_http_conn {
+  fb_http_server *srv;
+  fb_http_conn *prev, *next;
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  int handles_open;            /* tcp + timer: freed when it drops to 0 */
+  conn_state state;
+  llhttp_t parser;
+  buf in;                      /* bytes read but not parsed yet, from in_off */
+  size_t in_off;
+  buf head;                    /* url, then "name\0value\0" pairs */
+  buf body;
+  buf out;                     /* scratch for response heads and file chunks */
+  size_t *hoff;                /* per header: offset of name in head; value follows name */
+  int nfields, hcap;
+  int in_value;                /* the last header callback was a value */
+  int value_parts;             /* value spans seen for the current header */
+  int value_at_end;            /* the last value span ended where the input did */
+  const char *exec_start, *exec_end;  /* the input given to llhttp_execute now */
+  size_t url_len, header_bytes;
+  uint64_t max_body;
+  int err_status;              /* set by a callback that returned HPE_USER */
+  const char *err_msg;
+  fb_http_header *headers;
+  fb_http_req req;
+  char remote[64];
+  int keep_alive;              /* the current request allows another on this connection */
+  int is_head;
+  int chunked_out;             /* the response in progress is chunked */
+  int sse;                     /* the response in progress is an event stream */
+  int processing;              /* process_input is on the stack */
+  int reading;                 /* uv_read_start is in effect */
+  int closing;
+  size_t queued;               /* bytes handed to uv_write and not completed */
+  uint64_t last_write_ms;
+  fb_http_close_fn on_close;
+  void *on_close_ud;
+  int file_fd;                 /* static file being streamed, or -1 */
+  uint64_t file_left;
+  int64_t file_off;
+};
+
+/* http_conn.c */
+int fb_http_conn_write(fb_http_conn *c, const uv_buf_t *bufs, unsigned nbufs);
+/* The response header block for `status` into out; adds the standard headers. */
+int fb_http_head(fb_http_conn *c, buf *out, int status, const fb_http_header *headers,
+                 int nheaders, int64_t content_length);
+void fb_http_finish(fb_http_conn *c);
+void fb_http_conn_close(fb_http_conn *c);
+void fb_http_conn_timer(fb_http_conn *c, uint64_t ms, uint64_t repeat);
+int fb_http_buf_add(buf *b, const void *data, size_t len);
+
+/* http_guard.c: pure checks, no I/O. Each returns 0 or the status to answer, with *msg. */
+int fb_http_is_loopback_host(const char *host);
+int fb_http_guard_request(const fb_http_server *srv, const fb_http_req *req, const char **msg);
+int fb_http_guard_token(const fb_http_server *srv, const fb_http_req *req, const char **msg);
+
+/* http_static.c */
+/* Resolve raw `path` under `m`: 0 with the real file in out, FB_ENOTFOUND when nothing is
+ * there (fall through), FB_EINVALID for a path that is refused (404). */
+int fb_http_static_resolve(const static_mount *m, const char *path, char *out, size_t outsz);
+/* 1 when a static mount answered the request (file or 404), 0 to fall through. */
+int fb_http_static_try(fb_http_conn *c);
+/* Queue more of the file being streamed; called again as writes complete. */
+void fb_http_static_pump(fb_http_conn *c);
+
+/* http_sse.c */
+void fb_http_sse_heartbeat(fb_http_conn *c);
+
+#endif

@@ -1,0 +1,80 @@
+/* http_sse.c: Server-Sent Events over a streamed response: id:/event:/data: framing with
+ * multi-line data split on CR, LF or CRLF, the comment heartbeat, and the per-stream queue
+ * cap (inherited from stream_write). Subscriptions and event sources are the caller's. */
+#include "http_impl.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int bad_field(const char *s) { return s && strpbrk(s, "\r\n") != NULL; }
+
+size_t fb_http_sse_frame_size(const char *event, size_t len, const char *id) {
+  size_t n = 1;  /* the blank line that ends the event */
+  if (id) n += 4 + strlen(id) + 1;
+  if (event) n += 7 + strlen(event) + 1;
+  return n + len + 7 * (len + 1);  /* at most len+1 lines of "data: " + LF */
+}
+
+size_t fb_http_sse_frame(char *out, const char *event, const char *data, size_t len,
+                         const char *id) {
+  char *p = out;
+#define PUT(s, n) (memcpy(p, (s), (n)), p += (n))
+  if (id) {
+    PUT("id: ", 4);
+    PUT(id, strlen(id));
+    *p++ = '\n';
+  }
+  if (event) {
+    PUT("event: ", 7);
+    PUT(event, strlen(event));
+    *p++ = '\n';
+  }
+  size_t i = 0;
+  do {
+    size_t start = i;
+    while (i < len && data[i] != '\n' && data[i] != '\r') i++;
+    PUT("data: ", 6);
+    PUT(data + start, i - start);
+    *p++ = '\n';
+    if (i < len && data[i] == '\r' && i + 1 < len && data[i + 1] == '\n') i++;
+    if (i < len) i++;
+    else break;
+  } while (1);
+  *p++ = '\n';
+#undef PUT
+  return (size_t)(p - out);
+}
+
+int fb_http_sse_begin(fb_http_req *req, const fb_http_header *headers, int nheaders) {
+  fb_http_header h[16];
+  if (nheaders < 0 || nheaders > 13) return FB_EINVALID;
+  h[0] = (fb_http_header){"Content-Type", "text/event-stream; charset=utf-8"};
+  h[1] = (fb_http_header){"Cache-Control", "no-cache"};
+  h[2] = (fb_http_header){"X-Accel-Buffering", "no"};
+  for (int i = 0; i < nheaders; i++) h[3 + i] = headers[i];
+  int rc = fb_http_stream_begin(req, 200, h, 3 + nheaders);
+  if (rc) return rc;
+  fb_http_conn *c = req->conn;
+  c->sse = 1;
+  uint64_t beat = c->srv->cfg.limits.sse_heartbeat_ms;
+  fb_http_conn_timer(c, beat, beat);
+  return 0;
+}
+
+int fb_http_sse_send(fb_http_req *req, const char *event, const char *data, size_t len,
+                     const char *id) {
+  if (bad_field(event) || bad_field(id) || (!data && len)) return FB_EINVALID;
+  if (!req || !req->conn || !req->conn->sse) return FB_EINVALID;
+  char small[1024];
+  size_t need = fb_http_sse_frame_size(event, len, id);
+  char *out = need <= sizeof small ? small : malloc(need);
+  if (!out) return FB_ENOMEM;
+  size_t n = fb_http_sse_frame(out, event, data ? data : "", len, id);
+  int rc = fb_http_stream_write(req, out, n);
+  if (out != small) free(out);
+  return rc;
+}
+
+void fb_http_sse_heartbeat(fb_http_conn *c) {
+  fb_http_stream_write(&c->req, ": ping\n\n", 8);
+}
