@@ -17,3 +17,8 @@ target_link_libraries(fb_http PUBLIC fb_core PkgConfig::LIBUV PRIVATE fb_llhttp)
 fb_add_c_test(http tests/c/test_http.c LIBS fb_http fb_llhttp pthread)
 fb_add_fuzzer(http tests/fuzz/fuzz_http.c LIBS fb_http fb_llhttp)
 target_compile_options(test_http PRIVATE -Wno-missing-field-initializers)  # table rows
+
+# The Lua binding lives in the host.
+target_sources(fb_host PRIVATE engine/l_http.c)
+target_link_libraries(fb_host PUBLIC fb_http)
+fb_add_lua_test(router tests/lua/test_router.lua)

@@ -93,8 +93,10 @@ typedef struct fb_http_config {
  * leaves nothing behind. The server is freed by fb_http_server_close only. */
 fb_http_server *fb_http_server_new(uv_loop_t *loop, const fb_http_config *cfg, fb_err *err);
 int fb_http_server_port(const fb_http_server *srv);
-/* Serve files under `dir` for GET/HEAD paths under `prefix` ("/" or "/static"). A missing
- * file falls through to on_request; a traversal attempt gets 404. */
+/* Serve files under `dir` for GET/HEAD paths under `prefix` ("/" or "/static"), tried before
+ * on_request. A missing file, or a path refused as a traversal attempt, falls through to
+ * on_request (which then answers 404 unless a route takes it); nothing outside `dir` is
+ * ever served, symlinks included. */
 int fb_http_server_static(fb_http_server *srv, const char *prefix, const char *dir, fb_err *err);
 /* Stop accepting; idle connections close at once, in-flight responses get the grace period,
  * SSE streams get a final "close" event and their on_close. When the last connection is gone

@@ -353,6 +353,14 @@ static void timer_fired(uv_timer_t *t) {
     case CONN_HANDLER:
       break;
     case CONN_IDLE:
+      if (c->in_off < c->in.len) {  /* pipelined requests deferred by fb_http_finish */
+        process_input(c);
+        if (!c->closing && c->state == CONN_IDLE)
+          fb_http_conn_timer(c, c->srv->cfg.limits.idle_timeout_ms, 0);
+        break;
+      }
+      fb_http_conn_close(c);
+      break;
     case CONN_LINGER:
       fb_http_conn_close(c);
       break;
@@ -675,9 +683,11 @@ void fb_http_finish(fb_http_conn *c) {
   reset_request(c);
   llhttp_resume(&c->parser);
   c->state = CONN_IDLE;
-  fb_http_conn_timer(c, c->srv->cfg.limits.idle_timeout_ms, 0);
   read_start(c);
-  process_input(c);
+  /* Pipelined input waits for the next loop turn (unless process_input is on the stack and
+   * carries on): answering never re-enters the request callback. */
+  int pending = !c->processing && c->in_off < c->in.len;
+  fb_http_conn_timer(c, pending ? 0 : c->srv->cfg.limits.idle_timeout_ms, 0);
 }
 
 /* ---- responses ---- */

@@ -106,9 +106,9 @@ int fb_http_guard_token(const fb_http_server *srv, const fb_http_req *req, const
 
 /* http_static.c */
 /* Resolve raw `path` under `m`: 0 with the real file in out, FB_ENOTFOUND when nothing is
- * there (fall through), FB_EINVALID for a path that is refused (404). */
+ * there, FB_EINVALID for a path that is refused (traversal shapes, out of the root). */
 int fb_http_static_resolve(const static_mount *m, const char *path, char *out, size_t outsz);
-/* 1 when a static mount answered the request (file or 404), 0 to fall through. */
+/* 1 when a static mount answered the request with a file (or 304), 0 to fall through. */
 int fb_http_static_try(fb_http_conn *c);
 /* Queue more of the file being streamed; called again as writes complete. */
 void fb_http_static_pump(fb_http_conn *c);

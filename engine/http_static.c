@@ -125,12 +125,7 @@ int fb_http_static_try(fb_http_conn *c) {
   const static_mount *m = mount_for(c->srv, r->path);
   if (!m) return 0;
   char file[PATH_MAX];
-  int rc = fb_http_static_resolve(m, r->path, file, sizeof file);
-  if (rc == FB_EINVALID) {
-    fb_http_respond_error(r, 404, "not found");
-    return 1;
-  }
-  if (rc) return 0;
+  if (fb_http_static_resolve(m, r->path, file, sizeof file)) return 0;  /* missing or refused */
   int fd = open(file, O_RDONLY | O_CLOEXEC);
   struct stat st;
   if (fd < 0) return 0;

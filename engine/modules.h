@@ -9,5 +9,6 @@ int luaopen_fastbrain_core(lua_State *L);   /* l_core.c: now, on_signal, version
 int luaopen_fastbrain_json(lua_State *L);   /* l_json.c */
 int luaopen_fastbrain_timer(lua_State *L);  /* l_timer.c */
 int luaopen_fastbrain_log(lua_State *L);    /* l_log.c */
+int luaopen_fastbrain_http(lua_State *L);   /* l_http.c: HTTP server (see http.h) */
 
 #endif

@@ -18,6 +18,7 @@ static const luaL_Reg modules[] = {
     {"fastbrain.json", luaopen_fastbrain_json},
     {"fastbrain.timer", luaopen_fastbrain_timer},
     {"fastbrain.log", luaopen_fastbrain_log},
+    {"fastbrain.http", luaopen_fastbrain_http},
     {NULL, NULL},
 };
 

@@ -1,0 +1,527 @@
+/* l_http.c: module `fastbrain.http`, the thin Lua face of http.h: listen{...} returns a
+ * server; each request reaches Lua as a request object with respond/stream/SSE methods; and
+ * guard(co, ms) arms the instruction-count hook that stops a runaway handler. Routing,
+ * coroutines and timeouts are lua/fastbrain/router.lua's. */
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+#include "modules.h"
+#include "vm.h"
+
+#define SERVER_MT "fastbrain.http.server"
+#define REQUEST_MT "fastbrain.http.request"
+#define MAX_HEADERS 32
+
+typedef struct lserver {
+  fb_http_server *srv;  /* NULL once closing */
+  lua_State *L;         /* main thread; NULL when the state is going away */
+  int on_request, on_headers, on_done, self;  /* registry refs */
+} lserver;
+
+typedef struct { lserver *s; } server_box;
+
+/* A request seen by Lua. Freed when both the engine is done with it (answered or closed)
+ * and its userdata is collected. */
+typedef struct lreq {
+  fb_http_req *req;     /* NULL once answered or closed */
+  lserver *s;
+  int self, on_close;   /* registry refs while live */
+  int refs;             /* 2: the engine's and the userdata's */
+  int closed;           /* the client went away (vs answered) */
+} lreq;
+
+typedef struct { lreq *r; } request_box;
+
+static lua_State *main_thread(lua_State *L) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  lua_State *m = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  return m;
+}
+
+static void unref(lua_State *L, int *ref) {
+  if (L && *ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+  *ref = LUA_NOREF;
+}
+
+static void lreq_release(lreq *r) {
+  if (--r->refs == 0) free(r);
+}
+
+/* The engine is done with the request: drop the references that kept it alive. */
+static void lreq_done(lreq *r) {
+  lua_State *L = r->s->L;
+  r->req = NULL;
+  unref(L, &r->on_close);
+  unref(L, &r->self);
+  lreq_release(r);
+}
+
+static void on_req_close(void *ud, fb_http_req *req) {
+  (void)req;
+  lreq *r = ud;
+  lua_State *L = r->s->L;
+  r->closed = 1;
+  r->req = NULL;
+  if (L && r->on_close != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->on_close);
+    fb_vm_pcall(L, 0, 0, "http on_close");
+  }
+  lreq_done(r);
+}
+
+static lreq *check_req(lua_State *L, int idx) {
+  return ((request_box *)luaL_checkudata(L, idx, REQUEST_MT))->r;
+}
+
+/* The live request or a Lua error (a caller's mistake: answering twice, after close). */
+static fb_http_req *live_req(lua_State *L, lreq *r) {
+  if (!r->req) luaL_error(L, "request is already %s", r->closed ? "closed" : "answered");
+  return r->req;
+}
+
+/* headers table {name = value} at idx -> h[] (strings or numbers); returns the count. The
+ * strings stay alive in the table (numbers are converted in place on a copy below). */
+static int collect_headers(lua_State *L, int idx, fb_http_header *h, int max) {
+  int n = 0;
+  if (lua_isnoneornil(L, idx)) return 0;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  luaL_checkstack(L, max + 3, "response headers");
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (n == max) luaL_error(L, "too many response headers (max %d)", max);
+    if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1))
+      luaL_error(L, "response headers must map names to strings");
+    h[n].name = lua_tostring(L, -2);
+    h[n].value = lua_tostring(L, -1);
+    lua_insert(L, -2);  /* keep the value (a number may have become a new string) below */
+    n++;
+  }
+  return n;
+}
+
+/* Map an engine result to Lua: true, or nil and a reason. A bad header is a caller error. */
+static int push_result(lua_State *L, lreq *r, int rc) {
+  if (rc == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (rc == FB_EINVALID && r->req) return luaL_error(L, "invalid response (status or header)");
+  lua_pushnil(L);
+  lua_pushstring(L, rc == FB_ELIMIT ? "client too slow" : "closed");
+  return 2;
+}
+
+/* rq:respond(status, body, headers) */
+static int req_respond(lua_State *L) {
+  lreq *r = check_req(L, 1);
+  fb_http_req *req = live_req(L, r);
+  int status = (int)luaL_checkinteger(L, 2);
+  size_t len = 0;
+  const char *body = luaL_optlstring(L, 3, "", &len);
+  fb_http_header h[MAX_HEADERS];
+  int n = collect_headers(L, 4, h, MAX_HEADERS);
+  int rc = fb_http_respond(req, status, h, n, body, len);  /* r lives: the box is arg 1 */
+  if (rc == 0 && r->req) lreq_done(r);
+  return push_result(L, r, rc);
+}
+
+/* rq:stream(status, headers) / rq:sse(headers): begin a streamed response. */
+static int req_stream(lua_State *L) {
+  lreq *r = check_req(L, 1);
+  fb_http_req *req = live_req(L, r);
+  int status = (int)luaL_checkinteger(L, 2);
+  fb_http_header h[MAX_HEADERS];
+  int n = collect_headers(L, 3, h, MAX_HEADERS);
+  return push_result(L, r, fb_http_stream_begin(req, status, h, n));
+}
+
+static int req_sse(lua_State *L) {
+  lreq *r = check_req(L, 1);
+  fb_http_req *req = live_req(L, r);
+  fb_http_header h[MAX_HEADERS];
+  int n = collect_headers(L, 2, h, MAX_HEADERS - 4);
+  return push_result(L, r, fb_http_sse_begin(req, h, n));
+}
+
+/* rq:write(data) -> true | nil, "closed" | "client too slow" */
+static int req_write(lua_State *L) {
+  lreq *r = check_req(L, 1);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  if (!r->req) return push_result(L, r, FB_EIO);
+  return push_result(L, r, fb_http_stream_write(r->req, data, len));
+}
+
+/* rq:event(event, data, id) */
+static int req_event(lua_State *L) {
+  lreq *r = check_req(L, 1);
+  const char *event = luaL_optstring(L, 2, NULL);
+  size_t len;
+  const char *data = luaL_checklstring(L, 3, &len);
+  const char *id = luaL_optstring(L, 4, NULL);
+  luaL_argcheck(L, !event || !strpbrk(event, "\r\n"), 2, "event name holds a line break");
+  luaL_argcheck(L, !id || !strpbrk(id, "\r\n"), 4, "id holds a line break");
+  if (!r->req) return push_result(L, r, FB_EIO);
+  return push_result(L, r, fb_http_sse_send(r->req, event, data, len, id));
+}
+
+/* rq:finish(): end a streamed response. */
+static int req_finish(lua_State *L) {
+  lreq *r = check_req(L, 1);
+  if (!r->req) return push_result(L, r, FB_EIO);
+  fb_http_req *req = r->req;
+  int rc = fb_http_stream_end(req);
+  if (rc == FB_EINVALID) return luaL_error(L, "finish: no stream was begun");
+  if (r->req) lreq_done(r);
+  return push_result(L, r, rc);
+}
+
+static int req_on_close(lua_State *L) {
+  lreq *r = check_req(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (!r->req) return 0;
+  unref(L, &r->on_close);
+  lua_pushvalue(L, 2);
+  r->on_close = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+static int req_alive(lua_State *L) {
+  lua_pushboolean(L, check_req(L, 1)->req != NULL);
+  return 1;
+}
+
+static int req_header(lua_State *L) {
+  lreq *r = check_req(L, 1);
+  const char *name = luaL_checkstring(L, 2);
+  const char *v = r->req ? fb_http_req_header(r->req, name) : NULL;
+  if (v) lua_pushstring(L, v);
+  else lua_pushnil(L);
+  return 1;
+}
+
+static int req_headers(lua_State *L) {
+  lreq *r = check_req(L, 1);
+  fb_http_req *req = live_req(L, r);
+  lua_createtable(L, 0, req->nheaders);
+  for (int i = 0; i < req->nheaders; i++) {
+    lua_getfield(L, -1, req->headers[i].name);
+    if (lua_isstring(L, -1)) {  /* a repeated header: joined with ", " as RFC 9110 allows */
+      lua_pushfstring(L, "%s, %s", lua_tostring(L, -1), req->headers[i].value);
+      lua_setfield(L, -3, req->headers[i].name);
+    } else {
+      lua_pushstring(L, req->headers[i].value);
+      lua_setfield(L, -3, req->headers[i].name);
+    }
+    lua_pop(L, 1);
+  }
+  return 1;
+}
+
+static int req_body(lua_State *L) {
+  lreq *r = check_req(L, 1);
+  fb_http_req *req = live_req(L, r);
+  lua_pushlstring(L, req->body, req->body_len);
+  return 1;
+}
+
+static int req_remote_addr(lua_State *L) {
+  lreq *r = check_req(L, 1);
+  lua_pushstring(L, live_req(L, r)->remote_addr);
+  return 1;
+}
+
+static int req_gc(lua_State *L) {
+  request_box *b = luaL_checkudata(L, 1, REQUEST_MT);
+  if (b->r) lreq_release(b->r);
+  b->r = NULL;
+  return 0;
+}
+
+/* ---- the server ---- */
+
+static void on_request(void *ud, fb_http_req *req) {
+  lserver *s = ud;
+  lua_State *L = s->L;
+  if (!L) {
+    fb_http_respond_error(req, 503, "shutting down");
+    return;
+  }
+  lreq *r = malloc(sizeof *r);
+  if (!r) {
+    fb_http_respond_error(req, 503, "out of memory");
+    return;
+  }
+  *r = (lreq){.req = req, .s = s, .self = LUA_NOREF, .on_close = LUA_NOREF, .refs = 2};
+  fb_http_req_on_close(req, on_req_close, r);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->on_request);
+  request_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+  b->r = r;
+  luaL_setmetatable(L, REQUEST_MT);
+  lua_pushvalue(L, -1);
+  r->self = luaL_ref(L, LUA_REGISTRYINDEX);  /* alive while the engine holds it */
+  lua_pushstring(L, req->method);
+  lua_pushstring(L, req->path);
+  lua_pushstring(L, req->query);
+  r->refs++;  /* r must outlive the call even if Lua collects its box */
+  if (fb_vm_pcall(L, 4, 0, "http request") != LUA_OK && r->req) {
+    if (fb_http_stream_end(req) != 0) fb_http_respond_error(req, 500, "internal error");
+    if (r->req) lreq_done(r);
+  }
+  lreq_release(r);
+}
+
+static int on_headers(void *ud, const fb_http_req *req, uint64_t *max_body) {
+  lserver *s = ud;
+  lua_State *L = s->L;
+  if (!L || s->on_headers == LUA_NOREF) return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->on_headers);
+  lua_pushstring(L, req->method);
+  lua_pushstring(L, req->path);
+  if (fb_vm_pcall(L, 2, 1, "http on_headers") != LUA_OK) return -1;
+  if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0) *max_body = (uint64_t)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return 0;
+}
+
+static lserver *check_server(lua_State *L, int idx) {
+  server_box *b = luaL_checkudata(L, idx, SERVER_MT);
+  luaL_argcheck(L, b->s && b->s->srv, idx, "server is closed");
+  return b->s;
+}
+
+static int opt_ref(lua_State *L, int idx, const char *field) {
+  int t = lua_getfield(L, idx, field);
+  if (t == LUA_TNIL) {
+    lua_pop(L, 1);
+    return LUA_NOREF;
+  }
+  if (t != LUA_TFUNCTION) luaL_error(L, "listen: '%s' must be a function", field);
+  return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* listen{host=, port=, token=, allowed_hosts={...}, limits={name=n}, on_request=fn(rq, method,
+ * path, query), on_headers=fn(method, path) -> max_body} -> server | nil, err */
+static int http_listen(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  fb_http_config cfg = {0};
+  fb_http_limits_default(&cfg.limits);
+  lua_getfield(L, 1, "host");
+  cfg.host = luaL_optstring(L, -1, "127.0.0.1");
+  lua_getfield(L, 1, "port");
+  lua_Integer port = luaL_optinteger(L, -1, 8215);
+  luaL_argcheck(L, port >= 0 && port <= 65535, 1, "port must be 0..65535");
+  cfg.port = (int)port;
+  lua_getfield(L, 1, "token");
+  cfg.token = luaL_optstring(L, -1, NULL);
+  const char *allowed[17] = {NULL};
+  if (lua_getfield(L, 1, "allowed_hosts") == LUA_TTABLE) {
+    lua_Integer n = luaL_len(L, -1);
+    luaL_argcheck(L, n <= 16, 1, "at most 16 allowed_hosts");
+    for (lua_Integer i = 1; i <= n; i++) {
+      lua_geti(L, -1, i);
+      allowed[i - 1] = luaL_checkstring(L, -1);  /* stays on the stack */
+      lua_insert(L, -2);
+    }
+  }
+  cfg.allowed_hosts = allowed;
+  if (lua_getfield(L, 1, "limits") == LUA_TTABLE) {
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      fb_err err = {0};
+      if (lua_type(L, -2) != LUA_TSTRING || !lua_isnumber(L, -1))
+        return luaL_error(L, "listen: limits must map names to numbers");
+      if (fb_http_limits_set(&cfg.limits, lua_tostring(L, -2), lua_tonumber(L, -1), &err))
+        return luaL_error(L, "listen: %s", err.msg);
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  lserver *s = calloc(1, sizeof *s);
+  if (!s) return luaL_error(L, "listen: out of memory");
+  s->L = main_thread(L);
+  s->on_done = s->self = LUA_NOREF;
+  s->on_request = opt_ref(L, 1, "on_request");
+  s->on_headers = opt_ref(L, 1, "on_headers");
+  if (s->on_request == LUA_NOREF) {
+    unref(L, &s->on_headers);
+    free(s);
+    return luaL_error(L, "listen: on_request function required");
+  }
+  cfg.on_request = on_request;
+  cfg.on_headers = s->on_headers == LUA_NOREF ? NULL : on_headers;
+  cfg.ud = s;
+  fb_err err = {0};
+  s->srv = fb_http_server_new(fb_vm_loop(L), &cfg, &err);
+  if (!s->srv) {
+    unref(L, &s->on_request);
+    unref(L, &s->on_headers);
+    free(s);
+    lua_pushnil(L);
+    lua_pushstring(L, err.msg);
+    return 2;
+  }
+  server_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+  b->s = s;
+  luaL_setmetatable(L, SERVER_MT);
+  lua_pushvalue(L, -1);
+  s->self = luaL_ref(L, LUA_REGISTRYINDEX);  /* a listening server is not collected */
+  return 1;
+}
+
+static int server_port(lua_State *L) {
+  lua_pushinteger(L, fb_http_server_port(check_server(L, 1)->srv));
+  return 1;
+}
+
+static int server_connections(lua_State *L) {
+  lua_pushinteger(L, fb_http_server_connections(check_server(L, 1)->srv));
+  return 1;
+}
+
+/* srv:static(prefix, dir) -> true | nil, err */
+static int server_static(lua_State *L) {
+  lserver *s = check_server(L, 1);
+  fb_err err = {0};
+  if (fb_http_server_static(s->srv, luaL_checkstring(L, 2), luaL_checkstring(L, 3), &err)) {
+    lua_pushnil(L);
+    lua_pushstring(L, err.msg);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static void server_done(void *ud) {
+  lserver *s = ud;
+  lua_State *L = s->L;
+  if (L && s->on_done != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->on_done);
+    unref(L, &s->on_done);
+    fb_vm_pcall(L, 0, 0, "http close callback");
+  }
+  unref(L, &s->on_request);
+  unref(L, &s->on_headers);
+  unref(L, &s->self);
+  free(s);
+}
+
+/* srv:close([grace_ms], [fn]): stop accepting; fn runs when every connection is gone. */
+static int server_close(lua_State *L) {
+  server_box *b = luaL_checkudata(L, 1, SERVER_MT);
+  lserver *s = b->s;
+  if (!s || !s->srv) return 0;
+  lua_Integer grace = luaL_optinteger(L, 2, 5000);
+  luaL_argcheck(L, grace >= 0, 2, "grace must be >= 0");
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    lua_pushvalue(L, 3);
+    s->on_done = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  fb_http_server *srv = s->srv;
+  s->srv = NULL;
+  b->s = NULL;
+  fb_http_server_close(srv, (uint64_t)grace, server_done, s);
+  return 0;
+}
+
+static int server_gc(lua_State *L) {
+  server_box *b = luaL_checkudata(L, 1, SERVER_MT);
+  if (b->s && b->s->srv) {  /* only when the state closes: no more calls into Lua */
+    b->s->L = NULL;
+    fb_http_server *srv = b->s->srv;
+    b->s->srv = NULL;
+    fb_http_server_close(srv, 0, server_done, b->s);
+  }
+  b->s = NULL;
+  return 0;
+}
+
+/* ---- the runaway guard ---- */
+
+static const char budget_key = 'b';  /* registry: weak table coroutine -> budget ms */
+
+static void runaway_hook(lua_State *co, lua_Debug *ar) {
+  (void)ar;
+  uv_loop_t *loop = fb_vm_loop(co);
+  double ran = (double)uv_hrtime() / 1e6 - (double)uv_now(loop);
+  if (ran < 0) return;
+  lua_rawgetp(co, LUA_REGISTRYINDEX, &budget_key);
+  lua_pushthread(co);
+  lua_rawget(co, -2);
+  lua_Integer budget = lua_tointeger(co, -1);
+  lua_pop(co, 2);
+  if (budget > 0 && ran > (double)budget)
+    luaL_error(co, "runaway handler: ran %d ms without yielding (budget %d ms)", (int)ran,
+               (int)budget);
+}
+
+/* guard(co, ms): from now on, co is stopped with an error when it keeps the loop busy for
+ * more than ms (measured since the loop last woke, checked every 1000 instructions). */
+static int http_guard(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTHREAD);
+  lua_Integer ms = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, ms > 0, 2, "budget must be > 0");
+  lua_State *co = lua_tothread(L, 1);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &budget_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);  /* keys are weak: a finished coroutine is collected */
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &budget_key);
+  }
+  lua_pushvalue(L, 1);
+  lua_pushinteger(L, ms);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+  lua_sethook(co, runaway_hook, LUA_MASKCOUNT, 1000);
+  return 0;
+}
+
+static int http_limits(lua_State *L) {
+  fb_http_limits l;
+  fb_http_limits_default(&l);
+  lua_newtable(L);
+#define FB_HTTP_LIMIT_PUSH(name, def)  \
+  lua_pushinteger(L, (lua_Integer)l.name); \
+  lua_setfield(L, -2, #name);
+  FB_HTTP_LIMITS(FB_HTTP_LIMIT_PUSH)
+#undef FB_HTTP_LIMIT_PUSH
+  return 1;
+}
+
+int luaopen_fastbrain_http(lua_State *L) {
+  static const luaL_Reg req_methods[] = {
+      {"respond", req_respond}, {"stream", req_stream},   {"sse", req_sse},
+      {"write", req_write},     {"event", req_event},     {"finish", req_finish},
+      {"on_close", req_on_close}, {"alive", req_alive},   {"header", req_header},
+      {"headers", req_headers}, {"body", req_body},       {"remote_addr", req_remote_addr},
+      {NULL, NULL}};
+  static const luaL_Reg srv_methods[] = {{"port", server_port},
+                                         {"connections", server_connections},
+                                         {"static", server_static},
+                                         {"close", server_close},
+                                         {NULL, NULL}};
+  static const luaL_Reg funcs[] = {
+      {"listen", http_listen}, {"guard", http_guard}, {"limits", http_limits}, {NULL, NULL}};
+  luaL_newmetatable(L, REQUEST_MT);
+  lua_pushcfunction(L, req_gc);
+  lua_setfield(L, -2, "__gc");
+  luaL_newlib(L, req_methods);
+  lua_setfield(L, -2, "__index");  /* metatable.__index = methods */
+  lua_pop(L, 1);
+  luaL_newmetatable(L, SERVER_MT);
+  lua_pushcfunction(L, server_gc);
+  lua_setfield(L, -2, "__gc");
+  luaL_newlib(L, srv_methods);
+  lua_setfield(L, -2, "__index");  /* metatable.__index = methods */
+  lua_pop(L, 1);
+  luaL_newlib(L, funcs);
+  return 1;
+}

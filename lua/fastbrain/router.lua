@@ -1,0 +1,422 @@
+-- fastbrain.router: routes over the engine's HTTP server (fastbrain.http). Patterns with
+-- :param and a trailing *, HEAD for GET, 404/405, each handler in its own coroutine with a
+-- per-route timeout (504) and a runaway guard (503), middleware, static mounts, SSE streams.
+-- It does not parse HTTP or enforce limits: the engine does, before a request gets here.
+local http = require "fastbrain.http"
+local fb = require "fastbrain"
+
+local M = {}
+
+local DEFAULTS = {
+  timeout = 30000,   -- ms a handler may take to answer before 504
+  runaway = 1000,    -- ms a handler may keep the loop busy without yielding before 503
+}
+
+-- An error a handler may raise on purpose to answer with a status: M.fail(400, "msg").
+local Fail = {}
+Fail.__index = Fail
+Fail.__tostring = function(e) return ("%d %s"):format(e.status, e.message) end
+
+function M.fail(status, message)
+  error(setmetatable({status = status, message = message}, Fail), 2)
+end
+
+local function unescape(s)
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+-- "a=1&b=x+y&c" -> {a = "1", b = "x y", c = ""}; a repeated key keeps its last value.
+function M.parse_query(qs)
+  local q = {}
+  for pair in qs:gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=?(.*)$")
+    q[unescape((k:gsub("+", " ")))] = unescape((v:gsub("+", " ")))
+  end
+  return q
+end
+
+-- "/api/training/status/:skill" -> {"api", "training", "status", ":skill"}
+local function split(path)
+  local segs = {}
+  for seg in path:gmatch("[^/]+") do segs[#segs + 1] = seg end
+  return segs
+end
+
+local function compile(pattern)
+  if type(pattern) ~= "string" or pattern:sub(1, 1) ~= "/" then
+    error("route pattern must start with '/': " .. tostring(pattern), 3)
+  end
+  local segs = split(pattern)
+  local r = {pattern = pattern, segs = {}, names = {}, rest = false}
+  for i, seg in ipairs(segs) do
+    if seg == "*" then
+      if i ~= #segs then error("'*' must end the pattern: " .. pattern, 3) end
+      r.rest = true
+    elseif seg:sub(1, 1) == ":" then
+      r.segs[i] = false
+      r.names[i] = seg:sub(2)
+    else
+      r.segs[i] = seg
+    end
+  end
+  r.static = not r.rest and next(r.names) == nil
+  return r
+end
+
+-- params when `segs` (the split request path) matches route r, else nil.
+local function match(r, segs)
+  local n = #r.segs
+  if #segs < n or (#segs > n and not r.rest) then return nil end
+  local params = {}
+  for i = 1, n do
+    local want = r.segs[i]
+    if want then
+      if segs[i] ~= want then return nil end
+    else
+      params[r.names[i]] = unescape(segs[i])
+    end
+  end
+  if r.rest then
+    local rest = {}
+    for i = n + 1, #segs do rest[#rest + 1] = unescape(segs[i]) end
+    params["*"] = table.concat(rest, "/")
+  end
+  return params
+end
+
+-- The request as handlers see it: plain fields, plus lazily built headers/body/query.
+local lazy = {
+  headers = function(req) return req._rq:headers() end,
+  body = function(req) return req._rq:body() end,
+  query = function(req) return M.parse_query(req.query_string) end,
+  remote_addr = function(req) return req._rq:remote_addr() end,
+  last_event_id = function(req) return req._rq:header("last-event-id") end,
+}
+local Req = {}
+Req.__index = function(req, k)
+  local f = lazy[k]
+  if f then
+    local v = f(req)
+    rawset(req, k, v)
+    return v
+  end
+  return Req[k]
+end
+
+-- req:json(): the body decoded, or a 400 with a clear message.
+function Req:json()
+  local ok, v, err = pcall(fb.json.decode, self.body)
+  if not ok then err = v end
+  if err ~= nil then
+    M.fail(400, "bad JSON in request body: " .. tostring(err):gsub("^.-:%d+: ", ""):gsub("^json: ", ""))
+  end
+  return v
+end
+
+function Req:header(name) return self._rq:header(name:lower()) end
+
+local Res = {}
+Res.__index = Res
+
+-- The request is over: answered with status, or given up (gone = "timed out" / "closed"),
+-- after which the handler's late answer is dropped quietly.
+local function finished(res, status, gone)
+  if res.done then return end
+  res.gone = gone
+  res.done = true
+  res.status = status
+  if res.timer then res.timer:stop() end
+  for _, fn in ipairs(res.done_hooks) do fn(res.status) end
+end
+
+function Res:send(status, body, headers)
+  if self.gone then return nil, self.gone end
+  if self.done then error("response already sent", 2) end
+  headers = headers or {}
+  local has_type = false
+  for k in pairs(headers) do if k:lower() == "content-type" then has_type = true end end
+  if not has_type then headers["Content-Type"] = "text/plain; charset=utf-8" end
+  self._rq:respond(status, body or "", headers)
+  finished(self, status)
+end
+
+local JSON_HEADERS = {["Content-Type"] = "application/json"}
+
+-- res:json(status, value [, headers])
+function Res:json(status, value, headers)
+  if self.gone then return nil, self.gone end
+  if self.done then error("response already sent", 2) end
+  local h = JSON_HEADERS
+  if headers then
+    h = {["Content-Type"] = "application/json"}
+    for k, v in pairs(headers) do h[k] = v end
+  end
+  self._rq:respond(status, fb.json.encode(value), h)
+  finished(self, status)
+end
+
+-- Run fn() once if the client goes away (or the server ends the request) before the end.
+function Res:on_abort(fn)
+  if not self.aborters then
+    local list = {}
+    self.aborters = list
+    self._rq:on_close(function()
+      for _, f in ipairs(list) do
+        local ok, err = pcall(f)
+        if not ok then fb.log.error("on_close: %s", tostring(err)) end
+      end
+    end)
+  end
+  self.aborters[#self.aborters + 1] = fn
+end
+
+function Res:error(status, message)
+  self:json(status, {error = message})
+end
+
+-- res:sse() -> stream with send(event, data, id), on_close(fn), close(). A stream counts as
+-- answered (200) for the request log; on_close runs once when the client or server ends it.
+local Stream = {}
+Stream.__index = Stream
+
+function Res:sse(headers)
+  if self.gone then return nil, self.gone end
+  if self.done then error("response already sent", 2) end
+  local rq = self._rq
+  local s = setmetatable({_rq = rq, closed = false, closers = {}}, Stream)
+  self:on_abort(function() s:_ended() end)
+  assert(rq:sse(headers))
+  finished(self, 200)
+  return s
+end
+
+function Stream:_ended()
+  if self.closed then return end
+  self.closed = true
+  for _, fn in ipairs(self.closers) do
+    local ok, err = pcall(fn)
+    if not ok then fb.log.error("sse on_close: %s", tostring(err)) end
+  end
+end
+
+-- send(event, data, id): data may be a table (sent as JSON). true, or nil and why.
+function Stream:send(event, data, id)
+  if self.closed then return nil, "closed" end
+  if type(data) == "table" then data = fb.json.encode(data) end
+  local ok, err = self._rq:event(event, tostring(data), id and tostring(id))
+  if not ok then self:_ended() end
+  return ok, err
+end
+
+function Stream:on_close(fn)
+  self.closers[#self.closers + 1] = fn
+end
+
+function Stream:close()
+  if self.closed then return end
+  self._rq:finish()
+  self:_ended()
+end
+
+local App = {}
+App.__index = App
+
+function M.new(opts)
+  opts = opts or {}
+  for k in pairs(opts) do
+    if DEFAULTS[k] == nil then error("router.new: unknown option '" .. tostring(k) .. "'", 2) end
+  end
+  return setmetatable({
+    routes = {},         -- in registration order
+    exact = {},          -- "METHOD path" -> route, for patterns without params
+    middleware = {},
+    statics = {},
+    timeout = opts.timeout or DEFAULTS.timeout,
+    runaway = opts.runaway or DEFAULTS.runaway,
+    body_limits = false,  -- true once a route sets max_body
+  }, App)
+end
+
+local ROUTE_OPTS = {timeout = true, max_body = true}
+
+function App:route(method, pattern, handler, opts)
+  if type(handler) ~= "function" then error("route handler must be a function", 3) end
+  opts = opts or {}
+  for k in pairs(opts) do
+    if not ROUTE_OPTS[k] then error("route: unknown option '" .. tostring(k) .. "'", 3) end
+  end
+  local r = compile(pattern)
+  r.method, r.handler = method, handler
+  r.timeout, r.max_body = opts.timeout, opts.max_body
+  if r.max_body then self.body_limits = true end
+  self.routes[#self.routes + 1] = r
+  if r.static then
+    local key = method .. " /" .. table.concat(r.segs, "/")
+    self.exact[key] = self.exact[key] or r
+  end
+  return self
+end
+
+for _, m in ipairs({"get", "post", "put", "delete", "patch"}) do
+  local METHOD = m:upper()
+  App[m] = function(self, pattern, handler, opts) return self:route(METHOD, pattern, handler, opts) end
+end
+
+-- app:use(fn): fn(req, res) runs before the route handler (in its coroutine); it may answer,
+-- which ends the request there, or add res:on_done(fn(status)) hooks.
+function App:use(fn)
+  if type(fn) ~= "function" then error("use: function expected", 2) end
+  self.middleware[#self.middleware + 1] = fn
+  return self
+end
+
+function Res:on_done(fn) self.done_hooks[#self.done_hooks + 1] = fn end
+
+-- app:static(prefix, dir): files under dir for GET/HEAD under prefix, tried before the routes.
+function App:static(prefix, dir)
+  if type(prefix) ~= "string" or type(dir) ~= "string" then
+    error("static(prefix, dir): strings expected", 2)
+  end
+  self.statics[#self.statics + 1] = {prefix, dir}
+  if self.server then assert(self.server:static(prefix, dir)) end
+  return self
+end
+
+-- The route for method+path: route and params, or nil and the allowed methods (for 405).
+function App:find(method, path)
+  local r = self.exact[method .. " " .. path] or (method == "HEAD" and self.exact["GET " .. path])
+  if r then return r, {} end
+  local segs = split(path)
+  local allowed
+  for _, route in ipairs(self.routes) do
+    local params = match(route, segs)
+    if params then
+      if route.method == method or (method == "HEAD" and route.method == "GET") then
+        return route, params
+      end
+      allowed = allowed or {}
+      allowed[route.method] = true
+      if route.method == "GET" then allowed.HEAD = true end
+    end
+  end
+  if not allowed then return nil end
+  local list = {}
+  for m in pairs(allowed) do list[#list + 1] = m end
+  table.sort(list)
+  return nil, table.concat(list, ", ")
+end
+
+local function is_fail(err) return getmetatable(err) == Fail end
+
+-- Runs in the request's coroutine.
+local function serve(app, route, req, res)
+  for _, mw in ipairs(app.middleware) do
+    mw(req, res)
+    if res.done then return end
+  end
+  if not route then
+    if req.allow then
+      res:json(405, {error = "method not allowed"}, {Allow = req.allow})
+    else
+      res:error(404, "not found")
+    end
+    return
+  end
+  route.handler(req, res)
+end
+
+local function on_error(res, req, err, co)
+  if res.done then
+    fb.log.error("%s %s: handler failed after answering: %s", req.method, req.path,
+                 debug.traceback(co, tostring(err)))
+    return
+  end
+  if is_fail(err) then
+    res:error(err.status, err.message)
+  elseif tostring(err):find("runaway handler", 1, true) then
+    fb.log.error("%s %s: %s", req.method, req.path, tostring(err))
+    res:error(503, "handler took too long")
+  else
+    fb.log.error("%s %s: %s", req.method, req.path, debug.traceback(co, tostring(err)))
+    res:error(500, "internal error")
+  end
+end
+
+-- Called by the engine for every request that no static mount answered.
+function App:_dispatch(rq, method, path, query_string)
+  local route, params_or_allow = self:find(method, path)
+  local req = setmetatable({_rq = rq, method = method, path = path, query_string = query_string,
+                            params = route and params_or_allow or {}}, Req)
+  if not route then req.allow = params_or_allow end
+  local res = setmetatable({_rq = rq, done = false, done_hooks = {}, started = fb.now()}, Res)
+  local co = coroutine.create(serve)
+  http.guard(co, self.runaway)
+  local ok, err = coroutine.resume(co, self, route, req, res)
+  if not ok then
+    on_error(res, req, err, co)
+    return
+  end
+  if res.done then return end
+  -- Not answered yet: the handler yielded (a timer or a socket resumes it) or kept res for a
+  -- callback. Give up after the route's timeout; stop waiting if the client leaves.
+  local timeout = route and route.timeout or self.timeout
+  res.timer = fb.timer.after(timeout, function()
+    if res.done then return end
+    fb.log.warn("%s %s: no answer after %d ms", method, path, timeout)
+    if rq:alive() then res:error(504, "handler timed out") end
+    finished(res, 504, "timed out")
+    res.gone = "timed out"
+  end)
+  res:on_abort(function() finished(res, 499, "closed") end)
+end
+
+-- app:listen{host=, port=, token=, allowed_hosts=, limits=} -> port, or nil and why.
+function App:listen(opts)
+  opts = opts or {}
+  local known = {host = true, port = true, token = true, allowed_hosts = true, limits = true}
+  for k in pairs(opts) do
+    if not known[k] then error("listen: unknown option '" .. tostring(k) .. "'", 2) end
+  end
+  if self.server then error("listen: already listening", 2) end
+  local app = self
+  local srv, err = http.listen{
+    host = opts.host, port = opts.port, token = opts.token,
+    allowed_hosts = opts.allowed_hosts, limits = opts.limits,
+    on_request = function(rq, method, path, qs) app:_dispatch(rq, method, path, qs) end,
+    on_headers = self.body_limits and function(method, path)
+      local r = app:find(method, path)
+      return r and r.max_body
+    end or nil,
+  }
+  if not srv then return nil, err end
+  for _, s in ipairs(self.statics) do
+    local ok, serr = srv:static(s[1], s[2])
+    if not ok then
+      srv:close(0)
+      return nil, serr
+    end
+  end
+  self.server = srv
+  self.port = srv:port()
+  self.host = opts.host or "127.0.0.1"
+  return self.port
+end
+
+-- app:close([grace_ms], [fn]): stop accepting, finish in-flight requests, end SSE streams.
+function App:close(grace, fn)
+  if not self.server then return end
+  local srv = self.server
+  self.server = nil
+  srv:close(grace, fn)
+end
+
+-- A request log middleware: "GET /path 200 1.2 ms" at info level once answered.
+function M.logger()
+  return function(req, res)
+    res:on_done(function(status)
+      fb.log.info("%s %s %d %.1f ms", req.method, req.path, status, fb.now() - res.started)
+    end)
+  end
+end
+
+return M

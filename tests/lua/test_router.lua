@@ -1,0 +1,251 @@
+-- fastbrain.router over a real server on 127.0.0.1 (port 0), talked to over real sockets:
+-- routing, params, query, JSON bodies, 404/405, HEAD, errors, 504, runaway 503, SSE,
+-- middleware, static files, per-route body limits, listen options, shutdown.
+local T = require "tests.lua.testing"
+local client = require "tests.http.client"
+local fb = require "fastbrain"
+local router = require "fastbrain.router"
+
+local app = router.new{timeout = 5000, runaway = 150}
+local seen_log = {}
+app:use(function(req, res)
+  res:on_done(function(status) seen_log[#seen_log + 1] = req.method .. " " .. req.path .. " " .. status end)
+end)
+app:use(function(req, res)
+  if req.path == "/private" then res:error(401, "no entry") end
+end)
+
+app:get("/api/health", function(req, res) res:json(200, {status = "ok"}) end)
+app:get("/users/:id/posts/:post", function(req, res)
+  res:json(200, {id = req.params.id, post = req.params.post})
+end)
+app:get("/files/*", function(req, res) res:send(200, req.params["*"]) end)
+app:get("/query", function(req, res) res:json(200, req.query) end)
+app:get("/info", function(req, res)
+  res:json(200, {method = req.method, ua = req.headers["user-agent"], addr = req.remote_addr})
+end)
+app:post("/echo", function(req, res) res:json(201, {got = req:json()}) end)
+app:put("/echo", function(req, res) res:json(200, {put = req:json()}) end)
+app:delete("/things/:id", function(req, res) res:send(200, "deleted " .. req.params.id) end)
+app:get("/boom", function() error("kaboom") end)
+app:get("/fail", function() router.fail(409, "already running") end)
+app:get("/later", function(req, res)
+  fb.sleep(30)
+  res:json(200, {waited = true})
+end)
+app:get("/never", function() coroutine.yield() end, {timeout = 80})
+app:get("/spin", function() while true do end end)
+app:post("/small", function(req, res) res:send(200, "ok") end, {max_body = 10})
+app:get("/headers", function(req, res) res:send(200, "x", {["X-Custom"] = "yes", ["Content-Type"] = "text/x-test"}) end)
+
+local sse_closed = 0
+app:get("/events", function(req, res)
+  local stream = res:sse()
+  stream:on_close(function() sse_closed = sse_closed + 1 end)
+  stream:send("hello", {last = req.last_event_id}, 1)
+  stream:send(nil, "line1\nline2")
+  for i = 1, 3 do
+    fb.sleep(10)
+    if not stream:send("tick", tostring(i), i + 1) then return end
+  end
+end)
+
+local dir = os.tmpname()
+os.remove(dir)
+assert(os.execute("mkdir -p " .. dir .. "/web && printf '<h1>hi</h1>' > " .. dir .. "/web/index.html"))
+app:static("/", dir .. "/web")
+
+local port = assert(app:listen{host = "127.0.0.1", port = 0})
+
+local function get(path, opts) return client.request(port, "GET", path, opts) end
+local function json(res) return fb.json.decode(res.body) end
+
+T.test("listen on port 0 reports the chosen port", function()
+  assert(math.type(port) == "integer" and port > 0 and port == app.port)
+end)
+
+T.test("params, trailing * and query decoding", function()
+  T.eq(json(get("/users/42/posts/hello%20world")), {id = "42", post = "hello world"})
+  T.eq(get("/files/a/b%2Fc/d.txt").body, "a/b/c/d.txt")
+  T.eq(json(get("/query?a=1&b=x+y&c=%C3%A9&empty=")), {a = "1", b = "x y", c = "é", empty = ""})
+  T.eq(json(get("/query")), fb.json.decode("{}"))
+end)
+
+T.test("request fields", function()
+  local r = json(get("/info", {headers = {["User-Agent"] = "tester/1"}}))
+  T.eq(r, {method = "GET", ua = "tester/1", addr = "127.0.0.1"})
+end)
+
+T.test("404, 405 with Allow, HEAD for GET", function()
+  local r = get("/nope")
+  T.eq(r.status, 404)
+  T.eq(json(r), {error = "not found"})
+  r = client.request(port, "POST", "/api/health", {body = "{}"})
+  T.eq(r.status, 405)
+  T.eq(r.headers["allow"], "GET, HEAD")
+  T.eq(json(r), {error = "method not allowed"})
+  r = client.request(port, "DELETE", "/echo", {headers = {["Content-Type"] = "application/json"}})
+  T.eq(r.status, 405)
+  T.eq(r.headers["allow"], "POST, PUT")
+  r = client.request(port, "HEAD", "/api/health")
+  T.eq(r.status, 200)
+  T.eq(r.body, "")
+  T.eq(r.headers["content-length"], #'{"status":"ok"}' .. "")
+end)
+
+T.test("JSON bodies and bad JSON", function()
+  local r = client.request(port, "POST", "/echo", {body = '{"a":[1,2]}'})
+  T.eq(r.status, 201)
+  T.eq(json(r), {got = {a = {1, 2}}})
+  r = client.request(port, "PUT", "/echo", {body = '{"b":true}'})
+  T.eq(json(r), {put = {b = true}})
+  r = client.request(port, "POST", "/echo", {body = '{"a":'})
+  T.eq(r.status, 400)
+  T.matches(json(r).error, "^bad JSON in request body")
+  r = client.request(port, "DELETE", "/things/7", {headers = {["Content-Type"] = "application/json"}})
+  T.eq(r.body, "deleted 7")
+end)
+
+T.test("handler error is a 500 without the traceback, then the next request is fine", function()
+  local r = get("/boom")
+  T.eq(r.status, 500)
+  T.eq(r.body, '{"error":"internal error"}')
+  T.eq(get("/api/health").status, 200)
+  r = get("/fail")
+  T.eq(r.status, 409)
+  T.eq(json(r), {error = "already running"})
+end)
+
+T.test("a handler may yield and answer later", function()
+  local t0 = fb.now()
+  local r = get("/later")
+  T.eq(json(r), {waited = true})
+  assert(fb.now() - t0 >= 25, "answered before its sleep")
+end)
+
+T.test("a handler that never answers gets 504 after the route timeout", function()
+  local t0 = fb.now()
+  local r = get("/never")
+  T.eq(r.status, 504)
+  T.eq(json(r), {error = "handler timed out"})
+  local took = fb.now() - t0
+  assert(took >= 70 and took < 2000, "504 after " .. took .. " ms")
+end)
+
+T.test("a runaway handler is stopped with 503 and the server keeps serving", function()
+  local r = get("/spin")
+  T.eq(r.status, 503)
+  T.eq(json(r), {error = "handler took too long"})
+  T.eq(get("/api/health").status, 200)
+end)
+
+T.test("middleware answers and logs", function()
+  T.eq(get("/private").status, 401)
+  local found = false
+  for _, line in ipairs(seen_log) do
+    if line == "GET /private 401" then found = true end
+  end
+  assert(found, "request log missed GET /private 401")
+end)
+
+T.test("response headers", function()
+  local r = get("/headers")
+  T.eq(r.headers["x-custom"], "yes")
+  T.eq(r.headers["content-type"], "text/x-test")
+  T.eq(r.headers["x-content-type-options"], "nosniff")
+end)
+
+T.test("per-route body limit is 413", function()
+  local r = client.request(port, "POST", "/small", {body = "0123456789abc"})
+  T.eq(r.status, 413)
+  r = client.request(port, "POST", "/small", {body = "0123"})
+  T.eq(r.status, 200)
+end)
+
+T.test("static files are served before routes", function()
+  local r = get("/")
+  T.eq(r.status, 200)
+  T.eq(r.body, "<h1>hi</h1>")
+  T.matches(r.headers["content-type"], "^text/html")
+  T.eq(get("/api/health").status, 200)  -- not a file: falls through to the route
+  T.eq(get("/../etc/passwd").status, 404)
+end)
+
+T.test("SSE: framing, Last-Event-ID, ticks, on_close when the client leaves", function()
+  local c = client.connect(port)
+  c:send("GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nLast-Event-ID: 9\r\n\r\n")
+  local buf = c:read_until("data: 2\n\n")
+  T.matches(buf, "Content%-Type: text/event%-stream")
+  T.matches(buf, 'id: 1\nevent: hello\ndata: {"last":"9"}\n\n', "first event")
+  T.matches(buf, "data: line1\ndata: line2\n\n", "multi-line data")
+  T.matches(buf, "id: 3\nevent: tick\ndata: 2\n\n", "tick")
+  local before = sse_closed
+  c:close()
+  local deadline = fb.now() + 1000
+  while sse_closed == before and fb.now() < deadline do fb.sleep(5) end
+  T.eq(sse_closed, before + 1)
+end)
+
+T.test("keep-alive: several requests on one connection", function()
+  local c = client.connect(port)
+  for i = 1, 3 do
+    c:send("GET /users/" .. i .. "/posts/p HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    T.eq(fb.json.decode(c:read().body).id, tostring(i))
+  end
+  c:close()
+end)
+
+T.test("listen validates its options and refuses a public host without a token", function()
+  local other = router.new()
+  other:get("/", function(_, res) res:send(200, "x") end)
+  T.raises(function() other:listen{hots = "x"} end, "unknown option 'hots'")
+  local ok, err = other:listen{host = "0.0.0.0", port = 0}
+  T.eq(ok, nil)
+  T.matches(err, "without a token")
+  T.raises(function() other:listen{port = 0, limits = {max_bdy = 1}} end, "unknown http limit 'max_bdy'")
+  T.raises(function() app:get("no-slash", function() end) end, "must start with '/'")
+  T.raises(function() router.new{timout = 1} end, "unknown option 'timout'")
+end)
+
+T.test("a token guards every non-static request", function()
+  local other = router.new()
+  other:get("/x", function(_, res) res:send(200, "secret") end)
+  local p = assert(other:listen{port = 0, token = "tok"})
+  T.eq(client.request(p, "GET", "/x").status, 401)
+  T.eq(client.request(p, "GET", "/x", {headers = {Authorization = "Bearer tok"}}).body, "secret")
+  other:close(0)
+end)
+
+T.test("close ends SSE streams with a final event and stops accepting", function(done)
+  local other = router.new()
+  local closed = false
+  other:get("/ev", function(_, res)
+    local s = res:sse()
+    s:on_close(function() closed = true end)
+    s:send("hi", "1")
+  end)
+  local p = assert(other:listen{port = 0})
+  fb.spawn(T.guard(done, function()
+    local c = client.connect(p)
+    c:send("GET /ev HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    c:read_until("event: hi")
+    local finished = false
+    other:close(500, function() finished = true end)
+    local buf = c:read_until("event: close\ndata: shutdown\n\n")
+    T.matches(buf, "event: close")
+    assert(c:closed_within(1000), "stream not closed")
+    c:close()
+    local deadline = fb.now() + 1000
+    while not finished and fb.now() < deadline do fb.sleep(5) end
+    assert(finished, "close callback never ran")
+    assert(closed, "stream on_close never ran")
+    done()
+  end))
+end)
+
+T.test("teardown", function()
+  app:close(0)
+  os.execute("rm -rf " .. dir)
+end)
+
+T.run()
