@@ -1,0 +1,33 @@
+/* fsutil.h: small file-system helpers the engine shares: whole-file reads with a size cap,
+ * atomic replacement of a file (temp file, fsync, rename, fsync of the directory), mkdir -p.
+ * No buffering layer, no locking between processes. */
+#ifndef FB_FSUTIL_H
+#define FB_FSUTIL_H
+
+#include <stddef.h>
+
+#include "error.h"
+
+/* One piece of a file written by fb_write_parts_atomic; data is borrowed. */
+typedef struct fb_part {
+  const void *data;
+  size_t len;
+} fb_part;
+
+/* Replace path with the concatenation of parts, atomically: a temp file "path.tmp.XXXXXX" in
+ * the same directory, written in full, fsync'd, renamed over path, then the directory fsync'd.
+ * The new file has mode 0644. On failure the temp file is removed and path is untouched. */
+int fb_write_parts_atomic(const char *path, const fb_part *parts, int n, fb_err *err);
+/* The same for one buffer. */
+int fb_write_file_atomic(const char *path, const void *data, size_t len, fb_err *err);
+
+/* Read the whole of path into a fresh buffer (*buf, NUL-terminated, len bytes without the
+ * NUL; the caller frees it with free()). A file larger than max bytes is refused with
+ * FB_ELIMIT before anything is allocated. On failure *buf is NULL. */
+int fb_read_file(const char *path, char **buf, size_t *len, size_t max, fb_err *err);
+
+/* Create path and every missing parent (mode 0755). An existing directory is success; an
+ * existing non-directory is FB_EIO naming it. */
+int fb_mkdir_p(const char *path, fb_err *err);
+
+#endif

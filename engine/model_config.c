@@ -1,0 +1,306 @@
+/* model_config.c: config.json -> fb_model_config, every field checked for presence, type,
+ * range and consistency with an error naming the field and the rule. No weights, no I/O
+ * beyond reading the one file. */
+#include "model_config.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fsutil.h"
+
+#define MAX_CONFIG_BYTES (1u << 20)
+
+static const char *const arch_names[] = {"LlamaForCausalLM", "Qwen2ForCausalLM",
+                                         "MistralForCausalLM"};
+
+static const char *json_type(const cJSON *v) {
+  if (cJSON_IsNumber(v)) return "a number";
+  if (cJSON_IsString(v)) return "a string";
+  if (cJSON_IsBool(v)) return "a boolean";
+  if (cJSON_IsArray(v)) return "an array";
+  if (cJSON_IsObject(v)) return "an object";
+  return "null";
+}
+
+static int bad(fb_err *err, int code, const char *label, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static int bad(fb_err *err, int code, const char *label, const char *field, const char *fmt, ...) {
+  char rule[384];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(rule, sizeof rule, fmt, ap);
+  va_end(ap);
+  return fb_err_set(err, code, "%s: field '%s': %s", label, field, rule);
+}
+
+/* The member `name` names; a dotted name ("rope_scaling.factor") looks up its last part in o
+ * and is shown whole in errors. */
+static const cJSON *member(const cJSON *o, const char *name) {
+  const char *dot = strrchr(name, '.');
+  return cJSON_GetObjectItemCaseSensitive(o, dot ? dot + 1 : name);
+}
+
+/* An integer field in [lo, hi]. Absent or null: *out = dflt, or an error when required. */
+static int get_int(const cJSON *o, const char *name, int required, int dflt, int lo, int hi,
+                   int *out, const char *label, fb_err *err) {
+  const cJSON *v = member(o, name);
+  if (!v || cJSON_IsNull(v)) {
+    if (required) return bad(err, FB_EFORMAT, label, name, "missing (required)");
+    *out = dflt;
+    return 0;
+  }
+  double d = v->valuedouble;
+  if (!cJSON_IsNumber(v) || d != floor(d))
+    return bad(err, FB_EFORMAT, label, name, "expected an integer, got %s",
+               cJSON_IsNumber(v) ? "a fraction" : json_type(v));
+  if (d < lo || d > hi)
+    return bad(err, d > hi ? FB_ELIMIT : FB_EFORMAT, label, name,
+               "%.17g is outside the allowed range [%d, %d]", d, lo, hi);
+  *out = (int)d;
+  return 0;
+}
+
+/* A number field with lo < value <= hi. */
+static int get_num(const cJSON *o, const char *name, int required, double dflt, double lo,
+                   double hi, double *out, const char *label, fb_err *err) {
+  const cJSON *v = member(o, name);
+  if (!v || cJSON_IsNull(v)) {
+    if (required) return bad(err, FB_EFORMAT, label, name, "missing (required)");
+    *out = dflt;
+    return 0;
+  }
+  if (!cJSON_IsNumber(v))
+    return bad(err, FB_EFORMAT, label, name, "expected a number, got %s", json_type(v));
+  if (!(v->valuedouble > lo && v->valuedouble <= hi))
+    return bad(err, FB_EFORMAT, label, name, "%.17g must be > %g and <= %g", v->valuedouble, lo,
+               hi);
+  *out = v->valuedouble;
+  return 0;
+}
+
+/* A boolean field; absent or null gives dflt. */
+static int get_bool(const cJSON *o, const char *name, int dflt, int *out, const char *label,
+                    fb_err *err) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+  if (!v || cJSON_IsNull(v)) {
+    *out = dflt;
+    return 0;
+  }
+  if (!cJSON_IsBool(v))
+    return bad(err, FB_EFORMAT, label, name, "expected true or false, got %s", json_type(v));
+  *out = cJSON_IsTrue(v);
+  return 0;
+}
+
+static int parse_architecture(fb_model_config *c, const cJSON *root, const char *label,
+                              fb_err *err) {
+  const cJSON *a = cJSON_GetObjectItemCaseSensitive(root, "architectures");
+  if (!a) return bad(err, FB_EFORMAT, label, "architectures", "missing (required)");
+  if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != 1 || !cJSON_IsString(a->child))
+    return bad(err, FB_EFORMAT, label, "architectures", "expected an array of one string");
+  for (int i = 0; i < 3; i++)
+    if (strcmp(a->child->valuestring, arch_names[i]) == 0) {
+      c->arch = (fb_arch)i;
+      snprintf(c->architecture, sizeof c->architecture, "%s", arch_names[i]);
+      return 0;
+    }
+  return bad(err, FB_EUNSUPPORTED, label, "architectures",
+             "'%.64s' is not one of LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM",
+             a->child->valuestring);
+}
+
+static int parse_rope_scaling(fb_model_config *c, const cJSON *root, const char *label,
+                              fb_err *err) {
+  fb_rope_scaling *r = &c->rope_scaling;
+  const cJSON *s = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
+  r->type = FB_ROPE_NONE;
+  if (!s || cJSON_IsNull(s)) return 0;
+  if (!cJSON_IsObject(s))
+    return bad(err, FB_EFORMAT, label, "rope_scaling", "expected an object or null, got %s",
+               json_type(s));
+  const cJSON *t = cJSON_GetObjectItemCaseSensitive(s, "rope_type");
+  if (!t) t = cJSON_GetObjectItemCaseSensitive(s, "type");
+  if (!cJSON_IsString(t))
+    return bad(err, FB_EFORMAT, label, "rope_scaling.rope_type", "missing or not a string");
+  const char *type = t->valuestring;
+  int rc;
+  if (strcmp(type, "default") == 0) return 0;
+  if (strcmp(type, "linear") == 0) {
+    r->type = FB_ROPE_LINEAR;
+    return get_num(s, "rope_scaling.factor", 1, 0, 0, 1024, &r->factor, label, err);
+  }
+  if (strcmp(type, "llama3") != 0)
+    return bad(err, FB_EUNSUPPORTED, label, "rope_scaling.rope_type",
+               "'%.32s' is not one of default, linear, llama3", type);
+  r->type = FB_ROPE_LLAMA3;
+  rc = get_num(s, "rope_scaling.factor", 1, 0, 0, 1024, &r->factor, label, err);
+  if (rc == 0)
+    rc = get_num(s, "rope_scaling.low_freq_factor", 1, 0, 0, 1024, &r->low_freq_factor, label, err);
+  if (rc == 0)
+    rc = get_num(s, "rope_scaling.high_freq_factor", 1, 0, 0, 1024, &r->high_freq_factor, label,
+                 err);
+  if (rc == 0)
+    rc = get_int(s, "rope_scaling.original_max_position_embeddings", 1, 0, 1,
+                 FB_CFG_MAX_POSITIONS, &r->original_max_position_embeddings, label, err);
+  if (rc != 0) return rc;
+  if (r->high_freq_factor <= r->low_freq_factor)
+    return bad(err, FB_EFORMAT, label, "rope_scaling.high_freq_factor",
+               "%g must be greater than low_freq_factor %g", r->high_freq_factor,
+               r->low_freq_factor);
+  return 0;
+}
+
+static int parse_tokens(fb_model_config *c, const cJSON *root, const char *label, fb_err *err) {
+  int rc = get_int(root, "bos_token_id", 0, -1, 0, FB_CFG_MAX_VOCAB, &c->bos_token_id, label, err);
+  if (rc != 0) return rc;
+  const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "eos_token_id");
+  c->n_eos = 0;
+  if (!e || cJSON_IsNull(e)) return 0;
+  if (cJSON_IsNumber(e)) {
+    c->n_eos = 1;
+    return get_int(root, "eos_token_id", 1, 0, 0, c->vocab_size - 1, &c->eos_token_ids[0],
+                   label, err);
+  }
+  if (!cJSON_IsArray(e) || cJSON_GetArraySize(e) > FB_CFG_MAX_EOS)
+    return bad(err, FB_EFORMAT, label, "eos_token_id",
+               "expected an integer or an array of at most %d integers", FB_CFG_MAX_EOS);
+  const cJSON *v;
+  cJSON_ArrayForEach(v, e) {
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 0 ||
+        v->valuedouble >= c->vocab_size)
+      return bad(err, FB_EFORMAT, label, "eos_token_id",
+                 "element %d is not a token id in [0, vocab_size)", c->n_eos);
+    c->eos_token_ids[c->n_eos++] = (int)v->valuedouble;
+  }
+  return 0;
+}
+
+/* Fields the CPU path does not implement, refused rather than silently ignored. */
+static int parse_unsupported(const cJSON *root, const char *label, fb_err *err) {
+  const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
+  if (act && !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0))
+    return bad(err, FB_EUNSUPPORTED, label, "hidden_act", "only \"silu\" is supported");
+  int mlp_bias = 0, rc = get_bool(root, "mlp_bias", 0, &mlp_bias, label, err);
+  if (rc == 0 && mlp_bias)
+    return bad(err, FB_EUNSUPPORTED, label, "mlp_bias", "true is not supported");
+  return rc;
+}
+
+static int parse_fields(fb_model_config *c, const cJSON *root, const char *label, fb_err *err) {
+  int rc = parse_architecture(c, root, label, err);
+  if (rc == 0) rc = parse_unsupported(root, label, err);
+  if (rc == 0) rc = get_int(root, "vocab_size", 1, 0, 1, FB_CFG_MAX_VOCAB, &c->vocab_size, label, err);
+  if (rc == 0) rc = get_int(root, "hidden_size", 1, 0, 1, FB_CFG_MAX_HIDDEN, &c->hidden_size, label, err);
+  if (rc == 0)
+    rc = get_int(root, "intermediate_size", 1, 0, 1, FB_CFG_MAX_FFN, &c->intermediate_size, label, err);
+  if (rc == 0)
+    rc = get_int(root, "num_hidden_layers", 1, 0, 1, FB_CFG_MAX_LAYERS, &c->num_hidden_layers, label, err);
+  if (rc == 0)
+    rc = get_int(root, "num_attention_heads", 1, 0, 1, FB_CFG_MAX_HEADS, &c->num_attention_heads, label, err);
+  if (rc == 0)
+    rc = get_int(root, "num_key_value_heads", 0, c->num_attention_heads, 1, FB_CFG_MAX_HEADS,
+                 &c->num_key_value_heads, label, err);
+  if (rc == 0) rc = get_int(root, "head_dim", 0, 0, 1, FB_CFG_MAX_HEAD_DIM, &c->head_dim, label, err);
+  if (rc == 0)
+    rc = get_int(root, "max_position_embeddings", 1, 0, 1, FB_CFG_MAX_POSITIONS,
+                 &c->max_position_embeddings, label, err);
+  if (rc == 0) rc = get_num(root, "rms_norm_eps", 1, 0, 0, 0.1, &c->rms_norm_eps, label, err);
+  if (rc == 0) rc = get_num(root, "rope_theta", 0, 10000.0, 0, 1e12, &c->rope_theta, label, err);
+  if (rc == 0) rc = parse_rope_scaling(c, root, label, err);
+  if (rc == 0) rc = get_bool(root, "tie_word_embeddings", 0, &c->tie_word_embeddings, label, err);
+  if (rc == 0) rc = get_bool(root, "attention_bias", 0, &c->attention_bias, label, err);
+  if (rc == 0)
+    rc = get_int(root, "sliding_window", 0, 0, 1, FB_CFG_MAX_POSITIONS, &c->sliding_window, label, err);
+  if (rc == 0) rc = parse_tokens(c, root, label, err);
+  if (rc != 0) return rc;
+  const cJSON *dt = cJSON_GetObjectItemCaseSensitive(root, "torch_dtype");
+  if (dt && !cJSON_IsNull(dt)) {
+    if (!cJSON_IsString(dt) || (strcmp(dt->valuestring, "float32") != 0 &&
+                                strcmp(dt->valuestring, "float16") != 0 &&
+                                strcmp(dt->valuestring, "bfloat16") != 0))
+      return bad(err, FB_EUNSUPPORTED, label, "torch_dtype",
+                 "expected \"float32\", \"float16\" or \"bfloat16\"");
+    snprintf(c->torch_dtype, sizeof c->torch_dtype, "%s", dt->valuestring);
+  }
+  if (c->arch == FB_ARCH_QWEN2) { /* Qwen2: q/k/v always carry a bias, o_proj never */
+    c->attention_bias = 1;
+    c->o_bias = 0;
+  } else {
+    c->o_bias = c->attention_bias;
+  }
+  if (c->arch != FB_ARCH_MISTRAL) c->sliding_window = 0; /* Qwen2 keeps it off by default */
+  return 0;
+}
+
+/* Rules between fields. */
+static int check_consistency(fb_model_config *c, const char *label, fb_err *err) {
+  if (c->head_dim == 0) {
+    if (c->hidden_size % c->num_attention_heads != 0)
+      return bad(err, FB_EFORMAT, label, "num_attention_heads",
+                 "%d does not divide hidden_size %d (and head_dim is not given)",
+                 c->num_attention_heads, c->hidden_size);
+    c->head_dim = c->hidden_size / c->num_attention_heads;
+    if (c->head_dim > FB_CFG_MAX_HEAD_DIM)
+      return bad(err, FB_ELIMIT, label, "head_dim", "hidden_size / num_attention_heads = %d is over %d",
+                 c->head_dim, FB_CFG_MAX_HEAD_DIM);
+  }
+  if (c->head_dim % 2 != 0)
+    return bad(err, FB_EFORMAT, label, "head_dim", "%d must be even for rotary embeddings",
+               c->head_dim);
+  if (c->num_key_value_heads > c->num_attention_heads ||
+      c->num_attention_heads % c->num_key_value_heads != 0)
+    return bad(err, FB_EFORMAT, label, "num_key_value_heads",
+               "%d does not divide num_attention_heads %d", c->num_key_value_heads,
+               c->num_attention_heads);
+  if ((int64_t)c->num_attention_heads * c->head_dim > 4 * (int64_t)FB_CFG_MAX_HIDDEN)
+    return bad(err, FB_ELIMIT, label, "num_attention_heads",
+               "num_attention_heads * head_dim = %lld is over %d",
+               (long long)c->num_attention_heads * c->head_dim, 4 * FB_CFG_MAX_HIDDEN);
+  if (c->bos_token_id >= c->vocab_size)
+    return bad(err, FB_EFORMAT, label, "bos_token_id", "%d is not below vocab_size %d",
+               c->bos_token_id, c->vocab_size);
+  return 0;
+}
+
+int fb_model_config_parse(fb_model_config *c, const char *json, size_t len, const char *label,
+                          fb_err *err) {
+  memset(c, 0, sizeof *c);
+  cJSON *root = cJSON_ParseWithLength(json, len);
+  if (!root) return fb_err_set(err, FB_EFORMAT, "%s: not valid JSON", label);
+  int rc = cJSON_IsObject(root) ? 0 : fb_err_set(err, FB_EFORMAT, "%s: not a JSON object", label);
+  if (rc == 0) rc = parse_fields(c, root, label, err);
+  if (rc == 0) rc = check_consistency(c, label, err);
+  cJSON_Delete(root);
+  if (rc != 0) memset(c, 0, sizeof *c);
+  return rc;
+}
+
+int fb_model_config_load(fb_model_config *c, const char *path, fb_err *err) {
+  char *text = NULL;
+  size_t len = 0;
+  memset(c, 0, sizeof *c);
+  int rc = fb_read_file(path, &text, &len, MAX_CONFIG_BYTES, err);
+  if (rc != 0) return rc;
+  rc = fb_model_config_parse(c, text, len, path, err);
+  free(text);
+  return rc;
+}
+
+int64_t fb_model_config_param_count(const fb_model_config *c) {
+  int64_t h = c->hidden_size, q = (int64_t)c->num_attention_heads * c->head_dim;
+  int64_t kv = (int64_t)c->num_key_value_heads * c->head_dim, v = c->vocab_size;
+  int64_t layer = h * q + 2 * h * kv + q * h   /* q, k, v, o */
+                  + 3 * h * c->intermediate_size /* gate, up, down */
+                  + 2 * h;                       /* input and post-attention norms */
+  if (c->attention_bias) layer += q + 2 * kv;
+  if (c->o_bias) layer += h;
+  return v * h + layer * c->num_hidden_layers + h + (c->tie_word_embeddings ? 0 : v * h);
+}
+
+int64_t fb_model_config_param_bytes(const fb_model_config *c) {
+  return fb_model_config_param_count(c) * (int64_t)sizeof(float);
+}

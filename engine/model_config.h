@@ -1,0 +1,65 @@
+/* model_config.h: a Hugging Face config.json for LlamaForCausalLM, Qwen2ForCausalLM or
+ * MistralForCausalLM, parsed and checked (types, caps, consistency) into a plain struct; the
+ * parameter count and bytes the weights will take. Does not touch weights or tokenizers. */
+#ifndef FB_MODEL_CONFIG_H
+#define FB_MODEL_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+typedef enum { FB_ARCH_LLAMA, FB_ARCH_QWEN2, FB_ARCH_MISTRAL } fb_arch;
+typedef enum { FB_ROPE_NONE, FB_ROPE_LINEAR, FB_ROPE_LLAMA3 } fb_rope_type;
+
+/* Caps on sizes, well above any model this engine trains; past them config.json is refused. */
+#define FB_CFG_MAX_VOCAB (1 << 20)
+#define FB_CFG_MAX_HIDDEN 65536
+#define FB_CFG_MAX_FFN 262144
+#define FB_CFG_MAX_LAYERS 1024
+#define FB_CFG_MAX_HEADS 1024
+#define FB_CFG_MAX_HEAD_DIM 1024
+#define FB_CFG_MAX_POSITIONS (1 << 24)
+#define FB_CFG_MAX_EOS 8
+
+typedef struct fb_rope_scaling {
+  fb_rope_type type;                        /* FB_ROPE_NONE when absent, null or "default" */
+  double factor;                            /* linear and llama3 */
+  double low_freq_factor, high_freq_factor; /* llama3 */
+  int original_max_position_embeddings;     /* llama3 */
+} fb_rope_scaling;
+
+/* Plain value; no pointers, nothing to free. */
+typedef struct fb_model_config {
+  fb_arch arch;
+  char architecture[32];     /* "LlamaForCausalLM", ... */
+  int vocab_size, hidden_size, intermediate_size, num_hidden_layers;
+  int num_attention_heads, num_key_value_heads; /* kv defaults to heads */
+  int head_dim;              /* defaults to hidden_size / num_attention_heads */
+  double rms_norm_eps, rope_theta;              /* rope_theta defaults to 10000 */
+  fb_rope_scaling rope_scaling;
+  int max_position_embeddings;
+  int tie_word_embeddings;   /* 0/1, default 0 */
+  int attention_bias;        /* q/k/v projections have a bias: Qwen2 always, Llama if set */
+  int o_bias;                /* o_proj has a bias: Llama with attention_bias only */
+  int sliding_window;        /* Mistral's window; 0 = none */
+  char torch_dtype[16];      /* "float32", "float16", "bfloat16", or "" when absent */
+  int bos_token_id;          /* -1 when absent */
+  int n_eos;                 /* eos_token_id: an integer or an array of them */
+  int eos_token_ids[FB_CFG_MAX_EOS];
+} fb_model_config;
+
+/* Parse config.json text (len bytes). label names the source in errors ("dir/config.json:
+ * field 'num_key_value_heads': 5 does not divide num_attention_heads 8"). On failure *c is
+ * zeroed. */
+int fb_model_config_parse(fb_model_config *c, const char *json, size_t len, const char *label,
+                          fb_err *err);
+/* Read and parse a config.json file (at most 1 MB). */
+int fb_model_config_load(fb_model_config *c, const char *path, fb_err *err);
+
+/* Parameters of the whole base model (embeddings, every layer, final norm, lm_head unless
+ * tied) and the bytes they take as f32 on the CPU. */
+int64_t fb_model_config_param_count(const fb_model_config *c);
+int64_t fb_model_config_param_bytes(const fb_model_config *c);
+
+#endif

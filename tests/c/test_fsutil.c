@@ -1,0 +1,109 @@
+/* test_fsutil.c: fb_write_file_atomic / fb_write_parts_atomic, fb_read_file and its cap,
+ * fb_mkdir_p, on a scratch directory. */
+#include "formats_tmp.h"
+#include "test.h"
+
+#include <sys/stat.h>
+#include <dirent.h>
+
+#include "fsutil.h"
+
+/* Entries in dir whose names start with prefix. */
+static int count_prefixed(const char *dir, const char *prefix) {
+  DIR *d = opendir(dir);
+  int n = 0;
+  struct dirent *e;
+  while (d && (e = readdir(d)))
+    if (strncmp(e->d_name, prefix, strlen(prefix)) == 0) n++;
+  if (d) closedir(d);
+  return n;
+}
+
+TEST(write_then_read_round_trips) {
+  fb_err err = {0};
+  const char *p = tmp_path("a.json");
+  CHECK_INT(fb_write_file_atomic(p, "{\"x\":1}", 7, &err), 0);
+  char *buf = NULL;
+  size_t len = 0;
+  CHECK_INT(fb_read_file(p, &buf, &len, 100, &err), 0);
+  REQUIRE(buf);
+  CHECK_INT(len, 7);
+  CHECK_STR(buf, "{\"x\":1}");
+  free(buf);
+  struct stat st;
+  REQUIRE(stat(p, &st) == 0);
+  CHECK_INT(st.st_mode & 0777, 0644);
+}
+
+TEST(atomic_write_replaces_and_leaves_no_temp) {
+  fb_err err = {0};
+  const char *p = tmp_path("replace.txt");
+  CHECK_INT(fb_write_file_atomic(p, "old contents", 12, &err), 0);
+  fb_part parts[3] = {{"ne", 2}, {"", 0}, {"w", 1}};
+  CHECK_INT(fb_write_parts_atomic(p, parts, 3, &err), 0);
+  char *buf = NULL;
+  CHECK_INT(fb_read_file(p, &buf, NULL, 100, &err), 0);
+  CHECK_STR(buf, "new");
+  free(buf);
+  CHECK_INT(count_prefixed(tmp_dir(), "replace.txt.tmp"), 0);
+}
+
+TEST(atomic_write_into_missing_dir_fails_cleanly) {
+  fb_err err = {0};
+  const char *p = tmp_path("no/such/dir/file");
+  CHECK_INT(fb_write_file_atomic(p, "x", 1, &err), FB_EIO);
+  CHECK_CONTAINS(err.msg, "no/such/dir/file");
+  CHECK_CONTAINS(err.msg, "create temp file");
+}
+
+TEST(atomic_write_over_a_directory_keeps_it_and_removes_temp) {
+  fb_err err = {0};
+  const char *d = tmp_path("isdir");
+  REQUIRE(fb_mkdir_p(d, &err) == 0);
+  CHECK_INT(fb_write_file_atomic(d, "x", 1, &err), FB_EIO);
+  CHECK_CONTAINS(err.msg, "rename");
+  struct stat st;
+  CHECK(stat(d, &st) == 0 && S_ISDIR(st.st_mode));
+  CHECK_INT(count_prefixed(tmp_dir(), "isdir.tmp"), 0);
+}
+
+TEST(read_refuses_over_cap_and_missing) {
+  fb_err err = {0};
+  const char *p = tmp_write("big.bin", "0123456789", 10);
+  char *buf = (char *)1;
+  CHECK_INT(fb_read_file(p, &buf, NULL, 9, &err), FB_ELIMIT);
+  CHECK(buf == NULL);
+  CHECK_CONTAINS(err.msg, "big.bin");
+  CHECK_CONTAINS(err.msg, "over the limit of 9");
+  CHECK_INT(fb_read_file(p, &buf, NULL, 10, &err), 0);
+  free(buf);
+  CHECK_INT(fb_read_file(tmp_path("missing"), &buf, NULL, 10, &err), FB_ENOTFOUND);
+  CHECK_CONTAINS(err.msg, "missing");
+  CHECK_INT(fb_read_file(tmp_dir(), &buf, NULL, 10, &err), FB_EIO);
+  CHECK_CONTAINS(err.msg, "not a regular file");
+}
+
+TEST(read_empty_file) {
+  fb_err err = {0};
+  const char *p = tmp_write("empty", "", 0);
+  char *buf = NULL;
+  size_t len = 99;
+  CHECK_INT(fb_read_file(p, &buf, &len, 10, &err), 0);
+  REQUIRE(buf);
+  CHECK_INT(len, 0);
+  CHECK_STR(buf, "");
+  free(buf);
+}
+
+TEST(mkdir_p_makes_parents_and_is_idempotent) {
+  fb_err err = {0};
+  const char *p = tmp_path("m/n//o/");
+  CHECK_INT(fb_mkdir_p(p, &err), 0);
+  CHECK_INT(fb_mkdir_p(p, &err), 0);
+  struct stat st;
+  CHECK(stat(tmp_path("m/n/o"), &st) == 0 && S_ISDIR(st.st_mode));
+  tmp_write("plain", "x", 1);
+  CHECK_INT(fb_mkdir_p(tmp_path("plain/sub"), &err), FB_EIO);
+  CHECK_CONTAINS(err.msg, "plain");
+  CHECK_INT(fb_mkdir_p("", &err), FB_EINVALID);
+}
