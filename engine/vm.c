@@ -19,6 +19,7 @@ static const luaL_Reg modules[] = {
     {"fastbrain.timer", luaopen_fastbrain_timer},
     {"fastbrain.log", luaopen_fastbrain_log},
     {"fastbrain.http", luaopen_fastbrain_http},
+    {"fastbrain.poll", luaopen_fastbrain_poll},
     {NULL, NULL},
 };
 

@@ -1,0 +1,229 @@
+-- fastbrain.http_client: outbound HTTP/1.1 and HTTPS requests on cosockets. Call request()
+-- inside a coroutine (a route handler, fb.spawn, a workflow): it yields while waiting, so the
+-- loop keeps serving. Connect and total timeouts, a body cap, TLS verification on by default,
+-- no redirects unless asked, http_proxy/https_proxy/no_proxy honoured.
+local cosocket = require "fastbrain.cosocket"
+local fb = require "fastbrain"
+
+local M = {
+  max_body = 16 * 1024 * 1024,
+  timeout = 60000,          -- ms for the whole exchange
+  connect_timeout = 10000,  -- ms to connect (and finish TLS)
+}
+
+local MAX_HEADER_BYTES, MAX_HEADERS = 64 * 1024, 200
+
+-- parse_url("https://h:8443/p?q") -> {scheme, host, port, target}
+function M.parse_url(url)
+  local scheme, rest = url:match("^(https?)://(.+)$")
+  if not scheme then return nil, "unsupported URL (need http:// or https://): " .. url end
+  local authority, target = rest:match("^([^/?#]*)(.*)$")
+  target = target:gsub("#.*$", "")
+  if target == "" or target:sub(1, 1) == "?" then target = "/" .. target end
+  local host, port = authority:match("^%[([%x:.]+)%]:?(%d*)$")
+  if not host then host, port = authority:match("^([^:@]+):?(%d*)$") end
+  if not host or host == "" then return nil, "URL has no host: " .. url end
+  port = tonumber(port) or (scheme == "https" and 443 or 80)
+  return {scheme = scheme, host = host, port = port, target = target}
+end
+
+local function host_header(u)
+  local h = u.host:find(":", 1, true) and "[" .. u.host .. "]" or u.host
+  if (u.scheme == "http" and u.port ~= 80) or (u.scheme == "https" and u.port ~= 443) then
+    h = h .. ":" .. u.port
+  end
+  return h
+end
+
+local function getenv2(name) return os.getenv(name) or os.getenv(name:upper()) end
+
+-- The proxy URL for a target, or nil (no_proxy: comma list of host suffixes, or "*").
+function M.proxy_for(u)
+  local no_proxy = getenv2("no_proxy")
+  if no_proxy then
+    for entry in no_proxy:gmatch("[^,%s]+") do
+      if entry == "*" then return nil end
+      entry = entry:gsub("^%.", ""):lower()
+      local host = u.host:lower()
+      if host == entry or host:sub(-#entry - 1) == "." .. entry then return nil end
+    end
+  end
+  local proxy = getenv2(u.scheme == "https" and "https_proxy" or "http_proxy")
+  if proxy and proxy ~= "" then return proxy end
+  return nil
+end
+
+local function read_headers(sock)
+  local headers, count, bytes = {}, 0, 0
+  while true do
+    local line, err = sock:receive("*l")
+    if not line then return nil, "reading headers: " .. err end
+    bytes = bytes + #line + 2
+    if bytes > MAX_HEADER_BYTES then return nil, "response headers larger than " .. MAX_HEADER_BYTES .. " bytes" end
+    if line == "" then return headers end
+    count = count + 1
+    if count > MAX_HEADERS then return nil, "more than " .. MAX_HEADERS .. " response headers" end
+    local name, value = line:match("^([^:%s]+):%s*(.-)%s*$")
+    if not name then return nil, "malformed header line: " .. line:sub(1, 80) end
+    name = name:lower()
+    headers[name] = headers[name] and headers[name] .. ", " .. value or value
+  end
+end
+
+local function read_exact(sock, n, what)
+  if n == 0 then return "" end
+  local data, err, partial = sock:receive(n)
+  if not data then
+    if err == "closed" then
+      return nil, ("truncated %s (got %d of %d bytes)"):format(what, #(partial or ""), n)
+    end
+    return nil, "reading " .. what .. ": " .. err
+  end
+  return data
+end
+
+local function read_chunked(sock, max_body)
+  local parts, total = {}, 0
+  while true do
+    local line, err = sock:receive("*l")
+    if not line then return nil, "reading chunk size: " .. (err == "closed" and "truncated body" or err) end
+    local size = tonumber(line:match("^(%x+)"), 16)
+    if not size then return nil, "malformed chunk size: " .. line:sub(1, 40) end
+    if size == 0 then
+      repeat  -- trailers, up to the blank line
+        line, err = sock:receive("*l")
+        if not line then return nil, "reading trailers: " .. err end
+      until line == ""
+      return table.concat(parts)
+    end
+    total = total + size
+    if total > max_body then return nil, "response body larger than " .. max_body .. " bytes" end
+    local chunk, cerr = read_exact(sock, size, "chunk")
+    if not chunk then return nil, cerr end
+    parts[#parts + 1] = chunk
+    local crlf = sock:receive("*l")
+    if crlf ~= "" then return nil, "malformed chunk terminator" end
+  end
+end
+
+local function read_body(sock, method, status, headers, max_body)
+  if method == "HEAD" or status == 204 or status == 304 or (status >= 100 and status < 200) then
+    return ""
+  end
+  local te = headers["transfer-encoding"]
+  if te then
+    if te:lower() ~= "chunked" then return nil, "unsupported transfer-encoding: " .. te end
+    return read_chunked(sock, max_body)
+  end
+  local len = headers["content-length"]
+  if len then
+    local n = tonumber(len)
+    if not n or n < 0 or n ~= math.floor(n) or len:find(",") then return nil, "invalid content-length: " .. len end
+    if n > max_body then return nil, "response body larger than " .. max_body .. " bytes" end
+    return read_exact(sock, n, "body")
+  end
+  local parts, total = {}, 0  -- until the server closes
+  while true do
+    local data, err, partial = sock:receive(8192)
+    data = data or partial
+    if data and #data > 0 then
+      total = total + #data
+      if total > max_body then return nil, "response body larger than " .. max_body .. " bytes" end
+      parts[#parts + 1] = data
+    end
+    if err == "closed" then return table.concat(parts) end
+    if err then return nil, "reading body: " .. err end
+  end
+end
+
+-- Open a connection to the origin, directly or through the proxy (CONNECT for https).
+local function open(u, opts, deadline)
+  local proxy = opts.proxy == nil and M.proxy_for(u) or opts.proxy or nil
+  local via = proxy and M.parse_url(proxy)
+  local target = via or u
+  local sock, err = cosocket.connect(target.host, target.port, {timeout = opts.connect_timeout or M.connect_timeout})
+  if not sock then return nil, err end
+  sock.deadline = deadline
+  if via and u.scheme == "https" then
+    local hp = host_header({scheme = "http", host = u.host, port = u.port == 80 and 0 or u.port})
+    local ok, serr = sock:send(("CONNECT %s:%d HTTP/1.1\r\nHost: %s\r\n\r\n"):format(
+      u.host:find(":", 1, true) and "[" .. u.host .. "]" or u.host, u.port, hp))
+    if not ok then sock:close(); return nil, "proxy: " .. serr end
+    local line = sock:receive("*l")
+    local code = line and tonumber(line:match("^HTTP/1%.[01] (%d%d%d)"))
+    local headers = code and read_headers(sock)
+    if code ~= 200 or not headers then
+      sock:close()
+      return nil, "proxy CONNECT refused: " .. tostring(line)
+    end
+  end
+  if u.scheme == "https" then
+    local ok, terr = sock:starttls(u.host, opts.tls)
+    if not ok then sock:close(); return nil, terr end
+  end
+  return sock, nil, via ~= nil and u.scheme == "http"
+end
+
+local function exchange(u, opts, deadline)
+  local sock, err, absolute = open(u, opts, deadline)
+  if not sock then return nil, err end
+  local method = (opts.method or "GET"):upper()
+  local body = opts.body
+  local lines = {("%s %s HTTP/1.1"):format(method,
+    absolute and (u.scheme .. "://" .. host_header(u) .. u.target) or u.target)}
+  local headers = {host = host_header(u), ["user-agent"] = "fastbrain/" .. fb.version,
+                   connection = "close", accept = "*/*"}
+  for k, v in pairs(opts.headers or {}) do headers[k:lower()] = v end
+  if body then headers["content-length"] = tostring(#body) end
+  for k, v in pairs(headers) do
+    if tostring(v):find("[\r\n]") then sock:close(); return nil, "header " .. k .. " contains a line break" end
+    lines[#lines + 1] = k .. ": " .. tostring(v)
+  end
+  local ok, serr = sock:send(table.concat(lines, "\r\n") .. "\r\n\r\n" .. (body or ""))
+  if not ok then sock:close(); return nil, "sending request: " .. serr end
+  local status_line, rerr = sock:receive("*l")
+  if not status_line then sock:close(); return nil, "reading status: " .. rerr end
+  local version, status, reason = status_line:match("^HTTP/(1%.[01]) (%d%d%d) ?(.*)$")
+  if not version then sock:close(); return nil, "malformed status line: " .. status_line:sub(1, 80) end
+  local rheaders, herr = read_headers(sock)
+  if not rheaders then sock:close(); return nil, herr end
+  status = tonumber(status)
+  local rbody, berr = read_body(sock, method, status, rheaders, opts.max_body or M.max_body)
+  sock:close()
+  if not rbody then return nil, berr end
+  return {status = status, reason = reason, headers = rheaders, body = rbody}
+end
+
+-- request{url=, method="GET", headers={}, body=, timeout=ms, connect_timeout=ms, max_body=,
+--         redirects=0, tls={verify=true, cafile=}, proxy=url|false}
+-- -> {status, reason, headers (lower-case names), body}, or nil and an error that names the
+-- URL's host (never a header value, so keys never leak into messages).
+function M.request(opts)
+  if type(opts) ~= "table" or type(opts.url) ~= "string" then
+    error("http_client.request: options table with url expected", 2)
+  end
+  local timeout = opts.timeout or M.timeout
+  local deadline = fb.now() + timeout
+  local url, redirects = opts.url, opts.redirects or 0
+  while true do
+    local u, perr = M.parse_url(url)
+    if not u then return nil, perr end
+    local res, err = exchange(u, opts, deadline)
+    if not res then
+      if err:find("timeout") then err = ("timeout after %d ms"):format(timeout) end
+      return nil, ("%s %s://%s:%d: %s"):format((opts.method or "GET"):upper(), u.scheme, u.host, u.port, err)
+    end
+    local location = res.headers.location
+    if not (location and redirects > 0 and ({[301]=1, [302]=1, [303]=1, [307]=1, [308]=1})[res.status]) then
+      return res
+    end
+    redirects = redirects - 1
+    if not location:match("^https?://") then
+      location = u.scheme .. "://" .. host_header(u) .. (location:sub(1, 1) == "/" and location or "/" .. location)
+    end
+    url = location
+    if res.status == 303 then opts = setmetatable({method = "GET", body = false}, {__index = opts}) end
+  end
+end
+
+return M

@@ -1,0 +1,267 @@
+-- fastbrain.http_client and fastbrain.cosocket against local servers on 127.0.0.1: framing,
+-- timeouts, caps, errors, TLS verification, proxies, and a loop that keeps running meanwhile.
+local T = require "tests.lua.testing"
+local fb = require "fastbrain"
+local cosocket = require "fastbrain.cosocket"
+local http = require "fastbrain.http_client"
+
+-- A tiny HTTP/1.1 server on cosockets: routes[path](req, sock) writes a raw response.
+local function start_server(routes, wrap_tls)
+  local server = assert(cosocket.listen("127.0.0.1", 0))
+  fb.spawn(function()
+    while true do
+      local sock = server:accept()
+      if not sock then return end
+      fb.spawn(function()
+        if wrap_tls then
+          local ssl = require "ssl"
+          local conn = assert(ssl.wrap(sock.sock, wrap_tls))
+          conn:settimeout(0)
+          sock.sock = conn
+          repeat
+            local ok, err = conn:dohandshake()
+            if not ok then
+              if err ~= "wantread" and err ~= "wantwrite" then sock:close(); return end
+              sock:wait(err == "wantread" and "r" or "w")
+            end
+          until ok
+        end
+        local line = sock:receive("*l")
+        if not line then sock:close(); return end
+        local req = {line = line, headers = {}}
+        req.method, req.target = line:match("^(%S+) (%S+)")
+        while true do
+          local h = sock:receive("*l")
+          if not h or h == "" then break end
+          local k, v = h:match("^([^:]+):%s*(.*)$")
+          req.headers[k:lower()] = v
+        end
+        local n = tonumber(req.headers["content-length"] or 0)
+        req.body = n > 0 and sock:receive(n) or ""
+        local path = req.target:match("^https?://[^/]+(/.*)$") or req.target
+        local route = routes[path:match("^[^?]*")]
+        if route then route(req, sock) else sock:send("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n") end
+        sock:close()
+      end)
+    end
+  end)
+  return server
+end
+
+local function reply(body, extra)
+  return function(_, sock)
+    sock:send("HTTP/1.1 200 OK\r\n" .. (extra or "") .. "Content-Length: " .. #body .. "\r\n\r\n" .. body)
+  end
+end
+
+local routes = {
+  ["/plain"] = reply("hello", "X-Twice: a\r\nx-twice: b\r\n"),
+  ["/chunked"] = function(_, sock)
+    sock:send("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n7\r\n, world\r\n0\r\nX-T: 1\r\n\r\n")
+  end,
+  ["/until-close"] = function(_, sock) sock:send("HTTP/1.0 200 OK\r\n\r\nall of it") end,
+  ["/echo"] = function(req, sock)
+    local body = fb.json.encode({method = req.method, body = req.body, target = req.target,
+                                 auth = req.headers.authorization or "", host = req.headers.host})
+    sock:send("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " .. #body .. "\r\n\r\n" .. body)
+  end,
+  ["/slow"] = function(_, sock)
+    fb.sleep(300)
+    sock:send("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
+  end,
+  ["/stall"] = function(_, sock) fb.sleep(2000); sock:send("HTTP/1.1 200 OK\r\n\r\n") end,
+  ["/big"] = reply(string.rep("x", 2000)),
+  ["/big-chunked"] = function(_, sock)
+    sock:send("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" .. ("3e8\r\n" .. string.rep("y", 1000) .. "\r\n"):rep(3) .. "0\r\n\r\n")
+  end,
+  ["/truncated"] = function(_, sock) sock:send("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789") end,
+  ["/garbage"] = function(_, sock) sock:send("SMTP ready\r\n\r\n") end,
+  ["/reset"] = function(_, sock) sock.sock:setoption("linger", {on = true, timeout = 0}) end,
+  ["/redirect"] = function(_, sock) sock:send("HTTP/1.1 302 Found\r\nLocation: /plain\r\nContent-Length: 0\r\n\r\n") end,
+  ["/head"] = function(_, sock) sock:send("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n") end,
+}
+
+local server = start_server(routes)
+local base = "http://127.0.0.1:" .. server.port
+
+T.test("parse_url", function()
+  T.eq(http.parse_url("https://api.groq.com/openai/v1"), {scheme = "https", host = "api.groq.com", port = 443, target = "/openai/v1"})
+  T.eq(http.parse_url("http://[::1]:8080?x=1#frag"), {scheme = "http", host = "::1", port = 8080, target = "/?x=1"})
+  T.eq(select(2, http.parse_url("ftp://x")), "unsupported URL (need http:// or https://): ftp://x")
+  T.eq(select(2, http.parse_url("http://:80/")), "URL has no host: http://:80/")
+end)
+
+local function fetch(done, opts, check)
+  fb.spawn(T.guard(done, function()
+    local res, err = http.request(opts)
+    check(res, err)
+    done()
+  end))
+end
+
+T.test("Content-Length body and repeated headers", function(done)
+  fetch(done, {url = base .. "/plain"}, function(res, err)
+    T.eq(err, nil)
+    T.eq(res.status, 200)
+    T.eq(res.body, "hello")
+    T.eq(res.headers["x-twice"], "a, b")
+  end)
+end)
+
+T.test("chunked body with trailers", function(done)
+  fetch(done, {url = base .. "/chunked"}, function(res) T.eq(res.body, "hello, world") end)
+end)
+
+T.test("body until close", function(done)
+  fetch(done, {url = base .. "/until-close"}, function(res) T.eq(res.body, "all of it") end)
+end)
+
+T.test("POST sends body, headers and Host", function(done)
+  fetch(done, {url = base .. "/echo?q=1", method = "post", body = '{"a":1}',
+               headers = {Authorization = "Bearer k"}}, function(res)
+    local echo = fb.json.decode(res.body)
+    T.eq(echo, {method = "POST", body = '{"a":1}', target = "/echo?q=1", auth = "Bearer k",
+                host = "127.0.0.1:" .. server.port})
+  end)
+end)
+
+T.test("HEAD has no body", function(done)
+  fetch(done, {url = base .. "/head", method = "HEAD"}, function(res) T.eq(res.body, "") end)
+end)
+
+T.test("a total timeout ends a stalled exchange", function(done)
+  local started = fb.now()
+  fetch(done, {url = base .. "/stall", timeout = 200}, function(res, err)
+    T.eq(res, nil)
+    T.eq(err, "GET http://127.0.0.1:" .. server.port .. ": timeout after 200 ms")
+    local took = fb.now() - started
+    if took > 1000 then error("timeout took " .. took .. " ms") end
+  end)
+end)
+
+T.test("the body cap refuses large bodies, declared or chunked", function(done)
+  fb.spawn(T.guard(done, function()
+    local _, err = http.request({url = base .. "/big", max_body = 1000})
+    T.matches(err, "response body larger than 1000 bytes$")
+    _, err = http.request({url = base .. "/big-chunked", max_body = 2500})
+    T.matches(err, "response body larger than 2500 bytes$")
+    T.eq(http.max_body, 16 * 1024 * 1024)
+    done()
+  end))
+end)
+
+T.test("truncated bodies, garbage and resets are errors", function(done)
+  fb.spawn(T.guard(done, function()
+    local _, err = http.request({url = base .. "/truncated"})
+    T.matches(err, "truncated body %(got 10 of 100 bytes%)$")
+    _, err = http.request({url = base .. "/garbage"})
+    T.matches(err, "malformed status line: SMTP ready$")
+    _, err = http.request({url = base .. "/reset"})
+    T.matches(err, "reading status: ")
+    done()
+  end))
+end)
+
+T.test("connection refused names host and port", function(done)
+  local probe = assert(cosocket.listen("127.0.0.1", 0))
+  local port = probe.port
+  probe:close()
+  fetch(done, {url = "http://127.0.0.1:" .. port .. "/"}, function(res, err)
+    T.eq(res, nil)
+    T.eq(err, ("GET http://127.0.0.1:%d: connect 127.0.0.1:%d: connection refused"):format(port, port))
+  end)
+end)
+
+T.test("redirects are not followed unless asked", function(done)
+  fb.spawn(T.guard(done, function()
+    local res, err = http.request({url = base .. "/redirect"})
+    T.eq(err, nil)
+    T.eq(res.status, 302)
+    res = http.request({url = base .. "/redirect", redirects = 1})
+    T.eq(res.status, 200)
+    T.eq(res.body, "hello")
+    done()
+  end))
+end)
+
+T.test("an explicit proxy gets the absolute URL", function(done)
+  local seen
+  local proxy = start_server({["/echo"] = function(req, sock)
+    seen = req.target
+    routes["/echo"](req, sock)
+  end})
+  fetch(done, {url = "http://example.invalid:81/echo", proxy = "http://127.0.0.1:" .. proxy.port}, function(res, err)
+    proxy:close()
+    T.eq(err, nil)
+    T.eq(seen, "http://example.invalid:81/echo")
+    T.eq(fb.json.decode(res.body).host, "example.invalid:81")
+  end)
+end)
+
+T.test("twenty slow requests in flight do not stall the loop", function(done)
+  local ticks, finished, started = 0, 0, fb.now()
+  local ticker = fb.timer.every(10, function() ticks = ticks + 1 end)
+  for _ = 1, 20 do
+    fb.spawn(function()
+      local res = http.request({url = base .. "/slow"})
+      finished = finished + (res and res.body == "slow" and 1 or 0)
+      if finished == 20 then
+        ticker:stop()
+        local took = fb.now() - started
+        T.guard(done, function()
+          if took > 2000 then error(("20 concurrent 300 ms requests took %d ms"):format(took)) end
+          if ticks < 15 then error("the loop ticked only " .. ticks .. " times in " .. took .. " ms") end
+          done()
+        end)()
+      end
+    end)
+  end
+end)
+
+-- TLS: a throw-away CA and a server certificate for 127.0.0.1 / localhost, made with openssl.
+local dir = os.tmpname()
+os.remove(dir)
+assert(os.execute("mkdir -p " .. dir))
+local function sh(cmd) assert(os.execute(cmd .. " >/dev/null 2>&1"), cmd) end
+sh(("cd %s && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=fastbrain-test-ca"):format(dir))
+sh(("cd %s && openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=localhost"):format(dir))
+local ext = io.open(dir .. "/ext.cnf", "w")
+ext:write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+ext:close()
+sh(("cd %s && openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 2 -extfile ext.cnf"):format(dir))
+local tls_server = start_server(routes, {mode = "server", protocol = "any", key = dir .. "/srv.key",
+                                         certificate = dir .. "/srv.pem", options = {"all"}})
+local tls_base = "https://127.0.0.1:" .. tls_server.port
+
+T.test("TLS: verification is on by default", function(done)
+  fetch(done, {url = tls_base .. "/plain"}, function(res, err)
+    T.eq(res, nil)
+    T.matches(err, "TLS handshake with 127.0.0.1: .*certificate")
+  end)
+end)
+
+T.test("TLS: a trusted CA verifies and the request succeeds", function(done)
+  fetch(done, {url = tls_base .. "/chunked", tls = {cafile = dir .. "/ca.pem"}}, function(res, err)
+    T.eq(err, nil)
+    T.eq(res.body, "hello, world")
+  end)
+end)
+
+T.test("TLS: a certificate for another name is refused", function(done)
+  fb.spawn(T.guard(done, function()
+    local sock = assert(cosocket.connect("127.0.0.1", tls_server.port, {timeout = 2000}))
+    local ok, err = sock:starttls("other.example", {cafile = dir .. "/ca.pem"})
+    sock:close()
+    T.eq(ok, nil)
+    T.eq(err, "TLS: certificate does not match host other.example")
+    done()
+  end))
+end)
+
+T.test("clean up", function()
+  server:close()
+  tls_server:close()
+  os.execute("rm -rf " .. dir)
+end)
+
+T.run()
