@@ -22,3 +22,6 @@ target_compile_options(test_http PRIVATE -Wno-missing-field-initializers)  # tab
 target_sources(fb_host PRIVATE engine/l_http.c)
 target_link_libraries(fb_host PUBLIC fb_http)
 fb_add_lua_test(router tests/lua/test_router.lua)
+fb_add_lua_test(serve tests/lua/test_serve.lua)
+add_test(NAME http_serve_cli COMMAND ${PROJECT_SOURCE_DIR}/tests/http/serve_cli.sh
+         $<TARGET_FILE:fastbrain> WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})

@@ -1,0 +1,97 @@
+-- scripts/serve.lua: the dashboard server behind `fastbrain serve`. Serves web/ (when the
+-- dashboard is there) and the API routes (for now GET /api/health); stops gracefully on
+-- SIGINT/SIGTERM. Usage: serve.lua [--host H] [--port P] [--data-dir D] [--token T]
+-- Returns the app, so a test may run it in-process with loadfile(...)("--port", "0").
+local fb = require "fastbrain"
+local router = require "fastbrain.router"
+
+local USAGE = "usage: fastbrain serve [--host HOST] [--port PORT] [--data-dir DIR] [--token TOKEN]"
+local GRACE_MS = 3000
+
+-- argv -> options, or nil and a message (and true when the message is the asked-for usage).
+local function parse(argv)
+  local opts = {
+    host = "127.0.0.1",
+    port = 8215,
+    data_dir = os.getenv("FASTBRAIN_HOME") or "./fastbrain-data",
+    token = os.getenv("FASTBRAIN_TOKEN"),
+  }
+  local i = 1
+  while i <= #argv do
+    local a = argv[i]
+    local name, inline = a:match("^%-%-([%w-]+)=(.*)$")
+    name = name or a:match("^%-%-([%w-]+)$")
+    local key = name and name:gsub("-", "_")
+    if a == "-h" or a == "--help" then return nil, USAGE, true end
+    if key ~= "host" and key ~= "port" and key ~= "data_dir" and key ~= "token" then
+      return nil, ("unknown argument '%s'\n%s"):format(a, USAGE)
+    end
+    local value = inline
+    if not value then
+      i = i + 1
+      value = argv[i]
+      if value == nil then return nil, ("--%s needs a value\n%s"):format(name, USAGE) end
+    end
+    opts[key] = value
+    i = i + 1
+  end
+  local port = math.tointeger(tonumber(opts.port))
+  if not port or port < 0 or port > 65535 then
+    return nil, ("--port must be an integer 0..65535, got '%s'"):format(tostring(opts.port))
+  end
+  opts.port = port
+  if opts.token == "" then opts.token = nil end
+  return opts
+end
+
+local function loopback(host)
+  return host == "localhost" or host == "::1" or host:match("^127%.%d+%.%d+%.%d+$") ~= nil
+end
+
+local function file_exists(path)
+  local f = io.open(path, "r")
+  if f then f:close() end
+  return f ~= nil
+end
+
+local function main(argv)
+  local opts, err, help = parse(argv)
+  if not opts then return nil, err, help end
+  if not loopback(opts.host) and not opts.token then
+    return nil, ("refusing to serve on %s without a token: pass --token or set FASTBRAIN_TOKEN")
+      :format(opts.host)
+  end
+
+  local app = router.new()
+  app.data_dir = opts.data_dir
+  app:use(router.logger())
+  app:get("/api/health", function(_, res)
+    res:json(200, {status = "ok", version = fb.version})
+  end)
+  local web = fb.root .. "/web"
+  if file_exists(web .. "/index.html") then app:static("/", web) end
+
+  local port, lerr = app:listen{host = opts.host, port = opts.port, token = opts.token}
+  if not port then return nil, lerr end
+  local shown = opts.host:find(":", 1, true) and "[" .. opts.host .. "]" or opts.host
+  print(("fastbrain serving on http://%s:%d (data: %s)"):format(shown, port, opts.data_dir))
+  io.stdout:flush()
+
+  local function stop()
+    fb.log.info("shutting down (grace %d ms)", GRACE_MS)
+    app:close(GRACE_MS, function() fb.exit(0) end)
+  end
+  fb.on_signal("int", stop)
+  fb.on_signal("term", stop)
+  return app
+end
+
+local app, err, help = main({...})
+if help then
+  print(err)
+  fb.exit(0)
+elseif not app then
+  io.stderr:write("fastbrain serve: ", err, "\n")
+  fb.exit(2)
+end
+return app

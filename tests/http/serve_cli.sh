@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# `fastbrain run scripts/serve.lua` as a user meets it: argument errors, the refusal to serve a
+# public address without a token, a real request over bash's /dev/tcp, the token check, and a
+# graceful exit on SIGTERM. Usage: tests/http/serve_cli.sh path/to/fastbrain
+set -uo pipefail
+fb=$(realpath "$1")
+tmp=$(mktemp -d)
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$tmp"' EXIT
+passed=0 failed=0
+check() {  # check NAME CONDITION...
+  local name=$1; shift
+  if "$@"; then passed=$((passed + 1)); echo "ok   $name"
+  else failed=$((failed + 1)); echo "FAIL $name"; echo "  out: $(head -c 400 "$tmp/out")"; echo "  err: $(head -c 400 "$tmp/err")"; fi
+}
+serve() { "$fb" run scripts/serve.lua "$@" >"$tmp/out" 2>"$tmp/err"; echo $? >"$tmp/rc"; }
+rc_is() { [ "$(cat "$tmp/rc")" = "$1" ]; }
+err_has() { grep -qE -- "$1" "$tmp/err"; }
+out_has() { grep -qE -- "$1" "$tmp/out"; }
+
+serve --host 0.0.0.0 --port 0
+check "a public host without a token is refused" eval 'rc_is 2 && err_has "without a token"'
+serve --port 70000
+check "a bad port is refused" eval 'rc_is 2 && err_has "port must be an integer"'
+serve --bogus
+check "an unknown argument is refused" eval 'rc_is 2 && err_has "unknown argument .--bogus."'
+serve --help
+check "--help prints usage" eval 'rc_is 0 && out_has "^usage: fastbrain serve"'
+
+start() {  # start ARGS...: background server; sets $pid and $port
+  "$fb" run scripts/serve.lua --port 0 "$@" >"$tmp/out" 2>"$tmp/err" &
+  pid=$!
+  pids+=("$pid")
+  port=
+  for _ in $(seq 100); do
+    port=$(sed -nE 's|.*serving on http://[^ ]*:([0-9]+) .*|\1|p' "$tmp/out")
+    [ -n "$port" ] && return 0
+    sleep 0.05
+  done
+  return 1
+}
+get() {  # get PATH [HEADER]: raw HTTP/1.1 over /dev/tcp; prints the response
+  exec 3<>"/dev/tcp/127.0.0.1/$port" || return 1
+  printf 'GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s\r\n' "$1" "${2:+$2$'\r\n'}" >&3
+  timeout 5 cat <&3
+  exec 3<&-
+}
+stopped_in_time() {  # SIGTERM, then exit 0 within 3 s
+  kill -TERM "$pid"
+  for _ in $(seq 60); do
+    kill -0 "$pid" 2>/dev/null || { wait "$pid"; return $?; }
+    sleep 0.05
+  done
+  return 1
+}
+
+start
+check "serve listens on a free port and says where" test -n "$port"
+get /api/health >"$tmp/resp"
+check "GET /api/health" grep -q '{"status":"ok","version":"[0-9.]*"}' "$tmp/resp"
+check "SIGTERM stops it cleanly" stopped_in_time
+check "the request was logged" err_has "GET /api/health 200 [0-9.]+ ms"
+
+start --host 0.0.0.0 --token s3cret
+get /api/health >"$tmp/resp"
+check "with a token, a request without it is 401" grep -q "^HTTP/1.1 401" "$tmp/resp"
+get /api/health "Authorization: Bearer s3cret" >"$tmp/resp"
+check "with the token it is 200" grep -q "^HTTP/1.1 200" "$tmp/resp"
+check "SIGTERM stops the public one too" stopped_in_time
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
