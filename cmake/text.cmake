@@ -1,0 +1,15 @@
+# Tokenizers, chat templates and datasets (issue 5).
+pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
+pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
+
+target_sources(fb_core PRIVATE engine/normalize.c engine/bpe.c engine/pretokenize.c
+  engine/tokenizer.c)
+target_link_libraries(fb_core PUBLIC PkgConfig::PCRE2 PkgConfig::UTF8PROC)
+
+fb_add_c_test(tokenizer tests/c/test_tokenizer.c LIBS fb_core)
+
+# Encode speed on English prose (not in ctest): build and run `bench_tokenizer`.
+add_executable(bench_tokenizer EXCLUDE_FROM_ALL tests/bench/bench_tokenizer.c)
+target_link_libraries(bench_tokenizer PRIVATE fb_core)
+
+fb_add_fuzzer(tokenizer tests/fuzz/fuzz_tokenizer.c LIBS fb_core)
