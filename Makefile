@@ -9,7 +9,7 @@ PORT       ?= 8215
 # Debian packages: build and run time, then test-only.
 DEB_PACKAGES := build-essential cmake pkg-config liblua5.4-dev libuv1-dev libcjson-dev \
   node-llhttp lua-socket lua-sec libopenblas-dev libpcre2-dev libutf8proc-dev
-DEB_TEST_PACKAGES := clang libclang-rt-14-dev openssl
+DEB_TEST_PACKAGES := clang libclang-rt-14-dev openssl curl
 
 .PHONY: all deps build test asan fuzz run clean
 

@@ -20,16 +20,19 @@ typedef struct command {
 } command;
 
 /* The whole command line, for the script's `arg` table. */
-static int full_argc, command_index;
+static int command_index;
 static char **full_argv;
 
 static int cmd_run(int argc, char **argv);
+static int cmd_serve(int argc, char **argv);
 static int cmd_version(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
 
 static const command commands[] = {
     {"run", cmd_run, "[--log-level LEVEL] FILE.lua [ARGS...]",
      "run a Lua script with `require \"fastbrain\"` on the event loop"},
+    {"serve", cmd_serve, "[--host H] [--port P] [--data-dir D] [--token T]",
+     "serve the dashboard and its API (default http://127.0.0.1:8215)"},
     {"version", cmd_version, "", "print the version"},
     {"help", cmd_help, "[COMMAND]", "show this help, or a command's"},
     {NULL, NULL, NULL, NULL},
@@ -83,24 +86,34 @@ static int log_level_option(const command *c, int argc, char **argv, int *i) {
 
 static int wants_help(const char *a) { return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0; }
 
-/* Set the global `arg` as the standalone interpreter does: script at 0, arguments from 1,
- * the interpreter's own words at negative indices. */
-static void set_arg_table(lua_State *L, int argc, char **argv, int script) {
-  lua_createtable(L, argc - script, script + 1);
-  for (int i = 0; i < argc; i++) {
-    lua_pushstring(L, argv[i]);
-    lua_rawseti(L, -2, i - script);
+/* Set the global `arg` as the standalone interpreter does: the script at 0, its arguments
+ * from 1, our own words (program, options, command) at negative indices. */
+static void set_arg_table(lua_State *L, const char *script, int nargs, char **args) {
+  lua_createtable(L, nargs, command_index + 2);
+  for (int i = 0; i <= command_index; i++) {
+    lua_pushstring(L, full_argv[i]);
+    lua_rawseti(L, -2, i - command_index - 1);
+  }
+  lua_pushstring(L, script);
+  lua_rawseti(L, -2, 0);
+  for (int i = 0; i < nargs; i++) {
+    lua_pushstring(L, args[i]);
+    lua_rawseti(L, -2, i + 1);
   }
   lua_setglobal(L, "arg");
 }
 
-/* Run one script on a fresh loop and VM; the process's exit status. Shared by `run` and the
- * commands that are bundled scripts. argv[script] is the file, argv[0..script-1] our words. */
-static int run_script(int argc, char **argv, int script) {
-  char root[PATH_MAX];
+/* Run one script on a fresh loop and VM; the process's exit status. `script` is a path, or,
+ * when `bundled`, a path inside the bundle root (scripts/serve.lua). */
+static int run_script(const char *script, int bundled, int nargs, char **args) {
+  char root[PATH_MAX], bundled_path[PATH_MAX + 64];
   if (fb_paths_find_root(root, sizeof root) != 0) {
     fprintf(stderr, "fastbrain: cannot find the bundled Lua modules (tried %s)\n", root);
     return 1;
+  }
+  if (bundled) {
+    snprintf(bundled_path, sizeof bundled_path, "%s/%s", root, script);
+    script = bundled_path;
   }
   uv_loop_t loop;
   int rc = uv_loop_init(&loop);
@@ -119,8 +132,8 @@ static int run_script(int argc, char **argv, int script) {
   if (rc != 0) {
     fprintf(stderr, "fastbrain: signals: %s\n", uv_strerror(rc));
   } else {
-    set_arg_table(L, full_argc, full_argv, command_index + script);
-    status = fb_vm_run_file(L, argv[script], argc - script - 1, argv + script + 1);
+    set_arg_table(L, script, nargs, args);
+    status = fb_vm_run_file(L, script, nargs, args);
     if (status == 0 && fb_vm_exit_code(L) < 0) uv_run(&loop, UV_RUN_DEFAULT);
     if (status == 0 && fb_vm_exit_code(L) >= 0) status = fb_vm_exit_code(L);
   }
@@ -149,7 +162,12 @@ static int cmd_run(int argc, char **argv) {
     }
   }
   if (i >= argc) return usage_error(self, "%s", "run: no script given");
-  return run_script(argc, argv, i);
+  return run_script(argv[i], 0, argc - i - 1, argv + i + 1);
+}
+
+/* serve: the bundled scripts/serve.lua parses its own options (and --help). */
+static int cmd_serve(int argc, char **argv) {
+  return run_script("scripts/serve.lua", 1, argc - 1, argv + 1);
 }
 
 static int cmd_version(int argc, char **argv) {
@@ -197,6 +215,6 @@ int main(int argc, char **argv) {
   if (i >= argc) return usage_error(NULL, "%s", "no command given");
   const command *c = find_command(argv[i]);
   if (!c) return usage_error(NULL, "unknown command '%s'", argv[i]);
-  full_argc = argc, full_argv = argv, command_index = i;
+  full_argv = argv, command_index = i;
   return c->run(argc - i, argv + i);
 }
