@@ -13,6 +13,7 @@
 #include "fsutil.h"
 
 #define MAX_CONFIG_BYTES (1u << 20)
+#define NPROJ 7 /* q k v o gate up down, in fb_target bit order */
 
 static const char *const arch_names[] = {"LlamaForCausalLM", "Qwen2ForCausalLM",
                                          "MistralForCausalLM"};
@@ -290,14 +291,24 @@ int fb_model_config_load(fb_model_config *c, const char *path, fb_err *err) {
   return rc;
 }
 
+int fb_model_config_proj_shape(const fb_model_config *c, int index, int *out, int *in) {
+  int h = c->hidden_size, f = c->intermediate_size;
+  int q = c->num_attention_heads * c->head_dim, kv = c->num_key_value_heads * c->head_dim;
+  const int shapes[NPROJ][2] = {{q, h}, {kv, h}, {kv, h}, {h, q}, {f, h}, {f, h}, {h, f}};
+  if (index < 0 || index >= NPROJ) return FB_EINVALID;
+  *out = shapes[index][0];
+  *in = shapes[index][1];
+  return 0;
+}
+
 int64_t fb_model_config_param_count(const fb_model_config *c) {
-  int64_t h = c->hidden_size, q = (int64_t)c->num_attention_heads * c->head_dim;
-  int64_t kv = (int64_t)c->num_key_value_heads * c->head_dim, v = c->vocab_size;
-  int64_t layer = h * q + 2 * h * kv + q * h   /* q, k, v, o */
-                  + 3 * h * c->intermediate_size /* gate, up, down */
-                  + 2 * h;                       /* input and post-attention norms */
-  if (c->attention_bias) layer += q + 2 * kv;
-  if (c->o_bias) layer += h;
+  int64_t h = c->hidden_size, v = c->vocab_size, layer = 2 * h; /* two norms per layer */
+  for (int i = 0; i < NPROJ; i++) {
+    int out, in;
+    fb_model_config_proj_shape(c, i, &out, &in);
+    layer += (int64_t)out * in;
+    if ((i < 3 && c->attention_bias) || (i == 3 && c->o_bias)) layer += out;
+  }
   return v * h + layer * c->num_hidden_layers + h + (c->tie_word_embeddings ? 0 : v * h);
 }
 

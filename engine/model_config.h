@@ -57,6 +57,11 @@ int fb_model_config_parse(fb_model_config *c, const char *json, size_t len, cons
 /* Read and parse a config.json file (at most 1 MB). */
 int fb_model_config_load(fb_model_config *c, const char *path, fb_err *err);
 
+/* The weight shape [out, in] of projection `index` in a layer, index being the bit index of an
+ * fb_target (adapter_config.h): 0 q_proj, 1 k_proj, 2 v_proj, 3 o_proj, 4 gate_proj, 5 up_proj,
+ * 6 down_proj. Returns 0, or FB_EINVALID for another index. */
+int fb_model_config_proj_shape(const fb_model_config *c, int index, int *out, int *in);
+
 /* Parameters of the whole base model (embeddings, every layer, final norm, lm_head unless
  * tied) and the bytes they take as f32 on the CPU. */
 int64_t fb_model_config_param_count(const fb_model_config *c);

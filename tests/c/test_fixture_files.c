@@ -1,0 +1,227 @@
+/* test_fixture_files.c: every committed PyTorch fixture under tests/parity/fixtures opens with
+ * the engine's readers and has the lora-check layout: model tensors named and shaped as the
+ * config says, in.safetensors inputs and metadata, expected.safetensors outputs. Values are
+ * compared by the compute tests, not here. */
+#include "test.h"
+
+#include <dirent.h>
+#include <stdint.h>
+
+#include "adapter_config.h"
+#include "model_config.h"
+#include "safetensors.h"
+
+#define FIXTURES "tests/parity/fixtures"
+
+/* Check t exists with dtype and the given shape; names it on failure. */
+static const fb_st_tensor *expect(const fb_st_file *f, const char *name, fb_dtype dt, int ndim,
+                                  const int64_t *shape) {
+  const fb_st_tensor *t = fb_st_find(f, name);
+  if (!t) {
+    FB_FAIL_("%s: tensor '%s' missing", fb_st_path(f), name);
+    return NULL;
+  }
+  int same = t->dtype == dt && t->ndim == ndim;
+  for (int i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
+  if (!same) {
+    FB_FAIL_("%s: tensor '%s': %s ndim %d [%lld, %lld, %lld], want %s ndim %d [%lld, %lld, %lld]",
+             fb_st_path(f), name, fb_dtype_name(t->dtype), t->ndim, (long long)t->shape[0],
+             (long long)t->shape[1], (long long)t->shape[2], fb_dtype_name(dt), ndim,
+             (long long)shape[0], (long long)(ndim > 1 ? shape[1] : 0),
+             (long long)(ndim > 2 ? shape[2] : 0));
+    return NULL;
+  }
+  return t;
+}
+
+/* The metadata value key must be present and parse as a number; returns it (0 when bad). */
+static double meta_num(const fb_st_file *f, const char *key) {
+  const char *v = fb_st_meta(f, key);
+  char *end = NULL;
+  double d = v ? strtod(v, &end) : 0;
+  if (!v || end == v || *end) FB_FAIL_("%s: metadata '%s' missing or not a number", fb_st_path(f), key);
+  return d;
+}
+
+/* Every I32 in t lies in [lo, hi) or equals also. */
+static void check_ids(const fb_st_tensor *t, int lo, int hi, int also) {
+  for (int64_t i = 0; i < t->numel; i++) {
+    int32_t v;
+    memcpy(&v, (const char *)t->data + 4 * i, 4);
+    if ((v < lo || v >= hi) && v != also) {
+      FB_FAIL_("tensor '%s'[%lld] = %d, outside [%d, %d)", t->name, (long long)i, v, lo, hi);
+      return;
+    }
+  }
+}
+
+static void check_model(const char *dir, const fb_model_config *c) {
+  fb_err err = {0};
+  fb_st_file *m = NULL;
+  char path[512];
+  snprintf(path, sizeof path, "%s/model", dir);
+  if (fb_st_open_model_dir(&m, path, &err) != 0) {
+    FB_FAIL_("%s", err.msg);
+    return;
+  }
+  int64_t C = c->hidden_size, V = c->vocab_size, n = 2; /* embed, final norm */
+  expect(m, "model.embed_tokens.weight", FB_DT_F32, 2, (int64_t[]){V, C});
+  expect(m, "model.norm.weight", FB_DT_F32, 1, (int64_t[]){C});
+  if (!c->tie_word_embeddings) n++, expect(m, "lm_head.weight", FB_DT_F32, 2, (int64_t[]){V, C});
+  for (int l = 0; l < c->num_hidden_layers; l++) {
+    for (int i = 0; i < FB_TARGET_COUNT; i++) {
+      int out, in;
+      fb_model_config_proj_shape(c, i, &out, &in);
+      snprintf(path, sizeof path, "model.layers.%d.%s.%s.weight", l, i < 4 ? "self_attn" : "mlp",
+               fb_target_name(i));
+      expect(m, path, FB_DT_F32, 2, (int64_t[]){out, in});
+      n++;
+      if ((i < 3 && c->attention_bias) || (i == 3 && c->o_bias)) {
+        snprintf(path, sizeof path, "model.layers.%d.self_attn.%s.bias", l, fb_target_name(i));
+        expect(m, path, FB_DT_F32, 1, (int64_t[]){out});
+        n++;
+      }
+    }
+    snprintf(path, sizeof path, "model.layers.%d.input_layernorm.weight", l);
+    expect(m, path, FB_DT_F32, 1, (int64_t[]){C});
+    snprintf(path, sizeof path, "model.layers.%d.post_attention_layernorm.weight", l);
+    expect(m, path, FB_DT_F32, 1, (int64_t[]){C});
+    n += 2;
+  }
+  CHECK_INT(fb_st_count(m), n); /* nothing extra */
+  int64_t params = 0;
+  for (int i = 0; i < fb_st_count(m); i++) params += fb_st_at(m, i)->numel;
+  CHECK_INT(params, fb_model_config_param_count(c));
+  fb_st_close(m);
+}
+
+/* For each (layer, target, A/B): call fn with the PEFT key and the expected shape. */
+static void each_lora_key(const fb_model_config *c, unsigned targets, int rank,
+                          void (*fn)(const char *key, const int64_t *shape, void *ctx),
+                          void *ctx) {
+  char key[256];
+  for (int l = 0; l < c->num_hidden_layers; l++)
+    for (int i = 0; i < FB_TARGET_COUNT; i++) {
+      if (!(targets & (1u << i))) continue;
+      int out, in;
+      fb_model_config_proj_shape(c, i, &out, &in);
+      const char *part = i < 4 ? "self_attn" : "mlp";
+      snprintf(key, sizeof key, "base_model.model.model.layers.%d.%s.%s.lora_A.weight", l, part,
+               fb_target_name(i));
+      fn(key, (int64_t[]){rank, in}, ctx);
+      snprintf(key, sizeof key, "base_model.model.model.layers.%d.%s.%s.lora_B.weight", l, part,
+               fb_target_name(i));
+      fn(key, (int64_t[]){out, rank}, ctx);
+    }
+}
+
+static void check_in_key(const char *key, const int64_t *shape, void *ctx) {
+  char name[300];
+  snprintf(name, sizeof name, "lora_init.%s", key);
+  expect(ctx, name, FB_DT_F32, 2, shape);
+}
+
+static void check_expected_key(const char *key, const int64_t *shape, void *ctx) {
+  static const char *const prefixes[] = {"lora_grad.", "lora_step1.", "adam_m.", "adam_v.",
+                                         "lora_step3."};
+  char name[300];
+  for (int i = 0; i < 5; i++) {
+    snprintf(name, sizeof name, "%s%s", prefixes[i], key);
+    expect(ctx, name, FB_DT_F32, 2, shape);
+  }
+}
+
+static void check_case(const char *name) {
+  fb_err err = {0};
+  char dir[256], path[512];
+  snprintf(dir, sizeof dir, FIXTURES "/%s", name);
+  fb_model_config c;
+  snprintf(path, sizeof path, "%s/model/config.json", dir);
+  if (fb_model_config_load(&c, path, &err) != 0) {
+    FB_FAIL_("%s", err.msg);
+    return;
+  }
+  check_model(dir, &c);
+
+  fb_st_file *in = NULL, *ex = NULL;
+  snprintf(path, sizeof path, "%s/in.safetensors", dir);
+  if (fb_st_open(&in, path, &err) != 0) FB_FAIL_("%s", err.msg);
+  snprintf(path, sizeof path, "%s/expected.safetensors", dir);
+  if (fb_st_open(&ex, path, &err) != 0) FB_FAIL_("%s", err.msg);
+  if (in && ex) {
+    const fb_st_tensor *ids = fb_st_find(in, "input_ids");
+    REQUIRE(ids && ids->ndim == 2);
+    int64_t B = ids->shape[0], T = ids->shape[1], V = c.vocab_size;
+    expect(in, "input_ids", FB_DT_I32, 2, (int64_t[]){B, T});
+    const fb_st_tensor *labels = expect(in, "labels", FB_DT_I32, 2, (int64_t[]){B, T});
+    check_ids(ids, 0, (int)V, 0);
+    if (labels) check_ids(labels, 0, (int)V, -100);
+    int rank = (int)meta_num(in, "rank");
+    double alpha = meta_num(in, "alpha");
+    CHECK(rank >= 1 && alpha > 0);
+    CHECK_STR(fb_st_meta(in, "lora_dropout"), "0");
+    CHECK(meta_num(in, "lr") > 0);
+    CHECK(meta_num(in, "beta1") > 0 && meta_num(in, "beta2") > 0 && meta_num(in, "eps") > 0);
+    CHECK(meta_num(in, "weight_decay") > 0); /* non-zero, so decay is exercised */
+    const char *rs = fb_st_meta(in, "rslora");
+    CHECK(rs && (strcmp(rs, "0") == 0 || strcmp(rs, "1") == 0));
+    unsigned targets = 0;
+    const char *tl = fb_st_meta(in, "targets");
+    REQUIRE(tl && fb_targets_parse_list(tl, &targets, &err) == 0);
+    int nkeys = 2 * c.num_hidden_layers * __builtin_popcount(targets);
+    each_lora_key(&c, targets, rank, check_in_key, in);
+    CHECK_INT(fb_st_count(in), 2 + nkeys);
+
+    expect(ex, "logits", FB_DT_F32, 3, (int64_t[]){B, T, V});
+    static const char *const scalars[] = {"loss", "loss_step1", "loss_step3"};
+    for (int i = 0; i < 3; i++) {
+      const fb_st_tensor *s = expect(ex, scalars[i], FB_DT_F32, 1, (int64_t[]){1});
+      float v = 0;
+      if (s) fb_st_read_f32(s, &v, &err);
+      CHECK(v > 0 && v < 50);
+    }
+    each_lora_key(&c, targets, rank, check_expected_key, ex);
+    int plen = (int)meta_num(ex, "greedy_prompt_len"), nnew = (int)meta_num(ex, "greedy_new_tokens");
+    const fb_st_tensor *g = expect(ex, "greedy_ids", FB_DT_I32, 1, (int64_t[]){plen + nnew});
+    if (g) {
+      check_ids(g, 0, (int)V, 0);
+      CHECK(memcmp(g->data, ids->data, 4 * (size_t)plen) == 0); /* prompt = sequence 0's start */
+    }
+    CHECK_INT(fb_st_count(ex), 5 + 5 * nkeys);
+  }
+  fb_st_close(in);
+  fb_st_close(ex);
+}
+
+TEST(every_fixture_has_the_lora_check_layout) {
+  DIR *d = opendir(FIXTURES);
+  REQUIRE(d);
+  int cases = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    check_case(e->d_name);
+    cases++;
+  }
+  closedir(d);
+  CHECK(cases >= 4);
+}
+
+TEST(fixtures_cover_the_required_variants) {
+  static const char *const names[] = {"llama_gqa_tied", "qwen2_bias_linear_rope",
+                                      "llama3_rope_mqa_untied", "mistral_mha_tied"};
+  int gqa = 0, bias = 0, nobias = 0, tied = 0, untied = 0, linear = 0, llama3 = 0;
+  for (int i = 0; i < 4; i++) {
+    char path[256];
+    fb_model_config c;
+    fb_err err = {0};
+    snprintf(path, sizeof path, FIXTURES "/%s/model/config.json", names[i]);
+    REQUIRE(fb_model_config_load(&c, path, &err) == 0);
+    gqa += c.num_key_value_heads < c.num_attention_heads;
+    bias += c.attention_bias, nobias += !c.attention_bias;
+    tied += c.tie_word_embeddings, untied += !c.tie_word_embeddings;
+    linear += c.rope_scaling.type == FB_ROPE_LINEAR;
+    llama3 += c.rope_scaling.type == FB_ROPE_LLAMA3;
+  }
+  CHECK(gqa && bias && nobias && tied && untied && linear && llama3);
+}

@@ -1,0 +1,193 @@
+"""ref_llama.py: Hugging Face Llama-family semantics written out on their own in plain torch,
+as the independent reference fastbrain is checked against: embedding, RMSNorm, RoPE (HF
+rotate_half; linear and llama3 scaling), GQA causal attention, SwiGLU, tied or untied lm_head,
+q/k/v bias (Qwen2; Llama's attention_bias also biases o_proj), LoRA y = Wx + s*B(A(x)), the HF
+shifted cross-entropy, and greedy decoding. No transformers or peft import; no dropout.
+
+Weights are a dict of HF tensor names to tensors; compute in whatever dtype they hold (the
+fixtures use float64)."""
+
+import math
+
+import torch
+
+TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+ATTN_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
+IGNORE_INDEX = -100
+
+
+class Config:
+    """The fields of an HF config.json this reference uses, with HF's defaults."""
+
+    def __init__(self, d):
+        self.architecture = d["architectures"][0]
+        self.vocab_size = d["vocab_size"]
+        self.hidden_size = d["hidden_size"]
+        self.intermediate_size = d["intermediate_size"]
+        self.num_hidden_layers = d["num_hidden_layers"]
+        self.num_attention_heads = d["num_attention_heads"]
+        self.num_key_value_heads = d.get("num_key_value_heads") or self.num_attention_heads
+        self.head_dim = d.get("head_dim") or self.hidden_size // self.num_attention_heads
+        self.rms_norm_eps = d["rms_norm_eps"]
+        self.rope_theta = d.get("rope_theta", 10000.0)
+        self.rope_scaling = d.get("rope_scaling")
+        self.tie_word_embeddings = d.get("tie_word_embeddings", False)
+        qwen2 = self.architecture == "Qwen2ForCausalLM"
+        self.qkv_bias = qwen2 or d.get("attention_bias", False)
+        self.o_bias = (not qwen2) and d.get("attention_bias", False)
+
+
+def peft_key(layer, module, which):
+    """PEFT's name for a LoRA matrix: which is "A" ([r, in]) or "B" ([out, r])."""
+    part = "self_attn" if module in ATTN_MODULES else "mlp"
+    return f"base_model.model.model.layers.{layer}.{part}.{module}.lora_{which}.weight"
+
+
+def module_prefix(layer, module):
+    part = "self_attn" if module in ATTN_MODULES else "mlp"
+    return f"model.layers.{layer}.{part}.{module}"
+
+
+def lora_scale(alpha, rank, rslora):
+    return alpha / math.sqrt(rank) if rslora else alpha / rank
+
+
+def rope_inv_freq(cfg, dtype=torch.float64):
+    """Inverse frequencies [head_dim/2], with HF's linear or llama3 scaling applied."""
+    hd = cfg.head_dim
+    inv = 1.0 / (cfg.rope_theta ** (torch.arange(0, hd, 2, dtype=dtype) / hd))
+    s = cfg.rope_scaling
+    if not s:
+        return inv
+    kind = s.get("rope_type", s.get("type"))
+    if kind == "default":
+        return inv
+    if kind == "linear":
+        # HF divides the positions by factor; dividing the frequencies is the same product.
+        return inv / s["factor"]
+    if kind == "llama3":
+        factor, lo, hi = s["factor"], s["low_freq_factor"], s["high_freq_factor"]
+        old = s["original_max_position_embeddings"]
+        low_wavelen, high_wavelen = old / lo, old / hi
+        wavelen = 2 * math.pi / inv
+        scaled = torch.where(wavelen > low_wavelen, inv / factor, inv)
+        smooth = (old / wavelen - lo) / (hi - lo)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
+        return torch.where(medium, smoothed, scaled)
+    raise ValueError(f"rope_scaling type {kind!r} not implemented")
+
+
+def rope_cos_sin(cfg, positions, dtype=torch.float64):
+    """cos, sin [T, head_dim] for integer positions [T]; HF layout cat(freqs, freqs)."""
+    freqs = positions.to(dtype)[:, None] * rope_inv_freq(cfg, dtype)[None, :]
+    emb = torch.cat([freqs, freqs], dim=-1)
+    return emb.cos(), emb.sin()
+
+
+def rotate_half(x):
+    h = x.shape[-1] // 2
+    return torch.cat([-x[..., h:], x[..., :h]], dim=-1)
+
+
+def rms_norm(x, w, eps):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
+
+
+def lora_linear(x, weights, prefix, bias, lora, key_of):
+    """x W^T (+ b) (+ s * (x A^T) B^T when lora has this module). key_of(which) names A/B."""
+    y = x @ weights[prefix + ".weight"].T
+    if bias:
+        y = y + weights[prefix + ".bias"]
+    if lora is not None:
+        a, b = lora["params"].get(key_of("A")), lora["params"].get(key_of("B"))
+        if a is not None:
+            y = y + lora["scale"] * ((x @ a.T) @ b.T)
+    return y
+
+
+def forward(cfg, weights, ids, lora=None):
+    """Logits [B, T, V] for token ids [B, T]. lora: None or {"params": {peft key: tensor},
+    "scale": s}."""
+    B, T = ids.shape
+    nh, nkv, hd = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+    x = weights["model.embed_tokens.weight"][ids]  # [B, T, C]
+    cos, sin = rope_cos_sin(cfg, torch.arange(T), x.dtype)
+    causal = torch.ones(T, T, dtype=torch.bool).tril()
+    for layer in range(cfg.num_hidden_layers):
+        p = f"model.layers.{layer}"
+
+        def proj(inp, module, bias):
+            return lora_linear(inp, weights, module_prefix(layer, module), bias, lora,
+                               lambda which: peft_key(layer, module, which))
+
+        h = rms_norm(x, weights[p + ".input_layernorm.weight"], cfg.rms_norm_eps)
+        q = proj(h, "q_proj", cfg.qkv_bias).view(B, T, nh, hd).transpose(1, 2)
+        k = proj(h, "k_proj", cfg.qkv_bias).view(B, T, nkv, hd).transpose(1, 2)
+        v = proj(h, "v_proj", cfg.qkv_bias).view(B, T, nkv, hd).transpose(1, 2)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        # GQA: kv head j serves query heads j*g .. j*g+g-1 (HF repeat_kv)
+        k = k.repeat_interleave(nh // nkv, dim=1)
+        v = v.repeat_interleave(nh // nkv, dim=1)
+        att = (q @ k.transpose(-1, -2)) / math.sqrt(hd)  # [B, nh, T, T]
+        att = att.masked_fill(~causal, float("-inf"))
+        att = torch.softmax(att, dim=-1)
+        o = (att @ v).transpose(1, 2).reshape(B, T, nh * hd)
+        x = x + proj(o, "o_proj", cfg.o_bias)
+        h = rms_norm(x, weights[p + ".post_attention_layernorm.weight"], cfg.rms_norm_eps)
+        gate, up = proj(h, "gate_proj", False), proj(h, "up_proj", False)
+        x = x + proj(torch.nn.functional.silu(gate) * up, "down_proj", False)
+    x = rms_norm(x, weights["model.norm.weight"], cfg.rms_norm_eps)
+    head = weights["model.embed_tokens.weight" if cfg.tie_word_embeddings else "lm_head.weight"]
+    return x @ head.T
+
+
+def causal_lm_loss(logits, labels):
+    """HF's loss: predict labels[:, t+1] from position t, ignoring IGNORE_INDEX, mean over the
+    counted tokens of the whole batch."""
+    V = logits.shape[-1]
+    return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, V),
+                                             labels[:, 1:].reshape(-1),
+                                             ignore_index=IGNORE_INDEX, reduction="mean")
+
+
+def greedy(cfg, weights, prompt, n_new, lora=None):
+    """prompt [P] -> (ids [P + n_new], smallest top-1 minus top-2 logit margin seen)."""
+    ids = prompt.clone()
+    margin = float("inf")
+    with torch.no_grad():
+        for _ in range(n_new):
+            last = forward(cfg, weights, ids[None, :], lora)[0, -1]
+            top = torch.topk(last, 2).values
+            margin = min(margin, float(top[0] - top[1]))
+            ids = torch.cat([ids, last.argmax().reshape(1)])
+    return ids, margin
+
+
+def adamw_steps(cfg, weights, ids, labels, lora_init, scale, opt, steps):
+    """Run `steps` AdamW steps on the LoRA params (dict peft key -> tensor), same batch each
+    step. Returns a dict per step: {"loss", "grads", "params", "m", "v"} (m, v are torch's
+    exp_avg and exp_avg_sq, before bias correction), plus the loss after the last step."""
+    params = {k: t.clone().requires_grad_(True) for k, t in lora_init.items()}
+    optim = torch.optim.AdamW(list(params.values()), lr=opt["lr"],
+                              betas=(opt["beta1"], opt["beta2"]), eps=opt["eps"],
+                              weight_decay=opt["weight_decay"])
+    history = []
+    for _ in range(steps):
+        optim.zero_grad()
+        logits = forward(cfg, weights, ids, {"params": params, "scale": scale})
+        loss = causal_lm_loss(logits, labels)
+        loss.backward()
+        grads = {k: p.grad.detach().clone() for k, p in params.items()}
+        optim.step()
+        history.append({
+            "logits": logits.detach(), "loss": loss.detach(), "grads": grads,
+            "params": {k: p.detach().clone() for k, p in params.items()},
+            "m": {k: optim.state[p]["exp_avg"].clone() for k, p in params.items()},
+            "v": {k: optim.state[p]["exp_avg_sq"].clone() for k, p in params.items()},
+        })
+    with torch.no_grad():
+        final = causal_lm_loss(forward(cfg, weights, ids, {"params": params, "scale": scale}),
+                               labels)
+    return history, final
