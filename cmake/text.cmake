@@ -3,13 +3,21 @@ pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
 pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
 
 target_sources(fb_core PRIVATE engine/normalize.c engine/bpe.c engine/pretokenize.c
-  engine/tokenizer.c)
+  engine/tokenizer.c engine/dataset.c)
 target_link_libraries(fb_core PUBLIC PkgConfig::PCRE2 PkgConfig::UTF8PROC)
 
 fb_add_c_test(tokenizer tests/c/test_tokenizer.c LIBS fb_core)
+fb_add_c_test(dataset tests/c/test_dataset.c LIBS fb_core)
 
 # Encode speed on English prose (not in ctest): build and run `bench_tokenizer`.
 add_executable(bench_tokenizer EXCLUDE_FROM_ALL tests/bench/bench_tokenizer.c)
 target_link_libraries(bench_tokenizer PRIVATE fb_core)
 
 fb_add_fuzzer(tokenizer tests/fuzz/fuzz_tokenizer.c LIBS fb_core)
+
+# Instrument the tokenizer's own sources for coverage-guided fuzzing (fb_core is created
+# before the top-level fuzz flags are added).
+if(FB_FUZZ)
+  set_source_files_properties(engine/normalize.c engine/bpe.c engine/pretokenize.c
+    engine/tokenizer.c engine/dataset.c PROPERTIES COMPILE_OPTIONS -fsanitize=fuzzer-no-link)
+endif()

@@ -26,7 +26,9 @@ int fb_vocab_init(fb_vocab *v, int32_t n_ids) {
   v->off = malloc(((size_t)n_ids + 1) * sizeof *v->off);
   v->len = calloc((size_t)n_ids + 1, sizeof *v->len);
   v->slots = malloc(v->n_slots * sizeof *v->slots);
-  if (!v->off || !v->len || !v->slots) {
+  v->arena_cap = 4096;
+  v->arena = malloc(v->arena_cap);
+  if (!v->off || !v->len || !v->slots || !v->arena) {
     fb_vocab_free(v);
     return FB_ENOMEM;
   }
@@ -66,7 +68,7 @@ int fb_vocab_put(fb_vocab *v, const char *s, size_t n, int32_t id, int32_t *othe
     return FB_EINVALID;
   }
   if (v->arena_len + n > v->arena_cap) {
-    size_t cap = v->arena_cap ? v->arena_cap : 4096;
+    size_t cap = v->arena_cap;
     while (cap < v->arena_len + n) cap *= 2;
     char *a = realloc(v->arena, cap);
     if (!a) return FB_ENOMEM;

@@ -1052,7 +1052,7 @@ int fb_tokenizer_decode_next(const fb_tokenizer *t, fb_tok_stream *st, int32_t i
   if (!rc) {
     size_t hold = fb_utf8_incomplete_tail(raw.s ? raw.s : "", raw.len);
     rc = fb_utf8_repair(out, raw.s ? raw.s : "", raw.len - hold);
-    memcpy(st->pend, raw.s + raw.len - hold, hold);
+    if (hold) memcpy(st->pend, raw.s + raw.len - hold, hold);
     st->npend = (int)hold;
   }
   fb_text_free(&raw);
