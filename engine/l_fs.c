@@ -1,0 +1,70 @@
+/* l_fs.c: module `fastbrain.fs`: the engine's file helpers for Lua: atomic replacement,
+ * capped whole-file reads, mkdir -p and permission bits. World failures return nil, msg. */
+#include <errno.h>
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "fsutil.h"
+#include "modules.h"
+
+static int fail(lua_State *L, const fb_err *err) {
+  luaL_pushfail(L);
+  lua_pushstring(L, err->msg);
+  return 2;
+}
+
+/* write_atomic(path, data) -> true | nil, msg */
+static int fs_write_atomic(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  fb_err err = {0};
+  if (fb_write_file_atomic(path, data, len, &err) != 0) return fail(L, &err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* read(path [, max_bytes = 64 MiB]) -> string | nil, msg */
+static int fs_read(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  lua_Integer max = luaL_optinteger(L, 2, 64 << 20);
+  luaL_argcheck(L, max >= 0, 2, "max_bytes must be >= 0");
+  char *buf;
+  size_t len;
+  fb_err err = {0};
+  if (fb_read_file(path, &buf, &len, (size_t)max, &err) != 0) return fail(L, &err);
+  lua_pushlstring(L, buf, len);
+  free(buf);
+  return 1;
+}
+
+/* mkdir_p(path) -> true | nil, msg */
+static int fs_mkdir_p(lua_State *L) {
+  fb_err err = {0};
+  if (fb_mkdir_p(luaL_checkstring(L, 1), &err) != 0) return fail(L, &err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* mode(path) -> permission bits (e.g. 384 for 0600) | nil, msg */
+static int fs_mode(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    luaL_pushfail(L);
+    lua_pushfstring(L, "%s: %s", path, strerror(errno));
+    return 2;
+  }
+  lua_pushinteger(L, st.st_mode & 07777);
+  return 1;
+}
+
+int luaopen_fastbrain_fs(lua_State *L) {
+  static const luaL_Reg funcs[] = {{"write_atomic", fs_write_atomic}, {"read", fs_read},
+                                   {"mkdir_p", fs_mkdir_p},           {"mode", fs_mode},
+                                   {NULL, NULL}};
+  luaL_newlib(L, funcs);
+  return 1;
+}

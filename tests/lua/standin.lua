@@ -1,0 +1,67 @@
+-- Local stand-ins for the remote LLM APIs, on the engine's own HTTP server: the OpenAI/Groq
+-- chat completions and the Anthropic Messages wire formats, with their status codes, error
+-- bodies and rate-limit headers. Each test queues the answers it wants; requests are recorded.
+local fb = require "fastbrain"
+local router = require "fastbrain.router"
+
+local M = {}
+
+-- Answers in each API's shape.
+function M.openai_ok(text, usage, headers)
+  usage = usage or {prompt_tokens = 10, completion_tokens = 5}
+  return {status = 200, headers = headers, json = {
+    id = "chatcmpl-1", object = "chat.completion", model = "llama-3.1-8b-instant",
+    choices = {{index = 0, message = {role = "assistant", content = text}, finish_reason = "stop"}},
+    usage = {prompt_tokens = usage.prompt_tokens, completion_tokens = usage.completion_tokens,
+             total_tokens = usage.prompt_tokens + usage.completion_tokens}}}
+end
+
+function M.openai_error(status, type_, code, message, headers)
+  return {status = status, headers = headers,
+          json = {error = {message = message, type = type_, code = code, param = fb.json.null}}}
+end
+
+function M.anthropic_ok(text, usage, headers)
+  usage = usage or {input_tokens = 12, output_tokens = 6}
+  return {status = 200, headers = headers, json = {
+    id = "msg_1", type = "message", role = "assistant", model = "claude-3-5-haiku-20241022",
+    content = {{type = "text", text = text}}, stop_reason = "end_turn", stop_sequence = fb.json.null,
+    usage = usage}}
+end
+
+function M.anthropic_error(status, type_, message, headers)
+  return {status = status, headers = headers,
+          json = {type = "error", error = {type = type_, message = message}}}
+end
+
+-- start() -> stand-in with .port, .base (http://127.0.0.1:port), :queue(path, answer...),
+-- .requests (path -> list of {headers, body}), :close().
+function M.start()
+  local s = {queues = {}, requests = {}}
+  local app = router.new{timeout = 10000}
+  local function handle(path)
+    return function(req, res)
+      local list = s.requests[path] or {}
+      s.requests[path] = list
+      list[#list + 1] = {headers = req.headers, body = req:json()}
+      local answer = table.remove(s.queues[path] or {}, 1)
+      if not answer then return res:json(500, {error = {message = "stand-in: nothing queued"}}) end
+      if answer.delay then fb.sleep(answer.delay) end
+      if answer.raw then return res:send(answer.status, answer.raw, answer.headers) end
+      res:json(answer.status, answer.json, answer.headers)
+    end
+  end
+  app:post("/openai/v1/chat/completions", handle("openai"))
+  app:post("/v1/messages", handle("anthropic"))
+  s.port = assert(app:listen{host = "127.0.0.1", port = 0})
+  s.base = "http://127.0.0.1:" .. s.port
+  function s:queue(path, ...)
+    self.queues[path] = self.queues[path] or {}
+    for _, a in ipairs({...}) do table.insert(self.queues[path], a) end
+  end
+  function s:reset() self.queues, self.requests = {}, {} end
+  function s:close() app:close(0) end
+  return s
+end
+
+return M
