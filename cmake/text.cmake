@@ -21,3 +21,5 @@ if(FB_FUZZ)
   set_source_files_properties(engine/normalize.c engine/bpe.c engine/pretokenize.c
     engine/tokenizer.c engine/dataset.c PROPERTIES COMPILE_OPTIONS -fsanitize=fuzzer-no-link)
 endif()
+
+fb_add_lua_test(templates tests/lua/test_templates.lua)
