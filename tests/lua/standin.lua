@@ -51,6 +51,7 @@ function M.start()
       res:json(answer.status, answer.json, answer.headers)
     end
   end
+  app:get("/health", function(_, res) res:json(200, {status = "ok"}) end)
   app:post("/openai/v1/chat/completions", handle("openai"))
   app:post("/v1/messages", handle("anthropic"))
   s.port = assert(app:listen{host = "127.0.0.1", port = 0})

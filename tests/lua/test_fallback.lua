@@ -10,9 +10,11 @@ local anthropic = require "fastbrain.providers.anthropic"
 local fallback = require "fastbrain.fallback"
 local keys_mod = require "fastbrain.keys"
 
-local CANARY_GROQ, CANARY_ANTHROPIC = "gsk_canary_5f1e9a7c", "sk-ant-canary-77d2b4"
+-- ctest sets canary keys in the environment of the whole suite (tests/canary.sh greps for them).
+local CANARY_GROQ = os.getenv("GROQ_API_KEY") or "gsk_canary_5f1e9a7c"
+local CANARY_ANTHROPIC = os.getenv("ANTHROPIC_API_KEY") or "sk-ant-canary-77d2b4"
 local env = {GROQ_API_KEY = CANARY_GROQ, ANTHROPIC_API_KEY = CANARY_ANTHROPIC}
-local keys = keys_mod.new{getenv = function(k) return env[k] end}
+local keys = keys_mod.new{getenv = function(k) return env[k] end}  -- only these two
 local srv = standin.start()
 local now = 1764417600  -- 2025-11-29T12:00:00Z; tests move it by hand
 local function clock() return now end
@@ -269,6 +271,33 @@ async("a key echoed by a server is redacted from the error", function()
     error("canary key leaked: " .. err.message)
   end
 end)
+
+T.test("the server keeps answering while twenty slow provider calls are in flight", function(done)
+  srv:reset()
+  local http = require "fastbrain.http_client"
+  local chain = make_chain{retries = 0}
+  for i = 1, 20 do
+    srv:queue("openai", {status = 200, delay = 400, json = standin.openai_ok("slow " .. i).json})
+  end
+  local finished = 0
+  for _ = 1, 20 do
+    fb.spawn(function()
+      if chain:request(REQ) then finished = finished + 1 end
+    end)
+  end
+  fb.spawn(T.guard(done, function()
+    fb.sleep(50)  -- all twenty are now waiting on the stand-in
+    T.eq(#srv.requests.openai, 20)
+    local started = fb.now()
+    local res = assert(http.request{url = srv.base .. "/health"})
+    local took = fb.now() - started
+    T.eq(res.status, 200)
+    T.eq(finished, 0, "health answered before the slow calls finished")
+    if took > 200 then error(("health took %.0f ms behind the slow calls"):format(took)) end
+    while finished < 20 do fb.sleep(20) end
+    done()
+  end))
+end, {timeout = 5000})
 
 T.test("clean up", function() srv:close() end)
 
