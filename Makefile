@@ -18,6 +18,11 @@ all: build
 deps:
 	@scripts/install-deps.sh $(DEB_PACKAGES) $(DEB_TEST_PACKAGES)
 	@command -v npm >/dev/null || scripts/install-deps.sh nodejs npm
+	@$(MAKE) --no-print-directory node_modules/.package-lock.json
+
+# npm packages (tokenizer fixtures, dashboard libraries, browser driver), as locked.
+node_modules/.package-lock.json: package-lock.json package.json
+	npm ci --no-audit --no-fund --loglevel=error
 
 $(BUILD)/CMakeCache.txt:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
