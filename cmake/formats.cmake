@@ -7,3 +7,11 @@ fb_add_c_test(safetensors tests/c/test_safetensors.c LIBS fb_core)
 fb_add_c_test(model_config tests/c/test_model_config.c LIBS fb_core)
 fb_add_c_test(fixture_files tests/c/test_fixture_files.c LIBS fb_core)
 fb_add_fuzzer(safetensors tests/fuzz/fuzz_safetensors.c LIBS fb_core)
+
+# The PyTorch side of the LoRA training benchmark (Debian python3-torch; not a test):
+# `cmake --build <dir> --target bench_torch_lora`. FB_BENCH_TORCH_ARGS picks BLAS and core.
+set(FB_BENCH_TORCH_ARGS "--shape;all;--blas;openblas" CACHE STRING
+    "arguments to tests/bench/torch_lora_step.py (e.g. add --coretype;SkylakeX)")
+add_custom_target(bench_torch_lora
+  COMMAND /usr/bin/python3 ${PROJECT_SOURCE_DIR}/tests/bench/torch_lora_step.py ${FB_BENCH_TORCH_ARGS}
+  WORKING_DIRECTORY ${PROJECT_SOURCE_DIR} USES_TERMINAL VERBATIM)

@@ -16,6 +16,10 @@
 
 #include "fsutil.h"
 
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "safetensors data is little-endian; this reader maps it as is"
+#endif
+
 #define MAX_JSON_INT 9007199254740992.0 /* 2^53: the largest integer a JSON double holds exactly */
 #define MAX_INDEX_BYTES (100u * 1024u * 1024u)
 
