@@ -1,0 +1,299 @@
+/* cpu_backend.c: the fp32 CPU implementation of backend.h. Matrix products go through gemm.h
+ * (oneDNN or OpenBLAS, chosen at run time); the rest are plain loops, threaded with OpenMP
+ * where they are hot. It holds no state and allocates nothing. */
+#include <math.h>
+#include <string.h>
+
+#include "backend.h"
+#include "gemm.h"
+
+/* Loops smaller than this many elements run on one thread: waking a team costs more. */
+#define PAR_MIN 32768
+
+void fb_op_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
+                          int N, int C, int OC, float alpha, float beta) {
+  fb_gemm(0, 1, N, OC, C, alpha, inp, C, weight, C, beta, out, OC);
+  if (bias) {
+#pragma omp parallel for if ((size_t)N * OC >= PAR_MIN)
+    for (int n = 0; n < N; n++)
+      for (int o = 0; o < OC; o++) out[(size_t)n * OC + o] += bias[o];
+  }
+}
+
+void fb_op_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                           const float *inp, const float *weight, int N, int C, int OC,
+                           float alpha) {
+  if (dinp) fb_gemm(0, 0, N, C, OC, alpha, dout, OC, weight, C, 1.0f, dinp, C);
+  if (dweight) fb_gemm(1, 0, OC, C, N, alpha, dout, OC, inp, C, 1.0f, dweight, C);
+  if (dbias) {
+    for (int n = 0; n < N; n++)
+      for (int o = 0; o < OC; o++) dbias[o] += alpha * dout[(size_t)n * OC + o];
+  }
+}
+
+void fb_op_addmm(float *out, const float *a, const float *b, int M, int N, int K, float alpha) {
+  fb_gemm(0, 0, M, N, K, alpha, a, K, b, N, 1.0f, out, N);
+}
+
+void fb_op_embedding_forward(float *out, const int32_t *ids, const float *table, int N, int C) {
+  for (int n = 0; n < N; n++)
+    memcpy(out + (size_t)n * C, table + (size_t)ids[n] * C, sizeof(float) * C);
+}
+
+void fb_op_embedding_backward(float *dtable, const float *dout, const int32_t *ids, int N, int C) {
+  for (int n = 0; n < N; n++) {
+    float *d = dtable + (size_t)ids[n] * C;
+    const float *g = dout + (size_t)n * C;
+    for (int c = 0; c < C; c++) d[c] += g[c];
+  }
+}
+
+void fb_op_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N,
+                           int C, float eps) {
+#pragma omp parallel for if ((size_t)N * C >= PAR_MIN)
+  for (int n = 0; n < N; n++) {
+    const float *x = inp + (size_t)n * C;
+    float *o = out + (size_t)n * C;
+    float ss = 0.0f;
+    for (int c = 0; c < C; c++) ss += x[c] * x[c];
+    float r = 1.0f / sqrtf(ss / C + eps);
+    rstd[n] = r;
+    for (int c = 0; c < C; c++) o[c] = weight[c] * (x[c] * r);  /* HF: weight * (x * rstd) */
+  }
+}
+
+void fb_op_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                            const float *weight, const float *rstd, int N, int C) {
+  /* y = w * x * r, r = (mean x^2 + eps)^-1/2:  dx = r * (w*dy) - x * r^3/C * sum(w*dy*x) */
+#pragma omp parallel for if ((size_t)N * C >= PAR_MIN)
+  for (int n = 0; n < N; n++) {
+    const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+    float *dx = dinp + (size_t)n * C, r = rstd[n];
+    float dot = 0.0f;
+    for (int c = 0; c < C; c++) dot += weight[c] * dy[c] * x[c];
+    float k = dot * r * r * r / C;
+    for (int c = 0; c < C; c++) dx[c] += r * weight[c] * dy[c] - k * x[c];
+  }
+  if (dweight)
+    for (int n = 0; n < N; n++) {
+      const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+      for (int c = 0; c < C; c++) dweight[c] += dy[c] * x[c] * rstd[n];
+    }
+}
+
+/* Rotate every head of every position by +/- the angle of its position (sign = -1: inverse). */
+static void rope_apply(float *x, const float *cos, const float *sin, const int32_t *pos, int N,
+                       int NH, int HD, float sign) {
+  int half = HD / 2;
+#pragma omp parallel for if ((size_t)N * NH * HD >= PAR_MIN)
+  for (int n = 0; n < N; n++) {
+    const float *cr = cos + (size_t)pos[n] * half, *sr = sin + (size_t)pos[n] * half;
+    for (int h = 0; h < NH; h++) {
+      float *v = x + ((size_t)n * NH + h) * HD;
+      for (int i = 0; i < half; i++) {
+        float x1 = v[i], x2 = v[i + half], c = cr[i], s = sign * sr[i];
+        v[i] = x1 * c - x2 * s;
+        v[i + half] = x2 * c + x1 * s;
+      }
+    }
+  }
+}
+
+void fb_op_rope_forward(float *x, const float *cos, const float *sin, const int32_t *pos, int N,
+                        int NH, int HD) {
+  rope_apply(x, cos, sin, pos, N, NH, HD, 1.0f);
+}
+
+void fb_op_rope_backward(float *dx, const float *cos, const float *sin, const int32_t *pos, int N,
+                         int NH, int HD) {
+  rope_apply(dx, cos, sin, pos, N, NH, HD, -1.0f);
+}
+
+size_t fb_op_attention_scratch(int T) { return 2 * (size_t)T * T; }
+
+static int allowed(const int32_t *seg, int i, int j) {
+  if (j > i) return 0;
+  if (!seg) return 1;
+  if (seg[i] < 0) return j == i;
+  return seg[j] == seg[i];
+}
+
+/* P[T,T] = masked softmax(scale * q k^T) for one (batch row, head); rows of q and k are strided. */
+static void attention_probs(float *P, const float *q, int ldq, const float *k, int ldk,
+                            const int32_t *seg, int T, int HD) {
+  float scale = 1.0f / sqrtf((float)HD);
+  fb_gemm(0, 1, T, T, HD, scale, q, ldq, k, ldk, 0.0f, P, T);
+#pragma omp parallel for if ((size_t)T * T >= PAR_MIN)
+  for (int i = 0; i < T; i++) {
+    float *row = P + (size_t)i * T, mx = -INFINITY, sum = 0.0f;
+    for (int j = 0; j <= i; j++)
+      if (allowed(seg, i, j) && row[j] > mx) mx = row[j];
+    for (int j = 0; j < T; j++) {
+      float e = (j <= i && allowed(seg, i, j)) ? expf(row[j] - mx) : 0.0f;
+      row[j] = e;
+      sum += e;
+    }
+    float inv = 1.0f / sum;  /* sum >= 1: the diagonal is always allowed */
+    for (int j = 0; j <= i; j++) row[j] *= inv;
+  }
+}
+
+void fb_op_attention_forward(float *out, const float *q, const float *k, const float *v,
+                             const int32_t *seg, float *scratch, int B, int T, int NH, int NKV,
+                             int HD) {
+  int group = NH / NKV, ldq = NH * HD, ldk = NKV * HD;
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < NH; h++) {
+      size_t qo = (size_t)b * T * ldq + (size_t)h * HD, ko = (size_t)b * T * ldk + (size_t)(h / group) * HD;
+      const int32_t *sb = seg ? seg + (size_t)b * T : NULL;
+      attention_probs(scratch, q + qo, ldq, k + ko, ldk, sb, T, HD);
+      fb_gemm(0, 0, T, HD, T, 1.0f, scratch, T, v + ko, ldk, 0.0f, out + qo, ldq);  /* O = P V */
+    }
+}
+
+void fb_op_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                              const float *k, const float *v, const int32_t *seg, float *scratch,
+                              int B, int T, int NH, int NKV, int HD) {
+  int group = NH / NKV, ldq = NH * HD, ldk = NKV * HD;
+  float scale = 1.0f / sqrtf((float)HD);
+  float *P = scratch, *dP = scratch + (size_t)T * T;
+  memset(dk, 0, sizeof(float) * (size_t)B * T * ldk);
+  memset(dv, 0, sizeof(float) * (size_t)B * T * ldk);
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < NH; h++) {
+      size_t qo = (size_t)b * T * ldq + (size_t)h * HD, ko = (size_t)b * T * ldk + (size_t)(h / group) * HD;
+      const int32_t *sb = seg ? seg + (size_t)b * T : NULL;
+      attention_probs(P, q + qo, ldq, k + ko, ldk, sb, T, HD);
+      fb_gemm(0, 1, T, T, HD, 1.0f, dout + qo, ldq, v + ko, ldk, 0.0f, dP, T);  /* dP = dO V^T */
+      fb_gemm(1, 0, T, HD, T, 1.0f, P, T, dout + qo, ldq, 1.0f, dv + ko, ldk);  /* dV += P^T dO */
+#pragma omp parallel for if ((size_t)T * T >= PAR_MIN)
+      for (int i = 0; i < T; i++) {  /* dS = P * (dP - sum_j P dP) * scale */
+        float *p = P + (size_t)i * T, *dp = dP + (size_t)i * T, d = 0.0f;
+        for (int j = 0; j <= i; j++) d += p[j] * dp[j];
+        for (int j = 0; j < T; j++) dp[j] = j <= i ? p[j] * (dp[j] - d) * scale : 0.0f;
+      }
+      fb_gemm(0, 0, T, HD, T, 1.0f, dP, T, k + ko, ldk, 0.0f, dq + qo, ldq);   /* dQ = dS K */
+      fb_gemm(1, 0, T, HD, T, 1.0f, dP, T, q + qo, ldq, 1.0f, dk + ko, ldk);   /* dK += dS^T Q */
+    }
+}
+
+void fb_op_attention_cached(float *out, const float *q, const float *kc, const float *vc,
+                            float *scratch, int n, int p0, int NH, int NKV, int HD) {
+  int group = NH / NKV, ldk = NKV * HD;
+  float scale = 1.0f / sqrtf((float)HD);
+  for (int i = 0; i < n; i++)
+    for (int h = 0; h < NH; h++) {
+      const float *qi = q + ((size_t)i * NH + h) * HD;
+      const float *kh = kc + (size_t)(h / group) * HD, *vh = vc + (size_t)(h / group) * HD;
+      float *o = out + ((size_t)i * NH + h) * HD, mx = -INFINITY, sum = 0.0f;
+      int len = p0 + i + 1;
+      for (int j = 0; j < len; j++) {
+        float s = 0.0f;
+        for (int d = 0; d < HD; d++) s += qi[d] * kh[(size_t)j * ldk + d];
+        scratch[j] = s * scale;
+        mx = scratch[j] > mx ? scratch[j] : mx;
+      }
+      for (int j = 0; j < len; j++) sum += (scratch[j] = expf(scratch[j] - mx));
+      memset(o, 0, sizeof(float) * HD);
+      for (int j = 0; j < len; j++) {
+        float p = scratch[j] / sum;
+        for (int d = 0; d < HD; d++) o[d] += p * vh[(size_t)j * ldk + d];
+      }
+    }
+}
+
+void fb_op_swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
+#pragma omp parallel for if (n >= PAR_MIN)
+  for (size_t i = 0; i < n; i++) {
+    float g = gate[i];
+    out[i] = g / (1.0f + expf(-g)) * up[i];
+  }
+}
+
+void fb_op_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+                           const float *up, size_t n) {
+#pragma omp parallel for if (n >= PAR_MIN)
+  for (size_t i = 0; i < n; i++) {
+    float g = gate[i], sg = 1.0f / (1.0f + expf(-g)), silu = g * sg;
+    dup[i] = dout[i] * silu;
+    dgate[i] = dout[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
+  }
+}
+
+void fb_op_add(float *out, const float *a, const float *b, size_t n) {
+#pragma omp parallel for if (n >= PAR_MIN)
+  for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+/* splitmix64 of (seed, i): a counter-based stream, so masks can be regenerated anywhere. */
+static uint64_t mix(uint64_t seed, uint64_t i) {
+  uint64_t z = seed + 0x9E3779B97F4A7C15ull * (i + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+void fb_op_dropout(float *out, const float *inp, size_t n, float p, uint64_t seed) {
+  float keep = 1.0f / (1.0f - p);
+#pragma omp parallel for if (n >= PAR_MIN)
+  for (size_t i = 0; i < n; i++) {
+    double u = (double)(mix(seed, i) >> 11) * 0x1.0p-53;
+    out[i] = u < p ? 0.0f : inp[i] * keep;
+  }
+}
+
+void fb_op_crossentropy_forward(float *losses, const float *logits, const int32_t *targets, int N,
+                                int V) {
+#pragma omp parallel for if ((size_t)N * V >= PAR_MIN)
+  for (int n = 0; n < N; n++) {
+    if (targets[n] < 0) { losses[n] = 0.0f; continue; }
+    const float *x = logits + (size_t)n * V;
+    float mx = -INFINITY;
+    for (int i = 0; i < V; i++) mx = x[i] > mx ? x[i] : mx;
+    double sum = 0.0;
+    for (int i = 0; i < V; i++) sum += expf(x[i] - mx);
+    losses[n] = (float)(log(sum) + mx - x[targets[n]]);
+  }
+}
+
+void fb_op_crossentropy_backward(float *dlogits, const float *logits, const int32_t *targets,
+                                 int N, int V, float dloss) {
+#pragma omp parallel for if ((size_t)N * V >= PAR_MIN)
+  for (int n = 0; n < N; n++) {
+    const float *x = logits + (size_t)n * V;
+    float *d = dlogits + (size_t)n * V;
+    if (targets[n] < 0) { memset(d, 0, sizeof(float) * V); continue; }
+    float mx = -INFINITY;
+    for (int i = 0; i < V; i++) mx = x[i] > mx ? x[i] : mx;
+    double sum = 0.0;
+    for (int i = 0; i < V; i++) sum += expf(x[i] - mx);
+    float inv = (float)(1.0 / sum);
+    for (int i = 0; i < V; i++) d[i] = dloss * expf(x[i] - mx) * inv;
+    d[targets[n]] -= dloss;
+  }
+}
+
+void fb_op_adamw(float *param, const float *grad, float *m, float *v, size_t n, double lr,
+                 double beta1, double beta2, double eps, double weight_decay, int t) {
+  float decay = (float)(1.0 - lr * weight_decay), w1 = (float)(1.0 - beta1);
+  float b2 = (float)beta2, w2 = (float)(1.0 - beta2), e = (float)eps;
+  float step = (float)(lr / (1.0 - pow(beta1, t))), bc2s = (float)sqrt(1.0 - pow(beta2, t));
+#pragma omp parallel for if (n >= PAR_MIN)
+  for (size_t i = 0; i < n; i++) {
+    float g = grad[i];
+    param[i] *= decay;
+    m[i] += w1 * (g - m[i]);  /* torch: lerp */
+    v[i] = v[i] * b2 + w2 * g * g;
+    param[i] -= step * (m[i] / (sqrtf(v[i]) / bc2s + e));
+  }
+}
+
+double fb_op_sumsq(const float *x, size_t n) {
+  double s = 0.0;
+  for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+  return s;
+}
+
+void fb_op_scale(float *x, size_t n, float s) {
+  for (size_t i = 0; i < n; i++) x[i] *= s;
+}

@@ -1,0 +1,21 @@
+/* gemm.h: the one matrix product of the CPU backend, row-major fp32, dispatched at run time to
+ * the fastest path that passes a self-test on this CPU (oneDNN's dnnl_sgemm when built with it,
+ * else OpenBLAS cblas_sgemm). No other op lives here. */
+#ifndef FB_GEMM_H
+#define FB_GEMM_H
+
+/* C[M,N] = alpha * op(A)[M,K] @ op(B)[K,N] + beta * C, row-major; op(X) = X^T when transX.
+ * lda/ldb/ldc are row strides of the matrices as stored. Safe from any thread once
+ * fb_gemm_init has run (fb_gemm calls it on first use). */
+void fb_gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+             const float *B, int ldb, float beta, float *C, int ldc);
+
+/* Pick the path (once per process): FB_GEMM=openblas|dnnl forces one; otherwise each candidate
+ * is checked against a double-precision reference on a few shapes and the first that agrees is
+ * used. Idempotent and thread-safe. */
+void fb_gemm_init(void);
+
+/* "dnnl" or "openblas": the path fb_gemm uses (runs fb_gemm_init). */
+const char *fb_gemm_path(void);
+
+#endif

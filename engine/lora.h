@@ -1,0 +1,71 @@
+/* lora.h: LoRA adapters on any subset of the seven projections of an fb_model:
+ * y = W x + s * B(A(dropout(x))), PEFT initialisation, forward/backward hooks the model calls,
+ * PEFT save/load (adapter_config.json + adapter_model.safetensors) and merging into the base.
+ * Optimizer state is not here (optim.h). */
+#ifndef FB_LORA_H
+#define FB_LORA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "adapter_config.h"
+#include "error.h"
+#include "model.h"
+
+struct fb_st_file;
+
+typedef struct fb_lora_pair {
+  float *A, *B;    /* [r,in], [out,r]; NULL when the projection is not targeted */
+  float *dA, *dB;  /* gradients, same shapes */
+  int in, out;
+} fb_lora_pair;
+
+typedef struct fb_lora {
+  fb_adapter_config cfg;
+  int L, r;
+  float scale;              /* alpha/r or alpha/sqrt(r) */
+  float *params, *grads;    /* two arenas of n_floats: every A then B, layer by layer */
+  size_t n_floats;
+  fb_lora_pair *pairs;      /* [L * FB_PROJ_COUNT] */
+  uint64_t seed;            /* dropout masks come from (seed, step, layer, projection) */
+  uint64_t step;            /* bumped by the caller between training steps */
+  float *u;                 /* [L*7][N,r] saved A(dropout(x)) of the last forward */
+  float *scratch;           /* [N, max(in, r)] */
+  size_t cap_n;             /* N the two buffers above hold */
+} fb_lora;
+
+/* An adapter for model m with config c (checked: r, alpha, dropout, targets), A and B zero.
+ * *out is the caller's, freed with fb_lora_free. */
+int fb_lora_create(fb_lora **out, const fb_model *m, const fb_adapter_config *c, fb_err *err);
+void fb_lora_free(fb_lora *l);
+/* PEFT's initialisation from seed: A ~ kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)),
+ * B = 0. Also sets l->seed. */
+void fb_lora_init(fb_lora *l, uint64_t seed);
+void fb_lora_zero_grad(fb_lora *l);
+
+/* The PEFT key of one matrix: "base_model.model.model.layers.3.mlp.up_proj.lora_B.weight". */
+void fb_lora_key(char *buf, size_t size, int layer, int proj, char which /* 'A' or 'B' */);
+
+/* Model hooks, N = positions. forward: out[N,out] += s * B A dropout(inp); saves A dropout(inp).
+ * backward: dA, dB += ...; dinp[N,in] += ... (through the LoRA path only). No-ops for
+ * projections that are not targeted. fb_lora_reserve sizes the saved buffers for N. */
+int fb_lora_reserve(fb_lora *l, int N, fb_err *err);
+int fb_lora_targets(const fb_lora *l, int proj);
+void fb_lora_forward(fb_lora *l, int layer, int proj, float *out, const float *inp, int N,
+                     int training);
+void fb_lora_backward(fb_lora *l, int layer, int proj, float *dinp, const float *dout,
+                      const float *inp, int N, int training);
+
+/* Fill every A and B from tensors named prefix + PEFT key in f (F32/F16/BF16). A missing or
+ * mis-shaped tensor is an error naming it and both shapes; a tensor under prefix that is not a
+ * matrix of this adapter is an error naming it. */
+int fb_lora_read(fb_lora *l, const struct fb_st_file *f, const char *prefix, fb_err *err);
+/* Save as a PEFT adapter directory (created if missing): adapter_config.json and
+ * adapter_model.safetensors, each written atomically. */
+int fb_lora_save(const fb_lora *l, const char *dir, fb_err *err);
+/* Load a PEFT adapter directory for model m. Ownership as fb_lora_create. */
+int fb_lora_load(fb_lora **out, const fb_model *m, const char *dir, fb_err *err);
+/* W += s * B @ A for every targeted projection of m (the adapter is left as it is). */
+void fb_lora_merge(const fb_lora *l, fb_model *m);
+
+#endif

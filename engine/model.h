@@ -1,0 +1,116 @@
+/* model.h: a Llama-family causal LM on the CPU in fp32: load a Hugging Face model directory (or
+ * make one from a config), forward to logits and loss, backward to LoRA gradients (or to every
+ * weight in full-parameter mode), write the weights back out. The math is backend.h ops; the
+ * LoRA side is lora.h. Tokenizers, optimizers and generation live elsewhere. */
+#ifndef FB_MODEL_H
+#define FB_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "model_config.h"
+
+struct fb_lora;
+
+/* The seven projections of a layer, in fb_target bit order (adapter_config.h). */
+enum { FB_PROJ_Q, FB_PROJ_K, FB_PROJ_V, FB_PROJ_O, FB_PROJ_GATE, FB_PROJ_UP, FB_PROJ_DOWN,
+       FB_PROJ_COUNT };
+
+typedef struct fb_linear {
+  float *w;      /* [out, in] */
+  float *b;      /* [out] or NULL */
+  int in, out;
+} fb_linear;
+
+typedef struct fb_layer {
+  float *attn_norm;               /* [C] */
+  fb_linear proj[FB_PROJ_COUNT];  /* q [NH*HD,C] k,v [NKV*HD,C] o [C,NH*HD] gate,up [F,C] down [C,F] */
+  float *mlp_norm;                /* [C] */
+} fb_layer;
+
+/* One weight tensor of the model: its Hugging Face name, shape and place in the arena. */
+typedef struct fb_param {
+  char name[96];
+  int ndim;
+  int64_t shape[2];
+  size_t offset, numel;  /* in floats, into params (and grads) */
+} fb_param;
+
+/* Activations saved by forward for backward, for N = B*T positions. */
+typedef struct fb_acts fb_acts;
+
+typedef struct fb_model {
+  fb_model_config cfg;
+  int C, HD, NH, NKV, F, V, L;     /* hidden, head dim, heads, kv heads, ffn, vocab, layers */
+  float *params;                   /* one arena of n_floats; every pointer below points into it */
+  size_t n_floats;
+  fb_param *table;                 /* n_table entries, in the order tensors are written */
+  int n_table;
+  float *embed;                    /* [V,C] */
+  fb_layer *layers;                /* [L] */
+  float *final_norm;               /* [C] */
+  float *lm_head;                  /* [V,C]; == embed when tied */
+  float *grads;                    /* NULL, or (full-parameter mode) an arena shaped like params */
+  float *rope_cos, *rope_sin;      /* [rope_len, HD/2] */
+  int rope_len;
+  fb_acts *acts;                   /* sized by the largest batch seen; owned */
+  float loss;                      /* of the last forward with labels (0 if nothing counted) */
+  int n_counted;                   /* labels counted by that forward */
+} fb_model;
+
+/* A batch. Position t of row b is trained to predict labels[b,t+1] (Hugging Face's shift), so
+ * labels[b,0] is never used and a label of -100 is ignored. */
+typedef struct fb_batch {
+  int B, T;
+  const int32_t *ids;     /* [B,T], each in [0, vocab) */
+  const int32_t *labels;  /* [B,T] or NULL (no loss) */
+  const int32_t *pos;     /* [B,T] rotary positions or NULL (0..T-1 on every row) */
+  const int32_t *seg;     /* [B,T] sequence ids for packing/padding or NULL; see backend.h */
+} fb_batch;
+
+/* Allocate a model shaped by cfg with zeroed weights. *out is the caller's, freed with
+ * fb_model_free. Logs the memory it takes before taking it. */
+int fb_model_create(fb_model **out, const fb_model_config *cfg, fb_err *err);
+/* Fill every weight with N(0, std) and every norm weight with 1, from seed. */
+void fb_model_init_random(fb_model *m, uint64_t seed, float std);
+/* Load dir/config.json and its safetensors weights (F32/F16/BF16 -> f32). A missing, extra or
+ * mis-shaped tensor is an error naming it and both shapes. Ownership as fb_model_create. */
+int fb_model_load(fb_model **out, const char *dir, fb_err *err);
+void fb_model_free(fb_model *m);
+
+/* Full-parameter mode: allocate (zeroed) gradients for every weight. */
+int fb_model_enable_grads(fb_model *m, fb_err *err);
+void fb_model_zero_grad(fb_model *m);
+
+/* Forward the batch to logits (fb_model_logits) and, with labels, the mean cross-entropy over
+ * the counted positions (m->loss, m->n_counted). lora may be NULL. training enables LoRA
+ * dropout (seeded by the lora's step). Ids or positions out of range are FB_EINVALID. */
+int fb_model_forward(fb_model *m, struct fb_lora *lora, const fb_batch *batch, int training,
+                     fb_err *err);
+/* [B,T,V] logits of the last forward; valid until the next backward (which reuses them). */
+const float *fb_model_logits(const fb_model *m);
+/* Backward of the last forward (which must have had labels): accumulates LoRA gradients into
+ * lora (if not NULL) and, in full-parameter mode, weight gradients into m->grads. */
+int fb_model_backward(fb_model *m, struct fb_lora *lora, const fb_batch *batch, fb_err *err);
+
+/* A key/value cache for generation: every layer's rotated keys and values of up to max_len
+ * positions, plus work space for that many new positions at once. Owned by the caller. */
+typedef struct fb_kv_cache fb_kv_cache;
+int fb_kv_cache_create(fb_kv_cache **out, const fb_model *m, int max_len, fb_err *err);
+void fb_kv_cache_free(fb_kv_cache *c);
+void fb_kv_cache_reset(fb_kv_cache *c);
+int fb_kv_cache_len(const fb_kv_cache *c);
+/* Run ids[n] at positions len..len+n-1 (appending to the cache; lora may be NULL, no dropout)
+ * and write the logits of the last of them to logits[V]. Overflowing the cache is FB_ELIMIT. */
+int fb_model_decode(fb_model *m, struct fb_lora *lora, fb_kv_cache *c, const int32_t *ids, int n,
+                    float *logits, fb_err *err);
+
+/* Write a model directory: out_dir/model.safetensors (every weight as F32, Hugging Face
+ * names) plus config.json and the tokenizer files copied from src_dir (those present). */
+int fb_model_save(const fb_model *m, const char *src_dir, const char *out_dir, fb_err *err);
+
+/* Find a weight by Hugging Face name; NULL if absent. */
+const fb_param *fb_model_param(const fb_model *m, const char *name);
+
+#endif

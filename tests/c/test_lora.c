@@ -1,0 +1,382 @@
+/* test_lora.c: the model with LoRA on tiny random models: finite-difference gradients through
+ * the whole network (LoRA A/B, with dropout, and full-parameter mode), B = 0 leaves the base
+ * logits, merging equals base + adapter, PEFT save/load round trip, model directory round trip
+ * and its loading errors, the optimizer schedule and clipping, and loss going down. */
+#include <stdint.h>
+#include <unistd.h>
+
+#include "adapter_config.h"
+#include "backend.h"
+#include "lora.h"
+#include "model.h"
+#include "optim.h"
+#include "safetensors.h"
+#include "test.h"
+
+static fb_model_config tiny_config(int tied, int bias) {
+  fb_model_config c;
+  memset(&c, 0, sizeof c);
+  snprintf(c.architecture, sizeof c.architecture, "%s", bias ? "Qwen2ForCausalLM" : "LlamaForCausalLM");
+  c.arch = bias ? FB_ARCH_QWEN2 : FB_ARCH_LLAMA;
+  c.vocab_size = 11;
+  c.hidden_size = 8;
+  c.intermediate_size = 12;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 2;
+  c.num_key_value_heads = 1;
+  c.head_dim = 4;
+  c.rms_norm_eps = 1e-6;
+  c.rope_theta = 10000;
+  c.max_position_embeddings = 64;
+  c.tie_word_embeddings = tied;
+  c.attention_bias = bias;
+  c.bos_token_id = -1;
+  return c;
+}
+
+static fb_model *tiny_model(int tied, int bias, uint64_t seed) {
+  fb_model_config c = tiny_config(tied, bias);
+  fb_model *m = NULL;
+  fb_err err = {0};
+  if (fb_model_create(&m, &c, &err)) fprintf(stderr, "%s\n", err.msg);
+  if (m) fb_model_init_random(m, seed, 0.4f);
+  return m;
+}
+
+static fb_lora *tiny_lora(fb_model *m, unsigned targets, double dropout, int nonzero_b) {
+  fb_adapter_config ac = {.r = 2, .lora_alpha = 4, .lora_dropout = dropout, .targets = targets};
+  fb_lora *l = NULL;
+  fb_err err = {0};
+  if (fb_lora_create(&l, m, &ac, &err)) fprintf(stderr, "%s\n", err.msg);
+  if (!l) return NULL;
+  fb_lora_init(l, 5);
+  unsigned s = 99;
+  if (nonzero_b)
+    for (size_t i = 0; i < l->n_floats; i++) {
+      s = s * 1664525u + 1013904223u;
+      l->params[i] += ((float)(s >> 8) / 16777216.0f - 0.5f) * 0.6f;  /* B non-zero too */
+    }
+  return l;
+}
+
+/* Two rows of 6: row 0 packs two sequences (segments 0, 1), row 1 ends in padding. */
+static const int32_t ids[12] = {1, 4, 7, 2, 9, 3, 5, 5, 0, 10, 6, 6};
+static const int32_t labels[12] = {-100, 4, 7, -100, 9, 3, -100, 5, 0, 10, -100, -100};
+static const int32_t seg[12] = {0, 0, 0, 1, 1, 1, 0, 0, 0, 0, -1, -1};
+static const int32_t pos[12] = {0, 1, 2, 0, 1, 2, 0, 1, 2, 3, 0, 0};
+static const fb_batch batch = {2, 6, ids, labels, pos, seg};
+
+static double loss_of(fb_model *m, fb_lora *l, int training) {
+  fb_err err = {0};
+  if (fb_model_forward(m, l, &batch, training, &err)) fprintf(stderr, "%s\n", err.msg);
+  return m->loss;
+}
+
+/* Central differences over every stride-th element of x[n] against grad[n]; the worst error
+ * relative to the largest gradient. */
+static double fd(fb_model *m, fb_lora *l, int training, float *x, const float *grad, size_t n,
+                 size_t stride) {
+  const float h = 5e-3f;
+  double gmax = 1e-4, worst = 0;
+  size_t at = 0;
+  for (size_t i = 0; i < n; i++) gmax = fmax(gmax, fabs(grad[i]));
+  for (size_t i = 0; i < n; i += stride) {
+    float keep = x[i];
+    x[i] = keep + h;
+    double lp = loss_of(m, l, training);
+    x[i] = keep - h;
+    double lm = loss_of(m, l, training);
+    x[i] = keep;
+    double e = fabs((lp - lm) / (2 * h) - grad[i]) / gmax;
+    if (e > worst) { worst = e; at = i; }
+  }
+  if (worst > 5e-3) fprintf(stderr, "  worst at %zu: analytic %.6g, relative error %.3g (gmax %.3g)\n", at, grad[at], worst, gmax);
+  return worst;
+}
+
+static void lora_grad_check(int tied, int bias, double dropout) {
+  fb_model *m = tiny_model(tied, bias, 3);
+  REQUIRE(m);
+  fb_lora *l = tiny_lora(m, FB_TARGET_ALL, dropout, 1);
+  REQUIRE(l);
+  fb_err err = {0};
+  l->step = 7;
+  loss_of(m, l, 1);
+  CHECK_INT(m->n_counted, 7);
+  fb_lora_zero_grad(l);
+  CHECK_INT(fb_model_backward(m, l, &batch, &err), 0);
+  float *g = malloc(sizeof(float) * l->n_floats);
+  memcpy(g, l->grads, sizeof(float) * l->n_floats);
+  CHECK(fb_op_sumsq(g, l->n_floats) > 1e-6);
+  CHECK(fd(m, l, 1, l->params, g, l->n_floats, 1) < 5e-3);
+  free(g);
+  fb_lora_free(l);
+  fb_model_free(m);
+}
+
+TEST(model_lora_gradients_match_finite_differences) { lora_grad_check(0, 0, 0); }
+TEST(model_lora_gradients_tied_with_bias) { lora_grad_check(1, 1, 0); }
+TEST(model_lora_gradients_with_dropout) { lora_grad_check(0, 0, 0.3); }
+
+TEST(model_full_parameter_gradients_match_finite_differences) {
+  for (int tied = 0; tied < 2; tied++) {
+    fb_model *m = tiny_model(tied, !tied, 11);
+    REQUIRE(m);
+    fb_err err = {0};
+    REQUIRE(fb_model_enable_grads(m, &err) == 0);
+    fb_lora *l = tiny_lora(m, FB_TARGET_Q_PROJ | FB_TARGET_DOWN_PROJ, 0, 1);  /* both at once */
+    loss_of(m, l, 0);
+    fb_model_zero_grad(m);
+    fb_lora_zero_grad(l);
+    CHECK_INT(fb_model_backward(m, l, &batch, &err), 0);
+    float *g = malloc(sizeof(float) * m->n_floats);
+    memcpy(g, m->grads, sizeof(float) * m->n_floats);
+    CHECK(fd(m, l, 0, m->params, g, m->n_floats, 5) < 5e-3);  /* 1 in 5 hits every tensor */
+    free(g);
+    fb_lora_free(l);
+    fb_model_free(m);
+  }
+}
+
+TEST(lora_with_zero_b_leaves_base_logits) {
+  fb_model *m = tiny_model(0, 1, 4);
+  REQUIRE(m);
+  size_t n = (size_t)12 * m->V;
+  float *base = malloc(sizeof(float) * n);
+  loss_of(m, NULL, 0);
+  memcpy(base, fb_model_logits(m), sizeof(float) * n);
+  fb_lora *l = tiny_lora(m, FB_TARGET_ALL, 0, 0);
+  REQUIRE(l);
+  CHECK(fb_op_sumsq(l->params, l->n_floats) > 0);  /* A is initialised, B is zero */
+  loss_of(m, l, 0);
+  double worst = 0;
+  for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs(base[i] - fb_model_logits(m)[i]));
+  CHECK(worst == 0.0);
+  free(base);
+  fb_lora_free(l);
+  fb_model_free(m);
+}
+
+TEST(merged_model_gives_base_plus_adapter_logits) {
+  fb_model *m = tiny_model(1, 0, 8);
+  REQUIRE(m);
+  fb_lora *l = tiny_lora(m, FB_TARGET_ALL & ~FB_TARGET_K_PROJ, 0, 1);
+  REQUIRE(l);
+  size_t n = (size_t)12 * m->V;
+  float *with = malloc(sizeof(float) * n);
+  loss_of(m, l, 0);
+  memcpy(with, fb_model_logits(m), sizeof(float) * n);
+  loss_of(m, NULL, 0);
+  double differs = 0;
+  for (size_t i = 0; i < n; i++) differs = fmax(differs, fabs(with[i] - fb_model_logits(m)[i]));
+  CHECK(differs > 1e-3);  /* the adapter matters */
+  fb_lora_merge(l, m);
+  loss_of(m, NULL, 0);
+  double worst = 0, mag = 0;
+  for (size_t i = 0; i < n; i++) {
+    worst = fmax(worst, fabs(with[i] - fb_model_logits(m)[i]));
+    mag = fmax(mag, fabs(with[i]));
+  }
+  CHECK(worst <= 1e-5 * fmax(1.0, mag));
+  free(with);
+  fb_lora_free(l);
+  fb_model_free(m);
+}
+
+static char tmpdir[256];
+static const char *make_tmpdir(void) {
+  snprintf(tmpdir, sizeof tmpdir, "/tmp/fb_test_lora_XXXXXX");
+  return mkdtemp(tmpdir);
+}
+static void rm_rf(const char *dir) {
+  char cmd[512];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  CHECK(system(cmd) == 0);
+}
+
+TEST(adapter_save_load_round_trip) {
+  fb_model *m = tiny_model(0, 0, 2);
+  REQUIRE(m);
+  fb_lora *l = tiny_lora(m, FB_TARGET_V_PROJ | FB_TARGET_UP_PROJ, 0.1, 1);
+  REQUIRE(l && make_tmpdir());
+  l->cfg.use_rslora = 1;
+  fb_err err = {0};
+  CHECK_INT(fb_lora_save(l, tmpdir, &err), 0);
+  fb_lora *back = NULL;
+  CHECK_INT(fb_lora_load(&back, m, tmpdir, &err), 0);
+  REQUIRE(back);
+  CHECK_INT(back->r, 2);
+  CHECK_INT(back->cfg.targets, FB_TARGET_V_PROJ | FB_TARGET_UP_PROJ);
+  CHECK(back->cfg.use_rslora);
+  CHECK_NEAR(back->scale, 4 / sqrt(2.0), 1e-6);
+  CHECK_NEAR(back->cfg.lora_dropout, 0.1, 1e-12);
+  REQUIRE(back->n_floats == l->n_floats);
+  CHECK(memcmp(back->params, l->params, sizeof(float) * l->n_floats) == 0);
+  /* the file holds PEFT's names and shapes */
+  char path[512];
+  snprintf(path, sizeof path, "%s/adapter_model.safetensors", tmpdir);
+  fb_st_file *f = NULL;
+  REQUIRE(fb_st_open(&f, path, &err) == 0);
+  const fb_st_tensor *t = fb_st_find(f, "base_model.model.model.layers.1.mlp.up_proj.lora_B.weight");
+  REQUIRE(t);
+  CHECK_INT(t->shape[0], 12);
+  CHECK_INT(t->shape[1], 2);
+  CHECK_INT(fb_st_count(f), 8);
+  /* an adapter of another rank does not read it: the error names the tensor and both shapes */
+  fb_adapter_config other = l->cfg;
+  other.r = 3;
+  fb_lora *wrong = NULL;
+  REQUIRE(fb_lora_create(&wrong, m, &other, &err) == 0);
+  CHECK(fb_lora_read(wrong, f, "", &err) != 0);
+  CHECK_CONTAINS(err.msg, "layers.0.self_attn.v_proj.lora_A.weight");
+  CHECK_CONTAINS(err.msg, "[2, 8]");
+  CHECK_CONTAINS(err.msg, "[3, 8]");
+  fb_lora_free(wrong);
+  /* one with fewer targets finds tensors it does not own */
+  other.r = 2;
+  other.targets = FB_TARGET_V_PROJ;
+  REQUIRE(fb_lora_create(&wrong, m, &other, &err) == 0);
+  CHECK(fb_lora_read(wrong, f, "", &err) != 0);
+  CHECK_CONTAINS(err.msg, "up_proj");
+  fb_lora_free(wrong);
+  fb_st_close(f);
+  fb_lora_free(back);
+  fb_lora_free(l);
+  fb_model_free(m);
+  rm_rf(tmpdir);
+}
+
+static const char config_json[] =
+    "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"vocab_size\": 11,"
+    " \"hidden_size\": 8, \"intermediate_size\": 12, \"num_hidden_layers\": 2,"
+    " \"num_attention_heads\": 2, \"num_key_value_heads\": 1, \"rms_norm_eps\": 1e-06,"
+    " \"rope_theta\": 10000.0, \"max_position_embeddings\": 64, \"tie_word_embeddings\": false}";
+
+TEST(model_directory_round_trip_and_load_errors) {
+  fb_model *m = tiny_model(0, 0, 6);
+  REQUIRE(m && make_tmpdir());
+  char path[512];
+  fb_err err = {0};
+  snprintf(path, sizeof path, "%s/config.json", tmpdir);
+  FILE *fp = fopen(path, "w");
+  REQUIRE(fp);
+  fputs(config_json, fp);
+  fclose(fp);
+  CHECK_INT(fb_model_save(m, tmpdir, tmpdir, &err), 0);
+  fb_model *back = NULL;
+  CHECK_INT(fb_model_load(&back, tmpdir, &err), 0);
+  REQUIRE(back);
+  REQUIRE(back->n_floats == m->n_floats);
+  CHECK(memcmp(back->params, m->params, sizeof(float) * m->n_floats) == 0);
+  fb_model_free(back);
+  const fb_param *down = fb_model_param(m, "model.layers.1.mlp.down_proj.weight");
+  REQUIRE(down);
+  CHECK(down->shape[0] == 8 && down->shape[1] == 12);  /* [hidden, ffn] */
+  /* rewrite the weights with one tensor missing, then one mis-shaped, then one extra */
+  snprintf(path, sizeof path, "%s/model.safetensors", tmpdir);
+  fb_st_out *t = calloc((size_t)m->n_table + 1, sizeof *t);
+  for (int i = 0; i < m->n_table; i++) {
+    const fb_param *p = &m->table[i];
+    t[i] = (fb_st_out){p->name, FB_DT_F32, p->ndim, {p->shape[0], p->shape[1]}, m->params + p->offset};
+  }
+  const fb_param *wq = fb_model_param(m, "model.layers.1.self_attn.k_proj.weight");
+  REQUIRE(wq);
+  int k = (int)(wq - m->table);
+  fb_st_out saved = t[k];
+  t[k] = t[m->n_table - 1];
+  REQUIRE(fb_st_write(path, t, m->n_table - 1, NULL, &err) == 0);
+  CHECK(fb_model_load(&back, tmpdir, &err) != 0);
+  CHECK(back == NULL);
+  CHECK_CONTAINS(err.msg, "model.layers.1.self_attn.k_proj.weight");
+  CHECK_CONTAINS(err.msg, "[4, 8]");
+  CHECK_CONTAINS(err.msg, "missing");
+  t[k] = saved;
+  t[k].shape[0] = 2;  /* [2, 8]: the data is 16 floats of the real 32 */
+  REQUIRE(fb_st_write(path, t, m->n_table, NULL, &err) == 0);
+  CHECK(fb_model_load(&back, tmpdir, &err) != 0);
+  CHECK_CONTAINS(err.msg, "has shape [2, 8], expected [4, 8]");
+  t[k] = saved;
+  t[m->n_table] = (fb_st_out){"model.layers.2.mlp.up_proj.weight", FB_DT_F32, 1, {4, 0}, m->params};
+  REQUIRE(fb_st_write(path, t, m->n_table + 1, NULL, &err) == 0);
+  CHECK(fb_model_load(&back, tmpdir, &err) != 0);
+  CHECK_CONTAINS(err.msg, "unexpected tensor 'model.layers.2.mlp.up_proj.weight' [4]");
+  free(t);
+  fb_model_free(m);
+  rm_rf(tmpdir);
+}
+
+TEST(bad_inputs_are_refused_with_a_named_position) {
+  fb_model *m = tiny_model(0, 0, 1);
+  REQUIRE(m);
+  fb_err err = {0};
+  int32_t bad_ids[2] = {3, 11}, bad_labels[2] = {0, 12};
+  fb_batch b = {1, 2, bad_ids, NULL, NULL, NULL};
+  CHECK(fb_model_forward(m, NULL, &b, 0, &err) == FB_EINVALID);
+  CHECK_CONTAINS(err.msg, "input_ids[0][1] = 11");
+  bad_ids[1] = 2;
+  b.labels = bad_labels;
+  CHECK(fb_model_forward(m, NULL, &b, 0, &err) == FB_EINVALID);
+  CHECK_CONTAINS(err.msg, "labels[0][1] = 12");
+  fb_adapter_config ac = {.r = 0, .lora_alpha = 1, .targets = FB_TARGET_Q_PROJ};
+  fb_lora *l = NULL;
+  CHECK(fb_lora_create(&l, m, &ac, &err) == FB_EINVALID);
+  CHECK_CONTAINS(err.msg, "r 0");
+  fb_model_free(m);
+}
+
+TEST(training_steps_lower_the_loss) {
+  fb_model *m = tiny_model(0, 0, 21);
+  REQUIRE(m);
+  fb_lora *l = tiny_lora(m, FB_TARGET_ALL, 0, 0);
+  fb_optim_config oc = fb_optim_defaults();
+  oc.lr = 3e-2;
+  oc.max_grad_norm = 1.0;
+  fb_optim *o = NULL;
+  fb_err err = {0};
+  REQUIRE(fb_optim_create(&o, l->n_floats, &oc, &err) == 0);
+  double first = loss_of(m, l, 1), last = first;
+  for (int s = 0; s < 30; s++) {
+    last = loss_of(m, l, 1);
+    fb_lora_zero_grad(l);
+    REQUIRE(fb_model_backward(m, l, &batch, &err) == 0);
+    fb_optim_clip(l->grads, l->n_floats, oc.max_grad_norm);
+    REQUIRE(fb_optim_step(o, l->params, l->grads, fb_optim_lr(&oc, s), &err) == 0);
+  }
+  CHECK(last < 0.7 * first);
+  fb_optim_free(o);
+  fb_lora_free(l);
+  fb_model_free(m);
+}
+
+TEST(optimizer_schedule_clipping_and_refusals) {
+  fb_optim_config c = fb_optim_defaults();
+  c.lr = 1.0;
+  c.warmup_steps = 4;
+  c.total_steps = 14;
+  c.min_lr_ratio = 0.1;
+  c.schedule = FB_SCHED_COSINE;
+  CHECK_NEAR(fb_optim_lr(&c, 0), 0.25, 1e-12);
+  CHECK_NEAR(fb_optim_lr(&c, 3), 1.0, 1e-12);
+  CHECK_NEAR(fb_optim_lr(&c, 4), 1.0, 1e-12);
+  CHECK_NEAR(fb_optim_lr(&c, 9), 0.55, 1e-12);  /* halfway: floor + (1 - floor) / 2 */
+  CHECK_NEAR(fb_optim_lr(&c, 14), 0.1, 1e-12);
+  CHECK_NEAR(fb_optim_lr(&c, 99), 0.1, 1e-12);
+  c.schedule = FB_SCHED_LINEAR;
+  CHECK_NEAR(fb_optim_lr(&c, 9), 0.55, 1e-12);
+  CHECK_NEAR(fb_optim_lr(&c, 6), 1.0 - 0.9 * 0.2, 1e-12);
+  float g[2] = {3, 4};
+  CHECK_NEAR(fb_optim_clip(g, 2, 1.0), 5.0, 1e-9);
+  CHECK_NEAR(sqrt(fb_op_sumsq(g, 2)), 1.0, 1e-5);
+  CHECK_NEAR(fb_optim_clip(g, 2, 0), 1.0, 1e-5);
+  fb_optim *o = NULL;
+  fb_err err = {0};
+  c.beta2 = 1.0;
+  CHECK(fb_optim_create(&o, 2, &c, &err) == FB_EINVALID);
+  CHECK_CONTAINS(err.msg, "beta2");
+  c.beta2 = 0.999;
+  REQUIRE(fb_optim_create(&o, 2, &c, &err) == 0);
+  float p[2] = {1, 1}, bad[2] = {NAN, 0};
+  CHECK(fb_optim_step(o, p, bad, 0.1, &err) == FB_ENUMERIC);
+  CHECK(p[0] == 1.0f && o->t == 0);
+  fb_optim_free(o);
+}
