@@ -131,29 +131,23 @@ def build(name, overrides, lora_cfg, seed):
     weights = make_weights(cfg, g)
     lora = make_lora(cfg, weights, lora_cfg, g)
     ids, labels = make_batch(cfg, g)
-    scale = ref.lora_scale(lora_cfg["alpha"], lora_cfg["rank"], lora_cfg["rslora"])
-    history, loss3 = ref.adamw_steps(cfg, weights, ids, labels, lora, scale, OPT, steps=3)
-    greedy_ids, margin = ref.greedy(cfg, weights, ids[0, :PROMPT], NEW_TOKENS,
-                                    {"params": lora, "scale": scale})
-    ratios = [float(gr.abs().min() / gr.abs().max()) for gr in history[0]["grads"].values()]
-    if margin < MIN_GREEDY_MARGIN or min(ratios) < MIN_GRAD_RATIO:
-        return None
     meta_in = {"rank": lora_cfg["rank"], "alpha": repr(lora_cfg["alpha"]),
                "targets": ",".join(lora_cfg["targets"]), "lora_dropout": "0",
                "lr": repr(OPT["lr"]), "beta1": repr(OPT["beta1"]), "beta2": repr(OPT["beta2"]),
                "eps": repr(OPT["eps"]), "weight_decay": repr(OPT["weight_decay"]),
                "rslora": "1" if lora_cfg["rslora"] else "0"}
+    meta_in = {k: str(v) for k, v in meta_in.items()}
+    out, history = ref.lora_check(cfg, weights, ids, labels, lora, meta_in, steps=3)
+    scale = ref.lora_scale(lora_cfg["alpha"], lora_cfg["rank"], lora_cfg["rslora"])
+    greedy_ids, margin = ref.greedy(cfg, weights, ids[0, :PROMPT], NEW_TOKENS,
+                                    {"params": lora, "scale": scale})
+    ratios = [float(gr.abs().min() / gr.abs().max()) for gr in history[0]["grads"].values()]
+    if margin < MIN_GREEDY_MARGIN or min(ratios) < MIN_GRAD_RATIO:
+        return None
     inp = {"input_ids": ids.to(torch.int32), "labels": labels.to(torch.int32)}
     inp.update({"lora_init." + k: f32(t) for k, t in lora.items()})
-    exp = {"logits": f32(history[0]["logits"]), "loss": f32(history[0]["loss"]).reshape(1),
-           "loss_step1": f32(history[1]["loss"]).reshape(1), "loss_step3": f32(loss3).reshape(1),
-           "greedy_ids": greedy_ids.to(torch.int32)}
-    for k in lora:
-        exp["lora_grad." + k] = f32(history[0]["grads"][k])
-        exp["lora_step1." + k] = f32(history[0]["params"][k])
-        exp["adam_m." + k] = f32(history[0]["m"][k])
-        exp["adam_v." + k] = f32(history[0]["v"][k])
-        exp["lora_step3." + k] = f32(history[2]["params"][k])
+    exp = {k: f32(t) for k, t in out.items()}
+    exp["greedy_ids"] = greedy_ids.to(torch.int32)
     meta_exp = {"case": name, "seed": seed, "greedy_prompt_len": PROMPT,
                 "greedy_new_tokens": NEW_TOKENS, "greedy_min_margin": f"{margin:.6g}",
                 "min_grad_ratio": f"{min(ratios):.3g}", "torch": torch.__version__,

@@ -5,9 +5,16 @@ q/k/v bias (Qwen2; Llama's attention_bias also biases o_proj), LoRA y = Wx + s*B
 shifted cross-entropy, and greedy decoding. No transformers or peft import; no dropout.
 
 Weights are a dict of HF tensor names to tensors; compute in whatever dtype they hold (the
-fixtures use float64)."""
+fixtures use float64).
 
+As a command it is the reference twin of `fastbrain lora-check`, in float64:
+  /usr/bin/python3 tests/parity/ref_llama.py lora-check MODEL_DIR IN.safetensors OUT.safetensors
+"""
+
+import json
 import math
+import os
+import sys
 
 import torch
 
@@ -191,3 +198,66 @@ def adamw_steps(cfg, weights, ids, labels, lora_init, scale, opt, steps):
         final = causal_lm_loss(forward(cfg, weights, ids, {"params": params, "scale": scale}),
                                labels)
     return history, final
+
+
+def optimizer_settings(meta):
+    """AdamW settings from lora-check metadata (strings)."""
+    return {k: float(meta[k]) for k in ("lr", "beta1", "beta2", "eps", "weight_decay")}
+
+
+def lora_check(cfg, weights, ids, labels, lora_init, meta, steps=1):
+    """The lora-check outputs (float64 tensors): logits, loss, lora_grad.<key>, and after one
+    AdamW step lora_step1.<key>, adam_m.<key>, adam_v.<key>, loss_step1; with steps >= 3 also
+    lora_step3.<key> and loss_step3. Returns (outputs, history)."""
+    if float(meta.get("lora_dropout", "0")) != 0:
+        raise ValueError("lora_dropout must be 0 for a deterministic check")
+    scale = lora_scale(float(meta["alpha"]), int(meta["rank"]), meta.get("rslora", "0") == "1")
+    history, final = adamw_steps(cfg, weights, ids, labels, lora_init, scale,
+                                 optimizer_settings(meta), max(steps, 1))
+    out = {"logits": history[0]["logits"], "loss": history[0]["loss"].reshape(1),
+           "loss_step1": (history[1]["loss"] if steps > 1 else final).reshape(1)}
+    for k in lora_init:
+        out["lora_grad." + k] = history[0]["grads"][k]
+        out["lora_step1." + k] = history[0]["params"][k]
+        out["adam_m." + k] = history[0]["m"][k]
+        out["adam_v." + k] = history[0]["v"][k]
+        if steps >= 3:
+            out["lora_step3." + k] = history[2]["params"][k]
+    if steps >= 3:
+        out["loss_step3"] = (history[3]["loss"] if steps > 3 else final).reshape(1)
+    return out, history
+
+
+def load_model(model_dir, dtype=torch.float64):
+    """(Config, weights) from an HF directory: config.json and model.safetensors or shards."""
+    import st_io
+
+    with open(os.path.join(model_dir, "config.json")) as f:
+        cfg = Config(json.load(f))
+    index = os.path.join(model_dir, "model.safetensors.index.json")
+    if os.path.exists(index):
+        with open(index) as f:
+            files = sorted(set(json.load(f)["weight_map"].values()))
+    else:
+        files = ["model.safetensors"]
+    weights = {}
+    for name in files:
+        weights.update(st_io.read(os.path.join(model_dir, name))[0])
+    return cfg, {k: t.to(dtype) for k, t in weights.items()}
+
+
+def main(argv):
+    if len(argv) != 5 or argv[1] != "lora-check":
+        sys.exit("usage: ref_llama.py lora-check MODEL_DIR IN.safetensors OUT.safetensors")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import st_io
+
+    cfg, weights = load_model(argv[2])
+    inp, meta = st_io.read(argv[3])
+    lora = {k[len("lora_init."):]: t.double() for k, t in inp.items() if k.startswith("lora_init.")}
+    out, _ = lora_check(cfg, weights, inp["input_ids"].long(), inp["labels"].long(), lora, meta)
+    st_io.write(argv[4], {k: t.detach().float() for k, t in out.items()})
+
+
+if __name__ == "__main__":
+    main(sys.argv)
