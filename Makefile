@@ -18,11 +18,13 @@ all: build
 deps:
 	@scripts/install-deps.sh $(DEB_PACKAGES) $(DEB_TEST_PACKAGES)
 	@command -v npm >/dev/null || scripts/install-deps.sh nodejs npm
-	@$(MAKE) --no-print-directory node_modules/.package-lock.json
+	@$(MAKE) --no-print-directory node_modules/.installed
 
-# npm packages (tokenizer fixtures, dashboard libraries, browser driver), as locked.
-node_modules/.package-lock.json: package-lock.json package.json
+# npm packages (tokenizer fixtures, dashboard libraries, browser driver), as locked; the stamp
+# is ours because npm keeps its own files' times.
+node_modules/.installed: package-lock.json package.json
 	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 $(BUILD)/CMakeCache.txt:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
