@@ -5,6 +5,7 @@ pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
 target_sources(fb_core PRIVATE engine/normalize.c engine/bpe.c engine/pretokenize.c
   engine/tokenizer.c engine/dataset.c)
 target_link_libraries(fb_core PUBLIC PkgConfig::PCRE2 PkgConfig::UTF8PROC)
+target_sources(fb_host PRIVATE engine/l_tokenizer.c engine/l_dataset.c)
 
 fb_add_c_test(tokenizer tests/c/test_tokenizer.c LIBS fb_core)
 fb_add_c_test(dataset tests/c/test_dataset.c LIBS fb_core)
@@ -23,3 +24,5 @@ if(FB_FUZZ)
 endif()
 
 fb_add_lua_test(templates tests/lua/test_templates.lua)
+fb_add_lua_test(tokenizer tests/lua/test_tokenizer.lua)
+fb_add_lua_test(dataset tests/lua/test_dataset.lua)

@@ -726,10 +726,14 @@ int fb_tokenizer_from_json(fb_tokenizer **out, const char *json, size_t n, const
   *out = NULL;
   fb_tokenizer *t = new_tokenizer(name);
   if (!t) return fb_err_set(err, FB_ENOMEM, "%s: out of memory", name);
-  cJSON *root = cJSON_ParseWithLength(json, n);
+  const char *end = json;
+  cJSON *root = cJSON_ParseWithLengthOpts(json, n, &end, 0);
+  while (root && end < json + n && (*end == ' ' || *end == '\n' || *end == '\r' || *end == '\t')) end++;
   int rc;
   if (!root || !cJSON_IsObject(root)) {
     rc = fail(err, FB_EFORMAT, t, "not a JSON object");
+  } else if (end < json + n) {
+    rc = fail(err, FB_EFORMAT, t, "text after the JSON object at byte %zu", (size_t)(end - json));
   } else {
     const cJSON *norm = field(root, "normalizer"), *pre = field(root, "pre_tokenizer");
     rc = load_model(t, root, err);
