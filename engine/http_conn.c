@@ -111,6 +111,32 @@ static const char *status_text(int status) {
   return "Unknown";
 }
 
+static int buf_str(buf *b, const char *s) { return fb_http_buf_add(b, s, strlen(s)); }
+
+/* Decimal text of v into out (no NUL); returns its length. */
+static size_t u64_text(char *out, uint64_t v) {
+  char tmp[24];
+  size_t n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+  return n;
+}
+
+/* The Date header value, formatted once per second. */
+static const char *http_date(fb_http_server *srv) {
+  time_t now = time(NULL);
+  if (now != srv->date_sec) {
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(srv->date, sizeof srv->date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    srv->date_sec = now;
+  }
+  return srv->date;
+}
+
 static int has_crlf(const char *s) { return s && strpbrk(s, "\r\n") != NULL; }
 
 /* content_length >= 0: fixed; -1: streamed (chunked on 1.1, close-delimited on 1.0);
@@ -124,14 +150,12 @@ int fb_http_head(fb_http_conn *c, buf *out, int status, const fb_http_header *he
     if (c->req.http_minor >= 1) c->chunked_out = 1;
     else c->keep_alive = 0;
   }
-  time_t now = time(NULL);
-  struct tm tm;
-  gmtime_r(&now, &tm);
-  char date[64];
-  strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
   out->len = 0;
-  int rc = buf_printf(out, "HTTP/1.1 %d %s\r\nDate: %s\r\nX-Content-Type-Options: nosniff\r\n",
-                      status, status_text(status), date);
+  char num[24];
+  int rc = buf_str(out, "HTTP/1.1 ") || fb_http_buf_add(out, num, u64_text(num, (uint64_t)status)) ||
+           buf_str(out, " ") || buf_str(out, status_text(status)) || buf_str(out, "\r\nDate: ") ||
+           buf_str(out, http_date(c->srv)) ||
+           buf_str(out, "\r\nX-Content-Type-Options: nosniff\r\n");
   int html = 0;
   for (int i = 0; i < nheaders && rc == 0; i++) {
     const fb_http_header *h = &headers[i];
@@ -140,21 +164,20 @@ int fb_http_head(fb_http_conn *c, buf *out, int status, const fb_http_header *he
       return FB_EINVALID;
     if (strcasecmp(h->name, "content-type") == 0 && strncasecmp(h->value, "text/html", 9) == 0)
       html = 1;
-    if ((rc = fb_http_buf_add(out, h->name, strlen(h->name))) == 0 &&
-        (rc = fb_http_buf_add(out, ": ", 2)) == 0 &&
-        (rc = fb_http_buf_add(out, h->value, strlen(h->value))) == 0)
-      rc = fb_http_buf_add(out, "\r\n", 2);
+    rc = buf_str(out, h->name) || buf_str(out, ": ") || buf_str(out, h->value) ||
+         buf_str(out, "\r\n");
   }
   if (rc == 0 && html)
-    rc = buf_printf(out, "Content-Security-Policy: default-src 'self'; img-src 'self' data:; "
-                         "object-src 'none'; frame-ancestors 'none'; base-uri 'self'\r\n");
+    rc = buf_str(out, "Content-Security-Policy: default-src 'self'; img-src 'self' data:; "
+                      "object-src 'none'; frame-ancestors 'none'; base-uri 'self'\r\n");
   if (rc == 0 && content_length >= 0)
-    rc = buf_printf(out, "Content-Length: %lld\r\n", (long long)content_length);
-  if (rc == 0 && c->chunked_out) rc = buf_printf(out, "Transfer-Encoding: chunked\r\n");
-  if (rc == 0 && !c->keep_alive) rc = buf_printf(out, "Connection: close\r\n");
-  else if (rc == 0 && c->req.http_minor == 0) rc = buf_printf(out, "Connection: keep-alive\r\n");
-  if (rc == 0) rc = fb_http_buf_add(out, "\r\n", 2);
-  return rc;
+    rc = buf_str(out, "Content-Length: ") ||
+         fb_http_buf_add(out, num, u64_text(num, (uint64_t)content_length)) || buf_str(out, "\r\n");
+  if (rc == 0 && c->chunked_out) rc = buf_str(out, "Transfer-Encoding: chunked\r\n");
+  if (rc == 0 && !c->keep_alive) rc = buf_str(out, "Connection: close\r\n");
+  else if (rc == 0 && c->req.http_minor == 0) rc = buf_str(out, "Connection: keep-alive\r\n");
+  if (rc == 0) rc = buf_str(out, "\r\n");
+  return rc ? FB_ENOMEM : 0;
 }
 
 /* ---- writing ---- */

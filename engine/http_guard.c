@@ -8,7 +8,7 @@
 #include <strings.h>
 
 int fb_http_is_loopback_host(const char *host) {
-  if (strcasecmp(host, "localhost") == 0) return 1;
+  if (strcmp(host, "127.0.0.1") == 0 || strcasecmp(host, "localhost") == 0) return 1;
   struct in_addr a4;
   struct in6_addr a6;
   if (inet_pton(AF_INET, host, &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;

@@ -4,6 +4,7 @@
 #define FB_HTTP_IMPL_H
 
 #include <llhttp.h>
+#include <time.h>
 
 #include "http.h"
 
@@ -39,7 +40,8 @@ struct fb_http_server {
   int handles_open;            /* listener + grace timer still open */
   void (*done)(void *ud);
   void *done_ud;
-  llhttp_settings_t settings;
+  char date[40];               /* Date header, cached for date_sec */
+  time_t date_sec;
 };
 
 typedef struct buf {

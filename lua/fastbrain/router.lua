@@ -4,6 +4,7 @@
 -- It does not parse HTTP or enforce limits: the engine does, before a request gets here.
 local http = require "fastbrain.http"
 local fb = require "fastbrain"
+local json = require "fastbrain.json"
 
 local M = {}
 
@@ -35,53 +36,65 @@ function M.parse_query(qs)
   return q
 end
 
--- "/api/training/status/:skill" -> {"api", "training", "status", ":skill"}
-local function split(path)
-  local segs = {}
-  for seg in path:gmatch("[^/]+") do segs[#segs + 1] = seg end
-  return segs
+local function unescape_if(s)
+  if s:find("%", 1, true) then return unescape(s) end
+  return s
 end
 
+local function collect(names, params, i, v, ...)
+  if v == nil then return params end
+  params[names[i]] = unescape_if(v)
+  return collect(names, params, i + 1, ...)
+end
+
+-- r.match(path) -> params or nil; one or two params (the common shapes) without varargs.
+local function matcher(r)
+  local pat, names = r.lua_pattern, r.names
+  if r.static then
+    local pattern = r.pattern
+    return function(path) if path == pattern then return {} end end
+  elseif #names == 1 then
+    local n1 = names[1]
+    return function(path)
+      local a = path:match(pat)
+      if a then return {[n1] = unescape_if(a)} end
+    end
+  elseif #names == 2 then
+    local n1, n2 = names[1], names[2]
+    return function(path)
+      local a, b = path:match(pat)
+      if a then return {[n1] = unescape_if(a), [n2] = unescape_if(b)} end
+    end
+  end
+  return function(path)
+    if path:find(pat) then return collect(names, {}, 1, path:match(pat)) end
+  end
+end
+
+-- "/api/status/:skill/*" -> Lua pattern "^/api/status/([^/]+)/(.*)$" and names {"skill", "*"}.
+-- A pattern without params is matched by a table lookup instead.
 local function compile(pattern)
   if type(pattern) ~= "string" or pattern:sub(1, 1) ~= "/" then
     error("route pattern must start with '/': " .. tostring(pattern), 3)
   end
-  local segs = split(pattern)
-  local r = {pattern = pattern, segs = {}, names = {}, rest = false}
-  for i, seg in ipairs(segs) do
+  local r = {pattern = pattern, names = {}}
+  local parts = {}
+  for seg in pattern:gmatch("[^/]+") do
+    if r.names[#r.names] == "*" then error("'*' must end the pattern: " .. pattern, 3) end
     if seg == "*" then
-      if i ~= #segs then error("'*' must end the pattern: " .. pattern, 3) end
-      r.rest = true
+      r.names[#r.names + 1] = "*"
+      parts[#parts + 1] = "(.*)"
     elseif seg:sub(1, 1) == ":" then
-      r.segs[i] = false
-      r.names[i] = seg:sub(2)
+      r.names[#r.names + 1] = seg:sub(2)
+      parts[#parts + 1] = "([^/]+)"
     else
-      r.segs[i] = seg
+      parts[#parts + 1] = (seg:gsub("%p", "%%%0"))
     end
   end
-  r.static = not r.rest and next(r.names) == nil
+  r.lua_pattern = "^/" .. table.concat(parts, "/") .. "$"
+  r.static = #r.names == 0
+  r.match = matcher(r)
   return r
-end
-
--- params when `segs` (the split request path) matches route r, else nil.
-local function match(r, segs)
-  local n = #r.segs
-  if #segs < n or (#segs > n and not r.rest) then return nil end
-  local params = {}
-  for i = 1, n do
-    local want = r.segs[i]
-    if want then
-      if segs[i] ~= want then return nil end
-    else
-      params[r.names[i]] = unescape(segs[i])
-    end
-  end
-  if r.rest then
-    local rest = {}
-    for i = n + 1, #segs do rest[#rest + 1] = unescape(segs[i]) end
-    params["*"] = table.concat(rest, "/")
-  end
-  return params
 end
 
 -- The request as handlers see it: plain fields, plus lazily built headers/body/query.
@@ -105,7 +118,7 @@ end
 
 -- req:json(): the body decoded, or a 400 with a clear message.
 function Req:json()
-  local ok, v, err = pcall(fb.json.decode, self.body)
+  local ok, v, err = pcall(json.decode, self.body)
   if not ok then err = v end
   if err ~= nil then
     M.fail(400, "bad JSON in request body: " .. tostring(err):gsub("^.-:%d+: ", ""):gsub("^json: ", ""))
@@ -126,16 +139,18 @@ local function finished(res, status, gone)
   res.done = true
   res.status = status
   if res.timer then res.timer:stop() end
-  for _, fn in ipairs(res.done_hooks) do fn(res.status) end
+  if res.done_hooks then
+    for _, fn in ipairs(res.done_hooks) do fn(res.status) end
+  end
 end
 
 function Res:send(status, body, headers)
   if self.gone then return nil, self.gone end
   if self.done then error("response already sent", 2) end
   headers = headers or {}
-  local has_type = false
-  for k in pairs(headers) do if k:lower() == "content-type" then has_type = true end end
-  if not has_type then headers["Content-Type"] = "text/plain; charset=utf-8" end
+  if not (headers["Content-Type"] or headers["content-type"]) then
+    headers["Content-Type"] = "text/plain; charset=utf-8"
+  end
   self._rq:respond(status, body or "", headers)
   finished(self, status)
 end
@@ -151,7 +166,7 @@ function Res:json(status, value, headers)
     h = {["Content-Type"] = "application/json"}
     for k, v in pairs(headers) do h[k] = v end
   end
-  self._rq:respond(status, fb.json.encode(value), h)
+  self._rq:respond(status, json.encode(value), h)
   finished(self, status)
 end
 
@@ -202,7 +217,7 @@ end
 -- send(event, data, id): data may be a table (sent as JSON). true, or nil and why.
 function Stream:send(event, data, id)
   if self.closed then return nil, "closed" end
-  if type(data) == "table" then data = fb.json.encode(data) end
+  if type(data) == "table" then data = json.encode(data) end
   local ok, err = self._rq:event(event, tostring(data), id and tostring(id))
   if not ok then self:_ended() end
   return ok, err
@@ -228,7 +243,9 @@ function M.new(opts)
   end
   return setmetatable({
     routes = {},         -- in registration order
-    exact = {},          -- "METHOD path" -> route, for patterns without params
+    exact = {},          -- METHOD -> path -> route, for patterns without params
+    by_method = {},      -- METHOD -> routes in registration order
+    idle = {},           -- parked handler coroutines
     middleware = {},
     statics = {},
     timeout = opts.timeout or DEFAULTS.timeout,
@@ -250,9 +267,13 @@ function App:route(method, pattern, handler, opts)
   r.timeout, r.max_body = opts.timeout, opts.max_body
   if r.max_body then self.body_limits = true end
   self.routes[#self.routes + 1] = r
+  local same = self.by_method[method] or {}
+  self.by_method[method] = same
+  same[#same + 1] = r
   if r.static then
-    local key = method .. " /" .. table.concat(r.segs, "/")
-    self.exact[key] = self.exact[key] or r
+    local exact = self.exact[method] or {}
+    self.exact[method] = exact
+    exact[pattern] = exact[pattern] or r
   end
   return self
 end
@@ -270,7 +291,10 @@ function App:use(fn)
   return self
 end
 
-function Res:on_done(fn) self.done_hooks[#self.done_hooks + 1] = fn end
+function Res:on_done(fn)
+  self.done_hooks = self.done_hooks or {}
+  self.done_hooks[#self.done_hooks + 1] = fn
+end
 
 -- app:static(prefix, dir): files under dir for GET/HEAD under prefix, tried before the routes.
 function App:static(prefix, dir)
@@ -283,17 +307,27 @@ function App:static(prefix, dir)
 end
 
 -- The route for method+path: route and params, or nil and the allowed methods (for 405).
+local NONE = {}
+
 function App:find(method, path)
-  local r = self.exact[method .. " " .. path] or (method == "HEAD" and self.exact["GET " .. path])
+  local r = (self.exact[method] or NONE)[path]
+  if not r and method == "HEAD" then r = (self.exact.GET or NONE)[path] end
   if r then return r, {} end
-  local segs = split(path)
+  local list = self.by_method[method] or NONE
+  for i = 1, #list do
+    local params = list[i].match(path)
+    if params then return list[i], params end
+  end
+  if method == "HEAD" then
+    list = self.by_method.GET or NONE
+    for i = 1, #list do
+      local params = list[i].match(path)
+      if params then return list[i], params end
+    end
+  end
   local allowed
   for _, route in ipairs(self.routes) do
-    local params = match(route, segs)
-    if params then
-      if route.method == method or (method == "HEAD" and route.method == "GET") then
-        return route, params
-      end
+    if route.match(path) then
       allowed = allowed or {}
       allowed[route.method] = true
       if route.method == "GET" then allowed.HEAD = true end
@@ -310,8 +344,9 @@ local function is_fail(err) return getmetatable(err) == Fail end
 
 -- Runs in the request's coroutine.
 local function serve(app, route, req, res)
-  for _, mw in ipairs(app.middleware) do
-    mw(req, res)
+  local mws = app.middleware
+  for i = 1, #mws do
+    mws[i](req, res)
     if res.done then return end
   end
   if not route then
@@ -342,20 +377,36 @@ local function on_error(res, req, err, co)
   end
 end
 
+-- Handlers run in pooled coroutines: a worker serves one request, then parks (yields PARKED)
+-- and goes back to the pool if it finished within the dispatch that started it. One that
+-- yielded on the way is driven by whoever resumes it and is dropped when it ends.
+local PARKED, MAX_IDLE = {}, 64
+
+function App:_worker()
+  local co = coroutine.create(function(app, route, req, res)
+    while true do
+      serve(app, route, req, res)
+      app, route, req, res = coroutine.yield(PARKED)
+    end
+  end)
+  http.guard(co, self.runaway)
+  return co
+end
+
 -- Called by the engine for every request that no static mount answered.
 function App:_dispatch(rq, method, path, query_string)
   local route, params_or_allow = self:find(method, path)
   local req = setmetatable({_rq = rq, method = method, path = path, query_string = query_string,
                             params = route and params_or_allow or {}}, Req)
   if not route then req.allow = params_or_allow end
-  local res = setmetatable({_rq = rq, done = false, done_hooks = {}, started = fb.now()}, Res)
-  local co = coroutine.create(serve)
-  http.guard(co, self.runaway)
+  local res = setmetatable({_rq = rq, done = false}, Res)
+  local co = table.remove(self.idle) or self:_worker()
   local ok, err = coroutine.resume(co, self, route, req, res)
   if not ok then
     on_error(res, req, err, co)
     return
   end
+  if err == PARKED and #self.idle < MAX_IDLE then self.idle[#self.idle + 1] = co end
   if res.done then return end
   -- Not answered yet: the handler yielded (a timer or a socket resumes it) or kept res for a
   -- callback. Give up after the route's timeout; stop waiting if the client leaves.
@@ -413,8 +464,9 @@ end
 -- A request log middleware: "GET /path 200 1.2 ms" at info level once answered.
 function M.logger()
   return function(req, res)
+    local started = fb.now()
     res:on_done(function(status)
-      fb.log.info("%s %s %d %.1f ms", req.method, req.path, status, fb.now() - res.started)
+      fb.log.info("%s %s %d %.1f ms", req.method, req.path, status, fb.now() - started)
     end)
   end
 end
