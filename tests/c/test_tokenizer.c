@@ -311,3 +311,33 @@ TEST(metaspace_fallback_and_strip) {
   free(ids.v);
   fb_tokenizer_free(t);
 }
+
+/* NFKC + Lowercase normalizers, a Split that removes its matches, ignore_merges and unk. */
+TEST(normalizers_split_removed_and_ignore_merges) {
+  const char *fmt =
+      "{\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"NFKC\"},{\"type\":\"Lowercase\"}]},"
+      "\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"String\":\" \"},\"behavior\":\"Removed\"},"
+      "\"model\":{\"type\":\"BPE\",\"unk_token\":\"<unk>\",\"ignore_merges\":%s,"
+      "\"vocab\":{\"<unk>\":0,\"a\":1,\"b\":2,\"c\":3,\"ab\":4,\"abc\":5,\"f\":6,\"i\":7,\"fi\":8},"
+      "\"merges\":[\"a b\",\"f i\"]}}";
+  const char *s = "ABC \xEF\xAC\x81  x";  /* "ABC ﬁ  x" */
+  int32_t want[2][4] = {{4, 3, 8, 0}, {5, 8, 0, -1}};
+  int32_t want_off[2][4] = {{0, 2, 4, 9}, {0, 4, 9, -1}};
+  for (int ignore = 0; ignore < 2; ignore++) {
+    char json[1024];
+    snprintf(json, sizeof json, fmt, ignore ? "true" : "false");
+    fb_tokenizer *t = NULL;
+    fb_err err = {0};
+    REQUIRE(load_str(json, &t, &err) == 0);
+    fb_tok_ids ids = {0}, offs = {0};
+    CHECK_INT(fb_tokenizer_encode(t, s, strlen(s), 0, &ids, &offs, &err), 0);
+    CHECK_INT(ids.n, ignore ? 3 : 4);
+    for (size_t i = 0; i < ids.n && i < 4; i++) {
+      CHECK_INT(ids.v[i], want[ignore][i]);
+      CHECK_INT(offs.v[i], want_off[ignore][i]);
+    }
+    free(ids.v);
+    free(offs.v);
+    fb_tokenizer_free(t);
+  }
+}
