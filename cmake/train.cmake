@@ -23,3 +23,8 @@ fb_add_c_test(generate tests/c/test_generate.c LIBS fb_core)
 # subcommand once main.c lists it).
 add_executable(fb_lora_check tests/c/lora_check_main.c)
 target_link_libraries(fb_lora_check PRIVATE fb_core)
+# The PyTorch fixtures come from tests/parity/make_fixtures.py (the formats area).
+if(EXISTS ${PROJECT_SOURCE_DIR}/tests/parity/fixtures)
+  fb_add_c_test(parity tests/c/test_parity.c LIBS fb_core)
+endif()
+add_test(NAME lora_check_help COMMAND fb_lora_check --help)

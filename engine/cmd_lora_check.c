@@ -1,7 +1,7 @@
 /* cmd_lora_check.c: lora-check reads a model directory and IN.safetensors (input_ids, labels,
  * lora_init.<peft key>, hyperparameters in __metadata__) and writes OUT.safetensors with the
- * logits, loss, LoRA gradients, the state after one AdamW step (and three, and a greedy
- * continuation when asked). It prints nothing on success; it compares nothing itself. */
+ * logits, loss, LoRA gradients, the state after one AdamW step and after three, and a greedy
+ * continuation when asked. It prints nothing on success; it compares nothing itself. */
 #include "cmd_lora_check.h"
 
 #include <errno.h>
@@ -22,7 +22,8 @@ static const char usage[] =
     "       beta2, eps, weight_decay, rslora (true/false, optional), greedy_prompt_len and\n"
     "       greedy_new_tokens (optional)\n"
     "  OUT: logits [B,T,V], loss [1], lora_grad.<key>, lora_step1.<key>, adam_m.<key>,\n"
-    "       adam_v.<key>, loss_step1 [1], lora_step3.<key>, and greedy_ids when asked (F32/I32)\n";
+    "       adam_v.<key>, loss_step1 [1], lora_step3.<key>, loss_step3 [1] (F32), and when\n"
+    "       greedy_prompt_len is set greedy_ids (I32: that prompt of row 0, then the new tokens)\n";
 
 /* A metadata number; missing or malformed is an error naming the key. */
 static int meta_num(const fb_st_file *f, const char *key, int required, double dflt, double *out,
@@ -184,11 +185,12 @@ static int run(const char *model_dir, const char *in_path, const char *out_path,
       rc = fb_err_set(err, FB_EFORMAT, "%s: greedy_prompt_len %d / greedy_new_tokens %d out of range", in_path, np, gc.max_new_tokens);
       goto done;
     }
-    int32_t *gen = malloc(sizeof(int32_t) * gc.max_new_tokens);
+    int32_t *gen = malloc(sizeof(int32_t) * (np + gc.max_new_tokens));
     if (!gen) { rc = fb_err_set(err, FB_ENOMEM, "out of memory"); goto done; }
-    rc = fb_generate(m, l, ids, np, &gc, gen, &n_gen, NULL, err);
-    int64_t gshape[1] = {n_gen};
-    if (!rc) rc = out_add(&o, "", "greedy_ids", FB_DT_I32, 1, gshape, gen, sizeof(int32_t) * n_gen, err);
+    memcpy(gen, ids, sizeof(int32_t) * np);  /* greedy_ids = prompt, then the new tokens */
+    rc = fb_generate(m, l, ids, np, &gc, gen + np, &n_gen, NULL, err);
+    int64_t gshape[1] = {np + n_gen};
+    if (!rc) rc = out_add(&o, "", "greedy_ids", FB_DT_I32, 1, gshape, gen, sizeof(int32_t) * (np + n_gen), err);
     free(gen);
     if (rc) goto done;
   }
@@ -208,7 +210,10 @@ static int run(const char *model_dir, const char *in_path, const char *out_path,
     goto done;
   for (int s = 2; s <= 3; s++)
     if ((rc = train_step(m, l, opt, &b, oc.lr, err))) goto done;
-  if ((rc = add_lora(&o, l, l->params, "lora_step3.", err))) goto done;
+  if ((rc = add_lora(&o, l, l->params, "lora_step3.", err)) ||
+      (rc = fb_model_forward(m, l, &b, 1, err)) ||
+      (rc = out_add(&o, "", "loss_step3", FB_DT_F32, 1, one, &m->loss, sizeof(float), err)))
+    goto done;
   rc = fb_st_write(out_path, o.t, o.n, NULL, err);
 done:
   outs_free(&o);

@@ -54,9 +54,9 @@ void fb_op_rmsnorm_forward(float *out, float *rstd, const float *inp, const floa
   for (int n = 0; n < N; n++) {
     const float *x = inp + (size_t)n * C;
     float *o = out + (size_t)n * C;
-    float ss = 0.0f;
-    for (int c = 0; c < C; c++) ss += x[c] * x[c];
-    float r = 1.0f / sqrtf(ss / C + eps);
+    double ss = 0.0;  /* reductions in double: they set the gradients' noise floor */
+    for (int c = 0; c < C; c++) ss += (double)x[c] * x[c];
+    float r = (float)(1.0 / sqrt(ss / C + eps));
     rstd[n] = r;
     for (int c = 0; c < C; c++) o[c] = weight[c] * (x[c] * r);  /* HF: weight * (x * rstd) */
   }
@@ -69,9 +69,9 @@ void fb_op_rmsnorm_backward(float *dinp, float *dweight, const float *dout, cons
   for (int n = 0; n < N; n++) {
     const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
     float *dx = dinp + (size_t)n * C, r = rstd[n];
-    float dot = 0.0f;
-    for (int c = 0; c < C; c++) dot += weight[c] * dy[c] * x[c];
-    float k = dot * r * r * r / C;
+    double dot = 0.0;
+    for (int c = 0; c < C; c++) dot += (double)weight[c] * dy[c] * x[c];
+    float k = (float)(dot * r * r * r / C);
     for (int c = 0; c < C; c++) dx[c] += r * weight[c] * dy[c] - k * x[c];
   }
   if (dweight)
@@ -125,7 +125,8 @@ static void attention_probs(float *P, const float *q, int ldq, const float *k, i
   fb_gemm(0, 1, T, T, HD, scale, q, ldq, k, ldk, 0.0f, P, T);
 #pragma omp parallel for if ((size_t)T * T >= PAR_MIN)
   for (int i = 0; i < T; i++) {
-    float *row = P + (size_t)i * T, mx = -INFINITY, sum = 0.0f;
+    float *row = P + (size_t)i * T, mx = -INFINITY;
+    double sum = 0.0;
     for (int j = 0; j <= i; j++)
       if (allowed(seg, i, j) && row[j] > mx) mx = row[j];
     for (int j = 0; j < T; j++) {
@@ -133,7 +134,7 @@ static void attention_probs(float *P, const float *q, int ldq, const float *k, i
       row[j] = e;
       sum += e;
     }
-    float inv = 1.0f / sum;  /* sum >= 1: the diagonal is always allowed */
+    float inv = (float)(1.0 / sum);  /* sum >= 1: the diagonal is always allowed */
     for (int j = 0; j <= i; j++) row[j] *= inv;
   }
 }
@@ -168,8 +169,10 @@ void fb_op_attention_backward(float *dq, float *dk, float *dv, const float *dout
       fb_gemm(1, 0, T, HD, T, 1.0f, P, T, dout + qo, ldq, 1.0f, dv + ko, ldk);  /* dV += P^T dO */
 #pragma omp parallel for if ((size_t)T * T >= PAR_MIN)
       for (int i = 0; i < T; i++) {  /* dS = P * (dP - sum_j P dP) * scale */
-        float *p = P + (size_t)i * T, *dp = dP + (size_t)i * T, d = 0.0f;
-        for (int j = 0; j <= i; j++) d += p[j] * dp[j];
+        float *p = P + (size_t)i * T, *dp = dP + (size_t)i * T;
+        double dd = 0.0;
+        for (int j = 0; j <= i; j++) dd += (double)p[j] * dp[j];
+        float d = (float)dd;
         for (int j = 0; j < T; j++) dp[j] = j <= i ? p[j] * (dp[j] - d) * scale : 0.0f;
       }
       fb_gemm(0, 0, T, HD, T, 1.0f, dP, T, k + ko, ldk, 0.0f, dq + qo, ldq);   /* dQ = dS K */

@@ -1,0 +1,255 @@
+/* test_parity.c: runs lora-check on every case under tests/parity/fixtures/ (PyTorch reference
+ * outputs) and compares tensor by tensor: logits and loss within 1e-5, gradients 1e-4, the
+ * first optimizer step 1e-6 (each relative to the tensor's largest expected magnitude), greedy ids
+ * exactly (tolerances explained at `kinds`); prints the max difference and the first differing
+ * values of anything over. */
+#include <dirent.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cmd_lora_check.h"
+#include "gemm.h"
+#include "optim.h"
+#include "safetensors.h"
+#include "test.h"
+
+#define FIXTURES "tests/parity/fixtures"
+
+/* The reference computes in float64. Adam's moments and the weights after three steps are
+ * functions of the gradients, so end to end they carry the gradients' float32 error (measured
+ * 1e-6..3e-6 relative): they are held to 1e-5 here, and the optimizer itself is held to 1e-6 by
+ * optimizer_matches_pytorch_given_its_gradients below. */
+static const struct { const char *prefix; double tol; } kinds[] = {
+    {"logits", 1e-5}, {"loss", 1e-5}, {"lora_grad.", 1e-4}, {"lora_step1.", 1e-6},
+    {"lora_step3.", 1e-5}, {"adam_", 1e-5}, {"", 0} /* integers: exact */};
+#define N_KINDS (int)(sizeof kinds / sizeof kinds[0])
+
+static int kind_of(const char *name) {
+  int k = 0;
+  while (strncmp(name, kinds[k].prefix, strlen(kinds[k].prefix)) != 0) k++;
+  return k;
+}
+
+/* Compare one tensor; returns 1 when it is within tolerance, else prints why. worst[kind] keeps
+ * the largest relative error seen per kind. */
+static int compare(const char *c, const fb_st_tensor *e, const fb_st_tensor *a, double *worst) {
+  if (e->ndim != a->ndim || e->numel != a->numel || e->dtype != a->dtype) {
+    fprintf(stderr, "  %s: %s: ndim/numel/dtype %d/%lld/%s, expected %d/%lld/%s\n", c, e->name, a->ndim,
+            (long long)a->numel, fb_dtype_name(a->dtype), e->ndim, (long long)e->numel, fb_dtype_name(e->dtype));
+    return 0;
+  }
+  if (e->dtype == FB_DT_I32) {
+    const int32_t *x = a->data, *y = e->data;  /* safetensors data is 8-byte aligned */
+    for (int64_t i = 0; i < e->numel; i++)
+      if (x[i] != y[i]) {
+        fprintf(stderr, "  %s: %s[%lld] = %d, expected %d\n", c, e->name, (long long)i, x[i], y[i]);
+        return 0;
+      }
+    return 1;
+  }
+  float *x = malloc(sizeof(float) * a->numel), *y = malloc(sizeof(float) * e->numel);
+  fb_err err = {0};
+  int ok = fb_st_read_f32(a, x, &err) == 0 && fb_st_read_f32(e, y, &err) == 0;
+  int kind = kind_of(e->name);
+  double scale = 1e-30, diff = 0, tol = kinds[kind].tol;
+  for (int64_t i = 0; ok && i < e->numel; i++) {
+    scale = fmax(scale, fabs(y[i]));
+    diff = fmax(diff, fabs((double)x[i] - y[i]));
+  }
+  double rel = diff / scale;
+  worst[kind] = fmax(worst[kind], rel);
+  if (ok && !(rel <= tol)) {
+    fprintf(stderr, "  %s: %s: max abs %.3g, rel %.3g (tol %g); first over:", c, e->name, diff, rel, tol);
+    for (int64_t i = 0, shown = 0; i < e->numel && shown < 3; i++)
+      if (!(fabs((double)x[i] - y[i]) <= tol * scale)) {
+        fprintf(stderr, " [%lld] %.9g vs %.9g", (long long)i, x[i], y[i]);
+        shown++;
+      }
+    fputc('\n', stderr);
+    ok = 0;
+  }
+  free(x);
+  free(y);
+  return ok;
+}
+
+/* A copy of IN with the greedy settings that expected.safetensors records added to its
+ * metadata (lora-check generates only when asked). Returns 0 on success. */
+static int in_with_greedy(const char *in, const char *exp, const char *out) {
+  static const char *const keys[] = {"rank", "alpha", "targets", "lora_dropout", "lr", "beta1",
+                                     "beta2", "eps", "weight_decay", "rslora"};
+  fb_st_file *fi = NULL, *fe = NULL;
+  fb_err err = {0};
+  if (fb_st_open(&fi, in, &err) || fb_st_open(&fe, exp, &err)) {
+    fprintf(stderr, "  %s\n", err.msg);
+    fb_st_close(fi);
+    return -1;
+  }
+  const char *meta[2 * 12 + 1];
+  int k = 0;
+  for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+    if (fb_st_meta(fi, keys[i])) {
+      meta[k++] = keys[i];
+      meta[k++] = fb_st_meta(fi, keys[i]);
+    }
+  const char *greedy[] = {"greedy_prompt_len", "greedy_new_tokens"};
+  for (int i = 0; i < 2; i++)
+    if (fb_st_meta(fe, greedy[i])) {
+      meta[k++] = greedy[i];
+      meta[k++] = fb_st_meta(fe, greedy[i]);
+    }
+  meta[k] = NULL;
+  int n = fb_st_count(fi), rc;
+  fb_st_out *t = calloc((size_t)n, sizeof *t);
+  for (int i = 0; i < n; i++) {
+    const fb_st_tensor *x = fb_st_at(fi, i);
+    t[i] = (fb_st_out){x->name, x->dtype, x->ndim, {0}, x->data};
+    memcpy(t[i].shape, x->shape, sizeof x->shape);
+  }
+  rc = fb_st_write(out, t, n, meta, &err);
+  if (rc) fprintf(stderr, "  %s\n", err.msg);
+  free(t);
+  fb_st_close(fi);
+  fb_st_close(fe);
+  return rc;
+}
+
+static void check_case(const char *c) {
+  char model[512], in[512], exp[512], out[512], in2[512];
+  snprintf(model, sizeof model, FIXTURES "/%s/model", c);
+  snprintf(in, sizeof in, FIXTURES "/%s/in.safetensors", c);
+  snprintf(exp, sizeof exp, FIXTURES "/%s/expected.safetensors", c);
+  snprintf(out, sizeof out, "/tmp/fb_parity_%d_%s.safetensors", (int)getpid(), c);
+  snprintf(in2, sizeof in2, "/tmp/fb_parity_%d_%s_in.safetensors", (int)getpid(), c);
+  REQUIRE(in_with_greedy(in, exp, in2) == 0);
+  char *argv[] = {"lora-check", model, in2, out, NULL};
+  CHECK_INT(fb_cmd_lora_check(4, argv), 0);
+  unlink(in2);
+  fb_st_file *e = NULL, *a = NULL;
+  fb_err err = {0};
+  REQUIRE(fb_st_open(&e, exp, &err) == 0);
+  if (fb_st_open(&a, out, &err) != 0) {
+    FB_FAIL_("%s: %s", c, err.msg);
+    fb_st_close(e);
+    return;
+  }
+  int bad = 0;
+  double worst[N_KINDS] = {0};
+  for (int i = 0; i < fb_st_count(e); i++) {
+    const fb_st_tensor *t = fb_st_at(e, i), *got = fb_st_find(a, t->name);
+    if (!got) {
+      fprintf(stderr, "  %s: %s missing from lora-check's output\n", c, t->name);
+      bad++;
+      continue;
+    }
+    bad += !compare(c, t, got, worst);
+  }
+  CHECK(fb_st_find(e, "greedy_ids") != NULL);  /* the fixtures check generation too */
+  printf("  %s (%s): %d tensors; worst relative error:", c, fb_gemm_path(), fb_st_count(e));
+  for (int k = 0; k + 1 < N_KINDS; k++) printf(" %s %.2g", kinds[k].prefix, worst[k]);
+  printf("\n");
+  CHECK_INT(bad, 0);
+  fb_st_close(e);
+  fb_st_close(a);
+  unlink(out);
+}
+
+TEST(lora_check_matches_pytorch_on_every_fixture) {
+  DIR *d = opendir(FIXTURES);
+  REQUIRE(d);
+  int cases = 0;
+  struct dirent *ent;
+  while ((ent = readdir(d))) {
+    if (ent->d_name[0] == '.') continue;
+    check_case(ent->d_name);
+    cases++;
+  }
+  closedir(d);
+  CHECK(cases >= 4);
+}
+
+/* AdamW alone: from the reference's own initial weights and gradients, one fb_optim_step must
+ * give its adam_m, adam_v and lora_step1 within 1e-6. */
+static void check_optimizer(const char *c) {
+  char in[512], exp[512];
+  snprintf(in, sizeof in, FIXTURES "/%s/in.safetensors", c);
+  snprintf(exp, sizeof exp, FIXTURES "/%s/expected.safetensors", c);
+  fb_st_file *fi = NULL, *fe = NULL;
+  fb_err err = {0};
+  REQUIRE(fb_st_open(&fi, in, &err) == 0);
+  if (fb_st_open(&fe, exp, &err) != 0) {
+    FB_FAIL_("%s", err.msg);
+    fb_st_close(fi);
+    return;
+  }
+  fb_optim_config oc = fb_optim_defaults();
+  const char *keys[] = {"lr", "beta1", "beta2", "eps", "weight_decay"};
+  double *vals[] = {&oc.lr, &oc.beta1, &oc.beta2, &oc.eps, &oc.weight_decay};
+  for (int k = 0; k < 5; k++) {
+    const char *v = fb_st_meta(fi, keys[k]);
+    REQUIRE(v);
+    *vals[k] = strtod(v, NULL);
+  }
+  double worst = 0;
+  int n_keys = 0;
+  for (int i = 0; i < fb_st_count(fi); i++) {
+    const fb_st_tensor *init = fb_st_at(fi, i);
+    if (strncmp(init->name, "lora_init.", 10) != 0) continue;
+    const char *key = init->name + 10;
+    char name[256];
+    const fb_st_tensor *want[4];
+    const char *pre[4] = {"lora_grad.", "lora_step1.", "adam_m.", "adam_v."};
+    for (int k = 0; k < 4; k++) {
+      snprintf(name, sizeof name, "%s%s", pre[k], key);
+      want[k] = fb_st_find(fe, name);
+      REQUIRE(want[k] && want[k]->numel == init->numel);
+    }
+    size_t n = (size_t)init->numel;
+    float *buf = malloc(sizeof(float) * n * 5), *p = buf, *g = buf + n, *ref = buf + 2 * n;
+    fb_optim *o = NULL;
+    REQUIRE(fb_optim_create(&o, n, &oc, &err) == 0);
+    REQUIRE(fb_st_read_f32(init, p, &err) == 0 && fb_st_read_f32(want[0], g, &err) == 0);
+    REQUIRE(fb_optim_step(o, p, g, oc.lr, &err) == 0);
+    const float *got[3] = {p, o->m, o->v};
+    for (int k = 0; k < 3; k++) {
+      REQUIRE(fb_st_read_f32(want[k + 1], ref, &err) == 0);
+      double scale = 1e-30, diff = 0;
+      for (size_t j = 0; j < n; j++) {
+        scale = fmax(scale, fabs(ref[j]));
+        diff = fmax(diff, fabs((double)got[k][j] - ref[j]));
+      }
+      worst = fmax(worst, diff / scale);
+      if (!(diff <= 1e-6 * scale))
+        FB_FAIL_("%s: %s%s: max abs %.3g, rel %.3g (tol 1e-6)", c, pre[k + 1], key, diff, diff / scale);
+    }
+    fb_optim_free(o);
+    free(buf);
+    n_keys++;
+  }
+  printf("  %s: AdamW on the reference gradients, %d matrices: worst relative error %.2g\n", c,
+         n_keys, worst);
+  CHECK(n_keys > 0);
+  fb_st_close(fi);
+  fb_st_close(fe);
+}
+
+TEST(optimizer_matches_pytorch_given_its_gradients) {
+  DIR *d = opendir(FIXTURES);
+  REQUIRE(d);
+  struct dirent *ent;
+  while ((ent = readdir(d)))
+    if (ent->d_name[0] != '.') check_optimizer(ent->d_name);
+  closedir(d);
+}
+
+TEST(lora_check_arguments) {
+  char *help[] = {"lora-check", "--help", NULL};
+  CHECK_INT(fb_cmd_lora_check(2, help), 0);
+  char *few[] = {"lora-check", "a", NULL};
+  CHECK_INT(fb_cmd_lora_check(2, few), 2);
+  char *missing[] = {"lora-check", FIXTURES "/llama_gqa_tied/model", "/nonexistent/in.safetensors",
+                     "/tmp/fb_parity_never.safetensors", NULL};
+  CHECK_INT(fb_cmd_lora_check(4, missing), 1);
+  CHECK(access("/tmp/fb_parity_never.safetensors", F_OK) != 0);
+}
