@@ -517,6 +517,8 @@ static int open_index(fb_st_file **out, const char *dir, const char *index_path,
     nmeta++;
     pool_len += strlen(e->string) + strlen(e->valuestring) + 2;
   }
+  if (rc == 0 && !map->child)
+    rc = fb_err_set(err, FB_EFORMAT, "%s: \"weight_map\" is empty", index_path);
   if (rc == 0) cJSON_ArrayForEach(e, map) {
     nmap++;
     if (!cJSON_IsString(e) || !*e->valuestring || strchr(e->valuestring, '/') ||

@@ -37,7 +37,8 @@ typedef struct fb_st_tensor {
 typedef struct fb_st_file fb_st_file;
 
 /* Map and validate one .safetensors file. On success *out is owned by the caller and freed
- * with fb_st_close; on failure *out is NULL and err names the file and the tensor/field. */
+ * with fb_st_close; on failure *out is NULL and err names the file and the tensor/field.
+ * The file is mapped, not copied: it must not be truncated while open (that would fault). */
 int fb_st_open(fb_st_file **out, const char *path, fb_err *err);
 /* Open a Hugging Face model directory: dir/model.safetensors, or the shards listed by
  * dir/model.safetensors.index.json (every tensor of the weight_map must be found in the shard

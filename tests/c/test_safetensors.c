@@ -426,6 +426,9 @@ TEST(sharded_index_errors) {
   dir = make_sharded("s_bad_json", "{\"weight_map\":");
   CHECK_INT(fb_st_open_model_dir(&f, dir, &err), FB_EFORMAT);
   CHECK_CONTAINS(err.msg, "model.safetensors.index.json: not a JSON object");
+  dir = make_sharded("s_empty_map", "{\"weight_map\":{}}");
+  CHECK_INT(fb_st_open_model_dir(&f, dir, &err), FB_EFORMAT);
+  CHECK_CONTAINS(err.msg, "\"weight_map\" is empty");
   dir = make_sharded("s_no_map", "{\"metadata\":{}}");
   CHECK_INT(fb_st_open_model_dir(&f, dir, &err), FB_EFORMAT);
   CHECK_CONTAINS(err.msg, "\"weight_map\" missing");
