@@ -16,13 +16,6 @@ target_link_libraries(bench_tokenizer PRIVATE fb_core)
 
 fb_add_fuzzer(tokenizer tests/fuzz/fuzz_tokenizer.c LIBS fb_core)
 
-# Instrument the tokenizer's own sources for coverage-guided fuzzing (fb_core is created
-# before the top-level fuzz flags are added).
-if(FB_FUZZ)
-  set_source_files_properties(engine/normalize.c engine/bpe.c engine/pretokenize.c
-    engine/tokenizer.c engine/dataset.c PROPERTIES COMPILE_OPTIONS -fsanitize=fuzzer-no-link)
-endif()
-
 fb_add_lua_test(templates tests/lua/test_templates.lua)
 fb_add_lua_test(tokenizer tests/lua/test_tokenizer.lua)
 fb_add_lua_test(dataset tests/lua/test_dataset.lua)
