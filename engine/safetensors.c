@@ -150,6 +150,35 @@ const fb_st_tensor *fb_st_find(const fb_st_file *f, const char *name) {
   return NULL;
 }
 
+const char *fb_st_shape_str(int ndim, const int64_t *shape, char *buf, size_t cap) {
+  size_t at = 0;
+  if (cap == 0) return buf;
+  buf[0] = '\0';
+  for (int i = 0; i <= ndim && at < cap; i++) {
+    int n = i == ndim ? snprintf(buf + at, cap - at, "]")
+                      : snprintf(buf + at, cap - at, "%s%lld", i ? ", " : "[", (long long)shape[i]);
+    if (n < 0) break;
+    at += (size_t)n;
+  }
+  if (ndim == 0) snprintf(buf, cap, "[]");
+  return buf;
+}
+
+int fb_st_expect(const fb_st_file *f, const char *name, int ndim, const int64_t *shape,
+                 const fb_st_tensor **out, fb_err *err) {
+  const fb_st_tensor *t = fb_st_find(f, name);
+  if (out) *out = t;
+  if (!t) return fb_err_set(err, FB_ENOTFOUND, "%s: tensor '%s' is missing", f->path, name);
+  int same = t->ndim == ndim;
+  for (int i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
+  if (same) return 0;
+  char have[160], want[160];
+  if (out) *out = NULL;
+  return fb_err_set(err, FB_EFORMAT, "%s: tensor '%s': shape %s, expected %s", f->path, name,
+                    fb_st_shape_str(t->ndim, t->shape, have, sizeof have),
+                    fb_st_shape_str(ndim, shape, want, sizeof want));
+}
+
 const char *fb_st_meta(const fb_st_file *f, const char *key) {
   int lo = 0, hi = f->nmeta - 1;
   while (lo <= hi) {

@@ -53,6 +53,13 @@ int fb_st_count(const fb_st_file *f);
 const fb_st_tensor *fb_st_at(const fb_st_file *f, int i);
 /* NULL if absent. */
 const fb_st_tensor *fb_st_find(const fb_st_file *f, const char *name);
+/* Find name and check that its shape is shape[0..ndim). A missing tensor is FB_ENOTFOUND, another
+ * shape FB_EFORMAT; both name the file, the tensor and the shapes ("dir: tensor
+ * 'lm_head.weight': shape [64, 32], expected [64, 48]"). *out (may be NULL) gets the tensor. */
+int fb_st_expect(const fb_st_file *f, const char *name, int ndim, const int64_t *shape,
+                 const fb_st_tensor **out, fb_err *err);
+/* "[2, 3]" ("[]" for a scalar) into buf of cap bytes (truncated to fit); returns buf. */
+const char *fb_st_shape_str(int ndim, const int64_t *shape, char *buf, size_t cap);
 /* A __metadata__ value; NULL if absent. Owned by f. */
 const char *fb_st_meta(const fb_st_file *f, const char *key);
 /* The path the file (or directory) was opened from; owned by f. */

@@ -13,22 +13,18 @@
 
 #define FIXTURES "tests/parity/fixtures"
 
-/* Check t exists with dtype and the given shape; names it on failure. */
+/* Check the tensor exists with dtype and the given shape; reports the engine's message. */
 static const fb_st_tensor *expect(const fb_st_file *f, const char *name, fb_dtype dt, int ndim,
                                   const int64_t *shape) {
-  const fb_st_tensor *t = fb_st_find(f, name);
-  if (!t) {
-    FB_FAIL_("%s: tensor '%s' missing", fb_st_path(f), name);
+  const fb_st_tensor *t = NULL;
+  fb_err err = {0};
+  if (fb_st_expect(f, name, ndim, shape, &t, &err) != 0) {
+    FB_FAIL_("%s", err.msg);
     return NULL;
   }
-  int same = t->dtype == dt && t->ndim == ndim;
-  for (int i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
-  if (!same) {
-    FB_FAIL_("%s: tensor '%s': %s ndim %d [%lld, %lld, %lld], want %s ndim %d [%lld, %lld, %lld]",
-             fb_st_path(f), name, fb_dtype_name(t->dtype), t->ndim, (long long)t->shape[0],
-             (long long)t->shape[1], (long long)t->shape[2], fb_dtype_name(dt), ndim,
-             (long long)shape[0], (long long)(ndim > 1 ? shape[1] : 0),
-             (long long)(ndim > 2 ? shape[2] : 0));
+  if (t->dtype != dt) {
+    FB_FAIL_("%s: tensor '%s': dtype %s, want %s", fb_st_path(f), name, fb_dtype_name(t->dtype),
+             fb_dtype_name(dt));
     return NULL;
   }
   return t;

@@ -165,6 +165,28 @@ TEST(bf16_conversion_rounds_to_nearest_even) {
   CHECK(nan_back != nan_back);
 }
 
+TEST(expect_names_missing_and_misshaped_tensors) {
+  fb_err err = {0};
+  const char *p = write_sample(&err);
+  REQUIRE(p);
+  fb_st_file *f = NULL;
+  REQUIRE(fb_st_open(&f, p, &err) == 0);
+  const fb_st_tensor *t = NULL;
+  CHECK_INT(fb_st_expect(f, "w", 2, (int64_t[]){2, 3}, &t, &err), 0);
+  CHECK(t && strcmp(t->name, "w") == 0);
+  CHECK_INT(fb_st_expect(f, "w", 2, (int64_t[]){3, 2}, &t, &err), FB_EFORMAT);
+  CHECK(t == NULL);
+  CHECK_CONTAINS(err.msg, "sample.safetensors: tensor 'w': shape [2, 3], expected [3, 2]");
+  CHECK_INT(fb_st_expect(f, "scalar", 1, (int64_t[]){1}, NULL, &err), FB_EFORMAT);
+  CHECK_CONTAINS(err.msg, "shape [], expected [1]");
+  CHECK_INT(fb_st_expect(f, "scalar", 0, NULL, NULL, &err), 0);
+  CHECK_INT(fb_st_expect(f, "lm_head.weight", 1, (int64_t[]){1}, &t, &err), FB_ENOTFOUND);
+  CHECK_CONTAINS(err.msg, "tensor 'lm_head.weight' is missing");
+  char small[6];
+  CHECK_STR(fb_st_shape_str(3, (int64_t[]){10, 20, 30}, small, sizeof small), "[10, ");
+  fb_st_close(f);
+}
+
 TEST(every_truncation_of_a_valid_file_is_refused) {
   fb_err err = {0};
   const char *p = write_sample(&err);
