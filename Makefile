@@ -7,7 +7,7 @@ HOST       ?= 127.0.0.1
 PORT       ?= 8215
 
 # Debian packages: build and run time, then test-only.
-DEB_PACKAGES := build-essential cmake pkg-config liblua5.4-dev libuv1-dev libcjson-dev \
+DEB_PACKAGES := build-essential cmake pkg-config liblua5.4-dev libuv1-dev libcjson-dev libdnnl-dev \
   node-llhttp lua-socket lua-sec libopenblas-dev libpcre2-dev libutf8proc-dev
 DEB_TEST_PACKAGES := clang libclang-rt-14-dev openssl curl
 

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "cmd_lora_check.h"
 #include "log.h"
 #include "paths.h"
 #include "signals.h"
@@ -33,6 +34,8 @@ static const command commands[] = {
      "run a Lua script with `require \"fastbrain\"` on the event loop"},
     {"serve", cmd_serve, "[--host H] [--port P] [--data-dir D] [--token T]",
      "serve the dashboard and its API (default http://127.0.0.1:8215)"},
+    {"lora-check", fb_cmd_lora_check, "MODEL_DIR IN.safetensors OUT.safetensors",
+     "run one LoRA step on given weights and write logits, loss, gradients and AdamW state"},
     {"version", cmd_version, "", "print the version"},
     {"help", cmd_help, "[COMMAND]", "show this help, or a command's"},
     {NULL, NULL, NULL, NULL},
@@ -43,7 +46,7 @@ static void print_usage(FILE *out) {
           "usage: fastbrain [--log-level LEVEL] COMMAND [ARGS...]\n\n"
           "fastbrain trains LoRA adapters for Llama-family models and runs Lua scripts that drive it.\n\n"
           "commands:\n");
-  for (const command *c = commands; c->name; c++) fprintf(out, "  %-9s %s\n", c->name, c->summary);
+  for (const command *c = commands; c->name; c++) fprintf(out, "  %-11s %s\n", c->name, c->summary);
   fprintf(out,
           "\noptions:\n"
           "  --log-level LEVEL  debug, info, warn, error or off (default: $FASTBRAIN_LOG or info)\n"

@@ -25,7 +25,7 @@ run "$fb" help
 check "help lists the commands" eval 'rc_is 0 && out_has "^usage: fastbrain" && out_has "^  run " && out_has "^  version "'
 run "$fb" --help
 check "--help too" eval 'rc_is 0 && out_has "^usage: fastbrain"'
-for cmd in run version help; do
+for cmd in run serve lora-check version help; do
   run "$fb" $cmd --help
   check "$cmd --help" eval "rc_is 0 && out_has '^usage: fastbrain $cmd'"
 done
