@@ -25,3 +25,8 @@ fb_add_lua_test(router tests/lua/test_router.lua)
 fb_add_lua_test(serve tests/lua/test_serve.lua)
 add_test(NAME http_serve_cli COMMAND ${PROJECT_SOURCE_DIR}/tests/http/serve_cli.sh
          $<TARGET_FILE:fastbrain> WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+
+# `cmake --build <dir> --target bench_http` (make bench-http): wrk, fastbrain vs nginx+lua.
+add_custom_target(bench_http
+  COMMAND ${PROJECT_SOURCE_DIR}/tests/bench/bench_http.sh $<TARGET_FILE:fastbrain>
+  WORKING_DIRECTORY ${PROJECT_SOURCE_DIR} DEPENDS fastbrain USES_TERMINAL)

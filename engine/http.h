@@ -39,8 +39,6 @@ typedef struct fb_http_limits {
 void fb_http_limits_default(fb_http_limits *limits);
 /* Set one limit by name; FB_EINVALID (with text) for an unknown name or a value < 1. */
 int fb_http_limits_set(fb_http_limits *limits, const char *name, double value, fb_err *err);
-/* The names in table order, NULL-terminated (for bindings that list or validate them). */
-extern const char *const fb_http_limit_names[];
 
 typedef struct fb_http_header {
   const char *name;   /* lower case in requests */

@@ -18,12 +18,6 @@
 #define MAX_BUFFERED 65536   /* pipelined input held while a request is in flight */
 #define LINGER_MS 2000       /* after a final response, wait this long for the peer's FIN */
 
-const char *const fb_http_limit_names[] = {
-#define FB_HTTP_LIMIT_NAME(name, def) #name,
-    FB_HTTP_LIMITS(FB_HTTP_LIMIT_NAME)
-#undef FB_HTTP_LIMIT_NAME
-    NULL};
-
 void fb_http_limits_default(fb_http_limits *l) {
 #define FB_HTTP_LIMIT_DEF(name, def) l->name = (def);
   FB_HTTP_LIMITS(FB_HTTP_LIMIT_DEF)
@@ -911,8 +905,7 @@ fb_http_server *fb_http_server_new(uv_loop_t *loop, const fb_http_config *cfg, f
   srv->cfg.host = srv->host;
   srv->cfg.token = srv->token;
   srv->cfg.allowed_hosts = (const char *const *)srv->allowed_hosts;
-  srv->loopback = fb_http_is_loopback_host(srv->host);
-  if (!srv->loopback && !srv->token) {
+  if (!fb_http_is_loopback_host(srv->host) && !srv->token) {
     fb_err_set(err, FB_EINVALID,
                "http: refusing to listen on %s without a token (--token or FASTBRAIN_TOKEN)",
                srv->host);

@@ -30,7 +30,6 @@ struct fb_http_server {
   fb_http_config cfg;          /* strings below are owned copies */
   char *host, *token;
   char **allowed_hosts;        /* NULL-terminated */
-  int loopback;                /* bound to a loopback address */
   int port;
   static_mount *mounts;
   int nmounts;
@@ -83,7 +82,6 @@ struct fb_http_conn {
   int reading;                 /* uv_read_start is in effect */
   int closing;
   size_t queued;               /* bytes handed to uv_write and not completed */
-  uint64_t last_write_ms;
   fb_http_close_fn on_close;
   void *on_close_ud;
   int file_fd;                 /* static file being streamed, or -1 */

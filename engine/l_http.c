@@ -484,18 +484,6 @@ static int http_guard(lua_State *L) {
   return 0;
 }
 
-static int http_limits(lua_State *L) {
-  fb_http_limits l;
-  fb_http_limits_default(&l);
-  lua_newtable(L);
-#define FB_HTTP_LIMIT_PUSH(name, def)  \
-  lua_pushinteger(L, (lua_Integer)l.name); \
-  lua_setfield(L, -2, #name);
-  FB_HTTP_LIMITS(FB_HTTP_LIMIT_PUSH)
-#undef FB_HTTP_LIMIT_PUSH
-  return 1;
-}
-
 int luaopen_fastbrain_http(lua_State *L) {
   static const luaL_Reg req_methods[] = {
       {"respond", req_respond}, {"stream", req_stream},   {"sse", req_sse},
@@ -509,7 +497,7 @@ int luaopen_fastbrain_http(lua_State *L) {
                                          {"close", server_close},
                                          {NULL, NULL}};
   static const luaL_Reg funcs[] = {
-      {"listen", http_listen}, {"guard", http_guard}, {"limits", http_limits}, {NULL, NULL}};
+      {"listen", http_listen}, {"guard", http_guard}, {NULL, NULL}};
   luaL_newmetatable(L, REQUEST_MT);
   lua_pushcfunction(L, req_gc);
   lua_setfield(L, -2, "__gc");
