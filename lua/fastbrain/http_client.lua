@@ -35,7 +35,9 @@ local function host_header(u)
   return h
 end
 
-local function getenv2(name) return os.getenv(name) or os.getenv(name:upper()) end
+M.getenv = os.getenv  -- replaceable, for tests of the proxy variables
+
+local function getenv2(name) return M.getenv(name) or M.getenv(name:upper()) end
 
 -- The proxy URL for a target, or nil (no_proxy: comma list of host suffixes, or "*").
 function M.proxy_for(u)

@@ -34,6 +34,40 @@ function M.anthropic_error(status, type_, message, headers)
           json = {type = "error", error = {type = type_, message = message}}}
 end
 
+-- Streaming answers (stream: true in the request), as each API frames them over SSE.
+function M.openai_stream(text)
+  local events = {}
+  local function chunk(delta, finish)
+    return {data = {id = "chatcmpl-1", object = "chat.completion.chunk", model = "llama-3.1-8b-instant",
+                    choices = {{index = 0, delta = delta, finish_reason = finish or fb.json.null}}}}
+  end
+  events[1] = chunk({role = "assistant", content = ""})
+  for piece in text:gmatch("%S+%s*") do events[#events + 1] = chunk({content = piece}) end
+  events[#events + 1] = chunk(setmetatable({}, nil), "stop")
+  events[#events + 1] = {data = "[DONE]"}
+  return {status = 200, sse = events}
+end
+
+function M.anthropic_stream(text)
+  local events = {
+    {event = "message_start", data = {type = "message_start", message = {id = "msg_1", type = "message",
+      role = "assistant", model = "claude-3-5-haiku-20241022", content = fb.json.array(),
+      stop_reason = fb.json.null, usage = {input_tokens = 12, output_tokens = 1}}}},
+    {event = "content_block_start", data = {type = "content_block_start", index = 0,
+      content_block = {type = "text", text = ""}}},
+    {event = "ping", data = {type = "ping"}},
+  }
+  for piece in text:gmatch("%S+%s*") do
+    events[#events + 1] = {event = "content_block_delta", data = {type = "content_block_delta", index = 0,
+      delta = {type = "text_delta", text = piece}}}
+  end
+  events[#events + 1] = {event = "content_block_stop", data = {type = "content_block_stop", index = 0}}
+  events[#events + 1] = {event = "message_delta", data = {type = "message_delta",
+    delta = {stop_reason = "end_turn", stop_sequence = fb.json.null}, usage = {output_tokens = 6}}}
+  events[#events + 1] = {event = "message_stop", data = {type = "message_stop"}}
+  return {status = 200, sse = events}
+end
+
 -- start() -> stand-in with .port, .base (http://127.0.0.1:port), :queue(path, answer...),
 -- .requests (path -> list of {headers, body}), :close().
 function M.start()
@@ -48,6 +82,11 @@ function M.start()
       if not answer then return res:json(500, {error = {message = "stand-in: nothing queued"}}) end
       if answer.delay then fb.sleep(answer.delay) end
       if answer.raw then return res:send(answer.status, answer.raw, answer.headers) end
+      if answer.sse then
+        local stream = res:sse(answer.headers)
+        for _, ev in ipairs(answer.sse) do stream:send(ev.event, ev.data) end
+        return stream:close()
+      end
       res:json(answer.status, answer.json, answer.headers)
     end
   end

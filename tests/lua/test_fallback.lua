@@ -299,6 +299,49 @@ T.test("the server keeps answering while twenty slow provider calls are in fligh
   end))
 end, {timeout = 5000})
 
+-- The stand-ins also speak the streaming shapes (not used by the providers yet).
+local function sse_events(body)
+  local out = {}
+  for block in body:gmatch("(.-)\n\n") do
+    local ev = {}
+    for line in block:gmatch("[^\n]+") do
+      local k, v = line:match("^(%w+): ?(.*)$")
+      if k == "event" then ev.event = v elseif k == "data" then ev.data = v end
+    end
+    if ev.data then out[#out + 1] = ev end
+  end
+  return out
+end
+
+async("stand-ins stream in each API's SSE shape", function()
+  local http = require "fastbrain.http_client"
+  srv:queue("openai", standin.openai_stream("Hello there friend"))
+  srv:queue("anthropic", standin.anthropic_stream("Hi from Claude"))
+  local res = assert(http.request{url = srv.base .. "/openai/v1/chat/completions", method = "POST",
+    headers = {["content-type"] = "application/json"}, body = '{"stream":true,"messages":[]}'})
+  T.matches(res.headers["content-type"], "^text/event%-stream")
+  local text, events = {}, sse_events(res.body)
+  T.eq(events[#events].data, "[DONE]")
+  for i = 1, #events - 1 do
+    local chunk = fb.json.decode(events[i].data)
+    T.eq(chunk.object, "chat.completion.chunk")
+    text[#text + 1] = chunk.choices[1].delta.content or ""
+  end
+  T.eq(table.concat(text), "Hello there friend")
+  res = assert(http.request{url = srv.base .. "/v1/messages", method = "POST",
+    headers = {["content-type"] = "application/json"}, body = '{"stream":true,"messages":[]}'})
+  local names, parts = {}, {}
+  for _, ev in ipairs(sse_events(res.body)) do
+    names[#names + 1] = ev.event
+    local data = fb.json.decode(ev.data)
+    T.eq(data.type, ev.event)
+    if ev.event == "content_block_delta" then parts[#parts + 1] = data.delta.text end
+  end
+  T.eq(names[1], "message_start")
+  T.eq(names[#names], "message_stop")
+  T.eq(table.concat(parts), "Hi from Claude")
+end)
+
 T.test("clean up", function() srv:close() end)
 
 T.run()

@@ -198,6 +198,24 @@ T.test("an explicit proxy gets the absolute URL", function(done)
   end)
 end)
 
+T.test("proxy variables: http_proxy, https_proxy, no_proxy", function()
+  local env = {http_proxy = "http://proxy.local:3128", HTTPS_PROXY = "http://secure.local:3129",
+               no_proxy = "localhost,.internal.example"}
+  http.getenv = function(k) return env[k] end
+  local ok, err = pcall(function()
+    T.eq(http.proxy_for(http.parse_url("http://api.example.com/x")), "http://proxy.local:3128")
+    T.eq(http.proxy_for(http.parse_url("https://api.groq.com/openai/v1")), "http://secure.local:3129")
+    T.eq(http.proxy_for(http.parse_url("http://localhost:8080/")), nil)
+    T.eq(http.proxy_for(http.parse_url("http://a.internal.example/")), nil)
+    T.eq(http.proxy_for(http.parse_url("http://internal.example/")), nil)
+    T.eq(http.proxy_for(http.parse_url("http://notinternal.example/")), "http://proxy.local:3128")
+    env.no_proxy = "*"
+    T.eq(http.proxy_for(http.parse_url("http://api.example.com/x")), nil)
+  end)
+  http.getenv = os.getenv
+  if not ok then error(err, 0) end
+end)
+
 T.test("twenty slow requests in flight do not stall the loop", function(done)
   local ticks, finished, started = 0, 0, fb.now()
   local ticker = fb.timer.every(10, function() ticks = ticks + 1 end)
