@@ -21,13 +21,6 @@ typedef struct watcher {
 
 typedef struct { watcher *w; } watcher_box;
 
-static lua_State *main_thread(lua_State *L) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  lua_State *main = lua_tothread(L, -1);
-  lua_pop(L, 1);
-  return main;
-}
-
 static watcher *check_watcher(lua_State *L, int idx) {
   watcher_box *box = luaL_checkudata(L, idx, WATCHER_MT);
   luaL_argcheck(L, box->w != NULL, idx, "watcher is closed");
@@ -75,7 +68,7 @@ static int poll_watch(lua_State *L) {
     return 2;
   }
   w->handle.data = w;
-  w->L = main_thread(L);
+  w->L = fb_vm_main(L);
   w->cb_ref = w->self_ref = LUA_NOREF;
   box->w = w;
   return 1;
@@ -173,7 +166,7 @@ static int poll_resolve(lua_State *L) {
   resolve_req *r = malloc(sizeof *r);
   if (!r) return luaL_error(L, "resolve: out of memory");
   r->req.data = r;
-  r->L = main_thread(L);
+  r->L = fb_vm_main(L);
   lua_pushvalue(L, 2);
   r->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};

@@ -67,9 +67,7 @@ static int start(lua_State *L, int repeat) {
   uv_timer_init(fb_vm_loop(L), &t->handle);
   t->handle.data = t;
   box->t = t;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  t->L = lua_tothread(L, -1);
-  lua_pop(L, 1);
+  t->L = fb_vm_main(L);
   t->repeat = repeat;
   lua_pushvalue(L, 2);
   t->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -35,6 +35,13 @@ typedef struct vm_ctx {
 static vm_ctx *ctx_of(lua_State *L) { return *(vm_ctx **)lua_getextraspace(L); }
 
 uv_loop_t *fb_vm_loop(lua_State *L) { return ctx_of(L)->loop; }
+lua_State *fb_vm_main(lua_State *L) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  lua_State *main = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  return main;
+}
+
 const char *fb_vm_root(lua_State *L) { return ctx_of(L)->root; }
 int fb_vm_exit_code(lua_State *L) { return ctx_of(L)->exit_code; }
 

@@ -18,6 +18,10 @@ void fb_vm_close(lua_State *L);
 
 uv_loop_t *fb_vm_loop(lua_State *L);
 
+/* The main thread of L's state: where loop callbacks run Lua (never a coroutine, which may be
+ * suspended or dead by the time a callback fires). */
+lua_State *fb_vm_main(lua_State *L);
+
 /* The folder of bundled files the VM was created with. */
 const char *fb_vm_root(lua_State *L);
 
