@@ -6,7 +6,8 @@ reference's forward (tests/parity/ref_llama.py), timed for
   (b) SmolLM2-135M: vocab 49152, hidden 576, 30 layers, 9 heads, 3 kv heads, ffn 1536, tied,
       seq 512, batch 1.
 Each shape runs in its own process (so peak RSS is that shape's) and prints one JSON line:
-{shape, tokens_per_s, peak_rss_mb, torch_blas, ...}.
+{shape, tokens_per_s (mean over the timed steps), tokens_per_s_best_step (the fastest step: less
+sensitive to other load on a shared machine), peak_rss_mb, torch_blas, loadavg_1m, ...}.
 
 BLAS: Debian's torch calls whatever libblas.so.3 the dynamic linker finds. --blas openblas or
 netlib selects one for this run only (a private LD_LIBRARY_PATH link, no change to the system
@@ -123,12 +124,15 @@ def run_shape(name, steps, warmup, threads):
 
     for _ in range(warmup):
         step()
-    t0 = time.perf_counter()
+    times = []
     for _ in range(steps):
+        t0 = time.perf_counter()
         step()
-    secs = time.perf_counter() - t0
+        times.append(time.perf_counter() - t0)
+    secs = sum(times)
     blas, lib, core = blas_in_use(torch)
     return {"shape": name, "tokens_per_s": round(B * T * steps / secs, 2),
+            "tokens_per_s_best_step": round(B * T / min(times), 2),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "torch_blas": blas, "torch_blas_path": lib, "openblas_core": core,
             "openblas_coretype_env": os.environ.get("OPENBLAS_CORETYPE"),
