@@ -61,27 +61,28 @@ static void check_model(const char *dir, const fb_model_config *c) {
     return;
   }
   int64_t C = c->hidden_size, V = c->vocab_size, n = 2; /* embed, final norm */
-  expect(m, "model.embed_tokens.weight", FB_DT_F32, 2, (int64_t[]){V, C});
-  expect(m, "model.norm.weight", FB_DT_F32, 1, (int64_t[]){C});
-  if (!c->tie_word_embeddings) n++, expect(m, "lm_head.weight", FB_DT_F32, 2, (int64_t[]){V, C});
+  fb_dtype dt = strcmp(c->torch_dtype, "bfloat16") == 0 ? FB_DT_BF16 : FB_DT_F32;
+  expect(m, "model.embed_tokens.weight", dt, 2, (int64_t[]){V, C});
+  expect(m, "model.norm.weight", dt, 1, (int64_t[]){C});
+  if (!c->tie_word_embeddings) n++, expect(m, "lm_head.weight", dt, 2, (int64_t[]){V, C});
   for (int l = 0; l < c->num_hidden_layers; l++) {
     for (int i = 0; i < FB_TARGET_COUNT; i++) {
       int out, in;
       fb_model_config_proj_shape(c, i, &out, &in);
       snprintf(path, sizeof path, "model.layers.%d.%s.%s.weight", l, i < 4 ? "self_attn" : "mlp",
                fb_target_name(i));
-      expect(m, path, FB_DT_F32, 2, (int64_t[]){out, in});
+      expect(m, path, dt, 2, (int64_t[]){out, in});
       n++;
       if ((i < 3 && c->attention_bias) || (i == 3 && c->o_bias)) {
         snprintf(path, sizeof path, "model.layers.%d.self_attn.%s.bias", l, fb_target_name(i));
-        expect(m, path, FB_DT_F32, 1, (int64_t[]){out});
+        expect(m, path, dt, 1, (int64_t[]){out});
         n++;
       }
     }
     snprintf(path, sizeof path, "model.layers.%d.input_layernorm.weight", l);
-    expect(m, path, FB_DT_F32, 1, (int64_t[]){C});
+    expect(m, path, dt, 1, (int64_t[]){C});
     snprintf(path, sizeof path, "model.layers.%d.post_attention_layernorm.weight", l);
-    expect(m, path, FB_DT_F32, 1, (int64_t[]){C});
+    expect(m, path, dt, 1, (int64_t[]){C});
     n += 2;
   }
   CHECK_INT(fb_st_count(m), n); /* nothing extra */
@@ -200,14 +201,15 @@ TEST(every_fixture_has_the_lora_check_layout) {
     cases++;
   }
   closedir(d);
-  CHECK(cases >= 4);
+  CHECK(cases >= 5);
 }
 
 TEST(fixtures_cover_the_required_variants) {
   static const char *const names[] = {"llama_gqa_tied", "qwen2_bias_linear_rope",
-                                      "llama3_rope_mqa_untied", "mistral_mha_tied"};
-  int gqa = 0, bias = 0, nobias = 0, tied = 0, untied = 0, linear = 0, llama3 = 0;
-  for (int i = 0; i < 4; i++) {
+                                      "llama3_rope_mqa_untied", "mistral_mha_tied",
+                                      "llama_gqa_bf16_weights"};
+  int gqa = 0, bias = 0, nobias = 0, tied = 0, untied = 0, linear = 0, llama3 = 0, bf16 = 0;
+  for (int i = 0; i < 5; i++) {
     char path[256];
     fb_model_config c;
     fb_err err = {0};
@@ -218,6 +220,7 @@ TEST(fixtures_cover_the_required_variants) {
     tied += c.tie_word_embeddings, untied += !c.tie_word_embeddings;
     linear += c.rope_scaling.type == FB_ROPE_LINEAR;
     llama3 += c.rope_scaling.type == FB_ROPE_LLAMA3;
+    bf16 += strcmp(c.torch_dtype, "bfloat16") == 0;
   }
-  CHECK(gqa && bias && nobias && tied && untied && linear && llama3);
+  CHECK(gqa && bias && nobias && tied && untied && linear && llama3 && bf16);
 }

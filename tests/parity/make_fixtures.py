@@ -52,6 +52,13 @@ CASES = [
      {"architectures": ["MistralForCausalLM"], "num_key_value_heads": 4,
       "tie_word_embeddings": True, "sliding_window": None, "rope_theta": 1000.0},
      {"rank": 2, "alpha": 4.0, "targets": ["o_proj", "gate_proj", "up_proj"], "rslora": False}),
+    # the same shape with bf16 weights on disk (the engine converts at load; the reference
+    # computes from the bf16 values)
+    ("llama_gqa_bf16_weights",
+     {"architectures": ["LlamaForCausalLM"], "num_key_value_heads": 2, "tie_word_embeddings": False,
+      "rope_scaling": None, "torch_dtype": "bfloat16"},
+     {"rank": 4, "alpha": 8.0, "targets": ["q_proj", "k_proj", "v_proj", "up_proj"],
+      "rslora": False}),
 ]
 
 OPT = {"lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.1}
@@ -91,8 +98,9 @@ def make_weights(cfg, g):
     w["model.norm.weight"] = norm(C)
     if not cfg.tie_word_embeddings:
         w["lm_head.weight"] = lin(V, C) * 2.0
-    # Round to f32 once: the C side reads exactly these values.
-    return {k: t.float().double() for k, t in w.items()}
+    # Round once to the stored dtype: the C side reads exactly these values.
+    stored = torch.bfloat16 if cfg.torch_dtype == "bfloat16" else torch.float32
+    return {k: t.to(stored).double() for k, t in w.items()}
 
 
 def make_lora(cfg, weights, lora, g):
@@ -153,7 +161,8 @@ def build(name, overrides, lora_cfg, seed):
                 "min_grad_ratio": f"{min(ratios):.3g}", "torch": torch.__version__,
                 "adam_state": "torch AdamW exp_avg / exp_avg_sq after step 1, no bias correction",
                 "reference": "tests/parity/ref_llama.py in float64, stored as F32"}
-    model = {k: f32(t) for k, t in weights.items()}
+    stored = torch.bfloat16 if cfg.torch_dtype == "bfloat16" else torch.float32
+    model = {k: t.to(stored) for k, t in weights.items()}
     return config, model, inp, meta_in, exp, meta_exp
 
 

@@ -39,6 +39,7 @@ class Config:
         self.rope_theta = d.get("rope_theta", 10000.0)
         self.rope_scaling = d.get("rope_scaling")
         self.tie_word_embeddings = d.get("tie_word_embeddings", False)
+        self.torch_dtype = d.get("torch_dtype", "float32")
         qwen2 = self.architecture == "Qwen2ForCausalLM"
         self.qkv_bias = qwen2 or d.get("attention_bias", False)
         self.o_bias = (not qwen2) and d.get("attention_bias", False)
