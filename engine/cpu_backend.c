@@ -1,20 +1,17 @@
 /* cpu_backend.c: the fp32 CPU implementation of backend.h. Matrix products go through gemm.h
- * (oneDNN or OpenBLAS, chosen at run time); the rest are plain loops, threaded with OpenMP
- * where they are hot. It holds no state and allocates nothing. */
+ * (oneDNN or OpenBLAS, chosen at run time, threaded by them); the rest are plain loops on the
+ * calling thread (an OpenMP team here spun against the BLAS threads and ran 4-7x slower on a
+ * busy 2-core machine). It holds no state and allocates nothing. */
 #include <math.h>
 #include <string.h>
 
 #include "backend.h"
 #include "gemm.h"
 
-/* Loops smaller than this many elements run on one thread: waking a team costs more. */
-#define PAR_MIN 32768
-
 void fb_op_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
                           int N, int C, int OC, float alpha, float beta) {
   fb_gemm(0, 1, N, OC, C, alpha, inp, C, weight, C, beta, out, OC);
   if (bias) {
-#pragma omp parallel for if ((size_t)N * OC >= PAR_MIN)
     for (int n = 0; n < N; n++)
       for (int o = 0; o < OC; o++) out[(size_t)n * OC + o] += bias[o];
   }
@@ -50,7 +47,6 @@ void fb_op_embedding_backward(float *dtable, const float *dout, const int32_t *i
 
 void fb_op_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N,
                            int C, float eps) {
-#pragma omp parallel for if ((size_t)N * C >= PAR_MIN)
   for (int n = 0; n < N; n++) {
     const float *x = inp + (size_t)n * C;
     float *o = out + (size_t)n * C;
@@ -65,7 +61,6 @@ void fb_op_rmsnorm_forward(float *out, float *rstd, const float *inp, const floa
 void fb_op_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
                             const float *weight, const float *rstd, int N, int C) {
   /* y = w * x * r, r = (mean x^2 + eps)^-1/2:  dx = r * (w*dy) - x * r^3/C * sum(w*dy*x) */
-#pragma omp parallel for if ((size_t)N * C >= PAR_MIN)
   for (int n = 0; n < N; n++) {
     const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
     float *dx = dinp + (size_t)n * C, r = rstd[n];
@@ -85,7 +80,6 @@ void fb_op_rmsnorm_backward(float *dinp, float *dweight, const float *dout, cons
 static void rope_apply(float *x, const float *cos, const float *sin, const int32_t *pos, int N,
                        int NH, int HD, float sign) {
   int half = HD / 2;
-#pragma omp parallel for if ((size_t)N * NH * HD >= PAR_MIN)
   for (int n = 0; n < N; n++) {
     const float *cr = cos + (size_t)pos[n] * half, *sr = sin + (size_t)pos[n] * half;
     for (int h = 0; h < NH; h++) {
@@ -123,7 +117,6 @@ static void attention_probs(float *P, const float *q, int ldq, const float *k, i
                             const int32_t *seg, int T, int HD) {
   float scale = 1.0f / sqrtf((float)HD);
   fb_gemm(0, 1, T, T, HD, scale, q, ldq, k, ldk, 0.0f, P, T);
-#pragma omp parallel for if ((size_t)T * T >= PAR_MIN)
   for (int i = 0; i < T; i++) {
     float *row = P + (size_t)i * T, mx = -INFINITY;
     double sum = 0.0;
@@ -167,7 +160,6 @@ void fb_op_attention_backward(float *dq, float *dk, float *dv, const float *dout
       attention_probs(P, q + qo, ldq, k + ko, ldk, sb, T, HD);
       fb_gemm(0, 1, T, T, HD, 1.0f, dout + qo, ldq, v + ko, ldk, 0.0f, dP, T);  /* dP = dO V^T */
       fb_gemm(1, 0, T, HD, T, 1.0f, P, T, dout + qo, ldq, 1.0f, dv + ko, ldk);  /* dV += P^T dO */
-#pragma omp parallel for if ((size_t)T * T >= PAR_MIN)
       for (int i = 0; i < T; i++) {  /* dS = P * (dP - sum_j P dP) * scale */
         float *p = P + (size_t)i * T, *dp = dP + (size_t)i * T;
         double dd = 0.0;
@@ -206,7 +198,6 @@ void fb_op_attention_cached(float *out, const float *q, const float *kc, const f
 }
 
 void fb_op_swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
-#pragma omp parallel for if (n >= PAR_MIN)
   for (size_t i = 0; i < n; i++) {
     float g = gate[i];
     out[i] = g / (1.0f + expf(-g)) * up[i];
@@ -215,7 +206,6 @@ void fb_op_swiglu_forward(float *out, const float *gate, const float *up, size_t
 
 void fb_op_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
                            const float *up, size_t n) {
-#pragma omp parallel for if (n >= PAR_MIN)
   for (size_t i = 0; i < n; i++) {
     float g = gate[i], sg = 1.0f / (1.0f + expf(-g)), silu = g * sg;
     dup[i] = dout[i] * silu;
@@ -224,7 +214,6 @@ void fb_op_swiglu_backward(float *dgate, float *dup, const float *dout, const fl
 }
 
 void fb_op_add(float *out, const float *a, const float *b, size_t n) {
-#pragma omp parallel for if (n >= PAR_MIN)
   for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
@@ -238,7 +227,6 @@ static uint64_t mix(uint64_t seed, uint64_t i) {
 
 void fb_op_dropout(float *out, const float *inp, size_t n, float p, uint64_t seed) {
   float keep = 1.0f / (1.0f - p);
-#pragma omp parallel for if (n >= PAR_MIN)
   for (size_t i = 0; i < n; i++) {
     double u = (double)(mix(seed, i) >> 11) * 0x1.0p-53;
     out[i] = u < p ? 0.0f : inp[i] * keep;
@@ -247,7 +235,6 @@ void fb_op_dropout(float *out, const float *inp, size_t n, float p, uint64_t see
 
 void fb_op_crossentropy_forward(float *losses, const float *logits, const int32_t *targets, int N,
                                 int V) {
-#pragma omp parallel for if ((size_t)N * V >= PAR_MIN)
   for (int n = 0; n < N; n++) {
     if (targets[n] < 0) { losses[n] = 0.0f; continue; }
     const float *x = logits + (size_t)n * V;
@@ -261,7 +248,6 @@ void fb_op_crossentropy_forward(float *losses, const float *logits, const int32_
 
 void fb_op_crossentropy_backward(float *dlogits, const float *logits, const int32_t *targets,
                                  int N, int V, float dloss) {
-#pragma omp parallel for if ((size_t)N * V >= PAR_MIN)
   for (int n = 0; n < N; n++) {
     const float *x = logits + (size_t)n * V;
     float *d = dlogits + (size_t)n * V;
@@ -281,7 +267,6 @@ void fb_op_adamw(float *param, const float *grad, float *m, float *v, size_t n, 
   float decay = (float)(1.0 - lr * weight_decay), w1 = (float)(1.0 - beta1);
   float b2 = (float)beta2, w2 = (float)(1.0 - beta2), e = (float)eps;
   float step = (float)(lr / (1.0 - pow(beta1, t))), bc2s = (float)sqrt(1.0 - pow(beta2, t));
-#pragma omp parallel for if (n >= PAR_MIN)
   for (size_t i = 0; i < n; i++) {
     float g = grad[i];
     param[i] *= decay;

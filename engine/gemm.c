@@ -1,17 +1,21 @@
 /* gemm.c: run-time choice of the fp32 matrix product (oneDNN or OpenBLAS) with a correctness
- * self-test before a fast path is trusted. It does not tile or vectorise anything itself. */
+ * self-test before a fast path is trusted. It does not tile or vectorise anything itself.
+ *
+ * oneDNN is opened with dlopen at first use, not linked: it is optional at run time (Debian's
+ * libdnnl2), and its OpenMP runtime then starts after OMP_WAIT_POLICY=passive is set (unless the
+ * user set it). With OpenMP's default spin-waiting, its idle threads fought the main thread on a
+ * busy 2-core machine and training ran 7x slower. */
 #include "gemm.h"
 
 #include <cblas.h>
+#include <dlfcn.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
-#ifdef FB_HAVE_DNNL
-#include <oneapi/dnnl/dnnl.h>
-#endif
 
 typedef void (*gemm_fn)(int, int, int, int, int, float, const float *, int, const float *, int,
                         float, float *, int);
@@ -22,14 +26,30 @@ static void gemm_openblas(int ta, int tb, int M, int N, int K, float alpha, cons
               K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-#ifdef FB_HAVE_DNNL
+/* oneDNN's row-major sgemm (dnnl.h): dnnl_dim_t is int64_t, dnnl_status_t 0 is success. */
+typedef int (*dnnl_sgemm_fn)(char, char, int64_t, int64_t, int64_t, float, const float *, int64_t,
+                             const float *, int64_t, float, float *, int64_t);
+static dnnl_sgemm_fn dnnl_sgemm_ptr;
+
 static void gemm_dnnl(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                       const float *B, int ldb, float beta, float *C, int ldc) {
-  if (dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) !=
-      dnnl_success)
+  if (dnnl_sgemm_ptr(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
     gemm_openblas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);  /* never silently wrong */
 }
-#endif
+
+/* Find oneDNN's sgemm; 0 when the library is not installed. */
+static int open_dnnl(void) {
+  static const char *const names[] = {"libdnnl.so.3", "libdnnl.so.2", "libdnnl.so"};
+  setenv("OMP_WAIT_POLICY", "passive", 0);
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    void *h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);  /* kept open for the process's life */
+    if (!h) continue;
+    dnnl_sgemm_ptr = (dnnl_sgemm_fn)dlsym(h, "dnnl_sgemm");
+    if (dnnl_sgemm_ptr) return 1;
+    dlclose(h);
+  }
+  return 0;
+}
 
 static struct { gemm_fn fn; const char *name; } chosen = {gemm_openblas, "openblas"};
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -68,18 +88,22 @@ static int verify(gemm_fn fn) {
 
 static void init_once(void) {
   const char *force = getenv("FB_GEMM");
-#ifdef FB_HAVE_DNNL
+#ifdef __SANITIZE_ADDRESS__
+  /* oneDNN is not instrumented and LeakSanitizer cannot stop its OpenMP threads: sanitizer
+   * builds use OpenBLAS unless FB_GEMM=dnnl asks otherwise. */
+  if (!force) force = "openblas";
+#endif
   if (!force || strcmp(force, "dnnl") == 0) {
-    if (verify(gemm_dnnl)) {
+    if (!open_dnnl()) {
+      if (force) fb_warn("gemm: oneDNN (libdnnl) is not installed; using OpenBLAS");
+    } else if (verify(gemm_dnnl)) {
       chosen.fn = gemm_dnnl;
       chosen.name = "dnnl";
       return;
+    } else {
+      fb_warn("gemm: oneDNN sgemm failed its self-test on this CPU; using OpenBLAS");
     }
-    fb_warn("gemm: oneDNN sgemm failed its self-test on this CPU; using OpenBLAS");
   }
-#else
-  if (force && strcmp(force, "dnnl") == 0) fb_warn("gemm: built without oneDNN; using OpenBLAS");
-#endif
   if (!verify(gemm_openblas)) fb_warn("gemm: OpenBLAS sgemm failed its self-test on this CPU");
 }
 

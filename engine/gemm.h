@@ -1,6 +1,6 @@
 /* gemm.h: the one matrix product of the CPU backend, row-major fp32, dispatched at run time to
- * the fastest path that passes a self-test on this CPU (oneDNN's dnnl_sgemm when built with it,
- * else OpenBLAS cblas_sgemm). No other op lives here. */
+ * the fastest path that passes a self-test on this CPU (oneDNN's dnnl_sgemm when libdnnl is
+ * installed, else OpenBLAS cblas_sgemm). No other op lives here. */
 #ifndef FB_GEMM_H
 #define FB_GEMM_H
 
@@ -12,7 +12,9 @@ void fb_gemm(int transA, int transB, int M, int N, int K, float alpha, const flo
 
 /* Pick the path (once per process): FB_GEMM=openblas|dnnl forces one; otherwise each candidate
  * is checked against a double-precision reference on a few shapes and the first that agrees is
- * used. Idempotent and thread-safe. */
+ * used (oneDNN first: it dispatches AVX-512/AMX kernels itself). Opening oneDNN sets
+ * OMP_WAIT_POLICY=passive in the environment unless it is already set. Idempotent and
+ * thread-safe; call it early if other threads may read the environment meanwhile. */
 void fb_gemm_init(void);
 
 /* "dnnl" or "openblas": the path fb_gemm uses (runs fb_gemm_init). */

@@ -1,0 +1,125 @@
+/* bench_train.c: LoRA training throughput of the CPU core (tokens/s, peak RSS) on two shapes
+ * with random weights, rank 16, alpha 32, all seven targets: (a) a 4-layer 256-wide model,
+ * seq 256, batch 4; (b) the SmolLM2-135M shape, seq 512, batch 1. Also measures this machine's
+ * sgemm GFLOP/s (OpenBLAS and the path fb_gemm chose) and the fraction step (b) achieves.
+ * Not a test: `cmake --build BUILD --target bench_train && BUILD/bench_train [a|b|gemm]...`. */
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "gemm.h"
+#include "log.h"
+#include "lora.h"
+#include "model.h"
+#include "optim.h"
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double peak_rss_mb(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss / 1024.0;
+}
+
+/* GFLOP/s of C[n,n] = A B^T, best of a few runs, through fn (1 = fb_gemm, 0 = cblas_sgemm). */
+static double gemm_gflops(int via_fb, int n) {
+  float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n), *c = malloc(sizeof(float) * n * n);
+  for (int i = 0; i < n * n; i++) a[i] = b[i] = (float)((i % 13) - 6) * 0.01f;
+  double best = 0;
+  for (int r = 0; r < 6; r++) {
+    double t = now();
+    if (via_fb) fb_gemm(0, 1, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+    else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+    t = now() - t;
+    if (r && 2.0 * n * n * n / t / 1e9 > best) best = 2.0 * n * n * n / t / 1e9;
+  }
+  free(a); free(b); free(c);
+  return best;
+}
+
+typedef struct shape {
+  const char *name;
+  int V, C, L, NH, NKV, F, tied, T, B, steps;
+} shape;
+
+/* FLOPs of one LoRA step as this engine computes it: forward and input-gradient products of
+ * every frozen matrix, LoRA's six small products per target, attention's 2 forward and 5
+ * backward T x T products per head (full squares, the mask is applied after). */
+static double step_flops(const shape *s, int r) {
+  double N = (double)s->B * s->T, HD = s->C / s->NH, QD = s->NH * HD, KD = s->NKV * HD;
+  double lin = s->C * QD * 2 + s->C * KD * 2 + 3.0 * s->C * s->F;  /* per layer weights */
+  double lora = r * (2 * s->C + QD) * 1 + r * (s->C + KD) * 2 + r * (QD + s->C) + 2.0 * r * (s->C + s->F) + r * (s->F + s->C);
+  double attn = 7.0 * 2 * s->T * (double)s->T * HD * s->NH * s->B;
+  return s->L * (4 * N * lin + 6 * N * lora + attn) + 4 * N * (double)s->V * s->C;
+}
+
+static int run(const shape *s, double blas_gflops) {
+  fb_model_config c;
+  memset(&c, 0, sizeof c);
+  snprintf(c.architecture, sizeof c.architecture, "LlamaForCausalLM");
+  c.vocab_size = s->V; c.hidden_size = s->C; c.num_hidden_layers = s->L;
+  c.num_attention_heads = s->NH; c.num_key_value_heads = s->NKV; c.head_dim = s->C / s->NH;
+  c.intermediate_size = s->F; c.tie_word_embeddings = s->tied; c.rms_norm_eps = 1e-5;
+  c.rope_theta = 10000; c.max_position_embeddings = 2048;
+  fb_err err = {0};
+  fb_model *m = NULL;
+  fb_lora *l = NULL;
+  fb_optim *o = NULL;
+  fb_adapter_config ac = {.r = 16, .lora_alpha = 32, .targets = FB_TARGET_ALL};
+  fb_optim_config oc = fb_optim_defaults();
+  if (fb_model_create(&m, &c, &err) || fb_lora_create(&l, m, &ac, &err) ||
+      fb_optim_create(&o, l->n_floats, &oc, &err)) {
+    fprintf(stderr, "bench_train: %s\n", err.msg);
+    return 1;
+  }
+  fb_model_init_random(m, 1, 0.02f);
+  fb_lora_init(l, 1);
+  int N = s->B * s->T;
+  int32_t *ids = malloc(sizeof(int32_t) * N);
+  uint64_t x = 42;
+  for (int i = 0; i < N; i++) ids[i] = (int32_t)((x = x * 6364136223846793005ull + 1442695040888963407ull) >> 33) % s->V;
+  fb_batch b = {s->B, s->T, ids, ids, NULL, NULL};
+  double t0 = 0;
+  for (int step = 0; step <= s->steps; step++) {  /* step 0 warms up (allocations, first touch) */
+    if (step == 1) t0 = now();
+    if (fb_model_forward(m, l, &b, 1, &err) || (fb_lora_zero_grad(l), fb_model_backward(m, l, &b, &err)) ||
+        (fb_optim_clip(l->grads, l->n_floats, 1.0), fb_optim_step(o, l->params, l->grads, 1e-4, &err))) {
+      fprintf(stderr, "bench_train: %s\n", err.msg);
+      return 1;
+    }
+  }
+  double dt = (now() - t0) / s->steps, tps = N / dt, gf = step_flops(s, 16) / dt / 1e9;
+  printf("%-4s %-52s %9.0f tok/s  %7.3f s/step  %7.1f GFLOP/s (%4.0f%% of cblas_sgemm)  peak RSS %6.0f MiB  loss %.4f\n",
+         s->name, "", tps, dt, gf, 100 * gf / blas_gflops, peak_rss_mb(), m->loss);
+  free(ids);
+  fb_optim_free(o);
+  fb_lora_free(l);
+  fb_model_free(m);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  static const shape shapes[] = {
+      {"a", 256, 256, 4, 4, 4, 688, 0, 256, 4, 10},
+      {"b", 49152, 576, 30, 9, 3, 1536, 1, 512, 1, 3},
+  };
+  fb_log_set_level(FB_LOG_WARN);
+  double blas = gemm_gflops(0, 1024), fast = gemm_gflops(1, 1024);
+  printf("sgemm 1024^3: cblas_sgemm (OpenBLAS) %.1f GFLOP/s, fb_gemm (%s) %.1f GFLOP/s\n", blas,
+         fb_gemm_path(), fast);
+  int rc = 0;
+  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+    int want = argc < 2;
+    for (int a = 1; a < argc; a++) want |= strcmp(argv[a], shapes[i].name) == 0;
+    if (want) rc |= run(&shapes[i], blas);
+  }
+  return rc;
+}
