@@ -183,6 +183,14 @@ typedef struct wreq {
   char data[];
 } wreq;
 
+static void process_input(fb_http_conn *c);
+static void read_start(fb_http_conn *c);
+
+/* The client has more unsent output than the cap: take no new request until it reads. */
+static int output_full(const fb_http_conn *c) {
+  return c->queued > c->srv->cfg.limits.max_write_queue;
+}
+
 static void on_write(uv_write_t *w, int status) {
   wreq *r = (wreq *)w;
   fb_http_conn *c = r->c;
@@ -194,6 +202,10 @@ static void on_write(uv_write_t *w, int status) {
     return;
   }
   if (c->file_fd >= 0) fb_http_static_pump(c);
+  else if (c->state == CONN_IDLE && c->in_off < c->in.len && !output_full(c)) {
+    read_start(c);  /* pipelined requests held back while the client was not reading */
+    process_input(c);
+  }
 }
 
 int fb_http_conn_write(fb_http_conn *c, const uv_buf_t *bufs, unsigned nbufs) {
@@ -245,9 +257,7 @@ int fb_http_conn_write(fb_http_conn *c, const uv_buf_t *bufs, unsigned nbufs) {
 /* ---- connection lifetime ---- */
 
 static void timer_fired(uv_timer_t *t);
-static void process_input(fb_http_conn *c);
 static void maybe_finish_server(fb_http_server *srv);
-static void read_start(fb_http_conn *c);
 
 void fb_http_conn_timer(fb_http_conn *c, uint64_t ms, uint64_t repeat) {
   if (!c->closing) uv_timer_start(&c->timer, timer_fired, ms, repeat);
@@ -661,7 +671,8 @@ static void parse_failed(fb_http_conn *c, llhttp_errno_t e) {
 static void process_input(fb_http_conn *c) {
   if (c->processing) return;
   c->processing = 1;
-  while (!c->closing && c->state <= CONN_BODY && c->in_off < c->in.len) {
+  while (!c->closing && c->state <= CONN_BODY && c->in_off < c->in.len &&
+         !(c->state == CONN_IDLE && output_full(c))) {
     const char *p = c->in.data + c->in_off;
     size_t n = c->in.len - c->in_off;
     c->exec_start = p;
@@ -679,8 +690,9 @@ static void process_input(fb_http_conn *c) {
   }
   if (!c->closing) {
     if (c->in_off == c->in.len) c->in_off = c->in.len = 0;
-    if (c->state > CONN_BODY && c->state != CONN_LINGER &&
-        c->in.len - c->in_off >= MAX_BUFFERED && c->reading) {
+    int held = (c->state > CONN_BODY && c->state != CONN_LINGER) ||
+               (c->state == CONN_IDLE && output_full(c));
+    if (held && c->in.len - c->in_off >= MAX_BUFFERED && c->reading) {
       uv_read_stop((uv_stream_t *)&c->tcp);
       c->reading = 0;
     }

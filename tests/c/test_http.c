@@ -32,6 +32,7 @@ typedef struct server {
 
 static atomic_int closed_requests;   /* on_close calls seen */
 static atomic_int sse_dropped;       /* sse_send returned FB_ELIMIT */
+static atomic_int big_served;        /* /big responses queued */
 
 typedef struct delayed {
   uv_timer_t timer;
@@ -100,6 +101,13 @@ static void handle(void *ud, fb_http_req *req) {
       }
       if (rc) break;
     }
+  } else if (strcmp(p, "/big") == 0) {  /* ?N KiB of 'b' */
+    size_t n = (size_t)atoi(req->query) * 1024;
+    char *body = malloc(n);
+    memset(body, 'b', n);
+    fb_http_respond(req, 200, NULL, 0, body, n);
+    free(body);
+    atomic_fetch_add(&big_served, 1);
   } else if (strcmp(p, "/never") == 0) {
     fb_http_req_on_close(req, count_close, NULL);
   } else {
@@ -458,6 +466,45 @@ TEST(pipelining_answers_in_order) {
   CHECK(a && b && c && d && a < b && b < c && c < d);
   CHECK_INT(r->closed, 0);
   free(r);
+  stop(s);
+}
+
+/* A client that pipelines without reading gets no more than the queue cap buffered for it
+ * (beyond what the kernel holds); when it reads, every answer arrives, in order. */
+TEST(pipelining_client_that_does_not_read_is_held_back) {
+  enum { N = 300, KIB = 64 };
+  opts o = defaults();
+  o.limits.max_write_queue = 64 * 1024;
+  server *s = start(&o);
+  REQUIRE(s);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int small = 4096;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
+  static char reqs[N * 64];
+  size_t len = 0;
+  for (int i = 0; i < N; i++)
+    len += (size_t)snprintf(reqs + len, sizeof reqs - len, GET_("/big?%d") "\r\n", KIB);
+  int before = atomic_load(&big_served);
+  send_all(fd, reqs, len);
+  usleep(300000);
+  int served = atomic_load(&big_served) - before;
+  CHECK(served < N / 2);  /* held back, not all queued in memory */
+  size_t total = 0, want = (size_t)N * (KIB * 1024 + 100);
+  static char chunk[1 << 16];
+  double deadline = now_ms() + 10000;
+  while (total < want && now_ms() < deadline) {
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    if (poll(&pf, 1, 500) <= 0) break;
+    ssize_t n = recv(fd, chunk, sizeof chunk, 0);
+    if (n <= 0) break;
+    total += (size_t)n;
+  }
+  CHECK_INT(atomic_load(&big_served) - before, N);
+  CHECK(total >= (size_t)N * KIB * 1024);
+  close(fd);
   stop(s);
 }
 
