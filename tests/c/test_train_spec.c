@@ -1,0 +1,118 @@
+/* test_train_spec.c: the training spec: defaults, a full object read and written back, and an
+ * error naming the field for every kind of mistake. */
+#include "test.h"
+#include "train_spec.h"
+
+static int parse(fb_train_spec *s, const char *json, fb_err *err) {
+  return fb_train_spec_parse(s, json, strlen(json), "spec.json", err);
+}
+
+#define MIN "\"model\": \"m\", \"data\": \"d.jsonl\", \"out\": \"o\""
+
+TEST(defaults_suit_small_datasets) {
+  fb_train_spec s;
+  fb_err err = {0};
+  REQUIRE(parse(&s, "{" MIN "}", &err) == 0);
+  CHECK_STR(s.model, "m");
+  CHECK_INT(s.n_data, 1);
+  CHECK_STR(s.data[0], "d.jsonl");
+  CHECK_INT(s.lora.r, 16);
+  CHECK_NEAR(s.lora.lora_alpha, 32, 0);
+  CHECK_INT(s.lora.targets, FB_TARGET_ALL);
+  CHECK_INT(s.epochs, 3);
+  CHECK_INT(s.micro_batch, 4);
+  CHECK_INT(s.small_data, 1);
+  CHECK_NEAR(s.lr, 2e-4, 0);
+  CHECK_INT(s.schedule, FB_SCHED_COSINE);
+  CHECK_NEAR(s.eval_fraction, 0.1, 0);
+  CHECK_INT(s.seed, 42);
+  CHECK_INT(s.device, FB_DEVICE_AUTO);
+  CHECK_INT(s.full, 0);
+}
+
+TEST(every_field_reads_and_writes_back) {
+  const char *json =
+      "{" MIN ", \"data\": [\"a.jsonl\", \"b.jsonl\"], \"template\": \"chatml\", \"max_len\": 64,"
+      "\"lora\": {\"r\": 8, \"alpha\": 16, \"dropout\": 0, \"targets\": [\"q_proj\", \"v_proj\"], \"rslora\": true},"
+      "\"epochs\": 5, \"max_steps\": 40, \"micro_batch\": 2, \"grad_accum\": 3, \"small_data\": false,"
+      "\"lr\": 0.01, \"warmup\": 0.1, \"schedule\": \"linear\", \"weight_decay\": 0.01, \"clip\": 0,"
+      "\"eval\": {\"fraction\": 0.2, \"interval\": 5}, \"patience\": 2, \"seed\": 7,"
+      "\"checkpoint_interval\": 10, \"checkpoints\": \"ck\", \"device\": \"cpu\", \"mode\": \"full\","
+      "\"samples\": {\"prompts\": [\"hi\", \"bye\"], \"interval\": 4, \"max_tokens\": 8}}";
+  fb_train_spec s, t;
+  fb_err err = {0};
+  REQUIRE(parse(&s, json, &err) == 0);
+  CHECK_INT(s.n_data, 2);
+  CHECK_STR(s.data[1], "b.jsonl");
+  CHECK_INT(s.lora.targets, FB_TARGET_Q_PROJ | FB_TARGET_V_PROJ);
+  CHECK_INT(s.lora.use_rslora, 1);
+  CHECK_INT(s.schedule, FB_SCHED_LINEAR);
+  CHECK_INT(s.device, FB_DEVICE_CPU);
+  CHECK_INT(s.full, 1);
+  CHECK_INT(s.n_prompts, 2);
+  CHECK_STR(s.prompts[1], "bye");
+  CHECK_INT(s.sample_tokens, 8);
+  CHECK_INT(s.eval_interval, 5);
+  cJSON *j = fb_train_spec_to_json(&s);
+  REQUIRE(j);
+  REQUIRE(fb_train_spec_from_json(&t, j, &err) == 0);
+  cJSON_Delete(j);
+  CHECK(memcmp(&s, &t, sizeof s) == 0);
+}
+
+TEST(targets_as_a_list_string) {
+  fb_train_spec s;
+  fb_err err = {0};
+  REQUIRE(parse(&s, "{" MIN ", \"lora\": {\"targets\": \"q_proj, o_proj\"}}", &err) == 0);
+  CHECK_INT(s.lora.targets, FB_TARGET_Q_PROJ | FB_TARGET_O_PROJ);
+}
+
+TEST(each_mistake_names_its_field) {
+  static const struct { const char *json, *msg; } cases[] = {
+      {"{" MIN ", \"lora\": {\"r\": 0}}", "spec.lora.r: must be 1..256"},
+      {"{" MIN ", \"lora\": {\"r\": 2.5}}", "spec.lora.r: must be an integer"},
+      {"{" MIN ", \"lora\": {\"dropout\": 0.95}}", "spec.lora.dropout: must be in [0, 0.9]"},
+      {"{" MIN ", \"lora\": {\"targets\": [\"q_proj\", \"q_proj\"]}}", "spec.lora.targets[1]: must be a distinct"},
+      {"{" MIN ", \"lora\": {\"targets\": \"nope\"}}", "spec.lora.targets"},
+      {"{" MIN ", \"lora\": {\"rank\": 4}}", "spec.lora.rank: unknown field"},
+      {"{" MIN ", \"lora\": 4}", "spec.lora: must be an object"},
+      {"{" MIN ", \"epochs\": 0}", "spec.epochs: must be 1..10000"},
+      {"{" MIN ", \"lr\": -1}", "spec.lr: must be in [0, 10]"},
+      {"{" MIN ", \"lr\": \"fast\"}", "spec.lr: must be a number"},
+      {"{" MIN ", \"schedule\": \"step\"}", "spec.schedule: must be one of \"constant\", \"cosine\", \"linear\""},
+      {"{" MIN ", \"device\": \"tpu\"}", "spec.device: must be one of \"auto\", \"cpu\""},
+      {"{" MIN ", \"mode\": \"qlora\"}", "spec.mode: must be one of \"lora\", \"full\""},
+      {"{" MIN ", \"eval\": {\"fraction\": 0.7}}", "spec.eval.fraction: must be in [0, 0.5]"},
+      {"{" MIN ", \"small_data\": 1}", "spec.small_data: must be true or false"},
+      {"{" MIN ", \"seed\": -3}", "spec.seed: must be 0..2^53"},
+      {"{" MIN ", \"data\": [1]}", "spec.data[0]: must be a string"},
+      {"{" MIN ", \"samples\": {\"prompts\": [\"\"]}}", "spec.samples.prompts[0]: empty"},
+      {"{" MIN ", \"epoch\": 3}", "spec.epoch: unknown field"},
+      {"{\"data\": \"d\", \"out\": \"o\"}", "spec.model: required"},
+      {"{\"model\": \"m\", \"out\": \"o\"}", "spec.data: required"},
+      {"{\"model\": \"m\", \"data\": \"d\"}", "spec.out: required"},
+      {"[1]", "spec: must be a JSON object"},
+      {"{", "spec.json: not valid JSON"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    fb_train_spec s;
+    fb_err err = {0};
+    CHECK_INT(parse(&s, cases[i].json, &err), err.code ? err.code : 1);
+    CHECK(err.code != 0);
+    CHECK_CONTAINS(err.msg, cases[i].msg);
+  }
+}
+
+TEST(check_catches_a_spec_built_in_code) {
+  fb_train_spec s;
+  fb_err err = {0};
+  fb_train_spec_defaults(&s);
+  snprintf(s.model, sizeof s.model, "m");
+  snprintf(s.data[0], sizeof s.data[0], "d");
+  s.n_data = 1;
+  snprintf(s.out, sizeof s.out, "o");
+  CHECK_INT(fb_train_spec_check(&s, &err), 0);
+  s.micro_batch = 0;
+  CHECK_INT(fb_train_spec_check(&s, &err), FB_EINVALID);
+  CHECK_CONTAINS(err.msg, "spec.micro_batch: must be 1..4096");
+}
