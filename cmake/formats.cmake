@@ -7,13 +7,6 @@ fb_add_c_test(safetensors tests/c/test_safetensors.c LIBS fb_core)
 fb_add_c_test(model_config tests/c/test_model_config.c LIBS fb_core)
 fb_add_c_test(fixture_files tests/c/test_fixture_files.c LIBS fb_core)
 fb_add_fuzzer(safetensors tests/fuzz/fuzz_safetensors.c LIBS fb_core)
-if(FB_FUZZ)
-  # fb_core is created before the top level adds -fsanitize=fuzzer-no-link, so instrument the
-  # sources the fuzzer exercises here; otherwise libFuzzer sees no coverage in them.
-  set_source_files_properties(
-    engine/safetensors.c engine/model_config.c engine/adapter_config.c engine/fsutil.c
-    TARGET_DIRECTORY fb_core PROPERTIES COMPILE_OPTIONS -fsanitize=fuzzer-no-link)
-endif()
 
 # The PyTorch side of the LoRA training benchmark (Debian python3-torch; not a test):
 # `cmake --build <dir> --target bench_torch_lora`. FB_BENCH_TORCH_ARGS picks BLAS and core.

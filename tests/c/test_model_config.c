@@ -107,6 +107,41 @@ TEST(qwen2_has_qkv_bias_and_eos_array) {
   CHECK_INT(fb_model_config_param_count(&c), 494032768);
 }
 
+TEST(llama32_and_mistral7b_configs_and_sizes) {
+  fb_model_config c;
+  fb_err err = {0};
+  const char *llama = "{\"architectures\":[\"LlamaForCausalLM\"],\"attention_bias\":false,"
+      "\"bos_token_id\":128000,\"eos_token_id\":[128001,128008,128009],\"head_dim\":64,"
+      "\"hidden_act\":\"silu\",\"hidden_size\":2048,\"intermediate_size\":8192,"
+      "\"max_position_embeddings\":131072,\"mlp_bias\":false,\"num_attention_heads\":32,"
+      "\"num_hidden_layers\":16,\"num_key_value_heads\":8,\"rms_norm_eps\":1e-05,"
+      "\"rope_scaling\":{\"factor\":32.0,\"high_freq_factor\":4.0,\"low_freq_factor\":1.0,"
+      "\"original_max_position_embeddings\":8192,\"rope_type\":\"llama3\"},"
+      "\"rope_theta\":500000.0,\"tie_word_embeddings\":true,\"torch_dtype\":\"bfloat16\","
+      "\"vocab_size\":128256}";
+  CHECK_INT(fb_model_config_parse(&c, llama, strlen(llama), "llama32", &err), 0);
+  CHECK_INT(c.rope_scaling.type, FB_ROPE_LLAMA3);
+  CHECK_INT(c.n_eos, 3);
+  CHECK_INT(fb_model_config_param_count(&c), 1235814400); /* Llama-3.2-1B */
+  const char *mistral = "{\"architectures\":[\"MistralForCausalLM\"],\"bos_token_id\":1,"
+      "\"eos_token_id\":2,\"hidden_act\":\"silu\",\"hidden_size\":4096,"
+      "\"intermediate_size\":14336,\"max_position_embeddings\":32768,"
+      "\"num_attention_heads\":32,\"num_hidden_layers\":32,\"num_key_value_heads\":8,"
+      "\"rms_norm_eps\":1e-05,\"rope_theta\":10000.0,\"sliding_window\":4096,"
+      "\"tie_word_embeddings\":false,\"torch_dtype\":\"bfloat16\",\"vocab_size\":32000}";
+  CHECK_INT(fb_model_config_parse(&c, mistral, strlen(mistral), "mistral7b", &err), 0);
+  CHECK_INT(c.sliding_window, 4096);
+  CHECK_INT(fb_model_config_param_count(&c), 7241732096LL); /* Mistral-7B-v0.1 */
+  int out = 0, in = 0;
+  CHECK_INT(fb_model_config_proj_shape(&c, 1, &out, &in), 0); /* k_proj */
+  CHECK_INT(out, 1024);
+  CHECK_INT(in, 4096);
+  CHECK_INT(fb_model_config_proj_shape(&c, 6, &out, &in), 0); /* down_proj */
+  CHECK_INT(out, 4096);
+  CHECK_INT(in, 14336);
+  CHECK_INT(fb_model_config_proj_shape(&c, 7, &out, &in), FB_EINVALID);
+}
+
 TEST(llama_attention_bias_covers_o_proj) {
   fb_model_config c;
   fb_err err = {0};
