@@ -18,8 +18,10 @@
 struct fb_acts {
   int n, T;             /* positions and sequence length the arena was sized for */
   float *arena;
-  float *x_in, *ln1, *rstd1, *q, *k, *v, *att;    /* [L][N,C] [L][N,C] [L][N] [L][N,QD] [L][N,KD] x2 [L][N,QD] */
-  float *x_mid, *ln2, *rstd2, *gate, *up, *act;   /* [L][N,C] [L][N,C] [L][N] [L][N,F] x3 */
+  float *x_in, *rstd1, *q, *k, *v, *att;          /* [L][N,C] [L][N] [L][N,QD] [L][N,KD] x2 [L][N,QD] */
+  float *x_mid, *rstd2, *gate, *up;               /* [L][N,C] [L][N] [L][N,F] x2 */
+  float *ln, *act;                                /* [N,C] [N,F]: normed inputs and the SwiGLU
+                                                   * output are recomputed in backward, not kept */
   float *x_out, *lnf, *rstdf, *logits, *losses;   /* [N,C] [N,C] [N] [N,V] [N] */
   float *tmp, *dres, *dln, *dq, *dk, *dv, *datt;  /* backward/forward work: [N,C] x3 [N,QD] [N,KD] x2 [N,QD] */
   float *dgate, *dup, *dact, *scratch;            /* [N,F] x3, attention scratch */
@@ -277,8 +279,8 @@ static int reserve(fb_model *m, int B, int T, fb_err *err) {
   size_t N = (size_t)B * T;
   if (m->acts && N <= (size_t)m->acts->n && T <= m->acts->T) return 0;
   size_t L = m->L, C = m->C, QD = (size_t)m->NH * m->HD, KD = (size_t)m->NKV * m->HD, F = m->F, V = m->V;
-  size_t per_layer = N * (4 * C + 2 + 2 * QD + 2 * KD + 3 * F);
-  size_t total = L * per_layer + N * (2 * C + 1 + V + 1) + N * (3 * C + 2 * QD + 2 * KD + 3 * F) +
+  size_t per_layer = N * (2 * C + 2 + 2 * QD + 2 * KD + 2 * F);
+  size_t total = L * per_layer + N * (C + F) + N * (2 * C + 1 + V + 1) + N * (3 * C + 2 * QD + 2 * KD + 3 * F) +
                  fb_op_attention_scratch(T) + 2 * N;  /* + targets, pos as int32 */
   fb_info("model: activations for %d x %d positions: %.1f MiB", B, T, total * 4.0 / 1048576.0);
   fb_acts *a = m->acts ? m->acts : calloc(1, sizeof *a);
@@ -295,10 +297,10 @@ static int reserve(fb_model *m, int B, int T, fb_err *err) {
   a->T = T;
   float *p = arena;
 #define CARVE(field, count) (a->field = p, p += (count))
-  CARVE(x_in, L * N * C); CARVE(ln1, L * N * C); CARVE(rstd1, L * N); CARVE(q, L * N * QD);
+  CARVE(x_in, L * N * C); CARVE(rstd1, L * N); CARVE(q, L * N * QD);
   CARVE(k, L * N * KD); CARVE(v, L * N * KD); CARVE(att, L * N * QD); CARVE(x_mid, L * N * C);
-  CARVE(ln2, L * N * C); CARVE(rstd2, L * N); CARVE(gate, L * N * F); CARVE(up, L * N * F);
-  CARVE(act, L * N * F); CARVE(x_out, N * C); CARVE(lnf, N * C); CARVE(rstdf, N);
+  CARVE(rstd2, L * N); CARVE(gate, L * N * F); CARVE(up, L * N * F);
+  CARVE(ln, N * C); CARVE(act, N * F); CARVE(x_out, N * C); CARVE(lnf, N * C); CARVE(rstdf, N);
   CARVE(logits, N * V); CARVE(losses, N); CARVE(tmp, N * C); CARVE(dres, N * C); CARVE(dln, N * C);
   CARVE(dq, N * QD); CARVE(dk, N * KD); CARVE(dv, N * KD); CARVE(datt, N * QD); CARVE(dgate, N * F);
   CARVE(dup, N * F); CARVE(dact, N * F); CARVE(scratch, fb_op_attention_scratch(T));
@@ -389,9 +391,9 @@ static layer_io train_io(fb_model *m, int i, int N) {
   fb_acts *a = m->acts;
   size_t nc = (size_t)i * N * m->C, nq = (size_t)i * N * m->NH * m->HD,
          nk = (size_t)i * N * m->NKV * m->HD, nf = (size_t)i * N * m->F;
-  return (layer_io){a->x_in + nc, a->ln1 + nc, a->rstd1 + (size_t)i * N, a->q + nq, a->k + nk,
-                    a->v + nk, a->att + nq, a->x_mid + nc, a->ln2 + nc, a->rstd2 + (size_t)i * N,
-                    a->gate + nf, a->up + nf, a->act + nf, a->tmp,
+  return (layer_io){a->x_in + nc, a->ln, a->rstd1 + (size_t)i * N, a->q + nq, a->k + nk,
+                    a->v + nk, a->att + nq, a->x_mid + nc, a->ln, a->rstd2 + (size_t)i * N,
+                    a->gate + nf, a->up + nf, a->act, a->tmp,
                     i + 1 < m->L ? a->x_in + nc + (size_t)N * m->C : a->x_out};
 }
 
@@ -525,9 +527,13 @@ int fb_model_backward(fb_model *m, fb_lora *lora, const fb_batch *b, fb_err *err
   for (int i = m->L - 1; i >= 0; i--) {
     const fb_layer *ly = &m->layers[i];
     layer_io io = train_io(m, i, N);
-    const float *x_in = io.x_in, *ln1 = io.ln1, *x_mid = io.x_mid, *ln2 = io.ln2, *att = io.att;
-    const float *q = io.q, *k = io.k, *v = io.v, *gate = io.gate, *up = io.up, *act = io.act;
+    const float *x_in = io.x_in, *x_mid = io.x_mid, *att = io.att;
+    const float *q = io.q, *k = io.k, *v = io.v, *gate = io.gate, *up = io.up;
+    float *ln2 = io.ln2, *act = io.act, *ln1 = io.ln1;  /* recomputed here, as forward made them */
+    float eps = (float)m->cfg.rms_norm_eps;
     /* MLP: x_next = x_mid + down(swiglu(gate(ln2), up(ln2))) */
+    fb_op_rmsnorm_forward(ln2, io.rstd2, x_mid, ly->mlp_norm, N, C, eps);
+    fb_op_swiglu_forward(act, gate, up, (size_t)N * F);
     memset(a->dact, 0, sizeof(float) * (size_t)N * F);
     proj_backward(m, lora, i, FB_PROJ_DOWN, a->dact, a->dres, act, N);
     fb_op_swiglu_backward(a->dgate, a->dup, a->dact, gate, up, (size_t)N * F);
@@ -544,6 +550,7 @@ int fb_model_backward(fb_model *m, fb_lora *lora, const fb_batch *b, fb_err *err
     fb_op_rope_backward(a->dq, m->rope_cos, m->rope_sin, a->pos, N, m->NH, m->HD);
     fb_op_rope_backward(a->dk, m->rope_cos, m->rope_sin, a->pos, N, m->NKV, m->HD);
     memset(a->dln, 0, sizeof(float) * NC);
+    fb_op_rmsnorm_forward(ln1, io.rstd1, x_in, ly->attn_norm, N, C, eps);
     proj_backward(m, lora, i, FB_PROJ_Q, a->dln, a->dq, ln1, N);
     proj_backward(m, lora, i, FB_PROJ_K, a->dln, a->dk, ln1, N);
     proj_backward(m, lora, i, FB_PROJ_V, a->dln, a->dv, ln1, N);

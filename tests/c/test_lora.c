@@ -7,6 +7,7 @@
 
 #include "adapter_config.h"
 #include "backend.h"
+#include "fsutil.h"
 #include "lora.h"
 #include "model.h"
 #include "optim.h"
@@ -379,4 +380,42 @@ TEST(optimizer_schedule_clipping_and_refusals) {
   CHECK(fb_optim_step(o, p, bad, 0.1, &err) == FB_ENUMERIC);
   CHECK(p[0] == 1.0f && o->t == 0);
   fb_optim_free(o);
+}
+
+TEST(merged_model_directory_loads_with_the_adapter_logits) {
+  fb_model *m = tiny_model(0, 0, 6);  /* the shape config_json describes */
+  REQUIRE(m && make_tmpdir());
+  fb_lora *l = tiny_lora(m, FB_TARGET_ALL, 0, 1);
+  REQUIRE(l);
+  char src[300], out[300], path[400];
+  fb_err err = {0};
+  snprintf(src, sizeof src, "%s/base", tmpdir);
+  snprintf(out, sizeof out, "%s/merged", tmpdir);
+  REQUIRE(fb_mkdir_p(src, &err) == 0);
+  snprintf(path, sizeof path, "%s/config.json", src);
+  FILE *fp = fopen(path, "w");
+  REQUIRE(fp);
+  fputs(config_json, fp);
+  fclose(fp);
+  size_t n = (size_t)12 * m->V;
+  float *with = malloc(sizeof(float) * n);
+  loss_of(m, l, 0);
+  memcpy(with, fb_model_logits(m), sizeof(float) * n);
+  fb_lora_merge(l, m);
+  CHECK_INT(fb_model_save(m, src, out, &err), 0);
+  fb_model *merged = NULL;
+  CHECK_INT(fb_model_load(&merged, out, &err), 0);
+  REQUIRE(merged);
+  loss_of(merged, NULL, 0);
+  double worst = 0, mag = 0;
+  for (size_t i = 0; i < n; i++) {
+    worst = fmax(worst, fabs(with[i] - fb_model_logits(merged)[i]));
+    mag = fmax(mag, fabs(with[i]));
+  }
+  CHECK(worst <= 1e-5 * fmax(1.0, mag));
+  free(with);
+  fb_model_free(merged);
+  fb_lora_free(l);
+  fb_model_free(m);
+  rm_rf(tmpdir);
 }
