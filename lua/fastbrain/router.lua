@@ -189,8 +189,9 @@ function Res:error(status, message)
   self:json(status, {error = message})
 end
 
--- res:sse() -> stream with send(event, data, id), on_close(fn), close(). A stream counts as
--- answered (200) for the request log; on_close runs once when the client or server ends it.
+-- res:sse([headers]) -> stream with send(event, data, id), on_close(fn), close(), or nil and
+-- why when the client is already gone. A stream counts as answered (200) for the request
+-- log; on_close runs once when the client or the server ends it.
 local Stream = {}
 Stream.__index = Stream
 
@@ -200,7 +201,11 @@ function Res:sse(headers)
   local rq = self._rq
   local s = setmetatable({_rq = rq, closed = false, closers = {}}, Stream)
   self:on_abort(function() s:_ended() end)
-  assert(rq:sse(headers))
+  local ok, err = rq:sse(headers)
+  if not ok then
+    finished(self, 499, "closed")
+    return nil, err
+  end
   finished(self, 200)
   return s
 end
@@ -361,19 +366,21 @@ local function serve(app, route, req, res)
 end
 
 local function on_error(res, req, err, co)
-  if res.done then
-    fb.log.error("%s %s: handler failed after answering: %s", req.method, req.path,
-                 debug.traceback(co, tostring(err)))
-    return
-  end
+  local status, message = 500, "internal error"
   if is_fail(err) then
-    res:error(err.status, err.message)
+    status, message = err.status, err.message
   elseif tostring(err):find("runaway handler", 1, true) then
+    status, message = 503, "handler took too long"
     fb.log.error("%s %s: %s", req.method, req.path, tostring(err))
-    res:error(503, "handler took too long")
   else
     fb.log.error("%s %s: %s", req.method, req.path, debug.traceback(co, tostring(err)))
-    res:error(500, "internal error")
+  end
+  if res.done then
+    if is_fail(err) then fb.log.error("%s %s: fail(%d) after answering", req.method, req.path, status) end
+  elseif res._rq:alive() then
+    res:error(status, message)
+  else
+    finished(res, 499, "closed")
   end
 end
 

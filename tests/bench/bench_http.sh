@@ -115,18 +115,23 @@ run_wrk() {  # run_wrk NAME PORT -> "req/s p99_ms"
 
 wrk -t1 -c8 -d1s "http://127.0.0.1:$fb_port$path" >/dev/null  # warm both up
 wrk -t1 -c8 -d1s "http://127.0.0.1:$ng_port$path" >/dev/null
-fb_rps=0 ng_rps=0
-for r in $(seq "$rounds"); do  # best round of each; p99 from that round
+fb_rps=0 ng_rps=0 fb_p99s= ng_p99s=
+for r in $(seq "$rounds"); do  # best req/s of each; p99 is the median over the rounds
   read -r rps p99 < <(run_wrk fastbrain "$fb_port")
   echo "round $r fastbrain $rps req/s p99 $p99 ms"
-  awk -v a="$rps" -v b="$fb_rps" 'BEGIN {exit !(a > b)}' && { fb_rps=$rps; fb_p99=$p99; }
+  awk -v a="$rps" -v b="$fb_rps" 'BEGIN {exit !(a > b)}' && fb_rps=$rps
+  fb_p99s="$fb_p99s $p99"
   read -r rps p99 < <(run_wrk nginx "$ng_port")
   echo "round $r nginx+lua $rps req/s p99 $p99 ms"
-  awk -v a="$rps" -v b="$ng_rps" 'BEGIN {exit !(a > b)}' && { ng_rps=$rps; ng_p99=$p99; }
+  awk -v a="$rps" -v b="$ng_rps" 'BEGIN {exit !(a > b)}' && ng_rps=$rps
+  ng_p99s="$ng_p99s $p99"
 done
+median() { printf '%s\n' $1 | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+fb_p99=$(median "$fb_p99s")
+ng_p99=$(median "$ng_p99s")
 ratio=$(awk -v a="$fb_rps" -v b="$ng_rps" 'BEGIN {printf "%.2f", a / b}')
 
-printf "wrk -t%s -c%s -d%ss GET %s, best of %s rounds\n" "$threads" "$conns" "$secs" "$path" "$rounds"
+printf "wrk -t%s -c%s -d%ss GET %s, best req/s and median p99 of %s rounds\n" "$threads" "$conns" "$secs" "$path" "$rounds"
 printf "%-12s %12s %10s\n" server "req/s" "p99 ms"
 printf "%-12s %12.0f %10.2f\n" fastbrain "$fb_rps" "$fb_p99"
 printf "%-12s %12.0f %10.2f\n" nginx+lua "$ng_rps" "$ng_p99"

@@ -34,6 +34,11 @@ app:get("/later", function(req, res)
   res:json(200, {waited = true})
 end)
 app:get("/never", function() coroutine.yield() end, {timeout = 80})
+local late
+app:get("/slowpoke", function(_, res)
+  fb.sleep(60)
+  late = {res:json(200, {late = true})}
+end)
 app:get("/spin", function() while true do end end)
 app:post("/small", function(req, res) res:send(200, "ok") end, {max_body = 10})
 app:get("/headers", function(req, res) res:send(200, "x", {["X-Custom"] = "yes", ["Content-Type"] = "text/x-test"}) end)
@@ -130,6 +135,21 @@ T.test("a handler that never answers gets 504 after the route timeout", function
   T.eq(json(r), {error = "handler timed out"})
   local took = fb.now() - t0
   assert(took >= 70 and took < 2000, "504 after " .. took .. " ms")
+end)
+
+T.test("a client that leaves early: the late answer is dropped quietly, the log says 499", function()
+  local c = client.connect(port)
+  c:send("GET /slowpoke HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+  fb.sleep(15)
+  c:close()
+  local deadline = fb.now() + 1000
+  while not late and fb.now() < deadline do fb.sleep(5) end
+  T.eq(late, {nil, "closed"})
+  local found = false
+  for _, line in ipairs(seen_log) do
+    if line == "GET /slowpoke 499" then found = true end
+  end
+  assert(found, "request log missed GET /slowpoke 499")
 end)
 
 T.test("a runaway handler is stopped with 503 and the server keeps serving", function()
