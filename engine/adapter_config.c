@@ -49,10 +49,12 @@ int fb_targets_parse_list(const char *list, unsigned *mask, fb_err *err) {
   }
   const char *p = list;
   for (;;) {
-    while (isspace((unsigned char)*p)) p++;
+    while (isspace((unsigned char)*p))
+      p++;
     const char *end = strchr(p, ',');
     size_t n = end ? (size_t)(end - p) : strlen(p);
-    while (n > 0 && isspace((unsigned char)p[n - 1])) n--;
+    while (n > 0 && isspace((unsigned char)p[n - 1]))
+      n--;
     char name[32];
     if (n == 0 || n >= sizeof name)
       return fb_err_set(err, FB_EINVALID, "targets '%.128s': empty or overlong module name", list);
@@ -75,7 +77,7 @@ static int check(const fb_adapter_config *c, const char *label, fb_err *err) {
     return fb_err_set(err, FB_EINVALID, "%s: field 'r': %d is outside [1, %d]", label, c->r,
                       FB_ADAPTER_MAX_RANK);
   if (!(c->lora_alpha > 0 && c->lora_alpha < 1e6))
-    return fb_err_set(err, FB_EINVALID, "%s: field 'lora_alpha': %g must be > 0", label,
+    return fb_err_set(err, FB_EINVALID, "%s: field 'lora_alpha': %g must be > 0 and < 1e6", label,
                       c->lora_alpha);
   if (!(c->lora_dropout >= 0 && c->lora_dropout < 1))
     return fb_err_set(err, FB_EINVALID, "%s: field 'lora_dropout': %g is outside [0, 1)", label,
@@ -107,7 +109,7 @@ static int want_string(const cJSON *root, const char *name, const char *want, in
 
 /* Options this engine does not implement must be absent, null, false or empty. */
 static int refuse_options(const cJSON *root, const char *label, fb_err *err) {
-  static const char *const names[] = {"fan_in_fan_out", "rank_pattern", "alpha_pattern",
+  static const char *const names[] = {"fan_in_fan_out",      "rank_pattern",    "alpha_pattern",
                                       "layers_to_transform", "modules_to_save", "use_dora"};
   for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, names[i]);
@@ -161,7 +163,8 @@ static int parse_fields(fb_adapter_config *c, const cJSON *root, const char *lab
   c->r = rc == 0 ? (int)r : 0;
   if (rc == 0) rc = get_number(root, "lora_alpha", &c->lora_alpha, label, err);
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "lora_dropout");
-  if (rc == 0 && v && !cJSON_IsNull(v)) rc = get_number(root, "lora_dropout", &c->lora_dropout, label, err);
+  if (rc == 0 && v && !cJSON_IsNull(v))
+    rc = get_number(root, "lora_dropout", &c->lora_dropout, label, err);
   if (rc == 0) rc = parse_targets(root, &c->targets, label, err);
   v = cJSON_GetObjectItemCaseSensitive(root, "use_rslora");
   if (rc == 0 && v && !cJSON_IsNull(v)) {

@@ -33,11 +33,11 @@ int fb_targets_parse_list(const char *list, unsigned *mask, fb_err *err);
 
 /* Plain value; nothing to free. */
 typedef struct fb_adapter_config {
-  int r;                      /* 1..FB_ADAPTER_MAX_RANK */
-  double lora_alpha;          /* > 0 */
-  double lora_dropout;        /* [0, 1) */
-  unsigned targets;           /* non-empty subset of FB_TARGET_ALL */
-  int use_rslora;             /* scale alpha / sqrt(r) instead of alpha / r */
+  int r;                             /* 1..FB_ADAPTER_MAX_RANK */
+  double lora_alpha;                 /* > 0 */
+  double lora_dropout;               /* [0, 1) */
+  unsigned targets;                  /* non-empty subset of FB_TARGET_ALL */
+  int use_rslora;                    /* scale alpha / sqrt(r) instead of alpha / r */
   char base_model_name_or_path[512]; /* may be "" */
 } fb_adapter_config;
 

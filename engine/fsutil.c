@@ -145,7 +145,8 @@ int fb_mkdir_p(const char *path, fb_err *err) {
     if (mkdir(buf, 0755) != 0 && errno != EEXIST) return io_fail(err, "mkdir", buf);
     struct stat st;
     if (stat(buf, &st) != 0) return io_fail(err, "stat", buf);
-    if (!S_ISDIR(st.st_mode)) return fb_err_set(err, FB_EIO, "%s: exists and is not a directory", buf);
+    if (!S_ISDIR(st.st_mode))
+      return fb_err_set(err, FB_EIO, "%s: exists and is not a directory", buf);
     buf[i] = saved;
   }
   return 0;

@@ -145,8 +145,8 @@ static int parse_rope_scaling(fb_model_config *c, const cJSON *root, const char 
     rc = get_num(s, "rope_scaling.high_freq_factor", 1, 0, 0, 1024, &r->high_freq_factor, label,
                  err);
   if (rc == 0)
-    rc = get_int(s, "rope_scaling.original_max_position_embeddings", 1, 0, 1,
-                 FB_CFG_MAX_POSITIONS, &r->original_max_position_embeddings, label, err);
+    rc = get_int(s, "rope_scaling.original_max_position_embeddings", 1, 0, 1, FB_CFG_MAX_POSITIONS,
+                 &r->original_max_position_embeddings, label, err);
   if (rc != 0) return rc;
   if (r->high_freq_factor <= r->low_freq_factor)
     return bad(err, FB_EFORMAT, label, "rope_scaling.high_freq_factor",
@@ -163,8 +163,8 @@ static int parse_tokens(fb_model_config *c, const cJSON *root, const char *label
   if (!e || cJSON_IsNull(e)) return 0;
   if (cJSON_IsNumber(e)) {
     c->n_eos = 1;
-    return get_int(root, "eos_token_id", 1, 0, 0, c->vocab_size - 1, &c->eos_token_ids[0],
-                   label, err);
+    return get_int(root, "eos_token_id", 1, 0, 0, c->vocab_size - 1, &c->eos_token_ids[0], label,
+                   err);
   }
   if (!cJSON_IsArray(e) || cJSON_GetArraySize(e) > FB_CFG_MAX_EOS)
     return bad(err, FB_EFORMAT, label, "eos_token_id",
@@ -194,18 +194,24 @@ static int parse_unsupported(const cJSON *root, const char *label, fb_err *err) 
 static int parse_fields(fb_model_config *c, const cJSON *root, const char *label, fb_err *err) {
   int rc = parse_architecture(c, root, label, err);
   if (rc == 0) rc = parse_unsupported(root, label, err);
-  if (rc == 0) rc = get_int(root, "vocab_size", 1, 0, 1, FB_CFG_MAX_VOCAB, &c->vocab_size, label, err);
-  if (rc == 0) rc = get_int(root, "hidden_size", 1, 0, 1, FB_CFG_MAX_HIDDEN, &c->hidden_size, label, err);
   if (rc == 0)
-    rc = get_int(root, "intermediate_size", 1, 0, 1, FB_CFG_MAX_FFN, &c->intermediate_size, label, err);
+    rc = get_int(root, "vocab_size", 1, 0, 1, FB_CFG_MAX_VOCAB, &c->vocab_size, label, err);
   if (rc == 0)
-    rc = get_int(root, "num_hidden_layers", 1, 0, 1, FB_CFG_MAX_LAYERS, &c->num_hidden_layers, label, err);
+    rc = get_int(root, "hidden_size", 1, 0, 1, FB_CFG_MAX_HIDDEN, &c->hidden_size, label, err);
   if (rc == 0)
-    rc = get_int(root, "num_attention_heads", 1, 0, 1, FB_CFG_MAX_HEADS, &c->num_attention_heads, label, err);
+    rc = get_int(root, "intermediate_size", 1, 0, 1, FB_CFG_MAX_FFN, &c->intermediate_size, label,
+                 err);
+  if (rc == 0)
+    rc = get_int(root, "num_hidden_layers", 1, 0, 1, FB_CFG_MAX_LAYERS, &c->num_hidden_layers,
+                 label, err);
+  if (rc == 0)
+    rc = get_int(root, "num_attention_heads", 1, 0, 1, FB_CFG_MAX_HEADS, &c->num_attention_heads,
+                 label, err);
   if (rc == 0)
     rc = get_int(root, "num_key_value_heads", 0, c->num_attention_heads, 1, FB_CFG_MAX_HEADS,
                  &c->num_key_value_heads, label, err);
-  if (rc == 0) rc = get_int(root, "head_dim", 0, 0, 1, FB_CFG_MAX_HEAD_DIM, &c->head_dim, label, err);
+  if (rc == 0)
+    rc = get_int(root, "head_dim", 0, 0, 1, FB_CFG_MAX_HEAD_DIM, &c->head_dim, label, err);
   if (rc == 0)
     rc = get_int(root, "max_position_embeddings", 1, 0, 1, FB_CFG_MAX_POSITIONS,
                  &c->max_position_embeddings, label, err);
@@ -215,14 +221,15 @@ static int parse_fields(fb_model_config *c, const cJSON *root, const char *label
   if (rc == 0) rc = get_bool(root, "tie_word_embeddings", 0, &c->tie_word_embeddings, label, err);
   if (rc == 0) rc = get_bool(root, "attention_bias", 0, &c->attention_bias, label, err);
   if (rc == 0)
-    rc = get_int(root, "sliding_window", 0, 0, 1, FB_CFG_MAX_POSITIONS, &c->sliding_window, label, err);
+    rc = get_int(root, "sliding_window", 0, 0, 1, FB_CFG_MAX_POSITIONS, &c->sliding_window, label,
+                 err);
   if (rc == 0) rc = parse_tokens(c, root, label, err);
   if (rc != 0) return rc;
   const cJSON *dt = cJSON_GetObjectItemCaseSensitive(root, "torch_dtype");
   if (dt && !cJSON_IsNull(dt)) {
-    if (!cJSON_IsString(dt) || (strcmp(dt->valuestring, "float32") != 0 &&
-                                strcmp(dt->valuestring, "float16") != 0 &&
-                                strcmp(dt->valuestring, "bfloat16") != 0))
+    if (!cJSON_IsString(dt) ||
+        (strcmp(dt->valuestring, "float32") != 0 && strcmp(dt->valuestring, "float16") != 0 &&
+         strcmp(dt->valuestring, "bfloat16") != 0))
       return bad(err, FB_EUNSUPPORTED, label, "torch_dtype",
                  "expected \"float32\", \"float16\" or \"bfloat16\"");
     snprintf(c->torch_dtype, sizeof c->torch_dtype, "%s", dt->valuestring);
@@ -246,8 +253,9 @@ static int check_consistency(fb_model_config *c, const char *label, fb_err *err)
                  c->num_attention_heads, c->hidden_size);
     c->head_dim = c->hidden_size / c->num_attention_heads;
     if (c->head_dim > FB_CFG_MAX_HEAD_DIM)
-      return bad(err, FB_ELIMIT, label, "head_dim", "hidden_size / num_attention_heads = %d is over %d",
-                 c->head_dim, FB_CFG_MAX_HEAD_DIM);
+      return bad(err, FB_ELIMIT, label, "head_dim",
+                 "hidden_size / num_attention_heads = %d is over %d", c->head_dim,
+                 FB_CFG_MAX_HEAD_DIM);
   }
   if (c->head_dim % 2 != 0)
     return bad(err, FB_EFORMAT, label, "head_dim", "%d must be even for rotary embeddings",

@@ -32,20 +32,20 @@ typedef struct fb_rope_scaling {
 /* Plain value; no pointers, nothing to free. */
 typedef struct fb_model_config {
   fb_arch arch;
-  char architecture[32];     /* "LlamaForCausalLM", ... */
+  char architecture[32]; /* "LlamaForCausalLM", ... */
   int vocab_size, hidden_size, intermediate_size, num_hidden_layers;
   int num_attention_heads, num_key_value_heads; /* kv defaults to heads */
-  int head_dim;              /* defaults to hidden_size / num_attention_heads */
+  int head_dim;                                 /* defaults to hidden_size / num_attention_heads */
   double rms_norm_eps, rope_theta;              /* rope_theta defaults to 10000 */
   fb_rope_scaling rope_scaling;
   int max_position_embeddings;
-  int tie_word_embeddings;   /* 0/1, default 0 */
-  int attention_bias;        /* q/k/v projections have a bias: Qwen2 always, Llama if set */
-  int o_bias;                /* o_proj has a bias: Llama with attention_bias only */
-  int sliding_window;        /* Mistral's window; 0 = none */
-  char torch_dtype[16];      /* "float32", "float16", "bfloat16", or "" when absent */
-  int bos_token_id;          /* -1 when absent */
-  int n_eos;                 /* eos_token_id: an integer or an array of them */
+  int tie_word_embeddings; /* 0/1, default 0 */
+  int attention_bias;      /* q/k/v projections have a bias: Qwen2 always, Llama if set */
+  int o_bias;              /* o_proj has a bias: Llama with attention_bias only */
+  int sliding_window;      /* Mistral's window; 0 = none */
+  char torch_dtype[16];    /* "float32", "float16", "bfloat16", or "" when absent */
+  int bos_token_id;        /* -1 when absent */
+  int n_eos;               /* eos_token_id: an integer or an array of them */
   int eos_token_ids[FB_CFG_MAX_EOS];
 } fb_model_config;
 

@@ -20,20 +20,21 @@
 #error "safetensors data is little-endian; this reader maps it as is"
 #endif
 
-#define MAX_JSON_INT 9007199254740992.0 /* 2^53: the largest integer a JSON double holds exactly */
+#define MAX_JSON_INT 9007199254740992.0 /* 2^53: the largest integer a JSON double holds exactly   \
+                                         */
 #define MAX_INDEX_BYTES (100u * 1024u * 1024u)
 
 struct fb_st_file {
   char *path;
   int n;
-  fb_st_tensor *tensors;        /* n, by data offset */
-  const fb_st_tensor **sorted;  /* n, by name, for fb_st_find */
+  fb_st_tensor *tensors;       /* n, by data offset */
+  const fb_st_tensor **sorted; /* n, by name, for fb_st_find */
   int nmeta;
-  const char **meta;            /* 2*nmeta: key, value, ... sorted by key */
-  char *pool;                   /* every name and metadata string of this file */
-  void *map;                    /* the mapping (NULL when opened from memory or a directory) */
+  const char **meta; /* 2*nmeta: key, value, ... sorted by key */
+  char *pool;        /* every name and metadata string of this file */
+  void *map;         /* the mapping (NULL when opened from memory or a directory) */
   size_t map_len;
-  fb_st_file **shards;          /* a directory's files; their tensors back ours */
+  fb_st_file **shards; /* a directory's files; their tensors back ours */
   int nshards;
 };
 
@@ -41,13 +42,9 @@ static const char *const dtype_names[] = {"F32", "F16", "BF16", "I32"};
 static const size_t dtype_sizes[] = {4, 2, 2, 4};
 #define NDTYPES 4
 
-const char *fb_dtype_name(fb_dtype dt) {
-  return (unsigned)dt < NDTYPES ? dtype_names[dt] : "?";
-}
+const char *fb_dtype_name(fb_dtype dt) { return (unsigned)dt < NDTYPES ? dtype_names[dt] : "?"; }
 
-size_t fb_dtype_size(fb_dtype dt) {
-  return (unsigned)dt < NDTYPES ? dtype_sizes[dt] : 0;
-}
+size_t fb_dtype_size(fb_dtype dt) { return (unsigned)dt < NDTYPES ? dtype_sizes[dt] : 0; }
 
 int fb_dtype_parse(const char *name, fb_dtype *out) {
   for (int i = 0; i < NDTYPES; i++)
@@ -77,7 +74,7 @@ float fb_bf16_to_f32(uint16_t h) { return bits_to_f32((uint32_t)h << 16); }
 uint16_t fb_f32_to_bf16(float f) {
   uint32_t u = f32_to_bits(f);
   if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
-  u += 0x7fffu + ((u >> 16) & 1u);                                           /* nearest even */
+  u += 0x7fffu + ((u >> 16) & 1u);                                          /* nearest even */
   return (uint16_t)(u >> 16);
 }
 
@@ -95,17 +92,17 @@ uint16_t fb_f32_to_f16(float f) {
   uint32_t u = f32_to_bits(f);
   uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
   uint32_t a = u & 0x7fffffffu;
-  if (a > 0x7f800000u) return sign | 0x7e00u;            /* NaN */
-  if (a >= 0x477ff000u) return sign | 0x7c00u;           /* rounds to or past inf */
-  if (a < 0x38800000u) {                                 /* below the smallest normal: 2^-14 */
-    if (a < 0x33000000u) return sign;                    /* below half the smallest subnormal */
+  if (a > 0x7f800000u) return sign | 0x7e00u;  /* NaN */
+  if (a >= 0x477ff000u) return sign | 0x7c00u; /* rounds to or past inf */
+  if (a < 0x38800000u) {                       /* below the smallest normal: 2^-14 */
+    if (a < 0x33000000u) return sign;          /* below half the smallest subnormal */
     uint32_t e = a >> 23, m = (a & 0x7fffffu) | 0x800000u;
-    uint32_t shift = 126 - e;                            /* 14..24: to units of 2^-24 */
+    uint32_t shift = 126 - e; /* 14..24: to units of 2^-24 */
     uint32_t q = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
     if (rem > half || (rem == half && (q & 1u))) q++;
     return sign | (uint16_t)q;
   }
-  uint32_t r = a + 0xfffu + ((a >> 13) & 1u);            /* nearest even at bit 13 */
+  uint32_t r = a + 0xfffu + ((a >> 13) & 1u); /* nearest even at bit 13 */
   return sign | (uint16_t)((r - 0x38000000u) >> 13);
 }
 
@@ -144,8 +141,10 @@ const fb_st_tensor *fb_st_find(const fb_st_file *f, const char *name) {
   while (lo <= hi) {
     int mid = lo + (hi - lo) / 2, c = strcmp(name, f->sorted[mid]->name);
     if (c == 0) return f->sorted[mid];
-    if (c < 0) hi = mid - 1;
-    else lo = mid + 1;
+    if (c < 0)
+      hi = mid - 1;
+    else
+      lo = mid + 1;
   }
   return NULL;
 }
@@ -170,7 +169,8 @@ int fb_st_expect(const fb_st_file *f, const char *name, int ndim, const int64_t 
   if (out) *out = t;
   if (!t) return fb_err_set(err, FB_ENOTFOUND, "%s: tensor '%s' is missing", f->path, name);
   int same = t->ndim == ndim;
-  for (int i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
+  for (int i = 0; same && i < ndim; i++)
+    same = t->shape[i] == shape[i];
   if (same) return 0;
   char have[160], want[160];
   if (out) *out = NULL;
@@ -184,15 +184,18 @@ const char *fb_st_meta(const fb_st_file *f, const char *key) {
   while (lo <= hi) {
     int mid = lo + (hi - lo) / 2, c = strcmp(key, f->meta[2 * mid]);
     if (c == 0) return f->meta[2 * mid + 1];
-    if (c < 0) hi = mid - 1;
-    else lo = mid + 1;
+    if (c < 0)
+      hi = mid - 1;
+    else
+      lo = mid + 1;
   }
   return NULL;
 }
 
 void fb_st_close(fb_st_file *f) {
   if (!f) return;
-  for (int i = 0; i < f->nshards; i++) fb_st_close(f->shards[i]);
+  for (int i = 0; i < f->nshards; i++)
+    fb_st_close(f->shards[i]);
   free(f->shards);
   if (f->map) munmap(f->map, f->map_len);
   free(f->tensors);
@@ -235,7 +238,8 @@ static int file_new(fb_st_file **out, const char *label, int n, int nmeta, size_
 
 /* Sort the name index and the metadata, refusing duplicate tensor names or metadata keys. */
 static int file_index(fb_st_file *f, fb_err *err) {
-  for (int i = 0; i < f->n; i++) f->sorted[i] = &f->tensors[i];
+  for (int i = 0; i < f->n; i++)
+    f->sorted[i] = &f->tensors[i];
   qsort(f->sorted, (size_t)f->n, sizeof *f->sorted, cmp_tensor_name);
   for (int i = 1; i < f->n; i++)
     if (strcmp(f->sorted[i - 1]->name, f->sorted[i]->name) == 0)
@@ -281,8 +285,7 @@ static int cmp_span(const void *a, const void *b) {
 }
 
 /* Check one tensor entry; fill t (name left NULL) and its data span. */
-static int parse_entry(const char *label, const cJSON *e, fb_st_tensor *t, span *sp,
-                       fb_err *err) {
+static int parse_entry(const char *label, const cJSON *e, fb_st_tensor *t, span *sp, fb_err *err) {
   const char *name = e->string;
   if (!cJSON_IsObject(e))
     return fb_err_set(err, FB_EFORMAT, "%s: tensor '%s': entry is not an object", label, name);
@@ -290,19 +293,19 @@ static int parse_entry(const char *label, const cJSON *e, fb_st_tensor *t, span 
   const cJSON *shape = cJSON_GetObjectItemCaseSensitive(e, "shape");
   const cJSON *offs = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
   if (!cJSON_IsString(dt))
-    return fb_err_set(err, FB_EFORMAT, "%s: tensor '%s': \"dtype\" missing or not a string",
-                      label, name);
+    return fb_err_set(err, FB_EFORMAT, "%s: tensor '%s': \"dtype\" missing or not a string", label,
+                      name);
   if (fb_dtype_parse(dt->valuestring, &t->dtype) != 0)
     return fb_err_set(err, FB_EUNSUPPORTED,
-                      "%s: tensor '%s': dtype %.32s is not one of F32, F16, BF16, I32", label,
-                      name, dt->valuestring);
+                      "%s: tensor '%s': dtype %.32s is not one of F32, F16, BF16, I32", label, name,
+                      dt->valuestring);
   if (!cJSON_IsArray(shape))
-    return fb_err_set(err, FB_EFORMAT, "%s: tensor '%s': \"shape\" missing or not an array",
-                      label, name);
+    return fb_err_set(err, FB_EFORMAT, "%s: tensor '%s': \"shape\" missing or not an array", label,
+                      name);
   int ndim = cJSON_GetArraySize(shape);
   if (ndim > FB_ST_MAX_DIMS)
-    return fb_err_set(err, FB_ELIMIT, "%s: tensor '%s': %d dimensions, at most %d", label,
-                      name, ndim, FB_ST_MAX_DIMS);
+    return fb_err_set(err, FB_ELIMIT, "%s: tensor '%s': %d dimensions, at most %d", label, name,
+                      ndim, FB_ST_MAX_DIMS);
   t->ndim = ndim;
   uint64_t numel = 1;
   int overflow = 0, i = 0;
@@ -310,9 +313,8 @@ static int parse_entry(const char *label, const cJSON *e, fb_st_tensor *t, span 
   cJSON_ArrayForEach(d, shape) {
     int64_t v;
     if (json_uint(d, &v) != 0)
-      return fb_err_set(err, FB_EFORMAT,
-                        "%s: tensor '%s': shape[%d] is not a non-negative integer", label,
-                        name, i);
+      return fb_err_set(err, FB_EFORMAT, "%s: tensor '%s': shape[%d] is not a non-negative integer",
+                        label, name, i);
     t->shape[i++] = v;
     overflow |= __builtin_mul_overflow(numel, (uint64_t)v, &numel);
   }
@@ -326,11 +328,11 @@ static int parse_entry(const char *label, const cJSON *e, fb_st_tensor *t, span 
       json_uint(cJSON_GetArrayItem(offs, 0), &sp->begin) != 0 ||
       json_uint(cJSON_GetArrayItem(offs, 1), &sp->end) != 0)
     return fb_err_set(err, FB_EFORMAT,
-                      "%s: tensor '%s': \"data_offsets\" is not [begin, end] of integers",
-                      label, name);
+                      "%s: tensor '%s': \"data_offsets\" is not [begin, end] of integers", label,
+                      name);
   if (sp->end < sp->begin)
-    return fb_err_set(err, FB_EFORMAT, "%s: tensor '%s': data_offsets end %lld < begin %lld",
-                      label, name, (long long)sp->end, (long long)sp->begin);
+    return fb_err_set(err, FB_EFORMAT, "%s: tensor '%s': data_offsets end %lld < begin %lld", label,
+                      name, (long long)sp->end, (long long)sp->begin);
   if ((uint64_t)(sp->end - sp->begin) != nbytes)
     return fb_err_set(err, FB_EFORMAT,
                       "%s: tensor '%s': data_offsets span %lld bytes, shape and dtype need %llu",
@@ -355,8 +357,8 @@ static int header_survey(const char *label, const cJSON *root, int *ntensors, in
     const cJSON *m;
     cJSON_ArrayForEach(m, e) {
       if (!cJSON_IsString(m))
-        return fb_err_set(err, FB_EFORMAT, "%s: __metadata__ '%s': value is not a string",
-                          label, m->string);
+        return fb_err_set(err, FB_EFORMAT, "%s: __metadata__ '%s': value is not a string", label,
+                          m->string);
       (*nmeta)++;
       *pool_len += strlen(m->string) + strlen(m->valuestring) + 2;
     }
@@ -372,10 +374,11 @@ int fb_st_open_memory(fb_st_file **out, const void *buf, size_t len, const char 
     return fb_err_set(err, FB_EFORMAT, "%s: %zu bytes, too short for the 8-byte header length",
                       name, len);
   uint64_t hlen = 0;
-  for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | base[i];
+  for (int i = 7; i >= 0; i--)
+    hlen = (hlen << 8) | base[i];
   if (hlen > FB_ST_MAX_HEADER)
-    return fb_err_set(err, FB_ELIMIT, "%s: header length %llu is over the cap of %u bytes",
-                      name, (unsigned long long)hlen, FB_ST_MAX_HEADER);
+    return fb_err_set(err, FB_ELIMIT, "%s: header length %llu is over the cap of %u bytes", name,
+                      (unsigned long long)hlen, FB_ST_MAX_HEADER);
   if (hlen > len - 8)
     return fb_err_set(err, FB_EFORMAT,
                       "%s: header length %llu runs past the end of the file (%zu bytes)", name,
@@ -406,22 +409,22 @@ int fb_st_open_memory(fb_st_file **out, const void *buf, size_t len, const char 
   char *cursor = f ? f->pool : NULL;
   const cJSON *e;
   if (rc == 0) cJSON_ArrayForEach(e, root) {
-    if (strcmp(e->string, "__metadata__") == 0) {
-      const cJSON *m;
-      cJSON_ArrayForEach(m, e) {
-        f->meta[2 * f->nmeta] = pool_put(&cursor, m->string);
-        f->meta[2 * f->nmeta + 1] = pool_put(&cursor, m->valuestring);
-        f->nmeta++;
+      if (strcmp(e->string, "__metadata__") == 0) {
+        const cJSON *m;
+        cJSON_ArrayForEach(m, e) {
+          f->meta[2 * f->nmeta] = pool_put(&cursor, m->string);
+          f->meta[2 * f->nmeta + 1] = pool_put(&cursor, m->valuestring);
+          f->nmeta++;
+        }
+        continue;
       }
-      continue;
+      fb_st_tensor *t = &f->tensors[f->n];
+      rc = parse_entry(name, e, t, &spans[f->n], err);
+      if (rc != 0) break;
+      t->name = pool_put(&cursor, e->string);
+      spans[f->n].idx = f->n;
+      f->n++;
     }
-    fb_st_tensor *t = &f->tensors[f->n];
-    rc = parse_entry(name, e, t, &spans[f->n], err);
-    if (rc != 0) break;
-    t->name = pool_put(&cursor, e->string);
-    spans[f->n].idx = f->n;
-    f->n++;
-  }
   cJSON_Delete(root);
 
   /* The data area must be tiled exactly: sorted by offset, no gap, no overlap, no tail. */
@@ -436,11 +439,11 @@ int fb_st_open_memory(fb_st_file **out, const void *buf, size_t len, const char 
                         "%s: tensor '%s': data_offsets end %lld is past the data area (%llu bytes)",
                         name, tn, (long long)spans[i].end, (unsigned long long)data_len);
       else if (spans[i].begin > at)
-        rc = fb_err_set(err, FB_EFORMAT, "%s: tensor '%s': gap of %lld bytes before it", name,
-                        tn, (long long)(spans[i].begin - at));
+        rc = fb_err_set(err, FB_EFORMAT, "%s: tensor '%s': gap of %lld bytes before it", name, tn,
+                        (long long)(spans[i].begin - at));
       else if (spans[i].begin < at)
-        rc = fb_err_set(err, FB_EFORMAT, "%s: tensor '%s': overlaps the tensor before it", name,
-                        tn);
+        rc =
+            fb_err_set(err, FB_EFORMAT, "%s: tensor '%s': overlaps the tensor before it", name, tn);
       at = spans[i].end;
     }
     if (rc == 0 && (uint64_t)at != data_len)
@@ -538,26 +541,27 @@ static int open_index(fb_st_file **out, const char *dir, const char *index_path,
   const cJSON *e;
   int nmeta = 0, nmap = 0;
   size_t pool_len = 0;
-  if (!cJSON_IsObject(map)) rc = fb_err_set(err, FB_EFORMAT, "%s: \"weight_map\" missing or not an object", index_path);
+  if (!cJSON_IsObject(map))
+    rc = fb_err_set(err, FB_EFORMAT, "%s: \"weight_map\" missing or not an object", index_path);
   if (rc == 0 && meta && !cJSON_IsObject(meta))
     rc = fb_err_set(err, FB_EFORMAT, "%s: \"metadata\" is not an object", index_path);
   if (rc == 0) cJSON_ArrayForEach(e, meta) {
-    if (!cJSON_IsString(e)) continue; /* e.g. total_size: a number, not kept */
-    nmeta++;
-    pool_len += strlen(e->string) + strlen(e->valuestring) + 2;
-  }
+      if (!cJSON_IsString(e)) continue; /* e.g. total_size: a number, not kept */
+      nmeta++;
+      pool_len += strlen(e->string) + strlen(e->valuestring) + 2;
+    }
   if (rc == 0 && !map->child)
     rc = fb_err_set(err, FB_EFORMAT, "%s: \"weight_map\" is empty", index_path);
   if (rc == 0) cJSON_ArrayForEach(e, map) {
-    nmap++;
-    if (!cJSON_IsString(e) || !*e->valuestring || strchr(e->valuestring, '/') ||
-        strcmp(e->valuestring, "..") == 0 || strcmp(e->valuestring, ".") == 0) {
-      rc = fb_err_set(err, FB_EFORMAT,
-                      "%s: weight_map '%s': value must be a file name in the same directory",
-                      index_path, e->string);
-      break;
+      nmap++;
+      if (!cJSON_IsString(e) || !*e->valuestring || strchr(e->valuestring, '/') ||
+          strcmp(e->valuestring, "..") == 0 || strcmp(e->valuestring, ".") == 0) {
+        rc = fb_err_set(err, FB_EFORMAT,
+                        "%s: weight_map '%s': value must be a file name in the same directory",
+                        index_path, e->string);
+        break;
+      }
     }
-  }
   fb_st_file *f = NULL;
   if (rc == 0) rc = file_new(&f, dir, 0, nmeta, pool_len, err);
   if (rc == 0 && !(f->shards = calloc((size_t)nmap + 1, sizeof *f->shards)))
@@ -565,29 +569,30 @@ static int open_index(fb_st_file **out, const char *dir, const char *index_path,
   /* Open each shard once, in order of first mention. */
   char path[PATH_MAX];
   if (rc == 0) cJSON_ArrayForEach(e, map) {
-    if (shard_of(f, e->valuestring) >= 0) continue;
-    rc = join(path, sizeof path, dir, e->valuestring, err);
-    if (rc == 0) rc = fb_st_open(&f->shards[f->nshards], path, err);
-    if (rc != 0) break;
-    f->nshards++;
-  }
+      if (shard_of(f, e->valuestring) >= 0) continue;
+      rc = join(path, sizeof path, dir, e->valuestring, err);
+      if (rc == 0) rc = fb_st_open(&f->shards[f->nshards], path, err);
+      if (rc != 0) break;
+      f->nshards++;
+    }
   /* Every listed tensor is in its shard; every shard tensor is listed. */
   int total = 0;
   if (rc == 0) cJSON_ArrayForEach(e, map) {
-    const fb_st_file *s = f->shards[shard_of(f, e->valuestring)];
-    if (!fb_st_find(s, e->string)) {
-      rc = fb_err_set(err, FB_EFORMAT, "%s: tensor '%s': listed in the index but missing from %s",
-                      index_path, e->string, fb_st_path(s));
-      break;
+      const fb_st_file *s = f->shards[shard_of(f, e->valuestring)];
+      if (!fb_st_find(s, e->string)) {
+        rc = fb_err_set(err, FB_EFORMAT, "%s: tensor '%s': listed in the index but missing from %s",
+                        index_path, e->string, fb_st_path(s));
+        break;
+      }
     }
-  }
   for (int i = 0; rc == 0 && i < f->nshards; i++) {
     const fb_st_file *s = f->shards[i];
     for (int j = 0; j < s->n; j++) {
       const cJSON *m = cJSON_GetObjectItemCaseSensitive(map, s->tensors[j].name);
       if (!m || strcmp(m->valuestring, strrchr(s->path, '/') + 1) != 0) {
-        rc = fb_err_set(err, FB_EFORMAT, "%s: tensor '%s': in %s but the index does not map it there",
-                        index_path, s->tensors[j].name, s->path);
+        rc = fb_err_set(err, FB_EFORMAT,
+                        "%s: tensor '%s': in %s but the index does not map it there", index_path,
+                        s->tensors[j].name, s->path);
         break;
       }
     }
@@ -602,7 +607,8 @@ static int open_index(fb_st_file **out, const char *dir, const char *index_path,
   }
   if (rc == 0) {
     for (int i = 0; i < f->nshards; i++)
-      for (int j = 0; j < f->shards[i]->n; j++) f->tensors[f->n++] = f->shards[i]->tensors[j];
+      for (int j = 0; j < f->shards[i]->n; j++)
+        f->tensors[f->n++] = f->shards[i]->tensors[j];
     char *cursor = f->pool;
     cJSON_ArrayForEach(e, meta) {
       if (!cJSON_IsString(e)) continue;
@@ -654,7 +660,8 @@ static int build_header(const char *path, const fb_st_out *t, int n, const char 
   if (meta && meta[0]) {
     cJSON *m = cJSON_AddObjectToObject(root, "__metadata__");
     for (int i = 0; rc == 0 && meta[i]; i += 2) {
-      if (!meta[i + 1]) rc = write_fail(err, FB_EINVALID, path, "metadata key '%s' has no value", meta[i]);
+      if (!meta[i + 1])
+        rc = write_fail(err, FB_EINVALID, path, "metadata key '%s' has no value", meta[i]);
       else if (cJSON_GetObjectItemCaseSensitive(m, meta[i]))
         rc = write_fail(err, FB_EINVALID, path, "metadata key '%s' given twice", meta[i]);
       else if (!cJSON_AddStringToObject(m, meta[i], meta[i + 1]))
@@ -682,8 +689,10 @@ static int build_header(const char *path, const fb_st_out *t, int n, const char 
     cJSON *offs = cJSON_AddArrayToObject(e, "data_offsets");
     cJSON_AddStringToObject(e, "dtype", fb_dtype_name(t[i].dtype));
     for (int d = 0; d < t[i].ndim; d++) {
-      if (t[i].shape[d] < 0 || (double)t[i].shape[d] > MAX_JSON_INT) overflow = 1;
-      else overflow |= __builtin_mul_overflow(numel, (uint64_t)t[i].shape[d], &numel);
+      if (t[i].shape[d] < 0 || (double)t[i].shape[d] > MAX_JSON_INT)
+        overflow = 1;
+      else
+        overflow |= __builtin_mul_overflow(numel, (uint64_t)t[i].shape[d], &numel);
       cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t[i].shape[d]));
     }
     overflow |= __builtin_mul_overflow(numel, (uint64_t)fb_dtype_size(t[i].dtype), &nbytes);
@@ -705,8 +714,7 @@ static int build_header(const char *path, const fb_st_out *t, int n, const char 
   return rc;
 }
 
-int fb_st_write(const char *path, const fb_st_out *t, int n, const char *const *meta,
-                fb_err *err) {
+int fb_st_write(const char *path, const fb_st_out *t, int n, const char *const *meta, fb_err *err) {
   if (n < 0 || (n > 0 && !t)) return fb_err_set(err, FB_EINVALID, "%s: bad tensor list", path);
   char *json = NULL;
   int rc = build_header(path, t, n, meta, &json, err);
@@ -720,14 +728,16 @@ int fb_st_write(const char *path, const fb_st_out *t, int n, const char *const *
     cJSON_free(json);
     return fb_err_set(err, FB_ENOMEM, "%s: out of memory", path);
   }
-  for (int i = 0; i < 8; i++) header[i] = (char)(((uint64_t)padded >> (8 * i)) & 0xff);
+  for (int i = 0; i < 8; i++)
+    header[i] = (char)(((uint64_t)padded >> (8 * i)) & 0xff);
   memcpy(header + 8, json, jlen);
   memset(header + 8 + jlen, ' ', padded - jlen);
   cJSON_free(json);
   parts[0] = (fb_part){header, 8 + padded};
   for (int i = 0; i < n; i++) {
     size_t nbytes = fb_dtype_size(t[i].dtype);
-    for (int d = 0; d < t[i].ndim; d++) nbytes *= (size_t)t[i].shape[d]; /* checked above */
+    for (int d = 0; d < t[i].ndim; d++)
+      nbytes *= (size_t)t[i].shape[d]; /* checked above */
     parts[i + 1] = (fb_part){t[i].data, nbytes};
   }
   rc = fb_write_parts_atomic(path, parts, n + 1, err);

@@ -26,11 +26,11 @@ int fb_dtype_parse(const char *name, fb_dtype *out);
 typedef struct fb_st_tensor {
   const char *name;
   fb_dtype dtype;
-  int ndim;                      /* 0..8; 0 is a scalar (numel 1) */
+  int ndim; /* 0..8; 0 is a scalar (numel 1) */
   int64_t shape[FB_ST_MAX_DIMS];
   int64_t numel;
-  size_t nbytes;                 /* numel * fb_dtype_size(dtype) */
-  const void *data;              /* points into the mapping; read-only */
+  size_t nbytes;    /* numel * fb_dtype_size(dtype) */
+  const void *data; /* points into the mapping; read-only */
 } fb_st_tensor;
 
 /* One file, or a sharded directory (several mappings behind one tensor list). */
@@ -92,7 +92,6 @@ int fb_st_write(const char *path, const fb_st_out *t, int n, const char *const *
 
 /* Validate a safetensors image already in memory (the fuzzer's entry; fb_st_open uses the same
  * code). name labels errors. On success *out borrows buf: buf must outlive *out. */
-int fb_st_open_memory(fb_st_file **out, const void *buf, size_t len, const char *name,
-                      fb_err *err);
+int fb_st_open_memory(fb_st_file **out, const void *buf, size_t len, const char *name, fb_err *err);
 
 #endif

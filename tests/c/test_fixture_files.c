@@ -35,7 +35,8 @@ static double meta_num(const fb_st_file *f, const char *key) {
   const char *v = fb_st_meta(f, key);
   char *end = NULL;
   double d = v ? strtod(v, &end) : 0;
-  if (!v || end == v || *end) FB_FAIL_("%s: metadata '%s' missing or not a number", fb_st_path(f), key);
+  if (!v || end == v || *end)
+    FB_FAIL_("%s: metadata '%s' missing or not a number", fb_st_path(f), key);
   return d;
 }
 
@@ -87,15 +88,15 @@ static void check_model(const char *dir, const fb_model_config *c) {
   }
   CHECK_INT(fb_st_count(m), n); /* nothing extra */
   int64_t params = 0;
-  for (int i = 0; i < fb_st_count(m); i++) params += fb_st_at(m, i)->numel;
+  for (int i = 0; i < fb_st_count(m); i++)
+    params += fb_st_at(m, i)->numel;
   CHECK_INT(params, fb_model_config_param_count(c));
   fb_st_close(m);
 }
 
 /* For each (layer, target, A/B): call fn with the PEFT key and the expected shape. */
 static void each_lora_key(const fb_model_config *c, unsigned targets, int rank,
-                          void (*fn)(const char *key, const int64_t *shape, void *ctx),
-                          void *ctx) {
+                          void (*fn)(const char *key, const int64_t *shape, void *ctx), void *ctx) {
   char key[256];
   for (int l = 0; l < c->num_hidden_layers; l++)
     for (int i = 0; i < FB_TARGET_COUNT; i++) {
@@ -178,7 +179,8 @@ static void check_case(const char *name) {
       CHECK(v > 0 && v < 50);
     }
     each_lora_key(&c, targets, rank, check_expected_key, ex);
-    int plen = (int)meta_num(ex, "greedy_prompt_len"), nnew = (int)meta_num(ex, "greedy_new_tokens");
+    int plen = (int)meta_num(ex, "greedy_prompt_len"),
+        nnew = (int)meta_num(ex, "greedy_new_tokens");
     const fb_st_tensor *g = expect(ex, "greedy_ids", FB_DT_I32, 1, (int64_t[]){plen + nnew});
     if (g) {
       check_ids(g, 0, (int)V, 0);

@@ -110,7 +110,8 @@ TEST(qwen2_has_qkv_bias_and_eos_array) {
 TEST(llama32_and_mistral7b_configs_and_sizes) {
   fb_model_config c;
   fb_err err = {0};
-  const char *llama = "{\"architectures\":[\"LlamaForCausalLM\"],\"attention_bias\":false,"
+  const char *llama =
+      "{\"architectures\":[\"LlamaForCausalLM\"],\"attention_bias\":false,"
       "\"bos_token_id\":128000,\"eos_token_id\":[128001,128008,128009],\"head_dim\":64,"
       "\"hidden_act\":\"silu\",\"hidden_size\":2048,\"intermediate_size\":8192,"
       "\"max_position_embeddings\":131072,\"mlp_bias\":false,\"num_attention_heads\":32,"
@@ -123,7 +124,8 @@ TEST(llama32_and_mistral7b_configs_and_sizes) {
   CHECK_INT(c.rope_scaling.type, FB_ROPE_LLAMA3);
   CHECK_INT(c.n_eos, 3);
   CHECK_INT(fb_model_config_param_count(&c), 1235814400); /* Llama-3.2-1B */
-  const char *mistral = "{\"architectures\":[\"MistralForCausalLM\"],\"bos_token_id\":1,"
+  const char *mistral =
+      "{\"architectures\":[\"MistralForCausalLM\"],\"bos_token_id\":1,"
       "\"eos_token_id\":2,\"hidden_act\":\"silu\",\"hidden_size\":4096,"
       "\"intermediate_size\":14336,\"max_position_embeddings\":32768,"
       "\"num_attention_heads\":32,\"num_hidden_layers\":32,\"num_key_value_heads\":8,"
@@ -302,7 +304,10 @@ TEST(peft_adapter_config_parses) {
 }
 
 TEST(adapter_config_write_and_load_round_trip) {
-  fb_adapter_config a = {.r = 8, .lora_alpha = 16, .lora_dropout = 0.1, .use_rslora = 1,
+  fb_adapter_config a = {.r = 8,
+                         .lora_alpha = 16,
+                         .lora_dropout = 0.1,
+                         .use_rslora = 1,
                          .targets = FB_TARGET_K_PROJ | FB_TARGET_GATE_PROJ};
   strcpy(a.base_model_name_or_path, "models/tiny \"quoted\"");
   fb_err err = {0};
@@ -328,7 +333,9 @@ TEST(adapter_config_write_and_load_round_trip) {
 }
 
 TEST(adapter_config_errors) {
-  struct { const char *field, *value, *want; } cases[] = {
+  struct {
+    const char *field, *value, *want;
+  } cases[] = {
       {"peft_type", "\"IA3\"", "field 'peft_type': must be \"LORA\" (required)"},
       {"peft_type", NULL, "field 'peft_type'"},
       {"task_type", "\"SEQ_CLS\"", "field 'task_type': must be \"CAUSAL_LM\""},
@@ -338,6 +345,7 @@ TEST(adapter_config_errors) {
       {"r", NULL, "field 'r': missing or not a number"},
       {"lora_alpha", "\"32\"", "field 'lora_alpha': missing or not a number"},
       {"lora_alpha", "-1", "field 'lora_alpha': -1 must be > 0"},
+      {"lora_alpha", "1e7", "field 'lora_alpha': 1e+07 must be > 0 and < 1e6"},
       {"lora_dropout", "1", "field 'lora_dropout': 1 is outside [0, 1)"},
       {"target_modules", "[\"q_proj\",\"lm_head\"]", "'lm_head' is not one of"},
       {"target_modules", "[]", "field 'target_modules': must be a non-empty array"},
@@ -354,9 +362,11 @@ TEST(adapter_config_errors) {
     fb_adapter_config a;
     fb_err err = {0};
     int rc = adapter_with(&a, cases[i].field, cases[i].value, &err);
-    if (rc != FB_EINVALID) FB_FAIL_("%s=%s: rc %d (%s)", cases[i].field, cases[i].value, rc, err.msg);
+    if (rc != FB_EINVALID)
+      FB_FAIL_("%s=%s: rc %d (%s)", cases[i].field, cases[i].value, rc, err.msg);
     if (!strstr(err.msg, cases[i].want) || !strstr(err.msg, "ad/adapter_config.json"))
-      FB_FAIL_("%s=%s: \"%s\" lacks \"%s\"", cases[i].field, cases[i].value, err.msg, cases[i].want);
+      FB_FAIL_("%s=%s: \"%s\" lacks \"%s\"", cases[i].field, cases[i].value, err.msg,
+               cases[i].want);
   }
   fb_adapter_config a;
   fb_err err = {0};

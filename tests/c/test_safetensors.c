@@ -13,9 +13,11 @@
 static const char *raw(const char *name, const char *header, size_t data_len) {
   size_t hlen = strlen(header), len = 8 + hlen + data_len;
   unsigned char *buf = malloc(len);
-  for (int i = 0; i < 8; i++) buf[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
+  for (int i = 0; i < 8; i++)
+    buf[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
   memcpy(buf + 8, header, hlen);
-  for (size_t i = 0; i < data_len; i++) buf[8 + hlen + i] = (unsigned char)i;
+  for (size_t i = 0; i < data_len; i++)
+    buf[8 + hlen + i] = (unsigned char)i;
   const char *p = tmp_write(name, buf, len);
   free(buf);
   return p;
@@ -47,8 +49,8 @@ static const char *write_sample(fb_err *err) {
   h[3] = fb_f32_to_f16(0.1f);
   b[0] = fb_f32_to_bf16(3.0f), b[1] = fb_f32_to_bf16(-1e30f);
   fb_st_out t[] = {
-      {"w", FB_DT_F32, 2, {2, 3}, w},      {"h", FB_DT_F16, 1, {4}, h},
-      {"b", FB_DT_BF16, 1, {2}, b},        {"ids", FB_DT_I32, 2, {2, 2}, ids},
+      {"w", FB_DT_F32, 2, {2, 3}, w},         {"h", FB_DT_F16, 1, {4}, h},
+      {"b", FB_DT_BF16, 1, {2}, b},           {"ids", FB_DT_I32, 2, {2, 2}, ids},
       {"scalar", FB_DT_F32, 0, {0}, &scalar}, {"empty", FB_DT_F32, 2, {0, 5}, NULL},
   };
   const char *p = tmp_path("sample.safetensors");
@@ -137,16 +139,17 @@ TEST(f16_conversion_is_exact_both_ways) {
     uint16_t hv = (uint16_t)i;
     float v = fb_f16_to_f32(hv);
     if (v != v) continue; /* NaN payloads need not survive */
-    if (fb_f32_to_f16(v) != hv && bad++ < 3) FB_FAIL_("f16 0x%04x -> %g -> 0x%04x", hv, v, fb_f32_to_f16(v));
+    if (fb_f32_to_f16(v) != hv && bad++ < 3)
+      FB_FAIL_("f16 0x%04x -> %g -> 0x%04x", hv, v, fb_f32_to_f16(v));
   }
   CHECK_INT(bad, 0);
   CHECK_INT(fb_f32_to_f16(1.0f), 0x3c00);
   CHECK_INT(fb_f32_to_f16(-2.0f), 0xc000);
   CHECK_NEAR(fb_f16_to_f32(0x0001), 5.9604644775390625e-8, 0);
-  CHECK_INT(fb_f32_to_f16(1.0f + 1.0f / 2048), 0x3c00);     /* halfway: to even */
-  CHECK_INT(fb_f32_to_f16(1.0f + 3.0f / 2048), 0x3c02);     /* halfway: to even, up */
-  CHECK_INT(fb_f32_to_f16(65520.0f), 0x7c00);               /* rounds to inf */
-  CHECK_INT(fb_f32_to_f16(2.9802322e-8f), 0x0000);          /* half the smallest: to even 0 */
+  CHECK_INT(fb_f32_to_f16(1.0f + 1.0f / 2048), 0x3c00); /* halfway: to even */
+  CHECK_INT(fb_f32_to_f16(1.0f + 3.0f / 2048), 0x3c02); /* halfway: to even, up */
+  CHECK_INT(fb_f32_to_f16(65520.0f), 0x7c00);           /* rounds to inf */
+  CHECK_INT(fb_f32_to_f16(2.9802322e-8f), 0x0000);      /* half the smallest: to even 0 */
   CHECK_INT(fb_f32_to_f16(2.9802326e-8f * 1.5f), 0x0001);
   CHECK(fb_f16_to_f32(fb_f32_to_f16(NAN)) != fb_f16_to_f32(fb_f32_to_f16(NAN)));
 }
@@ -244,7 +247,8 @@ TEST(bad_json_is_refused) {
 TEST(header_padding_and_empty_file_are_accepted) {
   fb_err err = {0};
   fb_st_file *f = NULL;
-  CHECK_INT(fb_st_open(&f, raw("pad.safetensors", "{\"__metadata__\":{\"a\":\"b\"}}    ", 0), &err), 0);
+  CHECK_INT(fb_st_open(&f, raw("pad.safetensors", "{\"__metadata__\":{\"a\":\"b\"}}    ", 0), &err),
+            0);
   REQUIRE(f);
   CHECK_INT(fb_st_count(f), 0);
   CHECK_STR(fb_st_meta(f, "a"), "b");
@@ -259,25 +263,25 @@ TEST(entry_fields_are_checked) {
                  "\"dtype\" missing");
   CHECK_CONTAINS(refused("{\"t\":{\"dtype\":\"F32\",\"data_offsets\":[0,4]}}", 4, FB_EFORMAT),
                  "\"shape\" missing");
-  CHECK_CONTAINS(refused("{\"t\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4,
-                         FB_EFORMAT),
-                 "shape[0] is not a non-negative integer");
-  CHECK_CONTAINS(refused("{\"t\":{\"dtype\":\"F32\",\"shape\":[1.5],\"data_offsets\":[0,4]}}", 4,
-                         FB_EFORMAT),
-                 "shape[0]");
+  CHECK_CONTAINS(
+      refused("{\"t\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4, FB_EFORMAT),
+      "shape[0] is not a non-negative integer");
+  CHECK_CONTAINS(
+      refused("{\"t\":{\"dtype\":\"F32\",\"shape\":[1.5],\"data_offsets\":[0,4]}}", 4, FB_EFORMAT),
+      "shape[0]");
   CHECK_CONTAINS(refused("{\"t\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],"
                          "\"data_offsets\":[0,4]}}",
                          4, FB_ELIMIT),
                  "9 dimensions");
-  CHECK_CONTAINS(refused("{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0]}}", 4,
-                         FB_EFORMAT),
-                 "\"data_offsets\" is not [begin, end]");
-  CHECK_CONTAINS(refused("{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,0]}}", 4,
-                         FB_EFORMAT),
-                 "end 0 < begin 4");
-  CHECK_CONTAINS(refused("{\"t\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4,
-                         FB_EFORMAT),
-                 "span 4 bytes, shape and dtype need 8");
+  CHECK_CONTAINS(
+      refused("{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0]}}", 4, FB_EFORMAT),
+      "\"data_offsets\" is not [begin, end]");
+  CHECK_CONTAINS(
+      refused("{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,0]}}", 4, FB_EFORMAT),
+      "end 0 < begin 4");
+  CHECK_CONTAINS(
+      refused("{\"t\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4, FB_EFORMAT),
+      "span 4 bytes, shape and dtype need 8");
 }
 
 TEST(shape_product_overflow_is_refused) {
@@ -290,16 +294,16 @@ TEST(shape_product_overflow_is_refused) {
                          "\"data_offsets\":[0,0]}}",
                          0, FB_EFORMAT),
                  "overflows");
-  CHECK_CONTAINS(refused("{\"t\":{\"dtype\":\"F32\",\"shape\":[1e300],\"data_offsets\":[0,0]}}",
-                         0, FB_EFORMAT),
+  CHECK_CONTAINS(refused("{\"t\":{\"dtype\":\"F32\",\"shape\":[1e300],\"data_offsets\":[0,0]}}", 0,
+                         FB_EFORMAT),
                  "shape[0]");
 }
 
 TEST(data_area_must_be_tiled_exactly) {
   /* past the end */
-  CHECK_CONTAINS(refused("{\"t\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 4,
-                         FB_EFORMAT),
-                 "tensor 't': data_offsets end 8 is past the data area (4 bytes)");
+  CHECK_CONTAINS(
+      refused("{\"t\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 4, FB_EFORMAT),
+      "tensor 't': data_offsets end 8 is past the data area (4 bytes)");
   CHECK_CONTAINS(refused("{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":"
                          "[9007199254740988,9007199254740992]}}",
                          4, FB_EFORMAT),
@@ -315,21 +319,22 @@ TEST(data_area_must_be_tiled_exactly) {
                          12, FB_EFORMAT),
                  "tensor 'b': gap of 4 bytes");
   /* gap at the start */
-  CHECK_CONTAINS(refused("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8,
-                         FB_EFORMAT),
-                 "gap of 4 bytes");
+  CHECK_CONTAINS(
+      refused("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8, FB_EFORMAT),
+      "gap of 4 bytes");
   /* bytes after the last tensor */
-  CHECK_CONTAINS(refused("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 5,
-                         FB_EFORMAT),
-                 "1 bytes after the last tensor");
+  CHECK_CONTAINS(
+      refused("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 5, FB_EFORMAT),
+      "1 bytes after the last tensor");
   /* out-of-order entries in the header are fine when the offsets tile */
   fb_err err = {0};
   fb_st_file *f = NULL;
-  CHECK_INT(fb_st_open(&f, raw("order.safetensors",
-                               "{\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]},"
-                               "\"a\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]}}",
-                               8),
-                           &err),
+  CHECK_INT(fb_st_open(&f,
+                       raw("order.safetensors",
+                           "{\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]},"
+                           "\"a\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]}}",
+                           8),
+                       &err),
             0);
   REQUIRE(f);
   CHECK_STR(fb_st_at(f, 0)->name, "a");
@@ -394,9 +399,9 @@ static const char *make_sharded(const char *name, const char *index_json) {
   return tmp_path(name);
 }
 
-#define GOOD_MAP                                                         \
-  "\"model.embed_tokens.weight\":\"model-00001-of-00002.safetensors\","  \
-  "\"model.norm.weight\":\"model-00002-of-00002.safetensors\","          \
+#define GOOD_MAP                                                                                   \
+  "\"model.embed_tokens.weight\":\"model-00001-of-00002.safetensors\","                            \
+  "\"model.norm.weight\":\"model-00002-of-00002.safetensors\","                                    \
   "\"lm_head.weight\":\"model-00002-of-00002.safetensors\""
 
 TEST(sharded_model_directory_opens_as_one) {
@@ -422,24 +427,27 @@ TEST(sharded_model_directory_opens_as_one) {
 TEST(sharded_index_errors) {
   fb_err err = {0};
   fb_st_file *f = NULL;
-  const char *dir = make_sharded("s_missing_tensor",
-                                 "{\"weight_map\":{" GOOD_MAP ",\"extra.weight\":"
-                                 "\"model-00002-of-00002.safetensors\"}}");
+  const char *dir =
+      make_sharded("s_missing_tensor", "{\"weight_map\":{" GOOD_MAP ",\"extra.weight\":"
+                                       "\"model-00002-of-00002.safetensors\"}}");
   REQUIRE(dir);
   CHECK_INT(fb_st_open_model_dir(&f, dir, &err), FB_EFORMAT);
   CHECK_CONTAINS(err.msg, "tensor 'extra.weight': listed in the index but missing");
-  dir = make_sharded("s_unlisted", "{\"weight_map\":{"
-                                   "\"model.embed_tokens.weight\":\"model-00001-of-00002.safetensors\","
-                                   "\"model.norm.weight\":\"model-00002-of-00002.safetensors\"}}");
+  dir = make_sharded("s_unlisted",
+                     "{\"weight_map\":{"
+                     "\"model.embed_tokens.weight\":\"model-00001-of-00002.safetensors\","
+                     "\"model.norm.weight\":\"model-00002-of-00002.safetensors\"}}");
   CHECK_INT(fb_st_open_model_dir(&f, dir, &err), FB_EFORMAT);
   CHECK_CONTAINS(err.msg, "tensor 'lm_head.weight': in ");
-  dir = make_sharded("s_wrong_shard", "{\"weight_map\":{"
-                                      "\"model.embed_tokens.weight\":\"model-00002-of-00002.safetensors\","
-                                      "\"model.norm.weight\":\"model-00002-of-00002.safetensors\","
-                                      "\"lm_head.weight\":\"model-00002-of-00002.safetensors\"}}");
+  dir = make_sharded("s_wrong_shard",
+                     "{\"weight_map\":{"
+                     "\"model.embed_tokens.weight\":\"model-00002-of-00002.safetensors\","
+                     "\"model.norm.weight\":\"model-00002-of-00002.safetensors\","
+                     "\"lm_head.weight\":\"model-00002-of-00002.safetensors\"}}");
   CHECK_INT(fb_st_open_model_dir(&f, dir, &err), FB_EFORMAT);
   CHECK_CONTAINS(err.msg, "model.embed_tokens.weight");
-  dir = make_sharded("s_traversal", "{\"weight_map\":{\"x\":\"../sharded/model-00001-of-00002.safetensors\"}}");
+  dir = make_sharded("s_traversal",
+                     "{\"weight_map\":{\"x\":\"../sharded/model-00001-of-00002.safetensors\"}}");
   CHECK_INT(fb_st_open_model_dir(&f, dir, &err), FB_EFORMAT);
   CHECK_CONTAINS(err.msg, "weight_map 'x': value must be a file name");
   dir = make_sharded("s_no_shard", "{\"weight_map\":{\"x\":\"nope.safetensors\"}}");
