@@ -6,7 +6,7 @@ local client = require "tests.http.client"
 local fb = require "fastbrain"
 local router = require "fastbrain.router"
 
-local app = router.new{timeout = 5000, runaway = 150}
+local app = router.new{timeout = 5000, runaway = 400}
 local seen_log = {}
 app:use(function(req, res)
   res:on_done(function(status) seen_log[#seen_log + 1] = req.method .. " " .. req.path .. " " .. status end)
