@@ -136,7 +136,7 @@ static int train_step(fb_model *m, fb_lora *l, fb_optim *opt, const fb_batch *b,
   return fb_optim_step(opt, l->params, l->grads, lr, err);
 }
 
-static int run(const char *model_dir, const char *in_path, const char *out_path, fb_err *err) {
+int fb_lora_check_run(const char *model_dir, const char *in_path, const char *out_path, fb_err *err) {
   fb_model *m = NULL;
   fb_lora *l = NULL;
   fb_optim *opt = NULL;
@@ -167,7 +167,10 @@ static int run(const char *model_dir, const char *in_path, const char *out_path,
     rc = fb_err_set(err, FB_EFORMAT, "%s: __metadata__ 'targets' is missing", in_path);
     goto done;
   }
-  if ((rc = fb_targets_parse_list(targets, &ac.targets, err))) goto done;
+  if ((rc = fb_targets_parse_list(targets, &ac.targets, err))) {
+    fb_err_prefix(err, "%s: __metadata__", in_path);
+    goto done;
+  }
   ac.use_rslora = rs && (strcmp(rs, "true") == 0 || strcmp(rs, "True") == 0 || strcmp(rs, "1") == 0);
   if ((rc = fb_model_load(&m, model_dir, err))) goto done;
   if ((rc = fb_lora_create(&l, m, &ac, err))) goto done;
@@ -236,7 +239,7 @@ int fb_cmd_lora_check(int argc, char **argv) {
     return 2;
   }
   fb_err err = {0};
-  if (run(argv[1], argv[2], argv[3], &err)) {
+  if (fb_lora_check_run(argv[1], argv[2], argv[3], &err)) {
     fprintf(stderr, "fastbrain lora-check: %s\n", err.msg);
     return 1;
   }

@@ -7,4 +7,10 @@
  * arguments (one-line error + usage on stderr); --help prints usage to stdout and returns 0. */
 int fb_cmd_lora_check(int argc, char **argv);
 
+/* The command's work without the argument handling: 0, or an engine error code with err naming
+ * the file and the field or tensor at fault. OUT is written (atomically) only on success. */
+struct fb_err;
+int fb_lora_check_run(const char *model_dir, const char *in_path, const char *out_path,
+                      struct fb_err *err);
+
 #endif

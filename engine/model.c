@@ -17,6 +17,7 @@
 /* Activations for up to n positions, carved from one arena; [L] marks one slice per layer. */
 struct fb_acts {
   int n, T;             /* positions and sequence length the arena was sized for */
+  int fB, fT;           /* batch shape of the last forward */
   float *arena;
   float *x_in, *rstd1, *q, *k, *v, *att;          /* [L][N,C] [L][N] [L][N,QD] [L][N,KD] x2 [L][N,QD] */
   float *x_mid, *rstd2, *gate, *up;               /* [L][N,C] [L][N] [L][N,F] x2 */
@@ -414,9 +415,14 @@ static int check_inputs(fb_model *m, const int32_t *ids, const int32_t *given_po
 }
 
 int fb_model_forward(fb_model *m, fb_lora *lora, const fb_batch *b, int training, fb_err *err) {
-  int B = b->B, T = b->T, N = B * T, rc;
-  if (B < 1 || T < 1) return fb_err_set(err, FB_EINVALID, "model: batch shape [%d, %d] is empty", B, T);
+  int B = b->B, T = b->T, rc;
+  if (B < 1 || T < 1 || (int64_t)B * T > FB_MODEL_MAX_POSITIONS)
+    return fb_err_set(err, FB_EINVALID, "model: batch shape [%d, %d] is empty or over %d positions",
+                      B, T, FB_MODEL_MAX_POSITIONS);
+  int N = B * T;
   if ((rc = reserve(m, B, T, err))) return rc;
+  m->acts->fB = B;
+  m->acts->fT = T;
   if (lora && (rc = fb_lora_reserve(lora, N, err))) return rc;
   fb_acts *a = m->acts;
   if ((rc = check_inputs(m, b->ids, b->pos, a->pos, N, T, 0, err))) return rc;
@@ -510,9 +516,9 @@ const float *fb_model_logits(const fb_model *m) { return m->acts ? m->acts->logi
 
 int fb_model_backward(fb_model *m, fb_lora *lora, const fb_batch *b, fb_err *err) {
   fb_acts *a = m->acts;
-  int B = b->B, T = b->T, N = B * T;
-  if (!a || !b->labels || N > a->n)
+  if (!a || !b->labels || b->B != a->fB || b->T != a->fT)
     return fb_err_set(err, FB_EINVALID, "model: backward needs a forward with labels on this batch");
+  int B = b->B, T = b->T, N = B * T;
   if (m->n_counted == 0) return 0;  /* nothing to learn from: gradients stay as they are */
   int C = m->C, QD = m->NH * m->HD, F = m->F;
   size_t NC = (size_t)N * C;

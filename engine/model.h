@@ -59,6 +59,9 @@ typedef struct fb_model {
   int n_counted;                   /* labels counted by that forward */
 } fb_model;
 
+/* The most positions (B*T) one forward takes. */
+#define FB_MODEL_MAX_POSITIONS (1 << 22)
+
 /* A batch. Position t of row b is trained to predict labels[b,t+1] (Hugging Face's shift), so
  * labels[b,0] is never used and a label of -100 is ignored. */
 typedef struct fb_batch {

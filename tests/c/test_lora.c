@@ -318,6 +318,9 @@ TEST(bad_inputs_are_refused_with_a_named_position) {
   b.labels = bad_labels;
   CHECK(fb_model_forward(m, NULL, &b, 0, &err) == FB_EINVALID);
   CHECK_CONTAINS(err.msg, "labels[0][1] = 12");
+  fb_batch huge = {1 << 16, 1 << 16, bad_ids, NULL, NULL, NULL};  /* B*T overflows an int */
+  CHECK(fb_model_forward(m, NULL, &huge, 0, &err) == FB_EINVALID);
+  CHECK_CONTAINS(err.msg, "[65536, 65536]");
   fb_adapter_config ac = {.r = 0, .lora_alpha = 1, .targets = FB_TARGET_Q_PROJ};
   fb_lora *l = NULL;
   CHECK(fb_lora_create(&l, m, &ac, &err) == FB_EINVALID);

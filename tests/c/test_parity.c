@@ -10,6 +10,7 @@
 
 #include "cmd_lora_check.h"
 #include "gemm.h"
+#include "error.h"
 #include "optim.h"
 #include "safetensors.h"
 #include "test.h"
@@ -74,11 +75,14 @@ static int compare(const char *c, const fb_st_tensor *e, const fb_st_tensor *a, 
   return ok;
 }
 
-/* A copy of IN with the greedy settings that expected.safetensors records added to its
- * metadata (lora-check generates only when asked). Returns 0 on success. */
-static int in_with_greedy(const char *in, const char *exp, const char *out) {
+/* Write a copy of IN to out with the greedy settings that expected.safetensors records added
+ * to its metadata (lora-check generates only when asked), metadata key set_key (if not NULL)
+ * replaced by set_val, and the tensor named drop (if not NULL) left out. Returns 0 on success. */
+static int in_variant(const char *in, const char *exp, const char *out, const char *set_key,
+                      const char *set_val, const char *drop) {
   static const char *const keys[] = {"rank", "alpha", "targets", "lora_dropout", "lr", "beta1",
-                                     "beta2", "eps", "weight_decay", "rslora"};
+                                     "beta2", "eps", "weight_decay", "rslora",
+                                     "greedy_prompt_len", "greedy_new_tokens"};
   fb_st_file *fi = NULL, *fe = NULL;
   fb_err err = {0};
   if (fb_st_open(&fi, in, &err) || fb_st_open(&fe, exp, &err)) {
@@ -88,24 +92,21 @@ static int in_with_greedy(const char *in, const char *exp, const char *out) {
   }
   const char *meta[2 * 12 + 1];
   int k = 0;
-  for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-    if (fb_st_meta(fi, keys[i])) {
-      meta[k++] = keys[i];
-      meta[k++] = fb_st_meta(fi, keys[i]);
-    }
-  const char *greedy[] = {"greedy_prompt_len", "greedy_new_tokens"};
-  for (int i = 0; i < 2; i++)
-    if (fb_st_meta(fe, greedy[i])) {
-      meta[k++] = greedy[i];
-      meta[k++] = fb_st_meta(fe, greedy[i]);
-    }
+  for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+    const char *v = i < 10 ? fb_st_meta(fi, keys[i]) : fb_st_meta(fe, keys[i]);
+    if (set_key && strcmp(set_key, keys[i]) == 0) v = set_val;
+    if (!v) continue;
+    meta[k++] = keys[i];
+    meta[k++] = v;
+  }
   meta[k] = NULL;
-  int n = fb_st_count(fi), rc;
-  fb_st_out *t = calloc((size_t)n, sizeof *t);
-  for (int i = 0; i < n; i++) {
+  int n = 0, rc;
+  fb_st_out *t = calloc((size_t)fb_st_count(fi), sizeof *t);
+  for (int i = 0; i < fb_st_count(fi); i++) {
     const fb_st_tensor *x = fb_st_at(fi, i);
-    t[i] = (fb_st_out){x->name, x->dtype, x->ndim, {0}, x->data};
-    memcpy(t[i].shape, x->shape, sizeof x->shape);
+    if (drop && strcmp(drop, x->name) == 0) continue;
+    t[n] = (fb_st_out){x->name, x->dtype, x->ndim, {0}, x->data};
+    memcpy(t[n++].shape, x->shape, sizeof x->shape);
   }
   rc = fb_st_write(out, t, n, meta, &err);
   if (rc) fprintf(stderr, "  %s\n", err.msg);
@@ -122,7 +123,7 @@ static void check_case(const char *c) {
   snprintf(exp, sizeof exp, FIXTURES "/%s/expected.safetensors", c);
   snprintf(out, sizeof out, "/tmp/fb_parity_%d_%s.safetensors", (int)getpid(), c);
   snprintf(in2, sizeof in2, "/tmp/fb_parity_%d_%s_in.safetensors", (int)getpid(), c);
-  REQUIRE(in_with_greedy(in, exp, in2) == 0);
+  REQUIRE(in_variant(in, exp, in2, NULL, NULL, NULL) == 0);
   char *argv[] = {"lora-check", model, in2, out, NULL};
   CHECK_INT(fb_cmd_lora_check(4, argv), 0);
   unlink(in2);
@@ -252,4 +253,37 @@ TEST(lora_check_arguments) {
                      "/tmp/fb_parity_never.safetensors", NULL};
   CHECK_INT(fb_cmd_lora_check(4, missing), 1);
   CHECK(access("/tmp/fb_parity_never.safetensors", F_OK) != 0);
+}
+
+/* Malformed IN files: each refused (exit status 1 from the command), no output file, and an
+ * error naming the field or tensor. */
+TEST(lora_check_refuses_malformed_inputs) {
+  static const struct { const char *key, *val, *drop, *msg; } bad[] = {
+      {"rank", "four", NULL, "__metadata__ 'rank' = \"four\" is not a number"},
+      {"targets", "q_proj,wq", NULL, "__metadata__: targets: q_proj,wq: 'wq'"},
+      {"greedy_prompt_len", "99", NULL, "greedy_prompt_len 99"},
+      {"lr", NULL, NULL, "'lr' is missing"},
+      {NULL, NULL, "labels", "tensor 'labels' is missing"},
+      {NULL, NULL, "lora_init.base_model.model.model.layers.1.mlp.up_proj.lora_B.weight",
+       "'lora_init.base_model.model.model.layers.1.mlp.up_proj.lora_B.weight' [48, 4] is missing"},
+  };
+  const char *c = FIXTURES "/llama_gqa_tied";
+  char in[512], exp[512], model[512], var[128], out[128];
+  snprintf(in, sizeof in, "%s/in.safetensors", c);
+  snprintf(exp, sizeof exp, "%s/expected.safetensors", c);
+  snprintf(model, sizeof model, "%s/model", c);
+  snprintf(var, sizeof var, "/tmp/fb_parity_%d_bad_in.safetensors", (int)getpid());
+  snprintf(out, sizeof out, "/tmp/fb_parity_%d_bad_out.safetensors", (int)getpid());
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    REQUIRE(in_variant(in, exp, var, bad[i].key, bad[i].val, bad[i].drop) == 0);
+    fb_err err = {0};
+    CHECK(fb_lora_check_run(model, var, out, &err) != 0);
+    CHECK_CONTAINS(err.msg, bad[i].msg);
+    CHECK(access(out, F_OK) != 0);
+    if (i == 0) {
+      char *argv[] = {"lora-check", model, var, out, NULL};
+      CHECK_INT(fb_cmd_lora_check(4, argv), 1);
+    }
+  }
+  unlink(var);
 }
