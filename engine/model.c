@@ -398,9 +398,13 @@ static layer_io train_io(fb_model *m, int i, int N) {
                     i + 1 < m->L ? a->x_in + nc + (size_t)N * m->C : a->x_out};
 }
 
-/* Check ids (and positions, filling pos[n]) and grow the rotary tables to cover them. */
+/* Check ids (and positions, filling pos[n]) and grow the rotary tables to cover them. span is
+ * the longest stretch attention may cover (Mistral's sliding window is not implemented). */
 static int check_inputs(fb_model *m, const int32_t *ids, const int32_t *given_pos, int32_t *pos,
-                        int N, int T, int first, fb_err *err) {
+                        int N, int T, int first, int span, fb_err *err) {
+  if (m->cfg.sliding_window > 0 && span > m->cfg.sliding_window)
+    return fb_err_set(err, FB_EUNSUPPORTED, "model: %d positions exceed config field sliding_window %d (windowed attention is not implemented)",
+                      span, m->cfg.sliding_window);
   int maxpos = 0;
   for (int n = 0; n < N; n++) {
     if (ids[n] < 0 || ids[n] >= m->V)
@@ -425,7 +429,7 @@ int fb_model_forward(fb_model *m, fb_lora *lora, const fb_batch *b, int training
   m->acts->fT = T;
   if (lora && (rc = fb_lora_reserve(lora, N, err))) return rc;
   fb_acts *a = m->acts;
-  if ((rc = check_inputs(m, b->ids, b->pos, a->pos, N, T, 0, err))) return rc;
+  if ((rc = check_inputs(m, b->ids, b->pos, a->pos, N, T, 0, T, err))) return rc;
   int C = m->C;
   fb_op_embedding_forward(a->x_in, b->ids, m->embed, N, C);
   attn_plan ap = {B, T, b->seg, a->scratch, NULL};
@@ -497,7 +501,7 @@ int fb_model_decode(fb_model *m, fb_lora *lora, fb_kv_cache *c, const int32_t *i
                       c->len, c->max_len);
   int rc;
   if (lora && (rc = fb_lora_reserve(lora, n, err))) return rc;
-  if ((rc = check_inputs(m, ids, NULL, c->pos, n, n, c->len, err))) return rc;
+  if ((rc = check_inputs(m, ids, NULL, c->pos, n, n, c->len, c->len + n, err))) return rc;
   fb_op_embedding_forward(c->x, ids, m->embed, n, m->C);
   attn_plan ap = {1, n, NULL, c->scratch, c};
   for (int i = 0; i < m->L; i++) {

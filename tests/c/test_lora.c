@@ -321,6 +321,9 @@ TEST(bad_inputs_are_refused_with_a_named_position) {
   fb_batch huge = {1 << 16, 1 << 16, bad_ids, NULL, NULL, NULL};  /* B*T overflows an int */
   CHECK(fb_model_forward(m, NULL, &huge, 0, &err) == FB_EINVALID);
   CHECK_CONTAINS(err.msg, "[65536, 65536]");
+  m->cfg.sliding_window = 1;  /* Mistral's window: refused rather than ignored */
+  CHECK(fb_model_forward(m, NULL, &b, 0, &err) == FB_EUNSUPPORTED);
+  CHECK_CONTAINS(err.msg, "sliding_window 1");
   fb_adapter_config ac = {.r = 0, .lora_alpha = 1, .targets = FB_TARGET_Q_PROJ};
   fb_lora *l = NULL;
   CHECK(fb_lora_create(&l, m, &ac, &err) == FB_EINVALID);
