@@ -1,0 +1,326 @@
+/* test_train.c: training runs on a tiny random model (hidden 32, 2 layers, the byte tokenizer
+ * plus <eos>) over 20 short question/answer examples: the loss falls, small-data mode gives
+ * >= 50 progress events with every protocol field, a stopped and resumed run ends with the
+ * weights of an uninterrupted one, evaluation with early stopping keeps the best adapter, the
+ * watchdog stops a NaN run with the last checkpoint intact, summary.json says what happened. */
+#define _GNU_SOURCE
+#include <ftw.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "safetensors.h"
+#include "test.h"
+#include "train.h"
+
+#define N_EX 20
+#define EOS 256
+
+static fb_model *tiny(void) {
+  fb_model_config c;
+  memset(&c, 0, sizeof c);
+  snprintf(c.architecture, sizeof c.architecture, "LlamaForCausalLM");
+  c.vocab_size = 257;
+  c.hidden_size = 32;
+  c.intermediate_size = 64;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.head_dim = 8;
+  c.rms_norm_eps = 1e-5;
+  c.rope_theta = 10000;
+  c.max_position_embeddings = 128;
+  c.bos_token_id = -1;
+  c.n_eos = 1;
+  c.eos_token_ids[0] = EOS;
+  fb_model *m = NULL;
+  fb_err err = {0};
+  if (fb_model_create(&m, &c, &err)) fprintf(stderr, "%s\n", err.msg);
+  if (m) fb_model_init_random(m, 1, 0.3f);
+  return m;
+}
+
+/* "Q: <question>\nA: <answer><eos>", the answer and <eos> trained. answer_shift gives another
+ * answer to the same question (a set the training set contradicts). */
+static void make_examples(fb_examples *ex, fb_tokenizer *tok, int answer_shift) {
+  static const char *const words[] = {"red", "blue", "green", "gold", "gray", "pink", "teal",
+                                      "navy", "rose", "jade"};
+  fb_ex_opts o = {0};
+  for (int i = 0; i < N_EX; i++) {
+    char text[96];
+    int q = snprintf(text, sizeof text, "Q: item %d\nA: ", i);
+    int n = q + snprintf(text + q, sizeof text - q, "%s %s<eos>", words[(i + answer_shift) % 10],
+                         words[(i / 10 + answer_shift) % 10]);
+    fb_span sp = {(size_t)q, (size_t)n};
+    fb_err err = {0};
+    if (fb_examples_add(ex, tok, text, (size_t)n, &sp, 1, i + 1, &o, &err)) fprintf(stderr, "%s\n", err.msg);
+  }
+}
+
+typedef struct fixture {
+  char dir[64];
+  fb_tokenizer *tok;
+  fb_model *m;
+  fb_examples train, eval;
+  fb_train_spec spec;
+  fb_train_data data;
+} fixture;
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f) {
+  (void)st, (void)flag, (void)f;
+  return remove(p);
+}
+
+static int setup(fixture *f) {
+  memset(f, 0, sizeof *f);
+  snprintf(f->dir, sizeof f->dir, "/tmp/fb_train_XXXXXX");
+  const char *specials[] = {"<eos>"};
+  fb_err err = {0};
+  if (!mkdtemp(f->dir) || fb_tokenizer_bytes(&f->tok, specials, 1, &err) || !(f->m = tiny())) return -1;
+  make_examples(&f->train, f->tok, 0);
+  f->data = (fb_train_data){.train = &f->train, .dataset_hash = "fnv1a64:0123456789abcdef"};
+  fb_train_spec *s = &f->spec;
+  fb_train_spec_defaults(s);
+  snprintf(s->model, sizeof s->model, "tiny-random");
+  snprintf(s->data[0], sizeof s->data[0], "data.jsonl");
+  s->n_data = 1;
+  snprintf(s->out, sizeof s->out, "%s/out", f->dir);
+  s->lr = 1e-2;
+  s->warmup = 0;
+  s->lora.r = 8;
+  s->lora.lora_alpha = 16;
+  s->lora.lora_dropout = 0.1;
+  return 0;
+}
+
+static void teardown(fixture *f) {
+  nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  fb_examples_free(&f->train);
+  fb_examples_free(&f->eval);
+  fb_model_free(f->m);
+  fb_tokenizer_free(f->tok);
+}
+
+/* What the events of a run said. */
+typedef struct seen {
+  int progress, eval, sample, checkpoint, start, done, error, logs;
+  int fields_ok;            /* every progress event had every field as a number */
+  double first_loss, last_smoothed, losses[256];
+  char where[64], log[200], sample_text[200];
+  int cancel_at;            /* set the cancel flag after this step */
+  volatile sig_atomic_t cancel;
+  int nan_at;               /* poison the model after this step */
+  fb_model *m;
+} seen;
+
+static int on_event(void *ud, const cJSON *e) {
+  seen *s = ud;
+  const char *name = cJSON_GetObjectItem(e, "event")->valuestring;
+  if (strcmp(name, "progress") == 0) {
+    static const char *const keys[] = {"step", "total_steps", "epoch", "total_epochs", "loss",
+                                       "loss_smoothed", "lr", "grad_norm", "tokens_per_s",
+                                       "elapsed_s", "eta_s"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+      if (!cJSON_IsNumber(cJSON_GetObjectItem(e, keys[i]))) s->fields_ok = 0;
+    int step = cJSON_GetObjectItem(e, "step")->valueint;
+    double loss = cJSON_GetObjectItem(e, "loss")->valuedouble;
+    if (s->progress++ == 0) s->first_loss = loss;
+    if (step < 256) s->losses[step] = loss;
+    s->last_smoothed = cJSON_GetObjectItem(e, "loss_smoothed")->valuedouble;
+    if (step == s->cancel_at) s->cancel = 1;
+    if (step == s->nan_at) s->m->final_norm[0] = NAN;
+  } else if (strcmp(name, "eval") == 0) {
+    s->eval++;
+  } else if (strcmp(name, "sample") == 0) {
+    s->sample++;
+    snprintf(s->sample_text, sizeof s->sample_text, "%s", cJSON_GetObjectItem(e, "text")->valuestring);
+  } else if (strcmp(name, "checkpoint") == 0) {
+    s->checkpoint++;
+  } else if (strcmp(name, "start") == 0) {
+    s->start++;
+  } else if (strcmp(name, "done") == 0) {
+    s->done++;
+  } else if (strcmp(name, "log") == 0) {
+    s->logs++;
+    snprintf(s->log, sizeof s->log, "%s", cJSON_GetObjectItem(e, "message")->valuestring);
+  } else if (strcmp(name, "error") == 0) {
+    s->error++;
+    snprintf(s->where, sizeof s->where, "%s", cJSON_GetObjectItem(e, "where")->valuestring);
+  }
+  return 0;
+}
+
+static int train(fixture *f, seen *s, int resume, fb_err *err) {
+  s->fields_ok = s->fields_ok || !s->progress;
+  s->m = f->m;
+  fb_train_opts o = {.on_event = on_event, .ud = s, .cancel = &s->cancel, .resume = resume};
+  return fb_train(f->m, &f->spec, &f->data, &o, err);
+}
+
+static float *read_adapter(const char *out, size_t *n) {
+  char path[256];
+  snprintf(path, sizeof path, "%s/adapter_model.safetensors", out);
+  fb_st_file *st = NULL;
+  fb_err err = {0};
+  if (fb_st_open(&st, path, &err)) return NULL;
+  size_t total = 0;
+  for (int i = 0; i < fb_st_count(st); i++) total += (size_t)fb_st_at(st, i)->numel;
+  float *w = malloc(total * sizeof *w), *p = w;
+  for (int i = 0; i < fb_st_count(st); i++) {
+    fb_st_read_f32(fb_st_at(st, i), p, &err);
+    p += fb_st_at(st, i)->numel;
+  }
+  fb_st_close(st);
+  *n = total;
+  return w;
+}
+
+TEST(loss_falls_and_samples_show_it) {
+  fixture f;
+  REQUIRE(setup(&f) == 0);
+  f.spec.epochs = 40;  /* 200 steps of 4 examples */
+  f.spec.n_prompts = 1;
+  snprintf(f.spec.prompts[0], sizeof f.spec.prompts[0], "item 3");
+  const char *rendered = "Q: item 3\nA: ";
+  int32_t prompt[16];
+  for (int i = 0; rendered[i]; i++) prompt[i] = (unsigned char)rendered[i];
+  fb_train_prompt p = {"item 3", prompt, (int)strlen(rendered)};
+  f.data.tok = f.tok;
+  f.data.prompts = &p;
+  f.data.n_prompts = 1;
+  seen s = {.cancel_at = -1, .nan_at = -1};
+  fb_err err = {0};
+  CHECK_INT(train(&f, &s, 0, &err), 0);
+  CHECK_INT(s.start, 1);
+  CHECK_INT(s.progress, 200);
+  /* The first step's loss is ~6.5 on this random model; memorising 20 answers takes the
+   * smoothed loss under 0.6. */
+  CHECK(s.first_loss > 5);
+  CHECK(s.last_smoothed < 0.6);
+  fprintf(stderr, "  loss %.3f -> %.3f (smoothed) in %d steps; sample \"%s\"\n", s.first_loss,
+          s.last_smoothed, s.progress, s.sample_text);
+  CHECK_INT(s.sample, 5);
+  CHECK_CONTAINS(s.sample_text, " red");  /* every answer of items 0-9 ends in "red" */
+  CHECK_INT(s.done, 1);
+  teardown(&f);
+}
+
+TEST(small_data_mode_draws_a_curve_with_every_field) {
+  fixture f;
+  REQUIRE(setup(&f) == 0);
+  f.spec.epochs = 3;  /* 60 examples: 15 steps of 4, so small-data mode goes to 1 x 60 */
+  seen s = {.cancel_at = -1, .nan_at = -1};
+  fb_err err = {0};
+  CHECK_INT(train(&f, &s, 0, &err), 0);
+  CHECK_INT(s.progress, 60);
+  CHECK(s.fields_ok);
+  CHECK_CONTAINS(s.log, "small-data mode: micro_batch 1 x grad_accum 1 (was 4 x 1) for 60 steps");
+  teardown(&f);
+}
+
+TEST(resume_gives_the_weights_of_an_uninterrupted_run) {
+  fixture f;
+  REQUIRE(setup(&f) == 0);
+  f.spec.max_steps = 16;
+  f.spec.micro_batch = 3;
+  f.spec.grad_accum = 2;
+  seen whole = {.cancel_at = -1, .nan_at = -1};
+  fb_err err = {0};
+  REQUIRE(train(&f, &whole, 0, &err) == 0);
+  size_t n1 = 0, n2 = 0;
+  float *w1 = read_adapter(f.spec.out, &n1);
+  snprintf(f.spec.out, sizeof f.spec.out, "%s/out2", f.dir);
+  seen part = {.cancel_at = 7, .nan_at = -1};
+  CHECK_INT(train(&f, &part, 0, &err), FB_ECANCELLED);
+  CHECK_CONTAINS(err.msg, "cancelled at step 7");
+  CHECK_INT(part.progress, 7);
+  CHECK_INT(part.checkpoint, 1);
+  seen rest = {.cancel_at = -1, .nan_at = -1};
+  CHECK_INT(train(&f, &rest, 1, &err), 0);
+  CHECK_INT(rest.progress, 9);
+  for (int step = 8; step <= 16; step++) CHECK_NEAR(rest.losses[step], whole.losses[step], 1e-6);
+  float *w2 = read_adapter(f.spec.out, &n2);
+  REQUIRE(w1 && w2 && n1 == n2 && n1 > 0);
+  double maxdiff = 0;
+  for (size_t i = 0; i < n1; i++) maxdiff = fmax(maxdiff, fabs(w1[i] - w2[i]));
+  CHECK(maxdiff <= 1e-6);
+  fprintf(stderr, "  max |w_whole - w_resumed| = %g over %zu weights\n", maxdiff, n1);
+  free(w1);
+  free(w2);
+  teardown(&f);
+}
+
+TEST(early_stopping_keeps_the_best_adapter) {
+  fixture f;
+  REQUIRE(setup(&f) == 0);
+  make_examples(&f.eval, f.tok, 5);  /* the same questions, other answers */
+  f.data.eval = &f.eval;
+  f.spec.max_steps = 100;
+  f.spec.micro_batch = 2;
+  f.spec.eval_interval = 5;
+  f.spec.patience = 2;
+  seen s = {.cancel_at = -1, .nan_at = -1};
+  fb_err err = {0};
+  CHECK_INT(train(&f, &s, 0, &err), 0);
+  CHECK_CONTAINS(s.log, "early stopping at step");
+  CHECK(s.progress < 100);
+  CHECK_INT(s.eval, s.progress / 5);
+  char path[FB_SPEC_PATH + 32], *text = NULL;
+  size_t len;
+  snprintf(path, sizeof path, "%s/summary.json", f.spec.out);
+  REQUIRE(fb_read_file(path, &text, &len, 1 << 20, &err) == 0);
+  cJSON *j = cJSON_Parse(text);
+  free(text);
+  REQUIRE(j);
+  CHECK(cJSON_IsTrue(cJSON_GetObjectItem(j, "kept_best")));
+  CHECK(cJSON_GetObjectItem(j, "best_eval_loss")->valuedouble < cJSON_GetObjectItem(j, "eval_loss")->valuedouble);
+  CHECK_INT(cJSON_GetObjectItem(j, "steps")->valueint, s.progress);
+  CHECK_INT(cJSON_GetObjectItem(j, "examples")->valueint, N_EX);
+  CHECK_INT(cJSON_GetObjectItem(j, "eval_examples")->valueint, N_EX);
+  CHECK_STR(cJSON_GetObjectItem(j, "dataset_hash")->valuestring, "fnv1a64:0123456789abcdef");
+  CHECK_STR(cJSON_GetObjectItem(j, "base_model")->valuestring, "tiny-random");
+  CHECK_STR(cJSON_GetObjectItem(j, "device")->valuestring, "cpu");
+  CHECK(cJSON_GetObjectItem(j, "tokens")->valuedouble > 0);
+  CHECK(cJSON_GetObjectItem(j, "wall_time_s")->valuedouble > 0);
+  CHECK(cJSON_GetObjectItem(j, "tokens_per_s")->valuedouble > 0);
+  CHECK_INT(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "spec"), "lora"), "r")->valueint, 8);
+  cJSON_Delete(j);
+  teardown(&f);
+}
+
+TEST(watchdog_stops_a_nan_run_and_keeps_the_last_checkpoint) {
+  fixture f;
+  REQUIRE(setup(&f) == 0);
+  f.spec.max_steps = 10;
+  f.spec.checkpoint_interval = 2;
+  seen s = {.cancel_at = -1, .nan_at = 5};
+  fb_err err = {0};
+  CHECK_INT(train(&f, &s, 0, &err), FB_ENUMERIC);
+  CHECK_CONTAINS(err.msg, "the loss is nan at step 6");
+  CHECK_INT(s.error, 1);
+  CHECK_STR(s.where, "step 6");
+  CHECK_INT(s.checkpoint, 2);
+  char path[160], *text = NULL;
+  size_t len;
+  snprintf(path, sizeof path, "%s/out/checkpoints/latest", f.dir);
+  REQUIRE(fb_read_file(path, &text, &len, 100, &err) == 0);
+  CHECK_STR(text, "step-00000004\n");
+  free(text);
+  snprintf(path, sizeof path, "%s/out/checkpoints/step-00000002/state.json", f.dir);
+  CHECK(access(path, F_OK) == 0);
+  snprintf(path, sizeof path, "%s/out/summary.json", f.dir);
+  CHECK(access(path, F_OK) != 0);
+  teardown(&f);
+}
+
+TEST(bad_data_is_an_error_naming_the_line) {
+  fixture f;
+  REQUIRE(setup(&f) == 0);
+  f.train.v[3].ids[2] = 300;
+  seen s = {.cancel_at = -1, .nan_at = -1};
+  fb_err err = {0};
+  CHECK_INT(train(&f, &s, 0, &err), FB_EINVALID);
+  CHECK_CONTAINS(err.msg, "training example 4 (line 4): token 2 is 300, outside the model's vocabulary of 257");
+  CHECK_STR(s.where, "line 4");
+  teardown(&f);
+}
