@@ -60,7 +60,10 @@ void fb_op_attention_backward(float *dq, float *dk, float *dv, const float *dout
 
 /* Attention of n new positions against a KV cache (generation): q/out [n,NH,HD]; kc/vc
  * [p0+n,NKV,HD] hold every position so far, the new ones included; new position i attends
- * cache rows 0..p0+i. scratch holds p0+n floats. */
+ * cache rows 0..p0+i. scratch holds fb_op_attention_cached_scratch(p0+n) floats (new positions
+ * go FB_ATTN_BLOCK at a time). */
+#define FB_ATTN_BLOCK 64
+size_t fb_op_attention_cached_scratch(int max_len);
 void fb_op_attention_cached(float *out, const float *q, const float *kc, const float *vc,
                             float *scratch, int n, int p0, int NH, int NKV, int HD);
 

@@ -112,17 +112,19 @@ static int allowed(const int32_t *seg, int i, int j) {
   return seg[j] == seg[i];
 }
 
-/* P[T,T] = masked softmax(scale * q k^T) for one (batch row, head); rows of q and k are strided. */
+/* P[rows, cols] = masked softmax(scale * q k^T) for one (batch row, head); q and k rows are
+ * strided. Row r is query position row0 + r and sees keys j <= row0 + r (and seg's rule). */
 static void attention_probs(float *P, const float *q, int ldq, const float *k, int ldk,
-                            const int32_t *seg, int T, int HD) {
+                            const int32_t *seg, int rows, int cols, int row0, int HD) {
   float scale = 1.0f / sqrtf((float)HD);
-  fb_gemm(0, 1, T, T, HD, scale, q, ldq, k, ldk, 0.0f, P, T);
-  for (int i = 0; i < T; i++) {
-    float *row = P + (size_t)i * T, mx = -INFINITY;
+  fb_gemm(0, 1, rows, cols, HD, scale, q, ldq, k, ldk, 0.0f, P, cols);
+  for (int r = 0; r < rows; r++) {
+    int i = row0 + r;
+    float *row = P + (size_t)r * cols, mx = -INFINITY;
     double sum = 0.0;
     for (int j = 0; j <= i; j++)
       if (allowed(seg, i, j) && row[j] > mx) mx = row[j];
-    for (int j = 0; j < T; j++) {
+    for (int j = 0; j < cols; j++) {
       float e = (j <= i && allowed(seg, i, j)) ? expf(row[j] - mx) : 0.0f;
       row[j] = e;
       sum += e;
@@ -140,7 +142,7 @@ void fb_op_attention_forward(float *out, const float *q, const float *k, const f
     for (int h = 0; h < NH; h++) {
       size_t qo = (size_t)b * T * ldq + (size_t)h * HD, ko = (size_t)b * T * ldk + (size_t)(h / group) * HD;
       const int32_t *sb = seg ? seg + (size_t)b * T : NULL;
-      attention_probs(scratch, q + qo, ldq, k + ko, ldk, sb, T, HD);
+      attention_probs(scratch, q + qo, ldq, k + ko, ldk, sb, T, T, 0, HD);
       fb_gemm(0, 0, T, HD, T, 1.0f, scratch, T, v + ko, ldk, 0.0f, out + qo, ldq);  /* O = P V */
     }
 }
@@ -157,7 +159,7 @@ void fb_op_attention_backward(float *dq, float *dk, float *dv, const float *dout
     for (int h = 0; h < NH; h++) {
       size_t qo = (size_t)b * T * ldq + (size_t)h * HD, ko = (size_t)b * T * ldk + (size_t)(h / group) * HD;
       const int32_t *sb = seg ? seg + (size_t)b * T : NULL;
-      attention_probs(P, q + qo, ldq, k + ko, ldk, sb, T, HD);
+      attention_probs(P, q + qo, ldq, k + ko, ldk, sb, T, T, 0, HD);
       fb_gemm(0, 1, T, T, HD, 1.0f, dout + qo, ldq, v + ko, ldk, 0.0f, dP, T);  /* dP = dO V^T */
       fb_gemm(1, 0, T, HD, T, 1.0f, P, T, dout + qo, ldq, 1.0f, dv + ko, ldk);  /* dV += P^T dO */
       for (int i = 0; i < T; i++) {  /* dS = P * (dP - sum_j P dP) * scale */
@@ -172,28 +174,17 @@ void fb_op_attention_backward(float *dq, float *dk, float *dv, const float *dout
     }
 }
 
+size_t fb_op_attention_cached_scratch(int max_len) { return (size_t)FB_ATTN_BLOCK * max_len; }
+
 void fb_op_attention_cached(float *out, const float *q, const float *kc, const float *vc,
                             float *scratch, int n, int p0, int NH, int NKV, int HD) {
-  int group = NH / NKV, ldk = NKV * HD;
-  float scale = 1.0f / sqrtf((float)HD);
-  for (int i = 0; i < n; i++)
-    for (int h = 0; h < NH; h++) {
-      const float *qi = q + ((size_t)i * NH + h) * HD;
-      const float *kh = kc + (size_t)(h / group) * HD, *vh = vc + (size_t)(h / group) * HD;
-      float *o = out + ((size_t)i * NH + h) * HD, mx = -INFINITY, sum = 0.0f;
-      int len = p0 + i + 1;
-      for (int j = 0; j < len; j++) {
-        float s = 0.0f;
-        for (int d = 0; d < HD; d++) s += qi[d] * kh[(size_t)j * ldk + d];
-        scratch[j] = s * scale;
-        mx = scratch[j] > mx ? scratch[j] : mx;
-      }
-      for (int j = 0; j < len; j++) sum += (scratch[j] = expf(scratch[j] - mx));
-      memset(o, 0, sizeof(float) * HD);
-      for (int j = 0; j < len; j++) {
-        float p = scratch[j] / sum;
-        for (int d = 0; d < HD; d++) o[d] += p * vh[(size_t)j * ldk + d];
-      }
+  int group = NH / NKV, ldq = NH * HD, ldk = NKV * HD;
+  for (int h = 0; h < NH; h++)
+    for (int i0 = 0; i0 < n; i0 += FB_ATTN_BLOCK) {  /* blocks of new positions */
+      int nb = n - i0 < FB_ATTN_BLOCK ? n - i0 : FB_ATTN_BLOCK, len = p0 + i0 + nb;
+      size_t qo = (size_t)i0 * ldq + (size_t)h * HD, ko = (size_t)(h / group) * HD;
+      attention_probs(scratch, q + qo, ldq, kc + ko, ldk, NULL, nb, len, p0 + i0, HD);
+      fb_gemm(0, 0, nb, HD, len, 1.0f, scratch, len, vc + ko, ldk, 0.0f, out + qo, ldq);
     }
 }
 

@@ -352,7 +352,7 @@ struct fb_kv_cache {
   float *k, *v;          /* [L][max_len, KD] after rope */
   float *arena;          /* work for up to max_len new positions: */
   float *x, *ln1, *rstd1, *q, *kn, *vn, *att, *x_mid, *ln2, *rstd2, *gate, *up, *act, *tmp, *lnf;
-  float *scratch;        /* [max_len] attention row */
+  float *scratch;        /* attention scratch for max_len positions */
   int32_t *pos;          /* [max_len] */
 };
 
@@ -463,7 +463,8 @@ int fb_kv_cache_create(fb_kv_cache **out, const fb_model *m, int max_len, fb_err
   if (max_len < 1 || max_len > FB_CFG_MAX_POSITIONS)
     return fb_err_set(err, FB_EINVALID, "kv cache: length %d is not in 1..%d", max_len, FB_CFG_MAX_POSITIONS);
   size_t P = max_len, L = m->L, C = m->C, QD = (size_t)m->NH * m->HD, KD = (size_t)m->NKV * m->HD, F = m->F;
-  size_t total = 2 * L * P * KD + P * (6 * C + 2 + 2 * QD + 2 * KD + 3 * F) + P + P;
+  size_t total = 2 * L * P * KD + P * (6 * C + 2 + 2 * QD + 2 * KD + 3 * F) +
+                 fb_op_attention_cached_scratch(max_len) + P;
   fb_kv_cache *c = calloc(1, sizeof *c);
   float *arena = malloc(sizeof(float) * total);
   if (!c || !arena) {
@@ -478,7 +479,7 @@ int fb_kv_cache_create(fb_kv_cache **out, const fb_model *m, int max_len, fb_err
   CARVE(k, L * P * KD); CARVE(v, L * P * KD); CARVE(x, P * C); CARVE(ln1, P * C); CARVE(rstd1, P);
   CARVE(q, P * QD); CARVE(kn, P * KD); CARVE(vn, P * KD); CARVE(att, P * QD); CARVE(x_mid, P * C);
   CARVE(ln2, P * C); CARVE(rstd2, P); CARVE(gate, P * F); CARVE(up, P * F); CARVE(act, P * F);
-  CARVE(tmp, P * C); CARVE(lnf, P * C); CARVE(scratch, P);
+  CARVE(tmp, P * C); CARVE(lnf, P * C); CARVE(scratch, fb_op_attention_cached_scratch(max_len));
 #undef CARVE
   c->pos = (int32_t *)p;
   *out = c;

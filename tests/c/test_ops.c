@@ -202,6 +202,24 @@ TEST(attention_packing_equals_separate_sequences) {
   free(q); free(k); free(v); free(packed); free(sep); free(scratch); free(a); free(b);
 }
 
+TEST(cached_attention_matches_full_attention_rows) {
+  int T = 150, NH = 4, NKV = 2, HD = 8, p0 = 20;  /* 130 new positions: three blocks */
+  size_t nq = (size_t)T * NH * HD, nk = (size_t)T * NKV * HD;
+  float *q = rnd(nq), *k = rnd(nk), *v = rnd(nk), *full = zeros(nq), *cached = zeros(nq);
+  float *scratch = zeros(fb_op_attention_scratch(T));
+  fb_op_attention_forward(full, q, k, v, NULL, scratch, 1, T, NH, NKV, HD);
+  float *cs = zeros(fb_op_attention_cached_scratch(T));
+  fb_op_attention_cached(cached, q, k, v, cs, p0, 0, NH, NKV, HD);               /* prefill */
+  fb_op_attention_cached(cached + p0 * NH * HD, q + p0 * NH * HD, k, v, cs, T - p0 - 1, p0, NH,
+                         NKV, HD);                                               /* a chunk */
+  fb_op_attention_cached(cached + (T - 1) * NH * HD, q + (T - 1) * NH * HD, k, v, cs, 1, T - 1,
+                         NH, NKV, HD);                                           /* one token */
+  double worst = 0;
+  for (size_t i = 0; i < nq; i++) worst = fmax(worst, fabs(full[i] - cached[i]));
+  CHECK(worst < 1e-6);
+  free(q); free(k); free(v); free(full); free(cached); free(scratch); free(cs);
+}
+
 struct sw { float *out, *g, *u, *R; size_t n; };
 static double sw_loss(void *p) {
   struct sw *s = p;
