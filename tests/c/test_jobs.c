@@ -1,0 +1,369 @@
+/* test_jobs.c: the job registry with real worker processes (tests/jobs/worker.lua run by the
+ * fastbrain binary) in a temporary data directory: single flight, stale takeover, the queue,
+ * cancel, exit reasons, recovery after a crashed registry, the lock and corrupt files. */
+#include <dirent.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "jobs.h"
+#include "test.h"
+
+static const char *const worker_cmd[] = {FB_BIN, "run", "tests/jobs/worker.lua", NULL};
+
+typedef struct env {
+  uv_loop_t loop;
+  char dir[64];
+  fb_jobs *r;
+  fb_jobs_options opt;
+} env;
+
+static int env_open(env *e, uint64_t stale_ms, int max_running) {
+  uv_loop_init(&e->loop);
+  snprintf(e->dir, sizeof e->dir, "/tmp/fb_jobs_XXXXXX");
+  if (!mkdtemp(e->dir)) return -1;
+  e->opt = (fb_jobs_options){.data_dir = e->dir, .stale_after_ms = stale_ms,
+                             .max_running = max_running, .kill_grace_ms = 500,
+                             .worker = worker_cmd};
+  fb_err err = {0};
+  int rc = fb_jobs_open(&e->loop, &e->opt, &e->r, &err);
+  if (rc != 0) fprintf(stderr, "  open: %s\n", err.msg);
+  return rc;
+}
+
+static void noop_close(uv_handle_t *h) { (void)h; }
+
+static void on_tick(uv_timer_t *t) { (void)t; }
+
+/* Run the loop until *flag is set or ms pass; returns whether it was set. */
+static int run_until(env *e, int (*done)(void *), void *ud, int ms) {
+  uv_timer_t tick;
+  uv_timer_init(&e->loop, &tick);
+  uv_timer_start(&tick, on_tick, 5, 5);
+  uint64_t end = uv_now(&e->loop) + (uint64_t)ms;
+  int ok;
+  while (!(ok = done(ud)) && uv_now(&e->loop) < end) uv_run(&e->loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&tick, noop_close);
+  uv_run(&e->loop, UV_RUN_NOWAIT);
+  return ok;
+}
+
+static int is_final(void *job) {
+  fb_job_state s = ((fb_job *)job)->state;
+  return s != FB_JOB_QUEUED && s != FB_JOB_RUNNING;
+}
+
+static int never(void *ud) { (void)ud; return 0; }
+
+static int has_progress(void *job) { return ((fb_job *)job)->progress != NULL; }
+
+static int no_workers(void *r) { return fb_jobs_live_workers(r) == 0; }
+
+static void env_close(env *e) {
+  if (e->r) fb_jobs_close(e->r);
+  uv_run(&e->loop, UV_RUN_DEFAULT);
+  CHECK_INT(uv_loop_close(&e->loop), 0);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", e->dir);
+  CHECK_INT(system(cmd), 0);
+}
+
+static int count_entries(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return -1;
+  int n = 0;
+  for (struct dirent *de; (de = readdir(d)) != NULL;) n += de->d_name[0] != '.';
+  closedir(d);
+  return n;
+}
+
+static int count_lines(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  int n = 0;
+  for (int c; (c = fgetc(f)) != EOF;) n += c == '\n';
+  fclose(f);
+  return n;
+}
+
+static fb_job *start(env *e, const char *skill, const char *spec, int want_rc) {
+  fb_job *job = NULL;
+  fb_err err = {0};
+  int rc = fb_jobs_start(e->r, skill, spec, &job, &err);
+  if (rc != want_rc) fprintf(stderr, "  start %s: rc %d (%s)\n", skill, rc, err.msg);
+  CHECK_INT(rc, want_rc);
+  return job;
+}
+
+typedef struct seen { int64_t last_seq; int n, out_of_order, states; } seen;
+
+static void count_event(void *ud, const fb_job *job, const fb_job_event *ev) {
+  seen *s = ud;
+  (void)job;
+  if (ev->seq != s->last_seq + 1) s->out_of_order++;
+  s->last_seq = ev->seq;
+  s->n++;
+  s->states += strcmp(ev->type, "state") == 0;
+}
+
+TEST(second_start_conflicts_with_the_live_job) {
+  env e;
+  REQUIRE(env_open(&e, 0, 1) == 0);
+  seen s = {0};
+  fb_jobs_sub *sub = fb_jobs_subscribe(e.r, "elec", count_event, &s);
+  fb_job *a = start(&e, "elec", "{\"steps\":5}", 0);
+  REQUIRE(a);
+  CHECK_INT(a->state, FB_JOB_RUNNING);
+  fb_job *b = start(&e, "elec", "{}", 1);
+  CHECK(b == a);
+  CHECK(start(&e, "plumb", "{\"steps\":1}", 0) != a);  /* other skills are free */
+  CHECK(run_until(&e, is_final, a, 8000));
+  CHECK_INT(a->state, FB_JOB_SUCCEEDED);
+  CHECK_INT(cJSON_GetArraySize(a->loss_history), 5);
+  CHECK(cJSON_GetObjectItem(a->progress, "event") == NULL);  /* fields only */
+  CHECK(a->adapter && strstr(a->adapter, a->id));
+  CHECK_INT(s.out_of_order, 0);
+  CHECK_INT(s.states, 3);  /* queued, running, succeeded */
+  CHECK_INT(s.last_seq, a->seq);
+  fb_jobs_unsubscribe(e.r, sub);
+  /* a finished job frees the skill */
+  fb_job *c = start(&e, "elec", "{\"steps\":1}", 0);
+  CHECK(c && c != a);
+  CHECK(fb_jobs_latest(e.r, "elec") == c);
+  CHECK(run_until(&e, no_workers, e.r, 8000));
+  env_close(&e);
+}
+
+TEST(a_thousand_starts_make_one_job_and_one_worker) {
+  env e;
+  REQUIRE(env_open(&e, 0, 4) == 0);
+  fb_job *first = NULL;
+  int created = 0, conflicts = 0;
+  for (int i = 0; i < 1000; i++) {
+    fb_job *job = NULL;
+    int rc = fb_jobs_start(e.r, "elec", "{\"steps\":2}", &job, NULL);
+    if (rc == 0) {
+      created++;
+      first = job;
+    } else if (rc == 1 && job == first) {
+      conflicts++;
+    }
+  }
+  CHECK_INT(created, 1);
+  CHECK_INT(conflicts, 999);
+  CHECK_INT(fb_jobs_live_workers(e.r), 1);
+  char path[128];
+  snprintf(path, sizeof path, "%s/jobs", e.dir);
+  CHECK_INT(count_entries(path), 1);
+  REQUIRE(first);
+  CHECK(run_until(&e, is_final, first, 8000));
+  CHECK_INT(first->state, FB_JOB_SUCCEEDED);
+  snprintf(path, sizeof path, "%s/workers.txt", e.dir);
+  CHECK_INT(count_lines(path), 1);
+  env_close(&e);
+}
+
+TEST(a_silent_worker_goes_stale_and_the_next_start_takes_over) {
+  env e;
+  REQUIRE(env_open(&e, 300, 1) == 0);
+  fb_job *old = start(&e, "elec", "{\"mode\":\"hang\"}", 0);
+  REQUIRE(old);
+  CHECK(run_until(&e, has_progress, old, 5000));  /* its start line */
+  CHECK(start(&e, "elec", "{\"steps\":1}", 1) == old);  /* fresh: conflict */
+  run_until(&e, never, NULL, 400);
+  fb_job *next = start(&e, "elec", "{\"steps\":1}", 0);
+  REQUIRE(next && next != old);
+  CHECK_INT(old->state, FB_JOB_FAILED);
+  CHECK(strncmp(old->reason, "stale", 5) == 0);
+  CHECK_INT(next->state, FB_JOB_RUNNING);  /* the stale job no longer holds the slot */
+  CHECK(run_until(&e, is_final, next, 8000));
+  CHECK_INT(next->state, FB_JOB_SUCCEEDED);
+  CHECK(run_until(&e, no_workers, e.r, 5000));  /* the stale worker was terminated */
+  env_close(&e);
+}
+
+TEST(jobs_queue_in_order_and_cancel) {
+  env e;
+  REQUIRE(env_open(&e, 0, 1) == 0);
+  fb_job *a = start(&e, "a", "{\"steps\":1000,\"interval_ms\":20}", 0);
+  fb_job *b = start(&e, "b", "{\"steps\":1}", 0);
+  fb_job *c = start(&e, "c", "{\"steps\":1}", 0);
+  fb_job *d = start(&e, "d", "{\"steps\":1}", 0);
+  REQUIRE(a && b && c && d);
+  CHECK_INT(a->state, FB_JOB_RUNNING);
+  CHECK_INT(fb_jobs_queue_place(e.r, b), 1);
+  CHECK_INT(fb_jobs_queue_place(e.r, c), 2);
+  CHECK_INT(fb_jobs_queue_place(e.r, d), 3);
+  cJSON *j = fb_job_to_json(e.r, c);
+  CHECK_INT(cJSON_GetNumberValue(cJSON_GetObjectItem(j, "place")), 2);
+  cJSON_Delete(j);
+  CHECK_INT(fb_jobs_cancel(e.r, c, NULL), 0);  /* queued: removed at once */
+  CHECK_INT(c->state, FB_JOB_CANCELLED);
+  CHECK_INT(fb_jobs_queue_place(e.r, d), 2);
+  CHECK(run_until(&e, has_progress, a, 5000));
+  CHECK_INT(fb_jobs_cancel(e.r, a, NULL), 0);  /* running: SIGTERM, checkpoint, exit 3 */
+  CHECK(run_until(&e, is_final, a, 5000));
+  CHECK_INT(a->state, FB_JOB_CANCELLED);
+  CHECK_STR(a->reason, "cancelled");
+  CHECK(a->checkpoint_step >= 0);
+  CHECK(run_until(&e, is_final, d, 8000));
+  CHECK_INT(b->state, FB_JOB_SUCCEEDED);
+  CHECK_INT(d->state, FB_JOB_SUCCEEDED);
+  CHECK(b->started_ms <= d->started_ms);
+  fb_err err = {0};
+  CHECK_INT(fb_jobs_cancel(e.r, b, &err), FB_EINVALID);
+  CHECK_CONTAINS(err.msg, "succeeded");
+  env_close(&e);
+}
+
+TEST(a_worker_that_ignores_sigterm_is_killed_after_the_grace) {
+  env e;
+  REQUIRE(env_open(&e, 0, 1) == 0);
+  fb_job *a = start(&e, "a", "{\"mode\":\"ignore_term\",\"interval_ms\":20}", 0);
+  REQUIRE(a);
+  CHECK(run_until(&e, has_progress, a, 5000));
+  CHECK_INT(fb_jobs_cancel(e.r, a, NULL), 0);
+  CHECK(run_until(&e, is_final, a, 5000));
+  CHECK_INT(a->state, FB_JOB_CANCELLED);
+  CHECK_STR(a->reason, "cancelled: killed by signal 9");
+  env_close(&e);
+}
+
+TEST(exit_codes_and_signals_become_reasons) {
+  env e;
+  REQUIRE(env_open(&e, 0, 2) == 0);
+  fb_job *killed = start(&e, "killed", "{\"mode\":\"hang\",\"stderr\":\"loading model\"}", 0);
+  fb_job *crash = start(&e, "crash", "{\"mode\":\"crash\"}", 0);
+  REQUIRE(killed && crash);
+  CHECK(run_until(&e, has_progress, killed, 5000));
+  CHECK_INT(kill((pid_t)killed->pid, SIGKILL), 0);
+  CHECK(run_until(&e, is_final, killed, 5000));
+  CHECK_INT(killed->state, FB_JOB_FAILED);
+  CHECK_STR(killed->reason, "killed by signal 9");
+  cJSON *j = fb_job_to_json(e.r, killed);
+  char *text = cJSON_PrintUnformatted(cJSON_GetObjectItem(j, "error"));
+  CHECK_CONTAINS(text, "loading model");  /* stderr is in the job's log */
+  free(text);
+  cJSON_Delete(j);
+  CHECK(run_until(&e, is_final, crash, 5000));
+  CHECK_INT(crash->state, FB_JOB_FAILED);
+  CHECK_STR(crash->reason, "exit status 1: dataset error at data.jsonl:17");
+  env_close(&e);
+}
+
+/* The child: a registry that starts one job and reports its pid, until it is SIGKILLed. */
+static void crashing_registry(const char *dir, int ready_fd) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fb_jobs_options opt = {.data_dir = dir, .worker = worker_cmd};
+  fb_jobs *r;
+  fb_job *job;
+  if (fb_jobs_open(&loop, &opt, &r, NULL) != 0 ||
+      fb_jobs_start(r, "elec", "{\"steps\":40,\"interval_ms\":25}", &job, NULL) != 0)
+    _exit(1);
+  while (!job->progress || cJSON_GetNumberValue(cJSON_GetObjectItem(job->progress, "step")) < 3)
+    uv_run(&loop, UV_RUN_ONCE);
+  if (write(ready_fd, job->id, sizeof job->id) != (ssize_t)sizeof job->id) _exit(1);
+  for (;;) uv_run(&loop, UV_RUN_ONCE);
+}
+
+static void check_seq(void *ud, const cJSON *ev) {
+  seen *s = ud;
+  int64_t seq = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(ev, "seq"));
+  if (seq != s->last_seq + 1) s->out_of_order++;
+  s->last_seq = seq;
+  s->n++;
+}
+
+TEST(a_crashed_registry_leaves_interrupted_jobs_that_resume) {
+  env e;
+  uv_loop_init(&e.loop);
+  snprintf(e.dir, sizeof e.dir, "/tmp/fb_jobs_XXXXXX");
+  REQUIRE(mkdtemp(e.dir));
+  int fds[2];
+  REQUIRE(pipe(fds) == 0);
+  pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) crashing_registry(e.dir, fds[1]);
+  char id[FB_JOB_ID_MAX] = "";
+  CHECK(read(fds[0], id, sizeof id) == (ssize_t)sizeof id);
+  close(fds[0]);
+  close(fds[1]);
+  kill(child, SIGKILL);
+  waitpid(child, NULL, 0);
+
+  e.opt = (fb_jobs_options){.data_dir = e.dir, .kill_grace_ms = 500, .worker = worker_cmd};
+  fb_err err = {0};
+  REQUIRE(fb_jobs_open(&e.loop, &e.opt, &e.r, &err) == 0);
+  fb_job *job = fb_jobs_get(e.r, id);
+  REQUIRE(job);
+  CHECK_INT(job->state, FB_JOB_INTERRUPTED);
+  CHECK_CONTAINS(job->reason, "the registry stopped while it ran");
+  fb_job *live = NULL;
+  CHECK_INT(fb_jobs_resume(e.r, job, &live, &err), 0);
+  CHECK_INT(job->state, FB_JOB_RUNNING);
+  CHECK(run_until(&e, is_final, job, 8000));
+  CHECK_INT(job->state, FB_JOB_SUCCEEDED);
+  CHECK_INT(fb_jobs_resume(e.r, job, &live, &err), FB_EINVALID);
+  seen s = {0};
+  CHECK(fb_jobs_events(e.r, job, 0, check_seq, &s, &err) > 40);
+  CHECK_INT(s.out_of_order, 0);  /* no gap, no duplicate across the crash */
+  CHECK_INT(s.last_seq, job->seq);
+  seen tail = {.last_seq = job->seq - 2};
+  CHECK_INT(fb_jobs_events(e.r, job, job->seq - 2, check_seq, &tail, &err), 2);
+  env_close(&e);
+}
+
+TEST(a_second_registry_on_the_data_dir_is_refused_with_the_pid) {
+  env e;
+  REQUIRE(env_open(&e, 0, 1) == 0);
+  fb_jobs *other = NULL;
+  fb_err err = {0};
+  CHECK_INT(fb_jobs_open(&e.loop, &e.opt, &other, &err), FB_EIO);
+  CHECK(other == NULL);
+  char want[64];
+  snprintf(want, sizeof want, "in use by pid %ld", (long)getpid());
+  CHECK_CONTAINS(err.msg, want);
+  env_close(&e);
+}
+
+static void write_text(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  if (f) {
+    fputs(text, f);
+    fclose(f);
+  }
+}
+
+TEST(a_corrupt_job_json_is_set_aside_and_reported) {
+  env e;
+  REQUIRE(env_open(&e, 0, 1) == 0);
+  fb_job *good = start(&e, "elec", "{\"steps\":1}", 0);
+  REQUIRE(good);
+  CHECK(run_until(&e, is_final, good, 8000));
+  char good_id[FB_JOB_ID_MAX];
+  snprintf(good_id, sizeof good_id, "%s", good->id);
+  fb_jobs_close(e.r);
+  uv_run(&e.loop, UV_RUN_DEFAULT);
+
+  char path[256];
+  snprintf(path, sizeof path, "%s/jobs/20200101-000000-000", e.dir);
+  mkdir(path, 0755);
+  snprintf(path, sizeof path, "%s/jobs/20200101-000000-000/job.json", e.dir);
+  write_text(path, "{\"id\": \"20200101-0");  /* cut by a crash */
+  fb_err err = {0};
+  REQUIRE(fb_jobs_open(&e.loop, &e.opt, &e.r, &err) == 0);
+  const char *const *reports = fb_jobs_reports(e.r);
+  REQUIRE(reports[0]);
+  CHECK_CONTAINS(reports[0], "20200101-000000-000/job.json");
+  CHECK_CONTAINS(reports[0], "set aside as job.json.corrupt-1");
+  CHECK(reports[1] == NULL);
+  strcat(path, ".corrupt-1");
+  CHECK_INT(access(path, F_OK), 0);
+  fb_job *again = fb_jobs_get(e.r, good_id);  /* the good job is still there */
+  REQUIRE(again);
+  CHECK_INT(again->state, FB_JOB_SUCCEEDED);
+  CHECK_INT(cJSON_GetArraySize(again->loss_history), 1);
+  env_close(&e);
+}

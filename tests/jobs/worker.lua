@@ -1,0 +1,68 @@
+-- A stand-in for `fastbrain worker JOBDIR` in the job registry's tests: reads JOBDIR/spec.json
+-- and speaks docs/protocol.md on the schedule the spec asks for. Spec fields (all optional):
+--   steps (3), interval_ms (10): progress lines, one per interval, then done (exit 0)
+--   mode: "done" | "crash" (error event, exit 1) | "hang" (start, then silence)
+--         | "ignore_term" (SIGTERM does nothing)
+--   stderr: a line written to stderr before the first step
+-- SIGTERM writes a checkpoint and exits 3. JOBDIR/checkpoint holds the last step, so a resumed
+-- run continues after it. Each run appends its pid to JOBDIR/../../workers.txt.
+local fb = require "fastbrain"
+local json = fb.json
+
+local dir = assert(arg[1], "usage: worker.lua JOBDIR")
+local spec = json.decode(assert(io.open(dir .. "/spec.json")):read("a"))
+local steps, interval, mode = spec.steps or 3, spec.interval_ms or 10, spec.mode or "done"
+
+local pids = assert(io.open(dir .. "/../../workers.txt", "a"))
+pids:write(assert(io.open("/proc/self/stat")):read("n"), "\n")  -- its first field is our pid
+pids:close()
+
+local function emit(t)
+  local ok = io.stdout:write(json.encode(t), "\n") and io.stdout:flush()
+  if not ok then fb.exit(1) end  -- the registry is gone
+end
+
+local function read_checkpoint()
+  local f = io.open(dir .. "/checkpoint")
+  if not f then return 0 end
+  local step = f:read("n")
+  f:close()
+  return step or 0
+end
+
+local step = read_checkpoint()
+local function checkpoint()
+  local f = assert(io.open(dir .. "/checkpoint", "w"))
+  f:write(tostring(step))
+  f:close()
+  emit{event = "checkpoint", step = step, path = dir .. "/checkpoint"}
+end
+
+fb.on_signal("term", function()
+  if mode == "ignore_term" then return end
+  checkpoint()
+  fb.exit(3)
+end)
+
+emit{event = "start", total_steps = steps, total_epochs = 1, examples = 4, eval_examples = 0,
+     device = "test", model = "none", resumed_from_step = step}
+if spec.stderr then io.stderr:write(spec.stderr, "\n") end
+if mode == "hang" then
+  fb.timer.every(60000, function() end)  -- alive, silent
+  return
+end
+
+fb.timer.every(interval, function(t)
+  step = step + 1
+  emit{event = "progress", step = step, total_steps = steps, epoch = step / steps,
+       total_epochs = 1, loss = 2.0 / step, lr = 1e-4, tokens_per_s = 1000, eta_s = json.null}
+  if mode == "crash" and step == 2 then
+    emit{event = "error", message = "dataset error", where = "data.jsonl:17"}
+    t:stop()
+    fb.exit(1)
+  elseif step >= steps and mode ~= "ignore_term" then
+    t:stop()
+    emit{event = "done", adapter = dir .. "/adapter", summary = {final_loss = 2.0 / step}}
+    fb.exit(0)
+  end
+end)
