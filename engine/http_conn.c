@@ -1,7 +1,7 @@
-/* http_conn.c: the server and its connections: listen/accept, llhttp parsing under the
- * limits table, timeouts, keep-alive and pipelining (one request in flight per connection,
- * answered in order), the response writer with its queue cap, lingering close, shutdown.
- * Static files, SSE framing and the Host/Origin/token checks live in their own files. */
+/* http_conn.c: one connection: llhttp parsing under the limits table, timeouts, keep-alive
+ * and pipelining (one request in flight per connection, answered in order), the response
+ * writer with its queue cap, lingering close. Listening and shutdown are http_server.c's;
+ * static files, SSE framing and the Host/Origin/token checks live in their own files. */
 #include "http_impl.h"
 
 #include "log.h"
@@ -17,26 +17,6 @@
 #define READ_CHUNK 16384
 #define MAX_BUFFERED 65536   /* pipelined input held while a request is in flight */
 #define LINGER_MS 2000       /* after a final response, wait this long for the peer's FIN */
-
-void fb_http_limits_default(fb_http_limits *l) {
-#define FB_HTTP_LIMIT_DEF(name, def) l->name = (def);
-  FB_HTTP_LIMITS(FB_HTTP_LIMIT_DEF)
-#undef FB_HTTP_LIMIT_DEF
-}
-
-int fb_http_limits_set(fb_http_limits *l, const char *name, double value, fb_err *err) {
-  if (!(value >= 1 && value <= 1e15))
-    return fb_err_set(err, FB_EINVALID, "http limit '%s': %g is not a positive number", name,
-                      value);
-#define FB_HTTP_LIMIT_SET(n, def)                 \
-  if (strcmp(name, #n) == 0) {                    \
-    l->n = (uint64_t)value;                       \
-    return 0;                                     \
-  }
-  FB_HTTP_LIMITS(FB_HTTP_LIMIT_SET)
-#undef FB_HTTP_LIMIT_SET
-  return fb_err_set(err, FB_EINVALID, "unknown http limit '%s'", name);
-}
 
 /* Room for len more bytes and a NUL. */
 static int buf_reserve(buf *b, size_t len) {
@@ -257,7 +237,6 @@ int fb_http_conn_write(fb_http_conn *c, const uv_buf_t *bufs, unsigned nbufs) {
 /* ---- connection lifetime ---- */
 
 static void timer_fired(uv_timer_t *t);
-static void maybe_finish_server(fb_http_server *srv);
 
 void fb_http_conn_timer(fb_http_conn *c, uint64_t ms, uint64_t repeat) {
   if (!c->closing) uv_timer_start(&c->timer, timer_fired, ms, repeat);
@@ -296,7 +275,7 @@ void fb_http_conn_close(fb_http_conn *c) {
   srv->nconns--;
   uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
   uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
-  maybe_finish_server(srv);
+  fb_http_server_maybe_done(srv);
 }
 
 static void on_shutdown(uv_shutdown_t *s, int status) {
@@ -807,7 +786,7 @@ int fb_http_stream_end(fb_http_req *r) {
   return 0;
 }
 
-/* ---- the server ---- */
+/* ---- accepting ---- */
 
 static const llhttp_settings_t parser_settings = {
     .on_message_begin = on_message_begin,
@@ -821,9 +800,7 @@ static const llhttp_settings_t parser_settings = {
     .on_message_complete = on_message_complete,
 };
 
-static void on_connection(uv_stream_t *ls, int status) {
-  fb_http_server *srv = ls->data;
-  if (status < 0 || srv->closing) return;
+void fb_http_conn_accept(fb_http_server *srv) {
   fb_http_conn *c = calloc(1, sizeof *c);
   if (!c) return;
   c->srv = srv;
@@ -837,7 +814,7 @@ static void on_connection(uv_stream_t *ls, int status) {
   if (srv->conns) srv->conns->prev = c;
   srv->conns = c;
   srv->nconns++;
-  if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0) {
+  if (uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&c->tcp) < 0) {
     fb_http_conn_close(c);
     return;
   }
@@ -857,135 +834,4 @@ static void on_connection(uv_stream_t *ls, int status) {
   }
   c->state = CONN_IDLE;
   fb_http_conn_timer(c, srv->cfg.limits.header_timeout_ms, 0);
-}
-
-static char *dup_str(const char *s) {
-  if (!s) return NULL;
-  size_t n = strlen(s) + 1;
-  char *d = malloc(n);
-  if (d) memcpy(d, s, n);
-  return d;
-}
-
-static void free_server(fb_http_server *srv) {
-  for (int i = 0; i < srv->nmounts; i++) {
-    free(srv->mounts[i].prefix);
-    free(srv->mounts[i].root);
-  }
-  free(srv->mounts);
-  for (char **h = srv->allowed_hosts; h && *h; h++) free(*h);
-  free(srv->allowed_hosts);
-  free(srv->host);
-  free(srv->token);
-  free(srv);
-}
-
-static void on_server_handle_closed(uv_handle_t *h) {
-  fb_http_server *srv = h->data;
-  if (--srv->handles_open > 0) return;
-  void (*done)(void *) = srv->done;
-  void *ud = srv->done_ud;
-  free_server(srv);
-  if (done) done(ud);
-}
-
-fb_http_server *fb_http_server_new(uv_loop_t *loop, const fb_http_config *cfg, fb_err *err) {
-  if (!cfg->on_request) {
-    fb_err_set(err, FB_EINVALID, "http: no request handler");
-    return NULL;
-  }
-  fb_http_server *srv = calloc(1, sizeof *srv);
-  if (!srv) {
-    fb_err_set(err, FB_ENOMEM, "http: out of memory");
-    return NULL;
-  }
-  srv->loop = loop;
-  srv->cfg = *cfg;
-  srv->host = dup_str(cfg->host && *cfg->host ? cfg->host : "127.0.0.1");
-  srv->token = cfg->token && *cfg->token ? dup_str(cfg->token) : NULL;
-  int nallowed = 0;
-  while (cfg->allowed_hosts && cfg->allowed_hosts[nallowed]) nallowed++;
-  srv->allowed_hosts = calloc((size_t)nallowed + 1, sizeof *srv->allowed_hosts);
-  int oom = !srv->host || (cfg->token && *cfg->token && !srv->token) || !srv->allowed_hosts;
-  for (int i = 0; i < nallowed && !oom; i++)
-    oom = !(srv->allowed_hosts[i] = dup_str(cfg->allowed_hosts[i]));
-  if (oom) {
-    free_server(srv);
-    fb_err_set(err, FB_ENOMEM, "http: out of memory");
-    return NULL;
-  }
-  srv->cfg.host = srv->host;
-  srv->cfg.token = srv->token;
-  srv->cfg.allowed_hosts = (const char *const *)srv->allowed_hosts;
-  if (!fb_http_is_loopback_host(srv->host) && !srv->token) {
-    fb_err_set(err, FB_EINVALID,
-               "http: refusing to listen on %s without a token (--token or FASTBRAIN_TOKEN)",
-               srv->host);
-    free_server(srv);
-    return NULL;
-  }
-  struct sockaddr_storage sa;
-  const char *bind_host = strcmp(srv->host, "localhost") == 0 ? "127.0.0.1" : srv->host;
-  int rc = strchr(bind_host, ':') ? uv_ip6_addr(bind_host, cfg->port, (struct sockaddr_in6 *)&sa)
-                                  : uv_ip4_addr(bind_host, cfg->port, (struct sockaddr_in *)&sa);
-  if (rc < 0 || cfg->port < 0 || cfg->port > 65535) {
-    fb_err_set(err, FB_EINVALID, "http: bad address %s port %d", srv->host, cfg->port);
-    free_server(srv);
-    return NULL;
-  }
-  uv_tcp_init(loop, &srv->listener);
-  uv_timer_init(loop, &srv->grace);
-  srv->listener.data = srv->grace.data = srv;
-  srv->handles_open = 2;
-  if ((rc = uv_tcp_bind(&srv->listener, (struct sockaddr *)&sa, 0)) < 0 ||
-      (rc = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection)) < 0) {
-    fb_err_set(err, FB_EIO, "http: cannot listen on %s port %d: %s", srv->host, cfg->port,
-               uv_strerror(rc));
-    srv->closing = 1;
-    uv_close((uv_handle_t *)&srv->listener, on_server_handle_closed);
-    uv_close((uv_handle_t *)&srv->grace, on_server_handle_closed);
-    return NULL;
-  }
-  int salen = sizeof sa;
-  uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&sa, &salen);
-  srv->port = ntohs(sa.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&sa)->sin6_port
-                                             : ((struct sockaddr_in *)&sa)->sin_port);
-  return srv;
-}
-
-int fb_http_server_port(const fb_http_server *srv) { return srv->port; }
-int fb_http_server_connections(const fb_http_server *srv) { return srv->nconns; }
-
-static void maybe_finish_server(fb_http_server *srv) {
-  if (!srv->closing || srv->nconns > 0 || uv_is_closing((uv_handle_t *)&srv->grace)) return;
-  uv_close((uv_handle_t *)&srv->grace, on_server_handle_closed);
-}
-
-static void on_grace(uv_timer_t *t) {
-  fb_http_server *srv = t->data;
-  while (srv->conns) fb_http_conn_close(srv->conns);
-}
-
-void fb_http_server_close(fb_http_server *srv, uint64_t grace_ms, void (*done)(void *ud),
-                          void *ud) {
-  if (srv->closing) return;
-  srv->closing = 1;
-  srv->done = done;
-  srv->done_ud = ud;
-  uv_close((uv_handle_t *)&srv->listener, on_server_handle_closed);
-  fb_http_conn *next;
-  for (fb_http_conn *c = srv->conns; c; c = next) {
-    next = c->next;
-    if (grace_ms == 0 || c->state == CONN_IDLE) {
-      fb_http_conn_close(c);
-    } else if (c->state == CONN_STREAM && c->sse) {
-      fb_http_close_fn fn = c->on_close;
-      c->on_close = NULL;
-      if (fn) fn(c->on_close_ud, &c->req);
-      if (fb_http_sse_send(&c->req, "close", "shutdown", 8, NULL) == 0)
-        fb_http_stream_end(&c->req);
-    }
-  }
-  if (srv->nconns > 0) uv_timer_start(&srv->grace, on_grace, grace_ms, 0);
-  maybe_finish_server(srv);
 }

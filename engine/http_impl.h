@@ -1,5 +1,5 @@
-/* http_impl.h: the private structures shared by the files of the HTTP server (http_conn.c,
- * http_static.c, http_sse.c, http_guard.c). Not part of the public surface: include http.h. */
+/* http_impl.h: the private structures shared by the files of the HTTP server (http_server.c,
+ * http_conn.c, http_static.c, http_sse.c, http_guard.c). Not part of the public surface: include http.h. */
 #ifndef FB_HTTP_IMPL_H
 #define FB_HTTP_IMPL_H
 
@@ -89,7 +89,11 @@ struct fb_http_conn {
   int64_t file_off;
 };
 
+/* http_server.c */
+void fb_http_server_maybe_done(fb_http_server *srv);  /* free it once closing and empty */
+
 /* http_conn.c */
+void fb_http_conn_accept(fb_http_server *srv);  /* one pending connection on the listener */
 int fb_http_conn_write(fb_http_conn *c, const uv_buf_t *bufs, unsigned nbufs);
 /* The response header block for `status` into out; adds the standard headers. */
 int fb_http_head(fb_http_conn *c, buf *out, int status, const fb_http_header *headers,
