@@ -98,7 +98,8 @@ int fb_http_server_port(const fb_http_server *srv);
 int fb_http_server_static(fb_http_server *srv, const char *prefix, const char *dir, fb_err *err);
 /* Stop accepting; idle connections close at once, in-flight responses get the grace period,
  * SSE streams get a final "close" event and their on_close. When the last connection is gone
- * (or grace_ms passed) every handle is closed, `done` (may be NULL) runs, and srv is freed. */
+ * (or grace_ms passed) every handle is closed, `done` (may be NULL) runs, and srv is freed.
+ * Calling it again before then with grace_ms 0 ends the grace period at once. */
 void fb_http_server_close(fb_http_server *srv, uint64_t grace_ms,
                           void (*done)(void *ud), void *ud);
 int fb_http_server_connections(const fb_http_server *srv);

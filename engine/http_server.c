@@ -141,7 +141,10 @@ static void on_grace(uv_timer_t *t) {
 
 void fb_http_server_close(fb_http_server *srv, uint64_t grace_ms, void (*done)(void *ud),
                           void *ud) {
-  if (srv->closing) return;
+  if (srv->closing) {  /* again, with no grace: end the grace period now */
+    if (grace_ms == 0) on_grace(&srv->grace);
+    return;
+  }
   srv->closing = 1;
   srv->done = done;
   srv->done_ud = ud;

@@ -14,13 +14,18 @@
 #define REQUEST_MT "fastbrain.http.request"
 #define MAX_HEADERS 32
 
+typedef struct server_box server_box;
+
+/* A server seen by Lua; freed by server_done once the engine has closed it. */
 typedef struct lserver {
-  fb_http_server *srv;  /* NULL once closing */
+  fb_http_server *srv;
+  int closing;          /* close was asked: Lua may not use it any more */
   lua_State *L;         /* main thread; NULL when the state is going away */
+  server_box *box;      /* the userdata, NULL once collected */
   int on_request, on_headers, on_done, self;  /* registry refs */
 } lserver;
 
-typedef struct { lserver *s; } server_box;
+struct server_box { lserver *s; };  /* s is NULL once the server is freed */
 
 /* A request seen by Lua. Freed when both the engine is done with it (answered or closed)
  * and its userdata is collected. */
@@ -289,7 +294,7 @@ static int on_headers(void *ud, const fb_http_req *req, uint64_t *max_body) {
 
 static lserver *check_server(lua_State *L, int idx) {
   server_box *b = luaL_checkudata(L, idx, SERVER_MT);
-  luaL_argcheck(L, b->s && b->s->srv, idx, "server is closed");
+  luaL_argcheck(L, b->s && !b->s->closing, idx, "server is closed");
   return b->s;
 }
 
@@ -366,6 +371,7 @@ static int http_listen(lua_State *L) {
   }
   server_box *b = lua_newuserdatauv(L, sizeof *b, 0);
   b->s = s;
+  s->box = b;
   luaL_setmetatable(L, SERVER_MT);
   lua_pushvalue(L, -1);
   s->self = luaL_ref(L, LUA_REGISTRYINDEX);  /* a listening server is not collected */
@@ -398,6 +404,7 @@ static int server_static(lua_State *L) {
 static void server_done(void *ud) {
   lserver *s = ud;
   lua_State *L = s->L;
+  if (s->box) s->box->s = NULL;
   if (L && s->on_done != LUA_NOREF) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->on_done);
     unref(L, &s->on_done);
@@ -413,7 +420,7 @@ static void server_done(void *ud) {
 static int server_close(lua_State *L) {
   server_box *b = luaL_checkudata(L, 1, SERVER_MT);
   lserver *s = b->s;
-  if (!s || !s->srv) return 0;
+  if (!s || s->closing) return 0;
   lua_Integer grace = luaL_optinteger(L, 2, 5000);
   luaL_argcheck(L, grace >= 0, 2, "grace must be >= 0");
   if (!lua_isnoneornil(L, 3)) {
@@ -421,22 +428,21 @@ static int server_close(lua_State *L) {
     lua_pushvalue(L, 3);
     s->on_done = luaL_ref(L, LUA_REGISTRYINDEX);
   }
-  fb_http_server *srv = s->srv;
-  s->srv = NULL;
-  b->s = NULL;
-  fb_http_server_close(srv, (uint64_t)grace, server_done, s);
+  s->closing = 1;
+  fb_http_server_close(s->srv, (uint64_t)grace, server_done, s);
   return 0;
 }
 
 static int server_gc(lua_State *L) {
   server_box *b = luaL_checkudata(L, 1, SERVER_MT);
-  if (b->s && b->s->srv) {  /* only when the state closes: no more calls into Lua */
-    b->s->L = NULL;
-    fb_http_server *srv = b->s->srv;
-    b->s->srv = NULL;
-    fb_http_server_close(srv, 0, server_done, b->s);
+  lserver *s = b->s;
+  if (s) {  /* only when the state closes (a live server is referenced): no more Lua calls */
+    s->L = NULL;
+    s->box = NULL;
+    s->closing = 1;
+    b->s = NULL;
+    fb_http_server_close(s->srv, 0, server_done, s);  /* also cuts a grace period short */
   }
-  b->s = NULL;
   return 0;
 }
 

@@ -77,8 +77,11 @@ local function main(argv)
   print(("fastbrain serving on http://%s:%d (data: %s)"):format(shown, port, opts.data_dir))
   io.stdout:flush()
 
-  local function stop()
-    fb.log.info("shutting down (grace %d ms)", GRACE_MS)
+  local stopping = false
+  local function stop()  -- a second signal does not wait for the grace period
+    if stopping then fb.exit(1) return end
+    stopping = true
+    fb.log.info("shutting down (grace %d ms; signal again to stop now)", GRACE_MS)
     app:close(GRACE_MS, function() fb.exit(0) end)
   end
   fb.on_signal("int", stop)

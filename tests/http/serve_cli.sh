@@ -17,6 +17,7 @@ serve() { "$fb" run scripts/serve.lua "$@" >"$tmp/out" 2>"$tmp/err"; echo $? >"$
 rc_is() { [ "$(cat "$tmp/rc")" = "$1" ]; }
 err_has() { grep -qE -- "$1" "$tmp/err"; }
 out_has() { grep -qE -- "$1" "$tmp/out"; }
+clean_err() { ! grep -qE "Sanitizer|runtime error|Segmentation" "$tmp/err"; }
 
 serve --host 0.0.0.0 --port 0
 check "a public host without a token is refused" eval 'rc_is 2 && err_has "without a token"'
@@ -59,7 +60,25 @@ check "serve listens on a free port and says where" test -n "$port"
 get /api/health >"$tmp/resp"
 check "GET /api/health" grep -q '{"status":"ok","version":"[0-9.]*"}' "$tmp/resp"
 check "SIGTERM stops it cleanly" stopped_in_time
+check "no sanitizer report" clean_err
 check "the request was logged" err_has "GET /api/health 200 [0-9.]+ ms"
+
+second_signal_stops_at_once() {  # a half-sent request holds the grace period
+  exec 4<>"/dev/tcp/127.0.0.1/$port" || return 1
+  printf 'GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n' >&4
+  sleep 0.1
+  kill -INT "$pid"; sleep 0.1; kill -INT "$pid"
+  local rc=1
+  for _ in $(seq 20); do
+    kill -0 "$pid" 2>/dev/null || { wait "$pid"; rc=$?; break; }
+    sleep 0.05
+  done
+  exec 4<&-
+  [ "$rc" = 1 ]
+}
+start
+check "a second SIGINT stops it at once with status 1" second_signal_stops_at_once
+check "no sanitizer report after the cut-short shutdown" clean_err
 
 start --host 0.0.0.0 --token s3cret
 get /api/health >"$tmp/resp"
@@ -67,6 +86,7 @@ check "with a token, a request without it is 401" grep -q "^HTTP/1.1 401" "$tmp/
 get /api/health "Authorization: Bearer s3cret" >"$tmp/resp"
 check "with the token it is 200" grep -q "^HTTP/1.1 200" "$tmp/resp"
 check "SIGTERM stops the public one too" stopped_in_time
+check "no sanitizer report there either" clean_err
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
