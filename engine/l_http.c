@@ -170,7 +170,9 @@ static int req_event(lua_State *L) {
   luaL_argcheck(L, !event || !strpbrk(event, "\r\n"), 2, "event name holds a line break");
   luaL_argcheck(L, !id || !strpbrk(id, "\r\n"), 4, "id holds a line break");
   if (!r->req) return push_result(L, r, FB_EIO);
-  return push_result(L, r, fb_http_sse_send(r->req, event, data, len, id));
+  int rc = fb_http_sse_send(r->req, event, data, len, id);
+  if (rc == FB_EINVALID && r->req) return luaL_error(L, "event: the response is not an event stream");
+  return push_result(L, r, rc);
 }
 
 /* rq:finish(): end a streamed response. */

@@ -189,25 +189,36 @@ function Res:error(status, message)
   self:json(status, {error = message})
 end
 
--- res:sse([headers]) -> stream with send(event, data, id), on_close(fn), close(), or nil and
--- why when the client is already gone. A stream counts as answered (200) for the request
--- log; on_close runs once when the client or the server ends it.
 local Stream = {}
 Stream.__index = Stream
 
-function Res:sse(headers)
-  if self.gone then return nil, self.gone end
-  if self.done then error("response already sent", 2) end
-  local rq = self._rq
+-- Begin a streamed response with begin(rq): a stream object, or nil and why when the client
+-- is already gone. A stream counts as answered for the request log; its on_close functions
+-- run once when the client or the server ends it.
+local function open_stream(res, status, begin)
+  if res.gone then return nil, res.gone end
+  if res.done then error("response already sent", 3) end
+  local rq = res._rq
   local s = setmetatable({_rq = rq, closed = false, closers = {}}, Stream)
-  self:on_abort(function() s:_ended() end)
-  local ok, err = rq:sse(headers)
+  res:on_abort(function() s:_ended() end)
+  local ok, err = begin(rq)
   if not ok then
-    finished(self, 499, "closed")
+    finished(res, 499, "closed")
     return nil, err
   end
-  finished(self, 200)
+  finished(res, status)
   return s
+end
+
+-- res:sse([headers]) -> an event stream: send(event, data, id), on_close(fn), close().
+function Res:sse(headers)
+  return open_stream(self, 200, function(rq) return rq:sse(headers) end)
+end
+
+-- res:stream(status [, headers]) -> a chunked stream (close-delimited for HTTP/1.0):
+-- write(data), on_close(fn), close().
+function Res:stream(status, headers)
+  return open_stream(self, status, function(rq) return rq:stream(status, headers) end)
 end
 
 function Stream:_ended()
@@ -224,6 +235,14 @@ function Stream:send(event, data, id)
   if self.closed then return nil, "closed" end
   if type(data) == "table" then data = json.encode(data) end
   local ok, err = self._rq:event(event, tostring(data), id and tostring(id))
+  if not ok then self:_ended() end
+  return ok, err
+end
+
+-- write(data): one chunk of a res:stream() body. true, or nil and why.
+function Stream:write(data)
+  if self.closed then return nil, "closed" end
+  local ok, err = self._rq:write(data)
   if not ok then self:_ended() end
   return ok, err
 end

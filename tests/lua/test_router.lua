@@ -43,6 +43,16 @@ app:get("/spin", function() while true do end end)
 app:post("/small", function(req, res) res:send(200, "ok") end, {max_body = 10})
 app:get("/headers", function(req, res) res:send(200, "x", {["X-Custom"] = "yes", ["Content-Type"] = "text/x-test"}) end)
 
+app:get("/chunks", function(_, res)
+  local s = res:stream(200, {["Content-Type"] = "text/plain"})
+  for i = 1, 3 do
+    s:write("part" .. i .. ";")
+    fb.sleep(5)
+  end
+  T.raises(function() s:send("x", "y") end, "not an event stream")
+  s:close()
+end)
+
 local sse_closed = 0
 app:get("/events", function(req, res)
   local stream = res:sse()
@@ -204,6 +214,25 @@ T.test("SSE: framing, Last-Event-ID, ticks, on_close when the client leaves", fu
   local deadline = fb.now() + 1000
   while sse_closed == before and fb.now() < deadline do fb.sleep(5) end
   T.eq(sse_closed, before + 1)
+end)
+
+T.test("a streamed response arrives chunked and whole", function()
+  local r = get("/chunks")
+  T.eq(r.status, 200)
+  T.eq(r.headers["transfer-encoding"], "chunked")
+  T.eq(r.body, "part1;part2;part3;")
+end)
+
+T.test("global limits from listen{limits=}", function()
+  local other = router.new()
+  other:post("/x", function(_, res) res:send(200, "ok") end)
+  local p = assert(other:listen{port = 0, limits = {max_body = 4, max_header_fields = 5}})
+  T.eq(client.request(p, "POST", "/x", {body = "12345"}).status, 413)
+  T.eq(client.request(p, "POST", "/x", {body = "1234"}).status, 200)
+  local many = {}
+  for i = 1, 6 do many["X-H" .. i] = "v" end
+  T.eq(client.request(p, "GET", "/x", {headers = many}).status, 431)
+  other:close(0)
 end)
 
 T.test("keep-alive: several requests on one connection", function()
