@@ -84,8 +84,8 @@ void fb_op_crossentropy_forward(float *losses, const float *logits, const int32_
                                 int V);
 /* dlogits[N,V] = dloss * (softmax(logits) - onehot(target)), 0 on ignored rows. dlogits may be
  * the same buffer as logits (the logits are consumed row by row). */
-void fb_op_crossentropy_backward(float *dlogits, const float *logits, const int32_t *targets,
-                                 int N, int V, float dloss);
+void fb_op_crossentropy_backward(float *dlogits, const float *logits, const int32_t *targets, int N,
+                                 int V, float dloss);
 
 /* One AdamW step (PyTorch's formula): p *= 1 - lr*wd; m,v updated; p -= lr/(1-b1^t) * m /
  * (sqrt(v)/sqrt(1-b2^t) + eps). t counts from 1. Scalars are double and rounded the way

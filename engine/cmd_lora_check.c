@@ -30,7 +30,8 @@ static int meta_num(const fb_st_file *f, const char *key, int required, double d
                     fb_err *err) {
   const char *s = fb_st_meta(f, key);
   if (!s) {
-    if (required) return fb_err_set(err, FB_EFORMAT, "%s: __metadata__ '%s' is missing", fb_st_path(f), key);
+    if (required)
+      return fb_err_set(err, FB_EFORMAT, "%s: __metadata__ '%s' is missing", fb_st_path(f), key);
     *out = dflt;
     return 0;
   }
@@ -38,12 +39,14 @@ static int meta_num(const fb_st_file *f, const char *key, int required, double d
   errno = 0;
   *out = strtod(s, &end);
   if (end == s || *end || errno)
-    return fb_err_set(err, FB_EFORMAT, "%s: __metadata__ '%s' = \"%s\" is not a number", fb_st_path(f), key, s);
+    return fb_err_set(err, FB_EFORMAT, "%s: __metadata__ '%s' = \"%s\" is not a number",
+                      fb_st_path(f), key, s);
   return 0;
 }
 
 /* An I32 tensor [B,T]: copied out (the mapping may be unaligned). */
-static int read_ids(const fb_st_file *f, const char *name, int32_t **out, int *B, int *T, fb_err *err) {
+static int read_ids(const fb_st_file *f, const char *name, int32_t **out, int *B, int *T,
+                    fb_err *err) {
   const fb_st_tensor *t = fb_st_find(f, name);
   if (!t) return fb_err_set(err, FB_ENOTFOUND, "%s: tensor '%s' is missing", fb_st_path(f), name);
   if (t->dtype != FB_DT_I32 || t->ndim != 2 || t->shape[0] < 1 || t->shape[1] < 1 ||
@@ -110,7 +113,8 @@ static void outs_free(outs *o) {
 }
 
 /* Every LoRA matrix of one arena (params, grads, m or v: same layout) under prefix. */
-static int add_lora(outs *o, const fb_lora *l, const float *arena, const char *prefix, fb_err *err) {
+static int add_lora(outs *o, const fb_lora *l, const float *arena, const char *prefix,
+                    fb_err *err) {
   char key[192];
   for (int i = 0; i < l->L; i++)
     for (int p = 0; p < FB_PROJ_COUNT; p++) {
@@ -120,14 +124,16 @@ static int add_lora(outs *o, const fb_lora *l, const float *arena, const char *p
         const float *src = arena + ((w ? q->B : q->A) - l->params);
         int64_t shape[2] = {w ? q->out : l->r, w ? l->r : q->in};
         fb_lora_key(key, sizeof key, i, p, w ? 'B' : 'A');
-        int rc = out_add(o, prefix, key, FB_DT_F32, 2, shape, src, sizeof(float) * shape[0] * shape[1], err);
+        int rc = out_add(o, prefix, key, FB_DT_F32, 2, shape, src,
+                         sizeof(float) * shape[0] * shape[1], err);
         if (rc) return rc;
       }
     }
   return 0;
 }
 
-static int train_step(fb_model *m, fb_lora *l, fb_optim *opt, const fb_batch *b, double lr, fb_err *err) {
+static int train_step(fb_model *m, fb_lora *l, fb_optim *opt, const fb_batch *b, double lr,
+                      fb_err *err) {
   int rc = fb_model_forward(m, l, b, 1, err);
   if (rc) return rc;
   fb_lora_zero_grad(l);
@@ -136,7 +142,8 @@ static int train_step(fb_model *m, fb_lora *l, fb_optim *opt, const fb_batch *b,
   return fb_optim_step(opt, l->params, l->grads, lr, err);
 }
 
-int fb_lora_check_run(const char *model_dir, const char *in_path, const char *out_path, fb_err *err) {
+int fb_lora_check_run(const char *model_dir, const char *in_path, const char *out_path,
+                      fb_err *err) {
   fb_model *m = NULL;
   fb_lora *l = NULL;
   fb_optim *opt = NULL;
@@ -149,9 +156,12 @@ int fb_lora_check_run(const char *model_dir, const char *in_path, const char *ou
   if ((rc = read_ids(in, "labels", &labels, &B, &T, err))) goto done;
   double rank, alpha, dropout, greedy_len, greedy_new;
   fb_optim_config oc = fb_optim_defaults();
-  if ((rc = meta_num(in, "rank", 1, 0, &rank, err)) || (rc = meta_num(in, "alpha", 1, 0, &alpha, err)) ||
-      (rc = meta_num(in, "lora_dropout", 0, 0, &dropout, err)) || (rc = meta_num(in, "lr", 1, 0, &oc.lr, err)) ||
-      (rc = meta_num(in, "beta1", 1, 0, &oc.beta1, err)) || (rc = meta_num(in, "beta2", 1, 0, &oc.beta2, err)) ||
+  if ((rc = meta_num(in, "rank", 1, 0, &rank, err)) ||
+      (rc = meta_num(in, "alpha", 1, 0, &alpha, err)) ||
+      (rc = meta_num(in, "lora_dropout", 0, 0, &dropout, err)) ||
+      (rc = meta_num(in, "lr", 1, 0, &oc.lr, err)) ||
+      (rc = meta_num(in, "beta1", 1, 0, &oc.beta1, err)) ||
+      (rc = meta_num(in, "beta2", 1, 0, &oc.beta2, err)) ||
       (rc = meta_num(in, "eps", 1, 0, &oc.eps, err)) ||
       (rc = meta_num(in, "weight_decay", 1, 0, &oc.weight_decay, err)) ||
       (rc = meta_num(in, "greedy_prompt_len", 0, 0, &greedy_len, err)) ||
@@ -159,7 +169,8 @@ int fb_lora_check_run(const char *model_dir, const char *in_path, const char *ou
     goto done;
   fb_adapter_config ac = {.r = (int)rank, .lora_alpha = alpha, .lora_dropout = dropout};
   if (rank != (int)rank) {
-    rc = fb_err_set(err, FB_EFORMAT, "%s: __metadata__ 'rank' = %g is not an integer", in_path, rank);
+    rc = fb_err_set(err, FB_EFORMAT, "%s: __metadata__ 'rank' = %g is not an integer", in_path,
+                    rank);
     goto done;
   }
   const char *targets = fb_st_meta(in, "targets"), *rs = fb_st_meta(in, "rslora");
@@ -171,7 +182,8 @@ int fb_lora_check_run(const char *model_dir, const char *in_path, const char *ou
     fb_err_prefix(err, "%s: __metadata__", in_path);
     goto done;
   }
-  ac.use_rslora = rs && (strcmp(rs, "true") == 0 || strcmp(rs, "True") == 0 || strcmp(rs, "1") == 0);
+  ac.use_rslora =
+      rs && (strcmp(rs, "true") == 0 || strcmp(rs, "True") == 0 || strcmp(rs, "1") == 0);
   if ((rc = fb_model_load(&m, model_dir, err))) goto done;
   if ((rc = fb_lora_create(&l, m, &ac, err))) goto done;
   if ((rc = fb_lora_read(l, in, "lora_init.", err))) goto done;
@@ -185,28 +197,39 @@ int fb_lora_check_run(const char *model_dir, const char *in_path, const char *ou
     gc.max_new_tokens = (int)greedy_new;
     int np = (int)greedy_len, n_gen = 0;
     if (np > T || gc.max_new_tokens < 1 || gc.max_new_tokens > 4096) {
-      rc = fb_err_set(err, FB_EFORMAT, "%s: greedy_prompt_len %d / greedy_new_tokens %d out of range", in_path, np, gc.max_new_tokens);
+      rc = fb_err_set(err, FB_EFORMAT,
+                      "%s: greedy_prompt_len %d / greedy_new_tokens %d out of range", in_path, np,
+                      gc.max_new_tokens);
       goto done;
     }
     int32_t *gen = malloc(sizeof(int32_t) * (np + gc.max_new_tokens));
-    if (!gen) { rc = fb_err_set(err, FB_ENOMEM, "out of memory"); goto done; }
-    memcpy(gen, ids, sizeof(int32_t) * np);  /* greedy_ids = prompt, then the new tokens */
+    if (!gen) {
+      rc = fb_err_set(err, FB_ENOMEM, "out of memory");
+      goto done;
+    }
+    memcpy(gen, ids, sizeof(int32_t) * np); /* greedy_ids = prompt, then the new tokens */
     rc = fb_generate(m, l, ids, np, &gc, gen + np, &n_gen, NULL, err);
     int64_t gshape[1] = {np + n_gen};
-    if (!rc) rc = out_add(&o, "", "greedy_ids", FB_DT_I32, 1, gshape, gen, sizeof(int32_t) * (np + n_gen), err);
+    if (!rc)
+      rc = out_add(&o, "", "greedy_ids", FB_DT_I32, 1, gshape, gen, sizeof(int32_t) * (np + n_gen),
+                   err);
     free(gen);
     if (rc) goto done;
   }
   if ((rc = fb_model_forward(m, l, &b, 1, err))) goto done;
-  if ((rc = out_add(&o, "", "logits", FB_DT_F32, 3, lshape, fb_model_logits(m), sizeof(float) * B * T * m->V, err)) ||
+  if ((rc = out_add(&o, "", "logits", FB_DT_F32, 3, lshape, fb_model_logits(m),
+                    sizeof(float) * B * T * m->V, err)) ||
       (rc = out_add(&o, "", "loss", FB_DT_F32, 1, one, &m->loss, sizeof(float), err)))
     goto done;
   fb_lora_zero_grad(l);
-  if ((rc = fb_model_backward(m, l, &b, err)) || (rc = add_lora(&o, l, l->grads, "lora_grad.", err))) goto done;
+  if ((rc = fb_model_backward(m, l, &b, err)) ||
+      (rc = add_lora(&o, l, l->grads, "lora_grad.", err)))
+    goto done;
   l->step++;
   if ((rc = fb_optim_step(opt, l->params, l->grads, oc.lr, err)) ||
       (rc = add_lora(&o, l, l->params, "lora_step1.", err)) ||
-      (rc = add_lora(&o, l, opt->m, "adam_m.", err)) || (rc = add_lora(&o, l, opt->v, "adam_v.", err)))
+      (rc = add_lora(&o, l, opt->m, "adam_m.", err)) ||
+      (rc = add_lora(&o, l, opt->v, "adam_v.", err)))
     goto done;
   if ((rc = fb_model_forward(m, l, &b, 1, err)) ||
       (rc = out_add(&o, "", "loss_step1", FB_DT_F32, 1, one, &m->loss, sizeof(float), err)))

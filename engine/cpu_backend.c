@@ -50,11 +50,11 @@ void fb_op_rmsnorm_forward(float *out, float *rstd, const float *inp, const floa
   for (int n = 0; n < N; n++) {
     const float *x = inp + (size_t)n * C;
     float *o = out + (size_t)n * C;
-    double ss = 0.0;  /* reductions in double: they set the gradients' noise floor */
+    double ss = 0.0; /* reductions in double: they set the gradients' noise floor */
     for (int c = 0; c < C; c++) ss += (double)x[c] * x[c];
     float r = (float)(1.0 / sqrt(ss / C + eps));
     rstd[n] = r;
-    for (int c = 0; c < C; c++) o[c] = weight[c] * (x[c] * r);  /* HF: weight * (x * rstd) */
+    for (int c = 0; c < C; c++) o[c] = weight[c] * (x[c] * r); /* HF: weight * (x * rstd) */
   }
 }
 
@@ -129,7 +129,7 @@ static void attention_probs(float *P, const float *q, int ldq, const float *k, i
       row[j] = e;
       sum += e;
     }
-    float inv = (float)(1.0 / sum);  /* sum >= 1: the diagonal is always allowed */
+    float inv = (float)(1.0 / sum); /* sum >= 1: the diagonal is always allowed */
     for (int j = 0; j <= i; j++) row[j] *= inv;
   }
 }
@@ -140,10 +140,11 @@ void fb_op_attention_forward(float *out, const float *q, const float *k, const f
   int group = NH / NKV, ldq = NH * HD, ldk = NKV * HD;
   for (int b = 0; b < B; b++)
     for (int h = 0; h < NH; h++) {
-      size_t qo = (size_t)b * T * ldq + (size_t)h * HD, ko = (size_t)b * T * ldk + (size_t)(h / group) * HD;
+      size_t qo = (size_t)b * T * ldq + (size_t)h * HD,
+             ko = (size_t)b * T * ldk + (size_t)(h / group) * HD;
       const int32_t *sb = seg ? seg + (size_t)b * T : NULL;
       attention_probs(scratch, q + qo, ldq, k + ko, ldk, sb, T, T, 0, HD);
-      fb_gemm(0, 0, T, HD, T, 1.0f, scratch, T, v + ko, ldk, 0.0f, out + qo, ldq);  /* O = P V */
+      fb_gemm(0, 0, T, HD, T, 1.0f, scratch, T, v + ko, ldk, 0.0f, out + qo, ldq); /* O = P V */
     }
 }
 
@@ -157,20 +158,21 @@ void fb_op_attention_backward(float *dq, float *dk, float *dv, const float *dout
   memset(dv, 0, sizeof(float) * (size_t)B * T * ldk);
   for (int b = 0; b < B; b++)
     for (int h = 0; h < NH; h++) {
-      size_t qo = (size_t)b * T * ldq + (size_t)h * HD, ko = (size_t)b * T * ldk + (size_t)(h / group) * HD;
+      size_t qo = (size_t)b * T * ldq + (size_t)h * HD,
+             ko = (size_t)b * T * ldk + (size_t)(h / group) * HD;
       const int32_t *sb = seg ? seg + (size_t)b * T : NULL;
       attention_probs(P, q + qo, ldq, k + ko, ldk, sb, T, T, 0, HD);
-      fb_gemm(0, 1, T, T, HD, 1.0f, dout + qo, ldq, v + ko, ldk, 0.0f, dP, T);  /* dP = dO V^T */
-      fb_gemm(1, 0, T, HD, T, 1.0f, P, T, dout + qo, ldq, 1.0f, dv + ko, ldk);  /* dV += P^T dO */
-      for (int i = 0; i < T; i++) {  /* dS = P * (dP - sum_j P dP) * scale */
+      fb_gemm(0, 1, T, T, HD, 1.0f, dout + qo, ldq, v + ko, ldk, 0.0f, dP, T); /* dP = dO V^T */
+      fb_gemm(1, 0, T, HD, T, 1.0f, P, T, dout + qo, ldq, 1.0f, dv + ko, ldk); /* dV += P^T dO */
+      for (int i = 0; i < T; i++) { /* dS = P * (dP - sum_j P dP) * scale */
         float *p = P + (size_t)i * T, *dp = dP + (size_t)i * T;
         double dd = 0.0;
         for (int j = 0; j <= i; j++) dd += (double)p[j] * dp[j];
         float d = (float)dd;
         for (int j = 0; j < T; j++) dp[j] = j <= i ? p[j] * (dp[j] - d) * scale : 0.0f;
       }
-      fb_gemm(0, 0, T, HD, T, 1.0f, dP, T, k + ko, ldk, 0.0f, dq + qo, ldq);   /* dQ = dS K */
-      fb_gemm(1, 0, T, HD, T, 1.0f, dP, T, q + qo, ldq, 1.0f, dk + ko, ldk);   /* dK += dS^T Q */
+      fb_gemm(0, 0, T, HD, T, 1.0f, dP, T, k + ko, ldk, 0.0f, dq + qo, ldq); /* dQ = dS K */
+      fb_gemm(1, 0, T, HD, T, 1.0f, dP, T, q + qo, ldq, 1.0f, dk + ko, ldk); /* dK += dS^T Q */
     }
 }
 
@@ -180,7 +182,7 @@ void fb_op_attention_cached(float *out, const float *q, const float *kc, const f
                             float *scratch, int n, int p0, int NH, int NKV, int HD) {
   int group = NH / NKV, ldq = NH * HD, ldk = NKV * HD;
   for (int h = 0; h < NH; h++)
-    for (int i0 = 0; i0 < n; i0 += FB_ATTN_BLOCK) {  /* blocks of new positions */
+    for (int i0 = 0; i0 < n; i0 += FB_ATTN_BLOCK) { /* blocks of new positions */
       int nb = n - i0 < FB_ATTN_BLOCK ? n - i0 : FB_ATTN_BLOCK, len = p0 + i0 + nb;
       size_t qo = (size_t)i0 * ldq + (size_t)h * HD, ko = (size_t)(h / group) * HD;
       attention_probs(scratch, q + qo, ldq, kc + ko, ldk, NULL, nb, len, p0 + i0, HD);
@@ -227,7 +229,10 @@ void fb_op_dropout(float *out, const float *inp, size_t n, float p, uint64_t see
 void fb_op_crossentropy_forward(float *losses, const float *logits, const int32_t *targets, int N,
                                 int V) {
   for (int n = 0; n < N; n++) {
-    if (targets[n] < 0) { losses[n] = 0.0f; continue; }
+    if (targets[n] < 0) {
+      losses[n] = 0.0f;
+      continue;
+    }
     const float *x = logits + (size_t)n * V;
     float mx = -INFINITY;
     for (int i = 0; i < V; i++) mx = x[i] > mx ? x[i] : mx;
@@ -237,12 +242,15 @@ void fb_op_crossentropy_forward(float *losses, const float *logits, const int32_
   }
 }
 
-void fb_op_crossentropy_backward(float *dlogits, const float *logits, const int32_t *targets,
-                                 int N, int V, float dloss) {
+void fb_op_crossentropy_backward(float *dlogits, const float *logits, const int32_t *targets, int N,
+                                 int V, float dloss) {
   for (int n = 0; n < N; n++) {
     const float *x = logits + (size_t)n * V;
     float *d = dlogits + (size_t)n * V;
-    if (targets[n] < 0) { memset(d, 0, sizeof(float) * V); continue; }
+    if (targets[n] < 0) {
+      memset(d, 0, sizeof(float) * V);
+      continue;
+    }
     float mx = -INFINITY;
     for (int i = 0; i < V; i++) mx = x[i] > mx ? x[i] : mx;
     double sum = 0.0;
@@ -261,7 +269,7 @@ void fb_op_adamw(float *param, const float *grad, float *m, float *v, size_t n, 
   for (size_t i = 0; i < n; i++) {
     float g = grad[i];
     param[i] *= decay;
-    m[i] += w1 * (g - m[i]);  /* torch: lerp */
+    m[i] += w1 * (g - m[i]); /* torch: lerp */
     v[i] = v[i] * b2 + w2 * g * g;
     param[i] -= step * (m[i] / (sqrtf(v[i]) / bc2s + e));
   }

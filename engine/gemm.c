@@ -14,14 +14,15 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 
 typedef void (*gemm_fn)(int, int, int, int, int, float, const float *, int, const float *, int,
                         float, float *, int);
 
-static void gemm_openblas(int ta, int tb, int M, int N, int K, float alpha, const float *A,
-                          int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+static void gemm_openblas(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                          const float *B, int ldb, float beta, float *C, int ldc) {
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
               K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
@@ -34,7 +35,7 @@ static dnnl_sgemm_fn dnnl_sgemm_ptr;
 static void gemm_dnnl(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                       const float *B, int ldb, float beta, float *C, int ldc) {
   if (dnnl_sgemm_ptr(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
-    gemm_openblas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);  /* never silently wrong */
+    gemm_openblas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc); /* never silently wrong */
 }
 
 /* Find oneDNN's sgemm; 0 when the library is not installed. */
@@ -42,7 +43,7 @@ static int open_dnnl(void) {
   static const char *const names[] = {"libdnnl.so.3", "libdnnl.so.2", "libdnnl.so"};
   setenv("OMP_WAIT_POLICY", "passive", 0);
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-    void *h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);  /* kept open for the process's life */
+    void *h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL); /* kept open for the process's life */
     if (!h) continue;
     dnnl_sgemm_ptr = (dnnl_sgemm_fn)dlsym(h, "dnnl_sgemm");
     if (dnnl_sgemm_ptr) return 1;
@@ -51,60 +52,105 @@ static int open_dnnl(void) {
   return 0;
 }
 
-static struct { gemm_fn fn; const char *name; } chosen = {gemm_openblas, "openblas"};
+static struct {
+  gemm_fn fn;
+  const char *name;
+} chosen = {gemm_openblas, "openblas"};
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 /* Compare fn against a double-precision reference on shapes that exercise every transpose,
  * odd sizes and beta accumulation. Returns 1 when all agree to 1e-4 relative. */
 static int verify(gemm_fn fn) {
-  static const int shapes[][5] = {{37, 29, 53, 0, 0}, {64, 96, 128, 1, 0}, {17, 130, 33, 0, 1},
-                                  {128, 64, 257, 1, 1}, {1, 300, 75, 0, 1}};
+  static const int shapes[][5] = {{37, 29, 53, 0, 0},
+                                  {64, 96, 128, 1, 0},
+                                  {17, 130, 33, 0, 1},
+                                  {128, 64, 257, 1, 1},
+                                  {1, 300, 75, 0, 1}};
   int ok = 1;
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0] && ok; s++) {
     int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2], ta = shapes[s][3], tb = shapes[s][4];
     float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * K * N);
     float *C = malloc(sizeof(float) * M * N);
     double *R = malloc(sizeof(double) * M * N);
-    if (!A || !B || !C || !R) { free(A); free(B); free(C); free(R); return 0; }
+    if (!A || !B || !C || !R) {
+      free(A);
+      free(B);
+      free(C);
+      free(R);
+      return 0;
+    }
     unsigned x = 12345u + (unsigned)s;
-    for (int i = 0; i < M * K; i++) A[i] = (float)((x = x * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
-    for (int i = 0; i < K * N; i++) B[i] = (float)((x = x * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
+    for (int i = 0; i < M * K; i++)
+      A[i] = (float)((x = x * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
+    for (int i = 0; i < K * N; i++)
+      B[i] = (float)((x = x * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
     for (int i = 0; i < M * N; i++) C[i] = (float)((i % 7) - 3) * 0.25f;
     int lda = ta ? M : K, ldb = tb ? K : N;
     for (int i = 0; i < M; i++)
       for (int j = 0; j < N; j++) {
         double acc = 0;
         for (int k = 0; k < K; k++)
-          acc += (double)(ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? B[j * ldb + k] : B[k * ldb + j]);
+          acc += (double)(ta ? A[k * lda + i] : A[i * lda + k]) *
+                 (tb ? B[j * ldb + k] : B[k * ldb + j]);
         R[i * N + j] = 0.75 * acc + 0.5 * C[i * N + j];
       }
     fn(ta, tb, M, N, K, 0.75f, A, lda, B, ldb, 0.5f, C, N);
     for (int i = 0; i < M * N && ok; i++)
       if (!(fabs(C[i] - R[i]) <= 1e-4 * (1.0 + fabs(R[i])))) ok = 0;
-    free(A); free(B); free(C); free(R);
+    free(A);
+    free(B);
+    free(C);
+    free(R);
   }
   return ok;
+}
+
+/* Seconds of the best of three C[512,512] = A B^T products through fn (after one warm-up call,
+ * which spins up threads and JIT-compiles kernels). */
+static double time_gemm(gemm_fn fn) {
+  enum { S = 512 };
+  float *a = calloc((size_t)S * S, sizeof(float)), *c = calloc((size_t)S * S, sizeof(float));
+  double best = INFINITY;
+  for (int r = 0; a && c && r < 4; r++) {
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    fn(0, 1, S, S, S, 1.0f, a, S, a, S, 0.0f, c, S);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double t = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    if (r && t < best) best = t;
+  }
+  free(a);
+  free(c);
+  return best;
 }
 
 static void init_once(void) {
   const char *force = getenv("FB_GEMM");
 #ifdef __SANITIZE_ADDRESS__
-  /* oneDNN is not instrumented and LeakSanitizer cannot stop its OpenMP threads: sanitizer
-   * builds use OpenBLAS unless FB_GEMM=dnnl asks otherwise. */
-  if (!force) force = "openblas";
+  /* oneDNN is not instrumented and LeakSanitizer cannot stop its OpenMP threads (the run
+   * ends in a LeakSanitizer error): sanitizer builds always use OpenBLAS. */
+  if (force && strcmp(force, "openblas") != 0)
+    fb_warn("gemm: sanitizer build: FB_GEMM=%s ignored, using OpenBLAS", force);
+  force = "openblas";
 #endif
+  int blas_ok = verify(gemm_openblas), dnnl_ok = 0;
+  if (!blas_ok) fb_warn("gemm: OpenBLAS sgemm failed its self-test on this CPU");
   if (!force || strcmp(force, "dnnl") == 0) {
     if (!open_dnnl()) {
       if (force) fb_warn("gemm: oneDNN (libdnnl) is not installed; using OpenBLAS");
-    } else if (verify(gemm_dnnl)) {
-      chosen.fn = gemm_dnnl;
-      chosen.name = "dnnl";
-      return;
-    } else {
+    } else if (!(dnnl_ok = verify(gemm_dnnl))) {
       fb_warn("gemm: oneDNN sgemm failed its self-test on this CPU; using OpenBLAS");
     }
   }
-  if (!verify(gemm_openblas)) fb_warn("gemm: OpenBLAS sgemm failed its self-test on this CPU");
+  if (!dnnl_ok) return;    /* OpenBLAS (even if it failed: there is nothing else to use) */
+  if (!force && blas_ok) { /* both verified: take the faster on this machine */
+    double tb = time_gemm(gemm_openblas), td = time_gemm(gemm_dnnl);
+    fb_info("gemm: 512^3 sgemm: OpenBLAS %.0f GFLOP/s, oneDNN %.0f GFLOP/s",
+            2.68435456e8 / tb / 1e9, 2.68435456e8 / td / 1e9);
+    if (tb < td) return;
+  }
+  chosen.fn = gemm_dnnl;
+  chosen.name = "dnnl";
 }
 
 void fb_gemm_init(void) { pthread_once(&once, init_once); }
@@ -118,9 +164,10 @@ void fb_gemm(int transA, int transB, int M, int N, int K, float alpha, const flo
              const float *B, int ldb, float beta, float *C, int ldc) {
   fb_gemm_init();
   if (M <= 0 || N <= 0) return;
-  if (K <= 0) {  /* empty product: C = beta*C, which some BLAS paths skip */
+  if (K <= 0) { /* empty product: C = beta*C, which some BLAS paths skip */
     for (int i = 0; i < M; i++)
-      for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
+      for (int j = 0; j < N; j++)
+        C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
     return;
   }
   chosen.fn(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

@@ -1,6 +1,6 @@
 /* gemm.h: the one matrix product of the CPU backend, row-major fp32, dispatched at run time to
  * the fastest path that passes a self-test on this CPU (oneDNN's dnnl_sgemm when libdnnl is
- * installed, else OpenBLAS cblas_sgemm). No other op lives here. */
+ * installed, or OpenBLAS cblas_sgemm). No other op lives here. */
 #ifndef FB_GEMM_H
 #define FB_GEMM_H
 
@@ -10,9 +10,11 @@
 void fb_gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
              const float *B, int ldb, float beta, float *C, int ldc);
 
-/* Pick the path (once per process): FB_GEMM=openblas|dnnl forces one; otherwise each candidate
- * is checked against a double-precision reference on a few shapes and the first that agrees is
- * used (oneDNN first: it dispatches AVX-512/AMX kernels itself). Opening oneDNN sets
+/* Pick the path (once per process): FB_GEMM=openblas|dnnl forces one. Otherwise each candidate
+ * (OpenBLAS; oneDNN when libdnnl is installed) is checked against a double-precision reference
+ * on a few shapes, and of those that agree the faster on a 512^3 product is used (oneDNN
+ * dispatches AVX-512/AMX itself; an OpenBLAS that does not know the CPU falls back to slow
+ * kernels, one that does can be faster). Costs ~10-50 ms once. Opening oneDNN sets
  * OMP_WAIT_POLICY=passive in the environment unless it is already set. Idempotent and
  * thread-safe; call it early if other threads may read the environment meanwhile. */
 void fb_gemm_init(void);

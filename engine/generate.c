@@ -7,18 +7,26 @@
 #include <string.h>
 
 fb_gen_config fb_gen_defaults(void) {
-  return (fb_gen_config){.max_new_tokens = 128, .temperature = 0, .top_k = 0, .top_p = 1,
-                         .repetition_penalty = 1, .n_stop = 0, .seed = 0};
+  return (fb_gen_config){.max_new_tokens = 128,
+                         .temperature = 0,
+                         .top_k = 0,
+                         .top_p = 1,
+                         .repetition_penalty = 1,
+                         .n_stop = 0,
+                         .seed = 0};
 }
 
-static uint64_t next_u64(uint64_t *s) {  /* splitmix64 */
+static uint64_t next_u64(uint64_t *s) { /* splitmix64 */
   uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
 }
 
-typedef struct cand { float logit; int32_t id; } cand;
+typedef struct cand {
+  float logit;
+  int32_t id;
+} cand;
 
 static int by_logit_desc(const void *a, const void *b) {
   const cand *x = a, *y = b;
@@ -31,8 +39,9 @@ static int32_t pick(float *logits, int V, const fb_gen_config *c, const unsigned
                     cand *cands, uint64_t *rng) {
   if (c->repetition_penalty != 1)
     for (int i = 0; i < V; i++)
-      if (seen[i]) logits[i] = logits[i] < 0 ? logits[i] * (float)c->repetition_penalty
-                                             : logits[i] / (float)c->repetition_penalty;
+      if (seen[i])
+        logits[i] = logits[i] < 0 ? logits[i] * (float)c->repetition_penalty
+                                  : logits[i] / (float)c->repetition_penalty;
   if (c->temperature <= 0) {
     int best = 0;
     for (int i = 1; i < V; i++)
@@ -44,12 +53,15 @@ static int32_t pick(float *logits, int V, const fb_gen_config *c, const unsigned
   int n = c->top_k > 0 && c->top_k < V ? c->top_k : V;
   double sum = 0, mx = cands[0].logit;
   for (int i = 0; i < n; i++) sum += exp(cands[i].logit - mx);
-  if (c->top_p < 1) {  /* the smallest prefix whose probability reaches top_p */
+  if (c->top_p < 1) { /* the smallest prefix whose probability reaches top_p */
     double acc = 0;
     int keep = n;
     for (int i = 0; i < n; i++) {
       acc += exp(cands[i].logit - mx) / sum;
-      if (acc >= c->top_p) { keep = i + 1; break; }
+      if (acc >= c->top_p) {
+        keep = i + 1;
+        break;
+      }
     }
     n = keep;
     sum = 0;
@@ -68,12 +80,21 @@ int fb_generate(fb_model *m, fb_lora *lora, const int32_t *prompt, int n_prompt,
   *n_out = 0;
   if (stopped) *stopped = 0;
   if (n_prompt < 1) return fb_err_set(err, FB_EINVALID, "generate: the prompt is empty");
-  if (c->max_new_tokens < 1) return fb_err_set(err, FB_EINVALID, "generate: max_new_tokens %d must be >= 1", c->max_new_tokens);
-  if (!(c->temperature >= 0 && isfinite(c->temperature))) return fb_err_set(err, FB_EINVALID, "generate: temperature %g must be >= 0", c->temperature);
-  if (c->top_k < 0) return fb_err_set(err, FB_EINVALID, "generate: top_k %d must be >= 0", c->top_k);
-  if (!(c->top_p > 0 && c->top_p <= 1)) return fb_err_set(err, FB_EINVALID, "generate: top_p %g is not in (0, 1]", c->top_p);
-  if (!(c->repetition_penalty > 0 && isfinite(c->repetition_penalty))) return fb_err_set(err, FB_EINVALID, "generate: repetition_penalty %g must be > 0", c->repetition_penalty);
-  if (c->n_stop < 0 || c->n_stop > FB_GEN_MAX_STOP) return fb_err_set(err, FB_EINVALID, "generate: %d stop tokens (at most %d)", c->n_stop, FB_GEN_MAX_STOP);
+  if (c->max_new_tokens < 1)
+    return fb_err_set(err, FB_EINVALID, "generate: max_new_tokens %d must be >= 1",
+                      c->max_new_tokens);
+  if (!(c->temperature >= 0 && isfinite(c->temperature)))
+    return fb_err_set(err, FB_EINVALID, "generate: temperature %g must be >= 0", c->temperature);
+  if (c->top_k < 0)
+    return fb_err_set(err, FB_EINVALID, "generate: top_k %d must be >= 0", c->top_k);
+  if (!(c->top_p > 0 && c->top_p <= 1))
+    return fb_err_set(err, FB_EINVALID, "generate: top_p %g is not in (0, 1]", c->top_p);
+  if (!(c->repetition_penalty > 0 && isfinite(c->repetition_penalty)))
+    return fb_err_set(err, FB_EINVALID, "generate: repetition_penalty %g must be > 0",
+                      c->repetition_penalty);
+  if (c->n_stop < 0 || c->n_stop > FB_GEN_MAX_STOP)
+    return fb_err_set(err, FB_EINVALID, "generate: %d stop tokens (at most %d)", c->n_stop,
+                      FB_GEN_MAX_STOP);
   int V = m->V, rc;
   fb_kv_cache *kv = NULL;
   float *logits = malloc(sizeof(float) * V);

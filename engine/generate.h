@@ -13,13 +13,13 @@
 #define FB_GEN_MAX_STOP 16
 
 typedef struct fb_gen_config {
-  int max_new_tokens;         /* >= 1 */
-  double temperature;         /* 0 = greedy (argmax, ties to the lowest id) */
-  int top_k;                  /* 0 = off */
-  double top_p;               /* 1 = off; keeps the smallest set whose mass reaches top_p */
-  double repetition_penalty;  /* 1 = off; HF's rule over prompt and generated ids */
+  int max_new_tokens;        /* >= 1 */
+  double temperature;        /* 0 = greedy (argmax, ties to the lowest id) */
+  int top_k;                 /* 0 = off */
+  double top_p;              /* 1 = off; keeps the smallest set whose mass reaches top_p */
+  double repetition_penalty; /* 1 = off; HF's rule over prompt and generated ids */
   int32_t stop[FB_GEN_MAX_STOP];
-  int n_stop;                 /* a stop token ends generation and is not returned */
+  int n_stop; /* a stop token ends generation and is not returned */
   uint64_t seed;
 } fb_gen_config;
 

@@ -28,7 +28,8 @@ int fb_lora_create(fb_lora **out, const fb_model *m, const fb_adapter_config *c,
   if (!(c->lora_dropout >= 0 && c->lora_dropout < 1))
     return fb_err_set(err, FB_EINVALID, "lora: lora_dropout %g is not in [0, 1)", c->lora_dropout);
   if (!c->targets || (c->targets & ~FB_TARGET_ALL))
-    return fb_err_set(err, FB_EINVALID, "lora: target_modules must be a non-empty subset of the seven projections");
+    return fb_err_set(err, FB_EINVALID,
+                      "lora: target_modules must be a non-empty subset of the seven projections");
   fb_lora *l = calloc(1, sizeof *l);
   if (!l) return fb_err_set(err, FB_ENOMEM, "lora: out of memory");
   l->cfg = *c;
@@ -38,7 +39,8 @@ int fb_lora_create(fb_lora **out, const fb_model *m, const fb_adapter_config *c,
   size_t n = 0;
   for (int i = 0; i < m->L; i++)
     for (int p = 0; p < FB_PROJ_COUNT; p++)
-      if (c->targets & (1u << p)) n += (size_t)c->r * (m->layers[i].proj[p].in + m->layers[i].proj[p].out);
+      if (c->targets & (1u << p))
+        n += (size_t)c->r * (m->layers[i].proj[p].in + m->layers[i].proj[p].out);
   l->n_floats = n;
   l->pairs = calloc((size_t)m->L * FB_PROJ_COUNT, sizeof *l->pairs);
   l->params = calloc(n, sizeof(float));
@@ -83,7 +85,9 @@ void fb_lora_init(fb_lora *l, uint64_t seed) {
     if (!q->A) continue;
     float bound = 1.0f / sqrtf((float)q->in);
     for (size_t j = 0; j < (size_t)l->r * q->in; j++) {
-      s ^= s << 13; s ^= s >> 7; s ^= s << 17;  /* xorshift64 */
+      s ^= s << 13;
+      s ^= s >> 7;
+      s ^= s << 17; /* xorshift64 */
       q->A[j] = bound * (2.0f * (float)((s >> 40) * 0x1.0p-24) - 1.0f);
     }
     memset(q->B, 0, sizeof(float) * (size_t)l->r * q->out);
@@ -122,7 +126,8 @@ static float *saved_u(fb_lora *l, int layer, int proj, int N) {
 static const float *dropped(fb_lora *l, int layer, int proj, const float *inp, int N, int in,
                             int training) {
   if (!training || l->cfg.lora_dropout <= 0) return inp;
-  uint64_t seed = l->seed ^ (l->step * 0x100000001B3ull + (uint64_t)(layer * FB_PROJ_COUNT + proj) * 0x9E3779B97F4A7C15ull);
+  uint64_t seed = l->seed ^ (l->step * 0x100000001B3ull +
+                             (uint64_t)(layer * FB_PROJ_COUNT + proj) * 0x9E3779B97F4A7C15ull);
   fb_op_dropout(l->scratch, inp, (size_t)N * in, (float)l->cfg.lora_dropout, seed);
   return l->scratch;
 }
@@ -133,7 +138,7 @@ void fb_lora_forward(fb_lora *l, int layer, int proj, float *out, const float *i
   if (!q->A) return;
   float *u = saved_u(l, layer, proj, N);
   const float *x = dropped(l, layer, proj, inp, N, q->in, training);
-  fb_op_matmul_forward(u, x, q->A, NULL, N, q->in, l->r, 1.0f, 0.0f);      /* u[N,r] = x A^T */
+  fb_op_matmul_forward(u, x, q->A, NULL, N, q->in, l->r, 1.0f, 0.0f);        /* u[N,r] = x A^T */
   fb_op_matmul_forward(out, u, q->B, NULL, N, l->r, q->out, l->scale, 1.0f); /* out += s u B^T */
 }
 
@@ -147,7 +152,7 @@ void fb_lora_backward(fb_lora *l, int layer, int proj, float *dinp, const float 
   float *du = l->scratch;
   memset(du, 0, sizeof(float) * (size_t)N * l->r);
   fb_op_matmul_backward(du, q->dB, NULL, dout, u, q->B, N, l->r, q->out, l->scale);
-  if (!drop) {  /* dA += du^T x;  dinp += du A */
+  if (!drop) { /* dA += du^T x;  dinp += du A */
     fb_op_matmul_backward(dinp, q->dA, NULL, du, inp, q->A, N, q->in, l->r, 1.0f);
     return;
   }
@@ -157,23 +162,25 @@ void fb_lora_backward(fb_lora *l, int layer, int proj, float *dinp, const float 
   memcpy(du_keep, du, sizeof(float) * (size_t)N * l->r);
   const float *x = dropped(l, layer, proj, inp, N, q->in, training);
   fb_op_matmul_backward(NULL, q->dA, NULL, du_keep, x, q->A, N, q->in, l->r, 1.0f);
-  float *dx = l->scratch;  /* dx' = du A, then dinp += dropout(dx') with the same mask */
+  float *dx = l->scratch; /* dx' = du A, then dinp += dropout(dx') with the same mask */
   memset(dx, 0, sizeof(float) * (size_t)N * q->in);
   fb_op_matmul_backward(dx, NULL, NULL, du_keep, NULL, q->A, N, q->in, l->r, 1.0f);
-  uint64_t seed = l->seed ^ (l->step * 0x100000001B3ull + (uint64_t)(layer * FB_PROJ_COUNT + proj) * 0x9E3779B97F4A7C15ull);
+  uint64_t seed = l->seed ^ (l->step * 0x100000001B3ull +
+                             (uint64_t)(layer * FB_PROJ_COUNT + proj) * 0x9E3779B97F4A7C15ull);
   fb_op_dropout(dx, dx, (size_t)N * q->in, (float)l->cfg.lora_dropout, seed);
   fb_op_add(dinp, dinp, dx, (size_t)N * q->in);
 }
 
 /* Read one matrix named name (rows x cols) from f into dst. */
-static int read_matrix(const struct fb_st_file *f, const char *name, int rows, int cols,
-                       float *dst, fb_err *err) {
+static int read_matrix(const struct fb_st_file *f, const char *name, int rows, int cols, float *dst,
+                       fb_err *err) {
   const fb_st_tensor *t = fb_st_find(f, name);
   if (!t)
-    return fb_err_set(err, FB_ENOTFOUND, "%s: tensor '%s' [%d, %d] is missing", fb_st_path(f),
-                      name, rows, cols);
+    return fb_err_set(err, FB_ENOTFOUND, "%s: tensor '%s' [%d, %d] is missing", fb_st_path(f), name,
+                      rows, cols);
   if (t->ndim != 2 || t->shape[0] != rows || t->shape[1] != cols)
-    return fb_err_set(err, FB_EFORMAT, "%s: tensor '%s' has shape [%lld, %lld] (ndim %d), expected [%d, %d]",
+    return fb_err_set(err, FB_EFORMAT,
+                      "%s: tensor '%s' has shape [%lld, %lld] (ndim %d), expected [%d, %d]",
                       fb_st_path(f), name, t->ndim > 0 ? (long long)t->shape[0] : 0,
                       t->ndim > 1 ? (long long)t->shape[1] : 0, t->ndim, rows, cols);
   return fb_st_read_f32(t, dst, err);
@@ -204,7 +211,8 @@ int fb_lora_read(fb_lora *l, const struct fb_st_file *f, const char *prefix, fb_
           known = strcmp(n + plen, key) == 0;
         }
     if (!known)
-      return fb_err_set(err, FB_EFORMAT, "%s: tensor '%s' is not a LoRA matrix of this adapter (r %d, targets 0x%x)",
+      return fb_err_set(err, FB_EFORMAT,
+                        "%s: tensor '%s' is not a LoRA matrix of this adapter (r %d, targets 0x%x)",
                         fb_st_path(f), n, l->r, l->cfg.targets);
   }
   return 0;
@@ -216,7 +224,7 @@ int fb_lora_save(const fb_lora *l, const char *dir, fb_err *err) {
   int n = 0;
   for (int i = 0; i < l->L * FB_PROJ_COUNT; i++) n += l->pairs[i].A ? 2 : 0;
   fb_st_out *t = calloc((size_t)n, sizeof *t);
-  char (*names)[192] = calloc((size_t)n, sizeof *names);
+  char(*names)[192] = calloc((size_t)n, sizeof *names);
   if (!t || !names) {
     free(t);
     free(names);
@@ -229,7 +237,8 @@ int fb_lora_save(const fb_lora *l, const char *dir, fb_err *err) {
       if (!q->A) continue;
       for (int w = 0; w < 2; w++, k++) {
         fb_lora_key(names[k], sizeof names[k], i, p, w ? 'B' : 'A');
-        t[k] = (fb_st_out){names[k], FB_DT_F32, 2, {w ? q->out : l->r, w ? l->r : q->in}, w ? q->B : q->A};
+        t[k] = (fb_st_out){
+            names[k], FB_DT_F32, 2, {w ? q->out : l->r, w ? l->r : q->in}, w ? q->B : q->A};
       }
     }
   char path[4096];

@@ -15,23 +15,23 @@
 struct fb_st_file;
 
 typedef struct fb_lora_pair {
-  float *A, *B;    /* [r,in], [out,r]; NULL when the projection is not targeted */
-  float *dA, *dB;  /* gradients, same shapes */
+  float *A, *B;   /* [r,in], [out,r]; NULL when the projection is not targeted */
+  float *dA, *dB; /* gradients, same shapes */
   int in, out;
 } fb_lora_pair;
 
 typedef struct fb_lora {
   fb_adapter_config cfg;
   int L, r;
-  float scale;              /* alpha/r or alpha/sqrt(r) */
-  float *params, *grads;    /* two arenas of n_floats: every A then B, layer by layer */
+  float scale;           /* alpha/r or alpha/sqrt(r) */
+  float *params, *grads; /* two arenas of n_floats: every A then B, layer by layer */
   size_t n_floats;
-  fb_lora_pair *pairs;      /* [L * FB_PROJ_COUNT] */
-  uint64_t seed;            /* dropout masks come from (seed, step, layer, projection) */
-  uint64_t step;            /* bumped by the caller between training steps */
-  float *u;                 /* [L*7][N,r] saved A(dropout(x)) of the last forward */
-  float *scratch;           /* [N, max(in, r)] */
-  size_t cap_n;             /* N the two buffers above hold */
+  fb_lora_pair *pairs; /* [L * FB_PROJ_COUNT] */
+  uint64_t seed;       /* dropout masks come from (seed, step, layer, projection) */
+  uint64_t step;       /* bumped by the caller between training steps */
+  float *u;            /* [L*7][N,r] saved A(dropout(x)) of the last forward */
+  float *scratch;      /* [N, max(in, r)] */
+  size_t cap_n;        /* N the two buffers above hold */
 } fb_lora;
 
 /* An adapter for model m with config c (checked: r, alpha, dropout, targets), A and B zero.

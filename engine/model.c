@@ -16,24 +16,26 @@
 
 /* Activations for up to n positions, carved from one arena; [L] marks one slice per layer. */
 struct fb_acts {
-  int n, T;             /* positions and sequence length the arena was sized for */
-  int fB, fT;           /* batch shape of the last forward */
+  int n, T;   /* positions and sequence length the arena was sized for */
+  int fB, fT; /* batch shape of the last forward */
   float *arena;
-  float *x_in, *rstd1, *q, *k, *v, *att;          /* [L][N,C] [L][N] [L][N,QD] [L][N,KD] x2 [L][N,QD] */
-  float *x_mid, *rstd2, *gate, *up;               /* [L][N,C] [L][N] [L][N,F] x2 */
-  float *ln, *act;                                /* [N,C] [N,F]: normed inputs and the SwiGLU
-                                                   * output are recomputed in backward, not kept */
-  float *x_out, *lnf, *rstdf, *logits, *losses;   /* [N,C] [N,C] [N] [N,V] [N] */
-  float *tmp, *dres, *dln, *dq, *dk, *dv, *datt;  /* backward/forward work: [N,C] x3 [N,QD] [N,KD] x2 [N,QD] */
-  float *dgate, *dup, *dact, *scratch;            /* [N,F] x3, attention scratch */
-  int32_t *targets, *pos;                         /* [N] */
+  float *x_in, *rstd1, *q, *k, *v, *att; /* [L][N,C] [L][N] [L][N,QD] [L][N,KD] x2 [L][N,QD] */
+  float *x_mid, *rstd2, *gate, *up;      /* [L][N,C] [L][N] [L][N,F] x2 */
+  float *ln, *act;                       /* [N,C] [N,F]: normed inputs and the SwiGLU
+                                          * output are recomputed in backward, not kept */
+  float *x_out, *lnf, *rstdf, *logits, *losses; /* [N,C] [N,C] [N] [N,V] [N] */
+  float *tmp, *dres, *dln, *dq, *dk, *dv,
+      *datt;                           /* backward/forward work: [N,C] x3 [N,QD] [N,KD] x2 [N,QD] */
+  float *dgate, *dup, *dact, *scratch; /* [N,F] x3, attention scratch */
+  int32_t *targets, *pos;              /* [N] */
 };
 
-static const char *const proj_names[FB_PROJ_COUNT] = {"q_proj", "k_proj", "v_proj", "o_proj",
+static const char *const proj_names[FB_PROJ_COUNT] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                                                       "gate_proj", "up_proj", "down_proj"};
 
 /* Append one tensor to the table (pass 1 only counts when m->table is NULL). */
-static size_t add_param(fb_model *m, int *k, size_t *off, const char *name, int64_t d0, int64_t d1) {
+static size_t add_param(fb_model *m, int *k, size_t *off, const char *name, int64_t d0,
+                        int64_t d1) {
   size_t numel = (size_t)d0 * (size_t)(d1 ? d1 : 1), at = *off;
   if (m->table) {
     fb_param *p = &m->table[*k];
@@ -64,7 +66,8 @@ static void layout(fb_model *m) {
     snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", i);
     at = add_param(m, &k, &off, name, C, 0);
     if (ly) ly->attn_norm = P + at;
-    static const int ins[FB_PROJ_COUNT] = {0, 0, 0, 1, 0, 0, 3}, outs[FB_PROJ_COUNT] = {1, 2, 2, 0, 3, 3, 0};
+    static const int ins[FB_PROJ_COUNT] = {0, 0, 0, 1, 0, 0, 3},
+                     outs[FB_PROJ_COUNT] = {1, 2, 2, 0, 3, 3, 0};
     for (int p = 0; p < FB_PROJ_COUNT; p++) {
       if (p == FB_PROJ_GATE) {
         snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", i);
@@ -111,12 +114,14 @@ int fb_model_create(fb_model **out, const fb_model_config *cfg, fb_err *err) {
   if (m->C < 1 || m->HD < 2 || (m->HD & 1) || m->NH < 1 || m->NKV < 1 || m->NH % m->NKV ||
       m->F < 1 || m->V < 1 || m->L < 1) {
     free(m);
-    return fb_err_set(err, FB_EINVALID, "model: inconsistent config (hidden %d, head_dim %d, heads %d, kv heads %d, ffn %d, vocab %d, layers %d)",
+    return fb_err_set(err, FB_EINVALID,
+                      "model: inconsistent config (hidden %d, head_dim %d, heads %d, kv heads %d, "
+                      "ffn %d, vocab %d, layers %d)",
                       cfg->hidden_size, cfg->head_dim, cfg->num_attention_heads,
                       cfg->num_key_value_heads, cfg->intermediate_size, cfg->vocab_size,
                       cfg->num_hidden_layers);
   }
-  layout(m);  /* count */
+  layout(m); /* count */
   fb_info("model: %s, %d layers, hidden %d, vocab %d: %zu parameters, %.1f MiB as f32",
           cfg->architecture[0] ? cfg->architecture : "LlamaForCausalLM", m->L, m->C, m->V,
           m->n_floats, m->n_floats * 4.0 / 1048576.0);
@@ -127,7 +132,7 @@ int fb_model_create(fb_model **out, const fb_model_config *cfg, fb_err *err) {
     fb_model_free(m);
     return fb_err_set(err, FB_ENOMEM, "model: out of memory for %zu parameters", m->n_floats);
   }
-  layout(m);  /* fill */
+  layout(m); /* fill */
   *out = m;
   return 0;
 }
@@ -147,10 +152,12 @@ void fb_model_free(fb_model *m) {
 
 void fb_model_init_random(fb_model *m, uint64_t seed, float std) {
   uint64_t s = seed * 0x9E3779B97F4A7C15ull + 7;
-  for (size_t i = 0; i < m->n_floats; i += 2) {  /* Box-Muller pairs */
+  for (size_t i = 0; i < m->n_floats; i += 2) { /* Box-Muller pairs */
     double u[2];
     for (int j = 0; j < 2; j++) {
-      s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+      s ^= s << 13;
+      s ^= s >> 7;
+      s ^= s << 17;
       u[j] = ((s >> 11) + 0.5) * 0x1.0p-53;
     }
     double r = sqrt(-2.0 * log(u[0])) * std;
@@ -196,8 +203,10 @@ int fb_model_load(fb_model **out, const char *dir, fb_err *err) {
       break;
     }
     shape_str(got, sizeof got, t->ndim, t->shape);
-    if (t->ndim != p->ndim || t->shape[0] != p->shape[0] || (p->ndim == 2 && t->shape[1] != p->shape[1])) {
-      rc = fb_err_set(err, FB_EFORMAT, "%s: tensor '%s' has shape %s, expected %s", dir, p->name, got, want);
+    if (t->ndim != p->ndim || t->shape[0] != p->shape[0] ||
+        (p->ndim == 2 && t->shape[1] != p->shape[1])) {
+      rc = fb_err_set(err, FB_EFORMAT, "%s: tensor '%s' has shape %s, expected %s", dir, p->name,
+                      got, want);
       break;
     }
     rc = fb_st_read_f32(t, m->params + p->offset, err);
@@ -205,12 +214,14 @@ int fb_model_load(fb_model **out, const char *dir, fb_err *err) {
   for (int i = 0; i < fb_st_count(f) && !rc; i++) {
     const fb_st_tensor *t = fb_st_at(f, i);
     size_t n = strlen(t->name), s = strlen("rotary_emb.inv_freq");
-    if (fb_model_param(m, t->name) || (n >= s && strcmp(t->name + n - s, "rotary_emb.inv_freq") == 0))
-      continue;  /* old checkpoints carry the rotary table as a buffer: recomputed here */
+    if (fb_model_param(m, t->name) ||
+        (n >= s && strcmp(t->name + n - s, "rotary_emb.inv_freq") == 0))
+      continue; /* old checkpoints carry the rotary table as a buffer: recomputed here */
     char got[64];
     shape_str(got, sizeof got, t->ndim, t->shape);
-    rc = fb_err_set(err, FB_EFORMAT, "%s: unexpected tensor '%s' %s (expected none: not a weight of %s%s)",
-                    dir, t->name, got, cfg.architecture,
+    rc = fb_err_set(err, FB_EFORMAT,
+                    "%s: unexpected tensor '%s' %s (expected none: not a weight of %s%s)", dir,
+                    t->name, got, cfg.architecture,
                     strcmp(t->name, "lm_head.weight") == 0 ? " with tied embeddings" : "");
   }
 done:
@@ -226,7 +237,8 @@ done:
 int fb_model_enable_grads(fb_model *m, fb_err *err) {
   if (m->grads) return 0;
   m->grads = calloc(m->n_floats, sizeof(float));
-  if (!m->grads) return fb_err_set(err, FB_ENOMEM, "model: out of memory for %zu gradients", m->n_floats);
+  if (!m->grads)
+    return fb_err_set(err, FB_ENOMEM, "model: out of memory for %zu gradients", m->n_floats);
   return 0;
 }
 
@@ -239,10 +251,13 @@ void fb_model_zero_grad(fb_model *m) {
 static int ensure_rope(fb_model *m, int n, fb_err *err) {
   if (n <= m->rope_len) return 0;
   int half = m->HD / 2;
-  float *c = malloc(sizeof(float) * (size_t)n * half), *s = malloc(sizeof(float) * (size_t)n * half);
+  float *c = malloc(sizeof(float) * (size_t)n * half),
+        *s = malloc(sizeof(float) * (size_t)n * half);
   float *inv = malloc(sizeof(float) * half);
   if (!c || !s || !inv) {
-    free(c); free(s); free(inv);
+    free(c);
+    free(s);
+    free(inv);
     return fb_err_set(err, FB_ENOMEM, "model: out of memory for rotary tables of %d positions", n);
   }
   const fb_rope_scaling *rs = &m->cfg.rope_scaling;
@@ -252,9 +267,11 @@ static int ensure_rope(fb_model *m, int n, fb_err *err) {
     if (rs->type == FB_ROPE_LLAMA3) {
       double old = rs->original_max_position_embeddings, lo = old / rs->low_freq_factor,
              hi = old / rs->high_freq_factor, wavelen = 2 * M_PI / f;
-      if (wavelen > lo) f = (float)(f / rs->factor);
+      if (wavelen > lo)
+        f = (float)(f / rs->factor);
       else if (wavelen >= hi) {
-        double sm = (old / wavelen - rs->low_freq_factor) / (rs->high_freq_factor - rs->low_freq_factor);
+        double sm =
+            (old / wavelen - rs->low_freq_factor) / (rs->high_freq_factor - rs->low_freq_factor);
         f = (float)((1 - sm) * f / rs->factor + sm * f);
       }
     }
@@ -279,10 +296,12 @@ static int ensure_rope(fb_model *m, int n, fb_err *err) {
 static int reserve(fb_model *m, int B, int T, fb_err *err) {
   size_t N = (size_t)B * T;
   if (m->acts && N <= (size_t)m->acts->n && T <= m->acts->T) return 0;
-  size_t L = m->L, C = m->C, QD = (size_t)m->NH * m->HD, KD = (size_t)m->NKV * m->HD, F = m->F, V = m->V;
+  size_t L = m->L, C = m->C, QD = (size_t)m->NH * m->HD, KD = (size_t)m->NKV * m->HD, F = m->F,
+         V = m->V;
   size_t per_layer = N * (2 * C + 2 + 2 * QD + 2 * KD + 2 * F);
-  size_t total = L * per_layer + N * (C + F) + N * (2 * C + 1 + V + 1) + N * (3 * C + 2 * QD + 2 * KD + 3 * F) +
-                 fb_op_attention_scratch(T) + 2 * N;  /* + targets, pos as int32 */
+  size_t total = L * per_layer + N * (C + F) + N * (2 * C + 1 + V + 1) +
+                 N * (3 * C + 2 * QD + 2 * KD + 3 * F) + fb_op_attention_scratch(T) +
+                 2 * N; /* + targets, pos as int32 */
   fb_info("model: activations for %d x %d positions: %.1f MiB", B, T, total * 4.0 / 1048576.0);
   fb_acts *a = m->acts ? m->acts : calloc(1, sizeof *a);
   float *arena = malloc(sizeof(float) * total);
@@ -298,13 +317,34 @@ static int reserve(fb_model *m, int B, int T, fb_err *err) {
   a->T = T;
   float *p = arena;
 #define CARVE(field, count) (a->field = p, p += (count))
-  CARVE(x_in, L * N * C); CARVE(rstd1, L * N); CARVE(q, L * N * QD);
-  CARVE(k, L * N * KD); CARVE(v, L * N * KD); CARVE(att, L * N * QD); CARVE(x_mid, L * N * C);
-  CARVE(rstd2, L * N); CARVE(gate, L * N * F); CARVE(up, L * N * F);
-  CARVE(ln, N * C); CARVE(act, N * F); CARVE(x_out, N * C); CARVE(lnf, N * C); CARVE(rstdf, N);
-  CARVE(logits, N * V); CARVE(losses, N); CARVE(tmp, N * C); CARVE(dres, N * C); CARVE(dln, N * C);
-  CARVE(dq, N * QD); CARVE(dk, N * KD); CARVE(dv, N * KD); CARVE(datt, N * QD); CARVE(dgate, N * F);
-  CARVE(dup, N * F); CARVE(dact, N * F); CARVE(scratch, fb_op_attention_scratch(T));
+  CARVE(x_in, L * N * C);
+  CARVE(rstd1, L * N);
+  CARVE(q, L * N * QD);
+  CARVE(k, L * N * KD);
+  CARVE(v, L * N * KD);
+  CARVE(att, L * N * QD);
+  CARVE(x_mid, L * N * C);
+  CARVE(rstd2, L * N);
+  CARVE(gate, L * N * F);
+  CARVE(up, L * N * F);
+  CARVE(ln, N * C);
+  CARVE(act, N * F);
+  CARVE(x_out, N * C);
+  CARVE(lnf, N * C);
+  CARVE(rstdf, N);
+  CARVE(logits, N * V);
+  CARVE(losses, N);
+  CARVE(tmp, N * C);
+  CARVE(dres, N * C);
+  CARVE(dln, N * C);
+  CARVE(dq, N * QD);
+  CARVE(dk, N * KD);
+  CARVE(dv, N * KD);
+  CARVE(datt, N * QD);
+  CARVE(dgate, N * F);
+  CARVE(dup, N * F);
+  CARVE(dact, N * F);
+  CARVE(scratch, fb_op_attention_scratch(T));
 #undef CARVE
   a->targets = (int32_t *)p;
   a->pos = (int32_t *)p + N;
@@ -349,15 +389,15 @@ typedef struct attn_plan {
 
 struct fb_kv_cache {
   int max_len, len;
-  float *k, *v;          /* [L][max_len, KD] after rope */
-  float *arena;          /* work for up to max_len new positions: */
+  float *k, *v; /* [L][max_len, KD] after rope */
+  float *arena; /* work for up to max_len new positions: */
   float *x, *ln1, *rstd1, *q, *kn, *vn, *att, *x_mid, *ln2, *rstd2, *gate, *up, *act, *tmp, *lnf;
-  float *scratch;        /* attention scratch for max_len positions */
-  int32_t *pos;          /* [max_len] */
+  float *scratch; /* attention scratch for max_len positions */
+  int32_t *pos;   /* [max_len] */
 };
 
-static void layer_forward(fb_model *m, fb_lora *lora, int i, const layer_io *io,
-                          const int32_t *pos, int N, int training, const attn_plan *ap) {
+static void layer_forward(fb_model *m, fb_lora *lora, int i, const layer_io *io, const int32_t *pos,
+                          int N, int training, const attn_plan *ap) {
   const fb_layer *ly = &m->layers[i];
   int C = m->C, KD = m->NKV * m->HD;
   float eps = (float)m->cfg.rms_norm_eps;
@@ -374,8 +414,8 @@ static void layer_forward(fb_model *m, fb_lora *lora, int i, const layer_io *io,
     memcpy(vc + (size_t)c->len * KD, io->v, sizeof(float) * (size_t)N * KD);
     fb_op_attention_cached(io->att, io->q, kc, vc, ap->scratch, N, c->len, m->NH, m->NKV, m->HD);
   } else {
-    fb_op_attention_forward(io->att, io->q, io->k, io->v, ap->seg, ap->scratch, ap->B, ap->T,
-                            m->NH, m->NKV, m->HD);
+    fb_op_attention_forward(io->att, io->q, io->k, io->v, ap->seg, ap->scratch, ap->B, ap->T, m->NH,
+                            m->NKV, m->HD);
   }
   proj_forward(m, lora, i, FB_PROJ_O, io->tmp, io->att, N, training);
   fb_op_add(io->x_mid, io->x_in, io->tmp, (size_t)N * C);
@@ -392,9 +432,20 @@ static layer_io train_io(fb_model *m, int i, int N) {
   fb_acts *a = m->acts;
   size_t nc = (size_t)i * N * m->C, nq = (size_t)i * N * m->NH * m->HD,
          nk = (size_t)i * N * m->NKV * m->HD, nf = (size_t)i * N * m->F;
-  return (layer_io){a->x_in + nc, a->ln, a->rstd1 + (size_t)i * N, a->q + nq, a->k + nk,
-                    a->v + nk, a->att + nq, a->x_mid + nc, a->ln, a->rstd2 + (size_t)i * N,
-                    a->gate + nf, a->up + nf, a->act, a->tmp,
+  return (layer_io){a->x_in + nc,
+                    a->ln,
+                    a->rstd1 + (size_t)i * N,
+                    a->q + nq,
+                    a->k + nk,
+                    a->v + nk,
+                    a->att + nq,
+                    a->x_mid + nc,
+                    a->ln,
+                    a->rstd2 + (size_t)i * N,
+                    a->gate + nf,
+                    a->up + nf,
+                    a->act,
+                    a->tmp,
                     i + 1 < m->L ? a->x_in + nc + (size_t)N * m->C : a->x_out};
 }
 
@@ -403,16 +454,20 @@ static layer_io train_io(fb_model *m, int i, int N) {
 static int check_inputs(fb_model *m, const int32_t *ids, const int32_t *given_pos, int32_t *pos,
                         int N, int T, int first, int span, fb_err *err) {
   if (m->cfg.sliding_window > 0 && span > m->cfg.sliding_window)
-    return fb_err_set(err, FB_EUNSUPPORTED, "model: %d positions exceed config field sliding_window %d (windowed attention is not implemented)",
+    return fb_err_set(err, FB_EUNSUPPORTED,
+                      "model: %d positions exceed config field sliding_window %d (windowed "
+                      "attention is not implemented)",
                       span, m->cfg.sliding_window);
   int maxpos = 0;
   for (int n = 0; n < N; n++) {
     if (ids[n] < 0 || ids[n] >= m->V)
-      return fb_err_set(err, FB_EINVALID, "input_ids[%d][%d] = %d is outside the vocabulary [0, %d)",
-                        n / T, n % T, ids[n], m->V);
+      return fb_err_set(err, FB_EINVALID,
+                        "input_ids[%d][%d] = %d is outside the vocabulary [0, %d)", n / T, n % T,
+                        ids[n], m->V);
     pos[n] = given_pos ? given_pos[n] : first + n % T;
     if (pos[n] < 0 || pos[n] >= FB_CFG_MAX_POSITIONS)
-      return fb_err_set(err, FB_EINVALID, "positions[%d][%d] = %d is out of range", n / T, n % T, pos[n]);
+      return fb_err_set(err, FB_EINVALID, "positions[%d][%d] = %d is out of range", n / T, n % T,
+                        pos[n]);
     if (pos[n] > maxpos) maxpos = pos[n];
   }
   return ensure_rope(m, maxpos + 1, err);
@@ -437,7 +492,8 @@ int fb_model_forward(fb_model *m, fb_lora *lora, const fb_batch *b, int training
     layer_io io = train_io(m, i, N);
     layer_forward(m, lora, i, &io, a->pos, N, training, &ap);
   }
-  fb_op_rmsnorm_forward(a->lnf, a->rstdf, a->x_out, m->final_norm, N, C, (float)m->cfg.rms_norm_eps);
+  fb_op_rmsnorm_forward(a->lnf, a->rstdf, a->x_out, m->final_norm, N, C,
+                        (float)m->cfg.rms_norm_eps);
   fb_op_matmul_forward(a->logits, a->lnf, m->lm_head, NULL, N, C, m->V, 1.0f, 0.0f);
   m->loss = 0.0f;
   m->n_counted = 0;
@@ -461,8 +517,10 @@ int fb_model_forward(fb_model *m, fb_lora *lora, const fb_batch *b, int training
 int fb_kv_cache_create(fb_kv_cache **out, const fb_model *m, int max_len, fb_err *err) {
   *out = NULL;
   if (max_len < 1 || max_len > FB_CFG_MAX_POSITIONS)
-    return fb_err_set(err, FB_EINVALID, "kv cache: length %d is not in 1..%d", max_len, FB_CFG_MAX_POSITIONS);
-  size_t P = max_len, L = m->L, C = m->C, QD = (size_t)m->NH * m->HD, KD = (size_t)m->NKV * m->HD, F = m->F;
+    return fb_err_set(err, FB_EINVALID, "kv cache: length %d is not in 1..%d", max_len,
+                      FB_CFG_MAX_POSITIONS);
+  size_t P = max_len, L = m->L, C = m->C, QD = (size_t)m->NH * m->HD, KD = (size_t)m->NKV * m->HD,
+         F = m->F;
   size_t total = 2 * L * P * KD + P * (6 * C + 2 + 2 * QD + 2 * KD + 3 * F) +
                  fb_op_attention_cached_scratch(max_len) + P;
   fb_kv_cache *c = calloc(1, sizeof *c);
@@ -476,10 +534,24 @@ int fb_kv_cache_create(fb_kv_cache **out, const fb_model *m, int max_len, fb_err
   c->arena = arena;
   float *p = arena;
 #define CARVE(field, count) (c->field = p, p += (count))
-  CARVE(k, L * P * KD); CARVE(v, L * P * KD); CARVE(x, P * C); CARVE(ln1, P * C); CARVE(rstd1, P);
-  CARVE(q, P * QD); CARVE(kn, P * KD); CARVE(vn, P * KD); CARVE(att, P * QD); CARVE(x_mid, P * C);
-  CARVE(ln2, P * C); CARVE(rstd2, P); CARVE(gate, P * F); CARVE(up, P * F); CARVE(act, P * F);
-  CARVE(tmp, P * C); CARVE(lnf, P * C); CARVE(scratch, fb_op_attention_cached_scratch(max_len));
+  CARVE(k, L * P * KD);
+  CARVE(v, L * P * KD);
+  CARVE(x, P * C);
+  CARVE(ln1, P * C);
+  CARVE(rstd1, P);
+  CARVE(q, P * QD);
+  CARVE(kn, P * KD);
+  CARVE(vn, P * KD);
+  CARVE(att, P * QD);
+  CARVE(x_mid, P * C);
+  CARVE(ln2, P * C);
+  CARVE(rstd2, P);
+  CARVE(gate, P * F);
+  CARVE(up, P * F);
+  CARVE(act, P * F);
+  CARVE(tmp, P * C);
+  CARVE(lnf, P * C);
+  CARVE(scratch, fb_op_attention_cached_scratch(max_len));
 #undef CARVE
   c->pos = (int32_t *)p;
   *out = c;
@@ -506,8 +578,8 @@ int fb_model_decode(fb_model *m, fb_lora *lora, fb_kv_cache *c, const int32_t *i
   fb_op_embedding_forward(c->x, ids, m->embed, n, m->C);
   attn_plan ap = {1, n, NULL, c->scratch, c};
   for (int i = 0; i < m->L; i++) {
-    layer_io io = {c->x, c->ln1, c->rstd1, c->q, c->kn, c->vn, c->att, c->x_mid, c->ln2, c->rstd2,
-                   c->gate, c->up, c->act, c->tmp, c->x};
+    layer_io io = {c->x,   c->ln1,   c->rstd1, c->q,  c->kn,  c->vn,  c->att, c->x_mid,
+                   c->ln2, c->rstd2, c->gate,  c->up, c->act, c->tmp, c->x};
     layer_forward(m, lora, i, &io, c->pos, n, 0, &ap);
   }
   const float *last = c->x + (size_t)(n - 1) * m->C;
@@ -522,9 +594,10 @@ const float *fb_model_logits(const fb_model *m) { return m->acts ? m->acts->logi
 int fb_model_backward(fb_model *m, fb_lora *lora, const fb_batch *b, fb_err *err) {
   fb_acts *a = m->acts;
   if (!a || !b->labels || b->B != a->fB || b->T != a->fT)
-    return fb_err_set(err, FB_EINVALID, "model: backward needs a forward with labels on this batch");
+    return fb_err_set(err, FB_EINVALID,
+                      "model: backward needs a forward with labels on this batch");
   int B = b->B, T = b->T, N = B * T;
-  if (m->n_counted == 0) return 0;  /* nothing to learn from: gradients stay as they are */
+  if (m->n_counted == 0) return 0; /* nothing to learn from: gradients stay as they are */
   int C = m->C, QD = m->NH * m->HD, F = m->F;
   size_t NC = (size_t)N * C;
   /* logits -> dlogits in place; lm_head and final norm */
@@ -540,7 +613,7 @@ int fb_model_backward(fb_model *m, fb_lora *lora, const fb_batch *b, fb_err *err
     layer_io io = train_io(m, i, N);
     const float *x_in = io.x_in, *x_mid = io.x_mid, *att = io.att;
     const float *q = io.q, *k = io.k, *v = io.v, *gate = io.gate, *up = io.up;
-    float *ln2 = io.ln2, *act = io.act, *ln1 = io.ln1;  /* recomputed here, as forward made them */
+    float *ln2 = io.ln2, *act = io.act, *ln1 = io.ln1; /* recomputed here, as forward made them */
     float eps = (float)m->cfg.rms_norm_eps;
     /* MLP: x_next = x_mid + down(swiglu(gate(ln2), up(ln2))) */
     fb_op_rmsnorm_forward(ln2, io.rstd2, x_mid, ly->mlp_norm, N, C, eps);
@@ -551,13 +624,13 @@ int fb_model_backward(fb_model *m, fb_lora *lora, const fb_batch *b, fb_err *err
     memset(a->dln, 0, sizeof(float) * NC);
     proj_backward(m, lora, i, FB_PROJ_GATE, a->dln, a->dgate, ln2, N);
     proj_backward(m, lora, i, FB_PROJ_UP, a->dln, a->dup, ln2, N);
-    fb_op_rmsnorm_backward(a->dres, grad_of(m, ly->mlp_norm), a->dln, x_mid, ly->mlp_norm,
-                           io.rstd2, N, C);
+    fb_op_rmsnorm_backward(a->dres, grad_of(m, ly->mlp_norm), a->dln, x_mid, ly->mlp_norm, io.rstd2,
+                           N, C);
     /* attention: x_mid = x_in + o(attention(rope(q(ln1)), rope(k(ln1)), v(ln1))) */
     memset(a->datt, 0, sizeof(float) * (size_t)N * QD);
     proj_backward(m, lora, i, FB_PROJ_O, a->datt, a->dres, att, N);
-    fb_op_attention_backward(a->dq, a->dk, a->dv, a->datt, q, k, v, b->seg, a->scratch, B, T,
-                             m->NH, m->NKV, m->HD);
+    fb_op_attention_backward(a->dq, a->dk, a->dv, a->datt, q, k, v, b->seg, a->scratch, B, T, m->NH,
+                             m->NKV, m->HD);
     fb_op_rope_backward(a->dq, m->rope_cos, m->rope_sin, a->pos, N, m->NH, m->HD);
     fb_op_rope_backward(a->dk, m->rope_cos, m->rope_sin, a->pos, N, m->NKV, m->HD);
     memset(a->dln, 0, sizeof(float) * NC);
@@ -589,7 +662,8 @@ int fb_model_save(const fb_model *m, const char *src_dir, const char *out_dir, f
   if (!t) return fb_err_set(err, FB_ENOMEM, "model: out of memory saving %s", out_dir);
   for (int i = 0; i < m->n_table; i++) {
     const fb_param *p = &m->table[i];
-    t[i] = (fb_st_out){p->name, FB_DT_F32, p->ndim, {p->shape[0], p->shape[1]}, m->params + p->offset};
+    t[i] =
+        (fb_st_out){p->name, FB_DT_F32, p->ndim, {p->shape[0], p->shape[1]}, m->params + p->offset};
   }
   char path[4096], src[4096];
   static const char *const meta[] = {"format", "pt", NULL};

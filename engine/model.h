@@ -14,19 +14,28 @@
 struct fb_lora;
 
 /* The seven projections of a layer, in fb_target bit order (adapter_config.h). */
-enum { FB_PROJ_Q, FB_PROJ_K, FB_PROJ_V, FB_PROJ_O, FB_PROJ_GATE, FB_PROJ_UP, FB_PROJ_DOWN,
-       FB_PROJ_COUNT };
+enum {
+  FB_PROJ_Q,
+  FB_PROJ_K,
+  FB_PROJ_V,
+  FB_PROJ_O,
+  FB_PROJ_GATE,
+  FB_PROJ_UP,
+  FB_PROJ_DOWN,
+  FB_PROJ_COUNT
+};
 
 typedef struct fb_linear {
-  float *w;      /* [out, in] */
-  float *b;      /* [out] or NULL */
+  float *w; /* [out, in] */
+  float *b; /* [out] or NULL */
   int in, out;
 } fb_linear;
 
 typedef struct fb_layer {
-  float *attn_norm;               /* [C] */
-  fb_linear proj[FB_PROJ_COUNT];  /* q [NH*HD,C] k,v [NKV*HD,C] o [C,NH*HD] gate,up [F,C] down [C,F] */
-  float *mlp_norm;                /* [C] */
+  float *attn_norm; /* [C] */
+  fb_linear
+      proj[FB_PROJ_COUNT]; /* q [NH*HD,C] k,v [NKV*HD,C] o [C,NH*HD] gate,up [F,C] down [C,F] */
+  float *mlp_norm;         /* [C] */
 } fb_layer;
 
 /* One weight tensor of the model: its Hugging Face name, shape and place in the arena. */
@@ -34,7 +43,7 @@ typedef struct fb_param {
   char name[96];
   int ndim;
   int64_t shape[2];
-  size_t offset, numel;  /* in floats, into params (and grads) */
+  size_t offset, numel; /* in floats, into params (and grads) */
 } fb_param;
 
 /* Activations saved by forward for backward, for N = B*T positions. */
@@ -42,21 +51,21 @@ typedef struct fb_acts fb_acts;
 
 typedef struct fb_model {
   fb_model_config cfg;
-  int C, HD, NH, NKV, F, V, L;     /* hidden, head dim, heads, kv heads, ffn, vocab, layers */
-  float *params;                   /* one arena of n_floats; every pointer below points into it */
+  int C, HD, NH, NKV, F, V, L; /* hidden, head dim, heads, kv heads, ffn, vocab, layers */
+  float *params;               /* one arena of n_floats; every pointer below points into it */
   size_t n_floats;
-  fb_param *table;                 /* n_table entries, in the order tensors are written */
+  fb_param *table; /* n_table entries, in the order tensors are written */
   int n_table;
-  float *embed;                    /* [V,C] */
-  fb_layer *layers;                /* [L] */
-  float *final_norm;               /* [C] */
-  float *lm_head;                  /* [V,C]; == embed when tied */
-  float *grads;                    /* NULL, or (full-parameter mode) an arena shaped like params */
-  float *rope_cos, *rope_sin;      /* [rope_len, HD/2] */
+  float *embed;               /* [V,C] */
+  fb_layer *layers;           /* [L] */
+  float *final_norm;          /* [C] */
+  float *lm_head;             /* [V,C]; == embed when tied */
+  float *grads;               /* NULL, or (full-parameter mode) an arena shaped like params */
+  float *rope_cos, *rope_sin; /* [rope_len, HD/2] */
   int rope_len;
-  fb_acts *acts;                   /* sized by the largest batch seen; owned */
-  float loss;                      /* of the last forward with labels (0 if nothing counted) */
-  int n_counted;                   /* labels counted by that forward */
+  fb_acts *acts; /* sized by the largest batch seen; owned */
+  float loss;    /* of the last forward with labels (0 if nothing counted) */
+  int n_counted; /* labels counted by that forward */
 } fb_model;
 
 /* The most positions (B*T) one forward takes. */
@@ -66,10 +75,10 @@ typedef struct fb_model {
  * labels[b,0] is never used and a label of -100 is ignored. */
 typedef struct fb_batch {
   int B, T;
-  const int32_t *ids;     /* [B,T], each in [0, vocab) */
-  const int32_t *labels;  /* [B,T] or NULL (no loss) */
-  const int32_t *pos;     /* [B,T] rotary positions or NULL (0..T-1 on every row) */
-  const int32_t *seg;     /* [B,T] sequence ids for packing/padding or NULL; see backend.h */
+  const int32_t *ids;    /* [B,T], each in [0, vocab) */
+  const int32_t *labels; /* [B,T] or NULL (no loss) */
+  const int32_t *pos;    /* [B,T] rotary positions or NULL (0..T-1 on every row) */
+  const int32_t *seg;    /* [B,T] sequence ids for packing/padding or NULL; see backend.h */
 } fb_batch;
 
 /* Allocate a model shaped by cfg with zeroed weights. *out is the caller's, freed with

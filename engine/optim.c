@@ -8,26 +8,42 @@
 #include "backend.h"
 
 fb_optim_config fb_optim_defaults(void) {
-  return (fb_optim_config){.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
-                           .weight_decay = 0.01, .max_grad_norm = 0, .schedule = FB_SCHED_CONSTANT,
-                           .warmup_steps = 0, .total_steps = 0, .min_lr_ratio = 0};
+  return (fb_optim_config){.lr = 1e-3,
+                           .beta1 = 0.9,
+                           .beta2 = 0.999,
+                           .eps = 1e-8,
+                           .weight_decay = 0.01,
+                           .max_grad_norm = 0,
+                           .schedule = FB_SCHED_CONSTANT,
+                           .warmup_steps = 0,
+                           .total_steps = 0,
+                           .min_lr_ratio = 0};
 }
 
 int fb_optim_create(fb_optim **out, size_t n, const fb_optim_config *c, fb_err *err) {
   *out = NULL;
-  if (!(c->lr >= 0 && isfinite(c->lr))) return fb_err_set(err, FB_EINVALID, "optimizer: lr %g must be >= 0", c->lr);
-  if (!(c->beta1 >= 0 && c->beta1 < 1)) return fb_err_set(err, FB_EINVALID, "optimizer: beta1 %g is not in [0, 1)", c->beta1);
-  if (!(c->beta2 >= 0 && c->beta2 < 1)) return fb_err_set(err, FB_EINVALID, "optimizer: beta2 %g is not in [0, 1)", c->beta2);
+  if (!(c->lr >= 0 && isfinite(c->lr)))
+    return fb_err_set(err, FB_EINVALID, "optimizer: lr %g must be >= 0", c->lr);
+  if (!(c->beta1 >= 0 && c->beta1 < 1))
+    return fb_err_set(err, FB_EINVALID, "optimizer: beta1 %g is not in [0, 1)", c->beta1);
+  if (!(c->beta2 >= 0 && c->beta2 < 1))
+    return fb_err_set(err, FB_EINVALID, "optimizer: beta2 %g is not in [0, 1)", c->beta2);
   if (!(c->eps > 0)) return fb_err_set(err, FB_EINVALID, "optimizer: eps %g must be > 0", c->eps);
-  if (!(c->weight_decay >= 0)) return fb_err_set(err, FB_EINVALID, "optimizer: weight_decay %g must be >= 0", c->weight_decay);
+  if (!(c->weight_decay >= 0))
+    return fb_err_set(err, FB_EINVALID, "optimizer: weight_decay %g must be >= 0", c->weight_decay);
   if (c->warmup_steps < 0 || c->total_steps < 0)
-    return fb_err_set(err, FB_EINVALID, "optimizer: warmup_steps %d and total_steps %d must be >= 0", c->warmup_steps, c->total_steps);
+    return fb_err_set(err, FB_EINVALID,
+                      "optimizer: warmup_steps %d and total_steps %d must be >= 0", c->warmup_steps,
+                      c->total_steps);
   if (!(c->min_lr_ratio >= 0 && c->min_lr_ratio <= 1))
-    return fb_err_set(err, FB_EINVALID, "optimizer: min_lr_ratio %g is not in [0, 1]", c->min_lr_ratio);
+    return fb_err_set(err, FB_EINVALID, "optimizer: min_lr_ratio %g is not in [0, 1]",
+                      c->min_lr_ratio);
   fb_optim *o = calloc(1, sizeof *o);
   float *m = calloc(n ? n : 1, sizeof(float)), *v = calloc(n ? n : 1, sizeof(float));
   if (!o || !m || !v) {
-    free(o); free(m); free(v);
+    free(o);
+    free(m);
+    free(v);
     return fb_err_set(err, FB_ENOMEM, "optimizer: out of memory for %zu parameters", n);
   }
   o->cfg = *c;
@@ -50,7 +66,8 @@ double fb_optim_lr(const fb_optim_config *c, int step) {
   if (c->schedule == FB_SCHED_CONSTANT || c->total_steps <= c->warmup_steps) return c->lr;
   double span = c->total_steps - c->warmup_steps, p = (step - c->warmup_steps) / span;
   if (p > 1) p = 1;
-  double floor = c->lr * c->min_lr_ratio, k = c->schedule == FB_SCHED_COSINE ? 0.5 * (1 + cos(M_PI * p)) : 1 - p;
+  double floor = c->lr * c->min_lr_ratio,
+         k = c->schedule == FB_SCHED_COSINE ? 0.5 * (1 + cos(M_PI * p)) : 1 - p;
   return floor + (c->lr - floor) * k;
 }
 

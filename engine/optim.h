@@ -12,10 +12,10 @@ typedef enum { FB_SCHED_CONSTANT, FB_SCHED_COSINE, FB_SCHED_LINEAR } fb_schedule
 
 typedef struct fb_optim_config {
   double lr, beta1, beta2, eps, weight_decay;
-  double max_grad_norm;    /* clip to this global norm; <= 0: no clipping */
+  double max_grad_norm; /* clip to this global norm; <= 0: no clipping */
   fb_schedule schedule;
   int warmup_steps, total_steps;
-  double min_lr_ratio;     /* the floor, as a fraction of lr */
+  double min_lr_ratio; /* the floor, as a fraction of lr */
 } fb_optim_config;
 
 /* torch.optim.AdamW's defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight decay 0.01;
@@ -25,8 +25,8 @@ fb_optim_config fb_optim_defaults(void);
 typedef struct fb_optim {
   fb_optim_config cfg;
   size_t n;
-  float *m, *v;   /* [n] moments, zeroed at creation */
-  int t;          /* steps taken */
+  float *m, *v; /* [n] moments, zeroed at creation */
+  int t;        /* steps taken */
 } fb_optim;
 
 /* State for n parameters; *out is the caller's, freed with fb_optim_free. Hyperparameters are

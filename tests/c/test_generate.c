@@ -126,7 +126,7 @@ TEST(stop_tokens_and_max_new_tokens_end_generation) {
   int ng, n, stopped = -1;
   gen(m, NULL, c, g, &ng);
   int k = 0;
-  while (k < 12 && (g[k] == g[0])) k++;  /* first token that differs from the first */
+  while (k < 12 && (g[k] == g[0])) k++; /* first token that differs from the first */
   REQUIRE(k > 0 && k < 12);
   c.stop[0] = g[k];
   c.n_stop = 1;
@@ -159,7 +159,8 @@ TEST(generation_with_adapter_equals_merged_model) {
   fb_err err = {0};
   REQUIRE(fb_lora_create(&l, m, &ac, &err) == 0);
   fb_lora_init(l, 1);
-  for (size_t i = 0; i < l->n_floats; i++) l->params[i] += 0.3f * (float)((i * 37) % 11) / 11.0f - 0.15f;
+  for (size_t i = 0; i < l->n_floats; i++)
+    l->params[i] += 0.3f * (float)((i * 37) % 11) / 11.0f - 0.15f;
   fb_gen_config c = fb_gen_defaults();
   c.max_new_tokens = 16;
   int32_t base[16], with[16], merged[16];

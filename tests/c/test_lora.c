@@ -17,7 +17,8 @@
 static fb_model_config tiny_config(int tied, int bias) {
   fb_model_config c;
   memset(&c, 0, sizeof c);
-  snprintf(c.architecture, sizeof c.architecture, "%s", bias ? "Qwen2ForCausalLM" : "LlamaForCausalLM");
+  snprintf(c.architecture, sizeof c.architecture, "%s",
+           bias ? "Qwen2ForCausalLM" : "LlamaForCausalLM");
   c.arch = bias ? FB_ARCH_QWEN2 : FB_ARCH_LLAMA;
   c.vocab_size = 11;
   c.hidden_size = 8;
@@ -55,7 +56,7 @@ static fb_lora *tiny_lora(fb_model *m, unsigned targets, double dropout, int non
   if (nonzero_b)
     for (size_t i = 0; i < l->n_floats; i++) {
       s = s * 1664525u + 1013904223u;
-      l->params[i] += ((float)(s >> 8) / 16777216.0f - 0.5f) * 0.6f;  /* B non-zero too */
+      l->params[i] += ((float)(s >> 8) / 16777216.0f - 0.5f) * 0.6f; /* B non-zero too */
     }
   return l;
 }
@@ -89,9 +90,14 @@ static double fd(fb_model *m, fb_lora *l, int training, float *x, const float *g
     double lm = loss_of(m, l, training);
     x[i] = keep;
     double e = fabs((lp - lm) / (2 * h) - grad[i]) / gmax;
-    if (e > worst) { worst = e; at = i; }
+    if (e > worst) {
+      worst = e;
+      at = i;
+    }
   }
-  if (worst > 5e-3) fprintf(stderr, "  worst at %zu: analytic %.6g, relative error %.3g (gmax %.3g)\n", at, grad[at], worst, gmax);
+  if (worst > 5e-3)
+    fprintf(stderr, "  worst at %zu: analytic %.6g, relative error %.3g (gmax %.3g)\n", at,
+            grad[at], worst, gmax);
   return worst;
 }
 
@@ -125,14 +131,14 @@ TEST(model_full_parameter_gradients_match_finite_differences) {
     REQUIRE(m);
     fb_err err = {0};
     REQUIRE(fb_model_enable_grads(m, &err) == 0);
-    fb_lora *l = tiny_lora(m, FB_TARGET_Q_PROJ | FB_TARGET_DOWN_PROJ, 0, 1);  /* both at once */
+    fb_lora *l = tiny_lora(m, FB_TARGET_Q_PROJ | FB_TARGET_DOWN_PROJ, 0, 1); /* both at once */
     loss_of(m, l, 0);
     fb_model_zero_grad(m);
     fb_lora_zero_grad(l);
     CHECK_INT(fb_model_backward(m, l, &batch, &err), 0);
     float *g = malloc(sizeof(float) * m->n_floats);
     memcpy(g, m->grads, sizeof(float) * m->n_floats);
-    CHECK(fd(m, l, 0, m->params, g, m->n_floats, 5) < 5e-3);  /* 1 in 5 hits every tensor */
+    CHECK(fd(m, l, 0, m->params, g, m->n_floats, 5) < 5e-3); /* 1 in 5 hits every tensor */
     free(g);
     fb_lora_free(l);
     fb_model_free(m);
@@ -148,7 +154,7 @@ TEST(lora_with_zero_b_leaves_base_logits) {
   memcpy(base, fb_model_logits(m), sizeof(float) * n);
   fb_lora *l = tiny_lora(m, FB_TARGET_ALL, 0, 0);
   REQUIRE(l);
-  CHECK(fb_op_sumsq(l->params, l->n_floats) > 0);  /* A is initialised, B is zero */
+  CHECK(fb_op_sumsq(l->params, l->n_floats) > 0); /* A is initialised, B is zero */
   loss_of(m, l, 0);
   double worst = 0;
   for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs(base[i] - fb_model_logits(m)[i]));
@@ -170,7 +176,7 @@ TEST(merged_model_gives_base_plus_adapter_logits) {
   loss_of(m, NULL, 0);
   double differs = 0;
   for (size_t i = 0; i < n; i++) differs = fmax(differs, fabs(with[i] - fb_model_logits(m)[i]));
-  CHECK(differs > 1e-3);  /* the adapter matters */
+  CHECK(differs > 1e-3); /* the adapter matters */
   fb_lora_merge(l, m);
   loss_of(m, NULL, 0);
   double worst = 0, mag = 0;
@@ -218,7 +224,8 @@ TEST(adapter_save_load_round_trip) {
   snprintf(path, sizeof path, "%s/adapter_model.safetensors", tmpdir);
   fb_st_file *f = NULL;
   REQUIRE(fb_st_open(&f, path, &err) == 0);
-  const fb_st_tensor *t = fb_st_find(f, "base_model.model.model.layers.1.mlp.up_proj.lora_B.weight");
+  const fb_st_tensor *t =
+      fb_st_find(f, "base_model.model.model.layers.1.mlp.up_proj.lora_B.weight");
   REQUIRE(t);
   CHECK_INT(t->shape[0], 12);
   CHECK_INT(t->shape[1], 2);
@@ -272,13 +279,14 @@ TEST(model_directory_round_trip_and_load_errors) {
   fb_model_free(back);
   const fb_param *down = fb_model_param(m, "model.layers.1.mlp.down_proj.weight");
   REQUIRE(down);
-  CHECK(down->shape[0] == 8 && down->shape[1] == 12);  /* [hidden, ffn] */
+  CHECK(down->shape[0] == 8 && down->shape[1] == 12); /* [hidden, ffn] */
   /* rewrite the weights with one tensor missing, then one mis-shaped, then one extra */
   snprintf(path, sizeof path, "%s/model.safetensors", tmpdir);
   fb_st_out *t = calloc((size_t)m->n_table + 1, sizeof *t);
   for (int i = 0; i < m->n_table; i++) {
     const fb_param *p = &m->table[i];
-    t[i] = (fb_st_out){p->name, FB_DT_F32, p->ndim, {p->shape[0], p->shape[1]}, m->params + p->offset};
+    t[i] =
+        (fb_st_out){p->name, FB_DT_F32, p->ndim, {p->shape[0], p->shape[1]}, m->params + p->offset};
   }
   const fb_param *wq = fb_model_param(m, "model.layers.1.self_attn.k_proj.weight");
   REQUIRE(wq);
@@ -292,7 +300,7 @@ TEST(model_directory_round_trip_and_load_errors) {
   CHECK_CONTAINS(err.msg, "[4, 8]");
   CHECK_CONTAINS(err.msg, "missing");
   t[k] = saved;
-  t[k].shape[0] = 2;  /* [2, 8]: the data is 16 floats of the real 32 */
+  t[k].shape[0] = 2; /* [2, 8]: the data is 16 floats of the real 32 */
   REQUIRE(fb_st_write(path, t, m->n_table, NULL, &err) == 0);
   CHECK(fb_model_load(&back, tmpdir, &err) != 0);
   CHECK_CONTAINS(err.msg, "has shape [2, 8], expected [4, 8]");
@@ -318,10 +326,10 @@ TEST(bad_inputs_are_refused_with_a_named_position) {
   b.labels = bad_labels;
   CHECK(fb_model_forward(m, NULL, &b, 0, &err) == FB_EINVALID);
   CHECK_CONTAINS(err.msg, "labels[0][1] = 12");
-  fb_batch huge = {1 << 16, 1 << 16, bad_ids, NULL, NULL, NULL};  /* B*T overflows an int */
+  fb_batch huge = {1 << 16, 1 << 16, bad_ids, NULL, NULL, NULL}; /* B*T overflows an int */
   CHECK(fb_model_forward(m, NULL, &huge, 0, &err) == FB_EINVALID);
   CHECK_CONTAINS(err.msg, "[65536, 65536]");
-  m->cfg.sliding_window = 1;  /* Mistral's window: refused rather than ignored */
+  m->cfg.sliding_window = 1; /* Mistral's window: refused rather than ignored */
   CHECK(fb_model_forward(m, NULL, &b, 0, &err) == FB_EUNSUPPORTED);
   CHECK_CONTAINS(err.msg, "sliding_window 1");
   fb_adapter_config ac = {.r = 0, .lora_alpha = 1, .targets = FB_TARGET_Q_PROJ};
@@ -365,7 +373,7 @@ TEST(optimizer_schedule_clipping_and_refusals) {
   CHECK_NEAR(fb_optim_lr(&c, 0), 0.25, 1e-12);
   CHECK_NEAR(fb_optim_lr(&c, 3), 1.0, 1e-12);
   CHECK_NEAR(fb_optim_lr(&c, 4), 1.0, 1e-12);
-  CHECK_NEAR(fb_optim_lr(&c, 9), 0.55, 1e-12);  /* halfway: floor + (1 - floor) / 2 */
+  CHECK_NEAR(fb_optim_lr(&c, 9), 0.55, 1e-12); /* halfway: floor + (1 - floor) / 2 */
   CHECK_NEAR(fb_optim_lr(&c, 14), 0.1, 1e-12);
   CHECK_NEAR(fb_optim_lr(&c, 99), 0.1, 1e-12);
   c.schedule = FB_SCHED_LINEAR;
@@ -389,7 +397,7 @@ TEST(optimizer_schedule_clipping_and_refusals) {
 }
 
 TEST(merged_model_directory_loads_with_the_adapter_logits) {
-  fb_model *m = tiny_model(0, 0, 6);  /* the shape config_json describes */
+  fb_model *m = tiny_model(0, 0, 6); /* the shape config_json describes */
   REQUIRE(m && make_tmpdir());
   fb_lora *l = tiny_lora(m, FB_TARGET_ALL, 0, 1);
   REQUIRE(l);

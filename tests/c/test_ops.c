@@ -8,7 +8,7 @@
 #include "test.h"
 
 static unsigned rng_state = 1;
-static float frand(void) {  /* uniform in [-1, 1) */
+static float frand(void) { /* uniform in [-1, 1) */
   rng_state = rng_state * 1664525u + 1013904223u;
   return (float)(rng_state >> 8) / 8388608.0f - 1.0f;
 }
@@ -45,7 +45,11 @@ static double fd_check(const char *what, float *x, const float *grad, size_t n, 
     double lm = f(ctx);
     x[i] = keep;
     double num = (lp - lm) / (2.0 * h), e = fabs(num - grad[i]) / gmax;
-    if (e > worst) { worst = e; at = i; num_at = num; }
+    if (e > worst) {
+      worst = e;
+      at = i;
+      num_at = num;
+    }
   }
   if (worst > 2e-3)
     fprintf(stderr, "  %s: worst at %zu: analytic %.7g numeric %.7g (rel %.3g)\n", what, at,
@@ -68,16 +72,23 @@ TEST(gemm_matches_naive_in_every_transpose) {
         for (int j = 0; j < N; j++) {
           double acc = 0;
           for (int k = 0; k < K; k++)
-            acc += (double)(ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? B[j * ldb + k] : B[k * ldb + j]);
+            acc += (double)(ta ? A[k * lda + i] : A[i * lda + k]) *
+                   (tb ? B[j * ldb + k] : B[k * ldb + j]);
           worst = fmax(worst, fabs(0.5 * acc + 2.0 * C0[i * N + j] - C[i * N + j]));
         }
       CHECK(worst < 1e-5);
-      free(A); free(B); free(C); free(C0);
+      free(A);
+      free(B);
+      free(C);
+      free(C0);
     }
   CHECK(strcmp(fb_gemm_path(), "dnnl") == 0 || strcmp(fb_gemm_path(), "openblas") == 0);
 }
 
-struct mm { float *out, *inp, *w, *b, *R; int N, C, OC; };
+struct mm {
+  float *out, *inp, *w, *b, *R;
+  int N, C, OC;
+};
 static double mm_loss(void *p) {
   struct mm *m = p;
   fb_op_matmul_forward(m->out, m->inp, m->w, m->b, m->N, m->C, m->OC, 0.7f, 0.0f);
@@ -85,7 +96,11 @@ static double mm_loss(void *p) {
 }
 TEST(matmul_gradients) {
   struct mm m = {0, 0, 0, 0, 0, 5, 7, 6};
-  m.out = zeros(30); m.inp = rnd(35); m.w = rnd(42); m.b = rnd(6); m.R = rnd(30);
+  m.out = zeros(30);
+  m.inp = rnd(35);
+  m.w = rnd(42);
+  m.b = rnd(6);
+  m.R = rnd(30);
   float *di = zeros(35), *dw = zeros(42), *db = zeros(6);
   fb_op_matmul_backward(di, dw, db, m.R, m.inp, m.w, m.N, m.C, m.OC, 0.7f);
   CHECK(fd_check("dinp", m.inp, di, 35, mm_loss, &m) < FD_TOL);
@@ -93,7 +108,14 @@ TEST(matmul_gradients) {
   /* bias is added with weight 1, not alpha: d/db = sum dout; backward scales by alpha */
   for (int o = 0; o < 6; o++) db[o] /= 0.7f;
   CHECK(fd_check("dbias", m.b, db, 6, mm_loss, &m) < FD_TOL);
-  free(m.out); free(m.inp); free(m.w); free(m.b); free(m.R); free(di); free(dw); free(db);
+  free(m.out);
+  free(m.inp);
+  free(m.w);
+  free(m.b);
+  free(m.R);
+  free(di);
+  free(dw);
+  free(db);
 }
 
 TEST(matmul_accumulates_with_beta) {
@@ -102,7 +124,10 @@ TEST(matmul_accumulates_with_beta) {
   CHECK_NEAR(out[0], 10 + 2 * 11, 1e-6);
 }
 
-struct rn { float *out, *rstd, *inp, *w, *R; int N, C; };
+struct rn {
+  float *out, *rstd, *inp, *w, *R;
+  int N, C;
+};
 static double rn_loss(void *p) {
   struct rn *r = p;
   fb_op_rmsnorm_forward(r->out, r->rstd, r->inp, r->w, r->N, r->C, 1e-5f);
@@ -115,10 +140,20 @@ TEST(rmsnorm_gradients) {
   fb_op_rmsnorm_backward(di, dw, r.R, r.inp, r.w, r.rstd, 3, 8);
   CHECK(fd_check("dinp", r.inp, di, 24, rn_loss, &r) < FD_TOL);
   CHECK(fd_check("dweight", r.w, dw, 8, rn_loss, &r) < FD_TOL);
-  free(r.out); free(r.rstd); free(r.inp); free(r.w); free(r.R); free(di); free(dw);
+  free(r.out);
+  free(r.rstd);
+  free(r.inp);
+  free(r.w);
+  free(r.R);
+  free(di);
+  free(dw);
 }
 
-struct rp { float *x, *work, *cos, *sin, *R; int32_t *pos; int N, NH, HD; };
+struct rp {
+  float *x, *work, *cos, *sin, *R;
+  int32_t *pos;
+  int N, NH, HD;
+};
 static double rp_loss(void *p) {
   struct rp *r = p;
   size_t n = (size_t)r->N * r->NH * r->HD;
@@ -133,7 +168,8 @@ TEST(rope_gradient_and_convention) {
   for (int p = 0; p < 4; p++)
     for (int i = 0; i < 3; i++) {
       double ang = p * pow(10000.0, -2.0 * i / 6);
-      r.cos[p * 3 + i] = (float)cos(ang); r.sin[p * 3 + i] = (float)sin(ang);
+      r.cos[p * 3 + i] = (float)cos(ang);
+      r.sin[p * 3 + i] = (float)sin(ang);
     }
   /* rotate_half: position 0 is the identity, and x1' = x1 cos - x2 sin on position 1 */
   rp_loss(&r);
@@ -144,10 +180,19 @@ TEST(rope_gradient_and_convention) {
   memcpy(d, r.R, sizeof(float) * 48);
   fb_op_rope_backward(d, r.cos, r.sin, r.pos, 4, 2, 6);
   CHECK(fd_check("dx", r.x, d, 48, rp_loss, &r) < FD_TOL);
-  free(r.x); free(r.work); free(r.cos); free(r.sin); free(r.R); free(d);
+  free(r.x);
+  free(r.work);
+  free(r.cos);
+  free(r.sin);
+  free(r.R);
+  free(d);
 }
 
-struct at { float *out, *q, *k, *v, *R, *scratch; const int32_t *seg; int B, T, NH, NKV, HD; };
+struct at {
+  float *out, *q, *k, *v, *R, *scratch;
+  const int32_t *seg;
+  int B, T, NH, NKV, HD;
+};
 static double at_loss(void *p) {
   struct at *a = p;
   fb_op_attention_forward(a->out, a->q, a->k, a->v, a->seg, a->scratch, a->B, a->T, a->NH, a->NKV,
@@ -156,18 +201,34 @@ static double at_loss(void *p) {
 }
 static void attention_fd(const int32_t *seg) {
   struct at a = {0};
-  a.B = 2; a.T = 5; a.NH = 4; a.NKV = 2; a.HD = 4; a.seg = seg;
+  a.B = 2;
+  a.T = 5;
+  a.NH = 4;
+  a.NKV = 2;
+  a.HD = 4;
+  a.seg = seg;
   size_t nq = (size_t)a.B * a.T * a.NH * a.HD, nk = (size_t)a.B * a.T * a.NKV * a.HD;
-  a.out = zeros(nq); a.q = rnd(nq); a.k = rnd(nk); a.v = rnd(nk); a.R = rnd(nq);
+  a.out = zeros(nq);
+  a.q = rnd(nq);
+  a.k = rnd(nk);
+  a.v = rnd(nk);
+  a.R = rnd(nq);
   a.scratch = zeros(fb_op_attention_scratch(a.T));
   float *dq = zeros(nq), *dk = zeros(nk), *dv = zeros(nk);
-  fb_op_attention_backward(dq, dk, dv, a.R, a.q, a.k, a.v, a.seg, a.scratch, a.B, a.T, a.NH,
-                           a.NKV, a.HD);
+  fb_op_attention_backward(dq, dk, dv, a.R, a.q, a.k, a.v, a.seg, a.scratch, a.B, a.T, a.NH, a.NKV,
+                           a.HD);
   CHECK(fd_check("dq", a.q, dq, nq, at_loss, &a) < FD_TOL);
   CHECK(fd_check("dk", a.k, dk, nk, at_loss, &a) < FD_TOL);
   CHECK(fd_check("dv", a.v, dv, nk, at_loss, &a) < FD_TOL);
-  free(a.out); free(a.q); free(a.k); free(a.v); free(a.R); free(a.scratch);
-  free(dq); free(dk); free(dv);
+  free(a.out);
+  free(a.q);
+  free(a.k);
+  free(a.v);
+  free(a.R);
+  free(a.scratch);
+  free(dq);
+  free(dk);
+  free(dv);
 }
 TEST(attention_gradients_gqa_causal) { attention_fd(NULL); }
 TEST(attention_gradients_packed_and_padded) {
@@ -176,7 +237,7 @@ TEST(attention_gradients_packed_and_padded) {
 }
 
 TEST(attention_packing_equals_separate_sequences) {
-  int T = 6, NH = 2, NKV = 1, HD = 4, s1 = 2;  /* sequence A = rows 0..1, B = rows 2..5 */
+  int T = 6, NH = 2, NKV = 1, HD = 4, s1 = 2; /* sequence A = rows 0..1, B = rows 2..5 */
   size_t nq = (size_t)T * NH * HD, nk = (size_t)T * NKV * HD;
   float *q = rnd(nq), *k = rnd(nk), *v = rnd(nk), *packed = zeros(nq), *sep = zeros(nq);
   float *scratch = zeros(fb_op_attention_scratch(T));
@@ -199,28 +260,44 @@ TEST(attention_packing_equals_separate_sequences) {
   worst = 0;
   for (size_t i = 0; i < (size_t)4 * NH * HD; i++) worst = fmax(worst, fabs(a[i] - b[i]));
   CHECK(worst < 1e-6);
-  free(q); free(k); free(v); free(packed); free(sep); free(scratch); free(a); free(b);
+  free(q);
+  free(k);
+  free(v);
+  free(packed);
+  free(sep);
+  free(scratch);
+  free(a);
+  free(b);
 }
 
 TEST(cached_attention_matches_full_attention_rows) {
-  int T = 150, NH = 4, NKV = 2, HD = 8, p0 = 20;  /* 130 new positions: three blocks */
+  int T = 150, NH = 4, NKV = 2, HD = 8, p0 = 20; /* 130 new positions: three blocks */
   size_t nq = (size_t)T * NH * HD, nk = (size_t)T * NKV * HD;
   float *q = rnd(nq), *k = rnd(nk), *v = rnd(nk), *full = zeros(nq), *cached = zeros(nq);
   float *scratch = zeros(fb_op_attention_scratch(T));
   fb_op_attention_forward(full, q, k, v, NULL, scratch, 1, T, NH, NKV, HD);
   float *cs = zeros(fb_op_attention_cached_scratch(T));
-  fb_op_attention_cached(cached, q, k, v, cs, p0, 0, NH, NKV, HD);               /* prefill */
-  fb_op_attention_cached(cached + p0 * NH * HD, q + p0 * NH * HD, k, v, cs, T - p0 - 1, p0, NH,
-                         NKV, HD);                                               /* a chunk */
-  fb_op_attention_cached(cached + (T - 1) * NH * HD, q + (T - 1) * NH * HD, k, v, cs, 1, T - 1,
-                         NH, NKV, HD);                                           /* one token */
+  fb_op_attention_cached(cached, q, k, v, cs, p0, 0, NH, NKV, HD); /* prefill */
+  fb_op_attention_cached(cached + p0 * NH * HD, q + p0 * NH * HD, k, v, cs, T - p0 - 1, p0, NH, NKV,
+                         HD); /* a chunk */
+  fb_op_attention_cached(cached + (T - 1) * NH * HD, q + (T - 1) * NH * HD, k, v, cs, 1, T - 1, NH,
+                         NKV, HD); /* one token */
   double worst = 0;
   for (size_t i = 0; i < nq; i++) worst = fmax(worst, fabs(full[i] - cached[i]));
   CHECK(worst < 1e-6);
-  free(q); free(k); free(v); free(full); free(cached); free(scratch); free(cs);
+  free(q);
+  free(k);
+  free(v);
+  free(full);
+  free(cached);
+  free(scratch);
+  free(cs);
 }
 
-struct sw { float *out, *g, *u, *R; size_t n; };
+struct sw {
+  float *out, *g, *u, *R;
+  size_t n;
+};
 static double sw_loss(void *p) {
   struct sw *s = p;
   fb_op_swiglu_forward(s->out, s->g, s->u, s->n);
@@ -233,10 +310,19 @@ TEST(swiglu_gradients) {
   fb_op_swiglu_backward(dg, du, s.R, s.g, s.u, 20);
   CHECK(fd_check("dgate", s.g, dg, 20, sw_loss, &s) < FD_TOL);
   CHECK(fd_check("dup", s.u, du, 20, sw_loss, &s) < FD_TOL);
-  free(s.out); free(s.g); free(s.u); free(s.R); free(dg); free(du);
+  free(s.out);
+  free(s.g);
+  free(s.u);
+  free(s.R);
+  free(dg);
+  free(du);
 }
 
-struct ce { float *losses, *logits; int32_t *t; int N, V; };
+struct ce {
+  float *losses, *logits;
+  int32_t *t;
+  int N, V;
+};
 static double ce_loss(void *p) {
   struct ce *c = p;
   fb_op_crossentropy_forward(c->losses, c->logits, c->t, c->N, c->V);
@@ -263,10 +349,16 @@ TEST(crossentropy_value_and_gradient) {
   memcpy(copy, c.logits, sizeof(float) * 28);
   fb_op_crossentropy_backward(copy, copy, t, 4, 7, 1.0f / 3.0f);
   for (int i = 0; i < 28; i++) CHECK_NEAR(copy[i], d[i], 1e-7);
-  free(c.losses); free(c.logits); free(d); free(copy);
+  free(c.losses);
+  free(c.logits);
+  free(d);
+  free(copy);
 }
 
-struct em { float *out, *table, *R; int32_t *ids; };
+struct em {
+  float *out, *table, *R;
+  int32_t *ids;
+};
 static double em_loss(void *p) {
   struct em *e = p;
   fb_op_embedding_forward(e->out, e->ids, e->table, 4, 3);
@@ -278,9 +370,12 @@ TEST(embedding_gradient_sums_repeated_ids) {
   float *d = zeros(15);
   fb_op_embedding_backward(d, e.R, ids, 4, 3);
   CHECK_NEAR(d[3], e.R[0] + e.R[6], 1e-7);
-  CHECK(d[6] == 0.0f);  /* id 2 unused */
+  CHECK(d[6] == 0.0f); /* id 2 unused */
   CHECK(fd_check("dtable", e.table, d, 15, em_loss, &e) < FD_TOL);
-  free(e.out); free(e.table); free(e.R); free(d);
+  free(e.out);
+  free(e.table);
+  free(e.R);
+  free(d);
 }
 
 TEST(dropout_is_seeded_scaled_and_reusable_for_backward) {
@@ -292,12 +387,17 @@ TEST(dropout_is_seeded_scaled_and_reusable_for_backward) {
   size_t kept = 0;
   for (size_t i = 0; i < n; i++) {
     CHECK(a[i] == b[i]);
-    if (a[i] != 0.0f) { kept++; CHECK_NEAR(a[i], 1.0f / 0.75f, 1e-6); }
+    if (a[i] != 0.0f) {
+      kept++;
+      CHECK_NEAR(a[i], 1.0f / 0.75f, 1e-6);
+    }
   }
   CHECK_NEAR((double)kept / n, 0.75, 0.02);
   fb_op_dropout(b, x, n, 0.25f, 43);
   CHECK(memcmp(a, b, sizeof(float) * n) != 0);
-  free(x); free(a); free(b);
+  free(x);
+  free(a);
+  free(b);
 }
 
 TEST(adamw_matches_formula_over_two_steps) {

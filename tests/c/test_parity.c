@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 #include "cmd_lora_check.h"
-#include "gemm.h"
 #include "error.h"
+#include "gemm.h"
 #include "optim.h"
 #include "safetensors.h"
 #include "test.h"
@@ -21,9 +21,16 @@
  * functions of the gradients, so end to end they carry the gradients' float32 error (measured
  * 1e-6..3e-6 relative): they are held to 1e-5 here, and the optimizer itself is held to 1e-6 by
  * optimizer_matches_pytorch_given_its_gradients below. */
-static const struct { const char *prefix; double tol; } kinds[] = {
-    {"logits", 1e-5}, {"loss", 1e-5}, {"lora_grad.", 1e-4}, {"lora_step1.", 1e-6},
-    {"lora_step3.", 1e-5}, {"adam_", 1e-5}, {"", 0} /* integers: exact */};
+static const struct {
+  const char *prefix;
+  double tol;
+} kinds[] = {{"logits", 1e-5},
+             {"loss", 1e-5},
+             {"lora_grad.", 1e-4},
+             {"lora_step1.", 1e-6},
+             {"lora_step3.", 1e-5},
+             {"adam_", 1e-5},
+             {"", 0} /* integers: exact */};
 #define N_KINDS (int)(sizeof kinds / sizeof kinds[0])
 
 static int kind_of(const char *name) {
@@ -36,12 +43,13 @@ static int kind_of(const char *name) {
  * the largest relative error seen per kind. */
 static int compare(const char *c, const fb_st_tensor *e, const fb_st_tensor *a, double *worst) {
   if (e->ndim != a->ndim || e->numel != a->numel || e->dtype != a->dtype) {
-    fprintf(stderr, "  %s: %s: ndim/numel/dtype %d/%lld/%s, expected %d/%lld/%s\n", c, e->name, a->ndim,
-            (long long)a->numel, fb_dtype_name(a->dtype), e->ndim, (long long)e->numel, fb_dtype_name(e->dtype));
+    fprintf(stderr, "  %s: %s: ndim/numel/dtype %d/%lld/%s, expected %d/%lld/%s\n", c, e->name,
+            a->ndim, (long long)a->numel, fb_dtype_name(a->dtype), e->ndim, (long long)e->numel,
+            fb_dtype_name(e->dtype));
     return 0;
   }
   if (e->dtype == FB_DT_I32) {
-    const int32_t *x = a->data, *y = e->data;  /* safetensors data is 8-byte aligned */
+    const int32_t *x = a->data, *y = e->data; /* safetensors data is 8-byte aligned */
     for (int64_t i = 0; i < e->numel; i++)
       if (x[i] != y[i]) {
         fprintf(stderr, "  %s: %s[%lld] = %d, expected %d\n", c, e->name, (long long)i, x[i], y[i]);
@@ -61,7 +69,8 @@ static int compare(const char *c, const fb_st_tensor *e, const fb_st_tensor *a, 
   double rel = diff / scale;
   worst[kind] = fmax(worst[kind], rel);
   if (ok && !(rel <= tol)) {
-    fprintf(stderr, "  %s: %s: max abs %.3g, rel %.3g (tol %g); first over:", c, e->name, diff, rel, tol);
+    fprintf(stderr, "  %s: %s: max abs %.3g, rel %.3g (tol %g); first over:", c, e->name, diff, rel,
+            tol);
     for (int64_t i = 0, shown = 0; i < e->numel && shown < 3; i++)
       if (!(fabs((double)x[i] - y[i]) <= tol * scale)) {
         fprintf(stderr, " [%lld] %.9g vs %.9g", (long long)i, x[i], y[i]);
@@ -80,9 +89,18 @@ static int compare(const char *c, const fb_st_tensor *e, const fb_st_tensor *a, 
  * replaced by set_val, and the tensor named drop (if not NULL) left out. Returns 0 on success. */
 static int in_variant(const char *in, const char *exp, const char *out, const char *set_key,
                       const char *set_val, const char *drop) {
-  static const char *const keys[] = {"rank", "alpha", "targets", "lora_dropout", "lr", "beta1",
-                                     "beta2", "eps", "weight_decay", "rslora",
-                                     "greedy_prompt_len", "greedy_new_tokens"};
+  static const char *const keys[] = {"rank",
+                                     "alpha",
+                                     "targets",
+                                     "lora_dropout",
+                                     "lr",
+                                     "beta1",
+                                     "beta2",
+                                     "eps",
+                                     "weight_decay",
+                                     "rslora",
+                                     "greedy_prompt_len",
+                                     "greedy_new_tokens"};
   fb_st_file *fi = NULL, *fe = NULL;
   fb_err err = {0};
   if (fb_st_open(&fi, in, &err) || fb_st_open(&fe, exp, &err)) {
@@ -146,7 +164,7 @@ static void check_case(const char *c) {
     }
     bad += !compare(c, t, got, worst);
   }
-  CHECK(fb_st_find(e, "greedy_ids") != NULL);  /* the fixtures check generation too */
+  CHECK(fb_st_find(e, "greedy_ids") != NULL); /* the fixtures check generation too */
   printf("  %s (%s): %d tensors; worst relative error:", c, fb_gemm_path(), fb_st_count(e));
   for (int k = 0; k + 1 < N_KINDS; k++) printf(" %s %.2g", kinds[k].prefix, worst[k]);
   printf("\n");
@@ -222,7 +240,8 @@ static void check_optimizer(const char *c) {
       }
       worst = fmax(worst, diff / scale);
       if (!(diff <= 1e-6 * scale))
-        FB_FAIL_("%s: %s%s: max abs %.3g, rel %.3g (tol 1e-6)", c, pre[k + 1], key, diff, diff / scale);
+        FB_FAIL_("%s: %s%s: max abs %.3g, rel %.3g (tol 1e-6)", c, pre[k + 1], key, diff,
+                 diff / scale);
     }
     fb_optim_free(o);
     free(buf);
@@ -258,7 +277,9 @@ TEST(lora_check_arguments) {
 /* Malformed IN files: each refused (exit status 1 from the command), no output file, and an
  * error naming the field or tensor. */
 TEST(lora_check_refuses_malformed_inputs) {
-  static const struct { const char *key, *val, *drop, *msg; } bad[] = {
+  static const struct {
+    const char *key, *val, *drop, *msg;
+  } bad[] = {
       {"rank", "four", NULL, "__metadata__ 'rank' = \"four\" is not a number"},
       {"targets", "q_proj,wq", NULL, "__metadata__: targets: q_proj,wq: 'wq'"},
       {"greedy_prompt_len", "99", NULL, "greedy_prompt_len 99"},
