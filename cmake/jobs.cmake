@@ -1,7 +1,10 @@
-# jobs.cmake: the job registry (jobs.c, on libuv) in the host, and its tests, which run
-# tests/jobs/worker.lua under the fastbrain binary as real worker processes.
-target_sources(fb_host PRIVATE engine/jobs.c)
+# jobs.cmake: the job registry (jobs.c, on libuv) and its Lua binding in the host, and their
+# tests, which run tests/jobs/worker.lua under the fastbrain binary as real worker processes.
+target_sources(fb_host PRIVATE engine/jobs.c engine/l_jobs.c)
 
 fb_add_c_test(jobs tests/c/test_jobs.c LIBS fb_host)
 target_compile_definitions(test_jobs PRIVATE FB_BIN="$<TARGET_FILE:fastbrain>")
 add_dependencies(test_jobs fastbrain)
+# The Lua test gets the binary's path to build the worker command.
+fb_test(lua_jobs $<TARGET_FILE:fastbrain> run tests/lua/test_jobs.lua $<TARGET_FILE:fastbrain>)
+set_tests_properties(lua_jobs PROPERTIES TIMEOUT 120)

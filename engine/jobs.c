@@ -310,8 +310,9 @@ static void sweep_subs(fb_jobs *r) {
   }
 }
 
-/* Number ev (an object with "event"; consumed), append it to progress.jsonl, call listeners. */
-static void emit(fb_jobs *r, fb_job *job, cJSON *ev) {
+/* Number ev (an object with "event"; consumed), append it to progress.jsonl, write job.json
+ * when `save` (so it holds the event's seq before any listener runs), call listeners. */
+static void emit(fb_jobs *r, fb_job *job, cJSON *ev, int save) {
   job->seq++;
   cJSON_AddNumberToObject(ev, "seq", (double)job->seq);
   cJSON_AddStringToObject(ev, "job", job->id);
@@ -323,6 +324,7 @@ static void emit(fb_jobs *r, fb_job *job, cJSON *ev) {
     append_line(path, text);
     free(text);
   }
+  if (save) save_job(r, job);
   fb_job_event e = {job->seq, get_str(ev, "event"), ev};
   r->dispatching++;
   for (fb_jobs_sub *s = r->subs; s && !r->closed; s = s->next)
@@ -365,8 +367,7 @@ static void set_state(fb_jobs *r, fb_job *job, fb_job_state state, const char *r
   cJSON_AddStringToObject(ev, "event", "state");
   cJSON_AddStringToObject(ev, "state", fb_job_state_name(state));
   add_str(ev, "reason", job->reason[0] ? job->reason : NULL);
-  emit(r, job, ev);
-  save_job(r, job);  /* after the event, so its seq is in job.json */
+  emit(r, job, ev, 1);
   if (was_running && state != FB_JOB_RUNNING) pump(r);
 }
 
@@ -534,13 +535,13 @@ static void on_out_line(job_proc *p, const char *line) {
     log_add(job, job->error_message);
   }
   save_soon(r, job);
-  emit(r, job, ev);
+  emit(r, job, ev, 0);
 }
 
 static void on_err_line(job_proc *p, const char *line) {
   heartbeat(p->job);
   log_add(p->job, line);
-  emit(p->r, p->job, log_event("stderr", line));
+  emit(p->r, p->job, log_event("stderr", line), 0);
 }
 
 /* Split data into lines for fn, keeping a partial last line; lines over the cap are dropped
@@ -554,7 +555,7 @@ static void feed_lines(job_proc *p, linebuf *lb, const char *data, size_t n,
       if (lb->len + take > LINE_MAX_BYTES) {
         lb->dropping = 1;
         lb->len = 0;
-        emit(p->r, p->job, log_event("warn", "worker: a line over 1 MiB was dropped"));
+        emit(p->r, p->job, log_event("warn", "worker: a line over 1 MiB was dropped"), 0);
       } else {
         if (lb->len + take + 1 > lb->cap) {
           size_t cap = (lb->len + take + 1) * 2;
@@ -955,6 +956,9 @@ static void load_job(fb_jobs *r, const char *id) {
   job_path(path, sizeof path, r, id, "spec.json");
   if (rc == 0 && strcmp(job->id, id) != 0) rc = fb_err_set(&err, FB_EFORMAT, "id does not match its directory");
   if (rc == 0 && fb_read_file(path, &job->spec, &len, JOB_JSON_MAX, &err) != 0) rc = err.code;
+  cJSON *spec = rc == 0 ? cJSON_Parse(job->spec) : NULL;
+  if (rc == 0 && !cJSON_IsObject(spec)) rc = fb_err_set(&err, FB_EFORMAT, "spec.json: not a JSON object");
+  cJSON_Delete(spec);
   if (rc != 0) {
     free_job(job);
     job_path(path, sizeof path, r, id, "job.json");

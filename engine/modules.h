@@ -14,5 +14,6 @@ int luaopen_fastbrain_poll(lua_State *L);   /* l_poll.c: fd readiness, name reso
 int luaopen_fastbrain_tokenizer(lua_State *L);  /* l_tokenizer.c: tokenizer.json, byte tokenizer */
 int luaopen_fastbrain_dataset(lua_State *L);    /* l_dataset.c: JSONL datasets, examples, stats */
 int luaopen_fastbrain_fs(lua_State *L);     /* l_fs.c: atomic writes, reads, mkdir -p */
+int luaopen_fastbrain_jobs(lua_State *L);   /* l_jobs.c: the job registry (see jobs.h) */
 
 #endif

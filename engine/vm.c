@@ -23,6 +23,7 @@ static const luaL_Reg modules[] = {
     {"fastbrain.tokenizer", luaopen_fastbrain_tokenizer},
     {"fastbrain.dataset", luaopen_fastbrain_dataset},
     {"fastbrain.fs", luaopen_fastbrain_fs},
+    {"fastbrain.jobs", luaopen_fastbrain_jobs},
     {NULL, NULL},
 };
 
