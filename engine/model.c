@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "backend.h"
 #include "fsutil.h"
 #include "log.h"
@@ -655,6 +657,56 @@ static int copy_file(const char *src, const char *dst, fb_err *err) {
   return rc;
 }
 
+/* config.json for m->cfg, in Hugging Face's spelling, written atomically to path. */
+static int write_config(const fb_model *m, const char *path, fb_err *err) {
+  static const char *const archs[] = {"LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM"};
+  static const char *const types[] = {"llama", "qwen2", "mistral"};
+  const fb_model_config *c = &m->cfg;
+  cJSON *j = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(j, "architectures");
+  cJSON_AddItemToArray(a, cJSON_CreateString(archs[c->arch]));
+  cJSON_AddStringToObject(j, "model_type", types[c->arch]);
+  cJSON_AddNumberToObject(j, "vocab_size", c->vocab_size);
+  cJSON_AddNumberToObject(j, "hidden_size", c->hidden_size);
+  cJSON_AddNumberToObject(j, "intermediate_size", c->intermediate_size);
+  cJSON_AddNumberToObject(j, "num_hidden_layers", c->num_hidden_layers);
+  cJSON_AddNumberToObject(j, "num_attention_heads", c->num_attention_heads);
+  cJSON_AddNumberToObject(j, "num_key_value_heads", c->num_key_value_heads);
+  cJSON_AddNumberToObject(j, "head_dim", c->head_dim);
+  cJSON_AddNumberToObject(j, "rms_norm_eps", c->rms_norm_eps);
+  cJSON_AddNumberToObject(j, "rope_theta", c->rope_theta);
+  if (c->rope_scaling.type == FB_ROPE_NONE) {
+    cJSON_AddNullToObject(j, "rope_scaling");
+  } else {
+    cJSON *r = cJSON_AddObjectToObject(j, "rope_scaling");
+    int llama3 = c->rope_scaling.type == FB_ROPE_LLAMA3;
+    cJSON_AddStringToObject(r, "rope_type", llama3 ? "llama3" : "linear");
+    cJSON_AddNumberToObject(r, "factor", c->rope_scaling.factor);
+    if (llama3) {
+      cJSON_AddNumberToObject(r, "low_freq_factor", c->rope_scaling.low_freq_factor);
+      cJSON_AddNumberToObject(r, "high_freq_factor", c->rope_scaling.high_freq_factor);
+      cJSON_AddNumberToObject(r, "original_max_position_embeddings",
+                              c->rope_scaling.original_max_position_embeddings);
+    }
+  }
+  cJSON_AddNumberToObject(j, "max_position_embeddings", c->max_position_embeddings);
+  cJSON_AddBoolToObject(j, "tie_word_embeddings", c->tie_word_embeddings);
+  if (c->arch != FB_ARCH_QWEN2) cJSON_AddBoolToObject(j, "attention_bias", c->attention_bias);
+  if (c->arch == FB_ARCH_MISTRAL && c->sliding_window > 0)
+    cJSON_AddNumberToObject(j, "sliding_window", c->sliding_window);
+  if (c->bos_token_id >= 0) cJSON_AddNumberToObject(j, "bos_token_id", c->bos_token_id);
+  if (c->n_eos == 1) cJSON_AddNumberToObject(j, "eos_token_id", c->eos_token_ids[0]);
+  if (c->n_eos > 1)
+    cJSON_AddItemToObject(j, "eos_token_id", cJSON_CreateIntArray(c->eos_token_ids, c->n_eos));
+  cJSON_AddStringToObject(j, "hidden_act", "silu");
+  cJSON_AddStringToObject(j, "torch_dtype", "float32");
+  char *text = cJSON_Print(j);
+  cJSON_Delete(j);
+  if (!text) return fb_err_set(err, FB_ENOMEM, "model: out of memory writing %s", path);
+  int rc = fb_write_file_atomic(path, text, strlen(text), err);
+  cJSON_free(text);
+  return rc;
+}
+
 int fb_model_save(const fb_model *m, const char *src_dir, const char *out_dir, fb_err *err) {
   int rc = fb_mkdir_p(out_dir, err);
   if (rc) return rc;
@@ -670,6 +722,10 @@ int fb_model_save(const fb_model *m, const char *src_dir, const char *out_dir, f
   snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
   rc = fb_st_write(path, t, m->n_table, meta, err);
   free(t);
+  if (rc || !src_dir) {
+    snprintf(path, sizeof path, "%s/config.json", out_dir);
+    return rc ? rc : write_config(m, path, err);
+  }
   static const char *const files[] = {"config.json", "tokenizer.json", "tokenizer_config.json",
                                       "special_tokens_map.json", "generation_config.json"};
   for (size_t i = 0; i < sizeof files / sizeof files[0] && !rc; i++) {

@@ -119,7 +119,8 @@ int fb_model_decode(fb_model *m, struct fb_lora *lora, fb_kv_cache *c, const int
                     float *logits, fb_err *err);
 
 /* Write a model directory: out_dir/model.safetensors (every weight as F32, Hugging Face
- * names) plus config.json and the tokenizer files copied from src_dir (those present). */
+ * names) plus config.json and the tokenizer files copied from src_dir (those present), or, with
+ * src_dir NULL (a model made by fb_model_create), a config.json written from m->cfg. */
 int fb_model_save(const fb_model *m, const char *src_dir, const char *out_dir, fb_err *err);
 
 /* Find a weight by Hugging Face name; NULL if absent. */

@@ -433,3 +433,35 @@ TEST(merged_model_directory_loads_with_the_adapter_logits) {
   fb_model_free(m);
   rm_rf(tmpdir);
 }
+
+TEST(created_model_saves_a_config_that_loads_back) {
+  fb_model_config c = tiny_config(1, 1); /* Qwen2, tied */
+  c.rope_scaling.type = FB_ROPE_LLAMA3;
+  c.rope_scaling.factor = 8;
+  c.rope_scaling.low_freq_factor = 1;
+  c.rope_scaling.high_freq_factor = 4;
+  c.rope_scaling.original_max_position_embeddings = 32;
+  c.n_eos = 2;
+  c.eos_token_ids[0] = 2;
+  c.eos_token_ids[1] = 7;
+  fb_model *m = NULL, *back = NULL;
+  fb_err err = {0};
+  REQUIRE(fb_model_create(&m, &c, &err) == 0 && make_tmpdir());
+  fb_model_init_random(m, 9, 0.3f);
+  CHECK_INT(fb_model_save(m, NULL, tmpdir, &err), 0);
+  CHECK_INT(fb_model_load(&back, tmpdir, &err), 0);
+  REQUIRE(back);
+  CHECK_STR(back->cfg.architecture, "Qwen2ForCausalLM");
+  CHECK(back->cfg.tie_word_embeddings && back->cfg.attention_bias && !back->cfg.o_bias);
+  CHECK_INT(back->cfg.head_dim, 4);
+  CHECK_INT(back->cfg.rope_scaling.type, FB_ROPE_LLAMA3);
+  CHECK_INT(back->cfg.rope_scaling.original_max_position_embeddings, 32);
+  CHECK_INT(back->cfg.n_eos, 2);
+  CHECK_INT(back->cfg.eos_token_ids[1], 7);
+  CHECK_NEAR(back->cfg.rms_norm_eps, 1e-6, 1e-18);
+  REQUIRE(back->n_floats == m->n_floats);
+  CHECK(memcmp(back->params, m->params, sizeof(float) * m->n_floats) == 0);
+  fb_model_free(back);
+  fb_model_free(m);
+  rm_rf(tmpdir);
+}
