@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "cmd_lora_check.h"
+#include "cmd_train.h"
 #include "log.h"
 #include "paths.h"
 #include "signals.h"
@@ -36,6 +37,9 @@ static const command commands[] = {
      "serve the dashboard and its API (default http://127.0.0.1:8215)"},
     {"lora-check", fb_cmd_lora_check, "MODEL_DIR IN.safetensors OUT.safetensors",
      "run one LoRA step on given weights and write logits, loss, gradients and AdamW state"},
+    {"train", fb_cmd_train, "--model DIR --data FILE --out DIR [--epochs N --lr X --rank R --json ...]",
+     "train a LoRA adapter on a JSONL dataset (--help for every option)"},
+    {"worker", fb_cmd_worker, "JOBDIR", "run JOBDIR/spec.json, printing docs/protocol.md JSON lines"},
     {"version", cmd_version, "", "print the version"},
     {"help", cmd_help, "[COMMAND]", "show this help, or a command's"},
     {NULL, NULL, NULL, NULL},

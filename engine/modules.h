@@ -15,5 +15,6 @@ int luaopen_fastbrain_tokenizer(lua_State *L);  /* l_tokenizer.c: tokenizer.json
 int luaopen_fastbrain_dataset(lua_State *L);    /* l_dataset.c: JSONL datasets, examples, stats */
 int luaopen_fastbrain_fs(lua_State *L);     /* l_fs.c: atomic writes, reads, mkdir -p */
 int luaopen_fastbrain_jobs(lua_State *L);   /* l_jobs.c: the job registry (see jobs.h) */
+int luaopen_fastbrain_trainer(lua_State *L);  /* l_train.c: the C half of fastbrain.train */
 
 #endif

@@ -24,6 +24,7 @@ static const luaL_Reg modules[] = {
     {"fastbrain.dataset", luaopen_fastbrain_dataset},
     {"fastbrain.fs", luaopen_fastbrain_fs},
     {"fastbrain.jobs", luaopen_fastbrain_jobs},
+    {"fastbrain.trainer", luaopen_fastbrain_trainer},
     {NULL, NULL},
 };
 

@@ -1,0 +1,215 @@
+/* cmd_train.c: `fastbrain train` turns its options into a training spec (checked here, so a bad
+ * value is exit 2 before anything loads) and `fastbrain worker` reads one from a job directory;
+ * both hand it to fastbrain.train.main (lua/fastbrain/train.lua) on a fresh VM. */
+#include "cmd_train.h"
+
+#include <lauxlib.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "fsutil.h"
+#include "paths.h"
+#include "train_spec.h"
+#include "vm.h"
+
+#define TRAIN_USAGE                                                                          \
+  "usage: fastbrain train --model DIR --data FILE --out DIR [options]\n\n"                   \
+  "Train a LoRA adapter (or the whole model with --full) on a JSONL dataset.\n\n"            \
+  "options (defaults suit 50-500 examples):\n"                                               \
+  "  --spec FILE.json         start from a spec file (docs/protocol.md); options override\n" \
+  "  --data FILE              may be given several times\n"                                  \
+  "  --epochs N  --max-steps N  --lr X  --rank R  --alpha A  --dropout P  --seed S\n"       \
+  "  --micro-batch N  --grad-accum N  --max-len N  --template NAME  --warmup F\n"           \
+  "  --eval-fraction F  --eval-interval N  --patience N  --checkpoint-interval N\n"          \
+  "  --checkpoints DIR  --prompt TEXT (sample prompt, repeatable)  --full  --resume\n"       \
+  "  --json                   print the events as JSON lines on stdout (docs/protocol.md)\n"
+
+/* An option and the spec field it sets. */
+typedef struct option {
+  const char *name, *path;
+  char type;  /* 's' string, 'i' integer, 'n' number, 'a' appended string, 'f' flag */
+} option;
+
+static const option options[] = {
+    {"--model", "model", 's'}, {"--data", "data", 'a'}, {"--out", "out", 's'},
+    {"--epochs", "epochs", 'i'}, {"--max-steps", "max_steps", 'i'}, {"--lr", "lr", 'n'},
+    {"--rank", "lora.r", 'i'}, {"--alpha", "lora.alpha", 'n'}, {"--dropout", "lora.dropout", 'n'},
+    {"--seed", "seed", 'i'}, {"--micro-batch", "micro_batch", 'i'}, {"--grad-accum", "grad_accum", 'i'},
+    {"--max-len", "max_len", 'i'}, {"--template", "template", 's'}, {"--warmup", "warmup", 'n'},
+    {"--eval-fraction", "eval.fraction", 'n'}, {"--eval-interval", "eval.interval", 'i'},
+    {"--patience", "patience", 'i'}, {"--checkpoint-interval", "checkpoint_interval", 'i'},
+    {"--checkpoints", "checkpoints", 's'}, {"--prompt", "samples.prompts", 'a'},
+    {"--full", "mode", 'f'},
+};
+
+static int usage(const char *fmt, const char *what) {
+  fprintf(stderr, "fastbrain train: ");
+  fprintf(stderr, fmt, what);
+  fprintf(stderr, "\n%s", TRAIN_USAGE);
+  return 2;
+}
+
+/* The object for path's group ("lora.r" -> spec.lora), made when missing; *leaf the key. */
+static cJSON *group(cJSON *spec, const char *path, const char **leaf) {
+  const char *dot = strchr(path, '.');
+  *leaf = dot ? dot + 1 : path;
+  if (!dot) return spec;
+  char name[32];
+  snprintf(name, sizeof name, "%.*s", (int)(dot - path), path);
+  cJSON *g = cJSON_GetObjectItemCaseSensitive(spec, name);
+  return g ? g : cJSON_AddObjectToObject(spec, name);
+}
+
+/* Set the option's field from value; 0, or 2 after a usage error. */
+static int set_option(cJSON *spec, const option *o, const char *value) {
+  const char *leaf;
+  cJSON *g = group(spec, o->path, &leaf), *v;
+  if (o->type == 'a') {
+    cJSON *list = cJSON_GetObjectItemCaseSensitive(g, leaf);
+    if (!cJSON_IsArray(list)) {
+      cJSON_DeleteItemFromObjectCaseSensitive(g, leaf);
+      list = cJSON_AddArrayToObject(g, leaf);
+    }
+    cJSON_AddItemToArray(list, cJSON_CreateString(value));
+    return 0;
+  }
+  if (o->type == 'f') {
+    v = cJSON_CreateString("full");
+  } else if (o->type == 's') {
+    v = cJSON_CreateString(value);
+  } else {
+    char *end;
+    double x = strtod(value, &end);
+    if (end == value || *end) return usage("%s needs a number", o->name);
+    v = cJSON_CreateNumber(x);
+  }
+  cJSON_DeleteItemFromObjectCaseSensitive(g, leaf);
+  cJSON_AddItemToObject(g, leaf, v);
+  return 0;
+}
+
+/* Run fastbrain.train.main(spec, {json, tty, resume}) on a fresh VM; its exit status. */
+static int run_main(const cJSON *spec, int json, int resume) {
+  char root[PATH_MAX], *text = cJSON_PrintUnformatted(spec);
+  if (!text) return 1;
+  if (fb_paths_find_root(root, sizeof root) != 0) {
+    fprintf(stderr, "fastbrain: cannot find the bundled Lua modules (tried %s)\n", root);
+    free(text);
+    return 1;
+  }
+  uv_loop_t loop;
+  int status = 1;
+  lua_State *L = uv_loop_init(&loop) == 0 ? fb_vm_new(&loop, root) : NULL;
+  if (L) {
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "fastbrain.train");
+    if (fb_vm_pcall(L, 1, 1, "require fastbrain.train") == LUA_OK) {
+      lua_getfield(L, -1, "main");
+      lua_pushstring(L, text);
+      lua_createtable(L, 0, 3);
+      lua_pushboolean(L, json);
+      lua_setfield(L, -2, "json");    /* opts.json */
+      lua_pushboolean(L, isatty(STDOUT_FILENO));
+      lua_setfield(L, -2, "tty");     /* opts.tty */
+      lua_pushboolean(L, resume);
+      lua_setfield(L, -2, "resume");  /* opts.resume */
+      if (fb_vm_pcall(L, 2, 1, "fastbrain train") == LUA_OK) status = (int)lua_tointeger(L, -1);
+    }
+    fb_vm_close(L);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+  } else {
+    fprintf(stderr, "fastbrain: cannot create the Lua state\n");
+  }
+  free(text);
+  return status;
+}
+
+/* Check spec as the trainer will; 0, or 2 with the field named. */
+static int check_spec(const cJSON *spec) {
+  fb_train_spec s;
+  fb_err err = {0};
+  if (fb_train_spec_from_json(&s, spec, &err) == 0) return 0;
+  fprintf(stderr, "fastbrain: %s\n", err.msg);
+  return 2;
+}
+
+static cJSON *read_spec(const char *path) {
+  char *text = NULL;
+  size_t len;
+  fb_err err = {0};
+  if (fb_read_file(path, &text, &len, 1 << 20, &err)) {
+    fprintf(stderr, "fastbrain: %s\n", err.msg);
+    return NULL;
+  }
+  cJSON *j = cJSON_ParseWithLength(text, len);
+  free(text);
+  if (!cJSON_IsObject(j)) fprintf(stderr, "fastbrain: %s: not a JSON object\n", path);
+  if (j && !cJSON_IsObject(j)) {
+    cJSON_Delete(j);
+    j = NULL;
+  }
+  return j;
+}
+
+int fb_cmd_train(int argc, char **argv) {
+  int json = 0, resume = 0, rc = 0;
+  cJSON *spec = cJSON_CreateObject();
+  for (int i = 1; i < argc && !rc; i++) {
+    const char *a = argv[i];
+    const option *o = NULL;
+    for (size_t k = 0; k < sizeof options / sizeof options[0]; k++)
+      if (strcmp(a, options[k].name) == 0) o = &options[k];
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      fputs(TRAIN_USAGE, stdout);
+      cJSON_Delete(spec);
+      return 0;
+    } else if (strcmp(a, "--json") == 0) {
+      json = 1;
+    } else if (strcmp(a, "--resume") == 0) {
+      resume = 1;
+    } else if (strcmp(a, "--spec") == 0 && i + 1 < argc) {
+      cJSON *base = read_spec(argv[++i]);
+      if (!base) rc = 2;
+      else cJSON_Delete(spec), spec = base;
+    } else if (o && o->type == 'f') {
+      rc = set_option(spec, o, NULL);
+    } else if (o && i + 1 < argc) {
+      rc = set_option(spec, o, argv[++i]);
+    } else {
+      rc = usage(o || strcmp(a, "--spec") == 0 ? "%s needs a value" : "unknown option '%s'", a);
+    }
+  }
+  if (!rc) rc = check_spec(spec);
+  if (!rc) rc = run_main(spec, json, resume);
+  cJSON_Delete(spec);
+  return rc;
+}
+
+int fb_cmd_worker(int argc, char **argv) {
+  if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+    printf("usage: fastbrain worker JOBDIR\n\nRun JOBDIR/spec.json as `fastbrain train --json` does, "
+           "resuming from JOBDIR/checkpoints when it holds one.\n");
+    return 0;
+  }
+  if (argc != 2) {
+    fprintf(stderr, "fastbrain worker: expected one argument, the job directory\nusage: fastbrain worker JOBDIR\n");
+    return 2;
+  }
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/spec.json", argv[1]);
+  cJSON *spec = read_spec(path);
+  if (!spec) return 2;
+  if (!cJSON_GetObjectItemCaseSensitive(spec, "checkpoints")) {
+    snprintf(path, sizeof path, "%s/checkpoints", argv[1]);
+    cJSON_AddStringToObject(spec, "checkpoints", path);
+  }
+  int rc = check_spec(spec);
+  if (!rc) rc = run_main(spec, 1, 1);
+  cJSON_Delete(spec);
+  return rc;
+}

@@ -1,0 +1,205 @@
+/* l_train.c: `fastbrain.trainer`, the C half of `fastbrain.train` (lua/fastbrain/train.lua,
+ * which renders and tokenizes the data): run(spec_json, data, on_event [, opts]) loads the
+ * model and runs train.c in this process, blocking. It does not read datasets itself. */
+#include <lauxlib.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "modules.h"
+#include "train.h"
+#include "vm.h"
+
+#define STATE_MT "fastbrain.trainer.state"
+
+/* What a run borrows from Lua, copied into C memory; freed by __gc even when a conversion
+ * raises halfway. */
+typedef struct tr_state {
+  fb_examples train, eval;
+  fb_train_prompt *prompts;
+  int n_prompts;
+} tr_state;
+
+static int state_gc(lua_State *L) {
+  tr_state *s = luaL_checkudata(L, 1, STATE_MT);
+  fb_examples_free(&s->train);
+  fb_examples_free(&s->eval);
+  for (int i = 0; i < s->n_prompts; i++) free((void *)s->prompts[i].ids);
+  free(s->prompts);
+  s->prompts = NULL;
+  s->n_prompts = 0;
+  return 0;
+}
+
+/* The integers of the array at idx into a fresh buffer (*n of them). */
+static int32_t *int_array(lua_State *L, int idx, const char *what, int *n) {
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_Integer len = luaL_len(L, idx);
+  int32_t *v = malloc((size_t)(len ? len : 1) * sizeof *v);
+  if (!v) luaL_error(L, "trainer: out of memory");
+  for (lua_Integer i = 1; i <= len; i++) {
+    int ok;
+    lua_Integer x = (lua_rawgeti(L, idx, i), lua_tointegerx(L, -1, &ok));
+    lua_pop(L, 1);
+    if (!ok || x < -100 || x > INT32_MAX) {
+      free(v);
+      luaL_error(L, "trainer: %s[%d] is not a token id", what, (int)i);
+    }
+    v[i - 1] = (int32_t)x;
+  }
+  *n = (int)len;
+  return v;
+}
+
+/* data[key]: an array of {ids = {...}, labels = {...}, line = n} into ex. */
+static void read_examples(lua_State *L, int data, const char *key, fb_examples *ex) {
+  if (lua_getfield(L, data, key) == LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  int t = lua_gettop(L);
+  lua_Integer n = luaL_len(L, t);
+  ex->v = calloc((size_t)(n ? n : 1), sizeof *ex->v);
+  if (!ex->v) luaL_error(L, "trainer: out of memory");
+  ex->cap = (size_t)n;
+  for (lua_Integer i = 1; i <= n; i++) {
+    fb_example *e = &ex->v[i - 1];
+    int n_ids, n_labels;
+    luaL_checktype(L, (lua_rawgeti(L, t, i), -1), LUA_TTABLE);
+    lua_getfield(L, -1, "ids");
+    e->ids = int_array(L, lua_gettop(L), "ids", &n_ids);
+    ex->n++;  /* owned from here on */
+    lua_getfield(L, -2, "labels");
+    e->labels = int_array(L, lua_gettop(L), "labels", &n_labels);
+    if (n_ids != n_labels) luaL_error(L, "trainer: data.%s[%d]: %d ids but %d labels", key, (int)i, n_ids, n_labels);
+    lua_getfield(L, -3, "line");
+    e->line = (int)luaL_optinteger(L, -1, 0);
+    e->n = e->full_len = n_ids;
+    for (int k = 0; k < n_ids; k++) e->n_trained += e->labels[k] != FB_IGNORE_INDEX;
+    lua_pop(L, 4);
+  }
+  lua_pop(L, 1);
+}
+
+static void read_prompts(lua_State *L, int data, tr_state *s) {
+  if (lua_getfield(L, data, "prompts") == LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  int t = lua_gettop(L);
+  lua_Integer n = luaL_len(L, t);
+  s->prompts = calloc((size_t)(n ? n : 1), sizeof *s->prompts);
+  if (!s->prompts) luaL_error(L, "trainer: out of memory");
+  for (lua_Integer i = 1; i <= n; i++) {
+    fb_train_prompt *p = &s->prompts[i - 1];
+    luaL_checktype(L, (lua_rawgeti(L, t, i), -1), LUA_TTABLE);
+    lua_getfield(L, -1, "ids");
+    p->ids = int_array(L, lua_gettop(L), "prompt ids", &p->n);
+    s->n_prompts++;
+    lua_getfield(L, -2, "text");
+    p->text = luaL_checkstring(L, -1);  /* kept alive: the data table stays on the stack */
+    lua_pop(L, 3);
+  }
+  lua_pop(L, 1);
+}
+
+/* The run's flag: SIGTERM (when asked for) or a failing hook sets it. */
+static volatile sig_atomic_t cancel_flag;
+static void on_term(int sig) {
+  (void)sig;
+  cancel_flag = 1;
+}
+
+typedef struct hook {
+  lua_State *L;
+  int fn;          /* stack index of on_event */
+  int failed;      /* the hook raised (logged by fb_vm_pcall) */
+} hook;
+
+/* on_event(line) -> "stop" ends the run early (with its output). */
+static int call_hook(void *ud, const cJSON *event) {
+  hook *h = ud;
+  char *line = cJSON_PrintUnformatted(event);
+  if (!line) return 0;
+  lua_pushvalue(h->L, h->fn);
+  lua_pushstring(h->L, line);
+  free(line);
+  if (fb_vm_pcall(h->L, 1, 1, "fastbrain.train hook") != LUA_OK) {
+    h->failed = 1;
+    cancel_flag = 1;
+    return 0;
+  }
+  const char *answer = lua_tostring(h->L, -1);
+  int stop = answer && strcmp(answer, "stop") == 0;
+  lua_pop(h->L, 1);
+  return stop;
+}
+
+/* run(spec_json, data, on_event [, {resume = b, catch_term = b}]) -> true | nil, msg, code
+ * where code is "cancelled" or "error". data = {train = {examples}, eval = {examples},
+ * hash = s, tokenizer = tok, prompts = {{text = s, ids = {...}}, ...}}. */
+static int run(lua_State *L) {
+  size_t len;
+  const char *json = luaL_checklstring(L, 1, &len);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  int resume = 0, catch_term = 0;
+  if (!lua_isnoneornil(L, 4)) {
+    luaL_checktype(L, 4, LUA_TTABLE);
+    resume = lua_getfield(L, 4, "resume") != LUA_TNIL && lua_toboolean(L, -1);
+    catch_term = lua_getfield(L, 4, "catch_term") != LUA_TNIL && lua_toboolean(L, -1);
+    lua_pop(L, 2);
+  }
+  fb_train_spec spec;
+  fb_err err = {0};
+  if (fb_train_spec_parse(&spec, json, len, "spec", &err)) return luaL_error(L, "%s", err.msg);
+  tr_state *s = lua_newuserdatauv(L, sizeof *s, 0);
+  memset(s, 0, sizeof *s);
+  luaL_setmetatable(L, STATE_MT);
+  read_examples(L, 2, "train", &s->train);
+  read_examples(L, 2, "eval", &s->eval);
+  read_prompts(L, 2, s);
+  fb_train_data data = {.train = &s->train, .eval = &s->eval, .prompts = s->prompts,
+                        .n_prompts = s->n_prompts};
+  if (lua_getfield(L, 2, "tokenizer") != LUA_TNIL) {
+    fb_tokenizer **box = luaL_checkudata(L, -1, "fastbrain.tokenizer");  /* l_tokenizer.c */
+    data.tok = *box;
+  }
+  data.dataset_hash = (lua_getfield(L, 2, "hash"), lua_tostring(L, -1));
+
+  fb_model *m = NULL;
+  if (fb_model_load(&m, spec.model, &err)) {
+    lua_pushnil(L);
+    lua_pushstring(L, err.msg);
+    lua_pushliteral(L, "error");
+    return 3;
+  }
+  hook h = {.L = L, .fn = 3};
+  cancel_flag = 0;
+  struct sigaction sa = {.sa_handler = on_term}, old;
+  sigemptyset(&sa.sa_mask);
+  if (catch_term) sigaction(SIGTERM, &sa, &old);
+  fb_train_opts o = {.on_event = call_hook, .ud = &h, .cancel = &cancel_flag, .resume = resume};
+  int rc = fb_train(m, &spec, &data, &o, &err);
+  if (catch_term) sigaction(SIGTERM, &old, NULL);
+  fb_model_free(m);
+  if (h.failed) return luaL_error(L, "fastbrain.train: a hook raised an error (see the log); the run stopped with a checkpoint");
+  if (rc == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_pushstring(L, err.msg);
+  lua_pushstring(L, rc == FB_ECANCELLED ? "cancelled" : "error");
+  return 3;
+}
+
+int luaopen_fastbrain_trainer(lua_State *L) {
+  luaL_newmetatable(L, STATE_MT);
+  lua_pushcfunction(L, state_gc);
+  lua_setfield(L, -2, "__gc");  /* metatable.__gc = state_gc */
+  lua_pop(L, 1);
+  static const luaL_Reg funcs[] = {{"run", run}, {NULL, NULL}};
+  luaL_newlib(L, funcs);
+  return 1;
+}

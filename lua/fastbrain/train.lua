@@ -1,0 +1,138 @@
+-- fastbrain.train: a training run in this process, blocking. The data is read, rendered with
+-- the chat template and tokenized here (fastbrain.dataset); the loop is C (fastbrain.trainer).
+--   run(spec, {on_progress =, on_eval =, on_sample =, on_event =}) -> summary | nil, err, code
+--   main(spec_json, {json =, tty =, resume =}) -> exit status (fastbrain train / worker)
+local json = require "fastbrain.json"
+local tokenizer = require "fastbrain.tokenizer"
+local dataset = require "fastbrain.dataset"
+local templates = require "fastbrain.templates"
+local trainer = require "fastbrain.trainer"
+
+local M = {}
+
+local function read_json(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local text = f:read("a")
+  f:close()
+  local ok, v = pcall(json.decode, text)
+  return ok and v or nil
+end
+
+-- The template and end token a model's tokenizer_config.json implies.
+local function model_template(dir, name)
+  local config = read_json(dir .. "/tokenizer_config.json") or {}
+  local eos = config.eos_token
+  if type(eos) == "table" then eos = eos.content end
+  if name and name ~= "" then return name, eos end
+  local detected, err = templates.from_config(config)
+  if not detected then return nil, nil, dir .. "/tokenizer_config.json: " .. err .. " (set spec.template)" end
+  return detected, eos
+end
+
+-- Tokenized train/eval examples and sample prompts for spec -> data | nil, err, where
+function M.prepare(spec)
+  local tok, err = tokenizer.load(spec.model)
+  if not tok then return nil, err, spec.model end
+  local template, eos, terr = model_template(spec.model, spec.template)
+  if not template then return nil, terr, "tokenizer_config.json" end
+  local data = {train = {}, eval = {}, prompts = {}, tokenizer = tok}
+  local hashes = {}
+  local files = type(spec.data) == "table" and spec.data or {spec.data}
+  for _, path in ipairs(files) do
+    local ds, derr = dataset.load(path, {tokenizer = tok, template = template, eos = eos,
+                                         max_len = spec.max_len or 512})
+    if not ds then return nil, derr, path end
+    hashes[#hashes + 1] = ds:stats().hash
+    local tr, ev = ds:split{eval = spec.eval and spec.eval.fraction or 0.1, seed = (spec.seed or 42) % 0x7fffffff}
+    for _, ex in tr:examples() do data.train[#data.train + 1] = ex end
+    for _, ex in ev:examples() do data.eval[#data.eval + 1] = ex end
+  end
+  data.hash = table.concat(hashes, ",")
+  for _, prompt in ipairs(spec.samples and spec.samples.prompts or {}) do
+    local text = assert(templates.render(template, {{role = "user", content = prompt}},
+                                         {add_generation_prompt = true, eos = eos}))
+    data.prompts[#data.prompts + 1] = {text = prompt, ids = tok:encode(text, {special = true})}
+  end
+  return data
+end
+
+local hook_names = {progress = "on_progress", eval = "on_eval", sample = "on_sample"}
+
+-- Run spec; hooks get each event as a table (on_event gets every one, with its JSON line).
+-- A hook returning "stop" ends the run early, with its output. opts: resume, catch_term.
+function M.run(spec, hooks, opts)
+  if type(spec) ~= "table" then error("fastbrain.train.run: spec table expected", 2) end
+  hooks = hooks or {}
+  local data, err, where = M.prepare(spec)
+  if not data then return nil, err, where end
+  local summary
+  local ok, msg, code = trainer.run(json.encode(spec), data, function(line)
+    local ev = json.decode(line)
+    if ev.event == "done" then summary = ev.summary end
+    local answer
+    if hooks.on_event then answer = hooks.on_event(ev, line) end
+    local fn = hooks[hook_names[ev.event]]
+    if fn then answer = fn(ev) or answer end
+    return answer
+  end, opts)
+  if not ok then return nil, msg, code end
+  return summary
+end
+
+local function bar(ev)
+  local width, done = 30, ev.step / ev.total_steps
+  local fill = math.floor(done * width + 0.5)
+  return string.format("\r[%s%s] %d/%d loss %.4f  %.0f tok/s  ETA %ds ", string.rep("#", fill),
+    string.rep(".", width - fill), ev.step, ev.total_steps, ev.loss_smoothed, ev.tokens_per_s, math.floor(ev.eta_s + 0.5))
+end
+
+-- How `fastbrain train` shows a run: JSON lines, a bar on a terminal, or plain lines.
+local function printer(opts)
+  return function(ev, line)
+    if opts.json then
+      io.stdout:write(line, "\n")
+      io.stdout:flush()
+      return
+    end
+    local e = ev.event
+    if e == "progress" and opts.tty then
+      io.stdout:write(bar(ev))
+      if ev.step == ev.total_steps then io.stdout:write("\n") end
+    elseif e == "progress" then
+      io.stdout:write(string.format("step %d/%d epoch %.2f loss %.4f lr %.3g %.0f tok/s eta %ds\n", ev.step,
+        ev.total_steps, ev.epoch, ev.loss, ev.lr, ev.tokens_per_s, math.floor(ev.eta_s + 0.5)))
+    elseif e == "eval" then
+      io.stdout:write(string.format("%sstep %d eval loss %.4f\n", opts.tty and "\n" or "", ev.step, ev.eval_loss))
+    elseif e == "sample" then
+      io.stdout:write(string.format("%sstep %d sample: %s -> %s\n", opts.tty and "\n" or "", ev.step, ev.prompt, ev.text))
+    elseif e == "log" then
+      io.stderr:write(ev.level, ": ", ev.message, "\n")
+    elseif e == "error" then
+      io.stderr:write("fastbrain train: ", ev.where, ": ", ev.message, "\n")
+    elseif e == "done" then
+      io.stdout:write(string.format("done: %d steps, final loss %.4f, adapter in %s\n", ev.summary.steps,
+        ev.summary.final_loss, ev.adapter))
+    elseif e == "start" then
+      io.stdout:write(string.format("training %d examples (%d held out) for %d steps on %s%s\n", ev.examples,
+        ev.eval_examples, ev.total_steps, ev.device, ev.resumed_from_step > 0 and
+        (", resumed from step " .. ev.resumed_from_step) or ""))
+    end
+    io.stdout:flush()
+  end
+end
+
+-- The body of `fastbrain train` and `fastbrain worker`: 0 done, 1 error, 3 cancelled.
+function M.main(spec_json, opts)
+  local spec = json.decode(spec_json)
+  local show = printer(opts)
+  local summary, err, code = M.run(spec, {on_event = show}, {resume = opts.resume, catch_term = true})
+  if summary then return 0 end
+  if code == "cancelled" then return 3 end
+  if code ~= "error" then  -- a preparation failure: the trainer never spoke
+    show({event = "error", message = err, where = code}, json.encode({event = "error", message = err, where = code}))
+  end
+  return 1
+end
+
+return M

@@ -1,0 +1,72 @@
+-- fastbrain.train: in-process runs on a tiny random model made by fb_make_tiny_model (arg[1]):
+-- hooks see every kind of event, a hook can stop the run early with its output, the summary
+-- comes back, and a missing data file is an error naming it.
+local T = require "tests.lua.testing"
+local fb = require "fastbrain"
+
+local tmp = os.tmpname()
+os.remove(tmp)
+assert(os.execute(string.format("%q %q", arg[1], tmp .. "/model")), "fb_make_tiny_model failed")
+local data = tmp .. "/data.jsonl"
+local words = {"red", "blue", "green", "gold", "gray", "pink", "teal", "navy", "rose", "jade"}
+local f = assert(io.open(data, "w"))
+for i = 0, 19 do
+  f:write(fb.json.encode({messages = {{role = "user", content = "item " .. i},
+    {role = "assistant", content = words[i % 10 + 1] .. " " .. words[i // 10 + 1]}}}), "\n")
+end
+f:close()
+
+local function spec(out, extra)
+  local s = {model = tmp .. "/model", data = data, out = tmp .. "/" .. out, epochs = 3, lr = 0.01,
+             eval = {fraction = 0.1, interval = 10}, samples = {prompts = {"item 3"}, interval = 20}}
+  for k, v in pairs(extra or {}) do s[k] = v end
+  return s
+end
+
+T.test("a run calls every hook and returns the summary", function()
+  local n = {progress = 0, eval = 0, sample = 0, all = 0}
+  local last
+  local summary, err = fb.train.run(spec("a"), {
+    on_progress = function(ev) n.progress = n.progress + 1; last = ev end,
+    on_eval = function(ev) n.eval = n.eval + 1; T.eq(type(ev.eval_loss), "number") end,
+    on_sample = function(ev) n.sample = n.sample + 1; T.eq(ev.prompt, "item 3") end,
+    on_event = function() n.all = n.all + 1 end})
+  assert(summary, err)
+  T.eq(n.progress, 54)  -- 18 training examples x 3 epochs, batch 1 in small-data mode
+  T.eq(last.step, 54)
+  T.eq(n.eval, 6)
+  T.eq(n.sample, 2)
+  T.eq(summary.steps, 54)
+  T.eq(summary.examples, 18)
+  T.eq(summary.eval_examples, 2)
+  assert(summary.final_loss_smoothed < summary.spec.lr * 1000, "loss fell")
+  assert(summary.dataset_hash:match("^fnv1a64:%x+$"), summary.dataset_hash)
+  assert(n.all > n.progress + n.eval + n.sample)
+  local cfg = fb.json.decode(assert(io.open(tmp .. "/a/adapter_config.json")):read("a"))
+  T.eq(cfg.r, 16)
+end)
+
+T.test("a hook that returns stop ends the run with its output", function()
+  local summary = assert(fb.train.run(spec("b"), {on_progress = function(ev)
+    if ev.step == 5 then return "stop" end
+  end}))
+  T.eq(summary.steps, 5)
+  assert(io.open(tmp .. "/b/adapter_model.safetensors"), "the adapter was written")
+end)
+
+T.test("a missing data file is an error naming it", function()
+  local summary, err, where = fb.train.run(spec("c", {data = tmp .. "/nope.jsonl"}))
+  T.eq(summary, nil)
+  assert(err:find("nope.jsonl", 1, true), err)
+  T.eq(where, tmp .. "/nope.jsonl")
+end)
+
+T.test("a bad spec raises naming the field", function()
+  local ok, err = pcall(fb.train.run, spec("d", {lora = {r = 0}}))
+  T.eq(ok, false)
+  assert(err:find("spec.lora.r: must be 1..256", 1, true), err)
+end)
+
+T.test("cleanup", function() os.execute(string.format("rm -rf %q", tmp)) end)
+
+T.run()

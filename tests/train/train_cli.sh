@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# fastbrain train and fastbrain worker as the job registry and a user meet them, on a tiny random
+# model: --json lines follow docs/protocol.md and nothing else is on stdout, plain lines when not
+# a terminal, bad options exit 2 naming the field, SIGTERM checkpoints and exits 3, and a worker
+# resumes a job from its checkpoints. Usage: train_cli.sh path/to/fastbrain path/to/fb_make_tiny_model
+set -uo pipefail
+fb=$(realpath "$1")
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+passed=0 failed=0
+check() {  # check NAME CONDITION-COMMAND...
+  local name=$1; shift
+  if "$@"; then passed=$((passed + 1)); echo "ok   $name"
+  else failed=$((failed + 1)); echo "FAIL $name"; echo "  stdout: $(head -c 600 "$tmp/out")"; echo "  stderr: $(tail -c 600 "$tmp/err")"; fi
+}
+run() { "$@" >"$tmp/out" 2>"$tmp/err"; echo $? >"$tmp/rc"; }
+rc_is() { [ "$(cat "$tmp/rc")" = "$1" ]; }
+
+"$2" "$tmp/model" 2>/dev/null || { echo "FAIL fb_make_tiny_model"; exit 1; }
+words=(red blue green gold gray pink teal navy rose jade)
+for i in $(seq 0 19); do
+  printf '{"messages": [{"role": "user", "content": "item %d"}, {"role": "assistant", "content": "%s %s"}]}\n' \
+    "$i" "${words[$((i % 10))]}" "${words[$((i / 10))]}"
+done >"$tmp/data.jsonl"
+common=(--model "$tmp/model" --data "$tmp/data.jsonl" --lr 0.01)
+
+run "$fb" train "${common[@]}" --out "$tmp/a" --epochs 3 --prompt "item 3" --json
+check "--json: exit 0" rc_is 0
+check "--json: every stdout line follows the protocol" eval '"$fb" run tests/train/check_protocol.lua "$tmp/out" >/dev/null 2>"$tmp/err"'
+check "--json: start, >= 50 progress, eval, sample, checkpoint, done" eval \
+  'grep -c "\"event\":\"progress\"" "$tmp/out" | grep -qE "^(5[0-9]|[6-9][0-9])$" && grep -q "\"event\":\"start\"" "$tmp/out" &&
+   grep -q "\"event\":\"eval\"" "$tmp/out" && grep -q "\"event\":\"sample\"" "$tmp/out" &&
+   grep -q "\"event\":\"checkpoint\"" "$tmp/out" && tail -1 "$tmp/out" | grep -q "\"event\":\"done\""'
+check "--json: adapter and summary written" eval '[ -f "$tmp/a/adapter_model.safetensors" ] && [ -f "$tmp/a/adapter_config.json" ] && grep -q "\"dataset_hash\"" "$tmp/a/summary.json"'
+
+run "$fb" train "${common[@]}" --out "$tmp/b" --max-steps 5
+check "plain lines when stdout is not a terminal" eval 'rc_is 0 && grep -q "^step 5/5 epoch" "$tmp/out" && grep -q "^done: 5 steps" "$tmp/out"'
+
+run "$fb" train "${common[@]}" --out "$tmp/c" --rank 0
+check "a bad value exits 2 naming the field" eval 'rc_is 2 && grep -q "spec.lora.r: must be 1..256" "$tmp/err" && [ ! -s "$tmp/out" ]'
+run "$fb" train "${common[@]}" --out "$tmp/c" --ranks 4
+check "an unknown option exits 2" eval 'rc_is 2 && grep -q "unknown option .--ranks." "$tmp/err"'
+run "$fb" train --model "$tmp/model" --data "$tmp/missing.jsonl" --out "$tmp/c" --json
+check "a missing data file: an error event, exit 1" eval 'rc_is 1 && grep -q "\"event\":\"error\"" "$tmp/out" && grep -q "missing.jsonl" "$tmp/out"'
+
+# A job: SIGTERM after the first steps leaves a checkpoint and exit 3; the worker run again
+# resumes from it and finishes.
+mkdir -p "$tmp/job"
+printf '{"model": "%s", "data": "%s", "out": "%s", "max_steps": 1000, "micro_batch": 1, "lr": 0.001}\n' \
+  "$tmp/model" "$tmp/data.jsonl" "$tmp/job/adapter" >"$tmp/job/spec.json"
+"$fb" worker "$tmp/job" >"$tmp/out" 2>"$tmp/err" &
+pid=$!
+for _ in $(seq 100); do grep -q '"event":"progress"' "$tmp/out" && break; sleep 0.05; done
+kill -TERM $pid
+wait $pid
+echo $? >"$tmp/rc"
+check "SIGTERM: checkpoint, exit 3" eval 'rc_is 3 && [ -f "$tmp/job/checkpoints/latest" ] && grep -q "\"event\":\"checkpoint\"" "$tmp/out"'
+run "$fb" worker "$tmp/job"
+check "the worker resumes the job and finishes" eval 'rc_is 0 && grep -q "\"resumed_from_step\":[1-9]" "$tmp/out" && tail -1 "$tmp/out" | grep -q "\"event\":\"done\""'
+check "the resumed run's lines follow the protocol" eval '"$fb" run tests/train/check_protocol.lua "$tmp/out" >/dev/null 2>"$tmp/err"'
+run "$fb" worker
+check "worker without a job directory exits 2" rc_is 2
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
