@@ -122,13 +122,18 @@ static float *saved_u(fb_lora *l, int layer, int proj, int N) {
   return l->u + ((size_t)layer * FB_PROJ_COUNT + proj) * N * l->r;
 }
 
+/* The dropout mask of one projection at the current step (the same in forward and backward). */
+static uint64_t mask_seed(const fb_lora *l, int layer, int proj) {
+  return l->seed ^ (l->step * 0x100000001B3ull +
+                    (uint64_t)(layer * FB_PROJ_COUNT + proj) * 0x9E3779B97F4A7C15ull);
+}
+
 /* The input A sees: inp itself, or its dropout (regenerated identically in backward). */
 static const float *dropped(fb_lora *l, int layer, int proj, const float *inp, int N, int in,
                             int training) {
   if (!training || l->cfg.lora_dropout <= 0) return inp;
-  uint64_t seed = l->seed ^ (l->step * 0x100000001B3ull +
-                             (uint64_t)(layer * FB_PROJ_COUNT + proj) * 0x9E3779B97F4A7C15ull);
-  fb_op_dropout(l->scratch, inp, (size_t)N * in, (float)l->cfg.lora_dropout, seed);
+  fb_op_dropout(l->scratch, inp, (size_t)N * in, (float)l->cfg.lora_dropout,
+                mask_seed(l, layer, proj));
   return l->scratch;
 }
 
@@ -165,9 +170,7 @@ void fb_lora_backward(fb_lora *l, int layer, int proj, float *dinp, const float 
   float *dx = l->scratch; /* dx' = du A, then dinp += dropout(dx') with the same mask */
   memset(dx, 0, sizeof(float) * (size_t)N * q->in);
   fb_op_matmul_backward(dx, NULL, NULL, du_keep, NULL, q->A, N, q->in, l->r, 1.0f);
-  uint64_t seed = l->seed ^ (l->step * 0x100000001B3ull +
-                             (uint64_t)(layer * FB_PROJ_COUNT + proj) * 0x9E3779B97F4A7C15ull);
-  fb_op_dropout(dx, dx, (size_t)N * q->in, (float)l->cfg.lora_dropout, seed);
+  fb_op_dropout(dx, dx, (size_t)N * q->in, (float)l->cfg.lora_dropout, mask_seed(l, layer, proj));
   fb_op_add(dinp, dinp, dx, (size_t)N * q->in);
 }
 
