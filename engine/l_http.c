@@ -39,13 +39,6 @@ typedef struct lreq {
 
 typedef struct { lreq *r; } request_box;
 
-static lua_State *main_thread(lua_State *L) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  lua_State *m = lua_tothread(L, -1);
-  lua_pop(L, 1);
-  return m;
-}
-
 static void unref(lua_State *L, int *ref) {
   if (L && *ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, *ref);
   *ref = LUA_NOREF;
@@ -349,7 +342,7 @@ static int http_listen(lua_State *L) {
   lua_pop(L, 1);
   lserver *s = calloc(1, sizeof *s);
   if (!s) return luaL_error(L, "listen: out of memory");
-  s->L = main_thread(L);
+  s->L = fb_vm_main(L);
   s->on_done = s->self = LUA_NOREF;
   s->on_request = opt_ref(L, 1, "on_request");
   s->on_headers = opt_ref(L, 1, "on_headers");
