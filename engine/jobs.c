@@ -47,6 +47,7 @@ typedef struct job_proc {
   int64_t exit_status;
   int term_signal;
   linebuf outl, errl;
+  struct job_proc *next; /* the registry's list of live workers */
 } job_proc;
 
 struct fb_jobs_sub {
@@ -72,7 +73,7 @@ struct fb_jobs {
   uv_timer_t flush_timer; /* writes job.json of jobs whose progress is behind */
   char **reports;
   int nreports;
-  int live_workers;
+  struct job_proc *procs; /* every worker not yet exited, stale ones included */
   int closed;
 };
 
@@ -436,7 +437,11 @@ static void maybe_finish(job_proc *p) {
   if (!p->exited || !p->out_eof || !p->err_eof) return;
   fb_jobs *r = p->r;
   fb_job *job = p->job;
-  if (r) r->live_workers--;
+  for (job_proc **l = r ? &r->procs : NULL; l && *l; l = &(*l)->next)
+    if (*l == p) {
+      *l = p->next;
+      break;
+    }
   detach(p);
   close_proc(p);
   if (job && job->state == FB_JOB_RUNNING) {
@@ -630,7 +635,8 @@ static int spawn_worker(fb_jobs *r, fb_job *job, fb_err *err) {
   p->job = job;
   job->proc = p;
   job->pid = p->process.pid;
-  r->live_workers++;
+  p->next = r->procs;
+  r->procs = p;
   return 0;
 }
 
@@ -682,7 +688,11 @@ int fb_jobs_queue_place(const fb_jobs *r, const fb_job *job) {
   return 0;
 }
 
-int fb_jobs_live_workers(const fb_jobs *r) { return r->live_workers; }
+int fb_jobs_live_workers(const fb_jobs *r) {
+  int n = 0;
+  for (const job_proc *p = r->procs; p; p = p->next) n++;
+  return n;
+}
 
 /* ---- start, cancel, resume ------------------------------------------------------------ */
 
@@ -1078,19 +1088,18 @@ int fb_jobs_open(uv_loop_t *loop, const fb_jobs_options *opt, fb_jobs **out, fb_
 void fb_jobs_close(fb_jobs *r) {
   if (r->closed) return;
   r->closed = 1;  /* no listener calls, no new workers from here on */
-  for (fb_job *job = r->jobs; job; job = job->next) {
-    job_proc *p = job->proc;
-    if (p) {
-      if (!p->exited) uv_process_kill(&p->process, SIGTERM); /* it checkpoints; resume goes on */
-      detach(p);
-      p->r = NULL;
-      r->live_workers--;
-      close_proc(p);
-      set_state(r, job, FB_JOB_INTERRUPTED, "the registry closed while it ran");
-    } else if (job->dirty) {
-      save_job(r, job);
-    }
+  while (r->procs) {
+    job_proc *p = r->procs;
+    fb_job *job = p->job;
+    r->procs = p->next;
+    if (!p->exited) uv_process_kill(&p->process, SIGTERM); /* it checkpoints; resume goes on */
+    detach(p);
+    p->r = NULL;
+    close_proc(p);
+    if (job) set_state(r, job, FB_JOB_INTERRUPTED, "the registry closed while it ran");
   }
+  for (fb_job *job = r->jobs; job; job = job->next)
+    if (job->dirty) save_job(r, job);
   close(r->lock_fd);
   uv_close((uv_handle_t *)&r->flush_timer, free_registry);
 }

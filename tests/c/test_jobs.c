@@ -183,6 +183,19 @@ TEST(a_silent_worker_goes_stale_and_the_next_start_takes_over) {
   env_close(&e);
 }
 
+TEST(closing_while_a_stale_worker_is_still_exiting) {
+  env e;
+  REQUIRE(env_open(&e, 200, 1) == 0);
+  fb_job *old = start(&e, "elec", "{\"mode\":\"ignore_term\",\"interval_ms\":5000}", 0);
+  REQUIRE(old);
+  CHECK(run_until(&e, has_progress, old, 5000));
+  run_until(&e, never, NULL, 300);  /* silent past stale_after; it will ignore SIGTERM */
+  REQUIRE(start(&e, "elec", "{\"mode\":\"hang\"}", 0) != old);
+  CHECK_INT(old->state, FB_JOB_FAILED);
+  CHECK_INT(fb_jobs_live_workers(e.r), 2);  /* the stale one waits out its grace */
+  env_close(&e);  /* closes both workers' handles; nothing is touched after */
+}
+
 TEST(jobs_queue_in_order_and_cancel) {
   env e;
   REQUIRE(env_open(&e, 0, 1) == 0);
