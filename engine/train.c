@@ -514,11 +514,48 @@ static cJSON *summary(const run *r) {
   return s;
 }
 
+static int by_loss_desc(const void *a, const void *b) {
+  double x = cJSON_GetObjectItem(*(cJSON *const *)a, "loss")->valuedouble;
+  double y = cJSON_GetObjectItem(*(cJSON *const *)b, "loss")->valuedouble;
+  return (x < y) - (x > y);
+}
+
+/* example_losses.json: each training example's loss under the final weights, worst first (the
+ * examples the adapter still gets wrong). */
+static int write_example_losses(run *r, fb_err *err) {
+  const fb_examples *ex = r->data->train;
+  cJSON **rows = calloc(ex->n, sizeof *rows), *list = cJSON_CreateArray();
+  int rc = rows && list ? 0 : fb_err_set(err, FB_ENOMEM, "out of memory for the example losses");
+  for (size_t i = 0; !rc && i < ex->n; i++) {
+    const fb_example *e = &ex->v[i];
+    fb_batch b;
+    if ((rc = fill_batch(r, &b, &e, 1, err)) || (rc = fb_model_forward(r->m, r->lora, &b, 0, err))) break;
+    rows[i] = cJSON_CreateObject();
+    cJSON_AddNumberToObject(rows[i], "line", e->line);
+    cJSON_AddNumberToObject(rows[i], "loss", r->m->loss);
+    cJSON_AddNumberToObject(rows[i], "trained_tokens", e->n_trained);
+  }
+  if (!rc) {
+    qsort(rows, ex->n, sizeof *rows, by_loss_desc);
+    for (size_t i = 0; i < ex->n; i++) cJSON_AddItemToArray(list, rows[i]);
+    char *text = cJSON_Print(list), path[FB_SPEC_PATH + 32];
+    snprintf(path, sizeof path, "%s/example_losses.json", r->spec->out);
+    rc = text ? fb_write_file_atomic(path, text, strlen(text), err) : fb_err_set(err, FB_ENOMEM, "out of memory for example_losses.json");
+    free(text);
+  } else {
+    for (size_t i = 0; rows && i < ex->n; i++) cJSON_Delete(rows[i]);
+  }
+  cJSON_Delete(list);
+  free(rows);
+  return rc;
+}
+
 static int write_output(run *r, fb_err *err) {
   const fb_train_spec *s = r->spec;
   if (r->best && isfinite(r->eval_best)) memcpy(r->params, r->best, r->n * sizeof *r->params);
   int rc = fb_mkdir_p(s->out, err);
   if (!rc) rc = r->lora ? fb_lora_save(r->lora, s->out, err) : fb_model_save(r->m, s->model, s->out, err);
+  if (!rc) rc = write_example_losses(r, err);
   if (rc) return rc;
   cJSON *sum = summary(r);
   char *text = sum ? cJSON_Print(sum) : NULL, path[FB_SPEC_PATH + 16];

@@ -1,8 +1,9 @@
 /* train.h: one training run from a spec over tokenized examples: shuffled micro-batches with
  * gradient accumulation, events as JSON objects (docs/protocol.md), evaluation, live samples,
  * checkpoints with exact resume, a loss watchdog, cancellation between steps, early stopping,
- * and the output (PEFT adapter or full model, summary.json). Reading and rendering the dataset
- * is the caller's (the chat templates live in Lua); so is loading the model. */
+ * and the output (PEFT adapter or full model, summary.json, per-example losses). Reading and
+ * rendering the dataset is the caller's (the chat templates live in Lua); so is loading the
+ * model. */
 #ifndef FB_TRAIN_H
 #define FB_TRAIN_H
 
@@ -52,7 +53,8 @@ typedef struct fb_train_opts {
 
 /* Train per spec on data. m is borrowed: LoRA mode leaves its weights as they were, full mode
  * trains them in place. Writes checkpoints under spec->checkpoints (or spec->out/checkpoints)
- * and, at the end, the adapter (or model) and summary.json to spec->out. Errors (bad data, a
+ * and, at the end, the adapter (or model), summary.json and example_losses.json (each training
+ * example's final loss, worst first: {line, loss, trained_tokens}) to spec->out. Errors (bad data, a
  * checkpoint that does not fit, a non-finite or exploding loss, I/O) are also reported as an
  * `error` event with `where`; the last good checkpoint is left as it was. */
 int fb_train(fb_model *m, const fb_train_spec *spec, const fb_train_data *data,

@@ -2,7 +2,8 @@
  * plus <eos>) over 20 short question/answer examples: the loss falls, small-data mode gives
  * >= 50 progress events with every protocol field, a stopped and resumed run ends with the
  * weights of an uninterrupted one, evaluation with early stopping keeps the best adapter, the
- * watchdog stops a NaN run with the last checkpoint intact, summary.json says what happened. */
+ * watchdog stops a NaN run with the last checkpoint intact, summary.json says what happened and
+ * example_losses.json ranks the examples. */
 #define _GNU_SOURCE
 #include <ftw.h>
 #include <stdint.h>
@@ -284,6 +285,16 @@ TEST(early_stopping_keeps_the_best_adapter) {
   CHECK(cJSON_GetObjectItem(j, "wall_time_s")->valuedouble > 0);
   CHECK(cJSON_GetObjectItem(j, "tokens_per_s")->valuedouble > 0);
   CHECK_INT(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "spec"), "lora"), "r")->valueint, 8);
+  cJSON_Delete(j);
+  snprintf(path, sizeof path, "%s/example_losses.json", f.spec.out);
+  REQUIRE(fb_read_file(path, &text, &len, 1 << 20, &err) == 0);
+  j = cJSON_Parse(text);
+  free(text);
+  REQUIRE(cJSON_GetArraySize(j) == N_EX);
+  for (int i = 1; i < N_EX; i++)  /* worst first */
+    CHECK(cJSON_GetObjectItem(cJSON_GetArrayItem(j, i - 1), "loss")->valuedouble >=
+          cJSON_GetObjectItem(cJSON_GetArrayItem(j, i), "loss")->valuedouble);
+  CHECK(cJSON_GetObjectItem(cJSON_GetArrayItem(j, 0), "line")->valueint >= 1);
   cJSON_Delete(j);
   teardown(&f);
 }

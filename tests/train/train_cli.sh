@@ -36,6 +36,9 @@ check "--json: adapter and summary written" eval '[ -f "$tmp/a/adapter_model.saf
 run "$fb" train "${common[@]}" --out "$tmp/b" --max-steps 5
 check "plain lines when stdout is not a terminal" eval 'rc_is 0 && grep -q "^step 5/5 epoch" "$tmp/out" && grep -q "^done: 5 steps" "$tmp/out"'
 
+run "$fb" train "${common[@]}" --out "$tmp/full" --max-steps 3 --full
+check "--full writes a whole model" eval 'rc_is 0 && [ -f "$tmp/full/model.safetensors" ] && [ -f "$tmp/full/config.json" ] && [ -f "$tmp/full/tokenizer.json" ]'
+
 run "$fb" train "${common[@]}" --out "$tmp/c" --rank 0
 check "a bad value exits 2 naming the field" eval 'rc_is 2 && grep -q "spec.lora.r: must be 1..256" "$tmp/err" && [ ! -s "$tmp/out" ]'
 run "$fb" train "${common[@]}" --out "$tmp/c" --ranks 4
