@@ -368,6 +368,7 @@ static void set_state(fb_jobs *r, fb_job *job, fb_job_state state, const char *r
   cJSON_AddStringToObject(ev, "event", "state");
   cJSON_AddStringToObject(ev, "state", fb_job_state_name(state));
   add_str(ev, "reason", job->reason[0] ? job->reason : NULL);
+  if (state == FB_JOB_QUEUED) cJSON_AddNumberToObject(ev, "place", fb_jobs_queue_place(r, job));
   emit(r, job, ev, 1);
   if (was_running && state != FB_JOB_RUNNING) pump(r);
 }
@@ -411,20 +412,18 @@ static void terminate(fb_jobs *r, job_proc *p) {
 
 /* The state and reason an exited worker leaves its job in. */
 static fb_job_state exit_state(const job_proc *p, const fb_job *job, char *reason, size_t n) {
-  if (p->term_signal) {
-    snprintf(reason, n, "%skilled by signal %d", p->cancel_requested ? "cancelled: " : "",
-             p->term_signal);
-    return p->cancel_requested ? FB_JOB_CANCELLED : FB_JOB_FAILED;
-  }
-  if (p->exit_status == 0 && p->done_seen) {
-    reason[0] = 0;
+  if (!p->term_signal && p->exit_status == 0 && p->done_seen) {
+    reason[0] = 0;  /* done wins over a cancel that came too late */
     return FB_JOB_SUCCEEDED;
   }
-  if (p->exit_status == 3) {
-    snprintf(reason, n, "cancelled");
+  if (p->cancel_requested || (!p->term_signal && p->exit_status == 3)) {
+    if (!p->term_signal && p->exit_status == 3) snprintf(reason, n, "cancelled");
+    else if (p->term_signal) snprintf(reason, n, "cancelled: killed by signal %d", p->term_signal);
+    else snprintf(reason, n, "cancelled: exit status %d", (int)p->exit_status);
     return FB_JOB_CANCELLED;
   }
-  if (p->exit_status == 0) snprintf(reason, n, "exit status 0 without a done event");
+  if (p->term_signal) snprintf(reason, n, "killed by signal %d", p->term_signal);
+  else if (p->exit_status == 0) snprintf(reason, n, "exit status 0 without a done event");
   else if (job->error_message)
     snprintf(reason, n, "exit status %d: %s%s%s", (int)p->exit_status, job->error_message,
              job->error_where ? " at " : "", job->error_where ? job->error_where : "");

@@ -82,7 +82,13 @@ T.test("queued jobs know their place; cancel queued and running", function(done)
     reg:close()
     done()
   end))
-  fb.timer.after(100, function() assert(jobs.cancel(a.id)) end)
+  local progress
+  progress = jobs.subscribe("a", function(ev)  -- once it runs its SIGTERM handler
+    if ev.event == "progress" then
+      progress:close()
+      assert(jobs.cancel(a.id))
+    end
+  end)
 end)
 
 T.test("a job running when the registry closes is interrupted, then resumes", function(done)
