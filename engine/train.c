@@ -460,7 +460,8 @@ static int maybe_evaluate(run *r, int force, int *stop, fb_err *err) {
 
 static int samples(run *r, fb_err *err) {
   const fb_train_data *d = r->data;
-  if (!d->tok || d->n_prompts == 0 || r->step % r->sample_interval != 0) return 0;
+  if (!d->tok || d->n_prompts == 0 || (r->step % r->sample_interval != 0 && r->step != r->total))
+    return 0;
   fb_gen_config g = fb_gen_defaults();
   g.max_new_tokens = r->spec->sample_tokens;
   g.n_stop = r->m->cfg.n_eos < FB_GEN_MAX_STOP ? r->m->cfg.n_eos : FB_GEN_MAX_STOP;

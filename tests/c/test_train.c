@@ -111,6 +111,7 @@ typedef struct seen {
   int cancel_at;            /* set the cancel flag after this step */
   volatile sig_atomic_t cancel;
   int nan_at;               /* poison the model after this step */
+  int blow_at;              /* scale the output head by 100 after this step */
   fb_model *m;
 } seen;
 
@@ -130,6 +131,8 @@ static int on_event(void *ud, const cJSON *e) {
     s->last_smoothed = cJSON_GetObjectItem(e, "loss_smoothed")->valuedouble;
     if (step == s->cancel_at) s->cancel = 1;
     if (step == s->nan_at) s->m->final_norm[0] = NAN;
+    if (step == s->blow_at)
+      for (size_t i = 0; i < (size_t)s->m->V * s->m->C; i++) s->m->lm_head[i] *= 100;
   } else if (strcmp(name, "eval") == 0) {
     s->eval++;
   } else if (strcmp(name, "sample") == 0) {
@@ -200,7 +203,7 @@ TEST(loss_falls_and_samples_show_it) {
   CHECK(s.last_smoothed < 0.6);
   fprintf(stderr, "  loss %.3f -> %.3f (smoothed) in %d steps; sample \"%s\"\n", s.first_loss,
           s.last_smoothed, s.progress, s.sample_text);
-  CHECK_INT(s.sample, 5);
+  CHECK_INT(s.sample, 5);  /* every 40 steps: the fifth at the last step */
   CHECK_CONTAINS(s.sample_text, " red");  /* every answer of items 0-9 ends in "red" */
   CHECK_INT(s.done, 1);
   teardown(&f);
@@ -321,6 +324,19 @@ TEST(watchdog_stops_a_nan_run_and_keeps_the_last_checkpoint) {
   CHECK(access(path, F_OK) == 0);
   snprintf(path, sizeof path, "%s/out/summary.json", f.dir);
   CHECK(access(path, F_OK) != 0);
+  teardown(&f);
+}
+
+TEST(watchdog_stops_an_exploding_loss) {
+  fixture f;
+  REQUIRE(setup(&f) == 0);
+  f.spec.max_steps = 10;
+  seen s = {.cancel_at = -1, .nan_at = -1, .blow_at = 3};
+  fb_err err = {0};
+  CHECK_INT(train(&f, &s, 0, &err), FB_ENUMERIC);
+  CHECK_CONTAINS(err.msg, "the loss exploded at step 4");
+  CHECK_STR(s.where, "step 4");
+  CHECK_INT(s.progress, 3);
   teardown(&f);
 }
 

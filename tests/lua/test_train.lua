@@ -35,7 +35,7 @@ T.test("a run calls every hook and returns the summary", function()
   T.eq(n.progress, 54)  -- 18 training examples x 3 epochs, batch 1 in small-data mode
   T.eq(last.step, 54)
   T.eq(n.eval, 6)
-  T.eq(n.sample, 2)
+  T.eq(n.sample, 3)  -- steps 20, 40 and the last
   T.eq(summary.steps, 54)
   T.eq(summary.examples, 18)
   T.eq(summary.eval_examples, 2)
