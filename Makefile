@@ -10,8 +10,10 @@ PORT       ?= 8215
 DEB_PACKAGES := build-essential cmake pkg-config liblua5.4-dev libuv1-dev libcjson-dev libdnnl-dev \
   node-llhttp lua-socket lua-sec libopenblas-dev libpcre2-dev libutf8proc-dev
 DEB_TEST_PACKAGES := clang libclang-rt-14-dev openssl curl
+# Benchmarks only: the anchors they compare against (nginx + Lua, PyTorch) and the load tool.
+DEB_BENCH_PACKAGES := wrk nginx libnginx-mod-http-lua lua-cjson python3-torch
 
-.PHONY: all deps build test asan fuzz run clean
+.PHONY: all deps deps-bench build test asan fuzz run clean bench-http bench-tokenizer
 
 all: build
 
@@ -54,6 +56,17 @@ fuzz: deps
 	  $$f -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(FUZZ_BUILD)/crash-$$name- \
 	    $(FUZZ_BUILD)/corpus-$$name tests/fuzz/corpus/$$name || exit 1; \
 	done
+
+deps-bench: deps
+	@scripts/install-deps.sh $(DEB_BENCH_PACKAGES)
+
+# Benchmarks (not tests): each prints its own numbers beside its anchor's, in one run.
+bench-http: deps-bench build
+	cmake --build $(BUILD) --target bench_http
+
+bench-tokenizer: deps build
+	cmake --build $(BUILD) --target bench_tokenizer
+	$(BUILD)/bench_tokenizer
 
 run: deps build
 	$(BUILD)/fastbrain serve --host $(HOST) --port $(PORT)
