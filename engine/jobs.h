@@ -85,9 +85,10 @@ typedef struct fb_jobs_sub fb_jobs_sub;
  * interrupted (terminating an orphaned worker that still runs) and restarts the queue. */
 int fb_jobs_open(uv_loop_t *loop, const fb_jobs_options *opt, fb_jobs **out, fb_err *err);
 
-/* Close: workers still running are left to finish (their jobs become interrupted on the next
- * open) and their handles closed; listeners are dropped; the lock released. Memory is freed
- * once the loop has run the close callbacks. */
+/* Close: running workers get SIGTERM (they checkpoint and exit; nobody waits for them) and
+ * their jobs become interrupted, resumable after the next open; queued jobs stay queued in
+ * job.json; listeners are dropped; the lock is released. Memory is freed once the loop has run
+ * the close callbacks. No listener is called from here on. */
 void fb_jobs_close(fb_jobs *r);
 
 /* Problems found by open (corrupt files set aside), NULL-terminated; owned by r. */

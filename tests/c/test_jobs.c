@@ -265,6 +265,26 @@ TEST(exit_codes_and_signals_become_reasons) {
   env_close(&e);
 }
 
+static void count_warnings(void *ud, const fb_job *job, const fb_job_event *ev) {
+  (void)job;
+  const char *level = cJSON_GetStringValue(cJSON_GetObjectItem(ev->data, "level"));
+  if (strcmp(ev->type, "log") == 0 && level && strcmp(level, "warn") == 0) (*(int *)ud)++;
+}
+
+TEST(split_lines_are_joined_and_lines_over_the_cap_dropped) {
+  env e;
+  REQUIRE(env_open(&e, 0, 1) == 0);
+  int warnings = 0;
+  fb_jobs_subscribe(e.r, NULL, count_warnings, &warnings);
+  fb_job *job = start(&e, "elec", "{\"mode\":\"chunky\"}", 0);
+  REQUIRE(job);
+  CHECK(run_until(&e, is_final, job, 8000));
+  CHECK_INT(job->state, FB_JOB_SUCCEEDED);
+  CHECK_INT(cJSON_GetArraySize(job->loss_history), 1);
+  CHECK_INT(warnings, 1);
+  env_close(&e);
+}
+
 /* The child: a registry that starts one job and reports its pid, until it is SIGKILLed. */
 static void crashing_registry(const char *dir, int ready_fd) {
   uv_loop_t loop;

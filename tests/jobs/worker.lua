@@ -2,7 +2,7 @@
 -- and speaks docs/protocol.md on the schedule the spec asks for. Spec fields (all optional):
 --   steps (3), interval_ms (10): progress lines, one per interval, then done (exit 0)
 --   mode: "done" | "crash" (error event, exit 1) | "hang" (start, then silence)
---         | "ignore_term" (SIGTERM does nothing)
+--         | "ignore_term" (SIGTERM does nothing) | "chunky" (a split line, a 2 MiB line, done)
 --   stderr: a line written to stderr before the first step
 -- SIGTERM writes a checkpoint and exits 3. JOBDIR/checkpoint holds the last step, so a resumed
 -- run continues after it. Each run appends its pid to JOBDIR/../../workers.txt.
@@ -47,6 +47,17 @@ end)
 emit{event = "start", total_steps = steps, total_epochs = 1, examples = 4, eval_examples = 0,
      device = "test", model = "none", resumed_from_step = step}
 if spec.stderr then io.stderr:write(spec.stderr, "\n") end
+if mode == "chunky" then  -- a line in two writes, then one over the registry's 1 MiB cap
+  local line = json.encode{event = "progress", step = 1, total_steps = 1, loss = 1.5}
+  io.stdout:write(line:sub(1, 10))
+  io.stdout:flush()
+  fb.timer.after(50, function()
+    io.stdout:write(line:sub(11), "\n", string.rep("x", 2 << 20), "\n")
+    emit{event = "done", adapter = dir .. "/adapter", summary = {}}
+    fb.exit(0)
+  end)
+  return
+end
 if mode == "hang" then
   fb.timer.every(60000, function() end)  -- alive, silent
   return
