@@ -68,6 +68,9 @@ local function main(argv)
   app:get("/api/health", function(_, res)
     res:json(200, {status = "ok", version = fb.version})
   end)
+  local chain = require("fastbrain.providers").default_chain{data_dir = opts.data_dir,
+                                                              keys_file = os.getenv("FASTBRAIN_KEYS")}
+  require("fastbrain.api.providers").mount(app, chain)
   local web = fb.root .. "/web"
   if file_exists(web .. "/index.html") then app:static("/", web) end
 

@@ -143,13 +143,17 @@ run "$fb" serve --help
 check "serve --help" eval 'rc_is 0 && out_has "^usage: fastbrain serve"'
 run "$fb" serve --frob
 check "serve: unknown option, exit 2" eval 'rc_is 2 && err_has "unknown argument .--frob."'
-"$fb" serve --port 0 --data-dir "$tmp/data" >"$tmp/out" 2>"$tmp/err" &
+GROQ_API_KEY=${GROQ_API_KEY:-gsk_cli_test_key} ANTHROPIC_API_KEY=${ANTHROPIC_API_KEY:-sk-ant-cli-test} \
+  "$fb" serve --port 0 --data-dir "$tmp/data" >"$tmp/out" 2>"$tmp/err" &
 pid=$!
 for _ in $(seq 100); do grep -q "serving on" "$tmp/out" 2>/dev/null && break; sleep 0.05; done
 port=$(grep -o 'http://127.0.0.1:[0-9]*' "$tmp/out" | grep -o '[0-9]*$')
 health=$(curl -s "http://127.0.0.1:$port/api/health")
+providers=$(curl -s "http://127.0.0.1:$port/api/providers")
 kill -INT $pid; wait $pid; echo $? >"$tmp/rc"
 check "serve answers /api/health and stops on SIGINT" eval '[ "$health" = "{\"status\":\"ok\",\"version\":\"$("$fb" version | cut -d" " -f2)\"}" ] && rc_is 0'
+
+check "GET /api/providers lists the default chain without keys" eval 'grep -q "\"name\":\"groq\"" <<<"$providers" && grep -q "\"name\":\"anthropic\"" <<<"$providers" && grep -q "\"state\":\"ok\"" <<<"$providers" && ! grep -q "canary\|cli_test\|cli-test" <<<"$providers"'
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

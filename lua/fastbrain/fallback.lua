@@ -15,6 +15,8 @@ local function utc_day(t) return os.date("!%Y-%m-%d", math.floor(t)) end
 local function next_midnight(t) return (math.floor(t) // 86400 + 1) * 86400 end
 local function iso(t) return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(t)) end
 
+-- A provider is {name=, chat=fn(self, req)} and may have ready(self) -> true | nil, why (e.g. no
+-- key configured), checked before each use.
 -- new{providers = {p...}, state_file =, budgets = {name = {tokens =, requests =}}, retries = 2,
 --     backoff_ms = 500, backoff_cap_ms = 8000, breaker_failures = 5, breaker_open_s = 60,
 --     policy = fn(chain, available) -> ordered, clock = os.time, sleep = fb.sleep, random =}
@@ -77,6 +79,10 @@ end
 function Chain:unavailable(p)
   local st, now = self.state[p.name], self.clock()
   if st.unusable then return "unusable: " .. st.unusable, math.huge end
+  if p.ready then
+    local ok, why = p:ready()
+    if not ok then return "unusable: " .. why, math.huge end
+  end
   if st.cooldown_until and now < st.cooldown_until then return "cooling down: " .. st.cooldown_reason, st.cooldown_until end
   if st.open_until then
     if now < st.open_until then return "circuit open after " .. st.failures .. " failures", st.open_until end

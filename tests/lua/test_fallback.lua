@@ -227,6 +227,18 @@ async("daily budgets persist across a restart and reset at midnight", function()
   os.execute("rm -rf " .. dir)
 end)
 
+async("a provider without a key is skipped and shown as unusable", function()
+  local nokeys = keys_mod.new{getenv = function(k) return k == "ANTHROPIC_API_KEY" and CANARY_ANTHROPIC or nil end}
+  local chain = fallback.new{providers = {
+    openai.new{name = "groq", base_url = srv.base .. "/openai/v1", model = "m", key_env = "GROQ_API_KEY", keys = nokeys},
+    anthropic.new{name = "anthropic", base_url = srv.base, model = "m", key_env = "ANTHROPIC_API_KEY", keys = nokeys}}}
+  T.eq(chain:status()[1].detail, "unusable: GROQ_API_KEY is not set (environment)")
+  srv:queue("anthropic", standin.anthropic_ok("only one with a key"))
+  local res = assert(chain:request(REQ))
+  T.eq(res.provider, "anthropic")
+  T.eq(srv.requests.openai, nil)
+end)
+
 async("a custom policy decides the order", function()
   local chain = make_chain{policy = function(_, available)
     local reversed = {}

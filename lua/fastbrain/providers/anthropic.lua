@@ -27,6 +27,14 @@ local function limits(headers)
   }
 end
 
+-- ready() -> true, or nil and why (its key is not configured).
+function Provider:ready()
+  if not self.key_env then return true end
+  local key, err = self.keys:get(self.key_env)
+  if not key then return nil, err end
+  return true
+end
+
 function Provider:chat(req)
   local key, kerr = self.keys:get(self.key_env)
   if not key then return nil, common.error("auth", self.name .. ": " .. kerr) end

@@ -30,6 +30,14 @@ local function limits(headers, now)
 end
 
 -- chat{messages=, system=, max_tokens=, temperature=} -> {text, usage, model, limits} | nil, err
+-- ready() -> true, or nil and why (its key is not configured).
+function Provider:ready()
+  if not self.key_env then return true end
+  local key, err = self.keys:get(self.key_env)
+  if not key then return nil, err end
+  return true
+end
+
 function Provider:chat(req)
   local headers = {}
   local redact = function(s) return s end
