@@ -116,23 +116,23 @@ typedef struct hook {
   int failed;      /* the hook raised (logged by fb_vm_pcall) */
 } hook;
 
-/* on_event(line) -> "stop" ends the run early (with its output). */
-static int call_hook(void *ud, const cJSON *event) {
+/* on_event(line) -> "stop" ends the run early (with its output); a number sets the base
+ * learning rate. */
+static void call_hook(void *ud, const cJSON *event, fb_train_control *ctl) {
   hook *h = ud;
   char *line = cJSON_PrintUnformatted(event);
-  if (!line) return 0;
+  if (!line) return;
   lua_pushvalue(h->L, h->fn);
   lua_pushstring(h->L, line);
   free(line);
   if (fb_vm_pcall(h->L, 1, 1, "fastbrain.train hook") != LUA_OK) {
     h->failed = 1;
     cancel_flag = 1;
-    return 0;
+    return;
   }
-  const char *answer = lua_tostring(h->L, -1);
-  int stop = answer && strcmp(answer, "stop") == 0;
+  if (lua_type(h->L, -1) == LUA_TNUMBER) ctl->lr = lua_tonumber(h->L, -1);
+  else if (lua_type(h->L, -1) == LUA_TSTRING && strcmp(lua_tostring(h->L, -1), "stop") == 0) ctl->stop = 1;
   lua_pop(h->L, 1);
-  return stop;
 }
 
 /* run(spec_json, data, on_event [, {resume = b, catch_term = b}]) -> true | nil, msg, code

@@ -43,6 +43,7 @@ typedef struct run {
   double loss_first, loss_smoothed, loss_last, loss_best, eval_last, eval_best, tokens, elapsed;
   int bad_evals;
   /* This session only. */
+  int stop;               /* a hook or early stopping ended the run */
   int start_step;
   double session_time, session_tokens;
   size_t *order;
@@ -63,11 +64,16 @@ static cJSON *event(const char *name) {
   return e;
 }
 
-/* Hand e to the caller and free it; the caller's answer (nonzero: stop after this step). */
-static int emit(run *r, cJSON *e) {
-  int stop = e && r->opts && r->opts->on_event ? r->opts->on_event(r->opts->ud, e) : 0;
+/* Hand e to the caller and free it; the caller may ask to stop or set the learning rate. */
+static void emit(run *r, cJSON *e) {
+  if (e && r->opts && r->opts->on_event) {
+    double lr = r->optim ? r->optim->cfg.lr : r->spec->lr;
+    fb_train_control ctl = {.stop = 0, .lr = lr};
+    r->opts->on_event(r->opts->ud, e, &ctl);
+    r->stop |= ctl.stop;
+    if (r->optim && ctl.lr != lr && ctl.lr >= 0 && isfinite(ctl.lr)) r->optim->cfg.lr = ctl.lr;
+  }
   cJSON_Delete(e);
-  return stop;
 }
 
 static void emit_log(run *r, const char *level, const char *msg) {
@@ -246,6 +252,7 @@ static cJSON *state_json(const run *r) {
   if (isfinite(r->eval_last)) cJSON_AddNumberToObject(j, "eval_last", r->eval_last);
   if (isfinite(r->eval_best)) cJSON_AddNumberToObject(j, "eval_best", r->eval_best);
   cJSON_AddNumberToObject(j, "bad_evals", r->bad_evals);
+  cJSON_AddNumberToObject(j, "lr", r->optim->cfg.lr);
   cJSON_AddNumberToObject(j, "tokens", r->tokens);
   cJSON_AddNumberToObject(j, "elapsed_s", r->elapsed);
   cJSON_AddNumberToObject(j, "seed", (double)r->spec->seed);
@@ -332,7 +339,7 @@ static int load_checkpoint(run *r, int *found, fb_err *err) {
        get_number(j, "tokens", &r->tokens, path, err) ||
        get_number(j, "elapsed_s", &r->elapsed, path, err);
   double bad = 0;
-  if (!rc) rc = get_number(j, "bad_evals", &bad, path, err);
+  if (!rc) rc = get_number(j, "bad_evals", &bad, path, err) || get_number(j, "lr", &r->optim->cfg.lr, path, err);
   r->eval_last = get_number(j, "eval_last", &ev, path, NULL) ? NAN : ev;
   r->eval_best = get_number(j, "eval_best", &ev, path, NULL) ? INFINITY : ev;
   cJSON_Delete(j);
@@ -399,8 +406,8 @@ static cJSON *progress_event(const run *r, double loss, double lr, double norm) 
   return e;
 }
 
-/* One optimizer step; *stop is set when the caller asks to end the run. */
-static int train_step(run *r, int *stop, fb_err *err) {
+/* One optimizer step. */
+static int train_step(run *r, fb_err *err) {
   double t0 = now(), sum = 0, tokens = 0;
   long counted = 0;
   int rc;
@@ -429,12 +436,12 @@ static int train_step(run *r, int *stop, fb_err *err) {
   r->session_tokens += tokens;
   r->elapsed += dt;
   r->tokens += tokens;
-  *stop = emit(r, progress_event(r, loss, lr, norm));
+  emit(r, progress_event(r, loss, lr, norm));
   return 0;
 }
 
 /* Evaluation at its interval, with early stopping. */
-static int maybe_evaluate(run *r, int force, int *stop, fb_err *err) {
+static int maybe_evaluate(run *r, int force, fb_err *err) {
   if (!r->data->eval || r->data->eval->n == 0 || (!force && r->step % r->eval_interval != 0)) return 0;
   double loss;
   int rc = evaluate(r, &loss, err);
@@ -453,7 +460,7 @@ static int maybe_evaluate(run *r, int force, int *stop, fb_err *err) {
     snprintf(msg, sizeof msg, "early stopping at step %d: no better eval loss in %d evaluations (best %.4f)",
              r->step, r->bad_evals, r->eval_best);
     emit_log(r, "info", msg);
-    *stop = 1;
+    r->stop = 1;
   }
   return 0;
 }
@@ -611,7 +618,7 @@ static int setup(run *r, fb_err *err) {
   return 0;
 }
 
-static int start_event(run *r) {
+static void start_event(run *r) {
   cJSON *e = event("start");
   cJSON_AddNumberToObject(e, "total_steps", r->total);
   cJSON_AddNumberToObject(e, "total_epochs", r->total_epochs);
@@ -620,25 +627,25 @@ static int start_event(run *r) {
   cJSON_AddStringToObject(e, "device", "cpu");
   cJSON_AddStringToObject(e, "model", r->spec->model);
   cJSON_AddNumberToObject(e, "resumed_from_step", r->start_step);
-  return emit(r, e);
+  emit(r, e);
 }
 
 static int loop(run *r, fb_err *err) {
-  int rc, stop = 0;
+  int rc;
   volatile sig_atomic_t *cancel = r->opts ? r->opts->cancel : NULL;
-  while (r->step < r->total && !stop) {
+  while (r->step < r->total && !r->stop) {
     if (cancel && *cancel) {
       if ((rc = save_checkpoint(r, err))) return fail(r, r->ckdir, err);
       return fb_err_set(err, FB_ECANCELLED, "cancelled at step %d; a checkpoint was written to %s", r->step, r->ckdir);
     }
-    if ((rc = train_step(r, &stop, err)) || (rc = maybe_evaluate(r, 0, &stop, err)) ||
+    if ((rc = train_step(r, err)) || (rc = maybe_evaluate(r, 0, err)) ||
         (rc = samples(r, err)))
       return fail_step(r, err);
     int ci = r->spec->checkpoint_interval;
     if (ci > 0 && r->step % ci == 0 && r->step < r->total && (rc = save_checkpoint(r, err)))
       return fail(r, r->ckdir, err);
   }
-  if (r->step % r->eval_interval != 0 && (rc = maybe_evaluate(r, 1, &stop, err))) return fail_step(r, err);
+  if (r->step % r->eval_interval != 0 && (rc = maybe_evaluate(r, 1, err))) return fail_step(r, err);
   if ((rc = save_checkpoint(r, err))) return fail(r, r->ckdir, err);
   if ((rc = write_output(r, err))) return fail(r, r->spec->out, err);
   return 0;

@@ -38,10 +38,17 @@ typedef struct fb_train_data {
   int n_prompts;
 } fb_train_data;
 
+/* What an event's receiver may change: stop = 1 ends the run after this step as if it had
+ * reached its last step (final evaluation, checkpoint, output, `done`); lr (preset to the
+ * current base learning rate) sets the base rate the schedule scales from this step on. */
+typedef struct fb_train_control {
+  int stop;
+  double lr;
+} fb_train_control;
+
 /* Called with each event (an object with an `event` field, owned by the trainer, valid during
- * the call). Returning nonzero ends the run after this step as if it had reached its last
- * step: final evaluation, checkpoint, output, `done`. */
-typedef int (*fb_train_event_fn)(void *ud, const cJSON *event);
+ * the call). */
+typedef void (*fb_train_event_fn)(void *ud, const cJSON *event, fb_train_control *ctl);
 
 typedef struct fb_train_opts {
   fb_train_event_fn on_event;   /* may be NULL */

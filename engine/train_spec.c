@@ -36,6 +36,7 @@ static const field fields[] = {
     I("checkpoint_interval", checkpoint_interval, 0, 100000000), S("out", out),
     S("checkpoints", checkpoints), X("device"), X("samples.prompts"),
     I("samples.interval", sample_interval, 0, 100000000), I("samples.max_tokens", sample_tokens, 1, 4096),
+    S("hooks", hooks),
 };
 #define N_FIELDS (int)(sizeof fields / sizeof fields[0])
 

@@ -51,6 +51,7 @@ typedef struct fb_train_spec {
   int n_prompts;
   int sample_interval;       /* steps between samples; 0 = five per run */
   int sample_tokens;         /* new tokens per sample: 48 */
+  char hooks[FB_SPEC_PATH];  /* a Lua file returning {on_step, on_eval, on_done}; "" = none */
 } fb_train_spec;
 
 /* The defaults above, with no model, data or output. */

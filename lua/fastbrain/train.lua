@@ -1,6 +1,8 @@
 -- fastbrain.train: a training run in this process, blocking. The data is read, rendered with
 -- the chat template and tokenized here (fastbrain.dataset); the loop is C (fastbrain.trainer).
 --   run(spec, {on_progress =, on_eval =, on_sample =, on_event =}) -> summary | nil, err, code
+-- A hook (or spec.hooks, a Lua file returning {on_step =, on_eval =, on_done =}) may return
+-- "stop" to end the run early with its output, or a number: the new base learning rate.
 --   main(spec_json, {json =, tty =, resume =}) -> exit status (fastbrain train / worker)
 local json = require "fastbrain.json"
 local tokenizer = require "fastbrain.tokenizer"
@@ -58,22 +60,47 @@ function M.prepare(spec)
 end
 
 local hook_names = {progress = "on_progress", eval = "on_eval", sample = "on_sample"}
+local file_hook_names = {progress = "on_step", eval = "on_eval"}
+
+-- The hooks a spec's Lua file returns -> table | nil, err
+local function file_hooks(path)
+  local chunk, err = loadfile(path)
+  if not chunk then return nil, err end
+  local ok, t = pcall(chunk)
+  if ok and type(t) == "table" then return t end
+  return nil, path .. ": " .. (ok and "must return a table of hooks (on_step, on_eval, on_done)" or tostring(t))
+end
 
 -- Run spec; hooks get each event as a table (on_event gets every one, with its JSON line).
 -- A hook returning "stop" ends the run early, with its output. opts: resume, catch_term.
 function M.run(spec, hooks, opts)
   if type(spec) ~= "table" then error("fastbrain.train.run: spec table expected", 2) end
   hooks = hooks or {}
+  local file = {}
+  if spec.hooks and spec.hooks ~= "" then
+    local ferr
+    file, ferr = file_hooks(spec.hooks)
+    if not file then return nil, ferr, spec.hooks end
+  end
   local data, err, where = M.prepare(spec)
   if not data then return nil, err, where end
   local summary
   local ok, msg, code = trainer.run(json.encode(spec), data, function(line)
     local ev = json.decode(line)
-    if ev.event == "done" then summary = ev.summary end
     local answer
-    if hooks.on_event then answer = hooks.on_event(ev, line) end
-    local fn = hooks[hook_names[ev.event]]
-    if fn then answer = fn(ev) or answer end
+    local function call(fn, ...)
+      if fn then
+        local a = fn(...)
+        if a ~= nil then answer = a end
+      end
+    end
+    if ev.event == "done" then
+      summary = ev.summary
+      call(file.on_done, summary)
+    end
+    call(hooks.on_event, ev, line)
+    call(hooks[hook_names[ev.event]], ev)
+    call(file[file_hook_names[ev.event]], ev)
     return answer
   end, opts)
   if not ok then return nil, msg, code end

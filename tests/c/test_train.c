@@ -112,10 +112,12 @@ typedef struct seen {
   volatile sig_atomic_t cancel;
   int nan_at;               /* poison the model after this step */
   int blow_at;              /* scale the output head by 100 after this step */
+  int stop_at, lr_at;       /* ask to stop / set the learning rate to 0 after this step */
+  double lrs[257];          /* lr of each progress event, by count */
   fb_model *m;
 } seen;
 
-static int on_event(void *ud, const cJSON *e) {
+static void on_event(void *ud, const cJSON *e, fb_train_control *ctl) {
   seen *s = ud;
   const char *name = cJSON_GetObjectItem(e, "event")->valuestring;
   if (strcmp(name, "progress") == 0) {
@@ -130,6 +132,8 @@ static int on_event(void *ud, const cJSON *e) {
     if (step < 256) s->losses[step] = loss;
     s->last_smoothed = cJSON_GetObjectItem(e, "loss_smoothed")->valuedouble;
     if (step == s->cancel_at) s->cancel = 1;
+    if (step == s->stop_at) ctl->stop = 1;
+    if (step == s->lr_at) ctl->lr = 0;
     if (step == s->nan_at) s->m->final_norm[0] = NAN;
     if (step == s->blow_at)
       for (size_t i = 0; i < (size_t)s->m->V * s->m->C; i++) s->m->lm_head[i] *= 100;
@@ -151,7 +155,7 @@ static int on_event(void *ud, const cJSON *e) {
     s->error++;
     snprintf(s->where, sizeof s->where, "%s", cJSON_GetObjectItem(e, "where")->valuestring);
   }
-  return 0;
+  if (strcmp(name, "progress") == 0) s->lrs[s->progress] = cJSON_GetObjectItem(e, "lr")->valuedouble;
 }
 
 static int train(fixture *f, seen *s, int resume, fb_err *err) {
@@ -337,6 +341,21 @@ TEST(watchdog_stops_an_exploding_loss) {
   CHECK_CONTAINS(err.msg, "the loss exploded at step 4");
   CHECK_STR(s.where, "step 4");
   CHECK_INT(s.progress, 3);
+  teardown(&f);
+}
+
+TEST(a_receiver_stops_the_run_or_sets_the_learning_rate) {
+  fixture f;
+  REQUIRE(setup(&f) == 0);
+  f.spec.max_steps = 20;
+  f.spec.schedule = FB_SCHED_CONSTANT;
+  seen s = {.cancel_at = -1, .nan_at = -1, .stop_at = 8, .lr_at = 4};
+  fb_err err = {0};
+  CHECK_INT(train(&f, &s, 0, &err), 0);
+  CHECK_INT(s.progress, 8);
+  CHECK_INT(s.done, 1);
+  CHECK_NEAR(s.lrs[4], 1e-2, 0);
+  CHECK_NEAR(s.lrs[5], 0, 0);
   teardown(&f);
 }
 

@@ -54,6 +54,32 @@ T.test("a hook that returns stop ends the run with its output", function()
   assert(io.open(tmp .. "/b/adapter_model.safetensors"), "the adapter was written")
 end)
 
+T.test("a hooks file stops the run and changes the learning rate", function()
+  local path = tmp .. "/hooks.lua"
+  local h = assert(io.open(path, "w"))
+  h:write(string.format([[
+local M = {}
+function M.on_step(state)
+  if state.step == 2 then return 0.005 end
+  if state.step == 6 then return "stop" end
+end
+function M.on_done(summary)
+  local f = assert(io.open(%q, "w"))
+  f:write(summary.steps)
+  f:close()
+end
+return M
+]], tmp .. "/done"))
+  h:close()
+  local lrs = {}
+  local summary = assert(fb.train.run(spec("e", {hooks = path, schedule = "constant", warmup = 0}),
+    {on_progress = function(ev) lrs[ev.step] = ev.lr end}))
+  T.eq(summary.steps, 6)
+  T.eq(lrs[2], 0.01)
+  T.eq(lrs[3], 0.005)
+  T.eq(assert(io.open(tmp .. "/done")):read("a"), "6")
+end)
+
 T.test("a missing data file is an error naming it", function()
   local summary, err, where = fb.train.run(spec("c", {data = tmp .. "/nope.jsonl"}))
   T.eq(summary, nil)
