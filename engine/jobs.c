@@ -873,6 +873,18 @@ int fb_jobs_events(fb_jobs *r, const fb_job *job, int64_t after,
   return n;
 }
 
+/* A line cut by a crash would swallow the next event appended to it: end it. */
+static void end_partial_line(const char *path) {
+  int fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC);
+  if (fd < 0) return;
+  struct stat st;
+  char last;
+  if (fstat(fd, &st) == 0 && st.st_size > 0 && pread(fd, &last, 1, st.st_size - 1) == 1 &&
+      last != '\n' && write(fd, "\n", 1) != 1)
+    fb_warn("jobs: %s: cannot end its last line: %s", path, strerror(errno));
+  close(fd);
+}
+
 static void note_seq(void *ud, const cJSON *ev) {
   int64_t *seq = ud;
   int64_t s = (int64_t)get_num(ev, "seq", 0);
@@ -988,27 +1000,27 @@ static int load_jobs(fb_jobs *r, fb_err *err) {
   while ((e = readdir(d)) != NULL)
     if (e->d_name[0] != '.' && strlen(e->d_name) < FB_JOB_ID_MAX) load_job(r, e->d_name);
   closedir(d);
-  /* Oldest first, so the queue keeps its order and events keep theirs. */
+  /* Jobs that ran become interrupted before anything is queued, so no worker starts before
+   * open returns; then queued jobs queue again, oldest first. */
   int n = 0;
-  for (fb_job *j = r->jobs; j; j = j->next) n++;
+  for (fb_job *job = r->jobs; job; job = job->next, n++) {
+    if (!is_live(job)) continue;
+    job_path(path, sizeof path, r, job->id, "progress.jsonl");
+    end_partial_line(path);
+    fb_jobs_events(r, job, job->seq, note_seq, &job->seq, NULL); /* job.json may lag */
+    if (job->state != FB_JOB_RUNNING) continue;
+    char reason[128];
+    int alive = worker_alive(job->pid, job->id);
+    if (alive) kill((pid_t)job->pid, SIGTERM);
+    snprintf(reason, sizeof reason, "the registry stopped while it ran (worker pid %ld %s)",
+             job->pid, alive ? "terminated" : "gone");
+    set_state(r, job, FB_JOB_INTERRUPTED, reason);
+  }
   fb_job *order[n > 0 ? n : 1];
   n = 0;
-  for (fb_job *j = r->jobs; j; j = j->next) order[n++] = j;
-  for (int i = n - 1; i >= 0; i--) {
-    fb_job *job = order[i];
-    if (!is_live(job)) continue;
-    fb_jobs_events(r, job, job->seq, note_seq, &job->seq, NULL); /* job.json may lag */
-    if (job->state == FB_JOB_RUNNING) {
-      char reason[128];
-      int alive = worker_alive(job->pid, job->id);
-      if (alive) kill((pid_t)job->pid, SIGTERM);
-      snprintf(reason, sizeof reason, "the registry stopped while it ran (worker pid %ld %s)",
-               job->pid, alive ? "terminated" : "gone");
-      set_state(r, job, FB_JOB_INTERRUPTED, reason);
-    } else if ((rc = enqueue(r, job, err)) != 0) {
-      return rc;
-    }
-  }
+  for (fb_job *job = r->jobs; job; job = job->next) order[n++] = job;
+  for (int i = n - 1; i >= 0; i--)
+    if (order[i]->state == FB_JOB_QUEUED && (rc = enqueue(r, order[i], err)) != 0) return rc;
   return 0;
 }
 

@@ -325,6 +325,12 @@ TEST(a_crashed_registry_leaves_interrupted_jobs_that_resume) {
   close(fds[1]);
   kill(child, SIGKILL);
   waitpid(child, NULL, 0);
+  char path[128];
+  snprintf(path, sizeof path, "%s/jobs/%s/progress.jsonl", e.dir, id);
+  FILE *f = fopen(path, "a");
+  REQUIRE(f);
+  fputs("{\"seq\":99999,\"event\":\"progr", f);  /* as if cut by the crash */
+  fclose(f);
 
   e.opt = (fb_jobs_options){.data_dir = e.dir, .kill_grace_ms = 500, .worker = worker_cmd};
   fb_err err = {0};
