@@ -26,7 +26,12 @@ local function model_template(dir, name)
   local config = read_json(dir .. "/tokenizer_config.json") or {}
   local eos = config.eos_token
   if type(eos) == "table" then eos = eos.content end
-  if name and name ~= "" then return name, eos end
+  if name and name ~= "" then
+    for _, known in ipairs(templates.names) do
+      if known == name then return name, eos end
+    end
+    return nil, nil, string.format("unknown template %q (known: %s)", name, table.concat(templates.names, ", "))
+  end
   local detected, err = templates.from_config(config)
   if not detected then return nil, nil, dir .. "/tokenizer_config.json: " .. err .. " (set spec.template)" end
   return detected, eos
@@ -37,7 +42,7 @@ function M.prepare(spec)
   local tok, err = tokenizer.load(spec.model)
   if not tok then return nil, err, spec.model end
   local template, eos, terr = model_template(spec.model, spec.template)
-  if not template then return nil, terr, "tokenizer_config.json" end
+  if not template then return nil, terr, "spec.template" end
   local data = {train = {}, eval = {}, prompts = {}, tokenizer = tok}
   local hashes = {}
   local files = type(spec.data) == "table" and spec.data or {spec.data}
@@ -153,11 +158,13 @@ end
 function M.main(spec_json, opts)
   local spec = json.decode(spec_json)
   local show = printer(opts)
-  local summary, err, code = M.run(spec, {on_event = show}, {resume = opts.resume, catch_term = true})
+  local ok, summary, err, code = pcall(M.run, spec, {on_event = show}, {resume = opts.resume, catch_term = true})
+  if not ok then summary, err, code = nil, tostring(summary), "spec" end
   if summary then return 0 end
   if code == "cancelled" then return 3 end
-  if code ~= "error" then  -- a preparation failure: the trainer never spoke
-    show({event = "error", message = err, where = code}, json.encode({event = "error", message = err, where = code}))
+  if code ~= "error" then  -- a failure before or around the run: the trainer did not report it
+    local ev = {event = "error", message = err, where = code}
+    show(ev, json.encode(ev))
   end
   return 1
 end

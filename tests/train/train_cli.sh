@@ -46,6 +46,11 @@ check "an unknown option exits 2" eval 'rc_is 2 && grep -q "unknown option .--ra
 run "$fb" train --model "$tmp/model" --data "$tmp/missing.jsonl" --out "$tmp/c" --json
 check "a missing data file: an error event, exit 1" eval 'rc_is 1 && grep -q "\"event\":\"error\"" "$tmp/out" && grep -q "missing.jsonl" "$tmp/out"'
 
+run "$fb" train "${common[@]}" --out "$tmp/c" --template nope --json
+check "an unknown template: an error event naming it, exit 1" eval 'rc_is 1 && grep -q "\"where\":\"spec.template\"" "$tmp/out" && grep -q "unknown template" "$tmp/out"'
+run script -qec "$fb train ${common[*]} --out $tmp/tty --max-steps 60" /dev/null
+check "a progress bar on a terminal" eval 'rc_is 0 && grep -q "\[#\{30\}\] 60/60 loss" "$tmp/out"'
+
 # A job: SIGTERM after the first steps leaves a checkpoint and exit 3; the worker run again
 # resumes from it and finishes.
 mkdir -p "$tmp/job"
