@@ -477,8 +477,10 @@ static int samples(run *r, fb_err *err) {
   if (!out) return fb_err_set(err, FB_ENOMEM, "out of memory for a sample");
   int rc = 0;
   for (int i = 0; i < d->n_prompts && !rc; i++) {
-    int n = 0;
+    int n = 0, room = r->m->cfg.max_position_embeddings - d->prompts[i].n;
     fb_text text = {0};
+    if (room < 1) continue;  /* a prompt as long as the model's context has no room to answer */
+    g.max_new_tokens = r->spec->sample_tokens < room ? r->spec->sample_tokens : room;
     rc = fb_generate(r->m, r->lora, d->prompts[i].ids, d->prompts[i].n, &g, out, &n, NULL, err);
     if (!rc) rc = fb_tokenizer_decode(d->tok, out, (size_t)n, FB_TOK_SKIP_SPECIAL, &text, err);
     if (!rc) rc = fb_text_put(&text, "", 1, 0);  /* NUL */

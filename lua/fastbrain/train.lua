@@ -44,11 +44,13 @@ function M.prepare(spec)
   local template, eos, terr = model_template(spec.model, spec.template)
   if not template then return nil, terr, "spec.template" end
   local data = {train = {}, eval = {}, prompts = {}, tokenizer = tok}
+  local config = read_json(spec.model .. "/config.json") or {}
+  local max_len = math.min(spec.max_len or 512, config.max_position_embeddings or math.huge)
   local hashes = {}
   local files = type(spec.data) == "table" and spec.data or {spec.data}
   for _, path in ipairs(files) do
     local ds, derr = dataset.load(path, {tokenizer = tok, template = template, eos = eos,
-                                         max_len = spec.max_len or 512})
+                                         max_len = max_len})
     if not ds then return nil, derr, path end
     hashes[#hashes + 1] = ds:stats().hash
     local tr, ev = ds:split{eval = spec.eval and spec.eval.fraction or 0.1, seed = (spec.seed or 42) % 0x7fffffff}

@@ -80,6 +80,20 @@ return M
   T.eq(assert(io.open(tmp .. "/done")):read("a"), "6")
 end)
 
+T.test("examples and prompts longer than the model's context are cut to fit", function()
+  local long = tmp .. "/long.jsonl"
+  local lf = assert(io.open(long, "w"))
+  for i = 1, 4 do
+    lf:write(fb.json.encode({messages = {{role = "user", content = ("question %d "):format(i):rep(20)},
+      {role = "assistant", content = ("answer "):rep(40)}}}), "\n")
+  end
+  lf:close()
+  local summary = assert(fb.train.run(spec("f", {data = long, max_steps = 2,
+    samples = {prompts = {("x"):rep(250)}, interval = 1}})))
+  T.eq(summary.steps, 2)
+  T.eq(summary.tokens, 2 * 4 * 256)  -- every example cut to the model's 256 positions
+end)
+
 T.test("a missing data file is an error naming it", function()
   local summary, err, where = fb.train.run(spec("c", {data = tmp .. "/nope.jsonl"}))
   T.eq(summary, nil)
