@@ -1000,8 +1000,8 @@ static int load_jobs(fb_jobs *r, fb_err *err) {
   while ((e = readdir(d)) != NULL)
     if (e->d_name[0] != '.' && strlen(e->d_name) < FB_JOB_ID_MAX) load_job(r, e->d_name);
   closedir(d);
-  /* Jobs that ran become interrupted before anything is queued, so no worker starts before
-   * open returns; then queued jobs queue again, oldest first. */
+  /* Jobs that ran become interrupted before anything is queued (a state change may pump the
+   * queue); then queued jobs queue again, oldest first, for open's own pump. */
   int n = 0;
   for (fb_job *job = r->jobs; job; job = job->next, n++) {
     if (!is_live(job)) continue;

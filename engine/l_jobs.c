@@ -123,7 +123,7 @@ static int jobs_open(lua_State *L) {
   lua_getfield(L, 1, "worker");
   const char **argv = NULL;
   if (!lua_isnil(L, -1)) {
-    luaL_argexpected(L, lua_istable(L, -1), 1, "worker: a list of strings");
+    if (!lua_istable(L, -1)) luaL_error(L, "jobs.open: worker must be a list of strings");
     lua_Integer n = luaL_len(L, -1);
     if (n < 1) luaL_error(L, "jobs.open: worker must name a program");
     int list = lua_gettop(L);
