@@ -23,6 +23,7 @@
 #define DEFAULT_STALE_MS (30 * 60 * 1000ull)
 #define DEFAULT_GRACE_MS 10000ull
 #define SAVE_EVERY_MS 2000
+#define DRAIN_MS 2000  /* how long the pipes of an exited worker may stay open */
 #define LINE_MAX_BYTES (1 << 20)  /* a longer worker line is dropped */
 #define LOSS_HISTORY_MAX 2000     /* thinned by half beyond this */
 #define SAMPLES_MAX 8
@@ -39,7 +40,7 @@ typedef struct linebuf {
 typedef struct job_proc {
   uv_process_t process;
   uv_pipe_t out, err;
-  uv_timer_t kill_timer;
+  uv_timer_t kill_timer; /* SIGKILL after the grace; once exited, the drain timeout */
   fb_jobs *r;  /* NULL once the registry closed */
   fb_job *job; /* NULL once detached (the job ended without it: stale, registry closed) */
   int open_handles, closing;
@@ -441,13 +442,18 @@ static void maybe_finish(job_proc *p) {
       *l = p->next;
       break;
     }
+  char reason[sizeof job->reason];
+  fb_job_state s = job ? exit_state(p, job, reason, sizeof reason) : FB_JOB_FAILED;
   detach(p);
   close_proc(p);
-  if (job && job->state == FB_JOB_RUNNING) {
-    char reason[sizeof job->reason];
-    fb_job_state s = exit_state(p, job, reason, sizeof reason);
-    set_state(r, job, s, reason);
-  }
+  if (job && job->state == FB_JOB_RUNNING) set_state(r, job, s, reason);
+}
+
+/* A worker's pipes still open after it exited (a child of its own holds them): stop waiting. */
+static void on_drain_timeout(uv_timer_t *t) {
+  job_proc *p = t->data;
+  p->out_eof = p->err_eof = 1;
+  maybe_finish(p);
 }
 
 static void on_worker_exit(uv_process_t *h, int64_t status, int sig) {
@@ -456,6 +462,7 @@ static void on_worker_exit(uv_process_t *h, int64_t status, int sig) {
   p->exit_status = status;
   p->term_signal = sig;
   uv_timer_stop(&p->kill_timer);
+  if (!p->out_eof || !p->err_eof) uv_timer_start(&p->kill_timer, on_drain_timeout, DRAIN_MS, 0);
   maybe_finish(p);
 }
 

@@ -285,6 +285,16 @@ TEST(split_lines_are_joined_and_lines_over_the_cap_dropped) {
   env_close(&e);
 }
 
+TEST(a_worker_whose_child_holds_its_pipes_still_ends) {
+  env e;
+  REQUIRE(env_open(&e, 0, 1) == 0);
+  fb_job *job = start(&e, "elec", "{\"mode\":\"grandchild\"}", 0);
+  REQUIRE(job);
+  CHECK(run_until(&e, is_final, job, 4500));  /* the drain timeout, not the child's 5 s */
+  CHECK_INT(job->state, FB_JOB_SUCCEEDED);
+  env_close(&e);
+}
+
 /* The child: a registry that starts one job, reports its id once the job reached ready_step
  * (0: at once), and runs until it is SIGKILLed. */
 static void crashing_registry(const char *dir, int ready_fd, int ready_step) {

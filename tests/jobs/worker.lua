@@ -3,6 +3,7 @@
 --   steps (3), interval_ms (10): progress lines, one per interval, then done (exit 0)
 --   mode: "done" | "crash" (error event, exit 1) | "hang" (start, then silence)
 --         | "ignore_term" (SIGTERM does nothing) | "chunky" (a split line, a 2 MiB line, done)
+--         | "grandchild" (done, leaving a process that holds stdout open)
 --   stderr: a line written to stderr before the first step
 -- SIGTERM writes a checkpoint and exits 3. JOBDIR/checkpoint holds the last step, so a resumed
 -- run continues after it. Each run appends its pid to JOBDIR/../../workers.txt.
@@ -47,6 +48,12 @@ end)
 emit{event = "start", total_steps = steps, total_epochs = 1, examples = 4, eval_examples = 0,
      device = "test", model = "none", resumed_from_step = step}
 if spec.stderr then io.stderr:write(spec.stderr, "\n") end
+if mode == "grandchild" then  -- done, leaving a child that holds stdout open for 5 s
+  os.execute("sleep 5 &")
+  emit{event = "done", adapter = dir .. "/adapter", summary = {}}
+  fb.exit(0)
+  return
+end
 if mode == "chunky" then  -- a line in two writes, then one over the registry's 1 MiB cap
   local line = json.encode{event = "progress", step = 1, total_steps = 1, loss = 1.5}
   io.stdout:write(line:sub(1, 10))
