@@ -295,6 +295,24 @@ TEST(a_worker_whose_child_holds_its_pipes_still_ends) {
   env_close(&e);
 }
 
+TEST(a_worker_that_cannot_start_fails_its_job_and_the_queue_goes_on) {
+  env e;
+  REQUIRE(env_open(&e, 0, 1) == 0);
+  fb_jobs_close(e.r);
+  uv_run(&e.loop, UV_RUN_DEFAULT);
+  const char *const missing[] = {"/nonexistent/fastbrain", "worker", NULL};
+  e.opt.worker = missing;
+  REQUIRE(fb_jobs_open(&e.loop, &e.opt, &e.r, NULL) == 0);
+  fb_job *a = start(&e, "a", "{}", 0);
+  fb_job *b = start(&e, "b", "{}", 0);
+  REQUIRE(a && b);
+  CHECK_INT(a->state, FB_JOB_FAILED);
+  CHECK_STR(a->reason, "cannot start worker /nonexistent/fastbrain: no such file or directory");
+  CHECK_INT(b->state, FB_JOB_FAILED);
+  CHECK_INT(fb_jobs_live_workers(e.r), 0);
+  env_close(&e);
+}
+
 /* The child: a registry that starts one job, reports its id once the job reached ready_step
  * (0: at once), and runs until it is SIGKILLed. */
 static void crashing_registry(const char *dir, int ready_fd, int ready_step) {

@@ -137,6 +137,33 @@ T.test("misuse raises; bad skills and a taken data dir fail", function()
   reg:close()  -- idempotent
 end)
 
+T.test("a listener that raises is logged; the others still get every event", function(done)
+  local reg = open()
+  local got = 0
+  jobs.subscribe("*", function() got = got + 1 end)
+  jobs.subscribe("elec", function() error("listener boom") end)
+  local job = assert(jobs.start{skill = "elec", steps = 1})
+  until_state("elec", "succeeded", T.guard(done, function(final)
+    T.eq(final.id, job.id)
+    T.eq(got, final.seq - 1)  -- the final state event reaches it after this listener
+    reg:close()
+    done()
+  end))
+end)
+
+T.test("a second registry on the data dir is refused with the holder's pid", function()
+  local reg, dir = open()
+  local pid = assert(io.open("/proc/self/stat")):read("n")
+  local script = os.tmpname()
+  local f = assert(io.open(script, "w"))
+  f:write('print(select(2, require("fastbrain").jobs.open{data_dir = ...}))')
+  f:close()
+  local out = assert(io.popen(bin .. " run " .. script .. " " .. dir)):read("a")
+  os.remove(script)
+  T.matches(out, "is in use by pid " .. pid)
+  reg:close()
+end)
+
 T.test("cleanup", function()
   for _, dir in ipairs(dirs) do os.execute("rm -rf " .. dir) end
 end)
