@@ -128,8 +128,11 @@ static void plan(run *r) {
 }
 
 static int check_examples(run *r, const fb_examples *ex, const char *what, fb_err *err) {
+  size_t untrained = 0;
+  int first_untrained = 0;
   for (size_t i = 0; ex && i < ex->n; i++) {
     const fb_example *e = &ex->v[i];
+    if (e->n_trained == 0 && untrained++ == 0) first_untrained = e->line;
     char where[48];
     snprintf(where, sizeof where, "line %d", e->line);
     if (e->n < 1) {
@@ -143,7 +146,24 @@ static int check_examples(run *r, const fb_examples *ex, const char *what, fb_er
         return fail(r, where, err);
       }
   }
+  if (untrained && untrained == ex->n && ex == r->data->train) {
+    fb_err_set(err, FB_EINVALID, "no training example has an answer token left to learn from (cut to "
+               "max_len %d tokens: shorten the examples or raise max_len)", r->spec->max_len);
+    return fail(r, "data", err);
+  }
+  if (untrained) {
+    char msg[240];
+    snprintf(msg, sizeof msg, "%zu %s example(s) have no answer token to learn from (the first at line %d); "
+             "were they cut to max_len %d?", untrained, what, first_untrained, r->spec->max_len);
+    emit_log(r, "warn", msg);
+  }
   return 0;
+}
+
+/* Epochs done after `step` steps (the last batch may be cut short). */
+static double epochs_at(const run *r, int step) {
+  long seen = (long)step * r->A * r->B;
+  return (double)(seen < r->total_examples ? seen : r->total_examples) / r->n_train;
 }
 
 /* ---- batches ---- */
@@ -394,7 +414,7 @@ static cJSON *progress_event(const run *r, double loss, double lr, double norm) 
   int left = r->total - r->step, done = r->step - r->start_step;
   cJSON_AddNumberToObject(e, "step", r->step);
   cJSON_AddNumberToObject(e, "total_steps", r->total);
-  cJSON_AddNumberToObject(e, "epoch", (double)r->step * r->A * r->B / r->n_train);
+  cJSON_AddNumberToObject(e, "epoch", epochs_at(r, r->step));
   cJSON_AddNumberToObject(e, "total_epochs", r->total_epochs);
   cJSON_AddNumberToObject(e, "loss", loss);
   cJSON_AddNumberToObject(e, "loss_smoothed", r->loss_smoothed);
@@ -508,7 +528,7 @@ static cJSON *summary(const run *r) {
   cJSON_AddNumberToObject(s, "tokens", r->tokens);
   cJSON_AddNumberToObject(s, "steps", r->step);
   cJSON_AddNumberToObject(s, "total_steps", r->total);
-  cJSON_AddNumberToObject(s, "epochs", (double)r->step * r->A * r->B / r->n_train);
+  cJSON_AddNumberToObject(s, "epochs", epochs_at(r, r->step));
   cJSON_AddNumberToObject(s, "final_loss", r->loss_last);
   cJSON_AddNumberToObject(s, "final_loss_smoothed", r->loss_smoothed);
   cJSON_AddNumberToObject(s, "best_loss", r->loss_best);

@@ -58,6 +58,7 @@ function M.prepare(spec)
     for _, ex in ev:examples() do data.eval[#data.eval + 1] = ex end
   end
   data.hash = table.concat(hashes, ",")
+  data.max_len = max_len
   for _, prompt in ipairs(spec.samples and spec.samples.prompts or {}) do
     local text = assert(templates.render(template, {{role = "user", content = prompt}},
                                          {add_generation_prompt = true, eos = eos}))
@@ -91,8 +92,11 @@ function M.run(spec, hooks, opts)
   end
   local data, err, where = M.prepare(spec)
   if not data then return nil, err, where end
+  local run_spec = {}  -- the spec as run: max_len within the model's context
+  for k, v in pairs(spec) do run_spec[k] = v end
+  run_spec.max_len = data.max_len
   local summary
-  local ok, msg, code = trainer.run(json.encode(spec), data, function(line)
+  local ok, msg, code = trainer.run(json.encode(run_spec), data, function(line)
     local ev = json.decode(line)
     local answer
     local function call(fn, ...)

@@ -359,6 +359,25 @@ TEST(a_receiver_stops_the_run_or_sets_the_learning_rate) {
   teardown(&f);
 }
 
+TEST(examples_with_nothing_to_learn_are_reported) {
+  fixture f;
+  REQUIRE(setup(&f) == 0);
+  f.spec.max_steps = 2;
+  for (int i = 0; i < 3; i++) {
+    for (int t = 0; t < f.train.v[i].n; t++) f.train.v[i].labels[t] = FB_IGNORE_INDEX;
+    f.train.v[i].n_trained = 0;
+  }
+  seen s = {.cancel_at = -1, .nan_at = -1};
+  fb_err err = {0};
+  CHECK_INT(train(&f, &s, 0, &err), 0);
+  CHECK_CONTAINS(s.log, "3 training example(s) have no answer token to learn from (the first at line 1)");
+  for (int i = 3; i < N_EX; i++) f.train.v[i].n_trained = 0;
+  CHECK_INT(train(&f, &s, 0, &err), FB_EINVALID);
+  CHECK_CONTAINS(err.msg, "no training example has an answer token left to learn from");
+  CHECK_STR(s.where, "data");
+  teardown(&f);
+}
+
 TEST(bad_data_is_an_error_naming_the_line) {
   fixture f;
   REQUIRE(setup(&f) == 0);
