@@ -239,16 +239,16 @@ static void remove_checkpoint(const char *dir) {
   rmdir(dir);
 }
 
-static int is_step_dir(const struct dirent *d) {
-  return strncmp(d->d_name, "step-", 5) == 0 && !strchr(d->d_name, '.');
-}
+static int is_step_entry(const struct dirent *d) { return strncmp(d->d_name, "step-", 5) == 0; }
 
-/* Remove all but the newest FB_TRAIN_KEEP_CHECKPOINTS step directories. */
+/* Remove all but the newest FB_TRAIN_KEEP_CHECKPOINTS step directories, and any step-N.old or
+ * step-N.tmp a crash left behind (called once the new checkpoint is in place). */
 static void prune(const char *ckdir) {
   struct dirent **list;
-  int n = scandir(ckdir, &list, is_step_dir, alphasort);
-  for (int i = 0; i < n; i++) {
-    if (i < n - FB_TRAIN_KEEP_CHECKPOINTS) {
+  int n = scandir(ckdir, &list, is_step_entry, alphasort), kept = 0;
+  for (int i = n - 1; i >= 0; i--) {
+    int aside = strchr(list[i]->d_name, '.') != NULL;
+    if (aside || ++kept > FB_TRAIN_KEEP_CHECKPOINTS) {
       char path[FB_SPEC_PATH + 300];
       snprintf(path, sizeof path, "%s/%s", ckdir, list[i]->d_name);
       remove_checkpoint(path);
@@ -303,8 +303,15 @@ static int save_checkpoint(run *r, fb_err *err) {
   rc = fb_write_file_atomic(path, text, strlen(text), err);
   free(text);
   if (rc) return rc;
-  remove_checkpoint(dir);
+  /* The same step saved again (a cancel or the end right after a periodic checkpoint): the old
+   * directory steps aside as step-N.old, which a load falls back to, until the new one is in. */
+  char old[FB_SPEC_PATH + 80];
+  snprintf(old, sizeof old, "%s.old", dir);
+  remove_checkpoint(old);
+  if (access(dir, F_OK) == 0 && rename(dir, old) != 0)
+    return fb_err_set(err, FB_EIO, "%s: cannot rename to %s: %s", dir, old, strerror(errno));
   if (rename(tmp, dir) != 0) return fb_err_set(err, FB_EIO, "%s: cannot rename to %s: %s", tmp, dir, strerror(errno));
+  remove_checkpoint(old);
   snprintf(path, sizeof path, "%s/latest", r->ckdir);
   char line[40];
   int len = snprintf(line, sizeof line, "%s\n", name);
@@ -333,7 +340,7 @@ static int read_tensor(const fb_st_file *f, const char *name, size_t n, float *d
 
 /* Load the latest checkpoint when there is one; *found says whether there was. */
 static int load_checkpoint(run *r, int *found, fb_err *err) {
-  char path[FB_SPEC_PATH + 128], dir[FB_SPEC_PATH + 64], *text = NULL;
+  char path[FB_SPEC_PATH + 340], dir[FB_SPEC_PATH + 300], *text = NULL;  /* latest: <= 256 bytes */
   size_t len;
   *found = 0;
   snprintf(path, sizeof path, "%s/latest", r->ckdir);
@@ -343,6 +350,7 @@ static int load_checkpoint(run *r, int *found, fb_err *err) {
   text[strcspn(text, "\r\n")] = '\0';
   snprintf(dir, sizeof dir, "%s/%s", r->ckdir, text);
   free(text);
+  if (access(dir, F_OK) != 0) strcat(dir, ".old");  /* a crash while saving the same step again */
   snprintf(path, sizeof path, "%s/state.json", dir);
   if ((rc = fb_read_file(path, &text, &len, 1 << 20, err))) return rc;
   cJSON *j = cJSON_ParseWithLength(text, len);

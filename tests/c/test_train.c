@@ -258,6 +258,29 @@ TEST(resume_gives_the_weights_of_an_uninterrupted_run) {
   teardown(&f);
 }
 
+TEST(a_step_saved_twice_replaces_its_checkpoint) {
+  fixture f;
+  REQUIRE(setup(&f) == 0);
+  f.spec.max_steps = 8;
+  f.spec.checkpoint_interval = 4;
+  seen part = {.cancel_at = 4, .nan_at = -1};
+  fb_err err = {0};
+  CHECK_INT(train(&f, &part, 0, &err), FB_ECANCELLED);
+  CHECK_INT(part.checkpoint, 2);  /* the periodic one, then the cancel's at the same step */
+  char path[FB_SPEC_PATH + 64];
+  snprintf(path, sizeof path, "%s/checkpoints/step-00000004.old", f.spec.out);
+  CHECK(access(path, F_OK) != 0);
+  /* A crash between stepping the old directory aside and renaming the new one in: */
+  char dir[FB_SPEC_PATH + 64];
+  snprintf(dir, sizeof dir, "%s/checkpoints/step-00000004", f.spec.out);
+  REQUIRE(rename(dir, path) == 0);
+  seen rest = {.cancel_at = -1, .nan_at = -1};
+  CHECK_INT(train(&f, &rest, 1, &err), 0);
+  CHECK_INT(rest.progress, 4);  /* resumed from step-00000004.old */
+  CHECK(access(path, F_OK) != 0);  /* pruned once step 8 was saved */
+  teardown(&f);
+}
+
 TEST(early_stopping_keeps_the_best_adapter) {
   fixture f;
   REQUIRE(setup(&f) == 0);
