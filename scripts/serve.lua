@@ -1,11 +1,15 @@
 -- scripts/serve.lua: the dashboard server behind `fastbrain serve`. Serves web/ (when the
--- dashboard is there) and the API routes (for now GET /api/health); stops gracefully on
--- SIGINT/SIGTERM. Usage: serve.lua [--host H] [--port P] [--data-dir D] [--token T]
+-- dashboard is there) and the API routes (lua/fastbrain/api/*.lua); owns the job registry on
+-- the data directory (opened at start, closed at shutdown); installs the bundled skills into a
+-- fresh data directory; stops gracefully on SIGINT/SIGTERM. Usage: serve.lua [--host H]
+-- [--port P] [--data-dir D] [--token T] [--model DIR] [--worker CMD (default: fastbrain worker)]
 -- Returns the app, so a test may run it in-process with loadfile(...)("--port", "0").
 local fb = require "fastbrain"
 local router = require "fastbrain.router"
 
-local USAGE = "usage: fastbrain serve [--host HOST] [--port PORT] [--data-dir DIR] [--token TOKEN]"
+local USAGE = "usage: fastbrain serve [--host HOST] [--port PORT] [--data-dir DIR] [--token TOKEN]\n" ..
+              "                       [--model DIR] [--worker CMD]"
+local OPTIONS = {host = true, port = true, data_dir = true, token = true, model = true, worker = true}
 local GRACE_MS = 3000
 
 -- argv -> options, or nil and a message (and true when the message is the asked-for usage).
@@ -15,6 +19,7 @@ local function parse(argv)
     port = 8215,
     data_dir = os.getenv("FASTBRAIN_HOME") or "./fastbrain-data",
     token = os.getenv("FASTBRAIN_TOKEN"),
+    model = os.getenv("FASTBRAIN_MODEL") or fb.root .. "/share/models/tiny",
   }
   local i = 1
   while i <= #argv do
@@ -23,7 +28,7 @@ local function parse(argv)
     name = name or a:match("^%-%-([%w-]+)$")
     local key = name and name:gsub("-", "_")
     if a == "-h" or a == "--help" then return nil, USAGE, true end
-    if key ~= "host" and key ~= "port" and key ~= "data_dir" and key ~= "token" then
+    if not OPTIONS[key] then
       return nil, ("unknown argument '%s'\n%s"):format(a, USAGE)
     end
     local value = inline
@@ -62,6 +67,15 @@ local function main(argv)
       :format(opts.host)
   end
 
+  local worker
+  if opts.worker then
+    worker = {}
+    for word in opts.worker:gmatch("%S+") do worker[#worker + 1] = word end
+  end
+  local registry, jerr = fb.jobs.open{data_dir = opts.data_dir, worker = worker}
+  if not registry then return nil, jerr end
+  require("fastbrain.api.skills").install_bundled(opts.data_dir, fb.root .. "/share")
+
   local app = router.new()
   app.data_dir = opts.data_dir
   app:use(router.logger())
@@ -71,11 +85,18 @@ local function main(argv)
   local chain = require("fastbrain.providers").default_chain{data_dir = opts.data_dir,
                                                               keys_file = os.getenv("FASTBRAIN_KEYS")}
   require("fastbrain.api.providers").mount(app, chain)
+  local training = require "fastbrain.api.training"
+  require("fastbrain.api.skills").mount(app, {data_dir = opts.data_dir, is_live = training.is_live})
+  training.mount(app, {data_dir = opts.data_dir, model = opts.model})
+  require("fastbrain.api.jobs").mount(app)
   local web = fb.root .. "/web"
   if file_exists(web .. "/index.html") then app:static("/", web) end
 
   local port, lerr = app:listen{host = opts.host, port = opts.port, token = opts.token}
-  if not port then return nil, lerr end
+  if not port then
+    registry:close()
+    return nil, lerr
+  end
   local shown = opts.host:find(":", 1, true) and "[" .. opts.host .. "]" or opts.host
   print(("fastbrain serving on http://%s:%d (data: %s)"):format(shown, port, opts.data_dir))
   io.stdout:flush()
@@ -85,10 +106,12 @@ local function main(argv)
     if stopping then fb.exit(1) return end
     stopping = true
     fb.log.info("shutting down (grace %d ms; signal again to stop now)", GRACE_MS)
+    registry:close()
     app:close(GRACE_MS, function() fb.exit(0) end)
   end
   fb.on_signal("int", stop)
   fb.on_signal("term", stop)
+  app.registry = registry
   return app
 end
 

@@ -1,0 +1,371 @@
+-- fastbrain.api.skills: skills on disk (<data_dir>/skills/<id>/skill.json and data.jsonl) and
+-- their routes: GET/POST /api/skills, GET/PUT/DELETE /api/skills/:skill, the dataset
+-- (PUT replaces, POST appends, GET pages through it) and its stats. Uploads are validated by
+-- fastbrain.dataset before anything is written and written atomically. It does not train.
+local fb = require "fastbrain"
+local router = require "fastbrain.router"
+local templates = require "fastbrain.templates"
+local json = fb.json
+
+local M = {}
+
+local MAX_UPLOAD = 32 << 20
+local PER_PAGE, MAX_PER_PAGE = 20, 200
+
+function M.valid_id(id)
+  return type(id) == "string" and #id <= 64 and id:find("^[a-z0-9_-]+$") ~= nil
+end
+
+-- The skill's id from the path, or a 400.
+function M.check_id(id)
+  if not M.valid_id(id) then router.fail(400, "skill: ids are [a-z0-9_-]{1,64}") end
+  return id
+end
+
+local function dir_of(data_dir, id) return data_dir .. "/skills/" .. id end
+
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+-- The skill's metadata with its id, or nil when it does not exist.
+function M.read(data_dir, id)
+  local text = fb.fs.read(dir_of(data_dir, id) .. "/skill.json")
+  if not text then return nil end
+  local skill = json.decode(text)
+  if type(skill) ~= "table" then return nil end
+  skill.id = id
+  return skill
+end
+
+-- The skill (after a 400 for a bad id and a 404 for an unknown one).
+function M.require(data_dir, id)
+  local skill = M.read(data_dir, M.check_id(id))
+  if not skill then router.fail(404, ("no skill '%s'"):format(id)) end
+  return skill
+end
+
+function M.data_path(data_dir, id) return dir_of(data_dir, id) .. "/data.jsonl" end
+
+-- Skill ids under data_dir/skills, sorted. (fastbrain.fs has no directory listing yet.)
+local function list_ids(data_dir)
+  local ids = {}
+  local p = io.popen("ls -1 -- '" .. (data_dir .. "/skills"):gsub("'", "'\\''") .. "' 2>/dev/null")
+  for name in p:lines() do
+    if M.valid_id(name) and exists(dir_of(data_dir, name) .. "/skill.json") then ids[#ids + 1] = name end
+  end
+  p:close()
+  table.sort(ids)
+  return ids
+end
+
+-- ---- validation ---------------------------------------------------------------------------
+
+local function is_string(max)
+  return function(v)
+    if type(v) ~= "string" then return "must be a string" end
+    if #v > max then return ("must be at most %d bytes"):format(max) end
+  end
+end
+
+local function check_avatar(v)
+  if type(v) ~= "table" or json.is_array(v) then return "must be an object {emoji, color}" end
+  for k in pairs(v) do
+    if k ~= "emoji" and k ~= "color" then return ("unknown field '%s'"):format(k) end
+  end
+  if v.emoji ~= nil and (type(v.emoji) ~= "string" or #v.emoji == 0 or #v.emoji > 32) then
+    return "emoji must be a short string"
+  end
+  if v.color ~= nil and (type(v.color) ~= "string" or not v.color:find("^#%x%x%x%x%x%x$")) then
+    return "color must be #RRGGBB"
+  end
+end
+
+local function check_template(v)
+  for _, name in ipairs(templates.names) do
+    if v == name then return end
+  end
+  return "must be one of " .. table.concat(templates.names, ", ")
+end
+
+local function check_prompts(v)
+  if type(v) ~= "table" or (next(v) ~= nil and not json.is_array(v)) then return "must be a list of strings" end
+  if #v > 20 then return "at most 20 prompts" end
+  for i, p in ipairs(v) do
+    if type(p) ~= "string" or #p == 0 or #p > 2000 then return ("[%d] must be a string of 1..2000 bytes"):format(i) end
+  end
+end
+
+-- Training spec fields a request may set, with their checks; the server sets model, data,
+-- out, checkpoints and hooks. The trainer checks ranges again when it reads the spec.
+local function integer(lo, hi)
+  return function(v)
+    if math.type(v) ~= "integer" or v < lo or v > hi then return ("must be an integer %d..%d"):format(lo, hi) end
+  end
+end
+local function number(lo, hi)
+  return function(v)
+    if type(v) ~= "number" or v < lo or v > hi then return ("must be a number %g..%g"):format(lo, hi) end
+  end
+end
+local function one_of(...)
+  local names = {...}
+  return function(v)
+    for _, n in ipairs(names) do if v == n then return end end
+    return "must be one of " .. table.concat(names, ", ")
+  end
+end
+local function boolean(v) if type(v) ~= "boolean" then return "must be true or false" end end
+
+local SPEC = {
+  template = check_template, max_len = integer(8, 1 << 20), epochs = integer(1, 10000),
+  max_steps = integer(0, 100000000), micro_batch = integer(1, 4096), grad_accum = integer(1, 4096),
+  small_data = boolean, lr = number(0, 10), warmup = number(0, 0.9),
+  schedule = one_of("constant", "cosine", "linear"), weight_decay = number(0, 10),
+  clip = number(0, 1e9), patience = integer(0, 100000), seed = integer(0, math.maxinteger),
+  checkpoint_interval = integer(0, 100000000), device = one_of("auto", "cpu"),
+  lora = {r = integer(1, 256), alpha = number(1e-6, 1e6), dropout = number(0, 0.9), rslora = boolean,
+          targets = function(v) if type(v) ~= "string" and type(v) ~= "table" then return "must be a string or a list" end end},
+  eval = {fraction = number(0, 0.5), interval = integer(0, 100000000)},
+  samples = {prompts = check_prompts, interval = integer(0, 100000000), max_tokens = integer(1, 4096)},
+}
+
+-- Check t against a table of field checks; problems go into errors[prefix .. field].
+local function check_fields(t, checks, errors, prefix)
+  if type(t) ~= "table" or (next(t) ~= nil and json.is_array(t)) then
+    errors[prefix ~= "" and prefix:sub(1, -2) or "body"] = "must be an object"
+    return
+  end
+  for k, v in pairs(t) do
+    local check, name = checks[k], prefix .. tostring(k)
+    if check == nil then
+      errors[name] = "unknown field"
+    elseif type(check) == "table" then
+      check_fields(v, check, errors, name .. ".")
+    else
+      errors[name] = check(v)
+    end
+  end
+end
+
+-- Training spec overrides checked -> nil, or {field = problem}.
+function M.check_spec(spec)
+  local errors = {}
+  check_fields(spec, SPEC, errors, "")
+  return next(errors) and errors or nil
+end
+
+-- 400 {"error": what, "fields": {name = problem}}.
+function M.bad_fields(res, what, errors)
+  res:json(400, {error = what, fields = errors})
+end
+
+local META = {
+  name = is_string(100), description = is_string(4000), system = is_string(16000),
+  avatar = check_avatar, template = check_template, sample_prompts = check_prompts,
+  defaults = function(v)
+    local errors = {}
+    check_fields(v, SPEC, errors, "")
+    local k, msg = next(errors)
+    if k then return k .. ": " .. msg end
+  end,
+}
+
+-- The metadata of a POST (with its id) or PUT -> nil, or {field = problem}.
+local function check_meta(body, with_id)
+  local errors = {}
+  local checks = setmetatable({}, {__index = META})
+  if with_id then
+    checks.id = function(v) if not M.valid_id(v) then return "must match [a-z0-9_-]{1,64}" end end
+  end
+  check_fields(body, checks, errors, "")
+  if type(body) == "table" then
+    if body.name == nil then errors.name = "is required" end
+    if with_id and body.id == nil then errors.id = "is required" end
+  end
+  return next(errors) and errors or nil
+end
+
+-- ---- the dataset ------------------------------------------------------------------------
+
+-- The body of a dataset upload as JSONL text: x-ndjson as is; JSON as a list of examples.
+local function upload_text(req)
+  local ctype = (req.headers["content-type"] or ""):match("^[^;]*"):lower()
+  if ctype == "application/x-ndjson" or ctype == "application/jsonl" then return req.body end
+  local v = req:json()
+  if type(v) == "table" and not json.is_array(v) and v.examples then v = v.examples end
+  if type(v) ~= "table" or (next(v) ~= nil and not json.is_array(v)) then
+    router.fail(400, "body: a list of examples (JSON) or JSONL (application/x-ndjson) expected")
+  end
+  local lines = {}
+  for i, ex in ipairs(v) do lines[i] = json.encode(ex) end
+  lines[#lines + 1] = ""
+  return table.concat(lines, "\n")
+end
+
+local uploads = 0
+
+-- Validate JSONL text with fastbrain.dataset -> stats, or nil and {{line=, message=}...}.
+local function validate(data_dir, skill, text)
+  uploads = uploads + 1
+  local tmp = ("%s/.upload-%d.jsonl"):format(dir_of(data_dir, skill.id), uploads)
+  local f = assert(io.open(tmp, "wb"))
+  f:write(text)
+  f:close()
+  local ds, err = fb.dataset.load(tmp, {tokenizer = fb.tokenizer.bytes(), template = skill.template or "chatml"})
+  os.remove(tmp)
+  if ds then return ds:stats() end
+  local problems = {}
+  for line in err:gmatch("[^\n]+") do
+    local n, msg = line:match("^.-%.jsonl:(%d+): (.*)$")
+    problems[#problems + 1] = {line = tonumber(n) or json.null, message = msg or line}
+  end
+  return nil, problems
+end
+
+local function count_lines(text)
+  local n = 0
+  for line in text:gmatch("[^\n]+") do
+    if line:find("%S") then n = n + 1 end
+  end
+  return n
+end
+
+-- PUT (replace) and POST (append) of the dataset.
+local function write_data(data_dir, append)
+  return function(req, res)
+    local skill = M.require(data_dir, req.params.skill)
+    local text = upload_text(req)
+    if text:find("%S") == nil then router.fail(400, "body: no examples") end
+    local stats, problems = validate(data_dir, skill, text)
+    if not stats then
+      return res:json(400, {error = ("invalid dataset: %d bad line(s)"):format(#problems), lines = problems})
+    end
+    local path = M.data_path(data_dir, skill.id)
+    if append then
+      local old = fb.fs.read(path) or ""
+      if old ~= "" and old:sub(-1) ~= "\n" then old = old .. "\n" end
+      text = old .. text
+    end
+    assert(fb.fs.write_atomic(path, text))
+    res:json(200, {skill = skill.id, examples = count_lines(text), added = stats.examples})
+  end
+end
+
+local function read_data(data_dir, id)
+  return fb.fs.read(M.data_path(data_dir, id)) or ""
+end
+
+local function page_args(query)
+  local page = math.tointeger(tonumber(query.page or "1"))
+  local per = math.tointeger(tonumber(query.per_page or tostring(PER_PAGE)))
+  if not page or page < 1 then router.fail(400, "page: an integer >= 1") end
+  if not per or per < 1 or per > MAX_PER_PAGE then
+    router.fail(400, ("per_page: an integer 1..%d"):format(MAX_PER_PAGE))
+  end
+  return page, per
+end
+M.page_args = page_args
+
+-- ---- routes -----------------------------------------------------------------------------
+
+local function save(data_dir, id, meta)
+  local dir = dir_of(data_dir, id)
+  assert(fb.fs.mkdir_p(dir))
+  assert(fb.fs.write_atomic(dir .. "/skill.json", json.encode(meta)))
+  meta.id = id
+  return meta
+end
+
+-- Copy share/skills/* into data_dir/skills when that folder does not exist yet.
+function M.install_bundled(data_dir, share)
+  if fb.fs.mode(data_dir .. "/skills") then return end
+  for _, id in ipairs(list_ids(share)) do
+    save(data_dir, id, M.read(share, id) or {})
+    local data = fb.fs.read(M.data_path(share, id))
+    if data then assert(fb.fs.write_atomic(M.data_path(data_dir, id), data)) end
+  end
+  assert(fb.fs.mkdir_p(data_dir .. "/skills"))
+end
+
+-- A skill as listed: its metadata plus the number of examples.
+local function summary(data_dir, skill)
+  skill.examples = count_lines(read_data(data_dir, skill.id))
+  return skill
+end
+
+-- mount(app, {data_dir=, is_live = fn(id) -> bool}).
+function M.mount(app, opts)
+  local data_dir, is_live = opts.data_dir, opts.is_live
+
+  app:get("/api/skills", function(_, res)
+    local list = json.array()
+    for _, id in ipairs(list_ids(data_dir)) do list[#list + 1] = summary(data_dir, M.read(data_dir, id)) end
+    res:json(200, {skills = list})
+  end)
+
+  app:post("/api/skills", function(req, res)
+    local body = req:json()
+    local errors = check_meta(body, true)
+    if errors then return M.bad_fields(res, "invalid skill", errors) end
+    local id = body.id
+    body.id = nil
+    if M.read(data_dir, id) then router.fail(409, ("skill '%s' already exists"):format(id)) end
+    res:json(201, {skill = summary(data_dir, save(data_dir, id, body))})
+  end)
+
+  app:get("/api/skills/:skill", function(req, res)
+    res:json(200, {skill = summary(data_dir, M.require(data_dir, req.params.skill))})
+  end)
+
+  app:put("/api/skills/:skill", function(req, res)
+    local skill = M.require(data_dir, req.params.skill)
+    local body = req:json()
+    local errors = check_meta(body, false)
+    if errors then return M.bad_fields(res, "invalid skill", errors) end
+    res:json(200, {skill = summary(data_dir, save(data_dir, skill.id, body))})
+  end)
+
+  app:delete("/api/skills/:skill", function(req, res)
+    local skill = M.require(data_dir, req.params.skill)
+    if is_live(skill.id) then router.fail(409, "training is running for this skill: cancel it first") end
+    local dir = dir_of(data_dir, skill.id)
+    local trash = ("%s/skills/.deleted-%s-%d"):format(data_dir, skill.id, os.time())
+    assert(os.rename(dir, trash))  -- gone from the list at once, whatever happens next
+    os.remove(trash .. "/data.jsonl")
+    os.remove(trash .. "/skill.json")
+    os.remove(trash)
+    res:json(200, {deleted = skill.id})
+  end)
+
+  local upload = {max_body = MAX_UPLOAD, timeout = 60000}
+  app:put("/api/skills/:skill/data", write_data(data_dir, false), upload)
+  app:post("/api/skills/:skill/data", write_data(data_dir, true), upload)
+
+  app:get("/api/skills/:skill/data", function(req, res)
+    local skill = M.require(data_dir, req.params.skill)
+    local page, per = page_args(req.query)
+    local examples, total, first = json.array(), 0, (page - 1) * per + 1
+    for line in read_data(data_dir, skill.id):gmatch("[^\n]+") do
+      if line:find("%S") then
+        total = total + 1
+        if total >= first and total < first + per then
+          examples[#examples + 1] = {line = total, example = json.decode(line) or line}
+        end
+      end
+    end
+    res:json(200, {skill = skill.id, page = page, per_page = per, total = total, examples = examples})
+  end)
+
+  app:get("/api/skills/:skill/stats", function(req, res)
+    local skill = M.require(data_dir, req.params.skill)
+    local data = read_data(data_dir, skill.id)
+    if not data:find("%S") then return res:json(200, {skill = skill.id, stats = {examples = 0}}) end
+    local stats, problems = validate(data_dir, skill, data)
+    res:json(200, {skill = skill.id, stats = stats or json.null, problems = problems})
+  end)
+end
+
+return M

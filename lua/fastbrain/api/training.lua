@@ -1,0 +1,148 @@
+-- fastbrain.api.training: a skill's training over fastbrain.jobs: POST /api/train-skill/:skill
+-- (202, or 409 with the live job), its status, its events as SSE (a snapshot, then every
+-- event; ids "<job>:<seq>", so Last-Event-ID resumes without gap or duplicate), cancel and
+-- resume. The registry guards single flight; this file only builds the spec and translates.
+local fb = require "fastbrain"
+local router = require "fastbrain.router"
+local skills = require "fastbrain.api.skills"
+local json = fb.json
+local jobs = fb.jobs
+
+local M = {}
+
+local HISTORY_POINTS = 200
+
+local function merge(base, over)
+  for k, v in pairs(over) do
+    if type(v) == "table" and type(base[k]) == "table" and not json.is_array(v) then
+      merge(base[k], v)
+    else
+      base[k] = v
+    end
+  end
+  return base
+end
+
+-- The spec a job runs: the skill's defaults, then the request's overrides, then what the
+-- server decides (model, data, template, output).
+local function build_spec(data_dir, model, skill, overrides)
+  local spec = merge(merge({}, skill.defaults or {}), overrides)
+  spec.skill = skill.id
+  spec.model = model
+  spec.data = skills.data_path(data_dir, skill.id)
+  spec.template = spec.template or skill.template
+  spec.out = ("%s/adapters/%s/%s"):format(data_dir, skill.id, os.date("!%Y%m%d-%H%M%S"))
+  if skill.sample_prompts and not (spec.samples and spec.samples.prompts) then
+    spec.samples = spec.samples or {}
+    spec.samples.prompts = skill.sample_prompts
+  end
+  return spec
+end
+
+-- At most n points of a [[step, loss]...] history, evenly spaced, the last one kept.
+local function downsample(history, n)
+  if type(history) ~= "table" or #history <= n then return history end
+  local out, stride = json.array(), #history / n
+  for i = 1, n - 1 do out[i] = history[math.floor((i - 1) * stride) + 1] end
+  out[n] = history[#history]
+  return out
+end
+
+-- The dashboard's view of a job.
+local function status(job)
+  local p = job.progress ~= json.null and job.progress or {}
+  return {
+    job = job.id, skill = job.skill, state = job.state, reason = job.reason, place = job.place,
+    step = p.step, total_steps = p.total_steps, epoch = p.epoch, total_epochs = p.total_epochs,
+    loss = p.loss, eta_s = p.eta_s, tokens_per_s = p.tokens_per_s,
+    loss_history = downsample(job.loss_history, HISTORY_POINTS),
+    eval_history = downsample(job.eval_history, HISTORY_POINTS),
+    samples = job.samples, summary = job.summary, adapter = job.adapter, error = job.error,
+    created_at = job.created_at, started_at = job.started_at, finished_at = job.finished_at,
+    seq = job.seq,
+  }
+end
+
+local function latest(id)
+  local job = jobs.latest(id)
+  if not job then router.fail(404, ("skill '%s' has never been trained"):format(id)) end
+  return job
+end
+
+local function event_id(ev) return ev.job .. ":" .. ev.seq end
+
+-- Stream one skill's events: replay what follows last_event_id (or a snapshot when there is
+-- none), then live events, each job's events sent once and in order.
+local function stream_events(stream, skill, last_event_id)
+  local sent = {}  -- job id -> last seq sent
+  local function send(ev)
+    if ev.seq <= (sent[ev.job] or 0) then return end
+    sent[ev.job] = ev.seq
+    stream:send(ev.event, ev, event_id(ev))
+  end
+  -- Subscribe first: replay below is synchronous, so nothing slips between the two.
+  local sub = jobs.subscribe(skill, send)
+  stream:on_close(function() sub:close() end)
+  local current = jobs.latest(skill)
+  local job_id, seq = (last_event_id or ""):match("^(.+):(%d+)$")
+  if job_id and jobs.get(job_id) then
+    sent[job_id] = tonumber(seq)
+    for _, ev in ipairs(jobs.events(job_id, sent[job_id])) do send(ev) end
+    if current and current.id ~= job_id then
+      for _, ev in ipairs(jobs.events(current.id)) do send(ev) end
+    end
+  else
+    local snap = current and status(current) or {skill = skill, state = json.null}
+    stream:send("snapshot", snap, current and current.seq > 0 and (current.id .. ":" .. current.seq) or nil)
+    if current then sent[current.id] = current.seq end
+  end
+end
+
+-- mount(app, {data_dir=, model=}): model is the base model directory jobs train on.
+function M.mount(app, opts)
+  local data_dir, model = opts.data_dir, opts.model
+
+  app:post("/api/train-skill/:skill", function(req, res)
+    local skill = skills.require(data_dir, req.params.skill)
+    local overrides = req.body ~= "" and req:json() or {}
+    local errors = skills.check_spec(overrides)
+    if errors then return skills.bad_fields(res, "invalid training spec", errors) end
+    local job, code, detail = jobs.start(build_spec(data_dir, model, skill, overrides))
+    if job then return res:json(202, {job = job}) end
+    if code == "conflict" then return res:json(409, {error = "training already running", job = detail}) end
+    res:error(code == "invalid" and 400 or 500, detail)
+  end)
+
+  app:get("/api/training/status/:skill", function(req, res)
+    res:json(200, status(latest(skills.check_id(req.params.skill))))
+  end)
+
+  app:get("/api/training/events/:skill", function(req, res)
+    local skill = skills.require(data_dir, req.params.skill)
+    local stream = res:sse()
+    if stream then stream_events(stream, skill.id, req.last_event_id) end
+  end)
+
+  app:post("/api/training/cancel/:skill", function(req, res)
+    local job = latest(skills.check_id(req.params.skill))
+    local ok, code, msg = jobs.cancel(job.id)
+    if not ok then return res:error(code == "invalid" and 409 or 500, "no training running: " .. msg) end
+    res:json(202, {job = jobs.get(job.id)})
+  end)
+
+  app:post("/api/training/resume/:skill", function(req, res)
+    local job = latest(skills.check_id(req.params.skill))
+    local resumed, code, detail = jobs.resume(job.id)
+    if resumed then return res:json(202, {job = resumed}) end
+    if code == "conflict" then return res:json(409, {error = "training already running", job = detail}) end
+    res:error(code == "invalid" and 409 or 500, detail)
+  end)
+end
+
+-- Is a job of this skill queued or running?
+function M.is_live(skill)
+  local job = jobs.latest(skill)
+  return job ~= nil and (job.state == "queued" or job.state == "running")
+end
+
+return M
