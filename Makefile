@@ -7,13 +7,13 @@ HOST       ?= 127.0.0.1
 PORT       ?= 8215
 
 # Debian packages: build and run time, then test-only.
-DEB_PACKAGES := build-essential cmake pkg-config liblua5.4-dev libuv1-dev libcjson-dev libdnnl-dev \
+DEB_PACKAGES := build-essential cmake pkg-config liblua5.4-dev libuv1-dev libcjson-dev libdnnl2 \
   node-llhttp lua-socket lua-sec libopenblas-dev libpcre2-dev libutf8proc-dev
 DEB_TEST_PACKAGES := clang libclang-rt-14-dev openssl curl
 # Benchmarks only: the anchors they compare against (nginx + Lua, PyTorch) and the load tool.
 DEB_BENCH_PACKAGES := wrk nginx libnginx-mod-http-lua lua-cjson python3-torch
 
-.PHONY: all deps deps-bench build test asan fuzz run clean bench-http bench-tokenizer
+.PHONY: all deps deps-bench build test asan fuzz run clean bench-http bench-tokenizer bench-train
 
 all: build
 
@@ -63,6 +63,12 @@ deps-bench: deps
 # Benchmarks (not tests): each prints its own numbers beside its anchor's, in one run.
 bench-http: deps-bench build
 	cmake --build $(BUILD) --target bench_http
+
+# LoRA training: fastbrain's step and the same step in PyTorch (2 threads), shapes (a) and (b).
+bench-train: deps-bench build
+	cmake --build $(BUILD) --target bench_train
+	$(BUILD)/bench_train a b
+	/usr/bin/python3 tests/bench/torch_lora_step.py --shape all --blas openblas --coretype SkylakeX
 
 bench-tokenizer: deps build
 	cmake --build $(BUILD) --target bench_tokenizer

@@ -19,7 +19,7 @@ static const char usage[] =
     "usage: fastbrain lora-check MODEL_DIR IN.safetensors OUT.safetensors\n"
     "  IN:  input_ids, labels [B,T] I32 (-100 = ignored); lora_init.<peft key> for every LoRA\n"
     "       matrix; __metadata__: rank, alpha, targets (comma list), lora_dropout, lr, beta1,\n"
-    "       beta2, eps, weight_decay, rslora (true/false, optional), greedy_prompt_len and\n"
+    "       beta2, eps, weight_decay, rslora (0/1 or true/false, optional), greedy_prompt_len and\n"
     "       greedy_new_tokens (optional)\n"
     "  OUT: logits [B,T,V], loss [1], lora_grad.<key>, lora_step1.<key>, adam_m.<key>,\n"
     "       adam_v.<key>, loss_step1 [1], lora_step3.<key>, loss_step3 [1] (F32), and when\n"
