@@ -4,7 +4,7 @@
 --   mode: "done" | "crash" (error event, exit 1) | "hang" (start, then silence)
 --         | "ignore_term" (SIGTERM does nothing) | "chunky" (a split line, a 2 MiB line, done)
 --         | "grandchild" (done, leaving a process that holds stdout open)
---   stderr: a line written to stderr before the first step
+--   stderr: a line written to stderr before the start line
 -- SIGTERM writes a checkpoint and exits 3. JOBDIR/checkpoint holds the last step, so a resumed
 -- run continues after it. Each run appends its pid to JOBDIR/../../workers.txt.
 local fb = require "fastbrain"
@@ -45,9 +45,9 @@ fb.on_signal("term", function()
   fb.exit(3)
 end)
 
+if spec.stderr then io.stderr:write(spec.stderr, "\n") end  -- before start: a test kills on start
 emit{event = "start", total_steps = steps, total_epochs = 1, examples = 4, eval_examples = 0,
      device = "test", model = "none", resumed_from_step = step}
-if spec.stderr then io.stderr:write(spec.stderr, "\n") end
 if mode == "grandchild" then  -- done, leaving a child that holds stdout open for 5 s
   os.execute("sleep 5 &")
   emit{event = "done", adapter = dir .. "/adapter", summary = {}}
