@@ -267,16 +267,30 @@ static int jobs_latest(lua_State *L) {
   return 1;
 }
 
-/* jobs.list{state=, skill=} -> {job...}, newest first */
+static lua_Integer opt_count(lua_State *L, const char *field, lua_Integer dflt) {
+  lua_getfield(L, 1, field);
+  int is_int;
+  lua_Integer v = lua_tointegerx(L, -1, &is_int);
+  int is_nil = lua_isnil(L, -1);
+  lua_pop(L, 1);
+  if (is_nil) return dflt;
+  if (!is_int || v < 0) luaL_error(L, "jobs.list: %s must be an integer >= 0", field);
+  return v;
+}
+
+/* jobs.list{state=, skill=, offset=0, limit=} -> {job...} newest first, total matching */
 static int jobs_list(lua_State *L) {
   reg_box *reg = current(L);
   const char *state = NULL, *skill = NULL;
+  lua_Integer offset = 0, limit = LUA_MAXINTEGER;
   if (!lua_isnoneornil(L, 1)) {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_getfield(L, 1, "state");
     state = luaL_optstring(L, -1, NULL);
     lua_getfield(L, 1, "skill");
     skill = luaL_optstring(L, -1, NULL);
+    offset = opt_count(L, "offset", 0);
+    limit = opt_count(L, "limit", LUA_MAXINTEGER);
   }
   if (state) {
     int known = 0;
@@ -285,14 +299,16 @@ static int jobs_list(lua_State *L) {
     luaL_argcheck(L, known, 1, "state: not a job state");
   }
   lua_newtable(L);
-  int n = 0;
+  lua_Integer n = 0, total = 0;
   for (fb_job *job = fb_jobs_next(reg->r, NULL); job; job = fb_jobs_next(reg->r, job)) {
     if (state && strcmp(state, fb_job_state_name(job->state)) != 0) continue;
     if (skill && strcmp(skill, job->skill) != 0) continue;
+    if (total++ < offset || n >= limit) continue;  /* only the page is converted */
     push_job(L, reg->r, job);
     lua_rawseti(L, -2, ++n);  /* list[n] = job */
   }
-  return 1;
+  lua_pushinteger(L, total);
+  return 2;
 }
 
 /* jobs.cancel(id) -> true | nil, code, msg */

@@ -78,6 +78,9 @@ T.test("queued jobs know their place; cancel queued and running", function(done)
   until_state("b", "succeeded", T.guard(done, function()
     local cancelled = jobs.list{state = "cancelled"}
     T.eq(#cancelled, 2)
+    local page, total = jobs.list{offset = 1, limit = 1}
+    T.eq({#page, total, page[1].id}, {1, 3, b.id})  -- newest first: c, b, a
+    T.eq(select(2, jobs.list{offset = 5}), 3)
     T.eq(jobs.get(a.id).reason, "cancelled")
     reg:close()
     done()
@@ -128,6 +131,7 @@ T.test("misuse raises; bad skills and a taken data dir fail", function()
   T.eq({none, code}, {nil, "invalid"})
   T.matches(msg, "only a%-z")
   T.raises(function() jobs.list{state = "sleeping"} end, "not a job state")
+  T.raises(function() jobs.list{limit = -1} end, "limit must be an integer >= 0")
   T.raises(function() jobs.subscribe("elec") end, "function expected")
   local sub = jobs.subscribe("*", function() end)
   T.eq(sub:active(), true)
