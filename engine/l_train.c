@@ -103,7 +103,7 @@ static void read_prompts(lua_State *L, int data, tr_state *s) {
   lua_pop(L, 1);
 }
 
-/* The run's flag: SIGTERM (when asked for) or a failing hook sets it. */
+/* The run's flag: SIGTERM or SIGINT (when asked for) or a failing hook sets it. */
 static volatile sig_atomic_t cancel_flag;
 static void on_term(int sig) {
   (void)sig;
@@ -137,7 +137,8 @@ static void call_hook(void *ud, const cJSON *event, fb_train_control *ctl) {
 
 /* run(spec_json, data, on_event [, {resume = b, catch_term = b}]) -> true | nil, msg, code
  * where code is "cancelled" or "error". data = {train = {examples}, eval = {examples},
- * hash = s, tokenizer = tok, prompts = {{text = s, ids = {...}}, ...}}. */
+ * hash = s, tokenizer = tok, prompts = {{text = s, ids = {...}}, ...}}. catch_term: SIGTERM
+ * and SIGINT stop the run between steps with a checkpoint ("cancelled"). */
 static int run(lua_State *L) {
   size_t len;
   const char *json = luaL_checklstring(L, 1, &len);
@@ -176,12 +177,18 @@ static int run(lua_State *L) {
   }
   hook h = {.L = L, .fn = 3};
   cancel_flag = 0;
-  struct sigaction sa = {.sa_handler = on_term}, old;
+  struct sigaction sa = {.sa_handler = on_term}, old_term, old_int;
   sigemptyset(&sa.sa_mask);
-  if (catch_term) sigaction(SIGTERM, &sa, &old);
+  if (catch_term) {
+    sigaction(SIGTERM, &sa, &old_term);
+    sigaction(SIGINT, &sa, &old_int);
+  }
   fb_train_opts o = {.on_event = call_hook, .ud = &h, .cancel = &cancel_flag, .resume = resume};
   int rc = fb_train(m, &spec, &data, &o, &err);
-  if (catch_term) sigaction(SIGTERM, &old, NULL);
+  if (catch_term) {
+    sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGINT, &old_int, NULL);
+  }
   fb_model_free(m);
   if (h.failed) return luaL_error(L, "fastbrain.train: a hook raised an error (see the log); the run stopped with a checkpoint");
   if (rc == 0) {

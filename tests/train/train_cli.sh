@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # fastbrain train and fastbrain worker as the job registry and a user meet them, on a tiny random
 # model: --json lines follow docs/protocol.md and nothing else is on stdout, plain lines when not
-# a terminal, bad options exit 2 naming the field, SIGTERM checkpoints and exits 3, and a worker
-# resumes a job from its checkpoints. Usage: train_cli.sh path/to/fastbrain path/to/fb_make_tiny_model
+# a terminal, bad options exit 2 naming the field, SIGTERM (and SIGINT) checkpoint and exit 3,
+# and a worker resumes a job from its checkpoints.
+# Usage: train_cli.sh path/to/fastbrain path/to/fb_make_tiny_model
 set -uo pipefail
 fb=$(realpath "$1")
 tmp=$(mktemp -d)
@@ -15,6 +16,16 @@ check() {  # check NAME CONDITION-COMMAND...
 }
 run() { "$@" >"$tmp/out" 2>"$tmp/err"; echo $? >"$tmp/rc"; }
 rc_is() { [ "$(cat "$tmp/rc")" = "$1" ]; }
+# signal_run SIG COMMAND...: run it, send SIG once its first progress line is out, wait.
+signal_run() {
+  local sig=$1; shift
+  "$@" >"$tmp/out" 2>"$tmp/err" &
+  local pid=$!
+  for _ in $(seq 100); do grep -q '"event":"progress"' "$tmp/out" && break; sleep 0.05; done
+  kill -"$sig" $pid
+  wait $pid
+  echo $? >"$tmp/rc"
+}
 
 "$2" "$tmp/model" 2>/dev/null || { echo "FAIL fb_make_tiny_model"; exit 1; }
 words=(red blue green gold gray pink teal navy rose jade)
@@ -56,16 +67,13 @@ check "a progress bar on a terminal" eval 'rc_is 0 && grep -q "\[#\{30\}\] 60/60
 mkdir -p "$tmp/job"
 printf '{"model": "%s", "data": "%s", "out": "%s", "max_steps": 1000, "micro_batch": 1, "lr": 0.001}\n' \
   "$tmp/model" "$tmp/data.jsonl" "$tmp/job/adapter" >"$tmp/job/spec.json"
-"$fb" worker "$tmp/job" >"$tmp/out" 2>"$tmp/err" &
-pid=$!
-for _ in $(seq 100); do grep -q '"event":"progress"' "$tmp/out" && break; sleep 0.05; done
-kill -TERM $pid
-wait $pid
-echo $? >"$tmp/rc"
+signal_run TERM "$fb" worker "$tmp/job"
 check "SIGTERM: checkpoint, exit 3" eval 'rc_is 3 && [ -f "$tmp/job/checkpoints/latest" ] && grep -q "\"event\":\"checkpoint\"" "$tmp/out"'
 run "$fb" worker "$tmp/job"
 check "the worker resumes the job and finishes" eval 'rc_is 0 && grep -q "\"resumed_from_step\":[1-9]" "$tmp/out" && tail -1 "$tmp/out" | grep -q "\"event\":\"done\""'
 check "the resumed run's lines follow the protocol" eval '"$fb" run tests/train/check_protocol.lua "$tmp/out" >/dev/null 2>"$tmp/err"'
+signal_run INT "$fb" train "${common[@]}" --out "$tmp/int" --max-steps 1000 --micro-batch 1 --json
+check "SIGINT too: checkpoint, exit 3" eval 'rc_is 3 && [ -f "$tmp/int/checkpoints/latest" ]'
 run "$fb" worker
 check "worker without a job directory exits 2" rc_is 2
 
