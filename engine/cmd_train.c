@@ -16,33 +16,46 @@
 #include "train_spec.h"
 #include "vm.h"
 
-#define TRAIN_USAGE                                                                          \
-  "usage: fastbrain train --model DIR --data FILE --out DIR [options]\n\n"                   \
-  "Train a LoRA adapter (or the whole model with --full) on a JSONL dataset.\n\n"            \
-  "options (defaults suit 50-500 examples):\n"                                               \
-  "  --spec FILE.json         start from a spec file (docs/protocol.md); options override\n" \
-  "  --data FILE              may be given several times\n"                                  \
-  "  --epochs N  --max-steps N  --lr X  --rank R  --alpha A  --dropout P  --seed S\n"       \
-  "  --micro-batch N  --grad-accum N  --max-len N  --template NAME  --warmup F\n"           \
-  "  --eval-fraction F  --eval-interval N  --patience N  --checkpoint-interval N\n"          \
-  "  --checkpoints DIR  --prompt TEXT (sample prompt, repeatable)  --full  --resume\n"       \
+#define TRAIN_USAGE                                                                                \
+  "usage: fastbrain train --model DIR --data FILE --out DIR [options]\n\n"                         \
+  "Train a LoRA adapter (or the whole model with --full) on a JSONL dataset.\n\n"                  \
+  "options (defaults suit 50-500 examples):\n"                                                     \
+  "  --spec FILE.json         start from a spec file (docs/protocol.md); options override\n"       \
+  "  --data FILE              may be given several times\n"                                        \
+  "  --epochs N  --max-steps N  --lr X  --rank R  --alpha A  --dropout P  --seed S\n"              \
+  "  --micro-batch N  --grad-accum N  --max-len N  --template NAME  --warmup F\n"                  \
+  "  --eval-fraction F  --eval-interval N  --patience N  --checkpoint-interval N\n"                \
+  "  --checkpoints DIR  --prompt TEXT (sample prompt, repeatable)  --full  --resume\n"             \
   "  --json                   print the events as JSON lines on stdout (docs/protocol.md)\n"
 
 /* An option and the spec field it sets. */
 typedef struct option {
   const char *name, *path;
-  char type;  /* 's' string, 'i' integer, 'n' number, 'a' appended string, 'f' flag */
+  char type; /* 's' string, 'i' integer, 'n' number, 'a' appended string, 'f' flag */
 } option;
 
 static const option options[] = {
-    {"--model", "model", 's'}, {"--data", "data", 'a'}, {"--out", "out", 's'},
-    {"--epochs", "epochs", 'i'}, {"--max-steps", "max_steps", 'i'}, {"--lr", "lr", 'n'},
-    {"--rank", "lora.r", 'i'}, {"--alpha", "lora.alpha", 'n'}, {"--dropout", "lora.dropout", 'n'},
-    {"--seed", "seed", 'i'}, {"--micro-batch", "micro_batch", 'i'}, {"--grad-accum", "grad_accum", 'i'},
-    {"--max-len", "max_len", 'i'}, {"--template", "template", 's'}, {"--warmup", "warmup", 'n'},
-    {"--eval-fraction", "eval.fraction", 'n'}, {"--eval-interval", "eval.interval", 'i'},
-    {"--patience", "patience", 'i'}, {"--checkpoint-interval", "checkpoint_interval", 'i'},
-    {"--checkpoints", "checkpoints", 's'}, {"--prompt", "samples.prompts", 'a'},
+    {"--model", "model", 's'},
+    {"--data", "data", 'a'},
+    {"--out", "out", 's'},
+    {"--epochs", "epochs", 'i'},
+    {"--max-steps", "max_steps", 'i'},
+    {"--lr", "lr", 'n'},
+    {"--rank", "lora.r", 'i'},
+    {"--alpha", "lora.alpha", 'n'},
+    {"--dropout", "lora.dropout", 'n'},
+    {"--seed", "seed", 'i'},
+    {"--micro-batch", "micro_batch", 'i'},
+    {"--grad-accum", "grad_accum", 'i'},
+    {"--max-len", "max_len", 'i'},
+    {"--template", "template", 's'},
+    {"--warmup", "warmup", 'n'},
+    {"--eval-fraction", "eval.fraction", 'n'},
+    {"--eval-interval", "eval.interval", 'i'},
+    {"--patience", "patience", 'i'},
+    {"--checkpoint-interval", "checkpoint_interval", 'i'},
+    {"--checkpoints", "checkpoints", 's'},
+    {"--prompt", "samples.prompts", 'a'},
     {"--full", "mode", 'f'},
 };
 
@@ -57,7 +70,8 @@ static int usage(const char *fmt, const char *what) {
 static cJSON *group(cJSON *spec, const char *path, const char **leaf) {
   const char *dot = strchr(path, '.');
   *leaf = dot ? dot + 1 : path;
-  if (!dot) return spec;
+  if (!dot)
+    return spec;
   char name[32];
   snprintf(name, sizeof name, "%.*s", (int)(dot - path), path);
   cJSON *g = cJSON_GetObjectItemCaseSensitive(spec, name);
@@ -84,7 +98,8 @@ static int set_option(cJSON *spec, const option *o, const char *value) {
   } else {
     char *end;
     double x = strtod(value, &end);
-    if (end == value || *end) return usage("%s needs a number", o->name);
+    if (end == value || *end)
+      return usage("%s needs a number", o->name);
     v = cJSON_CreateNumber(x);
   }
   cJSON_DeleteItemFromObjectCaseSensitive(g, leaf);
@@ -95,7 +110,8 @@ static int set_option(cJSON *spec, const option *o, const char *value) {
 /* Run fastbrain.train.main(spec, {json, tty, resume}) on a fresh VM; its exit status. */
 static int run_main(const cJSON *spec, int json, int resume) {
   char root[PATH_MAX], *text = cJSON_PrintUnformatted(spec);
-  if (!text) return 1;
+  if (!text)
+    return 1;
   if (fb_paths_find_root(root, sizeof root) != 0) {
     fprintf(stderr, "fastbrain: cannot find the bundled Lua modules (tried %s)\n", root);
     free(text);
@@ -112,12 +128,13 @@ static int run_main(const cJSON *spec, int json, int resume) {
       lua_pushstring(L, text);
       lua_createtable(L, 0, 3);
       lua_pushboolean(L, json);
-      lua_setfield(L, -2, "json");    /* opts.json */
+      lua_setfield(L, -2, "json"); /* opts.json */
       lua_pushboolean(L, isatty(STDOUT_FILENO));
-      lua_setfield(L, -2, "tty");     /* opts.tty */
+      lua_setfield(L, -2, "tty"); /* opts.tty */
       lua_pushboolean(L, resume);
-      lua_setfield(L, -2, "resume");  /* opts.resume */
-      if (fb_vm_pcall(L, 2, 1, "fastbrain train") == LUA_OK) status = (int)lua_tointeger(L, -1);
+      lua_setfield(L, -2, "resume"); /* opts.resume */
+      if (fb_vm_pcall(L, 2, 1, "fastbrain train") == LUA_OK)
+        status = (int)lua_tointeger(L, -1);
     }
     fb_vm_close(L);
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -133,7 +150,8 @@ static int run_main(const cJSON *spec, int json, int resume) {
 static int check_spec(const cJSON *spec) {
   fb_train_spec s;
   fb_err err = {0};
-  if (fb_train_spec_from_json(&s, spec, &err) == 0) return 0;
+  if (fb_train_spec_from_json(&s, spec, &err) == 0)
+    return 0;
   fprintf(stderr, "fastbrain: %s\n", err.msg);
   return 2;
 }
@@ -148,7 +166,8 @@ static cJSON *read_spec(const char *path) {
   }
   cJSON *j = cJSON_ParseWithLength(text, len);
   free(text);
-  if (!cJSON_IsObject(j)) fprintf(stderr, "fastbrain: %s: not a JSON object\n", path);
+  if (!cJSON_IsObject(j))
+    fprintf(stderr, "fastbrain: %s: not a JSON object\n", path);
   if (j && !cJSON_IsObject(j)) {
     cJSON_Delete(j);
     j = NULL;
@@ -163,7 +182,8 @@ int fb_cmd_train(int argc, char **argv) {
     const char *a = argv[i];
     const option *o = NULL;
     for (size_t k = 0; k < sizeof options / sizeof options[0]; k++)
-      if (strcmp(a, options[k].name) == 0) o = &options[k];
+      if (strcmp(a, options[k].name) == 0)
+        o = &options[k];
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       fputs(TRAIN_USAGE, stdout);
       cJSON_Delete(spec);
@@ -174,8 +194,10 @@ int fb_cmd_train(int argc, char **argv) {
       resume = 1;
     } else if (strcmp(a, "--spec") == 0 && i + 1 < argc) {
       cJSON *base = read_spec(argv[++i]);
-      if (!base) rc = 2;
-      else cJSON_Delete(spec), spec = base;
+      if (!base)
+        rc = 2;
+      else
+        cJSON_Delete(spec), spec = base;
     } else if (o && o->type == 'f') {
       rc = set_option(spec, o, NULL);
     } else if (o && i + 1 < argc) {
@@ -184,32 +206,38 @@ int fb_cmd_train(int argc, char **argv) {
       rc = usage(o || strcmp(a, "--spec") == 0 ? "%s needs a value" : "unknown option '%s'", a);
     }
   }
-  if (!rc) rc = check_spec(spec);
-  if (!rc) rc = run_main(spec, json, resume);
+  if (!rc)
+    rc = check_spec(spec);
+  if (!rc)
+    rc = run_main(spec, json, resume);
   cJSON_Delete(spec);
   return rc;
 }
 
 int fb_cmd_worker(int argc, char **argv) {
   if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-    printf("usage: fastbrain worker JOBDIR\n\nRun JOBDIR/spec.json as `fastbrain train --json` does, "
-           "resuming from JOBDIR/checkpoints when it holds one.\n");
+    printf(
+        "usage: fastbrain worker JOBDIR\n\nRun JOBDIR/spec.json as `fastbrain train --json` does, "
+        "resuming from JOBDIR/checkpoints when it holds one.\n");
     return 0;
   }
   if (argc != 2) {
-    fprintf(stderr, "fastbrain worker: expected one argument, the job directory\nusage: fastbrain worker JOBDIR\n");
+    fprintf(stderr, "fastbrain worker: expected one argument, the job directory\nusage: fastbrain "
+                    "worker JOBDIR\n");
     return 2;
   }
   char path[PATH_MAX];
   snprintf(path, sizeof path, "%s/spec.json", argv[1]);
   cJSON *spec = read_spec(path);
-  if (!spec) return 2;
+  if (!spec)
+    return 2;
   if (!cJSON_GetObjectItemCaseSensitive(spec, "checkpoints")) {
     snprintf(path, sizeof path, "%s/checkpoints", argv[1]);
     cJSON_AddStringToObject(spec, "checkpoints", path);
   }
   int rc = check_spec(spec);
-  if (!rc) rc = run_main(spec, 1, 1);
+  if (!rc)
+    rc = run_main(spec, 1, 1);
   cJSON_Delete(spec);
   return rc;
 }

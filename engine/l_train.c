@@ -24,7 +24,8 @@ static int state_gc(lua_State *L) {
   tr_state *s = luaL_checkudata(L, 1, STATE_MT);
   fb_examples_free(&s->train);
   fb_examples_free(&s->eval);
-  for (int i = 0; i < s->n_prompts; i++) free((void *)s->prompts[i].ids);
+  for (int i = 0; i < s->n_prompts; i++)
+    free((void *)s->prompts[i].ids);
   free(s->prompts);
   s->prompts = NULL;
   s->n_prompts = 0;
@@ -36,7 +37,8 @@ static int32_t *int_array(lua_State *L, int idx, const char *what, int *n) {
   luaL_checktype(L, idx, LUA_TTABLE);
   lua_Integer len = luaL_len(L, idx);
   int32_t *v = malloc((size_t)(len ? len : 1) * sizeof *v);
-  if (!v) luaL_error(L, "trainer: out of memory");
+  if (!v)
+    luaL_error(L, "trainer: out of memory");
   for (lua_Integer i = 1; i <= len; i++) {
     int ok;
     lua_Integer x = (lua_rawgeti(L, idx, i), lua_tointegerx(L, -1, &ok));
@@ -60,7 +62,8 @@ static void read_examples(lua_State *L, int data, const char *key, fb_examples *
   int t = lua_gettop(L);
   lua_Integer n = luaL_len(L, t);
   ex->v = calloc((size_t)(n ? n : 1), sizeof *ex->v);
-  if (!ex->v) luaL_error(L, "trainer: out of memory");
+  if (!ex->v)
+    luaL_error(L, "trainer: out of memory");
   ex->cap = (size_t)n;
   for (lua_Integer i = 1; i <= n; i++) {
     fb_example *e = &ex->v[i - 1];
@@ -68,14 +71,16 @@ static void read_examples(lua_State *L, int data, const char *key, fb_examples *
     luaL_checktype(L, (lua_rawgeti(L, t, i), -1), LUA_TTABLE);
     lua_getfield(L, -1, "ids");
     e->ids = int_array(L, lua_gettop(L), "ids", &n_ids);
-    ex->n++;  /* owned from here on */
+    ex->n++; /* owned from here on */
     lua_getfield(L, -2, "labels");
     e->labels = int_array(L, lua_gettop(L), "labels", &n_labels);
-    if (n_ids != n_labels) luaL_error(L, "trainer: data.%s[%d]: %d ids but %d labels", key, (int)i, n_ids, n_labels);
+    if (n_ids != n_labels)
+      luaL_error(L, "trainer: data.%s[%d]: %d ids but %d labels", key, (int)i, n_ids, n_labels);
     lua_getfield(L, -3, "line");
     e->line = (int)luaL_optinteger(L, -1, 0);
     e->n = e->full_len = n_ids;
-    for (int k = 0; k < n_ids; k++) e->n_trained += e->labels[k] != FB_IGNORE_INDEX;
+    for (int k = 0; k < n_ids; k++)
+      e->n_trained += e->labels[k] != FB_IGNORE_INDEX;
     lua_pop(L, 4);
   }
   lua_pop(L, 1);
@@ -89,7 +94,8 @@ static void read_prompts(lua_State *L, int data, tr_state *s) {
   int t = lua_gettop(L);
   lua_Integer n = luaL_len(L, t);
   s->prompts = calloc((size_t)(n ? n : 1), sizeof *s->prompts);
-  if (!s->prompts) luaL_error(L, "trainer: out of memory");
+  if (!s->prompts)
+    luaL_error(L, "trainer: out of memory");
   for (lua_Integer i = 1; i <= n; i++) {
     fb_train_prompt *p = &s->prompts[i - 1];
     luaL_checktype(L, (lua_rawgeti(L, t, i), -1), LUA_TTABLE);
@@ -97,7 +103,7 @@ static void read_prompts(lua_State *L, int data, tr_state *s) {
     p->ids = int_array(L, lua_gettop(L), "prompt ids", &p->n);
     s->n_prompts++;
     lua_getfield(L, -2, "text");
-    p->text = luaL_checkstring(L, -1);  /* kept alive: the data table stays on the stack */
+    p->text = luaL_checkstring(L, -1); /* kept alive: the data table stays on the stack */
     lua_pop(L, 3);
   }
   lua_pop(L, 1);
@@ -112,8 +118,8 @@ static void on_term(int sig) {
 
 typedef struct hook {
   lua_State *L;
-  int fn;          /* stack index of on_event */
-  int failed;      /* the hook raised (logged by fb_vm_pcall) */
+  int fn;     /* stack index of on_event */
+  int failed; /* the hook raised (logged by fb_vm_pcall) */
 } hook;
 
 /* on_event(line) -> "stop" ends the run early (with its output); a number sets the base
@@ -121,7 +127,8 @@ typedef struct hook {
 static void call_hook(void *ud, const cJSON *event, fb_train_control *ctl) {
   hook *h = ud;
   char *line = cJSON_PrintUnformatted(event);
-  if (!line) return;
+  if (!line)
+    return;
   lua_pushvalue(h->L, h->fn);
   lua_pushstring(h->L, line);
   free(line);
@@ -130,8 +137,10 @@ static void call_hook(void *ud, const cJSON *event, fb_train_control *ctl) {
     cancel_flag = 1;
     return;
   }
-  if (lua_type(h->L, -1) == LUA_TNUMBER) ctl->lr = lua_tonumber(h->L, -1);
-  else if (lua_type(h->L, -1) == LUA_TSTRING && strcmp(lua_tostring(h->L, -1), "stop") == 0) ctl->stop = 1;
+  if (lua_type(h->L, -1) == LUA_TNUMBER)
+    ctl->lr = lua_tonumber(h->L, -1);
+  else if (lua_type(h->L, -1) == LUA_TSTRING && strcmp(lua_tostring(h->L, -1), "stop") == 0)
+    ctl->stop = 1;
   lua_pop(h->L, 1);
 }
 
@@ -153,17 +162,18 @@ static int run(lua_State *L) {
   }
   fb_train_spec spec;
   fb_err err = {0};
-  if (fb_train_spec_parse(&spec, json, len, "spec", &err)) return luaL_error(L, "%s", err.msg);
+  if (fb_train_spec_parse(&spec, json, len, "spec", &err))
+    return luaL_error(L, "%s", err.msg);
   tr_state *s = lua_newuserdatauv(L, sizeof *s, 0);
   memset(s, 0, sizeof *s);
   luaL_setmetatable(L, STATE_MT);
   read_examples(L, 2, "train", &s->train);
   read_examples(L, 2, "eval", &s->eval);
   read_prompts(L, 2, s);
-  fb_train_data data = {.train = &s->train, .eval = &s->eval, .prompts = s->prompts,
-                        .n_prompts = s->n_prompts};
+  fb_train_data data = {
+      .train = &s->train, .eval = &s->eval, .prompts = s->prompts, .n_prompts = s->n_prompts};
   if (lua_getfield(L, 2, "tokenizer") != LUA_TNIL) {
-    fb_tokenizer **box = luaL_checkudata(L, -1, "fastbrain.tokenizer");  /* l_tokenizer.c */
+    fb_tokenizer **box = luaL_checkudata(L, -1, "fastbrain.tokenizer"); /* l_tokenizer.c */
     data.tok = *box;
   }
   data.dataset_hash = (lua_getfield(L, 2, "hash"), lua_tostring(L, -1));
@@ -190,7 +200,10 @@ static int run(lua_State *L) {
     sigaction(SIGINT, &old_int, NULL);
   }
   fb_model_free(m);
-  if (h.failed) return luaL_error(L, "fastbrain.train: a hook raised an error (see the log); the run stopped with a checkpoint");
+  if (h.failed)
+    return luaL_error(
+        L,
+        "fastbrain.train: a hook raised an error (see the log); the run stopped with a checkpoint");
   if (rc == 0) {
     lua_pushboolean(L, 1);
     return 1;
@@ -204,7 +217,7 @@ static int run(lua_State *L) {
 int luaopen_fastbrain_trainer(lua_State *L) {
   luaL_newmetatable(L, STATE_MT);
   lua_pushcfunction(L, state_gc);
-  lua_setfield(L, -2, "__gc");  /* metatable.__gc = state_gc */
+  lua_setfield(L, -2, "__gc"); /* metatable.__gc = state_gc */
   lua_pop(L, 1);
   static const luaL_Reg funcs[] = {{"run", run}, {NULL, NULL}};
   luaL_newlib(L, funcs);

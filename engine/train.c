@@ -21,29 +21,29 @@
 #include "optim.h"
 #include "safetensors.h"
 
-#define SMOOTHING 0.9  /* loss_smoothed = SMOOTHING * previous + (1 - SMOOTHING) * loss */
+#define SMOOTHING 0.9 /* loss_smoothed = SMOOTHING * previous + (1 - SMOOTHING) * loss */
 
 typedef struct run {
   fb_model *m;
   const fb_train_spec *spec;
   const fb_train_data *data;
   const fb_train_opts *opts;
-  fb_lora *lora;          /* NULL in full-parameter mode */
+  fb_lora *lora; /* NULL in full-parameter mode */
   fb_optim *optim;
-  float *params, *grads;  /* what the optimizer updates: the LoRA arena or the model's */
+  float *params, *grads; /* what the optimizer updates: the LoRA arena or the model's */
   size_t n;
-  float *best;            /* params at the best evaluation (early stopping), or NULL */
-  int B, A, total;        /* micro-batch, accumulation, optimizer steps */
+  float *best;     /* params at the best evaluation (early stopping), or NULL */
+  int B, A, total; /* micro-batch, accumulation, optimizer steps */
   long n_train, total_examples;
   double total_epochs;
   int eval_interval, sample_interval;
   char ckdir[FB_SPEC_PATH + 16];
   /* State kept in checkpoints. */
-  int step;               /* steps done */
+  int step; /* steps done */
   double loss_first, loss_smoothed, loss_last, loss_best, eval_last, eval_best, tokens, elapsed;
   int bad_evals;
   /* This session only. */
-  int stop;               /* a hook or early stopping ended the run */
+  int stop; /* a hook or early stopping ended the run */
   int start_step;
   double session_time, session_tokens;
   size_t *order;
@@ -71,7 +71,8 @@ static void emit(run *r, cJSON *e) {
     fb_train_control ctl = {.stop = 0, .lr = lr};
     r->opts->on_event(r->opts->ud, e, &ctl);
     r->stop |= ctl.stop;
-    if (r->optim && ctl.lr != lr && ctl.lr >= 0 && isfinite(ctl.lr)) r->optim->cfg.lr = ctl.lr;
+    if (r->optim && ctl.lr != lr && ctl.lr >= 0 && isfinite(ctl.lr))
+      r->optim->cfg.lr = ctl.lr;
   }
   cJSON_Delete(e);
 }
@@ -115,16 +116,20 @@ static void plan(run *r) {
     /* Small-data mode: a smaller effective batch gives more (and noisier) steps to watch. */
     while (s->small_data && ceil_div(r->total_examples, (long)r->A * r->B) < FB_TRAIN_MIN_STEPS &&
            r->A * r->B > 1) {
-      if (r->A > 1) r->A--;
-      else r->B--;
+      if (r->A > 1)
+        r->A--;
+      else
+        r->B--;
     }
     r->total = (int)ceil_div(r->total_examples, (long)r->A * r->B);
     r->total_epochs = s->epochs;
   }
   r->eval_interval = s->eval_interval ? s->eval_interval : (r->total + 9) / 10;
   r->sample_interval = s->sample_interval ? s->sample_interval : (r->total + 4) / 5;
-  if (s->checkpoints[0]) snprintf(r->ckdir, sizeof r->ckdir, "%s", s->checkpoints);
-  else snprintf(r->ckdir, sizeof r->ckdir, "%s/checkpoints", s->out);
+  if (s->checkpoints[0])
+    snprintf(r->ckdir, sizeof r->ckdir, "%s", s->checkpoints);
+  else
+    snprintf(r->ckdir, sizeof r->ckdir, "%s/checkpoints", s->out);
 }
 
 static int check_examples(run *r, const fb_examples *ex, const char *what, fb_err *err) {
@@ -132,7 +137,8 @@ static int check_examples(run *r, const fb_examples *ex, const char *what, fb_er
   int first_untrained = 0;
   for (size_t i = 0; ex && i < ex->n; i++) {
     const fb_example *e = &ex->v[i];
-    if (e->n_trained == 0 && untrained++ == 0) first_untrained = e->line;
+    if (e->n_trained == 0 && untrained++ == 0)
+      first_untrained = e->line;
     char where[48];
     snprintf(where, sizeof where, "line %d", e->line);
     if (e->n < 1) {
@@ -141,20 +147,25 @@ static int check_examples(run *r, const fb_examples *ex, const char *what, fb_er
     }
     for (int t = 0; t < e->n; t++)
       if (e->ids[t] < 0 || e->ids[t] >= r->m->V) {
-        fb_err_set(err, FB_EINVALID, "%s example %zu (line %d): token %d is %d, outside the model's vocabulary of %d",
+        fb_err_set(err, FB_EINVALID,
+                   "%s example %zu (line %d): token %d is %d, outside the model's vocabulary of %d",
                    what, i + 1, e->line, t, e->ids[t], r->m->V);
         return fail(r, where, err);
       }
   }
   if (untrained && untrained == ex->n && ex == r->data->train) {
-    fb_err_set(err, FB_EINVALID, "no training example has an answer token left to learn from (cut to "
-               "max_len %d tokens: shorten the examples or raise max_len)", r->spec->max_len);
+    fb_err_set(err, FB_EINVALID,
+               "no training example has an answer token left to learn from (cut to "
+               "max_len %d tokens: shorten the examples or raise max_len)",
+               r->spec->max_len);
     return fail(r, "data", err);
   }
   if (untrained) {
     char msg[240];
-    snprintf(msg, sizeof msg, "%zu %s example(s) have no answer token to learn from (the first at line %d); "
-             "were they cut to max_len %d?", untrained, what, first_untrained, r->spec->max_len);
+    snprintf(msg, sizeof msg,
+             "%zu %s example(s) have no answer token to learn from (the first at line %d); "
+             "were they cut to max_len %d?",
+             untrained, what, first_untrained, r->spec->max_len);
     emit_log(r, "warn", msg);
   }
   return 0;
@@ -186,13 +197,16 @@ static const fb_example *example_at(run *r, long k, fb_err *err) {
 /* Fill b with rows ex[0..n), padded on the right (id 0, no label) to the longest. */
 static int fill_batch(run *r, fb_batch *b, const fb_example *const *ex, int n, fb_err *err) {
   int T = 1;
-  for (int i = 0; i < n; i++) T = ex[i]->n > T ? ex[i]->n : T;
+  for (int i = 0; i < n; i++)
+    T = ex[i]->n > T ? ex[i]->n : T;
   size_t need = (size_t)n * T;
   if (need > r->cap) {
     int32_t *ids = realloc(r->ids, need * sizeof *ids);
-    if (ids) r->ids = ids;
+    if (ids)
+      r->ids = ids;
     int32_t *labels = ids ? realloc(r->labels, need * sizeof *labels) : NULL;
-    if (!labels) return fb_err_set(err, FB_ENOMEM, "out of memory for a batch of %d x %d", n, T);
+    if (!labels)
+      return fb_err_set(err, FB_ENOMEM, "out of memory for a batch of %d x %d", n, T);
     r->labels = labels;
     r->cap = need;
   }
@@ -218,9 +232,12 @@ static int evaluate(run *r, double *out, fb_err *err) {
   int cap = r->B < 64 ? r->B : 64;
   for (size_t i = 0; i < ev->n; i += (size_t)cap) {
     int n = (int)(ev->n - i < (size_t)cap ? ev->n - i : (size_t)cap), rc;
-    for (int j = 0; j < n; j++) rows[j] = &ev->v[i + j];
+    for (int j = 0; j < n; j++)
+      rows[j] = &ev->v[i + j];
     fb_batch b;
-    if ((rc = fill_batch(r, &b, rows, n, err)) || (rc = fb_model_forward(r->m, r->lora, &b, 0, err))) return rc;
+    if ((rc = fill_batch(r, &b, rows, n, err)) ||
+        (rc = fb_model_forward(r->m, r->lora, &b, 0, err)))
+      return rc;
     sum += (double)r->m->loss * r->m->n_counted;
     counted += r->m->n_counted;
   }
@@ -255,7 +272,8 @@ static void prune(const char *ckdir) {
     }
     free(list[i]);
   }
-  if (n >= 0) free(list);
+  if (n >= 0)
+    free(list);
 }
 
 static cJSON *state_json(const run *r) {
@@ -269,8 +287,10 @@ static cJSON *state_json(const run *r) {
   cJSON_AddNumberToObject(j, "loss_smoothed", r->loss_smoothed);
   cJSON_AddNumberToObject(j, "loss_last", r->loss_last);
   cJSON_AddNumberToObject(j, "loss_best", r->loss_best);
-  if (isfinite(r->eval_last)) cJSON_AddNumberToObject(j, "eval_last", r->eval_last);
-  if (isfinite(r->eval_best)) cJSON_AddNumberToObject(j, "eval_best", r->eval_best);
+  if (isfinite(r->eval_last))
+    cJSON_AddNumberToObject(j, "eval_last", r->eval_last);
+  if (isfinite(r->eval_best))
+    cJSON_AddNumberToObject(j, "eval_best", r->eval_best);
   cJSON_AddNumberToObject(j, "bad_evals", r->bad_evals);
   cJSON_AddNumberToObject(j, "lr", r->optim->cfg.lr);
   cJSON_AddNumberToObject(j, "tokens", r->tokens);
@@ -286,7 +306,8 @@ static int save_checkpoint(run *r, fb_err *err) {
   snprintf(tmp, sizeof tmp, "%s.tmp", dir);
   remove_checkpoint(tmp);
   int rc = fb_mkdir_p(tmp, err);
-  if (rc) return rc;
+  if (rc)
+    return rc;
   fb_st_out t[4] = {
       {"params", FB_DT_F32, 1, {(int64_t)r->n}, r->params},
       {"adam.m", FB_DT_F32, 1, {(int64_t)r->n}, r->optim->m},
@@ -294,15 +315,18 @@ static int save_checkpoint(run *r, fb_err *err) {
       {"best", FB_DT_F32, 1, {(int64_t)r->n}, r->best},
   };
   snprintf(path, sizeof path, "%s/state.safetensors", tmp);
-  if ((rc = fb_st_write(path, t, r->best ? 4 : 3, NULL, err))) return rc;
+  if ((rc = fb_st_write(path, t, r->best ? 4 : 3, NULL, err)))
+    return rc;
   cJSON *j = state_json(r);
   char *text = j ? cJSON_Print(j) : NULL;
   cJSON_Delete(j);
-  if (!text) return fb_err_set(err, FB_ENOMEM, "out of memory for the checkpoint state");
+  if (!text)
+    return fb_err_set(err, FB_ENOMEM, "out of memory for the checkpoint state");
   snprintf(path, sizeof path, "%s/state.json", tmp);
   rc = fb_write_file_atomic(path, text, strlen(text), err);
   free(text);
-  if (rc) return rc;
+  if (rc)
+    return rc;
   /* The same step saved again (a cancel or the end right after a periodic checkpoint): the old
    * directory steps aside as step-N.old, which a load falls back to, until the new one is in. */
   char old[FB_SPEC_PATH + 80];
@@ -310,12 +334,14 @@ static int save_checkpoint(run *r, fb_err *err) {
   remove_checkpoint(old);
   if (access(dir, F_OK) == 0 && rename(dir, old) != 0)
     return fb_err_set(err, FB_EIO, "%s: cannot rename to %s: %s", dir, old, strerror(errno));
-  if (rename(tmp, dir) != 0) return fb_err_set(err, FB_EIO, "%s: cannot rename to %s: %s", tmp, dir, strerror(errno));
+  if (rename(tmp, dir) != 0)
+    return fb_err_set(err, FB_EIO, "%s: cannot rename to %s: %s", tmp, dir, strerror(errno));
   remove_checkpoint(old);
   snprintf(path, sizeof path, "%s/latest", r->ckdir);
   char line[40];
   int len = snprintf(line, sizeof line, "%s\n", name);
-  if ((rc = fb_write_file_atomic(path, line, (size_t)len, err))) return rc;
+  if ((rc = fb_write_file_atomic(path, line, (size_t)len, err)))
+    return rc;
   prune(r->ckdir);
   cJSON *e = event("checkpoint");
   cJSON_AddNumberToObject(e, "step", r->step);
@@ -324,9 +350,11 @@ static int save_checkpoint(run *r, fb_err *err) {
   return 0;
 }
 
-static int get_number(const cJSON *j, const char *key, double *out, const char *label, fb_err *err) {
+static int get_number(const cJSON *j, const char *key, double *out, const char *label,
+                      fb_err *err) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
-  if (!cJSON_IsNumber(v)) return fb_err_set(err, FB_EFORMAT, "%s: field '%s' missing or not a number", label, key);
+  if (!cJSON_IsNumber(v))
+    return fb_err_set(err, FB_EFORMAT, "%s: field '%s' missing or not a number", label, key);
   *out = v->valuedouble;
   return 0;
 }
@@ -340,22 +368,27 @@ static int read_tensor(const fb_st_file *f, const char *name, size_t n, float *d
 
 /* Load the latest checkpoint when there is one; *found says whether there was. */
 static int load_checkpoint(run *r, int *found, fb_err *err) {
-  char path[FB_SPEC_PATH + 340], dir[FB_SPEC_PATH + 300], *text = NULL;  /* latest: <= 256 bytes */
+  char path[FB_SPEC_PATH + 340], dir[FB_SPEC_PATH + 300], *text = NULL; /* latest: <= 256 bytes */
   size_t len;
   *found = 0;
   snprintf(path, sizeof path, "%s/latest", r->ckdir);
-  if (access(path, F_OK) != 0) return 0;
+  if (access(path, F_OK) != 0)
+    return 0;
   int rc = fb_read_file(path, &text, &len, 256, err);
-  if (rc) return rc;
+  if (rc)
+    return rc;
   text[strcspn(text, "\r\n")] = '\0';
   snprintf(dir, sizeof dir, "%s/%s", r->ckdir, text);
   free(text);
-  if (access(dir, F_OK) != 0) strcat(dir, ".old");  /* a crash while saving the same step again */
+  if (access(dir, F_OK) != 0)
+    strcat(dir, ".old"); /* a crash while saving the same step again */
   snprintf(path, sizeof path, "%s/state.json", dir);
-  if ((rc = fb_read_file(path, &text, &len, 1 << 20, err))) return rc;
+  if ((rc = fb_read_file(path, &text, &len, 1 << 20, err)))
+    return rc;
   cJSON *j = cJSON_ParseWithLength(text, len);
   free(text);
-  if (!j) return fb_err_set(err, FB_EFORMAT, "%s: not valid JSON", path);
+  if (!j)
+    return fb_err_set(err, FB_EFORMAT, "%s: not valid JSON", path);
   double step = 0, total = 0, n = 0, t = 0, seed = 0, ev = 0;
   rc = get_number(j, "step", &step, path, err) || get_number(j, "total_steps", &total, path, err) ||
        get_number(j, "params", &n, path, err) || get_number(j, "optim_t", &t, path, err) ||
@@ -367,27 +400,37 @@ static int load_checkpoint(run *r, int *found, fb_err *err) {
        get_number(j, "tokens", &r->tokens, path, err) ||
        get_number(j, "elapsed_s", &r->elapsed, path, err);
   double bad = 0;
-  if (!rc) rc = get_number(j, "bad_evals", &bad, path, err) || get_number(j, "lr", &r->optim->cfg.lr, path, err);
+  if (!rc)
+    rc = get_number(j, "bad_evals", &bad, path, err) ||
+         get_number(j, "lr", &r->optim->cfg.lr, path, err);
   r->eval_last = get_number(j, "eval_last", &ev, path, NULL) ? NAN : ev;
   r->eval_best = get_number(j, "eval_best", &ev, path, NULL) ? INFINITY : ev;
   cJSON_Delete(j);
-  if (rc) return err->code;
+  if (rc)
+    return err->code;
   if ((size_t)n != r->n || (int)total != r->total || (uint64_t)seed != r->spec->seed)
     return fb_err_set(err, FB_EINVALID,
-                      "%s: made by another spec (%.0f parameters, %.0f steps, seed %.0f; this run has %zu, %d, %llu)",
+                      "%s: made by another spec (%.0f parameters, %.0f steps, seed %.0f; this run "
+                      "has %zu, %d, %llu)",
                       path, n, total, seed, r->n, r->total, (unsigned long long)r->spec->seed);
   snprintf(path, sizeof path, "%s/state.safetensors", dir);
   fb_st_file *f = NULL;
-  if ((rc = fb_st_open(&f, path, err))) return rc;
+  if ((rc = fb_st_open(&f, path, err)))
+    return rc;
   rc = read_tensor(f, "params", r->n, r->params, err);
-  if (!rc) rc = read_tensor(f, "adam.m", r->n, r->optim->m, err);
-  if (!rc) rc = read_tensor(f, "adam.v", r->n, r->optim->v, err);
+  if (!rc)
+    rc = read_tensor(f, "adam.m", r->n, r->optim->m, err);
+  if (!rc)
+    rc = read_tensor(f, "adam.v", r->n, r->optim->v, err);
   if (!rc && r->best) {
-    if (fb_st_find(f, "best")) rc = read_tensor(f, "best", r->n, r->best, err);
-    else memcpy(r->best, r->params, r->n * sizeof *r->best);
+    if (fb_st_find(f, "best"))
+      rc = read_tensor(f, "best", r->n, r->best, err);
+    else
+      memcpy(r->best, r->params, r->n * sizeof *r->best);
   }
   fb_st_close(f);
-  if (rc) return fb_err_prefix(err, "%s", path);
+  if (rc)
+    return fb_err_prefix(err, "%s", path);
   r->step = (int)step;
   r->optim->t = (int)t;
   r->bad_evals = (int)bad;
@@ -400,18 +443,26 @@ static int load_checkpoint(run *r, int *found, fb_err *err) {
 /* Forward and backward over one micro-batch of the step; adds to *sum and *counted. */
 static int micro_step(run *r, int a, double *sum, long *counted, double *tokens, fb_err *err) {
   long k0 = ((long)r->step * r->A + a) * r->B, k1 = k0 + r->B;
-  if (k1 > r->total_examples) k1 = r->total_examples;
-  if (k0 >= k1) return 0;
-  const fb_example *rows[4096];  /* micro_batch is at most 4096 (train_spec.c) */
+  if (k1 > r->total_examples)
+    k1 = r->total_examples;
+  if (k0 >= k1)
+    return 0;
+  const fb_example *rows[4096]; /* micro_batch is at most 4096 (train_spec.c) */
   for (long k = k0; k < k1; k++)
-    if (!(rows[k - k0] = example_at(r, k, err))) return err->code;
+    if (!(rows[k - k0] = example_at(r, k, err)))
+      return err->code;
   fb_batch b;
   int rc = fill_batch(r, &b, rows, (int)(k1 - k0), err);
-  if (rc) return rc;
-  if (r->lora) r->lora->step = (uint64_t)r->step * r->A + a;
-  if ((rc = fb_model_forward(r->m, r->lora, &b, 1, err))) return rc;
-  for (long k = k0; k < k1; k++) *tokens += rows[k - k0]->n;
-  if (r->m->n_counted == 0) return 0;
+  if (rc)
+    return rc;
+  if (r->lora)
+    r->lora->step = (uint64_t)r->step * r->A + a;
+  if ((rc = fb_model_forward(r->m, r->lora, &b, 1, err)))
+    return rc;
+  for (long k = k0; k < k1; k++)
+    *tokens += rows[k - k0]->n;
+  if (r->m->n_counted == 0)
+    return 0;
   *sum += (double)r->m->loss * r->m->n_counted;
   *counted += r->m->n_counted;
   return fb_model_backward(r->m, r->lora, &b, err);
@@ -428,7 +479,8 @@ static cJSON *progress_event(const run *r, double loss, double lr, double norm) 
   cJSON_AddNumberToObject(e, "loss_smoothed", r->loss_smoothed);
   cJSON_AddNumberToObject(e, "lr", lr);
   cJSON_AddNumberToObject(e, "grad_norm", norm);
-  cJSON_AddNumberToObject(e, "tokens_per_s", r->session_time > 0 ? r->session_tokens / r->session_time : 0);
+  cJSON_AddNumberToObject(e, "tokens_per_s",
+                          r->session_time > 0 ? r->session_tokens / r->session_time : 0);
   cJSON_AddNumberToObject(e, "elapsed_s", r->elapsed);
   cJSON_AddNumberToObject(e, "eta_s", done > 0 ? r->session_time / done * left : 0);
   return e;
@@ -439,24 +491,35 @@ static int train_step(run *r, fb_err *err) {
   double t0 = now(), sum = 0, tokens = 0;
   long counted = 0;
   int rc;
-  if (r->lora) fb_lora_zero_grad(r->lora);
-  else fb_model_zero_grad(r->m);
+  if (r->lora)
+    fb_lora_zero_grad(r->lora);
+  else
+    fb_model_zero_grad(r->m);
   for (int a = 0; a < r->A; a++)
-    if ((rc = micro_step(r, a, &sum, &counted, &tokens, err))) return rc;
+    if ((rc = micro_step(r, a, &sum, &counted, &tokens, err)))
+      return rc;
   double loss = counted ? sum / counted : 0;
   if (!isfinite(loss))
-    return fb_err_set(err, FB_ENUMERIC, "the loss is %g at step %d: the run is stopped (lower the learning rate?)", loss, r->step + 1);
+    return fb_err_set(err, FB_ENUMERIC,
+                      "the loss is %g at step %d: the run is stopped (lower the learning rate?)",
+                      loss, r->step + 1);
   if (r->step > 0 && loss > FB_TRAIN_EXPLOSION * r->loss_first)
-    return fb_err_set(err, FB_ENUMERIC, "the loss exploded at step %d: %g, over %g times the first step's %g (lower the learning rate?)",
+    return fb_err_set(err, FB_ENUMERIC,
+                      "the loss exploded at step %d: %g, over %g times the first step's %g (lower "
+                      "the learning rate?)",
                       r->step + 1, loss, FB_TRAIN_EXPLOSION, r->loss_first);
   if (r->A > 1)
-    for (size_t i = 0; i < r->n; i++) r->grads[i] /= (float)r->A;
+    for (size_t i = 0; i < r->n; i++)
+      r->grads[i] /= (float)r->A;
   double norm = fb_optim_clip(r->grads, r->n, r->spec->clip);
   double lr = fb_optim_lr(&r->optim->cfg, r->step);
-  if ((rc = fb_optim_step(r->optim, r->params, r->grads, lr, err))) return rc;
-  if (r->step == 0) r->loss_first = r->loss_smoothed = r->loss_best = loss;
+  if ((rc = fb_optim_step(r->optim, r->params, r->grads, lr, err)))
+    return rc;
+  if (r->step == 0)
+    r->loss_first = r->loss_smoothed = r->loss_best = loss;
   r->loss_smoothed = SMOOTHING * r->loss_smoothed + (1 - SMOOTHING) * loss;
-  if (loss < r->loss_best) r->loss_best = loss;
+  if (loss < r->loss_best)
+    r->loss_best = loss;
   r->loss_last = loss;
   r->step++;
   double dt = now() - t0;
@@ -470,10 +533,12 @@ static int train_step(run *r, fb_err *err) {
 
 /* Evaluation at its interval, with early stopping. */
 static int maybe_evaluate(run *r, int force, fb_err *err) {
-  if (!r->data->eval || r->data->eval->n == 0 || (!force && r->step % r->eval_interval != 0)) return 0;
+  if (!r->data->eval || r->data->eval->n == 0 || (!force && r->step % r->eval_interval != 0))
+    return 0;
   double loss;
   int rc = evaluate(r, &loss, err);
-  if (rc) return rc;
+  if (rc)
+    return rc;
   r->eval_last = loss;
   cJSON *e = event("eval");
   cJSON_AddNumberToObject(e, "step", r->step);
@@ -482,10 +547,12 @@ static int maybe_evaluate(run *r, int force, fb_err *err) {
   if (loss < r->eval_best) {
     r->eval_best = loss;
     r->bad_evals = 0;
-    if (r->best) memcpy(r->best, r->params, r->n * sizeof *r->best);
+    if (r->best)
+      memcpy(r->best, r->params, r->n * sizeof *r->best);
   } else if (r->spec->patience > 0 && ++r->bad_evals >= r->spec->patience) {
     char msg[160];
-    snprintf(msg, sizeof msg, "early stopping at step %d: no better eval loss in %d evaluations (best %.4f)",
+    snprintf(msg, sizeof msg,
+             "early stopping at step %d: no better eval loss in %d evaluations (best %.4f)",
              r->step, r->bad_evals, r->eval_best);
     emit_log(r, "info", msg);
     r->stop = 1;
@@ -502,16 +569,20 @@ static int samples(run *r, fb_err *err) {
   g.n_stop = r->m->cfg.n_eos < FB_GEN_MAX_STOP ? r->m->cfg.n_eos : FB_GEN_MAX_STOP;
   memcpy(g.stop, r->m->cfg.eos_token_ids, g.n_stop * sizeof g.stop[0]);
   int32_t *out = malloc(g.max_new_tokens * sizeof *out);
-  if (!out) return fb_err_set(err, FB_ENOMEM, "out of memory for a sample");
+  if (!out)
+    return fb_err_set(err, FB_ENOMEM, "out of memory for a sample");
   int rc = 0;
   for (int i = 0; i < d->n_prompts && !rc; i++) {
     int n = 0, room = r->m->cfg.max_position_embeddings - d->prompts[i].n;
     fb_text text = {0};
-    if (room < 1) continue;  /* a prompt as long as the model's context has no room to answer */
+    if (room < 1)
+      continue; /* a prompt as long as the model's context has no room to answer */
     g.max_new_tokens = r->spec->sample_tokens < room ? r->spec->sample_tokens : room;
     rc = fb_generate(r->m, r->lora, d->prompts[i].ids, d->prompts[i].n, &g, out, &n, NULL, err);
-    if (!rc) rc = fb_tokenizer_decode(d->tok, out, (size_t)n, FB_TOK_SKIP_SPECIAL, &text, err);
-    if (!rc) rc = fb_text_put(&text, "", 1, 0);  /* NUL */
+    if (!rc)
+      rc = fb_tokenizer_decode(d->tok, out, (size_t)n, FB_TOK_SKIP_SPECIAL, &text, err);
+    if (!rc)
+      rc = fb_text_put(&text, "", 1, 0); /* NUL */
     if (!rc) {
       cJSON *e = event("sample");
       cJSON_AddNumberToObject(e, "step", r->step);
@@ -540,10 +611,14 @@ static cJSON *summary(const run *r) {
   cJSON_AddNumberToObject(s, "final_loss", r->loss_last);
   cJSON_AddNumberToObject(s, "final_loss_smoothed", r->loss_smoothed);
   cJSON_AddNumberToObject(s, "best_loss", r->loss_best);
-  if (isfinite(r->eval_last)) cJSON_AddNumberToObject(s, "eval_loss", r->eval_last);
-  else cJSON_AddNullToObject(s, "eval_loss");
-  if (isfinite(r->eval_best)) cJSON_AddNumberToObject(s, "best_eval_loss", r->eval_best);
-  else cJSON_AddNullToObject(s, "best_eval_loss");
+  if (isfinite(r->eval_last))
+    cJSON_AddNumberToObject(s, "eval_loss", r->eval_last);
+  else
+    cJSON_AddNullToObject(s, "eval_loss");
+  if (isfinite(r->eval_best))
+    cJSON_AddNumberToObject(s, "best_eval_loss", r->eval_best);
+  else
+    cJSON_AddNullToObject(s, "best_eval_loss");
   cJSON_AddBoolToObject(s, "kept_best", r->best != NULL && isfinite(r->eval_best));
   cJSON_AddNumberToObject(s, "wall_time_s", r->elapsed);
   cJSON_AddNumberToObject(s, "tokens_per_s", r->elapsed > 0 ? r->tokens / r->elapsed : 0);
@@ -567,7 +642,8 @@ static int write_example_losses(run *r, fb_err *err) {
   for (size_t i = 0; !rc && i < ex->n; i++) {
     const fb_example *e = &ex->v[i];
     fb_batch b;
-    if ((rc = fill_batch(r, &b, &e, 1, err)) || (rc = fb_model_forward(r->m, r->lora, &b, 0, err))) break;
+    if ((rc = fill_batch(r, &b, &e, 1, err)) || (rc = fb_model_forward(r->m, r->lora, &b, 0, err)))
+      break;
     rows[i] = cJSON_CreateObject();
     cJSON_AddNumberToObject(rows[i], "line", e->line);
     cJSON_AddNumberToObject(rows[i], "loss", r->m->loss);
@@ -575,13 +651,16 @@ static int write_example_losses(run *r, fb_err *err) {
   }
   if (!rc) {
     qsort(rows, ex->n, sizeof *rows, by_loss_desc);
-    for (size_t i = 0; i < ex->n; i++) cJSON_AddItemToArray(list, rows[i]);
+    for (size_t i = 0; i < ex->n; i++)
+      cJSON_AddItemToArray(list, rows[i]);
     char *text = cJSON_Print(list), path[FB_SPEC_PATH + 32];
     snprintf(path, sizeof path, "%s/example_losses.json", r->spec->out);
-    rc = text ? fb_write_file_atomic(path, text, strlen(text), err) : fb_err_set(err, FB_ENOMEM, "out of memory for example_losses.json");
+    rc = text ? fb_write_file_atomic(path, text, strlen(text), err)
+              : fb_err_set(err, FB_ENOMEM, "out of memory for example_losses.json");
     free(text);
   } else {
-    for (size_t i = 0; rows && i < ex->n; i++) cJSON_Delete(rows[i]);
+    for (size_t i = 0; rows && i < ex->n; i++)
+      cJSON_Delete(rows[i]);
   }
   cJSON_Delete(list);
   free(rows);
@@ -590,11 +669,15 @@ static int write_example_losses(run *r, fb_err *err) {
 
 static int write_output(run *r, fb_err *err) {
   const fb_train_spec *s = r->spec;
-  if (r->best && isfinite(r->eval_best)) memcpy(r->params, r->best, r->n * sizeof *r->params);
+  if (r->best && isfinite(r->eval_best))
+    memcpy(r->params, r->best, r->n * sizeof *r->params);
   int rc = fb_mkdir_p(s->out, err);
-  if (!rc) rc = r->lora ? fb_lora_save(r->lora, s->out, err) : fb_model_save(r->m, s->model, s->out, err);
-  if (!rc) rc = write_example_losses(r, err);
-  if (rc) return rc;
+  if (!rc)
+    rc = r->lora ? fb_lora_save(r->lora, s->out, err) : fb_model_save(r->m, s->model, s->out, err);
+  if (!rc)
+    rc = write_example_losses(r, err);
+  if (rc)
+    return rc;
   cJSON *sum = summary(r);
   char *text = sum ? cJSON_Print(sum) : NULL, path[FB_SPEC_PATH + 16];
   if (!text) {
@@ -621,14 +704,16 @@ static int setup(run *r, fb_err *err) {
   const fb_train_spec *s = r->spec;
   int rc;
   if (s->full) {
-    if ((rc = fb_model_enable_grads(r->m, err))) return rc;
+    if ((rc = fb_model_enable_grads(r->m, err)))
+      return rc;
     r->params = r->m->params;
     r->grads = r->m->grads;
     r->n = r->m->n_floats;
   } else {
     fb_adapter_config c = s->lora;
     snprintf(c.base_model_name_or_path, sizeof c.base_model_name_or_path, "%.511s", s->model);
-    if ((rc = fb_lora_create(&r->lora, r->m, &c, err))) return rc;
+    if ((rc = fb_lora_create(&r->lora, r->m, &c, err)))
+      return rc;
     fb_lora_init(r->lora, s->seed);
     r->params = r->lora->params;
     r->grads = r->lora->grads;
@@ -641,7 +726,8 @@ static int setup(run *r, fb_err *err) {
   oc.schedule = s->schedule;
   oc.total_steps = r->total;
   oc.warmup_steps = (int)lround(s->warmup * r->total);
-  if ((rc = fb_optim_create(&r->optim, r->n, &oc, err))) return rc;
+  if ((rc = fb_optim_create(&r->optim, r->n, &oc, err)))
+    return rc;
   if (s->patience > 0 && r->data->eval && r->data->eval->n > 0 &&
       !(r->best = malloc(r->n * sizeof *r->best)))
     return fb_err_set(err, FB_ENOMEM, "out of memory for the best adapter (%zu floats)", r->n);
@@ -665,40 +751,52 @@ static int loop(run *r, fb_err *err) {
   volatile sig_atomic_t *cancel = r->opts ? r->opts->cancel : NULL;
   while (r->step < r->total && !r->stop) {
     if (cancel && *cancel) {
-      if ((rc = save_checkpoint(r, err))) return fail(r, r->ckdir, err);
-      return fb_err_set(err, FB_ECANCELLED, "cancelled at step %d; a checkpoint was written to %s", r->step, r->ckdir);
+      if ((rc = save_checkpoint(r, err)))
+        return fail(r, r->ckdir, err);
+      return fb_err_set(err, FB_ECANCELLED, "cancelled at step %d; a checkpoint was written to %s",
+                        r->step, r->ckdir);
     }
-    if ((rc = train_step(r, err)) || (rc = maybe_evaluate(r, 0, err)) ||
-        (rc = samples(r, err)))
+    if ((rc = train_step(r, err)) || (rc = maybe_evaluate(r, 0, err)) || (rc = samples(r, err)))
       return fail_step(r, err);
     int ci = r->spec->checkpoint_interval;
     if (ci > 0 && r->step % ci == 0 && r->step < r->total && (rc = save_checkpoint(r, err)))
       return fail(r, r->ckdir, err);
   }
-  if (r->step % r->eval_interval != 0 && (rc = maybe_evaluate(r, 1, err))) return fail_step(r, err);
-  if ((rc = save_checkpoint(r, err))) return fail(r, r->ckdir, err);
-  if ((rc = write_output(r, err))) return fail(r, r->spec->out, err);
+  if (r->step % r->eval_interval != 0 && (rc = maybe_evaluate(r, 1, err)))
+    return fail_step(r, err);
+  if ((rc = save_checkpoint(r, err)))
+    return fail(r, r->ckdir, err);
+  if ((rc = write_output(r, err)))
+    return fail(r, r->spec->out, err);
   return 0;
 }
 
 int fb_train(fb_model *m, const fb_train_spec *spec, const fb_train_data *data,
              const fb_train_opts *opts, fb_err *err) {
-  run r = {.m = m, .spec = spec, .data = data, .opts = opts, .order_epoch = -1,
-           .eval_last = NAN, .eval_best = INFINITY};
+  run r = {.m = m,
+           .spec = spec,
+           .data = data,
+           .opts = opts,
+           .order_epoch = -1,
+           .eval_last = NAN,
+           .eval_best = INFINITY};
   int rc = fb_train_spec_check(spec, err);
-  if (rc) return fail(&r, "spec", err);
+  if (rc)
+    return fail(&r, "spec", err);
   if (!data->train || data->train->n == 0) {
     fb_err_set(err, FB_EINVALID, "no training examples");
     return fail(&r, "data", err);
   }
   r.n_train = (long)data->train->n;
-  if ((rc = check_examples(&r, data->train, "training", err)) || (rc = check_examples(&r, data->eval, "eval", err)))
+  if ((rc = check_examples(&r, data->train, "training", err)) ||
+      (rc = check_examples(&r, data->eval, "eval", err)))
     return rc;
   plan(&r);
   if (r.A != spec->grad_accum || r.B != spec->micro_batch) {
     char msg[200];
-    snprintf(msg, sizeof msg, "small-data mode: micro_batch %d x grad_accum %d (was %d x %d) for %d steps",
-             r.B, r.A, spec->micro_batch, spec->grad_accum, r.total);
+    snprintf(msg, sizeof msg,
+             "small-data mode: micro_batch %d x grad_accum %d (was %d x %d) for %d steps", r.B, r.A,
+             spec->micro_batch, spec->grad_accum, r.total);
     emit_log(&r, "info", msg);
   }
   int found = 0;

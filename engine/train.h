@@ -17,23 +17,23 @@
 #include "tokenizer.h"
 #include "train_spec.h"
 
-#define FB_TRAIN_MIN_STEPS 50   /* small-data mode shrinks the batch until a run has this many */
+#define FB_TRAIN_MIN_STEPS 50 /* small-data mode shrinks the batch until a run has this many */
 #define FB_TRAIN_KEEP_CHECKPOINTS 2
-#define FB_TRAIN_EXPLOSION 5.0  /* a loss this many times the first step's stops the run */
+#define FB_TRAIN_EXPLOSION 5.0 /* a loss this many times the first step's stops the run */
 
 /* A sample prompt, already rendered by the chat template and tokenized. Borrowed. */
 typedef struct fb_train_prompt {
-  const char *text;     /* the prompt as the user wrote it (reported in `sample` events) */
+  const char *text; /* the prompt as the user wrote it (reported in `sample` events) */
   const int32_t *ids;
   int n;
 } fb_train_prompt;
 
 /* What a run trains on. Everything is borrowed for the duration of fb_train. */
 typedef struct fb_train_data {
-  const fb_examples *train;   /* at least one example */
-  const fb_examples *eval;    /* NULL or empty: no evaluation */
-  const char *dataset_hash;   /* reported in summary.json ("fnv1a64:..."); may be NULL */
-  const fb_tokenizer *tok;    /* decodes samples; NULL: no samples */
+  const fb_examples *train; /* at least one example */
+  const fb_examples *eval;  /* NULL or empty: no evaluation */
+  const char *dataset_hash; /* reported in summary.json ("fnv1a64:..."); may be NULL */
+  const fb_tokenizer *tok;  /* decodes samples; NULL: no samples */
   const fb_train_prompt *prompts;
   int n_prompts;
 } fb_train_data;
@@ -51,18 +51,18 @@ typedef struct fb_train_control {
 typedef void (*fb_train_event_fn)(void *ud, const cJSON *event, fb_train_control *ctl);
 
 typedef struct fb_train_opts {
-  fb_train_event_fn on_event;   /* may be NULL */
+  fb_train_event_fn on_event; /* may be NULL */
   void *ud;
-  volatile sig_atomic_t *cancel;  /* may be NULL; when it becomes nonzero the run stops between
-                                     steps, writes a checkpoint and returns FB_ECANCELLED */
-  int resume;                   /* continue from the latest checkpoint when there is one */
+  volatile sig_atomic_t *cancel; /* may be NULL; when it becomes nonzero the run stops between
+                                    steps, writes a checkpoint and returns FB_ECANCELLED */
+  int resume;                    /* continue from the latest checkpoint when there is one */
 } fb_train_opts;
 
 /* Train per spec on data. m is borrowed: LoRA mode leaves its weights as they were, full mode
  * trains them in place. Writes checkpoints under spec->checkpoints (or spec->out/checkpoints)
  * and, at the end, the adapter (or model), summary.json and example_losses.json (each training
- * example's final loss, worst first: {line, loss, trained_tokens}) to spec->out. Errors (bad data, a
- * checkpoint that does not fit, a non-finite or exploding loss, I/O) are also reported as an
+ * example's final loss, worst first: {line, loss, trained_tokens}) to spec->out. Errors (bad data,
+ * a checkpoint that does not fit, a non-finite or exploding loss, I/O) are also reported as an
  * `error` event with `where`; the last good checkpoint is left as it was. */
 int fb_train(fb_model *m, const fb_train_spec *spec, const fb_train_data *data,
              const fb_train_opts *opts, fb_err *err);

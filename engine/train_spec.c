@@ -11,36 +11,60 @@
 typedef enum { F_STR, F_INT, F_NUM, F_BOOL, F_SEED, F_SPECIAL } ftype;
 
 typedef struct field {
-  const char *path;  /* "lora.r": its place in the JSON object */
+  const char *path; /* "lora.r": its place in the JSON object */
   ftype type;
-  size_t off, size;  /* in fb_train_spec; size for strings */
-  double lo, hi;     /* inclusive range of numbers */
+  size_t off, size; /* in fb_train_spec; size for strings */
+  double lo, hi;    /* inclusive range of numbers */
 } field;
 
-#define S(p, m) {p, F_STR, offsetof(fb_train_spec, m), sizeof(((fb_train_spec *)0)->m), 0, 0}
-#define I(p, m, lo, hi) {p, F_INT, offsetof(fb_train_spec, m), 0, lo, hi}
-#define N(p, m, lo, hi) {p, F_NUM, offsetof(fb_train_spec, m), 0, lo, hi}
-#define B(p, m) {p, F_BOOL, offsetof(fb_train_spec, m), 0, 0, 1}
-#define X(p) {p, F_SPECIAL, 0, 0, 0, 0}
+#define S(p, m)                                                                                    \
+  { p, F_STR, offsetof(fb_train_spec, m), sizeof(((fb_train_spec *)0)->m), 0, 0 }
+#define I(p, m, lo, hi)                                                                            \
+  { p, F_INT, offsetof(fb_train_spec, m), 0, lo, hi }
+#define N(p, m, lo, hi)                                                                            \
+  { p, F_NUM, offsetof(fb_train_spec, m), 0, lo, hi }
+#define B(p, m)                                                                                    \
+  { p, F_BOOL, offsetof(fb_train_spec, m), 0, 0, 1 }
+#define X(p)                                                                                       \
+  { p, F_SPECIAL, 0, 0, 0, 0 }
 
 static const field fields[] = {
-    S("model", model), X("data"), S("template", template_name), I("max_len", max_len, 8, 1 << 20),
-    X("mode"), I("lora.r", lora.r, 1, FB_SPEC_MAX_RANK), N("lora.alpha", lora.lora_alpha, 1e-6, 1e6),
-    N("lora.dropout", lora.lora_dropout, 0, 0.9), X("lora.targets"), B("lora.rslora", lora.use_rslora),
-    I("epochs", epochs, 1, 10000), I("max_steps", max_steps, 0, 100000000),
-    I("micro_batch", micro_batch, 1, 4096), I("grad_accum", grad_accum, 1, 4096),
-    B("small_data", small_data), N("lr", lr, 0, 10), N("warmup", warmup, 0, 0.9), X("schedule"),
-    N("weight_decay", weight_decay, 0, 10), N("clip", clip, 0, 1e9),
-    N("eval.fraction", eval_fraction, 0, 0.5), I("eval.interval", eval_interval, 0, 100000000),
-    I("patience", patience, 0, 100000), {"seed", F_SEED, offsetof(fb_train_spec, seed), 0, 0, 0},
-    I("checkpoint_interval", checkpoint_interval, 0, 100000000), S("out", out),
-    S("checkpoints", checkpoints), X("device"), X("samples.prompts"),
-    I("samples.interval", sample_interval, 0, 100000000), I("samples.max_tokens", sample_tokens, 1, 4096),
+    S("model", model),
+    X("data"),
+    S("template", template_name),
+    I("max_len", max_len, 8, 1 << 20),
+    X("mode"),
+    I("lora.r", lora.r, 1, FB_SPEC_MAX_RANK),
+    N("lora.alpha", lora.lora_alpha, 1e-6, 1e6),
+    N("lora.dropout", lora.lora_dropout, 0, 0.9),
+    X("lora.targets"),
+    B("lora.rslora", lora.use_rslora),
+    I("epochs", epochs, 1, 10000),
+    I("max_steps", max_steps, 0, 100000000),
+    I("micro_batch", micro_batch, 1, 4096),
+    I("grad_accum", grad_accum, 1, 4096),
+    B("small_data", small_data),
+    N("lr", lr, 0, 10),
+    N("warmup", warmup, 0, 0.9),
+    X("schedule"),
+    N("weight_decay", weight_decay, 0, 10),
+    N("clip", clip, 0, 1e9),
+    N("eval.fraction", eval_fraction, 0, 0.5),
+    I("eval.interval", eval_interval, 0, 100000000),
+    I("patience", patience, 0, 100000),
+    {"seed", F_SEED, offsetof(fb_train_spec, seed), 0, 0, 0},
+    I("checkpoint_interval", checkpoint_interval, 0, 100000000),
+    S("out", out),
+    S("checkpoints", checkpoints),
+    X("device"),
+    X("samples.prompts"),
+    I("samples.interval", sample_interval, 0, 100000000),
+    I("samples.max_tokens", sample_tokens, 1, 4096),
     S("hooks", hooks),
 };
 #define N_FIELDS (int)(sizeof fields / sizeof fields[0])
 
-static const char *const schedules[] = {"constant", "cosine", "linear"};  /* fb_schedule order */
+static const char *const schedules[] = {"constant", "cosine", "linear"}; /* fb_schedule order */
 static const char *const devices[] = {"auto", "cpu"};
 
 const char *fb_device_name(fb_device d) { return d == FB_DEVICE_CPU ? "cpu" : "auto"; }
@@ -71,7 +95,8 @@ static const void *cat(const fb_train_spec *s, const field *f) { return (const c
 
 static int pick(const char *name, const char *const *names, int n) {
   for (int i = 0; i < n; i++)
-    if (strcmp(name, names[i]) == 0) return i;
+    if (strcmp(name, names[i]) == 0)
+      return i;
   return -1;
 }
 
@@ -80,12 +105,16 @@ static int read_strings(char *dst, size_t size, int max, int *n, const cJSON *v,
                         fb_err *err) {
   const cJSON *one = cJSON_IsString(v) ? v : NULL;
   int count = one ? 1 : cJSON_GetArraySize(v);
-  if (!one && !cJSON_IsArray(v)) return fb_err_set(err, FB_EINVALID, "spec.%s: must be a string or an array of strings", path);
-  if (count > max) return fb_err_set(err, FB_EINVALID, "spec.%s: at most %d entries", path, max);
+  if (!one && !cJSON_IsArray(v))
+    return fb_err_set(err, FB_EINVALID, "spec.%s: must be a string or an array of strings", path);
+  if (count > max)
+    return fb_err_set(err, FB_EINVALID, "spec.%s: at most %d entries", path, max);
   for (int i = 0; i < count; i++) {
     const cJSON *e = one ? one : cJSON_GetArrayItem(v, i);
-    if (!cJSON_IsString(e)) return fb_err_set(err, FB_EINVALID, "spec.%s[%d]: must be a string", path, i);
-    if (strlen(e->valuestring) >= size) return fb_err_set(err, FB_EINVALID, "spec.%s[%d]: longer than %zu bytes", path, i, size - 1);
+    if (!cJSON_IsString(e))
+      return fb_err_set(err, FB_EINVALID, "spec.%s[%d]: must be a string", path, i);
+    if (strlen(e->valuestring) >= size)
+      return fb_err_set(err, FB_EINVALID, "spec.%s[%d]: longer than %zu bytes", path, i, size - 1);
     snprintf(dst + (size_t)i * size, size, "%s", e->valuestring);
   }
   *n = count;
@@ -96,41 +125,64 @@ static int read_special(fb_train_spec *s, const char *path, const cJSON *v, fb_e
   if (strcmp(path, "data") == 0)
     return read_strings(s->data[0], FB_SPEC_PATH, FB_SPEC_MAX_DATA, &s->n_data, v, path, err);
   if (strcmp(path, "samples.prompts") == 0)
-    return read_strings(s->prompts[0], FB_SPEC_PROMPT, FB_SPEC_MAX_PROMPTS, &s->n_prompts, v, path, err);
+    return read_strings(s->prompts[0], FB_SPEC_PROMPT, FB_SPEC_MAX_PROMPTS, &s->n_prompts, v, path,
+                        err);
   if (strcmp(path, "lora.targets") == 0) {
-    if (cJSON_IsString(v)) return fb_targets_parse_list(v->valuestring, &s->lora.targets, err) ? fb_err_prefix(err, "spec.%s", path) : 0;
-    if (!cJSON_IsArray(v)) return fb_err_set(err, FB_EINVALID, "spec.%s: must be \"all-linear\", a list string or an array of names", path);
+    if (cJSON_IsString(v))
+      return fb_targets_parse_list(v->valuestring, &s->lora.targets, err)
+                 ? fb_err_prefix(err, "spec.%s", path)
+                 : 0;
+    if (!cJSON_IsArray(v))
+      return fb_err_set(err, FB_EINVALID,
+                        "spec.%s: must be \"all-linear\", a list string or an array of names",
+                        path);
     s->lora.targets = 0;
     for (int i = 0; i < cJSON_GetArraySize(v); i++) {
       const cJSON *e = cJSON_GetArrayItem(v, i);
       unsigned bit = cJSON_IsString(e) ? fb_target_parse(e->valuestring) : 0;
       if (!bit || (s->lora.targets & bit))
-        return fb_err_set(err, FB_EINVALID, "spec.%s[%d]: must be a distinct one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj", path, i);
+        return fb_err_set(err, FB_EINVALID,
+                          "spec.%s[%d]: must be a distinct one of q_proj, k_proj, v_proj, o_proj, "
+                          "gate_proj, up_proj, down_proj",
+                          path, i);
       s->lora.targets |= bit;
     }
     return 0;
   }
-  const char *const *names = strcmp(path, "schedule") == 0 ? schedules : strcmp(path, "device") == 0 ? devices : NULL;
+  const char *const *names = strcmp(path, "schedule") == 0 ? schedules
+                             : strcmp(path, "device") == 0 ? devices
+                                                           : NULL;
   int n = names == schedules ? 3 : 2, i = -1;
   static const char *const modes[] = {"lora", "full"};
-  if (!names) names = modes;
-  if (cJSON_IsString(v)) i = pick(v->valuestring, names, n);
-  if (i < 0) return fb_err_set(err, FB_EINVALID, "spec.%s: must be one of \"%s\", \"%s\"%s%s%s", path, names[0], names[1], n > 2 ? ", \"" : "", n > 2 ? names[2] : "", n > 2 ? "\"" : "");
-  if (names == schedules) s->schedule = (fb_schedule)i;
-  else if (names == devices) s->device = (fb_device)i;
-  else s->full = i;
+  if (!names)
+    names = modes;
+  if (cJSON_IsString(v))
+    i = pick(v->valuestring, names, n);
+  if (i < 0)
+    return fb_err_set(err, FB_EINVALID, "spec.%s: must be one of \"%s\", \"%s\"%s%s%s", path,
+                      names[0], names[1], n > 2 ? ", \"" : "", n > 2 ? names[2] : "",
+                      n > 2 ? "\"" : "");
+  if (names == schedules)
+    s->schedule = (fb_schedule)i;
+  else if (names == devices)
+    s->device = (fb_device)i;
+  else
+    s->full = i;
   return 0;
 }
 
 static int read_field(fb_train_spec *s, const field *f, const cJSON *v, fb_err *err) {
   switch (f->type) {
   case F_STR:
-    if (!cJSON_IsString(v)) return fb_err_set(err, FB_EINVALID, "spec.%s: must be a string", f->path);
-    if (strlen(v->valuestring) >= f->size) return fb_err_set(err, FB_EINVALID, "spec.%s: longer than %zu bytes", f->path, f->size - 1);
+    if (!cJSON_IsString(v))
+      return fb_err_set(err, FB_EINVALID, "spec.%s: must be a string", f->path);
+    if (strlen(v->valuestring) >= f->size)
+      return fb_err_set(err, FB_EINVALID, "spec.%s: longer than %zu bytes", f->path, f->size - 1);
     snprintf(at(s, f), f->size, "%s", v->valuestring);
     return 0;
   case F_BOOL:
-    if (!cJSON_IsBool(v)) return fb_err_set(err, FB_EINVALID, "spec.%s: must be true or false", f->path);
+    if (!cJSON_IsBool(v))
+      return fb_err_set(err, FB_EINVALID, "spec.%s: must be true or false", f->path);
     *(int *)at(s, f) = cJSON_IsTrue(v);
     return 0;
   case F_INT:
@@ -138,15 +190,19 @@ static int read_field(fb_train_spec *s, const field *f, const cJSON *v, fb_err *
     if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
       return fb_err_set(err, FB_EINVALID, "spec.%s: must be an integer", f->path);
     if (f->type == F_SEED) {
-      if (v->valuedouble < 0 || v->valuedouble > 9007199254740992.0) return fb_err_set(err, FB_EINVALID, "spec.seed: must be 0..2^53");
+      if (v->valuedouble < 0 || v->valuedouble > 9007199254740992.0)
+        return fb_err_set(err, FB_EINVALID, "spec.seed: must be 0..2^53");
       *(uint64_t *)at(s, f) = (uint64_t)v->valuedouble;
     } else {
-      if (v->valuedouble < f->lo || v->valuedouble > f->hi) return fb_err_set(err, FB_EINVALID, "spec.%s: must be %.0f..%.0f (got %g)", f->path, f->lo, f->hi, v->valuedouble);
+      if (v->valuedouble < f->lo || v->valuedouble > f->hi)
+        return fb_err_set(err, FB_EINVALID, "spec.%s: must be %.0f..%.0f (got %g)", f->path, f->lo,
+                          f->hi, v->valuedouble);
       *(int *)at(s, f) = (int)v->valuedouble;
     }
     return 0;
   case F_NUM:
-    if (!cJSON_IsNumber(v)) return fb_err_set(err, FB_EINVALID, "spec.%s: must be a number", f->path);
+    if (!cJSON_IsNumber(v))
+      return fb_err_set(err, FB_EINVALID, "spec.%s: must be a number", f->path);
     *(double *)at(s, f) = v->valuedouble;
     return 0;
   case F_SPECIAL:
@@ -165,15 +221,20 @@ static int read_object(fb_train_spec *s, const cJSON *o, const char *prefix, fb_
     int is_group = 0, rc;
     for (int i = 0; i < N_FIELDS; i++) {
       if (strcmp(fields[i].path, path) == 0) {
-        if ((rc = read_field(s, &fields[i], v, err))) return rc;
+        if ((rc = read_field(s, &fields[i], v, err)))
+          return rc;
         goto next;
       }
-      if (strncmp(fields[i].path, path, pl) == 0 && fields[i].path[pl] == '.') is_group = 1;
+      if (strncmp(fields[i].path, path, pl) == 0 && fields[i].path[pl] == '.')
+        is_group = 1;
     }
-    if (!is_group) return fb_err_set(err, FB_EINVALID, "spec.%s: unknown field", path);
-    if (!cJSON_IsObject(v)) return fb_err_set(err, FB_EINVALID, "spec.%s: must be an object", path);
+    if (!is_group)
+      return fb_err_set(err, FB_EINVALID, "spec.%s: unknown field", path);
+    if (!cJSON_IsObject(v))
+      return fb_err_set(err, FB_EINVALID, "spec.%s: must be an object", path);
     strcat(path, ".");
-    if ((rc = read_object(s, v, path, err))) return rc;
+    if ((rc = read_object(s, v, path, err)))
+      return rc;
   next:;
   }
   return 0;
@@ -182,34 +243,46 @@ static int read_object(fb_train_spec *s, const cJSON *o, const char *prefix, fb_
 int fb_train_spec_check(const fb_train_spec *s, fb_err *err) {
   for (int i = 0; i < N_FIELDS; i++) {
     const field *f = &fields[i];
-    double x = f->type == F_INT ? *(const int *)cat(s, f) : f->type == F_NUM ? *(const double *)cat(s, f) : 0;
+    double x = f->type == F_INT   ? *(const int *)cat(s, f)
+               : f->type == F_NUM ? *(const double *)cat(s, f)
+                                  : 0;
     if ((f->type == F_INT || f->type == F_NUM) && !(x >= f->lo && x <= f->hi)) {
-      if (f->type == F_INT) return fb_err_set(err, FB_EINVALID, "spec.%s: must be %.0f..%.0f (got %g)", f->path, f->lo, f->hi, x);
-      return fb_err_set(err, FB_EINVALID, "spec.%s: must be in [%g, %g] (got %g)", f->path, f->lo, f->hi, x);
+      if (f->type == F_INT)
+        return fb_err_set(err, FB_EINVALID, "spec.%s: must be %.0f..%.0f (got %g)", f->path, f->lo,
+                          f->hi, x);
+      return fb_err_set(err, FB_EINVALID, "spec.%s: must be in [%g, %g] (got %g)", f->path, f->lo,
+                        f->hi, x);
     }
   }
-  if (!s->model[0]) return fb_err_set(err, FB_EINVALID, "spec.model: required (the base model directory)");
-  if (s->n_data < 1) return fb_err_set(err, FB_EINVALID, "spec.data: required (a JSONL file or a list of them)");
-  if (!s->out[0]) return fb_err_set(err, FB_EINVALID, "spec.out: required (the output directory)");
+  if (!s->model[0])
+    return fb_err_set(err, FB_EINVALID, "spec.model: required (the base model directory)");
+  if (s->n_data < 1)
+    return fb_err_set(err, FB_EINVALID, "spec.data: required (a JSONL file or a list of them)");
+  if (!s->out[0])
+    return fb_err_set(err, FB_EINVALID, "spec.out: required (the output directory)");
   if (!s->full && !(s->lora.targets && !(s->lora.targets & ~FB_TARGET_ALL)))
     return fb_err_set(err, FB_EINVALID, "spec.lora.targets: must name at least one projection");
-  if (s->n_prompts > 0 && s->prompts[0][0] == '\0') return fb_err_set(err, FB_EINVALID, "spec.samples.prompts[0]: empty");
+  if (s->n_prompts > 0 && s->prompts[0][0] == '\0')
+    return fb_err_set(err, FB_EINVALID, "spec.samples.prompts[0]: empty");
   return 0;
 }
 
 int fb_train_spec_from_json(fb_train_spec *s, const cJSON *json, fb_err *err) {
   fb_train_spec_defaults(s);
-  if (!cJSON_IsObject(json)) return fb_err_set(err, FB_EINVALID, "spec: must be a JSON object");
+  if (!cJSON_IsObject(json))
+    return fb_err_set(err, FB_EINVALID, "spec: must be a JSON object");
   int rc = read_object(s, json, "", err);
   return rc ? rc : fb_train_spec_check(s, err);
 }
 
-int fb_train_spec_parse(fb_train_spec *s, const char *text, size_t len, const char *label, fb_err *err) {
+int fb_train_spec_parse(fb_train_spec *s, const char *text, size_t len, const char *label,
+                        fb_err *err) {
   cJSON *j = cJSON_ParseWithLength(text, len);
   if (!j) {
     fb_train_spec_defaults(s);
     const char *at_ = cJSON_GetErrorPtr();
-    return fb_err_set(err, FB_EFORMAT, "%s: not valid JSON (at byte %td)", label, at_ ? at_ - text : (ptrdiff_t)0);
+    return fb_err_set(err, FB_EFORMAT, "%s: not valid JSON (at byte %td)", label,
+                      at_ ? at_ - text : (ptrdiff_t)0);
   }
   int rc = fb_train_spec_from_json(s, j, err);
   cJSON_Delete(j);
@@ -232,19 +305,26 @@ static cJSON *group(cJSON *root, const char *path, const char **leaf) {
 
 static cJSON *strings(const char *base, size_t size, int n) {
   cJSON *a = cJSON_CreateArray();
-  for (int i = 0; a && i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateString(base + (size_t)i * size));
+  for (int i = 0; a && i < n; i++)
+    cJSON_AddItemToArray(a, cJSON_CreateString(base + (size_t)i * size));
   return a;
 }
 
 static cJSON *special(const fb_train_spec *s, const char *path) {
-  if (strcmp(path, "data") == 0) return strings(s->data[0], FB_SPEC_PATH, s->n_data);
-  if (strcmp(path, "samples.prompts") == 0) return strings(s->prompts[0], FB_SPEC_PROMPT, s->n_prompts);
-  if (strcmp(path, "mode") == 0) return cJSON_CreateString(s->full ? "full" : "lora");
-  if (strcmp(path, "schedule") == 0) return cJSON_CreateString(schedules[s->schedule]);
-  if (strcmp(path, "device") == 0) return cJSON_CreateString(devices[s->device]);
-  cJSON *a = cJSON_CreateArray();  /* lora.targets */
+  if (strcmp(path, "data") == 0)
+    return strings(s->data[0], FB_SPEC_PATH, s->n_data);
+  if (strcmp(path, "samples.prompts") == 0)
+    return strings(s->prompts[0], FB_SPEC_PROMPT, s->n_prompts);
+  if (strcmp(path, "mode") == 0)
+    return cJSON_CreateString(s->full ? "full" : "lora");
+  if (strcmp(path, "schedule") == 0)
+    return cJSON_CreateString(schedules[s->schedule]);
+  if (strcmp(path, "device") == 0)
+    return cJSON_CreateString(devices[s->device]);
+  cJSON *a = cJSON_CreateArray(); /* lora.targets */
   for (int i = 0; a && i < FB_TARGET_COUNT; i++)
-    if (s->lora.targets & (1u << i)) cJSON_AddItemToArray(a, cJSON_CreateString(fb_target_name(i)));
+    if (s->lora.targets & (1u << i))
+      cJSON_AddItemToArray(a, cJSON_CreateString(fb_target_name(i)));
   return a;
 }
 
@@ -255,12 +335,24 @@ cJSON *fb_train_spec_to_json(const fb_train_spec *s) {
     const char *leaf;
     cJSON *g = group(root, f->path, &leaf), *v = NULL;
     switch (f->type) {
-    case F_STR: v = cJSON_CreateString(cat(s, f)); break;
-    case F_INT: v = cJSON_CreateNumber(*(const int *)cat(s, f)); break;
-    case F_NUM: v = cJSON_CreateNumber(*(const double *)cat(s, f)); break;
-    case F_BOOL: v = cJSON_CreateBool(*(const int *)cat(s, f)); break;
-    case F_SEED: v = cJSON_CreateNumber((double)s->seed); break;
-    case F_SPECIAL: v = special(s, f->path); break;
+    case F_STR:
+      v = cJSON_CreateString(cat(s, f));
+      break;
+    case F_INT:
+      v = cJSON_CreateNumber(*(const int *)cat(s, f));
+      break;
+    case F_NUM:
+      v = cJSON_CreateNumber(*(const double *)cat(s, f));
+      break;
+    case F_BOOL:
+      v = cJSON_CreateBool(*(const int *)cat(s, f));
+      break;
+    case F_SEED:
+      v = cJSON_CreateNumber((double)s->seed);
+      break;
+    case F_SPECIAL:
+      v = special(s, f->path);
+      break;
     }
     if (!g || !v || !cJSON_AddItemToObject(g, leaf, v)) {
       cJSON_Delete(v);

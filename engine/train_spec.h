@@ -22,36 +22,36 @@ typedef enum { FB_DEVICE_AUTO, FB_DEVICE_CPU } fb_device;
 
 /* Plain value; nothing to free. */
 typedef struct fb_train_spec {
-  char model[FB_SPEC_PATH];                   /* base model directory (required) */
-  char data[FB_SPEC_MAX_DATA][FB_SPEC_PATH];  /* JSONL files (at least one) */
+  char model[FB_SPEC_PATH];                  /* base model directory (required) */
+  char data[FB_SPEC_MAX_DATA][FB_SPEC_PATH]; /* JSONL files (at least one) */
   int n_data;
-  char template_name[32];    /* chat template; "" = recognised from the model's tokenizer */
-  int max_len;               /* tokens per example, longer ones are cut: 512 */
-  int full;                  /* full-parameter mode instead of LoRA: 0 */
-  fb_adapter_config lora;    /* r 16, alpha 32, dropout 0.05, all seven projections, no rslora */
-  int epochs;                /* 3 */
-  int max_steps;             /* optimizer steps; 0 = from epochs */
-  int micro_batch;           /* examples per forward: 4 */
-  int grad_accum;            /* micro-batches per optimizer step: 1 */
-  int small_data;            /* shrink the batch until a run has >= 50 steps: 1 */
-  double lr;                 /* 2e-4 */
-  double warmup;             /* fraction of the steps warming up linearly: 0.05 */
-  fb_schedule schedule;      /* cosine */
-  double weight_decay;       /* 0 */
-  double clip;               /* global gradient norm; 0 = off: 1.0 */
-  double eval_fraction;      /* of the examples held out: 0.1 (0 = no evaluation) */
-  int eval_interval;         /* steps between evaluations; 0 = ten per run */
-  int patience;              /* evaluations without improvement before stopping; 0 = off */
-  uint64_t seed;             /* split, order, LoRA init and dropout: 42 */
-  int checkpoint_interval;   /* steps between checkpoints; 0 = only at the end or on cancel */
-  char out[FB_SPEC_PATH];    /* output directory (required) */
-  char checkpoints[FB_SPEC_PATH];  /* "" = out/checkpoints */
-  fb_device device;          /* auto */
-  char prompts[FB_SPEC_MAX_PROMPTS][FB_SPEC_PROMPT];  /* sample prompts */
+  char template_name[32];  /* chat template; "" = recognised from the model's tokenizer */
+  int max_len;             /* tokens per example, longer ones are cut: 512 */
+  int full;                /* full-parameter mode instead of LoRA: 0 */
+  fb_adapter_config lora;  /* r 16, alpha 32, dropout 0.05, all seven projections, no rslora */
+  int epochs;              /* 3 */
+  int max_steps;           /* optimizer steps; 0 = from epochs */
+  int micro_batch;         /* examples per forward: 4 */
+  int grad_accum;          /* micro-batches per optimizer step: 1 */
+  int small_data;          /* shrink the batch until a run has >= 50 steps: 1 */
+  double lr;               /* 2e-4 */
+  double warmup;           /* fraction of the steps warming up linearly: 0.05 */
+  fb_schedule schedule;    /* cosine */
+  double weight_decay;     /* 0 */
+  double clip;             /* global gradient norm; 0 = off: 1.0 */
+  double eval_fraction;    /* of the examples held out: 0.1 (0 = no evaluation) */
+  int eval_interval;       /* steps between evaluations; 0 = ten per run */
+  int patience;            /* evaluations without improvement before stopping; 0 = off */
+  uint64_t seed;           /* split, order, LoRA init and dropout: 42 */
+  int checkpoint_interval; /* steps between checkpoints; 0 = only at the end or on cancel */
+  char out[FB_SPEC_PATH];  /* output directory (required) */
+  char checkpoints[FB_SPEC_PATH];                    /* "" = out/checkpoints */
+  fb_device device;                                  /* auto */
+  char prompts[FB_SPEC_MAX_PROMPTS][FB_SPEC_PROMPT]; /* sample prompts */
   int n_prompts;
-  int sample_interval;       /* steps between samples; 0 = five per run */
-  int sample_tokens;         /* new tokens per sample: 48 */
-  char hooks[FB_SPEC_PATH];  /* a Lua file returning {on_step, on_eval, on_done}; "" = none */
+  int sample_interval;      /* steps between samples; 0 = five per run */
+  int sample_tokens;        /* new tokens per sample: 48 */
+  char hooks[FB_SPEC_PATH]; /* a Lua file returning {on_step, on_eval, on_done}; "" = none */
 } fb_train_spec;
 
 /* The defaults above, with no model, data or output. */
@@ -68,6 +68,6 @@ int fb_train_spec_check(const fb_train_spec *s, fb_err *err);
 /* s as a JSON object with every field (the caller deletes it); NULL when out of memory. */
 cJSON *fb_train_spec_to_json(const fb_train_spec *s);
 
-const char *fb_device_name(fb_device d);  /* "auto", "cpu" */
+const char *fb_device_name(fb_device d); /* "auto", "cpu" */
 
 #endif

@@ -36,16 +36,18 @@ static fb_model *tiny(void) {
   c.eos_token_ids[0] = EOS;
   fb_model *m = NULL;
   fb_err err = {0};
-  if (fb_model_create(&m, &c, &err)) fprintf(stderr, "%s\n", err.msg);
-  if (m) fb_model_init_random(m, 1, 0.3f);
+  if (fb_model_create(&m, &c, &err))
+    fprintf(stderr, "%s\n", err.msg);
+  if (m)
+    fb_model_init_random(m, 1, 0.3f);
   return m;
 }
 
 /* "Q: <question>\nA: <answer><eos>", the answer and <eos> trained. answer_shift gives another
  * answer to the same question (a set the training set contradicts). */
 static void make_examples(fb_examples *ex, fb_tokenizer *tok, int answer_shift) {
-  static const char *const words[] = {"red", "blue", "green", "gold", "gray", "pink", "teal",
-                                      "navy", "rose", "jade"};
+  static const char *const words[] = {"red",  "blue", "green", "gold", "gray",
+                                      "pink", "teal", "navy",  "rose", "jade"};
   fb_ex_opts o = {0};
   for (int i = 0; i < N_EX; i++) {
     char text[96];
@@ -54,7 +56,8 @@ static void make_examples(fb_examples *ex, fb_tokenizer *tok, int answer_shift) 
                          words[(i / 10 + answer_shift) % 10]);
     fb_span sp = {(size_t)q, (size_t)n};
     fb_err err = {0};
-    if (fb_examples_add(ex, tok, text, (size_t)n, &sp, 1, i + 1, &o, &err)) fprintf(stderr, "%s\n", err.msg);
+    if (fb_examples_add(ex, tok, text, (size_t)n, &sp, 1, i + 1, &o, &err))
+      fprintf(stderr, "%s\n", err.msg);
   }
 }
 
@@ -77,7 +80,8 @@ static int setup(fixture *f) {
   snprintf(f->dir, sizeof f->dir, "/tmp/fb_train_XXXXXX");
   const char *specials[] = {"<eos>"};
   fb_err err = {0};
-  if (!mkdtemp(f->dir) || fb_tokenizer_bytes(&f->tok, specials, 1, &err) || !(f->m = tiny())) return -1;
+  if (!mkdtemp(f->dir) || fb_tokenizer_bytes(&f->tok, specials, 1, &err) || !(f->m = tiny()))
+    return -1;
   make_examples(&f->train, f->tok, 0);
   f->data = (fb_train_data){.train = &f->train, .dataset_hash = "fnv1a64:0123456789abcdef"};
   fb_train_spec *s = &f->spec;
@@ -105,15 +109,15 @@ static void teardown(fixture *f) {
 /* What the events of a run said. */
 typedef struct seen {
   int progress, eval, sample, checkpoint, start, done, error, logs;
-  int fields_ok;            /* every progress event had every field as a number */
+  int fields_ok; /* every progress event had every field as a number */
   double first_loss, last_smoothed, losses[256];
   char where[64], log[200], sample_text[200];
-  int cancel_at;            /* set the cancel flag after this step */
+  int cancel_at; /* set the cancel flag after this step */
   volatile sig_atomic_t cancel;
-  int nan_at;               /* poison the model after this step */
-  int blow_at;              /* scale the output head by 100 after this step */
-  int stop_at, lr_at;       /* ask to stop / set the learning rate to 0 after this step */
-  double lrs[257];          /* lr of each progress event, by count */
+  int nan_at;         /* poison the model after this step */
+  int blow_at;        /* scale the output head by 100 after this step */
+  int stop_at, lr_at; /* ask to stop / set the learning rate to 0 after this step */
+  double lrs[257];    /* lr of each progress event, by count */
   fb_model *m;
 } seen;
 
@@ -121,27 +125,36 @@ static void on_event(void *ud, const cJSON *e, fb_train_control *ctl) {
   seen *s = ud;
   const char *name = cJSON_GetObjectItem(e, "event")->valuestring;
   if (strcmp(name, "progress") == 0) {
-    static const char *const keys[] = {"step", "total_steps", "epoch", "total_epochs", "loss",
-                                       "loss_smoothed", "lr", "grad_norm", "tokens_per_s",
-                                       "elapsed_s", "eta_s"};
+    static const char *const keys[] = {"step",         "total_steps",   "epoch", "total_epochs",
+                                       "loss",         "loss_smoothed", "lr",    "grad_norm",
+                                       "tokens_per_s", "elapsed_s",     "eta_s"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-      if (!cJSON_IsNumber(cJSON_GetObjectItem(e, keys[i]))) s->fields_ok = 0;
+      if (!cJSON_IsNumber(cJSON_GetObjectItem(e, keys[i])))
+        s->fields_ok = 0;
     int step = cJSON_GetObjectItem(e, "step")->valueint;
     double loss = cJSON_GetObjectItem(e, "loss")->valuedouble;
-    if (s->progress++ == 0) s->first_loss = loss;
-    if (step < 256) s->losses[step] = loss;
+    if (s->progress++ == 0)
+      s->first_loss = loss;
+    if (step < 256)
+      s->losses[step] = loss;
     s->last_smoothed = cJSON_GetObjectItem(e, "loss_smoothed")->valuedouble;
-    if (step == s->cancel_at) s->cancel = 1;
-    if (step == s->stop_at) ctl->stop = 1;
-    if (step == s->lr_at) ctl->lr = 0;
-    if (step == s->nan_at) s->m->final_norm[0] = NAN;
+    if (step == s->cancel_at)
+      s->cancel = 1;
+    if (step == s->stop_at)
+      ctl->stop = 1;
+    if (step == s->lr_at)
+      ctl->lr = 0;
+    if (step == s->nan_at)
+      s->m->final_norm[0] = NAN;
     if (step == s->blow_at)
-      for (size_t i = 0; i < (size_t)s->m->V * s->m->C; i++) s->m->lm_head[i] *= 100;
+      for (size_t i = 0; i < (size_t)s->m->V * s->m->C; i++)
+        s->m->lm_head[i] *= 100;
   } else if (strcmp(name, "eval") == 0) {
     s->eval++;
   } else if (strcmp(name, "sample") == 0) {
     s->sample++;
-    snprintf(s->sample_text, sizeof s->sample_text, "%s", cJSON_GetObjectItem(e, "text")->valuestring);
+    snprintf(s->sample_text, sizeof s->sample_text, "%s",
+             cJSON_GetObjectItem(e, "text")->valuestring);
   } else if (strcmp(name, "checkpoint") == 0) {
     s->checkpoint++;
   } else if (strcmp(name, "start") == 0) {
@@ -155,7 +168,8 @@ static void on_event(void *ud, const cJSON *e, fb_train_control *ctl) {
     s->error++;
     snprintf(s->where, sizeof s->where, "%s", cJSON_GetObjectItem(e, "where")->valuestring);
   }
-  if (strcmp(name, "progress") == 0) s->lrs[s->progress] = cJSON_GetObjectItem(e, "lr")->valuedouble;
+  if (strcmp(name, "progress") == 0)
+    s->lrs[s->progress] = cJSON_GetObjectItem(e, "lr")->valuedouble;
 }
 
 static int train(fixture *f, seen *s, int resume, fb_err *err) {
@@ -170,9 +184,11 @@ static float *read_adapter(const char *out, size_t *n) {
   snprintf(path, sizeof path, "%s/adapter_model.safetensors", out);
   fb_st_file *st = NULL;
   fb_err err = {0};
-  if (fb_st_open(&st, path, &err)) return NULL;
+  if (fb_st_open(&st, path, &err))
+    return NULL;
   size_t total = 0;
-  for (int i = 0; i < fb_st_count(st); i++) total += (size_t)fb_st_at(st, i)->numel;
+  for (int i = 0; i < fb_st_count(st); i++)
+    total += (size_t)fb_st_at(st, i)->numel;
   float *w = malloc(total * sizeof *w), *p = w;
   for (int i = 0; i < fb_st_count(st); i++) {
     fb_st_read_f32(fb_st_at(st, i), p, &err);
@@ -186,12 +202,13 @@ static float *read_adapter(const char *out, size_t *n) {
 TEST(loss_falls_and_samples_show_it) {
   fixture f;
   REQUIRE(setup(&f) == 0);
-  f.spec.epochs = 40;  /* 200 steps of 4 examples */
+  f.spec.epochs = 40; /* 200 steps of 4 examples */
   f.spec.n_prompts = 1;
   snprintf(f.spec.prompts[0], sizeof f.spec.prompts[0], "item 3");
   const char *rendered = "Q: item 3\nA: ";
   int32_t prompt[16];
-  for (int i = 0; rendered[i]; i++) prompt[i] = (unsigned char)rendered[i];
+  for (int i = 0; rendered[i]; i++)
+    prompt[i] = (unsigned char)rendered[i];
   fb_train_prompt p = {"item 3", prompt, (int)strlen(rendered)};
   f.data.tok = f.tok;
   f.data.prompts = &p;
@@ -207,8 +224,8 @@ TEST(loss_falls_and_samples_show_it) {
   CHECK(s.last_smoothed < 0.6);
   fprintf(stderr, "  loss %.3f -> %.3f (smoothed) in %d steps; sample \"%s\"\n", s.first_loss,
           s.last_smoothed, s.progress, s.sample_text);
-  CHECK_INT(s.sample, 5);  /* every 40 steps: the fifth at the last step */
-  CHECK_CONTAINS(s.sample_text, " red");  /* every answer of items 0-9 ends in "red" */
+  CHECK_INT(s.sample, 5);                /* every 40 steps: the fifth at the last step */
+  CHECK_CONTAINS(s.sample_text, " red"); /* every answer of items 0-9 ends in "red" */
   CHECK_INT(s.done, 1);
   teardown(&f);
 }
@@ -216,7 +233,7 @@ TEST(loss_falls_and_samples_show_it) {
 TEST(small_data_mode_draws_a_curve_with_every_field) {
   fixture f;
   REQUIRE(setup(&f) == 0);
-  f.spec.epochs = 3;  /* 60 examples: 15 steps of 4, so small-data mode goes to 1 x 60 */
+  f.spec.epochs = 3; /* 60 examples: 15 steps of 4, so small-data mode goes to 1 x 60 */
   seen s = {.cancel_at = -1, .nan_at = -1};
   fb_err err = {0};
   CHECK_INT(train(&f, &s, 0, &err), 0);
@@ -246,11 +263,13 @@ TEST(resume_gives_the_weights_of_an_uninterrupted_run) {
   seen rest = {.cancel_at = -1, .nan_at = -1};
   CHECK_INT(train(&f, &rest, 1, &err), 0);
   CHECK_INT(rest.progress, 9);
-  for (int step = 8; step <= 16; step++) CHECK_NEAR(rest.losses[step], whole.losses[step], 1e-6);
+  for (int step = 8; step <= 16; step++)
+    CHECK_NEAR(rest.losses[step], whole.losses[step], 1e-6);
   float *w2 = read_adapter(f.spec.out, &n2);
   REQUIRE(w1 && w2 && n1 == n2 && n1 > 0);
   double maxdiff = 0;
-  for (size_t i = 0; i < n1; i++) maxdiff = fmax(maxdiff, fabs(w1[i] - w2[i]));
+  for (size_t i = 0; i < n1; i++)
+    maxdiff = fmax(maxdiff, fabs(w1[i] - w2[i]));
   CHECK(maxdiff <= 1e-6);
   fprintf(stderr, "  max |w_whole - w_resumed| = %g over %zu weights\n", maxdiff, n1);
   free(w1);
@@ -266,7 +285,7 @@ TEST(a_step_saved_twice_replaces_its_checkpoint) {
   seen part = {.cancel_at = 4, .nan_at = -1};
   fb_err err = {0};
   CHECK_INT(train(&f, &part, 0, &err), FB_ECANCELLED);
-  CHECK_INT(part.checkpoint, 2);  /* the periodic one, then the cancel's at the same step */
+  CHECK_INT(part.checkpoint, 2); /* the periodic one, then the cancel's at the same step */
   char path[FB_SPEC_PATH + 64];
   snprintf(path, sizeof path, "%s/checkpoints/step-00000004.old", f.spec.out);
   CHECK(access(path, F_OK) != 0);
@@ -276,15 +295,15 @@ TEST(a_step_saved_twice_replaces_its_checkpoint) {
   REQUIRE(rename(dir, path) == 0);
   seen rest = {.cancel_at = -1, .nan_at = -1};
   CHECK_INT(train(&f, &rest, 1, &err), 0);
-  CHECK_INT(rest.progress, 4);  /* resumed from step-00000004.old */
-  CHECK(access(path, F_OK) != 0);  /* pruned once step 8 was saved */
+  CHECK_INT(rest.progress, 4);    /* resumed from step-00000004.old */
+  CHECK(access(path, F_OK) != 0); /* pruned once step 8 was saved */
   teardown(&f);
 }
 
 TEST(early_stopping_keeps_the_best_adapter) {
   fixture f;
   REQUIRE(setup(&f) == 0);
-  make_examples(&f.eval, f.tok, 5);  /* the same questions, other answers */
+  make_examples(&f.eval, f.tok, 5); /* the same questions, other answers */
   f.data.eval = &f.eval;
   f.spec.max_steps = 100;
   f.spec.micro_batch = 2;
@@ -304,7 +323,8 @@ TEST(early_stopping_keeps_the_best_adapter) {
   free(text);
   REQUIRE(j);
   CHECK(cJSON_IsTrue(cJSON_GetObjectItem(j, "kept_best")));
-  CHECK(cJSON_GetObjectItem(j, "best_eval_loss")->valuedouble < cJSON_GetObjectItem(j, "eval_loss")->valuedouble);
+  CHECK(cJSON_GetObjectItem(j, "best_eval_loss")->valuedouble <
+        cJSON_GetObjectItem(j, "eval_loss")->valuedouble);
   CHECK_INT(cJSON_GetObjectItem(j, "steps")->valueint, s.progress);
   CHECK_INT(cJSON_GetObjectItem(j, "examples")->valueint, N_EX);
   CHECK_INT(cJSON_GetObjectItem(j, "eval_examples")->valueint, N_EX);
@@ -314,14 +334,16 @@ TEST(early_stopping_keeps_the_best_adapter) {
   CHECK(cJSON_GetObjectItem(j, "tokens")->valuedouble > 0);
   CHECK(cJSON_GetObjectItem(j, "wall_time_s")->valuedouble > 0);
   CHECK(cJSON_GetObjectItem(j, "tokens_per_s")->valuedouble > 0);
-  CHECK_INT(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "spec"), "lora"), "r")->valueint, 8);
+  CHECK_INT(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "spec"), "lora"), "r")
+                ->valueint,
+            8);
   cJSON_Delete(j);
   snprintf(path, sizeof path, "%s/example_losses.json", f.spec.out);
   REQUIRE(fb_read_file(path, &text, &len, 1 << 20, &err) == 0);
   j = cJSON_Parse(text);
   free(text);
   REQUIRE(cJSON_GetArraySize(j) == N_EX);
-  for (int i = 1; i < N_EX; i++)  /* worst first */
+  for (int i = 1; i < N_EX; i++) /* worst first */
     CHECK(cJSON_GetObjectItem(cJSON_GetArrayItem(j, i - 1), "loss")->valuedouble >=
           cJSON_GetObjectItem(cJSON_GetArrayItem(j, i), "loss")->valuedouble);
   CHECK(cJSON_GetObjectItem(cJSON_GetArrayItem(j, 0), "line")->valueint >= 1);
@@ -387,14 +409,17 @@ TEST(examples_with_nothing_to_learn_are_reported) {
   REQUIRE(setup(&f) == 0);
   f.spec.max_steps = 2;
   for (int i = 0; i < 3; i++) {
-    for (int t = 0; t < f.train.v[i].n; t++) f.train.v[i].labels[t] = FB_IGNORE_INDEX;
+    for (int t = 0; t < f.train.v[i].n; t++)
+      f.train.v[i].labels[t] = FB_IGNORE_INDEX;
     f.train.v[i].n_trained = 0;
   }
   seen s = {.cancel_at = -1, .nan_at = -1};
   fb_err err = {0};
   CHECK_INT(train(&f, &s, 0, &err), 0);
-  CHECK_CONTAINS(s.log, "3 training example(s) have no answer token to learn from (the first at line 1)");
-  for (int i = 3; i < N_EX; i++) f.train.v[i].n_trained = 0;
+  CHECK_CONTAINS(s.log,
+                 "3 training example(s) have no answer token to learn from (the first at line 1)");
+  for (int i = 3; i < N_EX; i++)
+    f.train.v[i].n_trained = 0;
   CHECK_INT(train(&f, &s, 0, &err), FB_EINVALID);
   CHECK_CONTAINS(err.msg, "no training example has an answer token left to learn from");
   CHECK_STR(s.where, "data");
@@ -408,7 +433,9 @@ TEST(bad_data_is_an_error_naming_the_line) {
   seen s = {.cancel_at = -1, .nan_at = -1};
   fb_err err = {0};
   CHECK_INT(train(&f, &s, 0, &err), FB_EINVALID);
-  CHECK_CONTAINS(err.msg, "training example 4 (line 4): token 2 is 300, outside the model's vocabulary of 257");
+  CHECK_CONTAINS(
+      err.msg,
+      "training example 4 (line 4): token 2 is 300, outside the model's vocabulary of 257");
   CHECK_STR(s.where, "line 4");
   teardown(&f);
 }

@@ -33,11 +33,15 @@ TEST(defaults_suit_small_datasets) {
 TEST(every_field_reads_and_writes_back) {
   const char *json =
       "{" MIN ", \"data\": [\"a.jsonl\", \"b.jsonl\"], \"template\": \"chatml\", \"max_len\": 64,"
-      "\"lora\": {\"r\": 8, \"alpha\": 16, \"dropout\": 0, \"targets\": [\"q_proj\", \"v_proj\"], \"rslora\": true},"
-      "\"epochs\": 5, \"max_steps\": 40, \"micro_batch\": 2, \"grad_accum\": 3, \"small_data\": false,"
-      "\"lr\": 0.01, \"warmup\": 0.1, \"schedule\": \"linear\", \"weight_decay\": 0.01, \"clip\": 0,"
+      "\"lora\": {\"r\": 8, \"alpha\": 16, \"dropout\": 0, \"targets\": [\"q_proj\", \"v_proj\"], "
+      "\"rslora\": true},"
+      "\"epochs\": 5, \"max_steps\": 40, \"micro_batch\": 2, \"grad_accum\": 3, \"small_data\": "
+      "false,"
+      "\"lr\": 0.01, \"warmup\": 0.1, \"schedule\": \"linear\", \"weight_decay\": 0.01, \"clip\": "
+      "0,"
       "\"eval\": {\"fraction\": 0.2, \"interval\": 5}, \"patience\": 2, \"seed\": 7,"
-      "\"checkpoint_interval\": 10, \"checkpoints\": \"ck\", \"device\": \"cpu\", \"mode\": \"full\","
+      "\"checkpoint_interval\": 10, \"checkpoints\": \"ck\", \"device\": \"cpu\", \"mode\": "
+      "\"full\","
       "\"samples\": {\"prompts\": [\"hi\", \"bye\"], \"interval\": 4, \"max_tokens\": 8}}";
   fb_train_spec s, t;
   fb_err err = {0};
@@ -68,18 +72,22 @@ TEST(targets_as_a_list_string) {
 }
 
 TEST(each_mistake_names_its_field) {
-  static const struct { const char *json, *msg; } cases[] = {
+  static const struct {
+    const char *json, *msg;
+  } cases[] = {
       {"{" MIN ", \"lora\": {\"r\": 0}}", "spec.lora.r: must be 1..256"},
       {"{" MIN ", \"lora\": {\"r\": 2.5}}", "spec.lora.r: must be an integer"},
       {"{" MIN ", \"lora\": {\"dropout\": 0.95}}", "spec.lora.dropout: must be in [0, 0.9]"},
-      {"{" MIN ", \"lora\": {\"targets\": [\"q_proj\", \"q_proj\"]}}", "spec.lora.targets[1]: must be a distinct"},
+      {"{" MIN ", \"lora\": {\"targets\": [\"q_proj\", \"q_proj\"]}}",
+       "spec.lora.targets[1]: must be a distinct"},
       {"{" MIN ", \"lora\": {\"targets\": \"nope\"}}", "spec.lora.targets"},
       {"{" MIN ", \"lora\": {\"rank\": 4}}", "spec.lora.rank: unknown field"},
       {"{" MIN ", \"lora\": 4}", "spec.lora: must be an object"},
       {"{" MIN ", \"epochs\": 0}", "spec.epochs: must be 1..10000"},
       {"{" MIN ", \"lr\": -1}", "spec.lr: must be in [0, 10]"},
       {"{" MIN ", \"lr\": \"fast\"}", "spec.lr: must be a number"},
-      {"{" MIN ", \"schedule\": \"step\"}", "spec.schedule: must be one of \"constant\", \"cosine\", \"linear\""},
+      {"{" MIN ", \"schedule\": \"step\"}",
+       "spec.schedule: must be one of \"constant\", \"cosine\", \"linear\""},
       {"{" MIN ", \"device\": \"tpu\"}", "spec.device: must be one of \"auto\", \"cpu\""},
       {"{" MIN ", \"mode\": \"qlora\"}", "spec.mode: must be one of \"lora\", \"full\""},
       {"{" MIN ", \"eval\": {\"fraction\": 0.7}}", "spec.eval.fraction: must be in [0, 0.5]"},

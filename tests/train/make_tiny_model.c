@@ -17,15 +17,18 @@ static const char config[] =
     " \"max_position_embeddings\": 256, \"eos_token_id\": 257, \"tie_word_embeddings\": false}\n";
 
 static const char tokenizer_config[] =
-    "{\"chat_template\": \"{% for m in messages %}<|im_start|>{{ m.role }}\\n{{ m.content }}<|im_end|>\\n{% endfor %}\",\n"
+    "{\"chat_template\": \"{% for m in messages %}<|im_start|>{{ m.role }}\\n{{ m.content "
+    "}}<|im_end|>\\n{% endfor %}\",\n"
     " \"eos_token\": \"<|im_end|>\"}\n";
 
 /* GPT-2's byte-to-character map: printable bytes stand for themselves, the rest 256 + n. */
 static int byte_char(int b) {
-  if ((b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF)) return b;
+  if ((b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF))
+    return b;
   int n = 0;
   for (int x = 0; x < b; x++)
-    if (!((x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF))) n++;
+    if (!((x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF)))
+      n++;
   return 256 + n;
 }
 
@@ -61,7 +64,8 @@ static int write_text(const char *dir, const char *name, const char *text) {
   char path[1024];
   fb_err err = {0};
   snprintf(path, sizeof path, "%s/%s", dir, name);
-  if (fb_write_file_atomic(path, text, strlen(text), &err) == 0) return 0;
+  if (fb_write_file_atomic(path, text, strlen(text), &err) == 0)
+    return 0;
   fprintf(stderr, "%s\n", err.msg);
   return 1;
 }
@@ -89,6 +93,7 @@ int main(int argc, char **argv) {
     rc = fb_model_save(m, dir, dir, &err);
   }
   fb_model_free(m);
-  if (rc && err.code) fprintf(stderr, "fb_make_tiny_model: %s\n", err.msg);
+  if (rc && err.code)
+    fprintf(stderr, "fb_make_tiny_model: %s\n", err.msg);
   return rc ? 1 : 0;
 }
