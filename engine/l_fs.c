@@ -1,5 +1,7 @@
 /* l_fs.c: module `fastbrain.fs`: the engine's file helpers for Lua: atomic replacement,
- * capped whole-file reads, mkdir -p and permission bits. World failures return nil, msg. */
+ * capped whole-file reads, directory listings, mkdir -p and permission bits. World failures
+ * return nil, msg. */
+#include <dirent.h>
 #include <errno.h>
 #include <lauxlib.h>
 #include <stdlib.h>
@@ -61,9 +63,35 @@ static int fs_mode(lua_State *L) {
   return 1;
 }
 
+/* list(dir) -> sorted array of entry names (no "." or "..") | nil, msg */
+static int fs_list(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  DIR *d = opendir(path);
+  if (!d) {
+    luaL_pushfail(L);
+    lua_pushfstring(L, "%s: %s", path, strerror(errno));
+    return 2;
+  }
+  lua_newtable(L);
+  lua_Integer n = 0;
+  for (struct dirent *e; (e = readdir(d)) != NULL;) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    lua_pushstring(L, e->d_name);
+    lua_rawseti(L, -2, ++n);
+  }
+  closedir(d);
+  lua_getglobal(L, "table");
+  lua_getfield(L, -1, "sort");
+  lua_remove(L, -2);
+  lua_pushvalue(L, -2);
+  lua_call(L, 1, 0);  /* table.sort(names) */
+  return 1;
+}
+
 int luaopen_fastbrain_fs(lua_State *L) {
   static const luaL_Reg funcs[] = {{"write_atomic", fs_write_atomic}, {"read", fs_read},
                                    {"mkdir_p", fs_mkdir_p},           {"mode", fs_mode},
+                                   {"list", fs_list},
                                    {NULL, NULL}};
   luaL_newlib(L, funcs);
   return 1;

@@ -13,7 +13,7 @@ check() {  # check NAME CONDITION...
   if "$@"; then passed=$((passed + 1)); echo "ok   $name"
   else failed=$((failed + 1)); echo "FAIL $name"; echo "  out: $(head -c 400 "$tmp/out")"; echo "  err: $(head -c 400 "$tmp/err")"; fi
 }
-serve() { "$fb" run scripts/serve.lua "$@" >"$tmp/out" 2>"$tmp/err"; echo $? >"$tmp/rc"; }
+serve() { "$fb" run scripts/serve.lua --data-dir "$tmp/data" "$@" >"$tmp/out" 2>"$tmp/err"; echo $? >"$tmp/rc"; }
 rc_is() { [ "$(cat "$tmp/rc")" = "$1" ]; }
 err_has() { grep -qE -- "$1" "$tmp/err"; }
 out_has() { grep -qE -- "$1" "$tmp/out"; }
@@ -29,7 +29,7 @@ serve --help
 check "--help prints usage" eval 'rc_is 0 && out_has "^usage: fastbrain serve"'
 
 start() {  # start ARGS...: background server; sets $pid and $port
-  "$fb" run scripts/serve.lua --port 0 "$@" >"$tmp/out" 2>"$tmp/err" &
+  "$fb" run scripts/serve.lua --port 0 --data-dir "$tmp/data" "$@" >"$tmp/out" 2>"$tmp/err" &
   pid=$!
   pids+=("$pid")
   port=

@@ -49,15 +49,12 @@ end
 
 function M.data_path(data_dir, id) return dir_of(data_dir, id) .. "/data.jsonl" end
 
--- Skill ids under data_dir/skills, sorted. (fastbrain.fs has no directory listing yet.)
+-- Skill ids under data_dir/skills, sorted.
 local function list_ids(data_dir)
   local ids = {}
-  local p = io.popen("ls -1 -- '" .. (data_dir .. "/skills"):gsub("'", "'\\''") .. "' 2>/dev/null")
-  for name in p:lines() do
+  for _, name in ipairs(fb.fs.list(data_dir .. "/skills") or {}) do
     if M.valid_id(name) and exists(dir_of(data_dir, name) .. "/skill.json") then ids[#ids + 1] = name end
   end
-  p:close()
-  table.sort(ids)
   return ids
 end
 
