@@ -488,6 +488,14 @@ static void append_history(cJSON *hist, const cJSON *ev, const char *field) {
     for (int i = cJSON_GetArraySize(hist) - 2; i > 0; i -= 2) cJSON_DeleteItemFromArray(hist, i);
 }
 
+/* A resumed run repeats the steps after its checkpoint: drop the points it will redo. */
+static void trim_history(cJSON *hist, double from_step) {
+  int n;
+  while ((n = cJSON_GetArraySize(hist)) > 0 &&
+         cJSON_GetNumberValue(cJSON_GetArrayItem(cJSON_GetArrayItem(hist, n - 1), 0)) > from_step)
+    cJSON_DeleteItemFromArray(hist, n - 1);
+}
+
 /* Merge ev's fields except the protocol's own into *dst. */
 static void merge_fields(cJSON **dst, const cJSON *ev) {
   if (!*dst) *dst = cJSON_CreateObject();
@@ -521,9 +529,13 @@ static void on_out_line(job_proc *p, const char *line) {
     ev = log_event("warn", msg);
     type = "log";
   }
-  if (strcmp(type, "start") == 0 || strcmp(type, "progress") == 0) {
+  if (strcmp(type, "start") == 0) {
     merge_fields(&job->progress, ev);
-    if (type[0] == 'p') append_history(job->loss_history, ev, "loss");
+    trim_history(job->loss_history, get_num(ev, "resumed_from_step", 0));
+    trim_history(job->eval_history, get_num(ev, "resumed_from_step", 0));
+  } else if (strcmp(type, "progress") == 0) {
+    merge_fields(&job->progress, ev);
+    append_history(job->loss_history, ev, "loss");
   } else if (strcmp(type, "eval") == 0) {
     append_history(job->eval_history, ev, "eval_loss");
   } else if (strcmp(type, "sample") == 0) {

@@ -384,6 +384,12 @@ TEST(a_crashed_registry_leaves_interrupted_jobs_that_resume) {
   CHECK(run_until(&e, is_final, job, 8000));
   CHECK_INT(job->state, FB_JOB_SUCCEEDED);
   CHECK_INT(fb_jobs_resume(e.r, job, &live, &err), FB_EINVALID);
+  int steps = cJSON_GetArraySize(job->loss_history), ascending = 1;
+  for (int i = 1; i < steps; i++)
+    ascending &= cJSON_GetNumberValue(cJSON_GetArrayItem(cJSON_GetArrayItem(job->loss_history, i), 0)) >
+                 cJSON_GetNumberValue(cJSON_GetArrayItem(cJSON_GetArrayItem(job->loss_history, i - 1), 0));
+  CHECK(ascending);  /* the steps redone after the checkpoint replaced their first run */
+  CHECK_INT(steps, 20);
   seen s = {0};
   CHECK(fb_jobs_events(e.r, job, 0, check_seq, &s, &err) > 20);
   CHECK_INT(s.out_of_order, 0);  /* no gap, no duplicate across the crash */
