@@ -13,7 +13,7 @@ DEB_TEST_PACKAGES := clang libclang-rt-14-dev openssl curl
 # Benchmarks only: the anchors they compare against (nginx + Lua, PyTorch) and the load tool.
 DEB_BENCH_PACKAGES := wrk nginx libnginx-mod-http-lua lua-cjson python3-torch
 
-.PHONY: all deps deps-bench build test asan fuzz run clean bench-http bench-tokenizer bench-train
+.PHONY: all deps deps-bench build test asan fuzz run clean bench-http bench-tokenizer bench-train soak
 
 all: build
 
@@ -69,6 +69,11 @@ bench-train: deps-bench build
 	cmake --build $(BUILD) --target bench_train
 	$(BUILD)/bench_train a b
 	/usr/bin/python3 tests/bench/torch_lora_step.py --shape all --blas openblas --coretype SkylakeX
+
+# Long crash-safety loop of the job registry (registries SIGKILLed at random moments).
+SOAK_ROUNDS ?= 500
+soak: deps build
+	FB_JOBS_ROUNDS=$(SOAK_ROUNDS) $(BUILD)/test_jobs random
 
 bench-tokenizer: deps build
 	cmake --build $(BUILD) --target bench_tokenizer

@@ -5,6 +5,9 @@ target_sources(fb_host PRIVATE engine/jobs.c engine/l_jobs.c)
 fb_add_c_test(jobs tests/c/test_jobs.c LIBS fb_host)
 target_compile_definitions(test_jobs PRIVATE FB_BIN="$<TARGET_FILE:fastbrain>")
 add_dependencies(test_jobs fastbrain)
+# The crash-safety loop (registries SIGKILLed at random moments) runs 50 rounds in the suite;
+# `make soak` runs more.
+set_property(TEST c_jobs APPEND PROPERTY ENVIRONMENT FB_JOBS_ROUNDS=50)
 # The Lua test gets the binary's path to build the worker command.
 fb_test(lua_jobs $<TARGET_FILE:fastbrain> run tests/lua/test_jobs.lua $<TARGET_FILE:fastbrain>)
 set_tests_properties(lua_jobs PROPERTIES TIMEOUT 120)
