@@ -1,8 +1,10 @@
 /* l_fs.c: module `fastbrain.fs`: the engine's file helpers for Lua: atomic replacement,
- * capped whole-file reads, directory listings, mkdir -p and permission bits. World failures
- * return nil, msg. */
+ * capped whole-file reads, directory listings, mkdir -p, removing a tree and permission bits.
+ * World failures return nil, msg. */
+#define _GNU_SOURCE  /* nftw */
 #include <dirent.h>
 #include <errno.h>
+#include <ftw.h>
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,10 +90,29 @@ static int fs_list(lua_State *L) {
   return 1;
 }
 
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+  (void)st, (void)type, (void)ftw;
+  return remove(path) == 0 ? 0 : errno;
+}
+
+/* remove_tree(path) -> true | nil, msg: path and everything below it, never following links. */
+static int fs_remove_tree(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  luaL_argcheck(L, *path && strcmp(path, "/") != 0, 1, "refusing to remove the root");
+  int rc = nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+  if (rc != 0) {
+    luaL_pushfail(L);
+    lua_pushfstring(L, "%s: %s", path, strerror(rc > 0 ? rc : errno));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 int luaopen_fastbrain_fs(lua_State *L) {
   static const luaL_Reg funcs[] = {{"write_atomic", fs_write_atomic}, {"read", fs_read},
                                    {"mkdir_p", fs_mkdir_p},           {"mode", fs_mode},
-                                   {"list", fs_list},
+                                   {"list", fs_list},                 {"remove_tree", fs_remove_tree},
                                    {NULL, NULL}};
   luaL_newlib(L, funcs);
   return 1;

@@ -1,0 +1,88 @@
+-- fastbrain.api.adapters: the trained adapters in <data_dir>/adapters/<skill>/<version>/ as
+-- the dashboard's table: GET /api/adapters, GET and DELETE /api/adapters/:skill/:version.
+-- A version is listed once its summary.json exists (the trainer writes it last).
+local fb = require "fastbrain"
+local router = require "fastbrain.router"
+local skills = require "fastbrain.api.skills"
+
+local M = {}
+
+-- The status badge, from the eval loss when there is one, else the final (smoothed) loss.
+-- The last rule has no bound: it takes everything else.
+M.BADGES = {{below = 0.3, badge = "excellent"}, {below = 0.5, badge = "good"},
+            {below = 1.0, badge = "fair"}, {badge = "needs work"}}
+
+function M.badge(loss)
+  if type(loss) ~= "number" then return "unknown" end
+  for _, b in ipairs(M.BADGES) do if not b.below or loss < b.below then return b.badge end end
+end
+
+local function valid_version(v) return type(v) == "string" and v:match("^[%w_.-]+$") and not v:find("..", 1, true) end
+
+local function read_json(path)
+  local text = fb.fs.read(path)
+  return text and fb.json.decode(text)
+end
+
+local function row(skill, version, summary)
+  local loss = summary.eval_loss
+  if type(loss) ~= "number" then loss = summary.final_loss_smoothed or summary.final_loss end
+  return {skill = skill, version = version, examples = summary.examples,
+          final_loss = summary.final_loss, eval_loss = summary.eval_loss, steps = summary.steps,
+          epochs = summary.epochs, wall_time_s = summary.wall_time_s,
+          tokens_per_s = summary.tokens_per_s, base_model = summary.base_model,
+          device = summary.device, status = M.badge(loss)}
+end
+
+-- Every complete adapter, skills in order, newest version first.
+function M.list(data_dir)
+  local out = fb.json.array()
+  local root = data_dir .. "/adapters"
+  for _, skill in ipairs(fb.fs.list(root) or {}) do
+    if skills.valid_id(skill) then
+      local versions = fb.fs.list(root .. "/" .. skill) or {}
+      for i = #versions, 1, -1 do
+        local v = versions[i]
+        local summary = valid_version(v) and read_json(("%s/%s/%s/summary.json"):format(root, skill, v))
+        if type(summary) == "table" then out[#out + 1] = row(skill, v, summary) end
+      end
+    end
+  end
+  return out
+end
+
+-- The adapter's directory, or a 400/404 raised for the route.
+function M.dir(data_dir, skill, version)
+  skills.check_id(skill)
+  if not valid_version(version) then router.fail(400, "invalid adapter version") end
+  local dir = ("%s/adapters/%s/%s"):format(data_dir, skill, version)
+  if not fb.fs.mode(dir .. "/summary.json") then router.fail(404, "no adapter " .. skill .. "/" .. version) end
+  return dir
+end
+
+-- mount(app, {data_dir =, is_live = fn(skill)})
+function M.mount(app, ctx)
+  local data_dir = ctx.data_dir
+  app:get("/api/adapters", function(_, res)
+    res:json(200, {adapters = M.list(data_dir), badge_rule = M.BADGES})
+  end)
+
+  app:get("/api/adapters/:skill/:version", function(req, res)
+    local dir = M.dir(data_dir, req.params.skill, req.params.version)
+    local summary = read_json(dir .. "/summary.json")
+    res:json(200, {adapter = row(req.params.skill, req.params.version, summary), summary = summary,
+                   config = read_json(dir .. "/adapter_config.json") or fb.json.null})
+  end)
+
+  app:delete("/api/adapters/:skill/:version", function(req, res)
+    local dir = M.dir(data_dir, req.params.skill, req.params.version)
+    if ctx.is_live(req.params.skill) then router.fail(409, "training is running for this skill: cancel it first") end
+    local trash = ("%s/adapters/.deleted-%s-%s-%d"):format(data_dir, req.params.skill, req.params.version, os.time())
+    assert(os.rename(dir, trash))  -- gone from the list at once, whatever happens next
+    local ok, err = fb.fs.remove_tree(trash)
+    if not ok then fb.log.warn("adapters: %s", err) end
+    res:json(200, {deleted = req.params.skill .. "/" .. req.params.version})
+  end)
+end
+
+return M
