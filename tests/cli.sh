@@ -5,17 +5,7 @@ set -uo pipefail
 fb=$(realpath "$1")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-
-check() {  # check NAME CONDITION-COMMAND...
-  local name=$1; shift
-  if "$@"; then passed=$((passed + 1)); echo "ok   $name"
-  else failed=$((failed + 1)); echo "FAIL $name"; echo "  stdout: $(head -c 600 "$tmp/out")"; echo "  stderr: $(head -c 600 "$tmp/err")"; fi
-}
-run() { "$@" >"$tmp/out" 2>"$tmp/err"; echo $? >"$tmp/rc"; }
-rc_is() { [ "$(cat "$tmp/rc")" = "$1" ]; }
-out_has() { grep -qE -- "$1" "$tmp/out"; }
-err_has() { grep -qE -- "$1" "$tmp/err"; }
+source "$(dirname "$0")/lib.sh"
 
 run "$fb" version
 check "version prints the version" eval 'rc_is 0 && out_has "^fastbrain [0-9]+\.[0-9]+\.[0-9]+$"'
@@ -155,5 +145,4 @@ check "serve answers /api/health and stops on SIGINT" eval '[ "$health" = "{\"st
 
 check "GET /api/providers lists the default chain without keys" eval 'grep -q "\"name\":\"groq\"" <<<"$providers" && grep -q "\"name\":\"anthropic\"" <<<"$providers" && grep -q "\"state\":\"ok\"" <<<"$providers" && ! grep -q "canary\|cli_test\|cli-test" <<<"$providers"'
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -24,13 +24,11 @@ echo '{"messages":[{"role":"user","content":"What are your hours?"},{"role":"ass
 GROQ_BASE_URL="http://127.0.0.1:$(cat "$tmp/port")/openai/v1" GROQ_API_KEY="$GROQ_API_KEY" \
   "$fb" run scripts/gen-data.lua --skill plumber --count 2 --data-dir "$tmp/data" >"$tmp/out" 2>"$tmp/err"
 rc=$?
-passed=0 failed=0
-check() { if eval "$2"; then passed=$((passed + 1)); echo "ok   $1"; else failed=$((failed + 1)); echo "FAIL $1"; cat "$tmp/out" "$tmp/err" | sed 's/^/  /'; fi; }
-check "gen-data exits 0 and reports two kept from groq" '[ $rc -eq 0 ] && grep -q "\"kept\":2" "$tmp/out" && grep -q "\"by_provider\":{\"groq\":2}" "$tmp/out"'
-check "the data file has the two new lines" '[ "$(wc -l <"$tmp/data/skills/plumber/data.jsonl")" -eq 3 ] && grep -q "burst pipe" "$tmp/data/skills/plumber/data.jsonl"'
-check "usage persisted for the budget" 'grep -q "\"groq\"" "$tmp/data/providers/usage.json"'
+source "$(dirname "$0")/lib.sh"
+check "gen-data exits 0 and reports two kept from groq" eval '[ $rc -eq 0 ] && grep -q "\"kept\":2" "$tmp/out" && grep -q "\"by_provider\":{\"groq\":2}" "$tmp/out"'
+check "the data file has the two new lines" eval '[ "$(wc -l <"$tmp/data/skills/plumber/data.jsonl")" -eq 3 ] && grep -q "burst pipe" "$tmp/data/skills/plumber/data.jsonl"'
+check "usage persisted for the budget" eval 'grep -q "\"groq\"" "$tmp/data/providers/usage.json"'
 "$fb" run scripts/gen-data.lua --skill nosuch --count 1 --data-dir "$tmp/data" >"$tmp/out" 2>"$tmp/err"
 rc=$?
-check "an unknown skill is refused by name" '[ $rc -eq 1 ] && grep -q "no skill .nosuch." "$tmp/err"'
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+check "an unknown skill is refused by name" eval '[ $rc -eq 1 ] && grep -q "no skill .nosuch." "$tmp/err"'
+finish

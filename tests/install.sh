@@ -14,10 +14,10 @@ print(require("socket")._VERSION)
 LUA
 out=$(cd / && "$prefix/bin/fastbrain" run "$prefix/probe.lua")
 expect_root=$(realpath "$prefix/share/fastbrain")
-passed=0 failed=0
-check() { if eval "$2"; then passed=$((passed + 1)); echo "ok   $1"; else failed=$((failed + 1)); echo "FAIL $1"; echo "$out" | sed 's/^/  /'; fi; }
-check "root is the install's share/fastbrain" '[ "$(sed -n 1p <<<"$out")" = "$expect_root" ]'
-check "fastbrain module loads from the install" '[ "$(sed -n 2p <<<"$out")" = "$expect_root/lua/fastbrain/init.lua" ]'
-check "LuaSocket loads" 'grep -q "^LuaSocket" <<<"$out"'
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+tmp=$prefix
+echo "$out" >"$tmp/out"
+source "$(dirname "$0")/lib.sh"
+check "root is the install's share/fastbrain" eval '[ "$(sed -n 1p <<<"$out")" = "$expect_root" ]'
+check "fastbrain module loads from the install" eval '[ "$(sed -n 2p <<<"$out")" = "$expect_root/lua/fastbrain/init.lua" ]'
+check "LuaSocket loads" eval 'grep -q "^LuaSocket" <<<"$out"'
+finish

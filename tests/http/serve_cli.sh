@@ -7,16 +7,8 @@ fb=$(realpath "$1")
 tmp=$(mktemp -d)
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$tmp"' EXIT
-passed=0 failed=0
-check() {  # check NAME CONDITION...
-  local name=$1; shift
-  if "$@"; then passed=$((passed + 1)); echo "ok   $name"
-  else failed=$((failed + 1)); echo "FAIL $name"; echo "  out: $(head -c 400 "$tmp/out")"; echo "  err: $(head -c 400 "$tmp/err")"; fi
-}
-serve() { "$fb" run scripts/serve.lua --data-dir "$tmp/data" "$@" >"$tmp/out" 2>"$tmp/err"; echo $? >"$tmp/rc"; }
-rc_is() { [ "$(cat "$tmp/rc")" = "$1" ]; }
-err_has() { grep -qE -- "$1" "$tmp/err"; }
-out_has() { grep -qE -- "$1" "$tmp/out"; }
+source "$(dirname "$0")/../lib.sh"
+serve() { run "$fb" run scripts/serve.lua --data-dir "$tmp/data" "$@"; }
 clean_err() { ! grep -qE "Sanitizer|runtime error|Segmentation" "$tmp/err"; }
 
 serve --host 0.0.0.0 --port 0
@@ -88,5 +80,4 @@ check "with the token it is 200" grep -q "^HTTP/1.1 200" "$tmp/resp"
 check "SIGTERM stops the public one too" stopped_in_time
 check "no sanitizer report there either" clean_err
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish

@@ -8,14 +8,7 @@ set -uo pipefail
 fb=$(realpath "$1")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-check() {  # check NAME CONDITION-COMMAND...
-  local name=$1; shift
-  if "$@"; then passed=$((passed + 1)); echo "ok   $name"
-  else failed=$((failed + 1)); echo "FAIL $name"; echo "  stdout: $(head -c 600 "$tmp/out")"; echo "  stderr: $(tail -c 600 "$tmp/err")"; fi
-}
-run() { "$@" >"$tmp/out" 2>"$tmp/err"; echo $? >"$tmp/rc"; }
-rc_is() { [ "$(cat "$tmp/rc")" = "$1" ]; }
+source "$(dirname "$0")/../lib.sh"
 # signal_run SIG COMMAND...: run it, send SIG once its first progress line is out, wait.
 signal_run() {
   local sig=$1; shift
@@ -77,5 +70,4 @@ check "SIGINT too: checkpoint, exit 3" eval 'rc_is 3 && [ -f "$tmp/int/checkpoin
 run "$fb" worker
 check "worker without a job directory exits 2" rc_is 2
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish

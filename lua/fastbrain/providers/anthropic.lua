@@ -4,17 +4,12 @@
 local common = require "fastbrain.providers.common"
 
 local M = {VERSION = "2023-06-01"}
-local Provider = {}
-Provider.__index = Provider
+local Provider = common.class()
 
--- new{name=, base_url=, model=, key_env=, keys=, timeout=ms, tls=, clock=}
+-- new{name=, base_url= (default https://api.anthropic.com), model=, key_env=, keys=, timeout=ms,
+--     tls=, clock=}
 function M.new(cfg)
-  for _, field in ipairs({"name", "model", "key_env"}) do
-    if type(cfg[field]) ~= "string" then error("anthropic provider: " .. field .. " (string) is required", 2) end
-  end
-  return setmetatable({name = cfg.name, base_url = (cfg.base_url or "https://api.anthropic.com"):gsub("/+$", ""),
-                       model = cfg.model, key_env = cfg.key_env, keys = cfg.keys,
-                       timeout = cfg.timeout or 60000, tls = cfg.tls, clock = cfg.clock or os.time}, Provider)
+  return common.new(Provider, "anthropic", cfg, {"name", "model", "key_env"}, "https://api.anthropic.com")
 end
 
 local function limits(headers)
@@ -25,14 +20,6 @@ local function limits(headers)
     requests_reset_at = reset("requests"),
     tokens_reset_at = reset("tokens"),
   }
-end
-
--- ready() -> true, or nil and why (its key is not configured).
-function Provider:ready()
-  if not self.key_env then return true end
-  local key, err = self.keys:get(self.key_env)
-  if not key then return nil, err end
-  return true
 end
 
 function Provider:chat(req)

@@ -71,6 +71,35 @@ function M.retry_at(headers, now)
   return nil
 end
 
+-- What every provider object shares: construction from a config table and ready().
+local Base = {}
+
+-- ready() -> true, or nil and why (its key is not configured).
+function Base:ready()
+  if not self.key_env then return true end
+  local key, err = self.keys:get(self.key_env)
+  if not key then return nil, err end
+  return true
+end
+
+-- A provider class: its methods fall back to Base's.
+function M.class()
+  local class = setmetatable({}, {__index = Base})
+  class.__index = class
+  return class
+end
+
+-- new(class, kind, cfg, required_fields [, default_base_url]) -> provider; cfg: name, base_url,
+-- model, key_env, keys, timeout (ms), tls, clock. Misuse raises at the caller's caller.
+function M.new(class, kind, cfg, required, default_base_url)
+  for _, field in ipairs(required) do
+    if type(cfg[field]) ~= "string" then error(kind .. " provider: " .. field .. " (string) is required", 3) end
+  end
+  return setmetatable({name = cfg.name, base_url = (cfg.base_url or default_base_url):gsub("/+$", ""),
+                       model = cfg.model, key_env = cfg.key_env, keys = cfg.keys,
+                       timeout = cfg.timeout or 60000, tls = cfg.tls, clock = cfg.clock or os.time}, class)
+end
+
 function M.error(kind, message, fields)
   local e = fields or {}
   e.kind, e.message = kind, message

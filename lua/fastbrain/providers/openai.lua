@@ -4,17 +4,12 @@
 local common = require "fastbrain.providers.common"
 
 local M = {}
-local Provider = {}
-Provider.__index = Provider
+local Provider = common.class()
 
--- new{name=, base_url=, model=, key_env=, keys=, timeout=ms, tls=, clock=}
+-- new{name=, base_url=, model=, key_env= (none for servers without keys), keys=, timeout=ms,
+--     tls=, clock=}
 function M.new(cfg)
-  for _, field in ipairs({"name", "base_url", "model"}) do
-    if type(cfg[field]) ~= "string" then error("openai provider: " .. field .. " (string) is required", 2) end
-  end
-  return setmetatable({name = cfg.name, base_url = cfg.base_url:gsub("/+$", ""), model = cfg.model,
-                       key_env = cfg.key_env, keys = cfg.keys, timeout = cfg.timeout or 60000,
-                       tls = cfg.tls, clock = cfg.clock or os.time}, Provider)
+  return common.new(Provider, "openai", cfg, {"name", "base_url", "model"})
 end
 
 local function limits(headers, now)
@@ -30,14 +25,6 @@ local function limits(headers, now)
 end
 
 -- chat{messages=, system=, max_tokens=, temperature=} -> {text, usage, model, limits} | nil, err
--- ready() -> true, or nil and why (its key is not configured).
-function Provider:ready()
-  if not self.key_env then return true end
-  local key, err = self.keys:get(self.key_env)
-  if not key then return nil, err end
-  return true
-end
-
 function Provider:chat(req)
   local headers = {}
   local redact = function(s) return s end
