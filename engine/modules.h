@@ -16,5 +16,6 @@ int luaopen_fastbrain_dataset(lua_State *L);    /* l_dataset.c: JSONL datasets, 
 int luaopen_fastbrain_fs(lua_State *L);     /* l_fs.c: atomic writes, reads, mkdir -p */
 int luaopen_fastbrain_jobs(lua_State *L);   /* l_jobs.c: the job registry (see jobs.h) */
 int luaopen_fastbrain_trainer(lua_State *L);  /* l_train.c: the C half of fastbrain.train */
+int luaopen_fastbrain_lm(lua_State *L);       /* l_model.c: the C half of fastbrain.model */
 
 #endif

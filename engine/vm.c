@@ -25,6 +25,7 @@ static const luaL_Reg modules[] = {
     {"fastbrain.fs", luaopen_fastbrain_fs},
     {"fastbrain.jobs", luaopen_fastbrain_jobs},
     {"fastbrain.trainer", luaopen_fastbrain_trainer},
+    {"fastbrain.lm", luaopen_fastbrain_lm},
     {NULL, NULL},
 };
 

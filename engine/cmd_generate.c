@@ -1,0 +1,41 @@
+/* cmd_generate.c: `fastbrain generate` hands its arguments to fastbrain.model.main on a fresh
+ * VM, which parses them, renders the chat template and prints the answer. */
+#include "cmd_generate.h"
+
+#include <lauxlib.h>
+#include <limits.h>
+#include <stdio.h>
+#include <uv.h>
+
+#include "paths.h"
+#include "vm.h"
+
+int fb_cmd_generate(int argc, char **argv) {
+  char root[PATH_MAX];
+  if (fb_paths_find_root(root, sizeof root) != 0) {
+    fprintf(stderr, "fastbrain: cannot find the bundled Lua modules (tried %s)\n", root);
+    return 1;
+  }
+  uv_loop_t loop;
+  int status = 1;
+  lua_State *L = uv_loop_init(&loop) == 0 ? fb_vm_new(&loop, root) : NULL;
+  if (!L) {
+    fprintf(stderr, "fastbrain: cannot create the Lua state\n");
+    return 1;
+  }
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "fastbrain.model");
+  if (fb_vm_pcall(L, 1, 1, "require fastbrain.model") == LUA_OK) {
+    lua_getfield(L, -1, "main");
+    lua_createtable(L, argc - 1, 0);
+    for (int i = 1; i < argc; i++) {
+      lua_pushstring(L, argv[i]);
+      lua_rawseti(L, -2, i); /* args[i] = argv[i] */
+    }
+    if (fb_vm_pcall(L, 1, 1, "fastbrain generate") == LUA_OK) status = (int)lua_tointeger(L, -1);
+  }
+  fb_vm_close(L);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+  return status;
+}

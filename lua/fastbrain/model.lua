@@ -1,0 +1,194 @@
+-- fastbrain.model: a base model for scripts: load(dir) -> m with m:generate(prompt, opts),
+-- m:info(), m:close(). A prompt is rendered with the chat template (opts.template, else the one
+-- tokenizer_config.json names), tokenized, continued by the engine (fastbrain.lm, adapters
+-- loaded once per model) until the template's end token, and decoded.
+--   main(args) -> exit status: the body of `fastbrain generate`.
+local json = require "fastbrain.json"
+local lm = require "fastbrain.lm"
+local templates = require "fastbrain.templates"
+local tokenizer = require "fastbrain.tokenizer"
+
+local M = {}
+
+local function read_json(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local text = f:read("a")
+  f:close()
+  local ok, v = pcall(json.decode, text)
+  return ok and v or nil
+end
+
+-- The template a model directory implies (or `name`, checked) and its tokenizer's end token
+-- -> name, eos | nil, err
+function M.template(dir, name)
+  local config = read_json(dir .. "/tokenizer_config.json") or {}
+  local eos = config.eos_token
+  if type(eos) == "table" then eos = eos.content end
+  if name and name ~= "" then
+    for _, known in ipairs(templates.names) do
+      if known == name then return name, eos end
+    end
+    return nil, string.format("unknown template %q (known: %s)", name, table.concat(templates.names, ", "))
+  end
+  local detected, err = templates.from_config(config)
+  if not detected then return nil, dir .. "/tokenizer_config.json: " .. err .. " (give a template)" end
+  return detected, eos
+end
+
+local Model = {}
+Model.__index = Model
+
+local options = {adapter = "string", max_tokens = "number", temperature = "number", top_k = "number",
+                 top_p = "number", seed = "number", repetition_penalty = "number", stop = "table",
+                 template = "string", system = "string"}
+
+local function check_opts(opts)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then error("fastbrain.model: generate: options table expected", 3) end
+  for k, v in pairs(opts) do
+    if not options[k] then error(string.format("fastbrain.model: generate: unknown option %q", tostring(k)), 3) end
+    if type(v) ~= options[k] then
+      error(string.format("fastbrain.model: generate: opts.%s must be a %s", k, options[k]), 3)
+    end
+  end
+  return opts
+end
+
+-- The ids of the end tokens: the template's, the tokenizer's, plus opts.stop (strings).
+local function stop_ids(self, template, stop)
+  local ids, seen = {}, {}
+  local function add(s)
+    local id = s and self.tokenizer:token_id(s)
+    if id and not seen[id] then seen[id] = true; ids[#ids + 1] = id end
+  end
+  add(templates.eos(template))
+  add(self.eos)
+  for _, s in ipairs(stop or {}) do
+    local id = self.tokenizer:token_id(s)
+    if not id then error(string.format("fastbrain.model: generate: stop %q is not a token of this model", s), 3) end
+    add(s)
+  end
+  return ids
+end
+
+-- m:generate(prompt, opts) -> text, {tokens =, stopped =} | nil, err
+-- opts: adapter (dir), max_tokens (128), temperature (0: greedy), top_k, top_p, seed,
+-- repetition_penalty, stop (token strings), template, system.
+function Model:generate(prompt, opts)
+  if self.closed then error("fastbrain.model: generate: model is closed", 2) end
+  if type(prompt) ~= "string" then error("fastbrain.model: generate: prompt string expected", 2) end
+  opts = check_opts(opts)
+  local template, eos = self.template, self.eos
+  if opts.template then
+    template, eos = M.template(self.dir, opts.template)
+    if not template then error("fastbrain.model: generate: " .. eos, 2) end
+  end
+  local messages = {}
+  if opts.system then messages[1] = {role = "system", content = opts.system} end
+  messages[#messages + 1] = {role = "user", content = prompt}
+  local text, err = templates.render(template, messages, {add_generation_prompt = true, eos = eos})
+  if not text then return nil, err end
+  local ids = self.tokenizer:encode(text, {special = true})
+  local out, stopped = self.lm:generate(ids, {
+    adapter = opts.adapter, max_tokens = opts.max_tokens, temperature = opts.temperature,
+    top_k = opts.top_k, top_p = opts.top_p, seed = opts.seed, repetition_penalty = opts.repetition_penalty,
+    stop = stop_ids(self, template, opts.stop)})
+  if not out then return nil, stopped end
+  return self.tokenizer:decode(out, {skip_special = true}), {tokens = #out, stopped = stopped}
+end
+
+-- m:info() -> the model's shape, its directory and template, the adapters loaded so far
+function Model:info()
+  local t = self.lm:info()
+  t.dir, t.template = self.dir, self.template
+  return t
+end
+
+function Model:close()
+  self.closed = true
+  self.lm:close()
+  self.tokenizer:close()
+end
+Model.__close = Model.close
+
+-- load(dir [, {template =}]) -> model | nil, err
+function M.load(dir, opts)
+  if type(dir) ~= "string" then error("fastbrain.model.load: directory expected", 2) end
+  local template, eos = M.template(dir, opts and opts.template)
+  if not template then return nil, eos end
+  local tok, err = tokenizer.load(dir)
+  if not tok then return nil, err end
+  local m, lerr = lm.load(dir)
+  if not m then
+    tok:close()
+    return nil, lerr
+  end
+  return setmetatable({dir = dir, template = template, eos = eos, tokenizer = tok, lm = m}, Model)
+end
+
+local usage = [[
+usage: fastbrain generate --model DIR --prompt TEXT [options]
+
+Answer one prompt with a base model (and a LoRA adapter), using the model's chat template.
+
+options:
+  --adapter DIR       a PEFT adapter directory (fastbrain train's output)
+  --template NAME     chat template (default: from the model's tokenizer_config.json)
+  --system TEXT       a system message before the prompt
+  --max-tokens N      new tokens at most (default 128)
+  --temperature X     0 is greedy (the default)
+  --top-k K  --top-p P  --seed S  --repetition-penalty X
+]]
+
+local flags = {["--model"] = {"model", "s"}, ["--prompt"] = {"prompt", "s"}, ["--adapter"] = {"adapter", "s"},
+               ["--template"] = {"template", "s"}, ["--system"] = {"system", "s"},
+               ["--max-tokens"] = {"max_tokens", "i"}, ["--temperature"] = {"temperature", "n"},
+               ["--top-k"] = {"top_k", "i"}, ["--top-p"] = {"top_p", "n"}, ["--seed"] = {"seed", "i"},
+               ["--repetition-penalty"] = {"repetition_penalty", "n"}}
+
+local function bad_usage(msg)
+  io.stderr:write("fastbrain generate: ", msg, "\n", usage)
+  return 2
+end
+
+-- The body of `fastbrain generate ARGS...`: 0, 1 on a failure, 2 on bad arguments.
+function M.main(args)
+  local o = {}
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    if a == "--help" or a == "-h" then io.stdout:write(usage); return 0 end
+    local f = flags[a]
+    if not f then return bad_usage("unknown option " .. a) end
+    local v = args[i + 1]
+    if not v then return bad_usage(a .. " needs a value") end
+    if f[2] ~= "s" then
+      v = tonumber(v)
+      if not v or (f[2] == "i" and math.type(v) ~= "integer") then
+        return bad_usage(a .. " needs " .. (f[2] == "i" and "an integer" or "a number"))
+      end
+    end
+    o[f[1]] = v
+    i = i + 2
+  end
+  if not o.model then return bad_usage("--model is required") end
+  if not o.prompt then return bad_usage("--prompt is required") end
+  local m, err = M.load(o.model, {template = o.template})
+  if not m then
+    io.stderr:write("fastbrain generate: ", err, "\n")
+    return 1
+  end
+  local model_dir, prompt = o.model, o.prompt
+  o.model, o.prompt = nil, nil
+  local ok, text, gerr = pcall(m.generate, m, prompt, o)
+  m:close()
+  if not ok or not text then
+    io.stderr:write("fastbrain generate: ", model_dir, ": ", tostring(ok and gerr or text), "\n")
+    return 1
+  end
+  io.stdout:write(text, "\n")
+  return 0
+end
+
+return M

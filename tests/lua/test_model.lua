@@ -1,0 +1,79 @@
+-- fastbrain.model: load a tiny random model made by fb_make_tiny_model (arg[1]), answer prompts
+-- through its chat template, with and without an adapter the trainer wrote (loaded once and
+-- cached), seeded sampling repeats itself, and misuse raises while a missing model returns nil.
+local T = require "tests.lua.testing"
+local fb = require "fastbrain"
+
+local tmp = os.tmpname()
+os.remove(tmp)
+assert(os.execute(string.format("%q %q", arg[1], tmp .. "/model")), "fb_make_tiny_model failed")
+local data = tmp .. "/data.jsonl"
+local f = assert(io.open(data, "w"))
+for i = 1, 8 do
+  f:write(fb.json.encode({messages = {{role = "user", content = "q" .. i}, {role = "assistant", content = "a" .. i}}}), "\n")
+end
+f:close()
+local adapter = tmp .. "/adapter"
+assert(fb.train.run({model = tmp .. "/model", data = data, out = adapter, max_steps = 2, lr = 0.05,
+                     eval = {fraction = 0}}))
+
+local m = assert(fb.model.load(tmp .. "/model"))
+
+T.test("info describes the model", function()
+  local info = m:info()
+  T.eq(info.architecture, "LlamaForCausalLM")
+  T.eq(info.hidden_size, 32)
+  T.eq(info.num_hidden_layers, 2)
+  T.eq(info.vocab_size, 258)
+  T.eq(info.template, "chatml")
+  T.eq(#info.adapters, 0)
+  T.matches(tostring(m.lm), "2 layers")
+end)
+
+T.test("greedy answers are repeatable and capped by max_tokens", function()
+  local a, meta = m:generate("hello", {max_tokens = 12})
+  assert(a, meta)
+  T.eq(m:generate("hello", {max_tokens = 12}), a)
+  assert(meta.tokens <= 12 and (meta.tokens == 12 or meta.stopped), "12 tokens or a stop")
+end)
+
+T.test("seeded sampling repeats itself; the system message changes the prompt", function()
+  local opts = {max_tokens = 16, temperature = 1.0, top_k = 20, top_p = 0.9, seed = 7}
+  T.eq(m:generate("hi", opts), (m:generate("hi", opts)))
+  local plain = m:generate("hi", {max_tokens = 16})
+  local with_system = m:generate("hi", {max_tokens = 16, system = "Answer in French."})
+  assert(type(plain) == "string" and type(with_system) == "string")
+end)
+
+T.test("an adapter changes the answer and is loaded once", function()
+  local base = m:generate("q3", {max_tokens = 8})
+  local tuned = assert(m:generate("q3", {max_tokens = 8, adapter = adapter}))
+  T.eq(m:generate("q3", {max_tokens = 8, adapter = adapter}), tuned)
+  assert(tuned ~= base, "the adapter made no difference: " .. tuned)
+  T.eq(m:info().adapters, {adapter})
+  local none, err = m:generate("q3", {adapter = tmp .. "/missing"})
+  T.eq(none, nil)
+  T.matches(err, "missing")
+end)
+
+T.test("misuse raises, a missing model is nil and a message", function()
+  T.raises(function() m:generate("x", {max_token = 3}) end, "unknown option \"max_token\"")
+  T.raises(function() m:generate("x", {top_k = "3"}) end, "opts.top_k must be a number")
+  T.raises(function() m:generate("x", {temperature = -1}) end, "temperature")
+  T.raises(function() m:generate("x", {template = "nope"}) end, "unknown template")
+  T.raises(function() m:generate("x", {stop = {"<|nope|>"}}) end, "not a token")
+  T.raises(function() m:generate(42) end, "prompt string expected")
+  local none, err = fb.model.load(tmp .. "/missing")
+  T.eq(none, nil)
+  T.matches(err, "missing")
+  local other = assert(fb.model.load(tmp .. "/model"))
+  other:close()
+  T.raises(function() other:generate("x") end, "model is closed")
+end)
+
+T.test("cleanup", function()
+  m:close()
+  os.execute(string.format("rm -rf %q", tmp))
+end)
+
+T.run()
