@@ -6,3 +6,5 @@ target_sources(fastbrain PRIVATE engine/cmd_generate.c)
 fb_test(lua_model $<TARGET_FILE:fastbrain> run tests/lua/test_model.lua $<TARGET_FILE:fb_make_tiny_model>)
 fb_test(generate_cli ${PROJECT_SOURCE_DIR}/tests/model/generate_cli.sh $<TARGET_FILE:fastbrain>
         $<TARGET_FILE:fb_make_tiny_model>)
+fb_test(train_script ${PROJECT_SOURCE_DIR}/tests/model/train_script.sh $<TARGET_FILE:fastbrain>
+        $<TARGET_FILE:fb_make_tiny_model>)
