@@ -8,3 +8,5 @@ fb_test(generate_cli ${PROJECT_SOURCE_DIR}/tests/model/generate_cli.sh $<TARGET_
         $<TARGET_FILE:fb_make_tiny_model>)
 fb_test(train_script ${PROJECT_SOURCE_DIR}/tests/model/train_script.sh $<TARGET_FILE:fastbrain>
         $<TARGET_FILE:fb_make_tiny_model>)
+# A PEFT adapter our trainer wrote, checked against PyTorch (tests/parity/make_peft_fixture.sh).
+fb_add_c_test(peft_parity tests/c/test_peft_parity.c LIBS fb_core)
