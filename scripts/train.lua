@@ -1,7 +1,8 @@
 -- train.lua: train one skill from the command line, an example of a custom workflow: find the
 -- skill (a directory, the data directory's skills/ or the bundled share/skills/), train an
--- adapter on its data.jsonl with fastbrain.train.run while printing progress, then answer the
--- skill's sample prompts with the new adapter (and with the base model, for comparison).
+-- adapter on its data.jsonl with fastbrain.train.run (max_len: the model's context unless
+-- given) while printing progress, then answer the skill's sample prompts with the new adapter
+-- (and with the base model, for comparison).
 -- usage: fastbrain run scripts/train.lua SKILL [--model DIR] [--out DIR] [--data-dir DIR]
 --        [--epochs N] [--max-len N] [--lr X] [--rank R] [--max-tokens N]
 local fb = require "fastbrain"
@@ -70,10 +71,13 @@ local function main()
   local id = dir:match("([^/]+)/*$")
   local out = opts.out or (opts.data_dir .. "/adapters/" .. id .. "/" .. os.date("!%Y%m%d-%H%M%S"))
   local prompts = skill.sample_prompts or {}
+  -- the trainer's default max_len (512 tokens) cuts most answers away under a byte tokenizer:
+  -- default to the model's whole context instead (examples are padded to the longest, not to it)
+  local context = (read_json(opts.model .. "/config.json") or {}).max_position_embeddings
   print(string.format("training %s (%s) on %s -> %s", skill.name or id, dir, opts.model, out))
   local summary, terr, where = fb.train.run({
     model = opts.model, data = dir .. "/data.jsonl", out = out, template = skill.template,
-    epochs = opts.epochs, max_len = opts.max_len, lr = opts.lr, lora = opts.rank and {r = opts.rank} or nil,
+    epochs = opts.epochs, max_len = opts.max_len or context, lr = opts.lr, lora = opts.rank and {r = opts.rank} or nil,
   }, {
     on_progress = function(ev)
       if ev.step % 10 == 0 or ev.step == ev.total_steps then
