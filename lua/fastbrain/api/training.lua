@@ -1,10 +1,12 @@
 -- fastbrain.api.training: a skill's training over fastbrain.jobs: POST /api/train-skill/:skill
 -- (202, or 409 with the live job), its status, its events as SSE (a snapshot, then every
 -- event; ids "<job>:<seq>", so Last-Event-ID resumes without gap or duplicate), cancel and
--- resume. The registry guards single flight; this file only builds the spec and translates.
+-- resume; and every tips.interval_ms a "tip" event (fastbrain.tips, no id) on each stream.
+-- The registry guards single flight; this file only builds the spec and translates.
 local fb = require "fastbrain"
 local router = require "fastbrain.router"
 local skills = require "fastbrain.api.skills"
+local tips = require "fastbrain.tips"
 local json = fb.json
 local jobs = fb.jobs
 
@@ -98,6 +100,18 @@ local function stream_events(stream, skill, last_event_id)
   end
 end
 
+-- Send a tip every tips.interval_ms until the stream closes.
+local function rotate_tips(stream, skill)
+  local state = {index = 0}
+  local function tip()
+    local job = jobs.latest(skill)
+    local text = tips.next(state, job and tips.values(job) or {})
+    if text then stream:send("tip", {index = state.index, text = text}) end
+  end
+  local timer = fb.timer.every(tips.interval_ms, tip)
+  stream:on_close(function() timer:stop() end)
+end
+
 -- mount(app, {data_dir=, model=}): model is the base model directory jobs train on.
 function M.mount(app, opts)
   local data_dir, model = opts.data_dir, opts.model
@@ -120,7 +134,9 @@ function M.mount(app, opts)
   app:get("/api/training/events/:skill", function(req, res)
     local skill = skills.require(data_dir, req.params.skill)
     local stream = res:sse()
-    if stream then stream_events(stream, skill.id, req.last_event_id) end
+    if not stream then return end
+    stream_events(stream, skill.id, req.last_event_id)
+    rotate_tips(stream, skill.id)
   end)
 
   app:post("/api/training/cancel/:skill", function(req, res)
