@@ -89,7 +89,8 @@ local function main(argv)
   require("fastbrain.api.skills").mount(app, {data_dir = opts.data_dir, is_live = training.is_live})
   training.mount(app, {data_dir = opts.data_dir, model = opts.model})
   require("fastbrain.api.jobs").mount(app)
-  require("fastbrain.api.adapters").mount(app, {data_dir = opts.data_dir, is_live = training.is_live})
+  require("fastbrain.api.adapters").mount(app, {data_dir = opts.data_dir, model = opts.model,
+                                                is_live = training.is_live})
   local web = fb.root .. "/web"
   if file_exists(web .. "/index.html") then app:static("/", web) end
 

@@ -26,23 +26,38 @@ T.test("badges follow the documented rule", function()
 end)
 
 T.test("a trained adapter is listed, read and deleted", function()
-  local out = app.data_dir .. "/adapters/electrician-assistant/20261129-120000"
+  local out = app.data_dir .. "/adapters/tiny-skill/20261129-120000"
   local summary = assert(fb.train.run({model = model, data = data, out = out, max_steps = 4,
                                        eval = {fraction = 0.2}}))
   local status, body = server.call(app, "GET", "/api/adapters")
   T.eq(status, 200)
   T.eq(#body.adapters, 1)
   local a = body.adapters[1]
-  T.eq(a.skill, "electrician-assistant")
+  T.eq(a.skill, "tiny-skill")
   T.eq(a.version, "20261129-120000")
   T.eq(a.examples, summary.examples)
   T.eq(a.status, adapters.badge(summary.eval_loss))
   T.eq(body.badge_rule[1], {below = 0.3, badge = "excellent"})
-  status, body = server.call(app, "GET", "/api/adapters/electrician-assistant/20261129-120000")
+  status, body = server.call(app, "GET", "/api/adapters/tiny-skill/20261129-120000")
   T.eq(status, 200)
   T.eq(body.config.peft_type, "LORA")
   T.eq(body.summary.steps, summary.steps)
-  status = server.call(app, "DELETE", "/api/adapters/electrician-assistant/20261129-120000")
+  -- the preview: the adapter's answer beside the base model's
+  status, body = server.call(app, "POST", "/api/adapters/tiny-skill/20261129-120000/generate",
+                             {prompt = "q3", max_tokens = 8})
+  T.eq(status, 200)
+  T.eq(body.prompt, "q3")
+  T.eq(type(body.adapter), "string")
+  T.eq(type(body.base), "string")
+  T.eq(server.call(app, "POST", "/api/adapters/tiny-skill/20261129-120000/generate", {prompt = ""}), 400)
+  T.eq(server.call(app, "POST", "/api/adapters/tiny-skill/20261129-120000/generate",
+                   {prompt = "x", max_tokens = 100000}), 400)
+  T.eq(server.call(app, "POST", "/api/adapters/tiny-skill/nope/generate", {prompt = "x"}), 404)
+  status, body = server.call(app, "POST", "/api/adapters/tiny-skill/20261129-120000/generate",
+                             {prompt = string.rep("long prompt ", 300)})
+  T.eq(status, 422)
+  T.matches(body.error, "^cannot answer: .*context")
+  status = server.call(app, "DELETE", "/api/adapters/tiny-skill/20261129-120000")
   T.eq(status, 200)
   T.eq(fb.fs.mode(out), nil)
   status, body = server.call(app, "GET", "/api/adapters")
@@ -50,7 +65,7 @@ T.test("a trained adapter is listed, read and deleted", function()
 end)
 
 T.test("bad ids and unknown versions", function()
-  T.eq(server.call(app, "GET", "/api/adapters/electrician-assistant/nope"), 404)
+  T.eq(server.call(app, "GET", "/api/adapters/tiny-skill/nope"), 404)
   T.eq(server.call(app, "GET", "/api/adapters/BAD!/v1"), 400)
   T.eq(server.call(app, "GET", "/api/adapters/x/..%2F..%2Fskills"), 400)
   T.eq(server.call(app, "DELETE", "/api/adapters/x/nope"), 404)
