@@ -85,6 +85,7 @@ local function main(argv)
   local chain = require("fastbrain.providers").default_chain{data_dir = opts.data_dir,
                                                               keys_file = os.getenv("FASTBRAIN_KEYS")}
   require("fastbrain.api.providers").mount(app, chain)
+  require("fastbrain.api.generate").mount(app, {data_dir = opts.data_dir, chain = chain})
   local training = require "fastbrain.api.training"
   require("fastbrain.api.skills").mount(app, {data_dir = opts.data_dir, is_live = training.is_live})
   training.mount(app, {data_dir = opts.data_dir, model = opts.model})

@@ -149,7 +149,8 @@ function M.build_request(skill, examples, n)
 end
 
 -- generate{chain=, skill=, data_path=, count=, batch=5, max_rounds=, on_progress=fn(report)}
--- -> report {kept, dropped = {reason = n}, by_provider = {name = n}, fallbacks = {...}} or nil, err.
+-- -> report {kept, dropped = {reason = n}, by_provider = {name = n}, provider (the last one
+-- used), fallbacks = {...}, error (when the chain gave up)} or nil, err.
 -- Runs inside a coroutine (the chain yields on the network).
 function M.generate(opts)
   local text, rerr = fb.fs.read(opts.data_path)
@@ -179,6 +180,7 @@ function M.generate(opts)
       report.error = err.message
       break
     end
+    report.provider = res.provider  -- the one in use now
     for _, f in ipairs(res.fallbacks) do report.fallbacks[#report.fallbacks + 1] = f end
     local items, parse_errors = M.parse_reply(res.text)
     for _ = 1, #parse_errors do drop("not JSON") end

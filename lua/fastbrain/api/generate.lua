@@ -1,0 +1,82 @@
+-- fastbrain.api.generate: new training examples for a skill from the provider chain, as a
+-- task the dashboard can watch: POST /api/skills/:skill/generate {count} (202, or 409 while one
+-- runs for that skill), GET .../generate (the latest task) and GET .../generate/events (SSE:
+-- a snapshot, then progress, done or error). Tasks run in a coroutine on the loop (the
+-- provider calls yield), one per skill at a time; their state lives here, in memory.
+local fb = require "fastbrain"
+local router = require "fastbrain.router"
+local skills = require "fastbrain.api.skills"
+local gendata = require "fastbrain.gendata"
+
+local M = {MAX_COUNT = 200}
+
+local tasks = {}        -- skill -> the latest task
+local listeners = {}    -- skill -> {stream = true}
+local next_id = 0
+
+local function public(task)
+  return {id = task.id, skill = task.skill, state = task.state, count = task.count,
+          kept = task.kept, dropped = task.dropped, by_provider = task.by_provider,
+          provider = task.provider or fb.json.null, error = task.error or fb.json.null}
+end
+
+local function emit(task, event)
+  for stream in pairs(listeners[task.skill] or {}) do stream:send(event, public(task)) end
+end
+
+local function update(task, report)
+  task.kept, task.dropped, task.by_provider, task.provider = report.kept, report.dropped,
+    report.by_provider, report.provider
+end
+
+local function run(task, ctx, skill)
+  local report, err = gendata.generate{
+    chain = ctx.chain, skill = skill, data_path = skills.data_path(ctx.data_dir, skill.id),
+    count = task.count, batch = task.batch,
+    on_progress = function(r) update(task, r); emit(task, "progress") end,
+  }
+  if report then update(task, report) end
+  task.error = err or report.error
+  task.state = (report and report.kept >= task.count) and "succeeded" or "failed"
+  emit(task, task.state == "succeeded" and "done" or "error")
+end
+
+-- mount(app, {data_dir =, chain = a fastbrain.fallback chain})
+function M.mount(app, ctx)
+  app:post("/api/skills/:skill/generate", function(req, res)
+    local skill = skills.require(ctx.data_dir, req.params.skill)
+    local body = req:json()
+    local count = type(body) == "table" and math.tointeger(body.count)
+    if not count or count < 1 or count > M.MAX_COUNT then
+      return res:json(400, {error = "invalid request", fields = {count = ("an integer 1..%d"):format(M.MAX_COUNT)}})
+    end
+    local live = tasks[skill.id]
+    if live and live.state == "running" then
+      return res:json(409, {error = "generation already running", task = public(live)})
+    end
+    next_id = next_id + 1
+    local task = {id = next_id, skill = skill.id, state = "running", count = count, kept = 0,
+                  dropped = {}, by_provider = {}, batch = math.tointeger(body.batch) or 5}
+    tasks[skill.id] = task
+    fb.spawn(run, task, ctx, skill)
+    res:json(202, {task = public(task)})
+  end)
+
+  app:get("/api/skills/:skill/generate", function(req, res)
+    local task = tasks[skills.check_id(req.params.skill)]
+    if not task then router.fail(404, "no generation for this skill yet") end
+    res:json(200, {task = public(task)})
+  end)
+
+  app:get("/api/skills/:skill/generate/events", function(req, res)
+    local id = skills.check_id(req.params.skill)
+    local stream = res:sse()
+    if not stream then return end
+    listeners[id] = listeners[id] or {}
+    listeners[id][stream] = true
+    stream:on_close(function() listeners[id][stream] = nil end)
+    if tasks[id] then stream:send("snapshot", public(tasks[id])) end
+  end)
+end
+
+return M

@@ -1,0 +1,111 @@
+-- POST /api/skills/:skill/generate and its status and SSE events, over real HTTP, with the
+-- provider chain pointed at a local OpenAI-compatible stand-in.
+local T = require "tests.lua.testing"
+local fb = require "fastbrain"
+local json = fb.json
+local router = require "fastbrain.router"
+local http = require "fastbrain.http_client"
+local standin = require "tests.lua.standin"
+local openai = require "fastbrain.providers.openai"
+local fallback = require "fastbrain.fallback"
+
+local srv = standin.start()
+local data_dir = os.tmpname()
+os.remove(data_dir)
+fb.fs.mkdir_p(data_dir .. "/skills/plumber")
+fb.fs.write_atomic(data_dir .. "/skills/plumber/skill.json", json.encode({id = "plumber", name = "Plumber"}))
+local function line(u, a) return json.encode({messages = {{role = "user", content = u}, {role = "assistant", content = a}}}) end
+fb.fs.write_atomic(data_dir .. "/skills/plumber/data.jsonl", line("What are your hours?", "8 to 6.") .. "\n")
+
+local keys = require("fastbrain.keys").new{getenv = function() return "sk-test-0000" end}
+local chain = fallback.new{retries = 0, providers = {openai.new{name = "groq", keys = keys,
+  key_env = "GROQ_API_KEY", base_url = srv.base .. "/openai/v1", model = "m"}}}
+local app = router.new()
+require("fastbrain.api.generate").mount(app, {data_dir = data_dir, chain = chain})
+local port = assert(app:listen{host = "127.0.0.1", port = 0})
+local base = "http://127.0.0.1:" .. port
+
+local function call(method, path, body)
+  local res = assert(http.request{url = base .. path, method = method, body = body and json.encode(body),
+                                  headers = {["content-type"] = "application/json"}})
+  return res.status, json.decode(res.body)
+end
+
+T.test("a generation task runs, reports progress and appends what it kept", function(done)
+  srv:queue("openai", {status = 200, delay = 150, json = standin.openai_ok(
+    line("Can you fix a running toilet?", "Yes, ...") .. "\n" .. line("What are your hours?", "dup")).json})
+  srv:queue("openai", standin.openai_ok(line("Do you work on Sundays?", "Emergencies only. ...")))
+  fb.spawn(T.guard(done, function()
+    local status, body = call("POST", "/api/skills/plumber/generate", {count = 2, batch = 2})
+    T.eq(status, 202)
+    T.eq(body.task.state, "running")
+    status, body = call("POST", "/api/skills/plumber/generate", {count = 2})
+    T.eq(status, 409)
+    T.eq(body.error, "generation already running")
+    repeat
+      fb.sleep(20)
+      status, body = call("GET", "/api/skills/plumber/generate")
+    until body.task.state ~= "running"
+    T.eq(body.task.state, "succeeded")
+    T.eq(body.task.kept, 2)
+    T.eq(body.task.dropped, {["exact duplicate"] = 1})
+    T.eq(body.task.provider, "groq")
+    T.eq(body.task.by_provider, {groq = 2})
+    local n = 0
+    for _ in io.lines(data_dir .. "/skills/plumber/data.jsonl") do n = n + 1 end
+    T.eq(n, 3)
+    done()
+  end))
+end)
+
+T.test("the events stream starts with a snapshot", function(done)
+  -- the stream stays open, so read its first event with a raw socket
+  local cosocket = require "fastbrain.cosocket"
+  fb.spawn(T.guard(done, function()
+    local sock = assert(cosocket.connect("127.0.0.1", port, {timeout = 2000}))
+    sock:send("GET /api/skills/plumber/generate/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    local seen = {}
+    repeat
+      local l = sock:receive("*l")
+      seen[#seen + 1] = l
+    until not l or l:find("^data:")
+    sock:close()
+    local text = table.concat(seen, "\n")
+    T.matches(text, "event: snapshot")
+    T.matches(text, '"state":"succeeded"')
+    done()
+  end))
+end, {timeout = 3000})
+
+T.test("bad requests", function(done)
+  fb.spawn(T.guard(done, function()
+    T.eq(call("POST", "/api/skills/plumber/generate", {count = 0}), 400)
+    T.eq(call("POST", "/api/skills/plumber/generate", {count = 1000}), 400)
+    T.eq(call("POST", "/api/skills/nosuch/generate", {count = 1}), 404)
+    T.eq(call("POST", "/api/skills/BAD!/generate", {count = 1}), 400)
+    T.eq(call("GET", "/api/skills/other/generate"), 404)
+    done()
+  end))
+end)
+
+T.test("a failing chain ends the task with its error and writes nothing", function(done)
+  local before = fb.fs.read(data_dir .. "/skills/plumber/data.jsonl")
+  srv:queue("openai", standin.openai_error(500, "server_error", nil, "down"))
+  fb.spawn(T.guard(done, function()
+    T.eq(call("POST", "/api/skills/plumber/generate", {count = 1}), 202)
+    local body
+    repeat fb.sleep(20); _, body = call("GET", "/api/skills/plumber/generate") until body.task.state ~= "running"
+    T.eq(body.task.state, "failed")
+    T.matches(body.task.error, "no provider could answer")
+    T.eq(fb.fs.read(data_dir .. "/skills/plumber/data.jsonl"), before)
+    done()
+  end))
+end)
+
+T.test("clean up", function()
+  app:close(0)
+  srv:close()
+  os.execute("rm -rf " .. data_dir)
+end)
+
+T.run()
