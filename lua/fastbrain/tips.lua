@@ -90,10 +90,10 @@ function M.lora_fraction(config, lora)
   return layers * trained / total
 end
 
--- The live numbers a tip may quote, from the job table (its spec and progress).
+-- The numbers a tip may quote, from the job table: its spec, and its progress while it runs.
 function M.values(job)
   local v = {}
-  local p = type(job.progress) == "table" and job.progress or {}
+  local p = job.state == "running" and type(job.progress) == "table" and job.progress or {}
   if type(p.tokens_per_s) == "number" and p.tokens_per_s > 0 then
     v.tokens_per_s = ("%.0f"):format(p.tokens_per_s)
   end

@@ -1,0 +1,43 @@
+// api.js: the dashboard's calls to the fastbrain API. request() resolves to {status, body}
+// for any HTTP answer (callers decide what a 404 or 409 means) and rejects only when the
+// server cannot be reached. Mutating calls send application/json or application/x-ndjson.
+export async function request(method, path, body, type = 'application/json') {
+  const init = { method, headers: {} };
+  if (body !== undefined) {
+    init.headers['Content-Type'] = type;
+    init.body = typeof body === 'string' ? body : JSON.stringify(body);
+  }
+  const res = await fetch(path, init);
+  const text = await res.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = { error: text }; }
+  return { status: res.status, body: data };
+}
+
+// The error text of a failed answer.
+export function errorText(r) {
+  return (r.body && r.body.error) || `HTTP ${r.status}`;
+}
+
+const skill = (id) => encodeURIComponent(id);
+
+export const api = {
+  skills: () => request('GET', '/api/skills'),
+  createSkill: (meta) => request('POST', '/api/skills', meta),
+  updateSkill: (id, meta) => request('PUT', `/api/skills/${skill(id)}`, meta),
+  deleteSkill: (id) => request('DELETE', `/api/skills/${skill(id)}`),
+  data: (id, page, perPage) => request('GET', `/api/skills/${skill(id)}/data?page=${page}&per_page=${perPage}`),
+  upload: (id, jsonl, append) =>
+    request(append ? 'POST' : 'PUT', `/api/skills/${skill(id)}/data`, jsonl, 'application/x-ndjson'),
+  stats: (id) => request('GET', `/api/skills/${skill(id)}/stats`),
+  train: (id, spec) => request('POST', `/api/train-skill/${skill(id)}`, spec),
+  status: (id) => request('GET', `/api/training/status/${skill(id)}`),
+  cancel: (id) => request('POST', `/api/training/cancel/${skill(id)}`, {}),
+  resume: (id) => request('POST', `/api/training/resume/${skill(id)}`, {}),
+  jobs: (id) => request('GET', `/api/jobs?skill=${skill(id)}&per_page=1`),
+  jobLog: (job, lines) => request('GET', `/api/jobs/${encodeURIComponent(job)}/log?lines=${lines}`),
+  adapters: () => request('GET', '/api/adapters'),
+  preview: (id, version, prompt) =>
+    request('POST', `/api/adapters/${skill(id)}/${encodeURIComponent(version)}/preview`, { prompt }),
+  eventsUrl: (id) => `/api/training/events/${skill(id)}`,
+};

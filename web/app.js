@@ -1,0 +1,106 @@
+// app.js: the dashboard's entry: wires the skills list, the skill's view (training, data),
+// the adapters table and the preview panel; the selected skill lives in the URL hash
+// (#/skill/<id>), so a reload comes back to it and re-attaches to its training.
+import { api, errorText } from './api.js';
+import { h, $, num, announce } from './dom.js';
+import { createSkills } from './skills.js';
+import { createTraining } from './training.js';
+import { createData } from './data.js';
+
+let adapters = [];
+let current = null;
+let previewing = null;  // {skill, version}
+
+const skills = createSkills($('#skill-list'), $('#skill-dialog'), { select });
+const training = createTraining($('#training'), { onFinished: refresh });
+const data = createData($('#data'));
+
+function duration(s) {
+  if (typeof s !== 'number') return '—';
+  return s < 90 ? `${s.toFixed(0)} s` : `${(s / 60).toFixed(1)} min`;
+}
+
+function renderAdapters() {
+  const rows = $('#adapter-rows');
+  if (!adapters.length) {
+    rows.replaceChildren(h('tr', {}, h('td', { colspan: 8, text: 'No adapters yet: train a skill to make one.' })));
+    return;
+  }
+  rows.replaceChildren(...adapters.map((a) => h('tr', { 'data-adapter': `${a.skill}/${a.version}` },
+    h('td', { text: a.skill }), h('td', { text: a.version }), h('td', { text: String(a.examples ?? '—') }),
+    h('td', { text: num(a.final_loss) }), h('td', { text: num(a.eval_loss) }), h('td', { text: duration(a.wall_time_s) }),
+    h('td', {}, h('span.badge', { 'data-badge': a.status, text: a.status })),
+    h('td', {}, h('button', { type: 'button', onclick: () => choosePreview(a) }, `Preview ${a.skill}`)))));
+}
+
+async function loadAdapters() {
+  const r = await api.adapters();
+  adapters = r.status === 200 ? r.body.adapters : [];
+  renderAdapters();
+}
+
+function choosePreview(a) {
+  previewing = a;
+  $('#preview-target').textContent = `${a.skill} / ${a.version}`;
+  $('#preview-prompt').focus();
+}
+
+$('#preview').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const target = previewing || adapters[0];
+  if (!target) { announce('Train a skill first: there is no adapter to preview.', 'error'); return; }
+  const go = $('#preview-go');
+  go.disabled = true;
+  $('#preview-adapter').textContent = '…';
+  $('#preview-base').textContent = '…';
+  const r = await api.preview(target.skill, target.version, $('#preview-prompt').value);
+  go.disabled = false;
+  if (r.status === 200) {
+    $('#preview-adapter').textContent = r.body.adapter;
+    $('#preview-base').textContent = r.body.base;
+    return;
+  }
+  const text = r.status === 404 || r.status === 405 ? 'Preview is not available on this server yet.' : errorText(r);
+  $('#preview-adapter').textContent = text;
+  $('#preview-base').textContent = '';
+});
+
+function showSkill(skill) {
+  const view = $('#skill-view');
+  view.hidden = !skill;
+  if (!skill) return;
+  const avatar = skill.avatar || {};
+  $('#skill-avatar').textContent = avatar.emoji || '🧠';
+  $('#skill-avatar').style.background = avatar.color || '#64748b';
+  $('#skill-title').textContent = skill.name || skill.id;
+  $('#skill-desc').textContent = skill.description || '';
+}
+
+// Show a skill (its id, or the first one) and remember it in the URL.
+async function select(id) {
+  const list = await skills.load(adapters);
+  const skill = skills.get(id) || list[0] || null;
+  current = skill && skill.id;
+  if (current && location.hash !== `#/skill/${current}`) history.replaceState(null, '', `#/skill/${current}`);
+  skills.setSelected(current, adapters);
+  showSkill(skill);
+  if (!skill) return;
+  training.show(current);
+  await data.show(current);
+}
+
+// After a job ends: the adapters table and the skills' badges.
+async function refresh() {
+  await loadAdapters();
+  await skills.load(adapters);
+  skills.setSelected(current, adapters);
+}
+
+$('#new-skill').addEventListener('click', () => skills.create());
+$('#edit-skill').addEventListener('click', () => skills.edit(current));
+$('#delete-skill').addEventListener('click', async () => {
+  if (await skills.remove(current)) { history.replaceState(null, '', '#'); await select(null); }
+});
+
+await loadAdapters();
+await select(decodeURIComponent((location.hash.match(/^#\/skill\/(.+)$/) || [])[1] || ''));

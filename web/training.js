@@ -1,0 +1,287 @@
+// training.js: THE training component, the only place training starts. It owns the form
+// (hyperparameters with defaults and explanations), Start/Cancel/Resume, and the live view
+// (stat cards, progress bar, loss chart, samples, log tail, tips) fed by the SSE stream
+// /api/training/events/:skill, falling back to polling the status every 3 s when SSE fails.
+import { api, errorText } from './api.js';
+import { h, $, num, announce } from './dom.js';
+import { lossChart } from './chart.js';
+import confetti from './vendor/confetti.module.mjs';
+
+const POLL_MS = 3000;
+const LOG_LINES = 12;
+const LIVE = new Set(['queued', 'running']);
+
+// The hyperparameters a user may set: [name in the spec, label, default, step, explanation].
+const FIELDS = [
+  ['epochs', 'Epochs', 3, 1, 'Passes over the data. 2–4 suits 50–500 examples; more tends to memorise.'],
+  ['max_steps', 'Max steps', 0, 1, 'Stop after this many optimizer steps (0: run the epochs).'],
+  ['lr', 'Learning rate', 0.0002, 0.00001, 'Step size. 1e-4 to 3e-4 is usual for LoRA; too high makes the loss jump.'],
+  ['lora.r', 'LoRA rank', 16, 1, 'Capacity of the adapter. 8–16 teaches a tone and facts; higher costs memory.'],
+  ['lora.alpha', 'LoRA alpha', 32, 1, 'Scales the update by alpha/rank; twice the rank is a safe default.'],
+  ['max_len', 'Max tokens per example', 512, 1, 'Longer examples are cut; the data view counts them.'],
+  ['eval.fraction', 'Held-out share', 0.1, 0.05, 'Share of examples kept out of training to measure eval loss.'],
+];
+
+function specFrom(form) {
+  const spec = {};
+  for (const [name] of FIELDS) {
+    const input = form.elements[name];
+    const value = input.step === '1' ? parseInt(input.value, 10) : parseFloat(input.value);
+    const path = name.split('.');
+    let t = spec;
+    for (const k of path.slice(0, -1)) t = t[k] ??= {};
+    t[path[path.length - 1]] = value;
+  }
+  return spec;
+}
+
+function card(label) {
+  const value = h('span.stat-value', { text: '—' });
+  return { node: h('div.stat', { role: 'group', 'aria-label': label }, h('span.stat-label', { text: label }), value), value };
+}
+
+// createTraining(root, {onFinished(state)}) -> {show(skill)}: builds the component in root.
+export function createTraining(root, { onFinished }) {
+  const form = h('form.train-form', { 'aria-label': 'Training settings' },
+    ...FIELDS.map(([name, label, value, step, help]) => h('label.field', {},
+      h('span', { text: label }),
+      h('input', { name, type: 'number', value, step, min: 0, 'aria-describedby': `help-${name}` }),
+      h('small', { id: `help-${name}`, text: help }))));
+  const start = h('button.primary', { type: 'button', id: 'start' }, 'Start training');
+  const cancel = h('button', { type: 'button', id: 'cancel', hidden: true }, 'Cancel');
+  const resume = h('button', { type: 'button', id: 'resume', hidden: true }, 'Resume');
+  const stateLine = h('p.state', { id: 'train-state', role: 'status' });
+  const cards = { loss: card('Loss'), steps: card('Steps'), eta: card('ETA (min)'), epoch: card('Epoch') };
+  const bar = h('div.bar-fill');
+  const barLabel = h('span.bar-label', { text: '0%' });
+  const progress = h('div.bar', { role: 'progressbar', 'aria-label': 'Training progress',
+    'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-valuenow': 0 }, bar, barLabel);
+  const canvas = h('canvas', { id: 'loss-chart', role: 'img', 'aria-label': 'Loss and eval loss by step' });
+  const samples = h('ul.samples', { id: 'samples' });
+  const log = h('pre.log', { id: 'log', tabindex: 0, 'aria-label': 'Training log' });
+  const tip = h('p.tip', { id: 'tip', 'aria-live': 'polite' });
+  const failure = h('div.failure', { id: 'failure', role: 'alert', hidden: true });
+  root.append(
+    h('div.train-top', {}, form, h('div.actions', {}, start, cancel, resume, stateLine)),
+    h('div.live', { id: 'live' },
+      h('div.stats', {}, ...Object.values(cards).map((c) => c.node)),
+      progress, failure,
+      h('div.chart-box', {}, canvas),
+      h('div.live-cols', {},
+        h('section', { 'aria-labelledby': 'samples-h' }, h('h3', { id: 'samples-h', text: 'Latest samples' }), samples),
+        h('section', { 'aria-labelledby': 'log-h' }, h('h3', { id: 'log-h', text: 'Log' }), log)),
+      h('aside.tips', { 'aria-label': 'Tip' }, h('span.tip-icon', { 'aria-hidden': 'true', text: '💡' }), tip)));
+  const chart = lossChart(canvas);
+  // Our own canvas and no worker: the server's CSP allows neither blob workers nor inline styles.
+  const confettiCanvas = h('canvas.confetti', { 'aria-hidden': 'true' });
+  document.body.append(confettiCanvas);
+  const celebrate = confetti.create(confettiCanvas, { resize: true, useWorker: false, disableForReducedMotion: true });
+
+  let skill = null;
+  let job = null;      // the job the view shows
+  let state = null;    // its state
+  let busy = false;    // a start request is in flight
+  let source = null;   // the EventSource
+  let poll = null;     // the polling timer when SSE failed
+  let logLines = [];
+
+  function renderButtons() {
+    const live = LIVE.has(state);
+    start.disabled = busy || live || !skill;
+    start.textContent = live ? 'Training…' : busy ? 'Starting…' : 'Start training';
+    cancel.hidden = !live;
+    resume.hidden = live || !(state === 'cancelled' || state === 'interrupted');
+    stateLine.textContent = state ? `Job ${job}: ${state}` : 'Not trained yet';
+  }
+
+  function renderProgress(p) {
+    if (p.loss !== undefined) cards.loss.value.textContent = num(p.loss);
+    if (p.step !== undefined) cards.steps.value.textContent = `${p.step ?? 0} / ${p.total_steps ?? '—'}`;
+    if (p.eta_s !== undefined) cards.eta.value.textContent = typeof p.eta_s === 'number' ? (p.eta_s / 60).toFixed(1) : '—';
+    if (p.epoch !== undefined) cards.epoch.value.textContent = `${num(p.epoch, 1)} / ${p.total_epochs ?? '—'}`;
+    if (typeof p.step === 'number' && p.total_steps) {
+      const pct = Math.min(100, Math.round((100 * p.step) / p.total_steps));
+      bar.style.width = `${pct}%`;
+      barLabel.textContent = `${pct}%`;
+      progress.setAttribute('aria-valuenow', pct);
+    }
+  }
+
+  function renderSamples(list) {
+    samples.replaceChildren(...(list || []).slice(-4).reverse().map((s) =>
+      h('li', {}, h('strong', { text: `Step ${s.step}: ${s.prompt}` }), h('p', { text: s.text }))));
+  }
+
+  function addLog(line) {
+    logLines = [...logLines, line].slice(-LOG_LINES);
+    log.textContent = logLines.join('\n');
+  }
+
+  function reset() {
+    for (const c of Object.values(cards)) c.value.textContent = '—';
+    renderProgress({ step: 0, total_steps: 1 });
+    chart.set([], []);
+    samples.replaceChildren();
+    logLines = [];
+    log.textContent = '';
+    failure.hidden = true;
+  }
+
+  // The job's last log lines.
+  async function logTail(id) {
+    const r = await api.jobLog(id, LOG_LINES);
+    return r.status === 200 ? r.body.lines.map((l) => l.message) : [];
+  }
+
+  async function showFailure(st) {
+    const message = (st.error && st.error.message) || st.reason || 'the worker failed';
+    const tail = await logTail(st.job);
+    failure.replaceChildren(h('strong', { text: `Training failed: ${message}` }), h('pre', { text: tail.join('\n') }));
+    failure.hidden = false;
+  }
+
+  // A status object (snapshot event or polled) replaces the whole view.
+  async function renderStatus(st) {
+    if (!st || !st.job) { job = null; state = null; reset(); renderButtons(); return; }
+    const other = st.job !== job;
+    if (other) reset();
+    job = st.job;
+    state = st.state;
+    renderButtons();
+    renderProgress(st);
+    chart.set(st.loss_history, st.eval_history);
+    renderSamples(st.samples);
+    if (st.state === 'failed') await showFailure(st);
+    else failure.hidden = true;
+    if (other) {
+      logLines = (await logTail(st.job)).slice(-LOG_LINES);
+      log.textContent = logLines.join('\n');
+    }
+  }
+
+  async function finished(next) {
+    const r = await api.status(skill);
+    if (r.status !== 200) return;
+    await renderStatus(r.body);
+    if (next === 'succeeded') {
+      root.dataset.confetti = String(Number(root.dataset.confetti || 0) + 1);
+      celebrate({ particleCount: 150, spread: 80, origin: { y: 0.3 } });
+      announce('Training finished: the adapter is saved.');
+    }
+    onFinished(next);
+  }
+
+  // One event from the stream.
+  function onEvent(type, ev) {
+    if (ev.job && ev.job !== job) { job = ev.job; reset(); }
+    switch (type) {
+      case 'start': case 'progress': renderProgress(ev); chart.add('loss', ev.step, ev.loss); break;
+      case 'eval': chart.add('eval', ev.step, ev.eval_loss); break;
+      case 'sample': samples.prepend(h('li', {}, h('strong', { text: `Step ${ev.step}: ${ev.prompt}` }), h('p', { text: ev.text }))); break;
+      case 'log': addLog(ev.message); break;
+      case 'error': addLog(`error: ${ev.message}`); break;
+      case 'state':
+        state = ev.state;
+        renderButtons();
+        if (!LIVE.has(ev.state)) finished(ev.state);
+        break;
+      default: break;
+    }
+  }
+
+  function stopFeed() {
+    if (source) source.close();
+    clearInterval(poll);
+    source = null;
+    poll = null;
+  }
+
+  // Poll the status every 3 s (SSE failed); terminal transitions seen here finish too.
+  function startPolling() {
+    stopFeed();
+    root.dataset.feed = 'polling';
+    const tick = async () => {
+      // The jobs list first: a skill never trained is no error (its status would be a 404).
+      const jobs = await api.jobs(skill);
+      if (jobs.status === 200 && jobs.body.total === 0) { renderStatus(null); return; }
+      const r = await api.status(skill);
+      if (r.status !== 200) return;
+      const was = state;
+      const sameJob = r.body.job === job;
+      renderStatus(r.body);
+      if (sameJob && LIVE.has(was) && !LIVE.has(r.body.state)) finished(r.body.state);
+    };
+    tick();
+    poll = setInterval(tick, POLL_MS);
+  }
+
+  function connect() {
+    stopFeed();
+    root.dataset.feed = 'sse';
+    const es = new EventSource(api.eventsUrl(skill));
+    source = es;
+    let opened = false;
+    es.onopen = () => { opened = true; };
+    es.onerror = () => {
+      // The browser retries (with Last-Event-ID) after a drop; a stream that never opens,
+      // or one the browser gave up on, is replaced by polling.
+      if (source === es && (!opened || es.readyState === EventSource.CLOSED)) startPolling();
+      opened = false;
+    };
+    es.addEventListener('snapshot', (e) => renderStatus(JSON.parse(e.data)));
+    es.addEventListener('tip', (e) => { tip.textContent = JSON.parse(e.data).text; });
+    for (const type of ['start', 'progress', 'eval', 'sample', 'log', 'checkpoint', 'done', 'error', 'state']) {
+      // 'error' is also the EventSource's own failure event, which carries no data.
+      es.addEventListener(type, (e) => { if (e.data !== undefined) onEvent(type, JSON.parse(e.data)); });
+    }
+  }
+
+  // Show the job a start or resume answered with (its events may have arrived first).
+  function attach(id) {
+    if (id !== job) { job = id; state = 'queued'; reset(); }
+    renderButtons();
+  }
+
+  start.addEventListener('click', async () => {
+    if (start.disabled) return;
+    busy = true;
+    renderButtons();  // disabled before any await: a double-click sends one request
+    try {
+      const r = await api.train(skill, specFrom(form));
+      if (r.status === 202) attach(r.body.job.id);
+      else if (r.status === 409) { attach(r.body.job.id); announce('Training was already running: showing it.'); }
+      else announce(`Could not start training: ${errorText(r)}`, 'error');
+    } catch (e) {
+      announce(`Could not start training: ${e.message}`, 'error');
+    } finally {
+      busy = false;
+      renderButtons();
+    }
+  });
+
+  cancel.addEventListener('click', async () => {
+    cancel.disabled = true;
+    const r = await api.cancel(skill);
+    cancel.disabled = false;
+    if (r.status !== 202) announce(`Could not cancel: ${errorText(r)}`, 'error');
+  });
+
+  resume.addEventListener('click', async () => {
+    resume.disabled = true;
+    const r = await api.resume(skill);
+    resume.disabled = false;
+    if (r.status === 202 || r.status === 409) attach(r.body.job.id);
+    else announce(`Could not resume: ${errorText(r)}`, 'error');
+  });
+
+  return {
+    show(id) {
+      skill = id;
+      job = null;
+      state = null;
+      reset();
+      renderButtons();
+      connect();
+    },
+  };
+}
