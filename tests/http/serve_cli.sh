@@ -8,6 +8,7 @@ tmp=$(mktemp -d)
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$tmp"' EXIT
 source "$(dirname "$0")/../lib.sh"
+starts=0
 serve() { run "$fb" run scripts/serve.lua --data-dir "$tmp/data" "$@"; }
 clean_err() { ! grep -qE "Sanitizer|runtime error|Segmentation" "$tmp/err"; }
 
@@ -21,7 +22,8 @@ serve --help
 check "--help prints usage" eval 'rc_is 0 && out_has "^usage: fastbrain serve"'
 
 start() {  # start ARGS...: background server; sets $pid and $port
-  "$fb" run scripts/serve.lua --port 0 --data-dir "$tmp/data" "$@" >"$tmp/out" 2>"$tmp/err" &
+  starts=$((starts + 1))  # each server its own data directory: the last may still hold its lock
+  "$fb" run scripts/serve.lua --port 0 --data-dir "$tmp/data$starts" "$@" >"$tmp/out" 2>"$tmp/err" &
   pid=$!
   pids+=("$pid")
   port=
