@@ -168,8 +168,28 @@ test('dashboard', { skip, timeout: 90000 }, async (t) => {
     await page.locator('#start', { hasText: 'Training…' }).waitFor();
     const steps = await text(page, '.stat:nth-child(2) .stat-value');
     await page.waitForFunction((s) => document.querySelector('.stat:nth-child(2) .stat-value').textContent !== s && !document.querySelector('.stat:nth-child(2) .stat-value').textContent.startsWith('0 '), steps, { timeout: 8000 });
-    await shot(page, '5-polling');
+    await shot(page, '6-polling');
     await page.locator('#start:enabled', { hasText: 'Start training' }).waitFor({ timeout: 15000 });
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+
+  await t.test('cancel, then resume to the end', async () => {
+    const page = await open(context, '/#/skill/monday-expert');
+    await page.fill('input[name="max_steps"]', '30');
+    await page.locator('#start').click();
+    await page.locator('#cancel').waitFor();
+    await page.waitForFunction(() => Number(document.querySelector('[role=progressbar]').getAttribute('aria-valuenow')) > 0);
+    await page.locator('#cancel').click();
+    await page.locator('#resume').waitFor();
+    await page.locator('#start:enabled').waitFor();
+    assert.match(await text(page, '#train-state'), /cancelled/);
+    await shot(page, '5-cancelled');
+    await page.locator('#resume').click();
+    await page.locator('#start', { hasText: 'Training…' }).waitFor();
+    await page.locator('#training[data-confetti="1"]').waitFor({ timeout: 15000 });
+    assert.equal(await text(page, '.stat:nth-child(2) .stat-value'), '30 / 30');
+    assert.equal((await api('/api/jobs?skill=monday-expert')).total, 1, 'resumed, not restarted');
     assert.deepEqual(page.errors, []);
     await page.close();
   });
@@ -182,13 +202,18 @@ test('dashboard', { skip, timeout: 90000 }, async (t) => {
     await page.fill('#skill-form input[name="emoji"]', '🧪');
     await page.locator('#skill-form button[type="submit"]').click();
     await page.locator('#skill-title', { hasText: 'Broken data' }).waitFor();
+    await page.locator('#edit-skill').click();
+    await page.fill('#skill-form textarea[name="description"]', 'Its data makes the worker fail.');
+    await page.locator('#skill-form button[type="submit"]').click();
+    await page.locator('#skill-desc', { hasText: 'worker fail' }).waitFor();
+    await page.locator('[data-skill="broken"]', { hasText: 'worker fail' }).waitFor();
     const ex = (answer) => JSON.stringify({ messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: answer }] });
     const bad = join(dataDir, 'bad.jsonl');
     writeFileSync(bad, `${ex('fine')}\n{"messages": oops\n`);
     await page.setInputFiles('#upload-file', bad);
     await page.locator('#upload-replace').click();
     await page.locator('#upload-errors', { hasText: 'line 2' }).waitFor();
-    await shot(page, '6-upload-errors');
+    await shot(page, '7-upload-errors');
     const rejected = join(dataDir, 'rejected.jsonl');
     writeFileSync(rejected, `${ex('fine')}\n${ex('REJECT this one')}\n`);
     await page.setInputFiles('#upload-file', rejected);
@@ -198,7 +223,7 @@ test('dashboard', { skip, timeout: 90000 }, async (t) => {
     await page.locator('#failure', { hasText: 'data.jsonl:2' }).waitFor({ timeout: 10000 });
     await page.locator('#start:enabled').waitFor();
     assert.match(await text(page, '#failure pre'), /step \d+\/30/);
-    await shot(page, '7-failed');
+    await shot(page, '8-failed');
     assert.deepEqual(page.errors, []);
     await page.close();
   });
@@ -208,7 +233,7 @@ test('dashboard', { skip, timeout: 90000 }, async (t) => {
     const page = await open(phone, `/#/skill/${skill}`);
     await page.locator(`tr[data-adapter^="${skill}/"]`).waitFor();
     assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 390), 'no wider than the phone');
-    await shot(page, '8-phone');
+    await shot(page, '9-phone');
     assert.deepEqual(page.errors, []);
     await phone.close();
   });

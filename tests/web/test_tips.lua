@@ -1,0 +1,43 @@
+-- fastbrain.tips: the trained fraction against PEFT's own count for a published model, the
+-- live numbers only while the job runs, and a rotation that skips tips it cannot fill.
+local T = require "tests.lua.testing"
+local tips = require "fastbrain.tips"
+
+-- TinyLlama-1.1B (config.json) with r = 8 on q_proj and v_proj: PEFT's print_trainable_parameters
+-- says "trainable params: 1,126,400 || all params: 1,101,174,784".
+local TINYLLAMA = {hidden_size = 2048, intermediate_size = 5632, num_hidden_layers = 22,
+                   num_attention_heads = 32, num_key_value_heads = 4, vocab_size = 32000,
+                   model_type = "llama", tie_word_embeddings = false}
+
+T.test("the trained fraction matches PEFT's count", function()
+  local f = tips.lora_fraction(TINYLLAMA, {r = 8, targets = {"q_proj", "v_proj"}})
+  T.eq(math.abs(f - 1126400 / 1101174784) < 1e-12, true)
+  T.eq(math.abs(tips.lora_fraction(TINYLLAMA, {r = 8, targets = "q_proj, v_proj"}) - f) < 1e-15, true)
+  T.eq(tips.lora_fraction(TINYLLAMA, {r = 8}), tips.lora_fraction(TINYLLAMA, {r = 8, targets = "all-linear"}))
+  T.eq(tips.lora_fraction({hidden_size = 8}, {}), nil)
+end)
+
+T.test("live numbers only while the job runs", function()
+  local progress = {tokens_per_s = 1234.4, device = "cpu"}
+  T.eq(tips.values({state = "running", progress = progress}), {tokens_per_s = "1234", device = "the CPU"})
+  T.eq(tips.values({state = "succeeded", progress = progress}), {})
+end)
+
+T.test("the rotation skips tips it cannot fill and wraps", function()
+  local state, seen = {index = 0}, {}
+  for _ = 1, #tips.list do
+    local text = tips.next(state, {})
+    T.eq(text:find("{", 1, true), nil, "no placeholder left")
+    seen[text] = true
+  end
+  local n = 0
+  for _ in pairs(seen) do n = n + 1 end
+  T.eq(n < #tips.list and n >= 15, true, "every fillable tip, once")
+  state = {index = 0}
+  for _ = 1, #tips.list do
+    T.eq(tips.next(state, {fraction = "0.10%", tokens_per_s = "1", device = "the CPU"}):find("{", 1, true), nil)
+  end
+  T.eq(state.index, #tips.list)
+end)
+
+T.run()
