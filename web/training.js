@@ -3,12 +3,13 @@
 // (stat cards, progress bar, loss chart, samples, log tail, tips) fed by the SSE stream
 // /api/training/events/:skill, falling back to polling the status every 3 s when SSE fails.
 import { api, errorText } from './api.js';
-import { h, $, num, announce } from './dom.js';
+import { h, num, announce } from './dom.js';
 import { lossChart } from './chart.js';
 import confetti from './vendor/confetti.module.mjs';
 
 const POLL_MS = 3000;
 const LOG_LINES = 12;
+const SAMPLES = 4;
 const LIVE = new Set(['queued', 'running']);
 
 // The hyperparameters a user may set: [name in the spec, label, default, step, explanation].
@@ -107,9 +108,9 @@ export function createTraining(root, { onFinished }) {
     }
   }
 
+  const sampleItem = (s) => h('li', {}, h('strong', { text: `Step ${s.step}: ${s.prompt}` }), h('p', { text: s.text }));
   function renderSamples(list) {
-    samples.replaceChildren(...(list || []).slice(-4).reverse().map((s) =>
-      h('li', {}, h('strong', { text: `Step ${s.step}: ${s.prompt}` }), h('p', { text: s.text }))));
+    samples.replaceChildren(...(list || []).slice(-SAMPLES).reverse().map(sampleItem));
   }
 
   function addLog(line) {
@@ -177,7 +178,10 @@ export function createTraining(root, { onFinished }) {
     switch (type) {
       case 'start': case 'progress': renderProgress(ev); chart.add('loss', ev.step, ev.loss); break;
       case 'eval': chart.add('eval', ev.step, ev.eval_loss); break;
-      case 'sample': samples.prepend(h('li', {}, h('strong', { text: `Step ${ev.step}: ${ev.prompt}` }), h('p', { text: ev.text }))); break;
+      case 'sample':
+        samples.prepend(sampleItem(ev));
+        while (samples.children.length > SAMPLES) samples.lastChild.remove();
+        break;
       case 'log': addLog(ev.message); break;
       case 'error': addLog(`error: ${ev.message}`); break;
       case 'state':
@@ -230,7 +234,7 @@ export function createTraining(root, { onFinished }) {
     };
     es.addEventListener('snapshot', (e) => renderStatus(JSON.parse(e.data)));
     es.addEventListener('tip', (e) => { tip.textContent = JSON.parse(e.data).text; });
-    for (const type of ['start', 'progress', 'eval', 'sample', 'log', 'checkpoint', 'done', 'error', 'state']) {
+    for (const type of ['start', 'progress', 'eval', 'sample', 'log', 'error', 'state']) {
       // 'error' is also the EventSource's own failure event, which carries no data.
       es.addEventListener(type, (e) => { if (e.data !== undefined) onEvent(type, JSON.parse(e.data)); });
     }
