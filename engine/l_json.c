@@ -63,26 +63,63 @@ static size_t utf8_encode(char *out, unsigned cp) {
 
 typedef struct path_seg { const char *key; size_t keylen; lua_Integer index; } path_seg;
 
+/* An object key while its object is written; the string stays owned by the table. vidx is
+ * the stack slot of its value, or 0 when the value is looked up again (large objects). */
+typedef struct key_ref { const char *s; size_t n; int vidx; } key_ref;
+
+#define INLINE_OUT 2048   /* output that fits here needs no allocation */
+#define INLINE_KEYS 64    /* keys of the objects being written, all levels together */
+#define SMALL_OBJECT 32   /* objects up to this many keys keep their values on the stack */
+
+/* The state of one encode call, on the C stack; the heap only for big output, many keys or
+ * a max_depth above the default. */
 typedef struct encoder {
   lua_State *L;
-  char *buf;
+  char *buf;                 /* out, or a heap copy once it outgrows out */
   size_t len, cap;
   int max_depth, depth;
   path_seg *path;            /* [max_depth + 1]: the key or index at each level */
   const void **open_tables;  /* [max_depth + 1]: the tables being encoded, for cycles */
+  key_ref *keys;             /* [nkeys]: a stack of the keys of each open object */
+  size_t nkeys, keys_cap;
   char err[512];
+  char out[INLINE_OUT];
+  path_seg path_inline[DEFAULT_MAX_DEPTH + 1];
+  const void *open_inline[DEFAULT_MAX_DEPTH + 1];
+  key_ref keys_inline[INLINE_KEYS];
 } encoder;
 
-static int put(encoder *e, const char *s, size_t n) {
+static int out_of_memory(encoder *e) {
+  snprintf(e->err, sizeof e->err, "json: out of memory");
+  return -1;
+}
+
+/* items with room for need of size sz: the same block, or a bigger one on the heap (the
+ * inline block it started in is copied, never freed); NULL when out of memory. */
+static void *grow(void *items, size_t *cap, size_t need, size_t sz, const void *inline_block) {
+  if (need <= *cap) return items;
+  size_t cap2 = *cap * 2;
+  while (cap2 < need) cap2 *= 2;
+  void *p = items == inline_block ? malloc(cap2 * sz) : realloc(items, cap2 * sz);
+  if (!p) return NULL;
+  if (items == inline_block) memcpy(p, items, *cap * sz);
+  *cap = cap2;
+  return p;
+}
+
+/* Room on the key stack for n more keys. */
+static int reserve_keys(encoder *e, size_t n) {
+  key_ref *k = grow(e->keys, &e->keys_cap, e->nkeys + n, sizeof *k, e->keys_inline);
+  if (!k) return -1;
+  e->keys = k;
+  return 0;
+}
+
+static inline int put(encoder *e, const char *s, size_t n) {
   if (e->len + n > e->cap) {
-    size_t cap = e->cap ? e->cap : 256;
-    while (cap < e->len + n) cap *= 2;
-    char *b = realloc(e->buf, cap);
-    if (!b) {
-      snprintf(e->err, sizeof e->err, "json: out of memory");
-      return -1;
-    }
-    e->buf = b, e->cap = cap;
+    char *b = grow(e->buf, &e->cap, e->len + n, 1, e->out);
+    if (!b) return out_of_memory(e);
+    e->buf = b;
   }
   memcpy(e->buf + e->len, s, n);
   e->len += n;
@@ -151,26 +188,35 @@ static int encode_string(encoder *e, const char *s, size_t n) {
   return PUTS(e, "\"");
 }
 
+/* Decimal text of v into the end of num[24]; returns where it starts. */
+static char *integer_text(char num[24], lua_Integer v) {
+  char *p = num + 24;
+  lua_Unsigned u = v < 0 ? 0u - (lua_Unsigned)v : (lua_Unsigned)v;
+  do *--p = (char)('0' + u % 10); while (u /= 10);
+  if (v < 0) *--p = '-';
+  return p;
+}
+
 static int encode_number(encoder *e, int idx) {
+  if (lua_isinteger(e->L, idx)) {
+    char num[24];
+    char *p = integer_text(num, lua_tointeger(e->L, idx));
+    return put(e, p, (size_t)(num + 24 - p));
+  }
+  static const char *const formats[] = {"%.15g", "%.16g", "%.17g"};
   char num[64];
   int n;
-  if (lua_isinteger(e->L, idx)) {
-    n = snprintf(num, sizeof num, "%lld", (long long)lua_tointeger(e->L, idx));
-  } else {
-    double d = lua_tonumber(e->L, idx);
-    if (!isfinite(d)) return fail(e, isnan(d) ? "cannot encode NaN" : "cannot encode infinity");
-    for (int prec = 15;; prec++) {  /* the shortest text that reads back as the same double */
-      n = snprintf(num, sizeof num, "%.*g", prec, d);
-      if (prec == 17 || strtod(num, NULL) == d) break;
-    }
-    if (!strpbrk(num, ".eEn")) n += snprintf(num + n, sizeof num - (size_t)n, ".0");  /* stay a float */
+  double d = lua_tonumber(e->L, idx);
+  if (!isfinite(d)) return fail(e, isnan(d) ? "cannot encode NaN" : "cannot encode infinity");
+  for (int i = 0;; i++) {  /* the shortest text that reads back as the same double */
+    n = snprintf(num, sizeof num, formats[i], d);
+    if (i == 2 || strtod(num, NULL) == d) break;
   }
+  if (!strpbrk(num, ".eEn")) n += snprintf(num + n, sizeof num - (size_t)n, ".0");  /* stay a float */
   return put(e, num, (size_t)n);
 }
 
 static int encode_value(encoder *e, int idx);
-
-typedef struct key_ref { const char *s; size_t n; } key_ref;
 
 static int cmp_keys(const void *a, const void *b) {
   const key_ref *x = a, *y = b;
@@ -179,37 +225,56 @@ static int cmp_keys(const void *a, const void *b) {
   return c ? c : (x->n > y->n) - (x->n < y->n);
 }
 
-/* An object's keys, sorted so output is stable; the strings stay owned by the table. */
-static int encode_object(encoder *e, int idx, lua_Integer nkeys) {
+/* Small objects by insertion sort (no allocation, few compares), the rest by qsort. */
+static void sort_keys(key_ref *k, size_t n) {
+  if (n > SMALL_OBJECT) {
+    qsort(k, n, sizeof *k, cmp_keys);
+    return;
+  }
+  for (size_t i = 1; i < n; i++) {
+    key_ref x = k[i];
+    size_t j = i;
+    for (; j > 0 && cmp_keys(&k[j - 1], &x) > 0; j--) k[j] = k[j - 1];
+    k[j] = x;
+  }
+}
+
+/* An object's keys, sorted so output is stable. Its first `kept` keys are already on the key
+ * stack with their values on the Lua stack; a larger object's keys are gathered here and its
+ * values looked up again. */
+static int encode_object(encoder *e, int idx, lua_Integer nkeys, int kept) {
   lua_State *L = e->L;
-  key_ref *keys = malloc((size_t)(nkeys ? nkeys : 1) * sizeof *keys);
-  if (!keys) {
-    snprintf(e->err, sizeof e->err, "json: out of memory");
-    return -1;
+  size_t first = e->nkeys - (size_t)kept;
+  if (kept < nkeys) {
+    e->nkeys = first;
+    if (reserve_keys(e, (size_t)nkeys)) return out_of_memory(e);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {  /* keys are strings: checked by the caller */
+      key_ref *k = &e->keys[e->nkeys++];
+      k->s = lua_tolstring(L, -2, &k->n);
+      k->vidx = 0;
+      lua_pop(L, 1);
+    }
   }
-  lua_Integer k = 0;
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    keys[k].s = lua_tolstring(L, -2, &keys[k].n);  /* keys are strings: checked by the caller */
-    k++;
-    lua_pop(L, 1);
-  }
-  qsort(keys, (size_t)nkeys, sizeof *keys, cmp_keys);
+  sort_keys(e->keys + first, (size_t)nkeys);
   int rc = PUTS(e, "{");
-  for (lua_Integer i = 0; rc == 0 && i < nkeys; i++) {
-    if (i) rc = PUTS(e, ",");
-    e->path[e->depth].key = keys[i].s;
-    e->path[e->depth].keylen = keys[i].n;
-    if (!rc) rc = encode_string(e, keys[i].s, keys[i].n);
+  for (size_t i = first; rc == 0 && i < first + (size_t)nkeys; i++) {
+    key_ref k = e->keys[i];  /* a copy: nested objects may move the key stack */
+    if (i > first) rc = PUTS(e, ",");
+    e->path[e->depth].key = k.s;
+    e->path[e->depth].keylen = k.n;
+    if (!rc) rc = encode_string(e, k.s, k.n);
     if (!rc) rc = PUTS(e, ":");
-    if (!rc) {
-      lua_pushlstring(L, keys[i].s, keys[i].n);
+    if (!rc && k.vidx) {
+      rc = encode_value(e, k.vidx);
+    } else if (!rc) {
+      lua_pushlstring(L, k.s, k.n);
       lua_rawget(L, idx);
       rc = encode_value(e, lua_gettop(L));
       lua_pop(L, 1);
     }
   }
-  free(keys);
+  e->nkeys = first;
   return rc ? rc : PUTS(e, "}");
 }
 
@@ -242,34 +307,51 @@ static int encode_table(encoder *e, int idx) {
     if (e->open_tables[i] == self) return fail(e, "cycle: table contains itself");
   if (e->depth >= e->max_depth) return fail(e, "nesting deeper than the limit");
   if (!lua_checkstack(L, 8)) return fail(e, "Lua stack exhausted");
+  int room = lua_checkstack(L, SMALL_OBJECT + 8);  /* to keep a small object's values */
 
-  /* Classify: a marked array, a sequence 1..n (array), or string keys only (object). */
+  /* Classify: a marked array, a sequence 1..n (array), or string keys only (object). While
+   * only string keys come, the first SMALL_OBJECT stay on the key stack, their values on
+   * the Lua stack below the iteration key. */
   int marked = is_marked_array(L, idx);
+  int top = lua_gettop(L);
+  size_t nkeys0 = e->nkeys;
   lua_Integer count = 0, max_int = 0;
-  int strings = 0, others = 0;
+  int strings = 0, others = 0, kept = 0;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
-    lua_pop(L, 1);
     count++;
-    if (lua_type(L, -1) == LUA_TSTRING) strings++;
-    else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0) {
-      if (lua_tointeger(L, -1) > max_int) max_int = lua_tointeger(L, -1);
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      strings++;
+      if (room && strings == count && kept < SMALL_OBJECT &&
+          reserve_keys(e, 1) == 0) {
+        key_ref *k = &e->keys[e->nkeys++];
+        k->s = lua_tolstring(L, -2, &k->n);
+        k->vidx = lua_absindex(L, -2);  /* where the value lands after the swap */
+        lua_insert(L, -2);  /* value below, key on top for lua_next */
+        kept++;
+        continue;
+      }
+    } else if (lua_isinteger(L, -2) && lua_tointeger(L, -2) > 0) {
+      if (lua_tointeger(L, -2) > max_int) max_int = lua_tointeger(L, -2);
     } else others++;
+    lua_pop(L, 1);
   }
-  int is_array;
-  if (marked) {
-    if (strings || others) return fail(e, "array (json.array) has non-integer keys");
-    is_array = 1;
-  } else if (count > 0 && strings == 0 && others == 0 && max_int == count) {
-    is_array = 1;
+  int rc;
+  if (marked && (strings || others)) {
+    rc = fail(e, "array (json.array) has non-integer keys");
+  } else if (marked || (count > 0 && strings == 0 && others == 0 && max_int == count)) {
+    e->open_tables[e->depth++] = self;
+    rc = encode_array(e, idx, max_int);
+    e->depth--;
   } else if (strings == count) {
-    is_array = 0;
+    e->open_tables[e->depth++] = self;
+    rc = encode_object(e, idx, count, kept);
+    e->depth--;
   } else {
-    return fail(e, "table mixes keys: an object needs string keys, an array keys 1..n");
+    rc = fail(e, "table mixes keys: an object needs string keys, an array keys 1..n");
   }
-  e->open_tables[e->depth++] = self;
-  int rc = is_array ? encode_array(e, idx, max_int) : encode_object(e, idx, count);
-  e->depth--;
+  e->nkeys = nkeys0;
+  lua_settop(L, top);
   return rc;
 }
 
@@ -310,18 +392,23 @@ static int opt_max_depth(lua_State *L, int idx) {
 static int json_encode(lua_State *L) {
   luaL_checkany(L, 1);
   int max_depth = opt_max_depth(L, 2);
-  size_t levels = (size_t)max_depth + 1;
-  encoder *e = malloc(sizeof *e + levels * (sizeof(path_seg) + sizeof(void *)));
-  if (!e) return luaL_error(L, "json: out of memory");
-  e->L = L, e->buf = NULL, e->len = e->cap = 0, e->max_depth = max_depth, e->depth = 0;
-  e->path = (path_seg *)(e + 1);
-  e->open_tables = (const void **)(e->path + levels);
-  e->err[0] = '\0';
-  int rc = encode_value(e, 1);
-  if (rc == 0) lua_pushlstring(L, e->buf, e->len);
-  else lua_pushstring(L, e->err);
-  free(e->buf);
-  free(e);
+  encoder e;
+  e.L = L, e.buf = e.out, e.len = 0, e.cap = INLINE_OUT, e.max_depth = max_depth, e.depth = 0;
+  e.path = e.path_inline, e.open_tables = e.open_inline;
+  if (max_depth > DEFAULT_MAX_DEPTH) {
+    size_t levels = (size_t)max_depth + 1;
+    e.path = malloc(levels * (sizeof(path_seg) + sizeof(void *)));
+    if (!e.path) return luaL_error(L, "json: out of memory");
+    e.open_tables = (const void **)(e.path + levels);
+  }
+  e.keys = e.keys_inline, e.nkeys = 0, e.keys_cap = INLINE_KEYS;
+  e.err[0] = '\0';
+  int rc = encode_value(&e, 1);
+  if (rc == 0) lua_pushlstring(L, e.buf, e.len);
+  else lua_pushstring(L, e.err);
+  if (e.buf != e.out) free(e.buf);
+  if (e.path != e.path_inline) free(e.path);
+  if (e.keys != e.keys_inline) free(e.keys);
   if (rc) return lua_error(L);
   return 1;
 }

@@ -185,4 +185,65 @@ T.test("argument checks raise", function()
   T.raises(function() encode() end, "bad argument #1 to 'encode'")
 end)
 
+-- Small objects keep their values on the Lua stack and sort by insertion; bigger ones are
+-- gathered and sorted apart; nested objects share one key stack that grows on the heap.
+T.test("objects of every size come out sorted, at any nesting", function()
+  local function object(n, value)
+    local t, keys = {}, {}
+    for i = 1, n do
+      local k = ("k%03d"):format((i * 37) % 1000)
+      t[k] = value(i)
+      keys[#keys + 1] = k
+    end
+    table.sort(keys)
+    return t, keys
+  end
+  for _, n in ipairs({1, 2, 31, 32, 33, 100}) do
+    local t, keys = object(n, function(i) return i end)
+    local parts = {}
+    for _, k in ipairs(keys) do parts[#parts + 1] = ('"%s":%d'):format(k, t[k]) end
+    T.eq(encode(t), "{" .. table.concat(parts, ",") .. "}", n .. " keys")
+  end
+  -- 40 levels of 30-key objects: the key stack outgrows its first block; output > 2 KiB
+  local deep = {}
+  local cur = deep
+  for _ = 1, 40 do
+    local t = object(30, function(i) return i % 2 == 0 and "v" or 0.5 end)
+    cur.zz = t
+    cur = t
+  end
+  local s = encode(deep)
+  T.eq(#s > 2048, true)
+  T.eq(encode(decode(s)), s)
+  local v = decode(s)
+  T.eq(v.zz.zz.k037, 0.5)
+  T.eq(v.zz.zz.k074, "v")
+  -- an error deep inside names the path through kept and looked-up keys alike
+  local big = object(40, function(i) return i end)
+  big.k999 = {x = {y = 0/0}}
+  T.raises(function() encode({a = big}) end, "json: cannot encode NaN at $.a.k999.x.y")
+  T.raises(function() encode({a = {b = 1, [1] = 2}}) end, "json: table mixes keys")
+  local many = object(40, function(i) return i end)
+  many[1] = true
+  T.raises(function() encode(many) end, "json: table mixes keys")
+end)
+
+T.test("numbers: integers by hand, floats shortest", function()
+  for _, n in ipairs({0, 7, -7, 10, 120, -1000000, math.maxinteger, math.mininteger}) do
+    T.eq(encode(n), string.format("%d", n))
+  end
+  T.eq(encode(1.2345), "1.2345")
+  T.eq(encode(-0.0), "-0.0")
+  T.eq(encode(1e15), "1e+15")
+  T.eq(encode(0.1 + 0.2), "0.30000000000000004")
+end)
+
+T.test("a deeper max_depth than the default allocates its levels", function()
+  local t = {}
+  local cur = t
+  for _ = 1, 300 do cur.a = {}; cur = cur.a end
+  T.eq(#encode(t, {max_depth = 400}), 300 * 6 + 2)
+  T.raises(function() encode(t, {max_depth = 200}) end, "json: nesting deeper than the limit")
+end)
+
 T.run()
