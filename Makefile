@@ -9,7 +9,7 @@ PORT       ?= 8215
 # Debian packages: build and run time, then test-only.
 DEB_PACKAGES := build-essential cmake pkg-config liblua5.4-dev libuv1-dev libcjson-dev libdnnl2 \
   node-llhttp lua-socket lua-sec libopenblas-dev libpcre2-dev libutf8proc-dev
-DEB_TEST_PACKAGES := clang libclang-rt-14-dev openssl curl
+DEB_TEST_PACKAGES := clang libclang-rt-14-dev openssl curl chromium
 # Benchmarks only: the anchors they compare against (nginx + Lua, PyTorch) and the load tool.
 DEB_BENCH_PACKAGES := wrk nginx libnginx-mod-http-lua lua-cjson python3-torch
 
@@ -20,12 +20,17 @@ all: build
 deps:
 	@scripts/install-deps.sh $(DEB_PACKAGES) $(DEB_TEST_PACKAGES)
 	@command -v npm >/dev/null || scripts/install-deps.sh nodejs npm
-	@$(MAKE) --no-print-directory node_modules/.installed
+	@$(MAKE) --no-print-directory node_modules/.installed web/vendor/.stamp
 
 # npm packages (tokenizer fixtures, dashboard libraries, browser driver), as locked; the stamp
 # is ours because npm keeps its own files' times.
 node_modules/.installed: package-lock.json package.json
 	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The dashboard's Chart.js and canvas-confetti, copied from node_modules (web/vendor is git-ignored).
+web/vendor/.stamp: node_modules/.installed scripts/vendor-web.sh
+	scripts/vendor-web.sh
 	touch $@
 
 $(BUILD)/CMakeCache.txt:

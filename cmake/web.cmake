@@ -1,6 +1,6 @@
 # web.cmake: the dashboard's browser test (tests/web/dashboard.test.mjs): node's test runner,
 # playwright-core driving headless Chromium against `fastbrain serve` with tests/web/worker.lua.
-# It skips, saying why, when Chromium, node_modules or web/vendor/ (scripts/vendor-web.sh) is missing.
+# It fails, saying what to install, when Chromium, node_modules or web/vendor/ is missing.
 find_program(FB_NODE node)
 if(FB_NODE)
   fb_test(web_dashboard ${FB_NODE} --test ${PROJECT_SOURCE_DIR}/tests/web/dashboard.test.mjs)

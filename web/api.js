@@ -38,6 +38,6 @@ export const api = {
   jobLog: (job, lines) => request('GET', `/api/jobs/${encodeURIComponent(job)}/log?lines=${lines}`),
   adapters: () => request('GET', '/api/adapters'),
   preview: (id, version, prompt) =>
-    request('POST', `/api/adapters/${skill(id)}/${encodeURIComponent(version)}/preview`, { prompt }),
+    request('POST', `/api/adapters/${skill(id)}/${encodeURIComponent(version)}/generate`, { prompt }),
   eventsUrl: (id) => `/api/training/events/${skill(id)}`,
 };

@@ -60,8 +60,7 @@ $('#preview').addEventListener('submit', async (e) => {
     $('#preview-base').textContent = r.body.base;
     return;
   }
-  const text = r.status === 404 || r.status === 405 ? 'Preview is not available on this server yet.' : errorText(r);
-  $('#preview-adapter').textContent = text;
+  $('#preview-adapter').textContent = errorText(r);
   $('#preview-base').textContent = '';
 });
 
