@@ -5,6 +5,7 @@
 local http = require "fastbrain.http"
 local fb = require "fastbrain"
 local json = require "fastbrain.json"
+local encode = json.encode
 
 local M = {}
 
@@ -166,7 +167,7 @@ function Res:json(status, value, headers)
     h = {["Content-Type"] = "application/json"}
     for k, v in pairs(headers) do h[k] = v end
   end
-  self._rq:respond(status, json.encode(value), h)
+  self._rq:respond(status, encode(value), h)
   finished(self, status)
 end
 
@@ -233,7 +234,7 @@ end
 -- send(event, data, id): data may be a table (sent as JSON). true, or nil and why.
 function Stream:send(event, data, id)
   if self.closed then return nil, "closed" end
-  if type(data) == "table" then data = json.encode(data) end
+  if type(data) == "table" then data = encode(data) end
   local ok, err = self._rq:event(event, tostring(data), id and tostring(id))
   if not ok then self:_ended() end
   return ok, err
@@ -407,6 +408,7 @@ end
 -- and goes back to the pool if it finished within the dispatch that started it. One that
 -- yielded on the way is driven by whoever resumes it and is dropped when it ends.
 local PARKED, MAX_IDLE = {}, 64
+local resume = coroutine.resume
 
 function App:_worker()
   local co = coroutine.create(function(app, route, req, res)
@@ -425,14 +427,17 @@ function App:_dispatch(rq, method, path, query_string)
   local req = setmetatable({_rq = rq, method = method, path = path, query_string = query_string,
                             params = route and params_or_allow or {}}, Req)
   if not route then req.allow = params_or_allow end
-  local res = setmetatable({_rq = rq, done = false}, Res)
-  local co = table.remove(self.idle) or self:_worker()
-  local ok, err = coroutine.resume(co, self, route, req, res)
+  -- status = nil sizes the table for the status finished() sets: no rehash per request
+  local res = setmetatable({_rq = rq, done = false, status = nil}, Res)
+  local idle = self.idle
+  local co = idle[#idle]
+  if co then idle[#idle] = nil else co = self:_worker() end
+  local ok, err = resume(co, self, route, req, res)
   if not ok then
     on_error(res, req, err, co)
     return
   end
-  if err == PARKED and #self.idle < MAX_IDLE then self.idle[#self.idle + 1] = co end
+  if err == PARKED and #idle < MAX_IDLE then idle[#idle + 1] = co end
   if res.done then return end
   -- Not answered yet: the handler yielded (a timer or a socket resumes it) or kept res for a
   -- callback. Give up after the route's timeout; stop waiting if the client leaves.

@@ -138,6 +138,23 @@ T.test("a handler may yield and answer later", function()
   assert(fb.now() - t0 >= 25, "answered before its sleep")
 end)
 
+T.test("handlers run in pooled coroutines; one that yielded leaves the pool", function()
+  local threads = {}
+  app:get("/which", function(req, res)
+    threads[#threads + 1] = coroutine.running()
+    if req.query.wait then fb.sleep(5) end
+    res:send(200, "ok")
+  end)
+  for _ = 1, 3 do T.eq(get("/which").status, 200) end
+  T.eq(threads[2], threads[1])
+  T.eq(threads[3], threads[1])
+  T.eq(get("/which?wait=1").status, 200)
+  T.eq(threads[4], threads[1])
+  T.eq(get("/which").status, 200)
+  assert(threads[5] ~= threads[4], "a coroutine that yielded came back to the pool")
+  assert(#app.idle <= 64, "pool over its cap")
+end)
+
 T.test("a handler that never answers gets 504 after the route timeout", function()
   local t0 = fb.now()
   local r = get("/never")
