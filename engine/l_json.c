@@ -197,6 +197,36 @@ static char *integer_text(char num[24], lua_Integer v) {
   return p;
 }
 
+/* The text %.15g prints for d when d is m / 10^k exactly as a double, for the smallest such k,
+ * with m < 10^15 and 1e-4 <= |d| (so %g prints it plainly, and strtod reads it back as d:
+ * both are the correctly rounded m / 10^k). Returns its length, or 0 to leave d to printf. */
+static size_t short_float_text(char num[64], double d) {
+  static const double p10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7,
+                               1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+  double a = fabs(d);
+  if (!(a >= 1e-4 && a < 1e15)) return 0;
+  for (int k = 0; k < 16 && a * p10[k] < 1e15; k++) {
+    double m = nearbyint(a * p10[k]);
+    if (m / p10[k] != a) continue;
+    char digits[24];
+    char *p = integer_text(digits, (lua_Integer)m);
+    size_t nd = (size_t)(digits + 24 - p), n = 0;
+    if (d < 0) num[n++] = '-';
+    if (nd <= (size_t)k) {  /* 0.00ddd */
+      num[n++] = '0', num[n++] = '.';
+      for (size_t z = nd; z < (size_t)k; z++) num[n++] = '0';
+      memcpy(num + n, p, nd), n += nd;
+    } else {
+      memcpy(num + n, p, nd - (size_t)k), n += nd - (size_t)k;
+      num[n++] = '.';
+      if (k) memcpy(num + n, p + nd - k, (size_t)k), n += (size_t)k;
+      else num[n++] = '0';  /* stay a float */
+    }
+    return n;
+  }
+  return 0;
+}
+
 static int encode_number(encoder *e, int idx) {
   if (lua_isinteger(e->L, idx)) {
     char num[24];
@@ -208,6 +238,8 @@ static int encode_number(encoder *e, int idx) {
   int n;
   double d = lua_tonumber(e->L, idx);
   if (!isfinite(d)) return fail(e, isnan(d) ? "cannot encode NaN" : "cannot encode infinity");
+  size_t short_len = short_float_text(num, d);
+  if (short_len) return put(e, num, short_len);
   for (int i = 0;; i++) {  /* the shortest text that reads back as the same double */
     n = snprintf(num, sizeof num, formats[i], d);
     if (i == 2 || strtod(num, NULL) == d) break;

@@ -246,4 +246,33 @@ T.test("a deeper max_depth than the default allocates its levels", function()
   T.raises(function() encode(t, {max_depth = 200}) end, "json: nesting deeper than the limit")
 end)
 
+-- The printf path is the definition; the plain-decimal fast path must print the same text.
+T.test("floats: the fast path prints what %.15g..%.17g would", function()
+  local function reference(x)
+    local s
+    for prec = 15, 17 do
+      s = string.format("%." .. prec .. "g", x)
+      if prec == 17 or tonumber(s) == x then break end
+    end
+    if not s:find("[.eEn]") then s = s .. ".0" end
+    return s
+  end
+  local cases = {1.2345, -1.2345, 0.5, 0.05, 0.0001, -0.0001, 9.99e-5, 1e-5, 3.0, 100.0, -7.0,
+    100.5, 123456789012345.0, 999999999999999.0, 1e15, 1e16, 0.1 + 0.2, 1/3, 2^53 + 1.0,
+    12345.678901234, 0.123456789012345, 1.5e-4, 5e-324, 1.7976931348623157e308}
+  local seed = 12345
+  for _ = 1, 3000 do  -- short decimals, long ones, and every magnitude
+    seed = (seed * 1103515245 + 12345) % 2^31
+    local digits = seed % 16
+    local scale = 10.0 ^ (seed % 23 - 8)
+    cases[#cases + 1] = math.floor(seed / 16 % 10 ^ digits) / 10 ^ (seed % 7) * (seed % 2 == 0 and 1 or -1)
+    cases[#cases + 1] = seed / 2^31 * scale
+  end
+  for _, x in ipairs(cases) do
+    if math.type(x) == "float" and x == x and x ~= 0 then
+      T.eq(encode(x), reference(x), "encode(" .. string.format("%.17g", x) .. ")")
+    end
+  end
+end)
+
 T.run()
