@@ -33,5 +33,11 @@ int luaopen_fastbrain_core(lua_State *L) {
   lua_setfield(L, -2, "version");
   lua_pushstring(L, fb_vm_root(L));
   lua_setfield(L, -2, "root");
+#if defined(__SANITIZE_ADDRESS__)
+  lua_pushboolean(L, 1);  /* memory figures (RSS) mean little under ASan's quarantine */
+#else
+  lua_pushboolean(L, 0);
+#endif
+  lua_setfield(L, -2, "sanitized");
   return 1;
 }

@@ -7,6 +7,7 @@ local core = require "fastbrain.core"
 local M = {
   version = core.version,
   root = core.root,      -- the folder holding lua/, scripts/, web/, share/
+  sanitized = core.sanitized,  -- built with AddressSanitizer
   now = core.now,        -- monotonic clock in milliseconds
   on_signal = core.on_signal,  -- on_signal("int"|"term", fn): replaces the default exit
   exit = core.exit,            -- exit(code): stop the loop, clean up, exit with code
