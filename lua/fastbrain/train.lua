@@ -10,7 +10,7 @@ local dataset = require "fastbrain.dataset"
 local templates = require "fastbrain.templates"
 local trainer = require "fastbrain.trainer"
 
-local M = {}
+local M = {MAX_DEFAULT_LEN = 2048}
 
 local function read_json(path)
   local f = io.open(path, "rb")
@@ -45,7 +45,9 @@ function M.prepare(spec)
   if not template then return nil, terr, "spec.template" end
   local data = {train = {}, eval = {}, prompts = {}, tokenizer = tok}
   local config = read_json(spec.model .. "/config.json") or {}
-  local max_len = math.min(spec.max_len or 512, config.max_position_embeddings or math.huge)
+  -- By default an example may fill the model's context, up to MAX_DEFAULT_LEN tokens.
+  local context = config.max_position_embeddings or M.MAX_DEFAULT_LEN
+  local max_len = math.min(spec.max_len or math.min(context, M.MAX_DEFAULT_LEN), context)
   local hashes = {}
   local files = type(spec.data) == "table" and spec.data or {spec.data}
   for _, path in ipairs(files) do
