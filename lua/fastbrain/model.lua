@@ -10,7 +10,8 @@ local tokenizer = require "fastbrain.tokenizer"
 
 local M = {}
 
-local function read_json(path)
+-- A JSON file's value, or nil when it is missing or not JSON (a model directory's optional files).
+function M.read_json(path)
   local f = io.open(path, "rb")
   if not f then return nil end
   local text = f:read("a")
@@ -22,7 +23,7 @@ end
 -- The template a model directory implies (or `name`, checked) and its tokenizer's end token
 -- -> name, eos | nil, err
 function M.template(dir, name)
-  local config = read_json(dir .. "/tokenizer_config.json") or {}
+  local config = M.read_json(dir .. "/tokenizer_config.json") or {}
   local eos = config.eos_token
   if type(eos) == "table" then eos = eos.content end
   if name and name ~= "" then

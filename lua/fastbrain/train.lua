@@ -7,44 +7,20 @@
 local json = require "fastbrain.json"
 local tokenizer = require "fastbrain.tokenizer"
 local dataset = require "fastbrain.dataset"
+local model = require "fastbrain.model"
 local templates = require "fastbrain.templates"
 local trainer = require "fastbrain.trainer"
 
 local M = {MAX_DEFAULT_LEN = 2048}
 
-local function read_json(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local text = f:read("a")
-  f:close()
-  local ok, v = pcall(json.decode, text)
-  return ok and v or nil
-end
-
--- The template and end token a model's tokenizer_config.json implies.
-local function model_template(dir, name)
-  local config = read_json(dir .. "/tokenizer_config.json") or {}
-  local eos = config.eos_token
-  if type(eos) == "table" then eos = eos.content end
-  if name and name ~= "" then
-    for _, known in ipairs(templates.names) do
-      if known == name then return name, eos end
-    end
-    return nil, nil, string.format("unknown template %q (known: %s)", name, table.concat(templates.names, ", "))
-  end
-  local detected, err = templates.from_config(config)
-  if not detected then return nil, nil, dir .. "/tokenizer_config.json: " .. err .. " (set spec.template)" end
-  return detected, eos
-end
-
 -- Tokenized train/eval examples and sample prompts for spec -> data | nil, err, where
 function M.prepare(spec)
   local tok, err = tokenizer.load(spec.model)
   if not tok then return nil, err, spec.model end
-  local template, eos, terr = model_template(spec.model, spec.template)
-  if not template then return nil, terr, "spec.template" end
+  local template, eos = model.template(spec.model, spec.template)
+  if not template then return nil, eos, "spec.template" end
   local data = {train = {}, eval = {}, prompts = {}, tokenizer = tok}
-  local config = read_json(spec.model .. "/config.json") or {}
+  local config = model.read_json(spec.model .. "/config.json") or {}
   -- By default an example may fill the model's context, up to MAX_DEFAULT_LEN tokens.
   local context = config.max_position_embeddings or M.MAX_DEFAULT_LEN
   local max_len = math.min(spec.max_len or math.min(context, M.MAX_DEFAULT_LEN), context)
