@@ -332,7 +332,32 @@ static void crashing_registry(const char *dir, int ready_fd, int ready_step) {
 }
 
 /* Fork a crashing_registry on dir, SIGKILL it delay_us after it is ready; its job's id. */
-static int crash_registry(const char *dir, int ready_step, useconds_t delay_us,
+/* Whether a process whose command line names `id` (the job's worker) is still running. */
+static int worker_running(const char *id) {
+  DIR *d = opendir("/proc");
+  if (!d) return 0;
+  int found = 0;
+  for (struct dirent *e; !found && (e = readdir(d));) {
+    char path[300], cmd[4096];
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+    FILE *f = fopen(path, "r");
+    if (!f) continue;
+    size_t n = fread(cmd, 1, sizeof cmd - 1, f);
+    fclose(f);
+    for (size_t i = 0; i < n; i++)
+      if (!cmd[i]) cmd[i] = ' ';
+    cmd[n] = 0;
+    found = strstr(cmd, id) != NULL;
+  }
+  closedir(d);
+  return found;
+}
+
+/* Fork a registry that starts a job, SIGKILL it once the job reached ready_step (plus delay),
+ * and write the job's id. With orphan_exits, wait (up to 5 s) for the orphaned worker to die of
+ * its broken pipe first, so what the registry recorded is all the job did. */
+static int crash_registry(const char *dir, int ready_step, useconds_t delay_us, int orphan_exits,
                           char id[FB_JOB_ID_MAX]) {
   int fds[2];
   if (pipe(fds) != 0) return -1;
@@ -346,6 +371,7 @@ static int crash_registry(const char *dir, int ready_step, useconds_t delay_us,
   usleep(delay_us);
   kill(child, SIGKILL);
   waitpid(child, NULL, 0);
+  for (int i = 0; orphan_exits && n == FB_JOB_ID_MAX && i < 500 && worker_running(id); i++) usleep(10000);
   return n == FB_JOB_ID_MAX ? 0 : -1;
 }
 
@@ -363,7 +389,7 @@ TEST(a_crashed_registry_leaves_interrupted_jobs_that_resume) {
   snprintf(e.dir, sizeof e.dir, "/tmp/fb_jobs_XXXXXX");
   REQUIRE(mkdtemp(e.dir));
   char id[FB_JOB_ID_MAX] = "";
-  REQUIRE(crash_registry(e.dir, 3, 0, id) == 0);
+  REQUIRE(crash_registry(e.dir, 3, 0, 1, id) == 0);
   char path[128];
   snprintf(path, sizeof path, "%s/jobs/%s/progress.jsonl", e.dir, id);
   FILE *f = fopen(path, "a");
@@ -468,7 +494,7 @@ TEST(registries_killed_at_random_moments_lose_nothing) {
   e.r = NULL;
   for (int round = 0; round < rounds; round++) {
     char id[FB_JOB_ID_MAX] = "";
-    REQUIRE(crash_registry(e.dir, 0, (useconds_t)(rand() % 300000), id) == 0);
+    REQUIRE(crash_registry(e.dir, 0, (useconds_t)(rand() % 300000), 0, id) == 0);
     fb_err err = {0};
     REQUIRE(fb_jobs_open(&e.loop, &e.opt, &e.r, &err) == 0);
     if (fb_jobs_reports(e.r)[0]) fprintf(stderr, "  seed %u round %d: %s\n", seed, round, fb_jobs_reports(e.r)[0]);
