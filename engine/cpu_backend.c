@@ -105,17 +105,19 @@ void fb_op_rope_backward(float *dx, const float *cos, const float *sin, const in
 
 size_t fb_op_attention_scratch(int T) { return 2 * (size_t)T * T; }
 
-static int allowed(const int32_t *seg, int i, int j) {
-  if (j > i) return 0;
+/* Whether query i may attend key j of the same batch row: causal, inside the sliding window, and
+ * inside i's sequence. */
+static int allowed(const int32_t *seg, int window, int i, int j) {
+  if (j > i || (window > 0 && i - j >= window)) return 0;
   if (!seg) return 1;
   if (seg[i] < 0) return j == i;
   return seg[j] == seg[i];
 }
 
 /* P[rows, cols] = masked softmax(scale * q k^T) for one (batch row, head); q and k rows are
- * strided. Row r is query position row0 + r and sees keys j <= row0 + r (and seg's rule). */
+ * strided. Row r is query position row0 + r and sees the keys `allowed` lets it see. */
 static void attention_probs(float *P, const float *q, int ldq, const float *k, int ldk,
-                            const int32_t *seg, int rows, int cols, int row0, int HD) {
+                            const int32_t *seg, int window, int rows, int cols, int row0, int HD) {
   float scale = 1.0f / sqrtf((float)HD);
   fb_gemm(0, 1, rows, cols, HD, scale, q, ldq, k, ldk, 0.0f, P, cols);
   for (int r = 0; r < rows; r++) {
@@ -123,9 +125,9 @@ static void attention_probs(float *P, const float *q, int ldq, const float *k, i
     float *row = P + (size_t)r * cols, mx = -INFINITY;
     double sum = 0.0;
     for (int j = 0; j <= i; j++)
-      if (allowed(seg, i, j) && row[j] > mx) mx = row[j];
+      if (allowed(seg, window, i, j) && row[j] > mx) mx = row[j];
     for (int j = 0; j < cols; j++) {
-      float e = (j <= i && allowed(seg, i, j)) ? expf(row[j] - mx) : 0.0f;
+      float e = allowed(seg, window, i, j) ? expf(row[j] - mx) : 0.0f;
       row[j] = e;
       sum += e;
     }
@@ -136,21 +138,21 @@ static void attention_probs(float *P, const float *q, int ldq, const float *k, i
 
 void fb_op_attention_forward(float *out, const float *q, const float *k, const float *v,
                              const int32_t *seg, float *scratch, int B, int T, int NH, int NKV,
-                             int HD) {
+                             int HD, int window) {
   int group = NH / NKV, ldq = NH * HD, ldk = NKV * HD;
   for (int b = 0; b < B; b++)
     for (int h = 0; h < NH; h++) {
       size_t qo = (size_t)b * T * ldq + (size_t)h * HD,
              ko = (size_t)b * T * ldk + (size_t)(h / group) * HD;
       const int32_t *sb = seg ? seg + (size_t)b * T : NULL;
-      attention_probs(scratch, q + qo, ldq, k + ko, ldk, sb, T, T, 0, HD);
+      attention_probs(scratch, q + qo, ldq, k + ko, ldk, sb, window, T, T, 0, HD);
       fb_gemm(0, 0, T, HD, T, 1.0f, scratch, T, v + ko, ldk, 0.0f, out + qo, ldq); /* O = P V */
     }
 }
 
 void fb_op_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                               const float *k, const float *v, const int32_t *seg, float *scratch,
-                              int B, int T, int NH, int NKV, int HD) {
+                              int B, int T, int NH, int NKV, int HD, int window) {
   int group = NH / NKV, ldq = NH * HD, ldk = NKV * HD;
   float scale = 1.0f / sqrtf((float)HD);
   float *P = scratch, *dP = scratch + (size_t)T * T;
@@ -161,7 +163,7 @@ void fb_op_attention_backward(float *dq, float *dk, float *dv, const float *dout
       size_t qo = (size_t)b * T * ldq + (size_t)h * HD,
              ko = (size_t)b * T * ldk + (size_t)(h / group) * HD;
       const int32_t *sb = seg ? seg + (size_t)b * T : NULL;
-      attention_probs(P, q + qo, ldq, k + ko, ldk, sb, T, T, 0, HD);
+      attention_probs(P, q + qo, ldq, k + ko, ldk, sb, window, T, T, 0, HD);
       fb_gemm(0, 1, T, T, HD, 1.0f, dout + qo, ldq, v + ko, ldk, 0.0f, dP, T); /* dP = dO V^T */
       fb_gemm(1, 0, T, HD, T, 1.0f, P, T, dout + qo, ldq, 1.0f, dv + ko, ldk); /* dV += P^T dO */
       for (int i = 0; i < T; i++) { /* dS = P * (dP - sum_j P dP) * scale */
@@ -179,13 +181,13 @@ void fb_op_attention_backward(float *dq, float *dk, float *dv, const float *dout
 size_t fb_op_attention_cached_scratch(int max_len) { return (size_t)FB_ATTN_BLOCK * max_len; }
 
 void fb_op_attention_cached(float *out, const float *q, const float *kc, const float *vc,
-                            float *scratch, int n, int p0, int NH, int NKV, int HD) {
+                            float *scratch, int n, int p0, int NH, int NKV, int HD, int window) {
   int group = NH / NKV, ldq = NH * HD, ldk = NKV * HD;
   for (int h = 0; h < NH; h++)
     for (int i0 = 0; i0 < n; i0 += FB_ATTN_BLOCK) { /* blocks of new positions */
       int nb = n - i0 < FB_ATTN_BLOCK ? n - i0 : FB_ATTN_BLOCK, len = p0 + i0 + nb;
       size_t qo = (size_t)i0 * ldq + (size_t)h * HD, ko = (size_t)(h / group) * HD;
-      attention_probs(scratch, q + qo, ldq, kc + ko, ldk, NULL, nb, len, p0 + i0, HD);
+      attention_probs(scratch, q + qo, ldq, kc + ko, ldk, NULL, window, nb, len, p0 + i0, HD);
       fb_gemm(0, 0, nb, HD, len, 1.0f, scratch, len, vc + ko, ldk, 0.0f, out + qo, ldq);
     }
 }

@@ -414,10 +414,11 @@ static void layer_forward(fb_model *m, fb_lora *lora, int i, const layer_io *io,
     float *kc = c->k + (size_t)i * c->max_len * KD, *vc = c->v + (size_t)i * c->max_len * KD;
     memcpy(kc + (size_t)c->len * KD, io->k, sizeof(float) * (size_t)N * KD);
     memcpy(vc + (size_t)c->len * KD, io->v, sizeof(float) * (size_t)N * KD);
-    fb_op_attention_cached(io->att, io->q, kc, vc, ap->scratch, N, c->len, m->NH, m->NKV, m->HD);
+    fb_op_attention_cached(io->att, io->q, kc, vc, ap->scratch, N, c->len, m->NH, m->NKV, m->HD,
+                           m->cfg.sliding_window);
   } else {
     fb_op_attention_forward(io->att, io->q, io->k, io->v, ap->seg, ap->scratch, ap->B, ap->T, m->NH,
-                            m->NKV, m->HD);
+                            m->NKV, m->HD, m->cfg.sliding_window);
   }
   proj_forward(m, lora, i, FB_PROJ_O, io->tmp, io->att, N, training);
   fb_op_add(io->x_mid, io->x_in, io->tmp, (size_t)N * C);
@@ -451,15 +452,9 @@ static layer_io train_io(fb_model *m, int i, int N) {
                     i + 1 < m->L ? a->x_in + nc + (size_t)N * m->C : a->x_out};
 }
 
-/* Check ids (and positions, filling pos[n]) and grow the rotary tables to cover them. span is
- * the longest stretch attention may cover (Mistral's sliding window is not implemented). */
+/* Check ids (and positions, filling pos[n]) and grow the rotary tables to cover them. */
 static int check_inputs(fb_model *m, const int32_t *ids, const int32_t *given_pos, int32_t *pos,
-                        int N, int T, int first, int span, fb_err *err) {
-  if (m->cfg.sliding_window > 0 && span > m->cfg.sliding_window)
-    return fb_err_set(err, FB_EUNSUPPORTED,
-                      "model: %d positions exceed config field sliding_window %d (windowed "
-                      "attention is not implemented)",
-                      span, m->cfg.sliding_window);
+                        int N, int T, int first, fb_err *err) {
   int maxpos = 0;
   for (int n = 0; n < N; n++) {
     if (ids[n] < 0 || ids[n] >= m->V)
@@ -486,7 +481,7 @@ int fb_model_forward(fb_model *m, fb_lora *lora, const fb_batch *b, int training
   m->acts->fT = T;
   if (lora && (rc = fb_lora_reserve(lora, N, err))) return rc;
   fb_acts *a = m->acts;
-  if ((rc = check_inputs(m, b->ids, b->pos, a->pos, N, T, 0, T, err))) return rc;
+  if ((rc = check_inputs(m, b->ids, b->pos, a->pos, N, T, 0, err))) return rc;
   int C = m->C;
   fb_op_embedding_forward(a->x_in, b->ids, m->embed, N, C);
   attn_plan ap = {B, T, b->seg, a->scratch, NULL};
@@ -576,7 +571,7 @@ int fb_model_decode(fb_model *m, fb_lora *lora, fb_kv_cache *c, const int32_t *i
                       c->len, c->max_len);
   int rc;
   if (lora && (rc = fb_lora_reserve(lora, n, err))) return rc;
-  if ((rc = check_inputs(m, ids, NULL, c->pos, n, n, c->len, c->len + n, err))) return rc;
+  if ((rc = check_inputs(m, ids, NULL, c->pos, n, n, c->len, err))) return rc;
   fb_op_embedding_forward(c->x, ids, m->embed, n, m->C);
   attn_plan ap = {1, n, NULL, c->scratch, c};
   for (int i = 0; i < m->L; i++) {
@@ -632,7 +627,7 @@ int fb_model_backward(fb_model *m, fb_lora *lora, const fb_batch *b, fb_err *err
     memset(a->datt, 0, sizeof(float) * (size_t)N * QD);
     proj_backward(m, lora, i, FB_PROJ_O, a->datt, a->dres, att, N);
     fb_op_attention_backward(a->dq, a->dk, a->dv, a->datt, q, k, v, b->seg, a->scratch, B, T, m->NH,
-                             m->NKV, m->HD);
+                             m->NKV, m->HD, m->cfg.sliding_window);
     fb_op_rope_backward(a->dq, m->rope_cos, m->rope_sin, a->pos, N, m->NH, m->HD);
     fb_op_rope_backward(a->dk, m->rope_cos, m->rope_sin, a->pos, N, m->NKV, m->HD);
     memset(a->dln, 0, sizeof(float) * NC);

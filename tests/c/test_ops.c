@@ -1,6 +1,7 @@
 /* test_ops.c: the CPU backend checked op by op: finite-difference gradients for every backward,
- * attention masking (packing = separate runs, padding ignored), dropout, AdamW against its
- * formula, and fb_gemm against a naive product. The whole-model check lives in test_lora.c. */
+ * attention masking (packing = separate runs, padding ignored, sliding window), dropout, AdamW
+ * against its formula, and fb_gemm against a naive product. The whole-model check lives in
+ * test_lora.c. */
 #include <stdint.h>
 
 #include "backend.h"
@@ -191,15 +192,15 @@ TEST(rope_gradient_and_convention) {
 struct at {
   float *out, *q, *k, *v, *R, *scratch;
   const int32_t *seg;
-  int B, T, NH, NKV, HD;
+  int B, T, NH, NKV, HD, window;
 };
 static double at_loss(void *p) {
   struct at *a = p;
   fb_op_attention_forward(a->out, a->q, a->k, a->v, a->seg, a->scratch, a->B, a->T, a->NH, a->NKV,
-                          a->HD);
+                          a->HD, a->window);
   return dot(a->out, a->R, (size_t)a->B * a->T * a->NH * a->HD);
 }
-static void attention_fd(const int32_t *seg) {
+static void attention_fd(const int32_t *seg, int window) {
   struct at a = {0};
   a.B = 2;
   a.T = 5;
@@ -207,6 +208,7 @@ static void attention_fd(const int32_t *seg) {
   a.NKV = 2;
   a.HD = 4;
   a.seg = seg;
+  a.window = window;
   size_t nq = (size_t)a.B * a.T * a.NH * a.HD, nk = (size_t)a.B * a.T * a.NKV * a.HD;
   a.out = zeros(nq);
   a.q = rnd(nq);
@@ -216,7 +218,7 @@ static void attention_fd(const int32_t *seg) {
   a.scratch = zeros(fb_op_attention_scratch(a.T));
   float *dq = zeros(nq), *dk = zeros(nk), *dv = zeros(nk);
   fb_op_attention_backward(dq, dk, dv, a.R, a.q, a.k, a.v, a.seg, a.scratch, a.B, a.T, a.NH, a.NKV,
-                           a.HD);
+                           a.HD, a.window);
   CHECK(fd_check("dq", a.q, dq, nq, at_loss, &a) < FD_TOL);
   CHECK(fd_check("dk", a.k, dk, nk, at_loss, &a) < FD_TOL);
   CHECK(fd_check("dv", a.v, dv, nk, at_loss, &a) < FD_TOL);
@@ -230,10 +232,47 @@ static void attention_fd(const int32_t *seg) {
   free(dk);
   free(dv);
 }
-TEST(attention_gradients_gqa_causal) { attention_fd(NULL); }
+TEST(attention_gradients_gqa_causal) { attention_fd(NULL, 0); }
 TEST(attention_gradients_packed_and_padded) {
   int32_t seg[10] = {0, 0, 1, 1, 1, 0, 0, 0, -1, -1};
-  attention_fd(seg);
+  attention_fd(seg, 0);
+}
+TEST(attention_gradients_sliding_window) {
+  attention_fd(NULL, 2);
+  int32_t seg[10] = {0, 0, 0, 0, 0, 0, 0, 0, 0, -1};
+  attention_fd(seg, 3);
+}
+
+/* With a window W, query i's output is that of plain causal attention over keys i-W+1 .. i
+ * alone: the last row of an unwindowed run on that slice. */
+TEST(sliding_window_sees_exactly_the_last_w_keys) {
+  int T = 9, NH = 2, NKV = 1, HD = 4, W = 3;
+  size_t nq = (size_t)T * NH * HD, nk = (size_t)T * NKV * HD;
+  float *q = rnd(nq), *k = rnd(nk), *v = rnd(nk), *win = zeros(nq), *full = zeros(nq);
+  float *slice = zeros((size_t)W * NH * HD), *scratch = zeros(fb_op_attention_scratch(T));
+  fb_op_attention_forward(win, q, k, v, NULL, scratch, 1, T, NH, NKV, HD, W);
+  fb_op_attention_forward(full, q, k, v, NULL, scratch, 1, T, NH, NKV, HD, 0);
+  double worst = 0, changed = 0;
+  for (int i = 0; i < T; i++) {
+    int j0 = i - W + 1 > 0 ? i - W + 1 : 0, n = i - j0 + 1;
+    fb_op_attention_forward(slice, q + (size_t)j0 * NH * HD, k + (size_t)j0 * NKV * HD,
+                            v + (size_t)j0 * NKV * HD, NULL, scratch, 1, n, NH, NKV, HD, 0);
+    for (int c = 0; c < NH * HD; c++) {
+      float got = win[(size_t)i * NH * HD + c];
+      worst = fmax(worst, fabs(got - slice[(size_t)(n - 1) * NH * HD + c]));
+      if (i >= W) changed = fmax(changed, fabs(got - full[(size_t)i * NH * HD + c]));
+    }
+  }
+  CHECK(worst < 1e-6);
+  CHECK(changed > 1e-3); /* rows past the window differ from full attention */
+  for (size_t c = 0; c < (size_t)W * NH * HD; c++) CHECK(win[c] == full[c]); /* rows < W equal */
+  free(q);
+  free(k);
+  free(v);
+  free(win);
+  free(full);
+  free(slice);
+  free(scratch);
 }
 
 TEST(attention_packing_equals_separate_sequences) {
@@ -242,21 +281,21 @@ TEST(attention_packing_equals_separate_sequences) {
   float *q = rnd(nq), *k = rnd(nk), *v = rnd(nk), *packed = zeros(nq), *sep = zeros(nq);
   float *scratch = zeros(fb_op_attention_scratch(T));
   int32_t seg[6] = {0, 0, 1, 1, 1, 1};
-  fb_op_attention_forward(packed, q, k, v, seg, scratch, 1, T, NH, NKV, HD);
-  fb_op_attention_forward(sep, q, k, v, NULL, scratch, 1, s1, NH, NKV, HD);
+  fb_op_attention_forward(packed, q, k, v, seg, scratch, 1, T, NH, NKV, HD, 0);
+  fb_op_attention_forward(sep, q, k, v, NULL, scratch, 1, s1, NH, NKV, HD, 0);
   fb_op_attention_forward(sep + s1 * NH * HD, q + s1 * NH * HD, k + s1 * NKV * HD,
-                          v + s1 * NKV * HD, NULL, scratch, 1, T - s1, NH, NKV, HD);
+                          v + s1 * NKV * HD, NULL, scratch, 1, T - s1, NH, NKV, HD, 0);
   double worst = 0;
   for (size_t i = 0; i < nq; i++) worst = fmax(worst, fabs(packed[i] - sep[i]));
   CHECK(worst < 1e-6);
   /* and without the segments the second sequence does see the first */
-  fb_op_attention_forward(packed, q, k, v, NULL, scratch, 1, T, NH, NKV, HD);
+  fb_op_attention_forward(packed, q, k, v, NULL, scratch, 1, T, NH, NKV, HD, 0);
   CHECK(fabs(packed[s1 * NH * HD] - sep[s1 * NH * HD]) > 1e-4);
   /* padding (seg -1) changes nothing for the real tokens before it */
   int32_t pad[6] = {0, 0, 0, 0, -1, -1};
   float *a = zeros(nq), *b = zeros(nq);
-  fb_op_attention_forward(a, q, k, v, pad, scratch, 1, T, NH, NKV, HD);
-  fb_op_attention_forward(b, q, k, v, NULL, scratch, 1, 4, NH, NKV, HD);
+  fb_op_attention_forward(a, q, k, v, pad, scratch, 1, T, NH, NKV, HD, 0);
+  fb_op_attention_forward(b, q, k, v, NULL, scratch, 1, 4, NH, NKV, HD, 0);
   worst = 0;
   for (size_t i = 0; i < (size_t)4 * NH * HD; i++) worst = fmax(worst, fabs(a[i] - b[i]));
   CHECK(worst < 1e-6);
@@ -270,18 +309,19 @@ TEST(attention_packing_equals_separate_sequences) {
   free(b);
 }
 
-TEST(cached_attention_matches_full_attention_rows) {
+/* Prefill, a chunk of three blocks, then one token: the same rows as one full pass. */
+static void cached_matches_full(int window) {
   int T = 150, NH = 4, NKV = 2, HD = 8, p0 = 20; /* 130 new positions: three blocks */
   size_t nq = (size_t)T * NH * HD, nk = (size_t)T * NKV * HD;
   float *q = rnd(nq), *k = rnd(nk), *v = rnd(nk), *full = zeros(nq), *cached = zeros(nq);
   float *scratch = zeros(fb_op_attention_scratch(T));
-  fb_op_attention_forward(full, q, k, v, NULL, scratch, 1, T, NH, NKV, HD);
+  fb_op_attention_forward(full, q, k, v, NULL, scratch, 1, T, NH, NKV, HD, window);
   float *cs = zeros(fb_op_attention_cached_scratch(T));
-  fb_op_attention_cached(cached, q, k, v, cs, p0, 0, NH, NKV, HD); /* prefill */
+  fb_op_attention_cached(cached, q, k, v, cs, p0, 0, NH, NKV, HD, window); /* prefill */
   fb_op_attention_cached(cached + p0 * NH * HD, q + p0 * NH * HD, k, v, cs, T - p0 - 1, p0, NH, NKV,
-                         HD); /* a chunk */
+                         HD, window); /* a chunk */
   fb_op_attention_cached(cached + (T - 1) * NH * HD, q + (T - 1) * NH * HD, k, v, cs, 1, T - 1, NH,
-                         NKV, HD); /* one token */
+                         NKV, HD, window); /* one token */
   double worst = 0;
   for (size_t i = 0; i < nq; i++) worst = fmax(worst, fabs(full[i] - cached[i]));
   CHECK(worst < 1e-6);
@@ -293,6 +333,8 @@ TEST(cached_attention_matches_full_attention_rows) {
   free(scratch);
   free(cs);
 }
+TEST(cached_attention_matches_full_attention_rows) { cached_matches_full(0); }
+TEST(cached_attention_matches_full_attention_with_a_sliding_window) { cached_matches_full(37); }
 
 struct sw {
   float *out, *g, *u, *R;
