@@ -120,10 +120,11 @@ static void check_in_key(const char *key, const int64_t *shape, void *ctx) {
 }
 
 static void check_expected_key(const char *key, const int64_t *shape, void *ctx) {
-  static const char *const prefixes[] = {"lora_grad.", "lora_step1.", "adam_m.", "adam_v.",
-                                         "lora_step3."};
+  static const char *const prefixes[] = {"lora_grad.", "lora_step1.",       "adam_m.",
+                                         "adam_v.",    "lora_step3.",       "lora_grad_step2.",
+                                         "lora_grad_step3."};
   char name[300];
-  for (int i = 0; i < 5; i++) {
+  for (int i = 0; i < 7; i++) {
     snprintf(name, sizeof name, "%s%s", prefixes[i], key);
     expect(ctx, name, FB_DT_F32, 2, shape);
   }
@@ -186,7 +187,7 @@ static void check_case(const char *name) {
       check_ids(g, 0, (int)V, 0);
       CHECK(memcmp(g->data, ids->data, 4 * (size_t)plen) == 0); /* prompt = sequence 0's start */
     }
-    CHECK_INT(fb_st_count(ex), 5 + 5 * nkeys);
+    CHECK_INT(fb_st_count(ex), 5 + 7 * nkeys);
   }
   fb_st_close(in);
   fb_st_close(ex);
@@ -208,9 +209,10 @@ TEST(every_fixture_has_the_lora_check_layout) {
 
 TEST(fixtures_cover_the_required_variants) {
   static const char *const names[] = {"llama_gqa_tied", "qwen2_bias_linear_rope",
-                                      "llama3_rope_mqa_untied", "mistral_mha_tied",
+                                      "llama3_rope_mqa_untied", "mistral_mha_tied_window",
                                       "llama_gqa_bf16_weights"};
-  int gqa = 0, bias = 0, nobias = 0, tied = 0, untied = 0, linear = 0, llama3 = 0, bf16 = 0;
+  int gqa = 0, bias = 0, nobias = 0, tied = 0, untied = 0, linear = 0, llama3 = 0, bf16 = 0,
+      window = 0;
   for (int i = 0; i < 5; i++) {
     char path[256];
     fb_model_config c;
@@ -223,6 +225,7 @@ TEST(fixtures_cover_the_required_variants) {
     linear += c.rope_scaling.type == FB_ROPE_LINEAR;
     llama3 += c.rope_scaling.type == FB_ROPE_LLAMA3;
     bf16 += strcmp(c.torch_dtype, "bfloat16") == 0;
+    window += c.sliding_window > 0 && c.sliding_window < 12; /* shorter than the rows */
   }
-  CHECK(gqa && bias && nobias && tied && untied && linear && llama3 && bf16);
+  CHECK(gqa && bias && nobias && tied && untied && linear && llama3 && bf16 && window);
 }

@@ -2,7 +2,8 @@
  * outputs) and compares tensor by tensor: logits and loss within 1e-5, gradients 1e-4, the
  * first optimizer step 1e-6 (each relative to the tensor's largest expected magnitude), greedy ids
  * exactly (tolerances explained at `kinds`); prints the max difference and the first differing
- * values of anything over. */
+ * values of anything over. AdamW alone, fed the reference's gradients, is held to 1e-6 over
+ * three steps. */
 #include <dirent.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -18,8 +19,11 @@
 #define FIXTURES "tests/parity/fixtures"
 
 /* The reference computes in float64. Adam's moments and the weights after three steps are
- * functions of the gradients, so end to end they carry the gradients' float32 error (measured
- * 1e-6..3e-6 relative): they are held to 1e-5 here, and the optimizer itself is held to 1e-6 by
+ * functions of the gradients, so end to end they carry the gradients' float32 error: 1e-6 to
+ * 4e-6 relative, and tests/parity/f32_floor.py shows that exact arithmetic with float32
+ * activations alone already gives up to 1.7e-6 (gradients, m), 3e-6 (v) and 3.2e-6 (weights
+ * after three steps) on these fixtures. So end to end they are held to 1e-5 here, and the
+ * optimizer itself to the issue's 1e-6 over all three steps by
  * optimizer_matches_pytorch_given_its_gradients below. */
 static const struct {
   const char *prefix;
@@ -157,6 +161,7 @@ static void check_case(const char *c) {
   double worst[N_KINDS] = {0};
   for (int i = 0; i < fb_st_count(e); i++) {
     const fb_st_tensor *t = fb_st_at(e, i), *got = fb_st_find(a, t->name);
+    if (strncmp(t->name, "lora_grad_step", 14) == 0) continue; /* the optimizer check's input */
     if (!got) {
       fprintf(stderr, "  %s: %s missing from lora-check's output\n", c, t->name);
       bad++;
@@ -188,8 +193,19 @@ TEST(lora_check_matches_pytorch_on_every_fixture) {
   CHECK(cases >= 4);
 }
 
-/* AdamW alone: from the reference's own initial weights and gradients, one fb_optim_step must
- * give its adam_m, adam_v and lora_step1 within 1e-6. */
+/* Largest |got - want| relative to max |want| over n floats. */
+static double rel_error(const float *got, const float *want, size_t n) {
+  double scale = 1e-30, diff = 0;
+  for (size_t j = 0; j < n; j++) {
+    scale = fmax(scale, fabs(want[j]));
+    diff = fmax(diff, fabs((double)got[j] - want[j]));
+  }
+  return diff / scale;
+}
+
+/* AdamW alone: from the reference's initial weights, three fb_optim_steps fed the reference's
+ * gradient of each step must give its adam_m, adam_v and lora_step1 after step 1 and its
+ * lora_step3 after step 3, all within 1e-6. */
 static void check_optimizer(const char *c) {
   char in[512], exp[512];
   snprintf(in, sizeof in, FIXTURES "/%s/in.safetensors", c);
@@ -210,45 +226,46 @@ static void check_optimizer(const char *c) {
     REQUIRE(v);
     *vals[k] = strtod(v, NULL);
   }
+  /* per step: the gradient it takes, then what is compared after it */
+  static const char *const grad_of_step[3] = {"lora_grad.", "lora_grad_step2.", "lora_grad_step3."};
+  static const char *const after[3][3] = {
+      {"lora_step1.", "adam_m.", "adam_v."}, {NULL}, {"lora_step3.", NULL, NULL}};
   double worst = 0;
   int n_keys = 0;
   for (int i = 0; i < fb_st_count(fi); i++) {
     const fb_st_tensor *init = fb_st_at(fi, i);
     if (strncmp(init->name, "lora_init.", 10) != 0) continue;
     const char *key = init->name + 10;
-    char name[256];
-    const fb_st_tensor *want[4];
-    const char *pre[4] = {"lora_grad.", "lora_step1.", "adam_m.", "adam_v."};
-    for (int k = 0; k < 4; k++) {
-      snprintf(name, sizeof name, "%s%s", pre[k], key);
-      want[k] = fb_st_find(fe, name);
-      REQUIRE(want[k] && want[k]->numel == init->numel);
-    }
     size_t n = (size_t)init->numel;
-    float *buf = malloc(sizeof(float) * n * 5), *p = buf, *g = buf + n, *ref = buf + 2 * n;
+    float *p = malloc(sizeof(float) * n * 3), *g = p + n, *ref = p + 2 * n;
     fb_optim *o = NULL;
     REQUIRE(fb_optim_create(&o, n, &oc, &err) == 0);
-    REQUIRE(fb_st_read_f32(init, p, &err) == 0 && fb_st_read_f32(want[0], g, &err) == 0);
-    REQUIRE(fb_optim_step(o, p, g, oc.lr, &err) == 0);
-    const float *got[3] = {p, o->m, o->v};
-    for (int k = 0; k < 3; k++) {
-      REQUIRE(fb_st_read_f32(want[k + 1], ref, &err) == 0);
-      double scale = 1e-30, diff = 0;
-      for (size_t j = 0; j < n; j++) {
-        scale = fmax(scale, fabs(ref[j]));
-        diff = fmax(diff, fabs((double)got[k][j] - ref[j]));
+    REQUIRE(fb_st_read_f32(init, p, &err) == 0);
+    for (int step = 0; step < 3; step++) {
+      char name[256];
+      snprintf(name, sizeof name, "%s%s", grad_of_step[step], key);
+      const fb_st_tensor *gt = fb_st_find(fe, name);
+      REQUIRE(gt && gt->numel == init->numel && fb_st_read_f32(gt, g, &err) == 0);
+      REQUIRE(fb_optim_step(o, p, g, oc.lr, &err) == 0);
+      for (int k = 0; k < 3; k++) {
+        const char *pre = after[step][k];
+        if (!pre) continue;
+        snprintf(name, sizeof name, "%s%s", pre, key);
+        const fb_st_tensor *want = fb_st_find(fe, name);
+        REQUIRE(want && want->numel == init->numel && fb_st_read_f32(want, ref, &err) == 0);
+        const float *got = k == 0 ? p : k == 1 ? o->m : o->v;
+        double rel = rel_error(got, ref, n);
+        worst = fmax(worst, rel);
+        if (!(rel <= 1e-6)) FB_FAIL_("%s: %s: relative error %.3g (tol 1e-6)", c, name, rel);
       }
-      worst = fmax(worst, diff / scale);
-      if (!(diff <= 1e-6 * scale))
-        FB_FAIL_("%s: %s%s: max abs %.3g, rel %.3g (tol 1e-6)", c, pre[k + 1], key, diff,
-                 diff / scale);
     }
     fb_optim_free(o);
-    free(buf);
+    free(p);
     n_keys++;
   }
-  printf("  %s: AdamW on the reference gradients, %d matrices: worst relative error %.2g\n", c,
-         n_keys, worst);
+  printf("  %s: AdamW over three steps on the reference gradients, %d matrices: worst relative "
+         "error %.2g\n",
+         c, n_keys, worst);
   CHECK(n_keys > 0);
   fb_st_close(fi);
   fb_st_close(fe);

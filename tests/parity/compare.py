@@ -17,7 +17,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import st_io  # noqa: E402
 
-EXTRAS = ("lora_step3.", "loss_step3", "greedy_ids")
+EXTRAS = ("lora_step3.", "loss_step3", "lora_grad_step", "greedy_ids")
 TOLERANCES = (("logits", 1e-5), ("loss", 1e-5), ("lora_grad.", 1e-4), ("lora_step", 1e-6),
               ("adam_", 1e-6))
 

@@ -9,8 +9,10 @@ lora_init.<peft key>, and __metadata__ rank, alpha, targets, lora_dropout, lr, b
 eps, weight_decay, rslora. expected.safetensors holds logits [B,T,V], loss [1],
 lora_grad.<key>, lora_step1.<key>, adam_m.<key>, adam_v.<key> (torch's exp_avg/exp_avg_sq
 after step 1), loss_step1 [1] (loss at the step-1 weights), lora_step3.<key>, loss_step3 [1],
-greedy_ids [P+8] I32 (prompt then 8 greedy tokens, base + initial LoRA), with __metadata__
-greedy_prompt_len, greedy_new_tokens, greedy_min_margin."""
+lora_grad_step2.<key> and lora_grad_step3.<key> (the gradients steps 2 and 3 took, so the
+optimizer can be checked over three steps on its own), greedy_ids [P+8] I32 (prompt then 8
+greedy tokens, base + initial LoRA), with __metadata__ greedy_prompt_len, greedy_new_tokens,
+greedy_min_margin."""
 
 import json
 import math
@@ -48,9 +50,10 @@ CASES = [
       "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                        "high_freq_factor": 4.0, "original_max_position_embeddings": 64}},
      {"rank": 8, "alpha": 8.0, "targets": ["q_proj", "v_proj", "down_proj"], "rslora": False}),
-    ("mistral_mha_tied",
+    # a sliding window shorter than the rows (12) and the greedy continuation (13)
+    ("mistral_mha_tied_window",
      {"architectures": ["MistralForCausalLM"], "num_key_value_heads": 4,
-      "tie_word_embeddings": True, "sliding_window": None, "rope_theta": 1000.0},
+      "tie_word_embeddings": True, "sliding_window": 5, "rope_theta": 1000.0},
      {"rank": 2, "alpha": 4.0, "targets": ["o_proj", "gate_proj", "up_proj"], "rslora": False}),
     # the same shape with bf16 weights on disk (the engine converts at load; the reference
     # computes from the bf16 values)
@@ -155,6 +158,8 @@ def build(name, overrides, lora_cfg, seed):
     inp = {"input_ids": ids.to(torch.int32), "labels": labels.to(torch.int32)}
     inp.update({"lora_init." + k: f32(t) for k, t in lora.items()})
     exp = {k: f32(t) for k, t in out.items()}
+    exp.update({f"lora_grad_step{s + 1}.{k}": f32(history[s]["grads"][k])
+                for s in (1, 2) for k in lora})
     exp["greedy_ids"] = greedy_ids.to(torch.int32)
     meta_exp = {"case": name, "seed": seed, "greedy_prompt_len": PROMPT,
                 "greedy_new_tokens": NEW_TOKENS, "greedy_min_margin": f"{margin:.6g}",

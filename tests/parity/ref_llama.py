@@ -1,8 +1,9 @@
 """ref_llama.py: Hugging Face Llama-family semantics written out on their own in plain torch,
 as the independent reference fastbrain is checked against: embedding, RMSNorm, RoPE (HF
-rotate_half; linear and llama3 scaling), GQA causal attention, SwiGLU, tied or untied lm_head,
-q/k/v bias (Qwen2; Llama's attention_bias also biases o_proj), LoRA y = Wx + s*B(A(x)), the HF
-shifted cross-entropy, and greedy decoding. No transformers or peft import; no dropout.
+rotate_half; linear and llama3 scaling), GQA causal attention with Mistral's sliding window,
+SwiGLU, tied or untied lm_head, q/k/v bias (Qwen2; Llama's attention_bias also biases o_proj),
+LoRA y = Wx + s*B(A(x)), the HF shifted cross-entropy, and greedy decoding. No transformers or
+peft import; no dropout.
 
 Weights are a dict of HF tensor names to tensors; compute in whatever dtype they hold (the
 fixtures use float64).
@@ -40,6 +41,8 @@ class Config:
         self.rope_scaling = d.get("rope_scaling")
         self.tie_word_embeddings = d.get("tie_word_embeddings", False)
         self.torch_dtype = d.get("torch_dtype", "float32")
+        mistral = self.architecture == "MistralForCausalLM"
+        self.sliding_window = d.get("sliding_window") if mistral else None
         qwen2 = self.architecture == "Qwen2ForCausalLM"
         self.qkv_bias = qwen2 or d.get("attention_bias", False)
         self.o_bias = (not qwen2) and d.get("attention_bias", False)
@@ -102,7 +105,12 @@ def rms_norm(x, w, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
 
 
-def lora_linear(x, weights, prefix, bias, lora, key_of):
+def keep(t):
+    """The default `store`: intermediates kept as computed."""
+    return t
+
+
+def lora_linear(x, weights, prefix, bias, lora, key_of, store=keep):
     """x W^T (+ b) (+ s * (x A^T) B^T when lora has this module). key_of(which) names A/B."""
     y = x @ weights[prefix + ".weight"].T
     if bias:
@@ -110,45 +118,50 @@ def lora_linear(x, weights, prefix, bias, lora, key_of):
     if lora is not None:
         a, b = lora["params"].get(key_of("A")), lora["params"].get(key_of("B"))
         if a is not None:
-            y = y + lora["scale"] * ((x @ a.T) @ b.T)
-    return y
+            y = store(y) + store(lora["scale"] * (store(x @ a.T) @ b.T))
+    return store(y)
 
 
-def forward(cfg, weights, ids, lora=None):
+def forward(cfg, weights, ids, lora=None, store=keep):
     """Logits [B, T, V] for token ids [B, T]. lora: None or {"params": {peft key: tensor},
-    "scale": s}."""
+    "scale": s}. store(t) is applied to every intermediate an engine would hold in memory
+    (identity here; f32_floor.py rounds there to f32)."""
     B, T = ids.shape
     nh, nkv, hd = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
-    x = weights["model.embed_tokens.weight"][ids]  # [B, T, C]
-    cos, sin = rope_cos_sin(cfg, torch.arange(T), x.dtype)
-    causal = torch.ones(T, T, dtype=torch.bool).tril()
+    x = store(weights["model.embed_tokens.weight"][ids])  # [B, T, C]
+    cos, sin = map(store, rope_cos_sin(cfg, torch.arange(T), x.dtype))
+    i, j = torch.arange(T)[:, None], torch.arange(T)[None, :]
+    causal = j <= i
+    if cfg.sliding_window:
+        causal &= i - j < cfg.sliding_window  # HF: key j is masked once i - j >= window
     for layer in range(cfg.num_hidden_layers):
         p = f"model.layers.{layer}"
 
         def proj(inp, module, bias):
             return lora_linear(inp, weights, module_prefix(layer, module), bias, lora,
-                               lambda which: peft_key(layer, module, which))
+                               lambda which: peft_key(layer, module, which), store)
 
-        h = rms_norm(x, weights[p + ".input_layernorm.weight"], cfg.rms_norm_eps)
+        h = store(rms_norm(x, weights[p + ".input_layernorm.weight"], cfg.rms_norm_eps))
         q = proj(h, "q_proj", cfg.qkv_bias).view(B, T, nh, hd).transpose(1, 2)
         k = proj(h, "k_proj", cfg.qkv_bias).view(B, T, nkv, hd).transpose(1, 2)
         v = proj(h, "v_proj", cfg.qkv_bias).view(B, T, nkv, hd).transpose(1, 2)
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
+        q = store(q * cos + rotate_half(q) * sin)
+        k = store(k * cos + rotate_half(k) * sin)
         # GQA: kv head j serves query heads j*g .. j*g+g-1 (HF repeat_kv)
         k = k.repeat_interleave(nh // nkv, dim=1)
         v = v.repeat_interleave(nh // nkv, dim=1)
-        att = (q @ k.transpose(-1, -2)) / math.sqrt(hd)  # [B, nh, T, T]
+        att = store((q @ k.transpose(-1, -2)) / math.sqrt(hd))  # [B, nh, T, T]
         att = att.masked_fill(~causal, float("-inf"))
-        att = torch.softmax(att, dim=-1)
-        o = (att @ v).transpose(1, 2).reshape(B, T, nh * hd)
-        x = x + proj(o, "o_proj", cfg.o_bias)
-        h = rms_norm(x, weights[p + ".post_attention_layernorm.weight"], cfg.rms_norm_eps)
+        att = store(torch.softmax(att, dim=-1))
+        o = store(att @ v).transpose(1, 2).reshape(B, T, nh * hd)
+        x = store(x + proj(o, "o_proj", cfg.o_bias))
+        h = store(rms_norm(x, weights[p + ".post_attention_layernorm.weight"], cfg.rms_norm_eps))
         gate, up = proj(h, "gate_proj", False), proj(h, "up_proj", False)
-        x = x + proj(torch.nn.functional.silu(gate) * up, "down_proj", False)
-    x = rms_norm(x, weights["model.norm.weight"], cfg.rms_norm_eps)
+        act = store(store(torch.nn.functional.silu(gate)) * up)
+        x = store(x + proj(act, "down_proj", False))
+    x = store(rms_norm(x, weights["model.norm.weight"], cfg.rms_norm_eps))
     head = weights["model.embed_tokens.weight" if cfg.tie_word_embeddings else "lm_head.weight"]
-    return x @ head.T
+    return store(x @ head.T)
 
 
 def causal_lm_loss(logits, labels):
