@@ -19,8 +19,10 @@ static const char usage[] =
     "usage: fastbrain lora-check MODEL_DIR IN.safetensors OUT.safetensors\n"
     "  IN:  input_ids, labels [B,T] I32 (-100 = ignored); lora_init.<peft key> for every LoRA\n"
     "       matrix; __metadata__: rank, alpha, targets (comma list), lora_dropout, lr, beta1,\n"
-    "       beta2, eps, weight_decay, rslora (0/1 or true/false, optional), greedy_prompt_len and\n"
-    "       greedy_new_tokens (optional)\n"
+    "       beta2, eps, weight_decay, rslora (0/1 or true/false, optional), dropout_seed\n"
+    "       (optional, 0), greedy_prompt_len and greedy_new_tokens (optional). With lora_dropout\n"
+    "       > 0 every training forward draws its masks from (dropout_seed, step, layer, module);\n"
+    "       tests/parity/ref_llama.py dropout_mask spells the rule out\n"
     "  OUT: logits [B,T,V], loss [1], lora_grad.<key>, lora_step1.<key>, adam_m.<key>,\n"
     "       adam_v.<key>, loss_step1 [1], lora_step3.<key>, loss_step3 [1] (F32), and when\n"
     "       greedy_prompt_len is set greedy_ids (I32: that prompt of row 0, then the new tokens)\n";
@@ -154,11 +156,12 @@ int fb_lora_check_run(const char *model_dir, const char *in_path, const char *ou
   if ((rc = fb_st_open(&in, in_path, err))) goto done;
   if ((rc = read_ids(in, "input_ids", &ids, &B, &T, err))) goto done;
   if ((rc = read_ids(in, "labels", &labels, &B, &T, err))) goto done;
-  double rank, alpha, dropout, greedy_len, greedy_new;
+  double rank, alpha, dropout, dropout_seed, greedy_len, greedy_new;
   fb_optim_config oc = fb_optim_defaults();
   if ((rc = meta_num(in, "rank", 1, 0, &rank, err)) ||
       (rc = meta_num(in, "alpha", 1, 0, &alpha, err)) ||
       (rc = meta_num(in, "lora_dropout", 0, 0, &dropout, err)) ||
+      (rc = meta_num(in, "dropout_seed", 0, 0, &dropout_seed, err)) ||
       (rc = meta_num(in, "lr", 1, 0, &oc.lr, err)) ||
       (rc = meta_num(in, "beta1", 1, 0, &oc.beta1, err)) ||
       (rc = meta_num(in, "beta2", 1, 0, &oc.beta2, err)) ||
@@ -171,6 +174,12 @@ int fb_lora_check_run(const char *model_dir, const char *in_path, const char *ou
   if (rank != (int)rank) {
     rc = fb_err_set(err, FB_EFORMAT, "%s: __metadata__ 'rank' = %g is not an integer", in_path,
                     rank);
+    goto done;
+  }
+  if (!(dropout_seed >= 0 && dropout_seed <= 0x1p53 && dropout_seed == (uint64_t)dropout_seed)) {
+    rc = fb_err_set(err, FB_EFORMAT,
+                    "%s: __metadata__ 'dropout_seed' = %g is not an integer in [0, 2^53]", in_path,
+                    dropout_seed);
     goto done;
   }
   const char *targets = fb_st_meta(in, "targets"), *rs = fb_st_meta(in, "rslora");
@@ -187,6 +196,7 @@ int fb_lora_check_run(const char *model_dir, const char *in_path, const char *ou
   if ((rc = fb_model_load(&m, model_dir, err))) goto done;
   if ((rc = fb_lora_create(&l, m, &ac, err))) goto done;
   if ((rc = fb_lora_read(l, in, "lora_init.", err))) goto done;
+  l->seed = (uint64_t)dropout_seed;
   if ((rc = fb_optim_create(&opt, l->n_floats, &oc, err))) goto done;
   fb_batch b = {B, T, ids, labels, NULL, NULL};
   int64_t one[1] = {1}, lshape[3] = {B, T, m->V};

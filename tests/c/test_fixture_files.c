@@ -158,7 +158,9 @@ static void check_case(const char *name) {
     int rank = (int)meta_num(in, "rank");
     double alpha = meta_num(in, "alpha");
     CHECK(rank >= 1 && alpha > 0);
-    CHECK_STR(fb_st_meta(in, "lora_dropout"), "0");
+    double dropout = meta_num(in, "lora_dropout");
+    CHECK(dropout >= 0 && dropout < 1);
+    CHECK((dropout > 0) == (fb_st_meta(in, "dropout_seed") != NULL)); /* the masks' seed */
     CHECK(meta_num(in, "lr") > 0);
     CHECK(meta_num(in, "beta1") > 0 && meta_num(in, "beta2") > 0 && meta_num(in, "eps") > 0);
     CHECK(meta_num(in, "weight_decay") > 0); /* non-zero, so decay is exercised */

@@ -103,6 +103,7 @@ static int in_variant(const char *in, const char *exp, const char *out, const ch
                                      "eps",
                                      "weight_decay",
                                      "rslora",
+                                     "dropout_seed",
                                      "greedy_prompt_len",
                                      "greedy_new_tokens"};
   fb_st_file *fi = NULL, *fe = NULL;
@@ -112,10 +113,10 @@ static int in_variant(const char *in, const char *exp, const char *out, const ch
     fb_st_close(fi);
     return -1;
   }
-  const char *meta[2 * 12 + 1];
+  const char *meta[2 * 13 + 1];
   int k = 0;
   for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-    const char *v = i < 10 ? fb_st_meta(fi, keys[i]) : fb_st_meta(fe, keys[i]);
+    const char *v = i < 11 ? fb_st_meta(fi, keys[i]) : fb_st_meta(fe, keys[i]);
     if (set_key && strcmp(set_key, keys[i]) == 0) v = set_val;
     if (!v) continue;
     meta[k++] = keys[i];
@@ -298,6 +299,7 @@ TEST(lora_check_refuses_malformed_inputs) {
     const char *key, *val, *drop, *msg;
   } bad[] = {
       {"rank", "four", NULL, "__metadata__ 'rank' = \"four\" is not a number"},
+      {"dropout_seed", "-1", NULL, "'dropout_seed' = -1 is not an integer"},
       {"targets", "q_proj,wq", NULL, "__metadata__: targets: q_proj,wq: 'wq'"},
       {"greedy_prompt_len", "99", NULL, "greedy_prompt_len 99"},
       {"lr", NULL, NULL, "'lr' is missing"},

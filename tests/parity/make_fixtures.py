@@ -6,7 +6,7 @@ stores F32. Run with Debian's torch: /usr/bin/python3 tests/parity/make_fixtures
 
 Layout (see the issue): in.safetensors holds input_ids, labels [B,T] I32 (-100 ignored),
 lora_init.<peft key>, and __metadata__ rank, alpha, targets, lora_dropout, lr, beta1, beta2,
-eps, weight_decay, rslora. expected.safetensors holds logits [B,T,V], loss [1],
+eps, weight_decay, rslora (and dropout_seed where lora_dropout > 0). expected.safetensors holds logits [B,T,V], loss [1],
 lora_grad.<key>, lora_step1.<key>, adam_m.<key>, adam_v.<key> (torch's exp_avg/exp_avg_sq
 after step 1), loss_step1 [1] (loss at the step-1 weights), lora_step3.<key>, loss_step3 [1],
 lora_grad_step2.<key> and lora_grad_step3.<key> (the gradients steps 2 and 3 took, so the
@@ -62,6 +62,12 @@ CASES = [
       "rope_scaling": None, "torch_dtype": "bfloat16"},
      {"rank": 4, "alpha": 8.0, "targets": ["q_proj", "k_proj", "v_proj", "up_proj"],
       "rslora": False}),
+    # LoRA dropout: the reference draws fastbrain's documented masks (ref_llama.dropout_mask)
+    ("llama_gqa_dropout",
+     {"architectures": ["LlamaForCausalLM"], "num_key_value_heads": 2, "tie_word_embeddings": True,
+      "rope_scaling": None},
+     {"rank": 4, "alpha": 8.0, "targets": list(ref.TARGETS), "rslora": False, "dropout": 0.2,
+      "dropout_seed": 77}),
 ]
 
 OPT = {"lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.1}
@@ -147,6 +153,8 @@ def build(name, overrides, lora_cfg, seed):
                "lr": repr(OPT["lr"]), "beta1": repr(OPT["beta1"]), "beta2": repr(OPT["beta2"]),
                "eps": repr(OPT["eps"]), "weight_decay": repr(OPT["weight_decay"]),
                "rslora": "1" if lora_cfg["rslora"] else "0"}
+    if lora_cfg.get("dropout"):
+        meta_in.update(lora_dropout=repr(lora_cfg["dropout"]), dropout_seed=lora_cfg["dropout_seed"])
     meta_in = {k: str(v) for k, v in meta_in.items()}
     out, history = ref.lora_check(cfg, weights, ids, labels, lora, meta_in, steps=3)
     scale = ref.lora_scale(lora_cfg["alpha"], lora_cfg["rank"], lora_cfg["rslora"])

@@ -2,8 +2,9 @@
 as the independent reference fastbrain is checked against: embedding, RMSNorm, RoPE (HF
 rotate_half; linear and llama3 scaling), GQA causal attention with Mistral's sliding window,
 SwiGLU, tied or untied lm_head, q/k/v bias (Qwen2; Llama's attention_bias also biases o_proj),
-LoRA y = Wx + s*B(A(x)), the HF shifted cross-entropy, and greedy decoding. No transformers or
-peft import; no dropout.
+LoRA y = Wx + s*B(A(dropout(x))), the HF shifted cross-entropy, and greedy decoding. No
+transformers or peft import. LoRA dropout draws fastbrain's documented masks (dropout_mask), so
+both sides drop the same elements.
 
 Weights are a dict of HF tensor names to tensors; compute in whatever dtype they hold (the
 fixtures use float64).
@@ -105,26 +106,63 @@ def rms_norm(x, w, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
 
 
+M64 = (1 << 64) - 1
+
+
+def splitmix64(seed, i):
+    """fastbrain's counter-based stream: element i of the stream seeded `seed`."""
+    z = (seed + 0x9E3779B97F4A7C15 * (i + 1)) & M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+    return z ^ (z >> 31)
+
+
+def dropout_mask(p, seed, step, layer, module, n):
+    """The LoRA dropout mask fastbrain draws (engine/lora.c mask_seed, engine/cpu_backend.c
+    fb_op_dropout) for `module` of `layer` at optimizer step `step` (0 before the first update):
+    element i of the module's input, row-major over [B*T, in], is kept when
+    (splitmix64(s, i) >> 11) * 2^-53 >= p, s = seed ^ (step * 0x100000001B3 +
+    (7 * layer + index of module in TARGETS) * 0x9E3779B97F4A7C15) mod 2^64."""
+    s = seed ^ ((step * 0x100000001B3 + (7 * layer + TARGETS.index(module))
+                 * 0x9E3779B97F4A7C15) & M64)
+    return torch.tensor([(splitmix64(s, i) >> 11) * 2.0 ** -53 >= p for i in range(n)])
+
+
 def keep(t):
     """The default `store`: intermediates kept as computed."""
     return t
 
 
-def lora_linear(x, weights, prefix, bias, lora, key_of, store=keep):
-    """x W^T (+ b) (+ s * (x A^T) B^T when lora has this module). key_of(which) names A/B."""
+def lora_linear(x, weights, prefix, bias, lora, key_of, store=keep, drop=keep):
+    """x W^T (+ b) (+ s * (drop(x) A^T) B^T when lora has this module). key_of(which) names
+    A/B."""
     y = x @ weights[prefix + ".weight"].T
     if bias:
         y = y + weights[prefix + ".bias"]
     if lora is not None:
         a, b = lora["params"].get(key_of("A")), lora["params"].get(key_of("B"))
         if a is not None:
-            y = store(y) + store(lora["scale"] * (store(x @ a.T) @ b.T))
+            y = store(y) + store(lora["scale"] * (store(drop(x) @ a.T) @ b.T))
     return store(y)
+
+
+def lora_dropout(lora, layer, module):
+    """The dropout LoRA's A sees at this layer and module: inverted dropout with fastbrain's
+    mask, or none."""
+    d = lora and lora.get("dropout")
+    if not d or d["p"] == 0:
+        return keep
+
+    def drop(x):
+        mask = dropout_mask(d["p"], d["seed"], d["step"], layer, module, x.numel())
+        return x * mask.view(x.shape).to(x.dtype) / (1 - d["p"])
+
+    return drop
 
 
 def forward(cfg, weights, ids, lora=None, store=keep):
     """Logits [B, T, V] for token ids [B, T]. lora: None or {"params": {peft key: tensor},
-    "scale": s}. store(t) is applied to every intermediate an engine would hold in memory
+    "scale": s, optionally "dropout": {"p", "seed", "step"}}. store(t) is applied to every intermediate an engine would hold in memory
     (identity here; f32_floor.py rounds there to f32)."""
     B, T = ids.shape
     nh, nkv, hd = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
@@ -139,7 +177,8 @@ def forward(cfg, weights, ids, lora=None, store=keep):
 
         def proj(inp, module, bias):
             return lora_linear(inp, weights, module_prefix(layer, module), bias, lora,
-                               lambda which: peft_key(layer, module, which), store)
+                               lambda which: peft_key(layer, module, which), store,
+                               lora_dropout(lora, layer, module))
 
         h = store(rms_norm(x, weights[p + ".input_layernorm.weight"], cfg.rms_norm_eps))
         q = proj(h, "q_proj", cfg.qkv_bias).view(B, T, nh, hd).transpose(1, 2)
@@ -186,18 +225,24 @@ def greedy(cfg, weights, prompt, n_new, lora=None):
     return ids, margin
 
 
-def adamw_steps(cfg, weights, ids, labels, lora_init, scale, opt, steps):
+def adamw_steps(cfg, weights, ids, labels, lora_init, scale, opt, steps, dropout=None):
     """Run `steps` AdamW steps on the LoRA params (dict peft key -> tensor), same batch each
-    step. Returns a dict per step: {"loss", "grads", "params", "m", "v"} (m, v are torch's
-    exp_avg and exp_avg_sq, before bias correction), plus the loss after the last step."""
+    step; dropout None or {"p", "seed"} (each step draws its own masks). Returns a dict per
+    step: {"loss", "grads", "params", "m", "v"} (m, v are torch's exp_avg and exp_avg_sq,
+    before bias correction), plus the loss after the last step (with step `steps`' masks)."""
     params = {k: t.clone().requires_grad_(True) for k, t in lora_init.items()}
+
+    def lora_at(step):
+        d = dropout and dict(dropout, step=step)
+        return {"params": params, "scale": scale, "dropout": d}
+
     optim = torch.optim.AdamW(list(params.values()), lr=opt["lr"],
                               betas=(opt["beta1"], opt["beta2"]), eps=opt["eps"],
                               weight_decay=opt["weight_decay"])
     history = []
-    for _ in range(steps):
+    for step in range(steps):
         optim.zero_grad()
-        logits = forward(cfg, weights, ids, {"params": params, "scale": scale})
+        logits = forward(cfg, weights, ids, lora_at(step))
         loss = causal_lm_loss(logits, labels)
         loss.backward()
         grads = {k: p.grad.detach().clone() for k, p in params.items()}
@@ -209,8 +254,7 @@ def adamw_steps(cfg, weights, ids, labels, lora_init, scale, opt, steps):
             "v": {k: optim.state[p]["exp_avg_sq"].clone() for k, p in params.items()},
         })
     with torch.no_grad():
-        final = causal_lm_loss(forward(cfg, weights, ids, {"params": params, "scale": scale}),
-                               labels)
+        final = causal_lm_loss(forward(cfg, weights, ids, lora_at(steps)), labels)
     return history, final
 
 
@@ -223,11 +267,11 @@ def lora_check(cfg, weights, ids, labels, lora_init, meta, steps=1):
     """The lora-check outputs (float64 tensors): logits, loss, lora_grad.<key>, and after one
     AdamW step lora_step1.<key>, adam_m.<key>, adam_v.<key>, loss_step1; with steps >= 3 also
     lora_step3.<key> and loss_step3. Returns (outputs, history)."""
-    if float(meta.get("lora_dropout", "0")) != 0:
-        raise ValueError("lora_dropout must be 0 for a deterministic check")
     scale = lora_scale(float(meta["alpha"]), int(meta["rank"]), meta.get("rslora", "0") == "1")
+    dropout = {"p": float(meta.get("lora_dropout", "0")),
+               "seed": int(meta.get("dropout_seed", "0"))}
     history, final = adamw_steps(cfg, weights, ids, labels, lora_init, scale,
-                                 optimizer_settings(meta), max(steps, 1))
+                                 optimizer_settings(meta), max(steps, 1), dropout)
     out = {"logits": history[0]["logits"], "loss": history[0]["loss"].reshape(1),
            "loss_step1": (history[1]["loss"] if steps > 1 else final).reshape(1)}
     for k in lora_init:
