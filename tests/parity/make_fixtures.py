@@ -6,13 +6,13 @@ stores F32. Run with Debian's torch: /usr/bin/python3 tests/parity/make_fixtures
 
 Layout (see the issue): in.safetensors holds input_ids, labels [B,T] I32 (-100 ignored),
 lora_init.<peft key>, and __metadata__ rank, alpha, targets, lora_dropout, lr, beta1, beta2,
-eps, weight_decay, rslora (and dropout_seed where lora_dropout > 0). expected.safetensors holds logits [B,T,V], loss [1],
-lora_grad.<key>, lora_step1.<key>, adam_m.<key>, adam_v.<key> (torch's exp_avg/exp_avg_sq
-after step 1), loss_step1 [1] (loss at the step-1 weights), lora_step3.<key>, loss_step3 [1],
-lora_grad_step2.<key> and lora_grad_step3.<key> (the gradients steps 2 and 3 took, so the
-optimizer can be checked over three steps on its own), greedy_ids [P+8] I32 (prompt then 8
-greedy tokens, base + initial LoRA), with __metadata__ greedy_prompt_len, greedy_new_tokens,
-greedy_min_margin."""
+eps, weight_decay, rslora (and dropout_seed where lora_dropout > 0). expected.safetensors holds
+logits [B,T,V], loss [1], lora_grad.<key>, lora_step1.<key>, adam_m.<key>, adam_v.<key>
+(torch's exp_avg/exp_avg_sq after step 1), loss_step1 [1] (loss at the step-1 weights),
+lora_step3.<key>, loss_step3 [1], lora_grad_step2.<key> and lora_grad_step3.<key> (the
+gradients steps 2 and 3 took, so the optimizer can be checked over three steps on its own),
+greedy_ids [P+8] I32 (prompt then 8 greedy tokens, base + initial LoRA), with __metadata__
+greedy_prompt_len, greedy_new_tokens, greedy_min_margin."""
 
 import json
 import math
@@ -154,7 +154,8 @@ def build(name, overrides, lora_cfg, seed):
                "eps": repr(OPT["eps"]), "weight_decay": repr(OPT["weight_decay"]),
                "rslora": "1" if lora_cfg["rslora"] else "0"}
     if lora_cfg.get("dropout"):
-        meta_in.update(lora_dropout=repr(lora_cfg["dropout"]), dropout_seed=lora_cfg["dropout_seed"])
+        meta_in.update(lora_dropout=repr(lora_cfg["dropout"]),
+                       dropout_seed=lora_cfg["dropout_seed"])
     meta_in = {k: str(v) for k, v in meta_in.items()}
     out, history = ref.lora_check(cfg, weights, ids, labels, lora, meta_in, steps=3)
     scale = ref.lora_scale(lora_cfg["alpha"], lora_cfg["rank"], lora_cfg["rslora"])

@@ -162,8 +162,9 @@ def lora_dropout(lora, layer, module):
 
 def forward(cfg, weights, ids, lora=None, store=keep):
     """Logits [B, T, V] for token ids [B, T]. lora: None or {"params": {peft key: tensor},
-    "scale": s, optionally "dropout": {"p", "seed", "step"}}. store(t) is applied to every intermediate an engine would hold in memory
-    (identity here; f32_floor.py rounds there to f32)."""
+    "scale": s, optionally "dropout": {"p", "seed", "step"}}. store(t) is applied to every
+    intermediate an engine would hold in memory (identity here; f32_floor.py rounds there to
+    f32)."""
     B, T = ids.shape
     nh, nkv, hd = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
     x = store(weights["model.embed_tokens.weight"][ids])  # [B, T, C]
