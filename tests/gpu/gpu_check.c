@@ -4,8 +4,10 @@
  *                             random inputs (never zeros); GPU outputs are poisoned with NaN
  *                             before each run, so an unwritten element fails; prints one line
  *                             per check with ||gpu - cpu|| / ||cpu|| and its bound
- *   fb_gpu_check --cpu-only   the CPU half of every check alone (no GPU needed): references
- *                             must be finite and not zero
+ *   fb_gpu_check --cpu-only [CONFIG.json...]
+ *                             the CPU half of every check alone (no GPU needed): references
+ *                             must be finite and not zero; each config (the bench's shapes) is
+ *                             loaded and its parameter count printed
  *   fb_gpu_check bench CONFIG.json B T STEPS
  *                             LoRA training (rank 16, alpha 32, all seven targets, random
  *                             weights) on the GPU; prints one JSON line: tokens/s, peak bytes
@@ -407,7 +409,7 @@ static const char *const small_configs[] = {
     "\"num_attention_heads\":2,\"num_key_value_heads\":1,\"rms_norm_eps\":1e-6,"
     "\"rope_theta\":1000000,\"max_position_embeddings\":2048,\"tie_word_embeddings\":true}"};
 
-static int die(const fb_err *err) {
+_Noreturn static void die(const fb_err *err) {
   fprintf(stderr, "gpu_check: %s\n", err->msg);
   exit(1);
 }
@@ -573,7 +575,7 @@ int main(int argc, char **argv) {
   int want_bench = argc >= 2 && strcmp(argv[1], "bench") == 0;
   cpu_only = argc >= 2 && strcmp(argv[1], "--cpu-only") == 0;
   if (!cpu_only && !want_bench && !(argc >= 2 && strcmp(argv[1], "check") == 0)) {
-    fprintf(stderr, "usage: fb_gpu_check check | --cpu-only | bench CONFIG.json B T STEPS\n");
+    fprintf(stderr, "usage: fb_gpu_check check | --cpu-only [CONFIG.json...] | bench CONFIG.json B T STEPS\n");
     return 2;
   }
   if (!cpu_only) {
@@ -588,6 +590,12 @@ int main(int argc, char **argv) {
     return bench(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
   }
   if (!cpu_only) printf("device: %s\n", fb_cuda_device_name());
+  for (int i = 2; cpu_only && i < argc; i++) {
+    fb_model_config cfg;
+    fb_err err = {0};
+    if (fb_model_config_load(&cfg, argv[i], &err)) die(&err);
+    printf("config %s: %lld parameters\n", argv[i], (long long)fb_model_config_param_count(&cfg));
+  }
   check_matmul();
   check_rows();
   check_elementwise();

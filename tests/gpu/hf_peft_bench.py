@@ -8,8 +8,9 @@ import time
 
 import torch
 from peft import LoraConfig, get_peft_model
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
 
+CONFIGS = {"llama": LlamaConfig, "qwen2": Qwen2Config}
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -17,7 +18,7 @@ def main():
     path, batch, seq, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     with open(path) as f:
         spec = json.load(f)
-    config = AutoConfig.for_model(spec.pop("model_type"), **spec)
+    config = CONFIGS[spec.pop("model_type")](**spec)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
     model.to(device="cuda", dtype=torch.bfloat16)

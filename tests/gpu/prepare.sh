@@ -12,15 +12,13 @@ mkdir -p "$out/include/cjson" "$out/lib"
 cp /usr/include/cjson/cJSON.h "$out/include/cjson/"
 blas_inc=$(dirname "$(readlink -f /usr/include/x86_64-linux-gnu/cblas.h)")
 cp "$blas_inc"/*.h "$out/include/"
-copy_lib() { # the real file under its soname and under the link name the linker looks for
-  local real; real=$(readlink -f "$1")
-  cp "$real" "$out/lib/$(basename "$1")"
-  [ -z "${2:-}" ] || cp "$real" "$out/lib/$2"
+copy_lib() { # the real file under its soname, the one name the linker and the loader need
+  cp "$(readlink -f "$1")" "$out/lib/$(basename "$1")"
 }
-copy_lib /usr/lib/x86_64-linux-gnu/libcjson.so.1 libcjson.so
+copy_lib /usr/lib/x86_64-linux-gnu/libcjson.so.1
 blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libopenblas.so)
-copy_lib "$blas" libopenblas.so
-cp "$blas" "$out/lib/libopenblas.so.0"
+soname=$(objdump -p "$blas" | awk '/SONAME/ {print $2}')
+cp "$blas" "$out/lib/$soname"
 # OpenBLAS's own libraries that a bare machine may lack (gfortran, quadmath)
 for dep in $(ldd "$blas" | awk '/=> \// {print $3}' | grep -E 'gfortran|quadmath'); do
   copy_lib "$dep"

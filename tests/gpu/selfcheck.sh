@@ -12,7 +12,11 @@ for f in tests/gpu/hf_peft_bench.py tests/gpu/report.py; do
   python3 -c 'import ast, sys; ast.parse(open(sys.argv[1]).read(), sys.argv[1])' "$f"
 done
 python3 tests/gpu/report.py --selftest
-"$bin" --cpu-only
+cpu=$("$bin" --cpu-only tests/gpu/smollm2-135m.json tests/gpu/qwen2.5-0.5b.json)
+echo "$cpu"
+# the bench's shapes are the real models' (parameter counts of SmolLM2-135M, Qwen2.5-0.5B)
+grep -q "smollm2-135m.json: 134515008 parameters" <<<"$cpu" || { echo "selfcheck: SmolLM2 shape"; exit 1; }
+grep -q "qwen2.5-0.5b.json: 494032768 parameters" <<<"$cpu" || { echo "selfcheck: Qwen2.5 shape"; exit 1; }
 # without a GPU the check says so and exits 77 (what run.sh would see on a machine without one)
 rc=0
 out=$(CUDA_VISIBLE_DEVICES=-1 "$bin" check) || rc=$?
