@@ -5,14 +5,17 @@
  * query heads of a group), after D = rowsum(dO * O). fp32 on the CUDA cores; one thread owns
  * one query (or key) row, so a head dimension is a template parameter (64 and 128).
  *
- * Masking (backend.h): query i (absolute position q0 + i) sees key j <= q0 + i; with seg,
- * only keys of its own sequence, and a padding position (seg < 0) only itself. */
+ * Masking (backend.h): query i (absolute position q0 + i) sees key j <= q0 + i, and with a
+ * sliding window (window > 0) only keys with i - j < window; with seg, only keys of its own
+ * sequence, and a padding position (seg < 0) only itself. Key tiles that the window hides from
+ * a whole block are skipped. */
 #include <math.h>
 
 #include "common.cuh"
 
-__device__ inline bool allowed(const int32_t *seg_row, int si, int i_abs, int j, int sj) {
-  if (j > i_abs) return false;
+__device__ inline bool allowed(const int32_t *seg_row, int si, int i_abs, int j, int sj,
+                               int window) {
+  if (j > i_abs || (window > 0 && i_abs - j >= window)) return false;
   if (!seg_row) return true;
   return si < 0 ? j == i_abs : sj == si;
 }
@@ -20,18 +23,24 @@ __device__ inline bool allowed(const int32_t *seg_row, int si, int i_abs, int j,
 /* Tile sizes that keep every kernel's static shared memory under 48 KiB. */
 template <int HD>
 struct tiles {
-  static constexpr int BQ = HD <= 64 ? 64 : 32; /* forward: queries per block */
-  static constexpr int BK = HD <= 64 ? 32 : 16; /* forward/dq: keys per tile */
+  static constexpr int BQ = HD <= 64 ? 64 : 32;  /* forward: queries per block */
+  static constexpr int BK = HD <= 64 ? 32 : 16;  /* forward/dq: keys per tile */
   static constexpr int BQD = HD <= 64 ? 32 : 16; /* dq: queries per block */
   static constexpr int BKV = HD <= 64 ? 32 : 16; /* dk/dv: keys per block and queries per tile */
 };
 
+/* The first key tile any query from position q_first on may see under the window. */
+__device__ inline int first_key_tile(int q_first, int window, int BK) {
+  int j = window > 0 ? q_first - window + 1 : 0;
+  return j > 0 ? j / BK * BK : 0;
+}
+
 /* Keys and values kt..kt+BK-1 of kv head g in batch row b into shared memory (zeros past Tk),
  * and their sequence ids, by the block's nthreads threads. */
 template <int HD, int BK>
-__device__ inline void load_kv_tile(float (*ks)[HD], float (*vs)[HD], int32_t *segk,
-                                    const float *k, const float *v, const int32_t *segb, int b,
-                                    int g, int kt, int Tk, int NKV, int nthreads) {
+__device__ inline void load_kv_tile(float (*ks)[HD], float (*vs)[HD], int32_t *segk, const float *k,
+                                    const float *v, const int32_t *segb, int b, int g, int kt,
+                                    int Tk, int NKV, int nthreads) {
   for (int e = threadIdx.x; e < BK * HD; e += nthreads) {
     int r = e / HD, d = e % HD, j = kt + r;
     size_t at = (((size_t)b * Tk + j) * NKV + g) * HD + d;
@@ -45,8 +54,8 @@ __device__ inline void load_kv_tile(float (*ks)[HD], float (*vs)[HD], int32_t *s
  * (may be NULL), seg [B,Tq] (with Tq == Tk, q0 == 0) or NULL. */
 template <int HD>
 __global__ void attention_forward_kernel(float *out, float *lse, const float *q, const float *k,
-                                         const float *v, const int32_t *seg, int Tq, int Tk,
-                                         int q0, int NH, int NKV, float scale) {
+                                         const float *v, const int32_t *seg, int Tq, int Tk, int q0,
+                                         int NH, int NKV, int window, float scale) {
   constexpr int BQ = tiles<HD>::BQ, BK = tiles<HD>::BK;
   __shared__ float qs[BQ][HD + 1]; /* +1: each thread reads its own row without bank conflicts */
   __shared__ float ks[BK][HD], vs[BK][HD];
@@ -65,7 +74,7 @@ __global__ void attention_forward_kernel(float *out, float *lse, const float *q,
   float m = -INFINITY, l = 0.0f, acc[HD];
 #pragma unroll
   for (int d = 0; d < HD; d++) acc[d] = 0.0f;
-  for (int kt = 0; kt < kend; kt += BK) {
+  for (int kt = first_key_tile(q0 + qbase, window, BK); kt < kend; kt += BK) {
     __syncthreads();
     load_kv_tile<HD, BK>(ks, vs, segk, k, v, segb, b, g, kt, Tk, NKV, BQ);
     __syncthreads();
@@ -77,7 +86,7 @@ __global__ void attention_forward_kernel(float *out, float *lse, const float *q,
       float dot = 0.0f;
 #pragma unroll
       for (int d = 0; d < HD; d++) dot += qs[tid][d] * ks[r][d];
-      sc[r] = j < Tk && allowed(segb, si, i_abs, j, segk[r]) ? dot : -INFINITY;
+      sc[r] = j < Tk && allowed(segb, si, i_abs, j, segk[r], window) ? dot : -INFINITY;
       tmax = fmaxf(tmax, sc[r]);
     }
     if (tmax == -INFINITY) continue;
@@ -103,8 +112,8 @@ __global__ void attention_forward_kernel(float *out, float *lse, const float *q,
 }
 
 /* D[b,h,i] = sum_d dout * out over row (b, i, h) */
-__global__ void attention_delta_kernel(float *D, const float *dout, const float *out, int T,
-                                       int NH, int HD, size_t rows) {
+__global__ void attention_delta_kernel(float *D, const float *dout, const float *out, int T, int NH,
+                                       int HD, size_t rows) {
   size_t r = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
   if (r >= rows) return;
   size_t h = r % NH, bi = r / NH, b = bi / T, i = bi % T;
@@ -118,7 +127,8 @@ __global__ void attention_delta_kernel(float *D, const float *dout, const float 
 template <int HD>
 __global__ void attention_dq_kernel(float *dq, const float *dout, const float *lse, const float *D,
                                     const float *q, const float *k, const float *v,
-                                    const int32_t *seg, int T, int NH, int NKV, float scale) {
+                                    const int32_t *seg, int T, int NH, int NKV, int window,
+                                    float scale) {
   constexpr int BQ = tiles<HD>::BQD, BK = tiles<HD>::BK;
   __shared__ float qs[BQ][HD + 1], dos[BQ][HD + 1];
   __shared__ float ks[BK][HD], vs[BK][HD];
@@ -139,14 +149,14 @@ __global__ void attention_dq_kernel(float *dq, const float *dout, const float *l
 #pragma unroll
   for (int d = 0; d < HD; d++) acc[d] = 0.0f;
   int kend = qbase + BQ < T ? qbase + BQ : T;
-  for (int kt = 0; kt < kend; kt += BK) {
+  for (int kt = first_key_tile(qbase, window, BK); kt < kend; kt += BK) {
     __syncthreads();
     load_kv_tile<HD, BK>(ks, vs, segk, k, v, segb, b, g, kt, T, NKV, BQ);
     __syncthreads();
     if (!live) continue;
     for (int r = 0; r < BK; r++) {
       int j = kt + r;
-      if (j >= T || !allowed(segb, si, i, j, segk[r])) continue;
+      if (j >= T || !allowed(segb, si, i, j, segk[r], window)) continue;
       float s = 0.0f, dp = 0.0f;
 #pragma unroll
       for (int d = 0; d < HD; d++) {
@@ -168,8 +178,8 @@ __global__ void attention_dq_kernel(float *dq, const float *dout, const float *l
  * heads of its group and over query tiles from its own position on. */
 template <int HD>
 __global__ void attention_dkv_kernel(float *dk, float *dv, const float *dout, const float *lse,
-                                     const float *D, const float *q, const float *k,
-                                     const float *v, const int32_t *seg, int T, int NH, int NKV,
+                                     const float *D, const float *q, const float *k, const float *v,
+                                     const int32_t *seg, int T, int NH, int NKV, int window,
                                      float scale) {
   constexpr int BK = tiles<HD>::BKV, BQ = tiles<HD>::BKV;
   __shared__ float ks[BK][HD + 1], vs[BK][HD + 1];
@@ -190,8 +200,10 @@ __global__ void attention_dkv_kernel(float *dk, float *dv, const float *dout, co
   float gk[HD], gv[HD];
 #pragma unroll
   for (int d = 0; d < HD; d++) gk[d] = gv[d] = 0.0f;
+  /* queries that may see a key here: from kbase on, and under a window up to its last key's */
+  int qend = window > 0 && kbase + BK - 1 + window < T ? kbase + BK - 1 + window : T;
   for (int h = g * group; h < (g + 1) * group; h++)
-    for (int qt = kbase / BQ * BQ; qt < T; qt += BQ) {
+    for (int qt = kbase / BQ * BQ; qt < qend; qt += BQ) {
       __syncthreads();
       for (int e = tid; e < BQ * HD; e += BK) {
         int r = e / HD, d = e % HD, qi = qt + r;
@@ -210,7 +222,7 @@ __global__ void attention_dkv_kernel(float *dk, float *dv, const float *dout, co
       if (!live) continue;
       for (int r = 0; r < BQ; r++) {
         int i = qt + r;
-        if (i >= T || !allowed(segb, segq[r], i, j, sj)) continue;
+        if (i >= T || !allowed(segb, segq[r], i, j, sj, window)) continue;
         float s = 0.0f, dp = 0.0f;
 #pragma unroll
         for (int d = 0; d < HD; d++) {
@@ -243,36 +255,36 @@ static void unsupported(int HD, const char *file, int line) {
 
 template <int HD>
 static void forward(float *out, float *lse, const float *q, const float *k, const float *v,
-                    const int32_t *seg, int B, int Tq, int Tk, int q0, int NH, int NKV,
+                    const int32_t *seg, int B, int Tq, int Tk, int q0, int NH, int NKV, int window,
                     fb_stream s) {
   constexpr int BQ = tiles<HD>::BQ;
   dim3 grid((Tq + BQ - 1) / BQ, NH, B);
   attention_forward_kernel<HD><<<grid, BQ, 0, s>>>(out, lse, q, k, v, seg, Tq, Tk, q0, NH, NKV,
-                                                   1.0f / sqrtf((float)HD));
+                                                   window, 1.0f / sqrtf((float)HD));
   FB_LAUNCH_CHECK();
 }
 
 template <int HD>
 static void backward(float *dq, float *dk, float *dv, const float *dout, const float *lse,
                      const float *D, const float *q, const float *k, const float *v,
-                     const int32_t *seg, int B, int T, int NH, int NKV, fb_stream s) {
+                     const int32_t *seg, int B, int T, int NH, int NKV, int window, fb_stream s) {
   constexpr int BQD = tiles<HD>::BQD, BKV = tiles<HD>::BKV;
   float scale = 1.0f / sqrtf((float)HD);
   attention_dq_kernel<HD><<<dim3((T + BQD - 1) / BQD, NH, B), BQD, 0, s>>>(
-      dq, dout, lse, D, q, k, v, seg, T, NH, NKV, scale);
+      dq, dout, lse, D, q, k, v, seg, T, NH, NKV, window, scale);
   FB_LAUNCH_CHECK();
   attention_dkv_kernel<HD><<<dim3((T + BKV - 1) / BKV, NKV, B), BKV, 0, s>>>(
-      dk, dv, dout, lse, D, q, k, v, seg, T, NH, NKV, scale);
+      dk, dv, dout, lse, D, q, k, v, seg, T, NH, NKV, window, scale);
   FB_LAUNCH_CHECK();
 }
 
 extern "C" void fb_cuda_attention_forward(float *out, float *lse, const float *q, const float *k,
                                           const float *v, const int32_t *seg, int B, int T, int NH,
-                                          int NKV, int HD, fb_stream s) {
+                                          int NKV, int HD, int window, fb_stream s) {
   if (HD == 64)
-    forward<64>(out, lse, q, k, v, seg, B, T, T, 0, NH, NKV, s);
+    forward<64>(out, lse, q, k, v, seg, B, T, T, 0, NH, NKV, window, s);
   else if (HD == 128)
-    forward<128>(out, lse, q, k, v, seg, B, T, T, 0, NH, NKV, s);
+    forward<128>(out, lse, q, k, v, seg, B, T, T, 0, NH, NKV, window, s);
   else
     unsupported(HD, __FILE__, __LINE__);
 }
@@ -281,25 +293,25 @@ extern "C" void fb_cuda_attention_backward(float *dq, float *dk, float *dv, cons
                                            const float *out, const float *lse, const float *q,
                                            const float *k, const float *v, const int32_t *seg,
                                            float *scratch, int B, int T, int NH, int NKV, int HD,
-                                           fb_stream s) {
+                                           int window, fb_stream s) {
   size_t rows = (size_t)B * T * NH;
   attention_delta_kernel<<<fb_blocks(rows, 256), 256, 0, s>>>(scratch, dout, out, T, NH, HD, rows);
   FB_LAUNCH_CHECK();
   if (HD == 64)
-    backward<64>(dq, dk, dv, dout, lse, scratch, q, k, v, seg, B, T, NH, NKV, s);
+    backward<64>(dq, dk, dv, dout, lse, scratch, q, k, v, seg, B, T, NH, NKV, window, s);
   else if (HD == 128)
-    backward<128>(dq, dk, dv, dout, lse, scratch, q, k, v, seg, B, T, NH, NKV, s);
+    backward<128>(dq, dk, dv, dout, lse, scratch, q, k, v, seg, B, T, NH, NKV, window, s);
   else
     unsupported(HD, __FILE__, __LINE__);
 }
 
 extern "C" void fb_cuda_attention_cached(float *out, const float *q, const float *kc,
                                          const float *vc, int n, int p0, int NH, int NKV, int HD,
-                                         fb_stream s) {
+                                         int window, fb_stream s) {
   if (HD == 64)
-    forward<64>(out, NULL, q, kc, vc, NULL, 1, n, p0 + n, p0, NH, NKV, s);
+    forward<64>(out, NULL, q, kc, vc, NULL, 1, n, p0 + n, p0, NH, NKV, window, s);
   else if (HD == 128)
-    forward<128>(out, NULL, q, kc, vc, NULL, 1, n, p0 + n, p0, NH, NKV, s);
+    forward<128>(out, NULL, q, kc, vc, NULL, 1, n, p0 + n, p0, NH, NKV, window, s);
   else
     unsupported(HD, __FILE__, __LINE__);
 }

@@ -11,7 +11,8 @@
 #include "fb_cuda.h"
 
 /* Check the launch that just happened (configuration errors; faults show at the next sync). */
-#define FB_LAUNCH_CHECK() fb_cuda_check((int)cudaGetLastError(), "kernel launch", __FILE__, __LINE__)
+#define FB_LAUNCH_CHECK() \
+  fb_cuda_check((int)cudaGetLastError(), "kernel launch", __FILE__, __LINE__)
 
 cublasHandle_t fb_cuda_cublas(fb_stream s);
 /* The workspace, which must hold bytes (fb_cuda_workspace_reserve made it so; else a fault

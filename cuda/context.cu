@@ -74,8 +74,7 @@ extern "C" int fb_cuda_probe(char *why, size_t n) {
 extern "C" int fb_cuda_init(fb_err *err) {
   if (ctx.ready) return 0;
   char why[256];
-  if (fb_cuda_probe(why, sizeof why))
-    return fb_err_set(err, FB_EBACKEND, "cuda: %s", why);
+  if (fb_cuda_probe(why, sizeof why)) return fb_err_set(err, FB_EBACKEND, "cuda: %s", why);
   snprintf(ctx.name, sizeof ctx.name, "%s", why);
   FB_CUDA_CHECK(cudaSetDevice(0));
   FB_CUDA_CHECK(cudaStreamCreateWithFlags(&ctx.stream, cudaStreamNonBlocking));

@@ -138,8 +138,7 @@ extern "C" void fb_cuda_ce_work_free(fb_cuda_ce_work *w) {
 }
 
 /* logits[N, vc] = x16 @ W[c0:c0+vc]^T */
-static void chunk_logits(fb_cuda_ce_work *w, const fb_bf16 *W, int N, int c0, int vc,
-                         fb_stream s) {
+static void chunk_logits(fb_cuda_ce_work *w, const fb_bf16 *W, int N, int c0, int vc, fb_stream s) {
   fb_cuda_gemm(0, 1, N, vc, w->C, 1.0f, w->x16, CUDA_R_16BF, w->C, W + (size_t)c0 * w->C,
                CUDA_R_16BF, w->C, 0.0f, w->logits, vc, s);
 }
@@ -147,7 +146,8 @@ static void chunk_logits(fb_cuda_ce_work *w, const fb_bf16 *W, int N, int c0, in
 extern "C" void fb_cuda_lmhead_ce_forward(float *losses, const float *lnf, const fb_bf16 *W,
                                           const int32_t *targets, int N, fb_cuda_ce_work *w,
                                           fb_stream s) {
-  if (N > w->N) fb_cuda_check((int)cudaErrorInvalidValue, "loss rows over the work's", __FILE__, __LINE__);
+  if (N > w->N) /* a caller's bug: the work was made for fewer rows */
+    fb_cuda_check((int)cudaErrorInvalidValue, "loss rows over the work's", __FILE__, __LINE__);
   fb_cuda_to_bf16(w->x16, lnf, (size_t)N * w->C, s);
   ce_init_kernel<<<fb_blocks(N, 256), 256, 0, s>>>(w->mx, w->sum, N);
   FB_LAUNCH_CHECK();
@@ -159,24 +159,25 @@ extern "C" void fb_cuda_lmhead_ce_forward(float *losses, const float *lnf, const
     ce_chunk_kernel<<<N, CE_THREADS, 0, s>>>(w->mx, w->sum, w->tgt, w->logits, targets, vc, c0);
     FB_LAUNCH_CHECK();
   }
-  ce_finish_kernel<<<fb_blocks(N, 256), 256, 0, s>>>(losses, w->lse, w->mx, w->sum, w->tgt,
-                                                     targets, N);
+  ce_finish_kernel<<<fb_blocks(N, 256), 256, 0, s>>>(losses, w->lse, w->mx, w->sum, w->tgt, targets,
+                                                     N);
   FB_LAUNCH_CHECK();
 }
 
 extern "C" void fb_cuda_lmhead_ce_backward(float *dlnf, const fb_bf16 *W, const int32_t *targets,
                                            int N, float dloss, fb_cuda_ce_work *w, fb_stream s) {
   int C = w->C;
-  if (N > w->N) fb_cuda_check((int)cudaErrorInvalidValue, "loss rows over the work's", __FILE__, __LINE__);
+  if (N > w->N) /* a caller's bug: the work was made for fewer rows */
+    fb_cuda_check((int)cudaErrorInvalidValue, "loss rows over the work's", __FILE__, __LINE__);
   for (int c0 = 0; c0 < w->V; c0 += w->chunk) {
     int vc = w->V - c0 < w->chunk ? w->V - c0 : w->chunk;
     size_t total = (size_t)N * vc;
     chunk_logits(w, W, N, c0, vc, s);
-    ce_chunk_grad_kernel<<<fb_blocks(total, 256), 256, 0, s>>>((__nv_bfloat16 *)w->dlogits, w->logits, w->lse,
-                                                               targets, total, vc, c0, dloss);
+    ce_chunk_grad_kernel<<<fb_blocks(total, 256), 256, 0, s>>>(
+        (__nv_bfloat16 *)w->dlogits, w->logits, w->lse, targets, total, vc, c0, dloss);
     FB_LAUNCH_CHECK();
     /* dlnf[N,C] += dlogits[N,vc] @ W[c0:c0+vc] */
-    fb_cuda_gemm(0, 0, N, C, vc, 1.0f, w->dlogits, CUDA_R_16BF, vc, W + (size_t)c0 * C,
-                 CUDA_R_16BF, C, 1.0f, dlnf, C, s);
+    fb_cuda_gemm(0, 0, N, C, vc, 1.0f, w->dlogits, CUDA_R_16BF, vc, W + (size_t)c0 * C, CUDA_R_16BF,
+                 C, 1.0f, dlnf, C, s);
   }
 }

@@ -3,8 +3,8 @@
  * element; nothing here allocates. */
 #include "common.cuh"
 
-__global__ void embedding_forward_kernel(float *out, const int32_t *ids,
-                                         const __nv_bfloat16 *table, size_t total, int C) {
+__global__ void embedding_forward_kernel(float *out, const int32_t *ids, const __nv_bfloat16 *table,
+                                         size_t total, int C) {
   size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
   if (i >= total) return;
   size_t n = i / C, c = i % C;
@@ -75,11 +75,11 @@ __global__ void dropout_kernel(float *out, const float *inp, size_t n, float p, 
   out[i] = u < p ? 0.0f : inp[i] * keep;
 }
 
-#define LAUNCH(kernel, n, ...)                                      \
-  do {                                                              \
-    if ((n) == 0) break;                                            \
-    kernel<<<fb_blocks((n), 256), 256, 0, s>>>(__VA_ARGS__);        \
-    FB_LAUNCH_CHECK();                                              \
+#define LAUNCH(kernel, n, ...)                               \
+  do {                                                       \
+    if ((n) == 0) break;                                     \
+    kernel<<<fb_blocks((n), 256), 256, 0, s>>>(__VA_ARGS__); \
+    FB_LAUNCH_CHECK();                                       \
   } while (0)
 
 extern "C" void fb_cuda_embedding_forward(float *out, const int32_t *ids, const fb_bf16 *table,
@@ -112,8 +112,7 @@ extern "C" void fb_cuda_swiglu_forward(float *out, const float *gate, const floa
 }
 
 extern "C" void fb_cuda_swiglu_backward(float *dgate, float *dup, const float *dout,
-                                        const float *gate, const float *up, size_t n,
-                                        fb_stream s) {
+                                        const float *gate, const float *up, size_t n, fb_stream s) {
   LAUNCH(swiglu_backward_kernel, n, dgate, dup, dout, gate, up, n);
 }
 

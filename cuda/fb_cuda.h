@@ -24,8 +24,8 @@ extern "C" {
 
 #include "error.h" /* a C header without its own extern "C" */
 
-typedef uint16_t fb_bf16;               /* bfloat16 storage: the high half of an fp32 */
-typedef struct CUstream_st *fb_stream;  /* = cudaStream_t */
+typedef uint16_t fb_bf16;              /* bfloat16 storage: the high half of an fp32 */
+typedef struct CUstream_st *fb_stream; /* = cudaStream_t */
 
 #define FB_CUDA_FAULT_EXIT 70 /* EX_SOFTWARE */
 #define FB_CUDA_MIN_CC 80     /* bf16 matrix products: Ampere (sm_80) or newer */
@@ -125,28 +125,27 @@ double fb_cuda_sumsq(const float *x, size_t n, fb_stream s);
 double fb_cuda_sum(const float *x, size_t n, fb_stream s);
 /* backend.h's fb_op_adamw (PyTorch's formula and rounding) */
 void fb_cuda_adamw(float *param, const float *grad, float *m, float *v, size_t n, double lr,
-                   double beta1, double beta2, double eps, double weight_decay, int t,
-                   fb_stream s);
+                   double beta1, double beta2, double eps, double weight_decay, int t, fb_stream s);
 
 /* ---- attention: tiled, online softmax, never the T x T scores ---- */
 
 /* head dims the attention kernels are built for */
 int fb_cuda_attention_supports(int HD);
-/* backend.h's causal GQA attention with seg. lse[B,NH,T] (log-sum-exp of each query's scaled
- * scores) is saved for the backward. */
+/* backend.h's causal GQA attention with seg and sliding window (0 = none). lse[B,NH,T]
+ * (log-sum-exp of each query's scaled scores) is saved for the backward. */
 void fb_cuda_attention_forward(float *out, float *lse, const float *q, const float *k,
                                const float *v, const int32_t *seg, int B, int T, int NH, int NKV,
-                               int HD, fb_stream s);
+                               int HD, int window, fb_stream s);
 /* dq, dk, dv overwritten (dk/dv summed over the query heads that share them). out and lse are
  * the forward's; scratch holds B*NH*T floats. */
 void fb_cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
                                 const float *out, const float *lse, const float *q, const float *k,
                                 const float *v, const int32_t *seg, float *scratch, int B, int T,
-                                int NH, int NKV, int HD, fb_stream s);
+                                int NH, int NKV, int HD, int window, fb_stream s);
 /* backend.h's fb_op_attention_cached: n new queries at positions p0.. against kc/vc rows
  * 0..p0+n-1. */
 void fb_cuda_attention_cached(float *out, const float *q, const float *kc, const float *vc, int n,
-                              int p0, int NH, int NKV, int HD, fb_stream s);
+                              int p0, int NH, int NKV, int HD, int window, fb_stream s);
 
 /* ---- cross-entropy ---- */
 
@@ -159,10 +158,10 @@ void fb_cuda_crossentropy_backward(float *dlogits, const float *logits, const in
 /* The lm_head product fused with the loss, over vocabulary chunks: at most N x chunk logits
  * exist at a time. Work buffers for N positions, owned by the caller. */
 typedef struct fb_cuda_ce_work {
-  int N, C, V, chunk; /* N: the most rows it holds; chunk may be lowered after creation */
-  fb_bf16 *x16;     /* [N,C] the normed input in bf16 */
-  float *logits;    /* [N,chunk] */
-  fb_bf16 *dlogits; /* [N,chunk] */
+  int N, C, V, chunk;          /* N: the most rows it holds; chunk may be lowered after creation */
+  fb_bf16 *x16;                /* [N,C] the normed input in bf16 */
+  float *logits;               /* [N,chunk] */
+  fb_bf16 *dlogits;            /* [N,chunk] */
   float *mx, *sum, *tgt, *lse; /* [N] running max, sum of exp, target logit; log-sum-exp */
 } fb_cuda_ce_work;
 int fb_cuda_ce_work_create(fb_cuda_ce_work *w, int N, int C, int V, fb_err *err);

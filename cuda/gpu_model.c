@@ -52,7 +52,7 @@ struct fb_gpu_model {
   int rope_len;
   /* the adapter: parameters, gradients, AdamW moments (lora.c's layout), its saved inputs */
   float *lora_arena, *lp, *lg, *lm, *lv;
-  size_t n_lora; /* floats in each of lp, lg, lm, lv */
+  size_t n_lora;   /* floats in each of lp, lg, lm, lv */
   dev_pair *pairs; /* [L * FB_PROJ_COUNT] */
   int t;           /* AdamW steps taken */
   /* activations for cap_N positions; [L] marks one slice per layer */
@@ -70,8 +70,7 @@ struct fb_gpu_model {
 /* Where one layer's forward reads and writes (x_next may alias x_in). */
 typedef struct layer_io {
   const float *x_in;
-  float *ln1, *rstd1, *q, *k, *v, *att, *lse, *x_mid, *ln2, *rstd2, *gate, *up, *act, *tmp,
-      *x_next;
+  float *ln1, *rstd1, *q, *k, *v, *att, *lse, *x_mid, *ln2, *rstd2, *gate, *up, *act, *tmp, *x_next;
 } layer_io;
 
 /* How attention and LoRA run: whole rows (B x T, seg; u saved per projection) or a KV cache. */
@@ -128,9 +127,9 @@ static int upload_weights(fb_gpu_model *g, fb_err *err) {
       d->attn_norm = dev_of(g, dev_off, ly->attn_norm);
       d->mlp_norm = dev_of(g, dev_off, ly->mlp_norm);
       for (int p = 0; p < FB_PROJ_COUNT; p++)
-        d->proj[p] = (dev_linear){dev_of(g, dev_off, ly->proj[p].w),
-                                  dev_of(g, dev_off, ly->proj[p].b), ly->proj[p].in,
-                                  ly->proj[p].out};
+        d->proj[p] =
+            (dev_linear){dev_of(g, dev_off, ly->proj[p].w), dev_of(g, dev_off, ly->proj[p].b),
+                         ly->proj[p].in, ly->proj[p].out};
     }
   }
   free(stage);
@@ -163,7 +162,8 @@ static const float *rope_sin(const fb_gpu_model *g) {
 static int upload_lora(fb_gpu_model *g, fb_err *err) {
   fb_lora *l = g->lora;
   g->n_lora = l->n_floats;
-  int rc = fb_cuda_alloc((void **)&g->lora_arena, 4 * g->n_lora * 4, "LoRA weights, gradients and moments", err);
+  int rc = fb_cuda_alloc((void **)&g->lora_arena, 4 * g->n_lora * 4,
+                         "LoRA weights, gradients and moments", err);
   if (rc) return rc;
   g->lp = g->lora_arena;
   g->lg = g->lp + g->n_lora;
@@ -188,10 +188,11 @@ static int alloc_acts(fb_gpu_model *g, fb_err *err) {
   for (int i = 0; g->lora && i < g->L * FB_PROJ_COUNT; i++)
     if (g->pairs[i].A && (size_t)g->pairs[i].in > wide) wide = g->pairs[i].in;
   size_t per_layer = N * (2 * C + 2 + 2 * QD + 2 * KD + 2 * F + g->NH);
-  size_t shared = N * (6 * C + 2 + 2 * QD + 2 * KD + 4 * F + g->NH) +
-                  N * (L * FB_PROJ_COUNT * r + wide + r);
+  size_t shared =
+      N * (6 * C + 2 + 2 * QD + 2 * KD + 4 * F + g->NH) + N * (L * FB_PROJ_COUNT * r + wide + r);
   int rc = fb_cuda_alloc((void **)&g->acts, (L * per_layer + shared) * 4, "activations", err);
-  if (!rc) rc = fb_cuda_alloc((void **)&g->ints, 4 * N * 4, "token ids, positions and targets", err);
+  if (!rc)
+    rc = fb_cuda_alloc((void **)&g->ints, 4 * N * 4, "token ids, positions and targets", err);
   if (rc) return rc;
   float *p = g->acts;
 #define CARVE(field, count) (g->field = p, p += (count))
@@ -247,8 +248,8 @@ int fb_gpu_model_create(fb_gpu_model **out, fb_model *m, fb_lora *lora, int max_
                       "cuda: head_dim %d is not supported by the attention kernels (64, 128)",
                       m->HD);
   if (max_B < 1 || max_T < 1 || (int64_t)max_B * max_T > FB_MODEL_MAX_POSITIONS)
-    return fb_err_set(err, FB_EINVALID, "cuda: batch shape [%d, %d] is empty or too large",
-                      max_B, max_T);
+    return fb_err_set(err, FB_EINVALID, "cuda: batch shape [%d, %d] is empty or too large", max_B,
+                      max_T);
   fb_gpu_model *g = calloc(1, sizeof *g);
   if (!g) return fb_err_set(err, FB_ENOMEM, "cuda: out of host memory");
   g->m = m;
@@ -363,8 +364,8 @@ static void proj_forward(fb_gpu_model *g, const run_plan *rp, int i, int p, floa
   lora_forward(g, i, p, y, x, u, N, rp->training);
 }
 
-static void proj_backward(fb_gpu_model *g, int i, int p, float *dx, const float *dy,
-                          const float *x, int N) {
+static void proj_backward(fb_gpu_model *g, int i, int p, float *dx, const float *dy, const float *x,
+                          int N) {
   const dev_linear *w = &g->layers[i].proj[p];
   if (g->lora && g->pairs[i * FB_PROJ_COUNT + p].A) lora_backward(g, i, p, dx, dy, x, N);
   fb_cuda_matmul_backward(dx, dy, w->w, N, w->in, w->out, 1.0f, g->s);
@@ -388,10 +389,11 @@ static void layer_forward(fb_gpu_model *g, int i, const layer_io *io, const int3
     float *kc = kv->k + (size_t)i * kv->max_len * KD, *vc = kv->v + (size_t)i * kv->max_len * KD;
     fb_cuda_copy(kc + (size_t)kv->len * KD, io->k, sizeof(float) * N * KD);
     fb_cuda_copy(vc + (size_t)kv->len * KD, io->v, sizeof(float) * N * KD);
-    fb_cuda_attention_cached(io->att, io->q, kc, vc, N, kv->len, g->NH, g->NKV, g->HD, s);
+    fb_cuda_attention_cached(io->att, io->q, kc, vc, N, kv->len, g->NH, g->NKV, g->HD,
+                             g->m->cfg.sliding_window, s);
   } else {
     fb_cuda_attention_forward(io->att, io->lse, io->q, io->k, io->v, rp->seg, rp->B, rp->T, g->NH,
-                              g->NKV, g->HD, s);
+                              g->NKV, g->HD, g->m->cfg.sliding_window, s);
   }
   proj_forward(g, rp, i, FB_PROJ_O, io->tmp, io->att, N);
   fb_cuda_add(io->x_mid, io->x_in, io->tmp, (size_t)N * C, s);
@@ -425,15 +427,9 @@ static layer_io train_io(fb_gpu_model *g, int i, int N) {
 }
 
 /* model.c's check_inputs: ids in the vocabulary, positions in range (pos[n] filled), the
- * rotary tables grown to cover them, no span past a sliding window. */
-static int check_inputs(fb_gpu_model *g, const int32_t *ids, const int32_t *given_pos,
-                        int32_t *pos, int N, int T, int first, int span, fb_err *err) {
-  int window = g->m->cfg.sliding_window;
-  if (window > 0 && span > window)
-    return fb_err_set(err, FB_EUNSUPPORTED,
-                      "model: %d positions exceed config field sliding_window %d (windowed "
-                      "attention is not implemented)",
-                      span, window);
+ * rotary tables grown to cover them. */
+static int check_inputs(fb_gpu_model *g, const int32_t *ids, const int32_t *given_pos, int32_t *pos,
+                        int N, int T, int first, fb_err *err) {
   int maxpos = 0;
   for (int n = 0; n < N; n++) {
     if (ids[n] < 0 || ids[n] >= g->V)
@@ -453,12 +449,13 @@ int fb_gpu_forward(fb_gpu_model *g, const fb_batch *b, int training, float *loss
                    fb_err *err) {
   int B = b->B, T = b->T, N = B * T, rc;
   if (B < 1 || T < 1 || (int64_t)B * T > g->cap_N)
-    return fb_err_set(err, FB_EINVALID, "cuda: batch shape [%d, %d] is empty or over the %d "
-                      "positions the model was set up for", B, T, g->cap_N);
-  if (training && !g->lora)
-    return fb_err_set(err, FB_EINVALID, "cuda: training needs an adapter");
+    return fb_err_set(err, FB_EINVALID,
+                      "cuda: batch shape [%d, %d] is empty or over the %d "
+                      "positions the model was set up for",
+                      B, T, g->cap_N);
+  if (training && !g->lora) return fb_err_set(err, FB_EINVALID, "cuda: training needs an adapter");
   int32_t *h_ids = g->host_ints, *h_pos = h_ids + N, *h_tgt = h_pos + N, *h_seg = h_tgt + N;
-  if ((rc = check_inputs(g, b->ids, b->pos, h_pos, N, T, 0, T, err))) return rc;
+  if ((rc = check_inputs(g, b->ids, b->pos, h_pos, N, T, 0, err))) return rc;
   memcpy(h_ids, b->ids, sizeof(int32_t) * N);
   int counted = 0;
   for (int n = 0; n < N; n++) {
@@ -527,7 +524,7 @@ int fb_gpu_backward(fb_gpu_model *g, const fb_batch *b, fb_err *err) {
     fb_cuda_zero(g->datt, sizeof(float) * (size_t)N * g->QD);
     proj_backward(g, i, FB_PROJ_O, g->datt, g->dres, io.att, N);
     fb_cuda_attention_backward(g->dq, g->dk, g->dv, g->datt, io.att, io.lse, io.q, io.k, io.v, seg,
-                               g->delta, B, T, g->NH, g->NKV, g->HD, s);
+                               g->delta, B, T, g->NH, g->NKV, g->HD, g->m->cfg.sliding_window, s);
     fb_cuda_rope_backward(g->dq, rope_cos(g), rope_sin(g), g->pos, N, g->NH, g->HD, s);
     fb_cuda_rope_backward(g->dk, rope_cos(g), rope_sin(g), g->pos, N, g->NKV, g->HD, s);
     fb_cuda_zero(g->dln, sizeof(float) * NC);
@@ -544,8 +541,7 @@ void fb_gpu_zero_grad(fb_gpu_model *g) {
   if (g->lora) fb_cuda_zero(g->lg, sizeof(float) * g->n_lora);
 }
 
-int fb_gpu_step(fb_gpu_model *g, const fb_optim_config *cfg, double lr, double *norm,
-                fb_err *err) {
+int fb_gpu_step(fb_gpu_model *g, const fb_optim_config *cfg, double lr, double *norm, fb_err *err) {
   if (!g->lora) return fb_err_set(err, FB_EINVALID, "cuda: no adapter to update");
   double n2 = sqrt(fb_cuda_sumsq(g->lg, g->n_lora, g->s));
   if (norm) *norm = n2;
@@ -582,8 +578,10 @@ int fb_gpu_kv_reserve(fb_gpu_model *g, int max_len, fb_err *err) {
   if (!rc) rc = ensure_rope(g, max_len, err);
   if (!rc && (size_t)g->cap_N < 2 * P) { /* host staging for ids and positions */
     int32_t *h = realloc(g->host_ints, 2 * P * sizeof(int32_t));
-    if (!h) rc = fb_err_set(err, FB_ENOMEM, "cuda: out of host memory");
-    else g->host_ints = h;
+    if (!h)
+      rc = fb_err_set(err, FB_ENOMEM, "cuda: out of host memory");
+    else
+      g->host_ints = h;
   }
   size_t widest = (C > F ? C : F) > QD ? (C > F ? C : F) : QD;
   if (!rc) rc = fb_cuda_workspace_reserve(P * widest * 2 + 64, err);
@@ -623,18 +621,18 @@ int fb_gpu_decode(fb_gpu_model *g, const int32_t *ids, int n, float *logits, fb_
   gpu_kv *kv = &g->kv;
   if (!kv->arena) return fb_err_set(err, FB_EINVALID, "cuda: decode needs fb_gpu_kv_reserve");
   if (n < 1 || kv->len + n > kv->max_len)
-    return fb_err_set(err, FB_ELIMIT, "kv cache: %d new positions after %d exceed its length %d",
-                      n, kv->len, kv->max_len);
+    return fb_err_set(err, FB_ELIMIT, "kv cache: %d new positions after %d exceed its length %d", n,
+                      kv->len, kv->max_len);
   int32_t *h_ids = g->host_ints, *h_pos = h_ids + n;
   int rc;
-  if ((rc = check_inputs(g, ids, NULL, h_pos, n, n, kv->len, kv->len + n, err))) return rc;
+  if ((rc = check_inputs(g, ids, NULL, h_pos, n, n, kv->len, err))) return rc;
   memcpy(h_ids, ids, sizeof(int32_t) * n);
   fb_cuda_upload(kv->ints, h_ids, sizeof(int32_t) * 2 * n);
   const int32_t *d_ids = kv->ints, *d_pos = kv->ints + n;
   fb_cuda_embedding_forward(kv->x, d_ids, g->embed, n, g->C, g->s);
   run_plan rp = {1, n, NULL, kv, 0};
   for (int i = 0; i < g->L; i++) {
-    layer_io io = {kv->x,   kv->ln1,   kv->rstd1, kv->q,  kv->kn,  kv->vn,  kv->att, NULL,
+    layer_io io = {kv->x,     kv->ln1, kv->rstd1, kv->q,    kv->kn, kv->vn,  kv->att, NULL,
                    kv->x_mid, kv->ln2, kv->rstd2, kv->gate, kv->up, kv->act, kv->tmp, kv->x};
     layer_forward(g, i, &io, d_pos, n, &rp);
   }

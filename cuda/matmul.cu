@@ -66,11 +66,11 @@ extern "C" void fb_cuda_matmul_backward_f32(float *dinp, float *dweight, float *
                                             const float *weight, int N, int C, int OC, float alpha,
                                             fb_stream s) {
   if (dinp)
-    fb_cuda_gemm(0, 0, N, C, OC, alpha, dout, CUDA_R_32F, OC, weight, CUDA_R_32F, C, 1.0f, dinp,
-                 C, s);
+    fb_cuda_gemm(0, 0, N, C, OC, alpha, dout, CUDA_R_32F, OC, weight, CUDA_R_32F, C, 1.0f, dinp, C,
+                 s);
   if (dweight)
-    fb_cuda_gemm(1, 0, OC, C, N, alpha, dout, CUDA_R_32F, OC, inp, CUDA_R_32F, C, 1.0f, dweight,
-                 C, s);
+    fb_cuda_gemm(1, 0, OC, C, N, alpha, dout, CUDA_R_32F, OC, inp, CUDA_R_32F, C, 1.0f, dweight, C,
+                 s);
   if (dbias) {
     bias_backward_kernel<<<fb_blocks(OC, 128), 128, 0, s>>>(dbias, dout, N, OC, alpha);
     FB_LAUNCH_CHECK();

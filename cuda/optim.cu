@@ -44,8 +44,8 @@ static double reduce(const float *x, size_t n, int squares, fb_stream s) {
   double *acc = (double *)fb_cuda_workspace(sizeof(double), __FILE__, __LINE__), out = 0.0;
   FB_CUDA_CHECK(cudaMemsetAsync(acc, 0, sizeof(double), s));
   if (n) {
-    unsigned blocks = fb_blocks(n, 256);
-    reduce_kernel<<<blocks < 1024 ? blocks : 1024, 256, 0, s>>>(acc, x, n, squares);
+    unsigned blocks = fb_blocks(n, 256), grid = blocks < 1024 ? blocks : 1024;
+    reduce_kernel<<<grid, 256, 0, s>>>(acc, x, n, squares);
     FB_LAUNCH_CHECK();
   }
   FB_CUDA_CHECK(cudaMemcpyAsync(&out, acc, sizeof out, cudaMemcpyDeviceToHost, s));

@@ -34,8 +34,7 @@ __global__ void rmsnorm_backward_kernel(float *dinp, float *dweight, const float
 static int row_threads(int C) { return C >= 1024 ? 1024 : C >= 256 ? 256 : 128; }
 
 extern "C" void fb_cuda_rmsnorm_forward(float *out, float *rstd, const float *inp,
-                                        const float *weight, int N, int C, float eps,
-                                        fb_stream s) {
+                                        const float *weight, int N, int C, float eps, fb_stream s) {
   if (N <= 0) return;
   rmsnorm_forward_kernel<<<N, row_threads(C), 0, s>>>(out, rstd, inp, weight, C, eps);
   FB_LAUNCH_CHECK();

@@ -58,7 +58,8 @@ static float *host_copy(const float *src, size_t n) {
 static int32_t *host_ints(size_t n, int lo, int hi) {
   int32_t *p = malloc(n * sizeof(int32_t));
   if (!p) abort();
-  for (size_t i = 0; i < n; i++) p[i] = lo + (int32_t)((uniform() + 1.0) * 0.5 * (hi - lo)) % (hi - lo);
+  for (size_t i = 0; i < n; i++)
+    p[i] = lo + (int32_t)((uniform() + 1.0) * 0.5 * (hi - lo)) % (hi - lo);
   return p;
 }
 
@@ -147,7 +148,8 @@ static void check_matmul(void) {
   fb_bf16 *w16 = to_bf16(w, (size_t)OC * C);
   float *ref = host_copy(init, (size_t)N * OC);
   fb_op_matmul_forward(ref, x, w, b, N, C, OC, 0.75f, 0.5f); /* accumulating, with bias */
-  float *dx = dev(x, (size_t)N * C * 4), *db = dev(b, OC * 4), *dout = dev(init, (size_t)N * OC * 4);
+  float *dx = dev(x, (size_t)N * C * 4), *db = dev(b, OC * 4),
+        *dout = dev(init, (size_t)N * OC * 4);
   fb_bf16 *dw = dev(w16, (size_t)OC * C * 2);
   if (!cpu_only) fb_cuda_matmul_forward(dout, dx, dw, db, N, C, OC, 0.75f, 0.5f, fb_cuda_stream());
   compare("matmul_forward (bf16 W, beta)", dout, ref, (size_t)N * OC, BF16_BOUND);
@@ -167,7 +169,8 @@ static void check_matmul(void) {
   fb_op_matmul_forward(ref, x, wf, b, N, C, OC, 1.0f, 0.0f);
   fb_cuda_free(dpo);
   dpo = dev_poisoned((size_t)N * OC);
-  if (!cpu_only) fb_cuda_matmul_forward_f32(dpo, dx, dwf, db, N, C, OC, 1.0f, 0.0f, fb_cuda_stream());
+  if (!cpu_only)
+    fb_cuda_matmul_forward_f32(dpo, dx, dwf, db, N, C, OC, 1.0f, 0.0f, fb_cuda_stream());
   compare("matmul_forward_f32", dpo, ref, (size_t)N * OC, FP32_BOUND);
   float *gw0 = host_rand((size_t)OC * C, 1), *gb0 = host_rand(OC, 1);
   float *refw = host_copy(gw0, (size_t)OC * C), *refb = host_copy(gb0, OC);
@@ -239,13 +242,14 @@ static void check_rows(void) {
     memcpy(ref, x, (size_t)N * C * 4);
     (back ? fb_op_rope_backward : fb_op_rope_forward)(ref, cs, sn, pos, N, NH, HD);
     up(dout, x, (size_t)N * C * 4);
-    if (!cpu_only) (back ? fb_cuda_rope_backward : fb_cuda_rope_forward)(dout, dcs, dsn, dpos, N, NH, HD, s);
+    if (!cpu_only)
+      (back ? fb_cuda_rope_backward : fb_cuda_rope_forward)(dout, dcs, dsn, dpos, N, NH, HD, s);
     compare(back ? "rope_backward" : "rope_forward", dout, ref, (size_t)N * C, FP32_BOUND);
   }
   void *devs[] = {dids, dt16, dout, dg, ddt, dx, dw, drstd, ddi, ddw, dcs, dsn, dpos};
   for (size_t i = 0; i < sizeof devs / sizeof devs[0]; i++) fb_cuda_free(devs[i]);
-  void *hosts[] = {table, t16, ids, ref, g, dtab0, refdt, x, w, rstd, din0, dw0, refdi, refdw,
-                   cs, sn, pos};
+  void *hosts[] = {table, t16,  ids, ref,   g,     dtab0, refdt, x,  w,
+                   rstd,  din0, dw0, refdi, refdw, cs,    sn,    pos};
   for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) free(hosts[i]);
 }
 
@@ -300,8 +304,73 @@ static void check_elementwise(void) {
   for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) free(hosts[i]);
 }
 
+/* Attention in double precision, from the definition (backend.h's masking, window included):
+ * queries [B,Tq,NH,HD] at absolute positions q0.., keys and values [B,Tk,NKV,HD], seg [B,Tq]
+ * (Tq == Tk) or NULL. Without dout: out. With dout: dq, dk, dv (dk/dv summed over a group). */
+static void ref_attention(float *out, float *dq, float *dk, float *dv, const float *dout,
+                          const float *q, const float *k, const float *v, const int32_t *seg, int B,
+                          int Tq, int Tk, int q0, int NH, int NKV, int HD, int window) {
+  double scale = 1.0 / sqrt((double)HD), *p = malloc(Tk * sizeof(double));
+  double *dp = malloc(Tk * sizeof(double)), *acc = malloc(HD * sizeof(double));
+  size_t nk = (size_t)B * Tk * NKV * HD;
+  double *gk = calloc(nk, sizeof(double)), *gv = calloc(nk, sizeof(double));
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < NH; h++)
+      for (int i = 0; i < Tq; i++) {
+        int ia = q0 + i, si = seg ? seg[(size_t)b * Tq + i] : 0;
+        size_t qo = (((size_t)b * Tq + i) * NH + h) * HD;
+        double mx = -INFINITY, sum = 0;
+        for (int j = 0; j < Tk; j++) {
+          const float *kj = k + (((size_t)b * Tk + j) * NKV + h / (NH / NKV)) * HD;
+          int ok = j <= ia && !(window > 0 && ia - j >= window) &&
+                   (!seg || (si < 0 ? j == ia : seg[(size_t)b * Tk + j] == si));
+          double s = 0;
+          for (int d = 0; d < HD && ok; d++) s += (double)q[qo + d] * kj[d];
+          p[j] = ok ? s * scale : -INFINITY;
+          if (p[j] > mx) mx = p[j];
+        }
+        for (int j = 0; j < Tk; j++) sum += p[j] = exp(p[j] - mx);
+        for (int j = 0; j < Tk; j++) p[j] /= sum;
+        for (int d = 0; d < HD; d++) acc[d] = 0;
+        if (!dout) { /* out = P V */
+          for (int j = 0; j < Tk; j++)
+            for (int d = 0; d < HD && p[j] > 0; d++)
+              acc[d] += p[j] * v[(((size_t)b * Tk + j) * NKV + h / (NH / NKV)) * HD + d];
+          for (int d = 0; d < HD; d++) out[qo + d] = (float)acc[d];
+          continue;
+        }
+        double D = 0;
+        for (int j = 0; j < Tk; j++) {
+          const float *vj = v + (((size_t)b * Tk + j) * NKV + h / (NH / NKV)) * HD;
+          dp[j] = 0;
+          for (int d = 0; d < HD; d++) dp[j] += (double)dout[qo + d] * vj[d];
+          D += p[j] * dp[j];
+        }
+        for (int j = 0; j < Tk; j++) {
+          if (p[j] == 0) continue;
+          size_t ko = (((size_t)b * Tk + j) * NKV + h / (NH / NKV)) * HD;
+          double ds = p[j] * (dp[j] - D) * scale;
+          for (int d = 0; d < HD; d++) {
+            acc[d] += ds * k[ko + d];
+            gk[ko + d] += ds * q[qo + d];
+            gv[ko + d] += p[j] * dout[qo + d];
+          }
+        }
+        for (int d = 0; d < HD; d++) dq[qo + d] = (float)acc[d];
+      }
+  for (size_t e = 0; dout && e < nk; e++) {
+    dk[e] = (float)gk[e];
+    dv[e] = (float)gv[e];
+  }
+  free(p);
+  free(dp);
+  free(acc);
+  free(gk);
+  free(gv);
+}
+
 /* Causal GQA attention with packed sequences and padding, T not a multiple of any tile. */
-static void check_attention(int HD) {
+static void check_attention(int HD, int window) {
   int B = 2, T = 203, NH = 6, NKV = 2, N = B * T;
   size_t nq = (size_t)N * NH * HD, nk = (size_t)N * NKV * HD;
   fb_stream s = fb_cuda_stream();
@@ -311,42 +380,44 @@ static void check_attention(int HD) {
     int t = n % T;
     seg[n] = n / T ? 7 : t < 90 ? 0 : t < 190 ? 1 : -1;
   }
-  float *scratch = malloc(fb_op_attention_scratch(T) * 4);
   float *ref = malloc(nq * 4), *rdq = malloc(nq * 4), *rdk = malloc(nk * 4), *rdv = malloc(nk * 4);
-  fb_op_attention_forward(ref, q, k, v, seg, scratch, B, T, NH, NKV, HD);
-  fb_op_attention_backward(rdq, rdk, rdv, g, q, k, v, seg, scratch, B, T, NH, NKV, HD);
+  ref_attention(ref, NULL, NULL, NULL, NULL, q, k, v, seg, B, T, T, 0, NH, NKV, HD, window);
+  ref_attention(NULL, rdq, rdk, rdv, g, q, k, v, seg, B, T, T, 0, NH, NKV, HD, window);
   float *dq = dev(q, nq * 4), *dk = dev(k, nk * 4), *dv = dev(v, nk * 4), *dg = dev(g, nq * 4);
   int32_t *dseg = dev(seg, N * 4);
-  float *out = dev_poisoned(nq), *lse = dev_poisoned((size_t)N * NH), *delta = dev_poisoned((size_t)N * NH);
+  float *out = dev_poisoned(nq), *lse = dev_poisoned((size_t)N * NH),
+        *delta = dev_poisoned((size_t)N * NH);
   float *gq = dev_poisoned(nq), *gk = dev_poisoned(nk), *gv = dev_poisoned(nk);
-  char name[64];
-  if (!cpu_only) fb_cuda_attention_forward(out, lse, dq, dk, dv, dseg, B, T, NH, NKV, HD, s);
-  snprintf(name, sizeof name, "attention_forward HD=%d", HD);
+  char name[64], tag[32];
+  snprintf(tag, sizeof tag, "HD=%d window=%d", HD, window);
+  if (!cpu_only)
+    fb_cuda_attention_forward(out, lse, dq, dk, dv, dseg, B, T, NH, NKV, HD, window, s);
+  snprintf(name, sizeof name, "attention_forward %s", tag);
   compare(name, out, ref, nq, FP32_BOUND);
   if (!cpu_only)
-    fb_cuda_attention_backward(gq, gk, gv, dg, out, lse, dq, dk, dv, dseg, delta, B, T, NH, NKV,
-                               HD, s);
-  snprintf(name, sizeof name, "attention_backward dq HD=%d", HD);
+    fb_cuda_attention_backward(gq, gk, gv, dg, out, lse, dq, dk, dv, dseg, delta, B, T, NH, NKV, HD,
+                               window, s);
+  snprintf(name, sizeof name, "attention_backward dq %s", tag);
   compare(name, gq, rdq, nq, FP32_BOUND);
-  snprintf(name, sizeof name, "attention_backward dk HD=%d", HD);
+  snprintf(name, sizeof name, "attention_backward dk %s", tag);
   compare(name, gk, rdk, nk, FP32_BOUND);
-  snprintf(name, sizeof name, "attention_backward dv HD=%d", HD);
+  snprintf(name, sizeof name, "attention_backward dv %s", tag);
   compare(name, gv, rdv, nk, FP32_BOUND);
-  /* the KV-cache form: n new queries after p0 cached positions (one row of k/v as the cache) */
+  /* the KV-cache form: n new queries after p0 cached positions (row 0 of k/v as the cache) */
   int p0s[2] = {37, 100}, ns[2] = {1, 70};
-  float *cscratch = malloc(fb_op_attention_cached_scratch(T) * 4);
   for (int c = 0; c < 2; c++) {
     int p0 = p0s[c], n = ns[c];
-    fb_op_attention_cached(ref, q, k, v, cscratch, n, p0, NH, NKV, HD);
+    ref_attention(ref, NULL, NULL, NULL, NULL, q, k, v, NULL, 1, n, p0 + n, p0, NH, NKV, HD,
+                  window);
     fb_cuda_free(out);
     out = dev_poisoned((size_t)n * NH * HD);
-    if (!cpu_only) fb_cuda_attention_cached(out, dq, dk, dv, n, p0, NH, NKV, HD, s);
-    snprintf(name, sizeof name, "attention_cached HD=%d p0=%d n=%d", HD, p0, n);
+    if (!cpu_only) fb_cuda_attention_cached(out, dq, dk, dv, n, p0, NH, NKV, HD, window, s);
+    snprintf(name, sizeof name, "attention_cached %s p0=%d n=%d", tag, p0, n);
     compare(name, out, ref, (size_t)n * NH * HD, FP32_BOUND);
   }
   void *devs[] = {dq, dk, dv, dg, dseg, out, lse, delta, gq, gk, gv};
   for (size_t i = 0; i < sizeof devs / sizeof devs[0]; i++) fb_cuda_free(devs[i]);
-  void *hosts[] = {q, k, v, g, seg, scratch, ref, rdq, rdk, rdv, cscratch};
+  void *hosts[] = {q, k, v, g, seg, ref, rdq, rdk, rdv};
   for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) free(hosts[i]);
 }
 
@@ -360,7 +431,8 @@ static void check_crossentropy(void) {
   float *logits = malloc((size_t)N * V * 4), *losses = malloc(N * 4);
   fb_op_matmul_forward(logits, lnf, W, NULL, N, C, V, 1.0f, 0.0f);
   fb_op_crossentropy_forward(losses, logits, tg, N, V);
-  float *dlog = dev(logits, (size_t)N * V * 4), *dl = dev_poisoned(N), *dd = dev_poisoned((size_t)N * V);
+  float *dlog = dev(logits, (size_t)N * V * 4), *dl = dev_poisoned(N),
+        *dd = dev_poisoned((size_t)N * V);
   int32_t *dtg = dev(tg, N * 4);
   if (!cpu_only) fb_cuda_crossentropy_forward(dl, dlog, dtg, N, V, s);
   compare("crossentropy_forward", dl, losses, N, FP32_BOUND);
@@ -423,7 +495,7 @@ static fb_model *small_model(int which, fb_lora **lora, fb_lora **copy) {
     die(&err);
   fb_model_init_random(m, 11 + which, 0.05f);
   free(to_bf16(m->params, m->n_floats)); /* both sides on the GPU's bf16 weights */
-  for (int i = 0; i < m->n_table; i++) /* norms away from 1, so their weights matter */
+  for (int i = 0; i < m->n_table; i++)   /* norms away from 1, so their weights matter */
     if (strstr(m->table[i].name, "norm"))
       for (size_t k = 0; k < m->table[i].numel; k++)
         m->params[m->table[i].offset + k] = (float)(1.0 + 0.2 * uniform());
@@ -560,10 +632,10 @@ static int bench(const char *config, int B, int T, int steps) {
   }
   fb_cuda_sync();
   double dt = now() - t0;
-  printf("{\"engine\":\"fastbrain\",\"config\":\"%s\",\"batch\":%d,\"seq\":%d,\"steps\":%d,"
-         "\"tokens_per_s\":%.1f,\"step_ms\":%.2f,\"peak_bytes\":%zu,\"loss\":%.4f}\n",
-         config, B, T, steps, (double)N * steps / dt, dt / steps * 1e3, fb_cuda_peak_bytes(),
-         loss);
+  printf(
+      "{\"engine\":\"fastbrain\",\"config\":\"%s\",\"batch\":%d,\"seq\":%d,\"steps\":%d,"
+      "\"tokens_per_s\":%.1f,\"step_ms\":%.2f,\"peak_bytes\":%zu,\"loss\":%.4f}\n",
+      config, B, T, steps, (double)N * steps / dt, dt / steps * 1e3, fb_cuda_peak_bytes(), loss);
   fb_gpu_model_free(g);
   fb_lora_free(lora);
   fb_model_free(m);
@@ -575,7 +647,9 @@ int main(int argc, char **argv) {
   int want_bench = argc >= 2 && strcmp(argv[1], "bench") == 0;
   cpu_only = argc >= 2 && strcmp(argv[1], "--cpu-only") == 0;
   if (!cpu_only && !want_bench && !(argc >= 2 && strcmp(argv[1], "check") == 0)) {
-    fprintf(stderr, "usage: fb_gpu_check check | --cpu-only [CONFIG.json...] | bench CONFIG.json B T STEPS\n");
+    fprintf(
+        stderr,
+        "usage: fb_gpu_check check | --cpu-only [CONFIG.json...] | bench CONFIG.json B T STEPS\n");
     return 2;
   }
   if (!cpu_only) {
@@ -599,8 +673,9 @@ int main(int argc, char **argv) {
   check_matmul();
   check_rows();
   check_elementwise();
-  check_attention(64);
-  check_attention(128);
+  check_attention(64, 0);
+  check_attention(128, 0);
+  check_attention(64, 50); /* Mistral's sliding window, shorter than the sequences */
   check_crossentropy();
   check_model(0);
   check_model(1);
