@@ -6,7 +6,8 @@
 #   3. times LoRA training (rank 16, seven targets, seq 1024, random weights) for the
 #      SmolLM2-135M and Qwen2.5-0.5B shapes beside HF transformers + peft, and prints the table.
 # Logs go to $OUT (the device tool brings them back). Exit 0 only if every check passed and the
-# floors were met.
+# floors were met. SANITIZE=1 first runs the checks under compute-sanitizer's memcheck (slower;
+# out-of-bounds and misaligned accesses in the kernels, into $OUT/memcheck.txt).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/fb-gpu-out}
@@ -28,6 +29,12 @@ cmake -S tests/gpu -B "$build" -DCMAKE_BUILD_TYPE=Release -DFB_DEPS="$deps" \
   cmake --build "$build" -j "$(nproc)" >>"$OUT/build.log" 2>&1 ||
   { tail -40 "$OUT/build.log"; echo "run.sh: build failed"; exit 1; }
 echo "build: $((SECONDS - t0)) s"
+if [ "${SANITIZE:-0}" = 1 ]; then
+  compute-sanitizer --tool memcheck --error-exitcode 9 "$build/fb_gpu_check" check \
+    >"$OUT/memcheck.txt" 2>&1
+  mc=$?
+  echo "memcheck: exit $mc; $(grep "ERROR SUMMARY" "$OUT/memcheck.txt")"
+fi
 "$build/fb_gpu_check" check 2>&1 | tee "$OUT/check.txt"
 check=${PIPESTATUS[0]}
 : >"$OUT/bench.jsonl"
