@@ -294,6 +294,8 @@ static int ensure_rope(fb_model *m, int n, fb_err *err) {
   return 0;
 }
 
+int fb_model_rope_reserve(fb_model *m, int n, fb_err *err) { return ensure_rope(m, n, err); }
+
 /* Size the activations for B rows of T (grows, never shrinks). */
 static int reserve(fb_model *m, int B, int T, fb_err *err) {
   size_t N = (size_t)B * T;

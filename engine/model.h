@@ -123,6 +123,9 @@ int fb_model_decode(fb_model *m, struct fb_lora *lora, fb_kv_cache *c, const int
  * src_dir NULL (a model made by fb_model_create), a config.json written from m->cfg. */
 int fb_model_save(const fb_model *m, const char *src_dir, const char *out_dir, fb_err *err);
 
+/* Make m->rope_cos/rope_sin cover positions 0..n-1 (another backend uploads them). */
+int fb_model_rope_reserve(fb_model *m, int n, fb_err *err);
+
 /* Find a weight by Hugging Face name; NULL if absent. */
 const fb_param *fb_model_param(const fb_model *m, const char *name);
 
