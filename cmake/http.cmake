@@ -20,7 +20,7 @@ target_compile_options(test_http PRIVATE -Wno-missing-field-initializers)  # tab
 
 # The Lua binding lives in the host.
 target_sources(fb_host PRIVATE engine/l_http.c)
-target_link_libraries(fb_host PUBLIC fb_http)
+target_link_libraries(fb_host PUBLIC fb_http pthread)
 fb_add_lua_test(router tests/lua/test_router.lua)
 fb_add_lua_test(serve tests/lua/test_serve.lua)
 add_test(NAME http_serve_cli COMMAND ${PROJECT_SOURCE_DIR}/tests/http/serve_cli.sh

@@ -271,6 +271,7 @@ function M.new(opts)
     exact = {},          -- METHOD -> path -> route, for patterns without params
     by_method = {},      -- METHOD -> routes in registration order
     idle = {},           -- parked handler coroutines
+    waiting = setmetatable({}, {__mode = "k"}),  -- coroutine -> {req, res} once it yielded
     middleware = {},
     statics = {},
     timeout = opts.timeout or DEFAULTS.timeout,
@@ -408,7 +409,7 @@ end
 -- and goes back to the pool if it finished within the dispatch that started it. One that
 -- yielded on the way is driven by whoever resumes it and is dropped when it ends.
 local PARKED, MAX_IDLE = {}, 64
-local resume = coroutine.resume
+local resume = http.resume  -- coroutine.resume that keeps the runaway guard's chain
 
 function App:_worker()
   local co = coroutine.create(function(app, route, req, res)
@@ -417,7 +418,16 @@ function App:_worker()
       app, route, req, res = coroutine.yield(PARKED)
     end
   end)
-  http.guard(co, self.runaway)
+  -- A runaway stopped after a yield was resumed by someone else (a timer, a socket): answer
+  -- its request here. One stopped in _dispatch's own resume is answered there.
+  local waiting = self.waiting
+  http.guard(co, self.runaway, function(err)
+    local w = waiting[co]
+    if w then
+      waiting[co] = nil
+      on_error(w.res, w.req, err, co)
+    end
+  end)
   return co
 end
 
@@ -439,6 +449,7 @@ function App:_dispatch(rq, method, path, query_string)
   end
   if err == PARKED and #idle < MAX_IDLE then idle[#idle + 1] = co end
   if res.done then return end
+  self.waiting[co] = {req = req, res = res}
   -- Not answered yet: the handler yielded (a timer or a socket resumes it) or kept res for a
   -- callback. Give up after the route's timeout; stop waiting if the client leaves.
   local timeout = route and route.timeout or self.timeout

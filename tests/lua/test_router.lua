@@ -40,6 +40,20 @@ app:get("/slowpoke", function(_, res)
   late = {res:json(200, {late = true})}
 end)
 app:get("/spin", function() while true do end end)
+-- runaways in coroutines the handler resumes, one made before any request among them
+app:get("/spin-wrapped", function() coroutine.wrap(function() while true do end end)() end)
+local spinner = coroutine.create(function() while true do end end)
+app:get("/spin-resumed", function(_, res)
+  coroutine.resume(spinner)
+  res:json(200, {survived = true})
+end)
+app:get("/spin-caught", function()
+  while true do pcall(function() while true do end end) end
+end)
+app:get("/spin-later", function()
+  fb.sleep(10)
+  while true do end
+end)
 app:post("/small", function(req, res) res:send(200, "ok") end, {max_body = 10})
 app:get("/headers", function(req, res) res:send(200, "x", {["X-Custom"] = "yes", ["Content-Type"] = "text/x-test"}) end)
 
@@ -184,6 +198,18 @@ T.test("a runaway handler is stopped with 503 and the server keeps serving", fun
   T.eq(r.status, 503)
   T.eq(json(r), {error = "handler took too long"})
   T.eq(get("/api/health").status, 200)
+end)
+
+T.test("the runaway guard stops coroutines the handler resumes, after a yield too", function()
+  for _, path in ipairs{"/spin-wrapped", "/spin-resumed", "/spin-caught", "/spin-later"} do
+    local started = fb.now()
+    local r = get(path)
+    T.eq({path, r.status}, {path, 503})
+    T.eq(json(r), {error = "handler took too long"})
+    assert(fb.now() - started < 2000, path .. " took " .. (fb.now() - started) .. " ms")
+    T.eq(get("/api/health").status, 200)
+  end
+  T.eq(coroutine.status(spinner), "dead")
 end)
 
 T.test("middleware answers and logs", function()
