@@ -238,9 +238,20 @@ int fb_http_conn_write(fb_http_conn *c, const uv_buf_t *bufs, unsigned nbufs) {
 
 static void timer_fired(uv_timer_t *t);
 
-void fb_http_conn_timer(fb_http_conn *c, uint64_t ms, uint64_t repeat) {
-  if (!c->closing) uv_timer_start(&c->timer, timer_fired, ms, repeat);
+/* The connection's one deadline, ms from now (loop time). The timer is restarted only when
+ * it would fire too late: across keep-alive requests it stays armed, and timer_fired sets it
+ * again for whatever time is left, so answering a request costs no timer work. */
+void fb_http_conn_timer(fb_http_conn *c, uint64_t ms) {
+  if (c->closing) return;
+  c->deadline = uv_now(c->srv->loop) + ms;
+  if (!c->timer_due || c->timer_due > c->deadline) {
+    c->timer_due = c->deadline;
+    uv_timer_start(&c->timer, timer_fired, ms, 0);
+  }
 }
+
+/* No deadline while a handler works; a timer already armed fires and finds none. */
+static void conn_timer_clear(fb_http_conn *c) { c->deadline = 0; }
 
 static void free_conn(fb_http_conn *c) {
   free(c->in.data);
@@ -301,7 +312,7 @@ static void start_linger(fb_http_conn *c) {
     return;
   }
   read_start(c);  /* reading may have been paused for back-pressure: see the peer's close */
-  fb_http_conn_timer(c, LINGER_MS, 0);
+  fb_http_conn_timer(c, LINGER_MS);
 }
 
 static void reset_request(fb_http_conn *c) {
@@ -347,6 +358,15 @@ static void fail_request(fb_http_conn *c, int status, const char *msg) {
 
 static void timer_fired(uv_timer_t *t) {
   fb_http_conn *c = t->data;
+  uint64_t now = uv_now(c->srv->loop);
+  c->timer_due = 0;
+  if (!c->deadline) return;
+  if (now < c->deadline) {  /* moved on since the timer was armed */
+    c->timer_due = c->deadline;
+    uv_timer_start(t, timer_fired, c->deadline - now, 0);
+    return;
+  }
+  c->deadline = 0;
   switch (c->state) {
     case CONN_HEADERS:
     case CONN_BODY:
@@ -362,7 +382,7 @@ static void timer_fired(uv_timer_t *t) {
       if (c->in_off < c->in.len) {  /* pipelined requests deferred by fb_http_finish */
         process_input(c);
         if (!c->closing && c->state == CONN_IDLE)
-          fb_http_conn_timer(c, c->srv->cfg.limits.idle_timeout_ms, 0);
+          fb_http_conn_timer(c, c->srv->cfg.limits.idle_timeout_ms);
         break;
       }
       fb_http_conn_close(c);
@@ -431,7 +451,7 @@ static fb_http_conn *conn_of(llhttp_t *p) { return p->data; }
 static int on_message_begin(llhttp_t *p) {
   fb_http_conn *c = conn_of(p);
   c->state = CONN_HEADERS;
-  fb_http_conn_timer(c, c->srv->cfg.limits.header_timeout_ms, 0);
+  fb_http_conn_timer(c, c->srv->cfg.limits.header_timeout_ms);
   return 0;
 }
 
@@ -591,7 +611,7 @@ static int on_headers_complete(llhttp_t *p) {
   }
   if (has_body) {
     c->state = CONN_BODY;
-    fb_http_conn_timer(c, srv->cfg.limits.body_timeout_ms, 0);
+    fb_http_conn_timer(c, srv->cfg.limits.body_timeout_ms);
   }
   return 0;
 }
@@ -600,7 +620,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
   fb_http_conn *c = conn_of(p);
   if (c->body.len + len > c->max_body) return user_error(c, 413, "request body too large");
   if (fb_http_buf_add(&c->body, at, len)) return user_error(c, 500, "out of memory");
-  fb_http_conn_timer(c, c->srv->cfg.limits.body_timeout_ms, 0);
+  fb_http_conn_timer(c, c->srv->cfg.limits.body_timeout_ms);
   return 0;
 }
 
@@ -612,7 +632,7 @@ static int on_message_complete(llhttp_t *p) {
   c->req.body_len = c->body.len;
   c->keep_alive = llhttp_should_keep_alive(p) && !p->upgrade && !c->srv->closing;
   c->state = CONN_HANDLER;
-  uv_timer_stop(&c->timer);
+  conn_timer_clear(c);
   return HPE_PAUSED;
 }
 
@@ -695,7 +715,7 @@ void fb_http_finish(fb_http_conn *c) {
   /* Pipelined input waits for the next loop turn (unless process_input is on the stack and
    * carries on): answering never re-enters the request callback. */
   int pending = !c->processing && c->in_off < c->in.len;
-  fb_http_conn_timer(c, pending ? 0 : c->srv->cfg.limits.idle_timeout_ms, 0);
+  fb_http_conn_timer(c, pending ? 0 : c->srv->cfg.limits.idle_timeout_ms);
 }
 
 /* ---- responses ---- */
@@ -833,5 +853,5 @@ void fb_http_conn_accept(fb_http_server *srv) {
     return;
   }
   c->state = CONN_IDLE;
-  fb_http_conn_timer(c, srv->cfg.limits.header_timeout_ms, 0);
+  fb_http_conn_timer(c, srv->cfg.limits.header_timeout_ms);
 }

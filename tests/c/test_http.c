@@ -626,6 +626,37 @@ TEST(timeouts_cut_slow_clients) {
   stop(s);
 }
 
+/* The deadline follows the connection's state: a keep-alive connection idle past the header
+ * timeout (but within the idle one) still serves its next request, then is cut at the idle
+ * timeout counted from that answer. */
+TEST(timeouts_follow_each_request) {
+  opts o = defaults();
+  o.limits.header_timeout_ms = 150;
+  o.limits.idle_timeout_ms = 600;
+  server *s = start(&o);
+  REQUIRE(s);
+  int fd = dial(s->port);
+  const char *get = GET_("/echo") "\r\n";
+  reply *r = calloc(1, sizeof *r);
+  for (int i = 0; i < 2; i++) {
+    send_all(fd, get, strlen(get));
+    memset(r, 0, sizeof *r);
+    read_reply(fd, r, 1, 3000, 0);
+    CHECK_INT(status_of(r->data), 200);
+    CHECK_INT(r->closed, 0);
+    if (i == 0) usleep(350 * 1000);  /* past the header timeout, within the idle one */
+  }
+  double t0 = now_ms();
+  memset(r, 0, sizeof *r);
+  read_reply(fd, r, 0, 3000, 0);
+  double took = now_ms() - t0;
+  CHECK_INT(r->closed, 1);
+  CHECK(took >= 500 && took < 2000);
+  close(fd);
+  free(r);
+  stop(s);
+}
+
 TEST(connection_limit_answers_503) {
   opts o = defaults();
   o.limits.max_connections = 2;
