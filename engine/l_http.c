@@ -12,10 +12,13 @@
 #include <time.h>
 
 #include "http.h"
+#include "http_route.h"
 #include "modules.h"
 #include "vm.h"
 
 #define SERVER_MT "fastbrain.http.server"
+#define ROUTES_MT "fastbrain.http.routes"
+#define MAX_PARAMS 16
 #define REQUEST_MT "fastbrain.http.request"
 #define MAX_HEADERS 32
 
@@ -32,25 +35,20 @@ typedef struct lserver {
 
 struct server_box { lserver *s; };  /* s is NULL once the server is freed */
 
-/* A request seen by Lua. Freed when both the engine is done with it (answered or closed)
- * and its userdata is collected. */
+/* A request seen by Lua: the userdata itself. While the engine holds it (until answered or
+ * closed) a registry reference keeps it alive; after that Lua's GC owns it alone. */
 typedef struct lreq {
   fb_http_req *req;     /* NULL once answered or closed */
   lserver *s;
   int self, on_close;   /* registry refs while live */
-  int refs;             /* 2: the engine's and the userdata's */
   int closed;           /* the client went away (vs answered) */
 } lreq;
 
-typedef struct { lreq *r; } request_box;
+static const char req_mt_key = 'r';  /* registry: the request metatable */
 
 static void unref(lua_State *L, int *ref) {
   if (L && *ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, *ref);
   *ref = LUA_NOREF;
-}
-
-static void lreq_release(lreq *r) {
-  if (--r->refs == 0) free(r);
 }
 
 /* The engine is done with the request: drop the references that kept it alive. */
@@ -59,7 +57,6 @@ static void lreq_done(lreq *r) {
   r->req = NULL;
   unref(L, &r->on_close);
   unref(L, &r->self);
-  lreq_release(r);
 }
 
 static void on_req_close(void *ud, fb_http_req *req) {
@@ -75,8 +72,15 @@ static void on_req_close(void *ud, fb_http_req *req) {
   lreq_done(r);
 }
 
+/* The request at idx. Its methods hold the metatable as upvalue 1: comparing with it is
+ * cheaper than luaL_checkudata's lookup by name, and as safe. */
 static lreq *check_req(lua_State *L, int idx) {
-  return ((request_box *)luaL_checkudata(L, idx, REQUEST_MT))->r;
+  lreq *r = lua_touserdata(L, idx);
+  if (!r || !lua_getmetatable(L, idx)) luaL_typeerror(L, idx, REQUEST_MT);
+  int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+  lua_pop(L, 1);
+  if (!same) luaL_typeerror(L, idx, REQUEST_MT);
+  return r;
 }
 
 /* The live request or a Lua error (a caller's mistake: answering twice, after close). */
@@ -117,7 +121,8 @@ static int push_result(lua_State *L, lreq *r, int rc) {
   return 2;
 }
 
-/* rq:respond(status, body, headers) */
+/* rq:respond(status, body, headers): headers is a table, or a string for the Content-Type
+ * alone (no table to walk on the common path). */
 static int req_respond(lua_State *L) {
   lreq *r = check_req(L, 1);
   fb_http_req *req = live_req(L, r);
@@ -125,8 +130,10 @@ static int req_respond(lua_State *L) {
   size_t len = 0;
   const char *body = luaL_optlstring(L, 3, "", &len);
   fb_http_header h[MAX_HEADERS];
-  int n = collect_headers(L, 4, h, MAX_HEADERS);
-  int rc = fb_http_respond(req, status, h, n, body, len);  /* r lives: the box is arg 1 */
+  int n = 1;
+  if (lua_type(L, 4) == LUA_TSTRING) h[0] = (fb_http_header){"Content-Type", lua_tostring(L, 4)};
+  else n = collect_headers(L, 4, h, MAX_HEADERS);
+  int rc = fb_http_respond(req, status, h, n, body, len);  /* r lives: it is arg 1 */
   if (rc == 0 && r->req) lreq_done(r);
   return push_result(L, r, rc);
 }
@@ -239,13 +246,6 @@ static int req_remote_addr(lua_State *L) {
   return 1;
 }
 
-static int req_gc(lua_State *L) {
-  request_box *b = luaL_checkudata(L, 1, REQUEST_MT);
-  if (b->r) lreq_release(b->r);
-  b->r = NULL;
-  return 0;
-}
-
 /* ---- the server ---- */
 
 static void on_request(void *ud, fb_http_req *req) {
@@ -255,28 +255,24 @@ static void on_request(void *ud, fb_http_req *req) {
     fb_http_respond_error(req, 503, "shutting down");
     return;
   }
-  lreq *r = malloc(sizeof *r);
-  if (!r) {
-    fb_http_respond_error(req, 503, "out of memory");
-    return;
-  }
-  *r = (lreq){.req = req, .s = s, .self = LUA_NOREF, .on_close = LUA_NOREF, .refs = 2};
-  fb_http_req_on_close(req, on_req_close, r);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, s->on_request);
-  request_box *b = lua_newuserdatauv(L, sizeof *b, 0);
-  b->r = r;
-  luaL_setmetatable(L, REQUEST_MT);
+  /* the request stays below the call, so it outlives it even once answered */
+  lreq *r = lua_newuserdatauv(L, sizeof *r, 0);
+  *r = (lreq){.req = req, .s = s, .self = LUA_NOREF, .on_close = LUA_NOREF};
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &req_mt_key);
+  lua_setmetatable(L, -2);
   lua_pushvalue(L, -1);
   r->self = luaL_ref(L, LUA_REGISTRYINDEX);  /* alive while the engine holds it */
+  fb_http_req_on_close(req, on_req_close, r);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->on_request);
+  lua_pushvalue(L, -2);
   lua_pushstring(L, req->method);
   lua_pushstring(L, req->path);
   lua_pushstring(L, req->query);
-  r->refs++;  /* r must outlive the call even if Lua collects its box */
   if (fb_vm_pcall(L, 4, 0, "http request") != LUA_OK && r->req) {
     if (fb_http_stream_end(req) != 0) fb_http_respond_error(req, 500, "internal error");
     if (r->req) lreq_done(r);
   }
-  lreq_release(r);
+  lua_pop(L, 1);
 }
 
 static int on_headers(void *ud, const fb_http_req *req, uint64_t *max_body) {
@@ -443,6 +439,102 @@ static int server_gc(lua_State *L) {
     b->s = NULL;
     fb_http_server_close(s->srv, 0, server_done, s);  /* also cuts a grace period short */
   }
+  return 0;
+}
+
+/* ---- route patterns ----
+ * routes() -> a list of patterns (http_route.h) the router matches a path against in C:
+ * list:add(pattern) -> its index; list:match(path [, from]) -> the index of the first pattern
+ * at or after from that matches, and a new table of its params (percent-decoded), or nil. */
+
+typedef struct routes {
+  fb_http_route **list;
+  int n, cap;
+} routes;
+
+static int http_routes(lua_State *L) {
+  routes *rs = lua_newuserdatauv(L, sizeof *rs, 0);
+  *rs = (routes){0};
+  luaL_setmetatable(L, ROUTES_MT);
+  return 1;
+}
+
+static int routes_add(lua_State *L) {
+  routes *rs = luaL_checkudata(L, 1, ROUTES_MT);
+  const char *pattern = luaL_checkstring(L, 2);
+  if (rs->n == rs->cap) {
+    int cap = rs->cap ? rs->cap * 2 : 8;
+    fb_http_route **list = realloc(rs->list, (size_t)cap * sizeof *list);
+    if (!list) return luaL_error(L, "routes: out of memory");
+    rs->list = list;
+    rs->cap = cap;
+  }
+  fb_http_route *r = fb_http_route_new(pattern);
+  if (!r) return luaL_error(L, "routes: out of memory");
+  if (fb_http_route_nparams(r) > MAX_PARAMS) {
+    fb_http_route_free(r);
+    return luaL_error(L, "route pattern has more than %d params: %s", MAX_PARAMS, pattern);
+  }
+  rs->list[rs->n++] = r;
+  lua_pushinteger(L, rs->n);
+  return 1;
+}
+
+static int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* s with each %XX decoded (a % without two hex digits stays as it is). */
+static void push_decoded(lua_State *L, const char *s, size_t n) {
+  if (!memchr(s, '%', n)) {
+    lua_pushlstring(L, s, n);
+    return;
+  }
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (size_t i = 0; i < n; i++) {
+    int hi, lo;
+    if (s[i] == '%' && i + 2 < n &&
+        (hi = hex_value(s[i + 1])) >= 0 && (lo = hex_value(s[i + 2])) >= 0) {
+      luaL_addchar(&b, (char)(hi * 16 + lo));
+      i += 2;
+    } else {
+      luaL_addchar(&b, s[i]);
+    }
+  }
+  luaL_pushresult(&b);
+}
+
+static int routes_match(lua_State *L) {
+  routes *rs = luaL_checkudata(L, 1, ROUTES_MT);
+  size_t len;
+  const char *path = luaL_checklstring(L, 2, &len);
+  lua_Integer from = luaL_optinteger(L, 3, 1);
+  fb_http_span caps[MAX_PARAMS];
+  for (lua_Integer i = from < 1 ? 1 : from; i <= rs->n; i++) {
+    const fb_http_route *r = rs->list[i - 1];
+    if (!fb_http_route_match(r, path, len, caps)) continue;
+    lua_pushinteger(L, i);
+    int np = fb_http_route_nparams(r);
+    lua_createtable(L, 0, np);
+    for (int k = 0; k < np; k++) {
+      push_decoded(L, path + caps[k].off, caps[k].len);
+      lua_setfield(L, -2, fb_http_route_param(r, k));
+    }
+    return 2;
+  }
+  lua_pushnil(L);
+  return 1;
+}
+
+static int routes_gc(lua_State *L) {
+  routes *rs = luaL_checkudata(L, 1, ROUTES_MT);
+  for (int i = 0; i < rs->n; i++) fb_http_route_free(rs->list[i]);
+  free(rs->list);
+  *rs = (routes){0};
   return 0;
 }
 
@@ -694,12 +786,16 @@ int luaopen_fastbrain_http(lua_State *L) {
                                          {"static", server_static},
                                          {"close", server_close},
                                          {NULL, NULL}};
+  static const luaL_Reg routes_methods[] = {{"add", routes_add}, {"match", routes_match},
+                                            {NULL, NULL}};
   static const luaL_Reg funcs[] = {
-      {"listen", http_listen}, {"guard", http_guard}, {NULL, NULL}};
+      {"listen", http_listen}, {"guard", http_guard}, {"routes", http_routes}, {NULL, NULL}};
   luaL_newmetatable(L, REQUEST_MT);
-  lua_pushcfunction(L, req_gc);
-  lua_setfield(L, -2, "__gc");
-  luaL_newlib(L, req_methods);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &req_mt_key);
+  luaL_newlibtable(L, req_methods);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, req_methods, 1);  /* each method holds the metatable: see check_req */
   lua_setfield(L, -2, "__index");  /* metatable.__index = methods */
   lua_pop(L, 1);
   luaL_newmetatable(L, SERVER_MT);
@@ -707,6 +803,12 @@ int luaopen_fastbrain_http(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   luaL_newlib(L, srv_methods);
   lua_setfield(L, -2, "__index");  /* metatable.__index = methods */
+  lua_pop(L, 1);
+  luaL_newmetatable(L, ROUTES_MT);
+  lua_pushcfunction(L, routes_gc);
+  lua_setfield(L, -2, "__gc");
+  luaL_newlib(L, routes_methods);
+  lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   track_coroutines(L);
   luaL_newlib(L, funcs);

@@ -37,64 +37,23 @@ function M.parse_query(qs)
   return q
 end
 
-local function unescape_if(s)
-  if s:find("%", 1, true) then return unescape(s) end
-  return s
-end
-
-local function collect(names, params, i, v, ...)
-  if v == nil then return params end
-  params[names[i]] = unescape_if(v)
-  return collect(names, params, i + 1, ...)
-end
-
--- r.match(path) -> params or nil; one or two params (the common shapes) without varargs.
-local function matcher(r)
-  local pat, names = r.lua_pattern, r.names
-  if r.static then
-    local pattern = r.pattern
-    return function(path) if path == pattern then return {} end end
-  elseif #names == 1 then
-    local n1 = names[1]
-    return function(path)
-      local a = path:match(pat)
-      if a then return {[n1] = unescape_if(a)} end
-    end
-  elseif #names == 2 then
-    local n1, n2 = names[1], names[2]
-    return function(path)
-      local a, b = path:match(pat)
-      if a then return {[n1] = unescape_if(a), [n2] = unescape_if(b)} end
-    end
-  end
-  return function(path)
-    if path:find(pat) then return collect(names, {}, 1, path:match(pat)) end
-  end
-end
-
--- "/api/status/:skill/*" -> Lua pattern "^/api/status/([^/]+)/(.*)$" and names {"skill", "*"}.
--- A pattern without params is matched by a table lookup instead.
+-- Check "/api/status/:skill/*": params and a trailing * (matched in C by http.routes()).
+-- A pattern without params is also found by a table lookup, before any matching.
 local function compile(pattern)
   if type(pattern) ~= "string" or pattern:sub(1, 1) ~= "/" then
     error("route pattern must start with '/': " .. tostring(pattern), 3)
   end
   local r = {pattern = pattern, names = {}}
-  local parts = {}
   for seg in pattern:gmatch("[^/]+") do
     if r.names[#r.names] == "*" then error("'*' must end the pattern: " .. pattern, 3) end
     if seg == "*" then
       r.names[#r.names + 1] = "*"
-      parts[#parts + 1] = "(.*)"
     elseif seg:sub(1, 1) == ":" then
+      if #seg == 1 then error("a :param needs a name: " .. pattern, 3) end
       r.names[#r.names + 1] = seg:sub(2)
-      parts[#parts + 1] = "([^/]+)"
-    else
-      parts[#parts + 1] = (seg:gsub("%p", "%%%0"))
     end
   end
-  r.lua_pattern = "^/" .. table.concat(parts, "/") .. "$"
   r.static = #r.names == 0
-  r.match = matcher(r)
   return r
 end
 
@@ -136,7 +95,7 @@ Res.__index = Res
 -- after which the handler's late answer is dropped quietly.
 local function finished(res, status, gone)
   if res.done then return end
-  res.gone = gone
+  if gone then res.gone = gone end
   res.done = true
   res.status = status
   if res.timer then res.timer:stop() end
@@ -156,13 +115,11 @@ function Res:send(status, body, headers)
   finished(self, status)
 end
 
-local JSON_HEADERS = {["Content-Type"] = "application/json"}
-
 -- res:json(status, value [, headers])
 function Res:json(status, value, headers)
   if self.gone then return nil, self.gone end
   if self.done then error("response already sent", 2) end
-  local h = JSON_HEADERS
+  local h = "application/json"  -- the engine takes a lone Content-Type as a string
   if headers then
     h = {["Content-Type"] = "application/json"}
     for k, v in pairs(headers) do h[k] = v end
@@ -268,8 +225,10 @@ function M.new(opts)
   end
   return setmetatable({
     routes = {},         -- in registration order
+    all = http.routes(), -- every pattern, in the order of routes
     exact = {},          -- METHOD -> path -> route, for patterns without params
     by_method = {},      -- METHOD -> routes in registration order
+    matchers = {},       -- METHOD -> http.routes() of by_method[METHOD]
     idle = {},           -- parked handler coroutines
     waiting = setmetatable({}, {__mode = "k"}),  -- coroutine -> {req, res} once it yielded
     middleware = {},
@@ -293,9 +252,13 @@ function App:route(method, pattern, handler, opts)
   r.timeout, r.max_body = opts.timeout, opts.max_body
   if r.max_body then self.body_limits = true end
   self.routes[#self.routes + 1] = r
+  self.all:add(pattern)
   local same = self.by_method[method] or {}
   self.by_method[method] = same
   same[#same + 1] = r
+  local m = self.matchers[method] or http.routes()
+  self.matchers[method] = m
+  m:add(pattern)
   if r.static then
     local exact = self.exact[method] or {}
     self.exact[method] = exact
@@ -339,29 +302,26 @@ function App:find(method, path)
   local r = (self.exact[method] or NONE)[path]
   if not r and method == "HEAD" then r = (self.exact.GET or NONE)[path] end
   if r then return r, {} end
-  local list = self.by_method[method] or NONE
-  for i = 1, #list do
-    local params = list[i].match(path)
-    if params then return list[i], params end
-  end
-  if method == "HEAD" then
-    list = self.by_method.GET or NONE
-    for i = 1, #list do
-      local params = list[i].match(path)
-      if params then return list[i], params end
-    end
+  local m = self.matchers[method]
+  local i, params
+  if m then i, params = m:match(path) end
+  if i then return self.by_method[method][i], params end
+  if method == "HEAD" and self.matchers.GET then
+    i, params = self.matchers.GET:match(path)
+    if i then return self.by_method.GET[i], params end
   end
   local allowed
-  for _, route in ipairs(self.routes) do
-    if route.match(path) then
-      allowed = allowed or {}
-      allowed[route.method] = true
-      if route.method == "GET" then allowed.HEAD = true end
-    end
+  i = self.all:match(path)
+  while i do
+    local route = self.routes[i]
+    allowed = allowed or {}
+    allowed[route.method] = true
+    if route.method == "GET" then allowed.HEAD = true end
+    i = self.all:match(path, i + 1)
   end
   if not allowed then return nil end
   local list = {}
-  for m in pairs(allowed) do list[#list + 1] = m end
+  for name in pairs(allowed) do list[#list + 1] = name end
   table.sort(list)
   return nil, table.concat(list, ", ")
 end
@@ -437,8 +397,10 @@ function App:_dispatch(rq, method, path, query_string)
   local req = setmetatable({_rq = rq, method = method, path = path, query_string = query_string,
                             params = route and params_or_allow or {}}, Req)
   if not route then req.allow = params_or_allow end
-  -- status = nil sizes the table for the status finished() sets: no rehash per request
-  local res = setmetatable({_rq = rq, done = false, status = nil}, Res)
+  -- every field finished() reads or sets is here (status = nil sizes the table for it): no
+  -- rehash and no lookup through the metatable per request
+  local res = setmetatable({_rq = rq, done = false, gone = false, timer = false,
+                            done_hooks = false, status = nil}, Res)
   local idle = self.idle
   local co = idle[#idle]
   if co then idle[#idle] = nil else co = self:_worker() end
@@ -475,7 +437,7 @@ function App:listen(opts)
   local srv, err = http.listen{
     host = opts.host, port = opts.port, token = opts.token,
     allowed_hosts = opts.allowed_hosts, limits = opts.limits,
-    on_request = function(rq, method, path, qs) app:_dispatch(rq, method, path, qs) end,
+    on_request = function(rq, method, path, qs) return app:_dispatch(rq, method, path, qs) end,
     on_headers = self.body_limits and function(method, path)
       local r = app:find(method, path)
       return r and r.max_body
