@@ -85,8 +85,6 @@ static const char *status_text(int status) {
   return "Unknown";
 }
 
-static int buf_str(buf *b, const char *s) { return fb_http_buf_add(b, s, strlen(s)); }
-
 /* Decimal text of v into out (no NUL); returns its length. */
 static size_t u64_text(char *out, uint64_t v) {
   char tmp[24];
@@ -113,11 +111,32 @@ static const char *http_date(fb_http_server *srv) {
 
 static int has_crlf(const char *s) { return s && strpbrk(s, "\r\n") != NULL; }
 
+static char *put(char *p, const char *s, size_t n) {
+  memcpy(p, s, n);
+  return p + n;
+}
+
+#define PUT_LIT(p, lit) put((p), (lit), sizeof(lit) - 1)
+#define HEAD_FIXED 256  /* room for everything but the caller's headers and the CSP */
+
 /* content_length >= 0: fixed; -1: streamed (chunked on 1.1, close-delimited on 1.0);
- * -2: no body headers at all (304, 204). */
+ * -2: no body headers at all (304, 204). Sized once, then copied: no append calls. */
 int fb_http_head(fb_http_conn *c, buf *out, int status, const fb_http_header *headers,
                  int nheaders, int64_t content_length) {
+  static const char csp[] = "Content-Security-Policy: default-src 'self'; img-src 'self' data:; "
+                            "object-src 'none'; frame-ancestors 'none'; base-uri 'self'\r\n";
   if (status < 100 || status > 999) return FB_EINVALID;
+  size_t need = HEAD_FIXED + sizeof csp;
+  int html = 0;
+  for (int i = 0; i < nheaders; i++) {
+    const fb_http_header *h = &headers[i];
+    if (!h->name || !h->value || !*h->name || has_crlf(h->name) || has_crlf(h->value) ||
+        strchr(h->name, ':'))
+      return FB_EINVALID;
+    if (strcasecmp(h->name, "content-type") == 0 && strncasecmp(h->value, "text/html", 9) == 0)
+      html = 1;
+    need += strlen(h->name) + strlen(h->value) + 4;
+  }
   if (c->srv->closing) c->keep_alive = 0;
   c->chunked_out = 0;
   if (content_length == -1) {
@@ -125,33 +144,34 @@ int fb_http_head(fb_http_conn *c, buf *out, int status, const fb_http_header *he
     else c->keep_alive = 0;
   }
   out->len = 0;
-  char num[24];
-  int rc = buf_str(out, "HTTP/1.1 ") || fb_http_buf_add(out, num, u64_text(num, (uint64_t)status)) ||
-           buf_str(out, " ") || buf_str(out, status_text(status)) || buf_str(out, "\r\nDate: ") ||
-           buf_str(out, http_date(c->srv)) ||
-           buf_str(out, "\r\nX-Content-Type-Options: nosniff\r\n");
-  int html = 0;
-  for (int i = 0; i < nheaders && rc == 0; i++) {
-    const fb_http_header *h = &headers[i];
-    if (!h->name || !h->value || !*h->name || has_crlf(h->name) || has_crlf(h->value) ||
-        strchr(h->name, ':'))
-      return FB_EINVALID;
-    if (strcasecmp(h->name, "content-type") == 0 && strncasecmp(h->value, "text/html", 9) == 0)
-      html = 1;
-    rc = buf_str(out, h->name) || buf_str(out, ": ") || buf_str(out, h->value) ||
-         buf_str(out, "\r\n");
+  if (buf_reserve(out, need)) return FB_ENOMEM;
+  char *p = out->data, num[24];
+  const char *text = status_text(status), *date = http_date(c->srv);
+  p = PUT_LIT(p, "HTTP/1.1 ");
+  p = put(p, num, u64_text(num, (uint64_t)status));
+  *p++ = ' ';
+  p = put(p, text, strlen(text));
+  p = PUT_LIT(p, "\r\nDate: ");
+  p = put(p, date, strlen(date));
+  p = PUT_LIT(p, "\r\nX-Content-Type-Options: nosniff\r\n");
+  for (int i = 0; i < nheaders; i++) {
+    p = put(p, headers[i].name, strlen(headers[i].name));
+    p = PUT_LIT(p, ": ");
+    p = put(p, headers[i].value, strlen(headers[i].value));
+    p = PUT_LIT(p, "\r\n");
   }
-  if (rc == 0 && html)
-    rc = buf_str(out, "Content-Security-Policy: default-src 'self'; img-src 'self' data:; "
-                      "object-src 'none'; frame-ancestors 'none'; base-uri 'self'\r\n");
-  if (rc == 0 && content_length >= 0)
-    rc = buf_str(out, "Content-Length: ") ||
-         fb_http_buf_add(out, num, u64_text(num, (uint64_t)content_length)) || buf_str(out, "\r\n");
-  if (rc == 0 && c->chunked_out) rc = buf_str(out, "Transfer-Encoding: chunked\r\n");
-  if (rc == 0 && !c->keep_alive) rc = buf_str(out, "Connection: close\r\n");
-  else if (rc == 0 && c->req.http_minor == 0) rc = buf_str(out, "Connection: keep-alive\r\n");
-  if (rc == 0) rc = buf_str(out, "\r\n");
-  return rc ? FB_ENOMEM : 0;
+  if (html) p = put(p, csp, sizeof csp - 1);
+  if (content_length >= 0) {
+    p = PUT_LIT(p, "Content-Length: ");
+    p = put(p, num, u64_text(num, (uint64_t)content_length));
+    p = PUT_LIT(p, "\r\n");
+  }
+  if (c->chunked_out) p = PUT_LIT(p, "Transfer-Encoding: chunked\r\n");
+  if (!c->keep_alive) p = PUT_LIT(p, "Connection: close\r\n");
+  else if (c->req.http_minor == 0) p = PUT_LIT(p, "Connection: keep-alive\r\n");
+  p = PUT_LIT(p, "\r\n");
+  out->len = (size_t)(p - out->data);
+  return 0;
 }
 
 /* ---- writing ---- */

@@ -72,16 +72,18 @@ static void on_req_close(void *ud, fb_http_req *req) {
   lreq_done(r);
 }
 
-/* The request at idx. Its methods hold the metatable as upvalue 1: comparing with it is
- * cheaper than luaL_checkudata's lookup by name, and as safe. */
-static lreq *check_req(lua_State *L, int idx) {
-  lreq *r = lua_touserdata(L, idx);
-  if (!r || !lua_getmetatable(L, idx)) luaL_typeerror(L, idx, REQUEST_MT);
+/* The userdata at idx of the class `name` whose methods hold its metatable as upvalue 1:
+ * comparing with it is cheaper than luaL_checkudata's lookup by name, and as safe. */
+static void *check_self(lua_State *L, int idx, const char *name) {
+  void *p = lua_touserdata(L, idx);
+  if (!p || !lua_getmetatable(L, idx)) luaL_typeerror(L, idx, name);
   int same = lua_rawequal(L, -1, lua_upvalueindex(1));
   lua_pop(L, 1);
-  if (!same) luaL_typeerror(L, idx, REQUEST_MT);
-  return r;
+  if (!same) luaL_typeerror(L, idx, name);
+  return p;
 }
+
+static lreq *check_req(lua_State *L, int idx) { return check_self(L, idx, REQUEST_MT); }
 
 /* The live request or a Lua error (a caller's mistake: answering twice, after close). */
 static fb_http_req *live_req(lua_State *L, lreq *r) {
@@ -460,7 +462,7 @@ static int http_routes(lua_State *L) {
 }
 
 static int routes_add(lua_State *L) {
-  routes *rs = luaL_checkudata(L, 1, ROUTES_MT);
+  routes *rs = check_self(L, 1, ROUTES_MT);
   const char *pattern = luaL_checkstring(L, 2);
   if (rs->n == rs->cap) {
     int cap = rs->cap ? rs->cap * 2 : 8;
@@ -509,7 +511,7 @@ static void push_decoded(lua_State *L, const char *s, size_t n) {
 }
 
 static int routes_match(lua_State *L) {
-  routes *rs = luaL_checkudata(L, 1, ROUTES_MT);
+  routes *rs = check_self(L, 1, ROUTES_MT);
   size_t len;
   const char *path = luaL_checklstring(L, 2, &len);
   lua_Integer from = luaL_optinteger(L, 3, 1);
@@ -774,6 +776,20 @@ static void track_coroutines(lua_State *L) {
   lua_pop(L, 1);
 }
 
+/* A metatable registered as name, its __index the methods (each with the metatable as upvalue
+ * 1, for check_self) and its __gc gc (may be NULL); left on the stack. */
+static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc) {
+  luaL_newmetatable(L, name);
+  if (gc) {
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_newtable(L);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, methods, 1);
+  lua_setfield(L, -2, "__index");
+}
+
 int luaopen_fastbrain_http(lua_State *L) {
   static const luaL_Reg req_methods[] = {
       {"respond", req_respond}, {"stream", req_stream},   {"sse", req_sse},
@@ -790,25 +806,11 @@ int luaopen_fastbrain_http(lua_State *L) {
                                             {NULL, NULL}};
   static const luaL_Reg funcs[] = {
       {"listen", http_listen}, {"guard", http_guard}, {"routes", http_routes}, {NULL, NULL}};
-  luaL_newmetatable(L, REQUEST_MT);
-  lua_pushvalue(L, -1);
+  new_class(L, REQUEST_MT, req_methods, NULL);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &req_mt_key);
-  luaL_newlibtable(L, req_methods);
-  lua_pushvalue(L, -2);
-  luaL_setfuncs(L, req_methods, 1);  /* each method holds the metatable: see check_req */
-  lua_setfield(L, -2, "__index");  /* metatable.__index = methods */
+  new_class(L, SERVER_MT, srv_methods, server_gc);
   lua_pop(L, 1);
-  luaL_newmetatable(L, SERVER_MT);
-  lua_pushcfunction(L, server_gc);
-  lua_setfield(L, -2, "__gc");
-  luaL_newlib(L, srv_methods);
-  lua_setfield(L, -2, "__index");  /* metatable.__index = methods */
-  lua_pop(L, 1);
-  luaL_newmetatable(L, ROUTES_MT);
-  lua_pushcfunction(L, routes_gc);
-  lua_setfield(L, -2, "__gc");
-  luaL_newlib(L, routes_methods);
-  lua_setfield(L, -2, "__index");
+  new_class(L, ROUTES_MT, routes_methods, routes_gc);
   lua_pop(L, 1);
   track_coroutines(L);
   luaL_newlib(L, funcs);
