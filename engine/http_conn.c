@@ -656,13 +656,17 @@ static int on_message_complete(llhttp_t *p) {
   return HPE_PAUSED;
 }
 
+static int respond_json_error(fb_http_req *r, int status, const char *msg,
+                              const fb_http_header *extra);
+
 static void dispatch(fb_http_conn *c) {
   fb_http_req *r = &c->req;
   if (fb_http_static_try(c)) return;
-  const char *msg = NULL;
-  int st = fb_http_guard_token(c->srv, r, &msg);
+  const char *msg = NULL, *challenge = NULL;
+  int st = fb_http_guard_token(c->srv, r, &msg, &challenge);
   if (st) {
-    fb_http_respond_error(r, st, msg);
+    fb_http_header h = {"WWW-Authenticate", challenge};
+    respond_json_error(r, st, msg, &h);
     return;
   }
   c->srv->cfg.on_request(c->srv->cfg.ud, r);
@@ -773,17 +777,24 @@ int fb_http_respond(fb_http_req *r, int status, const fb_http_header *headers, i
   return rc;
 }
 
-int fb_http_respond_error(fb_http_req *r, int status, const char *msg) {
+/* {"error": msg} as JSON, with one more header when extra is not NULL. */
+static int respond_json_error(fb_http_req *r, int status, const char *msg,
+                              const fb_http_header *extra) {
   fb_http_conn *c = live(r, CONN_HANDLER);
   if (!c) return FB_EINVALID;
   buf body = {0};
   int rc = fb_http_buf_add(&body, "{\"error\":\"", 10);
   if (rc == 0) rc = json_escape(&body, msg ? msg : "error");
   if (rc == 0) rc = fb_http_buf_add(&body, "\"}", 2);
-  static const fb_http_header json[] = {{"Content-Type", "application/json"}};
-  if (rc == 0) rc = fb_http_respond(r, status, json, 1, body.data, body.len);
+  fb_http_header h[2] = {{"Content-Type", "application/json"}};
+  if (extra) h[1] = *extra;
+  if (rc == 0) rc = fb_http_respond(r, status, h, extra ? 2 : 1, body.data, body.len);
   free(body.data);
   return rc;
+}
+
+int fb_http_respond_error(fb_http_req *r, int status, const char *msg) {
+  return respond_json_error(r, status, msg, NULL);
 }
 
 int fb_http_stream_begin(fb_http_req *r, int status, const fb_http_header *headers,

@@ -107,7 +107,10 @@ int fb_http_buf_add(buf *b, const void *data, size_t len);
 /* http_guard.c: pure checks, no I/O. Each returns 0 or the status to answer, with *msg. */
 int fb_http_is_loopback_host(const char *host);
 int fb_http_guard_request(const fb_http_server *srv, const fb_http_req *req, const char **msg);
-int fb_http_guard_token(const fb_http_server *srv, const fb_http_req *req, const char **msg);
+/* 401 with *challenge, the WWW-Authenticate value (RFC 6750), when a token is configured and
+ * the request lacks it or has another. */
+int fb_http_guard_token(const fb_http_server *srv, const fb_http_req *req, const char **msg,
+                        const char **challenge);
 
 /* http_static.c */
 /* Resolve raw `path` under `m`: 0 with the real file in out, FB_ENOTFOUND when nothing is

@@ -939,10 +939,18 @@ TEST(non_loopback_needs_a_token) {
   s = start(&o);
   REQUIRE(s);
   const row cases[] = {
-      {"no token", GET_("/echo") "\r\n", 401, "missing or bad token", 0},
-      {"wrong token", GET_("/echo") "Authorization: Bearer s3cret-tokeN\r\n\r\n", 401, "token", 0},
-      {"short token", GET_("/echo") "Authorization: Bearer s3cret\r\n\r\n", 401, "token", 0},
-      {"long token", GET_("/echo") "Authorization: Bearer s3cret-token2\r\n\r\n", 401, "token", 0},
+      /* RFC 6750: the challenge names the scheme; an error code only when a token was sent */
+      {"no token", GET_("/echo") "\r\n", 401,
+       "WWW-Authenticate: Bearer realm=\"fastbrain\"\r\n", 0},
+      {"no token: JSON error", GET_("/echo") "\r\n", 401, "{\"error\":\"missing token\"}", 0},
+      {"other scheme", GET_("/echo") "Authorization: Basic czNjcmV0LXRva2Vu\r\n\r\n", 401,
+       "WWW-Authenticate: Bearer realm=\"fastbrain\"\r\n", 0},
+      {"wrong token", GET_("/echo") "Authorization: Bearer s3cret-tokeN\r\n\r\n", 401,
+       "WWW-Authenticate: Bearer realm=\"fastbrain\", error=\"invalid_token\"\r\n", 0},
+      {"short token", GET_("/echo") "Authorization: Bearer s3cret\r\n\r\n", 401,
+       "error=\"invalid_token\"", 0},
+      {"long token", GET_("/echo") "Authorization: Bearer s3cret-token2\r\n\r\n", 401,
+       "{\"error\":\"bad token\"}", 0},
       {"right token", GET_("/echo") "Authorization: Bearer s3cret-token\r\n\r\n", 200, "GET /echo", 0},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
