@@ -293,6 +293,60 @@ T.test("global limits from listen{limits=}", function()
   other:close(0)
 end)
 
+T.test("an SSE client that does not read is dropped at the queue cap; its stream closes", function()
+  local other = router.new()
+  local result, closes = nil, 0
+  other:get("/flood", function(_, res)
+    local s = res:sse()
+    s:on_close(function() closes = closes + 1 end)
+    local event = string.rep("x", 16 * 1024)
+    for i = 1, 4096 do  -- 64 MiB at most: far past the socket buffers and the cap
+      local ok, err = s:send("fill", event, i)
+      if not ok then
+        result = {ok, err}
+        return
+      end
+      if i % 16 == 0 then fb.sleep(1) end
+    end
+    result = {"never dropped"}
+  end)
+  local p = assert(other:listen{port = 0, limits = {max_write_queue = 64 * 1024}})
+  local c = client.connect(p)
+  c:send("GET /flood HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  -- and never read
+  local deadline = fb.now() + 10000
+  while not result and fb.now() < deadline do fb.sleep(5) end
+  T.eq(result, {nil, "client too slow"})
+  T.eq(closes, 1)
+  c:close()
+  other:close(0)
+end)
+
+T.test("IPv6: listen on ::1", function()
+  local other = router.new()
+  other:get("/v6", function(req, res) res:json(200, {addr = req.remote_addr}) end)
+  local p = assert(other:listen{host = "::1", port = 0})
+  local c = client.connect(p, "::1")
+  c:send("GET /v6 HTTP/1.1\r\nHost: [::1]\r\n\r\n")
+  local r = c:read()
+  T.eq(r.status, 200)
+  T.eq(fb.json.decode(r.body), {addr = "::1"})
+  c:close()
+  other:close(0)
+end)
+
+T.test("HTTP/1.0: answered, then the connection closes", function()
+  local c = client.connect(port)
+  c:send("GET /api/health HTTP/1.0\r\n\r\n")
+  local r = c:read()
+  T.eq(r.status, 200)
+  T.eq(fb.json.decode(r.body), {status = "ok"})
+  T.eq(r.headers["connection"], "close")
+  local deadline = fb.now() + 2000
+  while c:fill(deadline) do end  -- raises if the server keeps it open past the deadline
+  T.eq(c.closed, true)
+  c:close()
+end)
+
 T.test("keep-alive: several requests on one connection", function()
   local c = client.connect(port)
   for i = 1, 3 do
