@@ -693,7 +693,7 @@ static int resume_tracked(lua_State *L, lua_State *co, int co_idx, int narg) {
 /* coroutine.resume, tracked. */
 static int co_resume(lua_State *L) {
   lua_State *co = lua_tothread(L, 1);
-  luaL_argexpected(L, co, 1, "coroutine");
+  luaL_argexpected(L, co, 1, "thread");
   int r = resume_tracked(L, co, 1, lua_gettop(L) - 1);
   if (r < 0) {
     lua_pushboolean(L, 0);
@@ -814,7 +814,5 @@ int luaopen_fastbrain_http(lua_State *L) {
   lua_pop(L, 1);
   track_coroutines(L);
   luaL_newlib(L, funcs);
-  lua_pushcfunction(L, co_resume);
-  lua_setfield(L, -2, "resume");
   return 1;
 }

@@ -369,7 +369,7 @@ end
 -- and goes back to the pool if it finished within the dispatch that started it. One that
 -- yielded on the way is driven by whoever resumes it and is dropped when it ends.
 local PARKED, MAX_IDLE = {}, 64
-local resume = http.resume  -- coroutine.resume that keeps the runaway guard's chain
+local resume = coroutine.resume  -- fastbrain.http's, which keeps the runaway guard's chain
 
 function App:_worker()
   local co = coroutine.create(function(app, route, req, res)

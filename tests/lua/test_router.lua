@@ -215,6 +215,37 @@ T.test("a runaway handler is stopped with 503 and the server keeps serving", fun
   T.eq(get("/api/health").status, 200)
 end)
 
+T.test("coroutine.resume and coroutine.wrap, replaced to keep the guard's chain, behave as before", function()
+  local co = coroutine.create(function(a, b)
+    local c = coroutine.yield(a + b, "x")
+    error("oops " .. c)
+  end)
+  T.eq({coroutine.resume(co, 1, 2)}, {true, 3, "x"})
+  local ok, err = coroutine.resume(co, "c")
+  T.eq(ok, false)
+  T.matches(err, "oops c$")
+  T.eq({coroutine.resume(co)}, {false, "cannot resume dead coroutine"})
+  T.eq({coroutine.resume(coroutine.running())}, {false, "cannot resume non-suspended coroutine"})
+  T.raises(function() coroutine.resume(42) end, "thread expected, got number")
+  local gen = coroutine.wrap(function(n)
+    for i = 1, n do coroutine.yield(i) end
+    return "end"
+  end)
+  T.eq({gen(2), gen(), gen()}, {1, 2, "end"})
+  T.raises(function() gen() end, "cannot resume dead coroutine")
+  local bad = coroutine.wrap(function() error("inner") end)
+  local _, werr = pcall(bad)
+  T.matches(werr, "test_router.lua:%d+: inner$")
+  local closed = false
+  local tbc = coroutine.wrap(function()
+    local _ <close> = setmetatable({}, {__close = function() closed = true end})
+    error("with a pending close")
+  end)
+  pcall(tbc)
+  T.eq(closed, true)
+  T.raises(function() coroutine.wrap(1) end, "function expected")
+end)
+
 T.test("the runaway guard stops coroutines the handler resumes, after a yield too", function()
   for _, path in ipairs{"/spin-wrapped", "/spin-resumed", "/spin-caught", "/spin-later"} do
     local started = fb.now()
