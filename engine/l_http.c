@@ -1,7 +1,7 @@
 /* l_http.c: module `fastbrain.http`, the thin Lua face of http.h: listen{...} returns a
- * server; each request reaches Lua as a request object with respond/stream/SSE methods; and
- * guard(co, ms) arms the instruction-count hook that stops a runaway handler. Routing,
- * coroutines and timeouts are lua/fastbrain/router.lua's. */
+ * server; each request reaches Lua as an integer handle for respond/stream/sse/... ; routes()
+ * matches patterns; guard(co, ms) stops a runaway handler. Routing, coroutines and timeouts
+ * are lua/fastbrain/router.lua's. */
 #include <lauxlib.h>
 #include <lualib.h>
 #include <pthread.h>
@@ -19,7 +19,6 @@
 #define SERVER_MT "fastbrain.http.server"
 #define ROUTES_MT "fastbrain.http.routes"
 #define MAX_PARAMS 16
-#define REQUEST_MT "fastbrain.http.request"
 #define MAX_HEADERS 32
 
 typedef struct server_box server_box;
@@ -35,41 +34,97 @@ typedef struct lserver {
 
 struct server_box { lserver *s; };  /* s is NULL once the server is freed */
 
-/* A request seen by Lua: the userdata itself. While the engine holds it (until answered or
- * closed) a registry reference keeps it alive; after that Lua's GC owns it alone. */
+/* A request seen by Lua is an integer handle: its slot here plus its generation times 2^32.
+ * Integers cost Lua no allocation and no reference; a handle whose request was answered or
+ * closed matches no live slot (the slot's generation moved on). One loop thread: one table. */
 typedef struct lreq {
-  fb_http_req *req;     /* NULL once answered or closed */
+  fb_http_req *req;     /* NULL when the slot is free */
   lserver *s;
-  int self, on_close;   /* registry refs while live */
-  int closed;           /* the client went away (vs answered) */
+  int on_close;         /* registry ref while live */
+  int closed;           /* the last request here: the client went away (vs answered) */
+  uint32_t gen;
+  int next_free;
 } lreq;
 
-static const char req_mt_key = 'r';  /* registry: the request metatable */
+static struct {
+  lreq *slots;
+  int n, free;          /* free: first free slot, -1 for none */
+} reqs = {NULL, 0, -1};
 
 static void unref(lua_State *L, int *ref) {
   if (L && *ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, *ref);
   *ref = LUA_NOREF;
 }
 
-/* The engine is done with the request: drop the references that kept it alive. */
-static void lreq_done(lreq *r) {
-  lua_State *L = r->s->L;
+static lua_Integer handle_of(int slot) {
+  return (lua_Integer)slot + (lua_Integer)reqs.slots[slot].gen * ((lua_Integer)1 << 32);
+}
+
+/* A free slot for req, or -1 when out of memory. */
+static int lreq_new(lserver *s, fb_http_req *req) {
+  if (reqs.free < 0) {
+    int n = reqs.n ? reqs.n * 2 : 64;
+    lreq *slots = realloc(reqs.slots, (size_t)n * sizeof *slots);
+    if (!slots) return -1;
+    for (int i = reqs.n; i < n; i++)
+      slots[i] = (lreq){.on_close = LUA_NOREF, .next_free = i + 1 < n ? i + 1 : -1};
+    reqs.slots = slots;
+    reqs.free = reqs.n;
+    reqs.n = n;
+  }
+  int slot = reqs.free;
+  lreq *r = &reqs.slots[slot];
+  reqs.free = r->next_free;
+  r->req = req;
+  r->s = s;
+  r->closed = 0;
+  return slot;
+}
+
+/* The engine is done with the request: its handle goes stale, its slot is free again. */
+static void lreq_done(int slot) {
+  lreq *r = &reqs.slots[slot];
   r->req = NULL;
-  unref(L, &r->on_close);
-  unref(L, &r->self);
+  unref(r->s->L, &r->on_close);
+  r->gen++;
+  r->next_free = reqs.free;
+  reqs.free = slot;
 }
 
 static void on_req_close(void *ud, fb_http_req *req) {
   (void)req;
-  lreq *r = ud;
+  int slot = (int)(intptr_t)ud;
+  lreq *r = &reqs.slots[slot];
   lua_State *L = r->s->L;
   r->closed = 1;
-  r->req = NULL;
   if (L && r->on_close != LUA_NOREF) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->on_close);
+    r->req = NULL;  /* the callback sees a request that is gone */
     fb_vm_pcall(L, 0, 0, "http on_close");
   }
-  lreq_done(r);
+  lreq_done(slot);
+}
+
+/* The slot of the handle at idx while its request is live, else -1 (*gone: it was answered or
+ * closed, or the handle was never one). */
+static int slot_of(lua_State *L, int idx) {
+  lua_Integer h = luaL_checkinteger(L, idx);
+  lua_Integer slot = h & 0xffffffff;
+  if (h < 0 || slot >= reqs.n || (uint32_t)(h >> 32) != reqs.slots[slot].gen ||
+      !reqs.slots[slot].req)
+    return -1;
+  return (int)slot;
+}
+
+/* The live request's slot, or a Lua error (a caller's mistake: answering twice, after close). */
+static int live_slot(lua_State *L, int idx) {
+  int slot = slot_of(L, idx);
+  if (slot < 0) {
+    lua_Integer h = lua_tointeger(L, idx), s = h & 0xffffffff;
+    int closed = h >= 0 && s < reqs.n && reqs.slots[s].closed;
+    luaL_error(L, "request is already %s", closed ? "closed" : "answered");
+  }
+  return slot;
 }
 
 /* The userdata at idx of the class `name` whose methods hold its metatable as upvalue 1:
@@ -81,14 +136,6 @@ static void *check_self(lua_State *L, int idx, const char *name) {
   lua_pop(L, 1);
   if (!same) luaL_typeerror(L, idx, name);
   return p;
-}
-
-static lreq *check_req(lua_State *L, int idx) { return check_self(L, idx, REQUEST_MT); }
-
-/* The live request or a Lua error (a caller's mistake: answering twice, after close). */
-static fb_http_req *live_req(lua_State *L, lreq *r) {
-  if (!r->req) luaL_error(L, "request is already %s", r->closed ? "closed" : "answered");
-  return r->req;
 }
 
 /* headers table {name = value} at idx -> h[] (strings or numbers); returns the count. The
@@ -112,22 +159,22 @@ static int collect_headers(lua_State *L, int idx, fb_http_header *h, int max) {
 }
 
 /* Map an engine result to Lua: true, or nil and a reason. A bad header is a caller error. */
-static int push_result(lua_State *L, lreq *r, int rc) {
+static int push_result(lua_State *L, int slot, int rc) {
   if (rc == 0) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  if (rc == FB_EINVALID && r->req) return luaL_error(L, "invalid response (status or header)");
+  if (rc == FB_EINVALID && slot >= 0 && reqs.slots[slot].req)
+    return luaL_error(L, "invalid response (status or header)");
   lua_pushnil(L);
   lua_pushstring(L, rc == FB_ELIMIT ? "client too slow" : "closed");
   return 2;
 }
 
-/* rq:respond(status, body, headers): headers is a table, or a string for the Content-Type
+/* respond(rq, status, body, headers): headers is a table, or a string for the Content-Type
  * alone (no table to walk on the common path). */
 static int req_respond(lua_State *L) {
-  lreq *r = check_req(L, 1);
-  fb_http_req *req = live_req(L, r);
+  int slot = live_slot(L, 1);
   int status = (int)luaL_checkinteger(L, 2);
   size_t len = 0;
   const char *body = luaL_optlstring(L, 3, "", &len);
@@ -135,91 +182,89 @@ static int req_respond(lua_State *L) {
   int n = 1;
   if (lua_type(L, 4) == LUA_TSTRING) h[0] = (fb_http_header){"Content-Type", lua_tostring(L, 4)};
   else n = collect_headers(L, 4, h, MAX_HEADERS);
-  int rc = fb_http_respond(req, status, h, n, body, len);  /* r lives: it is arg 1 */
-  if (rc == 0 && r->req) lreq_done(r);
-  return push_result(L, r, rc);
+  int rc = fb_http_respond(reqs.slots[slot].req, status, h, n, body, len);
+  if (rc == 0 && reqs.slots[slot].req) lreq_done(slot);
+  return push_result(L, slot, rc);
 }
 
-/* rq:stream(status, headers) / rq:sse(headers): begin a streamed response. */
+/* stream(rq, status, headers) / sse(rq, headers): begin a streamed response. */
 static int req_stream(lua_State *L) {
-  lreq *r = check_req(L, 1);
-  fb_http_req *req = live_req(L, r);
+  int slot = live_slot(L, 1);
   int status = (int)luaL_checkinteger(L, 2);
   fb_http_header h[MAX_HEADERS];
   int n = collect_headers(L, 3, h, MAX_HEADERS);
-  return push_result(L, r, fb_http_stream_begin(req, status, h, n));
+  return push_result(L, slot, fb_http_stream_begin(reqs.slots[slot].req, status, h, n));
 }
 
 static int req_sse(lua_State *L) {
-  lreq *r = check_req(L, 1);
-  fb_http_req *req = live_req(L, r);
+  int slot = live_slot(L, 1);
   fb_http_header h[MAX_HEADERS];
   int n = collect_headers(L, 2, h, MAX_HEADERS - 4);
-  return push_result(L, r, fb_http_sse_begin(req, h, n));
+  return push_result(L, slot, fb_http_sse_begin(reqs.slots[slot].req, h, n));
 }
 
-/* rq:write(data) -> true | nil, "closed" | "client too slow" */
+/* write(rq, data) -> true | nil, "closed" | "client too slow" */
 static int req_write(lua_State *L) {
-  lreq *r = check_req(L, 1);
+  int slot = slot_of(L, 1);
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
-  if (!r->req) return push_result(L, r, FB_EIO);
-  return push_result(L, r, fb_http_stream_write(r->req, data, len));
+  if (slot < 0) return push_result(L, slot, FB_EIO);
+  return push_result(L, slot, fb_http_stream_write(reqs.slots[slot].req, data, len));
 }
 
-/* rq:event(event, data, id) */
+/* event(rq, event, data, id) */
 static int req_event(lua_State *L) {
-  lreq *r = check_req(L, 1);
+  int slot = slot_of(L, 1);
   const char *event = luaL_optstring(L, 2, NULL);
   size_t len;
   const char *data = luaL_checklstring(L, 3, &len);
   const char *id = luaL_optstring(L, 4, NULL);
   luaL_argcheck(L, !event || !strpbrk(event, "\r\n"), 2, "event name holds a line break");
   luaL_argcheck(L, !id || !strpbrk(id, "\r\n"), 4, "id holds a line break");
-  if (!r->req) return push_result(L, r, FB_EIO);
-  int rc = fb_http_sse_send(r->req, event, data, len, id);
-  if (rc == FB_EINVALID && r->req) return luaL_error(L, "event: the response is not an event stream");
-  return push_result(L, r, rc);
+  if (slot < 0) return push_result(L, slot, FB_EIO);
+  int rc = fb_http_sse_send(reqs.slots[slot].req, event, data, len, id);
+  if (rc == FB_EINVALID && reqs.slots[slot].req)
+    return luaL_error(L, "event: the response is not an event stream");
+  return push_result(L, slot, rc);
 }
 
-/* rq:finish(): end a streamed response. */
+/* finish(rq): end a streamed response. */
 static int req_finish(lua_State *L) {
-  lreq *r = check_req(L, 1);
-  if (!r->req) return push_result(L, r, FB_EIO);
-  fb_http_req *req = r->req;
-  int rc = fb_http_stream_end(req);
+  int slot = slot_of(L, 1);
+  if (slot < 0) return push_result(L, slot, FB_EIO);
+  int rc = fb_http_stream_end(reqs.slots[slot].req);
   if (rc == FB_EINVALID) return luaL_error(L, "finish: no stream was begun");
-  if (r->req) lreq_done(r);
-  return push_result(L, r, rc);
+  if (reqs.slots[slot].req) lreq_done(slot);
+  return push_result(L, slot, rc);
 }
 
+/* on_close(rq, fn): fn() runs once if the client goes away before the response completed. */
 static int req_on_close(lua_State *L) {
-  lreq *r = check_req(L, 1);
+  int slot = slot_of(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  if (!r->req) return 0;
-  unref(L, &r->on_close);
+  if (slot < 0) return 0;
+  unref(L, &reqs.slots[slot].on_close);
   lua_pushvalue(L, 2);
-  r->on_close = luaL_ref(L, LUA_REGISTRYINDEX);
+  reqs.slots[slot].on_close = luaL_ref(L, LUA_REGISTRYINDEX);
   return 0;
 }
 
 static int req_alive(lua_State *L) {
-  lua_pushboolean(L, check_req(L, 1)->req != NULL);
+  lua_pushboolean(L, slot_of(L, 1) >= 0);
   return 1;
 }
 
 static int req_header(lua_State *L) {
-  lreq *r = check_req(L, 1);
+  int slot = slot_of(L, 1);
   const char *name = luaL_checkstring(L, 2);
-  const char *v = r->req ? fb_http_req_header(r->req, name) : NULL;
+  const char *v = slot >= 0 ? fb_http_req_header(reqs.slots[slot].req, name) : NULL;
   if (v) lua_pushstring(L, v);
   else lua_pushnil(L);
   return 1;
 }
 
 static int req_headers(lua_State *L) {
-  lreq *r = check_req(L, 1);
-  fb_http_req *req = live_req(L, r);
+  fb_http_req *req = reqs.slots[live_slot(L, 1)].req;
   lua_createtable(L, 0, req->nheaders);
   for (int i = 0; i < req->nheaders; i++) {
     lua_getfield(L, -1, req->headers[i].name);
@@ -236,15 +281,13 @@ static int req_headers(lua_State *L) {
 }
 
 static int req_body(lua_State *L) {
-  lreq *r = check_req(L, 1);
-  fb_http_req *req = live_req(L, r);
+  fb_http_req *req = reqs.slots[live_slot(L, 1)].req;
   lua_pushlstring(L, req->body, req->body_len);
   return 1;
 }
 
 static int req_remote_addr(lua_State *L) {
-  lreq *r = check_req(L, 1);
-  lua_pushstring(L, live_req(L, r)->remote_addr);
+  lua_pushstring(L, reqs.slots[live_slot(L, 1)].req->remote_addr);
   return 1;
 }
 
@@ -257,24 +300,24 @@ static void on_request(void *ud, fb_http_req *req) {
     fb_http_respond_error(req, 503, "shutting down");
     return;
   }
-  /* the request stays below the call, so it outlives it even once answered */
-  lreq *r = lua_newuserdatauv(L, sizeof *r, 0);
-  *r = (lreq){.req = req, .s = s, .self = LUA_NOREF, .on_close = LUA_NOREF};
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &req_mt_key);
-  lua_setmetatable(L, -2);
-  lua_pushvalue(L, -1);
-  r->self = luaL_ref(L, LUA_REGISTRYINDEX);  /* alive while the engine holds it */
-  fb_http_req_on_close(req, on_req_close, r);
+  int slot = lreq_new(s, req);
+  if (slot < 0) {
+    fb_http_respond_error(req, 503, "out of memory");
+    return;
+  }
+  lua_Integer handle = handle_of(slot);
+  fb_http_req_on_close(req, on_req_close, (void *)(intptr_t)slot);
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->on_request);
-  lua_pushvalue(L, -2);
+  lua_pushinteger(L, handle);
   lua_pushstring(L, req->method);
   lua_pushstring(L, req->path);
   lua_pushstring(L, req->query);
-  if (fb_vm_pcall(L, 4, 0, "http request") != LUA_OK && r->req) {
+  /* the handle is still this request's only if nothing answered or closed it */
+  if (fb_vm_pcall(L, 4, 0, "http request") != LUA_OK && handle_of(slot) == handle &&
+      reqs.slots[slot].req) {
     if (fb_http_stream_end(req) != 0) fb_http_respond_error(req, 500, "internal error");
-    if (r->req) lreq_done(r);
+    if (handle_of(slot) == handle && reqs.slots[slot].req) lreq_done(slot);
   }
-  lua_pop(L, 1);
 }
 
 static int on_headers(void *ud, const fb_http_req *req, uint64_t *max_body) {
@@ -791,12 +834,6 @@ static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, l
 }
 
 int luaopen_fastbrain_http(lua_State *L) {
-  static const luaL_Reg req_methods[] = {
-      {"respond", req_respond}, {"stream", req_stream},   {"sse", req_sse},
-      {"write", req_write},     {"event", req_event},     {"finish", req_finish},
-      {"on_close", req_on_close}, {"alive", req_alive},   {"header", req_header},
-      {"headers", req_headers}, {"body", req_body},       {"remote_addr", req_remote_addr},
-      {NULL, NULL}};
   static const luaL_Reg srv_methods[] = {{"port", server_port},
                                          {"connections", server_connections},
                                          {"static", server_static},
@@ -805,9 +842,13 @@ int luaopen_fastbrain_http(lua_State *L) {
   static const luaL_Reg routes_methods[] = {{"add", routes_add}, {"match", routes_match},
                                             {NULL, NULL}};
   static const luaL_Reg funcs[] = {
-      {"listen", http_listen}, {"guard", http_guard}, {"routes", http_routes}, {NULL, NULL}};
-  new_class(L, REQUEST_MT, req_methods, NULL);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &req_mt_key);
+      {"listen", http_listen}, {"guard", http_guard}, {"routes", http_routes},
+      /* on a request handle (on_request's first argument) */
+      {"respond", req_respond}, {"stream", req_stream},     {"sse", req_sse},
+      {"write", req_write},     {"event", req_event},       {"finish", req_finish},
+      {"on_close", req_on_close}, {"alive", req_alive},     {"header", req_header},
+      {"headers", req_headers}, {"body", req_body},         {"remote_addr", req_remote_addr},
+      {NULL, NULL}};
   new_class(L, SERVER_MT, srv_methods, server_gc);
   lua_pop(L, 1);
   new_class(L, ROUTES_MT, routes_methods, routes_gc);

@@ -6,6 +6,8 @@ local http = require "fastbrain.http"
 local fb = require "fastbrain"
 local json = require "fastbrain.json"
 local encode = json.encode
+-- the engine's calls on a request handle (an integer; see engine/l_http.c)
+local respond, on_close, alive, header = http.respond, http.on_close, http.alive, http.header
 
 local M = {}
 
@@ -59,11 +61,11 @@ end
 
 -- The request as handlers see it: plain fields, plus lazily built headers/body/query.
 local lazy = {
-  headers = function(req) return req._rq:headers() end,
-  body = function(req) return req._rq:body() end,
+  headers = function(req) return http.headers(req._rq) end,
+  body = function(req) return http.body(req._rq) end,
   query = function(req) return M.parse_query(req.query_string) end,
-  remote_addr = function(req) return req._rq:remote_addr() end,
-  last_event_id = function(req) return req._rq:header("last-event-id") end,
+  remote_addr = function(req) return http.remote_addr(req._rq) end,
+  last_event_id = function(req) return header(req._rq, "last-event-id") end,
 }
 local Req = {}
 Req.__index = function(req, k)
@@ -86,7 +88,7 @@ function Req:json()
   return v
 end
 
-function Req:header(name) return self._rq:header(name:lower()) end
+function Req:header(name) return header(self._rq, name:lower()) end
 
 local Res = {}
 Res.__index = Res
@@ -111,7 +113,7 @@ function Res:send(status, body, headers)
   if not (headers["Content-Type"] or headers["content-type"]) then
     headers["Content-Type"] = "text/plain; charset=utf-8"
   end
-  self._rq:respond(status, body or "", headers)
+  respond(self._rq, status, body or "", headers)
   finished(self, status)
 end
 
@@ -124,7 +126,7 @@ function Res:json(status, value, headers)
     h = {["Content-Type"] = "application/json"}
     for k, v in pairs(headers) do h[k] = v end
   end
-  self._rq:respond(status, encode(value), h)
+  respond(self._rq, status, encode(value), h)
   finished(self, status)
 end
 
@@ -133,7 +135,7 @@ function Res:on_abort(fn)
   if not self.aborters then
     local list = {}
     self.aborters = list
-    self._rq:on_close(function()
+    on_close(self._rq, function()
       for _, f in ipairs(list) do
         local ok, err = pcall(f)
         if not ok then fb.log.error("on_close: %s", tostring(err)) end
@@ -170,13 +172,13 @@ end
 
 -- res:sse([headers]) -> an event stream: send(event, data, id), on_close(fn), close().
 function Res:sse(headers)
-  return open_stream(self, 200, function(rq) return rq:sse(headers) end)
+  return open_stream(self, 200, function(rq) return http.sse(rq, headers) end)
 end
 
 -- res:stream(status [, headers]) -> a chunked stream (close-delimited for HTTP/1.0):
 -- write(data), on_close(fn), close().
 function Res:stream(status, headers)
-  return open_stream(self, status, function(rq) return rq:stream(status, headers) end)
+  return open_stream(self, status, function(rq) return http.stream(rq, status, headers) end)
 end
 
 function Stream:_ended()
@@ -192,7 +194,7 @@ end
 function Stream:send(event, data, id)
   if self.closed then return nil, "closed" end
   if type(data) == "table" then data = encode(data) end
-  local ok, err = self._rq:event(event, tostring(data), id and tostring(id))
+  local ok, err = http.event(self._rq, event, tostring(data), id and tostring(id))
   if not ok then self:_ended() end
   return ok, err
 end
@@ -200,7 +202,7 @@ end
 -- write(data): one chunk of a res:stream() body. true, or nil and why.
 function Stream:write(data)
   if self.closed then return nil, "closed" end
-  local ok, err = self._rq:write(data)
+  local ok, err = http.write(self._rq, data)
   if not ok then self:_ended() end
   return ok, err
 end
@@ -211,7 +213,7 @@ end
 
 function Stream:close()
   if self.closed then return end
-  self._rq:finish()
+  http.finish(self._rq)
   self:_ended()
 end
 
@@ -358,7 +360,7 @@ local function on_error(res, req, err, co)
   end
   if res.done then
     if is_fail(err) then fb.log.error("%s %s: fail(%d) after answering", req.method, req.path, status) end
-  elseif res._rq:alive() then
+  elseif alive(res._rq) then
     res:error(status, message)
   else
     finished(res, 499, "closed")
@@ -418,7 +420,7 @@ function App:_dispatch(rq, method, path, query_string)
   res.timer = fb.timer.after(timeout, function()
     if res.done then return end
     fb.log.warn("%s %s: no answer after %d ms", method, path, timeout)
-    if rq:alive() then res:error(504, "handler timed out") end
+    if alive(rq) then res:error(504, "handler timed out") end
     finished(res, 504, "timed out")
     res.gone = "timed out"
   end)

@@ -378,6 +378,26 @@ T.test("HTTP/1.0: answered, then the connection closes", function()
   c:close()
 end)
 
+T.test("a request handle goes stale once its request is answered, also after its slot is reused", function()
+  local http = require "fastbrain.http"
+  local kept = {}
+  local srv = assert(http.listen{port = 0, on_request = function(rq)
+    kept[#kept + 1] = rq
+    T.eq(http.alive(rq), true)
+    http.respond(rq, 200, "ok", "text/plain")
+  end})
+  T.eq(client.request(srv:port(), "GET", "/").body, "ok")
+  T.raises(function() http.respond(kept[1], 200, "again") end, "request is already answered")
+  T.eq(http.alive(kept[1]), false)
+  T.eq(client.request(srv:port(), "GET", "/").body, "ok")
+  assert(kept[2] ~= kept[1])
+  T.raises(function() http.respond(kept[1], 200, "again") end, "request is already")
+  T.raises(function() http.body(kept[2]) end, "request is already answered")
+  T.raises(function() http.respond(-1, 200, "x") end, "request is already")
+  T.raises(function() http.respond("x", 200, "x") end, "number expected")
+  srv:close(0)
+end)
+
 T.test("keep-alive: several requests on one connection", function()
   local c = client.connect(port)
   for i = 1, 3 do
