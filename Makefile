@@ -68,8 +68,8 @@ deps-bench: deps
 
 # Benchmarks (not tests): each prints its own numbers beside its anchor's, in one run.
 bench-http: deps-bench build
-	cmake --build $(BUILD) --target bench_http
 	tests/bench/http_instructions.sh $(BUILD)/fastbrain
+	cmake --build $(BUILD) --target bench_http
 
 # LoRA training: fastbrain's step and the same step in PyTorch (2 threads), shapes (a) and (b).
 bench-train: deps-bench build
