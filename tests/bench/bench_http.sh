@@ -10,11 +10,11 @@
 # req/s (median of the pairs), p99 <= 5 ms at 64 connections (median of fastbrain's rounds).
 # A benchmark, not a test.
 # Usage: tests/bench/bench_http.sh [path/to/fastbrain]
-#   BENCH_SECONDS (per round, 5), BENCH_ROUNDS (5), BENCH_CONNS (64), BENCH_THREADS (1)
+#   BENCH_SECONDS (per round, 3), BENCH_ROUNDS (pairs, 9), BENCH_CONNS (64), BENCH_THREADS (1)
 set -euo pipefail
 fb=$(realpath "${1:-build/fastbrain}")
-secs=${BENCH_SECONDS:-5}
-rounds=${BENCH_ROUNDS:-5}
+secs=${BENCH_SECONDS:-3}
+rounds=${BENCH_ROUNDS:-9}
 conns=${BENCH_CONNS:-64}
 threads=${BENCH_THREADS:-1}
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -145,6 +145,8 @@ printf "%-12s %12s %10s %14s\n" server "req/s" "p99 ms" "cpu us/req"
 printf "%-12s %12.0f %10.2f %14.2f\n" fastbrain "$(median "$fb_all")" "$fb_p99" "$(median "$fb_cpus")"
 printf "%-12s %12.0f %10.2f %14.2f\n" nginx+lua "$(median "$ng_all")" "$(median "$ng_p99s")" "$(median "$ng_cpus")"
 printf "ratio fastbrain/nginx+lua: median %sx of pairs:%s\n" "$ratio" "$ratios"
+printf "CPU per request, nginx+lua / fastbrain: %.2fx\n" \
+  "$(awk -v a="$(median "$ng_cpus")" -v b="$(median "$fb_cpus")" 'BEGIN {print a / b}')"
 ok=1
 awk -v r="$ratio" 'BEGIN {exit !(r >= 1.0)}' || { echo "FLOOR MISSED: req/s ratio $ratio < 1.0"; ok=0; }
 awk -v p="$fb_p99" 'BEGIN {exit !(p <= 5.0)}' || { echo "FLOOR MISSED: p99 $fb_p99 ms > 5 ms"; ok=0; }
