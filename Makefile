@@ -10,8 +10,9 @@ PORT       ?= 8215
 DEB_PACKAGES := build-essential cmake pkg-config liblua5.4-dev libuv1-dev libcjson-dev libdnnl2 \
   node-llhttp lua-socket lua-sec libopenblas-dev libpcre2-dev libutf8proc-dev
 DEB_TEST_PACKAGES := clang libclang-rt-14-dev openssl curl chromium
-# Benchmarks only: the anchors they compare against (nginx + Lua, PyTorch) and the load tool.
-DEB_BENCH_PACKAGES := wrk nginx libnginx-mod-http-lua lua-cjson python3-torch
+# Benchmarks only: the anchors they compare against (nginx + Lua, PyTorch), the load tool, and
+# the profilers that count where the time goes (valgrind's callgrind, perf).
+DEB_BENCH_PACKAGES := wrk nginx libnginx-mod-http-lua lua-cjson python3-torch valgrind linux-perf
 
 .PHONY: all deps deps-bench build test asan fuzz run clean bench-http bench-tokenizer bench-train soak
 
@@ -67,6 +68,7 @@ deps-bench: deps
 
 # Benchmarks (not tests): each prints its own numbers beside its anchor's, in one run.
 bench-http: deps-bench build
+	tests/bench/http_instructions.sh $(BUILD)/fastbrain
 	cmake --build $(BUILD) --target bench_http
 
 # LoRA training: fastbrain's step and the same step in PyTorch (2 threads), shapes (a) and (b).

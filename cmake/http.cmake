@@ -11,7 +11,7 @@ target_include_directories(fb_llhttp SYSTEM PUBLIC ${FB_LLHTTP_INCLUDE})
 target_compile_options(fb_llhttp PRIVATE -w)
 
 add_library(fb_http STATIC engine/http_server.c engine/http_conn.c engine/http_guard.c
-            engine/http_static.c engine/http_sse.c)
+            engine/http_static.c engine/http_sse.c engine/http_route.c)
 target_link_libraries(fb_http PUBLIC fb_core PkgConfig::LIBUV PRIVATE fb_llhttp)
 
 fb_add_c_test(http tests/c/test_http.c LIBS fb_http fb_llhttp pthread)
@@ -20,7 +20,7 @@ target_compile_options(test_http PRIVATE -Wno-missing-field-initializers)  # tab
 
 # The Lua binding lives in the host.
 target_sources(fb_host PRIVATE engine/l_http.c)
-target_link_libraries(fb_host PUBLIC fb_http)
+target_link_libraries(fb_host PUBLIC fb_http pthread)
 fb_add_lua_test(router tests/lua/test_router.lua)
 fb_add_lua_test(serve tests/lua/test_serve.lua)
 add_test(NAME http_serve_cli COMMAND ${PROJECT_SOURCE_DIR}/tests/http/serve_cli.sh

@@ -85,8 +85,6 @@ static const char *status_text(int status) {
   return "Unknown";
 }
 
-static int buf_str(buf *b, const char *s) { return fb_http_buf_add(b, s, strlen(s)); }
-
 /* Decimal text of v into out (no NUL); returns its length. */
 static size_t u64_text(char *out, uint64_t v) {
   char tmp[24];
@@ -113,11 +111,32 @@ static const char *http_date(fb_http_server *srv) {
 
 static int has_crlf(const char *s) { return s && strpbrk(s, "\r\n") != NULL; }
 
+static char *put(char *p, const char *s, size_t n) {
+  memcpy(p, s, n);
+  return p + n;
+}
+
+#define PUT_LIT(p, lit) put((p), (lit), sizeof(lit) - 1)
+#define HEAD_FIXED 256  /* room for everything but the caller's headers and the CSP */
+
 /* content_length >= 0: fixed; -1: streamed (chunked on 1.1, close-delimited on 1.0);
- * -2: no body headers at all (304, 204). */
+ * -2: no body headers at all (304, 204). Sized once, then copied: no append calls. */
 int fb_http_head(fb_http_conn *c, buf *out, int status, const fb_http_header *headers,
                  int nheaders, int64_t content_length) {
+  static const char csp[] = "Content-Security-Policy: default-src 'self'; img-src 'self' data:; "
+                            "object-src 'none'; frame-ancestors 'none'; base-uri 'self'\r\n";
   if (status < 100 || status > 999) return FB_EINVALID;
+  size_t need = HEAD_FIXED + sizeof csp;
+  int html = 0;
+  for (int i = 0; i < nheaders; i++) {
+    const fb_http_header *h = &headers[i];
+    if (!h->name || !h->value || !*h->name || has_crlf(h->name) || has_crlf(h->value) ||
+        strchr(h->name, ':'))
+      return FB_EINVALID;
+    if (strcasecmp(h->name, "content-type") == 0 && strncasecmp(h->value, "text/html", 9) == 0)
+      html = 1;
+    need += strlen(h->name) + strlen(h->value) + 4;
+  }
   if (c->srv->closing) c->keep_alive = 0;
   c->chunked_out = 0;
   if (content_length == -1) {
@@ -125,33 +144,34 @@ int fb_http_head(fb_http_conn *c, buf *out, int status, const fb_http_header *he
     else c->keep_alive = 0;
   }
   out->len = 0;
-  char num[24];
-  int rc = buf_str(out, "HTTP/1.1 ") || fb_http_buf_add(out, num, u64_text(num, (uint64_t)status)) ||
-           buf_str(out, " ") || buf_str(out, status_text(status)) || buf_str(out, "\r\nDate: ") ||
-           buf_str(out, http_date(c->srv)) ||
-           buf_str(out, "\r\nX-Content-Type-Options: nosniff\r\n");
-  int html = 0;
-  for (int i = 0; i < nheaders && rc == 0; i++) {
-    const fb_http_header *h = &headers[i];
-    if (!h->name || !h->value || !*h->name || has_crlf(h->name) || has_crlf(h->value) ||
-        strchr(h->name, ':'))
-      return FB_EINVALID;
-    if (strcasecmp(h->name, "content-type") == 0 && strncasecmp(h->value, "text/html", 9) == 0)
-      html = 1;
-    rc = buf_str(out, h->name) || buf_str(out, ": ") || buf_str(out, h->value) ||
-         buf_str(out, "\r\n");
+  if (buf_reserve(out, need)) return FB_ENOMEM;
+  char *p = out->data, num[24];
+  const char *text = status_text(status), *date = http_date(c->srv);
+  p = PUT_LIT(p, "HTTP/1.1 ");
+  p = put(p, num, u64_text(num, (uint64_t)status));
+  *p++ = ' ';
+  p = put(p, text, strlen(text));
+  p = PUT_LIT(p, "\r\nDate: ");
+  p = put(p, date, strlen(date));
+  p = PUT_LIT(p, "\r\nX-Content-Type-Options: nosniff\r\n");
+  for (int i = 0; i < nheaders; i++) {
+    p = put(p, headers[i].name, strlen(headers[i].name));
+    p = PUT_LIT(p, ": ");
+    p = put(p, headers[i].value, strlen(headers[i].value));
+    p = PUT_LIT(p, "\r\n");
   }
-  if (rc == 0 && html)
-    rc = buf_str(out, "Content-Security-Policy: default-src 'self'; img-src 'self' data:; "
-                      "object-src 'none'; frame-ancestors 'none'; base-uri 'self'\r\n");
-  if (rc == 0 && content_length >= 0)
-    rc = buf_str(out, "Content-Length: ") ||
-         fb_http_buf_add(out, num, u64_text(num, (uint64_t)content_length)) || buf_str(out, "\r\n");
-  if (rc == 0 && c->chunked_out) rc = buf_str(out, "Transfer-Encoding: chunked\r\n");
-  if (rc == 0 && !c->keep_alive) rc = buf_str(out, "Connection: close\r\n");
-  else if (rc == 0 && c->req.http_minor == 0) rc = buf_str(out, "Connection: keep-alive\r\n");
-  if (rc == 0) rc = buf_str(out, "\r\n");
-  return rc ? FB_ENOMEM : 0;
+  if (html) p = put(p, csp, sizeof csp - 1);
+  if (content_length >= 0) {
+    p = PUT_LIT(p, "Content-Length: ");
+    p = put(p, num, u64_text(num, (uint64_t)content_length));
+    p = PUT_LIT(p, "\r\n");
+  }
+  if (c->chunked_out) p = PUT_LIT(p, "Transfer-Encoding: chunked\r\n");
+  if (!c->keep_alive) p = PUT_LIT(p, "Connection: close\r\n");
+  else if (c->req.http_minor == 0) p = PUT_LIT(p, "Connection: keep-alive\r\n");
+  p = PUT_LIT(p, "\r\n");
+  out->len = (size_t)(p - out->data);
+  return 0;
 }
 
 /* ---- writing ---- */
@@ -238,9 +258,20 @@ int fb_http_conn_write(fb_http_conn *c, const uv_buf_t *bufs, unsigned nbufs) {
 
 static void timer_fired(uv_timer_t *t);
 
-void fb_http_conn_timer(fb_http_conn *c, uint64_t ms, uint64_t repeat) {
-  if (!c->closing) uv_timer_start(&c->timer, timer_fired, ms, repeat);
+/* The connection's one deadline, ms from now (loop time). The timer is restarted only when
+ * it would fire too late: across keep-alive requests it stays armed, and timer_fired sets it
+ * again for whatever time is left, so answering a request costs no timer work. */
+void fb_http_conn_timer(fb_http_conn *c, uint64_t ms) {
+  if (c->closing) return;
+  c->deadline = uv_now(c->srv->loop) + ms;
+  if (!c->timer_due || c->timer_due > c->deadline) {
+    c->timer_due = c->deadline;
+    uv_timer_start(&c->timer, timer_fired, ms, 0);
+  }
 }
+
+/* No deadline while a handler works; a timer already armed fires and finds none. */
+static void conn_timer_clear(fb_http_conn *c) { c->deadline = 0; }
 
 static void free_conn(fb_http_conn *c) {
   free(c->in.data);
@@ -301,7 +332,7 @@ static void start_linger(fb_http_conn *c) {
     return;
   }
   read_start(c);  /* reading may have been paused for back-pressure: see the peer's close */
-  fb_http_conn_timer(c, LINGER_MS, 0);
+  fb_http_conn_timer(c, LINGER_MS);
 }
 
 static void reset_request(fb_http_conn *c) {
@@ -347,6 +378,15 @@ static void fail_request(fb_http_conn *c, int status, const char *msg) {
 
 static void timer_fired(uv_timer_t *t) {
   fb_http_conn *c = t->data;
+  uint64_t now = uv_now(c->srv->loop);
+  c->timer_due = 0;
+  if (!c->deadline) return;
+  if (now < c->deadline) {  /* moved on since the timer was armed */
+    c->timer_due = c->deadline;
+    uv_timer_start(t, timer_fired, c->deadline - now, 0);
+    return;
+  }
+  c->deadline = 0;
   switch (c->state) {
     case CONN_HEADERS:
     case CONN_BODY:
@@ -362,7 +402,7 @@ static void timer_fired(uv_timer_t *t) {
       if (c->in_off < c->in.len) {  /* pipelined requests deferred by fb_http_finish */
         process_input(c);
         if (!c->closing && c->state == CONN_IDLE)
-          fb_http_conn_timer(c, c->srv->cfg.limits.idle_timeout_ms, 0);
+          fb_http_conn_timer(c, c->srv->cfg.limits.idle_timeout_ms);
         break;
       }
       fb_http_conn_close(c);
@@ -431,7 +471,7 @@ static fb_http_conn *conn_of(llhttp_t *p) { return p->data; }
 static int on_message_begin(llhttp_t *p) {
   fb_http_conn *c = conn_of(p);
   c->state = CONN_HEADERS;
-  fb_http_conn_timer(c, c->srv->cfg.limits.header_timeout_ms, 0);
+  fb_http_conn_timer(c, c->srv->cfg.limits.header_timeout_ms);
   return 0;
 }
 
@@ -591,7 +631,7 @@ static int on_headers_complete(llhttp_t *p) {
   }
   if (has_body) {
     c->state = CONN_BODY;
-    fb_http_conn_timer(c, srv->cfg.limits.body_timeout_ms, 0);
+    fb_http_conn_timer(c, srv->cfg.limits.body_timeout_ms);
   }
   return 0;
 }
@@ -600,7 +640,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
   fb_http_conn *c = conn_of(p);
   if (c->body.len + len > c->max_body) return user_error(c, 413, "request body too large");
   if (fb_http_buf_add(&c->body, at, len)) return user_error(c, 500, "out of memory");
-  fb_http_conn_timer(c, c->srv->cfg.limits.body_timeout_ms, 0);
+  fb_http_conn_timer(c, c->srv->cfg.limits.body_timeout_ms);
   return 0;
 }
 
@@ -612,17 +652,21 @@ static int on_message_complete(llhttp_t *p) {
   c->req.body_len = c->body.len;
   c->keep_alive = llhttp_should_keep_alive(p) && !p->upgrade && !c->srv->closing;
   c->state = CONN_HANDLER;
-  uv_timer_stop(&c->timer);
+  conn_timer_clear(c);
   return HPE_PAUSED;
 }
+
+static int respond_json_error(fb_http_req *r, int status, const char *msg,
+                              const fb_http_header *extra);
 
 static void dispatch(fb_http_conn *c) {
   fb_http_req *r = &c->req;
   if (fb_http_static_try(c)) return;
-  const char *msg = NULL;
-  int st = fb_http_guard_token(c->srv, r, &msg);
+  const char *msg = NULL, *challenge = NULL;
+  int st = fb_http_guard_token(c->srv, r, &msg, &challenge);
   if (st) {
-    fb_http_respond_error(r, st, msg);
+    fb_http_header h = {"WWW-Authenticate", challenge};
+    respond_json_error(r, st, msg, &h);
     return;
   }
   c->srv->cfg.on_request(c->srv->cfg.ud, r);
@@ -695,7 +739,7 @@ void fb_http_finish(fb_http_conn *c) {
   /* Pipelined input waits for the next loop turn (unless process_input is on the stack and
    * carries on): answering never re-enters the request callback. */
   int pending = !c->processing && c->in_off < c->in.len;
-  fb_http_conn_timer(c, pending ? 0 : c->srv->cfg.limits.idle_timeout_ms, 0);
+  fb_http_conn_timer(c, pending ? 0 : c->srv->cfg.limits.idle_timeout_ms);
 }
 
 /* ---- responses ---- */
@@ -733,17 +777,24 @@ int fb_http_respond(fb_http_req *r, int status, const fb_http_header *headers, i
   return rc;
 }
 
-int fb_http_respond_error(fb_http_req *r, int status, const char *msg) {
+/* {"error": msg} as JSON, with one more header when extra is not NULL. */
+static int respond_json_error(fb_http_req *r, int status, const char *msg,
+                              const fb_http_header *extra) {
   fb_http_conn *c = live(r, CONN_HANDLER);
   if (!c) return FB_EINVALID;
   buf body = {0};
   int rc = fb_http_buf_add(&body, "{\"error\":\"", 10);
   if (rc == 0) rc = json_escape(&body, msg ? msg : "error");
   if (rc == 0) rc = fb_http_buf_add(&body, "\"}", 2);
-  static const fb_http_header json[] = {{"Content-Type", "application/json"}};
-  if (rc == 0) rc = fb_http_respond(r, status, json, 1, body.data, body.len);
+  fb_http_header h[2] = {{"Content-Type", "application/json"}};
+  if (extra) h[1] = *extra;
+  if (rc == 0) rc = fb_http_respond(r, status, h, extra ? 2 : 1, body.data, body.len);
   free(body.data);
   return rc;
+}
+
+int fb_http_respond_error(fb_http_req *r, int status, const char *msg) {
+  return respond_json_error(r, status, msg, NULL);
 }
 
 int fb_http_stream_begin(fb_http_req *r, int status, const fb_http_header *headers,
@@ -833,5 +884,5 @@ void fb_http_conn_accept(fb_http_server *srv) {
     return;
   }
   c->state = CONN_IDLE;
-  fb_http_conn_timer(c, srv->cfg.limits.header_timeout_ms, 0);
+  fb_http_conn_timer(c, srv->cfg.limits.header_timeout_ms);
 }

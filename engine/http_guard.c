@@ -79,19 +79,24 @@ int fb_http_guard_request(const fb_http_server *srv, const fb_http_req *req, con
   return 0;
 }
 
-int fb_http_guard_token(const fb_http_server *srv, const fb_http_req *req, const char **msg) {
+int fb_http_guard_token(const fb_http_server *srv, const fb_http_req *req, const char **msg,
+                        const char **challenge) {
   if (!srv->token) return 0;
   const char *auth = fb_http_req_header(req, "authorization");
-  unsigned diff = 1;
-  if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
-    const char *got = auth + 7;
-    size_t gl = strlen(got), tl = strlen(srv->token);
-    diff = gl != tl;
-    for (size_t i = 0; i < tl; i++)  /* time depends on the token's length only */
-      diff |= (unsigned char)srv->token[i] ^ (unsigned char)(i < gl ? got[i] : 0);
+  if (!auth || strncasecmp(auth, "Bearer ", 7) != 0) {
+    /* RFC 6750 3.1: no error code when no bearer token was sent at all */
+    *msg = "missing token";
+    *challenge = "Bearer realm=\"fastbrain\"";
+    return 401;
   }
+  const char *got = auth + 7;
+  size_t gl = strlen(got), tl = strlen(srv->token);
+  unsigned diff = gl != tl;
+  for (size_t i = 0; i < tl; i++)  /* time depends on the token's length only */
+    diff |= (unsigned char)srv->token[i] ^ (unsigned char)(i < gl ? got[i] : 0);
   if (diff) {
-    *msg = "missing or bad token";
+    *msg = "bad token";
+    *challenge = "Bearer realm=\"fastbrain\", error=\"invalid_token\"";
     return 401;
   }
   return 0;

@@ -52,7 +52,8 @@ struct fb_http_conn {
   fb_http_server *srv;
   fb_http_conn *prev, *next;
   uv_tcp_t tcp;
-  uv_timer_t timer;
+  uv_timer_t timer;            /* armed for timer_due (0: not armed); see fb_http_conn_timer */
+  uint64_t deadline, timer_due; /* loop ms; deadline 0 = none */
   int handles_open;            /* tcp + timer: freed when it drops to 0 */
   conn_state state;
   llhttp_t parser;
@@ -100,13 +101,16 @@ int fb_http_head(fb_http_conn *c, buf *out, int status, const fb_http_header *he
                  int nheaders, int64_t content_length);
 void fb_http_finish(fb_http_conn *c);
 void fb_http_conn_close(fb_http_conn *c);
-void fb_http_conn_timer(fb_http_conn *c, uint64_t ms, uint64_t repeat);
+void fb_http_conn_timer(fb_http_conn *c, uint64_t ms);  /* the deadline, ms from now */
 int fb_http_buf_add(buf *b, const void *data, size_t len);
 
 /* http_guard.c: pure checks, no I/O. Each returns 0 or the status to answer, with *msg. */
 int fb_http_is_loopback_host(const char *host);
 int fb_http_guard_request(const fb_http_server *srv, const fb_http_req *req, const char **msg);
-int fb_http_guard_token(const fb_http_server *srv, const fb_http_req *req, const char **msg);
+/* 401 with *challenge, the WWW-Authenticate value (RFC 6750), when a token is configured and
+ * the request lacks it or has another. */
+int fb_http_guard_token(const fb_http_server *srv, const fb_http_req *req, const char **msg,
+                        const char **challenge);
 
 /* http_static.c */
 /* Resolve raw `path` under `m`: 0 with the real file in out, FB_ENOTFOUND when nothing is

@@ -56,8 +56,7 @@ int fb_http_sse_begin(fb_http_req *req, const fb_http_header *headers, int nhead
   if (rc) return rc;
   fb_http_conn *c = req->conn;
   c->sse = 1;
-  uint64_t beat = c->srv->cfg.limits.sse_heartbeat_ms;
-  fb_http_conn_timer(c, beat, beat);
+  fb_http_conn_timer(c, c->srv->cfg.limits.sse_heartbeat_ms);
   return 0;
 }
 
@@ -76,5 +75,6 @@ int fb_http_sse_send(fb_http_req *req, const char *event, const char *data, size
 }
 
 void fb_http_sse_heartbeat(fb_http_conn *c) {
-  fb_http_stream_write(&c->req, ": ping\n\n", 8);
+  if (fb_http_stream_write(&c->req, ": ping\n\n", 8) == 0)
+    fb_http_conn_timer(c, c->srv->cfg.limits.sse_heartbeat_ms);
 }

@@ -195,7 +195,7 @@ void fb_http_static_pump(fb_http_conn *c) {
       return;
     }
   }
-  if (c->file_fd >= 0 && !c->closing) fb_http_conn_timer(c, c->srv->cfg.limits.idle_timeout_ms, 0);
+  if (c->file_fd >= 0 && !c->closing) fb_http_conn_timer(c, c->srv->cfg.limits.idle_timeout_ms);
 }
 
 int fb_http_server_static(fb_http_server *srv, const char *prefix, const char *dir, fb_err *err) {

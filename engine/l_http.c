@@ -1,17 +1,24 @@
 /* l_http.c: module `fastbrain.http`, the thin Lua face of http.h: listen{...} returns a
- * server; each request reaches Lua as a request object with respond/stream/SSE methods; and
- * guard(co, ms) arms the instruction-count hook that stops a runaway handler. Routing,
- * coroutines and timeouts are lua/fastbrain/router.lua's. */
+ * server; each request reaches Lua as an integer handle for respond/stream/sse/... ; routes()
+ * matches patterns; guard(co, ms) stops a runaway handler. Routing, coroutines and timeouts
+ * are lua/fastbrain/router.lua's. */
 #include <lauxlib.h>
+#include <lualib.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "http.h"
+#include "http_route.h"
 #include "modules.h"
 #include "vm.h"
 
 #define SERVER_MT "fastbrain.http.server"
-#define REQUEST_MT "fastbrain.http.request"
+#define ROUTES_MT "fastbrain.http.routes"
+#define MAX_PARAMS 16
 #define MAX_HEADERS 32
 
 typedef struct server_box server_box;
@@ -27,57 +34,108 @@ typedef struct lserver {
 
 struct server_box { lserver *s; };  /* s is NULL once the server is freed */
 
-/* A request seen by Lua. Freed when both the engine is done with it (answered or closed)
- * and its userdata is collected. */
+/* A request seen by Lua is an integer handle: its slot here plus its generation times 2^32.
+ * Integers cost Lua no allocation and no reference; a handle whose request was answered or
+ * closed matches no live slot (the slot's generation moved on). One loop thread: one table. */
 typedef struct lreq {
-  fb_http_req *req;     /* NULL once answered or closed */
+  fb_http_req *req;     /* NULL when the slot is free */
   lserver *s;
-  int self, on_close;   /* registry refs while live */
-  int refs;             /* 2: the engine's and the userdata's */
-  int closed;           /* the client went away (vs answered) */
+  int on_close;         /* registry ref while live */
+  int closed;           /* the last request here: the client went away (vs answered) */
+  uint32_t gen;
+  int next_free;
 } lreq;
 
-typedef struct { lreq *r; } request_box;
+static struct {
+  lreq *slots;
+  int n, free;          /* free: first free slot, -1 for none */
+} reqs = {NULL, 0, -1};
 
 static void unref(lua_State *L, int *ref) {
   if (L && *ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, *ref);
   *ref = LUA_NOREF;
 }
 
-static void lreq_release(lreq *r) {
-  if (--r->refs == 0) free(r);
+static lua_Integer handle_of(int slot) {
+  return (lua_Integer)slot + (lua_Integer)reqs.slots[slot].gen * ((lua_Integer)1 << 32);
 }
 
-/* The engine is done with the request: drop the references that kept it alive. */
-static void lreq_done(lreq *r) {
-  lua_State *L = r->s->L;
+/* A free slot for req, or -1 when out of memory. */
+static int lreq_new(lserver *s, fb_http_req *req) {
+  if (reqs.free < 0) {
+    int n = reqs.n ? reqs.n * 2 : 64;
+    lreq *slots = realloc(reqs.slots, (size_t)n * sizeof *slots);
+    if (!slots) return -1;
+    for (int i = reqs.n; i < n; i++)
+      slots[i] = (lreq){.on_close = LUA_NOREF, .next_free = i + 1 < n ? i + 1 : -1};
+    reqs.slots = slots;
+    reqs.free = reqs.n;
+    reqs.n = n;
+  }
+  int slot = reqs.free;
+  lreq *r = &reqs.slots[slot];
+  reqs.free = r->next_free;
+  r->req = req;
+  r->s = s;
+  r->closed = 0;
+  return slot;
+}
+
+/* The engine is done with the request: its handle goes stale, its slot is free again. */
+static void lreq_done(int slot) {
+  lreq *r = &reqs.slots[slot];
   r->req = NULL;
-  unref(L, &r->on_close);
-  unref(L, &r->self);
-  lreq_release(r);
+  unref(r->s->L, &r->on_close);
+  r->gen++;
+  r->next_free = reqs.free;
+  reqs.free = slot;
 }
 
 static void on_req_close(void *ud, fb_http_req *req) {
   (void)req;
-  lreq *r = ud;
+  int slot = (int)(intptr_t)ud;
+  lreq *r = &reqs.slots[slot];
   lua_State *L = r->s->L;
   r->closed = 1;
-  r->req = NULL;
   if (L && r->on_close != LUA_NOREF) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->on_close);
+    r->req = NULL;  /* the callback sees a request that is gone */
     fb_vm_pcall(L, 0, 0, "http on_close");
   }
-  lreq_done(r);
+  lreq_done(slot);
 }
 
-static lreq *check_req(lua_State *L, int idx) {
-  return ((request_box *)luaL_checkudata(L, idx, REQUEST_MT))->r;
+/* The slot of the handle at idx while its request is live, else -1 (*gone: it was answered or
+ * closed, or the handle was never one). */
+static int slot_of(lua_State *L, int idx) {
+  lua_Integer h = luaL_checkinteger(L, idx);
+  lua_Integer slot = h & 0xffffffff;
+  if (h < 0 || slot >= reqs.n || (uint32_t)(h >> 32) != reqs.slots[slot].gen ||
+      !reqs.slots[slot].req)
+    return -1;
+  return (int)slot;
 }
 
-/* The live request or a Lua error (a caller's mistake: answering twice, after close). */
-static fb_http_req *live_req(lua_State *L, lreq *r) {
-  if (!r->req) luaL_error(L, "request is already %s", r->closed ? "closed" : "answered");
-  return r->req;
+/* The live request's slot, or a Lua error (a caller's mistake: answering twice, after close). */
+static int live_slot(lua_State *L, int idx) {
+  int slot = slot_of(L, idx);
+  if (slot < 0) {
+    lua_Integer h = lua_tointeger(L, idx), s = h & 0xffffffff;
+    int closed = h >= 0 && s < reqs.n && reqs.slots[s].closed;
+    luaL_error(L, "request is already %s", closed ? "closed" : "answered");
+  }
+  return slot;
+}
+
+/* The userdata at idx of the class `name` whose methods hold its metatable as upvalue 1:
+ * comparing with it is cheaper than luaL_checkudata's lookup by name, and as safe. */
+static void *check_self(lua_State *L, int idx, const char *name) {
+  void *p = lua_touserdata(L, idx);
+  if (!p || !lua_getmetatable(L, idx)) luaL_typeerror(L, idx, name);
+  int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+  lua_pop(L, 1);
+  if (!same) luaL_typeerror(L, idx, name);
+  return p;
 }
 
 /* headers table {name = value} at idx -> h[] (strings or numbers); returns the count. The
@@ -101,111 +159,112 @@ static int collect_headers(lua_State *L, int idx, fb_http_header *h, int max) {
 }
 
 /* Map an engine result to Lua: true, or nil and a reason. A bad header is a caller error. */
-static int push_result(lua_State *L, lreq *r, int rc) {
+static int push_result(lua_State *L, int slot, int rc) {
   if (rc == 0) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  if (rc == FB_EINVALID && r->req) return luaL_error(L, "invalid response (status or header)");
+  if (rc == FB_EINVALID && slot >= 0 && reqs.slots[slot].req)
+    return luaL_error(L, "invalid response (status or header)");
   lua_pushnil(L);
   lua_pushstring(L, rc == FB_ELIMIT ? "client too slow" : "closed");
   return 2;
 }
 
-/* rq:respond(status, body, headers) */
+/* respond(rq, status, body, headers): headers is a table, or a string for the Content-Type
+ * alone (no table to walk on the common path). */
 static int req_respond(lua_State *L) {
-  lreq *r = check_req(L, 1);
-  fb_http_req *req = live_req(L, r);
+  int slot = live_slot(L, 1);
   int status = (int)luaL_checkinteger(L, 2);
   size_t len = 0;
   const char *body = luaL_optlstring(L, 3, "", &len);
   fb_http_header h[MAX_HEADERS];
-  int n = collect_headers(L, 4, h, MAX_HEADERS);
-  int rc = fb_http_respond(req, status, h, n, body, len);  /* r lives: the box is arg 1 */
-  if (rc == 0 && r->req) lreq_done(r);
-  return push_result(L, r, rc);
+  int n = 1;
+  if (lua_type(L, 4) == LUA_TSTRING) h[0] = (fb_http_header){"Content-Type", lua_tostring(L, 4)};
+  else n = collect_headers(L, 4, h, MAX_HEADERS);
+  int rc = fb_http_respond(reqs.slots[slot].req, status, h, n, body, len);
+  if (rc == 0 && reqs.slots[slot].req) lreq_done(slot);
+  return push_result(L, slot, rc);
 }
 
-/* rq:stream(status, headers) / rq:sse(headers): begin a streamed response. */
+/* stream(rq, status, headers) / sse(rq, headers): begin a streamed response. */
 static int req_stream(lua_State *L) {
-  lreq *r = check_req(L, 1);
-  fb_http_req *req = live_req(L, r);
+  int slot = live_slot(L, 1);
   int status = (int)luaL_checkinteger(L, 2);
   fb_http_header h[MAX_HEADERS];
   int n = collect_headers(L, 3, h, MAX_HEADERS);
-  return push_result(L, r, fb_http_stream_begin(req, status, h, n));
+  return push_result(L, slot, fb_http_stream_begin(reqs.slots[slot].req, status, h, n));
 }
 
 static int req_sse(lua_State *L) {
-  lreq *r = check_req(L, 1);
-  fb_http_req *req = live_req(L, r);
+  int slot = live_slot(L, 1);
   fb_http_header h[MAX_HEADERS];
   int n = collect_headers(L, 2, h, MAX_HEADERS - 4);
-  return push_result(L, r, fb_http_sse_begin(req, h, n));
+  return push_result(L, slot, fb_http_sse_begin(reqs.slots[slot].req, h, n));
 }
 
-/* rq:write(data) -> true | nil, "closed" | "client too slow" */
+/* write(rq, data) -> true | nil, "closed" | "client too slow" */
 static int req_write(lua_State *L) {
-  lreq *r = check_req(L, 1);
+  int slot = slot_of(L, 1);
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
-  if (!r->req) return push_result(L, r, FB_EIO);
-  return push_result(L, r, fb_http_stream_write(r->req, data, len));
+  if (slot < 0) return push_result(L, slot, FB_EIO);
+  return push_result(L, slot, fb_http_stream_write(reqs.slots[slot].req, data, len));
 }
 
-/* rq:event(event, data, id) */
+/* event(rq, event, data, id) */
 static int req_event(lua_State *L) {
-  lreq *r = check_req(L, 1);
+  int slot = slot_of(L, 1);
   const char *event = luaL_optstring(L, 2, NULL);
   size_t len;
   const char *data = luaL_checklstring(L, 3, &len);
   const char *id = luaL_optstring(L, 4, NULL);
   luaL_argcheck(L, !event || !strpbrk(event, "\r\n"), 2, "event name holds a line break");
   luaL_argcheck(L, !id || !strpbrk(id, "\r\n"), 4, "id holds a line break");
-  if (!r->req) return push_result(L, r, FB_EIO);
-  int rc = fb_http_sse_send(r->req, event, data, len, id);
-  if (rc == FB_EINVALID && r->req) return luaL_error(L, "event: the response is not an event stream");
-  return push_result(L, r, rc);
+  if (slot < 0) return push_result(L, slot, FB_EIO);
+  int rc = fb_http_sse_send(reqs.slots[slot].req, event, data, len, id);
+  if (rc == FB_EINVALID && reqs.slots[slot].req)
+    return luaL_error(L, "event: the response is not an event stream");
+  return push_result(L, slot, rc);
 }
 
-/* rq:finish(): end a streamed response. */
+/* finish(rq): end a streamed response. */
 static int req_finish(lua_State *L) {
-  lreq *r = check_req(L, 1);
-  if (!r->req) return push_result(L, r, FB_EIO);
-  fb_http_req *req = r->req;
-  int rc = fb_http_stream_end(req);
+  int slot = slot_of(L, 1);
+  if (slot < 0) return push_result(L, slot, FB_EIO);
+  int rc = fb_http_stream_end(reqs.slots[slot].req);
   if (rc == FB_EINVALID) return luaL_error(L, "finish: no stream was begun");
-  if (r->req) lreq_done(r);
-  return push_result(L, r, rc);
+  if (reqs.slots[slot].req) lreq_done(slot);
+  return push_result(L, slot, rc);
 }
 
+/* on_close(rq, fn): fn() runs once if the client goes away before the response completed. */
 static int req_on_close(lua_State *L) {
-  lreq *r = check_req(L, 1);
+  int slot = slot_of(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  if (!r->req) return 0;
-  unref(L, &r->on_close);
+  if (slot < 0) return 0;
+  unref(L, &reqs.slots[slot].on_close);
   lua_pushvalue(L, 2);
-  r->on_close = luaL_ref(L, LUA_REGISTRYINDEX);
+  reqs.slots[slot].on_close = luaL_ref(L, LUA_REGISTRYINDEX);
   return 0;
 }
 
 static int req_alive(lua_State *L) {
-  lua_pushboolean(L, check_req(L, 1)->req != NULL);
+  lua_pushboolean(L, slot_of(L, 1) >= 0);
   return 1;
 }
 
 static int req_header(lua_State *L) {
-  lreq *r = check_req(L, 1);
+  int slot = slot_of(L, 1);
   const char *name = luaL_checkstring(L, 2);
-  const char *v = r->req ? fb_http_req_header(r->req, name) : NULL;
+  const char *v = slot >= 0 ? fb_http_req_header(reqs.slots[slot].req, name) : NULL;
   if (v) lua_pushstring(L, v);
   else lua_pushnil(L);
   return 1;
 }
 
 static int req_headers(lua_State *L) {
-  lreq *r = check_req(L, 1);
-  fb_http_req *req = live_req(L, r);
+  fb_http_req *req = reqs.slots[live_slot(L, 1)].req;
   lua_createtable(L, 0, req->nheaders);
   for (int i = 0; i < req->nheaders; i++) {
     lua_getfield(L, -1, req->headers[i].name);
@@ -222,23 +281,14 @@ static int req_headers(lua_State *L) {
 }
 
 static int req_body(lua_State *L) {
-  lreq *r = check_req(L, 1);
-  fb_http_req *req = live_req(L, r);
+  fb_http_req *req = reqs.slots[live_slot(L, 1)].req;
   lua_pushlstring(L, req->body, req->body_len);
   return 1;
 }
 
 static int req_remote_addr(lua_State *L) {
-  lreq *r = check_req(L, 1);
-  lua_pushstring(L, live_req(L, r)->remote_addr);
+  lua_pushstring(L, reqs.slots[live_slot(L, 1)].req->remote_addr);
   return 1;
-}
-
-static int req_gc(lua_State *L) {
-  request_box *b = luaL_checkudata(L, 1, REQUEST_MT);
-  if (b->r) lreq_release(b->r);
-  b->r = NULL;
-  return 0;
 }
 
 /* ---- the server ---- */
@@ -250,28 +300,24 @@ static void on_request(void *ud, fb_http_req *req) {
     fb_http_respond_error(req, 503, "shutting down");
     return;
   }
-  lreq *r = malloc(sizeof *r);
-  if (!r) {
+  int slot = lreq_new(s, req);
+  if (slot < 0) {
     fb_http_respond_error(req, 503, "out of memory");
     return;
   }
-  *r = (lreq){.req = req, .s = s, .self = LUA_NOREF, .on_close = LUA_NOREF, .refs = 2};
-  fb_http_req_on_close(req, on_req_close, r);
+  lua_Integer handle = handle_of(slot);
+  fb_http_req_on_close(req, on_req_close, (void *)(intptr_t)slot);
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->on_request);
-  request_box *b = lua_newuserdatauv(L, sizeof *b, 0);
-  b->r = r;
-  luaL_setmetatable(L, REQUEST_MT);
-  lua_pushvalue(L, -1);
-  r->self = luaL_ref(L, LUA_REGISTRYINDEX);  /* alive while the engine holds it */
+  lua_pushinteger(L, handle);
   lua_pushstring(L, req->method);
   lua_pushstring(L, req->path);
   lua_pushstring(L, req->query);
-  r->refs++;  /* r must outlive the call even if Lua collects its box */
-  if (fb_vm_pcall(L, 4, 0, "http request") != LUA_OK && r->req) {
+  /* the handle is still this request's only if nothing answered or closed it */
+  if (fb_vm_pcall(L, 4, 0, "http request") != LUA_OK && handle_of(slot) == handle &&
+      reqs.slots[slot].req) {
     if (fb_http_stream_end(req) != 0) fb_http_respond_error(req, 500, "internal error");
-    if (r->req) lreq_done(r);
+    if (handle_of(slot) == handle && reqs.slots[slot].req) lreq_done(slot);
   }
-  lreq_release(r);
 }
 
 static int on_headers(void *ud, const fb_http_req *req, uint64_t *max_body) {
@@ -441,76 +487,373 @@ static int server_gc(lua_State *L) {
   return 0;
 }
 
-/* ---- the runaway guard ---- */
+/* ---- route patterns ----
+ * routes() -> a list of patterns (http_route.h) the router matches a path against in C:
+ * list:add(pattern) -> its index; list:match(path [, from]) -> the index of the first pattern
+ * at or after from that matches, and a new table of its params (percent-decoded), or nil. */
 
-static const char budget_key = 'b';  /* registry: weak table coroutine -> budget ms */
+typedef struct routes {
+  fb_http_route **list;
+  int n, cap;
+} routes;
 
-static void runaway_hook(lua_State *co, lua_Debug *ar) {
-  (void)ar;
-  uv_loop_t *loop = fb_vm_loop(co);
-  double ran = (double)uv_hrtime() / 1e6 - (double)uv_now(loop);
-  if (ran < 0) return;
-  lua_rawgetp(co, LUA_REGISTRYINDEX, &budget_key);
-  lua_pushthread(co);
-  lua_rawget(co, -2);
-  lua_Integer budget = lua_tointeger(co, -1);
-  lua_pop(co, 2);
-  if (budget > 0 && ran > (double)budget)
-    luaL_error(co, "runaway handler: ran %d ms without yielding (budget %d ms)", (int)ran,
-               (int)budget);
+static int http_routes(lua_State *L) {
+  routes *rs = lua_newuserdatauv(L, sizeof *rs, 0);
+  *rs = (routes){0};
+  luaL_setmetatable(L, ROUTES_MT);
+  return 1;
 }
 
-/* guard(co, ms): from now on, co is stopped with an error when it keeps the loop busy for
- * more than ms (measured since the loop last woke, checked every 1000 instructions). */
-static int http_guard(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTHREAD);
-  lua_Integer ms = luaL_checkinteger(L, 2);
-  luaL_argcheck(L, ms > 0, 2, "budget must be > 0");
+static int routes_add(lua_State *L) {
+  routes *rs = check_self(L, 1, ROUTES_MT);
+  const char *pattern = luaL_checkstring(L, 2);
+  if (rs->n == rs->cap) {
+    int cap = rs->cap ? rs->cap * 2 : 8;
+    fb_http_route **list = realloc(rs->list, (size_t)cap * sizeof *list);
+    if (!list) return luaL_error(L, "routes: out of memory");
+    rs->list = list;
+    rs->cap = cap;
+  }
+  fb_http_route *r = fb_http_route_new(pattern);
+  if (!r) return luaL_error(L, "routes: out of memory");
+  if (fb_http_route_nparams(r) > MAX_PARAMS) {
+    fb_http_route_free(r);
+    return luaL_error(L, "route pattern has more than %d params: %s", MAX_PARAMS, pattern);
+  }
+  rs->list[rs->n++] = r;
+  lua_pushinteger(L, rs->n);
+  return 1;
+}
+
+static int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* s with each %XX decoded (a % without two hex digits stays as it is). */
+static void push_decoded(lua_State *L, const char *s, size_t n) {
+  if (!memchr(s, '%', n)) {
+    lua_pushlstring(L, s, n);
+    return;
+  }
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (size_t i = 0; i < n; i++) {
+    int hi, lo;
+    if (s[i] == '%' && i + 2 < n &&
+        (hi = hex_value(s[i + 1])) >= 0 && (lo = hex_value(s[i + 2])) >= 0) {
+      luaL_addchar(&b, (char)(hi * 16 + lo));
+      i += 2;
+    } else {
+      luaL_addchar(&b, s[i]);
+    }
+  }
+  luaL_pushresult(&b);
+}
+
+static int routes_match(lua_State *L) {
+  routes *rs = check_self(L, 1, ROUTES_MT);
+  size_t len;
+  const char *path = luaL_checklstring(L, 2, &len);
+  lua_Integer from = luaL_optinteger(L, 3, 1);
+  fb_http_span caps[MAX_PARAMS];
+  for (lua_Integer i = from < 1 ? 1 : from; i <= rs->n; i++) {
+    const fb_http_route *r = rs->list[i - 1];
+    if (!fb_http_route_match(r, path, len, caps)) continue;
+    lua_pushinteger(L, i);
+    int np = fb_http_route_nparams(r);
+    lua_createtable(L, 0, np);
+    for (int k = 0; k < np; k++) {
+      push_decoded(L, path + caps[k].off, caps[k].len);
+      lua_setfield(L, -2, fb_http_route_param(r, k));
+    }
+    return 2;
+  }
+  lua_pushnil(L);
+  return 1;
+}
+
+static int routes_gc(lua_State *L) {
+  routes *rs = luaL_checkudata(L, 1, ROUTES_MT);
+  for (int i = 0; i < rs->n; i++) fb_http_route_free(rs->list[i]);
+  free(rs->list);
+  *rs = (routes){0};
+  return 0;
+}
+
+/* ---- the runaway guard ----
+ * A guarded coroutine (guard(co, ms)) resumed from outside any guarded run starts a run with a
+ * deadline. Costs nothing while handlers behave: no hook runs. A watchdog thread looks at the
+ * deadline every few ms; once it has passed it signals the loop thread, whose signal handler
+ * sets a count hook on every coroutine in the run's resume chain (the handler and whatever it
+ * resumed, by coroutine.resume or coroutine.wrap, which this module replaces to keep that
+ * chain). The hook raises "runaway handler" in each of them at its next instruction. Setting
+ * a hook from a signal handler is what Lua allows (lua.c stops scripts on SIGINT the same
+ * way). One loop thread runs Lua: the chain and the run are per process. */
+
+#define MAX_CHAIN 256         /* nested resumes tracked; Lua's C stack ends long before */
+#define WATCHDOG_TICK_MS 10
+
+static struct {
+  lua_State *chain[MAX_CHAIN];      /* the coroutines resumed in the current run, outermost first */
+  volatile sig_atomic_t depth;      /* entries in chain (may exceed MAX_CHAIN: not tracked) */
+  _Atomic uint64_t deadline;        /* uv_hrtime() the run must yield by; 0 = no run */
+  _Atomic unsigned gen;             /* which run the deadline belongs to */
+  _Atomic unsigned fired;           /* the run the watchdog signalled */
+  uint64_t started, budget_ms;      /* of the current run, for the message */
+  pthread_t loop_thread;
+  int watching;                     /* the watchdog thread is started */
+} run;
+
+static int runaway_signal(void) { return SIGRTMIN + 3; }
+
+static void stop_hook(lua_State *co, lua_Debug *ar) {
+  (void)ar;
+  luaL_error(co, "runaway handler: ran %d ms without yielding (budget %d ms)",
+             (int)((uv_hrtime() - run.started) / 1000000), (int)run.budget_ms);
+}
+
+static void on_runaway_signal(int sig) {
+  (void)sig;
+  uint64_t deadline = atomic_load(&run.deadline);
+  if (!deadline || atomic_load(&run.fired) != atomic_load(&run.gen) || uv_hrtime() < deadline)
+    return;  /* that run ended before the signal came */
+  int n = run.depth < MAX_CHAIN ? run.depth : MAX_CHAIN;
+  for (int i = 0; i < n; i++) lua_sethook(run.chain[i], stop_hook, LUA_MASKCOUNT, 1);
+}
+
+static void *watchdog(void *arg) {
+  (void)arg;
+  unsigned last = 0;
+  const struct timespec tick = {0, WATCHDOG_TICK_MS * 1000000L};
+  for (;;) {
+    nanosleep(&tick, NULL);
+    unsigned gen = atomic_load(&run.gen);
+    uint64_t deadline = atomic_load(&run.deadline);
+    if (deadline && gen != last && uv_hrtime() > deadline) {
+      last = gen;
+      atomic_store(&run.fired, gen);
+      pthread_kill(run.loop_thread, runaway_signal());
+    }
+  }
+  return NULL;
+}
+
+static void start_watchdog(lua_State *L) {
+  if (run.watching) return;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_runaway_signal;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  pthread_t t;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);  /* the watchdog takes no signals */
+  int rc = sigaction(runaway_signal(), &sa, NULL) ? -1 : pthread_create(&t, &attr, watchdog, NULL);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pthread_attr_destroy(&attr);
+  if (rc) luaL_error(L, "guard: cannot start the watchdog");
+  run.loop_thread = pthread_self();
+  run.watching = 1;
+}
+
+/* registry: weak tables coroutine -> budget ms, coroutine -> function called when it is stopped */
+static const char budget_key = 'b', on_stop_key = 's';
+
+/* t[co] for the weak table at key, left on the stack (nil when there is none). */
+static int guard_field(lua_State *L, const char *key, int co_idx) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) != LUA_TTABLE) return LUA_TNIL;
+  lua_pushvalue(L, co_idx);
+  int t = lua_rawget(L, -2);
+  lua_remove(L, -2);
+  return t;
+}
+
+/* The budget of co in ms, or 0 when it is not guarded. */
+static lua_Integer budget_of(lua_State *L, int co_idx) {
+  guard_field(L, &budget_key, co_idx);
+  lua_Integer ms = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return ms;
+}
+
+/* co was stopped: call its on_stop(err) (the error is on top and stays there). */
+static void call_on_stop(lua_State *L, int co_idx) {
+  if (guard_field(L, &on_stop_key, co_idx) != LUA_TFUNCTION) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pushvalue(L, -2);
+  fb_vm_pcall(L, 1, 0, "runaway on_stop");
+}
+
+/* Resume co (at co_idx) with the top narg values of L, as lcorolib's auxresume: the count of
+ * results moved to L, or -1 with the error on top. Keeps the chain; starts a run when co is
+ * guarded and none is running. */
+static int resume_tracked(lua_State *L, lua_State *co, int co_idx, int narg) {
+  if (!lua_checkstack(co, narg)) {
+    lua_pushliteral(L, "too many arguments to resume");
+    return -1;
+  }
+  lua_Integer budget = atomic_load(&run.deadline) ? 0 : budget_of(L, co_idx);
+  if (budget > 0) {
+    run.started = uv_hrtime();
+    run.budget_ms = (uint64_t)budget;
+    atomic_fetch_add(&run.gen, 1);
+    atomic_store(&run.deadline, run.started + (uint64_t)budget * 1000000);
+  }
+  lua_xmove(L, co, narg);
+  if (run.depth < MAX_CHAIN) run.chain[run.depth] = co;
+  run.depth++;
+  int nres;
+  int status = lua_resume(co, L, narg, &nres);
+  run.depth--;
+  int stopped = 0;
+  if (budget > 0) {
+    stopped = atomic_load(&run.fired) == atomic_load(&run.gen);
+    atomic_store(&run.deadline, 0);
+  }
+  if (status == LUA_OK || status == LUA_YIELD) {
+    if (!lua_checkstack(L, nres + 1)) {
+      lua_pop(co, nres);
+      lua_pushliteral(L, "too many results to resume");
+      return -1;
+    }
+    lua_xmove(co, L, nres);
+    return nres;
+  }
+  lua_xmove(co, L, 1);
+  if (stopped) call_on_stop(L, co_idx);
+  return -1;
+}
+
+/* coroutine.resume, tracked. */
+static int co_resume(lua_State *L) {
   lua_State *co = lua_tothread(L, 1);
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &budget_key) != LUA_TTABLE) {
+  luaL_argexpected(L, co, 1, "thread");
+  int r = resume_tracked(L, co, 1, lua_gettop(L) - 1);
+  if (r < 0) {
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  lua_insert(L, -(r + 1));
+  return r + 1;
+}
+
+/* The function coroutine.wrap returns, tracked (lcorolib's auxwrap). */
+static int co_wrapped(lua_State *L) {
+  lua_State *co = lua_tothread(L, lua_upvalueindex(1));
+  int r = resume_tracked(L, co, lua_upvalueindex(1), lua_gettop(L));
+  if (r >= 0) return r;
+  int stat = lua_status(co);
+  if (stat != LUA_OK && stat != LUA_YIELD) {  /* an error inside: close its tbc variables */
+    stat = lua_resetthread(co);
+    lua_xmove(co, L, 1);
+  }
+  if (stat != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
+    luaL_where(L, 1);
+    lua_insert(L, -2);
+    lua_concat(L, 2);
+  }
+  return lua_error(L);
+}
+
+static int co_wrap(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_State *co = lua_newthread(L);
+  lua_pushvalue(L, 1);
+  lua_xmove(L, co, 1);
+  lua_pushcclosure(L, co_wrapped, 1);
+  return 1;
+}
+
+/* registry[key][co] = the value at idx, in a table with weak keys made on first use. */
+static void set_weak(lua_State *L, const char *key, int co_idx, int idx) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_newtable(L);
     lua_createtable(L, 0, 1);
     lua_pushliteral(L, "k");
     lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);  /* keys are weak: a finished coroutine is collected */
+    lua_setmetatable(L, -2);  /* a finished coroutine is collected */
     lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &budget_key);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, key);
   }
-  lua_pushvalue(L, 1);
-  lua_pushinteger(L, ms);
+  lua_pushvalue(L, co_idx);
+  lua_pushvalue(L, idx);
   lua_rawset(L, -3);
   lua_pop(L, 1);
-  lua_sethook(co, runaway_hook, LUA_MASKCOUNT, 1000);
+}
+
+/* guard(co, ms [, on_stop]): from now on, whenever co is resumed from outside a guarded run,
+ * it (and every coroutine it resumes) is stopped with a "runaway handler" error once it keeps
+ * the loop busy for more than ms without yielding; on_stop(err) runs then, whoever resumed. */
+static int http_guard(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTHREAD);
+  lua_Integer ms = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, ms > 0, 2, "budget must be > 0");
+  if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TFUNCTION);
+  lua_settop(L, 3);
+  start_watchdog(L);
+  set_weak(L, &budget_key, 1, 2);
+  set_weak(L, &on_stop_key, 1, 3);
   return 0;
 }
 
+/* Replace coroutine.resume and coroutine.wrap with the tracked ones, so the guard sees every
+ * coroutine a handler resumes. Same behaviour otherwise. */
+static void track_coroutines(lua_State *L) {
+  luaL_requiref(L, LUA_COLIBNAME, luaopen_coroutine, 1);
+  lua_pushcfunction(L, co_resume);
+  lua_setfield(L, -2, "resume");
+  lua_pushcfunction(L, co_wrap);
+  lua_setfield(L, -2, "wrap");
+  lua_pop(L, 1);
+}
+
+/* A metatable registered as name, its __index the methods (each with the metatable as upvalue
+ * 1, for check_self) and its __gc gc (may be NULL); left on the stack. */
+static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc) {
+  luaL_newmetatable(L, name);
+  if (gc) {
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_newtable(L);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, methods, 1);
+  lua_setfield(L, -2, "__index");
+}
+
 int luaopen_fastbrain_http(lua_State *L) {
-  static const luaL_Reg req_methods[] = {
-      {"respond", req_respond}, {"stream", req_stream},   {"sse", req_sse},
-      {"write", req_write},     {"event", req_event},     {"finish", req_finish},
-      {"on_close", req_on_close}, {"alive", req_alive},   {"header", req_header},
-      {"headers", req_headers}, {"body", req_body},       {"remote_addr", req_remote_addr},
-      {NULL, NULL}};
   static const luaL_Reg srv_methods[] = {{"port", server_port},
                                          {"connections", server_connections},
                                          {"static", server_static},
                                          {"close", server_close},
                                          {NULL, NULL}};
+  static const luaL_Reg routes_methods[] = {{"add", routes_add}, {"match", routes_match},
+                                            {NULL, NULL}};
   static const luaL_Reg funcs[] = {
-      {"listen", http_listen}, {"guard", http_guard}, {NULL, NULL}};
-  luaL_newmetatable(L, REQUEST_MT);
-  lua_pushcfunction(L, req_gc);
-  lua_setfield(L, -2, "__gc");
-  luaL_newlib(L, req_methods);
-  lua_setfield(L, -2, "__index");  /* metatable.__index = methods */
+      {"listen", http_listen}, {"guard", http_guard}, {"routes", http_routes},
+      /* on a request handle (on_request's first argument) */
+      {"respond", req_respond}, {"stream", req_stream},     {"sse", req_sse},
+      {"write", req_write},     {"event", req_event},       {"finish", req_finish},
+      {"on_close", req_on_close}, {"alive", req_alive},     {"header", req_header},
+      {"headers", req_headers}, {"body", req_body},         {"remote_addr", req_remote_addr},
+      {NULL, NULL}};
+  new_class(L, SERVER_MT, srv_methods, server_gc);
   lua_pop(L, 1);
-  luaL_newmetatable(L, SERVER_MT);
-  lua_pushcfunction(L, server_gc);
-  lua_setfield(L, -2, "__gc");
-  luaL_newlib(L, srv_methods);
-  lua_setfield(L, -2, "__index");  /* metatable.__index = methods */
+  new_class(L, ROUTES_MT, routes_methods, routes_gc);
   lua_pop(L, 1);
+  track_coroutines(L);
   luaL_newlib(L, funcs);
   return 1;
 }

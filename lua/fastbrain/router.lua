@@ -6,6 +6,8 @@ local http = require "fastbrain.http"
 local fb = require "fastbrain"
 local json = require "fastbrain.json"
 local encode = json.encode
+-- the engine's calls on a request handle (an integer; see engine/l_http.c)
+local respond, on_close, alive, header = http.respond, http.on_close, http.alive, http.header
 
 local M = {}
 
@@ -37,74 +39,33 @@ function M.parse_query(qs)
   return q
 end
 
-local function unescape_if(s)
-  if s:find("%", 1, true) then return unescape(s) end
-  return s
-end
-
-local function collect(names, params, i, v, ...)
-  if v == nil then return params end
-  params[names[i]] = unescape_if(v)
-  return collect(names, params, i + 1, ...)
-end
-
--- r.match(path) -> params or nil; one or two params (the common shapes) without varargs.
-local function matcher(r)
-  local pat, names = r.lua_pattern, r.names
-  if r.static then
-    local pattern = r.pattern
-    return function(path) if path == pattern then return {} end end
-  elseif #names == 1 then
-    local n1 = names[1]
-    return function(path)
-      local a = path:match(pat)
-      if a then return {[n1] = unescape_if(a)} end
-    end
-  elseif #names == 2 then
-    local n1, n2 = names[1], names[2]
-    return function(path)
-      local a, b = path:match(pat)
-      if a then return {[n1] = unescape_if(a), [n2] = unescape_if(b)} end
-    end
-  end
-  return function(path)
-    if path:find(pat) then return collect(names, {}, 1, path:match(pat)) end
-  end
-end
-
--- "/api/status/:skill/*" -> Lua pattern "^/api/status/([^/]+)/(.*)$" and names {"skill", "*"}.
--- A pattern without params is matched by a table lookup instead.
+-- Check "/api/status/:skill/*": params and a trailing * (matched in C by http.routes()).
+-- A pattern without params is also found by a table lookup, before any matching.
 local function compile(pattern)
   if type(pattern) ~= "string" or pattern:sub(1, 1) ~= "/" then
     error("route pattern must start with '/': " .. tostring(pattern), 3)
   end
   local r = {pattern = pattern, names = {}}
-  local parts = {}
   for seg in pattern:gmatch("[^/]+") do
     if r.names[#r.names] == "*" then error("'*' must end the pattern: " .. pattern, 3) end
     if seg == "*" then
       r.names[#r.names + 1] = "*"
-      parts[#parts + 1] = "(.*)"
     elseif seg:sub(1, 1) == ":" then
+      if #seg == 1 then error("a :param needs a name: " .. pattern, 3) end
       r.names[#r.names + 1] = seg:sub(2)
-      parts[#parts + 1] = "([^/]+)"
-    else
-      parts[#parts + 1] = (seg:gsub("%p", "%%%0"))
     end
   end
-  r.lua_pattern = "^/" .. table.concat(parts, "/") .. "$"
   r.static = #r.names == 0
-  r.match = matcher(r)
   return r
 end
 
 -- The request as handlers see it: plain fields, plus lazily built headers/body/query.
 local lazy = {
-  headers = function(req) return req._rq:headers() end,
-  body = function(req) return req._rq:body() end,
+  headers = function(req) return http.headers(req._rq) end,
+  body = function(req) return http.body(req._rq) end,
   query = function(req) return M.parse_query(req.query_string) end,
-  remote_addr = function(req) return req._rq:remote_addr() end,
-  last_event_id = function(req) return req._rq:header("last-event-id") end,
+  remote_addr = function(req) return http.remote_addr(req._rq) end,
+  last_event_id = function(req) return header(req._rq, "last-event-id") end,
 }
 local Req = {}
 Req.__index = function(req, k)
@@ -127,7 +88,7 @@ function Req:json()
   return v
 end
 
-function Req:header(name) return self._rq:header(name:lower()) end
+function Req:header(name) return header(self._rq, name:lower()) end
 
 local Res = {}
 Res.__index = Res
@@ -136,7 +97,7 @@ Res.__index = Res
 -- after which the handler's late answer is dropped quietly.
 local function finished(res, status, gone)
   if res.done then return end
-  res.gone = gone
+  if gone then res.gone = gone end
   res.done = true
   res.status = status
   if res.timer then res.timer:stop() end
@@ -152,22 +113,20 @@ function Res:send(status, body, headers)
   if not (headers["Content-Type"] or headers["content-type"]) then
     headers["Content-Type"] = "text/plain; charset=utf-8"
   end
-  self._rq:respond(status, body or "", headers)
+  respond(self._rq, status, body or "", headers)
   finished(self, status)
 end
-
-local JSON_HEADERS = {["Content-Type"] = "application/json"}
 
 -- res:json(status, value [, headers])
 function Res:json(status, value, headers)
   if self.gone then return nil, self.gone end
   if self.done then error("response already sent", 2) end
-  local h = JSON_HEADERS
+  local h = "application/json"  -- the engine takes a lone Content-Type as a string
   if headers then
     h = {["Content-Type"] = "application/json"}
     for k, v in pairs(headers) do h[k] = v end
   end
-  self._rq:respond(status, encode(value), h)
+  respond(self._rq, status, encode(value), h)
   finished(self, status)
 end
 
@@ -176,7 +135,7 @@ function Res:on_abort(fn)
   if not self.aborters then
     local list = {}
     self.aborters = list
-    self._rq:on_close(function()
+    on_close(self._rq, function()
       for _, f in ipairs(list) do
         local ok, err = pcall(f)
         if not ok then fb.log.error("on_close: %s", tostring(err)) end
@@ -213,13 +172,13 @@ end
 
 -- res:sse([headers]) -> an event stream: send(event, data, id), on_close(fn), close().
 function Res:sse(headers)
-  return open_stream(self, 200, function(rq) return rq:sse(headers) end)
+  return open_stream(self, 200, function(rq) return http.sse(rq, headers) end)
 end
 
 -- res:stream(status [, headers]) -> a chunked stream (close-delimited for HTTP/1.0):
 -- write(data), on_close(fn), close().
 function Res:stream(status, headers)
-  return open_stream(self, status, function(rq) return rq:stream(status, headers) end)
+  return open_stream(self, status, function(rq) return http.stream(rq, status, headers) end)
 end
 
 function Stream:_ended()
@@ -235,7 +194,7 @@ end
 function Stream:send(event, data, id)
   if self.closed then return nil, "closed" end
   if type(data) == "table" then data = encode(data) end
-  local ok, err = self._rq:event(event, tostring(data), id and tostring(id))
+  local ok, err = http.event(self._rq, event, tostring(data), id and tostring(id))
   if not ok then self:_ended() end
   return ok, err
 end
@@ -243,7 +202,7 @@ end
 -- write(data): one chunk of a res:stream() body. true, or nil and why.
 function Stream:write(data)
   if self.closed then return nil, "closed" end
-  local ok, err = self._rq:write(data)
+  local ok, err = http.write(self._rq, data)
   if not ok then self:_ended() end
   return ok, err
 end
@@ -254,7 +213,7 @@ end
 
 function Stream:close()
   if self.closed then return end
-  self._rq:finish()
+  http.finish(self._rq)
   self:_ended()
 end
 
@@ -268,9 +227,12 @@ function M.new(opts)
   end
   return setmetatable({
     routes = {},         -- in registration order
+    all = http.routes(), -- every pattern, in the order of routes
     exact = {},          -- METHOD -> path -> route, for patterns without params
     by_method = {},      -- METHOD -> routes in registration order
+    matchers = {},       -- METHOD -> http.routes() of by_method[METHOD]
     idle = {},           -- parked handler coroutines
+    waiting = setmetatable({}, {__mode = "k"}),  -- coroutine -> {req, res} once it yielded
     middleware = {},
     statics = {},
     timeout = opts.timeout or DEFAULTS.timeout,
@@ -292,9 +254,13 @@ function App:route(method, pattern, handler, opts)
   r.timeout, r.max_body = opts.timeout, opts.max_body
   if r.max_body then self.body_limits = true end
   self.routes[#self.routes + 1] = r
+  self.all:add(pattern)
   local same = self.by_method[method] or {}
   self.by_method[method] = same
   same[#same + 1] = r
+  local m = self.matchers[method] or http.routes()
+  self.matchers[method] = m
+  m:add(pattern)
   if r.static then
     local exact = self.exact[method] or {}
     self.exact[method] = exact
@@ -338,29 +304,26 @@ function App:find(method, path)
   local r = (self.exact[method] or NONE)[path]
   if not r and method == "HEAD" then r = (self.exact.GET or NONE)[path] end
   if r then return r, {} end
-  local list = self.by_method[method] or NONE
-  for i = 1, #list do
-    local params = list[i].match(path)
-    if params then return list[i], params end
-  end
-  if method == "HEAD" then
-    list = self.by_method.GET or NONE
-    for i = 1, #list do
-      local params = list[i].match(path)
-      if params then return list[i], params end
-    end
+  local m = self.matchers[method]
+  local i, params
+  if m then i, params = m:match(path) end
+  if i then return self.by_method[method][i], params end
+  if method == "HEAD" and self.matchers.GET then
+    i, params = self.matchers.GET:match(path)
+    if i then return self.by_method.GET[i], params end
   end
   local allowed
-  for _, route in ipairs(self.routes) do
-    if route.match(path) then
-      allowed = allowed or {}
-      allowed[route.method] = true
-      if route.method == "GET" then allowed.HEAD = true end
-    end
+  i = self.all:match(path)
+  while i do
+    local route = self.routes[i]
+    allowed = allowed or {}
+    allowed[route.method] = true
+    if route.method == "GET" then allowed.HEAD = true end
+    i = self.all:match(path, i + 1)
   end
   if not allowed then return nil end
   local list = {}
-  for m in pairs(allowed) do list[#list + 1] = m end
+  for name in pairs(allowed) do list[#list + 1] = name end
   table.sort(list)
   return nil, table.concat(list, ", ")
 end
@@ -397,7 +360,7 @@ local function on_error(res, req, err, co)
   end
   if res.done then
     if is_fail(err) then fb.log.error("%s %s: fail(%d) after answering", req.method, req.path, status) end
-  elseif res._rq:alive() then
+  elseif alive(res._rq) then
     res:error(status, message)
   else
     finished(res, 499, "closed")
@@ -408,7 +371,7 @@ end
 -- and goes back to the pool if it finished within the dispatch that started it. One that
 -- yielded on the way is driven by whoever resumes it and is dropped when it ends.
 local PARKED, MAX_IDLE = {}, 64
-local resume = coroutine.resume
+local resume = coroutine.resume  -- fastbrain.http's, which keeps the runaway guard's chain
 
 function App:_worker()
   local co = coroutine.create(function(app, route, req, res)
@@ -417,7 +380,16 @@ function App:_worker()
       app, route, req, res = coroutine.yield(PARKED)
     end
   end)
-  http.guard(co, self.runaway)
+  -- A runaway stopped after a yield was resumed by someone else (a timer, a socket): answer
+  -- its request here. One stopped in _dispatch's own resume is answered there.
+  local waiting = self.waiting
+  http.guard(co, self.runaway, function(err)
+    local w = waiting[co]
+    if w then
+      waiting[co] = nil
+      on_error(w.res, w.req, err, co)
+    end
+  end)
   return co
 end
 
@@ -427,8 +399,10 @@ function App:_dispatch(rq, method, path, query_string)
   local req = setmetatable({_rq = rq, method = method, path = path, query_string = query_string,
                             params = route and params_or_allow or {}}, Req)
   if not route then req.allow = params_or_allow end
-  -- status = nil sizes the table for the status finished() sets: no rehash per request
-  local res = setmetatable({_rq = rq, done = false, status = nil}, Res)
+  -- every field finished() reads or sets is here (status = nil sizes the table for it): no
+  -- rehash and no lookup through the metatable per request
+  local res = setmetatable({_rq = rq, done = false, gone = false, timer = false,
+                            done_hooks = false, status = nil}, Res)
   local idle = self.idle
   local co = idle[#idle]
   if co then idle[#idle] = nil else co = self:_worker() end
@@ -439,13 +413,14 @@ function App:_dispatch(rq, method, path, query_string)
   end
   if err == PARKED and #idle < MAX_IDLE then idle[#idle + 1] = co end
   if res.done then return end
+  self.waiting[co] = {req = req, res = res}
   -- Not answered yet: the handler yielded (a timer or a socket resumes it) or kept res for a
   -- callback. Give up after the route's timeout; stop waiting if the client leaves.
   local timeout = route and route.timeout or self.timeout
   res.timer = fb.timer.after(timeout, function()
     if res.done then return end
     fb.log.warn("%s %s: no answer after %d ms", method, path, timeout)
-    if rq:alive() then res:error(504, "handler timed out") end
+    if alive(rq) then res:error(504, "handler timed out") end
     finished(res, 504, "timed out")
     res.gone = "timed out"
   end)
@@ -464,7 +439,7 @@ function App:listen(opts)
   local srv, err = http.listen{
     host = opts.host, port = opts.port, token = opts.token,
     allowed_hosts = opts.allowed_hosts, limits = opts.limits,
-    on_request = function(rq, method, path, qs) app:_dispatch(rq, method, path, qs) end,
+    on_request = function(rq, method, path, qs) return app:_dispatch(rq, method, path, qs) end,
     on_headers = self.body_limits and function(method, path)
       local r = app:find(method, path)
       return r and r.max_body

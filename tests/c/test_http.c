@@ -626,6 +626,37 @@ TEST(timeouts_cut_slow_clients) {
   stop(s);
 }
 
+/* The deadline follows the connection's state: a keep-alive connection idle past the header
+ * timeout (but within the idle one) still serves its next request, then is cut at the idle
+ * timeout counted from that answer. */
+TEST(timeouts_follow_each_request) {
+  opts o = defaults();
+  o.limits.header_timeout_ms = 150;
+  o.limits.idle_timeout_ms = 600;
+  server *s = start(&o);
+  REQUIRE(s);
+  int fd = dial(s->port);
+  const char *get = GET_("/echo") "\r\n";
+  reply *r = calloc(1, sizeof *r);
+  for (int i = 0; i < 2; i++) {
+    send_all(fd, get, strlen(get));
+    memset(r, 0, sizeof *r);
+    read_reply(fd, r, 1, 3000, 0);
+    CHECK_INT(status_of(r->data), 200);
+    CHECK_INT(r->closed, 0);
+    if (i == 0) usleep(350 * 1000);  /* past the header timeout, within the idle one */
+  }
+  double t0 = now_ms();
+  memset(r, 0, sizeof *r);
+  read_reply(fd, r, 0, 3000, 0);
+  double took = now_ms() - t0;
+  CHECK_INT(r->closed, 1);
+  CHECK(took >= 500 && took < 2000);
+  close(fd);
+  free(r);
+  stop(s);
+}
+
 TEST(connection_limit_answers_503) {
   opts o = defaults();
   o.limits.max_connections = 2;
@@ -908,10 +939,18 @@ TEST(non_loopback_needs_a_token) {
   s = start(&o);
   REQUIRE(s);
   const row cases[] = {
-      {"no token", GET_("/echo") "\r\n", 401, "missing or bad token", 0},
-      {"wrong token", GET_("/echo") "Authorization: Bearer s3cret-tokeN\r\n\r\n", 401, "token", 0},
-      {"short token", GET_("/echo") "Authorization: Bearer s3cret\r\n\r\n", 401, "token", 0},
-      {"long token", GET_("/echo") "Authorization: Bearer s3cret-token2\r\n\r\n", 401, "token", 0},
+      /* RFC 6750: the challenge names the scheme; an error code only when a token was sent */
+      {"no token", GET_("/echo") "\r\n", 401,
+       "WWW-Authenticate: Bearer realm=\"fastbrain\"\r\n", 0},
+      {"no token: JSON error", GET_("/echo") "\r\n", 401, "{\"error\":\"missing token\"}", 0},
+      {"other scheme", GET_("/echo") "Authorization: Basic czNjcmV0LXRva2Vu\r\n\r\n", 401,
+       "WWW-Authenticate: Bearer realm=\"fastbrain\"\r\n", 0},
+      {"wrong token", GET_("/echo") "Authorization: Bearer s3cret-tokeN\r\n\r\n", 401,
+       "WWW-Authenticate: Bearer realm=\"fastbrain\", error=\"invalid_token\"\r\n", 0},
+      {"short token", GET_("/echo") "Authorization: Bearer s3cret\r\n\r\n", 401,
+       "error=\"invalid_token\"", 0},
+      {"long token", GET_("/echo") "Authorization: Bearer s3cret-token2\r\n\r\n", 401,
+       "{\"error\":\"bad token\"}", 0},
       {"right token", GET_("/echo") "Authorization: Bearer s3cret-token\r\n\r\n", 200, "GET /echo", 0},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)

@@ -40,6 +40,20 @@ app:get("/slowpoke", function(_, res)
   late = {res:json(200, {late = true})}
 end)
 app:get("/spin", function() while true do end end)
+-- runaways in coroutines the handler resumes, one made before any request among them
+app:get("/spin-wrapped", function() coroutine.wrap(function() while true do end end)() end)
+local spinner = coroutine.create(function() while true do end end)
+app:get("/spin-resumed", function(_, res)
+  coroutine.resume(spinner)
+  res:json(200, {survived = true})
+end)
+app:get("/spin-caught", function()
+  while true do pcall(function() while true do end end) end
+end)
+app:get("/spin-later", function()
+  fb.sleep(10)
+  while true do end
+end)
 app:post("/small", function(req, res) res:send(200, "ok") end, {max_body = 10})
 app:get("/headers", function(req, res) res:send(200, "x", {["X-Custom"] = "yes", ["Content-Type"] = "text/x-test"}) end)
 
@@ -84,6 +98,21 @@ T.test("params, trailing * and query decoding", function()
   T.eq(get("/files/a/b%2Fc/d.txt").body, "a/b/c/d.txt")
   T.eq(json(get("/query?a=1&b=x+y&c=%C3%A9&empty=")), {a = "1", b = "x y", c = "é", empty = ""})
   T.eq(json(get("/query")), fb.json.decode("{}"))
+end)
+
+T.test("pattern edges: empty params, extra segments, bad escapes, HEAD and 405 on patterns", function()
+  T.eq(get("/users/42/posts/").status, 404)
+  T.eq(get("/users//posts/1").status, 404)
+  T.eq(get("/users/42/posts/1/more").status, 404)
+  T.eq(get("/users/42/postsx/1").status, 404)
+  T.eq(get("/files/").body, "")
+  T.eq(json(get("/users/a%zz/posts/%41%")), {id = "a%zz", post = "A%"})
+  local r = client.request(port, "HEAD", "/users/1/posts/2")
+  T.eq(r.status, 200)
+  T.eq(r.body, "")
+  r = client.request(port, "POST", "/users/1/posts/2", {body = "{}"})
+  T.eq(r.status, 405)
+  T.eq(r.headers["allow"], "GET, HEAD")
 end)
 
 T.test("request fields", function()
@@ -186,6 +215,49 @@ T.test("a runaway handler is stopped with 503 and the server keeps serving", fun
   T.eq(get("/api/health").status, 200)
 end)
 
+T.test("coroutine.resume and coroutine.wrap, replaced to keep the guard's chain, behave as before", function()
+  local co = coroutine.create(function(a, b)
+    local c = coroutine.yield(a + b, "x")
+    error("oops " .. c)
+  end)
+  T.eq({coroutine.resume(co, 1, 2)}, {true, 3, "x"})
+  local ok, err = coroutine.resume(co, "c")
+  T.eq(ok, false)
+  T.matches(err, "oops c$")
+  T.eq({coroutine.resume(co)}, {false, "cannot resume dead coroutine"})
+  T.eq({coroutine.resume(coroutine.running())}, {false, "cannot resume non-suspended coroutine"})
+  T.raises(function() coroutine.resume(42) end, "thread expected, got number")
+  local gen = coroutine.wrap(function(n)
+    for i = 1, n do coroutine.yield(i) end
+    return "end"
+  end)
+  T.eq({gen(2), gen(), gen()}, {1, 2, "end"})
+  T.raises(function() gen() end, "cannot resume dead coroutine")
+  local bad = coroutine.wrap(function() error("inner") end)
+  local _, werr = pcall(bad)
+  T.matches(werr, "test_router.lua:%d+: inner$")
+  local closed = false
+  local tbc = coroutine.wrap(function()
+    local _ <close> = setmetatable({}, {__close = function() closed = true end})
+    error("with a pending close")
+  end)
+  pcall(tbc)
+  T.eq(closed, true)
+  T.raises(function() coroutine.wrap(1) end, "function expected")
+end)
+
+T.test("the runaway guard stops coroutines the handler resumes, after a yield too", function()
+  for _, path in ipairs{"/spin-wrapped", "/spin-resumed", "/spin-caught", "/spin-later"} do
+    local started = fb.now()
+    local r = get(path)
+    T.eq({path, r.status}, {path, 503})
+    T.eq(json(r), {error = "handler took too long"})
+    assert(fb.now() - started < 2000, path .. " took " .. (fb.now() - started) .. " ms")
+    T.eq(get("/api/health").status, 200)
+  end
+  T.eq(coroutine.status(spinner), "dead")
+end)
+
 T.test("middleware answers and logs", function()
   T.eq(get("/private").status, 401)
   local found = false
@@ -250,6 +322,80 @@ T.test("global limits from listen{limits=}", function()
   for i = 1, 6 do many["X-H" .. i] = "v" end
   T.eq(client.request(p, "GET", "/x", {headers = many}).status, 431)
   other:close(0)
+end)
+
+T.test("an SSE client that does not read is dropped at the queue cap; its stream closes", function()
+  local other = router.new()
+  local result, closes = nil, 0
+  other:get("/flood", function(_, res)
+    local s = res:sse()
+    s:on_close(function() closes = closes + 1 end)
+    local event = string.rep("x", 16 * 1024)
+    for i = 1, 4096 do  -- 64 MiB at most: far past the socket buffers and the cap
+      local ok, err = s:send("fill", event, i)
+      if not ok then
+        result = {ok, err}
+        return
+      end
+      if i % 16 == 0 then fb.sleep(1) end
+    end
+    result = {"never dropped"}
+  end)
+  local p = assert(other:listen{port = 0, limits = {max_write_queue = 64 * 1024}})
+  local c = client.connect(p)
+  c:send("GET /flood HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  -- and never read
+  local deadline = fb.now() + 10000
+  while not result and fb.now() < deadline do fb.sleep(5) end
+  T.eq(result, {nil, "client too slow"})
+  T.eq(closes, 1)
+  c:close()
+  other:close(0)
+end)
+
+T.test("IPv6: listen on ::1", function()
+  local other = router.new()
+  other:get("/v6", function(req, res) res:json(200, {addr = req.remote_addr}) end)
+  local p = assert(other:listen{host = "::1", port = 0})
+  local c = client.connect(p, "::1")
+  c:send("GET /v6 HTTP/1.1\r\nHost: [::1]\r\n\r\n")
+  local r = c:read()
+  T.eq(r.status, 200)
+  T.eq(fb.json.decode(r.body), {addr = "::1"})
+  c:close()
+  other:close(0)
+end)
+
+T.test("HTTP/1.0: answered, then the connection closes", function()
+  local c = client.connect(port)
+  c:send("GET /api/health HTTP/1.0\r\n\r\n")
+  local r = c:read()
+  T.eq(r.status, 200)
+  T.eq(fb.json.decode(r.body), {status = "ok"})
+  T.eq(r.headers["connection"], "close")
+  local deadline = fb.now() + 2000
+  while c:fill(deadline) do end  -- raises if the server keeps it open past the deadline
+  T.eq(c.closed, true)
+  c:close()
+end)
+
+T.test("a request handle goes stale once its request is answered, also after its slot is reused", function()
+  local http = require "fastbrain.http"
+  local kept = {}
+  local srv = assert(http.listen{port = 0, on_request = function(rq)
+    kept[#kept + 1] = rq
+    T.eq(http.alive(rq), true)
+    http.respond(rq, 200, "ok", "text/plain")
+  end})
+  T.eq(client.request(srv:port(), "GET", "/").body, "ok")
+  T.raises(function() http.respond(kept[1], 200, "again") end, "request is already answered")
+  T.eq(http.alive(kept[1]), false)
+  T.eq(client.request(srv:port(), "GET", "/").body, "ok")
+  assert(kept[2] ~= kept[1])
+  T.raises(function() http.respond(kept[1], 200, "again") end, "request is already")
+  T.raises(function() http.body(kept[2]) end, "request is already answered")
+  T.raises(function() http.respond(-1, 200, "x") end, "request is already")
+  T.raises(function() http.respond("x", 200, "x") end, "number expected")
+  srv:close(0)
 end)
 
 T.test("keep-alive: several requests on one connection", function()
