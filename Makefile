@@ -14,7 +14,7 @@ DEB_TEST_PACKAGES := clang libclang-rt-14-dev openssl curl chromium
 # the profilers that count where the time goes (valgrind's callgrind, perf).
 DEB_BENCH_PACKAGES := wrk nginx libnginx-mod-http-lua lua-cjson python3-torch valgrind linux-perf
 
-.PHONY: all deps deps-bench build test asan fuzz run clean bench-http bench-tokenizer bench-train soak
+.PHONY: all deps deps-bench build test asan fuzz run clean bench-http bench-tokenizer bench-train soak voice
 
 all: build
 
@@ -81,6 +81,11 @@ bench-train: deps-bench build
 SOAK_ROUNDS ?= 500
 soak: deps build
 	FB_JOBS_ROUNDS=$(SOAK_ROUNDS) $(BUILD)/test_jobs random
+
+# LoRA with the default settings on each bundled skill, then its sample answers checked for the
+# skill's voice (scripts/voice-check.lua; minutes, so not in `make test`).
+voice: deps build
+	$(BUILD)/fastbrain run scripts/voice-check.lua
 
 bench-tokenizer: deps build
 	cmake --build $(BUILD) --target bench_tokenizer

@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "fsutil.h"
+#include "l_train.h"
 #include "paths.h"
 #include "train_spec.h"
 #include "vm.h"
@@ -176,6 +177,7 @@ static cJSON *read_spec(const char *path) {
 }
 
 int fb_cmd_train(int argc, char **argv) {
+  fb_train_catch_signals(); /* from here on a SIGTERM ends in a cancel, never in a kill */
   int json = 0, resume = 0, rc = 0;
   cJSON *spec = cJSON_CreateObject();
   for (int i = 1; i < argc && !rc; i++) {
@@ -215,6 +217,7 @@ int fb_cmd_train(int argc, char **argv) {
 }
 
 int fb_cmd_worker(int argc, char **argv) {
+  fb_train_catch_signals();
   if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
     printf(
         "usage: fastbrain worker JOBDIR\n\nRun JOBDIR/spec.json as `fastbrain train --json` does, "

@@ -2,10 +2,12 @@
  * which renders and tokenizes the data): run(spec_json, data, on_event [, opts]) loads the
  * model and runs train.c in this process, blocking. It does not read datasets itself. */
 #include <lauxlib.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "l_train.h"
 #include "modules.h"
 #include "train.h"
 #include "vm.h"
@@ -111,9 +113,45 @@ static void read_prompts(lua_State *L, int data, tr_state *s) {
 
 /* The run's flag: SIGTERM or SIGINT (when asked for) or a failing hook sets it. */
 static volatile sig_atomic_t cancel_flag;
+static int process_catches; /* fb_train_catch_signals ran: the flag outlives single runs */
 static void on_term(int sig) {
   (void)sig;
   cancel_flag = 1;
+}
+
+/* Point SIGTERM and SIGINT at on_term; the previous actions go to old (two), when given. */
+static void catch_term(struct sigaction *old) {
+  struct sigaction sa = {.sa_handler = on_term, .sa_flags = SA_RESTART};
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, old ? &old[0] : NULL);
+  sigaction(SIGINT, &sa, old ? &old[1] : NULL);
+}
+
+static void *wait_for_term(void *set) {
+  int sig;
+  for (;;)
+    if (sigwait(set, &sig) == 0)
+      cancel_flag = 1;
+  return NULL;
+}
+
+/* A signal handler that interrupts a thread inside oneDNN's generated code corrupts its heap now
+ * and then (seen in the gemm self-test), so the process's own threads never take the signals: the
+ * calling thread blocks them before it starts any other, and one thread waits for them. The
+ * handler stays for threads libraries started before main (OpenBLAS's). */
+void fb_train_catch_signals(void) {
+  static sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  catch_term(NULL);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+  pthread_t waiter;
+  if (pthread_create(&waiter, NULL, wait_for_term, &set) == 0)
+    pthread_detach(waiter);
+  else
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+  process_catches = 1;
 }
 
 typedef struct hook {
@@ -153,11 +191,11 @@ static int run(lua_State *L) {
   const char *json = luaL_checklstring(L, 1, &len);
   luaL_checktype(L, 2, LUA_TTABLE);
   luaL_checktype(L, 3, LUA_TFUNCTION);
-  int resume = 0, catch_term = 0;
+  int resume = 0, catch = 0;
   if (!lua_isnoneornil(L, 4)) {
     luaL_checktype(L, 4, LUA_TTABLE);
     resume = lua_getfield(L, 4, "resume") != LUA_TNIL && lua_toboolean(L, -1);
-    catch_term = lua_getfield(L, 4, "catch_term") != LUA_TNIL && lua_toboolean(L, -1);
+    catch = lua_getfield(L, 4, "catch_term") != LUA_TNIL && lua_toboolean(L, -1);
     lua_pop(L, 2);
   }
   fb_train_spec spec;
@@ -186,18 +224,18 @@ static int run(lua_State *L) {
     return 3;
   }
   hook h = {.L = L, .fn = 3};
-  cancel_flag = 0;
-  struct sigaction sa = {.sa_handler = on_term}, old_term, old_int;
-  sigemptyset(&sa.sa_mask);
-  if (catch_term) {
-    sigaction(SIGTERM, &sa, &old_term);
-    sigaction(SIGINT, &sa, &old_int);
-  }
+  /* A signal the process caught while it loaded cancels this run before its first step. */
+  int scoped = catch && !process_catches;
+  struct sigaction old[2];
+  if (!process_catches)
+    cancel_flag = 0;
+  if (scoped)
+    catch_term(old);
   fb_train_opts o = {.on_event = call_hook, .ud = &h, .cancel = &cancel_flag, .resume = resume};
   int rc = fb_train(m, &spec, &data, &o, &err);
-  if (catch_term) {
-    sigaction(SIGTERM, &old_term, NULL);
-    sigaction(SIGINT, &old_int, NULL);
+  if (scoped) {
+    sigaction(SIGTERM, &old[0], NULL);
+    sigaction(SIGINT, &old[1], NULL);
   }
   fb_model_free(m);
   if (h.failed)

@@ -1,8 +1,8 @@
--- make-base-model.lua: the recipe of the bundled base model share/models/tiny. A small Llama
--- (byte tokenizer, chatml template) starts from random weights and is trained in full-parameter
--- mode by fastbrain's own trainer on the texts the project ships: share/corpus/*.txt (prose,
--- each document cut into chunks and framed as a chat answer), share/corpus/*.jsonl (dialogues)
--- and every bundled skill's data.jsonl.
+-- make-base-model.lua: the recipe of the bundled base model share/models/tiny. Its byte-level BPE
+-- tokenizer is learnt (scripts/train-tokenizer.py), then a small Llama (chatml template) starts
+-- from random weights and is trained in full-parameter mode by fastbrain's own trainer, both on
+-- the texts the project ships: share/corpus/*.txt (prose, each document cut into chunks and
+-- framed as a chat answer), share/corpus/*.jsonl (dialogues) and every bundled skill's data.jsonl.
 --   fastbrain run scripts/make-base-model.lua --out share/models/tiny [--steps N] [--seed S]
 local fb = require "fastbrain"
 local lm = require "fastbrain.lm"
@@ -11,7 +11,7 @@ local USAGE = "usage: fastbrain run scripts/make-base-model.lua --out DIR [--ste
   "--micro-batch N --max-len N]\n"
 
 local function parse(args)
-  local opts = {steps = 600, seed = 1234, lr = 2e-3, micro_batch = 4, max_len = 1024}
+  local opts = {steps = 1000, seed = 1234, lr = 2e-3, micro_batch = 4, max_len = 1024}
   local i = 1
   while i <= #args do
     local key = args[i]:match("^%-%-([%w-]+)$")
@@ -26,42 +26,17 @@ local function parse(args)
   return opts
 end
 
+-- Learnt tokens before the two chatml specials (ids VOCAB and VOCAB + 1).
+local VOCAB = 2048
+
 local config = {
-  architectures = {"LlamaForCausalLM"}, model_type = "llama", vocab_size = 258, hidden_size = 256,
+  architectures = {"LlamaForCausalLM"}, model_type = "llama", vocab_size = VOCAB + 2, hidden_size = 256,
   intermediate_size = 688, num_hidden_layers = 4, num_attention_heads = 4, num_key_value_heads = 4,
-  rms_norm_eps = 1e-5, rope_theta = 10000, max_position_embeddings = 1024, bos_token_id = 256,
-  eos_token_id = 257, tie_word_embeddings = false, torch_dtype = "float32"}
+  rms_norm_eps = 1e-5, rope_theta = 10000, max_position_embeddings = 1024, bos_token_id = VOCAB,
+  eos_token_id = VOCAB + 1, tie_word_embeddings = false, torch_dtype = "float32"}
 
 local chatml = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] " ..
   "+ '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-
--- GPT-2's byte-to-character map: printable bytes stand for themselves, the rest 256 + n.
-local function byte_chars()
-  local map, n = {}, 0
-  for b = 0, 255 do
-    if (b >= 33 and b <= 126) or (b >= 0xA1 and b <= 0xAC) or (b >= 0xAE and b <= 0xFF) then
-      map[b] = utf8.char(b)
-    else
-      map[b] = utf8.char(256 + n)
-      n = n + 1
-    end
-  end
-  return map
-end
-
--- A tokenizer.json whose ids 0-255 are the bytes (byte-level BPE without merges), then the two
--- chatml specials.
-local function tokenizer_json()
-  local vocab = {}
-  for b, ch in pairs(byte_chars()) do vocab[ch] = b end
-  return fb.json.encode({
-    version = "1.0",
-    added_tokens = {{id = 256, content = "<|im_start|>", special = true},
-                    {id = 257, content = "<|im_end|>", special = true}},
-    pre_tokenizer = {type = "ByteLevel", add_prefix_space = false, use_regex = true},
-    decoder = {type = "ByteLevel"},
-    model = {type = "BPE", vocab = vocab, merges = fb.json.array()}})
-end
 
 local function write(path, text)
   local f = assert(io.open(path, "wb"))
@@ -102,6 +77,7 @@ local function prose_examples(path, limit, out)
 end
 
 local function main()
+  io.stdout:setvbuf("line")  -- progress shows as it comes when the output goes to a file
   local opts, perr = parse(arg)
   if not opts then
     io.stderr:write("make-base-model: ", perr, "\n", USAGE)
@@ -112,20 +88,23 @@ local function main()
   local init = tmp .. "/init"
   assert(os.execute(string.format("mkdir -p %q", init)))
   write(init .. "/config.json", fb.json.encode(config))
-  write(init .. "/tokenizer.json", tokenizer_json())
+  local texts = lines(string.format("ls %q/share/corpus/*.txt", fb.root))
+  local chats = lines(string.format("ls %q/share/corpus/*.jsonl %q/share/skills/*/data.jsonl", fb.root, fb.root))
+  local quoted = {}
+  for _, list in ipairs({texts, chats}) do
+    for _, path in ipairs(list) do quoted[#quoted + 1] = string.format("%q", path) end
+  end
+  assert(os.execute(string.format("python3 %q/scripts/train-tokenizer.py --vocab %d --out %q %s", fb.root, VOCAB,
+    init .. "/tokenizer.json", table.concat(quoted, " "))), "train-tokenizer.py failed")
   write(init .. "/tokenizer_config.json", fb.json.encode({chat_template = chatml, eos_token = "<|im_end|>",
                                                           bos_token = "<|im_start|>", model_max_length = 1024}))
   assert(lm.init(init, opts.seed, 0.02))
 
   local data = {tmp .. "/prose.jsonl"}
   local prose = assert(io.open(data[1], "wb"))
-  for _, path in ipairs(lines(string.format("ls %q/share/corpus/*.txt", fb.root))) do
-    prose_examples(path, 700, prose)
-  end
+  for _, path in ipairs(texts) do prose_examples(path, 700, prose) end
   prose:close()
-  for _, cmd in ipairs({"ls %q/share/corpus/*.jsonl", "ls %q/share/skills/*/data.jsonl"}) do
-    for _, path in ipairs(lines(string.format(cmd, fb.root))) do data[#data + 1] = path end
-  end
+  for _, path in ipairs(chats) do data[#data + 1] = path end
 
   local started = fb.now()
   local summary, err, where = fb.train.run({

@@ -11,7 +11,10 @@ local model = require "fastbrain.model"
 local templates = require "fastbrain.templates"
 local trainer = require "fastbrain.trainer"
 
-local M = {MAX_DEFAULT_LEN = 2048}
+-- A small model (hidden size under SMALL_HIDDEN) moves too little at the usual LoRA learning
+-- rate (2e-4): by default it gets SMALL_MODEL_LR (measured on share/models/tiny: a skill's voice
+-- in 5 of 5 held-out electrician answers against 3 of 5, docs/model.md).
+local M = {MAX_DEFAULT_LEN = 2048, SMALL_HIDDEN = 512, SMALL_MODEL_LR = 1e-3}
 
 -- Tokenized train/eval examples and sample prompts for spec -> data | nil, err, where
 function M.prepare(spec)
@@ -37,6 +40,9 @@ function M.prepare(spec)
   end
   data.hash = table.concat(hashes, ",")
   data.max_len = max_len
+  if not spec.lr and (spec.mode or "lora") == "lora" and (config.hidden_size or math.huge) < M.SMALL_HIDDEN then
+    data.lr = M.SMALL_MODEL_LR
+  end
   for _, prompt in ipairs(spec.samples and spec.samples.prompts or {}) do
     local text = assert(templates.render(template, {{role = "user", content = prompt}},
                                          {add_generation_prompt = true, eos = eos}))
@@ -70,9 +76,10 @@ function M.run(spec, hooks, opts)
   end
   local data, err, where = M.prepare(spec)
   if not data then return nil, err, where end
-  local run_spec = {}  -- the spec as run: max_len within the model's context
+  local run_spec = {}  -- the spec as run: max_len within the model's context, a small model's lr
   for k, v in pairs(spec) do run_spec[k] = v end
   run_spec.max_len = data.max_len
+  run_spec.lr = spec.lr or data.lr
   local summary
   local ok, msg, code = trainer.run(json.encode(run_spec), data, function(line)
     local ev = json.decode(line)

@@ -74,9 +74,33 @@ end)
 T.test("the bundled base model loads and answers through its chatml template", function()
   local tiny <close> = assert(fb.model.load(fb.root .. "/share/models/tiny"))
   local info = tiny:info()
-  T.eq({info.num_hidden_layers, info.hidden_size, info.vocab_size, info.template}, {4, 256, 258, "chatml"})
+  T.eq({info.num_hidden_layers, info.hidden_size, info.vocab_size, info.template}, {4, 256, 2050, "chatml"})
   local text = assert(tiny:generate("Do you fix leaking faucets?", {max_tokens = 8}))
   T.eq(type(text), "string")
+end)
+
+T.test("the bundled tokenizer: about 4 bytes a token on a skill's text, decoded back exactly", function()
+  local tok <close> = assert(fb.tokenizer.load(fb.root .. "/share/models/tiny"))
+  local text = io.open(fb.root .. "/share/skills/plumbing-receptionist/data.jsonl"):read("a")
+  local ids = tok:encode(text)
+  T.eq(tok:decode(ids), text)
+  T.eq(#text / #ids > 3.5, true, string.format("%.2f bytes a token", #text / #ids))
+  T.eq(tok:encode("<|im_start|>user\n", {special = true})[1], 2048)
+end)
+
+T.test("train-tokenizer.py learns merges the engine loads, the same from the same text", function()
+  local corpus, out = fb.root .. "/share/corpus/customer-service.txt", {tmp .. "/a.json", tmp .. "/b.json"}
+  for _, path in ipairs(out) do
+    assert(os.execute(string.format("python3 %q/scripts/train-tokenizer.py --vocab 300 --out %q %q >/dev/null",
+      fb.root, path, corpus)))
+  end
+  T.eq(io.open(out[1]):read("a"), io.open(out[2]):read("a"))
+  local tok <close> = assert(fb.tokenizer.load(out[1]))
+  T.eq(tok:vocab_size(), 302)
+  T.eq(#tok:encode(" and you"), 2)  -- two learnt words
+  local sample = "Caf\u{e9} \u{1F527} new words: zebra_crossing 4567"
+  T.eq(tok:decode(tok:encode(sample)), sample)
+  T.eq(tok:token_id("<|im_end|>"), 301)
 end)
 
 T.test("cleanup", function()

@@ -94,6 +94,13 @@ T.test("examples and prompts longer than the model's context are cut to fit", fu
   T.eq(summary.tokens, 2 * 4 * 256)  -- every example cut to the model's 256 positions
 end)
 
+T.test("a small model's default learning rate is 1e-3, a given one is kept", function()
+  local s = spec("lr", {max_steps = 2})
+  s.lr = nil
+  T.eq(assert(fb.train.run(s)).spec.lr, 1e-3)  -- the tiny model's hidden size is 32
+  T.eq(assert(fb.train.run(spec("lr2", {max_steps = 2}))).spec.lr, 0.01)
+end)
+
 T.test("a missing data file is an error naming it", function()
   local summary, err, where = fb.train.run(spec("c", {data = tmp .. "/nope.jsonl"}))
   T.eq(summary, nil)

@@ -67,6 +67,31 @@ check "the worker resumes the job and finishes" eval 'rc_is 0 && grep -q "\"resu
 check "the resumed run's lines follow the protocol" eval '"$fb" run tests/train/check_protocol.lua "$tmp/out" >/dev/null 2>"$tmp/err"'
 signal_run INT "$fb" train "${common[@]}" --out "$tmp/int" --max-steps 1000 --micro-batch 1 --json
 check "SIGINT too: checkpoint, exit 3" eval 'rc_is 3 && [ -f "$tmp/int/checkpoints/latest" ]'
+# SIGTERM at any moment of a worker's life, from the instant it catches the signal (start-up, data,
+# model load, steps): the worker is never killed by it but ends cancelled (exit 3) with a
+# checkpoint, and the next worker finishes the job.
+catches_term() {  # SigCgt has bit 15 - 1 set
+  local mask
+  mask=$(awk '/^SigCgt/ {print $2}' "/proc/$1/status" 2>/dev/null) && (((16#$mask >> 14) & 1))
+}
+for delay in 0 0.005 0.02 0.05 0.1; do
+  rm -rf "$tmp/early" && mkdir -p "$tmp/early"
+  printf '{"model": "%s", "data": "%s", "out": "%s", "max_steps": %d, "micro_batch": 1}\n' \
+    "$tmp/model" "$tmp/data.jsonl" "$tmp/early/adapter" "$([ $delay = 0 ] && echo 60 || echo 5000)" >"$tmp/early/spec.json"
+  "$fb" worker "$tmp/early" >"$tmp/out" 2>"$tmp/err" &
+  pid=$!
+  for _ in $(seq 2000); do catches_term $pid && break; sleep 0.001; done
+  sleep $delay
+  kill -TERM $pid
+  wait $pid
+  echo $? >"$tmp/rc"
+  check "SIGTERM ${delay}s after the worker starts catching it: cancelled with a checkpoint" eval \
+    'rc_is 3 && [ -f "$tmp/early/checkpoints/latest" ] && tail -1 "$tmp/out" | grep -q "\"event\":\"checkpoint\""'
+  if [ $delay = 0 ]; then
+    run "$fb" worker "$tmp/early"
+    check "... and the next worker finishes that job" eval 'rc_is 0 && tail -1 "$tmp/out" | grep -q "\"event\":\"done\""'
+  fi
+done
 run "$fb" worker
 check "worker without a job directory exits 2" rc_is 2
 
