@@ -79,6 +79,7 @@ bench-train: deps-bench build
 SOAK_ROUNDS ?= 500
 soak: deps build
 	FB_JOBS_ROUNDS=$(SOAK_ROUNDS) $(BUILD)/test_jobs random
+	FB_CRASH_ROUNDS=$(SOAK_ROUNDS) $(BUILD)/fastbrain run tests/lua/test_api_crash.lua $(BUILD)/fastbrain
 
 bench-tokenizer: deps build
 	cmake --build $(BUILD) --target bench_tokenizer
