@@ -1065,16 +1065,22 @@ static void set_aside(fb_jobs *r, const char *path, const char *why) {
 
 /* A job directory with no job.json and no progress.jsonl is a start a crash cut short
  * (start writes job.json before the job's first event, and answers after it): no one heard
- * of it, so it goes. */
+ * of it, so it goes, with what it holds (spec.json, a temporary file of an atomic write). */
 static int remove_unstarted(fb_jobs *r, const char *id) {
   char path[PATH_MAX];
   job_path(path, sizeof path, r, id, "job.json");
   if (access(path, F_OK) == 0) return 0;
   job_path(path, sizeof path, r, id, "progress.jsonl");
   if (access(path, F_OK) == 0) return 0;
-  job_path(path, sizeof path, r, id, "spec.json");
-  unlink(path);
   job_path(path, sizeof path, r, id, NULL);
+  DIR *d = opendir(path);
+  for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+    char file[PATH_MAX];
+    if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2]))) continue;
+    job_path(file, sizeof file, r, id, e->d_name);
+    unlink(file);
+  }
+  if (d) closedir(d);
   if (rmdir(path) != 0) return 0;
   report(r, "%s: %s", path, "a start cut short by a crash (no job.json); removed");
   return 1;

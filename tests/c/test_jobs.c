@@ -528,6 +528,28 @@ TEST(a_corrupt_job_json_is_set_aside_and_reported) {
   env_close(&e);
 }
 
+TEST(a_start_cut_short_by_a_crash_leaves_nothing) {
+  env e;
+  REQUIRE(env_open(&e, 0, 1) == 0);
+  fb_jobs_close(e.r);
+  uv_run(&e.loop, UV_RUN_DEFAULT);
+  char dir[256], path[300];
+  snprintf(dir, sizeof dir, "%s/jobs/20200101-000000-000", e.dir);
+  mkdir(dir, 0755);
+  snprintf(path, sizeof path, "%s/spec.json", dir);
+  write_text(path, "{\"steps\":1}");
+  snprintf(path, sizeof path, "%s/.job.json.tmp123", dir);  /* an atomic write cut short */
+  write_text(path, "{\"id\":");
+  fb_err err = {0};
+  REQUIRE(fb_jobs_open(&e.loop, &e.opt, &e.r, &err) == 0);
+  const char *const *reports = fb_jobs_reports(e.r);
+  REQUIRE(reports[0]);
+  CHECK_CONTAINS(reports[0], "20200101-000000-000: a start cut short by a crash (no job.json); removed");
+  CHECK(access(dir, F_OK) != 0);
+  CHECK(fb_jobs_next(e.r, NULL) == NULL);
+  env_close(&e);
+}
+
 /* Rounds of: a registry SIGKILLed at a random moment of its job, reopened, the job resumed to
  * the end. No job is lost or duplicated, every job.json parses, events stay gapless.
  * FB_JOBS_ROUNDS sets the number of rounds (a soak). */
