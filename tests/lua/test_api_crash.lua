@@ -23,7 +23,7 @@ print(("crash loop: %d rounds, FB_CRASH_SEED=%d"):format(ROUNDS, SEED))
 math.randomseed(SEED)
 
 local data_dir = server.tmpdir()
-local box <close> = setmetatable({}, {__close = function(b) if b.srv then server.close(b.srv) end end})
+local box = {}  -- box.srv: the server up now (replaced at each restart)
 local acked = {}  -- job id -> true: a 202 named it
 local in_flight = 0  -- requests of act() not yet answered (or failed)
 local kills = {server = 0, worker = 0, none = 0}
@@ -205,5 +205,7 @@ T.test("the latest jobs resume to success; every succeeded job has a whole loss 
   print(("resumed %d jobs to success; %d succeeded jobs have a whole loss history"):format(
     resumed, succeeded))
 end, {timeout = 600 * 1000})
+
+T.test("teardown", function() server.close(box.srv) end)
 
 T.run()
