@@ -81,6 +81,7 @@ bench-train: deps-bench build
 SOAK_ROUNDS ?= 500
 soak: deps build
 	FB_JOBS_ROUNDS=$(SOAK_ROUNDS) $(BUILD)/test_jobs random
+	FB_CRASH_ROUNDS=$(SOAK_ROUNDS) $(BUILD)/fastbrain run tests/lua/test_api_crash.lua $(BUILD)/fastbrain
 
 # LoRA with the default settings on each bundled skill, then its sample answers checked for the
 # skill's voice (scripts/voice-check.lua; minutes, so not in `make test`).

@@ -1,10 +1,16 @@
-# api.cmake: the HTTP API's tests (lua/fastbrain/api/*.lua behind scripts/serve.lua), run
-# in-process over real HTTP with tests/api/worker.lua as the job worker (run by the binary).
-foreach(name skills training)
+# api.cmake: the HTTP API's tests (lua/fastbrain/api/*.lua behind scripts/serve.lua), over real
+# HTTP. Jobs run the real `fastbrain worker` training the bundled model (share/models/tiny) on
+# fast skills (tests/api/server.lua). skills and training run the server in-process; serve and
+# crash run `fastbrain serve` as processes of their own (1,000 concurrent starts, the stale
+# sweep, out of memory; SIGKILLs at random moments).
+foreach(name skills training serve)
   fb_test(lua_api_${name} $<TARGET_FILE:fastbrain> run tests/lua/test_api_${name}.lua
           $<TARGET_FILE:fastbrain>)
-  set_tests_properties(lua_api_${name} PROPERTIES TIMEOUT 120)
+  set_tests_properties(lua_api_${name} PROPERTIES TIMEOUT 300)
 endforeach()
+# The crash loop: 50 rounds in the suite; `make soak` runs more (FB_CRASH_ROUNDS).
+fb_test(lua_api_crash $<TARGET_FILE:fastbrain> run tests/lua/test_api_crash.lua $<TARGET_FILE:fastbrain>)
+set_tests_properties(lua_api_crash PROPERTIES TIMEOUT 600 ENVIRONMENT FB_CRASH_ROUNDS=50)
 # The adapters API trains a real adapter on a tiny random model first.
 fb_test(lua_api_adapters $<TARGET_FILE:fastbrain> run tests/lua/test_api_adapters.lua
         $<TARGET_FILE:fastbrain> $<TARGET_FILE:fb_make_tiny_model>)

@@ -108,8 +108,9 @@ static int set_option(cJSON *spec, const option *o, const char *value) {
   return 0;
 }
 
-/* Run fastbrain.train.main(spec, {json, tty, resume}) on a fresh VM; its exit status. */
-static int run_main(const cJSON *spec, int json, int resume) {
+/* Run fastbrain.train.main(spec, {json, tty, resume, record}) on a fresh VM; its exit status.
+ * record: a file that gets a copy of every JSON line first (the worker's), or NULL. */
+static int run_main(const cJSON *spec, int json, int resume, const char *record) {
   char root[PATH_MAX], *text = cJSON_PrintUnformatted(spec);
   if (!text)
     return 1;
@@ -134,6 +135,8 @@ static int run_main(const cJSON *spec, int json, int resume) {
       lua_setfield(L, -2, "tty"); /* opts.tty */
       lua_pushboolean(L, resume);
       lua_setfield(L, -2, "resume"); /* opts.resume */
+      lua_pushstring(L, record);
+      lua_setfield(L, -2, "record"); /* opts.record (nil when NULL) */
       if (fb_vm_pcall(L, 2, 1, "fastbrain train") == LUA_OK)
         status = (int)lua_tointeger(L, -1);
     }
@@ -211,7 +214,7 @@ int fb_cmd_train(int argc, char **argv) {
   if (!rc)
     rc = check_spec(spec);
   if (!rc)
-    rc = run_main(spec, json, resume);
+    rc = run_main(spec, json, resume, NULL);
   cJSON_Delete(spec);
   return rc;
 }
@@ -239,8 +242,9 @@ int fb_cmd_worker(int argc, char **argv) {
     cJSON_AddStringToObject(spec, "checkpoints", path);
   }
   int rc = check_spec(spec);
+  snprintf(path, sizeof path, "%s/worker.jsonl", argv[1]);
   if (!rc)
-    rc = run_main(spec, 1, 1);
+    rc = run_main(spec, 1, 1, path);
   cJSON_Delete(spec);
   return rc;
 }

@@ -29,6 +29,9 @@
 #define SAMPLES_MAX 8
 #define JOB_JSON_MAX (64 << 20)
 #define PROGRESS_MAX (512 << 20)
+#define EXIT_NOMEM 4              /* docs/protocol.md: the worker ran out of memory */
+#define WORKER_RECORD "worker.jsonl" /* the worker's own copy of its stdout lines, this run */
+#define ORPHAN_WAIT_MS 2000       /* how long open waits for a killed orphan to go */
 
 typedef struct linebuf {
   char *buf;
@@ -72,6 +75,8 @@ struct fb_jobs {
   fb_jobs_sub *subs;
   int dispatching;
   uv_timer_t flush_timer; /* writes job.json of jobs whose progress is behind */
+  uv_timer_t sweep_timer; /* fails stale jobs even when no start comes */
+  int open_timers;        /* the registry is freed when both timers have closed */
   char **reports;
   int nreports;
   struct job_proc *procs; /* every worker not yet exited, stale ones included */
@@ -425,6 +430,10 @@ static fb_job_state exit_state(const job_proc *p, const fb_job *job, char *reaso
   }
   if (p->term_signal) snprintf(reason, n, "killed by signal %d", p->term_signal);
   else if (p->exit_status == 0) snprintf(reason, n, "exit status 0 without a done event");
+  else if (p->exit_status == EXIT_NOMEM)
+    snprintf(reason, n, "out of memory%s%s%s%s", job->error_message ? ": " : "",
+             job->error_message ? job->error_message : "", job->error_where ? " at " : "",
+             job->error_where ? job->error_where : "");
   else if (job->error_message)
     snprintf(reason, n, "exit status %d: %s%s%s", (int)p->exit_status, job->error_message,
              job->error_where ? " at " : "", job->error_where ? job->error_where : "");
@@ -515,20 +524,9 @@ static cJSON *log_event(const char *level, const char *message) {
   return ev;
 }
 
-/* One line of the worker's stdout: update the job, then emit it as an event. */
-static void on_out_line(job_proc *p, const char *line) {
-  fb_jobs *r = p->r;
-  fb_job *job = p->job;
-  heartbeat(job);
-  cJSON *ev = cJSON_Parse(line);
-  const char *type = ev ? get_str(ev, "event") : NULL;
-  if (!cJSON_IsObject(ev) || !type) {
-    cJSON_Delete(ev);
-    char msg[300];
-    snprintf(msg, sizeof msg, "worker: not a protocol line: %.200s", line);
-    ev = log_event("warn", msg);
-    type = "log";
-  }
+/* What an event of the worker tells about its job: progress, history, samples, checkpoint,
+ * log, summary, error. Returns 1 for `done`. Live lines and recovery share it. */
+static int apply_event(fb_job *job, const cJSON *ev, const char *type) {
   if (strcmp(type, "start") == 0) {
     merge_fields(&job->progress, ev);
     trim_history(job->loss_history, get_num(ev, "resumed_from_step", 0));
@@ -548,17 +546,39 @@ static void on_out_line(job_proc *p, const char *line) {
   } else if (strcmp(type, "log") == 0 && get_str(ev, "message")) {
     log_add(job, get_str(ev, "message"));
   } else if (strcmp(type, "done") == 0) {
-    p->done_seen = 1;
     cJSON_Delete(job->summary);
     job->summary = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(ev, "summary"), 1);
     set_str(&job->adapter, get_str(ev, "adapter"));
+    return 1;
   } else if (strcmp(type, "error") == 0) {
     set_str(&job->error_message, get_str(ev, "message") ? get_str(ev, "message") : "unknown error");
     set_str(&job->error_where, get_str(ev, "where"));
     log_add(job, job->error_message);
   }
+  return 0;
+}
+
+/* One protocol line of a worker: update the job, then emit it as an event (numbered, on disk,
+ * to listeners). A line that is not protocol becomes a warning. Returns 1 for `done`. */
+static int worker_line(fb_jobs *r, fb_job *job, const char *line) {
+  cJSON *ev = cJSON_Parse(line);
+  const char *type = ev ? get_str(ev, "event") : NULL;
+  if (!cJSON_IsObject(ev) || !type) {
+    cJSON_Delete(ev);
+    char msg[300];
+    snprintf(msg, sizeof msg, "worker: not a protocol line: %.200s", line);
+    ev = log_event("warn", msg);
+    type = "log";
+  }
+  int done = apply_event(job, ev, type);
   save_soon(r, job);
   emit(r, job, ev, 0);
+  return done;
+}
+
+static void on_out_line(job_proc *p, const char *line) {
+  heartbeat(p->job);
+  p->done_seen |= worker_line(p->r, p->job, line);
 }
 
 static void on_err_line(job_proc *p, const char *line) {
@@ -632,6 +652,9 @@ static int spawn_worker(fb_jobs *r, fb_job *job, fb_err *err) {
   while (r->worker[nw]) nw++;
   char dir[PATH_MAX];
   job_path(dir, sizeof dir, r, job->id, NULL);
+  char record[PATH_MAX];
+  job_path(record, sizeof record, r, job->id, WORKER_RECORD);
+  unlink(record);  /* this run's record starts empty: recovery counts its lines from the top */
   char *args[nw + 2];
   memcpy(args, r->worker, nw * sizeof *args);
   args[nw] = dir;
@@ -778,6 +801,18 @@ static void take_over(fb_jobs *r, fb_job *job) {
   set_state(r, job, FB_JOB_FAILED, reason);
 }
 
+/* Every so often (a quarter of stale_after, at most a minute): fail the stale jobs. */
+static void on_sweep(uv_timer_t *t) {
+  fb_jobs *r = t->data;
+  for (fb_job *job = r->jobs; job && !r->closed; job = job->next)
+    if (stale(r, job)) take_over(r, job);
+}
+
+static uint64_t sweep_every_ms(const fb_jobs *r) {
+  uint64_t ms = r->stale_after_ms / 4;
+  return ms < 10 ? 10 : ms > 60000 ? 60000 : ms;
+}
+
 int fb_jobs_start(fb_jobs *r, const char *skill, const char *spec, fb_job **out, fb_err *err) {
   *out = NULL;
   int rc = fb_jobs_check_skill(skill, err);
@@ -812,6 +847,7 @@ int fb_jobs_start(fb_jobs *r, const char *skill, const char *spec, fb_job **out,
   job->created_ms = now_ms();
   insert_job(r, job);
   job->state = FB_JOB_QUEUED;
+  save_job(r, job);  /* job.json before progress.jsonl: see remove_unstarted */
   set_state(r, job, FB_JOB_QUEUED, NULL);
   pump(r);
   *out = job;
@@ -904,12 +940,6 @@ static void end_partial_line(const char *path) {
   close(fd);
 }
 
-static void note_seq(void *ud, const cJSON *ev) {
-  int64_t *seq = ud;
-  int64_t s = (int64_t)get_num(ev, "seq", 0);
-  if (s > *seq) *seq = s;
-}
-
 /* ---- open and close ------------------------------------------------------------------- */
 
 static void report(fb_jobs *r, const char *fmt, const char *a, const char *b) {
@@ -958,6 +988,65 @@ static int worker_alive(long pid, const char *id) {
   return strstr(cmd, id) != NULL;
 }
 
+/* Reading progress.jsonl at open, for a job recorded live. */
+typedef struct catch_up {
+  fb_job *job;
+  int run_lines; /* events from the worker's stdout since the job last became running */
+  int run_done;  /* one of them was `done` */
+} catch_up;
+
+static fb_job_state state_named(const char *name) {
+  for (int i = 0; name && i < (int)(sizeof state_names / sizeof *state_names); i++)
+    if (strcmp(name, state_names[i]) == 0) return (fb_job_state)i;
+  return (fb_job_state)-1;
+}
+
+/* job.json lags progress.jsonl by up to SAVE_EVERY_MS (and by a state change a crash cut
+ * short): events past its seq are applied. Every event counts toward the latest run's lines. */
+static void catch_up_event(void *ud, const cJSON *ev) {
+  catch_up *c = ud;
+  fb_job *job = c->job;
+  const char *type = get_str(ev, "event"), *level = get_str(ev, "level");
+  if (!type) return;
+  int is_state = strcmp(type, "state") == 0;
+  fb_job_state s = is_state ? state_named(get_str(ev, "state")) : FB_JOB_QUEUED;
+  if (is_state && s == FB_JOB_RUNNING) c->run_lines = c->run_done = 0;
+  else if (!is_state && !(strcmp(type, "log") == 0 && level && strcmp(level, "stderr") == 0))
+    c->run_lines++;  /* stderr lines are not in the worker's record */
+  int64_t seq = (int64_t)get_num(ev, "seq", 0);
+  if (seq <= job->seq) return;
+  job->seq = seq;
+  if (!is_state) {
+    c->run_done |= apply_event(job, ev, type);
+  } else if ((int)s >= 0) {
+    job->state = s;
+    snprintf(job->reason, sizeof job->reason, "%s", get_str(ev, "reason") ? get_str(ev, "reason") : "");
+    if (!is_live(job)) job->pid = 0;
+  }
+}
+
+/* The lines of the worker's record past the first `seen`: what it printed that the crashed
+ * registry never read (a worker dies of its broken pipe at its next line, after recording
+ * it). Emitted as if read; returns 1 if one was `done`. */
+static int replay_record(fb_jobs *r, fb_job *job, int seen) {
+  char path[PATH_MAX], *buf;
+  size_t len;
+  fb_err err = {0};
+  job_path(path, sizeof path, r, job->id, WORKER_RECORD);
+  if (access(path, F_OK) != 0) return 0;
+  if (fb_read_file(path, &buf, &len, PROGRESS_MAX, &err) != 0) {
+    report(r, "%s: %s", path, err.msg);
+    return 0;
+  }
+  int done = 0, n = 0;
+  for (char *line = buf, *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1) {
+    *nl = 0;  /* a last line without its newline was cut by a kill: not replayed */
+    if (*line && ++n > seen) done |= worker_line(r, job, line);
+  }
+  free(buf);
+  return done;
+}
+
 /* Set a corrupt job.json aside as job.json.corrupt-N. */
 static void set_aside(fb_jobs *r, const char *path, const char *why) {
   char dst[PATH_MAX + 32];
@@ -974,12 +1063,36 @@ static void set_aside(fb_jobs *r, const char *path, const char *why) {
   report(r, "%s: %s", path, msg);
 }
 
+/* A job directory with no job.json and no progress.jsonl is a start a crash cut short
+ * (start writes job.json before the job's first event, and answers after it): no one heard
+ * of it, so it goes, with what it holds (spec.json, a temporary file of an atomic write). */
+static int remove_unstarted(fb_jobs *r, const char *id) {
+  char path[PATH_MAX];
+  job_path(path, sizeof path, r, id, "job.json");
+  if (access(path, F_OK) == 0) return 0;
+  job_path(path, sizeof path, r, id, "progress.jsonl");
+  if (access(path, F_OK) == 0) return 0;
+  job_path(path, sizeof path, r, id, NULL);
+  DIR *d = opendir(path);
+  for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+    char file[PATH_MAX];
+    if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2]))) continue;
+    job_path(file, sizeof file, r, id, e->d_name);
+    unlink(file);
+  }
+  if (d) closedir(d);
+  if (rmdir(path) != 0) return 0;
+  report(r, "%s: %s", path, "a start cut short by a crash (no job.json); removed");
+  return 1;
+}
+
 static void load_job(fb_jobs *r, const char *id) {
   char path[PATH_MAX];
   job_path(path, sizeof path, r, id, "job.json");
   char *text;
   size_t len;
   fb_err err = {0};
+  if (remove_unstarted(r, id)) return;
   if (fb_read_file(path, &text, &len, JOB_JSON_MAX, &err) != 0) {
     report(r, "%s: %s", path, err.msg);
     return;
@@ -1008,6 +1121,31 @@ static void load_job(fb_jobs *r, const char *id) {
   insert_job(r, job);
 }
 
+/* A job recorded live when the last registry stopped: catch up with progress.jsonl; if it
+ * ran, kill its orphaned worker (which would die at its next line anyway, its pipe gone),
+ * replay the worker's record, and leave the job succeeded (it printed `done`) or
+ * interrupted, resumable from its checkpoint. */
+static void recover(fb_jobs *r, fb_job *job) {
+  char path[PATH_MAX];
+  job_path(path, sizeof path, r, job->id, "progress.jsonl");
+  end_partial_line(path);
+  catch_up c = {job, 0, 0};
+  fb_jobs_events(r, job, 0, catch_up_event, &c, NULL);
+  if (job->state != FB_JOB_RUNNING) return;
+  long pid = job->pid;
+  int alive = worker_alive(pid, job->id);
+  if (alive) kill((pid_t)pid, SIGKILL);
+  for (int ms = 0; alive && ms < ORPHAN_WAIT_MS && worker_alive(pid, job->id); ms += 10) usleep(10000);
+  if (replay_record(r, job, c.run_lines) || c.run_done) {
+    set_state(r, job, FB_JOB_SUCCEEDED, NULL);
+    return;
+  }
+  char reason[128];
+  snprintf(reason, sizeof reason, "the registry stopped while it ran (worker pid %ld %s)", pid,
+           alive ? "killed" : "gone");
+  set_state(r, job, FB_JOB_INTERRUPTED, reason);
+}
+
 static int load_jobs(fb_jobs *r, fb_err *err) {
   char path[PATH_MAX];
   snprintf(path, sizeof path, "%s/jobs", r->data_dir);
@@ -1022,19 +1160,8 @@ static int load_jobs(fb_jobs *r, fb_err *err) {
   /* Jobs that ran become interrupted before anything is queued (a state change may pump the
    * queue); then queued jobs queue again, oldest first, for open's own pump. */
   int n = 0;
-  for (fb_job *job = r->jobs; job; job = job->next, n++) {
-    if (!is_live(job)) continue;
-    job_path(path, sizeof path, r, job->id, "progress.jsonl");
-    end_partial_line(path);
-    fb_jobs_events(r, job, job->seq, note_seq, &job->seq, NULL); /* job.json may lag */
-    if (job->state != FB_JOB_RUNNING) continue;
-    char reason[128];
-    int alive = worker_alive(job->pid, job->id);
-    if (alive) kill((pid_t)job->pid, SIGTERM);
-    snprintf(reason, sizeof reason, "the registry stopped while it ran (worker pid %ld %s)",
-             job->pid, alive ? "terminated" : "gone");
-    set_state(r, job, FB_JOB_INTERRUPTED, reason);
-  }
+  for (fb_job *job = r->jobs; job; job = job->next, n++)
+    if (is_live(job)) recover(r, job);
   fb_job *order[n > 0 ? n : 1];
   n = 0;
   for (fb_job *job = r->jobs; job; job = job->next) order[n++] = job;
@@ -1058,6 +1185,7 @@ static char **copy_argv(const char *const *argv) {
 
 static void free_registry(uv_handle_t *h) {
   fb_jobs *r = h->data;
+  if (--r->open_timers > 0) return;
   while (r->jobs) {
     fb_job *j = r->jobs;
     r->jobs = j->next;
@@ -1075,6 +1203,11 @@ static void free_registry(uv_handle_t *h) {
   free(r->queue);
   free(r->data_dir);
   free(r);
+}
+
+static void close_timers(fb_jobs *r) {
+  uv_close((uv_handle_t *)&r->flush_timer, free_registry);
+  uv_close((uv_handle_t *)&r->sweep_timer, free_registry);
 }
 
 int fb_jobs_open(uv_loop_t *loop, const fb_jobs_options *opt, fb_jobs **out, fb_err *err) {
@@ -1097,9 +1230,13 @@ int fb_jobs_open(uv_loop_t *loop, const fb_jobs_options *opt, fb_jobs **out, fb_
   } else if ((rc = uv_exepath(exe, &exe_len)) == 0) {
     r->worker = copy_argv((const char *const[]){exe, "worker", NULL});
   }
-  uv_timer_init(loop, &r->flush_timer);
-  uv_unref((uv_handle_t *)&r->flush_timer);
-  r->flush_timer.data = r;
+  uv_timer_t *timers[] = {&r->flush_timer, &r->sweep_timer};
+  for (int i = 0; i < 2; i++) {
+    uv_timer_init(loop, timers[i]);
+    uv_unref((uv_handle_t *)timers[i]);  /* neither keeps the loop alive */
+    timers[i]->data = r;
+  }
+  r->open_timers = 2;
   if (rc != 0) rc = fb_err_set(err, FB_EIO, "jobs: cannot find this executable: %s", uv_strerror(rc));
   else if (!r->data_dir || !r->worker) rc = fb_err_set(err, FB_ENOMEM, "jobs: out of memory");
   if (rc == 0) rc = take_lock(r, err);
@@ -1107,9 +1244,10 @@ int fb_jobs_open(uv_loop_t *loop, const fb_jobs_options *opt, fb_jobs **out, fb_
   if (rc != 0) {
     if (r->lock_fd >= 0) close(r->lock_fd);
     r->closed = 1;
-    uv_close((uv_handle_t *)&r->flush_timer, free_registry);
+    close_timers(r);
     return rc;
   }
+  uv_timer_start(&r->sweep_timer, on_sweep, sweep_every_ms(r), sweep_every_ms(r));
   pump(r);
   *out = r;
   return 0;
@@ -1131,7 +1269,7 @@ void fb_jobs_close(fb_jobs *r) {
   for (fb_job *job = r->jobs; job; job = job->next)
     if (job->dirty) save_job(r, job);
   close(r->lock_fd);
-  uv_close((uv_handle_t *)&r->flush_timer, free_registry);
+  close_timers(r);
 }
 
 const char *const *fb_jobs_reports(const fb_jobs *r) {

@@ -58,7 +58,7 @@ typedef struct fb_jobs fb_jobs;
 
 typedef struct fb_jobs_options {
   const char *data_dir;        /* required; jobs/ and lock live here */
-  uint64_t stale_after_ms;     /* 0: 30 minutes */
+  uint64_t stale_after_ms;     /* no worker line for this long: stale; 0: 30 minutes */
   int max_running;             /* 0: 1 */
   uint64_t kill_grace_ms;      /* SIGTERM -> SIGKILL; 0: 10 s */
   /* The worker command before the job directory, NULL-terminated; NULL: this executable
@@ -81,8 +81,11 @@ typedef struct fb_jobs_sub fb_jobs_sub;
 
 /* Open the registry on `loop`: takes data_dir/lock (refused with FB_EIO "... is in use by pid
  * N" while another registry holds it), loads every job (a corrupt job.json is renamed to
- * job.json.corrupt-N and listed by fb_jobs_reports), marks jobs recorded as running
- * interrupted (terminating an orphaned worker that still runs) and restarts the queue. */
+ * job.json.corrupt-N and listed by fb_jobs_reports), brings jobs recorded as running up to
+ * date from progress.jsonl and their worker's record (jobs/<id>/worker.jsonl: the lines the
+ * crashed registry never read), marks them interrupted (or succeeded, if the worker printed
+ * done), SIGKILLing an orphaned worker that still runs, and restarts the queue. A sweep on the
+ * loop fails stale jobs every stale_after / 4 (at most a minute). */
 int fb_jobs_open(uv_loop_t *loop, const fb_jobs_options *opt, fb_jobs **out, fb_err *err);
 
 /* Close: running workers get SIGTERM (they checkpoint and exit; nobody waits for them) and

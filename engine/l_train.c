@@ -183,9 +183,9 @@ static void call_hook(void *ud, const cJSON *event, fb_train_control *ctl) {
 }
 
 /* run(spec_json, data, on_event [, {resume = b, catch_term = b}]) -> true | nil, msg, code
- * where code is "cancelled" or "error". data = {train = {examples}, eval = {examples},
- * hash = s, tokenizer = tok, prompts = {{text = s, ids = {...}}, ...}}. catch_term: SIGTERM
- * and SIGINT stop the run between steps with a checkpoint ("cancelled"). */
+ * where code is "cancelled", "nomem" (out of memory) or "error". data = {train = {examples},
+ * eval = {examples}, hash = s, tokenizer = tok, prompts = {{text = s, ids = {...}}, ...}}.
+ * catch_term: SIGTERM and SIGINT stop the run between steps with a checkpoint ("cancelled"). */
 static int run(lua_State *L) {
   size_t len;
   const char *json = luaL_checklstring(L, 1, &len);
@@ -248,7 +248,7 @@ static int run(lua_State *L) {
   }
   lua_pushnil(L);
   lua_pushstring(L, err.msg);
-  lua_pushstring(L, rc == FB_ECANCELLED ? "cancelled" : "error");
+  lua_pushstring(L, rc == FB_ECANCELLED ? "cancelled" : rc == FB_ENOMEM ? "nomem" : "error");
   return 3;
 }
 

@@ -3,13 +3,19 @@
 -- the data directory (opened at start, closed at shutdown); installs the bundled skills into a
 -- fresh data directory; stops gracefully on SIGINT/SIGTERM. Usage: serve.lua [--host H]
 -- [--port P] [--data-dir D] [--token T] [--model DIR] [--worker CMD (default: fastbrain worker)]
+-- [--max-running N] [--stale-after S] [--kill-grace S] [--max-connections N] (docs/jobs.md)
 -- Returns the app, so a test may run it in-process with loadfile(...)("--port", "0").
 local fb = require "fastbrain"
 local router = require "fastbrain.router"
 
 local USAGE = "usage: fastbrain serve [--host HOST] [--port PORT] [--data-dir DIR] [--token TOKEN]\n" ..
-              "                       [--model DIR] [--worker CMD]"
-local OPTIONS = {host = true, port = true, data_dir = true, token = true, model = true, worker = true}
+              "                       [--model DIR] [--worker CMD] [--max-running N]\n" ..
+              "                       [--stale-after SECONDS] [--kill-grace SECONDS] [--max-connections N]"
+local OPTIONS = {host = true, port = true, data_dir = true, token = true, model = true, worker = true,
+                 max_running = true, stale_after = true, kill_grace = true, max_connections = true}
+-- Options that are numbers > 0 (integers where `integer`); absent: the engine's default.
+local NUMBERS = {max_running = "integer", stale_after = "number", kill_grace = "number",
+                 max_connections = "integer"}
 local GRACE_MS = 3000
 
 -- argv -> options, or nil and a message (and true when the message is the asked-for usage).
@@ -45,6 +51,17 @@ local function parse(argv)
     return nil, ("--port must be an integer 0..65535, got '%s'"):format(tostring(opts.port))
   end
   opts.port = port
+  for key, kind in pairs(NUMBERS) do
+    if opts[key] then
+      local v = tonumber(opts[key])
+      if kind == "integer" then v = math.tointeger(v) end
+      if not v or v <= 0 then
+        return nil, ("--%s must be %s > 0, got '%s'"):format(key:gsub("_", "-"),
+          kind == "integer" and "an integer" or "a number", opts[key])
+      end
+      opts[key] = v
+    end
+  end
   if opts.token == "" then opts.token = nil end
   return opts
 end
@@ -72,7 +89,9 @@ local function main(argv)
     worker = {}
     for word in opts.worker:gmatch("%S+") do worker[#worker + 1] = word end
   end
-  local registry, jerr = fb.jobs.open{data_dir = opts.data_dir, worker = worker}
+  local registry, jerr = fb.jobs.open{data_dir = opts.data_dir, worker = worker,
+                                      max_running = opts.max_running,
+                                      stale_after = opts.stale_after, kill_grace = opts.kill_grace}
   if not registry then return nil, jerr end
   require("fastbrain.api.skills").install_bundled(opts.data_dir, fb.root .. "/share")
 
@@ -95,7 +114,8 @@ local function main(argv)
   local web = fb.root .. "/web"
   if file_exists(web .. "/index.html") then app:static("/", web) end
 
-  local port, lerr = app:listen{host = opts.host, port = opts.port, token = opts.token}
+  local port, lerr = app:listen{host = opts.host, port = opts.port, token = opts.token,
+                                limits = {max_connections = opts.max_connections}}
   if not port then
     registry:close()
     return nil, lerr

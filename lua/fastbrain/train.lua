@@ -110,9 +110,16 @@ local function bar(ev)
     string.rep(".", width - fill), ev.step, ev.total_steps, ev.loss_smoothed, ev.tokens_per_s, math.floor(ev.eta_s + 0.5))
 end
 
--- How `fastbrain train` shows a run: JSON lines, a bar on a terminal, or plain lines.
+-- How `fastbrain train` shows a run: JSON lines, a bar on a terminal, or plain lines. A worker
+-- records each JSON line in opts.record before printing it (docs/protocol.md).
 local function printer(opts)
+  local record = opts.record and assert(io.open(opts.record, "a"))
+  if record then record:setvbuf("full", 1 << 20) end  -- one write a line
   return function(ev, line)
+    if record then
+      record:write(line, "\n")
+      record:flush()
+    end
     if opts.json then
       io.stdout:write(line, "\n")
       io.stdout:flush()
@@ -145,7 +152,8 @@ local function printer(opts)
   end
 end
 
--- The body of `fastbrain train` and `fastbrain worker`: 0 done, 1 error, 3 cancelled.
+-- The body of `fastbrain train` and `fastbrain worker`: 0 done, 1 error, 3 cancelled, 4 out of
+-- memory.
 function M.main(spec_json, opts)
   local spec = json.decode(spec_json)
   local show = printer(opts)
@@ -153,11 +161,11 @@ function M.main(spec_json, opts)
   if not ok then summary, err, code = nil, tostring(summary), "spec" end
   if summary then return 0 end
   if code == "cancelled" then return 3 end
-  if code ~= "error" then  -- a failure before or around the run: the trainer did not report it
+  if code ~= "error" and code ~= "nomem" then  -- a failure around the run: not reported yet
     local ev = {event = "error", message = err, where = code}
     show(ev, json.encode(ev))
   end
-  return 1
+  return (code == "nomem" or tostring(err):find("not enough memory", 1, true)) and 4 or 1
 end
 
 return M

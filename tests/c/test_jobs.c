@@ -19,13 +19,20 @@ typedef struct env {
   fb_jobs_options opt;
 } env;
 
-static int env_open(env *e, uint64_t stale_ms, int max_running) {
+/* A loop, a fresh data directory and the options for it; no registry yet. */
+static int env_init(env *e, uint64_t stale_ms, int max_running) {
   uv_loop_init(&e->loop);
+  e->r = NULL;
   snprintf(e->dir, sizeof e->dir, "/tmp/fb_jobs_XXXXXX");
   if (!mkdtemp(e->dir)) return -1;
   e->opt = (fb_jobs_options){.data_dir = e->dir, .stale_after_ms = stale_ms,
                              .max_running = max_running, .kill_grace_ms = 500,
                              .worker = worker_cmd};
+  return 0;
+}
+
+static int env_open(env *e, uint64_t stale_ms, int max_running) {
+  if (env_init(e, stale_ms, max_running) != 0) return -1;
   fb_err err = {0};
   int rc = fb_jobs_open(&e->loop, &e->opt, &e->r, &err);
   if (rc != 0) fprintf(stderr, "  open: %s\n", err.msg);
@@ -355,10 +362,11 @@ static int worker_running(const char *id) {
 }
 
 /* Fork a registry that starts a job, SIGKILL it once the job reached ready_step (plus delay),
- * and write the job's id. With orphan_exits, wait (up to 5 s) for the orphaned worker to die of
- * its broken pipe first, so what the registry recorded is all the job did. */
-static int crash_registry(const char *dir, int ready_step, useconds_t delay_us, int orphan_exits,
-                          char id[FB_JOB_ID_MAX]) {
+ * and write the job's id. With stopped_us, SIGSTOP it first for that long: the worker's lines
+ * pile up unread in its pipe and die with the registry. With orphan_exits, wait (up to 5 s)
+ * for the orphaned worker to die of its broken pipe. */
+static int crash_registry(const char *dir, int ready_step, useconds_t delay_us,
+                          useconds_t stopped_us, int orphan_exits, char id[FB_JOB_ID_MAX]) {
   int fds[2];
   if (pipe(fds) != 0) return -1;
   fflush(NULL);
@@ -369,6 +377,10 @@ static int crash_registry(const char *dir, int ready_step, useconds_t delay_us, 
   close(fds[0]);
   close(fds[1]);
   usleep(delay_us);
+  if (stopped_us) {
+    kill(child, SIGSTOP);
+    usleep(stopped_us);
+  }
   kill(child, SIGKILL);
   waitpid(child, NULL, 0);
   for (int i = 0; orphan_exits && n == FB_JOB_ID_MAX && i < 500 && worker_running(id); i++) usleep(10000);
@@ -385,11 +397,9 @@ static void check_seq(void *ud, const cJSON *ev) {
 
 TEST(a_crashed_registry_leaves_interrupted_jobs_that_resume) {
   env e;
-  uv_loop_init(&e.loop);
-  snprintf(e.dir, sizeof e.dir, "/tmp/fb_jobs_XXXXXX");
-  REQUIRE(mkdtemp(e.dir));
+  REQUIRE(env_init(&e, 0, 1) == 0);
   char id[FB_JOB_ID_MAX] = "";
-  REQUIRE(crash_registry(e.dir, 3, 0, 1, id) == 0);
+  REQUIRE(crash_registry(e.dir, 3, 0, 0, 1, id) == 0);
   char path[128];
   snprintf(path, sizeof path, "%s/jobs/%s/progress.jsonl", e.dir, id);
   FILE *f = fopen(path, "a");
@@ -397,7 +407,6 @@ TEST(a_crashed_registry_leaves_interrupted_jobs_that_resume) {
   fputs("{\"seq\":99999,\"event\":\"progr", f);  /* as if cut by the crash */
   fclose(f);
 
-  e.opt = (fb_jobs_options){.data_dir = e.dir, .kill_grace_ms = 500, .worker = worker_cmd};
   fb_err err = {0};
   REQUIRE(fb_jobs_open(&e.loop, &e.opt, &e.r, &err) == 0);
   fb_job *job = fb_jobs_get(e.r, id);
@@ -422,6 +431,47 @@ TEST(a_crashed_registry_leaves_interrupted_jobs_that_resume) {
   CHECK_INT(s.last_seq, job->seq);
   seen tail = {.last_seq = job->seq - 2};
   CHECK_INT(fb_jobs_events(e.r, job, job->seq - 2, check_seq, &tail, &err), 2);
+  env_close(&e);
+}
+
+/* The last progress step in the worker's record (jobs/<id>/worker.jsonl). */
+static int recorded_step(const char *dir, const char *id) {
+  char path[256], line[4096];
+  snprintf(path, sizeof path, "%s/jobs/%s/worker.jsonl", dir, id);
+  FILE *f = fopen(path, "r");
+  int step = -1;
+  while (f && fgets(line, sizeof line, f)) {
+    cJSON *ev = cJSON_Parse(line);
+    if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(ev, "event")) ?: "", "progress") == 0)
+      step = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(ev, "step"));
+    cJSON_Delete(ev);
+  }
+  if (f) fclose(f);
+  return step;
+}
+
+TEST(what_an_orphaned_worker_printed_unread_is_replayed_from_its_record) {
+  env e;
+  REQUIRE(env_init(&e, 0, 1) == 0);
+  char id[FB_JOB_ID_MAX] = "";
+  /* Stopped at step 3 for 150 ms: about ten steps wait in the pipe when the registry dies. */
+  REQUIRE(crash_registry(e.dir, 3, 0, 150000, 1, id) == 0);
+  int last = recorded_step(e.dir, id);
+  CHECK(last >= 6);
+  fb_err err = {0};
+  REQUIRE(fb_jobs_open(&e.loop, &e.opt, &e.r, &err) == 0);
+  fb_job *job = fb_jobs_get(e.r, id);
+  REQUIRE(job);
+  CHECK_INT(job->state, FB_JOB_INTERRUPTED);
+  int n = cJSON_GetArraySize(job->loss_history), whole = 1;
+  for (int i = 0; i < n; i++)
+    whole &= (int)cJSON_GetNumberValue(cJSON_GetArrayItem(cJSON_GetArrayItem(job->loss_history, i), 0)) == i + 1;
+  CHECK(whole);
+  CHECK_INT(n, last);  /* every step the worker did, though the registry read only three */
+  seen s = {0};
+  fb_jobs_events(e.r, job, 0, check_seq, &s, &err);
+  CHECK_INT(s.out_of_order, 0);
+  CHECK_INT(s.last_seq, job->seq);
   env_close(&e);
 }
 
@@ -478,6 +528,28 @@ TEST(a_corrupt_job_json_is_set_aside_and_reported) {
   env_close(&e);
 }
 
+TEST(a_start_cut_short_by_a_crash_leaves_nothing) {
+  env e;
+  REQUIRE(env_open(&e, 0, 1) == 0);
+  fb_jobs_close(e.r);
+  uv_run(&e.loop, UV_RUN_DEFAULT);
+  char dir[256], path[300];
+  snprintf(dir, sizeof dir, "%s/jobs/20200101-000000-000", e.dir);
+  mkdir(dir, 0755);
+  snprintf(path, sizeof path, "%s/spec.json", dir);
+  write_text(path, "{\"steps\":1}");
+  snprintf(path, sizeof path, "%s/.job.json.tmp123", dir);  /* an atomic write cut short */
+  write_text(path, "{\"id\":");
+  fb_err err = {0};
+  REQUIRE(fb_jobs_open(&e.loop, &e.opt, &e.r, &err) == 0);
+  const char *const *reports = fb_jobs_reports(e.r);
+  REQUIRE(reports[0]);
+  CHECK_CONTAINS(reports[0], "20200101-000000-000: a start cut short by a crash (no job.json); removed");
+  CHECK(access(dir, F_OK) != 0);
+  CHECK(fb_jobs_next(e.r, NULL) == NULL);
+  env_close(&e);
+}
+
 /* Rounds of: a registry SIGKILLed at a random moment of its job, reopened, the job resumed to
  * the end. No job is lost or duplicated, every job.json parses, events stay gapless.
  * FB_JOBS_ROUNDS sets the number of rounds (a soak). */
@@ -487,14 +559,10 @@ TEST(registries_killed_at_random_moments_lose_nothing) {
   unsigned seed = (unsigned)getpid();
   srand(seed);
   env e;
-  uv_loop_init(&e.loop);
-  snprintf(e.dir, sizeof e.dir, "/tmp/fb_jobs_XXXXXX");
-  REQUIRE(mkdtemp(e.dir));
-  e.opt = (fb_jobs_options){.data_dir = e.dir, .kill_grace_ms = 500, .worker = worker_cmd};
-  e.r = NULL;
+  REQUIRE(env_init(&e, 0, 1) == 0);
   for (int round = 0; round < rounds; round++) {
     char id[FB_JOB_ID_MAX] = "";
-    REQUIRE(crash_registry(e.dir, 0, (useconds_t)(rand() % 300000), 0, id) == 0);
+    REQUIRE(crash_registry(e.dir, 0, (useconds_t)(rand() % 300000), 0, 0, id) == 0);
     fb_err err = {0};
     REQUIRE(fb_jobs_open(&e.loop, &e.opt, &e.r, &err) == 0);
     if (fb_jobs_reports(e.r)[0]) fprintf(stderr, "  seed %u round %d: %s\n", seed, round, fb_jobs_reports(e.r)[0]);

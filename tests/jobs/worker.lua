@@ -5,7 +5,7 @@
 --         | "ignore_term" (SIGTERM does nothing) | "chunky" (a split line, a 2 MiB line, done)
 --         | "grandchild" (done, leaving a process that holds stdout open)
 --   stderr: a line written to stderr before the start line
--- SIGTERM writes a checkpoint and exits 3. JOBDIR/checkpoint holds the last step, so a resumed
+-- Each line goes to JOBDIR/worker.jsonl before stdout. SIGTERM writes a checkpoint and exits 3. JOBDIR/checkpoint holds the last step, so a resumed
 -- run continues after it. Each run appends its pid to JOBDIR/../../workers.txt.
 local fb = require "fastbrain"
 local json = fb.json
@@ -18,8 +18,13 @@ local pids = assert(io.open(dir .. "/../../workers.txt", "a"))
 pids:write(assert(io.open("/proc/self/stat")):read("n"), "\n")  -- its first field is our pid
 pids:close()
 
+-- Like `fastbrain worker`, each line goes to JOBDIR/worker.jsonl first (docs/protocol.md).
+local record = assert(io.open(dir .. "/worker.jsonl", "a"))
 local function emit(t)
-  local ok = io.stdout:write(json.encode(t), "\n") and io.stdout:flush()
+  local line = json.encode(t)
+  record:write(line, "\n")
+  record:flush()
+  local ok = io.stdout:write(line, "\n") and io.stdout:flush()
   if not ok then fb.exit(1) end  -- the registry is gone
 end
 

@@ -1,12 +1,12 @@
 -- The adapters API over real HTTP: a real adapter trained in-process on a tiny random model
 -- (fb_make_tiny_model, arg[2]) is listed with its badge, read, and deleted; bad ids, unknown
--- versions and a live job's skill are refused. arg[1]: the fastbrain binary (for workers).
+-- versions and a live job's skill are refused.
 local T = require "tests.lua.testing"
 local fb = require "fastbrain"
 local server = require "tests.api.server"
 local adapters = require "fastbrain.api.adapters"
 
-local app = server.start(arg[1])
+local app = server.start()
 local model = app.data_dir .. "/tiny-model"
 assert(os.execute(string.format("%q %q", arg[2], model)), "fb_make_tiny_model failed")
 
@@ -72,15 +72,17 @@ T.test("bad ids and unknown versions", function()
 end)
 
 T.test("an adapter of a skill whose training is live is not deleted", function()
-  local out = app.data_dir .. "/adapters/plumbing-receptionist/v1"
+  server.fast_skill(app, "busy")
+  local out = app.data_dir .. "/adapters/busy/v1"
   fb.fs.mkdir_p(out)
   fb.fs.write_atomic(out .. "/summary.json", '{"examples": 3, "final_loss": 0.2}')
-  local status = server.call(app, "POST", "/api/train-skill/plumbing-receptionist", {max_steps = 200})
+  local status = server.call(app, "POST", "/api/train-skill/busy", {max_steps = 100000})
   T.eq(status, 202)
-  local st, body = server.call(app, "DELETE", "/api/adapters/plumbing-receptionist/v1")
+  local st, body = server.call(app, "DELETE", "/api/adapters/busy/v1")
   T.eq(st, 409)
   T.matches(body.error, "cancel it first")
-  T.eq(server.call(app, "POST", "/api/training/cancel/plumbing-receptionist"), 202)
+  T.eq(server.call(app, "POST", "/api/training/cancel/busy"), 202)
+  server.wait_state(app, "busy", "cancelled")
 end)
 
 T.test("clean up", function() server.stop(app) end)

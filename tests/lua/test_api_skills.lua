@@ -5,8 +5,7 @@ local T = require "tests.lua.testing"
 local server = require "tests.api.server"
 local fb = require "fastbrain"
 
-local bin = assert(arg[1], "usage: fastbrain run tests/lua/test_api_skills.lua PATH-TO-FASTBRAIN")
-local app = server.start(bin)
+local app = server.start()
 local function call(...) return server.call(app, ...) end
 
 local GOOD = '{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"}]}\n'

@@ -25,6 +25,20 @@ local function merge(base, over)
   return base
 end
 
+-- A fresh adapter directory for the skill, named for the UTC time ("-2", "-3"... when a job
+-- of the skill already trains into it or it exists).
+local function adapter_out(data_dir, skill)
+  local taken = {}
+  for _, job in ipairs(jobs.list{skill = skill}) do taken[job.spec and job.spec.out or ""] = true end
+  local base = ("%s/adapters/%s/%s"):format(data_dir, skill, os.date("!%Y%m%d-%H%M%S"))
+  local out, n = base, 1
+  while taken[out] or fb.fs.mode(out) do
+    n = n + 1
+    out = base .. "-" .. n
+  end
+  return out
+end
+
 -- The spec a job runs: the skill's defaults, then the request's overrides, then what the
 -- server decides (model, data, template, output).
 local function build_spec(data_dir, model, skill, overrides)
@@ -33,7 +47,7 @@ local function build_spec(data_dir, model, skill, overrides)
   spec.model = model
   spec.data = skills.data_path(data_dir, skill.id)
   spec.template = spec.template or skill.template
-  spec.out = ("%s/adapters/%s/%s"):format(data_dir, skill.id, os.date("!%Y%m%d-%H%M%S"))
+  spec.out = adapter_out(data_dir, skill.id)
   if skill.sample_prompts and not (spec.samples and spec.samples.prompts) then
     spec.samples = spec.samples or {}
     spec.samples.prompts = skill.sample_prompts
