@@ -7,4 +7,4 @@ if(FB_NODE)
   set_tests_properties(web_dashboard PROPERTIES TIMEOUT 120 ENVIRONMENT
     "FASTBRAIN_BIN=$<TARGET_FILE:fastbrain>;FB_WEB_ARTIFACTS=${PROJECT_BINARY_DIR}/test-output/web")
 endif()
-fb_test(lua_tips $<TARGET_FILE:fastbrain> run tests/web/test_tips.lua)
+fb_test(lua_tips $<TARGET_FILE:fastbrain> run tests/web/test_tips.lua $<TARGET_FILE:fastbrain>)
