@@ -40,4 +40,8 @@ export const api = {
   preview: (id, version, prompt) =>
     request('POST', `/api/adapters/${skill(id)}/${encodeURIComponent(version)}/generate`, { prompt }),
   eventsUrl: (id) => `/api/training/events/${skill(id)}`,
+  generate: (id, count) => request('POST', `/api/skills/${skill(id)}/generate`, { count }),
+  generation: (id) => request('GET', `/api/skills/${skill(id)}/generate`),
+  generateEventsUrl: (id) => `/api/skills/${skill(id)}/generate/events`,
+  providers: () => request('GET', '/api/providers'),
 };
