@@ -264,6 +264,8 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     assert.ok(Number(await page.locator('[role=progressbar]').getAttribute('aria-valuenow')) >= Number(before.pct));
     assert.ok(await chartPoints(page) > before.points);
     assert.match(await text(page, '.stat:nth-child(1) .stat-value'), /^\d+\.\d{3}$/);
+    assert.match(await text(page, '.stat:nth-child(3) .stat-value'), /^\d+\.\d$/, 'ETA in minutes');
+    assert.match(await text(page, '#log'), /\S/, 'the log tail');
     assert.match(await text(page, '.stat:nth-child(4) .stat-value'), /^\d+\.\d \/ \d+(\.\d)?$/);
     assert.match(await text(page, '#tip'), /\w/);
     await shot(page, '03-running');
@@ -277,6 +279,10 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     assert.equal(await steps(page), '240 / 240');
     assert.equal(await page.locator('[role=progressbar]').getAttribute('aria-valuenow'), '100');
     assert.ok(await page.locator('#samples li').count() > 0, 'the worker\'s samples are shown');
+    const row = await page.locator(`tr[data-adapter^="${skill}/"] td`).allTextContents();
+    assert.equal(row[2], '36', 'examples trained on (40, less the held-out share)');
+    assert.match(row.slice(3, 6).join(' '), /^\d\.\d{3} \d\.\d{3} \d+ s$/, 'final loss, eval loss, time');
+    assert.match(row[6], /^(excellent|good|fair|needs work)$/);
     await shot(page, '05-done');
     // The tips quoted the run's own numbers: its trained fraction and its measured speed.
     const tips = traffic.filter((l) => l.includes(`/api/training/events/${skill} tip `)).join('\n');
@@ -348,9 +354,12 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     await page.locator('#skill-title', { hasText: 'Broken data' }).waitFor();
     await page.locator('#edit-skill').click();
     await page.fill('#skill-form textarea[name="description"]', 'Its data makes the worker fail.');
+    await page.fill('#skill-form input[name="color"]', '#aa3300');
     await page.locator('#skill-form button[type="submit"]').click();
     await page.locator('#skill-desc', { hasText: 'worker fail' }).waitFor();
     await page.locator('[data-skill="broken"]', { hasText: 'worker fail' }).waitFor();
+    assert.equal(await page.locator('[data-skill="broken"] .avatar').evaluate((el) => el.style.background), 'rgb(170, 51, 0)');
+    assert.equal(await text(page, '[data-skill="broken"] .avatar'), '🧪');
     const bad = join(dataDir, 'bad.jsonl');
     writeFileSync(bad, `${ex('hi', 'fine')}\n{"messages": oops\n`);
     await page.setInputFiles('#upload-file', bad);
@@ -360,10 +369,19 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     // Valid JSONL the upload accepts, but every prompt is longer than max_len, so no answer
     // token is left to train on: the worker refuses the dataset.
     const rejected = join(dataDir, 'rejected.jsonl');
-    writeFileSync(rejected, `${ex('Why? '.repeat(200), 'fine')}\n${ex('How? '.repeat(200), 'also fine')}\n`);
+    writeFileSync(rejected, `${ex('Why? '.repeat(200), 'fine')}\n`);
     await page.setInputFiles('#upload-file', rejected);
     await page.locator('#upload-replace').click();
+    await page.locator('#pager', { hasText: '1 examples' }).waitFor();
+    writeFileSync(rejected, `${ex('How? '.repeat(200), 'also fine')}\n`);
+    await page.setInputFiles('#upload-file', rejected);
+    await page.locator('#upload-append').click();
     await page.locator('#pager', { hasText: '2 examples' }).waitFor();
+    // The data-quality view counts them and draws their lengths.
+    const quality = Object.fromEntries(await page.locator('#quality div').evaluateAll((ds) => ds.map((d) => [d.querySelector('dt').textContent, d.querySelector('dd').textContent])));
+    assert.equal(quality.Examples, '2');
+    assert.ok(Number(quality.Longest) > 1000, `longest ${quality.Longest}`);
+    assert.equal(await page.evaluate(() => window.Chart.getChart(document.querySelector('#histogram')).data.datasets[0].data.reduce((a, b) => a + b, 0)), 2);
     // Keyboard only, from a fresh load: the skip link first, then Tab to Start (its focus
     // ring shows), Enter.
     await page.reload();
@@ -380,7 +398,12 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     await page.locator('#failure', { hasText: 'no training example has an answer token left' }).waitFor({ timeout: 30000 });
     await page.locator('#start:enabled').waitFor();
     assert.match(await text(page, '#failure'), /max_len 512/);
+    assert.match(await text(page, '#failure pre'), /model: LlamaForCausalLM/, 'the last log lines');
     await shot(page, '11-failed');
+    // Delete the skill (after the browser's confirmation).
+    page.once('dialog', (d) => d.accept());
+    await page.locator('#delete-skill').click();
+    await page.locator('[data-skill="broken"]').waitFor({ state: 'detached' });
     assert.deepEqual(page.errors, []);
   });
 
