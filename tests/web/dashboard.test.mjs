@@ -47,6 +47,10 @@ const SHORT_DATA = Array.from({ length: 40 }, (_, i) =>
   ex(`${QUESTIONS[i % QUESTIONS.length]} (call ${i})`, `We can help with that; slot ${(i % 7) + 1} is free.`)).join('\n') + '\n';
 const SMALL_RUN = { micro_batch: 1, eval: { interval: 25 }, samples: { prompts: ['My sink is leaking'], interval: 50, max_tokens: 12 } };
 const MAX_LEN = '128';
+// Steps of the three runs. A sanitizer build trains ~5x slower: FB_WEB_STEP_SCALE (cmake sets
+// it there) shortens the runs so the suite keeps to its time budget.
+const scale = Number(process.env.FB_WEB_STEP_SCALE || 1);
+const [MAIN_STEPS, POLL_STEPS, CANCEL_STEPS] = [240, 200, 150].map((n) => Math.round(n * scale));
 const DUPLICATE = `${QUESTIONS[0]} (call 0)`;  // the stand-in sends it back once per request
 
 let server, standins, base, dataDir, browser;
@@ -233,7 +237,7 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     await tab2.goto(`${base}/#/skill/${skill}`);
     await tab2.locator('#start:enabled').waitFor();
 
-    await settings(page, 240);
+    await settings(page, MAIN_STEPS);
     await page.locator('#start').dblclick();
     assert.equal(await page.locator('#start').isDisabled(), true);
     await page.locator('#start', { hasText: 'Training…' }).waitFor();
@@ -276,7 +280,7 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     await page.locator('#start:enabled', { hasText: 'Start training' }).waitFor();
     await page.locator(`tr[data-adapter^="${skill}/"]`).waitFor();
     await tab2.locator('#start:enabled').waitFor();
-    assert.equal(await steps(page), '240 / 240');
+    assert.equal(await steps(page), `${MAIN_STEPS} / ${MAIN_STEPS}`);
     assert.equal(await page.locator('[role=progressbar]').getAttribute('aria-valuenow'), '100');
     assert.ok(await page.locator('#samples li').count() > 0, 'the worker\'s samples are shown');
     const row = await page.locator(`tr[data-adapter^="${skill}/"] td`).allTextContents();
@@ -310,21 +314,21 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     const context = await contextFor(t);
     const page = await open(context, '/#/skill/electrician-assistant', '/api/training/events/');
     await page.locator('#training[data-feed="polling"]').waitFor();
-    await settings(page, 200);
+    await settings(page, POLL_STEPS);
     await page.locator('#start').click();
     await page.locator('#start', { hasText: 'Training…' }).waitFor();
     const first = await steps(page);
     await page.waitForFunction((s) => { const v = document.querySelector('.stat:nth-child(2) .stat-value').textContent; return v !== s && !v.startsWith('0 '); }, first, { timeout: 20000 });
     await shot(page, '07-polling');
     await page.locator('#start:enabled', { hasText: 'Start training' }).waitFor({ timeout: 60000 });
-    assert.equal(await steps(page), '200 / 200');
+    assert.equal(await steps(page), `${POLL_STEPS} / ${POLL_STEPS}`);
     assert.deepEqual(page.errors, []);
   });
 
   await t.test('cancel, then resume to the end', async (t) => {
     const context = await contextFor(t);
     const page = await open(context, '/#/skill/monday-expert');
-    await settings(page, 150);
+    await settings(page, CANCEL_STEPS);
     await page.locator('#start').click();
     await page.locator('#cancel').waitFor();
     await page.waitForFunction(() => Number(document.querySelector('[role=progressbar]').getAttribute('aria-valuenow')) > 0);
@@ -333,12 +337,12 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     await page.locator('#start:enabled').waitFor();
     assert.match(await text(page, '#train-state'), /cancelled/);
     const stopped = Number((await steps(page)).split(' / ')[0]);
-    assert.ok(stopped > 0 && stopped < 150, `stopped at ${stopped}`);
+    assert.ok(stopped > 0 && stopped < CANCEL_STEPS, `stopped at ${stopped}`);
     await shot(page, '08-cancelled');
     await page.locator('#resume').click();
     await page.locator('#start', { hasText: 'Training…' }).waitFor();
     await page.locator('#training[data-confetti="1"]').waitFor({ timeout: 60000 });
-    assert.equal(await steps(page), '150 / 150');
+    assert.equal(await steps(page), `${CANCEL_STEPS} / ${CANCEL_STEPS}`);
     assert.equal((await api('/api/jobs?skill=monday-expert')).total, 1, 'resumed, not restarted');
     assert.deepEqual(page.errors, []);
   });
