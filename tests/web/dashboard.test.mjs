@@ -47,10 +47,12 @@ const SHORT_DATA = Array.from({ length: 40 }, (_, i) =>
   ex(`${QUESTIONS[i % QUESTIONS.length]} (call ${i})`, `We can help with that; slot ${(i % 7) + 1} is free.`)).join('\n') + '\n';
 const SMALL_RUN = { micro_batch: 1, eval: { interval: 25 }, samples: { prompts: ['My sink is leaking'], interval: 50, max_tokens: 12 } };
 const MAX_LEN = '128';
-// Steps of the three runs. A sanitizer build trains ~5x slower: FB_WEB_STEP_SCALE (cmake sets
-// it there) shortens the runs so the suite keeps to its time budget.
+// Steps of the three runs: a few seconds each on an idle machine (~40 ms a step), under a
+// minute on a loaded one (~400 ms). A sanitizer build trains ~5x slower: FB_WEB_STEP_SCALE
+// (cmake sets it there) shortens the runs so the suite keeps to its time budget.
 const scale = Number(process.env.FB_WEB_STEP_SCALE || 1);
-const [MAIN_STEPS, POLL_STEPS, CANCEL_STEPS] = [240, 200, 150].map((n) => Math.round(n * scale));
+const [MAIN_STEPS, POLL_STEPS, CANCEL_STEPS] = [120, 100, 100].map((n) => Math.round(n * scale));
+const RUN_MS = 120000;  // the longest a run may take here
 const DUPLICATE = `${QUESTIONS[0]} (call 0)`;  // the stand-in sends it back once per request
 
 let server, standins, base, dataDir, browser;
@@ -88,7 +90,7 @@ before(async () => {
   mkdirSync(shots, { recursive: true });
   dataDir = mkdtempSync(join(tmpdir(), 'fb-web-'));
   let seen;
-  [standins, seen] = launch(['run', 'tests/web/providers.lua', DUPLICATE, '1500'], KEYS,
+  [standins, seen] = launch(['run', 'tests/web/providers.lua', DUPLICATE, join(dataDir, 'gate'), '600'], KEYS,
     /stand-ins on (http:\/\/\S+)/, (s) => { standinLog += s; });
   const providers = await seen;
   [server, seen] = launch(['serve', '--port', '0', '--data-dir', dataDir],
@@ -253,30 +255,34 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     await tab2.locator('#train-state', { hasText: job }).waitFor();
     await page.locator('#train-state', { hasText: `${job}: running` }).waitFor();
 
-    // Reload mid-run (first, while the run is young): the view comes back attached to the job.
+    // Reload mid-run (while the run is young): the view comes back attached to the job.
     await page.waitForFunction(() => Number(document.querySelector('[role=progressbar]').getAttribute('aria-valuenow')) > 0);
     await page.reload();
     await page.locator('#start', { hasText: 'Training…' }).waitFor();
     await page.locator('#train-state', { hasText: job }).waitFor();
-    await page.waitForFunction(() => window.Chart.getChart(document.querySelector('#loss-chart')).data.datasets[0].data.length > 2);
-    await shot(page, '02-reloaded');
-
-    // Live: stat cards, progress bar and chart move; tips rotate.
-    const before = { steps: await steps(page), pct: await page.locator('[role=progressbar]').getAttribute('aria-valuenow'), points: await chartPoints(page), tip: await text(page, '#tip') };
-    await page.waitForFunction((s) => document.querySelector('.stat:nth-child(2) .stat-value').textContent !== s, before.steps);
-    await page.waitForFunction((b) => document.querySelector('#tip').textContent !== b, before.tip);
-    assert.ok(Number(await page.locator('[role=progressbar]').getAttribute('aria-valuenow')) >= Number(before.pct));
-    assert.ok(await chartPoints(page) > before.points);
-    assert.match(await text(page, '.stat:nth-child(1) .stat-value'), /^\d+\.\d{3}$/);
-    assert.match(await text(page, '.stat:nth-child(3) .stat-value'), /^\d+\.\d$/, 'ETA in minutes');
-    assert.match(await text(page, '#log'), /\S/, 'the log tail');
-    assert.match(await text(page, '.stat:nth-child(4) .stat-value'), /^\d+\.\d \/ \d+(\.\d)?$/);
-    assert.match(await text(page, '#tip'), /\w/);
-    await shot(page, '03-running');
-    await shot(tab2, '04-running-second-tab');
+    // From here the page records what the view shows at each change, so the live updates are
+    // judged after the run, whatever the machine's speed made of its length.
+    await page.evaluate(() => {
+      window.seen = [];
+      const chart = window.Chart.getChart(document.querySelector('#loss-chart'));
+      const take = () => window.seen.push({
+        live: document.querySelector('#start').textContent === 'Training…',
+        loss: document.querySelector('.stat:nth-child(1) .stat-value').textContent,
+        steps: document.querySelector('.stat:nth-child(2) .stat-value').textContent,
+        eta: document.querySelector('.stat:nth-child(3) .stat-value').textContent,
+        epoch: document.querySelector('.stat:nth-child(4) .stat-value').textContent,
+        pct: Number(document.querySelector('[role=progressbar]').getAttribute('aria-valuenow')),
+        points: chart.data.datasets[0].data.length,
+        log: document.querySelector('#log').textContent,
+        tip: document.querySelector('#tip').textContent,
+      });
+      new MutationObserver(take).observe(document.querySelector('#training'), { subtree: true, childList: true, characterData: true, attributes: true });
+    });
+    await shot(page, '02-running-reloaded');
+    await shot(tab2, '03-running-second-tab');
 
     // Completion: confetti, Start enabled again, the adapters table lists the adapter.
-    await page.locator('#training[data-confetti="1"]').waitFor({ timeout: 60000 });
+    await page.locator('#training[data-confetti="1"]').waitFor({ timeout: RUN_MS });
     await page.locator('#start:enabled', { hasText: 'Start training' }).waitFor();
     await page.locator(`tr[data-adapter^="${skill}/"]`).waitFor();
     await tab2.locator('#start:enabled').waitFor();
@@ -287,7 +293,21 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     assert.equal(row[2], '36', 'examples trained on (40, less the held-out share)');
     assert.match(row.slice(3, 6).join(' '), /^\d\.\d{3} \d\.\d{3} \d+ s$/, 'final loss, eval loss, time');
     assert.match(row[6], /^(excellent|good|fair|needs work)$/);
-    await shot(page, '05-done');
+    await shot(page, '04-done');
+    // While it ran: stat cards, progress bar and chart changed, tips rotated.
+    const live = (await page.evaluate(() => window.seen)).filter((v) => v.live);
+    const distinct = (key) => new Set(live.map((v) => v[key])).size;
+    assert.ok(distinct('steps') >= 3, `steps shown while running: ${distinct('steps')}`);
+    assert.ok(distinct('loss') >= 3 && distinct('epoch') >= 2 && distinct('tip') >= 2);
+    assert.ok(live.every((v, i) => i === 0 || v.pct >= live[i - 1].pct) && distinct('pct') >= 2, 'the bar moves forward');
+    assert.ok(live.at(-1).points > live[0].points, 'the chart grows');
+    for (const v of live.slice(-3)) {
+      assert.match(v.loss, /^\d+\.\d{3}$/);
+      assert.match(v.steps, /^\d+ \/ \d+$/);
+      assert.match(v.eta, /^\d+\.\d$/, 'ETA in minutes');
+      assert.match(v.epoch, /^\d+\.\d \/ \d+(\.\d)?$/);
+      assert.match(v.log, /\S/, 'the log tail');
+    }
     // The tips quoted the run's own numbers: its trained fraction and its measured speed.
     const tips = traffic.filter((l) => l.includes(`/api/training/events/${skill} tip `)).join('\n');
     assert.match(tips, /This run trains \d+\.\d+% of the base model/);
@@ -306,7 +326,7 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     assert.equal(await text(page, '#preview-adapter'), preview.adapter);
     assert.equal(await text(page, '#preview-base'), preview.base);
     assert.ok(preview.adapter.trim() && preview.base.trim(), 'both models answered');
-    await shot(page, '06-preview');
+    await shot(page, '05-preview');
     assert.deepEqual([...page.errors, ...tab2.errors], []);
   });
 
@@ -318,9 +338,9 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     await page.locator('#start').click();
     await page.locator('#start', { hasText: 'Training…' }).waitFor();
     const first = await steps(page);
-    await page.waitForFunction((s) => { const v = document.querySelector('.stat:nth-child(2) .stat-value').textContent; return v !== s && !v.startsWith('0 '); }, first, { timeout: 20000 });
-    await shot(page, '07-polling');
-    await page.locator('#start:enabled', { hasText: 'Start training' }).waitFor({ timeout: 60000 });
+    await page.waitForFunction((s) => { const v = document.querySelector('.stat:nth-child(2) .stat-value').textContent; return v !== s && !v.startsWith('0 '); }, first, { timeout: RUN_MS });
+    await shot(page, '06-polling');
+    await page.locator('#start:enabled', { hasText: 'Start training' }).waitFor({ timeout: RUN_MS });
     assert.equal(await steps(page), `${POLL_STEPS} / ${POLL_STEPS}`);
     assert.deepEqual(page.errors, []);
   });
@@ -338,10 +358,10 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     assert.match(await text(page, '#train-state'), /cancelled/);
     const stopped = Number((await steps(page)).split(' / ')[0]);
     assert.ok(stopped > 0 && stopped < CANCEL_STEPS, `stopped at ${stopped}`);
-    await shot(page, '08-cancelled');
+    await shot(page, '07-cancelled');
     await page.locator('#resume').click();
     await page.locator('#start', { hasText: 'Training…' }).waitFor();
-    await page.locator('#training[data-confetti="1"]').waitFor({ timeout: 60000 });
+    await page.locator('#training[data-confetti="1"]').waitFor({ timeout: RUN_MS });
     assert.equal(await steps(page), `${CANCEL_STEPS} / ${CANCEL_STEPS}`);
     assert.equal((await api('/api/jobs?skill=monday-expert')).total, 1, 'resumed, not restarted');
     assert.deepEqual(page.errors, []);
@@ -369,7 +389,7 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     await page.setInputFiles('#upload-file', bad);
     await page.locator('#upload-replace').click();
     await page.locator('#upload-errors', { hasText: 'line 2' }).waitFor();
-    await shot(page, '09-upload-errors');
+    await shot(page, '08-upload-errors');
     // Valid JSONL the upload accepts, but every prompt is longer than max_len, so no answer
     // token is left to train on: the worker refuses the dataset.
     const rejected = join(dataDir, 'rejected.jsonl');
@@ -397,13 +417,13 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     for (let i = 0; i < 40 && await page.evaluate(() => document.activeElement.id) !== 'start'; i++) await page.keyboard.press('Tab');
     assert.equal(await page.evaluate(() => document.activeElement.id), 'start', 'Start is reachable by Tab');
     assert.equal(await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle), 'solid', 'focus is visible');
-    await shot(page, '10-keyboard-focus');
+    await shot(page, '09-keyboard-focus');
     await page.keyboard.press('Enter');
     await page.locator('#failure', { hasText: 'no training example has an answer token left' }).waitFor({ timeout: 30000 });
     await page.locator('#start:enabled').waitFor();
     assert.match(await text(page, '#failure'), /max_len 512/);
     assert.match(await text(page, '#failure pre'), /model: LlamaForCausalLM/, 'the last log lines');
-    await shot(page, '11-failed');
+    await shot(page, '10-failed');
     // Delete the skill (after the browser's confirmation).
     page.once('dialog', (d) => d.accept());
     await page.locator('#delete-skill').click();
@@ -416,21 +436,25 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     const page = await open(context, `/#/skill/${skill}`);
     await page.locator('#pager', { hasText: '40 examples' }).waitFor();
     await page.locator('tr[data-provider="groq"] .badge', { hasText: 'ok' }).waitFor();
-    await shot(page, '12-providers-ok');
+    await shot(page, '11-providers-ok');
     await page.fill('#gen-count', '6');
     await page.locator('#gen-start').dblclick();
     assert.equal(await page.locator('#gen-start').isDisabled(), true);
     // Live: after the first answer (of two: five per request) the provider in use and Groq's
-    // fallback show while the task still runs; a second tab attaches to the same task.
+    // fallback show while the task still runs (the stand-in holds the second answer until
+    // the gate file exists); a second tab attaches to the same task.
     await page.locator('#gen-state[data-state="running"]', { hasText: 'provider: anthropic' }).waitFor({ timeout: 20000 });
     assert.match(await text(page, '#gen-state'), /Generating: 5 of 6 kept/);
     assert.match(await text(page, '#gen-fallbacks li[data-provider="groq"]'), /groq skipped: rate_limited: .*HTTP 429.*try again in 120s/);
     const tab2 = await open(context, `/#/skill/${skill}`);
     await tab2.locator('#gen-state[data-state="running"]').waitFor();
     assert.equal(await tab2.locator('#gen-start').isDisabled(), true);
-    await shot(page, '13-generating');
+    const again = await fetch(`${base}/api/skills/${skill}/generate`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"count":1}' });
+    assert.equal(again.status, 409, 'one generation per skill at a time');
+    await shot(page, '12-generating');
+    writeFileSync(join(dataDir, 'gate'), '');
     await page.locator('#gen-state[data-state="succeeded"]').waitFor({ timeout: 20000 });
-    assert.equal(count(/POST \/api\/skills\/plumbing-receptionist\/generate /g), 1, 'one task for a double-click');
+    assert.equal(count(/POST \/api\/skills\/plumbing-receptionist\/generate /g), 2, 'the double-click\'s one POST, and the 409 above');
     const result = await page.locator('#gen-result div').allTextContents();
     assert.ok(result.includes('Kept6'), result.join(', '));
     assert.ok(result.includes('From anthropic6'), result.join(', '));
@@ -451,7 +475,7 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     assert.equal(await text(page, 'tr[data-provider="anthropic"] .badge'), 'ok');
     assert.equal(await text(page, 'tr[data-provider="anthropic"] td:nth-of-type(4)'), '2', 'two requests today');
     await tab2.locator('#gen-state[data-state="succeeded"]').waitFor();
-    await shot(page, '14-generated');
+    await shot(page, '13-generated');
     assert.deepEqual(await accessibilityProblems(page), []);
     assert.deepEqual([...page.errors, ...tab2.errors], []);
   });
@@ -465,7 +489,7 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     await page.locator('#gen-state[data-state="succeeded"]').waitFor({ timeout: 20000 });
     assert.match(await text(page, '#gen-fallbacks'), /groq skipped: cooling down: rate limited/);
     await page.locator('#pager', { hasText: '43 examples' }).waitFor();
-    await shot(page, '15-generated-polling');
+    await shot(page, '14-generated-polling');
     assert.deepEqual(page.errors, []);
   });
 
@@ -479,7 +503,7 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     assert.deepEqual(wide, [], 'nothing wider than the phone (tables scroll in their own box)');
     assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 390), 'no horizontal scrolling');
     assert.deepEqual(await accessibilityProblems(page), []);
-    await shot(page, '16-phone');
+    await shot(page, '15-phone');
     assert.deepEqual(page.errors, []);
   });
 

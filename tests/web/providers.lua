@@ -3,14 +3,18 @@
 -- retry-after, as Groq sends it. Anthropic answers each request, after DELAY_MS, with the
 -- examples it asks for (the request's "Write N new"), preceded by one exact duplicate of the
 -- skill's data (DUPLICATE, a user turn already there) and one example with an empty answer,
--- so the dashboard has drops with reasons to show. A request without the key from the
--- environment is refused with each API's 401. Prints "stand-ins on http://127.0.0.1:PORT".
--- Usage: fastbrain run tests/web/providers.lua DUPLICATE [DELAY_MS]
+-- so the dashboard has drops with reasons to show. Every Anthropic request after the first
+-- waits until the file GATE exists, so the test sees a task mid-way for as long as it needs.
+-- A request without the key from the environment is refused with each API's 401. Prints
+-- "stand-ins on http://127.0.0.1:PORT".
+-- Usage: fastbrain run tests/web/providers.lua DUPLICATE GATE [DELAY_MS]
 local standin = require "tests.lua.standin"
 local json = require("fastbrain").json
 
-local duplicate = assert(arg[1], "usage: providers.lua DUPLICATE [DELAY_MS]")
-local delay = math.tointeger(tonumber(arg[2] or "")) or 600
+local fb = require "fastbrain"
+local duplicate, gate = arg[1], arg[2]
+assert(duplicate and gate, "usage: providers.lua DUPLICATE GATE [DELAY_MS]")
+local delay = math.tointeger(tonumber(arg[3] or "")) or 600
 local RETRY_AFTER_S = 120
 
 -- Questions different enough from each other that none is a near duplicate of another.
@@ -43,6 +47,9 @@ end)
 srv:respond("anthropic", function(req)
   if req.headers["x-api-key"] ~= os.getenv("ANTHROPIC_API_KEY") then
     return standin.anthropic_error(401, "authentication_error", "invalid x-api-key")
+  end
+  if asked > 0 then
+    while not fb.fs.mode(gate) do fb.sleep(20) end
   end
   local body = req:json()
   local want = tonumber(body.messages[#body.messages].content:match("Write (%d+) new")) or 1
