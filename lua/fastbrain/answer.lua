@@ -16,13 +16,14 @@ local function self_exe()
 end
 local EXE = self_exe()
 
--- start(model_dir, prompt, {adapter =, system =, max_tokens =, timeout_ms = 120000})
--- -> pending | nil, err: the child is running.
+-- start(model_dir, prompt, {adapter =, system =, max_tokens =, temperature =,
+-- timeout_ms = 120000}) -> pending | nil, err: the child is running.
 function M.start(model_dir, prompt, opts)
   local args = {EXE, "generate", "--model", model_dir, "--prompt", prompt,
                 "--max-tokens", tostring(opts.max_tokens or 128)}
-  if opts.adapter then args[#args + 1] = "--adapter"; args[#args + 1] = opts.adapter end
-  if opts.system then args[#args + 1] = "--system"; args[#args + 1] = opts.system end
+  for _, o in ipairs({{"adapter", "--adapter"}, {"system", "--system"}, {"temperature", "--temperature"}}) do
+    if opts[o[1]] then args[#args + 1] = o[2]; args[#args + 1] = tostring(opts[o[1]]) end
+  end
   for i, a in ipairs(args) do args[i] = quote(a) end
   local base = os.tmpname()  -- base.out, base.err, then base.rc (renamed into place) last
   local cmd = ("(%s >%s 2>%s </dev/null; echo $? >%s && mv %s %s) &"):format(table.concat(args, " "),
