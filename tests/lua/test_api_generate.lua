@@ -96,6 +96,29 @@ T.test("the events stream starts with a snapshot", function(done)
   end))
 end, {timeout = 3000})
 
+T.test("the events stream carries progress, then done", function(done)
+  -- Groq cools down since the fallback test: Anthropic answers both rounds.
+  srv:queue("anthropic", standin.anthropic_ok(line("Do you unclog drains?", "Yes. ...")),
+                         standin.anthropic_ok(line("Can you fit a new boiler?", "We can. ...")))
+  local cosocket = require "fastbrain.cosocket"
+  fb.spawn(T.guard(done, function()
+    local sock = assert(cosocket.connect("127.0.0.1", port, {timeout = 3000}))
+    sock:send("GET /api/skills/plumber/generate/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    repeat local l = sock:receive("*l") until l == ""  -- the response head
+    repeat local l = sock:receive("*l") until l:find("^data:")  -- the snapshot of the last task
+    T.eq(call("POST", "/api/skills/plumber/generate", {count = 2, batch = 1}), 202)
+    local events = {}
+    repeat
+      local l = assert(sock:receive("*l"))
+      local name = l:match("^event: (%w+)")
+      if name then events[#events + 1] = name end
+    until name == "done" or name == "error"
+    sock:close()
+    T.eq(events, {"progress", "progress", "done"})
+    done()
+  end))
+end, {timeout = 5000})
+
 T.test("bad requests", function(done)
   fb.spawn(T.guard(done, function()
     T.eq(call("POST", "/api/skills/plumber/generate", {count = 0}), 400)
