@@ -402,6 +402,7 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     await page.locator('#upload-append').click();
     await page.locator('#pager', { hasText: '2 examples' }).waitFor();
     // The data-quality view counts them and draws their lengths.
+    await page.locator('#quality div', { hasText: /^Examples2$/ }).waitFor();
     const quality = Object.fromEntries(await page.locator('#quality div').evaluateAll((ds) => ds.map((d) => [d.querySelector('dt').textContent, d.querySelector('dd').textContent])));
     assert.equal(quality.Examples, '2');
     assert.ok(Number(quality.Longest) > 1000, `longest ${quality.Longest}`);
