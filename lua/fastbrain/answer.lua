@@ -24,7 +24,11 @@ function M.start(model_dir, prompt, opts)
   for _, o in ipairs({{"adapter", "--adapter"}, {"system", "--system"}, {"temperature", "--temperature"}}) do
     if opts[o[1]] then args[#args + 1] = o[2]; args[#args + 1] = tostring(opts[o[1]]) end
   end
-  for i, a in ipairs(args) do args[i] = quote(a) end
+  for i, a in ipairs(args) do
+    -- A shell command ends at a NUL byte, taking the quoting with it: refuse one.
+    if a:find("\0", 1, true) then return nil, "a NUL byte in the prompt or options" end
+    args[i] = quote(a)
+  end
   local base = os.tmpname()  -- base.out, base.err, then base.rc (renamed into place) last
   local cmd = ("(%s >%s 2>%s </dev/null; echo $? >%s && mv %s %s) &"):format(table.concat(args, " "),
     quote(base .. ".out"), quote(base .. ".err"), quote(base .. ".tmp"), quote(base .. ".tmp"), quote(base .. ".rc"))

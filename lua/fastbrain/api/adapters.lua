@@ -68,8 +68,8 @@ local function preview(data_dir, default_model)
     local dir = M.dir(data_dir, req.params.skill, req.params.version)
     local body = req:json()
     local prompt = type(body) == "table" and body.prompt
-    if type(prompt) ~= "string" or not prompt:find("%S") or #prompt > M.MAX_PROMPT then
-      return res:json(400, {error = "invalid request", fields = {prompt = ("a non-empty string of at most %d bytes"):format(M.MAX_PROMPT)}})
+    if type(prompt) ~= "string" or not prompt:find("%S") or #prompt > M.MAX_PROMPT or prompt:find("\0", 1, true) then
+      return res:json(400, {error = "invalid request", fields = {prompt = ("a non-empty string of at most %d bytes, without NUL"):format(M.MAX_PROMPT)}})
     end
     local max_tokens = math.tointeger(body.max_tokens) or 128
     if max_tokens < 1 or max_tokens > M.MAX_TOKENS then
