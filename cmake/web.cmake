@@ -8,7 +8,7 @@ if(FB_NODE)
   fb_test(web_dashboard ${FB_NODE} --test ${PROJECT_SOURCE_DIR}/tests/web/dashboard.test.mjs)
   set(fb_web_env "FASTBRAIN_BIN=$<TARGET_FILE:fastbrain>;FB_WEB_ARTIFACTS=${PROJECT_BINARY_DIR}/test-output/web")
   if(FB_SANITIZE)  # training runs ~5x slower: shorter runs keep the suite in its budget
-    list(APPEND fb_web_env "FB_WEB_STEP_SCALE=0.5")
+    list(APPEND fb_web_env "FB_WEB_STEP_SCALE=0.4")
   endif()
   set_tests_properties(web_dashboard PROPERTIES TIMEOUT 300 ENVIRONMENT "${fb_web_env}")
 endif()
