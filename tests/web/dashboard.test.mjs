@@ -394,11 +394,11 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     // Valid JSONL the upload accepts, but every prompt is longer than max_len, so no answer
     // token is left to train on: the worker refuses the dataset.
     const rejected = join(dataDir, 'rejected.jsonl');
-    writeFileSync(rejected, `${ex('Why? '.repeat(200), 'fine')}\n`);
+    writeFileSync(rejected, `${ex('Why is the water brown? '.repeat(150), 'fine')}\n`);
     await page.setInputFiles('#upload-file', rejected);
     await page.locator('#upload-replace').click();
     await page.locator('#pager', { hasText: '1 examples' }).waitFor();
-    writeFileSync(rejected, `${ex('How? '.repeat(200), 'also fine')}\n`);
+    writeFileSync(rejected, `${ex('How do I stop a leak? '.repeat(150), 'also fine')}\n`);
     await page.setInputFiles('#upload-file', rejected);
     await page.locator('#upload-append').click();
     await page.locator('#pager', { hasText: '2 examples' }).waitFor();
@@ -406,7 +406,7 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     await page.locator('#quality div', { hasText: /^Examples2$/ }).waitFor();
     const quality = Object.fromEntries(await page.locator('#quality div').evaluateAll((ds) => ds.map((d) => [d.querySelector('dt').textContent, d.querySelector('dd').textContent])));
     assert.equal(quality.Examples, '2');
-    assert.ok(Number(quality.Longest) > 1000, `longest ${quality.Longest}`);
+    assert.ok(Number(quality.Longest) > 512, `longest ${quality.Longest} tokens`);
     assert.equal(await page.evaluate(() => window.Chart.getChart(document.querySelector('#histogram')).data.datasets[0].data.reduce((a, b) => a + b, 0)), 2);
     // Keyboard only, from a fresh load: the skip link first, then Tab to Start (its focus
     // ring shows), Enter.
@@ -424,7 +424,7 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     await page.locator('#failure', { hasText: 'no training example has an answer token left' }).waitFor({ timeout: 30000 });
     await page.locator('#start:enabled').waitFor();
     assert.match(await text(page, '#failure'), /max_len 512/);
-    assert.match(await text(page, '#failure pre'), /model: LlamaForCausalLM/, 'the last log lines');
+    assert.match(await text(page, '#failure pre'), /model: \w+ForCausalLM/, 'the last log lines');
     await shot(page, '10-failed');
     // Delete the skill (after the browser's confirmation).
     page.once('dialog', (d) => d.accept());
