@@ -1,10 +1,15 @@
 # web.cmake: the dashboard's browser test (tests/web/dashboard.test.mjs): node's test runner,
-# playwright-core driving headless Chromium against `fastbrain serve` with tests/web/worker.lua.
-# It fails, saying what to install, when Chromium, node_modules or web/vendor/ is missing.
+# playwright-core driving headless Chromium against `fastbrain serve` training with the real
+# worker on the bundled model, and the provider stand-ins of tests/web/providers.lua. It fails,
+# saying what to install, when Chromium, node_modules or web/vendor/ is missing. Its artifacts
+# (screenshots, server log, page traffic) go to test-output/web/, which the canary test reads.
 find_program(FB_NODE node)
 if(FB_NODE)
   fb_test(web_dashboard ${FB_NODE} --test ${PROJECT_SOURCE_DIR}/tests/web/dashboard.test.mjs)
-  set_tests_properties(web_dashboard PROPERTIES TIMEOUT 120 ENVIRONMENT
-    "FASTBRAIN_BIN=$<TARGET_FILE:fastbrain>;FB_WEB_ARTIFACTS=${PROJECT_BINARY_DIR}/test-output/web")
+  set(fb_web_env "FASTBRAIN_BIN=$<TARGET_FILE:fastbrain>;FB_WEB_ARTIFACTS=${PROJECT_BINARY_DIR}/test-output/web")
+  if(FB_SANITIZE)  # training runs ~5x slower: shorter runs keep the suite in its budget
+    list(APPEND fb_web_env "FB_WEB_STEP_SCALE=0.4")
+  endif()
+  set_tests_properties(web_dashboard PROPERTIES TIMEOUT 300 ENVIRONMENT "${fb_web_env}")
 endif()
-fb_test(lua_tips $<TARGET_FILE:fastbrain> run tests/web/test_tips.lua)
+fb_test(lua_tips $<TARGET_FILE:fastbrain> run tests/web/test_tips.lua $<TARGET_FILE:fastbrain>)

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs last (a ctest fixture cleanup): every test ran with canary API keys in its environment;
 # none of them may appear in anything the suite printed (logs, responses, SSE streams), as kept
-# by tests/logged.sh in BUILD_DIR/test-output/. Usage: tests/canary.sh BUILD_DIR
+# by tests/logged.sh in BUILD_DIR/test-output/, and the logs tests keep below it (web/serve.log,
+# web/traffic.log). Usage: tests/canary.sh BUILD_DIR
 set -uo pipefail
 dir="$1/test-output"
-logs=("$dir"/*.log)
+shopt -s globstar
+logs=("$dir"/**/*.log)
 [ -e "${logs[0]}" ] || { echo "no test output in $dir"; echo "0 passed, 1 failed"; exit 1; }
 leaks=0
 for key in "$GROQ_API_KEY" "$ANTHROPIC_API_KEY" "$OPENAI_API_KEY"; do
@@ -14,6 +16,6 @@ for key in "$GROQ_API_KEY" "$ANTHROPIC_API_KEY" "$OPENAI_API_KEY"; do
     leaks=$((leaks + 1))
   fi
 done
-echo "checked the output of ${#logs[@]} tests"
+echo "checked ${#logs[@]} logs of the suite"
 [ "$leaks" -eq 0 ] && echo "1 passed, 0 failed" || echo "0 passed, 1 failed"
 [ "$leaks" -eq 0 ]

@@ -2,11 +2,9 @@
 // for any HTTP answer (callers decide what a 404 or 409 means) and rejects only when the
 // server cannot be reached. Mutating calls send application/json or application/x-ndjson.
 export async function request(method, path, body, type = 'application/json') {
-  const init = { method, headers: {} };
-  if (body !== undefined) {
-    init.headers['Content-Type'] = type;
-    init.body = typeof body === 'string' ? body : JSON.stringify(body);
-  }
+  // The server refuses a mutating request without a JSON or NDJSON type, body or not (CSRF).
+  const init = { method, headers: method === 'GET' ? {} : { 'Content-Type': type } };
+  if (body !== undefined) init.body = typeof body === 'string' ? body : JSON.stringify(body);
   const res = await fetch(path, init);
   const text = await res.text();
   let data = null;
@@ -40,4 +38,8 @@ export const api = {
   preview: (id, version, prompt) =>
     request('POST', `/api/adapters/${skill(id)}/${encodeURIComponent(version)}/generate`, { prompt }),
   eventsUrl: (id) => `/api/training/events/${skill(id)}`,
+  generate: (id, count) => request('POST', `/api/skills/${skill(id)}/generate`, { count }),
+  generation: (id) => request('GET', `/api/skills/${skill(id)}/generate`),
+  generateEventsUrl: (id) => `/api/skills/${skill(id)}/generate/events`,
+  providers: () => request('GET', '/api/providers'),
 };

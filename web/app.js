@@ -1,11 +1,14 @@
-// app.js: the dashboard's entry: wires the skills list, the skill's view (training, data),
-// the adapters table and the preview panel; the selected skill lives in the URL hash
-// (#/skill/<id>), so a reload comes back to it and re-attaches to its training.
+// app.js: the dashboard's entry: wires the skills list, the skill's view (training, data and
+// its example generation), the adapters table, the preview panel and the data providers; the
+// selected skill lives in the URL hash (#/skill/<id>), so a reload comes back to it and
+// re-attaches to its training.
 import { api, errorText } from './api.js';
 import { h, $, num, announce } from './dom.js';
 import { createSkills } from './skills.js';
 import { createTraining } from './training.js';
 import { createData } from './data.js';
+import { createGenerate } from './generate.js';
+import { createProviders } from './providers.js';
 
 let adapters = [];
 let current = null;
@@ -14,6 +17,13 @@ let previewing = null;  // {skill, version}
 const skills = createSkills($('#skill-list'), $('#skill-dialog'), { select });
 const training = createTraining($('#training'), { onFinished: refresh });
 const data = createData($('#data'));
+const providers = createProviders($('#provider-rows'));
+const generate = createGenerate($('#generate'), {
+  onUpdate: (task, finished) => {
+    providers.load();
+    if (finished) data.show(current);
+  },
+});
 
 function duration(s) {
   if (typeof s !== 'number') return '—';
@@ -85,6 +95,7 @@ async function select(id) {
   showSkill(skill);
   if (!skill) return;
   training.show(current);
+  generate.show(current);
   await data.show(current);
 }
 
@@ -101,5 +112,5 @@ $('#delete-skill').addEventListener('click', async () => {
   if (await skills.remove(current)) { history.replaceState(null, '', '#'); await select(null); }
 });
 
-await loadAdapters();
+await Promise.all([loadAdapters(), providers.load()]);
 await select(decodeURIComponent((location.hash.match(/^#\/skill\/(.+)$/) || [])[1] || ''));

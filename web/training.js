@@ -5,9 +5,9 @@
 import { api, errorText } from './api.js';
 import { h, num, announce } from './dom.js';
 import { lossChart } from './chart.js';
+import { liveFeed } from './feed.js';
 import confetti from './vendor/confetti.module.mjs';
 
-const POLL_MS = 3000;
 const LOG_LINES = 12;
 const SAMPLES = 4;
 const LIVE = new Set(['queued', 'running']);
@@ -34,6 +34,11 @@ function specFrom(form) {
     t[path[path.length - 1]] = value;
   }
   return spec;
+}
+
+// A run's epoch count: whole, or fractional when max_steps ends it mid-epoch.
+function epochs(n) {
+  return typeof n !== 'number' ? '—' : Number.isInteger(n) ? String(n) : n.toFixed(1);
 }
 
 function card(label) {
@@ -82,8 +87,7 @@ export function createTraining(root, { onFinished }) {
   let job = null;      // the job the view shows
   let state = null;    // its state
   let busy = false;    // a start request is in flight
-  let source = null;   // the EventSource
-  let poll = null;     // the polling timer when SSE failed
+  let feed = null;     // the live feed of the skill's events
   let logLines = [];
 
   function renderButtons() {
@@ -99,7 +103,7 @@ export function createTraining(root, { onFinished }) {
     if (p.loss !== undefined) cards.loss.value.textContent = num(p.loss);
     if (p.step !== undefined) cards.steps.value.textContent = `${p.step ?? 0} / ${p.total_steps ?? '—'}`;
     if (p.eta_s !== undefined) cards.eta.value.textContent = typeof p.eta_s === 'number' ? (p.eta_s / 60).toFixed(1) : '—';
-    if (p.epoch !== undefined) cards.epoch.value.textContent = `${num(p.epoch, 1)} / ${p.total_epochs ?? '—'}`;
+    if (p.epoch !== undefined) cards.epoch.value.textContent = `${num(p.epoch, 1)} / ${epochs(p.total_epochs)}`;
     if (typeof p.step === 'number' && p.total_steps) {
       const pct = Math.min(100, Math.round((100 * p.step) / p.total_steps));
       bar.style.width = `${pct}%`;
@@ -174,6 +178,8 @@ export function createTraining(root, { onFinished }) {
 
   // One event from the stream.
   function onEvent(type, ev) {
+    if (type === 'snapshot') { renderStatus(ev); return; }
+    if (type === 'tip') { tip.textContent = ev.text; return; }
     if (ev.job && ev.job !== job) { job = ev.job; reset(); }
     switch (type) {
       case 'start': case 'progress': renderProgress(ev); chart.add('loss', ev.step, ev.loss); break;
@@ -193,51 +199,28 @@ export function createTraining(root, { onFinished }) {
     }
   }
 
-  function stopFeed() {
-    if (source) source.close();
-    clearInterval(poll);
-    source = null;
-    poll = null;
-  }
-
-  // Poll the status every 3 s (SSE failed); terminal transitions seen here finish too.
-  function startPolling() {
-    stopFeed();
-    root.dataset.feed = 'polling';
-    const tick = async () => {
-      // The jobs list first: a skill never trained is no error (its status would be a 404).
-      const jobs = await api.jobs(skill);
-      if (jobs.status === 200 && jobs.body.total === 0) { renderStatus(null); return; }
-      const r = await api.status(skill);
-      if (r.status !== 200) return;
-      const was = state;
-      const sameJob = r.body.job === job;
-      renderStatus(r.body);
-      if (sameJob && LIVE.has(was) && !LIVE.has(r.body.state)) finished(r.body.state);
-    };
-    tick();
-    poll = setInterval(tick, POLL_MS);
+  // Polling (SSE failed): the status replaces the view; terminal transitions finish too.
+  async function poll() {
+    // The jobs list first: a skill never trained is no error (its status would be a 404).
+    const jobs = await api.jobs(skill);
+    if (jobs.status === 200 && jobs.body.total === 0) { renderStatus(null); return; }
+    const r = await api.status(skill);
+    if (r.status !== 200) return;
+    const was = state;
+    const sameJob = r.body.job === job;
+    renderStatus(r.body);
+    if (sameJob && LIVE.has(was) && !LIVE.has(r.body.state)) finished(r.body.state);
   }
 
   function connect() {
-    stopFeed();
-    root.dataset.feed = 'sse';
-    const es = new EventSource(api.eventsUrl(skill));
-    source = es;
-    let opened = false;
-    es.onopen = () => { opened = true; };
-    es.onerror = () => {
-      // The browser retries (with Last-Event-ID) after a drop; a stream that never opens,
-      // or one the browser gave up on, is replaced by polling.
-      if (source === es && (!opened || es.readyState === EventSource.CLOSED)) startPolling();
-      opened = false;
-    };
-    es.addEventListener('snapshot', (e) => renderStatus(JSON.parse(e.data)));
-    es.addEventListener('tip', (e) => { tip.textContent = JSON.parse(e.data).text; });
-    for (const type of ['start', 'progress', 'eval', 'sample', 'log', 'error', 'state']) {
-      // 'error' is also the EventSource's own failure event, which carries no data.
-      es.addEventListener(type, (e) => { if (e.data !== undefined) onEvent(type, JSON.parse(e.data)); });
-    }
+    if (feed) feed.close();
+    feed = liveFeed({
+      url: api.eventsUrl(skill),
+      events: ['snapshot', 'tip', 'start', 'progress', 'eval', 'sample', 'log', 'error', 'state'],
+      onEvent,
+      poll,
+      onMode: (mode) => { root.dataset.feed = mode; },
+    });
   }
 
   // Show the job a start or resume answered with (its events may have arrived first).

@@ -168,7 +168,7 @@ function M.generate(opts)
   local seen = {}
   for i, ex in ipairs(existing) do seen[i] = user_text(ex) end
 
-  local report = {kept = 0, dropped = {}, by_provider = {}, fallbacks = {}}
+  local report = {kept = 0, dropped = {}, by_provider = {}, fallbacks = json.array()}
   local function drop(reason) report.dropped[reason] = (report.dropped[reason] or 0) + 1 end
   local new_lines = {}
   local rounds, max_rounds = 0, opts.max_rounds or math.ceil(opts.count / (opts.batch or 5)) * 3

@@ -1,6 +1,7 @@
 -- Local stand-ins for the remote LLM APIs, on the engine's own HTTP server: the OpenAI/Groq
 -- chat completions and the Anthropic Messages wire formats, with their status codes, error
--- bodies and rate-limit headers. Each test queues the answers it wants; requests are recorded.
+-- bodies and rate-limit headers. Each test queues the answers it wants, or sets a responder
+-- that answers whenever the queue is empty; requests are recorded.
 local fb = require "fastbrain"
 local router = require "fastbrain.router"
 
@@ -69,9 +70,10 @@ function M.anthropic_stream(text)
 end
 
 -- start() -> stand-in with .port, .base (http://127.0.0.1:port), :queue(path, answer...),
--- .requests (path -> list of {headers, body}), :close().
+-- :respond(path, fn(req) -> answer), .requests (path -> list of {headers, body}), :close().
+-- path is "openai" or "anthropic".
 function M.start()
-  local s = {queues = {}, requests = {}}
+  local s = {queues = {}, requests = {}, responders = {}}
   local app = router.new{timeout = 10000}
   local function handle(path)
     return function(req, res)
@@ -79,6 +81,7 @@ function M.start()
       s.requests[path] = list
       list[#list + 1] = {headers = req.headers, body = req:json()}
       local answer = table.remove(s.queues[path] or {}, 1)
+      if not answer and s.responders[path] then answer = s.responders[path](req) end
       if not answer then return res:json(500, {error = {message = "stand-in: nothing queued"}}) end
       if answer.delay then fb.sleep(answer.delay) end
       if answer.raw then return res:send(answer.status, answer.raw, answer.headers) end
@@ -99,7 +102,8 @@ function M.start()
     self.queues[path] = self.queues[path] or {}
     for _, a in ipairs({...}) do table.insert(self.queues[path], a) end
   end
-  function s:reset() self.queues, self.requests = {}, {} end
+  function s:respond(path, fn) self.responders[path] = fn end
+  function s:reset() self.queues, self.requests, self.responders = {}, {}, {} end
   function s:close() app:close(0) end
   return s
 end

@@ -50,6 +50,12 @@ T.test("a trained adapter is listed, read and deleted", function()
   T.eq(type(body.adapter), "string")
   T.eq(type(body.base), "string")
   T.eq(server.call(app, "POST", "/api/adapters/tiny-skill/20261129-120000/generate", {prompt = ""}), 400)
+  T.eq(server.call(app, "POST", "/api/adapters/tiny-skill/20261129-120000/generate", {prompt = "a\0b"}), 400)
+  -- The prompt reaches the model as it is: the shell running the child never interprets it.
+  local marker = app.data_dir .. "/injected"
+  status = server.call(app, "POST", "/api/adapters/tiny-skill/20261129-120000/generate",
+                       {prompt = ("it's $(touch %s) `touch %s` '; touch %s; '"):format(marker, marker, marker), max_tokens = 2})
+  T.eq({status, (fb.fs.mode(marker))}, {200, nil})
   T.eq(server.call(app, "POST", "/api/adapters/tiny-skill/20261129-120000/generate",
                    {prompt = "x", max_tokens = 100000}), 400)
   T.eq(server.call(app, "POST", "/api/adapters/tiny-skill/nope/generate", {prompt = "x"}), 404)

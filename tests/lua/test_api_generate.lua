@@ -1,5 +1,5 @@
 -- POST /api/skills/:skill/generate and its status and SSE events, over real HTTP, with the
--- provider chain pointed at a local OpenAI-compatible stand-in.
+-- provider chain pointed at local OpenAI-compatible and Anthropic stand-ins.
 local T = require "tests.lua.testing"
 local fb = require "fastbrain"
 local json = fb.json
@@ -7,6 +7,7 @@ local router = require "fastbrain.router"
 local http = require "fastbrain.http_client"
 local standin = require "tests.lua.standin"
 local openai = require "fastbrain.providers.openai"
+local anthropic = require "fastbrain.providers.anthropic"
 local fallback = require "fastbrain.fallback"
 
 local srv = standin.start()
@@ -18,8 +19,9 @@ local function line(u, a) return json.encode({messages = {{role = "user", conten
 fb.fs.write_atomic(data_dir .. "/skills/plumber/data.jsonl", line("What are your hours?", "8 to 6.") .. "\n")
 
 local keys = require("fastbrain.keys").new{getenv = function() return "sk-test-0000" end}
-local chain = fallback.new{retries = 0, providers = {openai.new{name = "groq", keys = keys,
-  key_env = "GROQ_API_KEY", base_url = srv.base .. "/openai/v1", model = "m"}}}
+local chain = fallback.new{retries = 0, providers = {
+  openai.new{name = "groq", keys = keys, key_env = "GROQ_API_KEY", base_url = srv.base .. "/openai/v1", model = "m"},
+  anthropic.new{name = "anthropic", keys = keys, key_env = "ANTHROPIC_API_KEY", base_url = srv.base, model = "m"}}}
 local app = router.new()
 require("fastbrain.api.generate").mount(app, {data_dir = data_dir, chain = chain})
 local port = assert(app:listen{host = "127.0.0.1", port = 0})
@@ -58,6 +60,23 @@ T.test("a generation task runs, reports progress and appends what it kept", func
   end))
 end)
 
+T.test("a rate-limited provider falls back; the task records why and who answered", function(done)
+  srv:queue("openai", standin.openai_error(429, "tokens", "rate_limit_exceeded", "Rate limit reached", {["retry-after"] = "30"}))
+  srv:queue("anthropic", standin.anthropic_ok(line("Is a dripping tap urgent?", "Not usually. ...")))
+  fb.spawn(T.guard(done, function()
+    T.eq(call("POST", "/api/skills/plumber/generate", {count = 1}), 202)
+    local body
+    repeat fb.sleep(20); _, body = call("GET", "/api/skills/plumber/generate") until body.task.state ~= "running"
+    T.eq({body.task.state, body.task.provider, body.task.by_provider}, {"succeeded", "anthropic", {anthropic = 1}})
+    T.eq(#body.task.fallbacks, 1)
+    T.eq(body.task.fallbacks[1].provider, "groq")
+    T.matches(body.task.fallbacks[1].reason, "^rate_limited: .*429")
+    local rows = chain:status()
+    T.eq({rows[1].name, rows[1].state}, {"groq", "cooling down"})
+    done()
+  end))
+end)
+
 T.test("the events stream starts with a snapshot", function(done)
   -- the stream stays open, so read its first event with a raw socket
   local cosocket = require "fastbrain.cosocket"
@@ -77,6 +96,29 @@ T.test("the events stream starts with a snapshot", function(done)
   end))
 end, {timeout = 3000})
 
+T.test("the events stream carries progress, then done", function(done)
+  -- Groq cools down since the fallback test: Anthropic answers both rounds.
+  srv:queue("anthropic", standin.anthropic_ok(line("Do you unclog drains?", "Yes. ...")),
+                         standin.anthropic_ok(line("Can you fit a new boiler?", "We can. ...")))
+  local cosocket = require "fastbrain.cosocket"
+  fb.spawn(T.guard(done, function()
+    local sock = assert(cosocket.connect("127.0.0.1", port, {timeout = 3000}))
+    sock:send("GET /api/skills/plumber/generate/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    repeat local l = sock:receive("*l") until l == ""  -- the response head
+    repeat local l = sock:receive("*l") until l:find("^data:")  -- the snapshot of the last task
+    T.eq(call("POST", "/api/skills/plumber/generate", {count = 2, batch = 1}), 202)
+    local events = {}
+    repeat
+      local l = assert(sock:receive("*l"))
+      local name = l:match("^event: (%w+)")
+      if name then events[#events + 1] = name end
+    until name == "done" or name == "error"
+    sock:close()
+    T.eq(events, {"progress", "progress", "done"})
+    done()
+  end))
+end, {timeout = 5000})
+
 T.test("bad requests", function(done)
   fb.spawn(T.guard(done, function()
     T.eq(call("POST", "/api/skills/plumber/generate", {count = 0}), 400)
@@ -84,6 +126,10 @@ T.test("bad requests", function(done)
     T.eq(call("POST", "/api/skills/nosuch/generate", {count = 1}), 404)
     T.eq(call("POST", "/api/skills/BAD!/generate", {count = 1}), 400)
     T.eq(call("GET", "/api/skills/other/generate"), 404)
+    fb.fs.mkdir_p(data_dir .. "/skills/fresh")
+    fb.fs.write_atomic(data_dir .. "/skills/fresh/skill.json", json.encode({name = "Fresh"}))
+    local status, body = call("GET", "/api/skills/fresh/generate")
+    T.eq({status, body.task}, {200, json.null})
     done()
   end))
 end)

@@ -85,7 +85,8 @@ T.test("many concurrent starts for one skill: exactly one 202", function()
 end, {timeout = 60000})
 
 -- Read SSE frames until `n` events with data arrived (each within `ms`, default 5 s):
--- {{event=, id=, data=}...}.
+-- {{event=, id=, data=}...}. Tips, which the stream sends from its start and then on a timer,
+-- are skipped.
 local function read_events(c, n, ms)
   local events = {}
   while #events < n do
@@ -95,7 +96,7 @@ local function read_events(c, n, ms)
       c.buf = rest
       local ev = {event = frame:match("event: ([^\n]+)"), id = frame:match("id: ([^\n]+)"),
                   data = frame:match("data: ([^\n]+)")}
-      if ev.data then events[#events + 1] = ev end
+      if ev.data and ev.event ~= "tip" then events[#events + 1] = ev end
     end
   end
   return events

@@ -1,6 +1,6 @@
 -- The `local` provider (the engine's own model) on a tiny random model made by
--- fb_make_tiny_model (arg[1]): it answers offline, says when there is no model, and takes over
--- in a chain when the remote provider cannot answer.
+-- fb_make_tiny_model (arg[1]): it answers offline without holding the loop, says when there
+-- is no model, and takes over in a chain when the remote provider cannot answer.
 local T = require "tests.lua.testing"
 local fb = require "fastbrain"
 local local_model = require "fastbrain.providers.local"
@@ -14,11 +14,15 @@ assert(os.execute(string.format("%q %q", arg[1], dir .. "/model")), "fb_make_tin
 
 local REQ = {system = "Be brief.", messages = {{role = "user", content = "hello"}}, max_tokens = 6}
 
-T.test("answers offline with usage", function()
+T.test("answers offline with usage, and the loop runs meanwhile", function()
   local p = local_model.new{model = dir .. "/model", max_tokens = 8}
   T.eq(p:ready(), true)
+  local ticks = 0
+  local timer = fb.timer.every(5, function() ticks = ticks + 1 end)
   local res, err = p:chat(REQ)
+  timer:stop()
   T.eq(err, nil)
+  T.eq(ticks > 0, true, "a timer ticked while the model answered")
   T.eq(type(res.text), "string")
   if res.usage.output_tokens < 1 or res.usage.output_tokens > 6 then
     error("output tokens " .. res.usage.output_tokens .. " outside 1..6")

@@ -1,8 +1,11 @@
 // The dashboard end to end: headless Chromium (playwright-core) against a real `fastbrain
-// serve` on a free port with a temporary data directory and tests/web/worker.lua as the
-// worker. FASTBRAIN_BIN names the binary (default build/fastbrain); screenshots go to
-// FB_WEB_ARTIFACTS (default build/test-output/web). Skipped, saying why, when Chromium,
-// playwright-core or web/vendor/ (scripts/vendor-web.sh) is missing.
+// serve` on a free port with a temporary data directory, training with the real `fastbrain
+// worker` on the bundled model (share/models/tiny), and generating data through the provider
+// chain against local stand-ins of the Groq and Anthropic APIs (tests/web/providers.lua: Groq
+// rate-limited, Anthropic answering). FASTBRAIN_BIN names the binary (default build/fastbrain);
+// screenshots of each state, the server's log and every API answer and SSE message the pages
+// saw go to FB_WEB_ARTIFACTS (default build/test-output/web). Fails, saying what to install,
+// when Chromium, playwright-core or web/vendor/ (scripts/vendor-web.sh) is missing.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -17,6 +20,11 @@ const shots = resolve(process.env.FB_WEB_ARTIFACTS || join(root, 'build/test-out
 const CHROMIUM = '/usr/bin/chromium';
 const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
   '--disable-component-update', '--no-first-run'];
+// The keys the stand-ins require; ctest sets canary values, which must show up nowhere.
+const KEYS = {
+  GROQ_API_KEY: process.env.GROQ_API_KEY || 'gsk_web_canary_0c1d',
+  ANTHROPIC_API_KEY: process.env.ANTHROPIC_API_KEY || 'sk-ant-web-canary-9e2f',
+};
 
 const missing = [
   [CHROMIUM, 'Chromium (apt-get install chromium)'],
@@ -27,43 +35,96 @@ const missing = [
 // A missing part fails the suite (run `make deps`): a skipped browser test would hide it.
 if (missing.length) throw new Error(`dashboard test: missing ${missing.join(', ')}; run make deps`);
 
-let server, base, dataDir, browser, serverLog = '';
+// The bundled skills' examples carry a 600-byte system prompt: with the bundled byte-level
+// model every step would be ~1000 tokens. The runs here train on short examples of the same
+// skill instead (uploaded through the API like any user's data), with one micro-batch, a
+// small max_len and short samples, so the whole suite stays within its time budget.
+const QUESTIONS = ['My sink is leaking', 'Do you work on Sundays?', 'How much for a new tap?',
+  'The toilet keeps running', 'Can you come today?', 'The water heater is cold',
+  'A pipe burst in the basement', 'Do you fix dishwashers?'];
+const ex = (user, answer) => JSON.stringify({ messages: [{ role: 'user', content: user }, { role: 'assistant', content: answer }] });
+const SHORT_DATA = Array.from({ length: 40 }, (_, i) =>
+  ex(`${QUESTIONS[i % QUESTIONS.length]} (call ${i})`, `We can help with that; slot ${(i % 7) + 1} is free.`)).join('\n') + '\n';
+const SMALL_RUN = { micro_batch: 1, eval: { interval: 25 }, samples: { prompts: ['My sink is leaking'], interval: 50, max_tokens: 12 } };
+const MAX_LEN = '128';
+// Steps of the three runs: seconds each on an idle machine (20-40 ms a step), about a minute
+// on a loaded one (~400 ms). The first must outlast a second tab's attach and a reload on the
+// fastest machine. A sanitizer build trains ~5x slower: FB_WEB_STEP_SCALE (cmake sets it
+// there) shortens the runs so the suite keeps to its time budget.
+const scale = Number(process.env.FB_WEB_STEP_SCALE || 1);
+const [MAIN_STEPS, POLL_STEPS, CANCEL_STEPS] = [200, 100, 100].map((n) => Math.round(n * scale));
+const RUN_MS = 120000;  // the longest a run may take here
+const DUPLICATE = `${QUESTIONS[0]} (call 0)`;  // the stand-in sends it back once per request
+
+let server, standins, base, dataDir, browser;
+let serverLog = '', standinLog = '';
+const traffic = [];  // every API answer and SSE message the pages saw
+
+// Start `args` and resolve with the first match of `re` in its output (kept in log(chunk)).
+function launch(args, env, re, log) {
+  const child = spawn(bin, args, { cwd: root, env: { ...process.env, ...env } });
+  const seen = new Promise((ok, fail) => {
+    let out = '';
+    const timer = setTimeout(() => fail(new Error(`${args[0]} did not start:\n${out}`)), 10000);
+    const read = (chunk) => {
+      out += chunk;
+      log(String(chunk));
+      const m = out.match(re);
+      if (m) { clearTimeout(timer); ok(m[1]); }
+    };
+    child.stdout.on('data', read);
+    child.stderr.on('data', read);
+    child.on('exit', (code) => fail(new Error(`${args.join(' ')} exited ${code}:\n${out}`)));
+  });
+  return [child, seen];
+}
+
+async function call(method, path, body, type = 'application/json') {
+  const r = await fetch(base + path, { method, headers: { 'Content-Type': type },
+    body: typeof body === 'string' ? body : body && JSON.stringify(body) });
+  assert.ok(r.ok, `${method} ${path}: ${r.status} ${await r.clone().text()}`);
+  return r.json();
+}
 
 before(async () => {
   const { chromium } = createRequire(import.meta.url)('playwright-core');
   mkdirSync(shots, { recursive: true });
   dataDir = mkdtempSync(join(tmpdir(), 'fb-web-'));
-  server = spawn(bin, ['serve', '--port', '0', '--data-dir', dataDir,
-    '--worker', `${bin} run ${join(root, 'tests/web/worker.lua')}`],
-  { cwd: root, env: { ...process.env, FASTBRAIN_TIP_MS: '400', FB_WEB_STEP_MS: '120' } });
-  base = await new Promise((ok, fail) => {
-    const timer = setTimeout(() => fail(new Error(`serve did not start:\n${serverLog}`)), 10000);
-    const read = (chunk) => {
-      serverLog += chunk;
-      const m = serverLog.match(/serving on (http:\/\/[^\s]+)/);
-      if (m) { clearTimeout(timer); ok(m[1]); }
-    };
-    server.stdout.on('data', read);
-    server.stderr.on('data', read);
-    server.on('exit', (code) => fail(new Error(`serve exited ${code}:\n${serverLog}`)));
-  });
+  let seen;
+  [standins, seen] = launch(['run', 'tests/web/providers.lua', DUPLICATE, join(dataDir, 'gate'), '600'], KEYS,
+    /stand-ins on (http:\/\/\S+)/, (s) => { standinLog += s; });
+  const providers = await seen;
+  [server, seen] = launch(['serve', '--port', '0', '--data-dir', dataDir],
+    { ...KEYS, FASTBRAIN_TIP_MS: '400', GROQ_BASE_URL: `${providers}/openai/v1`, ANTHROPIC_BASE_URL: providers },
+    /serving on (http:\/\/\S+)/, (s) => { serverLog += s; });
+  base = await seen;
+  for (const id of ['plumbing-receptionist', 'electrician-assistant', 'monday-expert']) {
+    const { skill } = await call('GET', `/api/skills/${id}`);
+    const { id: _, examples: __, ...meta } = skill;
+    await call('PUT', `/api/skills/${id}`, { ...meta, defaults: SMALL_RUN });
+    await call('PUT', `/api/skills/${id}/data`, SHORT_DATA, 'application/x-ndjson');
+  }
   browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
 });
 
 after(async () => {
   if (browser) await browser.close();
   if (server) server.kill('SIGTERM');
+  if (standins) standins.kill('SIGTERM');
+  writeFileSync(join(shots, 'serve.log'), serverLog);
+  writeFileSync(join(shots, 'traffic.log'), traffic.join('\n'));
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
-// Record a page's console errors and uncaught exceptions in page.errors. The browser logs
-// every 4xx answer as an error: those the dashboard expects and shows (a 409 it attaches
-// through, an upload's 400 with its lines, a preview the server cannot answer) are exempt for
-// their URLs, as is every message about a URL in `blocked`.
-const EXPECTED = [[409, '/api/train-skill/'], [400, '/data'], [422, '/generate'], [503, '/generate']];
+// Record a page's console errors and uncaught exceptions in page.errors, and its API answers
+// and SSE messages in `traffic`. The browser logs every 4xx answer as an error: those the
+// dashboard expects and shows (a 409 it attaches through, an upload's 400 with its lines)
+// are exempt for their URLs, as is every message about a URL in `blocked`.
+const EXPECTED = [[409, '/api/train-skill/'], [400, '/data']];
 function watch(page, blocked = null) {
   page.errors = [];
   page.on('console', (m) => {
+    if (m.type() === 'debug' && m.text().startsWith('sse ')) { traffic.push(m.text()); return; }
     if (m.type() !== 'error') return;
     const url = m.location().url || '';
     if (blocked && url.includes(blocked)) return;
@@ -71,11 +132,27 @@ function watch(page, blocked = null) {
     page.errors.push(`${m.text()} (${url})`);
   });
   page.on('pageerror', (e) => page.errors.push(e.message));
+  page.on('response', async (r) => {
+    if (!r.url().includes('/api/') || (r.headers()['content-type'] || '').includes('event-stream')) return;
+    traffic.push(`${r.status()} ${r.request().method()} ${r.url()} ${await r.text().catch(() => '')}`);
+  });
+  // Every SSE message, as the page received it, into the console (and so into `traffic`).
+  page.addInitScript(() => {
+    const Native = window.EventSource;
+    window.EventSource = class extends Native {
+      addEventListener(type, fn, ...rest) {
+        super.addEventListener(type, (e) => { if (e.data !== undefined) console.debug(`sse ${this.url} ${type} ${e.data}`); fn(e); }, ...rest);
+      }
+    };
+  });
   return page;
 }
 
+// A page of the dashboard; with `blocked` (part of a URL), every request to such a URL fails,
+// as when a proxy drops event streams.
 async function open(context, path, blocked) {
   const page = watch(await context.newPage(), blocked);
+  if (blocked) await page.route((url) => url.pathname.includes(blocked), (route) => route.abort());
   await page.goto(base + path);
   await page.locator('#start').waitFor();
   return page;
@@ -86,15 +163,75 @@ const shot = (page, name) => page.screenshot({ path: join(shots, `${name}.png`),
 const chartPoints = (page) => page.evaluate(() => window.Chart.getChart(document.querySelector('#loss-chart')).data.datasets[0].data.length);
 const api = async (path) => (await fetch(base + path)).json();
 const count = (re) => (serverLog.match(re) || []).length;
+const steps = (page) => text(page, '.stat:nth-child(2) .stat-value');
 
-test('dashboard', { timeout: 90000 }, async (t) => {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+async function settings(page, maxSteps) {
+  await page.fill('input[name="max_steps"]', String(maxSteps));
+  await page.fill('input[name="max_len"]', MAX_LEN);
+}
+
+// Accessibility checks on the page as it is: every control has a name, and visible text has
+// WCAG AA contrast against the colour behind it (4.5:1, 3:1 for large text).
+function accessibilityProblems(page) {
+  return page.evaluate(() => {
+    const problems = [];
+    const visible = (el) => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== 'hidden';
+    for (const el of document.querySelectorAll('input, textarea, select, button, a[href], [tabindex]')) {
+      if (!visible(el) || el.tabIndex < 0) continue;
+      const name = el.getAttribute('aria-label') || el.getAttribute('aria-labelledby')
+        || (el.labels && [...el.labels].map((l) => l.textContent).join('').trim())
+        || (['BUTTON', 'A'].includes(el.tagName) && el.textContent.trim()) || el.title;
+      if (!name) problems.push(`no accessible name: ${el.outerHTML.slice(0, 80)}`);
+    }
+    const rgb = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+    const lum = ([r, g, b]) => [r, g, b].map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+      .reduce((s, v, i) => s + v * [0.2126, 0.7152, 0.0722][i], 0);
+    const background = (el) => {
+      for (let e = el; e; e = e.parentElement) {
+        const st = getComputedStyle(e);
+        if (st.backgroundImage !== 'none') return null;  // a gradient: judged by eye
+        const c = rgb(st.backgroundColor);
+        if (c.length === 3 || c[3] === 1) return c.slice(0, 3);
+      }
+      return [255, 255, 255];
+    };
+    for (const el of document.querySelectorAll('body *')) {
+      const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+      // Disabled controls are exempt (WCAG 1.4.3: inactive user interface components).
+      if (!own || !visible(el) || el.closest('[aria-hidden="true"], .sr-only, canvas, :disabled')) continue;
+      const st = getComputedStyle(el);
+      const bg = background(el);
+      if (!bg) continue;
+      const fg = rgb(st.color);
+      const opacity = [...function* up(e) { for (; e; e = e.parentElement) yield Number(getComputedStyle(e).opacity); }(el)].reduce((a, b) => a * b, 1);
+      const mixed = fg.slice(0, 3).map((v, i) => v * opacity * (fg[3] ?? 1) + bg[i] * (1 - opacity * (fg[3] ?? 1)));
+      const [hi, lo] = [lum(mixed), lum(bg)].sort((a, b) => b - a);
+      const ratio = (hi + 0.05) / (lo + 0.05);
+      const large = parseFloat(st.fontSize) >= 24 || (parseFloat(st.fontSize) >= 18.66 && Number(st.fontWeight) >= 700);
+      if (ratio < (large ? 3 : 4.5)) problems.push(`contrast ${ratio.toFixed(2)}: "${el.textContent.trim().slice(0, 40)}" (${el.tagName}.${el.className})`);
+    }
+    return problems;
+  });
+}
+
+// A browser context for one subtest, closed (with its pages and their streams) when it ends,
+// passed or not: a browser opens at most six connections to a server.
+async function contextFor(t, width = 1280, height = 900) {
+  const context = await browser.newContext({ viewport: { width, height } });
+  t.after(() => context.close());
+  return context;
+}
+
+test('dashboard', { timeout: 280000 }, async (t) => {
   const skill = 'plumbing-receptionist';
 
-  await t.test('double-click: one POST; a second tab attaches through the 409; live view; tips; reload; completion', async () => {
+  await t.test('double-click: one POST; a second tab attaches through the 409; live view; tips; reload; completion; preview', async (t) => {
+    const context = await contextFor(t);
     const page = await open(context, `/#/skill/${skill}`);
     assert.equal(await page.locator('#start').isEnabled(), true);
-    await shot(page, '1-idle');
+    await page.locator('#tip:not(:empty)').waitFor();
+    await shot(page, '01-idle');
+    assert.deepEqual(await accessibilityProblems(page), []);
     // The second tab does not hear of the job until its POST has answered 409.
     let release;
     const held = new Promise((ok) => { release = ok; });
@@ -103,7 +240,7 @@ test('dashboard', { timeout: 90000 }, async (t) => {
     await tab2.goto(`${base}/#/skill/${skill}`);
     await tab2.locator('#start:enabled').waitFor();
 
-    await page.fill('input[name="max_steps"]', '80');
+    await settings(page, MAIN_STEPS);
     await page.locator('#start').dblclick();
     assert.equal(await page.locator('#start').isDisabled(), true);
     await page.locator('#start', { hasText: 'Training…' }).waitFor();
@@ -119,83 +256,120 @@ test('dashboard', { timeout: 90000 }, async (t) => {
     await tab2.locator('#train-state', { hasText: job }).waitFor();
     await page.locator('#train-state', { hasText: `${job}: running` }).waitFor();
 
-    // Live: stat cards, progress bar and chart move; tips rotate.
+    // Reload mid-run (while the run is young): the view comes back attached to the job.
     await page.waitForFunction(() => Number(document.querySelector('[role=progressbar]').getAttribute('aria-valuenow')) > 0);
-    const before = { steps: await text(page, '.stat:nth-child(2) .stat-value'), pct: await page.locator('[role=progressbar]').getAttribute('aria-valuenow'), points: await chartPoints(page), tip: await text(page, '#tip') };
-    await page.waitForTimeout(900);
-    assert.notEqual(await text(page, '.stat:nth-child(2) .stat-value'), before.steps);
-    assert.ok(Number(await page.locator('[role=progressbar]').getAttribute('aria-valuenow')) > Number(before.pct));
-    assert.ok(await chartPoints(page) > before.points);
-    assert.match(await text(page, '.stat:nth-child(1) .stat-value'), /^\d+\.\d{3}$/);
-    assert.notEqual(await text(page, '#tip'), before.tip, 'tips rotate');
-    assert.match(await text(page, '#tip'), /\w/);
-    await shot(page, '2-running');
-    await shot(tab2, '2-running-second-tab');
-
-    // Reload mid-run: the view comes back attached to the same job.
     await page.reload();
     await page.locator('#start', { hasText: 'Training…' }).waitFor();
     await page.locator('#train-state', { hasText: job }).waitFor();
-    await page.waitForFunction(() => window.Chart.getChart(document.querySelector('#loss-chart')).data.datasets[0].data.length > 5);
-    await shot(page, '3-reloaded');
+    // From here the page records what the view shows at each change, so the live updates are
+    // judged after the run, whatever the machine's speed made of its length.
+    await page.evaluate(() => {
+      window.seen = [];
+      const chart = window.Chart.getChart(document.querySelector('#loss-chart'));
+      const take = () => window.seen.push({
+        live: document.querySelector('#start').textContent === 'Training…',
+        loss: document.querySelector('.stat:nth-child(1) .stat-value').textContent,
+        steps: document.querySelector('.stat:nth-child(2) .stat-value').textContent,
+        eta: document.querySelector('.stat:nth-child(3) .stat-value').textContent,
+        epoch: document.querySelector('.stat:nth-child(4) .stat-value').textContent,
+        pct: Number(document.querySelector('[role=progressbar]').getAttribute('aria-valuenow')),
+        points: chart.data.datasets[0].data.length,
+        log: document.querySelector('#log').textContent,
+        tip: document.querySelector('#tip').textContent,
+      });
+      new MutationObserver(take).observe(document.querySelector('#training'), { subtree: true, childList: true, characterData: true, attributes: true });
+    });
+    await shot(page, '02-running-reloaded');
+    await shot(tab2, '03-running-second-tab');
 
     // Completion: confetti, Start enabled again, the adapters table lists the adapter.
-    await page.locator('#training[data-confetti="1"]').waitFor({ timeout: 20000 });
+    await page.locator('#training[data-confetti="1"]').waitFor({ timeout: RUN_MS });
     await page.locator('#start:enabled', { hasText: 'Start training' }).waitFor();
     await page.locator(`tr[data-adapter^="${skill}/"]`).waitFor();
     await tab2.locator('#start:enabled').waitFor();
-    assert.equal(await text(page, '.stat:nth-child(2) .stat-value'), '80 / 80');
+    assert.equal(await steps(page), `${MAIN_STEPS} / ${MAIN_STEPS}`);
     assert.equal(await page.locator('[role=progressbar]').getAttribute('aria-valuenow'), '100');
-    await shot(page, '4-done');
+    assert.ok(await page.locator('#samples li').count() > 0, 'the worker\'s samples are shown');
+    const row = await page.locator(`tr[data-adapter^="${skill}/"] td`).allTextContents();
+    assert.equal(row[2], '36', 'examples trained on (40, less the held-out share)');
+    assert.match(row.slice(3, 6).join(' '), /^\d\.\d{3} \d\.\d{3} \d+ s$/, 'final loss, eval loss, time');
+    assert.match(row[6], /^(excellent|good|fair|needs work)$/);
+    await shot(page, '04-done');
+    // While it ran: stat cards, progress bar and chart changed, tips rotated.
+    const live = (await page.evaluate(() => window.seen)).filter((v) => v.live);
+    const distinct = (key) => new Set(live.map((v) => v[key])).size;
+    assert.ok(distinct('steps') >= 3, `steps shown while running: ${distinct('steps')}`);
+    assert.ok(distinct('loss') >= 3 && distinct('epoch') >= 2 && distinct('tip') >= 2);
+    assert.ok(live.every((v, i) => i === 0 || v.pct >= live[i - 1].pct) && distinct('pct') >= 2, 'the bar moves forward');
+    assert.ok(live.at(-1).points > live[0].points, 'the chart grows');
+    for (const v of live.slice(-3)) {
+      assert.match(v.loss, /^\d+\.\d{3}$/);
+      assert.match(v.steps, /^\d+ \/ \d+$/);
+      assert.match(v.eta, /^\d+\.\d$/, 'ETA in minutes');
+      assert.match(v.epoch, /^\d+\.\d \/ \d+(\.\d)?$/);
+      assert.match(v.log, /\S/, 'the log tail');
+    }
+    // The tips quoted the run's own numbers: its trained fraction and its measured speed.
+    const tips = traffic.filter((l) => l.includes(`/api/training/events/${skill} tip `)).join('\n');
+    assert.match(tips, /This run trains \d+\.\d+% of the base model/);
+    assert.match(tips, /running at \d+ tokens per second/);
 
-    // The test worker writes a summary but no adapter weights: the preview shows the server's
-    // reason instead of an answer.
+    // The preview: the new adapter's answer beside the base model's.
     await page.locator(`tr[data-adapter^="${skill}/"] button`).click();
-    await page.fill('#preview-prompt', 'My sink is leaking');
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'preview-prompt', 'focus moves to the prompt');
+    await page.keyboard.type('My sink is leaking');
+    const answered = page.waitForResponse((r) => r.url().endsWith('/generate') && r.request().method() === 'POST', { timeout: 60000 });
     await page.locator('#preview-go').click();
-    await page.locator('#preview-adapter', { hasText: /cannot (load|answer)/ }).waitFor();
+    const preview = await (await answered).json();
+    assert.equal(typeof preview.adapter, 'string');
+    assert.equal(typeof preview.base, 'string');
+    await page.locator('#preview-go:enabled').waitFor();
+    assert.equal(await text(page, '#preview-adapter'), preview.adapter);
+    assert.equal(await text(page, '#preview-base'), preview.base);
+    assert.ok(preview.adapter.trim() && preview.base.trim(), 'both models answered');
+    await shot(page, '05-preview');
     assert.deepEqual([...page.errors, ...tab2.errors], []);
-    await tab2.close();
-    await page.close();
   });
 
-  await t.test('SSE blocked: polling the status keeps the view updating', async () => {
+  await t.test('SSE blocked: polling the status keeps the view updating', async (t) => {
+    const context = await contextFor(t);
     const page = await open(context, '/#/skill/electrician-assistant', '/api/training/events/');
-    await page.route('**/api/training/events/**', (route) => route.abort());
-    await page.reload();
     await page.locator('#training[data-feed="polling"]').waitFor();
-    await page.fill('input[name="max_steps"]', '60');
+    await settings(page, POLL_STEPS);
     await page.locator('#start').click();
     await page.locator('#start', { hasText: 'Training…' }).waitFor();
-    const steps = await text(page, '.stat:nth-child(2) .stat-value');
-    await page.waitForFunction((s) => document.querySelector('.stat:nth-child(2) .stat-value').textContent !== s && !document.querySelector('.stat:nth-child(2) .stat-value').textContent.startsWith('0 '), steps, { timeout: 8000 });
-    await shot(page, '6-polling');
-    await page.locator('#start:enabled', { hasText: 'Start training' }).waitFor({ timeout: 15000 });
+    const first = await steps(page);
+    await page.waitForFunction((s) => { const v = document.querySelector('.stat:nth-child(2) .stat-value').textContent; return v !== s && !v.startsWith('0 '); }, first, { timeout: RUN_MS });
+    await shot(page, '06-polling');
+    await page.locator('#start:enabled', { hasText: 'Start training' }).waitFor({ timeout: RUN_MS });
+    assert.equal(await steps(page), `${POLL_STEPS} / ${POLL_STEPS}`);
     assert.deepEqual(page.errors, []);
-    await page.close();
   });
 
-  await t.test('cancel, then resume to the end', async () => {
+  await t.test('cancel, then resume to the end', async (t) => {
+    const context = await contextFor(t);
     const page = await open(context, '/#/skill/monday-expert');
-    await page.fill('input[name="max_steps"]', '30');
+    await settings(page, CANCEL_STEPS);
     await page.locator('#start').click();
     await page.locator('#cancel').waitFor();
     await page.waitForFunction(() => Number(document.querySelector('[role=progressbar]').getAttribute('aria-valuenow')) > 0);
     await page.locator('#cancel').click();
-    await page.locator('#resume').waitFor();
+    await page.locator('#resume').waitFor({ timeout: 20000 });
     await page.locator('#start:enabled').waitFor();
     assert.match(await text(page, '#train-state'), /cancelled/);
-    await shot(page, '5-cancelled');
+    const stopped = Number((await steps(page)).split(' / ')[0]);
+    assert.ok(stopped > 0 && stopped < CANCEL_STEPS, `stopped at ${stopped}`);
+    await shot(page, '07-cancelled');
     await page.locator('#resume').click();
     await page.locator('#start', { hasText: 'Training…' }).waitFor();
-    await page.locator('#training[data-confetti="1"]').waitFor({ timeout: 15000 });
-    assert.equal(await text(page, '.stat:nth-child(2) .stat-value'), '30 / 30');
+    await page.locator('#training[data-confetti="1"]').waitFor({ timeout: RUN_MS });
+    assert.equal(await steps(page), `${CANCEL_STEPS} / ${CANCEL_STEPS}`);
     assert.equal((await api('/api/jobs?skill=monday-expert')).total, 1, 'resumed, not restarted');
     assert.deepEqual(page.errors, []);
-    await page.close();
   });
 
-  await t.test('create a skill, upload data (errors by line), a failing job shows its error and re-enables Start', async () => {
+  await t.test('create a skill, upload data (errors by line); a dataset the worker rejects fails the job, started from the keyboard', async (t) => {
+    const context = await contextFor(t);
     const page = await open(context, '/');
     await page.locator('#new-skill').click();
     await page.fill('#skill-form input[name="id"]', 'broken');
@@ -205,38 +379,143 @@ test('dashboard', { timeout: 90000 }, async (t) => {
     await page.locator('#skill-title', { hasText: 'Broken data' }).waitFor();
     await page.locator('#edit-skill').click();
     await page.fill('#skill-form textarea[name="description"]', 'Its data makes the worker fail.');
+    await page.fill('#skill-form input[name="color"]', '#aa3300');
     await page.locator('#skill-form button[type="submit"]').click();
     await page.locator('#skill-desc', { hasText: 'worker fail' }).waitFor();
     await page.locator('[data-skill="broken"]', { hasText: 'worker fail' }).waitFor();
-    const ex = (answer) => JSON.stringify({ messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: answer }] });
+    assert.equal(await page.locator('[data-skill="broken"] .avatar').evaluate((el) => el.style.background), 'rgb(170, 51, 0)');
+    assert.equal(await text(page, '[data-skill="broken"] .avatar'), '🧪');
     const bad = join(dataDir, 'bad.jsonl');
-    writeFileSync(bad, `${ex('fine')}\n{"messages": oops\n`);
+    writeFileSync(bad, `${ex('hi', 'fine')}\n{"messages": oops\n`);
     await page.setInputFiles('#upload-file', bad);
     await page.locator('#upload-replace').click();
     await page.locator('#upload-errors', { hasText: 'line 2' }).waitFor();
-    await shot(page, '7-upload-errors');
+    await shot(page, '08-upload-errors');
+    // Valid JSONL the upload accepts, but every prompt is longer than max_len, so no answer
+    // token is left to train on: the worker refuses the dataset.
     const rejected = join(dataDir, 'rejected.jsonl');
-    writeFileSync(rejected, `${ex('fine')}\n${ex('REJECT this one')}\n`);
+    writeFileSync(rejected, `${ex('Why is the water brown? '.repeat(150), 'fine')}\n`);
     await page.setInputFiles('#upload-file', rejected);
     await page.locator('#upload-replace').click();
+    await page.locator('#pager', { hasText: '1 examples' }).waitFor();
+    writeFileSync(rejected, `${ex('How do I stop a leak? '.repeat(150), 'also fine')}\n`);
+    await page.setInputFiles('#upload-file', rejected);
+    await page.locator('#upload-append').click();
     await page.locator('#pager', { hasText: '2 examples' }).waitFor();
-    await page.locator('#start').click();
-    await page.locator('#failure', { hasText: 'data.jsonl:2' }).waitFor({ timeout: 10000 });
+    // The data-quality view counts them and draws their lengths.
+    await page.locator('#quality div', { hasText: /^Examples2$/ }).waitFor();
+    const quality = Object.fromEntries(await page.locator('#quality div').evaluateAll((ds) => ds.map((d) => [d.querySelector('dt').textContent, d.querySelector('dd').textContent])));
+    assert.equal(quality.Examples, '2');
+    assert.ok(Number(quality.Longest) > 512, `longest ${quality.Longest} tokens`);
+    assert.equal(await page.evaluate(() => window.Chart.getChart(document.querySelector('#histogram')).data.datasets[0].data.reduce((a, b) => a + b, 0)), 2);
+    // Keyboard only, from a fresh load: the skip link first, then Tab to Start (its focus
+    // ring shows), Enter.
+    await page.reload();
+    await page.locator('#pager', { hasText: '2 examples' }).waitFor();
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement.className), 'skip');
+    await page.keyboard.press('Enter');
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'main');
+    for (let i = 0; i < 40 && await page.evaluate(() => document.activeElement.id) !== 'start'; i++) await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'start', 'Start is reachable by Tab');
+    assert.equal(await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle), 'solid', 'focus is visible');
+    await shot(page, '09-keyboard-focus');
+    await page.keyboard.press('Enter');
+    await page.locator('#failure', { hasText: 'no training example has an answer token left' }).waitFor({ timeout: 30000 });
     await page.locator('#start:enabled').waitFor();
-    assert.match(await text(page, '#failure pre'), /step \d+\/30/);
-    await shot(page, '8-failed');
+    assert.match(await text(page, '#failure'), /max_len 512/);
+    assert.match(await text(page, '#failure pre'), /model: \w+ForCausalLM/, 'the last log lines');
+    await shot(page, '10-failed');
+    // Delete the skill (after the browser's confirmation).
+    page.once('dialog', (d) => d.accept());
+    await page.locator('#delete-skill').click();
+    await page.locator('[data-skill="broken"]').waitFor({ state: 'detached' });
     assert.deepEqual(page.errors, []);
-    await page.close();
   });
 
-  await t.test('phone width: no horizontal scrolling', async () => {
-    const phone = await browser.newContext({ viewport: { width: 390, height: 844 } });
-    const page = await open(phone, `/#/skill/${skill}`);
-    await page.locator(`tr[data-adapter^="${skill}/"]`).waitFor();
-    assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 390), 'no wider than the phone');
-    await shot(page, '9-phone');
-    assert.deepEqual(page.errors, []);
-    await phone.close();
+  await t.test('generate examples: Groq is rate limited, Anthropic answers; the fallback, drops and new rows show live', async (t) => {
+    const context = await contextFor(t);
+    const page = await open(context, `/#/skill/${skill}`);
+    await page.locator('#pager', { hasText: '40 examples' }).waitFor();
+    await page.locator('tr[data-provider="groq"] .badge', { hasText: 'ok' }).waitFor();
+    await shot(page, '11-providers-ok');
+    await page.fill('#gen-count', '6');
+    await page.locator('#gen-start').dblclick();
+    assert.equal(await page.locator('#gen-start').isDisabled(), true);
+    // Live: after the first answer (of two: five per request) the provider in use and Groq's
+    // fallback show while the task still runs (the stand-in holds the second answer until
+    // the gate file exists); a second tab attaches to the same task.
+    await page.locator('#gen-state[data-state="running"]', { hasText: 'provider: anthropic' }).waitFor({ timeout: 20000 });
+    assert.match(await text(page, '#gen-state'), /Generating: 5 of 6 kept/);
+    assert.match(await text(page, '#gen-fallbacks li[data-provider="groq"]'), /groq skipped: rate_limited: .*HTTP 429.*try again in 120s/);
+    const tab2 = await open(context, `/#/skill/${skill}`);
+    await tab2.locator('#gen-state[data-state="running"]').waitFor();
+    assert.equal(await tab2.locator('#gen-start').isDisabled(), true);
+    const again = await fetch(`${base}/api/skills/${skill}/generate`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"count":1}' });
+    assert.equal(again.status, 409, 'one generation per skill at a time');
+    await shot(page, '12-generating');
+    writeFileSync(join(dataDir, 'gate'), '');
+    await page.locator('#gen-state[data-state="succeeded"]').waitFor({ timeout: 20000 });
+    assert.equal(count(/POST \/api\/skills\/plumbing-receptionist\/generate /g), 2, 'the double-click\'s one POST, and the 409 above');
+    const result = await page.locator('#gen-result div').allTextContents();
+    assert.ok(result.includes('Kept6'), result.join(', '));
+    assert.ok(result.includes('From anthropic6'), result.join(', '));
+    assert.ok(result.includes('Dropped: exact duplicate2'), result.join(', '));
+    assert.ok(result.includes('Dropped: messages[1].content: empty2'), result.join(', '));
+    // The second request skipped Groq for its cooldown, without asking it again.
+    assert.match(await page.locator('#gen-fallbacks li').nth(1).textContent(), /groq skipped: cooling down: rate limited/);
+    // The appended examples are in the data view; the providers panel shows the cooldown.
+    await page.locator('#pager', { hasText: '46 examples' }).waitFor();
+    for (let n = 2; n <= 5; n++) {
+      await page.locator('#pager button', { hasText: 'Next' }).click();
+      await page.locator('#pager', { hasText: `Page ${n} of 5` }).waitFor();
+    }
+    await page.locator('#examples td', { hasText: 'Do you install water softeners?' }).waitFor();
+    await page.locator('tr[data-provider="groq"] .badge', { hasText: 'cooling down' }).waitFor();
+    assert.notEqual(await page.locator('tr[data-provider="groq"] td[data-until]').getAttribute('data-until'), '');
+    assert.match(await text(page, 'tr[data-provider="groq"] .last-error'), /HTTP 429/);
+    assert.equal(await text(page, 'tr[data-provider="anthropic"] .badge'), 'ok');
+    assert.equal(await text(page, 'tr[data-provider="anthropic"] td:nth-of-type(4)'), '2', 'two requests today');
+    await tab2.locator('#gen-state[data-state="succeeded"]').waitFor();
+    await shot(page, '13-generated');
+    assert.deepEqual(await accessibilityProblems(page), []);
+    assert.deepEqual([...page.errors, ...tab2.errors], []);
   });
-  await context.close();
+
+  await t.test('generate examples with SSE blocked: polling shows the task to its end', async (t) => {
+    const context = await contextFor(t);
+    const page = await open(context, '/#/skill/electrician-assistant', '/generate/events');
+    await page.fill('#gen-count', '3');
+    await page.locator('#gen-start').click();
+    await page.locator('#generate[data-feed="polling"]').waitFor();
+    await page.locator('#gen-state[data-state="succeeded"]').waitFor({ timeout: 20000 });
+    assert.match(await text(page, '#gen-fallbacks'), /groq skipped: cooling down: rate limited/);
+    await page.locator('#pager', { hasText: '43 examples' }).waitFor();
+    await shot(page, '14-generated-polling');
+    assert.deepEqual(page.errors, []);
+  });
+
+  await t.test('phone width: no horizontal scrolling, every control named', async (t) => {
+    const page = await open(await contextFor(t, 390, 844), `/#/skill/${skill}`);
+    await page.locator(`tr[data-adapter^="${skill}/"]`).waitFor();
+    await page.locator('#gen-state[data-state="succeeded"]').waitFor();
+    const wide = await page.evaluate(() => [...document.querySelectorAll('body *')]
+      .filter((el) => el.getBoundingClientRect().right > 390 && !el.closest('.table-wrap'))
+      .map((el) => `${el.tagName}#${el.id}.${el.className}: ${Math.round(el.getBoundingClientRect().right)}`));
+    assert.deepEqual(wide, [], 'nothing wider than the phone (tables scroll in their own box)');
+    assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 390), 'no horizontal scrolling');
+    assert.deepEqual(await accessibilityProblems(page), []);
+    await shot(page, '15-phone');
+    assert.deepEqual(page.errors, []);
+  });
+
+  await t.test('no key appears in the server log, any API answer or any SSE message', () => {
+    assert.ok(traffic.some((l) => l.includes('/api/providers')), 'the providers answers were seen');
+    assert.ok(traffic.some((l) => l.includes('/generate/events snapshot')), 'the generation streams were seen');
+    for (const key of Object.values(KEYS)) {
+      for (const [name, output] of [['server log', serverLog], ['stand-ins', standinLog], ['pages', traffic.join('\n')]]) {
+        assert.ok(!output.includes(key), `a key appears in the ${name}`);
+      }
+    }
+  });
 });

@@ -1,7 +1,13 @@
 -- fastbrain.tips: the trained fraction against PEFT's own count for a published model, the
--- live numbers only while the job runs, and a rotation that skips tips it cannot fill.
+-- live numbers only while the job runs, a rotation that skips tips it cannot fill, and the
+-- training event stream sending its first tip on connect, not one interval later.
 local T = require "tests.lua.testing"
 local tips = require "fastbrain.tips"
+local fb = require "fastbrain"
+local server = require "tests.api.server"
+local client = require "tests.http.client"
+
+local bin = assert(arg[1], "usage: fastbrain run tests/web/test_tips.lua PATH-TO-FASTBRAIN")
 
 -- TinyLlama-1.1B (config.json) with r = 8 on q_proj and v_proj: PEFT's print_trainable_parameters
 -- says "trainable params: 1,126,400 || all params: 1,101,174,784".
@@ -38,6 +44,17 @@ T.test("the rotation skips tips it cannot fill and wraps", function()
     T.eq(tips.next(state, {fraction = "0.10%", tokens_per_s = "1", device = "the CPU"}):find("{", 1, true), nil)
   end
   T.eq(state.index, #tips.list)
+end)
+
+T.test("the event stream sends a tip as soon as it opens", function()
+  tips.interval_ms = 60000  -- read when a stream opens: only the first tip can arrive
+  local app = server.start(bin)
+  local c = client.connect(app.port)
+  c:send(("GET /api/training/events/plumbing-receptionist HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"):format(app.port))
+  local text = c:read_until("event: tip", 5000)
+  c:close()
+  server.stop(app)
+  T.matches(text, "event: tip\ndata: {[^\n]*\"text\":\"%u")
 end)
 
 T.run()

@@ -2,10 +2,11 @@
 -- the dashboard's table: GET /api/adapters, GET and DELETE /api/adapters/:skill/:version, and
 -- the preview: POST /api/adapters/:skill/:version/generate {prompt} -> the adapter's answer
 -- beside the base model's. A version is listed once its summary.json exists (written last).
--- Generation runs on the loop thread, so answers are capped (MAX_TOKENS) to keep it short.
+-- The answers come from child processes (fastbrain.answer): the loop keeps serving meanwhile.
 local fb = require "fastbrain"
 local router = require "fastbrain.router"
 local skills = require "fastbrain.api.skills"
+local answer = require "fastbrain.answer"
 
 local M = {MAX_TOKENS = 256, MAX_PROMPT = 4000}
 
@@ -62,40 +63,34 @@ function M.dir(data_dir, skill, version)
   return dir
 end
 
--- Base models stay loaded for the server's life once a preview needed them.
-local loaded = {}
-local function base_model(dir)
-  if not loaded[dir] then
-    local m, err = fb.model.load(dir)
-    if not m then router.fail(503, "cannot load the base model: " .. tostring(err)) end
-    loaded[dir] = m
-  end
-  return loaded[dir]
-end
-
 local function preview(data_dir, default_model)
   return function(req, res)
     local dir = M.dir(data_dir, req.params.skill, req.params.version)
     local body = req:json()
     local prompt = type(body) == "table" and body.prompt
-    if type(prompt) ~= "string" or not prompt:find("%S") or #prompt > M.MAX_PROMPT then
-      return res:json(400, {error = "invalid request", fields = {prompt = ("a non-empty string of at most %d bytes"):format(M.MAX_PROMPT)}})
+    if type(prompt) ~= "string" or not prompt:find("%S") or #prompt > M.MAX_PROMPT or prompt:find("\0", 1, true) then
+      return res:json(400, {error = "invalid request", fields = {prompt = ("a non-empty string of at most %d bytes, without NUL"):format(M.MAX_PROMPT)}})
     end
     local max_tokens = math.tointeger(body.max_tokens) or 128
     if max_tokens < 1 or max_tokens > M.MAX_TOKENS then
       return res:json(400, {error = "invalid request", fields = {max_tokens = ("1..%d"):format(M.MAX_TOKENS)}})
     end
     local summary = read_json(dir .. "/summary.json") or {}
-    local m = base_model(summary.base_model or default_model)
+    local model = summary.base_model or default_model
     local skill = skills.read(data_dir, req.params.skill) or {}
-    local opts = {max_tokens = max_tokens, system = skill.system}
-    local answers = {}
-    for _, which in ipairs({"base", "adapter"}) do
-      opts.adapter = which == "adapter" and dir or nil
-      local ok, text, err = pcall(m.generate, m, prompt, opts)
-      if not ok or not text then router.fail(422, "cannot answer: " .. tostring(ok and err or text)) end
-      answers[which] = text
+    local pending, answers, failed = {}, {}, nil
+    for _, which in ipairs({"base", "adapter"}) do  -- both at once
+      local err
+      pending[which], err = answer.start(model, prompt, {max_tokens = max_tokens, system = skill.system,
+                                                         adapter = which == "adapter" and dir or nil})
+      if not pending[which] then router.fail(503, err) end
     end
+    -- Past this point the handler has yielded: it answers errors itself instead of raising.
+    for which, p in pairs(pending) do
+      local text, err = answer.wait(p)
+      answers[which], failed = text, failed or (not text and err)
+    end
+    if failed then return res:json(422, {error = "cannot answer: " .. failed}) end
     res:json(200, {prompt = prompt, adapter = answers.adapter, base = answers.base})
   end
 end

@@ -1,10 +1,11 @@
 -- fastbrain.api.generate: new training examples for a skill from the provider chain, as a
 -- task the dashboard can watch: POST /api/skills/:skill/generate {count} (202, or 409 while one
--- runs for that skill), GET .../generate (the latest task) and GET .../generate/events (SSE:
--- a snapshot, then progress, done or error). Tasks run in a coroutine on the loop (the
--- provider calls yield), one per skill at a time; their state lives here, in memory.
+-- runs for that skill), GET .../generate (the latest task, or null) and GET .../generate/events (SSE:
+-- a snapshot, then progress, done or error, each carrying the task: kept, dropped by reason,
+-- kept by provider, the provider in use and every fallback with its reason). Tasks run in a
+-- coroutine on the loop (the provider calls yield), one per skill at a time; their state
+-- lives here, in memory.
 local fb = require "fastbrain"
-local router = require "fastbrain.router"
 local skills = require "fastbrain.api.skills"
 local gendata = require "fastbrain.gendata"
 
@@ -17,7 +18,8 @@ local next_id = 0
 local function public(task)
   return {id = task.id, skill = task.skill, state = task.state, count = task.count,
           kept = task.kept, dropped = task.dropped, by_provider = task.by_provider,
-          provider = task.provider or fb.json.null, error = task.error or fb.json.null}
+          fallbacks = task.fallbacks, provider = task.provider or fb.json.null,
+          error = task.error or fb.json.null}
 end
 
 local function emit(task, event)
@@ -25,8 +27,8 @@ local function emit(task, event)
 end
 
 local function update(task, report)
-  task.kept, task.dropped, task.by_provider, task.provider = report.kept, report.dropped,
-    report.by_provider, report.provider
+  task.kept, task.dropped, task.by_provider, task.fallbacks, task.provider = report.kept,
+    report.dropped, report.by_provider, report.fallbacks, report.provider
 end
 
 local function run(task, ctx, skill)
@@ -56,16 +58,15 @@ function M.mount(app, ctx)
     end
     next_id = next_id + 1
     local task = {id = next_id, skill = skill.id, state = "running", count = count, kept = 0,
-                  dropped = {}, by_provider = {}, batch = math.tointeger(body.batch) or 5}
+                  dropped = {}, by_provider = {}, fallbacks = fb.json.array(), batch = math.tointeger(body.batch) or 5}
     tasks[skill.id] = task
     fb.spawn(run, task, ctx, skill)
     res:json(202, {task = public(task)})
   end)
 
   app:get("/api/skills/:skill/generate", function(req, res)
-    local task = tasks[skills.check_id(req.params.skill)]
-    if not task then router.fail(404, "no generation for this skill yet") end
-    res:json(200, {task = public(task)})
+    local task = tasks[skills.require(ctx.data_dir, req.params.skill).id]
+    res:json(200, {task = task and public(task) or fb.json.null})
   end)
 
   app:get("/api/skills/:skill/generate/events", function(req, res)

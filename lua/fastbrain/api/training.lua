@@ -114,7 +114,7 @@ local function stream_events(stream, skill, last_event_id)
   end
 end
 
--- Send a tip every tips.interval_ms until the stream closes.
+-- Send a tip at once, then every tips.interval_ms until the stream closes.
 local function rotate_tips(stream, skill)
   local state = {index = 0}
   local function tip()
@@ -122,6 +122,7 @@ local function rotate_tips(stream, skill)
     local text = tips.next(state, job and tips.values(job) or {})
     if text then stream:send("tip", {index = state.index, text = text}) end
   end
+  tip()
   local timer = fb.timer.every(tips.interval_ms, tip)
   stream:on_close(function() timer:stop() end)
 end

@@ -1,9 +1,11 @@
 -- fastbrain.providers.local: the engine's own model as a provider, offline: the base model or
--- a skill's adapter answers the conversation's last user turn (with its system prompt). The
--- model loads on first use and stays loaded. Generation runs on the loop thread, so answers
--- are capped (max_tokens) to keep the server responsive.
+-- a skill's adapter answers the conversation's last user turn (with its system prompt). Each
+-- answer comes from a child process (fastbrain.answer), so the server keeps serving while the
+-- model works; the usage reported is the answer's length in the model's tokens.
 local fb = require "fastbrain"
 local common = require "fastbrain.providers.common"
+local answer = require "fastbrain.answer"
+local tokenizer = require "fastbrain.tokenizer"
 
 local M = {}
 local Provider = common.class()
@@ -22,22 +24,24 @@ function Provider:ready()
 end
 
 function Provider:chat(req)
-  if not self.model then
-    local m, err = fb.model.load(self.model_dir)
-    if not m then return nil, common.error("bad_request", self.name .. ": " .. tostring(err)) end
-    self.model = m
-  end
   local prompt
   for _, msg in ipairs(req.messages) do if msg.role == "user" then prompt = msg.content end end
   if not prompt then return nil, common.error("bad_request", self.name .. ": no user message") end
-  local ok, text, info = pcall(self.model.generate, self.model, prompt, {
-    system = req.system, adapter = self.adapter, temperature = req.temperature or 0,
-    max_tokens = math.min(req.max_tokens or self.max_tokens, self.max_tokens)})
-  if not ok or not text then
-    return nil, common.error("bad_request", self.name .. ": " .. tostring(ok and info or text))
+  if not self.tokenizer then
+    local tok, terr = tokenizer.load(self.model_dir)
+    if not tok then return nil, common.error("bad_request", self.name .. ": " .. tostring(terr)) end
+    self.tokenizer = tok
   end
+  local max_tokens = math.min(req.max_tokens or self.max_tokens, self.max_tokens)
+  local pending, err = answer.start(self.model_dir, prompt, {
+    system = req.system, adapter = self.adapter, temperature = req.temperature or 0, max_tokens = max_tokens})
+  local text
+  if pending then text, err = answer.wait(pending) end
+  if not text then return nil, common.error("bad_request", self.name .. ": " .. err) end
+  -- The answer re-encoded: bytes a byte-level model left invalid decode to replacement
+  -- characters, which re-encode longer, so the count is capped at what was asked.
   return {text = text, model = self.model_dir, limits = {},
-          usage = {input_tokens = 0, output_tokens = info.tokens}}
+          usage = {input_tokens = 0, output_tokens = math.min(#self.tokenizer:encode(text), max_tokens)}}
 end
 
 return M
