@@ -7,8 +7,6 @@ local fb = require "fastbrain"
 local server = require "tests.api.server"
 local client = require "tests.http.client"
 
-local bin = assert(arg[1], "usage: fastbrain run tests/web/test_tips.lua PATH-TO-FASTBRAIN")
-
 -- TinyLlama-1.1B (config.json) with r = 8 on q_proj and v_proj: PEFT's print_trainable_parameters
 -- says "trainable params: 1,126,400 || all params: 1,101,174,784".
 local TINYLLAMA = {hidden_size = 2048, intermediate_size = 5632, num_hidden_layers = 22,
@@ -48,7 +46,7 @@ end)
 
 T.test("the event stream sends a tip as soon as it opens", function()
   tips.interval_ms = 60000  -- read when a stream opens: only the first tip can arrive
-  local app = server.start(bin)
+  local app = server.start()
   local c = client.connect(app.port)
   c:send(("GET /api/training/events/plumbing-receptionist HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"):format(app.port))
   local text = c:read_until("event: tip", 5000)
