@@ -348,15 +348,17 @@ local function serve(app, route, req, res)
   route.handler(req, res)
 end
 
-local function on_error(res, req, err, co)
+local function is_runaway(err)
+  return type(err) == "string" and err:find("runaway handler", 1, true) ~= nil
+end
+
+local function on_error(res, req, err)
   local status, message = 500, "internal error"
   if is_fail(err) then
     status, message = err.status, err.message
-  elseif tostring(err):find("runaway handler", 1, true) then
-    status, message = 503, "handler took too long"
-    fb.log.error("%s %s: %s", req.method, req.path, tostring(err))
   else
-    fb.log.error("%s %s: %s", req.method, req.path, debug.traceback(co, tostring(err)))
+    if is_runaway(err) then status, message = 503, "handler took too long" end
+    fb.log.error("%s %s: %s", req.method, req.path, tostring(err))
   end
   if res.done then
     if is_fail(err) then fb.log.error("%s %s: fail(%d) after answering", req.method, req.path, status) end
@@ -373,10 +375,23 @@ end
 local PARKED, MAX_IDLE = {}, 64
 local resume = coroutine.resume  -- fastbrain.http's, which keeps the runaway guard's chain
 
+-- A handler's error, with the traceback where it was raised; fail() objects and runaway stops
+-- stay as they are (a runaway keeps raising until it leaves the coroutine: the guard answers it).
+local function traced(err)
+  if is_fail(err) or is_runaway(err) then return err end
+  return debug.traceback(tostring(err), 2)
+end
+
 function App:_worker()
+  -- Errors are answered inside the coroutine, so one raised after a yield (when a timer or a
+  -- socket resumes the handler, not _dispatch) still gets its 500.
   local co = coroutine.create(function(app, route, req, res)
     while true do
-      serve(app, route, req, res)
+      local ok, err = xpcall(serve, traced, app, route, req, res)
+      if not ok then
+        if is_runaway(err) then error(err, 0) end
+        on_error(res, req, err)
+      end
       app, route, req, res = coroutine.yield(PARKED)
     end
   end)
@@ -387,7 +402,7 @@ function App:_worker()
     local w = waiting[co]
     if w then
       waiting[co] = nil
-      on_error(w.res, w.req, err, co)
+      on_error(w.res, w.req, err)
     end
   end)
   return co
@@ -408,7 +423,7 @@ function App:_dispatch(rq, method, path, query_string)
   if co then idle[#idle] = nil else co = self:_worker() end
   local ok, err = resume(co, self, route, req, res)
   if not ok then
-    on_error(res, req, err, co)
+    on_error(res, req, err)
     return
   end
   if err == PARKED and #idle < MAX_IDLE then idle[#idle + 1] = co end
