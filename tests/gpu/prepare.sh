@@ -2,7 +2,7 @@
 # prepare.sh: run HERE (the development machine), once per checkout, before run.sh is sent to
 # the GPU machine, which cannot install packages: copies the two libraries the training core
 # needs besides CUDA (cJSON, OpenBLAS), with their headers and their own dependencies, from
-# this machine's Debian packages into .gpu-deps/ (git-ignored through .git/info/exclude), to be
+# this machine's Debian packages into .gpu-deps/ (in .gitignore), to be
 # carried with the call. No symbolic links: a carried link would point at nothing there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -23,6 +23,4 @@ cp "$blas" "$out/lib/$soname"
 for dep in $(ldd "$blas" | awk '/=> \// {print $3}' | grep -E 'gfortran|quadmath'); do
   copy_lib "$dep"
 done
-git_dir=$(git rev-parse --git-common-dir)
-grep -qx '/.gpu-deps/' "$git_dir/info/exclude" 2>/dev/null || echo '/.gpu-deps/' >>"$git_dir/info/exclude"
 du -sh "$out"
