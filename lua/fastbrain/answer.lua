@@ -5,6 +5,9 @@
 local fb = require "fastbrain"
 
 local M = {POLL_MS = 25}
+-- how long past its timeout a killed child may take to report (its status file comes last)
+local GRACE_MS = 5000
+local KILLED = 128 + 9  -- the shell's status of a child killed by SIGKILL
 
 local function quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
@@ -17,9 +20,12 @@ end
 local EXE = self_exe()
 
 -- start(model_dir, prompt, {adapter =, system =, max_tokens =, temperature =,
--- timeout_ms = 120000}) -> pending | nil, err: the child is running.
+-- timeout_ms = 120000}) -> pending | nil, err: the child is running; it is killed at the timeout.
 function M.start(model_dir, prompt, opts)
-  local args = {EXE, "generate", "--model", model_dir, "--prompt", prompt,
+  -- coreutils' timeout kills the child at the deadline, so none outlives its waiter
+  local timeout_ms = opts.timeout_ms or 120000
+  local args = {"timeout", "-s", "KILL", ("%.3f"):format(timeout_ms / 1000),
+                EXE, "generate", "--model", model_dir, "--prompt", prompt,
                 "--max-tokens", tostring(opts.max_tokens or 128)}
   for _, o in ipairs({{"adapter", "--adapter"}, {"system", "--system"}, {"temperature", "--temperature"}}) do
     if opts[o[1]] then args[#args + 1] = o[2]; args[#args + 1] = tostring(opts[o[1]]) end
@@ -36,7 +42,7 @@ function M.start(model_dir, prompt, opts)
     os.remove(base)
     return nil, "cannot start fastbrain generate"
   end
-  return {base = base, deadline = fb.now() + (opts.timeout_ms or 120000)}
+  return {base = base, deadline = fb.now() + timeout_ms + GRACE_MS}
 end
 
 -- wait(pending) -> text | nil, err (the child's own message). Call it from a coroutine.
@@ -47,6 +53,7 @@ function M.wait(p)
   end
   local rc, out, err = fb.fs.read(p.base .. ".rc"), fb.fs.read(p.base .. ".out"), fb.fs.read(p.base .. ".err")
   for _, ext in ipairs({"", ".out", ".err", ".rc"}) do os.remove(p.base .. ext) end
+  if tonumber(rc) == KILLED then return nil, "fastbrain generate: no answer in time" end
   -- The child's message is its last line on stderr (log lines come before it).
   if tonumber(rc) ~= 0 then return nil, (err or ""):match("([^\n]*)\n*$") end
   return ((out or ""):gsub("\n$", ""))

@@ -29,6 +29,17 @@ T.test("answers offline with usage, and the loop runs meanwhile", function()
   end
 end)
 
+T.test("a child past its timeout is killed and leaves no files", function()
+  local answer = require "fastbrain.answer"
+  local p = assert(answer.start(dir .. "/model", "hello", {timeout_ms = 1}))
+  local text, err = answer.wait(p)
+  T.eq(text, nil)
+  T.eq(err, "fastbrain generate: no answer in time")
+  for _, ext in ipairs({"", ".out", ".err", ".rc", ".tmp"}) do
+    T.eq(io.open(p.base .. ext), nil, "left " .. p.base .. ext)
+  end
+end)
+
 T.test("no model there: not ready, and the reason names the folder", function()
   local p = local_model.new{model = dir .. "/missing"}
   T.eq(select(2, p:ready()), "no model at " .. dir .. "/missing")
