@@ -7,14 +7,7 @@ set -uo pipefail
 fb=$(realpath "$1")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-check() {  # check NAME CONDITION-COMMAND...
-  local name=$1; shift
-  if "$@"; then passed=$((passed + 1)); echo "ok   $name"
-  else failed=$((failed + 1)); echo "FAIL $name"; echo "  stdout: $(head -c 600 "$tmp/out")"; echo "  stderr: $(tail -c 600 "$tmp/err")"; fi
-}
-run() { "$@" >"$tmp/out" 2>"$tmp/err"; echo $? >"$tmp/rc"; }
-rc_is() { [ "$(cat "$tmp/rc")" = "$1" ]; }
+source "$(dirname "$0")/../lib.sh"
 
 "$2" "$tmp/model" 2>/dev/null || { echo "FAIL fb_make_tiny_model"; exit 1; }
 for i in 1 2 3 4 5 6; do echo "{\"messages\":[{\"role\":\"user\",\"content\":\"q$i\"},{\"role\":\"assistant\",\"content\":\"a$i\"}]}"; done >"$tmp/data.jsonl"
@@ -45,5 +38,4 @@ check "... naming it" grep -q "nowhere" "$tmp/err"
 run "$fb" generate --help
 check "--help prints the options" grep -q -- "--adapter DIR" "$tmp/out"
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish

@@ -8,14 +8,7 @@ fb=$(realpath "$1")
 root=$(cd "$(dirname "$0")/../.." && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-check() {  # check NAME CONDITION-COMMAND...
-  local name=$1; shift
-  if "$@"; then passed=$((passed + 1)); echo "ok   $name"
-  else failed=$((failed + 1)); echo "FAIL $name"; echo "  stdout: $(head -c 600 "$tmp/out")"; echo "  stderr: $(tail -c 600 "$tmp/err")"; fi
-}
-run() { "$@" >"$tmp/out" 2>"$tmp/err"; echo $? >"$tmp/rc"; }
-rc_is() { [ "$(cat "$tmp/rc")" = "$1" ]; }
+source "$(dirname "$0")/../lib.sh"
 
 "$2" "$tmp/model" 2>/dev/null || { echo "FAIL fb_make_tiny_model"; exit 1; }
 skill="$tmp/home/skills/greeter"
@@ -43,5 +36,4 @@ run "$fb" run "$script" greeter --epochs many
 check "a bad number exits 2" rc_is 2
 check "... naming the option" grep -q -- "--epochs needs a number" "$tmp/err"
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish
