@@ -163,7 +163,25 @@ const shot = (page, name) => page.screenshot({ path: join(shots, `${name}.png`),
 const chartPoints = (page) => page.evaluate(() => window.Chart.getChart(document.querySelector('#loss-chart')).data.datasets[0].data.length);
 const api = async (path) => (await fetch(base + path)).json();
 const count = (re) => (serverLog.match(re) || []).length;
+const pause = (ms) => new Promise((ok) => setTimeout(ok, ms));
+// The server's log reaches this process through a pipe, so a line may land after the browser
+// has seen the answer it records: wait for `n` matches, then a little longer so that an extra
+// one (what these checks look for) would be counted too.
+async function logged(re, n, message) {
+  for (const until = Date.now() + 5000; count(re) < n && Date.now() < until;) await pause(50);
+  await pause(300);
+  assert.equal(count(re), n, message);
+}
 const steps = (page) => text(page, '.stat:nth-child(2) .stat-value');
+
+// The pid of job's worker once it has reported its first step.
+async function firstStep(job) {
+  for (const until = Date.now() + RUN_MS; Date.now() < until; await pause(10)) {
+    const { job: j } = await api(`/api/jobs/${job}`);
+    if (j.pid > 0 && j.progress && j.progress.step >= 1) return j.pid;
+  }
+  throw new Error(`job ${job} reported no step`);
+}
 
 async function settings(page, maxSteps) {
   await page.fill('input[name="max_steps"]', String(maxSteps));
@@ -246,17 +264,22 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     await page.locator('#start', { hasText: 'Training…' }).waitFor();
     const jobs = await api(`/api/jobs?skill=${skill}`);
     assert.equal(jobs.total, 1, 'exactly one job');
-    assert.equal(count(new RegExp(`POST /api/train-skill/${skill} `, 'g')), 1, 'exactly one POST');
+    await logged(new RegExp(`POST /api/train-skill/${skill} `, 'g'), 1, 'exactly one POST');
+    // The worker is paused (SIGSTOP) from its first step until the reloaded page records below,
+    // so the second tab's attach and the reload happen mid-run however fast this machine trains.
+    const job = jobs.jobs[0].id;
+    const worker = await firstStep(job);
+    process.kill(worker, 'SIGSTOP');
+    t.after(() => { try { process.kill(worker, 'SIGCONT'); } catch { /* already gone */ } });
 
     await tab2.locator('#start').click();
     await tab2.locator('#start', { hasText: 'Training…' }).waitFor();
-    assert.equal(count(new RegExp(`POST /api/train-skill/${skill} 409`, 'g')), 1);
+    await logged(new RegExp(`POST /api/train-skill/${skill} 409`, 'g'), 1, 'the second tab\'s POST got 409');
     release();
-    const job = jobs.jobs[0].id;
     await tab2.locator('#train-state', { hasText: job }).waitFor();
     await page.locator('#train-state', { hasText: `${job}: running` }).waitFor();
 
-    // Reload mid-run (while the run is young): the view comes back attached to the job.
+    // Reload mid-run: the view comes back attached to the job.
     await page.waitForFunction(() => Number(document.querySelector('[role=progressbar]').getAttribute('aria-valuenow')) > 0);
     await page.reload();
     await page.locator('#start', { hasText: 'Training…' }).waitFor();
@@ -281,6 +304,7 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     });
     await shot(page, '02-running-reloaded');
     await shot(tab2, '03-running-second-tab');
+    process.kill(worker, 'SIGCONT');
 
     // Completion: confetti, Start enabled again, the adapters table lists the adapter.
     await page.locator('#training[data-confetti="1"]').waitFor({ timeout: RUN_MS });
@@ -456,7 +480,7 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     await shot(page, '12-generating');
     writeFileSync(join(dataDir, 'gate'), '');
     await page.locator('#gen-state[data-state="succeeded"]').waitFor({ timeout: 20000 });
-    assert.equal(count(/POST \/api\/skills\/plumbing-receptionist\/generate /g), 2, 'the double-click\'s one POST, and the 409 above');
+    await logged(/POST \/api\/skills\/plumbing-receptionist\/generate /g, 2, 'the double-click\'s one POST, and the 409 above');
     const result = await page.locator('#gen-result div').allTextContents();
     assert.ok(result.includes('Kept6'), result.join(', '));
     assert.ok(result.includes('From anthropic6'), result.join(', '));
