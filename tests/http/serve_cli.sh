@@ -74,6 +74,25 @@ start
 check "a second SIGINT stops it at once with status 1" second_signal_stops_at_once
 check "no sanitizer report after the cut-short shutdown" clean_err
 
+# The default address, through `fastbrain serve` itself; skipped when something else holds it.
+default_port_serves() {
+  "$fb" serve --data-dir "$tmp/data-default" >"$tmp/out" 2>"$tmp/err" &
+  pid=$!
+  pids+=("$pid")
+  port=
+  for _ in $(seq 100); do
+    grep -q "serving on http://127.0.0.1:8215 " "$tmp/out" && { port=8215; break; }
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  [ -n "$port" ] && get /api/health | grep -q '{"status":"ok"' && stopped_in_time
+}
+if (echo >/dev/tcp/127.0.0.1/8215) 2>/dev/null; then
+  echo "skip the default port: 127.0.0.1:8215 is in use here"
+else
+  check "fastbrain serve listens on 127.0.0.1:8215 by default" default_port_serves
+fi
+
 start --host 0.0.0.0 --token s3cret
 get /api/health >"$tmp/resp"
 check "with a token, a request without it is 401" grep -q "^HTTP/1.1 401" "$tmp/resp"
