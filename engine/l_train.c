@@ -252,12 +252,26 @@ static int run(lua_State *L) {
   return 3;
 }
 
+/* trainer.defaults() -> the spec every field of which is the trainer's default, as JSON. */
+static int defaults(lua_State *L) {
+  fb_train_spec spec;
+  fb_train_spec_defaults(&spec);
+  cJSON *o = fb_train_spec_to_json(&spec);
+  char *text = o ? cJSON_PrintUnformatted(o) : NULL;
+  cJSON_Delete(o);
+  if (!text)
+    return luaL_error(L, "fastbrain.trainer.defaults: out of memory");
+  lua_pushstring(L, text);
+  free(text);
+  return 1;
+}
+
 int luaopen_fastbrain_trainer(lua_State *L) {
   luaL_newmetatable(L, STATE_MT);
   lua_pushcfunction(L, state_gc);
   lua_setfield(L, -2, "__gc"); /* metatable.__gc = state_gc */
   lua_pop(L, 1);
-  static const luaL_Reg funcs[] = {{"run", run}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"run", run}, {"defaults", defaults}, {NULL, NULL}};
   luaL_newlib(L, funcs);
   return 1;
 }

@@ -29,6 +29,7 @@ export const api = {
     request(append ? 'POST' : 'PUT', `/api/skills/${skill(id)}/data`, jsonl, 'application/x-ndjson'),
   stats: (id) => request('GET', `/api/skills/${skill(id)}/stats`),
   train: (id, spec) => request('POST', `/api/train-skill/${skill(id)}`, spec),
+  defaults: (id) => request('GET', `/api/training/defaults/${skill(id)}`),
   status: (id) => request('GET', `/api/training/status/${skill(id)}`),
   cancel: (id) => request('POST', `/api/training/cancel/${skill(id)}`, {}),
   resume: (id) => request('POST', `/api/training/resume/${skill(id)}`, {}),

@@ -12,22 +12,30 @@ const LOG_LINES = 12;
 const SAMPLES = 4;
 const LIVE = new Set(['queued', 'running']);
 
-// The hyperparameters a user may set: [name in the spec, label, default, step, explanation].
+// The hyperparameters a user may set: [name in the spec, label, step, explanation]. Their
+// values come from the server (GET /api/training/defaults/:skill: the trainer's defaults for
+// its model, then the skill's), and a start sends only the fields the user changed, so the
+// server's choice for the model (such as a small model's higher learning rate) holds.
 const FIELDS = [
-  ['epochs', 'Epochs', 3, 1, 'Passes over the data. 2–4 suits 50–500 examples; more tends to memorise.'],
-  ['max_steps', 'Max steps', 0, 1, 'Stop after this many optimizer steps (0: run the epochs).'],
-  ['lr', 'Learning rate', 0.0002, 0.00001, 'Step size. 1e-4 to 3e-4 is usual for LoRA; too high makes the loss jump.'],
-  ['lora.r', 'LoRA rank', 16, 1, 'Capacity of the adapter. 8–16 teaches a tone and facts; higher costs memory.'],
-  ['lora.alpha', 'LoRA alpha', 32, 1, 'Scales the update by alpha/rank; twice the rank is a safe default.'],
-  ['max_len', 'Max tokens per example', 512, 1, 'Longer examples are cut; the data view counts them.'],
-  ['eval.fraction', 'Held-out share', 0.1, 0.05, 'Share of examples kept out of training to measure eval loss.'],
+  ['epochs', 'Epochs', 1, 'Passes over the data. 2–4 suits 50–500 examples; more tends to memorise.'],
+  ['max_steps', 'Max steps', 1, 'Stop after this many optimizer steps (0: run the epochs).'],
+  ['lr', 'Learning rate', 0.00001, 'Step size. The default suits the model (1e-4 to 3e-4 is usual for LoRA, more for a small model); too high makes the loss jump.'],
+  ['lora.r', 'LoRA rank', 1, 'Capacity of the adapter. 8–16 teaches a tone and facts; higher costs memory.'],
+  ['lora.alpha', 'LoRA alpha', 1, 'Scales the update by alpha/rank; twice the rank is a safe default.'],
+  ['max_len', 'Max tokens per example', 1, 'Longer examples are cut; the data view counts them.'],
+  ['eval.fraction', 'Held-out share', 0.05, 'Share of examples kept out of training to measure eval loss.'],
 ];
 
-function specFrom(form) {
+const valueAt = (obj, name) => name.split('.').reduce((o, k) => (o == null ? undefined : o[k]), obj);
+
+// The fields whose value differs from defaults, as a spec.
+function specFrom(form, defaults) {
   const spec = {};
   for (const [name] of FIELDS) {
     const input = form.elements[name];
+    if (input.value === '') continue;
     const value = input.step === '1' ? parseInt(input.value, 10) : parseFloat(input.value);
+    if (value === valueAt(defaults, name)) continue;
     const path = name.split('.');
     let t = spec;
     for (const k of path.slice(0, -1)) t = t[k] ??= {};
@@ -49,9 +57,9 @@ function card(label) {
 // createTraining(root, {onFinished(state)}) -> {show(skill)}: builds the component in root.
 export function createTraining(root, { onFinished }) {
   const form = h('form.train-form', { 'aria-label': 'Training settings' },
-    ...FIELDS.map(([name, label, value, step, help]) => h('label.field', {},
+    ...FIELDS.map(([name, label, step, help]) => h('label.field', {},
       h('span', { text: label }),
-      h('input', { name, type: 'number', value, step, min: 0, 'aria-describedby': `help-${name}` }),
+      h('input', { name, type: 'number', step, min: 0, 'aria-describedby': `help-${name}` }),
       h('small', { id: `help-${name}`, text: help }))));
   const start = h('button.primary', { type: 'button', id: 'start' }, 'Start training');
   const cancel = h('button', { type: 'button', id: 'cancel', hidden: true }, 'Cancel');
@@ -89,6 +97,19 @@ export function createTraining(root, { onFinished }) {
   let busy = false;    // a start request is in flight
   let feed = null;     // the live feed of the skill's events
   let logLines = [];
+  let defaults = {};       // what the server runs for each field a start leaves out
+  let edited = new Set();  // fields the user changed since the skill was shown
+  form.addEventListener('input', (e) => edited.add(e.target.name));
+
+  // The skill's defaults into the fields the user has not changed.
+  async function loadDefaults(id) {
+    const r = await api.defaults(id);
+    if (r.status !== 200 || skill !== id) return;
+    defaults = r.body.defaults;
+    for (const [name] of FIELDS) {
+      if (!edited.has(name)) form.elements[name].value = valueAt(defaults, name) ?? '';
+    }
+  }
 
   function renderButtons() {
     const live = LIVE.has(state);
@@ -234,7 +255,7 @@ export function createTraining(root, { onFinished }) {
     busy = true;
     renderButtons();  // disabled before any await: a double-click sends one request
     try {
-      const r = await api.train(skill, specFrom(form));
+      const r = await api.train(skill, specFrom(form, defaults));
       if (r.status === 202) attach(r.body.job.id);
       else if (r.status === 409) { attach(r.body.job.id); announce('Training was already running: showing it.'); }
       else announce(`Could not start training: ${errorText(r)}`, 'error');
@@ -266,9 +287,12 @@ export function createTraining(root, { onFinished }) {
       skill = id;
       job = null;
       state = null;
+      defaults = {};
+      edited = new Set();
       reset();
       renderButtons();
       connect();
+      loadDefaults(id);
     },
   };
 }

@@ -16,6 +16,28 @@ local trainer = require "fastbrain.trainer"
 -- in 5 of 5 held-out electrician answers against 3 of 5, docs/model.md).
 local M = {MAX_DEFAULT_LEN = 2048, SMALL_HIDDEN = 512, SMALL_MODEL_LR = 1e-3}
 
+-- What a run on the model of this config.json uses where its spec is silent: an example may
+-- fill the model's context, up to MAX_DEFAULT_LEN tokens; a small model's LoRA gets its lr.
+local function model_defaults(config, mode)
+  local context = config.max_position_embeddings or M.MAX_DEFAULT_LEN
+  local small = (mode or "lora") == "lora" and (config.hidden_size or math.huge) < M.SMALL_HIDDEN
+  return {context = context, max_len = math.min(context, M.MAX_DEFAULT_LEN), lr = small and M.SMALL_MODEL_LR or nil}
+end
+
+-- The spec a run on model_dir gets where it names nothing: the trainer's defaults with the
+-- model's own (max_len, lr) -> table
+function M.defaults(model_dir)
+  local spec = json.decode(trainer.defaults())
+  -- Without the fields a run must be given: data, and the empty strings (model, out...).
+  spec.data = nil
+  for k, v in pairs(spec) do
+    if v == "" then spec[k] = nil end
+  end
+  local d = model_defaults(model.read_json(model_dir .. "/config.json") or {})
+  spec.max_len, spec.lr = d.max_len, d.lr or spec.lr
+  return spec
+end
+
 -- Tokenized train/eval examples and sample prompts for spec -> data | nil, err, where
 function M.prepare(spec)
   local tok, err = tokenizer.load(spec.model)
@@ -23,10 +45,8 @@ function M.prepare(spec)
   local template, eos = model.template(spec.model, spec.template)
   if not template then return nil, eos, "spec.template" end
   local data = {train = {}, eval = {}, prompts = {}, tokenizer = tok}
-  local config = model.read_json(spec.model .. "/config.json") or {}
-  -- By default an example may fill the model's context, up to MAX_DEFAULT_LEN tokens.
-  local context = config.max_position_embeddings or M.MAX_DEFAULT_LEN
-  local max_len = math.min(spec.max_len or math.min(context, M.MAX_DEFAULT_LEN), context)
+  local defaults = model_defaults(model.read_json(spec.model .. "/config.json") or {}, spec.mode)
+  local max_len = math.min(spec.max_len or defaults.max_len, defaults.context)
   local hashes = {}
   local files = type(spec.data) == "table" and spec.data or {spec.data}
   for _, path in ipairs(files) do
@@ -40,9 +60,7 @@ function M.prepare(spec)
   end
   data.hash = table.concat(hashes, ",")
   data.max_len = max_len
-  if not spec.lr and (spec.mode or "lora") == "lora" and (config.hidden_size or math.huge) < M.SMALL_HIDDEN then
-    data.lr = M.SMALL_MODEL_LR
-  end
+  data.lr = not spec.lr and defaults.lr or nil
   for _, prompt in ipairs(spec.samples and spec.samples.prompts or {}) do
     local text = assert(templates.render(template, {{role = "user", content = prompt}},
                                          {add_generation_prompt = true, eos = eos}))

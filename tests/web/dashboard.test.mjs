@@ -258,6 +258,7 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     await tab2.goto(`${base}/#/skill/${skill}`);
     await tab2.locator('#start:enabled').waitFor();
 
+    await page.waitForFunction(() => document.querySelector('input[name="lr"]').value !== '');
     await settings(page, MAIN_STEPS);
     await page.locator('#start').dblclick();
     assert.equal(await page.locator('#start').isDisabled(), true);
@@ -265,6 +266,9 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     const jobs = await api(`/api/jobs?skill=${skill}`);
     assert.equal(jobs.total, 1, 'exactly one job');
     await logged(new RegExp(`POST /api/train-skill/${skill} `, 'g'), 1, 'exactly one POST');
+    assert.equal(await page.inputValue('input[name="lr"]'), '0.001', 'the form shows the small model\'s learning rate');
+    assert.equal(jobs.jobs[0].spec.lr, undefined, 'a field the user left alone is not sent');
+    assert.equal(jobs.jobs[0].spec.max_steps, MAIN_STEPS, 'a changed one is');
     // The worker is paused (SIGSTOP) from its first step until the reloaded page records below,
     // so the second tab's attach and the reload happen mid-run however fast this machine trains.
     const job = jobs.jobs[0].id;
@@ -447,7 +451,8 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     await page.keyboard.press('Enter');
     await page.locator('#failure', { hasText: 'no training example has an answer token left' }).waitFor({ timeout: 30000 });
     await page.locator('#start:enabled').waitFor();
-    assert.match(await text(page, '#failure'), /max_len 512/);
+    const maxLen = await page.inputValue('input[name="max_len"]');
+    assert.match(await text(page, '#failure'), new RegExp(`max_len ${maxLen} tokens`), 'the max_len the form showed');
     assert.match(await text(page, '#failure pre'), /model: \w+ForCausalLM/, 'the last log lines');
     await shot(page, '10-failed');
     // Delete the skill (after the browser's confirmation).

@@ -1,12 +1,14 @@
 -- fastbrain.api.training: a skill's training over fastbrain.jobs: POST /api/train-skill/:skill
--- (202, or 409 with the live job), its status, its events as SSE (a snapshot, then every
--- event; ids "<job>:<seq>", so Last-Event-ID resumes without gap or duplicate), cancel and
--- resume; and every tips.interval_ms a "tip" event (fastbrain.tips, no id) on each stream.
+-- (202, or 409 with the live job), the defaults a run gets, its status, its events as SSE (a
+-- snapshot, then every event; ids "<job>:<seq>", so Last-Event-ID resumes without gap or
+-- duplicate), cancel and resume; and every tips.interval_ms a "tip" event (fastbrain.tips, no
+-- id) on each stream.
 -- The registry guards single flight; this file only builds the spec and translates.
 local fb = require "fastbrain"
 local router = require "fastbrain.router"
 local skills = require "fastbrain.api.skills"
 local tips = require "fastbrain.tips"
+local train = require "fastbrain.train"
 local json = fb.json
 local jobs = fb.jobs
 
@@ -140,6 +142,12 @@ function M.mount(app, opts)
     if job then return res:json(202, {job = job}) end
     if code == "conflict" then return res:json(409, {error = "training already running", job = detail}) end
     res:error(code == "invalid" and 400 or 500, detail)
+  end)
+
+  -- What a run of this skill gets for each field its request leaves out.
+  app:get("/api/training/defaults/:skill", function(req, res)
+    local skill = skills.require(data_dir, req.params.skill)
+    res:json(200, {defaults = merge(train.defaults(model), skill.defaults or {})})
   end)
 
   app:get("/api/training/status/:skill", function(req, res)
