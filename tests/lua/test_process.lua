@@ -150,6 +150,28 @@ T.test("a coroutine closed while it waits kills its child, which is reaped", fun
   T.eq(all_freed(), true, "the child exited and its handles closed")
 end)
 
+T.test("a script that exits while its children run kills them, and its loop reaps them", function()
+  local script = dir .. "/exits.lua"
+  assert(fb.fs.write_atomic(script, [[
+    local fb = require "fastbrain"
+    local process = require "fastbrain.process"
+    local dropped = assert(process.spawn{argv = {"sleep", "30"}})
+    local waited = assert(process.spawn{argv = {"sleep", "30"}})
+    fb.spawn(function() waited:wait() end)
+    print(dropped.pid, waited.pid)
+    io.stdout:flush()
+    fb.timer.after(50, function() fb.exit(0) end)
+  ]]))
+  local t0 = fb.now()
+  local r = process.run{argv = {process.exepath(), "run", script}, timeout_ms = 10000}
+  T.eq({r.code, r.timed_out}, {0, false}, r.stderr)
+  if fb.now() - t0 > 5000 then error(("the script took %.0f ms to exit"):format(fb.now() - t0)) end
+  local pids = {}
+  for pid in r.stdout:gmatch("%d+") do pids[#pids + 1] = pid end
+  T.eq(#pids, 2, r.stdout)
+  for _, pid in ipairs(pids) do T.eq(reaped(pid), true, "pid " .. pid .. " is gone") end
+end, {timeout = 15000})
+
 T.test("a grandchild holding the pipes does not hold the result for long", function()
   local t0 = fb.now()
   local r = process.run{argv = {"sh", "-c", "sleep 3 & echo hi"}}
