@@ -5,6 +5,7 @@
  * (lua/fastbrain/process.lua). A child is always reaped: its handles outlive the Lua object. */
 #include <lauxlib.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -54,9 +55,9 @@ struct child_box {
 
 static long live_children; /* allocated and not yet freed by their last close callback */
 
-/* A child can be killed from Lua as long as it runs: SIGPIPE from a write to a child that
- * stopped reading its stdin would end the whole server, so the write fails with EPIPE
- * instead. uv_spawn resets signal dispositions in the child, so children still get SIGPIPE. */
+/* Writing stdin to a child that exited without reading it all raises SIGPIPE, whose default
+ * action ends this whole process (the server); ignored, the write fails with EPIPE instead.
+ * uv_spawn resets signal dispositions in the child, so children keep the default. */
 static void ignore_sigpipe(void) {
   struct sigaction sa = {.sa_handler = SIG_IGN};
   sigemptyset(&sa.sa_mask);
