@@ -11,6 +11,7 @@ int luaopen_fastbrain_timer(lua_State *L);  /* l_timer.c */
 int luaopen_fastbrain_log(lua_State *L);    /* l_log.c */
 int luaopen_fastbrain_http(lua_State *L);   /* l_http.c: HTTP server (see http.h) */
 int luaopen_fastbrain_poll(lua_State *L);   /* l_poll.c: fd readiness, name resolution */
+int luaopen_fastbrain_child(lua_State *L);  /* l_process.c: the C half of fastbrain.process */
 int luaopen_fastbrain_tokenizer(lua_State *L);  /* l_tokenizer.c: tokenizer.json, byte tokenizer */
 int luaopen_fastbrain_dataset(lua_State *L);    /* l_dataset.c: JSONL datasets, examples, stats */
 int luaopen_fastbrain_fs(lua_State *L);     /* l_fs.c: atomic writes, reads, mkdir -p */

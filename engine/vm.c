@@ -20,6 +20,7 @@ static const luaL_Reg modules[] = {
     {"fastbrain.log", luaopen_fastbrain_log},
     {"fastbrain.http", luaopen_fastbrain_http},
     {"fastbrain.poll", luaopen_fastbrain_poll},
+    {"fastbrain.child", luaopen_fastbrain_child},
     {"fastbrain.tokenizer", luaopen_fastbrain_tokenizer},
     {"fastbrain.dataset", luaopen_fastbrain_dataset},
     {"fastbrain.fs", luaopen_fastbrain_fs},
