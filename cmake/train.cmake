@@ -30,3 +30,6 @@ add_test(NAME lora_check_help COMMAND fb_lora_check --help)
 # The training benchmark: built only on request (`--target bench_train`), never run by ctest.
 add_executable(bench_train EXCLUDE_FROM_ALL tests/bench/bench_train.c)
 target_link_libraries(bench_train PRIVATE fb_core)
+# Attention forward + backward alone, full and windowed (`--target bench_attention`).
+add_executable(bench_attention EXCLUDE_FROM_ALL tests/bench/bench_attention.c)
+target_link_libraries(bench_attention PRIVATE fb_core)

@@ -390,10 +390,10 @@ static void layer_forward(fb_gpu_model *g, int i, const layer_io *io, const int3
     fb_cuda_copy(kc + (size_t)kv->len * KD, io->k, sizeof(float) * N * KD);
     fb_cuda_copy(vc + (size_t)kv->len * KD, io->v, sizeof(float) * N * KD);
     fb_cuda_attention_cached(io->att, io->q, kc, vc, N, kv->len, g->NH, g->NKV, g->HD,
-                             g->m->cfg.sliding_window, s);
+                             g->m->cfg.layer_window[i], s);
   } else {
     fb_cuda_attention_forward(io->att, io->lse, io->q, io->k, io->v, rp->seg, rp->B, rp->T, g->NH,
-                              g->NKV, g->HD, g->m->cfg.sliding_window, s);
+                              g->NKV, g->HD, g->m->cfg.layer_window[i], s);
   }
   proj_forward(g, rp, i, FB_PROJ_O, io->tmp, io->att, N);
   fb_cuda_add(io->x_mid, io->x_in, io->tmp, (size_t)N * C, s);
@@ -524,7 +524,7 @@ int fb_gpu_backward(fb_gpu_model *g, const fb_batch *b, fb_err *err) {
     fb_cuda_zero(g->datt, sizeof(float) * (size_t)N * g->QD);
     proj_backward(g, i, FB_PROJ_O, g->datt, g->dres, io.att, N);
     fb_cuda_attention_backward(g->dq, g->dk, g->dv, g->datt, io.att, io.lse, io.q, io.k, io.v, seg,
-                               g->delta, B, T, g->NH, g->NKV, g->HD, g->m->cfg.sliding_window, s);
+                               g->delta, B, T, g->NH, g->NKV, g->HD, g->m->cfg.layer_window[i], s);
     fb_cuda_rope_backward(g->dq, rope_cos(g), rope_sin(g), g->pos, N, g->NH, g->HD, s);
     fb_cuda_rope_backward(g->dk, rope_cos(g), rope_sin(g), g->pos, N, g->NKV, g->HD, s);
     fb_cuda_zero(g->dln, sizeof(float) * NC);

@@ -45,10 +45,11 @@ void fb_op_rope_backward(float *dx, const float *cos, const float *sin, const in
                          int NH, int HD);
 
 /* Causal grouped-query attention. q/out [B,T,NH,HD], k/v [B,T,NKV,HD], NH % NKV == 0; query head
- * h reads kv head h / (NH/NKV); scale 1/sqrt(HD). window > 0 is Mistral's sliding window (Hugging
- * Face's rule: position i attends j only when i - j < window); 0 = none. seg[B*T] (NULL = one
- * sequence per row) keeps attention inside a sequence: position i attends j <= i with seg[j] ==
- * seg[i]; seg < 0 marks padding, which attends only itself and is attended by nobody else.
+ * h reads kv head h / (NH/NKV); scale 1/sqrt(HD). window > 0 is a sliding window (Hugging Face's
+ * rule: position i attends j only when i - j < window), computed over that band of keys only
+ * (O(T window) work per head); 0 = none. seg[B*T] (NULL = one sequence per row) keeps attention
+ * inside a sequence: position i attends j <= i with seg[j] == seg[i]; seg < 0 marks padding,
+ * which attends only itself and is attended by nobody else.
  * scratch holds fb_op_attention_scratch(T) floats. Nothing of the softmax is saved: backward
  * recomputes it. */
 size_t fb_op_attention_scratch(int T);
@@ -62,8 +63,9 @@ void fb_op_attention_backward(float *dq, float *dk, float *dv, const float *dout
 
 /* Attention of n new positions against a KV cache (generation): q/out [n,NH,HD]; kc/vc
  * [p0+n,NKV,HD] hold every position so far, the new ones included; new position i attends
- * cache rows 0..p0+i (the last `window` of them when window > 0). scratch holds
- * fb_op_attention_cached_scratch(p0+n) floats (new positions go FB_ATTN_BLOCK at a time). */
+ * cache rows 0..p0+i (only the last `window` of them are read when window > 0). scratch holds
+ * fb_op_attention_cached_scratch(p0+n) floats (new positions go at most FB_ATTN_BLOCK at a
+ * time, as do the query rows of the calls above). */
 #define FB_ATTN_BLOCK 64
 size_t fb_op_attention_cached_scratch(int max_len);
 void fb_op_attention_cached(float *out, const float *q, const float *kc, const float *vc,

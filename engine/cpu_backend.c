@@ -103,92 +103,121 @@ void fb_op_rope_backward(float *dx, const float *cos, const float *sin, const in
   rope_apply(dx, cos, sin, pos, N, NH, HD, -1.0f);
 }
 
-size_t fb_op_attention_scratch(int T) { return 2 * (size_t)T * T; }
+/* Attention goes a block of query rows at a time, each against only the keys its rows may see:
+ * from the first one inside the window of its first row to its last row (causal). With a
+ * window W the blocks are W rows (at most FB_ATTN_BLOCK), so a block's scores are at most
+ * W x (2W-1) and the work per head is O(T W); without one it is the causal half of T x T. */
+static int block_rows(int window) {
+  return window > 0 && window < FB_ATTN_BLOCK ? window : FB_ATTN_BLOCK;
+}
 
-/* Whether query i may attend key j of the same batch row: causal, inside the sliding window, and
- * inside i's sequence. */
-static int allowed(const int32_t *seg, int window, int i, int j) {
-  if (j > i || (window > 0 && i - j >= window)) return 0;
+/* The first key query position i may see under the window. */
+static int first_key(int i, int window) { return window > 0 && i >= window ? i - window + 1 : 0; }
+
+size_t fb_op_attention_scratch(int T) {
+  return 2 * (size_t)(T < FB_ATTN_BLOCK ? T : FB_ATTN_BLOCK) * T; /* P and dP of one block */
+}
+
+/* Whether query i may attend key j of the same batch row, j being causal and inside the window:
+ * j is in i's sequence (a padding position, seg < 0, sees only itself). */
+static int same_sequence(const int32_t *seg, int i, int j) {
   if (!seg) return 1;
   if (seg[i] < 0) return j == i;
   return seg[j] == seg[i];
 }
 
 /* P[rows, cols] = masked softmax(scale * q k^T) for one (batch row, head); q and k rows are
- * strided. Row r is query position row0 + r and sees the keys `allowed` lets it see. */
+ * strided. Row r is query position row0 + r, column c key position col0 + c (k points at that
+ * key's row; col0 <= first_key(row0)); row i sees keys first_key(i)..i of its own sequence. */
 static void attention_probs(float *P, const float *q, int ldq, const float *k, int ldk,
-                            const int32_t *seg, int window, int rows, int cols, int row0, int HD) {
+                            const int32_t *seg, int window, int rows, int row0, int cols, int col0,
+                            int HD) {
   float scale = 1.0f / sqrtf((float)HD);
   fb_gemm(0, 1, rows, cols, HD, scale, q, ldq, k, ldk, 0.0f, P, cols);
   for (int r = 0; r < rows; r++) {
-    int i = row0 + r;
+    int i = row0 + r, lo = first_key(i, window) - col0, hi = i - col0; /* causal, windowed */
     float *row = P + (size_t)r * cols, mx = -INFINITY;
     double sum = 0.0;
-    for (int j = 0; j <= i; j++)
-      if (allowed(seg, window, i, j) && row[j] > mx) mx = row[j];
-    for (int j = 0; j < cols; j++) {
-      float e = allowed(seg, window, i, j) ? expf(row[j] - mx) : 0.0f;
-      row[j] = e;
+    for (int c = lo; c <= hi; c++)
+      if (same_sequence(seg, i, col0 + c) && row[c] > mx) mx = row[c];
+    for (int c = 0; c < cols; c++) {
+      float e = c >= lo && c <= hi && same_sequence(seg, i, col0 + c) ? expf(row[c] - mx) : 0.0f;
+      row[c] = e;
       sum += e;
     }
     float inv = (float)(1.0 / sum); /* sum >= 1: the diagonal is always allowed */
-    for (int j = 0; j <= i; j++) row[j] *= inv;
+    for (int c = lo; c <= hi; c++) row[c] *= inv;
   }
+}
+
+/* Output rows row0..row0+rows-1 of one head: P = attention_probs over keys first_key(row0)..
+ * row0+rows-1, out = P V. q and out point at row row0, k and v at position 0. */
+static void attend_block(float *out, const float *q, int ldq, const float *k, const float *v,
+                         int ldk, const int32_t *seg, float *P, int rows, int row0, int window,
+                         int HD) {
+  int j0 = first_key(row0, window), cols = row0 + rows - j0;
+  const float *kb = k + (size_t)j0 * ldk, *vb = v + (size_t)j0 * ldk;
+  attention_probs(P, q, ldq, kb, ldk, seg, window, rows, row0, cols, j0, HD);
+  fb_gemm(0, 0, rows, HD, cols, 1.0f, P, cols, vb, ldk, 0.0f, out, ldq); /* O = P V */
 }
 
 void fb_op_attention_forward(float *out, const float *q, const float *k, const float *v,
                              const int32_t *seg, float *scratch, int B, int T, int NH, int NKV,
                              int HD, int window) {
-  int group = NH / NKV, ldq = NH * HD, ldk = NKV * HD;
+  int group = NH / NKV, ldq = NH * HD, ldk = NKV * HD, rows = block_rows(window);
   for (int b = 0; b < B; b++)
     for (int h = 0; h < NH; h++) {
       size_t qo = (size_t)b * T * ldq + (size_t)h * HD,
              ko = (size_t)b * T * ldk + (size_t)(h / group) * HD;
       const int32_t *sb = seg ? seg + (size_t)b * T : NULL;
-      attention_probs(scratch, q + qo, ldq, k + ko, ldk, sb, window, T, T, 0, HD);
-      fb_gemm(0, 0, T, HD, T, 1.0f, scratch, T, v + ko, ldk, 0.0f, out + qo, ldq); /* O = P V */
+      for (int i0 = 0; i0 < T; i0 += rows) {
+        size_t at = qo + (size_t)i0 * ldq;
+        attend_block(out + at, q + at, ldq, k + ko, v + ko, ldk, sb, scratch,
+                     T - i0 < rows ? T - i0 : rows, i0, window, HD);
+      }
     }
 }
 
 void fb_op_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                               const float *k, const float *v, const int32_t *seg, float *scratch,
                               int B, int T, int NH, int NKV, int HD, int window) {
-  int group = NH / NKV, ldq = NH * HD, ldk = NKV * HD;
+  int group = NH / NKV, ldq = NH * HD, ldk = NKV * HD, rows = block_rows(window);
   float scale = 1.0f / sqrtf((float)HD);
-  float *P = scratch, *dP = scratch + (size_t)T * T;
+  float *P = scratch, *dP = scratch + (size_t)(T < rows ? T : rows) * T;
   memset(dk, 0, sizeof(float) * (size_t)B * T * ldk);
   memset(dv, 0, sizeof(float) * (size_t)B * T * ldk);
   for (int b = 0; b < B; b++)
-    for (int h = 0; h < NH; h++) {
-      size_t qo = (size_t)b * T * ldq + (size_t)h * HD,
-             ko = (size_t)b * T * ldk + (size_t)(h / group) * HD;
-      const int32_t *sb = seg ? seg + (size_t)b * T : NULL;
-      attention_probs(P, q + qo, ldq, k + ko, ldk, sb, window, T, T, 0, HD);
-      fb_gemm(0, 1, T, T, HD, 1.0f, dout + qo, ldq, v + ko, ldk, 0.0f, dP, T); /* dP = dO V^T */
-      fb_gemm(1, 0, T, HD, T, 1.0f, P, T, dout + qo, ldq, 1.0f, dv + ko, ldk); /* dV += P^T dO */
-      for (int i = 0; i < T; i++) { /* dS = P * (dP - sum_j P dP) * scale */
-        float *p = P + (size_t)i * T, *dp = dP + (size_t)i * T;
-        double dd = 0.0;
-        for (int j = 0; j <= i; j++) dd += (double)p[j] * dp[j];
-        float d = (float)dd;
-        for (int j = 0; j < T; j++) dp[j] = j <= i ? p[j] * (dp[j] - d) * scale : 0.0f;
+    for (int h = 0; h < NH; h++)
+      for (int i0 = 0; i0 < T; i0 += rows) { /* query rows i0..i0+nb-1 against keys j0.. */
+        int nb = T - i0 < rows ? T - i0 : rows, j0 = first_key(i0, window), nk = i0 + nb - j0;
+        size_t qo = ((size_t)b * T + i0) * ldq + (size_t)h * HD,
+               ko = ((size_t)b * T + j0) * ldk + (size_t)(h / group) * HD;
+        const int32_t *sb = seg ? seg + (size_t)b * T : NULL;
+        attention_probs(P, q + qo, ldq, k + ko, ldk, sb, window, nb, i0, nk, j0, HD);
+        fb_gemm(0, 1, nb, nk, HD, 1.0f, dout + qo, ldq, v + ko, ldk, 0.0f, dP, nk); /* dO V^T */
+        fb_gemm(1, 0, nk, HD, nb, 1.0f, P, nk, dout + qo, ldq, 1.0f, dv + ko, ldk); /* dV+=P^T dO */
+        for (int r = 0; r < nb; r++) { /* dS = P * (dP - sum_j P dP) * scale (0 where masked) */
+          float *p = P + (size_t)r * nk, *dp = dP + (size_t)r * nk;
+          double dd = 0.0;
+          for (int c = 0; c < nk; c++) dd += (double)p[c] * dp[c];
+          float d = (float)dd;
+          for (int c = 0; c < nk; c++) dp[c] = p[c] * (dp[c] - d) * scale;
+        }
+        fb_gemm(0, 0, nb, HD, nk, 1.0f, dP, nk, k + ko, ldk, 0.0f, dq + qo, ldq); /* dQ = dS K */
+        fb_gemm(1, 0, nk, HD, nb, 1.0f, dP, nk, q + qo, ldq, 1.0f, dk + ko, ldk); /* dK += dS^T Q */
       }
-      fb_gemm(0, 0, T, HD, T, 1.0f, dP, T, k + ko, ldk, 0.0f, dq + qo, ldq); /* dQ = dS K */
-      fb_gemm(1, 0, T, HD, T, 1.0f, dP, T, q + qo, ldq, 1.0f, dk + ko, ldk); /* dK += dS^T Q */
-    }
 }
 
 size_t fb_op_attention_cached_scratch(int max_len) { return (size_t)FB_ATTN_BLOCK * max_len; }
 
 void fb_op_attention_cached(float *out, const float *q, const float *kc, const float *vc,
                             float *scratch, int n, int p0, int NH, int NKV, int HD, int window) {
-  int group = NH / NKV, ldq = NH * HD, ldk = NKV * HD;
+  int group = NH / NKV, ldq = NH * HD, ldk = NKV * HD, rows = block_rows(window);
   for (int h = 0; h < NH; h++)
-    for (int i0 = 0; i0 < n; i0 += FB_ATTN_BLOCK) { /* blocks of new positions */
-      int nb = n - i0 < FB_ATTN_BLOCK ? n - i0 : FB_ATTN_BLOCK, len = p0 + i0 + nb;
+    for (int i0 = 0; i0 < n; i0 += rows) { /* blocks of new positions */
       size_t qo = (size_t)i0 * ldq + (size_t)h * HD, ko = (size_t)(h / group) * HD;
-      attention_probs(scratch, q + qo, ldq, kc + ko, ldk, NULL, window, nb, len, p0 + i0, HD);
-      fb_gemm(0, 0, nb, HD, len, 1.0f, scratch, len, vc + ko, ldk, 0.0f, out + qo, ldq);
+      attend_block(out + qo, q + qo, ldq, kc + ko, vc + ko, ldk, NULL, scratch,
+                   n - i0 < rows ? n - i0 : rows, p0 + i0, window, HD);
     }
 }
 

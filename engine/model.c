@@ -417,10 +417,10 @@ static void layer_forward(fb_model *m, fb_lora *lora, int i, const layer_io *io,
     memcpy(kc + (size_t)c->len * KD, io->k, sizeof(float) * (size_t)N * KD);
     memcpy(vc + (size_t)c->len * KD, io->v, sizeof(float) * (size_t)N * KD);
     fb_op_attention_cached(io->att, io->q, kc, vc, ap->scratch, N, c->len, m->NH, m->NKV, m->HD,
-                           m->cfg.sliding_window);
+                           m->cfg.layer_window[i]);
   } else {
     fb_op_attention_forward(io->att, io->q, io->k, io->v, ap->seg, ap->scratch, ap->B, ap->T, m->NH,
-                            m->NKV, m->HD, m->cfg.sliding_window);
+                            m->NKV, m->HD, m->cfg.layer_window[i]);
   }
   proj_forward(m, lora, i, FB_PROJ_O, io->tmp, io->att, N, training);
   fb_op_add(io->x_mid, io->x_in, io->tmp, (size_t)N * C);
@@ -629,7 +629,7 @@ int fb_model_backward(fb_model *m, fb_lora *lora, const fb_batch *b, fb_err *err
     memset(a->datt, 0, sizeof(float) * (size_t)N * QD);
     proj_backward(m, lora, i, FB_PROJ_O, a->datt, a->dres, att, N);
     fb_op_attention_backward(a->dq, a->dk, a->dv, a->datt, q, k, v, b->seg, a->scratch, B, T, m->NH,
-                             m->NKV, m->HD, m->cfg.sliding_window);
+                             m->NKV, m->HD, m->cfg.layer_window[i]);
     fb_op_rope_backward(a->dq, m->rope_cos, m->rope_sin, a->pos, N, m->NH, m->HD);
     fb_op_rope_backward(a->dk, m->rope_cos, m->rope_sin, a->pos, N, m->NKV, m->HD);
     memset(a->dln, 0, sizeof(float) * NC);
@@ -652,6 +652,26 @@ static int copy_file(const char *src, const char *dst, fb_err *err) {
   rc = fb_write_file_atomic(dst, buf, len, err);
   free(buf);
   return rc;
+}
+
+/* The sliding-window fields that parse back to c's windows (model_config.c): Mistral its window
+ * or null (an absent key would mean 4096); Qwen2 layer_types, which transformers reads first,
+ * and max_window_layers for versions that predate it. */
+static void add_windows(cJSON *j, const fb_model_config *c) {
+  int first = c->num_hidden_layers;
+  for (int l = c->num_hidden_layers - 1; l >= 0; l--)
+    if (c->layer_window[l] > 0) first = l;
+  int any = first < c->num_hidden_layers;
+  if (c->arch == FB_ARCH_LLAMA) return;
+  if (any) cJSON_AddNumberToObject(j, "sliding_window", c->sliding_window);
+  else cJSON_AddNullToObject(j, "sliding_window");
+  if (c->arch != FB_ARCH_QWEN2) return;
+  cJSON_AddBoolToObject(j, "use_sliding_window", any);
+  cJSON_AddNumberToObject(j, "max_window_layers", first);
+  cJSON *types = cJSON_AddArrayToObject(j, "layer_types");
+  for (int l = 0; l < c->num_hidden_layers; l++)
+    cJSON_AddItemToArray(types, cJSON_CreateString(c->layer_window[l] > 0 ? "sliding_attention"
+                                                                          : "full_attention"));
 }
 
 /* config.json for m->cfg, in Hugging Face's spelling, written atomically to path. */
@@ -688,8 +708,7 @@ static int write_config(const fb_model *m, const char *path, fb_err *err) {
   cJSON_AddNumberToObject(j, "max_position_embeddings", c->max_position_embeddings);
   cJSON_AddBoolToObject(j, "tie_word_embeddings", c->tie_word_embeddings);
   if (c->arch != FB_ARCH_QWEN2) cJSON_AddBoolToObject(j, "attention_bias", c->attention_bias);
-  if (c->arch == FB_ARCH_MISTRAL && c->sliding_window > 0)
-    cJSON_AddNumberToObject(j, "sliding_window", c->sliding_window);
+  add_windows(j, c);
   if (c->bos_token_id >= 0) cJSON_AddNumberToObject(j, "bos_token_id", c->bos_token_id);
   if (c->n_eos == 1) cJSON_AddNumberToObject(j, "eos_token_id", c->eos_token_ids[0]);
   if (c->n_eos > 1)

@@ -4,6 +4,7 @@
 #include "model_config.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,6 +15,8 @@
 
 #define MAX_CONFIG_BYTES (1u << 20)
 #define NPROJ 7 /* q k v o gate up down, in fb_target bit order */
+#define HF_SLIDING_WINDOW 4096 /* MistralConfig's and Qwen2Config's default sliding_window */
+#define HF_MAX_WINDOW_LAYERS 28 /* Qwen2Config's default max_window_layers */
 
 static const char *const arch_names[] = {"LlamaForCausalLM", "Qwen2ForCausalLM",
                                          "MistralForCausalLM"};
@@ -155,6 +158,70 @@ static int parse_rope_scaling(fb_model_config *c, const cJSON *root, const char 
   return 0;
 }
 
+/* sliding_window: absent gives transformers' default, null none, else a positive integer. */
+static int get_window(const cJSON *root, int *out, const char *label, fb_err *err) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
+  *out = !v ? HF_SLIDING_WINDOW : 0;
+  if (!v || cJSON_IsNull(v)) return 0;
+  double d = v->valuedouble;
+  if (!cJSON_IsNumber(v) || d != floor(d) || d < 1)
+    return bad(err, FB_EFORMAT, label, "sliding_window",
+               "expected a positive integer or null, got %s",
+               !cJSON_IsNumber(v) ? json_type(v) : d != floor(d) ? "a fraction" : "a number < 1");
+  return get_int(root, "sliding_window", 1, 0, 1, FB_CFG_MAX_POSITIONS, out, label, err);
+}
+
+/* Qwen2's layer_types, when given: one "full_attention" or "sliding_attention" per layer. */
+static int parse_layer_types(fb_model_config *c, const cJSON *types, int window, const char *label,
+                             fb_err *err) {
+  if (!cJSON_IsArray(types) || cJSON_GetArraySize(types) != c->num_hidden_layers)
+    return bad(err, FB_EFORMAT, label, "layer_types",
+               "expected an array of num_hidden_layers (%d) strings", c->num_hidden_layers);
+  int l = 0;
+  const cJSON *t;
+  cJSON_ArrayForEach(t, types) {
+    int sliding = cJSON_IsString(t) && strcmp(t->valuestring, "sliding_attention") == 0;
+    if (!sliding && !(cJSON_IsString(t) && strcmp(t->valuestring, "full_attention") == 0))
+      return bad(err, FB_EUNSUPPORTED, label, "layer_types",
+                 "element %d is not \"full_attention\" or \"sliding_attention\"", l);
+    c->layer_window[l++] = sliding ? window : 0;
+  }
+  return 0;
+}
+
+/* Each layer's sliding window, as Hugging Face transformers defines it per architecture:
+ * - Mistral: every layer; sliding_window defaults to 4096 (MistralConfig), null means none.
+ * - Qwen2 (transformers configuration_qwen2.py): `self.sliding_window = sliding_window if
+ *   self.use_sliding_window else None`; layer_types defaults to "sliding_attention" for layer i
+ *   when `self.sliding_window is not None and i >= self.max_window_layers`, else
+ *   "full_attention"; Qwen2Attention takes `config.sliding_window if layer_type ==
+ *   "sliding_attention" else None`. use_sliding_window defaults to false, max_window_layers to 28.
+ * - Llama: no window (LlamaConfig has none; a sliding_window key is ignored as there). */
+static int parse_windows(fb_model_config *c, const cJSON *root, const char *label, fb_err *err) {
+  int window = 0, use = 0, first = 0;
+  if (c->arch == FB_ARCH_LLAMA) return 0;
+  int rc = get_window(root, &window, label, err);
+  if (rc == 0 && c->arch == FB_ARCH_QWEN2) {
+    rc = get_bool(root, "use_sliding_window", 0, &use, label, err);
+    if (rc == 0)
+      rc = get_int(root, "max_window_layers", 0, HF_MAX_WINDOW_LAYERS, 0, INT_MAX, &first, label,
+                   err);
+    if (!use) window = 0;
+  }
+  if (rc != 0) return rc;
+  fb_model_config_set_window(c, window, first);
+  const cJSON *types = cJSON_GetObjectItemCaseSensitive(root, "layer_types");
+  if (c->arch == FB_ARCH_QWEN2 && types && !cJSON_IsNull(types))
+    return parse_layer_types(c, types, window, label, err);
+  return 0;
+}
+
+void fb_model_config_set_window(fb_model_config *c, int window, int first_layer) {
+  c->sliding_window = window;
+  for (int l = 0; l < FB_CFG_MAX_LAYERS; l++)
+    c->layer_window[l] = l >= first_layer && l < c->num_hidden_layers ? window : 0;
+}
+
 static int parse_tokens(fb_model_config *c, const cJSON *root, const char *label, fb_err *err) {
   int rc = get_int(root, "bos_token_id", 0, -1, 0, FB_CFG_MAX_VOCAB, &c->bos_token_id, label, err);
   if (rc != 0) return rc;
@@ -220,9 +287,7 @@ static int parse_fields(fb_model_config *c, const cJSON *root, const char *label
   if (rc == 0) rc = parse_rope_scaling(c, root, label, err);
   if (rc == 0) rc = get_bool(root, "tie_word_embeddings", 0, &c->tie_word_embeddings, label, err);
   if (rc == 0) rc = get_bool(root, "attention_bias", 0, &c->attention_bias, label, err);
-  if (rc == 0)
-    rc = get_int(root, "sliding_window", 0, 0, 1, FB_CFG_MAX_POSITIONS, &c->sliding_window, label,
-                 err);
+  if (rc == 0) rc = parse_windows(c, root, label, err);
   if (rc == 0) rc = parse_tokens(c, root, label, err);
   if (rc != 0) return rc;
   const cJSON *dt = cJSON_GetObjectItemCaseSensitive(root, "torch_dtype");
@@ -240,7 +305,6 @@ static int parse_fields(fb_model_config *c, const cJSON *root, const char *label
   } else {
     c->o_bias = c->attention_bias;
   }
-  if (c->arch != FB_ARCH_MISTRAL) c->sliding_window = 0; /* Qwen2 keeps it off by default */
   return 0;
 }
 

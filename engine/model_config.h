@@ -42,7 +42,8 @@ typedef struct fb_model_config {
   int tie_word_embeddings; /* 0/1, default 0 */
   int attention_bias;      /* q/k/v projections have a bias: Qwen2 always, Llama if set */
   int o_bias;              /* o_proj has a bias: Llama with attention_bias only */
-  int sliding_window;      /* Mistral's window; 0 = none */
+  int sliding_window;      /* the window of windowed layers (Mistral, Qwen2); 0 = none */
+  int layer_window[FB_CFG_MAX_LAYERS]; /* each layer's window, 0 = full attention */
   char torch_dtype[16];    /* "float32", "float16", "bfloat16", or "" when absent */
   int bos_token_id;        /* -1 when absent */
   int n_eos;               /* eos_token_id: an integer or an array of them */
@@ -56,6 +57,10 @@ int fb_model_config_parse(fb_model_config *c, const char *json, size_t len, cons
                           fb_err *err);
 /* Read and parse a config.json file (at most 1 MB). */
 int fb_model_config_load(fb_model_config *c, const char *path, fb_err *err);
+
+/* Give layers first_layer.. the sliding window `window` (0 = none) and the layers before them
+ * full attention: Mistral's layout with first_layer 0, Qwen2's with max_window_layers. */
+void fb_model_config_set_window(fb_model_config *c, int window, int first_layer);
 
 /* The weight shape [out, in] of projection `index` in a layer, index being the bit index of an
  * fb_target (adapter_config.h): 0 q_proj, 1 k_proj, 2 v_proj, 3 o_proj, 4 gate_proj, 5 up_proj,

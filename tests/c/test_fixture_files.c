@@ -212,10 +212,10 @@ TEST(every_fixture_has_the_lora_check_layout) {
 TEST(fixtures_cover_the_required_variants) {
   static const char *const names[] = {"llama_gqa_tied", "qwen2_bias_linear_rope",
                                       "llama3_rope_mqa_untied", "mistral_mha_tied_window",
-                                      "llama_gqa_bf16_weights"};
+                                      "llama_gqa_bf16_weights", "qwen2_window_split"};
   int gqa = 0, bias = 0, nobias = 0, tied = 0, untied = 0, linear = 0, llama3 = 0, bf16 = 0,
-      window = 0;
-  for (int i = 0; i < 5; i++) {
+      window = 0, split = 0;
+  for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
     char path[256];
     fb_model_config c;
     fb_err err = {0};
@@ -228,6 +228,9 @@ TEST(fixtures_cover_the_required_variants) {
     llama3 += c.rope_scaling.type == FB_ROPE_LLAMA3;
     bf16 += strcmp(c.torch_dtype, "bfloat16") == 0;
     window += c.sliding_window > 0 && c.sliding_window < 12; /* shorter than the rows */
+    int windowed = 0;
+    for (int l = 0; l < c.num_hidden_layers; l++) windowed += c.layer_window[l] > 0;
+    split += windowed > 0 && windowed < c.num_hidden_layers; /* windowed and full layers */
   }
-  CHECK(gqa && bias && nobias && tied && untied && linear && llama3 && bf16 && window);
+  CHECK(gqa && bias && nobias && tied && untied && linear && llama3 && bf16 && window && split);
 }

@@ -102,10 +102,12 @@ static double fd(fb_model *m, fb_lora *l, int training, float *x, const float *g
   return worst;
 }
 
-static void lora_grad_check(int tied, int bias, double dropout, int window) {
+/* window > 0: a sliding window on layers first_window_layer.. (Qwen2's layout). */
+static void lora_grad_check(int tied, int bias, double dropout, int window,
+                            int first_window_layer) {
   fb_model *m = tiny_model(tied, bias, 3);
   REQUIRE(m);
-  m->cfg.sliding_window = window;
+  fb_model_config_set_window(&m->cfg, window, first_window_layer);
   fb_lora *l = tiny_lora(m, FB_TARGET_ALL, dropout, 1);
   REQUIRE(l);
   fb_err err = {0};
@@ -123,21 +125,27 @@ static void lora_grad_check(int tied, int bias, double dropout, int window) {
   fb_model_free(m);
 }
 
-TEST(model_lora_gradients_match_finite_differences) { lora_grad_check(0, 0, 0, 0); }
-TEST(model_lora_gradients_tied_with_bias) { lora_grad_check(1, 1, 0, 0); }
-TEST(model_lora_gradients_with_dropout) { lora_grad_check(0, 0, 0.3, 0); }
-TEST(model_lora_gradients_with_a_sliding_window) { lora_grad_check(0, 0, 0, 2); }
+TEST(model_lora_gradients_match_finite_differences) { lora_grad_check(0, 0, 0, 0, 0); }
+TEST(model_lora_gradients_tied_with_bias) { lora_grad_check(1, 1, 0, 0, 0); }
+TEST(model_lora_gradients_with_dropout) { lora_grad_check(0, 0, 0.3, 0, 0); }
+TEST(model_lora_gradients_with_a_sliding_window) { lora_grad_check(0, 0, 0, 2, 0); }
+TEST(model_lora_gradients_with_a_window_on_the_last_layer) { lora_grad_check(1, 1, 0, 2, 1); }
 
-/* Mistral's sliding window: one as long as the rows changes nothing, a shorter one changes the
- * loss (the windowed attention itself is checked in test_ops.c and against PyTorch). */
+/* A sliding window as long as the rows changes nothing, a shorter one changes the loss, and
+ * each layer takes its own (the windowed attention itself is checked in test_ops.c and against
+ * PyTorch). */
 TEST(sliding_window_applies_only_past_its_length) {
   fb_model *m = tiny_model(0, 0, 3);
   REQUIRE(m);
   double full = loss_of(m, NULL, 0);
-  m->cfg.sliding_window = 6;
+  fb_model_config_set_window(&m->cfg, 6, 0);
   CHECK(loss_of(m, NULL, 0) == full);
-  m->cfg.sliding_window = 2;
-  CHECK(fabs(loss_of(m, NULL, 0) - full) > 1e-4);
+  fb_model_config_set_window(&m->cfg, 2, 0);
+  double all = loss_of(m, NULL, 0);
+  CHECK(fabs(all - full) > 1e-4);
+  fb_model_config_set_window(&m->cfg, 2, 1);
+  double last = loss_of(m, NULL, 0);
+  CHECK(fabs(last - full) > 1e-4 && fabs(last - all) > 1e-4);
   fb_model_free(m);
 }
 
@@ -477,4 +485,37 @@ TEST(created_model_saves_a_config_that_loads_back) {
   fb_model_free(back);
   fb_model_free(m);
   rm_rf(tmpdir);
+}
+
+/* A saved config.json keeps every layer's window: Mistral's null (absent would mean 4096), and
+ * Qwen2's windowed and full layers. */
+TEST(saved_configs_keep_each_layers_window) {
+  static const struct {
+    fb_arch arch;
+    const char *name;
+    int window, first_layer;
+  } cases[] = {{FB_ARCH_MISTRAL, "MistralForCausalLM", 0, 0},
+               {FB_ARCH_MISTRAL, "MistralForCausalLM", 3, 0},
+               {FB_ARCH_QWEN2, "Qwen2ForCausalLM", 0, 0},
+               {FB_ARCH_QWEN2, "Qwen2ForCausalLM", 5, 1},
+               {FB_ARCH_QWEN2, "Qwen2ForCausalLM", 5, 0}};
+  for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+    fb_model_config c = tiny_config(0, cases[k].arch == FB_ARCH_QWEN2);
+    c.arch = cases[k].arch;
+    snprintf(c.architecture, sizeof c.architecture, "%s", cases[k].name);
+    fb_model_config_set_window(&c, cases[k].window, cases[k].first_layer);
+    fb_model *m = NULL, *back = NULL;
+    fb_err err = {0};
+    REQUIRE(fb_model_create(&m, &c, &err) == 0 && make_tmpdir());
+    CHECK_INT(fb_model_save(m, NULL, tmpdir, &err), 0);
+    CHECK_INT(fb_model_load(&back, tmpdir, &err), 0);
+    REQUIRE(back);
+    for (int l = 0; l < c.num_hidden_layers; l++)
+      if (back->cfg.layer_window[l] != c.layer_window[l])
+        FB_FAIL_("case %zu layer %d: window %d, want %d", k, l, back->cfg.layer_window[l],
+                 c.layer_window[l]);
+    fb_model_free(back);
+    fb_model_free(m);
+    rm_rf(tmpdir);
+  }
 }

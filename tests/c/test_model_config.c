@@ -219,6 +219,88 @@ TEST(each_rule_has_its_message) {
   expect_refused("bos_token_id", "50000", FB_EFORMAT, "field 'bos_token_id': 50000 is not below");
 }
 
+/* Sliding windows as Hugging Face transformers reads them (model_config.c cites the rules):
+ * fields added to a 4-layer model of the architecture -> each layer's window, or the error. */
+TEST(sliding_windows_follow_transformers) {
+#define SLIDING4 "[\"sliding_attention\",\"full_attention\",\"sliding_attention\",\"full_attention\"]"
+  static const struct {
+    const char *arch, *fields;
+    int window[4], code;
+    const char *want;
+  } cases[] = {
+      {"MistralForCausalLM", "", {4096, 4096, 4096, 4096}, 0, NULL}, /* MistralConfig default */
+      {"MistralForCausalLM", ",\"sliding_window\":null", {0, 0, 0, 0}, 0, NULL},
+      {"MistralForCausalLM", ",\"sliding_window\":16", {16, 16, 16, 16}, 0, NULL},
+      {"MistralForCausalLM", ",\"layer_types\":" SLIDING4, {4096, 4096, 4096, 4096}, 0,
+       NULL}, /* MistralConfig has no layer_types */
+      {"MistralForCausalLM", ",\"sliding_window\":0", {0}, FB_EFORMAT,
+       "field 'sliding_window': expected a positive integer or null, got a number < 1"},
+      {"MistralForCausalLM", ",\"sliding_window\":-4096", {0}, FB_EFORMAT,
+       "field 'sliding_window': expected a positive integer or null, got a number < 1"},
+      {"MistralForCausalLM", ",\"sliding_window\":\"4096\"", {0}, FB_EFORMAT,
+       "field 'sliding_window': expected a positive integer or null, got a string"},
+      {"MistralForCausalLM", ",\"sliding_window\":40.5", {0}, FB_EFORMAT,
+       "field 'sliding_window': expected a positive integer or null, got a fraction"},
+      {"MistralForCausalLM", ",\"sliding_window\":1e9", {0}, FB_ELIMIT,
+       "field 'sliding_window': 1000000000 is outside the allowed range"},
+      {"Qwen2ForCausalLM", ",\"sliding_window\":16,\"max_window_layers\":1", {0, 0, 0, 0}, 0,
+       NULL}, /* use_sliding_window defaults to false */
+      {"Qwen2ForCausalLM", ",\"use_sliding_window\":true,\"sliding_window\":16,"
+                           "\"max_window_layers\":1",
+       {0, 16, 16, 16}, 0, NULL},
+      {"Qwen2ForCausalLM", ",\"use_sliding_window\":true,\"max_window_layers\":3",
+       {0, 0, 0, 4096}, 0, NULL}, /* Qwen2Config's default window */
+      {"Qwen2ForCausalLM", ",\"use_sliding_window\":true,\"sliding_window\":16", {0, 0, 0, 0}, 0,
+       NULL}, /* max_window_layers defaults to 28 */
+      {"Qwen2ForCausalLM", ",\"use_sliding_window\":true,\"sliding_window\":16,"
+                           "\"max_window_layers\":0",
+       {16, 16, 16, 16}, 0, NULL},
+      {"Qwen2ForCausalLM", ",\"use_sliding_window\":true,\"sliding_window\":null,"
+                           "\"max_window_layers\":0",
+       {0, 0, 0, 0}, 0, NULL},
+      {"Qwen2ForCausalLM", ",\"use_sliding_window\":true,\"sliding_window\":8,"
+                           "\"max_window_layers\":3,\"layer_types\":" SLIDING4,
+       {8, 0, 8, 0}, 0, NULL}, /* layer_types, when given, overrides max_window_layers */
+      {"Qwen2ForCausalLM", ",\"sliding_window\":8,\"layer_types\":" SLIDING4, {0, 0, 0, 0}, 0,
+       NULL},
+      {"Qwen2ForCausalLM", ",\"use_sliding_window\":1", {0}, FB_EFORMAT,
+       "field 'use_sliding_window': expected true or false, got a number"},
+      {"Qwen2ForCausalLM", ",\"max_window_layers\":-1", {0}, FB_EFORMAT,
+       "field 'max_window_layers': -1 is outside the allowed range"},
+      {"Qwen2ForCausalLM", ",\"use_sliding_window\":true,\"sliding_window\":0", {0}, FB_EFORMAT,
+       "field 'sliding_window': expected a positive integer or null"},
+      {"Qwen2ForCausalLM", ",\"layer_types\":[\"full_attention\"]", {0}, FB_EFORMAT,
+       "field 'layer_types': expected an array of num_hidden_layers (4) strings"},
+      {"Qwen2ForCausalLM",
+       ",\"layer_types\":[\"full_attention\",\"full_attention\",\"full_attention\",7]", {0},
+       FB_EUNSUPPORTED,
+       "field 'layer_types': element 3 is not \"full_attention\" or \"sliding_attention\""},
+      {"LlamaForCausalLM", ",\"sliding_window\":16,\"use_sliding_window\":true", {0, 0, 0, 0}, 0,
+       NULL},
+  };
+#undef SLIDING4
+  for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"architectures\":[\"%s\"],\"vocab_size\":64,\"hidden_size\":32,"
+             "\"intermediate_size\":64,\"num_hidden_layers\":4,\"num_attention_heads\":4,"
+             "\"max_position_embeddings\":128,\"rms_norm_eps\":1e-6%s}",
+             cases[k].arch, cases[k].fields);
+    fb_model_config c;
+    fb_err err = {0};
+    int rc = fb_model_config_parse(&c, json, strlen(json), "w/config.json", &err);
+    if (rc != cases[k].code)
+      FB_FAIL_("case %zu (%s%s): rc %d, want %d (%s)", k, cases[k].arch, cases[k].fields, rc,
+               cases[k].code, err.msg);
+    else if (rc != 0 && (!strstr(err.msg, cases[k].want) || !strstr(err.msg, "w/config.json")))
+      FB_FAIL_("case %zu: \"%s\" lacks \"%s\"", k, err.msg, cases[k].want);
+    for (int l = 0; rc == 0 && l < 4; l++)
+      if (c.layer_window[l] != cases[k].window[l])
+        FB_FAIL_("case %zu (%s%s): layer %d window %d, want %d", k, cases[k].arch,
+                 cases[k].fields, l, c.layer_window[l], cases[k].window[l]);
+  }
+}
+
 TEST(absurd_head_dimensions_are_capped) {
   fb_model_config c;
   fb_err err = {0};

@@ -2,7 +2,8 @@
 """make_fixtures.py: write the PyTorch parity fixtures for `fastbrain lora-check` into
 tests/parity/fixtures/<case>/ (model/config.json, model/model.safetensors, in.safetensors,
 expected.safetensors), from ref_llama.py. Deterministic: seeded per case. Computes in float64,
-stores F32. Run with Debian's torch: /usr/bin/python3 tests/parity/make_fixtures.py
+stores F32. Run with Debian's torch: /usr/bin/python3 tests/parity/make_fixtures.py [CASE...]
+(no case names: every case).
 
 Layout (see the issue): in.safetensors holds input_ids, labels [B,T] I32 (-100 ignored),
 lora_init.<peft key>, and __metadata__ rank, alpha, targets, lora_dropout, lr, beta1, beta2,
@@ -68,6 +69,14 @@ CASES = [
       "rope_scaling": None},
      {"rank": 4, "alpha": 8.0, "targets": list(ref.TARGETS), "rslora": False, "dropout": 0.2,
       "dropout_seed": 77}),
+    # Qwen2's windows: use_sliding_window with max_window_layers 1 windows layers 1 and 2 and
+    # leaves layer 0 full; the window is shorter than the rows and the greedy continuation
+    ("qwen2_window_split",
+     {"architectures": ["Qwen2ForCausalLM"], "num_hidden_layers": 3, "num_key_value_heads": 2,
+      "tie_word_embeddings": True, "rope_scaling": None, "use_sliding_window": True,
+      "sliding_window": 4, "max_window_layers": 1},
+     {"rank": 4, "alpha": 8.0, "targets": ["q_proj", "k_proj", "v_proj", "o_proj", "down_proj"],
+      "rslora": False}),
 ]
 
 OPT = {"lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.1}
@@ -180,8 +189,10 @@ def build(name, overrides, lora_cfg, seed):
     return config, model, inp, meta_in, exp, meta_exp
 
 
-def main():
+def main(only):
     for index, (name, overrides, lora_cfg) in enumerate(CASES):
+        if only and name not in only:
+            continue
         for attempt in range(50):
             seed = 1000 * (index + 1) + attempt
             made = build(name, overrides, lora_cfg, seed)
@@ -204,4 +215,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -1,6 +1,7 @@
 """ref_llama.py: Hugging Face Llama-family semantics written out on their own in plain torch,
 as the independent reference fastbrain is checked against: embedding, RMSNorm, RoPE (HF
-rotate_half; linear and llama3 scaling), GQA causal attention with Mistral's sliding window,
+rotate_half; linear and llama3 scaling), GQA causal attention with Mistral's and Qwen2's
+sliding windows (per layer),
 SwiGLU, tied or untied lm_head, q/k/v bias (Qwen2; Llama's attention_bias also biases o_proj),
 LoRA y = Wx + s*B(A(dropout(x))), the HF shifted cross-entropy, and greedy decoding. No
 transformers or peft import. LoRA dropout draws fastbrain's documented masks (dropout_mask), so
@@ -42,11 +43,26 @@ class Config:
         self.rope_scaling = d.get("rope_scaling")
         self.tie_word_embeddings = d.get("tie_word_embeddings", False)
         self.torch_dtype = d.get("torch_dtype", "float32")
-        mistral = self.architecture == "MistralForCausalLM"
-        self.sliding_window = d.get("sliding_window") if mistral else None
         qwen2 = self.architecture == "Qwen2ForCausalLM"
+        self.layer_windows = layer_windows(d, self.architecture, self.num_hidden_layers)
         self.qkv_bias = qwen2 or d.get("attention_bias", False)
         self.o_bias = (not qwen2) and d.get("attention_bias", False)
+
+
+def layer_windows(d, architecture, n_layers):
+    """Each layer's sliding window (None = full attention) as transformers sets it: Mistral's
+    sliding_window (default 4096, null none) on every layer; Qwen2's only with
+    use_sliding_window, on the layers layer_types marks "sliding_attention", by default those
+    from max_window_layers (default 28) on; Llama none."""
+    if architecture == "MistralForCausalLM":
+        return [d.get("sliding_window", 4096)] * n_layers
+    if architecture != "Qwen2ForCausalLM":
+        return [None] * n_layers
+    window = d.get("sliding_window", 4096) if d.get("use_sliding_window", False) else None
+    types = d.get("layer_types") or [
+        "sliding_attention" if window is not None and i >= d.get("max_window_layers", 28)
+        else "full_attention" for i in range(n_layers)]
+    return [window if t == "sliding_attention" else None for t in types]
 
 
 def peft_key(layer, module, which):
@@ -170,11 +186,12 @@ def forward(cfg, weights, ids, lora=None, store=keep):
     x = store(weights["model.embed_tokens.weight"][ids])  # [B, T, C]
     cos, sin = map(store, rope_cos_sin(cfg, torch.arange(T), x.dtype))
     i, j = torch.arange(T)[:, None], torch.arange(T)[None, :]
-    causal = j <= i
-    if cfg.sliding_window:
-        causal &= i - j < cfg.sliding_window  # HF: key j is masked once i - j >= window
     for layer in range(cfg.num_hidden_layers):
         p = f"model.layers.{layer}"
+        window = cfg.layer_windows[layer]
+        causal = j <= i
+        if window:
+            causal = causal & (i - j < window)  # HF: key j is masked once i - j >= window
 
         def proj(inp, module, bias):
             return lora_linear(inp, weights, module_prefix(layer, module), bias, lora,
