@@ -1,7 +1,8 @@
 /* jobs.c: the job registry of jobs.h: single flight per skill, a run limit with a FIFO queue,
  * worker processes read as JSON lines, states and reasons, job.json/progress.jsonl on disk,
  * the data directory lock, recovery on open, numbered events to listeners.
- * It does not interpret specs or train: workers do. */
+ * It does not train or interpret specs (workers do), except to settle on open what a killed
+ * worker left of the output it was writing to the spec's `out`. */
 #include "jobs.h"
 
 #include <dirent.h>
@@ -19,6 +20,7 @@
 
 #include "fsutil.h"
 #include "log.h"
+#include "train.h"
 
 #define DEFAULT_STALE_MS (30 * 60 * 1000ull)
 #define DEFAULT_GRACE_MS 10000ull
@@ -1146,6 +1148,16 @@ static void recover(fb_jobs *r, fb_job *job) {
   set_state(r, job, FB_JOB_INTERRUPTED, reason);
 }
 
+/* A worker killed while it wrote its output leaves a hidden partial directory beside `out` (or
+ * a half-done replacement): remove it (finish it) while no worker runs. */
+static void settle_output(fb_jobs *r, const fb_job *job) {
+  cJSON *spec = cJSON_Parse(job->spec);
+  const char *out = get_str(spec, "out");
+  fb_err err = {0};
+  if (out && *out && fb_train_settle_output(out, &err) != 0) report(r, "job %s: %s", job->id, err.msg);
+  cJSON_Delete(spec);
+}
+
 static int load_jobs(fb_jobs *r, fb_err *err) {
   char path[PATH_MAX];
   snprintf(path, sizeof path, "%s/jobs", r->data_dir);
@@ -1160,8 +1172,10 @@ static int load_jobs(fb_jobs *r, fb_err *err) {
   /* Jobs that ran become interrupted before anything is queued (a state change may pump the
    * queue); then queued jobs queue again, oldest first, for open's own pump. */
   int n = 0;
-  for (fb_job *job = r->jobs; job; job = job->next, n++)
+  for (fb_job *job = r->jobs; job; job = job->next, n++) {
     if (is_live(job)) recover(r, job);
+    settle_output(r, job);
+  }
   fb_job *order[n > 0 ? n : 1];
   n = 0;
   for (fb_job *job = r->jobs; job; job = job->next) order[n++] = job;

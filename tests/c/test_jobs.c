@@ -550,6 +550,43 @@ TEST(a_start_cut_short_by_a_crash_leaves_nothing) {
   env_close(&e);
 }
 
+/* A worker killed while it wrote its output leaves the hidden partial directory beside the
+ * spec's out, or out stepped aside mid-replacement: open settles both. */
+TEST(open_settles_the_output_a_killed_worker_left) {
+  env e;
+  REQUIRE(env_open(&e, 0, 1) == 0);
+  char spec[300], out[200], path[300];
+  snprintf(out, sizeof out, "%s/adapters/s/v1", e.dir);
+  snprintf(spec, sizeof spec, "{\"steps\":1,\"out\":\"%s\"}", out);
+  fb_job *job = start(&e, "s", spec, 0);
+  REQUIRE(job);
+  CHECK(run_until(&e, is_final, job, 8000));
+  fb_jobs_close(e.r);
+  uv_run(&e.loop, UV_RUN_DEFAULT);
+  const char *dirs[] = {"adapters", "adapters/s", "adapters/s/.v1.partial", "adapters/s/.v1.replaced",
+                        "adapters/s/.v1.replaced/checkpoints"};
+  for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+    snprintf(path, sizeof path, "%s/%s", e.dir, dirs[i]);
+    CHECK_INT(mkdir(path, 0755), 0);
+  }
+  snprintf(path, sizeof path, "%s/adapters/s/.v1.partial/summary.json", e.dir);
+  write_text(path, "{}");
+  fb_err err = {0};
+  REQUIRE(fb_jobs_open(&e.loop, &e.opt, &e.r, &err) == 0);
+  CHECK(fb_jobs_reports(e.r)[0] == NULL);
+  snprintf(path, sizeof path, "%s/adapters/s", e.dir);
+  CHECK_INT(count_entries(path), 1); /* v1, and nothing hidden */
+  DIR *d = opendir(path);
+  REQUIRE(d);
+  int hidden = 0;
+  for (struct dirent *de; (de = readdir(d)) != NULL;) hidden += de->d_name[0] == '.' && strlen(de->d_name) > 2;
+  closedir(d);
+  CHECK_INT(hidden, 0);
+  snprintf(path, sizeof path, "%s/checkpoints", out); /* the replacement was undone */
+  CHECK_INT(access(path, F_OK), 0);
+  env_close(&e);
+}
+
 /* Rounds of: a registry SIGKILLed at a random moment of its job, reopened, the job resumed to
  * the end. No job is lost or duplicated, every job.json parses, events stay gapless.
  * FB_JOBS_ROUNDS sets the number of rounds (a soak). */

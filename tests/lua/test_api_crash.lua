@@ -3,8 +3,8 @@
 -- of two fast skills (the request may still be in flight), waits a random moment, then
 -- SIGKILLs the server (and starts a new one on the same data directory) or the running worker.
 -- After every round: every job.json parses, no acknowledged (202) job is lost, none is listed
--- twice, at most one job per skill is live, every adapter directory with its summary.json
--- (written last: the adapters API lists no other) is whole and so is every succeeded job's.
+-- twice, at most one job per skill is live, every adapter directory is whole (the API lists
+-- exactly those) and every succeeded job has one.
 -- At the end each skill's latest job (the one the API resumes) is resumed from its checkpoint
 -- until it succeeds, and every succeeded job's loss history is whole: steps 1..N, each once.
 -- FB_CRASH_ROUNDS (default 50) rounds; FB_CRASH_SEED repeats a run (the seed is printed).
@@ -59,24 +59,35 @@ local function whole_safetensors(path)
   return 8 + n + stop == #s
 end
 
--- An adapter directory is whole once its summary.json (written last) is there: then every
--- file parses. One without it is the unfinished output of a job that has not succeeded (the
--- API does not list it); a succeeded job's adapter is whole.
+-- Every adapter directory is whole, whatever became of its job: the trainer builds the output
+-- in a hidden sibling (".<version>.partial") and renames it into place in one step. The API
+-- lists exactly the visible directories, never a hidden one; a succeeded job's adapter exists.
 local function check_adapters(jobs)
-  local finished = {}
-  for _, job in pairs(jobs) do
-    if job.state == "succeeded" then finished[job.spec.out] = job.id end
-  end
-  local root = data_dir .. "/adapters"
+  local root, visible = data_dir .. "/adapters", {}
   for _, skill in ipairs(fb.fs.list(root) or {}) do
     for _, v in ipairs(fb.fs.list(root .. "/" .. skill) or {}) do
       local dir = root .. "/" .. skill .. "/" .. v
-      if fb.fs.read(dir .. "/summary.json") or finished[dir] then
+      if v:sub(1, 1) ~= "." then
+        visible[skill .. "/" .. v] = true
         assert(whole_safetensors(dir .. "/adapter_model.safetensors"), dir .. ": adapter half-written")
         for _, f in ipairs{"adapter_config.json", "summary.json", "example_losses.json"} do
           assert(pcall(json.decode, fb.fs.read(dir .. "/" .. f) or ""), dir .. "/" .. f .. ": not whole")
         end
       end
+    end
+  end
+  local status, body = call("GET", "/api/adapters")
+  T.eq(status, 200)
+  local listed_n, visible_n = 0, 0
+  for _, a in ipairs(body.adapters) do
+    assert(visible[a.skill .. "/" .. a.version], "listed but not a whole directory: " .. a.skill .. "/" .. a.version)
+    listed_n = listed_n + 1
+  end
+  for _ in pairs(visible) do visible_n = visible_n + 1 end
+  T.eq(listed_n, visible_n, "adapters listed")
+  for id, job in pairs(jobs) do
+    if job.state == "succeeded" then
+      assert(fb.fs.mode(job.spec.out .. "/summary.json"), id .. " succeeded without its adapter")
     end
   end
 end
