@@ -875,6 +875,12 @@ int fb_jobs_resume(fb_jobs *r, fb_job *job, fb_job **live, fb_err *err) {
   if (is_live(job) || job->state == FB_JOB_SUCCEEDED)
     return fb_err_set(err, FB_EINVALID, "job %s is %s: nothing to resume", job->id,
                       fb_job_state_name(job->state));
+  /* An interrupted or cancelled job may start over from step 0; a failed one only goes on. */
+  if (job->state == FB_JOB_FAILED && job->checkpoint_step < 0)
+    return fb_err_set(err, FB_EINVALID,
+                      "job %s failed before its first checkpoint (%s): nothing to resume; start "
+                      "a new job",
+                      job->id, job->reason);
   fb_job *other = live_job(r, job->skill);
   if (other) {
     *live = other;
@@ -898,6 +904,8 @@ fb_job *fb_jobs_get(const fb_jobs *r, const char *id) {
 }
 
 fb_job *fb_jobs_latest(const fb_jobs *r, const char *skill) {
+  fb_job *live = live_job(r, skill);
+  if (live) return live;
   for (fb_job *j = r->jobs; j; j = j->next)
     if (strcmp(j->skill, skill) == 0) return j;
   return NULL;

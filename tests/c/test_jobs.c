@@ -266,6 +266,10 @@ TEST(exit_codes_and_signals_become_reasons) {
   CHECK_CONTAINS(text, "loading model");  /* stderr is in the job's log */
   free(text);
   cJSON_Delete(j);
+  fb_job *live = NULL;
+  fb_err err = {0};
+  CHECK_INT(fb_jobs_resume(e.r, killed, &live, &err), FB_EINVALID);  /* it had no checkpoint */
+  CHECK_CONTAINS(err.msg, "failed before its first checkpoint (killed by signal 9)");
   CHECK(run_until(&e, is_final, crash, 5000));
   CHECK_INT(crash->state, FB_JOB_FAILED);
   CHECK_STR(crash->reason, "exit status 1: dataset error at data.jsonl:17");
