@@ -168,6 +168,7 @@ int fb_remove_tree(const char *path, fb_err *err) {
     return fb_err_set(err, FB_EINVALID, "remove_tree: refusing to remove '%s'", path ? path : "");
   int rc = nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
   if (rc != 0) rc = rc > 0 ? rc : errno;
-  if (rc != 0) return fb_err_set(err, rc == ENOENT ? FB_ENOTFOUND : FB_EIO, "%s: %s", path, strerror(rc));
+  if (rc != 0)
+    return fb_err_set(err, rc == ENOENT ? FB_ENOTFOUND : FB_EIO, "%s: %s", path, strerror(rc));
   return 0;
 }

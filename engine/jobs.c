@@ -20,6 +20,7 @@
 
 #include "fsutil.h"
 #include "log.h"
+#include "memcg.h"
 #include "train.h"
 
 #define DEFAULT_STALE_MS (30 * 60 * 1000ull)
@@ -34,6 +35,7 @@
 #define EXIT_NOMEM 4              /* docs/protocol.md: the worker ran out of memory */
 #define WORKER_RECORD "worker.jsonl" /* the worker's own copy of its stdout lines, this run */
 #define ORPHAN_WAIT_MS 2000       /* how long open waits for a killed orphan to go */
+#define MEMCG_PREFIX "fastbrain-worker-" /* + pid: a worker's memory cgroup (memcg.h) */
 
 typedef struct linebuf {
   char *buf;
@@ -52,6 +54,8 @@ typedef struct job_proc {
   int exited, out_eof, err_eof, done_seen, cancel_requested;
   int64_t exit_status;
   int term_signal;
+  int oom_killed; /* the kernel's OOM killer counted a kill in the worker's memory cgroup */
+  char memcg[PATH_MAX]; /* the worker's own memory cgroup, "" when none */
   linebuf outl, errl;
   struct job_proc *next; /* the registry's list of live workers */
 } job_proc;
@@ -82,6 +86,7 @@ struct fb_jobs {
   char **reports;
   int nreports;
   struct job_proc *procs; /* every worker not yet exited, stale ones included */
+  char memcg_root[PATH_MAX]; /* where workers get memory cgroups of their own, "" for none */
   int closed;
 };
 
@@ -386,6 +391,8 @@ static void set_state(fb_jobs *r, fb_job *job, fb_job_state state, const char *r
 static void on_proc_closed(uv_handle_t *h) {
   job_proc *p = h->data;
   if (--p->open_handles == 0) {
+    if (p->memcg[0] && rmdir(p->memcg) != 0)  /* a process the worker started still runs */
+      fb_debug("jobs: %s: %s", p->memcg, strerror(errno));
     free(p->outl.buf);
     free(p->errl.buf);
     free(p);
@@ -430,7 +437,9 @@ static fb_job_state exit_state(const job_proc *p, const fb_job *job, char *reaso
     else snprintf(reason, n, "cancelled: exit status %d", (int)p->exit_status);
     return FB_JOB_CANCELLED;
   }
-  if (p->term_signal) snprintf(reason, n, "killed by signal %d", p->term_signal);
+  if (p->term_signal == SIGKILL && p->oom_killed)
+    snprintf(reason, n, "out of memory (killed by the kernel)");
+  else if (p->term_signal) snprintf(reason, n, "killed by signal %d", p->term_signal);
   else if (p->exit_status == 0) snprintf(reason, n, "exit status 0 without a done event");
   else if (p->exit_status == EXIT_NOMEM)
     snprintf(reason, n, "out of memory%s%s%s%s", job->error_message ? ": " : "",
@@ -472,6 +481,10 @@ static void on_worker_exit(uv_process_t *h, int64_t status, int sig) {
   p->exited = 1;
   p->exit_status = status;
   p->term_signal = sig;
+  if (p->memcg[0]) {
+    p->oom_killed = sig == SIGKILL && fb_memcg_oom_kills(p->memcg) > 0;
+    if (rmdir(p->memcg) == 0) p->memcg[0] = '\0';
+  }
   uv_timer_stop(&p->kill_timer);
   if (!p->out_eof || !p->err_eof) uv_timer_start(&p->kill_timer, on_drain_timeout, DRAIN_MS, 0);
   maybe_finish(p);
@@ -675,6 +688,11 @@ static int spawn_worker(fb_jobs *r, fb_job *job, fb_err *err) {
   }
   uv_read_start((uv_stream_t *)&p->out, on_alloc, on_read);
   uv_read_start((uv_stream_t *)&p->err, on_alloc, on_read);
+  if (r->memcg_root[0]) {  /* it has just exec'd: its loading is yet to come */
+    char name[64];
+    snprintf(name, sizeof name, MEMCG_PREFIX "%d", p->process.pid);
+    fb_memcg_enter(r->memcg_root, name, p->process.pid, p->memcg, sizeof p->memcg);
+  }
   p->job = job;
   job->proc = p;
   job->pid = p->process.pid;
@@ -1146,6 +1164,11 @@ static void recover(fb_jobs *r, fb_job *job) {
   int alive = worker_alive(pid, job->id);
   if (alive) kill((pid_t)pid, SIGKILL);
   for (int ms = 0; alive && ms < ORPHAN_WAIT_MS && worker_alive(pid, job->id); ms += 10) usleep(10000);
+  if (r->memcg_root[0]) {  /* the crashed registry could not remove its memory cgroup */
+    char cg[PATH_MAX + 64];
+    snprintf(cg, sizeof cg, "%s/" MEMCG_PREFIX "%ld", r->memcg_root, pid);
+    rmdir(cg);
+  }
   if (replay_record(r, job, c.run_lines) || c.run_done) {
     set_state(r, job, FB_JOB_SUCCEEDED, NULL);
     return;
@@ -1162,7 +1185,8 @@ static void settle_output(fb_jobs *r, const fb_job *job) {
   cJSON *spec = cJSON_Parse(job->spec);
   const char *out = get_str(spec, "out");
   fb_err err = {0};
-  if (out && *out && fb_train_settle_output(out, &err) != 0) report(r, "job %s: %s", job->id, err.msg);
+  if (out && *out && fb_train_settle_output(out, &err) != 0)
+    report(r, "job %s: %s", job->id, err.msg);
   cJSON_Delete(spec);
 }
 
@@ -1245,6 +1269,7 @@ int fb_jobs_open(uv_loop_t *loop, const fb_jobs_options *opt, fb_jobs **out, fb_
   r->kill_grace_ms = opt->kill_grace_ms ? opt->kill_grace_ms : DEFAULT_GRACE_MS;
   r->max_running = opt->max_running > 0 ? opt->max_running : 1;
   r->data_dir = strdup(opt->data_dir);
+  if (fb_memcg_self(r->memcg_root, sizeof r->memcg_root) != 0) r->memcg_root[0] = '\0';
   char exe[PATH_MAX];
   size_t exe_len = sizeof exe;
   if (opt->worker) {

@@ -679,7 +679,8 @@ static int sibling(char *dst, size_t n, const char *out, const char *what, fb_er
     len--;
   for (base = len; base > 0 && out[base - 1] != '/'; base--)
     ;
-  int w = what ? snprintf(dst, n, "%.*s.%.*s.%s", (int)base, out, (int)(len - base), out + base, what)
+  int name = (int)(len - base);
+  int w = what ? snprintf(dst, n, "%.*s.%.*s.%s", (int)base, out, name, out + base, what)
                : snprintf(dst, n, "%.*s", base ? (int)base : 1, base ? out : ".");
   if (w < 0 || (size_t)w >= n)
     return fb_err_set(err, FB_EINVALID, "%s: path too long", out);

@@ -276,6 +276,43 @@ TEST(exit_codes_and_signals_become_reasons) {
   env_close(&e);
 }
 
+/* The kernel's OOM killer, told from another SIGKILL: with a memory cgroup of its own (we are
+ * root on a machine with cgroups), a worker that outgrows a 64 MiB limit set on it is killed
+ * by the kernel and its job reads "out of memory (killed by the kernel)"; its cgroup goes. */
+TEST(a_kill_by_the_oom_killer_reads_out_of_memory) {
+  env e;
+  REQUIRE(env_open(&e, 0, 1) == 0);
+  fb_job *job = start(&e, "grow", "{\"mode\":\"grow\",\"interval_ms\":100}", 0);
+  REQUIRE(job);
+  CHECK(run_until(&e, has_progress, job, 5000));
+  char path[128], line[512], cg[PATH_MAX] = "";
+  snprintf(path, sizeof path, "/proc/%ld/cgroup", job->pid);
+  FILE *f = fopen(path, "r");
+  REQUIRE(f);
+  while (fgets(line, sizeof line, f)) {
+    char *at = strstr(line, ":memory:/");
+    int len = at ? (int)strcspn(at + 8, "\n") : 0;
+    if (at) snprintf(cg, sizeof cg, "/sys/fs/cgroup/memory%.*s", len, at + 8);
+  }
+  fclose(f);
+  if (!strstr(cg, "/fastbrain-worker-")) {  /* no cgroup v1 memory hierarchy we may write */
+    fprintf(stderr, "  skipped: the worker has no memory cgroup of its own (%s)\n",
+            cg[0] ? cg : "none");
+    env_close(&e);
+    return;
+  }
+  snprintf(path, sizeof path, "%s/memory.limit_in_bytes", cg);
+  f = fopen(path, "w");
+  REQUIRE(f);
+  fprintf(f, "%d\n", 64 << 20);
+  CHECK_INT(fclose(f), 0);
+  CHECK(run_until(&e, is_final, job, 20000));
+  CHECK_INT(job->state, FB_JOB_FAILED);
+  CHECK_STR(job->reason, "out of memory (killed by the kernel)");
+  CHECK(access(cg, F_OK) != 0);
+  env_close(&e);
+}
+
 static void count_warnings(void *ud, const fb_job *job, const fb_job_event *ev) {
   (void)job;
   const char *level = cJSON_GetStringValue(cJSON_GetObjectItem(ev->data, "level"));
