@@ -1164,11 +1164,6 @@ static void recover(fb_jobs *r, fb_job *job) {
   int alive = worker_alive(pid, job->id);
   if (alive) kill((pid_t)pid, SIGKILL);
   for (int ms = 0; alive && ms < ORPHAN_WAIT_MS && worker_alive(pid, job->id); ms += 10) usleep(10000);
-  if (r->memcg_root[0]) {  /* the crashed registry could not remove its memory cgroup */
-    char cg[PATH_MAX + 64];
-    snprintf(cg, sizeof cg, "%s/" MEMCG_PREFIX "%ld", r->memcg_root, pid);
-    rmdir(cg);
-  }
   if (replay_record(r, job, c.run_lines) || c.run_done) {
     set_state(r, job, FB_JOB_SUCCEEDED, NULL);
     return;
@@ -1288,6 +1283,8 @@ int fb_jobs_open(uv_loop_t *loop, const fb_jobs_options *opt, fb_jobs **out, fb_
   else if (!r->data_dir || !r->worker) rc = fb_err_set(err, FB_ENOMEM, "jobs: out of memory");
   if (rc == 0) rc = take_lock(r, err);
   if (rc == 0) rc = load_jobs(r, err);
+  /* Workers that outlived a closed or crashed registry (the orphans load_jobs killed) are gone. */
+  if (rc == 0 && r->memcg_root[0]) fb_memcg_sweep(r->memcg_root, MEMCG_PREFIX);
   if (rc != 0) {
     if (r->lock_fd >= 0) close(r->lock_fd);
     r->closed = 1;

@@ -2,6 +2,7 @@
  * v1's memory hierarchy at /sys/fs/cgroup/memory, else v2's unified one. */
 #include "memcg.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -99,4 +100,16 @@ long fb_memcg_oom_kills(const char *path) {
   if (v >= 0) return v;
   snprintf(file, sizeof file, "%s/memory.oom_control", path);  /* v1 */
   return read_counter(file, "oom_kill");
+}
+
+void fb_memcg_sweep(const char *root, const char *prefix) {
+  DIR *d = opendir(root);
+  if (!d) return;
+  char path[4400];
+  for (struct dirent *e; (e = readdir(d)) != NULL;) {
+    if (strncmp(e->d_name, prefix, strlen(prefix)) != 0) continue;
+    snprintf(path, sizeof path, "%s/%s", root, e->d_name);
+    rmdir(path);  /* refused (EBUSY) while a process is in it */
+  }
+  closedir(d);
 }

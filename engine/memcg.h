@@ -21,4 +21,8 @@ int fb_memcg_enter(const char *root, const char *name, long pid, char *path, siz
  * goes with rmdir(path) once no process is left in it. */
 long fb_memcg_oom_kills(const char *path);
 
+/* Remove every cgroup under root whose name starts with prefix and that holds no process (a
+ * worker that outlived its registry leaves its cgroup behind). */
+void fb_memcg_sweep(const char *root, const char *prefix);
+
 #endif
