@@ -301,8 +301,9 @@ TEST(a_kill_by_the_oom_killer_reads_out_of_memory) {
     env_close(&e);
     return;
   }
-  snprintf(path, sizeof path, "%s/memory.limit_in_bytes", cg);
-  f = fopen(path, "w");
+  char limit[PATH_MAX + 32];
+  snprintf(limit, sizeof limit, "%s/memory.limit_in_bytes", cg);
+  f = fopen(limit, "w");
   REQUIRE(f);
   fprintf(f, "%d\n", 64 << 20);
   CHECK_INT(fclose(f), 0);
