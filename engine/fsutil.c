@@ -1,9 +1,11 @@
 /* fsutil.c: whole-file reads with a cap, atomic file replacement, mkdir -p, over POSIX calls.
  * Every failure names the path and the system error; nothing here retries or locks. */
+#define _GNU_SOURCE /* nftw's FTW_DEPTH, FTW_PHYS */
 #include "fsutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +31,15 @@ static int write_all(int fd, const void *data, size_t len) {
   return 0;
 }
 
+int fb_sync_dir(const char *dir, fb_err *err) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return io_fail(err, "open directory", dir);
+  int rc = fsync(fd);
+  close(fd);
+  if (rc != 0) return io_fail(err, "fsync directory", dir);
+  return 0;
+}
+
 /* fsync the directory that holds path, so a rename into it is durable. */
 static int sync_parent(const char *path, fb_err *err) {
   char dir[PATH_MAX];
@@ -43,12 +54,7 @@ static int sync_parent(const char *path, fb_err *err) {
     memcpy(dir, path, n);
     dir[n] = '\0';
   }
-  int fd = open(dir, O_RDONLY | O_DIRECTORY);
-  if (fd < 0) return io_fail(err, "open directory", dir);
-  int rc = fsync(fd);
-  close(fd);
-  if (rc != 0) return io_fail(err, "fsync directory", dir);
-  return 0;
+  return fb_sync_dir(dir, err);
 }
 
 int fb_write_parts_atomic(const char *path, const fb_part *parts, int n, fb_err *err) {
@@ -149,5 +155,20 @@ int fb_mkdir_p(const char *path, fb_err *err) {
       return fb_err_set(err, FB_EIO, "%s: exists and is not a directory", buf);
     buf[i] = saved;
   }
+  return 0;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+  (void)st, (void)type, (void)ftw;
+  return remove(path) == 0 ? 0 : errno;
+}
+
+int fb_remove_tree(const char *path, fb_err *err) {
+  if (!path || !*path || strcmp(path, "/") == 0)
+    return fb_err_set(err, FB_EINVALID, "remove_tree: refusing to remove '%s'", path ? path : "");
+  int rc = nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+  if (rc != 0) rc = rc > 0 ? rc : errno;
+  if (rc != 0)
+    return fb_err_set(err, rc == ENOENT ? FB_ENOTFOUND : FB_EIO, "%s: %s", path, strerror(rc));
   return 0;
 }

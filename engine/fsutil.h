@@ -1,5 +1,6 @@
 /* fsutil.h: small file-system helpers the engine shares: whole-file reads with a size cap,
- * atomic replacement of a file (temp file, fsync, rename, fsync of the directory), mkdir -p.
+ * atomic replacement of a file (temp file, fsync, rename, fsync of the directory), mkdir -p,
+ * removing a tree.
  * No buffering layer, no locking between processes. */
 #ifndef FB_FSUTIL_H
 #define FB_FSUTIL_H
@@ -29,5 +30,11 @@ int fb_read_file(const char *path, char **buf, size_t *len, size_t max, fb_err *
 /* Create path and every missing parent (mode 0755). An existing directory is success; an
  * existing non-directory is FB_EIO naming it. */
 int fb_mkdir_p(const char *path, fb_err *err);
+
+/* fsync the directory dir, so renames into it are durable. */
+int fb_sync_dir(const char *dir, fb_err *err);
+
+/* Remove path and everything below it, never following links; FB_ENOTFOUND when it is missing. */
+int fb_remove_tree(const char *path, fb_err *err);
 
 #endif

@@ -1,7 +1,8 @@
 /* jobs.c: the job registry of jobs.h: single flight per skill, a run limit with a FIFO queue,
  * worker processes read as JSON lines, states and reasons, job.json/progress.jsonl on disk,
  * the data directory lock, recovery on open, numbered events to listeners.
- * It does not interpret specs or train: workers do. */
+ * It does not train or interpret specs (workers do), except to settle on open what a killed
+ * worker left of the output it was writing to the spec's `out`. */
 #include "jobs.h"
 
 #include <dirent.h>
@@ -19,6 +20,8 @@
 
 #include "fsutil.h"
 #include "log.h"
+#include "memcg.h"
+#include "train.h"
 
 #define DEFAULT_STALE_MS (30 * 60 * 1000ull)
 #define DEFAULT_GRACE_MS 10000ull
@@ -32,6 +35,7 @@
 #define EXIT_NOMEM 4              /* docs/protocol.md: the worker ran out of memory */
 #define WORKER_RECORD "worker.jsonl" /* the worker's own copy of its stdout lines, this run */
 #define ORPHAN_WAIT_MS 2000       /* how long open waits for a killed orphan to go */
+#define MEMCG_PREFIX "fastbrain-worker-" /* + pid: a worker's memory cgroup (memcg.h) */
 
 typedef struct linebuf {
   char *buf;
@@ -50,6 +54,8 @@ typedef struct job_proc {
   int exited, out_eof, err_eof, done_seen, cancel_requested;
   int64_t exit_status;
   int term_signal;
+  int oom_killed; /* the kernel's OOM killer counted a kill in the worker's memory cgroup */
+  char memcg[PATH_MAX]; /* the worker's own memory cgroup, "" when none */
   linebuf outl, errl;
   struct job_proc *next; /* the registry's list of live workers */
 } job_proc;
@@ -80,6 +86,7 @@ struct fb_jobs {
   char **reports;
   int nreports;
   struct job_proc *procs; /* every worker not yet exited, stale ones included */
+  char memcg_root[PATH_MAX]; /* where workers get memory cgroups of their own, "" for none */
   int closed;
 };
 
@@ -384,6 +391,8 @@ static void set_state(fb_jobs *r, fb_job *job, fb_job_state state, const char *r
 static void on_proc_closed(uv_handle_t *h) {
   job_proc *p = h->data;
   if (--p->open_handles == 0) {
+    if (p->memcg[0] && rmdir(p->memcg) != 0)  /* a process the worker started still runs */
+      fb_debug("jobs: %s: %s", p->memcg, strerror(errno));
     free(p->outl.buf);
     free(p->errl.buf);
     free(p);
@@ -428,7 +437,9 @@ static fb_job_state exit_state(const job_proc *p, const fb_job *job, char *reaso
     else snprintf(reason, n, "cancelled: exit status %d", (int)p->exit_status);
     return FB_JOB_CANCELLED;
   }
-  if (p->term_signal) snprintf(reason, n, "killed by signal %d", p->term_signal);
+  if (p->term_signal == SIGKILL && p->oom_killed)
+    snprintf(reason, n, "out of memory (killed by the kernel)");
+  else if (p->term_signal) snprintf(reason, n, "killed by signal %d", p->term_signal);
   else if (p->exit_status == 0) snprintf(reason, n, "exit status 0 without a done event");
   else if (p->exit_status == EXIT_NOMEM)
     snprintf(reason, n, "out of memory%s%s%s%s", job->error_message ? ": " : "",
@@ -470,6 +481,10 @@ static void on_worker_exit(uv_process_t *h, int64_t status, int sig) {
   p->exited = 1;
   p->exit_status = status;
   p->term_signal = sig;
+  if (p->memcg[0]) {
+    p->oom_killed = sig == SIGKILL && fb_memcg_oom_kills(p->memcg) > 0;
+    if (rmdir(p->memcg) == 0) p->memcg[0] = '\0';
+  }
   uv_timer_stop(&p->kill_timer);
   if (!p->out_eof || !p->err_eof) uv_timer_start(&p->kill_timer, on_drain_timeout, DRAIN_MS, 0);
   maybe_finish(p);
@@ -673,6 +688,11 @@ static int spawn_worker(fb_jobs *r, fb_job *job, fb_err *err) {
   }
   uv_read_start((uv_stream_t *)&p->out, on_alloc, on_read);
   uv_read_start((uv_stream_t *)&p->err, on_alloc, on_read);
+  if (r->memcg_root[0]) {  /* it has just exec'd: its loading is yet to come */
+    char name[64];
+    snprintf(name, sizeof name, MEMCG_PREFIX "%d", p->process.pid);
+    fb_memcg_enter(r->memcg_root, name, p->process.pid, p->memcg, sizeof p->memcg);
+  }
   p->job = job;
   job->proc = p;
   job->pid = p->process.pid;
@@ -873,6 +893,12 @@ int fb_jobs_resume(fb_jobs *r, fb_job *job, fb_job **live, fb_err *err) {
   if (is_live(job) || job->state == FB_JOB_SUCCEEDED)
     return fb_err_set(err, FB_EINVALID, "job %s is %s: nothing to resume", job->id,
                       fb_job_state_name(job->state));
+  /* An interrupted or cancelled job may start over from step 0; a failed one only goes on. */
+  if (job->state == FB_JOB_FAILED && job->checkpoint_step < 0)
+    return fb_err_set(err, FB_EINVALID,
+                      "job %s failed before its first checkpoint (%s): nothing to resume; start "
+                      "a new job",
+                      job->id, job->reason);
   fb_job *other = live_job(r, job->skill);
   if (other) {
     *live = other;
@@ -896,6 +922,8 @@ fb_job *fb_jobs_get(const fb_jobs *r, const char *id) {
 }
 
 fb_job *fb_jobs_latest(const fb_jobs *r, const char *skill) {
+  fb_job *live = live_job(r, skill);
+  if (live) return live;
   for (fb_job *j = r->jobs; j; j = j->next)
     if (strcmp(j->skill, skill) == 0) return j;
   return NULL;
@@ -1146,6 +1174,17 @@ static void recover(fb_jobs *r, fb_job *job) {
   set_state(r, job, FB_JOB_INTERRUPTED, reason);
 }
 
+/* A worker killed while it wrote its output leaves a hidden partial directory beside `out` (or
+ * a half-done replacement): remove it (finish it) while no worker runs. */
+static void settle_output(fb_jobs *r, const fb_job *job) {
+  cJSON *spec = cJSON_Parse(job->spec);
+  const char *out = get_str(spec, "out");
+  fb_err err = {0};
+  if (out && *out && fb_train_settle_output(out, &err) != 0)
+    report(r, "job %s: %s", job->id, err.msg);
+  cJSON_Delete(spec);
+}
+
 static int load_jobs(fb_jobs *r, fb_err *err) {
   char path[PATH_MAX];
   snprintf(path, sizeof path, "%s/jobs", r->data_dir);
@@ -1160,8 +1199,10 @@ static int load_jobs(fb_jobs *r, fb_err *err) {
   /* Jobs that ran become interrupted before anything is queued (a state change may pump the
    * queue); then queued jobs queue again, oldest first, for open's own pump. */
   int n = 0;
-  for (fb_job *job = r->jobs; job; job = job->next, n++)
+  for (fb_job *job = r->jobs; job; job = job->next, n++) {
     if (is_live(job)) recover(r, job);
+    settle_output(r, job);
+  }
   fb_job *order[n > 0 ? n : 1];
   n = 0;
   for (fb_job *job = r->jobs; job; job = job->next) order[n++] = job;
@@ -1223,6 +1264,7 @@ int fb_jobs_open(uv_loop_t *loop, const fb_jobs_options *opt, fb_jobs **out, fb_
   r->kill_grace_ms = opt->kill_grace_ms ? opt->kill_grace_ms : DEFAULT_GRACE_MS;
   r->max_running = opt->max_running > 0 ? opt->max_running : 1;
   r->data_dir = strdup(opt->data_dir);
+  if (fb_memcg_self(r->memcg_root, sizeof r->memcg_root) != 0) r->memcg_root[0] = '\0';
   char exe[PATH_MAX];
   size_t exe_len = sizeof exe;
   if (opt->worker) {
@@ -1241,6 +1283,8 @@ int fb_jobs_open(uv_loop_t *loop, const fb_jobs_options *opt, fb_jobs **out, fb_
   else if (!r->data_dir || !r->worker) rc = fb_err_set(err, FB_ENOMEM, "jobs: out of memory");
   if (rc == 0) rc = take_lock(r, err);
   if (rc == 0) rc = load_jobs(r, err);
+  /* Workers that outlived a closed or crashed registry (the orphans load_jobs killed) are gone. */
+  if (rc == 0 && r->memcg_root[0]) fb_memcg_sweep(r->memcg_root, MEMCG_PREFIX);
   if (rc != 0) {
     if (r->lock_fd >= 0) close(r->lock_fd);
     r->closed = 1;

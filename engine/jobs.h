@@ -108,12 +108,15 @@ int fb_jobs_start(fb_jobs *r, const char *skill, const char *spec, fb_job **job,
  * cancelled when it exits; a queued job is cancelled at once. FB_EINVALID when it is not live. */
 int fb_jobs_cancel(fb_jobs *r, fb_job *job, fb_err *err);
 
-/* Resume an interrupted, failed or cancelled job: a worker on the same job directory (it
- * continues from its checkpoint). Returns 1 with *live when the skill has another live job. */
+/* Resume an interrupted or cancelled job, or a failed one with a checkpoint: the same job (id,
+ * directory, events) queued again, its worker continuing from the checkpoint (an interrupted
+ * or cancelled job without one starts over). Returns 1 with *live when the skill has another
+ * live job; FB_EINVALID for a live or succeeded job or a failed one without a checkpoint. */
 int fb_jobs_resume(fb_jobs *r, fb_job *job, fb_job **live, fb_err *err);
 
 fb_job *fb_jobs_get(const fb_jobs *r, const char *id);
-/* The skill's newest job (live or not), or NULL. */
+/* The skill's current job: its live one (an older job resumed is the current one), else its
+ * newest; NULL when it has none. */
 fb_job *fb_jobs_latest(const fb_jobs *r, const char *skill);
 /* Iterate newest first: pass NULL for the first. */
 fb_job *fb_jobs_next(const fb_jobs *r, const fb_job *prev);

@@ -1,10 +1,8 @@
 /* l_fs.c: module `fastbrain.fs`: the engine's file helpers for Lua: atomic replacement,
  * capped whole-file reads, directory listings, mkdir -p, removing a tree and permission bits.
  * World failures return nil, msg. */
-#define _GNU_SOURCE  /* nftw */
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,21 +88,12 @@ static int fs_list(lua_State *L) {
   return 1;
 }
 
-static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
-  (void)st, (void)type, (void)ftw;
-  return remove(path) == 0 ? 0 : errno;
-}
-
 /* remove_tree(path) -> true | nil, msg: path and everything below it, never following links. */
 static int fs_remove_tree(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   luaL_argcheck(L, *path && strcmp(path, "/") != 0, 1, "refusing to remove the root");
-  int rc = nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-  if (rc != 0) {
-    luaL_pushfail(L);
-    lua_pushfstring(L, "%s: %s", path, strerror(rc > 0 ? rc : errno));
-    return 2;
-  }
+  fb_err err = {0};
+  if (fb_remove_tree(path, &err) != 0) return fail(L, &err);
   lua_pushboolean(L, 1);
   return 1;
 }

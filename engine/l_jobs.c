@@ -258,7 +258,7 @@ static int jobs_get(lua_State *L) {
   return 1;
 }
 
-/* jobs.latest(skill) -> the skill's newest job | nil */
+/* jobs.latest(skill) -> the skill's live job, else its newest | nil */
 static int jobs_latest(lua_State *L) {
   reg_box *reg = current(L);
   fb_job *job = fb_jobs_latest(reg->r, luaL_checkstring(L, 1));

@@ -635,7 +635,7 @@ static int by_loss_desc(const void *a, const void *b) {
 
 /* example_losses.json: each training example's loss under the final weights, worst first (the
  * examples the adapter still gets wrong). */
-static int write_example_losses(run *r, fb_err *err) {
+static int write_example_losses(run *r, const char *dir, fb_err *err) {
   const fb_examples *ex = r->data->train;
   cJSON **rows = calloc(ex->n, sizeof *rows), *list = cJSON_CreateArray();
   int rc = rows && list ? 0 : fb_err_set(err, FB_ENOMEM, "out of memory for the example losses");
@@ -653,8 +653,8 @@ static int write_example_losses(run *r, fb_err *err) {
     qsort(rows, ex->n, sizeof *rows, by_loss_desc);
     for (size_t i = 0; i < ex->n; i++)
       cJSON_AddItemToArray(list, rows[i]);
-    char *text = cJSON_Print(list), path[FB_SPEC_PATH + 32];
-    snprintf(path, sizeof path, "%s/example_losses.json", r->spec->out);
+    char *text = cJSON_Print(list), path[FB_SPEC_PATH + 48];
+    snprintf(path, sizeof path, "%s/example_losses.json", dir);
     rc = text ? fb_write_file_atomic(path, text, strlen(text), err)
               : fb_err_set(err, FB_ENOMEM, "out of memory for example_losses.json");
     free(text);
@@ -667,35 +667,127 @@ static int write_example_losses(run *r, fb_err *err) {
   return rc;
 }
 
+/* The finished output is built in a hidden sibling of out, ".<name>.partial", and renamed into
+ * place in one step: a directory at out is always whole. When out exists already (the CLI keeps
+ * its checkpoints in out/checkpoints; a resumed job had published before it was killed) it
+ * steps aside as ".<name>.replaced" for the rename, and what it held that the new output lacks
+ * (the checkpoints) moves into the new one. fb_train_settle_output finishes or undoes what a
+ * crash cut short. */
+static int sibling(char *dst, size_t n, const char *out, const char *what, fb_err *err) {
+  size_t len = strlen(out), base;
+  while (len > 1 && out[len - 1] == '/')
+    len--;
+  for (base = len; base > 0 && out[base - 1] != '/'; base--)
+    ;
+  int name = (int)(len - base);
+  int w = what ? snprintf(dst, n, "%.*s.%.*s.%s", (int)base, out, name, out + base, what)
+               : snprintf(dst, n, "%.*s", base ? (int)base : 1, base ? out : ".");
+  if (w < 0 || (size_t)w >= n)
+    return fb_err_set(err, FB_EINVALID, "%s: path too long", out);
+  return 0;
+}
+
+static int io_fail(fb_err *err, const char *what, const char *a, const char *b) {
+  return fb_err_set(err, FB_EIO, "%s: cannot %s %s: %s", a, what, b, strerror(errno));
+}
+
+/* Move what `aside` holds and out lacks into out, then remove aside. */
+static int take_back(const char *aside, const char *out, fb_err *err) {
+  DIR *d = opendir(aside);
+  if (!d)
+    return fb_err_set(err, FB_EIO, "%s: %s", aside, strerror(errno));
+  char from[2 * FB_SPEC_PATH], to[2 * FB_SPEC_PATH];
+  struct dirent *e;
+  int rc = 0;
+  struct stat st;
+  while (!rc && (e = readdir(d)) != NULL) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+      continue;
+    snprintf(from, sizeof from, "%s/%s", aside, e->d_name);
+    snprintf(to, sizeof to, "%s/%s", out, e->d_name);
+    if (lstat(to, &st) != 0 && rename(from, to) != 0)
+      rc = io_fail(err, "move it to", from, to);
+  }
+  closedir(d);
+  if (!rc && !(rc = fb_sync_dir(out, err)))
+    rc = fb_remove_tree(aside, err);
+  return rc;
+}
+
+int fb_train_settle_output(const char *out, fb_err *err) {
+  char partial[FB_SPEC_PATH + 16], replaced[FB_SPEC_PATH + 16], parent[FB_SPEC_PATH];
+  int rc;
+  if ((rc = sibling(partial, sizeof partial, out, "partial", err)) ||
+      (rc = sibling(replaced, sizeof replaced, out, "replaced", err)) ||
+      (rc = sibling(parent, sizeof parent, out, NULL, err)))
+    return rc;
+  if ((rc = fb_remove_tree(partial, err)) && rc != FB_ENOTFOUND)
+    return rc;
+  if (access(replaced, F_OK) != 0)
+    return 0;
+  if (access(out, F_OK) == 0) /* the new output was in place: finish */
+    return take_back(replaced, out, err);
+  if (rename(replaced, out) != 0) /* it was not: undo */
+    return io_fail(err, "rename it to", replaced, out);
+  return fb_sync_dir(parent, err);
+}
+
+/* Rename the finished partial directory to out (see above). */
+static int publish(const char *partial, const char *out, fb_err *err) {
+  char replaced[FB_SPEC_PATH + 16], parent[FB_SPEC_PATH];
+  int rc;
+  if ((rc = sibling(replaced, sizeof replaced, out, "replaced", err)) ||
+      (rc = sibling(parent, sizeof parent, out, NULL, err)))
+    return rc;
+  int existed = access(out, F_OK) == 0;
+  if (existed && rename(out, replaced) != 0)
+    return io_fail(err, "rename it to", out, replaced);
+  if (rename(partial, out) != 0)
+    return io_fail(err, "rename it to", partial, out);
+  if ((rc = fb_sync_dir(parent, err)))
+    return rc;
+  return existed ? take_back(replaced, out, err) : 0;
+}
+
+static int write_summary(const char *dir, const cJSON *sum, fb_err *err) {
+  char *text = cJSON_Print(sum), path[FB_SPEC_PATH + 32];
+  if (!text)
+    return fb_err_set(err, FB_ENOMEM, "out of memory for summary.json");
+  snprintf(path, sizeof path, "%s/summary.json", dir);
+  int rc = fb_write_file_atomic(path, text, strlen(text), err);
+  free(text);
+  return rc;
+}
+
 static int write_output(run *r, fb_err *err) {
   const fb_train_spec *s = r->spec;
   if (r->best && isfinite(r->eval_best))
     memcpy(r->params, r->best, r->n * sizeof *r->params);
-  int rc = fb_mkdir_p(s->out, err);
+  char dir[FB_SPEC_PATH + 16];
+  cJSON *sum = NULL;
+  int rc = sibling(dir, sizeof dir, s->out, "partial", err);
   if (!rc)
-    rc = r->lora ? fb_lora_save(r->lora, s->out, err) : fb_model_save(r->m, s->model, s->out, err);
+    rc = fb_mkdir_p(dir, err);
   if (!rc)
-    rc = write_example_losses(r, err);
-  if (rc)
+    rc = r->lora ? fb_lora_save(r->lora, dir, err) : fb_model_save(r->m, s->model, dir, err);
+  if (!rc)
+    rc = write_example_losses(r, dir, err);
+  if (!rc && !(sum = summary(r)))
+    rc = fb_err_set(err, FB_ENOMEM, "out of memory for summary.json");
+  if (!rc)
+    rc = write_summary(dir, sum, err);
+  if (!rc)
+    rc = publish(dir, s->out, err);
+  if (rc) {
+    fb_remove_tree(dir, NULL);
+    cJSON_Delete(sum);
     return rc;
-  cJSON *sum = summary(r);
-  char *text = sum ? cJSON_Print(sum) : NULL, path[FB_SPEC_PATH + 16];
-  if (!text) {
-    cJSON_Delete(sum);
-    return fb_err_set(err, FB_ENOMEM, "out of memory for summary.json");
   }
-  snprintf(path, sizeof path, "%s/summary.json", s->out);
-  rc = fb_write_file_atomic(path, text, strlen(text), err);
-  free(text);
-  if (!rc) {
-    cJSON *e = event("done");
-    cJSON_AddItemToObject(e, "summary", sum);
-    cJSON_AddStringToObject(e, "adapter", s->out);
-    emit(r, e);
-  } else {
-    cJSON_Delete(sum);
-  }
-  return rc;
+  cJSON *e = event("done");
+  cJSON_AddItemToObject(e, "summary", sum);
+  cJSON_AddStringToObject(e, "adapter", s->out);
+  emit(r, e);
+  return 0;
 }
 
 /* ---- the run ---- */
@@ -800,8 +892,9 @@ int fb_train(fb_model *m, const fb_train_spec *spec, const fb_train_data *data,
     emit_log(&r, "info", msg);
   }
   int found = 0;
-  rc = setup(&r, err);
-  if (rc) {
+  if ((rc = fb_train_settle_output(spec->out, err))) {
+    fail(&r, spec->out, err);
+  } else if ((rc = setup(&r, err))) {
     fail(&r, "setup", err);
   } else if (opts && opts->resume && (rc = load_checkpoint(&r, &found, err))) {
     fail(&r, r.ckdir, err);

@@ -61,10 +61,18 @@ typedef struct fb_train_opts {
 /* Train per spec on data. m is borrowed: LoRA mode leaves its weights as they were, full mode
  * trains them in place. Writes checkpoints under spec->checkpoints (or spec->out/checkpoints)
  * and, at the end, the adapter (or model), summary.json and example_losses.json (each training
- * example's final loss, worst first: {line, loss, trained_tokens}) to spec->out. Errors (bad data,
- * a checkpoint that does not fit, a non-finite or exploding loss, I/O) are also reported as an
- * `error` event with `where`; the last good checkpoint is left as it was. */
+ * example's final loss, worst first: {line, loss, trained_tokens}) to spec->out, all at once
+ * (see fb_train_settle_output). Errors (bad data, a checkpoint that does not fit, a non-finite
+ * or exploding loss, I/O) are also reported as an `error` event with `where`; the last good
+ * checkpoint is left as it was. */
 int fb_train(fb_model *m, const fb_train_spec *spec, const fb_train_data *data,
              const fb_train_opts *opts, fb_err *err);
+
+/* The output appears at spec->out in one step: it is built in the hidden sibling
+ * ".<name>.partial" and renamed into place (an existing out steps aside as ".<name>.replaced",
+ * and what it held that the new output lacks, such as out/checkpoints, moves into the new one).
+ * This settles what a run killed in between left: removes a partial directory, and finishes or
+ * undoes a replacement. fb_train calls it first; the job registry for each job it opens. */
+int fb_train_settle_output(const char *out, fb_err *err);
 
 #endif

@@ -163,10 +163,13 @@ function M.spawn(bin, data_dir, args, env)
   return setmetatable({pid = pid, port = port, data_dir = data_dir, log = log}, Spawned)
 end
 
--- SIGKILL a spawned server and wait until it is gone (so its lock is free).
+-- SIGKILL a spawned server and wait until it is gone and its lock is free: a killed process's
+-- main thread shows as a zombie while its other threads still exit, holding its files.
 function M.crash(srv)
   M.kill(srv.pid)
-  M.wait_until(function() return not M.alive(srv.pid) end, "the server to die", 10000)
+  M.wait_until(function()
+    return not M.alive(srv.pid) and os.execute(("flock -n '%s/lock' true"):format(srv.data_dir)) == true
+  end, "the server to die and free its lock", 10000)
 end
 
 -- A fresh data directory path (not created).

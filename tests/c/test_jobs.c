@@ -266,9 +266,51 @@ TEST(exit_codes_and_signals_become_reasons) {
   CHECK_CONTAINS(text, "loading model");  /* stderr is in the job's log */
   free(text);
   cJSON_Delete(j);
+  fb_job *live = NULL;
+  fb_err err = {0};
+  CHECK_INT(fb_jobs_resume(e.r, killed, &live, &err), FB_EINVALID);  /* it had no checkpoint */
+  CHECK_CONTAINS(err.msg, "failed before its first checkpoint (killed by signal 9)");
   CHECK(run_until(&e, is_final, crash, 5000));
   CHECK_INT(crash->state, FB_JOB_FAILED);
   CHECK_STR(crash->reason, "exit status 1: dataset error at data.jsonl:17");
+  env_close(&e);
+}
+
+/* The kernel's OOM killer, told from another SIGKILL: with a memory cgroup of its own (we are
+ * root on a machine with cgroups), a worker that outgrows a 64 MiB limit set on it is killed
+ * by the kernel and its job reads "out of memory (killed by the kernel)"; its cgroup goes. */
+TEST(a_kill_by_the_oom_killer_reads_out_of_memory) {
+  env e;
+  REQUIRE(env_open(&e, 0, 1) == 0);
+  fb_job *job = start(&e, "grow", "{\"mode\":\"grow\",\"interval_ms\":100}", 0);
+  REQUIRE(job);
+  CHECK(run_until(&e, has_progress, job, 5000));
+  char path[128], line[512], cg[PATH_MAX] = "";
+  snprintf(path, sizeof path, "/proc/%ld/cgroup", job->pid);
+  FILE *f = fopen(path, "r");
+  REQUIRE(f);
+  while (fgets(line, sizeof line, f)) {
+    char *at = strstr(line, ":memory:/");
+    int len = at ? (int)strcspn(at + 8, "\n") : 0;
+    if (at) snprintf(cg, sizeof cg, "/sys/fs/cgroup/memory%.*s", len, at + 8);
+  }
+  fclose(f);
+  if (!strstr(cg, "/fastbrain-worker-")) {  /* no cgroup v1 memory hierarchy we may write */
+    fprintf(stderr, "  skipped: the worker has no memory cgroup of its own (%s)\n",
+            cg[0] ? cg : "none");
+    env_close(&e);
+    return;
+  }
+  char limit[PATH_MAX + 32];
+  snprintf(limit, sizeof limit, "%s/memory.limit_in_bytes", cg);
+  f = fopen(limit, "w");
+  REQUIRE(f);
+  fprintf(f, "%d\n", 64 << 20);
+  CHECK_INT(fclose(f), 0);
+  CHECK(run_until(&e, is_final, job, 20000));
+  CHECK_INT(job->state, FB_JOB_FAILED);
+  CHECK_STR(job->reason, "out of memory (killed by the kernel)");
+  CHECK(access(cg, F_OK) != 0);
   env_close(&e);
 }
 
@@ -547,6 +589,43 @@ TEST(a_start_cut_short_by_a_crash_leaves_nothing) {
   CHECK_CONTAINS(reports[0], "20200101-000000-000: a start cut short by a crash (no job.json); removed");
   CHECK(access(dir, F_OK) != 0);
   CHECK(fb_jobs_next(e.r, NULL) == NULL);
+  env_close(&e);
+}
+
+/* A worker killed while it wrote its output leaves the hidden partial directory beside the
+ * spec's out, or out stepped aside mid-replacement: open settles both. */
+TEST(open_settles_the_output_a_killed_worker_left) {
+  env e;
+  REQUIRE(env_open(&e, 0, 1) == 0);
+  char spec[300], out[200], path[300];
+  snprintf(out, sizeof out, "%s/adapters/s/v1", e.dir);
+  snprintf(spec, sizeof spec, "{\"steps\":1,\"out\":\"%s\"}", out);
+  fb_job *job = start(&e, "s", spec, 0);
+  REQUIRE(job);
+  CHECK(run_until(&e, is_final, job, 8000));
+  fb_jobs_close(e.r);
+  uv_run(&e.loop, UV_RUN_DEFAULT);
+  const char *dirs[] = {"adapters", "adapters/s", "adapters/s/.v1.partial", "adapters/s/.v1.replaced",
+                        "adapters/s/.v1.replaced/checkpoints"};
+  for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+    snprintf(path, sizeof path, "%s/%s", e.dir, dirs[i]);
+    CHECK_INT(mkdir(path, 0755), 0);
+  }
+  snprintf(path, sizeof path, "%s/adapters/s/.v1.partial/summary.json", e.dir);
+  write_text(path, "{}");
+  fb_err err = {0};
+  REQUIRE(fb_jobs_open(&e.loop, &e.opt, &e.r, &err) == 0);
+  CHECK(fb_jobs_reports(e.r)[0] == NULL);
+  snprintf(path, sizeof path, "%s/adapters/s", e.dir);
+  CHECK_INT(count_entries(path), 1); /* v1, and nothing hidden */
+  DIR *d = opendir(path);
+  REQUIRE(d);
+  int hidden = 0;
+  for (struct dirent *de; (de = readdir(d)) != NULL;) hidden += de->d_name[0] == '.' && strlen(de->d_name) > 2;
+  closedir(d);
+  CHECK_INT(hidden, 0);
+  snprintf(path, sizeof path, "%s/checkpoints", out); /* the replacement was undone */
+  CHECK_INT(access(path, F_OK), 0);
   env_close(&e);
 }
 

@@ -4,6 +4,7 @@
 --   mode: "done" | "crash" (error event, exit 1) | "hang" (start, then silence)
 --         | "ignore_term" (SIGTERM does nothing) | "chunky" (a split line, a 2 MiB line, done)
 --         | "grandchild" (done, leaving a process that holds stdout open)
+--         | "grow" (a progress line and 8 MiB more memory every interval, until killed)
 --   stderr: a line written to stderr before the start line
 -- Each line goes to JOBDIR/worker.jsonl before stdout. SIGTERM writes a checkpoint and exits 3. JOBDIR/checkpoint holds the last step, so a resumed
 -- run continues after it. Each run appends its pid to JOBDIR/../../workers.txt.
@@ -67,6 +68,14 @@ if mode == "chunky" then  -- a line in two writes, then one over the registry's 
     io.stdout:write(line:sub(11), "\n", string.rep("x", 2 << 20), "\n")
     emit{event = "done", adapter = dir .. "/adapter", summary = {}}
     fb.exit(0)
+  end)
+  return
+end
+if mode == "grow" then
+  local held = {}
+  fb.timer.every(interval, function()
+    held[#held + 1] = string.rep("x", 8 << 20)
+    emit{event = "progress", step = #held, total_steps = steps, loss = 1.0}
   end)
   return
 end

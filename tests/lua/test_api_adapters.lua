@@ -1,6 +1,8 @@
 -- The adapters API over real HTTP: a real adapter trained in-process on a tiny random model
 -- (fb_make_tiny_model, arg[2]) is listed with its badge, read, and deleted; bad ids, unknown
--- versions and a live job's skill are refused.
+-- versions and a live job's skill are refused. The trainer's output appears in one step (no
+-- directory at `out` until it is whole), also over an existing `out` and after a kill cut the
+-- replacement short; its hidden partial directories are never listed.
 local T = require "tests.lua.testing"
 local fb = require "fastbrain"
 local server = require "tests.api.server"
@@ -89,6 +91,102 @@ T.test("an adapter of a skill whose training is live is not deleted", function()
   T.matches(body.error, "cancel it first")
   T.eq(server.call(app, "POST", "/api/training/cancel/busy"), 202)
   server.wait_state(app, "busy", "cancelled")
+end)
+
+-- ---- the output appears whole, in one step ----------------------------------------------
+
+local OUTPUT = {"adapter_config.json", "adapter_model.safetensors", "example_losses.json", "summary.json"}
+
+local function entries(dir)
+  local list = fb.fs.list(dir) or {}
+  table.sort(list)
+  return list
+end
+
+local function with_output(...)
+  local list = {...}
+  for _, f in ipairs(OUTPUT) do list[#list + 1] = f end
+  table.sort(list)
+  return list
+end
+
+-- Train into skill/version (fresh, or resuming): the events' {name, entries of out} as seen
+-- when each came, and the summary.
+local function train(version, extra, opts)
+  local out = app.data_dir .. "/adapters/out-skill/" .. version
+  local spec = {model = model, data = data, out = out, max_steps = 4, eval = {fraction = 0.2},
+                checkpoint_interval = 2}
+  for k, v in pairs(extra or {}) do spec[k] = v end
+  local seen = {}
+  local summary = assert(fb.train.run(spec, {on_event = function(ev)
+    seen[#seen + 1] = {event = ev.event, out = fb.fs.mode(out) and entries(out), ev = ev}
+  end}, opts))
+  return out, seen, summary
+end
+
+T.test("a job's output directory appears only when whole, beside nothing", function()
+  local out, seen = train("v1", {checkpoints = app.data_dir .. "/ck-v1"})
+  T.eq(seen[#seen].event, "done")
+  for i = 1, #seen - 1 do T.eq(seen[i].out, nil, "out at event " .. i .. " (" .. seen[i].event .. ")") end
+  T.eq(seen[#seen].out, with_output())
+  T.eq(entries(app.data_dir .. "/adapters/out-skill"), {"v1"})  -- no partial directory left
+end)
+
+T.test("with its checkpoints inside, out holds nothing else until the output is whole", function()
+  local out, seen = train("v2")
+  for i = 1, #seen - 1 do
+    assert(seen[i].out == nil or (#seen[i].out == 1 and seen[i].out[1] == "checkpoints"),
+           "out at event " .. i .. ": " .. table.concat(seen[i].out or {}, " "))
+  end
+  T.eq(seen[#seen].out, with_output("checkpoints"))
+  T.eq(entries(app.data_dir .. "/adapters/out-skill"), {"v1", "v2"})
+  -- Run again over it (resuming at its last step): replaced whole, the checkpoints kept.
+  local _, again = train("v2", nil, {resume = true})
+  T.eq(again[1].ev.resumed_from_step, 4)
+  T.eq(again[#again].out, with_output("checkpoints"))
+  T.eq(entries(app.data_dir .. "/adapters/out-skill"), {"v1", "v2"})
+  T.eq(fb.json.decode(fb.fs.read(out .. "/summary.json")).steps, 4)
+end)
+
+local function sh(cmd) assert(os.execute(cmd), cmd) end
+
+T.test("an output that fails half-way leaves no directory, and no partial one", function()
+  local root = app.data_dir .. "/adapters/out-skill"
+  local out = root .. "/v3"
+  local spec = {model = model, data = data, out = out, max_steps = 2, checkpoints = app.data_dir .. "/ck-v3"}
+  -- At the last checkpoint (just before the output), block example_losses.json: the adapter
+  -- files are written, then the output fails.
+  local summary, err = fb.train.run(spec, {on_event = function(ev)
+    if ev.event == "checkpoint" and ev.step == 2 then fb.fs.mkdir_p(root .. "/.v3.partial/example_losses.json/x") end
+  end})
+  T.eq(summary, nil)
+  T.matches(err, "example_losses.json")
+  T.eq(fb.fs.mode(out), nil)
+  T.eq(entries(root), {"v1", "v2"})
+end)
+
+T.test("a replacement a kill cut short is undone or finished by the next run", function()
+  local root = app.data_dir .. "/adapters/out-skill"
+  -- Killed with out stepped aside and the new output not yet renamed into place: undone.
+  sh(("mv %q %q && mkdir %q && echo junk > %q"):format(root .. "/v2", root .. "/.v2.replaced",
+     root .. "/.v2.partial", root .. "/.v2.partial/summary.json"))
+  local _, adapters_listed = server.call(app, "GET", "/api/adapters")
+  for _, a in ipairs(adapters_listed.adapters) do
+    assert(a.version:sub(1, 1) ~= ".", "a hidden directory is listed: " .. a.version)
+  end
+  T.eq(server.call(app, "GET", "/api/adapters/out-skill/.v2.partial"), 400)
+  local out, seen = train("v2", nil, {resume = true})
+  T.eq(seen[1].ev.resumed_from_step, 4)  -- the checkpoints were back in place
+  T.eq(seen[#seen].out, with_output("checkpoints"))
+  T.eq(entries(root), {"v1", "v2"})
+  -- Killed once the new output was in place, before the checkpoints moved into it: finished.
+  sh(("mkdir %q && mv %q %q && echo '{\"old\":1}' > %q"):format(root .. "/.v2.replaced",
+     out .. "/checkpoints", root .. "/.v2.replaced/", root .. "/.v2.replaced/summary.json"))
+  local _, seen2 = train("v2", nil, {resume = true})
+  T.eq(seen2[1].ev.resumed_from_step, 4)
+  T.eq(seen2[#seen2].out, with_output("checkpoints"))
+  T.eq(fb.json.decode(fb.fs.read(out .. "/summary.json")).old, nil)
+  T.eq(entries(root), {"v1", "v2"})
 end)
 
 T.test("clean up", function() server.stop(app) end)

@@ -3,10 +3,11 @@
 -- of two fast skills (the request may still be in flight), waits a random moment, then
 -- SIGKILLs the server (and starts a new one on the same data directory) or the running worker.
 -- After every round: every job.json parses, no acknowledged (202) job is lost, none is listed
--- twice, at most one job per skill is live, every adapter directory with its summary.json
--- (written last: the adapters API lists no other) is whole and so is every succeeded job's.
--- At the end each skill's latest job (the one the API resumes) is resumed from its checkpoint
--- until it succeeds, and every succeeded job's loss history is whole: steps 1..N, each once.
+-- twice, at most one job per skill is live, every adapter directory is whole (the API lists
+-- exactly those) and every succeeded job has one.
+-- At the end every job is resumed by id (POST /api/jobs/:id/resume) from its checkpoint until
+-- it succeeds, except one that failed before its first checkpoint (409, nothing to resume),
+-- and every succeeded job's loss history is whole: steps 1..N, each once.
 -- FB_CRASH_ROUNDS (default 50) rounds; FB_CRASH_SEED repeats a run (the seed is printed).
 local T = require "tests.lua.testing"
 local server = require "tests.api.server"
@@ -59,24 +60,35 @@ local function whole_safetensors(path)
   return 8 + n + stop == #s
 end
 
--- An adapter directory is whole once its summary.json (written last) is there: then every
--- file parses. One without it is the unfinished output of a job that has not succeeded (the
--- API does not list it); a succeeded job's adapter is whole.
+-- Every adapter directory is whole, whatever became of its job: the trainer builds the output
+-- in a hidden sibling (".<version>.partial") and renames it into place in one step. The API
+-- lists exactly the visible directories, never a hidden one; a succeeded job's adapter exists.
 local function check_adapters(jobs)
-  local finished = {}
-  for _, job in pairs(jobs) do
-    if job.state == "succeeded" then finished[job.spec.out] = job.id end
-  end
-  local root = data_dir .. "/adapters"
+  local root, visible = data_dir .. "/adapters", {}
   for _, skill in ipairs(fb.fs.list(root) or {}) do
     for _, v in ipairs(fb.fs.list(root .. "/" .. skill) or {}) do
       local dir = root .. "/" .. skill .. "/" .. v
-      if fb.fs.read(dir .. "/summary.json") or finished[dir] then
+      if v:sub(1, 1) ~= "." then
+        visible[skill .. "/" .. v] = true
         assert(whole_safetensors(dir .. "/adapter_model.safetensors"), dir .. ": adapter half-written")
         for _, f in ipairs{"adapter_config.json", "summary.json", "example_losses.json"} do
           assert(pcall(json.decode, fb.fs.read(dir .. "/" .. f) or ""), dir .. "/" .. f .. ": not whole")
         end
       end
+    end
+  end
+  local status, body = call("GET", "/api/adapters")
+  T.eq(status, 200)
+  local listed_n, visible_n = 0, 0
+  for _, a in ipairs(body.adapters) do
+    assert(visible[a.skill .. "/" .. a.version], "listed but not a whole directory: " .. a.skill .. "/" .. a.version)
+    listed_n = listed_n + 1
+  end
+  for _ in pairs(visible) do visible_n = visible_n + 1 end
+  T.eq(listed_n, visible_n, "adapters listed")
+  for id, job in pairs(jobs) do
+    if job.state == "succeeded" then
+      assert(fb.fs.mode(job.spec.out .. "/summary.json"), id .. " succeeded without its adapter")
     end
   end
 end
@@ -118,15 +130,23 @@ T.test("setup", function()
   for _, skill in ipairs(SKILLS) do server.fast_skill(box.srv, skill, {checkpoint_interval = 3}) end
 end)
 
--- Start or resume a job of skill (in a coroutine of its own: the kill may cut it short).
+-- Start or resume a job of skill (in a coroutine of its own: the kill may cut it short): the
+-- skill's latest job by skill or by id, or any acknowledged job by id.
 local function act(skill)
   in_flight = in_flight + 1
   fb.spawn(function()
     pcall(function()  -- a kill may cut either request short
       local _, st = call("GET", "/api/training/status/" .. skill)
       local path, body = "/api/train-skill/" .. skill, {max_steps = math.random(8, 40)}
-      if st and (st.state == "interrupted" or st.state == "failed") and math.random() < 0.6 then
+      local dice = math.random()
+      if st and (st.state == "interrupted" or st.state == "failed") and dice < 0.3 then
         path, body = "/api/training/resume/" .. skill, nil
+      elseif st and (st.state == "interrupted" or st.state == "failed") and dice < 0.6 then
+        path, body = "/api/jobs/" .. st.job .. "/resume", nil
+      elseif dice < 0.7 and next(acked) then
+        local ids = {}
+        for id in pairs(acked) do ids[#ids + 1] = id end
+        path, body = "/api/jobs/" .. ids[math.random(#ids)] .. "/resume", nil
       end
       local status, reply = call("POST", path, body)
       if status == 202 then acked[reply.job.id] = true end
@@ -162,48 +182,56 @@ T.test(("%d rounds of SIGKILL at random moments lose nothing"):format(ROUNDS), f
     kills.server, kills.worker, kills.none, (function() local n = 0 for _ in pairs(acked) do n = n + 1 end return n end)()))
 end, {timeout = 3600 * 1000})
 
--- Resume job id (the latest of its skill) until it succeeds.
+local function get(id) return select(2, call("GET", "/api/jobs/" .. id)).job end
+
+-- Resume job by id until it succeeds (a failed run may be resumed again from its checkpoint).
 local function finish(job)
   for _ = 1, 5 do
-    local _, st = call("GET", "/api/training/status/" .. job.skill)
-    if st.job == job.id and st.state == "succeeded" then return st end
-    if st.job ~= job.id or not LIVE[st.state] then
-      local status = call("POST", "/api/training/resume/" .. job.skill)
-      assert(status == 202 or status == 409, "resume: " .. status)
-    end
-    server.wait_state(box.srv, job.skill, "succeeded", "failed", "interrupted", "cancelled")
+    local status, body = call("POST", "/api/jobs/" .. job.id .. "/resume")
+    assert(status == 202, ("resume %s: %s %s"):format(job.id, status, body.error))
+    local now = server.wait_until(function()
+      local j = get(job.id)
+      return not LIVE[j.state] and j
+    end, job.id .. " to end")
+    if now.state == "succeeded" then return now end
+    job = now
   end
   error("job " .. job.id .. " does not succeed")
 end
 
-T.test("the latest jobs resume to success; every succeeded job has a whole loss history", function()
-  local jobs = check()
-  local order = {}
+T.test("every resumable job resumes by id to success; every succeeded job has a whole loss history", function()
+  server.wait_until(function()
+    for _, job in pairs(check()) do if LIVE[job.state] then return false end end
+    return true
+  end, "the live jobs to end")
+  local jobs, order = check(), {}
   for _, job in pairs(jobs) do order[#order + 1] = job end
   table.sort(order, function(a, b) return a.id < b.id end)
-  local resumed = 0
+  local resumed, refused = 0, 0
   for _, job in ipairs(order) do
-    if job.state ~= "succeeded" then
-      -- Only a skill's latest job can be resumed over HTTP: start none newer, resume in order.
-      local _, st = call("GET", "/api/training/status/" .. job.skill)
-      if st.job == job.id then
-        finish(job)
-        resumed = resumed + 1
-      end
+    if job.state == "failed" and job.checkpoint_step == json.null then
+      -- Killed before its first checkpoint: nothing to resume.
+      local status, body = call("POST", "/api/jobs/" .. job.id .. "/resume")
+      T.eq({status, body.job.id}, {409, job.id})
+      T.matches(body.error, "failed before its first checkpoint")
+      refused = refused + 1
+    elseif job.state ~= "succeeded" then
+      finish(job)
+      resumed = resumed + 1
     end
   end
-  local final, succeeded = check(), 0
-  for id, job in pairs(final) do
-    local _, st = call("GET", "/api/training/status/" .. job.skill)
-    if st.job == id then T.eq(job.state, "succeeded", id) end
-    if job.state == "succeeded" then  -- this one or one that succeeded during the rounds
+  local succeeded = 0
+  for id, job in pairs(check()) do
+    if job.state ~= "succeeded" then
+      T.eq({job.state, job.checkpoint_step}, {"failed", json.null}, id)
+    else
       for i, pt in ipairs(job.loss_history) do T.eq(pt[1], i, id .. " loss history step") end
       T.eq(#job.loss_history, job.summary.steps, id .. " loss history length")
       succeeded = succeeded + 1
     end
   end
-  print(("resumed %d jobs to success; %d succeeded jobs have a whole loss history"):format(
-    resumed, succeeded))
+  print(("resumed %d jobs to success, %d refused (failed before a checkpoint); %d succeeded jobs have a whole loss history"):format(
+    resumed, refused, succeeded))
 end, {timeout = 600 * 1000})
 
 T.test("teardown", function() server.close(box.srv) end)

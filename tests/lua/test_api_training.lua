@@ -2,7 +2,8 @@
 -- by the real `fastbrain worker` training the bundled model (share/models/tiny) on fast skills
 -- (tests/api/server.lua): 202 then 409 with the live job, many concurrent starts -> exactly one
 -- 202, spec field errors, status with the loss history, SSE with Last-Event-ID replay, a queue,
--- cancel, resume from the checkpoint, the jobs list, one job, its log and the log followed.
+-- cancel, resume from the checkpoint (a skill's latest job, or any job by id), the jobs list,
+-- one job, its log and the log followed.
 local T = require "tests.lua.testing"
 local server = require "tests.api.server"
 local client = require "tests.http.client"
@@ -16,7 +17,7 @@ local SKILL = "plumbing-receptionist"
 local LONG = {max_steps = 100000, checkpoint_interval = 5}
 
 T.test("setup: fast skills", function()
-  for _, id in ipairs{"fast", "fast2", "sse", "long", "queued"} do server.fast_skill(app, id) end
+  for _, id in ipairs{"fast", "fast2", "sse", "long", "queued", "byid"} do server.fast_skill(app, id) end
 end)
 
 T.test("unknown skill 404, bad id 400, never trained 404, bad spec fields 400", function()
@@ -191,6 +192,68 @@ T.test("the jobs list, one job, its log, and the log followed", function()
   for i = 1, 5 do T.eq(body.lines[i], all[#all - 5 + i], "the last five lines") end
   T.eq((call("GET", "/api/jobs/" .. id .. "/log?lines=0")), 400)
 end, {timeout = 10000})
+
+-- The job once its state is one of states (polled by id: it need not be its skill's newest).
+local function wait_job(id, ...)
+  local want = {}
+  for _, st in ipairs{...} do want[st] = true end
+  return server.wait_until(function()
+    local job = select(2, call("GET", "/api/jobs/" .. id)).job
+    return want[job.state] and job
+  end, id .. " to be " .. table.concat({...}, " or "))
+end
+
+T.test("any job resumes by id: the same job goes on; 409 while live or when it cannot", function()
+  -- A: cancelled after a checkpoint; B, newer, succeeds.
+  local status, body = call("POST", "/api/train-skill/byid", LONG)
+  T.eq(status, 202)
+  local a = body.job.id
+  wait_step(a, 7)
+  T.eq((call("POST", "/api/training/cancel/byid")), 202)
+  check_cancelled(wait_job(a, "cancelled").reason)
+  status, body = call("POST", "/api/train-skill/byid", {max_steps = 3})
+  T.eq(status, 202)
+  local b = body.job.id
+  T.eq(wait_job(b, "succeeded", "failed").state, "succeeded")
+  status, body = call("POST", "/api/jobs/" .. b .. "/resume")
+  T.eq({status, body.job.id}, {409, b})
+  T.eq(body.error, ("job %s is succeeded: nothing to resume"):format(b))
+  T.eq((call("POST", "/api/training/resume/byid")), 409)  -- the skill's latest is B
+  -- A by id: the same job, from its checkpoint; it is now the skill's current job.
+  local at = select(2, call("GET", "/api/jobs/" .. a)).job.checkpoint_step
+  status, body = call("POST", "/api/jobs/" .. a .. "/resume")
+  T.eq({status, body.job.id}, {202, a})
+  status, body = call("POST", "/api/jobs/" .. a .. "/resume")
+  T.eq({status, body.error, body.job.id}, {409, "training already running", a})
+  status, body = call("POST", "/api/jobs/" .. b .. "/resume")
+  T.eq({status, body.job.id}, {409, b})
+  status, body = call("POST", "/api/train-skill/byid")
+  T.eq({status, body.job.id}, {409, a})
+  local resumed = wait_step(a, at + 2)
+  T.eq(resumed.progress.resumed_from_step, at)
+  T.eq(select(2, call("GET", "/api/training/status/byid")).job, a)
+  for i, pt in ipairs(resumed.loss_history) do T.eq(pt[1], i, "history step after the resume") end
+  -- A's worker killed: failed, but with a checkpoint, so it resumes again.
+  assert(server.kill(resumed.pid), "kill the worker")
+  local failed = wait_job(a, "failed")
+  T.eq(failed.reason, "killed by signal 9")
+  T.eq((call("POST", "/api/jobs/" .. a .. "/resume")), 202)
+  T.eq(wait_step(a, failed.checkpoint_step + 1).progress.resumed_from_step, failed.checkpoint_step)
+  T.eq((call("POST", "/api/training/cancel/byid")), 202)
+  wait_job(a, "cancelled")
+  -- C: killed before its first checkpoint: nothing to resume, by id or by skill.
+  status, body = call("POST", "/api/train-skill/byid", {max_steps = 100000, checkpoint_interval = 100000})
+  local c = body.job.id
+  assert(server.kill(wait_step(c, 1).pid), "kill the worker")
+  wait_job(c, "failed")
+  status, body = call("POST", "/api/jobs/" .. c .. "/resume")
+  T.eq({status, body.job.id, body.job.state}, {409, c, "failed"})
+  T.eq(body.error, ("job %s failed before its first checkpoint (killed by signal 9): nothing to resume; start a new job"):format(c))
+  T.eq((call("POST", "/api/training/resume/byid")), 409)
+  T.eq((call("POST", "/api/jobs/nope/resume")), 404)
+  T.eq((call("POST", "/api/train-skill/byid", {max_steps = 2})), 202)  -- a new job is the way on
+  wait_state("byid", "succeeded")
+end, {timeout = 90000})
 
 -- Read SSE frames until an "end" event: {{event=, id=, data=}...}.
 local function read_until_end(c)

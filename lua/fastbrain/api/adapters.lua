@@ -1,7 +1,8 @@
 -- fastbrain.api.adapters: the trained adapters in <data_dir>/adapters/<skill>/<version>/ as
 -- the dashboard's table: GET /api/adapters, GET and DELETE /api/adapters/:skill/:version, and
 -- the preview: POST /api/adapters/:skill/:version/generate {prompt} -> the adapter's answer
--- beside the base model's. A version is listed once its summary.json exists (written last).
+-- beside the base model's. A version is a directory the trainer renamed into place whole; its
+-- hidden partial siblings (".<version>.partial", ".<version>.replaced") are never listed.
 -- The answers come from child processes (fastbrain.answer): the loop keeps serving meanwhile.
 local fb = require "fastbrain"
 local router = require "fastbrain.router"
@@ -20,7 +21,7 @@ function M.badge(loss)
   for _, b in ipairs(M.BADGES) do if not b.below or loss < b.below then return b.badge end end
 end
 
-local function valid_version(v) return type(v) == "string" and v:match("^[%w_.-]+$") and not v:find("..", 1, true) end
+local function valid_version(v) return type(v) == "string" and v:match("^[%w_][%w_.-]*$") and not v:find("..", 1, true) end
 
 local function read_json(path)
   local text = fb.fs.read(path)

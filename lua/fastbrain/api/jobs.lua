@@ -2,7 +2,7 @@
 -- paged), GET /api/jobs/:id, GET /api/jobs/:id/log (the last log lines; with ?follow=1 or
 -- Accept: text/event-stream an SSE stream of them, then of each new one as it comes, with the
 -- event's seq as its id, so Last-Event-ID resumes; it ends with an "end" event once the job
--- has ended).
+-- has ended), and POST /api/jobs/:id/resume (any resumable job, not only a skill's latest).
 local fb = require "fastbrain"
 local router = require "fastbrain.router"
 local skills = require "fastbrain.api.skills"
@@ -66,6 +66,22 @@ local function follow(res, job, n, last_id)
   if now.state ~= "queued" and now.state ~= "running" then finish(now.state, now.reason) end
 end
 
+-- Resume job id (the same job continues: id, directory, history) and answer: 202 {job}; 409
+-- {error = "training already running", job = the live one} when its skill has a live job (the
+-- job itself included); 409 {error, job} when it cannot be resumed (succeeded, or failed before
+-- its first checkpoint).
+function M.resume(res, id)
+  local job = find(id)
+  if job.state == "queued" or job.state == "running" then
+    return res:json(409, {error = "training already running", job = job})
+  end
+  local resumed, code, detail = jobs.resume(id)
+  if resumed then return res:json(202, {job = resumed}) end
+  if code == "conflict" then return res:json(409, {error = "training already running", job = detail}) end
+  if code == "invalid" then return res:json(409, {error = detail, job = job}) end
+  res:error(500, detail)
+end
+
 function M.mount(app)
   app:get("/api/jobs", function(req, res)
     local q = req.query
@@ -81,6 +97,8 @@ function M.mount(app)
   app:get("/api/jobs/:id", function(req, res)
     res:json(200, {job = find(req.params.id)})
   end)
+
+  app:post("/api/jobs/:id/resume", function(req, res) M.resume(res, req.params.id) end)
 
   app:get("/api/jobs/:id/log", function(req, res)
     local job = find(req.params.id)

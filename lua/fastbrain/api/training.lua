@@ -7,6 +7,7 @@
 local fb = require "fastbrain"
 local router = require "fastbrain.router"
 local skills = require "fastbrain.api.skills"
+local jobs_api = require "fastbrain.api.jobs"
 local tips = require "fastbrain.tips"
 local train = require "fastbrain.train"
 local json = fb.json
@@ -170,11 +171,7 @@ function M.mount(app, opts)
   end)
 
   app:post("/api/training/resume/:skill", function(req, res)
-    local job = latest(skills.check_id(req.params.skill))
-    local resumed, code, detail = jobs.resume(job.id)
-    if resumed then return res:json(202, {job = resumed}) end
-    if code == "conflict" then return res:json(409, {error = "training already running", job = detail}) end
-    res:error(code == "invalid" and 409 or 500, detail)
+    jobs_api.resume(res, latest(skills.check_id(req.params.skill)).id)
   end)
 end
 
