@@ -1,7 +1,7 @@
 -- The training and jobs API over real HTTP against scripts/serve.lua in-process, its jobs run
 -- by the real `fastbrain worker` training the bundled model (share/models/tiny) on fast skills
--- (tests/api/server.lua): 202 then 409 with the live job, many concurrent starts -> exactly one
--- 202, spec field errors, status with the loss history, SSE with Last-Event-ID replay, a queue,
+-- (tests/api/server.lua): the defaults a run gets, 202 then 409 with the live job, many
+-- concurrent starts -> exactly one 202, spec field errors, status with the loss history, SSE with Last-Event-ID replay, a queue,
 -- cancel, resume from the checkpoint (a skill's latest job, or any job by id), the jobs list,
 -- one job, its log and the log followed.
 local T = require "tests.lua.testing"
@@ -31,6 +31,18 @@ T.test("unknown skill 404, bad id 400, never trained 404, bad spec fields 400", 
   T.eq(body.fields.hooks, "unknown field")
 end)
 
+T.test("the defaults a run gets: the trainer's, then the served model's, then the skill's", function()
+  T.eq((call("GET", "/api/training/defaults/nobody")), 404)
+  local status, body = call("GET", "/api/training/defaults/" .. SKILL)
+  T.eq(status, 200)
+  local d = body.defaults
+  -- The bundled model is small (lr 1e-3, not the trainer's 2e-4) with a 1024-token context.
+  T.eq({d.lr, d.max_len, d.epochs, d.lora.r, d.lora.alpha, d.eval.fraction}, {1e-3, 1024, 3, 16, 32, 0.1})
+  T.eq({d.model, d.data, d.out}, {nil, nil, nil})  -- what the server supplies per run
+  local _, fast = call("GET", "/api/training/defaults/fast")
+  T.eq({fast.defaults.max_len, fast.defaults.micro_batch, fast.defaults.lr}, {server.FAST.max_len, server.FAST.micro_batch, 1e-3})
+end)
+
 T.test("a start is 202; a second is 409 with the live job; it trains and finishes", function()
   local status, body = call("POST", "/api/train-skill/fast", {max_steps = 12})
   T.eq(status, 202)
@@ -50,6 +62,7 @@ T.test("a start is 202; a second is 409 with the live job; it trains and finishe
   T.eq(#st.eval_history, 3)  -- every 5 steps and at the end
   T.eq(st.samples[#st.samples].prompt, "hi")
   T.eq(st.summary.steps, 12)
+  T.eq(st.summary.spec.lr, 1e-3, "a start that names no lr runs at the model's default")
   T.eq(st.adapter, job.spec.out)
   assert(fb.fs.read(st.adapter .. "/adapter_model.safetensors"), "the adapter was written")
   local _, adapters = call("GET", "/api/adapters")
