@@ -158,6 +158,10 @@ static int read_special(fb_train_spec *s, const char *path, const cJSON *v, fb_e
     names = modes;
   if (cJSON_IsString(v))
     i = pick(v->valuestring, names, n);
+  if (i < 0 && names == devices && cJSON_IsString(v) && strcmp(v->valuestring, "cuda") == 0)
+    return fb_err_set(err, FB_EINVALID,
+                      "spec.device: \"cuda\": the trainer does not run on the CUDA backend yet "
+                      "(docs/cuda.md); use \"auto\" or \"cpu\"");
   if (i < 0)
     return fb_err_set(err, FB_EINVALID, "spec.%s: must be one of \"%s\", \"%s\"%s%s%s", path,
                       names[0], names[1], n > 2 ? ", \"" : "", n > 2 ? names[2] : "",

@@ -89,6 +89,7 @@ TEST(each_mistake_names_its_field) {
       {"{" MIN ", \"schedule\": \"step\"}",
        "spec.schedule: must be one of \"constant\", \"cosine\", \"linear\""},
       {"{" MIN ", \"device\": \"tpu\"}", "spec.device: must be one of \"auto\", \"cpu\""},
+      {"{" MIN ", \"device\": \"cuda\"}", "spec.device: \"cuda\": the trainer does not run on the CUDA backend yet"},
       {"{" MIN ", \"mode\": \"qlora\"}", "spec.mode: must be one of \"lora\", \"full\""},
       {"{" MIN ", \"eval\": {\"fraction\": 0.7}}", "spec.eval.fraction: must be in [0, 0.5]"},
       {"{" MIN ", \"small_data\": 1}", "spec.small_data: must be true or false"},
