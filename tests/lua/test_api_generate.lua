@@ -148,6 +148,37 @@ T.test("a failing chain ends the task with its error and writes nothing", functi
   end))
 end)
 
+T.test("a restarted server shows each skill's latest task; one it stopped in the middle failed", function(done)
+  -- A fresh copy of the module is a restarted server: nothing of the tasks above is in memory.
+  package.loaded["fastbrain.api.generate"] = nil
+  local app2 = router.new()
+  require("fastbrain.api.generate").mount(app2, {data_dir = data_dir, chain = chain})
+  local port2 = assert(app2:listen{host = "127.0.0.1", port = 0})
+  fb.fs.mkdir_p(data_dir .. "/skills/cut")
+  fb.fs.write_atomic(data_dir .. "/skills/cut/skill.json", json.encode({name = "Cut"}))
+  fb.fs.write_atomic(data_dir .. "/skills/cut/generate.json", json.encode(
+    {id = 7, skill = "cut", state = "running", count = 5, kept = 0, dropped = {}, by_provider = {}, fallbacks = {}}))
+  fb.fs.mkdir_p(data_dir .. "/skills/garbled")
+  fb.fs.write_atomic(data_dir .. "/skills/garbled/skill.json", json.encode({name = "Garbled"}))
+  fb.fs.write_atomic(data_dir .. "/skills/garbled/generate.json", "{not json")
+  local function get(path)
+    local res = assert(http.request{url = "http://127.0.0.1:" .. port2 .. path})
+    return res.status, json.decode(res.body)
+  end
+  fb.spawn(T.guard(done, function()
+    local _, before = call("GET", "/api/skills/plumber/generate")  -- the first server's answer
+    local status, body = get("/api/skills/plumber/generate")
+    T.eq(status, 200)
+    T.eq(body.task, before.task)
+    status, body = get("/api/skills/cut/generate")
+    T.eq({status, body.task.id, body.task.state, body.task.error}, {200, 7, "failed", "interrupted: the server stopped while it ran"})
+    status, body = get("/api/skills/garbled/generate")
+    T.eq({status, body.task}, {200, json.null})
+    app2:close(0)
+    done()
+  end))
+end)
+
 T.test("clean up", function()
   app:close(0)
   srv:close()

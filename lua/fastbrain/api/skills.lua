@@ -22,7 +22,7 @@ function M.check_id(id)
   return id
 end
 
-local function dir_of(data_dir, id) return data_dir .. "/skills/" .. id end
+function M.dir(data_dir, id) return data_dir .. "/skills/" .. id end
 
 local function exists(path)
   local f = io.open(path, "rb")
@@ -32,7 +32,7 @@ end
 
 -- The skill's metadata with its id, or nil when it does not exist.
 function M.read(data_dir, id)
-  local text = fb.fs.read(dir_of(data_dir, id) .. "/skill.json")
+  local text = fb.fs.read(M.dir(data_dir, id) .. "/skill.json")
   if not text then return nil end
   local skill = json.decode(text)
   if type(skill) ~= "table" then return nil end
@@ -47,13 +47,13 @@ function M.require(data_dir, id)
   return skill
 end
 
-function M.data_path(data_dir, id) return dir_of(data_dir, id) .. "/data.jsonl" end
+function M.data_path(data_dir, id) return M.dir(data_dir, id) .. "/data.jsonl" end
 
 -- Skill ids under data_dir/skills, sorted.
 local function list_ids(data_dir)
   local ids = {}
   for _, name in ipairs(fb.fs.list(data_dir .. "/skills") or {}) do
-    if M.valid_id(name) and exists(dir_of(data_dir, name) .. "/skill.json") then ids[#ids + 1] = name end
+    if M.valid_id(name) and exists(M.dir(data_dir, name) .. "/skill.json") then ids[#ids + 1] = name end
   end
   return ids
 end
@@ -207,7 +207,7 @@ local uploads = 0
 -- Validate JSONL text with fastbrain.dataset -> stats, or nil and {{line=, message=}...}.
 local function validate(data_dir, skill, text)
   uploads = uploads + 1
-  local tmp = ("%s/.upload-%d.jsonl"):format(dir_of(data_dir, skill.id), uploads)
+  local tmp = ("%s/.upload-%d.jsonl"):format(M.dir(data_dir, skill.id), uploads)
   local f = assert(io.open(tmp, "wb"))
   f:write(text)
   f:close()
@@ -269,7 +269,7 @@ M.page_args = page_args
 -- ---- routes -----------------------------------------------------------------------------
 
 local function save(data_dir, id, meta)
-  local dir = dir_of(data_dir, id)
+  local dir = M.dir(data_dir, id)
   assert(fb.fs.mkdir_p(dir))
   assert(fb.fs.write_atomic(dir .. "/skill.json", json.encode(meta)))
   meta.id = id
@@ -328,7 +328,7 @@ function M.mount(app, opts)
   app:delete("/api/skills/:skill", function(req, res)
     local skill = M.require(data_dir, req.params.skill)
     if is_live(skill.id) then router.fail(409, "training is running for this skill: cancel it first") end
-    local dir = dir_of(data_dir, skill.id)
+    local dir = M.dir(data_dir, skill.id)
     local trash = ("%s/skills/.deleted-%s-%d"):format(data_dir, skill.id, os.time())
     assert(os.rename(dir, trash))  -- gone from the list at once, whatever happens next
     os.remove(trash .. "/data.jsonl")
