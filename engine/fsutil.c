@@ -1,6 +1,7 @@
-/* fsutil.c: whole-file reads with a cap, atomic file replacement, mkdir -p, over POSIX calls.
+/* fsutil.c: whole-file reads with a cap, atomic file replacement, mkdir -p, removal of a tree,
+ * close-on-exec for inherited descriptors, over POSIX calls.
  * Every failure names the path and the system error; nothing here retries or locks. */
-#define _GNU_SOURCE /* nftw's FTW_DEPTH, FTW_PHYS */
+#define _GNU_SOURCE /* nftw's FTW_DEPTH, FTW_PHYS; close_range */
 #include "fsutil.h"
 
 #include <errno.h>
@@ -171,4 +172,8 @@ int fb_remove_tree(const char *path, fb_err *err) {
   if (rc != 0)
     return fb_err_set(err, rc == ENOENT ? FB_ENOTFOUND : FB_EIO, "%s: %s", path, strerror(rc));
   return 0;
+}
+
+void fb_cloexec_from(int from) {
+  (void)close_range((unsigned)from, ~0u, CLOSE_RANGE_CLOEXEC); /* best effort: Linux 5.11+ */
 }

@@ -37,4 +37,9 @@ int fb_sync_dir(const char *dir, fb_err *err);
 /* Remove path and everything below it, never following links; FB_ENOTFOUND when it is missing. */
 int fb_remove_tree(const char *path, fb_err *err);
 
+/* Mark every open descriptor from `from` up close-on-exec, so that a child started next
+ * inherits only what it is given: some libraries (LuaSocket) open sockets without the flag,
+ * and a child holding a copy keeps the connection open after this process closes it. */
+void fb_cloexec_from(int from);
+
 #endif

@@ -681,6 +681,7 @@ static int spawn_worker(fb_jobs *r, fb_job *job, fb_err *err) {
   };
   uv_process_options_t opt = {.exit_cb = on_worker_exit, .file = args[0], .args = args,
                               .stdio_count = 3, .stdio = stdio};
+  fb_cloexec_from(3);
   int rc = uv_spawn(r->loop, &p->process, &opt);
   if (rc != 0) {
     close_proc(p);  /* the handles are initialized even when spawn fails */

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <uv.h>
 
+#include "fsutil.h"
 #include "modules.h"
 #include "vm.h"
 
@@ -325,6 +326,7 @@ static int start_child(lua_State *L, child *c, const spawn_args *a) {
   };
   uv_process_options_t opt = {.exit_cb = on_child_exit, .file = a->argv[0], .args = a->argv, .env = a->env,
                               .cwd = a->cwd, .stdio_count = 3, .stdio = stdio};
+  fb_cloexec_from(3);
   int rc = uv_spawn(loop, &c->process, &opt);
   if (rc != 0) return rc;
   uv_read_start((uv_stream_t *)&c->out.pipe, on_alloc, on_read);

@@ -1,6 +1,7 @@
 -- fastbrain.process on real child processes: exit codes, signals, stdin, stdout and stderr,
 -- the deadline, the output cap, argv untouched by any shell, clear errors, children reaped on
--- every path (an abandoned waiter included), and the server answering while a child runs.
+-- every path (an abandoned waiter included), no descriptor inherited beyond stdio, and the
+-- server answering while a child runs.
 local T = require "tests.lua.testing"
 local client = require "tests.http.client"
 local fb = require "fastbrain"
@@ -89,6 +90,15 @@ T.test("argv reaches exec untouched: no shell, no globbing, no splitting", funct
   T.eq(fb.fs.mode(marker), nil, "a shell ran " .. marker)
   local p, err = process.spawn{argv = {"printf", "a\0b"}}
   T.eq({p, err}, {nil, "argv[2] contains a NUL byte"})
+end)
+
+T.test("a child inherits its stdio and nothing else: not a socket this process opened", function()
+  local socket = require "socket"
+  local listener = assert(socket.bind("127.0.0.1", 0))  -- LuaSocket opens it without close-on-exec
+  local r = process.run{argv = {"ls", "/proc/self/fd"}}
+  listener:close()
+  -- ls's own directory descriptor is the fourth
+  T.eq({r.code, r.stdout}, {0, "0\n1\n2\n3\n"})
 end)
 
 T.test("env replaces the environment; without it the child inherits ours; cwd", function()
