@@ -1,11 +1,13 @@
 -- The adapters API over real HTTP: a real adapter trained in-process on a tiny random model
 -- (fb_make_tiny_model, arg[2]) is listed with its badge, read, and deleted; bad ids, unknown
--- versions and a live job's skill are refused. The trainer's output appears in one step (no
--- directory at `out` until it is whole), also over an existing `out` and after a kill cut the
--- replacement short; its hidden partial directories are never listed.
+-- versions and a live job's skill are refused; a client that leaves a preview stops its child
+-- processes. The trainer's output appears in one step (no directory at `out` until it is
+-- whole), also over an existing `out` and after a kill cut the replacement short; its hidden
+-- partial directories are never listed.
 local T = require "tests.lua.testing"
 local fb = require "fastbrain"
 local server = require "tests.api.server"
+local client = require "tests.http.client"
 local adapters = require "fastbrain.api.adapters"
 
 local app = server.start()
@@ -70,6 +72,25 @@ T.test("a trained adapter is listed, read and deleted", function()
   T.eq(fb.fs.mode(out), nil)
   status, body = server.call(app, "GET", "/api/adapters")
   T.eq(#body.adapters, 0)
+end)
+
+T.test("a client that leaves a preview stops its two child processes at once", function()
+  local version = "20261129-130000"
+  assert(fb.train.run({model = model, data = data, out = app.data_dir .. "/adapters/tiny-skill/" .. version,
+                       max_steps = 2, eval = {fraction = 0.2}}))
+  local body = fb.json.encode({prompt = "q1", max_tokens = 8})
+  local c = client.connect(app.port)
+  c:send(("POST /api/adapters/tiny-skill/%s/generate HTTP/1.1\r\nHost: 127.0.0.1\r\n" ..
+          "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"):format(version, #body, body))
+  -- Both children, frozen: left alone they would never finish.
+  local cmd, kids = "generate --model " .. model .. " ", nil
+  server.wait_until(function() kids = server.pids(cmd); return #kids == 2 end, "two generate children", 10000)
+  for _, pid in ipairs(kids) do server.kill(pid, "STOP") end
+  c.s:close()
+  local ok, err = pcall(server.wait_until, function() return #server.pids(cmd) == 0 end, "the children to go", 3000)
+  for _, pid in ipairs(server.pids(cmd)) do server.kill(pid) end
+  assert(ok, err)
+  T.eq((server.call(app, "GET", "/api/health")), 200)
 end)
 
 T.test("bad ids and unknown versions", function()

@@ -80,6 +80,8 @@ local function preview(data_dir, default_model)
     local model = summary.base_model or default_model
     local skill = skills.read(data_dir, req.params.skill) or {}
     local pending, answers, failed = {}, {}, nil
+    -- A client that leaves (or the route's timeout) stops the children; their waits end.
+    res:on_abort(function() for _, p in pairs(pending) do p:kill() end end)
     for _, which in ipairs({"base", "adapter"}) do  -- both at once
       local err
       pending[which], err = answer.start(model, prompt, {max_tokens = max_tokens, system = skill.system,
