@@ -566,6 +566,7 @@ static int samples(run *r, fb_err *err) {
     return 0;
   fb_gen_config g = fb_gen_defaults();
   g.max_new_tokens = r->spec->sample_tokens;
+  g.repetition_penalty = r->spec->sample_repetition_penalty;
   g.n_stop = r->m->cfg.n_eos < FB_GEN_MAX_STOP ? r->m->cfg.n_eos : FB_GEN_MAX_STOP;
   memcpy(g.stop, r->m->cfg.eos_token_ids, g.n_stop * sizeof g.stop[0]);
   int32_t *out = malloc(g.max_new_tokens * sizeof *out);

@@ -60,6 +60,8 @@ static const field fields[] = {
     X("samples.prompts"),
     I("samples.interval", sample_interval, 0, 100000000),
     I("samples.max_tokens", sample_tokens, 1, 4096),
+    S("samples.system", sample_system),
+    N("samples.repetition_penalty", sample_repetition_penalty, 1, 10),
     S("hooks", hooks),
 };
 #define N_FIELDS (int)(sizeof fields / sizeof fields[0])
@@ -88,6 +90,7 @@ void fb_train_spec_defaults(fb_train_spec *s) {
   s->seed = 42;
   s->device = FB_DEVICE_AUTO;
   s->sample_tokens = 48;
+  s->sample_repetition_penalty = 1.2; /* as fastbrain.answer's */
 }
 
 static void *at(fb_train_spec *s, const field *f) { return (char *)s + f->off; }

@@ -16,6 +16,7 @@
 #define FB_SPEC_MAX_DATA 8
 #define FB_SPEC_MAX_PROMPTS 8
 #define FB_SPEC_PROMPT 1024
+#define FB_SPEC_SYSTEM 16384 /* a skill's system prompt may hold 16,000 bytes */
 #define FB_SPEC_MAX_RANK 256
 
 typedef enum { FB_DEVICE_AUTO, FB_DEVICE_CPU } fb_device;
@@ -51,6 +52,8 @@ typedef struct fb_train_spec {
   int n_prompts;
   int sample_interval;      /* steps between samples; 0 = five per run */
   int sample_tokens;        /* new tokens per sample: 48 */
+  char sample_system[FB_SPEC_SYSTEM]; /* system prompt the sample prompts are asked with; "" = none */
+  double sample_repetition_penalty;   /* greedy samples' penalty (a small model loops): 1.2 */
   char hooks[FB_SPEC_PATH]; /* a Lua file returning {on_step, on_eval, on_done}; "" = none */
 } fb_train_spec;
 

@@ -16,7 +16,7 @@ local fb = require "fastbrain"
 local USAGE = "usage: fastbrain run scripts/voice-check.lua [SKILL...] [--model DIR] [--base | --lr X " ..
   "--epochs N] [--max-tokens N] [--min-words F] [--min-own F] [--out DIR]\n"
 -- How the answers are drawn: greedy, with a mild repetition penalty (a tiny model loops).
-local GENERATE = {max_tokens = 96, repetition_penalty = 1.2}
+local GENERATE = {max_tokens = 96, repetition_penalty = require("fastbrain.answer").REPETITION_PENALTY}
 
 local function parse(args)
   local opts = {model = fb.root .. "/share/models/tiny", min_words = 0.9, min_own = 0.8, skills = {}}

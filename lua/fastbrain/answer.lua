@@ -4,14 +4,18 @@
 -- handler that does). The child is this very binary.
 local process = require "fastbrain.process"
 
-local M = {}
+-- Answers shown to people are greedy with a mild repetition penalty: a small model loops
+-- without one (the trainer's live samples use the same, spec samples.repetition_penalty).
+local M = {REPETITION_PENALTY = 1.2}
 local EXE = process.exepath()
 
 -- start(model_dir, prompt, {adapter =, system =, max_tokens =, temperature =,
--- timeout_ms = 120000}) -> pending | nil, err: the child is running; it is killed at the timeout.
+-- repetition_penalty =, timeout_ms = 120000}) -> pending | nil, err: the child is running; it
+-- is killed at the timeout.
 function M.start(model_dir, prompt, opts)
   local argv = {EXE, "generate", "--model", model_dir, "--prompt", prompt,
-                "--max-tokens", tostring(opts.max_tokens or 128)}
+                "--max-tokens", tostring(opts.max_tokens or 128),
+                "--repetition-penalty", tostring(opts.repetition_penalty or M.REPETITION_PENALTY)}
   for _, o in ipairs({{"adapter", "--adapter"}, {"system", "--system"}, {"temperature", "--temperature"}}) do
     if opts[o[1]] then argv[#argv + 1] = o[2]; argv[#argv + 1] = tostring(opts[o[1]]) end
   end

@@ -61,9 +61,13 @@ function M.prepare(spec)
   data.hash = table.concat(hashes, ",")
   data.max_len = max_len
   data.lr = not spec.lr and defaults.lr or nil
-  for _, prompt in ipairs(spec.samples and spec.samples.prompts or {}) do
-    local text = assert(templates.render(template, {{role = "user", content = prompt}},
-                                         {add_generation_prompt = true, eos = eos}))
+  local samples = spec.samples or {}
+  -- Sample prompts are asked as the skill's users ask: after its system prompt, when it has one.
+  local asked = (samples.system or "") ~= "" and {{role = "system", content = samples.system}} or {}
+  for _, prompt in ipairs(samples.prompts or {}) do
+    local messages = {table.unpack(asked)}
+    messages[#messages + 1] = {role = "user", content = prompt}
+    local text = assert(templates.render(template, messages, {add_generation_prompt = true, eos = eos}))
     data.prompts[#data.prompts + 1] = {text = prompt, ids = tok:encode(text, {special = true})}
   end
   return data

@@ -59,7 +59,8 @@ function M.fast_skill(app, id, defaults)
   for k, v in pairs(M.FAST) do d[k] = v end
   for k, v in pairs(defaults or {}) do d[k] = v end
   local status, body = M.call(app, "POST", "/api/skills",
-                              {id = id, name = id, defaults = d, sample_prompts = {"hi"}})
+                              {id = id, name = id, defaults = d, sample_prompts = {"hi"},
+                               system = "You answer briefly."})
   assert(status == 201 or status == 200, "create skill: " .. tostring(status) .. " " .. fb.json.encode(body))
   local examples = {}
   for i = 1, 16 do

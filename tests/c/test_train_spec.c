@@ -28,6 +28,8 @@ TEST(defaults_suit_small_datasets) {
   CHECK_INT(s.seed, 42);
   CHECK_INT(s.device, FB_DEVICE_AUTO);
   CHECK_INT(s.full, 0);
+  CHECK_STR(s.sample_system, "");
+  CHECK_NEAR(s.sample_repetition_penalty, 1.2, 0);
 }
 
 TEST(every_field_reads_and_writes_back) {
@@ -42,7 +44,8 @@ TEST(every_field_reads_and_writes_back) {
       "\"eval\": {\"fraction\": 0.2, \"interval\": 5}, \"patience\": 2, \"seed\": 7,"
       "\"checkpoint_interval\": 10, \"checkpoints\": \"ck\", \"device\": \"cpu\", \"mode\": "
       "\"full\","
-      "\"samples\": {\"prompts\": [\"hi\", \"bye\"], \"interval\": 4, \"max_tokens\": 8}}";
+      "\"samples\": {\"prompts\": [\"hi\", \"bye\"], \"interval\": 4, \"max_tokens\": 8, "
+      "\"system\": \"Be brief.\", \"repetition_penalty\": 1}}";
   fb_train_spec s, t;
   fb_err err = {0};
   REQUIRE(parse(&s, json, &err) == 0);
@@ -56,6 +59,8 @@ TEST(every_field_reads_and_writes_back) {
   CHECK_INT(s.n_prompts, 2);
   CHECK_STR(s.prompts[1], "bye");
   CHECK_INT(s.sample_tokens, 8);
+  CHECK_STR(s.sample_system, "Be brief.");
+  CHECK_NEAR(s.sample_repetition_penalty, 1, 0);
   CHECK_INT(s.eval_interval, 5);
   cJSON *j = fb_train_spec_to_json(&s);
   REQUIRE(j);
@@ -91,6 +96,8 @@ TEST(each_mistake_names_its_field) {
       {"{" MIN ", \"device\": \"tpu\"}", "spec.device: must be one of \"auto\", \"cpu\""},
       {"{" MIN ", \"device\": \"cuda\"}", "spec.device: \"cuda\": the trainer does not run on the CUDA backend yet"},
       {"{" MIN ", \"mode\": \"qlora\"}", "spec.mode: must be one of \"lora\", \"full\""},
+      {"{" MIN ", \"samples\": {\"repetition_penalty\": 0.5}}", "spec.samples.repetition_penalty: must be in [1, 10]"},
+      {"{" MIN ", \"samples\": {\"system\": 7}}", "spec.samples.system: must be a string"},
       {"{" MIN ", \"eval\": {\"fraction\": 0.7}}", "spec.eval.fraction: must be in [0, 0.5]"},
       {"{" MIN ", \"small_data\": 1}", "spec.small_data: must be true or false"},
       {"{" MIN ", \"seed\": -3}", "spec.seed: must be 0..2^53"},

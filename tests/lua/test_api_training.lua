@@ -50,6 +50,7 @@ T.test("a start is 202; a second is 409 with the live job; it trains and finishe
   T.eq(job.skill, "fast")
   T.eq(job.spec.data, app.data_dir .. "/skills/fast/data.jsonl")
   T.eq(job.spec.model, fb.root .. "/share/models/tiny")
+  T.eq(job.spec.samples, {prompts = {"hi"}, system = "You answer briefly.", max_tokens = 8})
   local s2, b2 = call("POST", "/api/train-skill/fast")
   T.eq({s2, b2.error, b2.job.id}, {409, "training already running", job.id})
   local st = wait_state("fast", "succeeded", "failed")

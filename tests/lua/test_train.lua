@@ -101,6 +101,15 @@ T.test("a small model's default learning rate is 1e-3, a given one is kept", fun
   T.eq(assert(fb.train.run(spec("lr2", {max_steps = 2}))).spec.lr, 0.01)
 end)
 
+T.test("sample prompts are asked after the spec's system prompt, as the skill's users ask", function()
+  local tok = require("fastbrain.tokenizer")
+  local with = assert(fb.train.prepare(spec("p1", {samples = {prompts = {"item 3"}, system = "Answer in colours."}})))
+  local without = assert(fb.train.prepare(spec("p2")))
+  local text = assert(tok.load(tmp .. "/model")):decode(with.prompts[1].ids)
+  T.matches(text, "Answer in colours%..*item 3")
+  T.eq(#without.prompts[1].ids < #with.prompts[1].ids, true)
+end)
+
 T.test("a missing data file is an error naming it", function()
   local summary, err, where = fb.train.run(spec("c", {data = tmp .. "/nope.jsonl"}))
   T.eq(summary, nil)

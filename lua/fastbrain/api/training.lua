@@ -51,10 +51,9 @@ local function build_spec(data_dir, model, skill, overrides)
   spec.data = skills.data_path(data_dir, skill.id)
   spec.template = spec.template or skill.template
   spec.out = adapter_out(data_dir, skill.id)
-  if skill.sample_prompts and not (spec.samples and spec.samples.prompts) then
-    spec.samples = spec.samples or {}
-    spec.samples.prompts = skill.sample_prompts
-  end
+  spec.samples = spec.samples or {}
+  spec.samples.prompts = spec.samples.prompts or skill.sample_prompts
+  spec.samples.system = spec.samples.system or skill.system
   return spec
 end
 
