@@ -289,17 +289,21 @@ T.test("the server keeps answering while twenty slow provider calls are in fligh
   local http = require "fastbrain.http_client"
   local chain = make_chain{retries = 0}
   for i = 1, 20 do
-    srv:queue("openai", {status = 200, delay = 400, json = standin.openai_ok("slow " .. i).json})
+    srv:queue("openai", {status = 200, delay = 2000, json = standin.openai_ok("slow " .. i).json})
   end
+  local slow = {timeout = 5000}  -- the calls wait 2 s, past the providers' 500 ms here
+  for k, v in pairs(REQ) do slow[k] = v end
   local finished = 0
   for _ = 1, 20 do
     fb.spawn(function()
-      if chain:request(REQ) then finished = finished + 1 end
+      if chain:request(slow) then finished = finished + 1 end
     end)
   end
   fb.spawn(T.guard(done, function()
-    fb.sleep(50)  -- all twenty are now waiting on the stand-in
-    T.eq(#srv.requests.openai, 20)
+    -- Until all twenty wait on the stand-in (a loaded machine connects them slowly).
+    local deadline = fb.now() + 1500
+    while #(srv.requests.openai or {}) < 20 and fb.now() < deadline do fb.sleep(10) end
+    T.eq(#(srv.requests.openai or {}), 20)
     local started = fb.now()
     local res = assert(http.request{url = srv.base .. "/health"})
     local took = fb.now() - started
@@ -309,7 +313,7 @@ T.test("the server keeps answering while twenty slow provider calls are in fligh
     while finished < 20 do fb.sleep(20) end
     done()
   end))
-end, {timeout = 5000})
+end, {timeout = 10000})
 
 -- The stand-ins also speak the streaming shapes (not used by the providers yet).
 local function sse_events(body)
