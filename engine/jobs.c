@@ -35,7 +35,9 @@
 #define EXIT_NOMEM 4              /* docs/protocol.md: the worker ran out of memory */
 #define WORKER_RECORD "worker.jsonl" /* the worker's own copy of its stdout lines, this run */
 #define ORPHAN_WAIT_MS 2000       /* how long open waits for a killed orphan to go */
-#define MEMCG_PREFIX "fastbrain-worker-" /* + pid: a worker's memory cgroup (memcg.h) */
+/* A worker's memory cgroup is MEMCG_PREFIX "<registry pid>-<worker pid>" (memcg.h): with the
+ * registry's pid in the name, another server's sweep leaves this one's cgroups alone. */
+#define MEMCG_PREFIX "fastbrain-worker-"
 
 typedef struct linebuf {
   char *buf;
@@ -691,7 +693,7 @@ static int spawn_worker(fb_jobs *r, fb_job *job, fb_err *err) {
   uv_read_start((uv_stream_t *)&p->err, on_alloc, on_read);
   if (r->memcg_root[0]) {  /* it has just exec'd: its loading is yet to come */
     char name[64];
-    snprintf(name, sizeof name, MEMCG_PREFIX "%d", p->process.pid);
+    snprintf(name, sizeof name, MEMCG_PREFIX "%ld-%d", (long)getpid(), p->process.pid);
     fb_memcg_enter(r->memcg_root, name, p->process.pid, p->memcg, sizeof p->memcg);
   }
   p->job = job;

@@ -5,7 +5,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -106,8 +108,11 @@ void fb_memcg_sweep(const char *root, const char *prefix) {
   DIR *d = opendir(root);
   if (!d) return;
   char path[4400];
+  size_t n = strlen(prefix);
   for (struct dirent *e; (e = readdir(d)) != NULL;) {
-    if (strncmp(e->d_name, prefix, strlen(prefix)) != 0) continue;
+    if (strncmp(e->d_name, prefix, n) != 0) continue;
+    long owner = strtol(e->d_name + n, NULL, 10);
+    if (owner > 0 && (kill((pid_t)owner, 0) == 0 || errno != ESRCH)) continue;  /* still its own */
     snprintf(path, sizeof path, "%s/%s", root, e->d_name);
     rmdir(path);  /* refused (EBUSY) while a process is in it */
   }

@@ -21,8 +21,10 @@ int fb_memcg_enter(const char *root, const char *name, long pid, char *path, siz
  * goes with rmdir(path) once no process is left in it. */
 long fb_memcg_oom_kills(const char *path);
 
-/* Remove every cgroup under root whose name starts with prefix and that holds no process (a
- * worker that outlived its registry leaves its cgroup behind). */
+/* Remove every cgroup under root named prefix + "<pid>-..." whose pid (the registry that made
+ * it) is gone and that holds no process: a worker that outlived its registry leaves its cgroup
+ * behind. A live registry's cgroups are left to it: between its worker's death and its reading
+ * of the OOM count, the cgroup must still be there. */
 void fb_memcg_sweep(const char *root, const char *prefix);
 
 #endif

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "jobs.h"
+#include "memcg.h"
 #include "test.h"
 
 static const char *const worker_cmd[] = {FB_BIN, "run", "tests/jobs/worker.lua", NULL};
@@ -318,6 +319,27 @@ static void count_warnings(void *ud, const fb_job *job, const fb_job_event *ev) 
   (void)job;
   const char *level = cJSON_GetStringValue(cJSON_GetObjectItem(ev->data, "level"));
   if (strcmp(ev->type, "log") == 0 && level && strcmp(level, "warn") == 0) (*(int *)ud)++;
+}
+
+/* A registry's sweep removes the empty worker cgroups of registries that are gone and leaves a
+ * live one's alone (another server on the same machine may be about to read its OOM count). */
+TEST(the_sweep_leaves_a_live_registrys_worker_cgroups) {
+  char root[PATH_MAX], mine[PATH_MAX + 64], gone[PATH_MAX + 64];
+  if (fb_memcg_self(root, sizeof root) != 0) {
+    fprintf(stderr, "  skipped: no memory cgroup we may make children in\n");
+    return;
+  }
+  pid_t dead = fork();
+  if (dead == 0) _exit(0);
+  REQUIRE(dead > 0 && waitpid(dead, NULL, 0) == dead);  /* a pid no process has now */
+  snprintf(mine, sizeof mine, "%s/fastbrain-worker-%ld-1", root, (long)getpid());
+  snprintf(gone, sizeof gone, "%s/fastbrain-worker-%ld-2", root, (long)dead);
+  REQUIRE(mkdir(mine, 0755) == 0);
+  REQUIRE(mkdir(gone, 0755) == 0);
+  fb_memcg_sweep(root, "fastbrain-worker-");
+  CHECK(access(mine, F_OK) == 0);
+  CHECK(access(gone, F_OK) != 0);
+  rmdir(mine);
 }
 
 TEST(split_lines_are_joined_and_lines_over_the_cap_dropped) {
