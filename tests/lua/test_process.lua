@@ -63,7 +63,8 @@ T.test("the deadline kills the child and reaps it", function()
   local r = p:wait()
   local ms = fb.now() - t0
   T.eq({r.timed_out, r.signal, r.code}, {true, 9, nil})
-  if ms < 200 or ms > 2000 then error(("answered after %.0f ms, not just past 200"):format(ms)) end
+  -- The loop's timers count from the loop's cached time, which may be a few ms behind fb.now().
+  if ms < 190 or ms > 2000 then error(("answered after %.1f ms, not about 200"):format(ms)) end
   T.eq(reaped(p.pid), true, "pid " .. p.pid .. " is gone")
   T.eq(all_freed(), true)
 end)
