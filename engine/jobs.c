@@ -893,16 +893,15 @@ int fb_jobs_cancel(fb_jobs *r, fb_job *job, fb_err *err) {
 
 int fb_jobs_resume(fb_jobs *r, fb_job *job, fb_job **live, fb_err *err) {
   *live = NULL;
-  if (is_live(job) || job->state == FB_JOB_SUCCEEDED)
-    return fb_err_set(err, FB_EINVALID, "job %s is %s: nothing to resume", job->id,
-                      fb_job_state_name(job->state));
+  if (job->state == FB_JOB_SUCCEEDED)
+    return fb_err_set(err, FB_EINVALID, "job %s is succeeded: nothing to resume", job->id);
   /* An interrupted or cancelled job may start over from step 0; a failed one only goes on. */
   if (job->state == FB_JOB_FAILED && job->checkpoint_step < 0)
     return fb_err_set(err, FB_EINVALID,
                       "job %s failed before its first checkpoint (%s): nothing to resume; start "
                       "a new job",
                       job->id, job->reason);
-  fb_job *other = live_job(r, job->skill);
+  fb_job *other = live_job(r, job->skill); /* the job itself, when it is live */
   if (other) {
     *live = other;
     return 1;

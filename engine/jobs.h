@@ -110,8 +110,9 @@ int fb_jobs_cancel(fb_jobs *r, fb_job *job, fb_err *err);
 
 /* Resume an interrupted or cancelled job, or a failed one with a checkpoint: the same job (id,
  * directory, events) queued again, its worker continuing from the checkpoint (an interrupted
- * or cancelled job without one starts over). Returns 1 with *live when the skill has another
- * live job; FB_EINVALID for a live or succeeded job or a failed one without a checkpoint. */
+ * or cancelled job without one starts over). Returns 1 with *live when the skill has a live
+ * job (the job itself, if it is live); FB_EINVALID for a succeeded job or a failed one without
+ * a checkpoint. */
 int fb_jobs_resume(fb_jobs *r, fb_job *job, fb_job **live, fb_err *err);
 
 fb_job *fb_jobs_get(const fb_jobs *r, const char *id);

@@ -108,15 +108,10 @@ local function read(path)
   return s
 end
 
--- Whether pid is a live process: some thread of it is not gone and not a zombie. A killed
--- process's main thread turns zombie before its other threads have exited, and until they
--- have, its files (the data directory's lock among them) are still open.
+-- Whether pid is a live process (not gone, not a zombie).
 function M.alive(pid)
-  for _, tid in ipairs(fb.fs.list("/proc/" .. pid .. "/task") or {}) do
-    local stat = read(("/proc/%s/task/%s/stat"):format(pid, tid))
-    if stat and stat:match("^%d+ %b() (%a)") ~= "Z" then return true end
-  end
-  return false
+  local stat = read("/proc/" .. pid .. "/stat")
+  return stat ~= nil and stat:match("^%d+ %b() (%a)") ~= "Z"
 end
 
 -- Live processes whose command line contains `text` (plain), as a list of pids.

@@ -72,9 +72,6 @@ end
 -- its first checkpoint).
 function M.resume(res, id)
   local job = find(id)
-  if job.state == "queued" or job.state == "running" then
-    return res:json(409, {error = "training already running", job = job})
-  end
   local resumed, code, detail = jobs.resume(id)
   if resumed then return res:json(202, {job = resumed}) end
   if code == "conflict" then return res:json(409, {error = "training already running", job = detail}) end
