@@ -259,8 +259,8 @@ static void forward(float *out, float *lse, const float *q, const float *k, cons
                     fb_stream s) {
   constexpr int BQ = tiles<HD>::BQ;
   dim3 grid((Tq + BQ - 1) / BQ, NH, B);
-  attention_forward_kernel<HD><<<grid, BQ, 0, s>>>(out, lse, q, k, v, seg, Tq, Tk, q0, NH, NKV,
-                                                   window, 1.0f / sqrtf((float)HD));
+  FB_LAUNCH(attention_forward_kernel<HD>, grid, BQ, 0, s, out, lse, q, k, v, seg, Tq, Tk, q0, NH,
+            NKV, window, 1.0f / sqrtf((float)HD));
   FB_LAUNCH_CHECK();
 }
 
@@ -270,11 +270,11 @@ static void backward(float *dq, float *dk, float *dv, const float *dout, const f
                      const int32_t *seg, int B, int T, int NH, int NKV, int window, fb_stream s) {
   constexpr int BQD = tiles<HD>::BQD, BKV = tiles<HD>::BKV;
   float scale = 1.0f / sqrtf((float)HD);
-  attention_dq_kernel<HD><<<dim3((T + BQD - 1) / BQD, NH, B), BQD, 0, s>>>(
-      dq, dout, lse, D, q, k, v, seg, T, NH, NKV, window, scale);
+  FB_LAUNCH(attention_dq_kernel<HD>, dim3((T + BQD - 1) / BQD, NH, B), BQD, 0, s, dq, dout, lse, D,
+            q, k, v, seg, T, NH, NKV, window, scale);
   FB_LAUNCH_CHECK();
-  attention_dkv_kernel<HD><<<dim3((T + BKV - 1) / BKV, NKV, B), BKV, 0, s>>>(
-      dk, dv, dout, lse, D, q, k, v, seg, T, NH, NKV, window, scale);
+  FB_LAUNCH(attention_dkv_kernel<HD>, dim3((T + BKV - 1) / BKV, NKV, B), BKV, 0, s, dk, dv, dout,
+            lse, D, q, k, v, seg, T, NH, NKV, window, scale);
   FB_LAUNCH_CHECK();
 }
 
@@ -295,7 +295,8 @@ extern "C" void fb_cuda_attention_backward(float *dq, float *dk, float *dv, cons
                                            float *scratch, int B, int T, int NH, int NKV, int HD,
                                            int window, fb_stream s) {
   size_t rows = (size_t)B * T * NH;
-  attention_delta_kernel<<<fb_blocks(rows, 256), 256, 0, s>>>(scratch, dout, out, T, NH, HD, rows);
+  FB_LAUNCH(attention_delta_kernel, fb_blocks(rows, 256), 256, 0, s, scratch, dout, out, T, NH, HD,
+            rows);
   FB_LAUNCH_CHECK();
   if (HD == 64)
     backward<64>(dq, dk, dv, dout, lse, scratch, q, k, v, seg, B, T, NH, NKV, window, s);

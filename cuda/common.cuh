@@ -10,6 +10,14 @@
 
 #include "fb_cuda.h"
 
+/* Every kernel launch goes through this one macro, FB_LAUNCH(kernel, grid, block, shared bytes,
+ * stream, arguments...), so the CUDA emulator of the tests (tests/cuda_emu), whose
+ * cuda_runtime.h defines its own FB_LAUNCH, compiles these files unmodified as host C++. */
+#ifndef FB_LAUNCH
+#define FB_LAUNCH(kernel, grid, block, shared, stream, ...) \
+  kernel<<<grid, block, shared, stream>>>(__VA_ARGS__)
+#endif
+
 /* Check the launch that just happened (configuration errors; faults show at the next sync). */
 #define FB_LAUNCH_CHECK() \
   fb_cuda_check((int)cudaGetLastError(), "kernel launch", __FILE__, __LINE__)

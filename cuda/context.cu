@@ -199,13 +199,13 @@ __global__ void from_bf16_kernel(float *out, const __nv_bfloat16 *inp, size_t n)
 
 extern "C" void fb_cuda_to_bf16(fb_bf16 *out, const float *inp, size_t n, fb_stream s) {
   if (!n) return;
-  to_bf16_kernel<<<fb_blocks(n, 256), 256, 0, s>>>((__nv_bfloat16 *)out, inp, n);
+  FB_LAUNCH(to_bf16_kernel, fb_blocks(n, 256), 256, 0, s, (__nv_bfloat16 *)out, inp, n);
   FB_LAUNCH_CHECK();
 }
 
 extern "C" void fb_cuda_from_bf16(float *out, const fb_bf16 *inp, size_t n, fb_stream s) {
   if (!n) return;
-  from_bf16_kernel<<<fb_blocks(n, 256), 256, 0, s>>>(out, (const __nv_bfloat16 *)inp, n);
+  FB_LAUNCH(from_bf16_kernel, fb_blocks(n, 256), 256, 0, s, out, (const __nv_bfloat16 *)inp, n);
   FB_LAUNCH_CHECK();
 }
 

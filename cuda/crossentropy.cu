@@ -88,7 +88,7 @@ __global__ void ce_chunk_grad_kernel(__nv_bfloat16 *d, const float *logits, cons
 extern "C" void fb_cuda_crossentropy_forward(float *losses, const float *logits,
                                              const int32_t *targets, int N, int V, fb_stream s) {
   if (N <= 0) return;
-  ce_forward_kernel<<<N, CE_THREADS, 0, s>>>(losses, logits, targets, V);
+  FB_LAUNCH(ce_forward_kernel, N, CE_THREADS, 0, s, losses, logits, targets, V);
   FB_LAUNCH_CHECK();
 }
 
@@ -96,7 +96,7 @@ extern "C" void fb_cuda_crossentropy_backward(float *dlogits, const float *logit
                                               const int32_t *targets, int N, int V, float dloss,
                                               fb_stream s) {
   if (N <= 0) return;
-  ce_backward_kernel<<<N, CE_THREADS, 0, s>>>(dlogits, logits, targets, V, dloss);
+  FB_LAUNCH(ce_backward_kernel, N, CE_THREADS, 0, s, dlogits, logits, targets, V, dloss);
   FB_LAUNCH_CHECK();
 }
 
@@ -149,18 +149,19 @@ extern "C" void fb_cuda_lmhead_ce_forward(float *losses, const float *lnf, const
   if (N > w->N) /* a caller's bug: the work was made for fewer rows */
     fb_cuda_check((int)cudaErrorInvalidValue, "loss rows over the work's", __FILE__, __LINE__);
   fb_cuda_to_bf16(w->x16, lnf, (size_t)N * w->C, s);
-  ce_init_kernel<<<fb_blocks(N, 256), 256, 0, s>>>(w->mx, w->sum, N);
+  FB_LAUNCH(ce_init_kernel, fb_blocks(N, 256), 256, 0, s, w->mx, w->sum, N);
   FB_LAUNCH_CHECK();
   /* rows whose target is ignored still get a (never used) target logit */
   FB_CUDA_CHECK(cudaMemsetAsync(w->tgt, 0, (size_t)N * 4, s));
   for (int c0 = 0; c0 < w->V; c0 += w->chunk) {
     int vc = w->V - c0 < w->chunk ? w->V - c0 : w->chunk;
     chunk_logits(w, W, N, c0, vc, s);
-    ce_chunk_kernel<<<N, CE_THREADS, 0, s>>>(w->mx, w->sum, w->tgt, w->logits, targets, vc, c0);
+    FB_LAUNCH(ce_chunk_kernel, N, CE_THREADS, 0, s, w->mx, w->sum, w->tgt, w->logits, targets, vc,
+              c0);
     FB_LAUNCH_CHECK();
   }
-  ce_finish_kernel<<<fb_blocks(N, 256), 256, 0, s>>>(losses, w->lse, w->mx, w->sum, w->tgt, targets,
-                                                     N);
+  FB_LAUNCH(ce_finish_kernel, fb_blocks(N, 256), 256, 0, s, losses, w->lse, w->mx, w->sum, w->tgt,
+            targets, N);
   FB_LAUNCH_CHECK();
 }
 
@@ -173,8 +174,8 @@ extern "C" void fb_cuda_lmhead_ce_backward(float *dlnf, const fb_bf16 *W, const 
     int vc = w->V - c0 < w->chunk ? w->V - c0 : w->chunk;
     size_t total = (size_t)N * vc;
     chunk_logits(w, W, N, c0, vc, s);
-    ce_chunk_grad_kernel<<<fb_blocks(total, 256), 256, 0, s>>>(
-        (__nv_bfloat16 *)w->dlogits, w->logits, w->lse, targets, total, vc, c0, dloss);
+    FB_LAUNCH(ce_chunk_grad_kernel, fb_blocks(total, 256), 256, 0, s, (__nv_bfloat16 *)w->dlogits,
+              w->logits, w->lse, targets, total, vc, c0, dloss);
     FB_LAUNCH_CHECK();
     /* dlnf[N,C] += dlogits[N,vc] @ W[c0:c0+vc] */
     fb_cuda_gemm(0, 0, N, C, vc, 1.0f, w->dlogits, CUDA_R_16BF, vc, W + (size_t)c0 * C, CUDA_R_16BF,

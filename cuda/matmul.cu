@@ -32,7 +32,7 @@ void fb_cuda_gemm(int tA, int tB, int M, int N, int K, float alpha, const void *
 
 static void add_bias(float *out, const float *bias, int N, int OC, fb_stream s) {
   size_t total = (size_t)N * OC;
-  bias_add_kernel<<<fb_blocks(total, 256), 256, 0, s>>>(out, bias, total, OC);
+  FB_LAUNCH(bias_add_kernel, fb_blocks(total, 256), 256, 0, s, out, bias, total, OC);
   FB_LAUNCH_CHECK();
 }
 
@@ -72,7 +72,7 @@ extern "C" void fb_cuda_matmul_backward_f32(float *dinp, float *dweight, float *
     fb_cuda_gemm(1, 0, OC, C, N, alpha, dout, CUDA_R_32F, OC, inp, CUDA_R_32F, C, 1.0f, dweight, C,
                  s);
   if (dbias) {
-    bias_backward_kernel<<<fb_blocks(OC, 128), 128, 0, s>>>(dbias, dout, N, OC, alpha);
+    FB_LAUNCH(bias_backward_kernel, fb_blocks(OC, 128), 128, 0, s, dbias, dout, N, OC, alpha);
     FB_LAUNCH_CHECK();
   }
 }

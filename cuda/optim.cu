@@ -35,8 +35,8 @@ extern "C" void fb_cuda_adamw(float *param, const float *grad, float *m, float *
   float decay = (float)(1.0 - lr * weight_decay), w1 = (float)(1.0 - beta1);
   float b2 = (float)beta2, w2 = (float)(1.0 - beta2), e = (float)eps;
   float step = (float)(lr / (1.0 - pow(beta1, t))), bc2s = (float)sqrt(1.0 - pow(beta2, t));
-  adamw_kernel<<<fb_blocks(n, 256), 256, 0, s>>>(param, grad, m, v, n, decay, w1, b2, w2, e, step,
-                                                 bc2s);
+  FB_LAUNCH(adamw_kernel, fb_blocks(n, 256), 256, 0, s, param, grad, m, v, n, decay, w1, b2, w2, e,
+            step, bc2s);
   FB_LAUNCH_CHECK();
 }
 
@@ -45,7 +45,7 @@ static double reduce(const float *x, size_t n, int squares, fb_stream s) {
   FB_CUDA_CHECK(cudaMemsetAsync(acc, 0, sizeof(double), s));
   if (n) {
     unsigned blocks = fb_blocks(n, 256), grid = blocks < 1024 ? blocks : 1024;
-    reduce_kernel<<<grid, 256, 0, s>>>(acc, x, n, squares);
+    FB_LAUNCH(reduce_kernel, grid, 256, 0, s, acc, x, n, squares);
     FB_LAUNCH_CHECK();
   }
   FB_CUDA_CHECK(cudaMemcpyAsync(&out, acc, sizeof out, cudaMemcpyDeviceToHost, s));
