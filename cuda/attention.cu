@@ -248,71 +248,79 @@ __global__ void attention_dkv_kernel(float *dk, float *dv, const float *dout, co
 
 extern "C" int fb_cuda_attention_supports(int HD) { return HD == 64 || HD == 128; }
 
-static void unsupported(int HD, const char *file, int line) {
-  fb_cuda_check((int)cudaErrorInvalidValue, "attention head_dim (64 or 128 only)", file, line);
-  (void)HD;
-}
-
 template <int HD>
 static void forward(float *out, float *lse, const float *q, const float *k, const float *v,
-                    const int32_t *seg, int B, int Tq, int Tk, int q0, int NH, int NKV, int window,
-                    fb_stream s) {
+                    const int32_t *seg, int B, int Tq, int Tk, int q0, int NH, int NKV,
+                    int window) {
   constexpr int BQ = tiles<HD>::BQ;
   dim3 grid((Tq + BQ - 1) / BQ, NH, B);
-  FB_LAUNCH(attention_forward_kernel<HD>, grid, BQ, 0, s, out, lse, q, k, v, seg, Tq, Tk, q0, NH,
-            NKV, window, 1.0f / sqrtf((float)HD));
+  FB_LAUNCH(attention_forward_kernel<HD>, grid, BQ, 0, fb_cuda_stream(), out, lse, q, k, v, seg, Tq,
+            Tk, q0, NH, NKV, window, 1.0f / sqrtf((float)HD));
   FB_LAUNCH_CHECK();
 }
 
 template <int HD>
 static void backward(float *dq, float *dk, float *dv, const float *dout, const float *lse,
                      const float *D, const float *q, const float *k, const float *v,
-                     const int32_t *seg, int B, int T, int NH, int NKV, int window, fb_stream s) {
+                     const int32_t *seg, int B, int T, int NH, int NKV, int window) {
   constexpr int BQD = tiles<HD>::BQD, BKV = tiles<HD>::BKV;
   float scale = 1.0f / sqrtf((float)HD);
-  FB_LAUNCH(attention_dq_kernel<HD>, dim3((T + BQD - 1) / BQD, NH, B), BQD, 0, s, dq, dout, lse, D,
-            q, k, v, seg, T, NH, NKV, window, scale);
+  FB_LAUNCH(attention_dq_kernel<HD>, dim3((T + BQD - 1) / BQD, NH, B), BQD, 0, fb_cuda_stream(), dq,
+            dout, lse, D, q, k, v, seg, T, NH, NKV, window, scale);
   FB_LAUNCH_CHECK();
-  FB_LAUNCH(attention_dkv_kernel<HD>, dim3((T + BKV - 1) / BKV, NKV, B), BKV, 0, s, dk, dv, dout,
-            lse, D, q, k, v, seg, T, NH, NKV, window, scale);
+  FB_LAUNCH(attention_dkv_kernel<HD>, dim3((T + BKV - 1) / BKV, NKV, B), BKV, 0, fb_cuda_stream(),
+            dk, dv, dout, lse, D, q, k, v, seg, T, NH, NKV, window, scale);
   FB_LAUNCH_CHECK();
 }
 
+extern "C" size_t fb_cuda_attention_scratch(int N, int T, int NH) {
+  (void)T;
+  return (size_t)N * NH;
+}
+
 extern "C" void fb_cuda_attention_forward(float *out, float *lse, const float *q, const float *k,
-                                          const float *v, const int32_t *seg, int B, int T, int NH,
-                                          int NKV, int HD, int window, fb_stream s) {
+                                          const float *v, const int32_t *seg, float *scratch, int B,
+                                          int T, int NH, int NKV, int HD, int window) {
+  (void)scratch; /* scores live in shared memory, tile by tile */
   if (HD == 64)
-    forward<64>(out, lse, q, k, v, seg, B, T, T, 0, NH, NKV, window, s);
+    forward<64>(out, lse, q, k, v, seg, B, T, T, 0, NH, NKV, window);
   else if (HD == 128)
-    forward<128>(out, lse, q, k, v, seg, B, T, T, 0, NH, NKV, window, s);
+    forward<128>(out, lse, q, k, v, seg, B, T, T, 0, NH, NKV, window);
   else
-    unsupported(HD, __FILE__, __LINE__);
+    FB_CUDA_REFUSE("attention head_dim (64 or 128 only)");
 }
 
 extern "C" void fb_cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
                                            const float *out, const float *lse, const float *q,
                                            const float *k, const float *v, const int32_t *seg,
                                            float *scratch, int B, int T, int NH, int NKV, int HD,
-                                           int window, fb_stream s) {
+                                           int window) {
   size_t rows = (size_t)B * T * NH;
-  FB_LAUNCH(attention_delta_kernel, fb_blocks(rows, 256), 256, 0, s, scratch, dout, out, T, NH, HD,
-            rows);
+  if (!rows) return;
+  FB_LAUNCH(attention_delta_kernel, fb_blocks(rows, 256), 256, 0, fb_cuda_stream(), scratch, dout,
+            out, T, NH, HD, rows);
   FB_LAUNCH_CHECK();
   if (HD == 64)
-    backward<64>(dq, dk, dv, dout, lse, scratch, q, k, v, seg, B, T, NH, NKV, window, s);
+    backward<64>(dq, dk, dv, dout, lse, scratch, q, k, v, seg, B, T, NH, NKV, window);
   else if (HD == 128)
-    backward<128>(dq, dk, dv, dout, lse, scratch, q, k, v, seg, B, T, NH, NKV, window, s);
+    backward<128>(dq, dk, dv, dout, lse, scratch, q, k, v, seg, B, T, NH, NKV, window);
   else
-    unsupported(HD, __FILE__, __LINE__);
+    FB_CUDA_REFUSE("attention head_dim (64 or 128 only)");
+}
+
+extern "C" size_t fb_cuda_attention_cached_scratch(int max_len) {
+  (void)max_len;
+  return 0;
 }
 
 extern "C" void fb_cuda_attention_cached(float *out, const float *q, const float *kc,
-                                         const float *vc, int n, int p0, int NH, int NKV, int HD,
-                                         int window, fb_stream s) {
+                                         const float *vc, float *scratch, int n, int p0, int NH,
+                                         int NKV, int HD, int window) {
+  (void)scratch;
   if (HD == 64)
-    forward<64>(out, NULL, q, kc, vc, NULL, 1, n, p0 + n, p0, NH, NKV, window, s);
+    forward<64>(out, NULL, q, kc, vc, NULL, 1, n, p0 + n, p0, NH, NKV, window);
   else if (HD == 128)
-    forward<128>(out, NULL, q, kc, vc, NULL, 1, n, p0 + n, p0, NH, NKV, window, s);
+    forward<128>(out, NULL, q, kc, vc, NULL, 1, n, p0 + n, p0, NH, NKV, window);
   else
-    unsupported(HD, __FILE__, __LINE__);
+    FB_CUDA_REFUSE("attention head_dim (64 or 128 only)");
 }

@@ -1,6 +1,6 @@
-/* common.cuh: what the .cu files share and C callers never see: the cuBLAS handle, the
- * bf16 workspace, the row-major GEMM every product goes through, launch checking, grid sizes
- * and block reductions. */
+/* common.cuh: what the .cu files share and C callers never see: the stream and the cuBLAS
+ * handle, the workspace, the row-major GEMM every product goes through, launch checking, grid
+ * sizes and block reductions. */
 #ifndef FB_CUDA_COMMON_CUH
 #define FB_CUDA_COMMON_CUH
 
@@ -22,16 +22,25 @@
 #define FB_LAUNCH_CHECK() \
   fb_cuda_check((int)cudaGetLastError(), "kernel launch", __FILE__, __LINE__)
 
-cublasHandle_t fb_cuda_cublas(fb_stream s);
-/* The workspace, which must hold bytes (fb_cuda_workspace_reserve made it so; else a fault
- * naming the caller's file and line). */
+/* The context's stream (every launch and copy goes on it) and its cuBLAS handle. */
+cudaStream_t fb_cuda_stream(void);
+cublasHandle_t fb_cuda_cublas(void);
+/* A device workspace of at least bytes, shared by the ops (bf16 copies of product operands,
+ * reduction results); it grows when asked for more, after the work queued so far is done. Out
+ * of memory here is a fault naming the caller's file and line. */
 void *fb_cuda_workspace(size_t bytes, const char *file, int line);
+
+/* fp32 x[n] rounded to bf16 into out (round to nearest even). */
+void fb_cuda_to_bf16(fb_bf16 *out, const float *inp, size_t n);
 
 /* Row-major C[M,N] = alpha * op(A)[M,K] @ op(B)[K,N] + beta * C with fp32 C and accumulation;
  * A and B are fp32 or bf16 (CUDA_R_32F / CUDA_R_16BF), op(X) = X^T when tX. */
 void fb_cuda_gemm(int tA, int tB, int M, int N, int K, float alpha, const void *A,
                   cudaDataType_t typeA, int lda, const void *B, cudaDataType_t typeB, int ldb,
-                  float beta, float *C, int ldc, fb_stream s);
+                  float beta, float *C, int ldc);
+
+/* A caller's mistake the ops cannot honour (a size or option they do not support): a fault. */
+#define FB_CUDA_REFUSE(what) fb_cuda_check((int)cudaErrorInvalidValue, what, __FILE__, __LINE__)
 
 static inline unsigned fb_blocks(size_t n, unsigned threads) {
   return (unsigned)((n + threads - 1) / threads);

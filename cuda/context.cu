@@ -1,7 +1,7 @@
-/* context.cu: the CUDA context of the training core: device choice and probe, the stream,
- * the cuBLAS handle, device memory with accounting and clear out-of-memory errors, the bf16
- * workspace, copies, and the fault handler every checked call ends in. No kernels but the
- * conversions. */
+/* context.cu: the CUDA context of the training core: opening device 0 (and saying what is
+ * missing when it cannot be used), the stream, the cuBLAS handle, device memory with accounting
+ * and clear out-of-memory errors, the workspace, copies, and the fault handler every checked
+ * call ends in. No kernels but the bf16 rounding. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +19,7 @@ static struct {
   void *ws;
   size_t ws_bytes;
   size_t in_use, peak;
-  char name[256];
+  char name[320]; /* "<device name> (sm_90, 139.8 GiB)" */
 } ctx;
 
 /* Every live allocation and its size, so frees keep the accounting right. */
@@ -45,65 +45,50 @@ extern "C" void fb_cublas_check(int status, const char *call, const char *file, 
   exit(FB_CUDA_FAULT_EXIT);
 }
 
-extern "C" int fb_cuda_probe(char *why, size_t n) {
+/* Why device 0 cannot be used (FB_EBACKEND), or 0 with its name in ctx.name. */
+static int probe(fb_err *err) {
   int count = 0;
   cudaError_t e = cudaGetDeviceCount(&count);
-  if (e != cudaSuccess) {
-    snprintf(why, n, "no usable CUDA driver or device: %s", cudaGetErrorString(e));
-    return -1;
-  }
-  if (count < 1) {
-    snprintf(why, n, "no CUDA device is visible");
-    return -1;
-  }
+  if (e == cudaErrorNoDevice || (e == cudaSuccess && count < 1))
+    return fb_err_set(err, FB_EBACKEND, "no CUDA device is visible");
+  if (e != cudaSuccess)
+    return fb_err_set(err, FB_EBACKEND, "no CUDA driver: %s (%s)", cudaGetErrorString(e),
+                      cudaGetErrorName(e));
   cudaDeviceProp p;
-  if ((e = cudaGetDeviceProperties(&p, 0)) != cudaSuccess) {
-    snprintf(why, n, "CUDA device 0 cannot be queried: %s", cudaGetErrorString(e));
-    return -1;
-  }
-  if (p.major * 10 + p.minor < FB_CUDA_MIN_CC) {
-    snprintf(why, n, "CUDA device 0 (%s) has compute capability %d.%d; this build needs %d.%d",
-             p.name, p.major, p.minor, FB_CUDA_MIN_CC / 10, FB_CUDA_MIN_CC % 10);
-    return -1;
-  }
-  snprintf(why, n, "%s (sm_%d%d, %.1f GiB)", p.name, p.major, p.minor,
+  if ((e = cudaGetDeviceProperties(&p, 0)) != cudaSuccess)
+    return fb_err_set(err, FB_EBACKEND, "CUDA device 0 cannot be queried: %s",
+                      cudaGetErrorString(e));
+  if (p.major * 10 + p.minor < FB_CUDA_MIN_CC)
+    return fb_err_set(err, FB_EBACKEND, "device 0 (%s) is sm_%d%d; sm_%d or newer is needed",
+                      p.name, p.major, p.minor, FB_CUDA_MIN_CC);
+  snprintf(ctx.name, sizeof ctx.name, "%s (sm_%d%d, %.1f GiB)", p.name, p.major, p.minor,
            p.totalGlobalMem / 1073741824.0);
   return 0;
 }
 
 extern "C" int fb_cuda_init(fb_err *err) {
   if (ctx.ready) return 0;
-  char why[256];
-  if (fb_cuda_probe(why, sizeof why)) return fb_err_set(err, FB_EBACKEND, "cuda: %s", why);
-  snprintf(ctx.name, sizeof ctx.name, "%s", why);
-  FB_CUDA_CHECK(cudaSetDevice(0));
-  FB_CUDA_CHECK(cudaStreamCreateWithFlags(&ctx.stream, cudaStreamNonBlocking));
+  int rc = probe(err);
+  if (rc) return rc;
+  /* the context is made by the first call that needs one: a device in exclusive use fails here */
+  cudaError_t e = cudaSetDevice(0);
+  if (e == cudaSuccess) e = cudaFree(0);
+  if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&ctx.stream, cudaStreamNonBlocking);
+  if (e != cudaSuccess)
+    return fb_err_set(err, FB_EBACKEND, "device 0 (%s) is not free: %s (%s)", ctx.name,
+                      cudaGetErrorString(e), cudaGetErrorName(e));
   FB_CUBLAS_CHECK(cublasCreate(&ctx.cublas));
   FB_CUBLAS_CHECK(cublasSetStream(ctx.cublas, ctx.stream));
   ctx.ready = 1;
   fb_info("cuda: using %s", ctx.name);
-  /* enough for the reductions and small products; models reserve what their shapes need */
-  return fb_cuda_workspace_reserve((size_t)1 << 20, err);
+  return 0;
 }
 
-extern "C" void fb_cuda_shutdown(void) {
-  if (!ctx.ready) return;
-  fb_cuda_free(ctx.ws);
-  ctx.ws = NULL;
-  ctx.ws_bytes = 0;
-  FB_CUBLAS_CHECK(cublasDestroy(ctx.cublas));
-  FB_CUDA_CHECK(cudaStreamDestroy(ctx.stream));
-  ctx.ready = 0;
-}
-
-extern "C" fb_stream fb_cuda_stream(void) { return ctx.stream; }
 extern "C" void fb_cuda_sync(void) { FB_CUDA_CHECK(cudaStreamSynchronize(ctx.stream)); }
 extern "C" const char *fb_cuda_device_name(void) { return ctx.name; }
+cudaStream_t fb_cuda_stream(void) { return ctx.stream; }
 
-cublasHandle_t fb_cuda_cublas(fb_stream s) {
-  FB_CUBLAS_CHECK(cublasSetStream(ctx.cublas, s));
-  return ctx.cublas;
-}
+cublasHandle_t fb_cuda_cublas(void) { return ctx.cublas; }
 
 extern "C" int fb_cuda_alloc(void **p, size_t bytes, const char *what, fb_err *err) {
   *p = NULL;
@@ -145,9 +130,7 @@ extern "C" void fb_cuda_free(void *p) {
   FB_CUDA_CHECK(cudaFree(p));
 }
 
-extern "C" size_t fb_cuda_bytes_in_use(void) { return ctx.in_use; }
 extern "C" size_t fb_cuda_peak_bytes(void) { return ctx.peak; }
-extern "C" void fb_cuda_reset_peak(void) { ctx.peak = ctx.in_use; }
 
 extern "C" void fb_cuda_upload(void *dst, const void *src, size_t bytes) {
   FB_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, ctx.stream));
@@ -167,24 +150,21 @@ extern "C" void fb_cuda_copy(void *dst, const void *src, size_t bytes) {
   FB_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, ctx.stream));
 }
 
-extern "C" int fb_cuda_workspace_reserve(size_t bytes, fb_err *err) {
-  if (bytes <= ctx.ws_bytes) return 0;
-  void *p;
-  int rc = fb_cuda_alloc(&p, bytes, "the bf16 workspace", err);
-  if (rc) return rc;
-  fb_cuda_free(ctx.ws);
-  ctx.ws = p;
-  ctx.ws_bytes = bytes;
-  return 0;
-}
-
 void *fb_cuda_workspace(size_t bytes, const char *file, int line) {
-  if (bytes > ctx.ws_bytes) {
-    fb_error("cuda: %s:%d: needs %zu bytes of workspace, %zu reserved", file, line, bytes,
-             ctx.ws_bytes);
+  if (bytes <= ctx.ws_bytes) return ctx.ws;
+  void *p;
+  fb_err err{};
+  fb_cuda_sync(); /* the old workspace may still be read by queued work */
+  fb_cuda_free(ctx.ws);
+  ctx.ws = NULL;
+  ctx.ws_bytes = 0;
+  if (fb_cuda_alloc(&p, bytes, "the workspace", &err)) {
+    fb_error("cuda: %s:%d: %s", file, line, err.msg);
     exit(FB_CUDA_FAULT_EXIT);
   }
-  return ctx.ws;
+  ctx.ws = p;
+  ctx.ws_bytes = bytes;
+  return p;
 }
 
 __global__ void to_bf16_kernel(__nv_bfloat16 *out, const float *inp, size_t n) {
@@ -192,34 +172,8 @@ __global__ void to_bf16_kernel(__nv_bfloat16 *out, const float *inp, size_t n) {
   if (i < n) out[i] = __float2bfloat16_rn(inp[i]);
 }
 
-__global__ void from_bf16_kernel(float *out, const __nv_bfloat16 *inp, size_t n) {
-  size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-  if (i < n) out[i] = __bfloat162float(inp[i]);
-}
-
-extern "C" void fb_cuda_to_bf16(fb_bf16 *out, const float *inp, size_t n, fb_stream s) {
+void fb_cuda_to_bf16(fb_bf16 *out, const float *inp, size_t n) {
   if (!n) return;
-  FB_LAUNCH(to_bf16_kernel, fb_blocks(n, 256), 256, 0, s, (__nv_bfloat16 *)out, inp, n);
+  FB_LAUNCH(to_bf16_kernel, fb_blocks(n, 256), 256, 0, ctx.stream, (__nv_bfloat16 *)out, inp, n);
   FB_LAUNCH_CHECK();
-}
-
-extern "C" void fb_cuda_from_bf16(float *out, const fb_bf16 *inp, size_t n, fb_stream s) {
-  if (!n) return;
-  FB_LAUNCH(from_bf16_kernel, fb_blocks(n, 256), 256, 0, s, out, (const __nv_bfloat16 *)inp, n);
-  FB_LAUNCH_CHECK();
-}
-
-extern "C" fb_bf16 fb_bf16_from_float(float x) {
-  uint32_t u;
-  memcpy(&u, &x, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (fb_bf16)((u >> 16) | 0x40); /* quiet NaN */
-  u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest even */
-  return (fb_bf16)(u >> 16);
-}
-
-extern "C" float fb_bf16_to_float(fb_bf16 x) {
-  uint32_t u = (uint32_t)x << 16;
-  float f;
-  memcpy(&f, &u, 4);
-  return f;
 }

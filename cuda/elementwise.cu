@@ -75,56 +75,52 @@ __global__ void dropout_kernel(float *out, const float *inp, size_t n, float p, 
   out[i] = u < p ? 0.0f : inp[i] * keep;
 }
 
-#define LAUNCH(kernel, n, ...)                                      \
-  do {                                                              \
-    if ((n) == 0) break;                                            \
-    FB_LAUNCH(kernel, fb_blocks((n), 256), 256, 0, s, __VA_ARGS__); \
-    FB_LAUNCH_CHECK();                                              \
+#define LAUNCH(kernel, n, ...)                                                     \
+  do {                                                                             \
+    if ((n) == 0) break;                                                           \
+    FB_LAUNCH(kernel, fb_blocks((n), 256), 256, 0, fb_cuda_stream(), __VA_ARGS__); \
+    FB_LAUNCH_CHECK();                                                             \
   } while (0)
 
-extern "C" void fb_cuda_embedding_forward(float *out, const int32_t *ids, const fb_bf16 *table,
-                                          int N, int C, fb_stream s) {
+extern "C" void fb_cuda_embedding_forward(float *out, const int32_t *ids, const void *table, int N,
+                                          int C) {
   size_t total = (size_t)N * C;
   LAUNCH(embedding_forward_kernel, total, out, ids, (const __nv_bfloat16 *)table, total, C);
 }
 
 extern "C" void fb_cuda_embedding_backward(float *dtable, const float *dout, const int32_t *ids,
-                                           int N, int C, fb_stream s) {
+                                           int N, int C) {
   size_t total = (size_t)N * C;
   LAUNCH(embedding_backward_kernel, total, dtable, dout, ids, total, C);
 }
 
 extern "C" void fb_cuda_rope_forward(float *x, const float *cos, const float *sin,
-                                     const int32_t *pos, int N, int NH, int HD, fb_stream s) {
+                                     const int32_t *pos, int N, int NH, int HD) {
   size_t total = (size_t)N * NH * (HD / 2);
   LAUNCH(rope_kernel, total, x, cos, sin, pos, total, NH, HD / 2, 1.0f);
 }
 
 extern "C" void fb_cuda_rope_backward(float *dx, const float *cos, const float *sin,
-                                      const int32_t *pos, int N, int NH, int HD, fb_stream s) {
+                                      const int32_t *pos, int N, int NH, int HD) {
   size_t total = (size_t)N * NH * (HD / 2);
   LAUNCH(rope_kernel, total, dx, cos, sin, pos, total, NH, HD / 2, -1.0f);
 }
 
-extern "C" void fb_cuda_swiglu_forward(float *out, const float *gate, const float *up, size_t n,
-                                       fb_stream s) {
+extern "C" void fb_cuda_swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
   LAUNCH(swiglu_forward_kernel, n, out, gate, up, n);
 }
 
 extern "C" void fb_cuda_swiglu_backward(float *dgate, float *dup, const float *dout,
-                                        const float *gate, const float *up, size_t n, fb_stream s) {
+                                        const float *gate, const float *up, size_t n) {
   LAUNCH(swiglu_backward_kernel, n, dgate, dup, dout, gate, up, n);
 }
 
-extern "C" void fb_cuda_add(float *out, const float *a, const float *b, size_t n, fb_stream s) {
+extern "C" void fb_cuda_add(float *out, const float *a, const float *b, size_t n) {
   LAUNCH(add_kernel, n, out, a, b, n);
 }
 
-extern "C" void fb_cuda_scale(float *x, size_t n, float v, fb_stream s) {
-  LAUNCH(scale_kernel, n, x, n, v);
-}
+extern "C" void fb_cuda_scale(float *x, size_t n, float s) { LAUNCH(scale_kernel, n, x, n, s); }
 
-extern "C" void fb_cuda_dropout(float *out, const float *inp, size_t n, float p, uint64_t seed,
-                                fb_stream s) {
+extern "C" void fb_cuda_dropout(float *out, const float *inp, size_t n, float p, uint64_t seed) {
   LAUNCH(dropout_kernel, n, out, inp, n, p, 1.0f / (1.0f - p), seed);
 }

@@ -34,17 +34,18 @@ __global__ void rmsnorm_backward_kernel(float *dinp, float *dweight, const float
 static int row_threads(int C) { return C >= 1024 ? 1024 : C >= 256 ? 256 : 128; }
 
 extern "C" void fb_cuda_rmsnorm_forward(float *out, float *rstd, const float *inp,
-                                        const float *weight, int N, int C, float eps, fb_stream s) {
+                                        const float *weight, int N, int C, float eps) {
   if (N <= 0) return;
-  FB_LAUNCH(rmsnorm_forward_kernel, N, row_threads(C), 0, s, out, rstd, inp, weight, C, eps);
+  FB_LAUNCH(rmsnorm_forward_kernel, N, row_threads(C), 0, fb_cuda_stream(), out, rstd, inp, weight,
+            C, eps);
   FB_LAUNCH_CHECK();
 }
 
 extern "C" void fb_cuda_rmsnorm_backward(float *dinp, float *dweight, const float *dout,
                                          const float *inp, const float *weight, const float *rstd,
-                                         int N, int C, fb_stream s) {
+                                         int N, int C) {
   if (N <= 0) return;
-  FB_LAUNCH(rmsnorm_backward_kernel, N, row_threads(C), 0, s, dinp, dweight, dout, inp, weight,
-            rstd, C);
+  FB_LAUNCH(rmsnorm_backward_kernel, N, row_threads(C), 0, fb_cuda_stream(), dinp, dweight, dout,
+            inp, weight, rstd, C);
   FB_LAUNCH_CHECK();
 }

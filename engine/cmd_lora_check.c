@@ -197,7 +197,7 @@ int fb_lora_check_run(const char *model_dir, const char *in_path, const char *ou
   if ((rc = fb_lora_create(&l, m, &ac, err))) goto done;
   if ((rc = fb_lora_read(l, in, "lora_init.", err))) goto done;
   l->seed = (uint64_t)dropout_seed;
-  if ((rc = fb_optim_create(&opt, l->n_floats, &oc, err))) goto done;
+  if ((rc = fb_optim_create(&opt, m->be, l->n_floats, &oc, err))) goto done;
   fb_batch b = {B, T, ids, labels, NULL, NULL};
   int64_t one[1] = {1}, lshape[3] = {B, T, m->V};
 

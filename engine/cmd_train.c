@@ -27,6 +27,7 @@
   "  --micro-batch N  --grad-accum N  --max-len N  --template NAME  --warmup F\n"                  \
   "  --eval-fraction F  --eval-interval N  --patience N  --checkpoint-interval N\n"                \
   "  --checkpoints DIR  --prompt TEXT (sample prompt, repeatable)  --full  --resume\n"             \
+  "  --device D               auto (the GPU when one is usable, else the CPU), cpu or cuda\n"      \
   "  --json                   print the events as JSON lines on stdout (docs/protocol.md)\n"
 
 /* An option and the spec field it sets. */
@@ -58,6 +59,7 @@ static const option options[] = {
     {"--checkpoints", "checkpoints", 's'},
     {"--prompt", "samples.prompts", 'a'},
     {"--full", "mode", 'f'},
+    {"--device", "device", 's'},
 };
 
 static int usage(const char *fmt, const char *what) {

@@ -1,11 +1,17 @@
-/* cpu_backend.c: the fp32 CPU implementation of backend.h. Matrix products go through gemm.h
- * (oneDNN or OpenBLAS, chosen at run time, threaded by them); the rest are plain loops on the
- * calling thread (an OpenMP team here spun against the BLAS threads and ran 4-7x slower on a
- * busy 2-core machine). It holds no state and allocates nothing. */
-#include <math.h>
-#include <string.h>
+/* cpu_backend.c: the fp32 CPU backend: the ops of cpu_backend.h and the backend.h table over
+ * them, with the process's own memory. Matrix products go through gemm.h (oneDNN or OpenBLAS,
+ * chosen at run time, threaded by them); the rest are plain loops on the calling thread (an
+ * OpenMP team here spun against the BLAS threads and ran 4-7x slower on a busy 2-core machine).
+ * The ops hold no state and allocate nothing; the table's loss work keeps the logits. */
+#include "cpu_backend.h"
 
-#include "backend.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include "gemm.h"
 
 void fb_op_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
@@ -128,8 +134,9 @@ static int same_sequence(const int32_t *seg, int i, int j) {
 
 /* P[rows, cols] = masked softmax(scale * q k^T) for one (batch row, head); q and k rows are
  * strided. Row r is query position row0 + r, column c key position col0 + c (k points at that
- * key's row; col0 <= first_key(row0)); row i sees keys first_key(i)..i of its own sequence. */
-static void attention_probs(float *P, const float *q, int ldq, const float *k, int ldk,
+ * key's row; col0 <= first_key(row0)); row i sees keys first_key(i)..i of its own sequence.
+ * lse[r] (when lse) gets row r's log-sum-exp of its scaled scores. */
+static void attention_probs(float *P, float *lse, const float *q, int ldq, const float *k, int ldk,
                             const int32_t *seg, int window, int rows, int row0, int cols, int col0,
                             int HD) {
   float scale = 1.0f / sqrtf((float)HD);
@@ -147,21 +154,22 @@ static void attention_probs(float *P, const float *q, int ldq, const float *k, i
     }
     float inv = (float)(1.0 / sum); /* sum >= 1: the diagonal is always allowed */
     for (int c = lo; c <= hi; c++) row[c] *= inv;
+    if (lse) lse[r] = (float)(mx + log(sum));
   }
 }
 
 /* Output rows row0..row0+rows-1 of one head: P = attention_probs over keys first_key(row0)..
- * row0+rows-1, out = P V. q and out point at row row0, k and v at position 0. */
-static void attend_block(float *out, const float *q, int ldq, const float *k, const float *v,
-                         int ldk, const int32_t *seg, float *P, int rows, int row0, int window,
-                         int HD) {
+ * row0+rows-1, out = P V. q, out and lse (may be NULL) point at row row0, k and v at position 0. */
+static void attend_block(float *out, float *lse, const float *q, int ldq, const float *k,
+                         const float *v, int ldk, const int32_t *seg, float *P, int rows, int row0,
+                         int window, int HD) {
   int j0 = first_key(row0, window), cols = row0 + rows - j0;
   const float *kb = k + (size_t)j0 * ldk, *vb = v + (size_t)j0 * ldk;
-  attention_probs(P, q, ldq, kb, ldk, seg, window, rows, row0, cols, j0, HD);
+  attention_probs(P, lse, q, ldq, kb, ldk, seg, window, rows, row0, cols, j0, HD);
   fb_gemm(0, 0, rows, HD, cols, 1.0f, P, cols, vb, ldk, 0.0f, out, ldq); /* O = P V */
 }
 
-void fb_op_attention_forward(float *out, const float *q, const float *k, const float *v,
+void fb_op_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                              const int32_t *seg, float *scratch, int B, int T, int NH, int NKV,
                              int HD, int window) {
   int group = NH / NKV, ldq = NH * HD, ldk = NKV * HD, rows = block_rows(window);
@@ -170,9 +178,10 @@ void fb_op_attention_forward(float *out, const float *q, const float *k, const f
       size_t qo = (size_t)b * T * ldq + (size_t)h * HD,
              ko = (size_t)b * T * ldk + (size_t)(h / group) * HD;
       const int32_t *sb = seg ? seg + (size_t)b * T : NULL;
+      float *lb = lse ? lse + ((size_t)b * NH + h) * T : NULL;
       for (int i0 = 0; i0 < T; i0 += rows) {
         size_t at = qo + (size_t)i0 * ldq;
-        attend_block(out + at, q + at, ldq, k + ko, v + ko, ldk, sb, scratch,
+        attend_block(out + at, lb ? lb + i0 : NULL, q + at, ldq, k + ko, v + ko, ldk, sb, scratch,
                      T - i0 < rows ? T - i0 : rows, i0, window, HD);
       }
     }
@@ -193,7 +202,7 @@ void fb_op_attention_backward(float *dq, float *dk, float *dv, const float *dout
         size_t qo = ((size_t)b * T + i0) * ldq + (size_t)h * HD,
                ko = ((size_t)b * T + j0) * ldk + (size_t)(h / group) * HD;
         const int32_t *sb = seg ? seg + (size_t)b * T : NULL;
-        attention_probs(P, q + qo, ldq, k + ko, ldk, sb, window, nb, i0, nk, j0, HD);
+        attention_probs(P, NULL, q + qo, ldq, k + ko, ldk, sb, window, nb, i0, nk, j0, HD);
         fb_gemm(0, 1, nb, nk, HD, 1.0f, dout + qo, ldq, v + ko, ldk, 0.0f, dP, nk); /* dO V^T */
         fb_gemm(1, 0, nk, HD, nb, 1.0f, P, nk, dout + qo, ldq, 1.0f, dv + ko, ldk); /* dV+=P^T dO */
         for (int r = 0; r < nb; r++) { /* dS = P * (dP - sum_j P dP) * scale (0 where masked) */
@@ -216,7 +225,7 @@ void fb_op_attention_cached(float *out, const float *q, const float *kc, const f
   for (int h = 0; h < NH; h++)
     for (int i0 = 0; i0 < n; i0 += rows) { /* blocks of new positions */
       size_t qo = (size_t)i0 * ldq + (size_t)h * HD, ko = (size_t)(h / group) * HD;
-      attend_block(out + qo, q + qo, ldq, kc + ko, vc + ko, ldk, NULL, scratch,
+      attend_block(out + qo, NULL, q + qo, ldq, kc + ko, vc + ko, ldk, NULL, scratch,
                    n - i0 < rows ? n - i0 : rows, p0 + i0, window, HD);
     }
 }
@@ -312,6 +321,170 @@ double fb_op_sumsq(const float *x, size_t n) {
   return s;
 }
 
+double fb_op_sum(const float *x, size_t n) {
+  double s = 0.0;
+  for (size_t i = 0; i < n; i++) s += x[i];
+  return s;
+}
+
 void fb_op_scale(float *x, size_t n, float s) {
   for (size_t i = 0; i < n; i++) x[i] *= s;
 }
+
+/* ---- the table: adapters where backend.h's calls differ from the plain ops ---- */
+
+static const char *cpu_device_name(void) {
+  static char name[160];
+  if (name[0]) return name;
+  char line[256], model[128] = "CPU";
+  FILE *f = fopen("/proc/cpuinfo", "r");
+  while (f && fgets(line, sizeof line, f)) {
+    char *colon = strchr(line, ':');
+    if (strncmp(line, "model name", 10) == 0 && colon) {
+      snprintf(model, sizeof model, "%s", colon + 2);
+      model[strcspn(model, "\n")] = '\0';
+      break;
+    }
+  }
+  if (f) fclose(f);
+  snprintf(name, sizeof name, "%s (%ld cores)", model, sysconf(_SC_NPROCESSORS_ONLN));
+  return name;
+}
+
+static size_t cpu_peak_bytes(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (size_t)ru.ru_maxrss * 1024; /* Linux counts kilobytes */
+}
+
+static int cpu_supports_head_dim(int HD) { return HD >= 2 && HD % 2 == 0; }
+
+static int cpu_alloc(void **p, size_t bytes, const char *what, fb_err *err) {
+  *p = malloc(bytes ? bytes : 1);
+  if (!*p)
+    return fb_err_set(err, FB_ENOMEM, "out of memory for %s: asked %.2f GiB (%zu bytes)", what,
+                      bytes / 1073741824.0, bytes);
+  return 0;
+}
+
+static void cpu_free(void *p) { free(p); }
+static void cpu_copy(void *dst, const void *src, size_t bytes) { memmove(dst, src, bytes); }
+static void cpu_zero(void *p, size_t bytes) { memset(p, 0, bytes); }
+
+static void matmul_forward(float *out, const float *inp, const void *weight, fb_dtype wdt,
+                           const float *bias, int N, int C, int OC, float alpha, float beta) {
+  (void)wdt; /* always F32 here: weight_dtype */
+  fb_op_matmul_forward(out, inp, weight, bias, N, C, OC, alpha, beta);
+}
+
+static void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                            const float *inp, const void *weight, fb_dtype wdt, int N, int C,
+                            int OC, float alpha) {
+  (void)wdt;
+  fb_op_matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC, alpha);
+}
+
+static void embedding_forward(float *out, const int32_t *ids, const void *table, int N, int C) {
+  fb_op_embedding_forward(out, ids, table, N, C);
+}
+
+static size_t attention_scratch(int N, int T, int NH) {
+  (void)N, (void)NH;
+  return fb_op_attention_scratch(T);
+}
+
+static void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out,
+                               const float *lse, const float *q, const float *k, const float *v,
+                               const int32_t *seg, float *scratch, int B, int T, int NH, int NKV,
+                               int HD, int window) {
+  (void)out, (void)lse; /* the probabilities are recomputed block by block */
+  fb_op_attention_backward(dq, dk, dv, dout, q, k, v, seg, scratch, B, T, NH, NKV, HD, window);
+}
+
+/* The loss keeps all N x V logits: backward turns them into their gradient in place. */
+typedef struct ce_work {
+  int N, C, V;
+  float *logits; /* [N,V] */
+} ce_work;
+
+static int ce_create(void **out, int N, int C, int V, fb_err *err) {
+  ce_work *w = calloc(1, sizeof *w);
+  float *logits = malloc(sizeof(float) * (size_t)N * V);
+  if (!w || !logits) {
+    free(w);
+    free(logits);
+    return fb_err_set(err, FB_ENOMEM, "out of memory for the logits of %d positions", N);
+  }
+  *w = (ce_work){N, C, V, logits};
+  *out = w;
+  return 0;
+}
+
+static void ce_free(void *work) {
+  ce_work *w = work;
+  if (w) free(w->logits);
+  free(w);
+}
+
+static void lmhead_ce_forward(float *losses, const float *lnf, const void *W,
+                              const int32_t *targets, int N, void *work) {
+  ce_work *w = work;
+  fb_op_matmul_forward(w->logits, lnf, W, NULL, N, w->C, w->V, 1.0f, 0.0f);
+  fb_op_crossentropy_forward(losses, w->logits, targets, N, w->V);
+}
+
+static void lmhead_ce_backward(float *dlnf, float *dW, const float *lnf, const void *W,
+                               const int32_t *targets, int N, float dloss, void *work) {
+  ce_work *w = work;
+  fb_op_crossentropy_backward(w->logits, w->logits, targets, N, w->V, dloss);
+  fb_op_matmul_backward(dlnf, dW, NULL, w->logits, lnf, W, N, w->C, w->V, 1.0f);
+}
+
+static const float *ce_logits(const void *work) { return ((const ce_work *)work)->logits; }
+
+static const fb_backend cpu = {
+    .abi = FB_BACKEND_ABI,
+    .name = "cpu",
+    .device = FB_DEVICE_CPU,
+    .host_memory = 1,
+    .weight_dtype = FB_DT_F32,
+    .trains_base = 1,
+    .device_name = cpu_device_name,
+    .peak_bytes = cpu_peak_bytes,
+    .supports_head_dim = cpu_supports_head_dim,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .upload = cpu_copy,
+    .download = cpu_copy,
+    .copy = cpu_copy,
+    .zero = cpu_zero,
+    .matmul_forward = matmul_forward,
+    .matmul_backward = matmul_backward,
+    .addmm = fb_op_addmm,
+    .embedding_forward = embedding_forward,
+    .embedding_backward = fb_op_embedding_backward,
+    .rmsnorm_forward = fb_op_rmsnorm_forward,
+    .rmsnorm_backward = fb_op_rmsnorm_backward,
+    .rope_forward = fb_op_rope_forward,
+    .rope_backward = fb_op_rope_backward,
+    .swiglu_forward = fb_op_swiglu_forward,
+    .swiglu_backward = fb_op_swiglu_backward,
+    .add = fb_op_add,
+    .dropout = fb_op_dropout,
+    .attention_scratch = attention_scratch,
+    .attention_forward = fb_op_attention_forward,
+    .attention_backward = attention_backward,
+    .attention_cached_scratch = fb_op_attention_cached_scratch,
+    .attention_cached = fb_op_attention_cached,
+    .ce_create = ce_create,
+    .ce_free = ce_free,
+    .lmhead_ce_forward = lmhead_ce_forward,
+    .lmhead_ce_backward = lmhead_ce_backward,
+    .ce_logits = ce_logits,
+    .adamw = fb_op_adamw,
+    .sumsq = fb_op_sumsq,
+    .sum = fb_op_sum,
+    .scale = fb_op_scale,
+};
+
+const fb_backend *fb_backend_cpu(void) { return &cpu; }

@@ -1,12 +1,15 @@
 /* l_model.c: the C half of fastbrain.model (module `fastbrain.lm`): a loaded base model as
- * userdata that continues token ids (generate.h) with PEFT adapters loaded once and cached per
- * model, its shape (info), and init(dir): random weights for a config.json, the start of a
- * pretraining run. Chat templates and tokenizers are the Lua half's (lua/fastbrain/model.lua). */
+ * userdata, on the device it was asked for, that continues token ids (generate.h) with PEFT
+ * adapters loaded once and cached per model, its shape (info), and init(dir): random weights
+ * for a config.json, the start of a pretraining run. Chat templates and tokenizers are the Lua
+ * half's (lua/fastbrain/model.lua). */
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "device.h"
 #include "generate.h"
+#include "log.h"
 #include "lora.h"
 #include "model.h"
 #include "modules.h"
@@ -37,14 +40,23 @@ static int push_fail(lua_State *L, const fb_err *err) {
   return 2;
 }
 
-/* lm.load(dir) -> model | nil, err */
+/* lm.load(dir [, device]) -> model | nil, err: device "auto" (the default: the GPU when there is
+ * a usable one, else the CPU with a log line saying why), "cpu" or "cuda" */
 static int load(lua_State *L) {
   const char *dir = luaL_checkstring(L, 1);
+  int want = fb_device_parse(luaL_optstring(L, 2, "auto"));
+  luaL_argcheck(L, want >= 0, 2, "device must be \"auto\", \"cpu\" or \"cuda\"");
   lm *s = lua_newuserdatauv(L, sizeof *s, 0);
   memset(s, 0, sizeof *s);
   luaL_setmetatable(L, MODEL_MT); /* __gc frees whatever load leaves */
   fb_err err = {0};
-  if (fb_model_load(&s->m, dir, &err)) return push_fail(L, &err);
+  const fb_backend *be;
+  char why[320];
+  if (fb_model_load(&s->m, dir, &err) || fb_device_open(want, &be, why, sizeof why, &err) ||
+      fb_model_place(s->m, be, &err))
+    return push_fail(L, &err);
+  if (want == FB_DEVICE_AUTO && be->device == FB_DEVICE_CPU)
+    fb_info("device: auto: using the CPU: %s", why);
   return 1;
 }
 
@@ -116,7 +128,8 @@ static int32_t *read_ids(lua_State *L, int t, const char *what, int vocab, int *
     lua_Integer id = lua_tointegerx(L, -1, &ok);
     lua_pop(L, 1);
     if (!ok || id < 0 || id >= vocab)
-      luaL_error(L, "%s[%d] is not a token id of this model (0..%d)", what, (int)(i + 1), vocab - 1);
+      luaL_error(L, "%s[%d] is not a token id of this model (0..%d)", what, (int)(i + 1),
+                 vocab - 1);
     ids[i] = (int32_t)id;
   }
   *n = (int)len;
@@ -129,8 +142,10 @@ static int32_t *read_ids(lua_State *L, int t, const char *what, int vocab, int *
 static int generate(lua_State *L) {
   lm *s = check_live(L);
   luaL_checktype(L, 2, LUA_TTABLE);
-  if (lua_isnoneornil(L, 3)) lua_newtable(L);
-  else luaL_checktype(L, 3, LUA_TTABLE);
+  if (lua_isnoneornil(L, 3))
+    lua_newtable(L);
+  else
+    luaL_checktype(L, 3, LUA_TTABLE);
   lua_settop(L, 3);
   int n_prompt, n_stop, n_out = 0, stopped = 0;
   int32_t *prompt = read_ids(L, 2, "ids", s->m->V, &n_prompt);
@@ -160,7 +175,8 @@ static int generate(lua_State *L) {
     lora = adapter(s, luaL_checkstring(L, -1), &err);
     if (!lora) return push_fail(L, &err);
   }
-  int32_t *out = lua_newuserdatauv(L, (size_t)(g.max_new_tokens > 0 ? g.max_new_tokens : 1) * sizeof *out, 0);
+  int32_t *out =
+      lua_newuserdatauv(L, (size_t)(g.max_new_tokens > 0 ? g.max_new_tokens : 1) * sizeof *out, 0);
   if (fb_generate(s->m, lora, prompt, n_prompt, &g, out, &n_out, &stopped, &err)) {
     if (err.code == FB_EINVALID) return luaL_error(L, "%s", err.msg); /* a bad option */
     return push_fail(L, &err);
@@ -179,7 +195,8 @@ static void set_int(lua_State *L, const char *key, lua_Integer v) {
   lua_setfield(L, -2, key);
 }
 
-/* m:info() -> {architecture, vocab_size, hidden_size, ..., parameters, adapters = {dir, ...}} */
+/* m:info() -> {architecture, vocab_size, hidden_size, ..., parameters, device, device_name,
+ *   adapters = {dir, ...}} */
 static int info(lua_State *L) {
   lm *s = check_live(L);
   const fb_model_config *c = &s->m->cfg;
@@ -194,6 +211,10 @@ static int info(lua_State *L) {
   set_int(L, "num_key_value_heads", c->num_key_value_heads);
   set_int(L, "max_position_embeddings", c->max_position_embeddings);
   set_int(L, "parameters", (lua_Integer)s->m->n_floats);
+  lua_pushstring(L, s->m->be->name);
+  lua_setfield(L, -2, "device");
+  lua_pushstring(L, s->m->be->device_name());
+  lua_setfield(L, -2, "device_name");
   lua_newtable(L);
   int i = 0;
   for (cached_adapter *a = s->adapters; a; a = a->next) {
@@ -231,8 +252,10 @@ static int tostring_model(lua_State *L) {
 int luaopen_fastbrain_lm(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"generate", generate}, {"info", info}, {"close", close_model}, {NULL, NULL}};
-  static const luaL_Reg meta[] = {
-      {"__gc", close_model}, {"__close", close_model}, {"__tostring", tostring_model}, {NULL, NULL}};
+  static const luaL_Reg meta[] = {{"__gc", close_model},
+                                  {"__close", close_model},
+                                  {"__tostring", tostring_model},
+                                  {NULL, NULL}};
   luaL_newmetatable(L, MODEL_MT);
   luaL_setfuncs(L, meta, 0);
   luaL_newlib(L, methods);

@@ -1,6 +1,7 @@
-/* lora.c: LoRA adapters (see lora.h): one arena of A/B matrices and one of their gradients,
- * the forward/backward hooks the model calls around each frozen projection, PEFT files and
- * merging. It never touches base weights except in fb_lora_merge. */
+/* lora.c: LoRA adapters (see lora.h): one arena of A/B matrices and one of their gradients in
+ * the backend's memory, the forward/backward hooks the model calls around each frozen
+ * projection (backend ops only), PEFT files and merging through host copies. It never touches
+ * base weights except in fb_lora_merge. */
 #include "lora.h"
 
 #include <math.h>
@@ -8,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
 #include "fsutil.h"
 #include "safetensors.h"
 
@@ -32,6 +32,7 @@ int fb_lora_create(fb_lora **out, const fb_model *m, const fb_adapter_config *c,
                       "lora: target_modules must be a non-empty subset of the seven projections");
   fb_lora *l = calloc(1, sizeof *l);
   if (!l) return fb_err_set(err, FB_ENOMEM, "lora: out of memory");
+  l->be = m->be;
   l->cfg = *c;
   l->L = m->L;
   l->r = c->r;
@@ -43,12 +44,15 @@ int fb_lora_create(fb_lora **out, const fb_model *m, const fb_adapter_config *c,
         n += (size_t)c->r * (m->layers[i].proj[p].in + m->layers[i].proj[p].out);
   l->n_floats = n;
   l->pairs = calloc((size_t)m->L * FB_PROJ_COUNT, sizeof *l->pairs);
-  l->params = calloc(n, sizeof(float));
-  l->grads = calloc(n, sizeof(float));
-  if (!l->pairs || !l->params || !l->grads) {
+  int rc = l->pairs ? 0 : fb_err_set(err, FB_ENOMEM, "lora: out of memory");
+  if (!rc) rc = l->be->alloc((void **)&l->params, n * sizeof(float), "the adapter", err);
+  if (!rc) rc = l->be->alloc((void **)&l->grads, n * sizeof(float), "the adapter's gradients", err);
+  if (rc) {
     fb_lora_free(l);
-    return fb_err_set(err, FB_ENOMEM, "lora: out of memory for %zu parameters", n);
+    return rc;
   }
+  l->be->zero(l->params, n * sizeof(float));
+  fb_lora_zero_grad(l);
   size_t off = 0;
   for (int i = 0; i < m->L; i++)
     for (int p = 0; p < FB_PROJ_COUNT; p++) {
@@ -70,49 +74,83 @@ int fb_lora_create(fb_lora **out, const fb_model *m, const fb_adapter_config *c,
 void fb_lora_free(fb_lora *l) {
   if (!l) return;
   free(l->pairs);
-  free(l->params);
-  free(l->grads);
-  free(l->u);
-  free(l->scratch);
+  if (l->be) {
+    l->be->free(l->params);
+    l->be->free(l->grads);
+    l->be->free(l->u);
+    l->be->free(l->du);
+    l->be->free(l->scratch);
+  }
   free(l);
 }
 
-void fb_lora_init(fb_lora *l, uint64_t seed) {
+/* Host room for the weights (freed by the caller), or NULL (FB_ENOMEM in err). */
+static float *host_params(const fb_lora *l, fb_err *err) {
+  float *h = malloc(l->n_floats * sizeof(float) + 1);
+  if (!h) fb_err_set(err, FB_ENOMEM, "lora: out of memory for a copy of %zu weights", l->n_floats);
+  return h;
+}
+
+/* A host copy of the weights, or NULL. */
+static float *download_params(const fb_lora *l, fb_err *err) {
+  float *h = host_params(l, err);
+  if (h) l->be->download(h, l->params, l->n_floats * sizeof(float));
+  return h;
+}
+
+/* Where pair q's matrix A or B lies in a host copy h of the arena. */
+static float *in_copy(const fb_lora *l, float *h, const float *dev) {
+  return h + (dev - l->params);
+}
+
+int fb_lora_init(fb_lora *l, uint64_t seed, fb_err *err) {
+  float *h = host_params(l, err);
+  if (!h) return err->code;
   uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
   l->seed = seed;
   for (int i = 0; i < l->L * FB_PROJ_COUNT; i++) {
     fb_lora_pair *q = &l->pairs[i];
     if (!q->A) continue;
-    float bound = 1.0f / sqrtf((float)q->in);
+    float bound = 1.0f / sqrtf((float)q->in), *A = in_copy(l, h, q->A);
     for (size_t j = 0; j < (size_t)l->r * q->in; j++) {
       s ^= s << 13;
       s ^= s >> 7;
       s ^= s << 17; /* xorshift64 */
-      q->A[j] = bound * (2.0f * (float)((s >> 40) * 0x1.0p-24) - 1.0f);
+      A[j] = bound * (2.0f * (float)((s >> 40) * 0x1.0p-24) - 1.0f);
     }
-    memset(q->B, 0, sizeof(float) * (size_t)l->r * q->out);
+    memset(in_copy(l, h, q->B), 0, sizeof(float) * (size_t)l->r * q->out);
   }
+  l->be->upload(l->params, h, l->n_floats * sizeof(float));
+  free(h);
+  return 0;
 }
 
-void fb_lora_zero_grad(fb_lora *l) { memset(l->grads, 0, sizeof(float) * l->n_floats); }
+void fb_lora_zero_grad(fb_lora *l) { l->be->zero(l->grads, sizeof(float) * l->n_floats); }
 
 int fb_lora_targets(const fb_lora *l, int proj) { return (l->cfg.targets >> proj) & 1u; }
 
 int fb_lora_reserve(fb_lora *l, int N, fb_err *err) {
   if ((size_t)N <= l->cap_n) return 0;
-  int wide = l->r;
+  int wide = 1;
   for (int i = 0; i < l->L * FB_PROJ_COUNT; i++)
     if (l->pairs[i].A && l->pairs[i].in > wide) wide = l->pairs[i].in;
-  float *u = malloc(sizeof(float) * (size_t)l->L * FB_PROJ_COUNT * N * l->r);
-  float *s = malloc(sizeof(float) * (size_t)N * wide);
-  if (!u || !s) {
-    free(u);
-    free(s);
-    return fb_err_set(err, FB_ENOMEM, "lora: out of memory for activations of %d positions", N);
+  const fb_backend *be = l->be;
+  float *u = NULL, *du = NULL, *s = NULL;
+  int rc = be->alloc((void **)&u, sizeof(float) * l->L * FB_PROJ_COUNT * N * l->r,
+                     "the adapter's activations", err);
+  if (!rc)
+    rc = be->alloc((void **)&du, sizeof(float) * (size_t)N * l->r, "the adapter's work", err);
+  if (!rc) rc = be->alloc((void **)&s, sizeof(float) * (size_t)N * wide, "the adapter's work", err);
+  if (rc) {
+    be->free(u);
+    be->free(du);
+    return rc;
   }
-  free(l->u);
-  free(l->scratch);
+  be->free(l->u);
+  be->free(l->du);
+  be->free(l->scratch);
   l->u = u;
+  l->du = du;
   l->scratch = s;
   l->cap_n = (size_t)N;
   return 0;
@@ -132,8 +170,8 @@ static uint64_t mask_seed(const fb_lora *l, int layer, int proj) {
 static const float *dropped(fb_lora *l, int layer, int proj, const float *inp, int N, int in,
                             int training) {
   if (!training || l->cfg.lora_dropout <= 0) return inp;
-  fb_op_dropout(l->scratch, inp, (size_t)N * in, (float)l->cfg.lora_dropout,
-                mask_seed(l, layer, proj));
+  l->be->dropout(l->scratch, inp, (size_t)N * in, (float)l->cfg.lora_dropout,
+                 mask_seed(l, layer, proj));
   return l->scratch;
 }
 
@@ -141,37 +179,36 @@ void fb_lora_forward(fb_lora *l, int layer, int proj, float *out, const float *i
                      int training) {
   fb_lora_pair *q = &l->pairs[layer * FB_PROJ_COUNT + proj];
   if (!q->A) return;
+  const fb_backend *be = l->be;
   float *u = saved_u(l, layer, proj, N);
   const float *x = dropped(l, layer, proj, inp, N, q->in, training);
-  fb_op_matmul_forward(u, x, q->A, NULL, N, q->in, l->r, 1.0f, 0.0f);        /* u[N,r] = x A^T */
-  fb_op_matmul_forward(out, u, q->B, NULL, N, l->r, q->out, l->scale, 1.0f); /* out += s u B^T */
+  be->matmul_forward(u, x, q->A, FB_DT_F32, NULL, N, q->in, l->r, 1.0f, 0.0f); /* u = x A^T */
+  be->matmul_forward(out, u, q->B, FB_DT_F32, NULL, N, l->r, q->out, l->scale,
+                     1.0f); /* += s uB^T */
 }
 
 void fb_lora_backward(fb_lora *l, int layer, int proj, float *dinp, const float *dout,
                       const float *inp, int N, int training) {
   fb_lora_pair *q = &l->pairs[layer * FB_PROJ_COUNT + proj];
   if (!q->A) return;
+  const fb_backend *be = l->be;
   const float *u = saved_u(l, layer, proj, N);
   int drop = training && l->cfg.lora_dropout > 0;
   /* dB += s dout^T u;  du[N,r] = s dout B */
-  float *du = l->scratch;
-  memset(du, 0, sizeof(float) * (size_t)N * l->r);
-  fb_op_matmul_backward(du, q->dB, NULL, dout, u, q->B, N, l->r, q->out, l->scale);
+  be->zero(l->du, sizeof(float) * (size_t)N * l->r);
+  be->matmul_backward(l->du, q->dB, NULL, dout, u, q->B, FB_DT_F32, N, l->r, q->out, l->scale);
   if (!drop) { /* dA += du^T x;  dinp += du A */
-    fb_op_matmul_backward(dinp, q->dA, NULL, du, inp, q->A, N, q->in, l->r, 1.0f);
+    be->matmul_backward(dinp, q->dA, NULL, l->du, inp, q->A, FB_DT_F32, N, q->in, l->r, 1.0f);
     return;
   }
-  /* with dropout the scratch must hold both du and the dropped x: keep du aside in u's slot
-   * (u is no longer needed), regenerate x', then map the input gradient through the mask */
-  float *du_keep = saved_u(l, layer, proj, N);
-  memcpy(du_keep, du, sizeof(float) * (size_t)N * l->r);
+  /* dA += du^T x' with x' the dropped input regenerated; dinp += dropout(du A) (same mask) */
   const float *x = dropped(l, layer, proj, inp, N, q->in, training);
-  fb_op_matmul_backward(NULL, q->dA, NULL, du_keep, x, q->A, N, q->in, l->r, 1.0f);
-  float *dx = l->scratch; /* dx' = du A, then dinp += dropout(dx') with the same mask */
-  memset(dx, 0, sizeof(float) * (size_t)N * q->in);
-  fb_op_matmul_backward(dx, NULL, NULL, du_keep, NULL, q->A, N, q->in, l->r, 1.0f);
-  fb_op_dropout(dx, dx, (size_t)N * q->in, (float)l->cfg.lora_dropout, mask_seed(l, layer, proj));
-  fb_op_add(dinp, dinp, dx, (size_t)N * q->in);
+  be->matmul_backward(NULL, q->dA, NULL, l->du, x, q->A, FB_DT_F32, N, q->in, l->r, 1.0f);
+  float *dx = l->scratch;
+  be->zero(dx, sizeof(float) * (size_t)N * q->in);
+  be->matmul_backward(dx, NULL, NULL, l->du, NULL, q->A, FB_DT_F32, N, q->in, l->r, 1.0f);
+  be->dropout(dx, dx, (size_t)N * q->in, (float)l->cfg.lora_dropout, mask_seed(l, layer, proj));
+  be->add(dinp, dinp, dx, (size_t)N * q->in);
 }
 
 /* Read one matrix named name (rows x cols) from f into dst. */
@@ -189,9 +226,10 @@ static int read_matrix(const struct fb_st_file *f, const char *name, int rows, i
   return fb_st_read_f32(t, dst, err);
 }
 
-int fb_lora_read(fb_lora *l, const struct fb_st_file *f, const char *prefix, fb_err *err) {
+/* Every matrix of the adapter into the host copy h. */
+static int read_matrices(fb_lora *l, const struct fb_st_file *f, const char *prefix, float *h,
+                         fb_err *err) {
   char key[192], name[256];
-  size_t plen = strlen(prefix);
   for (int i = 0; i < l->L; i++)
     for (int p = 0; p < FB_PROJ_COUNT; p++) {
       fb_lora_pair *q = &l->pairs[i * FB_PROJ_COUNT + p];
@@ -199,10 +237,23 @@ int fb_lora_read(fb_lora *l, const struct fb_st_file *f, const char *prefix, fb_
       for (int w = 0; w < 2; w++) {
         fb_lora_key(key, sizeof key, i, p, w ? 'B' : 'A');
         snprintf(name, sizeof name, "%s%s", prefix, key);
-        int rc = read_matrix(f, name, w ? q->out : l->r, w ? l->r : q->in, w ? q->B : q->A, err);
+        int rc = read_matrix(f, name, w ? q->out : l->r, w ? l->r : q->in,
+                             in_copy(l, h, w ? q->B : q->A), err);
         if (rc) return rc;
       }
     }
+  return 0;
+}
+
+int fb_lora_read(fb_lora *l, const struct fb_st_file *f, const char *prefix, fb_err *err) {
+  char key[192];
+  size_t plen = strlen(prefix);
+  float *h = host_params(l, err);
+  if (!h) return err->code;
+  int rc = read_matrices(l, f, prefix, h, err);
+  if (!rc) l->be->upload(l->params, h, l->n_floats * sizeof(float));
+  free(h);
+  if (rc) return rc;
   for (int k = 0; k < fb_st_count(f); k++) {
     const char *n = fb_st_at(f, k)->name;
     if (strncmp(n, prefix, plen) != 0 || (plen == 0 && !strstr(n, ".lora_"))) continue;
@@ -228,9 +279,11 @@ int fb_lora_save(const fb_lora *l, const char *dir, fb_err *err) {
   for (int i = 0; i < l->L * FB_PROJ_COUNT; i++) n += l->pairs[i].A ? 2 : 0;
   fb_st_out *t = calloc((size_t)n, sizeof *t);
   char(*names)[192] = calloc((size_t)n, sizeof *names);
-  if (!t || !names) {
+  float *h = download_params(l, err);
+  if (!t || !names || !h) {
     free(t);
     free(names);
+    free(h);
     return fb_err_set(err, FB_ENOMEM, "lora: out of memory saving %s", dir);
   }
   int k = 0;
@@ -240,8 +293,11 @@ int fb_lora_save(const fb_lora *l, const char *dir, fb_err *err) {
       if (!q->A) continue;
       for (int w = 0; w < 2; w++, k++) {
         fb_lora_key(names[k], sizeof names[k], i, p, w ? 'B' : 'A');
-        t[k] = (fb_st_out){
-            names[k], FB_DT_F32, 2, {w ? q->out : l->r, w ? l->r : q->in}, w ? q->B : q->A};
+        t[k] = (fb_st_out){names[k],
+                           FB_DT_F32,
+                           2,
+                           {w ? q->out : l->r, w ? l->r : q->in},
+                           in_copy(l, h, w ? q->B : q->A)};
       }
     }
   char path[4096];
@@ -250,6 +306,7 @@ int fb_lora_save(const fb_lora *l, const char *dir, fb_err *err) {
   rc = fb_st_write(path, t, n, meta, err);
   free(t);
   free(names);
+  free(h);
   if (rc) return rc;
   snprintf(path, sizeof path, "%s/adapter_config.json", dir);
   return fb_adapter_config_write(&l->cfg, path, err);
@@ -280,11 +337,16 @@ int fb_lora_load(fb_lora **out, const fb_model *m, const char *dir, fb_err *err)
   return 0;
 }
 
-void fb_lora_merge(const fb_lora *l, fb_model *m) {
+int fb_lora_merge(const fb_lora *l, fb_model *m, fb_err *err) {
+  float *h = download_params(l, err);
+  if (!h) return err->code;
   for (int i = 0; i < l->L; i++)
     for (int p = 0; p < FB_PROJ_COUNT; p++) {
       const fb_lora_pair *q = &l->pairs[i * FB_PROJ_COUNT + p];
       if (!q->A) continue;
-      fb_op_addmm(m->layers[i].proj[p].w, q->B, q->A, q->out, q->in, l->r, l->scale);
+      fb_backend_cpu()->addmm(m->layers[i].proj[p].w, in_copy(l, h, q->B), in_copy(l, h, q->A),
+                              q->out, q->in, l->r, l->scale);
     }
+  free(h);
+  return 0;
 }

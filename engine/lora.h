@@ -1,7 +1,9 @@
 /* lora.h: LoRA adapters on any subset of the seven projections of an fb_model:
  * y = W x + s * B(A(dropout(x))), PEFT initialisation, forward/backward hooks the model calls,
  * PEFT save/load (adapter_config.json + adapter_model.safetensors) and merging into the base.
- * Optimizer state is not here (optim.h). */
+ * An adapter lives on its model's backend (its matrices, gradients and saved inputs are in that
+ * backend's memory); files and merging go through host copies. Optimizer state is not here
+ * (optim.h). */
 #ifndef FB_LORA_H
 #define FB_LORA_H
 
@@ -21,26 +23,28 @@ typedef struct fb_lora_pair {
 } fb_lora_pair;
 
 typedef struct fb_lora {
+  const fb_backend *be; /* the model's, when the adapter was made */
   fb_adapter_config cfg;
   int L, r;
   float scale;           /* alpha/r or alpha/sqrt(r) */
-  float *params, *grads; /* two arenas of n_floats: every A then B, layer by layer */
+  float *params, *grads; /* two arenas of n_floats (backend): every A then B, layer by layer */
   size_t n_floats;
-  fb_lora_pair *pairs; /* [L * FB_PROJ_COUNT] */
+  fb_lora_pair *pairs; /* [L * FB_PROJ_COUNT], pointing into the arenas */
   uint64_t seed;       /* dropout masks come from (seed, step, layer, projection) */
   uint64_t step;       /* bumped by the caller between training steps */
   float *u;            /* [L*7][N,r] saved A(dropout(x)) of the last forward */
-  float *scratch;      /* [N, max(in, r)] */
-  size_t cap_n;        /* N the two buffers above hold */
+  float *du;           /* [N,r] */
+  float *scratch;      /* [N, max(in)]: the dropped input, then its gradient */
+  size_t cap_n;        /* N the three buffers above hold */
 } fb_lora;
 
-/* An adapter for model m with config c (checked: r, alpha, dropout, targets), A and B zero.
- * *out is the caller's, freed with fb_lora_free. */
+/* An adapter for model m on m's backend with config c (checked: r, alpha, dropout, targets),
+ * A and B zero. *out is the caller's, freed with fb_lora_free (before the model). */
 int fb_lora_create(fb_lora **out, const fb_model *m, const fb_adapter_config *c, fb_err *err);
 void fb_lora_free(fb_lora *l);
 /* PEFT's initialisation from seed: A ~ kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)),
- * B = 0. Also sets l->seed. */
-void fb_lora_init(fb_lora *l, uint64_t seed);
+ * B = 0. Also sets l->seed. FB_ENOMEM for the host copy it is made in. */
+int fb_lora_init(fb_lora *l, uint64_t seed, fb_err *err);
 void fb_lora_zero_grad(fb_lora *l);
 
 /* The PEFT key of one matrix: "base_model.model.model.layers.3.mlp.up_proj.lora_B.weight". */
@@ -65,7 +69,8 @@ int fb_lora_read(fb_lora *l, const struct fb_st_file *f, const char *prefix, fb_
 int fb_lora_save(const fb_lora *l, const char *dir, fb_err *err);
 /* Load a PEFT adapter directory for model m. Ownership as fb_lora_create. */
 int fb_lora_load(fb_lora **out, const fb_model *m, const char *dir, fb_err *err);
-/* W += s * B @ A for every targeted projection of m (the adapter is left as it is). */
-void fb_lora_merge(const fb_lora *l, fb_model *m);
+/* W += s * B @ A for every targeted projection of m's host weights (the adapter is left as it
+ * is); before the model is placed on another backend, which would not see the change. */
+int fb_lora_merge(const fb_lora *l, fb_model *m, fb_err *err);
 
 #endif

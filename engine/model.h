@@ -1,13 +1,16 @@
-/* model.h: a Llama-family causal LM on the CPU in fp32: load a Hugging Face model directory (or
- * make one from a config), forward to logits and loss, backward to LoRA gradients (or to every
- * weight in full-parameter mode), write the weights back out. The math is backend.h ops; the
- * LoRA side is lora.h. Tokenizers, optimizers and generation live elsewhere. */
+/* model.h: a Llama-family causal LM: load a Hugging Face model directory (or make one from a
+ * config) into fp32 host memory, place it on a backend (backend.h: the CPU, or a GPU through
+ * the CUDA plugin), forward to the loss, backward to LoRA gradients (or to every weight in
+ * full-parameter mode, on a backend that trains base weights), decode with a KV cache, write
+ * the weights back out. The layer sequence is layers.c's, written once over the backend's ops;
+ * the LoRA side is lora.h. Tokenizers, optimizers and sampling live elsewhere. */
 #ifndef FB_MODEL_H
 #define FB_MODEL_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend.h"
 #include "error.h"
 #include "model_config.h"
 
@@ -46,8 +49,25 @@ typedef struct fb_param {
   size_t offset, numel; /* in floats, into params (and grads) */
 } fb_param;
 
-/* Activations saved by forward for backward, for N = B*T positions. */
+/* Activations saved by forward for backward, for N = B*T positions (layers.c). */
 typedef struct fb_acts fb_acts;
+
+/* A layer's weights where the backend holds them (shapes as fb_layer's). */
+typedef struct fb_dev_layer {
+  const float *attn_norm, *mlp_norm; /* [C] */
+  const void *w[FB_PROJ_COUNT];      /* the backend's weight_dtype */
+  const float *b[FB_PROJ_COUNT];     /* or NULL */
+} fb_dev_layer;
+
+/* The weights as the model's backend holds them: pointers into params on the CPU, into one
+ * allocation of the backend's memory elsewhere. */
+typedef struct fb_placed {
+  const void *embed, *lm_head;      /* [V,C] */
+  const float *final_norm;          /* [C] */
+  fb_dev_layer *layers;             /* [L] */
+  const float *rope_cos, *rope_sin; /* [rope_len, HD/2] */
+  void *arena, *rope_arena;         /* the backend's copies (NULL when it reads host memory) */
+} fb_placed;
 
 typedef struct fb_model {
   fb_model_config cfg;
@@ -56,13 +76,15 @@ typedef struct fb_model {
   size_t n_floats;
   fb_param *table; /* n_table entries, in the order tensors are written */
   int n_table;
-  float *embed;               /* [V,C] */
-  fb_layer *layers;           /* [L] */
-  float *final_norm;          /* [C] */
-  float *lm_head;             /* [V,C]; == embed when tied */
-  float *grads;               /* NULL, or (full-parameter mode) an arena shaped like params */
+  float *embed;      /* [V,C] */
+  fb_layer *layers;  /* [L] */
+  float *final_norm; /* [C] */
+  float *lm_head;    /* [V,C]; == embed when tied */
+  float *grads;      /* NULL, or (full-parameter mode) the backend's arena shaped like params */
   float *rope_cos, *rope_sin; /* [rope_len, HD/2] */
   int rope_len;
+  const fb_backend *be; /* where it computes: the CPU until fb_model_place */
+  fb_placed dev;
   fb_acts *acts; /* sized by the largest batch seen; owned */
   float loss;    /* of the last forward with labels (0 if nothing counted) */
   int n_counted; /* labels counted by that forward */
@@ -91,7 +113,14 @@ void fb_model_init_random(fb_model *m, uint64_t seed, float std);
 int fb_model_load(fb_model **out, const char *dir, fb_err *err);
 void fb_model_free(fb_model *m);
 
-/* Full-parameter mode: allocate (zeroed) gradients for every weight. */
+/* Compute on be from now on: the weights are copied to it (base matrices in its weight_dtype)
+ * unless it reads host memory in fp32, as the CPU does. Once per model, before any forward or
+ * full-parameter gradients; the host weights stay (saving reads them) but later changes to them
+ * do not reach the backend. FB_EUNSUPPORTED for a shape the backend cannot run (naming it). */
+int fb_model_place(fb_model *m, const fb_backend *be, fb_err *err);
+
+/* Full-parameter mode: allocate (zeroed) gradients for every weight. FB_EUNSUPPORTED on a
+ * backend that does not train base weights. */
 int fb_model_enable_grads(fb_model *m, fb_err *err);
 void fb_model_zero_grad(fb_model *m);
 
@@ -100,21 +129,24 @@ void fb_model_zero_grad(fb_model *m);
  * dropout (seeded by the lora's step). Ids or positions out of range are FB_EINVALID. */
 int fb_model_forward(fb_model *m, struct fb_lora *lora, const fb_batch *batch, int training,
                      fb_err *err);
-/* [B,T,V] logits of the last forward; valid until the next backward (which reuses them). */
+/* [B,T,V] logits of the last forward on a backend that keeps them (the CPU; else NULL); valid
+ * until the next backward (which reuses them). */
 const float *fb_model_logits(const fb_model *m);
 /* Backward of the last forward (which must have had labels): accumulates LoRA gradients into
  * lora (if not NULL) and, in full-parameter mode, weight gradients into m->grads. */
 int fb_model_backward(fb_model *m, struct fb_lora *lora, const fb_batch *batch, fb_err *err);
 
-/* A key/value cache for generation: every layer's rotated keys and values of up to max_len
- * positions, plus work space for that many new positions at once. Owned by the caller. */
+/* A key/value cache for generation on the model's backend: every layer's rotated keys and values
+ * of up to max_len positions, plus work space for that many new positions at once. Owned by the
+ * caller, freed before the model. */
 typedef struct fb_kv_cache fb_kv_cache;
 int fb_kv_cache_create(fb_kv_cache **out, const fb_model *m, int max_len, fb_err *err);
 void fb_kv_cache_free(fb_kv_cache *c);
 void fb_kv_cache_reset(fb_kv_cache *c);
 int fb_kv_cache_len(const fb_kv_cache *c);
 /* Run ids[n] at positions len..len+n-1 (appending to the cache; lora may be NULL, no dropout)
- * and write the logits of the last of them to logits[V]. Overflowing the cache is FB_ELIMIT. */
+ * and write the logits of the last of them to logits[V] (host memory). Overflowing the cache is
+ * FB_ELIMIT. */
 int fb_model_decode(fb_model *m, struct fb_lora *lora, fb_kv_cache *c, const int32_t *ids, int n,
                     float *logits, fb_err *err);
 
@@ -123,7 +155,7 @@ int fb_model_decode(fb_model *m, struct fb_lora *lora, fb_kv_cache *c, const int
  * src_dir NULL (a model made by fb_model_create), a config.json written from m->cfg. */
 int fb_model_save(const fb_model *m, const char *src_dir, const char *out_dir, fb_err *err);
 
-/* Make m->rope_cos/rope_sin cover positions 0..n-1 (another backend uploads them). */
+/* Make the rotary tables cover positions 0..n-1 (host and backend copies). */
 int fb_model_rope_reserve(fb_model *m, int n, fb_err *err);
 
 /* Find a weight by Hugging Face name; NULL if absent. */

@@ -1,11 +1,9 @@
 /* optim.c: AdamW, global-norm clipping and the learning-rate schedule of optim.h, on flat
- * float arrays through backend.h. No model or file knowledge. */
+ * float arrays through a backend's ops. No model or file knowledge. */
 #include "optim.h"
 
 #include <math.h>
 #include <stdlib.h>
-
-#include "backend.h"
 
 fb_optim_config fb_optim_defaults(void) {
   return (fb_optim_config){.lr = 1e-3,
@@ -20,7 +18,8 @@ fb_optim_config fb_optim_defaults(void) {
                            .min_lr_ratio = 0};
 }
 
-int fb_optim_create(fb_optim **out, size_t n, const fb_optim_config *c, fb_err *err) {
+int fb_optim_create(fb_optim **out, const fb_backend *be, size_t n, const fb_optim_config *c,
+                    fb_err *err) {
   *out = NULL;
   if (!(c->lr >= 0 && isfinite(c->lr)))
     return fb_err_set(err, FB_EINVALID, "optimizer: lr %g must be >= 0", c->lr);
@@ -39,25 +38,27 @@ int fb_optim_create(fb_optim **out, size_t n, const fb_optim_config *c, fb_err *
     return fb_err_set(err, FB_EINVALID, "optimizer: min_lr_ratio %g is not in [0, 1]",
                       c->min_lr_ratio);
   fb_optim *o = calloc(1, sizeof *o);
-  float *m = calloc(n ? n : 1, sizeof(float)), *v = calloc(n ? n : 1, sizeof(float));
-  if (!o || !m || !v) {
-    free(o);
-    free(m);
-    free(v);
-    return fb_err_set(err, FB_ENOMEM, "optimizer: out of memory for %zu parameters", n);
-  }
+  if (!o) return fb_err_set(err, FB_ENOMEM, "optimizer: out of memory");
+  o->be = be;
   o->cfg = *c;
   o->n = n;
-  o->m = m;
-  o->v = v;
+  int rc = be->alloc((void **)&o->m, sizeof(float) * (n ? n : 1), "the optimizer's moments", err);
+  if (!rc)
+    rc = be->alloc((void **)&o->v, sizeof(float) * (n ? n : 1), "the optimizer's moments", err);
+  if (rc) {
+    fb_optim_free(o);
+    return rc;
+  }
+  be->zero(o->m, sizeof(float) * n);
+  be->zero(o->v, sizeof(float) * n);
   *out = o;
   return 0;
 }
 
 void fb_optim_free(fb_optim *o) {
   if (!o) return;
-  free(o->m);
-  free(o->v);
+  o->be->free(o->m);
+  o->be->free(o->v);
   free(o);
 }
 
@@ -71,17 +72,17 @@ double fb_optim_lr(const fb_optim_config *c, int step) {
   return floor + (c->lr - floor) * k;
 }
 
-double fb_optim_clip(float *grads, size_t n, double max_norm) {
-  double norm = sqrt(fb_op_sumsq(grads, n));
-  if (max_norm > 0 && norm > max_norm) fb_op_scale(grads, n, (float)(max_norm / (norm + 1e-6)));
+double fb_optim_clip(const fb_optim *o, float *grads, double max_norm) {
+  double norm = sqrt(o->be->sumsq(grads, o->n));
+  if (max_norm > 0 && norm > max_norm) o->be->scale(grads, o->n, (float)(max_norm / (norm + 1e-6)));
   return norm;
 }
 
 int fb_optim_step(fb_optim *o, float *params, const float *grads, double lr, fb_err *err) {
-  if (!isfinite(fb_op_sumsq(grads, o->n)))
+  if (!isfinite(o->be->sumsq(grads, o->n)))
     return fb_err_set(err, FB_ENUMERIC, "optimizer: step %d: gradients are not finite", o->t + 1);
   o->t++;
-  fb_op_adamw(params, grads, o->m, o->v, o->n, lr, o->cfg.beta1, o->cfg.beta2, o->cfg.eps,
-              o->cfg.weight_decay, o->t);
+  o->be->adamw(params, grads, o->m, o->v, o->n, lr, o->cfg.beta1, o->cfg.beta2, o->cfg.eps,
+               o->cfg.weight_decay, o->t);
   return 0;
 }

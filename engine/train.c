@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "device.h"
 #include "fsutil.h"
 #include "generate.h"
 #include "lora.h"
@@ -25,6 +26,7 @@
 
 typedef struct run {
   fb_model *m;
+  const fb_backend *be; /* where it computes (the model's) */
   const fb_train_spec *spec;
   const fb_train_data *data;
   const fb_train_opts *opts;
@@ -33,6 +35,8 @@ typedef struct run {
   float *params, *grads; /* what the optimizer updates: the LoRA arena or the model's */
   size_t n;
   float *best;     /* params at the best evaluation (early stopping), or NULL */
+  float *stage;    /* host room for 4 arrays of n floats (checkpoints) off a host-memory backend */
+  char device_note[400]; /* why "auto" took the CPU, logged after the start event */
   int B, A, total; /* micro-batch, accumulation, optimizer steps */
   long n_train, total_examples;
   double total_epochs;
@@ -62,6 +66,13 @@ static cJSON *event(const char *name) {
   cJSON *e = cJSON_CreateObject();
   cJSON_AddStringToObject(e, "event", name);
   return e;
+}
+
+/* Where the run computes: the device, its name and the most memory the run held on it. */
+static void add_device(const run *r, cJSON *e) {
+  cJSON_AddStringToObject(e, "device", r->be->name);
+  cJSON_AddStringToObject(e, "device_name", r->be->device_name());
+  cJSON_AddNumberToObject(e, "peak_memory_bytes", (double)r->be->peak_bytes());
 }
 
 /* Hand e to the caller and free it; the caller may ask to stop or set the learning rate. */
@@ -299,6 +310,16 @@ static cJSON *state_json(const run *r) {
   return j;
 }
 
+/* The backend's array dev of n floats as the host sees it: dev itself on a backend that computes
+ * in host memory, else a copy downloaded into slot k of the staging room. */
+static const float *on_host(run *r, const float *dev, int k) {
+  if (r->be->host_memory)
+    return dev;
+  float *h = r->stage + (size_t)k * r->n;
+  r->be->download(h, dev, r->n * sizeof(float));
+  return h;
+}
+
 static int save_checkpoint(run *r, fb_err *err) {
   char dir[FB_SPEC_PATH + 64], tmp[FB_SPEC_PATH + 80], path[FB_SPEC_PATH + 128], name[32];
   snprintf(name, sizeof name, "step-%08d", r->step);
@@ -309,10 +330,10 @@ static int save_checkpoint(run *r, fb_err *err) {
   if (rc)
     return rc;
   fb_st_out t[4] = {
-      {"params", FB_DT_F32, 1, {(int64_t)r->n}, r->params},
-      {"adam.m", FB_DT_F32, 1, {(int64_t)r->n}, r->optim->m},
-      {"adam.v", FB_DT_F32, 1, {(int64_t)r->n}, r->optim->v},
-      {"best", FB_DT_F32, 1, {(int64_t)r->n}, r->best},
+      {"params", FB_DT_F32, 1, {(int64_t)r->n}, on_host(r, r->params, 0)},
+      {"adam.m", FB_DT_F32, 1, {(int64_t)r->n}, on_host(r, r->optim->m, 1)},
+      {"adam.v", FB_DT_F32, 1, {(int64_t)r->n}, on_host(r, r->optim->v, 2)},
+      {"best", FB_DT_F32, 1, {(int64_t)r->n}, r->best ? on_host(r, r->best, 3) : NULL},
   };
   snprintf(path, sizeof path, "%s/state.safetensors", tmp);
   if ((rc = fb_st_write(path, t, r->best ? 4 : 3, NULL, err)))
@@ -366,6 +387,17 @@ static int read_tensor(const fb_st_file *f, const char *name, size_t n, float *d
   return rc ? rc : fb_st_read_f32(t, dst, err);
 }
 
+/* Read a checkpoint's tensor name into the backend's array dev (through slot k of the staging
+ * room off a host-memory backend). */
+static int read_into(run *r, const fb_st_file *f, const char *name, float *dev, int k,
+                     fb_err *err) {
+  float *h = r->be->host_memory ? dev : r->stage + (size_t)k * r->n;
+  int rc = read_tensor(f, name, r->n, h, err);
+  if (!rc && h != dev)
+    r->be->upload(dev, h, r->n * sizeof(float));
+  return rc;
+}
+
 /* Load the latest checkpoint when there is one; *found says whether there was. */
 static int load_checkpoint(run *r, int *found, fb_err *err) {
   char path[FB_SPEC_PATH + 340], dir[FB_SPEC_PATH + 300], *text = NULL; /* latest: <= 256 bytes */
@@ -417,16 +449,16 @@ static int load_checkpoint(run *r, int *found, fb_err *err) {
   fb_st_file *f = NULL;
   if ((rc = fb_st_open(&f, path, err)))
     return rc;
-  rc = read_tensor(f, "params", r->n, r->params, err);
+  rc = read_into(r, f, "params", r->params, 0, err);
   if (!rc)
-    rc = read_tensor(f, "adam.m", r->n, r->optim->m, err);
+    rc = read_into(r, f, "adam.m", r->optim->m, 1, err);
   if (!rc)
-    rc = read_tensor(f, "adam.v", r->n, r->optim->v, err);
+    rc = read_into(r, f, "adam.v", r->optim->v, 2, err);
   if (!rc && r->best) {
     if (fb_st_find(f, "best"))
-      rc = read_tensor(f, "best", r->n, r->best, err);
+      rc = read_into(r, f, "best", r->best, 3, err);
     else
-      memcpy(r->best, r->params, r->n * sizeof *r->best);
+      r->be->copy(r->best, r->params, r->n * sizeof *r->best);
   }
   fb_st_close(f);
   if (rc)
@@ -483,6 +515,7 @@ static cJSON *progress_event(const run *r, double loss, double lr, double norm) 
                           r->session_time > 0 ? r->session_tokens / r->session_time : 0);
   cJSON_AddNumberToObject(e, "elapsed_s", r->elapsed);
   cJSON_AddNumberToObject(e, "eta_s", done > 0 ? r->session_time / done * left : 0);
+  add_device(r, e);
   return e;
 }
 
@@ -509,9 +542,8 @@ static int train_step(run *r, fb_err *err) {
                       "the learning rate?)",
                       r->step + 1, loss, FB_TRAIN_EXPLOSION, r->loss_first);
   if (r->A > 1)
-    for (size_t i = 0; i < r->n; i++)
-      r->grads[i] /= (float)r->A;
-  double norm = fb_optim_clip(r->grads, r->n, r->spec->clip);
+    r->be->scale(r->grads, r->n, 1.0f / (float)r->A);
+  double norm = fb_optim_clip(r->optim, r->grads, r->spec->clip);
   double lr = fb_optim_lr(&r->optim->cfg, r->step);
   if ((rc = fb_optim_step(r->optim, r->params, r->grads, lr, err)))
     return rc;
@@ -548,7 +580,7 @@ static int maybe_evaluate(run *r, int force, fb_err *err) {
     r->eval_best = loss;
     r->bad_evals = 0;
     if (r->best)
-      memcpy(r->best, r->params, r->n * sizeof *r->best);
+      r->be->copy(r->best, r->params, r->n * sizeof *r->best);
   } else if (r->spec->patience > 0 && ++r->bad_evals >= r->spec->patience) {
     char msg[160];
     snprintf(msg, sizeof msg,
@@ -623,7 +655,7 @@ static cJSON *summary(const run *r) {
   cJSON_AddBoolToObject(s, "kept_best", r->best != NULL && isfinite(r->eval_best));
   cJSON_AddNumberToObject(s, "wall_time_s", r->elapsed);
   cJSON_AddNumberToObject(s, "tokens_per_s", r->elapsed > 0 ? r->tokens / r->elapsed : 0);
-  cJSON_AddStringToObject(s, "device", "cpu");
+  add_device(r, s);
   cJSON_AddItemToObject(s, "spec", fb_train_spec_to_json(r->spec));
   return s;
 }
@@ -763,7 +795,7 @@ static int write_summary(const char *dir, const cJSON *sum, fb_err *err) {
 static int write_output(run *r, fb_err *err) {
   const fb_train_spec *s = r->spec;
   if (r->best && isfinite(r->eval_best))
-    memcpy(r->params, r->best, r->n * sizeof *r->params);
+    r->be->copy(r->params, r->best, r->n * sizeof *r->params);
   char dir[FB_SPEC_PATH + 16];
   cJSON *sum = NULL;
   int rc = sibling(dir, sizeof dir, s->out, "partial", err);
@@ -793,9 +825,25 @@ static int write_output(run *r, fb_err *err) {
 
 /* ---- the run ---- */
 
+/* The backend the spec's device names (full-parameter training runs on the CPU), with the model
+ * placed on it. */
+static int choose_device(run *r, fb_err *err) {
+  const fb_train_spec *s = r->spec;
+  fb_device want = s->full ? FB_DEVICE_CPU : s->device; /* spec check refused full on cuda */
+  char why[320];
+  int rc = fb_device_open(want, &r->be, why, sizeof why, err);
+  if (rc)
+    return rc;
+  if (want == FB_DEVICE_AUTO && r->be->device == FB_DEVICE_CPU)
+    snprintf(r->device_note, sizeof r->device_note, "device: auto: using the CPU: %s", why);
+  return fb_model_place(r->m, r->be, err);
+}
+
 static int setup(run *r, fb_err *err) {
   const fb_train_spec *s = r->spec;
   int rc;
+  if ((rc = choose_device(r, err)))
+    return rc;
   if (s->full) {
     if ((rc = fb_model_enable_grads(r->m, err)))
       return rc;
@@ -805,9 +853,9 @@ static int setup(run *r, fb_err *err) {
   } else {
     fb_adapter_config c = s->lora;
     snprintf(c.base_model_name_or_path, sizeof c.base_model_name_or_path, "%.511s", s->model);
-    if ((rc = fb_lora_create(&r->lora, r->m, &c, err)))
+    if ((rc = fb_lora_create(&r->lora, r->m, &c, err)) ||
+        (rc = fb_lora_init(r->lora, s->seed, err)))
       return rc;
-    fb_lora_init(r->lora, s->seed);
     r->params = r->lora->params;
     r->grads = r->lora->grads;
     r->n = r->lora->n_floats;
@@ -819,11 +867,13 @@ static int setup(run *r, fb_err *err) {
   oc.schedule = s->schedule;
   oc.total_steps = r->total;
   oc.warmup_steps = (int)lround(s->warmup * r->total);
-  if ((rc = fb_optim_create(&r->optim, r->n, &oc, err)))
+  if ((rc = fb_optim_create(&r->optim, r->be, r->n, &oc, err)))
     return rc;
   if (s->patience > 0 && r->data->eval && r->data->eval->n > 0 &&
-      !(r->best = malloc(r->n * sizeof *r->best)))
-    return fb_err_set(err, FB_ENOMEM, "out of memory for the best adapter (%zu floats)", r->n);
+      (rc = r->be->alloc((void **)&r->best, r->n * sizeof *r->best, "the best adapter", err)))
+    return rc;
+  if (!r->be->host_memory && !(r->stage = malloc(4 * r->n * sizeof *r->stage)))
+    return fb_err_set(err, FB_ENOMEM, "out of memory for checkpoints of %zu floats", r->n);
   return 0;
 }
 
@@ -833,10 +883,12 @@ static void start_event(run *r) {
   cJSON_AddNumberToObject(e, "total_epochs", r->total_epochs);
   cJSON_AddNumberToObject(e, "examples", (double)r->n_train);
   cJSON_AddNumberToObject(e, "eval_examples", r->data->eval ? (double)r->data->eval->n : 0);
-  cJSON_AddStringToObject(e, "device", "cpu");
+  add_device(r, e);
   cJSON_AddStringToObject(e, "model", r->spec->model);
   cJSON_AddNumberToObject(e, "resumed_from_step", r->start_step);
   emit(r, e);
+  if (r->device_note[0])
+    emit_log(r, "info", r->device_note);
 }
 
 static int loop(run *r, fb_err *err) {
@@ -906,7 +958,9 @@ int fb_train(fb_model *m, const fb_train_spec *spec, const fb_train_data *data,
   }
   fb_lora_free(r.lora);
   fb_optim_free(r.optim);
-  free(r.best);
+  if (r.best)
+    r.be->free(r.best);
+  free(r.stage);
   free(r.order);
   free(r.ids);
   free(r.labels);

@@ -67,9 +67,7 @@ static const field fields[] = {
 #define N_FIELDS (int)(sizeof fields / sizeof fields[0])
 
 static const char *const schedules[] = {"constant", "cosine", "linear"}; /* fb_schedule order */
-static const char *const devices[] = {"auto", "cpu"};
-
-const char *fb_device_name(fb_device d) { return d == FB_DEVICE_CPU ? "cpu" : "auto"; }
+static const char *const devices[] = {"auto", "cpu", "cuda"};            /* fb_device order */
 
 void fb_train_spec_defaults(fb_train_spec *s) {
   memset(s, 0, sizeof *s);
@@ -155,16 +153,12 @@ static int read_special(fb_train_spec *s, const char *path, const cJSON *v, fb_e
   const char *const *names = strcmp(path, "schedule") == 0 ? schedules
                              : strcmp(path, "device") == 0 ? devices
                                                            : NULL;
-  int n = names == schedules ? 3 : 2, i = -1;
   static const char *const modes[] = {"lora", "full"};
+  int n = names ? 3 : 2, i = -1;
   if (!names)
     names = modes;
   if (cJSON_IsString(v))
     i = pick(v->valuestring, names, n);
-  if (i < 0 && names == devices && cJSON_IsString(v) && strcmp(v->valuestring, "cuda") == 0)
-    return fb_err_set(err, FB_EINVALID,
-                      "spec.device: \"cuda\": the trainer does not run on the CUDA backend yet "
-                      "(docs/cuda.md); use \"auto\" or \"cpu\"");
   if (i < 0)
     return fb_err_set(err, FB_EINVALID, "spec.%s: must be one of \"%s\", \"%s\"%s%s%s", path,
                       names[0], names[1], n > 2 ? ", \"" : "", n > 2 ? names[2] : "",
@@ -271,6 +265,10 @@ int fb_train_spec_check(const fb_train_spec *s, fb_err *err) {
     return fb_err_set(err, FB_EINVALID, "spec.lora.targets: must name at least one projection");
   if (s->n_prompts > 0 && s->prompts[0][0] == '\0')
     return fb_err_set(err, FB_EINVALID, "spec.samples.prompts[0]: empty");
+  if (s->full && s->device == FB_DEVICE_CUDA)
+    return fb_err_set(err, FB_EINVALID,
+                      "spec.device: \"cuda\" trains adapters only (its base weights are bf16); "
+                      "full-parameter mode runs on the CPU: use device \"cpu\" or \"auto\"");
   return 0;
 }
 

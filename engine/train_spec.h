@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "adapter_config.h"
+#include "device.h"
 #include "error.h"
 #include "optim.h"
 
@@ -18,8 +19,6 @@
 #define FB_SPEC_PROMPT 1024
 #define FB_SPEC_SYSTEM 16384 /* a skill's system prompt may hold 16,000 bytes */
 #define FB_SPEC_MAX_RANK 256
-
-typedef enum { FB_DEVICE_AUTO, FB_DEVICE_CPU } fb_device;
 
 /* Plain value; nothing to free. */
 typedef struct fb_train_spec {
@@ -70,7 +69,5 @@ int fb_train_spec_parse(fb_train_spec *s, const char *text, size_t len, const ch
 int fb_train_spec_check(const fb_train_spec *s, fb_err *err);
 /* s as a JSON object with every field (the caller deletes it); NULL when out of memory. */
 cJSON *fb_train_spec_to_json(const fb_train_spec *s);
-
-const char *fb_device_name(fb_device d); /* "auto", "cpu" */
 
 #endif

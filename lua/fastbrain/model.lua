@@ -113,14 +113,20 @@ function Model:close()
 end
 Model.__close = Model.close
 
--- load(dir [, {template =}]) -> model | nil, err
+-- load(dir [, {template =, device =}]) -> model | nil, err
+-- device: "auto" (the default: the GPU when one is usable, else the CPU), "cpu" or "cuda".
+local devices = {auto = true, cpu = true, cuda = true}
 function M.load(dir, opts)
   if type(dir) ~= "string" then error("fastbrain.model.load: directory expected", 2) end
+  local device = opts and opts.device or "auto"
+  if not devices[device] then
+    error(string.format("fastbrain.model.load: device %q is not one of auto, cpu, cuda", tostring(device)), 2)
+  end
   local template, eos = M.template(dir, opts and opts.template)
   if not template then return nil, eos end
   local tok, err = tokenizer.load(dir)
   if not tok then return nil, err end
-  local m, lerr = lm.load(dir)
+  local m, lerr = lm.load(dir, device)
   if not m then
     tok:close()
     return nil, lerr
@@ -140,13 +146,14 @@ options:
   --max-tokens N      new tokens at most (default 128)
   --temperature X     0 is greedy (the default)
   --top-k K  --top-p P  --seed S  --repetition-penalty X
+  --device D          auto (the GPU when one is usable, else the CPU), cpu or cuda
 ]]
 
 local flags = {["--model"] = {"model", "s"}, ["--prompt"] = {"prompt", "s"}, ["--adapter"] = {"adapter", "s"},
                ["--template"] = {"template", "s"}, ["--system"] = {"system", "s"},
                ["--max-tokens"] = {"max_tokens", "i"}, ["--temperature"] = {"temperature", "n"},
                ["--top-k"] = {"top_k", "i"}, ["--top-p"] = {"top_p", "n"}, ["--seed"] = {"seed", "i"},
-               ["--repetition-penalty"] = {"repetition_penalty", "n"}}
+               ["--repetition-penalty"] = {"repetition_penalty", "n"}, ["--device"] = {"device", "s"}}
 
 local function bad_usage(msg)
   io.stderr:write("fastbrain generate: ", msg, "\n", usage)
@@ -175,13 +182,14 @@ function M.main(args)
   end
   if not o.model then return bad_usage("--model is required") end
   if not o.prompt then return bad_usage("--prompt is required") end
-  local m, err = M.load(o.model, {template = o.template})
+  if o.device and not devices[o.device] then return bad_usage("--device must be auto, cpu or cuda") end
+  local m, err = M.load(o.model, {template = o.template, device = o.device})
   if not m then
     io.stderr:write("fastbrain generate: ", err, "\n")
     return 1
   end
   local model_dir, prompt = o.model, o.prompt
-  o.model, o.prompt = nil, nil
+  o.model, o.prompt, o.device = nil, nil, nil
   local ok, text, gerr = pcall(m.generate, m, prompt, o)
   m:close()
   if not ok or not text then

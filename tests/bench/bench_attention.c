@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "backend.h"
+#include "cpu_backend.h"
 
 enum { B = 1, NH = 9, NKV = 3, HD = 64 };
 
@@ -46,7 +46,7 @@ int main(int argc, char **argv) {
     double wall = INFINITY, cpu = INFINITY;
     for (int r = 0; r < reps; r++) {
       double w0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
-      fb_op_attention_forward(out, q, k, v, NULL, scratch, B, T, NH, NKV, HD, window);
+      fb_op_attention_forward(out, NULL, q, k, v, NULL, scratch, B, T, NH, NKV, HD, window);
       fb_op_attention_backward(dq, dk, dv, dout, q, k, v, NULL, scratch, B, T, NH, NKV, HD,
                                window);
       wall = fmin(wall, now(CLOCK_MONOTONIC) - w0);

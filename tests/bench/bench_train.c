@@ -122,12 +122,11 @@ static int run(const shape *s, double blas_gflops, int gen) {
   fb_adapter_config ac = {.r = 16, .lora_alpha = 32, .targets = FB_TARGET_ALL};
   fb_optim_config oc = fb_optim_defaults();
   if (fb_model_create(&m, &c, &err) || fb_lora_create(&l, m, &ac, &err) ||
-      fb_optim_create(&o, l->n_floats, &oc, &err)) {
+      fb_optim_create(&o, m->be, l->n_floats, &oc, &err) || fb_lora_init(l, 1, &err)) {
     fprintf(stderr, "bench_train: %s\n", err.msg);
     return 1;
   }
   fb_model_init_random(m, 1, 0.02f);
-  fb_lora_init(l, 1);
   int N = s->B * s->T;
   int32_t *ids = malloc(sizeof(int32_t) * N);
   uint64_t x = 42;
@@ -140,7 +139,7 @@ static int run(const shape *s, double blas_gflops, int gen) {
     if (step == 1) t0 = ts;
     if (fb_model_forward(m, l, &b, 1, &err) ||
         (fb_lora_zero_grad(l), fb_model_backward(m, l, &b, &err)) ||
-        (fb_optim_clip(l->grads, l->n_floats, 1.0),
+        (fb_optim_clip(o, l->grads, 1.0),
          fb_optim_step(o, l->params, l->grads, 1e-4, &err))) {
       fprintf(stderr, "bench_train: %s\n", err.msg);
       return 1;

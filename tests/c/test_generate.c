@@ -158,7 +158,7 @@ TEST(generation_with_adapter_equals_merged_model) {
   fb_lora *l = NULL;
   fb_err err = {0};
   REQUIRE(fb_lora_create(&l, m, &ac, &err) == 0);
-  fb_lora_init(l, 1);
+  REQUIRE(fb_lora_init(l, 1, &err) == 0);
   for (size_t i = 0; i < l->n_floats; i++)
     l->params[i] += 0.3f * (float)((i * 37) % 11) / 11.0f - 0.15f;
   fb_gen_config c = fb_gen_defaults();
@@ -168,7 +168,7 @@ TEST(generation_with_adapter_equals_merged_model) {
   gen(m, NULL, c, base, &n1);
   gen(m, l, c, with, &n2);
   CHECK(memcmp(base, with, sizeof base) != 0);
-  fb_lora_merge(l, m);
+  REQUIRE(fb_lora_merge(l, m, &err) == 0);
   gen(m, NULL, c, merged, &n3);
   CHECK(memcmp(with, merged, sizeof with) == 0);
   fb_lora_free(l);

@@ -4,7 +4,7 @@
  * test_lora.c. */
 #include <stdint.h>
 
-#include "backend.h"
+#include "cpu_backend.h"
 #include "gemm.h"
 #include "test.h"
 
@@ -196,8 +196,8 @@ struct at {
 };
 static double at_loss(void *p) {
   struct at *a = p;
-  fb_op_attention_forward(a->out, a->q, a->k, a->v, a->seg, a->scratch, a->B, a->T, a->NH, a->NKV,
-                          a->HD, a->window);
+  fb_op_attention_forward(a->out, NULL, a->q, a->k, a->v, a->seg, a->scratch, a->B, a->T, a->NH,
+                          a->NKV, a->HD, a->window);
   return dot(a->out, a->R, (size_t)a->B * a->T * a->NH * a->HD);
 }
 /* Finite differences through attention on B 2 rows of T; long rows get fewer heads (each loss
@@ -262,12 +262,12 @@ static void sees_exactly_the_last_w_keys(int T, int W) {
   size_t nq = (size_t)T * NH * HD, nk = (size_t)T * NKV * HD;
   float *q = rnd(nq), *k = rnd(nk), *v = rnd(nk), *win = zeros(nq), *full = zeros(nq);
   float *slice = zeros((size_t)W * NH * HD), *scratch = zeros(fb_op_attention_scratch(T));
-  fb_op_attention_forward(win, q, k, v, NULL, scratch, 1, T, NH, NKV, HD, W);
-  fb_op_attention_forward(full, q, k, v, NULL, scratch, 1, T, NH, NKV, HD, 0);
+  fb_op_attention_forward(win, NULL, q, k, v, NULL, scratch, 1, T, NH, NKV, HD, W);
+  fb_op_attention_forward(full, NULL, q, k, v, NULL, scratch, 1, T, NH, NKV, HD, 0);
   double worst = 0, changed = 0;
   for (int i = 0; i < T; i++) {
     int j0 = i - W + 1 > 0 ? i - W + 1 : 0, n = i - j0 + 1;
-    fb_op_attention_forward(slice, q + (size_t)j0 * NH * HD, k + (size_t)j0 * NKV * HD,
+    fb_op_attention_forward(slice, NULL, q + (size_t)j0 * NH * HD, k + (size_t)j0 * NKV * HD,
                             v + (size_t)j0 * NKV * HD, NULL, scratch, 1, n, NH, NKV, HD, 0);
     for (int c = 0; c < NH * HD; c++) {
       float got = win[(size_t)i * NH * HD + c];
@@ -277,7 +277,7 @@ static void sees_exactly_the_last_w_keys(int T, int W) {
   }
   CHECK(worst < 1e-6);
   CHECK(changed > 1e-3); /* rows past the window differ from full attention */
-  double early = 0; /* rows < W see every key either way (within rounding: other blocks) */
+  double early = 0;      /* rows < W see every key either way (within rounding: other blocks) */
   for (size_t c = 0; c < (size_t)W * NH * HD; c++) early = fmax(early, fabs(win[c] - full[c]));
   CHECK(early < 1e-6);
   free(q);
@@ -300,21 +300,21 @@ TEST(attention_packing_equals_separate_sequences) {
   float *q = rnd(nq), *k = rnd(nk), *v = rnd(nk), *packed = zeros(nq), *sep = zeros(nq);
   float *scratch = zeros(fb_op_attention_scratch(T));
   int32_t seg[6] = {0, 0, 1, 1, 1, 1};
-  fb_op_attention_forward(packed, q, k, v, seg, scratch, 1, T, NH, NKV, HD, 0);
-  fb_op_attention_forward(sep, q, k, v, NULL, scratch, 1, s1, NH, NKV, HD, 0);
-  fb_op_attention_forward(sep + s1 * NH * HD, q + s1 * NH * HD, k + s1 * NKV * HD,
+  fb_op_attention_forward(packed, NULL, q, k, v, seg, scratch, 1, T, NH, NKV, HD, 0);
+  fb_op_attention_forward(sep, NULL, q, k, v, NULL, scratch, 1, s1, NH, NKV, HD, 0);
+  fb_op_attention_forward(sep + s1 * NH * HD, NULL, q + s1 * NH * HD, k + s1 * NKV * HD,
                           v + s1 * NKV * HD, NULL, scratch, 1, T - s1, NH, NKV, HD, 0);
   double worst = 0;
   for (size_t i = 0; i < nq; i++) worst = fmax(worst, fabs(packed[i] - sep[i]));
   CHECK(worst < 1e-6);
   /* and without the segments the second sequence does see the first */
-  fb_op_attention_forward(packed, q, k, v, NULL, scratch, 1, T, NH, NKV, HD, 0);
+  fb_op_attention_forward(packed, NULL, q, k, v, NULL, scratch, 1, T, NH, NKV, HD, 0);
   CHECK(fabs(packed[s1 * NH * HD] - sep[s1 * NH * HD]) > 1e-4);
   /* padding (seg -1) changes nothing for the real tokens before it */
   int32_t pad[6] = {0, 0, 0, 0, -1, -1};
   float *a = zeros(nq), *b = zeros(nq);
-  fb_op_attention_forward(a, q, k, v, pad, scratch, 1, T, NH, NKV, HD, 0);
-  fb_op_attention_forward(b, q, k, v, NULL, scratch, 1, 4, NH, NKV, HD, 0);
+  fb_op_attention_forward(a, NULL, q, k, v, pad, scratch, 1, T, NH, NKV, HD, 0);
+  fb_op_attention_forward(b, NULL, q, k, v, NULL, scratch, 1, 4, NH, NKV, HD, 0);
   worst = 0;
   for (size_t i = 0; i < (size_t)4 * NH * HD; i++) worst = fmax(worst, fabs(a[i] - b[i]));
   CHECK(worst < 1e-6);
@@ -334,7 +334,7 @@ static void cached_matches_full(int window) {
   size_t nq = (size_t)T * NH * HD, nk = (size_t)T * NKV * HD;
   float *q = rnd(nq), *k = rnd(nk), *v = rnd(nk), *full = zeros(nq), *cached = zeros(nq);
   float *scratch = zeros(fb_op_attention_scratch(T));
-  fb_op_attention_forward(full, q, k, v, NULL, scratch, 1, T, NH, NKV, HD, window);
+  fb_op_attention_forward(full, NULL, q, k, v, NULL, scratch, 1, T, NH, NKV, HD, window);
   float *cs = zeros(fb_op_attention_cached_scratch(T));
   fb_op_attention_cached(cached, q, k, v, cs, p0, 0, NH, NKV, HD, window); /* prefill */
   fb_op_attention_cached(cached + p0 * NH * HD, q + p0 * NH * HD, k, v, cs, T - p0 - 1, p0, NH, NKV,

@@ -240,7 +240,7 @@ static void check_optimizer(const char *c) {
     size_t n = (size_t)init->numel;
     float *p = malloc(sizeof(float) * n * 3), *g = p + n, *ref = p + 2 * n;
     fb_optim *o = NULL;
-    REQUIRE(fb_optim_create(&o, n, &oc, &err) == 0);
+    REQUIRE(fb_optim_create(&o, fb_backend_cpu(), n, &oc, &err) == 0);
     REQUIRE(fb_st_read_f32(init, p, &err) == 0);
     for (int step = 0; step < 3; step++) {
       char name[256];

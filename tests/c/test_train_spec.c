@@ -93,8 +93,11 @@ TEST(each_mistake_names_its_field) {
       {"{" MIN ", \"lr\": \"fast\"}", "spec.lr: must be a number"},
       {"{" MIN ", \"schedule\": \"step\"}",
        "spec.schedule: must be one of \"constant\", \"cosine\", \"linear\""},
-      {"{" MIN ", \"device\": \"tpu\"}", "spec.device: must be one of \"auto\", \"cpu\""},
-      {"{" MIN ", \"device\": \"cuda\"}", "spec.device: \"cuda\": the trainer does not run on the CUDA backend yet"},
+      {"{" MIN ", \"device\": \"tpu\"}",
+       "spec.device: must be one of \"auto\", \"cpu\", \"cuda\""},
+      {"{" MIN ", \"device\": \"cuda\", \"mode\": \"full\"}",
+       "spec.device: \"cuda\" trains adapters only (its base weights are bf16); full-parameter "
+       "mode runs on the CPU"},
       {"{" MIN ", \"mode\": \"qlora\"}", "spec.mode: must be one of \"lora\", \"full\""},
       {"{" MIN ", \"samples\": {\"repetition_penalty\": 0.5}}", "spec.samples.repetition_penalty: must be in [1, 10]"},
       {"{" MIN ", \"samples\": {\"system\": 7}}", "spec.samples.system: must be a string"},
@@ -131,4 +134,14 @@ TEST(check_catches_a_spec_built_in_code) {
   s.micro_batch = 0;
   CHECK_INT(fb_train_spec_check(&s, &err), FB_EINVALID);
   CHECK_CONTAINS(err.msg, "spec.micro_batch: must be 1..4096");
+}
+
+TEST(cuda_is_a_device) {
+  fb_train_spec s;
+  fb_err err = {0};
+  REQUIRE(parse(&s, "{" MIN ", \"device\": \"cuda\"}", &err) == 0);
+  CHECK_INT(s.device, FB_DEVICE_CUDA);
+  cJSON *j = fb_train_spec_to_json(&s);
+  CHECK_STR(cJSON_GetObjectItem(j, "device")->valuestring, "cuda");
+  cJSON_Delete(j);
 }

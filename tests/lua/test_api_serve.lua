@@ -82,7 +82,7 @@ T.test("a worker whose allocation fails ends 'out of memory'", function()
                              {max_steps = 1, micro_batch = 4096, small_data = false})
   T.eq(status, 202)
   local st = server.wait_state(srv, "plumbing-receptionist", "failed", "succeeded")
-  T.matches(st.reason, "^out of memory: model: out of memory for activations .* at step 1$")
+  T.matches(st.reason, "^out of memory: model: out of memory for activations: asked %d+%.%d+ GiB .* at step 1$")
   T.eq(st.error.where, "step 1")
 end, {timeout = 120000})
 

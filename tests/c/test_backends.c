@@ -1,0 +1,600 @@
+/* test_backends.c: the GPU backend against the CPU backend, through their backend.h tables:
+ * every op on fresh random inputs (never zeros as data; outputs poisoned with NaN before each
+ * run, so an element an op forgets to write fails), then whole LoRA training steps, three AdamW
+ * steps, KV-cache decoding and greedy tokens on two copies of one model. Under ctest the GPU is
+ * the CUDA emulator's plugin (FB_CUDA_PLUGIN); on a machine with a GPU, the real one beside the
+ * binary. With no usable GPU it is skipped (exit 77) unless FB_TEST_REQUIRE_GPU is set.
+ *
+ * Bounds, as ||gpu - cpu|| / ||cpu||: an op with a bf16 operand (the base weights) 1e-2; fp32
+ * ops 1e-4, far under 1e-3; the dropout mask exactly. */
+#include <stdint.h>
+#include <unistd.h>
+
+#include "cpu_backend.h"
+#include "device.h"
+#include "generate.h"
+#include "lora.h"
+#include "model.h"
+#include "optim.h"
+#include "test.h"
+
+#define FP32_BOUND 1e-4
+#define BF16_BOUND 1e-2
+
+static const fb_backend *gpu;
+
+/* The GPU's backend, opened on first use; skips the whole run (77) when there is none. */
+static const fb_backend *dev(void) {
+  if (gpu) return gpu;
+  fb_err err = {0};
+  if (fb_device_open(FB_DEVICE_CUDA, &gpu, NULL, 0, &err)) {
+    printf("no GPU: %s\n", err.msg);
+    exit(getenv("FB_TEST_REQUIRE_GPU") ? 1 : 77);
+  }
+  printf("  GPU: %s\n", gpu->device_name());
+  return gpu;
+}
+
+static uint64_t rng = 0x243F6A8885A308D3ull;
+
+static double uniform(void) { /* (-1, 1), never 0 */
+  rng ^= rng << 13;
+  rng ^= rng >> 7;
+  rng ^= rng << 17;
+  return ((double)(rng >> 11) + 0.5) * 0x1.0p-52 - 1.0;
+}
+
+static float *host_rand(size_t n, float scale) {
+  float *p = malloc(n * sizeof(float));
+  for (size_t i = 0; i < n; i++) p[i] = (float)(uniform() * scale);
+  return p;
+}
+
+static float *host_copy(const float *src, size_t n) {
+  float *p = malloc(n * sizeof(float));
+  memcpy(p, src, n * sizeof(float));
+  return p;
+}
+
+static int32_t *host_ints(size_t n, int lo, int hi) {
+  int32_t *p = malloc(n * sizeof(int32_t));
+  for (size_t i = 0; i < n; i++)
+    p[i] = lo + (int32_t)((uniform() + 1.0) * 0.5 * (hi - lo)) % (hi - lo);
+  return p;
+}
+
+/* Round x to the GPU's weight dtype in place (the values its base weights hold). */
+static void as_weights(float *x, size_t n) {
+  if (dev()->weight_dtype == FB_DT_BF16)
+    for (size_t i = 0; i < n; i++) x[i] = fb_bf16_to_f32(fb_f32_to_bf16(x[i]));
+}
+
+/* ---- GPU buffers: the ones a check made, freed together ---- */
+
+static void *held[64];
+static int n_held;
+
+static void *on_gpu(const void *host, size_t bytes) {
+  void *d;
+  fb_err err = {0};
+  if (dev()->alloc(&d, bytes, "a check's buffer", &err)) {
+    fprintf(stderr, "%s\n", err.msg);
+    exit(1);
+  }
+  if (host) dev()->upload(d, host, bytes);
+  if (n_held == 64) abort();
+  held[n_held++] = d;
+  return d;
+}
+
+static float *poisoned(size_t n) { /* every float NaN until the op writes it */
+  float *nan = malloc(n * sizeof(float));
+  for (size_t i = 0; i < n; i++) nan[i] = NAN;
+  float *d = on_gpu(nan, n * sizeof(float));
+  free(nan);
+  return d;
+}
+
+static void poison(float *d, size_t n) {
+  float *nan = malloc(n * sizeof(float));
+  for (size_t i = 0; i < n; i++) nan[i] = NAN;
+  dev()->upload(d, nan, n * sizeof(float));
+  free(nan);
+}
+
+/* A base weight w[n] (already rounded by as_weights) in the GPU's weight dtype. */
+static void *weight_on_gpu(const float *w, size_t n) {
+  if (dev()->weight_dtype != FB_DT_BF16) return on_gpu(w, n * sizeof(float));
+  uint16_t *h = malloc(n * sizeof(uint16_t));
+  for (size_t i = 0; i < n; i++) h[i] = fb_f32_to_bf16(w[i]);
+  void *d = on_gpu(h, n * sizeof(uint16_t));
+  free(h);
+  return d;
+}
+
+static void release(void) {
+  while (n_held) dev()->free(held[--n_held]);
+}
+
+static double rel_err(const float *out, const float *ref, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = (double)out[i] - ref[i];
+    num += d * d;
+    den += (double)ref[i] * ref[i];
+  }
+  double r = sqrt(num) / sqrt(den);
+  return isnan(r) ? INFINITY : r;
+}
+
+/* The host array got against the CPU's ref: finite, not all zero, within bound. */
+static void compare_host(const char *name, const float *got, const float *ref, size_t n,
+                         double bound) {
+  double norm = 0;
+  int finite = 1;
+  for (size_t i = 0; i < n; i++) {
+    finite &= isfinite(ref[i]);
+    norm += (double)ref[i] * ref[i];
+  }
+  if (!finite || norm == 0) {
+    FB_FAIL_("%s: the CPU's reference is %s", name, finite ? "all zero" : "not finite");
+    return;
+  }
+  double r = rel_err(got, ref, n);
+  printf("  %-40s rel %.3e  bound %.0e\n", name, r, bound);
+  if (!(r <= bound)) FB_FAIL_("%s: relative error %.3e over %.0e", name, r, bound);
+}
+
+/* The GPU array d against the CPU's ref. */
+static void compare(const char *name, const float *d, const float *ref, size_t n, double bound) {
+  float *got = malloc(n * sizeof(float));
+  dev()->download(got, d, n * sizeof(float));
+  compare_host(name, got, ref, n, bound);
+  free(got);
+}
+
+/* ---- ops ---- */
+
+TEST(matmul) {
+  const fb_backend *be = dev();
+  int N = 77, C = 96, OC = 130;
+  float *x = host_rand((size_t)N * C, 1), *w = host_rand((size_t)OC * C, 0.1f),
+        *b = host_rand(OC, 1), *init = host_rand((size_t)N * OC, 1);
+  as_weights(w, (size_t)OC * C);
+  float *ref = host_copy(init, (size_t)N * OC);
+  fb_op_matmul_forward(ref, x, w, b, N, C, OC, 0.75f, 0.5f); /* accumulating, with bias */
+  float *dx = on_gpu(x, (size_t)N * C * 4), *db = on_gpu(b, OC * 4),
+        *dout = on_gpu(init, (size_t)N * OC * 4);
+  void *dw = weight_on_gpu(w, (size_t)OC * C);
+  be->matmul_forward(dout, dx, dw, be->weight_dtype, db, N, C, OC, 0.75f, 0.5f);
+  compare("matmul_forward (base W, beta, bias)", dout, ref, (size_t)N * OC, BF16_BOUND);
+  fb_op_matmul_forward(ref, x, w, NULL, N, C, OC, 1.0f, 0.0f);
+  poison(dout, (size_t)N * OC);
+  be->matmul_forward(dout, dx, dw, be->weight_dtype, NULL, N, C, OC, 1.0f, 0.0f);
+  compare("matmul_forward (base W, poisoned)", dout, ref, (size_t)N * OC, BF16_BOUND);
+  float *g = host_rand((size_t)N * OC, 1), *dinp0 = host_rand((size_t)N * C, 1);
+  float *refd = host_copy(dinp0, (size_t)N * C);
+  fb_op_matmul_backward(refd, NULL, NULL, g, x, w, N, C, OC, 1.0f);
+  float *dg = on_gpu(g, (size_t)N * OC * 4), *ddinp = on_gpu(dinp0, (size_t)N * C * 4);
+  be->matmul_backward(ddinp, NULL, NULL, dg, dx, dw, be->weight_dtype, N, C, OC, 1.0f);
+  compare("matmul_backward (base W) dinp", ddinp, refd, (size_t)N * C, BF16_BOUND);
+  /* fp32 weights (LoRA): forward, every backward output */
+  float *wf = host_rand((size_t)OC * C, 0.1f), *dwf = on_gpu(wf, (size_t)OC * C * 4);
+  fb_op_matmul_forward(ref, x, wf, b, N, C, OC, 1.0f, 0.0f);
+  poison(dout, (size_t)N * OC);
+  be->matmul_forward(dout, dx, dwf, FB_DT_F32, db, N, C, OC, 1.0f, 0.0f);
+  compare("matmul_forward (f32 W)", dout, ref, (size_t)N * OC, FP32_BOUND);
+  float *gw0 = host_rand((size_t)OC * C, 1), *gb0 = host_rand(OC, 1);
+  float *refw = host_copy(gw0, (size_t)OC * C), *refb = host_copy(gb0, OC);
+  memcpy(refd, dinp0, (size_t)N * C * 4);
+  fb_op_matmul_backward(refd, refw, refb, g, x, wf, N, C, OC, 0.5f);
+  be->upload(ddinp, dinp0, (size_t)N * C * 4);
+  float *dgw = on_gpu(gw0, (size_t)OC * C * 4), *dgb = on_gpu(gb0, OC * 4);
+  be->matmul_backward(ddinp, dgw, dgb, dg, dx, dwf, FB_DT_F32, N, C, OC, 0.5f);
+  compare("matmul_backward (f32 W) dinp", ddinp, refd, (size_t)N * C, FP32_BOUND);
+  compare("matmul_backward (f32 W) dweight", dgw, refw, (size_t)OC * C, FP32_BOUND);
+  compare("matmul_backward (f32 W) dbias", dgb, refb, OC, FP32_BOUND);
+  /* addmm: out[N,OC] += 0.25 * x[N,C] @ wt[C,OC] (the merge's shape) */
+  float *wt = host_rand((size_t)C * OC, 1), *dwt = on_gpu(wt, (size_t)C * OC * 4);
+  memcpy(ref, init, (size_t)N * OC * 4);
+  fb_op_addmm(ref, x, wt, N, OC, C, 0.25f);
+  be->upload(dout, init, (size_t)N * OC * 4);
+  be->addmm(dout, dx, dwt, N, OC, C, 0.25f);
+  compare("addmm", dout, ref, (size_t)N * OC, FP32_BOUND);
+  release();
+  void *hosts[] = {x, w, b, init, ref, g, dinp0, refd, wf, gw0, gb0, refw, refb, wt};
+  for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) free(hosts[i]);
+}
+
+TEST(rows) {
+  const fb_backend *be = dev();
+  int N = 53, C = 896, V = 300;
+  float *table = host_rand((size_t)V * C, 1);
+  as_weights(table, (size_t)V * C);
+  int32_t *ids = host_ints(N, 0, V);
+  float *ref = malloc((size_t)N * C * 4);
+  fb_op_embedding_forward(ref, ids, table, N, C);
+  int32_t *dids = on_gpu(ids, N * 4);
+  void *dtab = weight_on_gpu(table, (size_t)V * C);
+  float *dout = poisoned((size_t)N * C);
+  be->embedding_forward(dout, dids, dtab, N, C);
+  compare("embedding_forward", dout, ref, (size_t)N * C, 0.0); /* a copy: exact */
+  float *g = host_rand((size_t)N * C, 1), *dtab0 = host_rand((size_t)V * C, 1);
+  float *refdt = host_copy(dtab0, (size_t)V * C);
+  fb_op_embedding_backward(refdt, g, ids, N, C);
+  float *dg = on_gpu(g, (size_t)N * C * 4), *ddt = on_gpu(dtab0, (size_t)V * C * 4);
+  be->embedding_backward(ddt, dg, dids, N, C);
+  compare("embedding_backward", ddt, refdt, (size_t)V * C, FP32_BOUND);
+  float *x = host_rand((size_t)N * C, 2), *w = host_rand(C, 1), *rstd = malloc(N * 4);
+  fb_op_rmsnorm_forward(ref, rstd, x, w, N, C, 1e-6f);
+  float *dx = on_gpu(x, (size_t)N * C * 4), *dw = on_gpu(w, C * 4), *drstd = poisoned(N);
+  poison(dout, (size_t)N * C);
+  be->rmsnorm_forward(dout, drstd, dx, dw, N, C, 1e-6f);
+  compare("rmsnorm_forward out", dout, ref, (size_t)N * C, FP32_BOUND);
+  compare("rmsnorm_forward rstd", drstd, rstd, N, FP32_BOUND);
+  float *din0 = host_rand((size_t)N * C, 1), *dw0 = host_rand(C, 1);
+  float *refdi = host_copy(din0, (size_t)N * C), *refdw = host_copy(dw0, C);
+  fb_op_rmsnorm_backward(refdi, refdw, g, x, w, rstd, N, C);
+  float *ddi = on_gpu(din0, (size_t)N * C * 4), *ddw = on_gpu(dw0, C * 4);
+  be->rmsnorm_backward(ddi, ddw, dg, dx, dw, drstd, N, C);
+  compare("rmsnorm_backward dinp", ddi, refdi, (size_t)N * C, FP32_BOUND);
+  compare("rmsnorm_backward dweight", ddw, refdw, C, FP32_BOUND);
+  int NH = 14, HD = 64, P = 700; /* x viewed as [N, 14, 64] */
+  float *cs = host_rand((size_t)P * HD / 2, 1), *sn = host_rand((size_t)P * HD / 2, 1);
+  int32_t *pos = host_ints(N, 0, P);
+  float *dcs = on_gpu(cs, (size_t)P * HD / 2 * 4), *dsn = on_gpu(sn, (size_t)P * HD / 2 * 4);
+  int32_t *dpos = on_gpu(pos, N * 4);
+  for (int back = 0; back < 2; back++) {
+    memcpy(ref, x, (size_t)N * C * 4);
+    (back ? fb_op_rope_backward : fb_op_rope_forward)(ref, cs, sn, pos, N, NH, HD);
+    be->upload(dout, x, (size_t)N * C * 4);
+    (back ? be->rope_backward : be->rope_forward)(dout, dcs, dsn, dpos, N, NH, HD);
+    compare(back ? "rope_backward" : "rope_forward", dout, ref, (size_t)N * C, FP32_BOUND);
+  }
+  release();
+  void *hosts[] = {table, ids, ref, g, dtab0, refdt, x, w, rstd, din0, dw0, refdi, refdw, cs, sn,
+                   pos};
+  for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) free(hosts[i]);
+}
+
+TEST(elementwise_and_the_optimizer) {
+  const fb_backend *be = dev();
+  size_t n = 100003;
+  float *a = host_rand(n, 4), *b = host_rand(n, 2), *g = host_rand(n, 1);
+  float *r1 = malloc(n * 4), *r2 = malloc(n * 4);
+  float *da = on_gpu(a, n * 4), *db = on_gpu(b, n * 4), *dg = on_gpu(g, n * 4);
+  float *o1 = poisoned(n), *o2 = poisoned(n);
+  fb_op_swiglu_forward(r1, a, b, n);
+  be->swiglu_forward(o1, da, db, n);
+  compare("swiglu_forward", o1, r1, n, FP32_BOUND);
+  fb_op_swiglu_backward(r1, r2, g, a, b, n);
+  be->swiglu_backward(o1, o2, dg, da, db, n);
+  compare("swiglu_backward dgate", o1, r1, n, FP32_BOUND);
+  compare("swiglu_backward dup", o2, r2, n, FP32_BOUND);
+  fb_op_add(r1, a, b, n);
+  be->add(o1, da, db, n);
+  compare("add", o1, r1, n, FP32_BOUND);
+  fb_op_dropout(r1, a, n, 0.3f, 0x1234567ull);
+  be->dropout(o1, da, n, 0.3f, 0x1234567ull);
+  compare("dropout (the same mask)", o1, r1, n, 0.0);
+  memcpy(r1, a, n * 4);
+  fb_op_scale(r1, n, 0.37f);
+  be->upload(o1, a, n * 4);
+  be->scale(o1, n, 0.37f);
+  compare("scale", o1, r1, n, FP32_BOUND);
+  CHECK_NEAR(be->sumsq(da, n) / fb_op_sumsq(a, n), 1.0, 1e-9);
+  CHECK_NEAR(be->sum(da, n) / fb_op_sum(a, n), 1.0, 1e-9);
+  float *p = host_rand(n, 1), *m = host_rand(n, 0.1f), *v = host_rand(n, 0.01f);
+  for (size_t i = 0; i < n; i++) v[i] = fabsf(v[i]);
+  float *dp = on_gpu(p, n * 4), *dm = on_gpu(m, n * 4), *dv = on_gpu(v, n * 4);
+  fb_op_adamw(p, g, m, v, n, 1e-3, 0.9, 0.999, 1e-8, 0.01, 3); /* a third step */
+  be->adamw(dp, dg, dm, dv, n, 1e-3, 0.9, 0.999, 1e-8, 0.01, 3);
+  compare("adamw param", dp, p, n, FP32_BOUND);
+  compare("adamw m", dm, m, n, FP32_BOUND);
+  compare("adamw v", dv, v, n, FP32_BOUND);
+  release();
+  void *hosts[] = {a, b, g, r1, r2, p, m, v};
+  for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) free(hosts[i]);
+}
+
+/* Causal GQA attention with packed sequences and padding, T not a multiple of any tile. */
+static void check_attention(int HD, int window) {
+  const fb_backend *be = dev(), *cpu = fb_backend_cpu();
+  int B = 2, T = 203, NH = 6, NKV = 2, N = B * T;
+  size_t nq = (size_t)N * NH * HD, nk = (size_t)N * NKV * HD;
+  float *q = host_rand(nq, 1), *k = host_rand(nk, 1), *v = host_rand(nk, 1), *g = host_rand(nq, 1);
+  int32_t *seg = malloc(N * 4);
+  for (int n = 0; n < N; n++) { /* row 0: sequences of 90 and 100, then 13 pads; row 1: one */
+    int t = n % T;
+    seg[n] = n / T ? 7 : t < 90 ? 0 : t < 190 ? 1 : -1;
+  }
+  float *ref = malloc(nq * 4), *lse = malloc((size_t)N * NH * 4);
+  float *rdq = malloc(nq * 4), *rdk = malloc(nk * 4), *rdv = malloc(nk * 4);
+  float *scratch = malloc(cpu->attention_scratch(N, T, NH) * 4);
+  fb_op_attention_forward(ref, lse, q, k, v, seg, scratch, B, T, NH, NKV, HD, window);
+  fb_op_attention_backward(rdq, rdk, rdv, g, q, k, v, seg, scratch, B, T, NH, NKV, HD, window);
+  float *dq = on_gpu(q, nq * 4), *dk = on_gpu(k, nk * 4), *dv = on_gpu(v, nk * 4),
+        *dg = on_gpu(g, nq * 4);
+  int32_t *dseg = on_gpu(seg, N * 4);
+  float *out = poisoned(nq), *dlse = poisoned((size_t)N * NH),
+        *dscratch = poisoned(be->attention_scratch(N, T, NH) + 1);
+  float *gq = poisoned(nq), *gk = poisoned(nk), *gv = poisoned(nk);
+  char name[64], tag[32];
+  snprintf(tag, sizeof tag, "HD=%d window=%d", HD, window);
+  be->attention_forward(out, dlse, dq, dk, dv, dseg, dscratch, B, T, NH, NKV, HD, window);
+  snprintf(name, sizeof name, "attention_forward %s", tag);
+  compare(name, out, ref, nq, FP32_BOUND);
+  snprintf(name, sizeof name, "attention_forward lse %s", tag);
+  compare(name, dlse, lse, (size_t)N * NH, FP32_BOUND);
+  be->attention_backward(gq, gk, gv, dg, out, dlse, dq, dk, dv, dseg, dscratch, B, T, NH, NKV, HD,
+                         window);
+  snprintf(name, sizeof name, "attention_backward dq %s", tag);
+  compare(name, gq, rdq, nq, FP32_BOUND);
+  snprintf(name, sizeof name, "attention_backward dk %s", tag);
+  compare(name, gk, rdk, nk, FP32_BOUND);
+  snprintf(name, sizeof name, "attention_backward dv %s", tag);
+  compare(name, gv, rdv, nk, FP32_BOUND);
+  /* the KV-cache form: n new queries after p0 cached positions (row 0 of k/v as the cache) */
+  int p0s[2] = {37, 100}, ns[2] = {1, 70};
+  for (int c = 0; c < 2; c++) {
+    int p0 = p0s[c], n = ns[c];
+    float *cs = malloc(cpu->attention_cached_scratch(p0 + n) * 4);
+    fb_op_attention_cached(ref, q, k, v, cs, n, p0, NH, NKV, HD, window);
+    float *dcs = poisoned(be->attention_cached_scratch(p0 + n) + 1);
+    poison(out, nq);
+    be->attention_cached(out, dq, dk, dv, dcs, n, p0, NH, NKV, HD, window);
+    snprintf(name, sizeof name, "attention_cached %s p0=%d n=%d", tag, p0, n);
+    compare(name, out, ref, (size_t)n * NH * HD, FP32_BOUND);
+    free(cs);
+  }
+  release();
+  void *hosts[] = {q, k, v, g, seg, ref, lse, rdq, rdk, rdv, scratch};
+  for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) free(hosts[i]);
+}
+
+TEST(attention_head_dim_64) { check_attention(64, 0); }
+TEST(attention_head_dim_128) { check_attention(128, 0); }
+TEST(attention_sliding_window) { check_attention(64, 50); }
+
+/* lm_head fused with the loss: ignored rows, several vocabulary chunks (FB_CUDA_LOSS_CHUNK) */
+TEST(loss) {
+  const fb_backend *be = dev(), *cpu = fb_backend_cpu();
+  int N = 67, C = 128, V = 1000;
+  float *lnf = host_rand((size_t)N * C, 1), *W = host_rand((size_t)V * C, 0.3f);
+  as_weights(W, (size_t)V * C);
+  int32_t *tg = host_ints(N, 0, V);
+  for (int n = 0; n < N; n += 5) tg[n] = -1; /* ignored rows */
+  float *losses = malloc(N * 4), *dn0 = host_rand((size_t)N * C, 1),
+        *rdn = host_copy(dn0, (size_t)N * C);
+  void *cw, *gw;
+  fb_err err = {0};
+  REQUIRE(cpu->ce_create(&cw, N, C, V, &err) == 0);
+  REQUIRE(be->ce_create(&gw, N, C, V, &err) == 0);
+  cpu->lmhead_ce_forward(losses, lnf, W, tg, N, cw);
+  cpu->lmhead_ce_backward(rdn, NULL, lnf, W, tg, N, 0.5f, cw);
+  float *dlnf = on_gpu(lnf, (size_t)N * C * 4), *ddn = on_gpu(dn0, (size_t)N * C * 4),
+        *dl = poisoned(N);
+  void *dW = weight_on_gpu(W, (size_t)V * C);
+  int32_t *dtg = on_gpu(tg, N * 4);
+  be->lmhead_ce_forward(dl, dlnf, dW, dtg, N, gw);
+  be->lmhead_ce_backward(ddn, NULL, dlnf, dW, dtg, N, 0.5f, gw);
+  compare("lmhead_ce_forward", dl, losses, N, BF16_BOUND);
+  compare("lmhead_ce_backward", ddn, rdn, (size_t)N * C, BF16_BOUND);
+  cpu->ce_free(cw);
+  be->ce_free(gw);
+  release();
+  void *hosts[] = {lnf, W, tg, losses, dn0, rdn};
+  for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) free(hosts[i]);
+}
+
+/* ---- the model: two copies of one set of weights, one on each backend ---- */
+
+static const char *const configs[] = {
+    /* Llama, GQA, untied */
+    "{\"architectures\":[\"LlamaForCausalLM\"],\"model_type\":\"llama\",\"vocab_size\":300,"
+    "\"hidden_size\":256,\"intermediate_size\":512,\"num_hidden_layers\":2,"
+    "\"num_attention_heads\":4,\"num_key_value_heads\":2,\"rms_norm_eps\":1e-5,"
+    "\"rope_theta\":10000,\"max_position_embeddings\":1024,\"tie_word_embeddings\":false}",
+    /* Qwen2: q/k/v biases, tied embeddings, head_dim 128 */
+    "{\"architectures\":[\"Qwen2ForCausalLM\"],\"model_type\":\"qwen2\",\"vocab_size\":520,"
+    "\"hidden_size\":256,\"intermediate_size\":384,\"num_hidden_layers\":2,"
+    "\"num_attention_heads\":2,\"num_key_value_heads\":1,\"rms_norm_eps\":1e-6,"
+    "\"rope_theta\":1000000,\"max_position_embeddings\":2048,\"tie_word_embeddings\":true}"};
+
+typedef struct pair {
+  fb_model *m[2];      /* [0] on the CPU, [1] on the GPU */
+  fb_lora *l[2];
+  fb_optim *o[2];
+  const char *tag;
+} pair;
+
+static int failed(const fb_err *err) {
+  FB_FAIL_("%s", err->msg);
+  return -1;
+}
+
+/* Config `which` twice with the same weights (rounded to the GPU's weight dtype, so both sides
+ * multiply by the same numbers), and the same adapter with B non-zero (else half the gradients
+ * are zero). */
+static int make_pair(pair *p, int which, float std) {
+  fb_model_config cfg;
+  fb_err err = {0};
+  const char *j = configs[which];
+  memset(p, 0, sizeof *p);
+  p->tag = which ? "qwen2" : "llama";
+  for (int s = 0; s < 2; s++)
+    if (fb_model_config_parse(&cfg, j, strlen(j), "config", &err) ||
+        fb_model_create(&p->m[s], &cfg, &err))
+      return failed(&err);
+  fb_model_init_random(p->m[0], 11 + which, std);
+  fb_model *m = p->m[0];
+  for (int i = 0; i < m->n_table; i++) { /* norms away from 1, so their weights matter */
+    float *w = m->params + m->table[i].offset;
+    if (strstr(m->table[i].name, "norm"))
+      for (size_t k = 0; k < m->table[i].numel; k++) w[k] = (float)(1.0 + 0.2 * uniform());
+    else
+      as_weights(w, m->table[i].numel);
+  }
+  memcpy(p->m[1]->params, m->params, m->n_floats * sizeof(float));
+  if (fb_model_place(p->m[1], dev(), &err)) return failed(&err);
+  fb_adapter_config ac = {.r = 8, .lora_alpha = 16, .lora_dropout = 0.1, .targets = FB_TARGET_ALL};
+  fb_optim_config oc = fb_optim_defaults();
+  float *a = NULL;
+  for (int s = 0; s < 2; s++) {
+    if (fb_lora_create(&p->l[s], p->m[s], &ac, &err) || fb_lora_init(p->l[s], 5, &err) ||
+        fb_optim_create(&p->o[s], p->m[s]->be, p->l[s]->n_floats, &oc, &err))
+      return failed(&err);
+    if (!a) {
+      a = malloc(p->l[0]->n_floats * sizeof(float));
+      p->l[0]->be->download(a, p->l[0]->params, p->l[0]->n_floats * sizeof(float));
+      for (size_t i = 0; i < p->l[0]->n_floats; i++)
+        if (a[i] == 0.0f) a[i] = (float)(0.05 * uniform());
+    }
+    p->l[s]->be->upload(p->l[s]->params, a, p->l[s]->n_floats * sizeof(float));
+  }
+  free(a);
+  return 0;
+}
+
+static void free_pair(pair *p) {
+  for (int s = 0; s < 2; s++) {
+    fb_optim_free(p->o[s]);
+    fb_lora_free(p->l[s]);
+    fb_model_free(p->m[s]);
+  }
+}
+
+/* An adapter array (params, grads, or a moment) of side s on the host. */
+static float *adapter_array(const pair *p, int s, const float *arr) {
+  size_t n = p->l[s]->n_floats;
+  float *h = malloc(n * sizeof(float));
+  p->l[s]->be->download(h, arr, n * sizeof(float));
+  return h;
+}
+
+/* One LoRA training step of side s on b (clipped to 0.5); its loss. */
+static float train_step(pair *p, int s, const fb_batch *b, int step) {
+  fb_err err = {0};
+  fb_lora *l = p->l[s];
+  fb_lora_zero_grad(l);
+  l->step = (uint64_t)step;
+  if (fb_model_forward(p->m[s], l, b, 1, &err) || fb_model_backward(p->m[s], l, b, &err))
+    FB_FAIL_("%s", err.msg);
+  fb_optim_clip(p->o[s], l->grads, 0.5);
+  if (fb_optim_step(p->o[s], l->params, l->grads, 1e-3, &err)) FB_FAIL_("%s", err.msg);
+  return p->m[s]->loss;
+}
+
+static void check_training(int which) {
+  pair p;
+  if (make_pair(&p, which, 0.05f)) return;
+  int B = 2, T = 150, N = B * T;
+  int32_t *ids = host_ints(N, 0, p.m[0]->V), *labels = malloc(N * 4), *seg = malloc(N * 4);
+  for (int n = 0; n < N; n++) {
+    int t = n % T;
+    labels[n] = t % 11 == 3 ? -100 : ids[n];
+    seg[n] = n / T ? 0 : t < 70 ? 0 : t < 140 ? 1 : -1; /* row 0: packed, then padding */
+  }
+  fb_batch b = {B, T, ids, labels, NULL, seg};
+  char name[80];
+  float loss[2];
+  float *grads[2], *params[2], *mom[2];
+  for (int step = 1; step <= 3; step++) {
+    for (int s = 0; s < 2; s++) {
+      loss[s] = train_step(&p, s, &b, step);
+      grads[s] = adapter_array(&p, s, p.l[s]->grads); /* clipped */
+      params[s] = adapter_array(&p, s, p.l[s]->params);
+      mom[s] = adapter_array(&p, s, p.o[s]->m);
+    }
+    snprintf(name, sizeof name, "%s step %d: loss", p.tag, step);
+    compare_host(name, &loss[1], &loss[0], 1, BF16_BOUND);
+    size_t n = p.l[0]->n_floats;
+    if (step == 1 || step == 3) {
+      snprintf(name, sizeof name, "%s step %d: LoRA gradients", p.tag, step);
+      compare_host(name, grads[1], grads[0], n, BF16_BOUND);
+      snprintf(name, sizeof name, "%s step %d: weights after AdamW", p.tag, step);
+      compare_host(name, params[1], params[0], n, BF16_BOUND);
+      snprintf(name, sizeof name, "%s step %d: AdamW's first moment", p.tag, step);
+      compare_host(name, mom[1], mom[0], n, BF16_BOUND);
+    }
+    CHECK_INT(p.o[1]->t, step);
+    for (int s = 0; s < 2; s++) {
+      free(grads[s]);
+      free(params[s]);
+      free(mom[s]);
+    }
+  }
+  CHECK(p.m[1]->be->peak_bytes() > 0);
+  free_pair(&p);
+  free(ids);
+  free(labels);
+  free(seg);
+}
+
+TEST(lora_steps_llama) { check_training(0); }
+TEST(lora_steps_qwen2) { check_training(1); }
+
+/* KV-cache decoding: the logits after a prompt and after three tokens one at a time, then the
+ * greedy tokens of a longer continuation. */
+TEST(decoding) {
+  pair p;
+  if (make_pair(&p, 0, 0.3f)) return; /* larger weights: well-separated logits */
+  int32_t *ids = host_ints(43, 0, p.m[0]->V);
+  fb_err err = {0};
+  fb_kv_cache *kc[2];
+  float *logits[2];
+  for (int s = 0; s < 2; s++) {
+    REQUIRE(fb_kv_cache_create(&kc[s], p.m[s], 64, &err) == 0);
+    logits[s] = malloc(p.m[s]->V * 4);
+  }
+  int at = 0, lens[4] = {40, 1, 1, 1};
+  char name[64];
+  for (int c = 0; c < 4; c++) {
+    for (int s = 0; s < 2; s++)
+      CHECK_INT(fb_model_decode(p.m[s], p.l[s], kc[s], ids + at, lens[c], logits[s], &err), 0);
+    at += lens[c];
+    snprintf(name, sizeof name, "decode: logits after %d", at);
+    compare_host(name, logits[1], logits[0], p.m[0]->V, BF16_BOUND);
+  }
+  fb_gen_config g = fb_gen_defaults();
+  g.max_new_tokens = 24;
+  int32_t out[2][24];
+  int n[2];
+  for (int s = 0; s < 2; s++) {
+    CHECK_INT(fb_generate(p.m[s], p.l[s], ids, 8, &g, out[s], &n[s], NULL, &err), 0);
+    fb_kv_cache_free(kc[s]);
+    free(logits[s]);
+  }
+  CHECK_INT(n[1], n[0]);
+  for (int i = 0; i < n[0] && i < n[1]; i++)
+    if (out[1][i] != out[0][i]) {
+      FB_FAIL_("greedy token %d: %d on the GPU, %d on the CPU", i, out[1][i], out[0][i]);
+      break;
+    }
+  free(ids);
+  free_pair(&p);
+}
+
+/* A training step after sampling: sampling's KV cache and the training batch each have their
+ * own staging for ids (the old GPU model shared one and a cache shorter than 2 x 4 x B x T made
+ * the next forward overflow it: ASan shows a regression). */
+TEST(a_training_step_after_sampling) {
+  pair p;
+  if (make_pair(&p, 0, 0.05f)) return;
+  int B = 4, T = 40, N = B * T;
+  int32_t *ids = host_ints(N, 0, p.m[0]->V), out[8];
+  fb_batch b = {B, T, ids, ids, NULL, NULL};
+  fb_gen_config g = fb_gen_defaults();
+  g.max_new_tokens = 8;
+  float loss[2];
+  fb_err err = {0};
+  int n;
+  for (int s = 0; s < 2; s++) {
+    train_step(&p, s, &b, 1);
+    CHECK_INT(fb_generate(p.m[s], p.l[s], ids, 3, &g, out, &n, NULL, &err), 0);
+    loss[s] = train_step(&p, s, &b, 2);
+  }
+  compare_host("a step after sampling: loss", &loss[1], &loss[0], 1, BF16_BOUND);
+  free(ids);
+  free_pair(&p);
+}
