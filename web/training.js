@@ -26,6 +26,12 @@ const FIELDS = [
   ['eval.fraction', 'Held-out share', 0.05, 'Share of examples kept out of training to measure eval loss.'],
 ];
 
+// Where a run computes: [value, label]; the spec's device field.
+const DEVICES = [['auto', 'Auto: a GPU when the server has one'], ['cpu', 'CPU'], ['cuda', 'GPU (CUDA)']];
+
+// How the view names the device a run reported.
+const deviceLabel = (p) => (p.device === 'cpu' ? 'the CPU' : p.device_name || 'the GPU');
+
 const valueAt = (obj, name) => name.split('.').reduce((o, k) => (o == null ? undefined : o[k]), obj);
 
 // The fields whose value differs from defaults, as a spec.
@@ -41,6 +47,8 @@ function specFrom(form, defaults) {
     for (const k of path.slice(0, -1)) t = t[k] ??= {};
     t[path[path.length - 1]] = value;
   }
+  const device = form.elements.device.value;
+  if (device !== (defaults.device ?? 'auto')) spec.device = device;
   return spec;
 }
 
@@ -60,7 +68,12 @@ export function createTraining(root, { onFinished }) {
     ...FIELDS.map(([name, label, step, help]) => h('label.field', {},
       h('span', { text: label }),
       h('input', { name, type: 'number', step, min: 0, 'aria-describedby': `help-${name}` }),
-      h('small', { id: `help-${name}`, text: help }))));
+      h('small', { id: `help-${name}`, text: help }))),
+    h('label.field', {},
+      h('span', { text: 'Compute on' }),
+      h('select', { name: 'device', 'aria-describedby': 'help-device' },
+        ...DEVICES.map(([value, label]) => h('option', { value, text: label }))),
+      h('small', { id: 'help-device', text: 'Auto trains on an NVIDIA GPU (Ampere or newer) when the server can use one, else on the CPU; the log says which.' })));
   const start = h('button.primary', { type: 'button', id: 'start' }, 'Start training');
   const cancel = h('button', { type: 'button', id: 'cancel', hidden: true }, 'Cancel');
   const resume = h('button', { type: 'button', id: 'resume', hidden: true }, 'Resume');
@@ -95,6 +108,7 @@ export function createTraining(root, { onFinished }) {
   let job = null;      // the job the view shows
   let state = null;    // its state
   let busy = false;    // a start request is in flight
+  let where = null;    // the device the job reported
   let feed = null;     // the live feed of the skill's events
   let logLines = [];
   let defaults = {};       // what the server runs for each field a start leaves out
@@ -109,6 +123,7 @@ export function createTraining(root, { onFinished }) {
     for (const [name] of FIELDS) {
       if (!edited.has(name)) form.elements[name].value = valueAt(defaults, name) ?? '';
     }
+    if (!edited.has('device')) form.elements.device.value = defaults.device ?? 'auto';
   }
 
   function renderButtons() {
@@ -117,10 +132,11 @@ export function createTraining(root, { onFinished }) {
     start.textContent = live ? 'Training…' : busy ? 'Starting…' : 'Start training';
     cancel.hidden = !live;
     resume.hidden = live || !(state === 'cancelled' || state === 'interrupted');
-    stateLine.textContent = state ? `Job ${job}: ${state}` : 'Not trained yet';
+    stateLine.textContent = state ? `Job ${job}: ${state}${where ? ` on ${where}` : ''}` : 'Not trained yet';
   }
 
   function renderProgress(p) {
+    if (p.device && !where) { where = deviceLabel(p); renderButtons(); }
     if (p.loss !== undefined) cards.loss.value.textContent = num(p.loss);
     if (p.step !== undefined) cards.steps.value.textContent = `${p.step ?? 0} / ${p.total_steps ?? '—'}`;
     if (p.eta_s !== undefined) cards.eta.value.textContent = typeof p.eta_s === 'number' ? (p.eta_s / 60).toFixed(1) : '—';
@@ -144,6 +160,7 @@ export function createTraining(root, { onFinished }) {
   }
 
   function reset() {
+    where = null;
     for (const c of Object.values(cards)) c.value.textContent = '—';
     renderProgress({ step: 0, total_steps: 1 });
     chart.set([], []);

@@ -97,7 +97,9 @@ function M.values(job)
   if type(p.tokens_per_s) == "number" and p.tokens_per_s > 0 then
     v.tokens_per_s = ("%.0f"):format(p.tokens_per_s)
   end
-  if type(p.device) == "string" then v.device = p.device == "cpu" and "the CPU" or p.device end
+  if type(p.device) == "string" then
+    v.device = p.device == "cpu" and "the CPU" or type(p.device_name) == "string" and p.device_name or "the GPU"
+  end
   local spec = job.spec
   local text = type(spec) == "table" and type(spec.model) == "string" and fb.fs.read(spec.model .. "/config.json")
   local config = text and fb.json.decode(text)

@@ -260,6 +260,8 @@ test('dashboard', { timeout: 280000 }, async (t) => {
 
     await page.waitForFunction(() => document.querySelector('input[name="lr"]').value !== '');
     await settings(page, MAIN_STEPS);
+    assert.equal(await page.inputValue('select[name="device"]'), 'auto');
+    await page.selectOption('select[name="device"]', 'cpu');
     await page.locator('#start').dblclick();
     assert.equal(await page.locator('#start').isDisabled(), true);
     await page.locator('#start', { hasText: 'Training…' }).waitFor();
@@ -269,6 +271,7 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     assert.equal(await page.inputValue('input[name="lr"]'), '0.001', 'the form shows the small model\'s learning rate');
     assert.equal(jobs.jobs[0].spec.lr, undefined, 'a field the user left alone is not sent');
     assert.equal(jobs.jobs[0].spec.max_steps, MAIN_STEPS, 'a changed one is');
+    assert.equal(jobs.jobs[0].spec.device, 'cpu', 'the device chosen in the form');
     // The worker is paused (SIGSTOP) from its first step until the reloaded page records below,
     // so the second tab's attach and the reload happen mid-run however fast this machine trains.
     const job = jobs.jobs[0].id;
@@ -281,7 +284,7 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     await logged(new RegExp(`POST /api/train-skill/${skill} 409`, 'g'), 1, 'the second tab\'s POST got 409');
     release();
     await tab2.locator('#train-state', { hasText: job }).waitFor();
-    await page.locator('#train-state', { hasText: `${job}: running` }).waitFor();
+    await page.locator('#train-state', { hasText: `${job}: running on the CPU` }).waitFor();
 
     // Reload mid-run: the view comes back attached to the job.
     await page.waitForFunction(() => Number(document.querySelector('[role=progressbar]').getAttribute('aria-valuenow')) > 0);

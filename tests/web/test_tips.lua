@@ -24,6 +24,8 @@ end)
 T.test("live numbers only while the job runs", function()
   local progress = {tokens_per_s = 1234.4, device = "cpu"}
   T.eq(tips.values({state = "running", progress = progress}), {tokens_per_s = "1234", device = "the CPU"})
+  progress = {tokens_per_s = 900, device = "cuda", device_name = "NVIDIA H200 (sm_90, 139.8 GiB)"}
+  T.eq(tips.values({state = "running", progress = progress}).device, "NVIDIA H200 (sm_90, 139.8 GiB)")
   T.eq(tips.values({state = "succeeded", progress = progress}), {})
 end)
 

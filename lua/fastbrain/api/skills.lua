@@ -122,7 +122,7 @@ local SPEC = {
   small_data = boolean, lr = number(0, 10), warmup = number(0, 0.9),
   schedule = one_of("constant", "cosine", "linear"), weight_decay = number(0, 10),
   clip = number(0, 1e9), patience = integer(0, 100000), seed = integer(0, math.maxinteger),
-  checkpoint_interval = integer(0, 100000000), device = one_of("auto", "cpu"),
+  checkpoint_interval = integer(0, 100000000), device = one_of("auto", "cpu", "cuda"),
   lora = {r = integer(1, 256), alpha = number(1e-6, 1e6), dropout = number(0, 0.9), rslora = boolean,
           targets = function(v) if type(v) ~= "string" and type(v) ~= "table" then return "must be a string or a list" end end},
   eval = {fraction = number(0, 0.5), interval = integer(0, 100000000)},

@@ -72,7 +72,8 @@ local function status(job)
   return {
     job = job.id, skill = job.skill, state = job.state, reason = job.reason, place = job.place,
     step = p.step, total_steps = p.total_steps, epoch = p.epoch, total_epochs = p.total_epochs,
-    loss = p.loss, eta_s = p.eta_s, tokens_per_s = p.tokens_per_s,
+    loss = p.loss, eta_s = p.eta_s, tokens_per_s = p.tokens_per_s, device = p.device,
+    device_name = p.device_name,
     loss_history = downsample(job.loss_history, HISTORY_POINTS),
     eval_history = downsample(job.eval_history, HISTORY_POINTS),
     samples = job.samples, summary = job.summary, adapter = job.adapter, error = job.error,
