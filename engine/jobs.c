@@ -33,6 +33,7 @@
 #define JOB_JSON_MAX (64 << 20)
 #define PROGRESS_MAX (512 << 20)
 #define EXIT_NOMEM 4              /* docs/protocol.md: the worker ran out of memory */
+#define EXIT_DEVICE_FAULT 70      /* docs/protocol.md: the GPU failed (a CUDA fault) */
 #define WORKER_RECORD "worker.jsonl" /* the worker's own copy of its stdout lines, this run */
 #define ORPHAN_WAIT_MS 2000       /* how long open waits for a killed orphan to go */
 /* A worker's memory cgroup is MEMCG_PREFIX "<registry pid>-<worker pid>" (memcg.h): with the
@@ -443,6 +444,8 @@ static fb_job_state exit_state(const job_proc *p, const fb_job *job, char *reaso
     snprintf(reason, n, "out of memory (killed by the kernel)");
   else if (p->term_signal) snprintf(reason, n, "killed by signal %d", p->term_signal);
   else if (p->exit_status == 0) snprintf(reason, n, "exit status 0 without a done event");
+  else if (p->exit_status == EXIT_DEVICE_FAULT)
+    snprintf(reason, n, "the GPU failed: a CUDA fault ended the worker (its log has the error)");
   else if (p->exit_status == EXIT_NOMEM)
     snprintf(reason, n, "out of memory%s%s%s%s", job->error_message ? ": " : "",
              job->error_message ? job->error_message : "", job->error_where ? " at " : "",
