@@ -1,6 +1,6 @@
 # cuda_emu.cmake: the CUDA emulator (tests/cuda_emu): the library fb_cuda_emu that runs the
-# backend's unmodified .cu files on the CPU, and fb_cuda_emu_sources() to compile .cu files
-# against it. Not in libFuzzer builds (clang); in the normal and sanitizer builds.
+# backend's unmodified .cu files on the CPU, fb_cuda_emu_sources() to compile .cu files against
+# it, and its self-test. Not in libFuzzer builds (clang); in the normal and sanitizer builds.
 if(FB_FUZZ)
   return()
 endif()
@@ -41,3 +41,8 @@ function(fb_cuda_emu_sources out)
   endforeach()
   set(${out} ${result} PARENT_SCOPE)
 endfunction()
+
+fb_cuda_emu_sources(fb_cuda_emu_selftest_sources tests/cuda_emu/selftest.cu)
+add_executable(cuda_emu_selftest ${fb_cuda_emu_selftest_sources})
+target_link_libraries(cuda_emu_selftest PRIVATE fb_cuda_emu)
+fb_test(cuda_emu_selftest $<TARGET_FILE:cuda_emu_selftest>)
