@@ -1,6 +1,7 @@
-# cuda_emu.cmake: the CUDA emulator (tests/cuda_emu): the library fb_cuda_emu that runs the
-# backend's unmodified .cu files on the CPU, fb_cuda_emu_sources() to compile .cu files against
-# it, and its self-test. Not in libFuzzer builds (clang); in the normal and sanitizer builds.
+# cuda_emu.cmake: the CUDA emulator (tests/cuda_emu, docs/cuda-emulator.md): the library
+# fb_cuda_emu that runs the backend's unmodified .cu files on the CPU, fb_cuda_emu_sources() to
+# compile .cu files against it, its self-test, and a smoke test that builds all of cuda/ on it
+# and runs real kernels. Not in libFuzzer builds (clang); in the normal and sanitizer builds.
 if(FB_FUZZ)
   return()
 endif()
@@ -46,3 +47,15 @@ fb_cuda_emu_sources(fb_cuda_emu_selftest_sources tests/cuda_emu/selftest.cu)
 add_executable(cuda_emu_selftest ${fb_cuda_emu_selftest_sources})
 target_link_libraries(cuda_emu_selftest PRIVATE fb_cuda_emu)
 fb_test(cuda_emu_selftest $<TARGET_FILE:cuda_emu_selftest>)
+
+# Every file of cuda/ compiled and linked on the emulator (context.cu logs through fb_core),
+# and a few of its kernels run, in two thread orders.
+set(FB_ROOT ${PROJECT_SOURCE_DIR})
+include(${PROJECT_SOURCE_DIR}/cuda/sources.cmake)
+fb_cuda_emu_sources(fb_cuda_emu_smoke_sources ${FB_CUDA_SOURCES} tests/cuda_emu/smoke.cu)
+add_executable(cuda_emu_smoke ${fb_cuda_emu_smoke_sources})
+target_include_directories(cuda_emu_smoke PRIVATE cuda)
+target_link_libraries(cuda_emu_smoke PRIVATE fb_cuda_emu fb_core)
+fb_test(cuda_emu_smoke $<TARGET_FILE:cuda_emu_smoke>)
+fb_test(cuda_emu_smoke_reverse $<TARGET_FILE:cuda_emu_smoke>)
+set_tests_properties(cuda_emu_smoke_reverse PROPERTIES ENVIRONMENT FB_EMU_ORDER=reverse)
