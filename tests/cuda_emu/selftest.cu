@@ -824,6 +824,14 @@ __global__ void mismatch_kernel(float *out) {
   out[threadIdx.x] = v;
 }
 
+__global__ void own_lane_kernel(float *out) { /* lane 3 leaves itself out of the mask */
+  out[threadIdx.x] = __shfl_sync(threadIdx.x == 3 ? 0x7u : 0xffffffffu, 1.0f, 0);
+}
+
+__global__ void width_kernel(float *out) {
+  out[threadIdx.x] = __shfl_down_sync(0xffffffffu, 1.0f, 1, 12);
+}
+
 /* lane 0 waits with lanes {0, 1}, lane 1 arrives with {1} alone: the groups overlap */
 __global__ void overlap_kernel(float *out) {
   float v = threadIdx.x;
@@ -896,6 +904,20 @@ static int child_mismatch() {
   return 0;
 }
 
+static int child_own_lane() {
+  dbuf<float> out(32);
+  FB_LAUNCH(own_lane_kernel, 1, 32, 0, 0, out.p);
+  print_sticky(out.p);
+  return 0;
+}
+
+static int child_width() {
+  dbuf<float> out(32);
+  FB_LAUNCH(width_kernel, 1, 32, 0, 0, out.p);
+  print_sticky(out.p);
+  return 0;
+}
+
 static int child_overlap() {
   dbuf<float> out(32);
   FB_LAUNCH(overlap_kernel, 1, 32, 0, 0, out.p);
@@ -963,6 +985,12 @@ static void test_faults() {
                "cudaErrorLaunchFailure");
   expect_fault("mismatch", "cuda-emu: fault in mismatch_kernel block (0,0,0) thread (1,0,0): ",
                "__shfl_down_sync with mask 0xffffffff meets lane 0 at __shfl_up_sync",
+               "cudaErrorLaunchFailure");
+  expect_fault("own_lane", "cuda-emu: fault in own_lane_kernel block (0,0,0) thread (3,0,0): ",
+               "__shfl_sync mask 0x00000007 does not name the calling lane 3",
+               "cudaErrorLaunchFailure");
+  expect_fault("width", "cuda-emu: fault in width_kernel block (0,0,0) thread (0,0,0): ",
+               "__shfl_down_sync width 12 is not a power of two up to 32",
                "cudaErrorLaunchFailure");
   expect_fault("overlap", "cuda-emu: fault in overlap_kernel block (0,0,0) thread (1,0,0): ",
                "__shfl_sync with mask 0x00000002 meets lane 0 at __shfl_sync with mask 0x00000003",
@@ -1066,10 +1094,30 @@ static int child_overrun() {
   return 0;
 }
 
+/* through a pointer, past UBSan's index check: ASan instruments the statics of plain
+ * functions (not those of templates) */
+__global__ void shared_overrun_kernel(float *out) {
+  __shared__ float s[32];
+  float *p = s;
+  p[threadIdx.x] = 1.0f; /* the bug: 33 threads */
+  __syncthreads();
+  out[threadIdx.x & 31] = s[threadIdx.x & 31];
+}
+
+static int child_shared_overrun() {
+  dbuf<float> out(32);
+  FB_LAUNCH(shared_overrun_kernel, 1, 33, 0, 0, out.p);
+  return 0;
+}
+
 static void test_asan_sees_kernel_overruns() {
   child_result r = run_child("overrun");
   CHECK(!r.exited_ok() && has(r.out, "heap-buffer-overflow") && has(r.out, "overrun_kernel"), "%s",
         r.out.c_str());
+  r = run_child("shared_overrun");
+  CHECK(
+      !r.exited_ok() && has(r.out, "global-buffer-overflow") && has(r.out, "shared_overrun_kernel"),
+      "%s", r.out.c_str());
 }
 #endif
 
@@ -1229,6 +1277,8 @@ static const struct {
     {"exited_lane", child_exited_lane},
     {"unnamed_source", child_unnamed_source},
     {"mismatch", child_mismatch},
+    {"own_lane", child_own_lane},
+    {"width", child_width},
     {"overlap", child_overlap},
     {"host_pointer", child_host_pointer},
     {"freed_pointer", child_freed_pointer},
@@ -1239,6 +1289,7 @@ static const struct {
     {"bad_setting", child_bad_setting},
 #ifdef __SANITIZE_ADDRESS__
     {"overrun", child_overrun},
+    {"shared_overrun", child_shared_overrun},
 #endif
     {"device", child_device},
 };
