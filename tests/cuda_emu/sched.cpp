@@ -9,6 +9,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "emu.h"
@@ -225,13 +227,8 @@ uint64_t splitmix(uint64_t *s) {
 void order_threads(uint16_t *perm, unsigned n) {
   order o = env().thread_order;
   for (unsigned i = 0; i < n; i++) perm[i] = (uint16_t)(o == order::reverse ? n - 1 - i : i);
-  if (o != order::shuffle) return;
-  for (unsigned i = n - 1; i > 0; i--) {
-    unsigned j = (unsigned)(splitmix(&B.rng) % (i + 1));
-    uint16_t x = perm[i];
-    perm[i] = perm[j];
-    perm[j] = x;
-  }
+  if (o == order::shuffle)
+    for (unsigned i = n - 1; i > 0; i--) std::swap(perm[i], perm[splitmix(&B.rng) % (i + 1)]);
 }
 
 /* The i-th block to run of total: a Feistel permutation when shuffled (no table, any size),
@@ -388,13 +385,9 @@ void release_lanes(unsigned w, unsigned mask) {
   unsigned lanes[32], k = 0;
   for (unsigned m = mask; m; m &= m - 1) lanes[k++] = w * 32 + (unsigned)__builtin_ctz(m);
   order o = env().thread_order;
-  for (unsigned a = 0; a + 1 < k && o != order::forward; a++) {
-    unsigned b = o == order::reverse ? k - 1 - a : a + (unsigned)(splitmix(&B.rng) % (k - a));
-    if (o == order::reverse && b <= a) break;
-    unsigned x = lanes[a];
-    lanes[a] = lanes[b];
-    lanes[b] = x;
-  }
+  if (o == order::reverse) std::reverse(lanes, lanes + k);
+  if (o == order::shuffle)
+    for (unsigned a = 0; a + 1 < k; a++) std::swap(lanes[a], lanes[a + splitmix(&B.rng) % (k - a)]);
   for (unsigned a = 0; a < k; a++) {
     B.t[lanes[a]].state = t_ready;
     push(lanes[a]);
