@@ -1,0 +1,281 @@
+/* cuda_runtime.h (CUDA emulator): the runtime API, the device built-ins and the kernel launcher
+ * that let the project's .cu files compile unmodified as host C++ and run on the CPU. Only what
+ * docs/cuda-emulator.md lists; C++ only (no C caller includes the real one either). */
+#ifndef CUDA_EMU_CUDA_RUNTIME_H
+#define CUDA_EMU_CUDA_RUNTIME_H
+
+#ifndef __cplusplus
+#error "the CUDA emulator's headers are C++: compile .cu files through fb_cuda_emu_sources"
+#endif
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+/* ---- qualifiers ---- */
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+/* One buffer per block is a static: blocks run one at a time. (g++ ignores section attributes
+ * on the statics of templates, so shared memory cannot be found and poisoned per block.) */
+#define __shared__ static
+
+/* ---- types ---- */
+
+struct uint3 {
+  unsigned int x, y, z;
+};
+
+struct dim3 {
+  unsigned int x, y, z;
+  constexpr dim3(unsigned int vx = 1, unsigned int vy = 1, unsigned int vz = 1)
+      : x(vx), y(vy), z(vz) {}
+  constexpr dim3(uint3 v) : x(v.x), y(v.y), z(v.z) {}
+  constexpr operator uint3() const { return uint3{x, y, z}; }
+};
+
+/* The running fiber's coordinates: the scheduler sets them at every switch. */
+extern uint3 threadIdx, blockIdx;
+extern dim3 blockDim, gridDim;
+constexpr int warpSize = 32;
+
+typedef enum cudaError {
+  cudaSuccess = 0,
+  cudaErrorInvalidValue = 1,
+  cudaErrorMemoryAllocation = 2,
+  cudaErrorInvalidConfiguration = 9,
+  cudaErrorInvalidMemcpyDirection = 21,
+  cudaErrorInsufficientDriver = 35,
+  cudaErrorDevicesUnavailable = 46,
+  cudaErrorNoDevice = 100,
+  cudaErrorInvalidDevice = 101,
+  cudaErrorInvalidResourceHandle = 400,
+  cudaErrorIllegalAddress = 700,
+  cudaErrorLaunchFailure = 719,
+  cudaErrorNotSupported = 801,
+} cudaError_t;
+
+typedef struct CUstream_st *cudaStream_t; /* = fb_stream */
+#define cudaStreamDefault 0x00
+#define cudaStreamNonBlocking 0x01
+
+enum cudaMemcpyKind {
+  cudaMemcpyHostToHost = 0,
+  cudaMemcpyHostToDevice = 1,
+  cudaMemcpyDeviceToHost = 2,
+  cudaMemcpyDeviceToDevice = 3,
+  cudaMemcpyDefault = 4,
+};
+
+typedef enum cudaDataType_t {
+  CUDA_R_32F = 0,
+  CUDA_R_64F = 1,
+  CUDA_R_16F = 2,
+  CUDA_R_16BF = 14,
+} cudaDataType;
+
+struct cudaDeviceProp {
+  char name[256];
+  size_t totalGlobalMem;
+  size_t sharedMemPerBlock;
+  int warpSize;
+  int maxThreadsPerBlock;
+  int maxThreadsDim[3];
+  int maxGridSize[3];
+  int major, minor;
+  int multiProcessorCount;
+};
+
+/* ---- the runtime API (tests/cuda_emu/runtime.cpp) ---- */
+
+extern "C" {
+const char *cudaGetErrorString(cudaError_t e);
+const char *cudaGetErrorName(cudaError_t e);
+cudaError_t cudaGetLastError(void);
+cudaError_t cudaPeekAtLastError(void);
+
+cudaError_t cudaGetDeviceCount(int *count);
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device);
+cudaError_t cudaSetDevice(int device);
+cudaError_t cudaGetDevice(int *device);
+cudaError_t cudaDeviceSynchronize(void);
+
+cudaError_t cudaStreamCreate(cudaStream_t *stream);
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int flags);
+cudaError_t cudaStreamDestroy(cudaStream_t stream);
+cudaError_t cudaStreamSynchronize(cudaStream_t stream);
+
+cudaError_t cudaMalloc(void **ptr, size_t bytes);
+cudaError_t cudaFree(void *ptr);
+cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes);
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind);
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind,
+                            cudaStream_t stream = 0);
+cudaError_t cudaMemset(void *ptr, int value, size_t bytes);
+cudaError_t cudaMemsetAsync(void *ptr, int value, size_t bytes, cudaStream_t stream = 0);
+}
+
+template <typename T>
+inline cudaError_t cudaMalloc(T **ptr, size_t bytes) {
+  return cudaMalloc(reinterpret_cast<void **>(ptr), bytes);
+}
+
+/* ---- device built-ins ---- */
+
+namespace cuda_emu {
+
+enum class warp_op : uint8_t {
+  shfl,
+  shfl_up,
+  shfl_down,
+  shfl_xor,
+  ballot,
+  any,
+  all,
+  syncwarp,
+  activemask
+};
+
+/* The scheduler's switch points (sched.cpp): each waits for its block or warp, then resumes
+ * the threads in the order FB_EMU_ORDER says. warp_sync returns the lane's result. */
+void syncthreads(const char *file, int line);
+uint64_t warp_sync(warp_op op, const char *file, int line, unsigned mask, uint64_t value, int param,
+                   int width);
+unsigned activemask(const char *file, int line);
+
+template <typename T>
+inline T shfl(warp_op op, const char *file, int line, unsigned mask, T var, int param,
+              int width = warpSize) {
+  static_assert(std::is_trivially_copyable<T>::value && sizeof(T) <= 8,
+                "shuffles move values of at most 8 bytes");
+  uint64_t bits = 0;
+  memcpy(&bits, &var, sizeof var);
+  bits = warp_sync(op, file, line, mask, bits, param, width);
+  memcpy(&var, &bits, sizeof var);
+  return var;
+}
+
+inline unsigned vote(warp_op op, const char *file, int line, unsigned mask, int pred) {
+  return (unsigned)warp_sync(op, file, line, mask, pred != 0, 0, warpSize);
+}
+
+inline void syncwarp(const char *file, int line, unsigned mask = 0xffffffffu) {
+  warp_sync(warp_op::syncwarp, file, line, mask, 0, 0, warpSize);
+}
+
+} /* namespace cuda_emu */
+
+#define __syncthreads() ::cuda_emu::syncthreads(__FILE__, __LINE__)
+#define __syncwarp(...) ::cuda_emu::syncwarp(__FILE__, __LINE__, ##__VA_ARGS__)
+#define __activemask() ::cuda_emu::activemask(__FILE__, __LINE__)
+#define __shfl_sync(...) \
+  ::cuda_emu::shfl(::cuda_emu::warp_op::shfl, __FILE__, __LINE__, __VA_ARGS__)
+#define __shfl_up_sync(...) \
+  ::cuda_emu::shfl(::cuda_emu::warp_op::shfl_up, __FILE__, __LINE__, __VA_ARGS__)
+#define __shfl_down_sync(...) \
+  ::cuda_emu::shfl(::cuda_emu::warp_op::shfl_down, __FILE__, __LINE__, __VA_ARGS__)
+#define __shfl_xor_sync(...) \
+  ::cuda_emu::shfl(::cuda_emu::warp_op::shfl_xor, __FILE__, __LINE__, __VA_ARGS__)
+#define __ballot_sync(mask, pred) \
+  ::cuda_emu::vote(::cuda_emu::warp_op::ballot, __FILE__, __LINE__, mask, pred)
+#define __any_sync(mask, pred) \
+  (int)::cuda_emu::vote(::cuda_emu::warp_op::any, __FILE__, __LINE__, mask, pred)
+#define __all_sync(mask, pred) \
+  (int)::cuda_emu::vote(::cuda_emu::warp_op::all, __FILE__, __LINE__, mask, pred)
+
+/* Threads switch only at the primitives above, so a read-modify-write is atomic. */
+inline float atomicAdd(float *p, float v) {
+  float old = *p;
+  *p = old + v;
+  return old;
+}
+inline double atomicAdd(double *p, double v) {
+  double old = *p;
+  *p = old + v;
+  return old;
+}
+inline int atomicAdd(int *p, int v) {
+  int old = *p;
+  *p = (int)((unsigned)old + (unsigned)v); /* wraps like the hardware's */
+  return old;
+}
+inline unsigned atomicAdd(unsigned *p, unsigned v) {
+  unsigned old = *p;
+  *p = old + v;
+  return old;
+}
+inline unsigned long long atomicAdd(unsigned long long *p, unsigned long long v) {
+  unsigned long long old = *p;
+  *p = old + v;
+  return old;
+}
+
+/* ---- launches ---- */
+
+namespace cuda_emu {
+
+struct launch_site {
+  const char *kernel, *file;
+  int line;
+};
+
+/* The runtime's half of a launch (runtime.cpp): the configuration, the stream and every pointer
+ * argument (is_ptr[i]: argument i is a pointer, its value in ptrs[i]) are checked, then every
+ * block runs body(closure) once per thread, before this returns. Errors go to
+ * cudaGetLastError; faults print one line and break the context. */
+void launch(const launch_site &site, dim3 grid, dim3 block, size_t shared, cudaStream_t stream,
+            int nargs, const void *const *ptrs, const bool *is_ptr, void (*body)(void *),
+            void *closure);
+
+template <typename... P>
+struct closure {
+  void (*kernel)(P...);
+  std::tuple<std::decay_t<P>...> args; /* converted to the parameter types, as CUDA does */
+};
+
+template <typename... P>
+void run_closure(void *c) {
+  closure<P...> *k = static_cast<closure<P...> *>(c);
+  std::apply(k->kernel, k->args); /* each thread gets its own copies of the arguments */
+}
+
+template <typename T>
+inline const void *pointer_value(const T &v) {
+  if constexpr (std::is_pointer<T>::value)
+    return (const void *)v;
+  else
+    return nullptr;
+}
+
+template <typename... P, size_t... I>
+inline void launch_closure(const launch_site &site, dim3 grid, dim3 block, size_t shared,
+                           cudaStream_t stream, closure<P...> &c, std::index_sequence<I...>) {
+  const void *ptrs[] = {pointer_value(std::get<I>(c.args))..., nullptr};
+  static const bool is_ptr[] = {std::is_pointer<std::decay_t<P>>::value..., false};
+  launch(site, grid, block, shared, stream, (int)sizeof...(P), ptrs, is_ptr, run_closure<P...>, &c);
+}
+
+template <typename... P, typename... A>
+inline void launch_kernel(const launch_site &site, void (*kernel)(P...), dim3 grid, dim3 block,
+                          size_t shared, cudaStream_t stream, A &&...args) {
+  static_assert(sizeof...(P) == sizeof...(A), "a kernel launched with the wrong argument count");
+  closure<P...> c{kernel, std::tuple<std::decay_t<P>...>(std::forward<A>(args)...)};
+  launch_closure(site, grid, block, shared, stream, c, std::index_sequence_for<P...>());
+}
+
+} /* namespace cuda_emu */
+
+/* common.cuh's launch macro, run synchronously by the emulator. */
+#define FB_LAUNCH(kernel, grid, block, shared, stream, ...)                                     \
+  ::cuda_emu::launch_kernel(::cuda_emu::launch_site{#kernel, __FILE__, __LINE__}, kernel, grid, \
+                            block, shared, stream, ##__VA_ARGS__)
+
+#endif
