@@ -57,6 +57,7 @@ static struct {
   const char *name;
 } chosen = {gemm_openblas, "openblas"};
 static pthread_once_t once = PTHREAD_ONCE_INIT;
+static const char *preferred; /* fb_gemm_prefer's, when FB_GEMM is not set */
 
 /* Compare fn against a double-precision reference on shapes that exercise every transpose,
  * odd sizes and beta accumulation. Returns 1 when all agree to 1e-4 relative. */
@@ -138,7 +139,7 @@ static double time_gemm(gemm_fn fn) {
 }
 
 static void init_once(void) {
-  const char *force = getenv("FB_GEMM");
+  const char *force = getenv("FB_GEMM") ? getenv("FB_GEMM") : preferred;
 #ifdef __SANITIZE_ADDRESS__
   /* oneDNN is not instrumented and LeakSanitizer cannot stop its OpenMP threads (the run
    * ends in a LeakSanitizer error): sanitizer builds always use OpenBLAS. */
@@ -171,6 +172,12 @@ static void init_once(void) {
 }
 
 void fb_gemm_init(void) { pthread_once(&once, init_once); }
+
+void fb_gemm_prefer(const char *path) {
+  static char keep[16];
+  snprintf(keep, sizeof keep, "%s", path);
+  preferred = keep;
+}
 
 const char *fb_gemm_path(void) {
   fb_gemm_init();

@@ -19,6 +19,12 @@ void fb_gemm(int transA, int transB, int M, int N, int K, float alpha, const flo
  * thread-safe; call it early if other threads may read the environment meanwhile. */
 void fb_gemm_init(void);
 
+/* Before the process's first product: take path ("openblas" or "dnnl") as FB_GEMM would (the
+ * environment still wins). A resumed training run keeps the path its checkpoint was made with:
+ * the two sum in different orders, and a switch would leave the resumed weights a few ulps from
+ * an uninterrupted run's. Not thread-safe; no effect once fb_gemm_init has run. */
+void fb_gemm_prefer(const char *path);
+
 /* "dnnl" or "openblas": the path fb_gemm uses (runs fb_gemm_init). */
 const char *fb_gemm_path(void);
 

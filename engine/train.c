@@ -17,6 +17,7 @@
 
 #include "device.h"
 #include "fsutil.h"
+#include "gemm.h"
 #include "generate.h"
 #include "lora.h"
 #include "optim.h"
@@ -307,6 +308,8 @@ static cJSON *state_json(const run *r) {
   cJSON_AddNumberToObject(j, "tokens", r->tokens);
   cJSON_AddNumberToObject(j, "elapsed_s", r->elapsed);
   cJSON_AddNumberToObject(j, "seed", (double)r->spec->seed);
+  if (r->be->device == FB_DEVICE_CPU)
+    cJSON_AddStringToObject(j, "cpu_gemm", fb_gemm_path()); /* resume keeps it: fb_gemm_prefer */
   return j;
 }
 
@@ -435,6 +438,9 @@ static int load_checkpoint(run *r, int *found, fb_err *err) {
   if (!rc)
     rc = get_number(j, "bad_evals", &bad, path, err) ||
          get_number(j, "lr", &r->optim->cfg.lr, path, err);
+  const cJSON *gemm = cJSON_GetObjectItemCaseSensitive(j, "cpu_gemm");
+  if (r->be->device == FB_DEVICE_CPU && cJSON_IsString(gemm))
+    fb_gemm_prefer(gemm->valuestring);
   r->eval_last = get_number(j, "eval_last", &ev, path, NULL) ? NAN : ev;
   r->eval_best = get_number(j, "eval_best", &ev, path, NULL) ? INFINITY : ev;
   cJSON_Delete(j);
