@@ -48,14 +48,57 @@ add_executable(cuda_emu_selftest ${fb_cuda_emu_selftest_sources})
 target_link_libraries(cuda_emu_selftest PRIVATE fb_cuda_emu)
 fb_test(cuda_emu_selftest $<TARGET_FILE:cuda_emu_selftest>)
 
-# Every file of cuda/ compiled and linked on the emulator (context.cu logs through fb_core),
-# and a few of its kernels run, in two thread orders.
+# The CUDA backend as a plugin on the emulator, libfastbrain_cuda_emu.so: the real plugin's
+# sources (cuda/sources.cmake) compiled as host C++. Tests point FB_CUDA_PLUGIN at it, so the
+# trainer, generation and the backend comparison reach the kernels through the same dlopen path
+# as on a GPU.
 set(FB_ROOT ${PROJECT_SOURCE_DIR})
 include(${PROJECT_SOURCE_DIR}/cuda/sources.cmake)
-fb_cuda_emu_sources(fb_cuda_emu_smoke_sources ${FB_CUDA_SOURCES} tests/cuda_emu/smoke.cu)
-add_executable(cuda_emu_smoke ${fb_cuda_emu_smoke_sources})
-target_include_directories(cuda_emu_smoke PRIVATE cuda)
-target_link_libraries(cuda_emu_smoke PRIVATE fb_cuda_emu fb_core)
-fb_test(cuda_emu_smoke $<TARGET_FILE:cuda_emu_smoke>)
-fb_test(cuda_emu_smoke_reverse $<TARGET_FILE:cuda_emu_smoke>)
-set_tests_properties(cuda_emu_smoke_reverse PROPERTIES ENVIRONMENT FB_EMU_ORDER=reverse)
+fb_cuda_emu_sources(fb_emu_plugin_sources ${FB_CUDA_SOURCES})
+add_library(fastbrain_cuda_emu MODULE ${fb_emu_plugin_sources})
+set_target_properties(fastbrain_cuda_emu PROPERTIES C_VISIBILITY_PRESET hidden
+  CXX_VISIBILITY_PRESET hidden)
+target_include_directories(fastbrain_cuda_emu PRIVATE cuda engine)
+target_link_libraries(fastbrain_cuda_emu PRIVATE fb_cuda_emu)
+# Optimised even in the Debug (sanitizer) build: at -O0 the kernels' thread loops made the
+# emulated suite 15x slower; sanitizers keep their checks at -O1.
+target_compile_options(fb_cuda_emu PRIVATE $<$<CONFIG:Debug>:-O1>)
+target_compile_options(fastbrain_cuda_emu PRIVATE $<$<CONFIG:Debug>:-O1>)
+add_dependencies(fastbrain fastbrain_cuda_emu)
+set(FB_EMU_PLUGIN_ENV FB_CUDA_PLUGIN=$<TARGET_FILE:fastbrain_cuda_emu>)
+
+# Every op, whole LoRA steps and decoding on the emulated GPU against the CPU (several loss
+# chunks, as a large vocabulary gets); then, outside the sanitizer build (this is about order,
+# not memory), once more with the threads of each block run in reverse.
+set(fb_backends_env
+  "${FB_EMU_PLUGIN_ENV};FB_TEST_REQUIRE_GPU=1;FB_CUDA_LOSS_CHUNK=384;OPENBLAS_NUM_THREADS=1")
+fb_add_c_test(backends tests/c/test_backends.c LIBS fb_core)
+set_tests_properties(c_backends PROPERTIES ENVIRONMENT "${fb_backends_env}")
+if(NOT FB_SANITIZE)
+  add_test(NAME c_backends_reverse COMMAND test_backends WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+  set_tests_properties(c_backends_reverse PROPERTIES ENVIRONMENT
+    "${fb_backends_env};FB_EMU_ORDER=reverse")
+endif()
+set_property(TEST c_device APPEND PROPERTY ENVIRONMENT
+  FB_TEST_EMU_PLUGIN=$<TARGET_FILE:fastbrain_cuda_emu>)
+
+# The trainer and generation on the emulated GPU against the CPU: fastbrain train --device cuda
+# on the bundled model (losses, resume after a kill, samples, output), generate, a CUDA fault.
+fb_test(train_cuda_emu ${PROJECT_SOURCE_DIR}/tests/train/train_cuda_emu.sh $<TARGET_FILE:fastbrain>
+        $<TARGET_FILE:fastbrain_cuda_emu>)
+set_tests_properties(train_cuda_emu PROPERTIES TIMEOUT 600)
+
+# The GPU proof's scripts, and its benchmark end to end on the emulated GPU (tests/gpu/run.sh
+# runs both on a real one).
+add_executable(gpu_bench tests/gpu/gpu_bench.c)
+target_link_libraries(gpu_bench PRIVATE fb_core)
+fb_test(gpu_selfcheck ${PROJECT_SOURCE_DIR}/tests/gpu/selfcheck.sh $<TARGET_FILE:gpu_bench>)
+set_tests_properties(gpu_selfcheck PROPERTIES ENVIRONMENT "${FB_EMU_PLUGIN_ENV};OPENBLAS_NUM_THREADS=1")
+
+# Bugs put into the real kernels (a barrier removed, a transpose swapped, a leading dimension
+# off) each make the comparison fail (tests/cuda_emu/mutants.sh; the sanitizer build skips it:
+# it builds plugins of its own, uninstrumented).
+if(NOT FB_SANITIZE)
+  fb_test(cuda_emu_mutants ${PROJECT_SOURCE_DIR}/tests/cuda_emu/mutants.sh
+          $<TARGET_FILE:fb_cuda_emu> $<TARGET_FILE:test_backends>)
+endif()

@@ -90,6 +90,13 @@ cudaStream_t fb_cuda_stream(void) { return ctx.stream; }
 
 cublasHandle_t fb_cuda_cublas(void) { return ctx.cublas; }
 
+/* "1.50 GiB", or "12.3 MiB" under a GiB, into buf[32]. */
+static const char *size_text(char *buf, size_t bytes) {
+  if (bytes >= ((size_t)1 << 30)) snprintf(buf, 32, "%.2f GiB", bytes / 1073741824.0);
+  else snprintf(buf, 32, "%.1f MiB", bytes / 1048576.0);
+  return buf;
+}
+
 extern "C" int fb_cuda_alloc(void **p, size_t bytes, const char *what, fb_err *err) {
   *p = NULL;
   block *b = (block *)malloc(sizeof *b);
@@ -101,11 +108,12 @@ extern "C" int fb_cuda_alloc(void **p, size_t bytes, const char *what, fb_err *e
     cudaMemGetInfo(&free_b, &total);
     free(b);
     *p = NULL;
+    char asked[32], avail[32], all[32], held[32];
     return fb_err_set(err, FB_ENOMEM,
-                      "cuda: out of memory for %s: asked %.2f GiB (%zu bytes), %.2f GiB free of "
-                      "%.2f GiB (%.2f GiB held by this process)",
-                      what, bytes / 1073741824.0, bytes, free_b / 1073741824.0,
-                      total / 1073741824.0, ctx.in_use / 1073741824.0);
+                      "cuda: out of memory for %s: asked %s (%zu bytes), %s free of %s (%s held "
+                      "by this process)",
+                      what, size_text(asked, bytes), bytes, size_text(avail, free_b),
+                      size_text(all, total), size_text(held, ctx.in_use));
   }
   FB_CUDA_CHECK(e);
   b->p = *p;

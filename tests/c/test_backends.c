@@ -534,17 +534,19 @@ static void check_training(int which) {
 TEST(lora_steps_llama) { check_training(0); }
 TEST(lora_steps_qwen2) { check_training(1); }
 
-/* KV-cache decoding: the logits after a prompt and after three tokens one at a time, then the
- * greedy tokens of a longer continuation. */
+/* KV-cache decoding: the logits after a prompt and after three tokens one at a time; then the
+ * CPU's greedy continuation fed to both (teacher forcing), the GPU's choice the CPU's at every
+ * position where the CPU's best logit leads its second by more than bf16's error can move
+ * (over 0.05; a random model has near ties a rounding flips, a trained one few). */
 TEST(decoding) {
   pair p;
-  if (make_pair(&p, 0, 0.3f)) return; /* larger weights: well-separated logits */
+  if (make_pair(&p, 0, 0.05f)) return;
   int32_t *ids = host_ints(43, 0, p.m[0]->V);
   fb_err err = {0};
   fb_kv_cache *kc[2];
   float *logits[2];
   for (int s = 0; s < 2; s++) {
-    REQUIRE(fb_kv_cache_create(&kc[s], p.m[s], 64, &err) == 0);
+    REQUIRE(fb_kv_cache_create(&kc[s], p.m[s], 128, &err) == 0);
     logits[s] = malloc(p.m[s]->V * 4);
   }
   int at = 0, lens[4] = {40, 1, 1, 1};
@@ -556,21 +558,32 @@ TEST(decoding) {
     snprintf(name, sizeof name, "decode: logits after %d", at);
     compare_host(name, logits[1], logits[0], p.m[0]->V, BF16_BOUND);
   }
-  fb_gen_config g = fb_gen_defaults();
-  g.max_new_tokens = 24;
-  int32_t out[2][24];
-  int n[2];
+  int same = 0, decided = 0;
+  for (int t = 0; t < 64; t++) {
+    int best = 0, second = -1, pick = 0, V = p.m[0]->V;
+    for (int i = 1; i < V; i++) {
+      if (logits[0][i] > logits[0][best]) second = best, best = i;
+      else if (second < 0 || logits[0][i] > logits[0][second]) second = i;
+      if (logits[1][i] > logits[1][pick]) pick = i;
+    }
+    if (logits[0][best] - logits[0][second] > 0.05f) {
+      decided++;
+      same += pick == best;
+      if (pick != best)
+        FB_FAIL_("token %d: the GPU picks %d (%.4f), the CPU %d (%.4f, second %.4f)", t, pick,
+                 logits[1][pick], best, logits[0][best], logits[0][second]);
+    }
+    int32_t next = best;
+    for (int s = 0; s < 2; s++)
+      CHECK_INT(fb_model_decode(p.m[s], p.l[s], kc[s], &next, 1, logits[s], &err), 0);
+  }
+  printf("  greedy: the GPU picks the CPU's token at %d of the %d clear positions of 64\n", same,
+         decided);
+  CHECK(decided >= 32);
   for (int s = 0; s < 2; s++) {
-    CHECK_INT(fb_generate(p.m[s], p.l[s], ids, 8, &g, out[s], &n[s], NULL, &err), 0);
     fb_kv_cache_free(kc[s]);
     free(logits[s]);
   }
-  CHECK_INT(n[1], n[0]);
-  for (int i = 0; i < n[0] && i < n[1]; i++)
-    if (out[1][i] != out[0][i]) {
-      FB_FAIL_("greedy token %d: %d on the GPU, %d on the CPU", i, out[1][i], out[0][i]);
-      break;
-    }
   free(ids);
   free_pair(&p);
 }

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # run.sh: the GPU proof, run ON the GPU machine from the repository root, with .gpu-deps carried
 # (tests/gpu/prepare.sh makes it here). In one call, well under 8 minutes on an H200:
-#   1. builds the training core, the CUDA backend (sm_90) and fb_gpu_check (tests/gpu/CMakeLists.txt);
-#   2. checks every op, whole LoRA training steps and decoding against the CPU backend;
+#   1. builds the training core, the CUDA plugin (sm_90), test_backends and gpu_bench
+#      (tests/gpu/CMakeLists.txt);
+#   2. checks every op, whole LoRA training steps and decoding against the CPU backend
+#      (test_backends: what the CUDA emulator checks in `make test`, now on the GPU);
 #   3. times LoRA training (rank 16, seven targets, seq 1024, random weights) for the
 #      SmolLM2-135M and Qwen2.5-0.5B shapes beside HF transformers + peft, and prints the table.
 # Logs go to $OUT (the device tool brings them back). Exit 0 only if every check passed and the
@@ -29,17 +31,18 @@ cmake -S tests/gpu -B "$build" -DCMAKE_BUILD_TYPE=Release -DFB_DEPS="$deps" \
   cmake --build "$build" -j "$(nproc)" >>"$OUT/build.log" 2>&1 ||
   { tail -40 "$OUT/build.log"; echo "run.sh: build failed"; exit 1; }
 echo "build: $((SECONDS - t0)) s"
+export FB_TEST_REQUIRE_GPU=1
 if [ "${SANITIZE:-0}" = 1 ]; then
-  compute-sanitizer --tool memcheck --error-exitcode 9 "$build/fb_gpu_check" check \
+  compute-sanitizer --tool memcheck --error-exitcode 9 "$build/test_backends" \
     >"$OUT/memcheck.txt" 2>&1
   mc=$?
   echo "memcheck: exit $mc; $(grep "ERROR SUMMARY" "$OUT/memcheck.txt")"
 fi
-"$build/fb_gpu_check" check 2>&1 | tee "$OUT/check.txt"
+"$build/test_backends" 2>&1 | tee "$OUT/check.txt"
 check=${PIPESTATUS[0]}
 : >"$OUT/bench.jsonl"
 for shape in smollm2-135m qwen2.5-0.5b; do
-  "$build/fb_gpu_check" bench "tests/gpu/$shape.json" "$BATCH" 1024 "$STEPS" 2>>"$OUT/bench.log" |
+  "$build/gpu_bench" "tests/gpu/$shape.json" "$BATCH" 1024 "$STEPS" 2>>"$OUT/bench.log" |
     tee -a "$OUT/bench.jsonl"
   python3 tests/gpu/hf_peft_bench.py "tests/gpu/$shape.json" "$BATCH" 1024 "$STEPS" \
     2>>"$OUT/bench.log" | tee -a "$OUT/bench.jsonl"

@@ -3,9 +3,10 @@
 local fb = require "fastbrain"
 
 local fields = {
-  start = {"total_steps", "total_epochs", "examples", "eval_examples", "device", "model", "resumed_from_step"},
+  start = {"total_steps", "total_epochs", "examples", "eval_examples", "device", "device_name",
+           "peak_memory_bytes", "model", "resumed_from_step"},
   progress = {"step", "total_steps", "epoch", "total_epochs", "loss", "loss_smoothed", "lr", "grad_norm",
-              "tokens_per_s", "elapsed_s", "eta_s"},
+              "tokens_per_s", "elapsed_s", "eta_s", "device", "device_name", "peak_memory_bytes"},
   eval = {"step", "eval_loss"},
   sample = {"step", "prompt", "text"},
   checkpoint = {"step", "path"},

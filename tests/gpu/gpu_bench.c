@@ -1,0 +1,92 @@
+/* gpu_bench.c: LoRA training speed of one model shape on one device, as the trainer computes a
+ * step (forward, backward, clipping, AdamW) through model.h on the chosen backend: rank 16,
+ * alpha 32, all seven targets, random weights and tokens.
+ *
+ *   gpu_bench CONFIG.json B T STEPS [DEVICE]   one JSON line: tokens/s, ms a step, peak bytes
+ *   gpu_bench --params CONFIG.json...          each config's parameter count
+ *
+ * DEVICE is cuda (the default), cpu or auto. Not a test: tests/gpu/run.sh runs it on a GPU beside
+ * Hugging Face PEFT (hf_peft_bench.py); selfcheck.sh runs a tiny shape on the CUDA emulator. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "device.h"
+#include "lora.h"
+#include "model.h"
+#include "optim.h"
+
+_Noreturn static void die(const fb_err *err) {
+  fprintf(stderr, "gpu_bench: %s\n", err->msg);
+  exit(1);
+}
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static int bench(const char *config, int B, int T, int steps, const char *device) {
+  fb_model_config cfg;
+  fb_err err = {0};
+  fb_model *m;
+  fb_lora *lora;
+  fb_optim *opt;
+  const fb_backend *be;
+  int want = fb_device_parse(device);
+  if (want < 0 || B < 1 || T < 1 || steps < 1) return 2;
+  if (fb_model_config_load(&cfg, config, &err) || fb_model_create(&m, &cfg, &err)) die(&err);
+  fb_model_init_random(m, 1, 0.02f);
+  if (fb_device_open(want, &be, NULL, 0, &err) || fb_model_place(m, be, &err)) die(&err);
+  fb_adapter_config ac = {.r = 16, .lora_alpha = 32, .lora_dropout = 0, .targets = FB_TARGET_ALL};
+  fb_optim_config oc = fb_optim_defaults();
+  if (fb_lora_create(&lora, m, &ac, &err) || fb_lora_init(lora, 3, &err) ||
+      fb_optim_create(&opt, be, lora->n_floats, &oc, &err))
+    die(&err);
+  int N = B * T;
+  int32_t *ids = malloc(sizeof(int32_t) * N);
+  uint64_t x = 42;
+  for (int i = 0; i < N; i++)
+    ids[i] = (int32_t)((x = x * 6364136223846793005ull + 1442695040888963407ull) >> 33) % m->V;
+  fb_batch b = {B, T, ids, ids, NULL, NULL};
+  double t0 = 0;
+  for (int s = -2; s < steps; s++) { /* two warm-up steps: allocations, cuBLAS's choices */
+    if (s == 0) t0 = now();
+    fb_lora_zero_grad(lora);
+    lora->step++;
+    if (fb_model_forward(m, lora, &b, 1, &err) || fb_model_backward(m, lora, &b, &err)) die(&err);
+    fb_optim_clip(opt, lora->grads, 1.0); /* waits for the step's work: the norm comes back */
+    if (fb_optim_step(opt, lora->params, lora->grads, 1e-4, &err)) die(&err);
+  }
+  be->sum(lora->params, 1); /* the last step's update done */
+  double dt = now() - t0;
+  printf(
+      "{\"engine\":\"fastbrain\",\"device\":\"%s\",\"config\":\"%s\",\"batch\":%d,\"seq\":%d,"
+      "\"steps\":%d,\"tokens_per_s\":%.1f,\"step_ms\":%.2f,\"peak_bytes\":%zu,\"loss\":%.4f}\n",
+      be->device_name(), config, B, T, steps, (double)N * steps / dt, dt / steps * 1e3,
+      be->peak_bytes(), m->loss);
+  free(ids);
+  fb_optim_free(opt);
+  fb_lora_free(lora);
+  fb_model_free(m);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc >= 3 && strcmp(argv[1], "--params") == 0) {
+    for (int i = 2; i < argc; i++) {
+      fb_model_config cfg;
+      fb_err err = {0};
+      if (fb_model_config_load(&cfg, argv[i], &err)) die(&err);
+      printf("%s: %lld parameters\n", argv[i], (long long)fb_model_config_param_count(&cfg));
+    }
+    return 0;
+  }
+  if (argc != 5 && argc != 6) {
+    fprintf(stderr, "usage: gpu_bench CONFIG.json B T STEPS [DEVICE] | --params CONFIG.json...\n");
+    return 2;
+  }
+  return bench(argv[1], atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), argc == 6 ? argv[5] : "cuda");
+}

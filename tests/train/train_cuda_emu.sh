@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# The trainer and generation on the GPU, proven on the CUDA emulator: `fastbrain train --device
+# cuda` on the bundled model (through the emulated plugin, the same dlopen path as a GPU's)
+# against `--device cpu`: the same per-step losses within bf16's bound for 20 steps, evaluation
+# with the best adapter kept, samples, checkpoints, the PEFT output and a summary that names the
+# device; killed mid-run and resumed, it ends with the uninterrupted run's adapter bit for bit;
+# `fastbrain generate --device cuda` gives the CPU's greedy answer; a CUDA fault ends the run
+# with exit 70 and the CUDA error; full-parameter mode refuses cuda.
+# Usage: train_cuda_emu.sh path/to/fastbrain path/to/libfastbrain_cuda_emu.so
+set -uo pipefail
+fb=$(realpath "$1")
+export FB_CUDA_PLUGIN=$(realpath "$2") OPENBLAS_NUM_THREADS=1 # the emulator runs on one thread
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cd "$(dirname "$0")/../.."
+source tests/lib.sh
+model=share/models/tiny
+
+# 24 short conversations of a receptionist's kind, so a step is a few seconds on the emulator
+asks=("Can you fix a leaking tap" "Do you work on Sundays" "How much is a new toilet"
+      "My drain is slow" "Is there a call-out fee" "Can someone come today")
+answers=("Yes, a plumber can visit this week." "We are open every day but Sunday."
+         "A new toilet runs \$300 to \$500 fitted." "We can clear it; it usually takes an hour."
+         "The call-out fee is \$80, taken off the job." "Today is full; tomorrow at nine is free.")
+for i in $(seq 0 23); do
+  printf '{"messages": [{"role": "user", "content": "%s? (%d)"}, {"role": "assistant", "content": "%s"}]}\n' \
+    "${asks[$((i % 6))]}" "$i" "${answers[$((i % 6))]}"
+done >"$tmp/data.jsonl"
+cat >"$tmp/spec.json" <<EOF
+{"model": "$model", "data": "$tmp/data.jsonl", "max_steps": 20, "micro_batch": 2,
+ "max_len": 64, "eval": {"fraction": 0.15, "interval": 5}, "patience": 10,
+ "checkpoint_interval": 10, "samples": {"prompts": ["Do you work on Sundays?"], "interval": 10,
+ "max_tokens": 16}}
+EOF
+train=("$fb" train --spec "$tmp/spec.json" --json)
+losses() { grep -o '"event":"progress".*"loss":[0-9.e+-]*' "$1" | sed 's/.*"loss"://'; }
+
+run "${train[@]}" --out "$tmp/gpu" --device cuda
+cp "$tmp/out" "$tmp/gpu.jsonl"
+check "on the emulated GPU: exit 0, events as the protocol says" eval \
+  'rc_is 0 && "$fb" run tests/train/check_protocol.lua "$tmp/gpu.jsonl" >/dev/null'
+check "the start event and the summary name the device and its memory" eval \
+  'grep -q "\"event\":\"start\".*\"device\":\"cuda\",\"device_name\":\"fastbrain CUDA emulator (sm_90" "$tmp/gpu.jsonl" &&
+   python3 -c "import json, sys; s = json.load(open(sys.argv[1]))
+assert s[\"device\"] == \"cuda\" and \"emulator\" in s[\"device_name\"] and s[\"peak_memory_bytes\"] > 4e6, s
+assert s[\"steps\"] == 20 and s[\"kept_best\"] is True, s" "$tmp/gpu/summary.json"'
+check "evaluations, samples with text, checkpoints and the PEFT adapter" eval \
+  '[ "$(grep -c "\"event\":\"eval\"" "$tmp/gpu.jsonl")" -eq 4 ] &&
+   grep "\"event\":\"sample\"" "$tmp/gpu.jsonl" | grep -qv "\"text\":\"\"" &&
+   [ -f "$tmp/gpu/adapter_model.safetensors" ] && [ -f "$tmp/gpu/adapter_config.json" ] &&
+   [ -f "$tmp/gpu/checkpoints/step-00000020/state.safetensors" ] && [ -f "$tmp/gpu/example_losses.json" ]'
+
+run "${train[@]}" --out "$tmp/cpu" --device cpu
+check "on the CPU: exit 0" rc_is 0
+losses "$tmp/gpu.jsonl" >"$tmp/gpu.losses"
+losses "$tmp/out" >"$tmp/cpu.losses"
+check "20 steps, each loss within 1e-2 of the CPU's (relative)" eval \
+  'paste "$tmp/gpu.losses" "$tmp/cpu.losses" | awk "{ r = (\$1 - \$2) / \$2; if (r < 0) r = -r;
+     if (r > worst) worst = r; n++; if (r > 1e-2) bad++ }
+     END { printf \"  %d steps, worst relative difference %.2e\\n\", n, worst; exit !(n == 20 && !bad) }"'
+
+# Killed (SIGKILL) once the checkpoint of step 10 is written, then resumed: the same adapter.
+"${train[@]}" --out "$tmp/killed" --device cuda >"$tmp/out" 2>"$tmp/err" &
+pid=$!
+for _ in $(seq 3000); do grep -q '"event":"checkpoint","step":10' "$tmp/out" && break; sleep 0.1; done
+kill -9 $pid
+wait $pid 2>/dev/null
+run "${train[@]}" --out "$tmp/killed" --device cuda --resume
+check "killed after step 10 and resumed: it starts from 10 and ends with the same adapter" eval \
+  'rc_is 0 && grep -q "\"resumed_from_step\":10" "$tmp/out" &&
+   cmp -s "$tmp/gpu/adapter_model.safetensors" "$tmp/killed/adapter_model.safetensors"'
+
+ask=(generate --model "$model" --adapter "$tmp/gpu" --prompt "Can you fix a leaking tap?" --max-tokens 24)
+run "$fb" "${ask[@]}" --device cuda
+cp "$tmp/out" "$tmp/gpu.txt"
+check "generate --device cuda answers on the emulated GPU" eval \
+  'rc_is 0 && [ -s "$tmp/gpu.txt" ] && err_has "cuda: using fastbrain CUDA emulator"'
+run "$fb" "${ask[@]}" --device cpu
+check "... the CPU's greedy answer" eval 'rc_is 0 && cmp -s "$tmp/out" "$tmp/gpu.txt"'
+echo "  answer: $(cat "$tmp/gpu.txt")"
+run "$fb" "${ask[@]}"
+check "generate with auto takes the GPU when the plugin opens" eval \
+  'rc_is 0 && err_has "cuda: using fastbrain CUDA emulator" && cmp -s "$tmp/out" "$tmp/gpu.txt"'
+
+FB_EMU_FAULT_AT=40 run "${train[@]}" --out "$tmp/fault" --device cuda
+check "a CUDA fault: exit 70, the CUDA error on stderr, no output" eval \
+  'rc_is 70 && err_has "cuda-emu: fault" && err_has "ERROR cuda: .*(cudaErrorLaunchFailure|unspecified launch failure)" &&
+   [ ! -e "$tmp/fault/adapter_model.safetensors" ]'
+FB_EMU_MEMORY=18000000 run "${train[@]}" --out "$tmp/oom" --device cuda
+check "a GPU out of memory: an error naming what and how much, exit 4" eval \
+  'rc_is 4 && out_has "model: cuda: out of memory for activations: asked [0-9.]+ MiB \([0-9]+ bytes\), [0-9.]+ MiB free of 17.2 MiB"'
+FB_EMU_SM=75 run "${train[@]}" --out "$tmp/old" --device cuda
+check "a device older than sm_80: an error naming it, exit 1" eval \
+  'rc_is 1 && out_has "is sm_75; sm_80 or newer is needed" && out_has "\"where\":\"setup\""'
+run "$fb" train --spec "$tmp/spec.json" --out "$tmp/full" --device cuda --full
+check "full-parameter mode refuses cuda (exit 2, naming the field)" eval \
+  'rc_is 2 && err_has "spec.device: \"cuda\" trains adapters only"'
+finish
