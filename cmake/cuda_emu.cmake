@@ -102,3 +102,9 @@ if(NOT FB_SANITIZE)
   fb_test(cuda_emu_mutants ${PROJECT_SOURCE_DIR}/tests/cuda_emu/mutants.sh
           $<TARGET_FILE:fb_cuda_emu> $<TARGET_FILE:test_backends>)
 endif()
+
+# The same through the dashboard's API: `fastbrain serve` whose workers train on the emulated GPU,
+# and a CUDA fault that fails the job, not the server.
+fb_test(lua_api_gpu $<TARGET_FILE:fastbrain> run tests/lua/test_api_gpu.lua $<TARGET_FILE:fastbrain>
+        $<TARGET_FILE:fastbrain_cuda_emu>)
+set_tests_properties(lua_api_gpu PROPERTIES TIMEOUT 600)
