@@ -17,6 +17,7 @@
 #include "model.h"
 #include "optim.h"
 #include "test.h"
+#include "tokenizer.h"
 
 #define FP32_BOUND 1e-4
 #define BF16_BOUND 1e-2
@@ -586,6 +587,73 @@ TEST(decoding) {
   }
   free(ids);
   free_pair(&p);
+}
+
+/* Greedy decoding of the bundled model (trained weights, not random ones) on questions its
+ * skills answer: the CPU's continuation fed to both sides, 48 tokens each, and the GPU's choice
+ * must be the CPU's wherever the CPU's best logit leads its second by more than the bf16
+ * weights and activations can move it (1% of the logits' range); the exact agreement over all
+ * positions, near ties included, is reported. */
+TEST(greedy_tokens_of_the_bundled_model) {
+  static const char *const questions[] = {
+      "My kitchen sink is leaking under the cabinet. Can someone come today?",
+      "How much does it cost to replace a water heater?",
+      "The breaker for my bathroom keeps tripping, is that dangerous?",
+      "How do I set up an automation that notifies me when a status changes?"};
+  fb_err err = {0};
+  fb_model *m[2];
+  fb_tokenizer *tok;
+  for (int s = 0; s < 2; s++) REQUIRE(fb_model_load(&m[s], "share/models/tiny", &err) == 0);
+  REQUIRE(fb_model_place(m[1], dev(), &err) == 0);
+  REQUIRE(fb_tokenizer_load(&tok, "share/models/tiny/tokenizer.json", &err) == 0);
+  int clear = 0, same_clear = 0, same = 0, total = 0;
+  for (size_t k = 0; k < sizeof questions / sizeof questions[0]; k++) {
+    char text[512];
+    snprintf(text, sizeof text, "<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n",
+             questions[k]);
+    fb_tok_ids ids = {0};
+    REQUIRE(fb_tokenizer_encode(tok, text, strlen(text), FB_TOK_SPECIAL, &ids, NULL, &err) == 0);
+    fb_kv_cache *kc[2];
+    float *logits[2];
+    for (int s = 0; s < 2; s++) {
+      REQUIRE(fb_kv_cache_create(&kc[s], m[s], (int)ids.n + 48, &err) == 0);
+      logits[s] = malloc(m[s]->V * 4);
+      CHECK_INT(fb_model_decode(m[s], NULL, kc[s], ids.v, (int)ids.n, logits[s], &err), 0);
+    }
+    for (int t = 0; t < 48; t++) {
+      int best = 0, second = -1, pick = 0, V = m[0]->V;
+      float lo = logits[0][0], hi = logits[0][0];
+      for (int i = 1; i < V; i++) {
+        if (logits[0][i] > logits[0][best]) second = best, best = i;
+        else if (second < 0 || logits[0][i] > logits[0][second]) second = i;
+        if (logits[1][i] > logits[1][pick]) pick = i;
+        lo = fminf(lo, logits[0][i]);
+        hi = fmaxf(hi, logits[0][i]);
+      }
+      total++;
+      same += pick == best;
+      if (logits[0][best] - logits[0][second] > 0.01f * (hi - lo)) {
+        clear++;
+        same_clear += pick == best;
+        if (pick != best)
+          FB_FAIL_("question %zu, token %d: the GPU picks %d, the CPU %d (lead %.4f of a range %.2f)",
+                   k, t, pick, best, logits[0][best] - logits[0][second], hi - lo);
+      }
+      int32_t next = best;
+      for (int s = 0; s < 2; s++)
+        CHECK_INT(fb_model_decode(m[s], NULL, kc[s], &next, 1, logits[s], &err), 0);
+    }
+    for (int s = 0; s < 2; s++) {
+      fb_kv_cache_free(kc[s]);
+      free(logits[s]);
+    }
+    free(ids.v);
+  }
+  printf("  the CPU's greedy token at %d of %d clear positions, %d of all %d\n", same_clear, clear,
+         same, total);
+  CHECK(clear >= total * 3 / 4);
+  fb_tokenizer_free(tok);
+  for (int s = 0; s < 2; s++) fb_model_free(m[s]);
 }
 
 /* A training step after sampling: sampling's KV cache and the training batch each have their
