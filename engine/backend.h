@@ -28,10 +28,6 @@ typedef enum { FB_DEVICE_AUTO, FB_DEVICE_CPU, FB_DEVICE_CUDA } fb_device;
 /* The version of this table's layout; a plugin built against another is refused. */
 #define FB_BACKEND_ABI 1
 
-/* Attention works on blocks of at most this many query rows (the CPU's, and the new positions
- * one KV-cache step takes at a time on it). */
-#define FB_ATTN_BLOCK 64
-
 typedef struct fb_backend {
   int abi;               /* FB_BACKEND_ABI */
   const char *name;      /* "cpu" or "cuda" */

@@ -9,6 +9,8 @@
 
 #include "backend.h"
 
+#define FB_ATTN_BLOCK 64
+
 void fb_op_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
                           int N, int C, int OC, float alpha, float beta);
 void fb_op_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
@@ -32,10 +34,10 @@ void fb_op_swiglu_backward(float *dgate, float *dup, const float *dout, const fl
 void fb_op_add(float *out, const float *a, const float *b, size_t n);
 void fb_op_dropout(float *out, const float *inp, size_t n, float p, uint64_t seed);
 
-/* Attention goes a block of at most FB_ATTN_BLOCK query rows at a time, each against only the
- * keys its rows may see (the window's band), so a window W costs O(T W) per head. Nothing of
- * the softmax is kept but lse (may be NULL): backward recomputes the probabilities. scratch
- * holds fb_op_attention_scratch(T) floats. */
+/* Attention goes a block of at most FB_ATTN_BLOCK query rows at a time (new positions against a
+ * KV cache too), each against only the keys its rows may see (the window's band), so a window W
+ * costs O(T W) per head. Nothing of the softmax is kept but lse (may be NULL): backward
+ * recomputes the probabilities. scratch holds fb_op_attention_scratch(T) floats. */
 size_t fb_op_attention_scratch(int T);
 void fb_op_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                              const int32_t *seg, float *scratch, int B, int T, int NH, int NKV,

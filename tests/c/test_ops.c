@@ -294,6 +294,46 @@ TEST(sliding_window_sees_exactly_the_last_w_keys) {
   sees_exactly_the_last_w_keys(200, 70); /* a window past one block of rows */
 }
 
+/* The forward's saved log-sum-exp is log sum_j exp(q_i . k_j / sqrt(HD)) over exactly the keys i
+ * may see (causal, windowed, its own sequence), across query blocks. */
+static void lse_is_the_definitions(int window) {
+  int B = 2, T = 70, NH = 4, NKV = 2, HD = 8, N = B * T;
+  size_t nq = (size_t)N * NH * HD, nk = (size_t)N * NKV * HD;
+  float *q = rnd(nq), *k = rnd(nk), *v = rnd(nk), *out = zeros(nq), *lse = zeros((size_t)N * NH);
+  float *scratch = zeros(fb_op_attention_scratch(T));
+  int32_t seg[140];
+  for (int n = 0; n < N; n++) seg[n] = n < T ? (n % T < 30 ? 0 : n % T < 66 ? 1 : -1) : 5;
+  fb_op_attention_forward(out, lse, q, k, v, seg, scratch, B, T, NH, NKV, HD, window);
+  double worst = 0;
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < NH; h++)
+      for (int i = 0; i < T; i++) {
+        int si = seg[b * T + i];
+        double sum = 0;
+        for (int j = 0; j <= i; j++) {
+          int sj = seg[b * T + j];
+          if ((window > 0 && i - j >= window) || (si < 0 ? j != i : sj != si)) continue;
+          double dot = 0;
+          for (int d = 0; d < HD; d++)
+            dot += (double)q[((size_t)(b * T + i) * NH + h) * HD + d] *
+                   k[((size_t)(b * T + j) * NKV + h / 2) * HD + d];
+          sum += exp(dot / sqrt((double)HD));
+        }
+        worst = fmax(worst, fabs(lse[((size_t)b * NH + h) * T + i] - log(sum)));
+      }
+  CHECK(worst < 1e-5);
+  free(q);
+  free(k);
+  free(v);
+  free(out);
+  free(lse);
+  free(scratch);
+}
+TEST(attention_saves_each_querys_log_sum_exp) {
+  lse_is_the_definitions(0);
+  lse_is_the_definitions(16);
+}
+
 TEST(attention_packing_equals_separate_sequences) {
   int T = 6, NH = 2, NKV = 1, HD = 4, s1 = 2; /* sequence A = rows 0..1, B = rows 2..5 */
   size_t nq = (size_t)T * NH * HD, nk = (size_t)T * NKV * HD;
