@@ -86,7 +86,7 @@ set_property(TEST c_device APPEND PROPERTY ENVIRONMENT
 # on the bundled model (losses, resume after a kill, samples, output), generate, a CUDA fault.
 fb_test(train_cuda_emu ${PROJECT_SOURCE_DIR}/tests/train/train_cuda_emu.sh $<TARGET_FILE:fastbrain>
         $<TARGET_FILE:fastbrain_cuda_emu>)
-set_tests_properties(train_cuda_emu PROPERTIES TIMEOUT 600)
+set_tests_properties(train_cuda_emu PROPERTIES TIMEOUT 600 RESOURCE_LOCK busy_cores)
 
 # The GPU proof's scripts, and its benchmark end to end on the emulated GPU (tests/gpu/run.sh
 # runs both on a real one).
