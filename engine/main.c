@@ -7,7 +7,7 @@
 #include <string.h>
 #include <uv.h>
 
-#include "cmd_generate.h"
+#include "cmd_lua.h"
 #include "cmd_lora_check.h"
 #include "cmd_train.h"
 #include "log.h"
@@ -30,6 +30,7 @@ static int cmd_run(int argc, char **argv);
 static int cmd_serve(int argc, char **argv);
 static int cmd_version(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
+static int cmd_generate(int argc, char **argv) { return fb_cmd_lua_main("fastbrain.model", argc, argv); }
 
 static const command commands[] = {
     {"run", cmd_run, "[--log-level LEVEL] FILE.lua [ARGS...]",
@@ -41,7 +42,7 @@ static const command commands[] = {
     {"train", fb_cmd_train, "--model DIR --data FILE --out DIR [--epochs N --lr X --rank R --json ...]",
      "train a LoRA adapter on a JSONL dataset (--help for every option)"},
     {"worker", fb_cmd_worker, "JOBDIR", "run JOBDIR/spec.json, printing docs/protocol.md JSON lines"},
-    {"generate", fb_cmd_generate, "--model DIR --prompt TEXT [--adapter DIR --template T --max-tokens N ...]", "answer a prompt with a model and an adapter (--help for every option)"},
+    {"generate", cmd_generate, "--model DIR --prompt TEXT [--adapter DIR --template T --max-tokens N ...]", "answer a prompt with a model and an adapter (--help for every option)"},
     {"version", cmd_version, "", "print the version"},
     {"help", cmd_help, "[COMMAND]", "show this help, or a command's"},
     {NULL, NULL, NULL, NULL},

@@ -1,6 +1,5 @@
-/* cmd_generate.c: `fastbrain generate` hands its arguments to fastbrain.model.main on a fresh
- * VM, which parses them, renders the chat template and prints the answer. */
-#include "cmd_generate.h"
+/* cmd_lua.c: a command run by a Lua module's main(args) on a fresh VM (cmd_lua.h). */
+#include "cmd_lua.h"
 
 #include <lauxlib.h>
 #include <limits.h>
@@ -10,8 +9,8 @@
 #include "paths.h"
 #include "vm.h"
 
-int fb_cmd_generate(int argc, char **argv) {
-  char root[PATH_MAX];
+int fb_cmd_lua_main(const char *module, int argc, char **argv) {
+  char root[PATH_MAX], label[128];
   if (fb_paths_find_root(root, sizeof root) != 0) {
     fprintf(stderr, "fastbrain: cannot find the bundled Lua modules (tried %s)\n", root);
     return 1;
@@ -23,16 +22,17 @@ int fb_cmd_generate(int argc, char **argv) {
     fprintf(stderr, "fastbrain: cannot create the Lua state\n");
     return 1;
   }
+  snprintf(label, sizeof label, "fastbrain %s", argv[0]);
   lua_getglobal(L, "require");
-  lua_pushliteral(L, "fastbrain.model");
-  if (fb_vm_pcall(L, 1, 1, "require fastbrain.model") == LUA_OK) {
+  lua_pushstring(L, module);
+  if (fb_vm_pcall(L, 1, 1, module) == LUA_OK) {
     lua_getfield(L, -1, "main");
     lua_createtable(L, argc - 1, 0);
     for (int i = 1; i < argc; i++) {
       lua_pushstring(L, argv[i]);
       lua_rawseti(L, -2, i); /* args[i] = argv[i] */
     }
-    if (fb_vm_pcall(L, 1, 1, "fastbrain generate") == LUA_OK) status = (int)lua_tointeger(L, -1);
+    if (fb_vm_pcall(L, 1, 1, label) == LUA_OK) status = (int)lua_tointeger(L, -1);
   }
   fb_vm_close(L);
   uv_run(&loop, UV_RUN_DEFAULT);
