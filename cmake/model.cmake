@@ -13,3 +13,6 @@ fb_add_c_test(peft_parity tests/c/test_peft_parity.c LIBS fb_core)
 # The bundled model speaks each bundled skill's voice (the cheap form of `make voice`).
 fb_test(model_voice ${PROJECT_SOURCE_DIR}/tests/model/voice.sh $<TARGET_FILE:fastbrain>
         $<TARGET_FILE:fb_make_tiny_model>)
+# Models named ORG/NAME in a Hugging Face cache, offline (engine/hf_cache.c).
+fb_test(hf_names ${PROJECT_SOURCE_DIR}/tests/model/hf_names.sh $<TARGET_FILE:fastbrain>
+        $<TARGET_FILE:fb_make_tiny_model>)

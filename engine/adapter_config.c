@@ -49,12 +49,10 @@ int fb_targets_parse_list(const char *list, unsigned *mask, fb_err *err) {
   }
   const char *p = list;
   for (;;) {
-    while (isspace((unsigned char)*p))
-      p++;
+    while (isspace((unsigned char)*p)) p++;
     const char *end = strchr(p, ',');
     size_t n = end ? (size_t)(end - p) : strlen(p);
-    while (n > 0 && isspace((unsigned char)p[n - 1]))
-      n--;
+    while (n > 0 && isspace((unsigned char)p[n - 1])) n--;
     char name[32];
     if (n == 0 || n >= sizeof name)
       return fb_err_set(err, FB_EINVALID, "targets '%.128s': empty or overlong module name", list);
@@ -151,6 +149,20 @@ static int get_number(const cJSON *root, const char *name, double *out, const ch
   return 0;
 }
 
+/* An optional string field (null or absent: ""), under size bytes. */
+static int get_string(const cJSON *root, const char *name, char *out, size_t size,
+                      const char *label, fb_err *err) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, name);
+  if (!v || cJSON_IsNull(v)) return 0;
+  if (!cJSON_IsString(v) || strlen(v->valuestring) >= size) {
+    char what[48];
+    snprintf(what, sizeof what, "must be a string under %zu bytes", size);
+    return field_err(err, label, name, what);
+  }
+  strcpy(out, v->valuestring);
+  return 0;
+}
+
 static int parse_fields(fb_adapter_config *c, const cJSON *root, const char *label, fb_err *err) {
   double r = 0;
   int rc = want_string(root, "peft_type", "LORA", 1, label, err);
@@ -171,13 +183,10 @@ static int parse_fields(fb_adapter_config *c, const cJSON *root, const char *lab
     if (!cJSON_IsBool(v)) rc = field_err(err, label, "use_rslora", "must be true or false");
     c->use_rslora = cJSON_IsTrue(v);
   }
-  v = cJSON_GetObjectItemCaseSensitive(root, "base_model_name_or_path");
-  if (rc == 0 && v && !cJSON_IsNull(v)) {
-    if (!cJSON_IsString(v) || strlen(v->valuestring) >= sizeof c->base_model_name_or_path)
-      rc = field_err(err, label, "base_model_name_or_path", "must be a string under 512 bytes");
-    else
-      strcpy(c->base_model_name_or_path, v->valuestring);
-  }
+  if (rc == 0)
+    rc = get_string(root, "base_model_name_or_path", c->base_model_name_or_path,
+                    sizeof c->base_model_name_or_path, label, err);
+  if (rc == 0) rc = get_string(root, "revision", c->revision, sizeof c->revision, label, err);
   if (rc == 0) rc = check(c, label, err);
   return rc;
 }
@@ -225,6 +234,10 @@ int fb_adapter_config_write(const fb_adapter_config *c, const char *path, fb_err
   cJSON_AddBoolToObject(root, "inference_mode", 1);
   cJSON_AddBoolToObject(root, "init_lora_weights", 1);
   cJSON_AddStringToObject(root, "base_model_name_or_path", c->base_model_name_or_path);
+  if (c->revision[0])
+    cJSON_AddStringToObject(root, "revision", c->revision);
+  else
+    cJSON_AddNullToObject(root, "revision");
   cJSON_AddNullToObject(root, "modules_to_save");
   char *text = cJSON_Print(root);
   cJSON_Delete(root);

@@ -39,6 +39,7 @@ typedef struct fb_adapter_config {
   unsigned targets;                  /* non-empty subset of FB_TARGET_ALL */
   int use_rslora;                    /* scale alpha / sqrt(r) instead of alpha / r */
   char base_model_name_or_path[512]; /* may be "" */
+  char revision[64];                 /* the base model's commit (or branch, tag); may be "" */
 } fb_adapter_config;
 
 /* s in y = W x + s B A x. */

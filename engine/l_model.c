@@ -9,6 +9,7 @@
 
 #include "device.h"
 #include "generate.h"
+#include "hf_cache.h"
 #include "log.h"
 #include "lora.h"
 #include "model.h"
@@ -58,6 +59,18 @@ static int load(lua_State *L) {
   if (want == FB_DEVICE_AUTO && be->device == FB_DEVICE_CPU)
     fb_info("device: auto: using the CPU: %s", why);
   return 1;
+}
+
+/* lm.locate(name) -> dir, commit | nil, err: a model directory, or ORG/NAME[@REVISION] in the
+ * Hugging Face cache (hf_cache.h; commit "" for a plain directory) */
+static int locate(lua_State *L) {
+  char dir[4096], commit[FB_HF_COMMIT];
+  fb_err err = {0};
+  if (fb_hf_locate(luaL_checkstring(L, 1), dir, sizeof dir, commit, &err))
+    return push_fail(L, &err);
+  lua_pushstring(L, dir);
+  lua_pushstring(L, commit);
+  return 2;
 }
 
 /* lm.init(dir, seed, std) -> true | nil, err: dir/model.safetensors filled with N(0, std)
@@ -261,7 +274,8 @@ int luaopen_fastbrain_lm(lua_State *L) {
   luaL_newlib(L, methods);
   lua_setfield(L, -2, "__index"); /* metatable.__index = methods */
   lua_pop(L, 1);
-  static const luaL_Reg funcs[] = {{"load", load}, {"init", init}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {
+      {"load", load}, {"init", init}, {"locate", locate}, {NULL, NULL}};
   luaL_newlib(L, funcs);
   return 1;
 }

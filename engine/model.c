@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "fsutil.h"
+#include "hf_cache.h"
 #include "log.h"
 #include "model_impl.h"
 #include "safetensors.h"
@@ -194,13 +195,14 @@ static void shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
   if ((size_t)w < n) snprintf(buf + w, n - w, "]");
 }
 
-int fb_model_load(fb_model **out, const char *dir, fb_err *err) {
+int fb_model_load(fb_model **out, const char *name, fb_err *err) {
   *out = NULL;
-  char path[4096];
+  char dir[4096], path[4200], commit[FB_HF_COMMIT];
   fb_model_config cfg;
-  snprintf(path, sizeof path, "%s/config.json", dir);
-  int rc = fb_model_config_load(&cfg, path, err);
+  int rc = fb_hf_locate(name, dir, sizeof dir, commit, err);
   if (rc) return rc;
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  if ((rc = fb_model_config_load(&cfg, path, err))) return rc;
   fb_st_file *f;
   if ((rc = fb_st_open_model_dir(&f, dir, err))) return rc;
   fb_model *m = NULL;
@@ -242,6 +244,7 @@ done:
     fb_model_free(m);
     return rc;
   }
+  memcpy(m->revision, commit, sizeof m->revision);
   *out = m;
   return 0;
 }

@@ -86,6 +86,7 @@ typedef struct fb_model {
   const fb_backend *be; /* where it computes: the CPU until fb_model_place */
   fb_placed dev;
   fb_acts *acts; /* sized by the largest batch seen; owned */
+  char revision[41]; /* the commit of the cache's snapshot it was loaded from, or "" */
   float loss;    /* of the last forward with labels (0 if nothing counted) */
   int n_counted; /* labels counted by that forward */
 } fb_model;
@@ -108,9 +109,11 @@ typedef struct fb_batch {
 int fb_model_create(fb_model **out, const fb_model_config *cfg, fb_err *err);
 /* Fill every weight with N(0, std) and every norm weight with 1, from seed. */
 void fb_model_init_random(fb_model *m, uint64_t seed, float std);
-/* Load dir/config.json and its safetensors weights (F32/F16/BF16 -> f32). A missing, extra or
- * mis-shaped tensor is an error naming it and both shapes. Ownership as fb_model_create. */
-int fb_model_load(fb_model **out, const char *dir, fb_err *err);
+/* Load a model directory's config.json and safetensors weights (F32/F16/BF16 -> f32). name is
+ * the directory, or ORG/NAME[@REVISION] in the Hugging Face cache (hf_cache.h; m->revision gets
+ * the snapshot's commit). A missing, extra or mis-shaped tensor is an error naming it and both
+ * shapes. Ownership as fb_model_create. */
+int fb_model_load(fb_model **out, const char *name, fb_err *err);
 void fb_model_free(fb_model *m);
 
 /* Compute on be from now on: the weights are copied to it (base matrices in its weight_dtype)

@@ -640,6 +640,8 @@ static int samples(run *r, fb_err *err) {
 static cJSON *summary(const run *r) {
   cJSON *s = cJSON_CreateObject();
   cJSON_AddStringToObject(s, "base_model", r->spec->model);
+  if (r->m->revision[0])
+    cJSON_AddStringToObject(s, "base_model_revision", r->m->revision);
   cJSON_AddStringToObject(s, "dataset_hash", r->data->dataset_hash ? r->data->dataset_hash : "");
   cJSON_AddNumberToObject(s, "examples", (double)r->n_train);
   cJSON_AddNumberToObject(s, "eval_examples", r->data->eval ? (double)r->data->eval->n : 0);
@@ -859,6 +861,7 @@ static int setup(run *r, fb_err *err) {
   } else {
     fb_adapter_config c = s->lora;
     snprintf(c.base_model_name_or_path, sizeof c.base_model_name_or_path, "%.511s", s->model);
+    snprintf(c.revision, sizeof c.revision, "%s", r->m->revision);
     if ((rc = fb_lora_create(&r->lora, r->m, &c, err)) ||
         (rc = fb_lora_init(r->lora, s->seed, err)))
       return rc;

@@ -1,7 +1,8 @@
--- fastbrain.model: a base model for scripts: load(dir) -> m with m:generate(prompt, opts),
--- m:info(), m:close(). A prompt is rendered with the chat template (opts.template, else the one
--- tokenizer_config.json names), tokenized, continued by the engine (fastbrain.lm, adapters
--- loaded once per model) until the template's end token, and decoded.
+-- fastbrain.model: a base model for scripts: load(name) -> m with m:generate(prompt, opts),
+-- m:info(), m:close(). A model is named by its directory or, in the Hugging Face cache, by
+-- ORG/NAME[@REVISION] (locate). A prompt is rendered with the chat template (opts.template, else
+-- the one tokenizer_config.json names), tokenized, continued by the engine (fastbrain.lm,
+-- adapters loaded once per model) until the template's end token, and decoded.
 --   main(args) -> exit status: the body of `fastbrain generate`.
 local json = require "fastbrain.json"
 local lm = require "fastbrain.lm"
@@ -9,6 +10,10 @@ local templates = require "fastbrain.templates"
 local tokenizer = require "fastbrain.tokenizer"
 
 local M = {}
+
+-- locate(name) -> dir, commit | nil, err: a model directory (commit ""), or the snapshot of
+-- ORG/NAME[@REVISION] in the Hugging Face cache, offline.
+M.locate = lm.locate
 
 -- A JSON file's value, or nil when it is missing or not JSON (a model directory's optional files).
 function M.read_json(path)
@@ -99,10 +104,11 @@ function Model:generate(prompt, opts)
   return self.tokenizer:decode(out, {skip_special = true}), {tokens = #out, stopped = stopped}
 end
 
--- m:info() -> the model's shape, its directory and template, the adapters loaded so far
+-- m:info() -> the model's shape, its name, directory, revision (the cache's commit, or "") and
+-- template, the adapters loaded so far
 function Model:info()
   local t = self.lm:info()
-  t.dir, t.template = self.dir, self.template
+  t.name, t.dir, t.revision, t.template = self.name, self.dir, self.revision, self.template
   return t
 end
 
@@ -113,15 +119,18 @@ function Model:close()
 end
 Model.__close = Model.close
 
--- load(dir [, {template =, device =}]) -> model | nil, err
--- device: "auto" (the default: the GPU when one is usable, else the CPU), "cpu" or "cuda".
+-- load(name [, {template =, device =}]) -> model | nil, err
+-- name: a directory or ORG/NAME[@REVISION]; device: "auto" (the default: the GPU when one is
+-- usable, else the CPU), "cpu" or "cuda".
 local devices = {auto = true, cpu = true, cuda = true}
-function M.load(dir, opts)
-  if type(dir) ~= "string" then error("fastbrain.model.load: directory expected", 2) end
+function M.load(name, opts)
+  if type(name) ~= "string" then error("fastbrain.model.load: a model name expected", 2) end
   local device = opts and opts.device or "auto"
   if not devices[device] then
     error(string.format("fastbrain.model.load: device %q is not one of auto, cpu, cuda", tostring(device)), 2)
   end
+  local dir, revision = M.locate(name)
+  if not dir then return nil, revision end
   local template, eos = M.template(dir, opts and opts.template)
   if not template then return nil, eos end
   local tok, err = tokenizer.load(dir)
@@ -131,7 +140,8 @@ function M.load(dir, opts)
     tok:close()
     return nil, lerr
   end
-  return setmetatable({dir = dir, template = template, eos = eos, tokenizer = tok, lm = m}, Model)
+  return setmetatable({name = name, dir = dir, revision = revision, template = template, eos = eos,
+                       tokenizer = tok, lm = m}, Model)
 end
 
 local usage = [[

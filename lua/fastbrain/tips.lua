@@ -101,7 +101,8 @@ function M.values(job)
     v.device = p.device == "cpu" and "the CPU" or type(p.device_name) == "string" and p.device_name or "the GPU"
   end
   local spec = job.spec
-  local text = type(spec) == "table" and type(spec.model) == "string" and fb.fs.read(spec.model .. "/config.json")
+  local dir = type(spec) == "table" and type(spec.model) == "string" and fb.model.locate(spec.model)
+  local text = dir and fb.fs.read(dir .. "/config.json")
   local config = text and fb.json.decode(text)
   local f = type(config) == "table" and M.lora_fraction(config, spec.lora)
   if f then v.fraction = ("%.2f%%"):format(f * 100) end

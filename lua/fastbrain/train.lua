@@ -24,9 +24,10 @@ local function model_defaults(config, mode)
   return {context = context, max_len = math.min(context, M.MAX_DEFAULT_LEN), lr = small and M.SMALL_MODEL_LR or nil}
 end
 
--- The spec a run on model_dir gets where it names nothing: the trainer's defaults with the
--- model's own (max_len, lr) -> table
-function M.defaults(model_dir)
+-- The spec a run on model (a directory or ORG/NAME) gets where it names nothing: the
+-- trainer's defaults with the model's own (max_len, lr) -> table
+function M.defaults(name)
+  local model_dir = model.locate(name) or name
   local spec = json.decode(trainer.defaults())
   -- Without the fields a run must be given: data, and the empty strings (model, out...).
   spec.data = nil
@@ -40,12 +41,14 @@ end
 
 -- Tokenized train/eval examples and sample prompts for spec -> data | nil, err, where
 function M.prepare(spec)
-  local tok, err = tokenizer.load(spec.model)
+  local dir, lerr = model.locate(spec.model)
+  if not dir then return nil, lerr, "spec.model" end
+  local tok, err = tokenizer.load(dir)
   if not tok then return nil, err, spec.model end
-  local template, eos = model.template(spec.model, spec.template)
+  local template, eos = model.template(dir, spec.template)
   if not template then return nil, eos, "spec.template" end
   local data = {train = {}, eval = {}, prompts = {}, tokenizer = tok}
-  local defaults = model_defaults(model.read_json(spec.model .. "/config.json") or {}, spec.mode)
+  local defaults = model_defaults(model.read_json(dir .. "/config.json") or {}, spec.mode)
   local max_len = math.min(spec.max_len or defaults.max_len, defaults.context)
   local hashes = {}
   local files = type(spec.data) == "table" and spec.data or {spec.data}

@@ -378,6 +378,7 @@ TEST(peft_adapter_config_parses) {
   CHECK_INT(a.targets, FB_TARGET_Q_PROJ | FB_TARGET_V_PROJ | FB_TARGET_DOWN_PROJ);
   CHECK_INT(a.use_rslora, 0);
   CHECK_STR(a.base_model_name_or_path, "HuggingFaceTB/SmolLM2-135M");
+  CHECK_STR(a.revision, ""); /* null */
   CHECK_NEAR(fb_adapter_config_scale(&a), 2.0, 0);
   a.use_rslora = 1;
   CHECK_NEAR(fb_adapter_config_scale(&a), 8.0, 0);
@@ -392,6 +393,7 @@ TEST(adapter_config_write_and_load_round_trip) {
                          .use_rslora = 1,
                          .targets = FB_TARGET_K_PROJ | FB_TARGET_GATE_PROJ};
   strcpy(a.base_model_name_or_path, "models/tiny \"quoted\"");
+  strcpy(a.revision, "5d8c1e30a3f2b4c6d8e0f1a2b3c4d5e6f7a8b9c0");
   fb_err err = {0};
   const char *p = tmp_path("adapter_config.json");
   CHECK_INT(fb_adapter_config_write(&a, p, &err), 0);
@@ -403,6 +405,7 @@ TEST(adapter_config_write_and_load_round_trip) {
   CHECK_INT(b.use_rslora, 1);
   CHECK_INT(b.targets, a.targets);
   CHECK_STR(b.base_model_name_or_path, a.base_model_name_or_path);
+  CHECK_STR(b.revision, a.revision);
   char *text = NULL;
   REQUIRE(fb_read_file(p, &text, NULL, 1 << 16, &err) == 0);
   CHECK_CONTAINS(text, "\"peft_type\":\t\"LORA\"");
@@ -439,6 +442,7 @@ TEST(adapter_config_errors) {
       {"modules_to_save", "[\"lm_head\"]", "field 'modules_to_save'"},
       {"use_dora", "true", "field 'use_dora'"},
       {"base_model_name_or_path", "7", "field 'base_model_name_or_path'"},
+      {"revision", "[1]", "field 'revision': must be a string under 64 bytes"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     fb_adapter_config a;
