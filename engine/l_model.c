@@ -3,9 +3,11 @@
  * adapters loaded once and cached per model, its shape (info), and init(dir): random weights
  * for a config.json, the start of a pretraining run. Chat templates and tokenizers are the Lua
  * half's (lua/fastbrain/model.lua). */
+#include <dirent.h>
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "device.h"
 #include "generate.h"
@@ -14,6 +16,7 @@
 #include "lora.h"
 #include "model.h"
 #include "modules.h"
+#include "safetensors.h"
 
 #define MODEL_MT "fastbrain.lm.model"
 
@@ -61,6 +64,14 @@ static int load(lua_State *L) {
   return 1;
 }
 
+/* lm.cache_root() -> the Hugging Face cache's directory (HF_HUB_CACHE, HF_HOME/hub, ~/.cache) */
+static int cache_root(lua_State *L) {
+  char root[4096];
+  fb_hf_cache_root(root, sizeof root);
+  lua_pushstring(L, root);
+  return 1;
+}
+
 /* lm.locate(name) -> dir, commit | nil, err: a model directory, or ORG/NAME[@REVISION] in the
  * Hugging Face cache (hf_cache.h; commit "" for a plain directory) */
 static int locate(lua_State *L) {
@@ -71,6 +82,87 @@ static int locate(lua_State *L) {
   lua_pushstring(L, dir);
   lua_pushstring(L, commit);
   return 2;
+}
+
+static void set_int(lua_State *L, const char *key, lua_Integer v) {
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, key);
+}
+
+/* The bytes of the files in dir (links followed: a cache's snapshot links into blobs/). */
+static double dir_bytes(const char *dir) {
+  double total = 0;
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  struct stat st;
+  char path[4400];
+  while (d && (e = readdir(d))) {
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    if (e->d_name[0] != '.' && stat(path, &st) == 0 && S_ISREG(st.st_mode)) total += st.st_size;
+  }
+  if (d) closedir(d);
+  return total;
+}
+
+/* The dtype most of the weights' bytes are stored in. */
+static const char *main_dtype(const fb_st_file *f) {
+  double by[4] = {0};
+  for (int i = 0; i < fb_st_count(f); i++) {
+    const fb_st_tensor *t = fb_st_at(f, i);
+    if ((int)t->dtype >= 0 && (int)t->dtype < 4) by[t->dtype] += (double)t->nbytes;
+  }
+  int best = 0;
+  for (int d = 1; d < 4; d++)
+    if (by[d] > by[best]) best = d;
+  return fb_dtype_name((fb_dtype)best);
+}
+
+/* lm.inspect(name) -> {dir, revision, bytes, supported, reason, architecture, parameters, dtype,
+ *   context, vocab_size, hidden_size, layers, heads, kv_heads, head_dim} | nil, err
+ * without loading the weights: what a model is and whether this engine runs it (reason says why
+ * not; the shape fields are there when config.json parses). err only when name is neither a
+ * directory nor a cached repository. */
+static int inspect(lua_State *L) {
+  char dir[4096], commit[FB_HF_COMMIT], path[4200];
+  fb_err err = {0};
+  if (fb_hf_locate(luaL_checkstring(L, 1), dir, sizeof dir, commit, &err))
+    return push_fail(L, &err);
+  lua_createtable(L, 0, 16);
+  lua_pushstring(L, dir);
+  lua_setfield(L, -2, "dir");
+  lua_pushstring(L, commit);
+  lua_setfield(L, -2, "revision");
+  lua_pushinteger(L, (lua_Integer)dir_bytes(dir));
+  lua_setfield(L, -2, "bytes");
+  fb_model_config c;
+  fb_st_file *f = NULL;
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  int rc = fb_model_config_load(&c, path, &err);
+  if (!rc) {
+    lua_pushstring(L, c.architecture);
+    lua_setfield(L, -2, "architecture");
+    set_int(L, "parameters", (lua_Integer)fb_model_config_param_count(&c));
+    set_int(L, "context", c.max_position_embeddings);
+    set_int(L, "vocab_size", c.vocab_size);
+    set_int(L, "hidden_size", c.hidden_size);
+    set_int(L, "layers", c.num_hidden_layers);
+    set_int(L, "heads", c.num_attention_heads);
+    set_int(L, "kv_heads", c.num_key_value_heads);
+    set_int(L, "head_dim", c.head_dim);
+    rc = fb_st_open_model_dir(&f, dir, &err);
+  }
+  if (f) {
+    lua_pushstring(L, main_dtype(f));
+    lua_setfield(L, -2, "dtype");
+    fb_st_close(f);
+  }
+  lua_pushboolean(L, rc == 0);
+  lua_setfield(L, -2, "supported");
+  if (rc) {
+    lua_pushstring(L, err.msg);
+    lua_setfield(L, -2, "reason");
+  }
+  return 1;
 }
 
 /* lm.init(dir, seed, std) -> true | nil, err: dir/model.safetensors filled with N(0, std)
@@ -203,11 +295,6 @@ static int generate(lua_State *L) {
   return 2;
 }
 
-static void set_int(lua_State *L, const char *key, lua_Integer v) {
-  lua_pushinteger(L, v);
-  lua_setfield(L, -2, key);
-}
-
 /* m:info() -> {architecture, vocab_size, hidden_size, ..., parameters, device, device_name,
  *   adapters = {dir, ...}} */
 static int info(lua_State *L) {
@@ -274,8 +361,12 @@ int luaopen_fastbrain_lm(lua_State *L) {
   luaL_newlib(L, methods);
   lua_setfield(L, -2, "__index"); /* metatable.__index = methods */
   lua_pop(L, 1);
-  static const luaL_Reg funcs[] = {
-      {"load", load}, {"init", init}, {"locate", locate}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"load", load},
+                                   {"init", init},
+                                   {"locate", locate},
+                                   {"inspect", inspect},
+                                   {"cache_root", cache_root},
+                                   {NULL, NULL}};
   luaL_newlib(L, funcs);
   return 1;
 }

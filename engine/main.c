@@ -31,6 +31,7 @@ static int cmd_serve(int argc, char **argv);
 static int cmd_version(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
 static int cmd_generate(int argc, char **argv) { return fb_cmd_lua_main("fastbrain.model", argc, argv); }
+static int cmd_models(int argc, char **argv) { return fb_cmd_lua_main("fastbrain.models", argc, argv); }
 
 static const command commands[] = {
     {"run", cmd_run, "[--log-level LEVEL] FILE.lua [ARGS...]",
@@ -39,10 +40,12 @@ static const command commands[] = {
      "serve the dashboard and its API (default http://127.0.0.1:8215)"},
     {"lora-check", fb_cmd_lora_check, "MODEL_DIR IN.safetensors OUT.safetensors",
      "run one LoRA step on given weights and write logits, loss, gradients and AdamW state"},
-    {"train", fb_cmd_train, "--model DIR --data FILE --out DIR [--epochs N --lr X --rank R --json ...]",
+    {"train", fb_cmd_train, "--model DIR|ORG/NAME --data FILE --out DIR [--epochs N --lr X --rank R --json ...]",
      "train a LoRA adapter on a JSONL dataset (--help for every option)"},
     {"worker", fb_cmd_worker, "JOBDIR", "run JOBDIR/spec.json, printing docs/protocol.md JSON lines"},
-    {"generate", cmd_generate, "--model DIR --prompt TEXT [--adapter DIR --template T --max-tokens N ...]", "answer a prompt with a model and an adapter (--help for every option)"},
+    {"generate", cmd_generate, "--model DIR|ORG/NAME --prompt TEXT [--adapter DIR --template T --max-tokens N ...]", "answer a prompt with a model and an adapter (--help for every option)"},
+    {"models", cmd_models, "[--json] [--data-dir D]",
+     "list the base models to train on: bundled, the data directory's, the Hugging Face cache's"},
     {"version", cmd_version, "", "print the version"},
     {"help", cmd_help, "[COMMAND]", "show this help, or a command's"},
     {NULL, NULL, NULL, NULL},

@@ -109,6 +109,8 @@ local function main(argv)
   require("fastbrain.api.skills").mount(app, {data_dir = opts.data_dir, is_live = training.is_live})
   training.mount(app, {data_dir = opts.data_dir, model = opts.model})
   require("fastbrain.api.jobs").mount(app)
+  local models_api = require "fastbrain.api.models"
+  models_api.mount(app, {data_dir = opts.data_dir, default = models_api.id_of(opts.model)})
   require("fastbrain.api.adapters").mount(app, {data_dir = opts.data_dir, model = opts.model,
                                                 is_live = training.is_live})
   local web = fb.root .. "/web"

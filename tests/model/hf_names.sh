@@ -35,6 +35,15 @@ check "the adapter names the repository and its commit (PEFT's fields)" eval \
    grep -q "\"base_model_revision\":[[:space:]]*\"$commit\"" "$tmp/adapter/summary.json"'
 run "$fb" generate --model "acme/tiny-chat@$commit" --adapter "$tmp/adapter" --prompt hello --max-tokens 6 --device cpu
 check "generate with the adapter, the model named by its commit" rc_is 0
+run "$fb" models
+check "fastbrain models lists the cached repository beside the bundled model" eval \
+  'rc_is 0 && grep -Eq "^tiny +bundled +LlamaForCausalLM" "$tmp/out" &&
+   grep -Eq "^acme/tiny-chat +cache +LlamaForCausalLM +[0-9.]+M +F32" "$tmp/out"'
+run "$fb" models --json
+check "fastbrain models --json gives the commit (keys in order)" eval \
+  'rc_is 0 && grep -Eq "\"id\":\"acme/tiny-chat\",[^}]*\"revision\":\"$commit\"" "$tmp/out"'
+run "$fb" models --nope
+check "fastbrain models: a bad option is exit 2 with the usage" eval 'rc_is 2 && err_has "usage: fastbrain models"'
 run "$fb" train --model acme/absent --data "$tmp/data.jsonl" --out "$tmp/x" --max-steps 2
 check "a model not in the cache: exit 1, how to get it" eval \
   'rc_is 1 && err_has "model \"acme/absent\" is not in the Hugging Face cache \($HF_HUB_CACHE\): fastbrain pull acme/absent"'

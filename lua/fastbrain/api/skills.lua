@@ -1,8 +1,10 @@
 -- fastbrain.api.skills: skills on disk (<data_dir>/skills/<id>/skill.json and data.jsonl) and
--- their routes: GET/POST /api/skills, GET/PUT/DELETE /api/skills/:skill, the dataset
--- (PUT replaces, POST appends, GET pages through it) and its stats. Uploads are validated by
+-- their routes: GET/POST /api/skills, GET/PUT/PATCH/DELETE /api/skills/:skill, the dataset
+-- (PUT replaces, POST appends, GET pages through it) and its stats. A skill's base_model is a
+-- model id (fastbrain.models; absent: the server's default). Uploads are validated by
 -- fastbrain.dataset before anything is written and written atomically. It does not train.
 local fb = require "fastbrain"
+local models = require "fastbrain.models"
 local router = require "fastbrain.router"
 local templates = require "fastbrain.templates"
 local json = fb.json
@@ -56,6 +58,13 @@ local function list_ids(data_dir)
     if M.valid_id(name) and exists(M.dir(data_dir, name) .. "/skill.json") then ids[#ids + 1] = name end
   end
   return ids
+end
+
+-- Every skill's metadata, in id order.
+function M.list(data_dir)
+  local list = {}
+  for _, id in ipairs(list_ids(data_dir)) do list[#list + 1] = M.read(data_dir, id) end
+  return list
 end
 
 -- ---- validation ---------------------------------------------------------------------------
@@ -162,6 +171,7 @@ end
 local META = {
   name = is_string(100), description = is_string(4000), system = is_string(16000),
   avatar = check_avatar, template = check_template, sample_prompts = check_prompts,
+  base_model = is_string(300),
   defaults = function(v)
     local errors = {}
     check_fields(v, SPEC, errors, "")
@@ -170,17 +180,27 @@ local META = {
   end,
 }
 
--- The metadata of a POST (with its id) or PUT -> nil, or {field = problem}.
-local function check_meta(body, with_id)
+-- The metadata of a POST (with its id), a PUT or (partial) a PATCH -> nil, or {field = problem}.
+-- A base model must be one the server has (fastbrain.models).
+local function check_meta(data_dir, body, with_id, partial)
   local errors = {}
   local checks = setmetatable({}, {__index = META})
   if with_id then
     checks.id = function(v) if not M.valid_id(v) then return "must match [a-z0-9_-]{1,64}" end end
   end
+  if partial then -- a null removes a field, but for the name
+    for k, check in pairs(META) do
+      if k ~= "name" then checks[k] = function(v) if v ~= json.null then return check(v) end end end
+    end
+  end
   check_fields(body, checks, errors, "")
   if type(body) == "table" then
-    if body.name == nil then errors.name = "is required" end
+    if body.name == nil and not partial then errors.name = "is required" end
     if with_id and body.id == nil then errors.id = "is required" end
+    if type(body.base_model) == "string" and not errors.base_model then
+      local _, err = models.path(body.base_model, data_dir)
+      errors.base_model = err
+    end
   end
   return next(errors) and errors or nil
 end
@@ -305,7 +325,7 @@ function M.mount(app, opts)
 
   app:post("/api/skills", function(req, res)
     local body = req:json()
-    local errors = check_meta(body, true)
+    local errors = check_meta(data_dir, body, true)
     if errors then return M.bad_fields(res, "invalid skill", errors) end
     local id = body.id
     body.id = nil
@@ -320,9 +340,22 @@ function M.mount(app, opts)
   app:put("/api/skills/:skill", function(req, res)
     local skill = M.require(data_dir, req.params.skill)
     local body = req:json()
-    local errors = check_meta(body, false)
+    local errors = check_meta(data_dir, body, false)
     if errors then return M.bad_fields(res, "invalid skill", errors) end
     res:json(200, {skill = summary(data_dir, save(data_dir, skill.id, body))})
+  end)
+
+  -- Some fields changed (a null removes one: base_model null goes back to the default).
+  app:patch("/api/skills/:skill", function(req, res)
+    local skill = M.require(data_dir, req.params.skill)
+    local body = req:json()
+    local errors = check_meta(data_dir, body, false, true)
+    if errors then return M.bad_fields(res, "invalid skill", errors) end
+    skill.id = nil
+    for k, v in pairs(body) do
+      if v == json.null then skill[k] = nil else skill[k] = v end
+    end
+    res:json(200, {skill = summary(data_dir, save(data_dir, req.params.skill, skill))})
   end)
 
   app:delete("/api/skills/:skill", function(req, res)

@@ -5,6 +5,7 @@
 -- id) on each stream.
 -- The registry guards single flight; this file only builds the spec and translates.
 local fb = require "fastbrain"
+local models = require "fastbrain.models"
 local router = require "fastbrain.router"
 local skills = require "fastbrain.api.skills"
 local jobs_api = require "fastbrain.api.jobs"
@@ -42,12 +43,21 @@ local function adapter_out(data_dir, skill)
   return out
 end
 
+-- What a skill trains on: its base model (a models.lua id), else the server's default. A base
+-- model that has since gone (deleted from the cache) is a 409: the skill must pick another.
+local function base_model(data_dir, skill, default)
+  if not skill.base_model then return default end
+  local name, err = models.path(skill.base_model, data_dir)
+  if not name then router.fail(409, ("the skill's base model is gone: %s"):format(err)) end
+  return name
+end
+
 -- The spec a job runs: the skill's defaults, then the request's overrides, then what the
 -- server decides (model, data, template, output).
 local function build_spec(data_dir, model, skill, overrides)
   local spec = merge(merge({}, skill.defaults or {}), overrides)
   spec.skill = skill.id
-  spec.model = model
+  spec.model = base_model(data_dir, skill, model)
   spec.data = skills.data_path(data_dir, skill.id)
   spec.template = spec.template or skill.template
   spec.out = adapter_out(data_dir, skill.id)
@@ -130,7 +140,7 @@ local function rotate_tips(stream, skill)
   stream:on_close(function() timer:stop() end)
 end
 
--- mount(app, {data_dir=, model=}): model is the base model directory jobs train on.
+-- mount(app, {data_dir=, model=}): model is the base model a skill without one trains on.
 function M.mount(app, opts)
   local data_dir, model = opts.data_dir, opts.model
 
@@ -148,7 +158,8 @@ function M.mount(app, opts)
   -- What a run of this skill gets for each field its request leaves out.
   app:get("/api/training/defaults/:skill", function(req, res)
     local skill = skills.require(data_dir, req.params.skill)
-    res:json(200, {defaults = merge(train.defaults(model), skill.defaults or {})})
+    local defaults = train.defaults(base_model(data_dir, skill, model))
+    res:json(200, {defaults = merge(defaults, skill.defaults or {})})
   end)
 
   app:get("/api/training/status/:skill", function(req, res)
