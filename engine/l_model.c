@@ -84,6 +84,21 @@ static int locate(lua_State *L) {
   return 2;
 }
 
+/* lm.device([want = "auto"]) -> "cpu" | "cuda", what it is | nil, err: the backend a run asking
+ * for want gets (the GPU's name, the CPU's, or why "auto" took the CPU) */
+static int device(lua_State *L) {
+  int want = fb_device_parse(luaL_optstring(L, 1, "auto"));
+  luaL_argcheck(L, want >= 0, 1, "device must be \"auto\", \"cpu\" or \"cuda\"");
+  const fb_backend *be;
+  char why[320];
+  fb_err err = {0};
+  if (fb_device_open(want, &be, why, sizeof why, &err)) return push_fail(L, &err);
+  lua_pushstring(L, be->name);
+  lua_pushstring(L,
+                 want == FB_DEVICE_AUTO && be->device == FB_DEVICE_CPU ? why : be->device_name());
+  return 2;
+}
+
 static void set_int(lua_State *L, const char *key, lua_Integer v) {
   lua_pushinteger(L, v);
   lua_setfield(L, -2, key);
@@ -366,6 +381,7 @@ int luaopen_fastbrain_lm(lua_State *L) {
                                    {"locate", locate},
                                    {"inspect", inspect},
                                    {"cache_root", cache_root},
+                                   {"device", device},
                                    {NULL, NULL}};
   luaL_newlib(L, funcs);
   return 1;

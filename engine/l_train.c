@@ -266,12 +266,45 @@ static int defaults(lua_State *L) {
   return 1;
 }
 
+/* trainer.plan(spec_json, n_train) -> {micro_batch, grad_accum, steps, examples, epochs,
+ *   eval_interval, sample_interval}: how a run of the spec over n_train examples goes (the
+ *   trainer's own plan, small-data mode included). */
+static int plan(lua_State *L) {
+  size_t len;
+  const char *json = luaL_checklstring(L, 1, &len);
+  lua_Integer n_train = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, n_train > 0, 2, "at least one training example");
+  fb_train_spec spec;
+  fb_err err = {0};
+  if (fb_train_spec_parse(&spec, json, len, "spec", &err))
+    return luaL_error(L, "%s", err.msg);
+  fb_train_plan p = fb_train_plan_for(&spec, (long)n_train);
+  const struct {
+    const char *key;
+    double v;
+  } fields[] = {{"micro_batch", p.B},
+                {"grad_accum", p.A},
+                {"steps", p.total},
+                {"examples", (double)p.total_examples},
+                {"eval_interval", p.eval_interval},
+                {"sample_interval", p.sample_interval}};
+  lua_createtable(L, 0, 7);
+  for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+    lua_pushinteger(L, (lua_Integer)fields[i].v);
+    lua_setfield(L, -2, fields[i].key);
+  }
+  lua_pushnumber(L, p.total_epochs);
+  lua_setfield(L, -2, "epochs");
+  return 1;
+}
+
 int luaopen_fastbrain_trainer(lua_State *L) {
   luaL_newmetatable(L, STATE_MT);
   lua_pushcfunction(L, state_gc);
   lua_setfield(L, -2, "__gc"); /* metatable.__gc = state_gc */
   lua_pop(L, 1);
-  static const luaL_Reg funcs[] = {{"run", run}, {"defaults", defaults}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {
+      {"run", run}, {"defaults", defaults}, {"plan", plan}, {NULL, NULL}};
   luaL_newlib(L, funcs);
   return 1;
 }

@@ -35,13 +35,11 @@ typedef struct run {
   fb_optim *optim;
   float *params, *grads; /* what the optimizer updates: the LoRA arena or the model's */
   size_t n;
-  float *best;     /* params at the best evaluation (early stopping), or NULL */
-  float *stage;    /* host room for 4 arrays of n floats (checkpoints) off a host-memory backend */
+  float *best;  /* params at the best evaluation (early stopping), or NULL */
+  float *stage; /* host room for 4 arrays of n floats (checkpoints) off a host-memory backend */
   char device_note[400]; /* why "auto" took the CPU, logged after the start event */
-  int B, A, total; /* micro-batch, accumulation, optimizer steps */
-  long n_train, total_examples;
-  double total_epochs;
-  int eval_interval, sample_interval;
+  long n_train;
+  fb_train_plan plan;
   char ckdir[FB_SPEC_PATH + 16];
   /* State kept in checkpoints. */
   int step; /* steps done */
@@ -115,29 +113,33 @@ static int fail_step(run *r, fb_err *err) {
 
 static long ceil_div(long a, long b) { return (a + b - 1) / b; }
 
+fb_train_plan fb_train_plan_for(const fb_train_spec *s, long n_train) {
+  fb_train_plan p = {.B = s->micro_batch, .A = s->grad_accum};
+  if (s->max_steps > 0) {
+    p.total = s->max_steps;
+    p.total_examples = (long)p.total * p.A * p.B;
+    p.total_epochs = (double)p.total_examples / n_train;
+  } else {
+    p.total_examples = (long)s->epochs * n_train;
+    /* Small-data mode: a smaller effective batch gives more (and noisier) steps to watch. */
+    while (s->small_data && ceil_div(p.total_examples, (long)p.A * p.B) < FB_TRAIN_MIN_STEPS &&
+           p.A * p.B > 1) {
+      if (p.A > 1)
+        p.A--;
+      else
+        p.B--;
+    }
+    p.total = (int)ceil_div(p.total_examples, (long)p.A * p.B);
+    p.total_epochs = s->epochs;
+  }
+  p.eval_interval = s->eval_interval ? s->eval_interval : (p.total + 9) / 10;
+  p.sample_interval = s->sample_interval ? s->sample_interval : (p.total + 4) / 5;
+  return p;
+}
+
 static void plan(run *r) {
   const fb_train_spec *s = r->spec;
-  r->B = s->micro_batch;
-  r->A = s->grad_accum;
-  if (s->max_steps > 0) {
-    r->total = s->max_steps;
-    r->total_examples = (long)r->total * r->A * r->B;
-    r->total_epochs = (double)r->total_examples / r->n_train;
-  } else {
-    r->total_examples = (long)s->epochs * r->n_train;
-    /* Small-data mode: a smaller effective batch gives more (and noisier) steps to watch. */
-    while (s->small_data && ceil_div(r->total_examples, (long)r->A * r->B) < FB_TRAIN_MIN_STEPS &&
-           r->A * r->B > 1) {
-      if (r->A > 1)
-        r->A--;
-      else
-        r->B--;
-    }
-    r->total = (int)ceil_div(r->total_examples, (long)r->A * r->B);
-    r->total_epochs = s->epochs;
-  }
-  r->eval_interval = s->eval_interval ? s->eval_interval : (r->total + 9) / 10;
-  r->sample_interval = s->sample_interval ? s->sample_interval : (r->total + 4) / 5;
+  r->plan = fb_train_plan_for(s, r->n_train);
   if (s->checkpoints[0])
     snprintf(r->ckdir, sizeof r->ckdir, "%s", s->checkpoints);
   else
@@ -185,8 +187,8 @@ static int check_examples(run *r, const fb_examples *ex, const char *what, fb_er
 
 /* Epochs done after `step` steps (the last batch may be cut short). */
 static double epochs_at(const run *r, int step) {
-  long seen = (long)step * r->A * r->B;
-  return (double)(seen < r->total_examples ? seen : r->total_examples) / r->n_train;
+  long seen = (long)step * r->plan.A * r->plan.B;
+  return (double)(seen < r->plan.total_examples ? seen : r->plan.total_examples) / r->n_train;
 }
 
 /* ---- batches ---- */
@@ -241,7 +243,7 @@ static int evaluate(run *r, double *out, fb_err *err) {
   double sum = 0;
   long counted = 0;
   const fb_example *rows[64];
-  int cap = r->B < 64 ? r->B : 64;
+  int cap = r->plan.B < 64 ? r->plan.B : 64;
   for (size_t i = 0; i < ev->n; i += (size_t)cap) {
     int n = (int)(ev->n - i < (size_t)cap ? ev->n - i : (size_t)cap), rc;
     for (int j = 0; j < n; j++)
@@ -291,10 +293,10 @@ static void prune(const char *ckdir) {
 static cJSON *state_json(const run *r) {
   cJSON *j = cJSON_CreateObject();
   cJSON_AddNumberToObject(j, "step", r->step);
-  cJSON_AddNumberToObject(j, "total_steps", r->total);
+  cJSON_AddNumberToObject(j, "total_steps", r->plan.total);
   cJSON_AddNumberToObject(j, "params", (double)r->n);
   cJSON_AddNumberToObject(j, "optim_t", r->optim->t);
-  cJSON_AddNumberToObject(j, "examples_seen", (double)((long)r->step * r->A * r->B));
+  cJSON_AddNumberToObject(j, "examples_seen", (double)((long)r->step * r->plan.A * r->plan.B));
   cJSON_AddNumberToObject(j, "loss_first", r->loss_first);
   cJSON_AddNumberToObject(j, "loss_smoothed", r->loss_smoothed);
   cJSON_AddNumberToObject(j, "loss_last", r->loss_last);
@@ -446,11 +448,11 @@ static int load_checkpoint(run *r, int *found, fb_err *err) {
   cJSON_Delete(j);
   if (rc)
     return err->code;
-  if ((size_t)n != r->n || (int)total != r->total || (uint64_t)seed != r->spec->seed)
+  if ((size_t)n != r->n || (int)total != r->plan.total || (uint64_t)seed != r->spec->seed)
     return fb_err_set(err, FB_EINVALID,
                       "%s: made by another spec (%.0f parameters, %.0f steps, seed %.0f; this run "
                       "has %zu, %d, %llu)",
-                      path, n, total, seed, r->n, r->total, (unsigned long long)r->spec->seed);
+                      path, n, total, seed, r->n, r->plan.total, (unsigned long long)r->spec->seed);
   snprintf(path, sizeof path, "%s/state.safetensors", dir);
   fb_st_file *f = NULL;
   if ((rc = fb_st_open(&f, path, err)))
@@ -480,9 +482,9 @@ static int load_checkpoint(run *r, int *found, fb_err *err) {
 
 /* Forward and backward over one micro-batch of the step; adds to *sum and *counted. */
 static int micro_step(run *r, int a, double *sum, long *counted, double *tokens, fb_err *err) {
-  long k0 = ((long)r->step * r->A + a) * r->B, k1 = k0 + r->B;
-  if (k1 > r->total_examples)
-    k1 = r->total_examples;
+  long k0 = ((long)r->step * r->plan.A + a) * r->plan.B, k1 = k0 + r->plan.B;
+  if (k1 > r->plan.total_examples)
+    k1 = r->plan.total_examples;
   if (k0 >= k1)
     return 0;
   const fb_example *rows[4096]; /* micro_batch is at most 4096 (train_spec.c) */
@@ -494,7 +496,7 @@ static int micro_step(run *r, int a, double *sum, long *counted, double *tokens,
   if (rc)
     return rc;
   if (r->lora)
-    r->lora->step = (uint64_t)r->step * r->A + a;
+    r->lora->step = (uint64_t)r->step * r->plan.A + a;
   if ((rc = fb_model_forward(r->m, r->lora, &b, 1, err)))
     return rc;
   for (long k = k0; k < k1; k++)
@@ -508,11 +510,11 @@ static int micro_step(run *r, int a, double *sum, long *counted, double *tokens,
 
 static cJSON *progress_event(const run *r, double loss, double lr, double norm) {
   cJSON *e = event("progress");
-  int left = r->total - r->step, done = r->step - r->start_step;
+  int left = r->plan.total - r->step, done = r->step - r->start_step;
   cJSON_AddNumberToObject(e, "step", r->step);
-  cJSON_AddNumberToObject(e, "total_steps", r->total);
+  cJSON_AddNumberToObject(e, "total_steps", r->plan.total);
   cJSON_AddNumberToObject(e, "epoch", epochs_at(r, r->step));
-  cJSON_AddNumberToObject(e, "total_epochs", r->total_epochs);
+  cJSON_AddNumberToObject(e, "total_epochs", r->plan.total_epochs);
   cJSON_AddNumberToObject(e, "loss", loss);
   cJSON_AddNumberToObject(e, "loss_smoothed", r->loss_smoothed);
   cJSON_AddNumberToObject(e, "lr", lr);
@@ -534,7 +536,7 @@ static int train_step(run *r, fb_err *err) {
     fb_lora_zero_grad(r->lora);
   else
     fb_model_zero_grad(r->m);
-  for (int a = 0; a < r->A; a++)
+  for (int a = 0; a < r->plan.A; a++)
     if ((rc = micro_step(r, a, &sum, &counted, &tokens, err)))
       return rc;
   double loss = counted ? sum / counted : 0;
@@ -547,8 +549,8 @@ static int train_step(run *r, fb_err *err) {
                       "the loss exploded at step %d: %g, over %g times the first step's %g (lower "
                       "the learning rate?)",
                       r->step + 1, loss, FB_TRAIN_EXPLOSION, r->loss_first);
-  if (r->A > 1)
-    r->be->scale(r->grads, r->n, 1.0f / (float)r->A);
+  if (r->plan.A > 1)
+    r->be->scale(r->grads, r->n, 1.0f / (float)r->plan.A);
   double norm = fb_optim_clip(r->optim, r->grads, r->spec->clip);
   double lr = fb_optim_lr(&r->optim->cfg, r->step);
   if ((rc = fb_optim_step(r->optim, r->params, r->grads, lr, err)))
@@ -571,7 +573,7 @@ static int train_step(run *r, fb_err *err) {
 
 /* Evaluation at its interval, with early stopping. */
 static int maybe_evaluate(run *r, int force, fb_err *err) {
-  if (!r->data->eval || r->data->eval->n == 0 || (!force && r->step % r->eval_interval != 0))
+  if (!r->data->eval || r->data->eval->n == 0 || (!force && r->step % r->plan.eval_interval != 0))
     return 0;
   double loss;
   int rc = evaluate(r, &loss, err);
@@ -600,7 +602,8 @@ static int maybe_evaluate(run *r, int force, fb_err *err) {
 
 static int samples(run *r, fb_err *err) {
   const fb_train_data *d = r->data;
-  if (!d->tok || d->n_prompts == 0 || (r->step % r->sample_interval != 0 && r->step != r->total))
+  if (!d->tok || d->n_prompts == 0 ||
+      (r->step % r->plan.sample_interval != 0 && r->step != r->plan.total))
     return 0;
   fb_gen_config g = fb_gen_defaults();
   g.max_new_tokens = r->spec->sample_tokens;
@@ -647,7 +650,7 @@ static cJSON *summary(const run *r) {
   cJSON_AddNumberToObject(s, "eval_examples", r->data->eval ? (double)r->data->eval->n : 0);
   cJSON_AddNumberToObject(s, "tokens", r->tokens);
   cJSON_AddNumberToObject(s, "steps", r->step);
-  cJSON_AddNumberToObject(s, "total_steps", r->total);
+  cJSON_AddNumberToObject(s, "total_steps", r->plan.total);
   cJSON_AddNumberToObject(s, "epochs", epochs_at(r, r->step));
   cJSON_AddNumberToObject(s, "final_loss", r->loss_last);
   cJSON_AddNumberToObject(s, "final_loss_smoothed", r->loss_smoothed);
@@ -874,8 +877,8 @@ static int setup(run *r, fb_err *err) {
   oc.weight_decay = s->weight_decay;
   oc.max_grad_norm = s->clip;
   oc.schedule = s->schedule;
-  oc.total_steps = r->total;
-  oc.warmup_steps = (int)lround(s->warmup * r->total);
+  oc.total_steps = r->plan.total;
+  oc.warmup_steps = (int)lround(s->warmup * r->plan.total);
   if ((rc = fb_optim_create(&r->optim, r->be, r->n, &oc, err)))
     return rc;
   if (s->patience > 0 && r->data->eval && r->data->eval->n > 0 &&
@@ -888,8 +891,8 @@ static int setup(run *r, fb_err *err) {
 
 static void start_event(run *r) {
   cJSON *e = event("start");
-  cJSON_AddNumberToObject(e, "total_steps", r->total);
-  cJSON_AddNumberToObject(e, "total_epochs", r->total_epochs);
+  cJSON_AddNumberToObject(e, "total_steps", r->plan.total);
+  cJSON_AddNumberToObject(e, "total_epochs", r->plan.total_epochs);
   cJSON_AddNumberToObject(e, "examples", (double)r->n_train);
   cJSON_AddNumberToObject(e, "eval_examples", r->data->eval ? (double)r->data->eval->n : 0);
   add_device(r, e);
@@ -903,7 +906,7 @@ static void start_event(run *r) {
 static int loop(run *r, fb_err *err) {
   int rc;
   volatile sig_atomic_t *cancel = r->opts ? r->opts->cancel : NULL;
-  while (r->step < r->total && !r->stop) {
+  while (r->step < r->plan.total && !r->stop) {
     if (cancel && *cancel) {
       if ((rc = save_checkpoint(r, err)))
         return fail(r, r->ckdir, err);
@@ -913,10 +916,10 @@ static int loop(run *r, fb_err *err) {
     if ((rc = train_step(r, err)) || (rc = maybe_evaluate(r, 0, err)) || (rc = samples(r, err)))
       return fail_step(r, err);
     int ci = r->spec->checkpoint_interval;
-    if (ci > 0 && r->step % ci == 0 && r->step < r->total && (rc = save_checkpoint(r, err)))
+    if (ci > 0 && r->step % ci == 0 && r->step < r->plan.total && (rc = save_checkpoint(r, err)))
       return fail(r, r->ckdir, err);
   }
-  if (r->step % r->eval_interval != 0 && (rc = maybe_evaluate(r, 1, err)))
+  if (r->step % r->plan.eval_interval != 0 && (rc = maybe_evaluate(r, 1, err)))
     return fail_step(r, err);
   if ((rc = save_checkpoint(r, err)))
     return fail(r, r->ckdir, err);
@@ -946,11 +949,11 @@ int fb_train(fb_model *m, const fb_train_spec *spec, const fb_train_data *data,
       (rc = check_examples(&r, data->eval, "eval", err)))
     return rc;
   plan(&r);
-  if (r.A != spec->grad_accum || r.B != spec->micro_batch) {
+  if (r.plan.A != spec->grad_accum || r.plan.B != spec->micro_batch) {
     char msg[200];
     snprintf(msg, sizeof msg,
-             "small-data mode: micro_batch %d x grad_accum %d (was %d x %d) for %d steps", r.B, r.A,
-             spec->micro_batch, spec->grad_accum, r.total);
+             "small-data mode: micro_batch %d x grad_accum %d (was %d x %d) for %d steps", r.plan.B,
+             r.plan.A, spec->micro_batch, spec->grad_accum, r.plan.total);
     emit_log(&r, "info", msg);
   }
   int found = 0;

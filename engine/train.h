@@ -58,6 +58,17 @@ typedef struct fb_train_opts {
   int resume;                    /* continue from the latest checkpoint when there is one */
 } fb_train_opts;
 
+/* How a run of spec over n_train examples goes: the batch shape (small-data mode may shrink the
+ * spec's), its optimizer steps, and when it evaluates and samples. */
+typedef struct fb_train_plan {
+  int B, A, total; /* micro-batch, gradient accumulation, optimizer steps */
+  long total_examples;
+  double total_epochs;
+  int eval_interval, sample_interval;
+} fb_train_plan;
+
+fb_train_plan fb_train_plan_for(const fb_train_spec *s, long n_train);
+
 /* Train per spec on data. m is borrowed: LoRA mode leaves its weights as they were, full mode
  * trains them in place. Writes checkpoints under spec->checkpoints (or spec->out/checkpoints)
  * and, at the end, the adapter (or model), summary.json and example_losses.json (each training
