@@ -15,7 +15,8 @@ set_tests_properties(lua_api_crash PROPERTIES TIMEOUT 600 ENVIRONMENT FB_CRASH_R
 fb_test(lua_api_adapters $<TARGET_FILE:fastbrain> run tests/lua/test_api_adapters.lua
         $<TARGET_FILE:fastbrain> $<TARGET_FILE:fb_make_tiny_model>)
 set_tests_properties(lua_api_adapters PROPERTIES TIMEOUT 120)
-# The models API reads the Hugging Face cache it lays out itself, never the user's.
+# The models API reads the Hugging Face cache it lays out itself, never the user's, and
+# calibrates estimates afresh.
 fb_test(lua_api_models $<TARGET_FILE:fastbrain> run tests/lua/test_api_models.lua $<TARGET_FILE:fastbrain>)
-set_tests_properties(lua_api_models PROPERTIES TIMEOUT 300
-                     ENVIRONMENT HF_HUB_CACHE=${CMAKE_BINARY_DIR}/test-output/hf-cache-api-models)
+set_tests_properties(lua_api_models PROPERTIES TIMEOUT 300 ENVIRONMENT
+  "HF_HUB_CACHE=${CMAKE_BINARY_DIR}/test-output/api-models/hf;FASTBRAIN_CACHE=${CMAKE_BINARY_DIR}/test-output/api-models/cache")

@@ -15,3 +15,6 @@ target_link_libraries(fb_make_tiny_model PRIVATE fb_core)
 fb_test(lua_train $<TARGET_FILE:fastbrain> run tests/lua/test_train.lua $<TARGET_FILE:fb_make_tiny_model>)
 fb_test(train_cli ${PROJECT_SOURCE_DIR}/tests/train/train_cli.sh $<TARGET_FILE:fastbrain>
         $<TARGET_FILE:fb_make_tiny_model>)
+# The estimate against the run it foretells; its calibration cache is its own.
+fb_test(lua_estimate $<TARGET_FILE:fastbrain> run tests/lua/test_estimate.lua $<TARGET_FILE:fastbrain>)
+set_tests_properties(lua_estimate PROPERTIES TIMEOUT 600)

@@ -18,7 +18,7 @@
 #include "vm.h"
 
 #define TRAIN_USAGE                                                                                \
-  "usage: fastbrain train --model DIR --data FILE --out DIR [options]\n\n"                         \
+  "usage: fastbrain train --model DIR|ORG/NAME --data FILE --out DIR [options]\n\n"                \
   "Train a LoRA adapter (or the whole model with --full) on a JSONL dataset.\n\n"                  \
   "options (defaults suit 50-500 examples):\n"                                                     \
   "  --spec FILE.json         start from a spec file (docs/protocol.md); options override\n"       \
@@ -28,7 +28,9 @@
   "  --eval-fraction F  --eval-interval N  --patience N  --checkpoint-interval N\n"                \
   "  --checkpoints DIR  --prompt TEXT (sample prompt, repeatable)  --full  --resume\n"             \
   "  --device D               auto (the GPU when one is usable, else the CPU), cpu or cuda\n"      \
-  "  --json                   print the events as JSON lines on stdout (docs/protocol.md)\n"
+  "  --json                   print the events as JSON lines on stdout (docs/protocol.md)\n"       \
+  "  --estimate               say what the run would cost (tokens, steps, peak memory, time on\n"  \
+  "                           this machine's CPU and GPU) and whether it fits; --out not needed\n"
 
 /* An option and the spec field it sets. */
 typedef struct option {
@@ -110,9 +112,17 @@ static int set_option(cJSON *spec, const option *o, const char *value) {
   return 0;
 }
 
-/* Run fastbrain.train.main(spec, {json, tty, resume, record}) on a fresh VM; its exit status.
- * record: a file that gets a copy of every JSON line first (the worker's), or NULL. */
-static int run_main(const cJSON *spec, int json, int resume, const char *record) {
+/* What fastbrain.train.main is asked to do besides the spec. */
+typedef struct main_opts {
+  int json;           /* print the events as JSON lines */
+  int resume;         /* continue from the latest checkpoint */
+  int estimate;       /* only say what the run would cost (fastbrain.estimate) */
+  const char *record; /* a file that gets a copy of every JSON line first (the worker's), or NULL */
+} main_opts;
+
+/* Run fastbrain.train.main(spec, {json, tty, resume, estimate, record}) on a fresh VM; its exit
+ * status. */
+static int run_main(const cJSON *spec, const main_opts *o) {
   char root[PATH_MAX], *text = cJSON_PrintUnformatted(spec);
   if (!text)
     return 1;
@@ -130,14 +140,16 @@ static int run_main(const cJSON *spec, int json, int resume, const char *record)
     if (fb_vm_pcall(L, 1, 1, "require fastbrain.train") == LUA_OK) {
       lua_getfield(L, -1, "main");
       lua_pushstring(L, text);
-      lua_createtable(L, 0, 3);
-      lua_pushboolean(L, json);
+      lua_createtable(L, 0, 5);
+      lua_pushboolean(L, o->json);
       lua_setfield(L, -2, "json"); /* opts.json */
       lua_pushboolean(L, isatty(STDOUT_FILENO));
       lua_setfield(L, -2, "tty"); /* opts.tty */
-      lua_pushboolean(L, resume);
+      lua_pushboolean(L, o->resume);
       lua_setfield(L, -2, "resume"); /* opts.resume */
-      lua_pushstring(L, record);
+      lua_pushboolean(L, o->estimate);
+      lua_setfield(L, -2, "estimate"); /* opts.estimate */
+      lua_pushstring(L, o->record);
       lua_setfield(L, -2, "record"); /* opts.record (nil when NULL) */
       if (fb_vm_pcall(L, 2, 1, "fastbrain train") == LUA_OK)
         status = (int)lua_tointeger(L, -1);
@@ -183,7 +195,7 @@ static cJSON *read_spec(const char *path) {
 
 int fb_cmd_train(int argc, char **argv) {
   fb_train_catch_signals(); /* from here on a SIGTERM ends in a cancel, never in a kill */
-  int json = 0, resume = 0, rc = 0;
+  int json = 0, resume = 0, estimate = 0, rc = 0;
   cJSON *spec = cJSON_CreateObject();
   for (int i = 1; i < argc && !rc; i++) {
     const char *a = argv[i];
@@ -199,6 +211,8 @@ int fb_cmd_train(int argc, char **argv) {
       json = 1;
     } else if (strcmp(a, "--resume") == 0) {
       resume = 1;
+    } else if (strcmp(a, "--estimate") == 0) {
+      estimate = 1;
     } else if (strcmp(a, "--spec") == 0 && i + 1 < argc) {
       cJSON *base = read_spec(argv[++i]);
       if (!base)
@@ -213,10 +227,12 @@ int fb_cmd_train(int argc, char **argv) {
       rc = usage(o || strcmp(a, "--spec") == 0 ? "%s needs a value" : "unknown option '%s'", a);
     }
   }
+  if (estimate && !cJSON_GetObjectItemCaseSensitive(spec, "out"))
+    cJSON_AddStringToObject(spec, "out", "-"); /* an estimate writes nothing */
   if (!rc)
     rc = check_spec(spec);
   if (!rc)
-    rc = run_main(spec, json, resume, NULL);
+    rc = run_main(spec, &(main_opts){.json = json, .resume = resume, .estimate = estimate});
   cJSON_Delete(spec);
   return rc;
 }
@@ -246,7 +262,7 @@ int fb_cmd_worker(int argc, char **argv) {
   int rc = check_spec(spec);
   snprintf(path, sizeof path, "%s/worker.jsonl", argv[1]);
   if (!rc)
-    rc = run_main(spec, 1, 1, path);
+    rc = run_main(spec, &(main_opts){.json = 1, .resume = 1, .record = path});
   cJSON_Delete(spec);
   return rc;
 }

@@ -108,6 +108,7 @@ local function main(argv)
   local training = require "fastbrain.api.training"
   require("fastbrain.api.skills").mount(app, {data_dir = opts.data_dir, is_live = training.is_live})
   training.mount(app, {data_dir = opts.data_dir, model = opts.model})
+  require("fastbrain.api.estimate").mount(app, {data_dir = opts.data_dir, model = opts.model})
   require("fastbrain.api.jobs").mount(app)
   local models_api = require "fastbrain.api.models"
   models_api.mount(app, {data_dir = opts.data_dir, default = models_api.id_of(opts.model)})

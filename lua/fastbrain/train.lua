@@ -24,6 +24,18 @@ local function model_defaults(config, mode)
   return {context = context, max_len = math.min(context, M.MAX_DEFAULT_LEN), lr = small and M.SMALL_MODEL_LR or nil}
 end
 
+-- base with over's fields added or replaced, objects merged field by field (arrays replaced).
+function M.merge(base, over)
+  for k, v in pairs(over) do
+    if type(v) == "table" and type(base[k]) == "table" and not json.is_array(v) then
+      M.merge(base[k], v)
+    else
+      base[k] = v
+    end
+  end
+  return base
+end
+
 -- The spec a run on model (a directory or ORG/NAME) gets where it names nothing: the
 -- trainer's defaults with the model's own (max_len, lr) -> table
 function M.defaults(name)
@@ -105,6 +117,8 @@ function M.run(spec, hooks, opts)
   for k, v in pairs(spec) do run_spec[k] = v end
   run_spec.max_len = data.max_len
   run_spec.lr = spec.lr or data.lr
+  local fits, why = require("fastbrain.estimate").check(run_spec, data)
+  if not fits then return nil, why, "memory" end
   local summary
   local ok, msg, code = trainer.run(json.encode(run_spec), data, function(line)
     local ev = json.decode(line)
@@ -178,8 +192,9 @@ local function printer(opts)
 end
 
 -- The body of `fastbrain train` and `fastbrain worker`: 0 done, 1 error, 3 cancelled, 4 out of
--- memory.
+-- memory (or it would not fit: fastbrain.estimate). opts.estimate: only say what the run costs.
 function M.main(spec_json, opts)
+  if opts.estimate then return require("fastbrain.estimate").main(spec_json, opts) end
   local spec = json.decode(spec_json)
   local show = printer(opts)
   local ok, summary, err, code = pcall(M.run, spec, {on_event = show}, {resume = opts.resume, catch_term = true})
@@ -190,7 +205,8 @@ function M.main(spec_json, opts)
     local ev = {event = "error", message = err, where = code}
     show(ev, json.encode(ev))
   end
-  return (code == "nomem" or tostring(err):find("not enough memory", 1, true)) and 4 or 1
+  local out_of_memory = code == "nomem" or code == "memory" or tostring(err):find("not enough memory", 1, true)
+  return out_of_memory and 4 or 1
 end
 
 return M

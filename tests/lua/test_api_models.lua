@@ -3,7 +3,8 @@
 -- with its shape and whether it is supported), a skill's base model set and cleared with PATCH
 -- and refused when the server lacks it, a job that trains on it with the adapter naming the
 -- repository and its commit, and deletion refused while a skill, a live job or the server's
--- default needs the model. The cache is $HF_HUB_CACHE (cmake/api.cmake gives this test its own).
+-- default needs the model; the estimate of a run on each. The caches are $HF_HUB_CACHE and
+-- $FASTBRAIN_CACHE (cmake/api.cmake gives this test its own).
 local T = require "tests.lua.testing"
 local server = require "tests.api.server"
 local fb = require "fastbrain"
@@ -24,7 +25,7 @@ local function cache_repo(repo, config_sed)
   return dir
 end
 
-sh(("rm -rf '%s'"):format(CACHE))
+sh(("rm -rf '%s' '%s'"):format(CACHE, os.getenv("FASTBRAIN_CACHE")))
 local ACME = cache_repo("acme/tiny-chat")
 local OTHER = cache_repo("acme/other")
 cache_repo("acme/mamba", 's/"LlamaForCausalLM"/"MambaForCausalLM"/')
@@ -93,6 +94,26 @@ T.test("a skill trains on its base model; the adapter names the repository and c
     if a.skill == "chat" then seen[#seen + 1] = a.base_model end
   end
   T.eq(seen, {"acme/tiny-chat"})
+end)
+
+T.test("the cost of a run before it starts, on the skill's base model or another", function()
+  local status, body = call("GET", "/api/training/estimate/chat")
+  T.eq(status, 200, body.error)
+  local e = body.estimate
+  T.eq(e.model, "acme/tiny-chat")
+  T.eq({e.examples + e.eval_examples, e.cpu.fits, e.cpu.calibration.cached}, {16, true, false})
+  T.eq(e.steps > 0 and e.tokens_per_epoch > 0 and e.cpu.seconds > 0 and e.cpu.peak_bytes > 0, true)
+  status, body = call("GET", "/api/training/estimate/chat?model=tiny")
+  T.eq({status, body.estimate.model, body.estimate.cpu.calibration.cached}, {200, "tiny", true})
+  T.eq(body.estimate.steps, e.steps)
+  status, body = call("GET", "/api/training/estimate/chat?model=acme/absent")
+  T.eq(status, 404)
+  T.matches(body.error, "fastbrain pull acme/absent")
+  T.eq((call("GET", "/api/training/estimate/chat?model=acme/mamba")), 422)
+  assert(call("POST", "/api/skills", {id = "empty", name = "Empty"}) == 201)
+  status, body = call("GET", "/api/training/estimate/empty")
+  T.eq(status, 422)
+  T.eq(body.error, "the skill has no examples yet")
 end)
 
 T.test("deleting a model: refused for the default, a skill's, a live job's; then gone", function()

@@ -18,17 +18,6 @@ local M = {}
 
 local HISTORY_POINTS = 200
 
-local function merge(base, over)
-  for k, v in pairs(over) do
-    if type(v) == "table" and type(base[k]) == "table" and not json.is_array(v) then
-      merge(base[k], v)
-    else
-      base[k] = v
-    end
-  end
-  return base
-end
-
 -- A fresh adapter directory for the skill, named for the UTC time ("-2", "-3"... when a job
 -- of the skill already trains into it or it exists).
 local function adapter_out(data_dir, skill)
@@ -52,15 +41,15 @@ local function base_model(data_dir, skill, default)
   return name
 end
 
--- The spec a job runs: the skill's defaults, then the request's overrides, then what the
--- server decides (model, data, template, output).
-local function build_spec(data_dir, model, skill, overrides)
-  local spec = merge(merge({}, skill.defaults or {}), overrides)
+-- The spec a run of the skill gets, but for its output directory: the skill's defaults, then
+-- the request's overrides, then what the server decides (data, template, and the model: `model`
+-- when given, else the skill's base model, else the server's default).
+function M.spec(data_dir, default, skill, overrides, model)
+  local spec = train.merge(train.merge({}, skill.defaults or {}), overrides)
   spec.skill = skill.id
-  spec.model = base_model(data_dir, skill, model)
+  spec.model = model or base_model(data_dir, skill, default)
   spec.data = skills.data_path(data_dir, skill.id)
   spec.template = spec.template or skill.template
-  spec.out = adapter_out(data_dir, skill.id)
   spec.samples = spec.samples or {}
   spec.samples.prompts = spec.samples.prompts or skill.sample_prompts
   spec.samples.system = spec.samples.system or skill.system
@@ -149,7 +138,9 @@ function M.mount(app, opts)
     local overrides = req.body ~= "" and req:json() or {}
     local errors = skills.check_spec(overrides)
     if errors then return skills.bad_fields(res, "invalid training spec", errors) end
-    local job, code, detail = jobs.start(build_spec(data_dir, model, skill, overrides))
+    local spec = M.spec(data_dir, model, skill, overrides)
+    spec.out = adapter_out(data_dir, skill.id)
+    local job, code, detail = jobs.start(spec)
     if job then return res:json(202, {job = job}) end
     if code == "conflict" then return res:json(409, {error = "training already running", job = detail}) end
     res:error(code == "invalid" and 400 or 500, detail)
@@ -159,7 +150,7 @@ function M.mount(app, opts)
   app:get("/api/training/defaults/:skill", function(req, res)
     local skill = skills.require(data_dir, req.params.skill)
     local defaults = train.defaults(base_model(data_dir, skill, model))
-    res:json(200, {defaults = merge(defaults, skill.defaults or {})})
+    res:json(200, {defaults = train.merge(defaults, skill.defaults or {})})
   end)
 
   app:get("/api/training/status/:skill", function(req, res)

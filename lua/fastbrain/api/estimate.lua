@@ -1,0 +1,71 @@
+-- fastbrain.api.estimate: GET /api/training/estimate/:skill[?model=ID], what a run of the skill
+-- would cost on this machine before it starts (fastbrain.estimate: tokens per epoch with the
+-- model's tokenizer, steps, peak memory, time on the CPU and GPU, whether it fits, warnings).
+-- ID is a model id (fastbrain.models); absent, the skill's base model. The work, a first
+-- calibration of the model's shape included, runs in a child (`fastbrain train --estimate`)
+-- while the server serves on; identical requests meanwhile share that child.
+local fb = require "fastbrain"
+local models = require "fastbrain.models"
+local models_api = require "fastbrain.api.models"
+local process = require "fastbrain.process"
+local router = require "fastbrain.router"
+local skills = require "fastbrain.api.skills"
+local training = require "fastbrain.api.training"
+local json = fb.json
+
+local M = {TIMEOUT_MS = 30 * 60 * 1000} -- a first calibration of a large model takes minutes
+
+local EXE = process.exepath()
+
+-- Run the estimate of spec in a child -> status, body.
+local function estimate(spec)
+  local path = os.tmpname()
+  local ok, err = fb.fs.write_atomic(path, json.encode(spec))
+  if not ok then return 500, {error = err} end
+  local r, perr = process.run{argv = {EXE, "--log-level", "warn", "train", "--spec", path, "--estimate", "--json"},
+                              timeout_ms = M.TIMEOUT_MS}
+  os.remove(path)
+  if not r then return 500, {error = "cannot start the estimate: " .. perr} end
+  if r.timed_out then return 504, {error = "the estimate took too long"} end
+  if r.code ~= 0 then
+    local last = r.stderr:match("([^\n]*)\n*$"):gsub("^fastbrain train %-%-estimate: ", "")
+    return 422, {error = last ~= "" and last or "the estimate failed (exit status " .. tostring(r.code) .. ")"}
+  end
+  local dok, body = pcall(json.decode, r.stdout)
+  if not dok then return 500, {error = "the estimate printed no result"} end
+  return 200, {estimate = body}
+end
+
+-- mount(app, {data_dir =, model = the default base model})
+function M.mount(app, ctx)
+  local data_dir = ctx.data_dir
+  local inflight = {} -- spec JSON -> {done, status, body}
+
+  app:get("/api/training/estimate/:skill", function(req, res)
+    local skill = skills.require(data_dir, req.params.skill)
+    local id, name = req.query.model, nil
+    if id then
+      local err
+      name, err = models.path(id, data_dir)
+      if not name then router.fail(404, err) end
+    end
+    local spec = training.spec(data_dir, ctx.model, skill, {}, name)
+    if not fb.fs.mode(spec.data) then router.fail(422, "the skill has no examples yet") end
+    spec.skill = nil -- the registry's, not the trainer's
+    local key = json.encode(spec)
+    local run = inflight[key]
+    if run then
+      while not run.done do fb.sleep(50) end
+    else
+      run = {}
+      inflight[key] = run
+      local ok, status, body = pcall(estimate, spec)
+      inflight[key] = nil
+      run.status, run.body, run.done = ok and status or 500, ok and body or {error = tostring(status)}, true
+    end
+    if run.status == 200 then run.body.estimate.model = id or models_api.id_of(spec.model) end
+    res:json(run.status, run.body)
+  end, {timeout = M.TIMEOUT_MS + 5000})
+end
+
+return M
