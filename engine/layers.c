@@ -11,13 +11,23 @@
 #include "model_impl.h"
 
 /* Activations for up to n positions in rows of up to T, in the backend's memory; [L] marks one
- * slice per layer. */
+ * slice per layer.
+ *
+ * q and k are what the projections wrote: rotated in place where attention reads them directly,
+ * kept un-normed where Qwen3's q_norm/k_norm (cfg.qk_norm) come between. There attention reads
+ * qh and kh, one layer's per-head-normed and rotated copies, and backward recomputes them from
+ * the kept projections (two row norms and two rotations, elementwise work beside the layer's
+ * matrix products) rather than keep a second [L][N,QD+KD] copy. qh, kh, rstdq, rstdk, dqp and
+ * dkp take no room in other models. */
 struct fb_acts {
   int n, T;   /* positions and row length the buffers were sized for */
   int fB, fT; /* batch shape of the last forward */
   float *arena;
   float *x_in, *rstd1, *q, *k, *v, *att, *lse;   /* [L][N,C] [L][N] [L][N,QD] [L][N,KD] x2
                                                   * [L][N,QD] [L][B,NH,T] */
+  float *qh, *kh, *rstdq, *rstdk, *dqp, *dkp;    /* qk_norm only: [N,QD] [N,KD] [N*NH] [N*NKV],
+                                                  * gradients of q and k before the norms
+                                                  * [N,QD] [N,KD] */
   float *x_mid, *rstd2, *gate, *up;              /* [L][N,C] [L][N] [L][N,F] x2 */
   float *ln, *act;                               /* [N,C] [N,F]: normed inputs and the SwiGLU
                                                   * output are recomputed in backward, not kept */
@@ -68,6 +78,13 @@ static size_t acts_layout(const fb_model *m, fb_acts *a, float *base, size_t N, 
   CARVE(dgate, N * F);
   CARVE(dup, N * F);
   CARVE(dact, N * F);
+  size_t qk = m->cfg.qk_norm ? 1 : 0; /* Qwen3's buffers, or none */
+  CARVE(qh, qk * N * QD);
+  CARVE(kh, qk * N * KD);
+  CARVE(rstdq, qk * N * m->NH);
+  CARVE(rstdk, qk * N * m->NKV);
+  CARVE(dqp, qk * N * QD);
+  CARVE(dkp, qk * N * KD);
   CARVE(scratch, m->be->attention_scratch((int)N, T, m->NH));
 #undef CARVE
   return (size_t)(p - base);
@@ -138,10 +155,13 @@ static void proj_backward(fb_model *m, fb_lora *lora, int i, int p, float *dx, c
                          w->out, 1.0f);
 }
 
-/* Where one layer's forward reads and writes, for N positions (x_next may alias x_in). */
+/* Where one layer's forward reads and writes, for N positions (x_next may alias x_in). q and k
+ * get the projections; qh and kh are q and k as attention reads them: q and k themselves, or
+ * with cfg.qk_norm their per-head-normed copies (row norms in rstdq, rstdk). */
 typedef struct layer_io {
   const float *x_in;
   float *ln1, *rstd1, *q, *k, *v, *att, *lse, *x_mid, *ln2, *rstd2, *gate, *up, *act, *tmp, *x_next;
+  float *qh, *kh, *rstdq, *rstdk;
 } layer_io;
 
 /* How attention runs: over whole rows (B x T, seg) or against a KV cache. */
@@ -159,10 +179,26 @@ struct fb_kv_cache {
   float *arena; /* the cache, then work for up to max_len new positions: */
   float *x, *ln1, *rstd1, *q, *kn, *vn, *att, *x_mid, *ln2, *rstd2, *gate, *up, *act, *tmp, *lnf,
       *logits;
-  float *scratch;   /* attention scratch for max_len positions */
-  int32_t *ints;    /* backend: ids, pos [max_len] each */
-  int32_t *staging; /* host: pos [max_len] */
+  float *qh, *kh, *rstdq, *rstdk; /* cfg.qk_norm only: as layer_io's */
+  float *scratch;                 /* attention scratch for max_len positions */
+  int32_t *ints;                  /* backend: ids, pos [max_len] each */
+  int32_t *staging;               /* host: pos [max_len] */
 };
+
+/* The projections q, k (io->q, io->k) made ready for attention in io->qh, io->kh: with
+ * cfg.qk_norm each head RMS-normed over head_dim first (Qwen3's q_norm, k_norm: rows N*NH and
+ * N*NKV), then rotated. Without the norms qh, kh are q, k, rotated in place. */
+static void qk_forward(fb_model *m, int i, const layer_io *io, const int32_t *pos, int N) {
+  const fb_backend *be = m->be;
+  const fb_dev_layer *ly = &m->dev.layers[i];
+  if (m->cfg.qk_norm) {
+    float eps = (float)m->cfg.rms_norm_eps;
+    be->rmsnorm_forward(io->qh, io->rstdq, io->q, ly->q_norm, N * m->NH, m->HD, eps);
+    be->rmsnorm_forward(io->kh, io->rstdk, io->k, ly->k_norm, N * m->NKV, m->HD, eps);
+  }
+  be->rope_forward(io->qh, m->dev.rope_cos, m->dev.rope_sin, pos, N, m->NH, m->HD);
+  be->rope_forward(io->kh, m->dev.rope_cos, m->dev.rope_sin, pos, N, m->NKV, m->HD);
+}
 
 static void layer_forward(fb_model *m, fb_lora *lora, int i, const layer_io *io, const int32_t *pos,
                           int N, int training, const attn_plan *ap) {
@@ -174,18 +210,17 @@ static void layer_forward(fb_model *m, fb_lora *lora, int i, const layer_io *io,
   proj_forward(m, lora, i, FB_PROJ_Q, io->q, io->ln1, N, training);
   proj_forward(m, lora, i, FB_PROJ_K, io->k, io->ln1, N, training);
   proj_forward(m, lora, i, FB_PROJ_V, io->v, io->ln1, N, training);
-  be->rope_forward(io->q, m->dev.rope_cos, m->dev.rope_sin, pos, N, m->NH, m->HD);
-  be->rope_forward(io->k, m->dev.rope_cos, m->dev.rope_sin, pos, N, m->NKV, m->HD);
+  qk_forward(m, i, io, pos, N);
   if (ap->cache) {
     fb_kv_cache *c = ap->cache;
     float *kc = c->k + (size_t)i * c->max_len * KD, *vc = c->v + (size_t)i * c->max_len * KD;
-    be->copy(kc + (size_t)c->len * KD, io->k, sizeof(float) * (size_t)N * KD);
+    be->copy(kc + (size_t)c->len * KD, io->kh, sizeof(float) * (size_t)N * KD);
     be->copy(vc + (size_t)c->len * KD, io->v, sizeof(float) * (size_t)N * KD);
-    be->attention_cached(io->att, io->q, kc, vc, ap->scratch, N, c->len, m->NH, m->NKV, m->HD,
+    be->attention_cached(io->att, io->qh, kc, vc, ap->scratch, N, c->len, m->NH, m->NKV, m->HD,
                          m->cfg.layer_window[i]);
   } else {
-    be->attention_forward(io->att, io->lse, io->q, io->k, io->v, ap->seg, ap->scratch, ap->B, ap->T,
-                          m->NH, m->NKV, m->HD, m->cfg.layer_window[i]);
+    be->attention_forward(io->att, io->lse, io->qh, io->kh, io->v, ap->seg, ap->scratch, ap->B,
+                          ap->T, m->NH, m->NKV, m->HD, m->cfg.layer_window[i]);
   }
   proj_forward(m, lora, i, FB_PROJ_O, io->tmp, io->att, N, training);
   be->add(io->x_mid, io->x_in, io->tmp, (size_t)N * C);
@@ -202,6 +237,7 @@ static layer_io train_io(fb_model *m, int i, int N) {
   fb_acts *a = m->acts;
   size_t nc = (size_t)i * N * m->C, nq = (size_t)i * N * m->NH * m->HD,
          nk = (size_t)i * N * m->NKV * m->HD, nf = (size_t)i * N * m->F;
+  int qk = m->cfg.qk_norm;
   return (layer_io){a->x_in + nc,
                     a->ln,
                     a->rstd1 + (size_t)i * N,
@@ -217,7 +253,11 @@ static layer_io train_io(fb_model *m, int i, int N) {
                     a->up + nf,
                     a->act,
                     a->tmp,
-                    i + 1 < m->L ? a->x_in + nc + (size_t)N * m->C : a->x_out};
+                    i + 1 < m->L ? a->x_in + nc + (size_t)N * m->C : a->x_out,
+                    qk ? a->qh : a->q + nq,
+                    qk ? a->kh : a->k + nk,
+                    a->rstdq,
+                    a->rstdk};
 }
 
 /* Check ids (and positions, filling pos[n]) and grow the rotary tables to cover them. */
@@ -302,7 +342,7 @@ int fb_model_backward(fb_model *m, fb_lora *lora, const fb_batch *b, fb_err *err
   int B = b->B, T = b->T, N = B * T;
   if (m->n_counted == 0) return 0; /* nothing to learn from: gradients stay as they are */
   const fb_backend *be = m->be;
-  int C = m->C, QD = m->NH * m->HD, F = m->F;
+  int C = m->C, QD = m->NH * m->HD, KD = m->NKV * m->HD, F = m->F;
   size_t NC = (size_t)N * C;
   const int32_t *d_ids = a->ints, *d_pos = d_ids + N, *d_tgt = d_pos + N;
   const int32_t *d_seg = b->seg ? d_tgt + N : NULL;
@@ -329,17 +369,30 @@ int fb_model_backward(fb_model *m, fb_lora *lora, const fb_batch *b, fb_err *err
     proj_backward(m, lora, i, FB_PROJ_UP, a->dln, a->dup, io.ln2, N);
     be->rmsnorm_backward(a->dres, grad_of(m, ly->mlp_norm), a->dln, io.x_mid, dl->mlp_norm,
                          io.rstd2, N, C);
-    /* attention: x_mid = x_in + o(attention(rope(q(ln1)), rope(k(ln1)), v(ln1))) */
+    /* attention: x_mid = x_in + o(attention(rope(q(ln1)), rope(k(ln1)), v(ln1))), Qwen3's
+     * q_norm and k_norm between the projections and rope */
     be->zero(a->datt, sizeof(float) * (size_t)N * QD);
     proj_backward(m, lora, i, FB_PROJ_O, a->datt, a->dres, io.att, N);
-    be->attention_backward(a->dq, a->dk, a->dv, a->datt, io.att, io.lse, io.q, io.k, io.v, d_seg,
+    if (m->cfg.qk_norm) qk_forward(m, i, &io, d_pos, N); /* qh, kh, rstdq, rstdk again */
+    be->attention_backward(a->dq, a->dk, a->dv, a->datt, io.att, io.lse, io.qh, io.kh, io.v, d_seg,
                            a->scratch, B, T, m->NH, m->NKV, m->HD, m->cfg.layer_window[i]);
     be->rope_backward(a->dq, m->dev.rope_cos, m->dev.rope_sin, d_pos, N, m->NH, m->HD);
     be->rope_backward(a->dk, m->dev.rope_cos, m->dev.rope_sin, d_pos, N, m->NKV, m->HD);
+    const float *dq = a->dq, *dk = a->dk; /* of the projections' outputs */
+    if (m->cfg.qk_norm) {
+      be->zero(a->dqp, sizeof(float) * (size_t)N * QD);
+      be->zero(a->dkp, sizeof(float) * (size_t)N * KD);
+      be->rmsnorm_backward(a->dqp, grad_of(m, ly->q_norm), a->dq, io.q, dl->q_norm, io.rstdq,
+                           N * m->NH, m->HD);
+      be->rmsnorm_backward(a->dkp, grad_of(m, ly->k_norm), a->dk, io.k, dl->k_norm, io.rstdk,
+                           N * m->NKV, m->HD);
+      dq = a->dqp;
+      dk = a->dkp;
+    }
     be->zero(a->dln, sizeof(float) * NC);
     be->rmsnorm_forward(io.ln1, io.rstd1, io.x_in, dl->attn_norm, N, C, eps);
-    proj_backward(m, lora, i, FB_PROJ_Q, a->dln, a->dq, io.ln1, N);
-    proj_backward(m, lora, i, FB_PROJ_K, a->dln, a->dk, io.ln1, N);
+    proj_backward(m, lora, i, FB_PROJ_Q, a->dln, dq, io.ln1, N);
+    proj_backward(m, lora, i, FB_PROJ_K, a->dln, dk, io.ln1, N);
     proj_backward(m, lora, i, FB_PROJ_V, a->dln, a->dv, io.ln1, N);
     be->rmsnorm_backward(a->dres, grad_of(m, ly->attn_norm), a->dln, io.x_in, dl->attn_norm,
                          io.rstd1, N, C);
@@ -371,6 +424,11 @@ static size_t kv_layout(const fb_model *m, fb_kv_cache *c, float *base, size_t P
   CARVE(tmp, P * C);
   CARVE(lnf, C);
   CARVE(logits, m->V);
+  size_t qk = m->cfg.qk_norm ? 1 : 0;
+  CARVE(qh, qk * P * QD);
+  CARVE(kh, qk * P * KD);
+  CARVE(rstdq, qk * P * m->NH);
+  CARVE(rstdk, qk * P * m->NKV);
   CARVE(scratch, m->be->attention_cached_scratch((int)P));
 #undef CARVE
   return (size_t)(p - base);
@@ -428,9 +486,11 @@ int fb_model_decode(fb_model *m, fb_lora *lora, fb_kv_cache *c, const int32_t *i
   be->upload(d_pos, c->staging, sizeof(int32_t) * n);
   be->embedding_forward(c->x, d_ids, m->dev.embed, n, m->C);
   attn_plan ap = {1, n, NULL, c->scratch, c};
+  float *qh = m->cfg.qk_norm ? c->qh : c->q, *kh = m->cfg.qk_norm ? c->kh : c->kn;
   for (int i = 0; i < m->L; i++) {
-    layer_io io = {c->x,     c->ln1, c->rstd1, c->q,    c->kn, c->vn,  c->att, NULL,
-                   c->x_mid, c->ln2, c->rstd2, c->gate, c->up, c->act, c->tmp, c->x};
+    layer_io io = {c->x,   c->ln1,   c->rstd1, c->q,     c->kn,    c->vn,   c->att,
+                   NULL,   c->x_mid, c->ln2,   c->rstd2, c->gate,  c->up,   c->act,
+                   c->tmp, c->x,     qh,       kh,       c->rstdq, c->rstdk};
     layer_forward(m, lora, i, &io, d_pos, n, 0, &ap);
   }
   const float *last = c->x + (size_t)(n - 1) * m->C;

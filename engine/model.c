@@ -71,6 +71,14 @@ static void layout(fb_model *m) {
         at = add_param(m, &k, &off, name, out, 0);
         if (ly) ly->proj[p].b = P + at;
       }
+      if (p == FB_PROJ_O && m->cfg.qk_norm) { /* Qwen3: self_attn.q_norm, k_norm [HD] */
+        snprintf(name, sizeof name, "model.layers.%d.self_attn.q_norm.weight", i);
+        at = add_param(m, &k, &off, name, m->HD, 0);
+        if (ly) ly->q_norm = P + at;
+        snprintf(name, sizeof name, "model.layers.%d.self_attn.k_norm.weight", i);
+        at = add_param(m, &k, &off, name, m->HD, 0);
+        if (ly) ly->k_norm = P + at;
+      }
     }
   }
   at = add_param(m, &k, &off, "model.norm.weight", C, 0);
@@ -99,6 +107,8 @@ static void place_pointers(fb_model *m, char *base, const size_t *dev_at) {
       fb_dev_layer *dl = &m->dev.layers[l];
       if (host == ly->attn_norm) dl->attn_norm = d;
       if (host == ly->mlp_norm) dl->mlp_norm = d;
+      if (host == ly->q_norm) dl->q_norm = d;
+      if (host == ly->k_norm) dl->k_norm = d;
       for (int p = 0; p < FB_PROJ_COUNT; p++) {
         if (host == ly->proj[p].w) dl->w[p] = d;
         if (host == ly->proj[p].b) dl->b[p] = d;
@@ -411,8 +421,8 @@ static int copy_file(const char *src, const char *dst, fb_err *err) {
 }
 
 /* The sliding-window fields that parse back to c's windows (model_config.c): Mistral its window
- * or null (an absent key would mean 4096); Qwen2 layer_types, which transformers reads first,
- * and max_window_layers for versions that predate it. */
+ * or null (an absent key would mean 4096); Qwen2 and Qwen3 layer_types, which transformers reads
+ * first, and max_window_layers for versions that predate it. */
 static void add_windows(cJSON *j, const fb_model_config *c) {
   int first = c->num_hidden_layers;
   for (int l = c->num_hidden_layers - 1; l >= 0; l--)
@@ -423,7 +433,7 @@ static void add_windows(cJSON *j, const fb_model_config *c) {
     cJSON_AddNumberToObject(j, "sliding_window", c->sliding_window);
   else
     cJSON_AddNullToObject(j, "sliding_window");
-  if (c->arch != FB_ARCH_QWEN2) return;
+  if (c->arch != FB_ARCH_QWEN2 && c->arch != FB_ARCH_QWEN3) return;
   cJSON_AddBoolToObject(j, "use_sliding_window", any);
   cJSON_AddNumberToObject(j, "max_window_layers", first);
   cJSON *types = cJSON_AddArrayToObject(j, "layer_types");
@@ -434,8 +444,9 @@ static void add_windows(cJSON *j, const fb_model_config *c) {
 
 /* config.json for m->cfg, in Hugging Face's spelling, written atomically to path. */
 static int write_config(const fb_model *m, const char *path, fb_err *err) {
-  static const char *const archs[] = {"LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM"};
-  static const char *const types[] = {"llama", "qwen2", "mistral"};
+  static const char *const archs[] = {"LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM",
+                                      "Qwen3ForCausalLM"}; /* in fb_arch order */
+  static const char *const types[] = {"llama", "qwen2", "mistral", "qwen3"};
   const fb_model_config *c = &m->cfg;
   cJSON *j = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(j, "architectures");
   cJSON_AddItemToArray(a, cJSON_CreateString(archs[c->arch]));

@@ -1,9 +1,9 @@
-/* model.h: a Llama-family causal LM: load a Hugging Face model directory (or make one from a
- * config) into fp32 host memory, place it on a backend (backend.h: the CPU, or a GPU through
- * the CUDA plugin), forward to the loss, backward to LoRA gradients (or to every weight in
- * full-parameter mode, on a backend that trains base weights), decode with a KV cache, write
- * the weights back out. The layer sequence is layers.c's, written once over the backend's ops;
- * the LoRA side is lora.h. Tokenizers, optimizers and sampling live elsewhere. */
+/* model.h: a Llama-family causal LM (Llama, Qwen2, Mistral, Qwen3): load a Hugging Face model
+ * directory (or make one from a config) into fp32 host memory, place it on a backend (backend.h:
+ * the CPU, or a GPU through the CUDA plugin), forward to the loss, backward to LoRA gradients (or
+ * to every weight in full-parameter mode, on a backend that trains base weights), decode with a KV
+ * cache, write the weights back out. The layer sequence is layers.c's, written once over the
+ * backend's ops; the LoRA side is lora.h. Tokenizers, optimizers and sampling live elsewhere. */
 #ifndef FB_MODEL_H
 #define FB_MODEL_H
 
@@ -39,6 +39,7 @@ typedef struct fb_layer {
   fb_linear
       proj[FB_PROJ_COUNT]; /* q [NH*HD,C] k,v [NKV*HD,C] o [C,NH*HD] gate,up [F,C] down [C,F] */
   float *mlp_norm;         /* [C] */
+  float *q_norm, *k_norm;  /* [HD]: Qwen3's per-head norms of q and k (cfg.qk_norm), else NULL */
 } fb_layer;
 
 /* One weight tensor of the model: its Hugging Face name, shape and place in the arena. */
@@ -55,6 +56,7 @@ typedef struct fb_acts fb_acts;
 /* A layer's weights where the backend holds them (shapes as fb_layer's). */
 typedef struct fb_dev_layer {
   const float *attn_norm, *mlp_norm; /* [C] */
+  const float *q_norm, *k_norm;      /* [HD] or NULL */
   const void *w[FB_PROJ_COUNT];      /* the backend's weight_dtype */
   const float *b[FB_PROJ_COUNT];     /* or NULL */
 } fb_dev_layer;

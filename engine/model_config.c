@@ -14,12 +14,15 @@
 #include "fsutil.h"
 
 #define MAX_CONFIG_BYTES (1u << 20)
-#define NPROJ 7 /* q k v o gate up down, in fb_target bit order */
-#define HF_SLIDING_WINDOW 4096 /* MistralConfig's and Qwen2Config's default sliding_window */
-#define HF_MAX_WINDOW_LAYERS 28 /* Qwen2Config's default max_window_layers */
+#define NPROJ 7                 /* q k v o gate up down, in fb_target bit order */
+#define HF_SLIDING_WINDOW 4096  /* Mistral-, Qwen2- and Qwen3Config's default sliding_window */
+#define HF_MAX_WINDOW_LAYERS 28 /* Qwen2Config's and Qwen3Config's default max_window_layers */
+#define HF_QWEN3_HEAD_DIM 128   /* Qwen3Config's default head_dim */
+#define N_ARCH 4
 
-static const char *const arch_names[] = {"LlamaForCausalLM", "Qwen2ForCausalLM",
-                                         "MistralForCausalLM"};
+/* In fb_arch order. */
+static const char *const arch_names[N_ARCH] = {"LlamaForCausalLM", "Qwen2ForCausalLM",
+                                               "MistralForCausalLM", "Qwen3ForCausalLM"};
 
 static const char *json_type(const cJSON *v) {
   if (cJSON_IsNumber(v)) return "a number";
@@ -106,14 +109,15 @@ static int parse_architecture(fb_model_config *c, const cJSON *root, const char 
   if (!a) return bad(err, FB_EFORMAT, label, "architectures", "missing (required)");
   if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != 1 || !cJSON_IsString(a->child))
     return bad(err, FB_EFORMAT, label, "architectures", "expected an array of one string");
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < N_ARCH; i++)
     if (strcmp(a->child->valuestring, arch_names[i]) == 0) {
       c->arch = (fb_arch)i;
       snprintf(c->architecture, sizeof c->architecture, "%s", arch_names[i]);
       return 0;
     }
   return bad(err, FB_EUNSUPPORTED, label, "architectures",
-             "'%.64s' is not one of LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM",
+             "'%.64s' is not one of LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM, "
+             "Qwen3ForCausalLM",
              a->child->valuestring);
 }
 
@@ -171,7 +175,8 @@ static int get_window(const cJSON *root, int *out, const char *label, fb_err *er
   return get_int(root, "sliding_window", 1, 0, 1, FB_CFG_MAX_POSITIONS, out, label, err);
 }
 
-/* Qwen2's layer_types, when given: one "full_attention" or "sliding_attention" per layer. */
+/* Qwen2's and Qwen3's layer_types, when given: one "full_attention" or "sliding_attention" per
+ * layer. */
 static int parse_layer_types(fb_model_config *c, const cJSON *types, int window, const char *label,
                              fb_err *err) {
   if (!cJSON_IsArray(types) || cJSON_GetArraySize(types) != c->num_hidden_layers)
@@ -196,12 +201,13 @@ static int parse_layer_types(fb_model_config *c, const cJSON *types, int window,
  *   when `self.sliding_window is not None and i >= self.max_window_layers`, else
  *   "full_attention"; Qwen2Attention takes `config.sliding_window if layer_type ==
  *   "sliding_attention" else None`. use_sliding_window defaults to false, max_window_layers to 28.
+ * - Qwen3 (configuration_qwen3.py, modeling_qwen3.py): Qwen2's rules, field for field.
  * - Llama: no window (LlamaConfig has none; a sliding_window key is ignored as there). */
 static int parse_windows(fb_model_config *c, const cJSON *root, const char *label, fb_err *err) {
-  int window = 0, use = 0, first = 0;
+  int window = 0, use = 0, first = 0, qwen = c->arch == FB_ARCH_QWEN2 || c->arch == FB_ARCH_QWEN3;
   if (c->arch == FB_ARCH_LLAMA) return 0;
   int rc = get_window(root, &window, label, err);
-  if (rc == 0 && c->arch == FB_ARCH_QWEN2) {
+  if (rc == 0 && qwen) {
     rc = get_bool(root, "use_sliding_window", 0, &use, label, err);
     if (rc == 0)
       rc = get_int(root, "max_window_layers", 0, HF_MAX_WINDOW_LAYERS, 0, INT_MAX, &first, label,
@@ -211,8 +217,7 @@ static int parse_windows(fb_model_config *c, const cJSON *root, const char *labe
   if (rc != 0) return rc;
   fb_model_config_set_window(c, window, first);
   const cJSON *types = cJSON_GetObjectItemCaseSensitive(root, "layer_types");
-  if (c->arch == FB_ARCH_QWEN2 && types && !cJSON_IsNull(types))
-    return parse_layer_types(c, types, window, label, err);
+  if (qwen && types && !cJSON_IsNull(types)) return parse_layer_types(c, types, window, label, err);
   return 0;
 }
 
@@ -277,8 +282,9 @@ static int parse_fields(fb_model_config *c, const cJSON *root, const char *label
   if (rc == 0)
     rc = get_int(root, "num_key_value_heads", 0, c->num_attention_heads, 1, FB_CFG_MAX_HEADS,
                  &c->num_key_value_heads, label, err);
-  if (rc == 0)
-    rc = get_int(root, "head_dim", 0, 0, 1, FB_CFG_MAX_HEAD_DIM, &c->head_dim, label, err);
+  if (rc == 0) /* 0: hidden_size / num_attention_heads, set by check_consistency */
+    rc = get_int(root, "head_dim", 0, c->arch == FB_ARCH_QWEN3 ? HF_QWEN3_HEAD_DIM : 0, 1,
+                 FB_CFG_MAX_HEAD_DIM, &c->head_dim, label, err);
   if (rc == 0)
     rc = get_int(root, "max_position_embeddings", 1, 0, 1, FB_CFG_MAX_POSITIONS,
                  &c->max_position_embeddings, label, err);
@@ -302,9 +308,10 @@ static int parse_fields(fb_model_config *c, const cJSON *root, const char *label
   if (c->arch == FB_ARCH_QWEN2) { /* Qwen2: q/k/v always carry a bias, o_proj never */
     c->attention_bias = 1;
     c->o_bias = 0;
-  } else {
+  } else { /* elsewhere attention_bias covers q, k, v and o (Llama's and Qwen3's rule) */
     c->o_bias = c->attention_bias;
   }
+  c->qk_norm = c->arch == FB_ARCH_QWEN3;
   return 0;
 }
 
@@ -375,6 +382,7 @@ int fb_model_config_proj_shape(const fb_model_config *c, int index, int *out, in
 
 int64_t fb_model_config_param_count(const fb_model_config *c) {
   int64_t h = c->hidden_size, v = c->vocab_size, layer = 2 * h; /* two norms per layer */
+  if (c->qk_norm) layer += 2 * (int64_t)c->head_dim;            /* and Qwen3's q_norm, k_norm */
   for (int i = 0; i < NPROJ; i++) {
     int out, in;
     fb_model_config_proj_shape(c, i, &out, &in);

@@ -74,8 +74,10 @@ function M.lora_fraction(config, lora)
   local h, inter, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
   local heads, vocab = config.num_attention_heads, config.vocab_size
   if not (h and inter and layers and heads and vocab) then return nil end
-  local kv = (config.head_dim or h // heads) * (config.num_key_value_heads or heads)
-  local shapes = {q_proj = {h, h}, k_proj = {h, kv}, v_proj = {h, kv}, o_proj = {h, h},
+  local qwen3 = config.model_type == "qwen3"
+  local hd = config.head_dim or (qwen3 and 128) or h // heads  -- Qwen3Config's default is 128
+  local q, kv = hd * heads, hd * (config.num_key_value_heads or heads)
+  local shapes = {q_proj = {h, q}, k_proj = {h, kv}, v_proj = {h, kv}, o_proj = {q, h},
                   gate_proj = {h, inter}, up_proj = {h, inter}, down_proj = {inter, h}}
   local r = (lora and lora.r) or 16
   local per_layer, trained = 2 * h, 0  -- the two norms
@@ -84,7 +86,12 @@ function M.lora_fraction(config, lora)
     local s = shapes[name]
     if s then trained = trained + r * (s[1] + s[2]) end
   end
-  if config.model_type == "qwen2" then per_layer = per_layer + h + 2 * kv end  -- q/k/v biases
+  if config.model_type == "qwen2" then
+    per_layer = per_layer + q + 2 * kv  -- q/k/v biases
+  elseif config.attention_bias == true then
+    per_layer = per_layer + q + 2 * kv + h  -- and o_proj's
+  end
+  if qwen3 then per_layer = per_layer + 2 * hd end  -- q_norm, k_norm
   local heads_out = config.tie_word_embeddings and 0 or vocab * h
   local total = layers * per_layer + vocab * h + heads_out + h + layers * trained
   return layers * trained / total

@@ -1,9 +1,10 @@
 /* test_backends.c: the GPU backend against the CPU backend, through their backend.h tables:
  * every op on fresh random inputs (never zeros as data; outputs poisoned with NaN before each
  * run, so an element an op forgets to write fails), then whole LoRA training steps, three AdamW
- * steps, KV-cache decoding and greedy tokens on two copies of one model. Under ctest the GPU is
- * the CUDA emulator's plugin (FB_CUDA_PLUGIN); on a machine with a GPU, the real one beside the
- * binary. With no usable GPU it is skipped (exit 77) unless FB_TEST_REQUIRE_GPU is set.
+ * steps, KV-cache decoding and greedy tokens on two copies of one model (Llama, Qwen2, Qwen3).
+ * Under ctest the GPU is the CUDA emulator's plugin (FB_CUDA_PLUGIN); on a machine with a GPU, the
+ * real one beside the binary. With no usable GPU it is skipped (exit 77) unless
+ * FB_TEST_REQUIRE_GPU is set.
  *
  * Bounds, as ||gpu - cpu|| / ||cpu||: an op with a bf16 operand (the base weights) 1e-2; fp32
  * ops 1e-4, far under 1e-3; the dropout mask exactly. */
@@ -400,7 +401,15 @@ static const char *const configs[] = {
     "{\"architectures\":[\"Qwen2ForCausalLM\"],\"model_type\":\"qwen2\",\"vocab_size\":520,"
     "\"hidden_size\":256,\"intermediate_size\":384,\"num_hidden_layers\":2,"
     "\"num_attention_heads\":2,\"num_key_value_heads\":1,\"rms_norm_eps\":1e-6,"
-    "\"rope_theta\":1000000,\"max_position_embeddings\":2048,\"tie_word_embeddings\":true}"};
+    "\"rope_theta\":1000000,\"max_position_embeddings\":2048,\"tie_word_embeddings\":true}",
+    /* Qwen3: q_norm/k_norm on each head before rope, head_dim 128 where hidden / heads is 64
+     * (q is 512 wide, hidden 256), GQA 4/2, tied, no biases */
+    "{\"architectures\":[\"Qwen3ForCausalLM\"],\"model_type\":\"qwen3\",\"vocab_size\":300,"
+    "\"hidden_size\":256,\"intermediate_size\":384,\"num_hidden_layers\":2,"
+    "\"num_attention_heads\":4,\"num_key_value_heads\":2,\"head_dim\":128,"
+    "\"rms_norm_eps\":1e-6,\"rope_theta\":1000000,\"max_position_embeddings\":2048,"
+    "\"attention_bias\":false,\"tie_word_embeddings\":true}"};
+static const char *const tags[] = {"llama", "qwen2", "qwen3"};
 
 typedef struct pair {
   fb_model *m[2];      /* [0] on the CPU, [1] on the GPU */
@@ -422,7 +431,7 @@ static int make_pair(pair *p, int which, float std) {
   fb_err err = {0};
   const char *j = configs[which];
   memset(p, 0, sizeof *p);
-  p->tag = which ? "qwen2" : "llama";
+  p->tag = tags[which];
   for (int s = 0; s < 2; s++)
     if (fb_model_config_parse(&cfg, j, strlen(j), "config", &err) ||
         fb_model_create(&p->m[s], &cfg, &err))
@@ -534,14 +543,15 @@ static void check_training(int which) {
 
 TEST(lora_steps_llama) { check_training(0); }
 TEST(lora_steps_qwen2) { check_training(1); }
+TEST(lora_steps_qwen3) { check_training(2); }
 
 /* KV-cache decoding: the logits after a prompt and after three tokens one at a time; then the
  * CPU's greedy continuation fed to both (teacher forcing), the GPU's choice the CPU's at every
  * position where the CPU's best logit leads its second by more than bf16's error can move
  * (over 0.05; a random model has near ties a rounding flips, a trained one few). */
-TEST(decoding) {
+static void check_decoding(int which) {
   pair p;
-  if (make_pair(&p, 0, 0.05f)) return;
+  if (make_pair(&p, which, 0.05f)) return;
   int32_t *ids = host_ints(43, 0, p.m[0]->V);
   fb_err err = {0};
   fb_kv_cache *kc[2];
@@ -556,7 +566,7 @@ TEST(decoding) {
     for (int s = 0; s < 2; s++)
       CHECK_INT(fb_model_decode(p.m[s], p.l[s], kc[s], ids + at, lens[c], logits[s], &err), 0);
     at += lens[c];
-    snprintf(name, sizeof name, "decode: logits after %d", at);
+    snprintf(name, sizeof name, "%s decode: logits after %d", p.tag, at);
     compare_host(name, logits[1], logits[0], p.m[0]->V, BF16_BOUND);
   }
   int same = 0, decided = 0;
@@ -578,8 +588,8 @@ TEST(decoding) {
     for (int s = 0; s < 2; s++)
       CHECK_INT(fb_model_decode(p.m[s], p.l[s], kc[s], &next, 1, logits[s], &err), 0);
   }
-  printf("  greedy: the GPU picks the CPU's token at %d of the %d clear positions of 64\n", same,
-         decided);
+  printf("  %s greedy: the GPU picks the CPU's token at %d of the %d clear positions of 64\n",
+         p.tag, same, decided);
   CHECK(decided >= 32);
   for (int s = 0; s < 2; s++) {
     fb_kv_cache_free(kc[s]);
@@ -588,6 +598,9 @@ TEST(decoding) {
   free(ids);
   free_pair(&p);
 }
+
+TEST(decoding) { check_decoding(0); }
+TEST(decoding_qwen3) { check_decoding(2); }
 
 /* Greedy decoding of the bundled model (trained weights, not random ones) on questions its
  * skills answer: the CPU's continuation fed to both sides, 48 tokens each, and the GPU's choice

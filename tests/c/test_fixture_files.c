@@ -85,6 +85,10 @@ static void check_model(const char *dir, const fb_model_config *c) {
     snprintf(path, sizeof path, "model.layers.%d.post_attention_layernorm.weight", l);
     expect(m, path, dt, 1, (int64_t[]){C});
     n += 2;
+    for (int k = 0; k < 2 && c->qk_norm; k++, n++) { /* Qwen3's per-head norms */
+      snprintf(path, sizeof path, "model.layers.%d.self_attn.%s_norm.weight", l, k ? "k" : "q");
+      expect(m, path, dt, 1, (int64_t[]){c->head_dim});
+    }
   }
   CHECK_INT(fb_st_count(m), n); /* nothing extra */
   int64_t params = 0;
@@ -212,9 +216,10 @@ TEST(every_fixture_has_the_lora_check_layout) {
 TEST(fixtures_cover_the_required_variants) {
   static const char *const names[] = {"llama_gqa_tied", "qwen2_bias_linear_rope",
                                       "llama3_rope_mqa_untied", "mistral_mha_tied_window",
-                                      "llama_gqa_bf16_weights", "qwen2_window_split"};
+                                      "llama_gqa_bf16_weights", "qwen2_window_split",
+                                      "qwen3_qk_norm"};
   int gqa = 0, bias = 0, nobias = 0, tied = 0, untied = 0, linear = 0, llama3 = 0, bf16 = 0,
-      window = 0, split = 0;
+      window = 0, split = 0, qk_norm = 0;
   for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
     char path[256];
     fb_model_config c;
@@ -231,6 +236,8 @@ TEST(fixtures_cover_the_required_variants) {
     int windowed = 0;
     for (int l = 0; l < c.num_hidden_layers; l++) windowed += c.layer_window[l] > 0;
     split += windowed > 0 && windowed < c.num_hidden_layers; /* windowed and full layers */
+    qk_norm += c.qk_norm && c.head_dim * c.num_attention_heads != c.hidden_size; /* Qwen3 */
   }
-  CHECK(gqa && bias && nobias && tied && untied && linear && llama3 && bf16 && window && split);
+  CHECK(gqa && bias && nobias && tied && untied && linear && llama3 && bf16 && window && split &&
+        qk_norm);
 }

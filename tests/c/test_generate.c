@@ -1,7 +1,7 @@
 /* test_generate.c: generation on a tiny random model: the KV-cache path gives the logits of a
- * full forward, greedy picks their argmax, sampling is reproducible by seed, top-k 1 is greedy,
- * stop tokens and max_new_tokens end it, an adapter equals its merged model, bad settings are
- * refused. */
+ * full forward (Llama, and Qwen3 with its q/k norms), greedy picks their argmax, sampling is
+ * reproducible by seed, top-k 1 is greedy, stop tokens and max_new_tokens end it, an adapter equals
+ * its merged model, bad settings are refused. */
 #include <stdint.h>
 
 #include "generate.h"
@@ -9,17 +9,20 @@
 #include "model.h"
 #include "test.h"
 
-static fb_model *tiny(uint64_t seed) {
+/* A Llama, or a Qwen3 (head_dim 6, not hidden / heads = 4; q_norm and k_norm away from 1). */
+static fb_model *tiny_arch(uint64_t seed, int qwen3) {
   fb_model_config c;
   memset(&c, 0, sizeof c);
-  snprintf(c.architecture, sizeof c.architecture, "LlamaForCausalLM");
+  snprintf(c.architecture, sizeof c.architecture, qwen3 ? "Qwen3ForCausalLM" : "LlamaForCausalLM");
+  c.arch = qwen3 ? FB_ARCH_QWEN3 : FB_ARCH_LLAMA;
+  c.qk_norm = qwen3;
   c.vocab_size = 23;
   c.hidden_size = 16;
   c.intermediate_size = 24;
   c.num_hidden_layers = 2;
   c.num_attention_heads = 4;
   c.num_key_value_heads = 2;
-  c.head_dim = 4;
+  c.head_dim = qwen3 ? 6 : 4;
   c.rms_norm_eps = 1e-5;
   c.rope_theta = 10000;
   c.max_position_embeddings = 128;
@@ -27,13 +30,20 @@ static fb_model *tiny(uint64_t seed) {
   fb_err err = {0};
   if (fb_model_create(&m, &c, &err)) fprintf(stderr, "%s\n", err.msg);
   if (m) fb_model_init_random(m, seed, 0.5f);
+  for (int i = 0; m && qwen3 && i < m->L; i++)
+    for (int d = 0; d < m->HD; d++) {
+      m->layers[i].q_norm[d] = 0.8f + 0.1f * (float)(d % 4);
+      m->layers[i].k_norm[d] = 1.2f - 0.1f * (float)(d % 3);
+    }
   return m;
 }
 
+static fb_model *tiny(uint64_t seed) { return tiny_arch(seed, 0); }
+
 static const int32_t prompt[5] = {3, 17, 4, 9, 1};
 
-TEST(cached_decode_matches_full_forward_and_greedy_is_argmax) {
-  fb_model *m = tiny(1);
+static void cached_decode_matches_full_forward(int qwen3) {
+  fb_model *m = tiny_arch(1, qwen3);
   REQUIRE(m);
   fb_gen_config c = fb_gen_defaults();
   c.max_new_tokens = 10;
@@ -69,6 +79,11 @@ TEST(cached_decode_matches_full_forward_and_greedy_is_argmax) {
   fb_kv_cache_free(kv);
   fb_model_free(m);
 }
+
+TEST(cached_decode_matches_full_forward_and_greedy_is_argmax) {
+  cached_decode_matches_full_forward(0);
+}
+TEST(cached_decode_matches_full_forward_qwen3) { cached_decode_matches_full_forward(1); }
 
 static void gen(fb_model *m, fb_lora *l, fb_gen_config c, int32_t *out, int *n) {
   fb_err err = {0};

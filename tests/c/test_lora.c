@@ -1,5 +1,6 @@
 /* test_lora.c: the model with LoRA on tiny random models: finite-difference gradients through
- * the whole network (LoRA A/B, with dropout, with a sliding window, and full-parameter mode),
+ * the whole network (LoRA A/B, with dropout, with a sliding window, Qwen3's q/k norms, and
+ * full-parameter mode),
  * B = 0 leaves the base logits, merging equals base + adapter, PEFT save/load round trip, model
  * directory round trip and its loading errors, the optimizer schedule and clipping, and loss
  * going down. */
@@ -37,12 +38,41 @@ static fb_model_config tiny_config(int tied, int bias) {
   return c;
 }
 
-static fb_model *tiny_model(int tied, int bias, uint64_t seed) {
-  fb_model_config c = tiny_config(tied, bias);
+/* Qwen3: head_dim 6 (hidden / heads would be 4), q_norm and k_norm, attention_bias (q, k, v and
+ * o_proj) as given. */
+static fb_model_config tiny_qwen3_config(int tied, int bias) {
+  fb_model_config c = tiny_config(tied, 0);
+  snprintf(c.architecture, sizeof c.architecture, "Qwen3ForCausalLM");
+  c.arch = FB_ARCH_QWEN3;
+  c.head_dim = 6;
+  c.qk_norm = 1;
+  c.attention_bias = c.o_bias = bias;
+  return c;
+}
+
+static fb_model *model_of(const fb_model_config *c, uint64_t seed) {
   fb_model *m = NULL;
   fb_err err = {0};
-  if (fb_model_create(&m, &c, &err)) fprintf(stderr, "%s\n", err.msg);
+  if (fb_model_create(&m, c, &err)) fprintf(stderr, "%s\n", err.msg);
   if (m) fb_model_init_random(m, seed, 0.4f);
+  return m;
+}
+
+static fb_model *tiny_model(int tied, int bias, uint64_t seed) {
+  fb_model_config c = tiny_config(tied, bias);
+  return model_of(&c, seed);
+}
+
+/* A tiny Qwen3 whose q_norm and k_norm weights are away from 1 (else their gradients and their
+ * scaling of the heads go untested). */
+static fb_model *tiny_qwen3(int tied, int bias, uint64_t seed) {
+  fb_model_config c = tiny_qwen3_config(tied, bias);
+  fb_model *m = model_of(&c, seed);
+  for (int i = 0; m && i < m->L; i++)
+    for (int d = 0; d < m->HD; d++) {
+      m->layers[i].q_norm[d] = 1.0f + 0.15f * (float)((d * 7 + i * 3) % 5 - 2);
+      m->layers[i].k_norm[d] = 1.0f - 0.1f * (float)((d * 5 + i) % 5 - 2);
+    }
   return m;
 }
 
@@ -75,11 +105,10 @@ static double loss_of(fb_model *m, fb_lora *l, int training) {
   return m->loss;
 }
 
-/* Central differences over every stride-th element of x[n] against grad[n]; the worst error
- * relative to the largest gradient. */
-static double fd(fb_model *m, fb_lora *l, int training, float *x, const float *grad, size_t n,
-                 size_t stride) {
-  const float h = 5e-3f;
+/* Central differences of step h over every stride-th element of x[n] against grad[n]; the worst
+ * error relative to the largest gradient. */
+static double fd_step(fb_model *m, fb_lora *l, int training, float *x, const float *grad, size_t n,
+                      size_t stride, float h) {
   double gmax = 1e-4, worst = 0;
   size_t at = 0;
   for (size_t i = 0; i < n; i++) gmax = fmax(gmax, fabs(grad[i]));
@@ -102,10 +131,15 @@ static double fd(fb_model *m, fb_lora *l, int training, float *x, const float *g
   return worst;
 }
 
-/* window > 0: a sliding window on layers first_window_layer.. (Qwen2's layout). */
-static void lora_grad_check(int tied, int bias, double dropout, int window,
-                            int first_window_layer) {
-  fb_model *m = tiny_model(tied, bias, 3);
+static double fd(fb_model *m, fb_lora *l, int training, float *x, const float *grad, size_t n,
+                 size_t stride) {
+  return fd_step(m, l, training, x, grad, n, stride, 5e-3f);
+}
+
+/* LoRA gradients of model m (taken, freed) against finite differences, every target on; window > 0:
+ * a sliding window on layers first_window_layer.. (Qwen2's layout). *worst: the worst error. */
+static void lora_grad_check_on(fb_model *m, double dropout, int window, int first_window_layer,
+                               double *worst) {
   REQUIRE(m);
   fb_model_config_set_window(&m->cfg, window, first_window_layer);
   fb_lora *l = tiny_lora(m, FB_TARGET_ALL, dropout, 1);
@@ -119,10 +153,17 @@ static void lora_grad_check(int tied, int bias, double dropout, int window,
   float *g = malloc(sizeof(float) * l->n_floats);
   memcpy(g, l->grads, sizeof(float) * l->n_floats);
   CHECK(fb_op_sumsq(g, l->n_floats) > 1e-6);
-  CHECK(fd(m, l, 1, l->params, g, l->n_floats, 1) < 5e-3);
+  *worst = fd(m, l, 1, l->params, g, l->n_floats, 1);
+  CHECK(*worst < 5e-3);
   free(g);
   fb_lora_free(l);
   fb_model_free(m);
+}
+
+static void lora_grad_check(int tied, int bias, double dropout, int window,
+                            int first_window_layer) {
+  double worst;
+  lora_grad_check_on(tiny_model(tied, bias, 3), dropout, window, first_window_layer, &worst);
 }
 
 TEST(model_lora_gradients_match_finite_differences) { lora_grad_check(0, 0, 0, 0, 0); }
@@ -130,6 +171,19 @@ TEST(model_lora_gradients_tied_with_bias) { lora_grad_check(1, 1, 0, 0, 0); }
 TEST(model_lora_gradients_with_dropout) { lora_grad_check(0, 0, 0.3, 0, 0); }
 TEST(model_lora_gradients_with_a_sliding_window) { lora_grad_check(0, 0, 0, 2, 0); }
 TEST(model_lora_gradients_with_a_window_on_the_last_layer) { lora_grad_check(1, 1, 0, 2, 1); }
+
+/* Qwen3: the LoRA deltas of q_proj and k_proj pass through q_norm and k_norm (and rope). */
+TEST(model_lora_gradients_qwen3) {
+  double e = 1;
+  lora_grad_check_on(tiny_qwen3(1, 0, 3), 0, 0, 0, &e);
+  printf("  qwen3 (tied, no bias): LoRA A/B vs finite differences, worst relative error %.2g\n", e);
+}
+TEST(model_lora_gradients_qwen3_bias_dropout_window) {
+  double e = 1;
+  lora_grad_check_on(tiny_qwen3(0, 1, 5), 0.3, 2, 1, &e);
+  printf("  qwen3 (untied, biases, dropout 0.3, window 2 on layer 1): worst relative error %.2g\n",
+         e);
+}
 
 /* A sliding window as long as the rows changes nothing, a shorter one changes the loss, and
  * each layer takes its own (the windowed attention itself is checked in test_ops.c and against
@@ -163,6 +217,46 @@ TEST(model_full_parameter_gradients_match_finite_differences) {
     float *g = malloc(sizeof(float) * m->n_floats);
     memcpy(g, m->grads, sizeof(float) * m->n_floats);
     CHECK(fd(m, l, 0, m->params, g, m->n_floats, 5) < 5e-3); /* 1 in 5 hits every tensor */
+    free(g);
+    fb_lora_free(l);
+    fb_model_free(m);
+  }
+}
+
+/* Qwen3 in full-parameter mode: every weight (1 in 5) and, one by one, every element of q_norm and
+ * k_norm, whose gradients accumulate as the other norms' do. */
+TEST(model_full_parameter_gradients_qwen3) {
+  for (int bias = 0; bias < 2; bias++) {
+    fb_model *m = tiny_qwen3(bias, bias, 13);
+    REQUIRE(m);
+    fb_err err = {0};
+    REQUIRE(fb_model_enable_grads(m, &err) == 0);
+    fb_lora *l = tiny_lora(m, FB_TARGET_Q_PROJ | FB_TARGET_K_PROJ, 0, 1);
+    REQUIRE(l);
+    loss_of(m, l, 0);
+    fb_model_zero_grad(m);
+    fb_lora_zero_grad(l);
+    CHECK_INT(fb_model_backward(m, l, &batch, &err), 0);
+    float *g = malloc(sizeof(float) * m->n_floats);
+    memcpy(g, m->grads, sizeof(float) * m->n_floats);
+    double all = fd(m, l, 0, m->params, g, m->n_floats, 5), norms = 0;
+    CHECK(all < 5e-3);
+    int seen = 0;
+    for (int i = 0; i < m->n_table; i++) {
+      const fb_param *p = &m->table[i];
+      if (!strstr(p->name, "q_norm.weight") && !strstr(p->name, "k_norm.weight")) continue;
+      CHECK_INT(p->numel, 6);
+      CHECK(fb_op_sumsq(g + p->offset, p->numel) > 1e-8);
+      /* their gradients are ~1e-2, where the f32 loss's rounding over 2h = 1e-2 is ~2e-5: a wider
+       * step (the loss is smooth in a norm weight) keeps that noise well under the bound */
+      norms =
+          fmax(norms, fd_step(m, l, 0, m->params + p->offset, g + p->offset, p->numel, 1, 2e-2f));
+      seen++;
+    }
+    CHECK_INT(seen, 4);
+    CHECK(norms < 5e-3);
+    printf("  qwen3 full-parameter (%s): every weight worst %.2g, q_norm/k_norm worst %.2g\n",
+           bias ? "tied, q/k/v/o bias" : "untied, no bias", all, norms);
     free(g);
     fb_lora_free(l);
     fb_model_free(m);
@@ -488,20 +582,77 @@ TEST(created_model_saves_a_config_that_loads_back) {
   rm_rf(tmpdir);
 }
 
+/* Qwen3 made from a config: its config.json parses back the same (head_dim that is not hidden /
+ * heads, q_norm/k_norm, attention_bias on q, k, v and o), its weights load back bit for bit, and
+ * a checkpoint without a layer's k_norm is refused by name. */
+TEST(created_qwen3_saves_a_config_that_loads_back) {
+  for (int bias = 0; bias < 2; bias++) {
+    fb_model_config c = tiny_qwen3_config(bias, bias);
+    fb_model_config_set_window(&c, 3, 1);
+    fb_model *m = NULL, *back = NULL;
+    fb_err err = {0};
+    REQUIRE(fb_model_create(&m, &c, &err) == 0 && make_tmpdir());
+    fb_model_init_random(m, 9, 0.3f);
+    const fb_param *qn = fb_model_param(m, "model.layers.1.self_attn.q_norm.weight");
+    REQUIRE(qn);
+    CHECK(qn->ndim == 1 && qn->shape[0] == 6);
+    CHECK(m->params[qn->offset] == 1.0f); /* random init: norms at 1 */
+    CHECK(fb_model_param(m, "model.layers.0.self_attn.k_norm.weight") != NULL);
+    CHECK_INT(fb_model_config_param_count(&c), (int64_t)m->n_floats);
+    CHECK_INT(m->n_table, 1 + 2 * (11 + 4 * bias) + 1 + !bias);
+    m->params[qn->offset + 2] = 0.75f; /* a value init does not give */
+    CHECK_INT(fb_model_save(m, NULL, tmpdir, &err), 0);
+    CHECK_INT(fb_model_load(&back, tmpdir, &err), 0);
+    REQUIRE(back);
+    CHECK_STR(back->cfg.architecture, "Qwen3ForCausalLM");
+    CHECK_INT(back->cfg.arch, FB_ARCH_QWEN3);
+    CHECK_INT(back->cfg.qk_norm, 1);
+    CHECK_INT(back->cfg.head_dim, 6);
+    CHECK_INT(back->cfg.attention_bias, bias);
+    CHECK_INT(back->cfg.o_bias, bias);
+    CHECK_INT(back->cfg.tie_word_embeddings, bias);
+    CHECK_INT(back->cfg.layer_window[0], 0);
+    CHECK_INT(back->cfg.layer_window[1], 3);
+    REQUIRE(back->n_floats == m->n_floats);
+    CHECK(memcmp(back->params, m->params, sizeof(float) * m->n_floats) == 0);
+    fb_model_free(back);
+    /* the weights again without layer 1's k_norm */
+    char path[512];
+    snprintf(path, sizeof path, "%s/model.safetensors", tmpdir);
+    fb_st_out *t = calloc((size_t)m->n_table, sizeof *t);
+    int n = 0;
+    for (int i = 0; i < m->n_table; i++) {
+      const fb_param *p = &m->table[i];
+      if (strcmp(p->name, "model.layers.1.self_attn.k_norm.weight") == 0) continue;
+      t[n++] = (fb_st_out){
+          p->name, FB_DT_F32, p->ndim, {p->shape[0], p->shape[1]}, m->params + p->offset};
+    }
+    REQUIRE(fb_st_write(path, t, n, NULL, &err) == 0);
+    CHECK(fb_model_load(&back, tmpdir, &err) != 0);
+    CHECK_CONTAINS(err.msg, "'model.layers.1.self_attn.k_norm.weight' [6] is missing");
+    free(t);
+    fb_model_free(m);
+    rm_rf(tmpdir);
+  }
+}
+
 /* A saved config.json keeps every layer's window: Mistral's null (absent would mean 4096), and
- * Qwen2's windowed and full layers. */
+ * Qwen2's and Qwen3's windowed and full layers. */
 TEST(saved_configs_keep_each_layers_window) {
   static const struct {
     fb_arch arch;
     const char *name;
     int window, first_layer;
-  } cases[] = {{FB_ARCH_MISTRAL, "MistralForCausalLM", 0, 0},
-               {FB_ARCH_MISTRAL, "MistralForCausalLM", 3, 0},
-               {FB_ARCH_QWEN2, "Qwen2ForCausalLM", 0, 0},
-               {FB_ARCH_QWEN2, "Qwen2ForCausalLM", 5, 1},
-               {FB_ARCH_QWEN2, "Qwen2ForCausalLM", 5, 0}};
+  } cases[] = {
+      {FB_ARCH_MISTRAL, "MistralForCausalLM", 0, 0}, {FB_ARCH_MISTRAL, "MistralForCausalLM", 3, 0},
+      {FB_ARCH_QWEN2, "Qwen2ForCausalLM", 0, 0},     {FB_ARCH_QWEN2, "Qwen2ForCausalLM", 5, 1},
+      {FB_ARCH_QWEN2, "Qwen2ForCausalLM", 5, 0},     {FB_ARCH_QWEN3, "Qwen3ForCausalLM", 0, 0},
+      {FB_ARCH_QWEN3, "Qwen3ForCausalLM", 5, 1},     {FB_ARCH_QWEN3, "Qwen3ForCausalLM", 5, 0},
+  };
   for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
-    fb_model_config c = tiny_config(0, cases[k].arch == FB_ARCH_QWEN2);
+    fb_model_config c = cases[k].arch == FB_ARCH_QWEN3
+                            ? tiny_qwen3_config(0, 0)
+                            : tiny_config(0, cases[k].arch == FB_ARCH_QWEN2);
     c.arch = cases[k].arch;
     snprintf(c.architecture, sizeof c.architecture, "%s", cases[k].name);
     fb_model_config_set_window(&c, cases[k].window, cases[k].first_layer);

@@ -107,6 +107,97 @@ TEST(qwen2_has_qkv_bias_and_eos_array) {
   CHECK_INT(fb_model_config_param_count(&c), 494032768);
 }
 
+/* Qwen3-0.6B's config.json: head_dim 128 where hidden_size / heads is 64, no biases, q_norm and
+ * k_norm per layer. */
+static const char *const qwen3_06b =
+    "{\"architectures\":[\"Qwen3ForCausalLM\"],\"attention_bias\":false,"
+    "\"attention_dropout\":0.0,\"bos_token_id\":151643,\"eos_token_id\":151645,\"head_dim\":128,"
+    "\"hidden_act\":\"silu\",\"hidden_size\":1024,\"initializer_range\":0.02,"
+    "\"intermediate_size\":3072,\"max_position_embeddings\":40960,\"max_window_layers\":28,"
+    "\"model_type\":\"qwen3\",\"num_attention_heads\":16,\"num_hidden_layers\":28,"
+    "\"num_key_value_heads\":8,\"rms_norm_eps\":1e-06,\"rope_scaling\":null,"
+    "\"rope_theta\":1000000,\"sliding_window\":null,\"tie_word_embeddings\":true,"
+    "\"torch_dtype\":\"bfloat16\",\"use_cache\":true,\"use_sliding_window\":false,"
+    "\"vocab_size\":151936}";
+
+TEST(qwen3_has_head_dim_qk_norms_and_no_bias) {
+  fb_model_config c;
+  fb_err err = {0};
+  CHECK_INT(fb_model_config_parse(&c, qwen3_06b, strlen(qwen3_06b), "qwen3", &err), 0);
+  CHECK_INT(c.arch, FB_ARCH_QWEN3);
+  CHECK_STR(c.architecture, "Qwen3ForCausalLM");
+  CHECK_INT(c.head_dim, 128);
+  CHECK_INT(c.qk_norm, 1);
+  CHECK_INT(c.attention_bias, 0);
+  CHECK_INT(c.o_bias, 0);
+  CHECK_INT(c.sliding_window, 0);
+  for (int l = 0; l < c.num_hidden_layers; l++) CHECK_INT(c.layer_window[l], 0);
+  CHECK_INT(c.tie_word_embeddings, 1);
+  CHECK_NEAR(c.rope_theta, 1e6, 0);
+  int out = 0, in = 0;
+  CHECK_INT(fb_model_config_proj_shape(&c, 0, &out, &in), 0); /* q_proj: 16 heads of 128 */
+  CHECK_INT(out, 2048);
+  CHECK_INT(in, 1024);
+  CHECK_INT(fb_model_config_proj_shape(&c, 3, &out, &in), 0); /* o_proj */
+  CHECK_INT(out, 1024);
+  CHECK_INT(in, 2048);
+  /* Qwen3-0.6B's tensors: embed 151936*1024, per layer 2048*1024 + 2*1024*1024 + 1024*2048 +
+   * 3*3072*1024 + 2*1024 (norms) + 2*128 (q_norm, k_norm), final norm; tied (0.44 B without the
+   * embedding, as its model card says) */
+  CHECK_INT(fb_model_config_param_count(&c), 596049920);
+  /* without the norms it would be 28 * 256 fewer */
+  c.qk_norm = 0;
+  CHECK_INT(fb_model_config_param_count(&c), 596049920 - 28 * 256);
+}
+
+TEST(qwen3_defaults_and_attention_bias) {
+  fb_model_config c;
+  fb_err err = {0};
+  const char *min =
+      "{\"architectures\":[\"Qwen3ForCausalLM\"],\"vocab_size\":64,\"hidden_size\":32,"
+      "\"intermediate_size\":64,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+      "\"max_position_embeddings\":128,\"rms_norm_eps\":1e-6}";
+  CHECK_INT(fb_model_config_parse(&c, min, strlen(min), "min", &err), 0);
+  CHECK_INT(c.head_dim, 128); /* Qwen3Config's default, not hidden_size / heads */
+  CHECK_INT(c.num_key_value_heads, 4);
+  CHECK_INT(c.attention_bias, 0);
+  CHECK_INT(c.qk_norm, 1);
+  /* embed 64*32; per layer q,k,v [512,32], o [32,512], MLP 3*64*32, norms 2*32 + 2*128; final
+   * norm; lm_head */
+  CHECK_INT(fb_model_config_param_count(&c),
+            2048 + 2 * (4 * 512 * 32 + 3 * 64 * 32 + 64 + 256) + 32 + 2048);
+  /* attention_bias: q, k, v and o_proj (Qwen3Attention's bias=config.attention_bias on all four) */
+  cJSON *root = cJSON_Parse(min);
+  cJSON_AddBoolToObject(root, "attention_bias", 1);
+  cJSON_AddNumberToObject(root, "head_dim", 8);
+  char *text = cJSON_PrintUnformatted(root);
+  CHECK_INT(fb_model_config_parse(&c, text, strlen(text), "bias", &err), 0);
+  CHECK_INT(c.attention_bias, 1);
+  CHECK_INT(c.o_bias, 1);
+  CHECK_INT(c.head_dim, 8);
+  CHECK_INT(fb_model_config_param_count(&c),
+            2048 + 2 * (4 * 32 * 32 + 3 * 32 + 32 + 3 * 64 * 32 + 64 + 16) + 32 + 2048);
+  cJSON_free(text);
+  /* head_dim's own rules hold for Qwen3 too */
+  cJSON_ReplaceItemInObject(root, "head_dim", cJSON_CreateNumber(7));
+  text = cJSON_PrintUnformatted(root);
+  CHECK_INT(fb_model_config_parse(&c, text, strlen(text), "q3/config.json", &err), FB_EFORMAT);
+  CHECK_CONTAINS(err.msg, "q3/config.json: field 'head_dim': 7 must be even");
+  cJSON_free(text);
+  cJSON_ReplaceItemInObject(root, "head_dim", cJSON_CreateString("128"));
+  text = cJSON_PrintUnformatted(root);
+  CHECK_INT(fb_model_config_parse(&c, text, strlen(text), "q3/config.json", &err), FB_EFORMAT);
+  CHECK_CONTAINS(err.msg, "field 'head_dim': expected an integer, got a string");
+  cJSON_free(text);
+  cJSON_ReplaceItemInObject(root, "head_dim", cJSON_CreateNumber(128));
+  cJSON_ReplaceItemInObject(root, "attention_bias", cJSON_CreateString("yes"));
+  text = cJSON_PrintUnformatted(root);
+  CHECK_INT(fb_model_config_parse(&c, text, strlen(text), "q3/config.json", &err), FB_EFORMAT);
+  CHECK_CONTAINS(err.msg, "field 'attention_bias': expected true or false, got a string");
+  cJSON_free(text);
+  cJSON_Delete(root);
+}
+
 TEST(llama32_and_mistral7b_configs_and_sizes) {
   fb_model_config c;
   fb_err err = {0};
@@ -175,6 +266,8 @@ TEST(each_rule_has_its_message) {
   expect_refused("architectures", NULL, FB_EFORMAT, "field 'architectures': missing");
   expect_refused("architectures", "[\"GPT2LMHeadModel\"]", FB_EUNSUPPORTED,
                  "'GPT2LMHeadModel' is not one of LlamaForCausalLM");
+  expect_refused("architectures", "[\"Qwen3MoeForCausalLM\"]", FB_EUNSUPPORTED,
+                 "MistralForCausalLM, Qwen3ForCausalLM");
   expect_refused("architectures", "\"LlamaForCausalLM\"", FB_EFORMAT, "array of one string");
   expect_refused("hidden_size", NULL, FB_EFORMAT, "field 'hidden_size': missing (required)");
   expect_refused("hidden_size", "\"576\"", FB_EFORMAT,
@@ -277,6 +370,31 @@ TEST(sliding_windows_follow_transformers) {
        "field 'layer_types': element 3 is not \"full_attention\" or \"sliding_attention\""},
       {"LlamaForCausalLM", ",\"sliding_window\":16,\"use_sliding_window\":true", {0, 0, 0, 0}, 0,
        NULL},
+      /* Qwen3Config: Qwen2's rules */
+      {"Qwen3ForCausalLM", ",\"sliding_window\":16,\"max_window_layers\":1", {0, 0, 0, 0}, 0,
+       NULL},
+      {"Qwen3ForCausalLM", ",\"use_sliding_window\":true,\"sliding_window\":16,"
+                           "\"max_window_layers\":1",
+       {0, 16, 16, 16}, 0, NULL},
+      {"Qwen3ForCausalLM", ",\"use_sliding_window\":true,\"max_window_layers\":2",
+       {0, 0, 4096, 4096}, 0, NULL},
+      {"Qwen3ForCausalLM", ",\"use_sliding_window\":true,\"sliding_window\":16", {0, 0, 0, 0}, 0,
+       NULL},
+      {"Qwen3ForCausalLM", ",\"use_sliding_window\":true,\"sliding_window\":8,"
+                           "\"max_window_layers\":3,\"layer_types\":" SLIDING4,
+       {8, 0, 8, 0}, 0, NULL},
+      {"Qwen3ForCausalLM", ",\"sliding_window\":8,\"layer_types\":" SLIDING4, {0, 0, 0, 0}, 0,
+       NULL},
+      {"Qwen3ForCausalLM", ",\"use_sliding_window\":\"yes\"", {0}, FB_EFORMAT,
+       "field 'use_sliding_window': expected true or false, got a string"},
+      {"Qwen3ForCausalLM", ",\"use_sliding_window\":true,\"sliding_window\":-1", {0}, FB_EFORMAT,
+       "field 'sliding_window': expected a positive integer or null"},
+      {"Qwen3ForCausalLM", ",\"layer_types\":[\"full_attention\",\"chunked_attention\","
+                           "\"full_attention\",\"full_attention\"]",
+       {0}, FB_EUNSUPPORTED,
+       "field 'layer_types': element 1 is not \"full_attention\" or \"sliding_attention\""},
+      {"Qwen3ForCausalLM", ",\"max_window_layers\":2.5", {0}, FB_EFORMAT,
+       "field 'max_window_layers': expected an integer, got a fraction"},
   };
 #undef SLIDING4
   for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {

@@ -77,6 +77,14 @@ CASES = [
       "sliding_window": 4, "max_window_layers": 1},
      {"rank": 4, "alpha": 8.0, "targets": ["q_proj", "k_proj", "v_proj", "o_proj", "down_proj"],
       "rslora": False}),
+    # Qwen3: q_norm/k_norm on each head before RoPE (LoRA's q/k deltas go through them), an
+    # explicit head_dim 16 where hidden / heads is 8, no biases, tied embeddings
+    ("qwen3_qk_norm",
+     {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "num_key_value_heads": 2,
+      "head_dim": 16, "attention_bias": False, "tie_word_embeddings": True, "rope_scaling": None,
+      "rope_theta": 1000000.0, "use_sliding_window": False, "sliding_window": None,
+      "max_window_layers": 2},
+     {"rank": 4, "alpha": 8.0, "targets": list(ref.TARGETS), "rslora": False}),
 ]
 
 OPT = {"lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.1}
@@ -113,6 +121,9 @@ def make_weights(cfg, g):
         if cfg.o_bias:
             w[ref.module_prefix(i, "o_proj") + ".bias"] = 0.1 * torch.randn(
                 C, generator=g, dtype=torch.float64)
+        if cfg.qk_norm:  # Qwen3: drawn last, so the other cases' draws stay as they were
+            w[p + ".self_attn.q_norm.weight"] = norm(cfg.head_dim)
+            w[p + ".self_attn.k_norm.weight"] = norm(cfg.head_dim)
     w["model.norm.weight"] = norm(C)
     if not cfg.tie_word_embeddings:
         w["lm_head.weight"] = lin(V, C) * 2.0

@@ -1,8 +1,10 @@
 """ref_llama.py: Hugging Face Llama-family semantics written out on their own in plain torch,
 as the independent reference fastbrain is checked against: embedding, RMSNorm, RoPE (HF
-rotate_half; linear and llama3 scaling), GQA causal attention with Mistral's and Qwen2's
-sliding windows (per layer),
-SwiGLU, tied or untied lm_head, q/k/v bias (Qwen2; Llama's attention_bias also biases o_proj),
+rotate_half; linear and llama3 scaling), GQA causal attention with Mistral's, Qwen2's and
+Qwen3's sliding windows (per layer), Qwen3's q_norm/k_norm (RMSNorm over each head of the q and
+k projections, LoRA included, before RoPE; head_dim 128 by default),
+SwiGLU, tied or untied lm_head, q/k/v bias (Qwen2; Llama's and Qwen3's attention_bias also
+biases o_proj),
 LoRA y = Wx + s*B(A(dropout(x))), the HF shifted cross-entropy, and greedy decoding. No
 transformers or peft import. LoRA dropout draws fastbrain's documented masks (dropout_mask), so
 both sides drop the same elements.
@@ -37,7 +39,10 @@ class Config:
         self.num_hidden_layers = d["num_hidden_layers"]
         self.num_attention_heads = d["num_attention_heads"]
         self.num_key_value_heads = d.get("num_key_value_heads") or self.num_attention_heads
-        self.head_dim = d.get("head_dim") or self.hidden_size // self.num_attention_heads
+        qwen3 = self.architecture == "Qwen3ForCausalLM"
+        # Qwen3Config defaults head_dim to 128; the others derive it
+        self.head_dim = d.get("head_dim") or (
+            128 if qwen3 else self.hidden_size // self.num_attention_heads)
         self.rms_norm_eps = d["rms_norm_eps"]
         self.rope_theta = d.get("rope_theta", 10000.0)
         self.rope_scaling = d.get("rope_scaling")
@@ -47,16 +52,17 @@ class Config:
         self.layer_windows = layer_windows(d, self.architecture, self.num_hidden_layers)
         self.qkv_bias = qwen2 or d.get("attention_bias", False)
         self.o_bias = (not qwen2) and d.get("attention_bias", False)
+        self.qk_norm = qwen3  # Qwen3Attention: q_norm(q_proj(h).view(..., head_dim)), k_norm alike
 
 
 def layer_windows(d, architecture, n_layers):
     """Each layer's sliding window (None = full attention) as transformers sets it: Mistral's
-    sliding_window (default 4096, null none) on every layer; Qwen2's only with
+    sliding_window (default 4096, null none) on every layer; Qwen2's and Qwen3's only with
     use_sliding_window, on the layers layer_types marks "sliding_attention", by default those
     from max_window_layers (default 28) on; Llama none."""
     if architecture == "MistralForCausalLM":
         return [d.get("sliding_window", 4096)] * n_layers
-    if architecture != "Qwen2ForCausalLM":
+    if architecture not in ("Qwen2ForCausalLM", "Qwen3ForCausalLM"):
         return [None] * n_layers
     window = d.get("sliding_window", 4096) if d.get("use_sliding_window", False) else None
     types = d.get("layer_types") or [
@@ -202,6 +208,9 @@ def forward(cfg, weights, ids, lora=None, store=keep):
         q = proj(h, "q_proj", cfg.qkv_bias).view(B, T, nh, hd).transpose(1, 2)
         k = proj(h, "k_proj", cfg.qkv_bias).view(B, T, nkv, hd).transpose(1, 2)
         v = proj(h, "v_proj", cfg.qkv_bias).view(B, T, nkv, hd).transpose(1, 2)
+        if cfg.qk_norm:  # over head_dim, each head of each position, before RoPE
+            q = store(rms_norm(q, weights[p + ".self_attn.q_norm.weight"], cfg.rms_norm_eps))
+            k = store(rms_norm(k, weights[p + ".self_attn.k_norm.weight"], cfg.rms_norm_eps))
         q = store(q * cos + rotate_half(q) * sin)
         k = store(k * cos + rotate_half(k) * sin)
         # GQA: kv head j serves query heads j*g .. j*g+g-1 (HF repeat_kv)

@@ -21,6 +21,21 @@ T.test("the trained fraction matches PEFT's count", function()
   T.eq(tips.lora_fraction({hidden_size = 8}, {}), nil)
 end)
 
+-- Qwen3-0.6B: head_dim 128 where hidden / heads is 64 (q_proj is [2048, 1024]), q_norm and k_norm;
+-- 596,049,920 weights (engine/model_config.c counts the same tensors), and r = 16 on q_proj and
+-- v_proj trains 28 * 16 * ((1024 + 2048) + (1024 + 1024)) = 2,293,760 more.
+local QWEN3_06B = {hidden_size = 1024, intermediate_size = 3072, num_hidden_layers = 28,
+                   num_attention_heads = 16, num_key_value_heads = 8, head_dim = 128,
+                   vocab_size = 151936, model_type = "qwen3", tie_word_embeddings = true,
+                   attention_bias = false}
+
+T.test("the trained fraction of a Qwen3", function()
+  local f = tips.lora_fraction(QWEN3_06B, {r = 16, targets = {"q_proj", "v_proj"}})
+  T.eq(math.abs(f - 2293760 / (596049920 + 2293760)) < 1e-12, true)
+  QWEN3_06B.head_dim = nil  -- Qwen3Config's default is the same 128
+  T.eq(tips.lora_fraction(QWEN3_06B, {r = 16, targets = {"q_proj", "v_proj"}}), f)
+end)
+
 T.test("live numbers only while the job runs", function()
   local progress = {tokens_per_s = 1234.4, device = "cpu"}
   T.eq(tips.values({state = "running", progress = progress}), {tokens_per_s = "1234", device = "the CPU"})
