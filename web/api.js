@@ -22,7 +22,9 @@ const skill = (id) => encodeURIComponent(id);
 export const api = {
   skills: () => request('GET', '/api/skills'),
   createSkill: (meta) => request('POST', '/api/skills', meta),
+  skill: (id) => request('GET', `/api/skills/${skill(id)}`),
   updateSkill: (id, meta) => request('PUT', `/api/skills/${skill(id)}`, meta),
+  patchSkill: (id, fields) => request('PATCH', `/api/skills/${skill(id)}`, fields),
   deleteSkill: (id) => request('DELETE', `/api/skills/${skill(id)}`),
   data: (id, page, perPage) => request('GET', `/api/skills/${skill(id)}/data?page=${page}&per_page=${perPage}`),
   upload: (id, jsonl, append) =>
@@ -30,6 +32,10 @@ export const api = {
   stats: (id) => request('GET', `/api/skills/${skill(id)}/stats`),
   train: (id, spec) => request('POST', `/api/train-skill/${skill(id)}`, spec),
   defaults: (id) => request('GET', `/api/training/defaults/${skill(id)}`),
+  estimate: (id, model, spec) =>
+    request('POST', `/api/training/estimate/${skill(id)}?model=${encodeURIComponent(model)}`, spec),
+  models: () => request('GET', '/api/models'),
+  deleteModel: (id) => request('DELETE', `/api/models/${id.split('/').map(encodeURIComponent).join('/')}`),
   status: (id) => request('GET', `/api/training/status/${skill(id)}`),
   cancel: (id) => request('POST', `/api/training/cancel/${skill(id)}`, {}),
   resume: (id) => request('POST', `/api/training/resume/${skill(id)}`, {}),

@@ -1,5 +1,6 @@
 // app.js: the dashboard's entry: wires the skills list, the skill's view (training, data and
-// its example generation), the adapters table, the preview panel and the data providers; the
+// its example generation), the adapters table, the preview panel, the base models and the data
+// providers; the
 // selected skill lives in the URL hash (#/skill/<id>), so a reload comes back to it and
 // re-attaches to its training.
 import { api, errorText } from './api.js';
@@ -9,13 +10,15 @@ import { createTraining } from './training.js';
 import { createData } from './data.js';
 import { createGenerate } from './generate.js';
 import { createProviders } from './providers.js';
+import { createModelsPanel } from './models.js';
 
 let adapters = [];
 let current = null;
 let previewing = null;  // {skill, version}
 
 const skills = createSkills($('#skill-list'), $('#skill-dialog'), { select });
-const training = createTraining($('#training'), { onFinished: refresh });
+const models = createModelsPanel($('#model-rows'), { onChange: () => training.loadModels() });
+const training = createTraining($('#training'), { onFinished: refresh, onModel: () => models.load() });
 const data = createData($('#data'));
 const providers = createProviders($('#provider-rows'));
 const generate = createGenerate($('#generate'), {
@@ -112,5 +115,5 @@ $('#delete-skill').addEventListener('click', async () => {
   if (await skills.remove(current)) { history.replaceState(null, '', '#'); await select(null); }
 });
 
-await Promise.all([loadAdapters(), providers.load()]);
+await Promise.all([loadAdapters(), providers.load(), models.load()]);
 await select(decodeURIComponent((location.hash.match(/^#\/skill\/(.+)$/) || [])[1] || ''));

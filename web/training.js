@@ -1,11 +1,14 @@
 // training.js: THE training component, the only place training starts. It owns the form
-// (hyperparameters with defaults and explanations), Start/Cancel/Resume, and the live view
-// (stat cards, progress bar, loss chart, samples, log tail, tips) fed by the SSE stream
-// /api/training/events/:skill, falling back to polling the status every 3 s when SSE fails.
+// (the skill's base model, hyperparameters with defaults and explanations, and what the run
+// will cost: estimate.js), Start/Cancel/Resume, and the live view (stat cards, progress bar,
+// loss chart, samples, log tail, tips) fed by the SSE stream /api/training/events/:skill,
+// falling back to polling the status every 3 s when SSE fails.
 import { api, errorText } from './api.js';
 import { h, num, announce } from './dom.js';
 import { lossChart } from './chart.js';
 import { liveFeed } from './feed.js';
+import { createEstimate } from './estimate.js';
+import { modelText } from './models.js';
 import confetti from './vendor/confetti.module.mjs';
 
 const LOG_LINES = 12;
@@ -62,9 +65,15 @@ function card(label) {
   return { node: h('div.stat', { role: 'group', 'aria-label': label }, h('span.stat-label', { text: label }), value), value };
 }
 
-// createTraining(root, {onFinished(state)}) -> {show(skill)}: builds the component in root.
-export function createTraining(root, { onFinished }) {
+// createTraining(root, {onFinished(state), onModel()}) -> {show(skill), loadModels()}: builds
+// the component in root; onModel after the skill's base model changed.
+export function createTraining(root, { onFinished, onModel }) {
+  const baseModel = h('select', { name: 'base_model', id: 'base-model', 'aria-describedby': 'help-base_model' });
   const form = h('form.train-form', { 'aria-label': 'Training settings' },
+    h('label.field.wide', {},
+      h('span', { text: 'Base model' }),
+      baseModel,
+      h('small', { id: 'help-base_model', text: 'The model the adapter teaches. A bigger one answers far better and costs more time and memory: the estimate below says how much. Pull more with fastbrain pull ORG/NAME.' })),
     ...FIELDS.map(([name, label, step, help]) => h('label.field', {},
       h('span', { text: label }),
       h('input', { name, type: 'number', step, min: 0, 'aria-describedby': `help-${name}` }),
@@ -78,6 +87,7 @@ export function createTraining(root, { onFinished }) {
   const cancel = h('button', { type: 'button', id: 'cancel', hidden: true }, 'Cancel');
   const resume = h('button', { type: 'button', id: 'resume', hidden: true }, 'Resume');
   const stateLine = h('p.state', { id: 'train-state', role: 'status' });
+  const estimateBox = h('div.estimate', { id: 'estimate', 'aria-live': 'polite', 'aria-label': 'Estimated cost' });
   const cards = { loss: card('Loss'), steps: card('Steps'), eta: card('ETA (min)'), epoch: card('Epoch') };
   const bar = h('div.bar-fill');
   const barLabel = h('span.bar-label', { text: '0%' });
@@ -89,7 +99,7 @@ export function createTraining(root, { onFinished }) {
   const tip = h('p.tip', { id: 'tip', 'aria-live': 'polite' });
   const failure = h('div.failure', { id: 'failure', role: 'alert', hidden: true });
   root.append(
-    h('div.train-top', {}, form, h('div.actions', {}, start, cancel, resume, stateLine)),
+    h('div.train-top', {}, h('div', {}, form, estimateBox), h('div.actions', {}, start, cancel, resume, stateLine)),
     h('div.live', { id: 'live' },
       h('div.stats', {}, ...Object.values(cards).map((c) => c.node)),
       progress, failure,
@@ -113,7 +123,43 @@ export function createTraining(root, { onFinished }) {
   let logLines = [];
   let defaults = {};       // what the server runs for each field a start leaves out
   let edited = new Set();  // fields the user changed since the skill was shown
-  form.addEventListener('input', (e) => edited.add(e.target.name));
+  let fits = true;         // the run fits in the memory free (the estimate's word)
+  let defaultModel = null; // the server's default base model
+  const estimate = createEstimate(estimateBox, { onFits: (ok) => { fits = ok; renderButtons(); } });
+  const reestimate = () => {
+    if (skill && baseModel.value) estimate.update(skill, baseModel.value, specFrom(form, defaults));
+  };
+  form.addEventListener('input', (e) => {
+    if (e.target === baseModel) return;
+    edited.add(e.target.name);
+    reestimate();
+  });
+
+  // The models into the picker, the skill's own selected.
+  async function loadModels(id) {
+    const [models, sk] = await Promise.all([api.models(), api.skill(id)]);
+    if (models.status !== 200 || sk.status !== 200 || skill !== id) return;
+    defaultModel = models.body.default;
+    const chosen = sk.body.skill.base_model || defaultModel;
+    baseModel.replaceChildren(...models.body.models.map((m) => h('option', {
+      value: m.id, text: modelText(m), disabled: !m.supported, selected: m.id === chosen })));
+    baseModel.value = chosen;
+  }
+
+  baseModel.addEventListener('change', async () => {
+    const id = skill;
+    const value = baseModel.value;
+    const r = await api.patchSkill(id, { base_model: value === defaultModel ? null : value });
+    if (r.status !== 200) {
+      announce(`Could not change the base model: ${errorText(r)}`, 'error');
+      await loadModels(id);
+      return;
+    }
+    announce(`${id} now trains on ${value}.`);
+    onModel();
+    await loadDefaults(id);
+    reestimate();
+  });
 
   // The skill's defaults into the fields the user has not changed.
   async function loadDefaults(id) {
@@ -128,11 +174,12 @@ export function createTraining(root, { onFinished }) {
 
   function renderButtons() {
     const live = LIVE.has(state);
-    start.disabled = busy || live || !skill;
+    start.disabled = busy || live || !skill || !fits;
     start.textContent = live ? 'Training…' : busy ? 'Starting…' : 'Start training';
     cancel.hidden = !live;
     resume.hidden = live || !(state === 'cancelled' || state === 'interrupted');
     stateLine.textContent = state ? `Job ${job}: ${state}${where ? ` on ${where}` : ''}` : 'Not trained yet';
+    start.title = fits ? '' : 'This run would not fit in the memory free: see the estimate.';
   }
 
   function renderProgress(p) {
@@ -306,10 +353,13 @@ export function createTraining(root, { onFinished }) {
       state = null;
       defaults = {};
       edited = new Set();
+      estimate.clear();
       reset();
       renderButtons();
       connect();
-      loadDefaults(id);
+      Promise.all([loadModels(id), loadDefaults(id)]).then(reestimate);
     },
+    // The models again (one was removed), the skill's choice kept.
+    loadModels: () => skill && loadModels(skill),
   };
 }

@@ -168,8 +168,12 @@ local function calibration(config, spec, device, lengths, calibrate_now)
   local ok, cached = pcall(json.decode, text or "")
   if ok and type(cached) == "table" and json.encode(cached.key) == key_json then return cached, true end
   if not calibrate_now then return nil end
-  local scratch = ("%s/calibration/%s-%s.partial"):format(M.cache_dir(), device, fnv(key_json))
-  fb.fs.remove_tree(scratch)
+  -- Scratch of this process's own (a unique name, like the file tmpname makes): another may be
+  -- measuring the same shape.
+  local unique = os.tmpname()
+  os.remove(unique)
+  local scratch = ("%s/calibration/%s-%s.%s.partial"):format(M.cache_dir(), device, fnv(key_json),
+                                                             unique:match("[^/]+$"))
   local c, err = calibrate(config, spec, device, lengths, scratch)
   fb.fs.remove_tree(scratch)
   if not c then return nil, err end

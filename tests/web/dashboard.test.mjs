@@ -9,7 +9,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createRequire } from 'node:module';
@@ -55,6 +55,7 @@ const scale = Number(process.env.FB_WEB_STEP_SCALE || 1);
 const [MAIN_STEPS, POLL_STEPS, CANCEL_STEPS] = [200, 100, 100].map((n) => Math.round(n * scale));
 const RUN_MS = 120000;  // the longest a run may take here
 const DUPLICATE = `${QUESTIONS[0]} (call 0)`;  // the stand-in sends it back once per request
+const COMMIT = '0123456789abcdef0123456789abcdef01234567';  // of the cached model
 
 let server, standins, base, dataDir, browser;
 let serverLog = '', standinLog = '';
@@ -94,8 +95,14 @@ before(async () => {
   [standins, seen] = launch(['run', 'tests/web/providers.lua', DUPLICATE, join(dataDir, 'gate'), '600'], KEYS,
     /stand-ins on (http:\/\/\S+)/, (s) => { standinLog += s; });
   const providers = await seen;
+  // A second base model in the server's own Hugging Face cache: the bundled one's files.
+  const repo = join(dataDir, 'hf', 'models--acme--tiny-chat');
+  cpSync(join(root, 'share/models/tiny'), join(repo, 'snapshots', COMMIT), { recursive: true });
+  mkdirSync(join(repo, 'refs'));
+  writeFileSync(join(repo, 'refs', 'main'), COMMIT);
   [server, seen] = launch(['serve', '--port', '0', '--data-dir', dataDir],
-    { ...KEYS, FASTBRAIN_TIP_MS: '400', GROQ_BASE_URL: `${providers}/openai/v1`, ANTHROPIC_BASE_URL: providers },
+    { ...KEYS, FASTBRAIN_TIP_MS: '400', GROQ_BASE_URL: `${providers}/openai/v1`, ANTHROPIC_BASE_URL: providers,
+      HF_HUB_CACHE: join(dataDir, 'hf'), FASTBRAIN_CACHE: join(dataDir, 'cache') },
     /serving on (http:\/\/\S+)/, (s) => { serverLog += s; });
   base = await seen;
   for (const id of ['plumbing-receptionist', 'electrician-assistant', 'monday-expert']) {
@@ -118,9 +125,10 @@ after(async () => {
 
 // Record a page's console errors and uncaught exceptions in page.errors, and its API answers
 // and SSE messages in `traffic`. The browser logs every 4xx answer as an error: those the
-// dashboard expects and shows (a 409 it attaches through, an upload's 400 with its lines)
-// are exempt for their URLs, as is every message about a URL in `blocked`.
-const EXPECTED = [[409, '/api/train-skill/'], [400, '/data']];
+// dashboard expects and shows (a 409 it attaches through, an upload's 400 with its lines, no
+// estimate for a skill without examples) are exempt for their URLs, as is every message about
+// a URL in `blocked`.
+const EXPECTED = [[409, '/api/train-skill/'], [400, '/data'], [409, '/api/models/'], [422, '/api/training/estimate/']];
 function watch(page, blocked = null) {
   page.errors = [];
   page.on('console', (m) => {
@@ -527,6 +535,50 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     assert.deepEqual(page.errors, []);
   });
 
+  await t.test('base model: the picker with sizes, the estimate following the form, removal guarded', async (t) => {
+    const page = await open(await contextFor(t), `/#/skill/${skill}`);
+    const picker = page.locator('#base-model');
+    await page.locator('#base-model option[value="acme/tiny-chat"]').waitFor({ state: 'attached' });
+    assert.deepEqual(await picker.locator('option').allTextContents(),
+      ['tiny: 4.2M parameters, 16 MB', 'acme/tiny-chat: 4.2M parameters, 16 MB']);
+    assert.equal(await picker.inputValue(), 'tiny');
+    // The first estimate measures the model's shape on this machine; later ones are cached.
+    const estimate = page.locator('#estimate[data-state="ok"]');
+    await estimate.waitFor({ timeout: 90000 });
+    assert.match(await estimate.textContent(), /^\d+ examples to train on and \d+ held out, [\d,]+ tokens an epoch: [\d,]+ steps\./);
+    assert.match(await estimate.textContent(), /CPU: about \d+ seconds? and \d+ MB of memory at its peak of [\d.]+ GB free$/);
+    // It follows the form: a run cut to 7 steps, then the run as it was.
+    const [, steps] = (await estimate.textContent()).match(/: ([\d,]+) steps\./);
+    const maxSteps = await page.inputValue('input[name="max_steps"]');
+    await page.fill('input[name="max_steps"]', '7');
+    await page.locator('#estimate[data-state="ok"]', { hasText: ': 7 steps.' }).waitFor();
+    await page.fill('input[name="max_steps"]', maxSteps);
+    await page.locator('#estimate[data-state="ok"]', { hasText: `: ${steps} steps.` }).waitFor();
+    await shot(page, '15-estimate');
+
+    await picker.selectOption('acme/tiny-chat');
+    await page.locator('#toast', { hasText: `${skill} now trains on acme/tiny-chat` }).waitFor();
+    assert.equal((await api(`/api/skills/${skill}`)).skill.base_model, 'acme/tiny-chat');
+    const row = page.locator('tr[data-model="acme/tiny-chat"]');
+    await row.locator('td', { hasText: skill }).waitFor();
+    page.once('dialog', (d) => d.accept());
+    await row.getByRole('button', { name: 'Remove acme/tiny-chat' }).click();
+    await page.locator('#toast[data-kind="error"]', { hasText: `the base model of ${skill}` }).waitFor();
+    assert.equal(await row.count(), 1, 'a model a skill trains on stays');
+
+    await picker.selectOption('tiny');
+    await page.locator('#toast', { hasText: `${skill} now trains on tiny` }).waitFor();
+    assert.equal((await api(`/api/skills/${skill}`)).skill.base_model, undefined, 'back to the default');
+    page.once('dialog', (d) => d.accept());
+    await row.getByRole('button', { name: 'Remove acme/tiny-chat' }).click();
+    await page.locator('#toast', { hasText: 'Removed acme/tiny-chat.' }).waitFor();
+    await row.waitFor({ state: 'detached' });
+    await page.locator('#base-model option[value="acme/tiny-chat"]').waitFor({ state: 'detached' });
+    assert.deepEqual(await accessibilityProblems(page), []);
+    await shot(page, '16-models');
+    assert.deepEqual(page.errors, []);
+  });
+
   await t.test('phone width: no horizontal scrolling, every control named', async (t) => {
     const page = await open(await contextFor(t, 390, 844), `/#/skill/${skill}`);
     await page.locator(`tr[data-adapter^="${skill}/"]`).waitFor();
@@ -537,13 +589,22 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     assert.deepEqual(wide, [], 'nothing wider than the phone (tables scroll in their own box)');
     assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 390), 'no horizontal scrolling');
     assert.deepEqual(await accessibilityProblems(page), []);
-    await shot(page, '15-phone');
+    await shot(page, '17-phone');
     assert.deepEqual(page.errors, []);
   });
 
-  await t.test('no key appears in the server log, any API answer or any SSE message', () => {
+  await t.test('no key appears in the server log, any API answer or any SSE message', async () => {
     assert.ok(traffic.some((l) => l.includes('/api/providers')), 'the providers answers were seen');
-    assert.ok(traffic.some((l) => l.includes('/generate/events snapshot')), 'the generation streams were seen');
+    // A generation stream's first message as the server sends it (a page may have followed
+    // the task by polling, as a browser out of connections to the server does).
+    const stream = new AbortController();
+    const r = await fetch(`${base}/api/skills/${skill}/generate/events`, { signal: stream.signal });
+    const reader = r.body.getReader();
+    let first = '';
+    while (!first.includes('\n\n')) first += new TextDecoder().decode((await reader.read()).value);
+    stream.abort();
+    traffic.push(`sse direct ${first}`);
+    assert.match(first, /^event: snapshot\n/m, 'a generation stream was read');
     for (const key of Object.values(KEYS)) {
       for (const [name, output] of [['server log', serverLog], ['stand-ins', standinLog], ['pages', traffic.join('\n')]]) {
         assert.ok(!output.includes(key), `a key appears in the ${name}`);

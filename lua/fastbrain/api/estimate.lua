@@ -1,9 +1,11 @@
 -- fastbrain.api.estimate: GET /api/training/estimate/:skill[?model=ID], what a run of the skill
 -- would cost on this machine before it starts (fastbrain.estimate: tokens per epoch with the
--- model's tokenizer, steps, peak memory, time on the CPU and GPU, whether it fits, warnings).
+-- model's tokenizer, steps, peak memory, time on the CPU and GPU, whether it fits, warnings);
+-- POST the same with a body of spec overrides, as POST /api/train-skill/:skill takes them.
 -- ID is a model id (fastbrain.models); absent, the skill's base model. The work, a first
 -- calibration of the model's shape included, runs in a child (`fastbrain train --estimate`)
--- while the server serves on; identical requests meanwhile share that child.
+-- while the server serves on; identical requests meanwhile share that child, and other ones wait
+-- for it: one at a time, a calibration measures this machine alone.
 local fb = require "fastbrain"
 local models = require "fastbrain.models"
 local models_api = require "fastbrain.api.models"
@@ -40,32 +42,46 @@ end
 function M.mount(app, ctx)
   local data_dir = ctx.data_dir
   local inflight = {} -- spec JSON -> {done, status, body}
+  local busy = false   -- a child is estimating
 
-  app:get("/api/training/estimate/:skill", function(req, res)
+  -- The estimate of spec in a coroutine of its own: a request that goes away leaves it to
+  -- finish for the others waiting on it.
+  local function start(spec)
+    local key, run = json.encode(spec), {}
+    inflight[key] = run
+    fb.spawn(function()
+      while busy do fb.sleep(50) end
+      busy = true
+      local ok, status, body = pcall(estimate, spec)
+      busy = false
+      inflight[key] = nil
+      run.status, run.body, run.done = ok and status or 500, ok and body or {error = tostring(status)}, true
+    end)
+    return run
+  end
+
+  local function handler(req, res)
     local skill = skills.require(data_dir, req.params.skill)
+    local overrides = req.method == "POST" and req.body ~= "" and req:json() or {}
+    local errors = skills.check_spec(overrides)
+    if errors then return skills.bad_fields(res, "invalid training spec", errors) end
     local id, name = req.query.model, nil
     if id then
       local err
       name, err = models.path(id, data_dir)
       if not name then router.fail(404, err) end
     end
-    local spec = training.spec(data_dir, ctx.model, skill, {}, name)
+    local spec = training.spec(data_dir, ctx.model, skill, overrides, name)
     if not fb.fs.mode(spec.data) then router.fail(422, "the skill has no examples yet") end
     spec.skill = nil -- the registry's, not the trainer's
-    local key = json.encode(spec)
-    local run = inflight[key]
-    if run then
-      while not run.done do fb.sleep(50) end
-    else
-      run = {}
-      inflight[key] = run
-      local ok, status, body = pcall(estimate, spec)
-      inflight[key] = nil
-      run.status, run.body, run.done = ok and status or 500, ok and body or {error = tostring(status)}, true
-    end
+    local run = inflight[json.encode(spec)] or start(spec)
+    while not run.done do fb.sleep(50) end
     if run.status == 200 then run.body.estimate.model = id or models_api.id_of(spec.model) end
     res:json(run.status, run.body)
-  end, {timeout = M.TIMEOUT_MS + 5000})
+  end
+  local opts = {timeout = M.TIMEOUT_MS + 5000}
+  app:get("/api/training/estimate/:skill", handler, opts)
+  app:post("/api/training/estimate/:skill", handler, opts)
 end
 
 return M
