@@ -46,6 +46,23 @@ function M.shutdown()
   end
 end
 
+-- The body of a command (engine/cmd_lua.c): main(args) runs in a coroutine. A main that never
+-- waits returns its exit status here at once; one that waits on the loop (sockets, timers) makes
+-- this return nil, and the loop runs until main returns, whose status goes to exit(). An error
+-- in main is logged with its traceback and the status is 1.
+function M.command(main, args)
+  local status, finished, waiting
+  M.spawn(function()
+    local ok, s = xpcall(main, debug.traceback, args)
+    if not ok then M.log.error("%s", tostring(s)) end
+    status, finished = ok and math.tointeger(s) or 1, true
+    if waiting then M.exit(status) end
+  end)
+  if finished then return status end
+  waiting = true
+  return nil
+end
+
 -- Suspend the running coroutine for ms milliseconds, letting the loop serve others.
 function M.sleep(ms)
   local co, main = coroutine.running()
