@@ -51,6 +51,7 @@ local M = {
             "special_tokens_map.json"},
   PICKLES = {"%.bin$", "%.pt$", "%.pth$", "%.ckpt$", "%.pkl$", "%.pickle$"},
   PROGRESS_MS = 250,
+  RATE_WINDOW_MS = 5000,
 }
 
 local function is_pickle(name)
@@ -266,8 +267,13 @@ local function progress(ctx, file, got, size, force)
   local now = fb.now()
   if not force and now - ctx.last_progress < M.PROGRESS_MS then return end
   ctx.last_progress = now
-  local elapsed = (now - ctx.started) / 1000
-  local rate = elapsed > 0 and ctx.downloaded / elapsed or 0
+  -- The rate over the last RATE_WINDOW_MS: what the line is doing now, not since the start.
+  local samples = ctx.samples
+  samples[#samples + 1] = {now, ctx.downloaded}
+  while #samples > 2 and now - samples[1][1] > M.RATE_WINDOW_MS do table.remove(samples, 1) end
+  local first = #samples > 1 and samples[1] or {ctx.started, 0}
+  local elapsed = (now - first[1]) / 1000
+  local rate = elapsed > 0 and (ctx.downloaded - first[2]) / elapsed or 0
   local left = ctx.total_bytes - ctx.done_bytes
   ctx.emit{event = "progress", file = file, bytes = got, size = size, done_bytes = ctx.done_bytes,
            total_bytes = ctx.total_bytes, bytes_per_s = math.floor(rate),
@@ -581,7 +587,8 @@ function M.pull(spec, opts)
     return nil, perr, "bad_request"
   end
   local getenv = opts.getenv or os.getenv
-  local endpoint = (opts.endpoint or getenv("HF_ENDPOINT") or M.DEFAULT_ENDPOINT):gsub("/+$", "")
+  local endpoint = opts.endpoint or getenv("HF_ENDPOINT")
+  endpoint = (endpoint ~= nil and endpoint ~= "" and endpoint or M.DEFAULT_ENDPOINT):gsub("/+$", "")
   local offline = opts.offline
   if offline == nil then
     local v = (getenv("HF_HUB_OFFLINE") or ""):lower()
@@ -594,7 +601,7 @@ function M.pull(spec, opts)
                dir = cache.repo_dir(root, ref.repo), tries = opts.tries or 4, backoff_ms = opts.backoff_ms or 500,
                timeout = opts.timeout, idle_timeout = opts.idle_timeout, tls = opts.tls, emit = emit,
                is_cancelled = opts.cancelled or function() return false end, meta = {},
-               started = fb.now(), last_progress = -math.huge, done_bytes = 0, downloaded = 0, total_bytes = 0}
+               started = fb.now(), last_progress = -math.huge, samples = {}, done_bytes = 0, downloaded = 0, total_bytes = 0}
   if not offline and not ctx.endpoint_host then
     local msg = "HF_ENDPOINT is not an http(s) URL: " .. endpoint
     emit{event = "error", message = msg, code = "bad_request"}

@@ -26,13 +26,16 @@ local M = {}
 
 function M.git_sha1(data) return digest.new("sha1"):update("blob " .. #data .. "\0"):update(data):hex() end
 
--- n pseudo-random bytes (an LCG), different per seed: synthetic weights.
+-- n bytes of synthetic weights, different per seed and per 4 kB block (a block of LCG output,
+-- each copy led by its index), quick to make in Lua even for a few MB.
 function M.bytes(n, seed)
-  local parts, x = {}, seed or 1
-  for i = 1, (n + 7) // 8 do
+  local words, x = {}, seed or 1
+  for i = 1, 511 do
     x = (x * 6364136223846793005 + 1442695040888963407) & 0xffffffffffffffff
-    parts[i] = string.pack("<i8", x)
+    words[i] = string.pack("<i8", x)
   end
+  local block, parts = table.concat(words), {}
+  for i = 1, (n + 4095) // 4096 do parts[i] = string.pack("<I8", i * 1000003 + (seed or 1)) .. block end
   return table.concat(parts):sub(1, n)
 end
 
