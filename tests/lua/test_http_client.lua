@@ -86,6 +86,13 @@ local routes = {
   ["/echo-redirect"] = function(_, sock)
     sock:send("HTTP/1.1 302 Found\r\nLocation: /echo\r\nContent-Length: 3\r\n\r\nabc")
   end,
+  ["/slow-body"] = function(_, sock)  -- 600 ms of body after the head
+    sock:send("HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\n")
+    for _ = 1, 6 do
+      fb.sleep(100)
+      sock:send(string.rep("w", 50000))
+    end
+  end,
   ["/slow-big"] = function(_, sock)
     sock:send("HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\n")
     for _ = 1, 30 do
@@ -236,7 +243,7 @@ end)
 T.test("stream: each read waits idle_timeout for data, not a total timeout", function(done)
   fb.spawn(T.guard(done, function()
     local n = 0
-    local res, err = http.request({url = base .. "/slow-big", timeout = 20, idle_timeout = 1000, stream = function()
+    local res, err = http.request({url = base .. "/slow-body", timeout = 300, idle_timeout = 2000, stream = function()
       return function(chunk) n = n + #chunk; return true end
     end})
     T.eq(err, nil)
@@ -377,6 +384,20 @@ T.test("TLS: a trusted CA verifies and the request succeeds", function(done)
     T.eq(err, nil)
     T.eq(res.body, "hello, world")
   end)
+end)
+
+T.test("TLS: a streamed body arrives whole, in pieces", function(done)
+  fb.spawn(T.guard(done, function()
+    local n, pieces = 0, 0
+    local res, err = http.request({url = tls_base .. "/slow-big", tls = {cafile = dir .. "/ca.pem"}, stream = function()
+      return function(chunk) n, pieces = n + #chunk, pieces + 1; return true end
+    end})
+    T.eq(err, nil)
+    T.eq(res.status, 200)
+    T.eq(n, 300000)
+    T.eq(pieces > 1, true)
+    done()
+  end))
 end)
 
 T.test("TLS: a certificate for another name is refused", function(done)
