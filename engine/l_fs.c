@@ -1,8 +1,11 @@
 /* l_fs.c: module `fastbrain.fs`: the engine's file helpers for Lua: atomic replacement,
  * capped whole-file reads, directory listings, mkdir -p, removing a tree, permission bits,
- * stat/lstat and symbolic links. World failures return nil, msg (and the errno name for stat). */
+ * stat/lstat, symbolic links and advisory locks (flock, as Python's filelock takes them). World
+ * failures return nil, msg (and the errno name for stat). */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,12 +152,61 @@ static int fs_readlink(lua_State *L) {
   return 1;
 }
 
+/* A held lock: the descriptor whose flock(2) it is; -1 once released. */
+#define LOCK_MT "fastbrain.fs.lock"
+typedef struct flock_ud {
+  int fd;
+} flock_ud;
+
+/* lock(path) -> lock | nil, msg, "busy"|"ENOENT"|"EACCES"|"EIO": an exclusive flock(2) on path (created if missing),
+ * never waiting: "busy" while another descriptor, in this process or another, holds it.
+ * lock:unlock() releases it (also __close and __gc). */
+static int fs_lock(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  flock_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
+  u->fd = -1;
+  luaL_setmetatable(L, LOCK_MT);
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    int e = errno;
+    luaL_pushfail(L);
+    lua_pushfstring(L, "%s: %s", path, strerror(e));
+    lua_pushstring(L, e == ENOENT ? "ENOENT" : e == EACCES ? "EACCES" : "EIO");
+    return 3;
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    close(fd);
+    luaL_pushfail(L);
+    lua_pushfstring(L, "%s: %s", path, e == EWOULDBLOCK ? "held by another download" : strerror(e));
+    lua_pushstring(L, e == EWOULDBLOCK ? "busy" : "EIO");
+    return 3;
+  }
+  u->fd = fd;
+  return 1;
+}
+
+static int lock_unlock(lua_State *L) {
+  flock_ud *u = luaL_checkudata(L, 1, LOCK_MT);
+  if (u->fd >= 0) close(u->fd); /* closing the last descriptor releases the flock */
+  u->fd = -1;
+  return 0;
+}
+
 int luaopen_fastbrain_fs(lua_State *L) {
+  static const luaL_Reg lock_meta[] = {{"__gc", lock_unlock}, {"__close", lock_unlock}, {NULL, NULL}};
+  static const luaL_Reg lock_methods[] = {{"unlock", lock_unlock}, {NULL, NULL}};
+  luaL_newmetatable(L, LOCK_MT);
+  luaL_setfuncs(L, lock_meta, 0);
+  luaL_newlib(L, lock_methods);
+  lua_setfield(L, -2, "__index"); /* metatable.__index = method table */
+  lua_pop(L, 1);
   static const luaL_Reg funcs[] = {{"write_atomic", fs_write_atomic}, {"read", fs_read},
                                    {"mkdir_p", fs_mkdir_p},           {"mode", fs_mode},
                                    {"list", fs_list},                 {"remove_tree", fs_remove_tree},
                                    {"stat", fs_stat},                 {"lstat", fs_lstat},
                                    {"symlink", fs_symlink},           {"readlink", fs_readlink},
+                                   {"lock", fs_lock},
                                    {NULL, NULL}};
   luaL_newlib(L, funcs);
   return 1;

@@ -32,7 +32,8 @@
 --   total_bytes, cached_bytes}; per file: file_start {file, size, resume_from}, progress {file,
 --   bytes, size, done_bytes, total_bytes, bytes_per_s, eta_s} (at most every 250 ms and at a
 --   file's end), retry {file, attempt, wait_ms, reason}, file_done {file, size, etag,
---   downloaded}; then done {repo, revision, commit, snapshot, downloaded_bytes, total_bytes} or
+--   downloaded}, wait {file, reason} (another download holds the blob's lock: huggingface_hub's
+--   .locks/models--ORG--NAME/<etag>.lock); then done {repo, revision, commit, snapshot, downloaded_bytes, total_bytes} or
 --   error {message, code}. Offline: start (all cached) and done, or an error.
 --   ARCHITECTURES: the config.json architectures the engine runs (engine/model_config.c's list).
 local fb = require "fastbrain"
@@ -51,6 +52,7 @@ local M = {
             "special_tokens_map.json"},
   PICKLES = {"%.bin$", "%.pt$", "%.pth$", "%.ckpt$", "%.pkl$", "%.pickle$"},
   PROGRESS_MS = 250,
+  LOCK_POLL_MS = 500,  -- how often a blob another download holds is tried again
   RATE_WINDOW_MS = 5000,
 }
 
@@ -280,12 +282,41 @@ local function progress(ctx, file, got, size, force)
            eta_s = rate > 0 and math.floor(left / rate + 0.5) or -1}
 end
 
--- Download one blob into blobs/<etag> through .incomplete -> true | nil, failure
+-- huggingface_hub's lock on a blob (.locks/models--ORG--NAME/<etag>.lock, flock as Python's
+-- filelock takes it), waited for without blocking the loop -> lock | nil, failure
+local function lock_blob(ctx, file, etag)
+  local dir = ctx.root .. "/.locks/" .. ctx.dir:match("[^/]+$")
+  local ok, err = fs.mkdir_p(dir)
+  if not ok then return nil, failure("io", err) end
+  local told = false
+  while true do
+    local lock, lerr, busy = fs.lock(dir .. "/" .. etag .. ".lock")
+    if lock then return lock end
+    if busy ~= "busy" then return nil, failure("io", lerr) end
+    if not told then
+      ctx.emit{event = "wait", file = file, reason = lerr}
+      told = true
+    end
+    if ctx.is_cancelled() then return nil, failure("cancelled", "cancelled") end
+    fb.sleep(M.LOCK_POLL_MS)
+  end
+end
+
+-- Download one blob into blobs/<etag> through .incomplete, under its lock -> true, moved (false
+-- when another download finished it meanwhile) | nil, failure
 local function download(ctx, file, meta)
   local blob = cache.blob_path(ctx.dir, meta.etag)
   local part = blob .. ".incomplete"
   local ok, err = fs.mkdir_p(ctx.dir .. "/blobs")
   if not ok then return nil, failure("io", err) end
+  local lock, lerr = lock_blob(ctx, file, meta.etag)
+  if not lock then return nil, lerr end
+  local held <close> = lock
+  local done = fs.stat(blob)
+  if done and done.size == meta.size then
+    ctx.done_bytes = ctx.done_bytes + meta.size
+    return true, false
+  end
   local st = fs.stat(part)
   local have = st and st.size or 0
   if have > meta.size then have = 0 end
@@ -372,7 +403,7 @@ local function download(ctx, file, meta)
   end
   local rok, rerr = os.rename(part, blob)
   if not rok then return nil, failure("io", "%s", rerr) end
-  return true, got_any
+  return true, true
 end
 
 -- Fetch file into the snapshot (unless it is there) -> {name, size, etag, downloaded} | nil, failure
@@ -392,9 +423,9 @@ local function fetch(ctx, file, meta)
   if not meta.cached then
     local st = fs.stat(cache.blob_path(ctx.dir, meta.etag))
     if not st or st.size ~= meta.size then
-      local ok, f = download(ctx, file, meta)
-      if not ok then return nil, f end
-      downloaded = true
+      local ok, moved = download(ctx, file, meta)
+      if not ok then return nil, moved end
+      downloaded = moved
     else
       ctx.done_bytes = ctx.done_bytes + meta.size
     end

@@ -1,5 +1,6 @@
 -- fastbrain.digest (engine/l_digest.c): sha256 against the standard's test vectors, fed whole
--- and piece by piece; fastbrain.fs's stat, lstat, symlink and readlink that the Hub cache uses.
+-- and piece by piece; fastbrain.fs's stat, lstat, symlink, readlink and lock that the Hub cache
+-- uses.
 local T = require "tests.lua.testing"
 local digest = require "fastbrain.digest"
 local fs = require "fastbrain.fs"
@@ -35,7 +36,7 @@ T.test("a finished digest and an unknown name raise", function()
   T.matches(tostring(digest.new("sha1")), "SHA1")
 end)
 
-T.test("fs.stat, lstat, symlink, readlink", function()
+T.test("fs.stat, lstat, symlink, readlink, lock", function()
   local dir = os.tmpname()
   os.remove(dir)
   assert(fs.mkdir_p(dir .. "/blobs"))
@@ -56,6 +57,13 @@ T.test("fs.stat, lstat, symlink, readlink", function()
   T.eq(code, "ENOENT")
   T.eq(select(2, fs.symlink("x", dir .. "/snap/f")) ~= nil, true)
   T.eq(fs.readlink(dir .. "/blobs/abc"), nil)
+  local lock = assert(fs.lock(dir .. "/x.lock"))
+  local none, why, busy = fs.lock(dir .. "/x.lock")
+  T.eq({none, busy}, {nil, "busy"})
+  T.matches(why, "x.lock: held by another download")
+  lock:unlock()
+  local again <close> = assert(fs.lock(dir .. "/x.lock"))
+  T.eq(select(3, fs.lock(dir .. "/nodir/x.lock")), "ENOENT")
   assert(fs.remove_tree(dir))
 end)
 

@@ -254,6 +254,43 @@ async("a server that ignores Range starts the file over; a corrupt .incomplete i
   check_snapshot("org/norange", commit, files, WANTED)
 end)
 
+async("a blob another download holds (huggingface_hub's .locks) is waited for, not fetched twice", function()
+  local files = standin.llama_files()
+  local commit = string.rep("d9", 20)
+  srv:add_repo("org/locked", {commit = commit, files = files})
+  local sha1 = digest.sha256(files[SHARD1].data)
+  local locks = root .. "/.locks/models--org--locked"
+  assert(fs.mkdir_p(locks))
+  local held = assert(fs.lock(locks .. "/" .. sha1 .. ".lock"))  -- as Python's filelock holds it
+  T.eq(select(3, fs.lock(locks .. "/" .. sha1 .. ".lock")), "busy")
+  hub.LOCK_POLL_MS = 20
+  local waits, result, perr = {}, nil, nil
+  fb.spawn(function()
+    result, perr = pull("org/locked", {on_event = function(ev)
+      if ev.event == "wait" then waits[#waits + 1] = ev end
+    end})
+  end)
+  fb.sleep(300)
+  T.eq(result, nil, "still waiting")
+  T.eq(#waits, 1)
+  T.eq(waits[1].file, SHARD1)
+  local dir = cache.repo_dir(root, "org/locked")
+  T.eq(fs.stat(dir .. "/blobs/" .. sha1 .. ".incomplete"), nil, "nothing written while the lock is held")
+  assert(fs.write_atomic(dir .. "/blobs/" .. sha1, files[SHARD1].data))  -- the other download's work
+  held:unlock()
+  for _ = 1, 250 do
+    if result or perr then break end
+    fb.sleep(20)
+  end
+  hub.LOCK_POLL_MS = 500
+  T.eq(perr, nil)
+  for _, f in ipairs(result.files) do
+    if f.name == SHARD1 then T.eq(f.downloaded, false, "finished by the other download") end
+  end
+  T.eq(srv:count(sha1), 0, "shard 1 never requested")
+  check_snapshot("org/locked", commit, files, WANTED)
+end)
+
 async("a gated repo: 401 and 403 say to accept the license and set HF_TOKEN; the token stays off the CDN", function()
   local files = standin.llama_files()
   srv:add_repo("org/gated", {commit = string.rep("d4", 20), files = files, gated = "hf_secret_token"})
