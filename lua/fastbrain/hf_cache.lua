@@ -17,7 +17,7 @@
 --   link(dir, commit, file, etag) -> path | nil, err     (replaces what was there)
 --   linked(dir, commit, file) -> etag, size | nil        (a file there, through its link)
 --   complete(dir, commit) -> true | nil, what is missing  (config.json and every weight file)
---   resolve("ORG/NAME[@REVISION]" [, {root =}]) -> snapshot dir, commit | nil, err
+--   resolve("ORG/NAME[@REVISION]" [, {root =}]) -> snapshot dir, commit, complete | nil, err
 --   list([root]) -> repos: {{repo, dir, size, refs = {rev = commit}, snapshots = {{commit,
 --                   refs = {rev...}, complete, files = {{name, size, etag}}}}, incomplete =
 --                   {{etag, size}}}}, sorted by repo then commit
@@ -163,7 +163,7 @@ function M.resolve(spec, opts)
   if not st or st.type ~= "dir" then
     return nil, string.format("%s@%s: snapshot %s is not in the cache", ref.repo, ref.revision, commit)
   end
-  return snap, commit
+  return snap, commit, M.complete(dir, commit) or false
 end
 
 -- Every file under a snapshot folder, as paths relative to it.

@@ -36,6 +36,7 @@
 --   .locks/models--ORG--NAME/<etag>.lock); then done {repo, revision, commit, snapshot, downloaded_bytes, total_bytes} or
 --   error {message, code}. Offline: start (all cached) and done, or an error.
 --   ARCHITECTURES: the config.json architectures the engine runs (engine/model_config.c's list).
+-- What the cache holds, and a model's snapshot offline: fastbrain.hf_cache.list() and resolve().
 local fb = require "fastbrain"
 local http = require "fastbrain.http_client"
 local cache = require "fastbrain.hf_cache"

@@ -5,6 +5,7 @@
 --   main(args) -> exit status, inside a coroutine (engine/cmd_lua.c runs it on the loop)
 local fb = require "fastbrain"
 local hub = require "fastbrain.hub"
+local hf_cache = require "fastbrain.hf_cache"
 local json = require "fastbrain.json"
 
 local M = {}
@@ -114,8 +115,8 @@ function M.main(args)
   end
   if not spec then return bad_usage("which model? ORG/NAME[@REVISION]") end
   local show = printer({json = as_json, tty = not as_json and fb.isatty(1)})
-  local ok_ref, why = require("fastbrain.hf_cache").parse_ref(spec)
-  if not ok_ref then return bad_usage(why) end
+  local ref, why = hf_cache.parse_ref(spec)
+  if not ref then return bad_usage(why) end
   -- A signal ends the process at once (the default exit status); the file being written is
   -- closed by its <close> guard when the coroutine is closed, and stays resumable.
   for _, sig in ipairs({"int", "term"}) do
