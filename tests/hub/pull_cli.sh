@@ -22,6 +22,7 @@ standin() {
 }
 # signal_pull SIG: pull org/llama --json from the slow stand-in, send SIG once shard 2 is moving.
 signal_pull() {
+  : >"$tmp/out"  # not the last run's lines: the child truncates it only once it has started
   HF_ENDPOINT=$(cat "$tmp/slow.ep") "$fb" pull org/llama --json >"$tmp/out" 2>"$tmp/err" &
   local pid=$!
   for _ in $(seq 200); do
