@@ -9,7 +9,7 @@ PORT       ?= 8215
 # Debian packages: build and run time, then test-only (the browser tests need chromium, and an
 # emoji font so the skills' avatars render in their screenshots).
 DEB_PACKAGES := build-essential cmake pkg-config liblua5.4-dev libuv1-dev libcjson-dev libdnnl2 \
-  node-llhttp lua-socket lua-sec libopenblas-dev libpcre2-dev libutf8proc-dev
+  node-llhttp lua-socket lua-sec libssl-dev libopenblas-dev libpcre2-dev libutf8proc-dev
 DEB_TEST_PACKAGES := clang libclang-rt-14-dev openssl curl chromium fonts-noto-color-emoji
 # Benchmarks only: the anchors they compare against (nginx + Lua, PyTorch), the load tool, and
 # the profilers that count where the time goes (valgrind's callgrind, perf).

@@ -1,5 +1,5 @@
 /* l_core.c: module `fastbrain.core`, the small C functions behind the `fastbrain` table:
- * a monotonic clock, signal handlers, exit, the version and the bundle root. */
+ * a monotonic clock, signal handlers, exit, isatty, the version and the bundle root. */
 #include <lauxlib.h>
 #include <uv.h>
 
@@ -21,11 +21,19 @@ static int core_exit(lua_State *L) {
   return 0;
 }
 
+/* isatty(fd) -> whether the descriptor is a terminal (1: is stdout one? for progress bars) */
+static int core_isatty(lua_State *L) {
+  lua_Integer fd = luaL_checkinteger(L, 1);
+  lua_pushboolean(L, fd >= 0 && fd <= 1 << 20 && uv_guess_handle((int)fd) == UV_TTY);
+  return 1;
+}
+
 int luaopen_fastbrain_core(lua_State *L) {
   static const luaL_Reg funcs[] = {
       {"now", core_now},
       {"on_signal", fb_signals_lua_on_signal},
       {"exit", core_exit},
+      {"isatty", core_isatty},
       {NULL, NULL},
   };
   luaL_newlib(L, funcs);

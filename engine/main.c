@@ -32,6 +32,7 @@ static int cmd_version(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
 static int cmd_generate(int argc, char **argv) { return fb_cmd_lua_main("fastbrain.model", argc, argv); }
 static int cmd_models(int argc, char **argv) { return fb_cmd_lua_main("fastbrain.models", argc, argv); }
+static int cmd_pull(int argc, char **argv) { return fb_cmd_lua_main("fastbrain.pull", argc, argv); }
 
 static const command commands[] = {
     {"run", cmd_run, "[--log-level LEVEL] FILE.lua [ARGS...]",
@@ -44,6 +45,8 @@ static const command commands[] = {
      "train a LoRA adapter on a JSONL dataset (--help for every option)"},
     {"worker", fb_cmd_worker, "JOBDIR", "run JOBDIR/spec.json, printing docs/protocol.md JSON lines"},
     {"generate", cmd_generate, "--model DIR|ORG/NAME --prompt TEXT [--adapter DIR --template T --max-tokens N ...]", "answer a prompt with a model and an adapter (--help for every option)"},
+    {"pull", cmd_pull, "ORG/NAME[@REVISION] [--token T] [--json]",
+     "download a model from the Hugging Face Hub into its cache (--help for more)"},
     {"models", cmd_models, "[--json] [--data-dir D]",
      "list the base models to train on: bundled, the data directory's, the Hugging Face cache's"},
     {"version", cmd_version, "", "print the version"},

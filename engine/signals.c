@@ -32,9 +32,19 @@ static void on_signal(uv_signal_t *w, int signum) {
   }
 }
 
-int fb_signals_start(lua_State *L) {
+/* The handlers table, made on first use: a command may set handlers before it starts waiting on
+ * the loop (cmd_lua.c starts the watchers only then). */
+static void push_handlers(lua_State *L) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, HANDLERS_KEY) == LUA_TTABLE) return;
+  lua_pop(L, 1);
   lua_newtable(L);
-  lua_setfield(L, LUA_REGISTRYINDEX, HANDLERS_KEY);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, HANDLERS_KEY); /* registry[HANDLERS_KEY] = {} */
+}
+
+int fb_signals_start(lua_State *L) {
+  push_handlers(L);
+  lua_pop(L, 1);
   for (size_t i = 0; i < NWATCHED; i++) {
     int rc = uv_signal_init(fb_vm_loop(L), &watchers[i]);
     if (rc == 0) rc = uv_signal_start(&watchers[i], on_signal, watched[i].signum);
@@ -59,7 +69,7 @@ int fb_signals_lua_on_signal(lua_State *L) {
   int which = luaL_checkoption(L, 1, NULL, names);
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TFUNCTION);
   lua_settop(L, 2);
-  lua_getfield(L, LUA_REGISTRYINDEX, HANDLERS_KEY);
+  push_handlers(L);
   lua_pushvalue(L, 2);
   lua_setfield(L, -2, watched[which].name);  /* handlers[name] = fn (nil restores the default) */
   return 0;

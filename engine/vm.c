@@ -27,6 +27,7 @@ static const luaL_Reg modules[] = {
     {"fastbrain.jobs", luaopen_fastbrain_jobs},
     {"fastbrain.trainer", luaopen_fastbrain_trainer},
     {"fastbrain.lm", luaopen_fastbrain_lm},
+    {"fastbrain.digest", luaopen_fastbrain_digest},
     {NULL, NULL},
 };
 

@@ -89,6 +89,28 @@ function Sock:receive(pattern)
   end
 end
 
+-- receive_some(max) -> what has arrived, 1 to max bytes, waiting only while nothing has: the
+-- streaming read (no copy of a growing prefix); nil, "closed" at the end, or nil and an error.
+function Sock:receive_some(max)
+  if self.pending_err then
+    local err = self.pending_err
+    self.pending_err = nil
+    return nil, err
+  end
+  while true do
+    local data, err, partial = self.sock:receive(max)
+    if data then return data end
+    local mode = blocked_on(err)
+    if partial and #partial > 0 then
+      if not mode then self.pending_err = err end  -- the end comes with the next call
+      return partial
+    end
+    if not mode then return nil, err end
+    local ok, werr = self:wait(mode)
+    if not ok then return nil, werr end
+  end
+end
+
 -- Close the watcher before the descriptor (libuv requires it). Idempotent.
 function Sock:close()
   if self.watcher then

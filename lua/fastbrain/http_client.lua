@@ -1,13 +1,16 @@
 -- fastbrain.http_client: outbound HTTP/1.1 and HTTPS requests on cosockets. Call request()
 -- inside a coroutine (a route handler, fb.spawn, a workflow): it yields while waiting, so the
 -- loop keeps serving. Connect and total timeouts, a body cap, TLS verification on by default,
--- no redirects unless asked, http_proxy/https_proxy/no_proxy honoured.
+-- no redirects unless asked (Authorization dropped on a hop to another origin), a streaming
+-- mode that hands the body on chunk by chunk (downloads of many GB), http_proxy/https_proxy/
+-- no_proxy honoured.
 local cosocket = require "fastbrain.cosocket"
 local fb = require "fastbrain"
 
 local M = {
   max_body = 16 * 1024 * 1024,
-  timeout = 60000,          -- ms for the whole exchange
+  timeout = 60000,          -- ms for the whole exchange (to the head when streaming)
+  idle_timeout = 30000,     -- ms a streamed body may go without data
   connect_timeout = 10000,  -- ms to connect (and finish TLS)
 }
 
@@ -72,20 +75,25 @@ local function read_headers(sock)
   end
 end
 
-local function read_exact(sock, n, what)
-  if n == 0 then return "" end
-  local data, err, partial = sock:receive(n)
-  if not data then
-    if err == "closed" then
-      return nil, ("truncated %s (got %d of %d bytes)"):format(what, #(partial or ""), n)
+local CHUNK = 256 * 1024  -- the most one read hands on
+
+-- Read exactly n bytes, emitting them as they arrive -> true | nil, err
+local function pump_exact(sock, n, what, emit)
+  local got = 0
+  while got < n do
+    local data, err = sock:receive_some(math.min(n - got, CHUNK))
+    if not data then
+      if err == "closed" then return nil, ("truncated %s (got %d of %d bytes)"):format(what, got, n) end
+      return nil, "reading " .. what .. ": " .. err
     end
-    return nil, "reading " .. what .. ": " .. err
+    got = got + #data
+    local ok, eerr = emit(data)
+    if not ok then return nil, eerr end
   end
-  return data
+  return true
 end
 
-local function read_chunked(sock, max_body)
-  local parts, total = {}, 0
+local function pump_chunked(sock, emit)
   while true do
     local line, err = sock:receive("*l")
     if not line then return nil, "reading chunk size: " .. (err == "closed" and "truncated body" or err) end
@@ -96,46 +104,75 @@ local function read_chunked(sock, max_body)
         line, err = sock:receive("*l")
         if not line then return nil, "reading trailers: " .. err end
       until line == ""
-      return table.concat(parts)
+      return true
     end
-    total = total + size
-    if total > max_body then return nil, "response body larger than " .. max_body .. " bytes" end
-    local chunk, cerr = read_exact(sock, size, "chunk")
-    if not chunk then return nil, cerr end
-    parts[#parts + 1] = chunk
+    local ok, cerr = pump_exact(sock, size, "chunk", emit)
+    if not ok then return nil, cerr end
     local crlf = sock:receive("*l")
     if crlf ~= "" then return nil, "malformed chunk terminator" end
   end
 end
 
-local function read_body(sock, method, status, headers, max_body)
+local function pump_until_close(sock, emit)
+  while true do
+    local data, err = sock:receive_some(CHUNK)
+    if not data then
+      if err == "closed" then return true end
+      return nil, "reading body: " .. err
+    end
+    local ok, eerr = emit(data)
+    if not ok then return nil, eerr end
+  end
+end
+
+-- Hand the body to emit(data) -> true | nil, err as it arrives. limit: a content-length above
+-- it fails before any read (the in-memory cap).
+local function pump_body(sock, method, status, headers, emit, limit)
   if method == "HEAD" or status == 204 or status == 304 or (status >= 100 and status < 200) then
-    return ""
+    return true
   end
   local te = headers["transfer-encoding"]
   if te then
     if te:lower() ~= "chunked" then return nil, "unsupported transfer-encoding: " .. te end
-    return read_chunked(sock, max_body)
+    return pump_chunked(sock, emit)
   end
   local len = headers["content-length"]
   if len then
     local n = tonumber(len)
     if not n or n < 0 or n ~= math.floor(n) or len:find(",") then return nil, "invalid content-length: " .. len end
-    if n > max_body then return nil, "response body larger than " .. max_body .. " bytes" end
-    return read_exact(sock, n, "body")
+    if limit and n > limit then return nil, "response body larger than " .. limit .. " bytes" end
+    return pump_exact(sock, n, "body", emit)
   end
-  local parts, total = {}, 0  -- until the server closes
-  while true do
-    local data, err, partial = sock:receive(8192)
-    data = data or partial
-    if data and #data > 0 then
-      total = total + #data
-      if total > max_body then return nil, "response body larger than " .. max_body .. " bytes" end
-      parts[#parts + 1] = data
-    end
-    if err == "closed" then return table.concat(parts) end
-    if err then return nil, "reading body: " .. err end
-  end
+  return pump_until_close(sock, emit)
+end
+
+-- The whole body as a string, under max_body -> body | nil, err
+local function read_body(sock, method, status, headers, max_body)
+  local parts, total = {}, 0
+  local ok, err = pump_body(sock, method, status, headers, function(data)
+    total = total + #data
+    if total > max_body then return nil, "response body larger than " .. max_body .. " bytes" end
+    parts[#parts + 1] = data
+    return true
+  end, max_body)
+  if not ok then return nil, err end
+  return table.concat(parts)
+end
+
+-- The body handed to write(chunk) -> true | nil, err; each read may wait idle ms for data.
+-- -> true | nil, err [, true when write stopped it]
+local function stream_body(sock, method, status, headers, write, idle)
+  sock:settimeout(idle)
+  local ok, err = pump_body(sock, method, status, headers, function(data)
+    local wok, werr = write(data)
+    if not wok then return nil, {stopped = werr or "stopped"} end
+    sock:settimeout(idle)
+    return true
+  end)
+  if ok then return true end
+  if type(err) == "table" then return nil, err.stopped, true end
+  if err:find("timeout$") then err = err:gsub("timeout$", ("no data for %d ms"):format(idle)) end
+  return nil, err
 end
 
 -- Open a connection to the origin, directly or through the proxy (CONNECT for https).
@@ -166,7 +203,9 @@ local function open(u, opts, deadline)
   return sock, nil, via ~= nil and u.scheme == "http"
 end
 
-local function exchange(u, opts, deadline)
+-- One request and its response. follows(status, headers) says whether the caller will follow
+-- it (a redirect: its body is read and dropped); otherwise opts.stream may take the body.
+local function exchange(u, opts, deadline, follows, url, history)
   local sock, err, absolute = open(u, opts, deadline)
   if not sock then return nil, err end
   local method = (opts.method or "GET"):upper()
@@ -190,41 +229,93 @@ local function exchange(u, opts, deadline)
   local rheaders, herr = read_headers(sock)
   if not rheaders then sock:close(); return nil, herr end
   status = tonumber(status)
+  local res = {status = status, reason = reason, headers = rheaders, url = url, history = history}
+  local write = opts.stream and not follows(status, rheaders) and opts.stream(res)
+  if write then
+    local sok, berr, stopped = stream_body(sock, method, status, rheaders, write, opts.idle_timeout or M.idle_timeout)
+    sock:close()
+    if not sok then return nil, berr, stopped end
+    return res
+  end
   local rbody, berr = read_body(sock, method, status, rheaders, opts.max_body or M.max_body)
   sock:close()
   if not rbody then return nil, berr end
-  return {status = status, reason = reason, headers = rheaders, body = rbody}
+  res.body = rbody
+  return res
+end
+
+local REDIRECTS = {[301] = true, [302] = true, [303] = true, [307] = true, [308] = true}
+
+-- The absolute URL of a Location header, read against the URL that answered with it.
+function M.resolve_location(u, location)
+  if location:match("^https?://") then return location end
+  if location:sub(1, 2) == "//" then return u.scheme .. ":" .. location end
+  local origin = u.scheme .. "://" .. host_header(u)
+  if location:sub(1, 1) == "/" then return origin .. location end
+  local dir = u.target:gsub("[?#].*$", ""):match("^(.*/)") or "/"
+  local path, query = (dir .. location):match("^([^?#]*)(.*)$")
+  local out = {}  -- RFC 3986 5.2.4: "." and ".." segments go
+  for seg in path:gmatch("[^/]+") do
+    if seg == ".." then out[#out] = nil elseif seg ~= "." then out[#out + 1] = seg end
+  end
+  local trailing = path:match("/%.?%.?$") and "/" or ""
+  local joined = table.concat(out, "/")
+  return origin .. "/" .. joined .. (joined ~= "" and trailing or "") .. query
+end
+
+local function same_origin(a, b)
+  return a.scheme == b.scheme and a.host:lower() == b.host:lower() and a.port == b.port
 end
 
 -- request{url=, method="GET", headers={}, body=, timeout=ms, connect_timeout=ms, max_body=,
---         redirects=0, tls={verify=true, cafile=}, proxy=url|false}
--- -> {status, reason, headers (lower-case names), body}, or nil and an error that names the
--- URL's host (never a header value, so keys never leak into messages).
+--         redirects=0, tls={verify=true, cafile=}, proxy=url|false, stream=fn, idle_timeout=ms}
+-- -> {status, reason, headers (lower-case names), body, url, history}, or nil and an error that
+-- names the URL's host (never a header value, so keys never leak into messages).
+-- Redirects (up to `redirects`) are followed to relative or absolute locations; a hop to
+-- another origin (scheme, host or port) drops the Authorization header, as browsers, requests
+-- and huggingface_hub do. history lists the redirects followed: {status, headers, url} each.
+-- stream(res) is called with the final response's head (status, reason, headers, url,
+-- history): a function it returns gets the body chunk by chunk instead of res.body (write(chunk)
+-- -> true, or nil and why to stop: the request then fails with that reason and a third value,
+-- true); nil reads the body into res.body as usual. A streamed body has no total timeout: each
+-- read waits up to idle_timeout (default 30 s) for data; `timeout` then covers connecting and
+-- the response head.
 function M.request(opts)
   if type(opts) ~= "table" or type(opts.url) ~= "string" then
     error("http_client.request: options table with url expected", 2)
   end
+  if opts.stream ~= nil and type(opts.stream) ~= "function" then
+    error("http_client.request: stream must be a function", 2)
+  end
   local timeout = opts.timeout or M.timeout
   local deadline = fb.now() + timeout
-  local url, redirects = opts.url, opts.redirects or 0
+  local url, redirects, history = opts.url, opts.redirects or 0, {}
+  local function follows(status, headers)
+    return redirects > 0 and REDIRECTS[status] and headers.location ~= nil
+  end
   while true do
     local u, perr = M.parse_url(url)
     if not u then return nil, perr end
-    local res, err = exchange(u, opts, deadline)
+    local res, err, stopped = exchange(u, opts, deadline, follows, url, history)
     if not res then
       if err:find("timeout") then err = ("timeout after %d ms"):format(timeout) end
-      return nil, ("%s %s://%s:%d: %s"):format((opts.method or "GET"):upper(), u.scheme, u.host, u.port, err)
+      return nil, ("%s %s://%s:%d: %s"):format((opts.method or "GET"):upper(), u.scheme, u.host, u.port, err), stopped
     end
-    local location = res.headers.location
-    if not (location and redirects > 0 and ({[301]=1, [302]=1, [303]=1, [307]=1, [308]=1})[res.status]) then
-      return res
-    end
+    if not follows(res.status, res.headers) then return res end
     redirects = redirects - 1
-    if not location:match("^https?://") then
-      location = u.scheme .. "://" .. host_header(u) .. (location:sub(1, 1) == "/" and location or "/" .. location)
+    history[#history + 1] = {status = res.status, headers = res.headers, url = url}
+    url = M.resolve_location(u, res.headers.location)
+    local nu = M.parse_url(url)
+    local over = {}
+    if res.status == 303 then over.method, over.body = "GET", false end
+    if nu and not same_origin(u, nu) and opts.headers then
+      local kept = {}
+      for k, v in pairs(opts.headers) do
+        if k:lower() ~= "authorization" then kept[k] = v end
+      end
+      over.headers = kept
     end
-    url = location
-    if res.status == 303 then opts = setmetatable({method = "GET", body = false}, {__index = opts}) end
+    if next(over) then opts = setmetatable(over, {__index = opts}) end
   end
 end
 

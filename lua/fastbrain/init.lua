@@ -11,6 +11,7 @@ local M = {
   now = core.now,        -- monotonic clock in milliseconds
   on_signal = core.on_signal,  -- on_signal("int"|"term", fn): replaces the default exit
   exit = core.exit,            -- exit(code): stop the loop, clean up, exit with code
+  isatty = core.isatty,        -- isatty(fd): whether a descriptor (1: stdout) is a terminal
 }
 
 -- Resume `co` with the given values; an error inside it is logged with its traceback and the
@@ -43,6 +44,23 @@ function M.shutdown()
   for co in pairs(spawned) do
     if coroutine.status(co) == "suspended" then coroutine.close(co) end
   end
+end
+
+-- The body of a command (engine/cmd_lua.c): main(args) runs in a coroutine. A main that never
+-- waits returns its exit status here at once; one that waits on the loop (sockets, timers) makes
+-- this return nil, and the loop runs until main returns, whose status goes to exit(). An error
+-- in main is logged with its traceback and the status is 1.
+function M.command(main, args)
+  local status, finished, waiting
+  M.spawn(function()
+    local ok, s = xpcall(main, debug.traceback, args)
+    if not ok then M.log.error("%s", tostring(s)) end
+    status, finished = ok and math.tointeger(s) or 1, true
+    if waiting then M.exit(status) end
+  end)
+  if finished then return status end
+  waiting = true
+  return nil
 end
 
 -- Suspend the running coroutine for ms milliseconds, letting the loop serve others.

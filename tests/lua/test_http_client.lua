@@ -70,6 +70,7 @@ local routes = {
     sock:send("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
   end,
   ["/stall"] = function(_, sock) fb.sleep(2000); sock:send("HTTP/1.1 200 OK\r\n\r\n") end,
+  ["/stall-body"] = function(_, sock) sock:send("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc"); fb.sleep(500) end,
   ["/big"] = reply(string.rep("x", 2000)),
   ["/big-chunked"] = function(_, sock)
     sock:send("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" .. ("3e8\r\n" .. string.rep("y", 1000) .. "\r\n"):rep(3) .. "0\r\n\r\n")
@@ -79,6 +80,26 @@ local routes = {
   ["/reset"] = function(_, sock) sock.sock:setoption("linger", {on = true, timeout = 0}) end,
   ["/redirect"] = function(_, sock) sock:send("HTTP/1.1 302 Found\r\nLocation: /plain\r\nContent-Length: 0\r\n\r\n") end,
   ["/head"] = function(_, sock) sock:send("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n") end,
+  ["/dir/rel-redirect"] = function(_, sock)
+    sock:send("HTTP/1.1 307 Temporary Redirect\r\nLocation: ../echo\r\nContent-Length: 0\r\n\r\n")
+  end,
+  ["/echo-redirect"] = function(_, sock)
+    sock:send("HTTP/1.1 302 Found\r\nLocation: /echo\r\nContent-Length: 3\r\n\r\nabc")
+  end,
+  ["/slow-body"] = function(_, sock)  -- 600 ms of body after the head
+    sock:send("HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\n")
+    for _ = 1, 6 do
+      fb.sleep(100)
+      sock:send(string.rep("w", 50000))
+    end
+  end,
+  ["/slow-big"] = function(_, sock)
+    sock:send("HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\n")
+    for _ = 1, 30 do
+      sock:send(string.rep("z", 10000))
+      fb.sleep(2)
+    end
+  end,
 }
 
 local server = start_server(routes)
@@ -172,6 +193,106 @@ T.test("connection refused names host and port", function(done)
   end)
 end)
 
+T.test("stream: the body goes to write() chunk by chunk, whatever its framing", function(done)
+  fb.spawn(T.guard(done, function()
+    for _, path in ipairs({"/plain", "/chunked", "/until-close", "/slow-big"}) do
+      local parts, seen = {}, nil
+      local res, err = http.request({url = base .. path, stream = function(r)
+        seen = r.status
+        return function(chunk) parts[#parts + 1] = chunk; return true end
+      end})
+      T.eq(err, nil, path)
+      T.eq(seen, 200)
+      T.eq(res.body, nil, path .. ": no body in memory")
+      local body = table.concat(parts)
+      if path == "/slow-big" then
+        T.eq(#body, 300000)
+        T.eq(#parts > 1, true, "more than one chunk")
+      else
+        T.eq(body, ({["/plain"] = "hello", ["/chunked"] = "hello, world", ["/until-close"] = "all of it"})[path])
+      end
+    end
+    done()
+  end))
+end)
+
+T.test("stream: a truncated body hands on what came, then fails; write() can stop it", function(done)
+  fb.spawn(T.guard(done, function()
+    local got = ""
+    local res, err, stopped = http.request({url = base .. "/truncated", stream = function()
+      return function(chunk) got = got .. chunk; return true end
+    end})
+    T.eq(res, nil)
+    T.eq(got, "0123456789")
+    T.matches(err, "truncated body %(got 10 of 100 bytes%)$")
+    T.eq(stopped, nil)
+    res, err, stopped = http.request({url = base .. "/slow-big", stream = function()
+      return function() return nil, "enough" end
+    end})
+    T.eq(res, nil)
+    T.matches(err, ": enough$")
+    T.eq(stopped, true)
+    -- stream() may decline (an error status): the body is read as usual.
+    res = http.request({url = base .. "/nope", stream = function(r) T.eq(r.status, 404); return nil end})
+    T.eq(res.status, 404)
+    T.eq(res.body, "")
+    done()
+  end))
+end)
+
+T.test("stream: each read waits idle_timeout for data, not a total timeout", function(done)
+  fb.spawn(T.guard(done, function()
+    local n = 0
+    local res, err = http.request({url = base .. "/slow-body", timeout = 300, idle_timeout = 2000, stream = function()
+      return function(chunk) n = n + #chunk; return true end
+    end})
+    T.eq(err, nil)
+    T.eq(res.status, 200)
+    T.eq(n, 300000)
+    res, err = http.request({url = base .. "/stall-body", idle_timeout = 100, stream = function()
+      return function() return true end
+    end})
+    T.matches(err, "no data for 100 ms$")
+    done()
+  end))
+end)
+
+T.test("redirects: relative locations, history, Authorization only to the same origin", function(done)
+  local other = start_server(routes)
+  fb.spawn(T.guard(done, function()
+    local res = assert(http.request({url = base .. "/dir/rel-redirect", redirects = 2, headers = {Authorization = "Bearer k"}}))
+    local echo = fb.json.decode(res.body)
+    T.eq(echo.target, "/echo")
+    T.eq(echo.auth, "Bearer k", "same origin keeps it")
+    T.eq(#res.history, 1)
+    T.eq(res.history[1].status, 307)
+    T.eq(res.url, base .. "/echo")
+    -- To another port: another origin.
+    local far = "http://127.0.0.1:" .. other.port .. "/echo"
+    routes["/to-other"] = function(_, sock)
+      sock:send("HTTP/1.1 302 Found\r\nLocation: " .. far .. "\r\nContent-Length: 0\r\n\r\n")
+    end
+    res = assert(http.request({url = base .. "/to-other", redirects = 2, headers = {authorization = "Bearer k", ["X-Keep"] = "1"}}))
+    T.eq({res.status, #res.history}, {200, 1}, res.body)
+    echo = fb.json.decode(res.body)
+    T.eq(echo.auth, "", "Authorization dropped on the way to another origin")
+    T.eq(echo.host, "127.0.0.1:" .. other.port)
+    -- A streamed request takes the final body only, never a redirect's.
+    local parts = {}
+    res = assert(http.request({url = base .. "/echo-redirect", redirects = 1, stream = function()
+      return function(c) parts[#parts + 1] = c; return true end
+    end}))
+    T.eq(fb.json.decode(table.concat(parts)).target, "/echo")
+    local u = http.parse_url("https://h.example/a/b/c?x=1")
+    T.eq(http.resolve_location(u, "d"), "https://h.example/a/b/d")
+    T.eq(http.resolve_location(u, "/e"), "https://h.example/e")
+    T.eq(http.resolve_location(u, "//cdn.example/f"), "https://cdn.example/f")
+    T.eq(http.resolve_location(u, "http://x/g"), "http://x/g")
+    other:close()
+    done()
+  end))
+end)
+
 T.test("redirects are not followed unless asked", function(done)
   fb.spawn(T.guard(done, function()
     local res, err = http.request({url = base .. "/redirect"})
@@ -263,6 +384,20 @@ T.test("TLS: a trusted CA verifies and the request succeeds", function(done)
     T.eq(err, nil)
     T.eq(res.body, "hello, world")
   end)
+end)
+
+T.test("TLS: a streamed body arrives whole, in pieces", function(done)
+  fb.spawn(T.guard(done, function()
+    local n, pieces = 0, 0
+    local res, err = http.request({url = tls_base .. "/slow-big", tls = {cafile = dir .. "/ca.pem"}, stream = function()
+      return function(chunk) n, pieces = n + #chunk, pieces + 1; return true end
+    end})
+    T.eq(err, nil)
+    T.eq(res.status, 200)
+    T.eq(n, 300000)
+    T.eq(pieces > 1, true)
+    done()
+  end))
 end)
 
 T.test("TLS: a certificate for another name is refused", function(done)
