@@ -72,6 +72,29 @@ static int cache_root(lua_State *L) {
   return 1;
 }
 
+/* lm.check_config(path) -> architecture | nil, err: whether the engine runs the model of this
+ * config.json (its own parser: the architecture and every field it reads) */
+static int check_config(lua_State *L) {
+  fb_model_config c;
+  fb_err err = {0};
+  if (fb_model_config_load(&c, luaL_checkstring(L, 1), &err)) return push_fail(L, &err);
+  lua_pushstring(L, c.architecture);
+  return 1;
+}
+
+/* lm.parse_ref(name) -> repo, revision | nil: ORG/NAME[@REVISION] as the Hub allows it
+ * (revision "main" when not given) */
+static int parse_ref(lua_State *L) {
+  char repo[FB_HF_REPO], rev[FB_HF_REVISION];
+  if (fb_hf_parse(luaL_checkstring(L, 1), repo, rev)) {
+    luaL_pushfail(L);
+    return 1;
+  }
+  lua_pushstring(L, repo);
+  lua_pushstring(L, rev);
+  return 2;
+}
+
 /* lm.locate(name) -> dir, commit | nil, err: a model directory, or ORG/NAME[@REVISION] in the
  * Hugging Face cache (hf_cache.h; commit "" for a plain directory) */
 static int locate(lua_State *L) {
@@ -381,6 +404,8 @@ int luaopen_fastbrain_lm(lua_State *L) {
                                    {"locate", locate},
                                    {"inspect", inspect},
                                    {"cache_root", cache_root},
+                                   {"parse_ref", parse_ref},
+                                   {"check_config", check_config},
                                    {"device", device},
                                    {NULL, NULL}};
   luaL_newlib(L, funcs);

@@ -9,64 +9,37 @@
 --     snapshots/<commit>/<file>  relative symlink ../../blobs/<etag>
 --     refs/<revision>            the commit a branch or tag named, no newline
 --
---   root([getenv]) -> $HF_HUB_CACHE, else $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub,
---                     else ~/.cache/huggingface/hub
+--   root() -> $HF_HUB_CACHE, else $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub, else
+--             ~/.cache/huggingface/hub
 --   parse_ref("ORG/NAME[@REVISION]") -> {repo =, revision = (default "main")} | nil, err
 --   repo_dir(root, repo), blob_path(dir, etag), snapshot_dir(dir, commit)
 --   normalize_etag(etag), read_ref(dir, revision), write_ref(dir, revision, commit)
 --   link(dir, commit, file, etag) -> path | nil, err     (replaces what was there)
 --   linked(dir, commit, file) -> etag, size | nil        (a file there, through its link)
 --   complete(dir, commit) -> true | nil, what is missing  (config.json and every weight file)
---   resolve("ORG/NAME[@REVISION]" [, {root =}]) -> snapshot dir, commit, complete | nil, err
 --   list([root]) -> repos: {{repo, dir, size, refs = {rev = commit}, snapshots = {{commit,
 --                   refs = {rev...}, complete, files = {{name, size, etag}}}}, incomplete =
 --                   {{etag, size}}}}, sorted by repo then commit
 local fs = require "fastbrain.fs"
+local lm = require "fastbrain.lm"
 local json = require "fastbrain.json"
 
 local M = {}
 
--- The cache root, from the same variables huggingface_hub reads (constants.py), in its order.
-function M.root(getenv)
-  getenv = getenv or os.getenv
-  local function expand(p)
-    local home = getenv("HOME") or ""
-    return (p:gsub("^~/", home .. "/"):gsub("^~$", home))
-  end
-  local v = getenv("HF_HUB_CACHE")
-  if v and v ~= "" then return expand(v) end
-  v = getenv("HF_HOME")
-  if v and v ~= "" then return expand(v) .. "/hub" end
-  v = getenv("XDG_CACHE_HOME")
-  if v and v ~= "" then return expand(v) .. "/huggingface/hub" end
-  return expand("~/.cache/huggingface/hub")
-end
+-- The cache root: $HF_HUB_CACHE, else $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub, else
+-- ~/.cache/huggingface/hub, as huggingface_hub reads them (engine/hf_cache.c, which loads from it).
+function M.root() return lm.cache_root() end
 
--- A repo id part as the Hub allows it (validate_repo_id): letters, digits, - _ . ; no "--" or
--- "..", neither starting nor ending with - or ., 96 characters at most.
-local function valid_part(p)
-  return #p >= 1 and #p <= 96 and p:match("^[%w_.%-]+$") ~= nil and not p:find("--", 1, true)
-    and not p:find("..", 1, true) and not p:match("^[.%-]") and not p:match("[.%-]$")
-end
-
--- A revision: a branch, tag or commit (refs/pr/N included); never a path that climbs.
-local function valid_revision(r)
-  return #r >= 1 and #r <= 255 and r:match("^[%w_.%-/]+$") ~= nil and not r:find("..", 1, true)
-    and r:sub(1, 1) ~= "/" and r:sub(-1) ~= "/" and not r:find("//", 1, true)
-end
-
+-- ORG/NAME[@REVISION] -> {repo, revision} | nil, err: a repository id as the Hub allows it
+-- (validate_repo_id's rules; engine/hf_cache.c).
 function M.parse_ref(spec)
-  if type(spec) ~= "string" then return nil, "a model is named ORG/NAME[@REVISION]" end
-  local repo, revision = spec:match("^([^@]+)@(.*)$")
-  repo = repo or spec
-  local org, name = repo:match("^([^/]+)/([^/]+)$")
-  if not org or not valid_part(org) or not valid_part(name) then
-    return nil, string.format("%q is not a model name: expected ORG/NAME[@REVISION]", spec)
+  local repo, revision
+  if type(spec) == "string" then repo, revision = lm.parse_ref(spec) end
+  if not repo then
+    return nil, string.format("%s is not a model name: expected ORG/NAME[@REVISION]",
+                              type(spec) == "string" and ("%q"):format(spec) or "it")
   end
-  if revision and not valid_revision(revision) then
-    return nil, string.format("%q is not a revision (a branch, tag or commit)", revision)
-  end
-  return {repo = repo, revision = revision or "main"}
+  return {repo = repo, revision = revision}
 end
 
 function M.is_commit(revision) return #revision == 40 and revision:match("^%x+$") ~= nil end
@@ -147,23 +120,6 @@ function M.complete(dir, commit)
   end
   if not M.linked(dir, commit, "model.safetensors") then return nil, "model.safetensors" end
   return true
-end
-
-function M.resolve(spec, opts)
-  local ref, err = M.parse_ref(spec)
-  if not ref then return nil, err end
-  local root = opts and opts.root or M.root()
-  local dir = M.repo_dir(root, ref.repo)
-  local commit = M.read_ref(dir, ref.revision)
-  if not commit then
-    return nil, string.format("%s@%s is not in the cache (%s)", ref.repo, ref.revision, root)
-  end
-  local snap = M.snapshot_dir(dir, commit)
-  local st = fs.stat(snap)
-  if not st or st.type ~= "dir" then
-    return nil, string.format("%s@%s: snapshot %s is not in the cache", ref.repo, ref.revision, commit)
-  end
-  return snap, commit, M.complete(dir, commit) or false
 end
 
 -- Every file under a snapshot folder, as paths relative to it.

@@ -35,19 +35,17 @@
 --   downloaded}, wait {file, reason} (another download holds the blob's lock: huggingface_hub's
 --   .locks/models--ORG--NAME/<etag>.lock); then done {repo, revision, commit, snapshot, downloaded_bytes, total_bytes} or
 --   error {message, code}. Offline: start (all cached) and done, or an error.
---   ARCHITECTURES: the config.json architectures the engine runs (engine/model_config.c's list).
--- What the cache holds, and a model's snapshot offline: fastbrain.hf_cache.list() and resolve().
+-- What the cache holds: fastbrain.hf_cache.list(); a model's snapshot offline: fastbrain.lm.locate.
 local fb = require "fastbrain"
 local http = require "fastbrain.http_client"
 local cache = require "fastbrain.hf_cache"
 local digest = require "fastbrain.digest"
 local fs = require "fastbrain.fs"
 local json = require "fastbrain.json"
+local lm = require "fastbrain.lm"
 
 local M = {
   DEFAULT_ENDPOINT = "https://huggingface.co",
-  -- Add Qwen3ForCausalLM here when the engine reads it (engine/model_config.c arch_names).
-  ARCHITECTURES = {"LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM"},
   -- The files the engine reads besides the weights; everything else is left on the Hub.
   WANTED = {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
             "special_tokens_map.json"},
@@ -88,17 +86,12 @@ function M.pick_weights(names)
     table.concat(safetensors, ", ") .. ")"
 end
 
--- Whether the engine runs a config.json's architectures -> true | nil, why
-function M.check_architecture(config)
-  local archs = type(config) == "table" and config.architectures
-  if type(archs) ~= "table" or type(archs[1]) ~= "string" then
-    return nil, "config.json names no architecture"
-  end
-  for _, a in ipairs(M.ARCHITECTURES) do
-    if a == archs[1] then return true end
-  end
-  return nil, string.format("architecture %s is not supported (fastbrain runs %s)", archs[1],
-    table.concat(M.ARCHITECTURES, ", "))
+-- Whether the engine runs the model of the config.json at path -> true | nil, why: the engine's
+-- own parser decides (engine/model_config.c: the architecture and every field it reads).
+function M.check_config(path)
+  local architecture, err = lm.check_config(path)
+  if not architecture then return nil, err end
+  return true
 end
 
 -- Percent-encoding of a path segment (revision: "/" too) as urllib.parse.quote does.
@@ -517,10 +510,8 @@ local function online_pull(ctx)
   local r, ferr = fetch(ctx, "config.json")
   if not r then return nil, ferr end
   results[#results + 1] = r
-  local config, cerr = read_snapshot_json(ctx, "config.json")
-  if not config then return nil, cerr end
-  local arch_ok, arch_why = M.check_architecture(config)
-  if not arch_ok then return nil, failure("unsupported", "%s@%s: %s", ctx.repo, ctx.revision, arch_why) end
+  local config_ok, config_why = M.check_config(cache.snapshot_dir(ctx.dir, ctx.commit) .. "/config.json")
+  if not config_ok then return nil, failure("unsupported", "%s@%s: %s", ctx.repo, ctx.revision, config_why) end
   if why == "model.safetensors.index.json" then  -- the index, then the shards it names
     r, ferr = fetch(ctx, why)
     if not r then return nil, ferr end
@@ -626,7 +617,7 @@ function M.pull(spec, opts)
     local v = (getenv("HF_HUB_OFFLINE") or ""):lower()
     offline = v == "1" or v == "true" or v == "yes" or v == "on"
   end
-  local root = opts.root or cache.root(getenv)
+  local root = opts.root or cache.root()
   local token = opts.token or read_token(getenv)
   ctx = {repo = ref.repo, prestart = true, revision = opts.revision or ref.revision, endpoint = endpoint,
                endpoint_host = host_of(endpoint), token = token, root = root,

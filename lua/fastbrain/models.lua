@@ -9,6 +9,7 @@
 -- An entry: {id, source = "bundled" | "data" | "cache", dir, revision, architecture,
 -- parameters, dtype, context, template, bytes, supported, reason}.
 local fb = require "fastbrain"
+local hf_cache = require "fastbrain.hf_cache"
 local lm = require "fastbrain.lm"
 local model = require "fastbrain.model"
 
@@ -53,16 +54,11 @@ end
 -- The repositories of the Hugging Face cache, as ids: ORG/NAME for its main revision, and
 -- ORG/NAME@REF for each other ref.
 local function cache_ids()
-  local ids, root = {}, lm.cache_root()
-  for _, entry in ipairs(fb.fs.list(root) or {}) do
-    local org, name = entry:match("^models%-%-(.-)%-%-(.+)$")
-    if org then
-      local refs = fb.fs.list(root .. "/" .. entry .. "/refs") or {}
-      for _, ref in ipairs(refs) do
-        ids[#ids + 1] = org .. "/" .. name .. (ref == "main" and "" or "@" .. ref)
-      end
-    end
+  local ids = {}
+  for _, repo in ipairs(hf_cache.list()) do
+    for ref in pairs(repo.refs) do ids[#ids + 1] = repo.repo .. (ref == "main" and "" or "@" .. ref) end
   end
+  table.sort(ids)
   return ids
 end
 
@@ -88,8 +84,13 @@ function M.remove(id, data_dir)
   if not t then return nil, err end
   if t.source == "bundled" then return nil, ("%s is bundled with fastbrain: it stays"):format(id) end
   if t.source == "data" then return fb.fs.remove_tree(t.dir) end
-  local org, name = id:match("^([^/@]+)/([^@]+)")
-  return fb.fs.remove_tree(("%s/models--%s--%s"):format(lm.cache_root(), org, name))
+  local repo = hf_cache.parse_ref(id).repo
+  local ok, err = fb.fs.remove_tree(hf_cache.repo_dir(hf_cache.root(), repo))
+  if not ok then return nil, err end
+  -- huggingface_hub's download locks of its blobs, when a pull left any
+  local locks = hf_cache.root() .. "/.locks/" .. hf_cache.repo_dir("", repo):sub(2)
+  if fb.fs.mode(locks) then return fb.fs.remove_tree(locks) end
+  return true
 end
 
 -- ---- fastbrain models ----

@@ -26,12 +26,12 @@ function M.start(...)
     "--port", "0", "--data-dir", tmpdir(), ...)
 end
 
--- call(app, method, path [, body [, content_type]]) -> status, decoded body, response.
--- A table body is sent as JSON. app: anything with a port.
-function M.call(app, method, path, body, ctype)
+-- call(app, method, path [, body [, content_type [, timeout_ms]]]) -> status, decoded body,
+-- response. A table body is sent as JSON. app: anything with a port.
+function M.call(app, method, path, body, ctype, timeout)
   if type(body) == "table" then body = fb.json.encode(body) end
-  local r = client.request(app.port, method, path,
-                           {body = body, headers = {["Content-Type"] = ctype or "application/json"}})
+  local r = client.request(app.port, method, path, {body = body, timeout = timeout,
+                                                    headers = {["Content-Type"] = ctype or "application/json"}})
   return r.status, fb.json.decode(r.body), r
 end
 

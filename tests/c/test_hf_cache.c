@@ -73,8 +73,32 @@ TEST(the_caches_root_from_the_environment) {
   CHECK_STR(buf, "/y/hf/hub");
   unsetenv("HF_HOME");
   setenv("HOME", "/home/u", 1);
+  unsetenv("XDG_CACHE_HOME");
   fb_hf_cache_root(buf, sizeof buf);
   CHECK_STR(buf, "/home/u/.cache/huggingface/hub");
+  setenv("XDG_CACHE_HOME", "/xdg", 1);
+  fb_hf_cache_root(buf, sizeof buf);
+  CHECK_STR(buf, "/xdg/huggingface/hub");
+  setenv("HF_HOME", "~/hf", 1); /* huggingface_hub expands a leading ~ */
+  fb_hf_cache_root(buf, sizeof buf);
+  CHECK_STR(buf, "/home/u/hf/hub");
+  unsetenv("HF_HOME");
+  unsetenv("XDG_CACHE_HOME");
+}
+
+TEST(repository_ids_parsed_as_the_hub_allows_them) {
+  char repo[FB_HF_REPO], rev[FB_HF_REVISION];
+  CHECK_INT(fb_hf_parse("org/m_1.x@v1.0", repo, rev), 0);
+  CHECK_STR(repo, "org/m_1.x");
+  CHECK_STR(rev, "v1.0");
+  CHECK_INT(fb_hf_parse("Qwen/Qwen2.5-0.5B", repo, rev), 0);
+  CHECK_STR(rev, "main");
+  CHECK_INT(fb_hf_parse("org/m@refs/pr/1", repo, rev), 0);
+  CHECK_STR(rev, "refs/pr/1");
+  const char *bad[] = {"llama",  "a/b/c", "../x/y", "org/..", "org/a--b",   "org/m@../x",
+                       "org/m@", "/m",    "org/-m", "org/m.", "org/m@a//b", "org/m@x/"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    CHECK_INT(fb_hf_parse(bad[i], repo, rev), -1);
 }
 
 TEST(repository_ids_and_revisions) {

@@ -282,7 +282,10 @@ function M.llama_files(opts)
     ["lm_head.weight"] = "model-00002-of-00002.safetensors"}})
   return {
     ["config.json"] = json.encode({architectures = {opts.arch or "LlamaForCausalLM"}, model_type = "llama",
-                                   hidden_size = 64, num_hidden_layers = 1, vocab_size = 256}),
+                                   hidden_size = 64, intermediate_size = opts.intermediate_size or 128,
+                                   num_hidden_layers = 1, num_attention_heads = 4, num_key_value_heads = 4,
+                                   vocab_size = 256, rms_norm_eps = 1e-5, rope_theta = 10000,
+                                   max_position_embeddings = 128, tie_word_embeddings = false}),
     ["generation_config.json"] = '{"bos_token_id": 1, "eos_token_id": 2}',
     ["tokenizer.json"] = {data = '{"version": "1.0", "model": {"type": "BPE", "vocab": {}, "merges": []}}', via = "cache"},
     ["tokenizer_config.json"] = '{"eos_token": "</s>"}',
