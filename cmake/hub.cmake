@@ -10,3 +10,6 @@ fb_add_lua_test(digest tests/lua/test_digest.lua)
 fb_add_lua_test(hub tests/lua/test_hub.lua)
 fb_test(pull_cli ${PROJECT_SOURCE_DIR}/tests/hub/pull_cli.sh $<TARGET_FILE:fastbrain>)
 set_tests_properties(pull_cli PROPERTIES TIMEOUT 120)
+# The server's pulls (lua/fastbrain/api/pulls.lua): `fastbrain serve` against the stand-in.
+fb_test(lua_api_pulls $<TARGET_FILE:fastbrain> run tests/lua/test_api_pulls.lua $<TARGET_FILE:fastbrain>)
+set_tests_properties(lua_api_pulls PROPERTIES TIMEOUT 300)

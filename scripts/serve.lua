@@ -110,6 +110,7 @@ local function main(argv)
   training.mount(app, {data_dir = opts.data_dir, model = opts.model})
   require("fastbrain.api.estimate").mount(app, {data_dir = opts.data_dir, model = opts.model})
   require("fastbrain.api.jobs").mount(app)
+  require("fastbrain.api.pulls").mount(app)
   local models_api = require "fastbrain.api.models"
   models_api.mount(app, {data_dir = opts.data_dir, default = models_api.id_of(opts.model)})
   require("fastbrain.api.adapters").mount(app, {data_dir = opts.data_dir, model = opts.model,

@@ -17,7 +17,7 @@ let current = null;
 let previewing = null;  // {skill, version}
 
 const skills = createSkills($('#skill-list'), $('#skill-dialog'), { select });
-const models = createModelsPanel($('#model-rows'), { onChange: () => training.loadModels() });
+const models = createModelsPanel($('#models'), { onChange: () => training.loadModels() });
 const training = createTraining($('#training'), { onFinished: refresh, onModel: () => models.load() });
 const data = createData($('#data'));
 const providers = createProviders($('#provider-rows'));

@@ -9,7 +9,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createRequire } from 'node:module';
@@ -57,8 +57,8 @@ const RUN_MS = 120000;  // the longest a run may take here
 const DUPLICATE = `${QUESTIONS[0]} (call 0)`;  // the stand-in sends it back once per request
 const COMMIT = '0123456789abcdef0123456789abcdef01234567';  // of the cached model
 
-let server, standins, base, dataDir, browser;
-let serverLog = '', standinLog = '';
+let server, standins, hub, base, dataDir, browser;
+let serverLog = '', standinLog = '', hubLog = '';
 const traffic = [];  // every API answer and SSE message the pages saw
 
 // Start `args` and resolve with the first match of `re` in its output (kept in log(chunk)).
@@ -95,6 +95,13 @@ before(async () => {
   [standins, seen] = launch(['run', 'tests/web/providers.lua', DUPLICATE, join(dataDir, 'gate'), '600'], KEYS,
     /stand-ins on (http:\/\/\S+)/, (s) => { standinLog += s; });
   const providers = await seen;
+  // The Hub stand-in (slow, so that a pull's progress shows), for the pull from the dashboard.
+  const hubEndpoint = join(dataDir, 'hub-endpoint');
+  hub = spawn(bin, ['run', 'tests/hub/standin_server.lua', hubEndpoint, 'slow'], { cwd: root });
+  hub.stdout.on('data', (c) => { hubLog += c; });
+  hub.stderr.on('data', (c) => { hubLog += c; });
+  for (const until = Date.now() + 10000; !existsSync(hubEndpoint) && Date.now() < until;) await pause(50);
+  const hubUrl = readFileSync(hubEndpoint, 'utf8');
   // A second base model in the server's own Hugging Face cache: the bundled one's files.
   const repo = join(dataDir, 'hf', 'models--acme--tiny-chat');
   cpSync(join(root, 'share/models/tiny'), join(repo, 'snapshots', COMMIT), { recursive: true });
@@ -102,7 +109,7 @@ before(async () => {
   writeFileSync(join(repo, 'refs', 'main'), COMMIT);
   [server, seen] = launch(['serve', '--port', '0', '--data-dir', dataDir],
     { ...KEYS, FASTBRAIN_TIP_MS: '400', GROQ_BASE_URL: `${providers}/openai/v1`, ANTHROPIC_BASE_URL: providers,
-      HF_HUB_CACHE: join(dataDir, 'hf'), FASTBRAIN_CACHE: join(dataDir, 'cache') },
+      HF_HUB_CACHE: join(dataDir, 'hf'), FASTBRAIN_CACHE: join(dataDir, 'cache'), HF_ENDPOINT: hubUrl },
     /serving on (http:\/\/\S+)/, (s) => { serverLog += s; });
   base = await seen;
   for (const id of ['plumbing-receptionist', 'electrician-assistant', 'monday-expert']) {
@@ -118,8 +125,10 @@ after(async () => {
   if (browser) await browser.close();
   if (server) server.kill('SIGTERM');
   if (standins) standins.kill('SIGTERM');
+  if (hub) hub.kill('SIGTERM');
   writeFileSync(join(shots, 'serve.log'), serverLog);
   writeFileSync(join(shots, 'traffic.log'), traffic.join('\n'));
+  writeFileSync(join(shots, 'hub.log'), hubLog);
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
@@ -574,8 +583,22 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     await page.locator('#toast', { hasText: 'Removed acme/tiny-chat.' }).waitFor();
     await row.waitFor({ state: 'detached' });
     await page.locator('#base-model option[value="acme/tiny-chat"]').waitFor({ state: 'detached' });
+
+    // A pull from the Hub (the stand-in): progress, then the model in the table and the picker.
+    await page.fill('#pull-model', 'org/gated');
+    await page.click('#pull-go');
+    await page.locator('#pull-form[data-state="failed"]', { hasText: 'HF_TOKEN' }).waitFor();
+    await page.fill('#pull-model', 'org/tiny');
+    await page.click('#pull-go');
+    await page.locator('#pull-state', { hasText: /Pulling org\/tiny: [\d.]+ MB of 16 MB, [\d.]+ MB\/s/ }).waitFor();
+    assert.equal(await page.locator('#pull-progress').isVisible(), true);
+    assert.equal(await page.locator('#pull-go').isDisabled(), true);
+    await shot(page, '16-pulling');
+    await page.locator('#pull-state', { hasText: 'Pulled org/tiny (commit 5e5e5e5e5e5e)' }).waitFor({ timeout: 60000 });
+    await page.locator('tr[data-model="org/tiny"]', { hasText: 'LlamaForCausalLM' }).waitFor();
+    await page.locator('#base-model option[value="org/tiny"]').waitFor({ state: 'attached' });
     assert.deepEqual(await accessibilityProblems(page), []);
-    await shot(page, '16-models');
+    await shot(page, '17-models');
     assert.deepEqual(page.errors, []);
   });
 
@@ -589,7 +612,7 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     assert.deepEqual(wide, [], 'nothing wider than the phone (tables scroll in their own box)');
     assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 390), 'no horizontal scrolling');
     assert.deepEqual(await accessibilityProblems(page), []);
-    await shot(page, '17-phone');
+    await shot(page, '18-phone');
     assert.deepEqual(page.errors, []);
   });
 
