@@ -2,14 +2,16 @@
 -- dashboard is there) and the API routes (lua/fastbrain/api/*.lua); owns the job registry on
 -- the data directory (opened at start, closed at shutdown); installs the bundled skills into a
 -- fresh data directory; stops gracefully on SIGINT/SIGTERM. Usage: serve.lua [--host H]
--- [--port P] [--data-dir D] [--token T] [--model DIR] [--worker CMD (default: fastbrain worker)]
+-- [--port P] [--data-dir D] [--token T] [--model DIR|NAME|ORG/NAME[@REV]] [--worker CMD
+-- (default: fastbrain worker)]
 -- [--max-running N] [--stale-after S] [--kill-grace S] [--max-connections N] (docs/jobs.md)
 -- Returns the app, so a test may run it in-process with loadfile(...)("--port", "0").
 local fb = require "fastbrain"
+local models = require "fastbrain.models"
 local router = require "fastbrain.router"
 
 local USAGE = "usage: fastbrain serve [--host HOST] [--port PORT] [--data-dir DIR] [--token TOKEN]\n" ..
-              "                       [--model DIR] [--worker CMD] [--max-running N]\n" ..
+              "                       [--model DIR|NAME|ORG/NAME[@REVISION]] [--worker CMD] [--max-running N]\n" ..
               "                       [--stale-after SECONDS] [--kill-grace SECONDS] [--max-connections N]"
 local OPTIONS = {host = true, port = true, data_dir = true, token = true, model = true, worker = true,
                  max_running = true, stale_after = true, kill_grace = true, max_connections = true}
@@ -84,6 +86,12 @@ local function main(argv)
       :format(opts.host)
   end
 
+  -- The default base model: a directory, a bundled or data-directory model's name, or ORG/NAME
+  -- in the Hugging Face cache; one not there stops the server before it serves.
+  local model, merr = models.path(opts.model, opts.data_dir)
+  if not model then return nil, "--model: " .. merr end
+  opts.model = model
+
   local worker
   if opts.worker then
     worker = {}
@@ -111,8 +119,8 @@ local function main(argv)
   require("fastbrain.api.estimate").mount(app, {data_dir = opts.data_dir, model = opts.model})
   require("fastbrain.api.jobs").mount(app)
   require("fastbrain.api.pulls").mount(app)
-  local models_api = require "fastbrain.api.models"
-  models_api.mount(app, {data_dir = opts.data_dir, default = models_api.id_of(opts.model)})
+  require("fastbrain.api.models").mount(app, {data_dir = opts.data_dir,
+                                             default = models.id(opts.model, opts.data_dir)})
   require("fastbrain.api.adapters").mount(app, {data_dir = opts.data_dir, model = opts.model,
                                                 is_live = training.is_live})
   local web = fb.root .. "/web"

@@ -4,7 +4,8 @@
 -- model's id is what a skill stores as its base model: a bundled or data-directory model's
 -- directory name, or ORG/NAME[@REVISION]; `path(id)` turns it into what the engine loads.
 --   list(data_dir) -> {entry...}; describe(id, data_dir) -> entry | nil, err
---   path(id, data_dir) -> a directory or ORG/NAME | nil, err; remove(id, data_dir)
+--   path(id, data_dir) -> a directory or ORG/NAME | nil, err; id(path, data_dir) -> its id;
+--   remove(id, data_dir)
 --   main(args) -> exit status: the body of `fastbrain models`.
 -- An entry: {id, source = "bundled" | "data" | "cache", dir, revision, architecture,
 -- parameters, dtype, context, template, bytes, supported, reason}.
@@ -23,6 +24,17 @@ local function local_dir(id, data_dir)
   for _, root in ipairs{bundled_root(), data_dir and data_dir .. "/models"} do
     if root and fb.fs.mode(root .. "/" .. id .. "/config.json") then return root .. "/" .. id, root end
   end
+end
+
+-- The id a model directory or name goes by: a bundled or data-directory model's directory
+-- name, else the name as given.
+function M.id(name, data_dir)
+  for _, root in ipairs{bundled_root() .. "/", data_dir and data_dir .. "/models/"} do
+    if root and name:sub(1, #root) == root and not name:find("/", #root + 1, true) then
+      return name:sub(#root + 1)
+    end
+  end
+  return name
 end
 
 function M.path(id, data_dir)

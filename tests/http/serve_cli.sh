@@ -18,6 +18,11 @@ serve --port 70000
 check "a bad port is refused" eval 'rc_is 2 && err_has "port must be an integer"'
 serve --bogus
 check "an unknown argument is refused" eval 'rc_is 2 && err_has "unknown argument .--bogus."'
+HF_HUB_CACHE=$tmp/hf serve --port 0 --model acme/absent
+check "a default model that is not there is refused, saying how to get it" eval \
+  'rc_is 2 && err_has "--model: model \"acme/absent\" is not in the Hugging Face cache .*fastbrain pull acme/absent"'
+serve --port 0 --model ./no/such/dir
+check "nor a directory" eval 'rc_is 2 && err_has "no such directory"'
 serve --help
 check "--help prints usage" eval 'rc_is 0 && out_has "^usage: fastbrain serve"'
 

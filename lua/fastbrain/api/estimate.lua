@@ -8,7 +8,6 @@
 -- for it: one at a time, a calibration measures this machine alone.
 local fb = require "fastbrain"
 local models = require "fastbrain.models"
-local models_api = require "fastbrain.api.models"
 local process = require "fastbrain.process"
 local router = require "fastbrain.router"
 local skills = require "fastbrain.api.skills"
@@ -76,7 +75,7 @@ function M.mount(app, ctx)
     spec.skill = nil -- the registry's, not the trainer's
     local run = inflight[json.encode(spec)] or start(spec)
     while not run.done do fb.sleep(50) end
-    if run.status == 200 then run.body.estimate.model = id or models_api.id_of(spec.model) end
+    if run.status == 200 then run.body.estimate.model = id or models.id(spec.model, data_dir) end
     res:json(run.status, run.body)
   end
   local opts = {timeout = M.TIMEOUT_MS + 5000}

@@ -12,15 +12,6 @@ local M = {}
 
 local LIVE = {queued = true, running = true}
 
--- The id a model directory or name goes by: a bundled model's directory name, else as given.
-function M.id_of(name)
-  local bundled = fb.root .. "/share/models/"
-  if name:sub(1, #bundled) == bundled and not name:find("/", #bundled + 1, true) then
-    return name:sub(#bundled + 1)
-  end
-  return name
-end
-
 -- The skills whose base model is id.
 local function skills_on(data_dir, id, default)
   local on = fb.json.array()
@@ -63,7 +54,7 @@ function M.mount(app, ctx)
       router.fail(409, ("%s is the base model of %s: pick another first"):format(t.id, table.concat(t.skills, ", ")))
     end
     for _, job in ipairs(fb.jobs.list{}) do
-      if LIVE[job.state] and job.spec and M.id_of(job.spec.model or "") == t.id then
+      if LIVE[job.state] and job.spec and models.id(job.spec.model or "", data_dir) == t.id then
         router.fail(409, ("job %s trains on %s"):format(job.id, t.id))
       end
     end
