@@ -88,6 +88,14 @@ fb_test(train_cuda_emu ${PROJECT_SOURCE_DIR}/tests/train/train_cuda_emu.sh $<TAR
         $<TARGET_FILE:fastbrain_cuda_emu>)
 set_tests_properties(train_cuda_emu PROPERTIES TIMEOUT 600 RESOURCE_LOCK busy_cores)
 
+# The estimate of a run on the emulated GPU: its calibration there (slow under a sanitizer: the
+# sanitizer build skips it; the CPU estimate's test runs in both).
+if(NOT FB_SANITIZE)
+  fb_test(lua_estimate_gpu $<TARGET_FILE:fastbrain> run tests/lua/test_estimate_gpu.lua $<TARGET_FILE:fastbrain>
+          $<TARGET_FILE:fastbrain_cuda_emu>)
+  set_tests_properties(lua_estimate_gpu PROPERTIES TIMEOUT 300 RESOURCE_LOCK busy_cores)
+endif()
+
 # The GPU proof's scripts, and its benchmark end to end on the emulated GPU (tests/gpu/run.sh
 # runs both on a real one).
 add_executable(gpu_bench tests/gpu/gpu_bench.c)
