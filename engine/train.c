@@ -44,6 +44,7 @@ typedef struct run {
   /* State kept in checkpoints. */
   int step; /* steps done */
   double loss_first, loss_smoothed, loss_last, loss_best, eval_last, eval_best, tokens, elapsed;
+  double eval_base; /* eval loss before the first step: the base model's, or NAN */
   int bad_evals;
   /* This session only. */
   int stop; /* a hook or early stopping ended the run */
@@ -305,6 +306,8 @@ static cJSON *state_json(const run *r) {
     cJSON_AddNumberToObject(j, "eval_last", r->eval_last);
   if (isfinite(r->eval_best))
     cJSON_AddNumberToObject(j, "eval_best", r->eval_best);
+  if (isfinite(r->eval_base))
+    cJSON_AddNumberToObject(j, "eval_base", r->eval_base);
   cJSON_AddNumberToObject(j, "bad_evals", r->bad_evals);
   cJSON_AddNumberToObject(j, "lr", r->optim->cfg.lr);
   cJSON_AddNumberToObject(j, "tokens", r->tokens);
@@ -445,6 +448,7 @@ static int load_checkpoint(run *r, int *found, fb_err *err) {
     fb_gemm_prefer(gemm->valuestring);
   r->eval_last = get_number(j, "eval_last", &ev, path, NULL) ? NAN : ev;
   r->eval_best = get_number(j, "eval_best", &ev, path, NULL) ? INFINITY : ev;
+  r->eval_base = get_number(j, "eval_base", &ev, path, NULL) ? NAN : ev;
   cJSON_Delete(j);
   if (rc)
     return err->code;
@@ -571,19 +575,36 @@ static int train_step(run *r, fb_err *err) {
   return 0;
 }
 
+static int has_eval(const run *r) { return r->data->eval && r->data->eval->n > 0; }
+
+static void eval_event(run *r, double loss) {
+  cJSON *e = event("eval");
+  cJSON_AddNumberToObject(e, "step", r->step);
+  cJSON_AddNumberToObject(e, "eval_loss", loss);
+  emit(r, e);
+}
+
+/* The eval loss before the first step (LoRA's B starts at zero, so the base model's), which is
+ * what the adapter's eval loss is judged against. */
+static int evaluate_base(run *r, fb_err *err) {
+  if (!has_eval(r) || r->step > 0)
+    return 0;
+  int rc = evaluate(r, &r->eval_base, err);
+  if (!rc)
+    eval_event(r, r->eval_base);
+  return rc;
+}
+
 /* Evaluation at its interval, with early stopping. */
 static int maybe_evaluate(run *r, int force, fb_err *err) {
-  if (!r->data->eval || r->data->eval->n == 0 || (!force && r->step % r->plan.eval_interval != 0))
+  if (!has_eval(r) || (!force && r->step % r->plan.eval_interval != 0))
     return 0;
   double loss;
   int rc = evaluate(r, &loss, err);
   if (rc)
     return rc;
   r->eval_last = loss;
-  cJSON *e = event("eval");
-  cJSON_AddNumberToObject(e, "step", r->step);
-  cJSON_AddNumberToObject(e, "eval_loss", loss);
-  emit(r, e);
+  eval_event(r, loss);
   if (loss < r->eval_best) {
     r->eval_best = loss;
     r->bad_evals = 0;
@@ -663,6 +684,10 @@ static cJSON *summary(const run *r) {
     cJSON_AddNumberToObject(s, "best_eval_loss", r->eval_best);
   else
     cJSON_AddNullToObject(s, "best_eval_loss");
+  if (isfinite(r->eval_base))
+    cJSON_AddNumberToObject(s, "base_eval_loss", r->eval_base);
+  else
+    cJSON_AddNullToObject(s, "base_eval_loss");
   cJSON_AddBoolToObject(s, "kept_best", r->best != NULL && isfinite(r->eval_best));
   cJSON_AddNumberToObject(s, "wall_time_s", r->elapsed);
   cJSON_AddNumberToObject(s, "tokens_per_s", r->elapsed > 0 ? r->tokens / r->elapsed : 0);
@@ -881,7 +906,7 @@ static int setup(run *r, fb_err *err) {
   oc.warmup_steps = (int)lround(s->warmup * r->plan.total);
   if ((rc = fb_optim_create(&r->optim, r->be, r->n, &oc, err)))
     return rc;
-  if (s->patience > 0 && r->data->eval && r->data->eval->n > 0 &&
+  if (s->patience > 0 && has_eval(r) &&
       (rc = r->be->alloc((void **)&r->best, r->n * sizeof *r->best, "the best adapter", err)))
     return rc;
   if (!r->be->host_memory && !(r->stage = malloc(4 * r->n * sizeof *r->stage)))
@@ -906,6 +931,8 @@ static void start_event(run *r) {
 static int loop(run *r, fb_err *err) {
   int rc;
   volatile sig_atomic_t *cancel = r->opts ? r->opts->cancel : NULL;
+  if ((rc = evaluate_base(r, err)))
+    return fail_step(r, err);
   while (r->step < r->plan.total && !r->stop) {
     if (cancel && *cancel) {
       if ((rc = save_checkpoint(r, err)))
@@ -936,7 +963,8 @@ int fb_train(fb_model *m, const fb_train_spec *spec, const fb_train_data *data,
            .opts = opts,
            .order_epoch = -1,
            .eval_last = NAN,
-           .eval_best = INFINITY};
+           .eval_best = INFINITY,
+           .eval_base = NAN};
   int rc = fb_train_spec_check(spec, err);
   if (rc)
     return fail(&r, "spec", err);

@@ -33,6 +33,11 @@ function duration(s) {
   return s < 90 ? `${s.toFixed(0)} s` : `${(s / 60).toFixed(1)} min`;
 }
 
+// The adapter's held-out loss beside the base model's on the same examples: what LoRA changed.
+function heldOut(a) {
+  return typeof a.base_eval_loss === 'number' ? `${num(a.eval_loss)} (base ${num(a.base_eval_loss)})` : num(a.eval_loss);
+}
+
 function renderAdapters() {
   const rows = $('#adapter-rows');
   if (!adapters.length) {
@@ -41,7 +46,7 @@ function renderAdapters() {
   }
   rows.replaceChildren(...adapters.map((a) => h('tr', { 'data-adapter': `${a.skill}/${a.version}` },
     h('td', { text: a.skill }), h('td', { text: a.version }), h('td', { text: String(a.examples ?? '—') }),
-    h('td', { text: num(a.final_loss) }), h('td', { text: num(a.eval_loss) }), h('td', { text: duration(a.wall_time_s) }),
+    h('td', { text: num(a.final_loss) }), h('td', { text: heldOut(a) }), h('td', { text: duration(a.wall_time_s) }),
     h('td', {}, h('span.badge', { 'data-badge': a.status, text: a.status })),
     h('td', {}, h('button', { type: 'button', onclick: () => choosePreview(a) }, `Preview ${a.skill}`)))));
 }

@@ -180,8 +180,11 @@ local function printer(opts)
     elseif e == "error" then
       io.stderr:write("fastbrain train: ", ev.where, ": ", ev.message, "\n")
     elseif e == "done" then
-      io.stdout:write(string.format("done: %d steps, final loss %.4f, adapter in %s\n", ev.summary.steps,
-        ev.summary.final_loss, ev.adapter))
+      local s = ev.summary
+      local held_out = type(s.eval_loss) == "number" and type(s.base_eval_loss) == "number" and
+        string.format(", held-out loss %.4f (base model %.4f)", s.eval_loss, s.base_eval_loss) or ""
+      io.stdout:write(string.format("done: %d steps, final loss %.4f%s, adapter in %s\n", s.steps,
+        s.final_loss, held_out, ev.adapter))
     elseif e == "start" then
       io.stdout:write(string.format("training %d examples (%d held out) for %d steps on %s%s\n", ev.examples,
         ev.eval_examples, ev.total_steps, ev.device, ev.resumed_from_step > 0 and

@@ -34,11 +34,12 @@ T.test("a run calls every hook and returns the summary", function()
   assert(summary, err)
   T.eq(n.progress, 54)  -- 18 training examples x 3 epochs, batch 1 in small-data mode
   T.eq(last.step, 54)
-  T.eq(n.eval, 6)
+  T.eq(n.eval, 7)  -- the base's before the first step, then every 10 steps and the last
   T.eq(n.sample, 3)  -- steps 20, 40 and the last
   T.eq(summary.steps, 54)
   T.eq(summary.examples, 18)
   T.eq(summary.eval_examples, 2)
+  assert(summary.eval_loss < summary.base_eval_loss, "the adapter beats the base on held-out examples")
   assert(summary.final_loss_smoothed < summary.spec.lr * 1000, "loss fell")
   assert(summary.dataset_hash:match("^fnv1a64:%x+$"), summary.dataset_hash)
   assert(n.all > n.progress + n.eval + n.sample)

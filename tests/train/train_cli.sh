@@ -38,7 +38,7 @@ check "--json: start, >= 50 progress, eval, sample, checkpoint, done" eval \
 check "--json: adapter and summary written" eval '[ -f "$tmp/a/adapter_model.safetensors" ] && [ -f "$tmp/a/adapter_config.json" ] && grep -q "\"dataset_hash\"" "$tmp/a/summary.json"'
 
 run "$fb" train "${common[@]}" --out "$tmp/b" --max-steps 5
-check "plain lines when stdout is not a terminal" eval 'rc_is 0 && grep -q "^step 5/5 epoch" "$tmp/out" && grep -q "^done: 5 steps" "$tmp/out"'
+check "plain lines when stdout is not a terminal" eval 'rc_is 0 && grep -q "^step 5/5 epoch" "$tmp/out" && grep -q "^done: 5 steps, final loss [0-9.]*, held-out loss [0-9.]* (base model [0-9.]*), adapter in" "$tmp/out"'
 
 run "$fb" train "${common[@]}" --out "$tmp/full" --max-steps 3 --full
 check "--full writes a whole model" eval 'rc_is 0 && [ -f "$tmp/full/model.safetensors" ] && [ -f "$tmp/full/config.json" ] && [ -f "$tmp/full/tokenizer.json" ]'
@@ -65,6 +65,8 @@ cp "$tmp/err" "$tmp/first_err"
 check "SIGTERM: checkpoint, exit 3" eval 'rc_is 3 && [ -f "$tmp/job/checkpoints/latest" ] && grep -q "\"event\":\"checkpoint\"" "$tmp/out"'
 run "$fb" worker "$tmp/job"
 check "the worker resumes the job and finishes" eval 'rc_is 0 && grep -q "\"resumed_from_step\":[1-9]" "$tmp/out" && tail -1 "$tmp/out" | grep -q "\"event\":\"done\""'
+check "... keeping the base's eval loss from before its first step" eval \
+  'grep -q "\"base_eval_loss\":[[:space:]]*[0-9]" "$tmp/job/adapter/summary.json" && ! grep -q "\"step\":0," "$tmp/out"'
 # With oneDNN installed the first worker timed it against OpenBLAS; the second takes the path
 # the checkpoint names (the two sum differently: a switch would move the weights by ulps).
 check "... on the checkpoint's matrix path, without timing the paths again" eval \

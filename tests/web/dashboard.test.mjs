@@ -340,7 +340,7 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     assert.ok(await page.locator('#samples li').count() > 0, 'the worker\'s samples are shown');
     const row = await page.locator(`tr[data-adapter^="${skill}/"] td`).allTextContents();
     assert.equal(row[2], '36', 'examples trained on (40, less the held-out share)');
-    assert.match(row.slice(3, 6).join(' '), /^\d\.\d{3} \d\.\d{3} \d+ s$/, 'final loss, eval loss, time');
+    assert.match(row.slice(3, 6).join(' '), /^\d\.\d{3} \d\.\d{3} \(base \d\.\d{3}\) \d+ s$/, 'final loss, eval loss (the base model\'s), time');
     assert.match(row[6], /^(excellent|good|fair|needs work)$/);
     await shot(page, '04-done');
     // While it ran: stat cards, progress bar and chart changed, tips rotated.

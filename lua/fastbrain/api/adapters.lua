@@ -32,7 +32,8 @@ local function row(skill, version, summary)
   local loss = summary.eval_loss
   if type(loss) ~= "number" then loss = summary.final_loss_smoothed or summary.final_loss end
   return {skill = skill, version = version, examples = summary.examples,
-          final_loss = summary.final_loss, eval_loss = summary.eval_loss, steps = summary.steps,
+          final_loss = summary.final_loss, eval_loss = summary.eval_loss,
+          base_eval_loss = summary.base_eval_loss, steps = summary.steps,
           epochs = summary.epochs, wall_time_s = summary.wall_time_s,
           tokens_per_s = summary.tokens_per_s, base_model = summary.base_model,
           device = summary.device, status = M.badge(loss)}
