@@ -16,3 +16,6 @@ fb_test(model_voice ${PROJECT_SOURCE_DIR}/tests/model/voice.sh $<TARGET_FILE:fas
 # Models named ORG/NAME in a Hugging Face cache, offline (engine/hf_cache.c).
 fb_test(hf_names ${PROJECT_SOURCE_DIR}/tests/model/hf_names.sh $<TARGET_FILE:fastbrain>
         $<TARGET_FILE:fb_make_tiny_model>)
+# fastbrain export --to merged (lua/fastbrain/export.lua, lm.merge in l_model.c).
+fb_test(export_cli ${PROJECT_SOURCE_DIR}/tests/model/export_cli.sh $<TARGET_FILE:fastbrain>
+        $<TARGET_FILE:fb_make_tiny_model>)

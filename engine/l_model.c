@@ -226,6 +226,27 @@ static int init(lua_State *L) {
   return 1;
 }
 
+/* lm.merge(base, adapter_dir, out_dir) -> true | nil, err: the base model (a directory or
+ * ORG/NAME[@REVISION]) with the PEFT adapter added into its weights (W += scale * B @ A), written
+ * to out_dir as a model directory: weights in the base checkpoint's dtypes, its config.json and
+ * tokenizer files. */
+static int merge(lua_State *L) {
+  const char *base = luaL_checkstring(L, 1), *adapter_dir = luaL_checkstring(L, 2),
+             *out = luaL_checkstring(L, 3);
+  char dir[4096], commit[FB_HF_COMMIT];
+  fb_model *m = NULL;
+  fb_lora *l = NULL;
+  fb_err err = {0};
+  int rc = fb_hf_locate(base, dir, sizeof dir, commit, &err) || fb_model_load(&m, dir, &err) ||
+           fb_lora_load(&l, m, adapter_dir, &err) || fb_lora_merge(l, m, &err) ||
+           fb_model_save_as_loaded(m, dir, out, &err);
+  fb_lora_free(l);
+  fb_model_free(m);
+  if (rc) return push_fail(L, &err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* The adapter loaded from dir, from the cache or loaded now; NULL with err set. */
 static fb_lora *adapter(lm *s, const char *dir, fb_err *err) {
   for (cached_adapter *a = s->adapters; a; a = a->next)
@@ -401,6 +422,7 @@ int luaopen_fastbrain_lm(lua_State *L) {
   lua_pop(L, 1);
   static const luaL_Reg funcs[] = {{"load", load},
                                    {"init", init},
+                                   {"merge", merge},
                                    {"locate", locate},
                                    {"inspect", inspect},
                                    {"cache_root", cache_root},

@@ -33,6 +33,7 @@ static int cmd_help(int argc, char **argv);
 static int cmd_generate(int argc, char **argv) { return fb_cmd_lua_main("fastbrain.model", argc, argv); }
 static int cmd_models(int argc, char **argv) { return fb_cmd_lua_main("fastbrain.models", argc, argv); }
 static int cmd_pull(int argc, char **argv) { return fb_cmd_lua_main("fastbrain.pull", argc, argv); }
+static int cmd_export(int argc, char **argv) { return fb_cmd_lua_main("fastbrain.export", argc, argv); }
 
 static const command commands[] = {
     {"run", cmd_run, "[--log-level LEVEL] FILE.lua [ARGS...]",
@@ -49,6 +50,8 @@ static const command commands[] = {
      "download a model from the Hugging Face Hub into its cache (--help for more)"},
     {"models", cmd_models, "[--json] [--data-dir D]",
      "list the base models to train on: bundled, the data directory's, the Hugging Face cache's"},
+    {"export", cmd_export, "ADAPTER_DIR --to merged --out DIR [--model DIR|ORG/NAME]",
+     "take an adapter away: merged into its base model (--help for more)"},
     {"version", cmd_version, "", "print the version"},
     {"help", cmd_help, "[COMMAND]", "show this help, or a command's"},
     {NULL, NULL, NULL, NULL},

@@ -31,6 +31,7 @@ static size_t add_param(fb_model *m, int *k, size_t *off, const char *name, int6
     p->shape[1] = d1;
     p->offset = at;
     p->numel = numel;
+    p->dtype = FB_DT_F32;
   }
   (*k)++;
   *off += numel;
@@ -234,6 +235,7 @@ int fb_model_load(fb_model **out, const char *name, fb_err *err) {
       break;
     }
     rc = fb_st_read_f32(t, m->params + p->offset, err);
+    m->table[i].dtype = t->dtype;
   }
   for (int i = 0; i < fb_st_count(f) && !rc; i++) {
     const fb_st_tensor *t = fb_st_at(f, i);
@@ -492,20 +494,38 @@ static int write_config(const fb_model *m, const char *path, fb_err *err) {
   return rc;
 }
 
-int fb_model_save(const fb_model *m, const char *src_dir, const char *out_dir, fb_err *err) {
+/* Weight i as safetensors writes it: the f32 host copy, or (as_loaded, a narrower checkpoint
+ * dtype) a converted copy in *owned, freed by the caller. */
+static int out_tensor(const fb_model *m, int i, int as_loaded, fb_st_out *t, void **owned,
+                      fb_err *err) {
+  const fb_param *p = &m->table[i];
+  const float *src = m->params + p->offset;
+  *t = (fb_st_out){p->name, FB_DT_F32, p->ndim, {p->shape[0], p->shape[1]}, src};
+  *owned = NULL;
+  if (!as_loaded || p->dtype == FB_DT_F32) return 0;
+  uint16_t *h = malloc(p->numel * sizeof *h);
+  if (!h) return fb_err_set(err, FB_ENOMEM, "model: out of memory converting %s", p->name);
+  for (size_t j = 0; j < p->numel; j++)
+    h[j] = p->dtype == FB_DT_BF16 ? fb_f32_to_bf16(src[j]) : fb_f32_to_f16(src[j]);
+  t->dtype = (fb_dtype)p->dtype;
+  t->data = *owned = h;
+  return 0;
+}
+
+static int save(const fb_model *m, const char *src_dir, const char *out_dir, int as_loaded,
+                fb_err *err) {
   int rc = fb_mkdir_p(out_dir, err);
   if (rc) return rc;
   fb_st_out *t = calloc((size_t)m->n_table, sizeof *t);
-  if (!t) return fb_err_set(err, FB_ENOMEM, "model: out of memory saving %s", out_dir);
-  for (int i = 0; i < m->n_table; i++) {
-    const fb_param *p = &m->table[i];
-    t[i] =
-        (fb_st_out){p->name, FB_DT_F32, p->ndim, {p->shape[0], p->shape[1]}, m->params + p->offset};
-  }
+  void **owned = calloc((size_t)m->n_table, sizeof *owned);
+  if (!t || !owned) rc = fb_err_set(err, FB_ENOMEM, "model: out of memory saving %s", out_dir);
+  for (int i = 0; i < m->n_table && !rc; i++) rc = out_tensor(m, i, as_loaded, &t[i], &owned[i], err);
   char path[4096], src[4096];
   static const char *const meta[] = {"format", "pt", NULL};
   snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
-  rc = fb_st_write(path, t, m->n_table, meta, err);
+  if (!rc) rc = fb_st_write(path, t, m->n_table, meta, err);
+  for (int i = 0; owned && i < m->n_table; i++) free(owned[i]);
+  free(owned);
   free(t);
   if (rc || !src_dir) {
     snprintf(path, sizeof path, "%s/config.json", out_dir);
@@ -525,4 +545,13 @@ int fb_model_save(const fb_model *m, const char *src_dir, const char *out_dir, f
     rc = copy_file(src, path, err);
   }
   return rc;
+}
+
+int fb_model_save(const fb_model *m, const char *src_dir, const char *out_dir, fb_err *err) {
+  return save(m, src_dir, out_dir, 0, err);
+}
+
+int fb_model_save_as_loaded(const fb_model *m, const char *src_dir, const char *out_dir,
+                            fb_err *err) {
+  return save(m, src_dir, out_dir, 1, err);
 }

@@ -48,6 +48,7 @@ typedef struct fb_param {
   int ndim;
   int64_t shape[2];
   size_t offset, numel; /* in floats, into params (and grads) */
+  int dtype;            /* fb_dtype of the checkpoint it was loaded from (F32 when made here) */
 } fb_param;
 
 /* Activations saved by forward for backward, for N = B*T positions (layers.c). */
@@ -159,6 +160,10 @@ int fb_model_decode(fb_model *m, struct fb_lora *lora, fb_kv_cache *c, const int
  * names) plus config.json and the tokenizer files copied from src_dir (those present), or, with
  * src_dir NULL (a model made by fb_model_create), a config.json written from m->cfg. */
 int fb_model_save(const fb_model *m, const char *src_dir, const char *out_dir, fb_err *err);
+/* The same with every weight in the dtype its checkpoint had (F16/BF16 rounded to nearest even):
+ * a model the size of the one loaded, as the config's torch_dtype says. */
+int fb_model_save_as_loaded(const fb_model *m, const char *src_dir, const char *out_dir,
+                            fb_err *err);
 
 /* Make the rotary tables cover positions 0..n-1 (host and backend copies). */
 int fb_model_rope_reserve(fb_model *m, int n, fb_err *err);
