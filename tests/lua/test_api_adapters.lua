@@ -69,6 +69,24 @@ T.test("a trained adapter is listed, read and deleted", function()
                              {prompt = string.rep("long prompt ", 300)})
   T.eq(status, 422)
   T.matches(body.error, "^cannot answer: .*context")
+  -- the download: the PEFT files, the training record and a README, under one directory
+  local r = client.request(app.port, "GET", "/api/adapters/tiny-skill/20261129-120000/download")
+  T.eq(r.status, 200)
+  T.eq(r.headers["content-type"], "application/gzip")
+  T.eq(r.headers["content-disposition"], 'attachment; filename="tiny-skill-20261129-120000.tar.gz"')
+  local unpacked = app.data_dir .. "/unpacked"
+  assert(fb.fs.mkdir_p(unpacked) and fb.fs.write_atomic(unpacked .. ".tar.gz", r.body))
+  T.eq(os.execute(("tar -xzf %q -C %q"):format(unpacked .. ".tar.gz", unpacked)), true)
+  local got = unpacked .. "/tiny-skill-20261129-120000"
+  T.eq(fb.fs.list(got), {"README.md", "adapter_config.json", "adapter_model.safetensors", "summary.json"})
+  T.eq(fb.fs.read(got .. "/adapter_model.safetensors"), fb.fs.read(out .. "/adapter_model.safetensors"))
+  local readme = fb.fs.read(got .. "/README.md")
+  for _, want in ipairs({'PeftModel.from_pretrained(base, "tiny-skill-20261129-120000")',
+                         ("AutoModelForCausalLM.from_pretrained(%q)"):format(model),
+                         ("Held-out loss %.3f, the base model's %.3f"):format(summary.eval_loss, summary.base_eval_loss)}) do
+    assert(readme:find(want, 1, true), "README.md: " .. want)
+  end
+  T.eq(client.request(app.port, "GET", "/api/adapters/tiny-skill/nope/download").status, 404)
   status = server.call(app, "DELETE", "/api/adapters/tiny-skill/20261129-120000")
   T.eq(status, 200)
   T.eq(fb.fs.mode(out), nil)

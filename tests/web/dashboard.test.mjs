@@ -342,6 +342,10 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     assert.equal(row[2], '36', 'examples trained on (40, less the held-out share)');
     assert.match(row.slice(3, 6).join(' '), /^\d\.\d{3} \d\.\d{3} \(base \d\.\d{3}\) \d+ s$/, 'final loss, eval loss (the base model\'s), time');
     assert.match(row[6], /^(excellent|good|fair|needs work)$/);
+    const download = page.locator(`tr[data-adapter^="${skill}/"] a`, { hasText: 'Download' });
+    const [file] = await Promise.all([page.waitForEvent('download'), download.click()]);
+    assert.match(file.suggestedFilename(), new RegExp(`^${skill}-\\d{8}-\\d{6}(-\\d+)?\\.tar\\.gz$`));
+    assert.equal(readFileSync(await file.path()).subarray(0, 2).toString('hex'), '1f8b', 'a gzip file');
     await shot(page, '04-done');
     // While it ran: stat cards, progress bar and chart changed, tips rotated.
     const live = (await page.evaluate(() => window.seen)).filter((v) => v.live);

@@ -4,10 +4,12 @@
 -- beside the base model's. A version is a directory the trainer renamed into place whole; its
 -- hidden partial siblings (".<version>.partial", ".<version>.replaced") are never listed.
 -- The answers come from child processes (fastbrain.answer): the loop keeps serving meanwhile.
+-- GET /api/adapters/:skill/:version/download: SKILL-VERSION.tar.gz (fastbrain.bundle).
 local fb = require "fastbrain"
 local router = require "fastbrain.router"
 local skills = require "fastbrain.api.skills"
 local answer = require "fastbrain.answer"
+local bundle = require "fastbrain.bundle"
 
 local M = {MAX_TOKENS = 256, MAX_PROMPT = 4000}
 
@@ -113,6 +115,18 @@ function M.mount(app, ctx)
     res:json(200, {adapter = row(req.params.skill, req.params.version, summary), summary = summary,
                    config = read_json(dir .. "/adapter_config.json") or fb.json.null})
   end)
+
+  app:get("/api/adapters/:skill/:version/download", function(req, res)
+    local skill, version = req.params.skill, req.params.version
+    local dir = M.dir(data_dir, skill, version)
+    local name = skill .. "-" .. version
+    local readme = bundle.readme(name, read_json(dir .. "/adapter_config.json") or {},
+                                 read_json(dir .. "/summary.json") or {}, skills.read(data_dir, skill))
+    local bytes, err = bundle.tar_gz(dir, name, readme)
+    if not bytes then return res:json(500, {error = "cannot pack the adapter: " .. err}) end
+    res:send(200, bytes, {["Content-Type"] = "application/gzip",
+                          ["Content-Disposition"] = ('attachment; filename="%s.tar.gz"'):format(name)})
+  end, {timeout = 300000})
 
   app:delete("/api/adapters/:skill/:version", function(req, res)
     local dir = M.dir(data_dir, req.params.skill, req.params.version)
