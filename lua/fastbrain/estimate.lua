@@ -100,6 +100,7 @@ local function calibration_key(config, spec, device, lengths)
     lora = spec.mode ~= "full" and {r = spec.lora.r, targets = spec.lora.targets,
                                     dropout = spec.lora.dropout > 0} or nil,
     micro_batch = spec.micro_batch, tokens = lengths,
+    layers = M.LAYERS,  -- a calibration measured at other depths cannot be read at these
   }
 end
 

@@ -67,6 +67,20 @@ T.test("an estimate measures the model's shape once, then answers from the cache
   T.eq(seconds < first.cpu.calibration.seconds, true, "a cached estimate is quicker than a calibration")
 end)
 
+T.test("a calibration cached at other depths (an older fastbrain's) is not read", function()
+  local dir = CACHE .. "/calibration"
+  local name = assert(fb.fs.list(dir))[1]
+  local saved = assert(fb.fs.read(dir .. "/" .. name))
+  local c = json.decode(saved)
+  for _, p in ipairs(c.points) do if p.layers ~= 1 then p.layers = 2 end end  -- measured at 1 and 2,
+  c.key.layers = nil                                                         -- before the key said so
+  assert(fb.fs.write_atomic(dir .. "/" .. name, json.encode(c)))
+  -- the trainer's own check reads the cache only: it finds none for today's depths and trains
+  local code, _, err = run(with{"--out", tmp .. "/other-depths"})
+  assert(fb.fs.write_atomic(dir .. "/" .. name, saved))
+  T.eq(code, 0, err)
+end)
+
 T.test("the run does what the estimate foretold", function()
   local code, out, err = run(with{"--out", tmp .. "/adapter", "--json"})
   T.eq(code, 0, err)
