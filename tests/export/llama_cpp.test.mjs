@@ -1,0 +1,105 @@
+// GGUF exports verified by the real llama.cpp (npm's node-llama-cpp, pinned in package.json, its
+// prebuilt CPU binary through scripts/llama-check.mjs): an adapter trained on the bundled model
+// (share/models/tiny) for 100 steps at a high learning rate, so that it moves the answers far
+// from the base's (a barely trained one hides a wrong Q/K permutation), exported as a GGUF LoRA
+// and merged into f32, f16 and q8_0 GGUFs. The base GGUF + the LoRA and the merged f32 GGUF must
+// give exactly `fastbrain generate`'s greedy tokens (temperature 0, no repetition penalty) for
+// three prompts x 32 tokens, rendered by llama.cpp's side with the GGUF's own chat template;
+// f16 and q8_0 must load and end their answers at the end token. `fastbrain export`'s own check
+// must say so too. Fails, saying what to install, when node-llama-cpp is missing (`make deps`).
+// FASTBRAIN_BIN names the binary (default build/fastbrain).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+const root = resolve(import.meta.dirname, '../..');
+const bin = resolve(process.env.FASTBRAIN_BIN || join(root, 'build/fastbrain'));
+const MODEL = join(root, 'share/models/tiny');
+if (!existsSync(join(root, 'node_modules/node-llama-cpp')))
+  throw new Error('llama.cpp test: node-llama-cpp is missing; run make deps');
+
+const PROMPTS = ['My kitchen sink is leaking, can you come today?', 'What are your opening hours?',
+  'How much does it cost to unclog a drain?'];
+const TOKENS = 32;
+// Short examples in the plumbing receptionist's voice: 100 steps take a minute on a loaded CPU.
+const QUESTIONS = ['My sink is leaking', 'Do you work on Sundays?', 'How much for a new tap?',
+  'The toilet keeps running', 'Can you come today?', 'The water heater is cold'];
+const ANSWERS = ['Sorry to hear that. Shut the valve under the sink; a plumber can come at 2pm.',
+  'We are open Saturday 8am-2pm; on Sundays only the emergency line answers.',
+  'A new tap is usually $150 to $300 fitted; the plumber confirms the price on site.',
+  'That is often the flapper valve. We can fix it tomorrow morning; may I have your address?',
+  'Yes, we have a slot this afternoon. What is your name and phone number?',
+  'Check the pilot light first. If it stays cold, we can send someone today.'];
+
+let tmp, env;
+const fastbrain = (...args) => execFileSync(bin, args, { cwd: root, env, encoding: 'utf8',
+  stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 24 });
+// llama.cpp's greedy answers: [{text, prompt_ids, ids, stopped}]
+const llama = (model, lora, maxTokens) => JSON.parse(execFileSync('node',
+  [join(root, 'scripts/llama-check.mjs')], { input: JSON.stringify({ model, lora, prompts: PROMPTS,
+    max_tokens: maxTokens }), encoding: 'utf8' })).results;
+// `fastbrain generate`'s greedy new token ids for each prompt
+const generate = (adapter) => PROMPTS.map((p) => fastbrain('generate', '--model', MODEL,
+  ...(adapter ? ['--adapter', adapter] : []), '--prompt', p, '--max-tokens', String(TOKENS),
+  '--temperature', '0', '--ids').trim().split(' ').filter(Boolean).map(Number));
+
+before(() => {
+  tmp = mkdtempSync(join(tmpdir(), 'fb-gguf-'));
+  env = { ...process.env, FASTBRAIN_CACHE: join(tmp, 'cache') };
+  const data = Array.from({ length: 36 }, (_, i) => JSON.stringify({ messages: [
+    { role: 'user', content: QUESTIONS[i % 6] }, { role: 'assistant', content: ANSWERS[i % 6] }] }));
+  writeFileSync(join(tmp, 'data.jsonl'), data.join('\n') + '\n');
+  fastbrain('train', '--model', MODEL, '--data', join(tmp, 'data.jsonl'), '--out', join(tmp, 'adapter'),
+    '--max-steps', '100', '--lr', '0.003', '--eval-fraction', '0', '--max-len', '128', '--device', 'cpu');
+});
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+// Each export's file and what `fastbrain export` said: {file, status, out}. A file is written
+// before its check runs, so the tests below look at it whatever the check said.
+const exported = {};
+before(() => {
+  const a = join(tmp, 'adapter');
+  const runs = {
+    base: ['--model', MODEL, '--to', 'gguf'], lora: [a, '--to', 'gguf-lora'], f32: [a, '--to', 'gguf'],
+    f16: [a, '--to', 'gguf', '--type', 'f16'], q8_0: [a, '--to', 'gguf', '--type', 'q8_0'],
+  };
+  for (const [name, args] of Object.entries(runs)) {
+    const file = join(tmp, `${name}.gguf`);
+    const r = spawnSync(bin, ['export', ...args, '--out', file], { cwd: root, env, encoding: 'utf8' });
+    exported[name] = { file, status: r.status, out: r.stdout + r.stderr };
+  }
+});
+
+test('fastbrain export writes each GGUF and checks it in llama.cpp itself', () => {
+  for (const [name, { status, out }] of Object.entries(exported)) {
+    assert.equal(status, 0, `${name}: ${out}`);
+    if (name === 'f16' || name === 'q8_0')
+      assert.match(out, /loaded by llama\.cpp \S+ \(node-llama-cpp 3\.21\.1\): 3 of 3 answers end at the end token/, name);
+    else
+      assert.match(out, /verified with llama\.cpp \S+ \(node-llama-cpp 3\.21\.1\): 3 prompts x 32 tokens/, name);
+  }
+});
+
+test('the base GGUF + the LoRA GGUF give fastbrain generate\'s greedy tokens with the adapter', () => {
+  const want = generate(join(tmp, 'adapter'));
+  assert.notDeepEqual(want, generate(null), 'the adapter changes the answers');
+  const got = llama(exported.base.file, exported.lora.file, TOKENS);
+  assert.deepEqual(got.map((r) => r.ids), want);
+  assert.equal(got[0].text, `<|im_start|>user\n${PROMPTS[0]}<|im_end|>\n<|im_start|>assistant\n`);
+});
+
+test('the merged f32 GGUF gives the same tokens; the base GGUF alone gives the base\'s', () => {
+  assert.deepEqual(llama(exported.f32.file, null, TOKENS).map((r) => r.ids), generate(join(tmp, 'adapter')));
+  assert.deepEqual(llama(exported.base.file, null, TOKENS).map((r) => r.ids), generate(null));
+});
+
+test('the f16 and q8_0 GGUFs load and end each answer at the end token', () => {
+  for (const name of ['f16', 'q8_0']) {
+    const got = llama(exported[name].file, null, 256);
+    assert.deepEqual(got.map((r) => r.stopped), [true, true, true], name);
+    assert.ok(got.every((r) => r.ids.length > 0), name);
+  }
+});
