@@ -22,11 +22,6 @@ enum { TOK_NORMAL = 1, TOK_CONTROL = 3, TOK_USER_DEFINED = 4, TOK_UNUSED = 5 };
 /* The llama.cpp architecture of m, or NULL with err naming what is not supported. */
 static const char *gguf_arch(const fb_model *m, fb_err *err) {
   const fb_model_config *c = &m->cfg;
-  if (c->arch != FB_ARCH_LLAMA && c->arch != FB_ARCH_MISTRAL) {
-    fb_err_set(err, FB_EUNSUPPORTED, "gguf: %s is not written yet (only LlamaForCausalLM and "
-               "MistralForCausalLM are)", c->architecture);
-    return NULL;
-  }
   for (int i = 0; i < c->num_hidden_layers; i++)
     if (c->layer_window[i] > 0 && c->layer_window[i] < c->max_position_embeddings) {
       fb_err_set(err, FB_EUNSUPPORTED, "gguf: layer %d's sliding window (%d) is not written yet",
@@ -37,7 +32,11 @@ static const char *gguf_arch(const fb_model *m, fb_err *err) {
     fb_err_set(err, FB_EUNSUPPORTED, "gguf: rope_scaling 'llama3' is not written yet");
     return NULL;
   }
-  return "llama";
+  switch (c->arch) {
+  case FB_ARCH_QWEN2: return "qwen2";
+  case FB_ARCH_QWEN3: return "qwen3";
+  default: return "llama"; /* Mistral too, as llama.cpp's converter writes it */
+  }
 }
 
 /* llama.cpp's converter reorders the rows of Llama's q and k projections (weights, biases, and
@@ -52,8 +51,10 @@ static void permute_rows(float *dst, const float *src, int rows, int cols, int n
                src + (size_t)(h * hd + j * (hd / 2) + i) * cols, sizeof(float) * (size_t)cols);
 }
 
-/* Heads whose rows projection p permutes (0: none). */
+/* Heads whose rows projection p permutes (0: none). Qwen's GGUFs keep Hugging Face's order:
+ * llama.cpp rotates them in halves (NEOX), as transformers does. */
 static int permuted_heads(const fb_model *m, int p) {
+  if (m->cfg.arch == FB_ARCH_QWEN2 || m->cfg.arch == FB_ARCH_QWEN3) return 0;
   return p == FB_PROJ_Q ? m->NH : p == FB_PROJ_K ? m->NKV : 0;
 }
 
@@ -89,6 +90,12 @@ static int add_weights(fb_gguf *g, const fb_model *m, fb_ggml_type type, fb_err 
       rc = add(g, name, type, w->w, w->out, w->in, permuted_heads(m, p), scratch, err);
       snprintf(name, sizeof name, "blk.%d.%s.bias", i, gguf_proj[p]);
       if (!rc && w->b) rc = add(g, name, type, w->b, w->out, 0, permuted_heads(m, p), scratch, err);
+    }
+    if (ly->q_norm) { /* Qwen3's per-head norms of q and k [HD] */
+      snprintf(name, sizeof name, "blk.%d.attn_q_norm.weight", i);
+      if (!rc) rc = add(g, name, type, ly->q_norm, m->HD, 0, 0, NULL, err);
+      snprintf(name, sizeof name, "blk.%d.attn_k_norm.weight", i);
+      if (!rc) rc = add(g, name, type, ly->k_norm, m->HD, 0, 0, NULL, err);
     }
   }
   if (!rc) rc = add(g, "output_norm.weight", type, m->final_norm, m->C, 0, 0, NULL, err);

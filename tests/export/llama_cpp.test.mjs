@@ -6,12 +6,14 @@
 // give exactly `fastbrain generate`'s greedy tokens (temperature 0, no repetition penalty) for
 // three prompts x 32 tokens, rendered by llama.cpp's side with the GGUF's own chat template;
 // f16 and q8_0 must load and end their answers at the end token. `fastbrain export`'s own check
-// must say so too. Fails, saying what to install, when node-llama-cpp is missing (`make deps`).
+// must say so too, also for small random models of the other shapes it writes: Llama with
+// grouped KV heads, Qwen2 (q/k/v biases, tied embeddings), Qwen3 (q/k norms, a head_dim of its
+// own). Fails, saying what to install, when node-llama-cpp is missing (`make deps`).
 // FASTBRAIN_BIN names the binary (default build/fastbrain).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -103,3 +105,33 @@ test('the f16 and q8_0 GGUFs load and end each answer at the end token', () => {
     assert.ok(got.every((r) => r.ids.length > 0), name);
   }
 });
+
+// A random model of config (beside the bundled model's tokenizer and chatml template), an
+// adapter trained on it, and its exports: each must pass export's own check in llama.cpp.
+const SHAPES = {
+  'llama-gqa': { architectures: ['LlamaForCausalLM'], tie_word_embeddings: false },
+  qwen2: { architectures: ['Qwen2ForCausalLM'] },
+  qwen3: { architectures: ['Qwen3ForCausalLM'], head_dim: 32 },
+};
+for (const [name, shape] of Object.entries(SHAPES)) {
+  test(`${name}: export's check verifies the GGUF LoRA, the merged GGUF and the base GGUF`, () => {
+    const dir = join(tmp, name);
+    mkdirSync(dir);
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(MODEL, f), join(dir, f));
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ vocab_size: 2050, hidden_size: 64,
+      intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2,
+      rms_norm_eps: 1e-6, rope_theta: 1e6, max_position_embeddings: 512, bos_token_id: 2048,
+      eos_token_id: 2049, tie_word_embeddings: true, ...shape }));
+    writeFileSync(`${dir}.lua`, `assert(require("fastbrain.lm").init(${JSON.stringify(dir)}, 3, 0.1))`);
+    fastbrain('run', `${dir}.lua`);
+    fastbrain('train', '--model', dir, '--data', join(tmp, 'data.jsonl'), '--out', `${dir}-adapter`,
+      '--max-steps', '40', '--lr', '0.01', '--eval-fraction', '0', '--max-len', '128', '--device', 'cpu');
+    const runs = { lora: [`${dir}-adapter`, '--to', 'gguf-lora'], merged: [`${dir}-adapter`, '--to', 'gguf'],
+      base: ['--model', dir, '--to', 'gguf'] };
+    for (const [what, args] of Object.entries(runs)) {
+      const out = fastbrain('export', ...args, '--out', `${dir}-${what}.gguf`);
+      assert.match(out, /verified with llama\.cpp \S+ \(node-llama-cpp 3\.21\.1\): 3 prompts x 32 tokens/,
+        `${name} ${what}`);
+    }
+  });
+}
