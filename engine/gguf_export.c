@@ -152,10 +152,19 @@ static const cJSON *field(const cJSON *o, const char *name) {
   return cJSON_GetObjectItemCaseSensitive(o, name);
 }
 
-/* Qwen2's split regex (Qwen2.5, Qwen3), which llama.cpp's "qwen2" pre-tokenizer applies. */
-static const char QWEN2_REGEX[] =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+"
-    "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+/* Split regexes llama.cpp has a pre-tokenizer for, as tokenizer.json writes them. */
+static const struct {
+  const char *regex, *pre;
+} split_pre[] = {
+    /* Qwen2.5, Qwen3 */
+    {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+"
+     "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+     "qwen2"},
+    /* Llama 3 */
+    {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+"
+     "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+     "llama-bpe"},
+};
 
 static int is_type(const cJSON *o, const char *type) {
   const cJSON *t = field(o, "type");
@@ -163,8 +172,8 @@ static int is_type(const cJSON *o, const char *type) {
 }
 
 /* llama.cpp's pre-tokenizer for tokenizer.json's, for the splits llama.cpp has one for and that
- * were checked against it: a ByteLevel pre-tokenizer with GPT-2's regex ("gpt-2"), and Qwen2's
- * regex split then ByteLevel without a regex ("qwen2"). */
+ * were checked against it (tests/export/llama_cpp.test.mjs): a ByteLevel pre-tokenizer with
+ * GPT-2's regex ("gpt-2"), or a split_pre regex then ByteLevel without one. */
 static const char *pre_tokenizer(const cJSON *tok, const char *path, fb_err *err) {
   const cJSON *pre = field(tok, "pre_tokenizer"), *regex = field(pre, "use_regex");
   if (is_type(pre, "ByteLevel") && (!regex || cJSON_IsTrue(regex))) return "gpt-2";
@@ -172,14 +181,14 @@ static const char *pre_tokenizer(const cJSON *tok, const char *path, fb_err *err
               *bytes = cJSON_GetArrayItem(list, 1), *pattern = field(field(split, "pattern"), "Regex"),
               *behavior = field(split, "behavior");
   if (is_type(pre, "Sequence") && cJSON_GetArraySize(list) == 2 && is_type(split, "Split") &&
-      cJSON_IsString(pattern) && strcmp(pattern->valuestring, QWEN2_REGEX) == 0 &&
-      cJSON_IsString(behavior) && strcmp(behavior->valuestring, "Isolated") == 0 &&
-      !cJSON_IsTrue(field(split, "invert")) && is_type(bytes, "ByteLevel") &&
-      cJSON_IsFalse(field(bytes, "use_regex")))
-    return "qwen2";
+      cJSON_IsString(pattern) && cJSON_IsString(behavior) &&
+      strcmp(behavior->valuestring, "Isolated") == 0 && !cJSON_IsTrue(field(split, "invert")) &&
+      is_type(bytes, "ByteLevel") && cJSON_IsFalse(field(bytes, "use_regex")))
+    for (size_t i = 0; i < sizeof split_pre / sizeof *split_pre; i++)
+      if (strcmp(pattern->valuestring, split_pre[i].regex) == 0) return split_pre[i].pre;
   const cJSON *type = field(pre, "type");
   fb_err_set(err, FB_EUNSUPPORTED, "%s: pre_tokenizer %s is not written to GGUF yet (only "
-             "ByteLevel with GPT-2's regex, and Qwen2's regex split, are)", path,
+             "ByteLevel with GPT-2's regex, and Qwen2's and Llama 3's regex splits, are)", path,
              cJSON_IsString(type) ? type->valuestring : "(none)");
   return NULL;
 }
