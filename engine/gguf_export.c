@@ -4,6 +4,7 @@
 #include "gguf_export.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,8 +29,9 @@ static const char *gguf_arch(const fb_model *m, fb_err *err) {
                  i, c->layer_window[i]);
       return NULL;
     }
-  if (c->rope_scaling.type == FB_ROPE_LLAMA3) {
-    fb_err_set(err, FB_EUNSUPPORTED, "gguf: rope_scaling 'llama3' is not written yet");
+  if (c->rope_scaling.type == FB_ROPE_LLAMA3 && c->arch != FB_ARCH_LLAMA) {
+    fb_err_set(err, FB_EUNSUPPORTED, "gguf: rope_scaling 'llama3' on %s is not written yet",
+               c->architecture);
     return NULL;
   }
   switch (c->arch) {
@@ -72,6 +74,29 @@ static int add(fb_gguf *g, const char *name, fb_ggml_type type, const float *w, 
   return fb_gguf_tensor(g, name, type, cols ? 2 : 1, ne, w, err);
 }
 
+/* Llama 3's rope scaling as llama.cpp's converter writes it: rope_freqs.weight [HD/2], the factor
+ * each rotary frequency is divided by (1 for high frequencies, `factor` for low ones, a blend
+ * between), as model.c scales them. */
+static int add_rope_freqs(fb_gguf *g, const fb_model *m, fb_err *err) {
+  const fb_rope_scaling *rs = &m->cfg.rope_scaling;
+  int half = m->HD / 2;
+  float *f = malloc(sizeof(float) * (size_t)half);
+  if (!f) return fb_err_set(err, FB_ENOMEM, "gguf: out of memory");
+  double old = rs->original_max_position_embeddings, lo = old / rs->low_freq_factor,
+         hi = old / rs->high_freq_factor;
+  for (int i = 0; i < half; i++) {
+    double inv = 1.0f / powf((float)m->cfg.rope_theta, (float)(2 * i) / (float)m->HD),
+           wavelen = 2 * M_PI / inv, lf = rs->low_freq_factor,
+           sm = (old / wavelen - lf) / (rs->high_freq_factor - lf);
+    f[i] = wavelen > lo   ? (float)rs->factor
+           : wavelen < hi ? 1.0f
+                          : (float)(1 / ((1 - sm) / rs->factor + sm));
+  }
+  int rc = add(g, "rope_freqs.weight", FB_GGML_F32, f, half, 0, 0, NULL, err);
+  free(f);
+  return rc;
+}
+
 static int add_weights(fb_gguf *g, const fb_model *m, fb_ggml_type type, fb_err *err) {
   size_t most = (size_t)m->NH * m->HD * m->C; /* q, the largest permuted matrix */
   float *scratch = malloc(most * sizeof *scratch);
@@ -101,6 +126,7 @@ static int add_weights(fb_gguf *g, const fb_model *m, fb_ggml_type type, fb_err 
   if (!rc) rc = add(g, "output_norm.weight", type, m->final_norm, m->C, 0, 0, NULL, err);
   if (!rc && !m->cfg.tie_word_embeddings) /* tied: llama.cpp reads token_embd for the output */
     rc = add(g, "output.weight", type, m->lm_head, m->V, m->C, 0, NULL, err);
+  if (!rc && m->cfg.rope_scaling.type == FB_ROPE_LLAMA3) rc = add_rope_freqs(g, m, err);
   free(scratch);
   return rc;
 }
@@ -178,8 +204,8 @@ static const char *pre_tokenizer(const cJSON *tok, const char *path, fb_err *err
   const cJSON *pre = field(tok, "pre_tokenizer"), *regex = field(pre, "use_regex");
   if (is_type(pre, "ByteLevel") && (!regex || cJSON_IsTrue(regex))) return "gpt-2";
   const cJSON *list = field(pre, "pretokenizers"), *split = cJSON_GetArrayItem(list, 0),
-              *bytes = cJSON_GetArrayItem(list, 1), *pattern = field(field(split, "pattern"), "Regex"),
-              *behavior = field(split, "behavior");
+              *bytes = cJSON_GetArrayItem(list, 1), *behavior = field(split, "behavior"),
+              *pattern = field(field(split, "pattern"), "Regex");
   if (is_type(pre, "Sequence") && cJSON_GetArraySize(list) == 2 && is_type(split, "Split") &&
       cJSON_IsString(pattern) && cJSON_IsString(behavior) &&
       strcmp(behavior->valuestring, "Isolated") == 0 && !cJSON_IsTrue(field(split, "invert")) &&
@@ -246,11 +272,12 @@ static int merges(fb_gguf *g, const cJSON *tok, const char *path, fb_err *err) {
     const cJSON *l = cJSON_GetArrayItem(e, 0), *r = cJSON_GetArrayItem(e, 1);
     if (cJSON_IsString(e)) {
       v[i] = strdup(e->valuestring);
-    } else if (cJSON_IsString(l) && cJSON_IsString(r) && (v[i] = malloc(strlen(l->valuestring) +
-                                                                       strlen(r->valuestring) + 2))) {
-      sprintf(v[i], "%s %s", l->valuestring, r->valuestring);
-    } else if (cJSON_IsArray(e)) {
-      rc = fb_err_set(err, FB_EFORMAT, "%s: model.merges[%d]: not a pair of strings", path, i);
+    } else if (cJSON_IsString(l) && cJSON_IsString(r)) {
+      size_t len = strlen(l->valuestring) + strlen(r->valuestring) + 2;
+      if ((v[i] = malloc(len))) snprintf(v[i], len, "%s %s", l->valuestring, r->valuestring);
+    } else {
+      rc = fb_err_set(err, FB_EFORMAT, "%s: model.merges[%d]: not a string or a pair of strings",
+                      path, i);
       break;
     }
     if (!v[i]) {
@@ -289,7 +316,8 @@ static int add_tokenizer(fb_gguf *g, const fb_model *m, const char *dir, fb_err 
       else snprintf(tokens[i] = pads[i], 24, "[PAD%d]", i);
       types[i] = TOK_UNUSED;
     }
-  int bos = m->cfg.bos_token_id >= 0 ? m->cfg.bos_token_id : token_id_of(tok, field(cfg, "bos_token"));
+  int bos = m->cfg.bos_token_id >= 0 ? m->cfg.bos_token_id
+                                      : token_id_of(tok, field(cfg, "bos_token"));
   int eos = m->cfg.n_eos ? m->cfg.eos_token_ids[0] : token_id_of(tok, field(cfg, "eos_token"));
   const cJSON *tmpl = field(cfg, "chat_template");
   if (!rc)
@@ -354,7 +382,8 @@ int fb_gguf_export_lora(const fb_lora *l, const fb_model *m, const char *path, f
       snprintf(name, sizeof name, "blk.%d.%s.weight.lora_a", i, gguf_proj[p]);
       rc = add(g, name, FB_GGML_F32, q->A, l->r, q->in, 0, NULL, err);
       snprintf(name, sizeof name, "blk.%d.%s.weight.lora_b", i, gguf_proj[p]);
-      if (!rc) rc = add(g, name, FB_GGML_F32, q->B, q->out, l->r, permuted_heads(m, p), scratch, err);
+      if (!rc)
+        rc = add(g, name, FB_GGML_F32, q->B, q->out, l->r, permuted_heads(m, p), scratch, err);
     }
   if (!rc) rc = fb_gguf_write(g, path, err);
   free(scratch);

