@@ -232,7 +232,7 @@ local function report_check(opts, r, lora_file)
 end
 
 function M.main(args)
-  local opts, i = {type = "f32"}, 1
+  local opts, i = {}, 1
   while i <= #args do
     local a = args[i]
     if a == "--help" or a == "-h" then io.stdout:write(usage); return 0 end
@@ -256,6 +256,8 @@ function M.main(args)
     io.stderr:write("fastbrain export: --to ", opts.to, ": unknown target (merged, gguf or gguf-lora)\n")
     return 2
   end
+  if opts.type and opts.to ~= "gguf" then return bad_usage("--type is for --to gguf only") end
+  opts.type = opts.type or "f32"
   if not types[opts.type] then return bad_usage("--type " .. opts.type .. ": not one of f32, f16, q8_0") end
   local r, err
   if opts.to == "merged" then
