@@ -1,7 +1,8 @@
 /* l_model.c: the C half of fastbrain.model (module `fastbrain.lm`): a loaded base model as
  * userdata, on the device it was asked for, that continues token ids (generate.h) with PEFT
  * adapters loaded once and cached per model, its shape (info), and init(dir): random weights
- * for a config.json, the start of a pretraining run. Chat templates and tokenizers are the Lua
+ * for a config.json, the start of a pretraining run; and base + adapter exported (merge, gguf,
+ * gguf_lora). Chat templates and tokenizers are the Lua
  * half's (lua/fastbrain/model.lua). */
 #include <dirent.h>
 #include <lauxlib.h>
@@ -11,6 +12,7 @@
 
 #include "device.h"
 #include "generate.h"
+#include "gguf_export.h"
 #include "hf_cache.h"
 #include "log.h"
 #include "lora.h"
@@ -226,25 +228,71 @@ static int init(lua_State *L) {
   return 1;
 }
 
-/* lm.merge(base, adapter_dir, out_dir) -> true | nil, err: the base model (a directory or
- * ORG/NAME[@REVISION]) with the PEFT adapter added into its weights (W += scale * B @ A), written
- * to out_dir as a model directory: weights in the base checkpoint's dtypes, its config.json and
- * tokenizer files. */
-static int merge(lua_State *L) {
-  const char *base = luaL_checkstring(L, 1), *adapter_dir = luaL_checkstring(L, 2),
-             *out = luaL_checkstring(L, 3);
+/* One export of base model m (on the CPU, from dir) and adapter l (NULL when none was given). */
+typedef int (*export_fn)(fb_model *m, fb_lora *l, const char *dir, const char *out, int type,
+                         fb_err *err);
+
+/* Load the base (arg 1: a directory or ORG/NAME[@REVISION]) and the adapter (adapter_dir, may be
+ * NULL), run fn to write out, free both -> true | nil, err. */
+static int run_export(lua_State *L, const char *adapter_dir, const char *out, int type,
+                      export_fn fn) {
   char dir[4096], commit[FB_HF_COMMIT];
   fb_model *m = NULL;
   fb_lora *l = NULL;
   fb_err err = {0};
-  int rc = fb_hf_locate(base, dir, sizeof dir, commit, &err) || fb_model_load(&m, dir, &err) ||
-           fb_lora_load(&l, m, adapter_dir, &err) || fb_lora_merge(l, m, &err) ||
-           fb_model_save_as_loaded(m, dir, out, &err);
+  int rc = fb_hf_locate(luaL_checkstring(L, 1), dir, sizeof dir, commit, &err) ||
+           fb_model_load(&m, dir, &err) ||
+           (adapter_dir && fb_lora_load(&l, m, adapter_dir, &err)) ||
+           fn(m, l, dir, out, type, &err);
   fb_lora_free(l);
   fb_model_free(m);
   if (rc) return push_fail(L, &err);
   lua_pushboolean(L, 1);
   return 1;
+}
+
+static int merged_dir(fb_model *m, fb_lora *l, const char *dir, const char *out, int type,
+                      fb_err *err) {
+  (void)type;
+  return fb_lora_merge(l, m, err) || fb_model_save_as_loaded(m, dir, out, err) ? err->code : 0;
+}
+
+static int merged_gguf(fb_model *m, fb_lora *l, const char *dir, const char *out, int type,
+                       fb_err *err) {
+  return (l && fb_lora_merge(l, m, err)) ||
+                 fb_gguf_export_model(m, dir, (fb_ggml_type)type, out, err)
+             ? err->code
+             : 0;
+}
+
+static int lora_gguf(fb_model *m, fb_lora *l, const char *dir, const char *out, int type,
+                     fb_err *err) {
+  (void)dir, (void)type;
+  return fb_gguf_export_lora(l, m, out, err);
+}
+
+/* lm.merge(base, adapter_dir, out_dir) -> true | nil, err: the base model with the PEFT adapter
+ * added into its weights (W += scale * B @ A), written to out_dir as a model directory: weights
+ * in the base checkpoint's dtypes, its config.json and tokenizer files. */
+static int merge(lua_State *L) {
+  return run_export(L, luaL_checkstring(L, 2), luaL_checkstring(L, 3), 0, merged_dir);
+}
+
+/* lm.gguf(base, adapter_dir|nil, out_file [, type]) -> true | nil, err: the base model (with the
+ * adapter merged when given) as one GGUF for llama.cpp, its 2-D weights as type ("f32", the
+ * default, "f16" or "q8_0"), with its tokenizer, chat template and rope settings
+ * (gguf_export.h). Written atomically. */
+static int gguf(lua_State *L) {
+  static const char *const types[] = {"f32", "f16", "q8_0", NULL};
+  static const fb_ggml_type ggml[] = {FB_GGML_F32, FB_GGML_F16, FB_GGML_Q8_0};
+  int t = luaL_checkoption(L, 4, "f32", types);
+  return run_export(L, luaL_optstring(L, 2, NULL), luaL_checkstring(L, 3), ggml[t], merged_gguf);
+}
+
+/* lm.gguf_lora(base, adapter_dir, out_file) -> true | nil, err: the PEFT adapter as a GGUF LoRA
+ * that llama.cpp applies to the base's GGUF (lm.gguf without an adapter). Written atomically. */
+static int gguf_lora(lua_State *L) {
+  return run_export(L, luaL_checkstring(L, 2), luaL_checkstring(L, 3), 0, lora_gguf);
 }
 
 /* The adapter loaded from dir, from the cache or loaded now; NULL with err set. */
@@ -423,6 +471,8 @@ int luaopen_fastbrain_lm(lua_State *L) {
   static const luaL_Reg funcs[] = {{"load", load},
                                    {"init", init},
                                    {"merge", merge},
+                                   {"gguf", gguf},
+                                   {"gguf_lora", gguf_lora},
                                    {"locate", locate},
                                    {"inspect", inspect},
                                    {"cache_root", cache_root},

@@ -6,6 +6,20 @@
 --     ORG/NAME[@REVISION]; default the one the adapter was trained on (adapter_config.json).
 --     out_dir is built beside itself (out_dir.partial) and renamed into place whole; an existing
 --     one is refused.
+--   gguf(adapter_dir|nil, out_file, {base =, type =}) -> {out =, base =, bytes =} | nil, err
+--     the merged model (or, without an adapter, the base) as one GGUF file for llama.cpp, with
+--     the tokenizer, chat template and rope settings; type "f32" (default), "f16" or "q8_0".
+--   gguf_lora(adapter_dir, out_file [, base]) -> {out =, base =, bytes =} | nil, err
+--     the adapter as a GGUF LoRA that llama.cpp applies to the base's GGUF.
+--   check{model =, lora =, base =, adapter =, prompts =, max_tokens =} -> report | nil, err, how
+--     greedy decoding of the GGUF (+ LoRA) in the real llama.cpp (scripts/llama-check.mjs on
+--     npm's node-llama-cpp) beside fastbrain's own (base + adapter) for the same prompts; in a
+--     coroutine (a command's main is one). report = {llama_cpp, node_llama_cpp, prompts =
+--     {{prompt, want, got, same, stopped, want_stopped, why}}}: ids before the end token,
+--     stopped when llama.cpp reached it, want_stopped when fastbrain did, why where they part
+--     ("" when the same). err when llama.cpp did not run; how = {absent = true} when node or
+--     node-llama-cpp is not installed.
+--   GGUF files are written atomically; an existing out_file is refused.
 local fb = require "fastbrain"
 local lm = require "fastbrain.lm"
 
@@ -28,13 +42,23 @@ function M.base_of(adapter_dir)
   return name
 end
 
+-- The base an export without --model uses, and the refusal of an existing output.
+local function prepare(adapter_dir, out, base)
+  if fb.fs.mode(out) then return nil, out .. ": already exists; remove it or choose another --out" end
+  if base then return base end
+  if not adapter_dir then return nil, "a base model is needed: pass --model (or an adapter)" end
+  return M.base_of(adapter_dir)
+end
+
+local function done(out, base)
+  local st = fb.fs.stat(out)
+  return {out = out, base = base, bytes = st and st.size or 0}
+end
+
 function M.merged(adapter_dir, out_dir, base)
-  if fb.fs.mode(out_dir) then return nil, out_dir .. ": already exists; remove it or choose another --out" end
   local err
-  if not base then
-    base, err = M.base_of(adapter_dir)
-    if not base then return nil, err end
-  end
+  base, err = prepare(adapter_dir, out_dir, base)
+  if not base then return nil, err end
   local partial = out_dir .. ".partial"  -- what an interrupted export left is replaced
   if fb.fs.mode(partial) then fb.fs.remove_tree(partial) end
   local ok
@@ -44,57 +68,222 @@ function M.merged(adapter_dir, out_dir, base)
     fb.fs.remove_tree(partial)
     return nil, err
   end
-  local st = fb.fs.stat(out_dir .. "/model.safetensors")
-  return {out = out_dir, base = base, bytes = st and st.size or 0}
+  local r = done(out_dir .. "/model.safetensors", base)
+  r.out = out_dir
+  return r
+end
+
+function M.gguf(adapter_dir, out, opts)
+  opts = opts or {}
+  local base, err = prepare(adapter_dir, out, opts.base)
+  if not base then return nil, err end
+  local ok
+  ok, err = lm.gguf(base, adapter_dir, out, opts.type or "f32")
+  if not ok then return nil, err end
+  return done(out, base)
+end
+
+function M.gguf_lora(adapter_dir, out, base)
+  local err
+  base, err = prepare(adapter_dir, out, base)
+  if not base then return nil, err end
+  local ok
+  ok, err = lm.gguf_lora(base, adapter_dir, out)
+  if not ok then return nil, err end
+  return done(out, base)
+end
+
+-- The prompts `fastbrain export` checks with, and how far: f32 exports token for token, rounded
+-- ones (f16, q8_0) until the end token.
+M.PROMPTS = {"Hello!", "What can you help me with?", "Tell me about your work in one sentence."}
+M.CHECK_TOKENS = 32
+M.ROUNDED_TOKENS = 256
+
+local function ids_str(ids, from, to)
+  local t = {}
+  for i = from, math.min(to, #ids) do t[#t + 1] = tostring(ids[i]) end
+  return table.concat(t, " ")
+end
+
+-- Where two id lists first differ ("" when they are the same).
+local function first_difference(want, got)
+  for i = 1, math.max(#want, #got) do
+    if want[i] ~= got[i] then
+      return ("token %d: fastbrain [%s] llama.cpp [%s]"):format(i, ids_str(want, i, i + 3), ids_str(got, i, i + 3))
+    end
+  end
+  return ""
+end
+
+function M.check(c)
+  local model = require "fastbrain.model"
+  local process = require "fastbrain.process"
+  local prompts, max_tokens = c.prompts or M.PROMPTS, c.max_tokens or M.CHECK_TOKENS
+  local m, err = model.load(c.base, {device = "cpu"})
+  if not m then return nil, err end
+  local want = {}
+  for i, p in ipairs(prompts) do
+    local text, ids = m:render(p)
+    local _, info = m:generate(p, {adapter = c.adapter, max_tokens = max_tokens})
+    if not text or not info then
+      m:close()
+      return nil, ids or "fastbrain generate failed"
+    end
+    want[i] = {prompt_ids = ids, ids = info.ids, stopped = info.stopped}
+  end
+  m:close()
+  local r
+  r, err = process.run{argv = {"node", fb.root .. "/scripts/llama-check.mjs"}, timeout_ms = 600000,
+    stdin = fb.json.encode{model = c.model, lora = c.lora or fb.json.null, prompts = prompts,
+                           max_tokens = max_tokens}}
+  if not r then return nil, "node: " .. tostring(err), {absent = true} end
+  local last = (r.stderr or ""):match("([^\n]*)\n*$")
+  if r.code == 3 then return nil, last, {absent = true} end
+  local ok, out = pcall(fb.json.decode, r.stdout or "")
+  if r.code ~= 0 or not ok or type(out) ~= "table" then
+    return nil, "llama.cpp failed on " .. c.model .. ": " .. (last ~= "" and last or "no message")
+  end
+  local report = {llama_cpp = out.llama_cpp, node_llama_cpp = out.node_llama_cpp, prompts = {}}
+  for i, w in ipairs(want) do
+    local g = out.results[i]
+    local why = first_difference(w.prompt_ids, g.prompt_ids)
+    why = why ~= "" and "the prompt's " .. why or first_difference(w.ids, g.ids)
+    if why == "" and w.stopped ~= g.stopped then why = "only one stopped at the end token" end
+    report.prompts[i] = {prompt = prompts[i], want = w.ids, got = g.ids, same = why == "",
+                         stopped = g.stopped, want_stopped = w.stopped, why = why}
+  end
+  return report
 end
 
 -- ---- fastbrain export ----
 
 local usage = [[
-usage: fastbrain export ADAPTER_DIR --to merged --out DIR [--model DIR|ORG/NAME]
+usage: fastbrain export ADAPTER_DIR --to merged|gguf|gguf-lora --out PATH [options]
+       fastbrain export --model DIR|ORG/NAME --to gguf --out FILE.gguf [--type T]
 
-  --to merged   the base model with the adapter merged into its weights: a Hugging Face model
-                directory (safetensors in the base's dtype, config, tokenizer files) that
-                `fastbrain generate --model DIR` and transformers load without the adapter
-  --model       the base model (default: the adapter's base_model_name_or_path and revision)
+  --to merged     the base model with the adapter merged into its weights: a Hugging Face model
+                  directory (safetensors in the base's dtype, config, tokenizer files) that
+                  `fastbrain generate --model DIR` and transformers load without the adapter
+  --to gguf       the merged model (or, with --model and no adapter, the base) as one GGUF file
+                  for llama.cpp and the tools built on it: weights, tokenizer, chat template
+  --to gguf-lora  the adapter as a GGUF LoRA for the base's GGUF (llama.cpp --lora FILE)
+  --type T        the GGUF's weights: f32 (the default; exact), f16 or q8_0
+  --model         the base model (default: the adapter's base_model_name_or_path and revision)
+  --no-check      skip the check: a GGUF is loaded in llama.cpp (node-llama-cpp, installed by
+                  `make deps`) and greedy-decodes three prompts beside fastbrain; f32 exports
+                  must give fastbrain's tokens exactly
 ]]
+
+local types = {f32 = true, f16 = true, q8_0 = true}
+
+local function bad_usage(msg)
+  io.stderr:write("fastbrain export: ", msg, "\n", usage)
+  return 2
+end
+
+-- Check a GGUF export in llama.cpp and say how it went -> exit status.
+local function report_check(opts, r, lora_file)
+  local base_file
+  if lora_file then  -- a LoRA is checked on the base's GGUF, written aside for the check
+    base_file = os.tmpname()
+    os.remove(base_file)
+    base_file = base_file .. ".gguf"
+    local ok, err = lm.gguf(r.base, nil, base_file, "f32")
+    if not ok then
+      io.stderr:write("fastbrain export: the check's base GGUF: ", err, "\n")
+      return 1
+    end
+  end
+  local rounded = opts.type ~= "f32"
+  local rep, err, how = M.check{model = base_file or r.out, lora = lora_file, base = r.base, adapter = opts.adapter,
+                                max_tokens = rounded and M.ROUNDED_TOKENS or M.CHECK_TOKENS}
+  if base_file then os.remove(base_file) end
+  if not rep then
+    if how and how.absent then
+      io.stdout:write("not checked: ", err, " (`make deps` installs node-llama-cpp)\n")
+      return 0
+    end
+    io.stderr:write("fastbrain export: ", err, "\n")
+    return 1
+  end
+  local same, stopped, want_stopped = 0, 0, 0
+  for _, p in ipairs(rep.prompts) do
+    if p.same then same = same + 1 end
+    if p.stopped then stopped = stopped + 1 end
+    if p.want_stopped then want_stopped = want_stopped + 1 end
+  end
+  local n, what = #rep.prompts, ("llama.cpp %s (node-llama-cpp %s)"):format(rep.llama_cpp, rep.node_llama_cpp)
+  if rounded then  -- rounded weights: the tokens may part from fastbrain's
+    io.stdout:write(("loaded by %s: %d of %d answers end at the end token (fastbrain's: %d), %d are "
+      .. "fastbrain's token for token\n"):format(what, stopped, n, want_stopped, same))
+    return 0
+  end
+  if same == n then
+    io.stdout:write(("verified with %s: %d prompts x %d tokens as fastbrain's greedy decoding\n")
+      :format(what, n, M.CHECK_TOKENS))
+    return 0
+  end
+  for i, p in ipairs(rep.prompts) do
+    if not p.same then io.stderr:write(("fastbrain export: prompt %d (%q): %s\n"):format(i, p.prompt, p.why)) end
+  end
+  io.stderr:write(("fastbrain export: %s decodes %s unlike fastbrain (%d of %d prompts differ)\n")
+    :format(what, r.out, n - same, n))
+  return 1
+end
 
 function M.main(args)
   local opts, i = {}, 1
   while i <= #args do
     local a = args[i]
     if a == "--help" or a == "-h" then io.stdout:write(usage); return 0 end
-    local key = a:match("^%-%-(%a+)$")
-    if key == "to" or key == "out" or key == "model" then
-      if not args[i + 1] then
-        io.stderr:write("fastbrain export: ", a, " needs a value\n", usage)
-        return 2
-      end
+    local key = a:match("^%-%-([%a-]+)$")
+    if key == "no-check" then
+      opts.no_check, i = true, i + 1
+    elseif key == "to" or key == "out" or key == "model" or key == "type" then
+      if not args[i + 1] then return bad_usage(a .. " needs a value") end
       opts[key], i = args[i + 1], i + 2
     elseif not key and not opts.adapter then
       opts.adapter, i = a, i + 1
     else
-      io.stderr:write("fastbrain export: unknown option ", a, "\n", usage)
-      return 2
+      return bad_usage("unknown option " .. a)
     end
   end
-  local missing = not opts.adapter and "ADAPTER_DIR" or not opts.to and "--to" or not opts.out and "--out"
-  if missing then
-    io.stderr:write("fastbrain export: ", missing, " is required\n", usage)
+  local needs_adapter = opts.to ~= "gguf" or not opts.model
+  local missing = not opts.to and "--to" or needs_adapter and not opts.adapter and "ADAPTER_DIR"
+                  or not opts.out and "--out"
+  if missing then return bad_usage(missing .. " is required") end
+  if opts.to ~= "merged" and opts.to ~= "gguf" and opts.to ~= "gguf-lora" then
+    io.stderr:write("fastbrain export: --to ", opts.to, ": unknown target (merged, gguf or gguf-lora)\n")
     return 2
   end
-  if opts.to ~= "merged" then
-    io.stderr:write("fastbrain export: --to ", opts.to, ": unknown target (this version exports merged)\n")
-    return 2
+  if opts.type and opts.to ~= "gguf" then return bad_usage("--type is for --to gguf only") end
+  opts.type = opts.type or "f32"
+  if not types[opts.type] then return bad_usage("--type " .. opts.type .. ": not one of f32, f16, q8_0") end
+  local r, err
+  if opts.to == "merged" then
+    r, err = M.merged(opts.adapter, opts.out, opts.model)
+  elseif opts.to == "gguf" then
+    r, err = M.gguf(opts.adapter, opts.out, {base = opts.model, type = opts.type})
+  else
+    r, err = M.gguf_lora(opts.adapter, opts.out, opts.model)
   end
-  local r, err = M.merged(opts.adapter, opts.out, opts.model)
   if not r then
     io.stderr:write("fastbrain export: ", err, "\n")
     return 1
   end
-  io.stdout:write(("merged %s into %s: %s (%.1f MB of weights)\n"):format(opts.adapter, r.base, r.out,
-    r.bytes / 2 ^ 20))
-  return 0
+  local size = ("%.1f MB"):format(r.bytes / 2 ^ 20)
+  if opts.to == "merged" then
+    io.stdout:write(("merged %s into %s: %s (%s of weights)\n"):format(opts.adapter, r.base, r.out, size))
+    return 0
+  elseif opts.to == "gguf" then
+    io.stdout:write(("wrote %s: %s%s as GGUF %s (%s)\n"):format(r.out, r.base,
+      opts.adapter and " + " .. opts.adapter or "", opts.type, size))
+  else
+    io.stdout:write(("wrote %s: %s as a GGUF LoRA for %s (%s)\n"):format(r.out, opts.adapter, r.base, size))
+  end
+  io.stdout:flush()  -- before the check's lines, which may go to stderr
+  if opts.no_check then return 0 end
+  return report_check(opts, r, opts.to == "gguf-lora" and r.out or nil)
 end
 
 return M

@@ -49,13 +49,13 @@ local options = {adapter = "string", max_tokens = "number", temperature = "numbe
                  top_p = "number", seed = "number", repetition_penalty = "number", stop = "table",
                  template = "string", system = "string"}
 
-local function check_opts(opts)
+local function check_opts(opts, what)
   if opts == nil then return {} end
-  if type(opts) ~= "table" then error("fastbrain.model: generate: options table expected", 3) end
+  if type(opts) ~= "table" then error("fastbrain.model: " .. what .. ": options table expected", 3) end
   for k, v in pairs(opts) do
-    if not options[k] then error(string.format("fastbrain.model: generate: unknown option %q", tostring(k)), 3) end
+    if not options[k] then error(string.format("fastbrain.model: %s: unknown option %q", what, tostring(k)), 3) end
     if type(v) ~= options[k] then
-      error(string.format("fastbrain.model: generate: opts.%s must be a %s", k, options[k]), 3)
+      error(string.format("fastbrain.model: %s: opts.%s must be a %s", what, k, options[k]), 3)
     end
   end
   return opts
@@ -78,30 +78,44 @@ local function stop_ids(self, template, stop)
   return ids
 end
 
--- m:generate(prompt, opts) -> text, {tokens =, stopped =} | nil, err
--- opts: adapter (dir), max_tokens (128), temperature (0: greedy), top_k, top_p, seed,
--- repetition_penalty, stop (token strings), template, system.
-function Model:generate(prompt, opts)
-  if self.closed then error("fastbrain.model: generate: model is closed", 2) end
-  if type(prompt) ~= "string" then error("fastbrain.model: generate: prompt string expected", 2) end
-  opts = check_opts(opts)
+-- The prompt as the chat template writes it and its ids -> text, ids, template | nil, err;
+-- errors raised at the caller of m:<what>.
+local function render(self, what, prompt, opts)
+  if self.closed then error("fastbrain.model: " .. what .. ": model is closed", 3) end
+  if type(prompt) ~= "string" then error("fastbrain.model: " .. what .. ": prompt string expected", 3) end
   local template, eos = self.template, self.eos
   if opts.template then
     template, eos = M.template(self.dir, opts.template)
-    if not template then error("fastbrain.model: generate: " .. eos, 2) end
+    if not template then error("fastbrain.model: " .. what .. ": " .. eos, 3) end
   end
   local messages = {}
   if opts.system then messages[1] = {role = "system", content = opts.system} end
   messages[#messages + 1] = {role = "user", content = prompt}
   local text, err = templates.render(template, messages, {add_generation_prompt = true, eos = eos})
   if not text then return nil, err end
-  local ids = self.tokenizer:encode(text, {special = true})
+  return text, self.tokenizer:encode(text, {special = true}), template
+end
+
+-- m:render(prompt, opts) -> text, ids | nil, err: the prompt as generate gives it to the model
+-- (opts.template and opts.system as there).
+function Model:render(prompt, opts)
+  local text, ids = render(self, "render", prompt, check_opts(opts, "render"))
+  return text, ids
+end
+
+-- m:generate(prompt, opts) -> text, {tokens =, stopped =, ids =} | nil, err
+-- opts: adapter (dir), max_tokens (128), temperature (0: greedy), top_k, top_p, seed,
+-- repetition_penalty, stop (token strings), template, system. ids: the new tokens, before the stop.
+function Model:generate(prompt, opts)
+  opts = check_opts(opts, "generate")
+  local text, ids, template = render(self, "generate", prompt, opts)
+  if not text then return nil, ids end
   local out, stopped = self.lm:generate(ids, {
     adapter = opts.adapter, max_tokens = opts.max_tokens, temperature = opts.temperature,
     top_k = opts.top_k, top_p = opts.top_p, seed = opts.seed, repetition_penalty = opts.repetition_penalty,
     stop = stop_ids(self, template, opts.stop)})
   if not out then return nil, stopped end
-  return self.tokenizer:decode(out, {skip_special = true}), {tokens = #out, stopped = stopped}
+  return self.tokenizer:decode(out, {skip_special = true}), {tokens = #out, stopped = stopped, ids = out}
 end
 
 -- m:info() -> the model's shape, its name, directory, revision (the cache's commit, or "") and
@@ -157,13 +171,15 @@ options:
   --temperature X     0 is greedy (the default)
   --top-k K  --top-p P  --seed S  --repetition-penalty X
   --device D          auto (the GPU when one is usable, else the CPU), cpu or cuda
+  --ids               print the new token ids (space-separated, before the end token), not text
 ]]
 
 local flags = {["--model"] = {"model", "s"}, ["--prompt"] = {"prompt", "s"}, ["--adapter"] = {"adapter", "s"},
                ["--template"] = {"template", "s"}, ["--system"] = {"system", "s"},
                ["--max-tokens"] = {"max_tokens", "i"}, ["--temperature"] = {"temperature", "n"},
                ["--top-k"] = {"top_k", "i"}, ["--top-p"] = {"top_p", "n"}, ["--seed"] = {"seed", "i"},
-               ["--repetition-penalty"] = {"repetition_penalty", "n"}, ["--device"] = {"device", "s"}}
+               ["--repetition-penalty"] = {"repetition_penalty", "n"}, ["--device"] = {"device", "s"},
+               ["--ids"] = {"ids", "b"}}
 
 local function bad_usage(msg)
   io.stderr:write("fastbrain generate: ", msg, "\n", usage)
@@ -179,16 +195,16 @@ function M.main(args)
     if a == "--help" or a == "-h" then io.stdout:write(usage); return 0 end
     local f = flags[a]
     if not f then return bad_usage("unknown option " .. a) end
-    local v = args[i + 1]
+    local v = f[2] == "b" or args[i + 1]
     if not v then return bad_usage(a .. " needs a value") end
-    if f[2] ~= "s" then
+    if f[2] == "i" or f[2] == "n" then
       v = tonumber(v)
       if not v or (f[2] == "i" and math.type(v) ~= "integer") then
         return bad_usage(a .. " needs " .. (f[2] == "i" and "an integer" or "a number"))
       end
     end
     o[f[1]] = v
-    i = i + 2
+    i = i + (f[2] == "b" and 1 or 2)
   end
   if not o.model then return bad_usage("--model is required") end
   if not o.prompt then return bad_usage("--prompt is required") end
@@ -198,15 +214,15 @@ function M.main(args)
     io.stderr:write("fastbrain generate: ", err, "\n")
     return 1
   end
-  local model_dir, prompt = o.model, o.prompt
-  o.model, o.prompt, o.device = nil, nil, nil
+  local model_dir, prompt, ids = o.model, o.prompt, o.ids
+  o.model, o.prompt, o.device, o.ids = nil, nil, nil, nil
   local ok, text, gerr = pcall(m.generate, m, prompt, o)
   m:close()
   if not ok or not text then
     io.stderr:write("fastbrain generate: ", model_dir, ": ", tostring(ok and gerr or text), "\n")
     return 1
   end
-  io.stdout:write(text, "\n")
+  io.stdout:write(ids and table.concat(gerr.ids, " ") or text, "\n")
   return 0
 end
 

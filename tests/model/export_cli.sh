@@ -65,4 +65,25 @@ run "$fb" export "$tmp/adapter" --to merged
 check "a missing --out exits 2 with the usage" eval 'rc_is 2 && err_has "--out is required" && err_has "usage: fastbrain export"'
 run "$fb" export --help
 check "--help prints the usage" eval 'rc_is 0 && out_has "^usage: fastbrain export ADAPTER_DIR --to merged"'
+
+# GGUF (llama.cpp itself loads them in tests/export/llama_cpp.test.mjs; here what needs no node)
+run env PATH=/nonexistent "$fb" export "$tmp/adapter" --to gguf --out "$tmp/m.gguf"
+check "--to gguf without node: the GGUF is written, exit 0, and not checked" eval \
+  'rc_is 0 && out_has "^wrote .*/m.gguf: .*/model \+ .*/adapter as GGUF f32" && out_has "^not checked: node" && [ "$(head -c 4 "$tmp/m.gguf")" = GGUF ]'
+run "$fb" export "$tmp/adapter" --to gguf-lora --out "$tmp/m.gguf" --no-check
+check "an existing GGUF --out is refused, exit 1" eval 'rc_is 1 && err_has "m.gguf: already exists"'
+run "$fb" export "$tmp/adapter" --to gguf-lora --out "$tmp/l.gguf" --no-check
+check "--to gguf-lora --no-check: the LoRA is written, nothing checked" eval \
+  'rc_is 0 && out_has "^wrote .*/l.gguf: .*adapter as a GGUF LoRA for" && ! out_has "checked|verified" && [ "$(head -c 4 "$tmp/l.gguf")" = GGUF ]'
+run "$fb" export --to gguf --out "$tmp/b.gguf"
+check "--to gguf with neither an adapter nor --model exits 2" eval 'rc_is 2 && err_has "ADAPTER_DIR is required"'
+run "$fb" export "$tmp/adapter" --to gguf --type q4 --out "$tmp/b.gguf"
+check "an unknown --type exits 2 naming it" eval 'rc_is 2 && err_has "--type q4: not one of f32, f16, q8_0"'
+run "$fb" export "$tmp/adapter" --to gguf-lora --type f16 --out "$tmp/b.gguf"
+check "--type with another --to exits 2" eval 'rc_is 2 && err_has "--type is for --to gguf only"'
+cp -r "$tmp/model" "$tmp/seq"
+sed -i 's|"pre_tokenizer": *{[^}]*}|"pre_tokenizer": {"type": "Sequence", "pretokenizers": []}|' "$tmp/seq/tokenizer.json"
+run "$fb" export --model "$tmp/seq" --to gguf --out "$tmp/b.gguf" --no-check
+check "a pre-tokenizer GGUF cannot name is refused naming it, nothing written" eval \
+  'rc_is 1 && err_has "seq/tokenizer.json: pre_tokenizer Sequence is not written to GGUF yet" && [ ! -e "$tmp/b.gguf" ]'
 finish

@@ -19,6 +19,9 @@ cp "$tmp/out" "$tmp/greedy"
 check "greedy answer, exit 0" rc_is 0
 run "$fb" generate --model "$tmp/model" --prompt "hello" --max-tokens 10
 check "greedy is repeatable" cmp -s "$tmp/out" "$tmp/greedy"
+run "$fb" generate --model "$tmp/model" --prompt "hello" --max-tokens 10 --ids
+check "--ids prints the new token ids, at most 10" eval \
+  'rc_is 0 && grep -qE "^[0-9]+( [0-9]+){0,9}$" "$tmp/out" && [ "$(wc -l <"$tmp/out")" = 1 ]'
 run "$fb" generate --model "$tmp/model" --prompt "hello" --max-tokens 10 --temperature 0.9 --top-k 40 --top-p 0.95 --seed 3
 cp "$tmp/out" "$tmp/sampled"
 run "$fb" generate --model "$tmp/model" --prompt "hello" --max-tokens 10 --temperature 0.9 --top-k 40 --top-p 0.95 --seed 3

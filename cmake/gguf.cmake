@@ -1,0 +1,18 @@
+# gguf.cmake: GGUF export (issue 16): the writer (gguf.c) and fastbrain's models and adapters as
+# llama.cpp names them (gguf_export.c); the writer's unit test, and the check that the real
+# llama.cpp (npm's node-llama-cpp, `make deps`) decodes the exports as `fastbrain generate` does.
+target_sources(fb_core PRIVATE engine/gguf.c engine/gguf_export.c)
+fb_add_c_test(gguf tests/c/test_gguf.c LIBS fb_core)
+find_program(FB_NODE node)
+if(FB_NODE)
+  fb_test(export_llama_cpp ${FB_NODE} --test ${PROJECT_SOURCE_DIR}/tests/export/llama_cpp.test.mjs)
+  # ~40 s on a loaded 2-core machine, most of it training the adapter; a sanitizer build trains
+  # ~5x slower. RESOURCE_LOCK: not beside the other long CPU-bound runs (web.cmake).
+  if(FB_SANITIZE)
+    set(fb_gguf_timeout 900)
+  else()
+    set(fb_gguf_timeout 300)
+  endif()
+  set_tests_properties(export_llama_cpp PROPERTIES TIMEOUT ${fb_gguf_timeout} RESOURCE_LOCK busy_cores
+                       ENVIRONMENT "FASTBRAIN_BIN=$<TARGET_FILE:fastbrain>")
+endif()
