@@ -20,7 +20,7 @@ const LIVE = new Set(['queued', 'running']);
 // its model, then the skill's), and a start sends only the fields the user changed, so the
 // server's choice for the model (such as a small model's higher learning rate) holds.
 const FIELDS = [
-  ['epochs', 'Epochs', 1, 'Passes over the data. 2–4 suits 50–500 examples; more tends to memorise.'],
+  ['epochs', 'Epochs', 1, 'Passes over the data. The default suits the model: 2–4 for 50–500 examples on a real model, more for a small one; too many memorises.'],
   ['max_steps', 'Max steps', 1, 'Stop after this many optimizer steps (0: run the epochs).'],
   ['lr', 'Learning rate', 0.00001, 'Step size. The default suits the model (1e-4 to 3e-4 is usual for LoRA, more for a small model); too high makes the loss jump.'],
   ['lora.r', 'LoRA rank', 1, 'Capacity of the adapter. 8–16 teaches a tone and facts; higher costs memory.'],

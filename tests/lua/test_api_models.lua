@@ -108,8 +108,8 @@ T.test("the cost of a run before it starts, on the skill's base model or another
   T.eq({status, body.estimate.model, body.estimate.cpu.calibration.cached}, {200, "tiny", true})
   T.eq(body.estimate.steps, e.steps)
   -- The form's fields, as a start would send them.
-  status, body = call("POST", "/api/training/estimate/chat", {epochs = 6, max_steps = 0})
-  T.eq({status, body.estimate.epochs}, {200, 6})
+  status, body = call("POST", "/api/training/estimate/chat", {epochs = 9, max_steps = 0})
+  T.eq({status, body.estimate.epochs}, {200, 9})
   T.eq(body.estimate.steps > e.steps, true)
   status, body = call("POST", "/api/training/estimate/chat", {epochs = "x"})
   T.eq({status, body.error}, {400, "invalid training spec"})

@@ -36,11 +36,12 @@ T.test("the defaults a run gets: the trainer's, then the served model's, then th
   local status, body = call("GET", "/api/training/defaults/" .. SKILL)
   T.eq(status, 200)
   local d = body.defaults
-  -- The bundled model is small (lr 1e-3, not the trainer's 2e-4) with a 1024-token context.
-  T.eq({d.lr, d.max_len, d.epochs, d.lora.r, d.lora.alpha, d.eval.fraction}, {1e-3, 1024, 3, 16, 32, 0.1})
+  -- The bundled model is small (lr 5e-3 and 6 epochs, not the trainer's 2e-4 and 3) with a
+  -- 1024-token context.
+  T.eq({d.lr, d.max_len, d.epochs, d.lora.r, d.lora.alpha, d.eval.fraction}, {5e-3, 1024, 6, 16, 32, 0.1})
   T.eq({d.model, d.data, d.out}, {nil, nil, nil})  -- what the server supplies per run
   local _, fast = call("GET", "/api/training/defaults/fast")
-  T.eq({fast.defaults.max_len, fast.defaults.micro_batch, fast.defaults.lr}, {server.FAST.max_len, server.FAST.micro_batch, 1e-3})
+  T.eq({fast.defaults.max_len, fast.defaults.micro_batch, fast.defaults.lr}, {server.FAST.max_len, server.FAST.micro_batch, 5e-3})
 end)
 
 T.test("a start is 202; a second is 409 with the live job; it trains and finishes", function()
@@ -58,12 +59,13 @@ T.test("a start is 202; a second is 409 with the live job; it trains and finishe
   T.eq(#st.loss_history, 12)
   for i, pt in ipairs(st.loss_history) do
     T.eq(pt[1], i, "history step")
-    assert(pt[2] > 0 and pt[2] < 10, "a loss of the bundled model")
+    -- (a loss of the bundled model: up to ~11 nats a token on answers that are names it never saw)
+    assert(pt[2] > 0 and pt[2] < 20, "a loss of the bundled model")
   end
-  T.eq(#st.eval_history, 3)  -- every 5 steps and at the end
+  T.eq(#st.eval_history, 4)  -- the base before the first step, every 5 steps and at the end
   T.eq(st.samples[#st.samples].prompt, "hi")
   T.eq(st.summary.steps, 12)
-  T.eq(st.summary.spec.lr, 1e-3, "a start that names no lr runs at the model's default")
+  T.eq(st.summary.spec.lr, 5e-3, "a start that names no lr runs at the model's default")
   T.eq(st.adapter, job.spec.out)
   assert(fb.fs.read(st.adapter .. "/adapter_model.safetensors"), "the adapter was written")
   local _, adapters = call("GET", "/api/adapters")

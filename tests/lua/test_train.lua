@@ -95,10 +95,11 @@ T.test("examples and prompts longer than the model's context are cut to fit", fu
   T.eq(summary.tokens, 2 * 4 * 256)  -- every example cut to the model's 256 positions
 end)
 
-T.test("a small model's default learning rate is 1e-3, a given one is kept", function()
-  local s = spec("lr", {max_steps = 2})
-  s.lr = nil
-  T.eq(assert(fb.train.run(s)).spec.lr, 1e-3)  -- the tiny model's hidden size is 32
+T.test("a small model's default learning rate is 5e-3 and epochs 6, given ones are kept", function()
+  local s = spec("lr")  -- the tiny model's hidden size is 32
+  s.lr, s.epochs = nil, nil
+  local summary = assert(fb.train.run(s))
+  T.eq({summary.spec.lr, summary.spec.epochs, summary.steps}, {5e-3, 6, 6 * 18 // 2})  -- batches of 2
   T.eq(assert(fb.train.run(spec("lr2", {max_steps = 2}))).spec.lr, 0.01)
 end)
 

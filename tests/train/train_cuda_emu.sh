@@ -28,7 +28,7 @@ for i in $(seq 0 23); do
     "${asks[$((i % 6))]}" "$i" "${answers[$((i % 6))]}"
 done >"$tmp/data.jsonl"
 cat >"$tmp/spec.json" <<EOF
-{"model": "$model", "data": "$tmp/data.jsonl", "max_steps": 20, "micro_batch": 1, "grad_accum": 2,
+{"model": "$model", "data": "$tmp/data.jsonl", "max_steps": 20, "micro_batch": 1, "grad_accum": 2, "lr": 0.001,
  "max_len": 64, "eval": {"fraction": 0.15, "interval": 5}, "patience": 10,
  "checkpoint_interval": 10, "samples": {"prompts": ["Do you work on Sundays?"], "interval": 10,
  "max_tokens": 16}}
@@ -46,7 +46,7 @@ check "the start event and the summary name the device and its memory" eval \
 assert s[\"device\"] == \"cuda\" and \"emulator\" in s[\"device_name\"] and s[\"peak_memory_bytes\"] > 4e6, s
 assert s[\"steps\"] == 20 and s[\"kept_best\"] is True, s" "$tmp/gpu/summary.json"'
 check "evaluations, samples with text, checkpoints and the PEFT adapter" eval \
-  '[ "$(grep -c "\"event\":\"eval\"" "$tmp/gpu.jsonl")" -eq 4 ] &&
+  '[ "$(grep -c "\"event\":\"eval\"" "$tmp/gpu.jsonl")" -eq 5 ] &&
    grep "\"event\":\"sample\"" "$tmp/gpu.jsonl" | grep -qv "\"text\":\"\"" &&
    [ -f "$tmp/gpu/adapter_model.safetensors" ] && [ -f "$tmp/gpu/adapter_config.json" ] &&
    [ -f "$tmp/gpu/checkpoints/step-00000020/state.safetensors" ] && [ -f "$tmp/gpu/example_losses.json" ]'
@@ -99,7 +99,7 @@ check "a CUDA fault: exit 70, the CUDA error on stderr, no output" eval \
    [ ! -e "$tmp/fault/adapter_model.safetensors" ]'
 FB_EMU_MEMORY=18000000 run "${train[@]}" --out "$tmp/oom" --device cuda
 check "a GPU out of memory: an error naming what and how much, exit 4" eval \
-  'rc_is 4 && out_has "model: cuda: out of memory for activations: asked [0-9.]+ MiB \([0-9]+ bytes\), [0-9.]+ MiB free of 17.2 MiB"'
+  'rc_is 4 && out_has "cuda: out of memory for .*activations: asked [0-9.]+ MiB \([0-9]+ bytes\), [0-9.]+ MiB free of 17.2 MiB"'
 FB_EMU_SM=75 run "${train[@]}" --out "$tmp/old" --device cuda
 check "a device older than sm_80: an error naming it, exit 1" eval \
   'rc_is 1 && out_has "is sm_75; sm_80 or newer is needed" && out_has "\"where\":\"setup\""'

@@ -285,7 +285,7 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     const jobs = await api(`/api/jobs?skill=${skill}`);
     assert.equal(jobs.total, 1, 'exactly one job');
     await logged(new RegExp(`POST /api/train-skill/${skill} `, 'g'), 1, 'exactly one POST');
-    assert.equal(await page.inputValue('input[name="lr"]'), '0.001', 'the form shows the small model\'s learning rate');
+    assert.equal(await page.inputValue('input[name="lr"]'), '0.005', 'the form shows the small model\'s learning rate');
     assert.equal(jobs.jobs[0].spec.lr, undefined, 'a field the user left alone is not sent');
     assert.equal(jobs.jobs[0].spec.max_steps, MAIN_STEPS, 'a changed one is');
     assert.equal(jobs.jobs[0].spec.device, 'cpu', 'the device chosen in the form');
