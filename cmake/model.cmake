@@ -10,9 +10,11 @@ fb_test(train_script ${PROJECT_SOURCE_DIR}/tests/model/train_script.sh $<TARGET_
         $<TARGET_FILE:fb_make_tiny_model>)
 # A PEFT adapter our trainer wrote, checked against PyTorch (tests/parity/make_peft_fixture.sh).
 fb_add_c_test(peft_parity tests/c/test_peft_parity.c LIBS fb_core)
-# The bundled model speaks each bundled skill's voice (the cheap form of `make voice`).
+# LoRA on the bundled model: held-out loss and voice, against the base (the short form of `make voice`).
 fb_test(model_voice ${PROJECT_SOURCE_DIR}/tests/model/voice.sh $<TARGET_FILE:fastbrain>
         $<TARGET_FILE:fb_make_tiny_model>)
+# (a LoRA run of minutes: not beside the other long CPU-bound runs)
+set_tests_properties(model_voice PROPERTIES TIMEOUT 900 RESOURCE_LOCK busy_cores)
 # Models named ORG/NAME in a Hugging Face cache, offline (engine/hf_cache.c).
 fb_test(hf_names ${PROJECT_SOURCE_DIR}/tests/model/hf_names.sh $<TARGET_FILE:fastbrain>
         $<TARGET_FILE:fb_make_tiny_model>)

@@ -7,19 +7,23 @@
 --          counting only a skill's own phrases (trigrams no other skill's answers use; "confirm
 --          the price" says nothing about which trade), as a fraction of the answer's trigrams -
 --          it must be the skill's own.
--- It passes when every skill's mean word share is >= --min-words and at least --min-own of each
--- skill's answers are closest to their own skill. Exit 0 pass, 1 fail, 2 usage.
+--   held-out loss: the adapter's on the skill's held-out examples against the base model's on
+--          the same examples (before the first step), in nats a token - what LoRA taught.
+-- It passes when every skill's mean word share is >= --min-words, at least --min-own of each
+-- skill's answers are closest to their own skill and (with LoRA) the held-out loss fell by at
+-- least --min-drop nats a token (0.3: the perplexity down by a quarter). Exit 0 pass, 1 fail, 2 usage.
 --   fastbrain run scripts/voice-check.lua [SKILL...] [--model DIR] [--base | --lr X --epochs N]
---     [--max-tokens N] [--min-words F] [--min-own F] [--out DIR]
+--     [--max-tokens N] [--min-words F] [--min-own F] [--min-drop F] [--out DIR]
 local fb = require "fastbrain"
 
 local USAGE = "usage: fastbrain run scripts/voice-check.lua [SKILL...] [--model DIR] [--base | --lr X " ..
-  "--epochs N] [--max-tokens N] [--min-words F] [--min-own F] [--out DIR]\n"
+  "--epochs N] [--max-tokens N] [--min-words F] [--min-own F] [--min-drop F] [--out DIR]\n"
 -- How the answers are drawn: greedy, with a mild repetition penalty (a tiny model loops).
 local GENERATE = {max_tokens = 96, repetition_penalty = require("fastbrain.answer").REPETITION_PENALTY}
 
 local function parse(args)
-  local opts = {model = fb.root .. "/share/models/tiny", min_words = 0.9, min_own = 0.8, skills = {}}
+  local opts = {model = fb.root .. "/share/models/tiny", min_words = 0.9, min_own = 0.8, min_drop = 0.3,
+                skills = {}}
   local i = 1
   while i <= #args do
     local key = args[i]:match("^%-%-([%w-]+)$")
@@ -29,7 +33,7 @@ local function parse(args)
     elseif key == "base" then
       opts.base, i = true, i + 1
     elseif key == "model" or key == "out" or key == "max_tokens" or key == "min_words" or key == "min_own" or
-           key == "lr" or key == "epochs" then
+           key == "min_drop" or key == "lr" or key == "epochs" then
       local v = args[i + 1]
       if key ~= "model" and key ~= "out" then v = tonumber(v) end
       if v == nil then return nil, args[i] .. " needs a value" end
@@ -137,7 +141,7 @@ local function main()
   for _, id in ipairs(opts.skills) do
     local dir = fb.root .. "/share/skills/" .. id
     local skill = fb.json.decode(read(dir .. "/skill.json"))
-    local adapter
+    local adapter, drop_ok = nil, true
     if not opts.base then
       adapter = out .. "/" .. id
       local started = fb.now()
@@ -148,8 +152,11 @@ local function main()
         io.stderr:write("voice-check: ", id, ": ", tostring(where), ": ", tostring(err), "\n")
         return 1
       end
-      print(string.format("%s: LoRA (lr %g, %d epochs): %d steps in %.0f s, loss %.3f, eval loss %.3f",
-        id, summary.spec.lr, summary.spec.epochs, summary.steps, (fb.now() - started) / 1000, summary.final_loss, summary.eval_loss or 0 / 0))
+      local drop = summary.base_eval_loss - summary.eval_loss
+      drop_ok = drop >= opts.min_drop
+      print(string.format("%s: LoRA (lr %g, %d epochs): %d steps in %.0f s, loss %.3f; held-out loss %.3f, base model " ..
+        "%.3f: %.2f lower (>= %.2f)", id, summary.spec.lr, summary.spec.epochs, summary.steps,
+        (fb.now() - started) / 1000, summary.final_loss, summary.eval_loss, summary.base_eval_loss, drop, opts.min_drop))
     end
     local sum_words, own = 0, 0
     for _, prompt in ipairs(skill.sample_prompts) do
@@ -165,7 +172,7 @@ local function main()
         table.concat(scores, ", "), r.own and "own voice" or ("closest: " .. tostring(r.closest))))
     end
     local n = #skill.sample_prompts
-    local ok = sum_words / n >= opts.min_words and own / n >= opts.min_own
+    local ok = sum_words / n >= opts.min_words and own / n >= opts.min_own and drop_ok
     print(string.format("%s: words %.2f (>= %.2f), own voice %d/%d (>= %.0f%%): %s", id, sum_words / n,
       opts.min_words, own, n, opts.min_own * 100, ok and "pass" or "FAIL"))
     pass = pass and ok
