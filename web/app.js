@@ -48,10 +48,10 @@ function renderAdapters() {
     h('td', { text: a.skill }), h('td', { text: a.version }), h('td', { text: String(a.examples ?? '—') }),
     h('td', { text: num(a.final_loss) }), h('td', { text: heldOut(a) }), h('td', { text: duration(a.wall_time_s) }),
     h('td', {}, h('span.badge', { 'data-badge': a.status, text: a.status })),
-    h('td.actions', {},
+    h('td', {}, h('div.row-actions', {},
       h('button', { type: 'button', onclick: () => choosePreview(a) }, `Preview ${a.skill}`),
       h('a.button', { href: `/api/adapters/${encodeURIComponent(a.skill)}/${encodeURIComponent(a.version)}/download`,
-                      download: `${a.skill}-${a.version}.tar.gz`, 'aria-label': `Download ${a.skill} ${a.version}` }, 'Download')))));
+                      download: `${a.skill}-${a.version}.tar.gz`, 'aria-label': `Download ${a.skill} ${a.version}` }, 'Download'))))));
 }
 
 async function loadAdapters() {
