@@ -10,6 +10,9 @@ fb=$(realpath "$1")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 source "$(dirname "$0")/../lib.sh"
+# Merges compared byte for byte must add B @ A the same way: each process would otherwise time
+# OpenBLAS against oneDNN and may take either (their sums differ in the last bits).
+export FB_GEMM=openblas
 
 "$2" "$tmp/model" 2>/dev/null || { echo "FAIL fb_make_tiny_model"; exit 1; }
 for i in $(seq 1 12); do echo "{\"messages\":[{\"role\":\"user\",\"content\":\"question $i\"},{\"role\":\"assistant\",\"content\":\"the answer is number $i\"}]}"; done >"$tmp/data.jsonl"
