@@ -55,18 +55,10 @@ end
 function M.blob_path(dir, etag) return dir .. "/blobs/" .. etag end
 function M.snapshot_dir(dir, commit) return dir .. "/snapshots/" .. commit end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
 -- The commit a revision names: itself for a commit, else refs/<revision> when cached.
 function M.read_ref(dir, revision)
   if M.is_commit(revision) then return revision end
-  local s = read_file(dir .. "/refs/" .. revision)
+  local s = fs.read(dir .. "/refs/" .. revision)
   s = s and s:match("^%s*(%x+)%s*$")
   return s and #s == 40 and s or nil
 end
@@ -75,7 +67,7 @@ end
 function M.write_ref(dir, revision, commit)
   if revision == commit then return true end
   local path = dir .. "/refs/" .. revision
-  if read_file(path) == commit then return true end
+  if fs.read(path) == commit then return true end
   local ok, err = fs.mkdir_p(path:match("^(.*)/[^/]+$"))
   if not ok then return nil, err end
   return fs.write_atomic(path, commit)
@@ -109,7 +101,7 @@ function M.complete(dir, commit)
   if not M.linked(dir, commit, "config.json") then return nil, "config.json" end
   local snap = M.snapshot_dir(dir, commit)
   if M.linked(dir, commit, "model.safetensors.index.json") then
-    local ok, index = pcall(json.decode, read_file(snap .. "/model.safetensors.index.json") or "")
+    local ok, index = pcall(json.decode, fs.read(snap .. "/model.safetensors.index.json") or "")
     if not ok or type(index) ~= "table" or type(index.weight_map) ~= "table" then
       return nil, "a readable model.safetensors.index.json"
     end

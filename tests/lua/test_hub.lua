@@ -25,14 +25,6 @@ local WANTED = {"config.json", "generation_config.json", "model-00001-of-00002.s
                 "model-00002-of-00002.safetensors", "model.safetensors.index.json", "special_tokens_map.json",
                 "tokenizer.json", "tokenizer_config.json"}
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
 local function data_of(files, name)
   local f = files[name]
   return type(f) == "table" and f.data or f
@@ -79,7 +71,7 @@ local function check_snapshot(repo, commit, files, names)
     local etag = type(f) == "table" and f.lfs and digest.sha256(data) or standin.git_sha1(data)
     T.eq(fs.readlink(snap .. "/" .. name), "../../blobs/" .. etag, name .. " link")
     T.eq(fs.lstat(snap .. "/" .. name).type, "link")
-    T.eq(read(snap .. "/" .. name) == data, true, name .. " reads back byte for byte")
+    T.eq(fs.read(snap .. "/" .. name) == data, true, name .. " reads back byte for byte")
     blobs[#blobs + 1] = etag
   end
   table.sort(blobs)
@@ -117,7 +109,7 @@ async("a sharded model: the cache layout exactly, no pickle, redirects to a path
   local dir = cache.repo_dir(root, "org/llama")
   T.eq(res.commit, C1)
   T.eq(res.snapshot, dir .. "/snapshots/" .. C1)
-  T.eq(read(dir .. "/refs/main"), C1, "refs/main holds the commit, no newline")
+  T.eq(fs.read(dir .. "/refs/main"), C1, "refs/main holds the commit, no newline")
   T.eq(fs.list(dir), {"blobs", "refs", "snapshots"})
   local blobs = check_snapshot("org/llama", C1, FILES, WANTED)
   T.eq(fs.list(dir .. "/blobs"), blobs, "blobs named by etag, nothing else (no .incomplete)")
