@@ -281,7 +281,8 @@ local function costs(r, c)
   -- An evaluation is forward passes only: a third of a training step's work, per token.
   local eval_s, evals = 0, 0
   if #r.eval_lengths > 0 then
-    evals = plan.steps // plan.eval_interval + (plan.steps % plan.eval_interval ~= 0 and 1 or 0)
+    -- every interval, at the end, and the base model's before the first step
+    evals = plan.steps // plan.eval_interval + (plan.steps % plan.eval_interval ~= 0 and 1 or 0) + 1
     local eval_padded = mean_padded(r.eval_lengths, B) / B
     eval_s = evals * (#r.eval_lengths / B) * at(c.points, "step_s", layers, eval_padded) / 3
   end
