@@ -166,8 +166,9 @@ local function printer(opts)
       record:flush()
     end
     if opts.json then
-      io.stdout:write(line, "\n")
-      io.stdout:flush()
+      -- A reader that is gone (a worker's registry killed) ends the run as SIGPIPE would, were it
+      -- not ignored process-wide once fastbrain.process loads: an orphan must not train on.
+      if not (io.stdout:write(line, "\n") and io.stdout:flush()) then os.exit(128 + 13, false) end
       return
     end
     local e = ev.event

@@ -40,6 +40,10 @@ check "--json: adapter and summary written" eval '[ -f "$tmp/a/adapter_model.saf
 run "$fb" train "${common[@]}" --out "$tmp/b" --max-steps 5
 check "plain lines when stdout is not a terminal" eval 'rc_is 0 && grep -q "^step 5/5 epoch" "$tmp/out" && grep -q "^done: 5 steps, final loss [0-9.]*, held-out loss [0-9.]* (base model [0-9.]*), adapter in" "$tmp/out"'
 
+# A reader that goes away (a worker's registry killed) ends the run, SIGPIPE ignored or not.
+run timeout 60 bash -c 'set -o pipefail; "$0" train "${@}" --max-steps 100000 --json | head -n 1' "$fb" "${common[@]}" --out "$tmp/gone"
+check "--json: a closed stdout ends the run at once (exit 141)" eval 'rc_is 141 && [ ! -e "$tmp/gone/adapter_model.safetensors" ]'
+
 run "$fb" train "${common[@]}" --out "$tmp/full" --max-steps 3 --full
 check "--full writes a whole model" eval 'rc_is 0 && [ -f "$tmp/full/model.safetensors" ] && [ -f "$tmp/full/config.json" ] && [ -f "$tmp/full/tokenizer.json" ]'
 
