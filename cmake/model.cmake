@@ -1,6 +1,6 @@
 # model.cmake: models for scripts (issue 6): fastbrain.model (l_model.c + lua/fastbrain/model.lua),
 # `fastbrain generate`, their tests on the tiny random model of trainer.cmake.
-target_sources(fb_host PRIVATE engine/l_model.c)
+target_sources(fb_host PRIVATE engine/l_model.c engine/l_generate.c)
 target_sources(fastbrain PRIVATE engine/cmd_lua.c)
 
 fb_test(lua_model $<TARGET_FILE:fastbrain> run tests/lua/test_model.lua $<TARGET_FILE:fb_make_tiny_model>)

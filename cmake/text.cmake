@@ -17,5 +17,6 @@ target_link_libraries(bench_tokenizer PRIVATE fb_core)
 fb_add_fuzzer(tokenizer tests/fuzz/fuzz_tokenizer.c LIBS fb_core)
 
 fb_add_lua_test(templates tests/lua/test_templates.lua)
+fb_add_lua_test(reply tests/lua/test_reply.lua)
 fb_add_lua_test(tokenizer tests/lua/test_tokenizer.lua)
 fb_add_lua_test(dataset tests/lua/test_dataset.lua)

@@ -75,10 +75,7 @@ static int32_t pick(float *logits, int V, const fb_gen_config *c, const unsigned
   return cands[n - 1].id;
 }
 
-int fb_generate(fb_model *m, fb_lora *lora, const int32_t *prompt, int n_prompt,
-                const fb_gen_config *c, int32_t *out, int *n_out, int *stopped, fb_err *err) {
-  *n_out = 0;
-  if (stopped) *stopped = 0;
+static int check_config(const fb_gen_config *c, int n_prompt, fb_err *err) {
   if (n_prompt < 1) return fb_err_set(err, FB_EINVALID, "generate: the prompt is empty");
   if (c->max_new_tokens < 1)
     return fb_err_set(err, FB_EINVALID, "generate: max_new_tokens %d must be >= 1",
@@ -95,35 +92,93 @@ int fb_generate(fb_model *m, fb_lora *lora, const int32_t *prompt, int n_prompt,
   if (c->n_stop < 0 || c->n_stop > FB_GEN_MAX_STOP)
     return fb_err_set(err, FB_EINVALID, "generate: %d stop tokens (at most %d)", c->n_stop,
                       FB_GEN_MAX_STOP);
-  int V = m->V, rc;
-  fb_kv_cache *kv = NULL;
-  float *logits = malloc(sizeof(float) * V);
-  cand *cands = malloc(sizeof(cand) * V);
-  unsigned char *seen = calloc(V, 1);
-  if (!logits || !cands || !seen) {
+  return 0;
+}
+
+struct fb_gen_stream {
+  fb_model *m;
+  fb_lora *lora;
+  fb_gen_config c;
+  fb_kv_cache *kv;
+  float *logits; /* the next token's, once `pending` is decoded */
+  cand *cands;
+  unsigned char *seen;
+  uint64_t rng;
+  int32_t pending; /* the last id handed out, not yet decoded; -1 for none */
+  int n_out, done, stopped;
+};
+
+void fb_gen_free(fb_gen_stream *s) {
+  if (!s) return;
+  fb_kv_cache_free(s->kv);
+  free(s->logits);
+  free(s->cands);
+  free(s->seen);
+  free(s);
+}
+
+int fb_gen_start(fb_gen_stream **out, fb_model *m, fb_lora *lora, const int32_t *prompt,
+                 int n_prompt, const fb_gen_config *c, fb_err *err) {
+  *out = NULL;
+  int rc = check_config(c, n_prompt, err);
+  if (rc) return rc;
+  fb_gen_stream *s = calloc(1, sizeof *s);
+  if (!s) return fb_err_set(err, FB_ENOMEM, "generate: out of memory");
+  *s = (fb_gen_stream){.m = m, .lora = lora, .c = *c, .rng = c->seed, .pending = -1};
+  s->logits = malloc(sizeof(float) * m->V);
+  s->cands = malloc(sizeof(cand) * m->V);
+  s->seen = calloc(m->V, 1);
+  if (!s->logits || !s->cands || !s->seen)
     rc = fb_err_set(err, FB_ENOMEM, "generate: out of memory");
-    goto done;
+  if (!rc) rc = fb_kv_cache_create(&s->kv, m, n_prompt + c->max_new_tokens, err);
+  if (!rc) rc = fb_model_decode(m, lora, s->kv, prompt, n_prompt, s->logits, err);
+  if (rc) {
+    fb_gen_free(s);
+    return rc;
   }
-  if ((rc = fb_kv_cache_create(&kv, m, n_prompt + c->max_new_tokens, err))) goto done;
-  if ((rc = fb_model_decode(m, lora, kv, prompt, n_prompt, logits, err))) goto done;
-  for (int i = 0; i < n_prompt; i++) seen[prompt[i]] = 1;
-  uint64_t rng = c->seed;
-  for (;;) {
-    int32_t id = pick(logits, V, c, seen, cands, &rng);
-    for (int s = 0; s < c->n_stop; s++)
-      if (id == c->stop[s]) {
-        if (stopped) *stopped = 1;
-        goto done;
-      }
-    out[(*n_out)++] = id;
-    seen[id] = 1;
-    if (*n_out == c->max_new_tokens) break;
-    if ((rc = fb_model_decode(m, lora, kv, &id, 1, logits, err))) break;
+  for (int i = 0; i < n_prompt; i++) s->seen[prompt[i]] = 1;
+  *out = s;
+  return 0;
+}
+
+/* The id handed out last is decoded here, on the way to the next one, so a caller streaming
+ * tokens gets each as soon as it is picked. */
+int fb_gen_next(fb_gen_stream *s, int32_t *id, fb_err *err) {
+  *id = -1;
+  if (s->done) return 0;
+  if (s->pending >= 0) {
+    int rc = fb_model_decode(s->m, s->lora, s->kv, &s->pending, 1, s->logits, err);
+    s->pending = -1;
+    if (rc) {
+      s->done = 1;
+      return rc;
+    }
   }
-done:
-  fb_kv_cache_free(kv);
-  free(logits);
-  free(cands);
-  free(seen);
+  int32_t next = pick(s->logits, s->m->V, &s->c, s->seen, s->cands, &s->rng);
+  for (int i = 0; i < s->c.n_stop; i++)
+    if (next == s->c.stop[i]) {
+      s->done = s->stopped = 1;
+      return 0;
+    }
+  s->seen[next] = 1;
+  s->done = ++s->n_out == s->c.max_new_tokens;
+  if (!s->done) s->pending = next;
+  *id = next;
+  return 0;
+}
+
+int fb_gen_stopped(const fb_gen_stream *s) { return s->stopped; }
+
+int fb_generate(fb_model *m, fb_lora *lora, const int32_t *prompt, int n_prompt,
+                const fb_gen_config *c, int32_t *out, int *n_out, int *stopped, fb_err *err) {
+  *n_out = 0;
+  if (stopped) *stopped = 0;
+  fb_gen_stream *s;
+  int rc = fb_gen_start(&s, m, lora, prompt, n_prompt, c, err);
+  if (rc) return rc;
+  int32_t id;
+  while (!(rc = fb_gen_next(s, &id, err)) && id >= 0) out[(*n_out)++] = id;
+  if (stopped) *stopped = s->stopped;
+  fb_gen_free(s);
   return rc;
 }

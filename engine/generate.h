@@ -32,4 +32,14 @@ fb_gen_config fb_gen_defaults(void);
 int fb_generate(fb_model *m, fb_lora *lora, const int32_t *prompt, int n_prompt,
                 const fb_gen_config *c, int32_t *out, int *n_out, int *stopped, fb_err *err);
 
+/* The same loop one token at a time, for a caller that streams or stops early: start checks c
+ * and reads the prompt (the long step); each next gives one id, or -1 once a stop token or
+ * max_new_tokens ended it (stopped says which). m and lora must outlive the stream. */
+typedef struct fb_gen_stream fb_gen_stream;
+int fb_gen_start(fb_gen_stream **out, fb_model *m, fb_lora *lora, const int32_t *prompt,
+                 int n_prompt, const fb_gen_config *c, fb_err *err);
+int fb_gen_next(fb_gen_stream *s, int32_t *id, fb_err *err);
+int fb_gen_stopped(const fb_gen_stream *s);
+void fb_gen_free(fb_gen_stream *s);
+
 #endif

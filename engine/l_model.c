@@ -1,8 +1,7 @@
 /* l_model.c: the C half of fastbrain.model (module `fastbrain.lm`): a loaded base model as
- * userdata, on the device it was asked for, that continues token ids (generate.h) with PEFT
- * adapters loaded once and cached per model, its shape (info), and init(dir): random weights
- * for a config.json, the start of a pretraining run; and base + adapter exported (merge, gguf,
- * gguf_lora). Chat templates and tokenizers are the Lua
+ * userdata, on the device it was asked for, its shape (info), and init(dir): random weights for
+ * a config.json, the start of a pretraining run; and base + adapter exported (merge, gguf,
+ * gguf_lora). Its generation is l_generate.c's; chat templates and tokenizers are the Lua
  * half's (lua/fastbrain/model.lua). */
 #include <dirent.h>
 #include <lauxlib.h>
@@ -11,30 +10,16 @@
 #include <sys/stat.h>
 
 #include "device.h"
-#include "generate.h"
 #include "gguf_export.h"
 #include "hf_cache.h"
+#include "l_model.h"
 #include "log.h"
 #include "lora.h"
 #include "model.h"
 #include "modules.h"
 #include "safetensors.h"
 
-#define MODEL_MT "fastbrain.lm.model"
-
-/* A cached adapter: the directory it was loaded from, as given. */
-typedef struct cached_adapter {
-  char *dir;
-  fb_lora *lora;
-  struct cached_adapter *next;
-} cached_adapter;
-
-typedef struct lm {
-  fb_model *m; /* NULL once closed */
-  cached_adapter *adapters;
-} lm;
-
-static lm *check_live(lua_State *L) {
+lm *fb_lm_check_live(lua_State *L) {
   lm *s = luaL_checkudata(L, 1, MODEL_MT);
   luaL_argcheck(L, s->m != NULL, 1, "model is closed");
   return s;
@@ -295,117 +280,10 @@ static int gguf_lora(lua_State *L) {
   return run_export(L, luaL_checkstring(L, 2), luaL_checkstring(L, 3), 0, lora_gguf);
 }
 
-/* The adapter loaded from dir, from the cache or loaded now; NULL with err set. */
-static fb_lora *adapter(lm *s, const char *dir, fb_err *err) {
-  for (cached_adapter *a = s->adapters; a; a = a->next)
-    if (strcmp(a->dir, dir) == 0) return a->lora;
-  cached_adapter *a = calloc(1, sizeof *a);
-  if (a) a->dir = strdup(dir);
-  if (!a || !a->dir) {
-    free(a);
-    fb_err_set(err, FB_ENOMEM, "out of memory for an adapter");
-    return NULL;
-  }
-  if (fb_lora_load(&a->lora, s->m, dir, err)) {
-    free(a->dir);
-    free(a);
-    return NULL;
-  }
-  a->next = s->adapters;
-  s->adapters = a;
-  return a->lora;
-}
-
-static lua_Integer opt_int(lua_State *L, int t, const char *key, lua_Integer def) {
-  lua_getfield(L, t, key);
-  lua_Integer v = luaL_optinteger(L, -1, def);
-  lua_pop(L, 1);
-  return v;
-}
-
-static double opt_num(lua_State *L, int t, const char *key, double def) {
-  lua_getfield(L, t, key);
-  double v = luaL_optnumber(L, -1, def);
-  lua_pop(L, 1);
-  return v;
-}
-
-/* Ids from the list at index t; the array lives in a userdata left on the stack. */
-static int32_t *read_ids(lua_State *L, int t, const char *what, int vocab, int *n) {
-  lua_Integer len = luaL_len(L, t);
-  int32_t *ids = lua_newuserdatauv(L, (size_t)(len ? len : 1) * sizeof *ids, 0);
-  for (lua_Integer i = 0; i < len; i++) {
-    int ok;
-    lua_geti(L, t, i + 1);
-    lua_Integer id = lua_tointegerx(L, -1, &ok);
-    lua_pop(L, 1);
-    if (!ok || id < 0 || id >= vocab)
-      luaL_error(L, "%s[%d] is not a token id of this model (0..%d)", what, (int)(i + 1),
-                 vocab - 1);
-    ids[i] = (int32_t)id;
-  }
-  *n = (int)len;
-  return ids;
-}
-
-/* m:generate(ids, {adapter =, max_tokens =, temperature =, top_k =, top_p =,
- *   repetition_penalty =, seed =, stop = {id, ...}}) -> {id, ...}, stopped | nil, err
- * max_tokens is capped by the room left in the model's context. */
-static int generate(lua_State *L) {
-  lm *s = check_live(L);
-  luaL_checktype(L, 2, LUA_TTABLE);
-  if (lua_isnoneornil(L, 3))
-    lua_newtable(L);
-  else
-    luaL_checktype(L, 3, LUA_TTABLE);
-  lua_settop(L, 3);
-  int n_prompt, n_stop, n_out = 0, stopped = 0;
-  int32_t *prompt = read_ids(L, 2, "ids", s->m->V, &n_prompt);
-  luaL_argcheck(L, n_prompt >= 1, 2, "at least one prompt id expected");
-  fb_gen_config g = fb_gen_defaults();
-  g.max_new_tokens = (int)opt_int(L, 3, "max_tokens", g.max_new_tokens);
-  g.temperature = opt_num(L, 3, "temperature", g.temperature);
-  g.top_k = (int)opt_int(L, 3, "top_k", g.top_k);
-  g.top_p = opt_num(L, 3, "top_p", g.top_p);
-  g.repetition_penalty = opt_num(L, 3, "repetition_penalty", g.repetition_penalty);
-  g.seed = (uint64_t)opt_int(L, 3, "seed", (lua_Integer)g.seed);
-  if (lua_getfield(L, 3, "stop") != LUA_TNIL) {
-    luaL_argcheck(L, lua_istable(L, -1), 3, "opts.stop must be a list of token ids");
-    int32_t *stop = read_ids(L, lua_absindex(L, -1), "opts.stop", s->m->V, &n_stop);
-    luaL_argcheck(L, n_stop <= FB_GEN_MAX_STOP, 3, "opts.stop has too many ids");
-    memcpy(g.stop, stop, (size_t)n_stop * sizeof *stop);
-    g.n_stop = n_stop;
-  }
-  int room = s->m->cfg.max_position_embeddings - n_prompt;
-  if (room < 1)
-    return luaL_error(L, "the prompt (%d tokens) fills the model's context (%d)", n_prompt,
-                      s->m->cfg.max_position_embeddings);
-  if (g.max_new_tokens > room) g.max_new_tokens = room;
-  fb_err err = {0};
-  fb_lora *lora = NULL;
-  if (lua_getfield(L, 3, "adapter") != LUA_TNIL) {
-    lora = adapter(s, luaL_checkstring(L, -1), &err);
-    if (!lora) return push_fail(L, &err);
-  }
-  int32_t *out =
-      lua_newuserdatauv(L, (size_t)(g.max_new_tokens > 0 ? g.max_new_tokens : 1) * sizeof *out, 0);
-  if (fb_generate(s->m, lora, prompt, n_prompt, &g, out, &n_out, &stopped, &err)) {
-    if (err.code == FB_EINVALID) return luaL_error(L, "%s", err.msg); /* a bad option */
-    return push_fail(L, &err);
-  }
-  lua_createtable(L, n_out, 0);
-  for (int i = 0; i < n_out; i++) {
-    lua_pushinteger(L, out[i]);
-    lua_rawseti(L, -2, i + 1);
-  }
-  lua_pushboolean(L, stopped);
-  return 2;
-}
-
 /* m:info() -> {architecture, vocab_size, hidden_size, ..., parameters, device, device_name,
  *   adapters = {dir, ...}} */
 static int info(lua_State *L) {
-  lm *s = check_live(L);
+  lm *s = fb_lm_check_live(L);
   const fb_model_config *c = &s->m->cfg;
   lua_createtable(L, 0, 12);
   lua_pushstring(L, c->architecture);
@@ -434,13 +312,7 @@ static int info(lua_State *L) {
 
 static int close_model(lua_State *L) {
   lm *s = luaL_checkudata(L, 1, MODEL_MT);
-  while (s->adapters) {
-    cached_adapter *a = s->adapters;
-    s->adapters = a->next;
-    fb_lora_free(a->lora);
-    free(a->dir);
-    free(a);
-  }
+  fb_lm_release_generation(s);
   fb_model_free(s->m);
   s->m = NULL;
   return 0;
@@ -458,11 +330,12 @@ static int tostring_model(lua_State *L) {
 
 int luaopen_fastbrain_lm(lua_State *L) {
   static const luaL_Reg methods[] = {
-      {"generate", generate}, {"info", info}, {"close", close_model}, {NULL, NULL}};
+      {"generate", fb_lm_generate}, {"stream", fb_lm_stream}, {"info", info}, {"close", close_model}, {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", close_model},
                                   {"__close", close_model},
                                   {"__tostring", tostring_model},
                                   {NULL, NULL}};
+  fb_lm_register_stream(L);
   luaL_newmetatable(L, MODEL_MT);
   luaL_setfuncs(L, meta, 0);
   luaL_newlib(L, methods);

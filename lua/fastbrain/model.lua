@@ -7,6 +7,7 @@
 local json = require "fastbrain.json"
 local lm = require "fastbrain.lm"
 local templates = require "fastbrain.templates"
+local reply = require "fastbrain.reply"
 local tokenizer = require "fastbrain.tokenizer"
 
 local M = {}
@@ -47,7 +48,7 @@ Model.__index = Model
 
 local options = {adapter = "string", max_tokens = "number", temperature = "number", top_k = "number",
                  top_p = "number", seed = "number", repetition_penalty = "number", stop = "table",
-                 template = "string", system = "string"}
+                 template = "string", system = "string", stop_text = "table"}
 
 local function check_opts(opts, what)
   if opts == nil then return {} end
@@ -78,22 +79,27 @@ local function stop_ids(self, template, stop)
   return ids
 end
 
--- The prompt as the chat template writes it and its ids -> text, ids, template | nil, err;
--- errors raised at the caller of m:<what>.
-local function render(self, what, prompt, opts)
+-- The conversation as the chat template writes it, ready for the answer, and its ids
+-- -> text, ids, template | nil, err; errors raised at the caller of m:<what>.
+local function render_messages(self, what, messages, opts)
   if self.closed then error("fastbrain.model: " .. what .. ": model is closed", 3) end
-  if type(prompt) ~= "string" then error("fastbrain.model: " .. what .. ": prompt string expected", 3) end
   local template, eos = self.template, self.eos
   if opts.template then
     template, eos = M.template(self.dir, opts.template)
     if not template then error("fastbrain.model: " .. what .. ": " .. eos, 3) end
   end
-  local messages = {}
-  if opts.system then messages[1] = {role = "system", content = opts.system} end
-  messages[#messages + 1] = {role = "user", content = prompt}
   local text, err = templates.render(template, messages, {add_generation_prompt = true, eos = eos})
   if not text then return nil, err end
   return text, self.tokenizer:encode(text, {special = true}), template
+end
+
+-- One prompt, after opts.system when there is one.
+local function render(self, what, prompt, opts)
+  if type(prompt) ~= "string" then error("fastbrain.model: " .. what .. ": prompt string expected", 3) end
+  local messages = {}
+  if opts.system then messages[1] = {role = "system", content = opts.system} end
+  messages[#messages + 1] = {role = "user", content = prompt}
+  return render_messages(self, what, messages, opts)
 end
 
 -- m:render(prompt, opts) -> text, ids | nil, err: the prompt as generate gives it to the model
@@ -106,17 +112,66 @@ end
 -- m:generate(prompt, opts) -> text, {tokens =, stopped =, ids =} | nil, err
 -- opts: adapter (dir), max_tokens (128), temperature (0: greedy), top_k, top_p, seed,
 -- repetition_penalty, stop (token strings), template, system. ids: the new tokens, before the stop.
+local function engine_opts(self, opts, template)
+  return {adapter = opts.adapter, max_tokens = opts.max_tokens, temperature = opts.temperature,
+          top_k = opts.top_k, top_p = opts.top_p, seed = opts.seed,
+          repetition_penalty = opts.repetition_penalty, stop = stop_ids(self, template, opts.stop)}
+end
+
 function Model:generate(prompt, opts)
   opts = check_opts(opts, "generate")
   local text, ids, template = render(self, "generate", prompt, opts)
   if not text then return nil, ids end
-  local out, stopped = self.lm:generate(ids, {
-    adapter = opts.adapter, max_tokens = opts.max_tokens, temperature = opts.temperature,
-    top_k = opts.top_k, top_p = opts.top_p, seed = opts.seed, repetition_penalty = opts.repetition_penalty,
-    stop = stop_ids(self, template, opts.stop)})
+  local out, stopped = self.lm:generate(ids, engine_opts(self, opts, template))
   if not out then return nil, stopped end
   return self.tokenizer:decode(out, {skip_special = true}), {tokens = #out, stopped = stopped, ids = out}
 end
+
+local Answer = {}
+Answer.__index = Answer
+
+-- m:chat(messages, opts) -> answer | nil, err: the answer to a conversation ({{role =, content =},
+-- ...}, system first if any), token by token: the prompt is read before chat returns, then
+-- answer:next() -> piece, finish: the text one more token adds (may be ""), and once the answer
+-- has ended why ("stop": an end token or a stop string; "length": max_tokens); or nil, "error",
+-- err. opts as generate's (not system: it is in messages) plus stop_text, strings that end the
+-- answer where they first appear (not part of it). answer.prompt_tokens,
+-- answer.completion_tokens and answer:text() (so far) say what it did.
+function Model:chat(messages, opts)
+  opts = check_opts(opts, "chat")
+  if type(messages) ~= "table" then error("fastbrain.model: chat: messages list expected", 2) end
+  local text, ids, template = render_messages(self, "chat", messages, opts)
+  if not text then return nil, ids end
+  local stream, err = self.lm:stream(ids, engine_opts(self, opts, template))
+  if not stream then return nil, err end
+  local tokenizer = self.tokenizer
+  return setmetatable({stream = stream, prompt_tokens = #ids, completion_tokens = 0,
+                       reply = reply.new(function(out) return tokenizer:decode(out, {skip_special = true}) end,
+                                         opts.stop_text)}, Answer)
+end
+
+function Answer:next()
+  if self.finished then return "", self.finished end
+  local id, finish, err = self.stream:next()
+  if not id then
+    self.finished = finish
+    if finish == "error" then return nil, finish, err end
+    return self.reply:finish(), finish
+  end
+  self.completion_tokens = self.completion_tokens + 1
+  local piece, stopped = self.reply:push(id)
+  if stopped then
+    self.finished = "stop"
+    self.stream:close()
+  end
+  return piece, self.finished
+end
+
+function Answer:close() self.stream:close() end
+Answer.__close = Answer.close
+
+-- The text so far.
+function Answer:text() return self.reply.text end
 
 -- m:info() -> the model's shape, its name, directory, revision (the cache's commit, or "") and
 -- template, the adapters loaded so far

@@ -189,3 +189,42 @@ TEST(generation_with_adapter_equals_merged_model) {
   fb_lora_free(l);
   fb_model_free(m);
 }
+
+/* Two streams stepped in turn on one model (as the model server interleaves its requests) give
+ * each its own tokens, the same as alone; an ended stream gives -1 and says why it ended. */
+TEST(interleaved_streams_are_independent) {
+  fb_model *m = tiny(5);
+  REQUIRE(m);
+  fb_gen_config greedy = fb_gen_defaults(), sampled = fb_gen_defaults();
+  greedy.max_new_tokens = sampled.max_new_tokens = 12;
+  sampled.temperature = 0.9;
+  sampled.seed = 11;
+  int32_t want_a[12];
+  int na;
+  gen(m, NULL, greedy, want_a, &na);
+  fb_gen_stream *a, *b;
+  fb_err err = {0};
+  REQUIRE(fb_gen_start(&a, m, NULL, prompt, 5, &greedy, &err) == 0);
+  REQUIRE(fb_gen_start(&b, m, NULL, prompt + 1, 4, &sampled, &err) == 0);
+  int32_t got_a[12], got_b[12], id;
+  for (int i = 0; i < 12; i++) {
+    REQUIRE(fb_gen_next(a, &id, &err) == 0);
+    got_a[i] = id;
+    REQUIRE(fb_gen_next(b, &id, &err) == 0);
+    got_b[i] = id;
+  }
+  CHECK(memcmp(got_a, want_a, sizeof got_a) == 0);
+  fb_gen_stream *alone; /* b alone, from its own prompt */
+  REQUIRE(fb_gen_start(&alone, m, NULL, prompt + 1, 4, &sampled, &err) == 0);
+  for (int i = 0; i < 12; i++) {
+    REQUIRE(fb_gen_next(alone, &id, &err) == 0);
+    CHECK_INT(id, got_b[i]);
+  }
+  REQUIRE(fb_gen_next(a, &id, &err) == 0);
+  CHECK_INT(id, -1);
+  CHECK_INT(fb_gen_stopped(a), 0);
+  fb_gen_free(a);
+  fb_gen_free(b);
+  fb_gen_free(alone);
+  fb_model_free(m);
+}

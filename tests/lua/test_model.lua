@@ -65,6 +65,43 @@ T.test("an adapter changes the answer and is loaded once", function()
   T.matches(err, "missing")
 end)
 
+T.test("chat streams generate's answer piece by piece, with its counts and why it ended", function()
+  local want, meta = m:generate("q3", {max_tokens = 16, adapter = adapter, system = "be brief"})
+  local answer = assert(m:chat({{role = "system", content = "be brief"}, {role = "user", content = "q3"}},
+                               {max_tokens = 16, adapter = adapter}))
+  T.eq(answer.prompt_tokens, #select(2, m:render("q3", {system = "be brief"})))
+  local pieces, finish = {}, nil
+  repeat
+    local piece, why = answer:next()
+    pieces[#pieces + 1], finish = piece, why
+  until finish
+  T.eq(table.concat(pieces), want)
+  T.eq(answer:text(), want)
+  T.eq(answer.completion_tokens, meta.tokens)
+  T.eq(finish, meta.stopped and "stop" or "length")
+  T.eq(answer:next(), "")  -- an ended answer stays ended
+end)
+
+T.test("chat: a stop string ends the answer before it; a closed model ends its stream", function()
+  local full = m:generate("q5", {max_tokens = 24})
+  local cut = full:sub(4, 5)
+  local answer = assert(m:chat({{role = "user", content = "q5"}}, {max_tokens = 24, stop_text = {cut}}))
+  local text, finish = "", nil
+  repeat
+    local piece, why = answer:next()
+    text, finish = text .. piece, why
+  until finish
+  T.eq(finish, "stop")
+  T.eq(text, full:sub(1, full:find(cut, 1, true) - 1))
+  local other = assert(fb.model.load(tmp .. "/model"))
+  local open = assert(other:chat({{role = "user", content = "q5"}}, {max_tokens = 24}))
+  other:close()
+  local piece, why, err = open:next()
+  T.eq(piece, nil)
+  T.eq(why, "error")
+  T.matches(err, "ended")
+end)
+
 T.test("misuse raises, a missing model is nil and a message", function()
   T.raises(function() m:generate("x", {max_token = 3}) end, "unknown option \"max_token\"")
   T.raises(function() m:generate("x", {top_k = "3"}) end, "opts.top_k must be a number")
