@@ -20,3 +20,10 @@ set_tests_properties(lua_api_adapters PROPERTIES TIMEOUT 120)
 fb_test(lua_api_models $<TARGET_FILE:fastbrain> run tests/lua/test_api_models.lua $<TARGET_FILE:fastbrain>)
 set_tests_properties(lua_api_models PROPERTIES TIMEOUT 300 ENVIRONMENT
   "HF_HUB_CACHE=${CMAKE_BINARY_DIR}/test-output/api-models/hf;FASTBRAIN_CACHE=${CMAKE_BINARY_DIR}/test-output/api-models/cache")
+# /v1/chat/completions through the official openai npm client (make deps) against `fastbrain
+# serve`, an adapter trained for a bundled skill first (~10 s).
+find_program(FB_NODE node)
+if(FB_NODE)
+  fb_test(api_openai ${FB_NODE} --test ${PROJECT_SOURCE_DIR}/tests/api/openai.test.mjs)
+  set_tests_properties(api_openai PROPERTIES TIMEOUT 300 ENVIRONMENT "FASTBRAIN_BIN=$<TARGET_FILE:fastbrain>")
+endif()

@@ -4,6 +4,9 @@ target_sources(fb_host PRIVATE engine/l_model.c engine/l_generate.c)
 target_sources(fastbrain PRIVATE engine/cmd_lua.c)
 
 fb_test(lua_model $<TARGET_FILE:fastbrain> run tests/lua/test_model.lua $<TARGET_FILE:fb_make_tiny_model>)
+# fastbrain.model_pool with real `fastbrain model-server` processes.
+fb_test(lua_model_pool $<TARGET_FILE:fastbrain> run tests/lua/test_model_pool.lua $<TARGET_FILE:fb_make_tiny_model>)
+set_tests_properties(lua_model_pool PROPERTIES TIMEOUT 120)
 fb_test(generate_cli ${PROJECT_SOURCE_DIR}/tests/model/generate_cli.sh $<TARGET_FILE:fastbrain>
         $<TARGET_FILE:fb_make_tiny_model>)
 fb_test(train_script ${PROJECT_SOURCE_DIR}/tests/model/train_script.sh $<TARGET_FILE:fastbrain>

@@ -34,6 +34,9 @@ static int cmd_generate(int argc, char **argv) { return fb_cmd_lua_main("fastbra
 static int cmd_models(int argc, char **argv) { return fb_cmd_lua_main("fastbrain.models", argc, argv); }
 static int cmd_pull(int argc, char **argv) { return fb_cmd_lua_main("fastbrain.pull", argc, argv); }
 static int cmd_export(int argc, char **argv) { return fb_cmd_lua_main("fastbrain.export", argc, argv); }
+static int cmd_model_server(int argc, char **argv) {
+  return fb_cmd_lua_main("fastbrain.model_server", argc, argv);
+}
 
 static const command commands[] = {
     {"run", cmd_run, "[--log-level LEVEL] FILE.lua [ARGS...]",
@@ -52,6 +55,8 @@ static const command commands[] = {
      "list the base models to train on: bundled, the data directory's, the Hugging Face cache's"},
     {"export", cmd_export, "ADAPTER_DIR --to merged|gguf|gguf-lora --out PATH [--type T --model M]",
      "take an adapter away: merged into its base, as GGUF, as a GGUF LoRA (--help for more)"},
+    {"model-server", cmd_model_server, "--model DIR --port P [--device D]",
+     "keep a model loaded and answer for `fastbrain serve` (started by it; token on stdin)"},
     {"version", cmd_version, "", "print the version"},
     {"help", cmd_help, "[COMMAND]", "show this help, or a command's"},
     {NULL, NULL, NULL, NULL},

@@ -106,8 +106,9 @@ local function main(argv)
   local app = router.new()
   app.data_dir = opts.data_dir
   app:use(router.logger())
+  local pool = require("fastbrain.model_pool").new()
   app:get("/api/health", function(_, res)
-    res:json(200, {status = "ok", version = fb.version})
+    res:json(200, {status = "ok", version = fb.version, models = pool:status()})
   end)
   local chain = require("fastbrain.providers").default_chain{data_dir = opts.data_dir,
                                                               keys_file = os.getenv("FASTBRAIN_KEYS")}
@@ -122,7 +123,8 @@ local function main(argv)
   require("fastbrain.api.models").mount(app, {data_dir = opts.data_dir,
                                              default = models.id(opts.model, opts.data_dir)})
   require("fastbrain.api.adapters").mount(app, {data_dir = opts.data_dir, model = opts.model,
-                                                is_live = training.is_live})
+                                                is_live = training.is_live, pool = pool})
+  require("fastbrain.api.openai").mount(app, {data_dir = opts.data_dir, model = opts.model, pool = pool})
   local web = fb.root .. "/web"
   if file_exists(web .. "/index.html") then app:static("/", web) end
 
@@ -142,11 +144,14 @@ local function main(argv)
     stopping = true
     fb.log.info("shutting down (grace %d ms; signal again to stop now)", GRACE_MS)
     registry:close()
-    app:close(GRACE_MS, function() fb.exit(0) end)
+    app:close(GRACE_MS, function()
+      pool:close()
+      fb.exit(0)
+    end)
   end
   fb.on_signal("int", stop)
   fb.on_signal("term", stop)
-  app.registry = registry
+  app.registry, app.pool = registry, pool
   return app
 end
 

@@ -48,7 +48,7 @@ Model.__index = Model
 
 local options = {adapter = "string", max_tokens = "number", temperature = "number", top_k = "number",
                  top_p = "number", seed = "number", repetition_penalty = "number", stop = "table",
-                 template = "string", system = "string", stop_text = "table"}
+                 template = "string", system = "string", stop_text = "table", ignore_eos = "boolean"}
 
 local function check_opts(opts, what)
   if opts == nil then return {} end
@@ -62,15 +62,18 @@ local function check_opts(opts, what)
   return opts
 end
 
--- The ids of the end tokens: the template's, the tokenizer's, plus opts.stop (strings).
-local function stop_ids(self, template, stop)
+-- The ids of the end tokens: the template's, the tokenizer's (unless ignore_eos: a benchmark
+-- or a test that needs an answer of a given length), plus opts.stop (strings).
+local function stop_ids(self, template, stop, ignore_eos)
   local ids, seen = {}, {}
   local function add(s)
     local id = s and self.tokenizer:token_id(s)
     if id and not seen[id] then seen[id] = true; ids[#ids + 1] = id end
   end
-  add(templates.eos(template))
-  add(self.eos)
+  if not ignore_eos then
+    add(templates.eos(template))
+    add(self.eos)
+  end
   for _, s in ipairs(stop or {}) do
     local id = self.tokenizer:token_id(s)
     if not id then error(string.format("fastbrain.model: generate: stop %q is not a token of this model", s), 3) end
@@ -115,7 +118,7 @@ end
 local function engine_opts(self, opts, template)
   return {adapter = opts.adapter, max_tokens = opts.max_tokens, temperature = opts.temperature,
           top_k = opts.top_k, top_p = opts.top_p, seed = opts.seed,
-          repetition_penalty = opts.repetition_penalty, stop = stop_ids(self, template, opts.stop)}
+          repetition_penalty = opts.repetition_penalty, stop = stop_ids(self, template, opts.stop, opts.ignore_eos)}
 end
 
 function Model:generate(prompt, opts)

@@ -39,6 +39,7 @@ end
 function M.stop(app)
   app:close(0)
   app.registry:close()
+  app.pool:close()
   sh("rm -rf '" .. app.data_dir .. "'")
 end
 

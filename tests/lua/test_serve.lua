@@ -1,4 +1,5 @@
--- scripts/serve.lua run in-process on a free port: /api/health, the request log, 404s.
+-- scripts/serve.lua run in-process on a free port: /api/health (version, model processes),
+-- the request log, 404s.
 local T = require "tests.lua.testing"
 local client = require "tests.http.client"
 local fb = require "fastbrain"
@@ -11,7 +12,7 @@ T.test("serve answers /api/health with the version", function()
   local r = client.request(app.port, "GET", "/api/health")
   T.eq(r.status, 200)
   T.eq(r.headers["content-type"], "application/json")
-  T.eq(fb.json.decode(r.body), {status = "ok", version = fb.version})
+  T.eq(fb.json.decode(r.body), {status = "ok", version = fb.version, models = {}})  -- no model process yet
   T.eq(app.data_dir, data_dir)
 end)
 

@@ -3,15 +3,16 @@
 -- the preview: POST /api/adapters/:skill/:version/generate {prompt} -> the adapter's answer
 -- beside the base model's. A version is a directory the trainer renamed into place whole; its
 -- hidden partial siblings (".<version>.partial", ".<version>.replaced") are never listed.
--- The answers come from child processes (fastbrain.answer): the loop keeps serving meanwhile.
+-- The answers come from the model processes of fastbrain.model_pool: the loop keeps serving.
 -- GET /api/adapters/:skill/:version/download: SKILL-VERSION.tar.gz (fastbrain.bundle).
 local fb = require "fastbrain"
 local router = require "fastbrain.router"
 local skills = require "fastbrain.api.skills"
-local answer = require "fastbrain.answer"
 local bundle = require "fastbrain.bundle"
 
-local M = {MAX_TOKENS = 256, MAX_PROMPT = 4000}
+-- Answers shown to people are greedy with a mild repetition penalty: a small model loops
+-- without one (the trainer's live samples use the same, spec samples.repetition_penalty).
+local M = {MAX_TOKENS = 256, MAX_PROMPT = 4000, REPETITION_PENALTY = 1.2}
 
 -- The status badge, from the eval loss when there is one, else the final (smoothed) loss.
 -- The last rule has no bound: it takes everything else.
@@ -67,9 +68,9 @@ function M.dir(data_dir, skill, version)
   return dir
 end
 
-local function preview(data_dir, default_model)
+local function preview(ctx)
   return function(req, res)
-    local dir = M.dir(data_dir, req.params.skill, req.params.version)
+    local dir = M.dir(ctx.data_dir, req.params.skill, req.params.version)
     local body = req:json()
     local prompt = type(body) == "table" and body.prompt
     if type(prompt) ~= "string" or not prompt:find("%S") or #prompt > M.MAX_PROMPT or prompt:find("\0", 1, true) then
@@ -80,31 +81,42 @@ local function preview(data_dir, default_model)
       return res:json(400, {error = "invalid request", fields = {max_tokens = ("1..%d"):format(M.MAX_TOKENS)}})
     end
     local summary = read_json(dir .. "/summary.json") or {}
-    local model = summary.base_model or default_model
-    local skill = skills.read(data_dir, req.params.skill) or {}
-    local pending, answers, failed = {}, {}, nil
-    -- A client that leaves (or the route's timeout) stops the children; their waits end.
-    res:on_abort(function() for _, p in pairs(pending) do p:kill() end end)
+    local skill = skills.read(ctx.data_dir, req.params.skill) or {}
+    local messages = {{role = "user", content = prompt}}
+    if type(skill.system) == "string" and skill.system ~= "" then
+      table.insert(messages, 1, {role = "system", content = skill.system})
+    end
+    local jobs = {}
     for _, which in ipairs({"base", "adapter"}) do  -- both at once
-      local err
-      pending[which], err = answer.start(model, prompt, {max_tokens = max_tokens, system = skill.system,
-                                                         adapter = which == "adapter" and dir or nil})
-      if not pending[which] then router.fail(503, err) end
+      local job, err = ctx.pool:submit(summary.base_model or ctx.model, messages, {
+        max_tokens = max_tokens, repetition_penalty = M.REPETITION_PENALTY, temperature = 0,
+        adapter = which == "adapter" and dir or nil})
+      if not job then
+        for _, j in pairs(jobs) do j:cancel() end
+        return res:json(503, {error = err})
+      end
+      jobs[which] = job
     end
-    -- Past this point the handler has yielded: it answers errors itself instead of raising.
-    for which, p in pairs(pending) do
-      local text, err = answer.wait(p)
-      answers[which], failed = text, failed or (not text and err)
+    -- A client that leaves (or the route's timeout) stops both answers.
+    res:on_abort(function() for _, job in pairs(jobs) do job:cancel() end end)
+    local answers = {}
+    for which, job in pairs(jobs) do
+      local text, ev = job:wait()
+      if not text then
+        for _, other in pairs(jobs) do other:cancel() end
+        return res:json(422, {error = "cannot answer: " .. ev.message})
+      end
+      answers[which] = text
     end
-    if failed then return res:json(422, {error = "cannot answer: " .. failed}) end
     res:json(200, {prompt = prompt, adapter = answers.adapter, base = answers.base})
   end
 end
 
--- mount(app, {data_dir =, model = default base model dir, is_live = fn(skill)})
+-- mount(app, {data_dir =, model = default base model dir, is_live = fn(skill),
+-- pool = a fastbrain.model_pool})
 function M.mount(app, ctx)
   local data_dir = ctx.data_dir
-  app:post("/api/adapters/:skill/:version/generate", preview(data_dir, ctx.model), {timeout = 120000})
+  app:post("/api/adapters/:skill/:version/generate", preview(ctx), {timeout = 120000})
   app:get("/api/adapters", function(_, res)
     res:json(200, {adapters = M.list(data_dir), badge_rule = M.BADGES})
   end)
