@@ -55,19 +55,28 @@ local function done(out, base)
   return {out = out, base = base, bytes = st and st.size or 0}
 end
 
-function M.merged(adapter_dir, out_dir, base)
-  local err
-  base, err = prepare(adapter_dir, out_dir, base)
-  if not base then return nil, err end
-  local partial = out_dir .. ".partial"  -- what an interrupted export left is replaced
+-- out_dir built as out_dir.partial by build(partial) -> result | nil, err, then renamed into
+-- place whole; what an interrupted export left is replaced, what a failed one wrote removed.
+local function build_dir(out_dir, build)
+  local partial = out_dir .. ".partial"
   if fb.fs.mode(partial) then fb.fs.remove_tree(partial) end
-  local ok
-  ok, err = lm.merge(base, adapter_dir, partial)
+  local result, err = build(partial)
+  local ok = result ~= nil
   if ok then ok, err = os.rename(partial, out_dir) end
   if not ok then
     fb.fs.remove_tree(partial)
     return nil, err
   end
+  return result
+end
+
+function M.merged(adapter_dir, out_dir, base)
+  local err
+  base, err = prepare(adapter_dir, out_dir, base)
+  if not base then return nil, err end
+  local ok
+  ok, err = build_dir(out_dir, function(partial) return lm.merge(base, adapter_dir, partial) end)
+  if not ok then return nil, err end
   local r = done(out_dir .. "/model.safetensors", base)
   r.out = out_dir
   return r
