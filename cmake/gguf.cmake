@@ -3,6 +3,8 @@
 # llama.cpp (npm's node-llama-cpp, `make deps`) decodes the exports as `fastbrain generate` does.
 target_sources(fb_core PRIVATE engine/gguf.c engine/gguf_export.c)
 fb_add_c_test(gguf tests/c/test_gguf.c LIBS fb_core)
+# --to ollama: the Modelfile's Go templates rendered as fastbrain's chat templates
+fb_add_lua_test(ollama tests/lua/test_ollama.lua)
 find_program(FB_NODE node)
 if(FB_NODE)
   fb_test(export_llama_cpp ${FB_NODE} --test ${PROJECT_SOURCE_DIR}/tests/export/llama_cpp.test.mjs)
