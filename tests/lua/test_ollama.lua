@@ -2,14 +2,15 @@
 -- .Messages and .System; tests/lua/gotemplate.lua stands in for Go's text/template), equals
 -- templates.render(name, messages, {add_generation_prompt = true}) byte for byte, with and
 -- without a system message; the Modelfile, read back by Ollama's parser's rules, holds the
--- files, the template, one stop per end token and the system prompt. Given arguments
--- MODELFILE TEMPLATE EOS (tests/export/ollama_cli.sh), it also renders the TEMPLATE of a
--- Modelfile that `fastbrain export --to ollama` wrote.
+-- files, the template, one stop per end token and the system prompt; export.skill_of finds a
+-- skill's system prompt. Given arguments MODELFILE TEMPLATE EOS (tests/export/ollama_cli.sh),
+-- it also renders the TEMPLATE of a Modelfile that `fastbrain export --to ollama` wrote.
 local T = require "tests.lua.testing"
 local gotemplate = require "tests.lua.gotemplate"
 local fb = require "fastbrain"
 local ollama = require "fastbrain.ollama"
 local templates = require "fastbrain.templates"
+local export = require "fastbrain.export"
 
 local EOS = {chatml = "<|im_end|>", qwen3 = "<|im_end|>", llama3 = "<|end_of_text|>", llama2 = "</s>",
              mistral = "</s>", plain = "<|endoftext|>"}
@@ -136,6 +137,22 @@ T.test("no SYSTEM without a system prompt; one Ollama cannot quote is refused", 
   T.matches(err, 'the system prompt holds """')
   T.raises(function() ollama.template("vicuna") end, "unknown template vicuna")
   T.raises(function() ollama.template("plain") end, "needs the tokenizer's end token")
+end)
+
+T.test("skill_of: an adapter in DATA/adapters/SKILL/VERSION has DATA/skills/SKILL's prompt", function()
+  local data = os.tmpname()
+  os.remove(data)
+  assert(fb.fs.mkdir_p(data .. "/skills/front-desk"))
+  assert(fb.fs.mkdir_p(data .. "/adapters/front-desk/20260101-120000"))
+  assert(fb.fs.write_atomic(data .. "/skills/front-desk/skill.json", fb.json.encode{name = "Front desk", system = SYSTEM}))
+  local ok, err = pcall(function()
+    T.eq(export.skill_of(data .. "/adapters/front-desk/20260101-120000").system, SYSTEM)
+    T.eq(export.skill_of(data .. "/adapters/front-desk/20260101-120000/").system, SYSTEM, "a trailing /")
+    T.eq(export.skill_of(data .. "/adapters/other/v1"), nil, "no such skill")
+    T.eq(export.skill_of(data .. "/skills/front-desk"), nil, "not an adapter's place")
+  end)
+  fb.fs.remove_tree(data)
+  assert(ok, err)
 end)
 
 if arg[1] then
