@@ -114,7 +114,9 @@ function M.gguf_lora(adapter_dir, out, base)
 end
 
 function M.skill_of(adapter_dir)
-  local data_dir, id = adapter_dir:gsub("/+$", ""):match("^(.*)/adapters/([^/]+)/[^/]+$")
+  local path = adapter_dir:gsub("/+$", "")
+  if path:sub(1, 1) ~= "/" then path = "./" .. path end  -- adapters/SKILL/V in the data directory
+  local data_dir, id = path:match("^(.*)/adapters/([^/]+)/[^/]+$")
   if not data_dir then return nil end
   local skills = require "fastbrain.api.skills"
   if not skills.valid_id(id) then return nil end

@@ -22,7 +22,7 @@ mkdir -p "$data/skills/front-desk" "$(dirname "$adapter")"
 printf '{"name": "Front desk", "system": %s}\n' "$(printf '%s' "$system" | sed 's/"/\\"/g; s/^/"/; s/$/"/')" \
   >"$data/skills/front-desk/skill.json"
 for i in $(seq 1 12); do echo "{\"messages\":[{\"role\":\"user\",\"content\":\"question $i\"},{\"role\":\"assistant\",\"content\":\"the answer is number $i\"}]}"; done >"$tmp/data.jsonl"
-"$fb" train --model share/models/tiny --data "$tmp/data.jsonl" --out "$adapter" --max-steps 40 --lr 0.01 \
+"$fb" train --model "$PWD/share/models/tiny" --data "$tmp/data.jsonl" --out "$adapter" --max-steps 40 --lr 0.01 \
   --eval-fraction 0 --device cpu >/dev/null 2>&1 || { echo "FAIL train an adapter"; exit 1; }
 
 out=$tmp/front-desk
@@ -51,6 +51,9 @@ run "$fb" export "$adapter" --to ollama --out "$tmp/f16" --type f16 --system "An
 check "--type f16 --system: an f16 base, that SYSTEM, loaded by llama.cpp to the end token" eval \
   'rc_is 0 && grep -qxF "SYSTEM \"\"\"Answer in French.\"\"\"" "$tmp/f16/Modelfile" && out_has "^loaded by llama\.cpp .*: 3 of 3 answers end at the end token" &&
    [ "$(stat -c %s "$tmp/f16/base.gguf")" -lt "$(stat -c %s "$out/base.gguf")" ]'
+run bash -c 'cd "$1" && "$2" export "adapters/front-desk/20260101-120000/" --to ollama --out "$3" --no-check' _ "$data" "$fb" "$tmp/rel"
+check "an adapter named from inside the data directory still finds the skill's SYSTEM" eval \
+  'rc_is 0 && grep -qxF "SYSTEM \"\"\"$system\"\"\"" "$tmp/rel/Modelfile"'
 cp -r "$adapter" "$tmp/loose"
 run "$fb" export "$tmp/loose" --to ollama --out "$tmp/loose-out" --no-check
 check "an adapter outside a data directory: no SYSTEM line, nothing checked" eval \
