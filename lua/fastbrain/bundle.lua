@@ -51,12 +51,16 @@ function M.readme(name, config, summary, skill)
     ("fastbrain export %s --to merged --out %s-merged   # one model directory, no adapter needed"):format(name, name),
   }, "\n"))
   lines[#lines + 1] = "## llama.cpp and Ollama\n"
-  lines[#lines + 1] = table.concat({
-    "Both take the adapter as GGUF. Convert the merged directory (`fastbrain export ... --to merged`)",
-    "with llama.cpp's `convert_hf_to_gguf.py`, or this adapter with its `convert_lora_to_gguf.py",
-    ("--base %s`; then `llama-cli -m BASE.gguf --lora ADAPTER.gguf`, or an Ollama Modelfile with"):format(base),
-    "`FROM BASE.gguf` and `ADAPTER ADAPTER.gguf`.\n",
-  }, "\n")
+  lines[#lines + 1] = "Both take the adapter as GGUF, which `fastbrain export` writes and checks in llama.cpp:\n"
+  lines[#lines + 1] = fence("sh", table.concat({
+    ("fastbrain export --model %s --to gguf --out base.gguf"):format(base),
+    ("fastbrain export %s --to gguf-lora --out %s.gguf   # llama-cli -m base.gguf --lora %s.gguf"):format(name, name, name),
+    ("fastbrain export %s --to ollama --out %s-ollama    # base, adapter and a Modelfile"):format(name, name),
+    ("ollama create %s -f %s-ollama/Modelfile"):format(name, name),
+  }, "\n"))
+  if skill and type(skill.system) == "string" then
+    lines[#lines + 1] = "Give `--to ollama` the system prompt above with `--system` to make it the Modelfile's SYSTEM.\n"
+  end
   return table.concat(lines, "\n")
 end
 

@@ -19,9 +19,20 @@
 --     stopped when llama.cpp reached it, want_stopped when fastbrain did, why where they part
 --     ("" when the same). err when llama.cpp did not run; how = {absent = true} when node or
 --     node-llama-cpp is not installed.
+--   ollama(adapter_dir, out_dir, {base =, type =, template =, system =}) -> {out =, base =,
+--     bytes =, model =, lora =, template =, system =} | nil, err
+--     a directory for `ollama create NAME -f Modelfile`: the base as base.gguf (gguf, type as
+--     there), the adapter as adapter.gguf (gguf_lora), a Modelfile (fastbrain.ollama) with the
+--     chat template (template: a fastbrain.templates name; default the one the adapter was
+--     trained with, summary.json's spec.template, else the base's) and the system prompt, and a
+--     README.md; built as out_dir.partial and renamed into place whole.
+--   skill_of(adapter_dir) -> the skill (its skill.json: system, template...) when the adapter
+--     sits in a data directory, DATA/adapters/SKILL/VERSION with DATA/skills/SKILL/skill.json;
+--     else nil
 --   GGUF files are written atomically; an existing out_file is refused.
 local fb = require "fastbrain"
 local lm = require "fastbrain.lm"
+local ollama_files = require "fastbrain.ollama"
 
 local M = {}
 
@@ -55,19 +66,28 @@ local function done(out, base)
   return {out = out, base = base, bytes = st and st.size or 0}
 end
 
-function M.merged(adapter_dir, out_dir, base)
-  local err
-  base, err = prepare(adapter_dir, out_dir, base)
-  if not base then return nil, err end
-  local partial = out_dir .. ".partial"  -- what an interrupted export left is replaced
+-- out_dir built as out_dir.partial by build(partial) -> result | nil, err, then renamed into
+-- place whole; what an interrupted export left is replaced, what a failed one wrote removed.
+local function build_dir(out_dir, build)
+  local partial = out_dir .. ".partial"
   if fb.fs.mode(partial) then fb.fs.remove_tree(partial) end
-  local ok
-  ok, err = lm.merge(base, adapter_dir, partial)
+  local result, err = build(partial)
+  local ok = result ~= nil
   if ok then ok, err = os.rename(partial, out_dir) end
   if not ok then
     fb.fs.remove_tree(partial)
     return nil, err
   end
+  return result
+end
+
+function M.merged(adapter_dir, out_dir, base)
+  local err
+  base, err = prepare(adapter_dir, out_dir, base)
+  if not base then return nil, err end
+  local ok
+  ok, err = build_dir(out_dir, function(partial) return lm.merge(base, adapter_dir, partial) end)
+  if not ok then return nil, err end
   local r = done(out_dir .. "/model.safetensors", base)
   r.out = out_dir
   return r
@@ -91,6 +111,68 @@ function M.gguf_lora(adapter_dir, out, base)
   ok, err = lm.gguf_lora(base, adapter_dir, out)
   if not ok then return nil, err end
   return done(out, base)
+end
+
+function M.skill_of(adapter_dir)
+  local path = adapter_dir:gsub("/+$", "")
+  if path:sub(1, 1) ~= "/" then path = "./" .. path end  -- adapters/SKILL/V in the data directory
+  local data_dir, id = path:match("^(.*)/adapters/([^/]+)/[^/]+$")
+  if not data_dir then return nil end
+  local skills = require "fastbrain.api.skills"
+  if not skills.valid_id(id) then return nil end
+  local ok, skill = pcall(skills.read, data_dir ~= "" and data_dir or "/", id)
+  return ok and skill or nil
+end
+
+local OLLAMA_BASE, OLLAMA_LORA = "base.gguf", "adapter.gguf"
+
+-- The chat template an adapter was trained with, when its summary.json names one.
+local function trained_template(adapter_dir)
+  local ok, s = pcall(fb.json.decode, fb.fs.read(adapter_dir .. "/summary.json") or "")
+  local t = ok and type(s) == "table" and type(s.spec) == "table" and s.spec.template
+  return type(t) == "string" and t ~= "" and t or nil
+end
+
+-- Ollama's model directory, built in partial: the two GGUFs, then the Modelfile and README.
+local function write_ollama(partial, adapter_dir, base, opts)
+  local model = require "fastbrain.model"
+  local dir, err = model.locate(base)
+  if not dir then return nil, err end
+  local template, eos = model.template(dir, opts.template or trained_template(adapter_dir))
+  if not template then return nil, eos end
+  local text
+  text, err = ollama_files.modelfile{base = OLLAMA_BASE, adapter = OLLAMA_LORA, template = template,
+                                     eos = eos, system = opts.system}
+  if not text then return nil, err end
+  local ok
+  ok, err = fb.fs.mkdir_p(partial)
+  if ok then ok, err = lm.gguf(base, nil, partial .. "/" .. OLLAMA_BASE, opts.type or "f32") end
+  if ok then ok, err = lm.gguf_lora(base, adapter_dir, partial .. "/" .. OLLAMA_LORA) end
+  if ok then ok, err = fb.fs.write_atomic(partial .. "/Modelfile", text) end
+  if ok then
+    ok, err = fb.fs.write_atomic(partial .. "/README.md", ollama_files.readme{name = opts.name, base = OLLAMA_BASE,
+      adapter = OLLAMA_LORA, template = template, system = opts.system})
+  end
+  if not ok then return nil, err end
+  return template
+end
+
+function M.ollama(adapter_dir, out_dir, opts)
+  opts = opts or {}
+  local base, err = prepare(adapter_dir, out_dir, opts.base)
+  if not base then return nil, err end
+  local name = out_dir:match("([^/]+)/*$"):lower():gsub("[^%w._-]+", "-")  -- Ollama's model name
+  local template
+  template, err = build_dir(out_dir, function(partial)
+    return write_ollama(partial, adapter_dir, base, {type = opts.type, template = opts.template,
+                                                     system = opts.system, name = name})
+  end)
+  if not template then return nil, err end
+  local r = done(out_dir .. "/" .. OLLAMA_BASE, base)
+  r.bytes = r.bytes + done(out_dir .. "/" .. OLLAMA_LORA).bytes
+  r.out, r.model, r.lora = out_dir, out_dir .. "/" .. OLLAMA_BASE, out_dir .. "/" .. OLLAMA_LORA
+  r.template, r.system = template, opts.system
+  return r
 end
 
 -- The prompts `fastbrain export` checks with, and how far: f32 exports token for token, rounded
@@ -158,7 +240,7 @@ end
 -- ---- fastbrain export ----
 
 local usage = [[
-usage: fastbrain export ADAPTER_DIR --to merged|gguf|gguf-lora --out PATH [options]
+usage: fastbrain export ADAPTER_DIR --to merged|gguf|gguf-lora|ollama --out PATH [options]
        fastbrain export --model DIR|ORG/NAME --to gguf --out FILE.gguf [--type T]
 
   --to merged     the base model with the adapter merged into its weights: a Hugging Face model
@@ -167,7 +249,14 @@ usage: fastbrain export ADAPTER_DIR --to merged|gguf|gguf-lora --out PATH [optio
   --to gguf       the merged model (or, with --model and no adapter, the base) as one GGUF file
                   for llama.cpp and the tools built on it: weights, tokenizer, chat template
   --to gguf-lora  the adapter as a GGUF LoRA for the base's GGUF (llama.cpp --lora FILE)
-  --type T        the GGUF's weights: f32 (the default; exact), f16 or q8_0
+  --to ollama     a directory for `ollama create NAME -f DIR/Modelfile`: the base as GGUF, the
+                  adapter as a GGUF LoRA, a Modelfile with the chat template, end tokens and
+                  system prompt, and a README
+  --type T        the GGUF's weights (gguf, and ollama's base): f32 (the default; exact), f16
+                  or q8_0
+  --system TEXT   ollama: the Modelfile's SYSTEM (default: the skill's system prompt when
+                  ADAPTER_DIR is DATA/adapters/SKILL/VERSION; '' for none)
+  --template NAME ollama: the chat template (default: the one the adapter was trained with)
   --model         the base model (default: the adapter's base_model_name_or_path and revision)
   --no-check      skip the check: a GGUF is loaded in llama.cpp (node-llama-cpp, installed by
                   `make deps`) and greedy-decodes three prompts beside fastbrain; f32 exports
@@ -175,16 +264,18 @@ usage: fastbrain export ADAPTER_DIR --to merged|gguf|gguf-lora --out PATH [optio
 ]]
 
 local types = {f32 = true, f16 = true, q8_0 = true}
+local targets = {merged = true, gguf = true, ["gguf-lora"] = true, ollama = true}
 
 local function bad_usage(msg)
   io.stderr:write("fastbrain export: ", msg, "\n", usage)
   return 2
 end
 
--- Check a GGUF export in llama.cpp and say how it went -> exit status.
-local function report_check(opts, r, lora_file)
+-- Check a GGUF export in llama.cpp and say how it went -> exit status. files: {model =, lora =}
+-- (a GGUF, a LoRA and its base's GGUF, or a LoRA alone: checked on the base's GGUF written aside).
+local function report_check(opts, r, files)
   local base_file
-  if lora_file then  -- a LoRA is checked on the base's GGUF, written aside for the check
+  if not files.model then
     base_file = os.tmpname()
     os.remove(base_file)
     base_file = base_file .. ".gguf"
@@ -195,7 +286,7 @@ local function report_check(opts, r, lora_file)
     end
   end
   local rounded = opts.type ~= "f32"
-  local rep, err, how = M.check{model = base_file or r.out, lora = lora_file, base = r.base, adapter = opts.adapter,
+  local rep, err, how = M.check{model = files.model or base_file, lora = files.lora, base = r.base, adapter = opts.adapter,
                                 max_tokens = rounded and M.ROUNDED_TOKENS or M.CHECK_TOKENS}
   if base_file then os.remove(base_file) end
   if not rep then
@@ -239,7 +330,7 @@ function M.main(args)
     local key = a:match("^%-%-([%a-]+)$")
     if key == "no-check" then
       opts.no_check, i = true, i + 1
-    elseif key == "to" or key == "out" or key == "model" or key == "type" then
+    elseif key == "to" or key == "out" or key == "model" or key == "type" or key == "system" or key == "template" then
       if not args[i + 1] then return bad_usage(a .. " needs a value") end
       opts[key], i = args[i + 1], i + 2
     elseif not key and not opts.adapter then
@@ -252,11 +343,16 @@ function M.main(args)
   local missing = not opts.to and "--to" or needs_adapter and not opts.adapter and "ADAPTER_DIR"
                   or not opts.out and "--out"
   if missing then return bad_usage(missing .. " is required") end
-  if opts.to ~= "merged" and opts.to ~= "gguf" and opts.to ~= "gguf-lora" then
-    io.stderr:write("fastbrain export: --to ", opts.to, ": unknown target (merged, gguf or gguf-lora)\n")
+  if not targets[opts.to] then
+    io.stderr:write("fastbrain export: --to ", opts.to, ": unknown target (merged, gguf, gguf-lora or ollama)\n")
     return 2
   end
-  if opts.type and opts.to ~= "gguf" then return bad_usage("--type is for --to gguf only") end
+  if opts.type and opts.to ~= "gguf" and opts.to ~= "ollama" then
+    return bad_usage("--type is for --to gguf and ollama only")
+  end
+  for _, k in ipairs({"system", "template"}) do
+    if opts[k] and opts.to ~= "ollama" then return bad_usage("--" .. k .. " is for --to ollama only") end
+  end
   opts.type = opts.type or "f32"
   if not types[opts.type] then return bad_usage("--type " .. opts.type .. ": not one of f32, f16, q8_0") end
   local r, err
@@ -264,6 +360,10 @@ function M.main(args)
     r, err = M.merged(opts.adapter, opts.out, opts.model)
   elseif opts.to == "gguf" then
     r, err = M.gguf(opts.adapter, opts.out, {base = opts.model, type = opts.type})
+  elseif opts.to == "ollama" then
+    local system = opts.system or (M.skill_of(opts.adapter) or {}).system
+    r, err = M.ollama(opts.adapter, opts.out, {base = opts.model, type = opts.type, template = opts.template,
+                                               system = system})
   else
     r, err = M.gguf_lora(opts.adapter, opts.out, opts.model)
   end
@@ -278,12 +378,18 @@ function M.main(args)
   elseif opts.to == "gguf" then
     io.stdout:write(("wrote %s: %s%s as GGUF %s (%s)\n"):format(r.out, r.base,
       opts.adapter and " + " .. opts.adapter or "", opts.type, size))
+  elseif opts.to == "ollama" then
+    io.stdout:write(("wrote %s: %s as GGUF %s, %s as a GGUF LoRA, a Modelfile with the %s template%s (%s)\n")
+      :format(r.out, r.base, opts.type, opts.adapter, r.template,
+              (r.system or "") ~= "" and " and a system prompt" or "", size))
+    io.stdout:write(("then: ollama create NAME -f %s/Modelfile\n"):format(r.out))
   else
     io.stdout:write(("wrote %s: %s as a GGUF LoRA for %s (%s)\n"):format(r.out, opts.adapter, r.base, size))
   end
   io.stdout:flush()  -- before the check's lines, which may go to stderr
   if opts.no_check then return 0 end
-  return report_check(opts, r, opts.to == "gguf-lora" and r.out or nil)
+  local files = {gguf = {model = r.out}, ["gguf-lora"] = {lora = r.out}, ollama = {model = r.model, lora = r.lora}}
+  return report_check(opts, r, files[opts.to])
 end
 
 return M

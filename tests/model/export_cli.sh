@@ -83,7 +83,7 @@ check "--to gguf with neither an adapter nor --model exits 2" eval 'rc_is 2 && e
 run "$fb" export "$tmp/adapter" --to gguf --type q4 --out "$tmp/b.gguf"
 check "an unknown --type exits 2 naming it" eval 'rc_is 2 && err_has "--type q4: not one of f32, f16, q8_0"'
 run "$fb" export "$tmp/adapter" --to gguf-lora --type f16 --out "$tmp/b.gguf"
-check "--type with another --to exits 2" eval 'rc_is 2 && err_has "--type is for --to gguf only"'
+check "--type with another --to exits 2" eval 'rc_is 2 && err_has "--type is for --to gguf and ollama only"'
 cp -r "$tmp/model" "$tmp/seq"
 sed -i 's|"pre_tokenizer": *{[^}]*}|"pre_tokenizer": {"type": "Sequence", "pretokenizers": []}|' "$tmp/seq/tokenizer.json"
 run "$fb" export --model "$tmp/seq" --to gguf --out "$tmp/b.gguf" --no-check
