@@ -9,7 +9,8 @@
 -- number), from an empty KV cache (f32 on both sides). Measured, wall clock:
 --   time to first token: from the call with the prompt ids (fastbrain: lm:stream then the first
 --     st:next(); llama.cpp: sequence.evaluate until its first token) to the first token id;
---   decode tokens/s: the TOKENS - 1 tokens after the first over the time from the first to the last.
+--   decode tokens/s: the TOKENS - 1 tokens after the first over the time from the first to the
+--     last.
 -- Tokenizing and detokenizing are outside both numbers. Rounds alternate between the two (ROUNDS
 -- pairs, each a warm-up and REPS timed runs per side); each pair gives a speed ratio, and the
 -- median ratio counts, so load from elsewhere skews both alike. Ratios are speeds: above 1 is
@@ -20,12 +21,14 @@
 --          [--tokens N] [MODEL...]
 -- MODEL: a directory or ORG/NAME in the Hugging Face cache (offline). Default: the bundled
 -- share/models/tiny and, when the cache holds a supported model, its smallest (at most
--- BENCH_MAX_PARAMS parameters, default 2e9). fastbrain's CPU matrix products run on OpenBLAS's
--- or oneDNN's threads, which read OPENBLAS_NUM_THREADS / OMP_NUM_THREADS at start-up: both must
--- equal --threads (default: OPENBLAS_NUM_THREADS), llama.cpp's `threads`.
+-- BENCH_MAX_PARAMS parameters, default 2e9), else a synthetic 25M-parameter one (SYNTHETIC).
+-- fastbrain's CPU matrix products run on OpenBLAS's or oneDNN's threads, which read
+-- OPENBLAS_NUM_THREADS / OMP_NUM_THREADS at start-up: both must equal --threads (default:
+-- OPENBLAS_NUM_THREADS), llama.cpp's `threads`.
 -- Exit status: 0 when every floor is met, 1 when one is missed, 2 on a failure to run.
 local fb = require "fastbrain"
 local export = require "fastbrain.export"
+local lm = require "fastbrain.lm"
 local model = require "fastbrain.model"
 local models = require "fastbrain.models"
 local process = require "fastbrain.process"
@@ -74,8 +77,39 @@ local function parse_args(args)
   return o
 end
 
--- The bundled tiny model and the cache's smallest supported model, if any.
-local function default_models()
+-- A model of a real one's proportions with random weights (std 0.02), for when the cache holds
+-- none: Llama, hidden 512, 8 layers, 8 heads over 4 key/value heads, ffn 1376, the bundled
+-- model's tokenizer and template: 25M parameters, 101 MB as f32, more than this machine's L3
+-- cache, so decoding reads its weights from memory as a real model's does.
+local SYNTHETIC = {architectures = {"LlamaForCausalLM"}, model_type = "llama", hidden_size = 512,
+                   intermediate_size = 1376, num_hidden_layers = 8, num_attention_heads = 8,
+                   num_key_value_heads = 4, vocab_size = 2050, max_position_embeddings = 1024,
+                   rms_norm_eps = 1e-5, rope_theta = 10000, bos_token_id = 2048,
+                   eos_token_id = 2049, tie_word_embeddings = false, torch_dtype = "float32"}
+
+local function write_file(path, text)
+  local f = assert(io.open(path, "wb"))
+  assert(f:write(text))
+  assert(f:close())
+end
+
+local function synthetic_model(tmp)
+  local dir, tiny = tmp .. "/synthetic-25m", fb.root .. "/share/models/tiny"
+  assert(fb.fs.mkdir_p(dir))
+  write_file(dir .. "/config.json", fb.json.encode(SYNTHETIC))
+  for _, f in ipairs{"tokenizer.json", "tokenizer_config.json"} do
+    local src = assert(io.open(tiny .. "/" .. f, "rb"))
+    write_file(dir .. "/" .. f, src:read("a"))
+    src:close()
+  end
+  local ok, err = lm.init(dir, 1, 0.02)
+  if not ok then fail("synthetic model: " .. err) end
+  return dir
+end
+
+-- The bundled tiny model and the cache's smallest supported model or, when it has none, a
+-- synthetic one.
+local function default_models(tmp)
   local list = {fb.root .. "/share/models/tiny"}
   local cap = tonumber(os.getenv("BENCH_MAX_PARAMS") or "2e9")
   local best
@@ -89,7 +123,8 @@ local function default_models()
     list[#list + 1] = best.id
   else
     print(("(no supported model of at most %.0e parameters in the Hugging Face cache: the "
-      .. "bundled one only)"):format(cap))
+      .. "bundled one and a synthetic one of random weights)"):format(cap))
+    list[#list + 1] = synthetic_model(tmp)
   end
   return list
 end
@@ -155,7 +190,8 @@ local function bench(name, o, tmp)
   local ok
   ok, err = export.gguf(nil, gguf, {base = m.dir, type = "f32"})
   if not ok then fail(name .. ": export: " .. err) end
-  local shown = name:sub(1, #fb.root + 1) == fb.root .. "/" and name:sub(#fb.root + 2) or name
+  local shown = name:match("/synthetic%-25m$") and "synthetic-25m (random weights)"
+    or name:sub(1, #fb.root + 1) == fb.root .. "/" and name:sub(#fb.root + 2) or name
   print(("\n== %s: %s, %d layers, hidden %d, %.1fM parameters (f32); prompt %d tokens (%s "
     .. "template), %d greedy tokens; %d thread%s; %d rounds x %d runs"):format(
     shown, info.architecture, info.num_hidden_layers, info.hidden_size, info.parameters / 1e6, #ids,
@@ -175,8 +211,8 @@ local function bench(name, o, tmp)
     end
     local rt, rs = lt / ft, fs / ls
     print(("%-6d %12.3f %14.0f   %12.3f %14.0f   %8.2fx %8.2fx"):format(r, ft, fs, lt, ls, rt, rs))
-    local a = all
-    a.fb_ttft[r], a.fb_tps[r], a.ll_ttft[r], a.ll_tps[r], a.r_ttft[r], a.r_tps[r] = ft, fs, lt, ls, rt, rs
+    all.fb_ttft[r], all.fb_tps[r], all.ll_ttft[r], all.ll_tps[r] = ft, fs, lt, ls
+    all.r_ttft[r], all.r_tps[r] = rt, rs
   end
   local rt, rs = median(all.r_ttft), median(all.r_tps)
   print(("medians over %d rounds:"):format(o.rounds))
@@ -206,11 +242,11 @@ local function main(args)
         tostring(os.getenv(var)), o.threads))
     end
   end
-  if #o.models == 0 then o.models = default_models() end
   local tmp = os.tmpname()
   os.remove(tmp)
   assert(fb.fs.mkdir_p(tmp))
   local _ <close> = setmetatable({}, {__close = function() fb.fs.remove_tree(tmp) end})
+  if #o.models == 0 then o.models = default_models(tmp) end
   local ok = true
   for _, name in ipairs(o.models) do ok = bench(name, o, tmp) and ok end
   print(ok and "\nfloors met" or "\nFLOOR MISSED")
@@ -220,7 +256,8 @@ end
 fb.spawn(function()
   local ok, status = xpcall(main, debug.traceback, arg)
   if not ok then
-    io.stderr:write("bench-generate: ", type(status) == "table" and status.msg or tostring(status), "\n")
+    local msg = type(status) == "table" and status.msg or tostring(status)
+    io.stderr:write("bench-generate: ", msg, "\n")
     status = 2
   end
   fb.exit(status)
