@@ -15,7 +15,8 @@ DEB_TEST_PACKAGES := clang libclang-rt-14-dev openssl curl chromium fonts-noto-c
 # the profilers that count where the time goes (valgrind's callgrind, perf).
 DEB_BENCH_PACKAGES := wrk nginx libnginx-mod-http-lua lua-cjson python3-torch valgrind linux-perf
 
-.PHONY: all deps deps-bench build test asan fuzz run clean bench-http bench-tokenizer bench-train soak voice
+.PHONY: all deps deps-bench build test asan fuzz run clean bench-http bench-tokenizer bench-train \
+  bench-generate soak voice
 
 all: build
 
@@ -77,6 +78,15 @@ bench-train: deps-bench build
 	cmake --build $(BUILD) --target bench_train
 	$(BUILD)/bench_train a b
 	/usr/bin/python3 tests/bench/torch_lora_step.py --shape all --blas openblas --coretype SkylakeX
+
+# Generation: time to first token and decode tokens/s of fastbrain and of llama.cpp (npm's
+# node-llama-cpp, prebuilt CPU binary) on the same model, prompt and thread count; floor 0.8x.
+# BENCH_THREADS is llama.cpp's `threads` and fastbrain's BLAS threads (OpenBLAS and oneDNN read
+# them at start-up). 1 by default: on a busy 2-core machine llama.cpp's spinning threads stall.
+BENCH_THREADS ?= 1
+bench-generate: deps build
+	OPENBLAS_NUM_THREADS=$(BENCH_THREADS) OMP_NUM_THREADS=$(BENCH_THREADS) \
+	  $(BUILD)/fastbrain run tests/bench/generate.lua --threads $(BENCH_THREADS) $(BENCH_ARGS)
 
 # Long crash-safety loop of the job registry (registries SIGKILLed at random moments).
 SOAK_ROUNDS ?= 500

@@ -194,5 +194,14 @@ void fb_gemm(int transA, int transB, int M, int N, int K, float alpha, const flo
         C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
     return;
   }
+  if (M == 1) { /* a row vector times a matrix: decoding one token */
+    /* As a matrix-vector product: sgemm (OpenBLAS and oneDNN alike) packs all of op(B) on each
+     * call, and that copy was 70% of a decode step of the bundled model. C is read only when
+     * beta is not 0, as sgemm's contract says (gemv may scale a NaN by 0). */
+    if (beta == 0.0f) memset(C, 0, sizeof(float) * (size_t)N);
+    cblas_sgemv(CblasRowMajor, transB ? CblasNoTrans : CblasTrans, transB ? N : K,
+                transB ? K : N, alpha, B, ldb, A, transA ? lda : 1, beta, C, 1);
+    return;
+  }
   chosen.fn(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }

@@ -5,7 +5,8 @@
 #define FB_GEMM_H
 
 /* C[M,N] = alpha * op(A)[M,K] @ op(B)[K,N] + beta * C, row-major; op(X) = X^T when transX.
- * lda/ldb/ldc are row strides of the matrices as stored. Safe from any thread once
+ * lda/ldb/ldc are row strides of the matrices as stored; C is not read when beta is 0. A single
+ * row (M = 1) goes to OpenBLAS's sgemv whichever path is chosen. Safe from any thread once
  * fb_gemm_init has run (fb_gemm calls it on first use). */
 void fb_gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
              const float *B, int ldb, float beta, float *C, int ldc);

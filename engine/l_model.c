@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "device.h"
+#include "gemm.h"
 #include "gguf_export.h"
 #include "hf_cache.h"
 #include "l_model.h"
@@ -281,7 +282,7 @@ static int gguf_lora(lua_State *L) {
 }
 
 /* m:info() -> {architecture, vocab_size, hidden_size, ..., parameters, device, device_name,
- *   adapters = {dir, ...}} */
+ *   cpu_gemm (on the CPU: "openblas" or "dnnl", gemm.h's choice), adapters = {dir, ...}} */
 static int info(lua_State *L) {
   lm *s = fb_lm_check_live(L);
   const fb_model_config *c = &s->m->cfg;
@@ -300,6 +301,10 @@ static int info(lua_State *L) {
   lua_setfield(L, -2, "device");
   lua_pushstring(L, s->m->be->device_name());
   lua_setfield(L, -2, "device_name");
+  if (s->m->be == fb_backend_cpu()) {
+    lua_pushstring(L, fb_gemm_path());
+    lua_setfield(L, -2, "cpu_gemm");
+  }
   lua_newtable(L);
   int i = 0;
   for (cached_adapter *a = s->adapters; a; a = a->next) {

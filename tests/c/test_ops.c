@@ -59,30 +59,37 @@ static double fd_check(const char *what, float *x, const float *grad, size_t n, 
 }
 #define FD_TOL 2e-3
 
+/* Every transpose, with beta 2 and with beta 0 over a C of NaNs (not to be read), for a matrix
+ * and for one row (M = 1: fb_gemm's matrix-vector path, where a transposed A is a column of
+ * stride lda = 3). */
 TEST(gemm_matches_naive_in_every_transpose) {
-  int M = 13, N = 21, K = 17;
-  for (int ta = 0; ta < 2; ta++)
-    for (int tb = 0; tb < 2; tb++) {
-      float *A = rnd((size_t)M * K), *B = rnd((size_t)K * N), *C = rnd((size_t)M * N);
-      float *C0 = malloc(sizeof(float) * M * N);
-      memcpy(C0, C, sizeof(float) * M * N);
-      int lda = ta ? M : K, ldb = tb ? K : N;
-      fb_gemm(ta, tb, M, N, K, 0.5f, A, lda, B, ldb, 2.0f, C, N);
-      double worst = 0;
-      for (int i = 0; i < M; i++)
-        for (int j = 0; j < N; j++) {
-          double acc = 0;
-          for (int k = 0; k < K; k++)
-            acc += (double)(ta ? A[k * lda + i] : A[i * lda + k]) *
-                   (tb ? B[j * ldb + k] : B[k * ldb + j]);
-          worst = fmax(worst, fabs(0.5 * acc + 2.0 * C0[i * N + j] - C[i * N + j]));
-        }
-      CHECK(worst < 1e-5);
-      free(A);
-      free(B);
-      free(C);
-      free(C0);
-    }
+  int N = 21, K = 17;
+  for (int pass = 0; pass < 16; pass++) {
+    int M = pass < 8 ? 13 : 1, ta = pass & 1, tb = (pass >> 1) & 1;
+    float beta = pass & 4 ? 0.0f : 2.0f;
+    int lda = ta ? (M == 1 ? 3 : M) : K, ldb = tb ? K : N;
+    float *A = rnd((size_t)(ta ? K * lda : M * K)), *B = rnd((size_t)K * N);
+    float *C = rnd((size_t)M * N), *C0 = malloc(sizeof(float) * M * N);
+    memcpy(C0, C, sizeof(float) * M * N);
+    if (beta == 0.0f)
+      for (int i = 0; i < M * N; i++) C[i] = NAN;
+    fb_gemm(ta, tb, M, N, K, 0.5f, A, lda, B, ldb, beta, C, N);
+    double worst = 0;
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < N; j++) {
+        double acc = 0;
+        for (int k = 0; k < K; k++)
+          acc += (double)(ta ? A[k * lda + i] : A[i * lda + k]) *
+                 (tb ? B[j * ldb + k] : B[k * ldb + j]);
+        double d = fabs(0.5 * acc + (beta == 0.0f ? 0.0 : beta * C0[i * N + j]) - C[i * N + j]);
+        worst = isnan(d) ? INFINITY : fmax(worst, d);
+      }
+    CHECK(worst < 1e-5);
+    free(A);
+    free(B);
+    free(C);
+    free(C0);
+  }
   CHECK(strcmp(fb_gemm_path(), "dnnl") == 0 || strcmp(fb_gemm_path(), "openblas") == 0);
 }
 
