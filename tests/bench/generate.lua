@@ -25,6 +25,9 @@
 -- fastbrain's CPU matrix products run on OpenBLAS's or oneDNN's threads, which read
 -- OPENBLAS_NUM_THREADS / OMP_NUM_THREADS at start-up: both must equal --threads (default:
 -- OPENBLAS_NUM_THREADS), llama.cpp's `threads`.
+-- Then the server's side (fastbrain.model_pool, as `fastbrain serve` answers): a 64-token answer
+-- from a warm model process of the bundled model, timed from the request to its last token,
+-- SERVED_RUNS times; bound 150 ms (issue 16). A server with its own HTTP is bench-http's.
 -- Exit status: 0 when every floor is met, 1 when one is missed, 2 on a failure to run.
 local fb = require "fastbrain"
 local export = require "fastbrain.export"
@@ -34,6 +37,7 @@ local models = require "fastbrain.models"
 local process = require "fastbrain.process"
 
 local FLOOR = 0.8
+local SERVED_TOKENS, SERVED_RUNS, SERVED_BOUND_MS = 64, 15, 150
 
 local SYSTEM = "You are the receptionist of a small family plumbing business in Leeds. Answer "
   .. "callers politely and briefly, ask for their name, address and a phone number, and never "
@@ -233,6 +237,28 @@ local function bench(name, o, tmp)
   return rt >= FLOOR and rs >= FLOOR
 end
 
+-- A warm model process's 64-token answers: median ms from the request to the done event, in the
+-- process (request received to last token) and here (submit to done: the IPC included).
+local function served(name)
+  local pool = require("fastbrain.model_pool").new()
+  local messages = {{role = "system", content = SYSTEM}, {role = "user", content = PROMPT}}
+  local opts = {max_tokens = SERVED_TOKENS, ignore_eos = true, temperature = 0}
+  local inside, outside = {}, {}
+  for run = 0, SERVED_RUNS do  -- run 0 starts the process and warms it
+    local t0 = fb.now()
+    local text, done = assert(pool:submit(name, messages, opts)):wait()
+    if not text then fail("the model process: " .. done.message) end
+    if done.completion_tokens ~= SERVED_TOKENS then fail("the model process answered " .. done.completion_tokens .. " tokens") end
+    if run > 0 then inside[#inside + 1], outside[#outside + 1] = done.ms, fb.now() - t0 end
+  end
+  pool:close()
+  local ms = median(outside)
+  print(("\n== the server's model process (%s), warm: a %d-token answer, median of %d"):format(name, SERVED_TOKENS, SERVED_RUNS))
+  print(("in the process %.1f ms; request to last token %.1f ms; bound %d ms: %s"):format(
+    median(inside), ms, SERVED_BOUND_MS, ms <= SERVED_BOUND_MS and "met" or "MISSED"))
+  return ms <= SERVED_BOUND_MS
+end
+
 local function main(args)
   local o = parse_args(args)
   for _, var in ipairs{"OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"} do
@@ -249,6 +275,7 @@ local function main(args)
   if #o.models == 0 then o.models = default_models(tmp) end
   local ok = true
   for _, name in ipairs(o.models) do ok = bench(name, o, tmp) and ok end
+  ok = served(fb.root .. "/share/models/tiny") and ok
   print(ok and "\nfloors met" or "\nFLOOR MISSED")
   return ok and 0 or 1
 end
