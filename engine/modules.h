@@ -19,5 +19,6 @@ int luaopen_fastbrain_jobs(lua_State *L);   /* l_jobs.c: the job registry (see j
 int luaopen_fastbrain_trainer(lua_State *L);  /* l_train.c: the C half of fastbrain.train */
 int luaopen_fastbrain_lm(lua_State *L);       /* l_model.c: the C half of fastbrain.model */
 int luaopen_fastbrain_digest(lua_State *L);   /* l_digest.c: sha256 and other digests (OpenSSL) */
+int luaopen_fastbrain_regex(lua_State *L);    /* l_regex.c: POSIX extended regular expressions */
 
 #endif

@@ -28,6 +28,7 @@ static const luaL_Reg modules[] = {
     {"fastbrain.trainer", luaopen_fastbrain_trainer},
     {"fastbrain.lm", luaopen_fastbrain_lm},
     {"fastbrain.digest", luaopen_fastbrain_digest},
+    {"fastbrain.regex", luaopen_fastbrain_regex},
     {NULL, NULL},
 };
 

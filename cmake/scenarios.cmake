@@ -1,0 +1,4 @@
+# scenarios.cmake: test scenarios (issue 17): a skill's scenarios.jsonl and its hard checks
+# (lua/fastbrain/scenarios.lua), on POSIX regular expressions (engine/l_regex.c).
+target_sources(fb_host PRIVATE engine/l_regex.c)
+fb_add_lua_test(scenarios tests/lua/test_scenarios.lua)
