@@ -27,3 +27,6 @@ if(FB_NODE)
   fb_test(api_openai ${FB_NODE} --test ${PROJECT_SOURCE_DIR}/tests/api/openai.test.mjs)
   set_tests_properties(api_openai PROPERTIES TIMEOUT 300 ENVIRONMENT "FASTBRAIN_BIN=$<TARGET_FILE:fastbrain>")
 endif()
+# The scenarios API (issue 17).
+fb_test(lua_api_scenarios $<TARGET_FILE:fastbrain> run tests/lua/test_api_scenarios.lua)
+set_tests_properties(lua_api_scenarios PROPERTIES TIMEOUT 120)

@@ -102,6 +102,7 @@ local function main(argv)
                                       stale_after = opts.stale_after, kill_grace = opts.kill_grace}
   if not registry then return nil, jerr end
   require("fastbrain.api.skills").install_bundled(opts.data_dir, fb.root .. "/share")
+  require("fastbrain.api.scenarios").install_bundled(opts.data_dir, fb.root .. "/share")
 
   local app = router.new()
   app.data_dir = opts.data_dir
@@ -117,6 +118,7 @@ local function main(argv)
   local training = require "fastbrain.api.training"
   require("fastbrain.api.skills").mount(app, {data_dir = opts.data_dir, is_live = training.is_live})
   training.mount(app, {data_dir = opts.data_dir, model = opts.model})
+  require("fastbrain.api.scenarios").mount(app, {data_dir = opts.data_dir})
   require("fastbrain.api.estimate").mount(app, {data_dir = opts.data_dir, model = opts.model})
   require("fastbrain.api.jobs").mount(app)
   require("fastbrain.api.pulls").mount(app)

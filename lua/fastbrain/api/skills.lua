@@ -207,14 +207,16 @@ end
 
 -- ---- the dataset ------------------------------------------------------------------------
 
--- The body of a dataset upload as JSONL text: x-ndjson as is; JSON as a list of examples.
-local function upload_text(req)
+-- The body of an upload of lines (a dataset, scenarios) as JSONL text: x-ndjson as is; JSON as
+-- a list of objects (or {key = list}, key "examples" by default).
+function M.upload_text(req, key)
   local ctype = (req.headers["content-type"] or ""):match("^[^;]*"):lower()
   if ctype == "application/x-ndjson" or ctype == "application/jsonl" then return req.body end
   local v = req:json()
-  if type(v) == "table" and not json.is_array(v) and v.examples then v = v.examples end
+  key = key or "examples"
+  if type(v) == "table" and not json.is_array(v) and v[key] then v = v[key] end
   if type(v) ~= "table" or (next(v) ~= nil and not json.is_array(v)) then
-    router.fail(400, "body: a list of examples (JSON) or JSONL (application/x-ndjson) expected")
+    router.fail(400, ("body: a list of %s (JSON) or JSONL (application/x-ndjson) expected"):format(key))
   end
   local lines = {}
   for i, ex in ipairs(v) do lines[i] = json.encode(ex) end
@@ -254,7 +256,7 @@ end
 local function write_data(data_dir, append)
   return function(req, res)
     local skill = M.require(data_dir, req.params.skill)
-    local text = upload_text(req)
+    local text = M.upload_text(req)
     if text:find("%S") == nil then router.fail(400, "body: no examples") end
     local stats, problems = validate(data_dir, skill, text)
     if not stats then
