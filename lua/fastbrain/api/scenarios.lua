@@ -53,6 +53,15 @@ local function find(list, sid)
   for i, s in ipairs(list) do if s.id == sid then return i end end
 end
 
+-- The path's skill and scenario: skill id, scenario id, the list, the scenario's index (or a 404).
+local function located(data_dir, req)
+  local id, sid = req.params.skill, req.params.id
+  local list = current(data_dir, id)
+  local at = find(list, sid)
+  if not at then router.fail(404, ("no scenario %q"):format(sid)) end
+  return id, sid, list, at
+end
+
 local function checked(body)
   local s, err = scenarios.check_one(body)
   if not s then router.fail(400, "invalid scenario: " .. err) end
@@ -88,24 +97,18 @@ function M.mount(app, ctx)
   end)
 
   app:put(base .. "/:id", function(req, res)
-    local id, sid = req.params.skill, req.params.id
-    local list = current(data_dir, id)
+    local id, sid, list, at = located(data_dir, req)
     local body = req:json()
     if type(body) == "table" and body.id == nil then body.id = sid end
     local s = checked(body)
     if s.id ~= sid then router.fail(400, ("invalid scenario: id: %q is not the path's %q"):format(s.id, sid)) end
-    local at = find(list, sid)
-    if not at then router.fail(404, ("no scenario %q"):format(sid)) end
     list[at] = s
     save(data_dir, id, list)
     res:json(200, {scenario = s})
   end)
 
   app:delete(base .. "/:id", function(req, res)
-    local id, sid = req.params.skill, req.params.id
-    local list = current(data_dir, id)
-    local at = find(list, sid)
-    if not at then router.fail(404, ("no scenario %q"):format(sid)) end
+    local id, sid, list, at = located(data_dir, req)
     table.remove(list, at)
     save(data_dir, id, list)
     res:json(200, {deleted = sid})
