@@ -30,3 +30,6 @@ endif()
 # The scenarios API (issue 17).
 fb_test(lua_api_scenarios $<TARGET_FILE:fastbrain> run tests/lua/test_api_scenarios.lua)
 set_tests_properties(lua_api_scenarios PROPERTIES TIMEOUT 120)
+# Scenario runs (issue 17) on the bundled model: trains a small adapter first (~20 s).
+fb_test(lua_api_scenario_runs $<TARGET_FILE:fastbrain> run tests/lua/test_api_scenario_runs.lua)
+set_tests_properties(lua_api_scenario_runs PROPERTIES TIMEOUT 300 RESOURCE_LOCK busy_cores)

@@ -5,7 +5,8 @@
 -- bounded queue behind it; a full queue refuses at once. Every request has a deadline, and a
 -- cancelled one (its client went away) stops within a token.
 --   new{concurrency = 2, queue = 16, deadline_ms = 120000, idle_ms = 600000} -> pool
---   pool:submit(model_dir, messages, opts) -> job | nil, err, code ("busy": the queue is full)
+--   pool:submit(model_dir, messages, opts) -> job | nil, err, code ("busy": the queue is full;
+--     "closed": after close)
 --     opts: adapter (dir), max_tokens, temperature, top_p, top_k, seed, repetition_penalty,
 --     stop_text; deadline_ms overrides the pool's.
 --   job:next() -> event, in a coroutine: {event = "start", prompt_tokens}, {event = "delta",
@@ -213,6 +214,7 @@ end
 
 function Pool:submit(model, messages, opts)
   opts = opts or {}
+  if self.closed then return nil, "the server is stopping", "closed" end
   local w = worker(self, model)
   if #w.waiting >= self.queue then
     return nil, ("%d answers are waiting for %s already; try again shortly"):format(#w.waiting, model), "busy"
@@ -251,6 +253,7 @@ function Pool:status()
 end
 
 function Pool:close()
+  self.closed = true
   for _, w in pairs(self.workers) do
     if w.idle then w.idle:stop() end
     if w.process then w.process:kill() end

@@ -5,6 +5,8 @@
 -- hidden partial siblings (".<version>.partial", ".<version>.replaced") are never listed.
 -- The answers come from the model processes of fastbrain.model_pool: the loop keeps serving.
 -- GET /api/adapters/:skill/:version/download: SKILL-VERSION.tar.gz (fastbrain.bundle).
+-- A row carries its scenario result ({passed, total, run}) and, when it passes fewer than the
+-- version before it, regressed_from = {version, passed, total}.
 local fb = require "fastbrain"
 local router = require "fastbrain.router"
 local skills = require "fastbrain.api.skills"
@@ -31,10 +33,10 @@ local function read_json(path)
   return text and fb.json.decode(text)
 end
 
-local function row(skill, version, summary)
+local function row(skill, version, summary, scenarios)
   local loss = summary.eval_loss
   if type(loss) ~= "number" then loss = summary.final_loss_smoothed or summary.final_loss end
-  return {skill = skill, version = version, examples = summary.examples,
+  return {skill = skill, version = version, examples = summary.examples, scenarios = scenarios,
           final_loss = summary.final_loss, eval_loss = summary.eval_loss,
           base_eval_loss = summary.base_eval_loss, steps = summary.steps,
           epochs = summary.epochs, wall_time_s = summary.wall_time_s,
@@ -42,18 +44,42 @@ local function row(skill, version, summary)
           device = summary.device, status = M.badge(loss)}
 end
 
--- Every complete adapter, skills in order, newest version first.
+-- A version passes fewer scenarios than the one before it that has a result: flag it, naming
+-- that one. rows: one skill's, newest first.
+local function flag_regressions(rows)
+  for i, r in ipairs(rows) do
+    for j = i + 1, #rows do
+      local older = rows[j].scenarios
+      if older then
+        local now = r.scenarios
+        if now and now.passed * older.total < older.passed * now.total then
+          r.regressed_from = {version = rows[j].version, passed = older.passed, total = older.total}
+        end
+        break
+      end
+    end
+  end
+end
+
+-- Every complete adapter, skills in order, newest version first; with its scenario result
+-- (its scenarios.json, written by fastbrain.scenario_runs) when it has one.
 function M.list(data_dir)
   local out = fb.json.array()
   local root = data_dir .. "/adapters"
   for _, skill in ipairs(fb.fs.list(root) or {}) do
     if skills.valid_id(skill) then
-      local versions = fb.fs.list(root .. "/" .. skill) or {}
+      local versions, rows = fb.fs.list(root .. "/" .. skill) or {}, {}
       for i = #versions, 1, -1 do
         local v = versions[i]
-        local summary = valid_version(v) and read_json(("%s/%s/%s/summary.json"):format(root, skill, v))
-        if type(summary) == "table" then out[#out + 1] = row(skill, v, summary) end
+        local dir = ("%s/%s/%s"):format(root, skill, v)
+        local summary = valid_version(v) and read_json(dir .. "/summary.json")
+        if type(summary) == "table" then
+          local scenarios = read_json(dir .. "/scenarios.json")
+          rows[#rows + 1] = row(skill, v, summary, type(scenarios) == "table" and scenarios or nil)
+        end
       end
+      flag_regressions(rows)
+      for _, r in ipairs(rows) do out[#out + 1] = r end
     end
   end
   return out
@@ -124,7 +150,8 @@ function M.mount(app, ctx)
   app:get("/api/adapters/:skill/:version", function(req, res)
     local dir = M.dir(data_dir, req.params.skill, req.params.version)
     local summary = read_json(dir .. "/summary.json")
-    res:json(200, {adapter = row(req.params.skill, req.params.version, summary), summary = summary,
+    local scenarios = read_json(dir .. "/scenarios.json")
+    res:json(200, {adapter = row(req.params.skill, req.params.version, summary, scenarios), summary = summary,
                    config = read_json(dir .. "/adapter_config.json") or fb.json.null})
   end)
 
