@@ -127,7 +127,8 @@ local function main(argv)
   require("fastbrain.api.adapters").mount(app, {data_dir = opts.data_dir, model = opts.model,
                                                 is_live = training.is_live, pool = pool})
   require("fastbrain.api.openai").mount(app, {data_dir = opts.data_dir, model = opts.model, pool = pool})
-  local runs = require("fastbrain.scenario_runs").new{data_dir = opts.data_dir, pool = pool, model = opts.model}
+  local runs = require("fastbrain.scenario_runs").new{data_dir = opts.data_dir, pool = pool, model = opts.model,
+                                                      chain = chain}
   require("fastbrain.api.scenario_runs").mount(app, {data_dir = opts.data_dir, runs = runs})
   runs:resume_saved()
   local web = fb.root .. "/web"

@@ -3,15 +3,17 @@
 -- Runs are queued and answered one at a time, off the loop (fastbrain.model_pool), each saved
 -- after every answer in skills/<skill>/scenario-runs/<id>.json, so a restarted server goes on
 -- where it stopped; a version's latest result is also its adapter's scenarios.json (the badge).
---   new{data_dir =, pool =, model = default base} -> runs
---   runs:start(skill, target) -> run | nil, err: target {kind = "base"} or {kind = "adapter",
---     version =}; the run is queued
+--   new{data_dir =, pool =, model = default base, chain = the judge's providers} -> runs
+--   runs:start(skill, target [, {judge = true}]) -> run | nil, err: target {kind = "base"} or
+--     {kind = "adapter", version =}; the run is queued
 --   runs:list(skill) -> summaries, newest first; runs:get(skill, id) -> run | nil
 --   runs:cancel(skill, id) -> run | nil, err; runs:listen(skill, fn(event, summary)) -> unlisten
 --   runs:resume_saved(): queue again the runs a stopped server left queued or running
--- A scenario passes when all its hard checks do; one with only a rubric waits for the judge
--- ("unjudged", not a pass).
+-- A scenario passes when all its hard checks do and, when it has a rubric, the judge
+-- (fastbrain.judge) scores it 4 or 5; a rubric the judge could not score leaves it "unjudged"
+-- (not a pass), as does a run without the judge.
 local fb = require "fastbrain"
+local judge = require "fastbrain.judge"
 local models = require "fastbrain.models"
 local scenarios = require "fastbrain.scenarios"
 local scenarios_api = require "fastbrain.api.scenarios"
@@ -23,7 +25,7 @@ local Runs = {}
 Runs.__index = Runs
 
 function M.new(opts)
-  return setmetatable({data_dir = opts.data_dir, pool = opts.pool, model = opts.model,
+  return setmetatable({data_dir = opts.data_dir, pool = opts.pool, model = opts.model, chain = opts.chain,
                        queue = {}, listeners = {}, cache = {}, answering = {}, next_n = 0}, Runs)
 end
 
@@ -67,14 +69,15 @@ function Runs:resolve(skill, target)
   return summary_json.base_model or self.model, dir
 end
 
-function Runs:start(skill, target)
+function Runs:start(skill, target, opts)
   local model, adapter = self:resolve(skill, target)
   if not model then return nil, adapter end
   self.next_n = self.next_n + 1
   local run = {id = ("%s-%d"):format(os.date("!%Y%m%d-%H%M%S"), self.next_n), skill = skill, target = target,
                model = model, state = "queued", created_at = os.time(), answered = 0, passed = 0,
                total = fb.json.null, results = fb.json.array(),
-               settings = {max_tokens = M.MAX_TOKENS, temperature = 0, repetition_penalty = M.REPETITION_PENALTY}}
+               settings = {max_tokens = M.MAX_TOKENS, temperature = 0, repetition_penalty = M.REPETITION_PENALTY,
+                           judge = self.chain ~= nil and not (opts and opts.judge == false)}}
   run.adapter = adapter or fb.json.null
   while fb.fs.mode(("%s/%s.json"):format(runs_dir(self, skill), run.id)) do  -- a restarted server's
     self.next_n = self.next_n + 1
@@ -107,8 +110,17 @@ local function with_system(messages, system)
   return out
 end
 
+-- The scenario's status from its hard checks and the judge's verdict (nil: not judged).
+local function status_of(s, hard, hard_pass, verdict)
+  if #hard > 0 and not hard_pass then return "fail" end
+  if not s.rubric then return "pass" end
+  if not verdict then return "unjudged" end
+  return verdict.pass and "pass" or "fail"
+end
+
 -- Answer one scenario -> its result, or nil when the server is stopping
-function Runs:answer_one(run, s, system)
+function Runs:answer_one(run, s, skill)
+  local system = skill.system
   local started = fb.now()
   local job, err, code = self.pool:submit(run.model, with_system(s.messages, system), {
     adapter = run.adapter ~= fb.json.null and run.adapter or nil, max_tokens = run.settings.max_tokens,
@@ -128,8 +140,14 @@ function Runs:answer_one(run, s, system)
   result.answer, result.tokens = text, ev.completion_tokens
   local verdicts, passed = scenarios.verdicts(text, s.checks)
   result.checks = fb.json.array(verdicts)
-  if #verdicts == 0 then result.status = "unjudged"  -- a rubric alone: the judge's
-  else result.status = passed and "pass" or "fail" end
+  local verdict
+  if s.rubric and run.settings.judge and self.chain then
+    local jerr
+    verdict, jerr = judge.judge(self.chain, {skill = skill, scenario = s, answer = text})
+    result.judge = verdict or {error = jerr.message, provider = jerr.provider, model = jerr.model,
+                               prompt_version = jerr.prompt_version}
+  end
+  result.status = status_of(s, verdicts, passed, verdict)
   return result
 end
 
@@ -153,7 +171,7 @@ function Runs:answer_all(run)
   for _, s in ipairs(list) do
     if run.state == "cancelled" then break end
     if not done[s.id] then
-      local result = self:answer_one(run, s, meta.system)
+      local result = self:answer_one(run, s, meta)
       if not result then return end
       if run.state == "cancelled" then break end
       run.results[#run.results + 1] = result

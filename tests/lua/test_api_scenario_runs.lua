@@ -1,12 +1,14 @@
 -- Scenario runs over real HTTP with real model processes on the bundled model: a scenario the
 -- base fails and a trained adapter passes on its hard checks, with verdicts that say why; a
--- rubric alone stays "unjudged" (not a pass); the adapter's row carries its result and a version
+-- rubric the judge scores 4-5 passes, one it cannot score stays "unjudged" (not a pass), each
+-- verdict with its provider and prompt version (the providers are local stand-ins); the adapter's row carries its result and a version
 -- that passes fewer than the one before is flagged; runs queue and cancel; a run a stopped
 -- server left half done goes on where it stopped; a finished training job's adapter is run.
 local T = require "tests.lua.testing"
 local fb = require "fastbrain"
 local server = require "tests.api.server"
 local scenario_runs = require "fastbrain.scenario_runs"
+local standin = require "tests.lua.standin"
 
 local app = server.start()
 local MODEL = fb.root .. "/share/models/tiny"
@@ -109,6 +111,34 @@ T.test("a run a stopped server left half done goes on where it stopped", functio
   local run = runs:get("desk", half.id)
   T.eq({run.answered, run.total, run.results[1].answer}, {3, 3, "kept from before the restart"})
   T.eq({run.results[2].scenario, run.results[3].scenario}, {"short", "kind"})
+end)
+
+T.test("the judge scores the rubrics: 4-5 passes; an unusable reply leaves it unjudged", function()
+  local srv = standin.start()
+  local keys = require("fastbrain.keys").new{getenv = function() return "sk-test-0000" end}
+  local chain = require("fastbrain.fallback").new{retries = 0, providers = {
+    require("fastbrain.providers.openai").new{name = "groq", keys = keys, key_env = "GROQ_API_KEY",
+                                              base_url = srv.base .. "/openai/v1", model = "judge-model"}}}
+  local runs = scenario_runs.new{data_dir = app.data_dir, pool = app.pool, model = MODEL, chain = chain}
+  local function finished(run)
+    server.wait_until(function() return runs:get("desk", run.id).state == "succeeded" end, "the judged run", 60000)
+    return by_scenario(runs:get("desk", run.id)), runs:get("desk", run.id)
+  end
+  srv:queue("openai", standin.openai_ok('{"score": 5, "reason": "Warm and brief."}'))
+  local results, run = finished(assert(runs:start("desk", {kind = "adapter", version = "v1"})))
+  T.eq(results.kind.status, "pass")
+  T.eq(results.kind.judge, {score = 5, reason = "Warm and brief.", pass = true, provider = "groq",
+                            model = "llama-3.1-8b-instant", prompt_version = "v1"})
+  T.eq({run.passed, run.settings.judge, #srv.requests.openai}, {3, true, 1})  -- only the rubric is judged
+  srv:queue("openai", standin.openai_ok("It is fine."), standin.openai_ok("Still fine."))
+  results, run = finished(assert(runs:start("desk", {kind = "adapter", version = "v1"})))
+  T.eq(results.kind.status, "unjudged")
+  T.matches(results.kind.judge.error, "not usable")
+  T.eq(run.passed, 2)
+  local off = assert(runs:start("desk", {kind = "adapter", version = "v1"}, {judge = false}))
+  results = finished(off)
+  T.eq({results.kind.status, results.kind.judge, #srv.requests.openai}, {"unjudged", nil, 3})
+  srv:close()
 end)
 
 T.test("a finished training job's adapter is run on the skill's scenarios", function()

@@ -1,6 +1,7 @@
 -- fastbrain.api.scenario_runs: scenario runs (fastbrain.scenario_runs) over HTTP, and the run
 -- every finished training job's adapter gets.
---   POST /api/skills/:skill/scenario-runs {target = "base"} or {version = V}: 202 {run}, queued
+--   POST /api/skills/:skill/scenario-runs {target = "base"} or {version = V} (and judge = false
+--                                            to leave rubrics unjudged): 202 {run}, queued
 --   GET  /api/skills/:skill/scenario-runs                 {runs}: summaries, newest first
 --   GET  /api/skills/:skill/scenario-runs/events          SSE: queued, progress, done, error,
 --                                                         cancelled, each with the run's summary
@@ -41,8 +42,8 @@ function M.mount(app, ctx)
 
   app:post(base, function(req, res)
     local skill = skills.require(data_dir, req.params.skill)
-    local target = target_of(req:json())
-    local run, err = runs:start(skill.id, target)
+    local body = req:json()
+    local run, err = runs:start(skill.id, target_of(body), {judge = type(body) == "table" and body.judge})
     if not run then router.fail(404, err) end
     res:json(202, {run = run})
   end)
