@@ -2,3 +2,4 @@
 # (lua/fastbrain/scenarios.lua), on POSIX regular expressions (engine/l_regex.c).
 target_sources(fb_host PRIVATE engine/l_regex.c)
 fb_add_lua_test(scenarios tests/lua/test_scenarios.lua)
+fb_add_lua_test(bundled_scenarios tests/lua/test_bundled_scenarios.lua)
