@@ -64,10 +64,11 @@ T.test("a file broken on disk is a 422 naming its line; a replacement mends it",
 end)
 
 T.test("bundled skills come with their scenarios, in old data directories too", function()
-  local share = fb.root .. "/share/skills"
+  local share, sets = fb.root .. "/share/skills", 0
   for _, id in ipairs(fb.fs.list(share)) do
     local want = fb.fs.read(share .. "/" .. id .. "/scenarios.jsonl")
     if want then
+      sets = sets + 1
       local status, body = server.call(app, "GET", "/api/skills/" .. id .. "/scenarios")
       T.eq({status, #body.scenarios > 0}, {200, true})
       local path = app.data_dir .. "/skills/" .. id .. "/scenarios.jsonl"
@@ -76,6 +77,7 @@ T.test("bundled skills come with their scenarios, in old data directories too", 
       T.eq(fb.fs.read(path), want)
     end
   end
+  T.eq(sets, 3)
 end)
 
 T.test("clean up", function() server.stop(app) end)
