@@ -6,3 +6,5 @@ fb_add_lua_test(scenarios tests/lua/test_scenarios.lua)
 fb_add_lua_test(bundled_scenarios tests/lua/test_bundled_scenarios.lua)
 # The judge of rubrics, against the provider stand-ins (tests/lua/standin.lua).
 fb_add_lua_test(judge tests/lua/test_judge.lua)
+# Suggested scenarios from the providers (stand-ins), over real HTTP.
+fb_add_lua_test(api_suggest tests/lua/test_api_suggest.lua)

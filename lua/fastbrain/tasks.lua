@@ -6,6 +6,8 @@
 --         check = fn(saved) -> true when a saved task is whole} -> board
 --   board:latest(key) -> task | nil       this server's, else the saved one
 --   board:begin(key, task) -> task        the owner's new latest (gets id, key), saved
+--   board:start(key, task, run, ...) -> task | nil, live: begun and run(board, task, ...) in a
+--     coroutine, unless the owner's latest task is still running (live)
 --   board:save(task); board:emit(task, event): to the key's listeners, with public(task)
 --   board:watch(res, key): GET .../events: a snapshot (when there is a task), then its events
 local fb = require "fastbrain"
@@ -54,6 +56,14 @@ function Board:begin(key, task)
   task.id, task.key = self.next_id, key
   self.tasks[key] = task
   self:save(task)
+  return task
+end
+
+function Board:start(key, task, run, ...)
+  local live = self:latest(key)
+  if live and live.state == "running" then return nil, live end
+  self:begin(key, task)
+  fb.spawn(run, self, task, ...)
   return task
 end
 

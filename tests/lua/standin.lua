@@ -70,7 +70,8 @@ function M.anthropic_stream(text)
 end
 
 -- start() -> stand-in with .port, .base (http://127.0.0.1:port), :queue(path, answer...),
--- :respond(path, fn(req) -> answer), .requests (path -> list of {headers, body}), :close().
+-- :respond(path, fn(req) -> answer), .requests (path -> list of {headers, body}), :close(),
+-- :chain([names]) -> a provider chain on it.
 -- path is "openai" or "anthropic".
 function M.start()
   local s = {queues = {}, requests = {}, responders = {}}
@@ -105,6 +106,20 @@ function M.start()
   function s:respond(path, fn) self.responders[path] = fn end
   function s:reset() self.queues, self.requests, self.responders = {}, {}, {} end
   function s:close() app:close(0) end
+  -- A provider chain on this stand-in: Groq's wire format, then Anthropic's (or only the
+  -- providers named), with test keys and no retries.
+  function s:chain(names)
+    local keys = require("fastbrain.keys").new{getenv = function() return "sk-test-0000" end}
+    local all = {
+      groq = require("fastbrain.providers.openai").new{name = "groq", keys = keys, key_env = "GROQ_API_KEY",
+        base_url = self.base .. "/openai/v1", model = "llama-3.1-8b-instant"},
+      anthropic = require("fastbrain.providers.anthropic").new{name = "anthropic", keys = keys,
+        key_env = "ANTHROPIC_API_KEY", base_url = self.base, model = "claude-3-5-haiku-20241022"},
+    }
+    local providers = {}
+    for _, name in ipairs(names or {"groq", "anthropic"}) do providers[#providers + 1] = all[name] end
+    return require("fastbrain.fallback").new{retries = 0, providers = providers}
+  end
   return s
 end
 

@@ -6,9 +6,6 @@ local json = fb.json
 local router = require "fastbrain.router"
 local http = require "fastbrain.http_client"
 local standin = require "tests.lua.standin"
-local openai = require "fastbrain.providers.openai"
-local anthropic = require "fastbrain.providers.anthropic"
-local fallback = require "fastbrain.fallback"
 
 local srv = standin.start()
 local data_dir = os.tmpname()
@@ -18,10 +15,7 @@ fb.fs.write_atomic(data_dir .. "/skills/plumber/skill.json", json.encode({id = "
 local function line(u, a) return json.encode({messages = {{role = "user", content = u}, {role = "assistant", content = a}}}) end
 fb.fs.write_atomic(data_dir .. "/skills/plumber/data.jsonl", line("What are your hours?", "8 to 6.") .. "\n")
 
-local keys = require("fastbrain.keys").new{getenv = function() return "sk-test-0000" end}
-local chain = fallback.new{retries = 0, providers = {
-  openai.new{name = "groq", keys = keys, key_env = "GROQ_API_KEY", base_url = srv.base .. "/openai/v1", model = "m"},
-  anthropic.new{name = "anthropic", keys = keys, key_env = "ANTHROPIC_API_KEY", base_url = srv.base, model = "m"}}}
+local chain = srv:chain()
 local app = router.new()
 require("fastbrain.api.generate").mount(app, {data_dir = data_dir, chain = chain})
 local port = assert(app:listen{host = "127.0.0.1", port = 0})

@@ -115,10 +115,7 @@ end)
 
 T.test("the judge scores the rubrics: 4-5 passes; an unusable reply leaves it unjudged", function()
   local srv = standin.start()
-  local keys = require("fastbrain.keys").new{getenv = function() return "sk-test-0000" end}
-  local chain = require("fastbrain.fallback").new{retries = 0, providers = {
-    require("fastbrain.providers.openai").new{name = "groq", keys = keys, key_env = "GROQ_API_KEY",
-                                              base_url = srv.base .. "/openai/v1", model = "judge-model"}}}
+  local chain = srv:chain({"groq"})
   local runs = scenario_runs.new{data_dir = app.data_dir, pool = app.pool, model = MODEL, chain = chain}
   local function finished(run)
     server.wait_until(function() return runs:get("desk", run.id).state == "succeeded" end, "the judged run", 60000)

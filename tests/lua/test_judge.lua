@@ -7,15 +7,9 @@ local T = require "tests.lua.testing"
 local fb = require "fastbrain"
 local standin = require "tests.lua.standin"
 local judge = require "fastbrain.judge"
-local fallback = require "fastbrain.fallback"
-local openai = require "fastbrain.providers.openai"
-local anthropic = require "fastbrain.providers.anthropic"
 
 local srv = standin.start()
-local keys = require("fastbrain.keys").new{getenv = function() return "sk-test-0000" end}
-local chain = fallback.new{retries = 0, providers = {
-  openai.new{name = "groq", keys = keys, key_env = "GROQ_API_KEY", base_url = srv.base .. "/openai/v1", model = "llama-3.1-8b-instant"},
-  anthropic.new{name = "anthropic", keys = keys, key_env = "ANTHROPIC_API_KEY", base_url = srv.base, model = "claude-3-5-haiku-20241022"}}}
+local chain = srv:chain()
 
 local SKILL = {id = "plumber", name = "Plumbing receptionist", system = "You book plumbing visits."}
 local SCENARIO = {id = "leak", messages = {{role = "user", content = "My sink leaks"}},

@@ -43,20 +43,12 @@ function M.mount(app, ctx)
   local board = tasks.board{what = "generate", public = public,
                             file = function(id) return skills.dir(ctx.data_dir, id) .. "/generate.json" end}
   app:post("/api/skills/:skill/generate", function(req, res)
-    local skill = skills.require(ctx.data_dir, req.params.skill)
-    local body = req:json()
-    local count = type(body) == "table" and math.tointeger(body.count)
-    if not count or count < 1 or count > M.MAX_COUNT then
-      return res:json(400, {error = "invalid request", fields = {count = ("an integer 1..%d"):format(M.MAX_COUNT)}})
-    end
-    local live = board:latest(skill.id)
-    if live and live.state == "running" then
-      return res:json(409, {error = "generation already running", task = public(live)})
-    end
-    local task = board:begin(skill.id, {skill = skill.id, state = "running", count = count, kept = 0,
-                                        dropped = {}, by_provider = {}, fallbacks = fb.json.array(),
-                                        batch = math.tointeger(body.batch) or 5})
-    fb.spawn(run, board, task, ctx, skill)
+    local skill, count, body = skills.counted(ctx.data_dir, req, M.MAX_COUNT)
+    if not skill then return res:json(400, count) end
+    local task, live = board:start(skill.id, {skill = skill.id, state = "running", count = count, kept = 0,
+                                              dropped = {}, by_provider = {}, fallbacks = fb.json.array(),
+                                              batch = math.tointeger(body.batch) or 5}, run, ctx, skill)
+    if not task then return res:json(409, {error = "generation already running", task = public(live)}) end
     res:json(202, {task = public(task)})
   end)
 

@@ -4,11 +4,17 @@
 --                                              JSON list (or {scenarios = list}); 400 {lines}
 --   POST   /api/skills/:skill/scenarios        add one (a JSON object): 201, 409 for a taken id
 --   PUT    /api/skills/:skill/scenarios/:id    replace one; DELETE the same path removes it
+--   POST   /api/skills/:skill/scenarios/suggest {count}: 202, drafts from the provider chain
+--          (fastbrain.suggest) as a task; 409 while one runs. GET .../suggest: the latest task
+--          ({state, drafts, dropped, provider, fallbacks, error}); GET .../suggest/events: SSE.
+--          Drafts are not saved: the person keeps each with POST, edited or not.
 -- Every change is validated whole before the file is replaced, atomically.
 local fb = require "fastbrain"
 local router = require "fastbrain.router"
 local scenarios = require "fastbrain.scenarios"
 local skills = require "fastbrain.api.skills"
+local suggest = require "fastbrain.suggest"
+local tasks = require "fastbrain.tasks"
 
 local M = {}
 
@@ -68,10 +74,63 @@ local function checked(body)
   return s
 end
 
--- mount(app, {data_dir =})
+local function public(task)
+  return {id = task.id, skill = task.skill, state = task.state, count = task.count,
+          drafts = task.drafts or fb.json.array(), dropped = task.dropped or {},
+          provider = task.provider or fb.json.null, fallbacks = task.fallbacks or fb.json.array(),
+          error = task.error or fb.json.null}
+end
+
+-- A few of the skill's examples, for the providers to see its voice.
+local function examples_of(data_dir, id)
+  local out = {}
+  for line in (fb.fs.read(skills.data_path(data_dir, id)) or ""):gmatch("[^\n]+") do
+    local ex = fb.json.decode(line)
+    if type(ex) == "table" and type(ex.messages) == "table" then out[#out + 1] = ex end
+    if #out == 5 then break end
+  end
+  return out
+end
+
+local function run_suggest(board, task, ctx, skill)
+  local report, err = suggest.suggest{chain = ctx.chain, skill = skill, count = task.count,
+                                      examples = examples_of(ctx.data_dir, skill.id),
+                                      existing = M.read(ctx.data_dir, skill.id) or {}}
+  if report then
+    task.drafts, task.dropped, task.provider, task.fallbacks = report.drafts, report.dropped,
+      report.provider, report.fallbacks
+  end
+  task.error = err
+  task.state = report and #report.drafts > 0 and "succeeded" or "failed"
+  if report and #report.drafts == 0 then task.error = "the providers wrote no usable scenario" end
+  board:save(task)
+  board:emit(task, task.state == "succeeded" and "done" or "error")
+end
+
+local function mount_suggest(app, ctx, base)
+  local board = tasks.board{what = "suggest", public = public,
+                            file = function(id) return skills.dir(ctx.data_dir, id) .. "/suggest.json" end}
+  app:post(base .. "/suggest", function(req, res)
+    local skill, count = skills.counted(ctx.data_dir, req, suggest.MAX_COUNT)
+    if not skill then return res:json(400, count) end
+    local task, live = board:start(skill.id, {skill = skill.id, state = "running", count = count}, run_suggest, ctx, skill)
+    if not task then return res:json(409, {error = "suggestions already running", task = public(live)}) end
+    res:json(202, {task = public(task)})
+  end)
+  app:get(base .. "/suggest", function(req, res)
+    local task = board:latest(skills.require(ctx.data_dir, req.params.skill).id)
+    res:json(200, {task = task and public(task) or fb.json.null})
+  end)
+  app:get(base .. "/suggest/events", function(req, res)
+    board:watch(res, skills.check_id(req.params.skill))
+  end)
+end
+
+-- mount(app, {data_dir =, chain = a fastbrain.fallback chain (for suggestions)})
 function M.mount(app, ctx)
   local data_dir = ctx.data_dir
   local base = "/api/skills/:skill/scenarios"
+  mount_suggest(app, ctx, base)
 
   app:get(base, function(req, res)
     res:json(200, {scenarios = fb.json.array(current(data_dir, req.params.skill))})

@@ -42,6 +42,18 @@ function M.read(data_dir, id)
   return skill
 end
 
+-- A task request's skill (404s as require's) and its body's count, 1..max -> skill, count,
+-- body | nil, the 400's body naming the field.
+function M.counted(data_dir, req, max)
+  local skill = M.require(data_dir, req.params.skill)
+  local body = req:json()
+  local count = type(body) == "table" and math.tointeger(body.count)
+  if not count or count < 1 or count > max then
+    return nil, {error = "invalid request", fields = {count = ("an integer 1..%d"):format(max)}}
+  end
+  return skill, count, body
+end
+
 -- The skill (after a 400 for a bad id and a 404 for an unknown one).
 function M.require(data_dir, id)
   local skill = M.read(data_dir, M.check_id(id))
