@@ -23,10 +23,15 @@ enum { TOK_NORMAL = 1, TOK_CONTROL = 3, TOK_USER_DEFINED = 4, TOK_UNUSED = 5 };
 /* The llama.cpp architecture of m, or NULL with err naming what is not supported. */
 static const char *gguf_arch(const fb_model *m, fb_err *err) {
   const fb_model_config *c = &m->cfg;
+  /* a window in use, named by the config.json fields that put it there (model_config.c) */
   for (int i = 0; i < c->num_hidden_layers; i++)
     if (c->layer_window[i] > 0 && c->layer_window[i] < c->max_position_embeddings) {
-      fb_err_set(err, FB_EUNSUPPORTED, "gguf: layer %d's sliding window (%d) is not written yet",
-                 i, c->layer_window[i]);
+      int qwen = c->arch == FB_ARCH_QWEN2 || c->arch == FB_ARCH_QWEN3;
+      fb_err_set(err, FB_EUNSUPPORTED, "gguf: config.json's sliding_window %d%s is shorter than "
+                 "max_position_embeddings %d (layer %d attends through it): a sliding window is "
+                 "not written to GGUF yet", c->layer_window[i],
+                 qwen ? " (use_sliding_window true; max_window_layers or layer_types)" : "",
+                 c->max_position_embeddings, i);
       return NULL;
     }
   if (c->rope_scaling.type == FB_ROPE_LLAMA3 && c->arch != FB_ARCH_LLAMA) {
