@@ -23,10 +23,15 @@ enum { TOK_NORMAL = 1, TOK_CONTROL = 3, TOK_USER_DEFINED = 4, TOK_UNUSED = 5 };
 /* The llama.cpp architecture of m, or NULL with err naming what is not supported. */
 static const char *gguf_arch(const fb_model *m, fb_err *err) {
   const fb_model_config *c = &m->cfg;
+  /* a window in use, named by the config.json fields that put it there (model_config.c) */
   for (int i = 0; i < c->num_hidden_layers; i++)
     if (c->layer_window[i] > 0 && c->layer_window[i] < c->max_position_embeddings) {
-      fb_err_set(err, FB_EUNSUPPORTED, "gguf: layer %d's sliding window (%d) is not written yet",
-                 i, c->layer_window[i]);
+      int qwen = c->arch == FB_ARCH_QWEN2 || c->arch == FB_ARCH_QWEN3;
+      fb_err_set(err, FB_EUNSUPPORTED, "gguf: config.json's sliding_window %d%s is shorter than "
+                 "max_position_embeddings %d (layer %d attends through it): a sliding window is "
+                 "not written to GGUF yet", c->layer_window[i],
+                 qwen ? " (use_sliding_window true; max_window_layers or layer_types)" : "",
+                 c->max_position_embeddings, i);
       return NULL;
     }
   if (c->rope_scaling.type == FB_ROPE_LLAMA3 && c->arch != FB_ARCH_LLAMA) {
@@ -197,25 +202,39 @@ static int is_type(const cJSON *o, const char *type) {
   return cJSON_IsString(t) && strcmp(t->valuestring, type) == 0;
 }
 
+/* A ByteLevel pre-tokenizer without a prefix space (llama.cpp adds none), with GPT-2's regex
+ * (use_regex true, its default) when regex is set, else with none. */
+static int is_byte_level(const cJSON *o, int regex) {
+  const cJSON *r = field(o, "use_regex");
+  return is_type(o, "ByteLevel") && !cJSON_IsTrue(field(o, "add_prefix_space")) &&
+         (regex ? !r || cJSON_IsTrue(r) : cJSON_IsFalse(r));
+}
+
 /* llama.cpp's pre-tokenizer for tokenizer.json's, for the splits llama.cpp has one for and that
  * were checked against it (tests/export/llama_cpp.test.mjs): a ByteLevel pre-tokenizer with
- * GPT-2's regex ("gpt-2"), or a split_pre regex then ByteLevel without one. */
+ * GPT-2's regex ("gpt-2"), SmolLM's Digits (each number character alone) then that ByteLevel
+ * ("smollm": llama.cpp splits \p{N}, then GPT-2's regex), or a split_pre regex then ByteLevel
+ * without one. */
 static const char *pre_tokenizer(const cJSON *tok, const char *path, fb_err *err) {
-  const cJSON *pre = field(tok, "pre_tokenizer"), *regex = field(pre, "use_regex");
-  if (is_type(pre, "ByteLevel") && (!regex || cJSON_IsTrue(regex))) return "gpt-2";
-  const cJSON *list = field(pre, "pretokenizers"), *split = cJSON_GetArrayItem(list, 0),
-              *bytes = cJSON_GetArrayItem(list, 1), *behavior = field(split, "behavior"),
-              *pattern = field(field(split, "pattern"), "Regex");
-  if (is_type(pre, "Sequence") && cJSON_GetArraySize(list) == 2 && is_type(split, "Split") &&
-      cJSON_IsString(pattern) && cJSON_IsString(behavior) &&
-      strcmp(behavior->valuestring, "Isolated") == 0 && !cJSON_IsTrue(field(split, "invert")) &&
-      is_type(bytes, "ByteLevel") && cJSON_IsFalse(field(bytes, "use_regex")))
+  const cJSON *pre = field(tok, "pre_tokenizer");
+  if (is_byte_level(pre, 1)) return "gpt-2";
+  const cJSON *list = field(pre, "pretokenizers"), *first = cJSON_GetArrayItem(list, 0),
+              *bytes = cJSON_GetArrayItem(list, 1), *behavior = field(first, "behavior"),
+              *pattern = field(field(first, "pattern"), "Regex");
+  int pair = is_type(pre, "Sequence") && cJSON_GetArraySize(list) == 2;
+  if (pair && is_type(first, "Digits") && cJSON_IsTrue(field(first, "individual_digits")) &&
+      is_byte_level(bytes, 1))
+    return "smollm";
+  if (pair && is_type(first, "Split") && cJSON_IsString(pattern) && cJSON_IsString(behavior) &&
+      strcmp(behavior->valuestring, "Isolated") == 0 && !cJSON_IsTrue(field(first, "invert")) &&
+      is_byte_level(bytes, 0))
     for (size_t i = 0; i < sizeof split_pre / sizeof *split_pre; i++)
       if (strcmp(pattern->valuestring, split_pre[i].regex) == 0) return split_pre[i].pre;
   const cJSON *type = field(pre, "type");
   fb_err_set(err, FB_EUNSUPPORTED, "%s: pre_tokenizer %s is not written to GGUF yet (only "
-             "ByteLevel with GPT-2's regex, and Qwen2's and Llama 3's regex splits, are)", path,
-             cJSON_IsString(type) ? type->valuestring : "(none)");
+             "ByteLevel with GPT-2's regex and no prefix space, SmolLM's Digits with "
+             "individual_digits then that ByteLevel, and Qwen2's and Llama 3's regex splits, "
+             "are)", path, cJSON_IsString(type) ? type->valuestring : "(none)");
   return NULL;
 }
 

@@ -1,6 +1,7 @@
 /* pretokenize.h: the pre-tokenizers of tokenizer.json that cut normalized text into words:
  * Split (a PCRE2 regex with the JIT, behaviours Isolated, Removed, MergedWithPrevious,
- * MergedWithNext), ByteLevel (optional prefix space and GPT-2 regex) and Metaspace.
+ * MergedWithNext; tokenizer.c writes Digits as one), ByteLevel (optional prefix space and
+ * GPT-2 regex) and Metaspace.
  * It parses no JSON and does not map words to ids. */
 #ifndef FB_PRETOKENIZE_H
 #define FB_PRETOKENIZE_H

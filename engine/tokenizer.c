@@ -342,6 +342,18 @@ static int parse_pretokenizer(fb_tokenizer *t, const cJSON *node, const char *pa
     }
     return rc ? rc : add_pre(t, st);
   }
+  if (!strcmp(type, "Digits")) {
+    /* Hugging Face's tokenizers splits off each char::is_numeric character (Unicode's Nd, Nl
+     * and No: PCRE2's \p{N}), Isolated, or runs of them (Contiguous); SmolLM2 splits digits
+     * one by one before ByteLevel, as llama.cpp's "smollm" pre-tokenizer does. */
+    int individual;
+    if ((rc = get_bool(t, node, path, "individual_digits", 0, &individual, err))) return rc;
+    const char *pat = individual ? "\\p{N}" : "\\p{N}+";
+    st.kind = FB_PRE_SPLIT;
+    st.behavior = FB_SPLIT_ISOLATED;
+    rc = compile(t, pat, strlen(pat), path, &st.re, err);
+    return rc ? rc : add_pre(t, st);
+  }
   if (!strcmp(type, "ByteLevel")) {
     int use_regex;
     st.kind = FB_PRE_BYTELEVEL;
@@ -363,7 +375,7 @@ static int parse_pretokenizer(fb_tokenizer *t, const cJSON *node, const char *pa
     return add_pre(t, st);
   }
   return fail(err, FB_EUNSUPPORTED, t, "%s.type: \"%s\" is not supported (supported: Split, "
-              "ByteLevel, Metaspace, Sequence)", path, type);
+              "Digits, ByteLevel, Metaspace, Sequence)", path, type);
 }
 
 /* ---- decoders: flattened to steps, then turned into a decoded-bytes table per id ---- */

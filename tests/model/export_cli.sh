@@ -89,4 +89,12 @@ sed -i 's|"pre_tokenizer": *{[^}]*}|"pre_tokenizer": {"type": "Sequence", "preto
 run "$fb" export --model "$tmp/seq" --to gguf --out "$tmp/b.gguf" --no-check
 check "a pre-tokenizer GGUF cannot name is refused naming it, nothing written" eval \
   'rc_is 1 && err_has "seq/tokenizer.json: pre_tokenizer Sequence is not written to GGUF yet" && [ ! -e "$tmp/b.gguf" ]'
+cp -r "$tmp/model" "$tmp/mistral"
+sed -i 's|"LlamaForCausalLM"|"MistralForCausalLM"|; s|"tie_word_embeddings": false|&, "sliding_window": 64|' "$tmp/mistral/config.json"
+run "$fb" export --model "$tmp/mistral" --to gguf --out "$tmp/b.gguf" --no-check
+check "a sliding window in use is refused naming the config's field, nothing written" eval \
+  'rc_is 1 && err_has "config.json.s sliding_window 64 is shorter than max_position_embeddings 256 \(layer 0" && [ ! -e "$tmp/b.gguf" ]'
+sed -i 's|"sliding_window": 64|"sliding_window": 256|' "$tmp/mistral/config.json"
+run "$fb" export --model "$tmp/mistral" --to gguf --out "$tmp/b.gguf" --no-check
+check "... one as long as the context is no window: written" eval 'rc_is 0 && [ -e "$tmp/b.gguf" ]'
 finish
