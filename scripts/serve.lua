@@ -124,6 +124,7 @@ local function main(argv)
                                              default = models.id(opts.model, opts.data_dir)})
   require("fastbrain.api.adapters").mount(app, {data_dir = opts.data_dir, model = opts.model,
                                                 is_live = training.is_live, pool = pool})
+  require("fastbrain.api.exports").mount(app, {data_dir = opts.data_dir})
   require("fastbrain.api.openai").mount(app, {data_dir = opts.data_dir, model = opts.model, pool = pool})
   local web = fb.root .. "/web"
   if file_exists(web .. "/index.html") then app:static("/", web) end
