@@ -15,6 +15,10 @@ set_tests_properties(lua_api_crash PROPERTIES TIMEOUT 600 ENVIRONMENT FB_CRASH_R
 fb_test(lua_api_adapters $<TARGET_FILE:fastbrain> run tests/lua/test_api_adapters.lua
         $<TARGET_FILE:fastbrain> $<TARGET_FILE:fb_make_tiny_model>)
 set_tests_properties(lua_api_adapters PROPERTIES TIMEOUT 120)
+# The exports API runs `fastbrain export` on an adapter of the bundled model: GGUF (checked in
+# llama.cpp where node-llama-cpp is installed) and merged, downloaded over HTTP.
+fb_test(lua_api_exports $<TARGET_FILE:fastbrain> run tests/lua/test_api_exports.lua $<TARGET_FILE:fastbrain>)
+set_tests_properties(lua_api_exports PROPERTIES TIMEOUT 300)
 # The models API reads the Hugging Face cache it lays out itself, never the user's, and
 # calibrates estimates afresh.
 fb_test(lua_api_models $<TARGET_FILE:fastbrain> run tests/lua/test_api_models.lua $<TARGET_FILE:fastbrain>)

@@ -1,4 +1,4 @@
-# web.cmake: the dashboard's browser test (tests/web/dashboard.test.mjs): node's test runner,
+# web.cmake: the dashboard's browser tests (tests/web/*.test.mjs): node's test runner,
 # playwright-core driving headless Chromium against `fastbrain serve` training with the real
 # worker on the bundled model, and the provider stand-ins of tests/web/providers.lua. It fails,
 # saying what to install, when Chromium, node_modules or web/vendor/ is missing. Its artifacts
@@ -14,5 +14,8 @@ if(FB_NODE)
   # busy for minutes: the page's timings did not survive it once under AddressSanitizer.
   set_tests_properties(web_dashboard PROPERTIES TIMEOUT 300 ENVIRONMENT "${fb_web_env}"
                        RESOURCE_LOCK busy_cores)
+  # The adapters' Use panel: chat, export and snippets against its own server (~40 s).
+  fb_test(web_use ${FB_NODE} --test ${PROJECT_SOURCE_DIR}/tests/web/use.test.mjs)
+  set_tests_properties(web_use PROPERTIES TIMEOUT 300 ENVIRONMENT "${fb_web_env}" RESOURCE_LOCK busy_cores)
 endif()
 fb_test(lua_tips $<TARGET_FILE:fastbrain> run tests/web/test_tips.lua)

@@ -113,6 +113,11 @@ void fb_http_req_on_close(fb_http_req *req, fb_http_close_fn fn, void *ud);
  * request is complete after this call returns. */
 int fb_http_respond(fb_http_req *req, int status, const fb_http_header *headers, int nheaders,
                     const void *body, size_t len);
+/* Answer with the regular file at `path` (Content-Length: its size), sent in chunks as the client
+ * reads it, so a file of any size costs no memory. FB_ENOTFOUND when it cannot be opened or is
+ * not a regular file (nothing is sent then). The request is complete once the file is sent. */
+int fb_http_respond_file(fb_http_req *req, int status, const fb_http_header *headers, int nheaders,
+                         const char *path);
 /* {"error": msg} with Content-Type application/json. */
 int fb_http_respond_error(fb_http_req *req, int status, const char *msg);
 

@@ -6,11 +6,13 @@
 
 #include "log.h"
 
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -775,6 +777,20 @@ int fb_http_respond(fb_http_req *r, int status, const fb_http_header *headers, i
   rc = fb_http_conn_write(c, b, (c->is_head || bodyless || !len) ? 1 : 2);
   if (rc == 0) fb_http_finish(c);
   return rc;
+}
+
+int fb_http_respond_file(fb_http_req *r, int status, const fb_http_header *headers, int nheaders,
+                         const char *path) {
+  fb_http_conn *c = live(r, CONN_HANDLER);
+  if (!c) return FB_EINVALID;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return FB_ENOTFOUND;
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    return FB_ENOTFOUND;
+  }
+  return fb_http_send_fd(c, status, fd, (uint64_t)st.st_size, headers, nheaders);
 }
 
 /* {"error": msg} as JSON, with one more header when extra is not NULL. */

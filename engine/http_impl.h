@@ -118,6 +118,10 @@ int fb_http_guard_token(const fb_http_server *srv, const fb_http_req *req, const
 int fb_http_static_resolve(const static_mount *m, const char *path, char *out, size_t outsz);
 /* 1 when a static mount answered the request with a file (or 304), 0 to fall through. */
 int fb_http_static_try(fb_http_conn *c);
+/* Answer with the open file fd of `size` bytes, streamed as the client reads it; fd is closed
+ * here (now on failure, else at the end). 0, or the error of the head or the first write. */
+int fb_http_send_fd(fb_http_conn *c, int status, int fd, uint64_t size, const fb_http_header *headers,
+                    int nheaders);
 /* Queue more of the file being streamed; called again as writes complete. */
 void fb_http_static_pump(fb_http_conn *c);
 

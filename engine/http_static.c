@@ -1,6 +1,7 @@
 /* http_static.c: static file mounts: percent-decoding and refusal of traversal shapes, a real
  * path that must stay under the root (symlinks too), Content-Type by extension, ETag and
- * If-None-Match, index.html, and files streamed in chunks as the client reads them. */
+ * If-None-Match, index.html, and files streamed in chunks as the client reads them (also for
+ * a route's fb_http_respond_file). */
 #include "http_impl.h"
 
 #include <errno.h>
@@ -144,27 +145,34 @@ int fb_http_static_try(fb_http_conn *c) {
     fb_http_respond(r, 304, h, 2, NULL, 0);
     return 1;
   }
-  if (fb_http_head(c, &c->out, 200, h, 3, (int64_t)st.st_size)) {
+  if (fb_http_send_fd(c, 200, fd, (uint64_t)st.st_size, h, 3))
+    fb_http_respond_error(r, 500, "internal error");  /* a no-op once the connection is closing */
+  return 1;
+}
+
+int fb_http_send_fd(fb_http_conn *c, int status, int fd, uint64_t size, const fb_http_header *headers,
+                    int nheaders) {
+  int rc = fb_http_head(c, &c->out, status, headers, nheaders, (int64_t)size);
+  if (rc) {
     close(fd);
-    fb_http_respond_error(r, 500, "internal error");
-    return 1;
+    return rc;
   }
   uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
-  if (fb_http_conn_write(c, &b, 1)) {
+  if ((rc = fb_http_conn_write(c, &b, 1))) {
     close(fd);
-    return 1;
+    return rc;
   }
-  if (c->is_head || st.st_size == 0) {
+  if (c->is_head || size == 0) {
     close(fd);
     fb_http_finish(c);
-    return 1;
+    return 0;
   }
   c->state = CONN_STREAM;
   c->file_fd = fd;
   c->file_off = 0;
-  c->file_left = (uint64_t)st.st_size;
+  c->file_left = size;
   fb_http_static_pump(c);
-  return 1;
+  return 0;
 }
 
 void fb_http_static_pump(fb_http_conn *c) {

@@ -187,6 +187,24 @@ static int req_respond(lua_State *L) {
   return push_result(L, slot, rc);
 }
 
+/* respond_file(rq, status, path, headers) -> true | nil, "not found" | "closed": the file's
+ * bytes as the body, read as the client takes them (a download of any size). */
+static int req_respond_file(lua_State *L) {
+  int slot = live_slot(L, 1);
+  int status = (int)luaL_checkinteger(L, 2);
+  const char *path = luaL_checkstring(L, 3);
+  fb_http_header h[MAX_HEADERS];
+  int n = collect_headers(L, 4, h, MAX_HEADERS);
+  int rc = fb_http_respond_file(reqs.slots[slot].req, status, h, n, path);
+  if (rc == FB_ENOTFOUND) {
+    lua_pushnil(L);
+    lua_pushstring(L, "not found");
+    return 2;
+  }
+  if (rc == 0 && reqs.slots[slot].req) lreq_done(slot);
+  return push_result(L, slot, rc);
+}
+
 /* stream(rq, status, headers) / sse(rq, headers): begin a streamed response. */
 static int req_stream(lua_State *L) {
   int slot = live_slot(L, 1);
@@ -845,6 +863,7 @@ int luaopen_fastbrain_http(lua_State *L) {
       {"listen", http_listen}, {"guard", http_guard}, {"routes", http_routes},
       /* on a request handle (on_request's first argument) */
       {"respond", req_respond}, {"stream", req_stream},     {"sse", req_sse},
+      {"respond_file", req_respond_file},
       {"write", req_write},     {"event", req_event},       {"finish", req_finish},
       {"on_close", req_on_close}, {"alive", req_alive},     {"header", req_header},
       {"headers", req_headers}, {"body", req_body},         {"remote_addr", req_remote_addr},

@@ -126,6 +126,7 @@ local function main(argv)
                                              default = models.id(opts.model, opts.data_dir)})
   require("fastbrain.api.adapters").mount(app, {data_dir = opts.data_dir, model = opts.model,
                                                 is_live = training.is_live, pool = pool})
+  require("fastbrain.api.exports").mount(app, {data_dir = opts.data_dir})
   require("fastbrain.api.openai").mount(app, {data_dir = opts.data_dir, model = opts.model, pool = pool})
   local runs = require("fastbrain.scenario_runs").new{data_dir = opts.data_dir, pool = pool, model = opts.model,
                                                       chain = chain}

@@ -18,6 +18,7 @@ export function errorText(r) {
 }
 
 const skill = (id) => encodeURIComponent(id);
+const adapterPath = (id, version) => `/api/adapters/${skill(id)}/${encodeURIComponent(version)}`;
 
 export const api = {
   skills: () => request('GET', '/api/skills'),
@@ -46,8 +47,10 @@ export const api = {
   jobs: (id) => request('GET', `/api/jobs?skill=${skill(id)}&per_page=1`),
   jobLog: (job, lines) => request('GET', `/api/jobs/${encodeURIComponent(job)}/log?lines=${lines}`),
   adapters: () => request('GET', '/api/adapters'),
-  preview: (id, version, prompt) =>
-    request('POST', `/api/adapters/${skill(id)}/${encodeURIComponent(version)}/generate`, { prompt }),
+  preview: (id, version, prompt) => request('POST', `${adapterPath(id, version)}/generate`, { prompt }),
+  exportAdapter: (id, version, body) => request('POST', `${adapterPath(id, version)}/export`, body),
+  exportTask: (id, version) => request('GET', `${adapterPath(id, version)}/export`),
+  exportEventsUrl: (id, version) => `${adapterPath(id, version)}/export/events`,
   eventsUrl: (id) => `/api/training/events/${skill(id)}`,
   generate: (id, count) => request('POST', `/api/skills/${skill(id)}/generate`, { count }),
   generation: (id) => request('GET', `/api/skills/${skill(id)}/generate`),

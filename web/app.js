@@ -1,6 +1,6 @@
 // app.js: the dashboard's entry: wires the skills list, the skill's view (training, data and
-// its example generation), the adapters table, the preview panel, the base models and the data
-// providers; the
+// its example generation), the adapters table with each adapter's Use panel, the preview
+// panel, the base models and the data providers; the
 // selected skill lives in the URL hash (#/skill/<id>), so a reload comes back to it and
 // re-attaches to its training.
 import { api, errorText } from './api.js';
@@ -11,6 +11,7 @@ import { createData } from './data.js';
 import { createGenerate } from './generate.js';
 import { createProviders } from './providers.js';
 import { createModelsPanel } from './models.js';
+import { createUse } from './use.js';
 
 let adapters = [];
 let current = null;
@@ -21,6 +22,7 @@ const models = createModelsPanel($('#models'), { onChange: () => training.loadMo
 const training = createTraining($('#training'), { onFinished: refresh, onModel: () => models.load() });
 const data = createData($('#data'));
 const providers = createProviders($('#provider-rows'));
+const use = createUse($('#use-dialog'));
 const generate = createGenerate($('#generate'), {
   onUpdate: (task, finished) => {
     providers.load();
@@ -49,6 +51,7 @@ function renderAdapters() {
     h('td', { text: num(a.final_loss) }), h('td', { text: heldOut(a) }), h('td', { text: duration(a.wall_time_s) }),
     h('td', {}, h('span.badge', { 'data-badge': a.status, text: a.status })),
     h('td', {}, h('div.row-actions', {},
+      h('button.primary', { type: 'button', onclick: () => use.open(a), 'aria-label': `Use ${a.skill} ${a.version}` }, 'Use'),
       h('button', { type: 'button', onclick: () => choosePreview(a) }, `Preview ${a.skill}`),
       h('a.button', { href: `/api/adapters/${encodeURIComponent(a.skill)}/${encodeURIComponent(a.version)}/download`,
                       download: `${a.skill}-${a.version}.tar.gz`, 'aria-label': `Download ${a.skill} ${a.version}` }, 'Download'))))));

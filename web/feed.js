@@ -1,7 +1,8 @@
 // feed.js: a live feed of a server's events: an EventSource on `url`, replaced by calling
 // poll() every pollMs when the stream never opens or the browser gives up on it (a dropped
-// stream the browser retries itself, resuming with Last-Event-ID). The training view and the
-// data generation control share it.
+// stream the browser retries itself, resuming with Last-Event-ID). The training view, the
+// data generation control and the export control share it; the last two follow a server task
+// through taskFeed.
 const POLL_MS = 3000;
 
 // liveFeed({url, events: [type...], onEvent(type, data), poll(), onMode('sse'|'polling')})
@@ -38,4 +39,27 @@ export function liveFeed({ url, events, onEvent, poll, onMode }) {
     es.addEventListener(type, (e) => { if (e.data !== undefined) onEvent(type, JSON.parse(e.data)); });
   }
   return { close };
+}
+
+// taskFeed(root, {render(task), poll()}) -> {follow(url), unfollow()}: the events of a task the
+// server runs (snapshot, progress, done, error), each carrying the task, into render; while
+// following, follow() again is a no-op. root.dataset.feed says 'sse' or 'polling'.
+export function taskFeed(root, { render, poll }) {
+  let feed = null;
+  return {
+    follow(url) {
+      if (feed) return;
+      feed = liveFeed({
+        url,
+        events: ['snapshot', 'progress', 'done', 'error'],
+        onEvent: (_, task) => render(task),
+        poll,
+        onMode: (mode) => { root.dataset.feed = mode; },
+      });
+    },
+    unfollow() {
+      if (feed) feed.close();
+      feed = null;
+    },
+  };
 }

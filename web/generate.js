@@ -6,7 +6,7 @@
 // connections to a server, and an idle tab should hold one (its training stream), not two.
 import { api, errorText } from './api.js';
 import { h, announce } from './dom.js';
-import { liveFeed } from './feed.js';
+import { taskFeed } from './feed.js';
 
 const MAX_COUNT = 200;
 
@@ -30,7 +30,6 @@ export function createGenerate(root, { onUpdate }) {
   let skill = null;
   let task = null;
   let busy = false;  // a start request is in flight
-  let feed = null;
 
   const running = () => busy || (task && task.state === 'running');
   function renderButton() {
@@ -73,21 +72,9 @@ export function createGenerate(root, { onUpdate }) {
   }
 
   // Follow the running task's events (its snapshot first) until it ends.
-  function follow() {
-    if (feed) return;
-    feed = liveFeed({
-      url: api.generateEventsUrl(skill),
-      events: ['snapshot', 'progress', 'done', 'error'],
-      onEvent: (_, t) => render(t),
-      poll,
-      onMode: (mode) => { root.dataset.feed = mode; },
-    });
-  }
-
-  function unfollow() {
-    if (feed) feed.close();
-    feed = null;
-  }
+  const feed = taskFeed(root, { render, poll });
+  const follow = () => feed.follow(api.generateEventsUrl(skill));
+  const unfollow = () => feed.unfollow();
 
   go.addEventListener('click', async () => {
     if (go.disabled) return;

@@ -117,6 +117,18 @@ function Res:send(status, body, headers)
   finished(self, status)
 end
 
+-- res:send_file(status, path [, headers]): the file as the body, read as the client takes it
+-- (no copy in memory: a download of any size). nil, "not found" when path is not a readable
+-- regular file; the response is then still unsent.
+function Res:send_file(status, path, headers)
+  if self.gone then return nil, self.gone end
+  if self.done then error("response already sent", 2) end
+  local ok, err = http.respond_file(self._rq, status, path, headers or {})
+  if err == "not found" then return nil, err end
+  finished(self, status)
+  return ok, err
+end
+
 -- res:json(status, value [, headers])
 function Res:json(status, value, headers)
   if self.gone then return nil, self.gone end

@@ -43,6 +43,15 @@ function M.stop(app)
   sh("rm -rf '" .. app.data_dir .. "'")
 end
 
+-- write_examples(path [, n = 10]): n chat examples ("q<i>" -> "a<i>") as JSONL, to train on.
+function M.write_examples(path, n)
+  local f = assert(io.open(path, "w"))
+  for i = 0, (n or 10) - 1 do
+    f:write(fb.json.encode({messages = {{role = "user", content = "q" .. i}, {role = "assistant", content = "a" .. i}}}), "\n")
+  end
+  f:close()
+end
+
 -- ---- a fast skill ------------------------------------------------------------------------
 
 -- Training defaults that make a job on the bundled model take about 20 ms a step.

@@ -15,11 +15,7 @@ local model = app.data_dir .. "/tiny-model"
 assert(os.execute(string.format("%q %q", arg[2], model)), "fb_make_tiny_model failed")
 
 local data = app.data_dir .. "/train.jsonl"
-local f = assert(io.open(data, "w"))
-for i = 0, 9 do
-  f:write(fb.json.encode({messages = {{role = "user", content = "q" .. i}, {role = "assistant", content = "a" .. i}}}), "\n")
-end
-f:close()
+server.write_examples(data)
 
 T.test("badges follow the documented rule", function()
   T.eq(adapters.badge(0.1), "excellent")

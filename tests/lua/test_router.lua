@@ -1,6 +1,7 @@
 -- fastbrain.router over a real server on 127.0.0.1 (port 0), talked to over real sockets:
 -- routing, params, query, JSON bodies, 404/405, HEAD, errors, 504, runaway 503, SSE,
--- middleware, static files, per-route body limits, listen options, shutdown.
+-- middleware, static files, a route's file (send_file), per-route body limits, listen options,
+-- shutdown.
 local T = require "tests.lua.testing"
 local client = require "tests.http.client"
 local fb = require "fastbrain"
@@ -91,6 +92,20 @@ local dir = os.tmpname()
 os.remove(dir)
 assert(os.execute("mkdir -p " .. dir .. "/web && printf '<h1>hi</h1>' > " .. dir .. "/web/index.html"))
 app:static("/", dir .. "/web")
+
+-- A route answering with a file: 3 MiB (many chunks, more than a client's write queue), or
+-- one that is not there (then the route still answers).
+local big = dir .. "/big.bin"
+do
+  local f = assert(io.open(big, "wb"))
+  for i = 1, 3 * 1024 do f:write(string.rep(string.char(i % 251), 1024)) end
+  f:close()
+end
+app:get("/download/:name", function(req, res)
+  local ok, err = res:send_file(200, dir .. "/" .. req.params.name, {["Content-Type"] = "application/octet-stream",
+                                                                    ["Content-Disposition"] = "attachment"})
+  if not ok then res:json(404, {error = err}) end
+end)
 
 local port = assert(app:listen{host = "127.0.0.1", port = 0})
 
@@ -383,6 +398,23 @@ T.test("IPv6: listen on ::1", function()
   T.eq(fb.json.decode(r.body), {addr = "::1"})
   c:close()
   other:close(0)
+end)
+
+T.test("send_file: a route's file in chunks, its length, HEAD without the body, a missing one", function()
+  local r = client.request(port, "GET", "/download/big.bin", {timeout = 10000})
+  T.eq({r.status, r.headers["content-length"], r.headers["content-disposition"]}, {200, tostring(3 * 1024 * 1024), "attachment"})
+  local f = assert(io.open(big, "rb"))
+  local want = f:read("a")
+  f:close()
+  T.eq(#r.body, #want)
+  assert(r.body == want, "the body is the file")
+  r = client.request(port, "HEAD", "/download/big.bin")
+  T.eq({r.status, r.headers["content-length"], r.body}, {200, tostring(3 * 1024 * 1024), ""})
+  r = client.request(port, "GET", "/download/nothing-here")
+  T.eq({r.status, fb.json.decode(r.body).error}, {404, "not found"})
+  r = client.request(port, "GET", "/download/web")  -- a directory is not a file
+  T.eq(r.status, 404)
+  T.eq(client.request(port, "GET", "/api/health").status, 200)
 end)
 
 T.test("HTTP/1.0: answered, then the connection closes", function()

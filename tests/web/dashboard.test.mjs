@@ -11,29 +11,16 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { createRequire } from 'node:module';
+import { root, bin, shots, CHROMIUM, FLAGS, requireParts, launch, accessibilityProblems } from './harness.mjs';
 
-const root = resolve(import.meta.dirname, '../..');
-const bin = resolve(process.env.FASTBRAIN_BIN || join(root, 'build/fastbrain'));
-const shots = resolve(process.env.FB_WEB_ARTIFACTS || join(root, 'build/test-output/web'));
-const CHROMIUM = '/usr/bin/chromium';
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--no-first-run'];
 // The keys the stand-ins require; ctest sets canary values, which must show up nowhere.
 const KEYS = {
   GROQ_API_KEY: process.env.GROQ_API_KEY || 'gsk_web_canary_0c1d',
   ANTHROPIC_API_KEY: process.env.ANTHROPIC_API_KEY || 'sk-ant-web-canary-9e2f',
 };
-
-const missing = [
-  [CHROMIUM, 'Chromium (apt-get install chromium)'],
-  [join(root, 'node_modules/playwright-core'), 'playwright-core (npm ci)'],
-  [join(root, 'web/vendor/chart.umd.min.js'), 'web/vendor (scripts/vendor-web.sh)'],
-  [bin, `the fastbrain binary (${bin})`],
-].filter(([path]) => !existsSync(path)).map(([, what]) => what);
-// A missing part fails the suite (run `make deps`): a skipped browser test would hide it.
-if (missing.length) throw new Error(`dashboard test: missing ${missing.join(', ')}; run make deps`);
+requireParts('dashboard');
 
 // The bundled skills' examples carry a 600-byte system prompt: with the bundled byte-level
 // model every step would be ~1000 tokens. The runs here train on short examples of the same
@@ -60,25 +47,6 @@ const COMMIT = '0123456789abcdef0123456789abcdef01234567';  // of the cached mod
 let server, standins, hub, base, dataDir, browser;
 let serverLog = '', standinLog = '', hubLog = '';
 const traffic = [];  // every API answer and SSE message the pages saw
-
-// Start `args` and resolve with the first match of `re` in its output (kept in log(chunk)).
-function launch(args, env, re, log) {
-  const child = spawn(bin, args, { cwd: root, env: { ...process.env, ...env } });
-  const seen = new Promise((ok, fail) => {
-    let out = '';
-    const timer = setTimeout(() => fail(new Error(`${args[0]} did not start:\n${out}`)), 10000);
-    const read = (chunk) => {
-      out += chunk;
-      log(String(chunk));
-      const m = out.match(re);
-      if (m) { clearTimeout(timer); ok(m[1]); }
-    };
-    child.stdout.on('data', read);
-    child.stderr.on('data', read);
-    child.on('exit', (code) => fail(new Error(`${args.join(' ')} exited ${code}:\n${out}`)));
-  });
-  return [child, seen];
-}
 
 async function call(method, path, body, type = 'application/json') {
   const r = await fetch(base + path, { method, headers: { 'Content-Type': type },
@@ -205,50 +173,6 @@ async function settings(page, maxSteps) {
   await page.fill('input[name="max_len"]', MAX_LEN);
 }
 
-// Accessibility checks on the page as it is: every control has a name, and visible text has
-// WCAG AA contrast against the colour behind it (4.5:1, 3:1 for large text).
-function accessibilityProblems(page) {
-  return page.evaluate(() => {
-    const problems = [];
-    const visible = (el) => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== 'hidden';
-    for (const el of document.querySelectorAll('input, textarea, select, button, a[href], [tabindex]')) {
-      if (!visible(el) || el.tabIndex < 0) continue;
-      const name = el.getAttribute('aria-label') || el.getAttribute('aria-labelledby')
-        || (el.labels && [...el.labels].map((l) => l.textContent).join('').trim())
-        || (['BUTTON', 'A'].includes(el.tagName) && el.textContent.trim()) || el.title;
-      if (!name) problems.push(`no accessible name: ${el.outerHTML.slice(0, 80)}`);
-    }
-    const rgb = (c) => (c.match(/[\d.]+/g) || []).map(Number);
-    const lum = ([r, g, b]) => [r, g, b].map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
-      .reduce((s, v, i) => s + v * [0.2126, 0.7152, 0.0722][i], 0);
-    const background = (el) => {
-      for (let e = el; e; e = e.parentElement) {
-        const st = getComputedStyle(e);
-        if (st.backgroundImage !== 'none') return null;  // a gradient: judged by eye
-        const c = rgb(st.backgroundColor);
-        if (c.length === 3 || c[3] === 1) return c.slice(0, 3);
-      }
-      return [255, 255, 255];
-    };
-    for (const el of document.querySelectorAll('body *')) {
-      const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
-      // Disabled controls are exempt (WCAG 1.4.3: inactive user interface components).
-      if (!own || !visible(el) || el.closest('[aria-hidden="true"], .sr-only, canvas, :disabled')) continue;
-      const st = getComputedStyle(el);
-      const bg = background(el);
-      if (!bg) continue;
-      const fg = rgb(st.color);
-      const opacity = [...function* up(e) { for (; e; e = e.parentElement) yield Number(getComputedStyle(e).opacity); }(el)].reduce((a, b) => a * b, 1);
-      const mixed = fg.slice(0, 3).map((v, i) => v * opacity * (fg[3] ?? 1) + bg[i] * (1 - opacity * (fg[3] ?? 1)));
-      const [hi, lo] = [lum(mixed), lum(bg)].sort((a, b) => b - a);
-      const ratio = (hi + 0.05) / (lo + 0.05);
-      const large = parseFloat(st.fontSize) >= 24 || (parseFloat(st.fontSize) >= 18.66 && Number(st.fontWeight) >= 700);
-      if (ratio < (large ? 3 : 4.5)) problems.push(`contrast ${ratio.toFixed(2)}: "${el.textContent.trim().slice(0, 40)}" (${el.tagName}.${el.className})`);
-    }
-    return problems;
-  });
-}
-
 // A browser context for one subtest, closed (with its pages and their streams) when it ends,
 // passed or not: a browser opens at most six connections to a server.
 async function contextFor(t, width = 1280, height = 900) {
@@ -367,7 +291,7 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     assert.match(tips, /running at \d+ tokens per second/);
 
     // The preview: the new adapter's answer beside the base model's.
-    await page.locator(`tr[data-adapter^="${skill}/"] button`).click();
+    await page.locator(`tr[data-adapter^="${skill}/"] button`, { hasText: 'Preview' }).click();
     assert.equal(await page.evaluate(() => document.activeElement.id), 'preview-prompt', 'focus moves to the prompt');
     await page.keyboard.type('My sink is leaking');
     const answered = page.waitForResponse((r) => r.url().endsWith('/generate') && r.request().method() === 'POST', { timeout: 60000 });

@@ -1,0 +1,88 @@
+// harness.mjs: what the browser suites share: where the binary, the repository and the
+// screenshots are; headless Chromium's path and flags; a check that every part is installed
+// (a missing one fails the suite: a skipped browser test would hide it); starting a fastbrain
+// process and waiting for its address; and the accessibility checks run on each page.
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+export const root = resolve(import.meta.dirname, '../..');
+export const bin = resolve(process.env.FASTBRAIN_BIN || join(root, 'build/fastbrain'));
+export const shots = resolve(process.env.FB_WEB_ARTIFACTS || join(root, 'build/test-output/web'));
+export const CHROMIUM = '/usr/bin/chromium';
+export const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+  '--disable-component-update', '--no-first-run'];
+
+// Throw, saying what to install, when a part the suite `name` needs is missing.
+export function requireParts(name) {
+  const missing = [
+    [CHROMIUM, 'Chromium (apt-get install chromium)'],
+    [join(root, 'node_modules/playwright-core'), 'playwright-core (npm ci)'],
+    [join(root, 'web/vendor/chart.umd.min.js'), 'web/vendor (scripts/vendor-web.sh)'],
+    [bin, `the fastbrain binary (${bin})`],
+  ].filter(([path]) => !existsSync(path)).map(([, what]) => what);
+  if (missing.length) throw new Error(`${name} test: missing ${missing.join(', ')}; run make deps`);
+}
+
+// Start `args` and resolve with the first match of `re` in its output (kept in log(chunk)).
+export function launch(args, env, re, log) {
+  const child = spawn(bin, args, { cwd: root, env: { ...process.env, ...env } });
+  const seen = new Promise((ok, fail) => {
+    let out = '';
+    const timer = setTimeout(() => fail(new Error(`${args[0]} did not start:\n${out}`)), 10000);
+    const read = (chunk) => {
+      out += chunk;
+      log(String(chunk));
+      const m = out.match(re);
+      if (m) { clearTimeout(timer); ok(m[1]); }
+    };
+    child.stdout.on('data', read);
+    child.stderr.on('data', read);
+    child.on('exit', (code) => fail(new Error(`${args.join(' ')} exited ${code}:\n${out}`)));
+  });
+  return [child, seen];
+}
+
+// Accessibility checks on the page as it is: every control has a name, and visible text has
+// WCAG AA contrast against the colour behind it (4.5:1, 3:1 for large text).
+export function accessibilityProblems(page) {
+  return page.evaluate(() => {
+    const problems = [];
+    const visible = (el) => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== 'hidden';
+    for (const el of document.querySelectorAll('input, textarea, select, button, a[href], [tabindex]')) {
+      if (!visible(el) || el.tabIndex < 0) continue;
+      const name = el.getAttribute('aria-label') || el.getAttribute('aria-labelledby')
+        || (el.labels && [...el.labels].map((l) => l.textContent).join('').trim())
+        || (['BUTTON', 'A'].includes(el.tagName) && el.textContent.trim()) || el.title;
+      if (!name) problems.push(`no accessible name: ${el.outerHTML.slice(0, 80)}`);
+    }
+    const rgb = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+    const lum = ([r, g, b]) => [r, g, b].map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+      .reduce((s, v, i) => s + v * [0.2126, 0.7152, 0.0722][i], 0);
+    const background = (el) => {
+      for (let e = el; e; e = e.parentElement) {
+        const st = getComputedStyle(e);
+        if (st.backgroundImage !== 'none') return null;  // a gradient: judged by eye
+        const c = rgb(st.backgroundColor);
+        if (c.length === 3 || c[3] === 1) return c.slice(0, 3);
+      }
+      return [255, 255, 255];
+    };
+    for (const el of document.querySelectorAll('body *')) {
+      const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+      // Disabled controls are exempt (WCAG 1.4.3: inactive user interface components).
+      if (!own || !visible(el) || el.closest('[aria-hidden="true"], .sr-only, canvas, :disabled')) continue;
+      const st = getComputedStyle(el);
+      const bg = background(el);
+      if (!bg) continue;
+      const fg = rgb(st.color);
+      const opacity = [...function* up(e) { for (; e; e = e.parentElement) yield Number(getComputedStyle(e).opacity); }(el)].reduce((a, b) => a * b, 1);
+      const mixed = fg.slice(0, 3).map((v, i) => v * opacity * (fg[3] ?? 1) + bg[i] * (1 - opacity * (fg[3] ?? 1)));
+      const [hi, lo] = [lum(mixed), lum(bg)].sort((a, b) => b - a);
+      const ratio = (hi + 0.05) / (lo + 0.05);
+      const large = parseFloat(st.fontSize) >= 24 || (parseFloat(st.fontSize) >= 18.66 && Number(st.fontWeight) >= 700);
+      if (ratio < (large ? 3 : 4.5)) problems.push(`contrast ${ratio.toFixed(2)}: "${el.textContent.trim().slice(0, 40)}" (${el.tagName}.${el.className})`);
+    }
+    return problems;
+  });
+}
