@@ -85,6 +85,9 @@ before(async () => {
     const { id: _, examples: __, ...meta } = skill;
     await call('PUT', `/api/skills/${id}`, { ...meta, defaults: SMALL_RUN });
     await call('PUT', `/api/skills/${id}/data`, SHORT_DATA, 'application/x-ndjson');
+    // No scenarios: a finished job's scenario run would judge through the stand-ins and take
+    // the answers these tests queue for data generation.
+    await call('PUT', `/api/skills/${id}/scenarios`, []);
   }
   browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
 });
