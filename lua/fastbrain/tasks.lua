@@ -3,7 +3,7 @@
 -- server still shows it (one it was running or had queued then reads failed), and sent to SSE
 -- listeners as it changes. A board holds one kind of task:
 --   board{what = "generate", file = fn(key) -> path, public = fn(task) -> its JSON,
---         check = fn(saved) -> true when a saved task is whole} -> board
+--         restore = fn(saved) -> task | nil (not a whole task: ignored)} -> board
 --   board:latest(key) -> task | nil       this server's, else the saved one
 --   board:begin(key, task) -> task        the owner's new latest (gets id, key), saved
 --   board:start(key, task, run, ...) -> task | nil, live: begun and run(board, task, ...) in a
@@ -19,7 +19,7 @@ Board.__index = Board
 
 function M.board(opts)
   return setmetatable({what = opts.what, file = opts.file, public = opts.public,
-                       check = opts.check or function() return true end,
+                       restore = opts.restore or function(task) return task end,
                        tasks = {}, listeners = {}, next_id = 0}, Board)
 end
 
@@ -35,11 +35,15 @@ function Board:latest(key)
     local path = self.file(key)
     local text = fb.fs.read(path)
     local task = text and fb.json.decode(text)
-    if type(task) ~= "table" or not math.tointeger(task.id) or not self.check(task) then
+    if type(task) == "table" and math.tointeger(task.id) then
+      if task.state == "running" or task.state == "queued" then
+        task.state, task.error = "failed", "interrupted: the server stopped while it ran"
+      end
+      task = self.restore(task)
+    end
+    if type(task) ~= "table" then
       if text then fb.log.warn("%s: %s is not a saved task; ignored", self.what, path) end
       task = false
-    elseif task.state == "running" or task.state == "queued" then
-      task.state, task.error = "failed", "interrupted: the server stopped while it ran"
     end
     if task then
       task.key = key

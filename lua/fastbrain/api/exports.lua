@@ -17,6 +17,7 @@ local fb = require "fastbrain"
 local router = require "fastbrain.router"
 local process = require "fastbrain.process"
 local adapters = require "fastbrain.api.adapters"
+local tasks = require "fastbrain.tasks"
 
 local M = {TICK_MS = 1000, TIMEOUT_MS = 6 * 3600 * 1000, MAX_ACTIVE = 1}
 
@@ -34,11 +35,8 @@ M.TARGETS = {
             download = function(n, t) return ("%s-ollama-%s.tar.gz"):format(n, t) end},
 }
 
-local tasks = {}       -- "skill/version" -> the latest task (false: none on disk either)
-local listeners = {}   -- "skill/version" -> {stream = true}
 local queue = {}       -- tasks waiting for a free slot, oldest first
 local active = 0
-local next_id = 0
 
 local function key(skill, version) return skill .. "/" .. version end
 
@@ -71,39 +69,23 @@ local function public(task)
           error = task.error or fb.json.null, reused = task.reused or nil}
 end
 
-local function save(data_dir, task)
-  local root = adapter_root(data_dir, task.skill, task.version)
-  local ok, err = fb.fs.mkdir_p(root)
-  if ok then ok, err = fb.fs.write_atomic(root .. "/task.json", fb.json.encode(public(task))) end
-  if not ok then fb.log.warn("exports: the task of %s was not saved: %s", key(task.skill, task.version), err) end
-end
-
 local function read_json(path)
   local text = fb.fs.read(path)
   local ok, v = pcall(fb.json.decode, text or "")
   return text and ok and type(v) == "table" and v or nil
 end
 
--- The adapter's latest task: this server's, else the one an earlier server saved (one it was
--- running or had queued when it stopped reads failed) -> task | nil
-local function latest(data_dir, skill, version)
-  local k = key(skill, version)
-  if tasks[k] == nil then
-    local task = read_json(adapter_root(data_dir, skill, version) .. "/task.json")
-    if not (task and math.tointeger(task.id) and M.TARGETS[task.to]) then
-      task = false
-    elseif task.state == "running" or task.state == "queued" then
-      task.state, task.phase, task.error = "failed", "failed", "interrupted: the server stopped while it ran"
+-- A saved task as the board keeps it: an unknown target is not one; one a stopped server left
+-- failed says so in its phase too; a finished one names its file.
+local function restorer(data_dir)
+  return function(task)
+    if not M.TARGETS[task.to] then return nil end
+    if task.state == "failed" then task.phase = "failed" end
+    if task.state == "done" then
+      task.file = target_paths(data_dir, task.skill, task.version, task.to, task.type).file_name
     end
-    if task and task.state == "done" then task.file = target_paths(data_dir, skill, version, task.to, task.type).file_name end
-    tasks[k] = task
-    if task then next_id = math.max(next_id, task.id) end
+    return task
   end
-  return tasks[k] or nil
-end
-
-local function emit(task, event)
-  for stream in pairs(listeners[key(task.skill, task.version)] or {}) do stream:send(event, public(task)) end
 end
 
 -- The line of export's stdout that says how llama.cpp took the file ("verified with llama.cpp
@@ -139,8 +121,8 @@ end
 local function finish(ctx, task, state, fields)
   task.state, task.phase = state, state
   for k, v in pairs(fields) do task[k] = v end
-  save(ctx.data_dir, task)
-  emit(task, state == "done" and "done" or "error")
+  ctx.board:save(task)
+  ctx.board:emit(task, state == "done" and "done" or "error")
 end
 
 -- Run export for the task in this coroutine: the child, then (a directory) the archive.
@@ -156,8 +138,8 @@ local function export(ctx, task)
     argv[#argv + 1], argv[#argv + 2] = "--type", task.type
   end
   task.state, task.phase, task.started = "running", "exporting", fb.now()
-  save(ctx.data_dir, task)
-  emit(task, "progress")
+  ctx.board:save(task)
+  ctx.board:emit(task, "progress")
   local child <close>, serr = process.spawn{argv = argv, timeout_ms = M.TIMEOUT_MS}
   if not child then return finish(ctx, task, "failed", {error = serr}) end
   -- Export writes its output whole, then checks it in llama.cpp: once the output is there
@@ -165,7 +147,7 @@ local function export(ctx, task)
   local ticker = fb.timer.every(M.TICK_MS, function()
     task.elapsed_s = (fb.now() - task.started) // 1000
     if t.checked and task.phase == "exporting" and fb.fs.mode(paths.out) then task.phase = "checking" end
-    emit(task, "progress")
+    ctx.board:emit(task, "progress")
   end)
   local r = child:wait()
   ticker:stop()
@@ -177,7 +159,7 @@ local function export(ctx, task)
   task.check = M.check_line(r.stdout)
   if t.packed then
     task.phase = "packing"
-    emit(task, "progress")
+    ctx.board:emit(task, "progress")
     ok, err = pack(paths)
     if not ok then
       fb.fs.remove_tree(paths.dir)
@@ -237,6 +219,9 @@ end
 function M.mount(app, ctx)
   local data_dir = ctx.data_dir
   local base = "/api/adapters/:skill/:version/export"
+  local board = tasks.board{what = "exports", public = public, restore = restorer(data_dir),
+                            file = function(k) return ("%s/exports/%s/task.json"):format(data_dir, k) end}
+  ctx.board = board
 
   app:post(base, function(req, res)
     local skill, version = req.params.skill, req.params.version
@@ -245,22 +230,17 @@ function M.mount(app, ctx)
     if type(body) ~= "table" then body = {} end
     local to, weights = parse_target(body)
     if not to then return res:json(400, {error = "invalid request", fields = weights}) end
-    local live = latest(data_dir, skill, version)
+    local live = board:latest(key(skill, version))
     if live and (live.state == "running" or live.state == "queued") then
       return res:json(409, {error = "an export of this adapter is already running", task = public(live)})
     end
-    next_id = next_id + 1
     local done = not body.redo and finished_export(data_dir, skill, version, to, weights)
     if done then  -- exported before: the same file again, not a new export
-      done.id, done.reused = next_id, true
-      tasks[key(skill, version)] = done
-      save(data_dir, done)
-      return res:json(200, {task = public(done)})
+      done.reused = true
+      return res:json(200, {task = public(board:begin(key(skill, version), done))})
     end
-    local task = {id = next_id, skill = skill, version = version, to = to, type = weights, state = "queued",
-                  phase = "queued", elapsed_s = 0, adapter_dir = dir}
-    tasks[key(skill, version)] = task
-    save(data_dir, task)
+    local task = board:begin(key(skill, version), {skill = skill, version = version, to = to, type = weights,
+                                                   state = "queued", phase = "queued", elapsed_s = 0, adapter_dir = dir})
     queue[#queue + 1] = task
     pump(ctx)
     res:json(202, {task = public(task)})
@@ -268,21 +248,13 @@ function M.mount(app, ctx)
 
   app:get(base, function(req, res)
     adapters.dir(data_dir, req.params.skill, req.params.version)
-    local task = latest(data_dir, req.params.skill, req.params.version)
+    local task = board:latest(key(req.params.skill, req.params.version))
     res:json(200, {task = task and public(task) or fb.json.null})
   end)
 
   app:get(base .. "/events", function(req, res)
-    local skill, version = req.params.skill, req.params.version
-    adapters.dir(data_dir, skill, version)
-    local stream = res:sse()
-    if not stream then return end
-    local k = key(skill, version)
-    listeners[k] = listeners[k] or {}
-    listeners[k][stream] = true
-    stream:on_close(function() listeners[k][stream] = nil end)
-    local task = latest(data_dir, skill, version)
-    if task then stream:send("snapshot", public(task)) end
+    adapters.dir(data_dir, req.params.skill, req.params.version)
+    board:watch(res, key(req.params.skill, req.params.version))
   end)
 
   app:get(base .. "/download", function(req, res)
@@ -294,7 +266,7 @@ function M.mount(app, ctx)
       to, weights = parse_target({to = q.to, type = q.type})
       if not to then return res:json(400, {error = "invalid request", fields = weights}) end
     else
-      local task = latest(data_dir, skill, version)
+      local task = board:latest(key(skill, version))
       if not task then router.fail(404, "no export of " .. key(skill, version) .. " yet") end
       to, weights = task.to, task.type
     end
