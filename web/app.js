@@ -40,15 +40,29 @@ function heldOut(a) {
   return typeof a.base_eval_loss === 'number' ? `${num(a.eval_loss)} (base ${num(a.base_eval_loss)})` : num(a.eval_loss);
 }
 
+// The version's scenario result ("17/20"), flagged when it passes fewer than the one before.
+function scenarioCell(a) {
+  const s = a.scenarios;
+  if (!s) return h('td', { text: '—' });
+  const cell = h('td', {}, h('span', { text: `${s.passed}/${s.total}` }));
+  const r = a.regressed_from;
+  if (r) {
+    cell.append(h('span.regressed', { 'data-regressed': r.version,
+      text: ` \u25BC fewer than ${r.version} (${r.passed}/${r.total})` }));
+  }
+  return cell;
+}
+
 function renderAdapters() {
   const rows = $('#adapter-rows');
   if (!adapters.length) {
-    rows.replaceChildren(h('tr', {}, h('td', { colspan: 8, text: 'No adapters yet: train a skill to make one.' })));
+    rows.replaceChildren(h('tr', {}, h('td', { colspan: 9, text: 'No adapters yet: train a skill to make one.' })));
     return;
   }
   rows.replaceChildren(...adapters.map((a) => h('tr', { 'data-adapter': `${a.skill}/${a.version}` },
     h('td', { text: a.skill }), h('td', { text: a.version }), h('td', { text: String(a.examples ?? '—') }),
     h('td', { text: num(a.final_loss) }), h('td', { text: heldOut(a) }), h('td', { text: duration(a.wall_time_s) }),
+    scenarioCell(a),
     h('td', {}, h('span.badge', { 'data-badge': a.status, text: a.status })),
     h('td', {}, h('div.row-actions', {},
       h('button.primary', { type: 'button', onclick: () => use.open(a), 'aria-label': `Use ${a.skill} ${a.version}` }, 'Use'),

@@ -100,8 +100,23 @@ export function createExporter(root, { onType }) {
   target.addEventListener('change', renderControls);
   type.addEventListener('change', () => onType(type.value));
 
+  // A version that passes fewer scenarios than the one before it asks first.
+  let confirmed = false;
+  function regressionWarning() {
+    const r = adapter.regressed_from, s = adapter.scenarios;
+    return `This version passes fewer test scenarios (${s.passed}/${s.total}) than ${r.version} `
+      + `(${r.passed}/${r.total}). Export it anyway?`;
+  }
+
   go.addEventListener('click', async () => {
     if (go.disabled) return;
+    if (adapter.regressed_from && !confirmed) {
+      confirmed = true;
+      state.textContent = regressionWarning();
+      state.dataset.state = 'confirm';
+      go.textContent = 'Export anyway';
+      return;
+    }
     starting = true;
     renderControls();  // disabled before any await: one click, one export
     const body = { to: target.value };
@@ -125,6 +140,7 @@ export function createExporter(root, { onType }) {
     async show(a) {
       unfollow();
       adapter = a;
+      confirmed = false;
       render(null);
       await poll();
       if (running()) follow();

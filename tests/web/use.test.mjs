@@ -4,7 +4,8 @@
 // closes on Escape; the playground streams two turns from /v1/chat/completions, each equal to
 // the non-streamed greedy answer to the same conversation; a GGUF export shows its progress, then
 // llama.cpp's verdict and a download that is a GGUF; the snippets carry the page's own origin,
-// copy, and the curl one answers when run. Screenshots at desktop and phone width go to
+// copy, and the curl one answers when run. A version that passes fewer scenarios than the one
+// before it is flagged in the table, and its export asks first. Screenshots at desktop and phone width go to
 // FB_WEB_ARTIFACTS (default build/test-output/web) as use-*.png.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -177,6 +178,27 @@ test('use panel', { timeout: 240000 }, async (t) => {
     await page.locator('#chat-clear').click();
     assert.equal(await page.locator('.msg').count(), 0);
     assert.deepEqual(await accessibilityProblems(page), []);
+    assert.deepEqual(page.errors, []);
+  });
+
+  await t.test('a version passing fewer scenarios than the one before is flagged; export asks first', async (t) => {
+    const adapters = join(dataDir, 'adapters', SKILL);
+    const older = '20261201-090000';
+    mkdirSync(join(adapters, older));
+    writeFileSync(join(adapters, older, 'summary.json'), readFileSync(join(adapters, VERSION, 'summary.json')));
+    writeFileSync(join(adapters, older, 'scenarios.json'), JSON.stringify({ run: 'r1', passed: 14, total: 15 }));
+    writeFileSync(join(adapters, VERSION, 'scenarios.json'), JSON.stringify({ run: 'r2', passed: 9, total: 15 }));
+    const page = await openPanel(t, 1280, 900);
+    const row = page.locator(`tr[data-adapter="${SKILL}/${VERSION}"]`);
+    assert.match(await row.innerText(), /9\/15 \u25BC fewer than 20261201-090000 \(14\/15\)/);
+    assert.match(await page.locator(`tr[data-adapter="${SKILL}/${older}"]`).innerText(), /14\/15/);
+    await page.locator('#export-go').click();
+    await page.locator('#export-state[data-state="confirm"]').waitFor();
+    assert.match(await page.locator('#export-state').innerText(), /fewer test scenarios \(9\/15\) than 20261201-090000 \(14\/15\)/);
+    assert.equal(await page.locator('#export-go').innerText(), 'Export anyway');
+    await shot(page, 'use-regressed');
+    await page.locator('#export-go').click();
+    await page.locator('#export-download').waitFor();
     assert.deepEqual(page.errors, []);
   });
 });
