@@ -648,11 +648,14 @@ static int load_model(fb_tokenizer *t, const cJSON *root, fb_err *err) {
   const cJSON *vocab = field(model, "vocab");
   if (!cJSON_IsObject(vocab)) return fail(err, FB_EFORMAT, t, "model.vocab: expected an object");
   if (added && !cJSON_IsArray(added)) return fail(err, FB_EFORMAT, t, "added_tokens: expected an array");
-  int32_t n_model = 0, max_added = -1, id;
-  cJSON_ArrayForEach(it, vocab) {
+  int32_t n_model = 0, max_added = -1, id, entries = cJSON_GetArraySize(vocab);
+  cJSON_ArrayForEach(it, vocab) {  /* ids are checked before any array is sized by them */
     char path[200], q[120];
     snprintf(path, sizeof path, "model.vocab[%s]", quote(it->string, strlen(it->string), q, sizeof q));
     if ((rc = get_int(t, it, path, 0, 2147483646.0, &id, err))) return rc;
+    if (id >= entries)
+      return fail(err, FB_EFORMAT, t, "%s: id %d is past the vocab's %d entries (ids are 0..%d)", path,
+                  id, entries, entries - 1);
     if (id >= n_model) n_model = id + 1;
   }
   t->n_added = added ? cJSON_GetArraySize(added) : 0;
@@ -836,7 +839,7 @@ void fb_tokenizer_free(fb_tokenizer *t) {
   if (!t) return;
   fb_vocab_free(&t->vocab);
   fb_merges_free(&t->merges);
-  for (int i = 0; i < t->n_added; i++) free(t->added[i].s);
+  for (int i = 0; t->added && i < t->n_added; i++) free(t->added[i].s);
   free(t->added);
   free(t->kind);
   fb_norm_free(t->norm, t->n_norm);

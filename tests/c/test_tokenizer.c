@@ -166,6 +166,13 @@ TEST(error_added_token_id_past_vocab) {
   expect_error("\"b\":1,", "\"b\":0,", FB_EFORMAT, "model.vocab[\"b\"]: id 0 is already \"a\"");
 }
 
+/* An id far past the vocab is refused by name before any array is sized by it (a billion
+ * made the loader allocate 22 GB; issue 19). */
+TEST(error_model_id_past_vocab_before_allocating) {
+  expect_error("\"ab\":2,", "\"ab\":1000000000,", FB_EFORMAT,
+               "tokenizer.json: model.vocab[\"ab\"]: id 1000000000 is past the vocab's 6 entries (ids are 0..5)");
+}
+
 TEST(error_regex_rejected) {
   expect_error("\\\\s+|\\\\S+", "(\\\\s+", FB_EFORMAT,
                "tokenizer.json: pre_tokenizer.pretokenizers[0].pattern.Regex: PCRE2 rejects the regex at offset 4: missing closing parenthesis");
