@@ -10,6 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fsutil.h"
+
+#define MAX_DATASET_BYTES ((size_t)4 << 30) /* read whole: far past any LoRA dataset */
+
 struct fb_dataset {
   fb_ds_shape shape;
   fb_conv *convs;
@@ -252,22 +256,14 @@ static int parse(fb_dataset *ds, const char *path, const char *buf, size_t size,
 int fb_dataset_read(fb_dataset **out, const char *path, fb_ds_report *report, fb_err *err) {
   *out = NULL;
   if (report) report->n = report->total = 0;
-  FILE *f = fopen(path, "rb");
-  if (!f) return fb_err_set(err, FB_EIO, "%s: cannot open", path);
-  char *buf = NULL;
-  size_t size = 0, cap = 0, got;
-  int rc = 0;
-  do {
-    if (grow((void **)&buf, &cap, size + 65536, 1)) { rc = FB_ENOMEM; break; }
-    got = fread(buf + size, 1, cap - size, f);
-    size += got;
-  } while (got > 0);
-  if (!rc && ferror(f)) rc = FB_EIO;
-  fclose(f);
-  fb_dataset *ds = rc ? NULL : calloc(1, sizeof *ds);
+  char *buf;
+  size_t size;
+  int rc = fb_read_file(path, &buf, &size, MAX_DATASET_BYTES, err);
+  if (rc) return rc;
+  fb_dataset *ds = calloc(1, sizeof *ds);
   if (!ds) {
     free(buf);
-    return fb_err_set(err, rc ? rc : FB_ENOMEM, "%s: cannot read", path);
+    return fb_err_set(err, FB_ENOMEM, "%s: out of memory", path);
   }
   uint64_t h = 1469598103934665603ULL;
   for (size_t i = 0; i < size; i++) h = (h ^ (unsigned char)buf[i]) * 1099511628211ULL;

@@ -86,27 +86,39 @@ int fb_write_file_atomic(const char *path, const void *data, size_t len, fb_err 
   return fb_write_parts_atomic(path, &part, 1, err);
 }
 
-int fb_read_file(const char *path, char **buf, size_t *len, size_t max, fb_err *err) {
-  *buf = NULL;
-  if (len) *len = 0;
-  int fd = open(path, O_RDONLY);
-  if (fd < 0) {
+int fb_open_regular(const char *path, int *fd, struct stat *st, fb_err *err) {
+  *fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (*fd < 0) {
     int code = errno == ENOENT ? FB_ENOTFOUND : FB_EIO;
     return fb_err_set(err, code, "%s: open: %s", path, strerror(errno));
   }
-  struct stat st;
   int rc = 0;
-  if (fstat(fd, &st) != 0) {
+  if (fstat(*fd, st) != 0)
     rc = io_fail(err, "stat", path);
-  } else if (!S_ISREG(st.st_mode)) {
-    rc = fb_err_set(err, FB_EIO, "%s: not a regular file", path);
-  } else if ((unsigned long long)st.st_size > max) {
-    rc = fb_err_set(err, FB_ELIMIT, "%s: %lld bytes is over the limit of %zu", path,
-                    (long long)st.st_size, max);
+  else if (!S_ISREG(st->st_mode))
+    rc = fb_err_set(err, FB_EIO, "%s: not a regular file (%s)", path,
+                    S_ISDIR(st->st_mode) ? "a directory" : S_ISFIFO(st->st_mode) ? "a FIFO"
+                                                                    : "a device or a socket");
+  else if (fcntl(*fd, F_SETFL, 0) != 0)  /* blocking reads again */
+    rc = io_fail(err, "fcntl", path);
+  if (rc) {
+    close(*fd);
+    *fd = -1;
   }
-  if (rc != 0) {
+  return rc;
+}
+
+int fb_read_file(const char *path, char **buf, size_t *len, size_t max, fb_err *err) {
+  *buf = NULL;
+  if (len) *len = 0;
+  int fd;
+  struct stat st;
+  int rc = fb_open_regular(path, &fd, &st, err);
+  if (rc) return rc;
+  if ((unsigned long long)st.st_size > max) {
     close(fd);
-    return rc;
+    return fb_err_set(err, FB_ELIMIT, "%s: %lld bytes is over the limit of %zu", path,
+                      (long long)st.st_size, max);
   }
   size_t size = (size_t)st.st_size, got = 0;
   char *data = malloc(size + 1);

@@ -6,6 +6,7 @@
 #define FB_FSUTIL_H
 
 #include <stddef.h>
+#include <sys/stat.h>
 
 #include "error.h"
 
@@ -26,6 +27,11 @@ int fb_write_file_atomic(const char *path, const void *data, size_t len, fb_err 
  * NUL; the caller frees it with free()). A file larger than max bytes is refused with
  * FB_ELIMIT before anything is allocated. On failure *buf is NULL. */
 int fb_read_file(const char *path, char **buf, size_t *len, size_t max, fb_err *err);
+
+/* Open path for reading only when it is a regular file: a FIFO, a device or a socket is
+ * refused without waiting on it (open() of a FIFO blocks until a writer comes). On success *fd
+ * and *st are set; the caller closes *fd. */
+int fb_open_regular(const char *path, int *fd, struct stat *st, fb_err *err);
 
 /* Create path and every missing parent (mode 0755). An existing directory is success; an
  * existing non-directory is FB_EIO naming it. */

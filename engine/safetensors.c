@@ -477,20 +477,10 @@ int fb_st_open_memory(fb_st_file **out, const void *buf, size_t len, const char 
 
 int fb_st_open(fb_st_file **out, const char *path, fb_err *err) {
   *out = NULL;
-  int fd = open(path, O_RDONLY);
-  if (fd < 0)
-    return fb_err_set(err, errno == ENOENT ? FB_ENOTFOUND : FB_EIO, "%s: open: %s", path,
-                      strerror(errno));
+  int fd;
   struct stat st;
-  if (fstat(fd, &st) != 0) {
-    int e = errno;
-    close(fd);
-    return fb_err_set(err, FB_EIO, "%s: stat: %s", path, strerror(e));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    close(fd);
-    return fb_err_set(err, FB_EIO, "%s: not a regular file", path);
-  }
+  int rc = fb_open_regular(path, &fd, &st, err);
+  if (rc) return rc;
   size_t len = (size_t)st.st_size;
   if (len < 8) {
     close(fd);
@@ -501,7 +491,7 @@ int fb_st_open(fb_st_file **out, const char *path, fb_err *err) {
   int e = errno;
   close(fd);
   if (map == MAP_FAILED) return fb_err_set(err, FB_EIO, "%s: mmap: %s", path, strerror(e));
-  int rc = fb_st_open_memory(out, map, len, path, err);
+  rc = fb_st_open_memory(out, map, len, path, err);
   if (rc != 0) {
     munmap(map, len);
     return rc;

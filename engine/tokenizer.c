@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "bpe.h"
+#include "fsutil.h"
 #include "pretokenize.h"
 
 typedef struct added_tok {
@@ -767,6 +768,8 @@ int fb_tokenizer_from_json(fb_tokenizer **out, const char *json, size_t n, const
   return 0;
 }
 
+#define MAX_TOKENIZER_BYTES ((size_t)256 << 20) /* real ones are a few MB; Qwen's is 11 */
+
 int fb_tokenizer_load(fb_tokenizer **out, const char *path, fb_err *err) {
   *out = NULL;
   char file[4096];
@@ -775,19 +778,11 @@ int fb_tokenizer_load(fb_tokenizer **out, const char *path, fb_err *err) {
     snprintf(file, sizeof file, "%s/tokenizer.json", path);
   else
     snprintf(file, sizeof file, "%s", path);
-  FILE *f = fopen(file, "rb");
-  if (!f) return fb_err_set(err, FB_EIO, "%s: cannot open", file);
-  char *buf = NULL;
-  long size = -1;
-  if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
-  if (size >= 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)size + 1)) &&
-      fread(buf, 1, (size_t)size, f) != (size_t)size) {
-    free(buf);
-    buf = NULL;
-  }
-  fclose(f);
-  if (!buf) return fb_err_set(err, size < 0 ? FB_EIO : FB_ENOMEM, "%s: cannot read", file);
-  int rc = fb_tokenizer_from_json(out, buf, (size_t)size, file, err);
+  char *buf;
+  size_t size;
+  int rc = fb_read_file(file, &buf, &size, MAX_TOKENIZER_BYTES, err);
+  if (rc) return rc;
+  rc = fb_tokenizer_from_json(out, buf, size, file, err);
   free(buf);
   return rc;
 }

@@ -135,8 +135,8 @@ TEST(empty_file_is_refused) {
   expect_refusal("\xEF\xBB\xBF\n\r\n  \n", "data.jsonl: no examples");
   fb_dataset *ds;
   fb_err err = {0};
-  CHECK_INT(fb_dataset_read(&ds, "/nonexistent/data.jsonl", NULL, &err), FB_EIO);
-  CHECK_STR(err.msg, "/nonexistent/data.jsonl: cannot open");
+  CHECK_INT(fb_dataset_read(&ds, "/nonexistent/data.jsonl", NULL, &err), FB_ENOTFOUND);
+  CHECK_STR(err.msg, "/nonexistent/data.jsonl: open: No such file or directory");
 }
 
 TEST(long_line_is_refused) {

@@ -4,9 +4,11 @@
 #include "test.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 #include <dirent.h>
 
 #include "fsutil.h"
+#include "safetensors.h"
 
 /* Entries in dir whose names start with prefix. */
 static int count_prefixed(const char *dir, const char *prefix) {
@@ -81,6 +83,26 @@ TEST(read_refuses_over_cap_and_missing) {
   CHECK_CONTAINS(err.msg, "missing");
   CHECK_INT(fb_read_file(tmp_dir(), &buf, NULL, 10, &err), FB_EIO);
   CHECK_CONTAINS(err.msg, "not a regular file");
+}
+
+/* A FIFO in a file's place is refused at once, not waited on: open() of a FIFO blocks until a
+ * writer comes, and `generate` and `train` hung forever on one (issue 19). The alarm turns a
+ * hang into a failure. */
+TEST(read_refuses_a_fifo_without_waiting) {
+  const char *p = tmp_path("model.safetensors");
+  REQUIRE(mkfifo(p, 0644) == 0);
+  alarm(10);
+  fb_err err = {0};
+  char *buf = (char *)1;
+  CHECK_INT(fb_read_file(p, &buf, NULL, 100, &err), FB_EIO);
+  CHECK(buf == NULL);
+  CHECK_CONTAINS(err.msg, "model.safetensors: not a regular file (a FIFO)");
+  fb_st_file *f = NULL;
+  CHECK_INT(fb_st_open(&f, p, &err), FB_EIO);
+  CHECK(f == NULL);
+  CHECK_CONTAINS(err.msg, "not a regular file (a FIFO)");
+  alarm(0);
+  unlink(p);
 }
 
 TEST(read_empty_file) {

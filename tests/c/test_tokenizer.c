@@ -183,8 +183,8 @@ TEST(error_not_json_and_missing_file) {
   fb_err err = {0};
   CHECK_INT(fb_tokenizer_from_json(&t, "{\"model\":", 9, "x.json", &err), FB_EFORMAT);
   CHECK_STR(err.msg, "x.json: not a JSON object");
-  CHECK_INT(fb_tokenizer_load(&t, "tests/text/no-such-dir", &err), FB_EIO);
-  CHECK_CONTAINS(err.msg, "tests/text/no-such-dir: cannot open");
+  CHECK_INT(fb_tokenizer_load(&t, "tests/text/no-such-dir", &err), FB_ENOTFOUND);
+  CHECK_CONTAINS(err.msg, "tests/text/no-such-dir: open: No such file or directory");
 }
 
 /* ---- behaviour on the real files ---- */
