@@ -8,6 +8,7 @@ local json = fb.json
 local M = {
   max_chars = 4000,   -- per message
   near_duplicate = 0.8,  -- word-trigram Jaccard similarity of the user turns at which a new example is dropped
+  MAX_CALLS = 120,    -- provider requests per task, whatever the count and batch
 }
 
 local ROLES = {system = true, user = true, assistant = true}
@@ -148,9 +149,11 @@ function M.build_request(skill, examples, n)
   }
 end
 
--- generate{chain=, skill=, data_path=, count=, batch=5, max_rounds=, on_progress=fn(report)}
+-- generate{chain=, skill=, data_path=, count=, batch=5, max_rounds=, on_progress=fn(report),
+-- stopped=fn() -> true to stop before the next provider call}
 -- -> report {kept, dropped = {reason = n}, by_provider = {name = n}, provider (the last one
--- used), fallbacks = {...}, error (when the chain gave up)} or nil, err.
+-- used), fallbacks = {...}, calls (provider requests made), error (when the chain gave up)} or
+-- nil, err. At most 3 rounds per batch the count needs, and never more than MAX_CALLS.
 -- Runs inside a coroutine (the chain yields on the network).
 function M.generate(opts)
   local text, rerr = fb.fs.read(opts.data_path)
@@ -171,10 +174,13 @@ function M.generate(opts)
   local report = {kept = 0, dropped = {}, by_provider = {}, fallbacks = json.array()}
   local function drop(reason) report.dropped[reason] = (report.dropped[reason] or 0) + 1 end
   local new_lines = {}
-  local rounds, max_rounds = 0, opts.max_rounds or math.ceil(opts.count / (opts.batch or 5)) * 3
-  while report.kept < opts.count and rounds < max_rounds do
-    rounds = rounds + 1
-    local want = math.min(opts.batch or 5, opts.count - report.kept)
+  local batch = opts.batch or 5
+  assert(math.tointeger(batch) and batch >= 1, "gendata.generate: batch must be a positive integer")
+  local max_rounds = math.min(opts.max_rounds or math.ceil(opts.count / batch) * 3, M.MAX_CALLS)
+  report.calls = 0
+  while report.kept < opts.count and report.calls < max_rounds and not (opts.stopped and opts.stopped()) do
+    report.calls = report.calls + 1
+    local want = math.min(batch, opts.count - report.kept)
     local res, err = opts.chain:request(M.build_request(opts.skill, existing, want))
     if not res then
       report.error = err.message

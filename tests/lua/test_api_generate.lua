@@ -142,6 +142,39 @@ T.test("a failing chain ends the task with its error and writes nothing", functi
   end))
 end)
 
+T.test("batch is checked, provider calls are capped, and a task cancels", function(done)
+  fb.spawn(T.guard(done, function()
+    -- batch 0 once made max_rounds infinite: a stand-in saw 3,900 requests in 15 s (issue 19)
+    for _, bad in ipairs({0, -1, 21, 1.5, "5"}) do
+      local status, body = call("POST", "/api/skills/plumber/generate", {count = 1, batch = bad})
+      T.eq({status, body.fields and body.fields.batch}, {400, "an integer 1..20"})
+    end
+    local calls = 0
+    srv:respond("anthropic", function()  -- answers that never hold an example
+      calls = calls + 1
+      return standin.anthropic_ok("Sorry, I cannot write that.")
+    end)
+    T.eq(call("POST", "/api/skills/plumber/generate", {count = 2, batch = 1}), 202)
+    local body
+    repeat fb.sleep(20); _, body = call("GET", "/api/skills/plumber/generate") until body.task.state ~= "running"
+    T.eq({body.task.state, body.task.calls, calls}, {"failed", 6, 6})  -- 3 rounds per batch needed
+    T.eq(body.task.error, "0 of 2 kept after 6 provider calls")
+    srv:respond("anthropic", function() calls = calls + 1; return {status = 200, delay = 100,
+      json = standin.anthropic_ok("Still nothing.").json} end)
+    calls = 0
+    T.eq(call("POST", "/api/skills/plumber/generate", {count = 200, batch = 1}), 202)
+    fb.sleep(150)
+    local status, cancelled = call("POST", "/api/skills/plumber/generate/cancel")
+    T.eq({status, cancelled.task.state}, {202, "running"})
+    repeat fb.sleep(20); _, body = call("GET", "/api/skills/plumber/generate") until body.task.state ~= "running"
+    T.eq({body.task.state, body.task.error}, {"cancelled", json.null})
+    assert(calls <= 3, "calls after the cancel: " .. calls)
+    T.eq(call("POST", "/api/skills/plumber/generate/cancel"), 409)
+    srv:reset()
+    done()
+  end))
+end)
+
 T.test("a restarted server shows each skill's latest task; one it stopped in the middle failed", function(done)
   -- A fresh copy of the module is a restarted server: nothing of the tasks above is in memory.
   package.loaded["fastbrain.api.generate"] = nil

@@ -47,7 +47,7 @@ end
 function M.counted(data_dir, req, max)
   local skill = M.require(data_dir, req.params.skill)
   local body = req:json()
-  local count = type(body) == "table" and math.tointeger(body.count)
+  local count = type(body) == "table" and type(body.count) == "number" and math.tointeger(body.count)
   if not count or count < 1 or count > max then
     return nil, {error = "invalid request", fields = {count = ("an integer 1..%d"):format(max)}}
   end
