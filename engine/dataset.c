@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "fsutil.h"
+#include "normalize.h"
 
 #define MAX_DATASET_BYTES ((size_t)4 << 30) /* read whole: far past any LoRA dataset */
 
@@ -175,7 +176,32 @@ static int read_alpaca(reader *r, fb_dataset *ds, const cJSON *obj) {
   return 0;
 }
 
+/* The first key of obj (or of an object inside it) that appears twice, or NULL: JSON parsers
+ * disagree on which value wins (cJSON keeps the first, the API's the last), so none does. */
+static const char *duplicate_key(const cJSON *obj) {
+  for (const cJSON *a = obj ? obj->child : NULL; a; a = a->next) {
+    if (cJSON_IsObject(obj))
+      for (const cJSON *b = a->next; b; b = b->next)
+        if (strcmp(a->string, b->string) == 0) return a->string;
+    const char *inner = duplicate_key(a);
+    if (inner) return inner;
+  }
+  return NULL;
+}
+
+/* A line that is not UTF-8, or holds a NUL byte, would be stored and break every reader of
+ * the data after it: refused with its column. */
+static int bad_bytes(reader *r, const char *s, size_t n) {
+  const char *nul = memchr(s, '\0', n);
+  size_t valid = fb_utf8_valid_prefix(s, nul ? (size_t)(nul - s) : n);
+  if (nul && (size_t)(nul - s) == valid) problem(r, "a NUL byte (column %zu)", valid + 1);
+  else if (valid < n) problem(r, "invalid UTF-8 (column %zu)", valid + 1);
+  else return 0;
+  return 1;
+}
+
 static int read_line(reader *r, fb_dataset *ds, int *shape_line, const char *s, size_t n) {
+  if (bad_bytes(r, s, n)) return 0;
   const char *end = NULL;
   cJSON *obj = cJSON_ParseWithLengthOpts(s, n, &end, 0);
   if (!obj) {
@@ -186,8 +212,10 @@ static int read_line(reader *r, fb_dataset *ds, int *shape_line, const char *s, 
   }
   int rc = 0;
   while (end && end < s + n && isspace((unsigned char)*end)) end++;
+  const char *dup;
   if (end && end < s + n) problem(r, "text after the JSON value (column %zu)", (size_t)(end - s) + 1);
   else if (!cJSON_IsObject(obj)) problem(r, "expected a JSON object");
+  else if ((dup = duplicate_key(obj))) problem(r, "duplicate key \"%.80s\"", dup);
   else {
     static const char *const keys[] = {"messages", "conversations", "instruction"};
     int found = -1;

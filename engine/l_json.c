@@ -631,7 +631,16 @@ static int decode_object(decoder *d) {
   for (;;) {
     skip_ws(d);
     if (d->pos >= d->n || d->s[d->pos] != '"') return derr(d, "expected a string key in object");
+    size_t key_at = d->pos;
     if (decode_string(d)) return -1;
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, -3) != LUA_TNIL) { /* a second value would silently replace the first */
+      char what[120];
+      snprintf(what, sizeof what, "duplicate key \"%.80s\"", lua_tostring(L, -2));
+      d->pos = key_at;
+      return derr(d, what);
+    }
+    lua_pop(L, 1);
     skip_ws(d);
     if (d->pos >= d->n || d->s[d->pos] != ':') return derr(d, "expected ':' after object key");
     d->pos++;

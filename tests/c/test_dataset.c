@@ -130,6 +130,26 @@ TEST(bad_lines_are_named) {
   expect_refusal("[1,2]\n", "data.jsonl:1: expected a JSON object");
 }
 
+/* Bytes that would break every later reader of the data, and keys whose meaning depends on
+ * the parser, are refused by line and column (issue 19). */
+TEST(bad_bytes_and_duplicate_keys_are_refused) {
+  static const char nul_line[] = "{\"messages\":[{\"role\":\"user\",\"content\":\"a\0b\"},"
+                                 "{\"role\":\"assistant\",\"content\":\"c\"}]}\n";
+  fb_err err = {0};
+  fb_dataset *ds = NULL;
+  CHECK_INT(fb_dataset_read(&ds, write_file("data.jsonl", nul_line, sizeof nul_line - 1), NULL, &err),
+            FB_EFORMAT);
+  CHECK_CONTAINS(err.msg, "data.jsonl:1: a NUL byte (column 41)");
+  expect_refusal("{\"messages\":[{\"role\":\"user\",\"content\":\"caf\xC3\"},"
+                 "{\"role\":\"assistant\",\"content\":\"b\"}]}",
+                 "data.jsonl:1: invalid UTF-8 (column 43)");
+  expect_refusal("{\"messages\":[{\"role\":\"user\",\"role\":\"system\",\"content\":\"a\"},"
+                 "{\"role\":\"assistant\",\"content\":\"b\"}]}",
+                 "data.jsonl:1: duplicate key \"role\"");
+  expect_refusal("{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"messages\":[]}",
+                 "data.jsonl:1: duplicate key \"messages\"");
+}
+
 TEST(empty_file_is_refused) {
   expect_refusal("", "data.jsonl: no examples (the file is empty)");
   expect_refusal("\xEF\xBB\xBF\n\r\n  \n", "data.jsonl: no examples");

@@ -1,6 +1,7 @@
 -- The skills API over real HTTP against scripts/serve.lua in-process: the bundled skills
 -- installed on first start, create/read/replace/delete, bad ids, and dataset uploads
--- (validated with errors by line, nothing written when invalid), paging and stats.
+-- (validated with errors by line, nothing written when invalid; bad bytes and duplicated keys
+-- too), paging and stats.
 local T = require "tests.lua.testing"
 local server = require "tests.api.server"
 local fb = require "fastbrain"
@@ -77,6 +78,19 @@ T.test("dataset: invalid uploads list bad lines and write nothing", function()
   T.matches(body.lines[1].message, "role")
   T.eq(fb.fs.read(app.data_dir .. "/skills/ds/data.jsonl"), nil)
   T.eq(select(2, call("GET", "/api/skills/ds/data")).total, 0)
+end)
+
+T.test("dataset: a line with invalid UTF-8, a NUL or a duplicated key is refused by line", function()
+  local bad = {
+    '{"messages":[{"role":"user","content":"caf\xC3"},{"role":"assistant","content":"b"}]}\n',
+    '{"messages":[{"role":"user","content":"a\0b"},{"role":"assistant","content":"b"}]}\n',
+    '{"messages":[{"role":"user","content":"a","content":"b"},{"role":"assistant","content":"b"}]}\n',
+  }
+  local status, body = call("PUT", "/api/skills/ds/data", GOOD .. table.concat(bad), "application/x-ndjson")
+  T.eq(status, 400)
+  T.eq(body.lines, {{line = 2, message = "invalid UTF-8 (column 43)"}, {line = 3, message = "a NUL byte (column 41)"},
+                    {line = 4, message = 'duplicate key "content"'}})
+  T.eq(call("GET", "/api/skills/ds/data"), 200)  -- nothing stored breaks the data view
 end)
 
 T.test("dataset: replace, append (JSONL or JSON), page, stats", function()
