@@ -54,6 +54,19 @@ T.test("bad skills are refused field by field", function()
   T.matches(body.fields.defaults, "^epochs: must be an integer")
   T.eq(select(2, call("POST", "/api/skills", {id = "../x", name = "x"})).fields.id, "must match [a-z0-9_-]{1,64}")
   T.eq((call("POST", "/api/skills", "[1,2")), 400)
+  -- LoRA targets as the trainer reads them, so a bad one is refused here, not by a failed job
+  for targets, want in pairs({["../../x"] = "%[1%]: must be a distinct one of q_proj",
+                              ["q_proj, q_proj"] = "%[2%]: must be a distinct",
+                              [""] = "%[1%]: must be a distinct"}) do
+    body = select(2, call("POST", "/api/skills", {id = "t", name = "t", defaults = {lora = {targets = targets}}}))
+    T.matches(body.fields.defaults, "^lora.targets: " .. want)
+  end
+  body = select(2, call("POST", "/api/skills", {id = "t", name = "t", defaults = {lora = {targets = {"v_proj", 7}}}}))
+  T.matches(body.fields.defaults, "^lora.targets: %[2%]")
+  for _, ok in ipairs({"all-linear", "q_proj, v_proj", {"q_proj", "down_proj"}}) do
+    T.eq(call("POST", "/api/skills", {id = "t", name = "t", defaults = {lora = {targets = ok}}}), 201)
+    T.eq(call("DELETE", "/api/skills/t"), 200)
+  end
 end)
 
 T.test("bad ids are 400 and unknown skills 404 on every route", function()

@@ -137,6 +137,31 @@ local function one_of(...)
 end
 local function boolean(v) if type(v) ~= "boolean" then return "must be true or false" end end
 
+-- LoRA targets as the trainer reads them (train_spec.c): "all-linear", "q_proj,v_proj", or a
+-- list of distinct names; checked here so a bad one is a 400, not a failed job.
+local PROJECTIONS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+local function check_targets(v)
+  local names = {}
+  if v == "all-linear" then return end
+  if type(v) == "string" then
+    for name in (v .. ","):gmatch("([^,]*),") do names[#names + 1] = name:match("^%s*(.-)%s*$") end
+  elseif type(v) == "table" and json.is_array(v) then
+    names = v
+  else
+    return "must be \"all-linear\", a list string or an array of names"
+  end
+  local seen = {}
+  for i, name in ipairs(names) do
+    local known = false
+    for _, p in ipairs(PROJECTIONS) do known = known or name == p end
+    if not known or seen[name] then
+      return ("[%d]: must be a distinct one of %s"):format(i, table.concat(PROJECTIONS, ", "))
+    end
+    seen[name] = true
+  end
+  if #names == 0 then return "must name at least one projection" end
+end
+
 local SPEC = {
   template = check_template, max_len = integer(8, 1 << 20), epochs = integer(1, 10000),
   max_steps = integer(0, 100000000), micro_batch = integer(1, 4096), grad_accum = integer(1, 4096),
@@ -145,7 +170,7 @@ local SPEC = {
   clip = number(0, 1e9), patience = integer(0, 100000), seed = integer(0, math.maxinteger),
   checkpoint_interval = integer(0, 100000000), device = one_of("auto", "cpu", "cuda"),
   lora = {r = integer(1, 256), alpha = number(1e-6, 1e6), dropout = number(0, 0.9), rslora = boolean,
-          targets = function(v) if type(v) ~= "string" and type(v) ~= "table" then return "must be a string or a list" end end},
+          targets = check_targets},
   eval = {fraction = number(0, 0.5), interval = integer(0, 100000000)},
   samples = {prompts = check_prompts, interval = integer(0, 100000000), max_tokens = integer(1, 4096)},
 }
