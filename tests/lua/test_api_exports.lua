@@ -171,7 +171,7 @@ T.test("a restarted server shows the latest task; one it was running reads faile
   local port2 = assert(app2:listen{host = "127.0.0.1", port = 0})
   local status, body = server.call({port = port2}, "GET", BASE)
   T.eq({status, body.task.state, body.task.to, body.task.file}, {200, "done", "merged", ("%s-%s-merged.tar.gz"):format(SKILL, VERSION)})
-  T.eq(client.request(port2, "GET", BASE .. "/download").status, 200)
+  T.eq(client.request(port2, "GET", BASE .. "/download", {timeout = 60000}).status, 200)  -- 16 MB; slow under ASan
   local saved = ("%s/exports/%s/%s/task.json"):format(app.data_dir, SKILL, VERSION)
   local task = fb.json.decode(fb.fs.read(saved))
   task.state, task.phase = "running", "checking"
