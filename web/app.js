@@ -1,4 +1,5 @@
-// app.js: the dashboard's entry: wires the skills list, the skill's view (training, data and its example generation, test scenarios with their suggestions and runs),
+// app.js: the dashboard's entry: wires the skills list, the skill's view (training and its
+// history, data and its example generation, test scenarios with their suggestions and runs),
 // the adapters table with each adapter's Use panel, the preview panel, the base models and the
 // data providers; the
 // selected skill lives in the URL hash (#/skill/<id>), so a reload comes back to it and
@@ -15,6 +16,7 @@ import { createUse } from './use.js';
 import { createScenarios } from './scenarios.js';
 import { createSuggest } from './suggest.js';
 import { createRuns } from './runs.js';
+import { createHistory } from './history.js';
 
 let adapters = [];
 let current = null;
@@ -27,6 +29,7 @@ const data = createData($('#data'));
 const providers = createProviders($('#provider-rows'));
 const use = createUse($('#use-dialog'));
 const runs = createRuns($('#runs'));
+const runHistory = createHistory($('#history'));
 const scenarios = createScenarios($('#scenario-list'), $('#scenario-dialog'), {
   onChange: (list) => {
     runs.setScenarios(list);
@@ -90,6 +93,7 @@ async function loadAdapters() {
   adapters = r.status === 200 ? r.body.adapters : [];
   renderAdapters();
   runs.setAdapters(adapters);
+  runHistory.setAdapters(adapters);
 }
 
 function choosePreview(a) {
@@ -140,6 +144,8 @@ async function select(id) {
   training.show(current);
   generate.show(current);
   suggest.show(current);
+  runHistory.show(current);
+  runHistory.setAdapters(adapters);
   runs.show(current);
   runs.setAdapters(adapters);
   await Promise.all([data.show(current), scenarios.show(current)]);
@@ -150,6 +156,7 @@ async function refresh() {
   await loadAdapters();
   await skills.load(adapters);
   skills.setSelected(current, adapters);
+  runHistory.reload();
   runs.reload();
 }
 
