@@ -17,5 +17,8 @@ if(FB_NODE)
   # The adapters' Use panel: chat, export and snippets against its own server (~40 s).
   fb_test(web_use ${FB_NODE} --test ${PROJECT_SOURCE_DIR}/tests/web/use.test.mjs)
   set_tests_properties(web_use PROPERTIES TIMEOUT 300 ENVIRONMENT "${fb_web_env}" RESOURCE_LOCK busy_cores)
+  # Test scenarios, their runs and the training history, with the provider stand-ins (~60 s).
+  fb_test(web_scenarios ${FB_NODE} --test ${PROJECT_SOURCE_DIR}/tests/web/scenarios.test.mjs)
+  set_tests_properties(web_scenarios PROPERTIES TIMEOUT 300 ENVIRONMENT "${fb_web_env}" RESOURCE_LOCK busy_cores)
 endif()
 fb_test(lua_tips $<TARGET_FILE:fastbrain> run tests/web/test_tips.lua)

@@ -18,6 +18,8 @@ export function errorText(r) {
 }
 
 const skill = (id) => encodeURIComponent(id);
+const scenariosPath = (id) => `/api/skills/${skill(id)}/scenarios`;
+const runsPath = (id) => `/api/skills/${skill(id)}/scenario-runs`;
 const adapterPath = (id, version) => `/api/adapters/${skill(id)}/${encodeURIComponent(version)}`;
 
 export const api = {
@@ -44,7 +46,7 @@ export const api = {
   status: (id) => request('GET', `/api/training/status/${skill(id)}`),
   cancel: (id) => request('POST', `/api/training/cancel/${skill(id)}`, {}),
   resume: (id) => request('POST', `/api/training/resume/${skill(id)}`, {}),
-  jobs: (id) => request('GET', `/api/jobs?skill=${skill(id)}&per_page=1`),
+  jobs: (id, perPage = 1) => request('GET', `/api/jobs?skill=${skill(id)}&per_page=${perPage}`),
   jobLog: (job, lines) => request('GET', `/api/jobs/${encodeURIComponent(job)}/log?lines=${lines}`),
   adapters: () => request('GET', '/api/adapters'),
   preview: (id, version, prompt) => request('POST', `${adapterPath(id, version)}/generate`, { prompt }),
@@ -56,4 +58,16 @@ export const api = {
   generation: (id) => request('GET', `/api/skills/${skill(id)}/generate`),
   generateEventsUrl: (id) => `/api/skills/${skill(id)}/generate/events`,
   providers: () => request('GET', '/api/providers'),
+  scenarios: (id) => request('GET', scenariosPath(id)),
+  replaceScenarios: (id, jsonl) => request('PUT', scenariosPath(id), jsonl, 'application/x-ndjson'),
+  addScenario: (id, s) => request('POST', scenariosPath(id), s),
+  updateScenario: (id, sid, s) => request('PUT', `${scenariosPath(id)}/${encodeURIComponent(sid)}`, s),
+  deleteScenario: (id, sid) => request('DELETE', `${scenariosPath(id)}/${encodeURIComponent(sid)}`),
+  suggest: (id, count) => request('POST', `${scenariosPath(id)}/suggest`, { count }),
+  suggestion: (id) => request('GET', `${scenariosPath(id)}/suggest`),
+  suggestEventsUrl: (id) => `${scenariosPath(id)}/suggest/events`,
+  startRun: (id, body) => request('POST', runsPath(id), body),
+  runs: (id) => request('GET', runsPath(id)),
+  run: (id, run) => request('GET', `${runsPath(id)}/${encodeURIComponent(run)}`),
+  runsEventsUrl: (id) => `${runsPath(id)}/events`,
 };

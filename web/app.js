@@ -1,6 +1,7 @@
-// app.js: the dashboard's entry: wires the skills list, the skill's view (training, data and
-// its example generation), the adapters table with each adapter's Use panel, the preview
-// panel, the base models and the data providers; the
+// app.js: the dashboard's entry: wires the skills list, the skill's view (training and its
+// history, data and its example generation, test scenarios with their suggestions and runs),
+// the adapters table with each adapter's Use panel, the preview panel, the base models and the
+// data providers; the
 // selected skill lives in the URL hash (#/skill/<id>), so a reload comes back to it and
 // re-attaches to its training.
 import { api, errorText } from './api.js';
@@ -12,6 +13,10 @@ import { createGenerate } from './generate.js';
 import { createProviders } from './providers.js';
 import { createModelsPanel } from './models.js';
 import { createUse } from './use.js';
+import { createScenarios } from './scenarios.js';
+import { createSuggest } from './suggest.js';
+import { createRuns } from './runs.js';
+import { createHistory } from './history.js';
 
 let adapters = [];
 let current = null;
@@ -23,6 +28,18 @@ const training = createTraining($('#training'), { onFinished: refresh, onModel: 
 const data = createData($('#data'));
 const providers = createProviders($('#provider-rows'));
 const use = createUse($('#use-dialog'));
+const runs = createRuns($('#runs'));
+const runHistory = createHistory($('#history'));
+const scenarios = createScenarios($('#scenario-list'), $('#scenario-dialog'), {
+  onChange: (list) => {
+    runs.setScenarios(list);
+    suggest.known(list.map((s) => s.id));
+  },
+});
+const suggest = createSuggest($('#suggest'), {
+  keep: (draft) => scenarios.add(draft),
+  edit: (draft, opts) => scenarios.edit(draft, opts),
+});
 const generate = createGenerate($('#generate'), {
   onUpdate: (task, finished) => {
     providers.load();
@@ -75,6 +92,8 @@ async function loadAdapters() {
   const r = await api.adapters();
   adapters = r.status === 200 ? r.body.adapters : [];
   renderAdapters();
+  runs.setAdapters(adapters);
+  runHistory.setAdapters(adapters);
 }
 
 function choosePreview(a) {
@@ -124,7 +143,12 @@ async function select(id) {
   if (!skill) return;
   training.show(current);
   generate.show(current);
-  await data.show(current);
+  suggest.show(current);
+  runHistory.show(current);
+  runHistory.setAdapters(adapters);
+  runs.show(current);
+  runs.setAdapters(adapters);
+  await Promise.all([data.show(current), scenarios.show(current)]);
 }
 
 // After a job ends: the adapters table and the skills' badges.
@@ -132,6 +156,8 @@ async function refresh() {
   await loadAdapters();
   await skills.load(adapters);
   skills.setSelected(current, adapters);
+  runHistory.reload();
+  runs.reload();
 }
 
 $('#new-skill').addEventListener('click', () => skills.create());

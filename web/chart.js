@@ -1,8 +1,16 @@
-// chart.js: the dashboard's two charts on the vendored Chart.js (window.Chart, loaded by
-// index.html from vendor/): the live loss/eval-loss line chart and the token-length histogram.
+// chart.js: the dashboard's charts on the vendored Chart.js (window.Chart, loaded by
+// index.html from vendor/): the live loss/eval-loss line chart, the training history's
+// overlay of several runs' losses, and the token-length histogram.
 const { Chart } = window;
 
 const axisColor = '#5b6473';
+
+// The x (step) and y (loss) axes of the loss charts.
+const stepLossScales = () => ({
+  x: { type: 'linear', title: { display: true, text: 'step', color: axisColor }, ticks: { color: axisColor } },
+  y: { title: { display: true, text: 'loss', color: axisColor }, ticks: { color: axisColor } },
+});
+const points = (history) => (history || []).map(([x, y]) => ({ x, y }));
 
 // A line chart of [[step, loss]...] histories: set(loss, evalLoss) replaces both, add(kind,
 // step, value) appends a point ('loss' or 'eval').
@@ -19,13 +27,9 @@ export function lossChart(canvas) {
       animation: false,
       maintainAspectRatio: false,
       parsing: false,
-      scales: {
-        x: { type: 'linear', title: { display: true, text: 'step', color: axisColor }, ticks: { color: axisColor } },
-        y: { title: { display: true, text: 'loss', color: axisColor }, ticks: { color: axisColor } },
-      },
+      scales: stepLossScales(),
     },
   });
-  const points = (history) => (history || []).map(([x, y]) => ({ x, y }));
   return {
     chart,
     set(loss, evalLoss) {
@@ -42,6 +46,33 @@ export function lossChart(canvas) {
       chart.update();
     },
     points: () => chart.data.datasets[0].data.length,
+  };
+}
+
+// Distinct colours at AA contrast on white, one a run.
+const SERIES = ['#1d4ed8', '#b45309', '#047857', '#7c3aed', '#be123c', '#0e7490'];
+
+// Several runs' loss on one chart: set([{label, loss, evalLoss}...]) draws each run's loss in
+// its own colour, its held-out loss dashed.
+export function overlayChart(canvas) {
+  const chart = new Chart(canvas, {
+    type: 'line',
+    data: { datasets: [] },
+    options: { animation: false, maintainAspectRatio: false, parsing: false, scales: stepLossScales(),
+      plugins: { legend: { labels: { color: axisColor, boxHeight: 2 } } } },
+  });
+  return {
+    chart,
+    set(runs) {
+      chart.data.datasets = runs.flatMap((run, i) => {
+        const color = SERIES[i % SERIES.length];
+        const line = { borderColor: color, backgroundColor: color, tension: 0.2 };
+        return [{ ...line, label: `${run.label} loss`, data: points(run.loss), pointRadius: 0 },
+          ...(run.evalLoss && run.evalLoss.length
+            ? [{ ...line, label: `${run.label} held-out`, data: points(run.evalLoss), borderDash: [6, 4], pointRadius: 2 }] : [])];
+      });
+      chart.update();
+    },
   };
 }
 

@@ -1,7 +1,7 @@
 // data.js: a skill's examples (paged), JSONL upload (replace or append, errors by line) and
 // the data-quality numbers with the token-length histogram.
 import { api, errorText } from './api.js';
-import { h, $, num, announce } from './dom.js';
+import { h, $, num, announce, showLineErrors } from './dom.js';
 import { histogramChart } from './chart.js';
 
 const PER_PAGE = 10;
@@ -66,8 +66,7 @@ export function createData(root) {
       await Promise.all([loadPage(1), loadStats()]);
       return;
     }
-    errors.replaceChildren(h('li', { text: errorText(r) }),
-      ...((r.body && r.body.lines) || []).map((l) => h('li', { text: `line ${l.line ?? '?'}: ${l.message}` })));
+    showLineErrors(errors, errorText(r), r.body && r.body.lines);
   }
   $('#upload-replace', root).addEventListener('click', () => upload(false));
   $('#upload-append', root).addEventListener('click', () => upload(true));

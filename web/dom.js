@@ -24,10 +24,23 @@ export function num(v, digits = 3) {
   return typeof v === 'number' && Number.isFinite(v) ? v.toFixed(digits) : '—';
 }
 
+// A time (ms since the epoch) as the reader's short date and time, to the second.
+export const when = (ms) => (ms ? new Date(ms).toLocaleString([], { dateStyle: 'short', timeStyle: 'medium' }) : '\u2014');
+
+// The last part of a path (a model's directory, an adapter's version).
+export const basename = (path) => (typeof path === 'string' ? path.replace(/\/+$/, '').split('/').pop() : path);
+
 // A message in the page's live region (errors stay until the next message).
 export function announce(text, kind = 'info') {
   const box = $('#toast');
   box.textContent = text;
   box.dataset.kind = kind;
   box.hidden = !text;
+}
+
+// An upload's refusal into list: its message, then each bad line the server named ([{line,
+// message}...]).
+export function showLineErrors(list, message, lines) {
+  list.replaceChildren(h('li', { text: message }),
+    ...(lines || []).map((l) => h('li', { text: `line ${l.line ?? '?'}: ${l.message}` })));
 }

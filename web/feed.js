@@ -3,6 +3,9 @@
 // stream the browser retries itself, resuming with Last-Event-ID). The training view, the
 // data generation control and the export control share it; the last two follow a server task
 // through taskFeed.
+import { errorText } from './api.js';
+import { announce } from './dom.js';
+
 const POLL_MS = 3000;
 
 // liveFeed({url, events: [type...], onEvent(type, data), poll(), onMode('sse'|'polling')})
@@ -62,4 +65,18 @@ export function taskFeed(root, { render, poll }) {
       feed = null;
     },
   };
+}
+
+// startTask(request, {render(task), follow(), what, already}): POST a task (request() -> the
+// answer): a 202, or a 409 with the task already running, is rendered and followed; a 409 says
+// `already`, any other answer or a failure "Could not <what>: ...".
+export async function startTask(request, { render, follow, what, already }) {
+  try {
+    const r = await request();
+    if (r.status === 202 || r.status === 409) { render(r.body.task); follow(); }
+    if (r.status === 409) announce(already);
+    else if (r.status !== 202) announce(`Could not ${what}: ${errorText(r)}`, 'error');
+  } catch (e) {
+    announce(`Could not ${what}: ${e.message}`, 'error');
+  }
 }

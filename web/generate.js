@@ -4,9 +4,9 @@
 // fallback with its reason, and the result (kept, dropped by reason, kept by provider). A 409
 // shows the running task. The stream is open only while a task runs: a browser allows six
 // connections to a server, and an idle tab should hold one (its training stream), not two.
-import { api, errorText } from './api.js';
+import { api } from './api.js';
 import { h, announce } from './dom.js';
-import { taskFeed } from './feed.js';
+import { taskFeed, startTask } from './feed.js';
 
 const MAX_COUNT = 200;
 
@@ -80,17 +80,10 @@ export function createGenerate(root, { onUpdate }) {
     if (go.disabled) return;
     busy = true;
     renderButton();  // disabled before any await: one click, one task
-    try {
-      const r = await api.generate(skill, parseInt(count.value, 10));
-      if (r.status === 202 || r.status === 409) { render(r.body.task); follow(); }
-      if (r.status === 409) announce('A generation was already running: showing it.');
-      else if (r.status !== 202) announce(`Could not generate: ${errorText(r)}`, 'error');
-    } catch (e) {
-      announce(`Could not generate: ${e.message}`, 'error');
-    } finally {
-      busy = false;
-      renderButton();
-    }
+    await startTask(() => api.generate(skill, parseInt(count.value, 10)),
+      { render, follow, what: 'generate', already: 'A generation was already running: showing it.' });
+    busy = false;
+    renderButton();
   });
 
   return {

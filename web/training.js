@@ -19,7 +19,7 @@ const LIVE = new Set(['queued', 'running']);
 // values come from the server (GET /api/training/defaults/:skill: the trainer's defaults for
 // its model, then the skill's), and a start sends only the fields the user changed, so the
 // server's choice for the model (such as a small model's higher learning rate) holds.
-const FIELDS = [
+export const FIELDS = [
   ['epochs', 'Epochs', 1, 'Passes over the data. The default suits the model: 2–4 for 50–500 examples on a real model, more for a small one; too many memorises.'],
   ['max_steps', 'Max steps', 1, 'Stop after this many optimizer steps (0: run the epochs).'],
   ['lr', 'Learning rate', 0.00001, 'Step size. The default suits the model (1e-4 to 3e-4 is usual for LoRA, more for a small model); too high makes the loss jump.'],
