@@ -1180,13 +1180,19 @@ static void recover(fb_jobs *r, fb_job *job) {
 }
 
 /* A worker killed while it wrote its output leaves a hidden partial directory beside `out` (or
- * a half-done replacement): remove it (finish it) while no worker runs. */
+ * a half-done replacement), and one stopped by a full disk a step-N.tmp checkpoint: remove them
+ * (finish a replacement) while no worker runs. */
 static void settle_output(fb_jobs *r, const fb_job *job) {
   cJSON *spec = cJSON_Parse(job->spec);
-  const char *out = get_str(spec, "out");
+  const char *out = get_str(spec, "out"), *ckdir = get_str(spec, "checkpoints");
+  char path[PATH_MAX];
   fb_err err = {0};
   if (out && *out && fb_train_settle_output(out, &err) != 0)
     report(r, "job %s: %s", job->id, err.msg);
+  if (ckdir && *ckdir) snprintf(path, sizeof path, "%s", ckdir);
+  else snprintf(path, sizeof path, "%s/checkpoints", out ? out : "");
+  if (((ckdir && *ckdir) || (out && *out)) && fb_train_settle_checkpoints(path) > 0)
+    report(r, "job %s: %s", job->id, "a checkpoint cut short (step-N.tmp) removed");
   cJSON_Delete(spec);
 }
 
