@@ -2,8 +2,8 @@
 # HTTP. Jobs run the real `fastbrain worker` training the bundled model (share/models/tiny) on
 # fast skills (tests/api/server.lua). skills and training run the server in-process; serve and
 # crash run `fastbrain serve` as processes of their own (1,000 concurrent starts, the stale
-# sweep, out of memory; SIGKILLs at random moments).
-foreach(name skills training serve)
+# sweep, out of memory; SIGKILLs at random moments); disk fills a small tmpfs (root only).
+foreach(name skills training serve disk)
   fb_test(lua_api_${name} $<TARGET_FILE:fastbrain> run tests/lua/test_api_${name}.lua
           $<TARGET_FILE:fastbrain>)
   set_tests_properties(lua_api_${name} PROPERTIES TIMEOUT 300)

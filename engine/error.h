@@ -16,7 +16,8 @@
   X(NOTFOUND, -7, "not found")                                     \
   X(NUMERIC, -8, "numerical failure")                              \
   X(CANCELLED, -9, "cancelled")                                    \
-  X(BACKEND, -10, "backend failure")
+  X(BACKEND, -10, "backend failure")                              \
+  X(NOSPACE, -11, "disk full")
 
 typedef enum {
 #define FB_ERR_ENUM(name, value, text) FB_E##name = (value),

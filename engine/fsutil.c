@@ -14,8 +14,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* A full disk (or quota, or file-size limit) is FB_ENOSPACE, so callers can say "disk full"
+ * without reading the message; anything else is FB_EIO. */
 static int io_fail(fb_err *err, const char *what, const char *path) {
-  return fb_err_set(err, FB_EIO, "%s: %s: %s", path, what, strerror(errno));
+  int full = errno == ENOSPC || errno == EDQUOT || errno == EFBIG;
+  return fb_err_set(err, full ? FB_ENOSPACE : FB_EIO, "%s: %s: %s", path, what, strerror(errno));
 }
 
 static int write_all(int fd, const void *data, size_t len) {

@@ -18,7 +18,8 @@ typedef struct fb_part {
 
 /* Replace path with the concatenation of parts, atomically: a temp file "path.tmp.XXXXXX" in
  * the same directory, written in full, fsync'd, renamed over path, then the directory fsync'd.
- * The new file has mode 0644. On failure the temp file is removed and path is untouched. */
+ * The new file has mode 0644. On failure the temp file is removed and path is untouched; a full
+ * disk is FB_ENOSPACE (as for every helper here), other system errors FB_EIO. */
 int fb_write_parts_atomic(const char *path, const fb_part *parts, int n, fb_err *err);
 /* The same for one buffer. */
 int fb_write_file_atomic(const char *path, const void *data, size_t len, fb_err *err);

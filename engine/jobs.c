@@ -93,8 +93,8 @@ struct fb_jobs {
   int closed;
 };
 
-static const char *const state_names[] = {"queued",    "running",  "succeeded",
-                                          "failed",    "cancelled", "interrupted"};
+static const char *const state_names[] = {"queued",    "running",     "succeeded", "failed",
+                                          "cancelled", "interrupted", "unreadable"};
 
 const char *fb_job_state_name(fb_job_state s) { return state_names[s]; }
 
@@ -150,6 +150,7 @@ static void free_job(fb_job *job) {
   free(job->adapter);
   free(job->error_message);
   free(job->error_where);
+  free(job->set_aside);
   for (int i = 0; i < FB_JOB_LOG_LINES; i++) free(job->log_tail[i]);
   free(job);
 }
@@ -182,7 +183,7 @@ cJSON *fb_job_to_json(const fb_jobs *r, const fb_job *job) {
   cJSON *o = cJSON_CreateObject();
   if (!o) return NULL;
   cJSON_AddStringToObject(o, "id", job->id);
-  cJSON_AddStringToObject(o, "skill", job->skill);
+  add_str(o, "skill", job->skill[0] ? job->skill : NULL);  /* "" only for an unreadable job */
   cJSON_AddStringToObject(o, "state", fb_job_state_name(job->state));
   add_str(o, "reason", job->reason[0] ? job->reason : NULL);
   if (job->state == FB_JOB_QUEUED) cJSON_AddNumberToObject(o, "place", fb_jobs_queue_place(r, job));
@@ -209,6 +210,7 @@ cJSON *fb_job_to_json(const fb_jobs *r, const fb_job *job) {
   else cJSON_AddNullToObject(o, "checkpoint_step");
   cJSON_AddNumberToObject(o, "pid", (double)job->pid);
   cJSON_AddNumberToObject(o, "seq", (double)job->seq);
+  if (job->state == FB_JOB_UNREADABLE) add_str(o, "set_aside", job->set_aside);
   return o;
 }
 
@@ -896,8 +898,9 @@ int fb_jobs_cancel(fb_jobs *r, fb_job *job, fb_err *err) {
 
 int fb_jobs_resume(fb_jobs *r, fb_job *job, fb_job **live, fb_err *err) {
   *live = NULL;
-  if (job->state == FB_JOB_SUCCEEDED)
-    return fb_err_set(err, FB_EINVALID, "job %s is succeeded: nothing to resume", job->id);
+  if (job->state == FB_JOB_SUCCEEDED || job->state == FB_JOB_UNREADABLE)
+    return fb_err_set(err, FB_EINVALID, "job %s is %s: nothing to resume", job->id,
+                      fb_job_state_name(job->state));
   /* An interrupted or cancelled job may start over from step 0; a failed one only goes on. */
   if (job->state == FB_JOB_FAILED && job->checkpoint_step < 0)
     return fb_err_set(err, FB_EINVALID,
@@ -929,8 +932,8 @@ fb_job *fb_jobs_get(const fb_jobs *r, const char *id) {
 fb_job *fb_jobs_latest(const fb_jobs *r, const char *skill) {
   fb_job *live = live_job(r, skill);
   if (live) return live;
-  for (fb_job *j = r->jobs; j; j = j->next)
-    if (strcmp(j->skill, skill) == 0) return j;
+  for (fb_job *j = r->jobs; j; j = j->next)  /* an unreadable job is nobody's current one */
+    if (j->state != FB_JOB_UNREADABLE && strcmp(j->skill, skill) == 0) return j;
   return NULL;
 }
 
@@ -1080,20 +1083,38 @@ static int replay_record(fb_jobs *r, fb_job *job, int seen) {
   return done;
 }
 
-/* Set a corrupt job.json aside as job.json.corrupt-N. */
-static void set_aside(fb_jobs *r, const char *path, const char *why) {
+/* Set a corrupt job.json aside as job.json.corrupt-N; the name it got goes in `name` ("" when
+ * it could not be moved). */
+static void set_aside(fb_jobs *r, const char *path, const char *why, char *name, size_t n) {
   char dst[PATH_MAX + 32];
-  for (int n = 1; n < 1000; n++) {
-    snprintf(dst, sizeof dst, "%s.corrupt-%d", path, n);
+  for (int k = 1; k < 1000; k++) {
+    snprintf(dst, sizeof dst, "%s.corrupt-%d", path, k);
     if (access(dst, F_OK) != 0) break;
   }
+  name[0] = 0;
   if (rename(path, dst) != 0) {
     report(r, "%s: corrupt, and cannot be set aside: %s", path, strerror(errno));
     return;
   }
+  snprintf(name, n, "%s", strrchr(dst, '/') + 1);
   char msg[600];
-  snprintf(msg, sizeof msg, "%s; set aside as %s", why, strrchr(dst, '/') + 1);
+  snprintf(msg, sizeof msg, "%s; set aside as %s", why, name);
   report(r, "%s: %s", path, msg);
+}
+
+/* The newest job.json.corrupt-N of job id (a set-aside an earlier open made) into name; 0 when
+ * there is none. */
+static int newest_aside(const fb_jobs *r, const char *id, char *name, size_t n) {
+  char path[PATH_MAX];
+  int found = 0;
+  for (int k = 1; k < 1000; k++) {
+    snprintf(name, n, "job.json.corrupt-%d", k);
+    job_path(path, sizeof path, r, id, name);
+    if (access(path, F_OK) != 0) break;
+    found = k;
+  }
+  snprintf(name, n, "job.json.corrupt-%d", found);
+  return found;
 }
 
 /* A job directory with no job.json and no progress.jsonl is a start a crash cut short
@@ -1105,6 +1126,8 @@ static int remove_unstarted(fb_jobs *r, const char *id) {
   if (access(path, F_OK) == 0) return 0;
   job_path(path, sizeof path, r, id, "progress.jsonl");
   if (access(path, F_OK) == 0) return 0;
+  char aside[64];
+  if (newest_aside(r, id, aside, sizeof aside)) return 0;  /* an unreadable job: listed as such */
   job_path(path, sizeof path, r, id, NULL);
   DIR *d = opendir(path);
   for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
@@ -1119,39 +1142,99 @@ static int remove_unstarted(fb_jobs *r, const char *id) {
   return 1;
 }
 
-static void load_job(fb_jobs *r, const char *id) {
-  char path[PATH_MAX];
-  job_path(path, sizeof path, r, id, "job.json");
-  char *text;
+/* Read jobs/<id>/<file> (job.json, or one set aside) and the job's spec into job; FB_EFORMAT
+ * (or the read's error) naming what is wrong. */
+static int read_job(fb_jobs *r, const char *id, const char *file, fb_job *job, fb_err *err) {
+  char path[PATH_MAX], *text;
   size_t len;
-  fb_err err = {0};
-  if (remove_unstarted(r, id)) return;
-  if (fb_read_file(path, &text, &len, JOB_JSON_MAX, &err) != 0) {
-    report(r, "%s: %s", path, err.msg);
-    return;
-  }
+  job_path(path, sizeof path, r, id, file);
+  if (fb_read_file(path, &text, &len, JOB_JSON_MAX, err) != 0) return err->code;
   cJSON *o = cJSON_Parse(text);
   free(text);
-  fb_job *job = new_job();
-  if (!job) {
-    cJSON_Delete(o);
-    return;
-  }
-  int rc = !o ? fb_err_set(&err, FB_EFORMAT, "not valid JSON") : job_from_json(o, job, &err);
+  int rc = !o ? fb_err_set(err, FB_EFORMAT, "not valid JSON") : job_from_json(o, job, err);
   cJSON_Delete(o);
   job_path(path, sizeof path, r, id, "spec.json");
-  if (rc == 0 && strcmp(job->id, id) != 0) rc = fb_err_set(&err, FB_EFORMAT, "id does not match its directory");
-  if (rc == 0 && fb_read_file(path, &job->spec, &len, JOB_JSON_MAX, &err) != 0) rc = err.code;
+  if (rc == 0 && strcmp(job->id, id) != 0) rc = fb_err_set(err, FB_EFORMAT, "id does not match its directory");
+  if (rc == 0 && fb_read_file(path, &job->spec, &len, JOB_JSON_MAX, err) != 0)
+    rc = fb_err_set(err, FB_EFORMAT, "spec.json: %s", fb_strerror(err->code));
   cJSON *spec = rc == 0 ? cJSON_Parse(job->spec) : NULL;
-  if (rc == 0 && !cJSON_IsObject(spec)) rc = fb_err_set(&err, FB_EFORMAT, "spec.json: not a JSON object");
+  if (rc == 0 && !cJSON_IsObject(spec)) rc = fb_err_set(err, FB_EFORMAT, "spec.json: not a JSON object");
   cJSON_Delete(spec);
-  if (rc != 0) {
-    free_job(job);
-    job_path(path, sizeof path, r, id, "job.json");
-    set_aside(r, path, err.msg);
+  return rc;
+}
+
+/* The skill an unreadable job was for, from its first event ("" when none says). */
+static void skill_from_events(fb_jobs *r, fb_job *job) {
+  char path[PATH_MAX], *buf;
+  size_t len;
+  job_path(path, sizeof path, r, job->id, "progress.jsonl");
+  if (access(path, F_OK) != 0 || fb_read_file(path, &buf, &len, PROGRESS_MAX, NULL) != 0) return;
+  char *nl = strchr(buf, '\n');
+  if (nl) *nl = 0;
+  cJSON *ev = cJSON_Parse(buf);
+  const char *skill = get_str(ev, "skill");
+  if (skill && fb_jobs_check_skill(skill, NULL) == 0) snprintf(job->skill, sizeof job->skill, "%s", skill);
+  cJSON_Delete(ev);
+  free(buf);
+}
+
+/* Ids are the UTC creation time, YYYYmmdd-HHMMSS-mmm: Unix ms, or 0 for another name. */
+static int64_t id_time(const char *id) {
+  struct tm tm = {0};
+  int ms = 0;
+  if (sscanf(id, "%4d%2d%2d-%2d%2d%2d-%3d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+             &tm.tm_min, &tm.tm_sec, &ms) != 7)
+    return 0;
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  return (int64_t)timegm(&tm) * 1000 + ms;
+}
+
+/* A job whose job.json could not be read stays listed, as `unreadable`, with the reason and
+ * where its job.json went (aside: a file name in its directory, or ""), rather than vanish. */
+static void add_unreadable(fb_jobs *r, const char *id, const char *why, const char *aside) {
+  fb_job *job = new_job();
+  if (!job) return;
+  snprintf(job->id, sizeof job->id, "%s", id);
+  job->state = FB_JOB_UNREADABLE;
+  snprintf(job->reason, sizeof job->reason, "job.json: %.480s", why);
+  if (aside[0]) {
+    char rel[FB_JOB_ID_MAX + 80];
+    snprintf(rel, sizeof rel, "jobs/%s/%s", id, aside);
+    job->set_aside = strdup(rel);
+  }
+  job->spec = strdup("{}");
+  job->created_at = id_time(id);
+  skill_from_events(r, job);
+  insert_job(r, job);
+}
+
+static void load_job(fb_jobs *r, const char *id) {
+  char path[PATH_MAX], aside[64];
+  fb_err err = {0};
+  if (remove_unstarted(r, id)) return;
+  fb_job *job = new_job();
+  if (!job) return;
+  job_path(path, sizeof path, r, id, "job.json");
+  int missing = access(path, F_OK) != 0;
+  int rc = read_job(r, id, "job.json", job, &err);
+  if (rc == 0) {
+    insert_job(r, job);
     return;
   }
-  insert_job(r, job);
+  free_job(job);
+  if (missing && newest_aside(r, id, aside, sizeof aside)) {  /* set aside by an earlier open */
+    job = new_job();
+    if (job && read_job(r, id, aside, job, &err) == 0) fb_err_set(&err, FB_EFORMAT, "set aside earlier");
+    if (job) free_job(job);
+  } else if (err.code == FB_EFORMAT) {
+    set_aside(r, path, err.msg, aside, sizeof aside);
+  } else {  /* missing, or not readable: the path and errno go to the log, not to clients */
+    report(r, "%s: %s", path, err.msg);
+    fb_err_set(&err, err.code, "%s", err.code == FB_ENOTFOUND ? "missing" : fb_strerror(err.code));
+    aside[0] = 0;
+  }
+  add_unreadable(r, id, err.msg, aside);
 }
 
 /* A job recorded live when the last registry stopped: catch up with progress.jsonl; if it
@@ -1180,13 +1263,19 @@ static void recover(fb_jobs *r, fb_job *job) {
 }
 
 /* A worker killed while it wrote its output leaves a hidden partial directory beside `out` (or
- * a half-done replacement): remove it (finish it) while no worker runs. */
+ * a half-done replacement), and one stopped by a full disk a step-N.tmp checkpoint: remove them
+ * (finish a replacement) while no worker runs. */
 static void settle_output(fb_jobs *r, const fb_job *job) {
   cJSON *spec = cJSON_Parse(job->spec);
-  const char *out = get_str(spec, "out");
+  const char *out = get_str(spec, "out"), *ckdir = get_str(spec, "checkpoints");
+  char path[PATH_MAX];
   fb_err err = {0};
   if (out && *out && fb_train_settle_output(out, &err) != 0)
     report(r, "job %s: %s", job->id, err.msg);
+  if (ckdir && *ckdir) snprintf(path, sizeof path, "%s", ckdir);
+  else snprintf(path, sizeof path, "%s/checkpoints", out ? out : "");
+  if (((ckdir && *ckdir) || (out && *out)) && fb_train_settle_checkpoints(path) > 0)
+    report(r, "job %s: %s", job->id, "a checkpoint cut short (step-N.tmp) removed");
   cJSON_Delete(spec);
 }
 

@@ -20,6 +20,7 @@ typedef enum {
   FB_JOB_FAILED,
   FB_JOB_CANCELLED,
   FB_JOB_INTERRUPTED,  /* the registry stopped (crash, restart) while the job ran: resumable */
+  FB_JOB_UNREADABLE,   /* its job.json did not load at open: listed with why, never run again */
 } fb_job_state;
 
 #define FB_JOB_ID_MAX 40
@@ -47,6 +48,7 @@ typedef struct fb_job {
   int log_next;
   int64_t checkpoint_step;     /* the latest checkpoint event's step, -1 if none */
   long pid;                    /* the worker's, 0 when none */
+  char *set_aside;             /* unreadable: "jobs/<id>/job.json.corrupt-N" (data_dir-relative) or NULL */
   int64_t seq;                 /* the last event's sequence number */
   struct job_proc *proc;       /* private: the running worker */
   int dirty;                   /* private: job.json is behind */
@@ -81,7 +83,8 @@ typedef struct fb_jobs_sub fb_jobs_sub;
 
 /* Open the registry on `loop`: takes data_dir/lock (refused with FB_EIO "... is in use by pid
  * N" while another registry holds it), loads every job (a corrupt job.json is renamed to
- * job.json.corrupt-N and listed by fb_jobs_reports), brings jobs recorded as running up to
+ * job.json.corrupt-N and listed by fb_jobs_reports; its job stays listed as unreadable, with
+ * the reason and set_aside, at this open and the next ones), brings jobs recorded as running up to
  * date from progress.jsonl and their worker's record (jobs/<id>/worker.jsonl: the lines the
  * crashed registry never read), marks them interrupted (or succeeded, if the worker printed
  * done), SIGKILLing an orphaned worker that still runs, and restarts the queue. A sweep on the

@@ -1,7 +1,7 @@
 /* l_fs.c: module `fastbrain.fs`: the engine's file helpers for Lua: atomic replacement,
  * capped whole-file reads, directory listings, mkdir -p, removing a tree, permission bits,
  * stat/lstat, symbolic links and advisory locks (flock, as Python's filelock takes them). World
- * failures return nil, msg (and the errno name for stat). */
+ * failures return nil, msg (and the errno name for stat; "ENOSPC" for a full disk). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -15,13 +15,16 @@
 #include "fsutil.h"
 #include "modules.h"
 
+/* nil, msg; and "ENOSPC" when the disk is full, so a caller can say so without the path. */
 static int fail(lua_State *L, const fb_err *err) {
   luaL_pushfail(L);
   lua_pushstring(L, err->msg);
-  return 2;
+  if (err->code != FB_ENOSPACE) return 2;
+  lua_pushliteral(L, "ENOSPC");
+  return 3;
 }
 
-/* write_atomic(path, data) -> true | nil, msg */
+/* write_atomic(path, data) -> true | nil, msg [, "ENOSPC"] */
 static int fs_write_atomic(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   size_t len;

@@ -294,7 +294,7 @@ static int jobs_list(lua_State *L) {
   }
   if (state) {
     int known = 0;
-    for (int s = FB_JOB_QUEUED; s <= FB_JOB_INTERRUPTED; s++)
+    for (int s = FB_JOB_QUEUED; s <= FB_JOB_UNREADABLE; s++)
       known |= strcmp(state, fb_job_state_name((fb_job_state)s)) == 0;
     luaL_argcheck(L, known, 1, "state: not a job state");
   }

@@ -328,12 +328,9 @@ static const float *on_host(run *r, const float *dev, int k) {
   return h;
 }
 
-static int save_checkpoint(run *r, fb_err *err) {
-  char dir[FB_SPEC_PATH + 64], tmp[FB_SPEC_PATH + 80], path[FB_SPEC_PATH + 128], name[32];
-  snprintf(name, sizeof name, "step-%08d", r->step);
-  snprintf(dir, sizeof dir, "%s/%s", r->ckdir, name);
-  snprintf(tmp, sizeof tmp, "%s.tmp", dir);
-  remove_checkpoint(tmp);
+/* The checkpoint's files, written into the temporary directory tmp. */
+static int write_checkpoint(run *r, const char *tmp, fb_err *err) {
+  char path[FB_SPEC_PATH + 128];
   int rc = fb_mkdir_p(tmp, err);
   if (rc)
     return rc;
@@ -354,8 +351,22 @@ static int save_checkpoint(run *r, fb_err *err) {
   snprintf(path, sizeof path, "%s/state.json", tmp);
   rc = fb_write_file_atomic(path, text, strlen(text), err);
   free(text);
-  if (rc)
+  return rc;
+}
+
+static int save_checkpoint(run *r, fb_err *err) {
+  char dir[FB_SPEC_PATH + 64], tmp[FB_SPEC_PATH + 80], path[FB_SPEC_PATH + 128], name[32];
+  snprintf(name, sizeof name, "step-%08d", r->step);
+  snprintf(dir, sizeof dir, "%s/%s", r->ckdir, name);
+  snprintf(tmp, sizeof tmp, "%s.tmp", dir);
+  fb_remove_tree(tmp, NULL);
+  int rc = write_checkpoint(r, tmp, err);
+  if (rc) { /* a full disk: what was written goes, and the error says so */
+    fb_remove_tree(tmp, NULL);
+    if (rc == FB_ENOSPACE)
+      fb_err_prefix(err, "disk full while writing the checkpoint of step %d", r->step);
     return rc;
+  }
   /* The same step saved again (a cancel or the end right after a periodic checkpoint): the old
    * directory steps aside as step-N.old, which a load falls back to, until the new one is in. */
   char old[FB_SPEC_PATH + 80];
@@ -783,6 +794,23 @@ static int take_back(const char *aside, const char *out, fb_err *err) {
   return rc;
 }
 
+int fb_train_settle_checkpoints(const char *ckdir) {
+  struct dirent **list;
+  int n = scandir(ckdir, &list, is_step_entry, alphasort), removed = 0;
+  for (int i = 0; i < n; i++) {
+    const char *dot = strrchr(list[i]->d_name, '.');
+    if (dot && strcmp(dot, ".tmp") == 0) {
+      char path[FB_SPEC_PATH + 300];
+      snprintf(path, sizeof path, "%s/%s", ckdir, list[i]->d_name);
+      removed += fb_remove_tree(path, NULL) == 0;
+    }
+    free(list[i]);
+  }
+  if (n >= 0)
+    free(list);
+  return removed;
+}
+
 int fb_train_settle_output(const char *out, fb_err *err) {
   char partial[FB_SPEC_PATH + 16], replaced[FB_SPEC_PATH + 16], parent[FB_SPEC_PATH];
   int rc;
@@ -985,6 +1013,7 @@ int fb_train(fb_model *m, const fb_train_spec *spec, const fb_train_data *data,
     emit_log(&r, "info", msg);
   }
   int found = 0;
+  fb_train_settle_checkpoints(r.ckdir);
   if ((rc = fb_train_settle_output(spec->out, err))) {
     fail(&r, spec->out, err);
   } else if ((rc = setup(&r, err))) {

@@ -86,4 +86,9 @@ int fb_train(fb_model *m, const fb_train_spec *spec, const fb_train_data *data,
  * undoes a replacement. fb_train calls it first; the job registry for each job it opens. */
 int fb_train_settle_output(const char *out, fb_err *err);
 
+/* Remove the step-N.tmp directories a checkpoint cut short (a full disk, a kill) left in ckdir
+ * (never step-N.old: a load falls back to it). Returns how many went. fb_train calls it before
+ * it loads a checkpoint; the job registry for each job it opens. */
+int fb_train_settle_checkpoints(const char *ckdir);
+
 #endif

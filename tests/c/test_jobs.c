@@ -560,20 +560,52 @@ static void write_text(const char *path, const char *text) {
   }
 }
 
-TEST(a_corrupt_job_json_is_set_aside_and_reported) {
+/* Run one job of skill with spec to its end, then close the registry (its id into id). */
+static void run_one_then_close(env *e, const char *skill, const char *spec, char id[FB_JOB_ID_MAX]) {
+  fb_job *job = start(e, skill, spec, 0);
+  REQUIRE(job);
+  CHECK(run_until(e, is_final, job, 8000));
+  snprintf(id, FB_JOB_ID_MAX, "%s", job->id);
+  fb_jobs_close(e->r);
+  uv_run(&e->loop, UV_RUN_DEFAULT);
+}
+
+/* Make each of dirs under the data directory. */
+static void make_dirs(const env *e, const char *const *dirs, size_t n) {
+  char path[300];
+  for (size_t i = 0; i < n; i++) {
+    snprintf(path, sizeof path, "%s/%s", e->dir, dirs[i]);
+    CHECK_INT(mkdir(path, 0755), 0);
+  }
+}
+
+/* The unreadable job's fields, as the API lists them. */
+static void check_unreadable(const fb_jobs *r, const char *id) {
+  fb_job *bad = fb_jobs_get(r, id);
+  REQUIRE(bad);
+  CHECK_INT(bad->state, FB_JOB_UNREADABLE);
+  CHECK_STR(bad->reason, "job.json: not valid JSON");
+  CHECK_STR(bad->skill, "elec");  /* from its first event */
+  cJSON *o = fb_job_to_json(r, bad);
+  CHECK_STR(cJSON_GetObjectItem(o, "state")->valuestring, "unreadable");
+  CHECK_STR(cJSON_GetObjectItem(o, "set_aside")->valuestring, "jobs/20200101-000000-000/job.json.corrupt-1");
+  CHECK_INT((long long)cJSON_GetObjectItem(o, "created_at")->valuedouble, 1577836800000LL);
+  cJSON_Delete(o);
+  fb_job *live = NULL;
+  fb_err err = {0};
+  CHECK_INT(fb_jobs_resume((fb_jobs *)r, bad, &live, &err), FB_EINVALID);
+  CHECK_CONTAINS(err.msg, "is unreadable: nothing to resume");
+}
+
+TEST(a_corrupt_job_json_is_set_aside_and_its_job_listed_as_unreadable) {
   env e;
   REQUIRE(env_open(&e, 0, 1) == 0);
-  fb_job *good = start(&e, "elec", "{\"steps\":1}", 0);
-  REQUIRE(good);
-  CHECK(run_until(&e, is_final, good, 8000));
-  char good_id[FB_JOB_ID_MAX];
-  snprintf(good_id, sizeof good_id, "%s", good->id);
-  fb_jobs_close(e.r);
-  uv_run(&e.loop, UV_RUN_DEFAULT);
-
-  char path[256];
-  snprintf(path, sizeof path, "%s/jobs/20200101-000000-000", e.dir);
-  mkdir(path, 0755);
+  char good_id[FB_JOB_ID_MAX], path[256];
+  run_one_then_close(&e, "elec", "{\"steps\":1}", good_id);
+  const char *dirs[] = {"jobs/20200101-000000-000"};
+  make_dirs(&e, dirs, 1);
+  snprintf(path, sizeof path, "%s/jobs/20200101-000000-000/progress.jsonl", e.dir);
+  write_text(path, "{\"seq\":1,\"event\":\"state\",\"job\":\"20200101-000000-000\",\"skill\":\"elec\"}\n");
   snprintf(path, sizeof path, "%s/jobs/20200101-000000-000/job.json", e.dir);
   write_text(path, "{\"id\": \"20200101-0");  /* cut by a crash */
   fb_err err = {0};
@@ -589,6 +621,15 @@ TEST(a_corrupt_job_json_is_set_aside_and_reported) {
   REQUIRE(again);
   CHECK_INT(again->state, FB_JOB_SUCCEEDED);
   CHECK_INT(cJSON_GetArraySize(again->loss_history), 1);
+  check_unreadable(e.r, "20200101-000000-000");
+  CHECK(fb_jobs_latest(e.r, "elec") == again);  /* an unreadable job is nobody's current one */
+  CHECK(fb_jobs_next(e.r, again) == fb_jobs_get(e.r, "20200101-000000-000"));  /* oldest last */
+
+  fb_jobs_close(e.r);  /* and at the next open, from the file set aside */
+  uv_run(&e.loop, UV_RUN_DEFAULT);
+  REQUIRE(fb_jobs_open(&e.loop, &e.opt, &e.r, &err) == 0);
+  CHECK(fb_jobs_reports(e.r)[0] == NULL);
+  check_unreadable(e.r, "20200101-000000-000");
   env_close(&e);
 }
 
@@ -619,20 +660,13 @@ TEST(a_start_cut_short_by_a_crash_leaves_nothing) {
 TEST(open_settles_the_output_a_killed_worker_left) {
   env e;
   REQUIRE(env_open(&e, 0, 1) == 0);
-  char spec[300], out[200], path[300];
+  char spec[300], out[200], path[300], id[FB_JOB_ID_MAX];
   snprintf(out, sizeof out, "%s/adapters/s/v1", e.dir);
   snprintf(spec, sizeof spec, "{\"steps\":1,\"out\":\"%s\"}", out);
-  fb_job *job = start(&e, "s", spec, 0);
-  REQUIRE(job);
-  CHECK(run_until(&e, is_final, job, 8000));
-  fb_jobs_close(e.r);
-  uv_run(&e.loop, UV_RUN_DEFAULT);
+  run_one_then_close(&e, "s", spec, id);
   const char *dirs[] = {"adapters", "adapters/s", "adapters/s/.v1.partial", "adapters/s/.v1.replaced",
                         "adapters/s/.v1.replaced/checkpoints"};
-  for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
-    snprintf(path, sizeof path, "%s/%s", e.dir, dirs[i]);
-    CHECK_INT(mkdir(path, 0755), 0);
-  }
+  make_dirs(&e, dirs, sizeof dirs / sizeof dirs[0]);
   snprintf(path, sizeof path, "%s/adapters/s/.v1.partial/summary.json", e.dir);
   write_text(path, "{}");
   fb_err err = {0};
@@ -647,6 +681,29 @@ TEST(open_settles_the_output_a_killed_worker_left) {
   closedir(d);
   CHECK_INT(hidden, 0);
   snprintf(path, sizeof path, "%s/checkpoints", out); /* the replacement was undone */
+  CHECK_INT(access(path, F_OK), 0);
+  env_close(&e);
+}
+
+/* A checkpoint a full disk cut short leaves step-N.tmp: open removes it, never step-N.old. */
+TEST(open_removes_a_checkpoint_cut_short) {
+  env e;
+  REQUIRE(env_open(&e, 0, 1) == 0);
+  char spec[300], ck[200], path[300], id[FB_JOB_ID_MAX];
+  snprintf(ck, sizeof ck, "%s/ck", e.dir);
+  snprintf(spec, sizeof spec, "{\"steps\":1,\"checkpoints\":\"%s\"}", ck);
+  run_one_then_close(&e, "s", spec, id);
+  const char *dirs[] = {"ck", "ck/step-00000004.tmp", "ck/step-00000002.old"};
+  make_dirs(&e, dirs, sizeof dirs / sizeof dirs[0]);
+  snprintf(path, sizeof path, "%s/ck/step-00000004.tmp/state.safetensors", e.dir);
+  write_text(path, "half");
+  fb_err err = {0};
+  REQUIRE(fb_jobs_open(&e.loop, &e.opt, &e.r, &err) == 0);
+  REQUIRE(fb_jobs_reports(e.r)[0]);
+  CHECK_CONTAINS(fb_jobs_reports(e.r)[0], "a checkpoint cut short (step-N.tmp) removed");
+  snprintf(path, sizeof path, "%s/ck/step-00000004.tmp", e.dir);
+  CHECK(access(path, F_OK) != 0);
+  snprintf(path, sizeof path, "%s/ck/step-00000002.old", e.dir);
   CHECK_INT(access(path, F_OK), 0);
   env_close(&e);
 }

@@ -5,6 +5,7 @@
  * watchdog stops a NaN run with the last checkpoint intact, summary.json says what happened and
  * example_losses.json ranks the examples. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <ftw.h>
 #include <stdint.h>
 #include <unistd.h>
@@ -298,6 +299,51 @@ TEST(a_step_saved_twice_replaces_its_checkpoint) {
   CHECK_INT(train(&f, &rest, 1, &err), 0);
   CHECK_INT(rest.progress, 4);    /* resumed from step-00000004.old */
   CHECK(access(path, F_OK) != 0); /* pruned once step 8 was saved */
+  teardown(&f);
+}
+
+/* The number of step-N.tmp entries in dir. */
+static int count_tmp(const char *dir) {
+  DIR *d = opendir(dir);
+  int n = 0;
+  for (struct dirent *e; d && (e = readdir(d)) != NULL;)
+    n += strstr(e->d_name, ".tmp") != NULL;
+  if (d)
+    closedir(d);
+  return n;
+}
+
+/* Checkpoints on a full disk (a filled 256 KiB tmpfs; root only): the run fails saying so,
+ * step-N.tmp goes at once, and one a kill left goes at the next run. */
+TEST(a_checkpoint_on_a_full_disk_fails_clearly_and_leaves_no_tmp) {
+  fixture f;
+  REQUIRE(setup(&f) == 0);
+  char ck[FB_SPEC_PATH], cmd[2 * FB_SPEC_PATH + 80];
+  snprintf(ck, sizeof ck, "%s/ck", f.dir);
+  REQUIRE(fb_mkdir_p(ck, NULL) == 0);
+  snprintf(cmd, sizeof cmd, "mount -t tmpfs -o size=256k tmpfs '%s' 2>/dev/null", ck);
+  if (system(cmd) != 0) {
+    fprintf(stderr, "  skipped: cannot mount a tmpfs here (needs root)\n");
+    teardown(&f);
+    return;
+  }
+  snprintf(cmd, sizeof cmd, "dd if=/dev/zero of='%s/filler' bs=4k 2>/dev/null", ck);
+  CHECK(system(cmd) != 0); /* dd stops at ENOSPC */
+  snprintf(f.spec.checkpoints, sizeof f.spec.checkpoints, "%s", ck);
+  f.spec.max_steps = 2;
+  seen s = {.cancel_at = -1, .nan_at = -1};
+  fb_err err = {0};
+  CHECK_INT(train(&f, &s, 0, &err), FB_ENOSPACE);
+  CHECK_CONTAINS(err.msg, "disk full while writing the checkpoint of step 2");
+  CHECK_INT(count_tmp(ck), 0);
+  snprintf(cmd, sizeof cmd, "%s/filler", ck);
+  unlink(cmd);
+  snprintf(cmd, sizeof cmd, "%s/step-00000009.tmp", ck); /* as a kill would leave it */
+  REQUIRE(fb_mkdir_p(cmd, NULL) == 0);
+  CHECK_INT(fb_train_settle_checkpoints(ck), 1);
+  CHECK_INT(count_tmp(ck), 0);
+  snprintf(cmd, sizeof cmd, "umount '%s'", ck);
+  CHECK_INT(system(cmd), 0);
   teardown(&f);
 }
 

@@ -1,6 +1,7 @@
 -- fastbrain.jobs: the registry from Lua with real worker processes (tests/jobs/worker.lua) in a
 -- temporary data directory: conflicts, the single-flight guard, events and their replay,
--- the queue, cancel, resume after a close, and misuse.
+-- the queue, cancel, resume after a close, misuse, and a corrupt job.json's job listed as
+-- unreadable (by jobs.list and over HTTP by /api/jobs).
 local T = require "tests.lua.testing"
 local fb = require "fastbrain"
 local jobs = fb.jobs
@@ -165,6 +166,37 @@ T.test("a second registry on the data dir is refused with the holder's pid", fun
   local out = assert(io.popen(bin .. " run " .. script .. " " .. dir)):read("a")
   os.remove(script)
   T.matches(out, "is in use by pid " .. pid)
+  reg:close()
+end)
+
+T.test("a corrupt job.json's job is listed as unreadable, by jobs.list and /api/jobs", function()
+  local reg, dir = open()
+  reg:close()
+  local id = "20200101-000000-000"
+  assert(fb.fs.mkdir_p(dir .. "/jobs/" .. id))
+  assert(fb.fs.write_atomic(dir .. "/jobs/" .. id .. "/job.json", '{"id": "2020'))
+  assert(fb.fs.write_atomic(dir .. "/jobs/" .. id .. "/progress.jsonl",
+                            '{"seq":1,"event":"state","state":"queued","job":"' .. id .. '","skill":"elec"}\n'))
+  reg = assert(jobs.open{data_dir = dir, worker = {bin, "run", "tests/jobs/worker.lua"}})
+  T.matches(reg:reports()[1], "set aside as job%.json%.corrupt%-1")
+  local list, total = jobs.list{state = "unreadable"}
+  T.eq(total, 1)
+  T.eq({list[1].id, list[1].skill, list[1].state, list[1].reason, list[1].set_aside},
+       {id, "elec", "unreadable", "job.json: not valid JSON", "jobs/" .. id .. "/job.json.corrupt-1"})
+  T.eq(select(2, jobs.resume(id)), "invalid")
+
+  local router = require "fastbrain.router"
+  local server = require "tests.api.server"
+  local app = router.new()
+  require("fastbrain.api.jobs").mount(app)
+  app:listen{port = 0}
+  local status, body = server.call(app, "GET", "/api/jobs?state=unreadable")
+  T.eq({status, body.total, body.jobs[1].id, body.jobs[1].reason}, {200, 1, id, "job.json: not valid JSON"})
+  status, body = server.call(app, "GET", "/api/jobs/" .. id)
+  T.eq({status, body.job.state, body.job.set_aside}, {200, "unreadable", "jobs/" .. id .. "/job.json.corrupt-1"})
+  status, body = server.call(app, "POST", "/api/jobs/" .. id .. "/resume")
+  T.eq({status, body.error}, {409, "job " .. id .. " is unreadable: nothing to resume"})
+  app:close(0)
   reg:close()
 end)
 

@@ -12,7 +12,7 @@ local jobs = fb.jobs
 local M = {}
 
 local STATES = {queued = true, running = true, succeeded = true, failed = true, cancelled = true,
-                interrupted = true}
+                interrupted = true, unreadable = true}
 local LOG_LINES, MAX_LOG_LINES = 100, 5000
 
 local function find(id)

@@ -1,12 +1,15 @@
 -- fastbrain.api.skills: skills on disk (<data_dir>/skills/<id>/skill.json and data.jsonl) and
 -- their routes: GET/POST /api/skills, GET/PUT/PATCH/DELETE /api/skills/:skill, the dataset
 -- (PUT replaces, POST appends, GET pages through it) and its stats. A skill's base_model is a
--- model id (fastbrain.models; absent: the server's default). Uploads are validated by
--- fastbrain.dataset before anything is written and written atomically. It does not train.
+-- model id (fastbrain.models; absent: the server's default). Uploads are checked and written
+-- off the loop (fastbrain.data_upload): a refused one writes nothing. Skills are created whole
+-- (a hidden folder renamed into place); a write that fails says what it was writing (507 when
+-- the disk is full) and logs the path. It does not train.
 local fb = require "fastbrain"
 local models = require "fastbrain.models"
 local router = require "fastbrain.router"
 local templates = require "fastbrain.templates"
+local data_upload = require "fastbrain.data_upload"
 local json = fb.json
 
 local M = {}
@@ -246,67 +249,49 @@ end
 
 -- The body of an upload of lines (a dataset, scenarios) as JSONL text: x-ndjson as is; JSON as
 -- a list of objects (or {key = list}, key "examples" by default).
-function M.upload_text(req, key)
+local function is_jsonl(req)
   local ctype = (req.headers["content-type"] or ""):match("^[^;]*"):lower()
-  if ctype == "application/x-ndjson" or ctype == "application/jsonl" then return req.body end
-  local v = req:json()
-  key = key or "examples"
-  if type(v) == "table" and not json.is_array(v) and v[key] then v = v[key] end
-  if type(v) ~= "table" or (next(v) ~= nil and not json.is_array(v)) then
-    router.fail(400, ("body: a list of %s (JSON) or JSONL (application/x-ndjson) expected"):format(key))
-  end
-  local lines = {}
-  for i, ex in ipairs(v) do lines[i] = json.encode(ex) end
-  lines[#lines + 1] = ""
-  return table.concat(lines, "\n")
+  return ctype == "application/x-ndjson" or ctype == "application/jsonl"
 end
 
-local uploads = 0
-
--- Validate JSONL text with fastbrain.dataset -> stats, or nil and {{line=, message=}...}.
-local function validate(data_dir, skill, text)
-  uploads = uploads + 1
-  local tmp = ("%s/.upload-%d.jsonl"):format(M.dir(data_dir, skill.id), uploads)
-  local f = assert(io.open(tmp, "wb"))
-  f:write(text)
-  f:close()
-  local ds, err = fb.dataset.load(tmp, {tokenizer = fb.tokenizer.bytes(), template = skill.template or "chatml"})
-  os.remove(tmp)
-  if ds then return ds:stats() end
-  local problems = {}
-  for line in err:gmatch("[^\n]+") do
-    local n, msg = line:match("^.-%.jsonl:(%d+): (.*)$")
-    problems[#problems + 1] = {line = tonumber(n) or json.null, message = msg or line}
-  end
-  return nil, problems
+function M.upload_text(req, key)
+  local text, err = data_upload.to_jsonl(req.body, is_jsonl(req), key)
+  if not text then router.fail(400, err) end
+  return text
 end
 
-local function count_lines(text)
-  local n = 0
-  for line in text:gmatch("[^\n]+") do
-    if line:find("%S") then n = n + 1 end
-  end
-  return n
+-- A write of the skill's files that failed: the path goes to the log, the client gets what was
+-- being written (507 when the disk is full).
+local function write_failed(what, err, code)
+  fb.log.error("%s", tostring(err))
+  if code == "ENOSPC" then router.fail(507, "disk full while writing " .. what) end
+  router.fail(500, "cannot write " .. what)
 end
 
--- PUT (replace) and POST (append) of the dataset.
+-- One upload at a time per skill: an append reads the data the other one is replacing.
+local uploading = {}
+local function claim(id)
+  if uploading[id] then router.fail(409, "another upload to this skill is in progress") end
+  uploading[id] = true
+  return setmetatable({}, {__close = function() uploading[id] = nil end})
+end
+
+-- PUT (replace) and POST (append) of the dataset, checked and written by a child process
+-- (fastbrain.data_upload) while the loop serves others.
 local function write_data(data_dir, append)
   return function(req, res)
     local skill = M.require(data_dir, req.params.skill)
-    local text = M.upload_text(req)
-    if text:find("%S") == nil then router.fail(400, "body: no examples") end
-    local stats, problems = validate(data_dir, skill, text)
-    if not stats then
-      return res:json(400, {error = ("invalid dataset: %d bad line(s)"):format(#problems), lines = problems})
+    local _ <close> = claim(skill.id)
+    local answer = data_upload.write{
+      dir = M.dir(data_dir, skill.id), data = M.data_path(data_dir, skill.id), body = req.body,
+      jsonl = is_jsonl(req), append = append, template = skill.template,
+      still_wanted = function() return not res.done end}
+    local status = answer.status
+    answer.status = nil
+    if status == 200 then
+      return res:json(200, {skill = skill.id, examples = answer.examples, added = answer.added})
     end
-    local path = M.data_path(data_dir, skill.id)
-    if append then
-      local old = fb.fs.read(path) or ""
-      if old ~= "" and old:sub(-1) ~= "\n" then old = old .. "\n" end
-      text = old .. text
-    end
-    assert(fb.fs.write_atomic(path, text))
-    res:json(200, {skill = skill.id, examples = count_lines(text), added = stats.examples})
+    if status ~= 499 then res:json(status, answer) end
   end
 end
 
@@ -327,12 +312,45 @@ M.page_args = page_args
 
 -- ---- routes -----------------------------------------------------------------------------
 
+-- dir/skill.json written (dir made first) -> true | nil, msg, "ENOSPC" when the disk is full.
+local function write_meta(dir, meta)
+  local ok, err, code = fb.fs.mkdir_p(dir)
+  if not ok then return nil, err, code end
+  return fb.fs.write_atomic(dir .. "/skill.json", json.encode(meta))
+end
+
+-- Replace the skill's metadata -> meta (with its id); a failed write answers 507 or 500.
 local function save(data_dir, id, meta)
-  local dir = M.dir(data_dir, id)
-  assert(fb.fs.mkdir_p(dir))
-  assert(fb.fs.write_atomic(dir .. "/skill.json", json.encode(meta)))
+  local ok, err, code = write_meta(M.dir(data_dir, id), meta)
+  if not ok then write_failed("the skill", err, code) end
   meta.id = id
   return meta
+end
+
+local created = 0
+
+-- A new skill appears whole or not at all: built in a hidden folder, then renamed into place.
+local function create(data_dir, id, meta)
+  created = created + 1
+  local tmp = ("%s/skills/.new-%s-%d"):format(data_dir, id, created)
+  local ok, err, code = write_meta(tmp, meta)
+  if ok then ok, err = os.rename(tmp, M.dir(data_dir, id)) end
+  if not ok then
+    fb.fs.remove_tree(tmp)
+    write_failed("the skill", err, code)
+  end
+  meta.id = id
+  return meta
+end
+
+-- At start: what a server killed in the middle left (upload temp files, half-made or
+-- half-deleted skill folders).
+function M.sweep(data_dir)
+  local skills_dir = data_dir .. "/skills"
+  for _, name in ipairs(fb.fs.list(skills_dir) or {}) do
+    if name:find("^%.new%-") or name:find("^%.deleted%-") then fb.fs.remove_tree(skills_dir .. "/" .. name) end
+  end
+  data_upload.sweep(skills_dir)
 end
 
 -- Copy share/skills/* into data_dir/skills when that folder does not exist yet.
@@ -348,7 +366,7 @@ end
 
 -- A skill as listed: its metadata plus the number of examples.
 local function summary(data_dir, skill)
-  skill.examples = count_lines(read_data(data_dir, skill.id))
+  skill.examples = data_upload.count_lines(read_data(data_dir, skill.id))
   return skill
 end
 
@@ -369,7 +387,7 @@ function M.mount(app, opts)
     local id = body.id
     body.id = nil
     if M.read(data_dir, id) then router.fail(409, ("skill '%s' already exists"):format(id)) end
-    res:json(201, {skill = summary(data_dir, save(data_dir, id, body))})
+    res:json(201, {skill = summary(data_dir, create(data_dir, id, body))})
   end)
 
   app:get("/api/skills/:skill", function(req, res)
@@ -430,10 +448,14 @@ function M.mount(app, opts)
 
   app:get("/api/skills/:skill/stats", function(req, res)
     local skill = M.require(data_dir, req.params.skill)
-    local data = read_data(data_dir, skill.id)
-    if not data:find("%S") then return res:json(200, {skill = skill.id, stats = {examples = 0}}) end
-    local stats, problems = validate(data_dir, skill, data)
-    res:json(200, {skill = skill.id, stats = stats or json.null, problems = problems})
+    local path = M.data_path(data_dir, skill.id)
+    local st = fb.fs.stat(path)
+    if not st or st.size == 0 then
+      return res:json(200, {skill = skill.id, stats = {examples = 0}})
+    end
+    local answer = data_upload.stats(path, skill.template)
+    if answer.status ~= 200 then return res:json(answer.status, {error = answer.error}) end
+    res:json(200, {skill = skill.id, stats = answer.stats, problems = answer.problems})
   end)
 end
 
