@@ -13,6 +13,8 @@ target_sources(fastbrain PRIVATE engine/cmd_train.c)
 add_executable(fb_make_tiny_model tests/train/make_tiny_model.c)
 target_link_libraries(fb_make_tiny_model PRIVATE fb_core)
 fb_test(lua_train $<TARGET_FILE:fastbrain> run tests/lua/test_train.lua $<TARGET_FILE:fb_make_tiny_model>)
+fb_test(lua_train_select $<TARGET_FILE:fastbrain> run tests/lua/test_train_select.lua
+        $<TARGET_FILE:fb_make_tiny_model>)
 fb_test(train_cli ${PROJECT_SOURCE_DIR}/tests/train/train_cli.sh $<TARGET_FILE:fastbrain>
         $<TARGET_FILE:fb_make_tiny_model>)
 # The estimate against the run it foretells; its calibration cache is its own.

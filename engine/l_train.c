@@ -18,19 +18,24 @@
  * raises halfway. */
 typedef struct tr_state {
   fb_examples train, eval;
-  fb_train_prompt *prompts;
-  int n_prompts;
+  fb_train_prompt *prompts, *scenarios;
+  int n_prompts, n_scenarios;
 } tr_state;
+
+static void free_prompts(fb_train_prompt **v, int *n) {
+  for (int i = 0; i < *n; i++)
+    free((void *)(*v)[i].ids);
+  free(*v);
+  *v = NULL;
+  *n = 0;
+}
 
 static int state_gc(lua_State *L) {
   tr_state *s = luaL_checkudata(L, 1, STATE_MT);
   fb_examples_free(&s->train);
   fb_examples_free(&s->eval);
-  for (int i = 0; i < s->n_prompts; i++)
-    free((void *)s->prompts[i].ids);
-  free(s->prompts);
-  s->prompts = NULL;
-  s->n_prompts = 0;
+  free_prompts(&s->prompts, &s->n_prompts);
+  free_prompts(&s->scenarios, &s->n_scenarios);
   return 0;
 }
 
@@ -88,22 +93,23 @@ static void read_examples(lua_State *L, int data, const char *key, fb_examples *
   lua_pop(L, 1);
 }
 
-static void read_prompts(lua_State *L, int data, tr_state *s) {
-  if (lua_getfield(L, data, "prompts") == LUA_TNIL) {
+/* data[key]: an array of {text = s, ids = {...}} into *v (*n of them). */
+static void read_prompts(lua_State *L, int data, const char *key, fb_train_prompt **v, int *count) {
+  if (lua_getfield(L, data, key) == LUA_TNIL) {
     lua_pop(L, 1);
     return;
   }
   int t = lua_gettop(L);
   lua_Integer n = luaL_len(L, t);
-  s->prompts = calloc((size_t)(n ? n : 1), sizeof *s->prompts);
-  if (!s->prompts)
+  *v = calloc((size_t)(n ? n : 1), sizeof **v);
+  if (!*v)
     luaL_error(L, "trainer: out of memory");
   for (lua_Integer i = 1; i <= n; i++) {
-    fb_train_prompt *p = &s->prompts[i - 1];
+    fb_train_prompt *p = &(*v)[i - 1];
     luaL_checktype(L, (lua_rawgeti(L, t, i), -1), LUA_TTABLE);
     lua_getfield(L, -1, "ids");
     p->ids = int_array(L, lua_gettop(L), "prompt ids", &p->n);
-    s->n_prompts++;
+    (*count)++;
     lua_getfield(L, -2, "text");
     p->text = luaL_checkstring(L, -1); /* kept alive: the data table stays on the stack */
     lua_pop(L, 3);
@@ -161,7 +167,8 @@ typedef struct hook {
 } hook;
 
 /* on_event(line) -> "stop" ends the run early (with its output); a number sets the base
- * learning rate. */
+ * learning rate; a table may say all three: {stop = true, lr = n, score = n} (score: how many
+ * answers of a `scenarios` event passed). */
 static void call_hook(void *ud, const cJSON *event, fb_train_control *ctl) {
   hook *h = ud;
   char *line = cJSON_PrintUnformatted(event);
@@ -179,12 +186,22 @@ static void call_hook(void *ud, const cJSON *event, fb_train_control *ctl) {
     ctl->lr = lua_tonumber(h->L, -1);
   else if (lua_type(h->L, -1) == LUA_TSTRING && strcmp(lua_tostring(h->L, -1), "stop") == 0)
     ctl->stop = 1;
+  else if (lua_type(h->L, -1) == LUA_TTABLE) {
+    if (lua_getfield(h->L, -1, "stop") == LUA_TBOOLEAN && lua_toboolean(h->L, -1))
+      ctl->stop = 1;
+    if (lua_getfield(h->L, -2, "lr") == LUA_TNUMBER)
+      ctl->lr = lua_tonumber(h->L, -1);
+    if (lua_getfield(h->L, -3, "score") == LUA_TNUMBER)
+      ctl->score = lua_tonumber(h->L, -1);
+    lua_pop(h->L, 3);
+  }
   lua_pop(h->L, 1);
 }
 
 /* run(spec_json, data, on_event [, {resume = b, catch_term = b}]) -> true | nil, msg, code
  * where code is "cancelled", "nomem" (out of memory) or "error". data = {train = {examples},
- * eval = {examples}, hash = s, tokenizer = tok, prompts = {{text = s, ids = {...}}, ...}}.
+ * eval = {examples}, hash = s, tokenizer = tok, prompts = {{text = s, ids = {...}}, ...},
+ * scenarios = {{text = id, ids = {...}}, ...}}.
  * catch_term: SIGTERM and SIGINT stop the run between steps with a checkpoint ("cancelled"). */
 static int run(lua_State *L) {
   size_t len;
@@ -207,9 +224,14 @@ static int run(lua_State *L) {
   luaL_setmetatable(L, STATE_MT);
   read_examples(L, 2, "train", &s->train);
   read_examples(L, 2, "eval", &s->eval);
-  read_prompts(L, 2, s);
-  fb_train_data data = {
-      .train = &s->train, .eval = &s->eval, .prompts = s->prompts, .n_prompts = s->n_prompts};
+  read_prompts(L, 2, "prompts", &s->prompts, &s->n_prompts);
+  read_prompts(L, 2, "scenarios", &s->scenarios, &s->n_scenarios);
+  fb_train_data data = {.train = &s->train,
+                        .eval = &s->eval,
+                        .prompts = s->prompts,
+                        .n_prompts = s->n_prompts,
+                        .scenarios = s->scenarios,
+                        .n_scenarios = s->n_scenarios};
   if (lua_getfield(L, 2, "tokenizer") != LUA_TNIL) {
     fb_tokenizer **box = luaL_checkudata(L, -1, "fastbrain.tokenizer"); /* l_tokenizer.c */
     data.tok = *box;

@@ -35,7 +35,8 @@ typedef struct run {
   fb_optim *optim;
   float *params, *grads; /* what the optimizer updates: the LoRA arena or the model's */
   size_t n;
-  float *best;  /* params at the best evaluation (early stopping), or NULL */
+  float *best;  /* params at the best evaluation (by eval loss with patience, or by scenarios),
+                   or NULL */
   float *stage; /* host room for 4 arrays of n floats (checkpoints) off a host-memory backend */
   char device_note[400]; /* why "auto" took the CPU, logged after the start event */
   long n_train;
@@ -46,6 +47,13 @@ typedef struct run {
   double loss_first, loss_smoothed, loss_last, loss_best, eval_last, eval_best, tokens, elapsed;
   double eval_base; /* eval loss before the first step: the base model's, or NAN */
   int bad_evals;
+  int eval_best_step; /* the step of eval_best; 0: none yet */
+  /* select "scenarios": the pass count and step of the weights in best (-1 and 0: none yet),
+   * the eval loss at that step (NAN without eval examples), and each evaluation's pass count
+   * (pairs step, passed). */
+  int sel_passed, sel_step;
+  double sel_eval;
+  int *hist, n_hist, cap_hist;
   /* This session only. */
   int stop; /* a hook or early stopping ended the run */
   int start_step;
@@ -75,17 +83,41 @@ static void add_device(const run *r, cJSON *e) {
   cJSON_AddNumberToObject(e, "peak_memory_bytes", (double)r->be->peak_bytes());
 }
 
-/* Hand e to the caller and free it; the caller may ask to stop or set the learning rate. */
-static void emit(run *r, cJSON *e) {
+/* Hand e to the caller and free it; the caller may ask to stop or set the learning rate.
+ * Returns the caller's score (of a `scenarios` event), NAN when it gave none. */
+static double emit(run *r, cJSON *e) {
+  double score = NAN;
   if (e && r->opts && r->opts->on_event) {
     double lr = r->optim ? r->optim->cfg.lr : r->spec->lr;
-    fb_train_control ctl = {.stop = 0, .lr = lr};
+    fb_train_control ctl = {.stop = 0, .lr = lr, .score = NAN};
     r->opts->on_event(r->opts->ud, e, &ctl);
     r->stop |= ctl.stop;
     if (r->optim && ctl.lr != lr && ctl.lr >= 0 && isfinite(ctl.lr))
       r->optim->cfg.lr = ctl.lr;
+    score = ctl.score;
   }
   cJSON_Delete(e);
+  return score;
+}
+
+static int selects_scenarios(const run *r) { return r->spec->select == FB_SELECT_SCENARIOS; }
+
+/* Record that the weights of `step` passed `passed` scenarios (an evaluation of the same step
+ * again, as a run resumed at its end makes, replaces its entry). */
+static int push_history(run *r, int step, int passed, fb_err *err) {
+  if (r->n_hist > 0 && r->hist[2 * (r->n_hist - 1)] == step)
+    r->n_hist--;
+  if (r->n_hist == r->cap_hist) {
+    int cap = r->cap_hist ? 2 * r->cap_hist : 16, *h = realloc(r->hist, 2 * cap * sizeof *h);
+    if (!h)
+      return fb_err_set(err, FB_ENOMEM, "out of memory for the scenario history");
+    r->hist = h;
+    r->cap_hist = cap;
+  }
+  r->hist[2 * r->n_hist] = step;
+  r->hist[2 * r->n_hist + 1] = passed;
+  r->n_hist++;
+  return 0;
 }
 
 static void emit_log(run *r, const char *level, const char *msg) {
@@ -182,6 +214,44 @@ static int check_examples(run *r, const fb_examples *ex, const char *what, fb_er
              "were they cut to max_len %d?",
              untrained, what, first_untrained, r->spec->max_len);
     emit_log(r, "warn", msg);
+  }
+  return 0;
+}
+
+/* select "scenarios" needs scenarios to answer, each with room in the model's context, and the
+ * tokenizer to decode the answers. */
+static int check_scenarios(run *r, fb_err *err) {
+  const fb_train_data *d = r->data;
+  if (!selects_scenarios(r))
+    return 0;
+  if (d->n_scenarios < 1 || !d->scenarios) {
+    fb_err_set(err, FB_EINVALID,
+               "spec.scenarios: select \"scenarios\" needs at least one scenario with hard "
+               "checks (there are none)");
+    return fail(r, "spec.scenarios", err);
+  }
+  if (!d->tok) {
+    fb_err_set(err, FB_EINVALID, "select \"scenarios\": no tokenizer to decode the answers");
+    return fail(r, "data", err);
+  }
+  for (int i = 0; i < d->n_scenarios; i++) {
+    const fb_train_prompt *p = &d->scenarios[i];
+    int bad = p->n < 1;
+    for (int t = 0; !bad && t < p->n; t++)
+      bad = p->ids[t] < 0 || p->ids[t] >= r->m->V;
+    if (bad)
+      fb_err_set(err, FB_EINVALID,
+                 "spec.scenarios: '%s': its prompt is empty or has a token outside the model's "
+                 "vocabulary",
+                 p->text);
+    else if (p->n >= r->m->cfg.max_position_embeddings)
+      fb_err_set(err, FB_EINVALID,
+                 "spec.scenarios: '%s': its prompt has %d tokens, which leaves no room to answer "
+                 "in the model's context of %d",
+                 p->text, p->n, r->m->cfg.max_position_embeddings);
+    else
+      continue;
+    return fail(r, "spec.scenarios", err);
   }
   return 0;
 }
@@ -309,6 +379,17 @@ static cJSON *state_json(const run *r) {
   if (isfinite(r->eval_base))
     cJSON_AddNumberToObject(j, "eval_base", r->eval_base);
   cJSON_AddNumberToObject(j, "bad_evals", r->bad_evals);
+  cJSON_AddNumberToObject(j, "eval_best_step", r->eval_best_step);
+  cJSON_AddStringToObject(j, "select", selects_scenarios(r) ? "scenarios" : "eval_loss");
+  if (selects_scenarios(r)) {
+    cJSON_AddNumberToObject(j, "select_passed", r->sel_passed);
+    cJSON_AddNumberToObject(j, "select_step", r->sel_step);
+    if (isfinite(r->sel_eval))
+      cJSON_AddNumberToObject(j, "select_eval_loss", r->sel_eval);
+    cJSON *h = cJSON_AddArrayToObject(j, "scenario_history"); /* [[step, passed]...] */
+    for (int i = 0; h && i < r->n_hist; i++)
+      cJSON_AddItemToArray(h, cJSON_CreateIntArray(r->hist + 2 * i, 2));
+  }
   cJSON_AddNumberToObject(j, "lr", r->optim->cfg.lr);
   cJSON_AddNumberToObject(j, "tokens", r->tokens);
   cJSON_AddNumberToObject(j, "elapsed_s", r->elapsed);
@@ -460,6 +541,26 @@ static int load_checkpoint(run *r, int *found, fb_err *err) {
   r->eval_last = get_number(j, "eval_last", &ev, path, NULL) ? NAN : ev;
   r->eval_best = get_number(j, "eval_best", &ev, path, NULL) ? INFINITY : ev;
   r->eval_base = get_number(j, "eval_base", &ev, path, NULL) ? NAN : ev;
+  r->eval_best_step = get_number(j, "eval_best_step", &ev, path, NULL) ? 0 : (int)ev;
+  /* A checkpoint from before spec.select selected by eval loss. */
+  const cJSON *sel = cJSON_GetObjectItemCaseSensitive(j, "select");
+  int sel_scenarios = cJSON_IsString(sel) && strcmp(sel->valuestring, "scenarios") == 0;
+  if (!rc && sel_scenarios != selects_scenarios(r))
+    rc = fb_err_set(err, FB_EINVALID,
+                    "%s: made by another spec (select \"%s\"; this run has \"%s\")", path,
+                    sel_scenarios ? "scenarios" : "eval_loss",
+                    selects_scenarios(r) ? "scenarios" : "eval_loss");
+  if (!rc && sel_scenarios) {
+    r->sel_passed = get_number(j, "select_passed", &ev, path, NULL) ? -1 : (int)ev;
+    r->sel_step = get_number(j, "select_step", &ev, path, NULL) ? 0 : (int)ev;
+    r->sel_eval = get_number(j, "select_eval_loss", &ev, path, NULL) ? NAN : ev;
+    const cJSON *pair;
+    cJSON_ArrayForEach(pair, cJSON_GetObjectItemCaseSensitive(j, "scenario_history")) {
+      if (!rc && cJSON_GetArraySize(pair) == 2)
+        rc = push_history(r, cJSON_GetArrayItem(pair, 0)->valueint,
+                          cJSON_GetArrayItem(pair, 1)->valueint, err);
+    }
+  }
   cJSON_Delete(j);
   if (rc)
     return err->code;
@@ -606,30 +707,109 @@ static int evaluate_base(run *r, fb_err *err) {
   return rc;
 }
 
-/* Evaluation at its interval, with early stopping. */
-static int maybe_evaluate(run *r, int force, fb_err *err) {
-  if (!has_eval(r) || (!force && r->step % r->plan.eval_interval != 0))
-    return 0;
-  double loss;
-  int rc = evaluate(r, &loss, err);
-  if (rc)
+/* The greedy answer of the weights as they are to prompt p: at most max_tokens new tokens
+ * (within the model's context; out has room for max_tokens), with the samples' repetition
+ * penalty, up to an end-of-sequence token, decoded into text (NUL-terminated). */
+static int answer(run *r, const fb_train_prompt *p, int max_tokens, int32_t *out, fb_text *text,
+                  fb_err *err) {
+  fb_gen_config g = fb_gen_defaults();
+  int n = 0, room = r->m->cfg.max_position_embeddings - p->n;
+  g.max_new_tokens = max_tokens < room ? max_tokens : room;
+  g.repetition_penalty = r->spec->sample_repetition_penalty;
+  g.n_stop = r->m->cfg.n_eos < FB_GEN_MAX_STOP ? r->m->cfg.n_eos : FB_GEN_MAX_STOP;
+  memcpy(g.stop, r->m->cfg.eos_token_ids, g.n_stop * sizeof g.stop[0]);
+  int rc = fb_generate(r->m, r->lora, p->ids, p->n, &g, out, &n, NULL, err);
+  if (!rc)
+    rc = fb_tokenizer_decode(r->data->tok, out, (size_t)n, FB_TOK_SKIP_SPECIAL, text, err);
+  if (!rc)
+    rc = fb_text_put(text, "", 1, 0); /* NUL */
+  return rc;
+}
+
+/* select "scenarios": answer every scenario with the weights as they are, have the receiver of
+ * the `scenarios` event score the answers, and keep the weights in best when they pass more
+ * scenarios than any before; on a tie, when their eval loss (loss; NAN without eval examples)
+ * is lower, else the earlier stay. */
+static int score_scenarios(run *r, double loss, fb_err *err) {
+  const fb_train_data *d = r->data;
+  int32_t *out = malloc((size_t)r->spec->select_tokens * sizeof *out);
+  int rc = 0;
+  cJSON *e = event("scenarios"), *answers = NULL;
+  if (e) {
+    cJSON_AddNumberToObject(e, "step", r->step);
+    cJSON_AddNumberToObject(e, "total", d->n_scenarios);
+    answers = cJSON_AddArrayToObject(e, "answers");
+  }
+  if (!out || !answers)
+    rc = fb_err_set(err, FB_ENOMEM, "out of memory for the scenarios' answers");
+  for (int i = 0; i < d->n_scenarios && !rc; i++) {
+    fb_text text = {0};
+    cJSON *a = NULL;
+    rc = answer(r, &d->scenarios[i], r->spec->select_tokens, out, &text, err);
+    if (!rc && !(a = cJSON_CreateObject()))
+      rc = fb_err_set(err, FB_ENOMEM, "out of memory for the scenarios' answers");
+    if (!rc) {
+      cJSON_AddStringToObject(a, "id", d->scenarios[i].text);
+      cJSON_AddStringToObject(a, "text", text.s);
+      cJSON_AddItemToArray(answers, a);
+    }
+    fb_text_free(&text);
+  }
+  free(out);
+  if (rc) {
+    cJSON_Delete(e);
     return rc;
-  r->eval_last = loss;
-  eval_event(r, loss);
-  if (loss < r->eval_best) {
-    r->eval_best = loss;
-    r->bad_evals = 0;
-    if (r->best)
-      r->be->copy(r->best, r->params, r->n * sizeof *r->best);
-  } else if (r->spec->patience > 0 && ++r->bad_evals >= r->spec->patience) {
-    char msg[160];
-    snprintf(msg, sizeof msg,
-             "early stopping at step %d: no better eval loss in %d evaluations (best %.4f)",
-             r->step, r->bad_evals, r->eval_best);
-    emit_log(r, "info", msg);
-    r->stop = 1;
+  }
+  double score = emit(r, e);
+  volatile sig_atomic_t *cancel = r->opts ? r->opts->cancel : NULL;
+  if (isnan(score) && cancel && *cancel)
+    return 0; /* a receiver that failed cancelled the run: it stops before the next step */
+  if (!(score >= 0 && score <= d->n_scenarios && score == floor(score)))
+    return fb_err_set(err, FB_EINVALID,
+                      "select \"scenarios\": the answers of step %d were not scored (the receiver "
+                      "of the `scenarios` event gives how many passed, 0..%d)",
+                      r->step, d->n_scenarios);
+  int passed = (int)score;
+  if ((rc = push_history(r, r->step, passed, err)))
+    return rc;
+  if (passed > r->sel_passed || (passed == r->sel_passed && loss < r->sel_eval)) {
+    r->sel_passed = passed;
+    r->sel_step = r->step;
+    r->sel_eval = loss;
+    r->be->copy(r->best, r->params, r->n * sizeof *r->best);
   }
   return 0;
+}
+
+/* Evaluation at its interval: the eval loss, with early stopping, and with select "scenarios"
+ * the scenarios' answers. */
+static int maybe_evaluate(run *r, int force, fb_err *err) {
+  int scenarios = selects_scenarios(r);
+  if ((!has_eval(r) && !scenarios) || (!force && r->step % r->plan.eval_interval != 0))
+    return 0;
+  double loss = NAN;
+  int rc;
+  if (has_eval(r)) {
+    if ((rc = evaluate(r, &loss, err)))
+      return rc;
+    r->eval_last = loss;
+    eval_event(r, loss);
+    if (loss < r->eval_best) {
+      r->eval_best = loss;
+      r->eval_best_step = r->step;
+      r->bad_evals = 0;
+      if (r->best && !scenarios)
+        r->be->copy(r->best, r->params, r->n * sizeof *r->best);
+    } else if (r->spec->patience > 0 && ++r->bad_evals >= r->spec->patience) {
+      char msg[160];
+      snprintf(msg, sizeof msg,
+               "early stopping at step %d: no better eval loss in %d evaluations (best %.4f)",
+               r->step, r->bad_evals, r->eval_best);
+      emit_log(r, "info", msg);
+      r->stop = 1;
+    }
+  }
+  return scenarios ? score_scenarios(r, loss, err) : 0;
 }
 
 static int samples(run *r, fb_err *err) {
@@ -637,26 +817,15 @@ static int samples(run *r, fb_err *err) {
   if (!d->tok || d->n_prompts == 0 ||
       (r->step % r->plan.sample_interval != 0 && r->step != r->plan.total))
     return 0;
-  fb_gen_config g = fb_gen_defaults();
-  g.max_new_tokens = r->spec->sample_tokens;
-  g.repetition_penalty = r->spec->sample_repetition_penalty;
-  g.n_stop = r->m->cfg.n_eos < FB_GEN_MAX_STOP ? r->m->cfg.n_eos : FB_GEN_MAX_STOP;
-  memcpy(g.stop, r->m->cfg.eos_token_ids, g.n_stop * sizeof g.stop[0]);
-  int32_t *out = malloc(g.max_new_tokens * sizeof *out);
+  int32_t *out = malloc((size_t)r->spec->sample_tokens * sizeof *out);
   if (!out)
     return fb_err_set(err, FB_ENOMEM, "out of memory for a sample");
   int rc = 0;
   for (int i = 0; i < d->n_prompts && !rc; i++) {
-    int n = 0, room = r->m->cfg.max_position_embeddings - d->prompts[i].n;
     fb_text text = {0};
-    if (room < 1)
+    if (d->prompts[i].n >= r->m->cfg.max_position_embeddings)
       continue; /* a prompt as long as the model's context has no room to answer */
-    g.max_new_tokens = r->spec->sample_tokens < room ? r->spec->sample_tokens : room;
-    rc = fb_generate(r->m, r->lora, d->prompts[i].ids, d->prompts[i].n, &g, out, &n, NULL, err);
-    if (!rc)
-      rc = fb_tokenizer_decode(d->tok, out, (size_t)n, FB_TOK_SKIP_SPECIAL, &text, err);
-    if (!rc)
-      rc = fb_text_put(&text, "", 1, 0); /* NUL */
+    rc = answer(r, &d->prompts[i], r->spec->sample_tokens, out, &text, err);
     if (!rc) {
       cJSON *e = event("sample");
       cJSON_AddNumberToObject(e, "step", r->step);
@@ -671,6 +840,38 @@ static int samples(run *r, fb_err *err) {
 }
 
 /* ---- output ---- */
+
+/* Whether the output is the weights kept in best rather than the last ones: the best by
+ * scenarios, or with patience the best by eval loss. */
+static int kept_best(const run *r) {
+  if (selects_scenarios(r))
+    return r->sel_step > 0;
+  return r->best != NULL && isfinite(r->eval_best);
+}
+
+/* How the published weights were chosen: select, selected_step (the step they are from; null
+ * where a checkpoint from before this field hid it) and, by scenarios, selected_passed,
+ * scenario_total and scenario_history [{step, passed}]. */
+static void add_selection(const run *r, cJSON *s) {
+  int scenarios = selects_scenarios(r);
+  cJSON_AddStringToObject(s, "select", scenarios ? "scenarios" : "eval_loss");
+  int step = !kept_best(r) ? r->step : scenarios ? r->sel_step : r->eval_best_step;
+  if (step > 0)
+    cJSON_AddNumberToObject(s, "selected_step", step);
+  else
+    cJSON_AddNullToObject(s, "selected_step");
+  if (!scenarios)
+    return;
+  cJSON_AddNumberToObject(s, "selected_passed", r->sel_passed);
+  cJSON_AddNumberToObject(s, "scenario_total", r->data->n_scenarios);
+  cJSON *h = cJSON_AddArrayToObject(s, "scenario_history");
+  for (int i = 0; h && i < r->n_hist; i++) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "step", r->hist[2 * i]);
+    cJSON_AddNumberToObject(o, "passed", r->hist[2 * i + 1]);
+    cJSON_AddItemToArray(h, o);
+  }
+}
 
 static cJSON *summary(const run *r) {
   cJSON *s = cJSON_CreateObject();
@@ -699,7 +900,8 @@ static cJSON *summary(const run *r) {
     cJSON_AddNumberToObject(s, "base_eval_loss", r->eval_base);
   else
     cJSON_AddNullToObject(s, "base_eval_loss");
-  cJSON_AddBoolToObject(s, "kept_best", r->best != NULL && isfinite(r->eval_best));
+  cJSON_AddBoolToObject(s, "kept_best", kept_best(r));
+  add_selection(r, s);
   cJSON_AddNumberToObject(s, "wall_time_s", r->elapsed);
   cJSON_AddNumberToObject(s, "tokens_per_s", r->elapsed > 0 ? r->tokens / r->elapsed : 0);
   add_device(r, s);
@@ -858,7 +1060,7 @@ static int write_summary(const char *dir, const cJSON *sum, fb_err *err) {
 
 static int write_output(run *r, fb_err *err) {
   const fb_train_spec *s = r->spec;
-  if (r->best && isfinite(r->eval_best))
+  if (kept_best(r))
     r->be->copy(r->params, r->best, r->n * sizeof *r->params);
   char dir[FB_SPEC_PATH + 16];
   cJSON *sum = NULL;
@@ -934,7 +1136,7 @@ static int setup(run *r, fb_err *err) {
   oc.warmup_steps = (int)lround(s->warmup * r->plan.total);
   if ((rc = fb_optim_create(&r->optim, r->be, r->n, &oc, err)))
     return rc;
-  if (s->patience > 0 && has_eval(r) &&
+  if (((s->patience > 0 && has_eval(r)) || selects_scenarios(r)) &&
       (rc = r->be->alloc((void **)&r->best, r->n * sizeof *r->best, "the best adapter", err)))
     return rc;
   if (!r->be->host_memory && !(r->stage = malloc(4 * r->n * sizeof *r->stage)))
@@ -992,7 +1194,9 @@ int fb_train(fb_model *m, const fb_train_spec *spec, const fb_train_data *data,
            .order_epoch = -1,
            .eval_last = NAN,
            .eval_best = INFINITY,
-           .eval_base = NAN};
+           .eval_base = NAN,
+           .sel_passed = -1,
+           .sel_eval = NAN};
   int rc = fb_train_spec_check(spec, err);
   if (rc)
     return fail(&r, "spec", err);
@@ -1002,7 +1206,7 @@ int fb_train(fb_model *m, const fb_train_spec *spec, const fb_train_data *data,
   }
   r.n_train = (long)data->train->n;
   if ((rc = check_examples(&r, data->train, "training", err)) ||
-      (rc = check_examples(&r, data->eval, "eval", err)))
+      (rc = check_examples(&r, data->eval, "eval", err)) || (rc = check_scenarios(&r, err)))
     return rc;
   plan(&r);
   if (r.plan.A != spec->grad_accum || r.plan.B != spec->micro_batch) {
@@ -1033,5 +1237,6 @@ int fb_train(fb_model *m, const fb_train_spec *spec, const fb_train_data *data,
   free(r.order);
   free(r.ids);
   free(r.labels);
+  free(r.hist);
   return rc;
 }

@@ -21,9 +21,10 @@
 #define FB_TRAIN_KEEP_CHECKPOINTS 2
 #define FB_TRAIN_EXPLOSION 5.0 /* a loss this many times the first step's stops the run */
 
-/* A sample prompt, already rendered by the chat template and tokenized. Borrowed. */
+/* A sample prompt or a scenario, already rendered by the chat template and tokenized. Borrowed. */
 typedef struct fb_train_prompt {
-  const char *text; /* the prompt as the user wrote it (reported in `sample` events) */
+  const char *text; /* the prompt as the user wrote it (reported in `sample` events); a
+                       scenario's id (in `scenarios` events) */
   const int32_t *ids;
   int n;
 } fb_train_prompt;
@@ -36,14 +37,21 @@ typedef struct fb_train_data {
   const fb_tokenizer *tok;  /* decodes samples; NULL: no samples */
   const fb_train_prompt *prompts;
   int n_prompts;
+  /* spec select "scenarios": the scenarios answered at every evaluation (a `scenarios` event,
+   * which its receiver scores: fb_train_control.score); at least one, and tok. */
+  const fb_train_prompt *scenarios;
+  int n_scenarios;
 } fb_train_data;
 
 /* What an event's receiver may change: stop = 1 ends the run after this step as if it had
  * reached its last step (final evaluation, checkpoint, output, `done`); lr (preset to the
- * current base learning rate) sets the base rate the schedule scales from this step on. */
+ * current base learning rate) sets the base rate the schedule scales from this step on; score
+ * (preset to NAN) is the receiver's verdict on a `scenarios` event: how many of its answers
+ * passed their checks (0..n), which the run selects its weights by. */
 typedef struct fb_train_control {
   int stop;
   double lr;
+  double score;
 } fb_train_control;
 
 /* Called with each event (an object with an `event` field, owned by the trainer, valid during

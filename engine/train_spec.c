@@ -1,6 +1,9 @@
 /* train_spec.c: the training spec as a table of fields (JSON path, type, place in the struct,
  * range), so parsing, checking and writing walk the same list; the few fields that are not
- * plain numbers or strings (data, mode, targets, schedule, device, prompts) are named below. */
+ * plain numbers or strings (data, mode, targets, schedule, device, prompts, select) are named
+ * below. The scenarios select = "scenarios" scores are read, checked and rendered by
+ * fastbrain.train and come with the data (fb_train_data): here `scenarios` need only be a list,
+ * and it is not written back. */
 #include "train_spec.h"
 
 #include <math.h>
@@ -63,11 +66,15 @@ static const field fields[] = {
     S("samples.system", sample_system),
     N("samples.repetition_penalty", sample_repetition_penalty, 1, 10),
     S("hooks", hooks),
+    X("select"),
+    X("scenarios"),
+    I("select_max_tokens", select_tokens, 1, 4096),
 };
 #define N_FIELDS (int)(sizeof fields / sizeof fields[0])
 
 static const char *const schedules[] = {"constant", "cosine", "linear"}; /* fb_schedule order */
 static const char *const devices[] = {"auto", "cpu", "cuda"};            /* fb_device order */
+static const char *const selects[] = {"eval_loss", "scenarios"};         /* fb_select order */
 
 void fb_train_spec_defaults(fb_train_spec *s) {
   memset(s, 0, sizeof *s);
@@ -89,6 +96,8 @@ void fb_train_spec_defaults(fb_train_spec *s) {
   s->device = FB_DEVICE_AUTO;
   s->sample_tokens = 48;
   s->sample_repetition_penalty = 1.2; /* as fastbrain.answer's */
+  s->select = FB_SELECT_EVAL_LOSS;
+  s->select_tokens = 256; /* as a scenario run's (fastbrain.scenario_runs) */
 }
 
 static void *at(fb_train_spec *s, const field *f) { return (char *)s + f->off; }
@@ -123,6 +132,10 @@ static int read_strings(char *dst, size_t size, int max, int *n, const cJSON *v,
 }
 
 static int read_special(fb_train_spec *s, const char *path, const cJSON *v, fb_err *err) {
+  if (strcmp(path, "scenarios") == 0)
+    return cJSON_IsArray(v) ? 0
+                            : fb_err_set(err, FB_EINVALID,
+                                         "spec.%s: must be a list of {id, messages, checks}", path);
   if (strcmp(path, "data") == 0)
     return read_strings(s->data[0], FB_SPEC_PATH, FB_SPEC_MAX_DATA, &s->n_data, v, path, err);
   if (strcmp(path, "samples.prompts") == 0)
@@ -152,9 +165,10 @@ static int read_special(fb_train_spec *s, const char *path, const cJSON *v, fb_e
   }
   const char *const *names = strcmp(path, "schedule") == 0 ? schedules
                              : strcmp(path, "device") == 0 ? devices
+                             : strcmp(path, "select") == 0 ? selects
                                                            : NULL;
   static const char *const modes[] = {"lora", "full"};
-  int n = names ? 3 : 2, i = -1;
+  int n = names == schedules || names == devices ? 3 : 2, i = -1;
   if (!names)
     names = modes;
   if (cJSON_IsString(v))
@@ -167,6 +181,8 @@ static int read_special(fb_train_spec *s, const char *path, const cJSON *v, fb_e
     s->schedule = (fb_schedule)i;
   else if (names == devices)
     s->device = (fb_device)i;
+  else if (names == selects)
+    s->select = (fb_select)i;
   else
     s->full = i;
   return 0;
@@ -326,6 +342,8 @@ static cJSON *special(const fb_train_spec *s, const char *path) {
     return cJSON_CreateString(schedules[s->schedule]);
   if (strcmp(path, "device") == 0)
     return cJSON_CreateString(devices[s->device]);
+  if (strcmp(path, "select") == 0)
+    return cJSON_CreateString(selects[s->select]);
   cJSON *a = cJSON_CreateArray(); /* lora.targets */
   for (int i = 0; a && i < FB_TARGET_COUNT; i++)
     if (s->lora.targets & (1u << i))
@@ -337,6 +355,8 @@ cJSON *fb_train_spec_to_json(const fb_train_spec *s) {
   cJSON *root = cJSON_CreateObject();
   for (int i = 0; root && i < N_FIELDS; i++) {
     const field *f = &fields[i];
+    if (strcmp(f->path, "scenarios") == 0)
+      continue; /* fastbrain.train's, not kept here */
     const char *leaf;
     cJSON *g = group(root, f->path, &leaf), *v = NULL;
     switch (f->type) {

@@ -20,6 +20,12 @@
 #define FB_SPEC_SYSTEM 16384 /* a skill's system prompt may hold 16,000 bytes */
 #define FB_SPEC_MAX_RANK 256
 
+/* Which weights a run publishes (spec.select). */
+typedef enum {
+  FB_SELECT_EVAL_LOSS, /* the last, or with patience the best by eval loss */
+  FB_SELECT_SCENARIOS  /* the best by the pass count of the skill's scenarios (fb_train_data) */
+} fb_select;
+
 /* Plain value; nothing to free. */
 typedef struct fb_train_spec {
   char model[FB_SPEC_PATH];                  /* base model directory (required) */
@@ -54,6 +60,8 @@ typedef struct fb_train_spec {
   char sample_system[FB_SPEC_SYSTEM]; /* system prompt the sample prompts are asked with; "" = none */
   double sample_repetition_penalty;   /* greedy samples' penalty (a small model loops): 1.2 */
   char hooks[FB_SPEC_PATH]; /* a Lua file returning {on_step, on_eval, on_done}; "" = none */
+  fb_select select;         /* eval_loss */
+  int select_tokens;        /* new tokens per scenario answer: 256 (a scenario run's) */
 } fb_train_spec;
 
 /* The defaults above, with no model, data or output. */

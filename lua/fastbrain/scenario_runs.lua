@@ -103,13 +103,6 @@ function Runs:enqueue(run)
   end
 end
 
-local function with_system(messages, system)
-  if messages[1].role == "system" or type(system) ~= "string" or system == "" then return messages end
-  local out = {{role = "system", content = system}}
-  for _, m in ipairs(messages) do out[#out + 1] = m end
-  return out
-end
-
 -- The scenario's status from its hard checks and the judge's verdict (nil: not judged).
 local function status_of(s, hard, hard_pass, verdict)
   if #hard > 0 and not hard_pass then return "fail" end
@@ -122,7 +115,7 @@ end
 function Runs:answer_one(run, s, skill)
   local system = skill.system
   local started = fb.now()
-  local job, err, code = self.pool:submit(run.model, with_system(s.messages, system), {
+  local job, err, code = self.pool:submit(run.model, scenarios.with_system(s.messages, system), {
     adapter = run.adapter ~= fb.json.null and run.adapter or nil, max_tokens = run.settings.max_tokens,
     temperature = run.settings.temperature, repetition_penalty = run.settings.repetition_penalty})
   local text, ev

@@ -11,6 +11,8 @@
 --   check_one(value) -> scenario | nil, message: one scenario, as the API takes it
 --   encode(scenarios) -> JSONL text
 --   verdicts(answer, checks) -> {{check =, pass =, detail =}...}, passed (all of them)
+--   with_system(messages, system) -> messages as they are asked: after the skill's system
+--     prompt, unless they start with their own (or system is nil or "")
 local fb = require "fastbrain"
 local regex = require "fastbrain.regex"
 
@@ -168,6 +170,15 @@ local VERDICTS = {
     return asks == v, asks and "ends with a question" or "does not end with a question"
   end,
 }
+
+function M.with_system(messages, system)
+  if type(system) ~= "string" or system == "" or (messages[1] and messages[1].role == "system") then
+    return messages
+  end
+  local out = {{role = "system", content = system}}
+  for _, m in ipairs(messages) do out[#out + 1] = m end
+  return out
+end
 
 function M.verdicts(answer, checks)
   local out, passed = {}, true

@@ -1,8 +1,11 @@
 -- fastbrain.train: a training run in this process, blocking. The data is read, rendered with
 -- the chat template and tokenized here (fastbrain.dataset); the loop is C (fastbrain.trainer).
---   run(spec, {on_progress =, on_eval =, on_sample =, on_event =}) -> summary | nil, err, code
+--   run(spec, {on_progress =, on_eval =, on_sample =, on_scenarios =, on_event =}) -> summary | nil, err, code
 -- A hook (or spec.hooks, a Lua file returning {on_step =, on_eval =, on_done =}) may return
 -- "stop" to end the run early with its output, or a number: the new base learning rate.
+-- spec.select = "scenarios": spec.scenarios ({id, messages, checks} each; those without hard
+-- checks are left out) are answered at every evaluation; their answers are checked here
+-- (fastbrain.scenarios.verdicts) and the trainer keeps the weights that pass the most.
 --   main(spec_json, {json =, tty =, resume =}) -> exit status (fastbrain train / worker)
 local json = require "fastbrain.json"
 local tokenizer = require "fastbrain.tokenizer"
@@ -10,6 +13,7 @@ local dataset = require "fastbrain.dataset"
 local model = require "fastbrain.model"
 local templates = require "fastbrain.templates"
 local trainer = require "fastbrain.trainer"
+local scenarios = require "fastbrain.scenarios"
 
 -- A small model (hidden size under SMALL_HIDDEN) moves too little at the usual LoRA learning
 -- rate (2e-4) and epochs (3): by default it gets SMALL_MODEL_LR and SMALL_MODEL_EPOCHS (measured
@@ -55,7 +59,30 @@ function M.defaults(name)
   return spec
 end
 
--- Tokenized train/eval examples and sample prompts for spec -> data | nil, err, where
+-- select = "scenarios": spec.scenarios with hard checks -> {{text = id, ids =, checks =}...}
+-- | nil, err (naming the field)
+local function scenario_prompts(spec, render)
+  -- As JSON gives them (lists marked as such, which fastbrain.scenarios checks), from a script too.
+  local list = type(spec.scenarios) == "table" and json.decode(json.encode(spec.scenarios))
+  if type(list) ~= "table" or (next(list) ~= nil and not json.is_array(list)) then
+    return nil, "spec.scenarios: a list of scenarios ({id, messages, checks}) expected"
+  end
+  local out, system = {}, (spec.samples or {}).system
+  for i, sc in ipairs(list) do
+    local ok, problem = scenarios.check_one(sc)
+    if not ok then return nil, ("spec.scenarios[%d]: %s"):format(i, problem) end
+    if sc.checks and next(sc.checks) then
+      out[#out + 1] = {text = sc.id, ids = render(scenarios.with_system(sc.messages, system)), checks = sc.checks}
+    end
+  end
+  if #out == 0 then
+    return nil, 'spec.scenarios: select "scenarios" needs at least one scenario with hard checks (there are none)'
+  end
+  return out
+end
+
+-- Tokenized train/eval examples, sample prompts and (select = "scenarios") scenarios for spec
+-- -> data | nil, err, where
 function M.prepare(spec)
   local dir, lerr = model.locate(spec.model)
   if not dir then return nil, lerr, "spec.model" end
@@ -81,20 +108,39 @@ function M.prepare(spec)
   data.max_len = max_len
   data.lr = not spec.lr and defaults.lr or nil
   data.epochs = not spec.epochs and defaults.epochs or nil
-  local samples = spec.samples or {}
-  -- Sample prompts are asked as the skill's users ask: after its system prompt, when it has one.
-  local asked = (samples.system or "") ~= "" and {{role = "system", content = samples.system}} or {}
-  for _, prompt in ipairs(samples.prompts or {}) do
-    local messages = {table.unpack(asked)}
-    messages[#messages + 1] = {role = "user", content = prompt}
+  local function render(messages)
     local text = assert(templates.render(template, messages, {add_generation_prompt = true, eos = eos}))
-    data.prompts[#data.prompts + 1] = {text = prompt, ids = tok:encode(text, {special = true})}
+    return tok:encode(text, {special = true})
+  end
+  -- Sample prompts are asked as the skill's users ask: after its system prompt, when it has one.
+  local samples = spec.samples or {}
+  for _, prompt in ipairs(samples.prompts or {}) do
+    local messages = scenarios.with_system({{role = "user", content = prompt}}, samples.system)
+    data.prompts[#data.prompts + 1] = {text = prompt, ids = render(messages)}
+  end
+  if spec.select == "scenarios" then
+    local list, serr = scenario_prompts(spec, render)
+    if not list then return nil, serr, "spec.scenarios" end
+    data.scenarios = list
   end
   return data
 end
 
-local hook_names = {progress = "on_progress", eval = "on_eval", sample = "on_sample"}
+local hook_names = {progress = "on_progress", eval = "on_eval", sample = "on_sample", scenarios = "on_scenarios"}
 local file_hook_names = {progress = "on_step", eval = "on_eval"}
+
+-- A `scenarios` event checked: each answer gets pass and checks (its verdicts), the event
+-- passed (how many did).
+local function check_answers(ev, list)
+  local checks = {}
+  for _, sc in ipairs(list) do checks[sc.text] = sc.checks end
+  ev.passed = 0
+  for _, a in ipairs(ev.answers) do
+    local verdicts, pass = scenarios.verdicts(a.text, checks[a.id])
+    a.pass, a.checks = pass, json.array(verdicts)
+    if pass then ev.passed = ev.passed + 1 end
+  end
+end
 
 -- The hooks a spec's Lua file returns -> table | nil, err
 local function file_hooks(path)
@@ -128,6 +174,10 @@ function M.run(spec, hooks, opts)
   local summary
   local ok, msg, code = trainer.run(json.encode(run_spec), data, function(line)
     local ev = json.decode(line)
+    if ev.event == "scenarios" then
+      check_answers(ev, data.scenarios)
+      line = json.encode(ev)
+    end
     local answer
     local function call(fn, ...)
       if fn then
@@ -142,6 +192,9 @@ function M.run(spec, hooks, opts)
     call(hooks.on_event, ev, line)
     call(hooks[hook_names[ev.event]], ev)
     call(file[file_hook_names[ev.event]], ev)
+    if ev.event == "scenarios" then
+      return {score = ev.passed, stop = answer == "stop" or nil, lr = math.type(answer) and answer or nil}
+    end
     return answer
   end, opts)
   if not ok then return nil, msg, code end
@@ -182,6 +235,9 @@ local function printer(opts)
       io.stdout:write(string.format("%sstep %d eval loss %.4f\n", opts.tty and "\n" or "", ev.step, ev.eval_loss))
     elseif e == "sample" then
       io.stdout:write(string.format("%sstep %d sample: %s -> %s\n", opts.tty and "\n" or "", ev.step, ev.prompt, ev.text))
+    elseif e == "scenarios" then
+      io.stdout:write(string.format("%sstep %d scenarios: %d of %d pass\n", opts.tty and "\n" or "", ev.step,
+        ev.passed, ev.total))
     elseif e == "log" then
       io.stderr:write(ev.level, ": ", ev.message, "\n")
     elseif e == "error" then
@@ -190,8 +246,10 @@ local function printer(opts)
       local s = ev.summary
       local held_out = type(s.eval_loss) == "number" and type(s.base_eval_loss) == "number" and
         string.format(", held-out loss %.4f (base model %.4f)", s.eval_loss, s.base_eval_loss) or ""
-      io.stdout:write(string.format("done: %d steps, final loss %.4f%s, adapter in %s\n", s.steps,
-        s.final_loss, held_out, ev.adapter))
+      local selected = s.select == "scenarios" and string.format(", step %d's weights (%d of %d scenarios pass)",
+        s.selected_step, s.selected_passed, s.scenario_total) or ""
+      io.stdout:write(string.format("done: %d steps, final loss %.4f%s%s, adapter in %s\n", s.steps,
+        s.final_loss, held_out, selected, ev.adapter))
     elseif e == "start" then
       io.stdout:write(string.format("training %d examples (%d held out) for %d steps on %s%s\n", ev.examples,
         ev.eval_examples, ev.total_steps, ev.device, ev.resumed_from_step > 0 and

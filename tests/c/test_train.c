@@ -3,7 +3,8 @@
  * >= 50 progress events with every protocol field, a stopped and resumed run ends with the
  * weights of an uninterrupted one, evaluation with early stopping keeps the best adapter, the
  * watchdog stops a NaN run with the last checkpoint intact, summary.json says what happened and
- * example_losses.json ranks the examples. */
+ * example_losses.json ranks the examples; select "scenarios" publishes the weights whose answers
+ * the receiver scored best, across a resume too. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <ftw.h>
@@ -121,6 +122,11 @@ typedef struct seen {
   int stop_at, lr_at; /* ask to stop / set the learning rate to 0 after this step */
   double lrs[257];    /* lr of each progress event, by count */
   fb_model *m;
+  /* `scenarios` events: their count, the score to give at each step (-1: none), the answers
+   * of the last, and the eval loss of each step */
+  int scenarios, score_at[257], answers;
+  char answer_id[32];
+  double eval_at[257];
 } seen;
 
 static void on_event(void *ud, const cJSON *e, fb_train_control *ctl) {
@@ -153,6 +159,20 @@ static void on_event(void *ud, const cJSON *e, fb_train_control *ctl) {
         s->m->lm_head[i] *= 100;
   } else if (strcmp(name, "eval") == 0) {
     s->eval++;
+    int step = cJSON_GetObjectItem(e, "step")->valueint;
+    if (step < 257)
+      s->eval_at[step] = cJSON_GetObjectItem(e, "eval_loss")->valuedouble;
+  } else if (strcmp(name, "scenarios") == 0) {
+    int step = cJSON_GetObjectItem(e, "step")->valueint;
+    const cJSON *answers = cJSON_GetObjectItem(e, "answers");
+    s->scenarios++;
+    s->answers = cJSON_GetArraySize(answers);
+    snprintf(s->answer_id, sizeof s->answer_id, "%s",
+             cJSON_GetObjectItem(cJSON_GetArrayItem(answers, 0), "id")->valuestring);
+    if (!cJSON_IsString(cJSON_GetObjectItem(cJSON_GetArrayItem(answers, 0), "text")))
+      s->fields_ok = 0;
+    if (step < 257 && s->score_at[step] >= 0)
+      ctl->score = s->score_at[step];
   } else if (strcmp(name, "sample") == 0) {
     s->sample++;
     snprintf(s->sample_text, sizeof s->sample_text, "%s",
@@ -199,6 +219,31 @@ static float *read_adapter(const char *out, size_t *n) {
   fb_st_close(st);
   *n = total;
   return w;
+}
+
+static cJSON *read_summary(const char *out) {
+  char path[FB_SPEC_PATH + 32], *text = NULL;
+  size_t len;
+  fb_err err = {0};
+  snprintf(path, sizeof path, "%s/summary.json", out);
+  if (fb_read_file(path, &text, &len, 1 << 20, &err))
+    return NULL;
+  cJSON *j = cJSON_Parse(text);
+  free(text);
+  return j;
+}
+
+/* The largest difference between the weights of the adapters in a and b (INFINITY when they
+ * cannot be read or differ in shape). */
+static double max_diff(const char *a, const char *b) {
+  size_t n1 = 0, n2 = 0;
+  float *w1 = read_adapter(a, &n1), *w2 = read_adapter(b, &n2);
+  double d = w1 && w2 && n1 == n2 && n1 > 0 ? 0 : INFINITY;
+  for (size_t i = 0; d < INFINITY && i < n1; i++)
+    d = fmax(d, fabs(w1[i] - w2[i]));
+  free(w1);
+  free(w2);
+  return d;
 }
 
 TEST(loss_falls_and_samples_show_it) {
@@ -254,8 +299,8 @@ TEST(resume_gives_the_weights_of_an_uninterrupted_run) {
   seen whole = {.cancel_at = -1, .nan_at = -1};
   fb_err err = {0};
   REQUIRE(train(&f, &whole, 0, &err) == 0);
-  size_t n1 = 0, n2 = 0;
-  float *w1 = read_adapter(f.spec.out, &n1);
+  char whole_out[FB_SPEC_PATH];
+  snprintf(whole_out, sizeof whole_out, "%s", f.spec.out);
   snprintf(f.spec.out, sizeof f.spec.out, "%s/out2", f.dir);
   seen part = {.cancel_at = 7, .nan_at = -1};
   CHECK_INT(train(&f, &part, 0, &err), FB_ECANCELLED);
@@ -267,15 +312,9 @@ TEST(resume_gives_the_weights_of_an_uninterrupted_run) {
   CHECK_INT(rest.progress, 9);
   for (int step = 8; step <= 16; step++)
     CHECK_NEAR(rest.losses[step], whole.losses[step], 1e-6);
-  float *w2 = read_adapter(f.spec.out, &n2);
-  REQUIRE(w1 && w2 && n1 == n2 && n1 > 0);
-  double maxdiff = 0;
-  for (size_t i = 0; i < n1; i++)
-    maxdiff = fmax(maxdiff, fabs(w1[i] - w2[i]));
+  double maxdiff = max_diff(whole_out, f.spec.out);
   CHECK(maxdiff <= 1e-6);
-  fprintf(stderr, "  max |w_whole - w_resumed| = %g over %zu weights\n", maxdiff, n1);
-  free(w1);
-  free(w2);
+  fprintf(stderr, "  max |w_whole - w_resumed| = %g\n", maxdiff);
   teardown(&f);
 }
 
@@ -370,6 +409,8 @@ TEST(early_stopping_keeps_the_best_adapter) {
   free(text);
   REQUIRE(j);
   CHECK(cJSON_IsTrue(cJSON_GetObjectItem(j, "kept_best")));
+  CHECK_STR(cJSON_GetObjectItem(j, "select")->valuestring, "eval_loss");
+  CHECK(cJSON_GetObjectItem(j, "selected_step")->valueint < s.progress); /* not the last */
   CHECK(cJSON_GetObjectItem(j, "best_eval_loss")->valuedouble <
         cJSON_GetObjectItem(j, "eval_loss")->valuedouble);
   CHECK(cJSON_GetObjectItem(j, "best_eval_loss")->valuedouble <
@@ -486,5 +527,144 @@ TEST(bad_data_is_an_error_naming_the_line) {
       err.msg,
       "training example 4 (line 4): token 2 is 300, outside the model's vocabulary of 257");
   CHECK_STR(s.where, "line 4");
+  teardown(&f);
+}
+
+/* Three scenarios (one prompt under three ids) and a receiver that scores them per step. */
+static const char *const scenario_ids[] = {"a", "b", "c"};
+static void with_scenarios(fixture *f, fb_train_prompt *p, int32_t *ids, seen *s) {
+  const char *rendered = "Q: item 3\nA: ";
+  int n = (int)strlen(rendered);
+  for (int i = 0; i < n; i++)
+    ids[i] = (unsigned char)rendered[i];
+  for (int i = 0; i < 3; i++)
+    p[i] = (fb_train_prompt){scenario_ids[i], ids, n};
+  f->data.tok = f->tok;
+  f->data.scenarios = p;
+  f->data.n_scenarios = 3;
+  f->spec.select = FB_SELECT_SCENARIOS;
+  f->spec.select_tokens = 8;
+  for (int i = 0; i < 257; i++)
+    s->score_at[i] = -1;
+}
+
+TEST(select_scenarios_publishes_the_best_scored_step_across_a_resume) {
+  fixture f;
+  REQUIRE(setup(&f) == 0);
+  f.spec.max_steps = 20;
+  f.spec.eval_interval = 5;
+  f.spec.schedule = FB_SCHED_CONSTANT; /* so a 10-step run ends with step 10's weights */
+  fb_train_prompt p[3];
+  int32_t ids[16];
+  seen whole = {.cancel_at = -1, .nan_at = -1};
+  with_scenarios(&f, p, ids, &whole);
+  whole.score_at[5] = 1, whole.score_at[10] = 3, whole.score_at[15] = 3, whole.score_at[20] = 2;
+  fb_err err = {0};
+  REQUIRE(train(&f, &whole, 0, &err) == 0);
+  CHECK_INT(whole.scenarios, 4); /* no eval examples: scenarios alone make the evaluations */
+  CHECK_INT(whole.eval, 0);
+  CHECK_INT(whole.answers, 3);
+  CHECK_STR(whole.answer_id, "a");
+  cJSON *j = read_summary(f.spec.out);
+  REQUIRE(j);
+  CHECK_STR(cJSON_GetObjectItem(j, "select")->valuestring, "scenarios");
+  CHECK_INT(cJSON_GetObjectItem(j, "selected_step")->valueint, 10); /* a tie keeps the earlier */
+  CHECK_INT(cJSON_GetObjectItem(j, "selected_passed")->valueint, 3);
+  CHECK_INT(cJSON_GetObjectItem(j, "scenario_total")->valueint, 3);
+  CHECK(cJSON_IsTrue(cJSON_GetObjectItem(j, "kept_best")));
+  const cJSON *h = cJSON_GetObjectItem(j, "scenario_history");
+  CHECK_INT(cJSON_GetArraySize(h), 4);
+  CHECK_INT(cJSON_GetObjectItem(cJSON_GetArrayItem(h, 3), "step")->valueint, 20);
+  CHECK_INT(cJSON_GetObjectItem(cJSON_GetArrayItem(h, 3), "passed")->valueint, 2);
+  cJSON_Delete(j);
+  char whole_out[FB_SPEC_PATH];
+  snprintf(whole_out, sizeof whole_out, "%s", f.spec.out);
+
+  /* The published adapter is step 10's: the adapter of a run that stops there. */
+  snprintf(f.spec.out, sizeof f.spec.out, "%s/ten", f.dir);
+  f.spec.max_steps = 10;
+  f.spec.select = FB_SELECT_EVAL_LOSS;
+  seen ten = {.cancel_at = -1, .nan_at = -1};
+  REQUIRE(train(&f, &ten, 0, &err) == 0);
+  CHECK(max_diff(whole_out, f.spec.out) == 0);
+
+  /* Cancelled at step 12 and resumed: the same selection, history and weights. */
+  snprintf(f.spec.out, sizeof f.spec.out, "%s/resumed", f.dir);
+  f.spec.max_steps = 20;
+  seen part = {.cancel_at = 12, .nan_at = -1}, rest = {.cancel_at = -1, .nan_at = -1};
+  with_scenarios(&f, p, ids, &part);
+  with_scenarios(&f, p, ids, &rest);
+  memcpy(part.score_at, whole.score_at, sizeof part.score_at);
+  memcpy(rest.score_at, whole.score_at, sizeof rest.score_at);
+  CHECK_INT(train(&f, &part, 0, &err), FB_ECANCELLED);
+  CHECK_INT(part.scenarios, 2);
+  CHECK_INT(train(&f, &rest, 1, &err), 0);
+  CHECK_INT(rest.scenarios, 2);
+  j = read_summary(f.spec.out);
+  REQUIRE(j);
+  CHECK_INT(cJSON_GetObjectItem(j, "selected_step")->valueint, 10);
+  CHECK_INT(cJSON_GetArraySize(cJSON_GetObjectItem(j, "scenario_history")), 4);
+  cJSON_Delete(j);
+  CHECK(max_diff(whole_out, f.spec.out) == 0);
+
+  /* A checkpoint of one select does not resume a run of the other. */
+  f.spec.select = FB_SELECT_EVAL_LOSS;
+  seen other = {.cancel_at = -1, .nan_at = -1};
+  CHECK_INT(train(&f, &other, 1, &err), FB_EINVALID);
+  CHECK_CONTAINS(err.msg,
+                 "made by another spec (select \"scenarios\"; this run has \"eval_loss\")");
+  teardown(&f);
+}
+
+TEST(select_scenarios_breaks_a_tie_by_the_lower_eval_loss) {
+  fixture f;
+  REQUIRE(setup(&f) == 0);
+  make_examples(&f.eval, f.tok, 5);
+  f.data.eval = &f.eval;
+  f.spec.max_steps = 20;
+  f.spec.micro_batch = 2;
+  f.spec.eval_interval = 4;
+  fb_train_prompt p[3];
+  int32_t ids[16];
+  seen s = {.cancel_at = -1, .nan_at = -1};
+  with_scenarios(&f, p, ids, &s);
+  for (int step = 4; step <= 20; step += 4)
+    s.score_at[step] = 2;
+  fb_err err = {0};
+  REQUIRE(train(&f, &s, 0, &err) == 0);
+  CHECK_INT(s.scenarios, 5);
+  int lowest = 4;
+  for (int step = 8; step <= 20; step += 4)
+    if (s.eval_at[step] < s.eval_at[lowest])
+      lowest = step;
+  cJSON *j = read_summary(f.spec.out);
+  REQUIRE(j);
+  CHECK_INT(cJSON_GetObjectItem(j, "selected_step")->valueint, lowest);
+  CHECK_INT(cJSON_GetObjectItem(j, "selected_passed")->valueint, 2);
+  fprintf(stderr, "  five evaluations pass 2 of 3; the lowest eval loss, %.4f, is step %d's\n",
+          s.eval_at[lowest], lowest);
+  cJSON_Delete(j);
+  teardown(&f);
+}
+
+TEST(select_scenarios_needs_scenarios_and_scores) {
+  fixture f;
+  REQUIRE(setup(&f) == 0);
+  f.spec.max_steps = 4;
+  f.spec.eval_interval = 4;
+  f.spec.select = FB_SELECT_SCENARIOS;
+  f.data.tok = f.tok;
+  seen s = {.cancel_at = -1, .nan_at = -1};
+  fb_err err = {0};
+  CHECK_INT(train(&f, &s, 0, &err), FB_EINVALID);
+  CHECK_CONTAINS(err.msg, "spec.scenarios: select \"scenarios\" needs at least one scenario");
+  CHECK_STR(s.where, "spec.scenarios");
+  fb_train_prompt p[3];
+  int32_t ids[16];
+  seen unscored = {.cancel_at = -1, .nan_at = -1};
+  with_scenarios(&f, p, ids, &unscored);
+  CHECK_INT(train(&f, &unscored, 0, &err), FB_EINVALID);
+  CHECK_CONTAINS(err.msg, "the answers of step 4 were not scored");
+  CHECK_STR(unscored.where, "step 5"); /* reported as a failure after step 4 */
   teardown(&f);
 }

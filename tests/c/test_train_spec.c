@@ -30,6 +30,8 @@ TEST(defaults_suit_small_datasets) {
   CHECK_INT(s.full, 0);
   CHECK_STR(s.sample_system, "");
   CHECK_NEAR(s.sample_repetition_penalty, 1.2, 0);
+  CHECK_INT(s.select, FB_SELECT_EVAL_LOSS);
+  CHECK_INT(s.select_tokens, 256);
 }
 
 TEST(every_field_reads_and_writes_back) {
@@ -45,7 +47,8 @@ TEST(every_field_reads_and_writes_back) {
       "\"checkpoint_interval\": 10, \"checkpoints\": \"ck\", \"device\": \"cpu\", \"mode\": "
       "\"full\","
       "\"samples\": {\"prompts\": [\"hi\", \"bye\"], \"interval\": 4, \"max_tokens\": 8, "
-      "\"system\": \"Be brief.\", \"repetition_penalty\": 1}}";
+      "\"system\": \"Be brief.\", \"repetition_penalty\": 1},"
+      "\"select\": \"scenarios\", \"select_max_tokens\": 64, \"scenarios\": [{\"id\": \"a\"}]}";
   fb_train_spec s, t;
   fb_err err = {0};
   REQUIRE(parse(&s, json, &err) == 0);
@@ -62,6 +65,8 @@ TEST(every_field_reads_and_writes_back) {
   CHECK_STR(s.sample_system, "Be brief.");
   CHECK_NEAR(s.sample_repetition_penalty, 1, 0);
   CHECK_INT(s.eval_interval, 5);
+  CHECK_INT(s.select, FB_SELECT_SCENARIOS);
+  CHECK_INT(s.select_tokens, 64);
   cJSON *j = fb_train_spec_to_json(&s);
   REQUIRE(j);
   REQUIRE(fb_train_spec_from_json(&t, j, &err) == 0);
@@ -99,6 +104,10 @@ TEST(each_mistake_names_its_field) {
        "spec.device: \"cuda\" trains adapters only (its base weights are bf16); full-parameter "
        "mode runs on the CPU"},
       {"{" MIN ", \"mode\": \"qlora\"}", "spec.mode: must be one of \"lora\", \"full\""},
+      {"{" MIN ", \"select\": \"loss\"}",
+       "spec.select: must be one of \"eval_loss\", \"scenarios\""},
+      {"{" MIN ", \"select_max_tokens\": 0}", "spec.select_max_tokens: must be 1..4096"},
+      {"{" MIN ", \"scenarios\": {}}", "spec.scenarios: must be a list"},
       {"{" MIN ", \"samples\": {\"repetition_penalty\": 0.5}}", "spec.samples.repetition_penalty: must be in [1, 10]"},
       {"{" MIN ", \"samples\": {\"system\": 7}}", "spec.samples.system: must be a string"},
       {"{" MIN ", \"eval\": {\"fraction\": 0.7}}", "spec.eval.fraction: must be in [0, 0.5]"},

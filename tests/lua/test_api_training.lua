@@ -3,7 +3,8 @@
 -- (tests/api/server.lua): the defaults a run gets, 202 then 409 with the live job, many
 -- concurrent starts -> exactly one 202, spec field errors, status with the loss history, SSE with Last-Event-ID replay, a queue,
 -- cancel, resume from the checkpoint (a skill's latest job, or any job by id), the jobs list,
--- one job, its log and the log followed.
+-- one job, its log and the log followed; select "scenarios" fills the spec from the skill's
+-- scenarios.
 local T = require "tests.lua.testing"
 local server = require "tests.api.server"
 local client = require "tests.http.client"
@@ -326,6 +327,26 @@ T.test("the log followed over SSE: the tail, live lines, an end; Last-Event-ID r
   for i = 1, #rest - 1 do got[i] = tonumber(rest[i].id) end
   T.eq(got, want)
 end, {timeout = 60000})
+
+T.test("select scenarios: the job gets the skill's scenarios with hard checks, or a 400", function()
+  server.fast_skill(app, "picky")
+  local status, body = call("POST", "/api/train-skill/picky", {max_steps = 4, select = "scenarios"})
+  T.eq({status, body.error}, {400, "invalid training spec"})
+  T.matches(body.fields.select, "needs scenarios with hard checks.*the skill has none")
+  T.eq(call("POST", "/api/train-skill/picky", {select = "best"}), 400)
+  local ask = {{role = "user", content = "hi"}}
+  T.eq(call("PUT", "/api/skills/picky/scenarios", {
+    {id = "short", messages = ask, checks = {max_words = 50}},
+    {id = "kind", messages = ask, rubric = "is friendly"}}), 200)
+  status, body = call("POST", "/api/train-skill/picky", {max_steps = 4, select = "scenarios", eval = {interval = 2}})
+  T.eq(status, 202)
+  T.eq(body.job.spec.scenarios, {{id = "short", messages = ask, checks = {max_words = 50}}})
+  local st = wait_state("picky", "succeeded", "failed")
+  T.eq(st.state, "succeeded")
+  local s = st.summary
+  T.eq({s.select, s.scenario_total, #s.scenario_history}, {"scenarios", 1, 2})
+  T.eq(s.selected_passed, math.max(s.scenario_history[1].passed, s.scenario_history[2].passed))
+end)
 
 T.test("teardown", function() server.stop(app) end)
 

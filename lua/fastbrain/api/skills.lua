@@ -176,6 +176,7 @@ local SPEC = {
           targets = check_targets},
   eval = {fraction = number(0, 0.5), interval = integer(0, 100000000)},
   samples = {prompts = check_prompts, interval = integer(0, 100000000), max_tokens = integer(1, 4096)},
+  select = one_of("eval_loss", "scenarios"), select_max_tokens = integer(1, 4096),
 }
 
 -- Check t against a table of field checks; problems go into errors[prefix .. field].

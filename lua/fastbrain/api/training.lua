@@ -8,6 +8,7 @@ local fb = require "fastbrain"
 local models = require "fastbrain.models"
 local router = require "fastbrain.router"
 local skills = require "fastbrain.api.skills"
+local scenarios_api = require "fastbrain.api.scenarios"
 local jobs_api = require "fastbrain.api.jobs"
 local tips = require "fastbrain.tips"
 local train = require "fastbrain.train"
@@ -41,9 +42,25 @@ local function base_model(data_dir, skill, default)
   return name
 end
 
+-- The skill's scenarios with hard checks, as spec.scenarios takes them -> list (maybe empty)
+-- | nil, problem (scenarios.jsonl is broken)
+local function checked_scenarios(data_dir, skill)
+  local list, problems = scenarios_api.read(data_dir, skill)
+  if not list then
+    return nil, ("scenarios.jsonl: line %s: %s"):format(tostring(problems[1].line), problems[1].message)
+  end
+  local out = json.array()
+  for _, s in ipairs(list) do
+    if s.checks and next(s.checks) then out[#out + 1] = {id = s.id, messages = s.messages, checks = s.checks} end
+  end
+  return out
+end
+
 -- The spec a run of the skill gets, but for its output directory: the skill's defaults, then
--- the request's overrides, then what the server decides (data, template, and the model: `model`
--- when given, else the skill's base model, else the server's default).
+-- the request's overrides, then what the server decides (data, template, the scenarios when it
+-- selects by them, and the model: `model` when given, else the skill's base model, else the
+-- server's default). -> spec, and what is wrong with its select "scenarios" (the skill has no
+-- scenario with hard checks, or a broken scenarios.jsonl), if anything
 function M.spec(data_dir, default, skill, overrides, model)
   local spec = train.merge(train.merge({}, skill.defaults or {}), overrides)
   spec.skill = skill.id
@@ -53,6 +70,14 @@ function M.spec(data_dir, default, skill, overrides, model)
   spec.samples = spec.samples or {}
   spec.samples.prompts = spec.samples.prompts or skill.sample_prompts
   spec.samples.system = spec.samples.system or skill.system
+  if spec.select == "scenarios" then
+    local list, problem = checked_scenarios(data_dir, skill.id)
+    if list and #list == 0 then
+      problem = "needs scenarios with hard checks (must_include, regex, max_words...): the skill has none"
+    end
+    spec.scenarios = list and #list > 0 and list or nil
+    return spec, problem
+  end
   return spec
 end
 
@@ -138,7 +163,10 @@ function M.mount(app, opts)
     local overrides = req.body ~= "" and req:json() or {}
     local errors = skills.check_spec(overrides)
     if errors then return skills.bad_fields(res, "invalid training spec", errors) end
-    local spec = M.spec(data_dir, model, skill, overrides)
+    local spec, problem = M.spec(data_dir, model, skill, overrides)
+    if problem then
+      return skills.bad_fields(res, "invalid training spec", {select = problem})
+    end
     spec.out = adapter_out(data_dir, skill.id)
     local job, code, detail = jobs.start(spec)
     if job then return res:json(202, {job = job}) end
