@@ -14,11 +14,17 @@ if(FB_NODE)
   # busy for minutes: the page's timings did not survive it once under AddressSanitizer.
   set_tests_properties(web_dashboard PROPERTIES TIMEOUT 300 ENVIRONMENT "${fb_web_env}"
                        RESOURCE_LOCK busy_cores)
-  # The adapters' Use panel: chat, export and snippets against its own server (~40 s).
-  fb_test(web_use ${FB_NODE} --test ${PROJECT_SOURCE_DIR}/tests/web/use.test.mjs)
-  set_tests_properties(web_use PROPERTIES TIMEOUT 300 ENVIRONMENT "${fb_web_env}" RESOURCE_LOCK busy_cores)
-  # Test scenarios, their runs and the training history, with the provider stand-ins (~60 s).
-  fb_test(web_scenarios ${FB_NODE} --test ${PROJECT_SOURCE_DIR}/tests/web/scenarios.test.mjs)
-  set_tests_properties(web_scenarios PROPERTIES TIMEOUT 300 ENVIRONMENT "${fb_web_env}" RESOURCE_LOCK busy_cores)
+  # Not under AddressSanitizer: the server side of these two runs there in the API tests
+  # (lua_api_exports, api_openai, lua_api_scenario_runs, lua_api_scenarios), and in the browser
+  # they would take some 4 minutes of CI's 30.
+  if(NOT FB_SANITIZE)
+    # The adapters' Use panel: chat, export and snippets against its own server (~40 s).
+    fb_test(web_use ${FB_NODE} --test ${PROJECT_SOURCE_DIR}/tests/web/use.test.mjs)
+    set_tests_properties(web_use PROPERTIES TIMEOUT 300 ENVIRONMENT "${fb_web_env}" RESOURCE_LOCK busy_cores)
+    # Test scenarios, their runs and the training history, with the provider stand-ins (~60 s).
+    fb_test(web_scenarios ${FB_NODE} --test ${PROJECT_SOURCE_DIR}/tests/web/scenarios.test.mjs)
+    set_tests_properties(web_scenarios PROPERTIES TIMEOUT 300 ENVIRONMENT "${fb_web_env}"
+                         RESOURCE_LOCK busy_cores)
+  endif()
 endif()
 fb_test(lua_tips $<TARGET_FILE:fastbrain> run tests/web/test_tips.lua)
