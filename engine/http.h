@@ -12,15 +12,18 @@
 #include "error.h"
 
 /* X(name, default): every limit, in one table. Sizes in bytes, times in milliseconds.
- * max_request_line -> 414; max_header_bytes / max_header_fields -> 431; max_body -> 413
- * (per request overridable by on_headers); a whole header must arrive within
+ * max_request_line -> 414; max_header_line (one field, name and value) / max_header_bytes /
+ * max_header_fields -> 431; max_chunk_extension (the ";ext" of one chunk) -> 400; max_body ->
+ * 413 (per request overridable by on_headers); a whole header must arrive within
  * header_timeout_ms, a body must progress every body_timeout_ms, an idle keep-alive
  * connection and a stalled write last idle_timeout_ms; past max_connections a new
  * connection gets 503; a client whose unsent output passes max_write_queue is dropped. */
 #define FB_HTTP_LIMITS(X)          \
   X(max_request_line, 8192)        \
+  X(max_header_line, 8192)         \
   X(max_header_bytes, 16384)       \
   X(max_header_fields, 100)        \
+  X(max_chunk_extension, 4096)     \
   X(max_body, 1048576)             \
   X(header_timeout_ms, 10000)      \
   X(body_timeout_ms, 30000)        \

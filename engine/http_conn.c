@@ -342,7 +342,7 @@ static void reset_request(fb_http_conn *c) {
   c->body.len = 0;
   c->nfields = 0;
   c->in_value = 0;
-  c->url_len = c->header_bytes = 0;
+  c->url_len = c->header_bytes = c->line_bytes = c->ext_bytes = 0;
   c->err_status = 0;
   c->err_msg = NULL;
   c->is_head = 0;
@@ -493,6 +493,9 @@ static int on_url_complete(llhttp_t *p) {
 
 static int header_bytes(fb_http_conn *c, size_t len) {
   c->header_bytes += len;
+  c->line_bytes += len;
+  if (c->line_bytes > c->srv->cfg.limits.max_header_line)
+    return user_error(c, 431, "request header line too long");
   if (c->header_bytes > c->srv->cfg.limits.max_header_bytes)
     return user_error(c, 431, "request headers too large");
   return 0;
@@ -513,6 +516,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
       c->hcap = cap;
     }
     c->hoff[c->nfields++] = c->head.len;
+    c->line_bytes = 0;
     if (header_bytes(c, 4)) return HPE_USER;  /* ": " and CRLF */
   }
   if (header_bytes(c, len)) return HPE_USER;
@@ -525,6 +529,12 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
 
 static int on_header_field_complete(llhttp_t *p) {
   fb_http_conn *c = conn_of(p);
+  /* RFC 9112 5.1: no whitespace inside a field name or before its colon; a proxy might
+   * read "X-A : b" as another field than we do */
+  const char *name = c->head.data + c->hoff[c->nfields - 1];
+  if (memchr(name, ' ', c->head.len - c->hoff[c->nfields - 1]) ||
+      memchr(name, '\t', c->head.len - c->hoff[c->nfields - 1]))
+    return user_error(c, 400, "bad header name");
   c->in_value = 1;
   c->value_parts = 0;
   return fb_http_buf_add(&c->head, "", 1) ? user_error(c, 500, "out of memory") : 0;
@@ -604,6 +614,8 @@ static int on_headers_complete(llhttp_t *p) {
   if (!method_supported(r->method)) return user_error(c, 501, "method not implemented");
   if (r->target[0] != '/' && !(p->method == HTTP_OPTIONS && strcmp(r->target, "*") == 0))
     return user_error(c, 400, "bad request target");
+  if (count_header(r, "authorization") > 1)  /* which one counts would be ours to guess */
+    return user_error(c, 400, "more than one authorization header");
   int hosts = count_header(r, "host");
   if (hosts > 1 || (hosts == 0 && p->http_minor == 1)) return user_error(c, 400, "bad host header");
   int te = count_header(r, "transfer-encoding");
@@ -635,6 +647,24 @@ static int on_headers_complete(llhttp_t *p) {
     c->state = CONN_BODY;
     fb_http_conn_timer(c, srv->cfg.limits.body_timeout_ms);
   }
+  return 0;
+}
+
+/* A chunk's size is known before its data: refuse one past the cap now, not after reading it. */
+static int on_chunk_header(llhttp_t *p) {
+  fb_http_conn *c = conn_of(p);
+  c->ext_bytes = 0;
+  if (p->content_length > c->max_body - c->body.len)
+    return user_error(c, 413, "request body too large");
+  return 0;
+}
+
+static int on_chunk_extension(llhttp_t *p, const char *at, size_t len) {
+  (void)at;
+  fb_http_conn *c = conn_of(p);
+  c->ext_bytes += len;
+  if (c->ext_bytes > c->srv->cfg.limits.max_chunk_extension)
+    return user_error(c, 400, "chunk extension too long");
   return 0;
 }
 
@@ -863,6 +893,9 @@ static const llhttp_settings_t parser_settings = {
     .on_header_field_complete = on_header_field_complete,
     .on_header_value = on_header_value,
     .on_headers_complete = on_headers_complete,
+    .on_chunk_extension_name = on_chunk_extension,
+    .on_chunk_extension_value = on_chunk_extension,
+    .on_chunk_header = on_chunk_header,
     .on_body = on_body,
     .on_message_complete = on_message_complete,
 };

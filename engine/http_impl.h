@@ -69,6 +69,8 @@ struct fb_http_conn {
   int value_at_end;            /* the last value span ended where the input did */
   const char *exec_start, *exec_end;  /* the input given to llhttp_execute now */
   size_t url_len, header_bytes;
+  size_t line_bytes;           /* the current header field, name and value */
+  size_t ext_bytes;            /* the current chunk's extensions */
   uint64_t max_body;
   int err_status;              /* set by a callback that returned HPE_USER */
   const char *err_msg;

@@ -326,6 +326,15 @@ static const row rows[] = {
     {"NUL in target", "GET /e\0cho HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 400, "{\"error\":", 1,
      sizeof "GET /e\0cho HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" - 1},
     {"space before colon", GET_("/echo") "Content-Length : 5\r\n\r\nhello", 400, "{\"error\":", 1},
+    {"space inside a field name", GET_("/echo") "X A: b\r\n\r\n", 400, "{\"error\":", 1},
+    {"space before a colon", GET_("/echo") "X-A : b\r\n\r\n", 400, "{\"error\":", 1},
+    {"tab before a colon", GET_("/echo") "X-A\t: b\r\n\r\n", 400, "{\"error\":", 1},
+    {"space before the first field", GET_("/echo") " X-A: b\r\n\r\n", 400, "{\"error\":", 1},
+    {"two Authorization headers",
+     GET_("/echo") "Authorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n", 400,
+     "more than one authorization header", 1},
+    {"one Authorization header", GET_("/echo") "Authorization: Bearer a\r\n\r\n", 200,
+     "GET /echo", 0},
     {"obs-fold header", GET_("/echo") "X-A: 1\r\n  folded\r\n\r\n", 400, "line folding", 1},
     {"obs-fold in Content-Length", POSTJ "Content-Length: 1\r\n 0\r\n\r\n0123456789", 400,
      "{\"error\":", 1},
@@ -365,6 +374,25 @@ static const row rows[] = {
      "{\"error\":", 1},
     {"chunk without CRLF", POSTJ "Transfer-Encoding: chunked\r\n\r\n5\r\nhelloX0\r\n\r\n", 400,
      "{\"error\":", 1},
+    {"chunk size past the body cap, no data sent",
+     POSTJ "Transfer-Encoding: chunked\r\n\r\n100000002\r\n", 413, "request body too large", 1},
+    {"chunk size 100000002 (decimal reading) past the cap",
+     POSTJ "Transfer-Encoding: chunked\r\n\r\n5f5e102\r\nabc", 413, "request body too large", 1},
+    {"chunk extension without value",
+     POSTJ "Transfer-Encoding: chunked\r\n\r\n5;x\r\nhello\r\n0\r\n\r\n", 200, "body=hello", 0},
+    {"chunk extension quoted",
+     POSTJ "Transfer-Encoding: chunked\r\n\r\n5;x=\"a b\"\r\nhello\r\n0\r\n\r\n", 200,
+     "body=hello", 0},
+    {"chunk size with a space", POSTJ "Transfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n",
+     400, "{\"error\":", 1},
+    {"chunk size negative", POSTJ "Transfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n",
+     400, "{\"error\":", 1},
+    {"chunk size 0x prefix", POSTJ "Transfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n",
+     400, "{\"error\":", 1},
+    {"chunked then a pipelined request is kept",
+     POSTJ "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 200, "len=0", 0},
+    {"Content-Length with a pipelined request after it",
+     POSTJ "Content-Length: 2\r\n\r\n{}" GET_("/echo?next") "\r\n", 200, "len=2 body={}", 0},
     {"declared body over limit", POSTJ "Content-Length: 2000000\r\n\r\n", 413,
      "request body too large", 1},
     {"Expect other than 100-continue", POSTJ "Expect: magic\r\nContent-Length: 0\r\n\r\n", 417,
@@ -420,10 +448,25 @@ TEST(limits_request_line_headers_fields) {
   snprintf(req, sizeof req, "GET /echo?%s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", pad);
   row t1 = {"request line 9 KiB", NULL, 414, "request line too long", 1};
   check_row(s->port, &t1, req, strlen(req));
-  snprintf(req, sizeof req, "GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: %s\r\nX-B: %s\r\n\r\n",
-           pad, pad);
+  snprintf(req, sizeof req, "GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: %s\r\n\r\n", pad);
+  row t1b = {"one header line 9 KiB", NULL, 431, "request header line too long", 1};
+  check_row(s->port, &t1b, req, strlen(req));
+  snprintf(req, sizeof req, "GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: %s\r\n\r\n",
+           pad + 1000);
+  row t1c = {"one header line 8000 bytes", NULL, 200, "GET /echo", 0};
+  check_row(s->port, &t1c, req, strlen(req));
+  snprintf(req, sizeof req, "GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: %s\r\nX-B: %s\r\n"
+           "X-C: %s\r\n\r\n", pad + 3000, pad + 3000, pad + 3000);
   row t2 = {"headers 18 KiB", NULL, 431, "request headers too large", 1};
   check_row(s->port, &t2, req, strlen(req));
+  snprintf(req, sizeof req, POSTJ "Transfer-Encoding: chunked\r\n\r\n5;x=%s\r\nhello\r\n0\r\n\r\n",
+           pad + 4000);
+  row t2b = {"chunk extension 5 KiB", NULL, 400, "chunk extension too long", 1};
+  check_row(s->port, &t2b, req, strlen(req));
+  snprintf(req, sizeof req, POSTJ "Transfer-Encoding: chunked\r\n\r\n5;x=%s\r\nhello\r\n0\r\n\r\n",
+           pad + 6000);
+  row t2c = {"chunk extension 3 KiB", NULL, 200, "body=hello", 0};
+  check_row(s->port, &t2c, req, strlen(req));
   size_t n = (size_t)snprintf(req, sizeof req, "GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\n");
   for (int i = 0; i < 101; i++) n += (size_t)snprintf(req + n, sizeof req - n, "X-%d: v\r\n", i);
   snprintf(req + n, sizeof req - n, "\r\n");
