@@ -15,9 +15,10 @@
  * max_request_line -> 414; max_header_line (one field, name and value) / max_header_bytes /
  * max_header_fields -> 431; max_chunk_extension (the ";ext" of one chunk) -> 400; max_body ->
  * 413 (per request overridable by on_headers); a whole header must arrive within
- * header_timeout_ms, a body must progress every body_timeout_ms, an idle keep-alive
- * connection and a stalled write last idle_timeout_ms; past max_connections a new
- * connection gets 503; a client whose unsent output passes max_write_queue is dropped. */
+ * header_timeout_ms, a whole body within body_timeout_ms plus 1 s per body_min_rate bytes
+ * received, an idle keep-alive connection and a stalled write last idle_timeout_ms; at
+ * max_connections a new connection takes the place of one that lingers, idles or sends
+ * slowest, else gets 503; a client whose unsent output passes max_write_queue is dropped. */
 #define FB_HTTP_LIMITS(X)          \
   X(max_request_line, 8192)        \
   X(max_header_line, 8192)         \
@@ -27,6 +28,7 @@
   X(max_body, 1048576)             \
   X(header_timeout_ms, 10000)      \
   X(body_timeout_ms, 30000)        \
+  X(body_min_rate, 65536)          \
   X(idle_timeout_ms, 60000)        \
   X(max_connections, 256)          \
   X(max_write_queue, 1048576)      \

@@ -473,6 +473,7 @@ static fb_http_conn *conn_of(llhttp_t *p) { return p->data; }
 static int on_message_begin(llhttp_t *p) {
   fb_http_conn *c = conn_of(p);
   c->state = CONN_HEADERS;
+  c->since = uv_now(c->srv->loop);
   fb_http_conn_timer(c, c->srv->cfg.limits.header_timeout_ms);
   return 0;
 }
@@ -604,6 +605,15 @@ static int build_request(fb_http_conn *c, llhttp_t *p) {
   return 0;
 }
 
+/* A body has body_timeout_ms in all, plus 1 s for every body_min_rate bytes it has sent: a
+ * client that sends a byte now and then cannot hold the connection for long. */
+static void body_deadline(fb_http_conn *c) {
+  const fb_http_limits *l = &c->srv->cfg.limits;
+  uint64_t due = c->since + l->body_timeout_ms + c->body.len * 1000 / l->body_min_rate;
+  uint64_t now = uv_now(c->srv->loop);
+  fb_http_conn_timer(c, due > now ? due - now : 0);
+}
+
 static int on_headers_complete(llhttp_t *p) {
   fb_http_conn *c = conn_of(p);
   fb_http_server *srv = c->srv;
@@ -645,7 +655,8 @@ static int on_headers_complete(llhttp_t *p) {
   }
   if (has_body) {
     c->state = CONN_BODY;
-    fb_http_conn_timer(c, srv->cfg.limits.body_timeout_ms);
+    c->since = uv_now(srv->loop);
+    body_deadline(c);
   }
   return 0;
 }
@@ -672,7 +683,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
   fb_http_conn *c = conn_of(p);
   if (c->body.len + len > c->max_body) return user_error(c, 413, "request body too large");
   if (fb_http_buf_add(&c->body, at, len)) return user_error(c, 500, "out of memory");
-  fb_http_conn_timer(c, c->srv->cfg.limits.body_timeout_ms);
+  body_deadline(c);
   return 0;
 }
 
@@ -767,6 +778,7 @@ void fb_http_finish(fb_http_conn *c) {
   reset_request(c);
   llhttp_resume(&c->parser);
   c->state = CONN_IDLE;
+  c->since = uv_now(c->srv->loop);
   read_start(c);
   /* Pipelined input waits for the next loop turn (unless process_input is on the stack and
    * carries on): answering never re-enters the request callback. */
@@ -900,6 +912,42 @@ static const llhttp_settings_t parser_settings = {
     .on_message_complete = on_message_complete,
 };
 
+/* Which connection to give up when the server is full, lower first: one lingering (its answer
+ * is sent), one idle (longest idle first: a keep-alive or a client that never spoke), one
+ * whose header or body is still arriving (slowest bytes/s first, counted as parsed, so however
+ * reads happen to split them). Handlers and streams are never shed. -1: keep. */
+static int shed_rank(const fb_http_conn *c, uint64_t now, double *order) {
+  double age = (double)(now - c->since) + 1;
+  switch (c->state) {
+    case CONN_LINGER: *order = -age; return 0;
+    case CONN_IDLE: *order = -age; return 1;
+    case CONN_HEADERS: *order = (double)(c->url_len + c->header_bytes) / age; return 2;
+    case CONN_BODY: *order = (double)c->body.len / age; return 2;
+    default: return -1;
+  }
+}
+
+/* Make room for one more connection by dropping the one shed_rank puts first; 0 if none. */
+static int shed_one(fb_http_server *srv) {
+  uint64_t now = uv_now(srv->loop);
+  fb_http_conn *victim = NULL;
+  int best = 3;
+  double best_order = 0;
+  for (fb_http_conn *c = srv->conns; c; c = c->next) {
+    double order;
+    int rank = c->closing ? -1 : shed_rank(c, now, &order);
+    if (rank >= 0 && (rank < best || (rank == best && order < best_order))) {
+      victim = c;
+      best = rank;
+      best_order = order;
+    }
+  }
+  if (!victim) return 0;
+  if (best == 2) fail_request(victim, 503, "server busy: slowest request dropped");
+  fb_http_conn_close(victim);
+  return 1;
+}
+
 void fb_http_conn_accept(fb_http_server *srv) {
   fb_http_conn *c = calloc(1, sizeof *c);
   if (!c) return;
@@ -909,7 +957,7 @@ void fb_http_conn_accept(fb_http_server *srv) {
   uv_timer_init(srv->loop, &c->timer);
   c->tcp.data = c->timer.data = c;
   c->handles_open = 2;
-  int over = (uint64_t)srv->nconns >= srv->cfg.limits.max_connections;
+  int over = (uint64_t)srv->nconns >= srv->cfg.limits.max_connections && !shed_one(srv);
   c->next = srv->conns;
   if (srv->conns) srv->conns->prev = c;
   srv->conns = c;
@@ -933,5 +981,6 @@ void fb_http_conn_accept(fb_http_server *srv) {
     return;
   }
   c->state = CONN_IDLE;
+  c->since = uv_now(srv->loop);
   fb_http_conn_timer(c, srv->cfg.limits.header_timeout_ms);
 }

@@ -56,6 +56,7 @@ struct fb_http_conn {
   uint64_t deadline, timer_due; /* loop ms; deadline 0 = none */
   int handles_open;            /* tcp + timer: freed when it drops to 0 */
   conn_state state;
+  uint64_t since;              /* loop ms the current header, body or idle wait began */
   llhttp_t parser;
   buf in;                      /* bytes read but not parsed yet, from in_off */
   size_t in_off;
