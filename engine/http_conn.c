@@ -306,6 +306,7 @@ void fb_http_conn_close(fb_http_conn *c) {
   else srv->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   srv->nconns--;
+  fb_http_sse_end(c);
   uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
   uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
   fb_http_server_maybe_done(srv);
@@ -346,7 +347,7 @@ static void reset_request(fb_http_conn *c) {
   c->err_status = 0;
   c->err_msg = NULL;
   c->is_head = 0;
-  c->sse = 0;
+  fb_http_sse_end(c);
   c->on_close = NULL;
   memset(&c->req, 0, sizeof c->req);
   c->req.http_minor = 1;
@@ -769,7 +770,7 @@ static void process_input(fb_http_conn *c) {
 /* The response to the current request is fully queued. */
 void fb_http_finish(fb_http_conn *c) {
   c->on_close = NULL;
-  c->sse = 0;
+  fb_http_sse_end(c);
   if (c->closing) return;
   if (!c->keep_alive || c->srv->closing) {
     start_linger(c);

@@ -35,6 +35,7 @@ struct fb_http_server {
   int nmounts;
   fb_http_conn *conns;         /* every open connection, doubly linked */
   int nconns;
+  int nsse;                    /* connections with an event stream open */
   int closing;                 /* 1 after fb_http_server_close */
   int handles_open;            /* listener + grace timer still open */
   void (*done)(void *ud);
@@ -130,5 +131,6 @@ void fb_http_static_pump(fb_http_conn *c);
 
 /* http_sse.c */
 void fb_http_sse_heartbeat(fb_http_conn *c);
+void fb_http_sse_end(fb_http_conn *c);  /* the event stream, if any, no longer counts */
 
 #endif

@@ -83,7 +83,7 @@ static void handle(void *ud, fb_http_req *req) {
     fb_http_stream_write(req, "three", 5);
     fb_http_stream_end(req);
   } else if (strcmp(p, "/sse") == 0) {
-    fb_http_sse_begin(req, NULL, 0);
+    if (fb_http_sse_begin(req, NULL, 0)) return;  /* past the cap it answered 503 */
     const char *last = fb_http_req_header(req, "last-event-id");
     fb_http_sse_send(req, "hello", last ? last : "none", last ? strlen(last) : 4, "1");
     fb_http_sse_send(req, NULL, "a\nb\r\nc", 6, NULL);
@@ -1033,6 +1033,47 @@ TEST(sse_queue_cap_drops_a_client_that_does_not_read) {
   CHECK(wait_for(&sse_dropped, dropped + 1, 3000));
   CHECK(wait_for(&closed_requests, before + 1, 3000));
   close(fd);
+  stop(s);
+}
+
+/* Issue 19 item 4: event streams have their own cap; past it a new one gets 503 and other
+ * requests still get through; a stream that ends makes room. */
+TEST(sse_streams_are_capped) {
+  opts o = defaults();
+  o.limits.max_sse_streams = 2;
+  server *s = start(&o);
+  REQUIRE(s);
+  int before = atomic_load(&closed_requests);
+  const char *req = GET_("/sse") "\r\n";
+  int fds[2];
+  reply *r = calloc(1, sizeof *r);
+  for (int i = 0; i < 2; i++) {
+    fds[i] = dial(s->port);
+    send_all(fds[i], req, strlen(req));
+    memset(r, 0, sizeof *r);
+    read_until(fds[i], r, 0, 2000, 0, "data: c\n\n");
+    CHECK_CONTAINS(r->data, "text/event-stream");
+  }
+  free(r);
+  r = roundtrip(s->port, req, strlen(req), 1, 60);
+  CHECK_INT(status_of(r->data), 503);
+  CHECK_CONTAINS(r->data, "too many event streams open (max 2)");
+  CHECK_INT(r->closed, 0);  /* an answer like any other: the connection stays */
+  free(r);
+  r = roundtrip(s->port, GET_("/echo") "\r\n", strlen(GET_("/echo") "\r\n"), 1, 0);
+  CHECK_INT(status_of(r->data), 200);
+  free(r);
+  close(fds[0]);
+  CHECK(wait_for(&closed_requests, before + 1, 2000));
+  usleep(20000);
+  r = calloc(1, sizeof *r);
+  int fd = dial(s->port);
+  send_all(fd, req, strlen(req));
+  read_until(fd, r, 0, 2000, 0, "data: c\n\n");
+  CHECK_CONTAINS(r->data, "text/event-stream");
+  close(fd);
+  close(fds[1]);
+  free(r);
   stop(s);
 }
 
