@@ -703,9 +703,28 @@ static int on_message_complete(llhttp_t *p) {
 static int respond_json_error(fb_http_req *r, int status, const char *msg,
                               const fb_http_header *extra);
 
+/* GET /?token=T: the token goes into an HttpOnly cookie and out of the address bar (and of
+ * the history and any Referer). 1 when the request was such a link and is answered. */
+static int answer_token_link(fb_http_conn *c) {
+  const char *msg = NULL;
+  int st = fb_http_guard_link(c->srv, &c->req, &msg);
+  if (st == 0) return 0;
+  if (st != 302) {
+    respond_json_error(&c->req, st, msg, NULL);
+    return 1;
+  }
+  char name[32], cookie[320];
+  fb_http_token_cookie_name(c->srv, name, sizeof name);
+  snprintf(cookie, sizeof cookie, "%s=%s; Path=/; HttpOnly; SameSite=Strict", name, c->srv->token);
+  fb_http_header h[] = {{"Location", "/"}, {"Set-Cookie", cookie}, {"Cache-Control", "no-store"},
+                        {"Referrer-Policy", "no-referrer"}};
+  fb_http_respond(&c->req, 302, h, 4, NULL, 0);
+  return 1;
+}
+
 static void dispatch(fb_http_conn *c) {
   fb_http_req *r = &c->req;
-  if (fb_http_static_try(c)) return;
+  if (answer_token_link(c) || fb_http_static_try(c)) return;
   const char *msg = NULL, *challenge = NULL;
   int st = fb_http_guard_token(c->srv, r, &msg, &challenge);
   if (st) {

@@ -115,8 +115,17 @@ int fb_http_guard_request(const fb_http_server *srv, const fb_http_req *req, con
  * the request lacks it or has another. */
 int fb_http_guard_token(const fb_http_server *srv, const fb_http_req *req, const char **msg,
                         const char **challenge);
+/* The cookie a browser carries the token in: "fastbrain-<port>". A token checked by
+ * fb_http_guard_token in an Authorization: Bearer header or in this cookie. */
+void fb_http_token_cookie_name(const fb_http_server *srv, char *out, size_t outsz);
+/* The dashboard's link, GET / ?token=T: 302 when T is the token (answer with the cookie and
+ * Location: /), 401 when it is not, 0 when the request is no such link (or none is set). */
+int fb_http_guard_link(const fb_http_server *srv, const fb_http_req *req, const char **msg);
+/* 1 when a token may be configured: RFC 6750 b64token characters, under 256 bytes. */
+int fb_http_token_valid(const char *token);
 
 /* http_static.c */
+int fb_http_hexval(char ch);  /* a hex digit's value, or -1 (for percent-decoding) */
 /* Resolve raw `path` under `m`: 0 with the real file in out, FB_ENOTFOUND when nothing is
  * there, FB_EINVALID for a path that is refused (traversal shapes, out of the root). */
 int fb_http_static_resolve(const static_mount *m, const char *path, char *out, size_t outsz);

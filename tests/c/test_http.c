@@ -1146,6 +1146,43 @@ TEST(non_loopback_needs_a_token) {
   stop(s);
 }
 
+/* Issue 19 item 14: the dashboard's token. GET /?token=T trades T for an HttpOnly,
+ * SameSite=Strict cookie named for the port and redirects to / without it; the cookie then
+ * passes the guard as a bearer token does. */
+TEST(token_link_sets_a_cookie_that_passes) {
+  opts o = defaults();
+  o.token = "s3cret-token";
+  server *s = start(&o);
+  REQUIRE(s);
+  char ok[128], other[128], wrong[128], link[128];
+  snprintf(ok, sizeof ok, GET_("/echo") "Cookie: a=b; fastbrain-%d=s3cret-token\r\n\r\n", s->port);
+  snprintf(wrong, sizeof wrong, GET_("/echo") "Cookie: fastbrain-%d=s3cret-tokeN\r\n\r\n", s->port);
+  snprintf(other, sizeof other, GET_("/echo") "Cookie: fastbrain-%d=s3cret-token\r\n\r\n", s->port + 1);
+  snprintf(link, sizeof link, "Set-Cookie: fastbrain-%d=s3cret-token; Path=/; HttpOnly; "
+           "SameSite=Strict\r\n", s->port);
+  const row cases[] = {
+      {"the cookie", ok, 200, "GET /echo", 0},
+      {"a wrong cookie", wrong, 401, "{\"error\":\"bad token\"}", 0},
+      {"another port's cookie", other, 401, "missing token", 0},
+      {"the link", GET_("/?token=s3cret-token") "\r\n", 302, link, 0},
+      {"the link goes to / without the token", GET_("/?token=s3cret-token") "\r\n", 302,
+       "Location: /\r\n", 0},
+      {"the link percent-encoded", GET_("/?x=1&token=s3cret%2Dtoken") "\r\n", 302, link, 0},
+      {"a wrong link", GET_("/?token=s3cret") "\r\n", 401, "bad token", 0},
+      {"a link with a bad escape", GET_("/?token=%zz") "\r\n", 401, "bad token", 0},
+      {"the link on another path is no link", GET_("/echo?token=s3cret-token") "\r\n", 401,
+       "missing token", 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+    check_row(s->port, &cases[i], cases[i].req, strlen(cases[i].req));
+  reply *r = roundtrip(s->port, GET_("/?token=s3cret") "\r\n", strlen(GET_("/?token=s3cret") "\r\n"), 1, 0);
+  CHECK(!strstr(r->data, "Set-Cookie"));
+  free(r);
+  stop(s);
+  o.token = "bad token";
+  CHECK(start(&o) == NULL);  /* not a b64token: no cookie or query could carry it */
+}
+
 TEST(ipv6_loopback) {
   opts o = defaults();
   o.host = "::1";
