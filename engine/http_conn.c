@@ -932,14 +932,15 @@ static const llhttp_settings_t parser_settings = {
     .on_message_complete = on_message_complete,
 };
 
-/* Which connection to give up when the server is full, lower first: one lingering (its answer
- * is sent), one idle (longest idle first: a keep-alive or a client that never spoke), one
+/* Which connection to give up when the server is full, lower first: one lingering whose answer
+ * is all sent, one idle (longest idle first: a keep-alive, a client that never spoke, or one
+ * lingering while its answer is still queued: it is not reading), one
  * whose header or body is still arriving (slowest bytes/s first, counted as parsed, so however
  * reads happen to split them). Handlers and streams are never shed. -1: keep. */
 static int shed_rank(const fb_http_conn *c, uint64_t now, double *order) {
   double age = (double)(now - c->since) + 1;
   switch (c->state) {
-    case CONN_LINGER: *order = -age; return 0;
+    case CONN_LINGER: *order = -age; return c->queued ? 1 : 0;
     case CONN_IDLE: *order = -age; return 1;
     case CONN_HEADERS: *order = (double)(c->url_len + c->header_bytes) / age; return 2;
     case CONN_BODY: *order = (double)c->body.len / age; return 2;
