@@ -98,6 +98,26 @@ else
   check "fastbrain serve listens on 127.0.0.1:8215 by default" default_port_serves
 fi
 
+# Issue 19 item 3: slow bodies and idle clients past the connection cap do not keep
+# /api/health from answering (the server sheds the idle and the slowest for it).
+health_answers_when_full() {
+  local fds=() fd i rc
+  for i in $(seq 12); do
+    exec {fd}<>"/dev/tcp/127.0.0.1/$port" || return 1
+    fds+=("$fd")
+    (( i % 2 )) && printf 'POST /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\nx' >&"$fd"
+  done
+  sleep 0.2
+  get /api/health | grep -q "^HTTP/1.1 200"
+  rc=$?
+  for fd in "${fds[@]}"; do exec {fd}<&-; done
+  return $rc
+}
+start --max-connections 8
+check "/api/health answers with 12 slow or idle connections held against a cap of 8" \
+  health_answers_when_full
+check "SIGTERM stops the full one" stopped_in_time
+
 start --host 0.0.0.0 --token s3cret
 check "--token works but warns that ps shows it" err_has "WARN --token is visible to every user"
 get /api/health >"$tmp/resp"
