@@ -26,5 +26,8 @@ if(FB_NODE)
     set_tests_properties(web_scenarios PROPERTIES TIMEOUT 300 ENVIRONMENT "${fb_web_env}"
                          RESOURCE_LOCK busy_cores)
   endif()
+  # The dashboard behind a token: the printed link, its cookie, the page's calls with it (~5 s).
+  fb_test(web_token ${FB_NODE} --test ${PROJECT_SOURCE_DIR}/tests/web/token.test.mjs)
+  set_tests_properties(web_token PROPERTIES TIMEOUT 120 ENVIRONMENT "${fb_web_env}")
 endif()
 fb_test(lua_tips $<TARGET_FILE:fastbrain> run tests/web/test_tips.lua)

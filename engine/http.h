@@ -12,20 +12,27 @@
 #include "error.h"
 
 /* X(name, default): every limit, in one table. Sizes in bytes, times in milliseconds.
- * max_request_line -> 414; max_header_bytes / max_header_fields -> 431; max_body -> 413
- * (per request overridable by on_headers); a whole header must arrive within
- * header_timeout_ms, a body must progress every body_timeout_ms, an idle keep-alive
- * connection and a stalled write last idle_timeout_ms; past max_connections a new
- * connection gets 503; a client whose unsent output passes max_write_queue is dropped. */
+ * max_request_line -> 414; max_header_line (one field, name and value) / max_header_bytes /
+ * max_header_fields -> 431; max_chunk_extension (the ";ext" of one chunk) -> 400; max_body ->
+ * 413 (per request overridable by on_headers); a whole header must arrive within
+ * header_timeout_ms, a whole body within body_timeout_ms plus 1 s per body_min_rate bytes
+ * received, an idle keep-alive connection and a stalled write last idle_timeout_ms; at
+ * max_connections a new connection takes the place of one that lingers, idles or sends
+ * slowest, else gets 503; past max_sse_streams (keep it below max_connections) a new event
+ * stream gets 503; a client whose unsent output passes max_write_queue is dropped. */
 #define FB_HTTP_LIMITS(X)          \
   X(max_request_line, 8192)        \
+  X(max_header_line, 8192)         \
   X(max_header_bytes, 16384)       \
   X(max_header_fields, 100)        \
+  X(max_chunk_extension, 4096)     \
   X(max_body, 1048576)             \
   X(header_timeout_ms, 10000)      \
   X(body_timeout_ms, 30000)        \
+  X(body_min_rate, 65536)          \
   X(idle_timeout_ms, 60000)        \
   X(max_connections, 256)          \
+  X(max_sse_streams, 128)          \
   X(max_write_queue, 1048576)      \
   X(sse_heartbeat_ms, 15000)       \
   X(shutdown_grace_ms, 5000)
@@ -129,7 +136,9 @@ int fb_http_stream_begin(fb_http_req *req, int status, const fb_http_header *hea
 int fb_http_stream_write(fb_http_req *req, const void *data, size_t len);
 int fb_http_stream_end(fb_http_req *req);
 
-/* Server-Sent Events over a stream, with a comment heartbeat every sse_heartbeat_ms.
+/* Server-Sent Events over a stream, with a comment heartbeat every sse_heartbeat_ms. With
+ * max_sse_streams open already, sse_begin answers 503 itself and returns FB_ELIMIT (the request
+ * is then complete).
  * sse_send frames `data` as one data: line per line (\n, \r\n or \r); event and id may be
  * NULL and must not hold CR/LF (FB_EINVALID). Errors as stream_write. */
 int fb_http_sse_begin(fb_http_req *req, const fb_http_header *headers, int nheaders);

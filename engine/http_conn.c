@@ -306,6 +306,7 @@ void fb_http_conn_close(fb_http_conn *c) {
   else srv->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   srv->nconns--;
+  fb_http_sse_end(c);
   uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
   uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
   fb_http_server_maybe_done(srv);
@@ -342,11 +343,11 @@ static void reset_request(fb_http_conn *c) {
   c->body.len = 0;
   c->nfields = 0;
   c->in_value = 0;
-  c->url_len = c->header_bytes = 0;
+  c->url_len = c->header_bytes = c->line_bytes = c->ext_bytes = 0;
   c->err_status = 0;
   c->err_msg = NULL;
   c->is_head = 0;
-  c->sse = 0;
+  fb_http_sse_end(c);
   c->on_close = NULL;
   memset(&c->req, 0, sizeof c->req);
   c->req.http_minor = 1;
@@ -473,6 +474,7 @@ static fb_http_conn *conn_of(llhttp_t *p) { return p->data; }
 static int on_message_begin(llhttp_t *p) {
   fb_http_conn *c = conn_of(p);
   c->state = CONN_HEADERS;
+  c->since = uv_now(c->srv->loop);
   fb_http_conn_timer(c, c->srv->cfg.limits.header_timeout_ms);
   return 0;
 }
@@ -493,6 +495,9 @@ static int on_url_complete(llhttp_t *p) {
 
 static int header_bytes(fb_http_conn *c, size_t len) {
   c->header_bytes += len;
+  c->line_bytes += len;
+  if (c->line_bytes > c->srv->cfg.limits.max_header_line)
+    return user_error(c, 431, "request header line too long");
   if (c->header_bytes > c->srv->cfg.limits.max_header_bytes)
     return user_error(c, 431, "request headers too large");
   return 0;
@@ -513,6 +518,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
       c->hcap = cap;
     }
     c->hoff[c->nfields++] = c->head.len;
+    c->line_bytes = 0;
     if (header_bytes(c, 4)) return HPE_USER;  /* ": " and CRLF */
   }
   if (header_bytes(c, len)) return HPE_USER;
@@ -525,6 +531,12 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
 
 static int on_header_field_complete(llhttp_t *p) {
   fb_http_conn *c = conn_of(p);
+  /* RFC 9112 5.1: no whitespace inside a field name or before its colon; a proxy might
+   * read "X-A : b" as another field than we do */
+  const char *name = c->head.data + c->hoff[c->nfields - 1];
+  if (memchr(name, ' ', c->head.len - c->hoff[c->nfields - 1]) ||
+      memchr(name, '\t', c->head.len - c->hoff[c->nfields - 1]))
+    return user_error(c, 400, "bad header name");
   c->in_value = 1;
   c->value_parts = 0;
   return fb_http_buf_add(&c->head, "", 1) ? user_error(c, 500, "out of memory") : 0;
@@ -594,6 +606,15 @@ static int build_request(fb_http_conn *c, llhttp_t *p) {
   return 0;
 }
 
+/* A body has body_timeout_ms in all, plus 1 s for every body_min_rate bytes it has sent: a
+ * client that sends a byte now and then cannot hold the connection for long. */
+static void body_deadline(fb_http_conn *c) {
+  const fb_http_limits *l = &c->srv->cfg.limits;
+  uint64_t due = c->since + l->body_timeout_ms + c->body.len * 1000 / l->body_min_rate;
+  uint64_t now = uv_now(c->srv->loop);
+  fb_http_conn_timer(c, due > now ? due - now : 0);
+}
+
 static int on_headers_complete(llhttp_t *p) {
   fb_http_conn *c = conn_of(p);
   fb_http_server *srv = c->srv;
@@ -604,6 +625,8 @@ static int on_headers_complete(llhttp_t *p) {
   if (!method_supported(r->method)) return user_error(c, 501, "method not implemented");
   if (r->target[0] != '/' && !(p->method == HTTP_OPTIONS && strcmp(r->target, "*") == 0))
     return user_error(c, 400, "bad request target");
+  if (count_header(r, "authorization") > 1)  /* which one counts would be ours to guess */
+    return user_error(c, 400, "more than one authorization header");
   int hosts = count_header(r, "host");
   if (hosts > 1 || (hosts == 0 && p->http_minor == 1)) return user_error(c, 400, "bad host header");
   int te = count_header(r, "transfer-encoding");
@@ -633,8 +656,27 @@ static int on_headers_complete(llhttp_t *p) {
   }
   if (has_body) {
     c->state = CONN_BODY;
-    fb_http_conn_timer(c, srv->cfg.limits.body_timeout_ms);
+    c->since = uv_now(srv->loop);
+    body_deadline(c);
   }
+  return 0;
+}
+
+/* A chunk's size is known before its data: refuse one past the cap now, not after reading it. */
+static int on_chunk_header(llhttp_t *p) {
+  fb_http_conn *c = conn_of(p);
+  c->ext_bytes = 0;
+  if (p->content_length > c->max_body - c->body.len)
+    return user_error(c, 413, "request body too large");
+  return 0;
+}
+
+static int on_chunk_extension(llhttp_t *p, const char *at, size_t len) {
+  (void)at;
+  fb_http_conn *c = conn_of(p);
+  c->ext_bytes += len;
+  if (c->ext_bytes > c->srv->cfg.limits.max_chunk_extension)
+    return user_error(c, 400, "chunk extension too long");
   return 0;
 }
 
@@ -642,7 +684,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
   fb_http_conn *c = conn_of(p);
   if (c->body.len + len > c->max_body) return user_error(c, 413, "request body too large");
   if (fb_http_buf_add(&c->body, at, len)) return user_error(c, 500, "out of memory");
-  fb_http_conn_timer(c, c->srv->cfg.limits.body_timeout_ms);
+  body_deadline(c);
   return 0;
 }
 
@@ -661,9 +703,28 @@ static int on_message_complete(llhttp_t *p) {
 static int respond_json_error(fb_http_req *r, int status, const char *msg,
                               const fb_http_header *extra);
 
+/* GET /?token=T: the token goes into an HttpOnly cookie and out of the address bar (and of
+ * the history and any Referer). 1 when the request was such a link and is answered. */
+static int answer_token_link(fb_http_conn *c) {
+  const char *msg = NULL;
+  int st = fb_http_guard_link(c->srv, &c->req, &msg);
+  if (st == 0) return 0;
+  if (st != 302) {
+    respond_json_error(&c->req, st, msg, NULL);
+    return 1;
+  }
+  char name[32], cookie[320];
+  fb_http_token_cookie_name(c->srv, name, sizeof name);
+  snprintf(cookie, sizeof cookie, "%s=%s; Path=/; HttpOnly; SameSite=Strict", name, c->srv->token);
+  fb_http_header h[] = {{"Location", "/"}, {"Set-Cookie", cookie}, {"Cache-Control", "no-store"},
+                        {"Referrer-Policy", "no-referrer"}};
+  fb_http_respond(&c->req, 302, h, 4, NULL, 0);
+  return 1;
+}
+
 static void dispatch(fb_http_conn *c) {
   fb_http_req *r = &c->req;
-  if (fb_http_static_try(c)) return;
+  if (answer_token_link(c) || fb_http_static_try(c)) return;
   const char *msg = NULL, *challenge = NULL;
   int st = fb_http_guard_token(c->srv, r, &msg, &challenge);
   if (st) {
@@ -728,7 +789,7 @@ static void process_input(fb_http_conn *c) {
 /* The response to the current request is fully queued. */
 void fb_http_finish(fb_http_conn *c) {
   c->on_close = NULL;
-  c->sse = 0;
+  fb_http_sse_end(c);
   if (c->closing) return;
   if (!c->keep_alive || c->srv->closing) {
     start_linger(c);
@@ -737,6 +798,7 @@ void fb_http_finish(fb_http_conn *c) {
   reset_request(c);
   llhttp_resume(&c->parser);
   c->state = CONN_IDLE;
+  c->since = uv_now(c->srv->loop);
   read_start(c);
   /* Pipelined input waits for the next loop turn (unless process_input is on the stack and
    * carries on): answering never re-enters the request callback. */
@@ -863,9 +925,49 @@ static const llhttp_settings_t parser_settings = {
     .on_header_field_complete = on_header_field_complete,
     .on_header_value = on_header_value,
     .on_headers_complete = on_headers_complete,
+    .on_chunk_extension_name = on_chunk_extension,
+    .on_chunk_extension_value = on_chunk_extension,
+    .on_chunk_header = on_chunk_header,
     .on_body = on_body,
     .on_message_complete = on_message_complete,
 };
+
+/* Which connection to give up when the server is full, lower first: one lingering whose answer
+ * is all sent, one idle (longest idle first: a keep-alive, a client that never spoke, or one
+ * lingering while its answer is still queued: it is not reading), one
+ * whose header or body is still arriving (slowest bytes/s first, counted as parsed, so however
+ * reads happen to split them). Handlers and streams are never shed. -1: keep. */
+static int shed_rank(const fb_http_conn *c, uint64_t now, double *order) {
+  double age = (double)(now - c->since) + 1;
+  switch (c->state) {
+    case CONN_LINGER: *order = -age; return c->queued ? 1 : 0;
+    case CONN_IDLE: *order = -age; return 1;
+    case CONN_HEADERS: *order = (double)(c->url_len + c->header_bytes) / age; return 2;
+    case CONN_BODY: *order = (double)c->body.len / age; return 2;
+    default: return -1;
+  }
+}
+
+/* Make room for one more connection by dropping the one shed_rank puts first; 0 if none. */
+static int shed_one(fb_http_server *srv) {
+  uint64_t now = uv_now(srv->loop);
+  fb_http_conn *victim = NULL;
+  int best = 3;
+  double best_order = 0;
+  for (fb_http_conn *c = srv->conns; c; c = c->next) {
+    double order;
+    int rank = c->closing ? -1 : shed_rank(c, now, &order);
+    if (rank >= 0 && (rank < best || (rank == best && order < best_order))) {
+      victim = c;
+      best = rank;
+      best_order = order;
+    }
+  }
+  if (!victim) return 0;
+  if (best == 2) fail_request(victim, 503, "server busy: slowest request dropped");
+  fb_http_conn_close(victim);
+  return 1;
+}
 
 void fb_http_conn_accept(fb_http_server *srv) {
   fb_http_conn *c = calloc(1, sizeof *c);
@@ -876,7 +978,7 @@ void fb_http_conn_accept(fb_http_server *srv) {
   uv_timer_init(srv->loop, &c->timer);
   c->tcp.data = c->timer.data = c;
   c->handles_open = 2;
-  int over = (uint64_t)srv->nconns >= srv->cfg.limits.max_connections;
+  int over = (uint64_t)srv->nconns >= srv->cfg.limits.max_connections && !shed_one(srv);
   c->next = srv->conns;
   if (srv->conns) srv->conns->prev = c;
   srv->conns = c;
@@ -900,5 +1002,6 @@ void fb_http_conn_accept(fb_http_server *srv) {
     return;
   }
   c->state = CONN_IDLE;
+  c->since = uv_now(srv->loop);
   fb_http_conn_timer(c, srv->cfg.limits.header_timeout_ms);
 }

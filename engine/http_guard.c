@@ -1,9 +1,11 @@
 /* http_guard.c: the request checks that need no I/O: Host against loopback names and the
  * configured ones (DNS rebinding), Content-Type and Origin for mutating methods (CSRF), and
- * the bearer token in constant time. It decides statuses; it does not write responses. */
+ * the token in constant time: a bearer header, the dashboard's cookie, or the one link that sets
+ * that cookie. It decides statuses; it does not write responses. */
 #include "http_impl.h"
 
 #include <arpa/inet.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -79,25 +81,105 @@ int fb_http_guard_request(const fb_http_server *srv, const fb_http_req *req, con
   return 0;
 }
 
+/* 1 when got[0..gl) is the token; the time depends on the token's length only. */
+static int token_equal(const char *token, const char *got, size_t gl) {
+  size_t tl = strlen(token);
+  unsigned diff = gl != tl;
+  for (size_t i = 0; i < tl; i++) diff |= (unsigned char)token[i] ^ (unsigned char)(i < gl ? got[i] : 0);
+  return diff == 0;
+}
+
+void fb_http_token_cookie_name(const fb_http_server *srv, char *out, size_t outsz) {
+  snprintf(out, outsz, "fastbrain-%d", srv->port);  /* cookies ignore ports: one per server */
+}
+
+/* The value of cookie `name` in any Cookie header, as a span; NULL when there is none. */
+static const char *cookie_value(const fb_http_req *req, const char *name, size_t *len) {
+  size_t nl = strlen(name);
+  for (int i = 0; i < req->nheaders; i++) {
+    if (strcmp(req->headers[i].name, "cookie") != 0) continue;
+    for (const char *p = req->headers[i].value; *p;) {
+      p += strspn(p, " ;");
+      size_t pair = strcspn(p, ";");
+      if (pair > nl && strncmp(p, name, nl) == 0 && p[nl] == '=') {
+        *len = pair - nl - 1;
+        return p + nl + 1;
+      }
+      p += pair;
+    }
+  }
+  return NULL;
+}
+
 int fb_http_guard_token(const fb_http_server *srv, const fb_http_req *req, const char **msg,
                         const char **challenge) {
   if (!srv->token) return 0;
-  const char *auth = fb_http_req_header(req, "authorization");
-  if (!auth || strncasecmp(auth, "Bearer ", 7) != 0) {
+  const char *auth = fb_http_req_header(req, "authorization"), *got = NULL;
+  size_t gl = 0;
+  char name[32];
+  fb_http_token_cookie_name(srv, name, sizeof name);
+  if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
+    got = auth + 7;
+    gl = strlen(got);
+  } else {
+    got = cookie_value(req, name, &gl);  /* the dashboard's, set by the token link */
+  }
+  if (!got) {
     /* RFC 6750 3.1: no error code when no bearer token was sent at all */
     *msg = "missing token";
     *challenge = "Bearer realm=\"fastbrain\"";
     return 401;
   }
-  const char *got = auth + 7;
-  size_t gl = strlen(got), tl = strlen(srv->token);
-  unsigned diff = gl != tl;
-  for (size_t i = 0; i < tl; i++)  /* time depends on the token's length only */
-    diff |= (unsigned char)srv->token[i] ^ (unsigned char)(i < gl ? got[i] : 0);
-  if (diff) {
+  if (!token_equal(srv->token, got, gl)) {
     *msg = "bad token";
     *challenge = "Bearer realm=\"fastbrain\", error=\"invalid_token\"";
     return 401;
   }
   return 0;
+}
+
+/* The percent-decoded value of `token=` in a query into out; its length, -1 when malformed or
+ * too long, -2 when absent. '+' stays '+': tokens are RFC 6750 b64token, where it is a letter. */
+static long query_token(const char *query, char *out, size_t outsz) {
+  for (const char *p = query; *p;) {
+    size_t pair = strcspn(p, "&");
+    if (strncmp(p, "token=", 6) == 0) {
+      size_t n = 0;
+      for (const char *s = p + 6; s < p + pair; s++) {
+        int ch = (unsigned char)*s;
+        if (ch == '%') {
+          int hi = fb_http_hexval(s[1]), lo = hi < 0 ? -1 : fb_http_hexval(s[2]);
+          if (lo < 0) return -1;
+          ch = hi * 16 + lo;
+          s += 2;
+        }
+        if (n + 1 >= outsz) return -1;
+        out[n++] = (char)ch;
+      }
+      return (long)n;
+    }
+    p += pair + (p[pair] == '&');
+  }
+  return -2;
+}
+
+int fb_http_guard_link(const fb_http_server *srv, const fb_http_req *req, const char **msg) {
+  if (!srv->token || strcmp(req->path, "/") != 0 ||
+      (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0))
+    return 0;
+  char got[256];
+  long gl = query_token(req->query, got, sizeof got);
+  if (gl == -2) return 0;
+  if (gl < 0 || !token_equal(srv->token, got, (size_t)gl)) {
+    *msg = "bad token";
+    return 401;
+  }
+  return 302;
+}
+
+int fb_http_token_valid(const char *token) {
+  /* RFC 6750 b64token, which is also safe in a cookie and a query */
+  size_t n = strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/");
+  n += strspn(token + n, "=");
+  return n > 0 && token[n] == '\0' && n < 256;
 }

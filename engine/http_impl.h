@@ -35,6 +35,7 @@ struct fb_http_server {
   int nmounts;
   fb_http_conn *conns;         /* every open connection, doubly linked */
   int nconns;
+  int nsse;                    /* connections with an event stream open */
   int closing;                 /* 1 after fb_http_server_close */
   int handles_open;            /* listener + grace timer still open */
   void (*done)(void *ud);
@@ -56,6 +57,7 @@ struct fb_http_conn {
   uint64_t deadline, timer_due; /* loop ms; deadline 0 = none */
   int handles_open;            /* tcp + timer: freed when it drops to 0 */
   conn_state state;
+  uint64_t since;              /* loop ms the current header, body or idle wait began */
   llhttp_t parser;
   buf in;                      /* bytes read but not parsed yet, from in_off */
   size_t in_off;
@@ -69,6 +71,8 @@ struct fb_http_conn {
   int value_at_end;            /* the last value span ended where the input did */
   const char *exec_start, *exec_end;  /* the input given to llhttp_execute now */
   size_t url_len, header_bytes;
+  size_t line_bytes;           /* the current header field, name and value */
+  size_t ext_bytes;            /* the current chunk's extensions */
   uint64_t max_body;
   int err_status;              /* set by a callback that returned HPE_USER */
   const char *err_msg;
@@ -111,8 +115,17 @@ int fb_http_guard_request(const fb_http_server *srv, const fb_http_req *req, con
  * the request lacks it or has another. */
 int fb_http_guard_token(const fb_http_server *srv, const fb_http_req *req, const char **msg,
                         const char **challenge);
+/* The cookie a browser carries the token in: "fastbrain-<port>". A token checked by
+ * fb_http_guard_token in an Authorization: Bearer header or in this cookie. */
+void fb_http_token_cookie_name(const fb_http_server *srv, char *out, size_t outsz);
+/* The dashboard's link, GET / ?token=T: 302 when T is the token (answer with the cookie and
+ * Location: /), 401 when it is not, 0 when the request is no such link (or none is set). */
+int fb_http_guard_link(const fb_http_server *srv, const fb_http_req *req, const char **msg);
+/* 1 when a token may be configured: RFC 6750 b64token characters, under 256 bytes. */
+int fb_http_token_valid(const char *token);
 
 /* http_static.c */
+int fb_http_hexval(char ch);  /* a hex digit's value, or -1 (for percent-decoding) */
 /* Resolve raw `path` under `m`: 0 with the real file in out, FB_ENOTFOUND when nothing is
  * there, FB_EINVALID for a path that is refused (traversal shapes, out of the root). */
 int fb_http_static_resolve(const static_mount *m, const char *path, char *out, size_t outsz);
@@ -127,5 +140,6 @@ void fb_http_static_pump(fb_http_conn *c);
 
 /* http_sse.c */
 void fb_http_sse_heartbeat(fb_http_conn *c);
+void fb_http_sse_end(fb_http_conn *c);  /* the event stream, if any, no longer counts */
 
 #endif

@@ -90,9 +90,15 @@ fb_http_server *fb_http_server_new(uv_loop_t *loop, const fb_http_config *cfg, f
   srv->cfg.host = srv->host;
   srv->cfg.token = srv->token;
   srv->cfg.allowed_hosts = (const char *const *)srv->allowed_hosts;
+  if (srv->token && !fb_http_token_valid(srv->token)) {
+    fb_err_set(err, FB_EINVALID, "http: the token may hold only letters, digits and -._~+/ "
+               "(then '='), under 256 bytes (RFC 6750)");
+    free_server(srv);
+    return NULL;
+  }
   if (!fb_http_is_loopback_host(srv->host) && !srv->token) {
     fb_err_set(err, FB_EINVALID,
-               "http: refusing to listen on %s without a token (--token or FASTBRAIN_TOKEN)",
+               "http: refusing to listen on %s without a token (FASTBRAIN_TOKEN or --token-file)",
                srv->host);
     free_server(srv);
     return NULL;

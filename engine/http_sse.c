@@ -3,6 +3,7 @@
  * cap (inherited from stream_write). Subscriptions and event sources are the caller's. */
 #include "http_impl.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,17 +46,30 @@ size_t fb_http_sse_frame(char *out, const char *event, const char *data, size_t 
   return (size_t)(p - out);
 }
 
+/* Streams hold their connections for as long as they like and are never shed: past the cap,
+ * the room left is kept for everything else. */
+static int sse_refused(fb_http_req *req) {
+  fb_http_server *srv = req->conn ? req->conn->srv : NULL;
+  if (!srv || (uint64_t)srv->nsse < srv->cfg.limits.max_sse_streams) return 0;
+  char msg[96];
+  snprintf(msg, sizeof msg, "too many event streams open (max %llu); close one and retry",
+           (unsigned long long)srv->cfg.limits.max_sse_streams);
+  return fb_http_respond_error(req, 503, msg) ? FB_EINVALID : FB_ELIMIT;
+}
+
 int fb_http_sse_begin(fb_http_req *req, const fb_http_header *headers, int nheaders) {
   fb_http_header h[16];
   if (nheaders < 0 || nheaders > 13) return FB_EINVALID;
+  int rc = sse_refused(req);
+  if (rc) return rc;
   h[0] = (fb_http_header){"Content-Type", "text/event-stream; charset=utf-8"};
   h[1] = (fb_http_header){"Cache-Control", "no-cache"};
   h[2] = (fb_http_header){"X-Accel-Buffering", "no"};
   for (int i = 0; i < nheaders; i++) h[3 + i] = headers[i];
-  int rc = fb_http_stream_begin(req, 200, h, 3 + nheaders);
-  if (rc) return rc;
+  if ((rc = fb_http_stream_begin(req, 200, h, 3 + nheaders))) return rc;
   fb_http_conn *c = req->conn;
   c->sse = 1;
+  c->srv->nsse++;
   fb_http_conn_timer(c, c->srv->cfg.limits.sse_heartbeat_ms);
   return 0;
 }
@@ -72,6 +86,12 @@ int fb_http_sse_send(fb_http_req *req, const char *event, const char *data, size
   int rc = fb_http_stream_write(req, out, n);
   if (out != small) free(out);
   return rc;
+}
+
+void fb_http_sse_end(fb_http_conn *c) {
+  if (!c->sse) return;
+  c->sse = 0;
+  c->srv->nsse--;
 }
 
 void fb_http_sse_heartbeat(fb_http_conn *c) {

@@ -16,7 +16,7 @@
 
 #define FILE_CHUNK 65536
 
-static int hexval(char ch) {
+int fb_http_hexval(char ch) {
   if (ch >= '0' && ch <= '9') return ch - '0';
   if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
   if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
@@ -42,7 +42,7 @@ int fb_http_static_resolve(const static_mount *m, const char *path, char *out, s
     char ch = *s;
     int encoded = 0;
     if (ch == '%') {
-      int hi = hexval(s[1]), lo = hi < 0 ? -1 : hexval(s[2]);
+      int hi = fb_http_hexval(s[1]), lo = hi < 0 ? -1 : fb_http_hexval(s[2]);
       if (lo < 0) return FB_EINVALID;
       ch = (char)(hi * 16 + lo);
       s += 2;

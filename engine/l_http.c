@@ -214,11 +214,19 @@ static int req_stream(lua_State *L) {
   return push_result(L, slot, fb_http_stream_begin(reqs.slots[slot].req, status, h, n));
 }
 
+/* sse -> true | nil, "too many event streams" (answered 503: the request is over) | nil, why */
 static int req_sse(lua_State *L) {
   int slot = live_slot(L, 1);
   fb_http_header h[MAX_HEADERS];
   int n = collect_headers(L, 2, h, MAX_HEADERS - 4);
-  return push_result(L, slot, fb_http_sse_begin(reqs.slots[slot].req, h, n));
+  int rc = fb_http_sse_begin(reqs.slots[slot].req, h, n);
+  if (rc == FB_ELIMIT) {
+    lreq_done(slot);
+    lua_pushnil(L);
+    lua_pushstring(L, "too many event streams");
+    return 2;
+  }
+  return push_result(L, slot, rc);
 }
 
 /* write(rq, data) -> true | nil, "closed" | "client too slow" */

@@ -41,7 +41,7 @@ static int cmd_model_server(int argc, char **argv) {
 static const command commands[] = {
     {"run", cmd_run, "[--log-level LEVEL] FILE.lua [ARGS...]",
      "run a Lua script with `require \"fastbrain\"` on the event loop"},
-    {"serve", cmd_serve, "[--host H] [--port P] [--data-dir D] [--token T] [--model DIR|ORG/NAME] [--worker CMD]",
+    {"serve", cmd_serve, "[--host H] [--port P] [--data-dir D] [--token-file PATH] [--model DIR|ORG/NAME] [--worker CMD]",
      "serve the dashboard and its API (default http://127.0.0.1:8215)"},
     {"lora-check", fb_cmd_lora_check, "MODEL_DIR IN.safetensors OUT.safetensors",
      "run one LoRA step on given weights and write logits, loss, gradients and AdamW state"},

@@ -2,19 +2,21 @@
 -- dashboard is there) and the API routes (lua/fastbrain/api/*.lua); owns the job registry on
 -- the data directory (opened at start, closed at shutdown); installs the bundled skills into a
 -- fresh data directory; stops gracefully on SIGINT/SIGTERM. Usage: serve.lua [--host H]
--- [--port P] [--data-dir D] [--token T] [--model DIR|NAME|ORG/NAME[@REV]] [--worker CMD
--- (default: fastbrain worker)]
+-- [--port P] [--data-dir D] [--token-file PATH | --token T] [--model DIR|NAME|ORG/NAME[@REV]]
+-- [--worker CMD (default: fastbrain worker)]
 -- [--max-running N] [--stale-after S] [--kill-grace S] [--max-connections N] (docs/jobs.md)
 -- Returns the app, so a test may run it in-process with loadfile(...)("--port", "0").
 local fb = require "fastbrain"
 local models = require "fastbrain.models"
 local router = require "fastbrain.router"
 
-local USAGE = "usage: fastbrain serve [--host HOST] [--port PORT] [--data-dir DIR] [--token TOKEN]\n" ..
+local USAGE = "usage: fastbrain serve [--host HOST] [--port PORT] [--data-dir DIR] [--token-file PATH]\n" ..
+              "                       [--token TOKEN (seen by other users in ps: prefer FASTBRAIN_TOKEN)]\n" ..
               "                       [--model DIR|NAME|ORG/NAME[@REVISION]] [--worker CMD] [--max-running N]\n" ..
               "                       [--stale-after SECONDS] [--kill-grace SECONDS] [--max-connections N]"
-local OPTIONS = {host = true, port = true, data_dir = true, token = true, model = true, worker = true,
-                 max_running = true, stale_after = true, kill_grace = true, max_connections = true}
+local OPTIONS = {host = true, port = true, data_dir = true, token = true, token_file = true, model = true,
+                 worker = true, max_running = true, stale_after = true, kill_grace = true,
+                 max_connections = true}
 -- Options that are numbers > 0 (integers where `integer`); absent: the engine's default.
 local NUMBERS = {max_running = "integer", stale_after = "number", kill_grace = "number",
                  max_connections = "integer"}
@@ -46,6 +48,7 @@ local function parse(argv)
       if value == nil then return nil, ("--%s needs a value\n%s"):format(name, USAGE) end
     end
     opts[key] = value
+    if key == "token" then opts.token_on_argv = true end
     i = i + 1
   end
   local port = math.tointeger(tonumber(opts.port))
@@ -68,6 +71,35 @@ local function parse(argv)
   return opts
 end
 
+-- The token in a file only its owner may read (mode 0600 or stricter), without the line end.
+local function read_token_file(path)
+  local mode, err = fb.fs.mode(path)
+  if not mode then return nil, ("--token-file %s: %s"):format(path, err) end
+  if mode & 63 ~= 0 then  -- any group or other bit
+    return nil, ("--token-file %s: mode %04o lets other users read it; chmod 600 %s"):format(path, mode, path)
+  end
+  local f, ferr = io.open(path, "rb")
+  if not f then return nil, "--token-file " .. ferr end
+  local token = f:read("a"):match("^%s*(.-)%s*$")
+  f:close()
+  if token == "" then return nil, ("--token-file %s: the file is empty"):format(path) end
+  return token
+end
+
+-- opts.token from --token-file, --token or FASTBRAIN_TOKEN (in that order), or nil and why.
+local function resolve_token(opts)
+  if opts.token_file then
+    if opts.token_on_argv then return nil, "give --token or --token-file, not both" end
+    local token, err = read_token_file(opts.token_file)
+    if not token then return nil, err end
+    opts.token = token
+  elseif opts.token_on_argv and opts.token then
+    fb.log.warn("--token is visible to every user of this machine (ps, /proc); " ..
+                "set FASTBRAIN_TOKEN or use --token-file instead")
+  end
+  return true
+end
+
 local function loopback(host)
   return host == "localhost" or host == "::1" or host:match("^127%.%d+%.%d+%.%d+$") ~= nil
 end
@@ -81,8 +113,10 @@ end
 local function main(argv)
   local opts, err, help = parse(argv)
   if not opts then return nil, err, help end
+  local ok, terr = resolve_token(opts)
+  if not ok then return nil, terr end
   if not loopback(opts.host) and not opts.token then
-    return nil, ("refusing to serve on %s without a token: pass --token or set FASTBRAIN_TOKEN")
+    return nil, ("refusing to serve on %s without a token: set FASTBRAIN_TOKEN or pass --token-file")
       :format(opts.host)
   end
 
@@ -144,6 +178,10 @@ local function main(argv)
   end
   local shown = opts.host:find(":", 1, true) and "[" .. opts.host .. "]" or opts.host
   print(("fastbrain serving on http://%s:%d (data: %s)"):format(shown, port, opts.data_dir))
+  if opts.token then  -- as Jupyter does: the link trades the token for a cookie, then drops it
+    local link = (opts.host == "0.0.0.0" or opts.host == "::") and "127.0.0.1" or shown
+    print(("dashboard: http://%s:%d/?token=%s"):format(link, port, opts.token))
+  end
   io.stdout:flush()
 
   local stopping = false

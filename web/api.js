@@ -12,9 +12,14 @@ export async function request(method, path, body, type = 'application/json') {
   return { status: res.status, body: data };
 }
 
-// The error text of a failed answer.
+// The error text of a failed answer. The server's own 401 means it has a token and this
+// browser no cookie for it yet: say how to get one.
 export function errorText(r) {
-  return (r.body && r.body.error) || `HTTP ${r.status}`;
+  const error = r.body && r.body.error;
+  if (r.status === 401 && (error === 'missing token' || error === 'bad token')) {
+    return 'this server needs its token: open the link `fastbrain serve` printed (/?token=…)';
+  }
+  return error || `HTTP ${r.status}`;
 }
 
 const skill = (id) => encodeURIComponent(id);

@@ -23,7 +23,7 @@ export function snippets({ origin, skill, version, type }) {
     },
     {
       id: 'python', title: 'Python (openai)', lang: 'python',
-      note: 'pip install openai. FASTBRAIN_TOKEN is the server\u2019s --token (any value when it has none).',
+      note: 'pip install openai. FASTBRAIN_TOKEN is the server\u2019s token (any value when it has none).',
       text: [
         'import os',
         'from openai import OpenAI',

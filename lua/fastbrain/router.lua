@@ -174,8 +174,8 @@ local function open_stream(res, status, begin)
   local s = setmetatable({_rq = rq, closed = false, closers = {}}, Stream)
   res:on_abort(function() s:_ended() end)
   local ok, err = begin(rq)
-  if not ok then
-    finished(res, 499, "closed")
+  if not ok then  -- the engine answered 503 past its cap of event streams
+    if err == "too many event streams" then finished(res, 503, err) else finished(res, 499, "closed") end
     return nil, err
   end
   finished(res, status)

@@ -83,7 +83,7 @@ static void handle(void *ud, fb_http_req *req) {
     fb_http_stream_write(req, "three", 5);
     fb_http_stream_end(req);
   } else if (strcmp(p, "/sse") == 0) {
-    fb_http_sse_begin(req, NULL, 0);
+    if (fb_http_sse_begin(req, NULL, 0)) return;  /* past the cap it answered 503 */
     const char *last = fb_http_req_header(req, "last-event-id");
     fb_http_sse_send(req, "hello", last ? last : "none", last ? strlen(last) : 4, "1");
     fb_http_sse_send(req, NULL, "a\nb\r\nc", 6, NULL);
@@ -326,6 +326,15 @@ static const row rows[] = {
     {"NUL in target", "GET /e\0cho HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 400, "{\"error\":", 1,
      sizeof "GET /e\0cho HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" - 1},
     {"space before colon", GET_("/echo") "Content-Length : 5\r\n\r\nhello", 400, "{\"error\":", 1},
+    {"space inside a field name", GET_("/echo") "X A: b\r\n\r\n", 400, "{\"error\":", 1},
+    {"space before a colon", GET_("/echo") "X-A : b\r\n\r\n", 400, "{\"error\":", 1},
+    {"tab before a colon", GET_("/echo") "X-A\t: b\r\n\r\n", 400, "{\"error\":", 1},
+    {"space before the first field", GET_("/echo") " X-A: b\r\n\r\n", 400, "{\"error\":", 1},
+    {"two Authorization headers",
+     GET_("/echo") "Authorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n", 400,
+     "more than one authorization header", 1},
+    {"one Authorization header", GET_("/echo") "Authorization: Bearer a\r\n\r\n", 200,
+     "GET /echo", 0},
     {"obs-fold header", GET_("/echo") "X-A: 1\r\n  folded\r\n\r\n", 400, "line folding", 1},
     {"obs-fold in Content-Length", POSTJ "Content-Length: 1\r\n 0\r\n\r\n0123456789", 400,
      "{\"error\":", 1},
@@ -365,6 +374,25 @@ static const row rows[] = {
      "{\"error\":", 1},
     {"chunk without CRLF", POSTJ "Transfer-Encoding: chunked\r\n\r\n5\r\nhelloX0\r\n\r\n", 400,
      "{\"error\":", 1},
+    {"chunk size past the body cap, no data sent",
+     POSTJ "Transfer-Encoding: chunked\r\n\r\n100000002\r\n", 413, "request body too large", 1},
+    {"chunk size 100000002 (decimal reading) past the cap",
+     POSTJ "Transfer-Encoding: chunked\r\n\r\n5f5e102\r\nabc", 413, "request body too large", 1},
+    {"chunk extension without value",
+     POSTJ "Transfer-Encoding: chunked\r\n\r\n5;x\r\nhello\r\n0\r\n\r\n", 200, "body=hello", 0},
+    {"chunk extension quoted",
+     POSTJ "Transfer-Encoding: chunked\r\n\r\n5;x=\"a b\"\r\nhello\r\n0\r\n\r\n", 200,
+     "body=hello", 0},
+    {"chunk size with a space", POSTJ "Transfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n",
+     400, "{\"error\":", 1},
+    {"chunk size negative", POSTJ "Transfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n",
+     400, "{\"error\":", 1},
+    {"chunk size 0x prefix", POSTJ "Transfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n",
+     400, "{\"error\":", 1},
+    {"chunked then a pipelined request is kept",
+     POSTJ "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 200, "len=0", 0},
+    {"Content-Length with a pipelined request after it",
+     POSTJ "Content-Length: 2\r\n\r\n{}" GET_("/echo?next") "\r\n", 200, "len=2 body={}", 0},
     {"declared body over limit", POSTJ "Content-Length: 2000000\r\n\r\n", 413,
      "request body too large", 1},
     {"Expect other than 100-continue", POSTJ "Expect: magic\r\nContent-Length: 0\r\n\r\n", 417,
@@ -420,10 +448,25 @@ TEST(limits_request_line_headers_fields) {
   snprintf(req, sizeof req, "GET /echo?%s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", pad);
   row t1 = {"request line 9 KiB", NULL, 414, "request line too long", 1};
   check_row(s->port, &t1, req, strlen(req));
-  snprintf(req, sizeof req, "GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: %s\r\nX-B: %s\r\n\r\n",
-           pad, pad);
+  snprintf(req, sizeof req, "GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: %s\r\n\r\n", pad);
+  row t1b = {"one header line 9 KiB", NULL, 431, "request header line too long", 1};
+  check_row(s->port, &t1b, req, strlen(req));
+  snprintf(req, sizeof req, "GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: %s\r\n\r\n",
+           pad + 1000);
+  row t1c = {"one header line 8000 bytes", NULL, 200, "GET /echo", 0};
+  check_row(s->port, &t1c, req, strlen(req));
+  snprintf(req, sizeof req, "GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: %s\r\nX-B: %s\r\n"
+           "X-C: %s\r\n\r\n", pad + 3000, pad + 3000, pad + 3000);
   row t2 = {"headers 18 KiB", NULL, 431, "request headers too large", 1};
   check_row(s->port, &t2, req, strlen(req));
+  snprintf(req, sizeof req, POSTJ "Transfer-Encoding: chunked\r\n\r\n5;x=%s\r\nhello\r\n0\r\n\r\n",
+           pad + 4000);
+  row t2b = {"chunk extension 5 KiB", NULL, 400, "chunk extension too long", 1};
+  check_row(s->port, &t2b, req, strlen(req));
+  snprintf(req, sizeof req, POSTJ "Transfer-Encoding: chunked\r\n\r\n5;x=%s\r\nhello\r\n0\r\n\r\n",
+           pad + 6000);
+  row t2c = {"chunk extension 3 KiB", NULL, 200, "body=hello", 0};
+  check_row(s->port, &t2c, req, strlen(req));
   size_t n = (size_t)snprintf(req, sizeof req, "GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\n");
   for (int i = 0; i < 101; i++) n += (size_t)snprintf(req + n, sizeof req - n, "X-%d: v\r\n", i);
   snprintf(req + n, sizeof req - n, "\r\n");
@@ -657,23 +700,28 @@ TEST(timeouts_follow_each_request) {
   stop(s);
 }
 
+/* Connections whose handlers are at work are never shed: past the cap, with nothing idle or
+ * slow to drop, a new connection gets 503, and the two in flight are still answered. */
 TEST(connection_limit_answers_503) {
   opts o = defaults();
   o.limits.max_connections = 2;
   server *s = start(&o);
   REQUIRE(s);
   int a = dial(s->port), b = dial(s->port);
-  send_all(a, GET_("/echo") "\r\n", strlen(GET_("/echo") "\r\n"));
-  reply *r = calloc(1, sizeof *r);
-  read_reply(a, r, 1, 2000, 0);  /* a is accepted and served */
-  CHECK_INT(status_of(r->data), 200);
+  send_all(a, GET_("/slow?400") "\r\n", strlen(GET_("/slow?400") "\r\n"));
+  send_all(b, GET_("/slow?400") "\r\n", strlen(GET_("/slow?400") "\r\n"));
   usleep(50000);
   int c = dial(s->port);
-  memset(r, 0, sizeof *r);
+  reply *r = calloc(1, sizeof *r);
   read_reply(c, r, 1, 2000, 500);
   CHECK_INT(status_of(r->data), 503);
   CHECK_CONTAINS(r->data, "too many connections");
   CHECK_INT(r->closed, 1);
+  for (int i = 0; i < 2; i++) {
+    memset(r, 0, sizeof *r);
+    read_reply(i ? b : a, r, 1, 2000, 0);
+    CHECK_INT(status_of(r->data), 200);
+  }
   close(a);
   close(b);
   close(c);
@@ -683,6 +731,105 @@ TEST(connection_limit_answers_503) {
   free(r);
   r = roundtrip(s->port, req, strlen(req), 1, 100);
   CHECK_INT(status_of(r->data), 200);  /* capacity is back once they leave */
+  free(r);
+  stop(s);
+}
+
+/* Issue 19 item 3: a body's deadline is for the whole body; a byte every 50 ms does not keep
+ * the connection, which is cut about body_timeout_ms after its headers. */
+TEST(body_deadline_is_for_the_whole_body) {
+  opts o = defaults();
+  o.limits.body_timeout_ms = 300;
+  server *s = start(&o);
+  REQUIRE(s);
+  int fd = dial(s->port);
+  const char *h = POSTJ "Content-Length: 1000\r\n\r\nx";
+  send_all(fd, h, strlen(h));
+  double t0 = now_ms();
+  reply *r = calloc(1, sizeof *r);
+  while (now_ms() - t0 < 2000) {
+    usleep(50000);
+    send_all(fd, "x", 1);
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    if (poll(&pf, 1, 0) > 0) break;
+  }
+  read_reply(fd, r, 1, 1000, 100);
+  double took = now_ms() - t0;
+  CHECK_INT(status_of(r->data), 408);
+  CHECK_INT(r->closed, 1);
+  CHECK(took >= 250 && took < 1000);
+  close(fd);
+  free(r);
+  stop(s);
+}
+
+static void fill_with_slow_and_idle(int port, int *fds, int n) {
+  const char *slow = POSTJ "Content-Length: 1000\r\n\r\nx";
+  const char *get = GET_("/echo") "\r\n";
+  reply *r = calloc(1, sizeof *r);
+  for (int i = 0; i < n; i++) {
+    fds[i] = dial(port);
+    if (fds[i] < 0) continue;
+    if (i % 3 == 0) send_all(fds[i], slow, strlen(slow));  /* a body that trickles */
+    if (i % 3 == 1) {  /* a keep-alive connection, idle after one answer */
+      send_all(fds[i], get, strlen(get));
+      memset(r, 0, sizeof *r);
+      read_reply(fds[i], r, 1, 2000, 0);
+    }  /* i % 3 == 2: a client that never says anything */
+  }
+  free(r);
+}
+
+/* Issue 19 item 3: with the connection cap held by slow bodies, idle keep-alives and silent
+ * clients (300 against the default cap of 256), a new request is still answered at once: the
+ * server sheds an idle or the slowest connection for it. Before: 503 until they timed out. */
+TEST(full_server_sheds_idle_and_slow_connections) {
+  enum { N = 300 };
+  opts o = defaults();
+  server *s = start(&o);
+  REQUIRE(s);
+  static int fds[N];
+  fill_with_slow_and_idle(s->port, fds, N);
+  const char *req = GET_("/echo?fresh") "Connection: close\r\n\r\n";
+  for (int i = 0; i < 5; i++) {
+    double t0 = now_ms();
+    reply *r = roundtrip(s->port, req, strlen(req), 1, 0);
+    CHECK_INT(status_of(r->data), 200);
+    CHECK(now_ms() - t0 < 1000);
+    free(r);
+  }
+  for (int i = 0; i < N; i++)
+    if (fds[i] >= 0) close(fds[i]);
+  stop(s);
+}
+
+/* When every connection is a slow body, the slowest goes: it gets 503 and is closed. */
+TEST(full_server_sheds_the_slowest_body) {
+  opts o = defaults();
+  o.limits.max_connections = 3;
+  server *s = start(&o);
+  REQUIRE(s);
+  int fds[3];
+  const char *slow = POSTJ "Content-Length: 1000\r\n\r\n";
+  for (int i = 0; i < 3; i++) {
+    fds[i] = dial(s->port);
+    send_all(fds[i], slow, strlen(slow));
+    usleep(20000);
+    send_all(fds[i], "0123456789", i == 1 ? 1 : 10);  /* fds[1] sends the least */
+  }
+  usleep(50000);
+  const char *req = GET_("/echo") "Connection: close\r\n\r\n";
+  reply *r = roundtrip(s->port, req, strlen(req), 1, 0);
+  CHECK_INT(status_of(r->data), 200);
+  free(r);
+  r = calloc(1, sizeof *r);
+  read_reply(fds[1], r, 1, 1000, 100);
+  CHECK_INT(status_of(r->data), 503);
+  CHECK_CONTAINS(r->data, "server busy");
+  CHECK_INT(r->closed, 1);
+  struct pollfd pf = {.fd = fds[0], .events = POLLIN};
+  CHECK_INT(poll(&pf, 1, 0), 0);  /* the faster ones are still reading their bodies */
+  for (int i = 0; i < 3; i++) close(fds[i]);
   free(r);
   stop(s);
 }
@@ -889,6 +1036,47 @@ TEST(sse_queue_cap_drops_a_client_that_does_not_read) {
   stop(s);
 }
 
+/* Issue 19 item 4: event streams have their own cap; past it a new one gets 503 and other
+ * requests still get through; a stream that ends makes room. */
+TEST(sse_streams_are_capped) {
+  opts o = defaults();
+  o.limits.max_sse_streams = 2;
+  server *s = start(&o);
+  REQUIRE(s);
+  int before = atomic_load(&closed_requests);
+  const char *req = GET_("/sse") "\r\n";
+  int fds[2];
+  reply *r = calloc(1, sizeof *r);
+  for (int i = 0; i < 2; i++) {
+    fds[i] = dial(s->port);
+    send_all(fds[i], req, strlen(req));
+    memset(r, 0, sizeof *r);
+    read_until(fds[i], r, 0, 2000, 0, "data: c\n\n");
+    CHECK_CONTAINS(r->data, "text/event-stream");
+  }
+  free(r);
+  r = roundtrip(s->port, req, strlen(req), 1, 60);
+  CHECK_INT(status_of(r->data), 503);
+  CHECK_CONTAINS(r->data, "too many event streams open (max 2)");
+  CHECK_INT(r->closed, 0);  /* an answer like any other: the connection stays */
+  free(r);
+  r = roundtrip(s->port, GET_("/echo") "\r\n", strlen(GET_("/echo") "\r\n"), 1, 0);
+  CHECK_INT(status_of(r->data), 200);
+  free(r);
+  close(fds[0]);
+  CHECK(wait_for(&closed_requests, before + 1, 2000));
+  usleep(20000);
+  r = calloc(1, sizeof *r);
+  int fd = dial(s->port);
+  send_all(fd, req, strlen(req));
+  read_until(fd, r, 0, 2000, 0, "data: c\n\n");
+  CHECK_CONTAINS(r->data, "text/event-stream");
+  close(fd);
+  close(fds[1]);
+  free(r);
+  stop(s);
+}
+
 TEST(shutdown_ends_sse_with_a_final_event) {
   opts o = defaults();
   server *s = start(&o);
@@ -956,6 +1144,43 @@ TEST(non_loopback_needs_a_token) {
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
     check_row(s->port, &cases[i], cases[i].req, strlen(cases[i].req));
   stop(s);
+}
+
+/* Issue 19 item 14: the dashboard's token. GET /?token=T trades T for an HttpOnly,
+ * SameSite=Strict cookie named for the port and redirects to / without it; the cookie then
+ * passes the guard as a bearer token does. */
+TEST(token_link_sets_a_cookie_that_passes) {
+  opts o = defaults();
+  o.token = "s3cret-token";
+  server *s = start(&o);
+  REQUIRE(s);
+  char ok[128], other[128], wrong[128], link[128];
+  snprintf(ok, sizeof ok, GET_("/echo") "Cookie: a=b; fastbrain-%d=s3cret-token\r\n\r\n", s->port);
+  snprintf(wrong, sizeof wrong, GET_("/echo") "Cookie: fastbrain-%d=s3cret-tokeN\r\n\r\n", s->port);
+  snprintf(other, sizeof other, GET_("/echo") "Cookie: fastbrain-%d=s3cret-token\r\n\r\n", s->port + 1);
+  snprintf(link, sizeof link, "Set-Cookie: fastbrain-%d=s3cret-token; Path=/; HttpOnly; "
+           "SameSite=Strict\r\n", s->port);
+  const row cases[] = {
+      {"the cookie", ok, 200, "GET /echo", 0},
+      {"a wrong cookie", wrong, 401, "{\"error\":\"bad token\"}", 0},
+      {"another port's cookie", other, 401, "missing token", 0},
+      {"the link", GET_("/?token=s3cret-token") "\r\n", 302, link, 0},
+      {"the link goes to / without the token", GET_("/?token=s3cret-token") "\r\n", 302,
+       "Location: /\r\n", 0},
+      {"the link percent-encoded", GET_("/?x=1&token=s3cret%2Dtoken") "\r\n", 302, link, 0},
+      {"a wrong link", GET_("/?token=s3cret") "\r\n", 401, "bad token", 0},
+      {"a link with a bad escape", GET_("/?token=%zz") "\r\n", 401, "bad token", 0},
+      {"the link on another path is no link", GET_("/echo?token=s3cret-token") "\r\n", 401,
+       "missing token", 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+    check_row(s->port, &cases[i], cases[i].req, strlen(cases[i].req));
+  reply *r = roundtrip(s->port, GET_("/?token=s3cret") "\r\n", strlen(GET_("/?token=s3cret") "\r\n"), 1, 0);
+  CHECK(!strstr(r->data, "Set-Cookie"));
+  free(r);
+  stop(s);
+  o.token = "bad token";
+  CHECK(start(&o) == NULL);  /* not a b64token: no cookie or query could carry it */
 }
 
 TEST(ipv6_loopback) {

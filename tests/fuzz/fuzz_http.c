@@ -83,6 +83,8 @@ static void setup(void) {
   cfg.limits.max_body = 4096;
   cfg.limits.max_request_line = 512;
   cfg.limits.max_header_bytes = 1024;
+  cfg.limits.max_header_line = 256;
+  cfg.limits.max_chunk_extension = 64;
   cfg.limits.max_header_fields = 8;
   cfg.limits.max_write_queue = 8192;
   fb_err err;

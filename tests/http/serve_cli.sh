@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `fastbrain run scripts/serve.lua` as a user meets it: argument errors, the refusal to serve a
-# public address without a token, a real request over bash's /dev/tcp, the token check, and a
-# graceful exit on SIGTERM. Usage: tests/http/serve_cli.sh path/to/fastbrain
+# public address without a token, a real request over bash's /dev/tcp, the token (argv, file,
+# environment; bearer, the dashboard's link and cookie), and a graceful exit on SIGTERM. Usage: tests/http/serve_cli.sh path/to/fastbrain
 set -uo pipefail
 fb=$(realpath "$1")
 tmp=$(mktemp -d)
@@ -98,12 +98,74 @@ else
   check "fastbrain serve listens on 127.0.0.1:8215 by default" default_port_serves
 fi
 
+# Issue 19 item 3: slow bodies and idle clients past the connection cap do not keep
+# /api/health from answering (the server sheds the idle and the slowest for it).
+health_answers_when_full() {
+  local fds=() fd i rc
+  for i in $(seq 12); do
+    exec {fd}<>"/dev/tcp/127.0.0.1/$port" || return 1
+    fds+=("$fd")
+    (( i % 2 )) && printf 'POST /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\nx' >&"$fd"
+  done
+  sleep 0.2
+  get /api/health | grep -q "^HTTP/1.1 200"
+  rc=$?
+  for fd in "${fds[@]}"; do exec {fd}<&-; done
+  return $rc
+}
+start --max-connections 8
+check "/api/health answers with 12 slow or idle connections held against a cap of 8" \
+  health_answers_when_full
+check "SIGTERM stops the full one" stopped_in_time
+
 start --host 0.0.0.0 --token s3cret
+check "--token works but warns that ps shows it" err_has "WARN --token is visible to every user"
 get /api/health >"$tmp/resp"
 check "with a token, a request without it is 401" grep -q "^HTTP/1.1 401" "$tmp/resp"
 get /api/health "Authorization: Bearer s3cret" >"$tmp/resp"
 check "with the token it is 200" grep -q "^HTTP/1.1 200" "$tmp/resp"
 check "SIGTERM stops the public one too" stopped_in_time
 check "no sanitizer report there either" clean_err
+
+# The token off the command line: from a file only its owner reads, or from FASTBRAIN_TOKEN;
+# the dashboard trades the printed link for a cookie.
+printf 'file-t0ken\n' >"$tmp/token"
+chmod 644 "$tmp/token"
+serve --port 0 --token-file "$tmp/token"
+check "a token file others can read is refused, saying why" eval \
+  'rc_is 2 && err_has "mode 0644 lets other users read it; chmod 600"'
+serve --port 0 --token-file "$tmp/none"
+check "a missing token file is refused" eval 'rc_is 2 && err_has "--token-file .*none"'
+serve --port 0 --token bad\ token
+check "a token with a space is refused" eval 'rc_is 2 && err_has "the token may hold only"'
+chmod 600 "$tmp/token"
+start --token-file "$tmp/token"
+check "a token file of mode 0600 serves, with no warning" eval '! err_has "WARN --token"'
+check "serve prints the dashboard's one link" out_has "^dashboard: http://127.0.0.1:$port/\?token=file-t0ken$"
+get /api/health >"$tmp/resp"
+check "no token: 401" grep -q "^HTTP/1.1 401" "$tmp/resp"
+get "/?token=file-t0ken" >"$tmp/resp"
+check "the link answers 302 to / (the token out of the address bar)" eval \
+  'grep -q "^HTTP/1.1 302" "$tmp/resp" && tr -d "\r" <"$tmp/resp" | grep -qx "Location: /"'
+check "the link sets an HttpOnly, SameSite=Strict cookie" grep -q \
+  "^Set-Cookie: fastbrain-$port=file-t0ken; Path=/; HttpOnly; SameSite=Strict" "$tmp/resp"
+get "/?token=wrong" >"$tmp/resp"
+check "a link with another token: 401, no cookie" eval \
+  'grep -q "^HTTP/1.1 401" "$tmp/resp" && ! grep -q "^Set-Cookie" "$tmp/resp"'
+get /api/health "Cookie: theme=dark; fastbrain-$port=file-t0ken" >"$tmp/resp"
+check "the cookie: 200" grep -q "^HTTP/1.1 200" "$tmp/resp"
+get /api/health "Cookie: fastbrain-$port=file-t0keN" >"$tmp/resp"
+check "a wrong cookie: 401" eval 'grep -q "^HTTP/1.1 401" "$tmp/resp" && grep -q "bad token" "$tmp/resp"'
+get /api/health "Cookie: fastbrain-1=file-t0ken" >"$tmp/resp"
+check "another server's cookie: 401" grep -q "^HTTP/1.1 401" "$tmp/resp"
+get /api/pulls/none/events "Cookie: fastbrain-$port=file-t0ken" >"$tmp/resp"
+check "the cookie passes for event streams too (404 here, not 401)" grep -q "^HTTP/1.1 404" "$tmp/resp"
+check "SIGTERM stops it" stopped_in_time
+FASTBRAIN_TOKEN=env-t0ken start
+get /api/health "Authorization: Bearer env-t0ken" >"$tmp/resp"
+check "FASTBRAIN_TOKEN sets the token, with no warning" eval \
+  'grep -q "^HTTP/1.1 200" "$tmp/resp" && ! err_has "WARN --token"'
+check "SIGTERM stops that one too" stopped_in_time
+check "no sanitizer report with tokens" clean_err
 
 finish

@@ -387,6 +387,27 @@ T.test("an SSE client that does not read is dropped at the queue cap; its stream
   other:close(0)
 end)
 
+T.test("past max_sse_streams, res:sse() answers 503 and returns nil, why; the log says 503", function()
+  local other = router.new()
+  local results, logged = {}, {}
+  other:use(function(req, res) res:on_done(function(status) logged[#logged + 1] = status end) end)
+  other:get("/events", function(_, res)
+    local s, err = res:sse()
+    results[#results + 1] = s and "open" or err
+  end)
+  local p = assert(other:listen{port = 0, limits = {max_sse_streams = 1}})
+  local first = client.connect(p)
+  first:send("GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+  first:read_until("text/event-stream")
+  local r = client.request(p, "GET", "/events")
+  T.eq(r.status, 503)
+  T.eq(fb.json.decode(r.body), {error = "too many event streams open (max 1); close one and retry"})
+  T.eq(results, {"open", "too many event streams"})
+  T.eq(logged, {200, 503})
+  first:close()
+  other:close(0)
+end)
+
 T.test("IPv6: listen on ::1", function()
   local other = router.new()
   other:get("/v6", function(req, res) res:json(200, {addr = req.remote_addr}) end)
