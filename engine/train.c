@@ -372,6 +372,8 @@ static cJSON *state_json(const run *r) {
   cJSON_AddNumberToObject(j, "loss_smoothed", r->loss_smoothed);
   cJSON_AddNumberToObject(j, "loss_last", r->loss_last);
   cJSON_AddNumberToObject(j, "loss_best", r->loss_best);
+  if (r->data->dataset_hash)
+    cJSON_AddStringToObject(j, "dataset_hash", r->data->dataset_hash);
   if (isfinite(r->eval_last))
     cJSON_AddNumberToObject(j, "eval_last", r->eval_last);
   if (isfinite(r->eval_best))
@@ -542,6 +544,15 @@ static int load_checkpoint(run *r, int *found, fb_err *err) {
   r->eval_best = get_number(j, "eval_best", &ev, path, NULL) ? INFINITY : ev;
   r->eval_base = get_number(j, "eval_base", &ev, path, NULL) ? NAN : ev;
   r->eval_best_step = get_number(j, "eval_best_step", &ev, path, NULL) ? 0 : (int)ev;
+  /* A run resumes on the data it started with: data changed meanwhile would be trained on
+   * without a word (a skill's data replaced while its job was paused). */
+  const cJSON *hash = cJSON_GetObjectItemCaseSensitive(j, "dataset_hash");
+  if (!rc && cJSON_IsString(hash) && r->data->dataset_hash &&
+      strcmp(hash->valuestring, r->data->dataset_hash) != 0)
+    rc = fb_err_set(err, FB_EINVALID,
+                    "%s: the training data changed since this run started (%s, now %s): start a "
+                    "new run",
+                    path, hash->valuestring, r->data->dataset_hash);
   /* A checkpoint from before spec.select selected by eval loss. */
   const cJSON *sel = cJSON_GetObjectItemCaseSensitive(j, "select");
   int sel_scenarios = cJSON_IsString(sel) && strcmp(sel->valuestring, "scenarios") == 0;

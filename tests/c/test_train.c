@@ -318,6 +318,27 @@ TEST(resume_gives_the_weights_of_an_uninterrupted_run) {
   teardown(&f);
 }
 
+/* A run resumes only on the data it started with: a skill's data replaced while its job was
+ * paused was trained on without a word (84 -> 88 examples mid-run; issue 19). */
+TEST(resume_on_changed_data_is_refused) {
+  fixture f;
+  REQUIRE(setup(&f) == 0);
+  f.spec.max_steps = 8;
+  seen part = {.cancel_at = 4, .nan_at = -1};
+  fb_err err = {0};
+  CHECK_INT(train(&f, &part, 0, &err), FB_ECANCELLED);
+  f.data.dataset_hash = "fnv1a64:fedcba9876543210";
+  seen rest = {.cancel_at = -1, .nan_at = -1};
+  CHECK_INT(train(&f, &rest, 1, &err), FB_EINVALID);
+  CHECK_CONTAINS(err.msg, "the training data changed since this run started "
+                          "(fnv1a64:0123456789abcdef, now fnv1a64:fedcba9876543210)");
+  CHECK_INT(rest.progress, 0);
+  f.data.dataset_hash = "fnv1a64:0123456789abcdef";  /* the same data again: it resumes */
+  CHECK_INT(train(&f, &rest, 1, &err), 0);
+  CHECK_INT(rest.progress, 4);
+  teardown(&f);
+}
+
 TEST(a_step_saved_twice_replaces_its_checkpoint) {
   fixture f;
   REQUIRE(setup(&f) == 0);
