@@ -13,13 +13,14 @@
 -- (fastbrain.judge) scores it 4 or 5; a rubric the judge could not score leaves it "unjudged"
 -- (not a pass), as does a run without the judge.
 local fb = require "fastbrain"
+local answer = require "fastbrain.answer"
 local judge = require "fastbrain.judge"
 local models = require "fastbrain.models"
 local scenarios = require "fastbrain.scenarios"
 local scenarios_api = require "fastbrain.api.scenarios"
 local skills = require "fastbrain.api.skills"
 
-local M = {MAX_TOKENS = 256, REPETITION_PENALTY = 1.2}
+local M = {MAX_TOKENS = 256}
 
 local Runs = {}
 Runs.__index = Runs
@@ -76,7 +77,7 @@ function Runs:start(skill, target, opts)
   local run = {id = ("%s-%d"):format(os.date("!%Y%m%d-%H%M%S"), self.next_n), skill = skill, target = target,
                model = model, state = "queued", created_at = os.time(), answered = 0, passed = 0,
                total = fb.json.null, results = fb.json.array(),
-               settings = {max_tokens = M.MAX_TOKENS, temperature = 0, repetition_penalty = M.REPETITION_PENALTY,
+               settings = {max_tokens = M.MAX_TOKENS, temperature = 0, repetition_penalty = answer.REPETITION_PENALTY,
                            judge = self.chain ~= nil and not (opts and opts.judge == false)}}
   run.adapter = adapter or fb.json.null
   while fb.fs.mode(("%s/%s.json"):format(runs_dir(self, skill), run.id)) do  -- a restarted server's

@@ -10,11 +10,10 @@
 local fb = require "fastbrain"
 local router = require "fastbrain.router"
 local skills = require "fastbrain.api.skills"
+local answer = require "fastbrain.answer"
 local bundle = require "fastbrain.bundle"
 
--- Answers shown to people are greedy with a mild repetition penalty: a small model loops
--- without one (the trainer's live samples use the same, spec samples.repetition_penalty).
-local M = {MAX_TOKENS = 256, MAX_PROMPT = 4000, REPETITION_PENALTY = 1.2}
+local M = {MAX_TOKENS = 256, MAX_PROMPT = 4000}
 
 -- The status badge, from the eval loss when there is one, else the final (smoothed) loss.
 -- The last rule has no bound: it takes everything else.
@@ -115,7 +114,7 @@ local function preview(ctx)
     local jobs = {}
     for _, which in ipairs({"base", "adapter"}) do  -- both at once
       local job, err = ctx.pool:submit(summary.base_model or ctx.model, messages, {
-        max_tokens = max_tokens, repetition_penalty = M.REPETITION_PENALTY, temperature = 0,
+        max_tokens = max_tokens, repetition_penalty = answer.REPETITION_PENALTY, temperature = 0,
         adapter = which == "adapter" and dir or nil})
       if not job then
         for _, j in pairs(jobs) do j:cancel() end
