@@ -9,11 +9,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
-import { root, bin, shots, CHROMIUM, FLAGS, requireParts, launch, accessibilityProblems } from './harness.mjs';
+import { root, bin, shots, CHROMIUM, FLAGS, requireParts, launch, accessibilityProblems, stop, removeDir }
+  from './harness.mjs';
 
 // The keys the stand-ins require; ctest sets canary values, which must show up nowhere.
 const KEYS = {
@@ -94,13 +95,11 @@ before(async () => {
 
 after(async () => {
   if (browser) await browser.close();
-  if (server) server.kill('SIGTERM');
-  if (standins) standins.kill('SIGTERM');
-  if (hub) hub.kill('SIGTERM');
+  await Promise.all([stop(server), stop(standins), stop(hub)]);
   writeFileSync(join(shots, 'serve.log'), serverLog);
   writeFileSync(join(shots, 'traffic.log'), traffic.join('\n'));
   writeFileSync(join(shots, 'hub.log'), hubLog);
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  removeDir(dataDir);
 });
 
 // Record a page's console errors and uncaught exceptions in page.errors, and its API answers

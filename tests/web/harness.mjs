@@ -3,7 +3,7 @@
 // (a missing one fails the suite: a skipped browser test would hide it); starting a fastbrain
 // process and waiting for its address; and the accessibility checks run on each page.
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 export const root = resolve(import.meta.dirname, '../..');
@@ -85,4 +85,19 @@ export function accessibilityProblems(page) {
     }
     return problems;
   });
+}
+
+// Stop a process started by launch and wait for it: until it has exited its files are its own.
+export function stop(child) {
+  return new Promise((done) => {
+    if (!child || child.exitCode !== null || child.signalCode !== null) return done();
+    child.once('exit', () => done());
+    child.kill('SIGTERM');
+  });
+}
+
+// Remove a suite's data directory. A child of the server (a calibration run) may still be
+// finishing a write in it: ENOTEMPTY is retried, not a failure of the suite.
+export function removeDir(dir) {
+  if (dir) rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
 }

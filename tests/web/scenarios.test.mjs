@@ -11,11 +11,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
-import { root, bin, shots, CHROMIUM, FLAGS, requireParts, launch, accessibilityProblems } from './harness.mjs';
+import { root, bin, shots, CHROMIUM, FLAGS, requireParts, launch, accessibilityProblems, stop, removeDir }
+  from './harness.mjs';
 
 requireParts('scenarios');
 
@@ -73,11 +74,10 @@ before(async () => {
 
 after(async () => {
   if (browser) await browser.close();
-  if (server) server.kill('SIGTERM');
-  if (standins) standins.kill('SIGTERM');
+  await Promise.all([stop(server), stop(standins)]);
   writeFileSync(join(shots, 'scenarios-serve.log'), serverLog);
   writeFileSync(join(shots, 'scenarios-standins.log'), standinLog);
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  removeDir(dataDir);
 });
 
 // A page of the skill; its console errors and exceptions in page.errors, but for the 4xx

@@ -5,11 +5,11 @@
 // pass. A screenshot goes to FB_WEB_ARTIFACTS (default build/test-output/web) as token-*.png.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
-import { shots, CHROMIUM, FLAGS, requireParts, launch } from './harness.mjs';
+import { shots, CHROMIUM, FLAGS, requireParts, launch, stop, removeDir } from './harness.mjs';
 
 requireParts('token');
 
@@ -29,8 +29,8 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  server?.kill('SIGTERM');
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  await stop(server);
+  removeDir(dataDir);
 });
 
 test('the printed link trades the token for a cookie the dashboard works with', async () => {
