@@ -28,6 +28,9 @@
   "  --eval-fraction F  --eval-interval N  --patience N  --checkpoint-interval N\n"                \
   "  --checkpoints DIR  --prompt TEXT (sample prompt, repeatable)  --full  --resume\n"             \
   "  --device D               auto (the GPU when one is usable, else the CPU), cpu or cuda\n"      \
+  "  --scenarios FILE.jsonl   publish the checkpoint that passes most of these scenarios' hard\n"  \
+  "                           checks (a skill's scenarios.jsonl; implies --select scenarios)\n"   \
+  "  --select eval_loss|scenarios  which weights are published (default eval_loss)\n"          \
   "  --json                   print the events as JSON lines on stdout (docs/protocol.md)\n"       \
   "  --estimate               say what the run would cost (tokens, steps, peak memory, time on\n"  \
   "                           this machine's CPU and GPU) and whether it fits; --out not needed\n"
@@ -62,6 +65,7 @@ static const option options[] = {
     {"--prompt", "samples.prompts", 'a'},
     {"--full", "mode", 'f'},
     {"--device", "device", 's'},
+    {"--select", "select", 's'},
 };
 
 static int usage(const char *fmt, const char *what) {
@@ -118,10 +122,11 @@ typedef struct main_opts {
   int resume;         /* continue from the latest checkpoint */
   int estimate;       /* only say what the run would cost (fastbrain.estimate) */
   const char *record; /* a file that gets a copy of every JSON line first (the worker's), or NULL */
+  const char *scenarios; /* --scenarios: a scenarios.jsonl read into spec.scenarios, or NULL */
 } main_opts;
 
-/* Run fastbrain.train.main(spec, {json, tty, resume, estimate, record}) on a fresh VM; its exit
- * status. */
+/* Run fastbrain.train.main(spec, {json, tty, resume, estimate, record, scenarios}) on a fresh
+ * VM; its exit status. */
 static int run_main(const cJSON *spec, const main_opts *o) {
   char root[PATH_MAX], *text = cJSON_PrintUnformatted(spec);
   if (!text)
@@ -140,7 +145,7 @@ static int run_main(const cJSON *spec, const main_opts *o) {
     if (fb_vm_pcall(L, 1, 1, "require fastbrain.train") == LUA_OK) {
       lua_getfield(L, -1, "main");
       lua_pushstring(L, text);
-      lua_createtable(L, 0, 5);
+      lua_createtable(L, 0, 6);
       lua_pushboolean(L, o->json);
       lua_setfield(L, -2, "json"); /* opts.json */
       lua_pushboolean(L, isatty(STDOUT_FILENO));
@@ -151,6 +156,8 @@ static int run_main(const cJSON *spec, const main_opts *o) {
       lua_setfield(L, -2, "estimate"); /* opts.estimate */
       lua_pushstring(L, o->record);
       lua_setfield(L, -2, "record"); /* opts.record (nil when NULL) */
+      lua_pushstring(L, o->scenarios);
+      lua_setfield(L, -2, "scenarios"); /* opts.scenarios (nil when NULL) */
       if (fb_vm_pcall(L, 2, 1, "fastbrain train") == LUA_OK)
         status = (int)lua_tointeger(L, -1);
     }
@@ -172,6 +179,17 @@ static int check_spec(const cJSON *spec) {
     return 0;
   fprintf(stderr, "fastbrain: %s\n", err.msg);
   return 2;
+}
+
+/* --scenarios selects by them; --select scenarios needs them. 0, or 2 after a usage error. */
+static int check_select(cJSON *spec, const char *scenarios) {
+  const cJSON *select = cJSON_GetObjectItemCaseSensitive(spec, "select");
+  if (scenarios && !select)
+    cJSON_AddStringToObject(spec, "select", "scenarios");
+  int by_scenarios = cJSON_IsString(select) && strcmp(select->valuestring, "scenarios") == 0;
+  if (by_scenarios && !scenarios && !cJSON_GetObjectItemCaseSensitive(spec, "scenarios"))
+    return usage("%s needs the scenarios to select by: --scenarios FILE.jsonl", "--select scenarios");
+  return 0;
 }
 
 static cJSON *read_spec(const char *path) {
@@ -196,6 +214,7 @@ static cJSON *read_spec(const char *path) {
 int fb_cmd_train(int argc, char **argv) {
   fb_train_catch_signals(); /* from here on a SIGTERM ends in a cancel, never in a kill */
   int json = 0, resume = 0, estimate = 0, rc = 0;
+  const char *scenarios = NULL;
   cJSON *spec = cJSON_CreateObject();
   for (int i = 1; i < argc && !rc; i++) {
     const char *a = argv[i];
@@ -213,6 +232,8 @@ int fb_cmd_train(int argc, char **argv) {
       resume = 1;
     } else if (strcmp(a, "--estimate") == 0) {
       estimate = 1;
+    } else if (strcmp(a, "--scenarios") == 0 && i + 1 < argc) {
+      scenarios = argv[++i];
     } else if (strcmp(a, "--spec") == 0 && i + 1 < argc) {
       cJSON *base = read_spec(argv[++i]);
       if (!base)
@@ -224,15 +245,20 @@ int fb_cmd_train(int argc, char **argv) {
     } else if (o && i + 1 < argc) {
       rc = set_option(spec, o, argv[++i]);
     } else {
-      rc = usage(o || strcmp(a, "--spec") == 0 ? "%s needs a value" : "unknown option '%s'", a);
+      rc = usage(o || strcmp(a, "--spec") == 0 || strcmp(a, "--scenarios") == 0 ? "%s needs a value"
+                                                                                : "unknown option '%s'",
+                 a);
     }
   }
+  if (!rc)
+    rc = check_select(spec, scenarios);
   if (estimate && !cJSON_GetObjectItemCaseSensitive(spec, "out"))
     cJSON_AddStringToObject(spec, "out", "-"); /* an estimate writes nothing */
   if (!rc)
     rc = check_spec(spec);
   if (!rc)
-    rc = run_main(spec, &(main_opts){.json = json, .resume = resume, .estimate = estimate});
+    rc = run_main(spec, &(main_opts){.json = json, .resume = resume, .estimate = estimate,
+                                     .scenarios = scenarios});
   cJSON_Delete(spec);
   return rc;
 }

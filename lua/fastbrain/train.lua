@@ -14,6 +14,7 @@ local model = require "fastbrain.model"
 local templates = require "fastbrain.templates"
 local trainer = require "fastbrain.trainer"
 local scenarios = require "fastbrain.scenarios"
+local fs = require "fastbrain.fs"
 
 -- A small model (hidden size under SMALL_HIDDEN) moves too little at the usual LoRA learning
 -- rate (2e-4) and epochs (3): by default it gets SMALL_MODEL_LR and SMALL_MODEL_EPOCHS (measured
@@ -259,11 +260,29 @@ local function printer(opts)
   end
 end
 
--- The body of `fastbrain train` and `fastbrain worker`: 0 done, 1 error, 3 cancelled, 4 out of
--- memory (or it would not fit: fastbrain.estimate). opts.estimate: only say what the run costs.
+-- `--scenarios FILE`: the file's scenarios as spec.scenarios -> true | nil, err (naming the line)
+local function read_scenarios(spec, path)
+  local text, err = fs.read(path)
+  if not text then return nil, err end  -- it names the file
+  local list, problems = scenarios.parse(text)
+  if not list then return nil, ("%s: line %s: %s"):format(path, tostring(problems[1].line), problems[1].message) end
+  spec.scenarios = json.array(list)
+  return true
+end
+
+-- The body of `fastbrain train` and `fastbrain worker`: 0 done, 1 error, 2 a file an option names
+-- is unusable, 3 cancelled, 4 out of memory (or it would not fit: fastbrain.estimate).
+-- opts.estimate: only say what the run costs; opts.scenarios: a scenarios.jsonl to select by.
 function M.main(spec_json, opts)
   if opts.estimate then return require("fastbrain.estimate").main(spec_json, opts) end
   local spec = json.decode(spec_json)
+  if opts.scenarios then
+    local ok, err = read_scenarios(spec, opts.scenarios)
+    if not ok then
+      io.stderr:write("fastbrain train: --scenarios ", err, "\n")
+      return 2
+    end
+  end
   local show = printer(opts)
   local ok, summary, err, code = pcall(M.run, spec, {on_event = show}, {resume = opts.resume, catch_term = true})
   if not ok then summary, err, code = nil, tostring(summary), "spec" end

@@ -54,6 +54,23 @@ check "an unknown option exits 2" eval 'rc_is 2 && grep -q "unknown option .--ra
 run "$fb" train --model "$tmp/model" --data "$tmp/missing.jsonl" --out "$tmp/c" --json
 check "a missing data file: an error event, exit 1" eval 'rc_is 1 && grep -q "\"event\":\"error\"" "$tmp/out" && grep -q "missing.jsonl" "$tmp/out"'
 
+# --scenarios: the data teaches "zebra N" after "item N", a scenario forbids "zebra": an early
+# step passes it and the last one does not, so the published weights are not the last step's.
+printf '{"messages": [{"role": "user", "content": "item %d"}, {"role": "assistant", "content": "zebra %d"}]}\n' $(seq 0 19 | sed 'p') >"$tmp/zebra.jsonl"
+echo '{"id": "no-zebra", "messages": [{"role": "user", "content": "item 3"}], "checks": {"must_not_include": ["zebra"]}}' >"$tmp/scenarios.jsonl"
+zebra=(--model "$tmp/model" --data "$tmp/zebra.jsonl" --lr 0.01 --max-steps 40 --eval-interval 4)
+run "$fb" train "${zebra[@]}" --out "$tmp/sel" --scenarios "$tmp/scenarios.jsonl"
+check "--scenarios publishes the step that passes most, not the last" eval \
+  'rc_is 0 && grep -q "^done: 40 steps, .*, step [0-9]*.s weights (1 of 1 scenarios pass)" "$tmp/out" &&
+   grep -q "\"select\":[[:space:]]*\"scenarios\"" "$tmp/sel/summary.json" && ! grep -q "\"selected_step\":[[:space:]]*40" "$tmp/sel/summary.json"'
+echo '{"id": "x", "messages": []}' >"$tmp/bad-scenarios.jsonl"
+run "$fb" train "${zebra[@]}" --out "$tmp/sel2" --scenarios "$tmp/bad-scenarios.jsonl"
+check "--scenarios with a bad line exits 2 naming file, line and field" eval \
+  'rc_is 2 && grep -q "bad-scenarios.jsonl: line 1: messages: " "$tmp/err" && [ ! -e "$tmp/sel2" ]'
+run "$fb" train "${zebra[@]}" --out "$tmp/sel2" --select scenarios
+check "--select scenarios without scenarios exits 2 saying what to add" eval \
+  'rc_is 2 && grep -q "needs the scenarios to select by: --scenarios FILE.jsonl" "$tmp/err"'
+
 run "$fb" train "${common[@]}" --out "$tmp/c" --template nope --json
 check "an unknown template: an error event naming it, exit 1" eval 'rc_is 1 && grep -q "\"where\":\"spec.template\"" "$tmp/out" && grep -q "unknown template" "$tmp/out"'
 run script -qec "$fb train ${common[*]} --out $tmp/tty --max-steps 60" /dev/null
