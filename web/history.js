@@ -1,6 +1,6 @@
 // history.js: a skill's training runs (GET /api/jobs?skill=, newest first): each job's
-// settings, base model, data size, duration, final and held-out loss, and the scenario pass rate
-// of the adapter it made. Tick two or more to draw their losses on one chart and list the
+// settings, base model, data size, duration, final and held-out loss, the scenario pass rate
+// of the adapter it made, and the step it published when it chose by scenarios. Tick two or more to draw their losses on one chart and list the
 // settings in which they differ (only those).
 import { api } from './api.js';
 import { h, num, when, basename } from './dom.js';
@@ -12,7 +12,7 @@ const MAX_JOBS = 100;
 const PLACES = new Set(['out', 'checkpoints', 'data', 'hooks', 'skill', 'samples.system', 'samples.prompts']);
 
 // What the training form calls a setting, for those it has.
-const LABELS = new Map([...FIELDS.map(([name, label]) => [name, label]), ['model', 'Base model'], ['device', 'Compute on']]);
+const LABELS = new Map([...FIELDS.map(([name, label]) => [name, label]), ['model', 'Base model'], ['device', 'Compute on'], ['select', 'Published weights']]);
 
 const version = (job) => (job.adapter ? basename(job.adapter) : null);
 // The spec the job ran: the worker's complete one once it finished, else the one asked for.
@@ -67,6 +67,11 @@ export function createHistory(root) {
     return s ? `${s.passed}/${s.total}` : '\u2014';
   }
 
+  // Which weights a run chose by its scenarios (spec.select = "scenarios"), under its steps.
+  const published = (sum) => (sum.select === 'scenarios' && sum.selected_step !== undefined
+    ? [h('br'), h('small.hint', { text: `published: step ${sum.selected_step} (${sum.selected_passed}/${sum.scenario_total} pass)` })]
+    : []);
+
   function renderCompare() {
     const picked = jobs.filter((j) => ticked.has(j.id));
     compared.hidden = picked.length === 0;
@@ -104,7 +109,7 @@ export function createHistory(root) {
           h('td', { text: num(sum.eval_loss) }),
           h('td', { text: scenarios(j) }),
           h('td', { text: basename(sum.base_model || spec.model) || '\u2014' }),
-          h('td', { text: String(sum.steps ?? (j.progress && j.progress.step) ?? '\u2014') }),
+          h('td', {}, String(sum.steps ?? (j.progress && j.progress.step) ?? '\u2014'), ...published(sum)),
           h('td', { text: String(spec.lr ?? 'default') }),
           h('td', { text: String((spec.lora && spec.lora.r) ?? 'default') }));
       }));

@@ -1,6 +1,6 @@
 // runs.js: a skill's scenario runs (docs/scenarios.md, "Runs"): "Run scenarios" on the base
 // model or one of the skill's adapter versions, judge on or off; the runs, newest first, with
-// their state, progress and pass rate, live while one is queued or running (SSE
+// their state, progress and pass rate, a live one's Cancel, live while one is queued or running (SSE
 // .../scenario-runs/events, polling the list when SSE fails; the stream is open only then, so an
 // idle tab holds no extra connection); a run's results, and two ticked runs compared
 // (run_results.js).
@@ -55,9 +55,19 @@ export function createRuns(root) {
           h('progress', { max: run.total || 1, value: run.answered, 'aria-label': `Scenarios answered in run ${run.id}` }),
           h('span', { text: ` ${run.answered} of ${run.total ?? '?'}` })),
         h('td', {}, rate(run), h('br'),
-          h('button.small', { type: 'button', 'aria-label': `Results of run ${run.id}`, onclick: () => openRun(run.id) }, 'Results')))));
+          h('button.small', { type: 'button', 'aria-label': `Results of run ${run.id}`, onclick: () => openRun(run.id) }, 'Results'),
+          LIVE.has(run.state) ? h('button.small', { type: 'button', 'aria-label': `Cancel run ${run.id}`, onclick: () => cancel(run.id) }, 'Cancel') : null))));
     }
     compare.disabled = ticked.length !== 2;
+  }
+
+  // The API answers with the run: cancelled at once when queued; a running one ends after the
+  // answer being written is cut short, which its stream then says.
+  async function cancel(id) {
+    const r = await api.cancelRun(skill, id);
+    if (r.status !== 200) { announce(`Could not cancel the run: ${errorText(r)}`, 'error'); return; }
+    update(r.body.run);
+    announce(`Run ${runLabel(r.body.run)} cancelled.`);
   }
 
   function tick(id, on) {

@@ -273,9 +273,27 @@ test('scenarios, runs and training history', { timeout: 280000 }, async (t) => {
     assert.deepEqual(page.errors, []);
   });
 
+  await t.test('a queued run cancelled from its row', async (t) => {
+    const started = [];
+    for (let i = 0; i < 6; i++) started.push((await call('POST', `/api/skills/${SKILL}/scenario-runs`, { target: 'base', judge: false })).run.id);
+    const page = await open(t);
+    const last = started.at(-1);
+    const row = page.locator(`#run-rows tr[data-run="${last}"]`);
+    await page.locator(`#run-rows tr[data-run="${last}"][data-state="queued"]`).waitFor();
+    await page.getByRole('button', { name: `Cancel run ${last}` }).click();
+    await page.locator(`#run-rows tr[data-run="${last}"][data-state="cancelled"]`).waitFor();
+    assert.equal(await row.getByRole('button', { name: /^Cancel/ }).count(), 0, 'an ended run has no Cancel');
+    const run = (await call('GET', `/api/skills/${SKILL}/scenario-runs/${last}`)).run;
+    assert.deepEqual([run.state, run.answered], ['cancelled', 0]);
+    assert.deepEqual(page.errors, []);
+    // The others are not this test's: cancelled through the API, those that ended already left be.
+    for (const id of started) await fetch(`${base}/api/skills/${SKILL}/scenario-runs/${id}/cancel`, { method: 'POST' });
+  });
+
   await t.test('training history: two jobs, their losses overlaid, only the settings that differ', async (t) => {
     const small = { max_steps: 30, max_len: 64, micro_batch: 1, eval: { fraction: 0.1, interval: 10 }, samples: { interval: 0 } };
-    const specs = [{ ...small, lr: 0.005 }, { ...small, lr: 0.002, lora: { r: 8 } }];
+    // The second picks its weights by the skill's scenarios: its row says which step it published.
+    const specs = [{ ...small, lr: 0.005 }, { ...small, lr: 0.002, lora: { r: 8 }, select: 'scenarios' }];
     const jobs = [];
     for (const spec of specs) {
       const { job } = await call('POST', `/api/train-skill/${SKILL}`, spec);
@@ -286,16 +304,18 @@ test('scenarios, runs and training history', { timeout: 280000 }, async (t) => {
       }
     }
     // Each job's adapter is run on the scenarios after it: its pass rate shows in its row.
+    const versions = await Promise.all(jobs.map(async (id) => (await call('GET', `/api/jobs/${id}`)).job.adapter.split('/').pop()));
     for (const until = Date.now() + RUN_MS; ;) {
       const { runs } = await call('GET', `/api/skills/${SKILL}/scenario-runs`);
-      if (runs.filter((r) => r.target.kind === 'adapter' && r.state === 'succeeded').length >= 3) break;
+      if (versions.every((v) => runs.some((r) => r.target.version === v && r.state === 'succeeded'))) break;
       assert.ok(Date.now() < until, 'the jobs\' adapters were run');
       await pause(300);
     }
     const page = await open(t);
     for (const id of jobs) await page.locator(`#history-rows tr[data-job="${id}"]`).waitFor();
     const row = await page.locator(`#history-rows tr[data-job="${jobs[1]}"] td`).allTextContents();
-    assert.deepEqual([row[2], row[3], ...row.slice(8)], ['succeeded', '22', 'tiny', '30', '0.002', '8']);
+    assert.deepEqual([row[2], row[3], row[8], ...row.slice(10)], ['succeeded', '22', 'tiny', '0.002', '8']);
+    assert.match(row[9], /^30published: step (10|20|30) \(\d\/2 pass\)$/, 'the steps, and the step published');
     assert.match(row.slice(4, 7).join(' '), /^\d+(\.\d)? s \d\.\d{3} \d\.\d{3}$/, 'time, final and held-out loss');
     assert.match(row[7], /^\d\/3$/, 'the adapter\'s pass rate');
     assert.equal(await page.locator('#history-compare').isHidden(), true);
@@ -306,7 +326,7 @@ test('scenarios, runs and training history', { timeout: 280000 }, async (t) => {
     assert.deepEqual(datasets.map(([kind]) => kind), ['loss', 'held-out', 'loss', 'held-out']);
     assert.ok(datasets.every(([kind, n]) => n >= (kind === 'loss' ? 30 : 3)), JSON.stringify(datasets));
     const settings = await page.locator('#history-diff tbody tr').evaluateAll((rows) => rows.map((r) => r.dataset.setting));
-    assert.deepEqual(settings, ['lora.r', 'lr'], 'only what differs');
+    assert.deepEqual(settings, ['lora.r', 'lr', 'select'], 'only what differs');
     assert.equal(await page.locator('#history-diff tr[data-setting="lr"] th').textContent(), 'Learning rate lr');
     assert.deepEqual(await page.locator('#history-diff tr[data-setting="lr"] td').allTextContents(), ['0.002', '0.005']);
     await shot(page, 'history', '#history');
