@@ -1273,8 +1273,8 @@ static void settle_output(fb_jobs *r, const fb_job *job) {
   if (out && *out && fb_train_settle_output(out, &err) != 0)
     report(r, "job %s: %s", job->id, err.msg);
   if (ckdir && *ckdir) snprintf(path, sizeof path, "%s", ckdir);
-  else snprintf(path, sizeof path, "%s/checkpoints", out ? out : "");
-  if (((ckdir && *ckdir) || (out && *out)) && fb_train_settle_checkpoints(path) > 0)
+  else job_path(path, sizeof path, r, job->id, "checkpoints"); /* the worker's (fb_cmd_worker) */
+  if (fb_train_settle_checkpoints(path) > 0)
     report(r, "job %s: %s", job->id, "a checkpoint cut short (step-N.tmp) removed");
   cJSON_Delete(spec);
 }

@@ -1,6 +1,7 @@
 /* l_train.c: `fastbrain.trainer`, the C half of `fastbrain.train` (lua/fastbrain/train.lua,
  * which renders and tokenizes the data): run(spec_json, data, on_event [, opts]) loads the
- * model and runs train.c in this process, blocking. It does not read datasets itself. */
+ * model and runs train.c in this process, blocking. It does not read datasets itself.
+ * checkpoint_adapter turns a run's checkpoint into an adapter directory. */
 #include <lauxlib.h>
 #include <pthread.h>
 #include <signal.h>
@@ -320,13 +321,36 @@ static int plan(lua_State *L) {
   return 1;
 }
 
+/* checkpoint_adapter(spec_json, step_dir, out) -> true | nil, msg: a checkpoint of a run of
+ * spec as an adapter directory (fb_checkpoint_adapter), the model loaded on the CPU. */
+static int checkpoint_adapter(lua_State *L) {
+  size_t len;
+  const char *json = luaL_checklstring(L, 1, &len);
+  const char *step_dir = luaL_checkstring(L, 2), *out = luaL_checkstring(L, 3);
+  fb_train_spec spec;
+  fb_model *m = NULL;
+  fb_err err = {0};
+  int rc = fb_train_spec_parse(&spec, json, len, "spec", &err) ||
+           fb_model_load(&m, spec.model, &err) ||
+           fb_checkpoint_adapter(m, &spec, step_dir, out, &err);
+  fb_model_free(m);
+  if (!rc) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_pushstring(L, err.msg);
+  return 2;
+}
+
 int luaopen_fastbrain_trainer(lua_State *L) {
   luaL_newmetatable(L, STATE_MT);
   lua_pushcfunction(L, state_gc);
   lua_setfield(L, -2, "__gc"); /* metatable.__gc = state_gc */
   lua_pop(L, 1);
   static const luaL_Reg funcs[] = {
-      {"run", run}, {"defaults", defaults}, {"plan", plan}, {NULL, NULL}};
+      {"run", run},   {"defaults", defaults}, {"plan", plan}, {"checkpoint_adapter", checkpoint_adapter},
+      {NULL, NULL}};
   luaL_newlib(L, funcs);
   return 1;
 }

@@ -94,6 +94,13 @@ int fb_train(fb_model *m, const fb_train_spec *spec, const fb_train_data *data,
  * undoes a replacement. fb_train calls it first; the job registry for each job it opens. */
 int fb_train_settle_output(const char *out, fb_err *err);
 
+/* The LoRA weights of one checkpoint of a run of spec s on m (step_dir: its
+ * checkpoints/step-N), the step's own, saved as a PEFT adapter directory out (fb_lora_save).
+ * m must be in host memory. A checkpoint of another shape (rank, targets) is an error naming
+ * the tensor and both shapes. */
+int fb_checkpoint_adapter(const fb_model *m, const fb_train_spec *s, const char *step_dir,
+                          const char *out, fb_err *err);
+
 /* Remove the step-N.tmp directories a checkpoint cut short (a full disk, a kill) left in ckdir
  * (never step-N.old: a load falls back to it). Returns how many went. fb_train calls it before
  * it loads a checkpoint; the job registry for each job it opens. */

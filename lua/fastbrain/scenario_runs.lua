@@ -1,11 +1,14 @@
--- fastbrain.scenario_runs: a skill's scenarios answered by one model (the base, or an adapter
--- version), each answer checked (fastbrain.scenarios) and kept with its verdicts and latency.
+-- fastbrain.scenario_runs: a skill's scenarios answered by one model (the base, an adapter
+-- version, or a training job's checkpoint), each answer checked (fastbrain.scenarios) and kept
+-- with its verdicts and latency.
 -- Runs are queued and answered one at a time, off the loop (fastbrain.model_pool), each saved
 -- after every answer in skills/<skill>/scenario-runs/<id>.json, so a restarted server goes on
 -- where it stopped; a version's latest result is also its adapter's scenarios.json (the badge).
 --   new{data_dir =, pool =, model = default base, chain = the judge's providers} -> runs
---   runs:start(skill, target [, {judge = true}]) -> run | nil, err: target {kind = "base"} or
---     {kind = "adapter", version =}; the run is queued
+--   runs:start(skill, target [, {judge = true}]) -> run | nil, err, status: target {kind =
+--     "base"}, {kind = "adapter", version =} or {kind = "checkpoint", job =, step =}; the run is
+--     queued. A checkpoint becomes the run's own adapter (<id>.adapter beside the run's file)
+--     first, so the run keeps its weights after the trainer prunes the checkpoint.
 --   runs:list(skill) -> summaries, newest first; runs:get(skill, id) -> run | nil
 --   runs:cancel(skill, id) -> run | nil, err; runs:listen(skill, fn(event, summary)) -> unlisten
 --   runs:resume_saved(): queue again the runs a stopped server left queued or running
@@ -14,6 +17,7 @@
 -- (not a pass), as does a run without the judge.
 local fb = require "fastbrain"
 local answer = require "fastbrain.answer"
+local checkpoints = require "fastbrain.checkpoints"
 local judge = require "fastbrain.judge"
 local models = require "fastbrain.models"
 local scenarios = require "fastbrain.scenarios"
@@ -59,7 +63,13 @@ function Runs:save(run)
 end
 
 -- The base model and adapter directory a target names -> model, adapter | nil, err
+-- (a checkpoint: model, nil, its job and step directory)
 function Runs:resolve(skill, target)
+  if target.kind == "checkpoint" then
+    local job, step_dir = checkpoints.find(self.data_dir, skill, target.job, target.step)
+    if not job then return nil, step_dir end
+    return job.spec.model, nil, job, step_dir
+  end
   if target.kind == "base" then
     local meta = skills.read(self.data_dir, skill) or {}
     return meta.base_model and models.path(meta.base_model, self.data_dir) or self.model
@@ -71,8 +81,8 @@ function Runs:resolve(skill, target)
 end
 
 function Runs:start(skill, target, opts)
-  local model, adapter = self:resolve(skill, target)
-  if not model then return nil, adapter end
+  local model, adapter, job, step_dir = self:resolve(skill, target)
+  if not model then return nil, adapter, 404 end
   self.next_n = self.next_n + 1
   local run = {id = ("%s-%d"):format(os.date("!%Y%m%d-%H%M%S"), self.next_n), skill = skill, target = target,
                model = model, state = "queued", created_at = os.time(), answered = 0, passed = 0,
@@ -83,6 +93,13 @@ function Runs:start(skill, target, opts)
   while fb.fs.mode(("%s/%s.json"):format(runs_dir(self, skill), run.id)) do  -- a restarted server's
     self.next_n = self.next_n + 1
     run.id = ("%s-%d"):format(os.date("!%Y%m%d-%H%M%S"), self.next_n)
+  end
+  if job then
+    local dir = ("%s/%s.adapter"):format(runs_dir(self, skill), run.id)
+    assert(fb.fs.mkdir_p(runs_dir(self, skill)))
+    local ok, err = checkpoints.to_adapter(job, step_dir, dir)
+    if not ok then return nil, err, 422 end
+    run.adapter = dir
   end
   self.cache[run.id] = run
   self:save(run)

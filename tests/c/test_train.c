@@ -318,6 +318,31 @@ TEST(resume_gives_the_weights_of_an_uninterrupted_run) {
   teardown(&f);
 }
 
+/* A checkpoint as an adapter: the last step's is the adapter the run published (a run without
+ * a kept best publishes its last weights); a spec of another rank is refused naming the tensor. */
+TEST(a_checkpoint_becomes_the_adapter_of_its_step) {
+  fixture f;
+  REQUIRE(setup(&f) == 0);
+  f.spec.max_steps = 6;
+  seen s = {.cancel_at = -1, .nan_at = -1};
+  fb_err err = {0};
+  REQUIRE(train(&f, &s, 0, &err) == 0);
+  char step_dir[FB_SPEC_PATH + 64], out[FB_SPEC_PATH + 16];
+  snprintf(step_dir, sizeof step_dir, "%s/checkpoints/step-00000006", f.spec.out);
+  snprintf(out, sizeof out, "%s/from-checkpoint", f.dir);
+  CHECK_INT(fb_checkpoint_adapter(f.m, &f.spec, step_dir, out, &err), 0);
+  CHECK(max_diff(f.spec.out, out) == 0);
+  CHECK(max_diff(f.spec.out, out) < INFINITY);
+  f.spec.lora.r = 4;
+  CHECK_INT(fb_checkpoint_adapter(f.m, &f.spec, step_dir, out, &err), FB_EFORMAT);
+  CHECK_CONTAINS(err.msg, "params");
+  f.spec.lora.r = 8;
+  snprintf(step_dir, sizeof step_dir, "%s/checkpoints/step-00000099", f.spec.out);
+  CHECK(fb_checkpoint_adapter(f.m, &f.spec, step_dir, out, &err) != 0);
+  CHECK_CONTAINS(err.msg, "step-00000099/state.safetensors");
+  teardown(&f);
+}
+
 /* A run resumes only on the data it started with: a skill's data replaced while its job was
  * paused was trained on without a word (84 -> 88 examples mid-run; issue 19). */
 TEST(resume_on_changed_data_is_refused) {

@@ -3,7 +3,8 @@
 -- rubric the judge scores 4-5 passes, one it cannot score stays "unjudged" (not a pass), each
 -- verdict with its provider and prompt version (the providers are local stand-ins); the adapter's row carries its result and a version
 -- that passes fewer than the one before is flagged; runs queue and cancel; a run a stopped
--- server left half done goes on where it stopped; a finished training job's adapter is run.
+-- server left half done goes on where it stopped; a finished training job's adapter is run, and
+-- one of its checkpoints can be.
 local T = require "tests.lua.testing"
 local fb = require "fastbrain"
 local server = require "tests.api.server"
@@ -14,6 +15,7 @@ local app = server.start()
 local MODEL = fb.root .. "/share/models/tiny"
 local PHONE = "555-0100"
 local RUNS = "/api/skills/desk/scenario-runs"
+local auto  -- the last training job's {job, run}: its adapter's run
 
 local function wait_run(skill, id)
   local run
@@ -152,6 +154,28 @@ T.test("a finished training job's adapter is run on the skill's scenarios", func
     return run and run.state == "succeeded"
   end, "the run after training", 60000)
   T.eq({run.target.kind, run.target.version, run.passed, run.total}, {"adapter", version, 1, 1})
+  auto = {job = job, run = wait_run("auto", run.id)}
+end)
+
+T.test("a job's checkpoint is run as the adapter of its step; the run keeps its own copy", function()
+  local job = auto.job  -- the training status: job.job is its id
+  local _, body = server.call(app, "GET", "/api/skills/auto/checkpoints")
+  T.eq(#body.checkpoints, 1)
+  T.eq({body.checkpoints[1].job, body.checkpoints[1].step, body.checkpoints[1].job_state}, {job.job, 2, "succeeded"})
+  local status, started = server.call(app, "POST", "/api/skills/auto/scenario-runs", {job = job.job, step = 2})
+  T.eq(status, 202)
+  local run = wait_run("auto", started.run.id)
+  T.eq({run.state, run.target.kind, run.target.job, run.target.step}, {"succeeded", "checkpoint", job.job, 2})
+  -- The last step's checkpoint holds the published weights: the same adapter, the same answers.
+  T.eq(run.adapter, ("%s/skills/auto/scenario-runs/%s.adapter"):format(app.data_dir, run.id))
+  T.eq(fb.fs.read(run.adapter .. "/adapter_model.safetensors"), fb.fs.read(job.adapter .. "/adapter_model.safetensors"))
+  T.eq(run.results[1].answer, auto.run.results[1].answer)
+  local code, err = server.call(app, "POST", "/api/skills/auto/scenario-runs", {job = job.job, step = 1})
+  T.eq({code, err.error}, {404, ("job %s has no checkpoint of step 1 (its checkpoints are of step 2)"):format(job.job)})
+  code, err = server.call(app, "POST", "/api/skills/desk/scenario-runs", {job = job.job, step = 2})
+  T.eq({code, err.error}, {404, ("no job %s of desk"):format(job.job)})
+  code, err = server.call(app, "POST", "/api/skills/auto/scenario-runs", {job = job.job})
+  T.eq({code, err.error}, {400, "step: a checkpoint's step expected"})
 end)
 
 T.test("clean up", function() server.stop(app) end)
