@@ -74,6 +74,7 @@ export const api = {
   startRun: (id, body) => request('POST', runsPath(id), body),
   runs: (id) => request('GET', runsPath(id)),
   run: (id, run) => request('GET', `${runsPath(id)}/${encodeURIComponent(run)}`),
+  checkpoints: (id) => request('GET', `/api/skills/${skill(id)}/checkpoints`),
   cancelRun: (id, run) => request('POST', `${runsPath(id)}/${encodeURIComponent(run)}/cancel`),
   runsEventsUrl: (id) => `${runsPath(id)}/events`,
 };

@@ -6,7 +6,12 @@ import { h, when, basename } from './dom.js';
 import { checkText, question } from './checks.js';
 
 // How the dashboard names a run's model.
-export const runLabel = (run) => (run.target && run.target.kind === 'adapter' ? `version ${run.target.version}` : 'base model');
+export function runLabel(run) {
+  const t = run.target || {};
+  if (t.kind === 'adapter') return `version ${t.version}`;
+  if (t.kind === 'checkpoint') return `checkpoint of job ${t.job} at step ${t.step}`;
+  return 'base model';
+}
 
 const seconds = (ms) => (typeof ms === 'number' ? `${(ms / 1000).toFixed(1)} s` : '\u2014');
 const passed = (r) => r && r.status === 'pass';

@@ -1,5 +1,7 @@
 // runs.js: a skill's scenario runs (docs/scenarios.md, "Runs"): "Run scenarios" on the base
-// model or one of the skill's adapter versions, judge on or off; the runs, newest first, with
+// model, one of the skill's adapter versions or a checkpoint of one of its training jobs (the
+// list fetched again each time the picker takes focus, as a running job writes new ones), judge
+// on or off; the runs, newest first, with
 // their state, progress and pass rate, a live one's Cancel, live while one is queued or running (SSE
 // .../scenario-runs/events, polling the list when SSE fails; the stream is open only then, so an
 // idle tab holds no extra connection); a run's results, and two ticked runs compared
@@ -36,6 +38,8 @@ export function createRuns(root) {
     detail);
 
   let skill = null;
+  let versions = [];    // the skill's adapter versions, newest first
+  let checkpoints = []; // [{job, step, job_state}]
   let runs = [];
   let scenarios = [];
   let ticked = [];    // run ids, at most two
@@ -139,15 +143,39 @@ export function createRuns(root) {
     });
   }
 
+  // The picker: the base, the versions, the jobs' checkpoints ("ckpt:<job>:<step>"); the choice kept.
+  function renderTargets() {
+    const chosen = target.value;
+    target.replaceChildren(h('option', { value: 'base', text: 'Base model (untrained)' }),
+      versions.length ? h('optgroup', { label: 'Adapter versions' },
+        ...versions.map((v) => h('option', { value: v, text: `Adapter version ${v}` }))) : null,
+      checkpoints.length ? h('optgroup', { label: 'Checkpoints of training jobs' },
+        ...checkpoints.map((c) => h('option', { value: `ckpt:${c.job}:${c.step}`, text: `Job ${c.job} (${c.job_state}), step ${c.step}` }))) : null);
+    if ([...target.options].some((o) => o.value === chosen)) target.value = chosen;
+  }
+
+  async function loadCheckpoints() {
+    const id = skill;
+    const r = await api.checkpoints(id);
+    if (id !== skill || r.status !== 200) return;
+    checkpoints = r.body.checkpoints;
+    renderTargets();
+  }
+
   async function reload() {
-    await poll();
+    await Promise.all([poll(), loadCheckpoints()]);
     if (runs.some((r) => LIVE.has(r.state))) follow();
   }
 
+  const targetBody = (value) => {
+    const ckpt = /^ckpt:(.+):(\d+)$/.exec(value);
+    if (ckpt) return { job: ckpt[1], step: Number(ckpt[2]) };
+    return value === 'base' ? { target: 'base' } : { version: value };
+  };
+
   go.addEventListener('click', async () => {
     go.disabled = true;
-    const body = target.value === 'base' ? { target: 'base' } : { version: target.value };
-    body.judge = judge.checked;
+    const body = { ...targetBody(target.value), judge: judge.checked };
     try {
       const r = await api.startRun(skill, body);
       if (r.status !== 202) { announce(`Could not start the run: ${errorText(r)}`, 'error'); return; }
@@ -161,25 +189,24 @@ export function createRuns(root) {
     }
   });
   compare.addEventListener('click', () => openCompare([...ticked]));
+  target.addEventListener('focus', () => skill && loadCheckpoints());
 
   return {
     show(id) {
       skill = id;
       closeFeed();
       runs = [];
+      checkpoints = [];
       ticked = [];
       showing = null;
       detail.replaceChildren();
       renderRows();
       return reload();
     },
-    // The skill's adapter versions into the model picker, newest first, the choice kept.
+    // The skill's adapter versions into the model picker, newest first.
     setAdapters(adapters) {
-      const chosen = target.value;
-      const versions = adapters.filter((a) => a.skill === skill).map((a) => a.version);
-      target.replaceChildren(h('option', { value: 'base', text: 'Base model (untrained)' }),
-        ...versions.map((v) => h('option', { value: v, text: `Adapter version ${v}` })));
-      if ([...target.options].some((o) => o.value === chosen)) target.value = chosen;
+      versions = adapters.filter((a) => a.skill === skill).map((a) => a.version);
+      renderTargets();
     },
     setScenarios(list) {
       scenarios = list;

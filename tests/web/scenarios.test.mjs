@@ -40,6 +40,7 @@ const RUN_MS = 120000;
 
 let server, standins, base, dataDir, browser;
 let serverLog = '', standinLog = '';
+let trainedJobs = [];  // the training history's jobs, whose checkpoints a run can take
 
 async function call(method, path, body) {
   const r = await fetch(base + path, { method, headers: { 'Content-Type': typeof body === 'string' ? 'application/x-ndjson' : 'application/json' },
@@ -331,6 +332,23 @@ test('scenarios, runs and training history', { timeout: 280000 }, async (t) => {
     assert.deepEqual(await page.locator('#history-diff tr[data-setting="lr"] td').allTextContents(), ['0.002', '0.005']);
     await shot(page, 'history', '#history');
     assert.deepEqual(await accessibilityProblems(page), []);
+    assert.deepEqual(page.errors, []);
+    trainedJobs = jobs;
+  });
+
+  await t.test('a training job\'s checkpoint picked and run', async (t) => {
+    const page = await open(t);
+    const value = `ckpt:${trainedJobs[0]}:30`;
+    await page.locator(`#run-target optgroup[label="Checkpoints of training jobs"] option[value="${value}"]`).waitFor({ state: 'attached' });
+    await page.selectOption('#run-target', value);
+    const started = page.waitForResponse((r) => r.url().endsWith('/scenario-runs') && r.request().method() === 'POST');
+    await page.locator('#run-start').click();
+    const { run } = await (await started).json();
+    assert.deepEqual(run.target, { kind: 'checkpoint', job: trainedJobs[0], step: 30 });
+    await page.locator(`#run-rows tr[data-run="${run.id}"][data-state="succeeded"]`).waitFor({ timeout: RUN_MS });
+    assert.match(await page.locator(`#run-rows tr[data-run="${run.id}"]`).textContent(), new RegExp(`^checkpoint of job ${trainedJobs[0]} at step 30`));
+    await page.locator(`#run-detail [data-run="${run.id}"] .result`).nth(2).waitFor();
+    await shot(page, 'checkpoint-run', '#runs');
     assert.deepEqual(page.errors, []);
   });
 
