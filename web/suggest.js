@@ -3,13 +3,31 @@
 // polling .../suggest when SSE fails), then its drafts are listed, each with Keep (saved as it
 // is), Edit (the form, then saved) and Drop, beside what the server dropped and why, the
 // provider that answered and each fallback. Drafts are not saved until kept; a kept or
-// dropped one stays out of the list while the page is open.
+// dropped one stays out of the list, after a reload too (this browser's localStorage).
 import { api, errorText } from './api.js';
 import { h, announce } from './dom.js';
 import { taskFeed, startTask } from './feed.js';
 import { scenarioCard } from './checks.js';
 
 const MAX_COUNT = 20;
+const HANDLED_KEY = 'fastbrain.suggest.handled';
+const MAX_HANDLED = 500;  // the newest kept: older tasks' drafts are long gone
+
+// The drafts kept or dropped in this browser: `${task}:${draft}` ids, oldest first.
+function loadHandled() {
+  try {
+    const list = JSON.parse(localStorage.getItem(HANDLED_KEY) || '[]');
+    return new Set(Array.isArray(list) ? list : []);
+  } catch {
+    return new Set();  // storage off or the entry spoilt: remember for this page only
+  }
+}
+
+function saveHandled(set) {
+  try {
+    localStorage.setItem(HANDLED_KEY, JSON.stringify([...set].slice(-MAX_HANDLED)));
+  } catch { /* storage off or full: remembered for this page only */ }
+}
 
 // createSuggest(root, {keep(draft) -> response, edit(draft, {title, saved})}) -> {show(skill),
 // known(ids)}: known() names the skill's saved scenarios, whose drafts are shown no more.
@@ -30,7 +48,7 @@ export function createSuggest(root, { keep, edit }) {
   let task = null;
   let busy = false;
   let saved = new Set();   // ids of the skill's scenarios
-  const handled = new Set();  // `${task}:${draft}` kept or dropped here
+  const handled = loadHandled();  // `${task}:${draft}` kept or dropped
 
   const running = () => busy || (task && task.state === 'running');
   const key = (d) => `${task.id}:${d.id}`;
@@ -42,6 +60,7 @@ export function createSuggest(root, { keep, edit }) {
 
   function handle(d, how) {
     handled.add(key(d));
+    saveHandled(handled);
     renderDrafts();
     announce(`${how} ${d.id}.`);
   }

@@ -200,6 +200,11 @@ test('scenarios, runs and training history', { timeout: 280000 }, async (t) => {
     await page.locator('#sc-list [data-scenario="quote-by-phone"] .chip', { hasText: 'at most 50 words' }).waitFor();
     await page.getByRole('button', { name: 'Drop angry-caller' }).click();
     assert.equal(await page.locator('#sug-drafts > li').count(), 0);
+    // After a reload the task's drafts are back from the server, but not those kept or dropped.
+    await page.reload();
+    await page.locator('#sug-state[data-state="succeeded"]').waitFor();
+    await page.locator('#sc-list [data-scenario="quote-by-phone"]').waitFor();
+    assert.equal(await page.locator('#sug-drafts > li').count(), 0, 'the dropped draft stays dropped');
     const ids = (await call('GET', `/api/skills/${SKILL}/scenarios`)).scenarios.map((s) => s.id);
     assert.deepEqual(ids, ['phone', 'quiet', 'kind', 'weekend-hours', 'quote-by-phone']);
     // The runs below compare on the three scenarios they were written for.
