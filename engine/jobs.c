@@ -21,7 +21,7 @@
 #include "fsutil.h"
 #include "log.h"
 #include "memcg.h"
-#include "train.h"
+#include "output.h"
 
 #define DEFAULT_STALE_MS (30 * 60 * 1000ull)
 #define DEFAULT_GRACE_MS 10000ull
@@ -1270,11 +1270,11 @@ static void settle_output(fb_jobs *r, const fb_job *job) {
   const char *out = get_str(spec, "out"), *ckdir = get_str(spec, "checkpoints");
   char path[PATH_MAX];
   fb_err err = {0};
-  if (out && *out && fb_train_settle_output(out, &err) != 0)
+  if (out && *out && fb_output_settle(out, &err) != 0)
     report(r, "job %s: %s", job->id, err.msg);
   if (ckdir && *ckdir) snprintf(path, sizeof path, "%s", ckdir);
   else job_path(path, sizeof path, r, job->id, "checkpoints"); /* the worker's (fb_cmd_worker) */
-  if (fb_train_settle_checkpoints(path) > 0)
+  if (fb_output_settle_checkpoints(path) > 0)
     report(r, "job %s: %s", job->id, "a checkpoint cut short (step-N.tmp) removed");
   cJSON_Delete(spec);
 }

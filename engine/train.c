@@ -21,6 +21,7 @@
 #include "generate.h"
 #include "lora.h"
 #include "optim.h"
+#include "output.h"
 #include "safetensors.h"
 
 #define SMOOTHING 0.9 /* loss_smoothed = SMOOTHING * previous + (1 - SMOOTHING) * loss */
@@ -341,13 +342,11 @@ static void remove_checkpoint(const char *dir) {
   rmdir(dir);
 }
 
-static int is_step_entry(const struct dirent *d) { return strncmp(d->d_name, "step-", 5) == 0; }
-
 /* Remove all but the newest FB_TRAIN_KEEP_CHECKPOINTS step directories, and any step-N.old or
  * step-N.tmp a crash left behind (called once the new checkpoint is in place). */
 static void prune(const char *ckdir) {
   struct dirent **list;
-  int n = scandir(ckdir, &list, is_step_entry, alphasort), kept = 0;
+  int n = scandir(ckdir, &list, fb_output_is_step_entry, alphasort), kept = 0;
   for (int i = n - 1; i >= 0; i--) {
     int aside = strchr(list[i]->d_name, '.') != NULL;
     if (aside || ++kept > FB_TRAIN_KEEP_CHECKPOINTS) {
@@ -960,105 +959,6 @@ static int write_example_losses(run *r, const char *dir, fb_err *err) {
   return rc;
 }
 
-/* The finished output is built in a hidden sibling of out, ".<name>.partial", and renamed into
- * place in one step: a directory at out is always whole. When out exists already (the CLI keeps
- * its checkpoints in out/checkpoints; a resumed job had published before it was killed) it
- * steps aside as ".<name>.replaced" for the rename, and what it held that the new output lacks
- * (the checkpoints) moves into the new one. fb_train_settle_output finishes or undoes what a
- * crash cut short. */
-static int sibling(char *dst, size_t n, const char *out, const char *what, fb_err *err) {
-  size_t len = strlen(out), base;
-  while (len > 1 && out[len - 1] == '/')
-    len--;
-  for (base = len; base > 0 && out[base - 1] != '/'; base--)
-    ;
-  int name = (int)(len - base);
-  int w = what ? snprintf(dst, n, "%.*s.%.*s.%s", (int)base, out, name, out + base, what)
-               : snprintf(dst, n, "%.*s", base ? (int)base : 1, base ? out : ".");
-  if (w < 0 || (size_t)w >= n)
-    return fb_err_set(err, FB_EINVALID, "%s: path too long", out);
-  return 0;
-}
-
-static int io_fail(fb_err *err, const char *what, const char *a, const char *b) {
-  return fb_err_set(err, FB_EIO, "%s: cannot %s %s: %s", a, what, b, strerror(errno));
-}
-
-/* Move what `aside` holds and out lacks into out, then remove aside. */
-static int take_back(const char *aside, const char *out, fb_err *err) {
-  DIR *d = opendir(aside);
-  if (!d)
-    return fb_err_set(err, FB_EIO, "%s: %s", aside, strerror(errno));
-  char from[2 * FB_SPEC_PATH], to[2 * FB_SPEC_PATH];
-  struct dirent *e;
-  int rc = 0;
-  struct stat st;
-  while (!rc && (e = readdir(d)) != NULL) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-      continue;
-    snprintf(from, sizeof from, "%s/%s", aside, e->d_name);
-    snprintf(to, sizeof to, "%s/%s", out, e->d_name);
-    if (lstat(to, &st) != 0 && rename(from, to) != 0)
-      rc = io_fail(err, "move it to", from, to);
-  }
-  closedir(d);
-  if (!rc && !(rc = fb_sync_dir(out, err)))
-    rc = fb_remove_tree(aside, err);
-  return rc;
-}
-
-int fb_train_settle_checkpoints(const char *ckdir) {
-  struct dirent **list;
-  int n = scandir(ckdir, &list, is_step_entry, alphasort), removed = 0;
-  for (int i = 0; i < n; i++) {
-    const char *dot = strrchr(list[i]->d_name, '.');
-    if (dot && strcmp(dot, ".tmp") == 0) {
-      char path[FB_SPEC_PATH + 300];
-      snprintf(path, sizeof path, "%s/%s", ckdir, list[i]->d_name);
-      removed += fb_remove_tree(path, NULL) == 0;
-    }
-    free(list[i]);
-  }
-  if (n >= 0)
-    free(list);
-  return removed;
-}
-
-int fb_train_settle_output(const char *out, fb_err *err) {
-  char partial[FB_SPEC_PATH + 16], replaced[FB_SPEC_PATH + 16], parent[FB_SPEC_PATH];
-  int rc;
-  if ((rc = sibling(partial, sizeof partial, out, "partial", err)) ||
-      (rc = sibling(replaced, sizeof replaced, out, "replaced", err)) ||
-      (rc = sibling(parent, sizeof parent, out, NULL, err)))
-    return rc;
-  if ((rc = fb_remove_tree(partial, err)) && rc != FB_ENOTFOUND)
-    return rc;
-  if (access(replaced, F_OK) != 0)
-    return 0;
-  if (access(out, F_OK) == 0) /* the new output was in place: finish */
-    return take_back(replaced, out, err);
-  if (rename(replaced, out) != 0) /* it was not: undo */
-    return io_fail(err, "rename it to", replaced, out);
-  return fb_sync_dir(parent, err);
-}
-
-/* Rename the finished partial directory to out (see above). */
-static int publish(const char *partial, const char *out, fb_err *err) {
-  char replaced[FB_SPEC_PATH + 16], parent[FB_SPEC_PATH];
-  int rc;
-  if ((rc = sibling(replaced, sizeof replaced, out, "replaced", err)) ||
-      (rc = sibling(parent, sizeof parent, out, NULL, err)))
-    return rc;
-  int existed = access(out, F_OK) == 0;
-  if (existed && rename(out, replaced) != 0)
-    return io_fail(err, "rename it to", out, replaced);
-  if (rename(partial, out) != 0)
-    return io_fail(err, "rename it to", partial, out);
-  if ((rc = fb_sync_dir(parent, err)))
-    return rc;
-  return existed ? take_back(replaced, out, err) : 0;
-}
-
 static int write_summary(const char *dir, const cJSON *sum, fb_err *err) {
   char *text = cJSON_Print(sum), path[FB_SPEC_PATH + 32];
   if (!text)
@@ -1075,7 +975,7 @@ static int write_output(run *r, fb_err *err) {
     r->be->copy(r->params, r->best, r->n * sizeof *r->params);
   char dir[FB_SPEC_PATH + 16];
   cJSON *sum = NULL;
-  int rc = sibling(dir, sizeof dir, s->out, "partial", err);
+  int rc = fb_output_partial_path(dir, sizeof dir, s->out, err);
   if (!rc)
     rc = fb_mkdir_p(dir, err);
   if (!rc)
@@ -1087,7 +987,7 @@ static int write_output(run *r, fb_err *err) {
   if (!rc)
     rc = write_summary(dir, sum, err);
   if (!rc)
-    rc = publish(dir, s->out, err);
+    rc = fb_output_publish(dir, s->out, err);
   if (rc) {
     fb_remove_tree(dir, NULL);
     cJSON_Delete(sum);
@@ -1228,8 +1128,8 @@ int fb_train(fb_model *m, const fb_train_spec *spec, const fb_train_data *data,
     emit_log(&r, "info", msg);
   }
   int found = 0;
-  fb_train_settle_checkpoints(r.ckdir);
-  if ((rc = fb_train_settle_output(spec->out, err))) {
+  fb_output_settle_checkpoints(r.ckdir);
+  if ((rc = fb_output_settle(spec->out, err))) {
     fail(&r, spec->out, err);
   } else if ((rc = setup(&r, err))) {
     fail(&r, "setup", err);

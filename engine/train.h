@@ -81,18 +81,11 @@ fb_train_plan fb_train_plan_for(const fb_train_spec *s, long n_train);
  * trains them in place. Writes checkpoints under spec->checkpoints (or spec->out/checkpoints)
  * and, at the end, the adapter (or model), summary.json and example_losses.json (each training
  * example's final loss, worst first: {line, loss, trained_tokens}) to spec->out, all at once
- * (see fb_train_settle_output). Errors (bad data, a checkpoint that does not fit, a non-finite
- * or exploding loss, I/O) are also reported as an `error` event with `where`; the last good
+ * (see output.h). Errors (bad data, a checkpoint that does not fit, a non-finite or
+ * exploding loss, I/O) are also reported as an `error` event with `where`; the last good
  * checkpoint is left as it was. */
 int fb_train(fb_model *m, const fb_train_spec *spec, const fb_train_data *data,
              const fb_train_opts *opts, fb_err *err);
-
-/* The output appears at spec->out in one step: it is built in the hidden sibling
- * ".<name>.partial" and renamed into place (an existing out steps aside as ".<name>.replaced",
- * and what it held that the new output lacks, such as out/checkpoints, moves into the new one).
- * This settles what a run killed in between left: removes a partial directory, and finishes or
- * undoes a replacement. fb_train calls it first; the job registry for each job it opens. */
-int fb_train_settle_output(const char *out, fb_err *err);
 
 /* The LoRA weights of one checkpoint of a run of spec s on m (step_dir: its
  * checkpoints/step-N), the step's own, saved as a PEFT adapter directory out (fb_lora_save).
@@ -100,10 +93,5 @@ int fb_train_settle_output(const char *out, fb_err *err);
  * the tensor and both shapes. */
 int fb_checkpoint_adapter(const fb_model *m, const fb_train_spec *s, const char *step_dir,
                           const char *out, fb_err *err);
-
-/* Remove the step-N.tmp directories a checkpoint cut short (a full disk, a kill) left in ckdir
- * (never step-N.old: a load falls back to it). Returns how many went. fb_train calls it before
- * it loads a checkpoint; the job registry for each job it opens. */
-int fb_train_settle_checkpoints(const char *ckdir);
 
 #endif

@@ -14,6 +14,7 @@
 #include "fsutil.h"
 #include "safetensors.h"
 #include "test.h"
+#include "output.h"
 #include "train.h"
 
 #define N_EX 20
@@ -425,7 +426,7 @@ TEST(a_checkpoint_on_a_full_disk_fails_clearly_and_leaves_no_tmp) {
   unlink(cmd);
   snprintf(cmd, sizeof cmd, "%s/step-00000009.tmp", ck); /* as a kill would leave it */
   REQUIRE(fb_mkdir_p(cmd, NULL) == 0);
-  CHECK_INT(fb_train_settle_checkpoints(ck), 1);
+  CHECK_INT(fb_output_settle_checkpoints(ck), 1);
   CHECK_INT(count_tmp(ck), 0);
   snprintf(cmd, sizeof cmd, "umount '%s'", ck);
   CHECK_INT(system(cmd), 0);
