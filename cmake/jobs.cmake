@@ -1,6 +1,8 @@
 # jobs.cmake: the job registry (jobs.c, on libuv) and its Lua binding in the host, and their
 # tests, which run tests/jobs/worker.lua under the fastbrain binary as real worker processes.
-target_sources(fb_host PRIVATE engine/jobs.c engine/memcg.c engine/l_jobs.c)
+target_sources(fb_host PRIVATE engine/jobs.c engine/jobs_record.c engine/jobs_events.c
+                               engine/jobs_worker.c engine/jobs_recover.c engine/memcg.c
+                               engine/l_jobs.c)
 
 fb_add_c_test(jobs tests/c/test_jobs.c LIBS fb_host)
 target_compile_definitions(test_jobs PRIVATE FB_BIN="$<TARGET_FILE:fastbrain>")
