@@ -12,7 +12,7 @@
 #include <uv.h>
 
 #include "fsutil.h"
-#include "l_train.h"
+#include "signals.h"
 #include "paths.h"
 #include "train_spec.h"
 #include "vm.h"
@@ -212,7 +212,7 @@ static cJSON *read_spec(const char *path) {
 }
 
 int fb_cmd_train(int argc, char **argv) {
-  fb_train_catch_signals(); /* from here on a SIGTERM ends in a cancel, never in a kill */
+  fb_signals_catch_term_for_process(); /* from here on a SIGTERM ends in a cancel, never in a kill */
   int json = 0, resume = 0, estimate = 0, rc = 0;
   const char *scenarios = NULL;
   cJSON *spec = cJSON_CreateObject();
@@ -264,7 +264,7 @@ int fb_cmd_train(int argc, char **argv) {
 }
 
 int fb_cmd_worker(int argc, char **argv) {
-  fb_train_catch_signals();
+  fb_signals_catch_term_for_process();
   if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
     printf(
         "usage: fastbrain worker JOBDIR\n\nRun JOBDIR/spec.json as `fastbrain train --json` does, "

@@ -1,9 +1,11 @@
 /* l_core.c: module `fastbrain.core`, the small C functions behind the `fastbrain` table:
- * a monotonic clock, signal handlers, exit, isatty, the version and the bundle root. */
+ * a monotonic clock, signal handlers, the runaway guard (runaway.c), exit, isatty, the version
+ * and the bundle root. */
 #include <lauxlib.h>
 #include <uv.h>
 
 #include "modules.h"
+#include "runaway.h"
 #include "signals.h"
 #include "vm.h"
 
@@ -32,10 +34,12 @@ int luaopen_fastbrain_core(lua_State *L) {
   static const luaL_Reg funcs[] = {
       {"now", core_now},
       {"on_signal", fb_signals_lua_on_signal},
+      {"guard", fb_runaway_lua_guard},
       {"exit", core_exit},
       {"isatty", core_isatty},
       {NULL, NULL},
   };
+  fb_runaway_track_coroutines(L);
   luaL_newlib(L, funcs);
   lua_pushstring(L, FB_VERSION);
   lua_setfield(L, -2, "version");

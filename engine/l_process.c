@@ -13,6 +13,7 @@
 
 #include "fsutil.h"
 #include "modules.h"
+#include "signals.h"
 #include "vm.h"
 
 #define CHILD_MT "fastbrain.child"
@@ -55,15 +56,6 @@ struct child_box {
 };
 
 static long live_children; /* allocated and not yet freed by their last close callback */
-
-/* Writing stdin to a child that exited without reading it all raises SIGPIPE, whose default
- * action ends this whole process (the server); ignored, the write fails with EPIPE instead.
- * uv_spawn resets signal dispositions in the child, so children keep the default. */
-static void ignore_sigpipe(void) {
-  struct sigaction sa = {.sa_handler = SIG_IGN};
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGPIPE, &sa, NULL);
-}
 
 static void on_handle_closed(uv_handle_t *h) {
   child *c = h->data;
@@ -441,7 +433,7 @@ int luaopen_fastbrain_child(lua_State *L) {
   static const luaL_Reg methods[] = {{"kill", child_kill}, {"pid", child_pid}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {
       {"spawn", child_spawn}, {"exepath", child_exepath}, {"live", child_live}, {NULL, NULL}};
-  ignore_sigpipe();
+  fb_signals_ignore_sigpipe(); /* stdin written to a child that exited: EPIPE, not death */
   luaL_newmetatable(L, CHILD_MT);
   lua_pushcfunction(L, child_gc);
   lua_setfield(L, -2, "__gc");

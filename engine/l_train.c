@@ -3,13 +3,12 @@
  * model and runs train.c in this process, blocking. It does not read datasets itself.
  * checkpoint_adapter turns a run's checkpoint into an adapter directory. */
 #include <lauxlib.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "l_train.h"
 #include "modules.h"
+#include "signals.h"
 #include "train.h"
 #include "vm.h"
 
@@ -118,49 +117,6 @@ static void read_prompts(lua_State *L, int data, const char *key, fb_train_promp
   lua_pop(L, 1);
 }
 
-/* The run's flag: SIGTERM or SIGINT (when asked for) or a failing hook sets it. */
-static volatile sig_atomic_t cancel_flag;
-static int process_catches; /* fb_train_catch_signals ran: the flag outlives single runs */
-static void on_term(int sig) {
-  (void)sig;
-  cancel_flag = 1;
-}
-
-/* Point SIGTERM and SIGINT at on_term; the previous actions go to old (two), when given. */
-static void catch_term(struct sigaction *old) {
-  struct sigaction sa = {.sa_handler = on_term, .sa_flags = SA_RESTART};
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, old ? &old[0] : NULL);
-  sigaction(SIGINT, &sa, old ? &old[1] : NULL);
-}
-
-static void *wait_for_term(void *set) {
-  int sig;
-  for (;;)
-    if (sigwait(set, &sig) == 0)
-      cancel_flag = 1;
-  return NULL;
-}
-
-/* A signal handler that interrupts a thread inside oneDNN's generated code corrupts its heap now
- * and then (seen in the gemm self-test), so the process's own threads never take the signals: the
- * calling thread blocks them before it starts any other, and one thread waits for them. The
- * handler stays for threads libraries started before main (OpenBLAS's). */
-void fb_train_catch_signals(void) {
-  static sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  catch_term(NULL);
-  pthread_sigmask(SIG_BLOCK, &set, NULL);
-  pthread_t waiter;
-  if (pthread_create(&waiter, NULL, wait_for_term, &set) == 0)
-    pthread_detach(waiter);
-  else
-    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-  process_catches = 1;
-}
-
 typedef struct hook {
   lua_State *L;
   int fn;     /* stack index of on_event */
@@ -180,7 +136,7 @@ static void call_hook(void *ud, const cJSON *event, fb_train_control *ctl) {
   free(line);
   if (fb_vm_pcall(h->L, 1, 1, "fastbrain.train hook") != LUA_OK) {
     h->failed = 1;
-    cancel_flag = 1;
+    fb_signals_cancel = 1; /* a failing hook stops the run too */
     return;
   }
   if (lua_type(h->L, -1) == LUA_TNUMBER)
@@ -248,18 +204,16 @@ static int run(lua_State *L) {
   }
   hook h = {.L = L, .fn = 3};
   /* A signal the process caught while it loaded cancels this run before its first step. */
-  int scoped = catch && !process_catches;
+  int scoped = catch && !fb_signals_catching_for_process();
   struct sigaction old[2];
-  if (!process_catches)
-    cancel_flag = 0;
+  if (!fb_signals_catching_for_process())
+    fb_signals_cancel = 0;
   if (scoped)
-    catch_term(old);
-  fb_train_opts o = {.on_event = call_hook, .ud = &h, .cancel = &cancel_flag, .resume = resume};
+    fb_signals_catch_term(old);
+  fb_train_opts o = {.on_event = call_hook, .ud = &h, .cancel = &fb_signals_cancel, .resume = resume};
   int rc = fb_train(m, &spec, &data, &o, &err);
-  if (scoped) {
-    sigaction(SIGTERM, &old[0], NULL);
-    sigaction(SIGINT, &old[1], NULL);
-  }
+  if (scoped)
+    fb_signals_restore_term(old);
   fb_model_free(m);
   if (h.failed)
     return luaL_error(

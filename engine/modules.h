@@ -5,7 +5,7 @@
 
 #include <lua.h>
 
-int luaopen_fastbrain_core(lua_State *L);   /* l_core.c: now, on_signal, version, root */
+int luaopen_fastbrain_core(lua_State *L);   /* l_core.c: now, on_signal, guard, version, root */
 int luaopen_fastbrain_json(lua_State *L);   /* l_json.c */
 int luaopen_fastbrain_timer(lua_State *L);  /* l_timer.c */
 int luaopen_fastbrain_log(lua_State *L);    /* l_log.c */

@@ -1,9 +1,11 @@
-/* signals.c: SIGINT/SIGTERM watchers on the loop and their Lua handlers. The handlers live in
- * a registry table keyed by signal name; without one the loop is stopped with 128 + signum. */
+/* signals.c: the process's signal dispositions (signals.h). On the loop: SIGINT/SIGTERM
+ * watchers and their Lua handlers, which live in a registry table keyed by signal name (without
+ * one the loop is stopped with 128 + signum). Off it: training's cancel flag, SIGPIPE, and the
+ * runaway guard's signal. */
 #include "signals.h"
 
 #include <lauxlib.h>
-#include <signal.h>
+#include <pthread.h>
 #include <string.h>
 #include <uv.h>
 
@@ -73,4 +75,64 @@ int fb_signals_lua_on_signal(lua_State *L) {
   lua_pushvalue(L, 2);
   lua_setfield(L, -2, watched[which].name);  /* handlers[name] = fn (nil restores the default) */
   return 0;
+}
+
+/* ---- training: SIGTERM and SIGINT cancel the run between steps ---- */
+
+volatile sig_atomic_t fb_signals_cancel;
+static int catching_for_process;
+
+static void on_term(int sig) {
+  (void)sig;
+  fb_signals_cancel = 1;
+}
+
+void fb_signals_catch_term(struct sigaction old[2]) {
+  struct sigaction sa = {.sa_handler = on_term, .sa_flags = SA_RESTART};
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, old ? &old[0] : NULL);
+  sigaction(SIGINT, &sa, old ? &old[1] : NULL);
+}
+
+void fb_signals_restore_term(const struct sigaction old[2]) {
+  sigaction(SIGTERM, &old[0], NULL);
+  sigaction(SIGINT, &old[1], NULL);
+}
+
+static void *wait_for_term(void *set) {
+  int sig;
+  for (;;)
+    if (sigwait(set, &sig) == 0) fb_signals_cancel = 1;
+  return NULL;
+}
+
+/* The handler stays for threads libraries started before main (OpenBLAS's). */
+void fb_signals_catch_term_for_process(void) {
+  static sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  fb_signals_catch_term(NULL);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+  pthread_t waiter;
+  if (pthread_create(&waiter, NULL, wait_for_term, &set) == 0) pthread_detach(waiter);
+  else pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+  catching_for_process = 1;
+}
+
+int fb_signals_catching_for_process(void) { return catching_for_process; }
+
+/* ---- the rest ---- */
+
+void fb_signals_ignore_sigpipe(void) {
+  struct sigaction sa = {.sa_handler = SIG_IGN};
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGPIPE, &sa, NULL);
+}
+
+int fb_signals_runaway(void (*handler)(int)) {
+  int signum = SIGRTMIN + 3;
+  struct sigaction sa = {.sa_handler = handler, .sa_flags = SA_RESTART};
+  sigemptyset(&sa.sa_mask);
+  return sigaction(signum, &sa, NULL) == 0 ? signum : -1;
 }

@@ -410,7 +410,7 @@ function App:_worker()
   -- A runaway stopped after a yield was resumed by someone else (a timer, a socket): answer
   -- its request here. One stopped in _dispatch's own resume is answered there.
   local waiting = self.waiting
-  http.guard(co, self.runaway, function(err)
+  fb.guard(co, self.runaway, function(err)
     local w = waiting[co]
     if w then
       waiting[co] = nil
