@@ -10,7 +10,7 @@ add_library(fb_llhttp STATIC ${FB_LLHTTP_DIR}/api.c ${FB_LLHTTP_DIR}/http.c
 target_include_directories(fb_llhttp SYSTEM PUBLIC ${FB_LLHTTP_INCLUDE})
 target_compile_options(fb_llhttp PRIVATE -w)
 
-add_library(fb_http STATIC engine/http_server.c engine/http_conn.c engine/http_guard.c
+add_library(fb_http STATIC engine/http_server.c engine/http_conn.c engine/http_response.c engine/http_guard.c
             engine/http_static.c engine/http_sse.c engine/http_route.c)
 target_link_libraries(fb_http PUBLIC fb_core PkgConfig::LIBUV PRIVATE fb_llhttp)
 

@@ -1,180 +1,18 @@
 /* http_conn.c: one connection: llhttp parsing under the limits table, timeouts, keep-alive
- * and pipelining (one request in flight per connection, answered in order), the response
- * writer with its queue cap, lingering close. Listening and shutdown are http_server.c's;
- * static files, SSE framing and the Host/Origin/token checks live in their own files. */
+ * and pipelining (one request in flight per connection, answered in order), the output queue
+ * with its cap, lingering close. Listening and shutdown are http_server.c's; the response
+ * writer, static files, SSE framing and the Host/Origin/token checks live in their own files. */
 #include "http_impl.h"
 
-#include "log.h"
-
-#include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #define READ_CHUNK 16384
 #define MAX_BUFFERED 65536   /* pipelined input held while a request is in flight */
 #define LINGER_MS 2000       /* after a final response, wait this long for the peer's FIN */
-
-/* Room for len more bytes and a NUL. */
-static int buf_reserve(buf *b, size_t len) {
-  if (b->len + len + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + len + 1) cap *= 2;
-    char *p = realloc(b->data, cap);
-    if (!p) return FB_ENOMEM;
-    b->data = p;
-    b->cap = cap;
-  }
-  return 0;
-}
-
-int fb_http_buf_add(buf *b, const void *data, size_t len) {
-  if (buf_reserve(b, len)) return FB_ENOMEM;
-  if (len) memcpy(b->data + b->len, data, len);
-  b->len += len;
-  return 0;
-}
-
-static int buf_printf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int buf_printf(buf *b, const char *fmt, ...) {
-  char tmp[512];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-  va_end(ap);
-  if (n < 0 || (size_t)n >= sizeof tmp) return FB_EINVALID;
-  return fb_http_buf_add(b, tmp, (size_t)n);
-}
-
-/* ---- status line and headers ---- */
-
-static const char *status_text(int status) {
-  switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 413: return "Payload Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 417: return "Expectation Failed";
-    case 422: return "Unprocessable Entity";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-  }
-  return "Unknown";
-}
-
-/* Decimal text of v into out (no NUL); returns its length. */
-static size_t u64_text(char *out, uint64_t v) {
-  char tmp[24];
-  size_t n = 0;
-  do {
-    tmp[n++] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
-  return n;
-}
-
-/* The Date header value, formatted once per second. */
-static const char *http_date(fb_http_server *srv) {
-  time_t now = time(NULL);
-  if (now != srv->date_sec) {
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(srv->date, sizeof srv->date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    srv->date_sec = now;
-  }
-  return srv->date;
-}
-
-static int has_crlf(const char *s) { return s && strpbrk(s, "\r\n") != NULL; }
-
-static char *put(char *p, const char *s, size_t n) {
-  memcpy(p, s, n);
-  return p + n;
-}
-
-#define PUT_LIT(p, lit) put((p), (lit), sizeof(lit) - 1)
-#define HEAD_FIXED 256  /* room for everything but the caller's headers and the CSP */
-
-/* content_length >= 0: fixed; -1: streamed (chunked on 1.1, close-delimited on 1.0);
- * -2: no body headers at all (304, 204). Sized once, then copied: no append calls. */
-int fb_http_head(fb_http_conn *c, buf *out, int status, const fb_http_header *headers,
-                 int nheaders, int64_t content_length) {
-  static const char csp[] = "Content-Security-Policy: default-src 'self'; img-src 'self' data:; "
-                            "object-src 'none'; frame-ancestors 'none'; base-uri 'self'\r\n";
-  if (status < 100 || status > 999) return FB_EINVALID;
-  size_t need = HEAD_FIXED + sizeof csp;
-  int html = 0;
-  for (int i = 0; i < nheaders; i++) {
-    const fb_http_header *h = &headers[i];
-    if (!h->name || !h->value || !*h->name || has_crlf(h->name) || has_crlf(h->value) ||
-        strchr(h->name, ':'))
-      return FB_EINVALID;
-    if (strcasecmp(h->name, "content-type") == 0 && strncasecmp(h->value, "text/html", 9) == 0)
-      html = 1;
-    need += strlen(h->name) + strlen(h->value) + 4;
-  }
-  if (c->srv->closing) c->keep_alive = 0;
-  c->chunked_out = 0;
-  if (content_length == -1) {
-    if (c->req.http_minor >= 1) c->chunked_out = 1;
-    else c->keep_alive = 0;
-  }
-  out->len = 0;
-  if (buf_reserve(out, need)) return FB_ENOMEM;
-  char *p = out->data, num[24];
-  const char *text = status_text(status), *date = http_date(c->srv);
-  p = PUT_LIT(p, "HTTP/1.1 ");
-  p = put(p, num, u64_text(num, (uint64_t)status));
-  *p++ = ' ';
-  p = put(p, text, strlen(text));
-  p = PUT_LIT(p, "\r\nDate: ");
-  p = put(p, date, strlen(date));
-  p = PUT_LIT(p, "\r\nX-Content-Type-Options: nosniff\r\n");
-  for (int i = 0; i < nheaders; i++) {
-    p = put(p, headers[i].name, strlen(headers[i].name));
-    p = PUT_LIT(p, ": ");
-    p = put(p, headers[i].value, strlen(headers[i].value));
-    p = PUT_LIT(p, "\r\n");
-  }
-  if (html) p = put(p, csp, sizeof csp - 1);
-  if (content_length >= 0) {
-    p = PUT_LIT(p, "Content-Length: ");
-    p = put(p, num, u64_text(num, (uint64_t)content_length));
-    p = PUT_LIT(p, "\r\n");
-  }
-  if (c->chunked_out) p = PUT_LIT(p, "Transfer-Encoding: chunked\r\n");
-  if (!c->keep_alive) p = PUT_LIT(p, "Connection: close\r\n");
-  else if (c->req.http_minor == 0) p = PUT_LIT(p, "Connection: keep-alive\r\n");
-  p = PUT_LIT(p, "\r\n");
-  out->len = (size_t)(p - out->data);
-  return 0;
-}
 
 /* ---- writing ---- */
 
@@ -203,7 +41,7 @@ static void on_write(uv_write_t *w, int status) {
     fb_http_conn_close(c);
     return;
   }
-  if (c->file_fd >= 0) fb_http_static_pump(c);
+  if (c->hooks && c->hooks->drained) c->hooks->drained(c);
   else if (c->state == CONN_IDLE && c->in_off < c->in.len && !output_full(c)) {
     read_start(c);  /* pipelined requests held back while the client was not reading */
     process_input(c);
@@ -263,6 +101,12 @@ static void timer_fired(uv_timer_t *t);
 /* The connection's one deadline, ms from now (loop time). The timer is restarted only when
  * it would fire too late: across keep-alive requests it stays armed, and timer_fired sets it
  * again for whatever time is left, so answering a request costs no timer work. */
+void fb_http_conn_set_hooks(fb_http_conn *c, const fb_http_body_hooks *hooks) {
+  const fb_http_body_hooks *old = c->hooks;
+  c->hooks = hooks;
+  if (old && old->end) old->end(c);
+}
+
 void fb_http_conn_timer(fb_http_conn *c, uint64_t ms) {
   if (c->closing) return;
   c->deadline = uv_now(c->srv->loop) + ms;
@@ -293,10 +137,7 @@ static void on_conn_handle_closed(uv_handle_t *h) {
 void fb_http_conn_close(fb_http_conn *c) {
   if (c->closing) return;
   c->closing = 1;
-  if (c->file_fd >= 0) {
-    close(c->file_fd);
-    c->file_fd = -1;
-  }
+  fb_http_conn_set_hooks(c, NULL);
   fb_http_close_fn fn = c->on_close;
   c->on_close = NULL;
   if (fn) fn(c->on_close_ud, &c->req);
@@ -306,10 +147,9 @@ void fb_http_conn_close(fb_http_conn *c) {
   else srv->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   srv->nconns--;
-  fb_http_sse_end(c);
   uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
   uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
-  fb_http_server_maybe_done(srv);
+  srv->conn_freed(srv);
 }
 
 static void on_shutdown(uv_shutdown_t *s, int status) {
@@ -347,23 +187,12 @@ static void reset_request(fb_http_conn *c) {
   c->err_status = 0;
   c->err_msg = NULL;
   c->is_head = 0;
-  fb_http_sse_end(c);
+  fb_http_conn_set_hooks(c, NULL);
   c->on_close = NULL;
   memset(&c->req, 0, sizeof c->req);
   c->req.http_minor = 1;
   c->req.remote_addr = c->remote;
   c->req.method = c->req.target = c->req.path = c->req.query = c->req.body = "";
-}
-
-static int json_escape(buf *b, const char *s) {
-  int rc = 0;
-  for (; *s && rc == 0; s++) {
-    unsigned char ch = (unsigned char)*s;
-    if (ch == '"' || ch == '\\') rc = buf_printf(b, "\\%c", ch);
-    else if (ch < 0x20) rc = buf_printf(b, "\\u%04x", ch);
-    else rc = fb_http_buf_add(b, s, 1);
-  }
-  return rc;
 }
 
 static int respond_error_reason(fb_http_conn *c, int status, const char *msg) {
@@ -396,7 +225,7 @@ static void timer_fired(uv_timer_t *t) {
       fail_request(c, 408, "request timeout");
       break;
     case CONN_STREAM:
-      if (c->sse) fb_http_sse_heartbeat(c);
+      if (c->hooks && c->hooks->tick) c->hooks->tick(c);
       else fb_http_conn_close(c);  /* a file stream that stopped moving */
       break;
     case CONN_HANDLER:
@@ -576,7 +405,7 @@ static int build_request(fb_http_conn *c, llhttp_t *p) {
   size_t path_len = q ? (size_t)(q - c->head.data) : target_len;
   size_t query_off = q ? path_len + 1 : target_len;
   size_t path_off = c->head.len;
-  if (buf_reserve(&c->head, path_len + 1)) return FB_ENOMEM;
+  if (fb_http_buf_reserve(&c->head, path_len + 1)) return FB_ENOMEM;
   memcpy(c->head.data + path_off, c->head.data, path_len);
   c->head.data[path_off + path_len] = '\0';
   c->head.len += path_len + 1;
@@ -700,9 +529,6 @@ static int on_message_complete(llhttp_t *p) {
   return HPE_PAUSED;
 }
 
-static int respond_json_error(fb_http_req *r, int status, const char *msg,
-                              const fb_http_header *extra);
-
 /* GET /?token=T: the token goes into an HttpOnly cookie and out of the address bar (and of
  * the history and any Referer). 1 when the request was such a link and is answered. */
 static int answer_token_link(fb_http_conn *c) {
@@ -710,7 +536,7 @@ static int answer_token_link(fb_http_conn *c) {
   int st = fb_http_guard_link(c->srv, &c->req, &msg);
   if (st == 0) return 0;
   if (st != 302) {
-    respond_json_error(&c->req, st, msg, NULL);
+    fb_http_respond_json_error(&c->req, st, msg, NULL);
     return 1;
   }
   char name[32], cookie[320];
@@ -724,12 +550,12 @@ static int answer_token_link(fb_http_conn *c) {
 
 static void dispatch(fb_http_conn *c) {
   fb_http_req *r = &c->req;
-  if (answer_token_link(c) || fb_http_static_try(c)) return;
+  if (answer_token_link(c) || c->srv->answer_static(c)) return;
   const char *msg = NULL, *challenge = NULL;
   int st = fb_http_guard_token(c->srv, r, &msg, &challenge);
   if (st) {
     fb_http_header h = {"WWW-Authenticate", challenge};
-    respond_json_error(r, st, msg, &h);
+    fb_http_respond_json_error(r, st, msg, &h);
     return;
   }
   c->srv->cfg.on_request(c->srv->cfg.ud, r);
@@ -789,7 +615,7 @@ static void process_input(fb_http_conn *c) {
 /* The response to the current request is fully queued. */
 void fb_http_finish(fb_http_conn *c) {
   c->on_close = NULL;
-  fb_http_sse_end(c);
+  fb_http_conn_set_hooks(c, NULL);
   if (c->closing) return;
   if (!c->keep_alive || c->srv->closing) {
     start_linger(c);
@@ -804,115 +630,6 @@ void fb_http_finish(fb_http_conn *c) {
    * carries on): answering never re-enters the request callback. */
   int pending = !c->processing && c->in_off < c->in.len;
   fb_http_conn_timer(c, pending ? 0 : c->srv->cfg.limits.idle_timeout_ms);
-}
-
-/* ---- responses ---- */
-
-static fb_http_conn *live(fb_http_req *r, conn_state want) {
-  fb_http_conn *c = r ? r->conn : NULL;
-  if (!c || c->closing || c->state != want || &c->req != r) return NULL;
-  return c;
-}
-
-const char *fb_http_req_header(const fb_http_req *r, const char *lname) {
-  for (int i = 0; i < r->nheaders; i++)
-    if (strcmp(r->headers[i].name, lname) == 0) return r->headers[i].value;
-  return NULL;
-}
-
-void fb_http_req_on_close(fb_http_req *r, fb_http_close_fn fn, void *ud) {
-  fb_http_conn *c = r ? r->conn : NULL;
-  if (!c || c->closing) return;
-  c->on_close = fn;
-  c->on_close_ud = ud;
-}
-
-int fb_http_respond(fb_http_req *r, int status, const fb_http_header *headers, int nheaders,
-                    const void *body, size_t len) {
-  fb_http_conn *c = live(r, CONN_HANDLER);
-  if (!c) return FB_EINVALID;
-  int bodyless = status == 204 || status == 304 || status < 200;
-  int rc = fb_http_head(c, &c->out, status, headers, nheaders, bodyless ? -2 : (int64_t)len);
-  if (rc) return rc;
-  uv_buf_t b[2] = {uv_buf_init(c->out.data, (unsigned)c->out.len),
-                   uv_buf_init((char *)body, (unsigned)len)};
-  rc = fb_http_conn_write(c, b, (c->is_head || bodyless || !len) ? 1 : 2);
-  if (rc == 0) fb_http_finish(c);
-  return rc;
-}
-
-int fb_http_respond_file(fb_http_req *r, int status, const fb_http_header *headers, int nheaders,
-                         const char *path) {
-  fb_http_conn *c = live(r, CONN_HANDLER);
-  if (!c) return FB_EINVALID;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return FB_ENOTFOUND;
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    close(fd);
-    return FB_ENOTFOUND;
-  }
-  return fb_http_send_fd(c, status, fd, (uint64_t)st.st_size, headers, nheaders);
-}
-
-/* {"error": msg} as JSON, with one more header when extra is not NULL. */
-static int respond_json_error(fb_http_req *r, int status, const char *msg,
-                              const fb_http_header *extra) {
-  fb_http_conn *c = live(r, CONN_HANDLER);
-  if (!c) return FB_EINVALID;
-  buf body = {0};
-  int rc = fb_http_buf_add(&body, "{\"error\":\"", 10);
-  if (rc == 0) rc = json_escape(&body, msg ? msg : "error");
-  if (rc == 0) rc = fb_http_buf_add(&body, "\"}", 2);
-  fb_http_header h[2] = {{"Content-Type", "application/json"}};
-  if (extra) h[1] = *extra;
-  if (rc == 0) rc = fb_http_respond(r, status, h, extra ? 2 : 1, body.data, body.len);
-  free(body.data);
-  return rc;
-}
-
-int fb_http_respond_error(fb_http_req *r, int status, const char *msg) {
-  return respond_json_error(r, status, msg, NULL);
-}
-
-int fb_http_stream_begin(fb_http_req *r, int status, const fb_http_header *headers,
-                         int nheaders) {
-  fb_http_conn *c = live(r, CONN_HANDLER);
-  if (!c) return FB_EINVALID;
-  int rc = fb_http_head(c, &c->out, status, headers, nheaders, -1);
-  if (rc) return rc;
-  uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
-  if ((rc = fb_http_conn_write(c, &b, 1))) return rc;
-  c->state = CONN_STREAM;
-  return 0;
-}
-
-int fb_http_stream_write(fb_http_req *r, const void *data, size_t len) {
-  fb_http_conn *c = live(r, CONN_STREAM);
-  if (!c) return FB_EINVALID;
-  if (c->is_head || len == 0) return 0;
-  if (c->queued + len > c->srv->cfg.limits.max_write_queue) {
-    fb_warn("http: %s: client is not reading, dropped (%zu bytes queued)", c->remote, c->queued);
-    fb_http_conn_close(c);
-    return FB_ELIMIT;
-  }
-  char size[24];
-  int n = snprintf(size, sizeof size, "%zx\r\n", len);
-  uv_buf_t b[3] = {uv_buf_init(size, (unsigned)n), uv_buf_init((char *)data, (unsigned)len),
-                   uv_buf_init("\r\n", 2)};
-  return c->chunked_out ? fb_http_conn_write(c, b, 3) : fb_http_conn_write(c, b + 1, 1);
-}
-
-int fb_http_stream_end(fb_http_req *r) {
-  fb_http_conn *c = live(r, CONN_STREAM);
-  if (!c) return FB_EINVALID;
-  if (c->chunked_out && !c->is_head) {
-    uv_buf_t b = uv_buf_init("0\r\n\r\n", 5);
-    int rc = fb_http_conn_write(c, &b, 1);
-    if (rc) return rc;
-  }
-  fb_http_finish(c);
-  return 0;
 }
 
 /* ---- accepting ---- */

@@ -1,5 +1,5 @@
 /* http_impl.h: the private structures shared by the files of the HTTP server (http_server.c,
- * http_conn.c, http_static.c, http_sse.c, http_guard.c). Not part of the public surface: include http.h. */
+ * http_conn.c, http_response.c, http_static.c, http_sse.c, http_guard.c). Not part of the public surface: include http.h. */
 #ifndef FB_HTTP_IMPL_H
 #define FB_HTTP_IMPL_H
 
@@ -40,6 +40,11 @@ struct fb_http_server {
   int handles_open;            /* listener + grace timer still open */
   void (*done)(void *ud);
   void *done_ud;
+  /* Set by http_server.c for its connections, which call no server or static code by name:
+   * answer_static answers a request from a static mount (1) or lets it through (0);
+   * conn_freed runs after each connection is gone. */
+  int (*answer_static)(fb_http_conn *c);
+  void (*conn_freed)(fb_http_server *srv);
   char date[40];               /* Date header, cached for date_sec */
   time_t date_sec;
 };
@@ -48,6 +53,14 @@ typedef struct buf {
   char *data;
   size_t len, cap;
 } buf;
+
+/* What the kind of response in progress asks of its connection (http_sse.c, http_static.c):
+ * the connection calls these and knows no kind by name. NULL members are not wanted. */
+typedef struct fb_http_body_hooks {
+  void (*drained)(fb_http_conn *c); /* the output queue moved: room for more */
+  void (*tick)(fb_http_conn *c);    /* the stream's timer fired (else the connection closes) */
+  void (*end)(fb_http_conn *c);     /* the response ended or the connection closes: release */
+} fb_http_body_hooks;
 
 struct fb_http_conn {
   fb_http_server *srv;
@@ -82,7 +95,7 @@ struct fb_http_conn {
   int keep_alive;              /* the current request allows another on this connection */
   int is_head;
   int chunked_out;             /* the response in progress is chunked */
-  int sse;                     /* the response in progress is an event stream */
+  const fb_http_body_hooks *hooks; /* of the response in progress, or NULL */
   int processing;              /* process_input is on the stack */
   int reading;                 /* uv_read_start is in effect */
   int closing;
@@ -94,19 +107,24 @@ struct fb_http_conn {
   int64_t file_off;
 };
 
-/* http_server.c */
-void fb_http_server_maybe_done(fb_http_server *srv);  /* free it once closing and empty */
-
 /* http_conn.c */
 void fb_http_conn_accept(fb_http_server *srv);  /* one pending connection on the listener */
 int fb_http_conn_write(fb_http_conn *c, const uv_buf_t *bufs, unsigned nbufs);
+void fb_http_finish(fb_http_conn *c); /* the response to the current request is fully queued */
+void fb_http_conn_close(fb_http_conn *c);
+void fb_http_conn_timer(fb_http_conn *c, uint64_t ms);  /* the deadline, ms from now */
+/* The response in progress takes its hooks (NULL: none); the previous ones end first. */
+void fb_http_conn_set_hooks(fb_http_conn *c, const fb_http_body_hooks *hooks);
+
+/* http_response.c */
+int fb_http_buf_reserve(buf *b, size_t len); /* room for len more bytes and a NUL */
+int fb_http_buf_add(buf *b, const void *data, size_t len);
 /* The response header block for `status` into out; adds the standard headers. */
 int fb_http_head(fb_http_conn *c, buf *out, int status, const fb_http_header *headers,
                  int nheaders, int64_t content_length);
-void fb_http_finish(fb_http_conn *c);
-void fb_http_conn_close(fb_http_conn *c);
-void fb_http_conn_timer(fb_http_conn *c, uint64_t ms);  /* the deadline, ms from now */
-int fb_http_buf_add(buf *b, const void *data, size_t len);
+/* {"error": msg} as JSON, with one more header when extra is not NULL. */
+int fb_http_respond_json_error(fb_http_req *r, int status, const char *msg,
+                               const fb_http_header *extra);
 
 /* http_guard.c: pure checks, no I/O. Each returns 0 or the status to answer, with *msg. */
 int fb_http_is_loopback_host(const char *host);
@@ -135,11 +153,8 @@ int fb_http_static_try(fb_http_conn *c);
  * here (now on failure, else at the end). 0, or the error of the head or the first write. */
 int fb_http_send_fd(fb_http_conn *c, int status, int fd, uint64_t size, const fb_http_header *headers,
                     int nheaders);
-/* Queue more of the file being streamed; called again as writes complete. */
-void fb_http_static_pump(fb_http_conn *c);
 
 /* http_sse.c */
-void fb_http_sse_heartbeat(fb_http_conn *c);
-void fb_http_sse_end(fb_http_conn *c);  /* the event stream, if any, no longer counts */
+int fb_http_sse_active(const fb_http_conn *c); /* an event stream is the response in progress */
 
 #endif

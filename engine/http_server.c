@@ -62,6 +62,12 @@ static void on_server_handle_closed(uv_handle_t *h) {
   if (done) done(ud);
 }
 
+/* Free it once closing and empty (after each connection is gone, and at close). */
+static void maybe_done(fb_http_server *srv) {
+  if (!srv->closing || srv->nconns > 0 || uv_is_closing((uv_handle_t *)&srv->grace)) return;
+  uv_close((uv_handle_t *)&srv->grace, on_server_handle_closed);
+}
+
 fb_http_server *fb_http_server_new(uv_loop_t *loop, const fb_http_config *cfg, fb_err *err) {
   if (!cfg->on_request) {
     fb_err_set(err, FB_EINVALID, "http: no request handler");
@@ -73,6 +79,8 @@ fb_http_server *fb_http_server_new(uv_loop_t *loop, const fb_http_config *cfg, f
     return NULL;
   }
   srv->loop = loop;
+  srv->answer_static = fb_http_static_try;
+  srv->conn_freed = maybe_done;
   srv->cfg = *cfg;
   srv->host = dup_str(cfg->host && *cfg->host ? cfg->host : "127.0.0.1");
   srv->token = cfg->token && *cfg->token ? dup_str(cfg->token) : NULL;
@@ -135,11 +143,6 @@ fb_http_server *fb_http_server_new(uv_loop_t *loop, const fb_http_config *cfg, f
 int fb_http_server_port(const fb_http_server *srv) { return srv->port; }
 int fb_http_server_connections(const fb_http_server *srv) { return srv->nconns; }
 
-void fb_http_server_maybe_done(fb_http_server *srv) {
-  if (!srv->closing || srv->nconns > 0 || uv_is_closing((uv_handle_t *)&srv->grace)) return;
-  uv_close((uv_handle_t *)&srv->grace, on_server_handle_closed);
-}
-
 static void on_grace(uv_timer_t *t) {
   fb_http_server *srv = t->data;
   while (srv->conns) fb_http_conn_close(srv->conns);
@@ -160,7 +163,7 @@ void fb_http_server_close(fb_http_server *srv, uint64_t grace_ms, void (*done)(v
     next = c->next;
     if (grace_ms == 0 || c->state == CONN_IDLE) {
       fb_http_conn_close(c);
-    } else if (c->state == CONN_STREAM && c->sse) {
+    } else if (c->state == CONN_STREAM && fb_http_sse_active(c)) {
       fb_http_close_fn fn = c->on_close;
       c->on_close = NULL;
       if (fn) fn(c->on_close_ud, &c->req);
@@ -169,5 +172,5 @@ void fb_http_server_close(fb_http_server *srv, uint64_t grace_ms, void (*done)(v
     }
   }
   if (srv->nconns > 0) uv_timer_start(&srv->grace, on_grace, grace_ms, 0);
-  fb_http_server_maybe_done(srv);
+  maybe_done(srv);
 }

@@ -57,6 +57,19 @@ static int sse_refused(fb_http_req *req) {
   return fb_http_respond_error(req, 503, msg) ? FB_EINVALID : FB_ELIMIT;
 }
 
+/* The stream no longer counts against the cap. */
+static void sse_end(fb_http_conn *c) { c->srv->nsse--; }
+
+/* A comment line keeps proxies and browsers from timing the stream out. */
+static void sse_heartbeat(fb_http_conn *c) {
+  if (fb_http_stream_write(&c->req, ": ping\n\n", 8) == 0)
+    fb_http_conn_timer(c, c->srv->cfg.limits.sse_heartbeat_ms);
+}
+
+static const fb_http_body_hooks sse_hooks = {.tick = sse_heartbeat, .end = sse_end};
+
+int fb_http_sse_active(const fb_http_conn *c) { return c->hooks == &sse_hooks; }
+
 int fb_http_sse_begin(fb_http_req *req, const fb_http_header *headers, int nheaders) {
   fb_http_header h[16];
   if (nheaders < 0 || nheaders > 13) return FB_EINVALID;
@@ -68,8 +81,8 @@ int fb_http_sse_begin(fb_http_req *req, const fb_http_header *headers, int nhead
   for (int i = 0; i < nheaders; i++) h[3 + i] = headers[i];
   if ((rc = fb_http_stream_begin(req, 200, h, 3 + nheaders))) return rc;
   fb_http_conn *c = req->conn;
-  c->sse = 1;
   c->srv->nsse++;
+  fb_http_conn_set_hooks(c, &sse_hooks);
   fb_http_conn_timer(c, c->srv->cfg.limits.sse_heartbeat_ms);
   return 0;
 }
@@ -77,7 +90,7 @@ int fb_http_sse_begin(fb_http_req *req, const fb_http_header *headers, int nhead
 int fb_http_sse_send(fb_http_req *req, const char *event, const char *data, size_t len,
                      const char *id) {
   if (bad_field(event) || bad_field(id) || (!data && len)) return FB_EINVALID;
-  if (!req || !req->conn || !req->conn->sse) return FB_EINVALID;
+  if (!req || !req->conn || req->conn->hooks != &sse_hooks) return FB_EINVALID;
   char small[1024];
   size_t need = fb_http_sse_frame_size(event, len, id);
   char *out = need <= sizeof small ? small : malloc(need);
@@ -88,13 +101,3 @@ int fb_http_sse_send(fb_http_req *req, const char *event, const char *data, size
   return rc;
 }
 
-void fb_http_sse_end(fb_http_conn *c) {
-  if (!c->sse) return;
-  c->sse = 0;
-  c->srv->nsse--;
-}
-
-void fb_http_sse_heartbeat(fb_http_conn *c) {
-  if (fb_http_stream_write(&c->req, ": ping\n\n", 8) == 0)
-    fb_http_conn_timer(c, c->srv->cfg.limits.sse_heartbeat_ms);
-}

@@ -150,6 +150,17 @@ int fb_http_static_try(fb_http_conn *c) {
   return 1;
 }
 
+static void file_pump(fb_http_conn *c);
+
+/* The file is closed when the response ends, whole or cut short. */
+static void file_end(fb_http_conn *c) {
+  if (c->file_fd < 0) return;
+  close(c->file_fd);
+  c->file_fd = -1;
+}
+
+static const fb_http_body_hooks file_hooks = {.drained = file_pump, .end = file_end};
+
 int fb_http_send_fd(fb_http_conn *c, int status, int fd, uint64_t size, const fb_http_header *headers,
                     int nheaders) {
   int rc = fb_http_head(c, &c->out, status, headers, nheaders, (int64_t)size);
@@ -171,11 +182,13 @@ int fb_http_send_fd(fb_http_conn *c, int status, int fd, uint64_t size, const fb
   c->file_fd = fd;
   c->file_off = 0;
   c->file_left = size;
-  fb_http_static_pump(c);
+  fb_http_conn_set_hooks(c, &file_hooks);
+  file_pump(c);
   return 0;
 }
 
-void fb_http_static_pump(fb_http_conn *c) {
+/* Queue more of the file being streamed; called again as writes complete. */
+static void file_pump(fb_http_conn *c) {
   while (c->file_fd >= 0 && !c->closing && c->queued < 2 * FILE_CHUNK) {
     size_t want = c->file_left < FILE_CHUNK ? (size_t)c->file_left : FILE_CHUNK;
     if (c->out.cap < FILE_CHUNK + 1) {
@@ -197,9 +210,7 @@ void fb_http_static_pump(fb_http_conn *c) {
     uv_buf_t b = uv_buf_init(c->out.data, (unsigned)n);
     if (fb_http_conn_write(c, &b, 1)) return;
     if (c->file_left == 0) {
-      close(c->file_fd);
-      c->file_fd = -1;
-      fb_http_finish(c);
+      fb_http_finish(c); /* which closes the file (file_end) */
       return;
     }
   }
