@@ -179,12 +179,12 @@ export function createData(root, { onChange = () => {} } = {}) {
     const unit = tokenizer === 'bytes' ? 'bytes' : 'tokens';
     const fields = [
       ['examples', 'Examples'], ['tokens', `Total ${unit}`], ['mean_len', `Mean ${unit} per example`],
-      ['max_len', `Longest (${unit})`], ['truncated', st.limit ? `Cut at ${st.limit} ${unit}` : 'Truncated'],
+      ['max_len', 'Longest'], ['truncated', st.limit ? `Cut at ${st.limit} ${unit}` : 'Truncated'],
       ['duplicate_prompts', 'Duplicate prompts'], ['near_duplicate_prompts', 'Near duplicates'],
       ['empty_answers', 'Empty answers'], ['short_answers', 'Short answers']];
     quality.replaceChildren(...fields.map(([k, label]) =>
       h('div', { 'data-stat': k }, h('dt', { text: label }),
-        h('dd', { text: k === 'mean_len' ? num(st[k], 1) : (st[k] ?? '\u2014').toLocaleString() }))));
+        h('dd', { text: k === 'mean_len' ? num(st[k], 1) : String(st[k] ?? '\u2014') }))));
     counted.textContent = !tokenizer ? ''
       : tokenizer === 'bytes' ? 'Lengths are in bytes (no base model to count with).'
         : `Lengths are in tokens of ${tokenizer}, this skill\u2019s base model${st.limit ? `; a run cuts examples at ${st.limit}` : ''}.`;

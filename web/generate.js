@@ -42,7 +42,8 @@ export function createGenerate(root, { onUpdate }) {
   // What a task that ended without all it was asked for says.
   function ending(t) {
     if (t.state === 'cancelled') return `Cancelled: ${t.kept} of ${t.count} kept and appended`;
-    return `Failed after ${t.kept} of ${t.count}: ${t.error || 'no reason given'}`;
+    const hint = /_API_KEY is not set/.test(t.error || '') ? ' (Data providers, below, says how to add a key.)' : '';
+    return `Failed after ${t.kept} of ${t.count}: ${t.error || 'no reason given'}${hint}`;
   }
 
   function render(t) {
