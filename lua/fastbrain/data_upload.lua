@@ -58,18 +58,19 @@ function M.check(path, template)
   return stats
 end
 
--- The data's stats in the tokens of the model `name` (a directory or ORG/NAME), cut at max_len as a run on it would be
--- (absent: the run's default) -> stats | nil, problems.
+-- The data's stats in the tokens of the model `name` (a directory or ORG/NAME), cut at max_len
+-- as a run on it would be (absent: the run's default) -> stats | nil, problems. The child loads
+-- the tokenizer each time: the server's loop never tokenizes (a 32 MiB file takes ~2 s of CPU).
 local function model_stats(path, name, template, max_len)
   local model = require "fastbrain.model"
   local train = require "fastbrain.train"
   local dir = model.locate(name) or name
   local tok, err = fb.tokenizer.load(dir)
   if not tok then return nil, {{line = json.null, message = "tokenizer: " .. tostring(err)}} end
-  local name, eos = model.template(dir, template)
-  if not name then return nil, {{line = json.null, message = eos}} end
+  local chosen, eos = model.template(dir, template)
+  if not chosen then return nil, {{line = json.null, message = eos}} end
   max_len = tonumber(max_len) or train.defaults(dir).max_len
-  local ds, derr = fb.dataset.load(path, {tokenizer = tok, template = name, eos = eos, max_len = max_len})
+  local ds, derr = fb.dataset.load(path, {tokenizer = tok, template = chosen, eos = eos, max_len = max_len})
   if not ds then return nil, problems(derr) end
   local stats = ds:stats()
   ds:close()

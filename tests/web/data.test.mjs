@@ -3,8 +3,9 @@
 // providers.lua) behind Groq's and Anthropic's base URLs. The New skill dialog asks for the
 // sample prompts and training defaults; with no examples Start is disabled; a template comes
 // down, pasted JSONL goes in and the sidebar's count follows without a reload; the system
-// prompt the data carries is offered and taken; an example is added, refused, edited and
-// deleted in the chat editor; lengths are in the base model's tokens. The providers panel says
+// prompt the data carries is offered (in the data view and the Edit dialog) and taken; an
+// example is added, refused, edited and deleted in the chat editor; lengths are in the base
+// model's tokens. The providers panel says
 // why each provider is unusable and how to set keys; the key form saves both keys (the field is
 // emptied); a generation then runs and its Cancel stops it. Screenshots of each state at
 // desktop (1366x768) and phone (390x844) width go to FB_WEB_ARTIFACTS as data-*.png.
@@ -117,6 +118,15 @@ test('a new skill gets its data in the browser: dialog, template, paste, editor,
   await page.waitForFunction(() => /Example Plumbing/.test(document.querySelector('#skill-system').value));
   assert.equal(await page.inputValue('#skill-form [name=epochs]'), '4');
   await page.click('#skill-cancel');
+  // The Edit dialog offers it too, to a skill without one.
+  await call('PATCH', `/api/skills/${SKILL}`, { system: null });
+  await page.click('#edit-skill');
+  await page.click('#use-found-system');
+  assert.match(await page.inputValue('#skill-system'), /^You are the receptionist of Example Plumbing/);
+  await shoot(page, 'dialog-system', '#skill-system');
+  await page.click('#skill-form button[type=submit]');
+  await page.waitForFunction(() => !document.querySelector('#skill-dialog').open);
+  assert.match((await call('GET', `/api/skills/${SKILL}`)).skill.system, /^You are the receptionist of Example Plumbing/);
 
   // Lengths in the base model's tokens, cut where a run cuts them; the axis says so.
   await page.waitForFunction(() => /tokens of tiny/.test(document.querySelector('#counted').textContent));
