@@ -3,7 +3,7 @@
 # fast skills (tests/api/server.lua). skills and training run the server in-process; serve and
 # crash run `fastbrain serve` as processes of their own (1,000 concurrent starts, the stale
 # sweep, out of memory; SIGKILLs at random moments); disk fills a small tmpfs (root only).
-foreach(name skills training serve disk)
+foreach(name skills training serve disk data)
   fb_test(lua_api_${name} $<TARGET_FILE:fastbrain> run tests/lua/test_api_${name}.lua
           $<TARGET_FILE:fastbrain>)
   set_tests_properties(lua_api_${name} PROPERTIES TIMEOUT 300)

@@ -151,7 +151,8 @@ local function main(argv)
   require("fastbrain.api.providers").mount(app, chain)
   require("fastbrain.api.generate").mount(app, {data_dir = opts.data_dir, chain = chain})
   local training = require "fastbrain.api.training"
-  require("fastbrain.api.skills").mount(app, {data_dir = opts.data_dir, is_live = training.is_live})
+  require("fastbrain.api.skills").mount(app, {data_dir = opts.data_dir, is_live = training.is_live,
+                                              model = opts.model})
   training.mount(app, {data_dir = opts.data_dir, model = opts.model})
   require("fastbrain.api.scenarios").mount(app, {data_dir = opts.data_dir, chain = chain})
   require("fastbrain.api.estimate").mount(app, {data_dir = opts.data_dir, model = opts.model})

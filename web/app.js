@@ -25,8 +25,15 @@ let previewing = null;  // {skill, version}
 const skills = createSkills($('#skill-list'), $('#skill-dialog'), { select });
 const models = createModelsPanel($('#models'), { onChange: () => training.loadModels() });
 const training = createTraining($('#training'), { onFinished: refresh, onModel: () => models.load() });
-const data = createData($('#data'));
-const providers = createProviders($('#provider-rows'));
+const data = createData($('#data'), {
+  onChange: async (count) => {  // Start needs examples; the sidebar shows how many
+    training.setExamples(count);
+    if (skills.get(current)?.examples === count) return;
+    await skills.load(adapters);
+    skills.setSelected(current, adapters);
+  },
+});
+const providers = createProviders($('#provider-rows'), $('#provider-keys'));
 const use = createUse($('#use-dialog'));
 const runs = createRuns($('#runs'));
 const runHistory = createHistory($('#history'));

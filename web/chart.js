@@ -92,7 +92,9 @@ export function histogramChart(canvas) {
     },
   });
   return {
-    set(histogram) {
+    // axis: what the lengths count (whose tokens), for the x axis's title.
+    set(histogram, axis) {
+      if (axis) chart.options.scales.x.title.text = axis;
       let lower = 0;
       chart.data.labels = (histogram || []).map((b) => {
         const label = b.upto === undefined ? `> ${lower}` : `${lower}–${b.upto}`;

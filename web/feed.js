@@ -45,7 +45,7 @@ export function liveFeed({ url, events, onEvent, poll, onMode }) {
 }
 
 // taskFeed(root, {render(task), poll()}) -> {follow(url), unfollow()}: the events of a task the
-// server runs (snapshot, progress, done, error), each carrying the task, into render; while
+// server runs (snapshot, progress, done, cancelled, error), each carrying the task, into render; while
 // following, follow() again is a no-op. root.dataset.feed says 'sse' or 'polling'.
 export function taskFeed(root, { render, poll }) {
   let feed = null;
@@ -54,7 +54,7 @@ export function taskFeed(root, { render, poll }) {
       if (feed) return;
       feed = liveFeed({
         url,
-        events: ['snapshot', 'progress', 'done', 'error'],
+        events: ['snapshot', 'progress', 'done', 'cancelled', 'error'],
         onEvent: (_, task) => render(task),
         poll,
         onMode: (mode) => { root.dataset.feed = mode; },

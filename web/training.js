@@ -87,6 +87,7 @@ export function createTraining(root, { onFinished, onModel }) {
   const cancel = h('button', { type: 'button', id: 'cancel', hidden: true }, 'Cancel');
   const resume = h('button', { type: 'button', id: 'resume', hidden: true }, 'Resume');
   const stateLine = h('p.state', { id: 'train-state', role: 'status' });
+  const fewExamples = h('p.warn', { id: 'few-examples', hidden: true });
   const estimateBox = h('div.estimate', { id: 'estimate', 'aria-live': 'polite', 'aria-label': 'Estimated cost' });
   const cards = { loss: card('Loss'), steps: card('Steps'), eta: card('ETA (min)'), epoch: card('Epoch') };
   const bar = h('div.bar-fill');
@@ -99,7 +100,7 @@ export function createTraining(root, { onFinished, onModel }) {
   const tip = h('p.tip', { id: 'tip', 'aria-live': 'polite' });
   const failure = h('div.failure', { id: 'failure', role: 'alert', hidden: true });
   root.append(
-    h('div.train-top', {}, h('div', {}, form, estimateBox), h('div.actions', {}, start, cancel, resume, stateLine)),
+    h('div.train-top', {}, h('div', {}, form, estimateBox), h('div.actions', {}, start, cancel, resume, stateLine, fewExamples)),
     h('div.live', { id: 'live' },
       h('div.stats', {}, ...Object.values(cards).map((c) => c.node)),
       progress, failure,
@@ -118,6 +119,7 @@ export function createTraining(root, { onFinished, onModel }) {
   let job = null;      // the job the view shows
   let state = null;    // its state
   let busy = false;    // a start request is in flight
+  let examples = null; // the skill's example count (setExamples), null until known
   let where = null;    // the device the job reported
   let feed = null;     // the live feed of the skill's events
   let logLines = [];
@@ -174,12 +176,15 @@ export function createTraining(root, { onFinished, onModel }) {
 
   function renderButtons() {
     const live = LIVE.has(state);
-    start.disabled = busy || live || !skill || !fits;
+    start.disabled = busy || live || !skill || !fits || examples === 0;
     start.textContent = live ? 'Training…' : busy ? 'Starting…' : 'Start training';
     cancel.hidden = !live;
     resume.hidden = live || !(state === 'cancelled' || state === 'interrupted');
     stateLine.textContent = state ? `Job ${job}: ${state}${where ? ` on ${where}` : ''}` : 'Not trained yet';
     start.title = fits ? '' : 'This run would not fit in the memory free: see the estimate.';
+    fewExamples.hidden = examples === null || examples >= 20;
+    fewExamples.textContent = examples === 0 ? 'No examples yet: add some in Data below to train.'
+      : `Only ${examples} examples: 20 or more teach a skill more reliably.`;
   }
 
   function renderProgress(p) {
@@ -347,6 +352,8 @@ export function createTraining(root, { onFinished, onModel }) {
   });
 
   return {
+    // The skill's example count (the data view's): none disables Start, under 20 warns.
+    setExamples(n) { examples = n; renderButtons(); },
     show(id) {
       skill = id;
       job = null;

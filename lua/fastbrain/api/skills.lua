@@ -1,6 +1,7 @@
 -- fastbrain.api.skills: skills on disk (<data_dir>/skills/<id>/skill.json and data.jsonl) and
 -- their routes: GET/POST /api/skills, GET/PUT/PATCH/DELETE /api/skills/:skill, the dataset
--- (PUT replaces, POST appends, GET pages through it) and its stats. A skill's base_model is a
+-- (PUT replaces, POST appends, GET pages through it), one example (POST .../examples, PUT and
+-- DELETE .../examples/:line) and the data's stats in the base model's tokens. A skill's base_model is a
 -- model id (fastbrain.models; absent: the server's default). Uploads are checked and written
 -- off the loop (fastbrain.data_upload): a refused one writes nothing. Skills are created whole
 -- (a hidden folder renamed into place); a write that fails says what it was writing (507 when
@@ -277,23 +278,45 @@ local function claim(id)
   return setmetatable({}, {__close = function() uploading[id] = nil end})
 end
 
--- PUT (replace) and POST (append) of the dataset, checked and written by a child process
--- (fastbrain.data_upload) while the loop serves others.
-local function write_data(data_dir, append)
+-- A change to the skill's data, checked and written by a child process (fastbrain.data_upload)
+-- while the loop serves others: change(req, skill) -> data_upload.write's fields. The answer
+-- is {skill, examples (in all)} with the child's added or line.
+local function change_data(data_dir, change)
   return function(req, res)
     local skill = M.require(data_dir, req.params.skill)
     local _ <close> = claim(skill.id)
-    local answer = data_upload.write{
-      dir = M.dir(data_dir, skill.id), data = M.data_path(data_dir, skill.id), body = req.body,
-      jsonl = is_jsonl(req), append = append, template = skill.template,
-      still_wanted = function() return not res.done end}
+    local o = change(req, skill)
+    o.dir, o.data, o.template = M.dir(data_dir, skill.id), M.data_path(data_dir, skill.id), skill.template
+    o.still_wanted = function() return not res.done end
+    local answer = data_upload.write(o)
     local status = answer.status
     answer.status = nil
     if status == 200 then
-      return res:json(200, {skill = skill.id, examples = answer.examples, added = answer.added})
+      return res:json(200, {skill = skill.id, examples = answer.examples, added = answer.added, line = answer.line})
     end
     if status ~= 499 then res:json(status, answer) end
   end
+end
+
+-- PUT (replace) and POST (append) of the dataset.
+local function write_data(data_dir, append)
+  return change_data(data_dir, function(req)
+    return {body = req.body, jsonl = is_jsonl(req), append = append}
+  end)
+end
+
+-- The example number in the path, or a 400.
+local function example_line(req)
+  local n = math.tointeger(tonumber(req.params.line))
+  if not n or n < 1 then router.fail(400, "line: an integer >= 1") end
+  return n
+end
+
+-- One example in the body (a JSON object in any accepted shape) as a JSONL line, or a 400.
+local function one_example(req)
+  local ex = req:json()
+  if type(ex) ~= "table" or json.is_array(ex) then router.fail(400, "body: one example (a JSON object) expected") end
+  return json.encode(ex) .. "\n"
 end
 
 local function read_data(data_dir, id)
@@ -371,7 +394,7 @@ local function summary(data_dir, skill)
   return skill
 end
 
--- mount(app, {data_dir=, is_live = fn(id) -> bool}).
+-- mount(app, {data_dir=, is_live = fn(id) -> bool, model = the server's default base model}).
 function M.mount(app, opts)
   local data_dir, is_live = opts.data_dir, opts.is_live
 
@@ -432,6 +455,18 @@ function M.mount(app, opts)
   app:put("/api/skills/:skill/data", write_data(data_dir, false), upload)
   app:post("/api/skills/:skill/data", write_data(data_dir, true), upload)
 
+  -- One example at a time, numbered as GET .../data numbers them (its `line`), checked as an
+  -- upload is: POST appends, PUT replaces example N, DELETE removes it.
+  app:post("/api/skills/:skill/examples", change_data(data_dir, function(req)
+    return {body = one_example(req), jsonl = true, append = true}
+  end))
+  app:put("/api/skills/:skill/examples/:line", change_data(data_dir, function(req)
+    return {body = one_example(req), jsonl = true, line = example_line(req)}
+  end))
+  app:delete("/api/skills/:skill/examples/:line", change_data(data_dir, function(req)
+    return {delete = example_line(req)}
+  end))
+
   app:get("/api/skills/:skill/data", function(req, res)
     local skill = M.require(data_dir, req.params.skill)
     local page, per = page_args(req.query)
@@ -447,16 +482,21 @@ function M.mount(app, opts)
     res:json(200, {skill = skill.id, page = page, per_page = per, total = total, examples = examples})
   end)
 
+  -- Counted in the tokens of the skill's base model (else the server's default), as a run
+  -- on it would cut them: `tokenizer` names that model ("bytes" without one).
   app:get("/api/skills/:skill/stats", function(req, res)
     local skill = M.require(data_dir, req.params.skill)
     local path = M.data_path(data_dir, skill.id)
+    local model = skill.base_model and models.path(skill.base_model, data_dir) or opts.model
+    local tokenizer = model and models.id(model, data_dir) or "bytes"
     local st = fb.fs.stat(path)
     if not st or st.size == 0 then
-      return res:json(200, {skill = skill.id, stats = {examples = 0}})
+      return res:json(200, {skill = skill.id, tokenizer = tokenizer, stats = {examples = 0}})
     end
-    local answer = data_upload.stats(path, skill.template)
+    local answer = data_upload.stats(path, {template = skill.template, model = model,
+                                            max_len = (skill.defaults or {}).max_len})
     if answer.status ~= 200 then return res:json(answer.status, {error = answer.error}) end
-    res:json(200, {skill = skill.id, stats = answer.stats, problems = answer.problems})
+    res:json(200, {skill = skill.id, tokenizer = tokenizer, stats = answer.stats, problems = answer.problems})
   end)
 end
 
