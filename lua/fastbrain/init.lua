@@ -73,9 +73,15 @@ function M.sleep(ms)
 end
 
 return setmetatable(M, {
+  -- fb.x is require "fastbrain.x", or nil when there is no such module; any other error (a
+  -- syntax error in it, a module it needs missing) is raised, not turned into a missing field.
   __index = function(t, name)
-    local ok, mod = pcall(require, "fastbrain." .. name)
-    if not ok then return nil end
+    local modname = "fastbrain." .. tostring(name)
+    local ok, mod = pcall(require, modname)
+    if not ok then
+      if type(mod) == "string" and mod:find("module '" .. modname .. "' not found", 1, true) then return nil end
+      error(mod, 2)
+    end
     rawset(t, name, mod)
     return mod
   end,

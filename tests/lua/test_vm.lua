@@ -32,6 +32,23 @@ T.test("fastbrain exposes version, clock and lazy submodules", function()
   T.eq(fb.no_such_module, nil)
 end)
 
+T.test("a lazy submodule that exists but fails to load raises; only a missing one is nil", function()
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(fb.fs.mkdir_p(dir .. "/fastbrain"))
+  assert(fb.fs.write_atomic(dir .. "/fastbrain/zz_broken.lua", "return {\n"))
+  assert(fb.fs.write_atomic(dir .. "/fastbrain/zz_needy.lua", 'return require "fastbrain.zz_absent"\n'))
+  local saved = package.path
+  package.path = dir .. "/?.lua;" .. package.path
+  local ok1, err1 = pcall(function() return fb.zz_broken end)
+  local ok2, err2 = pcall(function() return fb.zz_needy end)
+  package.path = saved
+  fb.fs.remove_tree(dir)
+  T.eq({ok1, ok2, fb.zz_absent}, {false, false, nil})
+  T.matches(err1, "zz_broken%.lua:%d+: .*expected")
+  T.matches(err2, "module 'fastbrain%.zz_absent' not found")
+end)
+
 T.test("log levels can be read and set; bad levels raise", function()
   local before = fb.log.level()
   fb.log.set_level("warn")
