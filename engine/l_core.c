@@ -1,6 +1,6 @@
 /* l_core.c: module `fastbrain.core`, the small C functions behind the `fastbrain` table:
- * a monotonic clock, signal handlers, the runaway guard (runaway.c), exit, isatty, the version
- * and the bundle root. */
+ * a monotonic clock, signal handlers, the runaway guard (runaway.c), try, exit, isatty, the
+ * version and the bundle root. */
 #include <lauxlib.h>
 #include <uv.h>
 
@@ -23,6 +23,23 @@ static int core_exit(lua_State *L) {
   return 0;
 }
 
+/* try(fn, ...) -> true, fn's results | false, err, kind: pcall that says what failed, by
+ * Lua's status rather than its message: kind "memory" when Lua ran out of memory, else
+ * "error". fn may not yield. */
+static int core_try(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  int status = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+  if (status == LUA_OK) {
+    lua_pushboolean(L, 1);
+    lua_insert(L, 1);
+    return lua_gettop(L);
+  }
+  lua_pushboolean(L, 0);
+  lua_insert(L, -2);
+  lua_pushstring(L, status == LUA_ERRMEM ? "memory" : "error");
+  return 3;
+}
+
 /* isatty(fd) -> whether the descriptor is a terminal (1: is stdout one? for progress bars) */
 static int core_isatty(lua_State *L) {
   lua_Integer fd = luaL_checkinteger(L, 1);
@@ -35,6 +52,7 @@ int luaopen_fastbrain_core(lua_State *L) {
       {"now", core_now},
       {"on_signal", fb_signals_lua_on_signal},
       {"guard", fb_runaway_lua_guard},
+      {"try", core_try},
       {"exit", core_exit},
       {"isatty", core_isatty},
       {NULL, NULL},

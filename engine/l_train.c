@@ -199,7 +199,7 @@ static int run(lua_State *L) {
   if (fb_model_load(&m, spec.model, &err)) {
     lua_pushnil(L);
     lua_pushstring(L, err.msg);
-    lua_pushliteral(L, "error");
+    lua_pushstring(L, err.code == FB_ENOMEM ? "nomem" : "error");
     return 3;
   }
   hook h = {.L = L, .fn = 3};

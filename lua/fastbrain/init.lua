@@ -11,6 +11,7 @@ local M = {
   now = core.now,        -- monotonic clock in milliseconds
   on_signal = core.on_signal,  -- on_signal("int"|"term", fn): replaces the default exit
   guard = core.guard,          -- guard(co, ms [, on_stop]): stop co once it runs ms without yielding
+  try = core.try,              -- try(fn, ...): pcall -> true, ... | false, err, "memory"|"error"
   exit = core.exit,            -- exit(code): stop the loop, clean up, exit with code
   isatty = core.isatty,        -- isatty(fd): whether a descriptor (1: stdout) is a terminal
 }

@@ -15,6 +15,7 @@ local templates = require "fastbrain.templates"
 local trainer = require "fastbrain.trainer"
 local scenarios = require "fastbrain.scenarios"
 local fs = require "fastbrain.fs"
+local core = require "fastbrain.core"
 
 -- A small model (hidden size under SMALL_HIDDEN) moves too little at the usual LoRA learning
 -- rate (2e-4) and epochs (3): by default it gets SMALL_MODEL_LR and SMALL_MODEL_EPOCHS (measured
@@ -284,16 +285,15 @@ function M.main(spec_json, opts)
     end
   end
   local show = printer(opts)
-  local ok, summary, err, code = pcall(M.run, spec, {on_event = show}, {resume = opts.resume, catch_term = true})
-  if not ok then summary, err, code = nil, tostring(summary), "spec" end
+  local ok, summary, err, code = core.try(M.run, spec, {on_event = show}, {resume = opts.resume, catch_term = true})
+  if not ok then summary, err, code = nil, tostring(summary), err == "memory" and "nomem" or "spec" end
   if summary then return 0 end
   if code == "cancelled" then return 3 end
   if code ~= "error" and code ~= "nomem" then  -- a failure around the run: not reported yet
     local ev = {event = "error", message = err, where = code}
     show(ev, json.encode(ev))
   end
-  local out_of_memory = code == "nomem" or code == "memory" or tostring(err):find("not enough memory", 1, true)
-  return out_of_memory and 4 or 1
+  return (code == "nomem" or code == "memory") and 4 or 1
 end
 
 return M

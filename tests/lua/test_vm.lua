@@ -49,6 +49,24 @@ T.test("a lazy submodule that exists but fails to load raises; only a missing on
   T.matches(err2, "module 'fastbrain%.zz_absent' not found")
 end)
 
+T.test("try says whether Lua ran out of memory by its status, not its message", function()
+  T.eq({fb.try(function(a, b) return a + b, "x" end, 2, 3)}, {true, 5, "x"})
+  local ok, err, kind = fb.try(function() error("not enough memory") end)
+  T.eq({ok, kind}, {false, "error"})
+  T.matches(err, "not enough memory$")
+  if fb.sanitized then return end  -- ASan reserves more address space than the limit below
+  -- A process with 1.5 GB of address space asks for a 2 GB string.
+  local script = os.tmpname()
+  assert(fb.fs.write_atomic(script, 'local fb = require "fastbrain"\n' ..
+    'io.write(table.concat({tostring(select(1, fb.try(function() return ("x"):rep(2^31 - 1) end))),\n' ..
+    '  select(2, fb.try(function() return ("x"):rep(2^31 - 1) end))}, " "))\n'))
+  local p = assert(io.popen(("ulimit -v 1500000; %q run %q 2>&1"):format(arg[-2], script)))
+  local out = p:read("a")
+  p:close()
+  os.remove(script)
+  T.eq(out, "false not enough memory memory")
+end)
+
 T.test("log levels can be read and set; bad levels raise", function()
   local before = fb.log.level()
   fb.log.set_level("warn")
