@@ -25,7 +25,7 @@ if(FB_NODE)
     fb_test(web_scenarios ${FB_NODE} --test ${PROJECT_SOURCE_DIR}/tests/web/scenarios.test.mjs)
     set_tests_properties(web_scenarios PROPERTIES TIMEOUT 300 ENVIRONMENT "${fb_web_env}"
                          RESOURCE_LOCK busy_cores)
-    # The dashboard on a 390x844 phone: each section fits, tables as cards, a short run (~30 s).
+    # The dashboard on a 390x844 phone: each section fits, tables as cards, a short run (~40 s).
     fb_test(web_phone ${FB_NODE} --test ${PROJECT_SOURCE_DIR}/tests/web/phone.test.mjs)
     set_tests_properties(web_phone PROPERTIES TIMEOUT 180 ENVIRONMENT "${fb_web_env}" RESOURCE_LOCK busy_cores)
   endif()
