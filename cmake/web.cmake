@@ -28,6 +28,9 @@ if(FB_NODE)
     # A skill's data by hand, its token counts, provider keys and a cancelled generation (~30 s).
     fb_test(web_data ${FB_NODE} --test ${PROJECT_SOURCE_DIR}/tests/web/data.test.mjs)
     set_tests_properties(web_data PROPERTIES TIMEOUT 300 ENVIRONMENT "${fb_web_env}" RESOURCE_LOCK busy_cores)
+    # The dashboard on a 390x844 phone: each section fits, tables as cards, a short run (~40 s).
+    fb_test(web_phone ${FB_NODE} --test ${PROJECT_SOURCE_DIR}/tests/web/phone.test.mjs)
+    set_tests_properties(web_phone PROPERTIES TIMEOUT 180 ENVIRONMENT "${fb_web_env}" RESOURCE_LOCK busy_cores)
   endif()
   # The dashboard behind a token: the printed link, its cookie, the page's calls with it (~5 s).
   fb_test(web_token ${FB_NODE} --test ${PROJECT_SOURCE_DIR}/tests/web/token.test.mjs)

@@ -1,9 +1,9 @@
 // app.js: the dashboard's entry: wires the skills list, the skill's view (training and its
 // history, data and its example generation, test scenarios with their suggestions and runs),
 // the adapters table with each adapter's Use panel, the preview panel, the base models and the
-// data providers; the
-// selected skill lives in the URL hash (#/skill/<id>), so a reload comes back to it and
-// re-attaches to its training.
+// data providers; on a phone, one section of them at a time (sections.js) with tables as cards
+// (cards.js). The selected skill lives in the URL hash (#/skill/<id>), so a reload comes back
+// to it and re-attaches to its training.
 import { api, errorText } from './api.js';
 import { h, $, num, announce } from './dom.js';
 import { createSkills } from './skills.js';
@@ -17,6 +17,11 @@ import { createScenarios } from './scenarios.js';
 import { createSuggest } from './suggest.js';
 import { createRuns } from './runs.js';
 import { createHistory } from './history.js';
+import { labelTables } from './cards.js';
+import { createSections } from './sections.js';
+
+labelTables();
+createSections($('#main'));
 
 let adapters = [];
 let current = null;

@@ -13,7 +13,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
-import { root, bin, shots, CHROMIUM, FLAGS, requireParts, launch, accessibilityProblems, stop, removeDir }
+import { root, bin, shots, CHROMIUM, FLAGS, requireParts, launch, accessibilityProblems, stop, removeDir, showSection }
   from './harness.mjs';
 
 // The keys the stand-ins require; ctest sets canary values, which must show up nowhere.
@@ -535,7 +535,9 @@ test('dashboard', { timeout: 280000 }, async (t) => {
 
   await t.test('phone width: no horizontal scrolling, every control named', async (t) => {
     const page = await open(await contextFor(t, 390, 844), `/#/skill/${skill}`);
+    await showSection(page, 'adapters');
     await page.locator(`tr[data-adapter^="${skill}/"]`).waitFor();
+    await showSection(page, 'data');
     await page.locator('#gen-state[data-state="succeeded"]').waitFor();
     const wide = await page.evaluate(() => [...document.querySelectorAll('body *')]
       .filter((el) => el.getBoundingClientRect().right > 390 && !el.closest('.table-wrap'))

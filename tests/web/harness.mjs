@@ -101,3 +101,10 @@ export function stop(child) {
 export function removeDir(dir) {
   if (dir) rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
 }
+
+// Show one section of the dashboard (sections.js) where the section bar is on screen (a phone);
+// wider, every section shows already.
+export async function showSection(page, name) {
+  const button = page.locator(`.sections button[data-section="${name}"]`);
+  if (await button.isVisible()) await button.click();
+}

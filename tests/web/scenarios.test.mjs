@@ -15,7 +15,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
-import { root, bin, shots, CHROMIUM, FLAGS, requireParts, launch, accessibilityProblems, stop, removeDir }
+import { root, bin, shots, CHROMIUM, FLAGS, requireParts, launch, accessibilityProblems, stop, removeDir, showSection }
   from './harness.mjs';
 
 requireParts('scenarios');
@@ -94,6 +94,7 @@ async function open(t, width = 1280, height = 900) {
     if (m.type() === 'error' && !expected) page.errors.push(`${m.text()} (${m.location().url})`);
   });
   await page.goto(`${base}/#/skill/${SKILL}`);
+  await showSection(page, 'scenarios');
   await page.locator('#sc-count:not(:empty)').waitFor();
   return page;
 }
@@ -365,13 +366,16 @@ test('scenarios, runs and training history', { timeout: 280000 }, async (t) => {
     }
     await page.locator('#run-compare').click();
     await page.locator('#run-detail .compare').waitFor();
+    await showSection(page, 'training');
     for (const box of (await page.locator('#history-rows input').all()).slice(0, 2)) await box.check();
     await page.locator('#history-diff table').waitFor();
-    assert.deepEqual(await overflow(page, 390), [], 'nothing wider than the phone (tables scroll in their own box)');
-    assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 390), 'no horizontal scrolling');
-    assert.deepEqual(await accessibilityProblems(page), []);
-    for (const [name, sel] of [['phone-list', '#scenarios'], ['phone-runs', '#runs'], ['phone-history', '#history']]) {
-      await shot(page, name, sel);
+    for (const [section, views] of [['training', [['phone-history', '#history']]],
+      ['scenarios', [['phone-list', '#scenarios'], ['phone-runs', '#runs']]]]) {
+      await showSection(page, section);
+      assert.deepEqual(await overflow(page, 390), [], `${section}: nothing wider than the phone`);
+      assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 390), 'no horizontal scrolling');
+      assert.deepEqual(await accessibilityProblems(page), []);
+      for (const [name, sel] of views) await shot(page, name, sel);
     }
     await page.getByRole('button', { name: 'Edit phone' }).click();
     await page.locator('#scenario-dialog[open]').waitFor();

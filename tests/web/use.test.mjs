@@ -14,7 +14,7 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
-import { root, bin, shots, CHROMIUM, FLAGS, requireParts, launch, accessibilityProblems, stop, removeDir }
+import { root, bin, shots, CHROMIUM, FLAGS, requireParts, launch, accessibilityProblems, stop, removeDir, showSection }
   from './harness.mjs';
 
 requireParts('use panel');
@@ -62,6 +62,7 @@ async function openPanel(t, width, height) {
   page.on('pageerror', (e) => page.errors.push(e.message));
   page.on('console', (m) => { if (m.type() === 'error') page.errors.push(m.text()); });
   await page.goto(base);
+  await showSection(page, 'adapters');
   await page.locator(`tr[data-adapter="${SKILL}/${VERSION}"] button`, { hasText: 'Use' }).click();
   await page.locator('#use-dialog[open]').waitFor();
   return page;
