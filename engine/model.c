@@ -446,13 +446,10 @@ static void add_windows(cJSON *j, const fb_model_config *c) {
 
 /* config.json for m->cfg, in Hugging Face's spelling, written atomically to path. */
 static int write_config(const fb_model *m, const char *path, fb_err *err) {
-  static const char *const archs[] = {"LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM",
-                                      "Qwen3ForCausalLM"}; /* in fb_arch order */
-  static const char *const types[] = {"llama", "qwen2", "mistral", "qwen3"};
   const fb_model_config *c = &m->cfg;
   cJSON *j = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(j, "architectures");
-  cJSON_AddItemToArray(a, cJSON_CreateString(archs[c->arch]));
-  cJSON_AddStringToObject(j, "model_type", types[c->arch]);
+  cJSON_AddItemToArray(a, cJSON_CreateString(fb_arch_name(c->arch)));
+  cJSON_AddStringToObject(j, "model_type", fb_arch_model_type(c->arch));
   cJSON_AddNumberToObject(j, "vocab_size", c->vocab_size);
   cJSON_AddNumberToObject(j, "hidden_size", c->hidden_size);
   cJSON_AddNumberToObject(j, "intermediate_size", c->intermediate_size);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "fsutil.h"
+#include "normalize.h"
 
 #define MAX_CONFIG_BYTES (1u << 20)
 #define NPROJ 7                 /* q k v o gate up down, in fb_target bit order */
@@ -20,9 +21,14 @@
 #define HF_QWEN3_HEAD_DIM 128   /* Qwen3Config's default head_dim */
 #define N_ARCH 4
 
-/* In fb_arch order. */
+/* In fb_arch order: the architectures entry and the model_type transformers pairs with it. */
 static const char *const arch_names[N_ARCH] = {"LlamaForCausalLM", "Qwen2ForCausalLM",
                                                "MistralForCausalLM", "Qwen3ForCausalLM"};
+static const char *const model_types[N_ARCH] = {"llama", "qwen2", "mistral", "qwen3"};
+
+const char *fb_arch_name(fb_arch arch) { return arch_names[arch]; }
+
+const char *fb_arch_model_type(fb_arch arch) { return model_types[arch]; }
 
 static const char *json_type(const cJSON *v) {
   if (cJSON_IsNumber(v)) return "a number";
@@ -109,16 +115,26 @@ static int parse_architecture(fb_model_config *c, const cJSON *root, const char 
   if (!a) return bad(err, FB_EFORMAT, label, "architectures", "missing (required)");
   if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != 1 || !cJSON_IsString(a->child))
     return bad(err, FB_EFORMAT, label, "architectures", "expected an array of one string");
-  for (int i = 0; i < N_ARCH; i++)
-    if (strcmp(a->child->valuestring, arch_names[i]) == 0) {
-      c->arch = (fb_arch)i;
-      snprintf(c->architecture, sizeof c->architecture, "%s", arch_names[i]);
-      return 0;
-    }
-  return bad(err, FB_EUNSUPPORTED, label, "architectures",
-             "'%.64s' is not one of LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM, "
-             "Qwen3ForCausalLM",
-             a->child->valuestring);
+  int i = 0;
+  while (i < N_ARCH && strcmp(a->child->valuestring, arch_names[i]) != 0)
+    i++;
+  if (i == N_ARCH)
+    return bad(err, FB_EUNSUPPORTED, label, "architectures",
+               "'%.64s' is not one of LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM, "
+               "Qwen3ForCausalLM",
+               a->child->valuestring);
+  c->arch = (fb_arch)i;
+  snprintf(c->architecture, sizeof c->architecture, "%s", arch_names[i]);
+  /* transformers builds the config class model_type names, so a mismatch is a different model */
+  const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+  if (!t || cJSON_IsNull(t)) return 0;
+  if (!cJSON_IsString(t))
+    return bad(err, FB_EFORMAT, label, "model_type", "expected a string, got %s", json_type(t));
+  if (strcmp(t->valuestring, model_types[i]) != 0)
+    return bad(err, FB_EFORMAT, label, "model_type",
+               "'%.64s' does not match architectures %s ('%s')", t->valuestring, arch_names[i],
+               model_types[i]);
+  return 0;
 }
 
 static int parse_rope_scaling(fb_model_config *c, const cJSON *root, const char *label,
@@ -346,12 +362,39 @@ static int check_consistency(fb_model_config *c, const char *label, fb_err *err)
   return 0;
 }
 
+static int utf8_ok(const char *s) {
+  size_t n = strlen(s);
+  return fb_utf8_valid_prefix(s, n) == n;
+}
+
+/* Is a key or string at or under v not UTF-8? */
+static int bad_utf8_under(const cJSON *v) {
+  if ((v->string && !utf8_ok(v->string)) || (cJSON_IsString(v) && !utf8_ok(v->valuestring)))
+    return 1;
+  for (const cJSON *c = v->child; c; c = c->next)
+    if (bad_utf8_under(c)) return 1;
+  return 0;
+}
+
+/* JSON text is UTF-8 (RFC 8259), and cJSON copies any bytes into strings. Names the top-level
+ * field holding the first bad byte, unless its own name is the bad part. */
+static int check_utf8(const cJSON *root, const char *json, size_t len, const char *label,
+                      fb_err *err) {
+  size_t ok = fb_utf8_valid_prefix(json, len);
+  if (ok == len) return 0;
+  for (const cJSON *c = root->child; c; c = c->next)
+    if (bad_utf8_under(c) && utf8_ok(c->string))
+      return bad(err, FB_EFORMAT, label, c->string, "invalid UTF-8 (byte %zu of the file)", ok);
+  return fb_err_set(err, FB_EFORMAT, "%s: invalid UTF-8 at byte %zu", label, ok);
+}
+
 int fb_model_config_parse(fb_model_config *c, const char *json, size_t len, const char *label,
                           fb_err *err) {
   memset(c, 0, sizeof *c);
   cJSON *root = cJSON_ParseWithLength(json, len);
   if (!root) return fb_err_set(err, FB_EFORMAT, "%s: not valid JSON", label);
   int rc = cJSON_IsObject(root) ? 0 : fb_err_set(err, FB_EFORMAT, "%s: not a JSON object", label);
+  if (rc == 0) rc = check_utf8(root, json, len, label, err);
   if (rc == 0) rc = parse_fields(c, root, label, err);
   if (rc == 0) rc = check_consistency(c, label, err);
   cJSON_Delete(root);

@@ -13,8 +13,9 @@
 typedef enum { FB_ARCH_LLAMA, FB_ARCH_QWEN2, FB_ARCH_MISTRAL, FB_ARCH_QWEN3 } fb_arch;
 typedef enum { FB_ROPE_NONE, FB_ROPE_LINEAR, FB_ROPE_LLAMA3 } fb_rope_type;
 
-/* Caps on sizes, well above any model this engine trains; past them config.json is refused. */
-#define FB_CFG_MAX_VOCAB (1 << 20)
+/* Caps on sizes, well above any model this engine trains; past them config.json is refused.
+ * The vocab cap is tokenizer.json's (FB_TOK_MAX_VOCAB): twice the largest real vocabularies. */
+#define FB_CFG_MAX_VOCAB (1 << 19)
 #define FB_CFG_MAX_HIDDEN 65536
 #define FB_CFG_MAX_FFN 262144
 #define FB_CFG_MAX_LAYERS 1024
@@ -61,6 +62,11 @@ int fb_model_config_parse(fb_model_config *c, const char *json, size_t len, cons
                           fb_err *err);
 /* Read and parse a config.json file (at most 1 MB). */
 int fb_model_config_load(fb_model_config *c, const char *path, fb_err *err);
+
+/* The architectures entry ("LlamaForCausalLM") and the model_type transformers pairs with it
+ * ("llama") of arch; a config.json whose model_type differs is refused. */
+const char *fb_arch_name(fb_arch arch);
+const char *fb_arch_model_type(fb_arch arch);
 
 /* Give layers first_layer.. the sliding window `window` (0 = none) and the layers before them
  * full attention: Mistral's layout with first_layer 0, Qwen2's and Qwen3's with

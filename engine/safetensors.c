@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -263,6 +264,48 @@ static char *pool_put(char **cursor, const char *s) {
 
 /* ---- header parsing ---- */
 
+/* Could c continue a JSON number token? */
+static int number_char(char c) {
+  return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
+}
+
+/* The next number token in [*at, end) of JSON text cJSON has accepted, strings skipped; its
+ * length goes to *n and *at moves past it. NULL when there is none. */
+static const char *next_number(const char **at, const char *end, size_t *n) {
+  for (const char *p = *at; p < end; p++) {
+    if (*p == '"') {
+      for (p++; *p != '"'; p++)
+        p += *p == '\\';
+      continue;
+    }
+    if (*p == '-' || (*p >= '0' && *p <= '9')) {
+      const char *s = p;
+      while (p < end && number_char(*p))
+        p++;
+      *n = (size_t)(p - s);
+      *at = p;
+      return s;
+    }
+  }
+  return NULL;
+}
+
+/* cJSON reads 256.0, 2.56e2 and -0 as plain integers, so a shape of [256.0] would pass. Pair each
+ * number item with its token (cJSON keeps items in text order) and make those not written as
+ * bare digits NaN, which json_uint refuses. */
+static void mark_non_digit_numbers(cJSON *v, const char **at, const char *end) {
+  for (; v; v = v->next) {
+    if (cJSON_IsNumber(v)) {
+      size_t n = 0, digits = 0;
+      const char *s = next_number(at, end, &n);
+      while (s && digits < n && s[digits] >= '0' && s[digits] <= '9')
+        digits++;
+      if (!s || digits < n) v->valuedouble = NAN;
+    }
+    mark_non_digit_numbers(v->child, at, end);
+  }
+}
+
 /* A JSON number that is an integer in [0, 2^53]. */
 static int json_uint(const cJSON *v, int64_t *out) {
   if (!cJSON_IsNumber(v)) return -1;
@@ -313,8 +356,9 @@ static int parse_entry(const char *label, const cJSON *e, fb_st_tensor *t, span 
   cJSON_ArrayForEach(d, shape) {
     int64_t v;
     if (json_uint(d, &v) != 0)
-      return fb_err_set(err, FB_EFORMAT, "%s: tensor '%s': shape[%d] is not a non-negative integer",
-                        label, name, i);
+      return fb_err_set(err, FB_EFORMAT,
+                        "%s: tensor '%s': shape[%d] is not a non-negative integer in digits", label,
+                        name, i);
     t->shape[i++] = v;
     overflow |= __builtin_mul_overflow(numel, (uint64_t)v, &numel);
   }
@@ -328,8 +372,8 @@ static int parse_entry(const char *label, const cJSON *e, fb_st_tensor *t, span 
       json_uint(cJSON_GetArrayItem(offs, 0), &sp->begin) != 0 ||
       json_uint(cJSON_GetArrayItem(offs, 1), &sp->end) != 0)
     return fb_err_set(err, FB_EFORMAT,
-                      "%s: tensor '%s': \"data_offsets\" is not [begin, end] of integers", label,
-                      name);
+                      "%s: tensor '%s': \"data_offsets\" is not [begin, end] of integers in digits",
+                      label, name);
   if (sp->end < sp->begin)
     return fb_err_set(err, FB_EFORMAT, "%s: tensor '%s': data_offsets end %lld < begin %lld", label,
                       name, (long long)sp->end, (long long)sp->begin);
@@ -340,10 +384,19 @@ static int parse_entry(const char *label, const cJSON *e, fb_st_tensor *t, span 
   return 0;
 }
 
+/* Refuse metadata (field names it: "__metadata__", "metadata") of more than
+ * FB_ST_MAX_METADATA bytes of keys and values. */
+static int metadata_fits(const char *label, const char *field, size_t bytes, fb_err *err) {
+  if (bytes <= FB_ST_MAX_METADATA) return 0;
+  return fb_err_set(err, FB_ELIMIT, "%s: %s: %zu bytes of keys and values, over the cap of %u",
+                    label, field, bytes, FB_ST_MAX_METADATA);
+}
+
 /* Count tensors and string bytes, and check __metadata__; nothing is allocated. */
 static int header_survey(const char *label, const cJSON *root, int *ntensors, int *nmeta,
                          size_t *pool_len, fb_err *err) {
   const cJSON *e;
+  size_t meta_len = 0;
   *ntensors = *nmeta = 0;
   *pool_len = 0;
   cJSON_ArrayForEach(e, root) {
@@ -360,10 +413,11 @@ static int header_survey(const char *label, const cJSON *root, int *ntensors, in
         return fb_err_set(err, FB_EFORMAT, "%s: __metadata__ '%s': value is not a string", label,
                           m->string);
       (*nmeta)++;
-      *pool_len += strlen(m->string) + strlen(m->valuestring) + 2;
+      meta_len += strlen(m->string) + strlen(m->valuestring);
     }
   }
-  return 0;
+  *pool_len += meta_len + 2 * (size_t)*nmeta;
+  return metadata_fits(label, "__metadata__", meta_len, err);
 }
 
 int fb_st_open_memory(fb_st_file **out, const void *buf, size_t len, const char *name,
@@ -397,6 +451,8 @@ int fb_st_open_memory(fb_st_file **out, const void *buf, size_t len, const char 
       cJSON_Delete(root);
       return fb_err_set(err, FB_EFORMAT, "%s: header has bytes after the JSON object", name);
     }
+  const char *at = json;
+  mark_non_digit_numbers(root, &at, end);
 
   int n = 0, nmeta = 0, rc;
   size_t pool_len = 0;
@@ -538,8 +594,10 @@ static int open_index(fb_st_file **out, const char *dir, const char *index_path,
   if (rc == 0) cJSON_ArrayForEach(e, meta) {
       if (!cJSON_IsString(e)) continue; /* e.g. total_size: a number, not kept */
       nmeta++;
-      pool_len += strlen(e->string) + strlen(e->valuestring) + 2;
+      pool_len += strlen(e->string) + strlen(e->valuestring);
     }
+  if (rc == 0) rc = metadata_fits(index_path, "metadata", pool_len, err);
+  pool_len += 2 * (size_t)nmeta;
   if (rc == 0 && !map->child)
     rc = fb_err_set(err, FB_EFORMAT, "%s: \"weight_map\" is empty", index_path);
   if (rc == 0) cJSON_ArrayForEach(e, map) {

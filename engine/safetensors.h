@@ -10,7 +10,11 @@
 #include "error.h"
 
 #define FB_ST_MAX_DIMS 8
-#define FB_ST_MAX_HEADER (100u * 1024u * 1024u) /* header length cap: 100 MB */
+#define FB_ST_MAX_HEADER (100u * 1024u * 1024u) /* header length cap: 100 MB, as safetensors' own */
+/* __metadata__ (and an index's "metadata"): at most 1 MiB of keys and values. Writers put a few
+ * short strings there (transformers and PEFT: {"format": "pt"}); the 100 MB header cap is for
+ * the tensor entries of big models, not for a megabyte-scale blob every open would copy. */
+#define FB_ST_MAX_METADATA (1u << 20)
 
 typedef enum { FB_DT_F32, FB_DT_F16, FB_DT_BF16, FB_DT_I32 } fb_dtype;
 

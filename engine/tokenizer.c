@@ -547,10 +547,45 @@ static int merge_parts(const fb_tokenizer *t, const cJSON *m, int i, const char 
   return fail(err, FB_EFORMAT, t, "model.merges[%d]: expected \"a b\" or [\"a\", \"b\"]", i);
 }
 
+static int is_byte_fallback(const fb_tokenizer *t, int32_t id) {
+  for (int b = 0; b < 256; b++)
+    if (t->fallback_id[b] == id) return 1;
+  return 0;
+}
+
+/* A model token of more than one character (not unk, not <0xNN>): only a merge makes it, or
+ * with ignore_merges a whole word. Its id, or -1. */
+static int32_t multi_char_token(const fb_tokenizer *t) {
+  for (int32_t id = 0; id < t->vocab.n_ids; id++) {
+    size_t n, chars = 0;
+    const char *s = fb_vocab_str(&t->vocab, id, &n);
+    if (!s || t->kind[id] || id == t->unk_id) continue;
+    for (size_t i = 0; i < n; i++)
+      chars += ((unsigned char)s[i] & 0xC0) != 0x80;
+    if (chars > 1 && !is_byte_fallback(t, id)) return id;
+  }
+  return -1;
+}
+
+/* No merges and a vocab of words would encode everything as single characters (training 5x
+ * slower, on ids the model never saw): a truncated or mis-exported file, not a byte-level one. */
+static int check_no_merges(const fb_tokenizer *t, fb_err *err) {
+  int32_t id = t->ignore_merges ? -1 : multi_char_token(t);
+  if (id < 0) return 0;
+  size_t n;
+  const char *s = fb_vocab_str(&t->vocab, id, &n);
+  char q[120];
+  return fail(err, FB_EFORMAT, t,
+              "model.merges: empty, but model.vocab has tokens of several characters that only "
+              "merges make (%s, id %d)",
+              quote(s, n, q, sizeof q), id);
+}
+
 static int load_merges(fb_tokenizer *t, const cJSON *model, fb_err *err) {
   const cJSON *merges = field(model, "merges"), *m;
   if (!cJSON_IsArray(merges)) return fail(err, FB_EFORMAT, t, "model.merges: expected an array");
   if (fb_merges_init(&t->merges, (size_t)cJSON_GetArraySize(merges))) return FB_ENOMEM;
+  if (!merges->child) return check_no_merges(t, err);
   char *cat = NULL;
   size_t cat_cap = 0;
   int i = 0, rc = 0;
@@ -650,6 +685,11 @@ static int load_model(fb_tokenizer *t, const cJSON *root, fb_err *err) {
   if (!cJSON_IsObject(vocab)) return fail(err, FB_EFORMAT, t, "model.vocab: expected an object");
   if (added && !cJSON_IsArray(added)) return fail(err, FB_EFORMAT, t, "added_tokens: expected an array");
   int32_t n_model = 0, max_added = -1, id, entries = cJSON_GetArraySize(vocab);
+  t->n_added = added ? cJSON_GetArraySize(added) : 0;
+  if (entries > FB_TOK_MAX_VOCAB || t->n_added > FB_TOK_MAX_VOCAB - entries)
+    return fail(err, FB_ELIMIT, t, "%s: %d model tokens and %d added tokens, over the cap of %d ids",
+                entries > FB_TOK_MAX_VOCAB ? "model.vocab" : "added_tokens", entries, t->n_added,
+                FB_TOK_MAX_VOCAB);
   cJSON_ArrayForEach(it, vocab) {  /* ids are checked before any array is sized by them */
     char path[200], q[120];
     snprintf(path, sizeof path, "model.vocab[%s]", quote(it->string, strlen(it->string), q, sizeof q));
@@ -659,7 +699,6 @@ static int load_model(fb_tokenizer *t, const cJSON *root, fb_err *err) {
                   id, entries, entries - 1);
     if (id >= n_model) n_model = id + 1;
   }
-  t->n_added = added ? cJSON_GetArraySize(added) : 0;
   cJSON_ArrayForEach(it, added) {
     const cJSON *v = field(it, "id");
     if (cJSON_IsNumber(v) && v->valuedouble > max_added && v->valuedouble < n_model + t->n_added)

@@ -14,6 +14,11 @@
 
 typedef struct fb_tokenizer fb_tokenizer;
 
+/* The most ids (model.vocab entries plus added_tokens) a tokenizer.json may hold: twice the
+ * largest real vocabularies (Gemma's 256000, Llama 4's 202048). Past it the file is refused
+ * before anything is sized by it. */
+#define FB_TOK_MAX_VOCAB (1 << 19)
+
 /* A growable list of ids (or byte offsets); owned by the caller, who frees `v` with free(). */
 typedef struct fb_tok_ids {
   int32_t *v;

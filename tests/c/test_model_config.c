@@ -275,6 +275,8 @@ TEST(each_rule_has_its_message) {
   expect_refused("hidden_size", "576.5", FB_EFORMAT, "expected an integer, got a fraction");
   expect_refused("hidden_size", "0", FB_EFORMAT, "0 is outside the allowed range [1, 65536]");
   expect_refused("vocab_size", "1e12", FB_ELIMIT, "field 'vocab_size': 1000000000000 is outside");
+  expect_refused("vocab_size", "524289", FB_ELIMIT,
+                 "524289 is outside the allowed range [1, 524288]");
   expect_refused("num_hidden_layers", "100000", FB_ELIMIT, "field 'num_hidden_layers'");
   expect_refused("intermediate_size", "-3", FB_EFORMAT, "field 'intermediate_size'");
   expect_refused("num_attention_heads", "7", FB_EFORMAT,
@@ -310,6 +312,61 @@ TEST(each_rule_has_its_message) {
   expect_refused("eos_token_id", "49152", FB_ELIMIT, "field 'eos_token_id': 49152 is outside");
   expect_refused("eos_token_id", "[1,2,3,4,5,6,7,8,9]", FB_EFORMAT, "at most 8");
   expect_refused("bos_token_id", "50000", FB_EFORMAT, "field 'bos_token_id': 50000 is not below");
+}
+
+/* model_type was not read, so a Qwen2 config.json calling itself LlamaForCausalLM passed (issue
+ * 19): when given it must be the one transformers pairs with the architecture. */
+TEST(model_type_must_match_architectures) {
+  expect_refused("model_type", "\"qwen2\"", FB_EFORMAT,
+                 "field 'model_type': 'qwen2' does not match architectures LlamaForCausalLM "
+                 "('llama')");
+  expect_refused("model_type", "[\"llama\"]", FB_EFORMAT,
+                 "field 'model_type': expected a string, got an array");
+  fb_model_config c;
+  fb_err err = {0};
+  CHECK_INT(parse_with(&c, "model_type", NULL, &err), 0); /* absent: nothing to contradict */
+  static const char *const archs[] = {"LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM",
+                                      "Qwen3ForCausalLM"};
+  for (int a = 0; a < 4; a++) {
+    char json[512];
+    snprintf(json, sizeof json,
+             "{\"architectures\":[\"%s\"],\"model_type\":\"%s\",\"vocab_size\":64,"
+             "\"hidden_size\":32,\"intermediate_size\":64,\"num_hidden_layers\":1,"
+             "\"num_attention_heads\":4,\"max_position_embeddings\":128,\"rms_norm_eps\":1e-6}",
+             archs[a], fb_arch_model_type((fb_arch)a));
+    CHECK_INT(fb_model_config_parse(&c, json, strlen(json), "t", &err), 0);
+    CHECK_STR(fb_arch_name(c.arch), archs[a]);
+  }
+  CHECK_STR(fb_arch_model_type(FB_ARCH_QWEN3), "qwen3");
+}
+
+/* Invalid UTF-8 anywhere in config.json was taken as is (issue 19); JSON text is UTF-8. */
+TEST(invalid_utf8_is_refused) {
+  static const struct {
+    const char *add, *want;
+  } cases[] = {
+      {"{\"_name_or_path\":\"caf\xC3\",", "x/config.json: field '_name_or_path': invalid UTF-8 "
+                                           "(byte 21 of the file)"},
+      {"{\"rope_scaling\":{\"note\":\"\xED\xA0\x80\"},", "field 'rope_scaling': invalid UTF-8"},
+      {"{\"\xFF\":1,", "x/config.json: invalid UTF-8 at byte 2"},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+    char json[1024];
+    snprintf(json, sizeof json, "%s%s", cases[k].add, smollm + 1);
+    fb_model_config c;
+    fb_err err = {0};
+    CHECK_INT(fb_model_config_parse(&c, json, strlen(json), "x/config.json", &err), FB_EFORMAT);
+    CHECK_CONTAINS(err.msg, cases[k].want);
+  }
+  char tail[1024]; /* after the object, where cJSON stops reading */
+  snprintf(tail, sizeof tail, "%s\n\xC0\xAF", smollm);
+  fb_model_config c;
+  fb_err err = {0};
+  CHECK_INT(fb_model_config_parse(&c, tail, strlen(tail), "x/config.json", &err), FB_EFORMAT);
+  CHECK_CONTAINS(err.msg, "invalid UTF-8 at byte");
+  char ok[1024]; /* valid multi-byte text is fine */
+  snprintf(ok, sizeof ok, "{\"_name_or_path\":\"caf\xC3\xA9 \xF0\x9F\x98\x80\",%s", smollm + 1);
+  CHECK_INT(fb_model_config_parse(&c, ok, strlen(ok), "x/config.json", &err), 0);
 }
 
 /* Sliding windows as Hugging Face transformers reads them (model_config.c cites the rules):

@@ -284,6 +284,65 @@ TEST(entry_fields_are_checked) {
       "span 4 bytes, shape and dtype need 8");
 }
 
+/* cJSON reads 256.0, 2.56e2 and -0 as the integer 256 or 0, and [256.0, 256.0] was taken as a
+ * shape (issue 19): shapes and offsets must be written as bare digits, as every writer does. */
+TEST(shapes_and_offsets_must_be_written_as_digits) {
+  CHECK_CONTAINS(refused("{\"t\":{\"dtype\":\"F32\",\"shape\":[1,2.0],\"data_offsets\":[0,8]}}", 8,
+                         FB_EFORMAT),
+                 "tensor 't': shape[1] is not a non-negative integer in digits");
+  CHECK_CONTAINS(refused("{\"t\":{\"dtype\":\"F32\",\"shape\":[2e0],\"data_offsets\":[0,8]}}", 8,
+                         FB_EFORMAT),
+                 "shape[0]");
+  CHECK_CONTAINS(
+      refused("{\"t\":{\"dtype\":\"F32\",\"shape\":[-0],\"data_offsets\":[0,0]}}", 0, FB_EFORMAT),
+      "shape[0]");
+  CHECK_CONTAINS(refused("{\"t\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8.0]}}",
+                         8, FB_EFORMAT),
+                 "tensor 't': \"data_offsets\" is not [begin, end] of integers in digits");
+  /* numbers inside strings (here after an escaped quote) are not tokens; digits still open */
+  const char *ok = "{\"__metadata__\":{\"q\\\"1.5\":\"2.0 \\\\\"},"
+                   "\"b\":{\"dtype\":\"F16\",\"shape\":[1,2],\"data_offsets\":[8,12]},"
+                   "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}";
+  fb_err err = {0};
+  fb_st_file *f = NULL;
+  CHECK_INT(fb_st_open(&f, raw("digits.safetensors", ok, 12), &err), 0);
+  REQUIRE(f);
+  CHECK_STR(fb_st_meta(f, "q\"1.5"), "2.0 \\");
+  CHECK_INT(fb_st_find(f, "b")->shape[1], 2);
+  fb_st_close(f);
+}
+
+/* before, n bytes of 'v', after; malloc'd. */
+static char *padded(const char *before, size_t n, const char *after) {
+  size_t b = strlen(before);
+  char *s = malloc(b + n + strlen(after) + 1);
+  memcpy(s, before, b);
+  memset(s + b, 'v', n);
+  strcpy(s + b + n, after);
+  return s;
+}
+
+/* A header whose __metadata__ is {"k": n bytes}. */
+static char *metadata_header(size_t n) { return padded("{\"__metadata__\":{\"k\":\"", n, "\"}}"); }
+
+/* 50 MB of __metadata__ opened, copied on every open (issue 19): 1 MiB of keys and values. */
+TEST(metadata_is_capped) {
+  fb_err err = {0};
+  fb_st_file *f = NULL;
+  char *h = metadata_header(FB_ST_MAX_METADATA - 1); /* with the key "k": exactly the cap */
+  CHECK_INT(fb_st_open(&f, raw("meta_cap.safetensors", h, 0), &err), 0);
+  REQUIRE(f);
+  CHECK_INT(strlen(fb_st_meta(f, "k")), FB_ST_MAX_METADATA - 1);
+  fb_st_close(f);
+  free(h);
+  h = metadata_header(FB_ST_MAX_METADATA);
+  CHECK_INT(fb_st_open(&f, raw("meta_big.safetensors", h, 0), &err), FB_ELIMIT);
+  CHECK(f == NULL);
+  CHECK_CONTAINS(err.msg, "meta_big.safetensors: __metadata__: 1048577 bytes of keys and values, "
+                          "over the cap of 1048576");
+  free(h);
+}
+
 TEST(shape_product_overflow_is_refused) {
   /* 2^32 * 2^32 overflows 64 bits; 2^62 elements * 4 bytes overflows the byte count */
   CHECK_CONTAINS(refused("{\"t\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],"
@@ -463,6 +522,20 @@ TEST(sharded_index_errors) {
   CHECK_INT(fb_st_open_model_dir(&f, dir, &err), FB_EFORMAT);
   CHECK_CONTAINS(err.msg, "\"weight_map\" missing");
   CHECK(f == NULL);
+}
+
+/* An index's "metadata" strings are kept like __metadata__, under the same cap. */
+TEST(sharded_index_metadata_is_capped) {
+  char *index = padded("{\"metadata\":{\"k\":\"", FB_ST_MAX_METADATA,
+                       "\"},\"weight_map\":{" GOOD_MAP "}}");
+  const char *dir = make_sharded("s_big_meta", index);
+  free(index);
+  REQUIRE(dir);
+  fb_err err = {0};
+  fb_st_file *f = NULL;
+  CHECK_INT(fb_st_open_model_dir(&f, dir, &err), FB_ELIMIT);
+  CHECK(f == NULL);
+  CHECK_CONTAINS(err.msg, "model.safetensors.index.json: metadata: 1048577 bytes");
 }
 
 TEST(model_directory_with_one_file_or_none) {

@@ -173,6 +173,57 @@ TEST(error_model_id_past_vocab_before_allocating) {
                "tokenizer.json: model.vocab[\"ab\"]: id 1000000000 is past the vocab's 6 entries (ids are 0..5)");
 }
 
+/* A vocab of a million entries loaded (issue 19): the cap is FB_TOK_MAX_VOCAB ids, checked
+ * before the entries are read. */
+TEST(error_vocab_over_the_cap) {
+  size_t cap = (size_t)FB_TOK_MAX_VOCAB * 20 + 64, at = 0; /* "t524288":524288, */
+  char *json = malloc(cap);
+  at += (size_t)snprintf(json, cap, "{\"model\":{\"type\":\"BPE\",\"merges\":[],\"vocab\":{");
+  for (int i = 0; i <= FB_TOK_MAX_VOCAB; i++)
+    at += (size_t)snprintf(json + at, cap - at, "%s\"t%d\":%d", i ? "," : "", i, i);
+  snprintf(json + at, cap - at, "}}}");
+  fb_tokenizer *t = NULL;
+  fb_err err = {0};
+  CHECK_INT(load_str(json, &t, &err), FB_ELIMIT);
+  CHECK(t == NULL);
+  CHECK_CONTAINS(err.msg, "tokenizer.json: model.vocab: 524289 model tokens and 0 added tokens, "
+                          "over the cap of 524288 ids");
+  free(json);
+}
+
+/* A non-byte-level vocab: <unk>, two characters, a byte-fallback token and whatever `more` adds
+ * (JSON members, each with a leading comma), with merges `merges` and ignore_merges `ignore`. */
+static int load_no_merges(const char *more, const char *ignore, fb_tokenizer **t, fb_err *err) {
+  char json[1024];
+  snprintf(json, sizeof json,
+           "{\"model\":{\"type\":\"BPE\",\"unk_token\":\"<unk>\",\"ignore_merges\":%s,"
+           "\"vocab\":{\"<unk>\":0,\"a\":1,\"\xC3\xA9\":2,\"<0x41>\":3%s},\"merges\":[]}}",
+           ignore, more);
+  return load_str(json, t, err);
+}
+
+/* Empty merges with words in the vocab made every word single characters, silently (5x slower
+ * training on ids the model never saw; issue 19). A vocab of single characters needs none. */
+TEST(error_empty_merges_with_words_in_the_vocab) {
+  fb_tokenizer *t = NULL;
+  fb_err err = {0};
+  CHECK_INT(load_no_merges(",\"ab\":4", "false", &t, &err), FB_EFORMAT);
+  CHECK(t == NULL);
+  CHECK_CONTAINS(err.msg, "tokenizer.json: model.merges: empty, but model.vocab has tokens of "
+                          "several characters that only merges make (\"ab\", id 4)");
+  CHECK_INT(load_no_merges("", "false", &t, &err), 0); /* one character each, <unk>, <0x41> */
+  fb_tok_ids ids = {0};
+  CHECK_INT(fb_tokenizer_encode(t, "a\xC3\xA9" "a", 4, 0, &ids, NULL, &err), 0);
+  CHECK_INT(ids.n, 3);
+  free(ids.v);
+  fb_tokenizer_free(t);
+  CHECK_INT(load_no_merges(",\"ab\":4", "true", &t, &err), 0); /* whole words, no merges */
+  fb_tokenizer_free(t);
+  t = NULL;
+  CHECK_INT(fb_tokenizer_load(&t, "share/models/tiny", &err), 0); /* the bundled model's */
+  fb_tokenizer_free(t);
+}
+
 TEST(error_regex_rejected) {
   expect_error("\\\\s+|\\\\S+", "(\\\\s+", FB_EFORMAT,
                "tokenizer.json: pre_tokenizer.pretokenizers[0].pattern.Regex: PCRE2 rejects the regex at offset 4: missing closing parenthesis");
