@@ -21,6 +21,7 @@ export function createSections(main) {
       parts.set(el, [...(parts.get(el) || []), name]);
     }
   }
+  for (const [el, names] of parts) el.dataset.sections = names.join(' ');  // which button shows it
   const buttons = SECTIONS.map(([name, text]) =>
     h('button', { type: 'button', 'data-section': name, 'aria-pressed': 'false', onclick: () => show(name, true) }, text));
   const bar = h('nav.sections', { 'aria-label': 'Sections' }, buttons);

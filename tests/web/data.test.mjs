@@ -15,7 +15,7 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
-import { shots, CHROMIUM, FLAGS, requireParts, launch, accessibilityProblems, stop, removeDir } from './harness.mjs';
+import { shots, CHROMIUM, FLAGS, requireParts, launch, accessibilityProblems, stop, removeDir, showSectionOf } from './harness.mjs';
 
 requireParts('data');
 
@@ -60,6 +60,7 @@ after(async () => {
 async function shoot(page, name, what) {
   for (const [size, viewport] of Object.entries(SIZES)) {
     await page.setViewportSize(viewport);
+    await showSectionOf(page, what);
     await page.locator(what).first().scrollIntoViewIfNeeded();
     await page.screenshot({ path: join(shots, `data-${name}-${size}.png`) });
   }

@@ -108,3 +108,13 @@ export async function showSection(page, name) {
   const button = page.locator(`.sections button[data-section="${name}"]`);
   if (await button.isVisible()) await button.click();
 }
+
+// On a phone, show the section that holds the first element `selector` matches (nothing to do
+// for one outside every section, such as a dialog, or when every section shows).
+export async function showSectionOf(page, selector) {
+  const name = await page.locator(selector).first().evaluate((el) => {
+    const part = el.closest('[data-sections]');
+    return part ? part.dataset.sections.split(' ')[0] : null;
+  });
+  if (name) await showSection(page, name);
+}
