@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "fsutil.h"
-#include "normalize.h"
+#include "utf8.h"
 
 #define MAX_DATASET_BYTES ((size_t)4 << 30) /* read whole: far past any LoRA dataset */
 

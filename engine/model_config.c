@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "fsutil.h"
-#include "normalize.h"
+#include "utf8.h"
 
 #define MAX_CONFIG_BYTES (1u << 20)
 #define NPROJ 7                 /* q k v o gate up down, in fb_target bit order */

@@ -9,7 +9,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
-#include "normalize.h"
+#include "text.h"
 
 typedef enum { FB_PRE_SPLIT, FB_PRE_BYTELEVEL, FB_PRE_METASPACE } fb_pre_kind;
 typedef enum { FB_SPLIT_ISOLATED, FB_SPLIT_REMOVED, FB_SPLIT_MERGED_PREV,

@@ -13,7 +13,9 @@
 
 #include "bpe.h"
 #include "fsutil.h"
+#include "normalize.h"
 #include "pretokenize.h"
+#include "utf8.h"
 
 typedef struct added_tok {
   char *s;
@@ -46,7 +48,7 @@ struct fb_tokenizer {
   int n_added;
   unsigned char first_any[32], first_plain[32];  /* first bytes of added tokens */
   unsigned char *kind;  /* (n_ids) 0 model token, 1 added, 2 added special */
-  fb_norm *norm;
+  fb_normalizer *norm;
   int n_norm;
   fb_pretok *pre;
   int n_pre;
@@ -180,8 +182,8 @@ static int get_pattern(const fb_tokenizer *t, const cJSON *obj, const char *path
 
 /* ---- normalizers ---- */
 
-static int add_norm(fb_tokenizer *t, fb_norm st) {
-  fb_norm *n = realloc(t->norm, (size_t)(t->n_norm + 1) * sizeof *n);
+static int add_norm(fb_tokenizer *t, fb_normalizer st) {
+  fb_normalizer *n = realloc(t->norm, (size_t)(t->n_norm + 1) * sizeof *n);
   if (!n) {
     free(st.a);
     free(st.b);
@@ -205,12 +207,12 @@ static int parse_normalizer(fb_tokenizer *t, const cJSON *node, const char *path
   if (rc) return rc;
   static const char *const forms[] = {"NFC", "NFD", "NFKC", "NFKD"};
   for (int i = 0; i < 4; i++)
-    if (!strcmp(type, forms[i])) return add_norm(t, (fb_norm){.kind = (fb_norm_kind)i});
-  if (!strcmp(type, "Lowercase")) return add_norm(t, (fb_norm){.kind = FB_NORM_LOWERCASE});
+    if (!strcmp(type, forms[i])) return add_norm(t, (fb_normalizer){.kind = (fb_normalizer_kind)i});
+  if (!strcmp(type, "Lowercase")) return add_norm(t, (fb_normalizer){.kind = FB_NORMALIZE_LOWERCASE});
   if (!strcmp(type, "Prepend")) {
     const char *s;
     if ((rc = get_str(t, node, path, "prepend", 1, &s, err))) return rc;
-    fb_norm st = {.kind = FB_NORM_PREPEND};
+    fb_normalizer st = {.kind = FB_NORMALIZE_PREPEND};
     if (!(st.a = dup_str(s, &st.alen))) return FB_ENOMEM;
     return add_norm(t, st);
   }
@@ -223,7 +225,7 @@ static int parse_normalizer(fb_tokenizer *t, const cJSON *node, const char *path
                   path);
     if ((rc = get_str(t, node, path, "content", 1, &content, err))) return rc;
     if (!*pat) return fail(err, FB_EFORMAT, t, "%s.pattern.String: empty", path);
-    fb_norm st = {.kind = FB_NORM_REPLACE};
+    fb_normalizer st = {.kind = FB_NORMALIZE_REPLACE};
     st.a = dup_str(pat, &st.alen);
     st.b = dup_str(content, &st.blen);
     if (!st.a || !st.b) { free(st.a); free(st.b); return FB_ENOMEM; }
@@ -876,7 +878,7 @@ void fb_tokenizer_free(fb_tokenizer *t) {
   for (int i = 0; t->added && i < t->n_added; i++) free(t->added[i].s);
   free(t->added);
   free(t->kind);
-  fb_norm_free(t->norm, t->n_norm);
+  fb_normalize_free(t->norm, t->n_norm);
   fb_pretok_free(t->pre, t->n_pre);
   fb_text_free(&t->dec);
   free(t->dec_off);
@@ -1052,7 +1054,7 @@ int fb_tokenizer_encode(fb_tokenizer *t, const char *text, size_t n, int flags, 
     if (!len) continue;
     t->sec.len = 0;
     if ((rc = fb_text_copy(&t->sec, &t->t0, off, len))) break;
-    if ((rc = fb_norm_apply(t->norm, t->n_norm, &t->sec, &t->tmp))) break;
+    if ((rc = fb_normalize_apply(t->norm, t->n_norm, &t->sec, &t->tmp))) break;
     if (!t->sec.len) continue;
     if ((rc = fb_pretok_apply(t->pre, t->n_pre, k == 0, &t->sec, &t->pieces, &t->pw))) break;
     for (size_t p = 0; !rc && p < t->pieces.n; p++)

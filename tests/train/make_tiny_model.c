@@ -8,7 +8,7 @@
 
 #include "fsutil.h"
 #include "model.h"
-#include "normalize.h"
+#include "utf8.h"
 
 static const char config[] =
     "{\"architectures\": [\"LlamaForCausalLM\"], \"vocab_size\": 258, \"hidden_size\": 32,\n"
