@@ -2,7 +2,7 @@
 # fb_core, its tests, and the bench_train benchmark (built on demand, not part of ctest).
 pkg_check_modules(OPENBLAS REQUIRED IMPORTED_TARGET openblas)
 
-target_sources(fb_core PRIVATE engine/gemm.c engine/cpu_backend.c engine/device.c engine/model.c
+target_sources(fb_core PRIVATE engine/gemm.c engine/cpu_backend.c engine/device.c engine/model.c engine/model_io.c
   engine/layers.c engine/lora.c engine/optim.c engine/generate.c engine/cmd_lora_check.c)
 # oneDNN (Debian libdnnl2) is opened at run time by gemm.c when present, and the CUDA plugin by
 # device.c when a run asks for a GPU: no link dependency on either.
