@@ -25,6 +25,10 @@ if(FB_NODE)
     fb_test(web_scenarios ${FB_NODE} --test ${PROJECT_SOURCE_DIR}/tests/web/scenarios.test.mjs)
     set_tests_properties(web_scenarios PROPERTIES TIMEOUT 300 ENVIRONMENT "${fb_web_env}"
                          RESOURCE_LOCK busy_cores)
+    # The training view and the preview: empty state, field notes, log tail, result (~40 s).
+    fb_test(web_training ${FB_NODE} --test ${PROJECT_SOURCE_DIR}/tests/web/training.test.mjs)
+    set_tests_properties(web_training PROPERTIES TIMEOUT 240 ENVIRONMENT "${fb_web_env}"
+                         RESOURCE_LOCK busy_cores)
   endif()
   # The dashboard behind a token: the printed link, its cookie, the page's calls with it (~5 s).
   fb_test(web_token ${FB_NODE} --test ${PROJECT_SOURCE_DIR}/tests/web/token.test.mjs)
