@@ -328,6 +328,11 @@ export function createTraining(root, { onFinished, onModel }) {
     if (r.status !== 200 || r.body.job !== id || job !== id) return;
     logLines = [];
     for (const ev of r.body.events) addLog(ev);
+    // Reloaded while the adapter is written: say so, as the live event did.
+    const { events } = r.body;
+    if (LIVE.has(state) && events.findLastIndex((e) => e.event === 'saving') > events.findLastIndex((e) => e.event === 'start')) {
+      startSaving();
+    }
   }
 
   // A finished run's result: plain words when it is poor, and what usually helps.

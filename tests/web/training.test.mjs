@@ -225,6 +225,12 @@ test('training view and preview', { timeout: 240000 }, async (t) => {
     await page.locator('#log', { hasText: /Cancelled.*Resume continues from the last checkpoint/ }).waitFor();
     const at = Number([...(await text(page, '#log')).matchAll(/^Step (\d+): checkpoint saved/gm)].at(-1)[1]);
     await shot(page, '04-cancelled-desktop');
+    const phone = await open(t, `/#/skill/${ELECTRICIAN}`, PHONE);
+    await phone.locator('#log', { hasText: 'Resume continues from the last checkpoint' }).waitFor();
+    assert.equal(await text(phone, '.stat:nth-child(3) .stat-value'), '\u2014', 'no time left to a cancelled run');
+    assert.deepEqual(await overflow(phone), []);
+    await shot(phone, '04-cancelled-phone');
+    assert.deepEqual(phone.errors, []);
     await page.locator('#resume').click();
     await page.locator('#log', { hasText: `Resumed from step ${at} of 12.` }).waitFor({ timeout: RUN_MS });
     await page.locator('#training[data-finished="1"]').waitFor({ timeout: RUN_MS });
