@@ -31,6 +31,10 @@ if(FB_NODE)
     # The dashboard on a 390x844 phone: each section fits, tables as cards, a short run (~40 s).
     fb_test(web_phone ${FB_NODE} --test ${PROJECT_SOURCE_DIR}/tests/web/phone.test.mjs)
     set_tests_properties(web_phone PROPERTIES TIMEOUT 180 ENVIRONMENT "${fb_web_env}" RESOURCE_LOCK busy_cores)
+    # The training view and the preview: empty state, field notes, log tail, result (~40 s).
+    fb_test(web_training ${FB_NODE} --test ${PROJECT_SOURCE_DIR}/tests/web/training.test.mjs)
+    set_tests_properties(web_training PROPERTIES TIMEOUT 240 ENVIRONMENT "${fb_web_env}"
+                         RESOURCE_LOCK busy_cores)
   endif()
   # The dashboard behind a token: the printed link, its cookie, the page's calls with it (~5 s).
   fb_test(web_token ${FB_NODE} --test ${PROJECT_SOURCE_DIR}/tests/web/token.test.mjs)

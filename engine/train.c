@@ -1069,6 +1069,15 @@ static void start_event(run *r) {
     emit_log(r, "info", r->device_note);
 }
 
+/* The steps are done; the checkpoint, the adapter and its example losses are written next
+ * (seconds on a large model): a progress bar at 100% says so. */
+static void saving_event(run *r) {
+  cJSON *e = event("saving");
+  cJSON_AddNumberToObject(e, "step", r->step);
+  cJSON_AddStringToObject(e, "adapter", r->spec->out);
+  emit(r, e);
+}
+
 static int loop(run *r, fb_err *err) {
   int rc;
   volatile sig_atomic_t *cancel = r->opts ? r->opts->cancel : NULL;
@@ -1089,6 +1098,7 @@ static int loop(run *r, fb_err *err) {
   }
   if (r->step % r->plan.eval_interval != 0 && (rc = maybe_evaluate(r, 1, err)))
     return fail_step(r, err);
+  saving_event(r);
   if ((rc = save_checkpoint(r, err)))
     return fail(r, r->ckdir, err);
   if ((rc = write_output(r, err)))

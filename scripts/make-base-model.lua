@@ -6,6 +6,7 @@
 -- kept out, so that what a skill's LoRA adapter adds shows against the base model.
 --   fastbrain run scripts/make-base-model.lua --out share/models/tiny [--steps N] [--seed S]
 local fb = require "fastbrain"
+local duration = require "fastbrain.duration"
 local lm = require "fastbrain.lm"
 
 local USAGE = "usage: fastbrain run scripts/make-base-model.lua --out DIR [--steps N --seed S --lr X " ..
@@ -128,8 +129,9 @@ local function main()
     io.stderr:write("make-base-model: ", tostring(where), ": ", tostring(err), "\n")
     return 1
   end
-  print(string.format("done in %.0f s: %d steps, final loss %.4f, eval loss %s; model in %s",
-    (fb.now() - started) / 1000, summary.steps, summary.final_loss, tostring(summary.eval_loss), opts.out))
+  print(string.format("done in %s: %d steps, training loss %.4f, held-out loss %s; model in %s",
+    duration.text((fb.now() - started) / 1000), summary.steps, summary.final_loss_smoothed,
+    tostring(summary.eval_loss), opts.out))
   return 0
 end
 

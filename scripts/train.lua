@@ -6,6 +6,7 @@
 -- usage: fastbrain run scripts/train.lua SKILL [--model DIR] [--out DIR] [--data-dir DIR]
 --        [--epochs N] [--max-len N] [--lr X] [--rank R] [--max-tokens N]
 local fb = require "fastbrain"
+local duration = require "fastbrain.duration"
 
 local USAGE = "usage: fastbrain run scripts/train.lua SKILL [--model DIR] [--out DIR] [--data-dir DIR]\n" ..
   "       [--epochs N] [--max-len N] [--lr X] [--rank R] [--max-tokens N]\n"
@@ -91,8 +92,8 @@ local function main()
     io.stderr:write("train.lua: ", tostring(where), ": ", tostring(terr), "\n")
     return 1
   end
-  print(string.format("done: %d steps in %.0f s, final loss %.4f, eval loss %s, adapter in %s", summary.steps,
-    summary.wall_time_s or 0, summary.final_loss, tostring(summary.eval_loss), out))
+  print(string.format("done: %d steps in %s, training loss %.4f, held-out loss %s, adapter in %s", summary.steps,
+    duration.text(summary.wall_time_s), summary.final_loss_smoothed, tostring(summary.eval_loss), out))
 
   local m <close>, lerr = fb.model.load(opts.model, {template = skill.template})
   if not m then

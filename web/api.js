@@ -55,6 +55,7 @@ export const api = {
   cancel: (id) => request('POST', `/api/training/cancel/${skill(id)}`, {}),
   resume: (id) => request('POST', `/api/training/resume/${skill(id)}`, {}),
   jobs: (id, perPage = 1) => request('GET', `/api/jobs?skill=${skill(id)}&per_page=${perPage}`),
+  activity: (id, lines) => request('GET', `/api/training/activity/${skill(id)}?lines=${lines}`),
   jobLog: (job, lines) => request('GET', `/api/jobs/${encodeURIComponent(job)}/log?lines=${lines}`),
   adapters: () => request('GET', '/api/adapters'),
   preview: (id, version, prompt) => request('POST', `${adapterPath(id, version)}/generate`, { prompt }),

@@ -1,9 +1,9 @@
 // app.js: the dashboard's entry: wires the skills list, the skill's view (training and its
-// history, data and its example generation, test scenarios with their suggestions and runs),
-// the adapters table with each adapter's Use panel, the preview panel, the base models and the
-// data providers; on a phone, one section of them at a time (sections.js) with tables as cards
-// (cards.js). The selected skill lives in the URL hash (#/skill/<id>), so a reload comes back
-// to it and re-attaches to its training.
+// history, its preview: its own adapters' answers beside the base model's, data and its example
+// generation, test scenarios with their suggestions and runs), the adapters table with each
+// adapter's Use panel, the base models and the data providers; on a phone, one section of them
+// at a time (sections.js) with tables as cards (cards.js). The selected skill lives in the URL
+// hash (#/skill/<id>), so a reload comes back to it and re-attaches to its training.
 import { api, errorText } from './api.js';
 import { h, $, num, announce } from './dom.js';
 import { createSkills } from './skills.js';
@@ -17,6 +17,7 @@ import { createScenarios } from './scenarios.js';
 import { createSuggest } from './suggest.js';
 import { createRuns } from './runs.js';
 import { createHistory } from './history.js';
+import { duration } from './duration.js';
 import { labelTables } from './cards.js';
 import { createSections } from './sections.js';
 
@@ -25,7 +26,7 @@ createSections($('#main'));
 
 let adapters = [];
 let current = null;
-let previewing = null;  // {skill, version}
+let picked = null;  // the adapter version the person chose to preview, if any
 
 const skills = createSkills($('#skill-list'), $('#skill-dialog'), { select });
 const models = createModelsPanel($('#models'), { onChange: () => training.loadModels() });
@@ -59,11 +60,6 @@ const generate = createGenerate($('#generate'), {
   },
 });
 
-function duration(s) {
-  if (typeof s !== 'number') return '—';
-  return s < 90 ? `${s.toFixed(0)} s` : `${(s / 60).toFixed(1)} min`;
-}
-
 // The adapter's held-out loss beside the base model's on the same examples: what LoRA changed.
 function heldOut(a) {
   return typeof a.base_eval_loss === 'number' ? `${num(a.eval_loss)} (base ${num(a.base_eval_loss)})` : num(a.eval_loss);
@@ -90,7 +86,7 @@ function renderAdapters() {
   }
   rows.replaceChildren(...adapters.map((a) => h('tr', { 'data-adapter': `${a.skill}/${a.version}` },
     h('td', { text: a.skill }), h('td', { text: a.version }), h('td', { text: String(a.examples ?? '—') }),
-    h('td', { text: num(a.final_loss) }), h('td', { text: heldOut(a) }), h('td', { text: duration(a.wall_time_s) }),
+    h('td', { text: num(a.training_loss) }), h('td', { text: heldOut(a) }), h('td', { text: duration(a.wall_time_s) }),
     scenarioCell(a),
     h('td', {}, h('span.badge', { 'data-badge': a.status, text: a.status })),
     h('td', {}, h('div.row-actions', {},
@@ -104,25 +100,48 @@ async function loadAdapters() {
   const r = await api.adapters();
   adapters = r.status === 200 ? r.body.adapters : [];
   renderAdapters();
+  renderPreview();
   runs.setAdapters(adapters);
   runHistory.setAdapters(adapters);
 }
 
-function choosePreview(a) {
-  previewing = a;
-  $('#preview-target').textContent = `${a.skill} / ${a.version}`;
+// The preview belongs to the skill on screen: its adapters, newest first (the list is), the
+// newest chosen until the person picks another; the heading names the one it asks.
+function renderPreview() {
+  const picker = $('#preview-version');
+  const own = adapters.filter((a) => a.skill === current);
+  picker.replaceChildren(...own.map((a) => h('option', { value: a.version, text: `${a.version} (${a.status})` })));
+  if (own.some((a) => a.version === picked)) picker.value = picked;
+  $('#preview-none').hidden = own.length > 0;
+  $('#preview-controls').hidden = own.length === 0;
+  renderPreviewTarget();
+}
+
+function renderPreviewTarget() {
+  const version = $('#preview-version').value;
+  $('#preview-target').textContent = version ? `${current} / ${version}` : current || '';
+  $('#preview-adapter-h').textContent = version ? `With ${current} / ${version}` : 'With the adapter';
+}
+
+$('#preview-version').addEventListener('change', () => { picked = $('#preview-version').value; renderPreviewTarget(); });
+
+// A row's Preview: that adapter, on its skill's page.
+async function choosePreview(a) {
+  if (a.skill !== current) await select(a.skill);
+  picked = a.version;
+  renderPreview();
   $('#preview-prompt').focus();
 }
 
 $('#preview').addEventListener('submit', async (e) => {
   e.preventDefault();
-  const target = previewing || adapters[0];
-  if (!target) { announce('Train a skill first: there is no adapter to preview.', 'error'); return; }
+  const version = $('#preview-version').value;
+  if (!current || !version) { announce('Train this skill first: it has no adapter to preview.', 'error'); return; }
   const go = $('#preview-go');
   go.disabled = true;
   $('#preview-adapter').textContent = '…';
   $('#preview-base').textContent = '…';
-  const r = await api.preview(target.skill, target.version, $('#preview-prompt').value);
+  const r = await api.preview(current, version, $('#preview-prompt').value);
   go.disabled = false;
   if (r.status === 200) {
     $('#preview-adapter').textContent = r.body.adapter;
@@ -148,11 +167,17 @@ function showSkill(skill) {
 async function select(id) {
   const list = await skills.load(adapters);
   const skill = skills.get(id) || list[0] || null;
+  const changed = current !== (skill && skill.id);
   current = skill && skill.id;
   if (current && location.hash !== `#/skill/${current}`) history.replaceState(null, '', `#/skill/${current}`);
   skills.setSelected(current, adapters);
   showSkill(skill);
   if (!skill) return;
+  if (changed) {
+    picked = null;  // the newest of this skill, not the adapter last picked elsewhere
+    $('#preview-adapter').textContent = $('#preview-base').textContent = '';
+  }
+  renderPreview();
   training.show(current);
   generate.show(current);
   suggest.show(current);

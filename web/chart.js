@@ -7,20 +7,24 @@ const axisColor = '#5b6473';
 
 // The x (step) and y (loss) axes of the loss charts.
 const stepLossScales = () => ({
-  x: { type: 'linear', title: { display: true, text: 'step', color: axisColor }, ticks: { color: axisColor } },
+  x: { type: 'linear', title: { display: true, text: 'step', color: axisColor }, ticks: { color: axisColor, precision: 0 } },
   y: { title: { display: true, text: 'loss', color: axisColor }, ticks: { color: axisColor } },
 });
 const points = (history) => (history || []).map(([x, y]) => ({ x, y }));
 
-// A line chart of [[step, loss]...] histories: set(loss, evalLoss) replaces both, add(kind,
-// step, value) appends a point ('loss' or 'eval').
+// A line chart of [[step, loss]...] histories: the smoothed training loss (the number the
+// view shows), each step's own training loss (faint: it jumps with each batch) and the
+// held-out (eval) loss. set(loss, evalLoss, smoothed) replaces them, add(kind, step, value)
+// appends a point ('smoothed', 'loss' or 'eval').
+const LINES = ['smoothed', 'loss', 'eval'];
 export function lossChart(canvas) {
   const chart = new Chart(canvas, {
     type: 'line',
     data: {
       datasets: [
-        { label: 'Loss', data: [], borderColor: '#2563eb', backgroundColor: '#2563eb', pointRadius: 0, tension: 0.2 },
-        { label: 'Eval loss', data: [], borderColor: '#d97706', backgroundColor: '#d97706', pointRadius: 3 },
+        { label: 'Training loss (smoothed)', data: [], borderColor: '#1d4ed8', backgroundColor: '#1d4ed8', borderWidth: 3, pointRadius: 0, tension: 0.2 },
+        { label: 'Training loss (each step)', data: [], borderColor: '#93c5fd', backgroundColor: '#93c5fd', borderWidth: 1, pointRadius: 0 },
+        { label: 'Held-out loss', data: [], borderColor: '#d97706', backgroundColor: '#d97706', pointRadius: 3 },
       ],
     },
     options: {
@@ -28,24 +32,34 @@ export function lossChart(canvas) {
       maintainAspectRatio: false,
       parsing: false,
       scales: stepLossScales(),
+      plugins: { legend: { labels: { color: axisColor } } },
     },
   });
+  const line = (kind) => chart.data.datasets[LINES.indexOf(kind)];
+  // Points come a step at a time (tens a second on a small model): one redraw a frame.
+  let drawing = false;
+  const redraw = () => {
+    if (drawing) return;
+    drawing = true;
+    requestAnimationFrame(() => { drawing = false; chart.update(); });
+  };
   return {
     chart,
-    set(loss, evalLoss) {
-      chart.data.datasets[0].data = points(loss);
-      chart.data.datasets[1].data = points(evalLoss);
+    set(loss, evalLoss, smoothed) {
+      line('loss').data = points(loss);
+      line('eval').data = points(evalLoss);
+      line('smoothed').data = points(smoothed);
       chart.update();
     },
     add(kind, step, value) {
       if (typeof value !== 'number') return;
-      const data = chart.data.datasets[kind === 'eval' ? 1 : 0].data;
+      const { data } = line(kind);
       const last = data[data.length - 1];
       if (last && last.x >= step) return;  // a replayed point
       data.push({ x: step, y: value });
-      chart.update();
+      redraw();
     },
-    points: () => chart.data.datasets[0].data.length,
+    points: () => line('loss').data.length,
   };
 }
 

@@ -5,22 +5,16 @@
 import { api, errorText } from './api.js';
 import { h } from './dom.js';
 import { bytesText } from './models.js';
+import { duration } from './duration.js';
 
 const DEBOUNCE_MS = 400;
-
-function duration(s) {
-  if (s >= 3600) return `${(s / 3600).toFixed(1)} hours`;
-  if (s >= 90) return `${Math.round(s / 60)} minutes`;
-  const n = Math.max(1, Math.round(s));
-  return n === 1 ? '1 second' : `${n} seconds`;
-}
 
 const count = (n) => n.toLocaleString('en-US');
 
 function deviceLine(label, d) {
   const free = typeof d.free_bytes === 'number' ? ` of ${bytesText(d.free_bytes)} free` : '';
   return h('li', { 'data-device': label },
-    h('strong', { text: `${label}: about ${duration(d.seconds)}` }),
+    h('strong', { text: `${label}: about ${duration(Math.max(1, d.seconds))}` }),
     ` and ${bytesText(d.peak_bytes)} of memory at its peak${free}`);
 }
 
@@ -49,7 +43,8 @@ export function createEstimate(box, { onFits }) {
     if (n !== asked) return;
     if (r.status === 200) { render(r.body.estimate); return; }
     box.dataset.state = 'error';
-    box.replaceChildren(h('p', { text: `No estimate: ${errorText(r)}` }));
+    const fields = Object.entries((r.body && r.body.fields) || {}).map(([k, v]) => `${k} ${v}`);
+    box.replaceChildren(h('p', { text: `No estimate: ${fields.length ? fields.join('; ') : errorText(r)}` }));
     onFits(true);
   }
 

@@ -1,5 +1,5 @@
 // history.js: a skill's training runs (GET /api/jobs?skill=, newest first): each job's
-// settings, base model, data size, duration, final and held-out loss, the scenario pass rate
+// settings, base model, data size, duration, (smoothed) training and held-out loss, the scenario pass rate
 // of the adapter it made, and the step it published when it chose by scenarios. Tick two or more to draw their losses on one chart and list the
 // settings in which they differ (only those).
 import { api } from './api.js';
@@ -50,7 +50,7 @@ export function createHistory(root) {
   root.append(
     h('p.hint', { text: 'Every training run of this skill. Tick two or more to lay their loss curves over each other and see which settings differ.' }),
     h('div.table-wrap', {}, h('table.history', {},
-      h('thead', {}, h('tr', {}, ...['Pick', 'Started', 'State', 'Examples', 'Time', 'Final loss', 'Held-out loss', 'Scenarios',
+      h('thead', {}, h('tr', {}, ...['Pick', 'Started', 'State', 'Examples', 'Time', 'Training loss', 'Held-out loss', 'Scenarios',
         'Base model', 'Steps', 'Learning rate', 'LoRA rank'].map((t) => h('th', { scope: 'col', text: t })))),
       rows)),
     compared);
@@ -105,7 +105,7 @@ export function createHistory(root) {
           h('td', {}, h('span.badge', { text: j.state })),
           h('td', { text: String(sum.examples ?? '\u2014') }),
           h('td', { text: minutes(sum.wall_time_s) }),
-          h('td', { text: num(sum.final_loss) }),
+          h('td', { text: num(sum.final_loss_smoothed ?? sum.final_loss) }),
           h('td', { text: num(sum.eval_loss) }),
           h('td', { text: scenarios(j) }),
           h('td', { text: basename(sum.base_model || spec.model) || '\u2014' }),

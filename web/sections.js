@@ -5,7 +5,7 @@ import { h, $ } from './dom.js';
 
 // Each section: its button's text and the parts of the page it shows (a part may be in several).
 const SECTIONS = [
-  ['training', 'Training', ['#skill-view', '.skill-head', 'section[aria-labelledby="train-h"]', '#history']],
+  ['training', 'Training', ['#skill-view', '.skill-head', 'section[aria-labelledby="train-h"]', '#preview-panel', '#history']],
   ['data', 'Data', ['#skill-view', '.skill-head', '#data']],
   ['scenarios', 'Scenarios', ['#skill-view', '.skill-head', '#scenarios', '#runs']],
   ['adapters', 'Adapters', ['#adapters']],

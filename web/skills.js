@@ -44,7 +44,7 @@ export function createSkills(list, dialog, { select }) {
             h('span.skill-desc', { text: s.description || '' }),
             h('span.skill-meta', {},
               h('span.badge', { 'data-badge': a ? a.status : 'untrained', text: a ? a.status : 'not trained' }),
-              a ? ` loss ${num(a.eval_loss ?? a.final_loss)}` : '', ` · ${s.examples} examples`))));
+              a ? (a.eval_loss != null ? ` held-out loss ${num(a.eval_loss)}` : ` training loss ${num(a.training_loss ?? a.final_loss)}`) : '', ` · ${s.examples} examples`))));
     }));
   }
 

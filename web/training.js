@@ -2,16 +2,20 @@
 // (the skill's base model, hyperparameters with defaults and explanations, and what the run
 // will cost: estimate.js), Start/Cancel/Resume, and the live view (stat cards, progress bar,
 // loss chart, samples, log tail, tips) fed by the SSE stream /api/training/events/:skill,
-// falling back to polling the status every 3 s when SSE fails.
+// falling back to polling the status every 3 s when SSE fails. Before any run it says what
+// will appear and what to do; a refused start marks each field the server named; a finished
+// run is celebrated, and a poor result is said plainly with what usually helps.
 import { api, errorText } from './api.js';
 import { h, num, announce } from './dom.js';
 import { lossChart } from './chart.js';
 import { liveFeed } from './feed.js';
 import { createEstimate } from './estimate.js';
 import { modelText } from './models.js';
+import { duration } from './duration.js';
+import { activityLine } from './activity.js';
 import confetti from './vendor/confetti.module.mjs';
 
-const LOG_LINES = 12;
+const LOG_LINES = 20;
 const SAMPLES = 4;
 const LIVE = new Set(['queued', 'running']);
 
@@ -34,6 +38,19 @@ const DEVICES = [['auto', 'Auto: a GPU when the server has one'], ['cpu', 'CPU']
 
 // How the view names the device a run reported.
 const deviceLabel = (p) => (p.device === 'cpu' ? 'the CPU' : p.device_name || 'the GPU');
+
+// Learning rates far outside LoRA's usual 1e-5..1e-2 (a small model's default is 5e-3): a
+// factor of 3 beyond either end is warned about, not refused (an experiment may want it).
+const LR_LOW = 3e-6;
+const LR_HIGH = 3e-2;
+
+// What a value in the form is worth a warning for: the field's name -> (value, model) -> text.
+const WARNINGS = {
+  lr: (v) => (v > 0 && v < LR_LOW ? 'Far below the usual 1e-5 to 1e-2: the loss will hardly move.'
+    : v > LR_HIGH ? 'Far above the usual 1e-5 to 1e-2: the loss may jump or explode.' : ''),
+  max_len: (v, model) => (model && model.context && v > model.context
+    ? `Above this model's context of ${model.context} tokens: examples are cut to ${model.context}.` : ''),
+};
 
 const valueAt = (obj, name) => name.split('.').reduce((o, k) => (o == null ? undefined : o[k]), obj);
 
@@ -76,7 +93,8 @@ export function createTraining(root, { onFinished, onModel }) {
       h('small', { id: 'help-base_model', text: 'The model the adapter teaches. A bigger one answers far better and costs more time and memory: the estimate below says how much. Pull more with fastbrain pull ORG/NAME.' })),
     ...FIELDS.map(([name, label, step, help]) => h('label.field', {},
       h('span', { text: label }),
-      h('input', { name, type: 'number', step, min: 0, 'aria-describedby': `help-${name}` }),
+      h('input', { name, type: 'number', step, min: 0, 'aria-describedby': `note-${name} help-${name}` }),
+      h('small.field-note', { id: `note-${name}`, hidden: true }),
       h('small', { id: `help-${name}`, text: help }))),
     h('label.field', {},
       h('span', { text: 'Compute on' }),
@@ -89,26 +107,37 @@ export function createTraining(root, { onFinished, onModel }) {
   const stateLine = h('p.state', { id: 'train-state', role: 'status' });
   const fewExamples = h('p.warn', { id: 'few-examples', hidden: true });
   const estimateBox = h('div.estimate', { id: 'estimate', 'aria-live': 'polite', 'aria-label': 'Estimated cost' });
-  const cards = { loss: card('Loss'), steps: card('Steps'), eta: card('ETA (min)'), epoch: card('Epoch') };
+  const cards = { loss: card('Training loss (smoothed)'), steps: card('Steps'), eta: card('Time left'), epoch: card('Epoch') };
   const bar = h('div.bar-fill');
   const barLabel = h('span.bar-label', { text: '0%' });
   const progress = h('div.bar', { role: 'progressbar', 'aria-label': 'Training progress',
     'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-valuenow': 0 }, bar, barLabel);
-  const canvas = h('canvas', { id: 'loss-chart', role: 'img', 'aria-label': 'Loss and eval loss by step' });
+  const canvas = h('canvas', { id: 'loss-chart', role: 'img', 'aria-label': 'Training loss (smoothed and each step) and held-out loss by step' });
   const samples = h('ul.samples', { id: 'samples' });
   const log = h('pre.log', { id: 'log', tabindex: 0, 'aria-label': 'Training log' });
   const tip = h('p.tip', { id: 'tip', 'aria-live': 'polite' });
   const failure = h('div.failure', { id: 'failure', role: 'alert', hidden: true });
+  const result = h('div.train-result', { id: 'train-result', role: 'status', hidden: true });
+  const emptyAction = h('p.empty-action');
+  const empty = h('div.empty-state', { id: 'train-empty', hidden: true },
+    emptyAction,
+    h('p', { text: 'Once it runs, this space shows:' }),
+    h('ul', {},
+      h('li', { text: 'the smoothed training loss, the steps done and the time left, with a progress bar;' }),
+      h('li', { text: 'a chart of the training loss at each step and the held-out loss at each evaluation (lower is better);' }),
+      h('li', { text: 'the adapter\'s answers to the skill\'s sample prompts as it learns;' }),
+      h('li', { text: 'a log of the run: steps, evaluations, checkpoints, cancel and resume.' })));
+  const live = h('div.live', { id: 'live' },
+    h('div.stats', {}, ...Object.values(cards).map((c) => c.node)),
+    progress, failure, result,
+    h('div.chart-box', {}, canvas),
+    h('div.live-cols', {},
+      h('section', { 'aria-labelledby': 'samples-h' }, h('h3', { id: 'samples-h', text: 'Latest samples' }), samples),
+      h('section', { 'aria-labelledby': 'log-h' }, h('h3', { id: 'log-h', text: 'Log' }), log)));
   root.append(
     h('div.train-top', {}, h('div', {}, form, estimateBox), h('div.actions', {}, start, cancel, resume, stateLine, fewExamples)),
-    h('div.live', { id: 'live' },
-      h('div.stats', {}, ...Object.values(cards).map((c) => c.node)),
-      progress, failure,
-      h('div.chart-box', {}, canvas),
-      h('div.live-cols', {},
-        h('section', { 'aria-labelledby': 'samples-h' }, h('h3', { id: 'samples-h', text: 'Latest samples' }), samples),
-        h('section', { 'aria-labelledby': 'log-h' }, h('h3', { id: 'log-h', text: 'Log' }), log)),
-      h('aside.tips', { 'aria-label': 'Tip' }, h('span.tip-icon', { 'aria-hidden': 'true', text: '💡' }), tip)));
+    empty, live,
+    h('aside.tips', { 'aria-label': 'Tip' }, h('span.tip-icon', { 'aria-hidden': 'true', text: '💡' }), tip));
   const chart = lossChart(canvas);
   // Our own canvas and no worker: the server's CSP allows neither blob workers nor inline styles.
   const confettiCanvas = h('canvas.confetti', { 'aria-hidden': 'true' });
@@ -121,8 +150,10 @@ export function createTraining(root, { onFinished, onModel }) {
   let busy = false;    // a start request is in flight
   let examples = null; // the skill's example count (setExamples), null until known
   let where = null;    // the device the job reported
+  let saving = false;  // the steps are done and the adapter is being written
   let feed = null;     // the live feed of the skill's events
-  let logLines = [];
+  let logLines = [];   // [{kind, text}] (activity.js)
+  let models = [];     // the models the picker offers
   let defaults = {};       // what the server runs for each field a start leaves out
   let edited = new Set();  // fields the user changed since the skill was shown
   let fits = true;         // the run fits in the memory free (the estimate's word)
@@ -134,18 +165,57 @@ export function createTraining(root, { onFinished, onModel }) {
   form.addEventListener('input', (e) => {
     if (e.target === baseModel) return;
     edited.add(e.target.name);
+    e.target.removeAttribute('aria-invalid');  // the server's word on the old value no longer holds
+    renderNote(e.target.name);
     reestimate();
   });
 
+  // A field's note: the server's error for it, else a warning about its value, else nothing.
+  function renderNote(name, error) {
+    const note = form.querySelector(`#note-${CSS.escape(name)}`);
+    if (!note) return;
+    const input = form.elements[name];
+    const warn = WARNINGS[name];
+    const model = models.find((m) => m.id === baseModel.value);
+    const text = error || (warn && input.value !== '' ? warn(Number(input.value), model) : '');
+    note.textContent = text;
+    note.hidden = !text;
+    note.dataset.kind = error ? 'error' : 'warning';
+    if (error) input.setAttribute('aria-invalid', 'true');
+  }
+  const renderNotes = () => { for (const [name] of FIELDS) if (!form.elements[name].hasAttribute('aria-invalid')) renderNote(name); };
+
+  // A 400's {fields: {name: problem}} at the fields; those the form has no field for, in the toast.
+  function showFieldErrors(r) {
+    const fields = (r.body && r.body.fields) || {};
+    const elsewhere = [];
+    let first = null;
+    for (const [name, problem] of Object.entries(fields)) {
+      if (form.querySelector(`#note-${CSS.escape(name)}`)) {
+        renderNote(name, `${problem}.`);
+        first = first || form.elements[name];
+      } else {
+        elsewhere.push(`${name}: ${problem}`);
+      }
+    }
+    const marked = first ? 'the fields marked below' : '';
+    announce(`Could not start training: ${[marked, ...elsewhere].filter(Boolean).join('; ') || errorText(r)}`, 'error');
+    if (first) first.focus();
+  }
+
   // The models into the picker, the skill's own selected.
   async function loadModels(id) {
-    const [models, sk] = await Promise.all([api.models(), api.skill(id)]);
-    if (models.status !== 200 || sk.status !== 200 || skill !== id) return;
-    defaultModel = models.body.default;
+    const [list, sk] = await Promise.all([api.models(), api.skill(id)]);
+    if (list.status !== 200 || sk.status !== 200 || skill !== id) return;
+    defaultModel = list.body.default;
     const chosen = sk.body.skill.base_model || defaultModel;
-    baseModel.replaceChildren(...models.body.models.map((m) => h('option', {
+    baseModel.replaceChildren(...list.body.models.map((m) => h('option', {
       value: m.id, text: modelText(m), disabled: !m.supported, selected: m.id === chosen })));
     baseModel.value = chosen;
+    models = list.body.models;
+    examples = sk.body.skill.examples;
+    renderEmpty();
+    renderNotes();
   }
 
   baseModel.addEventListener('change', async () => {
@@ -172,33 +242,55 @@ export function createTraining(root, { onFinished, onModel }) {
       if (!edited.has(name)) form.elements[name].value = valueAt(defaults, name) ?? '';
     }
     if (!edited.has('device')) form.elements.device.value = defaults.device ?? 'auto';
+    renderNotes();
+  }
+
+  // No run yet: what will appear, and the one thing to do (add examples first when there are none).
+  function renderEmpty() {
+    empty.hidden = Boolean(job);
+    live.hidden = !job;
+    emptyAction.replaceChildren(examples === 0
+      ? h('strong', { text: 'This skill has no examples yet: add some under Data below (upload a JSONL file or generate them), then press Start training.' })
+      : h('strong', { text: 'Not trained yet: press Start training to teach the base model this skill.' }));
   }
 
   function renderButtons() {
-    const live = LIVE.has(state);
-    start.disabled = busy || live || !skill || !fits || examples === 0;
-    start.textContent = live ? 'Training…' : busy ? 'Starting…' : 'Start training';
-    cancel.hidden = !live;
-    resume.hidden = live || !(state === 'cancelled' || state === 'interrupted');
-    stateLine.textContent = state ? `Job ${job}: ${state}${where ? ` on ${where}` : ''}` : 'Not trained yet';
+    const running = LIVE.has(state);
+    start.disabled = busy || running || !skill || !fits || examples === 0;
+    start.textContent = running ? (saving ? 'Saving adapter…' : 'Training…') : busy ? 'Starting…' : 'Start training';
+    cancel.hidden = !running;
+    resume.hidden = running || !(state === 'cancelled' || state === 'interrupted');
+    stateLine.textContent = state ? `Job ${job}: ${state}${where ? ` on ${where}` : ''}` : '';  // the empty state says it
     start.title = fits ? '' : 'This run would not fit in the memory free: see the estimate.';
     fewExamples.hidden = examples === null || examples >= 20;
     fewExamples.textContent = examples === 0 ? 'No examples yet: add some in Data below to train.'
       : `Only ${examples} examples: 20 or more teach a skill more reliably.`;
+    renderEmpty();
   }
 
   function renderProgress(p) {
     if (p.device && !where) { where = deviceLabel(p); renderButtons(); }
-    if (p.loss !== undefined) cards.loss.value.textContent = num(p.loss);
+    const loss = p.loss_smoothed ?? p.loss;
+    if (loss !== undefined) cards.loss.value.textContent = num(loss);
     if (p.step !== undefined) cards.steps.value.textContent = `${p.step ?? 0} / ${p.total_steps ?? '—'}`;
-    if (p.eta_s !== undefined) cards.eta.value.textContent = typeof p.eta_s === 'number' ? (p.eta_s / 60).toFixed(1) : '—';
+    if (p.eta_s !== undefined) cards.eta.value.textContent = p.step > 0 ? duration(p.eta_s) : '—';
     if (p.epoch !== undefined) cards.epoch.value.textContent = `${num(p.epoch, 1)} / ${epochs(p.total_epochs)}`;
     if (typeof p.step === 'number' && p.total_steps) {
       const pct = Math.min(100, Math.round((100 * p.step) / p.total_steps));
       bar.style.width = `${pct}%`;
-      barLabel.textContent = `${pct}%`;
+      barLabel.textContent = saving ? 'Saving adapter…' : `${pct}%`;
       progress.setAttribute('aria-valuenow', pct);
+      if (!saving) progress.removeAttribute('aria-valuetext');
     }
+  }
+
+  // The steps are done: the bar and the button say the adapter is being written.
+  function startSaving() {
+    saving = true;
+    if (cards.eta.value.textContent !== '—') cards.eta.value.textContent = duration(0);
+    barLabel.textContent = 'Saving adapter…';
+    progress.setAttribute('aria-valuetext', 'Saving adapter');
+    renderButtons();
   }
 
   const sampleItem = (s) => h('li', {}, h('strong', { text: `Step ${s.step}: ${s.prompt}` }), h('p', { text: s.text }));
@@ -206,20 +298,62 @@ export function createTraining(root, { onFinished, onModel }) {
     samples.replaceChildren(...(list || []).slice(-SAMPLES).reverse().map(sampleItem));
   }
 
-  function addLog(line) {
-    logLines = [...logLines, line].slice(-LOG_LINES);
-    log.textContent = logLines.join('\n');
+  // An event into the log tail: a step replaces the step before it.
+  function addLog(ev) {
+    const line = activityLine(ev);
+    if (!line) return;
+    const last = logLines[logLines.length - 1];
+    if (last && last.text === line.text) return;  // a cancel's checkpoint of a step just saved
+    logLines = [...(last && last.kind === 'step' && line.kind === 'step' ? logLines.slice(0, -1) : logLines), line]
+      .slice(-LOG_LINES);
+    log.textContent = logLines.map((l) => l.text).join('\n');
+    log.scrollTop = log.scrollHeight;  // a tail: the latest line in view
   }
 
   function reset() {
     where = null;
+    saving = false;
     for (const c of Object.values(cards)) c.value.textContent = '—';
-    renderProgress({ step: 0, total_steps: 1 });
-    chart.set([], []);
+    bar.style.width = '0%';
+    barLabel.textContent = '0%';
+    progress.setAttribute('aria-valuenow', 0);
+    progress.removeAttribute('aria-valuetext');
+    chart.set([], [], []);
     samples.replaceChildren();
     logLines = [];
     log.textContent = '';
     failure.hidden = true;
+    result.hidden = true;
+  }
+
+  // The job's recent activity into the log tail.
+  async function loadActivity(id) {
+    const r = await api.activity(skill, LOG_LINES);
+    if (r.status !== 200 || r.body.job !== id || job !== id) return;
+    logLines = [];
+    for (const ev of r.body.events) addLog(ev);
+    // Reloaded while the adapter is written: say so, as the live event did.
+    const { events } = r.body;
+    if (LIVE.has(state) && events.findLastIndex((e) => e.event === 'saving') > events.findLastIndex((e) => e.event === 'start')) {
+      startSaving();
+    }
+  }
+
+  // A finished run's result: plain words when it is poor, and what usually helps.
+  function renderResult(st) {
+    const s = st.summary;
+    if (st.state !== 'succeeded' || !s) { result.hidden = true; return; }
+    const heldOut = typeof s.eval_loss === 'number'
+      ? ` Its held-out loss is ${num(s.eval_loss)}${typeof s.base_eval_loss === 'number' ? ` (the base model's ${num(s.base_eval_loss)})` : ''}.` : '';
+    const poor = st.badge === 'needs work';
+    result.dataset.verdict = poor ? 'poor' : 'ok';
+    result.replaceChildren(poor
+      ? h('p', {}, h('strong', { text: 'Finished, but this adapter needs work: ' }),
+        `its answers are still far from the examples.${heldOut} What usually helps: more examples (it trained on ${s.examples}), ` +
+        'more epochs, or a larger base model.')
+      : h('p', {}, h('strong', { text: `Finished: the adapter is saved and rated ${st.badge || 'unknown'}.` }), heldOut,
+        ' Try it in the preview below.'));
+    result.hidden = false;
   }
 
   // The job's last log lines.
@@ -242,16 +376,16 @@ export function createTraining(root, { onFinished, onModel }) {
     if (other) reset();
     job = st.job;
     state = st.state;
+    saving = saving && LIVE.has(state);
     renderButtons();
     renderProgress(st);
-    chart.set(st.loss_history, st.eval_history);
+    if (!LIVE.has(state)) cards.eta.value.textContent = '—';  // nothing left to wait for
+    chart.set(st.loss_history, st.eval_history, st.smoothed_history);
     renderSamples(st.samples);
+    renderResult(st);
     if (st.state === 'failed') await showFailure(st);
     else failure.hidden = true;
-    if (other) {
-      logLines = (await logTail(st.job)).slice(-LOG_LINES);
-      log.textContent = logLines.join('\n');
-    }
+    if (other) await loadActivity(st.job);
   }
 
   async function finished(next) {
@@ -259,9 +393,15 @@ export function createTraining(root, { onFinished, onModel }) {
     if (r.status !== 200) return;
     await renderStatus(r.body);
     if (next === 'succeeded') {
-      root.dataset.confetti = String(Number(root.dataset.confetti || 0) + 1);
-      celebrate({ particleCount: 150, spread: 80, origin: { y: 0.3 } });
-      announce('Training finished: the adapter is saved.');
+      const count = (key) => { root.dataset[key] = String(Number(root.dataset[key] || 0) + 1); };
+      count('finished');
+      if (r.body.badge === 'needs work') {
+        announce('Training finished, but the adapter needs work: see the result above the chart.');
+      } else {
+        count('confetti');
+        celebrate({ particleCount: 150, spread: 80, origin: { y: 0.3 } });
+        announce('Training finished: the adapter is saved.');
+      }
     }
     onFinished(next);
   }
@@ -271,17 +411,22 @@ export function createTraining(root, { onFinished, onModel }) {
     if (type === 'snapshot') { renderStatus(ev); return; }
     if (type === 'tip') { tip.textContent = ev.text; return; }
     if (ev.job && ev.job !== job) { job = ev.job; reset(); }
+    addLog({ ...ev, event: type });
     switch (type) {
-      case 'start': case 'progress': renderProgress(ev); chart.add('loss', ev.step, ev.loss); break;
+      case 'start': case 'progress':
+        renderProgress(ev);
+        chart.add('loss', ev.step, ev.loss);
+        chart.add('smoothed', ev.step, ev.loss_smoothed);
+        break;
       case 'eval': chart.add('eval', ev.step, ev.eval_loss); break;
+      case 'saving': startSaving(); break;
       case 'sample':
         samples.prepend(sampleItem(ev));
         while (samples.children.length > SAMPLES) samples.lastChild.remove();
         break;
-      case 'log': addLog(ev.message); break;
-      case 'error': addLog(`error: ${ev.message}`); break;
       case 'state':
         state = ev.state;
+        if (ev.state === 'running' || !LIVE.has(ev.state)) saving = false;  // a resume trains again; an end ends it
         renderButtons();
         if (!LIVE.has(ev.state)) finished(ev.state);
         break;
@@ -298,7 +443,8 @@ export function createTraining(root, { onFinished, onModel }) {
     if (r.status !== 200) return;
     const was = state;
     const sameJob = r.body.job === job;
-    renderStatus(r.body);
+    await renderStatus(r.body);
+    if (sameJob && LIVE.has(was)) await loadActivity(job);  // no stream to add its lines
     if (sameJob && LIVE.has(was) && !LIVE.has(r.body.state)) finished(r.body.state);
   }
 
@@ -306,7 +452,7 @@ export function createTraining(root, { onFinished, onModel }) {
     if (feed) feed.close();
     feed = liveFeed({
       url: api.eventsUrl(skill),
-      events: ['snapshot', 'tip', 'start', 'progress', 'eval', 'sample', 'log', 'error', 'state'],
+      events: ['snapshot', 'tip', 'start', 'progress', 'eval', 'checkpoint', 'saving', 'sample', 'log', 'error', 'done', 'state'],
       onEvent,
       poll,
       onMode: (mode) => { root.dataset.feed = mode; },
@@ -327,6 +473,7 @@ export function createTraining(root, { onFinished, onModel }) {
       const r = await api.train(skill, specFrom(form, defaults));
       if (r.status === 202) attach(r.body.job.id);
       else if (r.status === 409) { attach(r.body.job.id); announce('Training was already running: showing it.'); }
+      else if (r.status === 400 && r.body && r.body.fields) showFieldErrors(r);
       else announce(`Could not start training: ${errorText(r)}`, 'error');
     } catch (e) {
       announce(`Could not start training: ${e.message}`, 'error');
@@ -360,6 +507,8 @@ export function createTraining(root, { onFinished, onModel }) {
       state = null;
       defaults = {};
       edited = new Set();
+      examples = null;
+      for (const [name] of FIELDS) { form.elements[name].removeAttribute('aria-invalid'); renderNote(name); }
       estimate.clear();
       reset();
       renderButtons();

@@ -16,6 +16,7 @@ local trainer = require "fastbrain.trainer"
 local scenarios = require "fastbrain.scenarios"
 local fs = require "fastbrain.fs"
 local core = require "fastbrain.core"
+local duration = require "fastbrain.duration"
 
 -- A small model (hidden size under SMALL_HIDDEN) moves too little at the usual LoRA learning
 -- rate (2e-4) and epochs (3): by default it gets SMALL_MODEL_LR and SMALL_MODEL_EPOCHS (measured
@@ -203,11 +204,13 @@ function M.run(spec, hooks, opts)
   return summary
 end
 
+-- The training loss a person sees is the smoothed one (loss_smoothed), on the bar, the plain
+-- lines and the done line alike: one number that does not jump with each batch.
 local function bar(ev)
   local width, done = 30, ev.step / ev.total_steps
   local fill = math.floor(done * width + 0.5)
-  return string.format("\r[%s%s] %d/%d loss %.4f  %.0f tok/s  ETA %ds ", string.rep("#", fill),
-    string.rep(".", width - fill), ev.step, ev.total_steps, ev.loss_smoothed, ev.tokens_per_s, math.floor(ev.eta_s + 0.5))
+  return string.format("\r[%s%s] %d/%d training loss %.4f  %.0f tok/s  %s left ", string.rep("#", fill),
+    string.rep(".", width - fill), ev.step, ev.total_steps, ev.loss_smoothed, ev.tokens_per_s, duration.text(ev.eta_s))
 end
 
 -- How `fastbrain train` shows a run: JSON lines, a bar on a terminal, or plain lines. A worker
@@ -231,15 +234,17 @@ local function printer(opts)
       io.stdout:write(bar(ev))
       if ev.step == ev.total_steps then io.stdout:write("\n") end
     elseif e == "progress" then
-      io.stdout:write(string.format("step %d/%d epoch %.2f loss %.4f lr %.3g %.0f tok/s eta %ds\n", ev.step,
-        ev.total_steps, ev.epoch, ev.loss, ev.lr, ev.tokens_per_s, math.floor(ev.eta_s + 0.5)))
+      io.stdout:write(string.format("step %d/%d epoch %.2f training loss %.4f lr %.3g %.0f tok/s %s left\n",
+        ev.step, ev.total_steps, ev.epoch, ev.loss_smoothed, ev.lr, ev.tokens_per_s, duration.text(ev.eta_s)))
     elseif e == "eval" then
-      io.stdout:write(string.format("%sstep %d eval loss %.4f\n", opts.tty and "\n" or "", ev.step, ev.eval_loss))
+      io.stdout:write(string.format("%sstep %d held-out loss %.4f\n", opts.tty and "\n" or "", ev.step, ev.eval_loss))
     elseif e == "sample" then
       io.stdout:write(string.format("%sstep %d sample: %s -> %s\n", opts.tty and "\n" or "", ev.step, ev.prompt, ev.text))
     elseif e == "scenarios" then
       io.stdout:write(string.format("%sstep %d scenarios: %d of %d pass\n", opts.tty and "\n" or "", ev.step,
         ev.passed, ev.total))
+    elseif e == "saving" then
+      io.stdout:write("saving the adapter...\n")
     elseif e == "log" then
       io.stderr:write(ev.level, ": ", ev.message, "\n")
     elseif e == "error" then
@@ -250,8 +255,8 @@ local function printer(opts)
         string.format(", held-out loss %.4f (base model %.4f)", s.eval_loss, s.base_eval_loss) or ""
       local selected = s.select == "scenarios" and string.format(", step %d's weights (%d of %d scenarios pass)",
         s.selected_step, s.selected_passed, s.scenario_total) or ""
-      io.stdout:write(string.format("done: %d steps, final loss %.4f%s%s, adapter in %s\n", s.steps,
-        s.final_loss, held_out, selected, ev.adapter))
+      io.stdout:write(string.format("done: %d steps in %s, training loss %.4f%s%s, adapter in %s\n", s.steps,
+        duration.text(s.wall_time_s), s.final_loss_smoothed, held_out, selected, ev.adapter))
     elseif e == "start" then
       io.stdout:write(string.format("training %d examples (%d held out) for %d steps on %s%s\n", ev.examples,
         ev.eval_examples, ev.total_steps, ev.device, ev.resumed_from_step > 0 and

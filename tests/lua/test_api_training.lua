@@ -77,6 +77,39 @@ T.test("a start is 202; a second is 409 with the live job; it trains and finishe
   T.eq(versions, {job.spec.out:match("[^/]+$")})
 end, {timeout = 60000})
 
+T.test("the status's smoothed loss and badge; the activity the log tail shows", function()
+  local _, st = call("GET", "/api/training/status/fast")
+  local final = st.summary.final_loss_smoothed
+  T.eq(#st.smoothed_history, #st.loss_history)
+  assert(math.abs(st.smoothed_history[1][2] - st.loss_history[1][2]) < 1e-9, "it starts at the first step's loss")
+  assert(math.abs(st.smoothed_history[#st.smoothed_history][2] - final) < 1e-9, "and ends at the trainer's smoothed loss")
+  assert(math.abs(st.loss_smoothed - final) < 1e-9, "the status names the same number")
+  T.eq(st.badge, require("fastbrain.api.adapters").badge(st.summary.eval_loss))
+  local status, body = call("GET", "/api/training/activity/fast?lines=200")
+  T.eq({status, body.job}, {200, st.job})
+  local kinds, progress = {}, {}
+  for i, ev in ipairs(body.events) do
+    kinds[ev.event] = (kinds[ev.event] or 0) + 1
+    if ev.event == "progress" then
+      progress[#progress + 1] = ev.step
+      -- Each run of steps between other events is its last step only.
+      assert(body.events[i + 1].event ~= "progress", "two steps in a row")
+    end
+    assert(ev.event ~= "log" or ev.level ~= "stderr", "the worker's stderr is not in the tail")
+  end
+  T.eq({kinds.start, kinds.saving, kinds.done, kinds.sample}, {1, 1, 1, nil})
+  T.eq(kinds.eval, 4)
+  assert(#progress >= 3 and #progress < 12, "steps, not every step")
+  T.eq(progress[#progress], 12)
+  T.eq(body.events[#body.events].state, "succeeded")
+  T.eq(body.events[#body.events - 1].event, "done")
+  T.eq(body.events[#body.events - 1].summary, nil, "the status has the summary")
+  status, body = call("GET", "/api/training/activity/fast?lines=3")
+  T.eq({status, #body.events}, {200, 3})
+  T.eq((call("GET", "/api/training/activity/fast?lines=0")), 400)
+  T.eq((call("GET", "/api/training/activity/" .. SKILL)), 404)
+end)
+
 T.test("two starts of one skill in the same second train into different adapter versions", function()
   local _, a = call("POST", "/api/train-skill/fast2", {max_steps = 1})
   wait_state("fast2", "succeeded")

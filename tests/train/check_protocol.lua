@@ -10,6 +10,7 @@ local fields = {
   eval = {"step", "eval_loss"},
   sample = {"step", "prompt", "text"},
   checkpoint = {"step", "path"},
+  saving = {"step", "adapter"},
   log = {"level", "message"},
   done = {"summary", "adapter"},
   error = {"message", "where"},

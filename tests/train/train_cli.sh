@@ -38,7 +38,17 @@ check "--json: start, >= 50 progress, eval, sample, checkpoint, done" eval \
 check "--json: adapter and summary written" eval '[ -f "$tmp/a/adapter_model.safetensors" ] && [ -f "$tmp/a/adapter_config.json" ] && grep -q "\"dataset_hash\"" "$tmp/a/summary.json"'
 
 run "$fb" train "${common[@]}" --out "$tmp/b" --max-steps 5
-check "plain lines when stdout is not a terminal" eval 'rc_is 0 && grep -q "^step 5/5 epoch" "$tmp/out" && grep -q "^done: 5 steps, final loss [0-9.]*, held-out loss [0-9.]* (base model [0-9.]*), adapter in" "$tmp/out"'
+check "plain lines when stdout is not a terminal" eval 'rc_is 0 && grep -q "^step 5/5 epoch" "$tmp/out" && grep -q "^done: 5 steps in [0-9]* s, training loss [0-9.]*, held-out loss [0-9.]* (base model [0-9.]*), adapter in" "$tmp/out"'
+# One training loss: the last step's line and the done line name the same (smoothed) number,
+# and the adapter's writing is announced between them.
+check "... the done line's training loss is the last step's, after \"saving the adapter\"" eval \
+  'last=$(grep "^step 5/5 " "$tmp/out" | sed -E "s/.*training loss ([0-9.]+).*/\1/") &&
+   [ -n "$last" ] && grep -q "^done: .*, training loss $last," "$tmp/out" &&
+   [ "$(grep -A1 "^saving the adapter\.\.\.$" "$tmp/out" | tail -1 | cut -c1-5)" = "done:" ]'
+check "... time left as a duration (\"1 min 20 s\", not seconds or minutes alone)" eval \
+  'grep "^step " "$tmp/out" | grep -qE " tok/s ([0-9]+ min )?[0-9]+ s left$" && ! grep -qE "eta [0-9]+s" "$tmp/out"'
+check "the durations read as people say them" eval \
+  '[ "$("$fb" run tests/train/duration_words.lua)" = "0 s|45 s|1 min|1 min 20 s|59 min 59 s|1 h|2 h 5 min|—|—" ]'
 
 # A reader that goes away (a worker's registry killed) ends the run, SIGPIPE ignored or not.
 run timeout 60 bash -c 'set -o pipefail; "$0" train "${@}" --max-steps 100000 --json | head -n 1' "$fb" "${common[@]}" --out "$tmp/gone"
@@ -61,7 +71,7 @@ echo '{"id": "no-zebra", "messages": [{"role": "user", "content": "item 3"}], "c
 zebra=(--model "$tmp/model" --data "$tmp/zebra.jsonl" --lr 0.01 --max-steps 40 --eval-interval 4)
 run "$fb" train "${zebra[@]}" --out "$tmp/sel" --scenarios "$tmp/scenarios.jsonl"
 check "--scenarios publishes the step that passes most, not the last" eval \
-  'rc_is 0 && grep -q "^done: 40 steps, .*, step [0-9]*.s weights (1 of 1 scenarios pass)" "$tmp/out" &&
+  'rc_is 0 && grep -q "^done: 40 steps .*, step [0-9]*.s weights (1 of 1 scenarios pass)" "$tmp/out" &&
    grep -q "\"select\":[[:space:]]*\"scenarios\"" "$tmp/sel/summary.json" && ! grep -q "\"selected_step\":[[:space:]]*40" "$tmp/sel/summary.json"'
 echo '{"id": "x", "messages": []}' >"$tmp/bad-scenarios.jsonl"
 run "$fb" train "${zebra[@]}" --out "$tmp/sel2" --scenarios "$tmp/bad-scenarios.jsonl"
@@ -74,7 +84,7 @@ check "--select scenarios without scenarios exits 2 saying what to add" eval \
 run "$fb" train "${common[@]}" --out "$tmp/c" --template nope --json
 check "an unknown template: an error event naming it, exit 1" eval 'rc_is 1 && grep -q "\"where\":\"spec.template\"" "$tmp/out" && grep -q "unknown template" "$tmp/out"'
 run script -qec "$fb train ${common[*]} --out $tmp/tty --max-steps 60" /dev/null
-check "a progress bar on a terminal" eval 'rc_is 0 && grep -q "\[#\{30\}\] 60/60 loss" "$tmp/out"'
+check "a progress bar on a terminal" eval 'rc_is 0 && grep -q "\[#\{30\}\] 60/60 training loss [0-9.]*  [0-9]* tok/s  [0-9]* s left" "$tmp/out" && grep -q "^saving the adapter" "$tmp/out"'
 
 # A job: SIGTERM after the first steps leaves a checkpoint and exit 3; the worker run again
 # resumes from it and finishes.

@@ -256,8 +256,9 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     await shot(tab2, '03-running-second-tab');
     process.kill(worker, 'SIGCONT');
 
-    // Completion: confetti, Start enabled again, the adapters table lists the adapter.
-    await page.locator('#training[data-confetti="1"]').waitFor({ timeout: RUN_MS });
+    // Completion: celebrated (confetti unless the adapter needs work), Start enabled again, the
+    // adapters table lists the adapter.
+    await page.locator('#training[data-finished="1"]').waitFor({ timeout: RUN_MS });
     await page.locator('#start:enabled', { hasText: 'Start training' }).waitFor();
     await page.locator(`tr[data-adapter^="${skill}/"]`).waitFor();
     await tab2.locator('#start:enabled').waitFor();
@@ -266,7 +267,7 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     assert.ok(await page.locator('#samples li').count() > 0, 'the worker\'s samples are shown');
     const row = await page.locator(`tr[data-adapter^="${skill}/"] td`).allTextContents();
     assert.equal(row[2], '36', 'examples trained on (40, less the held-out share)');
-    assert.match(row.slice(3, 6).join(' '), /^\d\.\d{3} \d\.\d{3} \(base \d\.\d{3}\) \d+ s$/, 'final loss, eval loss (the base model\'s), time');
+    assert.match(row.slice(3, 6).join(' '), /^\d\.\d{3} \d\.\d{3} \(base \d\.\d{3}\) (\d+ min )?\d+ s$/, 'final loss, eval loss (the base model\'s), time');
     assert.equal(row[6], '\u2014', 'no scenarios, so no pass rate');
     assert.match(row[7], /^(excellent|good|fair|needs work)$/);
     const download = page.locator(`tr[data-adapter^="${skill}/"] a`, { hasText: 'Download' });
@@ -284,7 +285,7 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     for (const v of live.slice(-3)) {
       assert.match(v.loss, /^\d+\.\d{3}$/);
       assert.match(v.steps, /^\d+ \/ \d+$/);
-      assert.match(v.eta, /^\d+\.\d$/, 'ETA in minutes');
+      assert.match(v.eta, /^(\d+ min )?\d+ s$/, 'time left as "1 min 20 s"');
       assert.match(v.epoch, /^\d+\.\d \/ \d+(\.\d)?$/);
       assert.match(v.log, /\S/, 'the log tail');
     }
@@ -341,7 +342,7 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     await shot(page, '07-cancelled');
     await page.locator('#resume').click();
     await page.locator('#start', { hasText: 'Training…' }).waitFor();
-    await page.locator('#training[data-confetti="1"]').waitFor({ timeout: RUN_MS });
+    await page.locator('#training[data-finished="1"]').waitFor({ timeout: RUN_MS });
     assert.equal(await steps(page), `${CANCEL_STEPS} / ${CANCEL_STEPS}`);
     assert.equal((await api('/api/jobs?skill=monday-expert')).total, 1, 'resumed, not restarted');
     assert.deepEqual(page.errors, []);
@@ -486,7 +487,7 @@ test('dashboard', { timeout: 280000 }, async (t) => {
     const estimate = page.locator('#estimate[data-state="ok"]');
     await estimate.waitFor({ timeout: 90000 });
     assert.match(await estimate.textContent(), /^\d+ examples to train on and \d+ held out, [\d,]+ tokens an epoch: [\d,]+ steps\./);
-    assert.match(await estimate.textContent(), /CPU: about \d+ seconds? and \d+ MB of memory at its peak of [\d.]+ GB free$/);
+    assert.match(await estimate.textContent(), /CPU: about (\d+ min )?\d+ s and \d+ MB of memory at its peak of [\d.]+ GB free$/);
     // It follows the form: a run cut to 7 steps, then the run as it was.
     const [, steps] = (await estimate.textContent()).match(/: ([\d,]+) steps\./);
     const maxSteps = await page.inputValue('input[name="max_steps"]');

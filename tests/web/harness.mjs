@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import assert from 'node:assert/strict';
 
 export const root = resolve(import.meta.dirname, '../..');
 export const bin = resolve(process.env.FASTBRAIN_BIN || join(root, 'build/fastbrain'));
@@ -118,3 +119,14 @@ export async function showSectionOf(page, selector) {
   });
   if (name) await showSection(page, name);
 }
+// An API call a suite makes itself: a string body is JSONL (application/x-ndjson), anything
+// else JSON; a failure fails the test, naming the call. -> the answer's JSON
+export async function apiCall(base, method, path, body) {
+  const type = typeof body === 'string' ? 'application/x-ndjson' : 'application/json';
+  const r = await fetch(base + path, { method, headers: { 'Content-Type': type },
+    body: typeof body === 'string' ? body : body && JSON.stringify(body) });
+  assert.ok(r.ok, `${method} ${path}: ${r.status} ${await r.clone().text()}`);
+  return r.json();
+}
+
+export const pause = (ms) => new Promise((ok) => setTimeout(ok, ms));

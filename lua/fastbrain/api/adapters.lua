@@ -32,15 +32,20 @@ local function read_json(path)
   return text and fb.json.decode(text)
 end
 
+-- The loss a summary is judged by: its eval loss, else its smoothed training loss.
+function M.judged_loss(summary)
+  if type(summary.eval_loss) == "number" then return summary.eval_loss end
+  return summary.final_loss_smoothed or summary.final_loss
+end
+
 local function row(skill, version, summary, scenarios)
-  local loss = summary.eval_loss
-  if type(loss) ~= "number" then loss = summary.final_loss_smoothed or summary.final_loss end
   return {skill = skill, version = version, examples = summary.examples, scenarios = scenarios,
-          final_loss = summary.final_loss, eval_loss = summary.eval_loss,
+          final_loss = summary.final_loss, training_loss = summary.final_loss_smoothed or summary.final_loss,
+          eval_loss = summary.eval_loss,
           base_eval_loss = summary.base_eval_loss, steps = summary.steps,
           epochs = summary.epochs, wall_time_s = summary.wall_time_s,
           tokens_per_s = summary.tokens_per_s, base_model = summary.base_model,
-          device = summary.device, status = M.badge(loss)}
+          device = summary.device, status = M.badge(M.judged_loss(summary))}
 end
 
 -- A version passes fewer scenarios than the one before it that has a result: flag it, naming

@@ -1,5 +1,6 @@
 -- fastbrain.api.training: a skill's training over fastbrain.jobs: POST /api/train-skill/:skill
--- (202, or 409 with the live job), the defaults a run gets, its status, its events as SSE (a
+-- (202, or 409 with the live job), the defaults a run gets, its status (with the finished
+-- adapter's badge), its recent activity (the log tail), its events as SSE (a
 -- snapshot, then every event; ids "<job>:<seq>", so Last-Event-ID resumes without gap or
 -- duplicate), cancel and resume; and every tips.interval_ms a "tip" event (fastbrain.tips, no
 -- id) on each stream.
@@ -10,6 +11,7 @@ local router = require "fastbrain.router"
 local skills = require "fastbrain.api.skills"
 local scenarios_api = require "fastbrain.api.scenarios"
 local jobs_api = require "fastbrain.api.jobs"
+local adapters = require "fastbrain.api.adapters"
 local tips = require "fastbrain.tips"
 local train = require "fastbrain.train"
 local json = fb.json
@@ -90,20 +92,59 @@ local function downsample(history, n)
   return out
 end
 
+-- The smoothed training loss at each step of a [[step, loss]...] history, as the trainer
+-- smooths it (engine/train.c SMOOTHING: the first step's loss, then 0.9 of the last value and
+-- 0.1 of the new loss), so the chart's line ends at the number the progress events carry.
+local SMOOTHING = 0.9
+local function smooth(history)
+  local out, value = json.array(), nil
+  for i, point in ipairs(type(history) == "table" and history or {}) do
+    value = value and SMOOTHING * value + (1 - SMOOTHING) * point[2] or point[2]
+    out[i] = {point[1], value}
+  end
+  return out
+end
+
 -- The dashboard's view of a job.
 local function status(job)
   local p = job.progress ~= json.null and job.progress or {}
   return {
     job = job.id, skill = job.skill, state = job.state, reason = job.reason, place = job.place,
     step = p.step, total_steps = p.total_steps, epoch = p.epoch, total_epochs = p.total_epochs,
-    loss = p.loss, eta_s = p.eta_s, tokens_per_s = p.tokens_per_s, device = p.device,
+    loss = p.loss, loss_smoothed = p.loss_smoothed, eta_s = p.eta_s, tokens_per_s = p.tokens_per_s, device = p.device,
     device_name = p.device_name,
     loss_history = downsample(job.loss_history, HISTORY_POINTS),
+    smoothed_history = downsample(smooth(job.loss_history), HISTORY_POINTS),
     eval_history = downsample(job.eval_history, HISTORY_POINTS),
     samples = job.samples, summary = job.summary, adapter = job.adapter, error = job.error,
     created_at = job.created_at, started_at = job.started_at, finished_at = job.finished_at,
-    seq = job.seq,
+    seq = job.seq, badge = job.summary ~= json.null and adapters.badge(adapters.judged_loss(job.summary)) or nil,
   }
+end
+
+-- What the log tail shows of a job: its steps (the latest one), evaluations, checkpoints,
+-- saving, messages, errors and states; not its samples, debug messages or the worker's stderr
+-- (diagnostics; web/activity.js leaves out the same).
+local ACTIVITY = {start = true, eval = true, checkpoint = true, saving = true, log = true, error = true,
+                  state = true, done = true}
+
+-- The last n events of the job the log tail shows, oldest first, with its latest step's
+-- progress in its place among them.
+local function activity(job, n)
+  local list, last_progress = {}, nil
+  for _, ev in ipairs(jobs.events(job.id) or {}) do
+    if ev.event == "progress" then
+      last_progress = ev
+    elseif ACTIVITY[ev.event] and not (ev.event == "log" and (ev.level == "stderr" or ev.level == "debug")) then
+      if last_progress then list[#list + 1], last_progress = last_progress, nil end
+      if ev.event == "done" then ev.summary = nil end  -- the status has it
+      list[#list + 1] = ev
+    end
+  end
+  list[#list + 1] = last_progress
+  local out = json.array()
+  for i = math.max(1, #list - n + 1), #list do out[#out + 1] = list[i] end
+  return out
 end
 
 local function latest(id)
@@ -183,6 +224,14 @@ function M.mount(app, opts)
 
   app:get("/api/training/status/:skill", function(req, res)
     res:json(200, status(latest(skills.check_id(req.params.skill))))
+  end)
+
+  -- The latest job's activity for the log tail: GET ?lines=N (1..200, default 12).
+  app:get("/api/training/activity/:skill", function(req, res)
+    local job = latest(skills.check_id(req.params.skill))
+    local n = math.tointeger(tonumber(req.query.lines or "12"))
+    if not n or n < 1 or n > 200 then router.fail(400, "lines: must be an integer 1..200") end
+    res:json(200, {job = job.id, events = activity(job, n)})
   end)
 
   app:get("/api/training/events/:skill", function(req, res)
