@@ -130,12 +130,15 @@ static void heartbeat(fb_job *job) {
   job->heartbeat_at = wall_ms();
 }
 
-static void append_history(cJSON *hist, const cJSON *ev, const char *field) {
+/* [step, ev[field]] (and ev[also] when given and there) onto hist, thinned past its cap. */
+static void append_history(cJSON *hist, const cJSON *ev, const char *field, const char *also) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(ev, field);
   if (!cJSON_IsNumber(v)) return;
   cJSON *pt = cJSON_CreateArray();
   cJSON_AddItemToArray(pt, cJSON_CreateNumber(get_num(ev, "step", 0)));
   cJSON_AddItemToArray(pt, cJSON_CreateNumber(v->valuedouble));
+  const cJSON *w = also ? cJSON_GetObjectItemCaseSensitive(ev, also) : NULL;
+  if (cJSON_IsNumber(w)) cJSON_AddItemToArray(pt, cJSON_CreateNumber(w->valuedouble));
   cJSON_AddItemToArray(hist, pt);
   if (cJSON_GetArraySize(hist) > LOSS_HISTORY_MAX)
     for (int i = cJSON_GetArraySize(hist) - 2; i > 0; i -= 2) cJSON_DeleteItemFromArray(hist, i);
@@ -169,9 +172,9 @@ int jobs_apply_event(fb_job *job, const cJSON *ev, const char *type) {
     trim_history(job->eval_history, get_num(ev, "resumed_from_step", 0));
   } else if (strcmp(type, "progress") == 0) {
     merge_fields(&job->progress, ev);
-    append_history(job->loss_history, ev, "loss");
+    append_history(job->loss_history, ev, "loss", "loss_smoothed"); /* the trainer's smoothing */
   } else if (strcmp(type, "eval") == 0) {
-    append_history(job->eval_history, ev, "eval_loss");
+    append_history(job->eval_history, ev, "eval_loss", NULL);
   } else if (strcmp(type, "sample") == 0) {
     cJSON *s = NULL;
     merge_fields(&s, ev);

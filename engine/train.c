@@ -24,7 +24,11 @@
 #include "output.h"
 #include "safetensors.h"
 
-#define SMOOTHING 0.9 /* loss_smoothed = SMOOTHING * previous + (1 - SMOOTHING) * loss */
+/* The training loss people see is an exponential moving average, bias-corrected as Adam's
+ * moments are: loss_ema = SMOOTHING * loss_ema + (1 - SMOOTHING) * loss from 0, and
+ * loss_smoothed = loss_ema / (1 - SMOOTHING^step), so it follows the first steps instead of
+ * lagging at the first loss. */
+#define SMOOTHING 0.9
 
 typedef struct run {
   fb_model *m;
@@ -46,6 +50,7 @@ typedef struct run {
   /* State kept in checkpoints. */
   int step; /* steps done */
   double loss_first, loss_smoothed, loss_last, loss_best, eval_last, eval_best, tokens, elapsed;
+  double loss_ema; /* loss_smoothed before its bias correction (SMOOTHING) */
   double eval_base; /* eval loss before the first step: the base model's, or NAN */
   int bad_evals;
   int eval_best_step; /* the step of eval_best; 0: none yet */
@@ -369,6 +374,7 @@ static cJSON *state_json(const run *r) {
   cJSON_AddNumberToObject(j, "examples_seen", (double)((long)r->step * r->plan.A * r->plan.B));
   cJSON_AddNumberToObject(j, "loss_first", r->loss_first);
   cJSON_AddNumberToObject(j, "loss_smoothed", r->loss_smoothed);
+  cJSON_AddNumberToObject(j, "loss_ema", r->loss_ema);
   cJSON_AddNumberToObject(j, "loss_last", r->loss_last);
   cJSON_AddNumberToObject(j, "loss_best", r->loss_best);
   if (r->data->dataset_hash)
@@ -539,6 +545,8 @@ static int load_checkpoint(run *r, int *found, fb_err *err) {
   const cJSON *gemm = cJSON_GetObjectItemCaseSensitive(j, "cpu_gemm");
   if (r->be->device == FB_DEVICE_CPU && cJSON_IsString(gemm))
     fb_gemm_prefer(gemm->valuestring);
+  /* A checkpoint from before the bias correction: its smoothed loss stands for the average. */
+  r->loss_ema = get_number(j, "loss_ema", &ev, path, NULL) ? r->loss_smoothed * (1 - pow(SMOOTHING, step)) : ev;
   r->eval_last = get_number(j, "eval_last", &ev, path, NULL) ? NAN : ev;
   r->eval_best = get_number(j, "eval_best", &ev, path, NULL) ? INFINITY : ev;
   r->eval_base = get_number(j, "eval_base", &ev, path, NULL) ? NAN : ev;
@@ -682,8 +690,9 @@ static int train_step(run *r, fb_err *err) {
   if ((rc = fb_optim_step(r->optim, r->params, r->grads, lr, err)))
     return rc;
   if (r->step == 0)
-    r->loss_first = r->loss_smoothed = r->loss_best = loss;
-  r->loss_smoothed = SMOOTHING * r->loss_smoothed + (1 - SMOOTHING) * loss;
+    r->loss_first = r->loss_best = loss;
+  r->loss_ema = SMOOTHING * r->loss_ema + (1 - SMOOTHING) * loss;
+  r->loss_smoothed = r->loss_ema / (1 - pow(SMOOTHING, r->step + 1));
   if (loss < r->loss_best)
     r->loss_best = loss;
   r->loss_last = loss;

@@ -313,6 +313,12 @@ TEST(resume_gives_the_weights_of_an_uninterrupted_run) {
   CHECK_INT(rest.progress, 9);
   for (int step = 8; step <= 16; step++)
     CHECK_NEAR(rest.losses[step], whole.losses[step], 1e-6);
+  /* The smoothed loss is the bias-corrected average of the steps' losses, across the resume. */
+  double ema = 0;
+  for (int step = 1; step <= 16; step++)
+    ema = 0.9 * ema + 0.1 * whole.losses[step];
+  CHECK_NEAR(whole.last_smoothed, ema / (1 - pow(0.9, 16)), 1e-9);
+  CHECK_NEAR(rest.last_smoothed, whole.last_smoothed, 1e-6);
   double maxdiff = max_diff(whole_out, f.spec.out);
   CHECK(maxdiff <= 1e-6);
   fprintf(stderr, "  max |w_whole - w_resumed| = %g\n", maxdiff);

@@ -92,16 +92,12 @@ local function downsample(history, n)
   return out
 end
 
--- The smoothed training loss at each step of a [[step, loss]...] history, as the trainer
--- smooths it (engine/train.c SMOOTHING: the first step's loss, then 0.9 of the last value and
--- 0.1 of the new loss), so the chart's line ends at the number the progress events carry.
-local SMOOTHING = 0.9
+-- The smoothed training loss at each step of a [[step, loss, loss_smoothed]...] history: the
+-- trainer's own (engine/train.c), so the chart's line ends at the number the progress events
+-- carry. A job recorded before histories kept it shows its raw loss.
 local function smooth(history)
-  local out, value = json.array(), nil
-  for i, point in ipairs(type(history) == "table" and history or {}) do
-    value = value and SMOOTHING * value + (1 - SMOOTHING) * point[2] or point[2]
-    out[i] = {point[1], value}
-  end
+  local out = json.array()
+  for i, point in ipairs(type(history) == "table" and history or {}) do out[i] = {point[1], point[3] or point[2]} end
   return out
 end
 
