@@ -1,8 +1,8 @@
-/* l_generate.c: generation for module `fastbrain.lm` (l_model.h): m:generate(ids, opts), the
- * whole continuation in one call, and m:stream(ids, opts), the same one token per call, so a
- * caller can send each token on and stop when its client leaves. PEFT adapters are loaded once
- * per model and kept, the most recently used MAX_ADAPTERS of them; an adapter a stream uses
- * stays loaded until the stream ends. */
+/* l_generate.c: generation for module `fastbrain.model.core` (l_model.h): m:generate(ids, opts),
+ * the whole continuation in one call, and m:stream(ids, opts), the same one token per call, so a
+ * caller can send each token on and stop when its client leaves. PEFT adapters are loaded once per
+ * model and kept, the most recently used MAX_ADAPTERS of them; an adapter a stream uses stays
+ * loaded until the stream ends. */
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +10,7 @@
 #include "generate.h"
 #include "l_model.h"
 
-#define STREAM_MT "fastbrain.lm.stream"
+#define STREAM_MT "fastbrain.model.stream"
 #define MAX_ADAPTERS 8
 
 struct lm_stream {

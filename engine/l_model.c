@@ -1,4 +1,4 @@
-/* l_model.c: the C half of fastbrain.model (module `fastbrain.lm`): a loaded base model as
+/* l_model.c: the C half of fastbrain.model (module `fastbrain.model.core`): a loaded base model as
  * userdata, on the device it was asked for, its shape (info), and init(dir): random weights for
  * a config.json, the start of a pretraining run; and base + adapter exported (merge, gguf,
  * gguf_lora). Its generation is l_generate.c's; chat templates and tokenizers are the Lua
@@ -333,7 +333,7 @@ static int tostring_model(lua_State *L) {
   return 1;
 }
 
-int luaopen_fastbrain_lm(lua_State *L) {
+int luaopen_fastbrain_model_core(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"generate", fb_lm_generate}, {"stream", fb_lm_stream}, {"info", info}, {"close", close_model}, {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", close_model},

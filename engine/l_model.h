@@ -1,6 +1,6 @@
-/* l_model.h: what the two C files of module `fastbrain.lm` share: a loaded model as userdata
- * (l_model.c: load, info, export) and its generation (l_generate.c: adapters cached per model,
- * whole answers and token streams). */
+/* l_model.h: what the two C files of module `fastbrain.model.core` share: a loaded model as
+ * userdata (l_model.c: load, info, export) and its generation (l_generate.c: adapters cached per
+ * model, whole answers and token streams). */
 #ifndef FB_L_MODEL_H
 #define FB_L_MODEL_H
 
@@ -9,7 +9,7 @@
 #include "lora.h"
 #include "model.h"
 
-#define MODEL_MT "fastbrain.lm.model"
+#define MODEL_MT "fastbrain.model.handle"
 
 /* A cached adapter: the directory it was loaded from, as given; streams using it pin it. */
 typedef struct cached_adapter {

@@ -1,4 +1,4 @@
-/* l_process.c: module `fastbrain.child`, the C half of fastbrain.process: child processes on
+/* l_process.c: module `fastbrain.process.core`, the C half of fastbrain.process: child processes on
  * uv_spawn with no shell in between. A child's stdin is a string written to a pipe; its stdout
  * and stderr are kept up to a cap; a deadline SIGKILLs it; once it has exited and both pipes
  * are drained a callback gets the result. Waiting in a coroutine is the Lua half's
@@ -16,7 +16,7 @@
 #include "signals.h"
 #include "vm.h"
 
-#define CHILD_MT "fastbrain.child"
+#define CHILD_MT "fastbrain.process.child"
 #define MAX_OUTPUT_DEFAULT (1 << 20)
 #define DRAIN_MS 1000  /* how long an exited child's pipes may stay open (a grandchild holds them) */
 #define HANDLES 5      /* process, stdin, stdout, stderr, timer */
@@ -429,7 +429,7 @@ static int child_live(lua_State *L) {
   return 1;
 }
 
-int luaopen_fastbrain_child(lua_State *L) {
+int luaopen_fastbrain_process_core(lua_State *L) {
   static const luaL_Reg methods[] = {{"kill", child_kill}, {"pid", child_pid}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {
       {"spawn", child_spawn}, {"exepath", child_exepath}, {"live", child_live}, {NULL, NULL}};

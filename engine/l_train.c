@@ -1,4 +1,4 @@
-/* l_train.c: `fastbrain.trainer`, the C half of `fastbrain.train` (lua/fastbrain/train.lua,
+/* l_train.c: `fastbrain.train.core`, the C half of `fastbrain.train` (lua/fastbrain/train.lua,
  * which renders and tokenizes the data): run(spec_json, data, on_event [, opts]) loads the
  * model and runs train.c in this process, blocking. It does not read datasets itself.
  * checkpoint_adapter turns a run's checkpoint into an adapter directory. */
@@ -12,7 +12,7 @@
 #include "train.h"
 #include "vm.h"
 
-#define STATE_MT "fastbrain.trainer.state"
+#define STATE_MT "fastbrain.train.state"
 
 /* What a run borrows from Lua, copied into C memory; freed by __gc even when a conversion
  * raises halfway. */
@@ -237,7 +237,7 @@ static int defaults(lua_State *L) {
   char *text = o ? cJSON_PrintUnformatted(o) : NULL;
   cJSON_Delete(o);
   if (!text)
-    return luaL_error(L, "fastbrain.trainer.defaults: out of memory");
+    return luaL_error(L, "fastbrain.train.core.defaults: out of memory");
   lua_pushstring(L, text);
   free(text);
   return 1;
@@ -297,7 +297,7 @@ static int checkpoint_adapter(lua_State *L) {
   return 2;
 }
 
-int luaopen_fastbrain_trainer(lua_State *L) {
+int luaopen_fastbrain_train_core(lua_State *L) {
   luaL_newmetatable(L, STATE_MT);
   lua_pushcfunction(L, state_gc);
   lua_setfield(L, -2, "__gc"); /* metatable.__gc = state_gc */

@@ -8,8 +8,8 @@
 --   fastbrain run scripts/calibrate.lua '{"model": DIR, "device": "cpu", "micro_batch": 1,
 --     "tokens": 64, "steps": 3, "decode_tokens": 8, "lora": {...}, "mode": "lora"}'
 local fb = require "fastbrain"
-local lm = require "fastbrain.lm"
-local trainer = require "fastbrain.trainer"
+local lm = require "fastbrain.model.core"
+local trainer = require "fastbrain.train.core"
 local json = fb.json
 
 if not arg[1] then

@@ -2,7 +2,7 @@
 -- server's loop (it loads the base model; fastbrain.checkpoints starts it).
 -- Usage: fastbrain run scripts/checkpoint-adapter.lua STEP_DIR OUT < SPEC.json
 local fb = require "fastbrain"
-local trainer = require "fastbrain.trainer"
+local trainer = require "fastbrain.train.core"
 
 local function main(step_dir, out)
   if not out then

@@ -7,7 +7,7 @@
 --   fastbrain run scripts/make-base-model.lua --out share/models/tiny [--steps N] [--seed S]
 local fb = require "fastbrain"
 local duration = require "fastbrain.duration"
-local lm = require "fastbrain.lm"
+local lm = require "fastbrain.model.core"
 
 local USAGE = "usage: fastbrain run scripts/make-base-model.lua --out DIR [--steps N --seed S --lr X " ..
   "--micro-batch N --max-len N]\n"

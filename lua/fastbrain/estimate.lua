@@ -14,11 +14,11 @@
 --   main(spec_json, opts) -> exit status (`fastbrain train --estimate [--json]`)
 -- The cache is $FASTBRAIN_CACHE, else $XDG_CACHE_HOME/fastbrain, else ~/.cache/fastbrain.
 local fb = require "fastbrain"
-local lm = require "fastbrain.lm"
+local lm = require "fastbrain.model.core"
 local model = require "fastbrain.model"
 local process = require "fastbrain.process"
 local train = require "fastbrain.train"
-local trainer = require "fastbrain.trainer"
+local trainer = require "fastbrain.train.core"
 local json = fb.json
 
 local M = {

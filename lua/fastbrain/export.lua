@@ -31,7 +31,7 @@
 --     else nil
 --   GGUF files are written atomically; an existing out_file is refused.
 local fb = require "fastbrain"
-local lm = require "fastbrain.lm"
+local lm = require "fastbrain.model.core"
 local ollama_files = require "fastbrain.ollama"
 
 local M = {}

@@ -21,7 +21,7 @@
 --                   refs = {rev...}, complete, files = {{name, size, etag}}}}, incomplete =
 --                   {{etag, size}}}}, sorted by repo then commit
 local fs = require "fastbrain.fs"
-local lm = require "fastbrain.lm"
+local lm = require "fastbrain.model.core"
 local json = require "fastbrain.json"
 
 local M = {}

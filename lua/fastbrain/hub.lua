@@ -35,14 +35,15 @@
 --   downloaded}, wait {file, reason} (another download holds the blob's lock: huggingface_hub's
 --   .locks/models--ORG--NAME/<etag>.lock); then done {repo, revision, commit, snapshot, downloaded_bytes, total_bytes} or
 --   error {message, code}. Offline: start (all cached) and done, or an error.
--- What the cache holds: fastbrain.hf_cache.list(); a model's snapshot offline: fastbrain.lm.locate.
+-- What the cache holds: fastbrain.hf_cache.list(); a model's snapshot offline:
+-- fastbrain.model.core.locate.
 local fb = require "fastbrain"
 local http = require "fastbrain.http_client"
 local cache = require "fastbrain.hf_cache"
 local digest = require "fastbrain.digest"
 local fs = require "fastbrain.fs"
 local json = require "fastbrain.json"
-local lm = require "fastbrain.lm"
+local lm = require "fastbrain.model.core"
 
 local M = {
   DEFAULT_ENDPOINT = "https://huggingface.co",

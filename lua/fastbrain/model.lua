@@ -1,11 +1,11 @@
 -- fastbrain.model: a base model for scripts: load(name) -> m with m:generate(prompt, opts),
 -- m:info(), m:close(). A model is named by its directory or, in the Hugging Face cache, by
 -- ORG/NAME[@REVISION] (locate). A prompt is rendered with the chat template (opts.template, else
--- the one tokenizer_config.json names), tokenized, continued by the engine (fastbrain.lm,
+-- the one tokenizer_config.json names), tokenized, continued by the engine (fastbrain.model.core,
 -- adapters loaded once per model) until the template's end token, and decoded.
 --   main(args) -> exit status: the body of `fastbrain generate`.
 local json = require "fastbrain.json"
-local lm = require "fastbrain.lm"
+local lm = require "fastbrain.model.core"
 local templates = require "fastbrain.templates"
 local reply = require "fastbrain.reply"
 local tokenizer = require "fastbrain.tokenizer"

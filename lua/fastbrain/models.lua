@@ -11,7 +11,7 @@
 -- parameters, dtype, context, template, bytes, supported, reason}.
 local fb = require "fastbrain"
 local hf_cache = require "fastbrain.hf_cache"
-local lm = require "fastbrain.lm"
+local lm = require "fastbrain.model.core"
 local model = require "fastbrain.model"
 
 local M = {}

@@ -1,10 +1,10 @@
 -- fastbrain.process: child processes from a coroutine, with no shell: argv goes to exec as it
 -- is. spawn starts a child and returns at once; p:wait() suspends the running coroutine until
 -- the child has exited and its output is in, while the loop serves others; run is both.
--- The C half (engine/l_process.c, `fastbrain.child`) owns the child until it is reaped, so
+-- The C half (engine/l_process.c, `fastbrain.process.core`) owns the child until it is reaped, so
 -- an abandoned waiter leaves no zombie. docs/process.md has the whole contract.
 local fb = require "fastbrain"
-local child = require "fastbrain.child"
+local child = require "fastbrain.process.core"
 
 local M = {
   exepath = child.exepath,  -- exepath() -> the path of the running fastbrain binary

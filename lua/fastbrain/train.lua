@@ -1,5 +1,5 @@
 -- fastbrain.train: a training run in this process, blocking. The data is read, rendered with
--- the chat template and tokenized here (fastbrain.dataset); the loop is C (fastbrain.trainer).
+-- the chat template and tokenized here (fastbrain.dataset); the loop is C (fastbrain.train.core).
 --   run(spec, {on_progress =, on_eval =, on_sample =, on_scenarios =, on_event =}) -> summary | nil, err, code
 -- A hook (or spec.hooks, a Lua file returning {on_step =, on_eval =, on_done =}) may return
 -- "stop" to end the run early with its output, or a number: the new base learning rate.
@@ -12,7 +12,7 @@ local tokenizer = require "fastbrain.tokenizer"
 local dataset = require "fastbrain.dataset"
 local model = require "fastbrain.model"
 local templates = require "fastbrain.templates"
-local trainer = require "fastbrain.trainer"
+local trainer = require "fastbrain.train.core"
 local scenarios = require "fastbrain.scenarios"
 local fs = require "fastbrain.fs"
 local core = require "fastbrain.core"

@@ -31,7 +31,7 @@
 -- Exit status: 0 when every floor is met, 1 when one is missed, 2 on a failure to run.
 local fb = require "fastbrain"
 local export = require "fastbrain.export"
-local lm = require "fastbrain.lm"
+local lm = require "fastbrain.model.core"
 local model = require "fastbrain.model"
 local models = require "fastbrain.models"
 local process = require "fastbrain.process"

@@ -150,7 +150,7 @@ for (const [name, { pre_tokenizer, ...shape }] of Object.entries(SHAPES)) {
       intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2,
       rms_norm_eps: 1e-6, rope_theta: 1e6, max_position_embeddings: 512, bos_token_id: 2048,
       eos_token_id: 2049, tie_word_embeddings: true, ...shape }));
-    writeFileSync(`${dir}.lua`, `assert(require("fastbrain.lm").init(${JSON.stringify(dir)}, 3, 0.1))`);
+    writeFileSync(`${dir}.lua`, `assert(require("fastbrain.model.core").init(${JSON.stringify(dir)}, 3, 0.1))`);
     fastbrain('run', `${dir}.lua`);
     fastbrain('train', '--model', dir, '--data', join(tmp, 'data.jsonl'), '--out', `${dir}-adapter`,
       '--max-steps', '40', '--lr', '0.01', '--eval-fraction', '0', '--max-len', '128', '--device', 'cpu');
@@ -246,7 +246,7 @@ test('a Qwen3 GGUF with Qwen\'s pre-tokenizer tokenizes the parity corpus as Qwe
     num_attention_heads: 2, num_key_value_heads: 1, head_dim: 16, rms_norm_eps: 1e-6,
     rope_theta: 1e6, max_position_embeddings: 512, bos_token_id: 151643, eos_token_id: 151645,
     tie_word_embeddings: true }));
-  writeFileSync(`${dir}.lua`, `assert(require("fastbrain.lm").init(${JSON.stringify(dir)}, 5, 0.2))`);
+  writeFileSync(`${dir}.lua`, `assert(require("fastbrain.model.core").init(${JSON.stringify(dir)}, 5, 0.2))`);
   fastbrain('run', `${dir}.lua`);
   const out = fastbrain('export', '--model', dir, '--to', 'gguf', '--out', `${dir}.gguf`);
   assert.match(out, /verified with llama\.cpp/, 'its chat template and 3 prompts x 32 tokens');
