@@ -1,12 +1,13 @@
 /* l_fs.c: module `fastbrain.fs`: the engine's file helpers for Lua: atomic replacement,
  * capped whole-file reads, directory listings, mkdir -p, removing a tree, permission bits,
- * stat/lstat, symbolic links and advisory locks (flock, as Python's filelock takes them). World
+ * stat/lstat, realpath, symbolic links and advisory locks (flock, as Python's filelock takes them). World
  * failures return nil, msg (and the errno name for stat; "ENOSPC" for a full disk). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <lauxlib.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -67,6 +68,19 @@ static int fs_mode(lua_State *L) {
     return 2;
   }
   lua_pushinteger(L, st.st_mode & 07777);
+  return 1;
+}
+
+/* realpath(path) -> the absolute path, links resolved | nil, msg */
+static int fs_realpath(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  char out[PATH_MAX];
+  if (!realpath(path, out)) {
+    luaL_pushfail(L);
+    lua_pushfstring(L, "%s: %s", path, strerror(errno));
+    return 2;
+  }
+  lua_pushstring(L, out);
   return 1;
 }
 
@@ -209,7 +223,7 @@ int luaopen_fastbrain_fs(lua_State *L) {
                                    {"list", fs_list},                 {"remove_tree", fs_remove_tree},
                                    {"stat", fs_stat},                 {"lstat", fs_lstat},
                                    {"symlink", fs_symlink},           {"readlink", fs_readlink},
-                                   {"lock", fs_lock},
+                                   {"lock", fs_lock},                 {"realpath", fs_realpath},
                                    {NULL, NULL}};
   luaL_newlib(L, funcs);
   return 1;

@@ -170,6 +170,8 @@ function M.run(spec, hooks, opts)
   local run_spec = {}  -- the spec as run: max_len within the model's context, a small model's lr, epochs
   for k, v in pairs(spec) do run_spec[k] = v end
   run_spec.max_len = data.max_len
+  -- A model folder by its full path: the adapter names its base wherever it is used from.
+  if fs.stat(spec.model) then run_spec.model = fs.realpath(spec.model) or spec.model end
   run_spec.lr = spec.lr or data.lr
   run_spec.epochs = spec.epochs or data.epochs
   local fits, why = require("fastbrain.estimate").check(run_spec, data)

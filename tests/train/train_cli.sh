@@ -57,6 +57,11 @@ check "--json: a closed stdout ends the run at once (exit 141)" eval 'rc_is 141 
 run "$fb" train "${common[@]}" --out "$tmp/full" --max-steps 3 --full
 check "--full writes a whole model" eval 'rc_is 0 && [ -f "$tmp/full/model.safetensors" ] && [ -f "$tmp/full/config.json" ] && [ -f "$tmp/full/tokenizer.json" ]'
 
+run bash -c 'cd "$1" && "$2" train --model model --data data.jsonl --out rel --max-steps 2' _ "$tmp" "$fb"
+check "a relative --model is recorded by its full path (summary, adapter_config)" eval \
+  'rc_is 0 && grep -q "\"base_model\":[[:space:]]*\"$(realpath "$tmp/model")\"" "$tmp/rel/summary.json" &&
+   grep -q "\"base_model_name_or_path\":[[:space:]]*\"$(realpath "$tmp/model")\"" "$tmp/rel/adapter_config.json"'
+
 run "$fb" train "${common[@]}" --out "$tmp/c" --rank 0
 check "a bad value exits 2 naming the field" eval 'rc_is 2 && grep -q "spec.lora.r: must be 1..256" "$tmp/err" && [ ! -s "$tmp/out" ]'
 run "$fb" train "${common[@]}" --out "$tmp/c" --ranks 4
