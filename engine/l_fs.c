@@ -1,7 +1,8 @@
 /* l_fs.c: module `fastbrain.fs`: the engine's file helpers for Lua: atomic replacement,
  * capped whole-file reads, directory listings, mkdir -p, removing a tree, permission bits,
- * stat/lstat, realpath, symbolic links and advisory locks (flock, as Python's filelock takes them). World
- * failures return nil, msg (and the errno name for stat; "ENOSPC" for a full disk). */
+ * stat/lstat, realpath, symbolic links and advisory locks (flock, as Python's filelock takes
+ * them). World failures return nil, msg (and the errno name for stat; "ENOSPC" for a full
+ * disk). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
