@@ -11,11 +11,9 @@
 // desktop (1366x768) and phone (390x844) width go to FB_WEB_ARTIFACTS as data-*.png.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createRequire } from 'node:module';
-import { shots, CHROMIUM, FLAGS, requireParts, launch, accessibilityProblems, stop, removeDir, showSectionOf } from './harness.mjs';
+import { shots, requireParts, launch, accessibilityProblems, stop, showSectionOf, startDashboard, apiCall } from './harness.mjs';
 
 requireParts('data');
 
@@ -23,37 +21,28 @@ const KEYS = { GROQ_API_KEY: 'gsk_data_canary_9c41', ANTHROPIC_API_KEY: 'sk-ant-
 const SKILL = 'bakery';
 const SIZES = { desktop: { width: 1366, height: 768 }, phone: { width: 390, height: 844 } };
 
-let server, standins, base, dataDir, browser;
-let serverLog = '', standinLog = '';
+let dash, standins, base, dataDir, browser;
+let standinLog = '';
 
-async function call(method, path, body) {
-  const r = await fetch(base + path, { method, headers: { 'Content-Type': 'application/json' }, body: body && JSON.stringify(body) });
-  assert.ok(r.ok, `${method} ${path}: ${r.status} ${await r.clone().text()}`);
-  return r.json();
-}
+const call = (method, path, body) => apiCall(base, method, path, body);
 
 before(async () => {
-  const { chromium } = createRequire(import.meta.url)('playwright-core');
-  mkdirSync(shots, { recursive: true });
-  dataDir = mkdtempSync(join(tmpdir(), 'fb-data-'));
-  let seen;
-  [standins, seen] = launch(['run', 'tests/web/providers.lua', 'Are you open on Saturdays?', join(dataDir, 'gate'), '300'], KEYS,
-    /stand-ins on (http:\/\/\S+)/, (s) => { standinLog += s; });
-  const providers = await seen;
   // No keys in the server's environment: the dashboard is where they come from.
-  [server, seen] = launch(['serve', '--port', '0', '--data-dir', dataDir],
-    { GROQ_API_KEY: '', ANTHROPIC_API_KEY: '', FASTBRAIN_KEYS: '', GROQ_BASE_URL: `${providers}/openai/v1`,
-      ANTHROPIC_BASE_URL: providers }, /serving on (http:\/\/\S+)/, (s) => { serverLog += s; });
-  base = await seen;
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+  dash = await startDashboard('data', async (dir) => {
+    let seen;
+    [standins, seen] = launch(['run', 'tests/web/providers.lua', 'Are you open on Saturdays?', join(dir, 'gate'), '300'], KEYS,
+      /stand-ins on (http:\/\/\S+)/, (s) => { standinLog += s; });
+    const providers = await seen;
+    return { GROQ_API_KEY: '', ANTHROPIC_API_KEY: '', FASTBRAIN_KEYS: '', GROQ_BASE_URL: `${providers}/openai/v1`,
+             ANTHROPIC_BASE_URL: providers };
+  });
+  ({ base, dataDir, browser } = dash);
 });
 
 after(async () => {
-  if (browser) await browser.close();
-  await Promise.all([stop(server), stop(standins)]);
-  writeFileSync(join(shots, 'data-serve.log'), serverLog);
+  await stop(standins);
   writeFileSync(join(shots, 'data-standins.log'), standinLog);
-  removeDir(dataDir);
+  if (dash) await dash.close();
 });
 
 // Screenshots of `what` (a selector) at both sizes, named data-<name>-<size>.png.
@@ -201,6 +190,6 @@ test('providers say why they are unusable; keys from the form; a generation is c
   assert.equal(await page.isEnabled('#gen-start'), true);
   await shoot(page, 'cancelled', '#gen-h');
   assert.deepEqual(await accessibilityProblems(page), []);
-  assert.ok(!serverLog.includes(KEYS.GROQ_API_KEY) && !serverLog.includes(KEYS.ANTHROPIC_API_KEY), 'no key in the log');
+  assert.ok(!dash.log().includes(KEYS.GROQ_API_KEY) && !dash.log().includes(KEYS.ANTHROPIC_API_KEY), 'no key in the log');
   await page.close();
 });

@@ -1,9 +1,12 @@
 // harness.mjs: what the browser suites share: where the binary, the repository and the
 // screenshots are; headless Chromium's path and flags; a check that every part is installed
 // (a missing one fails the suite: a skipped browser test would hide it); starting a fastbrain
-// process and waiting for its address; and the accessibility checks run on each page.
+// process and waiting for its address (a suite's server and browser: startDashboard); and the
+// accessibility checks run on each page.
 import { spawn } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import assert from 'node:assert/strict';
 
@@ -42,6 +45,33 @@ export function launch(args, env, re, log) {
     child.on('exit', (code) => fail(new Error(`${args.join(' ')} exited ${code}:\n${out}`)));
   });
   return [child, seen];
+}
+
+// One suite's dashboard: `fastbrain serve` on a fresh data directory, with a Hugging Face cache
+// of its own and the variables env(dataDir) gives (it may start what the server needs first),
+// and headless Chromium. -> {base, dataDir, browser, log(), close()}: log() is what the server
+// printed so far; close() stops both, keeps that as <shots>/<name>-serve.log and removes the
+// directory.
+export async function startDashboard(name, env = async () => ({})) {
+  const { chromium } = createRequire(import.meta.url)('playwright-core');
+  mkdirSync(shots, { recursive: true });
+  const dataDir = mkdtempSync(join(tmpdir(), `fb-${name}-`));
+  let log = '';
+  const [server, seen] = launch(['serve', '--port', '0', '--data-dir', dataDir],
+    { FASTBRAIN_CACHE: join(dataDir, 'cache'), ...(await env(dataDir)) }, /serving on (http:\/\/\S+)/,
+    (s) => { log += s; });
+  const base = await seen;
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+  return {
+    base, dataDir, browser,
+    log: () => log,
+    async close() {
+      await browser.close();
+      await stop(server);
+      writeFileSync(join(shots, `${name}-serve.log`), log);
+      removeDir(dataDir);
+    },
+  };
 }
 
 // Accessibility checks on the page as it is: every control has a name, and visible text has

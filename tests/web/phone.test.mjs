@@ -6,12 +6,8 @@
 // every panel shows. Screenshots of each state go to FB_WEB_ARTIFACTS as phone-*.png.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createRequire } from 'node:module';
-import { shots, CHROMIUM, FLAGS, requireParts, launch, accessibilityProblems, stop, removeDir, showSection }
-  from './harness.mjs';
+import { shots, requireParts, accessibilityProblems, showSection, startDashboard, apiCall } from './harness.mjs';
 
 requireParts('phone');
 
@@ -22,35 +18,17 @@ const DATA = Array.from({ length: 24 }, (_, i) => JSON.stringify({ messages: [
   { role: 'user', content: `${QUESTIONS[i % QUESTIONS.length]} (call ${i})` },
   { role: 'assistant', content: `An electrician can look at that; slot ${(i % 5) + 1} is free.` }] })).join('\n') + '\n';
 
-let server, base, dataDir, browser;
-let serverLog = '';
-
-async function put(path, body, type = 'application/json') {
-  const r = await fetch(base + path, { method: 'PUT', headers: { 'Content-Type': type },
-    body: typeof body === 'string' ? body : JSON.stringify(body) });
-  assert.ok(r.ok, `PUT ${path}: ${r.status} ${await r.text()}`);
-}
+let dash, base, browser;
 
 before(async () => {
-  const { chromium } = createRequire(import.meta.url)('playwright-core');
-  mkdirSync(shots, { recursive: true });
-  dataDir = mkdtempSync(join(tmpdir(), 'fb-phone-'));
-  let seen;
-  [server, seen] = launch(['serve', '--port', '0', '--data-dir', dataDir], { FASTBRAIN_CACHE: join(dataDir, 'cache') },
-    /serving on (http:\/\/\S+)/, (s) => { serverLog += s; });
-  base = await seen;
+  dash = await startDashboard('phone');
+  ({ base, browser } = dash);
   // A short run on short examples; no scenarios, whose run after training would take minutes.
-  await put(`/api/skills/${SKILL}/data`, DATA, 'application/x-ndjson');
-  await put(`/api/skills/${SKILL}/scenarios`, []);
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+  await apiCall(base, 'PUT', `/api/skills/${SKILL}/data`, DATA);
+  await apiCall(base, 'PUT', `/api/skills/${SKILL}/scenarios`, []);
 });
 
-after(async () => {
-  if (browser) await browser.close();
-  await stop(server);
-  writeFileSync(join(shots, 'phone-serve.log'), serverLog);
-  removeDir(dataDir);
-});
+after(() => dash && dash.close());
 
 // What sticks out past the right edge of the screen (none of it may), and the page's width.
 const overflow = (page) => page.evaluate(() => ({

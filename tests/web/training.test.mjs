@@ -7,12 +7,8 @@
 // (default build/test-output/web), named training-*.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createRequire } from 'node:module';
-import { shots, CHROMIUM, FLAGS, requireParts, launch, accessibilityProblems, stop, removeDir, apiCall, pause }
-  from './harness.mjs';
+import { shots, requireParts, accessibilityProblems, apiCall, pause, startDashboard } from './harness.mjs';
 
 requireParts('training');
 
@@ -27,19 +23,13 @@ const RUN_MS = 90000;
 const PLUMBING = 'plumbing-receptionist';
 const ELECTRICIAN = 'electrician-assistant';
 
-let server, base, dataDir, browser;
-let serverLog = '';
+let dash, base, browser;
 
 const call = (method, path, body) => apiCall(base, method, path, body);
 
 before(async () => {
-  const { chromium } = createRequire(import.meta.url)('playwright-core');
-  mkdirSync(shots, { recursive: true });
-  dataDir = mkdtempSync(join(tmpdir(), 'fb-web-train-'));
-  let seen;
-  [server, seen] = launch(['serve', '--port', '0', '--data-dir', dataDir], { FASTBRAIN_CACHE: join(dataDir, 'cache') },
-    /serving on (http:\/\/\S+)/, (s) => { serverLog += s; });
-  base = await seen;
+  dash = await startDashboard('training');
+  ({ base, browser } = dash);
   for (const id of [PLUMBING, ELECTRICIAN]) {
     const { skill } = await call('GET', `/api/skills/${id}`);
     const { id: _, examples: __, ...meta } = skill;
@@ -48,15 +38,9 @@ before(async () => {
     await call('PUT', `/api/skills/${id}/scenarios`, []);
   }
   await call('POST', '/api/skills', { id: 'fresh', name: 'Fresh skill' });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
 });
 
-after(async () => {
-  if (browser) await browser.close();
-  await stop(server);
-  writeFileSync(join(shots, 'training-serve.log'), serverLog);
-  removeDir(dataDir);
-});
+after(() => dash && dash.close());
 
 // A page of the dashboard at [width, height], closed with the subtest; page.errors collects
 // console errors and uncaught exceptions (a 400 the form shows at its fields, and the estimate's
