@@ -123,17 +123,15 @@ typedef struct main_opts {
   int estimate;       /* only say what the run would cost (fastbrain.estimate) */
   const char *record; /* a file that gets a copy of every JSON line first (the worker's), or NULL */
   const char *scenarios; /* --scenarios: a scenarios.jsonl read into spec.scenarios, or NULL */
+  const char *checkpoints; /* where checkpoints go when the spec does not say, or NULL */
 } main_opts;
 
-/* Run fastbrain.train.main(spec, {json, tty, resume, estimate, record, scenarios}) on a fresh
- * VM; its exit status. */
-static int run_main(const cJSON *spec, const main_opts *o) {
-  char root[PATH_MAX], *text = cJSON_PrintUnformatted(spec);
-  if (!text)
-    return 1;
+/* Run fastbrain.train.main(spec_json, {json, tty, resume, estimate, record, scenarios,
+ * checkpoints}) on a fresh VM; its exit status. */
+static int run_main(const char *text, const main_opts *o) {
+  char root[PATH_MAX];
   if (fb_paths_find_root(root, sizeof root) != 0) {
     fprintf(stderr, "fastbrain: cannot find the bundled Lua modules (tried %s)\n", root);
-    free(text);
     return 1;
   }
   uv_loop_t loop;
@@ -145,7 +143,7 @@ static int run_main(const cJSON *spec, const main_opts *o) {
     if (fb_vm_pcall(L, 1, 1, "require fastbrain.train") == LUA_OK) {
       lua_getfield(L, -1, "main");
       lua_pushstring(L, text);
-      lua_createtable(L, 0, 6);
+      lua_createtable(L, 0, 7);
       lua_pushboolean(L, o->json);
       lua_setfield(L, -2, "json"); /* opts.json */
       lua_pushboolean(L, isatty(STDOUT_FILENO));
@@ -158,6 +156,8 @@ static int run_main(const cJSON *spec, const main_opts *o) {
       lua_setfield(L, -2, "record"); /* opts.record (nil when NULL) */
       lua_pushstring(L, o->scenarios);
       lua_setfield(L, -2, "scenarios"); /* opts.scenarios (nil when NULL) */
+      lua_pushstring(L, o->checkpoints);
+      lua_setfield(L, -2, "checkpoints"); /* opts.checkpoints (nil when NULL) */
       if (fb_vm_pcall(L, 2, 1, "fastbrain train") == LUA_OK)
         status = (int)lua_tointeger(L, -1);
     }
@@ -167,7 +167,6 @@ static int run_main(const cJSON *spec, const main_opts *o) {
   } else {
     fprintf(stderr, "fastbrain: cannot create the Lua state\n");
   }
-  free(text);
   return status;
 }
 
@@ -256,9 +255,13 @@ int fb_cmd_train(int argc, char **argv) {
     cJSON_AddStringToObject(spec, "out", "-"); /* an estimate writes nothing */
   if (!rc)
     rc = check_spec(spec);
-  if (!rc)
-    rc = run_main(spec, &(main_opts){.json = json, .resume = resume, .estimate = estimate,
+  char *text = rc ? NULL : cJSON_PrintUnformatted(spec);
+  if (text)
+    rc = run_main(text, &(main_opts){.json = json, .resume = resume, .estimate = estimate,
                                      .scenarios = scenarios});
+  else if (!rc)
+    rc = 1; /* out of memory */
+  free(text);
   cJSON_Delete(spec);
   return rc;
 }
@@ -276,19 +279,20 @@ int fb_cmd_worker(int argc, char **argv) {
                     "worker JOBDIR\n");
     return 2;
   }
-  char path[PATH_MAX];
-  snprintf(path, sizeof path, "%s/spec.json", argv[1]);
-  cJSON *spec = read_spec(path);
-  if (!spec)
+  /* The spec goes to fastbrain.train as the registry wrote it: the trainer parses and checks it
+   * once there (an error event names the field). */
+  char spec_path[PATH_MAX], checkpoints[PATH_MAX], record[PATH_MAX], *text = NULL;
+  size_t len;
+  fb_err err = {0};
+  snprintf(spec_path, sizeof spec_path, "%s/spec.json", argv[1]);
+  if (fb_read_file(spec_path, &text, &len, 1 << 20, &err)) {
+    fprintf(stderr, "fastbrain: %s\n", err.msg);
     return 2;
-  if (!cJSON_GetObjectItemCaseSensitive(spec, "checkpoints")) {
-    snprintf(path, sizeof path, "%s/checkpoints", argv[1]);
-    cJSON_AddStringToObject(spec, "checkpoints", path);
   }
-  int rc = check_spec(spec);
-  snprintf(path, sizeof path, "%s/worker.jsonl", argv[1]);
-  if (!rc)
-    rc = run_main(spec, &(main_opts){.json = 1, .resume = 1, .record = path});
-  cJSON_Delete(spec);
+  snprintf(checkpoints, sizeof checkpoints, "%s/checkpoints", argv[1]);
+  snprintf(record, sizeof record, "%s/worker.jsonl", argv[1]);
+  int rc = run_main(text, &(main_opts){.json = 1, .resume = 1, .record = record,
+                                      .checkpoints = checkpoints});
+  free(text);
   return rc;
 }

@@ -1,7 +1,9 @@
 /* l_train.c: `fastbrain.train.core`, the C half of `fastbrain.train` (lua/fastbrain/train.lua,
- * which renders and tokenizes the data): run(spec_json, data, on_event [, opts]) loads the
- * model and runs train.c in this process, blocking. It does not read datasets itself.
- * checkpoint_adapter turns a run's checkpoint into an adapter directory. */
+ * which renders and tokenizes the data): spec(spec_json) parses and checks a run's spec once;
+ * run(spec, data, on_event [, opts]) loads the model and runs train.c in this process,
+ * blocking; it does not read datasets itself. defaults, fields and check_request give
+ * train_spec.c's table (the one authority on the spec's fields) to Lua; plan says how a run
+ * goes; checkpoint_adapter turns a run's checkpoint into an adapter directory. */
 #include <lauxlib.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -155,14 +157,32 @@ static void call_hook(void *ud, const cJSON *event, fb_train_control *ctl) {
   lua_pop(h->L, 1);
 }
 
-/* run(spec_json, data, on_event [, {resume = b, catch_term = b}]) -> true | nil, msg, code
+#define SPEC_MT "fastbrain.train.spec"
+
+/* trainer.spec(spec_json) -> spec: the spec parsed and checked once, for run, plan and
+ * checkpoint_adapter; a mistake raises naming the field ("spec.lora.r: must be ..."). */
+static int spec_parse(lua_State *L) {
+  size_t len;
+  const char *json = luaL_checklstring(L, 1, &len);
+  fb_train_spec *s = lua_newuserdatauv(L, sizeof *s, 0);
+  fb_err err = {0};
+  if (fb_train_spec_parse(s, json, len, "spec", &err))
+    return luaL_error(L, "%s", err.msg);
+  luaL_setmetatable(L, SPEC_MT);
+  return 1;
+}
+
+static const fb_train_spec *check_spec(lua_State *L, int idx) {
+  return luaL_checkudata(L, idx, SPEC_MT);
+}
+
+/* run(spec, data, on_event [, {resume = b, catch_term = b}]) -> true | nil, msg, code
  * where code is "cancelled", "nomem" (out of memory) or "error". data = {train = {examples},
  * eval = {examples}, hash = s, tokenizer = tok, prompts = {{text = s, ids = {...}}, ...},
  * scenarios = {{text = id, ids = {...}}, ...}}.
  * catch_term: SIGTERM and SIGINT stop the run between steps with a checkpoint ("cancelled"). */
 static int run(lua_State *L) {
-  size_t len;
-  const char *json = luaL_checklstring(L, 1, &len);
+  const fb_train_spec *spec = check_spec(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   luaL_checktype(L, 3, LUA_TFUNCTION);
   int resume = 0, catch = 0;
@@ -172,10 +192,7 @@ static int run(lua_State *L) {
     catch = lua_getfield(L, 4, "catch_term") != LUA_TNIL && lua_toboolean(L, -1);
     lua_pop(L, 2);
   }
-  fb_train_spec spec;
   fb_err err = {0};
-  if (fb_train_spec_parse(&spec, json, len, "spec", &err))
-    return luaL_error(L, "%s", err.msg);
   tr_state *s = lua_newuserdatauv(L, sizeof *s, 0);
   memset(s, 0, sizeof *s);
   luaL_setmetatable(L, STATE_MT);
@@ -196,7 +213,7 @@ static int run(lua_State *L) {
   data.dataset_hash = (lua_getfield(L, 2, "hash"), lua_tostring(L, -1));
 
   fb_model *m = NULL;
-  if (fb_model_load(&m, spec.model, &err)) {
+  if (fb_model_load(&m, spec->model, &err)) {
     lua_pushnil(L);
     lua_pushstring(L, err.msg);
     lua_pushstring(L, err.code == FB_ENOMEM ? "nomem" : "error");
@@ -211,7 +228,7 @@ static int run(lua_State *L) {
   if (scoped)
     fb_signals_catch_term(old);
   fb_train_opts o = {.on_event = call_hook, .ud = &h, .cancel = &fb_signals_cancel, .resume = resume};
-  int rc = fb_train(m, &spec, &data, &o, &err);
+  int rc = fb_train(m, spec, &data, &o, &err);
   if (scoped)
     fb_signals_restore_term(old);
   fb_model_free(m);
@@ -229,33 +246,55 @@ static int run(lua_State *L) {
   return 3;
 }
 
-/* trainer.defaults() -> the spec every field of which is the trainer's default, as JSON. */
-static int defaults(lua_State *L) {
-  fb_train_spec spec;
-  fb_train_spec_defaults(&spec);
-  cJSON *o = fb_train_spec_to_json(&spec);
+/* A JSON object as text, pushed; o deleted. */
+static int push_json(lua_State *L, cJSON *o, const char *fn) {
   char *text = o ? cJSON_PrintUnformatted(o) : NULL;
   cJSON_Delete(o);
   if (!text)
-    return luaL_error(L, "fastbrain.train.core.defaults: out of memory");
+    return luaL_error(L, "fastbrain.train.core.%s: out of memory", fn);
   lua_pushstring(L, text);
   free(text);
   return 1;
 }
 
-/* trainer.plan(spec_json, n_train) -> {micro_batch, grad_accum, steps, examples, epochs,
+/* trainer.defaults() -> the spec every field of which is the trainer's default, as JSON. */
+static int defaults(lua_State *L) {
+  fb_train_spec spec;
+  fb_train_spec_defaults(&spec);
+  return push_json(L, fb_train_spec_to_json(&spec), "defaults");
+}
+
+/* trainer.fields() -> every field of the spec described, as JSON (fb_train_spec_fields). */
+static int fields(lua_State *L) { return push_json(L, fb_train_spec_fields(), "fields"); }
+
+static void set_problem(void *ctx, const char *path, const char *problem) {
+  lua_State *L = ctx;
+  lua_pushstring(L, problem);
+  lua_setfield(L, -2, path);
+}
+
+/* trainer.check_request(overrides_json) -> nil | {path = problem}: what a request may not set
+ * or sets wrong (fb_train_spec_request_problems); a request that is not JSON is one problem. */
+static int check_request(lua_State *L) {
+  size_t len;
+  const char *json = luaL_checklstring(L, 1, &len);
+  cJSON *o = cJSON_ParseWithLength(json, len);
+  lua_newtable(L);
+  int n = o ? fb_train_spec_request_problems(o, set_problem, L) : (set_problem(L, "body", "not JSON"), 1);
+  cJSON_Delete(o);
+  if (n == 0)
+    lua_pushnil(L);
+  return 1;
+}
+
+/* trainer.plan(spec, n_train) -> {micro_batch, grad_accum, steps, examples, epochs,
  *   eval_interval, sample_interval}: how a run of the spec over n_train examples goes (the
  *   trainer's own plan, small-data mode included). */
 static int plan(lua_State *L) {
-  size_t len;
-  const char *json = luaL_checklstring(L, 1, &len);
+  const fb_train_spec *spec = check_spec(L, 1);
   lua_Integer n_train = luaL_checkinteger(L, 2);
   luaL_argcheck(L, n_train > 0, 2, "at least one training example");
-  fb_train_spec spec;
-  fb_err err = {0};
-  if (fb_train_spec_parse(&spec, json, len, "spec", &err))
-    return luaL_error(L, "%s", err.msg);
-  fb_train_plan p = fb_train_plan_for(&spec, (long)n_train);
+  fb_train_plan p = fb_train_plan_for(spec, (long)n_train);
   const struct {
     const char *key;
     double v;
@@ -275,18 +314,15 @@ static int plan(lua_State *L) {
   return 1;
 }
 
-/* checkpoint_adapter(spec_json, step_dir, out) -> true | nil, msg: a checkpoint of a run of
- * spec as an adapter directory (fb_checkpoint_adapter), the model loaded on the CPU. */
+/* checkpoint_adapter(spec, step_dir, out) -> true | nil, msg: a checkpoint of a run of spec
+ * as an adapter directory (fb_checkpoint_adapter), the model loaded on the CPU. */
 static int checkpoint_adapter(lua_State *L) {
-  size_t len;
-  const char *json = luaL_checklstring(L, 1, &len);
+  const fb_train_spec *spec = check_spec(L, 1);
   const char *step_dir = luaL_checkstring(L, 2), *out = luaL_checkstring(L, 3);
-  fb_train_spec spec;
   fb_model *m = NULL;
   fb_err err = {0};
-  int rc = fb_train_spec_parse(&spec, json, len, "spec", &err) ||
-           fb_model_load(&m, spec.model, &err) ||
-           fb_checkpoint_adapter(m, &spec, step_dir, out, &err);
+  int rc = fb_model_load(&m, spec->model, &err) ||
+           fb_checkpoint_adapter(m, spec, step_dir, out, &err);
   fb_model_free(m);
   if (!rc) {
     lua_pushboolean(L, 1);
@@ -298,12 +334,16 @@ static int checkpoint_adapter(lua_State *L) {
 }
 
 int luaopen_fastbrain_train_core(lua_State *L) {
+  luaL_newmetatable(L, SPEC_MT);
+  lua_pop(L, 1);
   luaL_newmetatable(L, STATE_MT);
   lua_pushcfunction(L, state_gc);
   lua_setfield(L, -2, "__gc"); /* metatable.__gc = state_gc */
   lua_pop(L, 1);
   static const luaL_Reg funcs[] = {
-      {"run", run},   {"defaults", defaults}, {"plan", plan}, {"checkpoint_adapter", checkpoint_adapter},
+      {"spec", spec_parse}, {"run", run},       {"defaults", defaults},
+      {"fields", fields}, {"check_request", check_request},
+      {"plan", plan},     {"checkpoint_adapter", checkpoint_adapter},
       {NULL, NULL}};
   luaL_newlib(L, funcs);
   return 1;

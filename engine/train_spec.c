@@ -11,70 +11,80 @@
 #include <stdio.h>
 #include <string.h>
 
-typedef enum { F_STR, F_INT, F_NUM, F_BOOL, F_SEED, F_SPECIAL } ftype;
+typedef enum { F_STR, F_INT, F_NUM, F_BOOL, F_SEED, F_ENUM, F_SPECIAL } ftype;
 
 typedef struct field {
   const char *path; /* "lora.r": its place in the JSON object */
   ftype type;
   size_t off, size; /* in fb_train_spec; size for strings */
   double lo, hi;    /* inclusive range of numbers */
+  const char *const *names; /* an enum's, in its order; n_names of them */
+  int n_names;
+  int by_server; /* what whoever makes the spec of a request fills in (the skill's data...) */
+  const char *doc;
 } field;
 
-#define S(p, m)                                                                                    \
-  { p, F_STR, offsetof(fb_train_spec, m), sizeof(((fb_train_spec *)0)->m), 0, 0 }
-#define I(p, m, lo, hi)                                                                            \
-  { p, F_INT, offsetof(fb_train_spec, m), 0, lo, hi }
-#define N(p, m, lo, hi)                                                                            \
-  { p, F_NUM, offsetof(fb_train_spec, m), 0, lo, hi }
-#define B(p, m)                                                                                    \
-  { p, F_BOOL, offsetof(fb_train_spec, m), 0, 0, 1 }
-#define X(p)                                                                                       \
-  { p, F_SPECIAL, 0, 0, 0, 0 }
-
-static const field fields[] = {
-    S("model", model),
-    X("data"),
-    S("template", template_name),
-    I("max_len", max_len, 8, 1 << 20),
-    X("mode"),
-    I("lora.r", lora.r, 1, FB_SPEC_MAX_RANK),
-    N("lora.alpha", lora.lora_alpha, 1e-6, 1e6),
-    N("lora.dropout", lora.lora_dropout, 0, 0.9),
-    X("lora.targets"),
-    B("lora.rslora", lora.use_rslora),
-    I("epochs", epochs, 1, 10000),
-    I("max_steps", max_steps, 0, 100000000),
-    I("micro_batch", micro_batch, 1, 4096),
-    I("grad_accum", grad_accum, 1, 4096),
-    B("small_data", small_data),
-    N("lr", lr, 0, 10),
-    N("warmup", warmup, 0, 0.9),
-    X("schedule"),
-    N("weight_decay", weight_decay, 0, 10),
-    N("clip", clip, 0, 1e9),
-    N("eval.fraction", eval_fraction, 0, 0.5),
-    I("eval.interval", eval_interval, 0, 100000000),
-    I("patience", patience, 0, 100000),
-    {"seed", F_SEED, offsetof(fb_train_spec, seed), 0, 0, 0},
-    I("checkpoint_interval", checkpoint_interval, 0, 100000000),
-    S("out", out),
-    S("checkpoints", checkpoints),
-    X("device"),
-    X("samples.prompts"),
-    I("samples.interval", sample_interval, 0, 100000000),
-    I("samples.max_tokens", sample_tokens, 1, 4096),
-    S("samples.system", sample_system),
-    N("samples.repetition_penalty", sample_repetition_penalty, 1, 10),
-    S("hooks", hooks),
-    X("select"),
-    X("scenarios"),
-    I("select_max_tokens", select_tokens, 1, 4096),
-};
-#define N_FIELDS (int)(sizeof fields / sizeof fields[0])
-
+static const char *const modes[] = {"lora", "full"};                     /* spec->full */
 static const char *const schedules[] = {"constant", "cosine", "linear"}; /* fb_schedule order */
 static const char *const devices[] = {"auto", "cpu", "cuda"};            /* fb_device order */
 static const char *const selects[] = {"eval_loss", "scenarios"};         /* fb_select order */
+_Static_assert(sizeof(fb_schedule) == sizeof(int) && sizeof(fb_device) == sizeof(int) &&
+                   sizeof(fb_select) == sizeof(int),
+               "enums are read and written as int");
+
+#define MEMBER(m) offsetof(fb_train_spec, m), sizeof(((fb_train_spec *)0)->m)
+#define S(p, m, doc) {p, F_STR, MEMBER(m), 0, 0, NULL, 0, 0, doc}
+#define SERVER_S(p, m, doc) {p, F_STR, MEMBER(m), 0, 0, NULL, 0, 1, doc}
+#define I(p, m, lo, hi, doc) {p, F_INT, MEMBER(m), lo, hi, NULL, 0, 0, doc}
+#define N(p, m, lo, hi, doc) {p, F_NUM, MEMBER(m), lo, hi, NULL, 0, 0, doc}
+#define B(p, m, doc) {p, F_BOOL, MEMBER(m), 0, 1, NULL, 0, 0, doc}
+#define E(p, m, names, by_server, doc)                                                             \
+  {p, F_ENUM, MEMBER(m), 0, 0, names, (int)(sizeof names / sizeof names[0]), by_server, doc}
+#define X(p, by_server, doc) {p, F_SPECIAL, 0, 0, 0, 0, NULL, 0, by_server, doc}
+
+static const field fields[] = {
+    SERVER_S("model", model, "base model directory (Hugging Face layout)"),
+    X("data", 1, "a JSONL file or a list of them"),
+    S("template", template_name, "chat template name; \"\" = recognised from the model"),
+    I("max_len", max_len, 8, 1 << 20, "tokens per example; longer examples are cut"),
+    E("mode", full, modes, 1, "\"lora\", or \"full\": train every weight"),
+    I("lora.r", lora.r, 1, FB_SPEC_MAX_RANK, "the adapter's rank"),
+    N("lora.alpha", lora.lora_alpha, 1e-6, 1e6, "scales the update by alpha/r"),
+    N("lora.dropout", lora.lora_dropout, 0, 0.9, "dropout on the adapter's input"),
+    X("lora.targets", 0, "\"all-linear\", \"q_proj,v_proj\" or a list of projections"),
+    B("lora.rslora", lora.use_rslora, "scale by alpha/sqrt(r)"),
+    I("epochs", epochs, 1, 10000, "passes over the training examples"),
+    I("max_steps", max_steps, 0, 100000000, "optimizer steps; 0 = from the epochs"),
+    I("micro_batch", micro_batch, 1, 4096, "examples per forward pass"),
+    I("grad_accum", grad_accum, 1, 4096, "forward passes per optimizer step"),
+    B("small_data", small_data, "shrink the batch until a run has at least 50 steps"),
+    N("lr", lr, 0, 10, "the base learning rate"),
+    N("warmup", warmup, 0, 0.9, "fraction of the steps warming up linearly"),
+    E("schedule", schedule, schedules, 0, "the learning rate's decay after warm-up"),
+    N("weight_decay", weight_decay, 0, 10, "AdamW's decoupled weight decay"),
+    N("clip", clip, 0, 1e9, "the global gradient norm's cap; 0 = off"),
+    N("eval.fraction", eval_fraction, 0, 0.5, "share of the examples held out; 0 = none"),
+    I("eval.interval", eval_interval, 0, 100000000, "steps between evaluations; 0 = ten per run"),
+    I("patience", patience, 0, 100000, "evaluations without a better loss before stopping; 0 = off"),
+    {"seed", F_SEED, MEMBER(seed), 0, 9007199254740992.0, NULL, 0, 0,
+     "split, data order, LoRA init and dropout"},
+    I("checkpoint_interval", checkpoint_interval, 0, 100000000,
+      "steps between checkpoints; 0 = only at the end or on cancel"),
+    SERVER_S("out", out, "output directory"),
+    SERVER_S("checkpoints", checkpoints, "checkpoint directory; \"\" = out/checkpoints"),
+    E("device", device, devices, 0, "where the run computes; auto = a usable GPU, else the CPU"),
+    X("samples.prompts", 0, "prompts answered by the adapter as it trains"),
+    I("samples.interval", sample_interval, 0, 100000000, "steps between samples; 0 = five per run"),
+    I("samples.max_tokens", sample_tokens, 1, 4096, "new tokens per sample"),
+    SERVER_S("samples.system", sample_system, "the system prompt samples are asked after"),
+    N("samples.repetition_penalty", sample_repetition_penalty, 1, 10,
+      "the samples' repetition penalty"),
+    SERVER_S("hooks", hooks, "a Lua file returning {on_step, on_eval, on_done}"),
+    E("select", select, selects, 0, "which weights are published"),
+    X("scenarios", 1, "with select \"scenarios\": [{id, messages, checks}] to answer"),
+    I("select_max_tokens", select_tokens, 1, 4096, "new tokens per scenario answer"),
+};
+#define N_FIELDS (int)(sizeof fields / sizeof fields[0])
 
 void fb_train_spec_defaults(fb_train_spec *s) {
   memset(s, 0, sizeof *s);
@@ -103,13 +113,6 @@ void fb_train_spec_defaults(fb_train_spec *s) {
 static void *at(fb_train_spec *s, const field *f) { return (char *)s + f->off; }
 static const void *cat(const fb_train_spec *s, const field *f) { return (const char *)s + f->off; }
 
-static int pick(const char *name, const char *const *names, int n) {
-  for (int i = 0; i < n; i++)
-    if (strcmp(name, names[i]) == 0)
-      return i;
-  return -1;
-}
-
 /* A string or an array of strings into dst[max][size]; *n gets the count. */
 static int read_strings(char *dst, size_t size, int max, int *n, const cJSON *v, const char *path,
                         fb_err *err) {
@@ -131,6 +134,30 @@ static int read_strings(char *dst, size_t size, int max, int *n, const cJSON *v,
   return 0;
 }
 
+static int read_targets(fb_train_spec *s, const char *path, const cJSON *v, fb_err *err) {
+  if (cJSON_IsString(v))
+    return fb_targets_parse_list(v->valuestring, &s->lora.targets, err)
+               ? fb_err_prefix(err, "spec.%s", path)
+               : 0;
+  if (!cJSON_IsArray(v))
+    return fb_err_set(err, FB_EINVALID,
+                      "spec.%s: must be \"all-linear\", a list string or an array of names", path);
+  if (cJSON_GetArraySize(v) == 0)
+    return fb_err_set(err, FB_EINVALID, "spec.%s: must name at least one projection", path);
+  s->lora.targets = 0;
+  for (int i = 0; i < cJSON_GetArraySize(v); i++) {
+    const cJSON *e = cJSON_GetArrayItem(v, i);
+    unsigned bit = cJSON_IsString(e) ? fb_target_parse(e->valuestring) : 0;
+    if (!bit || (s->lora.targets & bit))
+      return fb_err_set(err, FB_EINVALID,
+                        "spec.%s[%d]: must be a distinct one of q_proj, k_proj, v_proj, o_proj, "
+                        "gate_proj, up_proj, down_proj",
+                        path, i);
+    s->lora.targets |= bit;
+  }
+  return 0;
+}
+
 static int read_special(fb_train_spec *s, const char *path, const cJSON *v, fb_err *err) {
   if (strcmp(path, "scenarios") == 0)
     return cJSON_IsArray(v) ? 0
@@ -141,54 +168,44 @@ static int read_special(fb_train_spec *s, const char *path, const cJSON *v, fb_e
   if (strcmp(path, "samples.prompts") == 0)
     return read_strings(s->prompts[0], FB_SPEC_PROMPT, FB_SPEC_MAX_PROMPTS, &s->n_prompts, v, path,
                         err);
-  if (strcmp(path, "lora.targets") == 0) {
-    if (cJSON_IsString(v))
-      return fb_targets_parse_list(v->valuestring, &s->lora.targets, err)
-                 ? fb_err_prefix(err, "spec.%s", path)
-                 : 0;
-    if (!cJSON_IsArray(v))
-      return fb_err_set(err, FB_EINVALID,
-                        "spec.%s: must be \"all-linear\", a list string or an array of names",
-                        path);
-    s->lora.targets = 0;
-    for (int i = 0; i < cJSON_GetArraySize(v); i++) {
-      const cJSON *e = cJSON_GetArrayItem(v, i);
-      unsigned bit = cJSON_IsString(e) ? fb_target_parse(e->valuestring) : 0;
-      if (!bit || (s->lora.targets & bit))
-        return fb_err_set(err, FB_EINVALID,
-                          "spec.%s[%d]: must be a distinct one of q_proj, k_proj, v_proj, o_proj, "
-                          "gate_proj, up_proj, down_proj",
-                          path, i);
-      s->lora.targets |= bit;
+  return read_targets(s, path, v, err);
+}
+
+static int read_enum(fb_train_spec *s, const field *f, const cJSON *v, fb_err *err) {
+  for (int i = 0; cJSON_IsString(v) && i < f->n_names; i++)
+    if (strcmp(v->valuestring, f->names[i]) == 0) {
+      *(int *)at(s, f) = i;
+      return 0;
     }
-    return 0;
-  }
-  const char *const *names = strcmp(path, "schedule") == 0 ? schedules
-                             : strcmp(path, "device") == 0 ? devices
-                             : strcmp(path, "select") == 0 ? selects
-                                                           : NULL;
-  static const char *const modes[] = {"lora", "full"};
-  int n = names == schedules || names == devices ? 3 : 2, i = -1;
-  if (!names)
-    names = modes;
-  if (cJSON_IsString(v))
-    i = pick(v->valuestring, names, n);
-  if (i < 0)
-    return fb_err_set(err, FB_EINVALID, "spec.%s: must be one of \"%s\", \"%s\"%s%s%s", path,
-                      names[0], names[1], n > 2 ? ", \"" : "", n > 2 ? names[2] : "",
-                      n > 2 ? "\"" : "");
-  if (names == schedules)
-    s->schedule = (fb_schedule)i;
-  else if (names == devices)
-    s->device = (fb_device)i;
-  else if (names == selects)
-    s->select = (fb_select)i;
+  char list[96] = "";
+  for (int i = 0; i < f->n_names; i++)
+    snprintf(list + strlen(list), sizeof list - strlen(list), "%s\"%s\"", i ? ", " : "",
+             f->names[i]);
+  return fb_err_set(err, FB_EINVALID, "spec.%s: must be one of %s", f->path, list);
+}
+
+/* What a number field takes: "an integer 1..256", "a number 0..0.9". */
+static const char *range_text(const field *f, char *buf, size_t n) {
+  if (f->type == F_SEED)
+    snprintf(buf, n, "an integer 0..2^53");
+  else if (f->type == F_INT)
+    snprintf(buf, n, "an integer %.0f..%.0f", f->lo, f->hi);
   else
-    s->full = i;
-  return 0;
+    snprintf(buf, n, "a number %g..%g", f->lo, f->hi);
+  return buf;
+}
+
+/* A number outside its field's range: the error, as reading and checking say it. */
+static int out_of_range(const field *f, double x, fb_err *err) {
+  char what[64];
+  if (x >= f->lo && x <= f->hi)
+    return 0;
+  return fb_err_set(err, FB_EINVALID, "spec.%s: must be %s (got %g)", f->path,
+                    range_text(f, what, sizeof what), x);
 }
 
 static int read_field(fb_train_spec *s, const field *f, const cJSON *v, fb_err *err) {
+  char what[64];
   switch (f->type) {
   case F_STR:
     if (!cJSON_IsString(v))
@@ -205,71 +222,98 @@ static int read_field(fb_train_spec *s, const field *f, const cJSON *v, fb_err *
   case F_INT:
   case F_SEED:
     if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
-      return fb_err_set(err, FB_EINVALID, "spec.%s: must be an integer", f->path);
-    if (f->type == F_SEED) {
-      if (v->valuedouble < 0 || v->valuedouble > 9007199254740992.0)
-        return fb_err_set(err, FB_EINVALID, "spec.seed: must be 0..2^53");
+      return fb_err_set(err, FB_EINVALID, "spec.%s: must be %s", f->path,
+                        range_text(f, what, sizeof what));
+    if (out_of_range(f, v->valuedouble, err))
+      return err->code;
+    if (f->type == F_SEED)
       *(uint64_t *)at(s, f) = (uint64_t)v->valuedouble;
-    } else {
-      if (v->valuedouble < f->lo || v->valuedouble > f->hi)
-        return fb_err_set(err, FB_EINVALID, "spec.%s: must be %.0f..%.0f (got %g)", f->path, f->lo,
-                          f->hi, v->valuedouble);
+    else
       *(int *)at(s, f) = (int)v->valuedouble;
-    }
     return 0;
   case F_NUM:
     if (!cJSON_IsNumber(v))
-      return fb_err_set(err, FB_EINVALID, "spec.%s: must be a number", f->path);
+      return fb_err_set(err, FB_EINVALID, "spec.%s: must be %s", f->path,
+                        range_text(f, what, sizeof what));
+    if (out_of_range(f, v->valuedouble, err))
+      return err->code;
     *(double *)at(s, f) = v->valuedouble;
     return 0;
+  case F_ENUM:
+    return read_enum(s, f, v, err);
   case F_SPECIAL:
     return read_special(s, f->path, v, err);
   }
   return 0;
 }
 
+/* How fields are read: a spec stops at its first problem; a request's overrides (checked for a
+ * form or an API client) report every one, and may not set the fields the server fills in. */
+typedef struct reader {
+  fb_err *err;
+  fb_train_spec_report report; /* NULL: stop at the first problem */
+  void *ctx;
+  int problems; /* reported so far */
+} reader;
+
+/* err's problem given to the reporter as (path, what is wrong): its "spec.<path>: " dropped. */
+static void report(reader *rd, const char *path) {
+  const char *msg = rd->err->msg, *rest = msg;
+  size_t pl = strlen(path);
+  if (strncmp(rest, "spec.", 5) == 0 && strncmp(rest + 5, path, pl) == 0)
+    rest += 5 + pl;
+  if (strncmp(rest, ": ", 2) == 0)
+    rest += 2;
+  rd->report(rd->ctx, path, rest);
+  rd->problems++;
+  *rd->err = (fb_err){0};
+}
+
+static int read_member(fb_train_spec *s, const cJSON *v, const char *path, reader *rd);
+
 /* Every member of object o, whose path is prefix ("" or "lora."). */
-static int read_object(fb_train_spec *s, const cJSON *o, const char *prefix, fb_err *err) {
+static int read_object(fb_train_spec *s, const cJSON *o, const char *prefix, reader *rd) {
   const cJSON *v;
   cJSON_ArrayForEach(v, o) {
     char path[96];
     snprintf(path, sizeof path, "%s%s", prefix, v->string);
-    size_t pl = strlen(path);
-    int is_group = 0, rc;
-    for (int i = 0; i < N_FIELDS; i++) {
-      if (strcmp(fields[i].path, path) == 0) {
-        if ((rc = read_field(s, &fields[i], v, err)))
-          return rc;
-        goto next;
-      }
-      if (strncmp(fields[i].path, path, pl) == 0 && fields[i].path[pl] == '.')
-        is_group = 1;
-    }
-    if (!is_group)
-      return fb_err_set(err, FB_EINVALID, "spec.%s: unknown field", path);
-    if (!cJSON_IsObject(v))
-      return fb_err_set(err, FB_EINVALID, "spec.%s: must be an object", path);
-    strcat(path, ".");
-    if ((rc = read_object(s, v, path, err)))
+    int rc = read_member(s, v, path, rd);
+    if (rc && !rd->report)
       return rc;
-  next:;
+    if (rc)
+      report(rd, path);
   }
   return 0;
+}
+
+static int read_member(fb_train_spec *s, const cJSON *v, const char *path, reader *rd) {
+  size_t pl = strlen(path);
+  int is_group = 0;
+  for (int i = 0; i < N_FIELDS; i++) {
+    if (strcmp(fields[i].path, path) == 0) {
+      if (rd->report && fields[i].by_server)
+        return fb_err_set(rd->err, FB_EINVALID, "spec.%s: set by the server", path);
+      return read_field(s, &fields[i], v, rd->err);
+    }
+    if (strncmp(fields[i].path, path, pl) == 0 && fields[i].path[pl] == '.')
+      is_group = 1;
+  }
+  if (!is_group)
+    return fb_err_set(rd->err, FB_EINVALID, "spec.%s: unknown field", path);
+  if (!cJSON_IsObject(v))
+    return fb_err_set(rd->err, FB_EINVALID, "spec.%s: must be an object", path);
+  char prefix[96];
+  snprintf(prefix, sizeof prefix, "%s.", path);
+  return read_object(s, v, prefix, rd);
 }
 
 int fb_train_spec_check(const fb_train_spec *s, fb_err *err) {
   for (int i = 0; i < N_FIELDS; i++) {
     const field *f = &fields[i];
-    double x = f->type == F_INT   ? *(const int *)cat(s, f)
-               : f->type == F_NUM ? *(const double *)cat(s, f)
-                                  : 0;
-    if ((f->type == F_INT || f->type == F_NUM) && !(x >= f->lo && x <= f->hi)) {
-      if (f->type == F_INT)
-        return fb_err_set(err, FB_EINVALID, "spec.%s: must be %.0f..%.0f (got %g)", f->path, f->lo,
-                          f->hi, x);
-      return fb_err_set(err, FB_EINVALID, "spec.%s: must be in [%g, %g] (got %g)", f->path, f->lo,
-                        f->hi, x);
-    }
+    if (f->type == F_INT && out_of_range(f, *(const int *)cat(s, f), err))
+      return err->code;
+    if (f->type == F_NUM && out_of_range(f, *(const double *)cat(s, f), err))
+      return err->code;
   }
   if (!s->model[0])
     return fb_err_set(err, FB_EINVALID, "spec.model: required (the base model directory)");
@@ -292,7 +336,7 @@ int fb_train_spec_from_json(fb_train_spec *s, const cJSON *json, fb_err *err) {
   fb_train_spec_defaults(s);
   if (!cJSON_IsObject(json))
     return fb_err_set(err, FB_EINVALID, "spec: must be a JSON object");
-  int rc = read_object(s, json, "", err);
+  int rc = read_object(s, json, "", &(reader){.err = err});
   return rc ? rc : fb_train_spec_check(s, err);
 }
 
@@ -308,6 +352,19 @@ int fb_train_spec_parse(fb_train_spec *s, const char *text, size_t len, const ch
   int rc = fb_train_spec_from_json(s, j, err);
   cJSON_Delete(j);
   return rc ? fb_err_prefix(err, "%s", label) : 0;
+}
+
+int fb_train_spec_request_problems(const cJSON *overrides, fb_train_spec_report to, void *ctx) {
+  if (!cJSON_IsObject(overrides)) {
+    to(ctx, "body", "must be an object");
+    return 1;
+  }
+  fb_err err = {0};
+  reader rd = {&err, to, ctx, 0};
+  fb_train_spec s;
+  fb_train_spec_defaults(&s);
+  read_object(&s, overrides, "", &rd);
+  return rd.problems;
 }
 
 /* The object at the group of path ("lora.r" -> root.lora), made when missing; *leaf the key. */
@@ -331,24 +388,39 @@ static cJSON *strings(const char *base, size_t size, int n) {
   return a;
 }
 
-static cJSON *special(const fb_train_spec *s, const char *path) {
-  if (strcmp(path, "data") == 0)
-    return strings(s->data[0], FB_SPEC_PATH, s->n_data);
-  if (strcmp(path, "samples.prompts") == 0)
-    return strings(s->prompts[0], FB_SPEC_PROMPT, s->n_prompts);
-  if (strcmp(path, "mode") == 0)
-    return cJSON_CreateString(s->full ? "full" : "lora");
-  if (strcmp(path, "schedule") == 0)
-    return cJSON_CreateString(schedules[s->schedule]);
-  if (strcmp(path, "device") == 0)
-    return cJSON_CreateString(devices[s->device]);
-  if (strcmp(path, "select") == 0)
-    return cJSON_CreateString(selects[s->select]);
-  cJSON *a = cJSON_CreateArray(); /* lora.targets */
+static cJSON *targets(unsigned mask) {
+  cJSON *a = cJSON_CreateArray();
   for (int i = 0; a && i < FB_TARGET_COUNT; i++)
-    if (s->lora.targets & (1u << i))
+    if (mask & (1u << i))
       cJSON_AddItemToArray(a, cJSON_CreateString(fb_target_name(i)));
   return a;
+}
+
+/* f's value in s as JSON; NULL for scenarios (fastbrain.train's, not kept here) or out of memory. */
+static cJSON *value(const fb_train_spec *s, const field *f) {
+  switch (f->type) {
+  case F_STR:
+    return cJSON_CreateString(cat(s, f));
+  case F_INT:
+    return cJSON_CreateNumber(*(const int *)cat(s, f));
+  case F_NUM:
+    return cJSON_CreateNumber(*(const double *)cat(s, f));
+  case F_BOOL:
+    return cJSON_CreateBool(*(const int *)cat(s, f));
+  case F_SEED:
+    return cJSON_CreateNumber((double)s->seed);
+  case F_ENUM:
+    return cJSON_CreateString(f->names[*(const int *)cat(s, f)]);
+  case F_SPECIAL:
+    break;
+  }
+  if (strcmp(f->path, "data") == 0)
+    return strings(s->data[0], FB_SPEC_PATH, s->n_data);
+  if (strcmp(f->path, "samples.prompts") == 0)
+    return strings(s->prompts[0], FB_SPEC_PROMPT, s->n_prompts);
+  if (strcmp(f->path, "lora.targets") == 0)
+    return targets(s->lora.targets);
+  return NULL;
 }
 
 cJSON *fb_train_spec_to_json(const fb_train_spec *s) {
@@ -356,29 +428,9 @@ cJSON *fb_train_spec_to_json(const fb_train_spec *s) {
   for (int i = 0; root && i < N_FIELDS; i++) {
     const field *f = &fields[i];
     if (strcmp(f->path, "scenarios") == 0)
-      continue; /* fastbrain.train's, not kept here */
+      continue;
     const char *leaf;
-    cJSON *g = group(root, f->path, &leaf), *v = NULL;
-    switch (f->type) {
-    case F_STR:
-      v = cJSON_CreateString(cat(s, f));
-      break;
-    case F_INT:
-      v = cJSON_CreateNumber(*(const int *)cat(s, f));
-      break;
-    case F_NUM:
-      v = cJSON_CreateNumber(*(const double *)cat(s, f));
-      break;
-    case F_BOOL:
-      v = cJSON_CreateBool(*(const int *)cat(s, f));
-      break;
-    case F_SEED:
-      v = cJSON_CreateNumber((double)s->seed);
-      break;
-    case F_SPECIAL:
-      v = special(s, f->path);
-      break;
-    }
+    cJSON *g = group(root, f->path, &leaf), *v = value(s, f);
     if (!g || !v || !cJSON_AddItemToObject(g, leaf, v)) {
       cJSON_Delete(v);
       cJSON_Delete(root);
@@ -386,4 +438,57 @@ cJSON *fb_train_spec_to_json(const fb_train_spec *s) {
     }
   }
   return root;
+}
+
+static const char *type_name(const field *f) {
+  static const char *const names[] = {"string", "integer", "number", "boolean", "integer", "enum"};
+  if (f->type != F_SPECIAL)
+    return names[f->type];
+  return strcmp(f->path, "lora.targets") == 0 ? "targets"
+         : strcmp(f->path, "scenarios") == 0  ? "scenarios"
+                                              : "strings";
+}
+
+/* One field's description: {name, type, min, max, choices, default, set_by, doc}. */
+static cJSON *describe(const field *f, const fb_train_spec *defaults) {
+  cJSON *o = cJSON_CreateObject();
+  if (!o)
+    return NULL;
+  int ok = cJSON_AddStringToObject(o, "name", f->path) && cJSON_AddStringToObject(o, "type", type_name(f));
+  if (f->type == F_INT || f->type == F_NUM || f->type == F_SEED)
+    ok = ok && cJSON_AddNumberToObject(o, "min", f->lo) && cJSON_AddNumberToObject(o, "max", f->hi);
+  cJSON *choices = f->type == F_ENUM ? cJSON_CreateStringArray(f->names, f->n_names)
+                   : strcmp(f->path, "lora.targets") == 0 ? targets(FB_TARGET_ALL)
+                                                          : NULL;
+  if (choices && !cJSON_AddItemToObject(o, "choices", choices)) {
+    cJSON_Delete(choices);
+    ok = 0;
+  }
+  cJSON *def = value(defaults, f);
+  if (def && !cJSON_AddItemToObject(o, "default", def)) {
+    cJSON_Delete(def);
+    ok = 0;
+  }
+  ok = ok && cJSON_AddStringToObject(o, "set_by", f->by_server ? "server" : "request") &&
+       cJSON_AddStringToObject(o, "doc", f->doc);
+  if (!ok) {
+    cJSON_Delete(o);
+    return NULL;
+  }
+  return o;
+}
+
+cJSON *fb_train_spec_fields(void) {
+  fb_train_spec defaults;
+  fb_train_spec_defaults(&defaults);
+  cJSON *list = cJSON_CreateArray();
+  for (int i = 0; list && i < N_FIELDS; i++) {
+    cJSON *o = describe(&fields[i], &defaults);
+    if (!o || !cJSON_AddItemToArray(list, o)) {
+      cJSON_Delete(o);
+      cJSON_Delete(list);
+      return NULL;
+    }
+  }
+  return list;
 }

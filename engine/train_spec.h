@@ -1,7 +1,7 @@
 /* train_spec.h: the training spec, the one object that describes a run (the JSON a job's
  * spec.json holds and `fastbrain train` builds from its options): defaults suited to 50-500
  * examples, parsing with every field checked and named in errors ("spec.lora.r: must be
- * 1..256"), and writing it back as JSON. It does not load models or data. */
+ * an integer 1..256"), and writing it back as JSON. It does not load models or data. */
 #ifndef FB_TRAIN_SPEC_H
 #define FB_TRAIN_SPEC_H
 
@@ -67,14 +67,24 @@ typedef struct fb_train_spec {
 /* The defaults above, with no model, data or output. */
 void fb_train_spec_defaults(fb_train_spec *s);
 /* Defaults overridden by a JSON object's fields. An unknown field, a wrong type or a value out
- * of range is FB_EINVALID naming it ("spec.lora.r: must be 1..256"); so is a missing model,
- * data or out. On failure *s holds what was read so far. */
+ * of range is FB_EINVALID naming it ("spec.lora.r: must be an integer 1..256 (got 0)"); so is a
+ * missing model, data or out. On failure *s holds what was read so far. */
 int fb_train_spec_from_json(fb_train_spec *s, const cJSON *json, fb_err *err);
 /* The same from JSON text; label names the source ("jobs/7/spec.json"). */
 int fb_train_spec_parse(fb_train_spec *s, const char *text, size_t len, const char *label,
                         fb_err *err);
 /* Check every field of s (as from_json does). */
 int fb_train_spec_check(const fb_train_spec *s, fb_err *err);
+/* The problems of a request's overrides (the part of a spec a form or an API client sets), each
+ * given to report as (path, problem): ("lora.r", "must be an integer 1..256 (got 0)"). Unlike
+ * from_json it goes on past the first, and a field the server fills in (model, data, out,
+ * checkpoints, hooks, mode, samples.system, scenarios) is "set by the server". -> how many. */
+typedef void (*fb_train_spec_report)(void *ctx, const char *path, const char *problem);
+int fb_train_spec_request_problems(const cJSON *overrides, fb_train_spec_report report, void *ctx);
+/* Every field described, in order: [{name, type, min, max, choices, default, set_by, doc}]
+ * (type: string, integer, number, boolean, enum, strings, targets, scenarios; min and max for
+ * numbers, choices for enums and targets); the caller deletes it; NULL when out of memory. */
+cJSON *fb_train_spec_fields(void);
 /* s as a JSON object with every field (the caller deletes it); NULL when out of memory. */
 cJSON *fb_train_spec_to_json(const fb_train_spec *s);
 

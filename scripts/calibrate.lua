@@ -41,7 +41,7 @@ local spec = {model = job.model, out = job.model .. "/out", data = "random token
               max_len = job.tokens, small_data = false, checkpoint_interval = 0,
               eval = {fraction = 0}}
 local elapsed, peak, device, device_name = {}, 0, nil, nil
-local ok, err = trainer.run(json.encode(spec), {train = examples(job.micro_batch * job.steps, job.tokens)},
+local ok, err = trainer.run(trainer.spec(json.encode(spec)), {train = examples(job.micro_batch * job.steps, job.tokens)},
   function(line)
     local ev = json.decode(line)
     if ev.event == "progress" then elapsed[#elapsed + 1] = ev.elapsed_s end

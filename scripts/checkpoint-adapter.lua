@@ -9,7 +9,9 @@ local function main(step_dir, out)
     io.stderr:write("usage: fastbrain run scripts/checkpoint-adapter.lua STEP_DIR OUT < SPEC.json\n")
     return 2
   end
-  local ok, err = trainer.checkpoint_adapter(io.read("a"), step_dir, out)
+  local parsed, spec = pcall(trainer.spec, io.read("a"))
+  local ok, err = false, spec
+  if parsed then ok, err = trainer.checkpoint_adapter(spec, step_dir, out) end
   if ok then return 0 end
   io.stderr:write(err, "\n")
   return 1

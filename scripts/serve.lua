@@ -135,8 +135,8 @@ local function main(argv)
                                       max_running = opts.max_running,
                                       stale_after = opts.stale_after, kill_grace = opts.kill_grace}
   if not registry then return nil, jerr end
-  require("fastbrain.api.skills").install_bundled(opts.data_dir, fb.root .. "/share")
-  require("fastbrain.api.skills").sweep(opts.data_dir)  -- what a killed server left
+  require("fastbrain.skills").install_bundled(opts.data_dir, fb.root .. "/share")
+  require("fastbrain.skills").sweep(opts.data_dir)  -- what a killed server left
   require("fastbrain.api.scenarios").install_bundled(opts.data_dir, fb.root .. "/share")
 
   local app = router.new()

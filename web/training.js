@@ -19,10 +19,11 @@ const LOG_LINES = 20;
 const SAMPLES = 4;
 const LIVE = new Set(['queued', 'running']);
 
-// The hyperparameters a user may set: [name in the spec, label, step, explanation]. Their
-// values come from the server (GET /api/training/defaults/:skill: the trainer's defaults for
-// its model, then the skill's), and a start sends only the fields the user changed, so the
-// server's choice for the model (such as a small model's higher learning rate) holds.
+// The hyperparameters the form offers: [name in the spec, label, step, explanation]. Their
+// values and limits come from the server (GET /api/training/defaults/:skill: the trainer's
+// defaults for its model, then the skill's, and each field's range as the trainer checks it),
+// and a start sends only the fields the user changed, so the server's choice for the model
+// (such as a small model's higher learning rate) holds.
 export const FIELDS = [
   ['epochs', 'Epochs', 1, 'Passes over the data. The default suits the model: 2–4 for 50–500 examples on a real model, more for a small one; too many memorises.'],
   ['max_steps', 'Max steps', 1, 'Stop after this many optimizer steps (0: run the epochs).'],
@@ -33,7 +34,7 @@ export const FIELDS = [
   ['eval.fraction', 'Held-out share', 0.05, 'Share of examples kept out of training to measure eval loss.'],
 ];
 
-// Where a run computes: [value, label]; the spec's device field.
+// How the form names the spec's devices: [value, label]; the server says which there are.
 const DEVICES = [['auto', 'Auto: a GPU when the server has one'], ['cpu', 'CPU'], ['cuda', 'GPU (CUDA)']];
 
 // How the view names the device a run reported.
@@ -60,7 +61,7 @@ function specFrom(form, defaults) {
   for (const [name] of FIELDS) {
     const input = form.elements[name];
     if (input.value === '') continue;
-    const value = input.step === '1' ? parseInt(input.value, 10) : parseFloat(input.value);
+    const value = parseFloat(input.value);
     if (value === valueAt(defaults, name)) continue;
     const path = name.split('.');
     let t = spec;
@@ -93,7 +94,7 @@ export function createTraining(root, { onFinished, onModel }) {
       h('small', { id: 'help-base_model', text: 'The model the adapter teaches. A bigger one answers far better and costs more time and memory: the estimate below says how much. Pull more with fastbrain pull ORG/NAME.' })),
     ...FIELDS.map(([name, label, step, help]) => h('label.field', {},
       h('span', { text: label }),
-      h('input', { name, type: 'number', step, min: 0, 'aria-describedby': `note-${name} help-${name}` }),
+      h('input', { name, type: 'number', step, 'aria-describedby': `note-${name} help-${name}` }),
       h('small.field-note', { id: `note-${name}`, hidden: true }),
       h('small', { id: `help-${name}`, text: help }))),
     h('label.field', {},
@@ -238,11 +239,28 @@ export function createTraining(root, { onFinished, onModel }) {
     const r = await api.defaults(id);
     if (r.status !== 200 || skill !== id) return;
     defaults = r.body.defaults;
+    applyLimits(r.body.fields || {});
     for (const [name] of FIELDS) {
       if (!edited.has(name)) form.elements[name].value = valueAt(defaults, name) ?? '';
     }
     if (!edited.has('device')) form.elements.device.value = defaults.device ?? 'auto';
     renderNotes();
+  }
+
+  // The trainer's range for each number and its choice of devices (the fields a request may set,
+  // as the server describes them), so the browser knows the limits the server checks.
+  function applyLimits(fields) {
+    for (const [name] of FIELDS) {
+      const f = fields[name];
+      if (f && f.min !== undefined) Object.assign(form.elements[name], { min: f.min, max: f.max });
+    }
+    const choices = fields.device && fields.device.choices;
+    if (!choices) return;
+    const device = form.elements.device;
+    const chosen = device.value;
+    const label = new Map(DEVICES);
+    device.replaceChildren(...choices.map((value) => h('option', { value, text: label.get(value) || value })));
+    device.value = choices.includes(chosen) ? chosen : choices[0];
   }
 
   // No run yet: what will appear, and the one thing to do (add examples first when there are none).

@@ -251,9 +251,9 @@ end
 
 -- ---- the estimate --------------------------------------------------------------------------
 
--- Everything about the data and the plan, without a calibration. data: spec's, when the
--- caller has prepared it already.
-local function plan_run(spec, data)
+-- Everything about the data and the plan, without a calibration. data and parsed: spec's
+-- prepared data and its trainer.spec, when the caller has them already.
+local function plan_run(spec, data, parsed)
   local name = spec.model
   local full = train.merge(train.defaults(name), spec)
   local err, where
@@ -263,7 +263,7 @@ local function plan_run(spec, data)
   full.max_len = data.max_len
   local dir = assert(model.locate(name))
   local config = model.read_json(dir .. "/config.json")
-  local plan = trainer.plan(json.encode(full), #data.train)
+  local plan = trainer.plan(parsed or trainer.spec(json.encode(full)), #data.train)
   local lengths, tokens, trained, longest = lengths_of(data.train)
   local eval_lengths, eval_tokens = lengths_of(data.eval)
   return {spec = full, config = config, data = data, plan = plan, lengths = lengths,
@@ -324,7 +324,7 @@ end
 function M.run(spec, opts)
   opts = opts or {}
   local calibrate_now = opts.calibrate ~= false
-  local r, err, where = plan_run(spec, opts.data)
+  local r, err, where = plan_run(spec, opts.data, opts.parsed)
   if not r then return nil, err, where end
   local B = r.plan.micro_batch
   local e = {
@@ -358,9 +358,10 @@ end
 -- The trainer's check before a run on the CPU, with a cached calibration only (measuring takes
 -- longer than a small run): nil and the message when the run would not fit in free memory. A
 -- GPU run needs none: its allocations fail at once, before the first step, when it does not fit.
-function M.check(spec, data)
+-- data and parsed: the run's own (fastbrain.train's).
+function M.check(spec, data, parsed)
   if spec.device ~= "cpu" and lm.device("cuda") then return true end
-  local e = M.run(spec, {calibrate = false, data = data})
+  local e = M.run(spec, {calibrate = false, data = data, parsed = parsed})
   if e and e.cpu and e.cpu.fits == false then return nil, e.warnings[1] end
   return true
 end

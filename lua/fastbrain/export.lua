@@ -118,7 +118,7 @@ function M.skill_of(adapter_dir)
   if path:sub(1, 1) ~= "/" then path = "./" .. path end  -- adapters/SKILL/V in the data directory
   local data_dir, id = path:match("^(.*)/adapters/([^/]+)/[^/]+$")
   if not data_dir then return nil end
-  local skills = require "fastbrain.api.skills"
+  local skills = require "fastbrain.skills"
   if not skills.valid_id(id) then return nil end
   local ok, skill = pcall(skills.read, data_dir ~= "" and data_dir or "/", id)
   return ok and skill or nil

@@ -22,7 +22,7 @@ local judge = require "fastbrain.judge"
 local models = require "fastbrain.models"
 local scenarios = require "fastbrain.scenarios"
 local scenarios_api = require "fastbrain.api.scenarios"
-local skills = require "fastbrain.api.skills"
+local skills = require "fastbrain.skills"
 
 local M = {MAX_TOKENS = 256}
 

@@ -142,7 +142,7 @@ T.plain = {render = function(b, messages, opts)
   return true
 end}
 
-local function known() return concat(M.names, ", ") end
+local function known_list() return concat(M.names, ", ") end
 
 local function check_messages(messages)
   if type(messages) ~= "table" then return "messages: a list expected" end
@@ -161,7 +161,7 @@ end
 -- that do not alternate, a system turn for Mistral) returns nil and the reason.
 function M.render(name, messages, opts)
   local t = T[name]
-  if not t then error("templates.render: unknown template " .. tostring(name) .. " (known: " .. known() .. ")", 2) end
+  if not t then error("templates.render: unknown template " .. tostring(name) .. " (known: " .. known_list() .. ")", 2) end
   local bad = check_messages(messages)
   if bad then error("templates.render: " .. bad, 2) end
   opts = opts or {}
@@ -174,20 +174,25 @@ function M.render(name, messages, opts)
   return b.result()
 end
 
+-- What is wrong with name as a template's -> nil | "must be one of chatml, ..."
+function M.name_problem(name)
+  if T[name] == nil then return "must be one of " .. known_list() end
+end
+
 -- The end-of-turn token a template writes after each answer (nil for plain: the tokenizer's).
 function M.eos(name) return T[name] and T[name].eos end
 
 -- Recognise a Jinja chat_template (from tokenizer_config.json) -> name | nil, err.
 function M.detect(chat_template)
   if type(chat_template) ~= "string" then
-    return nil, "no chat_template to recognise (known templates: " .. known() .. ")"
+    return nil, "no chat_template to recognise (known templates: " .. known_list() .. ")"
   end
   local has = function(s) return chat_template:find(s, 1, true) ~= nil end
   if has("<|im_start|>") then return has("<think>") and "qwen3" or "chatml" end
   if has("<|start_header_id|>") then return "llama3" end
   if has("<<SYS>>") then return "llama2" end
   if has("[INST]") then return "mistral" end
-  return nil, "unrecognised chat_template (known templates: " .. known() .. ")"
+  return nil, "unrecognised chat_template (known templates: " .. known_list() .. ")"
 end
 
 -- The template of a tokenizer_config.json table (its chat_template, or the "default" entry of a

@@ -7,6 +7,8 @@
 -- checks are left out) are answered at every evaluation; their answers are checked here
 -- (fastbrain.scenarios.verdicts) and the trainer keeps the weights that pass the most.
 --   main(spec_json, {json =, tty =, resume =}) -> exit status (fastbrain train / worker)
+-- fields() and check_request(overrides) are the trainer's own description and checks of the
+-- spec (engine/train_spec.c), for forms and routes.
 local json = require "fastbrain.json"
 local tokenizer = require "fastbrain.tokenizer"
 local dataset = require "fastbrain.dataset"
@@ -60,6 +62,24 @@ function M.defaults(name)
   local d = model_defaults(model.read_json(model_dir .. "/config.json") or {})
   spec.max_len, spec.lr, spec.epochs = d.max_len, d.lr or spec.lr, d.epochs or spec.epochs
   return spec
+end
+
+-- Every field of the spec as the trainer describes it (engine/train_spec.c), in its order:
+-- {{name =, type =, min =, max =, choices =, default =, set_by = "request"|"server", doc =}...}
+function M.fields() return json.decode(trainer.fields()) end
+
+-- A request's overrides (what a form or an API client may set) -> nil | {field = problem}:
+-- the trainer's checks (ranges, types, unknown fields, fields the server sets), all at once,
+-- and a template name fastbrain.templates knows.
+function M.check_request(overrides)
+  local problems = trainer.check_request(json.encode(overrides))
+  local name = type(overrides) == "table" and overrides.template
+  local problem = name ~= nil and not (problems or {}).template and templates.name_problem(name)
+  if problem then
+    problems = problems or {}
+    problems.template = problem
+  end
+  return problems
 end
 
 -- select = "scenarios": spec.scenarios with hard checks -> {{text = id, ids =, checks =}...}
@@ -174,10 +194,11 @@ function M.run(spec, hooks, opts)
   if fs.stat(spec.model) then run_spec.model = fs.realpath(spec.model) or spec.model end
   run_spec.lr = spec.lr or data.lr
   run_spec.epochs = spec.epochs or data.epochs
-  local fits, why = require("fastbrain.estimate").check(run_spec, data)
+  local parsed = trainer.spec(json.encode(run_spec))  -- the one parse and check; raises naming the field
+  local fits, why = require("fastbrain.estimate").check(run_spec, data, parsed)
   if not fits then return nil, why, "memory" end
   local summary
-  local ok, msg, code = trainer.run(json.encode(run_spec), data, function(line)
+  local ok, msg, code = trainer.run(parsed, data, function(line)
     local ev = json.decode(line)
     if ev.event == "scenarios" then
       check_answers(ev, data.scenarios)
@@ -279,11 +300,19 @@ local function read_scenarios(spec, path)
 end
 
 -- The body of `fastbrain train` and `fastbrain worker`: 0 done, 1 error, 2 a file an option names
--- is unusable, 3 cancelled, 4 out of memory (or it would not fit: fastbrain.estimate).
--- opts.estimate: only say what the run costs; opts.scenarios: a scenarios.jsonl to select by.
+-- is unusable (a spec that is not a JSON object), 3 cancelled, 4 out of memory (or it would not
+-- fit: fastbrain.estimate). opts.estimate: only say what the run costs; opts.scenarios: a
+-- scenarios.jsonl to select by; opts.checkpoints: where checkpoints go unless the spec says.
 function M.main(spec_json, opts)
   if opts.estimate then return require("fastbrain.estimate").main(spec_json, opts) end
-  local spec = json.decode(spec_json)
+  local show = printer(opts)
+  local decoded, spec = pcall(json.decode, spec_json)
+  if not decoded or type(spec) ~= "table" or json.is_array(spec) then
+    local ev = {event = "error", message = decoded and "must be a JSON object" or tostring(spec), where = "spec"}
+    show(ev, json.encode(ev))
+    return 2
+  end
+  if spec.checkpoints == nil then spec.checkpoints = opts.checkpoints end
   if opts.scenarios then
     local ok, err = read_scenarios(spec, opts.scenarios)
     if not ok then
@@ -291,7 +320,6 @@ function M.main(spec_json, opts)
       return 2
     end
   end
-  local show = printer(opts)
   local ok, summary, err, code = core.try(M.run, spec, {on_event = show}, {resume = opts.resume, catch_term = true})
   if not ok then summary, err, code = nil, tostring(summary), err == "memory" and "nomem" or "spec" end
   if summary then return 0 end

@@ -29,7 +29,7 @@ T.test("unknown skill 404, bad id 400, never trained 404, bad spec fields 400", 
   T.eq({status, body.error}, {400, "invalid training spec"})
   T.matches(body.fields.epochs, "integer")
   T.matches(body.fields["lora.r"], "integer")
-  T.eq(body.fields.hooks, "unknown field")
+  T.eq(body.fields.hooks, "set by the server")
 end)
 
 T.test("the defaults a run gets: the trainer's, then the served model's, then the skill's", function()
@@ -41,6 +41,12 @@ T.test("the defaults a run gets: the trainer's, then the served model's, then th
   -- 1024-token context.
   T.eq({d.lr, d.max_len, d.epochs, d.lora.r, d.lora.alpha, d.eval.fraction}, {5e-3, 1024, 6, 16, 32, 0.1})
   T.eq({d.model, d.data, d.out}, {nil, nil, nil})  -- what the server supplies per run
+  -- Each field a request may set, with the trainer's range, choices and doc (the form's limits).
+  local f = body.fields
+  T.eq({f["lora.r"].type, f["lora.r"].min, f["lora.r"].max}, {"integer", 1, 256})
+  T.eq({f.device.type, f.device.choices}, {"enum", {"auto", "cpu", "cuda"}})
+  T.eq({f.model, f.hooks, f["samples.system"]}, {nil, nil, nil})
+  T.matches(f.lr.doc, "learning rate")
   local _, fast = call("GET", "/api/training/defaults/fast")
   T.eq({fast.defaults.max_len, fast.defaults.micro_batch, fast.defaults.lr}, {server.FAST.max_len, server.FAST.micro_batch, 5e-3})
 end)

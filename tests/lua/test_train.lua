@@ -1,6 +1,7 @@
 -- fastbrain.train: in-process runs on a tiny random model made by fb_make_tiny_model (arg[1]):
 -- hooks see every kind of event, a hook can stop the run early with its output, the summary
--- comes back, and a missing data file is an error naming it.
+-- comes back, and a missing data file is an error naming it; the spec's fields as the trainer
+-- describes and checks them for a request.
 local T = require "tests.lua.testing"
 local fb = require "fastbrain"
 
@@ -122,7 +123,29 @@ end)
 T.test("a bad spec raises naming the field", function()
   local ok, err = pcall(fb.train.run, spec("d", {lora = {r = 0}}))
   T.eq(ok, false)
-  assert(err:find("spec.lora.r: must be 1..256", 1, true), err)
+  assert(err:find("spec.lora.r: must be an integer 1..256 (got 0)", 1, true), err)
+end)
+
+T.test("a request's part of a spec is checked by the trainer's table, every problem at once", function()
+  T.eq(fb.train.check_request({lr = 0.001, lora = {r = 8}, template = "chatml"}), nil)
+  T.eq(fb.train.check_request({epochs = 0, lora = {r = 300}, data = "x.jsonl", template = "vicuna", colour = 1}), {
+    epochs = "must be an integer 1..10000 (got 0)", ["lora.r"] = "must be an integer 1..256 (got 300)",
+    data = "set by the server", template = "must be one of chatml, qwen3, llama3, llama2, mistral, plain",
+    colour = "unknown field"})
+  T.eq(fb.train.check_request({template = 7}), {template = "must be a string"})
+  T.eq(fb.train.check_request(fb.json.array{1}), {body = "must be an object"})
+end)
+
+T.test("every field the trainer describes is in docs/training.md", function()
+  local doc = assert(fb.fs.read(fb.root .. "/docs/training.md"))
+  local names = {}
+  for _, f in ipairs(fb.train.fields()) do
+    names[#names + 1] = f.name
+    assert(doc:find("`" .. f.name .. "`", 1, true), "docs/training.md does not name spec field " .. f.name)
+    assert(f.doc ~= "" and (f.set_by == "request" or f.set_by == "server"), f.name)
+  end
+  T.eq(#names, 37)
+  T.eq({names[1], names[#names]}, {"model", "select_max_tokens"})
 end)
 
 T.test("cleanup", function() os.execute(string.format("rm -rf %q", tmp)) end)

@@ -63,7 +63,7 @@ check "a relative --model is recorded by its full path (summary, adapter_config)
    grep -q "\"base_model_name_or_path\":[[:space:]]*\"$(realpath "$tmp/model")\"" "$tmp/rel/adapter_config.json"'
 
 run "$fb" train "${common[@]}" --out "$tmp/c" --rank 0
-check "a bad value exits 2 naming the field" eval 'rc_is 2 && grep -q "spec.lora.r: must be 1..256" "$tmp/err" && [ ! -s "$tmp/out" ]'
+check "a bad value exits 2 naming the field" eval 'rc_is 2 && grep -q "spec.lora.r: must be an integer 1..256 (got 0)" "$tmp/err" && [ ! -s "$tmp/out" ]'
 run "$fb" train "${common[@]}" --out "$tmp/c" --ranks 4
 check "an unknown option exits 2" eval 'rc_is 2 && grep -q "unknown option .--ranks." "$tmp/err"'
 run "$fb" train --model "$tmp/model" --data "$tmp/missing.jsonl" --out "$tmp/c" --json
@@ -138,5 +138,17 @@ for delay in 0 0.005 0.02 0.05 0.1; do
 done
 run "$fb" worker
 check "worker without a job directory exits 2" rc_is 2
+# The worker hands spec.json to the trainer as written: its one check names the field in an
+# error event, and a file that is not a JSON object is exit 2.
+mkdir -p "$tmp/badjob" "$tmp/notjson"
+printf '{"model": "%s", "data": "%s", "out": "%s", "lora": {"r": 0}}\n' \
+  "$tmp/model" "$tmp/data.jsonl" "$tmp/badjob/adapter" >"$tmp/badjob/spec.json"
+run "$fb" worker "$tmp/badjob"
+check "worker: a bad field is an error event naming it, exit 1, nothing written" eval \
+  'rc_is 1 && grep -q "\"event\":\"error\".*spec.lora.r: must be an integer 1..256 (got 0)" "$tmp/out" && [ ! -e "$tmp/badjob/adapter" ]'
+printf '[1]' >"$tmp/notjson/spec.json"
+run "$fb" worker "$tmp/notjson"
+check "worker: a spec that is not a JSON object is an error event, exit 2" eval \
+  'rc_is 2 && grep -q "\"where\":\"spec\"" "$tmp/out" && grep -q "must be a JSON object" "$tmp/out"'
 
 finish

@@ -10,6 +10,7 @@
 local fb = require "fastbrain"
 local router = require "fastbrain.router"
 local skills = require "fastbrain.api.skills"
+local store = require "fastbrain.skills"
 local answer = require "fastbrain.answer"
 local bundle = require "fastbrain.bundle"
 
@@ -71,7 +72,7 @@ function M.list(data_dir)
   local out = fb.json.array()
   local root = data_dir .. "/adapters"
   for _, skill in ipairs(fb.fs.list(root) or {}) do
-    if skills.valid_id(skill) then
+    if store.valid_id(skill) then
       local versions, rows = fb.fs.list(root .. "/" .. skill) or {}, {}
       for i = #versions, 1, -1 do
         local v = versions[i]
@@ -111,7 +112,7 @@ local function preview(ctx)
       return res:json(400, {error = "invalid request", fields = {max_tokens = ("1..%d"):format(M.MAX_TOKENS)}})
     end
     local summary = read_json(dir .. "/summary.json") or {}
-    local skill = skills.read(ctx.data_dir, req.params.skill) or {}
+    local skill = store.read(ctx.data_dir, req.params.skill) or {}
     local messages = {{role = "user", content = prompt}}
     if type(skill.system) == "string" and skill.system ~= "" then
       table.insert(messages, 1, {role = "system", content = skill.system})
@@ -164,7 +165,7 @@ function M.mount(app, ctx)
     local dir = M.dir(data_dir, skill, version)
     local name = skill .. "-" .. version
     local readme = bundle.readme(name, read_json(dir .. "/adapter_config.json") or {},
-                                 read_json(dir .. "/summary.json") or {}, skills.read(data_dir, skill))
+                                 read_json(dir .. "/summary.json") or {}, store.read(data_dir, skill))
     local bytes, err = bundle.tar_gz(dir, name, readme)
     if not bytes then return res:json(500, {error = "cannot pack the adapter: " .. err}) end
     res:send(200, bytes, {["Content-Type"] = "application/gzip",

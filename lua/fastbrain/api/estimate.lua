@@ -12,6 +12,7 @@ local process = require "fastbrain.process"
 local router = require "fastbrain.router"
 local skills = require "fastbrain.api.skills"
 local training = require "fastbrain.api.training"
+local train = require "fastbrain.train"
 local json = fb.json
 
 local M = {TIMEOUT_MS = 30 * 60 * 1000} -- a first calibration of a large model takes minutes
@@ -62,7 +63,7 @@ function M.mount(app, ctx)
   local function handler(req, res)
     local skill = skills.require(data_dir, req.params.skill)
     local overrides = req.method == "POST" and req.body ~= "" and req:json() or {}
-    local errors = skills.check_spec(overrides)
+    local errors = train.check_request(overrides)
     if errors then return skills.bad_fields(res, "invalid training spec", errors) end
     local id, name = req.query.model, nil
     if id then

@@ -10,6 +10,7 @@
 -- shows it; one the server stopped in the middle reads failed.
 local fb = require "fastbrain"
 local skills = require "fastbrain.api.skills"
+local store = require "fastbrain.skills"
 local gendata = require "fastbrain.gendata"
 local tasks = require "fastbrain.tasks"
 
@@ -29,7 +30,7 @@ end
 
 local function run(board, task, ctx, skill)
   local report, err = gendata.generate{
-    chain = ctx.chain, skill = skill, data_path = skills.data_path(ctx.data_dir, skill.id),
+    chain = ctx.chain, skill = skill, data_path = store.data_path(ctx.data_dir, skill.id),
     count = task.count, batch = task.batch,
     on_progress = function(r) update(task, r); board:emit(task, "progress") end,
     stopped = function() return task.cancelled end,
@@ -48,7 +49,7 @@ end
 -- mount(app, {data_dir =, chain = a fastbrain.fallback chain})
 function M.mount(app, ctx)
   local board = tasks.board{what = "generate", public = public,
-                            file = function(id) return skills.dir(ctx.data_dir, id) .. "/generate.json" end}
+                            file = function(id) return store.dir(ctx.data_dir, id) .. "/generate.json" end}
   app:post("/api/skills/:skill/generate", function(req, res)
     local skill, count, body = skills.counted(ctx.data_dir, req, M.MAX_COUNT)
     if not skill then return res:json(400, count) end

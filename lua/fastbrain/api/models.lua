@@ -6,7 +6,7 @@
 local fb = require "fastbrain"
 local models = require "fastbrain.models"
 local router = require "fastbrain.router"
-local skills = require "fastbrain.api.skills"
+local skills = require "fastbrain.skills"
 
 local M = {}
 

@@ -9,7 +9,7 @@
 local fb = require "fastbrain"
 local adapters = require "fastbrain.api.adapters"
 local models = require "fastbrain.models"
-local skills = require "fastbrain.api.skills"
+local skills = require "fastbrain.skills"
 
 local M = {DEFAULT_MAX_TOKENS = 256, MAX_TOKENS = 4096, MAX_STOPS = 4}
 

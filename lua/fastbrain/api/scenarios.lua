@@ -13,12 +13,13 @@ local fb = require "fastbrain"
 local router = require "fastbrain.router"
 local scenarios = require "fastbrain.scenarios"
 local skills = require "fastbrain.api.skills"
+local store = require "fastbrain.skills"
 local suggest = require "fastbrain.suggest"
 local tasks = require "fastbrain.tasks"
 
 local M = {}
 
-function M.path(data_dir, id) return skills.dir(data_dir, id) .. "/scenarios.jsonl" end
+function M.path(data_dir, id) return store.dir(data_dir, id) .. "/scenarios.jsonl" end
 
 -- The skill's scenarios -> list (empty when it has none) | nil, problems
 function M.read(data_dir, id)
@@ -31,7 +32,7 @@ end
 function M.install_bundled(data_dir, share)
   for _, id in ipairs(fb.fs.list(share .. "/skills") or {}) do
     local bundled = fb.fs.read(M.path(share, id))
-    if bundled and fb.fs.mode(skills.dir(data_dir, id)) and not fb.fs.mode(M.path(data_dir, id)) then
+    if bundled and fb.fs.mode(store.dir(data_dir, id)) and not fb.fs.mode(M.path(data_dir, id)) then
       assert(fb.fs.write_atomic(M.path(data_dir, id), bundled))
     end
   end
@@ -84,7 +85,7 @@ end
 -- A few of the skill's examples, for the providers to see its voice.
 local function examples_of(data_dir, id)
   local out = {}
-  for line in (fb.fs.read(skills.data_path(data_dir, id)) or ""):gmatch("[^\n]+") do
+  for line in store.read_data(data_dir, id):gmatch("[^\n]+") do
     local ex = fb.json.decode(line)
     if type(ex) == "table" and type(ex.messages) == "table" then out[#out + 1] = ex end
     if #out == 5 then break end
@@ -109,7 +110,7 @@ end
 
 local function mount_suggest(app, ctx, base)
   local board = tasks.board{what = "suggest", public = public,
-                            file = function(id) return skills.dir(ctx.data_dir, id) .. "/suggest.json" end}
+                            file = function(id) return store.dir(ctx.data_dir, id) .. "/suggest.json" end}
   app:post(base .. "/suggest", function(req, res)
     local skill, count = skills.counted(ctx.data_dir, req, suggest.MAX_COUNT)
     if not skill then return res:json(400, count) end

@@ -1,16 +1,17 @@
--- fastbrain.api.skills: skills on disk (<data_dir>/skills/<id>/skill.json and data.jsonl) and
--- their routes: GET/POST /api/skills, GET/PUT/PATCH/DELETE /api/skills/:skill, the dataset
+-- fastbrain.api.skills: the routes of the skills (fastbrain.skills keeps them on disk):
+-- GET/POST /api/skills, GET/PUT/PATCH/DELETE /api/skills/:skill, the dataset
 -- (PUT replaces, POST appends, GET pages through it), one example (POST .../examples, PUT and
 -- DELETE .../examples/:line) and the data's stats in the base model's tokens. A skill's base_model is a
 -- model id (fastbrain.models; absent: the server's default). Uploads are checked and written
--- off the loop (fastbrain.data_upload): a refused one writes nothing. Skills are created whole
--- (a hidden folder renamed into place); a write that fails says what it was writing (507 when
--- the disk is full) and logs the path. It does not train.
+-- off the loop (fastbrain.data_upload): a refused one writes nothing. A write that fails says
+-- what it was writing (507 when the disk is full) and logs the path. It does not train.
 local fb = require "fastbrain"
 local models = require "fastbrain.models"
 local router = require "fastbrain.router"
 local templates = require "fastbrain.templates"
 local data_upload = require "fastbrain.data_upload"
+local store = require "fastbrain.skills"
+local train = require "fastbrain.train"
 local json = fb.json
 
 local M = {}
@@ -18,32 +19,10 @@ local M = {}
 local MAX_UPLOAD = 32 << 20
 local PER_PAGE, MAX_PER_PAGE = 20, 200
 
-function M.valid_id(id)
-  return type(id) == "string" and #id <= 64 and id:find("^[a-z0-9_-]+$") ~= nil
-end
-
 -- The skill's id from the path, or a 400.
 function M.check_id(id)
-  if not M.valid_id(id) then router.fail(400, "skill: ids are [a-z0-9_-]{1,64}") end
+  if not store.valid_id(id) then router.fail(400, "skill: ids are [a-z0-9_-]{1,64}") end
   return id
-end
-
-function M.dir(data_dir, id) return data_dir .. "/skills/" .. id end
-
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
-
--- The skill's metadata with its id, or nil when it does not exist.
-function M.read(data_dir, id)
-  local text = fb.fs.read(M.dir(data_dir, id) .. "/skill.json")
-  if not text then return nil end
-  local skill = json.decode(text)
-  if type(skill) ~= "table" then return nil end
-  skill.id = id
-  return skill
 end
 
 -- A task request's skill (404s as require's) and its body's count, 1..max -> skill, count,
@@ -60,27 +39,9 @@ end
 
 -- The skill (after a 400 for a bad id and a 404 for an unknown one).
 function M.require(data_dir, id)
-  local skill = M.read(data_dir, M.check_id(id))
+  local skill = store.read(data_dir, M.check_id(id))
   if not skill then router.fail(404, ("no skill '%s'"):format(id)) end
   return skill
-end
-
-function M.data_path(data_dir, id) return M.dir(data_dir, id) .. "/data.jsonl" end
-
--- Skill ids under data_dir/skills, sorted.
-local function list_ids(data_dir)
-  local ids = {}
-  for _, name in ipairs(fb.fs.list(data_dir .. "/skills") or {}) do
-    if M.valid_id(name) and exists(M.dir(data_dir, name) .. "/skill.json") then ids[#ids + 1] = name end
-  end
-  return ids
-end
-
--- Every skill's metadata, in id order.
-function M.list(data_dir)
-  local list = {}
-  for _, id in ipairs(list_ids(data_dir)) do list[#list + 1] = M.read(data_dir, id) end
-  return list
 end
 
 -- ---- validation ---------------------------------------------------------------------------
@@ -105,13 +66,6 @@ local function check_avatar(v)
   end
 end
 
-local function check_template(v)
-  for _, name in ipairs(templates.names) do
-    if v == name then return end
-  end
-  return "must be one of " .. table.concat(templates.names, ", ")
-end
-
 local function check_prompts(v)
   if type(v) ~= "table" or (next(v) ~= nil and not json.is_array(v)) then return "must be a list of strings" end
   if #v > 20 then return "at most 20 prompts" end
@@ -119,66 +73,6 @@ local function check_prompts(v)
     if type(p) ~= "string" or #p == 0 or #p > 2000 then return ("[%d] must be a string of 1..2000 bytes"):format(i) end
   end
 end
-
--- Training spec fields a request may set, with their checks; the server sets model, data,
--- out, checkpoints and hooks. The trainer checks ranges again when it reads the spec.
-local function integer(lo, hi)
-  return function(v)
-    if math.type(v) ~= "integer" or v < lo or v > hi then return ("must be an integer %d..%d"):format(lo, hi) end
-  end
-end
-local function number(lo, hi)
-  return function(v)
-    if type(v) ~= "number" or v < lo or v > hi then return ("must be a number %g..%g"):format(lo, hi) end
-  end
-end
-local function one_of(...)
-  local names = {...}
-  return function(v)
-    for _, n in ipairs(names) do if v == n then return end end
-    return "must be one of " .. table.concat(names, ", ")
-  end
-end
-local function boolean(v) if type(v) ~= "boolean" then return "must be true or false" end end
-
--- LoRA targets as the trainer reads them (train_spec.c): "all-linear", "q_proj,v_proj", or a
--- list of distinct names; checked here so a bad one is a 400, not a failed job.
-local PROJECTIONS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
-local function check_targets(v)
-  local names = {}
-  if v == "all-linear" then return end
-  if type(v) == "string" then
-    for name in (v .. ","):gmatch("([^,]*),") do names[#names + 1] = name:match("^%s*(.-)%s*$") end
-  elseif type(v) == "table" and json.is_array(v) then
-    names = v
-  else
-    return "must be \"all-linear\", a list string or an array of names"
-  end
-  local seen = {}
-  for i, name in ipairs(names) do
-    local known = false
-    for _, p in ipairs(PROJECTIONS) do known = known or name == p end
-    if not known or seen[name] then
-      return ("[%d]: must be a distinct one of %s"):format(i, table.concat(PROJECTIONS, ", "))
-    end
-    seen[name] = true
-  end
-  if #names == 0 then return "must name at least one projection" end
-end
-
-local SPEC = {
-  template = check_template, max_len = integer(8, 1 << 20), epochs = integer(1, 10000),
-  max_steps = integer(0, 100000000), micro_batch = integer(1, 4096), grad_accum = integer(1, 4096),
-  small_data = boolean, lr = number(0, 10), warmup = number(0, 0.9),
-  schedule = one_of("constant", "cosine", "linear"), weight_decay = number(0, 10),
-  clip = number(0, 1e9), patience = integer(0, 100000), seed = integer(0, math.maxinteger),
-  checkpoint_interval = integer(0, 100000000), device = one_of("auto", "cpu", "cuda"),
-  lora = {r = integer(1, 256), alpha = number(1e-6, 1e6), dropout = number(0, 0.9), rslora = boolean,
-          targets = check_targets},
-  eval = {fraction = number(0, 0.5), interval = integer(0, 100000000)},
-  samples = {prompts = check_prompts, interval = integer(0, 100000000), max_tokens = integer(1, 4096)},
-  select = one_of("eval_loss", "scenarios"), select_max_tokens = integer(1, 4096),
-}
 
 -- Check t against a table of field checks; problems go into errors[prefix .. field].
 local function check_fields(t, checks, errors, prefix)
@@ -198,13 +92,6 @@ local function check_fields(t, checks, errors, prefix)
   end
 end
 
--- Training spec overrides checked -> nil, or {field = problem}.
-function M.check_spec(spec)
-  local errors = {}
-  check_fields(spec, SPEC, errors, "")
-  return next(errors) and errors or nil
-end
-
 -- 400 {"error": what, "fields": {name = problem}}.
 function M.bad_fields(res, what, errors)
   res:json(400, {error = what, fields = errors})
@@ -212,12 +99,10 @@ end
 
 local META = {
   name = is_string(100), description = is_string(4000), system = is_string(16000),
-  avatar = check_avatar, template = check_template, sample_prompts = check_prompts,
+  avatar = check_avatar, template = templates.name_problem, sample_prompts = check_prompts,
   base_model = is_string(300),
   defaults = function(v)
-    local errors = {}
-    check_fields(v, SPEC, errors, "")
-    local k, msg = next(errors)
+    local k, msg = next(train.check_request(v) or {})
     if k then return k .. ": " .. msg end
   end,
 }
@@ -228,7 +113,7 @@ local function check_meta(data_dir, body, with_id, partial)
   local errors = {}
   local checks = setmetatable({}, {__index = META})
   if with_id then
-    checks.id = function(v) if not M.valid_id(v) then return "must match [a-z0-9_-]{1,64}" end end
+    checks.id = function(v) if not store.valid_id(v) then return "must match [a-z0-9_-]{1,64}" end end
   end
   if partial then -- a null removes a field, but for the name
     for k, check in pairs(META) do
@@ -286,7 +171,7 @@ local function change_data(data_dir, change)
     local skill = M.require(data_dir, req.params.skill)
     local _ <close> = claim(skill.id)
     local o = change(req, skill)
-    o.dir, o.data, o.template = M.dir(data_dir, skill.id), M.data_path(data_dir, skill.id), skill.template
+    o.dir, o.data, o.template = store.dir(data_dir, skill.id), store.data_path(data_dir, skill.id), skill.template
     o.still_wanted = function() return not res.done end
     local answer = data_upload.write(o)
     local status = answer.status
@@ -319,10 +204,6 @@ local function one_example(req)
   return json.encode(ex) .. "\n"
 end
 
-local function read_data(data_dir, id)
-  return fb.fs.read(M.data_path(data_dir, id)) or ""
-end
-
 local function page_args(query)
   local page = math.tointeger(tonumber(query.page or "1"))
   local per = math.tointeger(tonumber(query.per_page or tostring(PER_PAGE)))
@@ -336,61 +217,15 @@ M.page_args = page_args
 
 -- ---- routes -----------------------------------------------------------------------------
 
--- dir/skill.json written (dir made first) -> true | nil, msg, "ENOSPC" when the disk is full.
-local function write_meta(dir, meta)
-  local ok, err, code = fb.fs.mkdir_p(dir)
-  if not ok then return nil, err, code end
-  return fb.fs.write_atomic(dir .. "/skill.json", json.encode(meta))
-end
-
--- Replace the skill's metadata -> meta (with its id); a failed write answers 507 or 500.
-local function save(data_dir, id, meta)
-  local ok, err, code = write_meta(M.dir(data_dir, id), meta)
-  if not ok then write_failed("the skill", err, code) end
-  meta.id = id
-  return meta
-end
-
-local created = 0
-
--- A new skill appears whole or not at all: built in a hidden folder, then renamed into place.
-local function create(data_dir, id, meta)
-  created = created + 1
-  local tmp = ("%s/skills/.new-%s-%d"):format(data_dir, id, created)
-  local ok, err, code = write_meta(tmp, meta)
-  if ok then ok, err = os.rename(tmp, M.dir(data_dir, id)) end
-  if not ok then
-    fb.fs.remove_tree(tmp)
-    write_failed("the skill", err, code)
-  end
-  meta.id = id
-  return meta
-end
-
--- At start: what a server killed in the middle left (upload temp files, half-made or
--- half-deleted skill folders).
-function M.sweep(data_dir)
-  local skills_dir = data_dir .. "/skills"
-  for _, name in ipairs(fb.fs.list(skills_dir) or {}) do
-    if name:find("^%.new%-") or name:find("^%.deleted%-") then fb.fs.remove_tree(skills_dir .. "/" .. name) end
-  end
-  data_upload.sweep(skills_dir)
-end
-
--- Copy share/skills/* into data_dir/skills when that folder does not exist yet.
-function M.install_bundled(data_dir, share)
-  if fb.fs.mode(data_dir .. "/skills") then return end
-  for _, id in ipairs(list_ids(share)) do
-    save(data_dir, id, M.read(share, id) or {})
-    local data = fb.fs.read(M.data_path(share, id))
-    if data then assert(fb.fs.write_atomic(M.data_path(data_dir, id), data)) end
-  end
-  assert(fb.fs.mkdir_p(data_dir .. "/skills"))
+-- The skill a store write returned, or the 507 or 500 of a failed one.
+local function written(skill, err, code)
+  if not skill then write_failed("the skill", err, code) end
+  return skill
 end
 
 -- A skill as listed: its metadata plus the number of examples.
 local function summary(data_dir, skill)
-  skill.examples = data_upload.count_lines(read_data(data_dir, skill.id))
+  skill.examples = data_upload.count_lines(store.read_data(data_dir, skill.id))
   return skill
 end
 
@@ -400,7 +235,7 @@ function M.mount(app, opts)
 
   app:get("/api/skills", function(_, res)
     local list = json.array()
-    for _, id in ipairs(list_ids(data_dir)) do list[#list + 1] = summary(data_dir, M.read(data_dir, id)) end
+    for _, id in ipairs(store.ids(data_dir)) do list[#list + 1] = summary(data_dir, store.read(data_dir, id)) end
     res:json(200, {skills = list})
   end)
 
@@ -410,8 +245,8 @@ function M.mount(app, opts)
     if errors then return M.bad_fields(res, "invalid skill", errors) end
     local id = body.id
     body.id = nil
-    if M.read(data_dir, id) then router.fail(409, ("skill '%s' already exists"):format(id)) end
-    res:json(201, {skill = summary(data_dir, create(data_dir, id, body))})
+    if store.read(data_dir, id) then router.fail(409, ("skill '%s' already exists"):format(id)) end
+    res:json(201, {skill = summary(data_dir, written(store.create(data_dir, id, body)))})
   end)
 
   app:get("/api/skills/:skill", function(req, res)
@@ -423,7 +258,7 @@ function M.mount(app, opts)
     local body = req:json()
     local errors = check_meta(data_dir, body, false)
     if errors then return M.bad_fields(res, "invalid skill", errors) end
-    res:json(200, {skill = summary(data_dir, save(data_dir, skill.id, body))})
+    res:json(200, {skill = summary(data_dir, written(store.save(data_dir, skill.id, body)))})
   end)
 
   -- Some fields changed (a null removes one: base_model null goes back to the default).
@@ -436,18 +271,13 @@ function M.mount(app, opts)
     for k, v in pairs(body) do
       if v == json.null then skill[k] = nil else skill[k] = v end
     end
-    res:json(200, {skill = summary(data_dir, save(data_dir, req.params.skill, skill))})
+    res:json(200, {skill = summary(data_dir, written(store.save(data_dir, req.params.skill, skill)))})
   end)
 
   app:delete("/api/skills/:skill", function(req, res)
     local skill = M.require(data_dir, req.params.skill)
     if is_live(skill.id) then router.fail(409, "training is running for this skill: cancel it first") end
-    local dir = M.dir(data_dir, skill.id)
-    local trash = ("%s/skills/.deleted-%s-%d"):format(data_dir, skill.id, os.time())
-    assert(os.rename(dir, trash))  -- gone from the list at once, whatever happens next
-    os.remove(trash .. "/data.jsonl")
-    os.remove(trash .. "/skill.json")
-    os.remove(trash)
+    store.delete(data_dir, skill.id)
     res:json(200, {deleted = skill.id})
   end)
 
@@ -471,7 +301,7 @@ function M.mount(app, opts)
     local skill = M.require(data_dir, req.params.skill)
     local page, per = page_args(req.query)
     local examples, total, first = json.array(), 0, (page - 1) * per + 1
-    for line in read_data(data_dir, skill.id):gmatch("[^\n]+") do
+    for line in store.read_data(data_dir, skill.id):gmatch("[^\n]+") do
       if line:find("%S") then
         total = total + 1
         if total >= first and total < first + per then
@@ -486,7 +316,7 @@ function M.mount(app, opts)
   -- on it would cut them: `tokenizer` names that model ("bytes" without one).
   app:get("/api/skills/:skill/stats", function(req, res)
     local skill = M.require(data_dir, req.params.skill)
-    local path = M.data_path(data_dir, skill.id)
+    local path = store.data_path(data_dir, skill.id)
     local model = skill.base_model and models.path(skill.base_model, data_dir) or opts.model
     local tokenizer = model and models.id(model, data_dir) or "bytes"
     local st = fb.fs.stat(path)

@@ -1,14 +1,15 @@
 -- fastbrain.api.training: a skill's training over fastbrain.jobs: POST /api/train-skill/:skill
--- (202, or 409 with the live job), the defaults a run gets, its status (with the finished
--- adapter's badge), its recent activity (the log tail), its events as SSE (a
--- snapshot, then every event; ids "<job>:<seq>", so Last-Event-ID resumes without gap or
--- duplicate), cancel and resume; and every tips.interval_ms a "tip" event (fastbrain.tips, no
--- id) on each stream.
+-- (202, or 409 with the live job), the defaults a run gets and the fields a request may set,
+-- its status (with the finished adapter's badge), its recent activity (the log tail), its
+-- events as SSE (a snapshot, then every event; ids "<job>:<seq>", so Last-Event-ID resumes
+-- without gap or duplicate), cancel and resume; and every tips.interval_ms a "tip" event
+-- (fastbrain.tips, no id) on each stream.
 -- The registry guards single flight; this file only builds the spec and translates.
 local fb = require "fastbrain"
 local models = require "fastbrain.models"
 local router = require "fastbrain.router"
 local skills = require "fastbrain.api.skills"
+local store = require "fastbrain.skills"
 local scenarios_api = require "fastbrain.api.scenarios"
 local jobs_api = require "fastbrain.api.jobs"
 local adapters = require "fastbrain.api.adapters"
@@ -67,7 +68,7 @@ function M.spec(data_dir, default, skill, overrides, model)
   local spec = train.merge(train.merge({}, skill.defaults or {}), overrides)
   spec.skill = skill.id
   spec.model = model or base_model(data_dir, skill, default)
-  spec.data = skills.data_path(data_dir, skill.id)
+  spec.data = store.data_path(data_dir, skill.id)
   spec.template = spec.template or skill.template
   spec.samples = spec.samples or {}
   spec.samples.prompts = spec.samples.prompts or skill.sample_prompts
@@ -198,7 +199,7 @@ function M.mount(app, opts)
   app:post("/api/train-skill/:skill", function(req, res)
     local skill = skills.require(data_dir, req.params.skill)
     local overrides = req.body ~= "" and req:json() or {}
-    local errors = skills.check_spec(overrides)
+    local errors = train.check_request(overrides)
     if errors then return skills.bad_fields(res, "invalid training spec", errors) end
     local spec, problem = M.spec(data_dir, model, skill, overrides)
     if problem then
@@ -211,11 +212,16 @@ function M.mount(app, opts)
     res:error(code == "invalid" and 400 or 500, detail)
   end)
 
-  -- What a run of this skill gets for each field its request leaves out.
+  -- What a run of this skill gets for each field its request leaves out, and what each field a
+  -- request may set takes (the trainer's own description: a form's limits and choices).
+  local request_fields = {}
+  for _, f in ipairs(train.fields()) do
+    if f.set_by == "request" then request_fields[f.name] = f end
+  end
   app:get("/api/training/defaults/:skill", function(req, res)
     local skill = skills.require(data_dir, req.params.skill)
     local defaults = train.defaults(base_model(data_dir, skill, model))
-    res:json(200, {defaults = train.merge(defaults, skill.defaults or {})})
+    res:json(200, {defaults = train.merge(defaults, skill.defaults or {}), fields = request_fields})
   end)
 
   app:get("/api/training/status/:skill", function(req, res)
