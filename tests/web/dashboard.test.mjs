@@ -37,10 +37,8 @@ const SMALL_RUN = { micro_batch: 1, eval: { interval: 25 }, samples: { prompts: 
 const MAX_LEN = '128';
 // Steps of the three runs: seconds each on an idle machine (20-40 ms a step), about a minute
 // on a loaded one (~400 ms). The first must outlast a second tab's attach and a reload on the
-// fastest machine. A sanitizer build trains ~5x slower: FB_WEB_STEP_SCALE (cmake sets it
-// there) shortens the runs so the suite keeps to its time budget.
-const scale = Number(process.env.FB_WEB_STEP_SCALE || 1);
-const [MAIN_STEPS, POLL_STEPS, CANCEL_STEPS] = [200, 100, 100].map((n) => Math.round(n * scale));
+// fastest machine.
+const [MAIN_STEPS, POLL_STEPS, CANCEL_STEPS] = [200, 100, 100];
 const RUN_MS = 120000;  // the longest a run may take here
 const DUPLICATE = `${QUESTIONS[0]} (call 0)`;  // the stand-in sends it back once per request
 const COMMIT = '0123456789abcdef0123456789abcdef01234567';  // of the cached model
