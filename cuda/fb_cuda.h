@@ -114,6 +114,10 @@ double fb_cuda_sumsq(const float *x, size_t n);
 double fb_cuda_sum(const float *x, size_t n);
 void fb_cuda_scale(float *x, size_t n, float s);
 
+/* Profiling with events on the stream (backend.h's phase and profile). */
+void fb_cuda_phase(fb_phase p);
+void fb_cuda_profile(int on, double *ms);
+
 #ifdef __cplusplus
 }
 #endif

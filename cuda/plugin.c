@@ -52,6 +52,8 @@ static const fb_backend cuda = {
     .sumsq = fb_cuda_sumsq,
     .sum = fb_cuda_sum,
     .scale = fb_cuda_scale,
+    .phase = fb_cuda_phase,
+    .profile = fb_cuda_profile,
 };
 
 /* abi: the FB_BACKEND_ABI the caller was built with; a plugin of another is refused. */

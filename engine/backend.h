@@ -26,7 +26,19 @@
 typedef enum { FB_DEVICE_AUTO, FB_DEVICE_CPU, FB_DEVICE_CUDA } fb_device;
 
 /* The version of this table's layout; a plugin built against another is refused. */
-#define FB_BACKEND_ABI 1
+#define FB_BACKEND_ABI 2
+
+/* Where a training step's time goes (gpu_bench --profile): the phase its work counts in. */
+typedef enum {
+  FB_PHASE_BASE_GEMM,   /* the frozen model's products (projections, their input gradients) */
+  FB_PHASE_LORA,        /* the adapters' products, dropout and gradients */
+  FB_PHASE_ATTN_FWD,    /* attention forward */
+  FB_PHASE_ATTN_BWD,    /* attention backward */
+  FB_PHASE_LOSS,        /* lm_head fused with cross-entropy, forward and backward */
+  FB_PHASE_ELEMENTWISE, /* norms, rotary, SwiGLU, residuals, embedding, zeroing, copies */
+  FB_PHASE_OPTIMIZER,   /* gradient norm, clipping, AdamW */
+  FB_PHASE_COUNT
+} fb_phase;
 
 typedef struct fb_backend {
   int abi;               /* FB_BACKEND_ABI */
@@ -146,6 +158,14 @@ typedef struct fb_backend {
   double (*sumsq)(const float *x, size_t n);
   double (*sum)(const float *x, size_t n);
   void (*scale)(float *x, size_t n, float s); /* x[i] *= s */
+
+  /* ---- profiling ---- */
+  /* Work queued from now on counts in phase p: nothing unless profiling is on. profile(1, NULL)
+   * turns it on with every count zero (in FB_PHASE_ELEMENTWISE); profile(0, ms) waits for the
+   * queued work, turns it off and gives each phase's milliseconds in ms[FB_PHASE_COUNT]. A GPU
+   * times its stream with events (no waiting between phases), the CPU with its clock. */
+  void (*phase)(fb_phase p);
+  void (*profile)(int on, double *ms);
 } fb_backend;
 
 /* The CPU backend (cpu_backend.c): always there. */

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "gemm.h"
@@ -442,6 +443,42 @@ static void lmhead_ce_backward(float *dlnf, float *dW, const float *lnf, const v
 
 static const float *ce_logits(const void *work) { return ((const ce_work *)work)->logits; }
 
+/* Profiling: the clock at each change of phase; the time since the last change counts in the
+ * phase it ends (an op's work is done when it returns). One thread drives a backend. */
+static struct {
+  int on;
+  fb_phase current;
+  double since; /* ms */
+  double ms[FB_PHASE_COUNT];
+} prof;
+
+static double clock_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
+}
+
+static void phase(fb_phase p) {
+  if (!prof.on) return;
+  double t = clock_ms();
+  prof.ms[prof.current] += t - prof.since;
+  prof.since = t;
+  prof.current = p;
+}
+
+static void profile(int on, double *ms) {
+  if (on) {
+    memset(&prof, 0, sizeof prof);
+    prof.on = 1;
+    prof.current = FB_PHASE_ELEMENTWISE;
+    prof.since = clock_ms();
+    return;
+  }
+  phase(prof.current);
+  prof.on = 0;
+  memcpy(ms, prof.ms, sizeof prof.ms);
+}
+
 static const fb_backend cpu = {
     .abi = FB_BACKEND_ABI,
     .name = "cpu",
@@ -485,6 +522,8 @@ static const fb_backend cpu = {
     .sumsq = fb_op_sumsq,
     .sum = fb_op_sum,
     .scale = fb_op_scale,
+    .phase = phase,
+    .profile = profile,
 };
 
 const fb_backend *fb_backend_cpu(void) { return &cpu; }

@@ -136,13 +136,20 @@ static float *grad_of(fb_model *m, const float *param) {
   return m->grads ? m->grads + (param - m->params) : NULL;
 }
 
+/* For a profile (backend.h): the work queued next counts in phase p. The products, attention
+ * and the loss name theirs and go back to FB_PHASE_ELEMENTWISE after them, which is all the rest. */
+static void phase(const fb_model *m, fb_phase p) { m->be->phase(p); }
+
 /* y[N,out] = x W^T (+ b) (+ LoRA) for projection p of layer i. */
 static void proj_forward(fb_model *m, fb_lora *lora, int i, int p, float *y, const float *x, int N,
                          int training) {
   const fb_linear *w = &m->layers[i].proj[p];
   const fb_dev_layer *d = &m->dev.layers[i];
+  phase(m, FB_PHASE_BASE_GEMM);
   m->be->matmul_forward(y, x, d->w[p], m->be->weight_dtype, d->b[p], N, w->in, w->out, 1.0f, 0.0f);
+  phase(m, FB_PHASE_LORA);
   if (lora) fb_lora_forward(lora, i, p, y, x, N, training);
+  phase(m, FB_PHASE_ELEMENTWISE);
 }
 
 /* dx[N,in] += dy W (+ LoRA path); LoRA grads and, in full mode, dW and db accumulate. */
@@ -150,9 +157,12 @@ static void proj_backward(fb_model *m, fb_lora *lora, int i, int p, float *dx, c
                           const float *x, int N) {
   const fb_linear *w = &m->layers[i].proj[p];
   float *dw = grad_of(m, w->w), *db = w->b ? grad_of(m, w->b) : NULL;
+  phase(m, FB_PHASE_LORA);
   if (lora) fb_lora_backward(lora, i, p, dx, dy, x, N, 1);
+  phase(m, FB_PHASE_BASE_GEMM);
   m->be->matmul_backward(dx, dw, db, dy, x, m->dev.layers[i].w[p], m->be->weight_dtype, N, w->in,
                          w->out, 1.0f);
+  phase(m, FB_PHASE_ELEMENTWISE);
 }
 
 /* Where one layer's forward reads and writes, for N positions (x_next may alias x_in). q and k
@@ -219,8 +229,10 @@ static void layer_forward(fb_model *m, fb_lora *lora, int i, const layer_io *io,
     be->attention_cached(io->att, io->qh, kc, vc, ap->scratch, N, c->len, m->NH, m->NKV, m->HD,
                          m->cfg.layer_window[i]);
   } else {
+    phase(m, FB_PHASE_ATTN_FWD);
     be->attention_forward(io->att, io->lse, io->qh, io->kh, io->v, ap->seg, ap->scratch, ap->B,
                           ap->T, m->NH, m->NKV, m->HD, m->cfg.layer_window[i]);
+    phase(m, FB_PHASE_ELEMENTWISE);
   }
   proj_forward(m, lora, i, FB_PROJ_O, io->tmp, io->att, N, training);
   be->add(io->x_mid, io->x_in, io->tmp, (size_t)N * C);
@@ -324,7 +336,9 @@ int fb_model_forward(fb_model *m, fb_lora *lora, const fb_batch *b, int training
   }
   be->rmsnorm_forward(a->lnf, a->rstdf, a->x_out, m->dev.final_norm, N, m->C,
                       (float)m->cfg.rms_norm_eps);
+  phase(m, FB_PHASE_LOSS);
   be->lmhead_ce_forward(a->losses, a->lnf, m->dev.lm_head, d_tgt, N, a->ce);
+  phase(m, FB_PHASE_ELEMENTWISE);
   m->n_counted = b->labels ? counted : 0;
   m->loss = m->n_counted ? (float)(be->sum(a->losses, (size_t)N) / m->n_counted) : 0.0f;
   return 0;
@@ -349,8 +363,10 @@ int fb_model_backward(fb_model *m, fb_lora *lora, const fb_batch *b, fb_err *err
   float eps = (float)m->cfg.rms_norm_eps;
   /* lm_head with the loss, then the final norm */
   be->zero(a->dln, sizeof(float) * NC);
+  phase(m, FB_PHASE_LOSS);
   be->lmhead_ce_backward(a->dln, grad_of(m, m->lm_head), a->lnf, m->dev.lm_head, d_tgt, N,
                          1.0f / m->n_counted, a->ce);
+  phase(m, FB_PHASE_ELEMENTWISE);
   be->zero(a->dres, sizeof(float) * NC);
   be->rmsnorm_backward(a->dres, grad_of(m, m->final_norm), a->dln, a->x_out, m->dev.final_norm,
                        a->rstdf, N, C);
@@ -374,8 +390,10 @@ int fb_model_backward(fb_model *m, fb_lora *lora, const fb_batch *b, fb_err *err
     be->zero(a->datt, sizeof(float) * (size_t)N * QD);
     proj_backward(m, lora, i, FB_PROJ_O, a->datt, a->dres, io.att, N);
     if (m->cfg.qk_norm) qk_forward(m, i, &io, d_pos, N); /* qh, kh, rstdq, rstdk again */
+    phase(m, FB_PHASE_ATTN_BWD);
     be->attention_backward(a->dq, a->dk, a->dv, a->datt, io.att, io.lse, io.qh, io.kh, io.v, d_seg,
                            a->scratch, B, T, m->NH, m->NKV, m->HD, m->cfg.layer_window[i]);
+    phase(m, FB_PHASE_ELEMENTWISE);
     be->rope_backward(a->dq, m->dev.rope_cos, m->dev.rope_sin, d_pos, N, m->NH, m->HD);
     be->rope_backward(a->dk, m->dev.rope_cos, m->dev.rope_sin, d_pos, N, m->NKV, m->HD);
     const float *dq = a->dq, *dk = a->dk; /* of the projections' outputs */

@@ -73,16 +73,23 @@ double fb_optim_lr(const fb_optim_config *c, int step) {
 }
 
 double fb_optim_clip(const fb_optim *o, float *grads, double max_norm) {
+  o->be->phase(FB_PHASE_OPTIMIZER);
   double norm = sqrt(o->be->sumsq(grads, o->n));
   if (max_norm > 0 && norm > max_norm) o->be->scale(grads, o->n, (float)(max_norm / (norm + 1e-6)));
+  o->be->phase(FB_PHASE_ELEMENTWISE);
   return norm;
 }
 
 int fb_optim_step(fb_optim *o, float *params, const float *grads, double lr, fb_err *err) {
-  if (!isfinite(o->be->sumsq(grads, o->n)))
+  o->be->phase(FB_PHASE_OPTIMIZER);
+  int finite = isfinite(o->be->sumsq(grads, o->n));
+  if (finite) {
+    o->t++;
+    o->be->adamw(params, grads, o->m, o->v, o->n, lr, o->cfg.beta1, o->cfg.beta2, o->cfg.eps,
+                 o->cfg.weight_decay, o->t);
+  }
+  o->be->phase(FB_PHASE_ELEMENTWISE);
+  if (!finite)
     return fb_err_set(err, FB_ENUMERIC, "optimizer: step %d: gradients are not finite", o->t + 1);
-  o->t++;
-  o->be->adamw(params, grads, o->m, o->v, o->n, lr, o->cfg.beta1, o->cfg.beta2, o->cfg.eps,
-               o->cfg.weight_decay, o->t);
   return 0;
 }

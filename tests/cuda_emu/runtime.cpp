@@ -1,6 +1,6 @@
 /* runtime.cpp (CUDA emulator): the CUDA runtime API on the host: the device the FB_EMU_*
  * settings describe, device memory as exact-size heap blocks in a table of live allocations,
- * copies and sets checked for direction and bounds, streams, errors (sticky after a fault) and
+ * copies and sets checked for direction and bounds, streams, events, errors (sticky after a fault) and
  * the checks of a launch. Kernels run in sched.cpp. */
 #include <errno.h>
 #include <inttypes.h>
@@ -10,10 +10,16 @@
 #include <stdlib.h>
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <set>
 
 #include "emu.h"
+
+struct CUevent_st {
+  double ms;     /* the host's clock when last recorded */
+  bool recorded;
+};
 
 struct CUstream_st {
   unsigned flags;
@@ -93,6 +99,7 @@ uint64_t launches;
 std::map<uintptr_t, size_t> live; /* device allocations: start -> bytes */
 size_t in_use;
 std::set<cudaStream_t> streams;
+std::set<cudaEvent_t> events;
 
 const struct {
   cudaError_t code;
@@ -452,6 +459,66 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   api_scope g("cudaStreamSynchronize");
   if (cudaError_t e = device_error()) return record(e);
   if (!stream_ok("cudaStreamSynchronize", stream)) return record(cudaErrorInvalidResourceHandle);
+  return cudaSuccess;
+}
+
+/* ---- events: every call runs at once, so an event's time is the host's when it is recorded ---- */
+
+static bool event_ok(const char *fn, cudaEvent_t e) {
+  if (events.count(e)) return true;
+  report("%s: event %p is not a live event (destroyed, or never created)", fn, (void *)e);
+  return false;
+}
+
+cudaError_t cudaEventCreate(cudaEvent_t *event) {
+  api_scope g("cudaEventCreate");
+  if (cudaError_t e = device_error()) return record(e);
+  if (!event) return record(cudaErrorInvalidValue);
+  *event = new CUevent_st{};
+  events.insert(*event);
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventDestroy(cudaEvent_t event) {
+  api_scope g("cudaEventDestroy");
+  if (!events.erase(event)) {
+    report("cudaEventDestroy: event %p is not a live event", (void *)event);
+    return record(cudaErrorInvalidResourceHandle);
+  }
+  delete event;
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
+  api_scope g("cudaEventRecord");
+  if (cudaError_t e = device_error()) return record(e);
+  if (!event_ok("cudaEventRecord", event) || !stream_ok("cudaEventRecord", stream))
+    return record(cudaErrorInvalidResourceHandle);
+  event->ms = std::chrono::duration<double, std::milli>(
+                  std::chrono::steady_clock::now().time_since_epoch()).count();
+  event->recorded = true;
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+  api_scope g("cudaEventSynchronize");
+  if (cudaError_t e = device_error()) return record(e);
+  if (!event_ok("cudaEventSynchronize", event)) return record(cudaErrorInvalidResourceHandle);
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end) {
+  api_scope g("cudaEventElapsedTime");
+  if (cudaError_t e = device_error()) return record(e);
+  if (!ms) return record(cudaErrorInvalidValue);
+  if (!event_ok("cudaEventElapsedTime", start) || !event_ok("cudaEventElapsedTime", end))
+    return record(cudaErrorInvalidResourceHandle);
+  if (!start->recorded || !end->recorded) { /* as CUDA: an event never recorded has no time */
+    report("cudaEventElapsedTime: event %p was never recorded",
+           (void *)(start->recorded ? end : start));
+    return record(cudaErrorInvalidResourceHandle);
+  }
+  *ms = (float)(end->ms - start->ms);
   return cudaSuccess;
 }
 
