@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # selfcheck.sh GPU_BENCH: what of the GPU proof can be checked without a GPU: the proof scripts
 # parse (bash -n, Python's parser), the report's arithmetic, the bench's shapes are the real
-# models', and the bench runs end to end on the CUDA emulator (FB_CUDA_PLUGIN, set by ctest) and
-# prints the line run.sh collects. The checks themselves run here as c_backends; on a GPU machine
+# models', and the bench (training and attention) runs end to end on the CUDA emulator
+# (FB_CUDA_PLUGIN, set by ctest) and prints the lines run.sh collects; its --profile's phases
+# (CUDA events on the emulated GPU, the clock on the CPU) add up to the step. run.sh's train phase is
+# tests/train/train_cuda_emu.sh, which runs on the emulator as train_cuda_emu. The checks themselves run here as c_backends; on a GPU machine
 # tests/gpu/run.sh runs both on the real device.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -10,7 +12,7 @@ bench=$1
 for f in tests/gpu/run.sh tests/gpu/prepare.sh tests/gpu/selfcheck.sh; do
   bash -n "$f" || { echo "selfcheck: $f does not parse"; exit 1; }
 done
-for f in tests/gpu/hf_peft_bench.py tests/gpu/report.py; do
+for f in tests/gpu/hf_peft_bench.py tests/gpu/sdpa_bench.py tests/gpu/report.py; do
   python3 -c 'import ast, sys; ast.parse(open(sys.argv[1]).read(), sys.argv[1])' "$f"
 done
 python3 tests/gpu/report.py --selftest
@@ -34,5 +36,27 @@ r = json.loads(sys.argv[1])
 assert r["engine"] == "fastbrain" and r["device"].startswith("fastbrain CUDA emulator"), r
 assert r["batch"] == 2 and r["seq"] == 32 and r["steps"] == 2, r
 assert r["tokens_per_s"] > 0 and r["peak_bytes"] > 0 and 4 < r["loss"] < 7, r  # ln 300 = 5.7
+PY
+for device in cuda cpu; do
+  line=$("$bench" --profile "$tmp/tiny.json" 2 32 2 $device)
+  echo "$line"
+  python3 - "$line" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+ph = r["phase_ms"]
+assert r["what"] == "profile" and len(ph) == 7, r
+# every phase of a LoRA step takes time, and together they are the step
+assert all(ms > 0 for ms in ph.values()), ph
+assert abs(sum(ph.values()) - r["step_ms"]) < 0.1 * r["step_ms"], (sum(ph.values()), r["step_ms"])
+PY
+done
+line=$("$bench" --attention "$tmp/tiny.json" 2 32 2 cuda)
+echo "$line"
+python3 - "$line" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+assert r["what"] == "attention" and r["device"].startswith("fastbrain CUDA emulator"), r
+assert (r["batch"], r["seq"], r["heads"], r["kv_heads"], r["head_dim"]) == (2, 32, 2, 1, 64), r
+assert r["fwd_bwd_ms"] > 0, r
 PY
 echo "selfcheck: ok"

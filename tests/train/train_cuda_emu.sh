@@ -7,10 +7,16 @@
 # bit for bit; `fastbrain generate --device cuda` answers (its tokens are checked against the
 # CPU's in c_backends); a CUDA fault ends the run with exit 70 and the CUDA error, an
 # out-of-memory GPU with exit 4; full-parameter mode refuses cuda and auto takes the CPU for it.
-# Usage: train_cuda_emu.sh path/to/fastbrain path/to/libfastbrain_cuda_emu.so
+# The GPU proof (tests/gpu/run.sh) runs it on a real GPU with FB_REAL_GPU=1: the device is then
+# named by nvidia-smi's name, and the emulator's own faults (a CUDA fault, a small memory, an old
+# device) are left out.
+# Usage: [FB_REAL_GPU=1] train_cuda_emu.sh path/to/fastbrain path/to/libfastbrain_cuda[_emu].so
 set -uo pipefail
 fb=$(realpath "$1")
 export FB_CUDA_PLUGIN=$(realpath "$2") OPENBLAS_NUM_THREADS=1 # the emulator runs on one thread
+real_gpu=${FB_REAL_GPU:-0}
+gpu_name="fastbrain CUDA emulator"
+[ "$real_gpu" = 1 ] && gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cd "$(dirname "$0")/../.."
@@ -38,13 +44,13 @@ losses() { grep -o '"event":"progress".*"loss":[0-9.e+-]*' "$1" | sed 's/.*"loss
 
 run "${train[@]}" --out "$tmp/gpu" --device cuda
 cp "$tmp/out" "$tmp/gpu.jsonl"
-check "on the emulated GPU: exit 0, events as the protocol says" eval \
+check "on the GPU ($gpu_name): exit 0, events as the protocol says" eval \
   'rc_is 0 && "$fb" run tests/train/check_protocol.lua "$tmp/gpu.jsonl" >/dev/null'
 check "the start event and the summary name the device and its memory" eval \
-  'grep -q "\"event\":\"start\".*\"device\":\"cuda\",\"device_name\":\"fastbrain CUDA emulator (sm_90" "$tmp/gpu.jsonl" &&
+  'grep -q "\"event\":\"start\".*\"device\":\"cuda\",\"device_name\":\"$gpu_name (sm_[0-9]" "$tmp/gpu.jsonl" &&
    python3 -c "import json, sys; s = json.load(open(sys.argv[1]))
-assert s[\"device\"] == \"cuda\" and \"emulator\" in s[\"device_name\"] and s[\"peak_memory_bytes\"] > 4e6, s
-assert s[\"steps\"] == 20 and s[\"kept_best\"] is True, s" "$tmp/gpu/summary.json"'
+assert s[\"device\"] == \"cuda\" and s[\"device_name\"].startswith(sys.argv[2]) and s[\"peak_memory_bytes\"] > 4e6, s
+assert s[\"steps\"] == 20 and s[\"kept_best\"] is True, s" "$tmp/gpu/summary.json" "$gpu_name"'
 check "evaluations, samples with text, checkpoints and the PEFT adapter" eval \
   '[ "$(grep -c "\"event\":\"eval\"" "$tmp/gpu.jsonl")" -eq 5 ] &&
    grep "\"event\":\"sample\"" "$tmp/gpu.jsonl" | grep -qv "\"text\":\"\"" &&
@@ -53,6 +59,19 @@ check "evaluations, samples with text, checkpoints and the PEFT adapter" eval \
 
 run "${train[@]}" --out "$tmp/cpu" --device cpu
 check "on the CPU: exit 0" rc_is 0
+# The same files, and the same keys in the summary and each event kind, as the CPU's run.
+layout() { # DIR JSONL: what a run wrote, without its values
+  (cd "$1" && find . -type f | sort)
+  python3 -c "import json, sys
+print(sorted(json.load(open(sys.argv[1] + \"/summary.json\"))))
+seen = {}
+for line in open(sys.argv[2]):
+    e = json.loads(line)
+    seen.setdefault(e[\"event\"], set()).update(e)
+for k in sorted(seen): print(k, sorted(seen[k]))" "$1" "$2"
+}
+check "the GPU's output is the CPU's in format: files, summary keys, event fields" eval \
+  'diff <(layout "$tmp/gpu" "$tmp/gpu.jsonl") <(layout "$tmp/cpu" "$tmp/out")' 
 losses "$tmp/gpu.jsonl" >"$tmp/gpu.losses"
 losses "$tmp/out" >"$tmp/cpu.losses"
 check "20 steps, each loss within 1e-2 of the CPU's (relative)" eval \
@@ -84,14 +103,15 @@ check "... and resumed to the end: the uninterrupted run's adapter, bit for bit"
 ask=(generate --model "$model" --adapter "$tmp/gpu" --prompt "Can you fix a leaking tap?" --max-tokens 24)
 run "$fb" "${ask[@]}" --device cuda
 cp "$tmp/out" "$tmp/gpu.txt"
-check "generate --device cuda answers on the emulated GPU" eval \
-  'rc_is 0 && [ -s "$tmp/gpu.txt" ] && err_has "cuda: using fastbrain CUDA emulator"'
+check "generate --device cuda answers on the GPU" eval \
+  'rc_is 0 && [ -s "$tmp/gpu.txt" ] && err_has "cuda: using $gpu_name"'
 run "$fb" "${ask[@]}" --device cpu
 echo "  GPU: $(cat "$tmp/gpu.txt")"
 echo "  CPU: $(cat "$tmp/out")" # the same but where a near tie flips (c_backends checks tokens)
 run "$fb" "${ask[@]}"
 check "generate with auto takes the GPU when the plugin opens" eval \
-  'rc_is 0 && err_has "cuda: using fastbrain CUDA emulator" && cmp -s "$tmp/out" "$tmp/gpu.txt"'
+  'rc_is 0 && err_has "cuda: using $gpu_name" && cmp -s "$tmp/out" "$tmp/gpu.txt"'
+[ "$real_gpu" = 1 ] && finish  # the rest are the emulator's own faults
 
 FB_EMU_FAULT_AT=40 run "${train[@]}" --out "$tmp/fault" --device cuda
 check "a CUDA fault: exit 70, the CUDA error on stderr, no output" eval \
