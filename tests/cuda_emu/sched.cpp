@@ -314,7 +314,8 @@ void fiber_loop(fiber *self) {
 const char *op_name(warp_op op) {
   static const char *const names[] = {"__shfl_sync",     "__shfl_up_sync", "__shfl_down_sync",
                                       "__shfl_xor_sync", "__ballot_sync",  "__any_sync",
-                                      "__all_sync",      "__syncwarp",     "__activemask"};
+                                      "__all_sync",      "__syncwarp",     "__activemask",
+                                      "wmma::*_sync"};
   return names[(int)op];
 }
 
@@ -394,10 +395,23 @@ void release_lanes(unsigned w, unsigned mask) {
   }
 }
 
+/* Every lane of the warp at base has brought its record to a warp-collective operation. */
+void run_collective(unsigned base) {
+  collective *lanes[32];
+  for (unsigned i = 0; i < 32; i++) lanes[i] = (collective *)B.t[base + i].in;
+  unsigned bad = 0;
+  char why[512];
+  if (!lanes[0]->run(lanes, &bad, why, sizeof why)) {
+    thread_rec &r = B.t[base + bad];
+    THREAD_FAULT(base + bad, r.file, r.line, "%s", why);
+  }
+}
+
 /* Every lane of mask in warp w has arrived: compute all results at once, release them. */
 void complete(unsigned w, unsigned mask) {
   unsigned base = w * 32;
   warp_op op = B.t[base + __builtin_ctz(mask)].op;
+  if (op == warp_op::collective) run_collective(base);
   uint64_t vote = 0;
   bool any = false, all = true;
   for (unsigned m = mask; m; m &= m - 1) {
@@ -421,6 +435,7 @@ void complete(unsigned w, unsigned mask) {
         r.out = all;
         break;
       case warp_op::syncwarp:
+      case warp_op::collective:
         r.out = 0;
         break;
       default: {
@@ -671,6 +686,21 @@ uint64_t warp_sync(warp_op op, const char *file, int line, unsigned mask, uint64
   if ((B.waiting[w] & mask) == mask) complete(w, mask);
   dispatch();
   return r.out;
+}
+
+void warp_collective(const char *file, int line, collective *lane_record) {
+  warp_sync(warp_op::collective, file, line, 0xffffffffu, (uint64_t)(uintptr_t)lane_record, 0,
+            warpSize);
+}
+
+void device_fault(const char *file, int line, const char *fmt, ...) {
+  require_kernel("a device operand check");
+  char what[768];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  THREAD_FAULT(cur_tid, file, line, "%s", what);
 }
 
 unsigned activemask(const char *file, int line) {

@@ -24,6 +24,7 @@
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
 /* One buffer per block is a static: blocks run one at a time. (g++ ignores section attributes
  * on the statics of templates, so shared memory cannot be found and poisoned per block.) */
 #define __shared__ static
@@ -141,7 +142,8 @@ enum class warp_op : uint8_t {
   any,
   all,
   syncwarp,
-  activemask
+  activemask,
+  collective
 };
 
 /* The scheduler's switch points (sched.cpp): each waits for its block or warp, then resumes
@@ -150,6 +152,20 @@ void syncthreads(const char *file, int line);
 uint64_t warp_sync(warp_op op, const char *file, int line, unsigned mask, uint64_t value, int param,
                    int width);
 unsigned activemask(const char *file, int line);
+
+/* A warp-collective operation (WMMA, mma.h): every lane of the warp brings its own record; when
+ * all 32 have arrived, run() is called once with the 32 records in lane order, before any lane
+ * goes on. It returns false, with why[] and the lane to blame in *bad, when the lanes disagree
+ * (a fault). */
+struct collective {
+  bool (*run)(collective *const lanes[32], unsigned *bad, char *why, size_t n);
+};
+void warp_collective(const char *file, int line, collective *lane_record);
+
+/* A fault found by device code in the running thread (an operand check): the fault line, the
+ * block abandoned, the context broken. */
+[[noreturn]] void device_fault(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 template <typename T>
 inline T shfl(warp_op op, const char *file, int line, unsigned mask, T var, int param,
