@@ -256,6 +256,12 @@ uint64_t block_at(uint64_t i, uint64_t total, uint64_t key) {
 
 void push(unsigned t) { B.runq[(B.rq_head + B.rq_len++) % max_threads] = (uint16_t)t; }
 
+void push_front(unsigned t) {
+  B.rq_head = (B.rq_head + max_threads - 1) % max_threads;
+  B.runq[B.rq_head] = (uint16_t)t;
+  B.rq_len++;
+}
+
 unsigned pop() {
   unsigned t = B.runq[B.rq_head];
   B.rq_head = (B.rq_head + 1) % max_threads;
@@ -381,8 +387,13 @@ unsigned shfl_source(warp_op op, unsigned i, int param, int width) {
   return ok ? (unsigned)j : i;
 }
 
-/* Make the lanes of mask in warp w runnable, in the order FB_EMU_ORDER says. */
-void release_lanes(unsigned w, unsigned mask) {
+/* Make the lanes of mask in warp w runnable, in the order FB_EMU_ORDER says: after the threads
+ * already waiting to run, or with ahead, before them. A warp leaving a WMMA call goes ahead, as
+ * it may on a GPU, so that one reading shared memory the other warps have not written yet (a
+ * missing barrier) reads it before they write. (Other primitives keep their place: a half warp
+ * run ahead to a full-warp __syncwarp would meet the other half's narrower mask, which the
+ * masks' bookkeeping takes for an overlap.) */
+void release_lanes(unsigned w, unsigned mask, bool ahead = false) {
   unsigned lanes[32], k = 0;
   for (unsigned m = mask; m; m &= m - 1) lanes[k++] = w * 32 + (unsigned)__builtin_ctz(m);
   order o = env().thread_order;
@@ -390,8 +401,12 @@ void release_lanes(unsigned w, unsigned mask) {
   if (o == order::shuffle)
     for (unsigned a = 0; a + 1 < k; a++) std::swap(lanes[a], lanes[a + splitmix(&B.rng) % (k - a)]);
   for (unsigned a = 0; a < k; a++) {
-    B.t[lanes[a]].state = t_ready;
-    push(lanes[a]);
+    unsigned t = lanes[ahead ? k - 1 - a : a];
+    B.t[t].state = t_ready;
+    if (ahead)
+      push_front(t);
+    else
+      push(t);
   }
 }
 
@@ -450,7 +465,7 @@ void complete(unsigned w, unsigned mask) {
   }
   B.waiting[w] &= ~mask;
   B.claimed[w] &= ~mask;
-  release_lanes(w, mask);
+  release_lanes(w, mask, op == warp_op::collective);
 }
 
 /* Lanes wait at __activemask until the scheduler has nothing else to run, or every other lane

@@ -1095,6 +1095,37 @@ static void test_wmma_gemm() {
   }
 }
 
+/* out (16 x 16) = the tile the block's 64 threads write into shared memory, as warp 0 loads it
+ * after a first WMMA call of its own. Without the second barrier warp 0 goes on from that call
+ * before warp 1 has written its half (all 64 threads were ready to run since the first
+ * barrier): the emulator must show that as wrong output. */
+__global__ void wmma_barrier_kernel(float *out, int barrier) {
+  __shared__ __align__(32) float tile[16][16];
+  __syncthreads();
+  for (int e = threadIdx.x; e < 256; e += blockDim.x) tile[e / 16][e % 16] = (float)e;
+  if (barrier) __syncthreads();
+  if (threadIdx.x / 32 == 0) {
+    acc_frag f;
+    wmma::fill_fragment(f, 0.0f);
+    wmma::store_matrix_sync(out, f, 16, wmma::mem_row_major);
+    wmma::load_matrix_sync(f, &tile[0][0], 16, wmma::mem_row_major);
+    wmma::store_matrix_sync(out, f, 16, wmma::mem_row_major);
+  }
+}
+
+static void test_wmma_barrier() {
+  dbuf<float> out(256);
+  int wrong[2] = {0, 0};
+  for (int barrier = 0; barrier < 2; barrier++) { /* without first: shared memory starts at 0 */
+    FB_LAUNCH(wmma_barrier_kernel, 1, 64, 0, 0, out.p, barrier);
+    CUDA_OK(cudaDeviceSynchronize());
+    std::vector<float> o = out.get();
+    for (int e = 0; e < 256; e++) wrong[barrier] += o[e] != (float)e;
+  }
+  CHECK(wrong[1] == 0 && wrong[0] == 128, "wrong elements: %d with the barrier, %d without",
+        wrong[1], wrong[0]);
+}
+
 /* Which tile element each fragment slot holds: x[i] = lane * 8 + i, stored row-major. */
 __global__ void wmma_layout_kernel(float *out) {
   acc_frag f;
@@ -1442,6 +1473,7 @@ static const struct {
     {"bf16", test_bf16},
     {"wmma_gemm", test_wmma_gemm},
     {"wmma_layout", test_wmma_layout},
+    {"wmma_barrier", test_wmma_barrier},
     {"wmma_faults", test_wmma_faults},
     {"thread_orders", test_thread_orders},
     {"faults", test_faults},

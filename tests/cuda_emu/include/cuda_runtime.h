@@ -183,14 +183,20 @@ inline unsigned vote(warp_op op, const char *file, int line, unsigned mask, int 
   return (unsigned)warp_sync(op, file, line, mask, pred != 0, 0, warpSize);
 }
 
-inline void syncwarp(const char *file, int line, unsigned mask = 0xffffffffu) {
-  warp_sync(warp_op::syncwarp, file, line, mask, 0, 0, warpSize);
-}
+/* __syncwarp(mask = all lanes) at a call site: an object called with the macro's arguments, so
+ * that an empty argument list needs no comma elision (strict -std=c++17 keeps the comma). */
+struct syncwarp_at {
+  const char *file;
+  int line;
+  void operator()(unsigned mask = 0xffffffffu) const {
+    warp_sync(warp_op::syncwarp, file, line, mask, 0, 0, warpSize);
+  }
+};
 
 } /* namespace cuda_emu */
 
 #define __syncthreads() ::cuda_emu::syncthreads(__FILE__, __LINE__)
-#define __syncwarp(...) ::cuda_emu::syncwarp(__FILE__, __LINE__, ##__VA_ARGS__)
+#define __syncwarp(...) ::cuda_emu::syncwarp_at{__FILE__, __LINE__}(__VA_ARGS__)
 #define __activemask() ::cuda_emu::activemask(__FILE__, __LINE__)
 #define __shfl_sync(...) \
   ::cuda_emu::shfl(::cuda_emu::warp_op::shfl, __FILE__, __LINE__, __VA_ARGS__)
