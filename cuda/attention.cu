@@ -232,18 +232,19 @@ __global__ void attention_delta_kernel(float *D, const float *dout, const float 
 }
 
 /* The scores of a BQ x BK tile of queries qt.. and keys kt.. (ss, raw Q K^T) and dP = dO V^T
- * (dps) give P = exp(S scale - lse) where the mask allows, else 0, and dS = P (dP - D): f(r, c,
- * p, ds) for the elements this thread takes. */
+ * (dps) give P = exp(S scale - lse) where the mask allows, else 0, and dS = P (dP - D): f(u, r,
+ * c, p, ds) for the u-th element this thread takes (e = thread + NT u: row e / BK, column
+ * e % BK). */
 template <typename F>
 __device__ inline void probabilities(const float (*ss)[SLD], const float (*dps)[SLD],
                                      const float *ls, const float *Ds, const int32_t *segq,
                                      const int32_t *segk, const int32_t *segb, int qt, int kt,
                                      int T, int window, float scale, F f) {
-  for (int e = threadIdx.x; e < BQ * BK; e += NT) {
-    int r = e / BK, c = e % BK, i = qt + r, j = kt + c;
+  for (int u = 0; u < BQ * BK / NT; u++) {
+    int e = threadIdx.x + NT * u, r = e / BK, c = e % BK, i = qt + r, j = kt + c;
     bool on = i < T && j < T && allowed(segb, segq[r], i, j, segk[c], window);
     float p = on ? expf(ss[r][c] * scale - ls[r]) : 0.0f;
-    f(r, c, p, p * (dps[r][c] - Ds[r]));
+    f(u, r, c, p, p * (dps[r][c] - Ds[r]));
   }
 }
 
@@ -292,7 +293,7 @@ __global__ void __launch_bounds__(NT)
     gemm_nt<BQ, BK, HD>(&dps[0][0], SLD, &dos[0][0], HD + PAD, &vs[0][0], HD + PAD);
     __syncthreads();
     probabilities(ss, dps, ls, Ds, segq, segk, segb, qbase, kt, T, window, scale,
-                  [&](int r, int c, float, float ds) { dss[r][c] = __float2bfloat16(ds); });
+                  [&](int, int r, int c, float, float ds) { dss[r][c] = __float2bfloat16(ds); });
     __syncthreads();
     gemm_acc<BQ, HD, BK, false>(acc, &dss[0][0], BK + PAD, &ks[0][0], HD + PAD);
   }
@@ -342,18 +343,17 @@ __global__ void __launch_bounds__(NT)
     gemm_nt<BQ, BK, HD>(&ss[0][0], SLD, &qs[0][0], HD + PAD, &ks[0][0], HD + PAD);
     gemm_nt<BQ, BK, HD>(&dps[0][0], SLD, &dos[0][0], HD + PAD, &vs[0][0], HD + PAD);
     __syncthreads();
-    float p[per_thread], ds[per_thread];
-    int n = 0;
+    bf16 p[per_thread], ds[per_thread];
     probabilities(ss, dps, ls, Ds, segq, segk, segb, qt, kbase, T, window, scale,
-                  [&](int, int, float pe, float dse) {
-                    p[n] = pe;
-                    ds[n++] = dse;
+                  [&](int u, int, int, float pu, float dsu) {
+                    p[u] = __float2bfloat16(pu);
+                    ds[u] = __float2bfloat16(dsu);
                   });
     __syncthreads(); /* every S and dP is read before P and dS overwrite them */
     for (int u = 0; u < per_thread; u++) {
       int e = tid + NT * u, r = e / BK, c = e % BK;
-      ps[r][c] = __float2bfloat16(p[u]);
-      dss[r][c] = __float2bfloat16(ds[u]);
+      ps[r][c] = p[u];
+      dss[r][c] = ds[u];
     }
     __syncthreads();
     gemm_acc<BK, HD, BQ, true>(gv, &ps[0][0], BK + PAD, &dos[0][0], HD + PAD);
@@ -387,8 +387,8 @@ static void backward(float *dq, float *dk, float *dv, const float *dout, const f
                      const int32_t *seg, int B, int T, int NH, int NKV, int window) {
   float scale = 1.0f / sqrtf((float)HD);
   size_t kv_bytes = (size_t)B * T * NKV * HD * sizeof(float);
-  fb_cuda_check((int)cudaMemsetAsync(dk, 0, kv_bytes, fb_cuda_stream()), "dk", __FILE__, __LINE__);
-  fb_cuda_check((int)cudaMemsetAsync(dv, 0, kv_bytes, fb_cuda_stream()), "dv", __FILE__, __LINE__);
+  FB_CUDA_CHECK(cudaMemsetAsync(dk, 0, kv_bytes, fb_cuda_stream())); /* the heads add into it */
+  FB_CUDA_CHECK(cudaMemsetAsync(dv, 0, kv_bytes, fb_cuda_stream()));
   FB_LAUNCH(attention_dq_kernel<HD>, dim3((T + BQ - 1) / BQ, NH, B), NT, 0, fb_cuda_stream(), dq,
             dout, lse, D, q, k, v, seg, T, NH, NKV, window, scale);
   FB_LAUNCH_CHECK();
