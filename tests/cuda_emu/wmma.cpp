@@ -40,8 +40,9 @@ const uint8_t *layout() {
     const settings &s = env();
     unsigned mul = 37, add = 11;
     if (s.thread_order == order::shuffle) {
-      mul = (unsigned)(s.seed * 2 + 1) & 255;
-      add = (unsigned)(s.seed >> 8) & 255;
+      uint64_t h = (s.seed + 1) * 0x9E3779B97F4A7C15ull; /* small seeds, far-apart layouts */
+      mul = ((unsigned)(h >> 40) & 255) | 1;
+      add = (unsigned)(h >> 56);
     }
     for (unsigned e = 0; e < 256; e++) {
       unsigned v = (e * mul + add) & 255;
