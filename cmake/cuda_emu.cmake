@@ -14,7 +14,7 @@ endif()
 # can hold it. Its shim headers (cuda_runtime.h, cuda_bf16.h, cublas_v2.h) come first on the
 # include path of whatever links it.
 add_library(fb_cuda_emu STATIC tests/cuda_emu/runtime.cpp tests/cuda_emu/sched.cpp
-  tests/cuda_emu/cublas.cpp)
+  tests/cuda_emu/cublas.cpp tests/cuda_emu/wmma.cpp)
 set_target_properties(fb_cuda_emu PROPERTIES POSITION_INDEPENDENT_CODE ON)
 target_include_directories(fb_cuda_emu BEFORE PUBLIC ${PROJECT_SOURCE_DIR}/tests/cuda_emu/include)
 target_compile_features(fb_cuda_emu PUBLIC cxx_std_17)

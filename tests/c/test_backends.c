@@ -6,8 +6,9 @@
  * real one beside the binary. With no usable GPU it is skipped (exit 77) unless
  * FB_TEST_REQUIRE_GPU is set.
  *
- * Bounds, as ||gpu - cpu|| / ||cpu||: an op with a bf16 operand (the base weights) 1e-2; fp32
- * ops 1e-4, far under 1e-3; the dropout mask exactly. */
+ * Bounds, as ||gpu - cpu|| / ||cpu||: an op with a bf16 operand (the base weights; attention,
+ * whose tensor-core products take Q, K, V, P, dO and dS in bf16) 1e-2; fp32 ops 1e-4, far under
+ * 1e-3; whole models' gradients, weights and logits 2e-2; the dropout mask exactly. */
 #include <stdint.h>
 #include <unistd.h>
 
@@ -22,6 +23,9 @@
 
 #define FP32_BOUND 1e-4
 #define BF16_BOUND 1e-2
+/* A whole model stacks bf16 stages (every base-weight product, then attention's six products):
+ * measured 1.05e-2 on Qwen3's LoRA gradients after three steps (8.4e-3 with fp32 attention). */
+#define MODEL_BOUND 2e-2
 
 static const fb_backend *gpu;
 
@@ -325,17 +329,17 @@ static void check_attention(int HD, int window) {
   snprintf(tag, sizeof tag, "HD=%d window=%d", HD, window);
   be->attention_forward(out, dlse, dq, dk, dv, dseg, dscratch, B, T, NH, NKV, HD, window);
   snprintf(name, sizeof name, "attention_forward %s", tag);
-  compare(name, out, ref, nq, FP32_BOUND);
+  compare(name, out, ref, nq, BF16_BOUND);
   snprintf(name, sizeof name, "attention_forward lse %s", tag);
-  compare(name, dlse, lse, (size_t)N * NH, FP32_BOUND);
+  compare(name, dlse, lse, (size_t)N * NH, 1e-3); /* a log of sums: bf16 moves it far less */
   be->attention_backward(gq, gk, gv, dg, out, dlse, dq, dk, dv, dseg, dscratch, B, T, NH, NKV, HD,
                          window);
   snprintf(name, sizeof name, "attention_backward dq %s", tag);
-  compare(name, gq, rdq, nq, FP32_BOUND);
+  compare(name, gq, rdq, nq, BF16_BOUND);
   snprintf(name, sizeof name, "attention_backward dk %s", tag);
-  compare(name, gk, rdk, nk, FP32_BOUND);
+  compare(name, gk, rdk, nk, BF16_BOUND);
   snprintf(name, sizeof name, "attention_backward dv %s", tag);
-  compare(name, gv, rdv, nk, FP32_BOUND);
+  compare(name, gv, rdv, nk, BF16_BOUND);
   /* the KV-cache form: n new queries after p0 cached positions (row 0 of k/v as the cache) */
   int p0s[2] = {37, 100}, ns[2] = {1, 70};
   for (int c = 0; c < 2; c++) {
@@ -346,7 +350,7 @@ static void check_attention(int HD, int window) {
     poison(out, nq);
     be->attention_cached(out, dq, dk, dv, dcs, n, p0, NH, NKV, HD, window);
     snprintf(name, sizeof name, "attention_cached %s p0=%d n=%d", tag, p0, n);
-    compare(name, out, ref, (size_t)n * NH * HD, FP32_BOUND);
+    compare(name, out, ref, (size_t)n * NH * HD, BF16_BOUND);
     free(cs);
   }
   release();
@@ -521,11 +525,11 @@ static void check_training(int which) {
     size_t n = p.l[0]->n_floats;
     if (step == 1 || step == 3) {
       snprintf(name, sizeof name, "%s step %d: LoRA gradients", p.tag, step);
-      compare_host(name, grads[1], grads[0], n, BF16_BOUND);
+      compare_host(name, grads[1], grads[0], n, MODEL_BOUND);
       snprintf(name, sizeof name, "%s step %d: weights after AdamW", p.tag, step);
-      compare_host(name, params[1], params[0], n, BF16_BOUND);
+      compare_host(name, params[1], params[0], n, MODEL_BOUND);
       snprintf(name, sizeof name, "%s step %d: AdamW's first moment", p.tag, step);
-      compare_host(name, mom[1], mom[0], n, BF16_BOUND);
+      compare_host(name, mom[1], mom[0], n, MODEL_BOUND);
     }
     CHECK_INT(p.o[1]->t, step);
     for (int s = 0; s < 2; s++) {
@@ -567,7 +571,7 @@ static void check_decoding(int which) {
       CHECK_INT(fb_model_decode(p.m[s], p.l[s], kc[s], ids + at, lens[c], logits[s], &err), 0);
     at += lens[c];
     snprintf(name, sizeof name, "%s decode: logits after %d", p.tag, at);
-    compare_host(name, logits[1], logits[0], p.m[0]->V, BF16_BOUND);
+    compare_host(name, logits[1], logits[0], p.m[0]->V, MODEL_BOUND);
   }
   int same = 0, decided = 0;
   for (int t = 0; t < 64; t++) {

@@ -79,12 +79,26 @@ mutant() {
   rm -rf "$tmp/mut" "$tmp/mut.so"
 }
 
+mutant cuda/attention.cu "__syncthreads(); /* the last tile's K, V, P are read */" "" 1 attention \
+  "attention forward: no barrier before the next key tile overwrites the last"
 mutant cuda/attention.cu "__syncthreads();" "" 2 attention \
   "attention forward: no barrier between loading a key tile and reading it"
-mutant cuda/attention.cu "__syncthreads();" "" 1 attention \
-  "attention forward: no barrier before the next key tile overwrites the last"
-mutant cuda/attention.cu "__syncthreads();" "" 6 attention \
+mutant cuda/attention.cu "__syncthreads();" "" 4 attention \
+  "attention forward: no barrier between writing P and the rows' factors and reading them"
+mutant cuda/attention.cu "acc[u].x[e] *= rowf[" "acc[u].x[e] *= 1.0f;" 1 attention \
+  "attention forward: the output so far not rescaled when a row's max grows"
+mutant cuda/attention.cu "__syncthreads();" "" 10 attention \
+  "attention dq: no barrier between writing dS and reading it"
+mutant cuda/attention.cu "__syncthreads();" "" 12 attention \
   "attention dk/dv: no barrier between loading a query tile and reading it"
+mutant cuda/attention.cu "__syncthreads(); /* every S and dP is read" "" 1 attention \
+  "attention dk/dv: P and dS overwrite S and dP before every thread has read them"
+mutant cuda/attention.cu "typedef typename std::conditional<TA, wmma::col_major" \
+  "typedef wmma::row_major layout_a;" 1 attention \
+  "attention dk/dv: P^T and dS^T read row-major, as P and dS"
+mutant cuda/attention.cu "f(tiles::row(u) + slot[i] / 16, tiles::col(u) + slot[i] % 16" \
+  "f(tiles::row(u) + slot[i] % 16, tiles::col(u) + slot[i] / 16, acc[u].x[i]);" 1 attention \
+  "attention: a fragment slot's row and column swapped"
 mutant cuda/common.cuh "__syncthreads();" "" 2 rows \
   "block sum: no barrier between writing each warp's partial sum and reading them"
 mutant cuda/matmul.cu "FB_CUBLAS_CHECK(cublasGemmEx(fb_cuda_cublas(), tB ? CUBLAS_OP_T : CUBLAS_OP_N," \

@@ -256,6 +256,12 @@ uint64_t block_at(uint64_t i, uint64_t total, uint64_t key) {
 
 void push(unsigned t) { B.runq[(B.rq_head + B.rq_len++) % max_threads] = (uint16_t)t; }
 
+void push_front(unsigned t) {
+  B.rq_head = (B.rq_head + max_threads - 1) % max_threads;
+  B.runq[B.rq_head] = (uint16_t)t;
+  B.rq_len++;
+}
+
 unsigned pop() {
   unsigned t = B.runq[B.rq_head];
   B.rq_head = (B.rq_head + 1) % max_threads;
@@ -314,7 +320,8 @@ void fiber_loop(fiber *self) {
 const char *op_name(warp_op op) {
   static const char *const names[] = {"__shfl_sync",     "__shfl_up_sync", "__shfl_down_sync",
                                       "__shfl_xor_sync", "__ballot_sync",  "__any_sync",
-                                      "__all_sync",      "__syncwarp",     "__activemask"};
+                                      "__all_sync",      "__syncwarp",     "__activemask",
+                                      "wmma::*_sync"};
   return names[(int)op];
 }
 
@@ -380,8 +387,13 @@ unsigned shfl_source(warp_op op, unsigned i, int param, int width) {
   return ok ? (unsigned)j : i;
 }
 
-/* Make the lanes of mask in warp w runnable, in the order FB_EMU_ORDER says. */
-void release_lanes(unsigned w, unsigned mask) {
+/* Make the lanes of mask in warp w runnable, in the order FB_EMU_ORDER says: after the threads
+ * already waiting to run, or with ahead, before them. A warp leaving a WMMA call goes ahead, as
+ * it may on a GPU, so that one reading shared memory the other warps have not written yet (a
+ * missing barrier) reads it before they write. (Other primitives keep their place: a half warp
+ * run ahead to a full-warp __syncwarp would meet the other half's narrower mask, which the
+ * masks' bookkeeping takes for an overlap.) */
+void release_lanes(unsigned w, unsigned mask, bool ahead = false) {
   unsigned lanes[32], k = 0;
   for (unsigned m = mask; m; m &= m - 1) lanes[k++] = w * 32 + (unsigned)__builtin_ctz(m);
   order o = env().thread_order;
@@ -389,8 +401,24 @@ void release_lanes(unsigned w, unsigned mask) {
   if (o == order::shuffle)
     for (unsigned a = 0; a + 1 < k; a++) std::swap(lanes[a], lanes[a + splitmix(&B.rng) % (k - a)]);
   for (unsigned a = 0; a < k; a++) {
-    B.t[lanes[a]].state = t_ready;
-    push(lanes[a]);
+    unsigned t = lanes[ahead ? k - 1 - a : a];
+    B.t[t].state = t_ready;
+    if (ahead)
+      push_front(t);
+    else
+      push(t);
+  }
+}
+
+/* Every lane of the warp at base has brought its record to a warp-collective operation. */
+void run_collective(unsigned base) {
+  collective *lanes[32];
+  for (unsigned i = 0; i < 32; i++) lanes[i] = (collective *)B.t[base + i].in;
+  unsigned bad = 0;
+  char why[512];
+  if (!lanes[0]->run(lanes, &bad, why, sizeof why)) {
+    thread_rec &r = B.t[base + bad];
+    THREAD_FAULT(base + bad, r.file, r.line, "%s", why);
   }
 }
 
@@ -398,6 +426,7 @@ void release_lanes(unsigned w, unsigned mask) {
 void complete(unsigned w, unsigned mask) {
   unsigned base = w * 32;
   warp_op op = B.t[base + __builtin_ctz(mask)].op;
+  if (op == warp_op::collective) run_collective(base);
   uint64_t vote = 0;
   bool any = false, all = true;
   for (unsigned m = mask; m; m &= m - 1) {
@@ -421,6 +450,7 @@ void complete(unsigned w, unsigned mask) {
         r.out = all;
         break;
       case warp_op::syncwarp:
+      case warp_op::collective:
         r.out = 0;
         break;
       default: {
@@ -435,7 +465,7 @@ void complete(unsigned w, unsigned mask) {
   }
   B.waiting[w] &= ~mask;
   B.claimed[w] &= ~mask;
-  release_lanes(w, mask);
+  release_lanes(w, mask, op == warp_op::collective);
 }
 
 /* Lanes wait at __activemask until the scheduler has nothing else to run, or every other lane
@@ -671,6 +701,21 @@ uint64_t warp_sync(warp_op op, const char *file, int line, unsigned mask, uint64
   if ((B.waiting[w] & mask) == mask) complete(w, mask);
   dispatch();
   return r.out;
+}
+
+void warp_collective(const char *file, int line, collective *lane_record) {
+  warp_sync(warp_op::collective, file, line, 0xffffffffu, (uint64_t)(uintptr_t)lane_record, 0,
+            warpSize);
+}
+
+void device_fault(const char *file, int line, const char *fmt, ...) {
+  require_kernel("a device operand check");
+  char what[768];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  THREAD_FAULT(cur_tid, file, line, "%s", what);
 }
 
 unsigned activemask(const char *file, int line) {

@@ -2,11 +2,13 @@
  * the bug it catches: barriers and every warp primitive against plain references, thread
  * orders, the faults of broken kernels (each in a child process: a fault breaks the context for
  * good), launch and copy checks, the reference cublasGemmEx, bf16 rounding, the FB_EMU_*
- * settings. Exit 0 when every check passes; `--child NAME` runs one child scenario. */
+ * settings, WMMA (a GEMM, its element layout, its faults). Exit 0 when every check passes;
+ * `--child NAME` runs one child scenario. */
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <math.h>
+#include <mma.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <string>
 #include <thread>
@@ -1018,6 +1021,218 @@ static int child_fault_at() { /* run under FB_EMU_FAULT_AT=2 */
   return 0;
 }
 
+/* ---- WMMA (mma.h) ---- */
+
+namespace wmma = nvcuda::wmma;
+typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc_frag;
+
+/* D[M,N] (column-major, ld M) = A[M,K] B[K,N] + C[M,N] (row-major, ld N) with 16 x 16 tiles,
+ * one warp per output tile in turn. A is row-major with rows of lda; B column-major with
+ * columns of ldb (so B^T is stored row by row), both bf16; a second pass goes through shared
+ * memory with the other layouts (A column-major, B row-major) and must give the same D. */
+__global__ void wmma_gemm_kernel(float *D, const float *C, const __nv_bfloat16 *A,
+                                 const __nv_bfloat16 *B, int M, int N, int K, int lda, int ldb,
+                                 int via_shared) {
+  constexpr int SM = 48, SN = 64, SK = 32, PAD = 8; /* the sizes this test uses */
+  __shared__ __align__(32) __nv_bfloat16 at[SK][SM + PAD], bt[SK][SN + PAD];
+  int warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
+  if (via_shared) { /* A^T row by row is A column-major; B row by row */
+    for (int e = threadIdx.x; e < M * K; e += blockDim.x)
+      at[e % K][e / K] = A[e / K * lda + e % K];
+    for (int e = threadIdx.x; e < K * N; e += blockDim.x)
+      bt[e % K][e / K] = B[e / K * ldb + e % K];
+    __syncthreads();
+  }
+  for (int t = warp; t < (M / 16) * (N / 16); t += nwarps) {
+    int tm = t / (N / 16) * 16, tn = t % (N / 16) * 16;
+    acc_frag acc;
+    wmma::load_matrix_sync(acc, C + tm * N + tn, N, wmma::mem_row_major);
+    for (int k = 0; k < K; k += 16) {
+      if (via_shared) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::col_major> a;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> b;
+        wmma::load_matrix_sync(a, &at[k][tm], SM + PAD);
+        wmma::load_matrix_sync(b, &bt[k][tn], SN + PAD);
+        wmma::mma_sync(acc, a, b, acc);
+      } else {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> b;
+        wmma::load_matrix_sync(a, A + tm * lda + k, lda);
+        wmma::load_matrix_sync(b, B + tn * ldb + k, ldb);
+        wmma::mma_sync(acc, a, b, acc);
+      }
+    }
+    wmma::store_matrix_sync(D + tn * M + tm, acc, M, wmma::mem_col_major);
+  }
+}
+
+static void test_wmma_gemm() {
+  const int M = 48, N = 64, K = 32, lda = 40, ldb = 40;
+  std::vector<__nv_bfloat16> a((size_t)M * lda), b((size_t)N * ldb);
+  std::vector<float> c((size_t)M * N);
+  srand(7);
+  auto rnd = [] { return (float)rand() / RAND_MAX * 2 - 1; };
+  for (auto &x : a) x = __float2bfloat16_rn(rnd());
+  for (auto &x : b) x = __float2bfloat16_rn(rnd());
+  for (auto &x : c) x = rnd();
+  dbuf<__nv_bfloat16> da(a), db(b);
+  dbuf<float> dc(c), dd((size_t)M * N);
+  for (int via_shared = 0; via_shared < 2; via_shared++) {
+    FB_LAUNCH(wmma_gemm_kernel, 1, 128, 0, 0, dd.p, dc.p, da.p, db.p, M, N, K, lda, ldb,
+              via_shared);
+    CUDA_OK(cudaDeviceSynchronize());
+    std::vector<float> d = dd.get();
+    double worst = 0;
+    for (int m = 0; m < M; m++)
+      for (int n = 0; n < N; n++) {
+        double ref = c[m * N + n];
+        for (int k = 0; k < K; k++)
+          ref += (double)__bfloat162float(a[m * lda + k]) * __bfloat162float(b[n * ldb + k]);
+        worst = fmax(worst, fabs(d[n * M + m] - ref));
+      }
+    CHECK(worst < 1e-5, "WMMA GEMM (%s): worst error %.3e", via_shared ? "shared" : "global",
+          worst);
+  }
+}
+
+/* out (16 x 16) = the tile the block's 64 threads write into shared memory, as warp 0 loads it
+ * after a first WMMA call of its own. Without the second barrier warp 0 goes on from that call
+ * before warp 1 has written its half (all 64 threads were ready to run since the first
+ * barrier): the emulator must show that as wrong output. */
+__global__ void wmma_barrier_kernel(float *out, int barrier) {
+  __shared__ __align__(32) float tile[16][16];
+  __syncthreads();
+  for (int e = threadIdx.x; e < 256; e += blockDim.x) tile[e / 16][e % 16] = (float)e;
+  if (barrier) __syncthreads();
+  if (threadIdx.x / 32 == 0) {
+    acc_frag f;
+    wmma::fill_fragment(f, 0.0f);
+    wmma::store_matrix_sync(out, f, 16, wmma::mem_row_major);
+    wmma::load_matrix_sync(f, &tile[0][0], 16, wmma::mem_row_major);
+    wmma::store_matrix_sync(out, f, 16, wmma::mem_row_major);
+  }
+}
+
+static void test_wmma_barrier() {
+  dbuf<float> out(256);
+  int wrong[2] = {0, 0};
+  for (int barrier = 0; barrier < 2; barrier++) { /* without first: shared memory starts at 0 */
+    FB_LAUNCH(wmma_barrier_kernel, 1, 64, 0, 0, out.p, barrier);
+    CUDA_OK(cudaDeviceSynchronize());
+    std::vector<float> o = out.get();
+    for (int e = 0; e < 256; e++) wrong[barrier] += o[e] != (float)e;
+  }
+  CHECK(wrong[1] == 0 && wrong[0] == 128, "wrong elements: %d with the barrier, %d without",
+        wrong[1], wrong[0]);
+}
+
+/* Which tile element each fragment slot holds: x[i] = lane * 8 + i, stored row-major. */
+__global__ void wmma_layout_kernel(float *out) {
+  acc_frag f;
+  for (int i = 0; i < f.num_elements; i++) f.x[i] = (float)(threadIdx.x * 8 + i);
+  wmma::store_matrix_sync(out, f, 16, wmma::mem_row_major);
+}
+
+static int child_wmma_layout() {
+  dbuf<float> out(256);
+  FB_LAUNCH(wmma_layout_kernel, 1, 32, 0, 0, out.p);
+  if (cudaDeviceSynchronize() != cudaSuccess) return 1;
+  printf("slots=");
+  for (float v : out.get()) printf("%d,", (int)v);
+  printf("\n");
+  return 0;
+}
+
+/* The slots are a permutation of the tile that changes with FB_EMU_ORDER: a kernel that
+ * assumes one (the hardware's, or the emulator's) gets other numbers under another order. */
+static void test_wmma_layout() {
+  child_result fwd = run_child("wmma_layout");
+  child_result rev = run_child("wmma_layout", {"FB_EMU_ORDER=reverse"});
+  child_result sh = run_child("wmma_layout", {"FB_EMU_ORDER=shuffle:3"});
+  std::vector<int> f = parse_list(fwd.out, "slots="), r = parse_list(rev.out, "slots=");
+  std::vector<int> s = parse_list(sh.out, "slots=");
+  for (const std::vector<int> *v : {&f, &r, &s}) {
+    std::vector<int> sorted = *v;
+    std::sort(sorted.begin(), sorted.end());
+    bool perm = sorted.size() == 256;
+    for (int i = 0; perm && i < 256; i++) perm = sorted[i] == i;
+    CHECK(perm, "the 32 lanes' 8 slots fill the tile once: %s", fwd.out.c_str());
+  }
+  bool identity = true;
+  for (int i = 0; i < (int)f.size(); i++) identity &= f[i] == i;
+  CHECK(!identity, "slot lane * 8 + i is not simply element lane * 8 + i");
+  CHECK(f != r && f != s && r != s, "the layout changes with FB_EMU_ORDER");
+}
+
+/* Faulty uses, one per child; each operand check and the warp-collective rule. */
+__global__ void wmma_use_kernel(float *out, const __nv_bfloat16 *in, int bug) {
+  wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a;
+  unsigned lane = threadIdx.x % 32;
+  const __nv_bfloat16 *p = in;
+  unsigned ldm = 16;
+  if (bug == 1 && lane == 5) return;     /* a lane missing */
+  if (bug == 2) p += (lane & 1) * 16;    /* lanes pointing at different tiles */
+  if (bug == 3) ldm = 20;                /* not 16 bytes' worth of bf16 */
+  if (bug == 4) p += 8;                  /* 16 bytes in: not 32-byte aligned */
+  if (bug == 5) ldm = 32;                /* the 16th row runs past the 16 x 16 buffer */
+  if (bug == 6 && lane >= 16) {          /* half the warp stores while the rest loads */
+    acc_frag c;
+    wmma::fill_fragment(c, 0.0f);
+    wmma::store_matrix_sync(out, c, 16, wmma::mem_row_major);
+    return;
+  }
+  wmma::load_matrix_sync(a, p, ldm);
+  out[threadIdx.x] = __bfloat162float(a.x[0]);
+}
+
+static int wmma_use(int bug, int threads) {
+  dbuf<float> out(256);
+  dbuf<__nv_bfloat16> in(256 + 32);
+  FB_LAUNCH(wmma_use_kernel, 1, threads, 0, 0, out.p, in.p, bug);
+  print_sticky(out.p);
+  return 0;
+}
+
+static int child_wmma_missing_lane() { return wmma_use(1, 32); }
+static int child_wmma_arguments() { return wmma_use(2, 32); }
+static int child_wmma_ldm() { return wmma_use(3, 32); }
+static int child_wmma_alignment() { return wmma_use(4, 32); }
+static int child_wmma_bounds() { return wmma_use(5, 32); }
+static int child_wmma_calls() { return wmma_use(6, 32); }
+static int child_wmma_partial_warp() { return wmma_use(0, 48); }
+
+static void test_wmma_faults() {
+  const char *at = "cuda-emu: fault in wmma_use_kernel block (0,0,0) thread ";
+  expect_fault("wmma_missing_lane", at,
+               "wmma::*_sync with mask 0xffffffff waits for lane 5, which has exited",
+               "cudaErrorLaunchFailure");
+  expect_fault("wmma_arguments", at, "wmma::load_matrix_sync with pointer 0x",
+               "cudaErrorLaunchFailure");
+  child_result r = run_child("wmma_arguments");
+  CHECK(has(r.out, "ldm 16, row-major, where lane 0 has 0x") &&
+            has(r.out, "every lane must pass the same arguments"),
+        "%s", r.out.c_str());
+  expect_fault("wmma_ldm", at,
+               "wmma::load_matrix_sync: ldm 20 is not a multiple of 8 (16 bytes of bf16)",
+               "cudaErrorLaunchFailure");
+  expect_fault("wmma_alignment", at, "wmma::load_matrix_sync: pointer 0x",
+               "cudaErrorLaunchFailure");
+  r = run_child("wmma_alignment");
+  CHECK(has(r.out, "is not 32-byte aligned"), "%s", r.out.c_str());
+  expect_fault("wmma_bounds", at,
+               "wmma::load_matrix_sync: a 16 x 16 tile with ldm 32: 0x", "cudaErrorLaunchFailure");
+  r = run_child("wmma_bounds");
+  CHECK(has(r.out, " + 992 bytes runs 416 bytes past the end of its allocation"), "%s",
+        r.out.c_str());
+  expect_fault("wmma_calls", at,
+               "wmma::store_matrix_sync (accumulator) meets lane 0 at wmma::load_matrix_sync "
+               "(matrix_a): every lane must make the same call",
+               "cudaErrorLaunchFailure");
+  expect_fault("wmma_partial_warp", at,
+               "wmma::*_sync mask 0xffffffff names lane 16, past the block's 48 threads",
+               "cudaErrorLaunchFailure");
+}
+
 /* ---- misuse that aborts (children) ---- */
 
 __global__ void malloc_in_kernel(int *) {
@@ -1256,6 +1471,10 @@ static const struct {
     {"memory_accounting", test_memory_accounting},
     {"cublas_gemm", test_cublas_gemm},
     {"bf16", test_bf16},
+    {"wmma_gemm", test_wmma_gemm},
+    {"wmma_layout", test_wmma_layout},
+    {"wmma_barrier", test_wmma_barrier},
+    {"wmma_faults", test_wmma_faults},
     {"thread_orders", test_thread_orders},
     {"faults", test_faults},
     {"misuse_aborts", test_misuse_aborts},
@@ -1283,6 +1502,14 @@ static const struct {
     {"host_pointer", child_host_pointer},
     {"freed_pointer", child_freed_pointer},
     {"fault_at", child_fault_at},
+    {"wmma_layout", child_wmma_layout},
+    {"wmma_missing_lane", child_wmma_missing_lane},
+    {"wmma_arguments", child_wmma_arguments},
+    {"wmma_ldm", child_wmma_ldm},
+    {"wmma_alignment", child_wmma_alignment},
+    {"wmma_bounds", child_wmma_bounds},
+    {"wmma_calls", child_wmma_calls},
+    {"wmma_partial_warp", child_wmma_partial_warp},
     {"runtime_in_kernel", child_runtime_in_kernel},
     {"two_threads", child_two_threads},
     {"barrier_outside", child_barrier_outside},

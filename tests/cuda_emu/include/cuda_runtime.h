@@ -24,6 +24,7 @@
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
 /* One buffer per block is a static: blocks run one at a time. (g++ ignores section attributes
  * on the statics of templates, so shared memory cannot be found and poisoned per block.) */
 #define __shared__ static
@@ -148,7 +149,8 @@ enum class warp_op : uint8_t {
   any,
   all,
   syncwarp,
-  activemask
+  activemask,
+  collective
 };
 
 /* The scheduler's switch points (sched.cpp): each waits for its block or warp, then resumes
@@ -157,6 +159,20 @@ void syncthreads(const char *file, int line);
 uint64_t warp_sync(warp_op op, const char *file, int line, unsigned mask, uint64_t value, int param,
                    int width);
 unsigned activemask(const char *file, int line);
+
+/* A warp-collective operation (WMMA, mma.h): every lane of the warp brings its own record; when
+ * all 32 have arrived, run() is called once with the 32 records in lane order, before any lane
+ * goes on. It returns false, with why[] and the lane to blame in *bad, when the lanes disagree
+ * (a fault). */
+struct collective {
+  bool (*run)(collective *const lanes[32], unsigned *bad, char *why, size_t n);
+};
+void warp_collective(const char *file, int line, collective *lane_record);
+
+/* A fault found by device code in the running thread (an operand check): the fault line, the
+ * block abandoned, the context broken. */
+[[noreturn]] void device_fault(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 template <typename T>
 inline T shfl(warp_op op, const char *file, int line, unsigned mask, T var, int param,
@@ -174,14 +190,20 @@ inline unsigned vote(warp_op op, const char *file, int line, unsigned mask, int 
   return (unsigned)warp_sync(op, file, line, mask, pred != 0, 0, warpSize);
 }
 
-inline void syncwarp(const char *file, int line, unsigned mask = 0xffffffffu) {
-  warp_sync(warp_op::syncwarp, file, line, mask, 0, 0, warpSize);
-}
+/* __syncwarp(mask = all lanes) at a call site: an object called with the macro's arguments, so
+ * that an empty argument list needs no comma elision (strict -std=c++17 keeps the comma). */
+struct syncwarp_at {
+  const char *file;
+  int line;
+  void operator()(unsigned mask = 0xffffffffu) const {
+    warp_sync(warp_op::syncwarp, file, line, mask, 0, 0, warpSize);
+  }
+};
 
 } /* namespace cuda_emu */
 
 #define __syncthreads() ::cuda_emu::syncthreads(__FILE__, __LINE__)
-#define __syncwarp(...) ::cuda_emu::syncwarp(__FILE__, __LINE__, ##__VA_ARGS__)
+#define __syncwarp(...) ::cuda_emu::syncwarp_at{__FILE__, __LINE__}(__VA_ARGS__)
 #define __activemask() ::cuda_emu::activemask(__FILE__, __LINE__)
 #define __shfl_sync(...) \
   ::cuda_emu::shfl(::cuda_emu::warp_op::shfl, __FILE__, __LINE__, __VA_ARGS__)
