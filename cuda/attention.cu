@@ -392,6 +392,7 @@ static void backward(float *dq, float *dk, float *dv, const float *dout, const f
   FB_LAUNCH(attention_dq_kernel<HD>, dim3((T + BQ - 1) / BQ, NH, B), NT, 0, fb_cuda_stream(), dq,
             dout, lse, D, q, k, v, seg, T, NH, NKV, window, scale);
   FB_LAUNCH_CHECK();
+  fb_cuda_phase(FB_PHASE_ATTN_DKDV); /* a profile tells the two backward kernels apart */
   FB_LAUNCH(attention_dkv_kernel<HD>, dim3((T + BK - 1) / BK, NH, B), NT, 0, fb_cuda_stream(), dk,
             dv, dout, lse, D, q, k, v, seg, T, NH, NKV, window, scale);
   FB_LAUNCH_CHECK();

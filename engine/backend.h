@@ -33,7 +33,8 @@ typedef enum {
   FB_PHASE_BASE_GEMM,   /* the frozen model's products (projections, their input gradients) */
   FB_PHASE_LORA,        /* the adapters' products, dropout and gradients */
   FB_PHASE_ATTN_FWD,    /* attention forward */
-  FB_PHASE_ATTN_BWD,    /* attention backward */
+  FB_PHASE_ATTN_BWD,    /* attention backward (on a GPU: the query gradients) */
+  FB_PHASE_ATTN_DKDV,   /* a GPU's key and value gradients (the CPU counts them in ATTN_BWD) */
   FB_PHASE_LOSS,        /* lm_head fused with cross-entropy, forward and backward */
   FB_PHASE_ELEMENTWISE, /* norms, rotary, SwiGLU, residuals, embedding, zeroing, copies */
   FB_PHASE_OPTIMIZER,   /* gradient norm, clipping, AdamW */

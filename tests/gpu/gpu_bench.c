@@ -6,7 +6,7 @@
  *   gpu_bench --profile CONFIG.json B T STEPS [DEVICE]
  *                                              the same steps, and each phase's milliseconds a step
  *                                              (backend.h's fb_phase: base products, LoRA,
- *                                              attention forward and backward, the loss,
+ *                                              attention forward, dq and dk/dv, the loss,
  *                                              elementwise, the optimizer)
  *   gpu_bench --attention CONFIG.json B T STEPS [DEVICE]
  *                                              one layer's causal attention, forward and backward,
@@ -37,7 +37,8 @@ static double now(void) {
 }
 
 static const char *const phase_names[FB_PHASE_COUNT] = {
-    "base_gemm", "lora", "attention_fwd", "attention_bwd", "loss", "elementwise", "optimizer"};
+    "base_gemm",   "lora",      "attention_fwd", "attention_bwd", "attention_dkdv", "loss",
+    "elementwise", "optimizer"};
 
 static int bench(const char *config, int B, int T, int steps, const char *device, int profile) {
   fb_model_config cfg;

@@ -137,8 +137,8 @@ def selftest():
                                    dict(att, engine="torch sdpa", fwd_bwd_ms=2.0, tflops=150.0)])
     assert "1.50" in text and "8 1024 9/3 64" in text, text
     prof = dict(att, what="profile", engine="fastbrain", step_ms=10.0,
-                phase_ms={"base_gemm": 6.0, "lora": 1.0, "attention_fwd": 0.5, "attention_bwd": 1.0,
-                          "loss": 1.0, "elementwise": 0.4, "optimizer": 0.1})
+                phase_ms={"base_gemm": 6.0, "lora": 1.0, "attention_fwd": 0.5, "attention_bwd": 0.4,
+                          "attention_dkdv": 0.6, "loss": 1.0, "elementwise": 0.4, "optimizer": 0.1})
     text = profile_table([prof])
     assert "base_gemm 6.00 (60%)" in text and "10.00 ms a step" in text, text
     print("report.py selftest: ok")
