@@ -7,16 +7,18 @@ HOST       ?= 127.0.0.1
 PORT       ?= 8215
 
 # Debian packages: build and run time, then test-only (the browser tests need chromium, and an
-# emoji font so the skills' avatars render in their screenshots).
+# emoji font so the skills' avatars render in their screenshots; `make lint` needs luacheck and
+# clang-format).
 DEB_PACKAGES := build-essential cmake pkg-config liblua5.4-dev libuv1-dev libcjson-dev libdnnl2 \
   node-llhttp lua-socket lua-sec libssl-dev libopenblas-dev libpcre2-dev libutf8proc-dev
-DEB_TEST_PACKAGES := clang libclang-rt-14-dev openssl curl chromium fonts-noto-color-emoji
+DEB_TEST_PACKAGES := clang libclang-rt-14-dev openssl curl chromium fonts-noto-color-emoji \
+  lua-check clang-format
 # Benchmarks only: the anchors they compare against (nginx + Lua, PyTorch), the load tool, and
 # the profilers that count where the time goes (valgrind's callgrind, perf).
 DEB_BENCH_PACKAGES := wrk nginx libnginx-mod-http-lua lua-cjson python3-torch valgrind linux-perf
 
 .PHONY: all deps deps-bench build test asan fuzz run clean bench-http bench-tokenizer bench-train \
-  bench-generate soak voice
+  bench-generate soak voice lint format
 
 all: build
 
@@ -44,6 +46,18 @@ build: $(BUILD)/CMakeCache.txt
 
 test: deps build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# The C sources .clang-format lays out: `make format` rewrites them, `make lint` checks them.
+C_SOURCES = $(wildcard engine/*.c engine/*.h cuda/*.cu cuda/*.cuh cuda/*.c cuda/*.h tests/c/*.c)
+
+# Lua: luacheck with .luacheckrc (no globals but the host's, nothing unused, lines <= 140); C:
+# clang-format's layout.
+lint: deps
+	luacheck --quiet lua scripts tests/lua
+	clang-format --dry-run --Werror $(C_SOURCES)
+
+format: deps
+	clang-format -i $(C_SOURCES)
 
 $(ASAN_BUILD)/CMakeCache.txt:
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DFB_SANITIZE=ON

@@ -6,7 +6,6 @@
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "fsutil.h"
@@ -202,15 +201,13 @@ int fb_adapter_config_parse(fb_adapter_config *c, const char *json, size_t len, 
   return rc;
 }
 
+static int parse_into(void *c, const char *json, size_t len, const char *label, fb_err *err) {
+  return fb_adapter_config_parse(c, json, len, label, err);
+}
+
 int fb_adapter_config_load(fb_adapter_config *c, const char *path, fb_err *err) {
-  char *text = NULL;
-  size_t len = 0;
   memset(c, 0, sizeof *c);
-  int rc = fb_read_file(path, &text, &len, MAX_ADAPTER_CONFIG_BYTES, err);
-  if (rc != 0) return rc;
-  rc = fb_adapter_config_parse(c, text, len, path, err);
-  free(text);
-  return rc;
+  return fb_parse_file(path, MAX_ADAPTER_CONFIG_BYTES, parse_into, c, err);
 }
 
 int fb_adapter_config_write(const fb_adapter_config *c, const char *path, fb_err *err) {

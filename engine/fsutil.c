@@ -153,6 +153,16 @@ int fb_read_file(const char *path, char **buf, size_t *len, size_t max, fb_err *
   return 0;
 }
 
+int fb_parse_file(const char *path, size_t max, fb_parse_fn parse, void *out, fb_err *err) {
+  char *text;
+  size_t len;
+  int rc = fb_read_file(path, &text, &len, max, err);
+  if (rc != 0) return rc;
+  rc = parse(out, text, len, path, err);
+  free(text);
+  return rc;
+}
+
 int fb_mkdir_p(const char *path, fb_err *err) {
   char buf[PATH_MAX];
   size_t n = path ? strlen(path) : 0;

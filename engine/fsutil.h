@@ -1,6 +1,6 @@
-/* fsutil.h: small file-system helpers the engine shares: whole-file reads with a size cap,
- * atomic replacement of a file (temp file, fsync, rename, fsync of the directory), mkdir -p,
- * removing a tree.
+/* fsutil.h: small file-system helpers the engine shares: whole-file reads with a size cap (and
+ * handed to a parser), atomic replacement of a file (temp file, fsync, rename, fsync of the
+ * directory), mkdir -p, removing a tree.
  * No buffering layer, no locking between processes. */
 #ifndef FB_FSUTIL_H
 #define FB_FSUTIL_H
@@ -28,6 +28,14 @@ int fb_write_file_atomic(const char *path, const void *data, size_t len, fb_err 
  * NUL; the caller frees it with free()). A file larger than max bytes is refused with
  * FB_ELIMIT before anything is allocated. On failure *buf is NULL. */
 int fb_read_file(const char *path, char **buf, size_t *len, size_t max, fb_err *err);
+
+/* A parser of a whole file's text (len bytes, NUL-terminated) into out; label names the source
+ * in its errors. */
+typedef int (*fb_parse_fn)(void *out, const char *text, size_t len, const char *label,
+                           fb_err *err);
+/* Read path (at most max bytes, as fb_read_file) and parse it into out, with path as the label;
+ * the text is freed before returning. Returns fb_read_file's error or parse's result. */
+int fb_parse_file(const char *path, size_t max, fb_parse_fn parse, void *out, fb_err *err);
 
 /* Open path for reading only when it is a regular file: a FIFO, a device or a socket is
  * refused without waiting on it (open() of a FIFO blocks until a writer comes). On success *fd

@@ -59,6 +59,18 @@ static struct {
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static const char *preferred; /* fb_gemm_prefer's, when FB_GEMM is not set */
 
+void fb_gemm_reference(int ta, int tb, int M, int N, int K, double alpha, const float *A, int lda,
+                       const float *B, int ldb, double beta, const float *C, double *R) {
+  for (int i = 0; i < M; i++)
+    for (int j = 0; j < N; j++) {
+      double acc = 0;
+      for (int k = 0; k < K; k++)
+        acc += (double)(ta ? A[k * lda + i] : A[i * lda + k]) *
+               (tb ? B[j * ldb + k] : B[k * ldb + j]);
+      R[i * N + j] = alpha * acc + (beta == 0.0 ? 0.0 : beta * C[i * N + j]);
+    }
+}
+
 /* Compare fn against a double-precision reference on shapes that exercise every transpose,
  * odd sizes and beta accumulation. Returns 1 when all agree to 1e-4 relative. */
 static int verify(gemm_fn fn) {
@@ -87,14 +99,7 @@ static int verify(gemm_fn fn) {
       B[i] = (float)((x = x * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
     for (int i = 0; i < M * N; i++) C[i] = (float)((i % 7) - 3) * 0.25f;
     int lda = ta ? M : K, ldb = tb ? K : N;
-    for (int i = 0; i < M; i++)
-      for (int j = 0; j < N; j++) {
-        double acc = 0;
-        for (int k = 0; k < K; k++)
-          acc += (double)(ta ? A[k * lda + i] : A[i * lda + k]) *
-                 (tb ? B[j * ldb + k] : B[k * ldb + j]);
-        R[i * N + j] = 0.75 * acc + 0.5 * C[i * N + j];
-      }
+    fb_gemm_reference(ta, tb, M, N, K, 0.75, A, lda, B, ldb, 0.5, C, R);
     fn(ta, tb, M, N, K, 0.75f, A, lda, B, ldb, 0.5f, C, N);
     for (int i = 0; i < M * N && ok; i++)
       if (!(fabs(C[i] - R[i]) <= 1e-4 * (1.0 + fabs(R[i])))) ok = 0;

@@ -11,6 +11,12 @@
 void fb_gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
              const float *B, int ldb, float beta, float *C, int ldc);
 
+/* R[M,N] = alpha * op(A) @ op(B) + beta * C in double precision, by the naive triple loop: the
+ * reference every path of fb_gemm is checked against (fb_gemm_init's self-test, the tests). C
+ * and R have row stride N; C is not read when beta is 0. */
+void fb_gemm_reference(int transA, int transB, int M, int N, int K, double alpha, const float *A,
+                       int lda, const float *B, int ldb, double beta, const float *C, double *R);
+
 /* Pick the path (once per process): FB_GEMM=openblas|dnnl forces one. Otherwise each candidate
  * (OpenBLAS; oneDNN when libdnnl is installed) is checked against a double-precision reference
  * on a few shapes, and of those that agree the faster on a 512^3 product is used (oneDNN

@@ -8,7 +8,6 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "fsutil.h"
@@ -402,15 +401,13 @@ int fb_model_config_parse(fb_model_config *c, const char *json, size_t len, cons
   return rc;
 }
 
+static int parse_into(void *c, const char *json, size_t len, const char *label, fb_err *err) {
+  return fb_model_config_parse(c, json, len, label, err);
+}
+
 int fb_model_config_load(fb_model_config *c, const char *path, fb_err *err) {
-  char *text = NULL;
-  size_t len = 0;
   memset(c, 0, sizeof *c);
-  int rc = fb_read_file(path, &text, &len, MAX_CONFIG_BYTES, err);
-  if (rc != 0) return rc;
-  rc = fb_model_config_parse(c, text, len, path, err);
-  free(text);
-  return rc;
+  return fb_parse_file(path, MAX_CONFIG_BYTES, parse_into, c, err);
 }
 
 int fb_model_config_proj_shape(const fb_model_config *c, int index, int *out, int *in) {

@@ -4,23 +4,17 @@
 -- The skill lives in DIR/skills/ID/ (skill.json, data.jsonl); a bundled skill from
 -- share/skills/ID is copied there first. Kept examples are appended atomically.
 local fb = require "fastbrain"
+local args = require "fastbrain.args"
 local gendata = require "fastbrain.gendata"
 local providers = require "fastbrain.providers"
 
 local USAGE = "usage: fastbrain run scripts/gen-data.lua --skill ID --count N [--data-dir DIR] [--keys FILE] [--batch N]"
 
 local function parse(argv)
-  local opts = {data_dir = os.getenv("FASTBRAIN_HOME") or "./fastbrain-data", batch = 5}
-  local known = {skill = true, count = true, ["data-dir"] = true, keys = true, batch = true}
-  local i = 1
-  while i <= #argv do
-    local name = argv[i]:match("^%-%-([%w-]+)$")
-    if argv[i] == "--help" or argv[i] == "-h" then return nil, USAGE, true end
-    if not known[name] then return nil, ("unknown argument '%s'\n%s"):format(argv[i], USAGE) end
-    if argv[i + 1] == nil then return nil, ("--%s needs a value\n%s"):format(name, USAGE) end
-    opts[name:gsub("-", "_")] = argv[i + 1]
-    i = i + 2
-  end
+  local opts, err, help = args.parse(argv, {
+    options = {skill = "string", count = "string", data_dir = "string", keys = "string", batch = "string"},
+    defaults = {data_dir = os.getenv("FASTBRAIN_HOME") or "./fastbrain-data", batch = 5}, usage = USAGE})
+  if not opts then return nil, err, help end
   if not opts.skill or not opts.skill:match("^[%w_-]+$") then return nil, "--skill ID (letters, digits, - and _) is required\n" .. USAGE end
   opts.count = math.tointeger(tonumber(opts.count or ""))
   if not opts.count or opts.count < 1 or opts.count > 1000 then return nil, "--count must be an integer 1..1000\n" .. USAGE end

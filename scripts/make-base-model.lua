@@ -6,25 +6,20 @@
 -- kept out, so that what a skill's LoRA adapter adds shows against the base model.
 --   fastbrain run scripts/make-base-model.lua --out share/models/tiny [--steps N] [--seed S]
 local fb = require "fastbrain"
+local args = require "fastbrain.args"
 local duration = require "fastbrain.duration"
 local lm = require "fastbrain.model.core"
 
 local USAGE = "usage: fastbrain run scripts/make-base-model.lua --out DIR [--steps N --seed S --lr X " ..
   "--micro-batch N --max-len N]\n"
 
-local function parse(args)
-  local opts = {steps = 3000, seed = 1234, lr = 2e-3, micro_batch = 4, max_len = 1024}
-  local i = 1
-  while i <= #args do
-    local key = args[i]:match("^%-%-([%w-]+)$")
-    key = key and key:gsub("-", "_")
-    if not key or not (key == "out" or opts[key]) then return nil, "unknown argument " .. args[i] end
-    local v = args[i + 1]
-    if key ~= "out" then v = tonumber(v) end
-    if v == nil then return nil, args[i] .. (key == "out" and " needs a value" or " needs a number") end
-    opts[key], i = v, i + 2
-  end
-  if not opts.out then return nil, "--out DIR is required" end
+local function parse(argv)
+  local opts, err, help = args.parse(argv, {
+    options = {out = "string", steps = "number", seed = "number", lr = "number", micro_batch = "number",
+               max_len = "number"},
+    defaults = {steps = 3000, seed = 1234, lr = 2e-3, micro_batch = 4, max_len = 1024}, usage = USAGE})
+  if not opts then return nil, err, help end
+  if not opts.out then return nil, "--out DIR is required\n" .. USAGE end
   return opts
 end
 
@@ -80,11 +75,8 @@ end
 
 local function main()
   io.stdout:setvbuf("line")  -- progress shows as it comes when the output goes to a file
-  local opts, perr = parse(arg)
-  if not opts then
-    io.stderr:write("make-base-model: ", perr, "\n", USAGE)
-    return 2
-  end
+  local opts, perr, help = parse(arg)
+  if not opts then return args.report(perr, help, "make-base-model") end
   local tmp = os.tmpname()
   os.remove(tmp)
   local init = tmp .. "/init"

@@ -7,6 +7,7 @@
 -- [--max-running N] [--stale-after S] [--kill-grace S] [--max-connections N] (docs/jobs.md)
 -- Returns the app, so a test may run it in-process with loadfile(...)("--port", "0").
 local fb = require "fastbrain"
+local args = require "fastbrain.args"
 local models = require "fastbrain.models"
 local router = require "fastbrain.router"
 
@@ -14,9 +15,9 @@ local USAGE = "usage: fastbrain serve [--host HOST] [--port PORT] [--data-dir DI
               "                       [--token TOKEN (seen by other users in ps: prefer FASTBRAIN_TOKEN)]\n" ..
               "                       [--model DIR|NAME|ORG/NAME[@REVISION]] [--worker CMD] [--max-running N]\n" ..
               "                       [--stale-after SECONDS] [--kill-grace SECONDS] [--max-connections N]"
-local OPTIONS = {host = true, port = true, data_dir = true, token = true, token_file = true, model = true,
-                 worker = true, max_running = true, stale_after = true, kill_grace = true,
-                 max_connections = true}
+local OPTIONS = {host = "string", port = "string", data_dir = "string", token = "string",
+                 token_file = "string", model = "string", worker = "string", max_running = "string",
+                 stale_after = "string", kill_grace = "string", max_connections = "string"}
 -- Options that are numbers > 0 (integers where `integer`); absent: the engine's default.
 local NUMBERS = {max_running = "integer", stale_after = "number", kill_grace = "number",
                  max_connections = "integer"}
@@ -24,33 +25,15 @@ local GRACE_MS = 3000
 
 -- argv -> options, or nil and a message (and true when the message is the asked-for usage).
 local function parse(argv)
-  local opts = {
+  local opts, given, help = args.parse(argv, {options = OPTIONS, usage = USAGE, defaults = {
     host = "127.0.0.1",
     port = 8215,
     data_dir = os.getenv("FASTBRAIN_HOME") or "./fastbrain-data",
     token = os.getenv("FASTBRAIN_TOKEN"),
     model = os.getenv("FASTBRAIN_MODEL") or fb.root .. "/share/models/tiny",
-  }
-  local i = 1
-  while i <= #argv do
-    local a = argv[i]
-    local name, inline = a:match("^%-%-([%w-]+)=(.*)$")
-    name = name or a:match("^%-%-([%w-]+)$")
-    local key = name and name:gsub("-", "_")
-    if a == "-h" or a == "--help" then return nil, USAGE, true end
-    if not OPTIONS[key] then
-      return nil, ("unknown argument '%s'\n%s"):format(a, USAGE)
-    end
-    local value = inline
-    if not value then
-      i = i + 1
-      value = argv[i]
-      if value == nil then return nil, ("--%s needs a value\n%s"):format(name, USAGE) end
-    end
-    opts[key] = value
-    if key == "token" then opts.token_on_argv = true end
-    i = i + 1
-  end
+  }})
+  if not opts then return nil, given, help end
+  opts.token_on_argv = given.token
   local port = math.tointeger(tonumber(opts.port))
   if not port or port < 0 or port > 65535 then
     return nil, ("--port must be an integer 0..65535, got '%s'"):format(tostring(opts.port))

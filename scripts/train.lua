@@ -6,35 +6,20 @@
 -- usage: fastbrain run scripts/train.lua SKILL [--model DIR] [--out DIR] [--data-dir DIR]
 --        [--epochs N] [--max-len N] [--lr X] [--rank R] [--max-tokens N]
 local fb = require "fastbrain"
+local args = require "fastbrain.args"
 local duration = require "fastbrain.duration"
 
 local USAGE = "usage: fastbrain run scripts/train.lua SKILL [--model DIR] [--out DIR] [--data-dir DIR]\n" ..
   "       [--epochs N] [--max-len N] [--lr X] [--rank R] [--max-tokens N]\n"
-local NUMBERS = {epochs = true, max_len = true, lr = true, rank = true, max_tokens = true}
-local STRINGS = {model = true, out = true, data_dir = true}
+local OPTIONS = {epochs = "number", max_len = "number", lr = "number", rank = "number", max_tokens = "number",
+                 model = "string", out = "string", data_dir = "string"}
 
-local function parse(args)
-  local opts = {model = fb.root .. "/share/models/tiny", max_tokens = 96,
-                data_dir = os.getenv("FASTBRAIN_HOME") or "./fastbrain-data"}
-  local i = 1
-  while i <= #args do
-    local key = args[i]:match("^%-%-([%w-]+)$")
-    if not key then
-      if opts.skill then return nil, "one skill expected (got " .. args[i] .. ")" end
-      opts.skill, i = args[i], i + 1
-    else
-      key = key:gsub("-", "_")
-      local v = args[i + 1]
-      if not (NUMBERS[key] or STRINGS[key]) then return nil, "unknown option --" .. key:gsub("_", "-") end
-      if v == nil then return nil, "--" .. key:gsub("_", "-") .. " needs a value" end
-      if NUMBERS[key] then
-        v = tonumber(v)
-        if not v then return nil, "--" .. key:gsub("_", "-") .. " needs a number" end
-      end
-      opts[key], i = v, i + 2
-    end
-  end
-  if not opts.skill then return nil, "which skill? (a directory or an id such as plumbing-receptionist)" end
+local function parse(argv)
+  local opts, err, help = args.parse(argv, {options = OPTIONS, word = "skill", usage = USAGE,
+    defaults = {model = fb.root .. "/share/models/tiny", max_tokens = 96,
+                data_dir = os.getenv("FASTBRAIN_HOME") or "./fastbrain-data"}})
+  if not opts then return nil, err, help end
+  if not opts.skill then return nil, "which skill? (a directory or an id such as plumbing-receptionist)\n" .. USAGE end
   return opts
 end
 
@@ -59,11 +44,8 @@ local function find_skill(opts)
 end
 
 local function main()
-  local opts, err = parse(arg)
-  if not opts then
-    io.stderr:write("train.lua: ", err, "\n", USAGE)
-    return 2
-  end
+  local opts, err, help = parse(arg)
+  if not opts then return args.report(err, help, "train.lua") end
   local dir, skill = find_skill(opts)
   if not dir then
     io.stderr:write("train.lua: ", skill, "\n")

@@ -15,34 +15,20 @@
 --   fastbrain run scripts/voice-check.lua [SKILL...] [--model DIR] [--base | --lr X --epochs N]
 --     [--max-tokens N] [--min-words F] [--min-own F] [--min-drop F] [--out DIR]
 local fb = require "fastbrain"
+local args = require "fastbrain.args"
 
 local USAGE = "usage: fastbrain run scripts/voice-check.lua [SKILL...] [--model DIR] [--base | --lr X " ..
   "--epochs N] [--max-tokens N] [--min-words F] [--min-own F] [--min-drop F] [--out DIR]\n"
 -- How the answers are drawn: greedy, with a mild repetition penalty (a tiny model loops).
 local GENERATE = {max_tokens = 96, repetition_penalty = require("fastbrain.answer").REPETITION_PENALTY}
 
-local function parse(args)
-  local opts = {model = fb.root .. "/share/models/tiny", min_words = 0.9, min_own = 0.8, min_drop = 0.3,
-                skills = {}}
-  local i = 1
-  while i <= #args do
-    local key = args[i]:match("^%-%-([%w-]+)$")
-    key = key and key:gsub("-", "_")
-    if not key then
-      opts.skills[#opts.skills + 1], i = args[i], i + 1
-    elseif key == "base" then
-      opts.base, i = true, i + 1
-    elseif key == "model" or key == "out" or key == "max_tokens" or key == "min_words" or key == "min_own" or
-           key == "min_drop" or key == "lr" or key == "epochs" then
-      local v = args[i + 1]
-      if key ~= "model" and key ~= "out" then v = tonumber(v) end
-      if v == nil then return nil, args[i] .. " needs a value" end
-      opts[key], i = v, i + 2
-    else
-      return nil, "unknown option " .. args[i]
-    end
-  end
-  return opts
+local OPTIONS = {model = "string", out = "string", base = "flag", max_tokens = "number", min_words = "number",
+                 min_own = "number", min_drop = "number", lr = "number", epochs = "number"}
+
+local function parse(argv)
+  return args.parse(argv, {options = OPTIONS, words = "skills", usage = USAGE,
+                           defaults = {model = fb.root .. "/share/models/tiny", min_words = 0.9, min_own = 0.8,
+                                       min_drop = 0.3}})
 end
 
 local function read(path) return assert(fb.fs.read(path)) end
@@ -126,11 +112,8 @@ local function check_answer(text, own, known, skills)
 end
 
 local function main()
-  local opts, perr = parse(arg)
-  if not opts then
-    io.stderr:write("voice-check: ", perr, "\n", USAGE)
-    return 2
-  end
+  local opts, perr, help = parse(arg)
+  if not opts then return args.report(perr, help, "voice-check") end
   if #opts.skills == 0 then opts.skills = assert(fb.fs.list(fb.root .. "/share/skills")) end
   GENERATE.max_tokens = opts.max_tokens or GENERATE.max_tokens
   local known, skills = references()

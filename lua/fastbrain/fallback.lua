@@ -189,7 +189,8 @@ function Chain:request(req)
   for _, f in ipairs(fallbacks) do parts[#parts + 1] = f.provider .. " (" .. f.reason .. ")" end
   local msg = "no provider could answer: " .. table.concat(parts, "; ")
   if first_back then msg = msg .. ("; first back: %s at %s"):format(first_back.provider, iso(first_back.at)) end
-  return nil, {message = msg, reasons = fallbacks, next_at = first_back and first_back.at, next_provider = first_back and first_back.provider}
+  return nil, {message = msg, reasons = fallbacks, next_at = first_back and first_back.at,
+               next_provider = first_back and first_back.provider}
 end
 
 -- status() -> one row per provider for the dashboard (no keys): name, state, until, budget,

@@ -304,9 +304,8 @@ local function download(ctx, file, meta)
   local part = blob .. ".incomplete"
   local ok, err = fs.mkdir_p(ctx.dir .. "/blobs")
   if not ok then return nil, failure("io", err) end
-  local lock, lerr = lock_blob(ctx, file, meta.etag)
+  local lock <close>, lerr = lock_blob(ctx, file, meta.etag)
   if not lock then return nil, lerr end
-  local held <close> = lock
   local done = fs.stat(blob)
   if done and done.size == meta.size then
     ctx.done_bytes = ctx.done_bytes + meta.size

@@ -147,9 +147,9 @@ function Model:chat(messages, opts)
   if not text then return nil, ids end
   local stream, err = self.lm:stream(ids, engine_opts(self, opts, template))
   if not stream then return nil, err end
-  local tokenizer = self.tokenizer
+  local tok = self.tokenizer
   return setmetatable({stream = stream, prompt_tokens = #ids, completion_tokens = 0,
-                       reply = reply.new(function(out) return tokenizer:decode(out, {skip_special = true}) end,
+                       reply = reply.new(function(out) return tok:decode(out, {skip_special = true}) end,
                                          opts.stop_text)}, Answer)
 end
 

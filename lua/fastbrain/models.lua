@@ -97,8 +97,8 @@ function M.remove(id, data_dir)
   if t.source == "bundled" then return nil, ("%s is bundled with fastbrain: it stays"):format(id) end
   if t.source == "data" then return fb.fs.remove_tree(t.dir) end
   local repo = hf_cache.parse_ref(id).repo
-  local ok, err = fb.fs.remove_tree(hf_cache.repo_dir(hf_cache.root(), repo))
-  if not ok then return nil, err end
+  local ok, rm_err = fb.fs.remove_tree(hf_cache.repo_dir(hf_cache.root(), repo))
+  if not ok then return nil, rm_err end
   -- huggingface_hub's download locks of its blobs, when a pull left any
   local locks = hf_cache.root() .. "/.locks/" .. hf_cache.repo_dir("", repo):sub(2)
   if fb.fs.mode(locks) then return fb.fs.remove_tree(locks) end

@@ -1,5 +1,5 @@
 /* test_fsutil.c: fb_write_file_atomic / fb_write_parts_atomic, fb_read_file and its cap,
- * fb_mkdir_p, on a scratch directory. */
+ * fb_parse_file, fb_mkdir_p, on a scratch directory. */
 #include "formats_tmp.h"
 #include "test.h"
 
@@ -115,6 +115,40 @@ TEST(read_empty_file) {
   CHECK_INT(len, 0);
   CHECK_STR(buf, "");
   free(buf);
+}
+
+/* What a parser given to fb_parse_file saw; it refuses a text that starts with '!'. */
+struct seen {
+  char text[32], label[256];
+  size_t len;
+  int calls;
+};
+static int record(void *out, const char *text, size_t len, const char *label, fb_err *err) {
+  struct seen *s = out;
+  s->calls++;
+  s->len = len;
+  snprintf(s->text, sizeof s->text, "%s", text);
+  snprintf(s->label, sizeof s->label, "%s", label);
+  return text[0] == '!' ? fb_err_set(err, FB_EFORMAT, "%s: refused", label) : 0;
+}
+
+TEST(parse_file_hands_the_text_and_path_to_the_parser) {
+  fb_err err = {0};
+  struct seen s = {0};
+  const char *p = tmp_path("parse.txt");
+  CHECK_INT(fb_write_file_atomic(p, "abc", 3, &err), 0);
+  CHECK_INT(fb_parse_file(p, 10, record, &s, &err), 0);
+  CHECK_INT(s.calls, 1);
+  CHECK_INT(s.len, 3);
+  CHECK_STR(s.text, "abc");
+  CHECK_STR(s.label, p);
+  CHECK_INT(fb_write_file_atomic(p, "!no", 3, &err), 0);
+  CHECK_INT(fb_parse_file(p, 10, record, &s, &err), FB_EFORMAT);
+  CHECK(strstr(err.msg, "parse.txt: refused") != NULL);
+  /* A file that cannot be read never reaches the parser. */
+  CHECK_INT(fb_parse_file(p, 2, record, &s, &err), FB_ELIMIT);
+  CHECK_INT(fb_parse_file(tmp_path("missing"), 10, record, &s, &err), FB_ENOTFOUND);
+  CHECK_INT(s.calls, 2);
 }
 
 TEST(mkdir_p_makes_parents_and_is_idempotent) {

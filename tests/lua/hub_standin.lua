@@ -39,7 +39,7 @@ function M.bytes(n, seed)
   return table.concat(parts):sub(1, n)
 end
 
-local function range_of(header, size)
+local function range_of(header)
   local from = header and tonumber(header:match("^bytes=(%d+)%-$"))
   if not from then return nil end
   return from
@@ -140,7 +140,7 @@ function M.start()
       h.Location = s.cdn_base .. "/blob/" .. file.real_sha
       return res:send(302, "", h)
     end
-    local from = range_of(req.headers.range, #file.data)
+    local from = range_of(req.headers.range)
     if from then
       h["Content-Range"] = ("bytes %d-%d/%d"):format(from, #file.data - 1, #file.data)
       return res:send(206, file.data:sub(from + 1), h)
@@ -164,7 +164,7 @@ function M.start()
     if st then return res:send(st, "scripted") end
     local data = s.blobs[req.params.sha]
     if not data then return res:send(404, "no such blob") end
-    local from = range_of(req.headers.range, #data)
+    local from = range_of(req.headers.range)
     if from then
       if from >= #data then return res:send(416, "", {["Content-Range"] = "bytes */" .. #data}) end
       return res:send(206, data:sub(from + 1), {["Content-Range"] = ("bytes %d-%d/%d"):format(from, #data - 1, #data),
@@ -202,7 +202,7 @@ function M.start()
       sock:send("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
       return
     end
-    local from = not s.ignore_range and range_of(headers.range, #data) or 0
+    local from = not s.ignore_range and range_of(headers.range) or 0
     local body = data:sub(from + 1)
     local head = from > 0 and ("HTTP/1.1 206 Partial Content\r\nContent-Range: bytes %d-%d/%d\r\n"):format(from, #data - 1, #data)
       or "HTTP/1.1 200 OK\r\n"
@@ -262,7 +262,7 @@ function M.start()
     end
     return n
   end
-  function s:close()
+  function s.close()
     app:close(0)
     cdn:close()
   end

@@ -105,7 +105,7 @@ function M.start()
   end
   function s:respond(path, fn) self.responders[path] = fn end
   function s:reset() self.queues, self.requests, self.responders = {}, {}, {} end
-  function s:close() app:close(0) end
+  function s.close() app:close(0) end
   -- A provider chain on this stand-in: Groq's wire format, then Anthropic's (or only the
   -- providers named), with test keys and no retries.
   function s:chain(names)

@@ -77,7 +77,7 @@ T.test("keys: written 0600 on loopback, never sent back, never logged", function
                            problem = "GROQ_API_KEY is not set (environment or " .. srv.data_dir .. "/keys)"})
 
   local status, r
-  status, body, r = server.call(srv, "POST", "/api/providers/keys", {name = "NOPE", value = SECRET})
+  status, _, r = server.call(srv, "POST", "/api/providers/keys", {name = "NOPE", value = SECRET})
   T.eq(status, 400)
   T.eq(r.body:find(SECRET, 1, true), nil, "a refusal does not echo the value")
   status, body, r = server.call(srv, "POST", "/api/providers/keys", {name = "GROQ_API_KEY", value = SECRET .. "\nX=1"})

@@ -1,10 +1,11 @@
 -- The exports API over real HTTP, on an adapter trained in-process on the bundled model
--- (share/models/tiny, whose GGUF llama.cpp decodes token for token as fastbrain): a GGUF
--- export runs as a child `fastbrain export` while its events show the phases, then downloads
--- as the file it wrote (GGUF magic, the size the task says); asking again returns the finished export; a second export of the adapter while one
--- runs is refused (409); a merged export downloads as .tar.gz; a failing export reports the
--- child's last line; a client that leaves the events stops nothing; a restarted server shows
--- the latest task (one it was running reads failed); bad fields and unknown adapters are refused.
+-- (share/models/tiny, whose GGUF llama.cpp decodes token for token as fastbrain): a GGUF export
+-- runs as a child `fastbrain export` while its events show the phases, then downloads as the file
+-- it wrote (GGUF magic, the size the task says); asking again returns the finished export; a second
+-- export of the adapter while one runs is refused (409); a merged export downloads as .tar.gz; a
+-- failing export reports the child's last line; a client that leaves the events stops nothing; a
+-- restarted server shows the latest task (one it was running reads failed); bad fields and unknown
+-- adapters are refused.
 local T = require "tests.lua.testing"
 local fb = require "fastbrain"
 local server = require "tests.api.server"

@@ -27,6 +27,16 @@ local function call(method, path, body)
   return res.status, json.decode(res.body)
 end
 
+-- The generation task's status once it stops running.
+local function finished()
+  local _, body
+  repeat
+    fb.sleep(20)
+    _, body = call("GET", "/api/skills/plumber/generate")
+  until body.task.state ~= "running"
+  return body
+end
+
 T.test("a generation task runs, reports progress and appends what it kept", function(done)
   srv:queue("openai", {status = 200, delay = 150, json = standin.openai_ok(
     line("Can you fix a running toilet?", "Yes, ...") .. "\n" .. line("What are your hours?", "dup")).json})
@@ -38,10 +48,7 @@ T.test("a generation task runs, reports progress and appends what it kept", func
     status, body = call("POST", "/api/skills/plumber/generate", {count = 2})
     T.eq(status, 409)
     T.eq(body.error, "generation already running")
-    repeat
-      fb.sleep(20)
-      status, body = call("GET", "/api/skills/plumber/generate")
-    until body.task.state ~= "running"
+    body = finished()
     T.eq(body.task.state, "succeeded")
     T.eq(body.task.kept, 2)
     T.eq(body.task.dropped, {["exact duplicate"] = 1})
@@ -59,8 +66,7 @@ T.test("a rate-limited provider falls back; the task records why and who answere
   srv:queue("anthropic", standin.anthropic_ok(line("Is a dripping tap urgent?", "Not usually. ...")))
   fb.spawn(T.guard(done, function()
     T.eq(call("POST", "/api/skills/plumber/generate", {count = 1}), 202)
-    local body
-    repeat fb.sleep(20); _, body = call("GET", "/api/skills/plumber/generate") until body.task.state ~= "running"
+    local body = finished()
     T.eq({body.task.state, body.task.provider, body.task.by_provider}, {"succeeded", "anthropic", {anthropic = 1}})
     T.eq(#body.task.fallbacks, 1)
     T.eq(body.task.fallbacks[1].provider, "groq")
@@ -133,8 +139,7 @@ T.test("a failing chain ends the task with its error and writes nothing", functi
   srv:queue("openai", standin.openai_error(500, "server_error", nil, "down"))
   fb.spawn(T.guard(done, function()
     T.eq(call("POST", "/api/skills/plumber/generate", {count = 1}), 202)
-    local body
-    repeat fb.sleep(20); _, body = call("GET", "/api/skills/plumber/generate") until body.task.state ~= "running"
+    local body = finished()
     T.eq(body.task.state, "failed")
     T.matches(body.task.error, "no provider could answer")
     T.eq(fb.fs.read(data_dir .. "/skills/plumber/data.jsonl"), before)
@@ -155,8 +160,7 @@ T.test("batch is checked, provider calls are capped, and a task cancels", functi
       return standin.anthropic_ok("Sorry, I cannot write that.")
     end)
     T.eq(call("POST", "/api/skills/plumber/generate", {count = 2, batch = 1}), 202)
-    local body
-    repeat fb.sleep(20); _, body = call("GET", "/api/skills/plumber/generate") until body.task.state ~= "running"
+    local body = finished()
     T.eq({body.task.state, body.task.calls, calls}, {"failed", 6, 6})  -- 3 rounds per batch needed
     T.eq(body.task.error, "0 of 2 kept after 6 provider calls")
     srv:respond("anthropic", function() calls = calls + 1; return {status = 200, delay = 100,
@@ -166,7 +170,7 @@ T.test("batch is checked, provider calls are capped, and a task cancels", functi
     fb.sleep(150)
     local status, cancelled = call("POST", "/api/skills/plumber/generate/cancel")
     T.eq({status, cancelled.task.state}, {202, "running"})
-    repeat fb.sleep(20); _, body = call("GET", "/api/skills/plumber/generate") until body.task.state ~= "running"
+    body = finished()
     T.eq({body.task.state, body.task.error}, {"cancelled", json.null})
     assert(calls <= 3, "calls after the cancel: " .. calls)
     T.eq(call("POST", "/api/skills/plumber/generate/cancel"), 409)

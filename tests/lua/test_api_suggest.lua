@@ -33,10 +33,10 @@ local function call(method, path, body)
 end
 
 local function finished()
-  local status, body
+  local _, body
   repeat
     fb.sleep(20)
-    status, body = call("GET", PATH)
+    _, body = call("GET", PATH)
   until body.task.state ~= "running"
   return body.task
 end

@@ -307,6 +307,7 @@ T.test("any job resumes by id: the same job goes on; 409 while live or when it c
   wait_job(a, "cancelled")
   -- C: killed before its first checkpoint: nothing to resume, by id or by skill.
   status, body = call("POST", "/api/train-skill/byid", {max_steps = 100000, checkpoint_interval = 100000})
+  T.eq(status, 202)
   local c = body.job.id
   assert(server.kill(wait_step(c, 1).pid), "kill the worker")
   wait_job(c, "failed")

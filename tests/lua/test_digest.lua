@@ -20,7 +20,7 @@ end)
 
 T.test("sha256 fed piece by piece equals the whole", function()
   local d = digest.new("sha256")
-  for i = 1, 1000 do d:update(string.rep("a", 1000)) end
+  for _ = 1, 1000 do d:update(string.rep("a", 1000)) end
   T.eq(d:hex(), MILLION_HEX)
   local e = digest.new()
   for i = 1, #TWO do e:update(TWO:sub(i, i)) end
@@ -58,11 +58,11 @@ T.test("fs.stat, lstat, symlink, readlink, lock", function()
   T.eq(select(2, fs.symlink("x", dir .. "/snap/f")) ~= nil, true)
   T.eq(fs.readlink(dir .. "/blobs/abc"), nil)
   local lock = assert(fs.lock(dir .. "/x.lock"))
-  local none, why, busy = fs.lock(dir .. "/x.lock")
-  T.eq({none, busy}, {nil, "busy"})
+  local refused, why, busy = fs.lock(dir .. "/x.lock")
+  T.eq({refused, busy}, {nil, "busy"})
   T.matches(why, "x.lock: held by another download")
   lock:unlock()
-  local again <close> = assert(fs.lock(dir .. "/x.lock"))
+  local _ <close> = assert(fs.lock(dir .. "/x.lock"))  -- free again: taken, and held to the end
   T.eq(select(3, fs.lock(dir .. "/nodir/x.lock")), "ENOENT")
   assert(fs.remove_tree(dir))
 end)

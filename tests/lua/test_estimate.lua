@@ -156,10 +156,10 @@ T.test("too little memory: the estimate says so and the trainer refuses to start
   T.eq(e.cpu.fits, false)
   T.matches(e.warnings[1], "^this run needs about [%d.]+ GiB at its peak on the CPU and [%d.]+ GiB is free: " ..
             "lower micro_batch %(1%) or max_len")
-  code, out, err = run(with{"--out", tmp .. "/refused"}, enter)
+  local refused, _, why = run(with{"--out", tmp .. "/refused"}, enter)
   os.execute(("rmdir %s"):format(q(dir)))
-  T.eq(code, 4, err)
-  T.matches(err, "needs about [%d.]+ GiB at its peak on the CPU")
+  T.eq(refused, 4, why)
+  T.matches(why, "needs about [%d.]+ GiB at its peak on the CPU")
   T.eq(fb.fs.mode(tmp .. "/refused"), nil, "nothing written")
 end)
 

@@ -175,7 +175,8 @@ end)
 
 async("timeouts, malformed JSON and truncated bodies count as transient", function()
   local chain = make_chain{retries = 1}
-  srv:queue("openai", {status = 200, delay = 800, json = {}}, {status = 200, raw = "{not json", headers = {["Content-Type"] = "application/json"}})
+  srv:queue("openai", {status = 200, delay = 800, json = {}},
+            {status = 200, raw = "{not json", headers = {["Content-Type"] = "application/json"}})
   srv:queue("anthropic", {status = 200, raw = '{"content": []}'}, standin.anthropic_ok("fine"))
   local res = assert(chain:request(REQ))
   T.eq(res.provider, "anthropic")

@@ -32,7 +32,8 @@ T.test("similarity and validation", function()
   T.eq(select(2, gendata.validate({messages = {{role = "user", content = "hi"}, {role = "assistant", content = "  "}}})),
     "messages[1].content: empty")
   T.eq(select(2, gendata.validate({messages = {{role = "user", content = "hi"}}})), "no assistant answer")
-  T.eq(gendata.validate({messages = {{role = "system", content = "s"}, {role = "user", content = "u"}, {role = "assistant", content = "a"}}}), true)
+  T.eq(gendata.validate({messages = {{role = "system", content = "s"}, {role = "user", content = "u"},
+                                     {role = "assistant", content = "a"}}}), true)
 end)
 
 T.test("shapes convert both ways", function()
@@ -40,7 +41,8 @@ T.test("shapes convert both ways", function()
   local ex = gendata.to_messages(alpaca)
   T.eq(ex.messages, {{role = "system", content = "S"}, {role = "user", content = "Fix it\n\nsink"},
                      {role = "assistant", content = "Turn off the valve."}})
-  T.eq(gendata.from_messages(gendata.to_messages({conversations = {{from = "human", value = "q"}, {from = "gpt", value = "a"}}}), "sharegpt"),
+  T.eq(gendata.from_messages(gendata.to_messages({conversations = {{from = "human", value = "q"},
+                                                                    {from = "gpt", value = "a"}}}), "sharegpt"),
     {conversations = {{from = "human", value = "q"}, {from = "gpt", value = "a"}}})
 end)
 

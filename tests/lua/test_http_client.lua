@@ -73,7 +73,8 @@ local routes = {
   ["/stall-body"] = function(_, sock) sock:send("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc"); fb.sleep(500) end,
   ["/big"] = reply(string.rep("x", 2000)),
   ["/big-chunked"] = function(_, sock)
-    sock:send("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" .. ("3e8\r\n" .. string.rep("y", 1000) .. "\r\n"):rep(3) .. "0\r\n\r\n")
+    sock:send("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" ..
+              ("3e8\r\n" .. string.rep("y", 1000) .. "\r\n"):rep(3) .. "0\r\n\r\n")
   end,
   ["/truncated"] = function(_, sock) sock:send("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789") end,
   ["/garbage"] = function(_, sock) sock:send("SMTP ready\r\n\r\n") end,
@@ -252,6 +253,7 @@ T.test("stream: each read waits idle_timeout for data, not a total timeout", fun
     res, err = http.request({url = base .. "/stall-body", idle_timeout = 100, stream = function()
       return function() return true end
     end})
+    T.eq(res, nil)
     T.matches(err, "no data for 100 ms$")
     done()
   end))
@@ -279,7 +281,7 @@ T.test("redirects: relative locations, history, Authorization only to the same o
     T.eq(echo.host, "127.0.0.1:" .. other.port)
     -- A streamed request takes the final body only, never a redirect's.
     local parts = {}
-    res = assert(http.request({url = base .. "/echo-redirect", redirects = 1, stream = function()
+    assert(http.request({url = base .. "/echo-redirect", redirects = 1, stream = function()
       return function(c) parts[#parts + 1] = c; return true end
     end}))
     T.eq(fb.json.decode(table.concat(parts)).target, "/echo")

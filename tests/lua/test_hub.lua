@@ -190,7 +190,7 @@ async("a cancelled pull leaves a resumable .incomplete; the next pull resumes it
   srv:reset()
   local events
   res, err, code, events = pull("org/cancel")
-  T.eq(err, nil)
+  T.eq({err, code}, {nil, nil})
   T.eq(srv:count("pytorch"), 0)
   local starts = by_event(events, "file_start")
   T.eq(#starts, 1, "only the unfinished shard moves")
@@ -218,7 +218,8 @@ async("a server that ignores Range starts the file over; a corrupt .incomplete i
   local res, err, code = pull("org/norange@" .. commit, {cancelled = function()
     return fs.stat(dir .. "/blobs/" .. sha1) ~= nil  -- stop once shard 1 is in
   end})
-  T.eq(code, "cancelled")
+  T.eq({res, code}, {nil, "cancelled"})
+  T.matches(err, "cancelled")
   T.eq(srv.requests[#srv.requests].range, "bytes=5000-")
   T.eq(fs.stat(dir .. "/blobs/" .. sha1).size, #files[SHARD1].data, "shard 1 restarted from 0 and kept")
   srv:reset()  -- shard 2: the server honours Range, the 5000 bad bytes stay in front
@@ -282,13 +283,13 @@ async("a gated repo: 401 and 403 say to accept the license and set HF_TOKEN; the
   T.eq(srv:count("^/api/"), 1, "the model's metadata is public")
   T.eq(srv:count("safetensors"), 0, "refused at config.json")
   res, err, code = pull("org/gated", {token = "hf_wrong"})
-  T.eq(code, "gated")
+  T.eq({res, code}, {nil, "gated"})
   T.matches(err, "403 Forbidden.*token sent was refused")
   T.eq(err:find("hf_wrong", 1, true), nil, "the token is never in a message")
   srv:reset()
   env.HF_TOKEN = "hf_secret_token"
   res, err = pull("org/gated")
-  T.eq(err, nil)
+  T.eq({type(res), err}, {"table", nil})
   for _, r in ipairs(srv.requests) do
     if r.where == "cdn" or r.path:find("^/cdn/") then
       T.eq(r.auth, r.path:find("^/cdn/") and "Bearer hf_secret_token" or nil, r.path)
@@ -326,7 +327,7 @@ async("no safetensors, or an unsupported architecture: refused before any large 
   srv:reset()
   srv:add_repo("org/gpt2", {commit = string.rep("a7", 20), files = standin.llama_files({arch = "GPT2LMHeadModel"})})
   res, err, code = pull("org/gpt2")
-  T.eq(code, "unsupported")
+  T.eq({res, code}, {nil, "unsupported"})
   T.matches(err, "^org/gpt2@main: .*config%.json: field 'architectures': 'GPT2LMHeadModel' is not one of LlamaForCausalLM, ")
   T.eq(srv:count("resolve/"), 2, "config.json only (HEAD, GET)")
   T.eq(srv:count("config.json"), 2)
@@ -334,7 +335,7 @@ async("no safetensors, or an unsupported architecture: refused before any large 
   srv:reset()
   srv:add_repo("org/odd", {commit = string.rep("b8", 20), files = standin.llama_files({intermediate_size = -3})})
   res, err, code = pull("org/odd")
-  T.eq(code, "unsupported")
+  T.eq({res, code}, {nil, "unsupported"})
   T.matches(err, "^org/odd@main: .*config%.json: field 'intermediate_size'")
   T.eq(srv:count("resolve/"), 2, "config.json only (HEAD, GET)")
   T.eq(srv:count("safetensors"), 0)
@@ -399,7 +400,7 @@ async("offline: a complete revision from the cache, else a clear refusal, never 
   T.eq(#res.files, #WANTED)
   T.eq(events[#events].event, "done")
   res, err = pull("org/llama@" .. C1)
-  T.eq(err, nil)
+  T.eq({err, res.commit}, {nil, C1})
   local _, err2, code = pull("org/unseen")
   T.eq(code, "offline")
   T.matches(err2, "^org/unseen@main is not in the cache")

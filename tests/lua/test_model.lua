@@ -70,7 +70,7 @@ T.test("chat streams generate's answer piece by piece, with its counts and why i
   local answer = assert(m:chat({{role = "system", content = "be brief"}, {role = "user", content = "q3"}},
                                {max_tokens = 16, adapter = adapter}))
   T.eq(answer.prompt_tokens, #select(2, m:render("q3", {system = "be brief"})))
-  local pieces, finish = {}, nil
+  local pieces, finish = {}
   repeat
     local piece, why = answer:next()
     pieces[#pieces + 1], finish = piece, why
@@ -86,7 +86,7 @@ T.test("chat: a stop string ends the answer before it; a closed model ends its s
   local full = m:generate("q5", {max_tokens = 24})
   local cut = full:sub(4, 5)
   local answer = assert(m:chat({{role = "user", content = "q5"}}, {max_tokens = 24, stop_text = {cut}}))
-  local text, finish = "", nil
+  local text, finish = ""
   repeat
     local piece, why = answer:next()
     text, finish = text .. piece, why

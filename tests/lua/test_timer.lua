@@ -82,8 +82,8 @@ end)
 
 local function rss_kb()
   local f = assert(io.open("/proc/self/statm"))
+  f:read("n")  -- the total size; the resident set comes next
   local pages = f:read("n")
-  pages = f:read("n")
   f:close()
   return pages * 4
 end

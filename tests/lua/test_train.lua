@@ -139,10 +139,10 @@ end)
 T.test("every field the trainer describes is in docs/training.md", function()
   local doc = assert(fb.fs.read(fb.root .. "/docs/training.md"))
   local names = {}
-  for _, f in ipairs(fb.train.fields()) do
-    names[#names + 1] = f.name
-    assert(doc:find("`" .. f.name .. "`", 1, true), "docs/training.md does not name spec field " .. f.name)
-    assert(f.doc ~= "" and (f.set_by == "request" or f.set_by == "server"), f.name)
+  for _, field in ipairs(fb.train.fields()) do
+    names[#names + 1] = field.name
+    assert(doc:find("`" .. field.name .. "`", 1, true), "docs/training.md does not name spec field " .. field.name)
+    assert(field.doc ~= "" and (field.set_by == "request" or field.set_by == "server"), field.name)
   end
   T.eq(#names, 37)
   T.eq({names[1], names[#names]}, {"model", "select_max_tokens"})

@@ -105,7 +105,8 @@ local function preview(ctx)
     local body = req:json()
     local prompt = type(body) == "table" and body.prompt
     if type(prompt) ~= "string" or not prompt:find("%S") or #prompt > M.MAX_PROMPT or prompt:find("\0", 1, true) then
-      return res:json(400, {error = "invalid request", fields = {prompt = ("a non-empty string of at most %d bytes, without NUL"):format(M.MAX_PROMPT)}})
+      local why = ("a non-empty string of at most %d bytes, without NUL"):format(M.MAX_PROMPT)
+      return res:json(400, {error = "invalid request", fields = {prompt = why}})
     end
     local max_tokens = math.tointeger(body.max_tokens) or 128
     if max_tokens < 1 or max_tokens > M.MAX_TOKENS then

@@ -1,11 +1,11 @@
 -- fastbrain.api.openai: the trained skills behind OpenAI's wire format, for any OpenAI client.
--- GET /v1/models: each skill with an adapter (its newest), each SKILL@VERSION, and the base
--- models. POST /v1/chat/completions: model, messages, max_tokens (or max_completion_tokens),
--- temperature, top_p, stop, seed, stream (+ stream_options.include_usage), n = 1; and beyond
--- OpenAI's, repetition_penalty and ignore_eos (answers of exactly max_tokens, as vLLM's). A skill's system prompt applies when the conversation
--- has none. Answers come from fastbrain.model_pool (a process per base model); a client that
--- goes away stops its answer. Errors are {"error": {message, type, param, code}}.
--- docs/serving.md has the whole contract.
+-- GET /v1/models: each skill with an adapter (its newest), each SKILL@VERSION, and the base models.
+-- POST /v1/chat/completions: model, messages, max_tokens (or max_completion_tokens), temperature,
+-- top_p, stop, seed, stream (+ stream_options.include_usage), n = 1; and beyond OpenAI's,
+-- repetition_penalty and ignore_eos (answers of exactly max_tokens, as vLLM's). A skill's system
+-- prompt applies when the conversation has none. Answers come from fastbrain.model_pool (a process
+-- per base model); a client that goes away stops its answer. Errors are {"error": {message, type,
+-- param, code}}. docs/serving.md has the whole contract.
 local fb = require "fastbrain"
 local adapters = require "fastbrain.api.adapters"
 local models = require "fastbrain.models"
