@@ -10,7 +10,7 @@ PORT       ?= 8215
 # emoji font so the skills' avatars render in their screenshots).
 DEB_PACKAGES := build-essential cmake pkg-config liblua5.4-dev libuv1-dev libcjson-dev libdnnl2 \
   node-llhttp lua-socket lua-sec libssl-dev libopenblas-dev libpcre2-dev libutf8proc-dev
-DEB_TEST_PACKAGES := clang libclang-rt-14-dev openssl curl chromium fonts-noto-color-emoji
+DEB_TEST_PACKAGES := clang libclang-rt-14-dev openssl curl chromium fonts-noto-color-emoji slurm-wlm munge
 # Benchmarks only: the anchors they compare against (nginx + Lua, PyTorch), the load tool, and
 # the profilers that count where the time goes (valgrind's callgrind, perf).
 DEB_BENCH_PACKAGES := wrk nginx libnginx-mod-http-lua lua-cjson python3-torch valgrind linux-perf
