@@ -50,7 +50,11 @@ typedef struct fb_job {
   long pid;                    /* the worker's, 0 when none */
   char *set_aside;             /* unreadable: "jobs/<id>/job.json.corrupt-N" (data_dir-relative) or NULL */
   int64_t seq;                 /* the last event's sequence number */
+  /* Under the slurm executor: the Slurm job id ("" when none) and what Slurm last said of it
+   * (state "PENDING", reason "Resources"; "" before the first poll). */
+  char slurm_id[32], slurm_state[32], slurm_reason[128];
   struct job_proc *proc;       /* private: the running worker */
+  struct slurm_run *run;       /* private: the Slurm job followed */
   int dirty;                   /* private: job.json is behind */
   uint64_t saved_ms;           /* private: when job.json was last written */
   struct fb_job *next;         /* private: the registry's list, newest first */
@@ -66,6 +70,14 @@ typedef struct fb_jobs_options {
   /* The worker command before the job directory, NULL-terminated; NULL: this executable
    * (uv_exepath) followed by "worker". Copied. */
   const char *const *worker;
+  /* Where workers run: NULL or "local" (child processes of the registry), or "slurm" (batch
+   * jobs submitted with sbatch; the data directory must be on storage the nodes see too). */
+  const char *executor;
+  struct {
+    const char *partition, *account, *time_limit; /* NULL: the cluster's defaults */
+    int mem_mb;         /* --mem of each job; 0: the cluster's default */
+    uint64_t poll_ms;   /* squeue every; 0: 2 s */
+  } slurm;
 } fb_jobs_options;
 
 /* An event: `data` is the whole object ({"seq":, "event":, "job":, "skill":, ...}), borrowed
