@@ -158,9 +158,15 @@ static uint64_t sweep_every_ms(const fb_jobs *r) {
 }
 
 int fb_jobs_start(fb_jobs *r, const char *skill, const char *spec, fb_job **out, fb_err *err) {
+  return fb_jobs_start_needing(r, skill, spec, 0, out, err);
+}
+
+int fb_jobs_start_needing(fb_jobs *r, const char *skill, const char *spec, int64_t memory_bytes,
+                          fb_job **out, fb_err *err) {
   *out = NULL;
   int rc = fb_jobs_check_skill(skill, err);
   if (rc != 0) return rc;
+  if (memory_bytes < 0) return fb_err_set(err, FB_EINVALID, "memory_bytes: must be >= 0");
   cJSON *parsed = cJSON_Parse(spec);
   int is_obj = cJSON_IsObject(parsed);
   cJSON_Delete(parsed);
@@ -177,6 +183,7 @@ int fb_jobs_start(fb_jobs *r, const char *skill, const char *spec, fb_job **out,
     return fb_err_set(err, FB_ENOMEM, "jobs: out of memory");
   }
   snprintf(job->skill, sizeof job->skill, "%s", skill);
+  job->memory_bytes = memory_bytes;
   char path[PATH_MAX];
   rc = make_job_dir(r, job, err);
   if (rc == 0) {

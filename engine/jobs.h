@@ -53,6 +53,7 @@ typedef struct fb_job {
   /* Under the slurm executor: the Slurm job id ("" when none) and what Slurm last said of it
    * (state "PENDING", reason "Resources"; "" before the first poll). */
   char slurm_id[32], slurm_state[32], slurm_reason[128];
+  int64_t memory_bytes;        /* host memory its worker needs at its peak (its estimate); 0 unknown */
   struct job_proc *proc;       /* private: the running worker */
   struct slurm_run *run;       /* private: the Slurm job followed */
   int dirty;                   /* private: job.json is behind */
@@ -118,6 +119,10 @@ const char *const *fb_jobs_reports(const fb_jobs *r);
  * the new job (running, queued, or failed if the worker could not be spawned), 1 on
  * conflict, or a negative code (bad skill, spec not an object, I/O). */
 int fb_jobs_start(fb_jobs *r, const char *skill, const char *spec, fb_job **job, fb_err *err);
+/* fb_jobs_start for a job whose estimate says its worker needs memory_bytes of host memory at
+ * its peak (0: unknown): the slurm executor asks for that much (--mem, docs/slurm.md). */
+int fb_jobs_start_needing(fb_jobs *r, const char *skill, const char *spec, int64_t memory_bytes,
+                          fb_job **job, fb_err *err);
 
 /* Cancel: a running job's worker gets SIGTERM (SIGKILL after the grace) and the job becomes
  * cancelled when it exits; a queued job is cancelled at once. FB_EINVALID when it is not live. */

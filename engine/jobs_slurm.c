@@ -460,6 +460,14 @@ static int spec_gpus(const fb_job *job) {
   return gpus;
 }
 
+/* --mem in MiB: the job's estimate with a quarter more (the process holds more than the
+ * estimate counts: code, libraries, allocator slack), or the registry's default when that is
+ * more; 0 leaves the cluster's default. */
+static int64_t job_mem_mb(const fb_jobs *r, const fb_job *job) {
+  int64_t est = job->memory_bytes ? (job->memory_bytes + job->memory_bytes / 4 + (1 << 20) - 1) >> 20 : 0;
+  return est > r->slurm.mem_mb ? est : r->slurm.mem_mb;
+}
+
 static int slurm_start(fb_jobs *r, fb_job *job, fb_err *err) {
   char dir[PATH_MAX], path[PATH_MAX], wrap[8192] = "exec";
   job_path(dir, sizeof dir, r, job->id, NULL);
@@ -472,7 +480,8 @@ static int slurm_start(fb_jobs *r, fb_job *job, fb_err *err) {
   too_long |= append_quoted(wrap, sizeof wrap, dir);
   if (too_long) return fb_err_set(err, FB_EINVALID, "worker: the command is too long for sbatch --wrap");
   char mem[32] = "";
-  if (r->slurm.mem_mb) snprintf(mem, sizeof mem, "%d", r->slurm.mem_mb);
+  int64_t mem_mb = job_mem_mb(r, job);
+  if (mem_mb) snprintf(mem, sizeof mem, "%lld", (long long)mem_mb);
   /* sbatch's options that take a value; an empty value leaves the cluster's default. */
   const char *valued[][2] = {{"--job-name=fastbrain-", job->skill}, {"--error=", path},
                              {"--chdir=", dir}, {"--partition=", r->slurm.partition},

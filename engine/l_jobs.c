@@ -241,10 +241,18 @@ static fb_job *find_job(lua_State *L, reg_box *reg, int idx) {
   return job;
 }
 
-/* jobs.start{skill=, ...spec} -> job | nil, "conflict", live job | nil, code, msg */
+/* jobs.start({skill=, ...spec} [, {memory_bytes=}]) -> job | nil, "conflict", live job | nil,
+ * code, msg. memory_bytes: what the job's estimate says its worker needs (docs/slurm.md). */
 static int jobs_start(lua_State *L) {
   reg_box *reg = current(L);
   luaL_checktype(L, 1, LUA_TTABLE);
+  int64_t memory_bytes = 0;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_getfield(L, 2, "memory_bytes");
+    memory_bytes = (int64_t)luaL_optinteger(L, -1, 0);
+    lua_pop(L, 1);
+  }
   lua_getfield(L, 1, "skill");
   const char *skill = lua_tostring(L, -1);
   luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 1, "skill: a string is required");
@@ -263,7 +271,7 @@ static int jobs_start(lua_State *L) {
   fb_err err = {0};
   lua_State *outer = reg->in_call;  /* a listener may call us inside another call */
   reg->in_call = L;
-  int rc = fb_jobs_start(reg->r, skill, spec, &job, &err);
+  int rc = fb_jobs_start_needing(reg->r, skill, spec, memory_bytes, &job, &err);
   reg->in_call = outer;
   if (rc < 0) return fail(L, &err);
   if (rc == 1) return conflict(L, reg->r, job);

@@ -73,8 +73,8 @@ T.test("a job runs to the end through Slurm with the events of a local run", fun
   reg:close()
 
   reg = open()
-  local job = assert(jobs.start(spec))
-  T.eq(job.state, "running")
+  local job = assert(jobs.start(spec, {memory_bytes = 300 << 20}))
+  T.eq({job.state, job.memory_bytes}, {"running", 300 << 20})
   wait_until("the Slurm job", 30, function() return state_of(job.id) ~= "running" end)
   local final = jobs.get(job.id)
   T.eq({final.state, final.reason}, {"succeeded", fb.json.null})
@@ -83,8 +83,20 @@ T.test("a job runs to the end through Slurm with the events of a local run", fun
   T.eq(final.progress.step, 4)
   T.eq(worker_events(job.id), local_events)
   for i, ev in ipairs(jobs.events(job.id)) do T.eq(ev.seq, i, "seq") end
+  -- --mem: the estimate and a quarter more
+  T.matches(sh("scontrol -o show job " .. final.slurm.id), "MinMemoryNode=375M")
   reg:close()
 end, {timeout = 60000})
+
+T.test("a cuda job asks Slurm for a GPU; a cluster without one fails it saying why", function()
+  local reg = open()
+  local job = assert(jobs.start{skill = "gpu", steps = 1, device = "cuda"})
+  wait_until("sbatch's answer", 10, function() return state_of(job.id) ~= "running" end)
+  local final = jobs.get(job.id)
+  T.eq({final.state, final.slurm}, {"failed", fb.json.null})
+  T.matches(final.reason, "^sbatch failed %(exit status 1%): .*gres")
+  reg:close()
+end, {timeout = 30000})
 
 T.test("50 starts of one skill give one Slurm job; cancel gives a checkpoint", function()
   local reg = open()
