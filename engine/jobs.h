@@ -1,5 +1,5 @@
-/* jobs.h: the job registry. Training jobs run as worker processes (uv_spawn) that speak the
- * JSON-lines protocol of docs/protocol.md on stdout; the registry keeps at most one live
+/* jobs.h: the job registry. Training jobs run as worker processes (uv_spawn, or Slurm batch
+ * jobs under the slurm executor) that speak the JSON-lines protocol of docs/protocol.md; the registry keeps at most one live
  * (queued or running) job per skill, runs at most max_running at once with a FIFO queue
  * behind, persists every job under data_dir/jobs/<id>/ and calls listeners with numbered
  * events. It does not know Lua, HTTP or what a spec means: the spec is JSON text it hands to
@@ -100,12 +100,14 @@ typedef struct fb_jobs_sub fb_jobs_sub;
  * the reason and set_aside, at this open and the next ones), brings jobs recorded as running up to
  * date from progress.jsonl and their worker's record (jobs/<id>/worker.jsonl: the lines the
  * crashed registry never read), marks them interrupted (or succeeded, if the worker printed
- * done), SIGKILLing an orphaned worker that still runs, and restarts the queue. A sweep on the
+ * done), SIGKILLing an orphaned worker that still runs (a job with a Slurm id is followed
+ * again instead), and restarts the queue. A sweep on the
  * loop fails stale jobs every stale_after / 4 (at most a minute). */
 int fb_jobs_open(uv_loop_t *loop, const fb_jobs_options *opt, fb_jobs **out, fb_err *err);
 
 /* Close: running workers get SIGTERM (they checkpoint and exit; nobody waits for them) and
- * their jobs become interrupted, resumable after the next open; queued jobs stay queued in
+ * their jobs become interrupted, resumable after the next open, except Slurm jobs, which run on
+ * and are followed again by the next open (docs/slurm.md); queued jobs stay queued in
  * job.json; listeners are dropped; the lock is released. Memory is freed once the loop has run
  * the close callbacks. No listener is called from here on. */
 void fb_jobs_close(fb_jobs *r);

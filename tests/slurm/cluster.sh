@@ -55,7 +55,7 @@ AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket=$dir/munge/munge.sock,cred_expire=5
 SlurmUser=$user
-SlurmdUser=root
+SlurmdUser=$user
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool
 SlurmctldPidFile=$dir/slurmctld.pid
