@@ -14,6 +14,7 @@ set_property(TEST c_jobs APPEND PROPERTY ENVIRONMENT FB_JOBS_ROUNDS=50)
 fb_test(lua_jobs $<TARGET_FILE:fastbrain> run tests/lua/test_jobs.lua $<TARGET_FILE:fastbrain>)
 set_tests_properties(lua_jobs PROPERTIES TIMEOUT 120)
 # The slurm executor on a real one-node cluster (slurm-wlm and munge from `make deps`) that the
-# test starts in a temporary directory and stops; about 50 s, mostly waiting on Slurm.
+# test starts in a temporary directory and stops; about 70 s, so `make test-slurm` runs it apart
+# (label slurm), not `make test`.
 fb_test(slurm_jobs tests/slurm/run.sh $<TARGET_FILE:fastbrain>)
-set_tests_properties(slurm_jobs PROPERTIES TIMEOUT 300)
+set_tests_properties(slurm_jobs PROPERTIES TIMEOUT 300 LABELS slurm)

@@ -22,7 +22,7 @@ local function open(opts, dir)
   dir = dir or tmpdir()
   opts = opts or {}
   opts.data_dir = dir
-  opts.worker = {bin, "run", worker_lua}
+  opts.worker = opts.worker or {bin, "run", worker_lua}
   opts.kill_grace = opts.kill_grace or 2
   if opts.executor == nil then opts.executor = "slurm" end
   opts.slurm = {poll = 0.2}
@@ -55,11 +55,12 @@ local function sh(cmd)
   return out
 end
 
--- The worker's events of a job (no state events, no registry fields) as "type step" strings.
+-- The worker's protocol events of a job as "type step" strings: no state events, no stderr
+-- lines (a pipe and a file interleave them with stdout differently).
 local function worker_events(id)
   local out = {}
   for _, ev in ipairs(jobs.events(id)) do
-    if ev.event ~= "state" then out[#out + 1] = ev.event .. " " .. tostring(ev.step or ev.resumed_from_step) end
+    if ev.event ~= "state" and ev.level ~= "stderr" then out[#out + 1] = ev.event .. " " .. tostring(ev.step or ev.resumed_from_step) end
   end
   return out
 end
@@ -87,6 +88,31 @@ T.test("a job runs to the end through Slurm with the events of a local run", fun
   T.matches(sh("scontrol -o show job " .. final.slurm.id), "MinMemoryNode=375M")
   reg:close()
 end, {timeout = 60000})
+
+T.test("fastbrain worker trains the tiny model through Slurm with a local run's events", function()
+  local dir = tmpdir()
+  assert(fb.fs.mkdir_p(dir))
+  local lines = {}
+  for line in io.lines(fb.root .. "/share/skills/plumbing-receptionist/data.jsonl") do
+    if #lines < 8 then lines[#lines + 1] = line end
+  end
+  assert(fb.fs.write_atomic(dir .. "/data.jsonl", table.concat(lines, "\n") .. "\n"))
+  local function spec(out)
+    return {skill = "real", model = fb.root .. "/share/models/tiny", data = dir .. "/data.jsonl",
+            max_steps = 3, micro_batch = 2, device = "cpu", out = dir .. "/" .. out}
+  end
+  local runs = {}
+  for _, executor in ipairs{"local", "slurm"} do
+    local reg = open{executor = executor, worker = {bin, "worker"}}
+    local job = assert(jobs.start(spec(executor)))
+    wait_until(executor .. " training", 60, function() return state_of(job.id) ~= "running" end)
+    T.eq({executor, state_of(job.id), jobs.get(job.id).reason}, {executor, "succeeded", fb.json.null})
+    runs[executor] = worker_events(job.id)
+    reg:close()
+  end
+  T.eq(runs.slurm, runs["local"])
+  assert(#runs.slurm >= 5, "start, 3 progress, done at least")
+end, {timeout = 150000})
 
 T.test("a cuda job asks Slurm for a GPU; a cluster without one fails it saying why", function()
   local reg = open()
