@@ -124,9 +124,9 @@ T.test("a cuda job asks Slurm for a GPU; a cluster without one fails it saying w
   reg:close()
 end, {timeout = 30000})
 
-T.test("50 starts of one skill give one Slurm job; cancel gives a checkpoint", function()
+T.test("50 starts of one skill give one Slurm job; cancel gives a checkpoint, resume goes on", function()
   local reg = open()
-  local first = assert(jobs.start{skill = "one", steps = 1000, interval_ms = 50})
+  local first = assert(jobs.start{skill = "one", steps = 60, interval_ms = 50})
   local conflicts = 0
   for _ = 1, 49 do
     local none, code = jobs.start{skill = "one", steps = 1}
@@ -141,6 +141,12 @@ T.test("50 starts of one skill give one Slurm job; cancel gives a checkpoint", f
   local final = jobs.get(first.id)
   T.eq({final.state, final.reason}, {"cancelled", "cancelled"})
   assert(final.checkpoint_step >= 3, "checkpoint at step " .. tostring(final.checkpoint_step))
+  assert(jobs.resume(first.id))  -- a new Slurm job for the same job, from its checkpoint
+  wait_until("the resumed run", 30, function() return state_of(first.id) ~= "running" end)
+  local resumed = jobs.get(first.id)
+  T.eq({resumed.state, resumed.progress.step, resumed.progress.resumed_from_step},
+       {"succeeded", 60, final.checkpoint_step})
+  assert(resumed.slurm.id ~= final.slurm.id, "a new Slurm job")
   reg:close()
 end, {timeout = 60000})
 
