@@ -7,6 +7,7 @@ local T = require "tests.lua.testing"
 local fb = require "fastbrain"
 local jobs = fb.jobs
 local process = require "fastbrain.process"
+local server = require "tests.api.server"
 
 local bin = assert(arg[1], "usage: test_jobs_slurm.lua FASTBRAIN WORKER.LUA CLUSTER-DIR")
 local worker_lua, cluster = assert(arg[2]), assert(arg[3])
@@ -124,18 +125,30 @@ T.test("a cuda job asks Slurm for a GPU; a cluster without one fails it saying w
   reg:close()
 end, {timeout = 30000})
 
-T.test("50 starts of one skill give one Slurm job; cancel gives a checkpoint, resume goes on", function()
+T.test("fastbrain serve --executor slurm: 50 concurrent starts of one skill make one job", function()
+  jobs.close()
+  local app = server.start("--executor", "slurm")
+  server.fast_skill(app, "fast")
+  local codes, pending = {}, 50
+  for _ = 1, 50 do
+    fb.spawn(function()
+      local status = server.call(app, "POST", "/api/train-skill/fast", {max_steps = 2})
+      codes[status] = (codes[status] or 0) + 1
+      pending = pending - 1
+    end)
+  end
+  wait_until("50 answers", 20, function() return pending == 0 end)
+  T.eq(codes, {[202] = 1, [409] = 49})
+  local st = server.wait_state(app, "fast", "succeeded", "failed", "cancelled")
+  T.eq({st.state, st.reason}, {"succeeded", fb.json.null})
+  T.eq(#sh("squeue -h -t all -n fastbrain-fast -o %i"):gsub("[^\n]", ""), 1, "Slurm jobs")
+  server.stop(app)
+end, {timeout = 90000})
+
+T.test("cancel gives a checkpoint; resume goes on in a new Slurm job", function()
   local reg = open()
   local first = assert(jobs.start{skill = "one", steps = 60, interval_ms = 50})
-  local conflicts = 0
-  for _ = 1, 49 do
-    local none, code = jobs.start{skill = "one", steps = 1}
-    if none == nil and code == "conflict" then conflicts = conflicts + 1 end
-  end
-  T.eq(conflicts, 49)
   wait_until("progress", 30, function() return step_of(first.id) >= 3 end)
-  T.eq(#jobs.list{skill = "one"}, 1)
-  T.eq(sh("squeue -h -n fastbrain-one -o %i"), jobs.get(first.id).slurm.id .. "\n")
   assert(jobs.cancel(first.id))
   wait_until("the cancel", 30, function() return state_of(first.id) ~= "running" end)
   local final = jobs.get(first.id)
