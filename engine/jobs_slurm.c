@@ -195,6 +195,7 @@ static slurm_run *new_run(fb_jobs *r, fb_job *job) {
   return run;
 }
 
+/* A line of the worker's record; nonzero once the run was dropped (a listener's doing). */
 static int on_out_line(void *ud, const char *line) {
   slurm_run *run = ud;
   if (run->out.skip > 0) {
@@ -203,7 +204,7 @@ static int on_out_line(void *ud, const char *line) {
   }
   jobs_heartbeat(run->job);
   run->done_seen |= jobs_worker_line(run->r, run->job, line);
-  return 0;
+  return !run->job;
 }
 
 static int on_err_line(void *ud, const char *line) {
@@ -213,7 +214,7 @@ static int on_err_line(void *ud, const char *line) {
     return 0;
   }
   jobs_stderr_line(run->r, run->job, line);
-  return 0;
+  return !run->job;
 }
 
 /* What the file of t gained since the last read, as lines. A shorter file was started anew. */
@@ -226,7 +227,7 @@ static void read_tail(slurm_run *run, tail *t, int (*fn)(void *, const char *)) 
     if (fd >= 0) close(fd);
     return;
   }
-  if (st.st_size < t->offset) t->offset = 0;
+  if (st.st_size < t->offset) t->offset = t->lb.len = 0;
   char buf[1 << 16];
   ssize_t n;
   while (run->job && (n = pread(fd, buf, sizeof buf, t->offset)) > 0) {
@@ -238,7 +239,7 @@ static void read_tail(slurm_run *run, tail *t, int (*fn)(void *, const char *)) 
 
 static void read_tails(slurm_run *run) {
   read_tail(run, &run->out, on_out_line);
-  read_tail(run, &run->err, on_err_line);
+  if (run->job) read_tail(run, &run->err, on_err_line);
 }
 
 /* ---- the end of a job ----------------------------------------------------------------- */
@@ -275,6 +276,7 @@ static fb_job_state end_state(const slurm_run *run, const char *st, char *reason
 static void finish(fb_jobs *r, slurm_run *run, const char *st) {
   fb_job *job = run->job;
   read_tails(run);
+  if (!run->job) return; /* a listener ended it meanwhile */
   char reason[sizeof job->reason];
   fb_job_state s = end_state(run, st, reason, sizeof reason);
   drop_run(r, run);
@@ -360,18 +362,23 @@ static void on_squeue(fb_jobs *r, slurm_run *unused, int64_t status, const char 
 
 static void on_poll(uv_timer_t *t) {
   fb_jobs *r = t->data;
-  char ids[4096] = "";
-  size_t len = 0;
-  for (slurm_run *run = r->runs; run; run = run->next) {
+  size_t cap = 1, len = 0;
+  for (slurm_run *run = r->runs; run; run = run->next) cap += sizeof run->job->slurm_id + 1;
+  char *ids = malloc(cap);
+  if (!ids) return;
+  ids[0] = 0;
+  for (slurm_run *run = r->runs, *next; run; run = next) {
+    next = run->next;
     if (!run->submitted) continue;
     read_tails(run);
-    len += snprintf(ids + len, len < sizeof ids ? sizeof ids - len : 0, "%s%s", len ? "," : "",
-                    run->job->slurm_id);
+    if (run->job) len += snprintf(ids + len, cap - len, "%s%s", len ? "," : "", run->job->slurm_id);
   }
-  if (len == 0 || len >= sizeof ids || r->polling) return; /* over 4 KiB of ids: next poll */
-  r->polling = 1;
-  char *argv[] = {"squeue", "-h", "-t", "all", "-o", "%i|%T|%R", "-j", ids, NULL};
-  run_cmd(r, NULL, argv, on_squeue);
+  if (len > 0 && !r->polling) {
+    r->polling = 1;
+    char *argv[] = {"squeue", "-h", "-t", "all", "-o", "%i|%T|%R", "-j", ids, NULL};
+    run_cmd(r, NULL, argv, on_squeue);
+  }
+  free(ids);
 }
 
 static void follow(fb_jobs *r) {
