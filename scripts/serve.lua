@@ -35,6 +35,7 @@ local function parse(argv)
     data_dir = os.getenv("FASTBRAIN_HOME") or "./fastbrain-data",
     token = os.getenv("FASTBRAIN_TOKEN"),
     model = os.getenv("FASTBRAIN_MODEL") or fb.root .. "/share/models/tiny",
+    executor = os.getenv("FASTBRAIN_EXECUTOR"),  -- local (nil) or slurm: docs/slurm.md
   }
   local i = 1
   while i <= #argv do
