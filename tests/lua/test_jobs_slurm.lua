@@ -255,15 +255,22 @@ T.test("a registry SIGKILLed mid-job: the next one follows its Slurm job", funct
   reg:close()
 end, {timeout = 60000})
 
-T.test("slurmd killed mid-job: Slurm requeues it and it resumes from its checkpoint", function()
-  local reg, dir = open()
+T.test("slurmd killed mid-job: Slurm requeues a job, which resumes; one it may not requeue fails", function()
+  local reg, dir = open{max_running = 2}
   local job = assert(jobs.start{skill = "node", steps = 30, interval_ms = 100, checkpoint_every = 5})
-  wait_until("a checkpoint", 30, function() return checkpoint_of(job.id) >= 5 end)
-  local id = jobs.get(job.id).slurm.id
-  -- The node dies: slurmd, the job's slurmstepd and the worker go at once.
-  sh(("kill -9 $(cat %s/slurmd.pid) $(pgrep -f 'slurmstepd: \\[%s') $(cat %s/workers.txt)"):format(cluster, id, dir))
-  wait_until("the requeue", 60, function() return jobs.get(job.id).slurm.state == "PENDING" end)
+  local lost = assert(jobs.start{skill = "lost", steps = 1000, interval_ms = 100})
+  wait_until("a checkpoint", 30, function() return checkpoint_of(job.id) >= 5 and step_of(lost.id) >= 1 end)
+  local id, lost_id = jobs.get(job.id).slurm.id, jobs.get(lost.id).slurm.id
+  sh("scontrol update JobId=" .. lost_id .. " Requeue=0")
+  -- The node dies: slurmd, the jobs' slurmstepds and workers go at once.
+  sh(("kill -9 $(cat %s/slurmd.pid) $(pgrep -f 'slurmstepd: \\[(%s|%s)\\.') $(cat %s/workers.txt)")
+     :format(cluster, id, lost_id, dir))
+  wait_until("the requeue", 60, function()
+    return jobs.get(job.id).slurm.state == "PENDING" and state_of(lost.id) ~= "running"
+  end)
   T.eq(state_of(job.id), "running")
+  T.eq({state_of(lost.id), jobs.get(lost.id).reason},
+       {"failed", "Slurm: NODE_FAIL: the node of job " .. lost_id .. " failed"})
   assert(os.execute(("tests/slurm/cluster.sh slurmd %s"):format(cluster)))
   wait_until("the end", 60, function() return state_of(job.id) ~= "running" end)
   local final = jobs.get(job.id)
