@@ -12,9 +12,11 @@ local server = require "tests.api.server"
 local bin = assert(arg[1], "usage: test_jobs_slurm.lua FASTBRAIN WORKER.LUA CLUSTER-DIR")
 local worker_lua, cluster = assert(arg[2]), assert(arg[3])
 
+local dirs = {}
 local function tmpdir()
   local dir = os.tmpname()
   os.remove(dir)
+  dirs[#dirs + 1] = dir
   return dir
 end
 
@@ -286,5 +288,10 @@ T.test("slurmd killed mid-job: Slurm requeues a job, which resumes; one it may n
   assert(requeued, "the log says it was requeued")
   reg:close()
 end, {timeout = 120000})
+
+T.test("cleanup", function()
+  jobs.close()
+  for _, dir in ipairs(dirs) do os.execute("rm -rf " .. dir) end
+end)
 
 T.run()
