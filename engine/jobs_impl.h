@@ -1,15 +1,17 @@
 /* jobs_impl.h: what the job registry's files share, behind the API of jobs.h (libuv's
- * internal.h pattern). The registry is five files, one job each:
+ * internal.h pattern). The registry is six files, one job each:
  *   jobs.c          the registry: single flight per skill, the run limit and its FIFO queue,
  *                   start/cancel/resume, stale takeover, open and close
  *   jobs_record.c   a job's record: as JSON, job.json, progress.jsonl read back
  *   jobs_events.c   numbered events to progress.jsonl and the listeners; state changes
- *   jobs_worker.c   the worker processes: spawn, pipes, signals, exit -> state
+ *   jobs_worker.c   a worker's lines -> its job; the local executor: spawn, pipes, signals,
+ *                   exit -> state
  *   jobs_slurm.c    the slurm executor: sbatch, squeue, scancel, the worker's files tailed
  *   jobs_recover.c  open: the data directory's lock, jobs read back and recovered
  * Where workers run is an executor (jobs_executor): local (jobs_worker.c) or slurm.
  * It does not train or interpret specs (workers do), except to settle on open what a killed
- * worker left of the output it was writing to the spec's `out` (output.h). */
+ * worker left of the output it was writing to the spec's `out` (output.h), and to ask Slurm
+ * for a GPU when the spec's `device` is cuda. */
 #ifndef FB_JOBS_IMPL_H
 #define FB_JOBS_IMPL_H
 

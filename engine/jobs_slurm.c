@@ -52,10 +52,12 @@ struct slurm_cmd {
   fb_jobs *r;            /* NULL once the registry closed: the result is dropped */
   slurm_run *run;        /* NULL when the run was dropped meanwhile */
   cmd_done done;
-  slurm_cmd *next;       /* the registry's list of commands in flight */
+  slurm_cmd *next;       /* in cmds */
 };
 
-static slurm_cmd *cmds; /* every registry's: a test may close one and open the next at once */
+/* The commands in flight, of every registry (one closed may still have some when the next
+ * opens): a registry's close drops its commands' results, a run's drop its own. */
+static slurm_cmd *cmds;
 
 static void on_cmd_closed(uv_handle_t *h) {
   slurm_cmd *c = h->data;
@@ -388,14 +390,14 @@ static void follow(fb_jobs *r) {
 
 /* ---- start, cancel ---------------------------------------------------------------------- */
 
+/* A failed scancel is logged; the poll still sees the job and its state. */
 static void on_scancel(fb_jobs *r, slurm_run *run, int64_t status, const char *out, const char *err) {
-  (void)run, (void)out;
+  (void)r, (void)run, (void)out;
   if (status != 0) {
     char msg[300];
     first_line(msg, sizeof msg, err);
     fb_warn("jobs: scancel: exit status %d: %s", (int)status, msg);
   }
-  (void)r;
 }
 
 static void scancel(slurm_run *run, int term) {
