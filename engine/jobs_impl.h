@@ -81,8 +81,9 @@ typedef struct jobs_executor {
   void (*abandon)(fb_jobs *r, fb_job *job);
   void (*close)(fb_jobs *r);  /* the registry closes: what becomes of the running jobs */
   /* Open: a job recorded running whose events are caught up; `lines` and `err_lines` are the
-   * worker's stdout and stderr lines this run already in progress.jsonl. */
-  void (*recover)(fb_jobs *r, fb_job *job, int lines, int err_lines);
+   * worker's stdout and stderr lines this run already in progress.jsonl, `done` whether one of
+   * them was done. */
+  void (*recover)(fb_jobs *r, fb_job *job, int lines, int err_lines, int done);
 } jobs_executor;
 
 extern const jobs_executor jobs_local_executor, jobs_slurm_executor;

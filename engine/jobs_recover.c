@@ -282,12 +282,8 @@ static void recover(fb_jobs *r, fb_job *job) {
   catch_up c = {job, 0, 0, 0};
   fb_jobs_events(r, job, 0, catch_up_event, &c, NULL);
   if (job->state != FB_JOB_RUNNING) return;
-  if (c.run_done) {
-    jobs_set_state(r, job, FB_JOB_SUCCEEDED, NULL);
-    return;
-  }
   const jobs_executor *ex = job->slurm_id[0] ? &jobs_slurm_executor : &jobs_local_executor;
-  ex->recover(r, job, c.run_lines, c.err_lines);
+  ex->recover(r, job, c.run_lines, c.err_lines, c.run_done);
 }
 
 /* A worker killed while it wrote its output leaves a hidden partial directory beside `out` (or

@@ -542,7 +542,11 @@ static void slurm_close(fb_jobs *r) {
 }
 
 /* Open: follow a job's Slurm job again, its files read on past what progress.jsonl has. */
-static void slurm_recover(fb_jobs *r, fb_job *job, int lines, int err_lines) {
+static void slurm_recover(fb_jobs *r, fb_job *job, int lines, int err_lines, int done) {
+  if (done) { /* the worker printed done: Slurm has nothing more to say that matters */
+    jobs_set_state(r, job, FB_JOB_SUCCEEDED, NULL);
+    return;
+  }
   slurm_run *run = new_run(r, job);
   if (!run) {
     jobs_set_state(r, job, FB_JOB_INTERRUPTED, "out of memory following its Slurm job");

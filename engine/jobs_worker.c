@@ -386,13 +386,13 @@ static int worker_alive(long pid, const char *id) {
 /* A job that ran under the last registry: kill its orphaned worker (which would die at its next
  * line anyway, its pipe gone), replay the worker's record, and leave the job succeeded (it
  * printed `done`) or interrupted, resumable from its checkpoint. */
-static void local_recover(fb_jobs *r, fb_job *job, int lines, int err_lines) {
+static void local_recover(fb_jobs *r, fb_job *job, int lines, int err_lines, int done) {
   (void)err_lines; /* the pipe's stderr lines are not recorded anywhere */
   long pid = job->pid;
   int alive = worker_alive(pid, job->id);
   if (alive) kill((pid_t)pid, SIGKILL);
   for (int ms = 0; alive && ms < ORPHAN_WAIT_MS && worker_alive(pid, job->id); ms += 10) usleep(10000);
-  if (jobs_replay_record(r, job, lines)) {
+  if (jobs_replay_record(r, job, lines) || done) {
     jobs_set_state(r, job, FB_JOB_SUCCEEDED, NULL);
     return;
   }
