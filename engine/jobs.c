@@ -4,7 +4,6 @@
 #include "jobs_impl.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -73,7 +72,8 @@ void jobs_pump(fb_jobs *r) {
     fb_job *job = r->queue[0];
     dequeue(r, job);
     fb_err err = {0};
-    if (jobs_spawn_worker(r, job, &err) == 0) {
+    job->slurm_id[0] = job->slurm_state[0] = job->slurm_reason[0] = '\0'; /* the last run's */
+    if (r->exec->start(r, job, &err) == 0) {
       jobs_set_state(r, job, FB_JOB_RUNNING, NULL);
     } else {
       jobs_log_add(job, err.msg);
@@ -128,6 +128,11 @@ void jobs_insert(fb_jobs *r, fb_job *job) {
   *p = job;
 }
 
+/* The executor of a running job: the one that started it (or followed it after an open). */
+static const jobs_executor *exec_of(const fb_job *job) {
+  return job->run ? &jobs_slurm_executor : &jobs_local_executor;
+}
+
 static int stale(const fb_jobs *r, const fb_job *job) {
   return job->state == FB_JOB_RUNNING && now_ms() - job->heartbeat_ms >= r->stale_after_ms;
 }
@@ -136,11 +141,7 @@ static void take_over(fb_jobs *r, fb_job *job) {
   char reason[128];
   snprintf(reason, sizeof reason, "stale: no heartbeat for %llu s",
            (unsigned long long)((now_ms() - job->heartbeat_ms) / 1000));
-  job_proc *p = job->proc;
-  if (p) {
-    jobs_terminate(r, p);
-    jobs_detach(p);
-  }
+  exec_of(job)->abandon(r, job);
   jobs_set_state(r, job, FB_JOB_FAILED, reason);
 }
 
@@ -157,9 +158,15 @@ static uint64_t sweep_every_ms(const fb_jobs *r) {
 }
 
 int fb_jobs_start(fb_jobs *r, const char *skill, const char *spec, fb_job **out, fb_err *err) {
+  return fb_jobs_start_needing(r, skill, spec, 0, out, err);
+}
+
+int fb_jobs_start_needing(fb_jobs *r, const char *skill, const char *spec, int64_t memory_bytes,
+                          fb_job **out, fb_err *err) {
   *out = NULL;
   int rc = fb_jobs_check_skill(skill, err);
   if (rc != 0) return rc;
+  if (memory_bytes < 0) return fb_err_set(err, FB_EINVALID, "memory_bytes: must be >= 0");
   cJSON *parsed = cJSON_Parse(spec);
   int is_obj = cJSON_IsObject(parsed);
   cJSON_Delete(parsed);
@@ -176,6 +183,7 @@ int fb_jobs_start(fb_jobs *r, const char *skill, const char *spec, fb_job **out,
     return fb_err_set(err, FB_ENOMEM, "jobs: out of memory");
   }
   snprintf(job->skill, sizeof job->skill, "%s", skill);
+  job->memory_bytes = memory_bytes;
   char path[PATH_MAX];
   rc = make_job_dir(r, job, err);
   if (rc == 0) {
@@ -203,11 +211,10 @@ int fb_jobs_cancel(fb_jobs *r, fb_job *job, fb_err *err) {
     jobs_set_state(r, job, FB_JOB_CANCELLED, "cancelled before it started");
     return 0;
   }
-  if (job->state != FB_JOB_RUNNING || !job->proc)
+  if (job->state != FB_JOB_RUNNING || (!job->proc && !job->run))
     return fb_err_set(err, FB_EINVALID, "job %s is %s, not running or queued", job->id,
                       fb_job_state_name(job->state));
-  job->proc->cancel_requested = 1;
-  jobs_terminate(r, job->proc);
+  exec_of(job)->cancel(r, job);
   return 0;
 }
 
@@ -288,12 +295,32 @@ static void free_registry(uv_handle_t *h) {
   free(r->reports);
   free(r->queue);
   free(r->data_dir);
+  jobs_slurm_free(r);
   free(r);
 }
 
 static void close_timers(fb_jobs *r) {
   uv_close((uv_handle_t *)&r->flush_timer, free_registry);
   uv_close((uv_handle_t *)&r->sweep_timer, free_registry);
+  uv_close((uv_handle_t *)&r->poll_timer, free_registry);
+}
+
+static char *copy_opt(const char *s) { return s && *s ? strdup(s) : NULL; }
+
+/* The executor opt names, with its options; FB_EINVALID naming the field. */
+static int set_executor(fb_jobs *r, const fb_jobs_options *opt, fb_err *err) {
+  r->exec = &jobs_local_executor;
+  if (!opt->executor || strcmp(opt->executor, "local") == 0) return 0;
+  if (strcmp(opt->executor, "slurm") != 0)
+    return fb_err_set(err, FB_EINVALID, "executor: '%s' is not local or slurm", opt->executor);
+  if (opt->slurm.mem_mb < 0) return fb_err_set(err, FB_EINVALID, "slurm.mem_mb: must be >= 0");
+  r->exec = &jobs_slurm_executor;
+  r->slurm.partition = copy_opt(opt->slurm.partition);
+  r->slurm.account = copy_opt(opt->slurm.account);
+  r->slurm.time_limit = copy_opt(opt->slurm.time_limit);
+  r->slurm.mem_mb = opt->slurm.mem_mb;
+  r->slurm.poll_ms = opt->slurm.poll_ms ? opt->slurm.poll_ms : 2000;
+  return 0;
 }
 
 int fb_jobs_open(uv_loop_t *loop, const fb_jobs_options *opt, fb_jobs **out, fb_err *err) {
@@ -317,14 +344,16 @@ int fb_jobs_open(uv_loop_t *loop, const fb_jobs_options *opt, fb_jobs **out, fb_
   } else if ((rc = uv_exepath(exe, &exe_len)) == 0) {
     r->worker = copy_argv((const char *const[]){exe, "worker", NULL});
   }
-  uv_timer_t *timers[] = {&r->flush_timer, &r->sweep_timer};
-  for (int i = 0; i < 2; i++) {
+  uv_timer_t *timers[] = {&r->flush_timer, &r->sweep_timer, &r->poll_timer};
+  for (int i = 0; i < 3; i++) {
     uv_timer_init(loop, timers[i]);
-    uv_unref((uv_handle_t *)timers[i]);  /* neither keeps the loop alive */
+    uv_unref((uv_handle_t *)timers[i]);  /* none keeps the loop alive */
     timers[i]->data = r;
   }
-  r->open_timers = 2;
-  if (rc != 0) rc = fb_err_set(err, FB_EIO, "jobs: cannot find this executable: %s", uv_strerror(rc));
+  r->open_timers = 3;
+  int erc = set_executor(r, opt, err);
+  if (erc != 0) rc = erc;
+  else if (rc != 0) rc = fb_err_set(err, FB_EIO, "jobs: cannot find this executable: %s", uv_strerror(rc));
   else if (!r->data_dir || !r->worker) rc = fb_err_set(err, FB_ENOMEM, "jobs: out of memory");
   if (rc == 0) rc = jobs_take_lock(r, err);
   if (rc == 0) rc = jobs_load(r, err);
@@ -345,16 +374,8 @@ int fb_jobs_open(uv_loop_t *loop, const fb_jobs_options *opt, fb_jobs **out, fb_
 void fb_jobs_close(fb_jobs *r) {
   if (r->closed) return;
   r->closed = 1;  /* no listener calls, no new workers from here on */
-  while (r->procs) {
-    job_proc *p = r->procs;
-    fb_job *job = p->job;
-    r->procs = p->next;
-    if (!p->exited) uv_process_kill(&p->process, SIGTERM); /* it checkpoints; resume goes on */
-    jobs_detach(p);
-    p->r = NULL;
-    jobs_close_proc(p);
-    if (job) jobs_set_state(r, job, FB_JOB_INTERRUPTED, "the registry closed while it ran");
-  }
+  jobs_local_executor.close(r);  /* a registry that switched executor may have both kinds */
+  jobs_slurm_executor.close(r);
   for (fb_job *job = r->jobs; job; job = job->next)
     if (job->dirty) jobs_save(r, job);
   close(r->lock_fd);

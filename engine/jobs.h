@@ -1,5 +1,5 @@
-/* jobs.h: the job registry. Training jobs run as worker processes (uv_spawn) that speak the
- * JSON-lines protocol of docs/protocol.md on stdout; the registry keeps at most one live
+/* jobs.h: the job registry. Training jobs run as worker processes (uv_spawn, or Slurm batch
+ * jobs under the slurm executor) that speak the JSON-lines protocol of docs/protocol.md; the registry keeps at most one live
  * (queued or running) job per skill, runs at most max_running at once with a FIFO queue
  * behind, persists every job under data_dir/jobs/<id>/ and calls listeners with numbered
  * events. It does not know Lua, HTTP or what a spec means: the spec is JSON text it hands to
@@ -50,7 +50,12 @@ typedef struct fb_job {
   long pid;                    /* the worker's, 0 when none */
   char *set_aside;             /* unreadable: "jobs/<id>/job.json.corrupt-N" (data_dir-relative) or NULL */
   int64_t seq;                 /* the last event's sequence number */
+  /* Under the slurm executor: the Slurm job id ("" when none) and what Slurm last said of it
+   * (state "PENDING", reason "Resources"; "" before the first poll). */
+  char slurm_id[32], slurm_state[32], slurm_reason[128];
+  int64_t memory_bytes;        /* host memory its worker needs at its peak (its estimate); 0 unknown */
   struct job_proc *proc;       /* private: the running worker */
+  struct slurm_run *run;       /* private: the Slurm job followed */
   int dirty;                   /* private: job.json is behind */
   uint64_t saved_ms;           /* private: when job.json was last written */
   struct fb_job *next;         /* private: the registry's list, newest first */
@@ -66,6 +71,14 @@ typedef struct fb_jobs_options {
   /* The worker command before the job directory, NULL-terminated; NULL: this executable
    * (uv_exepath) followed by "worker". Copied. */
   const char *const *worker;
+  /* Where workers run: NULL or "local" (child processes of the registry), or "slurm" (batch
+   * jobs submitted with sbatch; the data directory must be on storage the nodes see too). */
+  const char *executor;
+  struct {
+    const char *partition, *account, *time_limit; /* NULL: the cluster's defaults */
+    int mem_mb;         /* --mem of each job; 0: the cluster's default */
+    uint64_t poll_ms;   /* squeue every; 0: 2 s */
+  } slurm;
 } fb_jobs_options;
 
 /* An event: `data` is the whole object ({"seq":, "event":, "job":, "skill":, ...}), borrowed
@@ -87,12 +100,14 @@ typedef struct fb_jobs_sub fb_jobs_sub;
  * the reason and set_aside, at this open and the next ones), brings jobs recorded as running up to
  * date from progress.jsonl and their worker's record (jobs/<id>/worker.jsonl: the lines the
  * crashed registry never read), marks them interrupted (or succeeded, if the worker printed
- * done), SIGKILLing an orphaned worker that still runs, and restarts the queue. A sweep on the
+ * done), SIGKILLing an orphaned worker that still runs (a job with a Slurm id is followed
+ * again instead), and restarts the queue. A sweep on the
  * loop fails stale jobs every stale_after / 4 (at most a minute). */
 int fb_jobs_open(uv_loop_t *loop, const fb_jobs_options *opt, fb_jobs **out, fb_err *err);
 
 /* Close: running workers get SIGTERM (they checkpoint and exit; nobody waits for them) and
- * their jobs become interrupted, resumable after the next open; queued jobs stay queued in
+ * their jobs become interrupted, resumable after the next open, except Slurm jobs, which run on
+ * and are followed again by the next open (docs/slurm.md); queued jobs stay queued in
  * job.json; listeners are dropped; the lock is released. Memory is freed once the loop has run
  * the close callbacks. No listener is called from here on. */
 void fb_jobs_close(fb_jobs *r);
@@ -106,6 +121,10 @@ const char *const *fb_jobs_reports(const fb_jobs *r);
  * the new job (running, queued, or failed if the worker could not be spawned), 1 on
  * conflict, or a negative code (bad skill, spec not an object, I/O). */
 int fb_jobs_start(fb_jobs *r, const char *skill, const char *spec, fb_job **job, fb_err *err);
+/* fb_jobs_start for a job whose estimate says its worker needs memory_bytes of host memory at
+ * its peak (0: unknown): the slurm executor asks for that much (--mem, docs/slurm.md). */
+int fb_jobs_start_needing(fb_jobs *r, const char *skill, const char *spec, int64_t memory_bytes,
+                          fb_job **job, fb_err *err);
 
 /* Cancel: a running job's worker gets SIGTERM (SIGKILL after the grace) and the job becomes
  * cancelled when it exits; a queued job is cancelled at once. FB_EINVALID when it is not live. */

@@ -1,13 +1,17 @@
 /* jobs_impl.h: what the job registry's files share, behind the API of jobs.h (libuv's
- * internal.h pattern). The registry is five files, one job each:
+ * internal.h pattern). The registry is six files, one job each:
  *   jobs.c          the registry: single flight per skill, the run limit and its FIFO queue,
  *                   start/cancel/resume, stale takeover, open and close
  *   jobs_record.c   a job's record: as JSON, job.json, progress.jsonl read back
  *   jobs_events.c   numbered events to progress.jsonl and the listeners; state changes
- *   jobs_worker.c   the worker processes: spawn, pipes, signals, exit -> state
+ *   jobs_worker.c   a worker's lines -> its job; the local executor: spawn, pipes, signals,
+ *                   exit -> state
+ *   jobs_slurm.c    the slurm executor: sbatch, squeue, scancel, the worker's files tailed
  *   jobs_recover.c  open: the data directory's lock, jobs read back and recovered
+ * Where workers run is an executor (jobs_executor): local (jobs_worker.c) or slurm.
  * It does not train or interpret specs (workers do), except to settle on open what a killed
- * worker left of the output it was writing to the spec's `out` (output.h). */
+ * worker left of the output it was writing to the spec's `out` (output.h), and to ask Slurm
+ * for a GPU when the spec's `device` is cuda. */
 #ifndef FB_JOBS_IMPL_H
 #define FB_JOBS_IMPL_H
 
@@ -65,8 +69,38 @@ struct fb_jobs_sub {
   int dead;
 };
 
+typedef struct slurm_run slurm_run; /* a Slurm job followed (jobs_slurm.c) */
+
+/* Where a job's worker runs. The registry numbers and emits every event either way: the local
+ * executor reads the worker's stdout, the slurm one tails its record (WORKER_RECORD). */
+typedef struct jobs_executor {
+  int (*start)(fb_jobs *r, fb_job *job, fb_err *err); /* 0: it runs (or waits in Slurm) */
+  /* Stop a running job's worker: cancel (its end reads as cancelled) or abandon (a stale
+   * takeover: the caller fails the job, the executor forgets it). */
+  void (*cancel)(fb_jobs *r, fb_job *job);
+  void (*abandon)(fb_jobs *r, fb_job *job);
+  void (*close)(fb_jobs *r);  /* the registry closes: what becomes of the running jobs */
+  /* Open: a job recorded running whose events are caught up; `lines` and `err_lines` are the
+   * worker's stdout and stderr lines this run already in progress.jsonl, `done` whether one of
+   * them was done. */
+  void (*recover)(fb_jobs *r, fb_job *job, int lines, int err_lines, int done);
+} jobs_executor;
+
+extern const jobs_executor jobs_local_executor, jobs_slurm_executor;
+
+typedef struct jobs_slurm_options {
+  char *partition, *account, *time_limit; /* NULL: the cluster's */
+  int mem_mb;
+  uint64_t poll_ms;
+} jobs_slurm_options;
+
 struct fb_jobs {
   uv_loop_t *loop;
+  const jobs_executor *exec;
+  jobs_slurm_options slurm;
+  slurm_run *runs;        /* the Slurm jobs followed */
+  uv_timer_t poll_timer;  /* squeue and the tails of the runs, every slurm.poll_ms */
+  int polling;            /* a squeue is in flight */
   char *data_dir;
   char **worker; /* NULL-terminated */
   uint64_t stale_after_ms, kill_grace_ms;
@@ -79,7 +113,7 @@ struct fb_jobs {
   int dispatching;
   uv_timer_t flush_timer; /* writes job.json of jobs whose progress is behind */
   uv_timer_t sweep_timer; /* fails stale jobs even when no start comes */
-  int open_timers;        /* the registry is freed when both timers have closed */
+  int open_timers;        /* the registry is freed when its three timers have closed */
   char **reports;
   int nreports;
   struct job_proc *procs; /* every worker not yet exited, stale ones included */
@@ -136,15 +170,20 @@ void jobs_set_state(fb_jobs *r, fb_job *job, fb_job_state state, const char *rea
 cJSON *jobs_log_event(const char *level, const char *message);
 
 /* jobs_worker.c */
-int jobs_spawn_worker(fb_jobs *r, fb_job *job, fb_err *err);
-void jobs_terminate(fb_jobs *r, job_proc *p); /* SIGTERM, then SIGKILL after the grace */
-void jobs_detach(job_proc *p);
-void jobs_close_proc(job_proc *p);
 int jobs_apply_event(fb_job *job, const cJSON *ev, const char *type);
 int jobs_worker_line(fb_jobs *r, fb_job *job, const char *line);
+void jobs_stderr_line(fb_jobs *r, fb_job *job, const char *line);
+void jobs_heartbeat(fb_job *job);
+void jobs_feed_lines(fb_jobs *r, fb_job *job, linebuf *lb, const char *data, size_t n,
+                     int (*fn)(void *ud, const char *line), void *ud);
+
+/* jobs_slurm.c */
+void jobs_slurm_free(fb_jobs *r); /* the options and runs, once the registry is closed */
 
 /* jobs_recover.c */
 int jobs_take_lock(fb_jobs *r, fb_err *err);
 int jobs_load(fb_jobs *r, fb_err *err);
+/* The worker's record past its first `seen` lines, emitted as if read; 1 if one was done. */
+int jobs_replay_record(fb_jobs *r, fb_job *job, int seen);
 
 #endif

@@ -92,6 +92,16 @@ cJSON *fb_job_to_json(const fb_jobs *r, const fb_job *job) {
   if (job->checkpoint_step >= 0) cJSON_AddNumberToObject(o, "checkpoint_step", (double)job->checkpoint_step);
   else cJSON_AddNullToObject(o, "checkpoint_step");
   cJSON_AddNumberToObject(o, "pid", (double)job->pid);
+  if (job->memory_bytes) cJSON_AddNumberToObject(o, "memory_bytes", (double)job->memory_bytes);
+  else cJSON_AddNullToObject(o, "memory_bytes");
+  if (job->slurm_id[0]) {
+    cJSON *sl = cJSON_AddObjectToObject(o, "slurm");
+    cJSON_AddStringToObject(sl, "id", job->slurm_id);
+    jobs_add_str(sl, "state", job->slurm_state[0] ? job->slurm_state : NULL);
+    jobs_add_str(sl, "reason", job->slurm_reason[0] ? job->slurm_reason : NULL);
+  } else {
+    cJSON_AddNullToObject(o, "slurm");
+  }
   cJSON_AddNumberToObject(o, "seq", (double)job->seq);
   if (job->state == FB_JOB_UNREADABLE) jobs_add_str(o, "set_aside", job->set_aside);
   return o;
@@ -136,6 +146,13 @@ int jobs_from_json(cJSON *o, fb_job *job, fb_err *err) {
     if (cJSON_IsString(line)) jobs_log_add(job, line->valuestring);
   job->checkpoint_step = (int64_t)get_num(o, "checkpoint_step", -1);
   job->pid = (long)get_num(o, "pid", 0);
+  job->memory_bytes = (int64_t)get_num(o, "memory_bytes", 0);
+  const cJSON *sl = cJSON_GetObjectItemCaseSensitive(o, "slurm");
+  if (cJSON_IsObject(sl) && get_str(sl, "id")) {
+    snprintf(job->slurm_id, sizeof job->slurm_id, "%s", get_str(sl, "id"));
+    snprintf(job->slurm_state, sizeof job->slurm_state, "%s", get_str(sl, "state") ? get_str(sl, "state") : "");
+    snprintf(job->slurm_reason, sizeof job->slurm_reason, "%s", get_str(sl, "reason") ? get_str(sl, "reason") : "");
+  }
   job->seq = (int64_t)get_num(o, "seq", 0);
   return 0;
 }

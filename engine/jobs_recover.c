@@ -63,25 +63,11 @@ int jobs_take_lock(fb_jobs *r, fb_err *err) {
   return 0;
 }
 
-/* Whether pid is alive and its command line names the job (not a reused pid). */
-static int worker_alive(long pid, const char *id) {
-  if (pid <= 0 || kill((pid_t)pid, 0) != 0) return 0;
-  char path[64], cmd[4096];
-  snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
-  FILE *f = fopen(path, "r");
-  if (!f) return 0;
-  size_t n = fread(cmd, 1, sizeof cmd - 1, f);
-  fclose(f);
-  for (size_t i = 0; i < n; i++)
-    if (!cmd[i]) cmd[i] = ' ';
-  cmd[n] = 0;
-  return strstr(cmd, id) != NULL;
-}
-
 /* Reading progress.jsonl at open, for a job recorded live. */
 typedef struct catch_up {
   fb_job *job;
   int run_lines; /* events from the worker's stdout since the job last became running */
+  int err_lines; /* and from its stderr */
   int run_done;  /* one of them was `done` */
 } catch_up;
 
@@ -94,9 +80,11 @@ static void catch_up_event(void *ud, const cJSON *ev) {
   if (!type) return;
   int is_state = strcmp(type, "state") == 0;
   fb_job_state s = is_state ? jobs_state_named(get_str(ev, "state")) : FB_JOB_QUEUED;
-  if (is_state && s == FB_JOB_RUNNING) c->run_lines = c->run_done = 0;
-  else if (!is_state && !(strcmp(type, "log") == 0 && level && strcmp(level, "stderr") == 0))
-    c->run_lines++;  /* stderr lines are not in the worker's record */
+  int is_stderr = strcmp(type, "log") == 0 && level && strcmp(level, "stderr") == 0;
+  if (is_state && s == FB_JOB_RUNNING && !get_str(ev, "reason"))  /* not a Slurm state's note */
+    c->run_lines = c->err_lines = c->run_done = 0;
+  else if (is_stderr) c->err_lines++;  /* stderr lines are not in the worker's record */
+  else if (!is_state) c->run_lines++;
   int64_t seq = (int64_t)get_num(ev, "seq", 0);
   if (seq <= job->seq) return;
   job->seq = seq;
@@ -112,7 +100,7 @@ static void catch_up_event(void *ud, const cJSON *ev) {
 /* The lines of the worker's record past the first `seen`: what it printed that the crashed
  * registry never read (a worker dies of its broken pipe at its next line, after recording
  * it). Emitted as if read; returns 1 if one was `done`. */
-static int replay_record(fb_jobs *r, fb_job *job, int seen) {
+int jobs_replay_record(fb_jobs *r, fb_job *job, int seen) {
   char path[PATH_MAX], *buf;
   size_t len;
   fb_err err = {0};
@@ -286,28 +274,16 @@ static void load_job(fb_jobs *r, const char *id) {
 }
 
 /* A job recorded live when the last registry stopped: catch up with progress.jsonl; if it
- * ran, kill its orphaned worker (which would die at its next line anyway, its pipe gone),
- * replay the worker's record, and leave the job succeeded (it printed `done`) or
- * interrupted, resumable from its checkpoint. */
+ * ran, its executor settles it (a local worker is gone; a Slurm job is followed again). */
 static void recover(fb_jobs *r, fb_job *job) {
   char path[PATH_MAX];
   job_path(path, sizeof path, r, job->id, "progress.jsonl");
   end_partial_line(path);
-  catch_up c = {job, 0, 0};
+  catch_up c = {job, 0, 0, 0};
   fb_jobs_events(r, job, 0, catch_up_event, &c, NULL);
   if (job->state != FB_JOB_RUNNING) return;
-  long pid = job->pid;
-  int alive = worker_alive(pid, job->id);
-  if (alive) kill((pid_t)pid, SIGKILL);
-  for (int ms = 0; alive && ms < ORPHAN_WAIT_MS && worker_alive(pid, job->id); ms += 10) usleep(10000);
-  if (replay_record(r, job, c.run_lines) || c.run_done) {
-    jobs_set_state(r, job, FB_JOB_SUCCEEDED, NULL);
-    return;
-  }
-  char reason[128];
-  snprintf(reason, sizeof reason, "the registry stopped while it ran (worker pid %ld %s)", pid,
-           alive ? "killed" : "gone");
-  jobs_set_state(r, job, FB_JOB_INTERRUPTED, reason);
+  const jobs_executor *ex = job->slurm_id[0] ? &jobs_slurm_executor : &jobs_local_executor;
+  ex->recover(r, job, c.run_lines, c.err_lines, c.run_done);
 }
 
 /* A worker killed while it wrote its output leaves a hidden partial directory beside `out` (or

@@ -1,7 +1,7 @@
-/* jobs_worker.c: a job's worker process: spawned with its output on two pipes read as lines
- * (stdout: protocol events that update the job; stderr: log lines), in a memory cgroup of its
- * own when there is one, stopped with SIGTERM then SIGKILL, and its exit turned into the job's
- * final state and reason. */
+/* jobs_worker.c: what a worker's lines do to its job (either executor), and the local executor:
+ * a job's worker process spawned with its output on two pipes read as lines (stdout: protocol
+ * events that update the job; stderr: log lines), in a memory cgroup of its own when there is
+ * one, stopped with SIGTERM then SIGKILL, and its exit turned into the job's final state. */
 #include "jobs_impl.h"
 
 #include <errno.h>
@@ -26,7 +26,7 @@ static void on_proc_closed(uv_handle_t *h) {
   }
 }
 
-void jobs_close_proc(job_proc *p) {
+static void close_proc(job_proc *p) {
   if (p->closing) return;
   p->closing = 1;
   uv_close((uv_handle_t *)&p->process, on_proc_closed);
@@ -35,7 +35,7 @@ void jobs_close_proc(job_proc *p) {
   uv_close((uv_handle_t *)&p->kill_timer, on_proc_closed);
 }
 
-void jobs_detach(job_proc *p) {
+static void detach(job_proc *p) {
   if (p->job) p->job->proc = NULL;
   p->job = NULL;
 }
@@ -45,7 +45,7 @@ static void on_kill_timer(uv_timer_t *t) {
   if (!p->exited) uv_process_kill(&p->process, SIGKILL);
 }
 
-void jobs_terminate(fb_jobs *r, job_proc *p) {
+static void terminate(fb_jobs *r, job_proc *p) {
   if (p->exited) return;
   uv_process_kill(&p->process, SIGTERM);
   if (!uv_is_active((uv_handle_t *)&p->kill_timer))
@@ -93,8 +93,8 @@ static void maybe_finish(job_proc *p) {
     }
   char reason[sizeof job->reason];
   fb_job_state s = job ? exit_state(p, job, reason, sizeof reason) : FB_JOB_FAILED;
-  jobs_detach(p);
-  jobs_close_proc(p);
+  detach(p);
+  close_proc(p);
   if (job && job->state == FB_JOB_RUNNING) jobs_set_state(r, job, s, reason);
 }
 
@@ -125,7 +125,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   buf->len = buf->base ? suggested : 0;
 }
 
-static void heartbeat(fb_job *job) {
+void jobs_heartbeat(fb_job *job) {
   job->heartbeat_ms = now_ms();
   job->heartbeat_at = wall_ms();
 }
@@ -215,29 +215,37 @@ int jobs_worker_line(fb_jobs *r, fb_job *job, const char *line) {
   return done;
 }
 
-static void on_out_line(job_proc *p, const char *line) {
-  heartbeat(p->job);
-  p->done_seen |= jobs_worker_line(p->r, p->job, line);
+void jobs_stderr_line(fb_jobs *r, fb_job *job, const char *line) {
+  jobs_heartbeat(job);
+  jobs_log_add(job, line);
+  jobs_emit(r, job, jobs_log_event("stderr", line), 0);
 }
 
-static void on_err_line(job_proc *p, const char *line) {
-  heartbeat(p->job);
-  jobs_log_add(p->job, line);
-  jobs_emit(p->r, p->job, jobs_log_event("stderr", line), 0);
+static int on_out_line(void *ud, const char *line) {
+  job_proc *p = ud;
+  jobs_heartbeat(p->job);
+  p->done_seen |= jobs_worker_line(p->r, p->job, line);
+  return !p->job;
+}
+
+static int on_err_line(void *ud, const char *line) {
+  job_proc *p = ud;
+  jobs_stderr_line(p->r, p->job, line);
+  return !p->job;
 }
 
 /* Split data into lines for fn, keeping a partial last line; lines over the cap are dropped
- * with a warning. */
-static void feed_lines(job_proc *p, linebuf *lb, const char *data, size_t n,
-                       void (*fn)(job_proc *, const char *)) {
-  while (n > 0 && p->job) {
+ * with a warning. fn returns nonzero when the job is no longer fed (detached). */
+void jobs_feed_lines(fb_jobs *r, fb_job *job, linebuf *lb, const char *data, size_t n,
+                     int (*fn)(void *ud, const char *line), void *ud) {
+  while (n > 0) {
     const char *nl = memchr(data, '\n', n);
     size_t take = nl ? (size_t)(nl - data) : n;
     if (!lb->dropping) {
       if (lb->len + take > LINE_MAX_BYTES) {
         lb->dropping = 1;
         lb->len = 0;
-        jobs_emit(p->r, p->job, jobs_log_event("warn", "worker: a line over 1 MiB was dropped"), 0);
+        jobs_emit(r, job, jobs_log_event("warn", "worker: a line over 1 MiB was dropped"), 0);
       } else {
         if (lb->len + take + 1 > lb->cap) {
           size_t cap = (lb->len + take + 1) * 2;
@@ -251,12 +259,14 @@ static void feed_lines(job_proc *p, linebuf *lb, const char *data, size_t n,
       }
     }
     if (!nl) return;
+    int stop = 0;
     if (!lb->dropping) {
       lb->buf[lb->len] = 0;
-      if (lb->len > 0) fn(p, lb->buf);
+      if (lb->len > 0) stop = fn(ud, lb->buf);
     }
     lb->len = 0;
     lb->dropping = 0;
+    if (stop) return;
     data = nl + 1;
     n -= take + 1;
   }
@@ -266,8 +276,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   job_proc *p = s->data;
   int is_out = s == (uv_stream_t *)&p->out;
   if (nread > 0 && p->job)
-    feed_lines(p, is_out ? &p->outl : &p->errl, buf->base, (size_t)nread,
-               is_out ? on_out_line : on_err_line);
+    jobs_feed_lines(p->r, p->job, is_out ? &p->outl : &p->errl, buf->base, (size_t)nread,
+                    is_out ? on_out_line : on_err_line, p);
   free(buf->base);
   if (nread < 0) {
     uv_read_stop(s);
@@ -278,7 +288,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 }
 
 /* Start job's worker; on failure the job is left as it was. */
-int jobs_spawn_worker(fb_jobs *r, fb_job *job, fb_err *err) {
+static int local_start(fb_jobs *r, fb_job *job, fb_err *err) {
   job_proc *p = calloc(1, sizeof *p);
   if (!p) return fb_err_set(err, FB_ENOMEM, "worker: out of memory");
   p->r = r;
@@ -308,7 +318,7 @@ int jobs_spawn_worker(fb_jobs *r, fb_job *job, fb_err *err) {
   fb_cloexec_from(3);
   int rc = uv_spawn(r->loop, &p->process, &opt);
   if (rc != 0) {
-    jobs_close_proc(p);  /* the handles are initialized even when spawn fails */
+    close_proc(p);  /* the handles are initialized even when spawn fails */
     return fb_err_set(err, FB_EIO, "cannot start worker %s: %s", args[0], uv_strerror(rc));
   }
   uv_read_start((uv_stream_t *)&p->out, on_alloc, on_read);
@@ -331,3 +341,66 @@ int fb_jobs_live_workers(const fb_jobs *r) {
   for (const job_proc *p = r->procs; p; p = p->next) n++;
   return n;
 }
+
+static void local_cancel(fb_jobs *r, fb_job *job) {
+  job->proc->cancel_requested = 1;
+  terminate(r, job->proc);
+}
+
+static void local_abandon(fb_jobs *r, fb_job *job) {
+  job_proc *p = job->proc;
+  if (!p) return;
+  terminate(r, p);
+  detach(p);
+}
+
+/* Running workers get SIGTERM (they checkpoint; resume goes on) and their jobs are interrupted. */
+static void local_close(fb_jobs *r) {
+  while (r->procs) {
+    job_proc *p = r->procs;
+    fb_job *job = p->job;
+    r->procs = p->next;
+    if (!p->exited) uv_process_kill(&p->process, SIGTERM);
+    detach(p);
+    p->r = NULL;
+    close_proc(p);
+    if (job) jobs_set_state(r, job, FB_JOB_INTERRUPTED, "the registry closed while it ran");
+  }
+}
+
+/* Whether pid is alive and its command line names the job (not a reused pid). */
+static int worker_alive(long pid, const char *id) {
+  if (pid <= 0 || kill((pid_t)pid, 0) != 0) return 0;
+  char path[64], cmd[4096];
+  snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  size_t n = fread(cmd, 1, sizeof cmd - 1, f);
+  fclose(f);
+  for (size_t i = 0; i < n; i++)
+    if (!cmd[i]) cmd[i] = ' ';
+  cmd[n] = 0;
+  return strstr(cmd, id) != NULL;
+}
+
+/* A job that ran under the last registry: kill its orphaned worker (which would die at its next
+ * line anyway, its pipe gone), replay the worker's record, and leave the job succeeded (it
+ * printed `done`) or interrupted, resumable from its checkpoint. */
+static void local_recover(fb_jobs *r, fb_job *job, int lines, int err_lines, int done) {
+  (void)err_lines; /* the pipe's stderr lines are not recorded anywhere */
+  long pid = job->pid;
+  int alive = worker_alive(pid, job->id);
+  if (alive) kill((pid_t)pid, SIGKILL);
+  for (int ms = 0; alive && ms < ORPHAN_WAIT_MS && worker_alive(pid, job->id); ms += 10) usleep(10000);
+  if (jobs_replay_record(r, job, lines) || done) {
+    jobs_set_state(r, job, FB_JOB_SUCCEEDED, NULL);
+    return;
+  }
+  char reason[128];
+  snprintf(reason, sizeof reason, "the registry stopped while it ran (worker pid %ld %s)", pid,
+           alive ? "killed" : "gone");
+  jobs_set_state(r, job, FB_JOB_INTERRUPTED, reason);
+}
+
+const jobs_executor jobs_local_executor = {local_start, local_cancel, local_abandon, local_close,
+                                           local_recover};

@@ -104,7 +104,15 @@ static double opt_positive(lua_State *L, const char *field, double dflt) {
   return v;
 }
 
-/* jobs.open{data_dir=, stale_after= (s), max_running=, kill_grace= (s), worker={argv...}}
+static const char *opt_string(lua_State *L, int t, const char *field) {
+  lua_getfield(L, t, field);  /* left on the stack, which keeps it alive during open */
+  if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+    luaL_error(L, "jobs.open: %s must be a string", field);
+  return lua_tostring(L, -1);
+}
+
+/* jobs.open{data_dir=, stale_after= (s), max_running=, kill_grace= (s), worker={argv...},
+ *           executor="local"|"slurm", slurm={partition=, account=, time=, mem_mb=, poll= (s)}}
  *   -> registry | nil, msg */
 static int jobs_open(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -137,6 +145,20 @@ static int jobs_open(lua_State *L) {
     argv[n] = NULL;
   }
   opt.worker = argv;
+  opt.executor = opt_string(L, 1, "executor");
+  lua_getfield(L, 1, "slurm");
+  if (lua_istable(L, -1)) {
+    int t = lua_gettop(L);
+    opt.slurm.partition = opt_string(L, t, "partition");
+    opt.slurm.account = opt_string(L, t, "account");
+    opt.slurm.time_limit = opt_string(L, t, "time");
+    lua_getfield(L, t, "mem_mb");
+    opt.slurm.mem_mb = (int)luaL_optinteger(L, -1, 0);
+    lua_getfield(L, t, "poll");
+    opt.slurm.poll_ms = (uint64_t)(luaL_optnumber(L, -1, 2) * 1000);
+  } else if (!lua_isnil(L, -1)) {
+    luaL_error(L, "jobs.open: slurm must be a table");
+  }
 
   reg_box *reg = lua_newuserdatauv(L, sizeof *reg, 0);
   memset(reg, 0, sizeof *reg);
@@ -219,10 +241,18 @@ static fb_job *find_job(lua_State *L, reg_box *reg, int idx) {
   return job;
 }
 
-/* jobs.start{skill=, ...spec} -> job | nil, "conflict", live job | nil, code, msg */
+/* jobs.start({skill=, ...spec} [, {memory_bytes=}]) -> job | nil, "conflict", live job | nil,
+ * code, msg. memory_bytes: what the job's estimate says its worker needs (docs/slurm.md). */
 static int jobs_start(lua_State *L) {
   reg_box *reg = current(L);
   luaL_checktype(L, 1, LUA_TTABLE);
+  int64_t memory_bytes = 0;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_getfield(L, 2, "memory_bytes");
+    memory_bytes = (int64_t)luaL_optinteger(L, -1, 0);
+    lua_pop(L, 1);
+  }
   lua_getfield(L, 1, "skill");
   const char *skill = lua_tostring(L, -1);
   luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 1, "skill: a string is required");
@@ -241,7 +271,7 @@ static int jobs_start(lua_State *L) {
   fb_err err = {0};
   lua_State *outer = reg->in_call;  /* a listener may call us inside another call */
   reg->in_call = L;
-  int rc = fb_jobs_start(reg->r, skill, spec, &job, &err);
+  int rc = fb_jobs_start_needing(reg->r, skill, spec, memory_bytes, &job, &err);
   reg->in_call = outer;
   if (rc < 0) return fail(L, &err);
   if (rc == 1) return conflict(L, reg->r, job);

@@ -5,6 +5,8 @@
 -- [--port P] [--data-dir D] [--token-file PATH | --token T] [--model DIR|NAME|ORG/NAME[@REV]]
 -- [--worker CMD (default: fastbrain worker)]
 -- [--max-running N] [--stale-after S] [--kill-grace S] [--max-connections N] (docs/jobs.md)
+-- [--executor local|slurm] [--slurm-partition P] [--slurm-account A] [--slurm-time T]
+-- [--slurm-mem MB] (docs/slurm.md)
 -- Returns the app, so a test may run it in-process with loadfile(...)("--port", "0").
 local fb = require "fastbrain"
 local args = require "fastbrain.args"
@@ -14,13 +16,17 @@ local router = require "fastbrain.router"
 local USAGE = "usage: fastbrain serve [--host HOST] [--port PORT] [--data-dir DIR] [--token-file PATH]\n" ..
               "                       [--token TOKEN (seen by other users in ps: prefer FASTBRAIN_TOKEN)]\n" ..
               "                       [--model DIR|NAME|ORG/NAME[@REVISION]] [--worker CMD] [--max-running N]\n" ..
-              "                       [--stale-after SECONDS] [--kill-grace SECONDS] [--max-connections N]"
+              "                       [--stale-after SECONDS] [--kill-grace SECONDS] [--max-connections N]\n" ..
+              "                       [--executor local|slurm] [--slurm-partition P] [--slurm-account A]\n" ..
+              "                       [--slurm-time LIMIT] [--slurm-mem MB]"
 local OPTIONS = {host = "string", port = "string", data_dir = "string", token = "string",
                  token_file = "string", model = "string", worker = "string", max_running = "string",
-                 stale_after = "string", kill_grace = "string", max_connections = "string"}
+                 stale_after = "string", kill_grace = "string", max_connections = "string",
+                 executor = "string", slurm_partition = "string", slurm_account = "string",
+                 slurm_time = "string", slurm_mem = "string"}
 -- Options that are numbers > 0 (integers where `integer`); absent: the engine's default.
 local NUMBERS = {max_running = "integer", stale_after = "number", kill_grace = "number",
-                 max_connections = "integer"}
+                 max_connections = "integer", slurm_mem = "integer"}
 local GRACE_MS = 3000
 
 -- argv -> options, or nil and a message (and true when the message is the asked-for usage).
@@ -31,6 +37,7 @@ local function parse(argv)
     data_dir = os.getenv("FASTBRAIN_HOME") or "./fastbrain-data",
     token = os.getenv("FASTBRAIN_TOKEN"),
     model = os.getenv("FASTBRAIN_MODEL") or fb.root .. "/share/models/tiny",
+    executor = os.getenv("FASTBRAIN_EXECUTOR"),  -- local (nil) or slurm: docs/slurm.md
   }})
   if not opts then return nil, given, help end
   opts.token_on_argv = given.token
@@ -116,7 +123,10 @@ local function main(argv)
   end
   local registry, jerr = fb.jobs.open{data_dir = opts.data_dir, worker = worker,
                                       max_running = opts.max_running,
-                                      stale_after = opts.stale_after, kill_grace = opts.kill_grace}
+                                      stale_after = opts.stale_after, kill_grace = opts.kill_grace,
+                                      executor = opts.executor,
+                                      slurm = {partition = opts.slurm_partition, account = opts.slurm_account,
+                                               time = opts.slurm_time, mem_mb = opts.slurm_mem}}
   if not registry then return nil, jerr end
   require("fastbrain.skills").install_bundled(opts.data_dir, fb.root .. "/share")
   require("fastbrain.skills").sweep(opts.data_dir)  -- what a killed server left

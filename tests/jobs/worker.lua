@@ -6,6 +6,7 @@
 --         | "grandchild" (done, leaving a process that holds stdout open)
 --         | "grow" (a progress line and 8 MiB more memory every interval, until killed)
 --   stderr: a line written to stderr before the start line
+--   checkpoint_every: a checkpoint every N steps too (a run SIGKILLed resumes from it)
 -- Each line goes to JOBDIR/worker.jsonl before stdout. SIGTERM writes a checkpoint and exits 3. JOBDIR/checkpoint holds the last step, so a resumed
 -- run continues after it. Each run appends its pid to JOBDIR/../../workers.txt.
 local fb = require "fastbrain"
@@ -88,6 +89,7 @@ fb.timer.every(interval, function(t)
   step = step + 1
   emit{event = "progress", step = step, total_steps = steps, epoch = step / steps,
        total_epochs = 1, loss = 2.0 / step, lr = 1e-4, tokens_per_s = 1000, eta_s = json.null}
+  if spec.checkpoint_every and step % spec.checkpoint_every == 0 and step < steps then checkpoint() end
   if mode == "crash" and step == 2 then
     emit{event = "error", message = "dataset error", where = "data.jsonl:17"}
     t:stop()
