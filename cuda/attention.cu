@@ -81,8 +81,7 @@ __device__ inline void store_slot_map(uint8_t *slot, float *scratch) {
 /* C[M][N] (fp32, row-major, ldc) = A[M][K] B[N][K]^T, A and B bf16 row-major in shared memory:
  * the block's warps take C's 16 x 16 tiles in turn. */
 template <int M, int N, int K>
-__device__ inline void gemm_nt(float *C, int ldc, const bf16 *A, int lda, const bf16 *B,
-                               int ldb) {
+__device__ inline void gemm_nt(float *C, int ldc, const bf16 *A, int lda, const bf16 *B, int ldb) {
   for (int t = threadIdx.x / 32; t < (M / 16) * (N / 16); t += NW) {
     int i = t / (N / 16) * 16, j = t % (N / 16) * 16;
     acc_frag acc;
@@ -153,9 +152,9 @@ __device__ inline float row_sum(float v) {
  * (may be NULL), seg [B,Tq] (with Tq == Tk, q0 == 0) or NULL. */
 template <int HD>
 __global__ void __launch_bounds__(NT)
-    attention_forward_kernel(float *out, float *lse, const float *q, const float *k,
-                             const float *v, const int32_t *seg, int Tq, int Tk, int q0, int NH,
-                             int NKV, int window, float scale) {
+    attention_forward_kernel(float *out, float *lse, const float *q, const float *k, const float *v,
+                             const int32_t *seg, int Tq, int Tk, int q0, int NH, int NKV,
+                             int window, float scale) {
   __shared__ __align__(32) bf16 qs[BQ][HD + PAD], ks[BK][HD + PAD], vs[BK][HD + PAD];
   __shared__ __align__(32) bf16 ps[BQ][BK + PAD];
   __shared__ __align__(32) float ss[BQ][SLD];
@@ -308,9 +307,9 @@ __global__ void __launch_bounds__(NT)
  * the heads of a group add into dk and dv (zeroed first) atomically. */
 template <int HD>
 __global__ void __launch_bounds__(NT)
-    attention_dkv_kernel(float *dk, float *dv, const float *dout, const float *lse,
-                         const float *D, const float *q, const float *k, const float *v,
-                         const int32_t *seg, int T, int NH, int NKV, int window, float scale) {
+    attention_dkv_kernel(float *dk, float *dv, const float *dout, const float *lse, const float *D,
+                         const float *q, const float *k, const float *v, const int32_t *seg, int T,
+                         int NH, int NKV, int window, float scale) {
   __shared__ __align__(32) bf16 ks[BK][HD + PAD], vs[BK][HD + PAD];
   __shared__ __align__(32) bf16 qs[BQ][HD + PAD], dos[BQ][HD + PAD];
   /* S and dP in fp32, then P and dS in bf16 over them (static shared memory stays < 48 KiB) */

@@ -14,12 +14,12 @@
  * stream, arguments...), so the CUDA emulator of the tests (tests/cuda_emu), whose
  * cuda_runtime.h defines its own FB_LAUNCH, compiles these files unmodified as host C++. */
 #ifndef FB_LAUNCH
-#define FB_LAUNCH(kernel, grid, block, shared, stream, ...) \
+#define FB_LAUNCH(kernel, grid, block, shared, stream, ...)                                        \
   kernel<<<grid, block, shared, stream>>>(__VA_ARGS__)
 #endif
 
 /* Check the launch that just happened (configuration errors; faults show at the next sync). */
-#define FB_LAUNCH_CHECK() \
+#define FB_LAUNCH_CHECK()                                                                          \
   fb_cuda_check((int)cudaGetLastError(), "kernel launch", __FILE__, __LINE__)
 
 /* The context's stream (every launch and copy goes on it) and its cuBLAS handle. */

@@ -92,8 +92,10 @@ cublasHandle_t fb_cuda_cublas(void) { return ctx.cublas; }
 
 /* "1.50 GiB", or "12.3 MiB" under a GiB, into buf[32]. */
 static const char *size_text(char *buf, size_t bytes) {
-  if (bytes >= ((size_t)1 << 30)) snprintf(buf, 32, "%.2f GiB", bytes / 1073741824.0);
-  else snprintf(buf, 32, "%.1f MiB", bytes / 1048576.0);
+  if (bytes >= ((size_t)1 << 30))
+    snprintf(buf, 32, "%.2f GiB", bytes / 1073741824.0);
+  else
+    snprintf(buf, 32, "%.1f MiB", bytes / 1048576.0);
   return buf;
 }
 

@@ -75,11 +75,11 @@ __global__ void dropout_kernel(float *out, const float *inp, size_t n, float p, 
   out[i] = u < p ? 0.0f : inp[i] * keep;
 }
 
-#define LAUNCH(kernel, n, ...)                                                     \
-  do {                                                                             \
-    if ((n) == 0) break;                                                           \
-    FB_LAUNCH(kernel, fb_blocks((n), 256), 256, 0, fb_cuda_stream(), __VA_ARGS__); \
-    FB_LAUNCH_CHECK();                                                             \
+#define LAUNCH(kernel, n, ...)                                                                     \
+  do {                                                                                             \
+    if ((n) == 0) break;                                                                           \
+    FB_LAUNCH(kernel, fb_blocks((n), 256), 256, 0, fb_cuda_stream(), __VA_ARGS__);                 \
+    FB_LAUNCH_CHECK();                                                                             \
   } while (0)
 
 extern "C" void fb_cuda_embedding_forward(float *out, const int32_t *ids, const void *table, int N,

@@ -26,7 +26,7 @@ void record(fb_phase p) {
   FB_CUDA_CHECK(cudaEventRecord(marks[used].event, fb_cuda_stream()));
   used++;
 }
-} // namespace
+}  // namespace
 
 extern "C" void fb_cuda_phase(fb_phase p) {
   if (on && marks[used - 1].phase != p) record(p);

@@ -8,7 +8,7 @@
 #include "error.h"
 
 static uint64_t hash_bytes(const char *s, size_t n) {
-  uint64_t h = 1469598103934665603ULL;  /* FNV-1a */
+  uint64_t h = 1469598103934665603ULL; /* FNV-1a */
   for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
   return h ^ (h >> 29);
 }
@@ -130,7 +130,7 @@ static size_t merge_slot(const fb_merges *m, uint64_t key) {
 
 int fb_merges_put(fb_merges *m, int32_t left, int32_t right, uint32_t rank, int32_t merged) {
   uint64_t key = (((uint64_t)(uint32_t)left << 32) | (uint32_t)right) + 1;
-  if (m->n_used * 2 >= m->n_slots) return FB_ENOMEM;  /* sized by fb_merges_init */
+  if (m->n_used * 2 >= m->n_slots) return FB_ENOMEM; /* sized by fb_merges_init */
   size_t i = merge_slot(m, key);
   int had = m->keys[i] != 0;
   if (!had) m->n_used++;
@@ -153,9 +153,9 @@ static int merge_find(const fb_merges *m, int32_t left, int32_t right, uint32_t 
 }
 
 typedef struct cand {
-  uint32_t rank, start;     /* priority: rank, then leftmost */
+  uint32_t rank, start; /* priority: rank, then leftmost */
   int32_t left, right;
-  uint32_t llen, rlen;      /* sizes when queued: a changed symbol makes the entry stale */
+  uint32_t llen, rlen; /* sizes when queued: a changed symbol makes the entry stale */
   int32_t merged;
 } cand;
 
@@ -241,7 +241,7 @@ int fb_bpe_merge(const fb_merges *m, fb_bpe_work *w, size_t n) {
   while (w->heap_len) {
     cand c = heap_pop(w);
     fb_bpe_sym *l = &s[c.left], *r = &s[c.right];
-    if (l->len != c.llen || r->len != c.rlen || l->next != c.right) continue;  /* stale */
+    if (l->len != c.llen || r->len != c.rlen || l->next != c.right) continue; /* stale */
     l->id = c.merged;
     l->len += r->len;
     l->next = r->next;

@@ -11,10 +11,10 @@
 typedef struct fb_vocab {
   char *arena;
   size_t arena_len, arena_cap;
-  size_t *off;       /* (n_ids) start of token id in arena, or SIZE_MAX when id is unused */
-  uint32_t *len;     /* (n_ids) */
-  int32_t n_ids;     /* ids are 0 .. n_ids-1 */
-  int32_t *slots;    /* open-addressing hash of ids, -1 = empty */
+  size_t *off;    /* (n_ids) start of token id in arena, or SIZE_MAX when id is unused */
+  uint32_t *len;  /* (n_ids) */
+  int32_t n_ids;  /* ids are 0 .. n_ids-1 */
+  int32_t *slots; /* open-addressing hash of ids, -1 = empty */
   size_t n_slots, n_used;
 } fb_vocab;
 
@@ -23,11 +23,11 @@ void fb_vocab_free(fb_vocab *v);
 /* Add token s[0..n) as id (< n_ids). Returns 0, FB_ENOMEM, or FB_EINVALID when the id is taken
  * or the string already has another id (*other receives that id or -1). */
 int fb_vocab_put(fb_vocab *v, const char *s, size_t n, int32_t id, int32_t *other);
-int32_t fb_vocab_get(const fb_vocab *v, const char *s, size_t n);  /* -1 when absent */
-const char *fb_vocab_str(const fb_vocab *v, int32_t id, size_t *n);  /* NULL when unused */
+int32_t fb_vocab_get(const fb_vocab *v, const char *s, size_t n);   /* -1 when absent */
+const char *fb_vocab_str(const fb_vocab *v, int32_t id, size_t *n); /* NULL when unused */
 
 typedef struct fb_merges {
-  uint64_t *keys;     /* (left << 32 | right) + 1; 0 = empty */
+  uint64_t *keys; /* (left << 32 | right) + 1; 0 = empty */
   uint32_t *rank;
   int32_t *merged;
   size_t n_slots, n_used;
@@ -44,7 +44,7 @@ int fb_merges_put(fb_merges *m, int32_t left, int32_t right, uint32_t rank, int3
 typedef struct fb_bpe_sym {
   int32_t id;
   uint32_t start, len;
-  int32_t prev, next;  /* neighbours in the word, -1 at the ends; len 0 = merged away */
+  int32_t prev, next; /* neighbours in the word, -1 at the ends; len 0 = merged away */
 } fb_bpe_sym;
 
 /* Scratch space for fb_bpe_merge, reused across words; owned by the caller (fb_bpe_work_free). */

@@ -20,15 +20,12 @@ int fb_checkpoint_adapter(const fb_model *m, const fb_train_spec *s, const char 
   int rc = fb_lora_create(&l, m, &s->lora, err);
   if (!rc && !l->be->host_memory) /* the caller loads the model on the CPU */
     rc = fb_err_set(err, FB_EINVALID, "the model is not in host memory");
-  if (!rc)
-    rc = fb_st_open(&f, path, err);
+  if (!rc) rc = fb_st_open(&f, path, err);
   const fb_st_tensor *t = NULL;
   if (!rc) /* the shape check also catches a checkpoint of another rank or other targets */
     rc = fb_st_expect(f, "params", 1, (int64_t[]){(int64_t)l->n_floats}, &t, err);
-  if (!rc)
-    rc = fb_st_read_f32(t, l->params, err);
-  if (!rc)
-    rc = fb_lora_save(l, out, err);
+  if (!rc) rc = fb_st_read_f32(t, l->params, err);
+  if (!rc) rc = fb_lora_save(l, out, err);
   fb_st_close(f);
   fb_lora_free(l);
   return rc;

@@ -29,8 +29,8 @@
   "  --checkpoints DIR  --prompt TEXT (sample prompt, repeatable)  --full  --resume\n"             \
   "  --device D               auto (the GPU when one is usable, else the CPU), cpu or cuda\n"      \
   "  --scenarios FILE.jsonl   publish the checkpoint that passes most of these scenarios' hard\n"  \
-  "                           checks (a skill's scenarios.jsonl; implies --select scenarios)\n"   \
-  "  --select eval_loss|scenarios  which weights are published (default eval_loss)\n"          \
+  "                           checks (a skill's scenarios.jsonl; implies --select scenarios)\n"    \
+  "  --select eval_loss|scenarios  which weights are published (default eval_loss)\n"              \
   "  --json                   print the events as JSON lines on stdout (docs/protocol.md)\n"       \
   "  --estimate               say what the run would cost (tokens, steps, peak memory, time on\n"  \
   "                           this machine's CPU and GPU) and whether it fits; --out not needed\n"
@@ -79,8 +79,7 @@ static int usage(const char *fmt, const char *what) {
 static cJSON *group(cJSON *spec, const char *path, const char **leaf) {
   const char *dot = strchr(path, '.');
   *leaf = dot ? dot + 1 : path;
-  if (!dot)
-    return spec;
+  if (!dot) return spec;
   char name[32];
   snprintf(name, sizeof name, "%.*s", (int)(dot - path), path);
   cJSON *g = cJSON_GetObjectItemCaseSensitive(spec, name);
@@ -107,8 +106,7 @@ static int set_option(cJSON *spec, const option *o, const char *value) {
   } else {
     char *end;
     double x = strtod(value, &end);
-    if (end == value || *end)
-      return usage("%s needs a number", o->name);
+    if (end == value || *end) return usage("%s needs a number", o->name);
     v = cJSON_CreateNumber(x);
   }
   cJSON_DeleteItemFromObjectCaseSensitive(g, leaf);
@@ -122,7 +120,7 @@ typedef struct main_opts {
   int resume;         /* continue from the latest checkpoint */
   int estimate;       /* only say what the run would cost (fastbrain.estimate) */
   const char *record; /* a file that gets a copy of every JSON line first (the worker's), or NULL */
-  const char *scenarios; /* --scenarios: a scenarios.jsonl read into spec.scenarios, or NULL */
+  const char *scenarios;   /* --scenarios: a scenarios.jsonl read into spec.scenarios, or NULL */
   const char *checkpoints; /* where checkpoints go when the spec does not say, or NULL */
 } main_opts;
 
@@ -158,8 +156,7 @@ static int run_main(const char *text, const main_opts *o) {
       lua_setfield(L, -2, "scenarios"); /* opts.scenarios (nil when NULL) */
       lua_pushstring(L, o->checkpoints);
       lua_setfield(L, -2, "checkpoints"); /* opts.checkpoints (nil when NULL) */
-      if (fb_vm_pcall(L, 2, 1, "fastbrain train") == LUA_OK)
-        status = (int)lua_tointeger(L, -1);
+      if (fb_vm_pcall(L, 2, 1, "fastbrain train") == LUA_OK) status = (int)lua_tointeger(L, -1);
     }
     fb_vm_close(L);
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -174,8 +171,7 @@ static int run_main(const char *text, const main_opts *o) {
 static int check_spec(const cJSON *spec) {
   fb_train_spec s;
   fb_err err = {0};
-  if (fb_train_spec_from_json(&s, spec, &err) == 0)
-    return 0;
+  if (fb_train_spec_from_json(&s, spec, &err) == 0) return 0;
   fprintf(stderr, "fastbrain: %s\n", err.msg);
   return 2;
 }
@@ -183,11 +179,11 @@ static int check_spec(const cJSON *spec) {
 /* --scenarios selects by them; --select scenarios needs them. 0, or 2 after a usage error. */
 static int check_select(cJSON *spec, const char *scenarios) {
   const cJSON *select = cJSON_GetObjectItemCaseSensitive(spec, "select");
-  if (scenarios && !select)
-    cJSON_AddStringToObject(spec, "select", "scenarios");
+  if (scenarios && !select) cJSON_AddStringToObject(spec, "select", "scenarios");
   int by_scenarios = cJSON_IsString(select) && strcmp(select->valuestring, "scenarios") == 0;
   if (by_scenarios && !scenarios && !cJSON_GetObjectItemCaseSensitive(spec, "scenarios"))
-    return usage("%s needs the scenarios to select by: --scenarios FILE.jsonl", "--select scenarios");
+    return usage("%s needs the scenarios to select by: --scenarios FILE.jsonl",
+                 "--select scenarios");
   return 0;
 }
 
@@ -201,8 +197,7 @@ static cJSON *read_spec(const char *path) {
   }
   cJSON *j = cJSON_ParseWithLength(text, len);
   free(text);
-  if (!cJSON_IsObject(j))
-    fprintf(stderr, "fastbrain: %s: not a JSON object\n", path);
+  if (!cJSON_IsObject(j)) fprintf(stderr, "fastbrain: %s: not a JSON object\n", path);
   if (j && !cJSON_IsObject(j)) {
     cJSON_Delete(j);
     j = NULL;
@@ -219,8 +214,7 @@ int fb_cmd_train(int argc, char **argv) {
     const char *a = argv[i];
     const option *o = NULL;
     for (size_t k = 0; k < sizeof options / sizeof options[0]; k++)
-      if (strcmp(a, options[k].name) == 0)
-        o = &options[k];
+      if (strcmp(a, options[k].name) == 0) o = &options[k];
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       fputs(TRAIN_USAGE, stdout);
       cJSON_Delete(spec);
@@ -244,21 +238,21 @@ int fb_cmd_train(int argc, char **argv) {
     } else if (o && i + 1 < argc) {
       rc = set_option(spec, o, argv[++i]);
     } else {
-      rc = usage(o || strcmp(a, "--spec") == 0 || strcmp(a, "--scenarios") == 0 ? "%s needs a value"
-                                                                                : "unknown option '%s'",
+      rc = usage(o || strcmp(a, "--spec") == 0 || strcmp(a, "--scenarios") == 0
+                     ? "%s needs a value"
+                     : "unknown option '%s'",
                  a);
     }
   }
-  if (!rc)
-    rc = check_select(spec, scenarios);
+  if (!rc) rc = check_select(spec, scenarios);
   if (estimate && !cJSON_GetObjectItemCaseSensitive(spec, "out"))
     cJSON_AddStringToObject(spec, "out", "-"); /* an estimate writes nothing */
-  if (!rc)
-    rc = check_spec(spec);
+  if (!rc) rc = check_spec(spec);
   char *text = rc ? NULL : cJSON_PrintUnformatted(spec);
   if (text)
-    rc = run_main(text, &(main_opts){.json = json, .resume = resume, .estimate = estimate,
-                                     .scenarios = scenarios});
+    rc = run_main(
+        text,
+        &(main_opts){.json = json, .resume = resume, .estimate = estimate, .scenarios = scenarios});
   else if (!rc)
     rc = 1; /* out of memory */
   free(text);
@@ -275,8 +269,9 @@ int fb_cmd_worker(int argc, char **argv) {
     return 0;
   }
   if (argc != 2) {
-    fprintf(stderr, "fastbrain worker: expected one argument, the job directory\nusage: fastbrain "
-                    "worker JOBDIR\n");
+    fprintf(stderr,
+            "fastbrain worker: expected one argument, the job directory\nusage: fastbrain "
+            "worker JOBDIR\n");
     return 2;
   }
   /* The spec goes to fastbrain.train as the registry wrote it: the trainer parses and checks it
@@ -291,8 +286,8 @@ int fb_cmd_worker(int argc, char **argv) {
   }
   snprintf(checkpoints, sizeof checkpoints, "%s/checkpoints", argv[1]);
   snprintf(record, sizeof record, "%s/worker.jsonl", argv[1]);
-  int rc = run_main(text, &(main_opts){.json = 1, .resume = 1, .record = record,
-                                      .checkpoints = checkpoints});
+  int rc = run_main(
+      text, &(main_opts){.json = 1, .resume = 1, .record = record, .checkpoints = checkpoints});
   free(text);
   return rc;
 }

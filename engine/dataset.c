@@ -19,9 +19,9 @@ struct fb_dataset {
   fb_ds_shape shape;
   fb_conv *convs;
   size_t n, cap;
-  fb_msg *msgs;      /* every conversation's messages, in order */
+  fb_msg *msgs; /* every conversation's messages, in order */
   size_t n_msgs, msgs_cap;
-  char *arena;       /* message texts, NUL-terminated */
+  char *arena; /* message texts, NUL-terminated */
   size_t arena_len, arena_cap;
   char hash[32];
 };
@@ -32,7 +32,9 @@ static const char *const shape_names[] = {"messages", "sharegpt", "alpaca"};
 const char *fb_role_name(fb_role r) { return role_names[r]; }
 const char *fb_dataset_shape_name(fb_ds_shape s) { return shape_names[s]; }
 size_t fb_dataset_count(const fb_dataset *ds) { return ds->n; }
-const fb_conv *fb_dataset_conv(const fb_dataset *ds, size_t i) { return i < ds->n ? &ds->convs[i] : NULL; }
+const fb_conv *fb_dataset_conv(const fb_dataset *ds, size_t i) {
+  return i < ds->n ? &ds->convs[i] : NULL;
+}
 fb_ds_shape fb_dataset_shape(const fb_dataset *ds) { return ds->shape; }
 const char *fb_dataset_hash(const fb_dataset *ds) { return ds->hash; }
 
@@ -97,10 +99,10 @@ static int add_msg(fb_dataset *ds, fb_role role, const char *a, const char *b) {
     return FB_ENOMEM;
   fb_msg *m = &ds->msgs[ds->n_msgs++];
   m->role = role;
-  m->content = (const char *)(uintptr_t)ds->arena_len;  /* an offset until the arena settles */
+  m->content = (const char *)(uintptr_t)ds->arena_len; /* an offset until the arena settles */
   m->len = an + bn;
   memcpy(ds->arena + ds->arena_len, a, an);
-  if (bn) {  /* Alpaca: instruction, a blank line, input */
+  if (bn) { /* Alpaca: instruction, a blank line, input */
     memcpy(ds->arena + ds->arena_len + an, "\n\n", 2);
     memcpy(ds->arena + ds->arena_len + an + 2, b, bn - 2);
   }
@@ -119,7 +121,8 @@ static const char *str_field(reader *r, const cJSON *obj, const char *path, cons
     return NULL;
   }
   if (!cJSON_IsString(v)) {
-    problem(r, "%s%s%s: expected a string, got %s", path, *path ? "." : "", key, show(v, buf, sizeof buf));
+    problem(r, "%s%s%s: expected a string, got %s", path, *path ? "." : "", key,
+            show(v, buf, sizeof buf));
     return NULL;
   }
   return v->valuestring;
@@ -156,7 +159,8 @@ static int read_turns(reader *r, fb_dataset *ds, const cJSON *obj) {
       continue;
     }
     answers += k == FB_ROLE_ASSISTANT;
-    if (content && r->problems == before && add_msg(ds, (fb_role)k, content, NULL)) return FB_ENOMEM;
+    if (content && r->problems == before && add_msg(ds, (fb_role)k, content, NULL))
+      return FB_ENOMEM;
   }
   if (r->problems == before && !answers)
     problem(r, "%s: no %s turn to learn from", key, sharegpt ? "gpt" : "assistant");
@@ -170,8 +174,8 @@ static int read_alpaca(reader *r, fb_dataset *ds, const cJSON *obj) {
   const char *in = str_field(r, obj, "", "input", 0);
   const char *out = str_field(r, obj, "", "output", 1);
   if (r->problems != before) return 0;
-  if ((sys && *sys && add_msg(ds, FB_ROLE_SYSTEM, sys, NULL)) || add_msg(ds, FB_ROLE_USER, ins, in) ||
-      add_msg(ds, FB_ROLE_ASSISTANT, out, NULL))
+  if ((sys && *sys && add_msg(ds, FB_ROLE_SYSTEM, sys, NULL)) ||
+      add_msg(ds, FB_ROLE_USER, ins, in) || add_msg(ds, FB_ROLE_ASSISTANT, out, NULL))
     return FB_ENOMEM;
   return 0;
 }
@@ -194,9 +198,12 @@ static const char *duplicate_key(const cJSON *obj) {
 static int bad_bytes(reader *r, const char *s, size_t n) {
   const char *nul = memchr(s, '\0', n);
   size_t valid = fb_utf8_valid_prefix(s, nul ? (size_t)(nul - s) : n);
-  if (nul && (size_t)(nul - s) == valid) problem(r, "a NUL byte (column %zu)", valid + 1);
-  else if (valid < n) problem(r, "invalid UTF-8 (column %zu)", valid + 1);
-  else return 0;
+  if (nul && (size_t)(nul - s) == valid)
+    problem(r, "a NUL byte (column %zu)", valid + 1);
+  else if (valid < n)
+    problem(r, "invalid UTF-8 (column %zu)", valid + 1);
+  else
+    return 0;
   return 1;
 }
 
@@ -213,9 +220,12 @@ static int read_line(reader *r, fb_dataset *ds, int *shape_line, const char *s, 
   int rc = 0;
   while (end && end < s + n && isspace((unsigned char)*end)) end++;
   const char *dup;
-  if (end && end < s + n) problem(r, "text after the JSON value (column %zu)", (size_t)(end - s) + 1);
-  else if (!cJSON_IsObject(obj)) problem(r, "expected a JSON object");
-  else if ((dup = duplicate_key(obj))) problem(r, "duplicate key \"%.80s\"", dup);
+  if (end && end < s + n)
+    problem(r, "text after the JSON value (column %zu)", (size_t)(end - s) + 1);
+  else if (!cJSON_IsObject(obj))
+    problem(r, "expected a JSON object");
+  else if ((dup = duplicate_key(obj)))
+    problem(r, "duplicate key \"%.80s\"", dup);
   else {
     static const char *const keys[] = {"messages", "conversations", "instruction"};
     int found = -1;
@@ -234,10 +244,11 @@ static int read_line(reader *r, fb_dataset *ds, int *shape_line, const char *s, 
       size_t first = ds->n_msgs, before = (size_t)r->problems;
       rc = ds->shape == FB_SHAPE_ALPACA ? read_alpaca(r, ds, obj) : read_turns(r, ds, obj);
       if (!rc && (size_t)r->problems == before) {
-        if (grow((void **)&ds->convs, &ds->cap, ds->n + 1, sizeof *ds->convs)) rc = FB_ENOMEM;
+        if (grow((void **)&ds->convs, &ds->cap, ds->n + 1, sizeof *ds->convs))
+          rc = FB_ENOMEM;
         else {
           fb_conv *c = &ds->convs[ds->n++];
-          c->msgs = (fb_msg *)(uintptr_t)first;  /* an index until the array settles */
+          c->msgs = (fb_msg *)(uintptr_t)first; /* an index until the array settles */
           c->n = (int)(ds->n_msgs - first);
           c->line = r->line;
         }
@@ -262,7 +273,7 @@ static int parse(fb_dataset *ds, const char *path, const char *buf, size_t size,
     if (n && s[n - 1] == '\r') n--;
     size_t k = 0;
     while (k < n && isspace((unsigned char)s[k])) k++;
-    if (k == n) continue;  /* blank line */
+    if (k == n) continue; /* blank line */
     if (n > FB_DS_MAX_LINE) {
       problem(&r, "line of %zu bytes is longer than the %u-byte limit", n, FB_DS_MAX_LINE);
       continue;
@@ -339,7 +350,7 @@ int fb_examples_add(fb_examples *ex, fb_tokenizer *tok, const char *text, size_t
   e->line = line;
   for (int32_t i = 0, s = 0; i < e->n; i++) {
     size_t at = (size_t)offs.v[i];
-    while (s < n_spans && spans[s].end <= at) s++;  /* spans are in order */
+    while (s < n_spans && spans[s].end <= at) s++; /* spans are in order */
     int in = opts->train_on_all || (s < n_spans && spans[s].start <= at);
     labels[i] = in ? ids.v[i] : FB_IGNORE_INDEX;
     e->n_trained += in;
@@ -363,7 +374,7 @@ int fb_dataset_order(size_t n, uint64_t seed, size_t **order) {
   size_t *o = malloc((n ? n : 1) * sizeof *o);
   if (!o) return FB_ENOMEM;
   for (size_t i = 0; i < n; i++) o[i] = i;
-  for (size_t i = n; i > 1; i--) {  /* Fisher-Yates */
+  for (size_t i = n; i > 1; i--) { /* Fisher-Yates */
     size_t j = (size_t)(splitmix64(&seed) % i), t = o[i - 1];
     o[i - 1] = o[j];
     o[j] = t;
@@ -415,7 +426,8 @@ static uint64_t prompt_hash(const fb_conv *c, int fold) {
 int fb_dataset_stats(const fb_dataset *ds, const fb_examples *ex, fb_ds_stats *st) {
   memset(st, 0, sizeof *st);
   st->examples = ds->n;
-  uint64_t *exact = malloc((ds->n + 1) * sizeof *exact), *folded = malloc((ds->n + 1) * sizeof *folded);
+  uint64_t *exact = malloc((ds->n + 1) * sizeof *exact),
+           *folded = malloc((ds->n + 1) * sizeof *folded);
   if (!exact || !folded) {
     free(exact);
     free(folded);
@@ -432,8 +444,10 @@ int fb_dataset_stats(const fb_dataset *ds, const fb_examples *ex, fb_ds_stats *s
         unsigned char ch = (unsigned char)c->msgs[m].content[k];
         chars += (ch & 0xC0) != 0x80 && !isspace(ch);
       }
-      if (chars == 0) st->empty_answers++;
-      else if (chars < 8) st->short_answers++;
+      if (chars == 0)
+        st->empty_answers++;
+      else if (chars < 8)
+        st->short_answers++;
     }
   }
   st->duplicate_prompts = repeats(exact, ds->n);

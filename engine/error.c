@@ -7,9 +7,8 @@
 
 const char *fb_strerror(int code) {
   switch (code) {
-#define FB_ERR_TEXT(name, value, text) \
-  case (value):                        \
-    return (text);
+#define FB_ERR_TEXT(name, value, text)                                                             \
+  case (value): return (text);
     FB_ERRNO_MAP(FB_ERR_TEXT)
 #undef FB_ERR_TEXT
   }
@@ -35,7 +34,7 @@ int fb_err_prefix(fb_err *err, const char *fmt, ...) {
   vsnprintf(head, sizeof head, fmt, ap);
   va_end(ap);
   size_t cap = sizeof err->msg - 1, hl = strlen(head), keep = strlen(err->msg);
-  if (hl + 2 + keep > cap) keep = cap - hl - 2;  /* head < 256, so this stays positive */
+  if (hl + 2 + keep > cap) keep = cap - hl - 2; /* head < 256, so this stays positive */
   memmove(err->msg + hl + 2, err->msg, keep);
   memcpy(err->msg, head, hl);
   memcpy(err->msg + hl, ": ", 2);

@@ -100,9 +100,10 @@ int fb_open_regular(const char *path, int *fd, struct stat *st, fb_err *err) {
     rc = io_fail(err, "stat", path);
   else if (!S_ISREG(st->st_mode))
     rc = fb_err_set(err, FB_EIO, "%s: not a regular file (%s)", path,
-                    S_ISDIR(st->st_mode) ? "a directory" : S_ISFIFO(st->st_mode) ? "a FIFO"
-                                                                    : "a device or a socket");
-  else if (fcntl(*fd, F_SETFL, 0) != 0)  /* blocking reads again */
+                    S_ISDIR(st->st_mode)    ? "a directory"
+                    : S_ISFIFO(st->st_mode) ? "a FIFO"
+                                            : "a device or a socket");
+  else if (fcntl(*fd, F_SETFL, 0) != 0) /* blocking reads again */
     rc = io_fail(err, "fcntl", path);
   if (rc) {
     close(*fd);

@@ -31,8 +31,7 @@ int fb_read_file(const char *path, char **buf, size_t *len, size_t max, fb_err *
 
 /* A parser of a whole file's text (len bytes, NUL-terminated) into out; label names the source
  * in its errors. */
-typedef int (*fb_parse_fn)(void *out, const char *text, size_t len, const char *label,
-                           fb_err *err);
+typedef int (*fb_parse_fn)(void *out, const char *text, size_t len, const char *label, fb_err *err);
 /* Read path (at most max bytes, as fb_read_file) and parse it into out, with path as the label;
  * the text is freed before returning. Returns fb_read_file's error or parse's result. */
 int fb_parse_file(const char *path, size_t max, fb_parse_fn parse, void *out, fb_err *err);

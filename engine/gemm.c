@@ -65,8 +65,8 @@ void fb_gemm_reference(int ta, int tb, int M, int N, int K, double alpha, const 
     for (int j = 0; j < N; j++) {
       double acc = 0;
       for (int k = 0; k < K; k++)
-        acc += (double)(ta ? A[k * lda + i] : A[i * lda + k]) *
-               (tb ? B[j * ldb + k] : B[k * ldb + j]);
+        acc +=
+            (double)(ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? B[j * ldb + k] : B[k * ldb + j]);
       R[i * N + j] = alpha * acc + (beta == 0.0 ? 0.0 : beta * C[i * N + j]);
     }
 }
@@ -115,8 +115,11 @@ static int verify(gemm_fn fn) {
  * LoRA's rank-16 products and attention's 64-row blocks. One 512^3 product alone misjudged
  * the choice: oneDNN matched OpenBLAS there but pays ~80 us a call on small blocks (OpenBLAS
  * ~23 us), and a step makes hundreds of those. */
-static const int step_mix[][4] = {
-    {512, 512, 512, 1}, {1024, 688, 256, 2}, {1024, 16, 256, 32}, {64, 64, 256, 64}, {64, 256, 64, 64}};
+static const int step_mix[][4] = {{512, 512, 512, 1},
+                                  {1024, 688, 256, 2},
+                                  {1024, 16, 256, 32},
+                                  {64, 64, 256, 64},
+                                  {64, 256, 64, 64}};
 
 /* Seconds of the better of two passes over step_mix through fn (after one warm-up pass, which
  * spins up threads and JIT-compiles kernels). */
@@ -130,8 +133,7 @@ static double time_gemm(gemm_fn fn) {
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (size_t s = 0; s < sizeof step_mix / sizeof step_mix[0]; s++) {
       int M = step_mix[s][0], N = step_mix[s][1], K = step_mix[s][2];
-      for (int i = 0; i < step_mix[s][3]; i++)
-        fn(0, 1, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
+      for (int i = 0; i < step_mix[s][3]; i++) fn(0, 1, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double t = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
@@ -204,8 +206,8 @@ void fb_gemm(int transA, int transB, int M, int N, int K, float alpha, const flo
      * call, and that copy was 70% of a decode step of the bundled model. C is read only when
      * beta is not 0, as sgemm's contract says (gemv may scale a NaN by 0). */
     if (beta == 0.0f) memset(C, 0, sizeof(float) * (size_t)N);
-    cblas_sgemv(CblasRowMajor, transB ? CblasNoTrans : CblasTrans, transB ? N : K,
-                transB ? K : N, alpha, B, ldb, A, transA ? lda : 1, beta, C, 1);
+    cblas_sgemv(CblasRowMajor, transB ? CblasNoTrans : CblasTrans, transB ? N : K, transB ? K : N,
+                alpha, B, ldb, A, transA ? lda : 1, beta, C, 1);
     return;
   }
   chosen.fn(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

@@ -35,8 +35,7 @@ int fb_gguf_new(fb_gguf **out, fb_err *err) {
 
 void fb_gguf_free(fb_gguf *g) {
   if (!g) return;
-  for (uint64_t i = 0; i < g->n_kv; i++)
-    free(g->keys[i]);
+  for (uint64_t i = 0; i < g->n_kv; i++) free(g->keys[i]);
   for (int i = 0; i < g->n_t; i++) {
     free(g->t[i].name);
     free(g->t[i].data);
@@ -50,8 +49,7 @@ void fb_gguf_free(fb_gguf *g) {
 static int put(fb_gguf *g, const void *p, size_t n) {
   if (g->kv_len + n > g->kv_cap) {
     size_t cap = g->kv_cap ? g->kv_cap : 4096;
-    while (cap < g->kv_len + n)
-      cap *= 2;
+    while (cap < g->kv_len + n) cap *= 2;
     unsigned char *kv = realloc(g->kv, cap);
     if (!kv) return FB_ENOMEM;
     g->kv = kv;
@@ -116,8 +114,7 @@ int fb_gguf_str_array(fb_gguf *g, const char *key, const char *const *v, const s
   int rc = begin_kv(g, key, FB_GGUF_ARRAY, err);
   if (rc) return rc;
   rc = put_u32(g, FB_GGUF_STRING) || put_u64(g, n);
-  for (size_t i = 0; i < n && !rc; i++)
-    rc = put_string(g, v[i], lens ? lens[i] : strlen(v[i]));
+  for (size_t i = 0; i < n && !rc; i++) rc = put_string(g, v[i], lens ? lens[i] : strlen(v[i]));
   return rc ? fb_err_set(err, FB_ENOMEM, "gguf: out of memory for '%s'", key) : 0;
 }
 
@@ -131,9 +128,9 @@ int fb_gguf_i32_array(fb_gguf *g, const char *key, const int32_t *v, size_t n, f
 
 size_t fb_ggml_row_size(fb_ggml_type type, int64_t n) {
   switch (type) {
-  case FB_GGML_F32: return (size_t)n * 4;
-  case FB_GGML_F16: return (size_t)n * 2;
-  case FB_GGML_Q8_0: return (size_t)(n / FB_GGML_QK8_0) * (2 + FB_GGML_QK8_0);
+    case FB_GGML_F32: return (size_t)n * 4;
+    case FB_GGML_F16: return (size_t)n * 2;
+    case FB_GGML_Q8_0: return (size_t)(n / FB_GGML_QK8_0) * (2 + FB_GGML_QK8_0);
   }
   return 0;
 }
@@ -142,13 +139,11 @@ void fb_ggml_quantize_q8_0(const float *x, void *out, int64_t n) {
   unsigned char *o = out;
   for (int64_t b = 0; b < n / FB_GGML_QK8_0; b++, x += FB_GGML_QK8_0, o += 2 + FB_GGML_QK8_0) {
     float amax = 0;
-    for (int j = 0; j < FB_GGML_QK8_0; j++)
-      amax = fmaxf(amax, fabsf(x[j]));
+    for (int j = 0; j < FB_GGML_QK8_0; j++) amax = fmaxf(amax, fabsf(x[j]));
     float d = amax / 127, id = d ? 1.0f / d : 0.0f; /* ggml multiplies by 1/d */
     uint16_t h = fb_f32_to_f16(d);
     memcpy(o, &h, 2);
-    for (int j = 0; j < FB_GGML_QK8_0; j++)
-      o[2 + j] = (unsigned char)(int8_t)roundf(x[j] * id);
+    for (int j = 0; j < FB_GGML_QK8_0; j++) o[2 + j] = (unsigned char)(int8_t)roundf(x[j] * id);
   }
 }
 
@@ -162,8 +157,10 @@ int fb_gguf_tensor(fb_gguf *g, const char *name, fb_ggml_type type, int ndim, co
     n *= ne[d];
   }
   if (type == FB_GGML_Q8_0 && ne[0] % FB_GGML_QK8_0)
-    return fb_err_set(err, FB_EINVALID, "gguf: tensor '%s': rows of %lld values are not whole "
-                      "Q8_0 blocks of 32", name, (long long)ne[0]);
+    return fb_err_set(err, FB_EINVALID,
+                      "gguf: tensor '%s': rows of %lld values are not whole "
+                      "Q8_0 blocks of 32",
+                      name, (long long)ne[0]);
   for (int i = 0; i < g->n_t; i++)
     if (strcmp(g->t[i].name, name) == 0)
       return fb_err_set(err, FB_EINVALID, "gguf: tensor '%s' given twice", name);
@@ -191,8 +188,7 @@ int fb_gguf_tensor(fb_gguf *g, const char *name, fb_ggml_type type, int ndim, co
     memcpy(t->data, data, t->nbytes);
   } else if (type == FB_GGML_F16) {
     uint16_t *h = t->data;
-    for (int64_t i = 0; i < n; i++)
-      h[i] = fb_f32_to_f16(data[i]);
+    for (int64_t i = 0; i < n; i++) h[i] = fb_f32_to_f16(data[i]);
   } else {
     fb_ggml_quantize_q8_0(data, t->data, n);
   }
@@ -213,8 +209,7 @@ int fb_gguf_write(const fb_gguf *g, const char *path, fb_err *err) {
   for (int i = 0; i < g->n_t && !rc; i++) {
     const gguf_tensor *t = &g->t[i];
     rc = put_string(&h, t->name, strlen(t->name)) || put_u32(&h, (uint32_t)t->ndim);
-    for (int d = 0; d < t->ndim && !rc; d++)
-      rc = put_u64(&h, (uint64_t)t->ne[d]);
+    for (int d = 0; d < t->ndim && !rc; d++) rc = put_u64(&h, (uint64_t)t->ne[d]);
     rc = rc || put_u32(&h, (uint32_t)t->type) || put_u64(&h, off);
     off = align_up(off + t->nbytes);
   }

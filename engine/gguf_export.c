@@ -12,8 +12,8 @@
 #include "fsutil.h"
 
 /* llama.cpp's names of the seven projections, in FB_PROJ order. */
-static const char *const gguf_proj[FB_PROJ_COUNT] = {
-    "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+static const char *const gguf_proj[FB_PROJ_COUNT] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
+                                                     "ffn_gate", "ffn_up", "ffn_down"};
 
 /* llama.cpp's token types. */
 enum { TOK_NORMAL = 1, TOK_CONTROL = 3, TOK_USER_DEFINED = 4, TOK_UNUSED = 5 };
@@ -27,9 +27,11 @@ static const char *gguf_arch(const fb_model *m, fb_err *err) {
   for (int i = 0; i < c->num_hidden_layers; i++)
     if (c->layer_window[i] > 0 && c->layer_window[i] < c->max_position_embeddings) {
       int qwen = c->arch == FB_ARCH_QWEN2 || c->arch == FB_ARCH_QWEN3;
-      fb_err_set(err, FB_EUNSUPPORTED, "gguf: config.json's sliding_window %d%s is shorter than "
+      fb_err_set(err, FB_EUNSUPPORTED,
+                 "gguf: config.json's sliding_window %d%s is shorter than "
                  "max_position_embeddings %d (layer %d attends through it): a sliding window is "
-                 "not written to GGUF yet", c->layer_window[i],
+                 "not written to GGUF yet",
+                 c->layer_window[i],
                  qwen ? " (use_sliding_window true; max_window_layers or layer_types)" : "",
                  c->max_position_embeddings, i);
       return NULL;
@@ -40,9 +42,9 @@ static const char *gguf_arch(const fb_model *m, fb_err *err) {
     return NULL;
   }
   switch (c->arch) {
-  case FB_ARCH_QWEN2: return "qwen2";
-  case FB_ARCH_QWEN3: return "qwen3";
-  default: return "llama"; /* Mistral too, as llama.cpp's converter writes it */
+    case FB_ARCH_QWEN2: return "qwen2";
+    case FB_ARCH_QWEN3: return "qwen3";
+    default: return "llama"; /* Mistral too, as llama.cpp's converter writes it */
   }
 }
 
@@ -231,10 +233,12 @@ static const char *pre_tokenizer(const cJSON *tok, const char *path, fb_err *err
     for (size_t i = 0; i < sizeof split_pre / sizeof *split_pre; i++)
       if (strcmp(pattern->valuestring, split_pre[i].regex) == 0) return split_pre[i].pre;
   const cJSON *type = field(pre, "type");
-  fb_err_set(err, FB_EUNSUPPORTED, "%s: pre_tokenizer %s is not written to GGUF yet (only "
+  fb_err_set(err, FB_EUNSUPPORTED,
+             "%s: pre_tokenizer %s is not written to GGUF yet (only "
              "ByteLevel with GPT-2's regex and no prefix space, SmolLM's Digits with "
              "individual_digits then that ByteLevel, and Qwen2's and Llama 3's regex splits, "
-             "are)", path, cJSON_IsString(type) ? type->valuestring : "(none)");
+             "are)",
+             path, cJSON_IsString(type) ? type->valuestring : "(none)");
   return NULL;
 }
 
@@ -259,21 +263,27 @@ static int vocab(const cJSON *tok, int V, const char *path, char **tokens, int32
   const cJSON *e, *model = field(tok, "model");
   const cJSON *mtype = field(model, "type"), *fallback = field(model, "byte_fallback");
   if (!cJSON_IsString(mtype) || strcmp(mtype->valuestring, "BPE") != 0 || cJSON_IsTrue(fallback))
-    return fb_err_set(err, FB_EUNSUPPORTED, "%s: model: only byte-level BPE is written to GGUF "
-                      "(not %s%s)", path, cJSON_IsString(mtype) ? mtype->valuestring : "(none)",
+    return fb_err_set(err, FB_EUNSUPPORTED,
+                      "%s: model: only byte-level BPE is written to GGUF "
+                      "(not %s%s)",
+                      path, cJSON_IsString(mtype) ? mtype->valuestring : "(none)",
                       cJSON_IsTrue(fallback) ? " with byte_fallback" : "");
   cJSON_ArrayForEach(e, field(model, "vocab")) {
     if (!cJSON_IsNumber(e) || e->valueint < 0 || e->valueint >= V)
-      return fb_err_set(err, FB_EFORMAT, "%s: model.vocab['%s']: not an id below the model's "
-                        "vocab_size %d", path, e->string, V);
+      return fb_err_set(err, FB_EFORMAT,
+                        "%s: model.vocab['%s']: not an id below the model's "
+                        "vocab_size %d",
+                        path, e->string, V);
     tokens[e->valueint] = e->string;
     types[e->valueint] = TOK_NORMAL;
   }
   cJSON_ArrayForEach(e, field(tok, "added_tokens")) {
     const cJSON *id = field(e, "id"), *c = field(e, "content");
     if (!cJSON_IsNumber(id) || id->valueint < 0 || id->valueint >= V || !cJSON_IsString(c))
-      return fb_err_set(err, FB_EFORMAT, "%s: added_tokens: an entry without an id below the "
-                        "model's vocab_size %d and a content", path, V);
+      return fb_err_set(err, FB_EFORMAT,
+                        "%s: added_tokens: an entry without an id below the "
+                        "model's vocab_size %d and a content",
+                        path, V);
     tokens[id->valueint] = c->valuestring;
     /* specials as CONTROL: llama.cpp then matches them whole in text (as NORMAL they split) */
     types[id->valueint] = cJSON_IsTrue(field(e, "special")) ? TOK_CONTROL : TOK_USER_DEFINED;
@@ -305,10 +315,10 @@ static int merges(fb_gguf *g, const cJSON *tok, const char *path, fb_err *err) {
     }
     i++;
   }
-  if (!rc) rc = fb_gguf_str_array(g, "tokenizer.ggml.merges", (const char *const *)v, NULL,
-                                  (size_t)n, err);
-  for (int k = 0; k < n; k++)
-    free(v[k]);
+  if (!rc)
+    rc =
+        fb_gguf_str_array(g, "tokenizer.ggml.merges", (const char *const *)v, NULL, (size_t)n, err);
+  for (int k = 0; k < n; k++) free(v[k]);
   free(v);
   return rc;
 }
@@ -331,31 +341,33 @@ static int add_tokenizer(fb_gguf *g, const fb_model *m, const char *dir, fb_err 
   for (int i = 0; i < V && !rc; i++)
     if (!tokens[i]) {
       pads[i] = malloc(24);
-      if (!pads[i]) rc = fb_err_set(err, FB_ENOMEM, "gguf: out of memory");
-      else snprintf(tokens[i] = pads[i], 24, "[PAD%d]", i);
+      if (!pads[i])
+        rc = fb_err_set(err, FB_ENOMEM, "gguf: out of memory");
+      else
+        snprintf(tokens[i] = pads[i], 24, "[PAD%d]", i);
       types[i] = TOK_UNUSED;
     }
-  int bos = m->cfg.bos_token_id >= 0 ? m->cfg.bos_token_id
-                                      : token_id_of(tok, field(cfg, "bos_token"));
+  int bos =
+      m->cfg.bos_token_id >= 0 ? m->cfg.bos_token_id : token_id_of(tok, field(cfg, "bos_token"));
   int eos = m->cfg.n_eos ? m->cfg.eos_token_ids[0] : token_id_of(tok, field(cfg, "eos_token"));
   const cJSON *tmpl = field(cfg, "chat_template");
   if (!rc)
     rc = fb_gguf_str(g, "tokenizer.ggml.model", "gpt2", err) ||
-         fb_gguf_str(g, "tokenizer.ggml.pre", pre, err) ||
-         fb_gguf_str_array(g, "tokenizer.ggml.tokens", (const char *const *)tokens, NULL,
-                           (size_t)V, err) ||
-         fb_gguf_i32_array(g, "tokenizer.ggml.token_type", types, (size_t)V, err) ||
-         merges(g, tok, path, err) ||
-         (bos >= 0 && fb_gguf_u32(g, "tokenizer.ggml.bos_token_id", (uint32_t)bos, err)) ||
-         (eos >= 0 && fb_gguf_u32(g, "tokenizer.ggml.eos_token_id", (uint32_t)eos, err)) ||
-         /* fastbrain adds no BOS: its templates write the first token as text */
-         fb_gguf_bool(g, "tokenizer.ggml.add_bos_token", 0, err) ||
-         fb_gguf_bool(g, "tokenizer.ggml.add_eos_token", 0, err) ||
-         (cJSON_IsString(tmpl) && fb_gguf_str(g, "tokenizer.chat_template", tmpl->valuestring, err))
+                 fb_gguf_str(g, "tokenizer.ggml.pre", pre, err) ||
+                 fb_gguf_str_array(g, "tokenizer.ggml.tokens", (const char *const *)tokens, NULL,
+                                   (size_t)V, err) ||
+                 fb_gguf_i32_array(g, "tokenizer.ggml.token_type", types, (size_t)V, err) ||
+                 merges(g, tok, path, err) ||
+                 (bos >= 0 && fb_gguf_u32(g, "tokenizer.ggml.bos_token_id", (uint32_t)bos, err)) ||
+                 (eos >= 0 && fb_gguf_u32(g, "tokenizer.ggml.eos_token_id", (uint32_t)eos, err)) ||
+                 /* fastbrain adds no BOS: its templates write the first token as text */
+                 fb_gguf_bool(g, "tokenizer.ggml.add_bos_token", 0, err) ||
+                 fb_gguf_bool(g, "tokenizer.ggml.add_eos_token", 0, err) ||
+                 (cJSON_IsString(tmpl) &&
+                  fb_gguf_str(g, "tokenizer.chat_template", tmpl->valuestring, err))
              ? err->code
              : 0;
-  for (int i = 0; i < V && pads; i++)
-    free(pads[i]);
+  for (int i = 0; i < V && pads; i++) free(pads[i]);
   free(pads);
   free(tokens);
   free(types);

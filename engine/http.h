@@ -20,21 +20,21 @@
  * max_connections a new connection takes the place of one that lingers, idles or sends
  * slowest, else gets 503; past max_sse_streams (keep it below max_connections) a new event
  * stream gets 503; a client whose unsent output passes max_write_queue is dropped. */
-#define FB_HTTP_LIMITS(X)          \
-  X(max_request_line, 8192)        \
-  X(max_header_line, 8192)         \
-  X(max_header_bytes, 16384)       \
-  X(max_header_fields, 100)        \
-  X(max_chunk_extension, 4096)     \
-  X(max_body, 1048576)             \
-  X(header_timeout_ms, 10000)      \
-  X(body_timeout_ms, 30000)        \
-  X(body_min_rate, 65536)          \
-  X(idle_timeout_ms, 60000)        \
-  X(max_connections, 256)          \
-  X(max_sse_streams, 128)          \
-  X(max_write_queue, 1048576)      \
-  X(sse_heartbeat_ms, 15000)       \
+#define FB_HTTP_LIMITS(X)                                                                          \
+  X(max_request_line, 8192)                                                                        \
+  X(max_header_line, 8192)                                                                         \
+  X(max_header_bytes, 16384)                                                                       \
+  X(max_header_fields, 100)                                                                        \
+  X(max_chunk_extension, 4096)                                                                     \
+  X(max_body, 1048576)                                                                             \
+  X(header_timeout_ms, 10000)                                                                      \
+  X(body_timeout_ms, 30000)                                                                        \
+  X(body_min_rate, 65536)                                                                          \
+  X(idle_timeout_ms, 60000)                                                                        \
+  X(max_connections, 256)                                                                          \
+  X(max_sse_streams, 128)                                                                          \
+  X(max_write_queue, 1048576)                                                                      \
+  X(sse_heartbeat_ms, 15000)                                                                       \
   X(shutdown_grace_ms, 5000)
 
 typedef struct fb_http_limits {
@@ -48,7 +48,7 @@ void fb_http_limits_default(fb_http_limits *limits);
 int fb_http_limits_set(fb_http_limits *limits, const char *name, double value, fb_err *err);
 
 typedef struct fb_http_header {
-  const char *name;   /* lower case in requests */
+  const char *name; /* lower case in requests */
   const char *value;
 } fb_http_header;
 
@@ -65,11 +65,11 @@ typedef struct fb_http_req {
   const char *query;             /* raw query after '?', "" when none */
   const fb_http_header *headers; /* names lower case, values trimmed */
   int nheaders;
-  const char *body;              /* NUL-terminated too; body_len excludes the NUL */
+  const char *body; /* NUL-terminated too; body_len excludes the NUL */
   size_t body_len;
-  const char *remote_addr;       /* "127.0.0.1" */
-  int http_minor;                /* 0 or 1 */
-  fb_http_conn *conn;            /* private */
+  const char *remote_addr; /* "127.0.0.1" */
+  int http_minor;          /* 0 or 1 */
+  fb_http_conn *conn;      /* private */
 } fb_http_req;
 
 /* Called with each complete request that no static mount answered. The handler must
@@ -83,13 +83,13 @@ typedef int (*fb_http_headers_fn)(void *ud, const fb_http_req *req, uint64_t *ma
 typedef void (*fb_http_close_fn)(void *ud, fb_http_req *req);
 
 typedef struct fb_http_config {
-  const char *host;                  /* NULL = "127.0.0.1"; "::1", "0.0.0.0", "::" ... */
-  int port;                          /* 0 = pick a free one (see fb_http_server_port) */
-  const char *token;                 /* NULL or "" = none; required off loopback */
-  const char *const *allowed_hosts;  /* extra Host names beside loopback; NULL-terminated */
+  const char *host;                 /* NULL = "127.0.0.1"; "::1", "0.0.0.0", "::" ... */
+  int port;                         /* 0 = pick a free one (see fb_http_server_port) */
+  const char *token;                /* NULL or "" = none; required off loopback */
+  const char *const *allowed_hosts; /* extra Host names beside loopback; NULL-terminated */
   fb_http_limits limits;
   fb_http_request_fn on_request;
-  fb_http_headers_fn on_headers;     /* may be NULL */
+  fb_http_headers_fn on_headers; /* may be NULL */
   void *ud;
 } fb_http_config;
 
@@ -107,8 +107,7 @@ int fb_http_server_static(fb_http_server *srv, const char *prefix, const char *d
  * SSE streams get a final "close" event and their on_close. When the last connection is gone
  * (or grace_ms passed) every handle is closed, `done` (may be NULL) runs, and srv is freed.
  * Calling it again before then with grace_ms 0 ends the grace period at once. */
-void fb_http_server_close(fb_http_server *srv, uint64_t grace_ms,
-                          void (*done)(void *ud), void *ud);
+void fb_http_server_close(fb_http_server *srv, uint64_t grace_ms, void (*done)(void *ud), void *ud);
 int fb_http_server_connections(const fb_http_server *srv);
 
 /* The value of header `lname` (lower case), or NULL. */
@@ -131,8 +130,7 @@ int fb_http_respond_error(fb_http_req *req, int status, const char *msg);
 /* A streamed response: chunked for HTTP/1.1, close-delimited for HTTP/1.0. stream_write
  * returns FB_ELIMIT when the client's unsent output passes max_write_queue: the connection
  * is then dropped and on_close fires. stream_end completes the request. */
-int fb_http_stream_begin(fb_http_req *req, int status, const fb_http_header *headers,
-                         int nheaders);
+int fb_http_stream_begin(fb_http_req *req, int status, const fb_http_header *headers, int nheaders);
 int fb_http_stream_write(fb_http_req *req, const void *data, size_t len);
 int fb_http_stream_end(fb_http_req *req);
 

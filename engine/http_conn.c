@@ -11,8 +11,8 @@
 #include <unistd.h>
 
 #define READ_CHUNK 16384
-#define MAX_BUFFERED 65536   /* pipelined input held while a request is in flight */
-#define LINGER_MS 2000       /* after a final response, wait this long for the peer's FIN */
+#define MAX_BUFFERED 65536 /* pipelined input held while a request is in flight */
+#define LINGER_MS 2000     /* after a final response, wait this long for the peer's FIN */
 
 /* ---- writing ---- */
 
@@ -41,9 +41,10 @@ static void on_write(uv_write_t *w, int status) {
     fb_http_conn_close(c);
     return;
   }
-  if (c->hooks && c->hooks->drained) c->hooks->drained(c);
+  if (c->hooks && c->hooks->drained)
+    c->hooks->drained(c);
   else if (c->state == CONN_IDLE && c->in_off < c->in.len && !output_full(c)) {
-    read_start(c);  /* pipelined requests held back while the client was not reading */
+    read_start(c); /* pipelined requests held back while the client was not reading */
     process_input(c);
   }
 }
@@ -143,8 +144,10 @@ void fb_http_conn_close(fb_http_conn *c) {
   if (fn) fn(c->on_close_ud, &c->req);
   c->req.conn = NULL;
   fb_http_server *srv = c->srv;
-  if (c->prev) c->prev->next = c->next;
-  else srv->conns = c->next;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    srv->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   srv->nconns--;
   uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
@@ -174,7 +177,7 @@ static void start_linger(fb_http_conn *c) {
     fb_http_conn_close(c);
     return;
   }
-  read_start(c);  /* reading may have been paused for back-pressure: see the peer's close */
+  read_start(c); /* reading may have been paused for back-pressure: see the peer's close */
   fb_http_conn_timer(c, LINGER_MS);
 }
 
@@ -213,7 +216,7 @@ static void timer_fired(uv_timer_t *t) {
   uint64_t now = uv_now(c->srv->loop);
   c->timer_due = 0;
   if (!c->deadline) return;
-  if (now < c->deadline) {  /* moved on since the timer was armed */
+  if (now < c->deadline) { /* moved on since the timer was armed */
     c->timer_due = c->deadline;
     uv_timer_start(t, timer_fired, c->deadline - now, 0);
     return;
@@ -221,17 +224,16 @@ static void timer_fired(uv_timer_t *t) {
   c->deadline = 0;
   switch (c->state) {
     case CONN_HEADERS:
-    case CONN_BODY:
-      fail_request(c, 408, "request timeout");
-      break;
+    case CONN_BODY: fail_request(c, 408, "request timeout"); break;
     case CONN_STREAM:
-      if (c->hooks && c->hooks->tick) c->hooks->tick(c);
-      else fb_http_conn_close(c);  /* a file stream that stopped moving */
+      if (c->hooks && c->hooks->tick)
+        c->hooks->tick(c);
+      else
+        fb_http_conn_close(c); /* a file stream that stopped moving */
       break;
-    case CONN_HANDLER:
-      break;
+    case CONN_HANDLER: break;
     case CONN_IDLE:
-      if (c->in_off < c->in.len) {  /* pipelined requests deferred by fb_http_finish */
+      if (c->in_off < c->in.len) { /* pipelined requests deferred by fb_http_finish */
         process_input(c);
         if (!c->closing && c->state == CONN_IDLE)
           fb_http_conn_timer(c, c->srv->cfg.limits.idle_timeout_ms);
@@ -239,9 +241,7 @@ static void timer_fired(uv_timer_t *t) {
       }
       fb_http_conn_close(c);
       break;
-    case CONN_LINGER:
-      fb_http_conn_close(c);
-      break;
+    case CONN_LINGER: fb_http_conn_close(c); break;
   }
 }
 
@@ -250,7 +250,7 @@ static void timer_fired(uv_timer_t *t) {
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out) {
   (void)suggested;
   fb_http_conn *c = h->data;
-  if (c->state == CONN_LINGER) {  /* drained input is thrown away */
+  if (c->state == CONN_LINGER) { /* drained input is thrown away */
     static char sink[READ_CHUNK];
     *out = uv_buf_init(sink, sizeof sink);
     return;
@@ -264,7 +264,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out) {
     size_t need = c->in.len + READ_CHUNK + 1;
     char *p = realloc(c->in.data, need);
     if (!p) {
-      *out = uv_buf_init(NULL, 0);  /* libuv reports UV_ENOBUFS */
+      *out = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
       return;
     }
     c->in.data = p;
@@ -311,8 +311,7 @@ static int on_message_begin(llhttp_t *p) {
 static int on_url(llhttp_t *p, const char *at, size_t len) {
   fb_http_conn *c = conn_of(p);
   c->url_len += len;
-  if (c->url_len + strlen(llhttp_method_name(p->method)) + 10 >
-      c->srv->cfg.limits.max_request_line)
+  if (c->url_len + strlen(llhttp_method_name(p->method)) + 10 > c->srv->cfg.limits.max_request_line)
     return user_error(c, 414, "request line too long");
   return fb_http_buf_add(&c->head, at, len) ? user_error(c, 500, "out of memory") : 0;
 }
@@ -348,7 +347,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
     }
     c->hoff[c->nfields++] = c->head.len;
     c->line_bytes = 0;
-    if (header_bytes(c, 4)) return HPE_USER;  /* ": " and CRLF */
+    if (header_bytes(c, 4)) return HPE_USER; /* ": " and CRLF */
   }
   if (header_bytes(c, len)) return HPE_USER;
   size_t start = c->head.len;
@@ -454,7 +453,7 @@ static int on_headers_complete(llhttp_t *p) {
   if (!method_supported(r->method)) return user_error(c, 501, "method not implemented");
   if (r->target[0] != '/' && !(p->method == HTTP_OPTIONS && strcmp(r->target, "*") == 0))
     return user_error(c, 400, "bad request target");
-  if (count_header(r, "authorization") > 1)  /* which one counts would be ours to guess */
+  if (count_header(r, "authorization") > 1) /* which one counts would be ours to guess */
     return user_error(c, 400, "more than one authorization header");
   int hosts = count_header(r, "host");
   if (hosts > 1 || (hosts == 0 && p->http_minor == 1)) return user_error(c, 400, "bad host header");
@@ -542,7 +541,9 @@ static int answer_token_link(fb_http_conn *c) {
   char name[32], cookie[320];
   fb_http_token_cookie_name(c->srv, name, sizeof name);
   snprintf(cookie, sizeof cookie, "%s=%s; Path=/; HttpOnly; SameSite=Strict", name, c->srv->token);
-  fb_http_header h[] = {{"Location", "/"}, {"Set-Cookie", cookie}, {"Cache-Control", "no-store"},
+  fb_http_header h[] = {{"Location", "/"},
+                        {"Set-Cookie", cookie},
+                        {"Cache-Control", "no-store"},
                         {"Referrer-Policy", "no-referrer"}};
   fb_http_respond(&c->req, 302, h, 4, NULL, 0);
   return 1;
@@ -564,7 +565,7 @@ static void dispatch(fb_http_conn *c) {
 static void parse_failed(fb_http_conn *c, llhttp_errno_t e) {
   int status = 400;
   const char *msg = "bad request";
-  if (c->err_status) {  /* one of our callbacks refused (llhttp may report it as HPE_CB_*) */
+  if (c->err_status) { /* one of our callbacks refused (llhttp may report it as HPE_CB_*) */
     status = c->err_status;
     msg = c->err_msg;
   } else if (e == HPE_INVALID_TRANSFER_ENCODING) {

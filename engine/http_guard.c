@@ -27,8 +27,10 @@ static int host_name(const char *value, char *out, size_t outsz) {
     if (!end || (end[1] && end[1] != ':')) return -1;
   } else {
     end = strchr(value, ':');
-    if (!end) end = value + strlen(value);
-    else if (strchr(end + 1, ':')) return -1;
+    if (!end)
+      end = value + strlen(value);
+    else if (strchr(end + 1, ':'))
+      return -1;
   }
   size_t n = (size_t)(end - start);
   if (n == 0 || n >= outsz) return -1;
@@ -65,7 +67,8 @@ int fb_http_guard_request(const fb_http_server *srv, const fb_http_req *req, con
   const char *m = req->method;
   if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || strcmp(m, "OPTIONS") == 0) return 0;
   const char *ct = fb_http_req_header(req, "content-type");
-  if (!ct || !(media_type_is(ct, "application/json") || media_type_is(ct, "application/x-ndjson"))) {
+  if (!ct ||
+      !(media_type_is(ct, "application/json") || media_type_is(ct, "application/x-ndjson"))) {
     *msg = "content-type must be application/json";
     return 403;
   }
@@ -85,12 +88,13 @@ int fb_http_guard_request(const fb_http_server *srv, const fb_http_req *req, con
 static int token_equal(const char *token, const char *got, size_t gl) {
   size_t tl = strlen(token);
   unsigned diff = gl != tl;
-  for (size_t i = 0; i < tl; i++) diff |= (unsigned char)token[i] ^ (unsigned char)(i < gl ? got[i] : 0);
+  for (size_t i = 0; i < tl; i++)
+    diff |= (unsigned char)token[i] ^ (unsigned char)(i < gl ? got[i] : 0);
   return diff == 0;
 }
 
 void fb_http_token_cookie_name(const fb_http_server *srv, char *out, size_t outsz) {
-  snprintf(out, outsz, "fastbrain-%d", srv->port);  /* cookies ignore ports: one per server */
+  snprintf(out, outsz, "fastbrain-%d", srv->port); /* cookies ignore ports: one per server */
 }
 
 /* The value of cookie `name` in any Cookie header, as a span; NULL when there is none. */
@@ -122,7 +126,7 @@ int fb_http_guard_token(const fb_http_server *srv, const fb_http_req *req, const
     got = auth + 7;
     gl = strlen(got);
   } else {
-    got = cookie_value(req, name, &gl);  /* the dashboard's, set by the token link */
+    got = cookie_value(req, name, &gl); /* the dashboard's, set by the token link */
   }
   if (!got) {
     /* RFC 6750 3.1: no error code when no bearer token was sent at all */

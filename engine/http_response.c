@@ -116,14 +116,15 @@ static char *put(char *p, const char *s, size_t n) {
 }
 
 #define PUT_LIT(p, lit) put((p), (lit), sizeof(lit) - 1)
-#define HEAD_FIXED 256  /* room for everything but the caller's headers and the CSP */
+#define HEAD_FIXED 256 /* room for everything but the caller's headers and the CSP */
 
 /* content_length >= 0: fixed; -1: streamed (chunked on 1.1, close-delimited on 1.0);
  * -2: no body headers at all (304, 204). Sized once, then copied: no append calls. */
-int fb_http_head(fb_http_conn *c, buf *out, int status, const fb_http_header *headers,
-                 int nheaders, int64_t content_length) {
-  static const char csp[] = "Content-Security-Policy: default-src 'self'; img-src 'self' data:; "
-                            "object-src 'none'; frame-ancestors 'none'; base-uri 'self'\r\n";
+int fb_http_head(fb_http_conn *c, buf *out, int status, const fb_http_header *headers, int nheaders,
+                 int64_t content_length) {
+  static const char csp[] =
+      "Content-Security-Policy: default-src 'self'; img-src 'self' data:; "
+      "object-src 'none'; frame-ancestors 'none'; base-uri 'self'\r\n";
   if (status < 100 || status > 999) return FB_EINVALID;
   size_t need = HEAD_FIXED + sizeof csp;
   int html = 0;
@@ -139,8 +140,10 @@ int fb_http_head(fb_http_conn *c, buf *out, int status, const fb_http_header *he
   if (c->srv->closing) c->keep_alive = 0;
   c->chunked_out = 0;
   if (content_length == -1) {
-    if (c->req.http_minor >= 1) c->chunked_out = 1;
-    else c->keep_alive = 0;
+    if (c->req.http_minor >= 1)
+      c->chunked_out = 1;
+    else
+      c->keep_alive = 0;
   }
   out->len = 0;
   if (fb_http_buf_reserve(out, need)) return FB_ENOMEM;
@@ -166,8 +169,10 @@ int fb_http_head(fb_http_conn *c, buf *out, int status, const fb_http_header *he
     p = PUT_LIT(p, "\r\n");
   }
   if (c->chunked_out) p = PUT_LIT(p, "Transfer-Encoding: chunked\r\n");
-  if (!c->keep_alive) p = PUT_LIT(p, "Connection: close\r\n");
-  else if (c->req.http_minor == 0) p = PUT_LIT(p, "Connection: keep-alive\r\n");
+  if (!c->keep_alive)
+    p = PUT_LIT(p, "Connection: close\r\n");
+  else if (c->req.http_minor == 0)
+    p = PUT_LIT(p, "Connection: keep-alive\r\n");
   p = PUT_LIT(p, "\r\n");
   out->len = (size_t)(p - out->data);
   return 0;
@@ -179,9 +184,12 @@ static int json_escape(buf *b, const char *s) {
   int rc = 0;
   for (; *s && rc == 0; s++) {
     unsigned char ch = (unsigned char)*s;
-    if (ch == '"' || ch == '\\') rc = buf_printf(b, "\\%c", ch);
-    else if (ch < 0x20) rc = buf_printf(b, "\\u%04x", ch);
-    else rc = fb_http_buf_add(b, s, 1);
+    if (ch == '"' || ch == '\\')
+      rc = buf_printf(b, "\\%c", ch);
+    else if (ch < 0x20)
+      rc = buf_printf(b, "\\u%04x", ch);
+    else
+      rc = fb_http_buf_add(b, s, 1);
   }
   return rc;
 }
@@ -235,7 +243,7 @@ int fb_http_respond_file(fb_http_req *r, int status, const fb_http_header *heade
 
 /* {"error": msg} as JSON, with one more header when extra is not NULL. */
 int fb_http_respond_json_error(fb_http_req *r, int status, const char *msg,
-                              const fb_http_header *extra) {
+                               const fb_http_header *extra) {
   fb_http_conn *c = live(r, CONN_HANDLER);
   if (!c) return FB_EINVALID;
   buf body = {0};
@@ -253,8 +261,7 @@ int fb_http_respond_error(fb_http_req *r, int status, const char *msg) {
   return fb_http_respond_json_error(r, status, msg, NULL);
 }
 
-int fb_http_stream_begin(fb_http_req *r, int status, const fb_http_header *headers,
-                         int nheaders) {
+int fb_http_stream_begin(fb_http_req *r, int status, const fb_http_header *headers, int nheaders) {
   fb_http_conn *c = live(r, CONN_HANDLER);
   if (!c) return FB_EINVALID;
   int rc = fb_http_head(c, &c->out, status, headers, nheaders, -1);

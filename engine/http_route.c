@@ -9,16 +9,16 @@ typedef enum { PART_LITERAL, PART_PARAM, PART_REST } part_kind;
 
 typedef struct part {
   part_kind kind;
-  const char *text;  /* the literal, or the param's name; NUL-terminated, in the route's text */
+  const char *text; /* the literal, or the param's name; NUL-terminated, in the route's text */
   size_t len;
-  int param;         /* index among the params */
+  int param; /* index among the params */
 } part;
 
 struct fb_http_route {
   int nparts, nparams;
   part *parts;
-  const char **names;  /* [nparams] */
-  char text[];         /* the pattern's segments, each NUL-terminated */
+  const char **names; /* [nparams] */
+  char text[];        /* the pattern's segments, each NUL-terminated */
 };
 
 fb_http_route *fb_http_route_new(const char *pattern) {
@@ -80,9 +80,7 @@ int fb_http_route_match(const fb_http_route *r, const char *path, size_t len, fb
         while (pos < len && path[pos] != '/') pos++;
         if (pos == start) return 0;
         break;
-      case PART_REST:
-        pos = len;
-        break;
+      case PART_REST: pos = len; break;
     }
     caps[p->param] = (fb_http_span){start, pos - start};
   }

@@ -16,10 +16,10 @@ int fb_http_limits_set(fb_http_limits *l, const char *name, double value, fb_err
   if (!(value >= 1 && value <= 1e15))
     return fb_err_set(err, FB_EINVALID, "http limit '%s': %g is not a positive number", name,
                       value);
-#define FB_HTTP_LIMIT_SET(n, def)                 \
-  if (strcmp(name, #n) == 0) {                    \
-    l->n = (uint64_t)value;                       \
-    return 0;                                     \
+#define FB_HTTP_LIMIT_SET(n, def)                                                                  \
+  if (strcmp(name, #n) == 0) {                                                                     \
+    l->n = (uint64_t)value;                                                                        \
+    return 0;                                                                                      \
   }
   FB_HTTP_LIMITS(FB_HTTP_LIMIT_SET)
 #undef FB_HTTP_LIMIT_SET
@@ -99,7 +99,8 @@ fb_http_server *fb_http_server_new(uv_loop_t *loop, const fb_http_config *cfg, f
   srv->cfg.token = srv->token;
   srv->cfg.allowed_hosts = (const char *const *)srv->allowed_hosts;
   if (srv->token && !fb_http_token_valid(srv->token)) {
-    fb_err_set(err, FB_EINVALID, "http: the token may hold only letters, digits and -._~+/ "
+    fb_err_set(err, FB_EINVALID,
+               "http: the token may hold only letters, digits and -._~+/ "
                "(then '='), under 256 bytes (RFC 6750)");
     free_server(srv);
     return NULL;
@@ -150,7 +151,7 @@ static void on_grace(uv_timer_t *t) {
 
 void fb_http_server_close(fb_http_server *srv, uint64_t grace_ms, void (*done)(void *ud),
                           void *ud) {
-  if (srv->closing) {  /* again, with no grace: end the grace period now */
+  if (srv->closing) { /* again, with no grace: end the grace period now */
     if (grace_ms == 0) on_grace(&srv->grace);
     return;
   }
@@ -167,8 +168,7 @@ void fb_http_server_close(fb_http_server *srv, uint64_t grace_ms, void (*done)(v
       fb_http_close_fn fn = c->on_close;
       c->on_close = NULL;
       if (fn) fn(c->on_close_ud, &c->req);
-      if (fb_http_sse_send(&c->req, "close", "shutdown", 8, NULL) == 0)
-        fb_http_stream_end(&c->req);
+      if (fb_http_sse_send(&c->req, "close", "shutdown", 8, NULL) == 0) fb_http_stream_end(&c->req);
     }
   }
   if (srv->nconns > 0) uv_timer_start(&srv->grace, on_grace, grace_ms, 0);

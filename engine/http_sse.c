@@ -10,10 +10,10 @@
 static int bad_field(const char *s) { return s && strpbrk(s, "\r\n") != NULL; }
 
 size_t fb_http_sse_frame_size(const char *event, size_t len, const char *id) {
-  size_t n = 1;  /* the blank line that ends the event */
+  size_t n = 1; /* the blank line that ends the event */
   if (id) n += 4 + strlen(id) + 1;
   if (event) n += 7 + strlen(event) + 1;
-  return n + len + 7 * (len + 1);  /* at most len+1 lines of "data: " + LF */
+  return n + len + 7 * (len + 1); /* at most len+1 lines of "data: " + LF */
 }
 
 size_t fb_http_sse_frame(char *out, const char *event, const char *data, size_t len,
@@ -38,8 +38,10 @@ size_t fb_http_sse_frame(char *out, const char *event, const char *data, size_t 
     PUT(data + start, i - start);
     *p++ = '\n';
     if (i < len && data[i] == '\r' && i + 1 < len && data[i + 1] == '\n') i++;
-    if (i < len) i++;
-    else break;
+    if (i < len)
+      i++;
+    else
+      break;
   } while (1);
   *p++ = '\n';
 #undef PUT
@@ -100,4 +102,3 @@ int fb_http_sse_send(fb_http_req *req, const char *event, const char *data, size
   if (out != small) free(out);
   return rc;
 }
-

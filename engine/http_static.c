@@ -64,8 +64,7 @@ int fb_http_static_resolve(const static_mount *m, const char *path, char *out, s
   char full[PATH_MAX];
   const char *r = rel;
   while (*r == '/') r++;
-  if ((size_t)snprintf(full, sizeof full, "%s/%s", m->root, r) >= sizeof full)
-    return FB_EINVALID;
+  if ((size_t)snprintf(full, sizeof full, "%s/%s", m->root, r) >= sizeof full) return FB_EINVALID;
   struct stat st;
   int rc = real_under(m, full, out, &st);
   if (rc) return rc;
@@ -79,16 +78,26 @@ int fb_http_static_resolve(const static_mount *m, const char *path, char *out, s
 
 static const char *content_type(const char *file) {
   static const char *const types[][2] = {
-      {".html", "text/html; charset=utf-8"}, {".htm", "text/html; charset=utf-8"},
-      {".css", "text/css; charset=utf-8"},   {".js", "text/javascript; charset=utf-8"},
-      {".mjs", "text/javascript; charset=utf-8"}, {".json", "application/json"},
-      {".map", "application/json"},          {".txt", "text/plain; charset=utf-8"},
-      {".svg", "image/svg+xml"},             {".png", "image/png"},
-      {".jpg", "image/jpeg"},                {".jpeg", "image/jpeg"},
-      {".gif", "image/gif"},                 {".webp", "image/webp"},
-      {".ico", "image/x-icon"},              {".woff", "font/woff"},
-      {".woff2", "font/woff2"},              {".wasm", "application/wasm"},
-      {".jsonl", "application/x-ndjson"},    {".md", "text/markdown; charset=utf-8"},
+      {".html", "text/html; charset=utf-8"},
+      {".htm", "text/html; charset=utf-8"},
+      {".css", "text/css; charset=utf-8"},
+      {".js", "text/javascript; charset=utf-8"},
+      {".mjs", "text/javascript; charset=utf-8"},
+      {".json", "application/json"},
+      {".map", "application/json"},
+      {".txt", "text/plain; charset=utf-8"},
+      {".svg", "image/svg+xml"},
+      {".png", "image/png"},
+      {".jpg", "image/jpeg"},
+      {".jpeg", "image/jpeg"},
+      {".gif", "image/gif"},
+      {".webp", "image/webp"},
+      {".ico", "image/x-icon"},
+      {".woff", "font/woff"},
+      {".woff2", "font/woff2"},
+      {".wasm", "application/wasm"},
+      {".jsonl", "application/x-ndjson"},
+      {".md", "text/markdown; charset=utf-8"},
   };
   const char *dot = strrchr(file, '.');
   if (dot && !strchr(dot, '/'))
@@ -126,7 +135,7 @@ int fb_http_static_try(fb_http_conn *c) {
   const static_mount *m = mount_for(c->srv, r->path);
   if (!m) return 0;
   char file[PATH_MAX];
-  if (fb_http_static_resolve(m, r->path, file, sizeof file)) return 0;  /* missing or refused */
+  if (fb_http_static_resolve(m, r->path, file, sizeof file)) return 0; /* missing or refused */
   int fd = open(file, O_RDONLY | O_CLOEXEC);
   struct stat st;
   if (fd < 0) return 0;
@@ -136,9 +145,10 @@ int fb_http_static_try(fb_http_conn *c) {
   }
   char etag[64];
   snprintf(etag, sizeof etag, "\"%llx-%llx\"", (unsigned long long)st.st_size,
-           (unsigned long long)st.st_mtim.tv_sec * 1000000000ull + (unsigned long long)st.st_mtim.tv_nsec);
-  fb_http_header h[3] = {{"ETag", etag}, {"Cache-Control", "no-cache"},
-                         {"Content-Type", content_type(file)}};
+           (unsigned long long)st.st_mtim.tv_sec * 1000000000ull +
+               (unsigned long long)st.st_mtim.tv_nsec);
+  fb_http_header h[3] = {
+      {"ETag", etag}, {"Cache-Control", "no-cache"}, {"Content-Type", content_type(file)}};
   const char *inm = fb_http_req_header(r, "if-none-match");
   if (inm && etag_matches(inm, etag)) {
     close(fd);
@@ -146,7 +156,7 @@ int fb_http_static_try(fb_http_conn *c) {
     return 1;
   }
   if (fb_http_send_fd(c, 200, fd, (uint64_t)st.st_size, h, 3))
-    fb_http_respond_error(r, 500, "internal error");  /* a no-op once the connection is closing */
+    fb_http_respond_error(r, 500, "internal error"); /* a no-op once the connection is closing */
   return 1;
 }
 
@@ -161,8 +171,8 @@ static void file_end(fb_http_conn *c) {
 
 static const fb_http_body_hooks file_hooks = {.drained = file_pump, .end = file_end};
 
-int fb_http_send_fd(fb_http_conn *c, int status, int fd, uint64_t size, const fb_http_header *headers,
-                    int nheaders) {
+int fb_http_send_fd(fb_http_conn *c, int status, int fd, uint64_t size,
+                    const fb_http_header *headers, int nheaders) {
   int rc = fb_http_head(c, &c->out, status, headers, nheaders, (int64_t)size);
   if (rc) {
     close(fd);
@@ -201,7 +211,7 @@ static void file_pump(fb_http_conn *c) {
       c->out.cap = FILE_CHUNK + 1;
     }
     ssize_t n = pread(c->file_fd, c->out.data, want, c->file_off);
-    if (n <= 0) {  /* the file shrank under us: the length we promised cannot be kept */
+    if (n <= 0) { /* the file shrank under us: the length we promised cannot be kept */
       fb_http_conn_close(c);
       return;
     }
@@ -219,7 +229,8 @@ static void file_pump(fb_http_conn *c) {
 
 int fb_http_server_static(fb_http_server *srv, const char *prefix, const char *dir, fb_err *err) {
   if (!prefix || prefix[0] != '/')
-    return fb_err_set(err, FB_EINVALID, "static prefix '%s' must start with /", prefix ? prefix : "");
+    return fb_err_set(err, FB_EINVALID, "static prefix '%s' must start with /",
+                      prefix ? prefix : "");
   char real[PATH_MAX];
   struct stat st;
   if (!realpath(dir, real) || stat(real, &st) != 0 || !S_ISDIR(st.st_mode))

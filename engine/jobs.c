@@ -106,8 +106,10 @@ static int make_job_dir(fb_jobs *r, fb_job *job, fb_err *err) {
   strftime(base, sizeof base, "%Y%m%d-%H%M%S", &tm);
   char path[PATH_MAX];
   for (int n = 1; n < 1000; n++) {
-    if (n == 1) snprintf(job->id, sizeof job->id, "%s-%03d", base, (int)(ms % 1000));
-    else snprintf(job->id, sizeof job->id, "%s-%03d-%d", base, (int)(ms % 1000), n);
+    if (n == 1)
+      snprintf(job->id, sizeof job->id, "%s-%03d", base, (int)(ms % 1000));
+    else
+      snprintf(job->id, sizeof job->id, "%s-%03d-%d", base, (int)(ms % 1000), n);
     job_path(path, sizeof path, r, job->id, NULL);
     if (mkdir(path, 0755) == 0) {
       job->created_at = ms;
@@ -198,7 +200,7 @@ int fb_jobs_start_needing(fb_jobs *r, const char *skill, const char *spec, int64
   job->created_ms = now_ms();
   jobs_insert(r, job);
   job->state = FB_JOB_QUEUED;
-  jobs_save(r, job);  /* job.json before progress.jsonl: see remove_unstarted */
+  jobs_save(r, job); /* job.json before progress.jsonl: see remove_unstarted */
   jobs_set_state(r, job, FB_JOB_QUEUED, NULL);
   jobs_pump(r);
   *out = job;
@@ -254,7 +256,7 @@ fb_job *fb_jobs_get(const fb_jobs *r, const char *id) {
 fb_job *fb_jobs_latest(const fb_jobs *r, const char *skill) {
   fb_job *live = live_job(r, skill);
   if (live) return live;
-  for (fb_job *j = r->jobs; j; j = j->next)  /* an unreadable job is nobody's current one */
+  for (fb_job *j = r->jobs; j; j = j->next) /* an unreadable job is nobody's current one */
     if (j->state != FB_JOB_UNREADABLE && strcmp(j->skill, skill) == 0) return j;
   return NULL;
 }
@@ -325,7 +327,8 @@ static int set_executor(fb_jobs *r, const fb_jobs_options *opt, fb_err *err) {
 
 int fb_jobs_open(uv_loop_t *loop, const fb_jobs_options *opt, fb_jobs **out, fb_err *err) {
   *out = NULL;
-  if (!opt->data_dir || !opt->data_dir[0]) return fb_err_set(err, FB_EINVALID, "jobs: data_dir is required");
+  if (!opt->data_dir || !opt->data_dir[0])
+    return fb_err_set(err, FB_EINVALID, "jobs: data_dir is required");
   int rc = fb_mkdir_p(opt->data_dir, err);
   if (rc != 0) return rc;
   fb_jobs *r = calloc(1, sizeof *r);
@@ -347,14 +350,17 @@ int fb_jobs_open(uv_loop_t *loop, const fb_jobs_options *opt, fb_jobs **out, fb_
   uv_timer_t *timers[] = {&r->flush_timer, &r->sweep_timer, &r->poll_timer};
   for (int i = 0; i < 3; i++) {
     uv_timer_init(loop, timers[i]);
-    uv_unref((uv_handle_t *)timers[i]);  /* none keeps the loop alive */
+    uv_unref((uv_handle_t *)timers[i]); /* none keeps the loop alive */
     timers[i]->data = r;
   }
   r->open_timers = 3;
   int erc = set_executor(r, opt, err);
-  if (erc != 0) rc = erc;
-  else if (rc != 0) rc = fb_err_set(err, FB_EIO, "jobs: cannot find this executable: %s", uv_strerror(rc));
-  else if (!r->data_dir || !r->worker) rc = fb_err_set(err, FB_ENOMEM, "jobs: out of memory");
+  if (erc != 0)
+    rc = erc;
+  else if (rc != 0)
+    rc = fb_err_set(err, FB_EIO, "jobs: cannot find this executable: %s", uv_strerror(rc));
+  else if (!r->data_dir || !r->worker)
+    rc = fb_err_set(err, FB_ENOMEM, "jobs: out of memory");
   if (rc == 0) rc = jobs_take_lock(r, err);
   if (rc == 0) rc = jobs_load(r, err);
   /* Workers that outlived a closed or crashed registry (the orphans load_jobs killed) are gone. */
@@ -373,8 +379,8 @@ int fb_jobs_open(uv_loop_t *loop, const fb_jobs_options *opt, fb_jobs **out, fb_
 
 void fb_jobs_close(fb_jobs *r) {
   if (r->closed) return;
-  r->closed = 1;  /* no listener calls, no new workers from here on */
-  jobs_local_executor.close(r);  /* a registry that switched executor may have both kinds */
+  r->closed = 1;                /* no listener calls, no new workers from here on */
+  jobs_local_executor.close(r); /* a registry that switched executor may have both kinds */
   jobs_slurm_executor.close(r);
   for (fb_job *job = r->jobs; job; job = job->next)
     if (job->dirty) jobs_save(r, job);

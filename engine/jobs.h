@@ -19,8 +19,8 @@ typedef enum {
   FB_JOB_SUCCEEDED,
   FB_JOB_FAILED,
   FB_JOB_CANCELLED,
-  FB_JOB_INTERRUPTED,  /* the registry stopped (crash, restart) while the job ran: resumable */
-  FB_JOB_UNREADABLE,   /* its job.json did not load at open: listed with why, never run again */
+  FB_JOB_INTERRUPTED, /* the registry stopped (crash, restart) while the job ran: resumable */
+  FB_JOB_UNREADABLE,  /* its job.json did not load at open: listed with why, never run again */
 } fb_job_state;
 
 #define FB_JOB_ID_MAX 40
@@ -32,42 +32,42 @@ typedef enum {
 typedef struct fb_job {
   char id[FB_JOB_ID_MAX];
   char skill[FB_JOB_SKILL_MAX + 1];
-  char *spec;                  /* JSON text */
+  char *spec; /* JSON text */
   fb_job_state state;
-  char reason[512];            /* why it ended or was interrupted: "killed by signal 9" */
+  char reason[512]; /* why it ended or was interrupted: "killed by signal 9" */
   uint64_t created_ms, started_ms, finished_ms, heartbeat_ms; /* monotonic; 0 = not yet */
   int64_t created_at, started_at, finished_at, heartbeat_at;  /* wall clock, Unix ms */
-  cJSON *progress;             /* the latest progress event's fields, or NULL */
-  cJSON *loss_history;         /* [[step, loss], ...], thinned by half when long */
-  cJSON *eval_history;         /* [[step, eval_loss], ...] */
-  cJSON *samples;              /* the latest sample events, newest last */
-  cJSON *summary;              /* from done, or NULL */
-  char *adapter;               /* from done, or NULL */
+  cJSON *progress;                   /* the latest progress event's fields, or NULL */
+  cJSON *loss_history;               /* [[step, loss], ...], thinned by half when long */
+  cJSON *eval_history;               /* [[step, eval_loss], ...] */
+  cJSON *samples;                    /* the latest sample events, newest last */
+  cJSON *summary;                    /* from done, or NULL */
+  char *adapter;                     /* from done, or NULL */
   char *error_message, *error_where; /* from the worker's error event, or NULL */
   char *log_tail[FB_JOB_LOG_LINES];  /* ring of the last stderr and log lines */
   int log_next;
-  int64_t checkpoint_step;     /* the latest checkpoint event's step, -1 if none */
-  long pid;                    /* the worker's, 0 when none */
-  char *set_aside;             /* unreadable: "jobs/<id>/job.json.corrupt-N" (data_dir-relative) or NULL */
-  int64_t seq;                 /* the last event's sequence number */
+  int64_t checkpoint_step; /* the latest checkpoint event's step, -1 if none */
+  long pid;                /* the worker's, 0 when none */
+  char *set_aside; /* unreadable: "jobs/<id>/job.json.corrupt-N" (data_dir-relative) or NULL */
+  int64_t seq;     /* the last event's sequence number */
   /* Under the slurm executor: the Slurm job id ("" when none) and what Slurm last said of it
    * (state "PENDING", reason "Resources"; "" before the first poll). */
   char slurm_id[32], slurm_state[32], slurm_reason[128];
-  int64_t memory_bytes;        /* host memory its worker needs at its peak (its estimate); 0 unknown */
-  struct job_proc *proc;       /* private: the running worker */
-  struct slurm_run *run;       /* private: the Slurm job followed */
-  int dirty;                   /* private: job.json is behind */
-  uint64_t saved_ms;           /* private: when job.json was last written */
-  struct fb_job *next;         /* private: the registry's list, newest first */
+  int64_t memory_bytes;  /* host memory its worker needs at its peak (its estimate); 0 unknown */
+  struct job_proc *proc; /* private: the running worker */
+  struct slurm_run *run; /* private: the Slurm job followed */
+  int dirty;             /* private: job.json is behind */
+  uint64_t saved_ms;     /* private: when job.json was last written */
+  struct fb_job *next;   /* private: the registry's list, newest first */
 } fb_job;
 
 typedef struct fb_jobs fb_jobs;
 
 typedef struct fb_jobs_options {
-  const char *data_dir;        /* required; jobs/ and lock live here */
-  uint64_t stale_after_ms;     /* no worker line for this long: stale; 0: 30 minutes */
-  int max_running;             /* 0: 1 */
-  uint64_t kill_grace_ms;      /* SIGTERM -> SIGKILL; 0: 10 s */
+  const char *data_dir;    /* required; jobs/ and lock live here */
+  uint64_t stale_after_ms; /* no worker line for this long: stale; 0: 30 minutes */
+  int max_running;         /* 0: 1 */
+  uint64_t kill_grace_ms;  /* SIGTERM -> SIGKILL; 0: 10 s */
   /* The worker command before the job directory, NULL-terminated; NULL: this executable
    * (uv_exepath) followed by "worker". Copied. */
   const char *const *worker;
@@ -76,8 +76,8 @@ typedef struct fb_jobs_options {
   const char *executor;
   struct {
     const char *partition, *account, *time_limit; /* NULL: the cluster's defaults */
-    int mem_mb;         /* --mem of each job; 0: the cluster's default */
-    uint64_t poll_ms;   /* squeue every; 0: 2 s */
+    int mem_mb;                                   /* --mem of each job; 0: the cluster's default */
+    uint64_t poll_ms;                             /* squeue every; 0: 2 s */
   } slurm;
 } fb_jobs_options;
 

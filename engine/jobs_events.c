@@ -17,7 +17,7 @@ static void append_line(const char *path, const char *text) {
   int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   if (line) {
     memcpy(line, text, n);
-    line[n] = '\n';  /* one write per line, so a reader never sees half of one */
+    line[n] = '\n'; /* one write per line, so a reader never sees half of one */
   }
   if (fd < 0 || !line || write(fd, line, n + 1) != (ssize_t)(n + 1))
     fb_warn("jobs: %s: cannot append: %s", path, line ? strerror(errno) : "out of memory");

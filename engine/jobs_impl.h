@@ -24,16 +24,16 @@
 #define DEFAULT_STALE_MS (30 * 60 * 1000ull)
 #define DEFAULT_GRACE_MS 10000ull
 #define SAVE_EVERY_MS 2000
-#define DRAIN_MS 2000  /* how long the pipes of an exited worker may stay open */
-#define LINE_MAX_BYTES (1 << 20)  /* a longer worker line is dropped */
-#define LOSS_HISTORY_MAX 2000     /* thinned by half beyond this */
+#define DRAIN_MS 2000            /* how long the pipes of an exited worker may stay open */
+#define LINE_MAX_BYTES (1 << 20) /* a longer worker line is dropped */
+#define LOSS_HISTORY_MAX 2000    /* thinned by half beyond this */
 #define SAMPLES_MAX 8
 #define JOB_JSON_MAX (64 << 20)
 #define PROGRESS_MAX (512 << 20)
-#define EXIT_NOMEM 4              /* docs/protocol.md: the worker ran out of memory */
-#define EXIT_DEVICE_FAULT 70      /* docs/protocol.md: the GPU failed (a CUDA fault) */
+#define EXIT_NOMEM 4                 /* docs/protocol.md: the worker ran out of memory */
+#define EXIT_DEVICE_FAULT 70         /* docs/protocol.md: the GPU failed (a CUDA fault) */
 #define WORKER_RECORD "worker.jsonl" /* the worker's own copy of its stdout lines, this run */
-#define ORPHAN_WAIT_MS 2000       /* how long open waits for a killed orphan to go */
+#define ORPHAN_WAIT_MS 2000          /* how long open waits for a killed orphan to go */
 /* A worker's memory cgroup is MEMCG_PREFIX "<registry pid>-<worker pid>" (memcg.h): with the
  * registry's pid in the name, another server's sweep leaves this one's cgroups alone. */
 #define MEMCG_PREFIX "fastbrain-worker-"
@@ -41,7 +41,7 @@
 typedef struct linebuf {
   char *buf;
   size_t len, cap;
-  int dropping;  /* inside a line over LINE_MAX_BYTES: skip to its end */
+  int dropping; /* inside a line over LINE_MAX_BYTES: skip to its end */
 } linebuf;
 
 /* A worker process and its handles; freed when the last of its four handles has closed. */
@@ -49,13 +49,13 @@ typedef struct job_proc {
   uv_process_t process;
   uv_pipe_t out, err;
   uv_timer_t kill_timer; /* SIGKILL after the grace; once exited, the drain timeout */
-  fb_jobs *r;  /* NULL once the registry closed */
-  fb_job *job; /* NULL once detached (the job ended without it: stale, registry closed) */
+  fb_jobs *r;            /* NULL once the registry closed */
+  fb_job *job;           /* NULL once detached (the job ended without it: stale, registry closed) */
   int open_handles, closing;
   int exited, out_eof, err_eof, done_seen, cancel_requested;
   int64_t exit_status;
   int term_signal;
-  int oom_killed; /* the kernel's OOM killer counted a kill in the worker's memory cgroup */
+  int oom_killed;       /* the kernel's OOM killer counted a kill in the worker's memory cgroup */
   char memcg[PATH_MAX]; /* the worker's own memory cgroup, "" when none */
   linebuf outl, errl;
   struct job_proc *next; /* the registry's list of live workers */
@@ -79,7 +79,7 @@ typedef struct jobs_executor {
    * takeover: the caller fails the job, the executor forgets it). */
   void (*cancel)(fb_jobs *r, fb_job *job);
   void (*abandon)(fb_jobs *r, fb_job *job);
-  void (*close)(fb_jobs *r);  /* the registry closes: what becomes of the running jobs */
+  void (*close)(fb_jobs *r); /* the registry closes: what becomes of the running jobs */
   /* Open: a job recorded running whose events are caught up; `lines` and `err_lines` are the
    * worker's stdout and stderr lines this run already in progress.jsonl, `done` whether one of
    * them was done. */
@@ -98,16 +98,16 @@ struct fb_jobs {
   uv_loop_t *loop;
   const jobs_executor *exec;
   jobs_slurm_options slurm;
-  slurm_run *runs;        /* the Slurm jobs followed */
-  uv_timer_t poll_timer;  /* squeue and the tails of the runs, every slurm.poll_ms */
-  int polling;            /* a squeue is in flight */
+  slurm_run *runs;       /* the Slurm jobs followed */
+  uv_timer_t poll_timer; /* squeue and the tails of the runs, every slurm.poll_ms */
+  int polling;           /* a squeue is in flight */
   char *data_dir;
   char **worker; /* NULL-terminated */
   uint64_t stale_after_ms, kill_grace_ms;
   int max_running;
   int lock_fd;
-  fb_job *jobs;         /* newest first */
-  fb_job **queue;       /* FIFO */
+  fb_job *jobs;   /* newest first */
+  fb_job **queue; /* FIFO */
   int queue_n, queue_cap;
   fb_jobs_sub *subs;
   int dispatching;
@@ -116,7 +116,7 @@ struct fb_jobs {
   int open_timers;        /* the registry is freed when its three timers have closed */
   char **reports;
   int nreports;
-  struct job_proc *procs; /* every worker not yet exited, stale ones included */
+  struct job_proc *procs;    /* every worker not yet exited, stale ones included */
   char memcg_root[PATH_MAX]; /* where workers get memory cgroups of their own, "" for none */
   int closed;
 };
@@ -134,7 +134,8 @@ static inline int is_live(const fb_job *job) {
 }
 
 /* jobs/<id>[/<file>] under the data directory. */
-static inline void job_path(char *dst, size_t n, const fb_jobs *r, const char *id, const char *file) {
+static inline void job_path(char *dst, size_t n, const fb_jobs *r, const char *id,
+                            const char *file) {
   snprintf(dst, n, "%s/jobs/%s%s%s", r->data_dir, id, file ? "/" : "", file ? file : "");
 }
 
@@ -150,7 +151,7 @@ static inline double get_num(const cJSON *o, const char *name, double dflt) {
 
 /* jobs.c */
 fb_job_state jobs_state_named(const char *name); /* (fb_job_state)-1 for an unknown name */
-void jobs_pump(fb_jobs *r);                         /* start queued jobs while there is room */
+void jobs_pump(fb_jobs *r);                      /* start queued jobs while there is room */
 int jobs_enqueue(fb_jobs *r, fb_job *job, fb_err *err);
 void jobs_insert(fb_jobs *r, fb_job *job); /* into the list, newest first */
 

@@ -39,18 +39,24 @@ void jobs_free_job(fb_job *job) {
 }
 
 static void add_time(cJSON *o, const char *name, int64_t ms) {
-  if (ms) cJSON_AddNumberToObject(o, name, (double)ms);
-  else cJSON_AddNullToObject(o, name);
+  if (ms)
+    cJSON_AddNumberToObject(o, name, (double)ms);
+  else
+    cJSON_AddNullToObject(o, name);
 }
 
 static void add_copy(cJSON *o, const char *name, const cJSON *v) {
-  if (v) cJSON_AddItemToObject(o, name, cJSON_Duplicate(v, 1));
-  else cJSON_AddNullToObject(o, name);
+  if (v)
+    cJSON_AddItemToObject(o, name, cJSON_Duplicate(v, 1));
+  else
+    cJSON_AddNullToObject(o, name);
 }
 
 void jobs_add_str(cJSON *o, const char *name, const char *s) {
-  if (s) cJSON_AddStringToObject(o, name, s);
-  else cJSON_AddNullToObject(o, name);
+  if (s)
+    cJSON_AddStringToObject(o, name, s);
+  else
+    cJSON_AddNullToObject(o, name);
 }
 
 static cJSON *log_json(const fb_job *job) {
@@ -66,7 +72,7 @@ cJSON *fb_job_to_json(const fb_jobs *r, const fb_job *job) {
   cJSON *o = cJSON_CreateObject();
   if (!o) return NULL;
   cJSON_AddStringToObject(o, "id", job->id);
-  jobs_add_str(o, "skill", job->skill[0] ? job->skill : NULL);  /* "" only for an unreadable job */
+  jobs_add_str(o, "skill", job->skill[0] ? job->skill : NULL); /* "" only for an unreadable job */
   cJSON_AddStringToObject(o, "state", fb_job_state_name(job->state));
   jobs_add_str(o, "reason", job->reason[0] ? job->reason : NULL);
   if (job->state == FB_JOB_QUEUED) cJSON_AddNumberToObject(o, "place", fb_jobs_queue_place(r, job));
@@ -89,11 +95,15 @@ cJSON *fb_job_to_json(const fb_jobs *r, const fb_job *job) {
     cJSON_AddNullToObject(o, "error");
   }
   cJSON_AddItemToObject(o, "log_tail", log_json(job));
-  if (job->checkpoint_step >= 0) cJSON_AddNumberToObject(o, "checkpoint_step", (double)job->checkpoint_step);
-  else cJSON_AddNullToObject(o, "checkpoint_step");
+  if (job->checkpoint_step >= 0)
+    cJSON_AddNumberToObject(o, "checkpoint_step", (double)job->checkpoint_step);
+  else
+    cJSON_AddNullToObject(o, "checkpoint_step");
   cJSON_AddNumberToObject(o, "pid", (double)job->pid);
-  if (job->memory_bytes) cJSON_AddNumberToObject(o, "memory_bytes", (double)job->memory_bytes);
-  else cJSON_AddNullToObject(o, "memory_bytes");
+  if (job->memory_bytes)
+    cJSON_AddNumberToObject(o, "memory_bytes", (double)job->memory_bytes);
+  else
+    cJSON_AddNullToObject(o, "memory_bytes");
   if (job->slurm_id[0]) {
     cJSON *sl = cJSON_AddObjectToObject(o, "slurm");
     cJSON_AddStringToObject(sl, "id", job->slurm_id);
@@ -117,8 +127,10 @@ static cJSON *take(cJSON *o, const char *name, int want_array) {
 /* Rebuild a job from job.json; FB_EFORMAT naming the field at fault. */
 int jobs_from_json(cJSON *o, fb_job *job, fb_err *err) {
   const char *id = get_str(o, "id"), *skill = get_str(o, "skill"), *state = get_str(o, "state");
-  if (!id || strlen(id) >= FB_JOB_ID_MAX) return fb_err_set(err, FB_EFORMAT, "field 'id' missing or too long");
-  if (!skill || fb_jobs_check_skill(skill, NULL)) return fb_err_set(err, FB_EFORMAT, "field 'skill' missing or invalid");
+  if (!id || strlen(id) >= FB_JOB_ID_MAX)
+    return fb_err_set(err, FB_EFORMAT, "field 'id' missing or too long");
+  if (!skill || fb_jobs_check_skill(skill, NULL))
+    return fb_err_set(err, FB_EFORMAT, "field 'skill' missing or invalid");
   int s = (int)jobs_state_named(state);
   if (s < 0) return fb_err_set(err, FB_EFORMAT, "field 'state' missing or unknown");
   snprintf(job->id, sizeof job->id, "%s", id);
@@ -138,20 +150,24 @@ int jobs_from_json(cJSON *o, fb_job *job, fb_err *err) {
   }
   jobs_set_str(&job->adapter, get_str(o, "adapter"));
   const cJSON *e = cJSON_GetObjectItemCaseSensitive(o, "error");
-  if (cJSON_IsObject(e) && get_str(e, "where")) jobs_set_str(&job->error_where, get_str(e, "where"));
+  if (cJSON_IsObject(e) && get_str(e, "where"))
+    jobs_set_str(&job->error_where, get_str(e, "where"));
   if (cJSON_IsObject(e) && get_str(e, "message") && strcmp(get_str(e, "message"), job->reason) != 0)
     jobs_set_str(&job->error_message, get_str(e, "message"));
   const cJSON *line;
-  cJSON_ArrayForEach(line, cJSON_GetObjectItemCaseSensitive(o, "log_tail"))
-    if (cJSON_IsString(line)) jobs_log_add(job, line->valuestring);
+  cJSON_ArrayForEach(line,
+                     cJSON_GetObjectItemCaseSensitive(o, "log_tail")) if (cJSON_IsString(line))
+      jobs_log_add(job, line->valuestring);
   job->checkpoint_step = (int64_t)get_num(o, "checkpoint_step", -1);
   job->pid = (long)get_num(o, "pid", 0);
   job->memory_bytes = (int64_t)get_num(o, "memory_bytes", 0);
   const cJSON *sl = cJSON_GetObjectItemCaseSensitive(o, "slurm");
   if (cJSON_IsObject(sl) && get_str(sl, "id")) {
     snprintf(job->slurm_id, sizeof job->slurm_id, "%s", get_str(sl, "id"));
-    snprintf(job->slurm_state, sizeof job->slurm_state, "%s", get_str(sl, "state") ? get_str(sl, "state") : "");
-    snprintf(job->slurm_reason, sizeof job->slurm_reason, "%s", get_str(sl, "reason") ? get_str(sl, "reason") : "");
+    snprintf(job->slurm_state, sizeof job->slurm_state, "%s",
+             get_str(sl, "state") ? get_str(sl, "state") : "");
+    snprintf(job->slurm_reason, sizeof job->slurm_reason, "%s",
+             get_str(sl, "reason") ? get_str(sl, "reason") : "");
   }
   job->seq = (int64_t)get_num(o, "seq", 0);
   return 0;
@@ -164,8 +180,10 @@ void jobs_save(fb_jobs *r, fb_job *job) {
   char *text = o ? cJSON_PrintUnformatted(o) : NULL;
   cJSON_Delete(o);
   fb_err err = {0};
-  if (!text) fb_warn("jobs: %s: out of memory", path);
-  else if (fb_write_file_atomic(path, text, strlen(text), &err) != 0) fb_warn("jobs: %s", err.msg);
+  if (!text)
+    fb_warn("jobs: %s: out of memory", path);
+  else if (fb_write_file_atomic(path, text, strlen(text), &err) != 0)
+    fb_warn("jobs: %s", err.msg);
   free(text);
   job->dirty = 0;
   job->saved_ms = now_ms();
@@ -211,7 +229,7 @@ int fb_jobs_events(fb_jobs *r, const fb_job *job, int64_t after,
   int n = 0;
   for (char *line = buf, *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1) {
     *nl = 0;
-    cJSON *ev = cJSON_Parse(line);  /* a line cut by a crash does not parse: skipped */
+    cJSON *ev = cJSON_Parse(line); /* a line cut by a crash does not parse: skipped */
     if (ev && get_num(ev, "seq", 0) > (double)after) {
       fn(ud, ev);
       n++;

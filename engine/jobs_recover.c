@@ -81,10 +81,12 @@ static void catch_up_event(void *ud, const cJSON *ev) {
   int is_state = strcmp(type, "state") == 0;
   fb_job_state s = is_state ? jobs_state_named(get_str(ev, "state")) : FB_JOB_QUEUED;
   int is_stderr = strcmp(type, "log") == 0 && level && strcmp(level, "stderr") == 0;
-  if (is_state && s == FB_JOB_RUNNING && !get_str(ev, "reason"))  /* not a Slurm state's note */
+  if (is_state && s == FB_JOB_RUNNING && !get_str(ev, "reason")) /* not a Slurm state's note */
     c->run_lines = c->err_lines = c->run_done = 0;
-  else if (is_stderr) c->err_lines++;  /* stderr lines are not in the worker's record */
-  else if (!is_state) c->run_lines++;
+  else if (is_stderr)
+    c->err_lines++; /* stderr lines are not in the worker's record */
+  else if (!is_state)
+    c->run_lines++;
   int64_t seq = (int64_t)get_num(ev, "seq", 0);
   if (seq <= job->seq) return;
   job->seq = seq;
@@ -92,7 +94,8 @@ static void catch_up_event(void *ud, const cJSON *ev) {
     c->run_done |= jobs_apply_event(job, ev, type);
   } else if ((int)s >= 0) {
     job->state = s;
-    snprintf(job->reason, sizeof job->reason, "%s", get_str(ev, "reason") ? get_str(ev, "reason") : "");
+    snprintf(job->reason, sizeof job->reason, "%s",
+             get_str(ev, "reason") ? get_str(ev, "reason") : "");
     if (!is_live(job)) job->pid = 0;
   }
 }
@@ -112,7 +115,7 @@ int jobs_replay_record(fb_jobs *r, fb_job *job, int seen) {
   }
   int done = 0, n = 0;
   for (char *line = buf, *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1) {
-    *nl = 0;  /* a last line without its newline was cut by a kill: not replayed */
+    *nl = 0; /* a last line without its newline was cut by a kill: not replayed */
     if (*line && ++n > seen) done |= jobs_worker_line(r, job, line);
   }
   free(buf);
@@ -163,7 +166,7 @@ static int remove_unstarted(fb_jobs *r, const char *id) {
   job_path(path, sizeof path, r, id, "progress.jsonl");
   if (access(path, F_OK) == 0) return 0;
   char aside[64];
-  if (newest_aside(r, id, aside, sizeof aside)) return 0;  /* an unreadable job: listed as such */
+  if (newest_aside(r, id, aside, sizeof aside)) return 0; /* an unreadable job: listed as such */
   job_path(path, sizeof path, r, id, NULL);
   DIR *d = opendir(path);
   for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
@@ -190,11 +193,13 @@ static int read_job(fb_jobs *r, const char *id, const char *file, fb_job *job, f
   int rc = !o ? fb_err_set(err, FB_EFORMAT, "not valid JSON") : jobs_from_json(o, job, err);
   cJSON_Delete(o);
   job_path(path, sizeof path, r, id, "spec.json");
-  if (rc == 0 && strcmp(job->id, id) != 0) rc = fb_err_set(err, FB_EFORMAT, "id does not match its directory");
+  if (rc == 0 && strcmp(job->id, id) != 0)
+    rc = fb_err_set(err, FB_EFORMAT, "id does not match its directory");
   if (rc == 0 && fb_read_file(path, &job->spec, &len, JOB_JSON_MAX, err) != 0)
     rc = fb_err_set(err, FB_EFORMAT, "spec.json: %s", fb_strerror(err->code));
   cJSON *spec = rc == 0 ? cJSON_Parse(job->spec) : NULL;
-  if (rc == 0 && !cJSON_IsObject(spec)) rc = fb_err_set(err, FB_EFORMAT, "spec.json: not a JSON object");
+  if (rc == 0 && !cJSON_IsObject(spec))
+    rc = fb_err_set(err, FB_EFORMAT, "spec.json: not a JSON object");
   cJSON_Delete(spec);
   return rc;
 }
@@ -209,7 +214,8 @@ static void skill_from_events(fb_jobs *r, fb_job *job) {
   if (nl) *nl = 0;
   cJSON *ev = cJSON_Parse(buf);
   const char *skill = get_str(ev, "skill");
-  if (skill && fb_jobs_check_skill(skill, NULL) == 0) snprintf(job->skill, sizeof job->skill, "%s", skill);
+  if (skill && fb_jobs_check_skill(skill, NULL) == 0)
+    snprintf(job->skill, sizeof job->skill, "%s", skill);
   cJSON_Delete(ev);
   free(buf);
 }
@@ -259,13 +265,14 @@ static void load_job(fb_jobs *r, const char *id) {
     return;
   }
   jobs_free_job(job);
-  if (missing && newest_aside(r, id, aside, sizeof aside)) {  /* set aside by an earlier open */
+  if (missing && newest_aside(r, id, aside, sizeof aside)) { /* set aside by an earlier open */
     job = jobs_new_job();
-    if (job && read_job(r, id, aside, job, &err) == 0) fb_err_set(&err, FB_EFORMAT, "set aside earlier");
+    if (job && read_job(r, id, aside, job, &err) == 0)
+      fb_err_set(&err, FB_EFORMAT, "set aside earlier");
     if (job) jobs_free_job(job);
   } else if (err.code == FB_EFORMAT) {
     set_aside(r, path, err.msg, aside, sizeof aside);
-  } else {  /* missing, or not readable: the path and errno go to the log, not to clients */
+  } else { /* missing, or not readable: the path and errno go to the log, not to clients */
     report(r, "%s: %s", path, err.msg);
     fb_err_set(&err, err.code, "%s", err.code == FB_ENOTFOUND ? "missing" : fb_strerror(err.code));
     aside[0] = 0;
@@ -294,10 +301,11 @@ static void settle_output(fb_jobs *r, const fb_job *job) {
   const char *out = get_str(spec, "out"), *ckdir = get_str(spec, "checkpoints");
   char path[PATH_MAX];
   fb_err err = {0};
-  if (out && *out && fb_output_settle(out, &err) != 0)
-    report(r, "job %s: %s", job->id, err.msg);
-  if (ckdir && *ckdir) snprintf(path, sizeof path, "%s", ckdir);
-  else job_path(path, sizeof path, r, job->id, "checkpoints"); /* the worker's (fb_cmd_worker) */
+  if (out && *out && fb_output_settle(out, &err) != 0) report(r, "job %s: %s", job->id, err.msg);
+  if (ckdir && *ckdir)
+    snprintf(path, sizeof path, "%s", ckdir);
+  else
+    job_path(path, sizeof path, r, job->id, "checkpoints"); /* the worker's (fb_cmd_worker) */
   if (fb_output_settle_checkpoints(path) > 0)
     report(r, "job %s: %s", job->id, "a checkpoint cut short (step-N.tmp) removed");
   cJSON_Delete(spec);

@@ -40,19 +40,20 @@ struct slurm_run {
 /* ---- commands ------------------------------------------------------------------------- */
 
 typedef struct slurm_cmd slurm_cmd;
-typedef void (*cmd_done)(fb_jobs *r, slurm_run *run, int64_t status, const char *out, const char *err);
+typedef void (*cmd_done)(fb_jobs *r, slurm_run *run, int64_t status, const char *out,
+                         const char *err);
 
 struct slurm_cmd {
   uv_process_t proc;
-  uv_pipe_t pipes[2];    /* stdout, stderr */
+  uv_pipe_t pipes[2]; /* stdout, stderr */
   char *buf[2];
   size_t len[2];
   int open_handles, exited, eofs;
   int64_t status;
-  fb_jobs *r;            /* NULL once the registry closed: the result is dropped */
-  slurm_run *run;        /* NULL when the run was dropped meanwhile */
+  fb_jobs *r;     /* NULL once the registry closed: the result is dropped */
+  slurm_run *run; /* NULL when the run was dropped meanwhile */
   cmd_done done;
-  slurm_cmd *next;       /* in cmds */
+  slurm_cmd *next; /* in cmds */
 };
 
 /* The commands in flight, of every registry (one closed may still have some when the next
@@ -74,7 +75,8 @@ static void cmd_finish(slurm_cmd *c) {
       *l = c->next;
       break;
     }
-  if (c->r && c->done) c->done(c->r, c->run, c->status, c->buf[0] ? c->buf[0] : "", c->buf[1] ? c->buf[1] : "");
+  if (c->r && c->done)
+    c->done(c->r, c->run, c->status, c->buf[0] ? c->buf[0] : "", c->buf[1] ? c->buf[1] : "");
   uv_close((uv_handle_t *)&c->proc, on_cmd_closed);
   uv_close((uv_handle_t *)&c->pipes[0], on_cmd_closed);
   uv_close((uv_handle_t *)&c->pipes[1], on_cmd_closed);
@@ -132,8 +134,8 @@ static void run_cmd(fb_jobs *r, slurm_run *run, char **argv, cmd_done done) {
       {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&c->pipes[0]},
       {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&c->pipes[1]},
   };
-  uv_process_options_t opt = {.exit_cb = on_cmd_exit, .file = argv[0], .args = argv,
-                              .stdio_count = 3, .stdio = stdio};
+  uv_process_options_t opt = {
+      .exit_cb = on_cmd_exit, .file = argv[0], .args = argv, .stdio_count = 3, .stdio = stdio};
   fb_cloexec_from(3);
   int rc = uv_spawn(r->loop, &c->proc, &opt);
   if (rc != 0) {
@@ -265,13 +267,15 @@ static fb_job_state end_state(const slurm_run *run, const char *st, char *reason
     snprintf(reason, n, "out of memory (Slurm: OUT_OF_MEMORY, job %s)", job->slurm_id);
   else if (strcmp(st, "NODE_FAIL") == 0)
     snprintf(reason, n, "Slurm: NODE_FAIL: the node of job %s failed", job->slurm_id);
-  else if (strcmp(st, "COMPLETED") == 0) snprintf(reason, n, "exit status 0 without a done event");
+  else if (strcmp(st, "COMPLETED") == 0)
+    snprintf(reason, n, "exit status 0 without a done event");
   else if (strcmp(st, "VANISHED") == 0)
     snprintf(reason, n, "Slurm no longer lists job %s: it ended unfollowed", job->slurm_id);
   else if (job->error_message)
     snprintf(reason, n, "Slurm: %s: %s%s%s", st, job->error_message, job->error_where ? " at " : "",
              job->error_where ? job->error_where : "");
-  else snprintf(reason, n, "Slurm: %s (job %s)", st, job->slurm_id);
+  else
+    snprintf(reason, n, "Slurm: %s (job %s)", st, job->slurm_id);
   return FB_JOB_FAILED;
 }
 
@@ -288,9 +292,9 @@ static void finish(fb_jobs *r, slurm_run *run, const char *st) {
 /* ---- following: squeue ---------------------------------------------------------------- */
 
 static int is_final(const char *st) {
-  static const char *const finals[] = {"COMPLETED", "FAILED",  "CANCELLED", "TIMEOUT",
-                                       "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL",
-                                       "DEADLINE",  "REVOKED", "SPECIAL_EXIT", NULL};
+  static const char *const finals[] = {"COMPLETED", "FAILED",        "CANCELLED",    "TIMEOUT",
+                                       "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",    "BOOT_FAIL",
+                                       "DEADLINE",  "REVOKED",       "SPECIAL_EXIT", NULL};
   for (int i = 0; finals[i]; i++)
     if (strcmp(st, finals[i]) == 0) return 1;
   return 0;
@@ -328,7 +332,8 @@ static void slurm_says(fb_jobs *r, slurm_run *run, const char *st, const char *w
 
 /* squeue's lines "ID|STATE|REASON" for the runs asked about. A run squeue no longer lists
  * (Slurm purged it, MinJobAge) has ended: done decides how. */
-static void on_squeue(fb_jobs *r, slurm_run *unused, int64_t status, const char *out, const char *err) {
+static void on_squeue(fb_jobs *r, slurm_run *unused, int64_t status, const char *out,
+                      const char *err) {
   (void)unused;
   r->polling = 0;
   if (status != 0) {
@@ -343,7 +348,8 @@ static void on_squeue(fb_jobs *r, slurm_run *unused, int64_t status, const char 
     size_t idlen = strlen(run->job->slurm_id);
     const char *line = out, *found = NULL;
     for (; *line; line += strcspn(line, "\n"), line += *line == '\n')
-      if (strncmp(line, run->job->slurm_id, idlen) == 0 && line[idlen] == '|') found = line + idlen + 1;
+      if (strncmp(line, run->job->slurm_id, idlen) == 0 && line[idlen] == '|')
+        found = line + idlen + 1;
     if (!found) {
       if (++run->unlisted >= GONE_POLLS) finish(r, run, run->done_seen ? "COMPLETED" : "VANISHED");
       continue;
@@ -391,7 +397,8 @@ static void follow(fb_jobs *r) {
 /* ---- start, cancel ---------------------------------------------------------------------- */
 
 /* A failed scancel is logged; the poll still sees the job and its state. */
-static void on_scancel(fb_jobs *r, slurm_run *run, int64_t status, const char *out, const char *err) {
+static void on_scancel(fb_jobs *r, slurm_run *run, int64_t status, const char *out,
+                       const char *err) {
   (void)r, (void)run, (void)out;
   if (status != 0) {
     char msg[300];
@@ -417,7 +424,8 @@ static void stop(slurm_run *run) {
   uv_timer_start(&run->kill_timer, on_kill_timer, running ? run->r->kill_grace_ms : 0, 0);
 }
 
-static void on_sbatch(fb_jobs *r, slurm_run *run, int64_t status, const char *out, const char *err) {
+static void on_sbatch(fb_jobs *r, slurm_run *run, int64_t status, const char *out,
+                      const char *err) {
   if (!run) return; /* abandoned meanwhile; an id it printed runs unfollowed until its end */
   fb_job *job = run->job;
   long id = status == 0 ? strtol(out, NULL, 10) : 0; /* --parsable: "ID" or "ID;CLUSTER" */
@@ -473,7 +481,8 @@ static int spec_gpus(const fb_job *job) {
  * estimate counts: code, libraries, allocator slack), or the registry's default when that is
  * more; 0 leaves the cluster's default. */
 static int64_t job_mem_mb(const fb_jobs *r, const fb_job *job) {
-  int64_t est = job->memory_bytes ? (job->memory_bytes + job->memory_bytes / 4 + (1 << 20) - 1) >> 20 : 0;
+  int64_t est =
+      job->memory_bytes ? (job->memory_bytes + job->memory_bytes / 4 + (1 << 20) - 1) >> 20 : 0;
   return est > r->slurm.mem_mb ? est : r->slurm.mem_mb;
 }
 
@@ -487,14 +496,18 @@ static int slurm_start(fb_jobs *r, fb_job *job, fb_err *err) {
   int too_long = 0;
   for (int i = 0; r->worker[i]; i++) too_long |= append_quoted(wrap, sizeof wrap, r->worker[i]);
   too_long |= append_quoted(wrap, sizeof wrap, dir);
-  if (too_long) return fb_err_set(err, FB_EINVALID, "worker: the command is too long for sbatch --wrap");
+  if (too_long)
+    return fb_err_set(err, FB_EINVALID, "worker: the command is too long for sbatch --wrap");
   char mem[32] = "";
   int64_t mem_mb = job_mem_mb(r, job);
   if (mem_mb) snprintf(mem, sizeof mem, "%lld", (long long)mem_mb);
   /* sbatch's options that take a value; an empty value leaves the cluster's default. */
-  const char *valued[][2] = {{"--job-name=fastbrain-", job->skill}, {"--error=", path},
-                             {"--chdir=", dir}, {"--partition=", r->slurm.partition},
-                             {"--account=", r->slurm.account}, {"--time=", r->slurm.time_limit},
+  const char *valued[][2] = {{"--job-name=fastbrain-", job->skill},
+                             {"--error=", path},
+                             {"--chdir=", dir},
+                             {"--partition=", r->slurm.partition},
+                             {"--account=", r->slurm.account},
+                             {"--time=", r->slurm.time_limit},
                              {"--mem=", mem}};
   enum { NVALUED = sizeof valued / sizeof *valued };
   char opts[NVALUED][PATH_MAX + 32];

@@ -18,7 +18,7 @@
 static void on_proc_closed(uv_handle_t *h) {
   job_proc *p = h->data;
   if (--p->open_handles == 0) {
-    if (p->memcg[0] && rmdir(p->memcg) != 0)  /* a process the worker started still runs */
+    if (p->memcg[0] && rmdir(p->memcg) != 0) /* a process the worker started still runs */
       fb_debug("jobs: %s: %s", p->memcg, strerror(errno));
     free(p->outl.buf);
     free(p->errl.buf);
@@ -55,19 +55,24 @@ static void terminate(fb_jobs *r, job_proc *p) {
 /* The state and reason an exited worker leaves its job in. */
 static fb_job_state exit_state(const job_proc *p, const fb_job *job, char *reason, size_t n) {
   if (!p->term_signal && p->exit_status == 0 && p->done_seen) {
-    reason[0] = 0;  /* done wins over a cancel that came too late */
+    reason[0] = 0; /* done wins over a cancel that came too late */
     return FB_JOB_SUCCEEDED;
   }
   if (p->cancel_requested || (!p->term_signal && p->exit_status == 3)) {
-    if (!p->term_signal && p->exit_status == 3) snprintf(reason, n, "cancelled");
-    else if (p->term_signal) snprintf(reason, n, "cancelled: killed by signal %d", p->term_signal);
-    else snprintf(reason, n, "cancelled: exit status %d", (int)p->exit_status);
+    if (!p->term_signal && p->exit_status == 3)
+      snprintf(reason, n, "cancelled");
+    else if (p->term_signal)
+      snprintf(reason, n, "cancelled: killed by signal %d", p->term_signal);
+    else
+      snprintf(reason, n, "cancelled: exit status %d", (int)p->exit_status);
     return FB_JOB_CANCELLED;
   }
   if (p->term_signal == SIGKILL && p->oom_killed)
     snprintf(reason, n, "out of memory (killed by the kernel)");
-  else if (p->term_signal) snprintf(reason, n, "killed by signal %d", p->term_signal);
-  else if (p->exit_status == 0) snprintf(reason, n, "exit status 0 without a done event");
+  else if (p->term_signal)
+    snprintf(reason, n, "killed by signal %d", p->term_signal);
+  else if (p->exit_status == 0)
+    snprintf(reason, n, "exit status 0 without a done event");
   else if (p->exit_status == EXIT_DEVICE_FAULT)
     snprintf(reason, n, "the GPU failed: a CUDA fault ended the worker (its log has the error)");
   else if (p->exit_status == EXIT_NOMEM)
@@ -77,7 +82,8 @@ static fb_job_state exit_state(const job_proc *p, const fb_job *job, char *reaso
   else if (job->error_message)
     snprintf(reason, n, "exit status %d: %s%s%s", (int)p->exit_status, job->error_message,
              job->error_where ? " at " : "", job->error_where ? job->error_where : "");
-  else snprintf(reason, n, "exit status %d", (int)p->exit_status);
+  else
+    snprintf(reason, n, "exit status %d", (int)p->exit_status);
   return FB_JOB_FAILED;
 }
 
@@ -190,7 +196,8 @@ int jobs_apply_event(fb_job *job, const cJSON *ev, const char *type) {
     jobs_set_str(&job->adapter, get_str(ev, "adapter"));
     return 1;
   } else if (strcmp(type, "error") == 0) {
-    jobs_set_str(&job->error_message, get_str(ev, "message") ? get_str(ev, "message") : "unknown error");
+    jobs_set_str(&job->error_message,
+                 get_str(ev, "message") ? get_str(ev, "message") : "unknown error");
     jobs_set_str(&job->error_where, get_str(ev, "where"));
     jobs_log_add(job, job->error_message);
   }
@@ -281,8 +288,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   free(buf->base);
   if (nread < 0) {
     uv_read_stop(s);
-    if (is_out) p->out_eof = 1;
-    else p->err_eof = 1;
+    if (is_out)
+      p->out_eof = 1;
+    else
+      p->err_eof = 1;
     maybe_finish(p);
   }
 }
@@ -303,7 +312,7 @@ static int local_start(fb_jobs *r, fb_job *job, fb_err *err) {
   job_path(dir, sizeof dir, r, job->id, NULL);
   char record[PATH_MAX];
   job_path(record, sizeof record, r, job->id, WORKER_RECORD);
-  unlink(record);  /* this run's record starts empty: recovery counts its lines from the top */
+  unlink(record); /* this run's record starts empty: recovery counts its lines from the top */
   char *args[nw + 2];
   memcpy(args, r->worker, nw * sizeof *args);
   args[nw] = dir;
@@ -313,17 +322,17 @@ static int local_start(fb_jobs *r, fb_job *job, fb_err *err) {
       {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&p->out},
       {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&p->err},
   };
-  uv_process_options_t opt = {.exit_cb = on_worker_exit, .file = args[0], .args = args,
-                              .stdio_count = 3, .stdio = stdio};
+  uv_process_options_t opt = {
+      .exit_cb = on_worker_exit, .file = args[0], .args = args, .stdio_count = 3, .stdio = stdio};
   fb_cloexec_from(3);
   int rc = uv_spawn(r->loop, &p->process, &opt);
   if (rc != 0) {
-    close_proc(p);  /* the handles are initialized even when spawn fails */
+    close_proc(p); /* the handles are initialized even when spawn fails */
     return fb_err_set(err, FB_EIO, "cannot start worker %s: %s", args[0], uv_strerror(rc));
   }
   uv_read_start((uv_stream_t *)&p->out, on_alloc, on_read);
   uv_read_start((uv_stream_t *)&p->err, on_alloc, on_read);
-  if (r->memcg_root[0]) {  /* it has just exec'd: its loading is yet to come */
+  if (r->memcg_root[0]) { /* it has just exec'd: its loading is yet to come */
     char name[64];
     snprintf(name, sizeof name, MEMCG_PREFIX "%ld-%d", (long)getpid(), p->process.pid);
     fb_memcg_enter(r->memcg_root, name, p->process.pid, p->memcg, sizeof p->memcg);
@@ -391,7 +400,8 @@ static void local_recover(fb_jobs *r, fb_job *job, int lines, int err_lines, int
   long pid = job->pid;
   int alive = worker_alive(pid, job->id);
   if (alive) kill((pid_t)pid, SIGKILL);
-  for (int ms = 0; alive && ms < ORPHAN_WAIT_MS && worker_alive(pid, job->id); ms += 10) usleep(10000);
+  for (int ms = 0; alive && ms < ORPHAN_WAIT_MS && worker_alive(pid, job->id); ms += 10)
+    usleep(10000);
   if (jobs_replay_record(r, job, lines) || done) {
     jobs_set_state(r, job, FB_JOB_SUCCEEDED, NULL);
     return;

@@ -10,7 +10,7 @@
 #include "vm.h"
 
 static int core_now(lua_State *L) {
-  lua_pushnumber(L, (lua_Number)uv_hrtime() / 1e6);  /* ms, monotonic, sub-ms precision */
+  lua_pushnumber(L, (lua_Number)uv_hrtime() / 1e6); /* ms, monotonic, sub-ms precision */
   return 1;
 }
 
@@ -64,7 +64,7 @@ int luaopen_fastbrain_core(lua_State *L) {
   lua_pushstring(L, fb_vm_root(L));
   lua_setfield(L, -2, "root");
 #if defined(__SANITIZE_ADDRESS__)
-  lua_pushboolean(L, 1);  /* memory figures (RSS) mean little under ASan's quarantine */
+  lua_pushboolean(L, 1); /* memory figures (RSS) mean little under ASan's quarantine */
 #else
   lua_pushboolean(L, 0);
 #endif

@@ -12,7 +12,7 @@
 #include "modules.h"
 
 #define DATASET_MT "fastbrain.dataset"
-#define TOKENIZER_MT "fastbrain.tokenizer"  /* l_tokenizer.c: a userdata holding one pointer */
+#define TOKENIZER_MT "fastbrain.tokenizer" /* l_tokenizer.c: a userdata holding one pointer */
 
 /* The loaded file and its examples, shared by a dataset and the views split() makes. */
 typedef struct ds_core {
@@ -22,8 +22,8 @@ typedef struct ds_core {
 } ds_core;
 
 typedef struct l_ds {
-  ds_core *core;  /* NULL once closed */
-  size_t *idx;    /* the examples of this view, in order */
+  ds_core *core; /* NULL once closed */
+  size_t *idx;   /* the examples of this view, in order */
   size_t n;
 } l_ds;
 
@@ -56,7 +56,8 @@ static l_ds *push_view(lua_State *L, ds_core *core, size_t n) {
   return d;
 }
 
-static int opt_int(lua_State *L, int t, const char *key, lua_Integer dflt, lua_Integer lo, lua_Integer hi) {
+static int opt_int(lua_State *L, int t, const char *key, lua_Integer dflt, lua_Integer lo,
+                   lua_Integer hi) {
   lua_getfield(L, t, key);
   lua_Integer v = dflt;
   if (!lua_isnil(L, -1)) {
@@ -81,12 +82,12 @@ static void render(lua_State *L, int render_fn, int tmpl, int eos, const fb_conv
     lua_setfield(L, -2, "role");
     lua_pushlstring(L, c->msgs[m].content, c->msgs[m].len);
     lua_setfield(L, -2, "content");
-    lua_rawseti(L, -2, m + 1);  /* messages[m+1] = {role, content} */
+    lua_rawseti(L, -2, m + 1); /* messages[m+1] = {role, content} */
   }
   lua_createtable(L, 0, 1);
   lua_pushvalue(L, eos);
   lua_setfield(L, -2, "eos");
-  lua_call(L, 3, 2);  /* a template error is the caller's: it propagates */
+  lua_call(L, 3, 2); /* a template error is the caller's: it propagates */
 }
 
 /* spans table at idx -> fb_span array (a userdata left on the stack) */
@@ -135,7 +136,8 @@ static int load(lua_State *L) {
   fb_tokenizer **tok = luaL_testudata(L, -1, TOKENIZER_MT);
   if (!tok || !*tok) luaL_argerror(L, 2, "tokenizer must be an open fastbrain.tokenizer");
   int tmpl = lua_getfield(L, 2, "template") == LUA_TSTRING ? lua_gettop(L) : 0;
-  if (!tmpl) luaL_argerror(L, 2, "template must be a template name (see fastbrain.templates.names)");
+  if (!tmpl)
+    luaL_argerror(L, 2, "template must be a template name (see fastbrain.templates.names)");
   lua_getfield(L, 2, "eos");
   int eos = lua_gettop(L);
   fb_ex_opts opts = {.max_len = opt_int(L, 2, "max_len", 0, 0, 1 << 24)};
@@ -157,14 +159,14 @@ static int load(lua_State *L) {
     return refuse(L, &rep, err.msg);
   }
   size_t n = fb_dataset_count(core->ds);
-  l_ds *d = push_view(L, core, n);  /* owns core from here: an error below frees it via __gc */
+  l_ds *d = push_view(L, core, n); /* owns core from here: an error below frees it via __gc */
   int view = lua_gettop(L);
   rep.n = rep.total = 0;
   for (size_t i = 0; i < n; i++) {
     const fb_conv *c = fb_dataset_conv(core->ds, i);
     d->idx[i] = i;
     render(L, render_fn, tmpl, eos, c);
-    if (lua_isnil(L, -2)) {  /* the template refuses this conversation */
+    if (lua_isnil(L, -2)) { /* the template refuses this conversation */
       if (rep.n < FB_DS_MAX_PROBLEMS)
         snprintf(rep.lines[rep.n++], sizeof rep.lines[0], "%s:%d: %s", path, c->line,
                  lua_tostring(L, -1));
@@ -190,7 +192,8 @@ static int load(lua_State *L) {
 static int stats(lua_State *L) {
   l_ds *d = check(L, 1);
   fb_ds_stats st;
-  if (fb_dataset_stats(d->core->ds, &d->core->ex, &st)) return luaL_error(L, "dataset: out of memory");
+  if (fb_dataset_stats(d->core->ds, &d->core->ex, &st))
+    return luaL_error(L, "dataset: out of memory");
   lua_createtable(L, 0, 20);
 #define SET_INT(name) (lua_pushinteger(L, (lua_Integer)st.name), lua_setfield(L, -2, #name))
   SET_INT(examples);
@@ -212,7 +215,7 @@ static int stats(lua_State *L) {
     lua_createtable(L, 0, 2);
     if (b + 1 < FB_DS_HIST) {
       lua_pushinteger(L, st.hist_upper[b]);
-      lua_setfield(L, -2, "upto");  /* absent on the last bucket: everything longer */
+      lua_setfield(L, -2, "upto"); /* absent on the last bucket: everything longer */
     }
     lua_pushinteger(L, (lua_Integer)st.hist[b]);
     lua_setfield(L, -2, "count");
@@ -247,7 +250,8 @@ static int split(lua_State *L) {
   size_t count = (size_t)opt_int(L, 2, "eval_count", 0, 0, 1 << 30);
   lua_Integer seed = opt_int(L, 2, "seed", 1, 0, 0x7fffffff);
   size_t *order;
-  if (fb_dataset_order(d->n, (uint64_t)seed, &order)) return luaL_error(L, "dataset: out of memory");
+  if (fb_dataset_order(d->n, (uint64_t)seed, &order))
+    return luaL_error(L, "dataset: out of memory");
   size_t k = fb_dataset_eval_count(d->n, frac, count);
   l_ds *train = push_view(L, d->core, d->n - k);
   for (size_t i = k; i < d->n; i++) train->idx[i - k] = d->idx[order[i]];
@@ -318,20 +322,26 @@ static int close_ds(lua_State *L) {
 
 static int tostring_ds(lua_State *L) {
   l_ds *d = luaL_checkudata(L, 1, DATASET_MT);
-  if (d->core) lua_pushfstring(L, "fastbrain.dataset (%d examples)", (int)d->n);
-  else lua_pushliteral(L, "fastbrain.dataset (closed)");
+  if (d->core)
+    lua_pushfstring(L, "fastbrain.dataset (%d examples)", (int)d->n);
+  else
+    lua_pushliteral(L, "fastbrain.dataset (closed)");
   return 1;
 }
 
 int luaopen_fastbrain_dataset(lua_State *L) {
-  static const luaL_Reg methods[] = {{"stats", stats}, {"split", split}, {"example", example},
-                                     {"examples", examples}, {"close", close_ds}, {NULL, NULL}};
-  static const luaL_Reg meta[] = {{"__gc", close_ds}, {"__close", close_ds}, {"__len", len},
-                                  {"__tostring", tostring_ds}, {NULL, NULL}};
+  static const luaL_Reg methods[] = {{"stats", stats},     {"split", split},
+                                     {"example", example}, {"examples", examples},
+                                     {"close", close_ds},  {NULL, NULL}};
+  static const luaL_Reg meta[] = {{"__gc", close_ds},
+                                  {"__close", close_ds},
+                                  {"__len", len},
+                                  {"__tostring", tostring_ds},
+                                  {NULL, NULL}};
   luaL_newmetatable(L, DATASET_MT);
   luaL_setfuncs(L, meta, 0);
   luaL_newlib(L, methods);
-  lua_setfield(L, -2, "__index");  /* metatable.__index = methods */
+  lua_setfield(L, -2, "__index"); /* metatable.__index = methods */
   lua_pop(L, 1);
   static const luaL_Reg funcs[] = {{"load", load}, {NULL, NULL}};
   luaL_newlib(L, funcs);

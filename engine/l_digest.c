@@ -31,7 +31,8 @@ static int digest_new(lua_State *L) {
   luaL_setmetatable(L, DIGEST_MT);
   d->ctx = EVP_MD_CTX_new();
   if (!d->ctx) return luaL_error(L, "digest: out of memory");
-  if (EVP_DigestInit_ex(d->ctx, md, NULL) != 1) return luaL_error(L, "digest: cannot start %s", name);
+  if (EVP_DigestInit_ex(d->ctx, md, NULL) != 1)
+    return luaL_error(L, "digest: cannot start %s", name);
   return 1;
 }
 
@@ -84,7 +85,8 @@ static int digest_gc(lua_State *L) {
 
 static int digest_tostring(lua_State *L) {
   ldigest *d = luaL_checkudata(L, 1, DIGEST_MT);
-  lua_pushfstring(L, "digest (%s)", d->ctx ? EVP_MD_get0_name(EVP_MD_CTX_get0_md(d->ctx)) : "finished");
+  lua_pushfstring(L, "digest (%s)",
+                  d->ctx ? EVP_MD_get0_name(EVP_MD_CTX_get0_md(d->ctx)) : "finished");
   return 1;
 }
 
@@ -94,15 +96,16 @@ static int digest_sha256(lua_State *L) {
   const char *s = luaL_checklstring(L, 1, &len);
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
-  if (EVP_Digest(s, len, md, &n, EVP_sha256(), NULL) != 1) return luaL_error(L, "digest: sha256 failed");
+  if (EVP_Digest(s, len, md, &n, EVP_sha256(), NULL) != 1)
+    return luaL_error(L, "digest: sha256 failed");
   return push_hex(L, md, n);
 }
 
 int luaopen_fastbrain_digest(lua_State *L) {
-  static const luaL_Reg methods[] = {{"update", digest_update}, {"hex", digest_hex},
-                                     {"final", digest_final},   {NULL, NULL}};
-  static const luaL_Reg meta[] = {{"__gc", digest_gc}, {"__close", digest_gc},
-                                  {"__tostring", digest_tostring}, {NULL, NULL}};
+  static const luaL_Reg methods[] = {
+      {"update", digest_update}, {"hex", digest_hex}, {"final", digest_final}, {NULL, NULL}};
+  static const luaL_Reg meta[] = {
+      {"__gc", digest_gc}, {"__close", digest_gc}, {"__tostring", digest_tostring}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {{"new", digest_new}, {"sha256", digest_sha256}, {NULL, NULL}};
   luaL_newmetatable(L, DIGEST_MT);
   luaL_setfuncs(L, meta, 0);

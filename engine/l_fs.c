@@ -106,7 +106,7 @@ static int fs_list(lua_State *L) {
   lua_getfield(L, -1, "sort");
   lua_remove(L, -2);
   lua_pushvalue(L, -2);
-  lua_call(L, 1, 0);  /* table.sort(names) */
+  lua_call(L, 1, 0); /* table.sort(names) */
   return 1;
 }
 
@@ -129,14 +129,20 @@ static int push_stat(lua_State *L, int follow) {
     int e = errno;
     luaL_pushfail(L);
     lua_pushfstring(L, "%s: %s", path, strerror(e));
-    lua_pushstring(L, e == ENOENT ? "ENOENT" : e == ENOTDIR ? "ENOTDIR" : e == EACCES ? "EACCES" : "EIO");
+    lua_pushstring(L, e == ENOENT    ? "ENOENT"
+                      : e == ENOTDIR ? "ENOTDIR"
+                      : e == EACCES  ? "EACCES"
+                                     : "EIO");
     return 3;
   }
   lua_createtable(L, 0, 3);
-  lua_pushstring(L, S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "dir" : S_ISLNK(st.st_mode) ? "link" : "other");
-  lua_setfield(L, -2, "type");  /* t.type */
+  lua_pushstring(L, S_ISREG(st.st_mode)   ? "file"
+                    : S_ISDIR(st.st_mode) ? "dir"
+                    : S_ISLNK(st.st_mode) ? "link"
+                                          : "other");
+  lua_setfield(L, -2, "type"); /* t.type */
   lua_pushinteger(L, (lua_Integer)st.st_size);
-  lua_setfield(L, -2, "size");  /* t.size */
+  lua_setfield(L, -2, "size"); /* t.size */
   lua_pushinteger(L, (lua_Integer)st.st_mtime);
   lua_setfield(L, -2, "mtime"); /* t.mtime */
   return 1;
@@ -212,19 +218,26 @@ static int lock_unlock(lua_State *L) {
 }
 
 int luaopen_fastbrain_fs(lua_State *L) {
-  static const luaL_Reg lock_meta[] = {{"__gc", lock_unlock}, {"__close", lock_unlock}, {NULL, NULL}};
+  static const luaL_Reg lock_meta[] = {
+      {"__gc", lock_unlock}, {"__close", lock_unlock}, {NULL, NULL}};
   static const luaL_Reg lock_methods[] = {{"unlock", lock_unlock}, {NULL, NULL}};
   luaL_newmetatable(L, LOCK_MT);
   luaL_setfuncs(L, lock_meta, 0);
   luaL_newlib(L, lock_methods);
   lua_setfield(L, -2, "__index"); /* metatable.__index = method table */
   lua_pop(L, 1);
-  static const luaL_Reg funcs[] = {{"write_atomic", fs_write_atomic}, {"read", fs_read},
-                                   {"mkdir_p", fs_mkdir_p},           {"mode", fs_mode},
-                                   {"list", fs_list},                 {"remove_tree", fs_remove_tree},
-                                   {"stat", fs_stat},                 {"lstat", fs_lstat},
-                                   {"symlink", fs_symlink},           {"readlink", fs_readlink},
-                                   {"lock", fs_lock},                 {"realpath", fs_realpath},
+  static const luaL_Reg funcs[] = {{"write_atomic", fs_write_atomic},
+                                   {"read", fs_read},
+                                   {"mkdir_p", fs_mkdir_p},
+                                   {"mode", fs_mode},
+                                   {"list", fs_list},
+                                   {"remove_tree", fs_remove_tree},
+                                   {"stat", fs_stat},
+                                   {"lstat", fs_lstat},
+                                   {"symlink", fs_symlink},
+                                   {"readlink", fs_readlink},
+                                   {"lock", fs_lock},
+                                   {"realpath", fs_realpath},
                                    {NULL, NULL}};
   luaL_newlib(L, funcs);
   return 1;

@@ -14,7 +14,7 @@
 #define MAX_ADAPTERS 8
 
 struct lm_stream {
-  fb_gen_stream *g; /* NULL once it ended */
+  fb_gen_stream *g;        /* NULL once it ended */
   cached_adapter *adapter; /* pinned while the stream runs; may be NULL */
   lm_stream *next, **prevp;
 };
@@ -171,8 +171,8 @@ int fb_lm_generate(lua_State *L) {
   int n_out = 0, stopped = 0;
   size_t slots = r.g.max_new_tokens > 0 ? (size_t)r.g.max_new_tokens : 1;
   int32_t *out = lua_newuserdatauv(L, slots * sizeof *out, 0);
-  if (fb_generate(s->m, r.adapter ? r.adapter->lora : NULL, r.prompt, r.n_prompt, &r.g, out,
-                  &n_out, &stopped, &err))
+  if (fb_generate(s->m, r.adapter ? r.adapter->lora : NULL, r.prompt, r.n_prompt, &r.g, out, &n_out,
+                  &stopped, &err))
     return fail(L, &err);
   lua_createtable(L, n_out, 0);
   for (int i = 0; i < n_out; i++) {

@@ -21,29 +21,31 @@ typedef struct server_box server_box;
 /* A server seen by Lua; freed by server_done once the engine has closed it. */
 typedef struct lserver {
   fb_http_server *srv;
-  int closing;          /* close was asked: Lua may not use it any more */
-  lua_State *L;         /* main thread; NULL when the state is going away */
-  server_box *box;      /* the userdata, NULL once collected */
-  int on_request, on_headers, on_done, self;  /* registry refs */
+  int closing;                               /* close was asked: Lua may not use it any more */
+  lua_State *L;                              /* main thread; NULL when the state is going away */
+  server_box *box;                           /* the userdata, NULL once collected */
+  int on_request, on_headers, on_done, self; /* registry refs */
 } lserver;
 
-struct server_box { lserver *s; };  /* s is NULL once the server is freed */
+struct server_box {
+  lserver *s;
+}; /* s is NULL once the server is freed */
 
 /* A request seen by Lua is an integer handle: its slot here plus its generation times 2^32.
  * Integers cost Lua no allocation and no reference; a handle whose request was answered or
  * closed matches no live slot (the slot's generation moved on). One loop thread: one table. */
 typedef struct lreq {
-  fb_http_req *req;     /* NULL when the slot is free */
+  fb_http_req *req; /* NULL when the slot is free */
   lserver *s;
-  int on_close;         /* registry ref while live */
-  int closed;           /* the last request here: the client went away (vs answered) */
+  int on_close; /* registry ref while live */
+  int closed;   /* the last request here: the client went away (vs answered) */
   uint32_t gen;
   int next_free;
 } lreq;
 
 static struct {
   lreq *slots;
-  int n, free;          /* free: first free slot, -1 for none */
+  int n, free; /* free: first free slot, -1 for none */
 } reqs = {NULL, 0, -1};
 
 static void unref(lua_State *L, int *ref) {
@@ -94,7 +96,7 @@ static void on_req_close(void *ud, fb_http_req *req) {
   r->closed = 1;
   if (L && r->on_close != LUA_NOREF) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->on_close);
-    r->req = NULL;  /* the callback sees a request that is gone */
+    r->req = NULL; /* the callback sees a request that is gone */
     fb_vm_pcall(L, 0, 0, "http on_close");
   }
   lreq_done(slot);
@@ -147,7 +149,7 @@ static int collect_headers(lua_State *L, int idx, fb_http_header *h, int max) {
       luaL_error(L, "response headers must map names to strings");
     h[n].name = lua_tostring(L, -2);
     h[n].value = lua_tostring(L, -1);
-    lua_insert(L, -2);  /* keep the value (a number may have become a new string) below */
+    lua_insert(L, -2); /* keep the value (a number may have become a new string) below */
     n++;
   }
   return n;
@@ -175,8 +177,10 @@ static int req_respond(lua_State *L) {
   const char *body = luaL_optlstring(L, 3, "", &len);
   fb_http_header h[MAX_HEADERS];
   int n = 1;
-  if (lua_type(L, 4) == LUA_TSTRING) h[0] = (fb_http_header){"Content-Type", lua_tostring(L, 4)};
-  else n = collect_headers(L, 4, h, MAX_HEADERS);
+  if (lua_type(L, 4) == LUA_TSTRING)
+    h[0] = (fb_http_header){"Content-Type", lua_tostring(L, 4)};
+  else
+    n = collect_headers(L, 4, h, MAX_HEADERS);
   int rc = fb_http_respond(reqs.slots[slot].req, status, h, n, body, len);
   if (rc == 0 && reqs.slots[slot].req) lreq_done(slot);
   return push_result(L, slot, rc);
@@ -279,8 +283,10 @@ static int req_header(lua_State *L) {
   int slot = slot_of(L, 1);
   const char *name = luaL_checkstring(L, 2);
   const char *v = slot >= 0 ? fb_http_req_header(reqs.slots[slot].req, name) : NULL;
-  if (v) lua_pushstring(L, v);
-  else lua_pushnil(L);
+  if (v)
+    lua_pushstring(L, v);
+  else
+    lua_pushnil(L);
   return 1;
 }
 
@@ -289,7 +295,7 @@ static int req_headers(lua_State *L) {
   lua_createtable(L, 0, req->nheaders);
   for (int i = 0; i < req->nheaders; i++) {
     lua_getfield(L, -1, req->headers[i].name);
-    if (lua_isstring(L, -1)) {  /* a repeated header: joined with ", " as RFC 9110 allows */
+    if (lua_isstring(L, -1)) { /* a repeated header: joined with ", " as RFC 9110 allows */
       lua_pushfstring(L, "%s, %s", lua_tostring(L, -1), req->headers[i].value);
       lua_setfield(L, -3, req->headers[i].name);
     } else {
@@ -390,7 +396,7 @@ static int http_listen(lua_State *L) {
     luaL_argcheck(L, n <= 16, 1, "at most 16 allowed_hosts");
     for (lua_Integer i = 1; i <= n; i++) {
       lua_geti(L, -1, i);
-      allowed[i - 1] = luaL_checkstring(L, -1);  /* stays on the stack */
+      allowed[i - 1] = luaL_checkstring(L, -1); /* stays on the stack */
       lua_insert(L, -2);
     }
   }
@@ -436,7 +442,7 @@ static int http_listen(lua_State *L) {
   s->box = b;
   luaL_setmetatable(L, SERVER_MT);
   lua_pushvalue(L, -1);
-  s->self = luaL_ref(L, LUA_REGISTRYINDEX);  /* a listening server is not collected */
+  s->self = luaL_ref(L, LUA_REGISTRYINDEX); /* a listening server is not collected */
   return 1;
 }
 
@@ -498,12 +504,12 @@ static int server_close(lua_State *L) {
 static int server_gc(lua_State *L) {
   server_box *b = luaL_checkudata(L, 1, SERVER_MT);
   lserver *s = b->s;
-  if (s) {  /* only when the state closes (a live server is referenced): no more Lua calls */
+  if (s) { /* only when the state closes (a live server is referenced): no more Lua calls */
     s->L = NULL;
     s->box = NULL;
     s->closing = 1;
     b->s = NULL;
-    fb_http_server_close(s->srv, 0, server_done, s);  /* also cuts a grace period short */
+    fb_http_server_close(s->srv, 0, server_done, s); /* also cuts a grace period short */
   }
   return 0;
 }
@@ -563,8 +569,8 @@ static void push_decoded(lua_State *L, const char *s, size_t n) {
   luaL_buffinit(L, &b);
   for (size_t i = 0; i < n; i++) {
     int hi, lo;
-    if (s[i] == '%' && i + 2 < n &&
-        (hi = hex_value(s[i + 1])) >= 0 && (lo = hex_value(s[i + 2])) >= 0) {
+    if (s[i] == '%' && i + 2 < n && (hi = hex_value(s[i + 1])) >= 0 &&
+        (lo = hex_value(s[i + 2])) >= 0) {
       luaL_addchar(&b, (char)(hi * 16 + lo));
       i += 2;
     } else {
@@ -624,17 +630,25 @@ int luaopen_fastbrain_http(lua_State *L) {
                                          {"static", server_static},
                                          {"close", server_close},
                                          {NULL, NULL}};
-  static const luaL_Reg routes_methods[] = {{"add", routes_add}, {"match", routes_match},
-                                            {NULL, NULL}};
-  static const luaL_Reg funcs[] = {
-      {"listen", http_listen}, {"routes", http_routes},
-      /* on a request handle (on_request's first argument) */
-      {"respond", req_respond}, {"stream", req_stream},     {"sse", req_sse},
-      {"respond_file", req_respond_file},
-      {"write", req_write},     {"event", req_event},       {"finish", req_finish},
-      {"on_close", req_on_close}, {"alive", req_alive},     {"header", req_header},
-      {"headers", req_headers}, {"body", req_body},         {"remote_addr", req_remote_addr},
-      {NULL, NULL}};
+  static const luaL_Reg routes_methods[] = {
+      {"add", routes_add}, {"match", routes_match}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"listen", http_listen},
+                                   {"routes", http_routes},
+                                   /* on a request handle (on_request's first argument) */
+                                   {"respond", req_respond},
+                                   {"stream", req_stream},
+                                   {"sse", req_sse},
+                                   {"respond_file", req_respond_file},
+                                   {"write", req_write},
+                                   {"event", req_event},
+                                   {"finish", req_finish},
+                                   {"on_close", req_on_close},
+                                   {"alive", req_alive},
+                                   {"header", req_header},
+                                   {"headers", req_headers},
+                                   {"body", req_body},
+                                   {"remote_addr", req_remote_addr},
+                                   {NULL, NULL}};
   new_class(L, SERVER_MT, srv_methods, server_gc);
   lua_pop(L, 1);
   new_class(L, ROUTES_MT, routes_methods, routes_gc);

@@ -20,7 +20,7 @@
 typedef struct lsub lsub;
 
 typedef struct reg_box {
-  fb_jobs *r;        /* NULL once closed */
+  fb_jobs *r; /* NULL once closed */
   lua_State *main;
   lua_State *in_call; /* the thread inside a jobs.* call: listeners run there meanwhile */
   lsub *subs;
@@ -33,7 +33,9 @@ struct lsub {
   lsub *next;
 };
 
-typedef struct { lsub *s; } sub_box; /* s is NULL once closed */
+typedef struct {
+  lsub *s;
+} sub_box; /* s is NULL once closed */
 
 /* ---- JSON to Lua ---------------------------------------------------------------------- */
 
@@ -52,7 +54,7 @@ static void push_job(lua_State *L, const fb_jobs *r, const fb_job *job) {
   cJSON_Delete(o);
   push_text(L, text);
   push_text(L, strdup(job->spec));
-  lua_setfield(L, -2, "spec");  /* job.spec = the spec it runs */
+  lua_setfield(L, -2, "spec"); /* job.spec = the spec it runs */
 }
 
 /* ---- the registry --------------------------------------------------------------------- */
@@ -82,7 +84,7 @@ static void close_registry(lua_State *L, reg_box *reg) {
   while (reg->subs) {
     lsub *s = reg->subs;
     release_sub(s);
-    s->sub = NULL;  /* the box sees a closed subscription */
+    s->sub = NULL; /* the box sees a closed subscription */
   }
   fb_jobs_close(reg->r);
   reg->r = NULL;
@@ -105,7 +107,7 @@ static double opt_positive(lua_State *L, const char *field, double dflt) {
 }
 
 static const char *opt_string(lua_State *L, int t, const char *field) {
-  lua_getfield(L, t, field);  /* left on the stack, which keeps it alive during open */
+  lua_getfield(L, t, field); /* left on the stack, which keeps it alive during open */
   if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
     luaL_error(L, "jobs.open: %s must be a string", field);
   return lua_tostring(L, -1);
@@ -138,8 +140,9 @@ static int jobs_open(lua_State *L) {
     luaL_checkstack(L, (int)n + 4, "jobs.open: worker list too long");
     argv = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *argv, 0); /* collected after open */
     for (lua_Integer i = 1; i <= n; i++) {
-      lua_rawgeti(L, list, i);  /* left on the stack, which keeps it alive during open */
-      if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "jobs.open: worker[%d] is not a string", (int)i);
+      lua_rawgeti(L, list, i); /* left on the stack, which keeps it alive during open */
+      if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "jobs.open: worker[%d] is not a string", (int)i);
       argv[i - 1] = lua_tostring(L, -1);
     }
     argv[n] = NULL;
@@ -203,7 +206,7 @@ static int registry_reports(lua_State *L) {
   lua_newtable(L);
   for (int i = 0; reps[i]; i++) {
     lua_pushstring(L, reps[i]);
-    lua_rawseti(L, -2, i + 1);  /* list[i+1] = message */
+    lua_rawseti(L, -2, i + 1); /* list[i+1] = message */
   }
   return 1;
 }
@@ -262,14 +265,14 @@ static int jobs_start(lua_State *L) {
     if (lua_type(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -2), "skill") == 0) continue;
     lua_pushvalue(L, -2);
     lua_pushvalue(L, -2);
-    lua_settable(L, -5);  /* spec[k] = v */
+    lua_settable(L, -5); /* spec[k] = v */
   }
   lua_call(L, 1, 1);
   const char *spec = lua_tostring(L, -1);
-  if (strcmp(spec, "[]") == 0) spec = "{}";  /* an empty table encodes as a list */
+  if (strcmp(spec, "[]") == 0) spec = "{}"; /* an empty table encodes as a list */
   fb_job *job;
   fb_err err = {0};
-  lua_State *outer = reg->in_call;  /* a listener may call us inside another call */
+  lua_State *outer = reg->in_call; /* a listener may call us inside another call */
   reg->in_call = L;
   int rc = fb_jobs_start_needing(reg->r, skill, spec, memory_bytes, &job, &err);
   reg->in_call = outer;
@@ -333,9 +336,9 @@ static int jobs_list(lua_State *L) {
   for (fb_job *job = fb_jobs_next(reg->r, NULL); job; job = fb_jobs_next(reg->r, job)) {
     if (state && strcmp(state, fb_job_state_name(job->state)) != 0) continue;
     if (skill && strcmp(skill, job->skill) != 0) continue;
-    if (total++ < offset || n >= limit) continue;  /* only the page is converted */
+    if (total++ < offset || n >= limit) continue; /* only the page is converted */
     push_job(L, reg->r, job);
-    lua_rawseti(L, -2, ++n);  /* list[n] = job */
+    lua_rawseti(L, -2, ++n); /* list[n] = job */
   }
   lua_pushinteger(L, total);
   return 2;
@@ -347,7 +350,7 @@ static int jobs_cancel(lua_State *L) {
   fb_job *job = find_job(L, reg, 1);
   if (!job) return 3;
   fb_err err = {0};
-  lua_State *outer = reg->in_call;  /* a listener may call us inside another call */
+  lua_State *outer = reg->in_call; /* a listener may call us inside another call */
   reg->in_call = L;
   int rc = fb_jobs_cancel(reg->r, job, &err);
   reg->in_call = outer;
@@ -363,7 +366,7 @@ static int jobs_resume(lua_State *L) {
   if (!job) return 3;
   fb_job *live;
   fb_err err = {0};
-  lua_State *outer = reg->in_call;  /* a listener may call us inside another call */
+  lua_State *outer = reg->in_call; /* a listener may call us inside another call */
   reg->in_call = L;
   int rc = fb_jobs_resume(reg->r, job, &live, &err);
   reg->in_call = outer;
@@ -373,7 +376,10 @@ static int jobs_resume(lua_State *L) {
   return 1;
 }
 
-typedef struct { lua_State *L; int n; } event_list;
+typedef struct {
+  lua_State *L;
+  int n;
+} event_list;
 
 static void add_event(void *ud, const cJSON *ev) {
   event_list *list = ud;
@@ -382,8 +388,10 @@ static void add_event(void *ud, const cJSON *ev) {
   char *text = cJSON_PrintUnformatted(ev);
   lua_pushstring(L, text ? text : "null");
   free(text);
-  if (lua_pcall(L, 1, 1, 0) == LUA_OK) lua_rawseti(L, -2, ++list->n);  /* list[n] = event */
-  else lua_pop(L, 1);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK)
+    lua_rawseti(L, -2, ++list->n); /* list[n] = event */
+  else
+    lua_pop(L, 1);
 }
 
 /* jobs.events(id [, after_seq = 0]) -> {event...} with seq > after_seq | nil, code, msg */
@@ -479,17 +487,25 @@ static int sub_tostring(lua_State *L) {
 int luaopen_fastbrain_jobs(lua_State *L) {
   static const luaL_Reg reg_methods[] = {
       {"close", registry_close}, {"reports", registry_reports}, {NULL, NULL}};
-  static const luaL_Reg reg_meta[] = {{"__gc", registry_close}, {"__close", registry_close},
-                                      {"__tostring", registry_tostring}, {NULL, NULL}};
+  static const luaL_Reg reg_meta[] = {{"__gc", registry_close},
+                                      {"__close", registry_close},
+                                      {"__tostring", registry_tostring},
+                                      {NULL, NULL}};
   static const luaL_Reg sub_methods[] = {
       {"close", sub_close}, {"active", sub_active}, {NULL, NULL}};
   static const luaL_Reg sub_meta[] = {
       {"__gc", sub_close}, {"__close", sub_close}, {"__tostring", sub_tostring}, {NULL, NULL}};
-  static const luaL_Reg funcs[] = {
-      {"open", jobs_open},     {"close", jobs_close},   {"start", jobs_start},
-      {"get", jobs_get},       {"latest", jobs_latest}, {"list", jobs_list},
-      {"cancel", jobs_cancel}, {"resume", jobs_resume}, {"events", jobs_events},
-      {"subscribe", jobs_subscribe}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"open", jobs_open},
+                                   {"close", jobs_close},
+                                   {"start", jobs_start},
+                                   {"get", jobs_get},
+                                   {"latest", jobs_latest},
+                                   {"list", jobs_list},
+                                   {"cancel", jobs_cancel},
+                                   {"resume", jobs_resume},
+                                   {"events", jobs_events},
+                                   {"subscribe", jobs_subscribe},
+                                   {NULL, NULL}};
   luaL_requiref(L, "fastbrain.json", luaopen_fastbrain_json, 0);
   lua_getfield(L, -1, "decode");
   lua_setfield(L, LUA_REGISTRYINDEX, DECODE_KEY);
@@ -499,12 +515,12 @@ int luaopen_fastbrain_jobs(lua_State *L) {
   luaL_newmetatable(L, REGISTRY_MT);
   luaL_setfuncs(L, reg_meta, 0);
   luaL_newlib(L, reg_methods);
-  lua_setfield(L, -2, "__index");  /* metatable.__index = methods */
+  lua_setfield(L, -2, "__index"); /* metatable.__index = methods */
   lua_pop(L, 1);
   luaL_newmetatable(L, SUB_MT);
   luaL_setfuncs(L, sub_meta, 0);
   luaL_newlib(L, sub_methods);
-  lua_setfield(L, -2, "__index");  /* metatable.__index = methods */
+  lua_setfield(L, -2, "__index"); /* metatable.__index = methods */
   lua_pop(L, 1);
   luaL_newlib(L, funcs);
   return 1;

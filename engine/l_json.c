@@ -15,7 +15,7 @@
 #define DEFAULT_MAX_DEPTH 128
 #define MAX_DEPTH_CAP 10000
 
-static char null_sentinel;  /* its address is json.null */
+static char null_sentinel; /* its address is json.null */
 
 /* ---- UTF-8 ------------------------------------------------------------------------------ */
 
@@ -26,10 +26,14 @@ static size_t utf8_valid_len(const unsigned char *s, size_t n) {
   if (c < 0x80) return 1;
   size_t len;
   unsigned cp, min;
-  if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1F, min = 0x80;
-  else if (c >= 0xE0 && c <= 0xEF) len = 3, cp = c & 0x0F, min = 0x800;
-  else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07, min = 0x10000;
-  else return 0;
+  if (c >= 0xC2 && c <= 0xDF)
+    len = 2, cp = c & 0x1F, min = 0x80;
+  else if (c >= 0xE0 && c <= 0xEF)
+    len = 3, cp = c & 0x0F, min = 0x800;
+  else if (c >= 0xF0 && c <= 0xF4)
+    len = 4, cp = c & 0x07, min = 0x10000;
+  else
+    return 0;
   if (n < len) return 0;
   for (size_t i = 1; i < len; i++) {
     if ((s[i] & 0xC0) != 0x80) return 0;
@@ -40,7 +44,10 @@ static size_t utf8_valid_len(const unsigned char *s, size_t n) {
 }
 
 static size_t utf8_encode(char *out, unsigned cp) {
-  if (cp < 0x80) { out[0] = (char)cp; return 1; }
+  if (cp < 0x80) {
+    out[0] = (char)cp;
+    return 1;
+  }
   if (cp < 0x800) {
     out[0] = (char)(0xC0 | (cp >> 6));
     out[1] = (char)(0x80 | (cp & 0x3F));
@@ -61,26 +68,34 @@ static size_t utf8_encode(char *out, unsigned cp) {
 
 /* ---- encode ----------------------------------------------------------------------------- */
 
-typedef struct path_seg { const char *key; size_t keylen; lua_Integer index; } path_seg;
+typedef struct path_seg {
+  const char *key;
+  size_t keylen;
+  lua_Integer index;
+} path_seg;
 
 /* An object key while its object is written; the string stays owned by the table. vidx is
  * the stack slot of its value, or 0 when the value is looked up again (large objects). */
-typedef struct key_ref { const char *s; size_t n; int vidx; } key_ref;
+typedef struct key_ref {
+  const char *s;
+  size_t n;
+  int vidx;
+} key_ref;
 
-#define INLINE_OUT 2048   /* output that fits here needs no allocation */
-#define INLINE_KEYS 64    /* keys of the objects being written, all levels together */
-#define SMALL_OBJECT 32   /* objects up to this many keys keep their values on the stack */
+#define INLINE_OUT 2048 /* output that fits here needs no allocation */
+#define INLINE_KEYS 64  /* keys of the objects being written, all levels together */
+#define SMALL_OBJECT 32 /* objects up to this many keys keep their values on the stack */
 
 /* The state of one encode call, on the C stack; the heap only for big output, many keys or
  * a max_depth above the default. */
 typedef struct encoder {
   lua_State *L;
-  char *buf;                 /* out, or a heap copy once it outgrows out */
+  char *buf; /* out, or a heap copy once it outgrows out */
   size_t len, cap;
   int max_depth, depth;
-  path_seg *path;            /* [max_depth + 1]: the key or index at each level */
-  const void **open_tables;  /* [max_depth + 1]: the tables being encoded, for cycles */
-  key_ref *keys;             /* [nkeys]: a stack of the keys of each open object */
+  path_seg *path;           /* [max_depth + 1]: the key or index at each level */
+  const void **open_tables; /* [max_depth + 1]: the tables being encoded, for cycles */
+  key_ref *keys;            /* [nkeys]: a stack of the keys of each open object */
   size_t nkeys, keys_cap;
   char err[512];
   char out[INLINE_OUT];
@@ -134,7 +149,8 @@ static void format_path(const encoder *e, char *dst, size_t n) {
   for (int i = 1; i <= e->depth && off < n; i++) {
     const path_seg *p = &e->path[i];
     if (p->key)
-      off += (size_t)snprintf(dst + off, n - off, ".%.*s", (int)(p->keylen > 64 ? 64 : p->keylen), p->key);
+      off += (size_t)snprintf(dst + off, n - off, ".%.*s", (int)(p->keylen > 64 ? 64 : p->keylen),
+                              p->key);
     else
       off += (size_t)snprintf(dst + off, n - off, "[%lld]", (long long)p->index);
   }
@@ -150,7 +166,7 @@ static int fail(encoder *e, const char *what) {
 static int encode_string(encoder *e, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   if (PUTS(e, "\"")) return -1;
-  size_t run = 0;  /* start of the bytes not yet copied */
+  size_t run = 0; /* start of the bytes not yet copied */
   for (size_t i = 0; i < n;) {
     unsigned char c = (unsigned char)s[i];
     if (c >= 0x80) {
@@ -163,7 +179,10 @@ static int encode_string(encoder *e, const char *s, size_t n) {
       i += len;
       continue;
     }
-    if (c >= 0x20 && c != '"' && c != '\\') { i++; continue; }
+    if (c >= 0x20 && c != '"' && c != '\\') {
+      i++;
+      continue;
+    }
     if (put(e, s + run, i - run)) return -1;
     char esc[6] = {'\\', 0};
     size_t elen = 2;
@@ -192,7 +211,8 @@ static int encode_string(encoder *e, const char *s, size_t n) {
 static char *integer_text(char num[24], lua_Integer v) {
   char *p = num + 24;
   lua_Unsigned u = v < 0 ? 0u - (lua_Unsigned)v : (lua_Unsigned)v;
-  do *--p = (char)('0' + u % 10); while (u /= 10);
+  do *--p = (char)('0' + u % 10);
+  while (u /= 10);
   if (v < 0) *--p = '-';
   return p;
 }
@@ -201,7 +221,7 @@ static char *integer_text(char num[24], lua_Integer v) {
  * with m < 10^15 and 1e-4 <= |d| (so %g prints it plainly, and strtod reads it back as d:
  * both are the correctly rounded m / 10^k). Returns its length, or 0 to leave d to printf. */
 static size_t short_float_text(char num[64], double d) {
-  static const double p10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7,
+  static const double p10[] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                                1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
   double a = fabs(d);
   if (!(a >= 1e-4 && a < 1e15)) return 0;
@@ -212,15 +232,17 @@ static size_t short_float_text(char num[64], double d) {
     char *p = integer_text(digits, (lua_Integer)m);
     size_t nd = (size_t)(digits + 24 - p), n = 0;
     if (d < 0) num[n++] = '-';
-    if (nd <= (size_t)k) {  /* 0.00ddd */
+    if (nd <= (size_t)k) { /* 0.00ddd */
       num[n++] = '0', num[n++] = '.';
       for (size_t z = nd; z < (size_t)k; z++) num[n++] = '0';
       memcpy(num + n, p, nd), n += nd;
     } else {
       memcpy(num + n, p, nd - (size_t)k), n += nd - (size_t)k;
       num[n++] = '.';
-      if (k) memcpy(num + n, p + nd - k, (size_t)k), n += (size_t)k;
-      else num[n++] = '0';  /* stay a float */
+      if (k)
+        memcpy(num + n, p + nd - k, (size_t)k), n += (size_t)k;
+      else
+        num[n++] = '0'; /* stay a float */
     }
     return n;
   }
@@ -240,11 +262,12 @@ static int encode_number(encoder *e, int idx) {
   if (!isfinite(d)) return fail(e, isnan(d) ? "cannot encode NaN" : "cannot encode infinity");
   size_t short_len = short_float_text(num, d);
   if (short_len) return put(e, num, short_len);
-  for (int i = 0;; i++) {  /* the shortest text that reads back as the same double */
+  for (int i = 0;; i++) { /* the shortest text that reads back as the same double */
     n = snprintf(num, sizeof num, formats[i], d);
     if (i == 2 || strtod(num, NULL) == d) break;
   }
-  if (!strpbrk(num, ".eEn")) n += snprintf(num + n, sizeof num - (size_t)n, ".0");  /* stay a float */
+  if (!strpbrk(num, ".eEn"))
+    n += snprintf(num + n, sizeof num - (size_t)n, ".0"); /* stay a float */
   return put(e, num, (size_t)n);
 }
 
@@ -281,7 +304,7 @@ static int encode_object(encoder *e, int idx, lua_Integer nkeys, int kept) {
     e->nkeys = first;
     if (reserve_keys(e, (size_t)nkeys)) return out_of_memory(e);
     lua_pushnil(L);
-    while (lua_next(L, idx)) {  /* keys are strings: checked by the caller */
+    while (lua_next(L, idx)) { /* keys are strings: checked by the caller */
       key_ref *k = &e->keys[e->nkeys++];
       k->s = lua_tolstring(L, -2, &k->n);
       k->vidx = 0;
@@ -291,7 +314,7 @@ static int encode_object(encoder *e, int idx, lua_Integer nkeys, int kept) {
   sort_keys(e->keys + first, (size_t)nkeys);
   int rc = PUTS(e, "{");
   for (size_t i = first; rc == 0 && i < first + (size_t)nkeys; i++) {
-    key_ref k = e->keys[i];  /* a copy: nested objects may move the key stack */
+    key_ref k = e->keys[i]; /* a copy: nested objects may move the key stack */
     if (i > first) rc = PUTS(e, ",");
     e->path[e->depth].key = k.s;
     e->path[e->depth].keylen = k.n;
@@ -339,7 +362,7 @@ static int encode_table(encoder *e, int idx) {
     if (e->open_tables[i] == self) return fail(e, "cycle: table contains itself");
   if (e->depth >= e->max_depth) return fail(e, "nesting deeper than the limit");
   if (!lua_checkstack(L, 8)) return fail(e, "Lua stack exhausted");
-  int room = lua_checkstack(L, SMALL_OBJECT + 8);  /* to keep a small object's values */
+  int room = lua_checkstack(L, SMALL_OBJECT + 8); /* to keep a small object's values */
 
   /* Classify: a marked array, a sequence 1..n (array), or string keys only (object). While
    * only string keys come, the first SMALL_OBJECT stay on the key stack, their values on
@@ -354,18 +377,18 @@ static int encode_table(encoder *e, int idx) {
     count++;
     if (lua_type(L, -2) == LUA_TSTRING) {
       strings++;
-      if (room && strings == count && kept < SMALL_OBJECT &&
-          reserve_keys(e, 1) == 0) {
+      if (room && strings == count && kept < SMALL_OBJECT && reserve_keys(e, 1) == 0) {
         key_ref *k = &e->keys[e->nkeys++];
         k->s = lua_tolstring(L, -2, &k->n);
-        k->vidx = lua_absindex(L, -2);  /* where the value lands after the swap */
-        lua_insert(L, -2);  /* value below, key on top for lua_next */
+        k->vidx = lua_absindex(L, -2); /* where the value lands after the swap */
+        lua_insert(L, -2);             /* value below, key on top for lua_next */
         kept++;
         continue;
       }
     } else if (lua_isinteger(L, -2) && lua_tointeger(L, -2) > 0) {
       if (lua_tointeger(L, -2) > max_int) max_int = lua_tointeger(L, -2);
-    } else others++;
+    } else
+      others++;
     lua_pop(L, 1);
   }
   int rc;
@@ -436,8 +459,10 @@ static int json_encode(lua_State *L) {
   e.keys = e.keys_inline, e.nkeys = 0, e.keys_cap = INLINE_KEYS;
   e.err[0] = '\0';
   int rc = encode_value(&e, 1);
-  if (rc == 0) lua_pushlstring(L, e.buf, e.len);
-  else lua_pushstring(L, e.err);
+  if (rc == 0)
+    lua_pushlstring(L, e.buf, e.len);
+  else
+    lua_pushstring(L, e.err);
   if (e.buf != e.out) free(e.buf);
   if (e.path != e.path_inline) free(e.path);
   if (e.keys != e.keys_inline) free(e.keys);
@@ -474,10 +499,16 @@ static int hex4(decoder *d, unsigned *out) {
   for (int i = 0; i < 4; i++) {
     char c = d->s[d->pos + i];
     v <<= 4;
-    if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
-    else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
-    else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
-    else { d->pos += (size_t)i; return derr(d, "invalid hex digit in \\u escape"); }
+    if (c >= '0' && c <= '9')
+      v |= (unsigned)(c - '0');
+    else if (c >= 'a' && c <= 'f')
+      v |= (unsigned)(c - 'a' + 10);
+    else if (c >= 'A' && c <= 'F')
+      v |= (unsigned)(c - 'A' + 10);
+    else {
+      d->pos += (size_t)i;
+      return derr(d, "invalid hex digit in \\u escape");
+    }
   }
   d->pos += 4;
   *out = v;
@@ -485,9 +516,11 @@ static int hex4(decoder *d, unsigned *out) {
 }
 
 static int decode_escape(decoder *d, luaL_Buffer *b) {
-  char c = d->s[d->pos++];  /* the byte after the backslash */
+  char c = d->s[d->pos++]; /* the byte after the backslash */
   switch (c) {
-    case '"': case '\\': case '/': luaL_addchar(b, c); return 0;
+    case '"':
+    case '\\':
+    case '/': luaL_addchar(b, c); return 0;
     case 'b': luaL_addchar(b, '\b'); return 0;
     case 'f': luaL_addchar(b, '\f'); return 0;
     case 'n': luaL_addchar(b, '\n'); return 0;
@@ -496,7 +529,10 @@ static int decode_escape(decoder *d, luaL_Buffer *b) {
     case 'u': {
       unsigned cp, lo;
       if (hex4(d, &cp)) return -1;
-      if (cp >= 0xDC00 && cp <= 0xDFFF) { d->pos -= 6; return derr(d, "lone low surrogate in \\u escape"); }
+      if (cp >= 0xDC00 && cp <= 0xDFFF) {
+        d->pos -= 6;
+        return derr(d, "lone low surrogate in \\u escape");
+      }
       if (cp >= 0xD800 && cp <= 0xDBFF) {
         if (d->n - d->pos < 2 || d->s[d->pos] != '\\' || d->s[d->pos + 1] != 'u') {
           d->pos -= 6;
@@ -504,7 +540,10 @@ static int decode_escape(decoder *d, luaL_Buffer *b) {
         }
         d->pos += 2;
         if (hex4(d, &lo)) return -1;
-        if (lo < 0xDC00 || lo > 0xDFFF) { d->pos -= 6; return derr(d, "high surrogate not followed by a low surrogate"); }
+        if (lo < 0xDC00 || lo > 0xDFFF) {
+          d->pos -= 6;
+          return derr(d, "high surrogate not followed by a low surrogate");
+        }
         cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
       }
       char u[4];
@@ -516,7 +555,7 @@ static int decode_escape(decoder *d, luaL_Buffer *b) {
 }
 
 static int decode_string(decoder *d) {
-  d->pos++;  /* opening quote */
+  d->pos++; /* opening quote */
   size_t start = d->pos;
   /* Fast path: no escapes. */
   while (d->pos < d->n) {
@@ -572,18 +611,29 @@ static int decode_number(decoder *d) {
   size_t start = d->pos, i = d->pos;
   const char *s = d->s;
   if (i < d->n && s[i] == '-') i++;
-  if (i >= d->n || !is_digit(s[i])) { d->pos = i; return derr(d, "invalid number"); }
-  if (s[i] == '0') i++;
-  else while (i < d->n && is_digit(s[i])) i++;
+  if (i >= d->n || !is_digit(s[i])) {
+    d->pos = i;
+    return derr(d, "invalid number");
+  }
+  if (s[i] == '0')
+    i++;
+  else
+    while (i < d->n && is_digit(s[i])) i++;
   if (i < d->n && s[i] == '.') {
     i++;
-    if (i >= d->n || !is_digit(s[i])) { d->pos = i; return derr(d, "invalid number: digit expected after '.'"); }
+    if (i >= d->n || !is_digit(s[i])) {
+      d->pos = i;
+      return derr(d, "invalid number: digit expected after '.'");
+    }
     while (i < d->n && is_digit(s[i])) i++;
   }
   if (i < d->n && (s[i] == 'e' || s[i] == 'E')) {
     i++;
     if (i < d->n && (s[i] == '+' || s[i] == '-')) i++;
-    if (i >= d->n || !is_digit(s[i])) { d->pos = i; return derr(d, "invalid number: digit expected in exponent"); }
+    if (i >= d->n || !is_digit(s[i])) {
+      d->pos = i;
+      return derr(d, "invalid number: digit expected in exponent");
+    }
     while (i < d->n && is_digit(s[i])) i++;
   }
   char num[512];
@@ -597,7 +647,8 @@ static int decode_number(decoder *d) {
 }
 
 static int literal(decoder *d, const char *word, size_t len) {
-  if (d->n - d->pos < len || memcmp(d->s + d->pos, word, len) != 0) return derr(d, "invalid literal");
+  if (d->n - d->pos < len || memcmp(d->s + d->pos, word, len) != 0)
+    return derr(d, "invalid literal");
   d->pos += len;
   return 0;
 }
@@ -610,7 +661,10 @@ static int decode_array(decoder *d) {
   lua_newtable(L);
   luaL_setmetatable(L, ARRAY_MT);
   skip_ws(d);
-  if (d->pos < d->n && d->s[d->pos] == ']') { d->pos++; return 0; }
+  if (d->pos < d->n && d->s[d->pos] == ']') {
+    d->pos++;
+    return 0;
+  }
   for (lua_Integer i = 1;; i++) {
     if (decode_value(d)) return -1;
     lua_rawseti(L, -2, i);
@@ -618,7 +672,10 @@ static int decode_array(decoder *d) {
     if (d->pos >= d->n) return derr(d, "unterminated array");
     char c = d->s[d->pos++];
     if (c == ']') return 0;
-    if (c != ',') { d->pos--; return derr(d, "expected ',' or ']' in array"); }
+    if (c != ',') {
+      d->pos--;
+      return derr(d, "expected ',' or ']' in array");
+    }
   }
 }
 
@@ -627,7 +684,10 @@ static int decode_object(decoder *d) {
   d->pos++;
   lua_newtable(L);
   skip_ws(d);
-  if (d->pos < d->n && d->s[d->pos] == '}') { d->pos++; return 0; }
+  if (d->pos < d->n && d->s[d->pos] == '}') {
+    d->pos++;
+    return 0;
+  }
   for (;;) {
     skip_ws(d);
     if (d->pos >= d->n || d->s[d->pos] != '"') return derr(d, "expected a string key in object");
@@ -650,7 +710,10 @@ static int decode_object(decoder *d) {
     if (d->pos >= d->n) return derr(d, "unterminated object");
     char c = d->s[d->pos++];
     if (c == '}') return 0;
-    if (c != ',') { d->pos--; return derr(d, "expected ',' or '}' in object"); }
+    if (c != ',') {
+      d->pos--;
+      return derr(d, "expected ',' or '}' in object");
+    }
   }
 }
 
@@ -669,9 +732,18 @@ static int decode_value(decoder *d) {
       return rc;
     }
     case '"': return decode_string(d);
-    case 't': if (literal(d, "true", 4)) return -1; lua_pushboolean(d->L, 1); return 0;
-    case 'f': if (literal(d, "false", 5)) return -1; lua_pushboolean(d->L, 0); return 0;
-    case 'n': if (literal(d, "null", 4)) return -1; lua_pushlightuserdata(d->L, &null_sentinel); return 0;
+    case 't':
+      if (literal(d, "true", 4)) return -1;
+      lua_pushboolean(d->L, 1);
+      return 0;
+    case 'f':
+      if (literal(d, "false", 5)) return -1;
+      lua_pushboolean(d->L, 0);
+      return 0;
+    case 'n':
+      if (literal(d, "null", 4)) return -1;
+      lua_pushlightuserdata(d->L, &null_sentinel);
+      return 0;
     default:
       if (c == '-' || is_digit(c)) return decode_number(d);
       return derr(d, "unexpected character");
@@ -719,9 +791,11 @@ static int json_is_array(lua_State *L) {
 }
 
 int luaopen_fastbrain_json(lua_State *L) {
-  static const luaL_Reg funcs[] = {
-      {"encode", json_encode}, {"decode", json_decode}, {"array", json_array},
-      {"is_array", json_is_array}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"encode", json_encode},
+                                   {"decode", json_decode},
+                                   {"array", json_array},
+                                   {"is_array", json_is_array},
+                                   {NULL, NULL}};
   if (luaL_newmetatable(L, ARRAY_MT)) {
     lua_pushstring(L, "json.array");
     lua_setfield(L, -2, "__name");

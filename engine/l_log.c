@@ -9,7 +9,7 @@ static int log_at(lua_State *L, fb_log_level level) {
   if (level < fb_log_get_level()) return 0;
   int n = lua_gettop(L);
   luaL_checkany(L, 1);
-  if (n > 1 || lua_type(L, 1) != LUA_TSTRING) {  /* string.format(fmt, ...) */
+  if (n > 1 || lua_type(L, 1) != LUA_TSTRING) { /* string.format(fmt, ...) */
     lua_getglobal(L, "string");
     lua_getfield(L, -1, "format");
     lua_remove(L, -2);
@@ -39,9 +39,8 @@ static int log_set_level(lua_State *L) {
 
 int luaopen_fastbrain_log(lua_State *L) {
   static const luaL_Reg funcs[] = {
-      {"debug", log_debug}, {"info", log_info},   {"warn", log_warn},
-      {"error", log_error}, {"level", log_level}, {"set_level", log_set_level},
-      {NULL, NULL},
+      {"debug", log_debug}, {"info", log_info},           {"warn", log_warn}, {"error", log_error},
+      {"level", log_level}, {"set_level", log_set_level}, {NULL, NULL},
   };
   luaL_newlib(L, funcs);
   return 1;

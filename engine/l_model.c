@@ -334,8 +334,11 @@ static int tostring_model(lua_State *L) {
 }
 
 int luaopen_fastbrain_model_core(lua_State *L) {
-  static const luaL_Reg methods[] = {
-      {"generate", fb_lm_generate}, {"stream", fb_lm_stream}, {"info", info}, {"close", close_model}, {NULL, NULL}};
+  static const luaL_Reg methods[] = {{"generate", fb_lm_generate},
+                                     {"stream", fb_lm_stream},
+                                     {"info", info},
+                                     {"close", close_model},
+                                     {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", close_model},
                                   {"__close", close_model},
                                   {"__tostring", tostring_model},
@@ -346,18 +349,12 @@ int luaopen_fastbrain_model_core(lua_State *L) {
   luaL_newlib(L, methods);
   lua_setfield(L, -2, "__index"); /* metatable.__index = methods */
   lua_pop(L, 1);
-  static const luaL_Reg funcs[] = {{"load", load},
-                                   {"init", init},
-                                   {"merge", merge},
-                                   {"gguf", gguf},
-                                   {"gguf_lora", gguf_lora},
-                                   {"locate", locate},
-                                   {"inspect", inspect},
-                                   {"cache_root", cache_root},
-                                   {"parse_ref", parse_ref},
-                                   {"check_config", check_config},
-                                   {"device", device},
-                                   {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"load", load},           {"init", init},
+                                   {"merge", merge},         {"gguf", gguf},
+                                   {"gguf_lora", gguf_lora}, {"locate", locate},
+                                   {"inspect", inspect},     {"cache_root", cache_root},
+                                   {"parse_ref", parse_ref}, {"check_config", check_config},
+                                   {"device", device},       {NULL, NULL}};
   luaL_newlib(L, funcs);
   return 1;
 }

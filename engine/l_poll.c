@@ -14,12 +14,14 @@
 
 typedef struct watcher {
   uv_poll_t handle;
-  lua_State *L;  /* the main thread */
-  int cb_ref;    /* LUA_NOREF when not started */
-  int self_ref;  /* keeps the userdata alive while started */
+  lua_State *L; /* the main thread */
+  int cb_ref;   /* LUA_NOREF when not started */
+  int self_ref; /* keeps the userdata alive while started */
 } watcher;
 
-typedef struct { watcher *w; } watcher_box;
+typedef struct {
+  watcher *w;
+} watcher_box;
 
 static watcher *check_watcher(lua_State *L, int idx) {
   watcher_box *box = luaL_checkudata(L, idx, WATCHER_MT);
@@ -44,8 +46,8 @@ static void on_ready(uv_poll_t *h, int status, int events) {
     lua_pushstring(L, uv_strerror(status));
   } else {
     lua_pushstring(L, (events & UV_READABLE) && (events & UV_WRITABLE) ? "rw"
-                      : (events & UV_READABLE)                          ? "r"
-                                                                        : "w");
+                      : (events & UV_READABLE)                         ? "r"
+                                                                       : "w");
     lua_pushnil(L);
   }
   fb_vm_pcall(L, 2, 0, "poll callback");
@@ -116,7 +118,7 @@ static int watcher_close(lua_State *L) {
 
 static int watcher_gc(lua_State *L) {
   watcher_box *box = luaL_checkudata(L, 1, WATCHER_MT);
-  if (box->w) {  /* unstarted, or the state is closing: the registry goes with it */
+  if (box->w) { /* unstarted, or the state is closing: the registry goes with it */
     uv_close((uv_handle_t *)&box->w->handle, free_watcher);
     box->w = NULL;
   }
@@ -143,15 +145,18 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     int n = 0;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
       char ip[64];
-      if (ai->ai_family == AF_INET) uv_ip4_name((struct sockaddr_in *)ai->ai_addr, ip, sizeof ip);
-      else if (ai->ai_family == AF_INET6) uv_ip6_name((struct sockaddr_in6 *)ai->ai_addr, ip, sizeof ip);
-      else continue;
+      if (ai->ai_family == AF_INET)
+        uv_ip4_name((struct sockaddr_in *)ai->ai_addr, ip, sizeof ip);
+      else if (ai->ai_family == AF_INET6)
+        uv_ip6_name((struct sockaddr_in6 *)ai->ai_addr, ip, sizeof ip);
+      else
+        continue;
       lua_createtable(L, 0, 2);
       lua_pushstring(L, ip);
       lua_setfield(L, -2, "ip");
       lua_pushstring(L, ai->ai_family == AF_INET ? "inet" : "inet6");
       lua_setfield(L, -2, "family");
-      lua_rawseti(L, -2, ++n);  /* list[n] = {ip=, family=} */
+      lua_rawseti(L, -2, ++n); /* list[n] = {ip=, family=} */
     }
     lua_pushnil(L);
   }
@@ -192,7 +197,7 @@ int luaopen_fastbrain_poll(lua_State *L) {
   lua_pushcfunction(L, watcher_close);
   lua_setfield(L, -2, "__close");
   luaL_newlib(L, methods);
-  lua_setfield(L, -2, "__index");  /* metatable.__index = methods */
+  lua_setfield(L, -2, "__index"); /* metatable.__index = methods */
   lua_pop(L, 1);
   luaL_newlib(L, funcs);
   return 1;

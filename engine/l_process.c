@@ -18,8 +18,8 @@
 
 #define CHILD_MT "fastbrain.process.child"
 #define MAX_OUTPUT_DEFAULT (1 << 20)
-#define DRAIN_MS 1000  /* how long an exited child's pipes may stay open (a grandchild holds them) */
-#define HANDLES 5      /* process, stdin, stdout, stderr, timer */
+#define DRAIN_MS 1000 /* how long an exited child's pipes may stay open (a grandchild holds them) */
+#define HANDLES 5     /* process, stdin, stdout, stderr, timer */
 
 typedef struct output {
   uv_pipe_t pipe;
@@ -39,10 +39,10 @@ typedef struct child {
   uv_write_t write;
   char *input; /* stdin's bytes until they are written */
   size_t max_output;
-  lua_State *L;     /* the main thread; NULL once the state is closing: no callback then */
-  int cb_ref;       /* the callback, fn(result) */
-  int self_ref;     /* keeps the userdata (and so the callback's upvalues) alive meanwhile */
-  child_box *box;   /* NULL once finished or collected */
+  lua_State *L;   /* the main thread; NULL once the state is closing: no callback then */
+  int cb_ref;     /* the callback, fn(result) */
+  int self_ref;   /* keeps the userdata (and so the callback's upvalues) alive meanwhile */
+  child_box *box; /* NULL once finished or collected */
   int open_handles;
   int exited, timed_out;
   int64_t exit_status;
@@ -117,7 +117,7 @@ static void maybe_finish(child *c) {
 /* The deadline (SIGKILL), or once the child has exited, the drain timeout. */
 static void on_timer(uv_timer_t *t) {
   child *c = t->data;
-  if (c->exited) {  /* the drain timeout: stop waiting for an end the pipes will not reach */
+  if (c->exited) { /* the drain timeout: stop waiting for an end the pipes will not reach */
     uv_read_stop((uv_stream_t *)&c->out.pipe);
     uv_read_stop((uv_stream_t *)&c->err.pipe);
     c->out.eof = c->err.eof = 1;
@@ -198,7 +198,8 @@ typedef struct spawn_args {
   lua_Integer max_output;
 } spawn_args;
 
-static const char *const option_names[] = {"argv", "env", "cwd", "stdin", "timeout_ms", "max_output", NULL};
+static const char *const option_names[] = {"argv",       "env",        "cwd", "stdin",
+                                           "timeout_ms", "max_output", NULL};
 
 static void check_known_options(lua_State *L, int opts) {
   for (lua_pushnil(L); lua_next(L, opts); lua_pop(L, 1)) {
@@ -228,13 +229,15 @@ static char **new_list(lua_State *L, size_t n) {
 /* read_argv and read_env return NULL, or the reason (pushed) for data exec cannot take; misuse
  * raises. Every string they point to is pinned in the table at `pins`. */
 static const char *read_argv(lua_State *L, int opts, int pins, spawn_args *a) {
-  if (lua_getfield(L, opts, "argv") != LUA_TTABLE) luaL_error(L, "process: argv must be a list of strings");
+  if (lua_getfield(L, opts, "argv") != LUA_TTABLE)
+    luaL_error(L, "process: argv must be a list of strings");
   int t = lua_gettop(L);
   lua_Integer n = luaL_len(L, t);
   if (n < 1) luaL_error(L, "process: argv is empty (argv[1] is the program)");
   a->argv = new_list(L, (size_t)n);
   for (lua_Integer i = 1; i <= n; i++) {
-    if (lua_geti(L, t, i) != LUA_TSTRING) luaL_error(L, "process: argv[%d] must be a string", (int)i);
+    if (lua_geti(L, t, i) != LUA_TSTRING)
+      luaL_error(L, "process: argv[%d] must be a string", (int)i);
     char what[32];
     snprintf(what, sizeof what, "argv[%d]", (int)i);
     if (!(a->argv[i - 1] = (char *)exec_string(L, -1, what))) return lua_tostring(L, -1);
@@ -256,7 +259,8 @@ static const char *read_env(lua_State *L, int opts, int pins, spawn_args *a) {
     if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
       luaL_error(L, "process: env must map names (strings) to values (strings)");
     const char *name = lua_tostring(L, -2);
-    if (!*name || strchr(name, '=')) luaL_error(L, "process: env name '%s' is empty or has '='", name);
+    if (!*name || strchr(name, '='))
+      luaL_error(L, "process: env name '%s' is empty or has '='", name);
     lua_pushfstring(L, "%s=%s", name, lua_tostring(L, -1));
     char what[64];
     snprintf(what, sizeof what, "env %.40s", name);
@@ -266,7 +270,8 @@ static const char *read_env(lua_State *L, int opts, int pins, spawn_args *a) {
   return NULL;
 }
 
-static lua_Integer opt_integer(lua_State *L, int opts, const char *field, lua_Integer dflt, lua_Integer min) {
+static lua_Integer opt_integer(lua_State *L, int opts, const char *field, lua_Integer dflt,
+                               lua_Integer min) {
   int type = lua_getfield(L, opts, field);
   int is_int;
   lua_Integer v = lua_tointegerx(L, -1, &is_int);
@@ -305,19 +310,26 @@ static const char *read_options(lua_State *L, int opts, spawn_args *a) {
 
 static int start_child(lua_State *L, child *c, const spawn_args *a) {
   uv_loop_t *loop = fb_vm_loop(L);
-  c->process.data = c->in.data = c->out.pipe.data = c->err.pipe.data = c->timer.data = c->write.data = c;
+  c->process.data = c->in.data = c->out.pipe.data = c->err.pipe.data = c->timer.data =
+      c->write.data = c;
   c->open_handles = HANDLES;
   uv_pipe_init(loop, &c->in, 0);
   uv_pipe_init(loop, &c->out.pipe, 0);
   uv_pipe_init(loop, &c->err.pipe, 0);
   uv_timer_init(loop, &c->timer);
   uv_stdio_container_t stdio[3] = {
-      {.flags = a->has_input ? UV_CREATE_PIPE | UV_READABLE_PIPE : UV_IGNORE, .data.stream = (uv_stream_t *)&c->in},
+      {.flags = a->has_input ? UV_CREATE_PIPE | UV_READABLE_PIPE : UV_IGNORE,
+       .data.stream = (uv_stream_t *)&c->in},
       {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&c->out.pipe},
       {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&c->err.pipe},
   };
-  uv_process_options_t opt = {.exit_cb = on_child_exit, .file = a->argv[0], .args = a->argv, .env = a->env,
-                              .cwd = a->cwd, .stdio_count = 3, .stdio = stdio};
+  uv_process_options_t opt = {.exit_cb = on_child_exit,
+                              .file = a->argv[0],
+                              .args = a->argv,
+                              .env = a->env,
+                              .cwd = a->cwd,
+                              .stdio_count = 3,
+                              .stdio = stdio};
   fb_cloexec_from(3);
   int rc = uv_spawn(loop, &c->process, &opt);
   if (rc != 0) return rc;
@@ -328,7 +340,7 @@ static int start_child(lua_State *L, child *c, const spawn_args *a) {
     uv_buf_t buf = uv_buf_init(c->input, (unsigned)a->input_len);
     if (uv_write(&c->write, (uv_stream_t *)&c->in, &buf, 1, on_written) == 0) return 0;
   }
-  close_handle((uv_handle_t *)&c->in);  /* nothing (more) to write: the child reads EOF */
+  close_handle((uv_handle_t *)&c->in); /* nothing (more) to write: the child reads EOF */
   return 0;
 }
 
@@ -361,7 +373,7 @@ static int child_spawn(lua_State *L) {
   c->max_output = (size_t)a.max_output;
   int rc = start_child(L, c, &a);
   if (rc != 0) {
-    close_child(c);  /* the handles are initialized even when the spawn fails */
+    close_child(c); /* the handles are initialized even when the spawn fails */
     luaL_pushfail(L);
     lua_pushfstring(L, "cannot run %s: %s", a.argv[0], uv_strerror(rc));
     return 2;
@@ -377,8 +389,10 @@ static int child_spawn(lua_State *L) {
   return 1;
 }
 
-static const char *const signal_names[] = {"kill", "term", "int", "hup", "quit", "stop", "cont", "usr1", "usr2", NULL};
-static const int signal_numbers[] = {SIGKILL, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGSTOP, SIGCONT, SIGUSR1, SIGUSR2};
+static const char *const signal_names[] = {"kill", "term", "int",  "hup",  "quit",
+                                           "stop", "cont", "usr1", "usr2", NULL};
+static const int signal_numbers[] = {SIGKILL, SIGTERM, SIGINT,  SIGHUP, SIGQUIT,
+                                     SIGSTOP, SIGCONT, SIGUSR1, SIGUSR2};
 
 /* h:kill([name = "kill"]) -> true | nil, err. A child that has exited is not signalled: its pid
  * may belong to another process by now. */
@@ -438,7 +452,7 @@ int luaopen_fastbrain_process_core(lua_State *L) {
   lua_pushcfunction(L, child_gc);
   lua_setfield(L, -2, "__gc");
   luaL_newlib(L, methods);
-  lua_setfield(L, -2, "__index");  /* metatable.__index = methods */
+  lua_setfield(L, -2, "__index"); /* metatable.__index = methods */
   lua_pop(L, 1);
   luaL_newlib(L, funcs);
   return 1;

@@ -13,15 +13,17 @@
 
 typedef struct ltimer {
   uv_timer_t handle;
-  lua_State *L;  /* the main thread */
-  int cb_ref;    /* LUA_NOREF when stopped */
-  int self_ref;  /* keeps the userdata alive while running */
+  lua_State *L; /* the main thread */
+  int cb_ref;   /* LUA_NOREF when stopped */
+  int self_ref; /* keeps the userdata alive while running */
   int repeat;
 } ltimer;
 
-typedef struct { ltimer *t; } timer_box;  /* the userdata: t is NULL once closed */
+typedef struct {
+  ltimer *t;
+} timer_box; /* the userdata: t is NULL once closed */
 
-static long live_timers;  /* allocated and not yet freed by their close callback */
+static long live_timers; /* allocated and not yet freed by their close callback */
 
 static void free_timer(uv_handle_t *h) {
   free(h->data);
@@ -48,7 +50,7 @@ static void on_timer(uv_timer_t *h) {
   lua_State *L = t->L;
   lua_rawgeti(L, LUA_REGISTRYINDEX, t->cb_ref);
   lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
-  if (!t->repeat) stop_timer(t);  /* a one-shot is done before its callback runs */
+  if (!t->repeat) stop_timer(t); /* a one-shot is done before its callback runs */
   fb_vm_pcall(L, 1, 0, "timer callback");
 }
 
@@ -115,15 +117,15 @@ static int timer_live(lua_State *L) {
 }
 
 int luaopen_fastbrain_timer(lua_State *L) {
-  static const luaL_Reg methods[] = {
-      {"stop", timer_stop}, {"active", timer_active}, {NULL, NULL}};
+  static const luaL_Reg methods[] = {{"stop", timer_stop}, {"active", timer_active}, {NULL, NULL}};
   static const luaL_Reg meta[] = {
       {"__gc", timer_gc}, {"__close", timer_stop}, {"__tostring", timer_tostring}, {NULL, NULL}};
-  static const luaL_Reg funcs[] = {{"after", timer_after}, {"every", timer_every}, {"live", timer_live}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {
+      {"after", timer_after}, {"every", timer_every}, {"live", timer_live}, {NULL, NULL}};
   luaL_newmetatable(L, TIMER_MT);
   luaL_setfuncs(L, meta, 0);
   luaL_newlib(L, methods);
-  lua_setfield(L, -2, "__index");  /* metatable.__index = methods */
+  lua_setfield(L, -2, "__index"); /* metatable.__index = methods */
   lua_pop(L, 1);
   luaL_newlib(L, funcs);
   return 1;

@@ -46,7 +46,7 @@ static int bytes(lua_State *L) {
   for (int i = 0; i < n; i++) {
     lua_geti(L, 1, i + 1);
     if (lua_type(L, -1) != LUA_TSTRING) luaL_argerror(L, 1, "special tokens must be strings");
-    specials[i] = lua_tostring(L, -1);  /* kept alive by the table at index 1 */
+    specials[i] = lua_tostring(L, -1); /* kept alive by the table at index 1 */
     lua_pop(L, 1);
   }
   fb_tokenizer *t;
@@ -106,20 +106,22 @@ static int decode(lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   int flags = opt_flag(L, 3, "skip_special") ? FB_TOK_SKIP_SPECIAL : 0;
   lua_Integer n = luaL_len(L, 2);
-  int32_t *ids = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *ids, 0);  /* freed by GC */
+  int32_t *ids = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *ids, 0); /* freed by GC */
   for (lua_Integer i = 0; i < n; i++) {
     lua_geti(L, 2, i + 1);
     int ok;
     lua_Integer id = lua_tointegerx(L, -1, &ok);
     if (!ok || id < 0 || id >= fb_tokenizer_vocab_size(t))
-      return luaL_error(L, "bad argument #1 to 'decode' (ids[%d] is not a token id of this tokenizer)",
+      return luaL_error(L,
+                        "bad argument #1 to 'decode' (ids[%d] is not a token id of this tokenizer)",
                         (int)(i + 1));
     ids[i] = (int32_t)id;
     lua_pop(L, 1);
   }
   fb_text out = {0};
   fb_err err = {0};
-  if (fb_tokenizer_decode(t, ids, (size_t)n, flags, &out, &err)) return luaL_error(L, "%s", err.msg);
+  if (fb_tokenizer_decode(t, ids, (size_t)n, flags, &out, &err))
+    return luaL_error(L, "%s", err.msg);
   lua_pushlstring(L, out.s ? out.s : "", out.len);
   fb_text_free(&out);
   return 1;
@@ -128,8 +130,10 @@ static int decode(lua_State *L) {
 /* tok:token_id(text) -> id | nil */
 static int token_id(lua_State *L) {
   int32_t id = fb_tokenizer_token_id(check(L, 1), luaL_checkstring(L, 2));
-  if (id < 0) luaL_pushfail(L);
-  else lua_pushinteger(L, id);
+  if (id < 0)
+    luaL_pushfail(L);
+  else
+    lua_pushinteger(L, id);
   return 1;
 }
 
@@ -147,21 +151,23 @@ static int close_tok(lua_State *L) {
 
 static int tostring_tok(lua_State *L) {
   fb_tokenizer **box = luaL_checkudata(L, 1, TOKENIZER_MT);
-  if (*box) lua_pushfstring(L, "fastbrain.tokenizer (%d tokens)", (int)fb_tokenizer_vocab_size(*box));
-  else lua_pushliteral(L, "fastbrain.tokenizer (closed)");
+  if (*box)
+    lua_pushfstring(L, "fastbrain.tokenizer (%d tokens)", (int)fb_tokenizer_vocab_size(*box));
+  else
+    lua_pushliteral(L, "fastbrain.tokenizer (closed)");
   return 1;
 }
 
 int luaopen_fastbrain_tokenizer(lua_State *L) {
   static const luaL_Reg methods[] = {
-      {"encode", encode}, {"decode", decode}, {"count", count}, {"token_id", token_id},
+      {"encode", encode},         {"decode", decode},   {"count", count}, {"token_id", token_id},
       {"vocab_size", vocab_size}, {"close", close_tok}, {NULL, NULL}};
   static const luaL_Reg meta[] = {
       {"__gc", close_tok}, {"__close", close_tok}, {"__tostring", tostring_tok}, {NULL, NULL}};
   luaL_newmetatable(L, TOKENIZER_MT);
   luaL_setfuncs(L, meta, 0);
   luaL_newlib(L, methods);
-  lua_setfield(L, -2, "__index");  /* metatable.__index = methods */
+  lua_setfield(L, -2, "__index"); /* metatable.__index = methods */
   lua_pop(L, 1);
   static const luaL_Reg funcs[] = {{"load", load}, {"bytes", bytes}, {NULL, NULL}};
   luaL_newlib(L, funcs);

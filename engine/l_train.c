@@ -25,8 +25,7 @@ typedef struct tr_state {
 } tr_state;
 
 static void free_prompts(fb_train_prompt **v, int *n) {
-  for (int i = 0; i < *n; i++)
-    free((void *)(*v)[i].ids);
+  for (int i = 0; i < *n; i++) free((void *)(*v)[i].ids);
   free(*v);
   *v = NULL;
   *n = 0;
@@ -46,8 +45,7 @@ static int32_t *int_array(lua_State *L, int idx, const char *what, int *n) {
   luaL_checktype(L, idx, LUA_TTABLE);
   lua_Integer len = luaL_len(L, idx);
   int32_t *v = malloc((size_t)(len ? len : 1) * sizeof *v);
-  if (!v)
-    luaL_error(L, "trainer: out of memory");
+  if (!v) luaL_error(L, "trainer: out of memory");
   for (lua_Integer i = 1; i <= len; i++) {
     int ok;
     lua_Integer x = (lua_rawgeti(L, idx, i), lua_tointegerx(L, -1, &ok));
@@ -71,8 +69,7 @@ static void read_examples(lua_State *L, int data, const char *key, fb_examples *
   int t = lua_gettop(L);
   lua_Integer n = luaL_len(L, t);
   ex->v = calloc((size_t)(n ? n : 1), sizeof *ex->v);
-  if (!ex->v)
-    luaL_error(L, "trainer: out of memory");
+  if (!ex->v) luaL_error(L, "trainer: out of memory");
   ex->cap = (size_t)n;
   for (lua_Integer i = 1; i <= n; i++) {
     fb_example *e = &ex->v[i - 1];
@@ -88,8 +85,7 @@ static void read_examples(lua_State *L, int data, const char *key, fb_examples *
     lua_getfield(L, -3, "line");
     e->line = (int)luaL_optinteger(L, -1, 0);
     e->n = e->full_len = n_ids;
-    for (int k = 0; k < n_ids; k++)
-      e->n_trained += e->labels[k] != FB_IGNORE_INDEX;
+    for (int k = 0; k < n_ids; k++) e->n_trained += e->labels[k] != FB_IGNORE_INDEX;
     lua_pop(L, 4);
   }
   lua_pop(L, 1);
@@ -104,8 +100,7 @@ static void read_prompts(lua_State *L, int data, const char *key, fb_train_promp
   int t = lua_gettop(L);
   lua_Integer n = luaL_len(L, t);
   *v = calloc((size_t)(n ? n : 1), sizeof **v);
-  if (!*v)
-    luaL_error(L, "trainer: out of memory");
+  if (!*v) luaL_error(L, "trainer: out of memory");
   for (lua_Integer i = 1; i <= n; i++) {
     fb_train_prompt *p = &(*v)[i - 1];
     luaL_checktype(L, (lua_rawgeti(L, t, i), -1), LUA_TTABLE);
@@ -131,8 +126,7 @@ typedef struct hook {
 static void call_hook(void *ud, const cJSON *event, fb_train_control *ctl) {
   hook *h = ud;
   char *line = cJSON_PrintUnformatted(event);
-  if (!line)
-    return;
+  if (!line) return;
   lua_pushvalue(h->L, h->fn);
   lua_pushstring(h->L, line);
   free(line);
@@ -146,12 +140,9 @@ static void call_hook(void *ud, const cJSON *event, fb_train_control *ctl) {
   else if (lua_type(h->L, -1) == LUA_TSTRING && strcmp(lua_tostring(h->L, -1), "stop") == 0)
     ctl->stop = 1;
   else if (lua_type(h->L, -1) == LUA_TTABLE) {
-    if (lua_getfield(h->L, -1, "stop") == LUA_TBOOLEAN && lua_toboolean(h->L, -1))
-      ctl->stop = 1;
-    if (lua_getfield(h->L, -2, "lr") == LUA_TNUMBER)
-      ctl->lr = lua_tonumber(h->L, -1);
-    if (lua_getfield(h->L, -3, "score") == LUA_TNUMBER)
-      ctl->score = lua_tonumber(h->L, -1);
+    if (lua_getfield(h->L, -1, "stop") == LUA_TBOOLEAN && lua_toboolean(h->L, -1)) ctl->stop = 1;
+    if (lua_getfield(h->L, -2, "lr") == LUA_TNUMBER) ctl->lr = lua_tonumber(h->L, -1);
+    if (lua_getfield(h->L, -3, "score") == LUA_TNUMBER) ctl->score = lua_tonumber(h->L, -1);
     lua_pop(h->L, 3);
   }
   lua_pop(h->L, 1);
@@ -166,8 +157,7 @@ static int spec_parse(lua_State *L) {
   const char *json = luaL_checklstring(L, 1, &len);
   fb_train_spec *s = lua_newuserdatauv(L, sizeof *s, 0);
   fb_err err = {0};
-  if (fb_train_spec_parse(s, json, len, "spec", &err))
-    return luaL_error(L, "%s", err.msg);
+  if (fb_train_spec_parse(s, json, len, "spec", &err)) return luaL_error(L, "%s", err.msg);
   luaL_setmetatable(L, SPEC_MT);
   return 1;
 }
@@ -223,14 +213,12 @@ static int run(lua_State *L) {
   /* A signal the process caught while it loaded cancels this run before its first step. */
   int scoped = catch && !fb_signals_catching_for_process();
   struct sigaction old[2];
-  if (!fb_signals_catching_for_process())
-    fb_signals_cancel = 0;
-  if (scoped)
-    fb_signals_catch_term(old);
-  fb_train_opts o = {.on_event = call_hook, .ud = &h, .cancel = &fb_signals_cancel, .resume = resume};
+  if (!fb_signals_catching_for_process()) fb_signals_cancel = 0;
+  if (scoped) fb_signals_catch_term(old);
+  fb_train_opts o = {
+      .on_event = call_hook, .ud = &h, .cancel = &fb_signals_cancel, .resume = resume};
   int rc = fb_train(m, spec, &data, &o, &err);
-  if (scoped)
-    fb_signals_restore_term(old);
+  if (scoped) fb_signals_restore_term(old);
   fb_model_free(m);
   if (h.failed)
     return luaL_error(
@@ -250,8 +238,7 @@ static int run(lua_State *L) {
 static int push_json(lua_State *L, cJSON *o, const char *fn) {
   char *text = o ? cJSON_PrintUnformatted(o) : NULL;
   cJSON_Delete(o);
-  if (!text)
-    return luaL_error(L, "fastbrain.train.core.%s: out of memory", fn);
+  if (!text) return luaL_error(L, "fastbrain.train.core.%s: out of memory", fn);
   lua_pushstring(L, text);
   free(text);
   return 1;
@@ -280,10 +267,10 @@ static int check_request(lua_State *L) {
   const char *json = luaL_checklstring(L, 1, &len);
   cJSON *o = cJSON_ParseWithLength(json, len);
   lua_newtable(L);
-  int n = o ? fb_train_spec_request_problems(o, set_problem, L) : (set_problem(L, "body", "not JSON"), 1);
+  int n = o ? fb_train_spec_request_problems(o, set_problem, L)
+            : (set_problem(L, "body", "not JSON"), 1);
   cJSON_Delete(o);
-  if (n == 0)
-    lua_pushnil(L);
+  if (n == 0) lua_pushnil(L);
   return 1;
 }
 
@@ -321,8 +308,8 @@ static int checkpoint_adapter(lua_State *L) {
   const char *step_dir = luaL_checkstring(L, 2), *out = luaL_checkstring(L, 3);
   fb_model *m = NULL;
   fb_err err = {0};
-  int rc = fb_model_load(&m, spec->model, &err) ||
-           fb_checkpoint_adapter(m, spec, step_dir, out, &err);
+  int rc =
+      fb_model_load(&m, spec->model, &err) || fb_checkpoint_adapter(m, spec, step_dir, out, &err);
   fb_model_free(m);
   if (!rc) {
     lua_pushboolean(L, 1);
@@ -340,11 +327,14 @@ int luaopen_fastbrain_train_core(lua_State *L) {
   lua_pushcfunction(L, state_gc);
   lua_setfield(L, -2, "__gc"); /* metatable.__gc = state_gc */
   lua_pop(L, 1);
-  static const luaL_Reg funcs[] = {
-      {"spec", spec_parse}, {"run", run},       {"defaults", defaults},
-      {"fields", fields}, {"check_request", check_request},
-      {"plan", plan},     {"checkpoint_adapter", checkpoint_adapter},
-      {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"spec", spec_parse},
+                                   {"run", run},
+                                   {"defaults", defaults},
+                                   {"fields", fields},
+                                   {"check_request", check_request},
+                                   {"plan", plan},
+                                   {"checkpoint_adapter", checkpoint_adapter},
+                                   {NULL, NULL}};
   luaL_newlib(L, funcs);
   return 1;
 }

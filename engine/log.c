@@ -35,7 +35,7 @@ void fb_log_write(fb_log_level level, const char *msg) {
   int n = snprintf(line, sizeof line, "%s.%03dZ %s %s\n", stamp, (int)(tv.tv_usec / 1000),
                    tags[level], msg);
   if (n < 0) return;
-  if ((size_t)n >= sizeof line) {  /* keep the cut visible and the newline */
+  if ((size_t)n >= sizeof line) { /* keep the cut visible and the newline */
     n = sizeof line - 1;
     memcpy(line + n - 4, "...\n", 4);
   }

@@ -17,8 +17,8 @@
 
 typedef struct command {
   const char *name;
-  int (*run)(int argc, char **argv);  /* argv[0] is the command's name */
-  const char *args;                   /* the synopsis after the name */
+  int (*run)(int argc, char **argv); /* argv[0] is the command's name */
+  const char *args;                  /* the synopsis after the name */
   const char *summary;
 } command;
 
@@ -30,10 +30,16 @@ static int cmd_run(int argc, char **argv);
 static int cmd_serve(int argc, char **argv);
 static int cmd_version(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
-static int cmd_generate(int argc, char **argv) { return fb_cmd_lua_main("fastbrain.model", argc, argv); }
-static int cmd_models(int argc, char **argv) { return fb_cmd_lua_main("fastbrain.models", argc, argv); }
+static int cmd_generate(int argc, char **argv) {
+  return fb_cmd_lua_main("fastbrain.model", argc, argv);
+}
+static int cmd_models(int argc, char **argv) {
+  return fb_cmd_lua_main("fastbrain.models", argc, argv);
+}
 static int cmd_pull(int argc, char **argv) { return fb_cmd_lua_main("fastbrain.pull", argc, argv); }
-static int cmd_export(int argc, char **argv) { return fb_cmd_lua_main("fastbrain.export", argc, argv); }
+static int cmd_export(int argc, char **argv) {
+  return fb_cmd_lua_main("fastbrain.export", argc, argv);
+}
 static int cmd_model_server(int argc, char **argv) {
   return fb_cmd_lua_main("fastbrain.model_server", argc, argv);
 }
@@ -41,19 +47,25 @@ static int cmd_model_server(int argc, char **argv) {
 static const command commands[] = {
     {"run", cmd_run, "[--log-level LEVEL] FILE.lua [ARGS...]",
      "run a Lua script with `require \"fastbrain\"` on the event loop"},
-    {"serve", cmd_serve, "[--host H] [--port P] [--data-dir D] [--token-file PATH] [--model DIR|ORG/NAME] [--worker CMD]",
+    {"serve", cmd_serve,
+     "[--host H] [--port P] [--data-dir D] [--token-file PATH] [--model DIR|ORG/NAME] [--worker CMD]",
      "serve the dashboard and its API (default http://127.0.0.1:8215)"},
     {"lora-check", fb_cmd_lora_check, "MODEL_DIR IN.safetensors OUT.safetensors",
      "run one LoRA step on given weights and write logits, loss, gradients and AdamW state"},
-    {"train", fb_cmd_train, "--model DIR|ORG/NAME --data FILE --out DIR [--epochs N --lr X --rank R --json ...]",
+    {"train", fb_cmd_train,
+     "--model DIR|ORG/NAME --data FILE --out DIR [--epochs N --lr X --rank R --json ...]",
      "train a LoRA adapter on a JSONL dataset (--help for every option)"},
-    {"worker", fb_cmd_worker, "JOBDIR", "run JOBDIR/spec.json, printing docs/protocol.md JSON lines"},
-    {"generate", cmd_generate, "--model DIR|ORG/NAME --prompt TEXT [--adapter DIR --template T --max-tokens N ...]", "answer a prompt with a model and an adapter (--help for every option)"},
+    {"worker", fb_cmd_worker, "JOBDIR",
+     "run JOBDIR/spec.json, printing docs/protocol.md JSON lines"},
+    {"generate", cmd_generate,
+     "--model DIR|ORG/NAME --prompt TEXT [--adapter DIR --template T --max-tokens N ...]",
+     "answer a prompt with a model and an adapter (--help for every option)"},
     {"pull", cmd_pull, "ORG/NAME[@REVISION] [--token T] [--json]",
      "download a model from the Hugging Face Hub into its cache (--help for more)"},
     {"models", cmd_models, "[--json] [--data-dir D]",
      "list the base models to train on: bundled, the data directory's, the Hugging Face cache's"},
-    {"export", cmd_export, "ADAPTER_DIR --to merged|gguf|gguf-lora|ollama --out PATH [--type T --model M]",
+    {"export", cmd_export,
+     "ADAPTER_DIR --to merged|gguf|gguf-lora|ollama --out PATH [--type T --model M]",
      "take an adapter away: merged into its base, as GGUF, as a GGUF LoRA, for Ollama (--help for more)"},
     {"model-server", cmd_model_server, "--model DIR --port P [--device D]",
      "keep a model loaded and answer for `fastbrain serve` (started by it; token on stdin)"},
@@ -63,10 +75,11 @@ static const command commands[] = {
 };
 
 static void print_usage(FILE *out) {
-  fprintf(out,
-          "usage: fastbrain [--log-level LEVEL] COMMAND [ARGS...]\n\n"
-          "fastbrain trains LoRA adapters for Llama-family models and runs Lua scripts that drive it.\n\n"
-          "commands:\n");
+  fprintf(
+      out,
+      "usage: fastbrain [--log-level LEVEL] COMMAND [ARGS...]\n\n"
+      "fastbrain trains LoRA adapters for Llama-family models and runs Lua scripts that drive it.\n\n"
+      "commands:\n");
   for (const command *c = commands; c->name; c++) fprintf(out, "  %-11s %s\n", c->name, c->summary);
   fprintf(out,
           "\noptions:\n"
@@ -90,14 +103,18 @@ static int usage_error(const command *c, const char *fmt, const char *what) {
   fprintf(stderr, "fastbrain: ");
   fprintf(stderr, fmt, what);
   fprintf(stderr, "\n");
-  if (c) print_command_help(c, stderr);
-  else print_usage(stderr);
+  if (c)
+    print_command_help(c, stderr);
+  else
+    print_usage(stderr);
   return 2;
 }
 
 static int set_log_level(const command *c, const char *name) {
   int level = fb_log_parse_level(name);
-  if (level < 0) return usage_error(c, "invalid log level '%s' (debug, info, warn, error, off)", name ? name : "");
+  if (level < 0)
+    return usage_error(c, "invalid log level '%s' (debug, info, warn, error, off)",
+                       name ? name : "");
   fb_log_set_level(level);
   return 0;
 }
@@ -163,7 +180,7 @@ static int run_script(const char *script, int bundled, int nargs, char **args) {
   }
   fb_signals_stop();
   fb_vm_close(L);
-  uv_run(&loop, UV_RUN_DEFAULT);  /* close callbacks of whatever remains */
+  uv_run(&loop, UV_RUN_DEFAULT); /* close callbacks of whatever remains */
   if (uv_loop_close(&loop) != 0) fb_warn("event loop closed with handles still open");
   return status;
 }

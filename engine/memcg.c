@@ -54,13 +54,15 @@ int fb_memcg_self(char *dir, size_t n) {
   FILE *f = fopen("/proc/self/cgroup", "r");
   if (!f) return -1;
   char line[4096], v1[4200] = "", v2[4200] = "";
-  while (fgets(line, sizeof line, f)) {  /* "id:controllers:path" */
+  while (fgets(line, sizeof line, f)) { /* "id:controllers:path" */
     line[strcspn(line, "\n")] = '\0';
     char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
     if (!c2) continue;
     *c2 = '\0';
-    if (has_word(c1 + 1, "memory")) snprintf(v1, sizeof v1, V1_ROOT "%s", c2 + 1);
-    else if (c1[1] == '\0') snprintf(v2, sizeof v2, V2_ROOT "%s", c2 + 1);
+    if (has_word(c1 + 1, "memory"))
+      snprintf(v1, sizeof v1, V1_ROOT "%s", c2 + 1);
+    else if (c1[1] == '\0')
+      snprintf(v2, sizeof v2, V2_ROOT "%s", c2 + 1);
   }
   fclose(f);
   char probe[4300];
@@ -68,7 +70,7 @@ int fb_memcg_self(char *dir, size_t n) {
     snprintf(probe, sizeof probe, "%s/memory.oom_control", v1);
   } else if (v2[0]) {
     snprintf(probe, sizeof probe, "%s/cgroup.subtree_control", v2);
-    if (!file_has_word(probe, "memory")) return -1;  /* children would have no memory.events */
+    if (!file_has_word(probe, "memory")) return -1; /* children would have no memory.events */
   } else {
     return -1;
   }
@@ -97,10 +99,10 @@ int fb_memcg_enter(const char *root, const char *name, long pid, char *path, siz
 
 long fb_memcg_oom_kills(const char *path) {
   char file[4400];
-  snprintf(file, sizeof file, "%s/memory.events", path);  /* v2 */
+  snprintf(file, sizeof file, "%s/memory.events", path); /* v2 */
   long v = read_counter(file, "oom_kill");
   if (v >= 0) return v;
-  snprintf(file, sizeof file, "%s/memory.oom_control", path);  /* v1 */
+  snprintf(file, sizeof file, "%s/memory.oom_control", path); /* v1 */
   return read_counter(file, "oom_kill");
 }
 
@@ -112,9 +114,9 @@ void fb_memcg_sweep(const char *root, const char *prefix) {
   for (struct dirent *e; (e = readdir(d)) != NULL;) {
     if (strncmp(e->d_name, prefix, n) != 0) continue;
     long owner = strtol(e->d_name + n, NULL, 10);
-    if (owner > 0 && (kill((pid_t)owner, 0) == 0 || errno != ESRCH)) continue;  /* still its own */
+    if (owner > 0 && (kill((pid_t)owner, 0) == 0 || errno != ESRCH)) continue; /* still its own */
     snprintf(path, sizeof path, "%s/%s", root, e->d_name);
-    rmdir(path);  /* refused (EBUSY) while a process is in it */
+    rmdir(path); /* refused (EBUSY) while a process is in it */
   }
   closedir(d);
 }

@@ -88,10 +88,10 @@ typedef struct fb_model {
   int rope_len;
   const fb_backend *be; /* where it computes: the CPU until fb_model_place */
   fb_placed dev;
-  fb_acts *acts; /* sized by the largest batch seen; owned */
+  fb_acts *acts;     /* sized by the largest batch seen; owned */
   char revision[41]; /* the commit of the cache's snapshot it was loaded from, or "" */
-  float loss;    /* of the last forward with labels (0 if nothing counted) */
-  int n_counted; /* labels counted by that forward */
+  float loss;        /* of the last forward with labels (0 if nothing counted) */
+  int n_counted;     /* labels counted by that forward */
 } fb_model;
 
 /* The most positions (B*T) one forward takes. */

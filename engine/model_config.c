@@ -115,8 +115,7 @@ static int parse_architecture(fb_model_config *c, const cJSON *root, const char 
   if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != 1 || !cJSON_IsString(a->child))
     return bad(err, FB_EFORMAT, label, "architectures", "expected an array of one string");
   int i = 0;
-  while (i < N_ARCH && strcmp(a->child->valuestring, arch_names[i]) != 0)
-    i++;
+  while (i < N_ARCH && strcmp(a->child->valuestring, arch_names[i]) != 0) i++;
   if (i == N_ARCH)
     return bad(err, FB_EUNSUPPORTED, label, "architectures",
                "'%.64s' is not one of LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM, "
@@ -186,7 +185,9 @@ static int get_window(const cJSON *root, int *out, const char *label, fb_err *er
   if (!cJSON_IsNumber(v) || d != floor(d) || d < 1)
     return bad(err, FB_EFORMAT, label, "sliding_window",
                "expected a positive integer or null, got %s",
-               !cJSON_IsNumber(v) ? json_type(v) : d != floor(d) ? "a fraction" : "a number < 1");
+               !cJSON_IsNumber(v) ? json_type(v)
+               : d != floor(d)    ? "a fraction"
+                                  : "a number < 1");
   return get_int(root, "sliding_window", 1, 0, 1, FB_CFG_MAX_POSITIONS, out, label, err);
 }
 

@@ -49,9 +49,9 @@ typedef struct fb_model_config {
                             * (Qwen3), weights [head_dim], eps rms_norm_eps */
   int sliding_window;      /* the window of windowed layers (Mistral, Qwen2/3); 0 = none */
   int layer_window[FB_CFG_MAX_LAYERS]; /* each layer's window, 0 = full attention */
-  char torch_dtype[16];    /* "float32", "float16", "bfloat16", or "" when absent */
-  int bos_token_id;        /* -1 when absent */
-  int n_eos;               /* eos_token_id: an integer or an array of them */
+  char torch_dtype[16];                /* "float32", "float16", "bfloat16", or "" when absent */
+  int bos_token_id;                    /* -1 when absent */
+  int n_eos;                           /* eos_token_id: an integer or an array of them */
   int eos_token_ids[FB_CFG_MAX_EOS];
 } fb_model_config;
 

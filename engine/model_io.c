@@ -179,7 +179,8 @@ static int save(const fb_model *m, const char *src_dir, const char *out_dir, int
   fb_st_out *t = calloc((size_t)m->n_table, sizeof *t);
   void **owned = calloc((size_t)m->n_table, sizeof *owned);
   if (!t || !owned) rc = fb_err_set(err, FB_ENOMEM, "model: out of memory saving %s", out_dir);
-  for (int i = 0; i < m->n_table && !rc; i++) rc = out_tensor(m, i, as_loaded, &t[i], &owned[i], err);
+  for (int i = 0; i < m->n_table && !rc; i++)
+    rc = out_tensor(m, i, as_loaded, &t[i], &owned[i], err);
   char path[4096], src[4096];
   static const char *const meta[] = {"format", "pt", NULL};
   snprintf(path, sizeof path, "%s/model.safetensors", out_dir);

@@ -21,7 +21,7 @@ void fb_normalize_free(fb_normalizer *steps, int n) {
 static int unicode_form(const fb_normalizer *st, const fb_text *in, fb_text *out) {
   int ascii = 1;
   for (size_t i = 0; i < in->len && ascii; i++) ascii = !((unsigned char)in->s[i] & 0x80);
-  if (ascii) return fb_text_copy(out, in, 0, in->len);  /* every form is identity on ASCII */
+  if (ascii) return fb_text_copy(out, in, 0, in->len); /* every form is identity on ASCII */
   int opt = UTF8PROC_STABLE;
   switch (st->kind) {
     case FB_NORMALIZE_NFC: opt |= UTF8PROC_COMPOSE; break;

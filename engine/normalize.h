@@ -8,8 +8,15 @@
 
 #include "text.h"
 
-typedef enum { FB_NORMALIZE_NFC, FB_NORMALIZE_NFD, FB_NORMALIZE_NFKC, FB_NORMALIZE_NFKD, FB_NORMALIZE_PREPEND,
-               FB_NORMALIZE_REPLACE, FB_NORMALIZE_LOWERCASE } fb_normalizer_kind;
+typedef enum {
+  FB_NORMALIZE_NFC,
+  FB_NORMALIZE_NFD,
+  FB_NORMALIZE_NFKC,
+  FB_NORMALIZE_NFKD,
+  FB_NORMALIZE_PREPEND,
+  FB_NORMALIZE_REPLACE,
+  FB_NORMALIZE_LOWERCASE
+} fb_normalizer_kind;
 
 /* One normalizer step. `a` is Prepend's text or Replace's pattern, `b` Replace's content;
  * both owned by the step (fb_normalize_free). Replace matches a literal string. */

@@ -10,7 +10,8 @@
 
 static int holds_bundle(const char *dir) {
   char probe[PATH_MAX];
-  if (snprintf(probe, sizeof probe, "%s/lua/fastbrain/init.lua", dir) >= (int)sizeof probe) return 0;
+  if (snprintf(probe, sizeof probe, "%s/lua/fastbrain/init.lua", dir) >= (int)sizeof probe)
+    return 0;
   return access(probe, R_OK) == 0;
 }
 
@@ -30,7 +31,7 @@ int fb_paths_find_root(char *out, size_t n) {
   if (uv_exepath(exe, &len) == 0) {
     char *slash = strrchr(exe, '/');
     if (slash) {
-      *slash = '\0';  /* the folder holding the binary */
+      *slash = '\0'; /* the folder holding the binary */
       char installed[PATH_MAX + 32];
       snprintf(installed, sizeof installed, "%s/../" FB_INSTALL_DATADIR, exe);
       if (take(out, n, installed)) return 0;

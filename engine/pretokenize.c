@@ -35,7 +35,8 @@ int fb_pieces_push(fb_pieces *p, size_t off, size_t len) {
 
 /* JavaScript's white space (what transformers.js's regexes see as \s): PCRE2's own \s also
  * takes U+0085 and lacks U+FEFF, which would cut words differently. */
-#define JS_SPACE "\\t\\n\\x{0B}\\f\\r \\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}\\x{FEFF}"
+#define JS_SPACE                                                                                   \
+  "\\t\\n\\x{0B}\\f\\r \\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}\\x{FEFF}"
 
 /* Rewrite \s and \S to JS_SPACE classes; returns a malloc'd pattern or NULL (out of memory or
  * \S inside a character class, *unsupported set). */
@@ -47,23 +48,34 @@ static char *js_spaces(const char *p, size_t n, size_t *out_n, int *unsupported)
   for (size_t i = 0; i < n; i++) {
     if (o + sizeof JS_SPACE + 8 > cap) {
       char *g = realloc(q, cap *= 2);
-      if (!g) { free(q); return NULL; }
+      if (!g) {
+        free(q);
+        return NULL;
+      }
       q = g;
     }
     char c = p[i];
     if (c == '\\' && i + 1 < n) {
       char d = p[++i];
-      if (d == 's') o += (size_t)sprintf(q + o, in_class ? "%s" : "[%s]", JS_SPACE);
-      else if (d == 'S' && !in_class) o += (size_t)sprintf(q + o, "[^%s]", JS_SPACE);
-      else if (d == 'S') { *unsupported = 1; free(q); return NULL; }
-      else { q[o++] = c; q[o++] = d; }
+      if (d == 's')
+        o += (size_t)sprintf(q + o, in_class ? "%s" : "[%s]", JS_SPACE);
+      else if (d == 'S' && !in_class)
+        o += (size_t)sprintf(q + o, "[^%s]", JS_SPACE);
+      else if (d == 'S') {
+        *unsupported = 1;
+        free(q);
+        return NULL;
+      } else {
+        q[o++] = c;
+        q[o++] = d;
+      }
       continue;
     }
     if (c == '[' && !in_class) {
       in_class = 1;
       q[o++] = c;
       if (i + 1 < n && p[i + 1] == '^') q[o++] = p[++i];
-      if (i + 1 < n && p[i + 1] == ']') q[o++] = p[++i];  /* a leading ] is literal */
+      if (i + 1 < n && p[i + 1] == ']') q[o++] = p[++i]; /* a leading ] is literal */
       continue;
     }
     if (c == ']' && in_class) in_class = 0;
@@ -81,13 +93,13 @@ int fb_pretok_regex(pcre2_code **out, const char *pattern, size_t n, char *msg, 
   *out = NULL;
   char *q = js_spaces(pattern, n, &qn, &unsupported);
   if (!q) {
-    snprintf(msg, msg_size, unsupported ? "\\S inside a character class is not supported"
-                                        : "out of memory");
+    snprintf(msg, msg_size,
+             unsupported ? "\\S inside a character class is not supported" : "out of memory");
     return unsupported ? FB_EUNSUPPORTED : FB_ENOMEM;
   }
   *out = pcre2_compile((PCRE2_SPTR)q, qn, PCRE2_UTF | PCRE2_UCP, &code, &at, NULL);
   free(q);
-  if (!*out) {  /* compile the pattern as written, so the offset points into the user's text */
+  if (!*out) { /* compile the pattern as written, so the offset points into the user's text */
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, n, PCRE2_UTF | PCRE2_UCP, &code, &at, NULL);
     pcre2_code_free(re);
     char text[256];
@@ -95,7 +107,7 @@ int fb_pretok_regex(pcre2_code **out, const char *pattern, size_t n, char *msg, 
     snprintf(msg, msg_size, "PCRE2 rejects the regex at offset %zu: %s", (size_t)at, text);
     return FB_EFORMAT;
   }
-  pcre2_jit_compile(*out, PCRE2_JIT_COMPLETE);  /* without JIT, pcre2_match interprets */
+  pcre2_jit_compile(*out, PCRE2_JIT_COMPLETE); /* without JIT, pcre2_match interprets */
   return 0;
 }
 
@@ -132,11 +144,11 @@ void fb_pretok_work_free(fb_pretok_work *w) {
 static int split_piece(const pcre2_code *re, fb_split_behavior how, const fb_text *t, size_t off,
                        size_t len, fb_pieces *out, fb_pretok_work *w) {
   const char *s = t->s + off;
-  size_t at = 0, prev = 0, pending = SIZE_MAX;  /* MergedWithNext: start of the open piece */
+  size_t at = 0, prev = 0, pending = SIZE_MAX; /* MergedWithNext: start of the open piece */
   while (at <= len) {
     int rc = pcre2_match(re, (PCRE2_SPTR)s, len, at, PCRE2_NO_UTF_CHECK, w->md, w->mc);
     if (rc == PCRE2_ERROR_NOMATCH) break;
-    if (rc < 0) return FB_ELIMIT;  /* JIT stack or match limit */
+    if (rc < 0) return FB_ELIMIT; /* JIT stack or match limit */
     PCRE2_SIZE *ov = pcre2_get_ovector_pointer(w->md);
     size_t ms = ov[0], me = ov[1];
     if (me == ms) {
@@ -154,12 +166,12 @@ static int split_piece(const pcre2_code *re, fb_split_behavior how, const fb_tex
       case FB_SPLIT_REMOVED:
         if (prev < ms) rc2 = fb_pieces_push(out, off + prev, ms - prev);
         break;
-      case FB_SPLIT_MERGED_PREV:
-        rc2 = fb_pieces_push(out, off + prev, me - prev);
-        break;
+      case FB_SPLIT_MERGED_PREV: rc2 = fb_pieces_push(out, off + prev, me - prev); break;
       case FB_SPLIT_MERGED_NEXT:
-        if (pending == SIZE_MAX && prev < ms) rc2 = fb_pieces_push(out, off + prev, ms - prev);
-        else if (pending != SIZE_MAX) rc2 = fb_pieces_push(out, off + pending, ms - pending);
+        if (pending == SIZE_MAX && prev < ms)
+          rc2 = fb_pieces_push(out, off + prev, ms - prev);
+        else if (pending != SIZE_MAX)
+          rc2 = fb_pieces_push(out, off + pending, ms - pending);
         pending = ms;
         break;
     }
@@ -236,8 +248,8 @@ int fb_pretok_apply(const fb_pretok *steps, int n, int first, fb_text *t, fb_pie
       np->n = 0;
       for (size_t i = 0; i < out->n && !rc; i++)
         if (st->re)
-          rc = split_piece(st->re, st->kind == FB_PRE_SPLIT ? st->behavior : FB_SPLIT_ISOLATED,
-                           t, out->off[i], out->len[i], np, w);
+          rc = split_piece(st->re, st->kind == FB_PRE_SPLIT ? st->behavior : FB_SPLIT_ISOLATED, t,
+                           out->off[i], out->len[i], np, w);
       if (!st->re) rc = split_at_repl(st, t, out, np);
       if (rc) return rc;
       fb_pieces ps = *out;

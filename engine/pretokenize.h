@@ -12,20 +12,24 @@
 #include "text.h"
 
 typedef enum { FB_PRE_SPLIT, FB_PRE_BYTELEVEL, FB_PRE_METASPACE } fb_pre_kind;
-typedef enum { FB_SPLIT_ISOLATED, FB_SPLIT_REMOVED, FB_SPLIT_MERGED_PREV,
-               FB_SPLIT_MERGED_NEXT } fb_split_behavior;
+typedef enum {
+  FB_SPLIT_ISOLATED,
+  FB_SPLIT_REMOVED,
+  FB_SPLIT_MERGED_PREV,
+  FB_SPLIT_MERGED_NEXT
+} fb_split_behavior;
 typedef enum { FB_PREPEND_ALWAYS, FB_PREPEND_FIRST, FB_PREPEND_NEVER } fb_prepend_scheme;
 
 /* One step. `re` is owned by the step (fb_pretok_free). */
 typedef struct fb_pretok {
   fb_pre_kind kind;
-  pcre2_code *re;              /* Split, or ByteLevel with use_regex */
-  fb_split_behavior behavior;  /* Split */
-  int add_prefix_space;        /* ByteLevel */
-  char repl[8];                /* Metaspace replacement (UTF-8) */
+  pcre2_code *re;             /* Split, or ByteLevel with use_regex */
+  fb_split_behavior behavior; /* Split */
+  int add_prefix_space;       /* ByteLevel */
+  char repl[8];               /* Metaspace replacement (UTF-8) */
   size_t repl_len;
-  fb_prepend_scheme prepend;   /* Metaspace */
-  int split;                   /* Metaspace: cut before each replacement char */
+  fb_prepend_scheme prepend; /* Metaspace */
+  int split;                 /* Metaspace: cut before each replacement char */
 } fb_pretok;
 
 /* Byte ranges of a tracked text; owned by the struct (fb_pieces_free). */

@@ -21,19 +21,19 @@
 #include "signals.h"
 #include "vm.h"
 
-#define MAX_CHAIN 256         /* nested resumes tracked; Lua's C stack ends long before */
+#define MAX_CHAIN 256 /* nested resumes tracked; Lua's C stack ends long before */
 #define WATCHDOG_TICK_MS 10
 
 static struct {
-  lua_State *chain[MAX_CHAIN];      /* the coroutines resumed in the current run, outermost first */
-  volatile sig_atomic_t depth;      /* entries in chain (may exceed MAX_CHAIN: not tracked) */
-  _Atomic uint64_t deadline;        /* uv_hrtime() the run must yield by; 0 = no run */
-  _Atomic unsigned gen;             /* which run the deadline belongs to */
-  _Atomic unsigned fired;           /* the run the watchdog signalled */
-  uint64_t started, budget_ms;      /* of the current run, for the message */
+  lua_State *chain[MAX_CHAIN]; /* the coroutines resumed in the current run, outermost first */
+  volatile sig_atomic_t depth; /* entries in chain (may exceed MAX_CHAIN: not tracked) */
+  _Atomic uint64_t deadline;   /* uv_hrtime() the run must yield by; 0 = no run */
+  _Atomic unsigned gen;        /* which run the deadline belongs to */
+  _Atomic unsigned fired;      /* the run the watchdog signalled */
+  uint64_t started, budget_ms; /* of the current run, for the message */
   pthread_t loop_thread;
-  int signum;                       /* the signal the watchdog sends it (signals.c) */
-  int watching;                     /* the watchdog thread is started */
+  int signum;   /* the signal the watchdog sends it (signals.c) */
+  int watching; /* the watchdog thread is started */
 } run;
 
 static void stop_hook(lua_State *co, lua_Debug *ar) {
@@ -46,7 +46,7 @@ static void on_runaway_signal(int sig) {
   (void)sig;
   uint64_t deadline = atomic_load(&run.deadline);
   if (!deadline || atomic_load(&run.fired) != atomic_load(&run.gen) || uv_hrtime() < deadline)
-    return;  /* that run ended before the signal came */
+    return; /* that run ended before the signal came */
   int n = run.depth < MAX_CHAIN ? run.depth : MAX_CHAIN;
   for (int i = 0; i < n; i++) lua_sethook(run.chain[i], stop_hook, LUA_MASKCOUNT, 1);
 }
@@ -76,7 +76,7 @@ static void start_watchdog(lua_State *L) {
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   sigset_t all, old;
   sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, &old);  /* the watchdog takes no signals */
+  pthread_sigmask(SIG_BLOCK, &all, &old); /* the watchdog takes no signals */
   run.signum = fb_signals_runaway(on_runaway_signal);
   int rc = run.signum < 0 ? -1 : pthread_create(&t, &attr, watchdog, NULL);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -177,7 +177,7 @@ static int co_wrapped(lua_State *L) {
   int r = resume_tracked(L, co, lua_upvalueindex(1), lua_gettop(L));
   if (r >= 0) return r;
   int stat = lua_status(co);
-  if (stat != LUA_OK && stat != LUA_YIELD) {  /* an error inside: close its tbc variables */
+  if (stat != LUA_OK && stat != LUA_YIELD) { /* an error inside: close its tbc variables */
     stat = lua_resetthread(co);
     lua_xmove(co, L, 1);
   }
@@ -206,7 +206,7 @@ static void set_weak(lua_State *L, const char *key, int co_idx, int idx) {
     lua_createtable(L, 0, 1);
     lua_pushliteral(L, "k");
     lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);  /* a finished coroutine is collected */
+    lua_setmetatable(L, -2); /* a finished coroutine is collected */
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, key);
   }

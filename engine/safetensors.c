@@ -21,7 +21,8 @@
 #error "safetensors data is little-endian; this reader maps it as is"
 #endif
 
-#define MAX_JSON_INT 9007199254740992.0 /* 2^53: the largest integer a JSON double holds exactly   \
+#define MAX_JSON_INT                                                                               \
+  9007199254740992.0 /* 2^53: the largest integer a JSON double holds exactly   \
                                          */
 #define MAX_INDEX_BYTES (100u * 1024u * 1024u)
 
@@ -110,20 +111,20 @@ uint16_t fb_f32_to_f16(float f) {
 int fb_st_read_f32(const fb_st_tensor *t, float *dst, fb_err *err) {
   const unsigned char *src = t->data;
   switch (t->dtype) {
-  case FB_DT_F32:
-    if (t->nbytes) memcpy(dst, src, t->nbytes);
-    return 0;
-  case FB_DT_F16:
-  case FB_DT_BF16:
-    for (int64_t i = 0; i < t->numel; i++) {
-      uint16_t h;
-      memcpy(&h, src + 2 * i, 2); /* the data area need not be aligned */
-      dst[i] = t->dtype == FB_DT_F16 ? fb_f16_to_f32(h) : fb_bf16_to_f32(h);
-    }
-    return 0;
-  default:
-    return fb_err_set(err, FB_EINVALID, "tensor '%s': dtype %s is not a float type", t->name,
-                      fb_dtype_name(t->dtype));
+    case FB_DT_F32:
+      if (t->nbytes) memcpy(dst, src, t->nbytes);
+      return 0;
+    case FB_DT_F16:
+    case FB_DT_BF16:
+      for (int64_t i = 0; i < t->numel; i++) {
+        uint16_t h;
+        memcpy(&h, src + 2 * i, 2); /* the data area need not be aligned */
+        dst[i] = t->dtype == FB_DT_F16 ? fb_f16_to_f32(h) : fb_bf16_to_f32(h);
+      }
+      return 0;
+    default:
+      return fb_err_set(err, FB_EINVALID, "tensor '%s': dtype %s is not a float type", t->name,
+                        fb_dtype_name(t->dtype));
   }
 }
 
@@ -170,8 +171,7 @@ int fb_st_expect(const fb_st_file *f, const char *name, int ndim, const int64_t 
   if (out) *out = t;
   if (!t) return fb_err_set(err, FB_ENOTFOUND, "%s: tensor '%s' is missing", f->path, name);
   int same = t->ndim == ndim;
-  for (int i = 0; same && i < ndim; i++)
-    same = t->shape[i] == shape[i];
+  for (int i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
   if (same) return 0;
   char have[160], want[160];
   if (out) *out = NULL;
@@ -195,8 +195,7 @@ const char *fb_st_meta(const fb_st_file *f, const char *key) {
 
 void fb_st_close(fb_st_file *f) {
   if (!f) return;
-  for (int i = 0; i < f->nshards; i++)
-    fb_st_close(f->shards[i]);
+  for (int i = 0; i < f->nshards; i++) fb_st_close(f->shards[i]);
   free(f->shards);
   if (f->map) munmap(f->map, f->map_len);
   free(f->tensors);
@@ -239,8 +238,7 @@ static int file_new(fb_st_file **out, const char *label, int n, int nmeta, size_
 
 /* Sort the name index and the metadata, refusing duplicate tensor names or metadata keys. */
 static int file_index(fb_st_file *f, fb_err *err) {
-  for (int i = 0; i < f->n; i++)
-    f->sorted[i] = &f->tensors[i];
+  for (int i = 0; i < f->n; i++) f->sorted[i] = &f->tensors[i];
   qsort(f->sorted, (size_t)f->n, sizeof *f->sorted, cmp_tensor_name);
   for (int i = 1; i < f->n; i++)
     if (strcmp(f->sorted[i - 1]->name, f->sorted[i]->name) == 0)
@@ -274,14 +272,12 @@ static int number_char(char c) {
 static const char *next_number(const char **at, const char *end, size_t *n) {
   for (const char *p = *at; p < end; p++) {
     if (*p == '"') {
-      for (p++; *p != '"'; p++)
-        p += *p == '\\';
+      for (p++; *p != '"'; p++) p += *p == '\\';
       continue;
     }
     if (*p == '-' || (*p >= '0' && *p <= '9')) {
       const char *s = p;
-      while (p < end && number_char(*p))
-        p++;
+      while (p < end && number_char(*p)) p++;
       *n = (size_t)(p - s);
       *at = p;
       return s;
@@ -298,8 +294,7 @@ static void mark_non_digit_numbers(cJSON *v, const char **at, const char *end) {
     if (cJSON_IsNumber(v)) {
       size_t n = 0, digits = 0;
       const char *s = next_number(at, end, &n);
-      while (s && digits < n && s[digits] >= '0' && s[digits] <= '9')
-        digits++;
+      while (s && digits < n && s[digits] >= '0' && s[digits] <= '9') digits++;
       if (!s || digits < n) v->valuedouble = NAN;
     }
     mark_non_digit_numbers(v->child, at, end);
@@ -428,8 +423,7 @@ int fb_st_open_memory(fb_st_file **out, const void *buf, size_t len, const char 
     return fb_err_set(err, FB_EFORMAT, "%s: %zu bytes, too short for the 8-byte header length",
                       name, len);
   uint64_t hlen = 0;
-  for (int i = 7; i >= 0; i--)
-    hlen = (hlen << 8) | base[i];
+  for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | base[i];
   if (hlen > FB_ST_MAX_HEADER)
     return fb_err_set(err, FB_ELIMIT, "%s: header length %llu is over the cap of %u bytes", name,
                       (unsigned long long)hlen, FB_ST_MAX_HEADER);
@@ -655,8 +649,7 @@ static int open_index(fb_st_file **out, const char *dir, const char *index_path,
   }
   if (rc == 0) {
     for (int i = 0; i < f->nshards; i++)
-      for (int j = 0; j < f->shards[i]->n; j++)
-        f->tensors[f->n++] = f->shards[i]->tensors[j];
+      for (int j = 0; j < f->shards[i]->n; j++) f->tensors[f->n++] = f->shards[i]->tensors[j];
     char *cursor = f->pool;
     cJSON_ArrayForEach(e, meta) {
       if (!cJSON_IsString(e)) continue;
@@ -776,16 +769,14 @@ int fb_st_write(const char *path, const fb_st_out *t, int n, const char *const *
     cJSON_free(json);
     return fb_err_set(err, FB_ENOMEM, "%s: out of memory", path);
   }
-  for (int i = 0; i < 8; i++)
-    header[i] = (char)(((uint64_t)padded >> (8 * i)) & 0xff);
+  for (int i = 0; i < 8; i++) header[i] = (char)(((uint64_t)padded >> (8 * i)) & 0xff);
   memcpy(header + 8, json, jlen);
   memset(header + 8 + jlen, ' ', padded - jlen);
   cJSON_free(json);
   parts[0] = (fb_part){header, 8 + padded};
   for (int i = 0; i < n; i++) {
     size_t nbytes = fb_dtype_size(t[i].dtype);
-    for (int d = 0; d < t[i].ndim; d++)
-      nbytes *= (size_t)t[i].shape[d]; /* checked above */
+    for (int d = 0; d < t[i].ndim; d++) nbytes *= (size_t)t[i].shape[d]; /* checked above */
     parts[i + 1] = (fb_part){t[i].data, nbytes};
   }
   rc = fb_write_parts_atomic(path, parts, n + 1, err);

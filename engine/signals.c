@@ -13,7 +13,10 @@
 
 #define HANDLERS_KEY "fastbrain.signal_handlers"
 
-static const struct { const char *name; int signum; } watched[] = {{"int", SIGINT}, {"term", SIGTERM}};
+static const struct {
+  const char *name;
+  int signum;
+} watched[] = {{"int", SIGINT}, {"term", SIGTERM}};
 #define NWATCHED (sizeof watched / sizeof watched[0])
 
 static uv_signal_t watchers[NWATCHED];
@@ -52,7 +55,7 @@ int fb_signals_start(lua_State *L) {
     if (rc == 0) rc = uv_signal_start(&watchers[i], on_signal, watched[i].signum);
     if (rc != 0) return rc;
     watchers[i].data = L;
-    uv_unref((uv_handle_t *)&watchers[i]);  /* watching alone must not keep the process up */
+    uv_unref((uv_handle_t *)&watchers[i]); /* watching alone must not keep the process up */
   }
   started = 1;
   return 0;
@@ -73,7 +76,7 @@ int fb_signals_lua_on_signal(lua_State *L) {
   lua_settop(L, 2);
   push_handlers(L);
   lua_pushvalue(L, 2);
-  lua_setfield(L, -2, watched[which].name);  /* handlers[name] = fn (nil restores the default) */
+  lua_setfield(L, -2, watched[which].name); /* handlers[name] = fn (nil restores the default) */
   return 0;
 }
 
@@ -115,8 +118,10 @@ void fb_signals_catch_term_for_process(void) {
   fb_signals_catch_term(NULL);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   pthread_t waiter;
-  if (pthread_create(&waiter, NULL, wait_for_term, &set) == 0) pthread_detach(waiter);
-  else pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+  if (pthread_create(&waiter, NULL, wait_for_term, &set) == 0)
+    pthread_detach(waiter);
+  else
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
   catching_for_process = 1;
 }
 

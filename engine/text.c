@@ -43,7 +43,8 @@ int fb_text_copy(fb_text *t, const fb_text *src, size_t off, size_t n) {
   if (reserve(t, n)) return FB_ENOMEM;
   memcpy(t->s + t->len, src->s + off, n);
   if (t->track) {
-    if (src->map) memcpy(t->map + t->len, src->map + off, n * sizeof *t->map);
+    if (src->map)
+      memcpy(t->map + t->len, src->map + off, n * sizeof *t->map);
     else
       for (size_t i = 0; i < n; i++) t->map[t->len + i] = (uint32_t)(off + i);
   }

@@ -95,7 +95,8 @@ static int encode_word(fb_tokenizer *t, size_t off, size_t len, fb_tok_ids *ids,
   size_t n = 0;
   for (size_t i = 0; i < len; n++) {
     size_t k = 1;
-    if (t->byte_level) sym[n].id = t->byte_id[(unsigned char)w[i]];
+    if (t->byte_level)
+      sym[n].id = t->byte_id[(unsigned char)w[i]];
     else {
       int32_t cp;
       k = fb_utf8_decode(w + i, len - i, &cp);
@@ -131,7 +132,8 @@ static const added_tok *added_at(const fb_tokenizer *t, const char *s, size_t n,
   const added_tok *best = NULL;
   for (int i = 0; i < t->n_added; i++) {
     const added_tok *a = &t->added[i];
-    if ((a->special && !(flags & FB_TOK_SPECIAL)) || a->n > n || (best && a->n <= best->n)) continue;
+    if ((a->special && !(flags & FB_TOK_SPECIAL)) || a->n > n || (best && a->n <= best->n))
+      continue;
     if (!memcmp(s, a->s, a->n)) best = a;
   }
   return best;
@@ -147,7 +149,10 @@ static int split_added(fb_tokenizer *t, int flags) {
   while (i < n) {
     unsigned char c = (unsigned char)s[i];
     const added_tok *a = first[c / 8] & (1u << (c % 8)) ? added_at(t, s + i, n - i, flags) : NULL;
-    if (!a) { i++; continue; }
+    if (!a) {
+      i++;
+      continue;
+    }
     if (i > start && (fb_pieces_push(secs, start, i - start) || fb_tok_ids_push(&t->sec_added, -1)))
       return FB_ENOMEM;
     if (fb_pieces_push(secs, i, a->n) || fb_tok_ids_push(&t->sec_added, (int32_t)(a - t->added)))
@@ -211,7 +216,8 @@ int fb_tokenizer_encode(fb_tokenizer *t, const char *text, size_t n, int flags, 
     for (size_t p = 0; !rc && p < t->pieces.n; p++)
       if (t->pieces.len[p]) rc = encode_word(t, t->pieces.off[p], t->pieces.len[p], ids, offs);
   }
-  if (rc == FB_ELIMIT) return fb_err_set(err, rc, "%s: the pre-tokenizer regex hit its match limit", t->name);
+  if (rc == FB_ELIMIT)
+    return fb_err_set(err, rc, "%s: the pre-tokenizer regex hit its match limit", t->name);
   if (rc) return fb_err_set(err, rc, "%s: encode: %s", t->name, fb_strerror(rc));
   return 0;
 }
@@ -240,8 +246,10 @@ int fb_tokenizer_decode(const fb_tokenizer *t, const int32_t *ids, size_t n, int
   fb_text raw = {0};
   int started = 0, rc = 0;
   for (size_t i = 0; i < n && !rc; i++) {
-    if (ids[i] < 0 || ids[i] >= t->vocab.n_ids) rc = bad_id(t, i, ids[i], err);
-    else rc = token_bytes(t, ids[i], flags, &started, &raw);
+    if (ids[i] < 0 || ids[i] >= t->vocab.n_ids)
+      rc = bad_id(t, i, ids[i], err);
+    else
+      rc = token_bytes(t, ids[i], flags, &started, &raw);
   }
   if (!rc) rc = fb_utf8_repair(out, raw.s ? raw.s : "", raw.len);
   fb_text_free(&raw);

@@ -48,8 +48,8 @@ const char *fb_tokenizer_token(const fb_tokenizer *tok, int32_t id, size_t *n);
 int fb_tokenizer_is_special(const fb_tokenizer *tok, int32_t id);
 
 enum {
-  FB_TOK_SPECIAL = 1,       /* encode: special added tokens written in the text become their ids */
-  FB_TOK_SKIP_SPECIAL = 2,  /* decode: leave special tokens out */
+  FB_TOK_SPECIAL = 1,      /* encode: special added tokens written in the text become their ids */
+  FB_TOK_SKIP_SPECIAL = 2, /* decode: leave special tokens out */
 };
 
 /* Append the ids of text[0..n) to *ids and, if offsets is not NULL, the byte offset in text
@@ -68,7 +68,7 @@ int fb_tokenizer_decode(const fb_tokenizer *tok, const int32_t *ids, size_t n, i
 typedef struct fb_tok_stream {
   unsigned char pend[8];
   int npend;
-  int started;  /* a token has been emitted (leading-space stripping is done) */
+  int started; /* a token has been emitted (leading-space stripping is done) */
 } fb_tok_stream;
 
 int fb_tokenizer_decode_next(const fb_tokenizer *tok, fb_tok_stream *st, int32_t id, int flags,

@@ -24,7 +24,7 @@ static int32_t byte_cp(int b) {
   return 256 + n;
 }
 
-static int16_t cp_byte[324];  /* inverse of byte_cp; -1 = not a byte character */
+static int16_t cp_byte[324]; /* inverse of byte_cp; -1 = not a byte character */
 static int32_t byte_cp_tab[256];
 
 int32_t fb_tok_byte_char(unsigned char b) { return byte_cp_tab[b]; }
@@ -57,10 +57,17 @@ static const char *quote(const char *s, size_t n, char *buf, size_t size) {
   buf[o++] = '"';
   for (size_t i = 0; i < n && o + 8 < size; i++) {
     unsigned char c = (unsigned char)s[i];
-    if (i == 40) { o += (size_t)snprintf(buf + o, size - o, "..."); break; }
-    if (c == '"' || c == '\\') { buf[o++] = '\\'; buf[o++] = (char)c; }
-    else if (c < 0x20) o += (size_t)snprintf(buf + o, size - o, "\\u%04x", c);
-    else buf[o++] = (char)c;
+    if (i == 40) {
+      o += (size_t)snprintf(buf + o, size - o, "...");
+      break;
+    }
+    if (c == '"' || c == '\\') {
+      buf[o++] = '\\';
+      buf[o++] = (char)c;
+    } else if (c < 0x20)
+      o += (size_t)snprintf(buf + o, size - o, "\\u%04x", c);
+    else
+      buf[o++] = (char)c;
   }
   buf[o++] = '"';
   buf[o] = 0;
@@ -77,7 +84,10 @@ static const cJSON *field(const cJSON *obj, const char *key) {
 static int get_bool(const fb_tokenizer *t, const cJSON *obj, const char *path, const char *key,
                     int dflt, int *out, fb_err *err) {
   const cJSON *v = field(obj, key);
-  if (!v) { *out = dflt; return 0; }
+  if (!v) {
+    *out = dflt;
+    return 0;
+  }
   if (!cJSON_IsBool(v)) return fail(err, FB_EFORMAT, t, "%s.%s: expected true or false", path, key);
   *out = cJSON_IsTrue(v);
   return 0;
@@ -114,8 +124,16 @@ static int get_pattern(const fb_tokenizer *t, const cJSON *obj, const char *path
   const cJSON *p = field(obj, "pattern");
   if (!cJSON_IsObject(p)) return fail(err, FB_EFORMAT, t, "%s.pattern: missing", path);
   const cJSON *s = field(p, "String"), *r = field(p, "Regex");
-  if (cJSON_IsString(s)) { *is_regex = 0; *text = s->valuestring; return 0; }
-  if (cJSON_IsString(r)) { *is_regex = 1; *text = r->valuestring; return 0; }
+  if (cJSON_IsString(s)) {
+    *is_regex = 0;
+    *text = s->valuestring;
+    return 0;
+  }
+  if (cJSON_IsString(r)) {
+    *is_regex = 1;
+    *text = r->valuestring;
+    return 0;
+  }
   return fail(err, FB_EFORMAT, t, "%s.pattern: expected {\"String\": ...} or {\"Regex\": ...}",
               path);
 }
@@ -148,7 +166,8 @@ static int parse_normalizer(fb_tokenizer *t, const cJSON *node, const char *path
   static const char *const forms[] = {"NFC", "NFD", "NFKC", "NFKD"};
   for (int i = 0; i < 4; i++)
     if (!strcmp(type, forms[i])) return add_norm(t, (fb_normalizer){.kind = (fb_normalizer_kind)i});
-  if (!strcmp(type, "Lowercase")) return add_norm(t, (fb_normalizer){.kind = FB_NORMALIZE_LOWERCASE});
+  if (!strcmp(type, "Lowercase"))
+    return add_norm(t, (fb_normalizer){.kind = FB_NORMALIZE_LOWERCASE});
   if (!strcmp(type, "Prepend")) {
     const char *s;
     if ((rc = get_str(t, node, path, "prepend", 1, &s, err))) return rc;
@@ -168,12 +187,17 @@ static int parse_normalizer(fb_tokenizer *t, const cJSON *node, const char *path
     fb_normalizer st = {.kind = FB_NORMALIZE_REPLACE};
     st.a = dup_str(pat, &st.alen);
     st.b = dup_str(content, &st.blen);
-    if (!st.a || !st.b) { free(st.a); free(st.b); return FB_ENOMEM; }
+    if (!st.a || !st.b) {
+      free(st.a);
+      free(st.b);
+      return FB_ENOMEM;
+    }
     return add_norm(t, st);
   }
   if (!strcmp(type, "Sequence")) {
     const cJSON *list = field(node, "normalizers"), *it;
-    if (!cJSON_IsArray(list)) return fail(err, FB_EFORMAT, t, "%s.normalizers: expected an array", path);
+    if (!cJSON_IsArray(list))
+      return fail(err, FB_EFORMAT, t, "%s.normalizers: expected an array", path);
     int i = 0;
     cJSON_ArrayForEach(it, list) {
       char sub[200];
@@ -184,7 +208,8 @@ static int parse_normalizer(fb_tokenizer *t, const cJSON *node, const char *path
   }
   return fail(err, FB_EUNSUPPORTED, t,
               "%s.type: \"%s\" is not supported (supported: NFC, NFD, NFKC, NFKD, Lowercase, "
-              "Prepend, Replace, Sequence)", path, type);
+              "Prepend, Replace, Sequence)",
+              path, type);
 }
 
 /* ---- pre-tokenizers ---- */
@@ -212,15 +237,20 @@ static int prepend_scheme(const fb_tokenizer *t, const cJSON *node, const char *
   const char *s;
   int rc = get_str(t, node, path, "prepend_scheme", 0, &s, err), add;
   if (rc) return rc;
-  if (!s) {  /* older files: add_prefix_space */
+  if (!s) { /* older files: add_prefix_space */
     if ((rc = get_bool(t, node, path, "add_prefix_space", 1, &add, err))) return rc;
     *out = add ? FB_PREPEND_ALWAYS : FB_PREPEND_NEVER;
     return 0;
   }
-  if (!strcmp(s, "always")) *out = FB_PREPEND_ALWAYS;
-  else if (!strcmp(s, "first")) *out = FB_PREPEND_FIRST;
-  else if (!strcmp(s, "never")) *out = FB_PREPEND_NEVER;
-  else return fail(err, FB_EFORMAT, t, "%s.prepend_scheme: \"%s\" is not one of always, first, never", path, s);
+  if (!strcmp(s, "always"))
+    *out = FB_PREPEND_ALWAYS;
+  else if (!strcmp(s, "first"))
+    *out = FB_PREPEND_FIRST;
+  else if (!strcmp(s, "never"))
+    *out = FB_PREPEND_NEVER;
+  else
+    return fail(err, FB_EFORMAT, t, "%s.prepend_scheme: \"%s\" is not one of always, first, never",
+                path, s);
   return 0;
 }
 
@@ -229,9 +259,10 @@ static int get_replacement(const fb_tokenizer *t, const cJSON *node, const char 
   const char *s;
   int rc = get_str(t, node, path, "replacement", 0, &s, err);
   if (rc) return rc;
-  if (!s) s = "\xE2\x96\x81";  /* ▁ */
+  if (!s) s = "\xE2\x96\x81"; /* ▁ */
   *n = strlen(s);
-  if (*n == 0 || *n > 4) return fail(err, FB_EFORMAT, t, "%s.replacement: expected one character", path);
+  if (*n == 0 || *n > 4)
+    return fail(err, FB_EFORMAT, t, "%s.replacement: expected one character", path);
   memcpy(buf, s, *n);
   return 0;
 }
@@ -243,7 +274,8 @@ static int parse_pretokenizer(fb_tokenizer *t, const cJSON *node, const char *pa
   fb_pretok st = {0};
   if (!strcmp(type, "Sequence")) {
     const cJSON *list = field(node, "pretokenizers"), *it;
-    if (!cJSON_IsArray(list)) return fail(err, FB_EFORMAT, t, "%s.pretokenizers: expected an array", path);
+    if (!cJSON_IsArray(list))
+      return fail(err, FB_EFORMAT, t, "%s.pretokenizers: expected an array", path);
     int i = 0;
     cJSON_ArrayForEach(it, list) {
       char sub[200];
@@ -260,24 +292,29 @@ static int parse_pretokenizer(fb_tokenizer *t, const cJSON *node, const char *pa
     if ((rc = get_bool(t, node, path, "invert", 0, &invert, err))) return rc;
     if (invert) return fail(err, FB_EUNSUPPORTED, t, "%s.invert: true is not supported", path);
     if ((rc = get_str(t, node, path, "behavior", 1, &beh, err))) return rc;
-    static const char *const names[] = {"Isolated", "Removed", "MergedWithPrevious", "MergedWithNext"};
+    static const char *const names[] = {"Isolated", "Removed", "MergedWithPrevious",
+                                        "MergedWithNext"};
     int b = -1;
     for (int i = 0; i < 4; i++)
       if (!strcmp(beh, names[i])) b = i;
     if (b < 0)
-      return fail(err, FB_EUNSUPPORTED, t, "%s.behavior: \"%s\" is not one of Isolated, Removed, "
-                  "MergedWithPrevious, MergedWithNext", path, beh);
+      return fail(err, FB_EUNSUPPORTED, t,
+                  "%s.behavior: \"%s\" is not one of Isolated, Removed, "
+                  "MergedWithPrevious, MergedWithNext",
+                  path, beh);
     st.kind = FB_PRE_SPLIT;
     st.behavior = (fb_split_behavior)b;
     snprintf(sub, sizeof sub, "%s.pattern.%s", path, is_regex ? "Regex" : "String");
-    if (is_regex) rc = compile(t, pat, strlen(pat), sub, &st.re, err);
-    else {  /* a literal: escape every ASCII punctuation character for PCRE2 */
+    if (is_regex)
+      rc = compile(t, pat, strlen(pat), sub, &st.re, err);
+    else { /* a literal: escape every ASCII punctuation character for PCRE2 */
       size_t n = strlen(pat), o = 0;
       char *q = malloc(2 * n + 1);
       if (!q) return FB_ENOMEM;
       for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)pat[i];
-        if (c < 0x80 && !(c >= '0' && c <= '9') && !((c | 32) >= 'a' && (c | 32) <= 'z')) q[o++] = '\\';
+        if (c < 0x80 && !(c >= '0' && c <= '9') && !((c | 32) >= 'a' && (c | 32) <= 'z'))
+          q[o++] = '\\';
         q[o++] = (char)c;
       }
       rc = compile(t, q, o, sub, &st.re, err);
@@ -302,8 +339,8 @@ static int parse_pretokenizer(fb_tokenizer *t, const cJSON *node, const char *pa
     st.kind = FB_PRE_BYTELEVEL;
     if ((rc = get_bool(t, node, path, "add_prefix_space", 0, &st.add_prefix_space, err))) return rc;
     if ((rc = get_bool(t, node, path, "use_regex", 1, &use_regex, err))) return rc;
-    if (use_regex && (rc = compile(t, fb_pretok_gpt2_pattern, strlen(fb_pretok_gpt2_pattern),
-                                   path, &st.re, err)))
+    if (use_regex && (rc = compile(t, fb_pretok_gpt2_pattern, strlen(fb_pretok_gpt2_pattern), path,
+                                   &st.re, err)))
       return rc;
     t->byte_level = 1;
     return add_pre(t, st);
@@ -317,8 +354,10 @@ static int parse_pretokenizer(fb_tokenizer *t, const cJSON *node, const char *pa
     if ((rc = get_bool(t, node, path, "split", 1, &st.split, err))) return rc;
     return add_pre(t, st);
   }
-  return fail(err, FB_EUNSUPPORTED, t, "%s.type: \"%s\" is not supported (supported: Split, "
-              "Digits, ByteLevel, Metaspace, Sequence)", path, type);
+  return fail(err, FB_EUNSUPPORTED, t,
+              "%s.type: \"%s\" is not supported (supported: Split, "
+              "Digits, ByteLevel, Metaspace, Sequence)",
+              path, type);
 }
 
 /* ---- decoders: flattened to steps, then turned into a decoded-bytes table per id ---- */
@@ -330,7 +369,8 @@ static int parse_decoder(fb_tokenizer *t, const cJSON *node, const char *path, d
   if (rc) return rc;
   if (!strcmp(type, "Sequence")) {
     const cJSON *list = field(node, "decoders"), *it;
-    if (!cJSON_IsArray(list)) return fail(err, FB_EFORMAT, t, "%s.decoders: expected an array", path);
+    if (!cJSON_IsArray(list))
+      return fail(err, FB_EFORMAT, t, "%s.decoders: expected an array", path);
     int i = 0;
     cJSON_ArrayForEach(it, list) {
       char sub[200];
@@ -342,15 +382,19 @@ static int parse_decoder(fb_tokenizer *t, const cJSON *node, const char *path, d
   if (*n == 16) return fail(err, FB_ELIMIT, t, "%s: more than 16 decoders", path);
   dec_step *st = &steps[(*n)++];
   memset(st, 0, sizeof *st);
-  if (!strcmp(type, "ByteLevel")) st->kind = DEC_BYTELEVEL;
-  else if (!strcmp(type, "ByteFallback")) st->kind = DEC_BYTEFALLBACK;
-  else if (!strcmp(type, "Fuse")) st->kind = DEC_FUSE;
+  if (!strcmp(type, "ByteLevel"))
+    st->kind = DEC_BYTELEVEL;
+  else if (!strcmp(type, "ByteFallback"))
+    st->kind = DEC_BYTEFALLBACK;
+  else if (!strcmp(type, "Fuse"))
+    st->kind = DEC_FUSE;
   else if (!strcmp(type, "Replace")) {
     int is_regex;
     const char *pat, *content;
     st->kind = DEC_REPLACE;
     if ((rc = get_pattern(t, node, path, &is_regex, &pat, err))) return rc;
-    if (is_regex) return fail(err, FB_EUNSUPPORTED, t, "%s.pattern.Regex: not supported in a decoder", path);
+    if (is_regex)
+      return fail(err, FB_EUNSUPPORTED, t, "%s.pattern.Regex: not supported in a decoder", path);
     if ((rc = get_str(t, node, path, "content", 1, &content, err))) return rc;
     st->alen = strlen(pat);
     st->blen = strlen(content);
@@ -363,7 +407,9 @@ static int parse_decoder(fb_tokenizer *t, const cJSON *node, const char *path, d
     int32_t start, stop;
     st->kind = DEC_STRIP;
     if ((rc = get_str(t, node, path, "content", 1, &content, err))) return rc;
-    if (strlen(content) != 1) return fail(err, FB_EUNSUPPORTED, t, "%s.content: only a one-byte character is supported", path);
+    if (strlen(content) != 1)
+      return fail(err, FB_EUNSUPPORTED, t, "%s.content: only a one-byte character is supported",
+                  path);
     st->a[0] = content[0];
     char sub[220];
     snprintf(sub, sizeof sub, "%s.start", path);
@@ -377,8 +423,10 @@ static int parse_decoder(fb_tokenizer *t, const cJSON *node, const char *path, d
     if ((rc = get_replacement(t, node, path, st->a, &st->alen, err))) return rc;
     if ((rc = prepend_scheme(t, node, path, &st->prepend, err))) return rc;
   } else
-    return fail(err, FB_EUNSUPPORTED, t, "%s.type: \"%s\" is not supported (supported: ByteLevel, "
-                "ByteFallback, Fuse, Replace, Strip, Metaspace, Sequence)", path, type);
+    return fail(err, FB_EUNSUPPORTED, t,
+                "%s.type: \"%s\" is not supported (supported: ByteLevel, "
+                "ByteFallback, Fuse, Replace, Strip, Metaspace, Sequence)",
+                path, type);
   return 0;
 }
 
@@ -396,7 +444,7 @@ static int decode_token(const dec_step *steps, int n_steps, const char *s, size_
   if (fb_text_put(tmp, s, n, 0)) return FB_ENOMEM;
   for (int k = 0; k < n_steps; k++) {
     const dec_step *st = &steps[k];
-    if (st->kind == DEC_FUSE) break;  /* what follows acts on the joined text */
+    if (st->kind == DEC_FUSE) break; /* what follows acts on the joined text */
     fb_text nx = {0};
     int rc = 0;
     const char *p = tmp->s;
@@ -411,22 +459,29 @@ static int decode_token(const dec_step *steps, int n_steps, const char *s, size_
         int32_t cp;
         size_t k2 = fb_utf8_decode(p + i, len - i, &cp);
         char b = (char)(cp < 324 && cp_byte[cp] >= 0 ? cp_byte[cp] : 0);
-        rc = cp < 324 && cp_byte[cp] >= 0 ? fb_text_put(&nx, &b, 1, 0) : fb_text_put(&nx, p + i, k2, 0);
+        rc = cp < 324 && cp_byte[cp] >= 0 ? fb_text_put(&nx, &b, 1, 0)
+                                          : fb_text_put(&nx, p + i, k2, 0);
         i += k2;
       }
     } else if (st->kind == DEC_REPLACE || st->kind == DEC_METASPACE) {
       const char *a = st->a, *b = st->kind == DEC_REPLACE ? st->b : " ";
       size_t alen = st->alen, blen = st->kind == DEC_REPLACE ? st->blen : 1;
       for (size_t i = 0; i < len && !rc;) {
-        if (i + alen <= len && !memcmp(p + i, a, alen)) { rc = fb_text_put(&nx, b, blen, 0); i += alen; }
-        else rc = fb_text_put(&nx, p + i++, 1, 0);
+        if (i + alen <= len && !memcmp(p + i, a, alen)) {
+          rc = fb_text_put(&nx, b, blen, 0);
+          i += alen;
+        } else
+          rc = fb_text_put(&nx, p + i++, 1, 0);
       }
-    } else if (st->kind == DEC_STRIP) {  /* before Fuse: each token */
+    } else if (st->kind == DEC_STRIP) { /* before Fuse: each token */
       size_t i = 0;
       while ((int)i < st->start && i < len && p[i] == st->a[0]) i++;
       rc = fb_text_put(&nx, p + i, len - i, 0);
     }
-    if (rc) { fb_text_free(&nx); return rc; }
+    if (rc) {
+      fb_text_free(&nx);
+      return rc;
+    }
     fb_text_free(tmp);
     *tmp = nx;
   }
@@ -459,7 +514,8 @@ static int build_decoder(fb_tokenizer *t, const cJSON *root, fb_err *err) {
     size_t len;
     const char *s = fb_vocab_str(&t->vocab, id, &len);
     if (!s) continue;
-    rc = t->kind[id] ? fb_text_put(&t->dec, s, len, 0) : decode_token(steps, n, s, len, &t->dec, &tmp);
+    rc = t->kind[id] ? fb_text_put(&t->dec, s, len, 0)
+                     : decode_token(steps, n, s, len, &t->dec, &tmp);
     if (rc) break;
   }
   t->dec_off[n_ids] = t->dec.len;
@@ -475,8 +531,9 @@ static int merge_parts(const fb_tokenizer *t, const cJSON *m, int i, const char 
   if (cJSON_IsString(m)) {
     const char *s = m->valuestring, *sp = strchr(s, ' ');
     if (!sp || strchr(sp + 1, ' ') || sp == s || !sp[1])
-      return fail(err, FB_EFORMAT, t, "model.merges[%d]: %s is not two tokens separated by one space",
-                  i, quote(s, strlen(s), q, sizeof q));
+      return fail(err, FB_EFORMAT, t,
+                  "model.merges[%d]: %s is not two tokens separated by one space", i,
+                  quote(s, strlen(s), q, sizeof q));
     *a = s, *an = (size_t)(sp - s), *b = sp + 1, *bn = strlen(sp + 1);
     return 0;
   }
@@ -502,8 +559,7 @@ static int32_t multi_char_token(const fb_tokenizer *t) {
     size_t n, chars = 0;
     const char *s = fb_vocab_str(&t->vocab, id, &n);
     if (!s || t->kind[id] || id == t->unk_id) continue;
-    for (size_t i = 0; i < n; i++)
-      chars += ((unsigned char)s[i] & 0xC0) != 0x80;
+    for (size_t i = 0; i < n; i++) chars += ((unsigned char)s[i] & 0xC0) != 0x80;
     if (chars > 1 && !is_byte_fallback(t, id)) return id;
   }
   return -1;
@@ -549,7 +605,10 @@ static int load_merges(fb_tokenizer *t, const cJSON *model, fb_err *err) {
     if (an + bn > cat_cap) {
       cat_cap = (an + bn) * 2;
       char *c = realloc(cat, cat_cap);
-      if (!c) { rc = FB_ENOMEM; break; }
+      if (!c) {
+        rc = FB_ENOMEM;
+        break;
+      }
       cat = c;
     }
     memcpy(cat, a, an);
@@ -592,8 +651,9 @@ static int load_added(fb_tokenizer *t, const cJSON *list, int32_t n_model, fb_er
     snprintf(idpath, sizeof idpath, "%s.id", path);
     if ((rc = get_int(t, field(it, "id"), idpath, 0, 2147483646.0, &id, err))) return rc;
     if (id >= n_model + t->n_added)
-      return fail(err, FB_EFORMAT, t, "%s: %d is past the vocab (%d model tokens + %d added tokens)",
-                  idpath, id, n_model, t->n_added);
+      return fail(err, FB_EFORMAT, t,
+                  "%s: %d is past the vocab (%d model tokens + %d added tokens)", idpath, id,
+                  n_model, t->n_added);
     if (!(a->s = dup_str(content, &a->n))) return FB_ENOMEM;
     a->id = id;
     size_t have_n;
@@ -622,23 +682,27 @@ static int load_model(fb_tokenizer *t, const cJSON *root, fb_err *err) {
   int rc;
   if ((rc = get_type(t, model, "model", &type, err))) return rc;
   if (strcmp(type, "BPE"))
-    return fail(err, FB_EUNSUPPORTED, t, "model.type: \"%s\" is not supported (supported: BPE)", type);
+    return fail(err, FB_EUNSUPPORTED, t, "model.type: \"%s\" is not supported (supported: BPE)",
+                type);
   const cJSON *vocab = field(model, "vocab");
   if (!cJSON_IsObject(vocab)) return fail(err, FB_EFORMAT, t, "model.vocab: expected an object");
-  if (added && !cJSON_IsArray(added)) return fail(err, FB_EFORMAT, t, "added_tokens: expected an array");
+  if (added && !cJSON_IsArray(added))
+    return fail(err, FB_EFORMAT, t, "added_tokens: expected an array");
   int32_t n_model = 0, max_added = -1, id, entries = cJSON_GetArraySize(vocab);
   t->n_added = added ? cJSON_GetArraySize(added) : 0;
   if (entries > FB_TOK_MAX_VOCAB || t->n_added > FB_TOK_MAX_VOCAB - entries)
-    return fail(err, FB_ELIMIT, t, "%s: %d model tokens and %d added tokens, over the cap of %d ids",
+    return fail(err, FB_ELIMIT, t,
+                "%s: %d model tokens and %d added tokens, over the cap of %d ids",
                 entries > FB_TOK_MAX_VOCAB ? "model.vocab" : "added_tokens", entries, t->n_added,
                 FB_TOK_MAX_VOCAB);
-  cJSON_ArrayForEach(it, vocab) {  /* ids are checked before any array is sized by them */
+  cJSON_ArrayForEach(it, vocab) { /* ids are checked before any array is sized by them */
     char path[200], q[120];
-    snprintf(path, sizeof path, "model.vocab[%s]", quote(it->string, strlen(it->string), q, sizeof q));
+    snprintf(path, sizeof path, "model.vocab[%s]",
+             quote(it->string, strlen(it->string), q, sizeof q));
     if ((rc = get_int(t, it, path, 0, 2147483646.0, &id, err))) return rc;
     if (id >= entries)
-      return fail(err, FB_EFORMAT, t, "%s: id %d is past the vocab's %d entries (ids are 0..%d)", path,
-                  id, entries, entries - 1);
+      return fail(err, FB_EFORMAT, t, "%s: id %d is past the vocab's %d entries (ids are 0..%d)",
+                  path, id, entries, entries - 1);
     if (id >= n_model) n_model = id + 1;
   }
   cJSON_ArrayForEach(it, added) {
@@ -669,7 +733,8 @@ static int load_model(fb_tokenizer *t, const cJSON *root, fb_err *err) {
   t->unk_id = -1;
   if (s && (t->unk_id = fb_vocab_get(&t->vocab, s, strlen(s))) < 0) {
     char q[120];
-    return fail(err, FB_EFORMAT, t, "model.unk_token: %s is not in the vocab", quote(s, strlen(s), q, sizeof q));
+    return fail(err, FB_EFORMAT, t, "model.unk_token: %s is not in the vocab",
+                quote(s, strlen(s), q, sizeof q));
   }
   if ((rc = get_bool(t, model, "model", "byte_fallback", 0, &t->byte_fallback, err)) ||
       (rc = get_bool(t, model, "model", "fuse_unk", 0, &t->fuse_unk, err)) ||
@@ -681,7 +746,8 @@ static int load_model(fb_tokenizer *t, const cJSON *root, fb_err *err) {
   static const char *const affixes[] = {"continuing_subword_prefix", "end_of_word_suffix"};
   for (int i = 0; i < 2; i++) {
     if ((rc = get_str(t, model, "model", affixes[i], 0, &s, err))) return rc;
-    if (s && *s) return fail(err, FB_EUNSUPPORTED, t, "model.%s: only \"\" or null is supported", affixes[i]);
+    if (s && *s)
+      return fail(err, FB_EUNSUPPORTED, t, "model.%s: only \"\" or null is supported", affixes[i]);
   }
   t->all_fallback = 1;
   for (int b = 0; b < 256; b++) {
@@ -699,7 +765,8 @@ static int finish_byte_level(fb_tokenizer *t, fb_err *err) {
     char c[4], q[16];
     size_t n = fb_utf8_encode(byte_cp_tab[b], c);
     if ((t->byte_id[b] = fb_vocab_get(&t->vocab, c, n)) < 0)
-      return fail(err, FB_EFORMAT, t, "model.vocab: the byte-level token %s for byte 0x%02X is missing",
+      return fail(err, FB_EFORMAT, t,
+                  "model.vocab: the byte-level token %s for byte 0x%02X is missing",
                   quote(c, n, q, sizeof q), b);
   }
   return 0;
@@ -725,7 +792,8 @@ int fb_tokenizer_from_json(fb_tokenizer **out, const char *json, size_t n, const
   if (!t) return fb_err_set(err, FB_ENOMEM, "%s: out of memory", name);
   const char *end = json;
   cJSON *root = cJSON_ParseWithLengthOpts(json, n, &end, 0);
-  while (root && end < json + n && (*end == ' ' || *end == '\n' || *end == '\r' || *end == '\t')) end++;
+  while (root && end < json + n && (*end == ' ' || *end == '\n' || *end == '\r' || *end == '\t'))
+    end++;
   int rc;
   if (!root || !cJSON_IsObject(root)) {
     rc = fail(err, FB_EFORMAT, t, "not a JSON object");
@@ -787,14 +855,17 @@ int fb_tokenizer_bytes(fb_tokenizer **out, const char *const *specials, int n_sp
   for (int i = 0; i < n_specials; i++) {
     added_tok *a = &t->added[i];
     if (!specials[i][0] || !(a->s = dup_str(specials[i], &a->n))) {
-      rc = specials[i][0] ? FB_ENOMEM : fb_err_set(err, FB_EINVALID, "byte tokenizer: special token %d is empty", i);
+      rc = specials[i][0]
+               ? FB_ENOMEM
+               : fb_err_set(err, FB_EINVALID, "byte tokenizer: special token %d is empty", i);
       goto fail;
     }
     t->n_added = i + 1;
     a->id = 256 + i;
     a->special = 1;
     if (fb_vocab_put(&t->vocab, a->s, a->n, a->id, NULL)) {
-      rc = fb_err_set(err, FB_EINVALID, "byte tokenizer: special token \"%s\" is given twice", a->s);
+      rc =
+          fb_err_set(err, FB_EINVALID, "byte tokenizer: special token \"%s\" is given twice", a->s);
       goto fail;
     }
     t->kind[a->id] = 2;

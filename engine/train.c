@@ -14,7 +14,6 @@
 #include "device.h"
 #include "output.h"
 
-
 static double now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -40,8 +39,7 @@ double train_emit(run *r, cJSON *e) {
     fb_train_control ctl = {.stop = 0, .lr = lr, .score = NAN};
     r->opts->on_event(r->opts->ud, e, &ctl);
     r->stop |= ctl.stop;
-    if (r->optim && ctl.lr != lr && ctl.lr >= 0 && isfinite(ctl.lr))
-      r->optim->cfg.lr = ctl.lr;
+    if (r->optim && ctl.lr != lr && ctl.lr >= 0 && isfinite(ctl.lr)) r->optim->cfg.lr = ctl.lr;
     score = ctl.score;
   }
   cJSON_Delete(e);
@@ -51,12 +49,10 @@ double train_emit(run *r, cJSON *e) {
 int train_selects_scenarios(const run *r) { return r->spec->select == FB_SELECT_SCENARIOS; }
 
 int train_push_history(run *r, int step, int passed, fb_err *err) {
-  if (r->n_hist > 0 && r->hist[2 * (r->n_hist - 1)] == step)
-    r->n_hist--;
+  if (r->n_hist > 0 && r->hist[2 * (r->n_hist - 1)] == step) r->n_hist--;
   if (r->n_hist == r->cap_hist) {
     int cap = r->cap_hist ? 2 * r->cap_hist : 16, *h = realloc(r->hist, 2 * cap * sizeof *h);
-    if (!h)
-      return fb_err_set(err, FB_ENOMEM, "out of memory for the scenario history");
+    if (!h) return fb_err_set(err, FB_ENOMEM, "out of memory for the scenario history");
     r->hist = h;
     r->cap_hist = cap;
   }
@@ -130,8 +126,7 @@ static int check_examples(run *r, const fb_examples *ex, const char *what, fb_er
   int first_untrained = 0;
   for (size_t i = 0; ex && i < ex->n; i++) {
     const fb_example *e = &ex->v[i];
-    if (e->n_trained == 0 && untrained++ == 0)
-      first_untrained = e->line;
+    if (e->n_trained == 0 && untrained++ == 0) first_untrained = e->line;
     char where[48];
     snprintf(where, sizeof where, "line %d", e->line);
     if (e->n < 1) {
@@ -168,8 +163,7 @@ static int check_examples(run *r, const fb_examples *ex, const char *what, fb_er
  * tokenizer to decode the answers. */
 static int check_scenarios(run *r, fb_err *err) {
   const fb_train_data *d = r->data;
-  if (!train_selects_scenarios(r))
-    return 0;
+  if (!train_selects_scenarios(r)) return 0;
   if (d->n_scenarios < 1 || !d->scenarios) {
     fb_err_set(err, FB_EINVALID,
                "spec.scenarios: select \"scenarios\" needs at least one scenario with hard "
@@ -183,8 +177,7 @@ static int check_scenarios(run *r, fb_err *err) {
   for (int i = 0; i < d->n_scenarios; i++) {
     const fb_train_prompt *p = &d->scenarios[i];
     int bad = p->n < 1;
-    for (int t = 0; !bad && t < p->n; t++)
-      bad = p->ids[t] < 0 || p->ids[t] >= r->m->V;
+    for (int t = 0; !bad && t < p->n; t++) bad = p->ids[t] < 0 || p->ids[t] >= r->m->V;
     if (bad)
       fb_err_set(err, FB_EINVALID,
                  "spec.scenarios: '%s': its prompt is empty or has a token outside the model's "
@@ -226,16 +219,13 @@ static const fb_example *example_at(run *r, long k, fb_err *err) {
 
 int train_fill_batch(run *r, fb_batch *b, const fb_example *const *ex, int n, fb_err *err) {
   int T = 1;
-  for (int i = 0; i < n; i++)
-    T = ex[i]->n > T ? ex[i]->n : T;
+  for (int i = 0; i < n; i++) T = ex[i]->n > T ? ex[i]->n : T;
   size_t need = (size_t)n * T;
   if (need > r->cap) {
     int32_t *ids = realloc(r->ids, need * sizeof *ids);
-    if (ids)
-      r->ids = ids;
+    if (ids) r->ids = ids;
     int32_t *labels = ids ? realloc(r->labels, need * sizeof *labels) : NULL;
-    if (!labels)
-      return fb_err_set(err, FB_ENOMEM, "out of memory for a batch of %d x %d", n, T);
+    if (!labels) return fb_err_set(err, FB_ENOMEM, "out of memory for a batch of %d x %d", n, T);
     r->labels = labels;
     r->cap = need;
   }
@@ -260,8 +250,7 @@ int train_evaluate(run *r, double *out, fb_err *err) {
   int cap = r->plan.B < 64 ? r->plan.B : 64;
   for (size_t i = 0; i < ev->n; i += (size_t)cap) {
     int n = (int)(ev->n - i < (size_t)cap ? ev->n - i : (size_t)cap), rc;
-    for (int j = 0; j < n; j++)
-      rows[j] = &ev->v[i + j];
+    for (int j = 0; j < n; j++) rows[j] = &ev->v[i + j];
     fb_batch b;
     if ((rc = train_fill_batch(r, &b, rows, n, err)) ||
         (rc = fb_model_forward(r->m, r->lora, &b, 0, err)))
@@ -278,26 +267,18 @@ int train_evaluate(run *r, double *out, fb_err *err) {
 /* Forward and backward over one micro-batch of the step; adds to *sum and *counted. */
 static int micro_step(run *r, int a, double *sum, long *counted, double *tokens, fb_err *err) {
   long k0 = ((long)r->step * r->plan.A + a) * r->plan.B, k1 = k0 + r->plan.B;
-  if (k1 > r->plan.total_examples)
-    k1 = r->plan.total_examples;
-  if (k0 >= k1)
-    return 0;
+  if (k1 > r->plan.total_examples) k1 = r->plan.total_examples;
+  if (k0 >= k1) return 0;
   const fb_example *rows[4096]; /* micro_batch is at most 4096 (train_spec.c) */
   for (long k = k0; k < k1; k++)
-    if (!(rows[k - k0] = example_at(r, k, err)))
-      return err->code;
+    if (!(rows[k - k0] = example_at(r, k, err))) return err->code;
   fb_batch b;
   int rc = train_fill_batch(r, &b, rows, (int)(k1 - k0), err);
-  if (rc)
-    return rc;
-  if (r->lora)
-    r->lora->step = (uint64_t)r->step * r->plan.A + a;
-  if ((rc = fb_model_forward(r->m, r->lora, &b, 1, err)))
-    return rc;
-  for (long k = k0; k < k1; k++)
-    *tokens += rows[k - k0]->n;
-  if (r->m->n_counted == 0)
-    return 0;
+  if (rc) return rc;
+  if (r->lora) r->lora->step = (uint64_t)r->step * r->plan.A + a;
+  if ((rc = fb_model_forward(r->m, r->lora, &b, 1, err))) return rc;
+  for (long k = k0; k < k1; k++) *tokens += rows[k - k0]->n;
+  if (r->m->n_counted == 0) return 0;
   *sum += (double)r->m->loss * r->m->n_counted;
   *counted += r->m->n_counted;
   return fb_model_backward(r->m, r->lora, &b, err);
@@ -332,8 +313,7 @@ static int train_step(run *r, fb_err *err) {
   else
     fb_model_zero_grad(r->m);
   for (int a = 0; a < r->plan.A; a++)
-    if ((rc = micro_step(r, a, &sum, &counted, &tokens, err)))
-      return rc;
+    if ((rc = micro_step(r, a, &sum, &counted, &tokens, err))) return rc;
   double loss = counted ? sum / counted : 0;
   if (!isfinite(loss))
     return fb_err_set(err, FB_ENUMERIC,
@@ -344,18 +324,14 @@ static int train_step(run *r, fb_err *err) {
                       "the loss exploded at step %d: %g, over %g times the first step's %g (lower "
                       "the learning rate?)",
                       r->step + 1, loss, FB_TRAIN_EXPLOSION, r->loss_first);
-  if (r->plan.A > 1)
-    r->be->scale(r->grads, r->n, 1.0f / (float)r->plan.A);
+  if (r->plan.A > 1) r->be->scale(r->grads, r->n, 1.0f / (float)r->plan.A);
   double norm = fb_optim_clip(r->optim, r->grads, r->spec->clip);
   double lr = fb_optim_lr(&r->optim->cfg, r->step);
-  if ((rc = fb_optim_step(r->optim, r->params, r->grads, lr, err)))
-    return rc;
-  if (r->step == 0)
-    r->loss_first = r->loss_best = loss;
+  if ((rc = fb_optim_step(r->optim, r->params, r->grads, lr, err))) return rc;
+  if (r->step == 0) r->loss_first = r->loss_best = loss;
   r->loss_ema = SMOOTHING * r->loss_ema + (1 - SMOOTHING) * loss;
   r->loss_smoothed = r->loss_ema / (1 - pow(SMOOTHING, r->step + 1));
-  if (loss < r->loss_best)
-    r->loss_best = loss;
+  if (loss < r->loss_best) r->loss_best = loss;
   r->loss_last = loss;
   r->step++;
   double dt = now() - t0;
@@ -376,8 +352,7 @@ static int choose_device(run *r, fb_err *err) {
   fb_device want = s->full ? FB_DEVICE_CPU : s->device; /* spec check refused full on cuda */
   char why[320];
   int rc = fb_device_open(want, &r->be, why, sizeof why, err);
-  if (rc)
-    return rc;
+  if (rc) return rc;
   if (want == FB_DEVICE_AUTO && r->be->device == FB_DEVICE_CPU)
     snprintf(r->device_note, sizeof r->device_note, "device: auto: using the CPU: %s", why);
   return fb_model_place(r->m, r->be, err);
@@ -386,11 +361,9 @@ static int choose_device(run *r, fb_err *err) {
 static int setup(run *r, fb_err *err) {
   const fb_train_spec *s = r->spec;
   int rc;
-  if ((rc = choose_device(r, err)))
-    return rc;
+  if ((rc = choose_device(r, err))) return rc;
   if (s->full) {
-    if ((rc = fb_model_enable_grads(r->m, err)))
-      return rc;
+    if ((rc = fb_model_enable_grads(r->m, err))) return rc;
     r->params = r->m->params;
     r->grads = r->m->grads;
     r->n = r->m->n_floats;
@@ -412,8 +385,7 @@ static int setup(run *r, fb_err *err) {
   oc.schedule = s->schedule;
   oc.total_steps = r->plan.total;
   oc.warmup_steps = (int)lround(s->warmup * r->plan.total);
-  if ((rc = fb_optim_create(&r->optim, r->be, r->n, &oc, err)))
-    return rc;
+  if ((rc = fb_optim_create(&r->optim, r->be, r->n, &oc, err))) return rc;
   if (((s->patience > 0 && train_has_eval(r)) || train_selects_scenarios(r)) &&
       (rc = r->be->alloc((void **)&r->best, r->n * sizeof *r->best, "the best adapter", err)))
     return rc;
@@ -432,8 +404,7 @@ static void start_event(run *r) {
   cJSON_AddStringToObject(e, "model", r->spec->model);
   cJSON_AddNumberToObject(e, "resumed_from_step", r->start_step);
   train_emit(r, e);
-  if (r->device_note[0])
-    train_emit_log(r, "info", r->device_note);
+  if (r->device_note[0]) train_emit_log(r, "info", r->device_note);
 }
 
 /* The steps are done; the checkpoint, the adapter and its example losses are written next
@@ -448,28 +419,26 @@ static void saving_event(run *r) {
 static int loop(run *r, fb_err *err) {
   int rc;
   volatile sig_atomic_t *cancel = r->opts ? r->opts->cancel : NULL;
-  if ((rc = train_evaluate_base(r, err)))
-    return fail_step(r, err);
+  if ((rc = train_evaluate_base(r, err))) return fail_step(r, err);
   while (r->step < r->plan.total && !r->stop) {
     if (cancel && *cancel) {
-      if ((rc = train_save_checkpoint(r, err)))
-        return fail(r, r->ckdir, err);
+      if ((rc = train_save_checkpoint(r, err))) return fail(r, r->ckdir, err);
       return fb_err_set(err, FB_ECANCELLED, "cancelled at step %d; a checkpoint was written to %s",
                         r->step, r->ckdir);
     }
-    if ((rc = train_step(r, err)) || (rc = train_maybe_evaluate(r, 0, err)) || (rc = train_samples(r, err)))
+    if ((rc = train_step(r, err)) || (rc = train_maybe_evaluate(r, 0, err)) ||
+        (rc = train_samples(r, err)))
       return fail_step(r, err);
     int ci = r->spec->checkpoint_interval;
-    if (ci > 0 && r->step % ci == 0 && r->step < r->plan.total && (rc = train_save_checkpoint(r, err)))
+    if (ci > 0 && r->step % ci == 0 && r->step < r->plan.total &&
+        (rc = train_save_checkpoint(r, err)))
       return fail(r, r->ckdir, err);
   }
   if (r->step % r->plan.eval_interval != 0 && (rc = train_maybe_evaluate(r, 1, err)))
     return fail_step(r, err);
   saving_event(r);
-  if ((rc = train_save_checkpoint(r, err)))
-    return fail(r, r->ckdir, err);
-  if ((rc = train_write_output(r, err)))
-    return fail(r, r->spec->out, err);
+  if ((rc = train_save_checkpoint(r, err))) return fail(r, r->ckdir, err);
+  if ((rc = train_write_output(r, err))) return fail(r, r->spec->out, err);
   return 0;
 }
 
@@ -486,8 +455,7 @@ int fb_train(fb_model *m, const fb_train_spec *spec, const fb_train_data *data,
            .sel_passed = -1,
            .sel_eval = NAN};
   int rc = fb_train_spec_check(spec, err);
-  if (rc)
-    return fail(&r, "spec", err);
+  if (rc) return fail(&r, "spec", err);
   if (!data->train || data->train->n == 0) {
     fb_err_set(err, FB_EINVALID, "no training examples");
     return fail(&r, "data", err);
@@ -519,8 +487,7 @@ int fb_train(fb_model *m, const fb_train_spec *spec, const fb_train_data *data,
   }
   fb_lora_free(r.lora);
   fb_optim_free(r.optim);
-  if (r.best)
-    r.be->free(r.best);
+  if (r.best) r.be->free(r.best);
   free(r.stage);
   free(r.order);
   free(r.ids);

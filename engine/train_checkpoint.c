@@ -41,8 +41,7 @@ static void prune(const char *ckdir) {
     }
     free(list[i]);
   }
-  if (n >= 0)
-    free(list);
+  if (n >= 0) free(list);
 }
 
 static cJSON *state_json(const run *r) {
@@ -57,22 +56,17 @@ static cJSON *state_json(const run *r) {
   cJSON_AddNumberToObject(j, "loss_ema", r->loss_ema);
   cJSON_AddNumberToObject(j, "loss_last", r->loss_last);
   cJSON_AddNumberToObject(j, "loss_best", r->loss_best);
-  if (r->data->dataset_hash)
-    cJSON_AddStringToObject(j, "dataset_hash", r->data->dataset_hash);
-  if (isfinite(r->eval_last))
-    cJSON_AddNumberToObject(j, "eval_last", r->eval_last);
-  if (isfinite(r->eval_best))
-    cJSON_AddNumberToObject(j, "eval_best", r->eval_best);
-  if (isfinite(r->eval_base))
-    cJSON_AddNumberToObject(j, "eval_base", r->eval_base);
+  if (r->data->dataset_hash) cJSON_AddStringToObject(j, "dataset_hash", r->data->dataset_hash);
+  if (isfinite(r->eval_last)) cJSON_AddNumberToObject(j, "eval_last", r->eval_last);
+  if (isfinite(r->eval_best)) cJSON_AddNumberToObject(j, "eval_best", r->eval_best);
+  if (isfinite(r->eval_base)) cJSON_AddNumberToObject(j, "eval_base", r->eval_base);
   cJSON_AddNumberToObject(j, "bad_evals", r->bad_evals);
   cJSON_AddNumberToObject(j, "eval_best_step", r->eval_best_step);
   cJSON_AddStringToObject(j, "select", train_selects_scenarios(r) ? "scenarios" : "eval_loss");
   if (train_selects_scenarios(r)) {
     cJSON_AddNumberToObject(j, "select_passed", r->sel_passed);
     cJSON_AddNumberToObject(j, "select_step", r->sel_step);
-    if (isfinite(r->sel_eval))
-      cJSON_AddNumberToObject(j, "select_eval_loss", r->sel_eval);
+    if (isfinite(r->sel_eval)) cJSON_AddNumberToObject(j, "select_eval_loss", r->sel_eval);
     cJSON *h = cJSON_AddArrayToObject(j, "scenario_history"); /* [[step, passed]...] */
     for (int i = 0; h && i < r->n_hist; i++)
       cJSON_AddItemToArray(h, cJSON_CreateIntArray(r->hist + 2 * i, 2));
@@ -89,8 +83,7 @@ static cJSON *state_json(const run *r) {
 /* The backend's array dev of n floats as the host sees it: dev itself on a backend that computes
  * in host memory, else a copy downloaded into slot k of the staging room. */
 static const float *on_host(run *r, const float *dev, int k) {
-  if (r->be->host_memory)
-    return dev;
+  if (r->be->host_memory) return dev;
   float *h = r->stage + (size_t)k * r->n;
   r->be->download(h, dev, r->n * sizeof(float));
   return h;
@@ -100,8 +93,7 @@ static const float *on_host(run *r, const float *dev, int k) {
 static int write_checkpoint(run *r, const char *tmp, fb_err *err) {
   char path[FB_SPEC_PATH + 128];
   int rc = fb_mkdir_p(tmp, err);
-  if (rc)
-    return rc;
+  if (rc) return rc;
   fb_st_out t[4] = {
       {"params", FB_DT_F32, 1, {(int64_t)r->n}, on_host(r, r->params, 0)},
       {"adam.m", FB_DT_F32, 1, {(int64_t)r->n}, on_host(r, r->optim->m, 1)},
@@ -109,13 +101,11 @@ static int write_checkpoint(run *r, const char *tmp, fb_err *err) {
       {"best", FB_DT_F32, 1, {(int64_t)r->n}, r->best ? on_host(r, r->best, 3) : NULL},
   };
   snprintf(path, sizeof path, "%s/state.safetensors", tmp);
-  if ((rc = fb_st_write(path, t, r->best ? 4 : 3, NULL, err)))
-    return rc;
+  if ((rc = fb_st_write(path, t, r->best ? 4 : 3, NULL, err))) return rc;
   cJSON *j = state_json(r);
   char *text = j ? cJSON_Print(j) : NULL;
   cJSON_Delete(j);
-  if (!text)
-    return fb_err_set(err, FB_ENOMEM, "out of memory for the checkpoint state");
+  if (!text) return fb_err_set(err, FB_ENOMEM, "out of memory for the checkpoint state");
   snprintf(path, sizeof path, "%s/state.json", tmp);
   rc = fb_write_file_atomic(path, text, strlen(text), err);
   free(text);
@@ -148,8 +138,7 @@ int train_save_checkpoint(run *r, fb_err *err) {
   snprintf(path, sizeof path, "%s/latest", r->ckdir);
   char line[40];
   int len = snprintf(line, sizeof line, "%s\n", name);
-  if ((rc = fb_write_file_atomic(path, line, (size_t)len, err)))
-    return rc;
+  if ((rc = fb_write_file_atomic(path, line, (size_t)len, err))) return rc;
   prune(r->ckdir);
   cJSON *e = train_event("checkpoint");
   cJSON_AddNumberToObject(e, "step", r->step);
@@ -180,8 +169,7 @@ static int read_into(run *r, const fb_st_file *f, const char *name, float *dev, 
                      fb_err *err) {
   float *h = r->be->host_memory ? dev : r->stage + (size_t)k * r->n;
   int rc = read_tensor(f, name, r->n, h, err);
-  if (!rc && h != dev)
-    r->be->upload(dev, h, r->n * sizeof(float));
+  if (!rc && h != dev) r->be->upload(dev, h, r->n * sizeof(float));
   return rc;
 }
 
@@ -190,23 +178,18 @@ int train_load_checkpoint(run *r, int *found, fb_err *err) {
   size_t len;
   *found = 0;
   snprintf(path, sizeof path, "%s/latest", r->ckdir);
-  if (access(path, F_OK) != 0)
-    return 0;
+  if (access(path, F_OK) != 0) return 0;
   int rc = fb_read_file(path, &text, &len, 256, err);
-  if (rc)
-    return rc;
+  if (rc) return rc;
   text[strcspn(text, "\r\n")] = '\0';
   snprintf(dir, sizeof dir, "%s/%s", r->ckdir, text);
   free(text);
-  if (access(dir, F_OK) != 0)
-    strcat(dir, ".old"); /* a crash while saving the same step again */
+  if (access(dir, F_OK) != 0) strcat(dir, ".old"); /* a crash while saving the same step again */
   snprintf(path, sizeof path, "%s/state.json", dir);
-  if ((rc = fb_read_file(path, &text, &len, 1 << 20, err)))
-    return rc;
+  if ((rc = fb_read_file(path, &text, &len, 1 << 20, err))) return rc;
   cJSON *j = cJSON_ParseWithLength(text, len);
   free(text);
-  if (!j)
-    return fb_err_set(err, FB_EFORMAT, "%s: not valid JSON", path);
+  if (!j) return fb_err_set(err, FB_EFORMAT, "%s: not valid JSON", path);
   double step = 0, total = 0, n = 0, t = 0, seed = 0, ev = 0;
   rc = get_number(j, "step", &step, path, err) || get_number(j, "total_steps", &total, path, err) ||
        get_number(j, "params", &n, path, err) || get_number(j, "optim_t", &t, path, err) ||
@@ -222,10 +205,11 @@ int train_load_checkpoint(run *r, int *found, fb_err *err) {
     rc = get_number(j, "bad_evals", &bad, path, err) ||
          get_number(j, "lr", &r->optim->cfg.lr, path, err);
   const cJSON *gemm = cJSON_GetObjectItemCaseSensitive(j, "cpu_gemm");
-  if (r->be->device == FB_DEVICE_CPU && cJSON_IsString(gemm))
-    fb_gemm_prefer(gemm->valuestring);
+  if (r->be->device == FB_DEVICE_CPU && cJSON_IsString(gemm)) fb_gemm_prefer(gemm->valuestring);
   /* A checkpoint from before the bias correction: its smoothed loss stands for the average. */
-  r->loss_ema = get_number(j, "loss_ema", &ev, path, NULL) ? r->loss_smoothed * (1 - pow(SMOOTHING, step)) : ev;
+  r->loss_ema = get_number(j, "loss_ema", &ev, path, NULL)
+                    ? r->loss_smoothed * (1 - pow(SMOOTHING, step))
+                    : ev;
   r->eval_last = get_number(j, "eval_last", &ev, path, NULL) ? NAN : ev;
   r->eval_best = get_number(j, "eval_best", &ev, path, NULL) ? INFINITY : ev;
   r->eval_base = get_number(j, "eval_base", &ev, path, NULL) ? NAN : ev;
@@ -255,12 +239,11 @@ int train_load_checkpoint(run *r, int *found, fb_err *err) {
     cJSON_ArrayForEach(pair, cJSON_GetObjectItemCaseSensitive(j, "scenario_history")) {
       if (!rc && cJSON_GetArraySize(pair) == 2)
         rc = train_push_history(r, cJSON_GetArrayItem(pair, 0)->valueint,
-                          cJSON_GetArrayItem(pair, 1)->valueint, err);
+                                cJSON_GetArrayItem(pair, 1)->valueint, err);
     }
   }
   cJSON_Delete(j);
-  if (rc)
-    return err->code;
+  if (rc) return err->code;
   if ((size_t)n != r->n || (int)total != r->plan.total || (uint64_t)seed != r->spec->seed)
     return fb_err_set(err, FB_EINVALID,
                       "%s: made by another spec (%.0f parameters, %.0f steps, seed %.0f; this run "
@@ -268,13 +251,10 @@ int train_load_checkpoint(run *r, int *found, fb_err *err) {
                       path, n, total, seed, r->n, r->plan.total, (unsigned long long)r->spec->seed);
   snprintf(path, sizeof path, "%s/state.safetensors", dir);
   fb_st_file *f = NULL;
-  if ((rc = fb_st_open(&f, path, err)))
-    return rc;
+  if ((rc = fb_st_open(&f, path, err))) return rc;
   rc = read_into(r, f, "params", r->params, 0, err);
-  if (!rc)
-    rc = read_into(r, f, "adam.m", r->optim->m, 1, err);
-  if (!rc)
-    rc = read_into(r, f, "adam.v", r->optim->v, 2, err);
+  if (!rc) rc = read_into(r, f, "adam.m", r->optim->m, 1, err);
+  if (!rc) rc = read_into(r, f, "adam.v", r->optim->v, 2, err);
   if (!rc && r->best) {
     if (fb_st_find(f, "best"))
       rc = read_into(r, f, "best", r->best, 3, err);
@@ -282,8 +262,7 @@ int train_load_checkpoint(run *r, int *found, fb_err *err) {
       r->be->copy(r->best, r->params, r->n * sizeof *r->best);
   }
   fb_st_close(f);
-  if (rc)
-    return fb_err_prefix(err, "%s", path);
+  if (rc) return fb_err_prefix(err, "%s", path);
   r->step = (int)step;
   r->optim->t = (int)t;
   r->bad_evals = (int)bad;

@@ -20,11 +20,9 @@ static void eval_event(run *r, double loss) {
 }
 
 int train_evaluate_base(run *r, fb_err *err) {
-  if (!train_has_eval(r) || r->step > 0)
-    return 0;
+  if (!train_has_eval(r) || r->step > 0) return 0;
   int rc = train_evaluate(r, &r->eval_base, err);
-  if (!rc)
-    eval_event(r, r->eval_base);
+  if (!rc) eval_event(r, r->eval_base);
   return rc;
 }
 
@@ -40,10 +38,8 @@ static int answer(run *r, const fb_train_prompt *p, int max_tokens, int32_t *out
   g.n_stop = r->m->cfg.n_eos < FB_GEN_MAX_STOP ? r->m->cfg.n_eos : FB_GEN_MAX_STOP;
   memcpy(g.stop, r->m->cfg.eos_token_ids, g.n_stop * sizeof g.stop[0]);
   int rc = fb_generate(r->m, r->lora, p->ids, p->n, &g, out, &n, NULL, err);
-  if (!rc)
-    rc = fb_tokenizer_decode(r->data->tok, out, (size_t)n, FB_TOK_SKIP_SPECIAL, text, err);
-  if (!rc)
-    rc = fb_text_put(text, "", 1, 0); /* NUL */
+  if (!rc) rc = fb_tokenizer_decode(r->data->tok, out, (size_t)n, FB_TOK_SKIP_SPECIAL, text, err);
+  if (!rc) rc = fb_text_put(text, "", 1, 0); /* NUL */
   return rc;
 }
 
@@ -61,8 +57,7 @@ static int score_scenarios(run *r, double loss, fb_err *err) {
     cJSON_AddNumberToObject(e, "total", d->n_scenarios);
     answers = cJSON_AddArrayToObject(e, "answers");
   }
-  if (!out || !answers)
-    rc = fb_err_set(err, FB_ENOMEM, "out of memory for the scenarios' answers");
+  if (!out || !answers) rc = fb_err_set(err, FB_ENOMEM, "out of memory for the scenarios' answers");
   for (int i = 0; i < d->n_scenarios && !rc; i++) {
     fb_text text = {0};
     cJSON *a = NULL;
@@ -91,8 +86,7 @@ static int score_scenarios(run *r, double loss, fb_err *err) {
                       "of the `scenarios` event gives how many passed, 0..%d)",
                       r->step, d->n_scenarios);
   int passed = (int)score;
-  if ((rc = train_push_history(r, r->step, passed, err)))
-    return rc;
+  if ((rc = train_push_history(r, r->step, passed, err))) return rc;
   if (passed > r->sel_passed || (passed == r->sel_passed && loss < r->sel_eval)) {
     r->sel_passed = passed;
     r->sel_step = r->step;
@@ -109,16 +103,14 @@ int train_maybe_evaluate(run *r, int force, fb_err *err) {
   double loss = NAN;
   int rc;
   if (train_has_eval(r)) {
-    if ((rc = train_evaluate(r, &loss, err)))
-      return rc;
+    if ((rc = train_evaluate(r, &loss, err))) return rc;
     r->eval_last = loss;
     eval_event(r, loss);
     if (loss < r->eval_best) {
       r->eval_best = loss;
       r->eval_best_step = r->step;
       r->bad_evals = 0;
-      if (r->best && !scenarios)
-        r->be->copy(r->best, r->params, r->n * sizeof *r->best);
+      if (r->best && !scenarios) r->be->copy(r->best, r->params, r->n * sizeof *r->best);
     } else if (r->spec->patience > 0 && ++r->bad_evals >= r->spec->patience) {
       char msg[160];
       snprintf(msg, sizeof msg,
@@ -137,8 +129,7 @@ int train_samples(run *r, fb_err *err) {
       (r->step % r->plan.sample_interval != 0 && r->step != r->plan.total))
     return 0;
   int32_t *out = malloc((size_t)r->spec->sample_tokens * sizeof *out);
-  if (!out)
-    return fb_err_set(err, FB_ENOMEM, "out of memory for a sample");
+  if (!out) return fb_err_set(err, FB_ENOMEM, "out of memory for a sample");
   int rc = 0;
   for (int i = 0; i < d->n_prompts && !rc; i++) {
     fb_text text = {0};

@@ -39,7 +39,7 @@ typedef struct run {
   /* State kept in checkpoints. */
   int step; /* steps done */
   double loss_first, loss_smoothed, loss_last, loss_best, eval_last, eval_best, tokens, elapsed;
-  double loss_ema; /* loss_smoothed before its bias correction (SMOOTHING) */
+  double loss_ema;  /* loss_smoothed before its bias correction (SMOOTHING) */
   double eval_base; /* eval loss before the first step: the base model's, or NAN */
   int bad_evals;
   int eval_best_step; /* the step of eval_best; 0: none yet */

@@ -15,8 +15,7 @@
 /* Whether the output is the weights kept in best rather than the last ones: the best by
  * scenarios, or with patience the best by eval loss. */
 static int kept_best(const run *r) {
-  if (train_selects_scenarios(r))
-    return r->sel_step > 0;
+  if (train_selects_scenarios(r)) return r->sel_step > 0;
   return r->best != NULL && isfinite(r->eval_best);
 }
 
@@ -31,8 +30,7 @@ static void add_selection(const run *r, cJSON *s) {
     cJSON_AddNumberToObject(s, "selected_step", step);
   else
     cJSON_AddNullToObject(s, "selected_step");
-  if (!scenarios)
-    return;
+  if (!scenarios) return;
   cJSON_AddNumberToObject(s, "selected_passed", r->sel_passed);
   cJSON_AddNumberToObject(s, "scenario_total", r->data->n_scenarios);
   cJSON *h = cJSON_AddArrayToObject(s, "scenario_history");
@@ -47,8 +45,7 @@ static void add_selection(const run *r, cJSON *s) {
 static cJSON *summary(const run *r) {
   cJSON *s = cJSON_CreateObject();
   cJSON_AddStringToObject(s, "base_model", r->spec->model);
-  if (r->m->revision[0])
-    cJSON_AddStringToObject(s, "base_model_revision", r->m->revision);
+  if (r->m->revision[0]) cJSON_AddStringToObject(s, "base_model_revision", r->m->revision);
   cJSON_AddStringToObject(s, "dataset_hash", r->data->dataset_hash ? r->data->dataset_hash : "");
   cJSON_AddNumberToObject(s, "examples", (double)r->n_train);
   cJSON_AddNumberToObject(s, "eval_examples", r->data->eval ? (double)r->data->eval->n : 0);
@@ -95,7 +92,8 @@ static int write_example_losses(run *r, const char *dir, fb_err *err) {
   for (size_t i = 0; !rc && i < ex->n; i++) {
     const fb_example *e = &ex->v[i];
     fb_batch b;
-    if ((rc = train_fill_batch(r, &b, &e, 1, err)) || (rc = fb_model_forward(r->m, r->lora, &b, 0, err)))
+    if ((rc = train_fill_batch(r, &b, &e, 1, err)) ||
+        (rc = fb_model_forward(r->m, r->lora, &b, 0, err)))
       break;
     rows[i] = cJSON_CreateObject();
     cJSON_AddNumberToObject(rows[i], "line", e->line);
@@ -104,16 +102,14 @@ static int write_example_losses(run *r, const char *dir, fb_err *err) {
   }
   if (!rc) {
     qsort(rows, ex->n, sizeof *rows, by_loss_desc);
-    for (size_t i = 0; i < ex->n; i++)
-      cJSON_AddItemToArray(list, rows[i]);
+    for (size_t i = 0; i < ex->n; i++) cJSON_AddItemToArray(list, rows[i]);
     char *text = cJSON_Print(list), path[FB_SPEC_PATH + 48];
     snprintf(path, sizeof path, "%s/example_losses.json", dir);
     rc = text ? fb_write_file_atomic(path, text, strlen(text), err)
               : fb_err_set(err, FB_ENOMEM, "out of memory for example_losses.json");
     free(text);
   } else {
-    for (size_t i = 0; rows && i < ex->n; i++)
-      cJSON_Delete(rows[i]);
+    for (size_t i = 0; rows && i < ex->n; i++) cJSON_Delete(rows[i]);
   }
   cJSON_Delete(list);
   free(rows);
@@ -122,8 +118,7 @@ static int write_example_losses(run *r, const char *dir, fb_err *err) {
 
 static int write_summary(const char *dir, const cJSON *sum, fb_err *err) {
   char *text = cJSON_Print(sum), path[FB_SPEC_PATH + 32];
-  if (!text)
-    return fb_err_set(err, FB_ENOMEM, "out of memory for summary.json");
+  if (!text) return fb_err_set(err, FB_ENOMEM, "out of memory for summary.json");
   snprintf(path, sizeof path, "%s/summary.json", dir);
   int rc = fb_write_file_atomic(path, text, strlen(text), err);
   free(text);
@@ -132,23 +127,16 @@ static int write_summary(const char *dir, const cJSON *sum, fb_err *err) {
 
 int train_write_output(run *r, fb_err *err) {
   const fb_train_spec *s = r->spec;
-  if (kept_best(r))
-    r->be->copy(r->params, r->best, r->n * sizeof *r->params);
+  if (kept_best(r)) r->be->copy(r->params, r->best, r->n * sizeof *r->params);
   char dir[FB_SPEC_PATH + 16];
   cJSON *sum = NULL;
   int rc = fb_output_partial_path(dir, sizeof dir, s->out, err);
-  if (!rc)
-    rc = fb_mkdir_p(dir, err);
-  if (!rc)
-    rc = r->lora ? fb_lora_save(r->lora, dir, err) : fb_model_save(r->m, s->model, dir, err);
-  if (!rc)
-    rc = write_example_losses(r, dir, err);
-  if (!rc && !(sum = summary(r)))
-    rc = fb_err_set(err, FB_ENOMEM, "out of memory for summary.json");
-  if (!rc)
-    rc = write_summary(dir, sum, err);
-  if (!rc)
-    rc = fb_output_publish(dir, s->out, err);
+  if (!rc) rc = fb_mkdir_p(dir, err);
+  if (!rc) rc = r->lora ? fb_lora_save(r->lora, dir, err) : fb_model_save(r->m, s->model, dir, err);
+  if (!rc) rc = write_example_losses(r, dir, err);
+  if (!rc && !(sum = summary(r))) rc = fb_err_set(err, FB_ENOMEM, "out of memory for summary.json");
+  if (!rc) rc = write_summary(dir, sum, err);
+  if (!rc) rc = fb_output_publish(dir, s->out, err);
   if (rc) {
     fb_remove_tree(dir, NULL);
     cJSON_Delete(sum);

@@ -16,8 +16,8 @@ typedef enum { F_STR, F_INT, F_NUM, F_BOOL, F_SEED, F_ENUM, F_SPECIAL } ftype;
 typedef struct field {
   const char *path; /* "lora.r": its place in the JSON object */
   ftype type;
-  size_t off, size; /* in fb_train_spec; size for strings */
-  double lo, hi;    /* inclusive range of numbers */
+  size_t off, size;         /* in fb_train_spec; size for strings */
+  double lo, hi;            /* inclusive range of numbers */
   const char *const *names; /* an enum's, in its order; n_names of them */
   int n_names;
   int by_server; /* what whoever makes the spec of a request fills in (the skill's data...) */
@@ -33,14 +33,20 @@ _Static_assert(sizeof(fb_schedule) == sizeof(int) && sizeof(fb_device) == sizeof
                "enums are read and written as int");
 
 #define MEMBER(m) offsetof(fb_train_spec, m), sizeof(((fb_train_spec *)0)->m)
-#define S(p, m, doc) {p, F_STR, MEMBER(m), 0, 0, NULL, 0, 0, doc}
-#define SERVER_S(p, m, doc) {p, F_STR, MEMBER(m), 0, 0, NULL, 0, 1, doc}
-#define I(p, m, lo, hi, doc) {p, F_INT, MEMBER(m), lo, hi, NULL, 0, 0, doc}
-#define N(p, m, lo, hi, doc) {p, F_NUM, MEMBER(m), lo, hi, NULL, 0, 0, doc}
-#define B(p, m, doc) {p, F_BOOL, MEMBER(m), 0, 1, NULL, 0, 0, doc}
+#define S(p, m, doc)                                                                               \
+  { p, F_STR, MEMBER(m), 0, 0, NULL, 0, 0, doc }
+#define SERVER_S(p, m, doc)                                                                        \
+  { p, F_STR, MEMBER(m), 0, 0, NULL, 0, 1, doc }
+#define I(p, m, lo, hi, doc)                                                                       \
+  { p, F_INT, MEMBER(m), lo, hi, NULL, 0, 0, doc }
+#define N(p, m, lo, hi, doc)                                                                       \
+  { p, F_NUM, MEMBER(m), lo, hi, NULL, 0, 0, doc }
+#define B(p, m, doc)                                                                               \
+  { p, F_BOOL, MEMBER(m), 0, 1, NULL, 0, 0, doc }
 #define E(p, m, names, by_server, doc)                                                             \
-  {p, F_ENUM, MEMBER(m), 0, 0, names, (int)(sizeof names / sizeof names[0]), by_server, doc}
-#define X(p, by_server, doc) {p, F_SPECIAL, 0, 0, 0, 0, NULL, 0, by_server, doc}
+  { p, F_ENUM, MEMBER(m), 0, 0, names, (int)(sizeof names / sizeof names[0]), by_server, doc }
+#define X(p, by_server, doc)                                                                       \
+  { p, F_SPECIAL, 0, 0, 0, 0, NULL, 0, by_server, doc }
 
 static const field fields[] = {
     SERVER_S("model", model, "base model directory (Hugging Face layout)"),
@@ -65,7 +71,8 @@ static const field fields[] = {
     N("clip", clip, 0, 1e9, "the global gradient norm's cap; 0 = off"),
     N("eval.fraction", eval_fraction, 0, 0.5, "share of the examples held out; 0 = none"),
     I("eval.interval", eval_interval, 0, 100000000, "steps between evaluations; 0 = ten per run"),
-    I("patience", patience, 0, 100000, "evaluations without a better loss before stopping; 0 = off"),
+    I("patience", patience, 0, 100000,
+      "evaluations without a better loss before stopping; 0 = off"),
     {"seed", F_SEED, MEMBER(seed), 0, 9007199254740992.0, NULL, 0, 0,
      "split, data order, LoRA init and dropout"},
     I("checkpoint_interval", checkpoint_interval, 0, 100000000,
@@ -120,8 +127,7 @@ static int read_strings(char *dst, size_t size, int max, int *n, const cJSON *v,
   int count = one ? 1 : cJSON_GetArraySize(v);
   if (!one && !cJSON_IsArray(v))
     return fb_err_set(err, FB_EINVALID, "spec.%s: must be a string or an array of strings", path);
-  if (count > max)
-    return fb_err_set(err, FB_EINVALID, "spec.%s: at most %d entries", path, max);
+  if (count > max) return fb_err_set(err, FB_EINVALID, "spec.%s: at most %d entries", path, max);
   for (int i = 0; i < count; i++) {
     const cJSON *e = one ? one : cJSON_GetArrayItem(v, i);
     if (!cJSON_IsString(e))
@@ -198,8 +204,7 @@ static const char *range_text(const field *f, char *buf, size_t n) {
 /* A number outside its field's range: the error, as reading and checking say it. */
 static int out_of_range(const field *f, double x, fb_err *err) {
   char what[64];
-  if (x >= f->lo && x <= f->hi)
-    return 0;
+  if (x >= f->lo && x <= f->hi) return 0;
   return fb_err_set(err, FB_EINVALID, "spec.%s: must be %s (got %g)", f->path,
                     range_text(f, what, sizeof what), x);
 }
@@ -207,42 +212,38 @@ static int out_of_range(const field *f, double x, fb_err *err) {
 static int read_field(fb_train_spec *s, const field *f, const cJSON *v, fb_err *err) {
   char what[64];
   switch (f->type) {
-  case F_STR:
-    if (!cJSON_IsString(v))
-      return fb_err_set(err, FB_EINVALID, "spec.%s: must be a string", f->path);
-    if (strlen(v->valuestring) >= f->size)
-      return fb_err_set(err, FB_EINVALID, "spec.%s: longer than %zu bytes", f->path, f->size - 1);
-    snprintf(at(s, f), f->size, "%s", v->valuestring);
-    return 0;
-  case F_BOOL:
-    if (!cJSON_IsBool(v))
-      return fb_err_set(err, FB_EINVALID, "spec.%s: must be true or false", f->path);
-    *(int *)at(s, f) = cJSON_IsTrue(v);
-    return 0;
-  case F_INT:
-  case F_SEED:
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
-      return fb_err_set(err, FB_EINVALID, "spec.%s: must be %s", f->path,
-                        range_text(f, what, sizeof what));
-    if (out_of_range(f, v->valuedouble, err))
-      return err->code;
-    if (f->type == F_SEED)
-      *(uint64_t *)at(s, f) = (uint64_t)v->valuedouble;
-    else
-      *(int *)at(s, f) = (int)v->valuedouble;
-    return 0;
-  case F_NUM:
-    if (!cJSON_IsNumber(v))
-      return fb_err_set(err, FB_EINVALID, "spec.%s: must be %s", f->path,
-                        range_text(f, what, sizeof what));
-    if (out_of_range(f, v->valuedouble, err))
-      return err->code;
-    *(double *)at(s, f) = v->valuedouble;
-    return 0;
-  case F_ENUM:
-    return read_enum(s, f, v, err);
-  case F_SPECIAL:
-    return read_special(s, f->path, v, err);
+    case F_STR:
+      if (!cJSON_IsString(v))
+        return fb_err_set(err, FB_EINVALID, "spec.%s: must be a string", f->path);
+      if (strlen(v->valuestring) >= f->size)
+        return fb_err_set(err, FB_EINVALID, "spec.%s: longer than %zu bytes", f->path, f->size - 1);
+      snprintf(at(s, f), f->size, "%s", v->valuestring);
+      return 0;
+    case F_BOOL:
+      if (!cJSON_IsBool(v))
+        return fb_err_set(err, FB_EINVALID, "spec.%s: must be true or false", f->path);
+      *(int *)at(s, f) = cJSON_IsTrue(v);
+      return 0;
+    case F_INT:
+    case F_SEED:
+      if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
+        return fb_err_set(err, FB_EINVALID, "spec.%s: must be %s", f->path,
+                          range_text(f, what, sizeof what));
+      if (out_of_range(f, v->valuedouble, err)) return err->code;
+      if (f->type == F_SEED)
+        *(uint64_t *)at(s, f) = (uint64_t)v->valuedouble;
+      else
+        *(int *)at(s, f) = (int)v->valuedouble;
+      return 0;
+    case F_NUM:
+      if (!cJSON_IsNumber(v))
+        return fb_err_set(err, FB_EINVALID, "spec.%s: must be %s", f->path,
+                          range_text(f, what, sizeof what));
+      if (out_of_range(f, v->valuedouble, err)) return err->code;
+      *(double *)at(s, f) = v->valuedouble;
+      return 0;
+    case F_ENUM: return read_enum(s, f, v, err);
+    case F_SPECIAL: return read_special(s, f->path, v, err);
   }
   return 0;
 }
@@ -260,10 +261,8 @@ typedef struct reader {
 static void report(reader *rd, const char *path) {
   const char *msg = rd->err->msg, *rest = msg;
   size_t pl = strlen(path);
-  if (strncmp(rest, "spec.", 5) == 0 && strncmp(rest + 5, path, pl) == 0)
-    rest += 5 + pl;
-  if (strncmp(rest, ": ", 2) == 0)
-    rest += 2;
+  if (strncmp(rest, "spec.", 5) == 0 && strncmp(rest + 5, path, pl) == 0) rest += 5 + pl;
+  if (strncmp(rest, ": ", 2) == 0) rest += 2;
   rd->report(rd->ctx, path, rest);
   rd->problems++;
   *rd->err = (fb_err){0};
@@ -278,10 +277,8 @@ static int read_object(fb_train_spec *s, const cJSON *o, const char *prefix, rea
     char path[96];
     snprintf(path, sizeof path, "%s%s", prefix, v->string);
     int rc = read_member(s, v, path, rd);
-    if (rc && !rd->report)
-      return rc;
-    if (rc)
-      report(rd, path);
+    if (rc && !rd->report) return rc;
+    if (rc) report(rd, path);
   }
   return 0;
 }
@@ -295,11 +292,9 @@ static int read_member(fb_train_spec *s, const cJSON *v, const char *path, reade
         return fb_err_set(rd->err, FB_EINVALID, "spec.%s: set by the server", path);
       return read_field(s, &fields[i], v, rd->err);
     }
-    if (strncmp(fields[i].path, path, pl) == 0 && fields[i].path[pl] == '.')
-      is_group = 1;
+    if (strncmp(fields[i].path, path, pl) == 0 && fields[i].path[pl] == '.') is_group = 1;
   }
-  if (!is_group)
-    return fb_err_set(rd->err, FB_EINVALID, "spec.%s: unknown field", path);
+  if (!is_group) return fb_err_set(rd->err, FB_EINVALID, "spec.%s: unknown field", path);
   if (!cJSON_IsObject(v))
     return fb_err_set(rd->err, FB_EINVALID, "spec.%s: must be an object", path);
   char prefix[96];
@@ -310,17 +305,14 @@ static int read_member(fb_train_spec *s, const cJSON *v, const char *path, reade
 int fb_train_spec_check(const fb_train_spec *s, fb_err *err) {
   for (int i = 0; i < N_FIELDS; i++) {
     const field *f = &fields[i];
-    if (f->type == F_INT && out_of_range(f, *(const int *)cat(s, f), err))
-      return err->code;
-    if (f->type == F_NUM && out_of_range(f, *(const double *)cat(s, f), err))
-      return err->code;
+    if (f->type == F_INT && out_of_range(f, *(const int *)cat(s, f), err)) return err->code;
+    if (f->type == F_NUM && out_of_range(f, *(const double *)cat(s, f), err)) return err->code;
   }
   if (!s->model[0])
     return fb_err_set(err, FB_EINVALID, "spec.model: required (the base model directory)");
   if (s->n_data < 1)
     return fb_err_set(err, FB_EINVALID, "spec.data: required (a JSONL file or a list of them)");
-  if (!s->out[0])
-    return fb_err_set(err, FB_EINVALID, "spec.out: required (the output directory)");
+  if (!s->out[0]) return fb_err_set(err, FB_EINVALID, "spec.out: required (the output directory)");
   if (!s->full && !(s->lora.targets && !(s->lora.targets & ~FB_TARGET_ALL)))
     return fb_err_set(err, FB_EINVALID, "spec.lora.targets: must name at least one projection");
   if (s->n_prompts > 0 && s->prompts[0][0] == '\0')
@@ -334,8 +326,7 @@ int fb_train_spec_check(const fb_train_spec *s, fb_err *err) {
 
 int fb_train_spec_from_json(fb_train_spec *s, const cJSON *json, fb_err *err) {
   fb_train_spec_defaults(s);
-  if (!cJSON_IsObject(json))
-    return fb_err_set(err, FB_EINVALID, "spec: must be a JSON object");
+  if (!cJSON_IsObject(json)) return fb_err_set(err, FB_EINVALID, "spec: must be a JSON object");
   int rc = read_object(s, json, "", &(reader){.err = err});
   return rc ? rc : fb_train_spec_check(s, err);
 }
@@ -391,35 +382,25 @@ static cJSON *strings(const char *base, size_t size, int n) {
 static cJSON *targets(unsigned mask) {
   cJSON *a = cJSON_CreateArray();
   for (int i = 0; a && i < FB_TARGET_COUNT; i++)
-    if (mask & (1u << i))
-      cJSON_AddItemToArray(a, cJSON_CreateString(fb_target_name(i)));
+    if (mask & (1u << i)) cJSON_AddItemToArray(a, cJSON_CreateString(fb_target_name(i)));
   return a;
 }
 
 /* f's value in s as JSON; NULL for scenarios (fastbrain.train's, not kept here) or out of memory. */
 static cJSON *value(const fb_train_spec *s, const field *f) {
   switch (f->type) {
-  case F_STR:
-    return cJSON_CreateString(cat(s, f));
-  case F_INT:
-    return cJSON_CreateNumber(*(const int *)cat(s, f));
-  case F_NUM:
-    return cJSON_CreateNumber(*(const double *)cat(s, f));
-  case F_BOOL:
-    return cJSON_CreateBool(*(const int *)cat(s, f));
-  case F_SEED:
-    return cJSON_CreateNumber((double)s->seed);
-  case F_ENUM:
-    return cJSON_CreateString(f->names[*(const int *)cat(s, f)]);
-  case F_SPECIAL:
-    break;
+    case F_STR: return cJSON_CreateString(cat(s, f));
+    case F_INT: return cJSON_CreateNumber(*(const int *)cat(s, f));
+    case F_NUM: return cJSON_CreateNumber(*(const double *)cat(s, f));
+    case F_BOOL: return cJSON_CreateBool(*(const int *)cat(s, f));
+    case F_SEED: return cJSON_CreateNumber((double)s->seed);
+    case F_ENUM: return cJSON_CreateString(f->names[*(const int *)cat(s, f)]);
+    case F_SPECIAL: break;
   }
-  if (strcmp(f->path, "data") == 0)
-    return strings(s->data[0], FB_SPEC_PATH, s->n_data);
+  if (strcmp(f->path, "data") == 0) return strings(s->data[0], FB_SPEC_PATH, s->n_data);
   if (strcmp(f->path, "samples.prompts") == 0)
     return strings(s->prompts[0], FB_SPEC_PROMPT, s->n_prompts);
-  if (strcmp(f->path, "lora.targets") == 0)
-    return targets(s->lora.targets);
+  if (strcmp(f->path, "lora.targets") == 0) return targets(s->lora.targets);
   return NULL;
 }
 
@@ -427,8 +408,7 @@ cJSON *fb_train_spec_to_json(const fb_train_spec *s) {
   cJSON *root = cJSON_CreateObject();
   for (int i = 0; root && i < N_FIELDS; i++) {
     const field *f = &fields[i];
-    if (strcmp(f->path, "scenarios") == 0)
-      continue;
+    if (strcmp(f->path, "scenarios") == 0) continue;
     const char *leaf;
     cJSON *g = group(root, f->path, &leaf), *v = value(s, f);
     if (!g || !v || !cJSON_AddItemToObject(g, leaf, v)) {
@@ -442,8 +422,7 @@ cJSON *fb_train_spec_to_json(const fb_train_spec *s) {
 
 static const char *type_name(const field *f) {
   static const char *const names[] = {"string", "integer", "number", "boolean", "integer", "enum"};
-  if (f->type != F_SPECIAL)
-    return names[f->type];
+  if (f->type != F_SPECIAL) return names[f->type];
   return strcmp(f->path, "lora.targets") == 0 ? "targets"
          : strcmp(f->path, "scenarios") == 0  ? "scenarios"
                                               : "strings";
@@ -452,9 +431,9 @@ static const char *type_name(const field *f) {
 /* One field's description: {name, type, min, max, choices, default, set_by, doc}. */
 static cJSON *describe(const field *f, const fb_train_spec *defaults) {
   cJSON *o = cJSON_CreateObject();
-  if (!o)
-    return NULL;
-  int ok = cJSON_AddStringToObject(o, "name", f->path) && cJSON_AddStringToObject(o, "type", type_name(f));
+  if (!o) return NULL;
+  int ok = cJSON_AddStringToObject(o, "name", f->path) &&
+           cJSON_AddStringToObject(o, "type", type_name(f));
   if (f->type == F_INT || f->type == F_NUM || f->type == F_SEED)
     ok = ok && cJSON_AddNumberToObject(o, "min", f->lo) && cJSON_AddNumberToObject(o, "max", f->hi);
   cJSON *choices = f->type == F_ENUM ? cJSON_CreateStringArray(f->names, f->n_names)

@@ -55,10 +55,11 @@ typedef struct fb_train_spec {
   fb_device device;                                  /* auto */
   char prompts[FB_SPEC_MAX_PROMPTS][FB_SPEC_PROMPT]; /* sample prompts */
   int n_prompts;
-  int sample_interval;      /* steps between samples; 0 = five per run */
-  int sample_tokens;        /* new tokens per sample: 48 */
-  char sample_system[FB_SPEC_SYSTEM]; /* system prompt the sample prompts are asked with; "" = none */
-  double sample_repetition_penalty;   /* greedy samples' penalty (a small model loops): 1.2 */
+  int sample_interval; /* steps between samples; 0 = five per run */
+  int sample_tokens;   /* new tokens per sample: 48 */
+  char sample_system
+      [FB_SPEC_SYSTEM];             /* system prompt the sample prompts are asked with; "" = none */
+  double sample_repetition_penalty; /* greedy samples' penalty (a small model loops): 1.2 */
   char hooks[FB_SPEC_PATH]; /* a Lua file returning {on_step, on_eval, on_done}; "" = none */
   fb_select select;         /* eval_loss */
   int select_tokens;        /* new tokens per scenario answer: 256 (a scenario run's) */

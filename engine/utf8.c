@@ -3,8 +3,14 @@
 
 size_t fb_utf8_decode(const char *str, size_t n, int32_t *cp) {
   const unsigned char *s = (const unsigned char *)str;
-  if (s[0] < 0x80 || n < 2) { *cp = s[0]; return 1; }
-  if (s[0] < 0xE0) { *cp = ((s[0] & 0x1F) << 6) | (s[1] & 0x3F); return 2; }
+  if (s[0] < 0x80 || n < 2) {
+    *cp = s[0];
+    return 1;
+  }
+  if (s[0] < 0xE0) {
+    *cp = ((s[0] & 0x1F) << 6) | (s[1] & 0x3F);
+    return 2;
+  }
   if (s[0] < 0xF0 || n < 4) {
     *cp = ((s[0] & 0x0F) << 12) | ((s[1] & 0x3F) << 6) | (s[2] & 0x3F);
     return 3;
@@ -15,14 +21,25 @@ size_t fb_utf8_decode(const char *str, size_t n, int32_t *cp) {
 
 size_t fb_utf8_encode(int32_t cp, char *out) {
   unsigned char *o = (unsigned char *)out;
-  if (cp < 0x80) { o[0] = (unsigned char)cp; return 1; }
-  if (cp < 0x800) { o[0] = 0xC0 | (cp >> 6); o[1] = 0x80 | (cp & 0x3F); return 2; }
+  if (cp < 0x80) {
+    o[0] = (unsigned char)cp;
+    return 1;
+  }
+  if (cp < 0x800) {
+    o[0] = 0xC0 | (cp >> 6);
+    o[1] = 0x80 | (cp & 0x3F);
+    return 2;
+  }
   if (cp < 0x10000) {
-    o[0] = 0xE0 | (cp >> 12); o[1] = 0x80 | ((cp >> 6) & 0x3F); o[2] = 0x80 | (cp & 0x3F);
+    o[0] = 0xE0 | (cp >> 12);
+    o[1] = 0x80 | ((cp >> 6) & 0x3F);
+    o[2] = 0x80 | (cp & 0x3F);
     return 3;
   }
-  o[0] = 0xF0 | (cp >> 18); o[1] = 0x80 | ((cp >> 12) & 0x3F);
-  o[2] = 0x80 | ((cp >> 6) & 0x3F); o[3] = 0x80 | (cp & 0x3F);
+  o[0] = 0xF0 | (cp >> 18);
+  o[1] = 0x80 | ((cp >> 12) & 0x3F);
+  o[2] = 0x80 | ((cp >> 6) & 0x3F);
+  o[3] = 0x80 | (cp & 0x3F);
   return 4;
 }
 
@@ -33,7 +50,8 @@ static long seq_len(const unsigned char *s, size_t n) {
   if (b < 0x80) return 1;
   int need;
   unsigned lo = 0x80, hi = 0xBF;
-  if (b >= 0xC2 && b <= 0xDF) need = 1;
+  if (b >= 0xC2 && b <= 0xDF)
+    need = 1;
   else if (b >= 0xE0 && b <= 0xEF) {
     need = 2;
     if (b == 0xE0) lo = 0xA0;
@@ -42,7 +60,8 @@ static long seq_len(const unsigned char *s, size_t n) {
     need = 3;
     if (b == 0xF0) lo = 0x90;
     if (b == 0xF4) hi = 0x8F;
-  } else return -1;
+  } else
+    return -1;
   for (int k = 1; k <= need; k++) {
     if ((size_t)k >= n || s[k] < lo || s[k] > hi) return -k;
     lo = 0x80, hi = 0xBF;
@@ -54,7 +73,10 @@ size_t fb_utf8_valid_prefix(const char *str, size_t n) {
   const unsigned char *s = (const unsigned char *)str;
   size_t i = 0;
   while (i < n) {
-    if (s[i] < 0x80) { i++; continue; }
+    if (s[i] < 0x80) {
+      i++;
+      continue;
+    }
     long k = seq_len(s + i, n - i);
     if (k < 0) break;
     i += (size_t)k;
@@ -92,6 +114,6 @@ int fb_utf8_repair(fb_text *out, const char *str, size_t n) {
 
 int fb_utf8_is_js_space(int32_t c) {
   return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0xA0 || c == 0x1680 ||
-         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
-         c == 0x205F || c == 0x3000 || c == 0xFEFF;
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F ||
+         c == 0x3000 || c == 0xFEFF;
 }

@@ -72,13 +72,13 @@ static void set_path(lua_State *L, const char *field, const char *ours) {
   lua_getglobal(L, "package");
   lua_getfield(L, -1, field);
   lua_pushfstring(L, "%s;%s", ours, lua_tostring(L, -1));
-  lua_setfield(L, -3, field);  /* package[field] = ours .. ";" .. default */
+  lua_setfield(L, -3, field); /* package[field] = ours .. ";" .. default */
   lua_pop(L, 2);
 }
 
 static int open_state(lua_State *L) {
   luaL_openlibs(L);
-  lua_gc(L, LUA_GCGEN, 0, 0);  /* most objects (requests, events) die young: ~6% per request */
+  lua_gc(L, LUA_GCGEN, 0, 0); /* most objects (requests, events) die young: ~6% per request */
   const char *root = fb_vm_root(L);
   lua_pushfstring(L, "%s/lua/?.lua;%s/lua/?/init.lua", root, root);
   set_path(L, "path", lua_tostring(L, -1));
@@ -88,7 +88,7 @@ static int open_state(lua_State *L) {
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   for (const luaL_Reg *m = modules; m->name; m++) {
     lua_pushcfunction(L, m->func);
-    lua_setfield(L, -2, m->name);  /* package.preload[name] = luaopen */
+    lua_setfield(L, -2, m->name); /* package.preload[name] = luaopen */
   }
   lua_pop(L, 1);
   return 0;
@@ -141,7 +141,7 @@ void fb_vm_close(lua_State *L) {
 }
 
 int fb_vm_pcall(lua_State *L, int nargs, int nresults, const char *what) {
-  int base = lua_gettop(L) - nargs;  /* the function's index */
+  int base = lua_gettop(L) - nargs; /* the function's index */
   lua_pushcfunction(L, traceback);
   lua_insert(L, base);
   int status = lua_pcall(L, nargs, nresults, base);
@@ -179,6 +179,6 @@ int fb_vm_run_file(lua_State *L, const char *path, int argc, char **argv) {
     fflush(stderr);
     lua_pop(L, 1);
   }
-  lua_pop(L, 1);  /* the traceback handler */
+  lua_pop(L, 1); /* the traceback handler */
   return status == LUA_OK ? 0 : 1;
 }

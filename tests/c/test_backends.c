@@ -258,8 +258,8 @@ TEST(rows) {
     compare(back ? "rope_backward" : "rope_forward", dout, ref, (size_t)N * C, FP32_BOUND);
   }
   release();
-  void *hosts[] = {table, ids, ref, g, dtab0, refdt, x, w, rstd, din0, dw0, refdi, refdw, cs, sn,
-                   pos};
+  void *hosts[] = {table, ids,  ref, g,     dtab0, refdt, x,  w,
+                   rstd,  din0, dw0, refdi, refdw, cs,    sn, pos};
   for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) free(hosts[i]);
 }
 
@@ -416,7 +416,7 @@ static const char *const configs[] = {
 static const char *const tags[] = {"llama", "qwen2", "qwen3"};
 
 typedef struct pair {
-  fb_model *m[2];      /* [0] on the CPU, [1] on the GPU */
+  fb_model *m[2]; /* [0] on the CPU, [1] on the GPU */
   fb_lora *l[2];
   fb_optim *o[2];
   const char *tag;
@@ -577,8 +577,10 @@ static void check_decoding(int which) {
   for (int t = 0; t < 64; t++) {
     int best = 0, second = -1, pick = 0, V = p.m[0]->V;
     for (int i = 1; i < V; i++) {
-      if (logits[0][i] > logits[0][best]) second = best, best = i;
-      else if (second < 0 || logits[0][i] > logits[0][second]) second = i;
+      if (logits[0][i] > logits[0][best])
+        second = best, best = i;
+      else if (second < 0 || logits[0][i] > logits[0][second])
+        second = i;
       if (logits[1][i] > logits[1][pick]) pick = i;
     }
     if (logits[0][best] - logits[0][second] > 0.05f) {
@@ -641,8 +643,10 @@ TEST(greedy_tokens_of_the_bundled_model) {
       int best = 0, second = -1, pick = 0, V = m[0]->V;
       float lo = logits[0][0], hi = logits[0][0];
       for (int i = 1; i < V; i++) {
-        if (logits[0][i] > logits[0][best]) second = best, best = i;
-        else if (second < 0 || logits[0][i] > logits[0][second]) second = i;
+        if (logits[0][i] > logits[0][best])
+          second = best, best = i;
+        else if (second < 0 || logits[0][i] > logits[0][second])
+          second = i;
         if (logits[1][i] > logits[1][pick]) pick = i;
         lo = fminf(lo, logits[0][i]);
         hi = fmaxf(hi, logits[0][i]);
@@ -653,8 +657,9 @@ TEST(greedy_tokens_of_the_bundled_model) {
         clear++;
         same_clear += pick == best;
         if (pick != best)
-          FB_FAIL_("question %zu, token %d: the GPU picks %d, the CPU %d (lead %.4f of a range %.2f)",
-                   k, t, pick, best, logits[0][best] - logits[0][second], hi - lo);
+          FB_FAIL_(
+              "question %zu, token %d: the GPU picks %d, the CPU %d (lead %.4f of a range %.2f)", k,
+              t, pick, best, logits[0][best] - logits[0][second], hi - lo);
       }
       int32_t next = best;
       for (int s = 0; s < 2; s++)

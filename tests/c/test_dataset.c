@@ -61,7 +61,7 @@ TEST(messages_with_bom_crlf_blank_lines_and_no_final_newline) {
   char h1[32];
   strcpy(h1, fb_dataset_hash(ds));
   fb_dataset_free(ds);
-  ds = load_text(text, NULL, &err, &rc);  /* same bytes, same hash; one byte more, another */
+  ds = load_text(text, NULL, &err, &rc); /* same bytes, same hash; one byte more, another */
   CHECK_STR(fb_dataset_hash(ds), h1);
   fb_dataset_free(ds);
   char more[1024];
@@ -75,14 +75,17 @@ TEST(sharegpt_and_alpaca_shapes) {
   fb_err err = {0};
   int rc;
   fb_dataset *ds = load_text(
-      "{\"conversations\":[{\"from\":\"human\",\"value\":\"Q\"},{\"from\":\"gpt\",\"value\":\"A\"}]}\n", NULL, &err, &rc);
+      "{\"conversations\":[{\"from\":\"human\",\"value\":\"Q\"},{\"from\":\"gpt\",\"value\":\"A\"}]}\n",
+      NULL, &err, &rc);
   REQUIRE(rc == 0);
   CHECK_STR(fb_dataset_shape_name(fb_dataset_shape(ds)), "sharegpt");
   CHECK_INT(fb_dataset_conv(ds, 0)->msgs[0].role, FB_ROLE_USER);
   CHECK_INT(fb_dataset_conv(ds, 0)->msgs[1].role, FB_ROLE_ASSISTANT);
   fb_dataset_free(ds);
-  ds = load_text("{\"instruction\":\"Translate\",\"input\":\"chat\",\"output\":\"cat\",\"system\":\"S\"}\n"
-                 "{\"instruction\":\"Say hi\",\"input\":\"\",\"output\":\"hi\"}\n", NULL, &err, &rc);
+  ds = load_text(
+      "{\"instruction\":\"Translate\",\"input\":\"chat\",\"output\":\"cat\",\"system\":\"S\"}\n"
+      "{\"instruction\":\"Say hi\",\"input\":\"\",\"output\":\"hi\"}\n",
+      NULL, &err, &rc);
   REQUIRE(rc == 0);
   CHECK_STR(fb_dataset_shape_name(fb_dataset_shape(ds)), "alpaca");
   const fb_conv *c = fb_dataset_conv(ds, 0);
@@ -107,22 +110,30 @@ static void expect_refusal(const char *text, const char *want) {
 }
 
 TEST(bad_lines_are_named) {
-  const char *ok = "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"assistant\",\"content\":\"b\"}]}\n";
+  const char *ok =
+      "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"assistant\",\"content\":\"b\"}]}\n";
   char text[2048];
-  snprintf(text, sizeof text, "%s\n{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},"
-           "{\"role\":\"assistant\",\"content\":\"b\"},{\"role\":\"admin\",\"content\":\"c\"}]}\n", ok);
-  expect_refusal(text, "data.jsonl:3: messages[2].role: \"admin\" is not one of system, user, assistant");
-  expect_refusal("{\"messages\":[{\"role\":\"user\",\"content\":5},{\"role\":\"assistant\",\"content\":\"b\"}]}",
-                 "data.jsonl:1: messages[0].content: expected a string, got 5");
+  snprintf(text, sizeof text,
+           "%s\n{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},"
+           "{\"role\":\"assistant\",\"content\":\"b\"},{\"role\":\"admin\",\"content\":\"c\"}]}\n",
+           ok);
+  expect_refusal(text,
+                 "data.jsonl:3: messages[2].role: \"admin\" is not one of system, user, assistant");
+  expect_refusal(
+      "{\"messages\":[{\"role\":\"user\",\"content\":5},{\"role\":\"assistant\",\"content\":\"b\"}]}",
+      "data.jsonl:1: messages[0].content: expected a string, got 5");
   expect_refusal("{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
                  "data.jsonl:1: messages: no assistant turn to learn from");
   expect_refusal("{\"messages\":[]}", "data.jsonl:1: messages: expected a non-empty array");
-  expect_refusal("{\"conversations\":[{\"from\":\"bot\",\"value\":\"x\"}]}",
-                 "conversations[0].from: \"bot\" is not one of system, human, gpt (or user, assistant)");
+  expect_refusal(
+      "{\"conversations\":[{\"from\":\"bot\",\"value\":\"x\"}]}",
+      "conversations[0].from: \"bot\" is not one of system, human, gpt (or user, assistant)");
   expect_refusal("{\"instruction\":\"x\"}", "data.jsonl:1: output: missing");
-  expect_refusal("{\"prompt\":\"x\"}", "expected a \"messages\", \"conversations\" or \"instruction\" field");
+  expect_refusal("{\"prompt\":\"x\"}",
+                 "expected a \"messages\", \"conversations\" or \"instruction\" field");
   snprintf(text, sizeof text, "%s{\"instruction\":\"x\",\"output\":\"y\"}\n", ok);
-  expect_refusal(text, "data.jsonl:2: has \"instruction\" but line 1 made this a \"messages\" file");
+  expect_refusal(text,
+                 "data.jsonl:2: has \"instruction\" but line 1 made this a \"messages\" file");
   snprintf(text, sizeof text, "%s{\"messages\": [}\n", ok);
   expect_refusal(text, "data.jsonl:2: not valid JSON (column 15)");
   snprintf(text, sizeof text, "%s{} {}\n", ok);
@@ -133,19 +144,23 @@ TEST(bad_lines_are_named) {
 /* Bytes that would break every later reader of the data, and keys whose meaning depends on
  * the parser, are refused by line and column (issue 19). */
 TEST(bad_bytes_and_duplicate_keys_are_refused) {
-  static const char nul_line[] = "{\"messages\":[{\"role\":\"user\",\"content\":\"a\0b\"},"
-                                 "{\"role\":\"assistant\",\"content\":\"c\"}]}\n";
+  static const char nul_line[] =
+      "{\"messages\":[{\"role\":\"user\",\"content\":\"a\0b\"},"
+      "{\"role\":\"assistant\",\"content\":\"c\"}]}\n";
   fb_err err = {0};
   fb_dataset *ds = NULL;
-  CHECK_INT(fb_dataset_read(&ds, write_file("data.jsonl", nul_line, sizeof nul_line - 1), NULL, &err),
-            FB_EFORMAT);
+  CHECK_INT(
+      fb_dataset_read(&ds, write_file("data.jsonl", nul_line, sizeof nul_line - 1), NULL, &err),
+      FB_EFORMAT);
   CHECK_CONTAINS(err.msg, "data.jsonl:1: a NUL byte (column 41)");
-  expect_refusal("{\"messages\":[{\"role\":\"user\",\"content\":\"caf\xC3\"},"
-                 "{\"role\":\"assistant\",\"content\":\"b\"}]}",
-                 "data.jsonl:1: invalid UTF-8 (column 43)");
-  expect_refusal("{\"messages\":[{\"role\":\"user\",\"role\":\"system\",\"content\":\"a\"},"
-                 "{\"role\":\"assistant\",\"content\":\"b\"}]}",
-                 "data.jsonl:1: duplicate key \"role\"");
+  expect_refusal(
+      "{\"messages\":[{\"role\":\"user\",\"content\":\"caf\xC3\"},"
+      "{\"role\":\"assistant\",\"content\":\"b\"}]}",
+      "data.jsonl:1: invalid UTF-8 (column 43)");
+  expect_refusal(
+      "{\"messages\":[{\"role\":\"user\",\"role\":\"system\",\"content\":\"a\"},"
+      "{\"role\":\"assistant\",\"content\":\"b\"}]}",
+      "data.jsonl:1: duplicate key \"role\"");
   expect_refusal("{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"messages\":[]}",
                  "data.jsonl:1: duplicate key \"messages\"");
 }
@@ -171,7 +186,8 @@ TEST(long_line_is_refused) {
 
 TEST(at_most_20_problems_are_kept) {
   char text[8192] = "";
-  for (int i = 0; i < 25; i++) strcat(text, "{\"messages\":[{\"role\":\"bot\",\"content\":\"x\"}]}\n");
+  for (int i = 0; i < 25; i++)
+    strcat(text, "{\"messages\":[{\"role\":\"bot\",\"content\":\"x\"}]}\n");
   fb_err err = {0};
   fb_ds_report rep;
   int rc;
@@ -180,7 +196,8 @@ TEST(at_most_20_problems_are_kept) {
   CHECK(ds == NULL);
   CHECK_INT(rep.n, 20);
   CHECK_INT(rep.total, 25);
-  CHECK_CONTAINS(rep.lines[19], "/data.jsonl:20: messages[0].role: \"bot\" is not one of system, user, assistant");
+  CHECK_CONTAINS(rep.lines[19],
+                 "/data.jsonl:20: messages[0].role: \"bot\" is not one of system, user, assistant");
   CHECK_CONTAINS(err.msg, "25 bad lines, the first: /tmp/");
   CHECK_CONTAINS(err.msg, "/data.jsonl:1: messages[0].role");
 }
@@ -244,7 +261,7 @@ TEST(order_is_seeded_and_split_keeps_training_data) {
   }
   for (int i = 0; i < 100; i++) CHECK_INT(seen[i], 1);
   CHECK(moved > 90);
-  CHECK_INT(a[0], 32);  /* pinned: the order must not change between releases */
+  CHECK_INT(a[0], 32); /* pinned: the order must not change between releases */
   free(a);
   free(b);
   free(c);
@@ -282,9 +299,9 @@ TEST(statistics) {
   CHECK_INT(st.near_duplicate_prompts, 1);
   CHECK_INT(st.empty_answers, 1);
   CHECK_INT(st.short_answers, 1);
-  CHECK_INT(st.truncated, 2);  /* 17+24+2 and 23+26+2 tokens are over 40 */
+  CHECK_INT(st.truncated, 2); /* 17+24+2 and 23+26+2 tokens are over 40 */
   CHECK_INT(st.max_len, 40);
-  CHECK_INT(st.min_len, 21);   /* 2 + 16 + 2 + 1 */
+  CHECK_INT(st.min_len, 21); /* 2 + 16 + 2 + 1 */
   CHECK_INT(st.n_longest, 4);
   CHECK_INT(st.longest_line[0], 4);
   CHECK_INT(st.longest_len[0], 3 + 23 + 26);
@@ -292,7 +309,7 @@ TEST(statistics) {
   size_t in_hist = 0;
   for (int b = 0; b < FB_DS_HIST; b++) in_hist += st.hist[b];
   CHECK_INT(in_hist, 4);
-  CHECK_INT(st.hist[1] + st.hist[2], 4);  /* 21..52 tokens: buckets <=32 and <=64 */
+  CHECK_INT(st.hist[1] + st.hist[2], 4); /* 21..52 tokens: buckets <=32 and <=64 */
   CHECK_INT(st.tokens, 21 + 22 + 40 + 40);
   fb_examples_free(&ex);
   fb_tokenizer_free(tok);

@@ -92,8 +92,7 @@ static void check_model(const char *dir, const fb_model_config *c) {
   }
   CHECK_INT(fb_st_count(m), n); /* nothing extra */
   int64_t params = 0;
-  for (int i = 0; i < fb_st_count(m); i++)
-    params += fb_st_at(m, i)->numel;
+  for (int i = 0; i < fb_st_count(m); i++) params += fb_st_at(m, i)->numel;
   CHECK_INT(params, fb_model_config_param_count(c));
   fb_st_close(m);
 }
@@ -124,8 +123,8 @@ static void check_in_key(const char *key, const int64_t *shape, void *ctx) {
 }
 
 static void check_expected_key(const char *key, const int64_t *shape, void *ctx) {
-  static const char *const prefixes[] = {"lora_grad.", "lora_step1.",       "adam_m.",
-                                         "adam_v.",    "lora_step3.",       "lora_grad_step2.",
+  static const char *const prefixes[] = {"lora_grad.",      "lora_step1.", "adam_m.",
+                                         "adam_v.",         "lora_step3.", "lora_grad_step2.",
                                          "lora_grad_step3."};
   char name[300];
   for (int i = 0; i < 7; i++) {
@@ -214,7 +213,7 @@ TEST(every_fixture_has_the_lora_check_layout) {
 }
 
 TEST(fixtures_cover_the_required_variants) {
-  static const char *const names[] = {"llama_gqa_tied", "qwen2_bias_linear_rope",
+  static const char *const names[] = {"llama_gqa_tied",         "qwen2_bias_linear_rope",
                                       "llama3_rope_mqa_untied", "mistral_mha_tied_window",
                                       "llama_gqa_bf16_weights", "qwen2_window_split",
                                       "qwen3_qk_norm"};

@@ -49,30 +49,27 @@ static rd read_all(const char *path) {
 TEST(q8_0_block_by_hand) {
   /* amax 4: d = 4/127 (f16 0x2808), q = round(x * 127/4) */
   float x[32];
-  for (int j = 0; j < 32; j++)
-    x[j] = (float)(j - 16) * 0.25f;
+  for (int j = 0; j < 32; j++) x[j] = (float)(j - 16) * 0.25f;
   unsigned char out[34];
   fb_ggml_quantize_q8_0(x, out, 32);
   CHECK_INT(out[0] | out[1] << 8, 0x2808);
   int8_t *q = (int8_t *)(out + 2);
-  CHECK_INT(q[0], -127);  /* -4 */
-  CHECK_INT(q[1], -119);  /* -3.75 * 31.75 = -119.06 */
+  CHECK_INT(q[0], -127); /* -4 */
+  CHECK_INT(q[1], -119); /* -3.75 * 31.75 = -119.06 */
   CHECK_INT(q[16], 0);
-  CHECK_INT(q[17], 8);    /* 7.94 */
-  CHECK_INT(q[18], 16);   /* 15.875 */
+  CHECK_INT(q[17], 8);  /* 7.94 */
+  CHECK_INT(q[18], 16); /* 15.875 */
   CHECK_INT(q[31], 119);
   /* amax 127: d = 1 (0x3c00), halves rounded away from zero as roundf does */
   float y[32] = {127, 2.5f, -2.5f, 0.5f, -0.5f, 1.49f, -127};
   fb_ggml_quantize_q8_0(y, out, 32);
   CHECK_INT(out[0] | out[1] << 8, 0x3c00);
   int want[7] = {127, 3, -3, 1, -1, 1, -127};
-  for (int j = 0; j < 7; j++)
-    CHECK_INT(q[j], want[j]);
+  for (int j = 0; j < 7; j++) CHECK_INT(q[j], want[j]);
   /* all zeros: d = 0 and every q 0 */
   float z[32] = {0};
   fb_ggml_quantize_q8_0(z, out, 32);
-  for (int j = 0; j < 34; j++)
-    CHECK_INT(out[j], 0);
+  for (int j = 0; j < 34; j++) CHECK_INT(out[j], 0);
   CHECK_INT(fb_ggml_row_size(FB_GGML_Q8_0, 64), 68);
   CHECK_INT(fb_ggml_row_size(FB_GGML_F16, 5), 10);
 }
@@ -91,10 +88,8 @@ TEST(file_read_back) {
   CHECK_INT(fb_gguf_str_array(g, "tokenizer.ggml.tokens", words, NULL, 3, &err), 0);
   CHECK_INT(fb_gguf_i32_array(g, "tokenizer.ggml.token_type", ints, 3, &err), 0);
   float v3[3] = {1.5f, -2, 3}, m64[64], q32[32];
-  for (int i = 0; i < 64; i++)
-    m64[i] = (float)i / 8;
-  for (int i = 0; i < 32; i++)
-    q32[i] = (float)(i - 16) * 0.25f;
+  for (int i = 0; i < 64; i++) m64[i] = (float)i / 8;
+  for (int i = 0; i < 32; i++) q32[i] = (float)(i - 16) * 0.25f;
   int64_t ne3[1] = {3}, ne64[2] = {32, 2}, ne32[2] = {32, 1};
   CHECK_INT(fb_gguf_tensor(g, "norm.weight", FB_GGML_F32, 1, ne3, v3, &err), 0);
   CHECK_INT(fb_gguf_tensor(g, "half.weight", FB_GGML_F16, 2, ne64, m64, &err), 0);
@@ -149,8 +144,7 @@ TEST(file_read_back) {
   for (int t = 0; t < 3; t++) {
     CHECK_STR(rd_str(&r, s, sizeof s), names[t]);
     CHECK_INT(rd_n(&r, 4), ndims[t]);
-    for (int d = 0; d < ndims[t]; d++)
-      rd_n(&r, 8);
+    for (int d = 0; d < ndims[t]; d++) rd_n(&r, 8);
     CHECK_INT(rd_n(&r, 4), types[t]);
     offs[t] = rd_n(&r, 8);
     CHECK_INT(offs[t], want_off[t]);

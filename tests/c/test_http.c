@@ -2,7 +2,7 @@
  * loop in a second thread; the client here is plain blocking sockets with timeouts. A table
  * of raw requests covers every limit and framing case; then pipelining, keep-alive, timeouts,
  * 1,000 connections, static files, SSE and shutdown. */
-#define _GNU_SOURCE  /* memmem */
+#define _GNU_SOURCE /* memmem */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -30,9 +30,9 @@ typedef struct server {
   uint64_t grace_ms;
 } server;
 
-static atomic_int closed_requests;   /* on_close calls seen */
-static atomic_int sse_dropped;       /* sse_send returned FB_ELIMIT */
-static atomic_int big_served;        /* /big responses queued */
+static atomic_int closed_requests; /* on_close calls seen */
+static atomic_int sse_dropped;     /* sse_send returned FB_ELIMIT */
+static atomic_int big_served;      /* /big responses queued */
 
 typedef struct delayed {
   uv_timer_t timer;
@@ -69,7 +69,7 @@ static void handle(void *ud, fb_http_req *req) {
                      req->body);
     fb_http_header h[] = {{"Content-Type", "text/plain"}};
     fb_http_respond(req, 200, h, 1, out, (size_t)n);
-  } else if (strcmp(p, "/slow") == 0) {  /* answer after ?N ms */
+  } else if (strcmp(p, "/slow") == 0) { /* answer after ?N ms */
     delayed *d = calloc(1, sizeof *d);
     d->req = req;
     uv_timer_init(&s->loop, &d->timer);
@@ -83,12 +83,12 @@ static void handle(void *ud, fb_http_req *req) {
     fb_http_stream_write(req, "three", 5);
     fb_http_stream_end(req);
   } else if (strcmp(p, "/sse") == 0) {
-    if (fb_http_sse_begin(req, NULL, 0)) return;  /* past the cap it answered 503 */
+    if (fb_http_sse_begin(req, NULL, 0)) return; /* past the cap it answered 503 */
     const char *last = fb_http_req_header(req, "last-event-id");
     fb_http_sse_send(req, "hello", last ? last : "none", last ? strlen(last) : 4, "1");
     fb_http_sse_send(req, NULL, "a\nb\r\nc", 6, NULL);
     fb_http_req_on_close(req, count_close, NULL);
-  } else if (strcmp(p, "/flood") == 0) {  /* more than the queue cap to a client not reading */
+  } else if (strcmp(p, "/flood") == 0) { /* more than the queue cap to a client not reading */
     fb_http_sse_begin(req, NULL, 0);
     fb_http_req_on_close(req, count_close, NULL);
     static char blob[16384];
@@ -101,7 +101,7 @@ static void handle(void *ud, fb_http_req *req) {
       }
       if (rc) break;
     }
-  } else if (strcmp(p, "/big") == 0) {  /* ?N KiB of 'b' */
+  } else if (strcmp(p, "/big") == 0) { /* ?N KiB of 'b' */
     size_t n = (size_t)atoi(req->query) * 1024;
     char *body = malloc(n);
     memset(body, 'b', n);
@@ -141,8 +141,8 @@ static opts defaults(void) {
 static server *start(const opts *o) {
   server *s = calloc(1, sizeof *s);
   uv_loop_init(&s->loop);
-  fb_http_config cfg = {.host = o->host, .token = o->token, .limits = o->limits,
-                        .on_request = handle, .ud = s};
+  fb_http_config cfg = {
+      .host = o->host, .token = o->token, .limits = o->limits, .on_request = handle, .ud = s};
   fb_err err = {0};
   s->srv = fb_http_server_new(&s->loop, &cfg, &err);
   if (!s->srv) {
@@ -202,7 +202,7 @@ static void send_all(int fd, const char *p, size_t n) {
 typedef struct reply {
   char data[1 << 16];
   size_t len;
-  int closed;      /* the server closed the connection */
+  int closed; /* the server closed the connection */
 } reply;
 
 /* Length of the first complete response in p (0 if incomplete). */
@@ -228,7 +228,7 @@ static size_t response_len(const char *p, size_t n) {
       if (sz == 0) return off;
     }
   }
-  return 0;  /* close-delimited: complete at EOF only */
+  return 0; /* close-delimited: complete at EOF only */
 }
 
 static int count_responses(const reply *r) {
@@ -288,11 +288,11 @@ static reply *roundtrip(int port, const char *req, size_t len, int want, int lin
 
 typedef struct row {
   const char *name;
-  const char *req;   /* NULL: built by the test (long lines) */
+  const char *req; /* NULL: built by the test (long lines) */
   int status;
-  const char *body;  /* substring expected in the whole reply */
+  const char *body; /* substring expected in the whole reply */
   int closed;
-  size_t len;        /* 0: strlen(req) */
+  size_t len; /* 0: strlen(req) */
 } row;
 
 #define GET_(x) "GET " x " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -301,7 +301,8 @@ typedef struct row {
 static const row rows[] = {
     {"plain GET", GET_("/echo?a=1") "\r\n", 200, "GET /echo?a=1 q=a=1", 0},
     {"HEAD has no body", "HEAD /echo HTTP/1.1\r\nHost: x.localhost\r\n\r\n", 403, "", 1},
-    {"HEAD on localhost", "HEAD /echo HTTP/1.1\r\nHost: localhost\r\n\r\n", 200, "Content-Length: ", 0},
+    {"HEAD on localhost", "HEAD /echo HTTP/1.1\r\nHost: localhost\r\n\r\n", 200,
+     "Content-Length: ", 0},
     {"HTTP/1.0 closes", "GET /echo HTTP/1.0\r\n\r\n", 200, "Connection: close", 1},
     {"HTTP/1.0 keep-alive", "GET /echo HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 200,
      "Connection: keep-alive", 0},
@@ -333,23 +334,26 @@ static const row rows[] = {
     {"two Authorization headers",
      GET_("/echo") "Authorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n", 400,
      "more than one authorization header", 1},
-    {"one Authorization header", GET_("/echo") "Authorization: Bearer a\r\n\r\n", 200,
-     "GET /echo", 0},
+    {"one Authorization header", GET_("/echo") "Authorization: Bearer a\r\n\r\n", 200, "GET /echo",
+     0},
     {"obs-fold header", GET_("/echo") "X-A: 1\r\n  folded\r\n\r\n", 400, "line folding", 1},
     {"obs-fold in Content-Length", POSTJ "Content-Length: 1\r\n 0\r\n\r\n0123456789", 400,
      "{\"error\":", 1},
     {"bare LF line ends", "GET /echo HTTP/1.1\nHost: 127.0.0.1\n\n", 400, "{\"error\":", 1},
-    {"body with Content-Length", POSTJ "Content-Length: 5\r\n\r\nhello", 200, "len=5 body=hello", 0},
-    {"chunked body", POSTJ "Transfer-Encoding: chunked\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n", 200,
-     "len=5 body=hello", 0},
+    {"body with Content-Length", POSTJ "Content-Length: 5\r\n\r\nhello", 200, "len=5 body=hello",
+     0},
+    {"chunked body", POSTJ "Transfer-Encoding: chunked\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n",
+     200, "len=5 body=hello", 0},
     {"chunked with extension and trailer",
      POSTJ "Transfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nX-T: 1\r\n\r\n", 200,
      "body=hello", 0},
     {"CL and TE together (smuggling)",
-     POSTJ "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /x HTTP/1.1\r\n\r\n",
+     POSTJ
+     "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /x HTTP/1.1\r\n\r\n",
      400, "{\"error\":", 1},
     {"TE then CL (smuggling)",
-     POSTJ "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n", 400, "{\"error\":", 1},
+     POSTJ "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n", 400,
+     "{\"error\":", 1},
     {"duplicate Content-Length", POSTJ "Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", 400,
      "{\"error\":", 1},
     {"same Content-Length twice", POSTJ "Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello", 400,
@@ -381,12 +385,12 @@ static const row rows[] = {
     {"chunk extension without value",
      POSTJ "Transfer-Encoding: chunked\r\n\r\n5;x\r\nhello\r\n0\r\n\r\n", 200, "body=hello", 0},
     {"chunk extension quoted",
-     POSTJ "Transfer-Encoding: chunked\r\n\r\n5;x=\"a b\"\r\nhello\r\n0\r\n\r\n", 200,
-     "body=hello", 0},
+     POSTJ "Transfer-Encoding: chunked\r\n\r\n5;x=\"a b\"\r\nhello\r\n0\r\n\r\n", 200, "body=hello",
+     0},
     {"chunk size with a space", POSTJ "Transfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n",
      400, "{\"error\":", 1},
-    {"chunk size negative", POSTJ "Transfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n",
-     400, "{\"error\":", 1},
+    {"chunk size negative", POSTJ "Transfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n", 400,
+     "{\"error\":", 1},
     {"chunk size 0x prefix", POSTJ "Transfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n",
      400, "{\"error\":", 1},
     {"chunked then a pipelined request is kept",
@@ -397,22 +401,29 @@ static const row rows[] = {
      "request body too large", 1},
     {"Expect other than 100-continue", POSTJ "Expect: magic\r\nContent-Length: 0\r\n\r\n", 417,
      "{\"error\":", 1},
-    {"POST without Content-Type", "POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\nhi",
-     403, "content-type must be application/json", 1},
+    {"POST without Content-Type",
+     "POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\nhi", 403,
+     "content-type must be application/json", 1},
     {"POST form (simple CORS type)",
      "POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi",
      403, "content-type", 1},
-    {"POST ndjson", "POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-ndjson\r\n"
-     "Content-Length: 3\r\n\r\n{}\n", 200, "len=3", 0},
+    {"POST ndjson",
+     "POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-ndjson\r\n"
+     "Content-Length: 3\r\n\r\n{}\n",
+     200, "len=3", 0},
     {"foreign Origin", POSTJ "Origin: http://evil.example\r\nContent-Length: 2\r\n\r\n{}", 403,
      "origin not allowed", 1},
-    {"own Origin", POSTJ "Origin: http://127.0.0.1\r\nContent-Length: 2\r\n\r\n{}", 200, "body={}", 0},
-    {"Origin null", POSTJ "Origin: null\r\nContent-Length: 2\r\n\r\n{}", 403, "origin not allowed", 1},
+    {"own Origin", POSTJ "Origin: http://127.0.0.1\r\nContent-Length: 2\r\n\r\n{}", 200, "body={}",
+     0},
+    {"Origin null", POSTJ "Origin: null\r\nContent-Length: 2\r\n\r\n{}", 403, "origin not allowed",
+     1},
     {"GET with foreign Origin is fine", GET_("/echo") "Origin: http://evil.example\r\n\r\n", 200,
      "GET /echo", 0},
-    {"upgrade is answered then closed", GET_("/echo") "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
-     200, "Connection: close", 1},
-    {"streamed response is chunked", GET_("/stream") "\r\n", 200, "4\r\none,\r\n4\r\ntwo,\r\n5\r\nthree\r\n0\r\n\r\n", 0},
+    {"upgrade is answered then closed",
+     GET_("/echo") "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n", 200, "Connection: close",
+     1},
+    {"streamed response is chunked", GET_("/stream") "\r\n", 200,
+     "4\r\none,\r\n4\r\ntwo,\r\n5\r\nthree\r\n0\r\n\r\n", 0},
     {"streamed response to 1.0", "GET /stream HTTP/1.0\r\n\r\n", 0, "one,two,three", 1},
 };
 
@@ -451,12 +462,13 @@ TEST(limits_request_line_headers_fields) {
   snprintf(req, sizeof req, "GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: %s\r\n\r\n", pad);
   row t1b = {"one header line 9 KiB", NULL, 431, "request header line too long", 1};
   check_row(s->port, &t1b, req, strlen(req));
-  snprintf(req, sizeof req, "GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: %s\r\n\r\n",
-           pad + 1000);
+  snprintf(req, sizeof req, "GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: %s\r\n\r\n", pad + 1000);
   row t1c = {"one header line 8000 bytes", NULL, 200, "GET /echo", 0};
   check_row(s->port, &t1c, req, strlen(req));
-  snprintf(req, sizeof req, "GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: %s\r\nX-B: %s\r\n"
-           "X-C: %s\r\n\r\n", pad + 3000, pad + 3000, pad + 3000);
+  snprintf(req, sizeof req,
+           "GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: %s\r\nX-B: %s\r\n"
+           "X-C: %s\r\n\r\n",
+           pad + 3000, pad + 3000, pad + 3000);
   row t2 = {"headers 18 KiB", NULL, 431, "request headers too large", 1};
   check_row(s->port, &t2, req, strlen(req));
   snprintf(req, sizeof req, POSTJ "Transfer-Encoding: chunked\r\n\r\n5;x=%s\r\nhello\r\n0\r\n\r\n",
@@ -479,7 +491,7 @@ TEST(limits_request_line_headers_fields) {
   check_row(s->port, &t4, req, strlen(req));
   /* a chunked body that grows past the limit without declaring it */
   n = (size_t)snprintf(req, sizeof req, POSTJ "Transfer-Encoding: chunked\r\n\r\n");
-  for (int i = 0; i < 3; i++)  /* 3 chunks of 8000 bytes */
+  for (int i = 0; i < 3; i++) /* 3 chunks of 8000 bytes */
     n += (size_t)snprintf(req + n, sizeof req - n, "%x\r\n%s\r\n", 8000, pad + 999);
   stop(s);
   o.limits.max_body = 16000;
@@ -507,8 +519,8 @@ TEST(pipelining_answers_in_order) {
   opts o = defaults();
   server *s = start(&o);
   REQUIRE(s);
-  const char *req = GET_("/slow?60") "\r\n" GET_("/echo?second") "\r\n"
-                    POSTJ "Content-Length: 5\r\n\r\nthird" GET_("/slow?1") "\r\n";
+  const char *req = GET_("/slow?60") "\r\n" GET_(
+      "/echo?second") "\r\n" POSTJ "Content-Length: 5\r\n\r\nthird" GET_("/slow?1") "\r\n";
   reply *r = roundtrip(s->port, req, strlen(req), 4, 50);
   CHECK_INT(count_responses(r), 4);
   const char *a = strstr(r->data, "/slow?60"), *b = strstr(r->data, "/echo?second"),
@@ -541,7 +553,7 @@ TEST(pipelining_client_that_does_not_read_is_held_back) {
   send_all(fd, reqs, len);
   usleep(300000);
   int served = atomic_load(&big_served) - before;
-  CHECK(served < N / 2);  /* held back, not all queued in memory */
+  CHECK(served < N / 2); /* held back, not all queued in memory */
   size_t total = 0, want = (size_t)N * (KIB * 1024 + 100);
   static char chunk[1 << 16];
   double deadline = now_ms() + 10000;
@@ -687,7 +699,7 @@ TEST(timeouts_follow_each_request) {
     read_reply(fd, r, 1, 3000, 0);
     CHECK_INT(status_of(r->data), 200);
     CHECK_INT(r->closed, 0);
-    if (i == 0) usleep(350 * 1000);  /* past the header timeout, within the idle one */
+    if (i == 0) usleep(350 * 1000); /* past the header timeout, within the idle one */
   }
   double t0 = now_ms();
   memset(r, 0, sizeof *r);
@@ -730,7 +742,7 @@ TEST(connection_limit_answers_503) {
   const char *req = GET_("/echo") "Connection: close\r\n\r\n";
   free(r);
   r = roundtrip(s->port, req, strlen(req), 1, 100);
-  CHECK_INT(status_of(r->data), 200);  /* capacity is back once they leave */
+  CHECK_INT(status_of(r->data), 200); /* capacity is back once they leave */
   free(r);
   stop(s);
 }
@@ -770,12 +782,12 @@ static void fill_with_slow_and_idle(int port, int *fds, int n) {
   for (int i = 0; i < n; i++) {
     fds[i] = dial(port);
     if (fds[i] < 0) continue;
-    if (i % 3 == 0) send_all(fds[i], slow, strlen(slow));  /* a body that trickles */
-    if (i % 3 == 1) {  /* a keep-alive connection, idle after one answer */
+    if (i % 3 == 0) send_all(fds[i], slow, strlen(slow)); /* a body that trickles */
+    if (i % 3 == 1) { /* a keep-alive connection, idle after one answer */
       send_all(fds[i], get, strlen(get));
       memset(r, 0, sizeof *r);
       read_reply(fds[i], r, 1, 2000, 0);
-    }  /* i % 3 == 2: a client that never says anything */
+    } /* i % 3 == 2: a client that never says anything */
   }
   free(r);
 }
@@ -815,7 +827,7 @@ TEST(full_server_sheds_the_slowest_body) {
     fds[i] = dial(s->port);
     send_all(fds[i], slow, strlen(slow));
     usleep(20000);
-    send_all(fds[i], "0123456789", i == 1 ? 1 : 10);  /* fds[1] sends the least */
+    send_all(fds[i], "0123456789", i == 1 ? 1 : 10); /* fds[1] sends the least */
   }
   usleep(50000);
   const char *req = GET_("/echo") "Connection: close\r\n\r\n";
@@ -828,7 +840,7 @@ TEST(full_server_sheds_the_slowest_body) {
   CHECK_CONTAINS(r->data, "server busy");
   CHECK_INT(r->closed, 1);
   struct pollfd pf = {.fd = fds[0], .events = POLLIN};
-  CHECK_INT(poll(&pf, 1, 0), 0);  /* the faster ones are still reading their bodies */
+  CHECK_INT(poll(&pf, 1, 0), 0); /* the faster ones are still reading their bodies */
   for (int i = 0; i < 3; i++) close(fds[i]);
   free(r);
   stop(s);
@@ -928,7 +940,8 @@ TEST(static_files) {
       {"bad percent", GET_("/files/%zz") "\r\n", 404, "not found", 0},
       {"absolute path", GET_("/files//etc/passwd") "\r\n", 404, "not found", 0},
       {"symlink out of the root", GET_("/files/link.txt") "\r\n", 404, "not found", 0},
-      {"symlinked dir out of the root", GET_("/files/linkdir/secret.txt") "\r\n", 404, "not found", 0},
+      {"symlinked dir out of the root", GET_("/files/linkdir/secret.txt") "\r\n", 404, "not found",
+       0},
       {"POST is not static", POSTJ "Content-Length: 0\r\n\r\n", 200, "POST /echo", 0},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -939,7 +952,8 @@ TEST(static_files) {
     free(r);
   }
   /* 304 */
-  reply *r = roundtrip(s->port, GET_("/files/app.js") "\r\n", strlen(GET_("/files/app.js") "\r\n"), 1, 0);
+  reply *r =
+      roundtrip(s->port, GET_("/files/app.js") "\r\n", strlen(GET_("/files/app.js") "\r\n"), 1, 0);
   char *etag = strstr(r->data, "ETag: ");
   REQUIRE(etag);
   char tag[64] = {0}, req[256];
@@ -1002,7 +1016,7 @@ TEST(sse_stream_heartbeat_and_disconnect) {
   const char *req = GET_("/sse") "Last-Event-ID: 41\r\n\r\n";
   send_all(fd, req, strlen(req));
   reply *r = calloc(1, sizeof *r);
-  read_until(fd, r, 0, 3000, 0, ": ping\n\n");  /* the heartbeat comes every 100 ms */
+  read_until(fd, r, 0, 3000, 0, ": ping\n\n"); /* the heartbeat comes every 100 ms */
   CHECK_CONTAINS(r->data, "Content-Type: text/event-stream");
   CHECK_CONTAINS(r->data, "id: 1\nevent: hello\ndata: 41\n\n");
   CHECK_CONTAINS(r->data, "data: a\ndata: b\ndata: c\n\n");
@@ -1058,7 +1072,7 @@ TEST(sse_streams_are_capped) {
   r = roundtrip(s->port, req, strlen(req), 1, 60);
   CHECK_INT(status_of(r->data), 503);
   CHECK_CONTAINS(r->data, "too many event streams open (max 2)");
-  CHECK_INT(r->closed, 0);  /* an answer like any other: the connection stays */
+  CHECK_INT(r->closed, 0); /* an answer like any other: the connection stays */
   free(r);
   r = roundtrip(s->port, GET_("/echo") "\r\n", strlen(GET_("/echo") "\r\n"), 1, 0);
   CHECK_INT(status_of(r->data), 200);
@@ -1105,7 +1119,7 @@ TEST(shutdown_ends_sse_with_a_final_event) {
   CHECK(now_ms() - t0 < 1500);
   CHECK(wait_for(&closed_requests, before + 1, 1000));
   int fd3 = dial(s->port);
-  CHECK(fd3 < 0);  /* no longer accepting */
+  CHECK(fd3 < 0); /* no longer accepting */
   if (fd3 >= 0) close(fd3);
   close(fd);
   close(fd2);
@@ -1128,8 +1142,8 @@ TEST(non_loopback_needs_a_token) {
   REQUIRE(s);
   const row cases[] = {
       /* RFC 6750: the challenge names the scheme; an error code only when a token was sent */
-      {"no token", GET_("/echo") "\r\n", 401,
-       "WWW-Authenticate: Bearer realm=\"fastbrain\"\r\n", 0},
+      {"no token", GET_("/echo") "\r\n", 401, "WWW-Authenticate: Bearer realm=\"fastbrain\"\r\n",
+       0},
       {"no token: JSON error", GET_("/echo") "\r\n", 401, "{\"error\":\"missing token\"}", 0},
       {"other scheme", GET_("/echo") "Authorization: Basic czNjcmV0LXRva2Vu\r\n\r\n", 401,
        "WWW-Authenticate: Bearer realm=\"fastbrain\"\r\n", 0},
@@ -1139,7 +1153,8 @@ TEST(non_loopback_needs_a_token) {
        "error=\"invalid_token\"", 0},
       {"long token", GET_("/echo") "Authorization: Bearer s3cret-token2\r\n\r\n", 401,
        "{\"error\":\"bad token\"}", 0},
-      {"right token", GET_("/echo") "Authorization: Bearer s3cret-token\r\n\r\n", 200, "GET /echo", 0},
+      {"right token", GET_("/echo") "Authorization: Bearer s3cret-token\r\n\r\n", 200, "GET /echo",
+       0},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
     check_row(s->port, &cases[i], cases[i].req, strlen(cases[i].req));
@@ -1157,9 +1172,12 @@ TEST(token_link_sets_a_cookie_that_passes) {
   char ok[128], other[128], wrong[128], link[128];
   snprintf(ok, sizeof ok, GET_("/echo") "Cookie: a=b; fastbrain-%d=s3cret-token\r\n\r\n", s->port);
   snprintf(wrong, sizeof wrong, GET_("/echo") "Cookie: fastbrain-%d=s3cret-tokeN\r\n\r\n", s->port);
-  snprintf(other, sizeof other, GET_("/echo") "Cookie: fastbrain-%d=s3cret-token\r\n\r\n", s->port + 1);
-  snprintf(link, sizeof link, "Set-Cookie: fastbrain-%d=s3cret-token; Path=/; HttpOnly; "
-           "SameSite=Strict\r\n", s->port);
+  snprintf(other, sizeof other, GET_("/echo") "Cookie: fastbrain-%d=s3cret-token\r\n\r\n",
+           s->port + 1);
+  snprintf(link, sizeof link,
+           "Set-Cookie: fastbrain-%d=s3cret-token; Path=/; HttpOnly; "
+           "SameSite=Strict\r\n",
+           s->port);
   const row cases[] = {
       {"the cookie", ok, 200, "GET /echo", 0},
       {"a wrong cookie", wrong, 401, "{\"error\":\"bad token\"}", 0},
@@ -1175,19 +1193,20 @@ TEST(token_link_sets_a_cookie_that_passes) {
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
     check_row(s->port, &cases[i], cases[i].req, strlen(cases[i].req));
-  reply *r = roundtrip(s->port, GET_("/?token=s3cret") "\r\n", strlen(GET_("/?token=s3cret") "\r\n"), 1, 0);
+  reply *r = roundtrip(s->port, GET_("/?token=s3cret") "\r\n",
+                       strlen(GET_("/?token=s3cret") "\r\n"), 1, 0);
   CHECK(!strstr(r->data, "Set-Cookie"));
   free(r);
   stop(s);
   o.token = "bad token";
-  CHECK(start(&o) == NULL);  /* not a b64token: no cookie or query could carry it */
+  CHECK(start(&o) == NULL); /* not a b64token: no cookie or query could carry it */
 }
 
 TEST(ipv6_loopback) {
   opts o = defaults();
   o.host = "::1";
   server *s = start(&o);
-  if (!s) return;  /* no IPv6 on this machine */
+  if (!s) return; /* no IPv6 on this machine */
   int fd = socket(AF_INET6, SOCK_STREAM, 0);
   struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)s->port)};
   a.sin6_addr = in6addr_loopback;

@@ -26,8 +26,10 @@ static int env_init(env *e, uint64_t stale_ms, int max_running) {
   e->r = NULL;
   snprintf(e->dir, sizeof e->dir, "/tmp/fb_jobs_XXXXXX");
   if (!mkdtemp(e->dir)) return -1;
-  e->opt = (fb_jobs_options){.data_dir = e->dir, .stale_after_ms = stale_ms,
-                             .max_running = max_running, .kill_grace_ms = 500,
+  e->opt = (fb_jobs_options){.data_dir = e->dir,
+                             .stale_after_ms = stale_ms,
+                             .max_running = max_running,
+                             .kill_grace_ms = 500,
                              .worker = worker_cmd};
   return 0;
 }
@@ -62,7 +64,10 @@ static int is_final(void *job) {
   return s != FB_JOB_QUEUED && s != FB_JOB_RUNNING;
 }
 
-static int never(void *ud) { (void)ud; return 0; }
+static int never(void *ud) {
+  (void)ud;
+  return 0;
+}
 
 static int has_progress(void *job) { return ((fb_job *)job)->progress != NULL; }
 
@@ -104,7 +109,10 @@ static fb_job *start(env *e, const char *skill, const char *spec, int want_rc) {
   return job;
 }
 
-typedef struct seen { int64_t last_seq; int n, out_of_order, states; } seen;
+typedef struct seen {
+  int64_t last_seq;
+  int n, out_of_order, states;
+} seen;
 
 static void count_event(void *ud, const fb_job *job, const fb_job_event *ev) {
   seen *s = ud;
@@ -125,14 +133,14 @@ TEST(second_start_conflicts_with_the_live_job) {
   CHECK_INT(a->state, FB_JOB_RUNNING);
   fb_job *b = start(&e, "elec", "{}", 1);
   CHECK(b == a);
-  CHECK(start(&e, "plumb", "{\"steps\":1}", 0) != a);  /* other skills are free */
+  CHECK(start(&e, "plumb", "{\"steps\":1}", 0) != a); /* other skills are free */
   CHECK(run_until(&e, is_final, a, 8000));
   CHECK_INT(a->state, FB_JOB_SUCCEEDED);
   CHECK_INT(cJSON_GetArraySize(a->loss_history), 5);
-  CHECK(cJSON_GetObjectItem(a->progress, "event") == NULL);  /* fields only */
+  CHECK(cJSON_GetObjectItem(a->progress, "event") == NULL); /* fields only */
   CHECK(a->adapter && strstr(a->adapter, a->id));
   CHECK_INT(s.out_of_order, 0);
-  CHECK_INT(s.states, 3);  /* queued, running, succeeded */
+  CHECK_INT(s.states, 3); /* queued, running, succeeded */
   CHECK_INT(s.last_seq, a->seq);
   fb_jobs_unsubscribe(e.r, sub);
   /* a finished job frees the skill */
@@ -177,17 +185,17 @@ TEST(a_silent_worker_goes_stale_and_the_next_start_takes_over) {
   REQUIRE(env_open(&e, 300, 1) == 0);
   fb_job *old = start(&e, "elec", "{\"mode\":\"hang\"}", 0);
   REQUIRE(old);
-  CHECK(run_until(&e, has_progress, old, 5000));  /* its start line */
-  CHECK(start(&e, "elec", "{\"steps\":1}", 1) == old);  /* fresh: conflict */
+  CHECK(run_until(&e, has_progress, old, 5000));       /* its start line */
+  CHECK(start(&e, "elec", "{\"steps\":1}", 1) == old); /* fresh: conflict */
   run_until(&e, never, NULL, 400);
   fb_job *next = start(&e, "elec", "{\"steps\":1}", 0);
   REQUIRE(next && next != old);
   CHECK_INT(old->state, FB_JOB_FAILED);
   CHECK(strncmp(old->reason, "stale", 5) == 0);
-  CHECK_INT(next->state, FB_JOB_RUNNING);  /* the stale job no longer holds the slot */
+  CHECK_INT(next->state, FB_JOB_RUNNING); /* the stale job no longer holds the slot */
   CHECK(run_until(&e, is_final, next, 8000));
   CHECK_INT(next->state, FB_JOB_SUCCEEDED);
-  CHECK(run_until(&e, no_workers, e.r, 5000));  /* the stale worker was terminated */
+  CHECK(run_until(&e, no_workers, e.r, 5000)); /* the stale worker was terminated */
   env_close(&e);
 }
 
@@ -197,11 +205,11 @@ TEST(closing_while_a_stale_worker_is_still_exiting) {
   fb_job *old = start(&e, "elec", "{\"mode\":\"ignore_term\",\"interval_ms\":5000}", 0);
   REQUIRE(old);
   CHECK(run_until(&e, has_progress, old, 5000));
-  run_until(&e, never, NULL, 300);  /* silent past stale_after; it will ignore SIGTERM */
+  run_until(&e, never, NULL, 300); /* silent past stale_after; it will ignore SIGTERM */
   REQUIRE(start(&e, "elec", "{\"mode\":\"hang\"}", 0) != old);
   CHECK_INT(old->state, FB_JOB_FAILED);
-  CHECK_INT(fb_jobs_live_workers(e.r), 2);  /* the stale one waits out its grace */
-  env_close(&e);  /* closes both workers' handles; nothing is touched after */
+  CHECK_INT(fb_jobs_live_workers(e.r), 2); /* the stale one waits out its grace */
+  env_close(&e); /* closes both workers' handles; nothing is touched after */
 }
 
 TEST(jobs_queue_in_order_and_cancel) {
@@ -219,11 +227,11 @@ TEST(jobs_queue_in_order_and_cancel) {
   cJSON *j = fb_job_to_json(e.r, c);
   CHECK_INT(cJSON_GetNumberValue(cJSON_GetObjectItem(j, "place")), 2);
   cJSON_Delete(j);
-  CHECK_INT(fb_jobs_cancel(e.r, c, NULL), 0);  /* queued: removed at once */
+  CHECK_INT(fb_jobs_cancel(e.r, c, NULL), 0); /* queued: removed at once */
   CHECK_INT(c->state, FB_JOB_CANCELLED);
   CHECK_INT(fb_jobs_queue_place(e.r, d), 2);
   CHECK(run_until(&e, has_progress, a, 5000));
-  CHECK_INT(fb_jobs_cancel(e.r, a, NULL), 0);  /* running: SIGTERM, checkpoint, exit 3 */
+  CHECK_INT(fb_jobs_cancel(e.r, a, NULL), 0); /* running: SIGTERM, checkpoint, exit 3 */
   CHECK(run_until(&e, is_final, a, 5000));
   CHECK_INT(a->state, FB_JOB_CANCELLED);
   CHECK_STR(a->reason, "cancelled");
@@ -264,12 +272,12 @@ TEST(exit_codes_and_signals_become_reasons) {
   CHECK_STR(killed->reason, "killed by signal 9");
   cJSON *j = fb_job_to_json(e.r, killed);
   char *text = cJSON_PrintUnformatted(cJSON_GetObjectItem(j, "error"));
-  CHECK_CONTAINS(text, "loading model");  /* stderr is in the job's log */
+  CHECK_CONTAINS(text, "loading model"); /* stderr is in the job's log */
   free(text);
   cJSON_Delete(j);
   fb_job *live = NULL;
   fb_err err = {0};
-  CHECK_INT(fb_jobs_resume(e.r, killed, &live, &err), FB_EINVALID);  /* it had no checkpoint */
+  CHECK_INT(fb_jobs_resume(e.r, killed, &live, &err), FB_EINVALID); /* it had no checkpoint */
   CHECK_CONTAINS(err.msg, "failed before its first checkpoint (killed by signal 9)");
   CHECK(run_until(&e, is_final, crash, 5000));
   CHECK_INT(crash->state, FB_JOB_FAILED);
@@ -296,7 +304,7 @@ TEST(a_kill_by_the_oom_killer_reads_out_of_memory) {
     if (at) snprintf(cg, sizeof cg, "/sys/fs/cgroup/memory%.*s", len, at + 8);
   }
   fclose(f);
-  if (!strstr(cg, "/fastbrain-worker-")) {  /* no cgroup v1 memory hierarchy we may write */
+  if (!strstr(cg, "/fastbrain-worker-")) { /* no cgroup v1 memory hierarchy we may write */
     fprintf(stderr, "  skipped: the worker has no memory cgroup of its own (%s)\n",
             cg[0] ? cg : "none");
     env_close(&e);
@@ -331,7 +339,7 @@ TEST(the_sweep_leaves_a_live_registrys_worker_cgroups) {
   }
   pid_t dead = fork();
   if (dead == 0) _exit(0);
-  REQUIRE(dead > 0 && waitpid(dead, NULL, 0) == dead);  /* a pid no process has now */
+  REQUIRE(dead > 0 && waitpid(dead, NULL, 0) == dead); /* a pid no process has now */
   snprintf(mine, sizeof mine, "%s/fastbrain-worker-%ld-1", root, (long)getpid());
   snprintf(gone, sizeof gone, "%s/fastbrain-worker-%ld-2", root, (long)dead);
   REQUIRE(mkdir(mine, 0755) == 0);
@@ -361,7 +369,7 @@ TEST(a_worker_whose_child_holds_its_pipes_still_ends) {
   REQUIRE(env_open(&e, 0, 1) == 0);
   fb_job *job = start(&e, "elec", "{\"mode\":\"grandchild\"}", 0);
   REQUIRE(job);
-  CHECK(run_until(&e, is_final, job, 4500));  /* the drain timeout, not the child's 5 s */
+  CHECK(run_until(&e, is_final, job, 4500)); /* the drain timeout, not the child's 5 s */
   CHECK_INT(job->state, FB_JOB_SUCCEEDED);
   env_close(&e);
 }
@@ -447,7 +455,8 @@ static int crash_registry(const char *dir, int ready_step, useconds_t delay_us,
   }
   kill(child, SIGKILL);
   waitpid(child, NULL, 0);
-  for (int i = 0; orphan_exits && n == FB_JOB_ID_MAX && i < 500 && worker_running(id); i++) usleep(10000);
+  for (int i = 0; orphan_exits && n == FB_JOB_ID_MAX && i < 500 && worker_running(id); i++)
+    usleep(10000);
   return n == FB_JOB_ID_MAX ? 0 : -1;
 }
 
@@ -468,7 +477,7 @@ TEST(a_crashed_registry_leaves_interrupted_jobs_that_resume) {
   snprintf(path, sizeof path, "%s/jobs/%s/progress.jsonl", e.dir, id);
   FILE *f = fopen(path, "a");
   REQUIRE(f);
-  fputs("{\"seq\":99999,\"event\":\"progr", f);  /* as if cut by the crash */
+  fputs("{\"seq\":99999,\"event\":\"progr", f); /* as if cut by the crash */
   fclose(f);
 
   fb_err err = {0};
@@ -485,13 +494,14 @@ TEST(a_crashed_registry_leaves_interrupted_jobs_that_resume) {
   CHECK_INT(fb_jobs_resume(e.r, job, &live, &err), FB_EINVALID);
   int steps = cJSON_GetArraySize(job->loss_history), ascending = 1;
   for (int i = 1; i < steps; i++)
-    ascending &= cJSON_GetNumberValue(cJSON_GetArrayItem(cJSON_GetArrayItem(job->loss_history, i), 0)) >
-                 cJSON_GetNumberValue(cJSON_GetArrayItem(cJSON_GetArrayItem(job->loss_history, i - 1), 0));
-  CHECK(ascending);  /* the steps redone after the checkpoint replaced their first run */
+    ascending &=
+        cJSON_GetNumberValue(cJSON_GetArrayItem(cJSON_GetArrayItem(job->loss_history, i), 0)) >
+        cJSON_GetNumberValue(cJSON_GetArrayItem(cJSON_GetArrayItem(job->loss_history, i - 1), 0));
+  CHECK(ascending); /* the steps redone after the checkpoint replaced their first run */
   CHECK_INT(steps, 20);
   seen s = {0};
   CHECK(fb_jobs_events(e.r, job, 0, check_seq, &s, &err) > 20);
-  CHECK_INT(s.out_of_order, 0);  /* no gap, no duplicate across the crash */
+  CHECK_INT(s.out_of_order, 0); /* no gap, no duplicate across the crash */
   CHECK_INT(s.last_seq, job->seq);
   seen tail = {.last_seq = job->seq - 2};
   CHECK_INT(fb_jobs_events(e.r, job, job->seq - 2, check_seq, &tail, &err), 2);
@@ -529,9 +539,10 @@ TEST(what_an_orphaned_worker_printed_unread_is_replayed_from_its_record) {
   CHECK_INT(job->state, FB_JOB_INTERRUPTED);
   int n = cJSON_GetArraySize(job->loss_history), whole = 1;
   for (int i = 0; i < n; i++)
-    whole &= (int)cJSON_GetNumberValue(cJSON_GetArrayItem(cJSON_GetArrayItem(job->loss_history, i), 0)) == i + 1;
+    whole &= (int)cJSON_GetNumberValue(
+                 cJSON_GetArrayItem(cJSON_GetArrayItem(job->loss_history, i), 0)) == i + 1;
   CHECK(whole);
-  CHECK_INT(n, last);  /* every step the worker did, though the registry read only three */
+  CHECK_INT(n, last); /* every step the worker did, though the registry read only three */
   seen s = {0};
   fb_jobs_events(e.r, job, 0, check_seq, &s, &err);
   CHECK_INT(s.out_of_order, 0);
@@ -561,7 +572,8 @@ static void write_text(const char *path, const char *text) {
 }
 
 /* Run one job of skill with spec to its end, then close the registry (its id into id). */
-static void run_one_then_close(env *e, const char *skill, const char *spec, char id[FB_JOB_ID_MAX]) {
+static void run_one_then_close(env *e, const char *skill, const char *spec,
+                               char id[FB_JOB_ID_MAX]) {
   fb_job *job = start(e, skill, spec, 0);
   REQUIRE(job);
   CHECK(run_until(e, is_final, job, 8000));
@@ -585,10 +597,11 @@ static void check_unreadable(const fb_jobs *r, const char *id) {
   REQUIRE(bad);
   CHECK_INT(bad->state, FB_JOB_UNREADABLE);
   CHECK_STR(bad->reason, "job.json: not valid JSON");
-  CHECK_STR(bad->skill, "elec");  /* from its first event */
+  CHECK_STR(bad->skill, "elec"); /* from its first event */
   cJSON *o = fb_job_to_json(r, bad);
   CHECK_STR(cJSON_GetObjectItem(o, "state")->valuestring, "unreadable");
-  CHECK_STR(cJSON_GetObjectItem(o, "set_aside")->valuestring, "jobs/20200101-000000-000/job.json.corrupt-1");
+  CHECK_STR(cJSON_GetObjectItem(o, "set_aside")->valuestring,
+            "jobs/20200101-000000-000/job.json.corrupt-1");
   CHECK_INT((long long)cJSON_GetObjectItem(o, "created_at")->valuedouble, 1577836800000LL);
   cJSON_Delete(o);
   fb_job *live = NULL;
@@ -605,9 +618,10 @@ TEST(a_corrupt_job_json_is_set_aside_and_its_job_listed_as_unreadable) {
   const char *dirs[] = {"jobs/20200101-000000-000"};
   make_dirs(&e, dirs, 1);
   snprintf(path, sizeof path, "%s/jobs/20200101-000000-000/progress.jsonl", e.dir);
-  write_text(path, "{\"seq\":1,\"event\":\"state\",\"job\":\"20200101-000000-000\",\"skill\":\"elec\"}\n");
+  write_text(
+      path, "{\"seq\":1,\"event\":\"state\",\"job\":\"20200101-000000-000\",\"skill\":\"elec\"}\n");
   snprintf(path, sizeof path, "%s/jobs/20200101-000000-000/job.json", e.dir);
-  write_text(path, "{\"id\": \"20200101-0");  /* cut by a crash */
+  write_text(path, "{\"id\": \"20200101-0"); /* cut by a crash */
   fb_err err = {0};
   REQUIRE(fb_jobs_open(&e.loop, &e.opt, &e.r, &err) == 0);
   const char *const *reports = fb_jobs_reports(e.r);
@@ -617,15 +631,15 @@ TEST(a_corrupt_job_json_is_set_aside_and_its_job_listed_as_unreadable) {
   CHECK(reports[1] == NULL);
   strcat(path, ".corrupt-1");
   CHECK_INT(access(path, F_OK), 0);
-  fb_job *again = fb_jobs_get(e.r, good_id);  /* the good job is still there */
+  fb_job *again = fb_jobs_get(e.r, good_id); /* the good job is still there */
   REQUIRE(again);
   CHECK_INT(again->state, FB_JOB_SUCCEEDED);
   CHECK_INT(cJSON_GetArraySize(again->loss_history), 1);
   check_unreadable(e.r, "20200101-000000-000");
-  CHECK(fb_jobs_latest(e.r, "elec") == again);  /* an unreadable job is nobody's current one */
-  CHECK(fb_jobs_next(e.r, again) == fb_jobs_get(e.r, "20200101-000000-000"));  /* oldest last */
+  CHECK(fb_jobs_latest(e.r, "elec") == again); /* an unreadable job is nobody's current one */
+  CHECK(fb_jobs_next(e.r, again) == fb_jobs_get(e.r, "20200101-000000-000")); /* oldest last */
 
-  fb_jobs_close(e.r);  /* and at the next open, from the file set aside */
+  fb_jobs_close(e.r); /* and at the next open, from the file set aside */
   uv_run(&e.loop, UV_RUN_DEFAULT);
   REQUIRE(fb_jobs_open(&e.loop, &e.opt, &e.r, &err) == 0);
   CHECK(fb_jobs_reports(e.r)[0] == NULL);
@@ -643,13 +657,14 @@ TEST(a_start_cut_short_by_a_crash_leaves_nothing) {
   mkdir(dir, 0755);
   snprintf(path, sizeof path, "%s/spec.json", dir);
   write_text(path, "{\"steps\":1}");
-  snprintf(path, sizeof path, "%s/.job.json.tmp123", dir);  /* an atomic write cut short */
+  snprintf(path, sizeof path, "%s/.job.json.tmp123", dir); /* an atomic write cut short */
   write_text(path, "{\"id\":");
   fb_err err = {0};
   REQUIRE(fb_jobs_open(&e.loop, &e.opt, &e.r, &err) == 0);
   const char *const *reports = fb_jobs_reports(e.r);
   REQUIRE(reports[0]);
-  CHECK_CONTAINS(reports[0], "20200101-000000-000: a start cut short by a crash (no job.json); removed");
+  CHECK_CONTAINS(reports[0],
+                 "20200101-000000-000: a start cut short by a crash (no job.json); removed");
   CHECK(access(dir, F_OK) != 0);
   CHECK(fb_jobs_next(e.r, NULL) == NULL);
   env_close(&e);
@@ -664,8 +679,8 @@ TEST(open_settles_the_output_a_killed_worker_left) {
   snprintf(out, sizeof out, "%s/adapters/s/v1", e.dir);
   snprintf(spec, sizeof spec, "{\"steps\":1,\"out\":\"%s\"}", out);
   run_one_then_close(&e, "s", spec, id);
-  const char *dirs[] = {"adapters", "adapters/s", "adapters/s/.v1.partial", "adapters/s/.v1.replaced",
-                        "adapters/s/.v1.replaced/checkpoints"};
+  const char *dirs[] = {"adapters", "adapters/s", "adapters/s/.v1.partial",
+                        "adapters/s/.v1.replaced", "adapters/s/.v1.replaced/checkpoints"};
   make_dirs(&e, dirs, sizeof dirs / sizeof dirs[0]);
   snprintf(path, sizeof path, "%s/adapters/s/.v1.partial/summary.json", e.dir);
   write_text(path, "{}");
@@ -677,7 +692,8 @@ TEST(open_settles_the_output_a_killed_worker_left) {
   DIR *d = opendir(path);
   REQUIRE(d);
   int hidden = 0;
-  for (struct dirent *de; (de = readdir(d)) != NULL;) hidden += de->d_name[0] == '.' && strlen(de->d_name) > 2;
+  for (struct dirent *de; (de = readdir(d)) != NULL;)
+    hidden += de->d_name[0] == '.' && strlen(de->d_name) > 2;
   closedir(d);
   CHECK_INT(hidden, 0);
   snprintf(path, sizeof path, "%s/checkpoints", out); /* the replacement was undone */
@@ -723,7 +739,8 @@ TEST(registries_killed_at_random_moments_lose_nothing) {
     REQUIRE(crash_registry(e.dir, 0, (useconds_t)(rand() % 300000), 0, 0, id) == 0);
     fb_err err = {0};
     REQUIRE(fb_jobs_open(&e.loop, &e.opt, &e.r, &err) == 0);
-    if (fb_jobs_reports(e.r)[0]) fprintf(stderr, "  seed %u round %d: %s\n", seed, round, fb_jobs_reports(e.r)[0]);
+    if (fb_jobs_reports(e.r)[0])
+      fprintf(stderr, "  seed %u round %d: %s\n", seed, round, fb_jobs_reports(e.r)[0]);
     CHECK(fb_jobs_reports(e.r)[0] == NULL);
     int n = 0;
     for (fb_job *j = fb_jobs_next(e.r, NULL); j; j = fb_jobs_next(e.r, j), n++)
@@ -733,7 +750,8 @@ TEST(registries_killed_at_random_moments_lose_nothing) {
     REQUIRE(job);
     if (job->state != FB_JOB_SUCCEEDED) {
       fb_job *live = NULL;
-      if (job->state != FB_JOB_INTERRUPTED) fprintf(stderr, "  seed %u round %d: %s\n", seed, round, job->reason);
+      if (job->state != FB_JOB_INTERRUPTED)
+        fprintf(stderr, "  seed %u round %d: %s\n", seed, round, job->reason);
       CHECK_INT(job->state, FB_JOB_INTERRUPTED);
       CHECK_INT(fb_jobs_resume(e.r, job, &live, &err), 0);
       CHECK(run_until(&e, is_final, job, 8000));

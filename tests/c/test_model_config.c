@@ -68,10 +68,11 @@ TEST(smollm_config_parses) {
 TEST(defaults_apply_when_fields_are_absent) {
   fb_model_config c;
   fb_err err = {0};
-  const char *min = "{\"architectures\":[\"MistralForCausalLM\"],\"vocab_size\":64,"
-                    "\"hidden_size\":32,\"intermediate_size\":64,\"num_hidden_layers\":2,"
-                    "\"num_attention_heads\":4,\"max_position_embeddings\":128,"
-                    "\"rms_norm_eps\":1e-6,\"sliding_window\":4096}";
+  const char *min =
+      "{\"architectures\":[\"MistralForCausalLM\"],\"vocab_size\":64,"
+      "\"hidden_size\":32,\"intermediate_size\":64,\"num_hidden_layers\":2,"
+      "\"num_attention_heads\":4,\"max_position_embeddings\":128,"
+      "\"rms_norm_eps\":1e-6,\"sliding_window\":4096}";
   CHECK_INT(fb_model_config_parse(&c, min, strlen(min), "min", &err), 0);
   CHECK_INT(c.arch, FB_ARCH_MISTRAL);
   CHECK_INT(c.num_key_value_heads, 4);
@@ -89,12 +90,13 @@ TEST(defaults_apply_when_fields_are_absent) {
 TEST(qwen2_has_qkv_bias_and_eos_array) {
   fb_model_config c;
   fb_err err = {0};
-  const char *q = "{\"architectures\":[\"Qwen2ForCausalLM\"],\"vocab_size\":151936,"
-                  "\"hidden_size\":896,\"intermediate_size\":4864,\"num_hidden_layers\":24,"
-                  "\"num_attention_heads\":14,\"num_key_value_heads\":2,"
-                  "\"max_position_embeddings\":32768,\"rms_norm_eps\":1e-6,"
-                  "\"rope_theta\":1000000.0,\"sliding_window\":32768,\"tie_word_embeddings\":true,"
-                  "\"bos_token_id\":151643,\"eos_token_id\":[151645,151643]}";
+  const char *q =
+      "{\"architectures\":[\"Qwen2ForCausalLM\"],\"vocab_size\":151936,"
+      "\"hidden_size\":896,\"intermediate_size\":4864,\"num_hidden_layers\":24,"
+      "\"num_attention_heads\":14,\"num_key_value_heads\":2,"
+      "\"max_position_embeddings\":32768,\"rms_norm_eps\":1e-6,"
+      "\"rope_theta\":1000000.0,\"sliding_window\":32768,\"tie_word_embeddings\":true,"
+      "\"bos_token_id\":151643,\"eos_token_id\":[151645,151643]}";
   CHECK_INT(fb_model_config_parse(&c, q, strlen(q), "qwen", &err), 0);
   CHECK_INT(c.arch, FB_ARCH_QWEN2);
   CHECK_INT(c.attention_bias, 1);
@@ -345,8 +347,9 @@ TEST(invalid_utf8_is_refused) {
   static const struct {
     const char *add, *want;
   } cases[] = {
-      {"{\"_name_or_path\":\"caf\xC3\",", "x/config.json: field '_name_or_path': invalid UTF-8 "
-                                           "(byte 21 of the file)"},
+      {"{\"_name_or_path\":\"caf\xC3\",",
+       "x/config.json: field '_name_or_path': invalid UTF-8 "
+       "(byte 21 of the file)"},
       {"{\"rope_scaling\":{\"note\":\"\xED\xA0\x80\"},", "field 'rope_scaling': invalid UTF-8"},
       {"{\"\xFF\":1,", "x/config.json: invalid UTF-8 at byte 2"},
   };
@@ -372,7 +375,8 @@ TEST(invalid_utf8_is_refused) {
 /* Sliding windows as Hugging Face transformers reads them (model_config.c cites the rules):
  * fields added to a 4-layer model of the architecture -> each layer's window, or the error. */
 TEST(sliding_windows_follow_transformers) {
-#define SLIDING4 "[\"sliding_attention\",\"full_attention\",\"sliding_attention\",\"full_attention\"]"
+#define SLIDING4                                                                                   \
+  "[\"sliding_attention\",\"full_attention\",\"sliding_attention\",\"full_attention\"]"
   static const struct {
     const char *arch, *fields;
     int window[4], code;
@@ -381,76 +385,159 @@ TEST(sliding_windows_follow_transformers) {
       {"MistralForCausalLM", "", {4096, 4096, 4096, 4096}, 0, NULL}, /* MistralConfig default */
       {"MistralForCausalLM", ",\"sliding_window\":null", {0, 0, 0, 0}, 0, NULL},
       {"MistralForCausalLM", ",\"sliding_window\":16", {16, 16, 16, 16}, 0, NULL},
-      {"MistralForCausalLM", ",\"layer_types\":" SLIDING4, {4096, 4096, 4096, 4096}, 0,
+      {"MistralForCausalLM",
+       ",\"layer_types\":" SLIDING4,
+       {4096, 4096, 4096, 4096},
+       0,
        NULL}, /* MistralConfig has no layer_types */
-      {"MistralForCausalLM", ",\"sliding_window\":0", {0}, FB_EFORMAT,
+      {"MistralForCausalLM",
+       ",\"sliding_window\":0",
+       {0},
+       FB_EFORMAT,
        "field 'sliding_window': expected a positive integer or null, got a number < 1"},
-      {"MistralForCausalLM", ",\"sliding_window\":-4096", {0}, FB_EFORMAT,
+      {"MistralForCausalLM",
+       ",\"sliding_window\":-4096",
+       {0},
+       FB_EFORMAT,
        "field 'sliding_window': expected a positive integer or null, got a number < 1"},
-      {"MistralForCausalLM", ",\"sliding_window\":\"4096\"", {0}, FB_EFORMAT,
+      {"MistralForCausalLM",
+       ",\"sliding_window\":\"4096\"",
+       {0},
+       FB_EFORMAT,
        "field 'sliding_window': expected a positive integer or null, got a string"},
-      {"MistralForCausalLM", ",\"sliding_window\":40.5", {0}, FB_EFORMAT,
+      {"MistralForCausalLM",
+       ",\"sliding_window\":40.5",
+       {0},
+       FB_EFORMAT,
        "field 'sliding_window': expected a positive integer or null, got a fraction"},
-      {"MistralForCausalLM", ",\"sliding_window\":1e9", {0}, FB_ELIMIT,
+      {"MistralForCausalLM",
+       ",\"sliding_window\":1e9",
+       {0},
+       FB_ELIMIT,
        "field 'sliding_window': 1000000000 is outside the allowed range"},
-      {"Qwen2ForCausalLM", ",\"sliding_window\":16,\"max_window_layers\":1", {0, 0, 0, 0}, 0,
+      {"Qwen2ForCausalLM",
+       ",\"sliding_window\":16,\"max_window_layers\":1",
+       {0, 0, 0, 0},
+       0,
        NULL}, /* use_sliding_window defaults to false */
-      {"Qwen2ForCausalLM", ",\"use_sliding_window\":true,\"sliding_window\":16,"
-                           "\"max_window_layers\":1",
-       {0, 16, 16, 16}, 0, NULL},
-      {"Qwen2ForCausalLM", ",\"use_sliding_window\":true,\"max_window_layers\":3",
-       {0, 0, 0, 4096}, 0, NULL}, /* Qwen2Config's default window */
-      {"Qwen2ForCausalLM", ",\"use_sliding_window\":true,\"sliding_window\":16", {0, 0, 0, 0}, 0,
-       NULL}, /* max_window_layers defaults to 28 */
-      {"Qwen2ForCausalLM", ",\"use_sliding_window\":true,\"sliding_window\":16,"
-                           "\"max_window_layers\":0",
-       {16, 16, 16, 16}, 0, NULL},
-      {"Qwen2ForCausalLM", ",\"use_sliding_window\":true,\"sliding_window\":null,"
-                           "\"max_window_layers\":0",
-       {0, 0, 0, 0}, 0, NULL},
-      {"Qwen2ForCausalLM", ",\"use_sliding_window\":true,\"sliding_window\":8,"
-                           "\"max_window_layers\":3,\"layer_types\":" SLIDING4,
-       {8, 0, 8, 0}, 0, NULL}, /* layer_types, when given, overrides max_window_layers */
-      {"Qwen2ForCausalLM", ",\"sliding_window\":8,\"layer_types\":" SLIDING4, {0, 0, 0, 0}, 0,
+      {"Qwen2ForCausalLM",
+       ",\"use_sliding_window\":true,\"sliding_window\":16,"
+       "\"max_window_layers\":1",
+       {0, 16, 16, 16},
+       0,
        NULL},
-      {"Qwen2ForCausalLM", ",\"use_sliding_window\":1", {0}, FB_EFORMAT,
+      {"Qwen2ForCausalLM",
+       ",\"use_sliding_window\":true,\"max_window_layers\":3",
+       {0, 0, 0, 4096},
+       0,
+       NULL}, /* Qwen2Config's default window */
+      {"Qwen2ForCausalLM",
+       ",\"use_sliding_window\":true,\"sliding_window\":16",
+       {0, 0, 0, 0},
+       0,
+       NULL}, /* max_window_layers defaults to 28 */
+      {"Qwen2ForCausalLM",
+       ",\"use_sliding_window\":true,\"sliding_window\":16,"
+       "\"max_window_layers\":0",
+       {16, 16, 16, 16},
+       0,
+       NULL},
+      {"Qwen2ForCausalLM",
+       ",\"use_sliding_window\":true,\"sliding_window\":null,"
+       "\"max_window_layers\":0",
+       {0, 0, 0, 0},
+       0,
+       NULL},
+      {"Qwen2ForCausalLM",
+       ",\"use_sliding_window\":true,\"sliding_window\":8,"
+       "\"max_window_layers\":3,\"layer_types\":" SLIDING4,
+       {8, 0, 8, 0},
+       0,
+       NULL}, /* layer_types, when given, overrides max_window_layers */
+      {"Qwen2ForCausalLM",
+       ",\"sliding_window\":8,\"layer_types\":" SLIDING4,
+       {0, 0, 0, 0},
+       0,
+       NULL},
+      {"Qwen2ForCausalLM",
+       ",\"use_sliding_window\":1",
+       {0},
+       FB_EFORMAT,
        "field 'use_sliding_window': expected true or false, got a number"},
-      {"Qwen2ForCausalLM", ",\"max_window_layers\":-1", {0}, FB_EFORMAT,
+      {"Qwen2ForCausalLM",
+       ",\"max_window_layers\":-1",
+       {0},
+       FB_EFORMAT,
        "field 'max_window_layers': -1 is outside the allowed range"},
-      {"Qwen2ForCausalLM", ",\"use_sliding_window\":true,\"sliding_window\":0", {0}, FB_EFORMAT,
+      {"Qwen2ForCausalLM",
+       ",\"use_sliding_window\":true,\"sliding_window\":0",
+       {0},
+       FB_EFORMAT,
        "field 'sliding_window': expected a positive integer or null"},
-      {"Qwen2ForCausalLM", ",\"layer_types\":[\"full_attention\"]", {0}, FB_EFORMAT,
+      {"Qwen2ForCausalLM",
+       ",\"layer_types\":[\"full_attention\"]",
+       {0},
+       FB_EFORMAT,
        "field 'layer_types': expected an array of num_hidden_layers (4) strings"},
       {"Qwen2ForCausalLM",
-       ",\"layer_types\":[\"full_attention\",\"full_attention\",\"full_attention\",7]", {0},
+       ",\"layer_types\":[\"full_attention\",\"full_attention\",\"full_attention\",7]",
+       {0},
        FB_EUNSUPPORTED,
        "field 'layer_types': element 3 is not \"full_attention\" or \"sliding_attention\""},
-      {"LlamaForCausalLM", ",\"sliding_window\":16,\"use_sliding_window\":true", {0, 0, 0, 0}, 0,
+      {"LlamaForCausalLM",
+       ",\"sliding_window\":16,\"use_sliding_window\":true",
+       {0, 0, 0, 0},
+       0,
        NULL},
       /* Qwen3Config: Qwen2's rules */
-      {"Qwen3ForCausalLM", ",\"sliding_window\":16,\"max_window_layers\":1", {0, 0, 0, 0}, 0,
+      {"Qwen3ForCausalLM", ",\"sliding_window\":16,\"max_window_layers\":1", {0, 0, 0, 0}, 0, NULL},
+      {"Qwen3ForCausalLM",
+       ",\"use_sliding_window\":true,\"sliding_window\":16,"
+       "\"max_window_layers\":1",
+       {0, 16, 16, 16},
+       0,
        NULL},
-      {"Qwen3ForCausalLM", ",\"use_sliding_window\":true,\"sliding_window\":16,"
-                           "\"max_window_layers\":1",
-       {0, 16, 16, 16}, 0, NULL},
-      {"Qwen3ForCausalLM", ",\"use_sliding_window\":true,\"max_window_layers\":2",
-       {0, 0, 4096, 4096}, 0, NULL},
-      {"Qwen3ForCausalLM", ",\"use_sliding_window\":true,\"sliding_window\":16", {0, 0, 0, 0}, 0,
+      {"Qwen3ForCausalLM",
+       ",\"use_sliding_window\":true,\"max_window_layers\":2",
+       {0, 0, 4096, 4096},
+       0,
        NULL},
-      {"Qwen3ForCausalLM", ",\"use_sliding_window\":true,\"sliding_window\":8,"
-                           "\"max_window_layers\":3,\"layer_types\":" SLIDING4,
-       {8, 0, 8, 0}, 0, NULL},
-      {"Qwen3ForCausalLM", ",\"sliding_window\":8,\"layer_types\":" SLIDING4, {0, 0, 0, 0}, 0,
+      {"Qwen3ForCausalLM",
+       ",\"use_sliding_window\":true,\"sliding_window\":16",
+       {0, 0, 0, 0},
+       0,
        NULL},
-      {"Qwen3ForCausalLM", ",\"use_sliding_window\":\"yes\"", {0}, FB_EFORMAT,
+      {"Qwen3ForCausalLM",
+       ",\"use_sliding_window\":true,\"sliding_window\":8,"
+       "\"max_window_layers\":3,\"layer_types\":" SLIDING4,
+       {8, 0, 8, 0},
+       0,
+       NULL},
+      {"Qwen3ForCausalLM",
+       ",\"sliding_window\":8,\"layer_types\":" SLIDING4,
+       {0, 0, 0, 0},
+       0,
+       NULL},
+      {"Qwen3ForCausalLM",
+       ",\"use_sliding_window\":\"yes\"",
+       {0},
+       FB_EFORMAT,
        "field 'use_sliding_window': expected true or false, got a string"},
-      {"Qwen3ForCausalLM", ",\"use_sliding_window\":true,\"sliding_window\":-1", {0}, FB_EFORMAT,
+      {"Qwen3ForCausalLM",
+       ",\"use_sliding_window\":true,\"sliding_window\":-1",
+       {0},
+       FB_EFORMAT,
        "field 'sliding_window': expected a positive integer or null"},
-      {"Qwen3ForCausalLM", ",\"layer_types\":[\"full_attention\",\"chunked_attention\","
-                           "\"full_attention\",\"full_attention\"]",
-       {0}, FB_EUNSUPPORTED,
+      {"Qwen3ForCausalLM",
+       ",\"layer_types\":[\"full_attention\",\"chunked_attention\","
+       "\"full_attention\",\"full_attention\"]",
+       {0},
+       FB_EUNSUPPORTED,
        "field 'layer_types': element 1 is not \"full_attention\" or \"sliding_attention\""},
-      {"Qwen3ForCausalLM", ",\"max_window_layers\":2.5", {0}, FB_EFORMAT,
+      {"Qwen3ForCausalLM",
+       ",\"max_window_layers\":2.5",
+       {0},
+       FB_EFORMAT,
        "field 'max_window_layers': expected an integer, got a fraction"},
   };
 #undef SLIDING4
@@ -471,17 +558,18 @@ TEST(sliding_windows_follow_transformers) {
       FB_FAIL_("case %zu: \"%s\" lacks \"%s\"", k, err.msg, cases[k].want);
     for (int l = 0; rc == 0 && l < 4; l++)
       if (c.layer_window[l] != cases[k].window[l])
-        FB_FAIL_("case %zu (%s%s): layer %d window %d, want %d", k, cases[k].arch,
-                 cases[k].fields, l, c.layer_window[l], cases[k].window[l]);
+        FB_FAIL_("case %zu (%s%s): layer %d window %d, want %d", k, cases[k].arch, cases[k].fields,
+                 l, c.layer_window[l], cases[k].window[l]);
   }
 }
 
 TEST(absurd_head_dimensions_are_capped) {
   fb_model_config c;
   fb_err err = {0};
-  const char *j = "{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":64,"
-                  "\"hidden_size\":65536,\"intermediate_size\":64,\"num_hidden_layers\":1,"
-                  "\"num_attention_heads\":1,\"max_position_embeddings\":16,\"rms_norm_eps\":1e-6}";
+  const char *j =
+      "{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":64,"
+      "\"hidden_size\":65536,\"intermediate_size\":64,\"num_hidden_layers\":1,"
+      "\"num_attention_heads\":1,\"max_position_embeddings\":16,\"rms_norm_eps\":1e-6}";
   CHECK_INT(fb_model_config_parse(&c, j, strlen(j), "cap", &err), FB_ELIMIT);
   CHECK_CONTAINS(err.msg, "field 'head_dim'");
   CHECK_INT(parse_with(&c, "head_dim", "1024", &err), 0);

@@ -264,9 +264,10 @@ static void check_optimizer(const char *c) {
     free(p);
     n_keys++;
   }
-  printf("  %s: AdamW over three steps on the reference gradients, %d matrices: worst relative "
-         "error %.2g\n",
-         c, n_keys, worst);
+  printf(
+      "  %s: AdamW over three steps on the reference gradients, %d matrices: worst relative "
+      "error %.2g\n",
+      c, n_keys, worst);
   CHECK(n_keys > 0);
   fb_st_close(fi);
   fb_st_close(fe);

@@ -28,7 +28,8 @@ static double vs_pytorch(fb_model *m, fb_lora *lora, double tol, const char *lab
   const fb_st_tensor *ids = fb_st_find(f, "input_ids"), *want = fb_st_find(f, "logits");
   double scale = 0, worst = -1;
   float *y = NULL;
-  if (!ids || !want || ids->dtype != FB_DT_I32 || ids->ndim != 2 || want->numel != ids->numel * m->V) {
+  if (!ids || !want || ids->dtype != FB_DT_I32 || ids->ndim != 2 ||
+      want->numel != ids->numel * m->V) {
     FB_FAIL_("expected.safetensors: input_ids I32 [B,T] and logits [B,T,%d] expected", m->V);
     goto done;
   }
@@ -47,7 +48,8 @@ static double vs_pytorch(fb_model *m, fb_lora *lora, double tol, const char *lab
     if (d > worst) worst = d;
     if (d > tol && first < 0) first = i;
   }
-  fprintf(stderr, "  %s: max relative difference %.3g (of max |logit| %.4g)\n", label, worst, scale);
+  fprintf(stderr, "  %s: max relative difference %.3g (of max |logit| %.4g)\n", label, worst,
+          scale);
   if (first >= 0 && tol > 0)
     FB_FAIL_("%s: logits[%lld] = %.9g, PyTorch %.9g", label, (long long)first, x[first], y[first]);
 done:
@@ -78,7 +80,8 @@ TEST(merged_export_logits_match_pytorch) {
   char dir[] = "/tmp/fb_peft_merged_XXXXXX";
   REQUIRE(mkdtemp(dir));
   REQUIRE(fb_model_load(&m, FIXTURE "/model", &err) == 0);
-  CHECK(fb_lora_load(&lora, m, FIXTURE "/adapter", &err) == 0 && fb_lora_merge(lora, m, &err) == 0 &&
+  CHECK(fb_lora_load(&lora, m, FIXTURE "/adapter", &err) == 0 &&
+        fb_lora_merge(lora, m, &err) == 0 &&
         fb_model_save_as_loaded(m, FIXTURE "/model", dir, &err) == 0 &&
         fb_model_load(&merged, dir, &err) == 0);
   if (merged) vs_pytorch(merged, NULL, 1e-5, "merged, no adapter");

@@ -13,11 +13,9 @@
 static const char *raw(const char *name, const char *header, size_t data_len) {
   size_t hlen = strlen(header), len = 8 + hlen + data_len;
   unsigned char *buf = malloc(len);
-  for (int i = 0; i < 8; i++)
-    buf[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
+  for (int i = 0; i < 8; i++) buf[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
   memcpy(buf + 8, header, hlen);
-  for (size_t i = 0; i < data_len; i++)
-    buf[8 + hlen + i] = (unsigned char)i;
+  for (size_t i = 0; i < data_len; i++) buf[8 + hlen + i] = (unsigned char)i;
   const char *p = tmp_write(name, buf, len);
   free(buf);
   return p;
@@ -290,19 +288,20 @@ TEST(shapes_and_offsets_must_be_written_as_digits) {
   CHECK_CONTAINS(refused("{\"t\":{\"dtype\":\"F32\",\"shape\":[1,2.0],\"data_offsets\":[0,8]}}", 8,
                          FB_EFORMAT),
                  "tensor 't': shape[1] is not a non-negative integer in digits");
-  CHECK_CONTAINS(refused("{\"t\":{\"dtype\":\"F32\",\"shape\":[2e0],\"data_offsets\":[0,8]}}", 8,
-                         FB_EFORMAT),
-                 "shape[0]");
+  CHECK_CONTAINS(
+      refused("{\"t\":{\"dtype\":\"F32\",\"shape\":[2e0],\"data_offsets\":[0,8]}}", 8, FB_EFORMAT),
+      "shape[0]");
   CHECK_CONTAINS(
       refused("{\"t\":{\"dtype\":\"F32\",\"shape\":[-0],\"data_offsets\":[0,0]}}", 0, FB_EFORMAT),
       "shape[0]");
-  CHECK_CONTAINS(refused("{\"t\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8.0]}}",
-                         8, FB_EFORMAT),
-                 "tensor 't': \"data_offsets\" is not [begin, end] of integers in digits");
+  CHECK_CONTAINS(
+      refused("{\"t\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8.0]}}", 8, FB_EFORMAT),
+      "tensor 't': \"data_offsets\" is not [begin, end] of integers in digits");
   /* numbers inside strings (here after an escaped quote) are not tokens; digits still open */
-  const char *ok = "{\"__metadata__\":{\"q\\\"1.5\":\"2.0 \\\\\"},"
-                   "\"b\":{\"dtype\":\"F16\",\"shape\":[1,2],\"data_offsets\":[8,12]},"
-                   "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}";
+  const char *ok =
+      "{\"__metadata__\":{\"q\\\"1.5\":\"2.0 \\\\\"},"
+      "\"b\":{\"dtype\":\"F16\",\"shape\":[1,2],\"data_offsets\":[8,12]},"
+      "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}";
   fb_err err = {0};
   fb_st_file *f = NULL;
   CHECK_INT(fb_st_open(&f, raw("digits.safetensors", ok, 12), &err), 0);
@@ -338,8 +337,9 @@ TEST(metadata_is_capped) {
   h = metadata_header(FB_ST_MAX_METADATA);
   CHECK_INT(fb_st_open(&f, raw("meta_big.safetensors", h, 0), &err), FB_ELIMIT);
   CHECK(f == NULL);
-  CHECK_CONTAINS(err.msg, "meta_big.safetensors: __metadata__: 1048577 bytes of keys and values, "
-                          "over the cap of 1048576");
+  CHECK_CONTAINS(err.msg,
+                 "meta_big.safetensors: __metadata__: 1048577 bytes of keys and values, "
+                 "over the cap of 1048576");
   free(h);
 }
 
@@ -486,9 +486,9 @@ TEST(sharded_model_directory_opens_as_one) {
 TEST(sharded_index_errors) {
   fb_err err = {0};
   fb_st_file *f = NULL;
-  const char *dir =
-      make_sharded("s_missing_tensor", "{\"weight_map\":{" GOOD_MAP ",\"extra.weight\":"
-                                       "\"model-00002-of-00002.safetensors\"}}");
+  const char *dir = make_sharded("s_missing_tensor", "{\"weight_map\":{" GOOD_MAP
+                                                     ",\"extra.weight\":"
+                                                     "\"model-00002-of-00002.safetensors\"}}");
   REQUIRE(dir);
   CHECK_INT(fb_st_open_model_dir(&f, dir, &err), FB_EFORMAT);
   CHECK_CONTAINS(err.msg, "tensor 'extra.weight': listed in the index but missing");
@@ -526,8 +526,8 @@ TEST(sharded_index_errors) {
 
 /* An index's "metadata" strings are kept like __metadata__, under the same cap. */
 TEST(sharded_index_metadata_is_capped) {
-  char *index = padded("{\"metadata\":{\"k\":\"", FB_ST_MAX_METADATA,
-                       "\"},\"weight_map\":{" GOOD_MAP "}}");
+  char *index =
+      padded("{\"metadata\":{\"k\":\"", FB_ST_MAX_METADATA, "\"},\"weight_map\":{" GOOD_MAP "}}");
   const char *dir = make_sharded("s_big_meta", index);
   free(index);
   REQUIRE(dir);

@@ -134,7 +134,8 @@ TEST(small_tokenizer_loads_and_is_not_byte_complete) {
   fb_tokenizer *t = NULL;
   fb_err err = {0};
   CHECK_INT(load_str(small_json, &t, &err), FB_EFORMAT);
-  CHECK_CONTAINS(err.msg, "tokenizer.json: model.vocab: the byte-level token \"Ā\" for byte 0x00 is missing");
+  CHECK_CONTAINS(
+      err.msg, "tokenizer.json: model.vocab: the byte-level token \"Ā\" for byte 0x00 is missing");
 }
 
 TEST(error_unknown_types) {
@@ -142,10 +143,11 @@ TEST(error_unknown_types) {
                "tokenizer.json: model.type: \"WordPiece\" is not supported (supported: BPE)");
   expect_error("{\"type\":\"NFC\"}", "{\"type\":\"BertNormalizer\"}", FB_EUNSUPPORTED,
                "normalizer.type: \"BertNormalizer\" is not supported");
-  expect_error("{\"type\":\"ByteLevel\",\"add_prefix_space\"", "{\"type\":\"Punctuation\",\"add_prefix_space\"",
-               FB_EUNSUPPORTED, "pre_tokenizer.pretokenizers[1].type: \"Punctuation\" is not supported");
-  expect_error("\"decoder\":{\"type\":\"ByteLevel\"}", "\"decoder\":{\"type\":\"CTC\"}", FB_EUNSUPPORTED,
-               "decoder.type: \"CTC\" is not supported");
+  expect_error("{\"type\":\"ByteLevel\",\"add_prefix_space\"",
+               "{\"type\":\"Punctuation\",\"add_prefix_space\"", FB_EUNSUPPORTED,
+               "pre_tokenizer.pretokenizers[1].type: \"Punctuation\" is not supported");
+  expect_error("\"decoder\":{\"type\":\"ByteLevel\"}", "\"decoder\":{\"type\":\"CTC\"}",
+               FB_EUNSUPPORTED, "decoder.type: \"CTC\" is not supported");
   expect_error("\"behavior\":\"Isolated\"", "\"behavior\":\"Sideways\"", FB_EUNSUPPORTED,
                "pre_tokenizer.pretokenizers[0].behavior: \"Sideways\" is not one of");
 }
@@ -160,8 +162,9 @@ TEST(error_merge_part_not_in_vocab) {
 }
 
 TEST(error_added_token_id_past_vocab) {
-  expect_error("\"id\":7,", "\"id\":99,", FB_EFORMAT,
-               "tokenizer.json: added_tokens[1].id: 99 is past the vocab (6 model tokens + 2 added tokens)");
+  expect_error(
+      "\"id\":7,", "\"id\":99,", FB_EFORMAT,
+      "tokenizer.json: added_tokens[1].id: 99 is past the vocab (6 model tokens + 2 added tokens)");
   expect_error("\"id\":7,", "\"id\":1,", FB_EFORMAT,
                "added_tokens[1]: id 1 is \"b\" in the vocab, not \"<x>\"");
   expect_error("\"b\":1,", "\"b\":0,", FB_EFORMAT, "model.vocab[\"b\"]: id 0 is already \"a\"");
@@ -170,8 +173,9 @@ TEST(error_added_token_id_past_vocab) {
 /* An id far past the vocab is refused by name before any array is sized by it (a billion
  * made the loader allocate 22 GB; issue 19). */
 TEST(error_model_id_past_vocab_before_allocating) {
-  expect_error("\"ab\":2,", "\"ab\":1000000000,", FB_EFORMAT,
-               "tokenizer.json: model.vocab[\"ab\"]: id 1000000000 is past the vocab's 6 entries (ids are 0..5)");
+  expect_error(
+      "\"ab\":2,", "\"ab\":1000000000,", FB_EFORMAT,
+      "tokenizer.json: model.vocab[\"ab\"]: id 1000000000 is past the vocab's 6 entries (ids are 0..5)");
 }
 
 /* A vocab of a million entries loaded (issue 19): the cap is FB_TOK_MAX_VOCAB ids, checked
@@ -187,8 +191,9 @@ TEST(error_vocab_over_the_cap) {
   fb_err err = {0};
   CHECK_INT(load_str(json, &t, &err), FB_ELIMIT);
   CHECK(t == NULL);
-  CHECK_CONTAINS(err.msg, "tokenizer.json: model.vocab: 524289 model tokens and 0 added tokens, "
-                          "over the cap of 524288 ids");
+  CHECK_CONTAINS(err.msg,
+                 "tokenizer.json: model.vocab: 524289 model tokens and 0 added tokens, "
+                 "over the cap of 524288 ids");
   free(json);
 }
 
@@ -210,11 +215,16 @@ TEST(error_empty_merges_with_words_in_the_vocab) {
   fb_err err = {0};
   CHECK_INT(load_no_merges(",\"ab\":4", "false", &t, &err), FB_EFORMAT);
   CHECK(t == NULL);
-  CHECK_CONTAINS(err.msg, "tokenizer.json: model.merges: empty, but model.vocab has tokens of "
-                          "several characters that only merges make (\"ab\", id 4)");
+  CHECK_CONTAINS(err.msg,
+                 "tokenizer.json: model.merges: empty, but model.vocab has tokens of "
+                 "several characters that only merges make (\"ab\", id 4)");
   CHECK_INT(load_no_merges("", "false", &t, &err), 0); /* one character each, <unk>, <0x41> */
   fb_tok_ids ids = {0};
-  CHECK_INT(fb_tokenizer_encode(t, "a\xC3\xA9" "a", 4, 0, &ids, NULL, &err), 0);
+  CHECK_INT(fb_tokenizer_encode(t,
+                                "a\xC3\xA9"
+                                "a",
+                                4, 0, &ids, NULL, &err),
+            0);
   CHECK_INT(ids.n, 3);
   free(ids.v);
   fb_tokenizer_free(t);
@@ -226,8 +236,9 @@ TEST(error_empty_merges_with_words_in_the_vocab) {
 }
 
 TEST(error_regex_rejected) {
-  expect_error("\\\\s+|\\\\S+", "(\\\\s+", FB_EFORMAT,
-               "tokenizer.json: pre_tokenizer.pretokenizers[0].pattern.Regex: PCRE2 rejects the regex at offset 4: missing closing parenthesis");
+  expect_error(
+      "\\\\s+|\\\\S+", "(\\\\s+", FB_EFORMAT,
+      "tokenizer.json: pre_tokenizer.pretokenizers[0].pattern.Regex: PCRE2 rejects the regex at offset 4: missing closing parenthesis");
 }
 
 TEST(error_not_json_and_missing_file) {
@@ -252,7 +263,7 @@ TEST(special_flag_controls_added_tokens) {
   REQUIRE(a.n == 2);
   CHECK_INT(a.v[0], fb_tokenizer_token_id(t, "<|im_end|>"));
   CHECK(fb_tokenizer_is_special(t, a.v[0]));
-  CHECK_INT(a.v[1], fb_tokenizer_token_id(t, "<think>"));  /* not special: always matched */
+  CHECK_INT(a.v[1], fb_tokenizer_token_id(t, "<think>")); /* not special: always matched */
   CHECK(b.n > 2);
   CHECK_INT(b.v[b.n - 1], a.v[1]);
   fb_text out = {0};
@@ -272,10 +283,10 @@ TEST(offsets_point_into_the_input) {
   const char *s = "<s>Hi caf\xC3\xA9 \xF0\x9F\x98\x80";
   CHECK_INT(fb_tokenizer_encode(t, s, strlen(s), FB_TOK_SPECIAL, &ids, &offs, &err), 0);
   REQUIRE(ids.n == offs.n && ids.n >= 4);
-  CHECK_INT(offs.v[0], 0);  /* <s> */
-  CHECK_INT(offs.v[1], 3);  /* ▁Hi: the prepended ▁ maps to the section start */
+  CHECK_INT(offs.v[0], 0); /* <s> */
+  CHECK_INT(offs.v[1], 3); /* ▁Hi: the prepended ▁ maps to the section start */
   for (size_t i = 1; i < offs.n; i++) CHECK(offs.v[i] >= offs.v[i - 1]);
-  CHECK_INT(offs.v[offs.n - 1], 12);  /* the emoji's byte-fallback tokens start at its first byte */
+  CHECK_INT(offs.v[offs.n - 1], 12); /* the emoji's byte-fallback tokens start at its first byte */
   free(ids.v);
   free(offs.v);
   fb_tokenizer_free(t);
@@ -286,7 +297,7 @@ TEST(streaming_decode_holds_split_characters) {
   REQUIRE(t);
   fb_tok_ids ids = {0};
   fb_err err = {0};
-  const char *s = "ok \xF0\x9F\x91\xA9!";  /* 👩 has no token: four <0xNN> */
+  const char *s = "ok \xF0\x9F\x91\xA9!"; /* 👩 has no token: four <0xNN> */
   CHECK_INT(fb_tokenizer_encode(t, s, strlen(s), 0, &ids, NULL, &err), 0);
   fb_tok_stream st = {0};
   fb_text out = {0};
@@ -298,13 +309,14 @@ TEST(streaming_decode_holds_split_characters) {
     CHECK_INT(fb_utf8_valid_prefix(out.s ? out.s : "", out.len), out.len);
   }
   CHECK_INT(fb_tokenizer_decode_flush(&st, &out), 0);
-  CHECK(held >= 3);  /* the emoji is four <0xNN> tokens */
+  CHECK(held >= 3); /* the emoji is four <0xNN> tokens */
   CHECK_INT(out.len, strlen(s));
   CHECK(out.s && memcmp(out.s, s, out.len) == 0);
   /* a stream cut inside the character ends in U+FFFD */
   fb_tok_stream st2 = {0};
   fb_text out2 = {0};
-  for (size_t i = 0; i + 3 < ids.n; i++) fb_tokenizer_decode_next(t, &st2, ids.v[i], 0, &out2, &err);
+  for (size_t i = 0; i + 3 < ids.n; i++)
+    fb_tokenizer_decode_next(t, &st2, ids.v[i], 0, &out2, &err);
   fb_tokenizer_decode_flush(&st2, &out2);
   CHECK(out2.len >= 3 && memcmp(out2.s + out2.len - 3, "\xEF\xBF\xBD", 3) == 0);
   CHECK_INT(fb_tokenizer_decode_next(t, &st2, 1 << 30, 0, &out2, &err), FB_EINVALID);
@@ -349,9 +361,12 @@ TEST(metaspace_fallback_and_strip) {
       "\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"\xE2\x96\x81\",\"prepend_scheme\":\"first\",\"split\":false},"
       "\"decoder\":{\"type\":\"Metaspace\",\"replacement\":\"\xE2\x96\x81\",\"prepend_scheme\":\"first\"},"
       "\"model\":{\"type\":\"BPE\",\"unk_token\":\"<unk>\",\"byte_fallback\":true,\"fuse_unk\":true,"
-      "\"vocab\":{\"<unk>\":0,\"\xE2\x96\x81\":1,\"a\":2,\"b\":3,\"\xE2\x96\x81" "a\":4,\"\xE2\x96\x81" "ab\":5,"
+      "\"vocab\":{\"<unk>\":0,\"\xE2\x96\x81\":1,\"a\":2,\"b\":3,\"\xE2\x96\x81"
+      "a\":4,\"\xE2\x96\x81"
+      "ab\":5,"
       "\"<0x21>\":6,\"<0x3F>\":7,\"z\":8},"
-      "\"merges\":[[\"\xE2\x96\x81\",\"a\"],[\"\xE2\x96\x81" "a\",\"b\"]]}}";
+      "\"merges\":[[\"\xE2\x96\x81\",\"a\"],[\"\xE2\x96\x81"
+      "a\",\"b\"]]}}";
   fb_tokenizer *t = NULL;
   fb_err err = {0};
   REQUIRE(load_str(json, &t, &err) == 0);
@@ -379,7 +394,7 @@ TEST(normalizers_split_removed_and_ignore_merges) {
       "\"model\":{\"type\":\"BPE\",\"unk_token\":\"<unk>\",\"ignore_merges\":%s,"
       "\"vocab\":{\"<unk>\":0,\"a\":1,\"b\":2,\"c\":3,\"ab\":4,\"abc\":5,\"f\":6,\"i\":7,\"fi\":8},"
       "\"merges\":[\"a b\",\"f i\"]}}";
-  const char *s = "ABC \xEF\xAC\x81  x";  /* "ABC ﬁ  x" */
+  const char *s = "ABC \xEF\xAC\x81  x"; /* "ABC ﬁ  x" */
   int32_t want[2][4] = {{4, 3, 8, 0}, {5, 8, 0, -1}};
   int32_t want_off[2][4] = {{0, 2, 4, 9}, {0, 4, 9, -1}};
   for (int ignore = 0; ignore < 2; ignore++) {
@@ -412,7 +427,8 @@ TEST(digits_split_numbers) {
       "\"vocab\":{\"<unk>\":0,\"1\":1,\"2\":2,\"12\":3,\"a\":4,\"a1\":5,\"\xD9\xA3\":6,"
       "\"\xC2\xB2\":7,\"a\xC2\xB2\":8},\"merges\":[\"1 2\",\"a 1\",\"a \xC2\xB2\"]}}";
   const char *digits[] = {"", ",{\"type\":\"Digits\",\"individual_digits\":true}",
-                          ",{\"type\":\"Digits\",\"individual_digits\":false}", ",{\"type\":\"Digits\"}"};
+                          ",{\"type\":\"Digits\",\"individual_digits\":false}",
+                          ",{\"type\":\"Digits\"}"};
   const char *s = "a12 \xD9\xA3 a\xC2\xB2"; /* "a12 ٣ a²" */
   int32_t want[4][7] = {{4, 3, 6, 8}, {4, 1, 2, 6, 4, 7}, {4, 3, 6, 4, 7}, {4, 3, 6, 4, 7}};
   size_t want_n[4] = {4, 6, 5, 5};

@@ -39,10 +39,8 @@ static fb_model *tiny(void) {
   c.eos_token_ids[0] = EOS;
   fb_model *m = NULL;
   fb_err err = {0};
-  if (fb_model_create(&m, &c, &err))
-    fprintf(stderr, "%s\n", err.msg);
-  if (m)
-    fb_model_init_random(m, 1, 0.3f);
+  if (fb_model_create(&m, &c, &err)) fprintf(stderr, "%s\n", err.msg);
+  if (m) fb_model_init_random(m, 1, 0.3f);
   return m;
 }
 
@@ -138,31 +136,22 @@ static void on_event(void *ud, const cJSON *e, fb_train_control *ctl) {
                                        "loss",         "loss_smoothed", "lr",    "grad_norm",
                                        "tokens_per_s", "elapsed_s",     "eta_s"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-      if (!cJSON_IsNumber(cJSON_GetObjectItem(e, keys[i])))
-        s->fields_ok = 0;
+      if (!cJSON_IsNumber(cJSON_GetObjectItem(e, keys[i]))) s->fields_ok = 0;
     int step = cJSON_GetObjectItem(e, "step")->valueint;
     double loss = cJSON_GetObjectItem(e, "loss")->valuedouble;
-    if (s->progress++ == 0)
-      s->first_loss = loss;
-    if (step < 256)
-      s->losses[step] = loss;
+    if (s->progress++ == 0) s->first_loss = loss;
+    if (step < 256) s->losses[step] = loss;
     s->last_smoothed = cJSON_GetObjectItem(e, "loss_smoothed")->valuedouble;
-    if (step == s->cancel_at)
-      s->cancel = 1;
-    if (step == s->stop_at)
-      ctl->stop = 1;
-    if (step == s->lr_at)
-      ctl->lr = 0;
-    if (step == s->nan_at)
-      s->m->final_norm[0] = NAN;
+    if (step == s->cancel_at) s->cancel = 1;
+    if (step == s->stop_at) ctl->stop = 1;
+    if (step == s->lr_at) ctl->lr = 0;
+    if (step == s->nan_at) s->m->final_norm[0] = NAN;
     if (step == s->blow_at)
-      for (size_t i = 0; i < (size_t)s->m->V * s->m->C; i++)
-        s->m->lm_head[i] *= 100;
+      for (size_t i = 0; i < (size_t)s->m->V * s->m->C; i++) s->m->lm_head[i] *= 100;
   } else if (strcmp(name, "eval") == 0) {
     s->eval++;
     int step = cJSON_GetObjectItem(e, "step")->valueint;
-    if (step < 257)
-      s->eval_at[step] = cJSON_GetObjectItem(e, "eval_loss")->valuedouble;
+    if (step < 257) s->eval_at[step] = cJSON_GetObjectItem(e, "eval_loss")->valuedouble;
   } else if (strcmp(name, "scenarios") == 0) {
     int step = cJSON_GetObjectItem(e, "step")->valueint;
     const cJSON *answers = cJSON_GetObjectItem(e, "answers");
@@ -172,8 +161,7 @@ static void on_event(void *ud, const cJSON *e, fb_train_control *ctl) {
              cJSON_GetObjectItem(cJSON_GetArrayItem(answers, 0), "id")->valuestring);
     if (!cJSON_IsString(cJSON_GetObjectItem(cJSON_GetArrayItem(answers, 0), "text")))
       s->fields_ok = 0;
-    if (step < 257 && s->score_at[step] >= 0)
-      ctl->score = s->score_at[step];
+    if (step < 257 && s->score_at[step] >= 0) ctl->score = s->score_at[step];
   } else if (strcmp(name, "sample") == 0) {
     s->sample++;
     snprintf(s->sample_text, sizeof s->sample_text, "%s",
@@ -207,11 +195,9 @@ static float *read_adapter(const char *out, size_t *n) {
   snprintf(path, sizeof path, "%s/adapter_model.safetensors", out);
   fb_st_file *st = NULL;
   fb_err err = {0};
-  if (fb_st_open(&st, path, &err))
-    return NULL;
+  if (fb_st_open(&st, path, &err)) return NULL;
   size_t total = 0;
-  for (int i = 0; i < fb_st_count(st); i++)
-    total += (size_t)fb_st_at(st, i)->numel;
+  for (int i = 0; i < fb_st_count(st); i++) total += (size_t)fb_st_at(st, i)->numel;
   float *w = malloc(total * sizeof *w), *p = w;
   for (int i = 0; i < fb_st_count(st); i++) {
     fb_st_read_f32(fb_st_at(st, i), p, &err);
@@ -227,8 +213,7 @@ static cJSON *read_summary(const char *out) {
   size_t len;
   fb_err err = {0};
   snprintf(path, sizeof path, "%s/summary.json", out);
-  if (fb_read_file(path, &text, &len, 1 << 20, &err))
-    return NULL;
+  if (fb_read_file(path, &text, &len, 1 << 20, &err)) return NULL;
   cJSON *j = cJSON_Parse(text);
   free(text);
   return j;
@@ -240,8 +225,7 @@ static double max_diff(const char *a, const char *b) {
   size_t n1 = 0, n2 = 0;
   float *w1 = read_adapter(a, &n1), *w2 = read_adapter(b, &n2);
   double d = w1 && w2 && n1 == n2 && n1 > 0 ? 0 : INFINITY;
-  for (size_t i = 0; d < INFINITY && i < n1; i++)
-    d = fmax(d, fabs(w1[i] - w2[i]));
+  for (size_t i = 0; d < INFINITY && i < n1; i++) d = fmax(d, fabs(w1[i] - w2[i]));
   free(w1);
   free(w2);
   return d;
@@ -255,8 +239,7 @@ TEST(loss_falls_and_samples_show_it) {
   snprintf(f.spec.prompts[0], sizeof f.spec.prompts[0], "item 3");
   const char *rendered = "Q: item 3\nA: ";
   int32_t prompt[16];
-  for (int i = 0; rendered[i]; i++)
-    prompt[i] = (unsigned char)rendered[i];
+  for (int i = 0; rendered[i]; i++) prompt[i] = (unsigned char)rendered[i];
   fb_train_prompt p = {"item 3", prompt, (int)strlen(rendered)};
   f.data.tok = f.tok;
   f.data.prompts = &p;
@@ -311,12 +294,10 @@ TEST(resume_gives_the_weights_of_an_uninterrupted_run) {
   seen rest = {.cancel_at = -1, .nan_at = -1};
   CHECK_INT(train(&f, &rest, 1, &err), 0);
   CHECK_INT(rest.progress, 9);
-  for (int step = 8; step <= 16; step++)
-    CHECK_NEAR(rest.losses[step], whole.losses[step], 1e-6);
+  for (int step = 8; step <= 16; step++) CHECK_NEAR(rest.losses[step], whole.losses[step], 1e-6);
   /* The smoothed loss is the bias-corrected average of the steps' losses, across the resume. */
   double ema = 0;
-  for (int step = 1; step <= 16; step++)
-    ema = 0.9 * ema + 0.1 * whole.losses[step];
+  for (int step = 1; step <= 16; step++) ema = 0.9 * ema + 0.1 * whole.losses[step];
   CHECK_NEAR(whole.last_smoothed, ema / (1 - pow(0.9, 16)), 1e-9);
   CHECK_NEAR(rest.last_smoothed, whole.last_smoothed, 1e-6);
   double maxdiff = max_diff(whole_out, f.spec.out);
@@ -362,10 +343,11 @@ TEST(resume_on_changed_data_is_refused) {
   f.data.dataset_hash = "fnv1a64:fedcba9876543210";
   seen rest = {.cancel_at = -1, .nan_at = -1};
   CHECK_INT(train(&f, &rest, 1, &err), FB_EINVALID);
-  CHECK_CONTAINS(err.msg, "the training data changed since this run started "
-                          "(fnv1a64:0123456789abcdef, now fnv1a64:fedcba9876543210)");
+  CHECK_CONTAINS(err.msg,
+                 "the training data changed since this run started "
+                 "(fnv1a64:0123456789abcdef, now fnv1a64:fedcba9876543210)");
   CHECK_INT(rest.progress, 0);
-  f.data.dataset_hash = "fnv1a64:0123456789abcdef";  /* the same data again: it resumes */
+  f.data.dataset_hash = "fnv1a64:0123456789abcdef"; /* the same data again: it resumes */
   CHECK_INT(train(&f, &rest, 1, &err), 0);
   CHECK_INT(rest.progress, 4);
   teardown(&f);
@@ -398,10 +380,8 @@ TEST(a_step_saved_twice_replaces_its_checkpoint) {
 static int count_tmp(const char *dir) {
   DIR *d = opendir(dir);
   int n = 0;
-  for (struct dirent *e; d && (e = readdir(d)) != NULL;)
-    n += strstr(e->d_name, ".tmp") != NULL;
-  if (d)
-    closedir(d);
+  for (struct dirent *e; d && (e = readdir(d)) != NULL;) n += strstr(e->d_name, ".tmp") != NULL;
+  if (d) closedir(d);
   return n;
 }
 
@@ -552,8 +532,7 @@ TEST(examples_with_nothing_to_learn_are_reported) {
   REQUIRE(setup(&f) == 0);
   f.spec.max_steps = 2;
   for (int i = 0; i < 3; i++) {
-    for (int t = 0; t < f.train.v[i].n; t++)
-      f.train.v[i].labels[t] = FB_IGNORE_INDEX;
+    for (int t = 0; t < f.train.v[i].n; t++) f.train.v[i].labels[t] = FB_IGNORE_INDEX;
     f.train.v[i].n_trained = 0;
   }
   seen s = {.cancel_at = -1, .nan_at = -1};
@@ -561,8 +540,7 @@ TEST(examples_with_nothing_to_learn_are_reported) {
   CHECK_INT(train(&f, &s, 0, &err), 0);
   CHECK_CONTAINS(s.log,
                  "3 training example(s) have no answer token to learn from (the first at line 1)");
-  for (int i = 3; i < N_EX; i++)
-    f.train.v[i].n_trained = 0;
+  for (int i = 3; i < N_EX; i++) f.train.v[i].n_trained = 0;
   CHECK_INT(train(&f, &s, 0, &err), FB_EINVALID);
   CHECK_CONTAINS(err.msg, "no training example has an answer token left to learn from");
   CHECK_STR(s.where, "data");
@@ -588,17 +566,14 @@ static const char *const scenario_ids[] = {"a", "b", "c"};
 static void with_scenarios(fixture *f, fb_train_prompt *p, int32_t *ids, seen *s) {
   const char *rendered = "Q: item 3\nA: ";
   int n = (int)strlen(rendered);
-  for (int i = 0; i < n; i++)
-    ids[i] = (unsigned char)rendered[i];
-  for (int i = 0; i < 3; i++)
-    p[i] = (fb_train_prompt){scenario_ids[i], ids, n};
+  for (int i = 0; i < n; i++) ids[i] = (unsigned char)rendered[i];
+  for (int i = 0; i < 3; i++) p[i] = (fb_train_prompt){scenario_ids[i], ids, n};
   f->data.tok = f->tok;
   f->data.scenarios = p;
   f->data.n_scenarios = 3;
   f->spec.select = FB_SELECT_SCENARIOS;
   f->spec.select_tokens = 8;
-  for (int i = 0; i < 257; i++)
-    s->score_at[i] = -1;
+  for (int i = 0; i < 257; i++) s->score_at[i] = -1;
 }
 
 TEST(select_scenarios_publishes_the_best_scored_step_across_a_resume) {
@@ -681,15 +656,13 @@ TEST(select_scenarios_breaks_a_tie_by_the_lower_eval_loss) {
   int32_t ids[16];
   seen s = {.cancel_at = -1, .nan_at = -1};
   with_scenarios(&f, p, ids, &s);
-  for (int step = 4; step <= 20; step += 4)
-    s.score_at[step] = 2;
+  for (int step = 4; step <= 20; step += 4) s.score_at[step] = 2;
   fb_err err = {0};
   REQUIRE(train(&f, &s, 0, &err) == 0);
   CHECK_INT(s.scenarios, 5);
   int lowest = 4;
   for (int step = 8; step <= 20; step += 4)
-    if (s.eval_at[step] < s.eval_at[lowest])
-      lowest = step;
+    if (s.eval_at[step] < s.eval_at[lowest]) lowest = step;
   cJSON *j = read_summary(f.spec.out);
   REQUIRE(j);
   CHECK_INT(cJSON_GetObjectItem(j, "selected_step")->valueint, lowest);

@@ -36,7 +36,8 @@ TEST(defaults_suit_small_datasets) {
 
 TEST(every_field_reads_and_writes_back) {
   const char *json =
-      "{" MIN ", \"data\": [\"a.jsonl\", \"b.jsonl\"], \"template\": \"chatml\", \"max_len\": 64,"
+      "{" MIN
+      ", \"data\": [\"a.jsonl\", \"b.jsonl\"], \"template\": \"chatml\", \"max_len\": 64,"
       "\"lora\": {\"r\": 8, \"alpha\": 16, \"dropout\": 0, \"targets\": [\"q_proj\", \"v_proj\"], "
       "\"rslora\": true},"
       "\"epochs\": 5, \"max_steps\": 40, \"micro_batch\": 2, \"grad_accum\": 3, \"small_data\": "
@@ -87,7 +88,8 @@ TEST(each_mistake_names_its_field) {
   } cases[] = {
       {"{" MIN ", \"lora\": {\"r\": 0}}", "spec.lora.r: must be an integer 1..256 (got 0)"},
       {"{" MIN ", \"lora\": {\"r\": 2.5}}", "spec.lora.r: must be an integer"},
-      {"{" MIN ", \"lora\": {\"dropout\": 0.95}}", "spec.lora.dropout: must be a number 0..0.9 (got 0.95)"},
+      {"{" MIN ", \"lora\": {\"dropout\": 0.95}}",
+       "spec.lora.dropout: must be a number 0..0.9 (got 0.95)"},
       {"{" MIN ", \"lora\": {\"targets\": [\"q_proj\", \"q_proj\"]}}",
        "spec.lora.targets[1]: must be a distinct"},
       {"{" MIN ", \"lora\": {\"targets\": \"nope\"}}", "spec.lora.targets"},
@@ -98,8 +100,7 @@ TEST(each_mistake_names_its_field) {
       {"{" MIN ", \"lr\": \"fast\"}", "spec.lr: must be a number"},
       {"{" MIN ", \"schedule\": \"step\"}",
        "spec.schedule: must be one of \"constant\", \"cosine\", \"linear\""},
-      {"{" MIN ", \"device\": \"tpu\"}",
-       "spec.device: must be one of \"auto\", \"cpu\", \"cuda\""},
+      {"{" MIN ", \"device\": \"tpu\"}", "spec.device: must be one of \"auto\", \"cpu\", \"cuda\""},
       {"{" MIN ", \"device\": \"cuda\", \"mode\": \"full\"}",
        "spec.device: \"cuda\" trains adapters only (its base weights are bf16); full-parameter "
        "mode runs on the CPU"},
@@ -108,7 +109,8 @@ TEST(each_mistake_names_its_field) {
        "spec.select: must be one of \"eval_loss\", \"scenarios\""},
       {"{" MIN ", \"select_max_tokens\": 0}", "spec.select_max_tokens: must be an integer 1..4096"},
       {"{" MIN ", \"scenarios\": {}}", "spec.scenarios: must be a list"},
-      {"{" MIN ", \"samples\": {\"repetition_penalty\": 0.5}}", "spec.samples.repetition_penalty: must be a number 1..10"},
+      {"{" MIN ", \"samples\": {\"repetition_penalty\": 0.5}}",
+       "spec.samples.repetition_penalty: must be a number 1..10"},
       {"{" MIN ", \"samples\": {\"system\": 7}}", "spec.samples.system: must be a string"},
       {"{" MIN ", \"eval\": {\"fraction\": 0.7}}", "spec.eval.fraction: must be a number 0..0.5"},
       {"{" MIN ", \"small_data\": 1}", "spec.small_data: must be true or false"},
@@ -163,25 +165,29 @@ static void collect(void *ctx, const char *path, const char *problem) {
 
 TEST(a_request_hears_every_problem_at_once) {
   char got[1024] = "";
-  cJSON *o = cJSON_Parse("{\"epochs\": 0, \"lora\": {\"r\": 2.5, \"targets\": [], \"rank\": 4},"
-                         " \"hooks\": \"h.lua\", \"out\": \"/tmp/x\", \"lr\": 0.001,"
-                         " \"schedule\": \"step\", \"eval\": 3}");
+  cJSON *o = cJSON_Parse(
+      "{\"epochs\": 0, \"lora\": {\"r\": 2.5, \"targets\": [], \"rank\": 4},"
+      " \"hooks\": \"h.lua\", \"out\": \"/tmp/x\", \"lr\": 0.001,"
+      " \"schedule\": \"step\", \"eval\": 3}");
   REQUIRE(o);
   CHECK_INT(fb_train_spec_request_problems(o, collect, got), 8);
-  CHECK_STR(got, "epochs=must be an integer 1..10000 (got 0);"
-                 "lora.r=must be an integer 1..256;"
-                 "lora.targets=must name at least one projection;"
-                 "lora.rank=unknown field;"
-                 "hooks=set by the server;"
-                 "out=set by the server;"
-                 "schedule=must be one of \"constant\", \"cosine\", \"linear\";"
-                 "eval=must be an object;");
+  CHECK_STR(got,
+            "epochs=must be an integer 1..10000 (got 0);"
+            "lora.r=must be an integer 1..256;"
+            "lora.targets=must name at least one projection;"
+            "lora.rank=unknown field;"
+            "hooks=set by the server;"
+            "out=set by the server;"
+            "schedule=must be one of \"constant\", \"cosine\", \"linear\";"
+            "eval=must be an object;");
   cJSON_Delete(o);
   got[0] = 0;
-  o = cJSON_Parse("{\"lora\": {\"targets\": [\"q_proj\", \"q_proj\"]}, \"samples\": {\"max_tokens\": 9}}");
+  o = cJSON_Parse(
+      "{\"lora\": {\"targets\": [\"q_proj\", \"q_proj\"]}, \"samples\": {\"max_tokens\": 9}}");
   CHECK_INT(fb_train_spec_request_problems(o, collect, got), 1);
-  CHECK_STR(got, "lora.targets=[1]: must be a distinct one of q_proj, k_proj, v_proj, o_proj, "
-                 "gate_proj, up_proj, down_proj;");
+  CHECK_STR(got,
+            "lora.targets=[1]: must be a distinct one of q_proj, k_proj, v_proj, o_proj, "
+            "gate_proj, up_proj, down_proj;");
   cJSON_Delete(o);
   got[0] = 0;
   o = cJSON_Parse("[1]");
@@ -199,8 +205,7 @@ TEST(a_request_hears_every_problem_at_once) {
 static const cJSON *described(const cJSON *list, const char *name) {
   const cJSON *f;
   cJSON_ArrayForEach(f, list) {
-    if (strcmp(cJSON_GetObjectItem(f, "name")->valuestring, name) == 0)
-      return f;
+    if (strcmp(cJSON_GetObjectItem(f, "name")->valuestring, name) == 0) return f;
   }
   return NULL;
 }
@@ -225,24 +230,25 @@ TEST(fields_describe_what_the_reader_checks) {
   /* Every number field's range is the one reading enforces: max accepted, max + 1 refused. */
   const cJSON *f;
   cJSON_ArrayForEach(f, list) {
-    const char *type = cJSON_GetObjectItem(f, "type")->valuestring, *name = cJSON_GetObjectItem(f, "name")->valuestring;
-    if (strcmp(type, "integer") != 0 && strcmp(type, "number") != 0)
-      continue;
-    double max = cJSON_GetObjectItem(f, "max")->valuedouble, min = cJSON_GetObjectItem(f, "min")->valuedouble;
+    const char *type = cJSON_GetObjectItem(f, "type")->valuestring,
+               *name = cJSON_GetObjectItem(f, "name")->valuestring;
+    if (strcmp(type, "integer") != 0 && strcmp(type, "number") != 0) continue;
+    double max = cJSON_GetObjectItem(f, "max")->valuedouble,
+           min = cJSON_GetObjectItem(f, "min")->valuedouble;
     for (int over = 0; over < 2; over++) {
       char json[512];
       const char *dot = strchr(name, '.');
       double x = over ? (max < 1e9 ? max + 1 : max * 2) : min;
       if (dot)
-        snprintf(json, sizeof json, "{\"%.*s\": {\"%s\": %.17g}}", (int)(dot - name), name, dot + 1, x);
+        snprintf(json, sizeof json, "{\"%.*s\": {\"%s\": %.17g}}", (int)(dot - name), name, dot + 1,
+                 x);
       else
         snprintf(json, sizeof json, "{\"%s\": %.17g}", name, x);
       char got[1024] = "";
       cJSON *o = cJSON_Parse(json);
       int n = fb_train_spec_request_problems(o, collect, got);
       cJSON_Delete(o);
-      if (n != over)
-        printf("  %s = %.17g: %d problems (%s)\n", name, x, n, got);
+      if (n != over) printf("  %s = %.17g: %d problems (%s)\n", name, x, n, got);
       CHECK_INT(n, over);
     }
   }
