@@ -34,6 +34,8 @@ if(FB_NODE)
     set_tests_properties(web_training PROPERTIES TIMEOUT 240 ENVIRONMENT "${fb_web_env}"
                          RESOURCE_LOCK busy_cores)
   endif()
+  # The log lines of a job's events, the scheduler's word on a live job among them (no browser).
+  fb_test(web_activity ${FB_NODE} --test ${PROJECT_SOURCE_DIR}/tests/web/activity.test.mjs)
   # The dashboard behind a token: the printed link, its cookie, the page's calls with it (~5 s).
   fb_test(web_token ${FB_NODE} --test ${PROJECT_SOURCE_DIR}/tests/web/token.test.mjs)
   set_tests_properties(web_token PROPERTIES TIMEOUT 120 ENVIRONMENT "${fb_web_env}")

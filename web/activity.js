@@ -46,6 +46,8 @@ function stateLine(ev) {
     case 'interrupted': return { kind: 'state', text: `Interrupted${why}. Resume continues from the last checkpoint.` };
     case 'failed': return { kind: 'state', text: `Failed${why}.` };
     case 'succeeded': return { kind: 'state', text: 'Finished.' };
-    default: return null;  // queued and running: the start line says more
+    // queued and running: the start line says more, but for what a scheduler says of it
+    // ("Slurm: PENDING (Resources)", docs/slurm.md)
+    default: return ev.reason ? { kind: 'state', text: `${ev.reason}.` } : null;
   }
 }

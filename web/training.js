@@ -151,6 +151,7 @@ export function createTraining(root, { onFinished, onModel }) {
   let busy = false;    // a start request is in flight
   let examples = null; // the skill's example count (setExamples), null until known
   let where = null;    // the device the job reported
+  let note = '';       // what the scheduler says of a live job ("Slurm: PENDING (Resources)")
   let saving = false;  // the steps are done and the adapter is being written
   let feed = null;     // the live feed of the skill's events
   let logLines = [];   // [{kind, text}] (activity.js)
@@ -278,7 +279,8 @@ export function createTraining(root, { onFinished, onModel }) {
     start.textContent = running ? (saving ? 'Saving adapter…' : 'Training…') : busy ? 'Starting…' : 'Start training';
     cancel.hidden = !running;
     resume.hidden = running || !(state === 'cancelled' || state === 'interrupted');
-    stateLine.textContent = state ? `Job ${job}: ${state}${where ? ` on ${where}` : ''}` : '';  // the empty state says it
+    stateLine.textContent = state  // the empty state says it
+      ? `Job ${job}: ${state}${where ? ` on ${where}` : ''}${LIVE.has(state) && note ? ` (${note})` : ''}` : '';
     start.title = fits ? '' : 'This run would not fit in the memory free: see the estimate.';
     fewExamples.hidden = examples === null || examples >= 20;
     fewExamples.textContent = examples === 0 ? 'No examples yet: add some in Data below to train.'
@@ -330,6 +332,7 @@ export function createTraining(root, { onFinished, onModel }) {
 
   function reset() {
     where = null;
+    note = '';
     saving = false;
     for (const c of Object.values(cards)) c.value.textContent = '—';
     bar.style.width = '0%';
@@ -394,6 +397,7 @@ export function createTraining(root, { onFinished, onModel }) {
     if (other) reset();
     job = st.job;
     state = st.state;
+    note = st.reason || '';
     saving = saving && LIVE.has(state);
     renderButtons();
     renderProgress(st);
@@ -444,6 +448,7 @@ export function createTraining(root, { onFinished, onModel }) {
         break;
       case 'state':
         state = ev.state;
+        note = ev.reason || '';
         if (ev.state === 'running' || !LIVE.has(ev.state)) saving = false;  // a resume trains again; an end ends it
         renderButtons();
         if (!LIVE.has(ev.state)) finished(ev.state);
