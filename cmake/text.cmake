@@ -3,7 +3,8 @@ pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
 pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
 
 target_sources(fb_core PRIVATE engine/text.c engine/utf8.c engine/normalize.c engine/bpe.c engine/pretokenize.c
-  engine/tokenizer.c engine/tokenizer_load.c engine/dataset.c)
+  engine/tokenizer.c engine/tokenizer_load.c engine/tokenizer_json.c
+  engine/dataset.c)
 target_link_libraries(fb_core PUBLIC PkgConfig::PCRE2 PkgConfig::UTF8PROC)
 target_sources(fb_host PRIVATE engine/l_tokenizer.c engine/l_dataset.c)
 

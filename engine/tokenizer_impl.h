@@ -1,8 +1,10 @@
-/* tokenizer_impl.h: the tokenizer as its two files share it: tokenizer_load.c builds it from
- * tokenizer.json (or as the byte tokenizer), tokenizer.c encodes and decodes with it. Not part
- * of the API: include tokenizer.h. */
+/* tokenizer_impl.h: the tokenizer as its files share it: tokenizer_load.c builds it from
+ * tokenizer.json (or as the byte tokenizer), reading its fields with tokenizer_json.c's
+ * helpers; tokenizer.c encodes and decodes with it. Not part of the API: include tokenizer.h. */
 #ifndef FB_TOKENIZER_IMPL_H
 #define FB_TOKENIZER_IMPL_H
+
+#include <cjson/cJSON.h>
 
 #include "bpe.h"
 #include "normalize.h"
@@ -65,5 +67,26 @@ struct fb_tokenizer {
 /* The character GPT-2's byte-level alphabet (bytes_to_unicode) writes byte b as; the tables
  * are made by the first load. */
 int32_t fb_tok_byte_char(unsigned char b);
+
+/* ---- tokenizer_json.c: tokenizer.json's fields, each error naming t's file and the path ---- */
+int tok_fail(fb_err *err, int code, const fb_tokenizer *t, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* A JSON string for messages: at most 40 bytes, quotes and controls escaped. */
+const char *tok_quote(const char *s, size_t n, char *buf, size_t size);
+/* obj[key], NULL when absent or null. */
+const cJSON *tok_field(const cJSON *obj, const char *key);
+/* obj[key] as a boolean (dflt when absent), a string (an error when absent and required), an
+ * object's "type", and v as an integer in lo..hi. */
+int tok_get_bool(const fb_tokenizer *t, const cJSON *obj, const char *path, const char *key,
+                 int dflt, int *out, fb_err *err);
+int tok_get_str(const fb_tokenizer *t, const cJSON *obj, const char *path, const char *key,
+                int required, const char **out, fb_err *err);
+int tok_get_type(const fb_tokenizer *t, const cJSON *obj, const char *path, const char **out,
+                 fb_err *err);
+int tok_get_int(const fb_tokenizer *t, const cJSON *v, const char *path, double lo, double hi,
+                int32_t *out, fb_err *err);
+/* obj.pattern, {"String": s} or {"Regex": r}: which one and the text. */
+int tok_get_pattern(const fb_tokenizer *t, const cJSON *obj, const char *path, int *is_regex,
+                    const char **text, fb_err *err);
 
 #endif

@@ -1,11 +1,9 @@
 /* tokenizer_load.c: a tokenizer from tokenizer.json (BPE model, normalizers, pre-tokenizers,
- * decoders, added tokens) with strict validation, every error naming the file and the field;
- * or the plain byte tokenizer. Encoding and decoding are tokenizer.c's. */
+ * decoders, added tokens) with strict validation, every error naming the file and the field
+ * (tokenizer_json.c reads the fields); or the plain byte tokenizer. Encoding and decoding are
+ * tokenizer.c's. */
 #include "tokenizer_impl.h"
 
-#include <cjson/cJSON.h>
-#include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,106 +36,6 @@ static void init_byte_tables(void) {
   }
 }
 
-/* ---- errors ---- */
-
-static int fail(fb_err *err, int code, const fb_tokenizer *t, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(fb_err *err, int code, const fb_tokenizer *t, const char *fmt, ...) {
-  char msg[400];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  return fb_err_set(err, code, "%s: %s", t->name, msg);
-}
-
-/* A JSON string for messages: at most 40 bytes, quotes and controls escaped. */
-static const char *quote(const char *s, size_t n, char *buf, size_t size) {
-  size_t o = 0;
-  buf[o++] = '"';
-  for (size_t i = 0; i < n && o + 8 < size; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (i == 40) {
-      o += (size_t)snprintf(buf + o, size - o, "...");
-      break;
-    }
-    if (c == '"' || c == '\\') {
-      buf[o++] = '\\';
-      buf[o++] = (char)c;
-    } else if (c < 0x20)
-      o += (size_t)snprintf(buf + o, size - o, "\\u%04x", c);
-    else
-      buf[o++] = (char)c;
-  }
-  buf[o++] = '"';
-  buf[o] = 0;
-  return buf;
-}
-
-/* ---- JSON field helpers: each names the path on error ---- */
-
-static const cJSON *field(const cJSON *obj, const char *key) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-  return v && !cJSON_IsNull(v) ? v : NULL;
-}
-
-static int get_bool(const fb_tokenizer *t, const cJSON *obj, const char *path, const char *key,
-                    int dflt, int *out, fb_err *err) {
-  const cJSON *v = field(obj, key);
-  if (!v) {
-    *out = dflt;
-    return 0;
-  }
-  if (!cJSON_IsBool(v)) return fail(err, FB_EFORMAT, t, "%s.%s: expected true or false", path, key);
-  *out = cJSON_IsTrue(v);
-  return 0;
-}
-
-static int get_str(const fb_tokenizer *t, const cJSON *obj, const char *path, const char *key,
-                   int required, const char **out, fb_err *err) {
-  const cJSON *v = field(obj, key);
-  *out = NULL;
-  if (!v) return required ? fail(err, FB_EFORMAT, t, "%s.%s: missing", path, key) : 0;
-  if (!cJSON_IsString(v)) return fail(err, FB_EFORMAT, t, "%s.%s: expected a string", path, key);
-  *out = v->valuestring;
-  return 0;
-}
-
-static int get_type(const fb_tokenizer *t, const cJSON *obj, const char *path, const char **out,
-                    fb_err *err) {
-  if (!cJSON_IsObject(obj)) return fail(err, FB_EFORMAT, t, "%s: expected an object", path);
-  return get_str(t, obj, path, "type", 1, out, err);
-}
-
-static int get_int(const fb_tokenizer *t, const cJSON *v, const char *path, double lo, double hi,
-                   int32_t *out, fb_err *err) {
-  if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < lo ||
-      v->valuedouble > hi)
-    return fail(err, FB_EFORMAT, t, "%s: expected an integer in %.0f..%.0f", path, lo, hi);
-  *out = (int32_t)v->valuedouble;
-  return 0;
-}
-
-/* {"String": s} or {"Regex": r}; returns which one and the text. */
-static int get_pattern(const fb_tokenizer *t, const cJSON *obj, const char *path, int *is_regex,
-                       const char **text, fb_err *err) {
-  const cJSON *p = field(obj, "pattern");
-  if (!cJSON_IsObject(p)) return fail(err, FB_EFORMAT, t, "%s.pattern: missing", path);
-  const cJSON *s = field(p, "String"), *r = field(p, "Regex");
-  if (cJSON_IsString(s)) {
-    *is_regex = 0;
-    *text = s->valuestring;
-    return 0;
-  }
-  if (cJSON_IsString(r)) {
-    *is_regex = 1;
-    *text = r->valuestring;
-    return 0;
-  }
-  return fail(err, FB_EFORMAT, t, "%s.pattern: expected {\"String\": ...} or {\"Regex\": ...}",
-              path);
-}
-
 /* ---- normalizers ---- */
 
 static int add_norm(fb_tokenizer *t, fb_normalizer st) {
@@ -161,7 +59,7 @@ static char *dup_str(const char *s, size_t *n) {
 
 static int parse_normalizer(fb_tokenizer *t, const cJSON *node, const char *path, fb_err *err) {
   const char *type;
-  int rc = get_type(t, node, path, &type, err);
+  int rc = tok_get_type(t, node, path, &type, err);
   if (rc) return rc;
   static const char *const forms[] = {"NFC", "NFD", "NFKC", "NFKD"};
   for (int i = 0; i < 4; i++)
@@ -170,7 +68,7 @@ static int parse_normalizer(fb_tokenizer *t, const cJSON *node, const char *path
     return add_norm(t, (fb_normalizer){.kind = FB_NORMALIZE_LOWERCASE});
   if (!strcmp(type, "Prepend")) {
     const char *s;
-    if ((rc = get_str(t, node, path, "prepend", 1, &s, err))) return rc;
+    if ((rc = tok_get_str(t, node, path, "prepend", 1, &s, err))) return rc;
     fb_normalizer st = {.kind = FB_NORMALIZE_PREPEND};
     if (!(st.a = dup_str(s, &st.alen))) return FB_ENOMEM;
     return add_norm(t, st);
@@ -178,12 +76,12 @@ static int parse_normalizer(fb_tokenizer *t, const cJSON *node, const char *path
   if (!strcmp(type, "Replace")) {
     int is_regex;
     const char *pat, *content;
-    if ((rc = get_pattern(t, node, path, &is_regex, &pat, err))) return rc;
+    if ((rc = tok_get_pattern(t, node, path, &is_regex, &pat, err))) return rc;
     if (is_regex)
-      return fail(err, FB_EUNSUPPORTED, t, "%s.pattern.Regex: regex replacement is not supported",
-                  path);
-    if ((rc = get_str(t, node, path, "content", 1, &content, err))) return rc;
-    if (!*pat) return fail(err, FB_EFORMAT, t, "%s.pattern.String: empty", path);
+      return tok_fail(err, FB_EUNSUPPORTED, t,
+                      "%s.pattern.Regex: regex replacement is not supported", path);
+    if ((rc = tok_get_str(t, node, path, "content", 1, &content, err))) return rc;
+    if (!*pat) return tok_fail(err, FB_EFORMAT, t, "%s.pattern.String: empty", path);
     fb_normalizer st = {.kind = FB_NORMALIZE_REPLACE};
     st.a = dup_str(pat, &st.alen);
     st.b = dup_str(content, &st.blen);
@@ -195,9 +93,9 @@ static int parse_normalizer(fb_tokenizer *t, const cJSON *node, const char *path
     return add_norm(t, st);
   }
   if (!strcmp(type, "Sequence")) {
-    const cJSON *list = field(node, "normalizers"), *it;
+    const cJSON *list = tok_field(node, "normalizers"), *it;
     if (!cJSON_IsArray(list))
-      return fail(err, FB_EFORMAT, t, "%s.normalizers: expected an array", path);
+      return tok_fail(err, FB_EFORMAT, t, "%s.normalizers: expected an array", path);
     int i = 0;
     cJSON_ArrayForEach(it, list) {
       char sub[200];
@@ -206,10 +104,10 @@ static int parse_normalizer(fb_tokenizer *t, const cJSON *node, const char *path
     }
     return 0;
   }
-  return fail(err, FB_EUNSUPPORTED, t,
-              "%s.type: \"%s\" is not supported (supported: NFC, NFD, NFKC, NFKD, Lowercase, "
-              "Prepend, Replace, Sequence)",
-              path, type);
+  return tok_fail(err, FB_EUNSUPPORTED, t,
+                  "%s.type: \"%s\" is not supported (supported: NFC, NFD, NFKC, NFKD, Lowercase, "
+                  "Prepend, Replace, Sequence)",
+                  path, type);
 }
 
 /* ---- pre-tokenizers ---- */
@@ -229,16 +127,16 @@ static int compile(fb_tokenizer *t, const char *pat, size_t n, const char *path,
                    fb_err *err) {
   char msg[300];
   int rc = fb_pretok_regex(re, pat, n, msg, sizeof msg);
-  return rc ? fail(err, rc, t, "%s: %s", path, msg) : 0;
+  return rc ? tok_fail(err, rc, t, "%s: %s", path, msg) : 0;
 }
 
 static int prepend_scheme(const fb_tokenizer *t, const cJSON *node, const char *path, int *out,
                           fb_err *err) {
   const char *s;
-  int rc = get_str(t, node, path, "prepend_scheme", 0, &s, err), add;
+  int rc = tok_get_str(t, node, path, "prepend_scheme", 0, &s, err), add;
   if (rc) return rc;
   if (!s) { /* older files: add_prefix_space */
-    if ((rc = get_bool(t, node, path, "add_prefix_space", 1, &add, err))) return rc;
+    if ((rc = tok_get_bool(t, node, path, "add_prefix_space", 1, &add, err))) return rc;
     *out = add ? FB_PREPEND_ALWAYS : FB_PREPEND_NEVER;
     return 0;
   }
@@ -249,33 +147,33 @@ static int prepend_scheme(const fb_tokenizer *t, const cJSON *node, const char *
   else if (!strcmp(s, "never"))
     *out = FB_PREPEND_NEVER;
   else
-    return fail(err, FB_EFORMAT, t, "%s.prepend_scheme: \"%s\" is not one of always, first, never",
-                path, s);
+    return tok_fail(err, FB_EFORMAT, t,
+                    "%s.prepend_scheme: \"%s\" is not one of always, first, never", path, s);
   return 0;
 }
 
 static int get_replacement(const fb_tokenizer *t, const cJSON *node, const char *path, char *buf,
                            size_t *n, fb_err *err) {
   const char *s;
-  int rc = get_str(t, node, path, "replacement", 0, &s, err);
+  int rc = tok_get_str(t, node, path, "replacement", 0, &s, err);
   if (rc) return rc;
   if (!s) s = "\xE2\x96\x81"; /* ▁ */
   *n = strlen(s);
   if (*n == 0 || *n > 4)
-    return fail(err, FB_EFORMAT, t, "%s.replacement: expected one character", path);
+    return tok_fail(err, FB_EFORMAT, t, "%s.replacement: expected one character", path);
   memcpy(buf, s, *n);
   return 0;
 }
 
 static int parse_pretokenizer(fb_tokenizer *t, const cJSON *node, const char *path, fb_err *err) {
   const char *type;
-  int rc = get_type(t, node, path, &type, err);
+  int rc = tok_get_type(t, node, path, &type, err);
   if (rc) return rc;
   fb_pretok st = {0};
   if (!strcmp(type, "Sequence")) {
-    const cJSON *list = field(node, "pretokenizers"), *it;
+    const cJSON *list = tok_field(node, "pretokenizers"), *it;
     if (!cJSON_IsArray(list))
-      return fail(err, FB_EFORMAT, t, "%s.pretokenizers: expected an array", path);
+      return tok_fail(err, FB_EFORMAT, t, "%s.pretokenizers: expected an array", path);
     int i = 0;
     cJSON_ArrayForEach(it, list) {
       char sub[200];
@@ -288,20 +186,20 @@ static int parse_pretokenizer(fb_tokenizer *t, const cJSON *node, const char *pa
     int is_regex, invert;
     const char *pat, *beh;
     char sub[220];
-    if ((rc = get_pattern(t, node, path, &is_regex, &pat, err))) return rc;
-    if ((rc = get_bool(t, node, path, "invert", 0, &invert, err))) return rc;
-    if (invert) return fail(err, FB_EUNSUPPORTED, t, "%s.invert: true is not supported", path);
-    if ((rc = get_str(t, node, path, "behavior", 1, &beh, err))) return rc;
+    if ((rc = tok_get_pattern(t, node, path, &is_regex, &pat, err))) return rc;
+    if ((rc = tok_get_bool(t, node, path, "invert", 0, &invert, err))) return rc;
+    if (invert) return tok_fail(err, FB_EUNSUPPORTED, t, "%s.invert: true is not supported", path);
+    if ((rc = tok_get_str(t, node, path, "behavior", 1, &beh, err))) return rc;
     static const char *const names[] = {"Isolated", "Removed", "MergedWithPrevious",
                                         "MergedWithNext"};
     int b = -1;
     for (int i = 0; i < 4; i++)
       if (!strcmp(beh, names[i])) b = i;
     if (b < 0)
-      return fail(err, FB_EUNSUPPORTED, t,
-                  "%s.behavior: \"%s\" is not one of Isolated, Removed, "
-                  "MergedWithPrevious, MergedWithNext",
-                  path, beh);
+      return tok_fail(err, FB_EUNSUPPORTED, t,
+                      "%s.behavior: \"%s\" is not one of Isolated, Removed, "
+                      "MergedWithPrevious, MergedWithNext",
+                      path, beh);
     st.kind = FB_PRE_SPLIT;
     st.behavior = (fb_split_behavior)b;
     snprintf(sub, sizeof sub, "%s.pattern.%s", path, is_regex ? "Regex" : "String");
@@ -327,7 +225,7 @@ static int parse_pretokenizer(fb_tokenizer *t, const cJSON *node, const char *pa
      * and No: PCRE2's \p{N}), Isolated, or runs of them (Contiguous); SmolLM2 splits digits
      * one by one before ByteLevel, as llama.cpp's "smollm" pre-tokenizer does. */
     int individual;
-    if ((rc = get_bool(t, node, path, "individual_digits", 0, &individual, err))) return rc;
+    if ((rc = tok_get_bool(t, node, path, "individual_digits", 0, &individual, err))) return rc;
     const char *pat = individual ? "\\p{N}" : "\\p{N}+";
     st.kind = FB_PRE_SPLIT;
     st.behavior = FB_SPLIT_ISOLATED;
@@ -337,8 +235,9 @@ static int parse_pretokenizer(fb_tokenizer *t, const cJSON *node, const char *pa
   if (!strcmp(type, "ByteLevel")) {
     int use_regex;
     st.kind = FB_PRE_BYTELEVEL;
-    if ((rc = get_bool(t, node, path, "add_prefix_space", 0, &st.add_prefix_space, err))) return rc;
-    if ((rc = get_bool(t, node, path, "use_regex", 1, &use_regex, err))) return rc;
+    if ((rc = tok_get_bool(t, node, path, "add_prefix_space", 0, &st.add_prefix_space, err)))
+      return rc;
+    if ((rc = tok_get_bool(t, node, path, "use_regex", 1, &use_regex, err))) return rc;
     if (use_regex && (rc = compile(t, fb_pretok_gpt2_pattern, strlen(fb_pretok_gpt2_pattern), path,
                                    &st.re, err)))
       return rc;
@@ -351,13 +250,13 @@ static int parse_pretokenizer(fb_tokenizer *t, const cJSON *node, const char *pa
     if ((rc = get_replacement(t, node, path, st.repl, &st.repl_len, err))) return rc;
     if ((rc = prepend_scheme(t, node, path, &prep, err))) return rc;
     st.prepend = (fb_prepend_scheme)prep;
-    if ((rc = get_bool(t, node, path, "split", 1, &st.split, err))) return rc;
+    if ((rc = tok_get_bool(t, node, path, "split", 1, &st.split, err))) return rc;
     return add_pre(t, st);
   }
-  return fail(err, FB_EUNSUPPORTED, t,
-              "%s.type: \"%s\" is not supported (supported: Split, "
-              "Digits, ByteLevel, Metaspace, Sequence)",
-              path, type);
+  return tok_fail(err, FB_EUNSUPPORTED, t,
+                  "%s.type: \"%s\" is not supported (supported: Split, "
+                  "Digits, ByteLevel, Metaspace, Sequence)",
+                  path, type);
 }
 
 /* ---- decoders: flattened to steps, then turned into a decoded-bytes table per id ---- */
@@ -365,12 +264,12 @@ static int parse_pretokenizer(fb_tokenizer *t, const cJSON *node, const char *pa
 static int parse_decoder(fb_tokenizer *t, const cJSON *node, const char *path, dec_step *steps,
                          int *n, fb_err *err) {
   const char *type;
-  int rc = get_type(t, node, path, &type, err);
+  int rc = tok_get_type(t, node, path, &type, err);
   if (rc) return rc;
   if (!strcmp(type, "Sequence")) {
-    const cJSON *list = field(node, "decoders"), *it;
+    const cJSON *list = tok_field(node, "decoders"), *it;
     if (!cJSON_IsArray(list))
-      return fail(err, FB_EFORMAT, t, "%s.decoders: expected an array", path);
+      return tok_fail(err, FB_EFORMAT, t, "%s.decoders: expected an array", path);
     int i = 0;
     cJSON_ArrayForEach(it, list) {
       char sub[200];
@@ -379,7 +278,7 @@ static int parse_decoder(fb_tokenizer *t, const cJSON *node, const char *path, d
     }
     return 0;
   }
-  if (*n == 16) return fail(err, FB_ELIMIT, t, "%s: more than 16 decoders", path);
+  if (*n == 16) return tok_fail(err, FB_ELIMIT, t, "%s: more than 16 decoders", path);
   dec_step *st = &steps[(*n)++];
   memset(st, 0, sizeof *st);
   if (!strcmp(type, "ByteLevel"))
@@ -392,41 +291,42 @@ static int parse_decoder(fb_tokenizer *t, const cJSON *node, const char *path, d
     int is_regex;
     const char *pat, *content;
     st->kind = DEC_REPLACE;
-    if ((rc = get_pattern(t, node, path, &is_regex, &pat, err))) return rc;
+    if ((rc = tok_get_pattern(t, node, path, &is_regex, &pat, err))) return rc;
     if (is_regex)
-      return fail(err, FB_EUNSUPPORTED, t, "%s.pattern.Regex: not supported in a decoder", path);
-    if ((rc = get_str(t, node, path, "content", 1, &content, err))) return rc;
+      return tok_fail(err, FB_EUNSUPPORTED, t, "%s.pattern.Regex: not supported in a decoder",
+                      path);
+    if ((rc = tok_get_str(t, node, path, "content", 1, &content, err))) return rc;
     st->alen = strlen(pat);
     st->blen = strlen(content);
     if (!st->alen || st->alen >= sizeof st->a || st->blen >= sizeof st->b)
-      return fail(err, FB_EUNSUPPORTED, t, "%s: pattern and content must be 1-15 bytes", path);
+      return tok_fail(err, FB_EUNSUPPORTED, t, "%s: pattern and content must be 1-15 bytes", path);
     memcpy(st->a, pat, st->alen);
     memcpy(st->b, content, st->blen);
   } else if (!strcmp(type, "Strip")) {
     const char *content;
     int32_t start, stop;
     st->kind = DEC_STRIP;
-    if ((rc = get_str(t, node, path, "content", 1, &content, err))) return rc;
+    if ((rc = tok_get_str(t, node, path, "content", 1, &content, err))) return rc;
     if (strlen(content) != 1)
-      return fail(err, FB_EUNSUPPORTED, t, "%s.content: only a one-byte character is supported",
-                  path);
+      return tok_fail(err, FB_EUNSUPPORTED, t, "%s.content: only a one-byte character is supported",
+                      path);
     st->a[0] = content[0];
     char sub[220];
     snprintf(sub, sizeof sub, "%s.start", path);
-    if ((rc = get_int(t, field(node, "start"), sub, 0, 64, &start, err))) return rc;
+    if ((rc = tok_get_int(t, tok_field(node, "start"), sub, 0, 64, &start, err))) return rc;
     snprintf(sub, sizeof sub, "%s.stop", path);
-    if ((rc = get_int(t, field(node, "stop"), sub, 0, 64, &stop, err))) return rc;
-    if (stop) return fail(err, FB_EUNSUPPORTED, t, "%s.stop: only 0 is supported", path);
+    if ((rc = tok_get_int(t, tok_field(node, "stop"), sub, 0, 64, &stop, err))) return rc;
+    if (stop) return tok_fail(err, FB_EUNSUPPORTED, t, "%s.stop: only 0 is supported", path);
     st->start = start;
   } else if (!strcmp(type, "Metaspace")) {
     st->kind = DEC_METASPACE;
     if ((rc = get_replacement(t, node, path, st->a, &st->alen, err))) return rc;
     if ((rc = prepend_scheme(t, node, path, &st->prepend, err))) return rc;
   } else
-    return fail(err, FB_EUNSUPPORTED, t,
-                "%s.type: \"%s\" is not supported (supported: ByteLevel, "
-                "ByteFallback, Fuse, Replace, Strip, Metaspace, Sequence)",
-                path, type);
+    return tok_fail(err, FB_EUNSUPPORTED, t,
+                    "%s.type: \"%s\" is not supported (supported: ByteLevel, "
+                    "ByteFallback, Fuse, Replace, Strip, Metaspace, Sequence)",
+                    path, type);
   return 0;
 }
 
@@ -491,7 +391,7 @@ static int decode_token(const dec_step *steps, int n_steps, const char *s, size_
 static int build_decoder(fb_tokenizer *t, const cJSON *root, fb_err *err) {
   dec_step steps[16];
   int n = 0, rc;
-  const cJSON *d = field(root, "decoder");
+  const cJSON *d = tok_field(root, "decoder");
   if (d && (rc = parse_decoder(t, d, "decoder", steps, &n, err))) return rc;
   int fused = 0;
   for (int k = 0; k < n; k++) {
@@ -531,9 +431,9 @@ static int merge_parts(const fb_tokenizer *t, const cJSON *m, int i, const char 
   if (cJSON_IsString(m)) {
     const char *s = m->valuestring, *sp = strchr(s, ' ');
     if (!sp || strchr(sp + 1, ' ') || sp == s || !sp[1])
-      return fail(err, FB_EFORMAT, t,
-                  "model.merges[%d]: %s is not two tokens separated by one space", i,
-                  quote(s, strlen(s), q, sizeof q));
+      return tok_fail(err, FB_EFORMAT, t,
+                      "model.merges[%d]: %s is not two tokens separated by one space", i,
+                      tok_quote(s, strlen(s), q, sizeof q));
     *a = s, *an = (size_t)(sp - s), *b = sp + 1, *bn = strlen(sp + 1);
     return 0;
   }
@@ -543,7 +443,7 @@ static int merge_parts(const fb_tokenizer *t, const cJSON *m, int i, const char 
     *b = m->child->next->valuestring, *bn = strlen(*b);
     return 0;
   }
-  return fail(err, FB_EFORMAT, t, "model.merges[%d]: expected \"a b\" or [\"a\", \"b\"]", i);
+  return tok_fail(err, FB_EFORMAT, t, "model.merges[%d]: expected \"a b\" or [\"a\", \"b\"]", i);
 }
 
 static int is_byte_fallback(const fb_tokenizer *t, int32_t id) {
@@ -573,15 +473,16 @@ static int check_no_merges(const fb_tokenizer *t, fb_err *err) {
   size_t n;
   const char *s = fb_vocab_str(&t->vocab, id, &n);
   char q[120];
-  return fail(err, FB_EFORMAT, t,
-              "model.merges: empty, but model.vocab has tokens of several characters that only "
-              "merges make (%s, id %d)",
-              quote(s, n, q, sizeof q), id);
+  return tok_fail(err, FB_EFORMAT, t,
+                  "model.merges: empty, but model.vocab has tokens of several characters that only "
+                  "merges make (%s, id %d)",
+                  tok_quote(s, n, q, sizeof q), id);
 }
 
 static int load_merges(fb_tokenizer *t, const cJSON *model, fb_err *err) {
-  const cJSON *merges = field(model, "merges"), *m;
-  if (!cJSON_IsArray(merges)) return fail(err, FB_EFORMAT, t, "model.merges: expected an array");
+  const cJSON *merges = tok_field(model, "merges"), *m;
+  if (!cJSON_IsArray(merges))
+    return tok_fail(err, FB_EFORMAT, t, "model.merges: expected an array");
   if (fb_merges_init(&t->merges, (size_t)cJSON_GetArraySize(merges))) return FB_ENOMEM;
   if (!merges->child) return check_no_merges(t, err);
   char *cat = NULL;
@@ -598,8 +499,9 @@ static int load_merges(fb_tokenizer *t, const cJSON *model, fb_err *err) {
       size_t pn = l < 0 ? an : bn;
       char whole[300];
       snprintf(whole, sizeof whole, "%.*s %.*s", (int)an, a, (int)bn, b);
-      rc = fail(err, FB_EFORMAT, t, "model.merges[%d]: %s: part %s is not in the vocab", i,
-                quote(whole, strlen(whole), q, sizeof q), quote(part, pn, q2, sizeof q2));
+      rc = tok_fail(err, FB_EFORMAT, t, "model.merges[%d]: %s: part %s is not in the vocab", i,
+                    tok_quote(whole, strlen(whole), q, sizeof q),
+                    tok_quote(part, pn, q2, sizeof q2));
       break;
     }
     if (an + bn > cat_cap) {
@@ -615,8 +517,8 @@ static int load_merges(fb_tokenizer *t, const cJSON *model, fb_err *err) {
     memcpy(cat + an, b, bn);
     int32_t id = fb_vocab_get(&t->vocab, cat, an + bn);
     if (id < 0) {
-      rc = fail(err, FB_EFORMAT, t, "model.merges[%d]: the merged token %s is not in the vocab", i,
-                quote(cat, an + bn, q, sizeof q));
+      rc = tok_fail(err, FB_EFORMAT, t, "model.merges[%d]: the merged token %s is not in the vocab",
+                    i, tok_quote(cat, an + bn, q, sizeof q));
       break;
     }
     if ((rc = fb_merges_put(&t->merges, l, r, (uint32_t)i, id)) < 0) break;
@@ -637,35 +539,37 @@ static int load_added(fb_tokenizer *t, const cJSON *list, int32_t n_model, fb_er
     const char *content;
     int32_t id;
     int single, normalized;
-    if (!cJSON_IsObject(it)) return fail(err, FB_EFORMAT, t, "%s: expected an object", path);
-    if ((rc = get_str(t, it, path, "content", 1, &content, err))) return rc;
-    if (!*content) return fail(err, FB_EFORMAT, t, "%s.content: empty", path);
-    if ((rc = get_bool(t, it, path, "special", 0, &a->special, err)) ||
-        (rc = get_bool(t, it, path, "lstrip", 0, &a->lstrip, err)) ||
-        (rc = get_bool(t, it, path, "rstrip", 0, &a->rstrip, err)) ||
-        (rc = get_bool(t, it, path, "single_word", 0, &single, err)) ||
-        (rc = get_bool(t, it, path, "normalized", 0, &normalized, err)))
+    if (!cJSON_IsObject(it)) return tok_fail(err, FB_EFORMAT, t, "%s: expected an object", path);
+    if ((rc = tok_get_str(t, it, path, "content", 1, &content, err))) return rc;
+    if (!*content) return tok_fail(err, FB_EFORMAT, t, "%s.content: empty", path);
+    if ((rc = tok_get_bool(t, it, path, "special", 0, &a->special, err)) ||
+        (rc = tok_get_bool(t, it, path, "lstrip", 0, &a->lstrip, err)) ||
+        (rc = tok_get_bool(t, it, path, "rstrip", 0, &a->rstrip, err)) ||
+        (rc = tok_get_bool(t, it, path, "single_word", 0, &single, err)) ||
+        (rc = tok_get_bool(t, it, path, "normalized", 0, &normalized, err)))
       return rc;
-    if (single) return fail(err, FB_EUNSUPPORTED, t, "%s.single_word: true is not supported", path);
+    if (single)
+      return tok_fail(err, FB_EUNSUPPORTED, t, "%s.single_word: true is not supported", path);
     char idpath[80];
     snprintf(idpath, sizeof idpath, "%s.id", path);
-    if ((rc = get_int(t, field(it, "id"), idpath, 0, 2147483646.0, &id, err))) return rc;
+    if ((rc = tok_get_int(t, tok_field(it, "id"), idpath, 0, 2147483646.0, &id, err))) return rc;
     if (id >= n_model + t->n_added)
-      return fail(err, FB_EFORMAT, t,
-                  "%s: %d is past the vocab (%d model tokens + %d added tokens)", idpath, id,
-                  n_model, t->n_added);
+      return tok_fail(err, FB_EFORMAT, t,
+                      "%s: %d is past the vocab (%d model tokens + %d added tokens)", idpath, id,
+                      n_model, t->n_added);
     if (!(a->s = dup_str(content, &a->n))) return FB_ENOMEM;
     a->id = id;
     size_t have_n;
     const char *have = fb_vocab_str(&t->vocab, id, &have_n);
     if (have && (have_n != a->n || memcmp(have, content, a->n)))
-      return fail(err, FB_EFORMAT, t, "%s: id %d is %s in the vocab, not %s", path, id,
-                  quote(have, have_n, q, sizeof q), quote(content, a->n, q2, sizeof q2));
+      return tok_fail(err, FB_EFORMAT, t, "%s: id %d is %s in the vocab, not %s", path, id,
+                      tok_quote(have, have_n, q, sizeof q),
+                      tok_quote(content, a->n, q2, sizeof q2));
     if (!have) {
       int32_t other;
       if (fb_vocab_put(&t->vocab, content, a->n, id, &other))
-        return other >= 0 ? fail(err, FB_EFORMAT, t, "%s: %s already has id %d", path,
-                                 quote(content, a->n, q, sizeof q), other)
+        return other >= 0 ? tok_fail(err, FB_EFORMAT, t, "%s: %s already has id %d", path,
+                                     tok_quote(content, a->n, q, sizeof q), other)
                           : FB_ENOMEM;
     }
     t->kind[id] = a->special ? 2 : 1;
@@ -677,36 +581,38 @@ static int load_added(fb_tokenizer *t, const cJSON *list, int32_t n_model, fb_er
 }
 
 static int load_model(fb_tokenizer *t, const cJSON *root, fb_err *err) {
-  const cJSON *model = field(root, "model"), *added = field(root, "added_tokens"), *it;
+  const cJSON *model = tok_field(root, "model"), *added = tok_field(root, "added_tokens"), *it;
   const char *type, *s;
   int rc;
-  if ((rc = get_type(t, model, "model", &type, err))) return rc;
+  if ((rc = tok_get_type(t, model, "model", &type, err))) return rc;
   if (strcmp(type, "BPE"))
-    return fail(err, FB_EUNSUPPORTED, t, "model.type: \"%s\" is not supported (supported: BPE)",
-                type);
-  const cJSON *vocab = field(model, "vocab");
-  if (!cJSON_IsObject(vocab)) return fail(err, FB_EFORMAT, t, "model.vocab: expected an object");
+    return tok_fail(err, FB_EUNSUPPORTED, t, "model.type: \"%s\" is not supported (supported: BPE)",
+                    type);
+  const cJSON *vocab = tok_field(model, "vocab");
+  if (!cJSON_IsObject(vocab))
+    return tok_fail(err, FB_EFORMAT, t, "model.vocab: expected an object");
   if (added && !cJSON_IsArray(added))
-    return fail(err, FB_EFORMAT, t, "added_tokens: expected an array");
+    return tok_fail(err, FB_EFORMAT, t, "added_tokens: expected an array");
   int32_t n_model = 0, max_added = -1, id, entries = cJSON_GetArraySize(vocab);
   t->n_added = added ? cJSON_GetArraySize(added) : 0;
   if (entries > FB_TOK_MAX_VOCAB || t->n_added > FB_TOK_MAX_VOCAB - entries)
-    return fail(err, FB_ELIMIT, t,
-                "%s: %d model tokens and %d added tokens, over the cap of %d ids",
-                entries > FB_TOK_MAX_VOCAB ? "model.vocab" : "added_tokens", entries, t->n_added,
-                FB_TOK_MAX_VOCAB);
+    return tok_fail(err, FB_ELIMIT, t,
+                    "%s: %d model tokens and %d added tokens, over the cap of %d ids",
+                    entries > FB_TOK_MAX_VOCAB ? "model.vocab" : "added_tokens", entries,
+                    t->n_added, FB_TOK_MAX_VOCAB);
   cJSON_ArrayForEach(it, vocab) { /* ids are checked before any array is sized by them */
     char path[200], q[120];
     snprintf(path, sizeof path, "model.vocab[%s]",
-             quote(it->string, strlen(it->string), q, sizeof q));
-    if ((rc = get_int(t, it, path, 0, 2147483646.0, &id, err))) return rc;
+             tok_quote(it->string, strlen(it->string), q, sizeof q));
+    if ((rc = tok_get_int(t, it, path, 0, 2147483646.0, &id, err))) return rc;
     if (id >= entries)
-      return fail(err, FB_EFORMAT, t, "%s: id %d is past the vocab's %d entries (ids are 0..%d)",
-                  path, id, entries, entries - 1);
+      return tok_fail(err, FB_EFORMAT, t,
+                      "%s: id %d is past the vocab's %d entries (ids are 0..%d)", path, id, entries,
+                      entries - 1);
     if (id >= n_model) n_model = id + 1;
   }
   cJSON_ArrayForEach(it, added) {
-    const cJSON *v = field(it, "id");
+    const cJSON *v = tok_field(it, "id");
     if (cJSON_IsNumber(v) && v->valuedouble > max_added && v->valuedouble < n_model + t->n_added)
       max_added = (int32_t)v->valuedouble;
   }
@@ -724,30 +630,31 @@ static int load_model(fb_tokenizer *t, const cJSON *root, fb_err *err) {
       size_t on;
       const char *os = other >= 0 ? fb_vocab_str(&t->vocab, other, &on) : NULL;
       if (!os) return FB_ENOMEM;
-      return fail(err, FB_EFORMAT, t, "model.vocab[%s]: id %d is already %s",
-                  quote(k, strlen(k), q, sizeof q), id, quote(os, on, q2, sizeof q2));
+      return tok_fail(err, FB_EFORMAT, t, "model.vocab[%s]: id %d is already %s",
+                      tok_quote(k, strlen(k), q, sizeof q), id, tok_quote(os, on, q2, sizeof q2));
     }
   }
   if (added && (rc = load_added(t, added, n_model, err))) return rc;
-  if ((rc = get_str(t, model, "model", "unk_token", 0, &s, err))) return rc;
+  if ((rc = tok_get_str(t, model, "model", "unk_token", 0, &s, err))) return rc;
   t->unk_id = -1;
   if (s && (t->unk_id = fb_vocab_get(&t->vocab, s, strlen(s))) < 0) {
     char q[120];
-    return fail(err, FB_EFORMAT, t, "model.unk_token: %s is not in the vocab",
-                quote(s, strlen(s), q, sizeof q));
+    return tok_fail(err, FB_EFORMAT, t, "model.unk_token: %s is not in the vocab",
+                    tok_quote(s, strlen(s), q, sizeof q));
   }
-  if ((rc = get_bool(t, model, "model", "byte_fallback", 0, &t->byte_fallback, err)) ||
-      (rc = get_bool(t, model, "model", "fuse_unk", 0, &t->fuse_unk, err)) ||
-      (rc = get_bool(t, model, "model", "ignore_merges", 0, &t->ignore_merges, err)))
+  if ((rc = tok_get_bool(t, model, "model", "byte_fallback", 0, &t->byte_fallback, err)) ||
+      (rc = tok_get_bool(t, model, "model", "fuse_unk", 0, &t->fuse_unk, err)) ||
+      (rc = tok_get_bool(t, model, "model", "ignore_merges", 0, &t->ignore_merges, err)))
     return rc;
-  const cJSON *dropout = field(model, "dropout");
+  const cJSON *dropout = tok_field(model, "dropout");
   if (dropout && !(cJSON_IsNumber(dropout) && dropout->valuedouble == 0))
-    return fail(err, FB_EUNSUPPORTED, t, "model.dropout: only null or 0 is supported");
+    return tok_fail(err, FB_EUNSUPPORTED, t, "model.dropout: only null or 0 is supported");
   static const char *const affixes[] = {"continuing_subword_prefix", "end_of_word_suffix"};
   for (int i = 0; i < 2; i++) {
-    if ((rc = get_str(t, model, "model", affixes[i], 0, &s, err))) return rc;
+    if ((rc = tok_get_str(t, model, "model", affixes[i], 0, &s, err))) return rc;
     if (s && *s)
-      return fail(err, FB_EUNSUPPORTED, t, "model.%s: only \"\" or null is supported", affixes[i]);
+      return tok_fail(err, FB_EUNSUPPORTED, t, "model.%s: only \"\" or null is supported",
+                      affixes[i]);
   }
   t->all_fallback = 1;
   for (int b = 0; b < 256; b++) {
@@ -765,9 +672,9 @@ static int finish_byte_level(fb_tokenizer *t, fb_err *err) {
     char c[4], q[16];
     size_t n = fb_utf8_encode(byte_cp_tab[b], c);
     if ((t->byte_id[b] = fb_vocab_get(&t->vocab, c, n)) < 0)
-      return fail(err, FB_EFORMAT, t,
-                  "model.vocab: the byte-level token %s for byte 0x%02X is missing",
-                  quote(c, n, q, sizeof q), b);
+      return tok_fail(err, FB_EFORMAT, t,
+                      "model.vocab: the byte-level token %s for byte 0x%02X is missing",
+                      tok_quote(c, n, q, sizeof q), b);
   }
   return 0;
 }
@@ -796,11 +703,12 @@ int fb_tokenizer_from_json(fb_tokenizer **out, const char *json, size_t n, const
     end++;
   int rc;
   if (!root || !cJSON_IsObject(root)) {
-    rc = fail(err, FB_EFORMAT, t, "not a JSON object");
+    rc = tok_fail(err, FB_EFORMAT, t, "not a JSON object");
   } else if (end < json + n) {
-    rc = fail(err, FB_EFORMAT, t, "text after the JSON object at byte %zu", (size_t)(end - json));
+    rc = tok_fail(err, FB_EFORMAT, t, "text after the JSON object at byte %zu",
+                  (size_t)(end - json));
   } else {
-    const cJSON *norm = field(root, "normalizer"), *pre = field(root, "pre_tokenizer");
+    const cJSON *norm = tok_field(root, "normalizer"), *pre = tok_field(root, "pre_tokenizer");
     rc = load_model(t, root, err);
     if (!rc && norm) rc = parse_normalizer(t, norm, "normalizer", err);
     if (!rc && pre) rc = parse_pretokenizer(t, pre, "pre_tokenizer", err);
