@@ -37,8 +37,8 @@ static double now(void) {
 }
 
 static const char *const phase_names[FB_PHASE_COUNT] = {
-    "base_gemm",   "lora",      "attention_fwd", "attention_bwd", "attention_dkdv", "loss",
-    "elementwise", "optimizer"};
+    "base_gemm",      "lora", "attention_fwd", "attention_bwd",
+    "attention_dkdv", "loss", "elementwise",   "optimizer"};
 
 static int bench(const char *config, int B, int T, int steps, const char *device, int profile) {
   fb_model_config cfg;
@@ -77,14 +77,16 @@ static int bench(const char *config, int B, int T, int steps, const char *device
     if (fb_optim_step(opt, lora->params, lora->grads, 1e-4, &err)) die(&err);
   }
   be->sum(lora->params, 1); /* the last step's update done */
-  double dt = now() - t0, ms[FB_PHASE_COUNT];
-  printf("{\"engine\":\"fastbrain\",%s\"device\":\"%s\",\"config\":\"%s\",\"batch\":%d,"
-         "\"seq\":%d,\"steps\":%d,\"tokens_per_s\":%.1f,\"step_ms\":%.2f,\"peak_bytes\":%zu,"
-         "\"loss\":%.4f",
-         profile ? "\"what\":\"profile\"," : "", be->device_name(), config, B, T, steps,
-         (double)N * steps / dt, dt / steps * 1e3, be->peak_bytes(), m->loss);
+  double ms[FB_PHASE_COUNT];
+  if (profile) be->profile(0, ms); /* read in the window the step time covers */
+  double dt = now() - t0;
+  printf(
+      "{\"engine\":\"fastbrain\",%s\"device\":\"%s\",\"config\":\"%s\",\"batch\":%d,"
+      "\"seq\":%d,\"steps\":%d,\"tokens_per_s\":%.1f,\"step_ms\":%.2f,\"peak_bytes\":%zu,"
+      "\"loss\":%.4f",
+      profile ? "\"what\":\"profile\"," : "", be->device_name(), config, B, T, steps,
+      (double)N * steps / dt, dt / steps * 1e3, be->peak_bytes(), m->loss);
   if (profile) {
-    be->profile(0, ms);
     printf(",\"phase_ms\":{");
     for (int p = 0; p < FB_PHASE_COUNT; p++)
       printf("%s\"%s\":%.3f", p ? "," : "", phase_names[p], ms[p] / steps);
@@ -104,7 +106,8 @@ static float *random_buffer(const fb_backend *be, size_t n, uint64_t seed, fb_er
   if (!host) die(&(fb_err){.msg = "out of memory"});
   for (size_t i = 0; i < n; i++)
     host[i] = (float)((seed = seed * 6364136223846793005ull + 1442695040888963407ull) >> 40) /
-                  (float)(1 << 23) - 1.0f;
+                  (float)(1 << 23) -
+              1.0f;
   if (be->alloc((void **)&dev, n * sizeof *dev, "bench", err)) die(err);
   be->upload(dev, host, n * sizeof *host);
   free(host);
@@ -144,13 +147,13 @@ static int bench_attention(const char *config, int B, int T, int steps, const ch
   double dt = (now() - t0) / steps;
   /* causal: QK^T and PV over T/2 keys on average, forward once and backward twice */
   double flops = 3.0 * 2 * 2 * (double)B * NH * T * (T / 2.0) * HD;
-  printf("{\"engine\":\"fastbrain\",\"what\":\"attention\",\"device\":\"%s\",\"config\":\"%s\","
-         "\"batch\":%d,\"seq\":%d,\"heads\":%d,\"kv_heads\":%d,\"head_dim\":%d,"
-         "\"fwd_bwd_ms\":%.3f,\"tflops\":%.1f}\n",
-         be->device_name(), config, B, T, NH, NKV, HD, dt * 1e3, flops / dt / 1e12);
+  printf(
+      "{\"engine\":\"fastbrain\",\"what\":\"attention\",\"device\":\"%s\",\"config\":\"%s\","
+      "\"batch\":%d,\"seq\":%d,\"heads\":%d,\"kv_heads\":%d,\"head_dim\":%d,"
+      "\"fwd_bwd_ms\":%.3f,\"tflops\":%.1f}\n",
+      be->device_name(), config, B, T, NH, NKV, HD, dt * 1e3, flops / dt / 1e12);
   float *bufs[] = {q, k, v, dout, out, lse, dq, dk, dv, scratch};
-  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-    be->free(bufs[i]);
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->free(bufs[i]);
   return 0;
 }
 
@@ -168,8 +171,9 @@ int main(int argc, char **argv) {
       profile = argc >= 2 && strcmp(argv[1], "--profile") == 0;
   argv += attention || profile, argc -= attention || profile;
   if (argc != 5 && argc != 6) {
-    fprintf(stderr, "usage: gpu_bench [--attention|--profile] CONFIG.json B T STEPS [DEVICE] | --params "
-                    "CONFIG.json...\n");
+    fprintf(stderr,
+            "usage: gpu_bench [--attention|--profile] CONFIG.json B T STEPS [DEVICE] | --params "
+            "CONFIG.json...\n");
     return 2;
   }
   if (attention)
