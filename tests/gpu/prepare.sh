@@ -6,7 +6,7 @@
 #                  machine's (13.0) for sm_90: fastbrain, its CUDA plugin, test_backends and
 #                  gpu_bench, with the shared libraries they need that are neither glibc's nor
 #                  CUDA's (Lua, libuv, cJSON, OpenBLAS...), compressed;
-#   include/       cJSON's and OpenBLAS's headers, for the fallback: run.sh builds the training
+#   include/       cJSON's, OpenBLAS's, PCRE2's and utf8proc's headers, for the fallback: run.sh builds the training
 #                  core, the plugin and the two test programs there (tests/gpu/CMakeLists.txt),
 #                  with the libraries of fb-gpu.tar.xz, when the carried binaries do not run.
 # About 9 MB in all: the call's working tree may be 64 MiB. No symbolic links: a carried link
@@ -17,7 +17,8 @@ out=.gpu-deps
 build=${FB_GPU_BUILD:-build-gpu}
 rm -rf "$out"
 mkdir -p "$out/include/cjson"
-cp /usr/include/cjson/cJSON.h "$out/include/cjson/"
+cp /usr/include/cjson/cJSON.h /usr/include/pcre2.h /usr/include/utf8proc.h "$out/include/"
+mv "$out/include/cJSON.h" "$out/include/cjson/"
 blas_inc=$(dirname "$(readlink -f /usr/include/x86_64-linux-gnu/cblas.h)")
 cp "$blas_inc"/*.h "$out/include/"
 
