@@ -93,10 +93,14 @@ bench-http: deps-bench build
 	cmake --build $(BUILD) --target bench_http
 
 # LoRA training: fastbrain's step and the same step in PyTorch (2 threads), shapes (a) and (b).
+# OpenBLAS 0.3.21 does not know newer Xeons and falls back to slow kernels there: SkylakeX's, on
+# an Intel CPU with AVX-512 only (elsewhere they are illegal instructions: an AMD EPYC here).
+TORCH_CORETYPE := $(shell grep -q GenuineIntel /proc/cpuinfo && grep -q avx512f /proc/cpuinfo && \
+  echo --coretype SkylakeX)
 bench-train: deps-bench build
 	cmake --build $(BUILD) --target bench_train
 	$(BUILD)/bench_train a b
-	/usr/bin/python3 tests/bench/torch_lora_step.py --shape all --blas openblas --coretype SkylakeX
+	/usr/bin/python3 tests/bench/torch_lora_step.py --shape all --blas openblas $(TORCH_CORETYPE)
 
 # Generation: time to first token and decode tokens/s of fastbrain and of llama.cpp (npm's
 # node-llama-cpp, prebuilt CPU binary) on the same model, prompt and thread count; floor 0.8x.
