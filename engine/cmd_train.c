@@ -33,7 +33,9 @@
   "  --select eval_loss|scenarios  which weights are published (default eval_loss)\n"              \
   "  --json                   print the events as JSON lines on stdout (docs/protocol.md)\n"       \
   "  --estimate               say what the run would cost (tokens, steps, peak memory, time on\n"  \
-  "                           this machine's CPU and GPU) and whether it fits; --out not needed\n"
+  "                           this machine's CPU and GPU) and whether it fits; --out not needed\n" \
+  "  --no-calibrate           with --estimate: only a calibration measured before (none: no\n"     \
+  "                           time or memory), never a new one (which takes minutes)\n"
 
 /* An option and the spec field it sets. */
 typedef struct option {
@@ -119,13 +121,14 @@ typedef struct main_opts {
   int json;           /* print the events as JSON lines */
   int resume;         /* continue from the latest checkpoint */
   int estimate;       /* only say what the run would cost (fastbrain.estimate) */
+  int no_calibrate;   /* the estimate uses a cached calibration only */
   const char *record; /* a file that gets a copy of every JSON line first (the worker's), or NULL */
   const char *scenarios;   /* --scenarios: a scenarios.jsonl read into spec.scenarios, or NULL */
   const char *checkpoints; /* where checkpoints go when the spec does not say, or NULL */
 } main_opts;
 
-/* Run fastbrain.train.main(spec_json, {json, tty, resume, estimate, record, scenarios,
- * checkpoints}) on a fresh VM; its exit status. */
+/* Run fastbrain.train.main(spec_json, {json, tty, resume, estimate, calibrate, record,
+ * scenarios, checkpoints}) on a fresh VM; its exit status. */
 static int run_main(const char *text, const main_opts *o) {
   char root[PATH_MAX];
   if (fb_paths_find_root(root, sizeof root) != 0) {
@@ -141,7 +144,7 @@ static int run_main(const char *text, const main_opts *o) {
     if (fb_vm_pcall(L, 1, 1, "require fastbrain.train") == LUA_OK) {
       lua_getfield(L, -1, "main");
       lua_pushstring(L, text);
-      lua_createtable(L, 0, 7);
+      lua_createtable(L, 0, 8);
       lua_pushboolean(L, o->json);
       lua_setfield(L, -2, "json"); /* opts.json */
       lua_pushboolean(L, isatty(STDOUT_FILENO));
@@ -150,6 +153,8 @@ static int run_main(const char *text, const main_opts *o) {
       lua_setfield(L, -2, "resume"); /* opts.resume */
       lua_pushboolean(L, o->estimate);
       lua_setfield(L, -2, "estimate"); /* opts.estimate */
+      lua_pushboolean(L, !o->no_calibrate);
+      lua_setfield(L, -2, "calibrate"); /* opts.calibrate */
       lua_pushstring(L, o->record);
       lua_setfield(L, -2, "record"); /* opts.record (nil when NULL) */
       lua_pushstring(L, o->scenarios);
@@ -207,7 +212,7 @@ static cJSON *read_spec(const char *path) {
 
 int fb_cmd_train(int argc, char **argv) {
   fb_signals_catch_term_for_process(); /* from here on a SIGTERM ends in a cancel, never in a kill */
-  int json = 0, resume = 0, estimate = 0, rc = 0;
+  int json = 0, resume = 0, estimate = 0, no_calibrate = 0, rc = 0;
   const char *scenarios = NULL;
   cJSON *spec = cJSON_CreateObject();
   for (int i = 1; i < argc && !rc; i++) {
@@ -225,6 +230,8 @@ int fb_cmd_train(int argc, char **argv) {
       resume = 1;
     } else if (strcmp(a, "--estimate") == 0) {
       estimate = 1;
+    } else if (strcmp(a, "--no-calibrate") == 0) {
+      no_calibrate = 1;
     } else if (strcmp(a, "--scenarios") == 0 && i + 1 < argc) {
       scenarios = argv[++i];
     } else if (strcmp(a, "--spec") == 0 && i + 1 < argc) {
@@ -244,15 +251,18 @@ int fb_cmd_train(int argc, char **argv) {
                  a);
     }
   }
+  if (!rc && no_calibrate && !estimate) rc = usage("%s needs --estimate", "--no-calibrate");
   if (!rc) rc = check_select(spec, scenarios);
   if (estimate && !cJSON_GetObjectItemCaseSensitive(spec, "out"))
     cJSON_AddStringToObject(spec, "out", "-"); /* an estimate writes nothing */
   if (!rc) rc = check_spec(spec);
   char *text = rc ? NULL : cJSON_PrintUnformatted(spec);
   if (text)
-    rc = run_main(
-        text,
-        &(main_opts){.json = json, .resume = resume, .estimate = estimate, .scenarios = scenarios});
+    rc = run_main(text, &(main_opts){.json = json,
+                                     .resume = resume,
+                                     .estimate = estimate,
+                                     .no_calibrate = no_calibrate,
+                                     .scenarios = scenarios});
   else if (!rc)
     rc = 1; /* out of memory */
   free(text);

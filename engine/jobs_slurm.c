@@ -248,8 +248,19 @@ static void read_tails(slurm_run *run) {
 
 /* ---- the end of a job ----------------------------------------------------------------- */
 
-/* The state and reason a Slurm job that ended in slurm_state leaves its job in. */
-static fb_job_state end_state(const slurm_run *run, const char *st, char *reason, size_t n) {
+/* --mem in MiB: the job's estimate with a quarter more (the process holds more than the
+ * estimate counts: code, libraries, allocator slack), or the registry's default when that is
+ * more; 0 leaves the cluster's default. */
+static int64_t job_mem_mb(const fb_jobs *r, const fb_job *job) {
+  int64_t est =
+      job->memory_bytes ? (job->memory_bytes + job->memory_bytes / 4 + (1 << 20) - 1) >> 20 : 0;
+  return est > r->slurm.mem_mb ? est : r->slurm.mem_mb;
+}
+
+/* The state and reason a Slurm job that ended in slurm_state leaves its job in; the reasons of
+ * limits say which limit and what to change. */
+static fb_job_state end_state(const fb_jobs *r, const slurm_run *run, const char *st, char *reason,
+                              size_t n) {
   const fb_job *job = run->job;
   reason[0] = 0;
   if (run->done_seen && strcmp(st, "COMPLETED") == 0) return FB_JOB_SUCCEEDED;
@@ -261,10 +272,23 @@ static fb_job_state end_state(const slurm_run *run, const char *st, char *reason
     snprintf(reason, n, "cancelled in Slurm (scancel of job %s)", job->slurm_id);
     return FB_JOB_CANCELLED;
   }
+  int64_t mem_mb = job_mem_mb(r, job);
   if (strcmp(st, "TIMEOUT") == 0)
-    snprintf(reason, n, "Slurm: TIMEOUT: job %s reached its time limit", job->slurm_id);
+    snprintf(reason, n,
+             "Slurm: TIMEOUT: job %s reached its time limit (%s%s); resume goes on from its last "
+             "checkpoint",
+             job->slurm_id, r->slurm.time_limit ? "--slurm-time " : "the partition's",
+             r->slurm.time_limit ? r->slurm.time_limit : "");
+  else if (strcmp(st, "OUT_OF_MEMORY") == 0 && mem_mb)
+    snprintf(reason, n,
+             "out of memory: job %s needed more than the %lld MiB Slurm gave it (Slurm: "
+             "OUT_OF_MEMORY); raise --slurm-mem, or lower micro_batch or max_len",
+             job->slurm_id, (long long)mem_mb);
   else if (strcmp(st, "OUT_OF_MEMORY") == 0)
-    snprintf(reason, n, "out of memory (Slurm: OUT_OF_MEMORY, job %s)", job->slurm_id);
+    snprintf(reason, n,
+             "out of memory: job %s needed more than the cluster's default memory (Slurm: "
+             "OUT_OF_MEMORY); set --slurm-mem, or lower micro_batch or max_len",
+             job->slurm_id);
   else if (strcmp(st, "NODE_FAIL") == 0)
     snprintf(reason, n, "Slurm: NODE_FAIL: the node of job %s failed", job->slurm_id);
   else if (strcmp(st, "COMPLETED") == 0)
@@ -284,7 +308,7 @@ static void finish(fb_jobs *r, slurm_run *run, const char *st) {
   read_tails(run);
   if (!run->job) return; /* a listener ended it meanwhile */
   char reason[sizeof job->reason];
-  fb_job_state s = end_state(run, st, reason, sizeof reason);
+  fb_job_state s = end_state(r, run, st, reason, sizeof reason);
   drop_run(r, run);
   if (job->state == FB_JOB_RUNNING) jobs_set_state(r, job, s, reason);
 }
@@ -475,15 +499,6 @@ static int spec_gpus(const fb_job *job) {
   int gpus = dev && strcmp(dev, "cuda") == 0;
   cJSON_Delete(spec);
   return gpus;
-}
-
-/* --mem in MiB: the job's estimate with a quarter more (the process holds more than the
- * estimate counts: code, libraries, allocator slack), or the registry's default when that is
- * more; 0 leaves the cluster's default. */
-static int64_t job_mem_mb(const fb_jobs *r, const fb_job *job) {
-  int64_t est =
-      job->memory_bytes ? (job->memory_bytes + job->memory_bytes / 4 + (1 << 20) - 1) >> 20 : 0;
-  return est > r->slurm.mem_mb ? est : r->slurm.mem_mb;
 }
 
 static int slurm_start(fb_jobs *r, fb_job *job, fb_err *err) {

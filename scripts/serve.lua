@@ -146,7 +146,7 @@ local function main(argv)
   local training = require "fastbrain.api.training"
   require("fastbrain.api.skills").mount(app, {data_dir = opts.data_dir, is_live = training.is_live,
                                               model = opts.model})
-  training.mount(app, {data_dir = opts.data_dir, model = opts.model})
+  training.mount(app, {data_dir = opts.data_dir, model = opts.model, executor = opts.executor})
   require("fastbrain.api.scenarios").mount(app, {data_dir = opts.data_dir, chain = chain})
   require("fastbrain.api.estimate").mount(app, {data_dir = opts.data_dir, model = opts.model})
   require("fastbrain.api.jobs").mount(app)

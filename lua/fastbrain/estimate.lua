@@ -11,7 +11,8 @@
 --     calibrate = false uses a cached calibration only (none: estimate.cpu is nil); data is
 --     spec's as fastbrain.train.prepare made it, when the caller has it
 --   check(spec, data) -> true | nil, message: the trainer's fit check before a CPU run
---   main(spec_json, opts) -> exit status (`fastbrain train --estimate [--json]`)
+--   main(spec_json, opts) -> exit status (`fastbrain train --estimate [--json] [--no-calibrate]`;
+--     opts.calibrate = false for --no-calibrate)
 -- The cache is $FASTBRAIN_CACHE, else $XDG_CACHE_HOME/fastbrain, else ~/.cache/fastbrain.
 local fb = require "fastbrain"
 local lm = require "fastbrain.model.core"
@@ -382,6 +383,7 @@ local function show(e)
            c.free_bytes and (" of %s free"):format(gib(c.free_bytes)) or "")
     end
   end
+  if not e.cpu then line("CPU: this model's shape is not calibrated yet (an estimate without --no-calibrate measures it)") end
   if e.gpu_note then line("GPU: none (%s)", e.gpu_note) end
   for _, w in ipairs(e.warnings) do line("warning: %s", w) end
   return table.concat(out, "\n") .. "\n"
@@ -389,7 +391,7 @@ end
 
 -- The body of `fastbrain train --estimate`: 0, or 1 with the error.
 function M.main(spec_json, opts)
-  local ok, e, err, where = pcall(M.run, json.decode(spec_json))
+  local ok, e, err, where = pcall(M.run, json.decode(spec_json), {calibrate = opts.calibrate})
   if not ok then e, err = nil, tostring(e) end
   if not e then
     local named = where and err:sub(1, #where) ~= where -- a dataset's errors start with its path

@@ -48,7 +48,14 @@ end
 local first, cached
 
 T.test("an estimate measures the model's shape once, then answers from the cache", function()
-  local code, out, err = run(with{"--estimate", "--json"})
+  -- --no-calibrate never measures: with nothing cached, the plan but no time or memory
+  local code, out, err = run(with{"--estimate", "--json", "--no-calibrate"})
+  T.eq(code, 0, err)
+  local unmeasured = json.decode(out)
+  T.eq({unmeasured.cpu, unmeasured.examples, unmeasured.steps}, {nil, 22, 44})
+  local _, words = run(with{"--estimate", "--no-calibrate"})
+  T.matches(words, "CPU: this model's shape is not calibrated yet")
+  code, out, err = run(with{"--estimate", "--json"})
   T.eq(code, 0, err)
   first = json.decode(out)
   -- 22 examples twice make fewer than 50 steps of 2: small-data mode takes one at a time, as
@@ -65,6 +72,9 @@ T.test("an estimate measures the model's shape once, then answers from the cache
   T.eq(cached.cpu.calibration.cached, true)
   T.eq({cached.steps, cached.cpu.peak_bytes, cached.cpu.seconds}, {first.steps, first.cpu.peak_bytes, first.cpu.seconds})
   T.eq(seconds < first.cpu.calibration.seconds, true, "a cached estimate is quicker than a calibration")
+  code, out, err = run(with{"--estimate", "--json", "--no-calibrate"})
+  T.eq(code, 0, err)
+  T.eq(json.decode(out).cpu.peak_bytes, first.cpu.peak_bytes)
 end)
 
 T.test("a calibration cached at other depths (an older fastbrain's) is not read", function()
@@ -124,6 +134,9 @@ T.test("bad input: the file or field named, exit 1 or 2", function()
   code, _, err = run(with{"--estimate", "--micro-batch", "0"})
   T.eq(code, 2)
   T.matches(err, "micro_batch")
+  code, _, err = run(with{"--no-calibrate"})
+  T.eq(code, 2)
+  T.matches(err, "^fastbrain train: %-%-no%-calibrate needs %-%-estimate\n")
 end)
 
 -- A memory cgroup below this process's own, limited to a fraction of the estimated peak; nil

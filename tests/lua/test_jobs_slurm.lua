@@ -289,6 +289,78 @@ T.test("slurmd killed mid-job: Slurm requeues a job, which resumes; one it may n
   reg:close()
 end, {timeout = 120000})
 
+T.test("a job over its --mem ends out of memory, saying what to change", function()
+  if not fb.fs.mode(cluster .. "/memory_limits") then
+    -- tests/slurm/cluster.sh found no cgroup v1 memory controller to hold jobs to --mem
+    print("SKIPPED: Slurm cannot enforce --mem on this machine")
+    return
+  end
+  local reg = open()
+  local job = assert(jobs.start({skill = "greedy", mode = "grow", steps = 1000, interval_ms = 50},
+                                {memory_bytes = 40 << 20}))
+  wait_until("the end", 30, function() return state_of(job.id) ~= "running" end)
+  local final = jobs.get(job.id)
+  T.eq({final.state, final.slurm.state}, {"failed", "OUT_OF_MEMORY"})
+  T.eq(final.reason, ("out of memory: job %s needed more than the 50 MiB Slurm gave it " ..
+                      "(Slurm: OUT_OF_MEMORY); raise --slurm-mem, or lower micro_batch or max_len")
+                     :format(final.slurm.id))
+  reg:close()
+end, {timeout = 60000})
+
+-- --mem's value as `scontrol show job` reports it ("MinMemoryNode=375M", "MinMemoryCPU=1G"),
+-- once the job is submitted.
+local function slurm_memory(job_id)
+  wait_until("the submission", 10, function() return jobs.get(job_id).slurm ~= fb.json.null end)
+  return sh("scontrol -o show job " .. jobs.get(job_id).slurm.id):match("(MinMemory%a+=%S+)")
+end
+
+T.test("serve --executor slurm: --mem from the form's estimate; a TIMEOUT resumes from its checkpoint", function()
+  jobs.close()
+  local app = server.start("--executor", "slurm", "--slurm-time", "1", "--max-running", "2")
+  -- A run that outlasts its minute: no early stop, few checkpoints but the one at SIGTERM.
+  server.fast_skill(app, "slow", {patience = 0, checkpoint_interval = 100000, eval = {interval = 100000}})
+  local status, body = server.call(app, "POST", "/api/train-skill/slow", {max_steps = 100000000})
+  T.eq(status, 202)
+  local slow = body.job.id
+  -- No estimate measured for its shape yet: the cluster's default memory.
+  T.eq({body.job.memory_bytes, slurm_memory(slow)}, {fb.json.null, "MinMemoryCPU=1G"})
+
+  -- The form's estimate measures the shape; the start then asks Slurm for its peak and a
+  -- quarter more, and the real worker trains within it (task/cgroup holds it there).
+  server.fast_skill(app, "fast")
+  local estimate
+  status, estimate = server.call(app, "POST", "/api/training/estimate/fast", {max_steps = 2}, nil, 120000)
+  T.eq(status, 200)
+  local peak = estimate.estimate.cpu.peak_bytes
+  status, body = server.call(app, "POST", "/api/train-skill/fast", {max_steps = 2})
+  T.eq({status, body.job.memory_bytes}, {202, peak})
+  T.eq(slurm_memory(body.job.id), ("MinMemoryNode=%dM"):format((peak + peak // 4 + (1 << 20) - 1) >> 20))
+  local st = server.wait_state(app, "fast", "succeeded", "failed")
+  T.eq({st.state, st.reason}, {"succeeded", fb.json.null})
+
+  -- Slurm ends the slow job at its limit with SIGTERM: the worker checkpoints, and resume goes
+  -- on from there in a new Slurm job.
+  server.timeout = 150000
+  st = server.wait_state(app, "slow", "failed")
+  server.timeout = nil
+  local job = jobs.get(slow)
+  T.eq(job.slurm.state, "TIMEOUT")
+  T.eq(st.reason, ("Slurm: TIMEOUT: job %s reached its time limit (--slurm-time 1); resume goes on " ..
+                   "from its last checkpoint"):format(job.slurm.id))
+  assert(job.checkpoint_step > 0, "a checkpoint at SIGTERM")
+  status = server.call(app, "POST", "/api/training/resume/slow")
+  T.eq(status, 202)
+  local resumed = server.wait_until(function()
+    for _, ev in ipairs(jobs.events(slow)) do
+      if ev.event == "start" and ev.resumed_from_step > 0 then return ev.resumed_from_step end
+    end
+  end, "the resumed run's start")
+  T.eq(resumed, job.checkpoint_step)
+  T.eq(server.call(app, "POST", "/api/training/cancel/slow"), 202)
+  server.wait_state(app, "slow", "cancelled")
+  server.stop(app)
+end, {timeout = 240000})
+
 T.test("cleanup", function()
   jobs.close()
   for _, dir in ipairs(dirs) do os.execute("rm -rf " .. dir) end

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # A one-node Slurm cluster for tests (slurmctld + slurmd + munge on loopback) in a directory of
-# its own, with no systemd, cgroups or database (docs/slurm.md, "Testing").
+# its own, with no systemd or database (docs/slurm.md, "Testing"). Where the machine has a
+# writable cgroup v1 memory controller, jobs are held to their --mem by it (task/cgroup), as on
+# a real cluster, and DIR/memory_limits says so; elsewhere task/none enforces nothing.
 #   cluster.sh start DIR   write DIR/slurm.conf, start munged, slurmctld and slurmd, wait until
 #                          the node is idle; clients then need SLURM_CONF=DIR/slurm.conf
 #   cluster.sh stop DIR    cancel every job, wait for an empty queue, stop the daemons
@@ -45,6 +47,13 @@ start() {
   munged --socket="$dir/munge/munge.sock" --key-file="$dir/munge/munge.key" \
     --pid-file="$dir/munge/munged.pid" --log-file="$dir/munge.log" --seed-file="$dir/munge/seed" \
     --force
+  local task=task/none
+  if grep -q ' /sys/fs/cgroup/memory cgroup ' /proc/mounts && [ -w /sys/fs/cgroup/memory ]; then
+    task=task/cgroup
+    printf 'CgroupPlugin=cgroup/v1\nCgroupMountpoint=/sys/fs/cgroup\nConstrainRAMSpace=yes\n' \
+      >"$dir/cgroup.conf"
+    touch "$dir/memory_limits"
+  fi
   cat >"$SLURM_CONF" <<EOF
 ClusterName=fbtest
 SlurmctldHost=$(hostname -s)(127.0.0.1)
@@ -63,14 +72,14 @@ SlurmdPidFile=$dir/slurmd.pid
 SlurmctldLogFile=$dir/slurmctld.log
 SlurmdLogFile=$dir/slurmd.log
 ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+TaskPlugin=$task
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/filetxt
 JobCompLoc=$dir/jobcomp.txt
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
-DefMemPerCPU=64
+DefMemPerCPU=1024
 MpiDefault=none
 SlurmdTimeout=5
 ReturnToService=2

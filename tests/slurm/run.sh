@@ -9,4 +9,5 @@ stop() { tests/slurm/cluster.sh stop "$dir" || true; rm -rf "$dir"; }
 trap stop EXIT
 tests/slurm/cluster.sh start "$dir"
 export SLURM_CONF=$dir/slurm.conf
+export FASTBRAIN_CACHE=$dir/cache # the estimates' calibrations: none measured before
 "$bin" run tests/lua/test_jobs_slurm.lua "$bin" "$PWD/tests/jobs/worker.lua" "$dir"

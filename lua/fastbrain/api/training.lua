@@ -6,6 +6,7 @@
 -- (fastbrain.tips, no id) on each stream.
 -- The registry guards single flight; this file only builds the spec and translates.
 local fb = require "fastbrain"
+local estimate_queue = require "fastbrain.estimate_queue"
 local models = require "fastbrain.models"
 local router = require "fastbrain.router"
 local skills = require "fastbrain.api.skills"
@@ -152,6 +153,26 @@ end
 
 local function event_id(ev) return ev.job .. ":" .. ev.seq end
 
+-- What a job of spec needs from an executor that asks for it (slurm's --mem, docs/slurm.md):
+-- {memory_bytes = the host memory its worker needs at its peak}, from the estimate's CPU
+-- costs with a calibration measured before (the form's estimate measures one; measuring now
+-- would hold the start for minutes). memory_bytes is nil when no calibration is cached, and for
+-- a GPU run, whose peak is on the GPU: the executor's default goes then.
+local function needs(spec)
+  if spec.device == "cuda" then return {} end
+  local run_spec = {}
+  for k, v in pairs(spec) do run_spec[k] = v end
+  run_spec.skill, run_spec.out = nil, nil -- the registry's, not the trainer's
+  local code, body = estimate_queue.get(run_spec, {calibrate = false})
+  local cpu = code == 200 and body.estimate.cpu
+  if not cpu then
+    fb.log.warn("training %s: no memory estimate for the scheduler (%s)", spec.skill,
+                code == 200 and "the model's shape is not calibrated yet" or body.error)
+    return {}
+  end
+  return {memory_bytes = math.tointeger(math.ceil(cpu.peak_bytes))}
+end
+
 -- Stream one skill's events: replay what follows last_event_id (or a snapshot when there is
 -- none), then live events, each job's events sent once and in order.
 local function stream_events(stream, skill, last_event_id)
@@ -192,9 +213,11 @@ local function rotate_tips(stream, skill)
   stream:on_close(function() timer:stop() end)
 end
 
--- mount(app, {data_dir=, model=}): model is the base model a skill without one trains on.
+-- mount(app, {data_dir=, model=, executor=}): model is the base model a skill without one
+-- trains on; executor the registry's ("local" when nil).
 function M.mount(app, opts)
   local data_dir, model = opts.data_dir, opts.model
+  local schedules = opts.executor == "slurm" -- the executor asks what a job needs
 
   app:post("/api/train-skill/:skill", function(req, res)
     local skill = skills.require(data_dir, req.params.skill)
@@ -206,7 +229,7 @@ function M.mount(app, opts)
       return skills.bad_fields(res, "invalid training spec", {select = problem})
     end
     spec.out = adapter_out(data_dir, skill.id)
-    local job, code, detail = jobs.start(spec)
+    local job, code, detail = jobs.start(spec, schedules and not M.is_live(skill.id) and needs(spec) or nil)
     if job then return res:json(202, {job = job}) end
     if code == "conflict" then return res:json(409, {error = "training already running", job = detail}) end
     res:error(code == "invalid" and 400 or 500, detail)
