@@ -33,6 +33,7 @@ struct slurm_run {
   fb_job *job;
   tail out, err;
   int done_seen, cancel_requested, submitted, unlisted;
+  int asked; /* the records asked about a job squeue forgot: 0 none yet, 1 sacct, 2 its -c too */
   uv_timer_t kill_timer; /* plain scancel after the grace */
   struct slurm_run *next;
 };
@@ -294,7 +295,8 @@ static fb_job_state end_state(const fb_jobs *r, const slurm_run *run, const char
   else if (strcmp(st, "COMPLETED") == 0)
     snprintf(reason, n, "exit status 0 without a done event");
   else if (strcmp(st, "VANISHED") == 0)
-    snprintf(reason, n, "Slurm no longer lists job %s: it ended unfollowed", job->slurm_id);
+    snprintf(reason, n, "Slurm no longer knows job %s (squeue, sacct): it ended unfollowed",
+             job->slurm_id);
   else if (job->error_message)
     snprintf(reason, n, "Slurm: %s: %s%s%s", st, job->error_message, job->error_where ? " at " : "",
              job->error_where ? job->error_where : "");
@@ -354,12 +356,59 @@ static void slurm_says(fb_jobs *r, slurm_run *run, const char *st, const char *w
   jobs_emit(r, job, ev, 1);
 }
 
+/* ---- a job squeue forgot: sacct ------------------------------------------------------- */
+
+/* Slurm forgets an ended job MinJobAge after it ends (and all of them when slurmctld starts with
+ * its state cleared); its final state is then in the accounting database (sacct), or in the job
+ * completion log (sacct -c) where the cluster keeps one instead. Asked in that order; neither
+ * knowing it, the job ended unfollowed (VANISHED). */
+static void ask_records(fb_jobs *r, slurm_run *run);
+
+/* The state in sacct's last line "ID|STATE" ("CANCELLED by 0" is CANCELLED), or "". */
+static void recorded_state(char *st, size_t n, const char *out) {
+  const char *line = out, *last = "";
+  for (; *line; line += strcspn(line, "\n"), line += *line == '\n')
+    if (*line != '\n') last = line;
+  const char *bar = strchr(last, '|');
+  st[0] = 0;
+  if (bar && bar < last + strcspn(last, "\n"))
+    snprintf(st, n, "%.*s", (int)strcspn(bar + 1, " |\n"), bar + 1);
+}
+
+static void on_sacct(fb_jobs *r, slurm_run *run, int64_t status, const char *out, const char *err) {
+  (void)err;
+  if (!run || !run->job) return;
+  char st[32];
+  recorded_state(st, sizeof st, status == 0 ? out : "");
+  if (is_final(st)) {
+    snprintf(run->job->slurm_state, sizeof run->job->slurm_state, "%s", st);
+    finish(r, run, st);
+  } else if (run->asked < 2) {
+    ask_records(r, run);
+  } else {
+    finish(r, run, "VANISHED");
+  }
+}
+
+static void ask_records(fb_jobs *r, slurm_run *run) {
+  char *accounting[] = {"sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", run->job->slurm_id,
+                        NULL};
+  char *completions[] = {"sacct", "-c", "-n", "-P", "-o", "JobID,State", "-j", run->job->slurm_id,
+                         NULL};
+  run_cmd(r, run, run->asked++ == 0 ? accounting : completions, on_sacct);
+}
+
 /* squeue's lines "ID|STATE|REASON" for the runs asked about. A run squeue no longer lists
- * (Slurm purged it, MinJobAge) has ended: done decides how. */
+ * (Slurm purged it) has ended: the worker's done, or Slurm's records, say how. */
 static void on_squeue(fb_jobs *r, slurm_run *unused, int64_t status, const char *out,
                       const char *err) {
   (void)unused;
   r->polling = 0;
+  /* Asked about one job, squeue fails when it forgot it; about several, it leaves it out. */
+  if (status != 0 && strstr(err, "Invalid job id specified")) {
+    status = 0;
+    out = "";
+  }
   if (status != 0) {
     char msg[300];
     first_line(msg, sizeof msg, err);
@@ -375,7 +424,11 @@ static void on_squeue(fb_jobs *r, slurm_run *unused, int64_t status, const char 
       if (strncmp(line, run->job->slurm_id, idlen) == 0 && line[idlen] == '|')
         found = line + idlen + 1;
     if (!found) {
-      if (++run->unlisted >= GONE_POLLS) finish(r, run, run->done_seen ? "COMPLETED" : "VANISHED");
+      if (++run->unlisted < GONE_POLLS || run->asked) continue;
+      if (run->done_seen)
+        finish(r, run, "COMPLETED");
+      else
+        ask_records(r, run);
       continue;
     }
     char st[32], why[128];

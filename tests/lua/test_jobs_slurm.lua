@@ -53,6 +53,12 @@ local function checkpoint_of(id)
   return math.type(c) and c or -1
 end
 
+-- The Slurm job id of a job, once sbatch has answered.
+local function slurm_id_of(id)
+  wait_until("the submission", 10, function() return jobs.get(id).slurm ~= fb.json.null end)
+  return jobs.get(id).slurm.id
+end
+
 local function sh(cmd)
   local out = assert(io.popen(cmd .. " 2>&1")):read("a")
   return out
@@ -307,11 +313,9 @@ T.test("a job over its --mem ends out of memory, saying what to change", functio
   reg:close()
 end, {timeout = 60000})
 
--- --mem's value as `scontrol show job` reports it ("MinMemoryNode=375M", "MinMemoryCPU=1G"),
--- once the job is submitted.
+-- --mem's value as `scontrol show job` reports it: "MinMemoryNode=375M", "MinMemoryCPU=1G".
 local function slurm_memory(job_id)
-  wait_until("the submission", 10, function() return jobs.get(job_id).slurm ~= fb.json.null end)
-  return sh("scontrol -o show job " .. jobs.get(job_id).slurm.id):match("(MinMemory%a+=%S+)")
+  return sh("scontrol -o show job " .. slurm_id_of(job_id)):match("(MinMemory%a+=%S+)")
 end
 
 T.test("serve --executor slurm: --mem from the form's estimate; a TIMEOUT resumes from its checkpoint", function()
@@ -360,6 +364,24 @@ T.test("serve --executor slurm: --mem from the form's estimate; a TIMEOUT resume
   server.wait_state(app, "slow", "cancelled")
   server.stop(app)
 end, {timeout = 240000})
+
+-- Last: it clears slurmctld's state, so Slurm numbers jobs from 1 again.
+T.test("a job Slurm forgot while no registry followed it ends as Slurm's records say", function()
+  local reg, dir = open()
+  local job = assert(jobs.start{skill = "forgotten", mode = "crash", steps = 10, interval_ms = 100})
+  local id = slurm_id_of(job.id)
+  reg:close()
+  wait_until("its end in Slurm", 30, function() return sh("squeue -h -t all -o %T -j " .. id):find("FAILED") end)
+  assert(os.execute(("tests/slurm/cluster.sh forget %s"):format(cluster)))
+  T.matches(sh("squeue -h -t all -j " .. id), "Invalid job id specified")
+  -- Not in squeue: sacct (no accounting database here), then the job completion log.
+  open({}, dir)
+  wait_until("the end", 30, function() return state_of(job.id) ~= "running" end)
+  local final = jobs.get(job.id)
+  T.eq({final.state, final.slurm.state, final.reason},
+       {"failed", "FAILED", "Slurm: FAILED: dataset error at data.jsonl:17"})
+  jobs.close()
+end, {timeout = 60000})
 
 T.test("cleanup", function()
   jobs.close()

@@ -7,10 +7,11 @@
 #                          the node is idle; clients then need SLURM_CONF=DIR/slurm.conf
 #   cluster.sh stop DIR    cancel every job, wait for an empty queue, stop the daemons
 #   cluster.sh slurmd DIR  start slurmd again (after a test killed it)
+#   cluster.sh forget DIR  restart slurmctld with its state cleared: Slurm forgets every job
 # DIR must be short: munge's socket lives there (Unix socket paths are at most 108 bytes).
 set -euo pipefail
-cmd=${1:?usage: cluster.sh start|stop|slurmd DIR}
-dir=${2:?usage: cluster.sh start|stop|slurmd DIR}
+cmd=${1:?usage: cluster.sh start|stop|slurmd|forget DIR}
+dir=${2:?usage: cluster.sh start|stop|slurmd|forget DIR}
 export SLURM_CONF=$dir/slurm.conf
 NODE=fbnode
 
@@ -109,9 +110,19 @@ stop() {
   done
 }
 
+forget() {
+  local pid
+  pid=$(cat "$dir/slurmctld.pid")
+  kill "$pid"
+  wait_for 10 "slurmctld to stop" bash -c "! kill -0 $pid"
+  slurmctld -c -f "$SLURM_CONF"
+  wait_for 20 "the node becoming idle" node_idle
+}
+
 case $cmd in
   start) start ;;
   stop) stop ;;
   slurmd) start_slurmd && wait_for 20 "the node becoming idle" node_idle ;;
+  forget) forget ;;
   *) echo "cluster.sh: unknown command '$cmd'" >&2; exit 2 ;;
 esac
