@@ -38,7 +38,7 @@ if(FB_CUDA)
   target_compile_options(fastbrain_cuda PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra>)
   target_include_directories(fastbrain_cuda PRIVATE ${PROJECT_SOURCE_DIR}/cuda
     ${PROJECT_SOURCE_DIR}/engine)
-  target_link_libraries(fastbrain_cuda PRIVATE CUDA::cudart_static CUDA::cublas)
+  target_link_libraries(fastbrain_cuda PRIVATE CUDA::cudart_static CUDA::cublas CUDA::cublasLt)
   add_dependencies(fastbrain fastbrain_cuda)
   install(TARGETS fastbrain_cuda LIBRARY DESTINATION ${CMAKE_INSTALL_BINDIR})
   message(STATUS "CUDA backend: ON (nvcc ${CMAKE_CUDA_COMPILER_VERSION}, archs ${CMAKE_CUDA_ARCHITECTURES})")

@@ -152,9 +152,9 @@ __device__ inline float row_sum(float v) {
  * (may be NULL), seg [B,Tq] (with Tq == Tk, q0 == 0) or NULL. */
 template <int HD>
 __global__ void __launch_bounds__(NT)
-    attention_forward_kernel(float *out, float *lse, const float *q, const float *k, const float *v,
-                             const int32_t *seg, int Tq, int Tk, int q0, int NH, int NKV,
-                             int window, float scale) {
+    attention_forward_kernel(float *out, __nv_bfloat16 *out16, float *lse, const float *q,
+                             const float *k, const float *v, const int32_t *seg, int Tq, int Tk,
+                             int q0, int NH, int NKV, int window, float scale) {
   __shared__ __align__(32) bf16 qs[BQ][HD + PAD], ks[BK][HD + PAD], vs[BK][HD + PAD];
   __shared__ __align__(32) bf16 ps[BQ][BK + PAD];
   __shared__ __align__(32) float ss[BQ][SLD];
@@ -212,9 +212,13 @@ __global__ void __launch_bounds__(NT)
     if (lse && i < Tq) lse[((size_t)b * NH + h) * Tq + i] = m + logf(l);
   }
   __syncthreads();
-  float *ob = out + ((size_t)b * Tq * NH + h) * HD;
+  size_t ob = ((size_t)b * Tq * NH + h) * HD;
   for_each_slot<BQ, HD>(acc, slot, [&](int row, int col, float x) {
-    if (qbase + row < Tq) ob[(size_t)(qbase + row) * NH * HD + col] = x * rowf[row];
+    if (qbase + row >= Tq) return;
+    size_t at = ob + (size_t)(qbase + row) * NH * HD + col;
+    float y = x * rowf[row];
+    out[at] = y;
+    if (out16) out16[at] = __float2bfloat16_rn(y); /* the o projection's operand */
   });
 }
 
@@ -375,8 +379,12 @@ static void forward(float *out, float *lse, const float *q, const float *k, cons
                     const int32_t *seg, int B, int Tq, int Tk, int q0, int NH, int NKV,
                     int window) {
   dim3 grid((Tq + BQ - 1) / BQ, NH, B);
-  FB_LAUNCH(attention_forward_kernel<HD>, grid, NT, 0, fb_cuda_stream(), out, lse, q, k, v, seg, Tq,
-            Tk, q0, NH, NKV, window, 1.0f / sqrtf((float)HD));
+  size_t n = (size_t)B * Tq * NH * HD;
+  cudaStream_t s = fb_cuda_stream_writing(
+      {{out, n * sizeof(float)}, {lse, lse ? (size_t)B * NH * Tq * sizeof(float) : 0}});
+  __nv_bfloat16 *out16 = fb_cuda_shadow_claim(out, n);
+  FB_LAUNCH(attention_forward_kernel<HD>, grid, NT, 0, s, out, out16, lse, q, k, v, seg, Tq, Tk, q0,
+            NH, NKV, window, 1.0f / sqrtf((float)HD));
   FB_LAUNCH_CHECK();
 }
 

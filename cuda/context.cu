@@ -1,7 +1,8 @@
 /* context.cu: the CUDA context of the training core: opening device 0 (and saying what is
- * missing when it cannot be used), the stream, the cuBLAS handle, device memory with accounting
- * and clear out-of-memory errors, the workspace, copies, and the fault handler every checked
- * call ends in. No kernels but the bf16 rounding. */
+ * missing when it cannot be used), the stream and the cuBLAS handle (each handed out saying what
+ * the work will write, for the bf16 shadows), device memory with accounting and clear
+ * out-of-memory errors, the workspace, copies, and the fault handler every checked call ends in.
+ * No kernels but the bf16 rounding. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@ static struct {
   int ready;
   cudaStream_t stream;
   cublasHandle_t cublas;
+  cublasLtHandle_t cublaslt; /* for the epilogues plain cuBLAS has not */
   void *ws;
   size_t ws_bytes;
   size_t in_use, peak;
@@ -79,6 +81,7 @@ extern "C" int fb_cuda_init(fb_err *err) {
                       cudaGetErrorString(e), cudaGetErrorName(e));
   FB_CUBLAS_CHECK(cublasCreate(&ctx.cublas));
   FB_CUBLAS_CHECK(cublasSetStream(ctx.cublas, ctx.stream));
+  FB_CUBLAS_CHECK(cublasLtCreate(&ctx.cublaslt));
   ctx.ready = 1;
   fb_info("cuda: using %s", ctx.name);
   return 0;
@@ -86,9 +89,26 @@ extern "C" int fb_cuda_init(fb_err *err) {
 
 extern "C" void fb_cuda_sync(void) { FB_CUDA_CHECK(cudaStreamSynchronize(ctx.stream)); }
 extern "C" const char *fb_cuda_device_name(void) { return ctx.name; }
-cudaStream_t fb_cuda_stream(void) { return ctx.stream; }
 
-cublasHandle_t fb_cuda_cublas(void) { return ctx.cublas; }
+cudaStream_t fb_cuda_stream(void) {
+  fb_cuda_wrote_anything();
+  return ctx.stream;
+}
+
+cudaStream_t fb_cuda_stream_writing(std::initializer_list<fb_span> writes) {
+  for (const fb_span &w : writes) fb_cuda_wrote(w.p, w.bytes);
+  return ctx.stream;
+}
+
+cublasHandle_t fb_cuda_cublas_writing(fb_span C) {
+  fb_cuda_wrote(C.p, C.bytes);
+  return ctx.cublas;
+}
+
+cublasLtHandle_t fb_cuda_cublaslt_writing(fb_span C) {
+  fb_cuda_wrote(C.p, C.bytes);
+  return ctx.cublaslt;
+}
 
 /* "1.50 GiB", or "12.3 MiB" under a GiB, into buf[32]. */
 static const char *size_text(char *buf, size_t bytes) {
@@ -118,6 +138,7 @@ extern "C" int fb_cuda_alloc(void **p, size_t bytes, const char *what, fb_err *e
                       size_text(all, total), size_text(held, ctx.in_use));
   }
   FB_CUDA_CHECK(e);
+  fb_cuda_wrote(*p, bytes); /* memory a freed shadow's source had: that shadow is stale */
   b->p = *p;
   b->bytes = bytes;
   b->next = blocks;
@@ -134,6 +155,7 @@ extern "C" void fb_cuda_free(void *p) {
       block *b = *at;
       *at = b->next;
       ctx.in_use -= b->bytes;
+      fb_cuda_wrote(p, b->bytes);
       free(b);
       break;
     }
@@ -143,7 +165,8 @@ extern "C" void fb_cuda_free(void *p) {
 extern "C" size_t fb_cuda_peak_bytes(void) { return ctx.peak; }
 
 extern "C" void fb_cuda_upload(void *dst, const void *src, size_t bytes) {
-  FB_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, ctx.stream));
+  FB_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice,
+                                fb_cuda_stream_writing({{dst, bytes}})));
   FB_CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
 }
 
@@ -153,11 +176,12 @@ extern "C" void fb_cuda_download(void *dst, const void *src, size_t bytes) {
 }
 
 extern "C" void fb_cuda_zero(void *p, size_t bytes) {
-  FB_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, ctx.stream));
+  FB_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, fb_cuda_stream_writing({{p, bytes}})));
 }
 
 extern "C" void fb_cuda_copy(void *dst, const void *src, size_t bytes) {
-  FB_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, ctx.stream));
+  FB_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice,
+                                fb_cuda_stream_writing({{dst, bytes}})));
 }
 
 void *fb_cuda_workspace(size_t bytes, const char *file, int line) {
@@ -184,6 +208,7 @@ __global__ void to_bf16_kernel(__nv_bfloat16 *out, const float *inp, size_t n) {
 
 void fb_cuda_to_bf16(fb_bf16 *out, const float *inp, size_t n) {
   if (!n) return;
-  FB_LAUNCH(to_bf16_kernel, fb_blocks(n, 256), 256, 0, ctx.stream, (__nv_bfloat16 *)out, inp, n);
+  FB_LAUNCH(to_bf16_kernel, fb_blocks(n, 256), 256, 0, fb_cuda_stream_writing({{out, n * 2}}),
+            (__nv_bfloat16 *)out, inp, n);
   FB_LAUNCH_CHECK();
 }

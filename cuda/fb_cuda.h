@@ -10,6 +10,20 @@
  * scratch, and the loss is fused with the lm_head product over vocabulary chunks (no [N, V]
  * logits are kept).
  *
+ * bf16 shadows. A product with a bf16 weight needs its activation operand in bf16. The ops whose
+ * outputs feed such products (rmsnorm forward and backward, rope, SwiGLU forward and backward,
+ * the attention forward's out) write that bf16 copy, the output's "shadow", in the same kernel,
+ * and the products read it instead of rounding the fp32 output again. The rule that keeps a
+ * shadow from ever being stale: a shadow is valid for exactly the pointer and size it was written
+ * for, and only until the next piece of work that may write that fp32 memory. Every piece of
+ * work gets the stream (or cuBLAS handle) through common.cuh, and plain fb_cuda_stream() counts
+ * as writing all of memory (a generation counter moves on; every shadow goes stale); only work
+ * that names the ranges it writes (fb_cuda_stream_writing: copies, zeroing, the element-wise
+ * ops, the products' outputs) keeps the shadows of the rest. An op that forgets to name its
+ * writes is therefore safe, only slower. Shadows live in one arena of twice the largest shadow
+ * asked for (two [N, max(C, I)] bf16 buffers); a new shadow takes the first gap and evicts the
+ * oldest when none is left, so a layer's forward and backward keep what their products need.
+ *
  * Errors: a failed CUDA or cuBLAS call (a launch too) is a fault: it is logged with the file,
  * line and call and the process exits with FB_CUDA_FAULT_EXIT (training runs in a worker
  * process, so this ends the worker, never the server). Out of memory is not a fault:

@@ -303,6 +303,169 @@ TEST(elementwise_and_the_optimizer) {
   for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) free(hosts[i]);
 }
 
+/* ---- bf16 operands: the shadows the ops leave (cuda/fb_cuda.h) and the bias epilogue ---- */
+
+/* Device buffers of a check that frees them itself (held[] back to mark). */
+static void release_to(int mark) {
+  while (n_held > mark) dev()->free(held[--n_held]);
+}
+
+/* The GPU arrays a and b hold the same bits. */
+static void same_bits(const char *name, const float *a, const float *b, size_t n) {
+  float *ha = malloc(n * 4), *hb = malloc(n * 4);
+  dev()->download(ha, a, n * 4);
+  dev()->download(hb, b, n * 4);
+  size_t differ = 0;
+  for (size_t i = 0; i < n; i++) differ += memcmp(&ha[i], &hb[i], 4) != 0;
+  printf("  %-52s %zu of %zu differ\n", name, differ, n);
+  if (differ) FB_FAIL_("%s: %zu of %zu results differ", name, differ, n);
+  free(ha);
+  free(hb);
+}
+
+/* src[N,C] through a base-weight product forward (src @ W^T) and backward (src as dout, dinp =
+ * src @ W2) as the ops left it (with its shadow, while that is valid) and as a fresh copy (which
+ * has none: rounded anew): bit for bit the same, or a product read a stale or wrong bf16 copy. */
+static void check_same_products(const char *what, const float *src, int N, int C) {
+  const fb_backend *be = dev();
+  int mark = n_held, OC = 24;
+  size_t n = (size_t)N * C;
+  float *w = host_rand((size_t)OC * C, 0.1f);
+  as_weights(w, (size_t)OC * C);
+  void *dw = weight_on_gpu(w, (size_t)OC * C); /* [OC, C], and as W2 [C, OC] */
+  float *copy = on_gpu(NULL, n * 4), *y[2], *dinp[2];
+  for (int i = 0; i < 2; i++) {
+    y[i] = poisoned((size_t)N * OC);
+    dinp[i] = on_gpu(NULL, (size_t)N * OC * 4);
+    be->zero(dinp[i], (size_t)N * OC * 4);
+  }
+  be->matmul_forward(y[0], src, dw, be->weight_dtype, NULL, N, C, OC, 1.0f, 0.0f);
+  be->matmul_backward(dinp[0], NULL, NULL, src, NULL, dw, be->weight_dtype, N, OC, C, 1.0f);
+  be->copy(copy, src, n * 4);
+  be->matmul_forward(y[1], copy, dw, be->weight_dtype, NULL, N, C, OC, 1.0f, 0.0f);
+  be->matmul_backward(dinp[1], NULL, NULL, copy, NULL, dw, be->weight_dtype, N, OC, C, 1.0f);
+  char name[96];
+  snprintf(name, sizeof name, "%s: forward product", what);
+  same_bits(name, y[0], y[1], (size_t)N * OC);
+  snprintf(name, sizeof name, "%s: input-gradient product", what);
+  same_bits(name, dinp[0], dinp[1], (size_t)N * OC);
+  release_to(mark);
+  free(w);
+}
+
+/* Memory the ops of a shadow check work on: y[N, NH*HD] (the buffer under test), y2 beside it,
+ * inputs a, b, g of the same size, norm weights, rotary tables. */
+typedef struct {
+  int N, NH, HD, C;
+  float *y, *y2, *a, *b, *g, *nw, *rstd, *cs, *sn, *m, *v, *lse, *scratch, *wf;
+  int32_t *pos;
+  const float *host; /* host memory to upload */
+} shadow_rig;
+
+/* Write rig->y with op `which` (y's shadow, if any, is stale after it unless the op writes a
+ * new one); its name, or NULL past the last. */
+static const char *overwrite(const shadow_rig *r, int which) {
+  const fb_backend *be = dev();
+  size_t n = (size_t)r->N * r->C;
+  switch (which) {
+    case 0: be->add(r->y, r->y, r->a, n); return "add into it";
+    case 1: be->zero(r->y, n * 4); return "zero";
+    case 2: be->zero(r->y + n - r->C, r->C * 4); return "zero of its last row only";
+    case 3: be->copy(r->y, r->a, n * 4); return "copy into it";
+    case 4: be->upload(r->y + 1, r->host, 8); return "upload of two elements";
+    case 5: be->dropout(r->y, r->y, n, 0.5f, 7); return "dropout in place";
+    case 6:
+      be->rmsnorm_forward(r->y, r->rstd, r->b, r->nw, r->N, r->C, 1e-6f);
+      return "a second rmsnorm into it";
+    case 7:
+      be->matmul_forward(r->y, r->a, r->wf, FB_DT_F32, NULL, r->N, r->C, r->C, 1.0f, 0.0f);
+      return "an fp32 product's output";
+    case 8: be->scale(r->y, n, 0.5f); return "scale";
+    case 9:
+      be->adamw(r->y, r->g, r->m, r->v, n, 1e-2, 0.9, 0.999, 1e-8, 0.0, 1);
+      return "AdamW (work that names no range)";
+    case 10:
+      be->rope_forward(r->y, r->cs, r->sn, r->pos, r->N, r->NH, r->HD);
+      return "rope in place";
+    case 11: be->swiglu_backward(r->y2, r->y, r->g, r->a, r->b, n); return "swiglu's dup into it";
+    default: return NULL;
+  }
+}
+
+TEST(shadows_feed_products_bit_for_bit_and_never_stale) {
+  const fb_backend *be = dev();
+  shadow_rig r = {.N = 37, .NH = 4, .HD = 64};
+  r.C = r.NH * r.HD;
+  size_t n = (size_t)r.N * r.C, P = 64;
+  float *hx = host_rand(n, 2), *ha = host_rand(n, 1), *hb = host_rand(n, 1), *hg = host_rand(n, 1),
+        *hw = host_rand(r.C, 1), *hcs = host_rand(P * r.HD / 2, 1),
+        *hsn = host_rand(P * r.HD / 2, 1), *hwf = host_rand((size_t)r.C * r.C, 0.1f);
+  int32_t *hpos = host_ints(r.N, 0, (int)P);
+  float *x = on_gpu(hx, n * 4);
+  r.y = poisoned(n), r.y2 = poisoned(n);
+  r.a = on_gpu(ha, n * 4), r.b = on_gpu(hb, n * 4), r.g = on_gpu(hg, n * 4);
+  r.nw = on_gpu(hw, r.C * 4), r.rstd = poisoned(r.N), r.wf = on_gpu(hwf, (size_t)r.C * r.C * 4);
+  r.cs = on_gpu(hcs, P * r.HD / 2 * 4), r.sn = on_gpu(hsn, P * r.HD / 2 * 4);
+  r.pos = on_gpu(hpos, r.N * 4);
+  r.host = hb;
+  r.m = on_gpu(NULL, n * 4), r.v = on_gpu(NULL, n * 4), r.lse = poisoned((size_t)r.N * r.NH);
+  r.scratch = poisoned(be->attention_scratch(r.N, r.N, r.NH) + 1);
+  be->zero(r.m, n * 4);
+  be->zero(r.v, n * 4);
+  /* every op that leaves a shadow: the products read it as they read a fresh rounding */
+  be->rmsnorm_forward(r.y, r.rstd, x, r.nw, r.N, r.C, 1e-6f);
+  check_same_products("rmsnorm_forward", r.y, r.N, r.C);
+  be->rope_forward(r.y, r.cs, r.sn, r.pos, r.N, r.NH, r.HD);
+  check_same_products("rope_forward", r.y, r.N, r.C);
+  be->rope_backward(r.y, r.cs, r.sn, r.pos, r.N, r.NH, r.HD);
+  check_same_products("rope_backward", r.y, r.N, r.C);
+  be->upload(r.y, hg, n * 4);
+  be->rmsnorm_backward(r.y, NULL, r.g, x, r.nw, r.rstd, r.N, r.C);
+  check_same_products("rmsnorm_backward dinp", r.y, r.N, r.C);
+  be->swiglu_forward(r.y, x, r.a, n);
+  check_same_products("swiglu_forward", r.y, r.N, r.C);
+  be->swiglu_backward(r.y, r.y2, r.g, x, r.a, n);
+  check_same_products("swiglu_backward dgate", r.y, r.N, r.C);
+  check_same_products("swiglu_backward dup", r.y2, r.N, r.C);
+  be->attention_forward(r.y, r.lse, x, r.a, r.b, NULL, r.scratch, 1, r.N, r.NH, r.NH, r.HD, 0);
+  check_same_products("attention_forward out", r.y, r.N, r.C);
+  /* a shadow, then its fp32 memory written by another op: the products see the new values */
+  const char *what;
+  for (int op = 0; be->rmsnorm_forward(r.y, r.rstd, x, r.nw, r.N, r.C, 1e-6f),
+           (what = overwrite(&r, op)) != NULL;
+       op++) {
+    char name[96];
+    snprintf(name, sizeof name, "rmsnorm, then %s", what);
+    check_same_products(name, r.y, r.N, r.C);
+  }
+  release();
+  void *hosts[] = {hx, ha, hb, hg, hw, hcs, hsn, hwf, hpos};
+  for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) free(hosts[i]);
+}
+
+/* The bias as cuBLASLt's epilogue against the product without it plus the bias after (the old
+ * pass): the same numbers (bit for bit on the emulator; a GPU may pick other kernels). */
+TEST(bias_epilogue_equals_a_bias_pass) {
+  const fb_backend *be = dev();
+  int N = 45, C = 128, OC = 72;
+  float *x = host_rand((size_t)N * C, 1), *w = host_rand((size_t)OC * C, 0.1f),
+        *b = host_rand(OC, 1), *init = host_rand((size_t)N * OC, 1);
+  as_weights(w, (size_t)OC * C);
+  float *dx = on_gpu(x, (size_t)N * C * 4), *db = on_gpu(b, OC * 4);
+  float *fused = on_gpu(init, (size_t)N * OC * 4), *plain = on_gpu(init, (size_t)N * OC * 4);
+  void *dw = weight_on_gpu(w, (size_t)OC * C);
+  be->matmul_forward(fused, dx, dw, be->weight_dtype, db, N, C, OC, 0.75f, 0.5f);
+  be->matmul_forward(plain, dx, dw, be->weight_dtype, NULL, N, C, OC, 0.75f, 0.5f);
+  float *got = malloc((size_t)N * OC * 4), *ref = malloc((size_t)N * OC * 4);
+  be->download(got, fused, (size_t)N * OC * 4);
+  be->download(ref, plain, (size_t)N * OC * 4);
+  for (int i = 0; i < N * OC; i++) ref[i] += b[i % OC];
+  compare_host("matmul_forward: bias epilogue vs bias pass", got, ref, (size_t)N * OC, 1e-6);
+  release();
+  void *hosts[] = {x, w, b, init, got, ref};
+  for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) free(hosts[i]);
+}
+
 /* Causal GQA attention with packed sequences and padding, T not a multiple of any tile. */
 static void check_attention(int HD, int window) {
   const fb_backend *be = dev(), *cpu = fb_backend_cpu();

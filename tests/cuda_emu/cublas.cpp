@@ -2,7 +2,8 @@
  * does (dimensions, leading dimensions, types), each operand's touched extent checked against
  * the live device allocations, then computed by OpenBLAS's sgemm with bf16 operands widened
  * to fp32 (exact, as are the products of two bf16 values in fp32, so only the order of the
- * fp32 sums differs from a GPU's). */
+ * fp32 sums differs from a GPU's). cuBLASLt's cublasLtMatmul (cublasLt.h says how much of it)
+ * goes through the same product, with its bias epilogue added after it. */
 #include <cblas.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,11 +12,25 @@
 
 #include <set>
 
+#include "cublasLt.h"
 #include "cublas_v2.h"
 #include "emu.h"
 
 struct cublasContext {
   cudaStream_t stream;
+};
+struct cublasLtContext {
+  int unused;
+};
+struct cublasLtMatmulDescEmu {
+  cublasOperation_t ta, tb;
+  cublasLtEpilogue_t epilogue;
+  const void *bias;
+};
+struct cublasLtMatrixLayoutEmu {
+  cudaDataType_t type;
+  uint64_t rows, cols;
+  int64_t ld;
 };
 
 using namespace cuda_emu;
@@ -47,16 +62,19 @@ const struct {
      "an error was detected when checking the current licensing"},
 };
 
-cublasStatus_t invalid(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-cublasStatus_t invalid(const char *fmt, ...) {
+/* "API: why" reported, and status returned */
+cublasStatus_t refuse(cublasStatus_t status, const char *api, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+cublasStatus_t refuse(cublasStatus_t status, const char *api, const char *fmt, ...) {
   char why[512];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(why, sizeof why, fmt, ap);
   va_end(ap);
-  report("cublasGemmEx: %s", why);
-  return CUBLAS_STATUS_INVALID_VALUE;
+  report("%s: %s", api, why);
+  return status;
 }
+#define invalid(...) refuse(CUBLAS_STATUS_INVALID_VALUE, "cublasGemmEx", __VA_ARGS__)
 
 struct operand {
   const char *name;
@@ -68,11 +86,11 @@ struct operand {
 };
 
 /* The touched extent of x lies inside one live device allocation; else a line naming it. */
-bool inside(const operand &x) {
+bool inside(const char *api, const operand &x) {
   char why[256];
   size_t bytes = x.elems() * x.elem_bytes();
   if (!bytes || in_one_allocation(x.p, bytes, why, sizeof why)) return true;
-  report("cublasGemmEx: %s (%d x %d %s, ld %d, %zu bytes): %s", x.name, x.rows, x.cols,
+  report("%s: %s (%d x %d %s, ld %d, %zu bytes): %s", api, x.name, x.rows, x.cols,
          x.type == CUDA_R_16BF ? "bf16" : "fp32", x.ld, bytes, why);
   return false;
 }
@@ -136,45 +154,41 @@ const char *cublasGetStatusName(cublasStatus_t status) {
   return "CUBLAS_STATUS_UNKNOWN";
 }
 
-cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa,
-                            cublasOperation_t transb, int m, int n, int k, const void *alpha,
-                            const void *A, cudaDataType_t Atype, int lda, const void *B,
-                            cudaDataType_t Btype, int ldb, const void *beta, void *C,
-                            cudaDataType_t Ctype, int ldc, cublasComputeType_t computeType,
-                            cublasGemmAlgo_t algo) {
-  api_scope g("cublasGemmEx");
-  if (!live_handle(handle)) return CUBLAS_STATUS_NOT_INITIALIZED;
-  if ((unsigned)transa > CUBLAS_OP_C) return invalid("transa %d is not an operation", transa);
-  if ((unsigned)transb > CUBLAS_OP_C) return invalid("transb %d is not an operation", transb);
-  bool ta = transa != CUBLAS_OP_N, tb = transb != CUBLAS_OP_N; /* C = T for real types */
-  if (m < 0 || n < 0 || k < 0) return invalid("m %d, n %d, k %d: negative", m, n, k);
+namespace {
+/* C[m,n] = alpha * op(A) @ op(B) + beta * C (+ bias[m] on every column when bias), after the
+ * checks both APIs share; api names the caller in reports. */
+cublasStatus_t product(const char *api, bool ta, bool tb, int m, int n, int k, const void *alpha,
+                       const void *A, cudaDataType_t Atype, int lda, const void *B,
+                       cudaDataType_t Btype, int ldb, const void *beta, void *C, int ldc,
+                       const float *bias) {
+  cublasStatus_t bad = CUBLAS_STATUS_INVALID_VALUE;
+  if (m < 0 || n < 0 || k < 0) return refuse(bad, api, "m %d, n %d, k %d: negative", m, n, k);
   int need_a = ta ? k : m, need_b = tb ? n : k;
   if (lda < (need_a > 1 ? need_a : 1))
-    return invalid("lda %d < max(1, %s) = %d", lda, ta ? "k" : "m", need_a > 1 ? need_a : 1);
+    return refuse(bad, api, "lda %d < max(1, %s) = %d", lda, ta ? "k" : "m",
+                  need_a > 1 ? need_a : 1);
   if (ldb < (need_b > 1 ? need_b : 1))
-    return invalid("ldb %d < max(1, %s) = %d", ldb, tb ? "n" : "k", need_b > 1 ? need_b : 1);
-  if (ldc < (m > 1 ? m : 1)) return invalid("ldc %d < max(1, m) = %d", ldc, m > 1 ? m : 1);
-  if (algo != CUBLAS_GEMM_DEFAULT && algo != CUBLAS_GEMM_DEFAULT_TENSOR_OP)
-    return invalid("algo %d is not one the emulator knows", algo);
-  if (Ctype != CUDA_R_32F || computeType != CUBLAS_COMPUTE_32F || Atype != Btype ||
-      (Atype != CUDA_R_32F && Atype != CUDA_R_16BF)) {
-    report(
-        "cublasGemmEx: types A %d, B %d, C %d, compute %d: only (bf16, bf16 -> fp32) and "
-        "(fp32, fp32 -> fp32) with CUBLAS_COMPUTE_32F",
-        Atype, Btype, Ctype, computeType);
-    return CUBLAS_STATUS_NOT_SUPPORTED;
-  }
+    return refuse(bad, api, "ldb %d < max(1, %s) = %d", ldb, tb ? "n" : "k",
+                  need_b > 1 ? need_b : 1);
+  if (ldc < (m > 1 ? m : 1)) return refuse(bad, api, "ldc %d < max(1, m) = %d", ldc, m > 1 ? m : 1);
+  if (Atype != Btype || (Atype != CUDA_R_32F && Atype != CUDA_R_16BF))
+    return refuse(CUBLAS_STATUS_NOT_SUPPORTED, api,
+                  "types A %d, B %d: only (bf16, bf16 -> fp32) and (fp32, fp32 -> fp32) with "
+                  "CUBLAS_COMPUTE_32F",
+                  Atype, Btype);
   allocation a;
-  if (!alpha || !beta) return invalid("alpha or beta is NULL");
+  if (!alpha || !beta) return refuse(bad, api, "alpha or beta is NULL");
   if (find_allocation(alpha, &a) || find_allocation(beta, &a))
-    return invalid("alpha or beta is device memory, but the pointer mode is host");
+    return refuse(bad, api, "alpha or beta is device memory, but the pointer mode is host");
   if (device_error()) return CUBLAS_STATUS_EXECUTION_FAILED;
   if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
 
   operand opA = {"A", A, Atype, ta ? k : m, ta ? m : k, lda};
   operand opB = {"B", B, Btype, tb ? n : k, tb ? k : n, ldb};
   operand opC = {"C", C, CUDA_R_32F, m, n, ldc};
-  if (!inside(opC) || !inside(opA) || !inside(opB)) return CUBLAS_STATUS_EXECUTION_FAILED;
+  operand opBias = {"bias", bias, CUDA_R_32F, bias ? m : 0, 1, m};
+  if (!inside(api, opC) || !inside(api, opA) || !inside(api, opB) || !inside(api, opBias))
+    return CUBLAS_STATUS_EXECUTION_FAILED;
 
   float al, be, *c = (float *)C;
   memcpy(&al, alpha, 4);
@@ -186,13 +200,186 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa,
     else if (be != 1.0f)
       for (int i = 0; i < m; i++) col[i] *= be;
   }
-  if (k == 0 || al == 0.0f) return CUBLAS_STATUS_SUCCESS;
-  float *wa, *wb;
-  const float *fa = as_f32(opA, &wa), *fb = as_f32(opB, &wb);
-  if (fa && fb)
-    cblas_sgemm(CblasColMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n,
-                k, al, fa, lda, fb, ldb, 1.0f, c, ldc);
-  free(wa);
-  free(wb);
-  return fa && fb ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_ALLOC_FAILED;
+  float *wa = nullptr, *wb = nullptr;
+  const float *fa = nullptr, *fb = nullptr;
+  if (k != 0 && al != 0.0f) {
+    fa = as_f32(opA, &wa);
+    fb = as_f32(opB, &wb);
+    if (fa && fb)
+      cblas_sgemm(CblasColMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
+                  n, k, al, fa, lda, fb, ldb, 1.0f, c, ldc);
+    free(wa);
+    free(wb);
+    if (!fa || !fb) return CUBLAS_STATUS_ALLOC_FAILED;
+  }
+  for (int j = 0; j < n && bias; j++) /* the epilogue: after the product and beta * C */
+    for (int i = 0; i < m; i++) c[(size_t)j * ldc + i] += bias[i];
+  return CUBLAS_STATUS_SUCCESS;
+}
+}  // namespace
+
+cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa,
+                            cublasOperation_t transb, int m, int n, int k, const void *alpha,
+                            const void *A, cudaDataType_t Atype, int lda, const void *B,
+                            cudaDataType_t Btype, int ldb, const void *beta, void *C,
+                            cudaDataType_t Ctype, int ldc, cublasComputeType_t computeType,
+                            cublasGemmAlgo_t algo) {
+  api_scope g("cublasGemmEx");
+  if (!live_handle(handle)) return CUBLAS_STATUS_NOT_INITIALIZED;
+  if ((unsigned)transa > CUBLAS_OP_C) return invalid("transa %d is not an operation", transa);
+  if ((unsigned)transb > CUBLAS_OP_C) return invalid("transb %d is not an operation", transb);
+  if (algo != CUBLAS_GEMM_DEFAULT && algo != CUBLAS_GEMM_DEFAULT_TENSOR_OP)
+    return invalid("algo %d is not one the emulator knows", algo);
+  if (Ctype != CUDA_R_32F || computeType != CUBLAS_COMPUTE_32F)
+    return refuse(CUBLAS_STATUS_NOT_SUPPORTED, "cublasGemmEx",
+                  "types A %d, B %d, C %d, compute %d: only (bf16, bf16 -> fp32) and "
+                  "(fp32, fp32 -> fp32) with CUBLAS_COMPUTE_32F",
+                  Atype, Btype, Ctype, computeType);
+  /* C = T for real types */
+  return product("cublasGemmEx", transa != CUBLAS_OP_N, transb != CUBLAS_OP_N, m, n, k, alpha, A,
+                 Atype, lda, B, Btype, ldb, beta, C, ldc, nullptr);
+}
+
+/* ---- cuBLASLt ---- */
+
+namespace {
+std::set<cublasLtHandle_t> lt_handles;
+std::set<cublasLtMatmulDesc_t> descs;
+std::set<cublasLtMatrixLayout_t> layouts;
+
+#define lt_invalid(api, ...) refuse(CUBLAS_STATUS_INVALID_VALUE, api, __VA_ARGS__)
+#define lt_unsupported(api, ...) refuse(CUBLAS_STATUS_NOT_SUPPORTED, api, __VA_ARGS__)
+
+/* buf holds exactly one T (the attribute's size), read into *out */
+template <typename T>
+bool attribute(const void *buf, size_t bytes, T *out) {
+  if (!buf || bytes != sizeof(T)) return false;
+  memcpy(out, buf, sizeof(T));
+  return true;
+}
+
+/* The layout as op(X)'s [rows, cols] after transposition, with its stored shape checked. */
+bool shape(const cublasLtMatrixLayoutEmu *l, bool t, uint64_t *rows, uint64_t *cols) {
+  *rows = t ? l->cols : l->rows;
+  *cols = t ? l->rows : l->cols;
+  return l->rows <= INT32_MAX && l->cols <= INT32_MAX && l->ld <= INT32_MAX &&
+         l->ld >= (int64_t)(l->rows > 1 ? l->rows : 1);
+}
+}  // namespace
+
+cublasStatus_t cublasLtCreate(cublasLtHandle_t *handle) {
+  api_scope g("cublasLtCreate");
+  if (!handle) return CUBLAS_STATUS_INVALID_VALUE;
+  if (device_error()) return CUBLAS_STATUS_NOT_INITIALIZED;
+  *handle = new cublasLtContext{0};
+  lt_handles.insert(*handle);
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtDestroy(cublasLtHandle_t handle) {
+  api_scope g("cublasLtDestroy");
+  if (!lt_handles.erase(handle)) return CUBLAS_STATUS_NOT_INITIALIZED;
+  delete handle;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *desc, cublasComputeType_t compute,
+                                        cudaDataType_t scale_type) {
+  api_scope g("cublasLtMatmulDescCreate");
+  if (!desc) return CUBLAS_STATUS_INVALID_VALUE;
+  if (compute != CUBLAS_COMPUTE_32F || scale_type != CUDA_R_32F)
+    return lt_unsupported("cublasLtMatmulDescCreate",
+                          "compute %d, scale type %d: only CUBLAS_COMPUTE_32F with fp32 scales",
+                          compute, scale_type);
+  *desc = new cublasLtMatmulDescEmu{CUBLAS_OP_N, CUBLAS_OP_N, CUBLASLT_EPILOGUE_DEFAULT, nullptr};
+  descs.insert(*desc);
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t desc) {
+  api_scope g("cublasLtMatmulDescDestroy");
+  if (!descs.erase(desc)) return lt_invalid("cublasLtMatmulDescDestroy", "not a live descriptor");
+  delete desc;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc,
+                                              cublasLtMatmulDescAttributes_t attr, const void *buf,
+                                              size_t bytes) {
+  const char *api = "cublasLtMatmulDescSetAttribute";
+  api_scope g(api);
+  if (!descs.count(desc)) return lt_invalid(api, "not a live descriptor");
+  int32_t op;
+  uint32_t epilogue;
+  switch (attr) {
+    case CUBLASLT_MATMUL_DESC_TRANSA:
+    case CUBLASLT_MATMUL_DESC_TRANSB:
+      if (!attribute(buf, bytes, &op) || (op != CUBLAS_OP_N && op != CUBLAS_OP_T))
+        return lt_invalid(api, "attribute %d: an int32_t CUBLAS_OP_N or CUBLAS_OP_T", attr);
+      (attr == CUBLASLT_MATMUL_DESC_TRANSA ? desc->ta : desc->tb) = (cublasOperation_t)op;
+      return CUBLAS_STATUS_SUCCESS;
+    case CUBLASLT_MATMUL_DESC_EPILOGUE:
+      if (!attribute(buf, bytes, &epilogue)) return lt_invalid(api, "the epilogue is a uint32_t");
+      if (epilogue != CUBLASLT_EPILOGUE_DEFAULT && epilogue != CUBLASLT_EPILOGUE_BIAS)
+        return lt_unsupported(api, "epilogue %u: only DEFAULT and BIAS", epilogue);
+      desc->epilogue = (cublasLtEpilogue_t)epilogue;
+      return CUBLAS_STATUS_SUCCESS;
+    case CUBLASLT_MATMUL_DESC_BIAS_POINTER:
+      if (!attribute(buf, bytes, &desc->bias)) return lt_invalid(api, "the bias is a pointer");
+      return CUBLAS_STATUS_SUCCESS;
+  }
+  return lt_unsupported(api, "attribute %d is not one the emulator knows", attr);
+}
+
+cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *layout, cudaDataType_t type,
+                                          uint64_t rows, uint64_t cols, int64_t ld) {
+  api_scope g("cublasLtMatrixLayoutCreate");
+  if (!layout) return CUBLAS_STATUS_INVALID_VALUE;
+  *layout = new cublasLtMatrixLayoutEmu{type, rows, cols, ld};
+  layouts.insert(*layout);
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t layout) {
+  api_scope g("cublasLtMatrixLayoutDestroy");
+  if (!layouts.erase(layout)) return lt_invalid("cublasLtMatrixLayoutDestroy", "not a live layout");
+  delete layout;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc, const void *alpha,
+                              const void *A, cublasLtMatrixLayout_t Adesc, const void *B,
+                              cublasLtMatrixLayout_t Bdesc, const void *beta, const void *C,
+                              cublasLtMatrixLayout_t Cdesc, void *D, cublasLtMatrixLayout_t Ddesc,
+                              const cublasLtMatmulAlgo_t *algo, void *workspace,
+                              size_t workspace_bytes, cudaStream_t stream) {
+  const char *api = "cublasLtMatmul";
+  api_scope g(api);
+  if (!lt_handles.count(handle)) return CUBLAS_STATUS_NOT_INITIALIZED;
+  if (!descs.count(desc)) return lt_invalid(api, "not a live descriptor");
+  for (cublasLtMatrixLayout_t l : {Adesc, Bdesc, Cdesc, Ddesc})
+    if (!layouts.count(l)) return lt_invalid(api, "a layout that is not live");
+  if (!stream_valid(stream))
+    return lt_invalid(api, "stream %p is not a live stream", (void *)stream);
+  if (algo) return lt_unsupported(api, "an explicit algo: the emulator has none (pass NULL)");
+  char why[256];
+  if (workspace_bytes && !in_one_allocation(workspace, workspace_bytes, why, sizeof why))
+    return lt_invalid(api, "workspace of %zu bytes: %s", workspace_bytes, why);
+  if (C != D || Cdesc->type != Ddesc->type || Cdesc->rows != Ddesc->rows ||
+      Cdesc->cols != Ddesc->cols || Cdesc->ld != Ddesc->ld)
+    return lt_unsupported(api, "C and D differ: only in place (C == D, one layout)");
+  if (Ddesc->type != CUDA_R_32F) return lt_unsupported(api, "D of type %d: fp32 only", Ddesc->type);
+  uint64_t m, n, am, ak, bk, bn;
+  if (!shape(Adesc, desc->ta != CUBLAS_OP_N, &am, &ak) ||
+      !shape(Bdesc, desc->tb != CUBLAS_OP_N, &bk, &bn) || !shape(Ddesc, false, &m, &n))
+    return lt_invalid(api, "a layout with ld < rows or over 2^31");
+  if (am != m || bn != n || ak != bk)
+    return lt_invalid(api, "op(A) %llu x %llu, op(B) %llu x %llu, D %llu x %llu do not chain",
+                      (unsigned long long)am, (unsigned long long)ak, (unsigned long long)bk,
+                      (unsigned long long)bn, (unsigned long long)m, (unsigned long long)n);
+  bool with_bias = desc->epilogue == CUBLASLT_EPILOGUE_BIAS;
+  if (with_bias && !desc->bias) return lt_invalid(api, "the bias epilogue with no bias pointer");
+  return product(api, desc->ta != CUBLAS_OP_N, desc->tb != CUBLAS_OP_N, (int)m, (int)n, (int)ak,
+                 alpha, A, Adesc->type, (int)Adesc->ld, B, Bdesc->type, (int)Bdesc->ld, beta, D,
+                 (int)Ddesc->ld, with_bias ? (const float *)desc->bias : nullptr);
 }

@@ -101,11 +101,22 @@ mutant cuda/attention.cu "f(tiles::row(u) + slot[i] / 16, tiles::col(u) + slot[i
   "attention: a fragment slot's row and column swapped"
 mutant cuda/common.cuh "__syncthreads();" "" 2 rows \
   "block sum: no barrier between writing each warp's partial sum and reading them"
-mutant cuda/matmul.cu "FB_CUBLAS_CHECK(cublasGemmEx(fb_cuda_cublas(), tB ? CUBLAS_OP_T : CUBLAS_OP_N," \
-  "FB_CUBLAS_CHECK(cublasGemmEx(fb_cuda_cublas(), tB ? CUBLAS_OP_N : CUBLAS_OP_T," 1 matmul \
+mutant cuda/matmul.cu "FB_CUBLAS_CHECK(cublasGemmEx(fb_cuda_cublas_writing(written), tB ? CUBLAS_OP_T" \
+  "FB_CUBLAS_CHECK(cublasGemmEx(fb_cuda_cublas_writing(written), tB ? CUBLAS_OP_N : CUBLAS_OP_T," 1 matmul \
   "cuBLAS: op(B) with its transpose flag swapped"
 mutant cuda/matmul.cu "tA ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, B, typeB, ldb, A," \
   "tA ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, B, typeB, ldb + 1, A," 1 matmul \
   "cuBLAS: a leading dimension one too long"
+mutant cuda/matmul.cu "uint32_t epilogue = CUBLASLT_EPILOGUE_BIAS;" \
+  "uint32_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;" 1 bias_epilogue \
+  "cuBLASLt: the bias epilogue left off"
+mutant cuda/shadow.cu "if (s.live && overlaps(s.x, s.n * sizeof(float), p, bytes))" "(void)p;" 1 \
+  shadows "bf16 shadows: never invalidated by work that names what it writes"
+mutant cuda/shadow.cu "void fb_cuda_wrote_anything(void) { S.gen++; }" \
+  "void fb_cuda_wrote_anything(void) {}" 1 shadows \
+  "bf16 shadows: kept across work that may write anywhere"
+mutant cuda/rmsnorm.cu "if (out16) out16[row + c] = __float2bfloat16_rn(y);" \
+  "if (out16) out16[row + c] = __float2bfloat16_rn(x[c]);" 1 shadows \
+  "rmsnorm: its shadow holds the input, not the output (the products read shadows)"
 [ $failures -eq 0 ] && echo "mutants: every one caught"
 exit $((failures > 0))

@@ -4,6 +4,7 @@
  * good), launch and copy checks, the reference cublasGemmEx, bf16 rounding, the FB_EMU_*
  * settings, WMMA (a GEMM, its element layout, its faults). Exit 0 when every check passes;
  * `--child NAME` runs one child scenario. */
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -29,14 +30,14 @@ extern char **environ;
 
 static int failed_checks;
 
-#define CHECK(cond, ...)                                           \
-  do {                                                             \
-    if (!(cond)) {                                                 \
-      fprintf(stderr, "  %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-      fprintf(stderr, __VA_ARGS__);                                \
-      fputc('\n', stderr);                                         \
-      failed_checks++;                                             \
-    }                                                              \
+#define CHECK(cond, ...)                                                                           \
+  do {                                                                                             \
+    if (!(cond)) {                                                                                 \
+      fprintf(stderr, "  %s:%d: %s: ", __FILE__, __LINE__, #cond);                                 \
+      fprintf(stderr, __VA_ARGS__);                                                                \
+      fputc('\n', stderr);                                                                         \
+      failed_checks++;                                                                             \
+    }                                                                                              \
   } while (0)
 
 #define CUDA_OK(call) CHECK((call) == cudaSuccess, "%s", cudaGetErrorName(cudaGetLastError()))
@@ -294,12 +295,9 @@ enum ref_op { R_IDX, R_UP, R_DOWN, R_XOR };
 static int ref_src(ref_op op, int lane, int p, int w) {
   int seg = lane / w * w;
   switch (op) {
-    case R_IDX:
-      return seg + p % w;
-    case R_UP:
-      return lane - seg >= p ? lane - p : lane;
-    case R_DOWN:
-      return lane - seg + p < w ? lane + p : lane;
+    case R_IDX: return seg + p % w;
+    case R_UP: return lane - seg >= p ? lane - p : lane;
+    case R_DOWN: return lane - seg + p < w ? lane + p : lane;
     default: {
       int s = lane ^ p;
       return s < seg + w ? s : lane; /* later segments are out of reach */
@@ -662,6 +660,83 @@ static void test_cublas_gemm() {
   CHECK(cublasDestroy(h) == CUBLAS_STATUS_SUCCESS, "cublasDestroy");
   CHECK(gemm(N, N, m, n, k, m, k, m) == CUBLAS_STATUS_NOT_INITIALIZED, "a destroyed handle");
   CHECK(cublasDestroy(h) == CUBLAS_STATUS_NOT_INITIALIZED, "destroyed twice");
+}
+
+/* cuBLASLt's bias epilogue: D = alpha op(A) op(B) + beta D + bias[row], the same numbers as
+ * cublasGemmEx and the bias after it; and what the emulator refuses, refused. */
+static void test_cublaslt_bias() {
+  const int m = 11, n = 7, k = 5, ldd = m + 2; /* A stored k x m (transposed), B k x n */
+  std::vector<float> hA((size_t)k * m), hB((size_t)k * n), hD((size_t)ldd * n), bias(m);
+  for (size_t i = 0; i < hA.size(); i++) hA[i] = bf16_round(0.1f * (float)(i % 13) - 0.6f);
+  for (size_t i = 0; i < hB.size(); i++) hB[i] = bf16_round(0.2f * (float)(i % 7) - 0.5f);
+  for (size_t i = 0; i < hD.size(); i++) hD[i] = 0.01f * (float)i;
+  for (int i = 0; i < m; i++) bias[i] = 1.0f + i;
+  dbuf<float> A(hA), B(hB), D(hD), ref(hD), dbias(bias);
+  float alpha = 0.5f, beta = 0.25f;
+  cublasHandle_t h;
+  CHECK(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS, "cublasCreate");
+  CHECK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, A.p, CUDA_R_32F, k, B.p,
+                     CUDA_R_32F, k, &beta, ref.p, CUDA_R_32F, ldd, CUBLAS_COMPUTE_32F,
+                     CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS,
+        "the reference product");
+  cublasLtHandle_t lt;
+  cublasLtMatmulDesc_t desc;
+  cublasLtMatrixLayout_t la, lb, ld, lother;
+  cudaStream_t s;
+  CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  CHECK(cublasLtCreate(&lt) == CUBLAS_STATUS_SUCCESS, "cublasLtCreate");
+  CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS,
+        "a descriptor");
+  int32_t t = CUBLAS_OP_T;
+  uint32_t with_bias = CUBLASLT_EPILOGUE_BIAS, relu = 2;
+  const float *bp = dbias.p;
+  CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &t, sizeof t) == 0 &&
+            cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &with_bias,
+                                           sizeof with_bias) == 0,
+        "transpose and epilogue");
+  CHECK(cublasLtMatrixLayoutCreate(&la, CUDA_R_32F, k, m, k) == 0 &&
+            cublasLtMatrixLayoutCreate(&lb, CUDA_R_32F, k, n, k) == 0 &&
+            cublasLtMatrixLayoutCreate(&ld, CUDA_R_32F, m, n, ldd) == 0 &&
+            cublasLtMatrixLayoutCreate(&lother, CUDA_R_32F, m + 1, n, ldd) == 0,
+        "layouts");
+  auto matmul = [&](void *C, cublasLtMatrixLayout_t lc, const cublasLtMatmulAlgo_t *algo) {
+    return cublasLtMatmul(lt, desc, &alpha, A.p, la, B.p, lb, &beta, C, lc, D.p, ld, algo, nullptr,
+                          0, s);
+  };
+  cublasLtMatmulAlgo_t algo = {};
+  std::string err = capture_stderr([&] {
+    CHECK(matmul(D.p, ld, nullptr) == CUBLAS_STATUS_INVALID_VALUE, "the bias with no pointer");
+    CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &relu, 4) ==
+              CUBLAS_STATUS_NOT_SUPPORTED,
+          "an epilogue it has not");
+    CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &t, 8) ==
+              CUBLAS_STATUS_INVALID_VALUE,
+          "an attribute of the wrong size");
+    CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp, sizeof bp) ==
+              CUBLAS_STATUS_SUCCESS,
+          "the bias pointer");
+    CHECK(matmul(ref.p, ld, nullptr) == CUBLAS_STATUS_NOT_SUPPORTED, "C != D");
+    CHECK(matmul(D.p, ld, &algo) == CUBLAS_STATUS_NOT_SUPPORTED, "an explicit algo");
+    CHECK(cublasLtMatmul(lt, desc, &alpha, A.p, la, B.p, lb, &beta, D.p, lother, D.p, lother,
+                         nullptr, nullptr, 0, s) == CUBLAS_STATUS_INVALID_VALUE,
+          "shapes that do not chain");
+  });
+  CHECK(has(err, "the bias epilogue with no bias pointer") && has(err, "only DEFAULT and BIAS") &&
+            has(err, "only in place") && has(err, "the emulator has none") &&
+            has(err, "do not chain"),
+        "%s", err.c_str());
+  CHECK(matmul(D.p, ld, nullptr) == CUBLAS_STATUS_SUCCESS, "the bias epilogue");
+  std::vector<float> got = D.get(), want = ref.get();
+  for (int j = 0; j < n; j++)
+    for (int i = 0; i < m; i++) want[(size_t)j * ldd + i] += bias[i];
+  CHECK(memcmp(got.data(), want.data(), got.size() * 4) == 0,
+        "the epilogue is the product, then the bias (padding rows untouched)");
+  for (cublasLtMatrixLayout_t l : {la, lb, ld, lother})
+    CHECK(cublasLtMatrixLayoutDestroy(l) == CUBLAS_STATUS_SUCCESS, "layout destroyed");
+  CHECK(cublasLtMatmulDescDestroy(desc) == CUBLAS_STATUS_SUCCESS, "descriptor destroyed");
+  CHECK(cublasLtDestroy(lt) == CUBLAS_STATUS_SUCCESS && cublasLtDestroy(lt) != 0, "once");
+  CHECK(cublasDestroy(h) == CUBLAS_STATUS_SUCCESS, "cublasDestroy");
+  CUDA_OK(cudaStreamDestroy(s));
 }
 
 /* ---- bf16 ---- */
@@ -1037,10 +1112,8 @@ __global__ void wmma_gemm_kernel(float *D, const float *C, const __nv_bfloat16 *
   __shared__ __align__(32) __nv_bfloat16 at[SK][SM + PAD], bt[SK][SN + PAD];
   int warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
   if (via_shared) { /* A^T row by row is A column-major; B row by row */
-    for (int e = threadIdx.x; e < M * K; e += blockDim.x)
-      at[e % K][e / K] = A[e / K * lda + e % K];
-    for (int e = threadIdx.x; e < K * N; e += blockDim.x)
-      bt[e % K][e / K] = B[e / K * ldb + e % K];
+    for (int e = threadIdx.x; e < M * K; e += blockDim.x) at[e % K][e / K] = A[e / K * lda + e % K];
+    for (int e = threadIdx.x; e < K * N; e += blockDim.x) bt[e % K][e / K] = B[e / K * ldb + e % K];
     __syncthreads();
   }
   for (int t = warp; t < (M / 16) * (N / 16); t += nwarps) {
@@ -1170,12 +1243,12 @@ __global__ void wmma_use_kernel(float *out, const __nv_bfloat16 *in, int bug) {
   unsigned lane = threadIdx.x % 32;
   const __nv_bfloat16 *p = in;
   unsigned ldm = 16;
-  if (bug == 1 && lane == 5) return;     /* a lane missing */
-  if (bug == 2) p += (lane & 1) * 16;    /* lanes pointing at different tiles */
-  if (bug == 3) ldm = 20;                /* not 16 bytes' worth of bf16 */
-  if (bug == 4) p += 8;                  /* 16 bytes in: not 32-byte aligned */
-  if (bug == 5) ldm = 32;                /* the 16th row runs past the 16 x 16 buffer */
-  if (bug == 6 && lane >= 16) {          /* half the warp stores while the rest loads */
+  if (bug == 1 && lane == 5) return;  /* a lane missing */
+  if (bug == 2) p += (lane & 1) * 16; /* lanes pointing at different tiles */
+  if (bug == 3) ldm = 20;             /* not 16 bytes' worth of bf16 */
+  if (bug == 4) p += 8;               /* 16 bytes in: not 32-byte aligned */
+  if (bug == 5) ldm = 32;             /* the 16th row runs past the 16 x 16 buffer */
+  if (bug == 6 && lane >= 16) {       /* half the warp stores while the rest loads */
     acc_frag c;
     wmma::fill_fragment(c, 0.0f);
     wmma::store_matrix_sync(out, c, 16, wmma::mem_row_major);
@@ -1219,8 +1292,8 @@ static void test_wmma_faults() {
                "cudaErrorLaunchFailure");
   r = run_child("wmma_alignment");
   CHECK(has(r.out, "is not 32-byte aligned"), "%s", r.out.c_str());
-  expect_fault("wmma_bounds", at,
-               "wmma::load_matrix_sync: a 16 x 16 tile with ldm 32: 0x", "cudaErrorLaunchFailure");
+  expect_fault("wmma_bounds", at, "wmma::load_matrix_sync: a 16 x 16 tile with ldm 32: 0x",
+               "cudaErrorLaunchFailure");
   r = run_child("wmma_bounds");
   CHECK(has(r.out, " + 992 bytes runs 416 bytes past the end of its allocation"), "%s",
         r.out.c_str());
@@ -1470,6 +1543,7 @@ static const struct {
     {"memcpy_checks", test_memcpy_checks},
     {"memory_accounting", test_memory_accounting},
     {"cublas_gemm", test_cublas_gemm},
+    {"cublaslt_bias", test_cublaslt_bias},
     {"bf16", test_bf16},
     {"wmma_gemm", test_wmma_gemm},
     {"wmma_layout", test_wmma_layout},
