@@ -82,6 +82,8 @@ void fb_cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const fl
                              const float *inp, const void *weight, fb_dtype wdt, int N, int C,
                              int OC, float alpha);
 void fb_cuda_addmm(float *out, const float *a, const float *b, int M, int N, int K, float alpha);
+void fb_cuda_gemm_f32(int ta, int tb, int M, int N, int K, float alpha, const float *a, int lda,
+                      const float *b, int ldb, float beta, float *c, int ldc);
 
 void fb_cuda_embedding_forward(float *out, const int32_t *ids, const void *table, int N, int C);
 void fb_cuda_embedding_backward(float *dtable, const float *dout, const int32_t *ids, int N, int C);

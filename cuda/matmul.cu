@@ -112,3 +112,8 @@ extern "C" void fb_cuda_addmm(float *out, const float *a, const float *b, int M,
                               float alpha) {
   fb_cuda_gemm(0, 0, M, N, K, alpha, a, CUDA_R_32F, K, b, CUDA_R_32F, N, 1.0f, out, N);
 }
+
+extern "C" void fb_cuda_gemm_f32(int ta, int tb, int M, int N, int K, float alpha, const float *a,
+                                 int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+  fb_cuda_gemm(ta, tb, M, N, K, alpha, a, CUDA_R_32F, lda, b, CUDA_R_32F, ldb, beta, c, ldc);
+}

@@ -28,6 +28,7 @@ static const fb_backend cuda = {
     .matmul_forward = fb_cuda_matmul_forward,
     .matmul_backward = fb_cuda_matmul_backward,
     .addmm = fb_cuda_addmm,
+    .gemm = fb_cuda_gemm_f32,
     .embedding_forward = fb_cuda_embedding_forward,
     .embedding_backward = fb_cuda_embedding_backward,
     .rmsnorm_forward = fb_cuda_rmsnorm_forward,

@@ -26,7 +26,7 @@
 typedef enum { FB_DEVICE_AUTO, FB_DEVICE_CPU, FB_DEVICE_CUDA } fb_device;
 
 /* The version of this table's layout; a plugin built against another is refused. */
-#define FB_BACKEND_ABI 2
+#define FB_BACKEND_ABI 3
 
 /* Where a training step's time goes (gpu_bench --profile): the phase its work counts in. */
 typedef enum {
@@ -78,6 +78,12 @@ typedef struct fb_backend {
                           float alpha);
   /* out[M,N] += alpha * a[M,K] @ b[K,N], all fp32 (merging W += s * B @ A) */
   void (*addmm)(float *out, const float *a, const float *b, int M, int N, int K, float alpha);
+  /* c[M,N] = alpha * op(a)[M,K] @ op(b)[K,N] + beta * c, all fp32, op(x) = x^T when tx; lda,
+   * ldb, ldc are the row strides as stored, so an operand may be a column slice of a wider
+   * matrix (LoRA's products on slices of the shared A product of q/k/v); c is not read when
+   * beta is 0. */
+  void (*gemm)(int ta, int tb, int M, int N, int K, float alpha, const float *a, int lda,
+               const float *b, int ldb, float beta, float *c, int ldc);
 
   /* ---- rows and elements ---- */
   /* out[N,C] = table[ids[n],:] (table in weight_dtype; ids in [0,V), checked by the caller);

@@ -2,6 +2,7 @@
  * run's checkpoints can be answered with (scenario runs) before, or without, its end. */
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "lora.h"
 #include "safetensors.h"
@@ -24,8 +25,12 @@ int fb_checkpoint_adapter(const fb_model *m, const fb_train_spec *s, const char 
   const fb_st_tensor *t = NULL;
   if (!rc) /* the shape check also catches a checkpoint of another rank or other targets */
     rc = fb_st_expect(f, "params", 1, (int64_t[]){(int64_t)l->n_floats}, &t, err);
-  if (!rc) rc = fb_st_read_f32(t, l->params, err);
+  float *file = rc ? NULL : malloc(l->n_floats * sizeof(float) + 1); /* the file's order */
+  if (!rc && !file) rc = fb_err_set(err, FB_ENOMEM, "out of memory for %s", path);
+  if (!rc) rc = fb_st_read_f32(t, file, err);
+  if (!rc) fb_lora_from_file_order(l, l->params, file);
   if (!rc) rc = fb_lora_save(l, out, err);
+  free(file);
   fb_st_close(f);
   fb_lora_free(l);
   return rc;

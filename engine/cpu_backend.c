@@ -498,6 +498,7 @@ static const fb_backend cpu = {
     .matmul_forward = matmul_forward,
     .matmul_backward = matmul_backward,
     .addmm = fb_op_addmm,
+    .gemm = fb_gemm,
     .embedding_forward = embedding_forward,
     .embedding_backward = fb_op_embedding_backward,
     .rmsnorm_forward = fb_op_rmsnorm_forward,

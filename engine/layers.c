@@ -140,28 +140,35 @@ static float *grad_of(fb_model *m, const float *param) {
  * and the loss name theirs and go back to FB_PHASE_ELEMENTWISE after them, which is all the rest. */
 static void phase(const fb_model *m, fb_phase p) { m->be->phase(p); }
 
-/* y[N,out] = x W^T (+ b) (+ LoRA) for projection p of layer i. */
-static void proj_forward(fb_model *m, fb_lora *lora, int i, int p, float *y, const float *x, int N,
-                         int training) {
-  const fb_linear *w = &m->layers[i].proj[p];
+/* ys[j][N,out] = x W^T (+ b) (+ LoRA) for the count projections first.. of layer i, which all
+ * read x (q, k, v; gate, up; or one): their LoRA products with x are one. */
+static void proj_forward(fb_model *m, fb_lora *lora, int i, int first, int count, float *const *ys,
+                         const float *x, int N, int training) {
   const fb_dev_layer *d = &m->dev.layers[i];
   phase(m, FB_PHASE_BASE_GEMM);
-  m->be->matmul_forward(y, x, d->w[p], m->be->weight_dtype, d->b[p], N, w->in, w->out, 1.0f, 0.0f);
+  for (int j = 0; j < count; j++) {
+    const fb_linear *w = &m->layers[i].proj[first + j];
+    m->be->matmul_forward(ys[j], x, d->w[first + j], m->be->weight_dtype, d->b[first + j], N, w->in,
+                          w->out, 1.0f, 0.0f);
+  }
   phase(m, FB_PHASE_LORA);
-  if (lora) fb_lora_forward(lora, i, p, y, x, N, training);
+  if (lora) fb_lora_forward(lora, i, first, count, ys, x, N, training);
   phase(m, FB_PHASE_ELEMENTWISE);
 }
 
-/* dx[N,in] += dy W (+ LoRA path); LoRA grads and, in full mode, dW and db accumulate. */
-static void proj_backward(fb_model *m, fb_lora *lora, int i, int p, float *dx, const float *dy,
-                          const float *x, int N) {
-  const fb_linear *w = &m->layers[i].proj[p];
-  float *dw = grad_of(m, w->w), *db = w->b ? grad_of(m, w->b) : NULL;
+/* dx[N,in] += dys[j] W (+ LoRA path) for proj_forward's projections; LoRA grads and, in full
+ * mode, dW and db accumulate. */
+static void proj_backward(fb_model *m, fb_lora *lora, int i, int first, int count, float *dx,
+                          const float *const *dys, const float *x, int N) {
   phase(m, FB_PHASE_LORA);
-  if (lora) fb_lora_backward(lora, i, p, dx, dy, x, N, 1);
+  if (lora) fb_lora_backward(lora, i, first, count, dx, dys, x, N, 1);
   phase(m, FB_PHASE_BASE_GEMM);
-  m->be->matmul_backward(dx, dw, db, dy, x, m->dev.layers[i].w[p], m->be->weight_dtype, N, w->in,
-                         w->out, 1.0f);
+  for (int j = 0; j < count; j++) {
+    const fb_linear *w = &m->layers[i].proj[first + j];
+    float *dw = grad_of(m, w->w), *db = w->b ? grad_of(m, w->b) : NULL;
+    m->be->matmul_backward(dx, dw, db, dys[j], x, m->dev.layers[i].w[first + j],
+                           m->be->weight_dtype, N, w->in, w->out, 1.0f);
+  }
   phase(m, FB_PHASE_ELEMENTWISE);
 }
 
@@ -217,9 +224,7 @@ static void layer_forward(fb_model *m, fb_lora *lora, int i, const layer_io *io,
   int C = m->C, KD = m->NKV * m->HD;
   float eps = (float)m->cfg.rms_norm_eps;
   be->rmsnorm_forward(io->ln1, io->rstd1, io->x_in, ly->attn_norm, N, C, eps);
-  proj_forward(m, lora, i, FB_PROJ_Q, io->q, io->ln1, N, training);
-  proj_forward(m, lora, i, FB_PROJ_K, io->k, io->ln1, N, training);
-  proj_forward(m, lora, i, FB_PROJ_V, io->v, io->ln1, N, training);
+  proj_forward(m, lora, i, FB_PROJ_Q, 3, (float *[]){io->q, io->k, io->v}, io->ln1, N, training);
   qk_forward(m, i, io, pos, N);
   if (ap->cache) {
     fb_kv_cache *c = ap->cache;
@@ -234,13 +239,12 @@ static void layer_forward(fb_model *m, fb_lora *lora, int i, const layer_io *io,
                           ap->T, m->NH, m->NKV, m->HD, m->cfg.layer_window[i]);
     phase(m, FB_PHASE_ELEMENTWISE);
   }
-  proj_forward(m, lora, i, FB_PROJ_O, io->tmp, io->att, N, training);
+  proj_forward(m, lora, i, FB_PROJ_O, 1, &io->tmp, io->att, N, training);
   be->add(io->x_mid, io->x_in, io->tmp, (size_t)N * C);
   be->rmsnorm_forward(io->ln2, io->rstd2, io->x_mid, ly->mlp_norm, N, C, eps);
-  proj_forward(m, lora, i, FB_PROJ_GATE, io->gate, io->ln2, N, training);
-  proj_forward(m, lora, i, FB_PROJ_UP, io->up, io->ln2, N, training);
+  proj_forward(m, lora, i, FB_PROJ_GATE, 2, (float *[]){io->gate, io->up}, io->ln2, N, training);
   be->swiglu_forward(io->act, io->gate, io->up, (size_t)N * m->F);
-  proj_forward(m, lora, i, FB_PROJ_DOWN, io->tmp, io->act, N, training);
+  proj_forward(m, lora, i, FB_PROJ_DOWN, 1, &io->tmp, io->act, N, training);
   be->add(io->x_next, io->x_mid, io->tmp, (size_t)N * C);
 }
 
@@ -378,17 +382,17 @@ int fb_model_backward(fb_model *m, fb_lora *lora, const fb_batch *b, fb_err *err
     be->rmsnorm_forward(io.ln2, io.rstd2, io.x_mid, dl->mlp_norm, N, C, eps);
     be->swiglu_forward(io.act, io.gate, io.up, (size_t)N * F);
     be->zero(a->dact, sizeof(float) * (size_t)N * F);
-    proj_backward(m, lora, i, FB_PROJ_DOWN, a->dact, a->dres, io.act, N);
+    proj_backward(m, lora, i, FB_PROJ_DOWN, 1, a->dact, (const float *[]){a->dres}, io.act, N);
     be->swiglu_backward(a->dgate, a->dup, a->dact, io.gate, io.up, (size_t)N * F);
     be->zero(a->dln, sizeof(float) * NC);
-    proj_backward(m, lora, i, FB_PROJ_GATE, a->dln, a->dgate, io.ln2, N);
-    proj_backward(m, lora, i, FB_PROJ_UP, a->dln, a->dup, io.ln2, N);
+    proj_backward(m, lora, i, FB_PROJ_GATE, 2, a->dln, (const float *[]){a->dgate, a->dup}, io.ln2,
+                  N);
     be->rmsnorm_backward(a->dres, grad_of(m, ly->mlp_norm), a->dln, io.x_mid, dl->mlp_norm,
                          io.rstd2, N, C);
     /* attention: x_mid = x_in + o(attention(rope(q(ln1)), rope(k(ln1)), v(ln1))), Qwen3's
      * q_norm and k_norm between the projections and rope */
     be->zero(a->datt, sizeof(float) * (size_t)N * QD);
-    proj_backward(m, lora, i, FB_PROJ_O, a->datt, a->dres, io.att, N);
+    proj_backward(m, lora, i, FB_PROJ_O, 1, a->datt, (const float *[]){a->dres}, io.att, N);
     if (m->cfg.qk_norm) qk_forward(m, i, &io, d_pos, N); /* qh, kh, rstdq, rstdk again */
     phase(m, FB_PHASE_ATTN_BWD);
     be->attention_backward(a->dq, a->dk, a->dv, a->datt, io.att, io.lse, io.qh, io.kh, io.v, d_seg,
@@ -409,9 +413,7 @@ int fb_model_backward(fb_model *m, fb_lora *lora, const fb_batch *b, fb_err *err
     }
     be->zero(a->dln, sizeof(float) * NC);
     be->rmsnorm_forward(io.ln1, io.rstd1, io.x_in, dl->attn_norm, N, C, eps);
-    proj_backward(m, lora, i, FB_PROJ_Q, a->dln, dq, io.ln1, N);
-    proj_backward(m, lora, i, FB_PROJ_K, a->dln, dk, io.ln1, N);
-    proj_backward(m, lora, i, FB_PROJ_V, a->dln, a->dv, io.ln1, N);
+    proj_backward(m, lora, i, FB_PROJ_Q, 3, a->dln, (const float *[]){dq, dk, a->dv}, io.ln1, N);
     be->rmsnorm_backward(a->dres, grad_of(m, ly->attn_norm), a->dln, io.x_in, dl->attn_norm,
                          io.rstd1, N, C);
   }

@@ -14,6 +14,16 @@
 
 static const char *proj_module(int proj) { return proj < FB_PROJ_GATE ? "self_attn" : "mlp"; }
 
+/* The end of proj's input group [first, end): q, k and v read one input, gate and up another; o
+ * and down are groups of one. A group's A matrices lie together in the arena, so that the
+ * products of the input with them are one product. */
+static int group_end(int proj) {
+  if (proj <= FB_PROJ_V) return FB_PROJ_O;
+  if (proj <= FB_PROJ_O) return FB_PROJ_GATE;
+  return proj <= FB_PROJ_UP ? FB_PROJ_DOWN : FB_PROJ_COUNT;
+}
+#define MAX_GROUP 3 /* q, k, v */
+
 void fb_lora_key(char *buf, size_t size, int layer, int proj, char which) {
   snprintf(buf, size, "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", layer,
            proj_module(proj), fb_target_name(proj), which);
@@ -55,17 +65,23 @@ int fb_lora_create(fb_lora **out, const fb_model *m, const fb_adapter_config *c,
   fb_lora_zero_grad(l);
   size_t off = 0;
   for (int i = 0; i < m->L; i++)
-    for (int p = 0; p < FB_PROJ_COUNT; p++) {
-      if (!(c->targets & (1u << p))) continue;
-      fb_lora_pair *q = &l->pairs[i * FB_PROJ_COUNT + p];
-      q->in = m->layers[i].proj[p].in;
-      q->out = m->layers[i].proj[p].out;
-      q->A = l->params + off;
-      q->dA = l->grads + off;
-      off += (size_t)c->r * q->in;
-      q->B = l->params + off;
-      q->dB = l->grads + off;
-      off += (size_t)c->r * q->out;
+    for (int g = 0; g < FB_PROJ_COUNT; g = group_end(g)) {
+      for (int p = g; p < group_end(g); p++) /* the group's A matrices, adjacent */
+        if (c->targets & (1u << p)) {
+          fb_lora_pair *q = &l->pairs[i * FB_PROJ_COUNT + p];
+          q->in = m->layers[i].proj[p].in;
+          q->out = m->layers[i].proj[p].out;
+          q->A = l->params + off;
+          q->dA = l->grads + off;
+          off += (size_t)c->r * q->in;
+        }
+      for (int p = g; p < group_end(g); p++) /* then their B matrices */
+        if (c->targets & (1u << p)) {
+          fb_lora_pair *q = &l->pairs[i * FB_PROJ_COUNT + p];
+          q->B = l->params + off;
+          q->dB = l->grads + off;
+          off += (size_t)c->r * q->out;
+        }
     }
   *out = l;
   return 0;
@@ -101,6 +117,33 @@ static float *download_params(const fb_lora *l, fb_err *err) {
 /* Where pair q's matrix A or B lies in a host copy h of the arena. */
 static float *in_copy(const fb_lora *l, float *h, const float *dev) {
   return h + (dev - l->params);
+}
+
+/* Copy between the arena's order and file order (see lora.h), one matrix at a time. */
+static void reorder(const fb_lora *l, float *dst, const float *src, int to_file) {
+  size_t off = 0;
+  for (int i = 0; i < l->L * FB_PROJ_COUNT; i++) {
+    const fb_lora_pair *q = &l->pairs[i];
+    if (!q->A) continue;
+    const float *mats[2] = {q->A, q->B};
+    size_t sizes[2] = {(size_t)l->r * q->in, (size_t)l->r * q->out};
+    for (int w = 0; w < 2; w++) {
+      size_t at = (size_t)(mats[w] - l->params);
+      if (to_file)
+        memcpy(dst + off, src + at, sizes[w] * sizeof(float));
+      else
+        memcpy(dst + at, src + off, sizes[w] * sizeof(float));
+      off += sizes[w];
+    }
+  }
+}
+
+void fb_lora_to_file_order(const fb_lora *l, float *dst, const float *src) {
+  reorder(l, dst, src, 1);
+}
+
+void fb_lora_from_file_order(const fb_lora *l, float *dst, const float *src) {
+  reorder(l, dst, src, 0);
 }
 
 int fb_lora_init(fb_lora *l, uint64_t seed, fb_err *err) {
@@ -139,7 +182,8 @@ int fb_lora_reserve(fb_lora *l, int N, fb_err *err) {
   int rc = be->alloc((void **)&u, sizeof(float) * l->L * FB_PROJ_COUNT * N * l->r,
                      "the adapter's activations", err);
   if (!rc)
-    rc = be->alloc((void **)&du, sizeof(float) * (size_t)N * l->r, "the adapter's work", err);
+    rc = be->alloc((void **)&du, sizeof(float) * (size_t)N * MAX_GROUP * l->r, "the adapter's work",
+                   err);
   if (!rc) rc = be->alloc((void **)&s, sizeof(float) * (size_t)N * wide, "the adapter's work", err);
   if (rc) {
     be->free(u);
@@ -166,49 +210,106 @@ static uint64_t mask_seed(const fb_lora *l, int layer, int proj) {
                     (uint64_t)(layer * FB_PROJ_COUNT + proj) * 0x9E3779B97F4A7C15ull);
 }
 
+/* Whether A sees its input through dropout. */
+static int dropping(const fb_lora *l, int training) { return training && l->cfg.lora_dropout > 0; }
+
 /* The input A sees: inp itself, or its dropout (regenerated identically in backward). */
 static const float *dropped(fb_lora *l, int layer, int proj, const float *inp, int N, int in,
                             int training) {
-  if (!training || l->cfg.lora_dropout <= 0) return inp;
+  if (!dropping(l, training)) return inp;
   l->be->dropout(l->scratch, inp, (size_t)N * in, (float)l->cfg.lora_dropout,
                  mask_seed(l, layer, proj));
   return l->scratch;
 }
 
-void fb_lora_forward(fb_lora *l, int layer, int proj, float *out, const float *inp, int N,
-                     int training) {
-  fb_lora_pair *q = &l->pairs[layer * FB_PROJ_COUNT + proj];
-  if (!q->A) return;
-  const fb_backend *be = l->be;
-  float *u = saved_u(l, layer, proj, N);
-  const float *x = dropped(l, layer, proj, inp, N, q->in, training);
-  be->matmul_forward(u, x, q->A, FB_DT_F32, NULL, N, q->in, l->r, 1.0f, 0.0f); /* u = x A^T */
-  be->matmul_forward(out, u, q->B, FB_DT_F32, NULL, N, l->r, q->out, l->scale,
-                     1.0f); /* += s uB^T */
+static fb_lora_pair *pair(fb_lora *l, int layer, int proj) {
+  return &l->pairs[layer * FB_PROJ_COUNT + proj];
 }
 
-void fb_lora_backward(fb_lora *l, int layer, int proj, float *dinp, const float *dout,
-                      const float *inp, int N, int training) {
-  fb_lora_pair *q = &l->pairs[layer * FB_PROJ_COUNT + proj];
-  if (!q->A) return;
+/* One product for the inputs of G projections mem of one group, x being their input:
+ * u[N, G*r] = x [A_mem0; ...]^T (saved), then out_j[N,out] += s u_j B_j^T, u_j = u's columns
+ * j*r .. j*r + r and out_j = outs[mem[j] - first]. */
+static void span_forward(fb_lora *l, int layer, int first, const int *mem, int G,
+                         float *const *outs, const float *x, int N) {
   const fb_backend *be = l->be;
-  const float *u = saved_u(l, layer, proj, N);
-  int drop = training && l->cfg.lora_dropout > 0;
-  /* dB += s dout^T u;  du[N,r] = s dout B */
-  be->zero(l->du, sizeof(float) * (size_t)N * l->r);
-  be->matmul_backward(l->du, q->dB, NULL, dout, u, q->B, FB_DT_F32, N, l->r, q->out, l->scale);
-  if (!drop) { /* dA += du^T x;  dinp += du A */
-    be->matmul_backward(dinp, q->dA, NULL, l->du, inp, q->A, FB_DT_F32, N, q->in, l->r, 1.0f);
+  const fb_lora_pair *q0 = pair(l, layer, mem[0]);
+  int r = l->r, in = q0->in, w = G * r;
+  float *u = saved_u(l, layer, mem[0], N);
+  be->gemm(0, 1, N, w, in, 1.0f, x, in, q0->A, in, 0.0f, u, w);
+  for (int j = 0; j < G; j++) {
+    const fb_lora_pair *q = pair(l, layer, mem[j]);
+    be->gemm(0, 1, N, q->out, r, l->scale, u + j * r, w, q->B, r, 1.0f, outs[mem[j] - first],
+             q->out);
+  }
+}
+
+/* span_forward's gradients (dout_j = douts[mem[j] - first]): dB_j += s dout_j^T u_j, du[N, G*r]
+ * = s dout_j B_j (column slices), then in one product each d[A_mem0; ...] += du^T x and
+ * dx = du [A_mem0; ...] + beta dx. */
+static void span_backward(fb_lora *l, int layer, int first, const int *mem, int G,
+                          const float *const *douts, const float *x, float *dx, float beta, int N) {
+  const fb_backend *be = l->be;
+  const fb_lora_pair *q0 = pair(l, layer, mem[0]);
+  int r = l->r, in = q0->in, w = G * r;
+  const float *u = saved_u(l, layer, mem[0], N);
+  for (int j = 0; j < G; j++) {
+    const fb_lora_pair *q = pair(l, layer, mem[j]);
+    const float *dout = douts[mem[j] - first];
+    be->gemm(1, 0, q->out, r, N, l->scale, dout, q->out, u + j * r, w, 1.0f, q->dB, r);
+    be->gemm(0, 0, N, r, q->out, l->scale, dout, q->out, q->B, r, 0.0f, l->du + j * r, w);
+  }
+  be->gemm(1, 0, w, in, N, 1.0f, l->du, w, x, in, 1.0f, q0->dA, in);
+  be->gemm(0, 0, N, in, w, 1.0f, l->du, w, q0->A, in, beta, dx, in);
+}
+
+/* The targeted projections among first..first+count-1 into mem; their number. */
+static int targeted(const fb_lora *l, int first, int count, int *mem) {
+  int G = 0;
+  for (int p = first; p < first + count; p++)
+    if (fb_lora_targets(l, p)) mem[G++] = p;
+  return G;
+}
+
+/* Whether the projections share one product with their input. Not under dropout: PEFT drops
+ * each projection's input with a mask of its own, so each takes its own product. */
+static int shared(const fb_lora *l, int first, int count, int training) {
+  return !dropping(l, training) && first + count <= group_end(first);
+}
+
+void fb_lora_forward(fb_lora *l, int layer, int first, int count, float *const *outs,
+                     const float *inp, int N, int training) {
+  int mem[FB_PROJ_COUNT], G = targeted(l, first, count, mem);
+  if (G && shared(l, first, count, training)) {
+    span_forward(l, layer, first, mem, G, outs, inp, N);
     return;
   }
-  /* dA += du^T x' with x' the dropped input regenerated; dinp += dropout(du A) (same mask) */
-  const float *x = dropped(l, layer, proj, inp, N, q->in, training);
-  be->matmul_backward(NULL, q->dA, NULL, l->du, x, q->A, FB_DT_F32, N, q->in, l->r, 1.0f);
-  float *dx = l->scratch;
-  be->zero(dx, sizeof(float) * (size_t)N * q->in);
-  be->matmul_backward(dx, NULL, NULL, l->du, NULL, q->A, FB_DT_F32, N, q->in, l->r, 1.0f);
-  be->dropout(dx, dx, (size_t)N * q->in, (float)l->cfg.lora_dropout, mask_seed(l, layer, proj));
-  be->add(dinp, dinp, dx, (size_t)N * q->in);
+  for (int j = 0; j < G; j++) {
+    const float *x = dropped(l, layer, mem[j], inp, N, pair(l, layer, mem[j])->in, training);
+    span_forward(l, layer, first, &mem[j], 1, outs, x, N);
+  }
+}
+
+void fb_lora_backward(fb_lora *l, int layer, int first, int count, float *dinp,
+                      const float *const *douts, const float *inp, int N, int training) {
+  int mem[FB_PROJ_COUNT], G = targeted(l, first, count, mem);
+  if (G && shared(l, first, count, training)) {
+    span_backward(l, layer, first, mem, G, douts, inp, dinp, 1.0f, N);
+    return;
+  }
+  for (int j = 0; j < G; j++) {
+    int in = pair(l, layer, mem[j])->in;
+    if (!dropping(l, training)) {
+      span_backward(l, layer, first, &mem[j], 1, douts, inp, dinp, 1.0f, N);
+      continue;
+    }
+    /* x' = the dropped input regenerated in scratch, then scratch = du A, dropped with the same
+     * mask (the dropout's gradient), added to dinp */
+    const float *x = dropped(l, layer, mem[j], inp, N, in, training);
+    span_backward(l, layer, first, &mem[j], 1, douts, x, l->scratch, 0.0f, N);
+    l->be->dropout(l->scratch, l->scratch, (size_t)N * in, (float)l->cfg.lora_dropout,
+                   mask_seed(l, layer, mem[j]));
+    l->be->add(dinp, dinp, l->scratch, (size_t)N * in);
+  }
 }
 
 /* Read one matrix named name (rows x cols) from f into dst. */

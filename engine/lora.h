@@ -27,13 +27,16 @@ typedef struct fb_lora {
   fb_adapter_config cfg;
   int L, r;
   float scale;           /* alpha/r or alpha/sqrt(r) */
-  float *params, *grads; /* two arenas of n_floats (backend): every A then B, layer by layer */
+  float *params, *grads; /* two arenas of n_floats (backend), layer by layer; in a layer the A
+                          * matrices of q, k, v (those targeted) together, then their B, then
+                          * o's A and B, gate's and up's A, their B, down's A and B */
   size_t n_floats;
   fb_lora_pair *pairs; /* [L * FB_PROJ_COUNT], pointing into the arenas */
   uint64_t seed;       /* dropout masks come from (seed, step, layer, projection) */
   uint64_t step;       /* bumped by the caller between training steps */
-  float *u;            /* [L*7][N,r] saved A(dropout(x)) of the last forward */
-  float *du;           /* [N,r] */
+  float *u;            /* [L*7][N,r] saved A(dropout(x)) of the last forward; projections that
+                        * shared their A product keep it as [N, G*r] in the first's slots */
+  float *du;           /* [N, 3r] */
   float *scratch;      /* [N, max(in)]: the dropped input, then its gradient */
   size_t cap_n;        /* N the three buffers above hold */
 } fb_lora;
@@ -50,15 +53,25 @@ void fb_lora_zero_grad(fb_lora *l);
 /* The PEFT key of one matrix: "base_model.model.model.layers.3.mlp.up_proj.lora_B.weight". */
 void fb_lora_key(char *buf, size_t size, int layer, int proj, char which /* 'A' or 'B' */);
 
-/* Model hooks, N = positions. forward: out[N,out] += s * B A dropout(inp); saves A dropout(inp).
- * backward: dA, dB += ...; dinp[N,in] += ... (through the LoRA path only). No-ops for
- * projections that are not targeted. fb_lora_reserve sizes the saved buffers for N. */
+/* Model hooks for projections first..first+count-1 of layer, which all read inp[N,in] (N =
+ * positions): q, k, v; gate, up; or any one. forward: outs[p-first][N,out] += s * B A
+ * dropout(inp) for each; saves A dropout(inp). backward: dA, dB += ...; dinp[N,in] += ...
+ * (through the LoRA path only) from douts[p-first]. Projections that are not targeted are
+ * skipped (their outs may be NULL). The targeted ones of q/k/v (of gate/up) take one product
+ * with inp (and one for each of its gradients) unless dropout is on. fb_lora_reserve sizes the
+ * saved buffers for N. */
 int fb_lora_reserve(fb_lora *l, int N, fb_err *err);
 int fb_lora_targets(const fb_lora *l, int proj);
-void fb_lora_forward(fb_lora *l, int layer, int proj, float *out, const float *inp, int N,
-                     int training);
-void fb_lora_backward(fb_lora *l, int layer, int proj, float *dinp, const float *dout,
-                      const float *inp, int N, int training);
+void fb_lora_forward(fb_lora *l, int layer, int first, int count, float *const *outs,
+                     const float *inp, int N, int training);
+void fb_lora_backward(fb_lora *l, int layer, int first, int count, float *dinp,
+                      const float *const *douts, const float *inp, int N, int training);
+
+/* Host arrays of n_floats between the arena's order and file order: layer by layer, projection
+ * by projection, A then B: the order training checkpoints have always stored the arena in
+ * ("params", the AdamW moments). dst and src do not overlap. */
+void fb_lora_to_file_order(const fb_lora *l, float *dst, const float *src);
+void fb_lora_from_file_order(const fb_lora *l, float *dst, const float *src);
 
 /* Fill every A and B from tensors named prefix + PEFT key in f (F32/F16/BF16). A missing or
  * mis-shaped tensor is an error naming it and both shapes; a tensor under prefix that is not a

@@ -389,7 +389,7 @@ static int setup(run *r, fb_err *err) {
   if (((s->patience > 0 && train_has_eval(r)) || train_selects_scenarios(r)) &&
       (rc = r->be->alloc((void **)&r->best, r->n * sizeof *r->best, "the best adapter", err)))
     return rc;
-  if (!r->be->host_memory && !(r->stage = malloc(4 * r->n * sizeof *r->stage)))
+  if ((!r->be->host_memory || r->lora) && !(r->stage = malloc(5 * r->n * sizeof *r->stage)))
     return fb_err_set(err, FB_ENOMEM, "out of memory for checkpoints of %zu floats", r->n);
   return 0;
 }

@@ -80,12 +80,22 @@ static cJSON *state_json(const run *r) {
   return j;
 }
 
-/* The backend's array dev of n floats as the host sees it: dev itself on a backend that computes
- * in host memory, else a copy downloaded into slot k of the staging room. */
+/* The backend's array dev of n floats as the host sees it, in file order (an adapter's arena
+ * order is not: fb_lora_to_file_order): dev itself on a backend that computes in host memory
+ * without an adapter, else a copy made in slot k of the staging room. */
 static const float *on_host(run *r, const float *dev, int k) {
-  if (r->be->host_memory) return dev;
-  float *h = r->stage + (size_t)k * r->n;
-  r->be->download(h, dev, r->n * sizeof(float));
+  if (r->be->host_memory && !r->lora) return dev;
+  float *h = r->stage + (size_t)k * r->n, *work = r->stage + 4 * r->n;
+  if (!r->lora) {
+    r->be->download(h, dev, r->n * sizeof(float));
+    return h;
+  }
+  const float *arena = dev;
+  if (!r->be->host_memory) {
+    r->be->download(work, dev, r->n * sizeof(float));
+    arena = work;
+  }
+  fb_lora_to_file_order(r->lora, h, arena);
   return h;
 }
 
@@ -164,13 +174,21 @@ static int read_tensor(const fb_st_file *f, const char *name, size_t n, float *d
 }
 
 /* Read a checkpoint's tensor name into the backend's array dev (through slot k of the staging
- * room off a host-memory backend). */
+ * room off a host-memory backend or with an adapter, whose arena order is not the file's). */
 static int read_into(run *r, const fb_st_file *f, const char *name, float *dev, int k,
                      fb_err *err) {
-  float *h = r->be->host_memory ? dev : r->stage + (size_t)k * r->n;
+  int direct = r->be->host_memory && !r->lora;
+  float *h = direct ? dev : r->stage + (size_t)k * r->n;
   int rc = read_tensor(f, name, r->n, h, err);
-  if (!rc && h != dev) r->be->upload(dev, h, r->n * sizeof(float));
-  return rc;
+  if (rc || direct) return rc;
+  if (!r->lora) {
+    r->be->upload(dev, h, r->n * sizeof(float));
+    return 0;
+  }
+  float *arena = r->be->host_memory ? dev : r->stage + 4 * r->n;
+  fb_lora_from_file_order(r->lora, arena, h);
+  if (arena != dev) r->be->upload(dev, arena, r->n * sizeof(float));
+  return 0;
 }
 
 int train_load_checkpoint(run *r, int *found, fb_err *err) {

@@ -31,7 +31,8 @@ typedef struct run {
   size_t n;
   float *best;  /* params at the best evaluation (by eval loss with patience, or by scenarios),
                    or NULL */
-  float *stage; /* host room for 4 arrays of n floats (checkpoints) off a host-memory backend */
+  float *stage; /* host room for 4 arrays of n floats (checkpoints) and one to reorder them in
+                 * (lora: fb_lora_to_file_order), off a host-memory backend or with lora */
   char device_note[400]; /* why "auto" took the CPU, logged after the start event */
   long n_train;
   fb_train_plan plan;

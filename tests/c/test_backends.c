@@ -9,11 +9,13 @@
  * Bounds, as ||gpu - cpu|| / ||cpu||: an op with a bf16 operand (the base weights; attention,
  * whose tensor-core products take Q, K, V, P, dO and dS in bf16) 1e-2; fp32 ops 1e-4, far under
  * 1e-3; whole models' gradients, weights and logits 2e-2; the dropout mask exactly. */
+#include <math.h>
 #include <stdint.h>
 #include <unistd.h>
 
 #include "cpu_backend.h"
 #include "device.h"
+#include "gemm.h"
 #include "generate.h"
 #include "lora.h"
 #include "model.h"
@@ -210,6 +212,38 @@ TEST(matmul) {
   release();
   void *hosts[] = {x, w, b, init, ref, g, dinp0, refd, wf, gw0, gb0, refw, refb, wt};
   for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) free(hosts[i]);
+}
+
+/* gemm with every transpose and row strides wider than the matrices (LoRA reads and writes
+ * column slices of a shared product): against the CPU's fb_gemm; beta 0 must not read c. */
+TEST(gemm_strided) {
+  const fb_backend *be = dev();
+  int M = 37, N = 21, K = 45;
+  for (int t = 0; t < 4; t++) {
+    int ta = t & 1, tb = t >> 1;
+    int lda = (ta ? M : K) + 5, ldb = (tb ? K : N) + 3, ldc = N + 7;
+    size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb, nc = (size_t)M * ldc;
+    float *a = host_rand(na, 1), *b = host_rand(nb, 1), *c0 = host_rand(nc, 1);
+    float *ref = host_copy(c0, nc);
+    fb_gemm(ta, tb, M, N, K, 0.75f, a, lda, b, ldb, 0.5f, ref, ldc);
+    float *da = on_gpu(a, na * 4), *db = on_gpu(b, nb * 4), *dc = on_gpu(c0, nc * 4);
+    be->gemm(ta, tb, M, N, K, 0.75f, da, lda, db, ldb, 0.5f, dc, ldc);
+    char name[64];
+    snprintf(name, sizeof name, "gemm (ta %d, tb %d, beta 0.5)", ta, tb);
+    compare(name, dc, ref, nc, FP32_BOUND);
+    /* beta 0 over a poisoned slice: the columns past N keep c0's values in both */
+    float *pc = host_copy(c0, nc);
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < N; j++) pc[(size_t)i * ldc + j] = NAN;
+    memcpy(ref, pc, nc * 4);
+    fb_gemm(ta, tb, M, N, K, 0.75f, a, lda, b, ldb, 0.0f, ref, ldc);
+    be->upload(dc, pc, nc * 4);
+    be->gemm(ta, tb, M, N, K, 0.75f, da, lda, db, ldb, 0.0f, dc, ldc);
+    snprintf(name, sizeof name, "gemm (ta %d, tb %d, beta 0, poisoned)", ta, tb);
+    compare(name, dc, ref, nc, FP32_BOUND);
+    release();
+    free(a), free(b), free(c0), free(ref), free(pc);
+  }
 }
 
 TEST(rows) {

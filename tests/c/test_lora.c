@@ -1,9 +1,12 @@
 /* test_lora.c: the model with LoRA on tiny random models: finite-difference gradients through
  * the whole network (LoRA A/B, with dropout, with a sliding window, Qwen3's q/k norms, and
  * full-parameter mode),
+ * q/k/v's and gate/up's shared LoRA products against the per-projection ones and a reference,
+ * the checkpoint order of the adapter's arena,
  * B = 0 leaves the base logits, merging equals base + adapter, PEFT save/load round trip, model
  * directory round trip and its loading errors, the optimizer schedule and clipping, and loss
  * going down. */
+#include <math.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -261,6 +264,172 @@ TEST(model_full_parameter_gradients_qwen3) {
     fb_lora_free(l);
     fb_model_free(m);
   }
+}
+
+/* ---- q/k/v's and gate/up's shared LoRA products ---- */
+
+static int n_products; /* gemm calls since it was last zeroed, through counting_backend */
+
+static void counting_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *a, int lda,
+                          const float *b, int ldb, float beta, float *c, int ldc) {
+  n_products++;
+  fb_backend_cpu()->gemm(ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+static float *random_floats(size_t n, unsigned *s) {
+  float *x = malloc(n * sizeof(float));
+  for (size_t i = 0; i < n; i++) {
+    *s = *s * 1664525u + 1013904223u;
+    x[i] = (float)(*s >> 8) / 8388608.0f - 1.0f;
+  }
+  return x;
+}
+
+static float *copy_of(const float *x, size_t n) {
+  float *y = malloc(n * sizeof(float));
+  memcpy(y, x, n * sizeof(float));
+  return y;
+}
+
+/* The largest |a - b| / (1 + |b|) over n. */
+static double max_rel(const float *a, const float *b, size_t n) {
+  double worst = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = fabs((double)a[i] - b[i]) / (1.0 + fabs((double)b[i]));
+    worst = d > worst ? d : worst;
+  }
+  return worst;
+}
+
+/* out[N,out] + s (x A^T) B^T in double, or out where p is not targeted: the forward's reference. */
+static void naive_forward(const fb_lora *l, int layer, int p, const float *x, int N, float *out) {
+  const fb_lora_pair *q = &l->pairs[layer * FB_PROJ_COUNT + p];
+  if (!q->A) return;
+  for (int n = 0; n < N; n++)
+    for (int o = 0; o < q->out; o++) {
+      double acc = 0;
+      for (int k = 0; k < l->r; k++) {
+        double u = 0;
+        for (int c = 0; c < q->in; c++) u += (double)x[n * q->in + c] * q->A[k * q->in + c];
+        acc += u * q->B[o * l->r + k];
+      }
+      out[n * q->out + o] += (float)(l->scale * acc);
+    }
+}
+
+/* One group (first, count) of layer 1 through the shared path (path 0) or projection by
+ * projection (path 1): outputs, input gradient and the adapter's gradients, and the products
+ * each direction took. */
+typedef struct group_run {
+  float *outs[3], *dinp, *grads;
+  int fwd_products, bwd_products;
+} group_run;
+
+static group_run run_group(fb_lora *l, int first, int count, int shared, const float *x,
+                           float *const *init, const size_t *sizes, const float *const *douts,
+                           const float *dinp0, int N, int in) {
+  group_run g = {{NULL}, copy_of(dinp0, (size_t)N * in), NULL, 0, 0};
+  for (int j = 0; j < count; j++) g.outs[j] = copy_of(init[j], sizes[j]);
+  fb_lora_zero_grad(l);
+  n_products = 0;
+  for (int j = 0; j < (shared ? 1 : count); j++)
+    fb_lora_forward(l, 1, first + j, shared ? count : 1, g.outs + j, x, N, 1);
+  g.fwd_products = n_products;
+  n_products = 0;
+  for (int j = 0; j < (shared ? 1 : count); j++)
+    fb_lora_backward(l, 1, first + j, shared ? count : 1, g.dinp, douts + j, x, N, 1);
+  g.bwd_products = n_products;
+  g.grads = copy_of(l->grads, l->n_floats);
+  return g;
+}
+
+static void free_run(group_run *g, int count) {
+  for (int j = 0; j < count; j++) free(g->outs[j]);
+  free(g->dinp);
+  free(g->grads);
+}
+
+/* For each group (q, k, v; gate, up): the shared path's outputs equal a double-precision
+ * reference, its outputs and gradients equal the per-projection path's, and it takes 1 + G
+ * products forward (2G per projection) and 2 + 2G backward (4G) for G targeted projections. */
+static void shared_products_match(unsigned targets) {
+  fb_model *m = tiny_model(0, 0, 3);
+  fb_lora *l = m ? tiny_lora(m, targets, 0, 1) : NULL;
+  REQUIRE(l);
+  fb_backend counting = *l->be;
+  counting.gemm = counting_gemm;
+  l->be = &counting;
+  int N = 5, C = m->C;
+  fb_err err = {0};
+  REQUIRE(fb_lora_reserve(l, N, &err) == 0);
+  static const int groups[2][2] = {{FB_PROJ_Q, 3}, {FB_PROJ_GATE, 2}};
+  unsigned s = 7;
+  float *x = random_floats((size_t)N * C, &s), *dinp0 = random_floats((size_t)N * C, &s);
+  for (int gi = 0; gi < 2; gi++) {
+    int first = groups[gi][0], count = groups[gi][1], G = 0;
+    float *init[3], *douts[3];
+    size_t sizes[3];
+    for (int j = 0; j < count; j++) {
+      sizes[j] = (size_t)N * m->layers[1].proj[first + j].out;
+      init[j] = random_floats(sizes[j], &s);
+      douts[j] = random_floats(sizes[j], &s);
+      G += fb_lora_targets(l, first + j);
+    }
+    const float *const *d = (const float *const *)douts;
+    group_run sh = run_group(l, first, count, 1, x, init, sizes, d, dinp0, N, C);
+    group_run one = run_group(l, first, count, 0, x, init, sizes, d, dinp0, N, C);
+    for (int j = 0; j < count; j++) {
+      naive_forward(l, 1, first + j, x, N, init[j]);
+      CHECK(max_rel(sh.outs[j], init[j], sizes[j]) < 1e-6);
+      CHECK(max_rel(sh.outs[j], one.outs[j], sizes[j]) < 1e-6);
+    }
+    CHECK(max_rel(sh.dinp, one.dinp, (size_t)N * C) < 1e-6);
+    CHECK(max_rel(sh.grads, one.grads, l->n_floats) < 1e-6);
+    CHECK(max_rel(sh.dinp, dinp0, (size_t)N * C) > 1e-3 || G == 0); /* the gradient got there */
+    CHECK_INT(sh.fwd_products, G ? 1 + G : 0);
+    CHECK_INT(one.fwd_products, 2 * G);
+    CHECK_INT(sh.bwd_products, G ? 2 + 2 * G : 0);
+    CHECK_INT(one.bwd_products, 4 * G);
+    free_run(&sh, count);
+    free_run(&one, count);
+    for (int j = 0; j < count; j++) free(init[j]), free(douts[j]);
+  }
+  free(x);
+  free(dinp0);
+  fb_lora_free(l);
+  fb_model_free(m);
+}
+
+TEST(shared_lora_products_q_v) { shared_products_match(FB_TARGET_Q_PROJ | FB_TARGET_V_PROJ); }
+TEST(shared_lora_products_all) { shared_products_match(FB_TARGET_ALL); }
+TEST(shared_lora_products_k_up) { shared_products_match(FB_TARGET_K_PROJ | FB_TARGET_UP_PROJ); }
+
+/* Checkpoints store the arena in file order (pair by pair, A then B) whatever the arena's: the
+ * order is the one they always had, and from_file_order undoes to_file_order. */
+TEST(lora_file_order_is_pair_by_pair) {
+  fb_model *m = tiny_model(0, 0, 3);
+  fb_lora *l = m ? tiny_lora(m, FB_TARGET_ALL & ~FB_TARGET_K_PROJ, 0, 1) : NULL;
+  REQUIRE(l);
+  float *file = malloc(l->n_floats * sizeof(float)), *back = malloc(l->n_floats * sizeof(float));
+  fb_lora_to_file_order(l, file, l->params);
+  size_t off = 0;
+  for (int i = 0; i < l->L * FB_PROJ_COUNT; i++) {
+    const fb_lora_pair *q = &l->pairs[i];
+    if (!q->A) continue;
+    CHECK(memcmp(file + off, q->A, sizeof(float) * l->r * q->in) == 0);
+    off += (size_t)l->r * q->in;
+    CHECK(memcmp(file + off, q->B, sizeof(float) * l->r * q->out) == 0);
+    off += (size_t)l->r * q->out;
+  }
+  CHECK(off == l->n_floats);
+  fb_lora_from_file_order(l, back, file);
+  CHECK(memcmp(back, l->params, l->n_floats * sizeof(float)) == 0);
+  /* the arena is not in file order: q's A is followed by v's (k is not targeted) */
+  CHECK(l->pairs[FB_PROJ_V].A == l->pairs[FB_PROJ_Q].A + l->r * m->C);
+  free(file);
+  free(back);
+  fb_lora_free(l);
+  fb_model_free(m);
 }
 
 TEST(lora_with_zero_b_leaves_base_logits) {
