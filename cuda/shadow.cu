@@ -24,7 +24,8 @@ struct {
   uint64_t claims;
   shadow slot[SLOTS];
   __nv_bfloat16 *arena;
-  size_t cap; /* elements: twice the largest shadow asked for */
+  size_t cap;                /* elements: twice the largest shadow asked for */
+  size_t refused = SIZE_MAX; /* an arena this large was out of memory: not tried again */
 } S;
 
 bool valid(const shadow &s) { return s.live && s.gen == S.gen; }
@@ -39,14 +40,18 @@ bool overlaps(const void *a, size_t abytes, const void *b, size_t bbytes) {
 bool reserve(size_t n) {
   size_t cap = 2 * aligned(n);
   if (cap <= S.cap) return true;
-  fb_cuda_sync(); /* queued kernels may still read the old arena */
+  if (cap >= S.refused) return false; /* each try would wait for the stream */
+  fb_cuda_sync();                     /* queued kernels may still read the old arena */
   fb_cuda_free(S.arena);
   S.arena = NULL;
   S.cap = 0;
   for (shadow &s : S.slot) s.live = false;
   void *p;
   fb_err err{};
-  if (fb_cuda_alloc(&p, cap * sizeof(fb_bf16), "the bf16 shadows", &err)) return false;
+  if (fb_cuda_alloc(&p, cap * sizeof(fb_bf16), "the bf16 shadows", &err)) {
+    S.refused = cap;
+    return false;
+  }
   S.arena = (__nv_bfloat16 *)p;
   S.cap = cap;
   return true;
