@@ -169,6 +169,19 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa,
   if (find_allocation(alpha, &a) || find_allocation(beta, &a))
     return invalid("alpha or beta is device memory, but the pointer mode is host");
   if (device_error()) return CUBLAS_STATUS_EXECUTION_FAILED;
+  cudaError_t ce;
+  float al_kept, be_kept; /* host pointer mode: a graph keeps the values of capture time */
+  memcpy(&al_kept, alpha, 4);
+  memcpy(&be_kept, beta, 4);
+  if (capture(
+          handle->stream,
+          [=] {
+            cublasGemmEx(handle, transa, transb, m, n, k, &al_kept, A, Atype, lda, B, Btype, ldb,
+                         &be_kept, C, Ctype, ldc, computeType, algo);
+          },
+          &ce))
+    return ce ? CUBLAS_STATUS_EXECUTION_FAILED : CUBLAS_STATUS_SUCCESS;
+  if (refuse_in_capture("cublasGemmEx", handle->stream)) return CUBLAS_STATUS_EXECUTION_FAILED;
   if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
 
   operand opA = {"A", A, Atype, ta ? k : m, ta ? m : k, lda};
