@@ -164,7 +164,8 @@ void *fb_cuda_workspace(size_t bytes, const char *file, int line) {
   if (bytes <= ctx.ws_bytes) return ctx.ws;
   void *p;
   fb_err err{};
-  fb_cuda_sync(); /* the old workspace may still be read by queued work */
+  fb_cuda_sync();          /* the old workspace may still be read by queued work */
+  fb_cuda_graphs_forget(); /* and by captured work */
   fb_cuda_free(ctx.ws);
   ctx.ws = NULL;
   ctx.ws_bytes = 0;

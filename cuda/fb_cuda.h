@@ -106,7 +106,7 @@ void fb_cuda_ce_free(void *work);
 void fb_cuda_lmhead_ce_forward(float *losses, const float *lnf, const void *W,
                                const int32_t *targets, int N, void *work);
 void fb_cuda_lmhead_ce_backward(float *dlnf, float *dW, const float *lnf, const void *W,
-                                const int32_t *targets, int N, float dloss, void *work);
+                                const int32_t *targets, int N, const float *dloss, void *work);
 
 void fb_cuda_adamw(float *param, const float *grad, float *m, float *v, size_t n, double lr,
                    double beta1, double beta2, double eps, double weight_decay, int t);
@@ -114,9 +114,16 @@ double fb_cuda_sumsq(const float *x, size_t n);
 double fb_cuda_sum(const float *x, size_t n);
 void fb_cuda_scale(float *x, size_t n, float s);
 
-/* Profiling with events on the stream (backend.h's phase and profile). */
+/* Profiling with events on the stream (backend.h's phase and profile); profiling: whether a
+ * profile is being taken. */
 void fb_cuda_phase(fb_phase p);
 void fb_cuda_profile(int on, double *ms);
+int fb_cuda_profiling(void);
+
+/* backend.h's replay as CUDA graphs (graph.cu); forget drops every graph kept (their buffers
+ * are about to move). */
+int fb_cuda_replay(uint64_t key, void (*work)(void *ctx), void *ctx);
+void fb_cuda_graphs_forget(void);
 
 #ifdef __cplusplus
 }

@@ -26,7 +26,7 @@
 typedef enum { FB_DEVICE_AUTO, FB_DEVICE_CPU, FB_DEVICE_CUDA } fb_device;
 
 /* The version of this table's layout; a plugin built against another is refused. */
-#define FB_BACKEND_ABI 2
+#define FB_BACKEND_ABI 3
 
 /* Where a training step's time goes (gpu_bench --profile): the phase its work counts in. */
 typedef enum {
@@ -143,9 +143,10 @@ typedef struct fb_backend {
   void (*lmhead_ce_forward)(float *losses, const float *lnf, const void *W, const int32_t *targets,
                             int N, void *work);
   /* dlnf[N,C] += dloss * (softmax - onehot) @ W and, when dW (trains_base), dW[V,C] += the
-   * matching product with lnf; from the last forward on the same lnf and targets. */
+   * matching product with lnf; from the last forward on the same lnf and targets. dloss is one
+   * float in the backend's memory, read when the op runs (a replayed graph sees each step's). */
   void (*lmhead_ce_backward)(float *dlnf, float *dW, const float *lnf, const void *W,
-                             const int32_t *targets, int N, float dloss, void *work);
+                             const int32_t *targets, int N, const float *dloss, void *work);
   /* The last forward's [N,V] logits when the backend keeps them whole (valid until its
    * backward), else NULL. */
   const float *(*ce_logits)(const void *work);
@@ -167,6 +168,15 @@ typedef struct fb_backend {
    * times its stream with events (no waiting between phases), the CPU with its clock. */
   void (*phase)(fb_phase p);
   void (*profile)(int on, double *ms);
+
+  /* ---- replaying work ---- */
+  /* Run work(ctx): a piece of ops only, with no host read (download, sum, sumsq), upload or
+   * allocation, whose arguments are the same on every call with this key (what changes per
+   * call goes through backend memory, written before). A GPU runs a key's first call as usual,
+   * captures its second as a CUDA graph and launches that graph on later calls WITHOUT calling
+   * work: key must name everything the ops depend on but memory contents (shapes, pointers,
+   * options). Returns 1 when a graph ran it, else 0 (the CPU just calls work). */
+  int (*replay)(uint64_t key, void (*work)(void *ctx), void *ctx);
 } fb_backend;
 
 /* The CPU backend (cpu_backend.c): always there. */

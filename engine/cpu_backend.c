@@ -435,9 +435,9 @@ static void lmhead_ce_forward(float *losses, const float *lnf, const void *W,
 }
 
 static void lmhead_ce_backward(float *dlnf, float *dW, const float *lnf, const void *W,
-                               const int32_t *targets, int N, float dloss, void *work) {
+                               const int32_t *targets, int N, const float *dloss, void *work) {
   ce_work *w = work;
-  fb_op_crossentropy_backward(w->logits, w->logits, targets, N, w->V, dloss);
+  fb_op_crossentropy_backward(w->logits, w->logits, targets, N, w->V, *dloss);
   fb_op_matmul_backward(dlnf, dW, NULL, w->logits, lnf, W, N, w->C, w->V, 1.0f);
 }
 
@@ -479,6 +479,13 @@ static void profile(int on, double *ms) {
   memcpy(ms, prof.ms, sizeof prof.ms);
 }
 
+/* Nothing to capture on the CPU: the work runs every time. */
+static int replay(uint64_t key, void (*work)(void *ctx), void *ctx) {
+  (void)key;
+  work(ctx);
+  return 0;
+}
+
 static const fb_backend cpu = {
     .abi = FB_BACKEND_ABI,
     .name = "cpu",
@@ -517,6 +524,7 @@ static const fb_backend cpu = {
     .ce_free = ce_free,
     .lmhead_ce_forward = lmhead_ce_forward,
     .lmhead_ce_backward = lmhead_ce_backward,
+    .replay = replay,
     .ce_logits = ce_logits,
     .adamw = fb_op_adamw,
     .sumsq = fb_op_sumsq,

@@ -377,13 +377,14 @@ TEST(loss) {
   REQUIRE(cpu->ce_create(&cw, N, C, V, &err) == 0);
   REQUIRE(be->ce_create(&gw, N, C, V, &err) == 0);
   cpu->lmhead_ce_forward(losses, lnf, W, tg, N, cw);
-  cpu->lmhead_ce_backward(rdn, NULL, lnf, W, tg, N, 0.5f, cw);
+  const float half = 0.5f; /* dloss, in each backend's memory */
+  cpu->lmhead_ce_backward(rdn, NULL, lnf, W, tg, N, &half, cw);
   float *dlnf = on_gpu(lnf, (size_t)N * C * 4), *ddn = on_gpu(dn0, (size_t)N * C * 4),
-        *dl = poisoned(N);
+        *dl = poisoned(N), *dhalf = on_gpu(&half, sizeof half);
   void *dW = weight_on_gpu(W, (size_t)V * C);
   int32_t *dtg = on_gpu(tg, N * 4);
   be->lmhead_ce_forward(dl, dlnf, dW, dtg, N, gw);
-  be->lmhead_ce_backward(ddn, NULL, dlnf, dW, dtg, N, 0.5f, gw);
+  be->lmhead_ce_backward(ddn, NULL, dlnf, dW, dtg, N, dhalf, gw);
   compare("lmhead_ce_forward", dl, losses, N, BF16_BOUND);
   compare("lmhead_ce_backward", ddn, rdn, (size_t)N * C, BF16_BOUND);
   cpu->ce_free(cw);
@@ -676,6 +677,103 @@ TEST(greedy_tokens_of_the_bundled_model) {
   CHECK(clear >= total * 3 / 4);
   fb_tokenizer_free(tok);
   for (int s = 0; s < 2; s++) fb_model_free(m[s]);
+}
+
+/* ---- replay (CUDA graphs) ---- */
+
+/* Graphs unless FB_CUDA_GRAPHS=0 turns them off. */
+static int graphs_on(void) {
+  const char *v = getenv("FB_CUDA_GRAPHS");
+  return !(v && strcmp(v, "0") == 0);
+}
+
+typedef struct counted_work {
+  const fb_backend *be;
+  float *x, *one;
+  size_t n;
+  int calls;
+} counted_work;
+
+static void add_one(void *ctx) { /* x += 1 */
+  counted_work *w = ctx;
+  w->calls++;
+  w->be->add(w->x, w->x, w->one, w->n);
+}
+
+/* A key's first call runs the work, its second captures and launches it, later ones launch
+ * it without calling the work; another key (another shape) never gets the first's graph. */
+TEST(replay) {
+  const fb_backend *be = dev();
+  size_t n = 300;
+  float *ones = malloc(n * sizeof(float)), *zeros = calloc(n, sizeof(float)), got[300];
+  for (size_t i = 0; i < n; i++) ones[i] = 1.0f;
+  counted_work w = {be, on_gpu(zeros, n * 4), on_gpu(ones, n * 4), n, 0};
+  counted_work other = {be, on_gpu(zeros, n * 4), w.one, n / 2, 0};
+  int replayed = 0, g = graphs_on();
+  for (int i = 1; i <= 4; i++) replayed += be->replay(7, add_one, &w);
+  replayed += be->replay(8, add_one, &other);
+  be->download(got, w.x, sizeof got);
+  CHECK(got[0] == 4.0f && got[n - 1] == 4.0f);
+  be->download(got, other.x, sizeof got);
+  CHECK(got[0] == 1.0f && got[n / 2 - 1] == 1.0f && got[n / 2] == 0.0f);
+  CHECK_INT(w.calls, g ? 2 : 4); /* the warm-up and the capture */
+  CHECK_INT(other.calls, 1);
+  CHECK_INT(replayed, g ? 3 : 0);
+  CHECK_INT(
+      fb_backend_cpu()->replay(7, add_one, &(counted_work){fb_backend_cpu(), ones, ones, 1, 0}), 0);
+  release();
+  free(ones);
+  free(zeros);
+}
+
+/* The GPU's table with its replays counted. */
+static fb_backend counted;
+static int n_replayed;
+
+static int count_replay(uint64_t key, void (*work)(void *), void *ctx) {
+  int r = dev()->replay(key, work, ctx);
+  n_replayed += r;
+  return r;
+}
+
+/* LoRA steps (no dropout: its seeds are arguments, so those steps are not replayed) whose
+ * batches keep a shape but not the labels counted (the loss's gradient changes per step), then
+ * a shorter batch, then the first shape again: the GPU's losses and gradients the CPU's at each
+ * step, and every repeated shape's forward and backward replayed. */
+TEST(replayed_lora_steps) {
+  pair p;
+  if (make_pair(&p, 0, 0.05f)) return;
+  counted = *dev();
+  counted.replay = count_replay;
+  p.m[1]->be = p.l[1]->be = &counted;
+  n_replayed = 0;
+  int B = 2, T = 40, N = B * T;
+  int32_t *ids = host_ints(N, 0, p.m[0]->V), *labels = malloc(N * 4);
+  char name[80];
+  static const int shapes[] = {40, 40, 40, 40, 23, 40};
+  for (int step = 1; step <= 6; step++) {
+    int t = shapes[step - 1];
+    for (int i = 0; i < B * t; i++) labels[i] = i % (step + 2) == 0 ? -100 : ids[i];
+    fb_batch b = {B, t, ids, labels, NULL, NULL};
+    float loss[2], *grads[2];
+    for (int s = 0; s < 2; s++) {
+      p.l[s]->cfg.lora_dropout = 0;
+      loss[s] = train_step(&p, s, &b, step);
+      grads[s] = adapter_array(&p, s, p.l[s]->grads);
+    }
+    snprintf(name, sizeof name, "replayed step %d (T %d): loss", step, t);
+    compare_host(name, &loss[1], &loss[0], 1, BF16_BOUND);
+    snprintf(name, sizeof name, "replayed step %d (T %d): LoRA gradients", step, t);
+    compare_host(name, grads[1], grads[0], p.l[0]->n_floats, MODEL_BOUND);
+    free(grads[0]);
+    free(grads[1]);
+  }
+  /* steps 2-4 and 6 replay their forward and backward; 1 and 5 are the warm-ups */
+  CHECK_INT(n_replayed, graphs_on() ? 8 : 0);
+  p.m[1]->be = p.l[1]->be = dev();
+  free_pair(&p);
+  free(ids);
+  free(labels);
 }
 
 /* A training step after sampling: sampling's KV cache and the training batch each have their

@@ -107,5 +107,9 @@ mutant cuda/matmul.cu "FB_CUBLAS_CHECK(cublasGemmEx(fb_cuda_cublas(), tB ? CUBLA
 mutant cuda/matmul.cu "tA ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, B, typeB, ldb, A," \
   "tA ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, B, typeB, ldb + 1, A," 1 matmul \
   "cuBLAS: a leading dimension one too long"
+mutant cuda/graph.cu "if (e.used && e.key == key) return &e;" "if (e.used) return &e;" 1 replay \
+  "CUDA graphs: a call of another key (another shape) launches the first key's graph"
+mutant cuda/graph.cu "FB_CUDA_CHECK(cudaGraphLaunch(e->exec, fb_cuda_stream()));" "" 1 replay \
+  "CUDA graphs: the captured work never launched"
 [ $failures -eq 0 ] && echo "mutants: every one caught"
 exit $((failures > 0))
