@@ -84,7 +84,7 @@ void fb_cuda_swiglu_backward(float *dgate, float *dup, const float *dout, const 
                              const float *up, size_t n);
 void fb_cuda_add(float *out, const float *a, const float *b, size_t n);
 /* The CPU's counter-based mask, bit for bit. */
-void fb_cuda_dropout(float *out, const float *inp, size_t n, float p, uint64_t seed);
+void fb_cuda_dropout(float *out, const float *inp, size_t n, float p, const uint64_t *seed);
 
 /* Tiled, online softmax, never the T x T scores; head dims 64 and 128. */
 int fb_cuda_attention_supports(int HD);
@@ -120,10 +120,12 @@ void fb_cuda_phase(fb_phase p);
 void fb_cuda_profile(int on, double *ms);
 int fb_cuda_profiling(void);
 
-/* backend.h's replay as CUDA graphs (graph.cu); forget drops every graph kept (their buffers
- * are about to move). */
+/* backend.h's replay as CUDA graphs (graph.cu). recapture: every graph kept is captured again
+ * at its key's next call (the workspace is about to move); drop: every graph and key is
+ * forgotten (device memory is about to be freed, and its addresses reused). */
 int fb_cuda_replay(uint64_t key, void (*work)(void *ctx), void *ctx);
-void fb_cuda_graphs_forget(void);
+void fb_cuda_graphs_recapture(void);
+void fb_cuda_graphs_drop(void);
 
 #ifdef __cplusplus
 }

@@ -3,7 +3,8 @@
  * work as usual (the workspace and anything lazy grow then), its second captures it on the
  * stream and launches the graph, later calls launch the graph without calling the work. A few
  * graphs are kept, the least recently used dropped; all of them captured again when the
- * workspace moves.
+ * workspace moves, and all dropped with their keys when any memory is freed (a key names
+ * buffers by address: a new one at a freed one's address must not get its graph).
  * FB_CUDA_GRAPHS=0, or a profile (whose events are per launch), runs every call as usual. */
 #include <stdlib.h>
 #include <string.h>
@@ -94,10 +95,14 @@ extern "C" int fb_cuda_replay(uint64_t key, void (*work)(void *), void *ctx) {
 
 /* The keys stay: their work ran once already, so the workspace it needs is there when it is
  * captured again. */
-extern "C" void fb_cuda_graphs_forget(void) {
+extern "C" void fb_cuda_graphs_recapture(void) {
   for (entry &e : table)
     if (e.exec) {
       FB_CUDA_CHECK(cudaGraphExecDestroy(e.exec));
       e.exec = NULL;
     }
+}
+
+extern "C" void fb_cuda_graphs_drop(void) {
+  for (entry &e : table) drop(&e);
 }

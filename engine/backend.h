@@ -104,8 +104,9 @@ typedef struct fb_backend {
   void (*add)(float *out, const float *a, const float *b, size_t n);
   /* Inverted dropout with a counter-based mask: out[i] = inp[i] / (1-p) if keep(seed, i) else 0.
    * The mask depends only on (seed, i) (splitmix64; the same bits on every backend), so the
-   * same call maps dout to dinp in backward. out may alias inp. */
-  void (*dropout)(float *out, const float *inp, size_t n, float p, uint64_t seed);
+   * same call maps dout to dinp in backward. out may alias inp. seed is one value in the
+   * backend's memory, read when the op runs (a replayed graph sees each step's). */
+  void (*dropout)(float *out, const float *inp, size_t n, float p, const uint64_t *seed);
 
   /* ---- attention ---- */
   /* Causal grouped-query attention. q/out [B,T,NH,HD], k/v [B,T,NKV,HD], NH % NKV == 0; query

@@ -479,6 +479,10 @@ static void profile(int on, double *ms) {
   memcpy(ms, prof.ms, sizeof prof.ms);
 }
 
+static void dropout(float *out, const float *inp, size_t n, float p, const uint64_t *seed) {
+  fb_op_dropout(out, inp, n, p, *seed);
+}
+
 /* Nothing to capture on the CPU: the work runs every time. */
 static int replay(uint64_t key, void (*work)(void *ctx), void *ctx) {
   (void)key;
@@ -514,7 +518,7 @@ static const fb_backend cpu = {
     .swiglu_forward = fb_op_swiglu_forward,
     .swiglu_backward = fb_op_swiglu_backward,
     .add = fb_op_add,
-    .dropout = fb_op_dropout,
+    .dropout = dropout,
     .attention_scratch = attention_scratch,
     .attention_forward = fb_op_attention_forward,
     .attention_backward = attention_backward,

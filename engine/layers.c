@@ -331,18 +331,24 @@ static uint64_t hash_words(const uint64_t *w, size_t n) {
 }
 
 /* The replay key of a pass (backend.h): its kind (0 forward, 1 backward) and everything its
- * ops take as arguments but the contents of memory: the batch shape, the activations' layout
- * and buffers, the rotary tables, the adapter's buffers and rank. */
+ * ops take as arguments but the contents of memory: the model's and the batch's shapes, the
+ * activations' layout and buffers, the rotary tables, the adapter's buffers, rank and dropout. */
 static uint64_t pass_key(const pass *p, int kind) {
   const fb_model *m = p->m;
   const fb_acts *a = m->acts;
   const fb_lora *l = p->lora;
+  double p_drop = l ? l->cfg.lora_dropout : 0;
+  uint64_t dropout_bits;
+  memcpy(&dropout_bits, &p_drop, sizeof dropout_bits);
   uint64_t w[] = {(uint64_t)kind,
                   (uint64_t)p->b->B,
                   (uint64_t)p->b->T,
                   (uint64_t)p->training,
                   (uint64_t)(p->b->seg != NULL),
                   (uint64_t)(uintptr_t)m,
+                  (uint64_t)m->L << 32 | (uint64_t)m->C,
+                  (uint64_t)m->F << 32 | (uint64_t)m->V,
+                  (uint64_t)m->NH << 32 | (uint64_t)m->NKV << 16 | (uint64_t)m->HD,
                   (uint64_t)(uintptr_t)a->arena,
                   (uint64_t)(uintptr_t)a->ints,
                   (uint64_t)(uintptr_t)a->ce,
@@ -357,18 +363,10 @@ static uint64_t pass_key(const pass *p, int kind) {
                   l ? (uint64_t)(uintptr_t)l->du : 0,
                   l ? (uint64_t)(uintptr_t)l->scratch : 0,
                   l ? (uint64_t)l->cap_n : 0,
-                  l ? (uint64_t)l->r : 0};
+                  l ? (uint64_t)l->r : 0,
+                  l ? (uint64_t)(uintptr_t)l->masks : 0,
+                  l ? dropout_bits : 0};
   return hash_words(w, sizeof w / sizeof w[0]);
-}
-
-/* Run a pass through the backend's replay, or as it is when its ops take per-step values as
- * arguments: LoRA dropout's seeds change every step. */
-static void run_pass(pass *p, int kind, void (*work)(void *)) {
-  const fb_lora *l = p->lora;
-  if (p->training && l && l->cfg.lora_dropout > 0)
-    work(p);
-  else
-    p->m->be->replay(pass_key(p, kind), work, p);
 }
 
 /* The forward's ops, from the uploaded ids to the per-position losses. */
@@ -411,10 +409,11 @@ int fb_model_forward(fb_model *m, fb_lora *lora, const fb_batch *b, int training
   /* before the pass: a replayed graph reads them where it read the first step's */
   be->upload(d_ids, h_ids, 3 * sizeof(int32_t) * N); /* ids, pos, targets */
   if (b->seg) be->upload(d_seg, b->seg, sizeof(int32_t) * N);
+  if (lora && training && lora->cfg.lora_dropout > 0) fb_lora_stage_masks(lora);
   a->fB = B;
   a->fT = T;
   pass p = {m, lora, b, training};
-  run_pass(&p, 0, forward_work);
+  be->replay(pass_key(&p, 0), forward_work, &p); /* a graph when the key was seen before */
   m->n_counted = b->labels ? counted : 0;
   m->loss = m->n_counted ? (float)(be->sum(a->losses, (size_t)N) / m->n_counted) : 0.0f;
   return 0;
@@ -503,7 +502,7 @@ int fb_model_backward(fb_model *m, fb_lora *lora, const fb_batch *b, fb_err *err
   float dloss = 1.0f / m->n_counted; /* the mean's: through memory, as it changes per batch */
   m->be->upload(a->dloss, &dloss, sizeof dloss);
   pass p = {m, lora, b, 1};
-  run_pass(&p, 1, backward_work);
+  m->be->replay(pass_key(&p, 1), backward_work, &p);
   return 0;
 }
 

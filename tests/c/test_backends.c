@@ -280,8 +280,9 @@ TEST(elementwise_and_the_optimizer) {
   fb_op_add(r1, a, b, n);
   be->add(o1, da, db, n);
   compare("add", o1, r1, n, FP32_BOUND);
-  fb_op_dropout(r1, a, n, 0.3f, 0x1234567ull);
-  be->dropout(o1, da, n, 0.3f, 0x1234567ull);
+  uint64_t seed = 0x1234567ull, *dseed = on_gpu(&seed, sizeof seed);
+  fb_op_dropout(r1, a, n, 0.3f, seed);
+  be->dropout(o1, da, n, 0.3f, dseed);
   compare("dropout (the same mask)", o1, r1, n, 0.0);
   memcpy(r1, a, n * 4);
   fb_op_scale(r1, n, 0.37f);
@@ -487,14 +488,21 @@ static float *adapter_array(const pair *p, int s, const float *arr) {
   return h;
 }
 
-/* One LoRA training step of side s on b (clipped to 0.5); its loss. */
-static float train_step(pair *p, int s, const fb_batch *b, int step) {
+/* The forward and backward of a LoRA training step of side s on b: its gradients. */
+static void forward_backward(pair *p, int s, const fb_batch *b, int step) {
   fb_err err = {0};
   fb_lora *l = p->l[s];
   fb_lora_zero_grad(l);
   l->step = (uint64_t)step;
   if (fb_model_forward(p->m[s], l, b, 1, &err) || fb_model_backward(p->m[s], l, b, &err))
     FB_FAIL_("%s", err.msg);
+}
+
+/* One LoRA training step of side s on b (clipped to 0.5); its loss. */
+static float train_step(pair *p, int s, const fb_batch *b, int step) {
+  fb_err err = {0};
+  fb_lora *l = p->l[s];
+  forward_backward(p, s, b, step);
   fb_optim_clip(p->o[s], l->grads, 0.5);
   if (fb_optim_step(p->o[s], l->params, l->grads, 1e-3, &err)) FB_FAIL_("%s", err.msg);
   return p->m[s]->loss;
@@ -736,10 +744,11 @@ static int count_replay(uint64_t key, void (*work)(void *), void *ctx) {
   return r;
 }
 
-/* LoRA steps (no dropout: its seeds are arguments, so those steps are not replayed) whose
- * batches keep a shape but not the labels counted (the loss's gradient changes per step), then
- * a shorter batch, then the first shape again: the GPU's losses and gradients the CPU's at each
- * step, and every repeated shape's forward and backward replayed. */
+/* LoRA forward and backward passes (dropout 0.1: each step's masks differ) whose batches keep a
+ * shape but not the labels counted (the loss's gradient changes per step; the gradients are
+ * compared unclipped, which would hide its scale), then a shorter batch, then the first shape
+ * again: the GPU's losses and gradients the CPU's at each step, and every repeated shape's
+ * forward and backward replayed. */
 TEST(replayed_lora_steps) {
   pair p;
   if (make_pair(&p, 0, 0.05f)) return;
@@ -757,8 +766,8 @@ TEST(replayed_lora_steps) {
     fb_batch b = {B, t, ids, labels, NULL, NULL};
     float loss[2], *grads[2];
     for (int s = 0; s < 2; s++) {
-      p.l[s]->cfg.lora_dropout = 0;
-      loss[s] = train_step(&p, s, &b, step);
+      forward_backward(&p, s, &b, step);
+      loss[s] = p.m[s]->loss;
       grads[s] = adapter_array(&p, s, p.l[s]->grads);
     }
     snprintf(name, sizeof name, "replayed step %d (T %d): loss", step, t);
