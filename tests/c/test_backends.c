@@ -10,6 +10,7 @@
  * whose tensor-core products take Q, K, V, P, dO and dS in bf16) 1e-2; fp32 ops 1e-4, far under
  * 1e-3; whole models' gradients, weights and logits 2e-2; the dropout mask exactly. */
 #include <stdint.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cpu_backend.h"
@@ -732,6 +733,46 @@ TEST(replay) {
   release();
   free(ones);
   free(zeros);
+}
+
+typedef struct download_work {
+  const fb_backend *be;
+  float *x;
+} download_work;
+
+static void download_one(void *ctx) { /* a host read: what a graph cannot hold */
+  download_work *w = ctx;
+  float v;
+  w->be->download(&v, w->x, sizeof v);
+}
+
+/* Work that reads the host in a capture is a CUDA fault (exit 70) naming the refused call, never
+ * a graph that silently lacks it; in a child, as a fault ends the process. */
+TEST(a_host_read_in_replayed_work_faults) {
+  if (!graphs_on()) return;
+  int fd[2];
+  REQUIRE(pipe(fd) == 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fd[1], 2);
+    float zero = 0;
+    download_work w = {dev(), on_gpu(&zero, sizeof zero)};
+    dev()->replay(9, download_one, &w); /* the warm-up runs it */
+    dev()->replay(9, download_one, &w); /* the capture refuses it */
+    _exit(0);
+  }
+  close(fd[1]);
+  char err[4096] = "";
+  size_t got = 0;
+  ssize_t n;
+  while (got + 1 < sizeof err && (n = read(fd[0], err + got, sizeof err - 1 - got)) > 0) got += n;
+  err[got] = 0;
+  close(fd[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  CHECK(WIFEXITED(status));
+  CHECK_INT(WEXITSTATUS(status), 70); /* FB_CUDA_FAULT_EXIT */
+  CHECK_CONTAINS(err, "cudaErrorStreamCaptureUnsupported");
 }
 
 /* The GPU's table with its replays counted. */
