@@ -148,7 +148,8 @@ extern "C" int fb_cuda_alloc(void **p, size_t bytes, const char *what, fb_err *e
   return 0;
 }
 
-extern "C" void fb_cuda_free(void *p) {
+/* Free p and its accounting. */
+static void release(void *p) {
   if (!p) return;
   for (block **at = &blocks; *at; at = &(*at)->next)
     if ((*at)->p == p) {
@@ -160,6 +161,12 @@ extern "C" void fb_cuda_free(void *p) {
       break;
     }
   FB_CUDA_CHECK(cudaFree(p));
+}
+
+extern "C" void fb_cuda_free(void *p) {
+  if (!p) return;
+  fb_cuda_graphs_drop(); /* a key names buffers by address, which the next allocation may take */
+  release(p);
 }
 
 extern "C" size_t fb_cuda_peak_bytes(void) { return ctx.peak; }
@@ -188,8 +195,9 @@ void *fb_cuda_workspace(size_t bytes, const char *file, int line) {
   if (bytes <= ctx.ws_bytes) return ctx.ws;
   void *p;
   fb_err err{};
-  fb_cuda_sync(); /* the old workspace may still be read by queued work */
-  fb_cuda_free(ctx.ws);
+  fb_cuda_sync();             /* the old workspace may still be read by queued work */
+  fb_cuda_graphs_recapture(); /* and by captured work */
+  release(ctx.ws);
   ctx.ws = NULL;
   ctx.ws_bytes = 0;
   if (fb_cuda_alloc(&p, bytes, "the workspace", &err)) {

@@ -54,14 +54,15 @@ __global__ void ce_finish_kernel(float *losses, float *lse, const float *mx, con
   losses[n] = targets[n] < 0 ? 0.0f : l - tgt[n];
 }
 
-/* dlogits (bf16) of one chunk: dloss * (exp(x - lse) - onehot), 0 on ignored rows */
+/* dlogits (bf16) of one chunk: *dloss * (exp(x - lse) - onehot), 0 on ignored rows (dloss in
+ * device memory: a graph captured once serves every step's) */
 __global__ void ce_chunk_grad_kernel(__nv_bfloat16 *d, const float *logits, const float *lse,
                                      const int32_t *targets, size_t total, int vc, int c0,
-                                     float dloss) {
+                                     const float *dloss) {
   size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
   if (i >= total) return;
   int n = (int)(i / vc), col = (int)(i % vc) + c0, t = targets[n];
-  float g = t < 0 ? 0.0f : dloss * (expf(logits[i] - lse[n]) - (col == t ? 1.0f : 0.0f));
+  float g = t < 0 ? 0.0f : *dloss * (expf(logits[i] - lse[n]) - (col == t ? 1.0f : 0.0f));
   d[i] = __float2bfloat16_rn(g);
 }
 
@@ -148,7 +149,7 @@ extern "C" void fb_cuda_lmhead_ce_forward(float *losses, const float *lnf, const
 
 extern "C" void fb_cuda_lmhead_ce_backward(float *dlnf, float *dW, const float *lnf,
                                            const void *weight, const int32_t *targets, int N,
-                                           float dloss, void *work) {
+                                           const float *dloss, void *work) {
   ce_work *w = (ce_work *)work;
   const fb_bf16 *W = (const fb_bf16 *)weight;
   int C = w->C;

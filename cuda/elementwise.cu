@@ -79,11 +79,12 @@ __device__ inline uint64_t mix(uint64_t seed, uint64_t i) {
   return z ^ (z >> 31);
 }
 
+/* the seed from device memory: a graph captured once serves every step's masks */
 __global__ void dropout_kernel(float *out, const float *inp, size_t n, float p, float keep,
-                               uint64_t seed) {
+                               const uint64_t *seed) {
   size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
   if (i >= n) return;
-  double u = (double)(mix(seed, i) >> 11) * 0x1.0p-53;
+  double u = (double)(mix(*seed, i) >> 11) * 0x1.0p-53;
   out[i] = u < p ? 0.0f : inp[i] * keep;
 }
 
@@ -156,6 +157,7 @@ extern "C" void fb_cuda_scale(float *x, size_t n, float s) {
   LAUNCH(scale_kernel, n, writing(x, n), x, n, s);
 }
 
-extern "C" void fb_cuda_dropout(float *out, const float *inp, size_t n, float p, uint64_t seed) {
+extern "C" void fb_cuda_dropout(float *out, const float *inp, size_t n, float p,
+                                const uint64_t *seed) {
   LAUNCH(dropout_kernel, n, writing(out, n), out, inp, n, p, 1.0f / (1.0f - p), seed);
 }

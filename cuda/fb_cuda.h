@@ -100,7 +100,7 @@ void fb_cuda_swiglu_backward(float *dgate, float *dup, const float *dout, const 
                              const float *up, size_t n);
 void fb_cuda_add(float *out, const float *a, const float *b, size_t n);
 /* The CPU's counter-based mask, bit for bit. */
-void fb_cuda_dropout(float *out, const float *inp, size_t n, float p, uint64_t seed);
+void fb_cuda_dropout(float *out, const float *inp, size_t n, float p, const uint64_t *seed);
 
 /* Tiled, online softmax, never the T x T scores; head dims 64 and 128. */
 int fb_cuda_attention_supports(int HD);
@@ -122,7 +122,7 @@ void fb_cuda_ce_free(void *work);
 void fb_cuda_lmhead_ce_forward(float *losses, const float *lnf, const void *W,
                                const int32_t *targets, int N, void *work);
 void fb_cuda_lmhead_ce_backward(float *dlnf, float *dW, const float *lnf, const void *W,
-                                const int32_t *targets, int N, float dloss, void *work);
+                                const int32_t *targets, int N, const float *dloss, void *work);
 
 void fb_cuda_adamw(float *param, const float *grad, float *m, float *v, size_t n, double lr,
                    double beta1, double beta2, double eps, double weight_decay, int t);
@@ -130,9 +130,18 @@ double fb_cuda_sumsq(const float *x, size_t n);
 double fb_cuda_sum(const float *x, size_t n);
 void fb_cuda_scale(float *x, size_t n, float s);
 
-/* Profiling with events on the stream (backend.h's phase and profile). */
+/* Profiling with events on the stream (backend.h's phase and profile); profiling: whether a
+ * profile is being taken. */
 void fb_cuda_phase(fb_phase p);
 void fb_cuda_profile(int on, double *ms);
+int fb_cuda_profiling(void);
+
+/* backend.h's replay as CUDA graphs (graph.cu). recapture: every graph kept is captured again
+ * at its key's next call (the workspace is about to move); drop: every graph and key is
+ * forgotten (device memory is about to be freed, and its addresses reused). */
+int fb_cuda_replay(uint64_t key, void (*work)(void *ctx), void *ctx);
+void fb_cuda_graphs_recapture(void);
+void fb_cuda_graphs_drop(void);
 
 #ifdef __cplusplus
 }

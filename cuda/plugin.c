@@ -55,6 +55,7 @@ static const fb_backend cuda = {
     .scale = fb_cuda_scale,
     .phase = fb_cuda_phase,
     .profile = fb_cuda_profile,
+    .replay = fb_cuda_replay,
 };
 
 /* abi: the FB_BACKEND_ABI the caller was built with; a plugin of another is refused. */

@@ -33,6 +33,8 @@ extern "C" void fb_cuda_phase(fb_phase p) {
   if (on && marks.back().phase != p) record(p);
 }
 
+extern "C" int fb_cuda_profiling(void) { return on; }
+
 extern "C" void fb_cuda_profile(int enable, double *ms) {
   if (enable) {
     destroy_marks();

@@ -110,8 +110,9 @@ typedef struct fb_backend {
   void (*add)(float *out, const float *a, const float *b, size_t n);
   /* Inverted dropout with a counter-based mask: out[i] = inp[i] / (1-p) if keep(seed, i) else 0.
    * The mask depends only on (seed, i) (splitmix64; the same bits on every backend), so the
-   * same call maps dout to dinp in backward. out may alias inp. */
-  void (*dropout)(float *out, const float *inp, size_t n, float p, uint64_t seed);
+   * same call maps dout to dinp in backward. out may alias inp. seed is one value in the
+   * backend's memory, read when the op runs (a replayed graph sees each step's). */
+  void (*dropout)(float *out, const float *inp, size_t n, float p, const uint64_t *seed);
 
   /* ---- attention ---- */
   /* Causal grouped-query attention. q/out [B,T,NH,HD], k/v [B,T,NKV,HD], NH % NKV == 0; query
@@ -149,9 +150,10 @@ typedef struct fb_backend {
   void (*lmhead_ce_forward)(float *losses, const float *lnf, const void *W, const int32_t *targets,
                             int N, void *work);
   /* dlnf[N,C] += dloss * (softmax - onehot) @ W and, when dW (trains_base), dW[V,C] += the
-   * matching product with lnf; from the last forward on the same lnf and targets. */
+   * matching product with lnf; from the last forward on the same lnf and targets. dloss is one
+   * float in the backend's memory, read when the op runs (a replayed graph sees each step's). */
   void (*lmhead_ce_backward)(float *dlnf, float *dW, const float *lnf, const void *W,
-                             const int32_t *targets, int N, float dloss, void *work);
+                             const int32_t *targets, int N, const float *dloss, void *work);
   /* The last forward's [N,V] logits when the backend keeps them whole (valid until its
    * backward), else NULL. */
   const float *(*ce_logits)(const void *work);
@@ -173,6 +175,15 @@ typedef struct fb_backend {
    * times its stream with events (no waiting between phases), the CPU with its clock. */
   void (*phase)(fb_phase p);
   void (*profile)(int on, double *ms);
+
+  /* ---- replaying work ---- */
+  /* Run work(ctx): a piece of ops only, with no host read (download, sum, sumsq), upload or
+   * allocation, whose arguments are the same on every call with this key (what changes per
+   * call goes through backend memory, written before). A GPU runs a key's first call as usual,
+   * captures its second as a CUDA graph and launches that graph on later calls WITHOUT calling
+   * work: key must name everything the ops depend on but memory contents (shapes, pointers,
+   * options). Returns 1 when a graph ran it, else 0 (the CPU just calls work). */
+  int (*replay)(uint64_t key, void (*work)(void *ctx), void *ctx);
 } fb_backend;
 
 /* The CPU backend (cpu_backend.c): always there. */

@@ -435,9 +435,9 @@ static void lmhead_ce_forward(float *losses, const float *lnf, const void *W,
 }
 
 static void lmhead_ce_backward(float *dlnf, float *dW, const float *lnf, const void *W,
-                               const int32_t *targets, int N, float dloss, void *work) {
+                               const int32_t *targets, int N, const float *dloss, void *work) {
   ce_work *w = work;
-  fb_op_crossentropy_backward(w->logits, w->logits, targets, N, w->V, dloss);
+  fb_op_crossentropy_backward(w->logits, w->logits, targets, N, w->V, *dloss);
   fb_op_matmul_backward(dlnf, dW, NULL, w->logits, lnf, W, N, w->C, w->V, 1.0f);
 }
 
@@ -479,6 +479,17 @@ static void profile(int on, double *ms) {
   memcpy(ms, prof.ms, sizeof prof.ms);
 }
 
+static void dropout(float *out, const float *inp, size_t n, float p, const uint64_t *seed) {
+  fb_op_dropout(out, inp, n, p, *seed);
+}
+
+/* Nothing to capture on the CPU: the work runs every time. */
+static int replay(uint64_t key, void (*work)(void *ctx), void *ctx) {
+  (void)key;
+  work(ctx);
+  return 0;
+}
+
 static const fb_backend cpu = {
     .abi = FB_BACKEND_ABI,
     .name = "cpu",
@@ -508,7 +519,7 @@ static const fb_backend cpu = {
     .swiglu_forward = fb_op_swiglu_forward,
     .swiglu_backward = fb_op_swiglu_backward,
     .add = fb_op_add,
-    .dropout = fb_op_dropout,
+    .dropout = dropout,
     .attention_scratch = attention_scratch,
     .attention_forward = fb_op_attention_forward,
     .attention_backward = attention_backward,
@@ -518,6 +529,7 @@ static const fb_backend cpu = {
     .ce_free = ce_free,
     .lmhead_ce_forward = lmhead_ce_forward,
     .lmhead_ce_backward = lmhead_ce_backward,
+    .replay = replay,
     .ce_logits = ce_logits,
     .adamw = fb_op_adamw,
     .sumsq = fb_op_sumsq,

@@ -31,7 +31,8 @@ struct fb_acts {
   float *x_mid, *rstd2, *gate, *up;              /* [L][N,C] [L][N] [L][N,F] x2 */
   float *ln, *act;                               /* [N,C] [N,F]: normed inputs and the SwiGLU
                                                   * output are recomputed in backward, not kept */
-  float *x_out, *lnf, *rstdf, *losses;           /* [N,C] [N,C] [N] [N] */
+  float *x_out, *lnf, *rstdf, *losses, *dloss;   /* [N,C] [N,C] [N] [N] [1]: dloss is the
+                                                  * loss's gradient, 1 / labels counted */
   float *tmp, *dres, *dln, *dq, *dk, *dv, *datt; /* backward/forward work: [N,C] x3 [N,QD]
                                                   * [N,KD] x2 [N,QD] */
   float *dgate, *dup, *dact, *scratch;           /* [N,F] x3, attention scratch */
@@ -68,6 +69,7 @@ static size_t acts_layout(const fb_model *m, fb_acts *a, float *base, size_t N, 
   CARVE(lnf, N * C);
   CARVE(rstdf, N);
   CARVE(losses, N);
+  CARVE(dloss, 1);
   CARVE(tmp, N * C);
   CARVE(dres, N * C);
   CARVE(dln, N * C);
@@ -312,6 +314,86 @@ static int fill_targets(const fb_model *m, const fb_batch *b, int32_t *targets, 
   return counted;
 }
 
+/* One forward or backward pass over a batch of the training activations, as work for the
+ * backend's replay. */
+typedef struct pass {
+  fb_model *m;
+  fb_lora *lora;
+  const fb_batch *b;
+  int training;
+} pass;
+
+/* FNV-1a over n 64-bit words. */
+static uint64_t hash_words(const uint64_t *w, size_t n) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (size_t i = 0; i < n; i++)
+    for (int byte = 0; byte < 8; byte++) {
+      h ^= (w[i] >> (8 * byte)) & 0xff;
+      h *= 0x100000001b3ull;
+    }
+  return h;
+}
+
+/* The replay key of a pass (backend.h): its kind (0 forward, 1 backward) and everything its
+ * ops take as arguments but the contents of memory: the model's and the batch's shapes, the
+ * activations' layout and buffers, the rotary tables, the adapter's buffers, rank and dropout. */
+static uint64_t pass_key(const pass *p, int kind) {
+  const fb_model *m = p->m;
+  const fb_acts *a = m->acts;
+  const fb_lora *l = p->lora;
+  double p_drop = l ? l->cfg.lora_dropout : 0;
+  uint64_t dropout_bits;
+  memcpy(&dropout_bits, &p_drop, sizeof dropout_bits);
+  uint64_t w[] = {(uint64_t)kind,
+                  (uint64_t)p->b->B,
+                  (uint64_t)p->b->T,
+                  (uint64_t)p->training,
+                  (uint64_t)(p->b->seg != NULL),
+                  (uint64_t)(uintptr_t)m,
+                  (uint64_t)m->L << 32 | (uint64_t)m->C,
+                  (uint64_t)m->F << 32 | (uint64_t)m->V,
+                  (uint64_t)m->NH << 32 | (uint64_t)m->NKV << 16 | (uint64_t)m->HD,
+                  (uint64_t)(uintptr_t)a->arena,
+                  (uint64_t)(uintptr_t)a->ints,
+                  (uint64_t)(uintptr_t)a->ce,
+                  (uint64_t)a->n,
+                  (uint64_t)a->T,
+                  (uint64_t)(uintptr_t)m->dev.rope_cos,
+                  (uint64_t)(uintptr_t)m->grads,
+                  (uint64_t)(uintptr_t)l,
+                  l ? (uint64_t)(uintptr_t)l->params : 0,
+                  l ? (uint64_t)(uintptr_t)l->grads : 0,
+                  l ? (uint64_t)(uintptr_t)l->u : 0,
+                  l ? (uint64_t)(uintptr_t)l->du : 0,
+                  l ? (uint64_t)(uintptr_t)l->scratch : 0,
+                  l ? (uint64_t)l->cap_n : 0,
+                  l ? (uint64_t)l->r : 0,
+                  l ? (uint64_t)(uintptr_t)l->masks : 0,
+                  l ? dropout_bits : 0};
+  return hash_words(w, sizeof w / sizeof w[0]);
+}
+
+/* The forward's ops, from the uploaded ids to the per-position losses. */
+static void forward_work(void *ctx) {
+  pass *p = ctx;
+  fb_model *m = p->m;
+  const fb_backend *be = m->be;
+  fb_acts *a = m->acts;
+  int B = p->b->B, T = p->b->T, N = B * T;
+  const int32_t *d_ids = a->ints, *d_pos = d_ids + N, *d_tgt = d_pos + N, *d_seg = d_tgt + N;
+  be->embedding_forward(a->x_in, d_ids, m->dev.embed, N, m->C);
+  attn_plan ap = {B, T, p->b->seg ? d_seg : NULL, a->scratch, NULL};
+  for (int i = 0; i < m->L; i++) {
+    layer_io io = train_io(m, i, N);
+    layer_forward(m, p->lora, i, &io, d_pos, N, p->training, &ap);
+  }
+  be->rmsnorm_forward(a->lnf, a->rstdf, a->x_out, m->dev.final_norm, N, m->C,
+                      (float)m->cfg.rms_norm_eps);
+  phase(m, FB_PHASE_LOSS);
+  be->lmhead_ce_forward(a->losses, a->lnf, m->dev.lm_head, d_tgt, N, a->ce);
+  phase(m, FB_PHASE_ELEMENTWISE);
+}
+
 int fb_model_forward(fb_model *m, fb_lora *lora, const fb_batch *b, int training, fb_err *err) {
   int B = b->B, T = b->T, rc;
   if (B < 1 || T < 1 || (int64_t)B * T > FB_MODEL_MAX_POSITIONS)
@@ -322,27 +404,20 @@ int fb_model_forward(fb_model *m, fb_lora *lora, const fb_batch *b, int training
   if (lora && (rc = fb_lora_reserve(lora, N, err))) return rc;
   fb_acts *a = m->acts;
   int32_t *h_ids = a->staging, *h_pos = h_ids + N, *h_tgt = h_pos + N;
-  int32_t *d_ids = a->ints, *d_pos = d_ids + N, *d_tgt = d_pos + N, *d_seg = d_tgt + N;
+  int32_t *d_ids = a->ints, *d_seg = d_ids + 3 * N;
   if ((rc = check_inputs(m, b->ids, b->pos, h_pos, N, T, 0, err))) return rc;
   int counted = fill_targets(m, b, h_tgt, err);
   if (counted < 0) return err->code;
   memcpy(h_ids, b->ids, sizeof(int32_t) * N);
   const fb_backend *be = m->be;
+  /* before the pass: a replayed graph reads them where it read the first step's */
   be->upload(d_ids, h_ids, 3 * sizeof(int32_t) * N); /* ids, pos, targets */
   if (b->seg) be->upload(d_seg, b->seg, sizeof(int32_t) * N);
+  if (lora && training && lora->cfg.lora_dropout > 0) fb_lora_stage_masks(lora);
   a->fB = B;
   a->fT = T;
-  be->embedding_forward(a->x_in, d_ids, m->dev.embed, N, m->C);
-  attn_plan ap = {B, T, b->seg ? d_seg : NULL, a->scratch, NULL};
-  for (int i = 0; i < m->L; i++) {
-    layer_io io = train_io(m, i, N);
-    layer_forward(m, lora, i, &io, d_pos, N, training, &ap);
-  }
-  be->rmsnorm_forward(a->lnf, a->rstdf, a->x_out, m->dev.final_norm, N, m->C,
-                      (float)m->cfg.rms_norm_eps);
-  phase(m, FB_PHASE_LOSS);
-  be->lmhead_ce_forward(a->losses, a->lnf, m->dev.lm_head, d_tgt, N, a->ce);
-  phase(m, FB_PHASE_ELEMENTWISE);
+  pass p = {m, lora, b, training};
+  be->replay(pass_key(&p, 0), forward_work, &p); /* a graph when the key was seen before */
   m->n_counted = b->labels ? counted : 0;
   m->loss = m->n_counted ? (float)(be->sum(a->losses, (size_t)N) / m->n_counted) : 0.0f;
   return 0;
@@ -352,24 +427,24 @@ const float *fb_model_logits(const fb_model *m) {
   return m->acts ? m->be->ce_logits(m->acts->ce) : NULL;
 }
 
-int fb_model_backward(fb_model *m, fb_lora *lora, const fb_batch *b, fb_err *err) {
+/* The backward's ops, from the loss's gradient to the adapter's (or every weight's). */
+static void backward_work(void *ctx) {
+  pass *p = ctx;
+  fb_model *m = p->m;
+  fb_lora *lora = p->lora;
   fb_acts *a = m->acts;
-  if (!a || !b->labels || b->B != a->fB || b->T != a->fT)
-    return fb_err_set(err, FB_EINVALID,
-                      "model: backward needs a forward with labels on this batch");
-  int B = b->B, T = b->T, N = B * T;
-  if (m->n_counted == 0) return 0; /* nothing to learn from: gradients stay as they are */
+  int B = p->b->B, T = p->b->T, N = B * T;
   const fb_backend *be = m->be;
   int C = m->C, QD = m->NH * m->HD, KD = m->NKV * m->HD, F = m->F;
   size_t NC = (size_t)N * C;
   const int32_t *d_ids = a->ints, *d_pos = d_ids + N, *d_tgt = d_pos + N;
-  const int32_t *d_seg = b->seg ? d_tgt + N : NULL;
+  const int32_t *d_seg = p->b->seg ? d_tgt + N : NULL;
   float eps = (float)m->cfg.rms_norm_eps;
   /* lm_head with the loss, then the final norm */
   be->zero(a->dln, sizeof(float) * NC);
   phase(m, FB_PHASE_LOSS);
-  be->lmhead_ce_backward(a->dln, grad_of(m, m->lm_head), a->lnf, m->dev.lm_head, d_tgt, N,
-                         1.0f / m->n_counted, a->ce);
+  be->lmhead_ce_backward(a->dln, grad_of(m, m->lm_head), a->lnf, m->dev.lm_head, d_tgt, N, a->dloss,
+                         a->ce);
   phase(m, FB_PHASE_ELEMENTWISE);
   be->zero(a->dres, sizeof(float) * NC);
   be->rmsnorm_backward(a->dres, grad_of(m, m->final_norm), a->dln, a->x_out, m->dev.final_norm,
@@ -418,6 +493,18 @@ int fb_model_backward(fb_model *m, fb_lora *lora, const fb_batch *b, fb_err *err
                          io.rstd1, N, C);
   }
   if (m->grads) be->embedding_backward(grad_of(m, m->embed), a->dres, d_ids, N, C);
+}
+
+int fb_model_backward(fb_model *m, fb_lora *lora, const fb_batch *b, fb_err *err) {
+  fb_acts *a = m->acts;
+  if (!a || !b->labels || b->B != a->fB || b->T != a->fT)
+    return fb_err_set(err, FB_EINVALID,
+                      "model: backward needs a forward with labels on this batch");
+  if (m->n_counted == 0) return 0;   /* nothing to learn from: gradients stay as they are */
+  float dloss = 1.0f / m->n_counted; /* the mean's: through memory, as it changes per batch */
+  m->be->upload(a->dloss, &dloss, sizeof dloss);
+  pass p = {m, lora, b, 1};
+  m->be->replay(pass_key(&p, 1), backward_work, &p);
   return 0;
 }
 

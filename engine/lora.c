@@ -57,6 +57,10 @@ int fb_lora_create(fb_lora **out, const fb_model *m, const fb_adapter_config *c,
   int rc = l->pairs ? 0 : fb_err_set(err, FB_ENOMEM, "lora: out of memory");
   if (!rc) rc = l->be->alloc((void **)&l->params, n * sizeof(float), "the adapter", err);
   if (!rc) rc = l->be->alloc((void **)&l->grads, n * sizeof(float), "the adapter's gradients", err);
+  size_t n_masks = (size_t)m->L * FB_PROJ_COUNT;
+  if (!rc) rc = l->be->alloc((void **)&l->masks, n_masks * sizeof(uint64_t), "dropout seeds", err);
+  if (!rc && !(l->masks_h = calloc(n_masks, sizeof(uint64_t))))
+    rc = fb_err_set(err, FB_ENOMEM, "lora: out of memory");
   if (rc) {
     fb_lora_free(l);
     return rc;
@@ -96,7 +100,9 @@ void fb_lora_free(fb_lora *l) {
     l->be->free(l->u);
     l->be->free(l->du);
     l->be->free(l->scratch);
+    l->be->free(l->masks);
   }
+  free(l->masks_h);
   free(l);
 }
 
@@ -213,12 +219,24 @@ static uint64_t mask_seed(const fb_lora *l, int layer, int proj) {
 /* Whether A sees its input through dropout. */
 static int dropping(const fb_lora *l, int training) { return training && l->cfg.lora_dropout > 0; }
 
+void fb_lora_stage_masks(fb_lora *l) {
+  size_t n = (size_t)l->L * FB_PROJ_COUNT;
+  for (size_t i = 0; i < n; i++)
+    l->masks_h[i] = mask_seed(l, (int)(i / FB_PROJ_COUNT), i % FB_PROJ_COUNT);
+  l->be->upload(l->masks, l->masks_h, n * sizeof(uint64_t));
+}
+
+/* Where the ops read the mask seed of one projection (fb_lora_stage_masks). */
+static const uint64_t *staged_mask(const fb_lora *l, int layer, int proj) {
+  return l->masks + (size_t)layer * FB_PROJ_COUNT + proj;
+}
+
 /* The input A sees: inp itself, or its dropout (regenerated identically in backward). */
 static const float *dropped(fb_lora *l, int layer, int proj, const float *inp, int N, int in,
                             int training) {
   if (!dropping(l, training)) return inp;
   l->be->dropout(l->scratch, inp, (size_t)N * in, (float)l->cfg.lora_dropout,
-                 mask_seed(l, layer, proj));
+                 staged_mask(l, layer, proj));
   return l->scratch;
 }
 
@@ -307,7 +325,7 @@ void fb_lora_backward(fb_lora *l, int layer, int first, int count, float *dinp,
     const float *x = dropped(l, layer, mem[j], inp, N, in, training);
     span_backward(l, layer, first, &mem[j], 1, douts, x, l->scratch, 0.0f, N);
     l->be->dropout(l->scratch, l->scratch, (size_t)N * in, (float)l->cfg.lora_dropout,
-                   mask_seed(l, layer, mem[j]));
+                   staged_mask(l, layer, mem[j]));
     l->be->add(dinp, dinp, l->scratch, (size_t)N * in);
   }
 }

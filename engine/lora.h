@@ -34,6 +34,8 @@ typedef struct fb_lora {
   fb_lora_pair *pairs; /* [L * FB_PROJ_COUNT], pointing into the arenas */
   uint64_t seed;       /* dropout masks come from (seed, step, layer, projection) */
   uint64_t step;       /* bumped by the caller between training steps */
+  uint64_t *masks;     /* [L*7] the masks' seeds at step (backend), fb_lora_stage_masks */
+  uint64_t *masks_h;   /* [L*7] their host copy */
   float *u;            /* [L*7][N,r] saved A(dropout(x)) of the last forward; projections that
                         * shared their A product keep it as [N, G*r] in the first's slots */
   float *du;           /* [N, 3r] */
@@ -61,6 +63,10 @@ void fb_lora_key(char *buf, size_t size, int layer, int proj, char which /* 'A' 
  * with inp (and one for each of its gradients) unless dropout is on. fb_lora_reserve sizes the
  * saved buffers for N. */
 int fb_lora_reserve(fb_lora *l, int N, fb_err *err);
+/* Write the dropout masks' seeds of l->step where the ops read them (before a training forward;
+ * its backward reads the same): the ops take them from the backend's memory, so a pass
+ * replayed as a graph gets each step's masks. */
+void fb_lora_stage_masks(fb_lora *l);
 int fb_lora_targets(const fb_lora *l, int proj);
 void fb_lora_forward(fb_lora *l, int layer, int first, int count, float *const *outs,
                      const float *inp, int N, int training);

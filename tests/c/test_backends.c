@@ -11,6 +11,7 @@
  * 1e-3; whole models' gradients, weights and logits 2e-2; the dropout mask exactly. */
 #include <math.h>
 #include <stdint.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cpu_backend.h"
@@ -314,8 +315,9 @@ TEST(elementwise_and_the_optimizer) {
   fb_op_add(r1, a, b, n);
   be->add(o1, da, db, n);
   compare("add", o1, r1, n, FP32_BOUND);
-  fb_op_dropout(r1, a, n, 0.3f, 0x1234567ull);
-  be->dropout(o1, da, n, 0.3f, 0x1234567ull);
+  uint64_t seed = 0x1234567ull, *dseed = on_gpu(&seed, sizeof seed);
+  fb_op_dropout(r1, a, n, 0.3f, seed);
+  be->dropout(o1, da, n, 0.3f, dseed);
   compare("dropout (the same mask)", o1, r1, n, 0.0);
   memcpy(r1, a, n * 4);
   fb_op_scale(r1, n, 0.37f);
@@ -393,6 +395,7 @@ typedef struct {
   int N, NH, HD, C;
   float *y, *y2, *a, *b, *g, *nw, *rstd, *cs, *sn, *m, *v, *lse, *scratch, *wf;
   int32_t *pos;
+  uint64_t *seed;    /* dropout's, in the backend's memory */
   const float *host; /* host memory to upload */
 } shadow_rig;
 
@@ -407,7 +410,7 @@ static const char *overwrite(const shadow_rig *r, int which) {
     case 2: be->zero(r->y + n - r->C, r->C * 4); return "zero of its last row only";
     case 3: be->copy(r->y, r->a, n * 4); return "copy into it";
     case 4: be->upload(r->y + 1, r->host, 8); return "upload of two elements";
-    case 5: be->dropout(r->y, r->y, n, 0.5f, 7); return "dropout in place";
+    case 5: be->dropout(r->y, r->y, n, 0.5f, r->seed); return "dropout in place";
     case 6:
       be->rmsnorm_forward(r->y, r->rstd, r->b, r->nw, r->N, r->C, 1e-6f);
       return "a second rmsnorm into it";
@@ -441,6 +444,8 @@ TEST(shadows_feed_products_bit_for_bit_and_never_stale) {
   r.nw = on_gpu(hw, r.C * 4), r.rstd = poisoned(r.N), r.wf = on_gpu(hwf, (size_t)r.C * r.C * 4);
   r.cs = on_gpu(hcs, P * r.HD / 2 * 4), r.sn = on_gpu(hsn, P * r.HD / 2 * 4);
   r.pos = on_gpu(hpos, r.N * 4);
+  uint64_t seed = 7;
+  r.seed = on_gpu(&seed, sizeof seed);
   r.host = hb;
   r.m = on_gpu(NULL, n * 4), r.v = on_gpu(NULL, n * 4), r.lse = poisoned((size_t)r.N * r.NH);
   r.scratch = poisoned(be->attention_scratch(r.N, r.N, r.NH) + 1);
@@ -574,13 +579,14 @@ TEST(loss) {
   REQUIRE(cpu->ce_create(&cw, N, C, V, &err) == 0);
   REQUIRE(be->ce_create(&gw, N, C, V, &err) == 0);
   cpu->lmhead_ce_forward(losses, lnf, W, tg, N, cw);
-  cpu->lmhead_ce_backward(rdn, NULL, lnf, W, tg, N, 0.5f, cw);
+  const float half = 0.5f; /* dloss, in each backend's memory */
+  cpu->lmhead_ce_backward(rdn, NULL, lnf, W, tg, N, &half, cw);
   float *dlnf = on_gpu(lnf, (size_t)N * C * 4), *ddn = on_gpu(dn0, (size_t)N * C * 4),
-        *dl = poisoned(N);
+        *dl = poisoned(N), *dhalf = on_gpu(&half, sizeof half);
   void *dW = weight_on_gpu(W, (size_t)V * C);
   int32_t *dtg = on_gpu(tg, N * 4);
   be->lmhead_ce_forward(dl, dlnf, dW, dtg, N, gw);
-  be->lmhead_ce_backward(ddn, NULL, dlnf, dW, dtg, N, 0.5f, gw);
+  be->lmhead_ce_backward(ddn, NULL, dlnf, dW, dtg, N, dhalf, gw);
   compare("lmhead_ce_forward", dl, losses, N, BF16_BOUND);
   compare("lmhead_ce_backward", ddn, rdn, (size_t)N * C, BF16_BOUND);
   cpu->ce_free(cw);
@@ -683,14 +689,21 @@ static float *adapter_array(const pair *p, int s, const float *arr) {
   return h;
 }
 
-/* One LoRA training step of side s on b (clipped to 0.5); its loss. */
-static float train_step(pair *p, int s, const fb_batch *b, int step) {
+/* The forward and backward of a LoRA training step of side s on b: its gradients. */
+static void forward_backward(pair *p, int s, const fb_batch *b, int step) {
   fb_err err = {0};
   fb_lora *l = p->l[s];
   fb_lora_zero_grad(l);
   l->step = (uint64_t)step;
   if (fb_model_forward(p->m[s], l, b, 1, &err) || fb_model_backward(p->m[s], l, b, &err))
     FB_FAIL_("%s", err.msg);
+}
+
+/* One LoRA training step of side s on b (clipped to 0.5); its loss. */
+static float train_step(pair *p, int s, const fb_batch *b, int step) {
+  fb_err err = {0};
+  fb_lora *l = p->l[s];
+  forward_backward(p, s, b, step);
   fb_optim_clip(p->o[s], l->grads, 0.5);
   if (fb_optim_step(p->o[s], l->params, l->grads, 1e-3, &err)) FB_FAIL_("%s", err.msg);
   return p->m[s]->loss;
@@ -873,6 +886,144 @@ TEST(greedy_tokens_of_the_bundled_model) {
   CHECK(clear >= total * 3 / 4);
   fb_tokenizer_free(tok);
   for (int s = 0; s < 2; s++) fb_model_free(m[s]);
+}
+
+/* ---- replay (CUDA graphs) ---- */
+
+/* Graphs unless FB_CUDA_GRAPHS=0 turns them off. */
+static int graphs_on(void) {
+  const char *v = getenv("FB_CUDA_GRAPHS");
+  return !(v && strcmp(v, "0") == 0);
+}
+
+typedef struct counted_work {
+  const fb_backend *be;
+  float *x, *one;
+  size_t n;
+  int calls;
+} counted_work;
+
+static void add_one(void *ctx) { /* x += 1 */
+  counted_work *w = ctx;
+  w->calls++;
+  w->be->add(w->x, w->x, w->one, w->n);
+}
+
+/* A key's first call runs the work, its second captures and launches it, later ones launch
+ * it without calling the work; another key (another shape) never gets the first's graph. */
+TEST(replay) {
+  const fb_backend *be = dev();
+  size_t n = 300;
+  float *ones = malloc(n * sizeof(float)), *zeros = calloc(n, sizeof(float)), got[300];
+  for (size_t i = 0; i < n; i++) ones[i] = 1.0f;
+  counted_work w = {be, on_gpu(zeros, n * 4), on_gpu(ones, n * 4), n, 0};
+  counted_work other = {be, on_gpu(zeros, n * 4), w.one, n / 2, 0};
+  int replayed = 0, g = graphs_on();
+  for (int i = 1; i <= 4; i++) replayed += be->replay(7, add_one, &w);
+  replayed += be->replay(8, add_one, &other);
+  be->download(got, w.x, sizeof got);
+  CHECK(got[0] == 4.0f && got[n - 1] == 4.0f);
+  be->download(got, other.x, sizeof got);
+  CHECK(got[0] == 1.0f && got[n / 2 - 1] == 1.0f && got[n / 2] == 0.0f);
+  CHECK_INT(w.calls, g ? 2 : 4); /* the warm-up and the capture */
+  CHECK_INT(other.calls, 1);
+  CHECK_INT(replayed, g ? 3 : 0);
+  CHECK_INT(
+      fb_backend_cpu()->replay(7, add_one, &(counted_work){fb_backend_cpu(), ones, ones, 1, 0}), 0);
+  release();
+  free(ones);
+  free(zeros);
+}
+
+typedef struct download_work {
+  const fb_backend *be;
+  float *x;
+} download_work;
+
+static void download_one(void *ctx) { /* a host read: what a graph cannot hold */
+  download_work *w = ctx;
+  float v;
+  w->be->download(&v, w->x, sizeof v);
+}
+
+/* Work that reads the host in a capture is a CUDA fault (exit 70) naming the refused call, never
+ * a graph that silently lacks it; in a child, as a fault ends the process. */
+TEST(a_host_read_in_replayed_work_faults) {
+  if (!graphs_on()) return;
+  int fd[2];
+  REQUIRE(pipe(fd) == 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fd[1], 2);
+    float zero = 0;
+    download_work w = {dev(), on_gpu(&zero, sizeof zero)};
+    dev()->replay(9, download_one, &w); /* the warm-up runs it */
+    dev()->replay(9, download_one, &w); /* the capture refuses it */
+    _exit(0);
+  }
+  close(fd[1]);
+  char err[4096] = "";
+  size_t got = 0;
+  ssize_t n;
+  while (got + 1 < sizeof err && (n = read(fd[0], err + got, sizeof err - 1 - got)) > 0) got += n;
+  err[got] = 0;
+  close(fd[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  CHECK(WIFEXITED(status));
+  CHECK_INT(WEXITSTATUS(status), 70); /* FB_CUDA_FAULT_EXIT */
+  CHECK_CONTAINS(err, "cudaErrorStreamCaptureUnsupported");
+}
+
+/* The GPU's table with its replays counted. */
+static fb_backend counted;
+static int n_replayed;
+
+static int count_replay(uint64_t key, void (*work)(void *), void *ctx) {
+  int r = dev()->replay(key, work, ctx);
+  n_replayed += r;
+  return r;
+}
+
+/* LoRA forward and backward passes (dropout 0.1: each step's masks differ) whose batches keep a
+ * shape but not the labels counted (the loss's gradient changes per step; the gradients are
+ * compared unclipped, which would hide its scale), then a shorter batch, then the first shape
+ * again: the GPU's losses and gradients the CPU's at each step, and every repeated shape's
+ * forward and backward replayed. */
+TEST(replayed_lora_steps) {
+  pair p;
+  if (make_pair(&p, 0, 0.05f)) return;
+  counted = *dev();
+  counted.replay = count_replay;
+  p.m[1]->be = p.l[1]->be = &counted;
+  n_replayed = 0;
+  int B = 2, T = 40, N = B * T;
+  int32_t *ids = host_ints(N, 0, p.m[0]->V), *labels = malloc(N * 4);
+  char name[80];
+  static const int shapes[] = {40, 40, 40, 40, 23, 40};
+  for (int step = 1; step <= 6; step++) {
+    int t = shapes[step - 1];
+    for (int i = 0; i < B * t; i++) labels[i] = i % (step + 2) == 0 ? -100 : ids[i];
+    fb_batch b = {B, t, ids, labels, NULL, NULL};
+    float loss[2], *grads[2];
+    for (int s = 0; s < 2; s++) {
+      forward_backward(&p, s, &b, step);
+      loss[s] = p.m[s]->loss;
+      grads[s] = adapter_array(&p, s, p.l[s]->grads);
+    }
+    snprintf(name, sizeof name, "replayed step %d (T %d): loss", step, t);
+    compare_host(name, &loss[1], &loss[0], 1, BF16_BOUND);
+    snprintf(name, sizeof name, "replayed step %d (T %d): LoRA gradients", step, t);
+    compare_host(name, grads[1], grads[0], p.l[0]->n_floats, MODEL_BOUND);
+    free(grads[0]);
+    free(grads[1]);
+  }
+  /* steps 2-4 and 6 replay their forward and backward; 1 and 5 are the warm-ups */
+  CHECK_INT(n_replayed, graphs_on() ? 8 : 0);
+  p.m[1]->be = p.l[1]->be = dev();
+  free_pair(&p);
+  free(ids);
+  free(labels);
 }
 
 /* A training step after sampling: sampling's KV cache and the training batch each have their

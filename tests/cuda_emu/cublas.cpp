@@ -156,11 +156,12 @@ const char *cublasGetStatusName(cublasStatus_t status) {
 
 namespace {
 /* C[m,n] = alpha * op(A) @ op(B) + beta * C (+ bias[m] on every column when bias), after the
- * checks both APIs share; api names the caller in reports. */
+ * checks both APIs share, on stream (recorded when it is capturing); api names the caller in
+ * reports. */
 cublasStatus_t product(const char *api, bool ta, bool tb, int m, int n, int k, const void *alpha,
                        const void *A, cudaDataType_t Atype, int lda, const void *B,
                        cudaDataType_t Btype, int ldb, const void *beta, void *C, int ldc,
-                       const float *bias) {
+                       const float *bias, cudaStream_t stream) {
   cublasStatus_t bad = CUBLAS_STATUS_INVALID_VALUE;
   if (m < 0 || n < 0 || k < 0) return refuse(bad, api, "m %d, n %d, k %d: negative", m, n, k);
   int need_a = ta ? k : m, need_b = tb ? n : k;
@@ -181,6 +182,20 @@ cublasStatus_t product(const char *api, bool ta, bool tb, int m, int n, int k, c
   if (find_allocation(alpha, &a) || find_allocation(beta, &a))
     return refuse(bad, api, "alpha or beta is device memory, but the pointer mode is host");
   if (device_error()) return CUBLAS_STATUS_EXECUTION_FAILED;
+  cudaError_t ce;
+  float al_kept, be_kept; /* host pointer mode: a graph keeps the values of capture time */
+  memcpy(&al_kept, alpha, 4);
+  memcpy(&be_kept, beta, 4);
+  if (capture(
+          stream,
+          [=] {
+            api_scope g(api);
+            product(api, ta, tb, m, n, k, &al_kept, A, Atype, lda, B, Btype, ldb, &be_kept, C, ldc,
+                    bias, stream);
+          },
+          &ce))
+    return ce ? CUBLAS_STATUS_EXECUTION_FAILED : CUBLAS_STATUS_SUCCESS;
+  if (refuse_in_capture(api, stream)) return CUBLAS_STATUS_EXECUTION_FAILED;
   if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
 
   operand opA = {"A", A, Atype, ta ? k : m, ta ? m : k, lda};
@@ -237,7 +252,7 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa,
                   Atype, Btype, Ctype, computeType);
   /* C = T for real types */
   return product("cublasGemmEx", transa != CUBLAS_OP_N, transb != CUBLAS_OP_N, m, n, k, alpha, A,
-                 Atype, lda, B, Btype, ldb, beta, C, ldc, nullptr);
+                 Atype, lda, B, Btype, ldb, beta, C, ldc, nullptr, handle->stream);
 }
 
 /* ---- cuBLASLt ---- */
@@ -381,5 +396,5 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
   if (with_bias && !desc->bias) return lt_invalid(api, "the bias epilogue with no bias pointer");
   return product(api, desc->ta != CUBLAS_OP_N, desc->tb != CUBLAS_OP_N, (int)m, (int)n, (int)ak,
                  alpha, A, Adesc->type, (int)Adesc->ld, B, Bdesc->type, (int)Bdesc->ld, beta, D,
-                 (int)Ddesc->ld, with_bias ? (const float *)desc->bias : nullptr);
+                 (int)Ddesc->ld, with_bias ? (const float *)desc->bias : nullptr, stream);
 }

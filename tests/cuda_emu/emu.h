@@ -4,6 +4,8 @@
 #ifndef CUDA_EMU_EMU_H
 #define CUDA_EMU_EMU_H
 
+#include <functional>
+
 #include "cuda_runtime.h"
 
 namespace cuda_emu {
@@ -50,6 +52,19 @@ bool find_allocation(const void *p, allocation *out);
 /* Whether [p, p + bytes) lies inside one live allocation; if not, why[] says how it misses. */
 bool in_one_allocation(const void *p, size_t bytes, char *why, size_t n);
 bool stream_valid(cudaStream_t s);
+
+/* Stream capture: a call that queues work on a capturing stream records it as a node and
+ * runs nothing; the graph runs the nodes in order. capture() is true when s captures (*e then
+ * says whether the capture still stands: cudaErrorStreamCaptureInvalidated after a refusal). */
+typedef std::function<void()> graph_node;
+bool capture(cudaStream_t s, graph_node node, cudaError_t *e);
+/* For a call CUDA refuses in a capture (a sync, a host copy): while s captures, a line naming
+ * fn, the capture invalidated and cudaErrorStreamCaptureUnsupported; on the legacy stream
+ * while any stream captures, cudaErrorStreamCaptureImplicit; else cudaSuccess. */
+cudaError_t refuse_in_capture(const char *fn, cudaStream_t s);
+/* The same for a call on no stream (cudaMalloc, cudaDeviceSynchronize): refused while any
+ * stream captures. */
+cudaError_t refuse_in_any_capture(const char *fn);
 
 /* sched.cpp: run every block of a launch that passed its checks; launch_no (from 1) seeds the
  * shuffled orders. */

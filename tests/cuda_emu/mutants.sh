@@ -118,5 +118,9 @@ mutant cuda/shadow.cu "void fb_cuda_wrote_anything(void) { S.gen++; }" \
 mutant cuda/rmsnorm.cu "if (out16) out16[row + c] = __float2bfloat16_rn(y);" \
   "if (out16) out16[row + c] = __float2bfloat16_rn(x[c]);" 1 shadows \
   "rmsnorm: its shadow holds the input, not the output (the products read shadows)"
+mutant cuda/graph.cu "if (e.used && e.key == key) return &e;" "if (e.used) return &e;" 1 replay \
+  "CUDA graphs: a call of another key (another shape) launches the first key's graph"
+mutant cuda/graph.cu "FB_CUDA_CHECK(cudaGraphLaunch(e->exec, fb_cuda_stream()));" "" 1 replay \
+  "CUDA graphs: the captured work never launched"
 [ $failures -eq 0 ] && echo "mutants: every one caught"
 exit $((failures > 0))

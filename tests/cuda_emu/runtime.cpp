@@ -12,7 +12,9 @@
 #include <atomic>
 #include <chrono>
 #include <map>
+#include <memory>
 #include <set>
+#include <vector>
 
 #include "emu.h"
 
@@ -23,6 +25,16 @@ struct CUevent_st {
 
 struct CUstream_st {
   unsigned flags;
+  std::vector<cuda_emu::graph_node> *recording; /* while captured: the nodes so far */
+  bool invalidated;                             /* a refused call broke this capture */
+};
+
+struct CUgraph_st {
+  std::vector<cuda_emu::graph_node> nodes;
+};
+
+struct CUgraphExec_st {
+  std::vector<cuda_emu::graph_node> nodes;
 };
 
 namespace cuda_emu {
@@ -100,6 +112,9 @@ std::map<uintptr_t, size_t> live; /* device allocations: start -> bytes */
 size_t in_use;
 std::set<cudaStream_t> streams;
 std::set<cudaEvent_t> events;
+std::set<cudaStream_t> capturing;
+std::set<cudaGraph_t> graphs;
+std::set<cudaGraphExec_t> execs;
 
 const struct {
   cudaError_t code;
@@ -123,6 +138,12 @@ const struct {
      "an illegal memory access was encountered"},
     {cudaErrorLaunchFailure, "cudaErrorLaunchFailure", "unspecified launch failure"},
     {cudaErrorNotSupported, "cudaErrorNotSupported", "operation not supported"},
+    {cudaErrorStreamCaptureUnsupported, "cudaErrorStreamCaptureUnsupported",
+     "operation not permitted when stream is capturing"},
+    {cudaErrorStreamCaptureInvalidated, "cudaErrorStreamCaptureInvalidated",
+     "operation failed due to a previous error during capture"},
+    {cudaErrorStreamCaptureImplicit, "cudaErrorStreamCaptureImplicit",
+     "operation would make the legacy stream depend on a capturing blocking stream"},
 };
 
 const char *kind_name(int kind) {
@@ -154,6 +175,13 @@ cudaError_t copy(const char *fn, void *dst, const void *src, size_t bytes, int k
     return record(cudaErrorInvalidMemcpyDirection);
   }
   if (bytes == 0) return cudaSuccess;
+  if (kind != cudaMemcpyDeviceToDevice)
+    if (cudaError_t e = refuse_in_capture(fn, s)) return record(e);
+  cudaError_t ce;
+  if (kind == cudaMemcpyDeviceToDevice && capture(
+                                              s, [=] { copy(fn, dst, src, bytes, kind, s); }, &ce))
+    return record(ce);
+  if (cudaError_t e = refuse_in_capture(fn, s)) return record(e); /* the legacy stream */
   allocation a;
   bool dst_dev = find_allocation(dst, &a), src_dev = find_allocation(src, &a);
   if (kind == cudaMemcpyDefault) kind = (src_dev ? 2 : 0) + (dst_dev ? 1 : 0);
@@ -186,6 +214,11 @@ cudaError_t set(const char *fn, void *p, int value, size_t bytes, cudaStream_t s
   if (cudaError_t e = device_error()) return record(e);
   if (!stream_ok(fn, s)) return record(cudaErrorInvalidResourceHandle);
   if (bytes == 0) return cudaSuccess;
+  cudaError_t ce;
+  if (capture(
+          s, [=] { set(fn, p, value, bytes, s); }, &ce))
+    return record(ce);
+  if (cudaError_t e = refuse_in_capture(fn, s)) return record(e); /* the legacy stream */
   char why[256];
   if (!in_one_allocation(p, bytes, why, sizeof why)) {
     report("%s: %s", fn, why);
@@ -297,9 +330,39 @@ bool in_one_allocation(const void *p, size_t bytes, char *why, size_t n) {
 
 bool stream_valid(cudaStream_t s) { return s == nullptr || streams.count(s); }
 
+bool capture(cudaStream_t s, graph_node node, cudaError_t *e) {
+  if (!s || !s->recording) return false;
+  *e = s->invalidated ? cudaErrorStreamCaptureInvalidated : cudaSuccess;
+  if (!s->invalidated) s->recording->push_back(std::move(node));
+  return true;
+}
+
+/* s's capture invalidated by fn, with a line saying so; the error CUDA gives fn. */
+static cudaError_t refuse(const char *fn, cudaStream_t s) {
+  report("%s while stream %p is captured: not allowed in a CUDA graph (the capture is "
+         "invalidated)",
+         fn, (void *)s);
+  s->invalidated = true;
+  return cudaErrorStreamCaptureUnsupported;
+}
+
+cudaError_t refuse_in_capture(const char *fn, cudaStream_t s) {
+  if (s && s->recording) return refuse(fn, s);
+  if (s || capturing.empty()) return cudaSuccess;
+  report("%s on the legacy default stream while stream %p is captured (the capture is "
+         "invalidated)",
+         fn, (void *)*capturing.begin());
+  for (cudaStream_t c : capturing) c->invalidated = true;
+  return cudaErrorStreamCaptureImplicit;
+}
+
+cudaError_t refuse_in_any_capture(const char *fn) {
+  return capturing.empty() ? cudaSuccess : refuse(fn, *capturing.begin());
+}
+
 void launch(const launch_site &site, dim3 grid, dim3 block, size_t shared, cudaStream_t stream,
             int nargs, const void *const *ptrs, const bool *is_ptr, void (*body)(void *),
-            void *closure) {
+            void *closure, const closure_ops &ops) {
   api_scope g("a kernel launch");
   if (cudaError_t e = device_error()) {
     record(e);
@@ -321,6 +384,25 @@ void launch(const launch_site &site, dim3 grid, dim3 block, size_t shared, cudaS
   }
   if (!stream_ok("a kernel launch", stream)) {
     record(cudaErrorInvalidResourceHandle);
+    return;
+  }
+  if (stream && stream->recording) { /* recorded with a copy of its closure */
+    std::shared_ptr<void> kept(ops.clone(closure), ops.drop);
+    std::vector<const void *> args(ptrs, ptrs + nargs);
+    launch_site at = site;
+    closure_ops o = ops;
+    cudaError_t ce;
+    capture(
+        stream,
+        [=] {
+          launch(at, grid, block, shared, stream, nargs, args.data(), is_ptr, body, kept.get(), o);
+        },
+        &ce);
+    record(ce);
+    return;
+  }
+  if (cudaError_t e = refuse_in_capture("a kernel launch", stream)) { /* the legacy stream */
+    record(e);
     return;
   }
   uint64_t no = ++launches;
@@ -424,6 +506,7 @@ cudaError_t cudaGetDevice(int *device) {
 
 cudaError_t cudaDeviceSynchronize(void) {
   api_scope g("cudaDeviceSynchronize");
+  if (cudaError_t e = refuse_in_any_capture("cudaDeviceSynchronize")) return record(e);
   return record(device_error());
 }
 
@@ -433,7 +516,7 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int flags) 
   api_scope g("cudaStreamCreateWithFlags");
   if (cudaError_t e = device_error()) return record(e);
   if (!stream || (flags & ~(unsigned)cudaStreamNonBlocking)) return record(cudaErrorInvalidValue);
-  *stream = new CUstream_st{flags};
+  *stream = new CUstream_st{flags, nullptr, false};
   streams.insert(*stream);
   return cudaSuccess;
 }
@@ -459,7 +542,104 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   api_scope g("cudaStreamSynchronize");
   if (cudaError_t e = device_error()) return record(e);
   if (!stream_ok("cudaStreamSynchronize", stream)) return record(cudaErrorInvalidResourceHandle);
+  return record(refuse_in_capture("cudaStreamSynchronize", stream));
+}
+
+/* ---- stream capture and graphs: the work recorded, then replayed in order ---- */
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMode mode) {
+  api_scope g("cudaStreamBeginCapture");
+  (void)mode; /* every mode refuses what the global one does, for this thread */
+  if (cudaError_t e = device_error()) return record(e);
+  if (!stream_ok("cudaStreamBeginCapture", stream)) return record(cudaErrorInvalidResourceHandle);
+  if (!stream) { /* as CUDA: the legacy stream cannot be captured */
+    report("cudaStreamBeginCapture: the legacy default stream cannot be captured");
+    return record(cudaErrorStreamCaptureUnsupported);
+  }
+  if (stream->recording) {
+    report("cudaStreamBeginCapture: stream %p is already captured", (void *)stream);
+    return record(cudaErrorInvalidValue);
+  }
+  stream->recording = new std::vector<graph_node>();
+  stream->invalidated = false;
+  capturing.insert(stream);
   return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *graph) {
+  api_scope g("cudaStreamEndCapture");
+  if (!graph) return record(cudaErrorInvalidValue);
+  *graph = nullptr;
+  if (!stream_ok("cudaStreamEndCapture", stream)) return record(cudaErrorInvalidResourceHandle);
+  if (!stream || !stream->recording) {
+    report("cudaStreamEndCapture: stream %p is not being captured", (void *)stream);
+    return record(cudaErrorInvalidValue);
+  }
+  std::unique_ptr<std::vector<graph_node>> nodes(stream->recording);
+  stream->recording = nullptr;
+  capturing.erase(stream);
+  if (stream->invalidated) return record(cudaErrorStreamCaptureInvalidated);
+  *graph = new CUgraph_st{std::move(*nodes)};
+  graphs.insert(*graph);
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, enum cudaStreamCaptureStatus *status) {
+  api_scope g("cudaStreamIsCapturing");
+  if (!status) return record(cudaErrorInvalidValue);
+  if (!stream_ok("cudaStreamIsCapturing", stream)) return record(cudaErrorInvalidResourceHandle);
+  *status = !stream || !stream->recording ? cudaStreamCaptureStatusNone
+            : stream->invalidated         ? cudaStreamCaptureStatusInvalidated
+                                          : cudaStreamCaptureStatusActive;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph,
+                                 unsigned long long flags) {
+  api_scope g("cudaGraphInstantiate");
+  if (!exec || flags) return record(cudaErrorInvalidValue);
+  *exec = nullptr;
+  if (cudaError_t e = device_error()) return record(e);
+  if (!graphs.count(graph)) {
+    report("cudaGraphInstantiate: graph %p is not a live graph", (void *)graph);
+    return record(cudaErrorInvalidResourceHandle);
+  }
+  *exec = new CUgraphExec_st{graph->nodes};
+  execs.insert(*exec);
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
+  api_scope g("cudaGraphLaunch");
+  if (cudaError_t e = device_error()) return record(e);
+  if (!execs.count(exec)) {
+    report("cudaGraphLaunch: %p is not a live instantiated graph", (void *)exec);
+    return record(cudaErrorInvalidResourceHandle);
+  }
+  if (!stream_ok("cudaGraphLaunch", stream)) return record(cudaErrorInvalidResourceHandle);
+  if (cudaError_t e = refuse_in_capture("cudaGraphLaunch", stream)) return record(e);
+  for (const graph_node &node : exec->nodes) node();
+  return cudaSuccess;
+}
+
+/* Delete h, one of a live set's handles; a line and an error for anything else. */
+template <typename H>
+static cudaError_t destroy_live(std::set<H> &live_set, H h, const char *fn, const char *what) {
+  api_scope g(fn);
+  if (!live_set.erase(h)) {
+    report("%s: %p is not a live %s", fn, (void *)h, what);
+    return record(cudaErrorInvalidResourceHandle);
+  }
+  delete h;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+  return destroy_live(execs, exec, "cudaGraphExecDestroy", "instantiated graph");
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+  return destroy_live(graphs, graph, "cudaGraphDestroy", "graph");
 }
 
 /* ---- events: every call runs at once, so an event's time is the host's when it is recorded ---- */
@@ -494,6 +674,9 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   if (cudaError_t e = device_error()) return record(e);
   if (!event_ok("cudaEventRecord", event) || !stream_ok("cudaEventRecord", stream))
     return record(cudaErrorInvalidResourceHandle);
+  if (cudaError_t e =
+          refuse_in_capture("cudaEventRecord (events in a graph are not emulated)", stream))
+    return record(e);
   event->ms = std::chrono::duration<double, std::milli>(
                   std::chrono::steady_clock::now().time_since_epoch()).count();
   event->recorded = true;
@@ -529,6 +712,7 @@ cudaError_t cudaMalloc(void **ptr, size_t bytes) {
   if (!ptr) return record(cudaErrorInvalidValue);
   *ptr = nullptr;
   if (cudaError_t e = device_error()) return record(e);
+  if (cudaError_t e = refuse_in_any_capture("cudaMalloc")) return record(e);
   if (bytes == 0) return cudaSuccess;
   void *p;
   if (bytes > env().memory - in_use || posix_memalign(&p, 256, bytes) != 0)
@@ -547,6 +731,7 @@ cudaError_t cudaFree(void *ptr) {
   cudaError_t e = device_error();
   if (e && e != sticky) return record(e);
   if (!ptr) return record(e); /* cudaFree(0): the usual way to create the context */
+  if (cudaError_t c = refuse_in_any_capture("cudaFree")) return record(c);
   auto it = live.find((uintptr_t)ptr);
   if (it == live.end()) {
     if (e) return record(e);

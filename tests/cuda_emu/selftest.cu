@@ -528,6 +528,98 @@ static void test_memcpy_checks() {
   cudaGetLastError();
 }
 
+/* ---- stream capture ---- */
+
+__global__ void add_scaled_kernel(float *y, const float *x, float a, int n) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) y[i] += a * x[i];
+}
+
+/* Work queued in a capture runs only when the graph is launched, every time, with the
+ * arguments of capture time; a call CUDA refuses in a capture breaks it. */
+static void test_stream_capture() {
+  const int n = 64;
+  float host[n], *x, *y;
+  for (int i = 0; i < n; i++) host[i] = (float)i;
+  CUDA_OK(cudaMalloc(&x, n * sizeof(float)));
+  CUDA_OK(cudaMalloc(&y, n * sizeof(float)));
+  cudaStream_t s;
+  CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  cublasHandle_t h;
+  CHECK(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS && cublasSetStream(h, s) == CUBLAS_STATUS_SUCCESS,
+        "cuBLAS");
+  CUDA_OK(cudaMemcpy(x, host, sizeof host, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemset(y, 0, sizeof host));
+  float a = 2.0f, one = 1.0f, zero = 0.0f;
+  CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+  cudaStreamCaptureStatus st;
+  CUDA_OK(cudaStreamIsCapturing(s, &st));
+  CHECK(st == cudaStreamCaptureStatusActive, "status %d", st);
+  FB_LAUNCH(add_scaled_kernel, 1, n, 0, s, y, x, a, n); /* y += 2x */
+  a = 100.0f;                                           /* the graph keeps the value it was given */
+  CUDA_OK(cudaGetLastError());
+  CUDA_OK(cudaMemcpyAsync(x, y, sizeof host, cudaMemcpyDeviceToDevice, s)); /* x = y */
+  CHECK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 1, 1, 1, &one, x, CUDA_R_32F, 1, x, CUDA_R_32F, 1,
+                     &zero, y, CUDA_R_32F, 1, CUBLAS_COMPUTE_32F,
+                     CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS,
+        "a product in the capture"); /* y[0] = x[0]^2 */
+  one = 5.0f;
+  cudaGraph_t graph;
+  CUDA_OK(cudaStreamEndCapture(s, &graph));
+  float got[n];
+  CUDA_OK(cudaMemcpy(got, y, sizeof got, cudaMemcpyDeviceToHost));
+  CHECK(got[3] == 0.0f, "captured work ran at capture: y[3] = %g", got[3]);
+  cudaGraphExec_t exec;
+  CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+  for (int run = 1; run <= 2; run++) {
+    CUDA_OK(cudaGraphLaunch(exec, s));
+    CUDA_OK(cudaStreamSynchronize(s));
+    CUDA_OK(cudaMemcpy(got, y, sizeof got, cudaMemcpyDeviceToHost));
+    /* run 1: y = 2i, x = 2i; run 2: y = 2i + 2 * 2i = 6i, x = 6i; y[0] = x[0]^2 = 0 */
+    float want = run == 1 ? 2.0f * 3 : 6.0f * 3;
+    CHECK(got[3] == want, "run %d: y[3] = %g, want %g", run, got[3], want);
+  }
+  CUDA_OK(cudaGraphExecDestroy(exec));
+  CUDA_OK(cudaGraphDestroy(graph));
+
+  struct {
+    const char *what;
+    cudaError_t want;
+  } refused[] = {{"cudaStreamSynchronize", cudaErrorStreamCaptureUnsupported},
+                 {"cudaMemcpyAsync", cudaErrorStreamCaptureUnsupported},
+                 {"cudaMalloc", cudaErrorStreamCaptureUnsupported},
+                 {"legacy default stream", cudaErrorStreamCaptureImplicit}};
+  for (const auto &r : refused) {
+    cudaError_t got_e = cudaSuccess, end = cudaSuccess;
+    cudaGraph_t g = graph;
+    std::string err = capture_stderr([&] {
+      CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+      void *p = nullptr;
+      if (r.what[0] == 'l')
+        got_e = cudaMemset(y, 0, 4); /* on the legacy stream */
+      else if (strcmp(r.what, "cudaMalloc") == 0)
+        got_e = cudaMalloc(&p, 4);
+      else if (strcmp(r.what, "cudaMemcpyAsync") == 0)
+        got_e = cudaMemcpyAsync(got, y, 4, cudaMemcpyDeviceToHost, s);
+      else
+        got_e = cudaStreamSynchronize(s);
+      FB_LAUNCH(add_scaled_kernel, 1, n, 0, s, y, x, a, n);
+      CHECK(cudaGetLastError() == cudaErrorStreamCaptureInvalidated,
+            "%s: work after it is refused too", r.what);
+      end = cudaStreamEndCapture(s, &g);
+    });
+    CHECK(got_e == r.want, "%s in a capture: %s", r.what, cudaGetErrorName(got_e));
+    CHECK(end == cudaErrorStreamCaptureInvalidated && g == nullptr, "%s: the capture ends %s",
+          r.what, cudaGetErrorName(end));
+    CHECK(has(err, r.what) && has(err, "invalidated"), "%s", err.c_str());
+  }
+  cudaGetLastError();
+  CHECK(cublasDestroy(h) == CUBLAS_STATUS_SUCCESS, "cuBLAS");
+  CUDA_OK(cudaStreamDestroy(s));
+  CUDA_OK(cudaFree(x));
+  CUDA_OK(cudaFree(y));
+}
+
 static void test_memory_accounting() {
   size_t free0, total, free1;
   CUDA_OK(cudaMemGetInfo(&free0, &total));
@@ -1541,6 +1633,7 @@ static const struct {
     {"poisoned_memory", test_poisoned_memory},
     {"launch_config", test_launch_config},
     {"memcpy_checks", test_memcpy_checks},
+    {"stream_capture", test_stream_capture},
     {"memory_accounting", test_memory_accounting},
     {"cublas_gemm", test_cublas_gemm},
     {"cublaslt_bias", test_cublaslt_bias},

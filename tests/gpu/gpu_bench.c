@@ -8,6 +8,9 @@
  *                                              (backend.h's fb_phase: base products, LoRA,
  *                                              attention forward, dq and dk/dv, the loss,
  *                                              elementwise, the optimizer)
+ *   FB_CUDA_GRAPHS=0 gpu_bench CONFIG.json B T STEPS [DEVICE]
+ *                                              the same with CUDA graphs off ("what":"no graphs"):
+ *                                              every launch queued one by one (docs/cuda.md)
  *   gpu_bench --attention CONFIG.json B T STEPS [DEVICE]
  *                                              one layer's causal attention, forward and backward,
  *                                              at the config's heads (sdpa_bench.py: torch's SDPA)
@@ -39,6 +42,14 @@ static double now(void) {
 static const char *const phase_names[FB_PHASE_COUNT] = {
     "base_gemm",      "lora", "attention_fwd", "attention_bwd",
     "attention_dkdv", "loss", "elementwise",   "optimizer"};
+
+/* What a line measures: training throughput (NULL), with graphs off, or a profile (which runs
+ * without graphs: its events are per launch). */
+static const char *what_measured(const fb_backend *be, int profile) {
+  const char *g = getenv("FB_CUDA_GRAPHS");
+  if (profile) return "profile";
+  return be->device == FB_DEVICE_CUDA && g && strcmp(g, "0") == 0 ? "no graphs" : NULL;
+}
 
 static int bench(const char *config, int B, int T, int steps, const char *device, int profile) {
   fb_model_config cfg;
@@ -80,12 +91,15 @@ static int bench(const char *config, int B, int T, int steps, const char *device
   double ms[FB_PHASE_COUNT];
   if (profile) be->profile(0, ms); /* read in the window the step time covers */
   double dt = now() - t0;
+  const char *what = what_measured(be, profile);
+  printf("{\"engine\":\"fastbrain\",");
+  if (what) printf("\"what\":\"%s\",", what);
   printf(
-      "{\"engine\":\"fastbrain\",%s\"device\":\"%s\",\"config\":\"%s\",\"batch\":%d,"
+      "\"device\":\"%s\",\"config\":\"%s\",\"batch\":%d,"
       "\"seq\":%d,\"steps\":%d,\"tokens_per_s\":%.1f,\"step_ms\":%.2f,\"peak_bytes\":%zu,"
       "\"loss\":%.4f",
-      profile ? "\"what\":\"profile\"," : "", be->device_name(), config, B, T, steps,
-      (double)N * steps / dt, dt / steps * 1e3, be->peak_bytes(), m->loss);
+      be->device_name(), config, B, T, steps, (double)N * steps / dt, dt / steps * 1e3,
+      be->peak_bytes(), m->loss);
   if (profile) {
     printf(",\"phase_ms\":{");
     for (int p = 0; p < FB_PHASE_COUNT; p++)

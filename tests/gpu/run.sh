@@ -82,6 +82,7 @@ bench() {
   for shape in smollm2-135m qwen2.5-0.5b; do
     local cfg=tests/gpu/$shape.json
     "$bin/gpu_bench" "$cfg" "$BATCH" "$SEQ" "$STEPS" | tee -a "$OUT/bench.jsonl"
+    FB_CUDA_GRAPHS=0 "$bin/gpu_bench" "$cfg" "$BATCH" "$SEQ" "$STEPS" | tee -a "$OUT/bench.jsonl"
     python3 tests/gpu/hf_peft_bench.py "$cfg" "$BATCH" "$SEQ" "$STEPS" | tee -a "$OUT/bench.jsonl"
     "$bin/gpu_bench" --profile "$cfg" "$BATCH" "$SEQ" 3 | tee -a "$OUT/bench.jsonl"
     "$bin/gpu_bench" --attention "$cfg" "$BATCH" "$SEQ" "$STEPS" | tee -a "$OUT/bench.jsonl"

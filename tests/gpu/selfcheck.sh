@@ -37,6 +37,13 @@ assert r["engine"] == "fastbrain" and r["device"].startswith("fastbrain CUDA emu
 assert r["batch"] == 2 and r["seq"] == 32 and r["steps"] == 2, r
 assert r["tokens_per_s"] > 0 and r["peak_bytes"] > 0 and 4 < r["loss"] < 7, r  # ln 300 = 5.7
 PY
+eager=$(FB_CUDA_GRAPHS=0 "$bench" "$tmp/tiny.json" 2 32 2 cuda) # graphs off: the same loss
+echo "$eager"
+python3 - "$line" "$eager" <<'PY'
+import json, sys
+r, e = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+assert "what" not in r and e["what"] == "no graphs" and e["loss"] == r["loss"], (r, e)
+PY
 for device in cuda cpu; do
   line=$("$bench" --profile "$tmp/tiny.json" 2 32 2 $device)
   echo "$line"

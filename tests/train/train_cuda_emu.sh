@@ -79,6 +79,21 @@ check "20 steps, each loss within 1e-2 of the CPU's (relative)" eval \
      if (r > worst) worst = r; n++; if (r > 1e-2) bad++ }
      END { printf \"  %d steps, worst relative difference %.2e\\n\", n, worst; exit !(n == 20 && !bad) }"'
 
+# CUDA graphs (FB_CUDA_GRAPHS, docs/cuda.md): a repeated batch shape's forward and backward are
+# replayed as graphs, batches of other lengths between, each step's dropout masks and loss
+# scale read from device memory. The same kernels with the same arguments: the eager run's
+# losses and adapter, bit for bit.
+graphs=("$fb" train --spec "$tmp/spec.json" --json --max-steps 6 --device cuda)
+FASTBRAIN_LOG=debug run "${graphs[@]}" --out "$tmp/graphs"
+cp "$tmp/out" "$tmp/graphs.jsonl"
+check "with graphs: exit 0, graphs captured and replayed" eval \
+  'rc_is 0 && [ "$(grep -c "cuda: captured a graph" "$tmp/err")" -ge 2 ]'
+FB_CUDA_GRAPHS=0 run "${graphs[@]}" --out "$tmp/eager"
+check "FB_CUDA_GRAPHS=0: the graphs' losses and adapter, bit for bit" eval \
+  'rc_is 0 && ! grep -q "captured a graph" "$tmp/err" &&
+   diff <(losses "$tmp/graphs.jsonl") <(losses "$tmp/out") &&
+   cmp -s "$tmp/graphs/adapter_model.safetensors" "$tmp/eager/adapter_model.safetensors"'
+
 # Killed (SIGKILL) once the checkpoint of step 10 is written, resumed, cancelled (SIGTERM) at
 # step 13, resumed again: the uninterrupted run's adapter.
 signal_at() { # SIGNAL EVENT-PATTERN [--resume]: start the run, send SIGNAL once EVENT is out

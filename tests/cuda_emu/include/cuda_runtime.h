@@ -62,10 +62,25 @@ typedef enum cudaError {
   cudaErrorIllegalAddress = 700,
   cudaErrorLaunchFailure = 719,
   cudaErrorNotSupported = 801,
+  cudaErrorStreamCaptureUnsupported = 900,
+  cudaErrorStreamCaptureInvalidated = 901,
+  cudaErrorStreamCaptureImplicit = 906,
 } cudaError_t;
 
 typedef struct CUstream_st *cudaStream_t; /* = fb_stream */
 typedef struct CUevent_st *cudaEvent_t;
+typedef struct CUgraph_st *cudaGraph_t;         /* work recorded by a stream capture */
+typedef struct CUgraphExec_st *cudaGraphExec_t; /* an instantiated graph, launched as a whole */
+enum cudaStreamCaptureMode {
+  cudaStreamCaptureModeGlobal = 0,
+  cudaStreamCaptureModeThreadLocal = 1,
+  cudaStreamCaptureModeRelaxed = 2,
+};
+enum cudaStreamCaptureStatus {
+  cudaStreamCaptureStatusNone = 0,
+  cudaStreamCaptureStatusActive = 1,
+  cudaStreamCaptureStatusInvalidated = 2,
+};
 #define cudaStreamDefault 0x00
 #define cudaStreamNonBlocking 0x01
 
@@ -114,6 +129,17 @@ cudaError_t cudaStreamCreate(cudaStream_t *stream);
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int flags);
 cudaError_t cudaStreamDestroy(cudaStream_t stream);
 cudaError_t cudaStreamSynchronize(cudaStream_t stream);
+
+/* Stream capture: between Begin and End, work queued on the stream is recorded, not run; a
+ * graph replays it in order with the arguments it was queued with. */
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *graph);
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, enum cudaStreamCaptureStatus *status);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph,
+                                 unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
 
 cudaError_t cudaEventCreate(cudaEvent_t *event);
 cudaError_t cudaEventDestroy(cudaEvent_t event);
@@ -256,13 +282,21 @@ struct launch_site {
   int line;
 };
 
+/* How a launch's closure is kept by a stream capture: clone copies it to the heap, drop frees
+ * that copy. */
+struct closure_ops {
+  void *(*clone)(const void *closure);
+  void (*drop)(void *closure);
+};
+
 /* The runtime's half of a launch (runtime.cpp): the configuration, the stream and every pointer
  * argument (is_ptr[i]: argument i is a pointer, its value in ptrs[i]) are checked, then every
- * block runs body(closure) once per thread, before this returns. Errors go to
+ * block runs body(closure) once per thread, before this returns; on a capturing stream a copy
+ * (ops) is recorded instead and the pointers are checked when the graph runs. Errors go to
  * cudaGetLastError; faults print one line and break the context. */
 void launch(const launch_site &site, dim3 grid, dim3 block, size_t shared, cudaStream_t stream,
             int nargs, const void *const *ptrs, const bool *is_ptr, void (*body)(void *),
-            void *closure);
+            void *closure, const closure_ops &ops);
 
 template <typename... P>
 struct closure {
@@ -274,6 +308,16 @@ template <typename... P>
 void run_closure(void *c) {
   closure<P...> *k = static_cast<closure<P...> *>(c);
   std::apply(k->kernel, k->args); /* each thread gets its own copies of the arguments */
+}
+
+template <typename... P>
+void *clone_closure(const void *c) {
+  return new closure<P...>(*static_cast<const closure<P...> *>(c));
+}
+
+template <typename... P>
+void drop_closure(void *c) {
+  delete static_cast<closure<P...> *>(c);
 }
 
 template <typename T>
@@ -289,7 +333,9 @@ inline void launch_closure(const launch_site &site, dim3 grid, dim3 block, size_
                            cudaStream_t stream, closure<P...> &c, std::index_sequence<I...>) {
   const void *ptrs[] = {pointer_value(std::get<I>(c.args))..., nullptr};
   static const bool is_ptr[] = {std::is_pointer<std::decay_t<P>>::value..., false};
-  launch(site, grid, block, shared, stream, (int)sizeof...(P), ptrs, is_ptr, run_closure<P...>, &c);
+  static const closure_ops ops = {clone_closure<P...>, drop_closure<P...>};
+  launch(site, grid, block, shared, stream, (int)sizeof...(P), ptrs, is_ptr, run_closure<P...>, &c,
+         ops);
 }
 
 template <typename... P, typename... A>
