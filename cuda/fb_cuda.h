@@ -87,6 +87,8 @@ void fb_cuda_gemm_f32(int ta, int tb, int M, int N, int K, float alpha, const fl
 
 void fb_cuda_embedding_forward(float *out, const int32_t *ids, const void *table, int N, int C);
 void fb_cuda_embedding_backward(float *dtable, const float *dout, const int32_t *ids, int N, int C);
+void fb_cuda_residual_rmsnorm_forward(float *sum, float *out, float *rstd, const float *a,
+                                      const float *b, const float *weight, int N, int C, float eps);
 void fb_cuda_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N,
                              int C, float eps);
 void fb_cuda_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,

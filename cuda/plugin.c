@@ -32,6 +32,7 @@ static const fb_backend cuda = {
     .embedding_forward = fb_cuda_embedding_forward,
     .embedding_backward = fb_cuda_embedding_backward,
     .rmsnorm_forward = fb_cuda_rmsnorm_forward,
+    .residual_rmsnorm_forward = fb_cuda_residual_rmsnorm_forward,
     .rmsnorm_backward = fb_cuda_rmsnorm_backward,
     .rope_forward = fb_cuda_rope_forward,
     .rope_backward = fb_cuda_rope_backward,

@@ -26,7 +26,7 @@
 typedef enum { FB_DEVICE_AUTO, FB_DEVICE_CPU, FB_DEVICE_CUDA } fb_device;
 
 /* The version of this table's layout; a plugin built against another is refused. */
-#define FB_BACKEND_ABI 3
+#define FB_BACKEND_ABI 4
 
 /* Where a training step's time goes (gpu_bench --profile): the phase its work counts in. */
 typedef enum {
@@ -96,6 +96,10 @@ typedef struct fb_backend {
                           int C, float eps);
   void (*rmsnorm_backward)(float *dinp, float *dweight, const float *dout, const float *inp,
                            const float *weight, const float *rstd, int N, int C);
+  /* sum[N,C] = a + b (the residual; sum may alias a or b), then out = rmsnorm_forward(sum): one
+   * pass over the rows where the two ops would take two */
+  void (*residual_rmsnorm_forward)(float *sum, float *out, float *rstd, const float *a,
+                                   const float *b, const float *weight, int N, int C, float eps);
   /* Rotary embedding in place on x[N,NH,HD], Hugging Face's rotate_half convention, with
    * cos/sin[P, HD/2] rows picked by pos[N] (each < P); backward rotates the gradient back. */
   void (*rope_forward)(float *x, const float *cos, const float *sin, const int32_t *pos, int N,

@@ -65,6 +65,13 @@ void fb_op_rmsnorm_forward(float *out, float *rstd, const float *inp, const floa
   }
 }
 
+/* The add and the norm as they are: the CPU gains nothing from fusing them. */
+void fb_op_residual_rmsnorm_forward(float *sum, float *out, float *rstd, const float *a,
+                                    const float *b, const float *weight, int N, int C, float eps) {
+  fb_op_add(sum, a, b, (size_t)N * C);
+  fb_op_rmsnorm_forward(out, rstd, sum, weight, N, C, eps);
+}
+
 void fb_op_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
                             const float *weight, const float *rstd, int N, int C) {
   /* y = w * x * r, r = (mean x^2 + eps)^-1/2:  dx = r * (w*dy) - x * r^3/C * sum(w*dy*x) */
@@ -513,6 +520,7 @@ static const fb_backend cpu = {
     .embedding_forward = embedding_forward,
     .embedding_backward = fb_op_embedding_backward,
     .rmsnorm_forward = fb_op_rmsnorm_forward,
+    .residual_rmsnorm_forward = fb_op_residual_rmsnorm_forward,
     .rmsnorm_backward = fb_op_rmsnorm_backward,
     .rope_forward = fb_op_rope_forward,
     .rope_backward = fb_op_rope_backward,

@@ -20,6 +20,8 @@ void fb_op_addmm(float *out, const float *a, const float *b, int M, int N, int K
 
 void fb_op_embedding_forward(float *out, const int32_t *ids, const float *table, int N, int C);
 void fb_op_embedding_backward(float *dtable, const float *dout, const int32_t *ids, int N, int C);
+void fb_op_residual_rmsnorm_forward(float *sum, float *out, float *rstd, const float *a,
+                                    const float *b, const float *weight, int N, int C, float eps);
 void fb_op_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N,
                            int C, float eps);
 void fb_op_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,

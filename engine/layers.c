@@ -242,8 +242,8 @@ static void layer_forward(fb_model *m, fb_lora *lora, int i, const layer_io *io,
     phase(m, FB_PHASE_ELEMENTWISE);
   }
   proj_forward(m, lora, i, FB_PROJ_O, 1, &io->tmp, io->att, N, training);
-  be->add(io->x_mid, io->x_in, io->tmp, (size_t)N * C);
-  be->rmsnorm_forward(io->ln2, io->rstd2, io->x_mid, ly->mlp_norm, N, C, eps);
+  be->residual_rmsnorm_forward(io->x_mid, io->ln2, io->rstd2, io->x_in, io->tmp, ly->mlp_norm, N, C,
+                               eps);
   proj_forward(m, lora, i, FB_PROJ_GATE, 2, (float *[]){io->gate, io->up}, io->ln2, N, training);
   be->swiglu_forward(io->act, io->gate, io->up, (size_t)N * m->F);
   proj_forward(m, lora, i, FB_PROJ_DOWN, 1, &io->tmp, io->act, N, training);

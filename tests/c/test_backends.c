@@ -280,6 +280,17 @@ TEST(rows) {
   be->rmsnorm_backward(ddi, ddw, dg, dx, dw, drstd, N, C);
   compare("rmsnorm_backward dinp", ddi, refdi, (size_t)N * C, FP32_BOUND);
   compare("rmsnorm_backward dweight", ddw, refdw, C, FP32_BOUND);
+  /* the residual add and the norm in one, into a sum of its own and into the residual itself */
+  float *refsum = malloc((size_t)N * C * 4), *dsum = poisoned((size_t)N * C);
+  fb_op_residual_rmsnorm_forward(refsum, ref, rstd, x, g, w, N, C, 1e-6f);
+  for (int in_place = 0; in_place < 2; in_place++) {
+    float *sum = in_place ? on_gpu(x, (size_t)N * C * 4) : dsum;
+    poison(dout, (size_t)N * C);
+    be->residual_rmsnorm_forward(sum, dout, drstd, sum == dsum ? dx : sum, dg, dw, N, C, 1e-6f);
+    compare("residual_rmsnorm_forward sum", sum, refsum, (size_t)N * C, FP32_BOUND);
+    compare("residual_rmsnorm_forward out", dout, ref, (size_t)N * C, FP32_BOUND);
+    compare("residual_rmsnorm_forward rstd", drstd, rstd, N, FP32_BOUND);
+  }
   int NH = 14, HD = 64, P = 700; /* x viewed as [N, 14, 64] */
   float *cs = host_rand((size_t)P * HD / 2, 1), *sn = host_rand((size_t)P * HD / 2, 1);
   int32_t *pos = host_ints(N, 0, P);
@@ -293,8 +304,8 @@ TEST(rows) {
     compare(back ? "rope_backward" : "rope_forward", dout, ref, (size_t)N * C, FP32_BOUND);
   }
   release();
-  void *hosts[] = {table, ids,  ref, g,     dtab0, refdt, x,  w,
-                   rstd,  din0, dw0, refdi, refdw, cs,    sn, pos};
+  void *hosts[] = {table, ids, ref,   g,     dtab0, refdt, x,   w,     rstd,
+                   din0,  dw0, refdi, refdw, cs,    sn,    pos, refsum};
   for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) free(hosts[i]);
 }
 

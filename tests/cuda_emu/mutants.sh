@@ -115,6 +115,8 @@ mutant cuda/shadow.cu "if (s.live && overlaps(s.x, s.n * sizeof(float), p, bytes
 mutant cuda/shadow.cu "void fb_cuda_wrote_anything(void) { S.gen++; }" \
   "void fb_cuda_wrote_anything(void) {}" 1 shadows \
   "bf16 shadows: kept across work that may write anywhere"
+mutant cuda/rmsnorm.cu "float v = a[row + c] + b[row + c];" "float v = a[row + c];" 1 rows \
+  "rmsnorm: the residual left out of the fused add and norm"
 mutant cuda/rmsnorm.cu "if (out16) out16[row + c] = __float2bfloat16_rn(y);" \
   "if (out16) out16[row + c] = __float2bfloat16_rn(x[c]);" 1 shadows \
   "rmsnorm: its shadow holds the input, not the output (the products read shadows)"
