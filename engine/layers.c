@@ -413,7 +413,7 @@ int fb_model_forward(fb_model *m, fb_lora *lora, const fb_batch *b, int training
   /* before the pass: a replayed graph reads them where it read the first step's */
   be->upload(d_ids, h_ids, 3 * sizeof(int32_t) * N); /* ids, pos, targets */
   if (b->seg) be->upload(d_seg, b->seg, sizeof(int32_t) * N);
-  if (lora && training && lora->cfg.lora_dropout > 0) fb_lora_stage_masks(lora);
+  if (lora) fb_lora_stage_masks(lora, training);
   a->fB = B;
   a->fT = T;
   pass p = {m, lora, b, training};

@@ -219,7 +219,8 @@ static uint64_t mask_seed(const fb_lora *l, int layer, int proj) {
 /* Whether A sees its input through dropout. */
 static int dropping(const fb_lora *l, int training) { return training && l->cfg.lora_dropout > 0; }
 
-void fb_lora_stage_masks(fb_lora *l) {
+void fb_lora_stage_masks(fb_lora *l, int training) {
+  if (!dropping(l, training)) return;
   size_t n = (size_t)l->L * FB_PROJ_COUNT;
   for (size_t i = 0; i < n; i++)
     l->masks_h[i] = mask_seed(l, (int)(i / FB_PROJ_COUNT), i % FB_PROJ_COUNT);

@@ -65,8 +65,8 @@ void fb_lora_key(char *buf, size_t size, int layer, int proj, char which /* 'A' 
 int fb_lora_reserve(fb_lora *l, int N, fb_err *err);
 /* Write the dropout masks' seeds of l->step where the ops read them (before a training forward;
  * its backward reads the same): the ops take them from the backend's memory, so a pass
- * replayed as a graph gets each step's masks. */
-void fb_lora_stage_masks(fb_lora *l);
+ * replayed as a graph gets each step's masks. Nothing when the pass drops nothing. */
+void fb_lora_stage_masks(fb_lora *l, int training);
 int fb_lora_targets(const fb_lora *l, int proj);
 void fb_lora_forward(fb_lora *l, int layer, int first, int count, float *const *outs,
                      const float *inp, int N, int training);
